@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what turnout needs to build and test on Debian 12, and nothing that
+# is already there. Idempotent; run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
+  # libraries (DESIGN.md §4)
+  libboost1.74-dev libboost-system1.74-dev libnghttp2-dev libssl-dev libabsl-dev
+  libprotobuf-dev protobuf-compiler libre2-dev libyaml-cpp-dev libsqlite3-dev
+  catch2 libbenchmark-dev libspdlog-dev libfmt-dev
+  # test peers and clients
+  curl python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+# npm fetches the pinned Envoy API proto tarball at configure time. A
+# NodeSource nodejs ships its own npm (and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
