@@ -1,0 +1,1018 @@
+#include "routing/route_table.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace turnout::routing {
+namespace {
+
+using internal::cat;
+using internal::toAbsl;
+
+constexpr uint32_t kDefaultMaxDirectResponseBodyBytes = 4096;
+constexpr std::chrono::milliseconds kDefaultRouteTimeout{15000};
+constexpr size_t kMaxHeadersToAdd = 1000;
+
+absl::Status invalid(std::string_view field, std::string_view what) {
+  return absl::InvalidArgumentError(cat(field, ": ", what));
+}
+
+// Envoy's HeaderUtility::isModifiableHeader / isRemovableHeader.
+bool isModifiableHeader(std::string_view name) {
+  return (name.empty() || name.front() != ':') &&
+         !absl::EqualsIgnoreCase(toAbsl(name), toAbsl("host"));
+}
+
+bool hasUpper(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+// Checks the %-operator syntax of a header value (Envoy rejects an unterminated
+// operator when it builds the formatter).
+absl::Status validateHeaderFormat(std::string_view value, std::string_view field) {
+  size_t i = 0;
+  while (i < value.size()) {
+    if (value[i] != '%') {
+      ++i;
+      continue;
+    }
+    if (i + 1 < value.size() && value[i + 1] == '%') {
+      i += 2;
+      continue;
+    }
+    const size_t close = value.find('%', i + 1);
+    if (close == std::string_view::npos) {
+      return invalid(field, cat("Invalid header configuration. Un-terminated variable "
+                                "expression '",
+                                value.substr(i), "'"));
+    }
+    if (close == i + 1) {
+      return invalid(field, "Invalid header configuration. Empty variable expression '%%'");
+    }
+    i = close + 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status normaliseHeadersToAdd(std::vector<HeaderValueOption>& options,
+                                   std::string_view field) {
+  if (options.size() > kMaxHeadersToAdd) {
+    return invalid(field, cat("at most ", kMaxHeadersToAdd, " entries are allowed"));
+  }
+  for (size_t i = 0; i < options.size(); ++i) {
+    HeaderValueOption& o = options[i];
+    const std::string f = cat(field, "[", i, "]");
+    if (o.header.key.empty() || o.header.key.size() > 16384) {
+      return invalid(cat(f, ".header.key"), "must be 1 to 16384 bytes long");
+    }
+    if (!isModifiableHeader(o.header.key)) {
+      return invalid(cat(f, ".header.key"), ":-prefixed or host headers may not be modified");
+    }
+    if (o.append.has_value()) {
+      if (o.append_action != HeaderValueOption::HeaderAppendAction::APPEND_IF_EXISTS_OR_ADD) {
+        return invalid(f, "Both append and append_action are set, it's not allowed");
+      }
+      o.append_action = *o.append
+                            ? HeaderValueOption::HeaderAppendAction::APPEND_IF_EXISTS_OR_ADD
+                            : HeaderValueOption::HeaderAppendAction::OVERWRITE_IF_EXISTS_OR_ADD;
+      o.append.reset();
+    }
+    if (auto st = validateHeaderFormat(o.header.value, cat(f, ".header.value")); !st.ok()) {
+      return st;
+    }
+    absl::AsciiStrToLower(&o.header.key);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status normaliseHeadersToRemove(std::vector<std::string>& names, std::string_view field) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty() || !isModifiableHeader(names[i])) {
+      return invalid(cat(field, "[", i, "]"), ":-prefixed or host headers may not be removed");
+    }
+    absl::AsciiStrToLower(&names[i]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status validateMirrorPolicies(const std::vector<RequestMirrorPolicy>& policies,
+                                    std::string_view field) {
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const RequestMirrorPolicy& p = policies[i];
+    const std::string f = cat(field, "[", i, "]");
+    if (!p.cluster.empty() && !p.cluster_header.empty()) {
+      return invalid(f, cat("Only one of cluster '", p.cluster, "' or cluster_header '",
+                            p.cluster_header, "' in request mirror policy can be specified"));
+    }
+    if (p.cluster.empty() && p.cluster_header.empty()) {
+      return invalid(f,
+                     "Exactly one of cluster or cluster_header in request mirror policy need to "
+                     "be specified");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status validateRetryPolicy(const RetryPolicy& p, std::string_view field) {
+  for (size_t i = 0; i < p.retriable_headers.size(); ++i) {
+    auto h = CompiledHeaderMatcher::compile(p.retriable_headers[i], "",
+                                            cat(field, ".retriable_headers[", i, "]"));
+    if (!h.ok()) return h.status();
+  }
+  for (size_t i = 0; i < p.retriable_request_headers.size(); ++i) {
+    auto h = CompiledHeaderMatcher::compile(p.retriable_request_headers[i], "",
+                                            cat(field, ".retriable_request_headers[", i, "]"));
+    if (!h.ok()) return h.status();
+  }
+  if (p.retry_back_off) {
+    const auto& b = *p.retry_back_off;
+    if (b.base_interval.count() <= 0) {
+      return invalid(cat(field, ".retry_back_off.base_interval"), "must be greater than 0");
+    }
+    if (b.max_interval) {
+      if (b.max_interval->count() <= 0) {
+        return invalid(cat(field, ".retry_back_off.max_interval"), "must be greater than 0");
+      }
+      if (*b.max_interval < b.base_interval) {
+        return invalid(field,
+                       "retry_policy.max_interval must greater than or equal to the "
+                       "base_interval");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status validateHashPolicies(const std::vector<HashPolicy>& policies, std::string_view field) {
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const HashPolicy& h = policies[i];
+    const std::string f = cat(field, "[", i, "]");
+    const int set = h.header.has_value() + h.cookie.has_value() +
+                    h.connection_properties.has_value() + h.query_parameter.has_value() +
+                    h.filter_state.has_value();
+    if (set != 1) {
+      return invalid(f,
+                     "exactly one of header, cookie, connection_properties, query_parameter, "
+                     "filter_state must be set");
+    }
+    if (h.header) {
+      if (h.header->header_name.empty()) {
+        return invalid(cat(f, ".header.header_name"), "must be non-empty");
+      }
+      if (h.header->regex_rewrite) {
+        auto re = compileRegex(h.header->regex_rewrite->pattern.regex,
+                               cat(f, ".header.regex_rewrite.pattern"));
+        if (!re.ok()) return re.status();
+      }
+    }
+    if (h.cookie && h.cookie->name.empty()) {
+      return invalid(cat(f, ".cookie.name"), "must be non-empty");
+    }
+    if (h.query_parameter && h.query_parameter->name.empty()) {
+      return invalid(cat(f, ".query_parameter.name"), "must be non-empty");
+    }
+    if (h.filter_state && h.filter_state->key.empty()) {
+      return invalid(cat(f, ".filter_state.key"), "must be non-empty");
+    }
+  }
+  return absl::OkStatus();
+}
+
+uint32_t redirectStatus(RedirectAction::RedirectResponseCode c) {
+  switch (c) {
+    case RedirectAction::RedirectResponseCode::MOVED_PERMANENTLY:
+      return 301;
+    case RedirectAction::RedirectResponseCode::FOUND:
+      return 302;
+    case RedirectAction::RedirectResponseCode::SEE_OTHER:
+      return 303;
+    case RedirectAction::RedirectResponseCode::TEMPORARY_REDIRECT:
+      return 307;
+    case RedirectAction::RedirectResponseCode::PERMANENT_REDIRECT:
+      return 308;
+  }
+  return 301;
+}
+
+uint32_t clusterNotFoundStatus(RouteAction::ClusterNotFoundResponseCode c) {
+  switch (c) {
+    case RouteAction::ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE:
+      return 503;
+    case RouteAction::ClusterNotFoundResponseCode::NOT_FOUND:
+      return 404;
+    case RouteAction::ClusterNotFoundResponseCode::INTERNAL_SERVER_ERROR:
+      return 500;
+  }
+  return 503;
+}
+
+std::string regexReplaceAll(const re2::RE2& re, std::string_view input,
+                            std::string_view substitution) {
+  std::string out(input);
+  re2::RE2::GlobalReplace(&out, re, re2::StringPiece(substitution.data(), substitution.size()));
+  return out;
+}
+
+// The scheme Envoy calls "forwarded proto": x-forwarded-proto, which Envoy's
+// connection manager always sets; turnout falls back to :scheme.
+std::string_view forwardedProto(const RequestView& view) {
+  std::string_view xfp = view.first("x-forwarded-proto");
+  return xfp.data() != nullptr ? xfp : view.scheme();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ compiled state
+
+struct RouteTable::CompiledRoute {
+  const Route* config = nullptr;
+  CompiledRouteMatch match;
+
+  // RouteAction
+  std::string cluster_header;  // lowercase
+  bool cluster_header_is_key = false;
+  WeightedChoice weights;
+  std::vector<std::string> weighted_cluster_headers;  // lowercase, per entry
+  std::vector<bool> weighted_cluster_header_is_key;
+  std::string random_value_header;  // weighted_clusters.header_name, lowercase
+  bool random_value_header_is_key = false;
+  RegexConstSharedPtr regex_rewrite;
+  std::string host_rewrite_header;  // lowercase
+  bool host_rewrite_header_is_key = false;
+  std::chrono::milliseconds timeout{kDefaultRouteTimeout};
+  const RetryPolicy* retry_policy = nullptr;
+  std::span<const RequestMirrorPolicy> mirror_policies;
+  uint32_t cluster_not_found_status = 503;
+
+  // RedirectAction
+  RegexConstSharedPtr redirect_regex;
+
+  // Redirect / DirectResponse
+  uint32_t status = 0;
+  std::string_view body;
+};
+
+struct RouteTable::CompiledRun {
+  CompiledRouteMatch common;  // the run's RouteMatch without the indexed header
+  std::string header;         // lowercase
+  bool is_routing_key = false;
+  bool treat_missing_as_empty = false;
+  HeaderIndex index;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+};
+
+struct RouteTable::Segment {
+  uint32_t route = 0;  // single route (run < 0)
+  int32_t run = -1;
+};
+
+struct RouteTable::CompiledVirtualHost {
+  const VirtualHost* config = nullptr;
+  std::vector<CompiledRoute> routes;
+  std::vector<CompiledRun> runs;
+  std::vector<Segment> segments;
+  size_t indexed_routes = 0;
+};
+
+RouteTable::RouteTable() = default;
+
+absl::StatusOr<RouteTableConstSharedPtr> RouteTable::create(RouteConfiguration config) {
+  std::shared_ptr<RouteTable> table(new RouteTable());
+  table->config_ = std::move(config);
+  if (auto st = table->compile(); !st.ok()) return st;
+  return RouteTableConstSharedPtr(std::move(table));
+}
+
+absl::Status RouteTable::compile() {
+  RouteConfiguration& c = config_;
+  if (c.routing_key_header.empty() || hasUpper(c.routing_key_header)) {
+    return invalid("routing_key_header", "must be a non-empty lowercase header name");
+  }
+  const std::string& key_header = c.routing_key_header;
+  const uint32_t max_body =
+      c.max_direct_response_body_size_bytes.value_or(kDefaultMaxDirectResponseBodyBytes);
+
+  if (auto st = normaliseHeadersToAdd(c.request_headers_to_add, "request_headers_to_add");
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = normaliseHeadersToAdd(c.response_headers_to_add, "response_headers_to_add");
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = normaliseHeadersToRemove(c.request_headers_to_remove, "request_headers_to_remove");
+      !st.ok()) {
+    return st;
+  }
+  if (auto st =
+          normaliseHeadersToRemove(c.response_headers_to_remove, "response_headers_to_remove");
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = validateMirrorPolicies(c.request_mirror_policies, "request_mirror_policies");
+      !st.ok()) {
+    return st;
+  }
+
+  std::map<size_t, absl::flat_hash_map<std::string, uint32_t>, std::greater<>> suffixes;
+  std::map<size_t, absl::flat_hash_map<std::string, uint32_t>, std::greater<>> prefixes;
+
+  for (size_t v = 0; v < c.virtual_hosts.size(); ++v) {
+    VirtualHost& vh = c.virtual_hosts[v];
+    const std::string vf = cat("virtual_hosts[", v, "]");
+    if (vh.name.empty()) return invalid(cat(vf, ".name"), "must be non-empty");
+    if (vh.domains.empty()) {
+      return invalid(cat(vf, ".domains"), "must have at least one domain");
+    }
+    for (size_t d = 0; d < vh.domains.size(); ++d) {
+      const std::string df = cat(vf, ".domains[", d, "]");
+      const std::string domain = absl::AsciiStrToLower(vh.domains[d]);
+      bool inserted = true;
+      if (domain == "*") {
+        if (default_vhost_ >= 0) {
+          return invalid(df, cat("only one virtual host may use the \"*\" domain "
+                                 "(virtual_hosts[",
+                                 default_vhost_, "] already does)"));
+        }
+        default_vhost_ = static_cast<int64_t>(v);
+      } else if (!domain.empty() && domain.front() == '*') {
+        inserted = suffixes[domain.size() - 1].try_emplace(domain.substr(1), v).second;
+      } else if (!domain.empty() && domain.back() == '*') {
+        inserted =
+            prefixes[domain.size() - 1].try_emplace(domain.substr(0, domain.size() - 1), v).second;
+      } else {
+        inserted = exact_domains_.try_emplace(domain, v).second;
+      }
+      if (!inserted) return invalid(df, cat("duplicate domain \"", domain, "\""));
+    }
+    if (auto st =
+            normaliseHeadersToAdd(vh.request_headers_to_add, cat(vf, ".request_headers_to_add"));
+        !st.ok()) {
+      return st;
+    }
+    if (auto st =
+            normaliseHeadersToAdd(vh.response_headers_to_add, cat(vf, ".response_headers_to_add"));
+        !st.ok()) {
+      return st;
+    }
+    if (auto st = normaliseHeadersToRemove(vh.request_headers_to_remove,
+                                           cat(vf, ".request_headers_to_remove"));
+        !st.ok()) {
+      return st;
+    }
+    if (auto st = normaliseHeadersToRemove(vh.response_headers_to_remove,
+                                           cat(vf, ".response_headers_to_remove"));
+        !st.ok()) {
+      return st;
+    }
+    if (vh.retry_policy) {
+      if (auto st = validateRetryPolicy(*vh.retry_policy, cat(vf, ".retry_policy")); !st.ok()) {
+        return st;
+      }
+    }
+    if (auto st =
+            validateMirrorPolicies(vh.request_mirror_policies, cat(vf, ".request_mirror_policies"));
+        !st.ok()) {
+      return st;
+    }
+
+    auto cvh = std::make_unique<CompiledVirtualHost>();
+    cvh->config = &vh;
+    cvh->routes.reserve(vh.routes.size());
+    for (size_t r = 0; r < vh.routes.size(); ++r) {
+      Route& route = vh.routes[r];
+      const std::string rf = cat(vf, ".routes[", r, "]");
+      CompiledRoute cr;
+      cr.config = &route;
+      auto m = CompiledRouteMatch::compile(route.match, key_header, cat(rf, ".match"));
+      if (!m.ok()) return m.status();
+      cr.match = *std::move(m);
+
+      const int actions =
+          route.route.has_value() + route.redirect.has_value() + route.direct_response.has_value();
+      if (actions != 1) {
+        return invalid(rf, "exactly one of route, redirect, direct_response must be set");
+      }
+      for (auto [list, name] :
+           {std::pair{&route.request_headers_to_add, "request_headers_to_add"},
+            std::pair{&route.response_headers_to_add, "response_headers_to_add"}}) {
+        if (auto st = normaliseHeadersToAdd(*list, cat(rf, ".", name)); !st.ok()) {
+          return st;
+        }
+      }
+      for (auto [list, name] :
+           {std::pair{&route.request_headers_to_remove, "request_headers_to_remove"},
+            std::pair{&route.response_headers_to_remove, "response_headers_to_remove"}}) {
+        if (auto st = normaliseHeadersToRemove(*list, cat(rf, ".", name)); !st.ok()) {
+          return st;
+        }
+      }
+
+      if (route.route) {
+        RouteAction& a = *route.route;
+        const std::string af = cat(rf, ".route");
+        const int specifiers =
+            a.cluster.has_value() + a.cluster_header.has_value() + a.weighted_clusters.has_value();
+        if (specifiers != 1) {
+          return invalid(af,
+                         "exactly one of cluster, cluster_header, weighted_clusters must be set");
+        }
+        if (a.cluster && a.cluster->empty()) {
+          return invalid(cat(af, ".cluster"), "must be non-empty");
+        }
+        if (a.cluster_header) {
+          if (a.cluster_header->empty()) {
+            return invalid(cat(af, ".cluster_header"), "must be non-empty");
+          }
+          cr.cluster_header = absl::AsciiStrToLower(*a.cluster_header);
+          cr.cluster_header_is_key = cr.cluster_header == key_header;
+        }
+        if (a.weighted_clusters) {
+          const WeightedCluster& wc = *a.weighted_clusters;
+          const std::string wf = cat(af, ".weighted_clusters");
+          if (wc.clusters.empty()) {
+            return invalid(cat(wf, ".clusters"), "must have at least one entry");
+          }
+          std::vector<uint32_t> weights;
+          uint64_t sum = 0;
+          for (size_t i = 0; i < wc.clusters.size(); ++i) {
+            ClusterWeight& cw = a.weighted_clusters->clusters[i];
+            const std::string cf = cat(wf, ".clusters[", i, "]");
+            if (cw.name.empty() == cw.cluster_header.empty()) {
+              return invalid(cf, cw.name.empty()
+                                     ? "At least one of name or cluster_header need to be "
+                                       "specified"
+                                     : "Only one of name or cluster_header can be specified");
+            }
+            if (!cw.weight) return invalid(cat(cf, ".weight"), "is required");
+            sum += *cw.weight;
+            if (sum > std::numeric_limits<uint32_t>::max()) {
+              return invalid(
+                  wf, cat("the sum of weights exceeds ", std::numeric_limits<uint32_t>::max()));
+            }
+            weights.push_back(*cw.weight);
+            std::string h = absl::AsciiStrToLower(cw.cluster_header);
+            cr.weighted_cluster_header_is_key.push_back(!h.empty() && h == key_header);
+            cr.weighted_cluster_headers.push_back(std::move(h));
+            for (auto [list, name] :
+                 {std::pair{&cw.request_headers_to_add, "request_headers_to_add"},
+                  std::pair{&cw.response_headers_to_add, "response_headers_to_add"}}) {
+              if (auto st = normaliseHeadersToAdd(*list, cat(cf, ".", name)); !st.ok()) {
+                return st;
+              }
+            }
+            for (auto [list, name] :
+                 {std::pair{&cw.request_headers_to_remove, "request_headers_to_remove"},
+                  std::pair{&cw.response_headers_to_remove, "response_headers_to_remove"}}) {
+              if (auto st = normaliseHeadersToRemove(*list, cat(cf, ".", name)); !st.ok()) {
+                return st;
+              }
+            }
+          }
+          if (sum == 0) {
+            return invalid(wf, "Sum of weights in the weighted_cluster must be greater than 0.");
+          }
+          cr.weights = WeightedChoice(weights);
+          cr.random_value_header = absl::AsciiStrToLower(wc.header_name);
+          cr.random_value_header_is_key =
+              !cr.random_value_header.empty() && cr.random_value_header == key_header;
+        }
+        if (!a.prefix_rewrite.empty() && a.regex_rewrite) {
+          return invalid(af,
+                         "Specify only one of prefix_rewrite, regex_rewrite or "
+                         "path_rewrite_policy");
+        }
+        if (a.regex_rewrite) {
+          auto re = compileRegex(a.regex_rewrite->pattern.regex, cat(af, ".regex_rewrite.pattern"));
+          if (!re.ok()) return re.status();
+          cr.regex_rewrite = *std::move(re);
+        }
+        if (a.host_rewrite_literal.has_value() + a.auto_host_rewrite.has_value() +
+                a.host_rewrite_header.has_value() >
+            1) {
+          return invalid(af,
+                         "at most one of host_rewrite_literal, auto_host_rewrite, "
+                         "host_rewrite_header may be set");
+        }
+        if (a.host_rewrite_header) {
+          cr.host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
+          cr.host_rewrite_header_is_key = cr.host_rewrite_header == key_header;
+        }
+        cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
+        if (a.retry_policy) {
+          if (auto st = validateRetryPolicy(*a.retry_policy, cat(af, ".retry_policy")); !st.ok()) {
+            return st;
+          }
+          cr.retry_policy = &*a.retry_policy;
+        } else if (vh.retry_policy) {
+          cr.retry_policy = &*vh.retry_policy;
+        }
+        if (auto st = validateMirrorPolicies(a.request_mirror_policies,
+                                             cat(af, ".request_mirror_policies"));
+            !st.ok()) {
+          return st;
+        }
+        cr.mirror_policies = !a.request_mirror_policies.empty()    ? a.request_mirror_policies
+                             : !vh.request_mirror_policies.empty() ? vh.request_mirror_policies
+                                                                   : c.request_mirror_policies;
+        if (auto st = validateHashPolicies(a.hash_policy, cat(af, ".hash_policy")); !st.ok()) {
+          return st;
+        }
+        cr.cluster_not_found_status = clusterNotFoundStatus(a.cluster_not_found_response_code);
+      } else if (route.redirect) {
+        const RedirectAction& rd = *route.redirect;
+        const std::string df = cat(rf, ".redirect");
+        if (rd.https_redirect.has_value() && rd.scheme_redirect.has_value()) {
+          return invalid(df, "at most one of https_redirect, scheme_redirect may be set");
+        }
+        if (rd.path_redirect.has_value() + rd.prefix_rewrite.has_value() +
+                rd.regex_rewrite.has_value() >
+            1) {
+          return invalid(df,
+                         "at most one of path_redirect, prefix_rewrite, regex_rewrite may be set");
+        }
+        if (rd.regex_rewrite) {
+          auto re =
+              compileRegex(rd.regex_rewrite->pattern.regex, cat(df, ".regex_rewrite.pattern"));
+          if (!re.ok()) return re.status();
+          cr.redirect_regex = *std::move(re);
+        }
+        cr.status = redirectStatus(rd.response_code);
+      } else {
+        const DirectResponseAction& dr = *route.direct_response;
+        const std::string df = cat(rf, ".direct_response");
+        if (dr.status < 200 || dr.status >= 600) {
+          return invalid(cat(df, ".status"), cat("must be in [200, 600), got ", dr.status));
+        }
+        if (dr.body) {
+          if (dr.body->inline_bytes.has_value() && dr.body->inline_string.has_value()) {
+            return invalid(cat(df, ".body"),
+                           "at most one of inline_bytes, inline_string may be set");
+          }
+          const std::optional<std::string>& b =
+              dr.body->inline_bytes ? dr.body->inline_bytes : dr.body->inline_string;
+          if (b) {
+            if (b->size() > max_body) {
+              return invalid(cat(df, ".body"), cat("response body size is ", b->size(),
+                                                   " bytes; maximum is ", max_body));
+            }
+            cr.body = *b;
+          }
+        }
+        cr.status = dr.status;
+      }
+      cvh->routes.push_back(std::move(cr));
+    }
+
+    // Sandbox index: runs of routes differing only by one exact header value.
+    const std::vector<IndexedRun> runs = findIndexedRuns(vh.routes);
+    size_t next = 0;
+    for (const IndexedRun& run : runs) {
+      for (; next < run.begin; ++next) {
+        cvh->segments.push_back(Segment{static_cast<uint32_t>(next), -1});
+      }
+      CompiledRun cr;
+      const RouteMatch& first = vh.routes[run.begin].match;
+      auto common = CompiledRouteMatch::compile(first, key_header, "", run.header_position);
+      if (!common.ok()) return common.status();
+      cr.common = *std::move(common);
+      const HeaderMatcher& hm = first.headers[run.header_position];
+      cr.header = absl::AsciiStrToLower(hm.name);
+      cr.is_routing_key = cr.header == key_header;
+      cr.treat_missing_as_empty = hm.treat_missing_header_as_empty;
+      cr.begin = run.begin;
+      cr.end = run.end;
+      for (uint32_t r = run.begin; r < run.end; ++r) {
+        const auto value = indexableExactValue(vh.routes[r].match.headers[run.header_position]);
+        cr.index.insert(std::string(*value), r);
+      }
+      cvh->indexed_routes += run.end - run.begin;
+      cvh->segments.push_back(Segment{run.begin, static_cast<int32_t>(cvh->runs.size())});
+      cvh->runs.push_back(std::move(cr));
+      next = run.end;
+    }
+    for (; next < vh.routes.size(); ++next) {
+      cvh->segments.push_back(Segment{static_cast<uint32_t>(next), -1});
+    }
+    vhosts_.push_back(std::move(cvh));
+  }
+  for (auto& [len, map] : suffixes) suffix_domains_.emplace_back(len, std::move(map));
+  for (auto& [len, map] : prefixes) prefix_domains_.emplace_back(len, std::move(map));
+  return absl::OkStatus();
+}
+
+size_t RouteTable::indexedRouteCount(size_t vh) const {
+  return vh < vhosts_.size() ? vhosts_[vh]->indexed_routes : 0;
+}
+
+// ------------------------------------------------------------------ matching
+
+int64_t RouteTable::findVirtualHost(std::string_view authority) const {
+  if (exact_domains_.empty() && suffix_domains_.empty() && prefix_domains_.empty()) {
+    return default_vhost_;
+  }
+  if (authority.data() == nullptr) return -1;
+  if (config_.ignore_port_in_host_matching) {
+    if (const size_t p = portStart(authority); p != std::string_view::npos) {
+      authority = authority.substr(0, p);
+    }
+  }
+  std::string_view host = authority;
+  if (hasUpper(authority)) {
+    thread_local std::string lower;
+    lower.assign(authority.data(), authority.size());
+    absl::AsciiStrToLower(&lower);
+    host = lower;
+  }
+  if (auto it = exact_domains_.find(toAbsl(host)); it != exact_domains_.end()) return it->second;
+  for (const auto& [len, map] : suffix_domains_) {
+    if (len >= host.size()) continue;  // "*.foo.com" must not match ".foo.com"
+    if (auto it = map.find(toAbsl(host.substr(host.size() - len))); it != map.end())
+      return it->second;
+  }
+  for (const auto& [len, map] : prefix_domains_) {
+    if (len >= host.size()) continue;
+    if (auto it = map.find(toAbsl(host.substr(0, len))); it != map.end()) return it->second;
+  }
+  return default_vhost_;
+}
+
+RouteDecision RouteTable::match(const RequestView& view, std::string_view routing_key,
+                                uint64_t random) const {
+  return matchImpl(view, routing_key, random, true);
+}
+
+RouteDecision RouteTable::matchLinear(const RequestView& view, std::string_view routing_key,
+                                      uint64_t random) const {
+  return matchImpl(view, routing_key, random, false);
+}
+
+RouteDecision RouteTable::matchImpl(const RequestView& view, std::string_view routing_key,
+                                    uint64_t random, bool use_index) const {
+  RouteDecision d;
+  const int64_t vh_index = findVirtualHost(view.authority());
+  if (vh_index < 0) return d;
+  const CompiledVirtualHost& vh = *vhosts_[static_cast<size_t>(vh_index)];
+  d.virtual_host = vh.config;
+  d.virtual_host_index = static_cast<uint32_t>(vh_index);
+
+  // Envoy's VirtualHostImpl::getRouteFromEntries: no scheme -> no route; then
+  // require_tls; then the routes (none of which match a request without :path).
+  const std::string_view proto = forwardedProto(view);
+  if (proto.empty()) return d;
+  using Tls = VirtualHost::TlsRequirementType;
+  if (proto != "https" &&
+      (vh.config->require_tls == Tls::ALL || (vh.config->require_tls == Tls::EXTERNAL_ONLY &&
+                                              view.first("x-envoy-internal") != "true"))) {
+    d.kind = RouteDecision::Kind::Redirect;
+    d.status = 301;
+    return d;
+  }
+  if (view.path().data() == nullptr) return d;
+
+  thread_local std::string scratch;
+  MatchInput in;
+  in.view = &view;
+  in.routing_key = routing_key;
+  in.path = view.path();
+  in.path_only = pathWithoutQuery(in.path);
+  in.random = random;
+  in.scratch = &scratch;
+
+  if (!use_index) {
+    for (uint32_t r = 0; r < vh.routes.size(); ++r) {
+      if (vh.routes[r].match.matches(in)) return decide(vh, d.virtual_host_index, r, in);
+    }
+    return d;
+  }
+  for (const Segment& seg : vh.segments) {
+    if (seg.run < 0) {
+      if (vh.routes[seg.route].match.matches(in)) {
+        return decide(vh, d.virtual_host_index, seg.route, in);
+      }
+      continue;
+    }
+    const CompiledRun& run = vh.runs[static_cast<size_t>(seg.run)];
+    if (!run.common.matches(in)) continue;
+    std::string_view value;
+    if (!headerValue(in, run.header, run.is_routing_key, value)) {
+      if (!run.treat_missing_as_empty) continue;
+      value = std::string_view("", 0);
+    }
+    if (const int64_t r = run.index.find(value); r >= 0) {
+      return decide(vh, d.virtual_host_index, static_cast<uint32_t>(r), in);
+    }
+  }
+  return d;
+}
+
+RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_index,
+                                 uint32_t route_index, const MatchInput& in) const {
+  const CompiledRoute& cr = vh.routes[route_index];
+  const Route& route = *cr.config;
+  RouteDecision d;
+  d.virtual_host = vh.config;
+  d.virtual_host_index = vh_index;
+  d.route = &route;
+  d.route_index = route_index;
+
+  if (route.direct_response) {
+    d.kind = RouteDecision::Kind::DirectResponse;
+    d.status = cr.status;
+    d.body = cr.body;
+    return d;
+  }
+  if (route.redirect) {
+    const RedirectAction& rd = *route.redirect;
+    d.kind = RouteDecision::Kind::Redirect;
+    d.status = cr.status;
+    if (cr.redirect_regex) {
+      std::string replaced =
+          regexReplaceAll(*cr.redirect_regex, in.path_only, rd.regex_rewrite->substitution);
+      if (!replaced.empty()) {
+        d.rewritten_path = cat(replaced, in.path.substr(in.path_only.size()));
+      }
+    } else if (rd.prefix_rewrite && !rd.prefix_rewrite->empty()) {
+      d.rewritten_path = cat(*rd.prefix_rewrite, in.path.substr(cr.match.matchedPathLength(in)));
+    }
+    return d;
+  }
+
+  const RouteAction& a = *route.route;
+  d.kind = RouteDecision::Kind::Route;
+  d.cluster_not_found_status = cr.cluster_not_found_status;
+  if (a.cluster) {
+    d.cluster = *a.cluster;
+  } else if (a.cluster_header) {
+    d.cluster = firstHeaderValue(in, cr.cluster_header, cr.cluster_header_is_key);
+  } else {
+    uint64_t value = in.random;
+    if (!cr.random_value_header.empty()) {
+      // Envoy: exactly one value that parses as uint64, else the random value.
+      int count = 0;
+      std::string_view single;
+      if (cr.random_value_header_is_key) {
+        if (!in.routing_key.empty()) {
+          count = 1;
+          single = in.routing_key;
+        }
+      } else {
+        in.view->forEachValue(cr.random_value_header, [&](std::string_view v) {
+          ++count;
+          single = v;
+        });
+      }
+      uint64_t parsed = 0;
+      if (count == 1 && absl::SimpleAtoi(toAbsl(single), &parsed)) value = parsed;
+    }
+    const size_t i = cr.weights.pick(value);
+    const ClusterWeight& cw = a.weighted_clusters->clusters[i];
+    d.weighted_cluster = &cw;
+    d.cluster = !cw.name.empty() ? std::string_view(cw.name)
+                                 : firstHeaderValue(in, cr.weighted_cluster_headers[i],
+                                                    cr.weighted_cluster_header_is_key[i]);
+  }
+  if (d.cluster.empty()) d.kind = RouteDecision::Kind::ClusterHeaderMissing;
+  d.status = d.kind == RouteDecision::Kind::ClusterHeaderMissing ? cr.cluster_not_found_status : 0;
+
+  if (!a.prefix_rewrite.empty()) {
+    d.rewritten_path = cat(a.prefix_rewrite, in.path.substr(cr.match.matchedPathLength(in)));
+  } else if (cr.regex_rewrite) {
+    d.rewritten_path =
+        cat(regexReplaceAll(*cr.regex_rewrite, in.path_only, a.regex_rewrite->substitution),
+            in.path.substr(in.path_only.size()));
+  }
+
+  if (a.host_rewrite_literal && !a.host_rewrite_literal->empty()) {
+    d.host_rewrite = *a.host_rewrite_literal;
+  } else if (!cr.host_rewrite_header.empty()) {
+    const std::string_view h =
+        firstHeaderValue(in, cr.host_rewrite_header, cr.host_rewrite_header_is_key);
+    if (!h.empty()) d.host_rewrite = h;
+  }
+  if (d.host_rewrite.empty() && d.weighted_cluster != nullptr &&
+      !d.weighted_cluster->host_rewrite_literal.empty()) {
+    d.host_rewrite = d.weighted_cluster->host_rewrite_literal;
+  }
+  d.auto_host_rewrite = a.auto_host_rewrite.value_or(false);
+  d.timeout = cr.timeout;
+  d.idle_timeout = a.idle_timeout;
+  d.retry_policy = cr.retry_policy;
+  d.mirror_policies = cr.mirror_policies;
+  d.hash_policy = a.hash_policy;
+  return d;
+}
+
+// ---------------------------------------------------------- header mutations
+
+namespace {
+
+HeaderMutationLevels mutationLevels(const RouteConfiguration& c, const RouteDecision& d,
+                                    bool request) {
+  HeaderMutationLevels levels;
+  if (d.route == nullptr || d.virtual_host == nullptr) return levels;
+  auto push = [&levels](const std::vector<HeaderValueOption>& add,
+                        const std::vector<std::string>& remove) {
+    if (!add.empty() || !remove.empty()) levels.push_back(HeaderMutationLevel{&add, &remove});
+  };
+  if (d.weighted_cluster != nullptr) {
+    const ClusterWeight& w = *d.weighted_cluster;
+    request ? push(w.request_headers_to_add, w.request_headers_to_remove)
+            : push(w.response_headers_to_add, w.response_headers_to_remove);
+  }
+  const Route& r = *d.route;
+  const VirtualHost& v = *d.virtual_host;
+  auto route_level = [&] {
+    request ? push(r.request_headers_to_add, r.request_headers_to_remove)
+            : push(r.response_headers_to_add, r.response_headers_to_remove);
+  };
+  auto vhost_level = [&] {
+    request ? push(v.request_headers_to_add, v.request_headers_to_remove)
+            : push(v.response_headers_to_add, v.response_headers_to_remove);
+  };
+  auto config_level = [&] {
+    request ? push(c.request_headers_to_add, c.request_headers_to_remove)
+            : push(c.response_headers_to_add, c.response_headers_to_remove);
+  };
+  if (c.most_specific_header_mutations_wins) {
+    config_level();
+    vhost_level();
+    route_level();
+  } else {
+    route_level();
+    vhost_level();
+    config_level();
+  }
+  return levels;
+}
+
+}  // namespace
+
+HeaderMutationLevels RouteTable::requestHeaderMutations(const RouteDecision& decision) const {
+  return mutationLevels(config_, decision, true);
+}
+
+HeaderMutationLevels RouteTable::responseHeaderMutations(const RouteDecision& decision) const {
+  return mutationLevels(config_, decision, false);
+}
+
+std::string formatHeaderValue(std::string_view value, const HeaderFormatHook& hook) {
+  std::string out;
+  out.reserve(value.size());
+  size_t i = 0;
+  while (i < value.size()) {
+    const char ch = value[i];
+    if (ch != '%') {
+      out.push_back(ch);
+      ++i;
+      continue;
+    }
+    if (i + 1 < value.size() && value[i + 1] == '%') {
+      out.push_back('%');
+      i += 2;
+      continue;
+    }
+    const size_t close = value.find('%', i + 1);
+    if (close == std::string_view::npos) {  // create() rejects this; keep it literal
+      out.append(value.substr(i));
+      break;
+    }
+    if (hook) hook(value.substr(i + 1, close - i - 1), out);
+    i = close + 1;
+  }
+  return out;
+}
+
+void applyHeaderMutations(const HeaderMutationLevels& levels, HeaderMutationTarget& headers,
+                          const HeaderFormatHook& hook) {
+  using Action = HeaderValueOption::HeaderAppendAction;
+  std::vector<std::pair<std::string_view, std::string>> overwrites;
+  std::vector<std::pair<std::string_view, std::string>> adds;
+  for (const HeaderMutationLevel& level : levels) {
+    if (level.to_remove != nullptr) {
+      for (const std::string& name : *level.to_remove) {
+        if (isModifiableHeader(name)) headers.remove(name);
+      }
+    }
+    if (level.to_add == nullptr) continue;
+    overwrites.clear();
+    adds.clear();
+    for (const HeaderValueOption& o : *level.to_add) {
+      const std::string_view key = o.header.key;
+      if (!isModifiableHeader(key)) continue;
+      std::string value = formatHeaderValue(o.header.value, hook);
+      if (value.empty() && !o.keep_empty_value) continue;
+      Action action = o.append_action;
+      if (o.append.has_value()) {
+        action = *o.append ? Action::APPEND_IF_EXISTS_OR_ADD : Action::OVERWRITE_IF_EXISTS_OR_ADD;
+      }
+      switch (action) {
+        case Action::APPEND_IF_EXISTS_OR_ADD:
+          adds.emplace_back(key, std::move(value));
+          break;
+        case Action::ADD_IF_ABSENT:
+          if (!headers.has(key)) adds.emplace_back(key, std::move(value));
+          break;
+        case Action::OVERWRITE_IF_EXISTS:
+          if (!headers.has(key)) break;
+          [[fallthrough]];
+        case Action::OVERWRITE_IF_EXISTS_OR_ADD:
+          overwrites.emplace_back(key, std::move(value));
+          break;
+      }
+    }
+    for (const auto& [k, v] : overwrites) headers.set(k, v);
+    for (const auto& [k, v] : adds) headers.add(k, v);
+  }
+}
+
+// ----------------------------------------------------------------- redirects
+
+namespace {
+
+bool schemeIs(std::string_view scheme, std::string_view want) {
+  return absl::EqualsIgnoreCase(toAbsl(scheme), toAbsl(want));
+}
+
+// Envoy's processRequestHost: drop the request's port when a port_redirect is
+// given, or when the scheme changes away from the port's default scheme.
+std::string_view processRequestHost(const RequestView& view, std::string_view new_scheme,
+                                    std::string_view new_port) {
+  std::string_view host = view.authority();
+  if (host.empty()) return host;
+  size_t host_end;
+  if (host.front() == '[') {
+    host_end = host.rfind("]:");
+    if (host_end != std::string_view::npos) host_end += 1;
+  } else {
+    host_end = host.rfind(':');
+  }
+  if (host_end != std::string_view::npos) {
+    const std::string_view port = host.substr(host_end);
+    const std::string_view proto = forwardedProto(view);
+    bool remove_port = !new_port.empty();
+    if (new_scheme != proto) {
+      remove_port |= schemeIs(proto, "https") && port == ":443";
+      remove_port |= schemeIs(proto, "http") && port == ":80";
+    }
+    if (remove_port) return host.substr(0, host_end);
+  }
+  return host;
+}
+
+}  // namespace
+
+std::string redirectLocation(const RequestView& view, const RouteDecision& d) {
+  const bool is_redirect = d.kind == RouteDecision::Kind::Redirect;
+  const bool direct_with_location = d.kind == RouteDecision::Kind::DirectResponse &&
+                                    (d.status == 201 || (d.status >= 300 && d.status < 400));
+  if (!is_redirect && !direct_with_location) return "";
+  if (view.path().data() == nullptr) return "";
+  if (is_redirect && d.route == nullptr) {
+    // require_tls: Envoy's Http::Utility::createSslRedirectPath.
+    return cat("https://", view.authority(), view.path());
+  }
+  const RedirectAction* rd = is_redirect ? &*d.route->redirect : nullptr;
+
+  std::string_view scheme = view.scheme();
+  if (rd != nullptr && rd->scheme_redirect && !rd->scheme_redirect->empty()) {
+    scheme = *rd->scheme_redirect;
+  } else if (rd != nullptr && rd->https_redirect.value_or(false)) {
+    scheme = "https";
+  }
+  const std::string port =
+      rd != nullptr && rd->port_redirect != 0 ? cat(":", rd->port_redirect) : "";
+  const std::string_view host = rd != nullptr && !rd->host_redirect.empty()
+                                    ? std::string_view(rd->host_redirect)
+                                    : processRequestHost(view, scheme, port);
+
+  const bool path_redirect = rd != nullptr && rd->path_redirect && !rd->path_redirect->empty();
+  const bool path_redirect_has_query =
+      path_redirect && rd->path_redirect->find('?') != std::string::npos;
+  std::string path;
+  if (path_redirect) {
+    path = *rd->path_redirect;
+    if (!path_redirect_has_query) {
+      const std::string_view current = view.path();
+      if (const size_t q = current.find('?'); q != std::string_view::npos) {
+        path.append(current.substr(q));
+      }
+    }
+  } else {
+    path = d.rewritten_path ? *d.rewritten_path : std::string(view.path());
+  }
+  if (!path.starts_with("/")) path.insert(0, "/");
+  if (rd != nullptr && !path_redirect_has_query && rd->strip_query) {
+    if (const size_t q = path.find('?'); q != std::string::npos) path.resize(q);
+  }
+  return cat(scheme, "://", host, port, path);
+}
+
+}  // namespace turnout::routing

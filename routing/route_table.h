@@ -1,0 +1,188 @@
+#pragma once
+
+// routing::RouteTable: Envoy's RouteConfiguration semantics (virtual-host
+// selection, first-match route matching, route actions), compiled once per
+// config snapshot.
+//
+// Who calls it: config::SnapshotBuilder calls create() on the main/xDS thread;
+// RouterFilter calls match() on worker threads. A RouteTable is immutable and
+// safe to share between threads. Everything a RouteDecision points at lives
+// in the RouteTable (keep the shared_ptr), except the views into the request
+// (cluster from cluster_header, host_rewrite from host_rewrite_header), which
+// live as long as the caller's request storage.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "routing/header_index.h"
+#include "routing/request_view.h"
+#include "routing/route_config.h"
+#include "routing/route_matcher.h"
+#include "routing/weighted_choice.h"
+
+namespace turnout::routing {
+
+// The outcome of RouteTable::match().
+struct RouteDecision {
+  enum class Kind {
+    Route,           // forward to `cluster`
+    Redirect,        // answer `status` with Location = redirectLocation()
+    DirectResponse,  // answer `status` with `body`
+    NoRoute,         // Envoy: 404, flag NR, stat no_route
+    // cluster_header named a header the request lacks. Envoy then routes to
+    // the cluster "" and answers cluster_not_found_response_code (`status`,
+    // 503 by default; the cluster_header doc's "404" predates that field).
+    ClusterHeaderMissing,
+  };
+
+  Kind kind = Kind::NoRoute;
+  const VirtualHost* virtual_host = nullptr;  // null only for NoRoute without a vhost
+  const Route* route = nullptr;               // null for NoRoute and the require_tls redirect
+  uint32_t virtual_host_index = 0;
+  uint32_t route_index = 0;
+
+  // Route: the upstream cluster (from `cluster`, the first value of
+  // `cluster_header`, or the chosen weighted cluster).
+  std::string_view cluster;
+  const ClusterWeight* weighted_cluster = nullptr;  // set when weighted_clusters chose
+  // 503/404/500 from cluster_not_found_response_code (the caller uses it when
+  // the cluster is unknown, and for ClusterHeaderMissing).
+  uint32_t cluster_not_found_status = 503;
+
+  // Route and Redirect: the new :path when prefix_rewrite/regex_rewrite
+  // applies (query kept); unset when the path is unchanged.
+  std::optional<std::string> rewritten_path;
+  // Route: the new :authority when a host rewrite applies; empty = keep.
+  // Envoy order: the route's host_rewrite_literal / host_rewrite_header (when
+  // present and non-empty) wins over the weighted cluster's literal.
+  std::string_view host_rewrite;
+  bool auto_host_rewrite = false;
+
+  // Route: 0 = no route timeout. Envoy default 15 s.
+  std::chrono::milliseconds timeout{15000};
+  std::optional<std::chrono::milliseconds> idle_timeout;
+  const RetryPolicy* retry_policy = nullptr;  // route's, else vhost's, else none
+  // Most specific non-empty list: route, else vhost, else route config.
+  std::span<const RequestMirrorPolicy> mirror_policies;
+  std::span<const HashPolicy> hash_policy;
+
+  // Redirect and DirectResponse: the status to answer with.
+  uint32_t status = 0;
+  std::string_view body;  // DirectResponse body (may be empty)
+};
+
+// A header container the proxy adapts its own header map to. Names passed in
+// are lowercase.
+class HeaderMutationTarget {
+ public:
+  virtual ~HeaderMutationTarget() = default;
+  virtual bool has(std::string_view name) const = 0;
+  // Adds one more value (keeps existing ones).
+  virtual void add(std::string_view name, std::string_view value) = 0;
+  // Replaces every value of `name` with `value`.
+  virtual void set(std::string_view name, std::string_view value) = 0;
+  virtual void remove(std::string_view name) = 0;
+};
+
+// Expands one `%COMMAND%` / `%COMMAND(args)%` operator (given without the
+// surrounding '%') by appending to `out`. Unset = operators expand to "".
+using HeaderFormatHook = std::function<void(std::string_view command, std::string& out)>;
+
+// One level of header mutations (weighted cluster, route, vhost, or route
+// configuration). Points into the RouteTable.
+struct HeaderMutationLevel {
+  const std::vector<HeaderValueOption>* to_add = nullptr;
+  const std::vector<std::string>* to_remove = nullptr;
+};
+using HeaderMutationLevels = std::vector<HeaderMutationLevel>;
+
+class RouteTable;
+using RouteTableConstSharedPtr = std::shared_ptr<const RouteTable>;
+
+class RouteTable {
+ public:
+  // Validates and compiles `config`. Errors name the path inside the route
+  // configuration, e.g. `virtual_hosts[1].domains[0]: duplicate domain "a.com"`.
+  static absl::StatusOr<RouteTableConstSharedPtr> create(RouteConfiguration config);
+
+  RouteTable(const RouteTable&) = delete;
+  RouteTable& operator=(const RouteTable&) = delete;
+
+  // Pure. `routing_key` is the value of the routing-key header
+  // (config().routing_key_header) and overrides whatever `view` holds for that
+  // header; empty = the header is absent. `random` is Envoy's per-stream
+  // random value (its stream id): as in Envoy, the same value drives
+  // runtime_fraction (`random % denominator < numerator`) and the
+  // weighted_clusters pick (`random % total`).
+  RouteDecision match(const RequestView& view, std::string_view routing_key, uint64_t random) const;
+
+  // Same as match() with the sandbox index disabled (every route evaluated in
+  // order). For tests and the fuzzer, which check both agree.
+  RouteDecision matchLinear(const RequestView& view, std::string_view routing_key,
+                            uint64_t random) const;
+
+  // The virtual host Envoy would select, or -1 (no authority / no match).
+  int64_t findVirtualHost(std::string_view authority) const;
+
+  const RouteConfiguration& config() const { return config_; }
+  // Number of routes of virtual host `vh` served by the sandbox index.
+  size_t indexedRouteCount(size_t vh) const;
+
+  // Request (or response) header mutation levels for `decision` in Envoy's
+  // evaluation order (later levels win): weighted cluster first, then route,
+  // vhost, route configuration; with most_specific_header_mutations_wins the
+  // last three are reversed (route configuration, vhost, route). Envoy
+  // evaluates the weighted cluster's level first in both cases. Empty levels
+  // are omitted.
+  HeaderMutationLevels requestHeaderMutations(const RouteDecision& decision) const;
+  HeaderMutationLevels responseHeaderMutations(const RouteDecision& decision) const;
+
+ private:
+  struct CompiledRoute;
+  struct CompiledRun;
+  struct Segment;
+  struct CompiledVirtualHost;
+
+  RouteTable();
+  absl::Status compile();
+  RouteDecision matchImpl(const RequestView& view, std::string_view routing_key, uint64_t random,
+                          bool use_index) const;
+  RouteDecision decide(const CompiledVirtualHost& vh, uint32_t vh_index, uint32_t route_index,
+                       const MatchInput& in) const;
+
+  RouteConfiguration config_;
+  std::vector<std::unique_ptr<CompiledVirtualHost>> vhosts_;
+  absl::flat_hash_map<std::string, uint32_t> exact_domains_;
+  // Wildcard domains keyed by the length of the non-'*' part, longest first.
+  std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> suffix_domains_;
+  std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> prefix_domains_;
+  int64_t default_vhost_ = -1;
+};
+
+// Applies `levels` in order to `headers`, as Envoy's HeaderParser does per
+// level: removals first; then every add is evaluated against the headers as
+// they were before this level's adds (ADD_IF_ABSENT, OVERWRITE_IF_EXISTS);
+// overwrites are applied, then appends. An empty formatted value adds nothing
+// unless keep_empty_value. Pseudo-headers and `host` are never touched
+// (create() already rejects them). `%%` is a literal '%'; other `%...%`
+// operators go to `hook`.
+void applyHeaderMutations(const HeaderMutationLevels& levels, HeaderMutationTarget& headers,
+                          const HeaderFormatHook& hook = {});
+
+// Formats one header value: `%%` -> '%', `%CMD%` -> hook(CMD). Exposed for tests.
+std::string formatHeaderValue(std::string_view value, const HeaderFormatHook& hook);
+
+// The Location of a Redirect decision (Envoy's Http::Utility::newUri), or of
+// a DirectResponse with status 201 or 3xx; "" otherwise.
+std::string redirectLocation(const RequestView& view, const RouteDecision& decision);
+
+}  // namespace turnout::routing

@@ -1,0 +1,144 @@
+// libFuzzer target: RouteTable::match (sandbox index) must equal matchLinear
+// and never crash, for any request against a fixed multi-vhost table.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "routing/route_table.h"
+
+namespace {
+
+using namespace turnout::routing;  // NOLINT: fuzz target, not a header
+
+HeaderMatcher exact(std::string name, std::string value) {
+  HeaderMatcher h;
+  h.name = std::move(name);
+  h.string_match.emplace();
+  h.string_match->exact = std::move(value);
+  return h;
+}
+
+Route prefixRoute(std::string prefix, std::string cluster) {
+  Route r;
+  r.match.prefix = std::move(prefix);
+  r.route.emplace();
+  r.route->cluster = std::move(cluster);
+  return r;
+}
+
+RouteTableConstSharedPtr buildTable() {
+  RouteConfiguration c;
+  VirtualHost api;
+  api.name = "api";
+  api.domains = {"api.example.com", "*.api.example.com", "api.*"};
+  for (int i = 0; i < 64; ++i) {
+    Route r = prefixRoute("/", "sb" + std::to_string(i));
+    r.match.headers = {exact("x-turnout-routing-key", "k" + std::to_string(i % 48))};
+    api.routes.push_back(r);
+  }
+  Route tenant = prefixRoute("/t", "tenant-a");
+  tenant.match.headers = {exact("x-tenant", "a"), exact("x-turnout-routing-key", "k1")};
+  api.routes.push_back(tenant);
+  tenant.route->cluster = "tenant-b";
+  tenant.match.headers = {exact("x-tenant", "b"), exact("x-turnout-routing-key", "k1")};
+  api.routes.push_back(tenant);
+  Route rx;
+  rx.match.safe_regex = RegexMatcher{"/v[0-9]+/.*"};
+  rx.route.emplace();
+  rx.route->regex_rewrite = RegexMatchAndSubstitute{RegexMatcher{"/v([0-9]+)/"}, "/version-\\1/"};
+  rx.route->weighted_clusters.emplace();
+  rx.route->weighted_clusters->clusters = {ClusterWeight{"w1", "", 1, {}, {}, {}, {}, ""},
+                                           ClusterWeight{"", "x-cluster", 2, {}, {}, {}, {}, ""}};
+  api.routes.push_back(rx);
+  Route sep;
+  sep.match.path_separated_prefix = "/sep";
+  sep.match.case_sensitive = false;
+  sep.redirect.emplace();
+  sep.redirect->prefix_rewrite = "/moved";
+  sep.redirect->https_redirect = true;
+  api.routes.push_back(sep);
+  Route q = prefixRoute("/q", "query");
+  QueryParameterMatcher qm;
+  qm.name = "k";
+  qm.string_match.emplace();
+  qm.string_match->prefix = "v";
+  q.match.query_parameters = {qm};
+  q.match.runtime_fraction = RuntimeFractionalPercent{
+      FractionalPercent{30, FractionalPercent::DenominatorType::HUNDRED}, ""};
+  api.routes.push_back(q);
+  api.routes.push_back(prefixRoute("/", "baseline"));
+  c.virtual_hosts.push_back(api);
+
+  VirtualHost other;
+  other.name = "default";
+  other.domains = {"*"};
+  Route hdr = prefixRoute("/", "");
+  hdr.route->cluster.reset();
+  hdr.route->cluster_header = "x-cluster";
+  HeaderMatcher range;
+  range.name = "x-n";
+  range.range_match = Int64Range{0, 100};
+  hdr.match.headers = {range};
+  other.routes.push_back(hdr);
+  Route dr;
+  dr.match.prefix = "/";
+  dr.direct_response = DirectResponseAction{302, std::nullopt};
+  other.routes.push_back(dr);
+  c.virtual_hosts.push_back(other);
+  c.ignore_port_in_host_matching = true;
+  auto t = RouteTable::create(std::move(c));
+  if (!t.ok()) std::abort();
+  return *t;
+}
+
+// Splits the input into NUL-separated fields.
+std::vector<std::string> fields(const uint8_t* data, size_t size) {
+  std::vector<std::string> out(1);
+  for (size_t i = 0; i < size; ++i) {
+    if (data[i] == 0) {
+      out.emplace_back();
+    } else {
+      out.back().push_back(static_cast<char>(data[i]));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const RouteTableConstSharedPtr table = buildTable();
+  if (size < 8) return 0;
+  uint64_t random = 0;
+  for (int i = 0; i < 8; ++i) random = (random << 8) | data[i];
+  std::vector<std::string> f = fields(data + 8, size - 8);
+  f.resize(std::max<size_t>(f.size(), 3));
+  const std::string& authority = f[0];
+  const std::string& path = f[1];
+  const std::string& key = f[2];
+  static const char* kNames[] = {"x-turnout-routing-key", "x-tenant", "x-cluster", "x-n",
+                                 "content-type"};
+  std::vector<HeaderEntry> headers;
+  for (size_t i = 3; i < f.size(); ++i) {
+    if (f[i].empty()) continue;
+    headers.push_back(
+        HeaderEntry{kNames[static_cast<uint8_t>(f[i][0]) % 5], std::string_view(f[i]).substr(1)});
+  }
+  const bool has_authority = (random & 1) == 0;
+  const bool has_path = (random & 2) == 0;
+  const RequestView view("GET", has_authority ? std::string_view(authority) : std::string_view(),
+                         has_path ? std::string_view(path) : std::string_view(), headers,
+                         (random & 4) ? "https" : "http");
+  const RouteDecision a = table->match(view, key, random);
+  const RouteDecision b = table->matchLinear(view, key, random);
+  if (a.kind != b.kind || a.route != b.route || a.cluster != b.cluster ||
+      a.rewritten_path != b.rewritten_path) {
+    std::abort();
+  }
+  (void)redirectLocation(view, a);
+  (void)table->requestHeaderMutations(a);
+  return 0;
+}
