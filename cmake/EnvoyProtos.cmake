@@ -94,6 +94,7 @@ set(TURNOUT_PROTO_ROOTS
   envoy/extensions/filters/http/router/v3/router.proto
   envoy/extensions/filters/http/health_check/v3/health_check.proto
   envoy/extensions/transport_sockets/tls/v3/tls.proto
+  envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto
   envoy/extensions/upstreams/http/v3/http_protocol_options.proto
   envoy/extensions/filters/listener/original_dst/v3/original_dst.proto
   envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto
@@ -156,9 +157,15 @@ add_custom_command(
   COMMENT "protoc: ${_n} Envoy API protos"
   VERBATIM)
 
-add_library(turnout_envoy_protos STATIC ${_srcs})
-target_include_directories(turnout_envoy_protos SYSTEM PUBLIC "${_gen}")
-target_link_libraries(turnout_envoy_protos PUBLIC protobuf::libprotobuf)
+add_library(turnout_envoy_protos_pb STATIC ${_srcs})
+target_include_directories(turnout_envoy_protos_pb SYSTEM PUBLIC "${_gen}")
+target_link_libraries(turnout_envoy_protos_pb PUBLIC protobuf::libprotobuf)
 # Generated code: no warnings-as-errors, light optimisation keeps the build fast.
-target_compile_options(turnout_envoy_protos PRIVATE -w -O1 -g0)
+target_compile_options(turnout_envoy_protos_pb PRIVATE -w -O1 -g0)
+# Linked whole: extensions are resolved by type URL through the generated descriptor
+# pool, so every message must be registered even if no code names it (a plain static
+# link would drop e.g. tls_inspector.pb.o and `@type` lookups would then fail).
+add_library(turnout_envoy_protos INTERFACE)
+target_link_libraries(turnout_envoy_protos INTERFACE
+  "$<LINK_LIBRARY:WHOLE_ARCHIVE,turnout_envoy_protos_pb>")
 set(TURNOUT_ENVOY_PROTO_SOURCE_DIR "${_src}/root" CACHE INTERNAL "")

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "routing/route_config.h"
+#include "routing/route_table.h"
+
+namespace turnout::config {
+
+// Translates an Envoy v3 RouteConfiguration (already PGV-validated) into the
+// routing layer's plain structs, field by field. Every field that is set and
+// that turnout does not implement is rejected with its path, unless it is
+// inert without an extension turnout refuses anyway (metadata, decorator,
+// tracing, rate_limits, cors, virtual_clusters, typed_per_filter_config ...).
+// `path` is the field path of `proto` in the bootstrap or xDS resource and
+// prefixes every error. Called on the main/xDS thread when a snapshot is built.
+absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
+    const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path);
+
+// toRouteConfiguration() followed by routing::RouteTable::create(); errors from
+// the compile step are prefixed with `path` too.
+absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(
+    const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path);
+
+}  // namespace turnout::config

@@ -1,0 +1,211 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+#include "google/protobuf/any.pb.h"
+
+namespace turnout::routing {
+class RouteTable;
+}  // namespace turnout::routing
+
+namespace turnout::config {
+
+// One immutable, validated configuration: what the data plane runs on. Built by
+// SnapshotBuilder on the main (or xDS) thread, then shared as SnapshotConstSharedPtr with
+// every worker; each ActiveStream pins the pointer for its lifetime (DESIGN §7, R9).
+// Everything is plain data with Envoy's defaults already applied, so workers never
+// look at protobuf on the hot path. Never mutated after build; safe to read from any
+// thread.
+
+using Milliseconds = std::chrono::milliseconds;
+
+struct Address {
+  enum class Kind { Socket, Pipe, Internal };
+  enum class Protocol { Tcp, Udp };
+  Kind kind = Kind::Socket;
+  Protocol protocol = Protocol::Tcp;
+  std::string address;  // IP or host name (Socket), path (Pipe), listener name (Internal)
+  uint32_t port = 0;
+  bool ipv4_compat = false;
+  // `1.2.3.4:80`, `[::1]:80`, `unix:/path`, `internal:name`.
+  std::string toString() const;
+};
+
+struct HttpFilterConfig {
+  std::string name;       // a label; the key for typed_per_filter_config
+  std::string type_url;   // type.googleapis.com/...
+  std::string type_name;  // message full name, e.g. envoy.extensions.filters.http.router.v3.Router
+  google::protobuf::Any config;  // the packed typed_config
+};
+
+struct AccessLogConfig {
+  enum class Sink { File, Stdout, Stderr };
+  std::string name;
+  std::string type_url;
+  Sink sink = Sink::Stdout;
+  std::string path;  // File only
+  bool has_filter = false;
+  google::protobuf::Any config;
+};
+
+struct HttpConnectionManagerConfig {
+  enum class CodecType { Auto, Http1, Http2, Http3 };
+  enum class RouteSource { Inline, Rds };
+  enum class StripPortMode { None, MatchingHost, AnyHost };
+
+  std::string stat_prefix;
+  CodecType codec_type = CodecType::Auto;
+  RouteSource route_source = RouteSource::Inline;
+  // Inline: the RouteConfiguration's name (may be empty); Rds: rds.route_config_name.
+  std::string route_config_name;
+  // Inline only: index into Snapshot::route_tables once the translator exists.
+  std::optional<size_t> route_table_index;
+  std::vector<HttpFilterConfig> http_filters;  // router last (checked)
+  std::vector<AccessLogConfig> access_logs;
+  Milliseconds stream_idle_timeout{5 * 60 * 1000};  // Envoy default 5 min; 0 disables
+  Milliseconds request_timeout{0};                 // Envoy default: disabled
+  Milliseconds request_headers_timeout{0};
+  Milliseconds idle_timeout{60 * 60 * 1000};       // common_http_protocol_options, 1 h
+  Milliseconds drain_timeout{5000};
+  uint32_t max_request_headers_kb = 60;
+  std::optional<uint32_t> max_headers_count;  // unset: Envoy's 100
+  bool use_remote_address = false;
+  uint32_t xff_num_trusted_hops = 0;
+  bool normalize_path = false;
+  bool merge_slashes = false;
+  StripPortMode strip_port_mode = StripPortMode::None;
+  std::string server_name = "envoy";
+  bool generate_request_id = true;
+};
+
+struct FilterChainConfig {
+  std::string name;
+  std::vector<std::string> server_names;  // filter_chain_match.server_names
+  std::vector<std::string> application_protocols;
+  std::optional<uint32_t> destination_port;
+  bool has_tls = false;  // DownstreamTlsContext transport socket
+  std::optional<google::protobuf::Any> transport_socket;
+  std::optional<HttpConnectionManagerConfig> http_connection_manager;
+};
+
+struct ListenerConfig {
+  enum class TrafficDirection { Unspecified, Inbound, Outbound };
+  std::string name;
+  bool name_generated = false;  // Envoy assigns a UUID to an unnamed listener
+  Address address;
+  std::string stat_prefix;
+  bool bind_to_port = true;
+  bool use_original_dst = false;
+  bool transparent = false;
+  TrafficDirection traffic_direction = TrafficDirection::Unspecified;
+  std::vector<std::string> listener_filter_types;  // message full names
+  std::vector<FilterChainConfig> filter_chains;
+  std::optional<FilterChainConfig> default_filter_chain;
+  uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
+};
+
+struct EndpointConfig {
+  enum class HealthStatus { Unknown, Healthy, Unhealthy, Draining, Timeout, Degraded };
+  Address address;
+  std::string hostname;
+  HealthStatus health_status = HealthStatus::Unknown;
+  uint32_t weight = 1;
+};
+
+struct LocalityEndpointsConfig {
+  std::string region, zone, sub_zone;
+  uint32_t priority = 0;
+  std::optional<uint32_t> weight;  // locality weight; unset means not weighted
+  std::vector<EndpointConfig> endpoints;
+};
+
+struct CircuitBreakerThresholds {
+  enum class Priority { Default, High };
+  Priority priority = Priority::Default;
+  uint32_t max_connections = 1024;
+  uint32_t max_pending_requests = 1024;
+  uint32_t max_requests = 1024;
+  uint32_t max_retries = 3;
+};
+
+struct HealthCheckConfig {
+  enum class Kind { Http, Tcp, Grpc, Other };
+  Kind kind = Kind::Http;
+  Milliseconds timeout{0};
+  Milliseconds interval{0};
+  uint32_t unhealthy_threshold = 0;
+  uint32_t healthy_threshold = 0;
+  std::string http_path;
+  std::string http_host;
+  std::string grpc_service_name;
+};
+
+struct OutlierDetectionConfig {
+  uint32_t consecutive_5xx = 5;
+  Milliseconds interval{10000};
+  Milliseconds base_ejection_time{30000};
+  uint32_t max_ejection_percent = 10;
+  uint32_t enforcing_consecutive_5xx = 100;
+  uint32_t consecutive_gateway_failure = 5;
+  uint32_t enforcing_consecutive_gateway_failure = 0;
+  uint32_t enforcing_success_rate = 100;
+  uint32_t success_rate_minimum_hosts = 5;
+  uint32_t success_rate_request_volume = 100;
+  uint32_t success_rate_stdev_factor = 1900;
+};
+
+struct ClusterConfig {
+  enum class Type { Static, StrictDns, LogicalDns, Eds, OriginalDst };
+  enum class LbPolicy { RoundRobin, LeastRequest, RingHash, Random, Maglev, ClusterProvided };
+  enum class DnsLookupFamily { Auto, V4Only, V6Only, V4Preferred, All };
+  enum class UpstreamProtocol { Http1, Http2, UseDownstream, Auto };
+
+  std::string name;
+  std::string alt_stat_name;
+  Type type = Type::Static;
+  LbPolicy lb_policy = LbPolicy::RoundRobin;
+  Milliseconds connect_timeout{5000};
+  std::vector<LocalityEndpointsConfig> localities;
+  std::string eds_service_name;  // EDS: eds_cluster_config.service_name, else the name
+  DnsLookupFamily dns_lookup_family = DnsLookupFamily::Auto;
+  Milliseconds dns_refresh_rate{5000};
+  std::vector<CircuitBreakerThresholds> circuit_breakers;  // always has a Default entry
+  std::vector<HealthCheckConfig> health_checks;
+  std::optional<OutlierDetectionConfig> outlier_detection;
+  UpstreamProtocol upstream_protocol = UpstreamProtocol::Http1;
+  bool has_tls = false;  // UpstreamTlsContext transport socket
+  std::string tls_sni;
+  std::optional<google::protobuf::Any> transport_socket;
+  uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
+  std::optional<Milliseconds> upstream_idle_timeout;  // common_http_protocol_options, 1 h
+};
+
+struct NamedRouteTable {
+  std::string name;  // RouteConfiguration.name (may be empty for inline configs)
+  std::string path;  // where it sits in the bootstrap, for errors and /config_dump
+  std::shared_ptr<const routing::RouteTable> table;
+};
+
+struct Snapshot {
+  // The validated bootstrap, as loaded (for /config_dump).
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  std::vector<ListenerConfig> listeners;
+  std::vector<ClusterConfig> clusters;
+  std::vector<NamedRouteTable> route_tables;  // filled once route_config_translator exists
+  std::optional<Address> admin_address;
+  std::string node_id;
+  std::string node_cluster;
+
+  const ClusterConfig* findCluster(const std::string& name) const;
+  const ListenerConfig* findListener(const std::string& name) const;
+};
+
+using SnapshotConstSharedPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace turnout::config

@@ -1,0 +1,614 @@
+#include "config/snapshot/snapshot_builder.h"
+
+#include <arpa/inet.h>
+
+#include <random>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "config/bootstrap/extensions.h"
+#include "config/bootstrap/field_path.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+#include "config/snapshot/route_config_translator.h"
+#include "config/snapshot/routing_key_config.h"
+
+namespace turnout::config {
+namespace {
+
+namespace core = envoy::config::core::v3;
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace route_v3 = envoy::config::route::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+using google::protobuf::util::TimeUtil;
+using RoutingKeyProto = turnout::extensions::filters::http::routing_key::v3::RoutingKey;
+
+absl::Status invalid(absl::string_view path, absl::string_view msg) {
+  return absl::InvalidArgumentError(atPath(path, msg));
+}
+
+Milliseconds ms(const google::protobuf::Duration& d) {
+  return Milliseconds(TimeUtil::DurationToMilliseconds(d));
+}
+
+absl::string_view typeNameOf(absl::string_view url) {
+  size_t slash = url.rfind('/');
+  return slash == absl::string_view::npos ? url : url.substr(slash + 1);
+}
+
+absl::StatusOr<Address> toAddress(const core::Address& a, const std::string& path) {
+  Address out;
+  switch (a.address_case()) {
+    case core::Address::kSocketAddress: {
+      const auto& s = a.socket_address();
+      out.kind = Address::Kind::Socket;
+      out.protocol = s.protocol() == core::SocketAddress::UDP ? Address::Protocol::Udp
+                                                              : Address::Protocol::Tcp;
+      out.address = s.address();
+      out.ipv4_compat = s.ipv4_compat();
+      if (s.port_specifier_case() == core::SocketAddress::kNamedPort) {
+        return invalid(fieldPath(fieldPath(path, "socket_address"), "named_port"),
+                       "named ports are not supported; use port_value");
+      }
+      if (!s.resolver_name().empty()) {
+        return invalid(fieldPath(fieldPath(path, "socket_address"), "resolver_name"),
+                       "custom resolvers are not supported");
+      }
+      out.port = s.port_value();
+      return out;
+    }
+    case core::Address::kPipe:
+      out.kind = Address::Kind::Pipe;
+      out.address = a.pipe().path();
+      return out;
+    case core::Address::kEnvoyInternalAddress:
+      out.kind = Address::Kind::Internal;
+      out.address = a.envoy_internal_address().server_listener_name();
+      return out;
+    default:
+      return invalid(path, "an address is required (socket_address or pipe)");
+  }
+}
+
+bool isIpLiteral(const std::string& s) {
+  // Envoy's STATIC clusters parse addresses with inet_pton; no name resolution.
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionManager& hcm,
+                                                  const std::string& path) {
+  HttpConnectionManagerConfig out;
+  out.stat_prefix = hcm.stat_prefix();
+  switch (hcm.codec_type()) {
+    case hcm_v3::HttpConnectionManager::HTTP1: out.codec_type = HttpConnectionManagerConfig::CodecType::Http1; break;
+    case hcm_v3::HttpConnectionManager::HTTP2: out.codec_type = HttpConnectionManagerConfig::CodecType::Http2; break;
+    case hcm_v3::HttpConnectionManager::HTTP3:
+      return invalid(fieldPath(path, "codec_type"), "HTTP3 is not supported by turnout");
+    default: out.codec_type = HttpConnectionManagerConfig::CodecType::Auto; break;
+  }
+  switch (hcm.route_specifier_case()) {
+    case hcm_v3::HttpConnectionManager::kRouteConfig:
+      out.route_source = HttpConnectionManagerConfig::RouteSource::Inline;
+      out.route_config_name = hcm.route_config().name();
+      break;
+    case hcm_v3::HttpConnectionManager::kRds:
+      out.route_source = HttpConnectionManagerConfig::RouteSource::Rds;
+      out.route_config_name = hcm.rds().route_config_name();
+      break;
+    case hcm_v3::HttpConnectionManager::kScopedRoutes:
+      return invalid(fieldPath(path, "scoped_routes"), "scoped routes are not supported by turnout");
+    default:
+      return invalid(path, "one of route_config or rds is required");
+  }
+  for (int i = 0; i < hcm.http_filters_size(); ++i) {
+    const auto& f = hcm.http_filters(i);
+    out.http_filters.push_back(HttpFilterConfig{f.name(), f.typed_config().type_url(),
+                                                std::string(typeNameOf(f.typed_config().type_url())),
+                                                f.typed_config()});
+    if (out.http_filters.back().type_name == RoutingKeyProto::descriptor()->full_name()) {
+      // Names the PGV rules cannot judge (header syntax, the order's sanity).
+      const std::string fpath = indexPath(fieldPath(path, "http_filters"), i) + ".typed_config";
+      RoutingKeyProto rk;
+      if (!f.typed_config().UnpackTo(&rk)) return invalid(fpath, "cannot unpack RoutingKey");
+      auto checked = toRoutingKeyFilterConfig(rk, fpath);
+      if (!checked.ok()) return checked.status();
+    }
+  }
+  for (int i = 0; i < hcm.access_log_size(); ++i) {
+    const auto& log = hcm.access_log(i);
+    AccessLogConfig a;
+    a.name = log.name();
+    a.type_url = log.typed_config().type_url();
+    a.config = log.typed_config();
+    a.has_filter = log.has_filter();
+    absl::string_view type = typeNameOf(a.type_url);
+    if (type == "envoy.extensions.access_loggers.file.v3.FileAccessLog") {
+      a.sink = AccessLogConfig::Sink::File;
+      envoy::extensions::access_loggers::file::v3::FileAccessLog file;
+      if (log.typed_config().UnpackTo(&file)) a.path = file.path();
+    } else if (type == "envoy.extensions.access_loggers.stream.v3.StderrAccessLog") {
+      a.sink = AccessLogConfig::Sink::Stderr;
+    } else {
+      a.sink = AccessLogConfig::Sink::Stdout;
+    }
+    out.access_logs.push_back(std::move(a));
+  }
+  if (hcm.has_stream_idle_timeout()) out.stream_idle_timeout = ms(hcm.stream_idle_timeout());
+  if (hcm.has_request_timeout()) out.request_timeout = ms(hcm.request_timeout());
+  if (hcm.has_request_headers_timeout()) out.request_headers_timeout = ms(hcm.request_headers_timeout());
+  if (hcm.has_drain_timeout()) out.drain_timeout = ms(hcm.drain_timeout());
+  if (hcm.has_common_http_protocol_options()) {
+    const auto& c = hcm.common_http_protocol_options();
+    if (c.has_idle_timeout()) out.idle_timeout = ms(c.idle_timeout());
+    if (c.has_max_headers_count()) out.max_headers_count = c.max_headers_count().value();
+  }
+  if (hcm.has_max_request_headers_kb()) out.max_request_headers_kb = hcm.max_request_headers_kb().value();
+  out.use_remote_address = hcm.has_use_remote_address() && hcm.use_remote_address().value();
+  out.xff_num_trusted_hops = hcm.xff_num_trusted_hops();
+  out.normalize_path = hcm.has_normalize_path() && hcm.normalize_path().value();
+  out.merge_slashes = hcm.merge_slashes();
+  if (hcm.strip_matching_host_port()) out.strip_port_mode = HttpConnectionManagerConfig::StripPortMode::MatchingHost;
+  if (hcm.has_strip_any_host_port() && hcm.strip_any_host_port()) {
+    out.strip_port_mode = HttpConnectionManagerConfig::StripPortMode::AnyHost;
+  }
+  if (!hcm.server_name().empty()) out.server_name = hcm.server_name();
+  if (hcm.has_generate_request_id()) out.generate_request_id = hcm.generate_request_id().value();
+  return out;
+}
+
+// Inline route configuration: every cluster it names must exist (validate_clusters
+// defaults to true for route_config, Envoy route.proto).
+absl::Status checkRouteClusters(const route_v3::RouteConfiguration& rc, const std::string& path,
+                                const absl::flat_hash_set<std::string>& clusters) {
+  if (rc.has_validate_clusters() && !rc.validate_clusters().value()) return absl::OkStatus();
+  auto check = [&](const std::string& name, const std::string& p) -> absl::Status {
+    if (clusters.contains(name)) return absl::OkStatus();
+    return invalid(p, absl::StrCat("unknown cluster '", name, "'"));
+  };
+  auto check_mirrors = [&](const auto& policies, const std::string& p) -> absl::Status {
+    for (int m = 0; m < policies.size(); ++m) {
+      if (policies[m].cluster().empty()) continue;  // cluster_header
+      std::string mp = fieldPath(indexPath(p, m), "cluster");
+      if (auto s = check(policies[m].cluster(), mp); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  };
+  if (auto s = check_mirrors(rc.request_mirror_policies(), fieldPath(path, "request_mirror_policies"));
+      !s.ok()) {
+    return s;
+  }
+  for (int v = 0; v < rc.virtual_hosts_size(); ++v) {
+    const auto& vh = rc.virtual_hosts(v);
+    std::string vpath = indexPath(fieldPath(path, "virtual_hosts"), v);
+    if (auto s = check_mirrors(vh.request_mirror_policies(), fieldPath(vpath, "request_mirror_policies"));
+        !s.ok()) {
+      return s;
+    }
+    for (int r = 0; r < vh.routes_size(); ++r) {
+      const auto& route = vh.routes(r);
+      if (!route.has_route()) continue;
+      std::string apath = fieldPath(indexPath(fieldPath(vpath, "routes"), r), "route");
+      const auto& action = route.route();
+      if (action.cluster_specifier_case() == route_v3::RouteAction::kCluster) {
+        if (auto s = check(action.cluster(), fieldPath(apath, "cluster")); !s.ok()) return s;
+      } else if (action.cluster_specifier_case() == route_v3::RouteAction::kWeightedClusters) {
+        const auto& wc = action.weighted_clusters();
+        for (int c = 0; c < wc.clusters_size(); ++c) {
+          if (wc.clusters(c).name().empty()) continue;  // cluster_header
+          std::string cp = fieldPath(indexPath(fieldPath(fieldPath(apath, "weighted_clusters"), "clusters"), c), "name");
+          if (auto s = check(wc.clusters(c).name(), cp); !s.ok()) return s;
+        }
+      } else if (action.cluster_specifier_case() == route_v3::RouteAction::kClusterSpecifierPlugin ||
+                 action.cluster_specifier_case() == route_v3::RouteAction::kInlineClusterSpecifierPlugin) {
+        return invalid(apath, "cluster specifier plugins are not supported by turnout");
+      }
+      if (auto s = check_mirrors(action.request_mirror_policies(), fieldPath(apath, "request_mirror_policies"));
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
+  ClusterConfig out;
+  out.name = c.name();
+  out.alt_stat_name = c.alt_stat_name();
+  if (c.cluster_discovery_type_case() == cluster_v3::Cluster::kClusterType) {
+    return invalid(fieldPath(path, "cluster_type"), "custom cluster types are not supported by turnout");
+  }
+  switch (c.type()) {
+    case cluster_v3::Cluster::STATIC: out.type = ClusterConfig::Type::Static; break;
+    case cluster_v3::Cluster::STRICT_DNS: out.type = ClusterConfig::Type::StrictDns; break;
+    case cluster_v3::Cluster::LOGICAL_DNS: out.type = ClusterConfig::Type::LogicalDns; break;
+    case cluster_v3::Cluster::EDS: out.type = ClusterConfig::Type::Eds; break;
+    case cluster_v3::Cluster::ORIGINAL_DST: out.type = ClusterConfig::Type::OriginalDst; break;
+    default: return invalid(fieldPath(path, "type"), "unsupported cluster type");
+  }
+  switch (c.lb_policy()) {
+    case cluster_v3::Cluster::ROUND_ROBIN: out.lb_policy = ClusterConfig::LbPolicy::RoundRobin; break;
+    case cluster_v3::Cluster::LEAST_REQUEST: out.lb_policy = ClusterConfig::LbPolicy::LeastRequest; break;
+    case cluster_v3::Cluster::RING_HASH: out.lb_policy = ClusterConfig::LbPolicy::RingHash; break;
+    case cluster_v3::Cluster::RANDOM: out.lb_policy = ClusterConfig::LbPolicy::Random; break;
+    case cluster_v3::Cluster::MAGLEV: out.lb_policy = ClusterConfig::LbPolicy::Maglev; break;
+    case cluster_v3::Cluster::CLUSTER_PROVIDED: out.lb_policy = ClusterConfig::LbPolicy::ClusterProvided; break;
+    default:
+      return invalid(fieldPath(path, "lb_policy"),
+                     absl::StrCat("unsupported lb_policy ", cluster_v3::Cluster::LbPolicy_Name(c.lb_policy())));
+  }
+  // Envoy (source/common/upstream/upstream_impl.cc): ORIGINAL_DST goes with
+  // CLUSTER_PROVIDED and only with it.
+  if (out.type == ClusterConfig::Type::OriginalDst &&
+      out.lb_policy != ClusterConfig::LbPolicy::ClusterProvided) {
+    return invalid(fieldPath(path, "lb_policy"),
+                   absl::StrCat("cluster: LB policy ", cluster_v3::Cluster::LbPolicy_Name(c.lb_policy()),
+                                " is not valid for Cluster type ORIGINAL_DST. Only 'CLUSTER_PROVIDED' "
+                                "is allowed with cluster type 'ORIGINAL_DST'"));
+  }
+  if (out.type != ClusterConfig::Type::OriginalDst &&
+      out.lb_policy == ClusterConfig::LbPolicy::ClusterProvided) {
+    return invalid(fieldPath(path, "lb_policy"),
+                   absl::StrCat("cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type ",
+                                cluster_v3::Cluster::DiscoveryType_Name(c.type()),
+                                ". 'CLUSTER_PROVIDED' is allowed only with cluster type 'ORIGINAL_DST'"));
+  }
+  if (c.has_connect_timeout()) out.connect_timeout = ms(c.connect_timeout());
+  if (c.has_dns_refresh_rate()) out.dns_refresh_rate = ms(c.dns_refresh_rate());
+  switch (c.dns_lookup_family()) {
+    case cluster_v3::Cluster::V4_ONLY: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::V4Only; break;
+    case cluster_v3::Cluster::V6_ONLY: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::V6Only; break;
+    case cluster_v3::Cluster::V4_PREFERRED: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::V4Preferred; break;
+    case cluster_v3::Cluster::ALL: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::All; break;
+    default: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::Auto; break;
+  }
+  if (c.has_per_connection_buffer_limit_bytes()) {
+    out.per_connection_buffer_limit_bytes = c.per_connection_buffer_limit_bytes().value();
+  }
+
+  if (out.type == ClusterConfig::Type::Eds) {
+    if (!c.has_eds_cluster_config()) {
+      return invalid(fieldPath(path, "eds_cluster_config"),
+                     "cannot create an EDS cluster without an EDS config");
+    }
+    out.eds_service_name = c.eds_cluster_config().service_name().empty()
+                               ? c.name()
+                               : c.eds_cluster_config().service_name();
+  }
+
+  // Endpoints.
+  const std::string la_path = fieldPath(path, "load_assignment");
+  size_t endpoint_count = 0;
+  for (int l = 0; l < c.load_assignment().endpoints_size(); ++l) {
+    const auto& lle = c.load_assignment().endpoints(l);
+    std::string lpath = indexPath(fieldPath(la_path, "endpoints"), l);
+    LocalityEndpointsConfig loc;
+    loc.region = lle.locality().region();
+    loc.zone = lle.locality().zone();
+    loc.sub_zone = lle.locality().sub_zone();
+    loc.priority = lle.priority();
+    if (lle.has_load_balancing_weight()) loc.weight = lle.load_balancing_weight().value();
+    for (int e = 0; e < lle.lb_endpoints_size(); ++e) {
+      const auto& lbe = lle.lb_endpoints(e);
+      std::string epath = indexPath(fieldPath(lpath, "lb_endpoints"), e);
+      if (lbe.host_identifier_case() == envoy::config::endpoint::v3::LbEndpoint::kEndpointName) {
+        return invalid(fieldPath(epath, "endpoint_name"), "named endpoints are not supported by turnout");
+      }
+      std::string apath = fieldPath(fieldPath(epath, "endpoint"), "address");
+      auto addr = toAddress(lbe.endpoint().address(), apath);
+      if (!addr.ok()) return addr.status();
+      if (out.type == ClusterConfig::Type::Static && addr->kind == Address::Kind::Socket &&
+          !isIpLiteral(addr->address)) {
+        return invalid(fieldPath(fieldPath(apath, "socket_address"), "address"),
+                       absl::StrCat("malformed IP address: ", addr->address,
+                                    " (STATIC clusters take IP addresses; use STRICT_DNS or "
+                                    "LOGICAL_DNS for host names)"));
+      }
+      EndpointConfig ep;
+      ep.address = *std::move(addr);
+      ep.hostname = lbe.endpoint().hostname();
+      ep.health_status = static_cast<EndpointConfig::HealthStatus>(lbe.health_status());
+      if (lbe.has_load_balancing_weight()) ep.weight = lbe.load_balancing_weight().value();
+      loc.endpoints.push_back(std::move(ep));
+      ++endpoint_count;
+    }
+    out.localities.push_back(std::move(loc));
+  }
+  if (out.type == ClusterConfig::Type::LogicalDns &&
+      (c.load_assignment().endpoints_size() != 1 || endpoint_count != 1)) {
+    return invalid(la_path,
+                   "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single "
+                   "lb_endpoint");
+  }
+
+  // Circuit breakers: Envoy's defaults apply per priority; DEFAULT always exists.
+  bool have_default = false;
+  for (const auto& t : c.circuit_breakers().thresholds()) {
+    CircuitBreakerThresholds th;
+    th.priority = t.priority() == core::HIGH ? CircuitBreakerThresholds::Priority::High
+                                             : CircuitBreakerThresholds::Priority::Default;
+    if (t.has_max_connections()) th.max_connections = t.max_connections().value();
+    if (t.has_max_pending_requests()) th.max_pending_requests = t.max_pending_requests().value();
+    if (t.has_max_requests()) th.max_requests = t.max_requests().value();
+    if (t.has_max_retries()) th.max_retries = t.max_retries().value();
+    have_default |= th.priority == CircuitBreakerThresholds::Priority::Default;
+    out.circuit_breakers.push_back(th);
+  }
+  if (!have_default) out.circuit_breakers.insert(out.circuit_breakers.begin(), CircuitBreakerThresholds{});
+
+  for (int h = 0; h < c.health_checks_size(); ++h) {
+    const auto& hc = c.health_checks(h);
+    std::string hpath = indexPath(fieldPath(path, "health_checks"), h);
+    HealthCheckConfig out_hc;
+    out_hc.timeout = ms(hc.timeout());
+    out_hc.interval = ms(hc.interval());
+    out_hc.unhealthy_threshold = hc.unhealthy_threshold().value();
+    out_hc.healthy_threshold = hc.healthy_threshold().value();
+    switch (hc.health_checker_case()) {
+      case core::HealthCheck::kHttpHealthCheck:
+        out_hc.kind = HealthCheckConfig::Kind::Http;
+        out_hc.http_path = hc.http_health_check().path();
+        out_hc.http_host = hc.http_health_check().host();
+        break;
+      case core::HealthCheck::kTcpHealthCheck:
+        out_hc.kind = HealthCheckConfig::Kind::Tcp;
+        break;
+      case core::HealthCheck::kGrpcHealthCheck:
+        out_hc.kind = HealthCheckConfig::Kind::Grpc;
+        out_hc.grpc_service_name = hc.grpc_health_check().service_name();
+        break;
+      default:
+        return invalid(hpath, "unsupported health checker (turnout supports http, tcp and grpc)");
+    }
+    out.health_checks.push_back(std::move(out_hc));
+  }
+
+  if (c.has_outlier_detection()) {
+    const auto& od = c.outlier_detection();
+    OutlierDetectionConfig o;
+    if (od.has_consecutive_5xx()) o.consecutive_5xx = od.consecutive_5xx().value();
+    if (od.has_interval()) o.interval = ms(od.interval());
+    if (od.has_base_ejection_time()) o.base_ejection_time = ms(od.base_ejection_time());
+    if (od.has_max_ejection_percent()) o.max_ejection_percent = od.max_ejection_percent().value();
+    if (od.has_enforcing_consecutive_5xx()) o.enforcing_consecutive_5xx = od.enforcing_consecutive_5xx().value();
+    if (od.has_consecutive_gateway_failure()) o.consecutive_gateway_failure = od.consecutive_gateway_failure().value();
+    if (od.has_enforcing_consecutive_gateway_failure()) {
+      o.enforcing_consecutive_gateway_failure = od.enforcing_consecutive_gateway_failure().value();
+    }
+    if (od.has_enforcing_success_rate()) o.enforcing_success_rate = od.enforcing_success_rate().value();
+    if (od.has_success_rate_minimum_hosts()) o.success_rate_minimum_hosts = od.success_rate_minimum_hosts().value();
+    if (od.has_success_rate_request_volume()) o.success_rate_request_volume = od.success_rate_request_volume().value();
+    if (od.has_success_rate_stdev_factor()) o.success_rate_stdev_factor = od.success_rate_stdev_factor().value();
+    out.outlier_detection = o;
+  }
+
+  // Upstream protocol: HttpProtocolOptions wins over the deprecated Cluster fields.
+  // The deprecated Cluster fields still parse in Envoy 1.31 and appear in its examples.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (c.has_http2_protocol_options()) out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+  if (c.has_common_http_protocol_options() && c.common_http_protocol_options().has_idle_timeout()) {
+    out.upstream_idle_timeout = ms(c.common_http_protocol_options().idle_timeout());
+  }
+#pragma GCC diagnostic pop
+  auto opts = c.typed_extension_protocol_options().find(std::string(kHttpProtocolOptionsType));
+  if (opts != c.typed_extension_protocol_options().end()) {
+    std::string opath = keyPath(fieldPath(path, "typed_extension_protocol_options"), kHttpProtocolOptionsType);
+    envoy::extensions::upstreams::http::v3::HttpProtocolOptions hpo;
+    if (!opts->second.UnpackTo(&hpo)) return invalid(opath, "cannot decode HttpProtocolOptions");
+    using HPO = envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    switch (hpo.upstream_protocol_options_case()) {
+      case HPO::kExplicitHttpConfig:
+        switch (hpo.explicit_http_config().protocol_config_case()) {
+          case HPO::ExplicitHttpConfig::kHttp2ProtocolOptions:
+            out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+            break;
+          case HPO::ExplicitHttpConfig::kHttp3ProtocolOptions:
+            return invalid(fieldPath(fieldPath(opath, "explicit_http_config"), "http3_protocol_options"),
+                           "HTTP/3 upstreams are not supported by turnout");
+          default:
+            out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http1;
+            break;
+        }
+        break;
+      case HPO::kUseDownstreamProtocolConfig:
+        out.upstream_protocol = ClusterConfig::UpstreamProtocol::UseDownstream;
+        break;
+      case HPO::kAutoConfig:
+        out.upstream_protocol = ClusterConfig::UpstreamProtocol::Auto;
+        break;
+      default:
+        break;
+    }
+    if (hpo.has_common_http_protocol_options() && hpo.common_http_protocol_options().has_idle_timeout()) {
+      out.upstream_idle_timeout = ms(hpo.common_http_protocol_options().idle_timeout());
+    }
+  }
+
+  if (c.has_transport_socket()) {
+    out.transport_socket = c.transport_socket().typed_config();
+    envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext tls;
+    if (c.transport_socket().typed_config().UnpackTo(&tls)) {
+      out.has_tls = true;
+      out.tls_sni = tls.sni();
+    }
+  }
+  if (c.transport_socket_matches_size() > 0) {
+    return invalid(fieldPath(path, "transport_socket_matches"),
+                   "transport socket matches are not supported by turnout");
+  }
+  return out;
+}
+
+absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& fc,
+                                                const std::string& path,
+                                                const absl::flat_hash_set<std::string>& clusters,
+                                                bool check_clusters, Snapshot& snapshot) {
+  FilterChainConfig out;
+  out.name = fc.name();
+  const auto& m = fc.filter_chain_match();
+  out.server_names.assign(m.server_names().begin(), m.server_names().end());
+  out.application_protocols.assign(m.application_protocols().begin(), m.application_protocols().end());
+  if (m.has_destination_port()) out.destination_port = m.destination_port().value();
+  if (fc.has_transport_socket()) {
+    out.transport_socket = fc.transport_socket().typed_config();
+    out.has_tls = typeNameOf(fc.transport_socket().typed_config().type_url()) == kDownstreamTlsContextType;
+  }
+  for (int k = 0; k < fc.filters_size(); ++k) {
+    std::string tpath = fieldPath(indexPath(fieldPath(path, "filters"), k), "typed_config");
+    hcm_v3::HttpConnectionManager hcm;
+    if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
+      return invalid(tpath, "cannot decode HttpConnectionManager");
+    }
+    if (out.http_connection_manager) {
+      return invalid(tpath, "more than one HttpConnectionManager in a filter chain");
+    }
+    auto cfg = toHcm(hcm, tpath);
+    if (!cfg.ok()) return cfg.status();
+    if (hcm.has_route_config()) {
+      std::string rpath = fieldPath(tpath, "route_config");
+      if (check_clusters) {
+        if (auto s = checkRouteClusters(hcm.route_config(), rpath, clusters); !s.ok()) return s;
+      }
+      auto table = translateRouteConfiguration(hcm.route_config(), rpath);
+      if (!table.ok()) return table.status();
+      cfg->route_table_index = snapshot.route_tables.size();
+      snapshot.route_tables.push_back(NamedRouteTable{hcm.route_config().name(), rpath, *std::move(table)});
+    }
+    out.http_connection_manager = *std::move(cfg);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Address::toString() const {
+  switch (kind) {
+    case Kind::Pipe: return absl::StrCat("unix:", address);
+    case Kind::Internal: return absl::StrCat("internal:", address);
+    case Kind::Socket:
+      if (address.find(':') != std::string::npos) return absl::StrCat("[", address, "]:", port);
+      return absl::StrCat(address, ":", port);
+  }
+  return address;
+}
+
+const ClusterConfig* Snapshot::findCluster(const std::string& name) const {
+  for (const auto& c : clusters) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+const ListenerConfig* Snapshot::findListener(const std::string& name) const {
+  for (const auto& l : listeners) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+std::string SnapshotBuilder::randomUuid() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  uint64_t hi = gen(), lo = gen();
+  hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xFFFF, hi & 0xFFFF,
+                         lo >> 48, lo & 0xFFFFFFFFFFFFULL);
+}
+
+absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
+    const envoy::config::bootstrap::v3::Bootstrap& bootstrap, NameGenerator generate_name) {
+  if (!generate_name) generate_name = &SnapshotBuilder::randomUuid;
+  auto snapshot = std::make_shared<Snapshot>();
+  snapshot->bootstrap = bootstrap;
+  snapshot->node_id = bootstrap.node().id();
+  snapshot->node_cluster = bootstrap.node().cluster();
+  const auto& sr = bootstrap.static_resources();
+
+  // Clusters first: routes are checked against them.
+  absl::flat_hash_map<std::string, int> cluster_index;
+  for (int i = 0; i < sr.clusters_size(); ++i) {
+    std::string path = indexPath("static_resources.clusters", i);
+    const auto& c = sr.clusters(i);
+    auto [it, inserted] = cluster_index.emplace(c.name(), i);
+    if (!inserted) {
+      return invalid(fieldPath(path, "name"),
+                     absl::StrCat("duplicate cluster '", c.name(), "' (also static_resources.clusters[",
+                                  it->second, "])"));
+    }
+    auto cfg = toCluster(c, path);
+    if (!cfg.ok()) return cfg.status();
+    snapshot->clusters.push_back(*std::move(cfg));
+  }
+  absl::flat_hash_set<std::string> cluster_names;
+  for (const auto& [name, idx] : cluster_index) cluster_names.insert(name);
+  // With CDS, more clusters arrive later; only a fully static config can be checked.
+  bool check_clusters = !bootstrap.dynamic_resources().has_cds_config();
+
+  absl::flat_hash_map<std::string, int> listener_index;
+  for (int i = 0; i < sr.listeners_size(); ++i) {
+    std::string path = indexPath("static_resources.listeners", i);
+    const auto& l = sr.listeners(i);
+    ListenerConfig out;
+    out.name = l.name();
+    if (out.name.empty()) {
+      out.name = generate_name();
+      out.name_generated = true;
+    }
+    auto [it, inserted] = listener_index.emplace(out.name, i);
+    if (!inserted) {
+      return invalid(fieldPath(path, "name"),
+                     absl::StrCat("duplicate listener name '", out.name,
+                                  "' (also static_resources.listeners[", it->second, "])"));
+    }
+    if (l.has_api_listener()) {
+      return invalid(fieldPath(path, "api_listener"), "API listeners are not supported by turnout");
+    }
+    if (!l.has_address()) return invalid(fieldPath(path, "address"), "a listener needs an address");
+    auto addr = toAddress(l.address(), fieldPath(path, "address"));
+    if (!addr.ok()) return addr.status();
+    out.address = *std::move(addr);
+    out.stat_prefix = l.stat_prefix();
+    if (l.has_bind_to_port()) out.bind_to_port = l.bind_to_port().value();
+    out.use_original_dst = l.has_use_original_dst() && l.use_original_dst().value();
+    out.transparent = l.has_transparent() && l.transparent().value();
+    out.traffic_direction = static_cast<ListenerConfig::TrafficDirection>(l.traffic_direction());
+    if (l.has_per_connection_buffer_limit_bytes()) {
+      out.per_connection_buffer_limit_bytes = l.per_connection_buffer_limit_bytes().value();
+    }
+    for (const auto& lf : l.listener_filters()) {
+      out.listener_filter_types.emplace_back(typeNameOf(lf.typed_config().type_url()));
+    }
+    for (int j = 0; j < l.filter_chains_size(); ++j) {
+      auto fc = toFilterChain(l.filter_chains(j), indexPath(fieldPath(path, "filter_chains"), j),
+                              cluster_names, check_clusters, *snapshot);
+      if (!fc.ok()) return fc.status();
+      out.filter_chains.push_back(*std::move(fc));
+    }
+    if (l.has_default_filter_chain()) {
+      auto fc = toFilterChain(l.default_filter_chain(), fieldPath(path, "default_filter_chain"),
+                              cluster_names, check_clusters, *snapshot);
+      if (!fc.ok()) return fc.status();
+      out.default_filter_chain = *std::move(fc);
+    }
+    snapshot->listeners.push_back(std::move(out));
+  }
+
+  if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
+    auto addr = toAddress(bootstrap.admin().address(), "admin.address");
+    if (!addr.ok()) return addr.status();
+    snapshot->admin_address = *std::move(addr);
+  }
+  return SnapshotConstSharedPtr(std::move(snapshot));
+}
+
+}  // namespace turnout::config

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "config/snapshot/snapshot.h"
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+
+namespace turnout::config {
+
+// Turns a loaded bootstrap (see bootstrap_loader.h: parsed, extension-checked,
+// PGV-validated) into an immutable Snapshot with Envoy's defaults applied, after the
+// semantic checks Envoy makes at startup: unique listener and cluster names, STATIC
+// clusters with IP addresses only, LOGICAL_DNS with one endpoint, EDS clusters with an
+// eds_cluster_config, load-balancer/cluster-type pairs, and inline route configurations
+// (validate_clusters defaults to true) that name only known clusters. Errors are
+// InvalidArgument and name the field path.
+//
+// Runs on the main or xDS thread; the result is shared with workers read-only.
+class SnapshotBuilder {
+ public:
+  // Returns a unique listener name for an unnamed listener (Envoy: a UUID). Injected so
+  // that tests are deterministic.
+  using NameGenerator = std::function<std::string()>;
+
+  static absl::StatusOr<SnapshotConstSharedPtr> build(
+      const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
+      NameGenerator generate_name = nullptr);
+
+  // A random RFC 4122 version-4 UUID string.
+  static std::string randomUuid();
+};
+
+}  // namespace turnout::config

@@ -1,0 +1,166 @@
+#include "config/snapshot/route_config_translator.h"
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/util/json_util.h"
+#include "routing/request_view.h"
+
+namespace turnout::config {
+namespace {
+
+envoy::config::route::v3::RouteConfiguration parse(const std::string& json) {
+  envoy::config::route::v3::RouteConfiguration rc;
+  auto st = google::protobuf::util::JsonStringToMessage(json, &rc);
+  INFO(st.ToString());
+  REQUIRE(st.ok());
+  return rc;
+}
+
+std::string errorOf(const std::string& json) {
+  auto t = translateRouteConfiguration(parse(json), "route_config");
+  REQUIRE_FALSE(t.ok());
+  return std::string(t.status().message());
+}
+
+// A two-service sandbox table: reviews has a feat-x fork, ratings none.
+const char* kSandboxConfig = R"({
+  "name": "services",
+  "virtual_hosts": [
+    {"name": "reviews", "domains": ["reviews"], "routes": [
+      {"match": {"prefix": "/", "headers": [
+         {"name": "x-turnout-routing-key", "string_match": {"exact": "feat-x"}}]},
+       "route": {"cluster": "reviews-feat-x"}},
+      {"match": {"prefix": "/"}, "route": {"cluster": "reviews", "timeout": "2.5s"},
+       "decorator": {"operation": "reviews"}}
+    ]},
+    {"name": "ratings", "domains": ["ratings"], "routes": [
+      {"match": {"prefix": "/api", "headers": [{"name": "x-env", "exact_match": "canary"}]},
+       "route": {"cluster": "ratings-canary"}},
+      {"match": {"prefix": "/"}, "route": {"cluster": "ratings"}}
+    ]}
+  ]
+})";
+
+routing::RouteDecision route(const routing::RouteTable& table, std::string authority,
+                             std::string path, std::string key,
+                             std::vector<routing::HeaderEntry> headers = {}) {
+  routing::RequestView view("GET", authority, path, headers);
+  return table.match(view, key, 0);
+}
+
+TEST_CASE("sandbox routes from an Envoy RouteConfiguration send the key to the fork",
+          "[config][translator]") {
+  auto [authority, key, cluster] = GENERATE(table<std::string, std::string, std::string>({
+      {"reviews", "feat-x", "reviews-feat-x"},
+      {"reviews", "", "reviews"},
+      {"reviews", "feat-y", "reviews"},
+      {"ratings", "feat-x", "ratings"},
+  }));
+  auto rt = translateRouteConfiguration(parse(kSandboxConfig), "route_config");
+  REQUIRE(rt.ok());
+  auto d = route(**rt, authority, "/", key);
+  REQUIRE(d.kind == routing::RouteDecision::Kind::Route);
+  CHECK(d.cluster == cluster);
+}
+
+TEST_CASE("durations and deprecated header matchers translate", "[config][translator]") {
+  auto config = toRouteConfiguration(parse(kSandboxConfig), "route_config");
+  REQUIRE(config.ok());
+  const auto& baseline = config->virtual_hosts[0].routes[1].route;
+  REQUIRE(baseline.has_value());
+  CHECK(baseline->timeout == std::chrono::milliseconds(2500));
+  CHECK(config->virtual_hosts[1].routes[0].match.headers[0].exact_match == "canary");
+  auto rt = translateRouteConfiguration(parse(kSandboxConfig), "route_config");
+  REQUIRE(rt.ok());
+  std::vector<routing::HeaderEntry> h = {{"x-env", "canary"}};
+  CHECK(route(**rt, "ratings", "/api/v1", "", h).cluster == "ratings-canary");
+  CHECK(route(**rt, "ratings", "/web", "", h).cluster == "ratings");
+}
+
+TEST_CASE("fields turnout does not implement are rejected with their path",
+          "[config][translator]") {
+  auto [json, expected] = GENERATE(table<std::string, std::string>({
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","metadata_match":{"filter_metadata":{"envoy.lb":{"v":"1"}}}}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.metadata_match: field "
+       "'envoy.config.route.v3.RouteAction.metadata_match' is not supported by turnout"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/",
+          "tls_context":{"presented":true}},"route":{"cluster":"c"}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].match.tls_context: field "
+       "'envoy.config.route.v3.RouteMatch.tls_context' is not supported by turnout"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","hedge_policy":{"hedge_on_per_try_timeout":true}}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.hedge_policy: field "
+       "'envoy.config.route.v3.RouteAction.hedge_policy' is not supported by turnout"},
+      {R"({"vhds":{"config_source":{"ads":{}}}})",
+       "route_config.vhds: field 'envoy.config.route.v3.RouteConfiguration.vhds' is not "
+       "supported by turnout"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","max_stream_duration":{"max_stream_duration":"5s"}}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.max_stream_duration: a non-zero "
+       "max_stream_duration is not supported by turnout"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"CONNECT"}]}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].upgrade_type: upgrade "
+       "type 'CONNECT' is not supported by turnout (only websocket)"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","retry_policy":{"retry_host_predicate":[{"name":"x",
+          "typed_config":{"@type":"type.googleapis.com/google.protobuf.Empty"}}]}}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_host_predicate[0]."
+       "typed_config: unsupported retry host predicate 'type.googleapis.com/google.protobuf."
+       "Empty'"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "direct_response":{"status":200,"body":{"filename":"/nonexistent/turnout-body"}}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].direct_response.body.filename: cannot read "
+       "'/nonexistent/turnout-body'"},
+  }));
+  CHECK(errorOf(json) == expected);
+}
+
+TEST_CASE("route table compile errors are prefixed with the route config path",
+          "[config][translator]") {
+  std::string e = errorOf(R"({"virtual_hosts":[
+      {"name":"a","domains":["a.com"],"routes":[]},
+      {"name":"b","domains":["a.com"],"routes":[]}]})");
+  CHECK_THAT(e, Catch::StartsWith("route_config.virtual_hosts[1].domains[0]"));
+}
+
+TEST_CASE("inert fields are accepted", "[config][translator]") {
+  auto table = translateRouteConfiguration(parse(R"({"virtual_hosts":[{"name":"a",
+      "domains":["*"],"virtual_clusters":[{"name":"vc","headers":[{"name":":path"}]}],
+      "routes":[{"match":{"prefix":"/"},"route":{"cluster":"c",
+      "max_stream_duration":{"max_stream_duration":"0s","grpc_timeout_header_max":"0s"},
+      "upgrade_configs":[{"upgrade_type":"websocket"}]},
+      "decorator":{"operation":"op"},"metadata":{"filter_metadata":{"x":{"y":1}}}}]}]})"),
+                                           "rc");
+  INFO((table.ok() ? "" : table.status().ToString()));
+  REQUIRE(table.ok());
+  CHECK(route(**table, "any", "/", "").cluster == "c");
+}
+
+TEST_CASE("a direct response body can come from a file", "[config][translator]") {
+  char name[] = "/tmp/turnout-body-XXXXXX";
+  int fd = mkstemp(name);
+  REQUIRE(fd >= 0);
+  close(fd);
+  { std::ofstream(name) << "hello from a file"; }
+  auto table = translateRouteConfiguration(
+      parse(std::string(R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":)"
+                        R"({"prefix":"/"},"direct_response":{"status":200,"body":{"filename":")") +
+            name + R"("}}}]}]})"),
+      "rc");
+  std::remove(name);
+  REQUIRE(table.ok());
+  auto d = route(**table, "any", "/", "");
+  REQUIRE(d.kind == routing::RouteDecision::Kind::DirectResponse);
+  CHECK(d.status == 200);
+  CHECK(d.body == "hello from a file");
+}
+
+}  // namespace
+}  // namespace turnout::config

@@ -1,0 +1,272 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "config/bootstrap/bootstrap_loader.h"
+#include "config/snapshot/snapshot_builder.h"
+
+namespace turnout::config {
+namespace {
+
+std::string source(const std::string& rel) { return std::string(TURNOUT_SOURCE_DIR) + "/" + rel; }
+
+SnapshotConstSharedPtr buildFile(const std::string& rel) {
+  BootstrapLoadOptions options;
+  options.config_path = source(rel);
+  auto loaded = loadBootstrap(options);
+  INFO(loaded.status().ToString());
+  REQUIRE(loaded.ok());
+  auto snapshot = SnapshotBuilder::build(loaded->bootstrap, [] { return std::string("generated-name"); });
+  INFO(snapshot.status().ToString());
+  REQUIRE(snapshot.ok());
+  return *snapshot;
+}
+
+std::string buildError(const std::string& yaml) {
+  auto loaded = loadBootstrapFromYaml(yaml);
+  if (!loaded.ok()) return absl::StrCat("load: ", loaded.status().message());
+  auto snapshot = SnapshotBuilder::build(loaded->bootstrap);
+  return snapshot.ok() ? "OK" : std::string(snapshot.status().message());
+}
+
+TEST_CASE("Envoy's defaults are applied to clusters", "[config][snapshot]") {
+  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  const ClusterConfig* c = s->findCluster("service_one");
+  REQUIRE(c != nullptr);
+  CHECK(c->type == ClusterConfig::Type::StrictDns);
+  CHECK(c->lb_policy == ClusterConfig::LbPolicy::RoundRobin);
+  CHECK(c->connect_timeout == std::chrono::seconds(5));
+  CHECK(c->dns_refresh_rate == std::chrono::seconds(5));
+  CHECK(c->dns_lookup_family == ClusterConfig::DnsLookupFamily::Auto);
+  CHECK(c->upstream_protocol == ClusterConfig::UpstreamProtocol::Http1);
+  CHECK(c->per_connection_buffer_limit_bytes == 1024 * 1024);
+  REQUIRE(c->circuit_breakers.size() == 1);
+  CHECK(c->circuit_breakers[0].priority == CircuitBreakerThresholds::Priority::Default);
+  CHECK(c->circuit_breakers[0].max_connections == 1024);
+  CHECK(c->circuit_breakers[0].max_pending_requests == 1024);
+  CHECK(c->circuit_breakers[0].max_requests == 1024);
+  CHECK(c->circuit_breakers[0].max_retries == 3);
+  CHECK_FALSE(c->outlier_detection.has_value());
+  CHECK_FALSE(c->has_tls);
+  REQUIRE(c->localities.size() == 1);
+  REQUIRE(c->localities[0].endpoints.size() == 1);
+  CHECK(c->localities[0].endpoints[0].address.toString() == "service1:8000");
+  CHECK(c->localities[0].endpoints[0].weight == 1);
+}
+
+TEST_CASE("Envoy's defaults are applied to listeners and the HTTP connection manager",
+          "[config][snapshot]") {
+  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  REQUIRE(s->listeners.size() == 2);
+  const ListenerConfig& l = s->listeners[0];
+  CHECK(l.name == "front_http");
+  CHECK_FALSE(l.name_generated);
+  CHECK(l.address.toString() == "0.0.0.0:8080");
+  CHECK(l.bind_to_port);
+  REQUIRE(l.filter_chains.size() == 1);
+  REQUIRE(l.filter_chains[0].http_connection_manager.has_value());
+  const auto& h = *l.filter_chains[0].http_connection_manager;
+  CHECK(h.stat_prefix == "front_http");
+  CHECK(h.codec_type == HttpConnectionManagerConfig::CodecType::Auto);
+  CHECK(h.route_source == HttpConnectionManagerConfig::RouteSource::Inline);
+  CHECK(h.route_config_name == "front_routes");
+  CHECK(h.stream_idle_timeout == std::chrono::minutes(5));
+  CHECK(h.request_timeout == std::chrono::milliseconds(0));
+  CHECK(h.idle_timeout == std::chrono::hours(1));
+  CHECK(h.max_request_headers_kb == 60);
+  CHECK_FALSE(h.use_remote_address);
+  CHECK(h.xff_num_trusted_hops == 0);
+  CHECK_FALSE(h.normalize_path);
+  CHECK_FALSE(h.merge_slashes);
+  CHECK(h.strip_port_mode == HttpConnectionManagerConfig::StripPortMode::None);
+  REQUIRE(h.http_filters.size() == 1);
+  CHECK(h.http_filters[0].type_name == "envoy.extensions.filters.http.router.v3.Router");
+  CHECK(h.http_filters[0].type_url == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
+
+  const ListenerConfig& tls = s->listeners[1];
+  CHECK(tls.filter_chains[0].has_tls);
+  REQUIRE(tls.listener_filter_types.size() == 1);
+  CHECK(tls.listener_filter_types[0] == "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector");
+  REQUIRE(s->admin_address.has_value());
+  CHECK(s->admin_address->toString() == "0.0.0.0:8001");
+  CHECK(s->bootstrap.layered_runtime().layers_size() == 1);  // kept for /config_dump
+}
+
+TEST_CASE("explicit settings override the defaults", "[config][snapshot]") {
+  auto s = buildFile("tests/configs/good/sidecar_full.yaml");
+  const auto& h = *s->listeners[0].filter_chains[0].http_connection_manager;
+  CHECK(h.stream_idle_timeout == std::chrono::seconds(60));
+  CHECK(h.request_timeout == std::chrono::seconds(30));
+  CHECK(h.idle_timeout == std::chrono::seconds(900));
+  CHECK(h.max_request_headers_kb == 96);
+  CHECK(h.use_remote_address);
+  CHECK(h.xff_num_trusted_hops == 1);
+  CHECK(h.normalize_path);
+  CHECK(h.merge_slashes);
+  CHECK(h.strip_port_mode == HttpConnectionManagerConfig::StripPortMode::MatchingHost);
+  REQUIRE(h.http_filters.size() == 3);
+  CHECK(h.http_filters[0].name == "turnout.routing_key");
+  CHECK(h.http_filters[0].type_name == "turnout.extensions.filters.http.routing_key.v3.RoutingKey");
+  REQUIRE(h.access_logs.size() == 2);
+  CHECK(h.access_logs[0].sink == AccessLogConfig::Sink::File);
+  CHECK(h.access_logs[0].path == "/dev/stdout");
+  CHECK(h.access_logs[1].sink == AccessLogConfig::Sink::Stderr);
+  CHECK(s->listeners[0].use_original_dst);
+  CHECK(s->listeners[0].traffic_direction == ListenerConfig::TrafficDirection::Outbound);
+
+  const ClusterConfig* c = s->findCluster("reviews");
+  REQUIRE(c != nullptr);
+  CHECK(c->type == ClusterConfig::Type::Static);
+  CHECK(c->lb_policy == ClusterConfig::LbPolicy::LeastRequest);
+  CHECK(c->connect_timeout == std::chrono::seconds(1));
+  REQUIRE(c->circuit_breakers.size() == 2);
+  CHECK(c->circuit_breakers[0].max_connections == 100);
+  CHECK(c->circuit_breakers[0].max_pending_requests == 1024);
+  CHECK(c->circuit_breakers[0].max_retries == 5);
+  CHECK(c->circuit_breakers[1].priority == CircuitBreakerThresholds::Priority::High);
+  CHECK(c->circuit_breakers[1].max_requests == 2000);
+  REQUIRE(c->health_checks.size() == 1);
+  CHECK(c->health_checks[0].kind == HealthCheckConfig::Kind::Http);
+  CHECK(c->health_checks[0].http_path == "/health");
+  CHECK(c->health_checks[0].interval == std::chrono::seconds(5));
+  REQUIRE(c->outlier_detection.has_value());
+  CHECK(c->outlier_detection->consecutive_5xx == 7);
+  CHECK(c->outlier_detection->base_ejection_time == std::chrono::seconds(10));
+  CHECK(c->outlier_detection->interval == std::chrono::seconds(10));  // default kept
+  REQUIRE(c->localities.size() == 2);
+  CHECK(c->localities[0].weight == 10u);
+  CHECK(c->localities[0].zone == "eu-1");
+  CHECK(c->localities[0].endpoints[0].weight == 3);
+  CHECK(c->localities[0].endpoints[1].health_status == EndpointConfig::HealthStatus::Draining);
+  CHECK(c->localities[1].priority == 1);
+  CHECK(c->localities[1].endpoints[0].address.toString() == "[::1]:9080");
+  // deprecated Cluster.http2_protocol_options still selects HTTP/2
+  CHECK(s->findCluster("reviews-feature-a")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
+  CHECK(s->node_id == "sidecar-full");
+}
+
+TEST_CASE("upstream protocol and TLS come from HttpProtocolOptions and the transport socket",
+          "[config][snapshot]") {
+  auto grpc = buildFile("tests/configs/good/grpc_server.yaml");
+  CHECK(grpc->findCluster("grpc_service")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
+  CHECK(grpc->findCluster("grpc_service")->type == ClusterConfig::Type::LogicalDns);
+  auto demo = buildFile("tests/configs/good/quick_start.yaml");
+  const ClusterConfig* c = demo->findCluster("service_example_org");
+  CHECK(c->has_tls);
+  CHECK(c->tls_sni == "www.example.org");
+  CHECK(c->dns_lookup_family == ClusterConfig::DnsLookupFamily::V4Only);
+  auto ads = buildFile("examples/ads/bootstrap.yaml");
+  CHECK(ads->findCluster("xds_cluster")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
+  CHECK(ads->node_id == "sidecar-1");
+  CHECK(ads->listeners.empty());
+}
+
+#if __has_include("config/snapshot/route_config_translator.h")
+TEST_CASE("each inline route configuration is compiled into a route table", "[config][snapshot]") {
+  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  REQUIRE(s->route_tables.size() == 2);
+  CHECK(s->route_tables[0].name == "front_routes");
+  CHECK(s->route_tables[0].path ==
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config");
+  CHECK(s->route_tables[0].table != nullptr);
+  CHECK(s->listeners[1].filter_chains[0].http_connection_manager->route_table_index == 1u);
+}
+#endif
+
+TEST_CASE("an unnamed listener gets a generated unique name", "[config][snapshot]") {
+  auto s = buildFile("examples/service-sidecar/bootstrap.yaml");
+  REQUIRE(s->listeners.size() == 1);
+  CHECK(s->listeners[0].name == "generated-name");
+  CHECK(s->listeners[0].name_generated);
+  std::string a = SnapshotBuilder::randomUuid(), b = SnapshotBuilder::randomUuid();
+  CHECK(a.size() == 36);
+  CHECK(a[14] == '4');
+  CHECK(a != b);
+}
+
+constexpr const char* kHcmPath = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+std::string listenerRouting(const std::string& routes, const std::string& route_config_extra = "") {
+  return absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 0.0.0.0, port_value: 1}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+          http_filters: [{name: router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+          route_config:
+)", route_config_extra, R"(
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+)", routes, R"(
+  clusters:
+  - {name: a, type: STRICT_DNS, load_assignment: {cluster_name: a, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: a, port_value: 80}}}}]}]}}
+  - {name: b, type: STRICT_DNS, load_assignment: {cluster_name: b, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: b, port_value: 80}}}}]}]}}
+)");
+}
+
+struct SemanticCase {
+  std::string yaml;
+  std::string error;
+};
+
+TEST_CASE("Envoy's semantic checks fail with the field path", "[config][snapshot]") {
+  auto c = GENERATE(values<SemanticCase>({
+      {listenerRouting("              - {match: {prefix: /a}, route: {cluster: a}}\n"
+                       "              - {match: {prefix: /b}, route: {cluster: b}}\n"
+                       "              - {match: {prefix: /}, route: {cluster: x}}"),
+       absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].routes[2].route.cluster: unknown cluster 'x'")},
+      {listenerRouting("              - {match: {prefix: /}, route: {weighted_clusters: {clusters: [{name: a, weight: 1}, {name: missing, weight: 1}]}}}"),
+       absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[1].name: unknown cluster 'missing'")},
+      {listenerRouting("              - {match: {prefix: /}, route: {cluster: a, request_mirror_policies: [{cluster: m}]}}"),
+       absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].routes[0].route.request_mirror_policies[0].cluster: unknown cluster 'm'")},
+      // validate_clusters: false turns the check off, as in Envoy
+      {listenerRouting("              - {match: {prefix: /}, route: {cluster: x}}", "            validate_clusters: false"), "OK"},
+      // cluster_header cannot be checked
+      {listenerRouting("              - {match: {prefix: /}, route: {cluster_header: x-cluster}}"), "OK"},
+      {"static_resources: {clusters: [{name: a}, {name: b}, {name: a}]}",
+       "static_resources.clusters[2].name: duplicate cluster 'a' (also static_resources.clusters[0])"},
+      {R"(
+static_resources:
+  listeners:
+  - {name: same, address: {socket_address: {address: 0.0.0.0, port_value: 1}}}
+  - {name: same, address: {socket_address: {address: 0.0.0.0, port_value: 2}}}
+)",
+       "static_resources.listeners[1].name: duplicate listener name 'same' (also static_resources.listeners[0])"},
+      {"static_resources: {clusters: [{name: s, type: STATIC, load_assignment: {cluster_name: s, endpoints: "
+       "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
+       "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
+       "socket_address.address: malformed IP address: backend.local"},
+      {"static_resources: {clusters: [{name: e, type: EDS}]}",
+       "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
+      {"static_resources: {clusters: [{name: d, type: LOGICAL_DNS}]}",
+       "static_resources.clusters[0].load_assignment: LOGICAL_DNS clusters must have a single"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST}]}",
+       "static_resources.clusters[0].lb_policy: cluster: LB policy ROUND_ROBIN is not valid for Cluster type ORIGINAL_DST"},
+      {"static_resources: {clusters: [{name: o, type: STATIC, lb_policy: CLUSTER_PROVIDED}]}",
+       "static_resources.clusters[0].lb_policy: cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type STATIC"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}", "OK"},
+      {"static_resources: {listeners: [{name: l}]}", "static_resources.listeners[0].address: a listener needs an address"},
+  }));
+  CAPTURE(c.yaml);
+  std::string error = buildError(c.yaml);
+  CAPTURE(error);
+  CHECK(error.rfind(c.error, 0) == 0);
+}
+
+TEST_CASE("inline routes are not checked against clusters that CDS will deliver", "[config][snapshot]") {
+  std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}") +
+                     "dynamic_resources: {cds_config: {ads: {}}}\n";
+  CHECK(buildError(yaml) == "OK");
+}
+
+}  // namespace
+}  // namespace turnout::config
