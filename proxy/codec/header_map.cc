@@ -1,0 +1,86 @@
+#include "proxy/codec/header_map.h"
+
+namespace turnout::proxy {
+namespace {
+
+char toLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+
+}  // namespace
+
+void HeaderMap::add(std::string_view name, std::string_view value) {
+  const std::size_t name_offset = arena_.size();
+  arena_.resize(name_offset + name.size() + value.size());
+  char* out = arena_.data() + name_offset;
+  for (char c : name) *out++ = toLower(c);
+  if (!value.empty()) value.copy(out, value.size());
+  entries_.push_back(Entry{static_cast<std::uint32_t>(name_offset),
+                           static_cast<std::uint32_t>(name.size()),
+                           static_cast<std::uint32_t>(name_offset + name.size()),
+                           static_cast<std::uint32_t>(value.size())});
+  byte_size_ += name.size() + value.size();
+}
+
+void HeaderMap::addLowercase(std::string_view lower_name, std::string_view value) {
+  const std::size_t name_offset = arena_.size();
+  arena_.append(lower_name);
+  arena_.append(value);
+  entries_.push_back(Entry{static_cast<std::uint32_t>(name_offset),
+                           static_cast<std::uint32_t>(lower_name.size()),
+                           static_cast<std::uint32_t>(name_offset + lower_name.size()),
+                           static_cast<std::uint32_t>(value.size())});
+  byte_size_ += lower_name.size() + value.size();
+}
+
+void HeaderMap::set(std::string_view lower_name, std::string_view value) {
+  remove(lower_name);
+  addLowercase(lower_name, value);
+}
+
+std::size_t HeaderMap::remove(std::string_view lower_name) {
+  return removeIf([lower_name](std::string_view n, std::string_view) { return n == lower_name; });
+}
+
+std::string_view HeaderMap::get(std::string_view lower_name) const {
+  for (const Entry& e : entries_) {
+    if (e.name_size == lower_name.size() && name(e) == lower_name) {
+      const std::string_view v = value(e);
+      return v.data() != nullptr ? v : std::string_view("", 0);
+    }
+  }
+  return {};
+}
+
+std::size_t HeaderMap::count(std::string_view lower_name) const {
+  std::size_t n = 0;
+  for (const Entry& e : entries_) {
+    if (e.name_size == lower_name.size() && name(e) == lower_name) ++n;
+  }
+  return n;
+}
+
+void HeaderMap::clear() {
+  arena_.clear();
+  entries_.clear();
+  byte_size_ = 0;
+}
+
+void HeaderMap::reserve(std::size_t fields, std::size_t bytes) {
+  entries_.reserve(fields);
+  arena_.reserve(bytes);
+}
+
+void HeaderMap::fillEntries(std::vector<routing::HeaderEntry>& out) const {
+  out.clear();
+  out.reserve(entries_.size());
+  for (const Entry& e : entries_) out.push_back(routing::HeaderEntry{name(e), value(e)});
+}
+
+bool HeaderMap::operator==(const HeaderMap& other) const {
+  if (size() != other.size()) return false;
+  for (std::size_t i = 0; i < size(); ++i) {
+    if (nameAt(i) != other.nameAt(i) || valueAt(i) != other.valueAt(i)) return false;
+  }
+  return true;
+}
+
+}  // namespace turnout::proxy

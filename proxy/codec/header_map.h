@@ -1,0 +1,110 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "routing/request_view.h"
+
+namespace turnout::proxy {
+
+// An ordered list of (name, value) header fields, as a codec decodes them or
+// as an encoder writes them. Names are stored lowercased (Envoy lowercases
+// HTTP/1 keys); values are stored as given. All bytes live in one arena
+// string and entries hold offsets into it, so appending never invalidates
+// earlier entries and clear() keeps both capacities: one map reused for every
+// request on a connection allocates only while it grows.
+//
+// byteSize() (sum of name and value lengths) and size() are maintained in
+// O(1) per operation so codecs can enforce header-block limits cheaply
+// (CVE-2019-15226 was O(n^2) accounting). Lookups are linear scans over at
+// most a few hundred entries with a length pre-check, which beats hashing at
+// this size; codecs cache what they need while parsing.
+//
+// Not thread-safe. string_views returned by accessors are valid until the
+// next mutation of the map.
+class HeaderMap {
+ public:
+  struct Entry {
+    std::uint32_t name_offset;
+    std::uint32_t name_size;
+    std::uint32_t value_offset;
+    std::uint32_t value_size;
+  };
+
+  HeaderMap() = default;
+
+  // Appends a field. `name` is lowercased on the way in.
+  void add(std::string_view name, std::string_view value);
+  // Appends a field whose name the caller guarantees is already lowercase.
+  void addLowercase(std::string_view lower_name, std::string_view value);
+  // Removes every `lower_name` field, then appends one.
+  void set(std::string_view lower_name, std::string_view value);
+  // Removes every field named `lower_name`; returns how many were removed.
+  // The arena bytes are reclaimed by the next clear().
+  std::size_t remove(std::string_view lower_name);
+  // Removes every field for which pred(name, value) is true.
+  template <typename Pred>
+  std::size_t removeIf(Pred&& pred);
+
+  // First value of `lower_name`, or a null string_view (data() == nullptr).
+  std::string_view get(std::string_view lower_name) const;
+  bool has(std::string_view lower_name) const { return get(lower_name).data() != nullptr; }
+  std::size_t count(std::string_view lower_name) const;
+
+  // Calls fn(name, value) for every field in order.
+  template <typename Fn>
+  void forEach(Fn&& fn) const {
+    for (const Entry& e : entries_) fn(name(e), value(e));
+  }
+
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  // Sum of name and value sizes of the live fields.
+  std::size_t byteSize() const { return byte_size_; }
+  std::string_view nameAt(std::size_t i) const { return name(entries_[i]); }
+  std::string_view valueAt(std::size_t i) const { return value(entries_[i]); }
+
+  // Forgets every field; keeps the arena and entry capacity.
+  void clear();
+  void reserve(std::size_t fields, std::size_t bytes);
+
+  // Fills `out` (cleared first, capacity reused) with views of every field,
+  // for routing::RequestView. Valid until the next mutation of the map.
+  void fillEntries(std::vector<routing::HeaderEntry>& out) const;
+
+  bool operator==(const HeaderMap& other) const;
+
+ private:
+  std::string_view name(const Entry& e) const {
+    return std::string_view(arena_.data() + e.name_offset, e.name_size);
+  }
+  std::string_view value(const Entry& e) const {
+    return std::string_view(arena_.data() + e.value_offset, e.value_size);
+  }
+
+  std::string arena_;
+  std::vector<Entry> entries_;
+  std::size_t byte_size_ = 0;
+};
+
+template <typename Pred>
+std::size_t HeaderMap::removeIf(Pred&& pred) {
+  std::size_t kept = 0;
+  const std::size_t before = entries_.size();
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const Entry e = entries_[i];
+    if (pred(name(e), value(e))) {
+      byte_size_ -= e.name_size + e.value_size;
+    } else {
+      entries_[kept++] = e;
+    }
+  }
+  entries_.resize(kept);
+  return before - kept;
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,144 @@
+#pragma once
+
+// HTTP/1.1 codecs for the data plane (STYLE.md R6). The server codec parses
+// requests from a downstream client and encodes the responses; the client
+// codec (http1_client_codec.h) does the reverse towards an upstream.
+//
+// Both are sans-I/O. decode() takes the bytes the connection has read but
+// not yet consumed, and returns how many it consumed; the caller keeps the
+// rest (e.g. in a beast::flat_buffer) and presents them again, followed by
+// newly read bytes, on the next call. Nothing is copied or buffered inside
+// the codec: body bytes are delivered as views into the caller's bytes, and
+// a partial head or chunk line stays in the caller's buffer. The codec bounds
+// how much the caller must hold: a head larger than max_request_headers_kb, or
+// a chunk line longer than max_chunk_line_bytes, is an error.
+//
+// Errors are sticky: after one, decode() consumes nothing and returns the same
+// error. error() gives the code; codecErrorInfo() maps it to the details
+// string, the status to answer with and whether to close.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/system/error_code.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proxy/codec/codec.h"
+
+namespace turnout::proxy::http1 {
+
+struct Http1Settings {
+  // Limit on the head (request/status line plus fields), and separately on a
+  // trailer block. Envoy's max_request_headers_kb.
+  std::uint32_t max_headers_kb = 60;
+  // Limit on the number of fields in the head, and separately in trailers.
+  std::uint32_t max_headers_count = 100;
+  // Limit on the request-target (server codec).
+  std::uint32_t max_request_target_bytes = 16 * 1024;
+  // Limit on one chunk-size line, extensions included.
+  std::uint32_t max_chunk_line_bytes = 4096;
+};
+
+// Removes the hop-by-hop fields a proxy must not forward (RFC 9110 §7.6.1):
+// connection, keep-alive, proxy-connection, transfer-encoding, upgrade
+// (unless `keep_upgrade`), te (unless its value is "trailers"), and every
+// field named in a Connection header, except host and content-length, which
+// framing and routing depend on.
+void stripHopByHopHeaders(HeaderMap& headers, bool keep_upgrade);
+
+// The standard reason phrase for `status`, or "Unknown".
+std::string_view reasonPhrase(std::uint16_t status);
+
+// Parses requests from a downstream client and encodes the responses.
+//
+// Keep-alive and pipelining: after a request's onMessageComplete the codec
+// pauses (paused() is true) and decode() consumes nothing until the response
+// to that request has been fully encoded; then the caller calls decode()
+// again with the bytes it still holds. Upgrade: once a 101 (or a 2xx to
+// CONNECT) has been encoded, upgraded() is true and the bytes after the
+// request belong to the tunnel; decode() consumes nothing.
+class ServerCodec {
+ public:
+  // `callbacks` must outlive the codec.
+  explicit ServerCodec(RequestDecoderCallbacks& callbacks, const Http1Settings& settings = {});
+  ~ServerCodec();
+  ServerCodec(const ServerCodec&) = delete;
+  ServerCodec& operator=(const ServerCodec&) = delete;
+
+  // Parses as much of `bytes` as it can, emitting events.
+  // @return the number of bytes consumed, or the (sticky) codec error, whose
+  //         message is the details string.
+  absl::StatusOr<std::size_t> decode(std::span<const char> bytes);
+
+  // Response encoding. Appends wire bytes to `out`. A 1xx other than 101 is
+  // informational (e.g. 100 Continue) and may precede the final response.
+  // The codec writes the connection and transfer-encoding fields itself and
+  // ignores them in `head.headers`; a content-length field in the head selects
+  // fixed-length framing, otherwise chunked (HTTP/1.1) or close-delimited
+  // (HTTP/1.0) framing is used when a body follows.
+  void encodeHeaders(const ResponseHead& head, bool end_stream, std::string& out);
+  void encodeData(std::span<const char> data, bool end_stream, std::string& out);
+  // Ends the response. Trailers are written only with chunked framing.
+  void encodeTrailers(const HeaderMap& trailers, std::string& out);
+
+  // A complete request is waiting for its response to be encoded.
+  bool paused() const;
+  // The connection has switched protocols; the caller tunnels raw bytes.
+  bool upgraded() const;
+  // The connection must be closed once the encoded bytes are flushed
+  // (Connection: close either way, HTTP/1.0 without keep-alive, close-
+  // delimited response, response ended before the request, or an error).
+  bool shouldClose() const;
+  CodecErrorCode error() const;
+  // Body bytes of the current (or last) request delivered so far.
+  std::uint64_t bodyBytesReceived() const;
+
+  struct State;  // the Beast parser and per-message state
+
+ private:
+  std::unique_ptr<State> s_;
+};
+
+namespace detail {
+
+// Shared by both codecs; not part of the public interface.
+
+// Validates a Transfer-Encoding value: only a single "chunked" coding.
+bool isChunkedOnly(std::string_view value);
+// Case-insensitive ASCII equality.
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// True if `value` (a field value not obtained from `[begin,end)`, or whose
+// preceding bytes after `name` contain CR/LF) came from obs-fold unfolding.
+bool isObsFold(const char* begin, const char* end, std::string_view name, std::string_view value);
+
+void appendHeaderField(std::string& out, std::string_view name, std::string_view value);
+void appendChunkHeader(std::string& out, std::size_t size);
+void appendUint(std::string& out, std::uint64_t v);
+// Maps a Beast parser error (boost::beast::http::error) to a codec error.
+CodecErrorCode mapBeastError(const boost::system::error_code& ec, bool seen_content_length,
+                             bool seen_transfer_encoding);
+// Finds the end of a head without handing a partial head to Beast, whose
+// error detection would otherwise depend on how the bytes were split. Purely
+// positional, so the outcome is the same for every chunking: a bare CR or LF,
+// a first line of `max_line` bytes or more without LF, or a head of `limit`
+// bytes or more without its blank line, is an error. Resumes where it
+// stopped; the caller re-presents the same unconsumed bytes plus new ones.
+struct HeadScanner {
+  std::size_t pos = 0;
+  bool lf_seen = false;
+  // Sets `eom` to the head's length once found (else leaves it 0).
+  CodecErrorCode scan(std::string_view bytes, std::size_t max_line, std::size_t limit,
+                      std::size_t& eom);
+};
+// Checks the unconsumed bytes left by a body-phase need_more (a partial chunk
+// line or trailer block) against the limits.
+CodecErrorCode checkChunkLeftover(std::string_view leftover, const Http1Settings& settings,
+                                  bool expect_crlf);
+
+}  // namespace detail
+}  // namespace turnout::proxy::http1

@@ -1,0 +1,86 @@
+#include "proxy/codec/header_map.h"
+
+#include <catch2/catch.hpp>
+
+#include "proxy/codec/codec.h"
+
+namespace turnout::proxy {
+namespace {
+
+TEST_CASE("header map lowercases names and keeps arrival order", "[codec][header_map]") {
+  HeaderMap map;
+  map.add("Host", "example.com");
+  map.add("X-Trace", "A");
+  map.add("x-trace", "B");
+  REQUIRE(map.size() == 3);
+  CHECK(map.nameAt(0) == "host");
+  CHECK(map.nameAt(1) == "x-trace");
+  CHECK(map.valueAt(1) == "A");
+  CHECK(map.valueAt(2) == "B");
+  CHECK(map.get("x-trace") == "A");
+  CHECK(map.count("x-trace") == 2);
+  CHECK(map.get("absent").data() == nullptr);
+  CHECK_FALSE(map.has("absent"));
+}
+
+TEST_CASE("header map tracks byte size and count through add, remove and set",
+          "[codec][header_map]") {
+  HeaderMap map;
+  map.add("a", "12");
+  map.add("bb", "3");
+  map.add("a", "4567");
+  CHECK(map.byteSize() == 3 + 3 + 5);
+  CHECK(map.remove("a") == 2);
+  CHECK(map.size() == 1);
+  CHECK(map.byteSize() == 3);
+  map.set("bb", "xyz");
+  CHECK(map.size() == 1);
+  CHECK(map.get("bb") == "xyz");
+  CHECK(map.byteSize() == 5);
+}
+
+TEST_CASE("header map keeps earlier views' contents stable across growth", "[codec][header_map]") {
+  HeaderMap map;
+  for (int i = 0; i < 200; ++i) map.add("name", std::string(50, static_cast<char>('a' + i % 26)));
+  CHECK(map.valueAt(0) == std::string(50, 'a'));
+  CHECK(map.valueAt(199) == std::string(50, static_cast<char>('a' + 199 % 26)));
+}
+
+TEST_CASE("cleared header map is empty and reusable", "[codec][header_map]") {
+  HeaderMap map;
+  map.add("a", "b");
+  map.clear();
+  CHECK(map.empty());
+  CHECK(map.byteSize() == 0);
+  map.add("c", "d");
+  CHECK(map.get("c") == "d");
+  CHECK_FALSE(map.has("a"));
+}
+
+TEST_CASE("empty header value is present but empty", "[codec][header_map]") {
+  HeaderMap map;
+  map.add("x-empty", "");
+  CHECK(map.has("x-empty"));
+  CHECK(map.get("x-empty").empty());
+}
+
+TEST_CASE("request head builds a routing view over its header map", "[codec][header_map]") {
+  RequestHead head;
+  head.method = "GET";
+  head.path = "/a?b";
+  head.authority = "svc.local";
+  head.headers.add("Host", "svc.local");
+  head.headers.add("Baggage", "sandbox=s1");
+  std::vector<routing::HeaderEntry> scratch;
+  const routing::RequestView view = head.view(scratch);
+  CHECK(view.method() == "GET");
+  CHECK(view.path() == "/a?b");
+  CHECK(view.authority() == "svc.local");
+  CHECK(view.scheme() == "http");
+  CHECK(view.first("baggage") == "sandbox=s1");
+  CHECK(view.first(":authority") == "svc.local");
+  CHECK(view.headers().size() == 2);
+}
+
+}  // namespace
+}  // namespace turnout::proxy
