@@ -1,0 +1,99 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "proxy/stats/store.h"
+
+namespace turnout::proxy::stats {
+
+// Envoy's stat bundles, one per config object, registered on the main thread
+// when the object is built and handed to workers by value (the ids are plain
+// integers). Names follow Envoy's docs: http_conn_man/stats.rst,
+// router_filter.rst, listeners/stats.rst, cluster_manager/cluster_stats.rst.
+
+// Envoy's stat-name sanitising: ':' becomes '_' (and NUL too).
+std::string sanitizeStatName(std::string_view name);
+
+// http.<stat_prefix>.*  (connection manager, router and routing-key stats).
+struct HttpConnManagerStats {
+  StatId downstream_cx_total, downstream_cx_active, downstream_cx_destroy;
+  StatId downstream_cx_http1_active, downstream_cx_http1_total, downstream_cx_protocol_error;
+  StatId downstream_rq_total, downstream_rq_active, downstream_rq_completed;
+  std::array<StatId, 5> downstream_rq_xx;  // 1xx..5xx
+  StatId downstream_rq_time;               // histogram, ms
+  StatId downstream_rq_timeout, downstream_rq_idle_timeout, downstream_rq_rx_reset;
+  StatId downstream_rq_too_large, downstream_rq_header_timeout;
+  // Router filter (Envoy also roots these at http.<stat_prefix>.).
+  StatId no_route, no_cluster, rq_redirect, rq_direct_response, rq_total;
+  StatId rq_reset_after_downstream_response_started;
+  // turnout: http.<stat_prefix>.routing_key.{found,missing,<keyErrorName>}.
+  StatId routing_key_found, routing_key_missing;
+  std::array<StatId, 8> routing_key_error;  // indexed by routing::KeyError; [0] unused
+
+  // Counts downstream_rq_<N>xx for a response code (codes outside 100..599 are skipped).
+  void countResponse(Shard& shard, uint32_t code) const;
+};
+HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix);
+
+// listener.<addr>.*  where <addr> is Listener.stat_prefix or the address with
+// ':' turned into '_' (0.0.0.0_10000).
+struct ListenerStats {
+  StatId downstream_cx_total, downstream_cx_destroy, downstream_cx_active;
+  StatId downstream_cx_length_ms;  // histogram
+  StatId no_filter_chain_match;
+  std::string scope;  // "listener.<addr>."
+};
+ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix);
+
+// listener.<addr>.http.<stat_prefix>.downstream_rq_<N>xx
+struct ListenerHttpStats {
+  std::array<StatId, 5> downstream_rq_xx;
+  void countResponse(Shard& shard, uint32_t code) const;
+};
+ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
+                                        std::string_view http_stat_prefix);
+
+// cluster.<name>.*  (alt_stat_name wins over the name when set).
+struct ClusterStats {
+  StatId upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail;
+  StatId upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_overflow;
+  StatId upstream_cx_pool_overflow;
+  StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
+  StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
+  StatId upstream_rq_per_try_timeout, upstream_rq_rx_reset, upstream_rq_tx_reset;
+  StatId upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_overflow;
+  StatId upstream_rq_retry_limit_exceeded, upstream_rq_completed;
+  StatId upstream_rq_time;  // histogram
+  std::array<StatId, 5> upstream_rq_xx;
+  std::array<StatId, 5> retry_upstream_rq_xx;
+  StatId membership_total, membership_healthy;
+  StatId health_check_attempt, health_check_success, health_check_failure;
+  StatId outlier_detection_ejections_active, outlier_detection_ejections_total;
+  StatId update_success;
+  // upstream_rq_<code> / retry.upstream_rq_<code> for the pre-registered codes
+  // (kCommonCodes); 0 where the code is not one of them.
+  std::array<StatId, 600> upstream_rq_code{};
+  std::array<StatId, 600> retry_upstream_rq_code{};
+
+  // Final response: upstream_rq_<N>xx and upstream_rq_<code> (when pre-registered).
+  void countResponse(Shard& shard, uint32_t code) const;
+  // A response that was retried: retry.upstream_rq_<N>xx and retry.upstream_rq_<code>.
+  void countRetriedResponse(Shard& shard, uint32_t code) const;
+};
+// The codes with their own upstream_rq_<code> stat; others count only in their class.
+inline constexpr std::array<uint16_t, 24> kCommonCodes = {
+    100, 101, 200, 201, 204, 206, 301, 302, 304, 400, 401, 403,
+    404, 408, 409, 413, 429, 431, 499, 500, 501, 502, 503, 504};
+ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name);
+
+// server.*, cluster_manager.*, listener_manager.*  (gauges set on the main shard).
+struct ServerStats {
+  StatId live, uptime, concurrency, memory_allocated, days_until_first_cert_expiring;
+  StatId active_clusters, total_listeners_active;
+};
+ServerStats makeServerStats(Store& store);
+
+}  // namespace turnout::proxy::stats

@@ -1,0 +1,198 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "proxy/stats/store.h"
+#include "proxy/stats/well_known_stats.h"
+
+namespace turnout::proxy::stats {
+namespace {
+
+TEST_CASE("registering an existing name returns the same id", "[stats]") {
+  Store store(2);
+  const StatId a = store.counter("a.b");
+  CHECK(store.counter("a.b") == a);
+  CHECK(store.gauge("g") == store.gauge("g"));
+  CHECK(store.histogram("h") == store.histogram("h"));
+  CHECK_FALSE(store.counter("c") == a);
+}
+
+TEST_CASE("a name registered as another kind gets the sink id and counts an overflow", "[stats]") {
+  Store store(1);
+  store.counter("x");
+  CHECK(store.gauge("x").index == 0);
+  CHECK(store.histogram("x").index == 0);
+  CHECK(store.overflowCount() == 2);
+}
+
+TEST_CASE("counters and gauges merge across shards written by several threads", "[stats]") {
+  Store store(4);
+  const StatId c = store.counter("c");
+  const StatId g = store.gauge("g");
+  const StatId h = store.histogram("h");
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < 4; ++w) {
+    threads.emplace_back([&store, w, c, g, h] {
+      Shard& shard = store.shard(w);
+      for (int i = 0; i < 10000; ++i) {
+        shard.inc(c);
+        shard.add(g, 2);
+        shard.sub(g, 1);
+        shard.record(h, 5);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  store.mainShard().inc(c, 5);
+  CHECK(store.counterValue("c") == 40005);
+  CHECK(store.gaugeValue("g") == 40000);
+  CHECK(store.histogramValue("h").sample_count == 40000);
+}
+
+TEST_CASE("gauges can go negative on one shard and still sum correctly", "[stats]") {
+  Store store(2);
+  const StatId g = store.gauge("active");
+  store.shard(0).add(g, 3);
+  store.shard(1).sub(g, 1);
+  CHECK(store.gaugeValue("active") == 2);
+  store.mainShard().set(g, 10);
+  CHECK(store.gaugeValue("active") == 12);
+}
+
+TEST_CASE("reset_counters zeroes counters but leaves gauges and histograms", "[stats]") {
+  Store store(1);
+  const StatId c = store.counter("c");
+  const StatId g = store.gauge("g");
+  const StatId h = store.histogram("h");
+  store.shard(0).inc(c, 7);
+  store.shard(0).add(g, 3);
+  store.shard(0).record(h, 1);
+  store.resetCounters();
+  CHECK(store.counterValue("c") == 0);
+  CHECK(store.gaugeValue("g") == 3);
+  CHECK(store.histogramValue("h").sample_count == 1);
+  store.shard(0).inc(c, 2);
+  CHECK(store.counterValue("c") == 2);
+}
+
+TEST_CASE("registering past capacity returns the sink id", "[stats]") {
+  Store store(0);
+  for (uint32_t i = 1; i < Shard::kMaxHistograms; ++i) store.histogram("h" + std::to_string(i));
+  CHECK(store.histogram("one.too.many").index == 0);
+  CHECK(store.overflowCount() == 1);
+  store.mainShard().record(store.histogram("one.too.many"), 3);  // harmless
+}
+
+TEST_CASE("histogram buckets are exact below 128 us and within 1/64 above", "[stats]") {
+  for (uint64_t v : {0ull, 1ull, 127ull}) {
+    CHECK(HistogramBuckets::lowerBound(HistogramBuckets::index(v)) == v);
+  }
+  for (uint64_t v : {128ull, 1000ull, 5000ull, 123456ull, 3600000000ull}) {
+    const uint32_t i = HistogramBuckets::index(v);
+    CHECK(HistogramBuckets::lowerBound(i) <= v);
+    CHECK(v < HistogramBuckets::lowerBound(i) + HistogramBuckets::width(i));
+    CHECK(static_cast<double>(HistogramBuckets::width(i)) / static_cast<double>(HistogramBuckets::lowerBound(i)) <=
+          1.0 / 64);
+  }
+  CHECK(HistogramBuckets::index(~uint64_t{0}) == HistogramBuckets::kCount - 1);
+}
+
+TEST_CASE("histogram quantiles of a uniform 1..1000 ms distribution are within 2%", "[stats]") {
+  Store store(2);
+  const StatId h = store.histogram("t");
+  for (uint64_t v = 1; v <= 1000; ++v) store.shard(v % 2).record(h, v);
+  const HistogramSnapshot snap = store.histogramValue("t");
+  const auto q = snap.supportedQuantilesMs();
+  const double expected[] = {1, 250, 500, 750, 900, 950, 990, 995, 999, 1000};
+  for (size_t i = 0; i < q.size(); ++i) {
+    INFO("quantile " << kSupportedQuantiles[i]);
+    CHECK(q[i] == Approx(expected[i]).epsilon(0.02));
+  }
+  CHECK(snap.sumMs() == Approx(500500));
+  CHECK(snap.countAtOrBelowMs(100) == 100);
+  CHECK(snap.countAtOrBelowMs(0.5) == 0);
+}
+
+TEST_CASE("a constant distribution reports that value at every quantile", "[stats]") {
+  Store store(1);
+  const StatId h = store.histogram("c");
+  for (int i = 0; i < 100; ++i) store.shard(0).record(h, 42);
+  for (double q : store.histogramValue("c").supportedQuantilesMs()) CHECK(q == Approx(42).epsilon(0.016));
+}
+
+TEST_CASE("an empty histogram has NaN quantiles", "[stats]") {
+  HistogramSnapshot empty;
+  CHECK(std::isnan(empty.quantileMs(0.5)));
+}
+
+TEST_CASE("histogram intervals hold the samples since the previous flush", "[stats]") {
+  Store store(1);
+  const StatId h = store.histogram("h");
+  store.shard(0).record(h, 10);
+  store.flushHistogramIntervals();
+  store.shard(0).record(h, 20);
+  store.shard(0).record(h, 20);
+  store.flushHistogramIntervals();
+  bool seen = false;
+  store.forEachHistogram([&](const Store::HistogramView& v) {
+    seen = true;
+    CHECK(v.interval->sample_count == 2);
+    CHECK(v.cumulative->sample_count == 3);
+    CHECK(v.interval->quantileMs(0) == Approx(20).epsilon(0.02));
+  });
+  CHECK(seen);
+}
+
+TEST_CASE("cluster stats use alt_stat_name and turn ':' into '_'", "[stats]") {
+  Store store(1);
+  const ClusterStats s = makeClusterStats(store, "outbound|80||a:b", "");
+  store.shard(0).inc(s.upstream_rq_total);
+  CHECK(store.counterValue("cluster.outbound|80||a_b.upstream_rq_total") == 1);
+  const ClusterStats alt = makeClusterStats(store, "x", "alt:name");
+  store.shard(0).inc(alt.upstream_cx_total);
+  CHECK(store.counterValue("cluster.alt_name.upstream_cx_total") == 1);
+}
+
+TEST_CASE("cluster responses count the class and pre-registered codes only", "[stats]") {
+  Store store(1);
+  const ClusterStats s = makeClusterStats(store, "c", "");
+  s.countResponse(store.shard(0), 200);
+  s.countResponse(store.shard(0), 418);
+  s.countRetriedResponse(store.shard(0), 503);
+  CHECK(store.counterValue("cluster.c.upstream_rq_2xx") == 1);
+  CHECK(store.counterValue("cluster.c.upstream_rq_200") == 1);
+  CHECK(store.counterValue("cluster.c.upstream_rq_4xx") == 1);
+  CHECK(store.counterValue("cluster.c.upstream_rq_418") == 0);
+  CHECK(store.counterValue("cluster.c.retry.upstream_rq_503") == 1);
+  CHECK(store.counterValue("cluster.c.retry.upstream_rq_5xx") == 1);
+  CHECK(store.counterValue("cluster.c.upstream_rq_5xx") == 0);
+}
+
+TEST_CASE("listener stats are named by address with ':' as '_' or by stat_prefix", "[stats]") {
+  Store store(1);
+  const ListenerStats l = makeListenerStats(store, "0.0.0.0:10000", "");
+  CHECK(l.scope == "listener.0.0.0.0_10000.");
+  const ListenerHttpStats lh = makeListenerHttpStats(store, l, "ingress_http");
+  lh.countResponse(store.shard(0), 204);
+  CHECK(store.counterValue("listener.0.0.0.0_10000.http.ingress_http.downstream_rq_2xx") == 1);
+  CHECK(makeListenerStats(store, "0.0.0.0:1", "public").scope == "listener.public.");
+}
+
+TEST_CASE("http connection manager stats carry the routing-key stats", "[stats]") {
+  Store store(1);
+  const HttpConnManagerStats s = makeHttpConnManagerStats(store, "ingress");
+  store.shard(0).inc(s.routing_key_found);
+  store.shard(0).inc(s.routing_key_error[1]);
+  s.countResponse(store.shard(0), 503);
+  CHECK(store.counterValue("http.ingress.routing_key.found") == 1);
+  CHECK(store.counterValue("http.ingress.routing_key.malformed_baggage") == 1);
+  CHECK(store.counterValue("http.ingress.downstream_rq_5xx") == 1);
+  const ServerStats server = makeServerStats(store);
+  store.mainShard().set(server.live, 1);
+  CHECK(store.gaugeValue("server.live") == 1);
+}
+
+}  // namespace
+}  // namespace turnout::proxy::stats
