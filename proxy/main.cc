@@ -1,6 +1,5 @@
-// turnout: the proxy binary. Envoy's command line; today it loads and validates Envoy v3
-// bootstraps (--mode validate). The data plane (--mode serve) lands with the HTTP/1.1
-// issue and until then refuses to start rather than pretend.
+// turnout: the proxy binary. Envoy's command line: it validates Envoy v3 bootstraps
+// (--mode validate) or serves them (--mode serve, the default).
 
 #include <cstdint>
 #include <cstdio>
@@ -17,9 +16,12 @@
 #include "absl/strings/str_split.h"
 #include "config/bootstrap/bootstrap_loader.h"
 #include "config/snapshot/snapshot_builder.h"
+#include "proxy/common/log.h"
+#include "proxy/server/server.h"
 
 namespace turnout::proxy {
 namespace {
+
 
 constexpr const char* kVersion = "0.1.0";
 
@@ -238,9 +240,32 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (options->mode == "validate") return validate(*options);
-  std::cerr << "turnout: --mode " << options->mode << " is not available yet in this build\n"
-            << "turnout: the data plane lands in a later release; --mode validate checks a config\n";
-  return 1;
+  if (options->mode == "init_only") {
+    std::cerr << "turnout: --mode init_only is not supported by turnout\n";
+    return 1;
+  }
+  if (!setDefaultLogLevel(options->log_level == "warning" ? "warn" : options->log_level)) {
+    std::cerr << "turnout: invalid log level '" << options->log_level << "'\n";
+    return 1;
+  }
+  ServerOptions so;
+  so.bootstrap = options->bootstrap;
+  so.concurrency = options->concurrency;
+  so.admin_address_path = options->admin_address_path;
+  so.drain_time = std::chrono::seconds(options->drain_time_s);
+  so.command_line.concurrency = options->concurrency;
+  so.command_line.config_path = options->bootstrap.config_path;
+  so.command_line.config_yaml = options->bootstrap.config_yaml;
+  so.command_line.allow_unknown_static_fields = options->bootstrap.allow_unknown_static_fields;
+  so.command_line.admin_address_path = options->admin_address_path;
+  so.command_line.log_level = options->log_level;
+  so.command_line.service_cluster = options->bootstrap.service_cluster;
+  so.command_line.service_node = options->bootstrap.service_node;
+  so.command_line.service_zone = options->bootstrap.service_zone;
+  so.command_line.drain_time = std::chrono::seconds(options->drain_time_s);
+  so.command_line.parent_shutdown_time = std::chrono::seconds(options->parent_shutdown_time_s);
+  Server server(std::move(so));
+  return server.run();
 }
 
 }  // namespace

@@ -689,6 +689,11 @@ absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
   return c;
 }
 
+absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(const route::HeaderMatcher& proto,
+                                                      const std::string& path) {
+  return headerMatcher(proto, path);
+}
+
 absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(
     const route::RouteConfiguration& proto, const std::string& path) {
   auto config = toRouteConfiguration(proto, path);

@@ -20,6 +20,10 @@ namespace turnout::config {
 absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
     const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path);
 
+// One HeaderMatcher (used by filters that match headers, e.g. health_check).
+absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(
+    const envoy::config::route::v3::HeaderMatcher& proto, const std::string& path);
+
 // toRouteConfiguration() followed by routing::RouteTable::create(); errors from
 // the compile step are prefixed with `path` too.
 absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(

@@ -92,11 +92,26 @@ run 0 --mode validate -c examples/service-sidecar/bootstrap.yaml --concurrency 2
 run 0 --version && grep -q "version" "$TMP/out" || { echo "FAIL: --version"; failures=$((failures + 1)); }
 run 0 --help && grep -q -- "--config-path" "$TMP/out" || { echo "FAIL: --help"; failures=$((failures + 1)); }
 
-# Serving is not in this build yet: refuse clearly rather than pretend.
-run 1 -c examples/service-sidecar/bootstrap.yaml &&
-  expect_stderr_contains "turnout: --mode serve is not available yet in this build"
-run 1 --mode serve -c examples/service-sidecar/bootstrap.yaml &&
-  expect_stderr_contains "turnout: --mode serve is not available yet in this build"
+# Serving a config that cannot start fails at once with the reason (the
+# address is TEST-NET-1, never local, so bind() fails and nothing is sent).
+cat >"$TMP/unbindable.yaml" <<'YAML'
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 192.0.2.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: { virtual_hosts: [{ name: v, domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] }
+          http_filters:
+          - name: router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+run 1 --mode serve -c "$TMP/unbindable.yaml" && expect_stderr_contains "listener 'l': cannot bind '192.0.2.1:10000'"
+run 1 --mode init_only -c "$TMP/unbindable.yaml" && expect_stderr_contains "init_only is not supported"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"

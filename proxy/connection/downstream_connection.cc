@@ -1,0 +1,203 @@
+#include "proxy/connection/downstream_connection.h"
+
+#include "proxy/common/log.h"
+#include "proxy/server/worker.h"
+#include "proxy/stream/active_stream.h"
+#include "proxy/stream/local_reply.h"
+
+namespace turnout::proxy {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+// Stands in for "no timeout" (a disabled Envoy timeout is 0).
+constexpr std::chrono::milliseconds kForever = std::chrono::hours(24 * 365);
+
+std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
+  return t.count() == 0 ? kForever : t;
+}
+
+http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, size_t listener) {
+  http1::Http1Settings s;
+  const auto& hcm = config->listeners[listener].hcm;
+  if (hcm && hcm->config != nullptr) {
+    s.max_headers_kb = hcm->config->max_request_headers_kb;
+    if (hcm->config->max_headers_count) s.max_headers_count = *hcm->config->max_headers_count;
+  }
+  return s;
+}
+
+}  // namespace
+
+DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                           size_t listener_index, asio::ip::tcp::socket socket)
+    : worker_(worker),
+      config_(std::move(config)),
+      listener_index_(listener_index),
+      stream_(std::move(socket)),
+      id_(Worker::next_connection_id_.fetch_add(1)),
+      buffer_(256 * 1024),
+      codec_(*this, settingsFor(config_, listener_index_)),
+      started_(std::chrono::steady_clock::now()) {
+  boost::system::error_code ec;
+  remote_ = stream_.socket().remote_endpoint(ec);
+  local_ = stream_.socket().local_endpoint(ec);
+  registration_ = worker_.registerConnection(this);
+}
+
+DownstreamConnection::~DownstreamConnection() { worker_.unregisterConnection(registration_); }
+
+void DownstreamConnection::close() {
+  closed_ = true;
+  boost::system::error_code ec;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+}
+
+asio::awaitable<void> DownstreamConnection::run(Worker& worker,
+                                                DataPlaneConfigConstSharedPtr config,
+                                                size_t listener_index,
+                                                asio::ip::tcp::socket socket) {
+  DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket));
+  const ListenerRuntime& l = conn.listener();
+  stats::Shard& shard = worker.shard();
+  shard.inc(l.stats.downstream_cx_total);
+  shard.add(l.stats.downstream_cx_active, 1);
+  if (l.hcm) {
+    shard.inc(l.hcm->stats.downstream_cx_total);
+    shard.add(l.hcm->stats.downstream_cx_active, 1);
+    shard.inc(l.hcm->stats.downstream_cx_http1_total);
+    shard.add(l.hcm->stats.downstream_cx_http1_active, 1);
+    co_await conn.serve();
+    shard.sub(l.hcm->stats.downstream_cx_active, 1);
+    shard.sub(l.hcm->stats.downstream_cx_http1_active, 1);
+    shard.inc(l.hcm->stats.downstream_cx_destroy);
+  } else {
+    shard.inc(l.stats.no_filter_chain_match);
+  }
+  conn.close();
+  shard.sub(l.stats.downstream_cx_active, 1);
+  shard.inc(l.stats.downstream_cx_destroy);
+  shard.record(l.stats.downstream_cx_length_ms,
+               static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - conn.started_)
+                                         .count()));
+}
+
+bool DownstreamConnection::decodeBuffered() {
+  auto data = buffer_.data();
+  auto consumed = codec_.decode(
+      std::span<const char>(static_cast<const char*>(data.data()), data.size()));
+  if (!consumed.ok()) return false;
+  buffer_.consume(*consumed);
+  return true;
+}
+
+asio::awaitable<void> DownstreamConnection::serve() {
+  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  const auto idle = orForever(hcm.config->idle_timeout);
+  const auto stream_idle = orForever(hcm.config->stream_idle_timeout);
+  while (!closed_) {
+    // Wait for the next request head.
+    while (head_ == nullptr) {
+      if (!decodeBuffered()) {
+        co_await replyCodecError();
+        co_return;
+      }
+      if (head_ != nullptr) break;
+      if (draining_ || closed_) co_return;
+      const bool mid_request = buffer_.size() > 0;
+      stream_.expires_after(mid_request ? stream_idle : idle);
+      boost::system::error_code ec;
+      size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == beast::error::timeout && mid_request) {
+          worker_.shard().inc(hcm.stats.downstream_rq_header_timeout);
+        }
+        co_return;  // EOF, reset, idle timeout: nothing to answer
+      }
+      buffer_.commit(n);
+    }
+    RequestHead& head = *head_;
+    {
+      ActiveStream stream(*this, head, request_complete_);
+      co_await stream.run();
+      if (stream.closeConnection()) co_return;
+    }
+    head_ = nullptr;
+    if (codec_.shouldClose() || draining_) co_return;
+  }
+}
+
+asio::awaitable<void> DownstreamConnection::replyCodecError() {
+  const CodecErrorInfo info = codecErrorInfo(codec_.error());
+  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  worker_.shard().inc(hcm.stats.downstream_cx_protocol_error);
+  TURNOUT_CONN_LOG(debug, "conn", id_, "codec error: {}", info.details);
+  if (info.downstream_status == 431) worker_.shard().inc(hcm.stats.downstream_rq_too_large);
+  hcm.stats.countResponse(worker_.shard(), info.downstream_status);
+  hcm.listener_http_stats.countResponse(worker_.shard(), info.downstream_status);
+  ResponseHead head;
+  std::string out;
+  LocalReply reply;
+  reply.status = info.downstream_status;
+  reply.body = info.details;
+  reply.close_connection = true;
+  encodeLocalReply(codec_, reply, worker_.httpDate(), hcm.config->server_name, head, out);
+  co_await write(out, std::chrono::seconds(5));
+}
+
+asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
+  const size_t before = body_.size();
+  for (;;) {
+    if (!decodeBuffered()) co_return false;
+    if (body_.size() > before || request_complete_) co_return true;
+    if (closed_) co_return false;
+    stream_.expires_after(orForever(timeout));
+    boost::system::error_code ec;
+    size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    buffer_.commit(n);
+  }
+}
+
+asio::awaitable<bool> DownstreamConnection::write(std::string& out,
+                                                  std::chrono::milliseconds timeout) {
+  if (out.empty()) co_return true;
+  if (closed_) co_return false;
+  stream_.expires_after(orForever(timeout));
+  boost::system::error_code ec;
+  co_await asio::async_write(stream_, asio::buffer(out),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  out.clear();
+  co_return !ec;
+}
+
+void DownstreamConnection::onMessageBegin() {
+  head_ = nullptr;
+  head_end_stream_ = false;
+  request_complete_ = false;
+  trailers_ = nullptr;
+  body_.clear();
+}
+
+void DownstreamConnection::onHeaders(RequestHead& head, bool end_stream) {
+  head_ = &head;
+  head_end_stream_ = end_stream;
+  if (end_stream) request_complete_ = true;
+}
+
+void DownstreamConnection::onData(std::span<const char> data, bool end_stream) {
+  body_.append(data.data(), data.size());
+  if (end_stream) request_complete_ = true;
+}
+
+void DownstreamConnection::onTrailers(HeaderMap& trailers) {
+  trailers_ = &trailers;
+  request_complete_ = true;
+}
+
+void DownstreamConnection::onMessageComplete() { request_complete_ = true; }
+
+}  // namespace turnout::proxy

@@ -1,0 +1,98 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/codec/http1_server_codec.h"
+#include "proxy/server/data_plane_config.h"
+
+namespace turnout::proxy {
+
+class Worker;
+
+// One downstream HTTP/1.1 connection (stage 2-3 of a request's life): the
+// socket, the read buffer and the ServerCodec. It reads requests one at a
+// time and hands each to an ActiveStream; pipelined requests wait in the read
+// buffer while the codec is paused. Lives in its run() coroutine's frame on
+// one worker; registered with the worker for drain and shutdown.
+class DownstreamConnection : public RequestDecoderCallbacks {
+ public:
+  // The connection coroutine. Parameters by value (STYLE.md R8c).
+  static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                   size_t listener_index, asio::ip::tcp::socket socket);
+
+  DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                       size_t listener_index, asio::ip::tcp::socket socket);
+  ~DownstreamConnection() override;
+
+  // Worker thread: finish the current request with `Connection: close`.
+  void drain() { draining_ = true; }
+  // Worker thread: close the socket now (shutdown).
+  void close();
+
+  // For ActiveStream.
+  Worker& worker() { return worker_; }
+  uint64_t id() const { return id_; }
+  const ListenerRuntime& listener() const { return config_->listeners[listener_index_]; }
+  const DataPlaneConfigConstSharedPtr& config() const { return config_; }
+  http1::ServerCodec& codec() { return codec_; }
+  beast::tcp_stream& stream() { return stream_; }
+  const asio::ip::tcp::endpoint& remote() const { return remote_; }
+  const asio::ip::tcp::endpoint& local() const { return local_; }
+  bool draining() const { return draining_; }
+
+  // Request body plumbing. Body bytes the codec decoded since the last
+  // takeBody(), and whether the request has ended.
+  std::string& pendingBody() { return body_; }
+  bool requestComplete() const { return request_complete_; }
+  const HeaderMap* requestTrailers() const { return trailers_; }
+  // Decodes buffered bytes and, if that yields nothing, reads more, until
+  // some body arrives or the request ends. False on a read error, timeout or
+  // codec error (codecError() tells which).
+  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout);
+  CodecErrorCode codecError() const { return codec_.error(); }
+
+  // Writes `out` to the client (and clears it). False on error/timeout.
+  asio::awaitable<bool> write(std::string& out, std::chrono::milliseconds timeout);
+
+  // RequestDecoderCallbacks
+  void onMessageBegin() override;
+  void onHeaders(RequestHead& head, bool end_stream) override;
+  void onData(std::span<const char> data, bool end_stream) override;
+  void onTrailers(HeaderMap& trailers) override;
+  void onMessageComplete() override;
+
+ private:
+  asio::awaitable<void> serve();
+  // Decodes what is buffered; false on a codec error.
+  bool decodeBuffered();
+  asio::awaitable<void> replyCodecError();
+
+  Worker& worker_;
+  DataPlaneConfigConstSharedPtr config_;
+  size_t listener_index_;
+  beast::tcp_stream stream_;
+  asio::ip::tcp::endpoint remote_;
+  asio::ip::tcp::endpoint local_;
+  uint64_t id_;
+  beast::flat_buffer buffer_;
+  http1::ServerCodec codec_;
+  std::list<DownstreamConnection*>::iterator registration_;
+  std::chrono::steady_clock::time_point started_;
+
+  // Per-request decode state, reset by onMessageBegin.
+  RequestHead* head_ = nullptr;
+  bool head_end_stream_ = false;
+  bool request_complete_ = false;
+  const HeaderMap* trailers_ = nullptr;
+  std::string body_;
+  bool draining_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "config/bootstrap/bootstrap_loader.h"
+#include "proxy/admin/admin_server.h"
+#include "proxy/admin/admin_source.h"
+#include "proxy/server/data_plane_config.h"
+#include "proxy/server/worker.h"
+#include "proxy/stats/store.h"
+
+namespace turnout::proxy {
+
+struct ServerOptions {
+  config::BootstrapLoadOptions bootstrap;
+  uint32_t concurrency = 1;
+  std::string admin_address_path;
+  std::chrono::seconds drain_time{600};
+  admin::CommandLineOptions command_line;
+};
+
+// The serving process: the main thread runs the admin server, signals and
+// config; `concurrency` workers run the listeners (DESIGN.md §8). run()
+// returns the exit code once the server stops (/quitquitquit, SIGTERM,
+// SIGINT).
+class Server : public admin::AdminSource {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server() override;
+
+  int run();
+
+  // admin::AdminSource (main thread)
+  admin::ServerInfo serverInfo() const override;
+  bool healthCheckFailed() const override { return health_check_failed_.load(); }
+  void setHealthCheckFailed(bool failed) override { health_check_failed_.store(failed); }
+  std::string configDumpJson(const admin::ConfigDumpParams& params,
+                             std::string& error) const override;
+  std::vector<admin::ClusterStatus> clusters() const override;
+  std::vector<admin::ListenerStatus> listeners() const override;
+  void drainListeners(const admin::DrainParams& params) override;
+  void quit() override;
+
+ private:
+  absl::Status bindListeners();
+  void shutdown();
+
+  ServerOptions options_;
+  asio::io_context main_{1};
+  std::unique_ptr<stats::Store> store_;
+  std::unique_ptr<admin::AdminServer> admin_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  DataPlaneConfigConstSharedPtr config_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources_;
+  struct BoundListener {
+    std::string name;
+    std::string address;
+    uint16_t port = 0;
+  };
+  std::vector<BoundListener> bound_;
+  std::atomic<bool> health_check_failed_{false};
+  bool draining_ = false;
+  std::chrono::steady_clock::time_point started_;
+  std::unique_ptr<asio::signal_set> signals_;
+  std::unique_ptr<asio::steady_timer> uptime_timer_;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "proxy/server/data_plane_config.h"
+#include "proxy/stats/store.h"
+#include "proxy/upstream/cluster_manager.h"
+
+namespace turnout::proxy {
+
+class DownstreamConnection;
+
+// The listening socket of one listener on one worker (one SO_REUSEPORT
+// acceptor per worker, so the kernel spreads connections and a connection
+// never moves between threads).
+struct WorkerListener {
+  size_t index = 0;  // into DataPlaneConfig::listeners
+  std::string name;
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+};
+
+// One worker: a thread running its own io_context with its own listeners,
+// upstream pools and stats shard. Everything here is touched only by the
+// worker thread, except what the main thread posts (setConfig, drain, stop).
+class Worker {
+ public:
+  Worker(size_t index, stats::Store& store);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  size_t index() const { return index_; }
+  asio::io_context& io() { return io_; }
+  stats::Shard& shard() { return shard_; }
+  ClusterManager& clusters() { return clusters_; }
+  const DataPlaneConfigConstSharedPtr& config() const { return config_; }
+
+  // Main thread, before start(): the acceptors this worker serves.
+  void addListener(WorkerListener listener);
+  // Starts the thread. `config` is installed before the first accept.
+  void start(DataPlaneConfigConstSharedPtr config,
+             absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources);
+  // Posts a new config to the worker (any thread).
+  void postConfig(DataPlaneConfigConstSharedPtr config,
+                  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources);
+  // Stops accepting; open connections get `Connection: close` on their next
+  // response and are closed once idle (any thread).
+  void drain();
+  // Stops the io_context and joins the thread (main thread).
+  void stop();
+
+  // Worker-thread helpers.
+  uint64_t random() { return rng_(); }
+  uint64_t nextConnectionId() { return next_connection_id_.fetch_add(1); }
+  bool draining() const { return draining_; }
+  // /healthcheck/fail state, owned by the server (health_check filter).
+  void setHealthCheckFlag(const std::atomic<bool>* flag) { health_check_failed_ = flag; }
+  bool healthCheckFailed() const {
+    return health_check_failed_ != nullptr && health_check_failed_->load(std::memory_order_relaxed);
+  }
+  // The HTTP Date for now, refreshed at most once a second.
+  const std::string& httpDate();
+
+  // Connection registry (worker thread): for drain and shutdown.
+  std::list<DownstreamConnection*>::iterator registerConnection(DownstreamConnection* c);
+  void unregisterConnection(std::list<DownstreamConnection*>::iterator it);
+
+  // Process-wide connection ids (Envoy's %CONNECTION_ID% is unique per process).
+  static std::atomic<uint64_t> next_connection_id_;
+
+ private:
+  asio::awaitable<void> acceptLoop(WorkerListener& listener);
+  void installConfig(DataPlaneConfigConstSharedPtr config,
+                     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>&
+                         resources);
+
+  size_t index_;
+  stats::Store& store_;
+  stats::Shard& shard_;
+  asio::io_context io_{1};
+  std::thread thread_;
+  std::vector<WorkerListener> listeners_;
+  DataPlaneConfigConstSharedPtr config_;
+  ClusterManager clusters_;
+  std::mt19937_64 rng_;
+  bool draining_ = false;
+  const std::atomic<bool>* health_check_failed_ = nullptr;
+  std::list<DownstreamConnection*> connections_;
+  std::string date_;
+  std::chrono::system_clock::time_point date_at_{};
+};
+
+}  // namespace turnout::proxy

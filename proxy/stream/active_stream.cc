@@ -1,0 +1,759 @@
+#include "proxy/stream/active_stream.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "proxy/codec/http1_server_codec.h"
+#include "proxy/common/log.h"
+#include "proxy/connection/downstream_connection.h"
+#include "proxy/server/worker.h"
+#include "proxy/stream/local_reply.h"
+#include "routing/routing_key.h"
+
+namespace turnout::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Largest request body kept for retries (Envoy buffers up to the connection
+// buffer limit; past it the request is not retried).
+constexpr size_t kMaxRetryBody = 64 * 1024;
+constexpr milliseconds kForever = std::chrono::hours(24 * 365);
+
+milliseconds until(Clock::time_point deadline) {
+  auto d = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  return d.count() < 1 ? milliseconds(1) : d;
+}
+
+// routing::HeaderMutationTarget over the request's HeaderMap.
+class HeaderMapTarget : public routing::HeaderMutationTarget {
+ public:
+  explicit HeaderMapTarget(HeaderMap& map) : map_(map) {}
+  bool has(std::string_view name) const override { return map_.has(name); }
+  void add(std::string_view name, std::string_view value) override {
+    map_.addLowercase(name, value);
+  }
+  void set(std::string_view name, std::string_view value) override { map_.set(name, value); }
+  void remove(std::string_view name) override { map_.remove(name); }
+
+ private:
+  HeaderMap& map_;
+};
+
+void appendHex(std::string& out, uint64_t v, int digits) {
+  static const char* kHex = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+}
+
+// An RFC 4122 version-4 UUID from the worker's generator (x-request-id).
+std::string uuid4(Worker& w) {
+  uint64_t a = w.random(), b = w.random();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  std::string s;
+  s.reserve(36);
+  appendHex(s, a >> 32, 8);
+  s.push_back('-');
+  appendHex(s, (a >> 16) & 0xffff, 4);
+  s.push_back('-');
+  appendHex(s, a & 0xffff, 4);
+  s.push_back('-');
+  appendHex(s, b >> 48, 4);
+  s.push_back('-');
+  appendHex(s, b & 0xffffffffffffULL, 12);
+  return s;
+}
+
+std::string toDecimal(uint64_t v) {
+  char buf[24];
+  int n = std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(v));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// Calls fn(part) for each `sep`-separated part of `s` (std::string_view;
+// Debian's abseil splits into absl::string_view). fn returns false to stop.
+template <typename Fn>
+void forEachPart(std::string_view s, char sep, Fn&& fn) {
+  for (;;) {
+    size_t pos = s.find(sep);
+    if (!fn(s.substr(0, pos)) || pos == std::string_view::npos) return;
+    s.remove_prefix(pos + 1);
+  }
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string renderResponseFlags(uint32_t flags) {
+  static const std::pair<uint32_t, const char*> kNames[] = {
+      {kFailedLocalHealthCheck, "LH"},  {kNoHealthyUpstream, "UH"},
+      {kUpstreamRequestTimeout, "UT"},  {kLocalReset, "LR"},
+      {kUpstreamRemoteReset, "UR"},     {kUpstreamConnectionFailure, "UF"},
+      {kUpstreamConnectionTermination, "UC"}, {kUpstreamOverflow, "UO"},
+      {kNoRouteFound, "NR"},            {kDownstreamConnectionTermination, "DC"},
+      {kUpstreamRetryLimitExceeded, "URX"}, {kDownstreamProtocolError, "DPE"},
+      {kUpstreamProtocolError, "UPE"},  {kNoClusterFound, "NC"},
+  };
+  std::string out;
+  for (const auto& [bit, name] : kNames) {
+    if (flags & bit) {
+      if (!out.empty()) out.push_back(',');
+      out.append(name);
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
+ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream)
+    : conn_(conn),
+      config_(conn.config()),
+      hcm_(*conn.listener().hcm),
+      head_(head),
+      end_stream_(end_stream),
+      start_(Clock::now()),
+      start_wall_(std::chrono::system_clock::now()) {
+  stats::Shard& shard = conn_.worker().shard();
+  shard.inc(hcm_.stats.downstream_rq_total);
+  shard.add(hcm_.stats.downstream_rq_active, 1);
+}
+
+ActiveStream::~ActiveStream() {
+  conn_.worker().shard().sub(hcm_.stats.downstream_rq_active, 1);
+}
+
+asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
+                                                   std::string_view location,
+                                                   std::string_view content_type) {
+  final_status_ = status;
+  ResponseHead head;
+  LocalReply reply;
+  reply.status = status;
+  reply.body = body;
+  reply.location = location;
+  reply.content_type = content_type;
+  reply.head_request = head_.method == "HEAD";
+  // A request whose body was not read cannot leave the connection reusable.
+  reply.close_connection = !conn_.requestComplete() || conn_.draining();
+  close_connection_ = reply.close_connection;
+  down_out_.clear();
+  encodeLocalReply(conn_.codec(), reply, conn_.worker().httpDate(), hcm_.config->server_name, head,
+                   down_out_);
+  if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
+    close_connection_ = true;
+  }
+}
+
+asio::awaitable<void> ActiveStream::run() {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+
+  // Envoy answers Expect: 100-continue itself and does not forward it.
+  if (head_.expect_continue) {
+    head_.headers.remove("expect");
+    std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!co_await conn_.write(cont, hcm_.config->stream_idle_timeout)) {
+      close_connection_ = true;
+      co_return;
+    }
+  }
+
+  // RoutingKeyFilter: extract once, normalise into the output header.
+  if (hcm_.routing_key) {
+    std::string scratch;
+    routing::RequestView view = head_.view(entries_);
+    auto k = routing::extractRoutingKey(view, hcm_.routing_key->extraction, scratch);
+    if (k.error != routing::KeyError::kNone) {
+      shard.inc(hcm_.stats.routing_key_error[static_cast<size_t>(k.error)]);
+    }
+    if (k.found()) {
+      key_.assign(k.key);
+      shard.inc(hcm_.stats.routing_key_found);
+      head_.headers.set(hcm_.routing_key->output_header, key_);
+    } else {
+      shard.inc(hcm_.stats.routing_key_missing);
+      head_.headers.remove(hcm_.routing_key->output_header);
+    }
+  }
+
+  // envoy.filters.http.health_check (non-pass-through): answer locally.
+  if (hcm_.health_check) {
+    routing::RequestView view = head_.view(entries_);
+    std::string scratch;
+    routing::MatchInput in;
+    in.view = &view;
+    in.path = view.path();
+    in.path_only = view.path().substr(0, view.path().find_first_of("?#"));
+    in.scratch = &scratch;
+    bool all = true;
+    for (const auto& m : hcm_.health_check->headers) all = all && m.matches(in);
+    if (all) {
+      const bool failed = worker.healthCheckFailed();
+      if (failed) flags_ |= kFailedLocalHealthCheck;
+      co_await sendLocalReply(failed ? 503 : 200, "");
+      complete();
+      co_return;
+    }
+  }
+
+  if (!hcm_.route_table) {
+    flags_ |= kNoRouteFound;
+    shard.inc(hcm_.stats.no_route);
+    co_await sendLocalReply(404, "");
+    complete();
+    co_return;
+  }
+  routing::RequestView view = head_.view(entries_);
+  routing::RouteDecision d = hcm_.route_table->match(view, key_, worker.random());
+  using Kind = routing::RouteDecision::Kind;
+  switch (d.kind) {
+    case Kind::NoRoute:
+      flags_ |= kNoRouteFound;
+      shard.inc(hcm_.stats.no_route);
+      co_await sendLocalReply(404, "");
+      break;
+    case Kind::DirectResponse: {
+      shard.inc(hcm_.stats.rq_direct_response);
+      std::string location = routing::redirectLocation(view, d);
+      std::string body(d.body);
+      co_await sendLocalReply(static_cast<uint16_t>(d.status), body, location);
+      break;
+    }
+    case Kind::Redirect: {
+      shard.inc(hcm_.stats.rq_redirect);
+      std::string location = routing::redirectLocation(view, d);
+      co_await sendLocalReply(static_cast<uint16_t>(d.status), "", location);
+      break;
+    }
+    case Kind::ClusterHeaderMissing:
+      flags_ |= kNoClusterFound;
+      shard.inc(hcm_.stats.no_cluster);
+      co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "");
+      break;
+    case Kind::Route:
+      co_await forward(d);
+      break;
+  }
+  complete();
+}
+
+void ActiveStream::prepareUpstreamHeaders(const routing::RouteDecision& d) {
+  Worker& worker = conn_.worker();
+  const bool upgrade = head_.upgrade;
+  http1::stripHopByHopHeaders(head_.headers, upgrade);
+  if (d.rewritten_path) {
+    original_path_ = head_.path;
+    head_.headers.set("x-envoy-original-path", original_path_);
+    head_.path = *d.rewritten_path;
+  }
+  if (!d.host_rewrite.empty()) {
+    std::string host(d.host_rewrite);
+    head_.authority = host;
+  }
+  const auto& c = *hcm_.config;
+  if (c.use_remote_address) {
+    std::string remote = conn_.remote().address().to_string();
+    std::string_view xff = head_.headers.get("x-forwarded-for");
+    if (xff.data() != nullptr) {
+      std::string v = std::string(xff) + "," + remote;
+      head_.headers.set("x-forwarded-for", v);
+    } else {
+      head_.headers.addLowercase("x-forwarded-for", remote);
+    }
+    head_.headers.set("x-forwarded-proto", head_.scheme);
+  } else if (!head_.headers.has("x-forwarded-proto")) {
+    head_.headers.addLowercase("x-forwarded-proto", head_.scheme);
+  }
+  if (c.generate_request_id && !head_.headers.has("x-request-id")) {
+    head_.headers.addLowercase("x-request-id", uuid4(worker));
+  }
+  if (d.timeout.count() > 0) {
+    head_.headers.set("x-envoy-expected-rq-timeout-ms", toDecimal(static_cast<uint64_t>(
+                                                            d.timeout.count())));
+  }
+  HeaderMapTarget target(head_.headers);
+  routing::applyHeaderMutations(hcm_.route_table->requestHeaderMutations(d), target,
+                                [&](std::string_view cmd, std::string& out) {
+                                  if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
+                                    out += conn_.remote().address().to_string();
+                                  } else if (cmd == "PROTOCOL") {
+                                    out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+                                  } else if (cmd == "ROUTING_KEY") {
+                                    out += key_;
+                                  }
+                                });
+}
+
+bool ActiveStream::retryOn(std::string_view condition) const {
+  return std::find(retry_on_.begin(), retry_on_.end(), condition) != retry_on_.end();
+}
+
+bool ActiveStream::retriable(uint32_t status) const {
+  if (retry_policy_ == nullptr) return false;
+  if (retryOn("5xx") && status >= 500) return true;
+  if (retryOn("gateway-error") && (status == 502 || status == 503 || status == 504)) return true;
+  if (retryOn("retriable-4xx") && status == 409) return true;
+  if (retryOn("retriable-status-codes")) {
+    const auto& codes = retry_policy_->retriable_status_codes;
+    if (std::find(codes.begin(), codes.end(), status) != codes.end()) return true;
+  }
+  return false;
+}
+
+std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
+  std::optional<uint64_t> hash;
+  for (const auto& p : d.hash_policy) {
+    std::optional<uint64_t> h;
+    if (p.header) {
+      std::string_view v = head_.headers.get(p.header->header_name);
+      if (p.header->header_name == ":authority") v = head_.authority;
+      if (v.data() != nullptr) h = fnv1a(v);
+    } else if (p.connection_properties && p.connection_properties->source_ip) {
+      h = fnv1a(conn_.remote().address().to_string());
+    } else if (p.query_parameter) {
+      std::string_view path = head_.path;
+      size_t q = path.find('?');
+      if (q != std::string_view::npos) {
+        forEachPart(path.substr(q + 1), '&', [&](std::string_view kv) {
+          size_t eq = kv.find('=');
+          if (kv.substr(0, eq) != p.query_parameter->name) return true;
+          h = fnv1a(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+          return false;
+        });
+      }
+    } else if (p.cookie) {
+      std::string_view cookies = head_.headers.get("cookie");
+      if (cookies.data() != nullptr) {
+        forEachPart(cookies, ';', [&](std::string_view c) {
+          while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+          size_t eq = c.find('=');
+          if (eq == std::string_view::npos || c.substr(0, eq) != p.cookie->name) return true;
+          h = fnv1a(c.substr(eq + 1));
+          return false;
+        });
+      }
+    }
+    if (h) {
+      hash = hash ? ((*hash << 1) | (*hash >> 63)) ^ *h : *h;
+      if (p.terminal) break;
+    }
+  }
+  return hash;
+}
+
+asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  std::shared_ptr<WorkerCluster> cluster = worker.clusters().get(d.cluster);
+  if (!cluster) {
+    flags_ |= kNoClusterFound;
+    shard.inc(hcm_.stats.no_cluster);
+    co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "");
+    co_return;
+  }
+  shard.inc(hcm_.stats.rq_total);
+  cluster_runtime_ = &cluster->runtime();
+  retry_policy_ = d.retry_policy;
+  if (retry_policy_ != nullptr) {
+    forEachPart(retry_policy_->retry_on, ',', [&](std::string_view c) {
+      while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+      while (!c.empty() && c.back() == ' ') c.remove_suffix(1);
+      if (!c.empty()) retry_on_.push_back(c);
+      return true;
+    });
+  }
+  prepareUpstreamHeaders(d);
+  const Clock::time_point deadline =
+      d.timeout.count() > 0 ? start_ + d.timeout : Clock::now() + kForever;
+  deadline_ = deadline;
+  cluster_ = cluster.get();
+  for (uint32_t attempt_number = 0;; ++attempt_number) {
+    AttemptResult r = co_await attempt(d, *cluster, attempt_number, deadline);
+    if (r != AttemptResult::Retry) break;
+    // attempt() returns Retry only when canRetry() said yes.
+    ++retries_done_;
+    auto& res = cluster->resources();
+    shard.inc(cluster_runtime_->stats.upstream_rq_retry);
+    res.retries.fetch_add(1, std::memory_order_relaxed);
+    // Fully jittered exponential back-off: base 25 ms, at most 10x base.
+    milliseconds base(25), cap(250);
+    if (retry_policy_->retry_back_off) {
+      base = retry_policy_->retry_back_off->base_interval;
+      cap = retry_policy_->retry_back_off->max_interval.value_or(base * 10);
+    }
+    uint64_t ceiling = static_cast<uint64_t>(std::min<int64_t>(
+        cap.count(), base.count() << std::min<uint32_t>(attempt_number + 1, 20)));
+    milliseconds wait(ceiling == 0 ? 0 : static_cast<int64_t>(worker.random() % ceiling));
+    wait = std::min(wait, until(deadline));
+    asio::steady_timer timer(worker.io(), wait);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    res.retries.fetch_sub(1, std::memory_order_relaxed);
+    flags_ &= ~(kUpstreamConnectionFailure | kUpstreamConnectionTermination |
+                kUpstreamRequestTimeout);
+  }
+}
+
+bool ActiveStream::canRetry() {
+  if (retry_policy_ == nullptr || cluster_ == nullptr) return false;
+  stats::Shard& shard = conn_.worker().shard();
+  if (retries_done_ >= retry_policy_->num_retries) {
+    shard.inc(cluster_runtime_->stats.upstream_rq_retry_limit_exceeded);
+    flags_ |= kUpstreamRetryLimitExceeded;
+    return false;
+  }
+  if (request_body_sent_ && !body_retriable_) return false;
+  if (Clock::now() >= deadline_) return false;
+  if (cluster_->resources().retries.load(std::memory_order_relaxed) >=
+      cluster_->thresholds().max_retries) {
+    shard.inc(cluster_runtime_->stats.upstream_rq_retry_overflow);
+    return false;
+  }
+  return true;
+}
+
+asio::awaitable<UpstreamConnectionPtr> ActiveStream::connect(WorkerCluster& cluster,
+                                                             HostState& host,
+                                                             Clock::time_point deadline,
+                                                             bool& timed_out) {
+  stats::Shard& shard = conn_.worker().shard();
+  const auto& stats = cluster.runtime().stats;
+  auto conn = std::make_unique<UpstreamConnection>(conn_.worker().io().get_executor());
+  auto& res = cluster.resources();
+  res.connections.fetch_add(1, std::memory_order_relaxed);
+  ++host.cx_active;
+  shard.inc(stats.upstream_cx_total);
+  shard.add(stats.upstream_cx_active, 1);
+  const milliseconds connect_timeout = std::min(cluster.config().connect_timeout, until(deadline));
+  conn->stream.expires_after(connect_timeout);
+  boost::system::error_code ec;
+  co_await conn->stream.async_connect(host.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    timed_out = ec == beast::error::timeout;
+    shard.inc(timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+    cluster.release(host, std::move(conn), false, shard);
+    co_return nullptr;
+  }
+  conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  co_return conn;
+}
+
+asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
+    const routing::RouteDecision& d, WorkerCluster& cluster, uint32_t attempt_number,
+    Clock::time_point deadline) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  const auto& stats = cluster.runtime().stats;
+  LoadBalancerContext lb;
+  lb.random = worker.random();
+  lb.hash = hashFor(d);
+  lb.avoid = attempt_number > 0 ? host_ : nullptr;
+  HostState* host = cluster.chooseHost(lb);
+  if (host == nullptr) {
+    flags_ |= kNoHealthyUpstream;
+    co_await sendLocalReply(503, kBodyNoHealthyUpstream);
+    co_return AttemptResult::Failed;
+  }
+  host_ = host;
+  upstream_host_ = host->description->address;
+  auto& res = cluster.resources();
+  if (res.requests.load(std::memory_order_relaxed) >= cluster.thresholds().max_requests) {
+    flags_ |= kUpstreamOverflow;
+    shard.inc(stats.upstream_rq_pending_overflow);
+    co_await sendLocalReply(503, kBodyOverflow);
+    co_return AttemptResult::Failed;
+  }
+
+  // A connection: an idle one, else a new one within max_connections.
+  UpstreamConnectionPtr up = cluster.takeIdle(*host);
+  if (!up) {
+    if (res.connections.load(std::memory_order_relaxed) >= cluster.thresholds().max_connections) {
+      flags_ |= kUpstreamOverflow;
+      shard.inc(stats.upstream_cx_overflow);
+      shard.inc(stats.upstream_rq_pending_overflow);
+      co_await sendLocalReply(503, kBodyOverflow);
+      co_return AttemptResult::Failed;
+    }
+    bool timed_out = false;
+    up = co_await connect(cluster, *host, deadline, timed_out);
+    if (!up) {
+      flags_ |= kUpstreamConnectionFailure;
+      if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
+           retryOn("reset")) &&
+          canRetry()) {
+        co_return AttemptResult::Retry;
+      }
+      co_await sendLocalReply(503, timed_out ? kBodyConnectTimeout : kBodyConnectFailure);
+      co_return AttemptResult::Failed;
+    }
+  }
+
+  res.requests.fetch_add(1, std::memory_order_relaxed);
+  ++host->active_requests;
+  ++host->rq_total;
+  shard.inc(stats.upstream_rq_total);
+  shard.add(stats.upstream_rq_active, 1);
+  upstream_start_ = Clock::now();
+  response_status_ = 0;
+  response_started_ = false;
+  response_complete_ = false;
+  discard_response_ = false;
+  up->forwarder.target = this;
+  ++up->requests;
+
+  // The upstream deadline: the route timeout, or the per-try timeout if sooner.
+  Clock::time_point try_deadline = deadline;
+  if (retry_policy_ != nullptr && retry_policy_->per_try_timeout &&
+      retry_policy_->per_try_timeout->count() > 0) {
+    try_deadline = std::min(deadline, Clock::now() + *retry_policy_->per_try_timeout);
+  }
+
+  auto finish = [&](bool reusable) {
+    --host->active_requests;
+    res.requests.fetch_sub(1, std::memory_order_relaxed);
+    shard.sub(stats.upstream_rq_active, 1);
+    up->forwarder.target = nullptr;
+    const bool reuse = reusable && up->codec.canReuse();
+    cluster.release(*host, std::move(up), reuse, shard);
+  };
+
+  // Request head and body.
+  up_out_.clear();
+  const bool reused = up->reused;
+  up->codec.encodeHeaders(head_, conn_.requestComplete() && conn_.pendingBody().empty() &&
+                                     conn_.requestTrailers() == nullptr,
+                          up_out_);
+  boost::system::error_code ec;
+  bool write_failed = false;
+  auto flushUp = [&]() -> asio::awaitable<bool> {
+    if (up_out_.empty()) co_return true;
+    up->stream.expires_after(until(try_deadline));
+    co_await asio::async_write(up->stream, asio::buffer(up_out_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    up_out_.clear();
+    co_return !ec;
+  };
+  if (request_body_sent_) {
+    // A retry replays the buffered body.
+    if (!retry_body_.empty()) {
+      up->codec.encodeData(std::span<const char>(retry_body_.data(), retry_body_.size()), true,
+                           up_out_);
+    }
+    write_failed = !co_await flushUp();
+  } else {
+    for (;;) {
+      std::string& body = conn_.pendingBody();
+      const bool last = conn_.requestComplete();
+      if (!body.empty() || (last && !end_stream_)) {
+        request_body_bytes_ += body.size();
+        if (body_retriable_) {
+          if (retry_body_.size() + body.size() <= kMaxRetryBody) {
+            retry_body_.append(body);
+          } else {
+            body_retriable_ = false;
+            retry_body_.clear();
+          }
+        }
+        if (!body.empty() || conn_.requestTrailers() == nullptr) {
+          up->codec.encodeData(std::span<const char>(body.data(), body.size()),
+                               last && conn_.requestTrailers() == nullptr, up_out_);
+        }
+        if (last && conn_.requestTrailers() != nullptr) {
+          up->codec.encodeTrailers(*conn_.requestTrailers(), up_out_);
+        }
+        body.clear();
+      }
+      if (!co_await flushUp()) {
+        write_failed = true;
+        break;
+      }
+      if (last) break;
+      if (!co_await conn_.readBody(hcm_.config->stream_idle_timeout)) {
+        // The client went away or sent a malformed body mid-request.
+        downstream_failed_ = true;
+        close_connection_ = true;
+        if (conn_.codecError() != CodecErrorCode::kNone) {
+          flags_ |= kDownstreamProtocolError;
+        } else {
+          flags_ |= kDownstreamConnectionTermination;
+        }
+        finish(false);
+        if (conn_.codecError() != CodecErrorCode::kNone) {
+          const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
+          co_await sendLocalReply(info.downstream_status, info.details);
+          close_connection_ = true;
+        }
+        co_return AttemptResult::Failed;
+      }
+    }
+    request_body_sent_ = true;
+  }
+
+  // Response.
+  bool got_eof = false;
+  while (!write_failed && !response_complete_) {
+    auto data = up->read_buffer.data();
+    if (data.size() > 0) {
+      auto consumed = up->codec.decode(
+          std::span<const char>(static_cast<const char*>(data.data()), data.size()));
+      if (!consumed.ok()) break;
+      up->read_buffer.consume(*consumed);
+      if (!down_out_.empty()) {
+        if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
+          downstream_failed_ = true;
+          break;
+        }
+      }
+      if (response_complete_ || discard_response_) break;
+      if (*consumed > 0) continue;
+    }
+    up->stream.expires_after(until(try_deadline));
+    size_t n = co_await up->stream.async_read_some(up->read_buffer.prepare(16 * 1024),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::eof) {
+        got_eof = true;
+        if (up->codec.onEof().ok()) {
+          if (!down_out_.empty()) co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout);
+        }
+      }
+      break;
+    }
+    up->read_buffer.commit(n);
+  }
+
+  const bool timed_out = ec == beast::error::timeout;
+  if (response_complete_ && !discard_response_) {
+    shard.record(stats.upstream_rq_time,
+                 static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
+                                           Clock::now() - upstream_start_)
+                                           .count()));
+    shard.inc(stats.upstream_rq_completed);
+    stats.countResponse(shard, response_status_);
+    finish(!got_eof && conn_.requestComplete());
+    if (conn_.codec().shouldClose()) close_connection_ = true;
+    co_return AttemptResult::Done;
+  }
+  if (discard_response_) {
+    stats.countRetriedResponse(shard, response_status_);
+    finish(false);
+    co_return AttemptResult::Retry;
+  }
+  finish(false);
+  if (downstream_failed_) {
+    flags_ |= kDownstreamConnectionTermination;
+    close_connection_ = true;
+    co_return AttemptResult::Failed;
+  }
+  if (response_started_) {
+    // Headers already went to the client: all we can do is cut it off.
+    flags_ |= timed_out ? kUpstreamRequestTimeout : kUpstreamConnectionTermination;
+    if (timed_out) shard.inc(stats.upstream_rq_timeout);
+    shard.inc(hcm_.stats.rq_reset_after_downstream_response_started);
+    close_connection_ = true;
+    co_return AttemptResult::Failed;
+  }
+  // Nothing was sent to the client yet.
+  if (timed_out) {
+    const bool per_try = try_deadline < deadline;
+    if (per_try) shard.inc(stats.upstream_rq_per_try_timeout);
+    if (per_try && (retryOn("5xx") || retryOn("gateway-error") || retryOn("reset")) &&
+        canRetry()) {
+      co_return AttemptResult::Retry;
+    }
+    shard.inc(stats.upstream_rq_timeout);
+    shard.inc(hcm_.stats.downstream_rq_timeout);
+    flags_ |= kUpstreamRequestTimeout;
+    co_await sendLocalReply(504, kBodyUpstreamTimeout);
+    co_return AttemptResult::Failed;
+  }
+  const bool protocol_error = !got_eof && !write_failed && !ec;
+  if (protocol_error) {
+    flags_ |= kUpstreamProtocolError;
+    co_await sendLocalReply(502, kBodyProtocolError);
+    co_return AttemptResult::Failed;
+  }
+  // Reset or EOF before a response: a stale pooled connection is retried once
+  // transparently; otherwise per policy.
+  shard.inc(stats.upstream_rq_rx_reset);
+  if (reused && attempt_number == 0 && response_status_ == 0) {
+    co_return co_await attempt(d, cluster, attempt_number + 1, deadline);
+  }
+  flags_ |= kUpstreamConnectionTermination;
+  if ((retryOn("reset") || retryOn("5xx") || retryOn("gateway-error")) && canRetry()) {
+    co_return AttemptResult::Retry;
+  }
+  co_await sendLocalReply(503, kBodyUpstreamReset);
+  co_return AttemptResult::Failed;
+}
+
+void ActiveStream::onMessageBegin() {}
+
+void ActiveStream::onInformational(ResponseHead&) {
+  // 100 Continue was already answered locally; other 1xx are not forwarded.
+}
+
+void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
+  response_status_ = head.status;
+  // A retriable status with retries possible: drop this response.
+  if (!response_started_ && retriable(head.status) && canRetry()) {
+    discard_response_ = true;
+    return;
+  }
+  response_started_ = true;
+  final_status_ = head.status;
+  http1::stripHopByHopHeaders(head.headers, false);
+  const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_start_);
+  head.headers.set("x-envoy-upstream-service-time",
+                   toDecimal(static_cast<uint64_t>(elapsed.count())));
+  head.headers.set("server", hcm_.config->server_name);
+  head.close_connection = conn_.draining() || !conn_.requestComplete();
+  if (head.close_connection) close_connection_ = true;
+  conn_.codec().encodeHeaders(head, end_stream, down_out_);
+  if (end_stream) response_complete_ = true;
+}
+
+void ActiveStream::onData(std::span<const char> data, bool end_stream) {
+  if (discard_response_) return;
+  response_body_bytes_ += data.size();
+  conn_.codec().encodeData(data, end_stream, down_out_);
+  if (end_stream) response_complete_ = true;
+}
+
+void ActiveStream::onTrailers(HeaderMap& trailers) {
+  if (discard_response_) return;
+  conn_.codec().encodeTrailers(trailers, down_out_);
+  response_complete_ = true;
+}
+
+void ActiveStream::onMessageComplete() {
+  if (!discard_response_) response_complete_ = true;
+}
+
+void ActiveStream::complete() {
+  stats::Shard& shard = conn_.worker().shard();
+  shard.inc(hcm_.stats.downstream_rq_completed);
+  if (final_status_ != 0) {
+    hcm_.stats.countResponse(shard, final_status_);
+    hcm_.listener_http_stats.countResponse(shard, final_status_);
+  }
+  shard.record(hcm_.stats.downstream_rq_time,
+               static_cast<uint64_t>(
+                   std::chrono::duration_cast<milliseconds>(Clock::now() - start_).count()));
+  if (!conn_.requestComplete()) close_connection_ = true;
+  TURNOUT_CONN_LOG(debug, "router", conn_.id(), "{} {} -> {} {} flags={} upstream={}",
+                   head_.method, head_.path, final_status_,
+                   cluster_runtime_ ? cluster_runtime_->config->name : std::string("-"),
+                   renderResponseFlags(flags_),
+                   upstream_host_);
+}
+
+}  // namespace turnout::proxy

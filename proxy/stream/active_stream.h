@@ -1,0 +1,125 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/codec/codec.h"
+#include "proxy/server/data_plane_config.h"
+#include "proxy/upstream/cluster_manager.h"
+#include "routing/route_table.h"
+
+namespace turnout::proxy {
+
+class DownstreamConnection;
+
+// Envoy's response flags (the subset turnout sets), for the access log and
+// debugging. Rendered with Envoy's short names.
+enum ResponseFlag : uint32_t {
+  kFailedLocalHealthCheck = 1u << 0,  // LH
+  kNoHealthyUpstream = 1u << 1,       // UH
+  kUpstreamRequestTimeout = 1u << 2,  // UT
+  kLocalReset = 1u << 3,              // LR
+  kUpstreamRemoteReset = 1u << 4,     // UR
+  kUpstreamConnectionFailure = 1u << 5,      // UF
+  kUpstreamConnectionTermination = 1u << 6,  // UC
+  kUpstreamOverflow = 1u << 7,               // UO
+  kNoRouteFound = 1u << 8,                   // NR
+  kDownstreamConnectionTermination = 1u << 11,  // DC
+  kUpstreamRetryLimitExceeded = 1u << 12,       // URX
+  kNoClusterFound = 1u << 22,                   // NC
+  kDownstreamProtocolError = 1u << 19,          // DPE
+  kUpstreamProtocolError = 1u << 20,            // UPE
+};
+std::string renderResponseFlags(uint32_t flags);
+
+// One request/response exchange on a downstream connection (stages 4-10 of
+// docs/life_of_a_request.md): pins the connection's config snapshot, runs the
+// RoutingKey and health_check filters, routes, forwards upstream with
+// retries and timeouts, relays the response, then records stats. Lives in the
+// connection coroutine's frame for the duration of one request.
+class ActiveStream : public ResponseDecoderCallbacks {
+ public:
+  ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream);
+  ~ActiveStream() override;
+
+  asio::awaitable<void> run();
+  // The downstream connection must be closed after this exchange.
+  bool closeConnection() const { return close_connection_; }
+
+  // ResponseDecoderCallbacks (upstream response events).
+  void onMessageBegin() override;
+  void onHeaders(ResponseHead& head, bool end_stream) override;
+  void onData(std::span<const char> data, bool end_stream) override;
+  void onTrailers(HeaderMap& trailers) override;
+  void onMessageComplete() override;
+  void onInformational(ResponseHead& head) override;
+
+ private:
+  enum class AttemptResult { Done, Retry, Failed };
+
+  asio::awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
+                                       std::string_view location = {},
+                                       std::string_view content_type = {});
+  void prepareUpstreamHeaders(const routing::RouteDecision& d);
+  asio::awaitable<void> forward(const routing::RouteDecision& d);
+  asio::awaitable<AttemptResult> attempt(const routing::RouteDecision& d, WorkerCluster& cluster,
+                                         uint32_t attempt_number,
+                                         std::chrono::steady_clock::time_point deadline);
+  asio::awaitable<UpstreamConnectionPtr> connect(WorkerCluster& cluster, HostState& host,
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 bool& timed_out);
+  bool retriable(uint32_t status) const;
+  // Another attempt is allowed: policy budget, retry breaker, deadline and a
+  // replayable body. Counts retry_limit_exceeded / retry_overflow when not.
+  bool canRetry();
+  bool retryOn(std::string_view condition) const;
+  std::optional<uint64_t> hashFor(const routing::RouteDecision& d);
+  void complete();
+
+  DownstreamConnection& conn_;
+  DataPlaneConfigConstSharedPtr config_;  // pinned for the whole exchange
+  const HttpConnectionManagerRuntime& hcm_;
+  RequestHead& head_;
+  bool end_stream_;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::system_clock::time_point start_wall_;
+
+  std::string key_;
+  std::vector<routing::HeaderEntry> entries_;
+  std::string original_path_;
+  std::string down_out_;  // bytes for the client
+  std::string up_out_;    // bytes for the upstream
+  // The request body kept for retries, while it fits kMaxRetryBody.
+  std::string retry_body_;
+  bool body_retriable_ = true;
+  uint64_t request_body_bytes_ = 0;
+  bool request_body_sent_ = false;
+
+  // Current attempt's response state.
+  const routing::RetryPolicy* retry_policy_ = nullptr;
+  std::vector<std::string_view> retry_on_;
+  uint32_t response_status_ = 0;
+  bool response_started_ = false;   // headers encoded downstream
+  bool response_complete_ = false;
+  bool discard_response_ = false;   // a retriable response being dropped
+  std::chrono::steady_clock::time_point upstream_start_;
+  const ClusterRuntime* cluster_runtime_ = nullptr;
+  WorkerCluster* cluster_ = nullptr;
+  std::chrono::steady_clock::time_point deadline_;
+  uint32_t retries_done_ = 0;
+  HostState* host_ = nullptr;
+  std::string upstream_host_;
+  uint64_t response_body_bytes_ = 0;
+
+  uint16_t final_status_ = 0;
+  uint32_t flags_ = 0;
+  bool close_connection_ = false;
+  bool downstream_failed_ = false;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,27 @@
+#include "proxy/stream/local_reply.h"
+
+#include <span>
+
+namespace turnout::proxy {
+
+void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::string_view date,
+                      std::string_view server_name, ResponseHead& head, std::string& out) {
+  head.clear();
+  head.status = reply.status;
+  head.close_connection = reply.close_connection;
+  char len[24];
+  auto n = std::snprintf(len, sizeof(len), "%zu", reply.body.size());
+  head.headers.addLowercase("content-length", std::string_view(len, static_cast<size_t>(n)));
+  if (!reply.body.empty()) {
+    head.headers.addLowercase("content-type",
+                              reply.content_type.empty() ? "text/plain" : reply.content_type);
+  }
+  if (!reply.location.empty()) head.headers.addLowercase("location", reply.location);
+  head.headers.addLowercase("date", date);
+  head.headers.addLowercase("server", server_name);
+  const bool no_body = reply.body.empty() || reply.head_request;
+  codec.encodeHeaders(head, no_body, out);
+  if (!no_body) codec.encodeData(std::span<const char>(reply.body.data(), reply.body.size()), true, out);
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "proxy/codec/http1_server_codec.h"
+
+namespace turnout::proxy {
+
+// Envoy's local replies: a response the proxy answers itself (no route,
+// no healthy upstream, timeouts, bad requests, direct responses).
+// `body` non-empty adds `content-type: text/plain` (or `content_type` when
+// given); `date` and `server` are always set, as Envoy does.
+struct LocalReply {
+  uint16_t status = 200;
+  std::string_view body;
+  std::string_view content_type;  // empty: text/plain when there is a body
+  std::string_view location;      // redirects
+  bool close_connection = false;
+  bool head_request = false;      // HEAD: headers only
+};
+
+// Encodes `reply` through `codec` into `out`, reusing `head` as scratch.
+void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::string_view date,
+                      std::string_view server_name, ResponseHead& head, std::string& out);
+
+// Envoy's local-reply body texts.
+inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";
+inline constexpr std::string_view kBodyUpstreamTimeout = "upstream request timeout";
+inline constexpr std::string_view kBodyConnectFailure =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+inline constexpr std::string_view kBodyConnectTimeout =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection timeout";
+inline constexpr std::string_view kBodyUpstreamReset =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection "
+    "termination";
+inline constexpr std::string_view kBodyOverflow =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+inline constexpr std::string_view kBodyProtocolError =
+    "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
+
+}  // namespace turnout::proxy

@@ -1,0 +1,218 @@
+#include "proxy/upstream/cluster_manager.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+
+namespace turnout::proxy {
+namespace {
+
+// Ring hash: Envoy's default minimum ring size.
+constexpr size_t kMinRingSize = 1024;
+
+uint64_t mix(uint64_t x) {
+  // splitmix64 finaliser: a stable, well-spread hash of ring points.
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t hashString(std::string_view s) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a, stable across processes
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return mix(h);
+}
+
+// True if the peer closed (or wrote to) an idle connection. Idle upstream
+// connections must be silent; any readable byte or EOF means "do not reuse".
+bool peerClosed(UpstreamConnection& conn) {
+  auto& sock = conn.stream.socket();
+  if (!sock.is_open()) return true;
+  char byte;
+  ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n > 0) return true;
+  return !(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
+                             std::shared_ptr<ClusterResources> resources)
+    : runtime_(&runtime), resources_(std::move(resources)) {
+  for (const auto& t : runtime.config->circuit_breakers) {
+    if (t.priority == config::CircuitBreakerThresholds::Priority::Default) thresholds_ = t;
+  }
+  hosts_.reserve(runtime.hosts.size());
+  for (const auto& h : runtime.hosts) {
+    HostState s;
+    s.description = &h;
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(h.ip, ec);
+    if (!ec) s.endpoint = asio::ip::tcp::endpoint(ip, h.port);
+    hosts_.push_back(std::move(s));
+    if (h.weight != 1) weighted_ = true;
+  }
+  wrr_current_.assign(hosts_.size(), 0);
+  using Lb = config::ClusterConfig::LbPolicy;
+  if (runtime.config->lb_policy == Lb::RingHash || runtime.config->lb_policy == Lb::Maglev) {
+    uint64_t total_weight = 0;
+    for (const auto& h : hosts_) total_weight += h.description->weight;
+    if (total_weight > 0) {
+      for (uint32_t i = 0; i < hosts_.size(); ++i) {
+        const auto& d = *hosts_[i].description;
+        const size_t replicas =
+            std::max<size_t>(1, (kMinRingSize * d.weight + total_weight - 1) / total_weight);
+        for (size_t r = 0; r < replicas; ++r) {
+          ring_.emplace_back(hashString(absl::StrCat(d.address, "_", r)), i);
+        }
+      }
+      std::sort(ring_.begin(), ring_.end());
+    }
+  }
+}
+
+HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
+  // The lowest priority level with a healthy host (no overprovisioning spill).
+  scratch_.clear();
+  uint32_t best_priority = UINT32_MAX;
+  for (auto& h : hosts_) {
+    if (!h.description->healthy) continue;
+    best_priority = std::min(best_priority, h.description->priority);
+  }
+  if (best_priority == UINT32_MAX) return nullptr;
+  for (auto& h : hosts_) {
+    if (h.description->healthy && h.description->priority == best_priority) {
+      scratch_.push_back(&h);
+    }
+  }
+  // A retry prefers another host when there is one (previous_hosts).
+  if (ctx.avoid != nullptr && scratch_.size() > 1) {
+    scratch_.erase(std::remove(scratch_.begin(), scratch_.end(), ctx.avoid), scratch_.end());
+  }
+  using Lb = config::ClusterConfig::LbPolicy;
+  switch (runtime_->config->lb_policy) {
+    case Lb::LeastRequest: return leastRequest(scratch_, ctx.random);
+    case Lb::Random: return scratch_[ctx.random % scratch_.size()];
+    case Lb::RingHash:
+    case Lb::Maglev:
+      if (ctx.hash) return ringHash(scratch_, *ctx.hash);
+      return scratch_[ctx.random % scratch_.size()];
+    default: return roundRobin(scratch_);
+  }
+}
+
+HostState* WorkerCluster::roundRobin(std::vector<HostState*>& candidates) {
+  if (!weighted_) return candidates[rr_next_++ % candidates.size()];
+  // Smooth weighted round robin over the candidates.
+  int64_t total = 0;
+  HostState* best = nullptr;
+  int64_t best_weight = 0;
+  for (HostState* h : candidates) {
+    const size_t i = static_cast<size_t>(h - hosts_.data());
+    wrr_current_[i] += h->description->weight;
+    total += h->description->weight;
+    if (best == nullptr || wrr_current_[i] > best_weight) {
+      best = h;
+      best_weight = wrr_current_[i];
+    }
+  }
+  wrr_current_[static_cast<size_t>(best - hosts_.data())] -= total;
+  return best;
+}
+
+HostState* WorkerCluster::leastRequest(std::vector<HostState*>& candidates, uint64_t random) {
+  // Envoy's default: power of two choices.
+  if (candidates.size() == 1) return candidates[0];
+  HostState* a = candidates[random % candidates.size()];
+  HostState* b = candidates[mix(random) % candidates.size()];
+  return b->active_requests < a->active_requests ? b : a;
+}
+
+HostState* WorkerCluster::ringHash(std::vector<HostState*>& candidates, uint64_t hash) {
+  if (ring_.empty()) return candidates[hash % candidates.size()];
+  const uint64_t point = mix(hash);
+  auto it = std::lower_bound(ring_.begin(), ring_.end(), std::make_pair(point, uint32_t{0}));
+  // Walk clockwise to the first host that is a candidate.
+  for (size_t step = 0; step < ring_.size(); ++step, ++it) {
+    if (it == ring_.end()) it = ring_.begin();
+    HostState* h = &hosts_[it->second];
+    if (std::find(candidates.begin(), candidates.end(), h) != candidates.end()) return h;
+  }
+  return candidates[0];
+}
+
+UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
+  while (!host.idle.empty()) {
+    UpstreamConnectionPtr c = std::move(host.idle.back());
+    host.idle.pop_back();
+    if (!peerClosed(*c)) {
+      c->reused = true;
+      return c;
+    }
+    boost::system::error_code ec;
+    c->stream.socket().close(ec);
+    --host.cx_active;
+    resources_->connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return nullptr;
+}
+
+void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool reusable,
+                            stats::Shard& shard) {
+  if (reusable && conn->stream.socket().is_open() && conn->read_buffer.size() == 0) {
+    conn->reused = false;
+    host.idle.push_back(std::move(conn));
+    return;
+  }
+  boost::system::error_code ec;
+  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  conn->stream.socket().close(ec);
+  --host.cx_active;
+  resources_->connections.fetch_sub(1, std::memory_order_relaxed);
+  shard.sub(runtime_->stats.upstream_cx_active, 1);
+  shard.inc(runtime_->stats.upstream_cx_destroy);
+}
+
+void ClusterManager::update(
+    const DataPlaneConfigConstSharedPtr& config,
+    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources) {
+  std::vector<std::shared_ptr<WorkerCluster>> next;
+  absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
+  for (const auto& rt : config->clusters) {
+    auto it = resources.find(rt.config->name);
+    auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
+    auto wc = std::make_shared<WorkerCluster>(rt, std::move(res));
+    // Keep the idle connections of hosts that are still there.
+    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) {
+      for (auto& h : wc->hosts()) {
+        for (auto& oh : old->hosts()) {
+          if (oh.description->address == h.description->address) {
+            h.idle = std::move(oh.idle);
+            h.cx_active = oh.cx_active;
+            oh.cx_active = 0;
+          }
+        }
+      }
+    }
+    by_name[rt.config->name] = wc;
+    next.push_back(std::move(wc));
+  }
+  clusters_ = std::move(next);
+  by_name_ = std::move(by_name);
+}
+
+std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) const {
+  auto it = by_name_.find(absl::string_view(name.data(), name.size()));
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+}  // namespace turnout::proxy
