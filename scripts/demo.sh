@@ -2,7 +2,8 @@
 # The demo: builds turnout, validates the sandbox-routing example bootstrap
 # the way `envoy --mode validate` would, then shows where requests with and
 # without a routing key go (baggage, tracestate, plain header) by running the
-# real routing-key extraction and route table over examples/sandbox-routing.
+# real routing-key extraction and route table over examples/sandbox-routing,
+# then runs turnout for real in front of four backends and sends requests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -24,3 +25,6 @@ rm -f "$broken"
 echo
 echo "== where each request goes (turnout-route-check -c $example/bootstrap.yaml -t $example/route_tests.yaml)"
 "$BUILD_DIR/config/turnout-route-check" -c "$example/bootstrap.yaml" -t "$example/route_tests.yaml"
+echo
+echo "== the real proxy: examples/sandbox-routing/run.sh (turnout between curl and four backends)"
+"$example/run.sh" "$BUILD_DIR/proxy/turnout"

@@ -105,12 +105,21 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
                                                       const config::HttpConnectionManagerConfig& h,
                                                       const config::Snapshot& snapshot,
                                                       const stats::ListenerStats& lstats,
-                                                      stats::Store& store) {
+                                                      stats::Store& store,
+                                                      access_log::AccessLogFactory& logs) {
   HttpConnectionManagerRuntime rt;
   rt.config = &h;
   if (h.route_table_index) rt.route_table = snapshot.route_tables[*h.route_table_index].table;
   rt.stats = stats::makeHttpConnManagerStats(store, h.stat_prefix);
   rt.listener_http_stats = stats::makeListenerHttpStats(store, lstats, h.stat_prefix);
+  for (size_t i = 0; i < h.access_logs.size(); ++i) {
+    auto log = logs.create(h.access_logs[i]);
+    if (!log.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("listener '", l.name, "' access_log[", i,
+                                                     "]: ", log.status().message()));
+    }
+    rt.access_logs.push_back(*std::move(log));
+  }
   for (size_t i = 0; i < h.http_filters.size(); ++i) {
     const config::HttpFilterConfig& f = h.http_filters[i];
     const std::string path = absl::StrCat("listener '", l.name, "' http_filters[", i, "]");
@@ -160,6 +169,7 @@ const ClusterRuntime* DataPlaneConfig::findCluster(std::string_view name) const 
 absl::StatusOr<std::shared_ptr<const DataPlaneConfig>> DataPlaneConfig::build(
     config::SnapshotConstSharedPtr snapshot, stats::Store& store) {
   auto out = std::make_shared<DataPlaneConfig>();
+  access_log::AccessLogFactory logs;
   out->snapshot = snapshot;
   for (const auto& c : snapshot->clusters) {
     auto rt = buildCluster(c, store);
@@ -172,7 +182,7 @@ absl::StatusOr<std::shared_ptr<const DataPlaneConfig>> DataPlaneConfig::build(
     lr.stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
     for (const auto& chain : l.filter_chains) {
       if (!chain.http_connection_manager) continue;
-      auto hcm = buildHcm(l, *chain.http_connection_manager, *snapshot, lr.stats, store);
+      auto hcm = buildHcm(l, *chain.http_connection_manager, *snapshot, lr.stats, store, logs);
       if (!hcm.ok()) return hcm.status();
       lr.hcm = *std::move(hcm);
       break;

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "config/snapshot/routing_key_config.h"
 #include "config/snapshot/snapshot.h"
+#include "proxy/access_log/access_log.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
 #include "routing/route_table.h"
@@ -45,6 +46,7 @@ struct HttpConnectionManagerRuntime {
   std::shared_ptr<const routing::RouteTable> route_table;  // null: RDS not yet delivered
   std::optional<config::RoutingKeyFilterConfig> routing_key;
   std::optional<HealthCheckFilterRuntime> health_check;
+  std::vector<access_log::AccessLogConstSharedPtr> access_logs;
   stats::HttpConnManagerStats stats;
   stats::ListenerHttpStats listener_http_stats;
 };

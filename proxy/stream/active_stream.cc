@@ -93,26 +93,6 @@ uint64_t fnv1a(std::string_view s) {
 
 }  // namespace
 
-std::string renderResponseFlags(uint32_t flags) {
-  static const std::pair<uint32_t, const char*> kNames[] = {
-      {kFailedLocalHealthCheck, "LH"},  {kNoHealthyUpstream, "UH"},
-      {kUpstreamRequestTimeout, "UT"},  {kLocalReset, "LR"},
-      {kUpstreamRemoteReset, "UR"},     {kUpstreamConnectionFailure, "UF"},
-      {kUpstreamConnectionTermination, "UC"}, {kUpstreamOverflow, "UO"},
-      {kNoRouteFound, "NR"},            {kDownstreamConnectionTermination, "DC"},
-      {kUpstreamRetryLimitExceeded, "URX"}, {kDownstreamProtocolError, "DPE"},
-      {kUpstreamProtocolError, "UPE"},  {kNoClusterFound, "NC"},
-  };
-  std::string out;
-  for (const auto& [bit, name] : kNames) {
-    if (flags & bit) {
-      if (!out.empty()) out.push_back(',');
-      out.append(name);
-    }
-  }
-  return out.empty() ? "-" : out;
-}
-
 ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream)
     : conn_(conn),
       config_(conn.config()),
@@ -132,9 +112,11 @@ ActiveStream::~ActiveStream() {
 
 asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
                                                    std::string_view location,
-                                                   std::string_view content_type) {
+                                                   std::string_view content_type,
+                                                   std::string_view details) {
   final_status_ = status;
-  ResponseHead head;
+  details_.assign(details);
+  response_body_bytes_ = body.size();
   LocalReply reply;
   reply.status = status;
   reply.body = body;
@@ -145,8 +127,9 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   reply.close_connection = !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
   down_out_.clear();
-  encodeLocalReply(conn_.codec(), reply, conn_.worker().httpDate(), hcm_.config->server_name, head,
-                   down_out_);
+  encodeLocalReply(conn_.codec(), reply, conn_.worker().httpDate(), hcm_.config->server_name,
+                   local_head_, down_out_);
+  response_headers_ = &local_head_.headers;
   if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
     close_connection_ = true;
   }
@@ -197,7 +180,7 @@ asio::awaitable<void> ActiveStream::run() {
     for (const auto& m : hcm_.health_check->headers) all = all && m.matches(in);
     if (all) {
       const bool failed = worker.healthCheckFailed();
-      if (failed) flags_ |= kFailedLocalHealthCheck;
+      if (failed) flags_.set(access_log::ResponseFlag::FailedLocalHealthCheck);
       co_await sendLocalReply(failed ? 503 : 200, "");
       complete();
       co_return;
@@ -205,9 +188,9 @@ asio::awaitable<void> ActiveStream::run() {
   }
 
   if (!hcm_.route_table) {
-    flags_ |= kNoRouteFound;
+    flags_.set(access_log::ResponseFlag::NoRouteFound);
     shard.inc(hcm_.stats.no_route);
-    co_await sendLocalReply(404, "");
+    co_await sendLocalReply(404, "", {}, {}, "route_not_found");
     complete();
     co_return;
   }
@@ -216,27 +199,28 @@ asio::awaitable<void> ActiveStream::run() {
   using Kind = routing::RouteDecision::Kind;
   switch (d.kind) {
     case Kind::NoRoute:
-      flags_ |= kNoRouteFound;
+      flags_.set(access_log::ResponseFlag::NoRouteFound);
       shard.inc(hcm_.stats.no_route);
-      co_await sendLocalReply(404, "");
+      co_await sendLocalReply(404, "", {}, {}, "route_not_found");
       break;
     case Kind::DirectResponse: {
       shard.inc(hcm_.stats.rq_direct_response);
       std::string location = routing::redirectLocation(view, d);
       std::string body(d.body);
-      co_await sendLocalReply(static_cast<uint16_t>(d.status), body, location);
+      co_await sendLocalReply(static_cast<uint16_t>(d.status), body, location, {}, "direct_response");
       break;
     }
     case Kind::Redirect: {
       shard.inc(hcm_.stats.rq_redirect);
       std::string location = routing::redirectLocation(view, d);
-      co_await sendLocalReply(static_cast<uint16_t>(d.status), "", location);
+      co_await sendLocalReply(static_cast<uint16_t>(d.status), "", location, {}, "redirect");
       break;
     }
     case Kind::ClusterHeaderMissing:
-      flags_ |= kNoClusterFound;
+      flags_.set(access_log::ResponseFlag::NoClusterFound);
       shard.inc(hcm_.stats.no_cluster);
-      co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "");
+      co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "", {}, {},
+                            "cluster_not_found");
       break;
     case Kind::Route:
       co_await forward(d);
@@ -354,9 +338,10 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
   stats::Shard& shard = worker.shard();
   std::shared_ptr<WorkerCluster> cluster = worker.clusters().get(d.cluster);
   if (!cluster) {
-    flags_ |= kNoClusterFound;
+    flags_.set(access_log::ResponseFlag::NoClusterFound);
     shard.inc(hcm_.stats.no_cluster);
-    co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "");
+    co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "", {}, {},
+                            "cluster_not_found");
     co_return;
   }
   shard.inc(hcm_.stats.rq_total);
@@ -397,8 +382,7 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     res.retries.fetch_sub(1, std::memory_order_relaxed);
-    flags_ &= ~(kUpstreamConnectionFailure | kUpstreamConnectionTermination |
-                kUpstreamRequestTimeout);
+    flags_ = access_log::ResponseFlags();
   }
 }
 
@@ -407,7 +391,7 @@ bool ActiveStream::canRetry() {
   stats::Shard& shard = conn_.worker().shard();
   if (retries_done_ >= retry_policy_->num_retries) {
     shard.inc(cluster_runtime_->stats.upstream_rq_retry_limit_exceeded);
-    flags_ |= kUpstreamRetryLimitExceeded;
+    flags_.set(access_log::ResponseFlag::UpstreamRetryLimitExceeded);
     return false;
   }
   if (request_body_sent_ && !body_retriable_) return false;
@@ -458,17 +442,17 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   lb.avoid = attempt_number > 0 ? host_ : nullptr;
   HostState* host = cluster.chooseHost(lb);
   if (host == nullptr) {
-    flags_ |= kNoHealthyUpstream;
-    co_await sendLocalReply(503, kBodyNoHealthyUpstream);
+    flags_.set(access_log::ResponseFlag::NoHealthyUpstream);
+    co_await sendLocalReply(503, kBodyNoHealthyUpstream, {}, {}, "no_healthy_upstream");
     co_return AttemptResult::Failed;
   }
   host_ = host;
   upstream_host_ = host->description->address;
   auto& res = cluster.resources();
   if (res.requests.load(std::memory_order_relaxed) >= cluster.thresholds().max_requests) {
-    flags_ |= kUpstreamOverflow;
+    flags_.set(access_log::ResponseFlag::UpstreamOverflow);
     shard.inc(stats.upstream_rq_pending_overflow);
-    co_await sendLocalReply(503, kBodyOverflow);
+    co_await sendLocalReply(503, kBodyOverflow, {}, {}, "upstream_reset_before_response_started{overflow}");
     co_return AttemptResult::Failed;
   }
 
@@ -476,22 +460,23 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   UpstreamConnectionPtr up = cluster.takeIdle(*host);
   if (!up) {
     if (res.connections.load(std::memory_order_relaxed) >= cluster.thresholds().max_connections) {
-      flags_ |= kUpstreamOverflow;
+      flags_.set(access_log::ResponseFlag::UpstreamOverflow);
       shard.inc(stats.upstream_cx_overflow);
       shard.inc(stats.upstream_rq_pending_overflow);
-      co_await sendLocalReply(503, kBodyOverflow);
+      co_await sendLocalReply(503, kBodyOverflow, {}, {}, "upstream_reset_before_response_started{overflow}");
       co_return AttemptResult::Failed;
     }
     bool timed_out = false;
     up = co_await connect(cluster, *host, deadline, timed_out);
     if (!up) {
-      flags_ |= kUpstreamConnectionFailure;
+      flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
       if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
            retryOn("reset")) &&
           canRetry()) {
         co_return AttemptResult::Retry;
       }
-      co_await sendLocalReply(503, timed_out ? kBodyConnectTimeout : kBodyConnectFailure);
+      co_await sendLocalReply(503, timed_out ? kBodyConnectTimeout : kBodyConnectFailure, {}, {},
+                            "upstream_reset_before_response_started{connection_failure}");
       co_return AttemptResult::Failed;
     }
   }
@@ -581,9 +566,9 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
         downstream_failed_ = true;
         close_connection_ = true;
         if (conn_.codecError() != CodecErrorCode::kNone) {
-          flags_ |= kDownstreamProtocolError;
+          flags_.set(access_log::ResponseFlag::DownstreamProtocolError);
         } else {
-          flags_ |= kDownstreamConnectionTermination;
+          flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
         }
         finish(false);
         if (conn_.codecError() != CodecErrorCode::kNone) {
@@ -649,13 +634,14 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   }
   finish(false);
   if (downstream_failed_) {
-    flags_ |= kDownstreamConnectionTermination;
+    flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
     close_connection_ = true;
     co_return AttemptResult::Failed;
   }
   if (response_started_) {
     // Headers already went to the client: all we can do is cut it off.
-    flags_ |= timed_out ? kUpstreamRequestTimeout : kUpstreamConnectionTermination;
+    flags_.set(timed_out ? access_log::ResponseFlag::UpstreamRequestTimeout
+                         : access_log::ResponseFlag::UpstreamConnectionTermination);
     if (timed_out) shard.inc(stats.upstream_rq_timeout);
     shard.inc(hcm_.stats.rq_reset_after_downstream_response_started);
     close_connection_ = true;
@@ -671,14 +657,15 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
     }
     shard.inc(stats.upstream_rq_timeout);
     shard.inc(hcm_.stats.downstream_rq_timeout);
-    flags_ |= kUpstreamRequestTimeout;
-    co_await sendLocalReply(504, kBodyUpstreamTimeout);
+    flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
+    co_await sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
     co_return AttemptResult::Failed;
   }
   const bool protocol_error = !got_eof && !write_failed && !ec;
   if (protocol_error) {
-    flags_ |= kUpstreamProtocolError;
-    co_await sendLocalReply(502, kBodyProtocolError);
+    flags_.set(access_log::ResponseFlag::UpstreamProtocolError);
+    co_await sendLocalReply(502, kBodyProtocolError, {}, {},
+                          "upstream_reset_before_response_started{protocol_error}");
     co_return AttemptResult::Failed;
   }
   // Reset or EOF before a response: a stale pooled connection is retried once
@@ -687,11 +674,12 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   if (reused && attempt_number == 0 && response_status_ == 0) {
     co_return co_await attempt(d, cluster, attempt_number + 1, deadline);
   }
-  flags_ |= kUpstreamConnectionTermination;
+  flags_.set(access_log::ResponseFlag::UpstreamConnectionTermination);
   if ((retryOn("reset") || retryOn("5xx") || retryOn("gateway-error")) && canRetry()) {
     co_return AttemptResult::Retry;
   }
-  co_await sendLocalReply(503, kBodyUpstreamReset);
+  co_await sendLocalReply(503, kBodyUpstreamReset, {}, {},
+                          "upstream_reset_before_response_started{connection_termination}");
   co_return AttemptResult::Failed;
 }
 
@@ -710,6 +698,8 @@ void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
   }
   response_started_ = true;
   final_status_ = head.status;
+  response_headers_ = &head.headers;
+  details_ = "via_upstream";
   http1::stripHopByHopHeaders(head.headers, false);
   const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_start_);
   head.headers.set("x-envoy-upstream-service-time",
@@ -752,8 +742,33 @@ void ActiveStream::complete() {
   TURNOUT_CONN_LOG(debug, "router", conn_.id(), "{} {} -> {} {} flags={} upstream={}",
                    head_.method, head_.path, final_status_,
                    cluster_runtime_ ? cluster_runtime_->config->name : std::string("-"),
-                   renderResponseFlags(flags_),
-                   upstream_host_);
+                   flags_.toShortString(), upstream_host_);
+  if (hcm_.access_logs.empty()) return;
+  access_log::StreamInfo info;
+  info.start_time = start_wall_;
+  info.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_);
+  info.method = head_.method;
+  info.path = original_path_.empty() ? head_.path : original_path_;
+  info.original_path = original_path_;
+  info.authority = head_.authority;
+  info.scheme = head_.scheme;
+  info.protocol = head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  if (final_status_ != 0) info.response_code = final_status_;
+  info.response_flags = flags_;
+  info.response_code_details = details_;
+  info.bytes_received = request_body_bytes_;
+  info.bytes_sent = response_body_bytes_;
+  info.request_headers = &head_.headers;
+  info.response_headers = response_headers_;
+  info.upstream_host = upstream_host_;
+  if (cluster_runtime_ != nullptr) info.upstream_cluster = cluster_runtime_->config->name;
+  info.downstream_remote_address =
+      conn_.remote().address().to_string() + ":" + std::to_string(conn_.remote().port());
+  info.downstream_local_address =
+      conn_.local().address().to_string() + ":" + std::to_string(conn_.local().port());
+  info.connection_id = conn_.id();
+  info.routing_key = key_;
+  for (const auto& log : hcm_.access_logs) log->log(info, conn_.worker().index());
 }
 
 }  // namespace turnout::proxy

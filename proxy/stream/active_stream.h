@@ -8,6 +8,7 @@
 
 #include "proxy/common/asio.h"
 
+#include "proxy/access_log/stream_info.h"
 #include "proxy/codec/codec.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -16,26 +17,6 @@
 namespace turnout::proxy {
 
 class DownstreamConnection;
-
-// Envoy's response flags (the subset turnout sets), for the access log and
-// debugging. Rendered with Envoy's short names.
-enum ResponseFlag : uint32_t {
-  kFailedLocalHealthCheck = 1u << 0,  // LH
-  kNoHealthyUpstream = 1u << 1,       // UH
-  kUpstreamRequestTimeout = 1u << 2,  // UT
-  kLocalReset = 1u << 3,              // LR
-  kUpstreamRemoteReset = 1u << 4,     // UR
-  kUpstreamConnectionFailure = 1u << 5,      // UF
-  kUpstreamConnectionTermination = 1u << 6,  // UC
-  kUpstreamOverflow = 1u << 7,               // UO
-  kNoRouteFound = 1u << 8,                   // NR
-  kDownstreamConnectionTermination = 1u << 11,  // DC
-  kUpstreamRetryLimitExceeded = 1u << 12,       // URX
-  kNoClusterFound = 1u << 22,                   // NC
-  kDownstreamProtocolError = 1u << 19,          // DPE
-  kUpstreamProtocolError = 1u << 20,            // UPE
-};
-std::string renderResponseFlags(uint32_t flags);
 
 // One request/response exchange on a downstream connection (stages 4-10 of
 // docs/life_of_a_request.md): pins the connection's config snapshot, runs the
@@ -64,7 +45,8 @@ class ActiveStream : public ResponseDecoderCallbacks {
 
   asio::awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
                                        std::string_view location = {},
-                                       std::string_view content_type = {});
+                                       std::string_view content_type = {},
+                                       std::string_view details = {});
   void prepareUpstreamHeaders(const routing::RouteDecision& d);
   asio::awaitable<void> forward(const routing::RouteDecision& d);
   asio::awaitable<AttemptResult> attempt(const routing::RouteDecision& d, WorkerCluster& cluster,
@@ -117,7 +99,10 @@ class ActiveStream : public ResponseDecoderCallbacks {
   uint64_t response_body_bytes_ = 0;
 
   uint16_t final_status_ = 0;
-  uint32_t flags_ = 0;
+  access_log::ResponseFlags flags_;
+  std::string details_;  // response code details for the access log
+  ResponseHead local_head_;  // a local reply's head (kept for the access log)
+  const HeaderMap* response_headers_ = nullptr;
   bool close_connection_ = false;
   bool downstream_failed_ = false;
 };
