@@ -89,6 +89,9 @@ class Worker {
   size_t index_;
   stats::Store& store_;
   stats::Shard& shard_;
+  // Declared before io_: destroying io_ destroys suspended connection
+  // coroutines, whose destructors unregister themselves from this list.
+  std::list<DownstreamConnection*> connections_;
   asio::io_context io_{1};
   std::thread thread_;
   std::vector<WorkerListener> listeners_;
@@ -97,7 +100,6 @@ class Worker {
   std::mt19937_64 rng_;
   bool draining_ = false;
   const std::atomic<bool>* health_check_failed_ = nullptr;
-  std::list<DownstreamConnection*> connections_;
   std::string date_;
   std::chrono::system_clock::time_point date_at_{};
 };

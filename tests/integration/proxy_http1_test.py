@@ -1,0 +1,844 @@
+#!/usr/bin/env python3
+"""HTTP/1.1 data plane of the real turnout binary, end to end on loopback.
+
+Usage: proxy_http1_test.py <turnout-binary>
+
+Each TestCase class starts its own fake backends and one turnout process
+(port 0 everywhere; ports come from admin /listeners) in setUpClass and
+stops them in tearDownClass. Every socket has a timeout and every wait is a
+bounded poll, so a hung proxy fails the test instead of hanging it.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import sys
+import textwrap
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+
+from fake_backend import FakeBackend, free_closed_port  # noqa: E402
+from turnout_process import TurnoutProcess  # noqa: E402
+
+TURNOUT = None  # set from argv in main()
+TIMEOUT_S = 5.0
+STAT_PREFIX = "ingress"
+
+# --------------------------------------------------------------------------
+# Bootstrap builders (Envoy v3 YAML, everything on 127.0.0.1 port 0).
+# --------------------------------------------------------------------------
+
+ROUTER = """\
+- name: envoy.filters.http.router
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+ROUTING_KEY = """\
+- name: turnout.filters.http.routing_key
+  typed_config:
+    "@type": type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey
+"""
+
+HEALTH_CHECK = """\
+- name: envoy.filters.http.health_check
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+    pass_through_mode: false
+    headers:
+    - name: ":path"
+      string_match: { exact: "/healthz" }
+"""
+
+
+def cluster(name, ports, lb_policy="ROUND_ROBIN"):
+    endpoints = "".join(
+        "      - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }\n" % p
+        for p in ports)
+    return ("- name: %s\n"
+            "  connect_timeout: 1s\n"
+            "  type: STATIC\n"
+            "  lb_policy: %s\n"
+            "  load_assignment:\n"
+            "    cluster_name: %s\n"
+            "    endpoints:\n"
+            "    - lb_endpoints:\n%s") % (name, lb_policy, name, endpoints)
+
+
+def bootstrap(virtual_hosts, clusters, http_filters=ROUTER):
+    """virtual_hosts, http_filters: YAML lists at column 0; clusters: list of cluster() strings."""
+    return (
+        "admin:\n"
+        "  address:\n"
+        "    socket_address: { address: 127.0.0.1, port_value: 0 }\n"
+        "static_resources:\n"
+        "  listeners:\n"
+        "  - name: ingress\n"
+        "    address:\n"
+        "      socket_address: { address: 127.0.0.1, port_value: 0 }\n"
+        "    filter_chains:\n"
+        "    - filters:\n"
+        "      - name: envoy.filters.network.http_connection_manager\n"
+        "        typed_config:\n"
+        "          \"@type\": type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager\n"
+        "          stat_prefix: %s\n"
+        "          route_config:\n"
+        "            name: local\n"
+        "            virtual_hosts:\n%s"
+        "          http_filters:\n%s"
+        "  clusters:\n%s"
+    ) % (STAT_PREFIX,
+         textwrap.indent(textwrap.dedent(virtual_hosts), " " * 12),
+         textwrap.indent(http_filters, " " * 10),
+         textwrap.indent("".join(clusters), " " * 2))
+
+
+# --------------------------------------------------------------------------
+# Client helpers.
+# --------------------------------------------------------------------------
+
+
+def request(port, method, path, headers=None, body=None, host="svc", conn=None, **kw):
+    """One request; returns (status, headers dict lower-cased, body bytes)."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+    try:
+        hdrs = {"Host": host}
+        hdrs.update(headers or {})
+        conn.request(method, path, body=body, headers=hdrs, **kw)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        if own:
+            conn.close()
+
+
+def echo(body):
+    """The fake backend's JSON echo, with headers as a dict (last value wins)."""
+    info = json.loads(body)
+    info["hdrs"] = {k: v for k, v in info["headers"]}
+    return info
+
+
+class RawResponse:
+    def __init__(self, status, headers, body, closed):
+        self.status, self.headers, self.body, self.closed = status, headers, body, closed
+
+    def __repr__(self):
+        return "RawResponse(status=%r, headers=%r, body=%r, closed=%r)" % (
+            self.status, self.headers, self.body[:200], self.closed)
+
+
+def raw_exchange(port, data, timeout=TIMEOUT_S):
+    """Sends raw bytes on a fresh connection and reads one response.
+
+    Returns a RawResponse; .closed tells whether the proxy closed the
+    connection after the response (EOF seen within `timeout`). A response
+    without Content-Length is read to EOF.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy may answer and close before reading everything
+        buf = b""
+        deadline = time.monotonic() + timeout
+        eof = False
+        while b"\r\n\r\n" not in buf and time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                eof = True
+                break
+            buf += chunk
+        if b"\r\n\r\n" not in buf:
+            return RawResponse(None, {}, buf, eof)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        length = int(headers["content-length"]) if "content-length" in headers else None
+        body = rest
+        while (length is None or len(body) < length) and not eof and time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                eof = True
+                break
+            body += chunk
+        if not eof:
+            # Is the connection closed after the response? Wait (bounded) for EOF.
+            try:
+                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                eof = sock.recv(1) == b""
+            except ConnectionResetError:
+                eof = True
+            except socket.timeout:
+                eof = False
+        return RawResponse(status, headers, body[:length] if length is not None else body, eof)
+    finally:
+        sock.close()
+
+
+class ProxyTestCase(unittest.TestCase):
+    """Base: subclasses set BACKENDS (names) and implement make_bootstrap()."""
+
+    BACKENDS = ("svc",)
+    proxy = None
+
+    @classmethod
+    def make_bootstrap(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backends = {}
+        try:
+            for name in cls.BACKENDS:
+                cls.backends[name] = FakeBackend(name).start()
+            cls.bootstrap_yaml = cls.make_bootstrap()
+            cls.proxy = TurnoutProcess(TURNOUT, cls.bootstrap_yaml).start()
+        except Exception:
+            cls._stop_all()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._stop_all()
+
+    @classmethod
+    def _stop_all(cls):
+        if cls.proxy is not None:
+            cls.proxy.stop()
+            cls.proxy = None
+        for b in cls.backends.values():
+            b.stop()
+        cls.backends = {}
+
+    def get(self, path, headers=None, host="svc", **kw):
+        return request(self.port, "GET", path, headers=headers, host=host, **kw)
+
+
+# --------------------------------------------------------------------------
+# 1. Sandbox routing.
+# --------------------------------------------------------------------------
+
+
+class SandboxRoutingTest(ProxyTestCase):
+    BACKENDS = ("reviews", "reviews-feat-x")
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: reviews
+          domains: ["reviews"]
+          routes:
+          - match:
+              prefix: "/"
+              headers:
+              - name: x-turnout-routing-key
+                string_match: { exact: feat-x }
+            route: { cluster: reviews-feat-x }
+          - match: { prefix: "/" }
+            route: { cluster: reviews }
+        """
+        return bootstrap(vhosts,
+                         [cluster(n, [b.port]) for n, b in cls.backends.items()],
+                         http_filters=ROUTING_KEY + ROUTER)
+
+    def route(self, headers):
+        status, _, body = self.get("/api", headers=headers, host="reviews")
+        self.assertEqual(status, 200, body)
+        return echo(body)
+
+    def assert_sandbox(self, headers):
+        info = self.route(headers)
+        self.assertEqual(info["backend"], "reviews-feat-x", headers)
+        self.assertEqual(info["hdrs"].get("x-turnout-routing-key"), "feat-x", info["headers"])
+
+    def assert_baseline_without_key(self, headers):
+        info = self.route(headers)
+        self.assertEqual(info["backend"], "reviews", headers)
+        self.assertNotIn("x-turnout-routing-key", info["hdrs"], info["headers"])
+
+    def test_no_key_goes_to_baseline(self):
+        self.assert_baseline_without_key({})
+
+    def test_baggage_key_goes_to_sandbox(self):
+        self.assert_sandbox({"baggage": "turnout-routing-key=feat-x"})
+
+    def test_tracestate_key_goes_to_sandbox(self):
+        self.assert_sandbox({"tracestate": "turnout=feat-x"})
+
+    def test_plain_header_goes_to_sandbox(self):
+        self.assert_sandbox({"x-turnout-routing-key": "feat-x"})
+
+    def test_signadot_alias_goes_to_sandbox(self):
+        self.assert_sandbox({"baggage": "sd-routing-key=feat-x"})
+
+    def test_malformed_baggage_yields_no_key(self):
+        self.assert_baseline_without_key({"baggage": "turnout-routing-key=feat-x;;"})
+
+    def test_key_without_sandbox_goes_to_baseline(self):
+        info = self.route({"baggage": "turnout-routing-key=feat-zzz"})
+        self.assertEqual(info["backend"], "reviews")
+
+    def test_found_counter_counts(self):
+        name = "http.%s.routing_key.found" % STAT_PREFIX
+        before = self.proxy.counter(name) or 0
+        for _ in range(3):
+            self.assert_sandbox({"baggage": "turnout-routing-key=feat-x"})
+        seen = self.proxy.wait_counter(name, before + 3)
+        self.assertIsNotNone(seen, "%s missing from /stats" % name)
+        self.assertGreaterEqual(seen, before + 3)
+
+
+# --------------------------------------------------------------------------
+# 2, 3. Keep-alive and request bodies.
+# --------------------------------------------------------------------------
+
+ONE_CLUSTER_VHOSTS = """\
+- name: svc
+  domains: ["svc"]
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: svc }
+"""
+
+
+class KeepAliveTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        return bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [cls.backends["svc"].port])])
+
+    def test_requests_on_one_connection_reuse_upstream_connections(self):
+        backend = self.backends["svc"]
+        conns_before = backend.connections
+        n = 8
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        try:
+            for i in range(n):
+                status, _, body = request(self.port, "GET", "/ka/%d" % i, conn=conn)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(echo(body)["path"], "/ka/%d" % i)
+        finally:
+            conn.close()
+        used = backend.connections - conns_before
+        self.assertLess(used, n, "backend saw %d connections for %d requests" % (used, n))
+
+
+class RequestBodyTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        return bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [cls.backends["svc"].port])])
+
+    def test_one_mib_content_length_body_arrives_intact(self):
+        body = os.urandom(1 << 20)
+        status, _, resp = request(self.port, "POST", "/upload", body=body,
+                                  headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 200, resp[:200])
+        info = echo(resp)
+        self.assertEqual(info["body_len"], len(body))
+        self.assertEqual(info["body_sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_chunked_body_arrives_intact(self):
+        pieces = [os.urandom(n) for n in (1, 1000, 70000, 5, 300000)]
+        whole = b"".join(pieces)
+        status, _, resp = request(self.port, "POST", "/upload-chunked", body=iter(pieces),
+                                  headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+        self.assertEqual(status, 200, resp[:200])
+        info = echo(resp)
+        self.assertEqual(info["body_len"], len(whole))
+        self.assertEqual(info["body_sha256"], hashlib.sha256(whole).hexdigest())
+
+    def test_chunked_response_body_arrives_intact(self):
+        status, _, resp = self.get("/chunked/200000")
+        self.assertEqual(status, 200)
+        self.assertEqual(resp, b"x" * 200000)
+
+
+# --------------------------------------------------------------------------
+# 4. No route.
+# --------------------------------------------------------------------------
+
+
+class NoRouteTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["svc"]
+          routes:
+          - match: { prefix: "/api" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port])])
+
+    def test_routed_path_reaches_backend(self):
+        status, _, body = self.get("/api/x")
+        self.assertEqual(status, 200, body)
+
+    def test_path_without_route_is_404_with_empty_body(self):
+        status, _, body = self.get("/other")
+        self.assertEqual(status, 404)
+        self.assertEqual(body, b"")
+
+    def test_unknown_host_is_404(self):
+        status, _, body = self.get("/api/x", host="nobody.example")
+        self.assertEqual(status, 404)
+        self.assertEqual(body, b"")
+
+
+# --------------------------------------------------------------------------
+# 5, 6. Upstream failures: connect error, route timeout.
+# --------------------------------------------------------------------------
+
+
+class UpstreamFailureTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["svc"]
+          routes:
+          - match: { prefix: "/dead" }
+            route: { cluster: dead }
+          - match: { prefix: "/slow" }
+            route: { cluster: svc, timeout: 0.3s }
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port]),
+                                  cluster("dead", [free_closed_port()])])
+
+    def test_closed_port_is_503_connect_error(self):
+        status, _, body = self.get("/dead")
+        self.assertEqual(status, 503, body)
+        self.assertTrue(body.startswith(b"upstream connect error or disconnect/reset before headers"),
+                        body)
+
+    def test_route_timeout_is_504(self):
+        start = time.monotonic()
+        status, _, body = self.get("/slow/delay/2000")
+        elapsed = time.monotonic() - start
+        self.assertEqual(status, 504, body)
+        self.assertEqual(body, b"upstream request timeout")
+        self.assertLess(elapsed, 2.0, "504 took %.2fs; the route timeout is 0.3s" % elapsed)
+
+    def test_backend_closing_without_answer_is_503(self):
+        status, _, body = self.get("/close")
+        self.assertEqual(status, 503, body)
+        self.assertTrue(body.startswith(b"upstream connect error or disconnect/reset before headers"),
+                        body)
+
+
+# --------------------------------------------------------------------------
+# 7. Retries.
+# --------------------------------------------------------------------------
+
+
+class RetryTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["svc"]
+          routes:
+          - match: { prefix: "/retry/" }
+            route:
+              cluster: svc
+              retry_policy: { retry_on: "5xx", num_retries: 2 }
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port])])
+
+    def test_retry_on_5xx_turns_one_503_into_200(self):
+        stat = "cluster.svc.upstream_rq_retry"
+        before = self.proxy.counter(stat) or 0
+        status, _, body = self.get("/retry/fail-first/1/a")
+        self.assertEqual(status, 200, body)
+        hits = [r for r in self.backends["svc"].requests if r["path"] == "/retry/fail-first/1/a"]
+        self.assertEqual(len(hits), 2)
+        seen = self.proxy.wait_counter(stat, before + 1)
+        self.assertIsNotNone(seen, "%s missing from /stats" % stat)
+        self.assertGreaterEqual(seen, before + 1)
+
+    def test_retries_are_bounded_by_num_retries(self):
+        status, _, _ = self.get("/retry/fail-first/10/b")
+        self.assertEqual(status, 503)
+        hits = [r for r in self.backends["svc"].requests if r["path"] == "/retry/fail-first/10/b"]
+        self.assertEqual(len(hits), 3, "1 try + num_retries 2")
+
+    def test_without_retry_policy_503_passes_through(self):
+        status, headers, body = self.get("/fail-first/1/c")
+        self.assertEqual(status, 503)
+        self.assertEqual(headers.get("x-backend"), "svc")
+        self.assertEqual(echo(body)["path"], "/fail-first/1/c")
+        hits = [r for r in self.backends["svc"].requests if r["path"] == "/fail-first/1/c"]
+        self.assertEqual(len(hits), 1)
+
+
+# --------------------------------------------------------------------------
+# 8. Direct response and redirect.
+# --------------------------------------------------------------------------
+
+
+class DirectResponseAndRedirectTest(ProxyTestCase):
+    BACKENDS = ()
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["svc"]
+          routes:
+          - match: { path: "/hello" }
+            direct_response: { status: 200, body: { inline_string: "hello" } }
+          - match: { prefix: "/" }
+            redirect: { https_redirect: true }
+        """
+        return bootstrap(vhosts, [cluster("unused", [free_closed_port()])])
+
+    def test_direct_response(self):
+        status, _, body = self.get("/hello")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"hello")
+
+    def test_https_redirect(self):
+        status, headers, _ = self.get("/some/path?q=1")
+        self.assertEqual(status, 301)
+        self.assertEqual(headers.get("location"), "https://svc/some/path?q=1")
+
+
+# --------------------------------------------------------------------------
+# 9. Malformed requests on a raw socket.
+# --------------------------------------------------------------------------
+
+
+class MalformedRequestTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port])])
+
+    def raw(self, data):
+        return raw_exchange(self.port, data)
+
+    def assert_rejected(self, data, status, closed=None):
+        """The proxy itself answers `status` (the backend never sees the request)."""
+        seen_before = len(self.backends["svc"].requests)
+        r = self.raw(data)
+        self.assertEqual(r.status, status, r)
+        self.assertNotIn("x-backend", r.headers, "the backend answered, not the proxy: %r" % r)
+        self.assertEqual(len(self.backends["svc"].requests), seen_before,
+                         "the request reached the backend")
+        if closed is not None:
+            self.assertEqual(r.closed, closed, "connection closed=%r after %d: %r"
+                             % (r.closed, status, r))
+        return r
+
+    def assert_still_serving(self):
+        status, _, body = self.get("/after")
+        self.assertEqual(status, 200, body)
+
+    def test_well_formed_raw_request_is_200(self):
+        r = self.raw(b"GET /ok HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.status, 200, r)
+
+    def test_content_length_and_transfer_encoding_is_400_and_close(self):
+        self.assert_rejected(b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, closed=True)
+        self.assert_still_serving()
+
+    def test_obs_fold_is_400(self):
+        self.assert_rejected(b"GET / HTTP/1.1\r\nHost: svc\r\nX-Folded: a\r\n  b\r\n\r\n", 400)
+        self.assert_still_serving()
+
+    def test_70_kib_header_is_431(self):
+        self.assert_rejected(
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n", 431)
+        self.assert_still_serving()
+
+    def test_101_headers_is_431(self):
+        extra = b"".join(b"X-H-%d: v\r\n" % i for i in range(100))  # + Host = 101
+        self.assert_rejected(b"GET / HTTP/1.1\r\nHost: svc\r\n" + extra + b"\r\n", 431)
+        self.assert_still_serving()
+
+    def test_100_headers_are_accepted(self):
+        extra = b"".join(b"X-H-%d: v\r\n" % i for i in range(98))  # + Host + Connection = 100
+        r = self.raw(b"GET / HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n" + extra + b"\r\n")
+        self.assertEqual(r.status, 200, r)
+
+    def test_transfer_encoding_gzip_chunked_is_501(self):
+        self.assert_rejected(b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                             b"0\r\n\r\n", 501)
+        self.assert_still_serving()
+
+    def test_http11_without_host_is_400(self):
+        self.assert_rejected(b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 400)
+        self.assert_still_serving()
+
+    def test_invalid_chunk_size_is_400(self):
+        r = self.raw(b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"zz\r\nhello\r\n0\r\n\r\n")
+        # The headers may already be on their way upstream (bodies stream), so
+        # only the answer is checked: the proxy's 400, not the backend's.
+        self.assertEqual(r.status, 400, r)
+        self.assertNotIn("x-backend", r.headers, r)
+        self.assert_still_serving()
+
+
+# --------------------------------------------------------------------------
+# 10. Admin.
+# --------------------------------------------------------------------------
+
+
+class AdminTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        return bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [cls.backends["svc"].port])],
+                         http_filters=HEALTH_CHECK + ROUTER)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # Traffic so that the cluster and 2xx counters exist and count.
+        for _ in range(3):
+            status, _, _ = request(cls.port, "GET", "/warmup")
+            assert status == 200, status
+        cls.proxy.wait_counter("http.%s.downstream_rq_2xx" % STAT_PREFIX, 3)
+
+    def admin(self, method, path):
+        return self.proxy.admin(method, path)
+
+    def test_ready_is_live(self):
+        status, body, _ = self.admin("GET", "/ready")
+        self.assertEqual(status, 200)
+        self.assertEqual(body.strip(), b"LIVE")
+
+    def test_stats_text_has_cluster_http_and_listener_stats(self):
+        status, body, _ = self.admin("GET", "/stats")
+        self.assertEqual(status, 200)
+        text = body.decode()
+        stats = self.proxy.stats()
+        self.assertIn("cluster.svc.upstream_rq_total", stats, text[:2000])
+        self.assertGreaterEqual(int(stats["cluster.svc.upstream_rq_total"]), 3)
+        self.assertIn("http.%s.downstream_rq_2xx" % STAT_PREFIX, stats, text[:2000])
+        self.assertGreaterEqual(int(stats["http.%s.downstream_rq_2xx" % STAT_PREFIX]), 3)
+        self.assertTrue(any(line.startswith("listener.") for line in text.splitlines()),
+                        "no listener.* line in /stats")
+
+    def test_stats_json_parses(self):
+        status, body, _ = self.admin("GET", "/stats?format=json")
+        self.assertEqual(status, 200)
+        doc = json.loads(body)
+        self.assertIn("stats", doc)
+        names = {s.get("name") for s in doc["stats"] if isinstance(s, dict)}
+        self.assertIn("cluster.svc.upstream_rq_total", names)
+
+    def test_stats_prometheus(self):
+        status, body, _ = self.admin("GET", "/stats/prometheus")
+        self.assertEqual(status, 200)
+        self.assertIn(b'envoy_cluster_upstream_rq_total{envoy_cluster_name="svc"}', body)
+
+    def test_clusters(self):
+        status, body, _ = self.admin("GET", "/clusters")
+        self.assertEqual(status, 200)
+        self.assertIn(b"svc::default_priority::max_connections::1024", body)
+
+    def test_healthcheck_fail_needs_post(self):
+        status, _, _ = self.admin("GET", "/healthcheck/fail")
+        self.assertEqual(status, 405)
+
+    def test_healthcheck_fail_and_ok_drive_health_check_filter(self):
+        status, _, _ = self.get("/healthz")
+        self.assertEqual(status, 200)
+        self.addCleanup(self.admin, "POST", "/healthcheck/ok")
+        status, _, _ = self.admin("POST", "/healthcheck/fail")
+        self.assertEqual(status, 200)
+        status, _, _ = self.get("/healthz")
+        self.assertEqual(status, 503)
+        status, _, _ = self.admin("POST", "/healthcheck/ok")
+        self.assertEqual(status, 200)
+        status, _, _ = self.get("/healthz")
+        self.assertEqual(status, 200)
+
+    def test_health_check_filter_answers_without_backend(self):
+        before = len([r for r in self.backends["svc"].requests if r["path"] == "/healthz"])
+        status, _, _ = self.get("/healthz")
+        self.assertEqual(status, 200)
+        after = len([r for r in self.backends["svc"].requests if r["path"] == "/healthz"])
+        self.assertEqual(after, before, "pass_through_mode: false must not reach the backend")
+
+
+class ShutdownTest(unittest.TestCase):
+    """Each test gets its own turnout process, since each one ends it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = FakeBackend("svc").start()
+        cls.bootstrap_yaml = bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [cls.backend.port])])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.backend.stop()
+
+    def setUp(self):
+        self.proxy = TurnoutProcess(TURNOUT, self.bootstrap_yaml).start()
+        self.addCleanup(self.proxy.stop)
+        self.port = self.proxy.port("ingress")
+
+    def assert_exits_zero(self, what):
+        rc = self.proxy.wait_exit(5)
+        self.assertIsNotNone(rc, "turnout still running 5s after %s" % what)
+        self.assertEqual(rc, 0, "exit status after %s (negative: killed by that signal); log:\n%s"
+                         % (what, self.proxy.log()))
+
+    def quit(self):
+        status, _, _ = self.proxy.admin("POST", "/quitquitquit")
+        self.assertEqual(status, 200)
+
+    def test_quitquitquit_exits_zero(self):
+        status, _, _ = request(self.port, "GET", "/before-quit")
+        self.assertEqual(status, 200)
+        # No downstream connection left open: see the keep-alive tests below.
+        active = "http.%s.downstream_cx_active" % STAT_PREFIX
+        seen = self.proxy.wait_stat(active, lambda v: v == 0)
+        self.assertEqual(seen, 0, "%s never reached 0" % active)
+        self.quit()
+        self.assert_exits_zero("POST /quitquitquit")
+
+    # Regression: ~Worker used to destroy its connection list before io_, whose
+    # destructor destroys suspended connection coroutines that unregister
+    # themselves from that list (SIGSEGV on shutdown with a client connected).
+    def test_quitquitquit_with_open_keepalive_connection_exits_zero(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        self.addCleanup(conn.close)
+        status, _, _ = request(self.port, "GET", "/keep", conn=conn)
+        self.assertEqual(status, 200)
+        self.quit()
+        self.assert_exits_zero("POST /quitquitquit with an idle keep-alive connection open")
+
+    def test_sigterm_with_open_keepalive_connection_exits_zero(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        self.addCleanup(conn.close)
+        status, _, _ = request(self.port, "GET", "/keep", conn=conn)
+        self.assertEqual(status, 200)
+        self.proxy.proc.terminate()
+        self.assert_exits_zero("SIGTERM with an idle keep-alive connection open")
+
+
+# --------------------------------------------------------------------------
+# 11. Headers added and kept.
+# --------------------------------------------------------------------------
+
+
+class HeadersTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        return bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [cls.backends["svc"].port])])
+
+    def test_response_keeps_upstream_headers_and_adds_envoy_ones(self):
+        status, headers, _ = self.get("/h")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("x-backend"), "svc")
+        self.assertEqual(headers.get("content-type"), "application/json")
+        self.assertIn("x-envoy-upstream-service-time", headers)
+        self.assertTrue(headers["x-envoy-upstream-service-time"].isdigit(), headers)
+        self.assertEqual(headers.get("server"), "envoy")
+
+    def test_backend_receives_request_id_and_forwarded_proto(self):
+        status, _, body = self.get("/h", headers={"X-Custom": "kept"})
+        self.assertEqual(status, 200)
+        hdrs = echo(body)["hdrs"]
+        self.assertTrue(hdrs.get("x-request-id"), hdrs)
+        self.assertEqual(hdrs.get("x-forwarded-proto"), "http")
+        self.assertEqual(hdrs.get("x-custom"), "kept")
+
+    def test_request_ids_differ_per_request(self):
+        ids = set()
+        for _ in range(3):
+            _, _, body = self.get("/h")
+            ids.add(echo(body)["hdrs"].get("x-request-id"))
+        self.assertEqual(len(ids), 3, ids)
+
+
+# --------------------------------------------------------------------------
+# 12. Load balancing.
+# --------------------------------------------------------------------------
+
+
+class LoadBalancingTest(ProxyTestCase):
+    BACKENDS = ("a", "b")
+
+    @classmethod
+    def make_bootstrap(cls):
+        return bootstrap(ONE_CLUSTER_VHOSTS,
+                         [cluster("svc", [cls.backends["a"].port, cls.backends["b"].port])])
+
+    def test_round_robin_spreads_evenly(self):
+        counts = {"a": 0, "b": 0}
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        try:
+            for i in range(10):
+                status, _, body = request(self.port, "GET", "/lb/%d" % i, conn=conn)
+                self.assertEqual(status, 200, body)
+                counts[echo(body)["backend"]] += 1
+        finally:
+            conn.close()
+        self.assertLessEqual(abs(counts["a"] - counts["b"]), 2, counts)  # 5/5 +- 1
+
+    def test_round_robin_across_connections(self):
+        counts = {"a": 0, "b": 0}
+        for i in range(10):
+            status, _, body = self.get("/lb-new/%d" % i)
+            self.assertEqual(status, 200, body)
+            counts[echo(body)["backend"]] += 1
+        self.assertLessEqual(abs(counts["a"] - counts["b"]), 2, counts)
+
+
+def main():
+    global TURNOUT
+    if len(sys.argv) < 2:
+        print("usage: proxy_http1_test.py <turnout-binary> [unittest args]", file=sys.stderr)
+        return 2
+    TURNOUT = os.path.abspath(sys.argv[1])
+    if not os.access(TURNOUT, os.X_OK):
+        print("not executable: %s" % TURNOUT, file=sys.stderr)
+        return 2
+    # A CTest timeout sends SIGTERM: exit through SystemExit so that atexit
+    # (support/turnout_process.py) still stops every turnout we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    start = time.monotonic()
+    prog = unittest.main(argv=[sys.argv[0]] + sys.argv[2:], exit=False, verbosity=2)
+    print("proxy_http1_test: %.1fs" % (time.monotonic() - start), file=sys.stderr)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
