@@ -10,8 +10,8 @@ packages=(
   libboost1.74-dev libboost-system1.74-dev libnghttp2-dev libssl-dev libabsl-dev
   libprotobuf-dev protobuf-compiler libre2-dev libyaml-cpp-dev libsqlite3-dev
   catch2 libbenchmark-dev libspdlog-dev libfmt-dev
-  # test peers and clients
-  curl python3
+  # test peers, clients and benchmark peers
+  curl python3 nginx-light haproxy wrk
 )
 
 missing=()
