@@ -265,6 +265,14 @@ struct RouteAction {
   std::optional<RetryPolicy> retry_policy;  // replaces the vhost's whole
   std::vector<RequestMirrorPolicy> request_mirror_policies;
   std::vector<HashPolicy> hash_policy;
+  // RouteAction.UpgradeConfig: per-route override of the HCM's upgrade
+  // settings (upgrade_type lowercase; enabled defaults to true).
+  struct UpgradeConfig {
+    std::string upgrade_type;
+    bool enabled = true;
+    bool operator==(const UpgradeConfig&) const = default;
+  };
+  std::vector<UpgradeConfig> upgrade_configs;
   std::optional<std::chrono::milliseconds> max_grpc_timeout;
   std::optional<std::chrono::milliseconds> grpc_timeout_offset;
   bool operator==(const RouteAction&) const = default;

@@ -505,8 +505,7 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
                        ": a non-zero max_stream_duration is not supported by turnout"));
     }
   }
-  // WebSocket upgrades are proxied by the data plane by default; an explicit
-  // upgrade config may only say so again.
+  // Per-route WebSocket enable/disable (overrides the connection manager's).
   for (int i = 0; i < p.upgrade_configs_size(); ++i) {
     const auto& u = p.upgrade_configs(i);
     const std::string here = at(path, "upgrade_configs", i);
@@ -516,6 +515,8 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
           join(here, "upgrade_type"), ": upgrade type '", u.upgrade_type(),
           "' is not supported by turnout (only websocket)"));
     }
+    a.upgrade_configs.push_back(
+        {"websocket", !u.has_enabled() || u.enabled().value()});
   }
   return a;
 }

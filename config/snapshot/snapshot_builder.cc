@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "config/bootstrap/extensions.h"
@@ -161,6 +162,21 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
   }
   if (!hcm.server_name().empty()) out.server_name = hcm.server_name();
   if (hcm.has_generate_request_id()) out.generate_request_id = hcm.generate_request_id().value();
+  for (int i = 0; i < hcm.upgrade_configs_size(); ++i) {
+    const auto& u = hcm.upgrade_configs(i);
+    const std::string upath = indexPath(fieldPath(path, "upgrade_configs"), i);
+    std::string type = absl::AsciiStrToLower(u.upgrade_type());
+    if (type != "websocket") {
+      return invalid(fieldPath(upath, "upgrade_type"),
+                     absl::StrCat("upgrade type '", u.upgrade_type(),
+                                  "' is not supported by turnout (only websocket)"));
+    }
+    if (u.filters_size() > 0) {
+      return invalid(fieldPath(upath, "filters"),
+                     "per-upgrade filter chains are not supported by turnout");
+    }
+    if (!u.has_enabled() || u.enabled().value()) out.upgrade_types.push_back(type);
+  }
   return out;
 }
 

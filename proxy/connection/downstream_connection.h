@@ -57,6 +57,14 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   asio::awaitable<bool> readBody(std::chrono::milliseconds timeout);
   CodecErrorCode codecError() const { return codec_.error(); }
 
+  // Bytes read from the client that the codec has not consumed (after an
+  // upgrade: the start of the tunnel). Valid until the next read.
+  std::string_view buffered() const {
+    auto d = buffer_.data();
+    return std::string_view(static_cast<const char*>(d.data()), d.size());
+  }
+  void consumeBuffered(size_t n) { buffer_.consume(n); }
+
   // Writes `out` to the client (and clears it). False on error/timeout.
   asio::awaitable<bool> write(std::string& out, std::chrono::milliseconds timeout);
 

@@ -1,6 +1,7 @@
 #include "proxy/stream/active_stream.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include "proxy/codec/http1_server_codec.h"
@@ -91,6 +92,35 @@ uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
+// Copies bytes from `from` to `to` until EOF, an error or `idle` without
+// traffic; then closes `to` so that the other direction ends too. Pointers,
+// not references: the caller keeps both streams alive until `done` fires.
+asio::awaitable<void> pump(beast::tcp_stream* from, beast::tcp_stream* to, std::string pending,
+                           milliseconds idle, asio::steady_timer* done, bool* finished,
+                           uint64_t* bytes) {
+  std::vector<char> buf(16 * 1024);
+  boost::system::error_code ec;
+  for (;;) {
+    if (!pending.empty()) {
+      to->expires_after(idle);
+      co_await asio::async_write(*to, asio::buffer(pending),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      *bytes += pending.size();
+      pending.clear();
+    }
+    from->expires_after(idle);
+    size_t n = co_await from->async_read_some(asio::buffer(buf),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    pending.assign(buf.data(), n);
+  }
+  to->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  from->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  if (finished != nullptr) *finished = true;
+  if (done != nullptr) done->cancel();
+}
+
 }  // namespace
 
 ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream)
@@ -124,7 +154,7 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   reply.content_type = content_type;
   reply.head_request = head_.method == "HEAD";
   // A request whose body was not read cannot leave the connection reusable.
-  reply.close_connection = !conn_.requestComplete() || conn_.draining();
+  reply.close_connection = close_connection_ || !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
   down_out_.clear();
   encodeLocalReply(conn_.codec(), reply, conn_.worker().httpDate(), hcm_.config->server_name,
@@ -223,6 +253,12 @@ asio::awaitable<void> ActiveStream::run() {
                             "cluster_not_found");
       break;
     case Kind::Route:
+      if (head_.upgrade && !upgradeAllowed(d)) {
+        // Envoy answers an upgrade nobody configured with 403.
+        close_connection_ = true;
+        co_await sendLocalReply(403, "", {}, {}, "upgrade_failed");
+        break;
+      }
       co_await forward(d);
       break;
   }
@@ -274,6 +310,51 @@ void ActiveStream::prepareUpstreamHeaders(const routing::RouteDecision& d) {
                                     out += key_;
                                   }
                                 });
+}
+
+bool ActiveStream::upgradeAllowed(const routing::RouteDecision& d) const {
+  std::string type(head_.upgradeProtocol());
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const auto& hcm_types = hcm_.config->upgrade_types;
+  bool allowed = std::find(hcm_types.begin(), hcm_types.end(), type) != hcm_types.end();
+  if (d.route != nullptr && d.route->route) {
+    for (const auto& u : d.route->route->upgrade_configs) {
+      if (u.upgrade_type == type) allowed = u.enabled;
+    }
+  }
+  return allowed;
+}
+
+asio::awaitable<void> ActiveStream::tunnel(UpstreamConnection& up) {
+  // Bytes that arrived behind the heads start each direction.
+  std::string_view early_down = conn_.buffered();
+  std::string to_up(early_down);
+  conn_.consumeBuffered(early_down.size());
+  auto up_data = up.read_buffer.data();
+  std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
+  up.read_buffer.consume(up_data.size());
+  const milliseconds idle = hcm_.config->stream_idle_timeout.count() > 0
+                                ? hcm_.config->stream_idle_timeout
+                                : kForever;
+  auto& down_stream = conn_.stream();
+  auto& up_stream = up.stream;
+  asio::steady_timer done(conn_.worker().io(), Clock::time_point::max());
+  bool other_finished = false;
+  // upstream -> downstream runs beside this coroutine; both end when either
+  // side closes, and this frame outlives it (we wait on `done`).
+  asio::co_spawn(
+      conn_.worker().io(),
+      pump(&up_stream, &down_stream, std::move(to_down), idle, &done, &other_finished,
+           &response_body_bytes_),
+      [](std::exception_ptr) {});
+  co_await pump(&down_stream, &up_stream, std::move(to_up), idle, nullptr, nullptr,
+                &request_body_bytes_);
+  boost::system::error_code ec;
+  up_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  up_stream.socket().close(ec);
+  down_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  if (!other_finished) co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  close_connection_ = true;
 }
 
 bool ActiveStream::retryOn(std::string_view condition) const {
@@ -387,7 +468,7 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
 }
 
 bool ActiveStream::canRetry() {
-  if (retry_policy_ == nullptr || cluster_ == nullptr) return false;
+  if (retry_policy_ == nullptr || cluster_ == nullptr || head_.upgrade) return false;
   stats::Shard& shard = conn_.worker().shard();
   if (retries_done_ >= retry_policy_->num_retries) {
     shard.inc(cluster_runtime_->stats.upstream_rq_retry_limit_exceeded);
@@ -616,6 +697,14 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   }
 
   const bool timed_out = ec == beast::error::timeout;
+  if (response_complete_ && !discard_response_ && up->codec.upgraded() &&
+      conn_.codec().upgraded()) {
+    shard.inc(stats.upstream_rq_completed);
+    stats.countResponse(shard, response_status_);
+    co_await tunnel(*up);
+    finish(false);
+    co_return AttemptResult::Done;
+  }
   if (response_complete_ && !discard_response_) {
     shard.record(stats.upstream_rq_time,
                  static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
@@ -700,7 +789,8 @@ void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
   final_status_ = head.status;
   response_headers_ = &head.headers;
   details_ = "via_upstream";
-  http1::stripHopByHopHeaders(head.headers, false);
+  // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
+  http1::stripHopByHopHeaders(head.headers, head.status == 101 && head_.upgrade);
   const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_start_);
   head.headers.set("x-envoy-upstream-service-time",
                    toDecimal(static_cast<uint64_t>(elapsed.count())));

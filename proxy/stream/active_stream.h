@@ -56,6 +56,11 @@ class ActiveStream : public ResponseDecoderCallbacks {
                                                  std::chrono::steady_clock::time_point deadline,
                                                  bool& timed_out);
   bool retriable(uint32_t status) const;
+  // Whether this upgrade request may be proxied (HCM upgrade_configs,
+  // overridden per route).
+  bool upgradeAllowed(const routing::RouteDecision& d) const;
+  // After a 101 both ways: raw bytes until either side closes or goes idle.
+  asio::awaitable<void> tunnel(UpstreamConnection& up);
   // Another attempt is allowed: policy budget, retry breaker, deadline and a
   // replayable body. Counts retry_limit_exceeded / retry_overflow when not.
   bool canRetry();

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import textwrap
+import threading
 import time
 import unittest
 
@@ -820,6 +821,132 @@ class LoadBalancingTest(ProxyTestCase):
             self.assertEqual(status, 200, body)
             counts[echo(body)["backend"]] += 1
         self.assertLessEqual(abs(counts["a"] - counts["b"]), 2, counts)
+
+
+# --------------------------------------------------------------------------
+# 13. WebSocket upgrades: tunnelled after the 101 when upgrade_configs allows.
+# --------------------------------------------------------------------------
+
+
+class UpgradeEchoBackend:
+    """Answers any request with 101 and then echoes raw bytes as b"echo:" + data."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _handle(self, c):
+        c.settimeout(TIMEOUT_S)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    return
+                data += d
+            _, rest = data.split(b"\r\n\r\n", 1)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\n\r\n")
+            if rest:
+                c.sendall(b"echo:" + rest)
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                c.sendall(b"echo:" + d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+def recv_until(sock, marker, limit=65536):
+    data = b""
+    while marker not in data and len(data) < limit:
+        d = sock.recv(4096)
+        if not d:
+            break
+        data += d
+    return data
+
+
+class WebSocketTest(unittest.TestCase):
+    UPGRADE = (b"GET %s HTTP/1.1\r\nHost: svc\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\n\r\n")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = UpgradeEchoBackend()
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/off" }
+            route: { cluster: svc, upgrade_configs: [{ upgrade_type: websocket, enabled: false }] }
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        yaml = bootstrap(vhosts, [cluster("svc", [cls.backend.port])]).replace(
+            "          route_config:\n",
+            "          upgrade_configs: [{ upgrade_type: websocket }]\n          route_config:\n", 1)
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
+        except Exception:
+            cls.backend.stop()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.backend.stop()
+
+    def test_upgrade_tunnels_bytes_both_ways(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        try:
+            s.sendall(self.UPGRADE % b"/chat" + b"early")
+            got = recv_until(s, b"echo:early")
+            self.assertTrue(got.startswith(b"HTTP/1.1 101 "), got)
+            self.assertIn(b"connection: upgrade", got.lower())
+            self.assertIn(b"upgrade: websocket", got.lower())
+            self.assertIn(b"echo:early", got)
+            s.sendall(b"ping")
+            self.assertEqual(recv_until(s, b"echo:ping"), b"echo:ping")
+        finally:
+            s.close()
+
+    def test_upgrade_disabled_on_the_route_is_refused_with_403(self):
+        got = raw_exchange(self.port, self.UPGRADE % b"/off/chat")
+        self.assertEqual(got.status, 403, got)
+
+    def test_upgrade_not_configured_is_refused_with_403(self):
+        # A second proxy without upgrade_configs.
+        yaml = bootstrap(ONE_CLUSTER_VHOSTS, [cluster("svc", [self.backend.port])])
+        proxy = TurnoutProcess(TURNOUT, yaml).start()
+        try:
+            got = raw_exchange(proxy.port("ingress"), self.UPGRADE % b"/chat")
+            self.assertEqual(got.status, 403, got)
+        finally:
+            proxy.stop()
 
 
 def main():
