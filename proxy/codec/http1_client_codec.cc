@@ -1,14 +1,14 @@
 #include "proxy/codec/http1_client_codec.h"
 
-#include <limits>
 #include <optional>
 
 #include "absl/container/inlined_vector.h"
+#include "proxy/codec/http1_parser_base.h"
 #include "proxy/common/asio.h"
 
 namespace turnout::proxy::http1 {
 namespace http = beast::http;
-using BeastError = boost::system::error_code;
+using detail::BeastError;
 
 namespace {
 
@@ -18,39 +18,12 @@ struct Outstanding {
   bool connect = false;  // CONNECT: a 2xx switches to a tunnel
 };
 
-struct ResponseState {
-  ResponseState(ResponseDecoderCallbacks& cb, const Http1Settings& s) : callbacks(cb), settings(s) {
-    head.headers.reserve(32, 2048);
-  }
+struct ResponseState : detail::DecodeState<ResponseDecoderCallbacks, ResponseHead> {
+  using DecodeState::DecodeState;
 
-  absl::Status fail(CodecErrorCode code) {
-    error = code;
-    return codecErrorStatus(code);
-  }
-
-  ResponseDecoderCallbacks& callbacks;
-  const Http1Settings settings;
-  ResponseHead head;
-  HeaderMap trailers;
   absl::InlinedVector<Outstanding, 2> outstanding;
-  CodecErrorCode error = CodecErrorCode::kNone;
-  CodecErrorCode pending_error = CodecErrorCode::kNone;
-
-  const char* put_begin = nullptr;
-  const char* put_end = nullptr;
-  detail::HeadScanner scanner;
-  std::uint64_t body_bytes = 0;
-  std::uint64_t content_remaining = 0;
-  bool headers_done = false;
-  bool seen_content_length = false;
-  bool seen_transfer_encoding = false;
-  bool in_trailers = false;
-  bool expect_crlf = false;  // the next chunk line starts with the previous chunk's CRLF
-  bool in_message = false;
   bool informational = false;  // the message in progress is a 1xx
-  bool close_delimited = false;
   bool upgraded = false;
-  bool tunnel_stop = false;  // a 2xx to CONNECT stopped the parser
   bool eof = false;
   bool reusable = true;  // every exchange so far allows keep-alive
 
@@ -60,20 +33,12 @@ struct ResponseState {
   bool request_close = false;
 };
 
-class ResponseParser final : public http::basic_parser<false> {
+class ResponseParser final : public detail::ParserBase<ResponseParser, false, ResponseState> {
  public:
-  explicit ResponseParser(ResponseState& s) : s_(s) {}
+  using ParserBase::ParserBase;
 
  private:
-  void reject(CodecErrorCode code, BeastError& ec) {
-    s_.pending_error = code;
-    ec = http::error::bad_value;
-  }
-
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                       BeastError& ec) override {
-    ec = http::error::bad_version;  // unreachable for a response parser
-  }
+  friend ParserBase;
 
   void on_response_impl(int code, beast::string_view reason, int version,
                         BeastError& ec) override {
@@ -88,42 +53,7 @@ class ResponseParser final : public http::basic_parser<false> {
     if (!s_.informational) s_.callbacks.onMessageBegin();
   }
 
-  void on_field_impl(http::field f, beast::string_view name_b, beast::string_view value_b,
-                     BeastError& ec) override {
-    const std::string_view name(name_b.data(), name_b.size());
-    const std::string_view value(value_b.data(), value_b.size());
-    if (detail::isObsFold(s_.put_begin, s_.put_end, name, value)) {
-      reject(CodecErrorCode::kObsFold, ec);
-      return;
-    }
-    HeaderMap& map = s_.in_trailers ? s_.trailers : s_.head.headers;
-    if (map.size() >= s_.settings.max_headers_count) {
-      reject(CodecErrorCode::kTooManyHeaders, ec);
-      return;
-    }
-    const std::uint64_t limit = std::uint64_t{s_.settings.max_headers_kb} * 1024;
-    if (s_.in_trailers) {
-      if (map.byteSize() + name.size() + value.size() > limit) {
-        reject(CodecErrorCode::kHeadersTooLarge, ec);
-        return;
-      }
-    }
-    if (!s_.in_trailers) {
-      if (f == http::field::content_length) s_.seen_content_length = true;
-      if (f == http::field::transfer_encoding) {
-        s_.seen_transfer_encoding = true;
-        if (s_.head.version_minor == 0) {
-          reject(CodecErrorCode::kTransferEncodingNotAllowed, ec);
-          return;
-        }
-        if (!detail::isChunkedOnly(value)) {
-          reject(CodecErrorCode::kInvalidTransferEncoding, ec);
-          return;
-        }
-      }
-    }
-    map.add(name, value);
-  }
+  void onHeadField(http::field, std::string_view) {}
 
   void on_header_impl(BeastError& ec) override {
     s_.headers_done = true;
@@ -132,19 +62,14 @@ class ResponseParser final : public http::basic_parser<false> {
       s_.callbacks.onInformational(h);
       return;
     }
-    h.keep_alive = keep_alive();
-    h.chunked = chunked();
-    if (auto cl = content_length(); cl) {
-      h.content_length = *cl;
-      s_.content_remaining = *cl;
-    }
+    readFraming(h);
     s_.close_delimited = need_eof();
     const Outstanding req = s_.outstanding.front();
     if (req.connect && h.status >= 200 && h.status < 300) {
       // The tunnel starts right after this head, whatever framing fields it
       // carries: stop the parser here.
       s_.upgraded = true;
-      s_.tunnel_stop = true;
+      s_.stopped = true;
       s_.callbacks.onHeaders(h, true);
       s_.callbacks.onMessageComplete();
       ec = http::error::end_of_stream;
@@ -154,50 +79,16 @@ class ResponseParser final : public http::basic_parser<false> {
     s_.callbacks.onHeaders(h, is_done());
   }
 
-  void on_body_init_impl(const boost::optional<std::uint64_t>&, BeastError&) override {}
-
-  std::size_t on_body_impl(beast::string_view body, BeastError&) override {
-    s_.body_bytes += body.size();
-    bool end = false;
-    if (!s_.close_delimited) {
-      s_.content_remaining -= body.size();
-      end = s_.content_remaining == 0;
-    }
-    s_.callbacks.onData(std::span<const char>(body.data(), body.size()), end);
-    return body.size();
-  }
-
-  void on_chunk_header_impl(std::uint64_t size, beast::string_view extensions,
-                            BeastError& ec) override {
-    if (extensions.size() > s_.settings.max_chunk_line_bytes) {
-      reject(CodecErrorCode::kChunkExtensionTooLong, ec);
-      return;
-    }
-    if (size == 0) s_.in_trailers = true;
-    s_.expect_crlf = size != 0;  // Beast wants CRLF after this chunk's data
-  }
-
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, BeastError&) override {
-    s_.body_bytes += body.size();
-    if (!body.empty()) s_.callbacks.onData(std::span<const char>(body.data(), body.size()), false);
-    return body.size();
-  }
-
   void on_finish_impl(BeastError&) override {
     if (s_.informational) return;
-    if (s_.head.chunked) {
-      if (s_.trailers.empty()) {
-        s_.callbacks.onData(std::span<const char>(), true);
-      } else {
-        s_.callbacks.onTrailers(s_.trailers);
-      }
-    } else if (s_.close_delimited) {
-      s_.callbacks.onData(std::span<const char>(), true);
-    }
+    finishBody();
     s_.callbacks.onMessageComplete();
   }
 
-  ResponseState& s_;
+  CodecErrorCode truncatedHeadError() const { return CodecErrorCode::kInvalidStatus; }
+  CodecErrorCode refineError(CodecErrorCode code, std::string_view) const {
+    return code == CodecErrorCode::kInvalidVersion ? CodecErrorCode::kInvalidStatus : code;
+  }
 };
 
 }  // namespace
@@ -207,25 +98,10 @@ struct ClientCodec::State : ResponseState {
 
   void beginMessage() {
     parser.emplace(*this);
-    parser->eager(true);
-    // boost::none would compare as "exceeded" in 1.74 (optional < value).
-  parser->body_limit(std::numeric_limits<std::uint64_t>::max());
-    parser->header_limit(settings.max_headers_kb * 1024 + 4);
     const Outstanding& req = outstanding.front();
     if (req.head) parser->skip(true);
-    head.clear();
-    trailers.clear();
-    scanner = {};
-    body_bytes = 0;
-    content_remaining = 0;
-    headers_done = false;
-    seen_content_length = false;
-    seen_transfer_encoding = false;
-    in_trailers = false;
-    expect_crlf = false;
+    resetMessage();
     informational = false;
-    close_delimited = false;
-    in_message = true;
   }
 
   // The message in progress is complete.
@@ -254,61 +130,13 @@ absl::StatusOr<std::size_t> ClientCodec::decode(std::span<const char> bytes) {
       if (s.outstanding.empty()) return s.fail(CodecErrorCode::kUnexpectedResponse);
       s.beginMessage();
     }
-    const char* p = bytes.data() + total;
-    std::size_t n = bytes.size() - total;
-    if (!s.headers_done) {
-      std::size_t eom = 0;
-      const std::uint64_t limit = std::uint64_t{s.settings.max_headers_kb} * 1024;
-      if (auto code = s.scanner.scan(std::string_view(p, n), limit, limit, eom);
-          code != CodecErrorCode::kNone) {
-        return s.fail(code);
-      }
-      if (eom == 0) break;  // the caller keeps the partial head
-      // Beast sees the head alone, so that what follows it cannot change
-      // how the head parses (it wants 8 bytes for a version, for instance).
-      n = eom;
+    switch (s.parser->parseSome(bytes.data() + total, bytes.size() - total, s.headLimit(),
+                                total)) {
+      case detail::ParseOutcome::kFailed: return s.fail(s.pending_error);
+      case detail::ParseOutcome::kWaiting: return total;
+      case detail::ParseOutcome::kComplete: s.endMessage(); break;
+      case detail::ParseOutcome::kProgress: break;
     }
-    s.put_begin = p;
-    s.put_end = p + n;
-    BeastError ec;
-    const std::size_t used = s.parser->put(asio::const_buffer(p, n), ec);
-    total += used;
-    if (s.pending_error != CodecErrorCode::kNone) return s.fail(s.pending_error);
-    if (s.tunnel_stop) {
-      s.endMessage();
-      break;
-    }
-    if (ec == http::error::need_more) {
-      const std::string_view leftover(p + used, n - used);
-      // Beast wants more than a complete head: it is truncated (a version).
-      if (!s.headers_done) return s.fail(CodecErrorCode::kInvalidStatus);
-      if (auto code = detail::checkChunkLeftover(leftover, s.settings, s.expect_crlf);
-                 code != CodecErrorCode::kNone) {
-        return s.fail(code);
-      }
-      break;
-    }
-    if (ec) {
-      CodecErrorCode code =
-          detail::mapBeastError(ec, s.seen_content_length, s.seen_transfer_encoding);
-      if (code == CodecErrorCode::kInvalidVersion) code = CodecErrorCode::kInvalidStatus;
-      if (s.headers_done) {
-        // In the body phase a positional limit on the chunk line wins, so
-        // the code does not depend on how the bytes were split.
-        if (auto limit_code =
-                detail::checkChunkLeftover(std::string_view(p + used, n - used), s.settings,
-                                           s.expect_crlf);
-            limit_code != CodecErrorCode::kNone) {
-          code = limit_code;
-        }
-      }
-      return s.fail(code);
-    }
-    if (s.parser->is_done()) {
-      s.endMessage();
-      continue;
-    }
-    if (used == 0) break;  // defensive: no progress without need_more
   }
   return total;
 }
@@ -359,11 +187,8 @@ void ClientCodec::encodeHeaders(const RequestHead& head, bool end_stream, std::s
       detail::appendHeaderField(out, "transfer-encoding", "chunked");
     }
   }
-  head.headers.forEach([&](std::string_view n, std::string_view v) {
-    if (n == "connection" || n == "transfer-encoding") return;
-    if (write_host && n == "host") return;
-    detail::appendHeaderField(out, n, v);
-  });
+  detail::appendFields(out, head.headers,
+                       [&](std::string_view n) { return write_host && n == "host"; });
   if (head.upgrade) {
     detail::appendHeaderField(out, "connection", "upgrade");
   } else if (head.close_connection) {
@@ -376,29 +201,13 @@ void ClientCodec::encodeHeaders(const RequestHead& head, bool end_stream, std::s
 }
 
 void ClientCodec::encodeData(std::span<const char> data, bool end_stream, std::string& out) {
-  State& s = *s_;
-  if (s.request_chunked) {
-    if (!data.empty()) {
-      detail::appendChunkHeader(out, data.size());
-      out.append(data.data(), data.size());
-      out.append("\r\n");
-    }
-    if (end_stream) out.append("0\r\n\r\n");
-  } else {
-    out.append(data.data(), data.size());
-  }
-  if (end_stream) s.request_in_progress = false;
+  detail::appendBody(out, data, end_stream, s_->request_chunked);
+  if (end_stream) s_->request_in_progress = false;
 }
 
 void ClientCodec::encodeTrailers(const HeaderMap& trailers, std::string& out) {
-  State& s = *s_;
-  if (s.request_chunked) {
-    out.append("0\r\n");
-    trailers.forEach(
-        [&](std::string_view n, std::string_view v) { detail::appendHeaderField(out, n, v); });
-    out.append("\r\n");
-  }
-  s.request_in_progress = false;
+  detail::appendTrailers(out, trailers, s_->request_chunked);
+  s_->request_in_progress = false;
 }
 
 bool ClientCodec::canReuse() const {

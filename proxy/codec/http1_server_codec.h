@@ -24,8 +24,6 @@
 #include <string>
 #include <string_view>
 
-#include <boost/system/error_code.hpp>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proxy/codec/codec.h"
@@ -104,41 +102,4 @@ class ServerCodec {
   std::unique_ptr<State> s_;
 };
 
-namespace detail {
-
-// Shared by both codecs; not part of the public interface.
-
-// Validates a Transfer-Encoding value: only a single "chunked" coding.
-bool isChunkedOnly(std::string_view value);
-// Case-insensitive ASCII equality.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-// True if `value` (a field value not obtained from `[begin,end)`, or whose
-// preceding bytes after `name` contain CR/LF) came from obs-fold unfolding.
-bool isObsFold(const char* begin, const char* end, std::string_view name, std::string_view value);
-
-void appendHeaderField(std::string& out, std::string_view name, std::string_view value);
-void appendChunkHeader(std::string& out, std::size_t size);
-void appendUint(std::string& out, std::uint64_t v);
-// Maps a Beast parser error (boost::beast::http::error) to a codec error.
-CodecErrorCode mapBeastError(const boost::system::error_code& ec, bool seen_content_length,
-                             bool seen_transfer_encoding);
-// Finds the end of a head without handing a partial head to Beast, whose
-// error detection would otherwise depend on how the bytes were split. Purely
-// positional, so the outcome is the same for every chunking: a bare CR or LF,
-// a first line of `max_line` bytes or more without LF, or a head of `limit`
-// bytes or more without its blank line, is an error. Resumes where it
-// stopped; the caller re-presents the same unconsumed bytes plus new ones.
-struct HeadScanner {
-  std::size_t pos = 0;
-  bool lf_seen = false;
-  // Sets `eom` to the head's length once found (else leaves it 0).
-  CodecErrorCode scan(std::string_view bytes, std::size_t max_line, std::size_t limit,
-                      std::size_t& eom);
-};
-// Checks the unconsumed bytes left by a body-phase need_more (a partial chunk
-// line or trailer block) against the limits.
-CodecErrorCode checkChunkLeftover(std::string_view leftover, const Http1Settings& settings,
-                                  bool expect_crlf);
-
-}  // namespace detail
 }  // namespace turnout::proxy::http1
