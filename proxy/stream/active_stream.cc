@@ -7,8 +7,10 @@
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
 #include "proxy/connection/downstream_connection.h"
+#include "proxy/router/request_mirror.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/local_reply.h"
+#include "routing/path_normalizer.h"
 #include "routing/routing_key.h"
 
 namespace turnout::proxy {
@@ -176,6 +178,30 @@ asio::awaitable<void> ActiveStream::run() {
     if (!co_await conn_.write(cont, hcm_.config->stream_idle_timeout)) {
       close_connection_ = true;
       co_return;
+    }
+  }
+
+  // The connection manager's path and host normalisation, before any filter.
+  const auto& hc = *hcm_.config;
+  if (hc.normalize_path || hc.merge_slashes) {
+    auto normalized = routing::normalizePath(head_.path, hc.normalize_path, hc.merge_slashes);
+    if (!normalized) {
+      close_connection_ = true;
+      co_await sendLocalReply(400, "", {}, {}, "path_normalization_failed");
+      complete();
+      co_return;
+    }
+    head_.path = *std::move(normalized);
+  }
+  if (hc.strip_port_mode != config::HttpConnectionManagerConfig::StripPortMode::None) {
+    std::string_view a = head_.authority;
+    const size_t colon = a.rfind(':');
+    const size_t bracket = a.rfind(']');
+    if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+      const std::string port(a.substr(colon + 1));
+      const bool any = hc.strip_port_mode ==
+                       config::HttpConnectionManagerConfig::StripPortMode::AnyHost;
+      if (any || port == std::to_string(conn_.local().port())) head_.authority.resize(colon);
     }
   }
 
@@ -485,32 +511,6 @@ bool ActiveStream::canRetry() {
   return true;
 }
 
-asio::awaitable<UpstreamConnectionPtr> ActiveStream::connect(WorkerCluster& cluster,
-                                                             HostState& host,
-                                                             Clock::time_point deadline,
-                                                             bool& timed_out) {
-  stats::Shard& shard = conn_.worker().shard();
-  const auto& stats = cluster.runtime().stats;
-  auto conn = std::make_unique<UpstreamConnection>(conn_.worker().io().get_executor());
-  auto& res = cluster.resources();
-  res.connections.fetch_add(1, std::memory_order_relaxed);
-  ++host.cx_active;
-  shard.inc(stats.upstream_cx_total);
-  shard.add(stats.upstream_cx_active, 1);
-  const milliseconds connect_timeout = std::min(cluster.config().connect_timeout, until(deadline));
-  conn->stream.expires_after(connect_timeout);
-  boost::system::error_code ec;
-  co_await conn->stream.async_connect(host.endpoint, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    timed_out = ec == beast::error::timeout;
-    shard.inc(timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
-    cluster.release(host, std::move(conn), false, shard);
-    co_return nullptr;
-  }
-  conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
-  co_return conn;
-}
-
 asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
     const routing::RouteDecision& d, WorkerCluster& cluster, uint32_t attempt_number,
     Clock::time_point deadline) {
@@ -547,8 +547,10 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       co_await sendLocalReply(503, kBodyOverflow, {}, {}, "upstream_reset_before_response_started{overflow}");
       co_return AttemptResult::Failed;
     }
-    bool timed_out = false;
-    up = co_await connect(cluster, *host, deadline, timed_out);
+    auto connected = co_await cluster.connect(worker.io().get_executor(), host, until(deadline),
+                                              &shard);
+    const bool timed_out = connected.timed_out;
+    up = std::move(connected.conn);
     if (!up) {
       flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
       if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
@@ -661,6 +663,12 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       }
     }
     request_body_sent_ = true;
+    // Mirrors get a copy of the request as sent here, once; a body too big
+    // to keep for retries is too big to copy for mirrors as well.
+    if (!d.mirror_policies.empty() && body_retriable_) {
+      startRequestMirrors(worker, d.mirror_policies, head_, retry_body_, worker.random(),
+                          d.timeout.count() > 0 ? d.timeout : milliseconds(15000));
+    }
   }
 
   // Response.

@@ -52,9 +52,6 @@ class ActiveStream : public ResponseDecoderCallbacks {
   asio::awaitable<AttemptResult> attempt(const routing::RouteDecision& d, WorkerCluster& cluster,
                                          uint32_t attempt_number,
                                          std::chrono::steady_clock::time_point deadline);
-  asio::awaitable<UpstreamConnectionPtr> connect(WorkerCluster& cluster, HostState& host,
-                                                 std::chrono::steady_clock::time_point deadline,
-                                                 bool& timed_out);
   bool retriable(uint32_t status) const;
   // Whether this upgrade request may be proxied (HCM upgrade_configs,
   // overridden per route).

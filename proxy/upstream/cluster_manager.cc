@@ -150,6 +150,31 @@ HostState* WorkerCluster::ringHash(std::vector<HostState*>& candidates, uint64_t
   return candidates[0];
 }
 
+asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
+    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout,
+    stats::Shard* shard) {
+  const auto& stats = runtime_->stats;
+  ConnectResult r;
+  r.conn = std::make_unique<UpstreamConnection>(ex);
+  resources_->connections.fetch_add(1, std::memory_order_relaxed);
+  ++host->cx_active;
+  shard->inc(stats.upstream_cx_total);
+  shard->add(stats.upstream_cx_active, 1);
+  r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
+  boost::system::error_code ec;
+  co_await r.conn->stream.async_connect(host->endpoint,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    r.timed_out = ec == beast::error::timeout;
+    shard->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+    release(*host, std::move(r.conn), false, *shard);
+    r.conn = nullptr;
+    co_return r;
+  }
+  r.conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  co_return r;
+}
+
 UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
   while (!host.idle.empty()) {
     UpstreamConnectionPtr c = std::move(host.idle.back());

@@ -88,6 +88,15 @@ class WorkerCluster {
   // priority that has one. Null when no host is healthy (503 UH).
   HostState* chooseHost(const LoadBalancerContext& ctx);
 
+  // A new connection to `host` within `timeout` (counted in the cluster's
+  // cx stats and breakers). Null conn on failure; timed_out tells which.
+  struct ConnectResult {
+    UpstreamConnectionPtr conn;
+    bool timed_out = false;
+  };
+  asio::awaitable<ConnectResult> connect(asio::any_io_executor ex, HostState* host,
+                                         std::chrono::milliseconds timeout, stats::Shard* shard);
+
   // Takes an idle connection to `host` that the peer has not closed, or null.
   UpstreamConnectionPtr takeIdle(HostState& host);
   // Returns a connection after a complete exchange; `reusable` false closes it.
