@@ -949,6 +949,65 @@ class WebSocketTest(unittest.TestCase):
             proxy.stop()
 
 
+# --------------------------------------------------------------------------
+# 14. Request mirroring: a fire-and-forget copy to the shadow cluster.
+# --------------------------------------------------------------------------
+
+
+class MirrorTest(ProxyTestCase):
+    BACKENDS = ("svc", "shadow")
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["svc", "svc:*"]
+          routes:
+          - match: { prefix: "/half" }
+            route:
+              cluster: svc
+              request_mirror_policies:
+              - cluster: shadow
+                runtime_fraction: { default_value: { numerator: 0 } }
+          - match: { prefix: "/" }
+            route:
+              cluster: svc
+              request_mirror_policies: [{ cluster: shadow }]
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port]),
+                                  cluster("shadow", [cls.backends["shadow"].port])])
+
+    def shadow_requests(self, path, want, deadline_s=5.0):
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            got = [r for r in self.backends["shadow"].requests if r["path"] == path]
+            if len(got) >= want:
+                return got
+            time.sleep(0.02)
+        return [r for r in self.backends["shadow"].requests if r["path"] == path]
+
+    def test_mirror_gets_a_copy_with_shadow_host_and_body(self):
+        status, _, body = request(self.port, "POST", "/orders", body=b"x" * 1000)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(echo(body)["backend"], "svc")
+        got = self.shadow_requests("/orders", 1)
+        self.assertEqual(len(got), 1, self.backends["shadow"].requests)
+        headers = dict(got[0]["headers"])
+        self.assertEqual(headers.get("host"), "svc-shadow")
+        self.assertEqual(got[0]["body_len"], 1000)
+        self.assertEqual(got[0]["method"], "POST")
+
+    def test_runtime_fraction_zero_mirrors_nothing(self):
+        for i in range(5):
+            status, _, _ = self.get("/half/%d" % i)
+            self.assertEqual(status, 200)
+        # The primary answered; a mirror would have been started before that.
+        self.get("/after-half")
+        self.shadow_requests("/after-half", 1)
+        self.assertEqual([r for r in self.backends["shadow"].requests
+                          if r["path"].startswith("/half")], [])
+
+
 def main():
     global TURNOUT
     if len(sys.argv) < 2:
