@@ -86,7 +86,7 @@ int Server::run() {
   }
   config_ = *std::move(dp);
   for (const auto& c : config_->clusters) {
-    resources_[c.config->name] = std::make_shared<ClusterResources>();
+    resources_[c.config->name] = std::make_shared<ClusterResources>(c.hosts.size());
   }
   for (uint32_t i = 0; i < concurrency; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, *store_));

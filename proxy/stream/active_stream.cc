@@ -552,6 +552,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
     const bool timed_out = connected.timed_out;
     up = std::move(connected.conn);
     if (!up) {
+      cluster.recordOutcome(*host, true, shard);
       flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
       if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
            retryOn("reset")) &&
@@ -705,6 +706,14 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   }
 
   const bool timed_out = ec == beast::error::timeout;
+  // Outlier detection: an upstream 5xx, a reset or a timeout counts against
+  // the host; a response below 500 clears it. A client that went away says
+  // nothing about the host.
+  if (response_status_ != 0) {
+    cluster.recordOutcome(*host, response_status_ >= 500, shard);
+  } else if (!downstream_failed_) {
+    cluster.recordOutcome(*host, true, shard);
+  }
   if (response_complete_ && !discard_response_ && up->codec.upgraded() &&
       conn_.codec().upgraded()) {
     shard.inc(stats.upstream_rq_completed);

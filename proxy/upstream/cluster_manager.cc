@@ -55,6 +55,7 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
   for (const auto& h : runtime.hosts) {
     HostState s;
     s.description = &h;
+    s.index = hosts_.size();
     boost::system::error_code ec;
     auto ip = asio::ip::make_address(h.ip, ec);
     if (!ec) s.endpoint = asio::ip::tcp::endpoint(ip, h.port);
@@ -80,18 +81,68 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
   }
 }
 
+bool WorkerCluster::ejected(const HostState& host, int64_t now_ns) const {
+  if (host.index >= resources_->host_count) return false;
+  const int64_t until = resources_->outlier[host.index].ejected_until_ns.load(
+      std::memory_order_relaxed);
+  return until != 0 && until > now_ns;
+}
+
+void WorkerCluster::recordOutcome(HostState& host, bool failure, stats::Shard& shard) {
+  const auto& od = runtime_->config->outlier_detection;
+  if (!od || host.index >= resources_->host_count) return;
+  HostOutlierState& st = resources_->outlier[host.index];
+  if (!failure) {
+    st.consecutive_5xx.store(0, std::memory_order_relaxed);
+    return;
+  }
+  const uint32_t n = st.consecutive_5xx.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (od->consecutive_5xx == 0 || n < od->consecutive_5xx) return;
+  st.consecutive_5xx.store(0, std::memory_order_relaxed);
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (ejected(host, now)) return;
+  // enforcing_consecutive_5xx: the % of detections that eject.
+  if (od->enforcing_consecutive_5xx < 100 &&
+      static_cast<uint32_t>(mix(static_cast<uint64_t>(now)) % 100) >= od->enforcing_consecutive_5xx) {
+    return;
+  }
+  size_t already = 0;
+  for (const auto& h : hosts_) already += ejected(h, now) ? 1 : 0;
+  const size_t cap = std::max<size_t>(1, hosts_.size() * od->max_ejection_percent / 100);
+  if (already >= cap) return;
+  const uint32_t times = st.times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
+  const auto duration = od->base_ejection_time * times;
+  st.ejected_until_ns.store(
+      now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(duration).count(),
+      std::memory_order_relaxed);
+  shard.inc(runtime_->stats.outlier_detection_ejections_total);
+}
+
 HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
   // The lowest priority level with a healthy host (no overprovisioning spill).
+  // Ejected hosts count as unhealthy, unless fewer than half of the level's
+  // hosts would be left (Envoy's 50 % panic threshold: then use them all).
   scratch_.clear();
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
   uint32_t best_priority = UINT32_MAX;
   for (auto& h : hosts_) {
     if (!h.description->healthy) continue;
     best_priority = std::min(best_priority, h.description->priority);
   }
   if (best_priority == UINT32_MAX) return nullptr;
+  size_t level = 0;
   for (auto& h : hosts_) {
     if (h.description->healthy && h.description->priority == best_priority) {
-      scratch_.push_back(&h);
+      ++level;
+      if (!ejected(h, now)) scratch_.push_back(&h);
+    }
+  }
+  if (scratch_.size() * 2 < level) {
+    scratch_.clear();
+    for (auto& h : hosts_) {
+      if (h.description->healthy && h.description->priority == best_priority) {
+        scratch_.push_back(&h);
+      }
     }
   }
   // A retry prefers another host when there is one (previous_hosts).
@@ -214,7 +265,8 @@ void ClusterManager::update(
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
   for (const auto& rt : config->clusters) {
     auto it = resources.find(rt.config->name);
-    auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
+    auto res = it != resources.end() ? it->second
+                                     : std::make_shared<ClusterResources>(rt.hosts.size());
     auto wc = std::make_shared<WorkerCluster>(rt, std::move(res));
     // Keep the idle connections of hosts that are still there.
     if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) {

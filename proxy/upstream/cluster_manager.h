@@ -50,6 +50,7 @@ using UpstreamConnectionPtr = std::unique_ptr<UpstreamConnection>;
 // One host of a cluster on one worker: its address and its idle connections.
 struct HostState {
   const HostDescription* description = nullptr;
+  size_t index = 0;  // into ClusterRuntime::hosts and ClusterResources::outlier
   asio::ip::tcp::endpoint endpoint;
   std::vector<UpstreamConnectionPtr> idle;  // LIFO: the warmest connection first
   uint32_t active_requests = 0;             // for least-request balancing
@@ -66,11 +67,23 @@ struct LoadBalancerContext {
 
 // Cluster-wide resource counts shared by every worker (Envoy's circuit
 // breakers are per cluster, not per worker). Relaxed atomics, no locks.
+// Outlier-detection state of one host, shared by every worker.
+struct HostOutlierState {
+  std::atomic<uint32_t> consecutive_5xx{0};
+  std::atomic<int64_t> ejected_until_ns{0};  // steady_clock; 0 = not ejected
+  std::atomic<uint32_t> times_ejected{0};
+};
+
 struct ClusterResources {
+  explicit ClusterResources(size_t hosts = 0)
+      : outlier(std::make_unique<HostOutlierState[]>(hosts)), host_count(hosts) {}
   std::atomic<uint32_t> connections{0};
   std::atomic<uint32_t> pending{0};
   std::atomic<uint32_t> requests{0};
   std::atomic<uint32_t> retries{0};
+  // Indexed like ClusterRuntime::hosts.
+  std::unique_ptr<HostOutlierState[]> outlier;
+  size_t host_count = 0;
 };
 
 // A cluster on one worker: hosts, balancer state, pools, breakers.
@@ -99,6 +112,14 @@ class WorkerCluster {
 
   // Takes an idle connection to `host` that the peer has not closed, or null.
   UpstreamConnectionPtr takeIdle(HostState& host);
+  // Outlier detection (consecutive_5xx): an upstream 5xx, or a locally
+  // originated failure (connect failure, reset, timeout), counts against the
+  // host; enough in a row eject it for base_ejection_time x times ejected,
+  // within max_ejection_percent (at least one host may always be ejected).
+  // Anything else resets the count. Any worker; relaxed atomics.
+  void recordOutcome(HostState& host, bool failure, stats::Shard& shard);
+  bool ejected(const HostState& host, int64_t now_ns) const;
+
   // Returns a connection after a complete exchange; `reusable` false closes it.
   void release(HostState& host, UpstreamConnectionPtr conn, bool reusable, stats::Shard& shard);
 

@@ -1008,6 +1008,47 @@ class MirrorTest(ProxyTestCase):
                           if r["path"].startswith("/half")], [])
 
 
+# --------------------------------------------------------------------------
+# 15. Outlier detection: consecutive 5xx eject a host.
+# --------------------------------------------------------------------------
+
+
+class OutlierDetectionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.good = FakeBackend("good").start()
+        cls.bad = FakeBackend("bad", force_status=500).start()
+        c = cluster("svc", [cls.good.port, cls.bad.port]) + (
+            "  outlier_detection:\n"
+            "    consecutive_5xx: 3\n"
+            "    base_ejection_time: 30s\n"
+            "    max_ejection_percent: 50\n")
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, bootstrap(ONE_CLUSTER_VHOSTS, [c])).start()
+        except Exception:
+            cls.good.stop()
+            cls.bad.stop()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.good.stop()
+        cls.bad.stop()
+
+    def test_a_host_failing_in_a_row_is_ejected(self):
+        statuses = []
+        for i in range(30):
+            status, _, _ = request(self.port, "GET", "/od/%d" % i)
+            statuses.append(status)
+        # Round robin sends every other request to the bad host until three
+        # 500s in a row eject it; after that only the good host answers.
+        self.assertEqual(statuses.count(500), 3, statuses)
+        self.assertTrue(all(s == 200 for s in statuses[10:]), statuses)
+        self.assertEqual(self.proxy.counter("cluster.svc.outlier_detection.ejections_total"), 1)
+
+
 def main():
     global TURNOUT
     if len(sys.argv) < 2:

@@ -111,7 +111,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 break
         kind = parts[0]
         echo = json.dumps(info).encode()
-        if kind == "status" and len(parts) > 1:
+        if self.server.force_status is not None:
+            self._send(self.server.force_status, echo)
+        elif kind == "status" and len(parts) > 1:
             self._send(int(parts[1]), echo)
         elif kind == "delay" and len(parts) > 1:
             time.sleep(min(int(parts[1]), MAX_DELAY_MS) / 1000.0)
@@ -153,8 +155,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FakeBackend:
-    def __init__(self, name="backend"):
+    def __init__(self, name="backend", force_status=None):
         self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.force_status = force_status  # answer every request with this
         self.server.name = name
         self.server.lock = threading.Lock()
         self.server.connections = 0
