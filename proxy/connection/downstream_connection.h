@@ -5,6 +5,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/common/asio.h"
 
@@ -57,6 +58,11 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   asio::awaitable<bool> readBody(std::chrono::milliseconds timeout);
   CodecErrorCode codecError() const { return codec_.error(); }
 
+  // Per-request scratch reused across the requests of this connection.
+  std::vector<routing::HeaderEntry>& entriesBuffer() { return entries_buf_; }
+  std::string& downstreamOutBuffer() { return down_out_buf_; }
+  std::string& upstreamOutBuffer() { return up_out_buf_; }
+
   // Bytes read from the client that the codec has not consumed (after an
   // upgrade: the start of the tunnel). Valid until the next read.
   std::string_view buffered() const {
@@ -99,6 +105,9 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   bool request_complete_ = false;
   const HeaderMap* trailers_ = nullptr;
   std::string body_;
+  std::vector<routing::HeaderEntry> entries_buf_;
+  std::string down_out_buf_;
+  std::string up_out_buf_;
   bool draining_ = false;
   bool closed_ = false;
 };

@@ -132,7 +132,12 @@ ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head, bool e
       head_(head),
       end_stream_(end_stream),
       start_(Clock::now()),
-      start_wall_(std::chrono::system_clock::now()) {
+      start_wall_(std::chrono::system_clock::now()),
+      entries_(conn.entriesBuffer()),
+      down_out_(conn.downstreamOutBuffer()),
+      up_out_(conn.upstreamOutBuffer()) {
+  down_out_.clear();
+  up_out_.clear();
   stats::Shard& shard = conn_.worker().shard();
   shard.inc(hcm_.stats.downstream_rq_total);
   shard.add(hcm_.stats.downstream_rq_active, 1);

@@ -74,10 +74,11 @@ class ActiveStream : public ResponseDecoderCallbacks {
   std::chrono::system_clock::time_point start_wall_;
 
   std::string key_;
-  std::vector<routing::HeaderEntry> entries_;
+  // Buffers owned by the connection and reused by every request on it.
+  std::vector<routing::HeaderEntry>& entries_;
   std::string original_path_;
-  std::string down_out_;  // bytes for the client
-  std::string up_out_;    // bytes for the upstream
+  std::string& down_out_;  // bytes for the client
+  std::string& up_out_;    // bytes for the upstream
   // The request body kept for retries, while it fits kMaxRetryBody.
   std::string retry_body_;
   bool body_retriable_ = true;
