@@ -360,6 +360,10 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   }
   if (!have_default) out.circuit_breakers.insert(out.circuit_breakers.begin(), CircuitBreakerThresholds{});
 
+  if (c.health_checks_size() > 1) {
+    return invalid(indexPath(fieldPath(path, "health_checks"), 1),
+                   "turnout runs one health check per cluster");
+  }
   for (int h = 0; h < c.health_checks_size(); ++h) {
     const auto& hc = c.health_checks(h);
     std::string hpath = indexPath(fieldPath(path, "health_checks"), h);
@@ -375,14 +379,13 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
         out_hc.http_host = hc.http_health_check().host();
         break;
       case core::HealthCheck::kTcpHealthCheck:
-        out_hc.kind = HealthCheckConfig::Kind::Tcp;
-        break;
+        return invalid(fieldPath(hpath, "tcp_health_check"),
+                       "TCP health checks are not supported by turnout yet (use http_health_check)");
       case core::HealthCheck::kGrpcHealthCheck:
-        out_hc.kind = HealthCheckConfig::Kind::Grpc;
-        out_hc.grpc_service_name = hc.grpc_health_check().service_name();
-        break;
+        return invalid(fieldPath(hpath, "grpc_health_check"),
+                       "gRPC health checks are not supported by turnout yet (use http_health_check)");
       default:
-        return invalid(hpath, "unsupported health checker (turnout supports http, tcp and grpc)");
+        return invalid(hpath, "unsupported health checker (turnout supports http_health_check)");
     }
     out.health_checks.push_back(std::move(out_hc));
   }

@@ -81,6 +81,11 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
   }
 }
 
+bool WorkerCluster::failedActiveHealthCheck(const HostState& host) const {
+  return host.index < resources_->host_count &&
+         resources_->outlier[host.index].failed_active_hc.load(std::memory_order_relaxed);
+}
+
 bool WorkerCluster::ejected(const HostState& host, int64_t now_ns) const {
   if (host.index >= resources_->host_count) return false;
   const int64_t until = resources_->outlier[host.index].ejected_until_ns.load(
@@ -124,15 +129,18 @@ HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
   // hosts would be left (Envoy's 50 % panic threshold: then use them all).
   scratch_.clear();
   const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  auto healthy = [this](const HostState& h) {
+    return h.description->healthy && !failedActiveHealthCheck(h);
+  };
   uint32_t best_priority = UINT32_MAX;
   for (auto& h : hosts_) {
-    if (!h.description->healthy) continue;
+    if (!healthy(h)) continue;
     best_priority = std::min(best_priority, h.description->priority);
   }
   if (best_priority == UINT32_MAX) return nullptr;
   size_t level = 0;
   for (auto& h : hosts_) {
-    if (h.description->healthy && h.description->priority == best_priority) {
+    if (healthy(h) && h.description->priority == best_priority) {
       ++level;
       if (!ejected(h, now)) scratch_.push_back(&h);
     }
@@ -140,9 +148,7 @@ HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
   if (scratch_.size() * 2 < level) {
     scratch_.clear();
     for (auto& h : hosts_) {
-      if (h.description->healthy && h.description->priority == best_priority) {
-        scratch_.push_back(&h);
-      }
+      if (healthy(h) && h.description->priority == best_priority) scratch_.push_back(&h);
     }
   }
   // A retry prefers another host when there is one (previous_hosts).

@@ -72,6 +72,8 @@ struct HostOutlierState {
   std::atomic<uint32_t> consecutive_5xx{0};
   std::atomic<int64_t> ejected_until_ns{0};  // steady_clock; 0 = not ejected
   std::atomic<uint32_t> times_ejected{0};
+  // Active health checking (written by the main thread's HealthChecker).
+  std::atomic<bool> failed_active_hc{false};
 };
 
 struct ClusterResources {
@@ -119,6 +121,7 @@ class WorkerCluster {
   // Anything else resets the count. Any worker; relaxed atomics.
   void recordOutcome(HostState& host, bool failure, stats::Shard& shard);
   bool ejected(const HostState& host, int64_t now_ns) const;
+  bool failedActiveHealthCheck(const HostState& host) const;
 
   // Returns a connection after a complete exchange; `reusable` false closes it.
   void release(HostState& host, UpstreamConnectionPtr conn, bool reusable, stats::Shard& shard);

@@ -1049,6 +1049,51 @@ class OutlierDetectionTest(unittest.TestCase):
         self.assertEqual(self.proxy.counter("cluster.svc.outlier_detection.ejections_total"), 1)
 
 
+# --------------------------------------------------------------------------
+# 16. Active HTTP health checks take failing hosts out of rotation.
+# --------------------------------------------------------------------------
+
+
+class ActiveHealthCheckTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.good = FakeBackend("good").start()
+        cls.bad = FakeBackend("bad", force_status=503).start()
+        c = cluster("svc", [cls.good.port, cls.bad.port]) + (
+            "  health_checks:\n"
+            "  - timeout: 1s\n"
+            "    interval: 0.1s\n"
+            "    unhealthy_threshold: 1\n"
+            "    healthy_threshold: 1\n"
+            "    http_health_check: { path: /healthz }\n")
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, bootstrap(ONE_CLUSTER_VHOSTS, [c])).start()
+        except Exception:
+            cls.good.stop()
+            cls.bad.stop()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.good.stop()
+        cls.bad.stop()
+
+    def test_only_hosts_passing_their_checks_get_traffic(self):
+        seen = self.proxy.wait_counter("cluster.svc.health_check.success", 1)
+        self.assertGreaterEqual(seen, 1)
+        self.assertGreaterEqual(self.proxy.wait_counter("cluster.svc.health_check.failure", 1), 1)
+        statuses = [request(self.port, "GET", "/hc/%d" % i)[0] for i in range(10)]
+        self.assertEqual(statuses, [200] * 10)
+        self.assertTrue(any(r["path"] == "/healthz" for r in self.bad.requests))
+        self.assertFalse(any(r["path"].startswith("/hc/") for r in self.bad.requests))
+        _, clusters, _ = self.proxy.admin("GET", "/clusters")
+        text = clusters.decode()
+        self.assertIn(":%d::health_flags::/failed_active_hc" % self.bad.port, text)
+        self.assertIn(":%d::health_flags::healthy" % self.good.port, text)
+
+
 def main():
     global TURNOUT
     if len(sys.argv) < 2:
