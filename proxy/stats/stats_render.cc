@@ -1,5 +1,7 @@
 #include "proxy/stats/stats_render.h"
 
+#include "config/json_string.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -171,23 +173,8 @@ std::string formatDouble(double v) {
 }
 
 std::string jsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  std::string out;
+  config::appendJsonString(out, s);
   return out;
 }
 
