@@ -125,8 +125,6 @@ int Server::run() {
         auto it = resources_.find(cluster);
         if (it == resources_.end() || host >= it->second->host_count) return;
         it->second->outlier[host].failed_active_hc.store(!healthy, std::memory_order_relaxed);
-        TURNOUT_LOG(info, "upstream", "health check: cluster '{}' host {} is now {}", cluster,
-                    host, healthy ? "healthy" : "unhealthy");
       });
   for (const auto& c : config_->clusters) {
     const bool checked =
