@@ -1094,6 +1094,46 @@ class ActiveHealthCheckTest(unittest.TestCase):
         self.assertIn(":%d::health_flags::healthy" % self.good.port, text)
 
 
+# --------------------------------------------------------------------------
+# 17. normalize_path / merge_slashes run before routing.
+# --------------------------------------------------------------------------
+
+
+class PathNormalizationTest(ProxyTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { path: "/api/users" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [cluster("svc", [cls.backends["svc"].port])]).replace(
+            "          route_config:\n",
+            "          normalize_path: true\n          merge_slashes: true\n"
+            "          route_config:\n", 1)
+
+    def test_dot_segments_and_slashes_are_normalised_before_matching(self):
+        for path in ("/api/users", "/api/./users", "/x/../api/users", "//api///users",
+                     "/api/%75sers"):
+            status, _, body = raw_status_and_body(self.port, path)
+            self.assertEqual(status, 200, (path, body))
+        got = [r["path"] for r in self.backends["svc"].requests]
+        self.assertTrue(all(p == "/api/users" for p in got), got)
+
+    def test_a_path_above_the_root_is_rejected_with_400(self):
+        status, _, _ = raw_status_and_body(self.port, "/../etc/passwd")
+        self.assertEqual(status, 400)
+
+
+def raw_status_and_body(port, path):
+    """GET with the path exactly as given (http.client would not normalise it either)."""
+    got = raw_exchange(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: svc\r\n"
+                       b"Connection: close\r\n\r\n")
+    return got.status, got.headers, got.body
+
+
 def main():
     global TURNOUT
     if len(sys.argv) < 2:
