@@ -86,9 +86,9 @@ static_resources:
 YAML
 
 taskset -c "$LOAD_CPUS" nginx -c "$work/origin.conf" & pids+=($!)
-taskset -c "$PROXY_CPU" nginx -c "$work/ngxproxy.conf" & pids+=($!)
-taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -q & pids+=($!)
-taskset -c "$PROXY_CPU" "$turnout" -c "$work/turnout.yaml" --concurrency 1 -l error 2>"$work/turnout.err" & pids+=($!)
+taskset -c "$PROXY_CPU" nginx -c "$work/ngxproxy.conf" & pids+=($!); NGX_PID=$!
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -q & pids+=($!); HAP_PID=$!
+taskset -c "$PROXY_CPU" "$turnout" -c "$work/turnout.yaml" --concurrency 1 -l error 2>"$work/turnout.err" & pids+=($!); TURNOUT_PID=$!
 for _ in $(seq 1 100); do
   ok=1
   for p in $ORIGIN $TURNOUT $HAPROXY $NGXPROXY; do curl -s -o /dev/null "http://127.0.0.1:$p/0" || ok=0; done
@@ -98,14 +98,34 @@ if [ $ok != 1 ]; then
   echo "bench: a target did not come up"; cat "$work"/*.err 2>/dev/null; exit 1
 fi
 
-run() {  # run NAME PORT PATH -> "rps p50_ms p99_ms"
-  local out
+# CPU ticks (utime+stime) of a process and its children (nginx's worker).
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+pid_of() { case "$1" in turnout) echo "$TURNOUT_PID";; haproxy) echo "$HAP_PID";; nginx-proxy) echo "$NGX_PID";; *) echo "";; esac; }
+
+run() {  # run NAME PORT PATH -> "name path rps p50 p99 cpu_us_per_request"
+  local out pid t0=0 t1=0
+  pid=$(pid_of "$1")
+  [ -n "$pid" ] && t0=$(ticks "$pid")
   out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2$3")
-  local rps p50 p99
+  [ -n "$pid" ] && t1=$(ticks "$pid")
+  local rps p50 p99 reqs cpu
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  echo "$1 $3 $rps $p50 $p99"
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  if [ -n "$pid" ] && [ "${reqs:-0}" -gt 0 ]; then
+    cpu=$(awk "BEGIN{printf \"%.2f\", ($t1-$t0)*1000000/$(getconf CLK_TCK)/$reqs}")
+  else
+    cpu="-"
+  fi
+  echo "$1 $3 $rps $p50 $p99 $cpu"
 }
 tous() { case "$1" in *us) echo "${1%us}";; *ms) awk "BEGIN{print ${1%ms}*1000}";; *s) awk "BEGIN{print ${1%s}*1000000}";; *) echo "$1";; esac; }
 
@@ -127,16 +147,18 @@ md="$root/bench/results/$date-$machine-h1-keepalive.md"
   echo "wrk -t1 -c$CONNS -d${DURATION}s on CPUs $LOAD_CPUS (with the nginx origin); each proxy one worker on CPU $PROXY_CPU."
   echo "Ratios are against haproxy in the same run."
   echo
-  echo "| body | target | req/s | req/s vs haproxy | p50 | p99 | p99 vs haproxy |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| body | target | req/s | req/s vs haproxy | p50 | p99 | p99 vs haproxy | proxy CPU µs/req | CPU vs haproxy |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for path in /0 /1k; do
     hap=$(printf '%s\n' "${results[@]}" | awk -v p=$path '$1=="haproxy" && $2==p')
     hap_rps=$(echo "$hap" | awk '{print $3}'); hap_p99=$(tous "$(echo "$hap" | awk '{print $5}')")
-    printf '%s\n' "${results[@]}" | awk -v p=$path '$2==p' | while read -r name p rps p50 p99; do
+    hap_cpu=$(echo "$hap" | awk '{print $6}')
+    printf '%s\n' "${results[@]}" | awk -v p=$path '$2==p' | while read -r name p rps p50 p99 cpu; do
       r=$(awk "BEGIN{printf \"%.2f\", $rps/$hap_rps}")
       q=$(awk "BEGIN{printf \"%.2f\", $(tous "$p99")/$hap_p99}")
+      c="-"; [ "$cpu" != "-" ] && c=$(awk "BEGIN{printf \"%.2f\", $cpu/$hap_cpu}")
       body=$([ "$p" = /0 ] && echo "0 B" || echo "1 KiB")
-      echo "| $body | $name | $rps | $r | $p50 | $p99 | $q |"
+      echo "| $body | $name | $rps | $r | $p50 | $p99 | $q | $cpu | $c |"
     done
   done
 } > "$md"
