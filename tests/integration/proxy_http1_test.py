@@ -1013,16 +1013,20 @@ class MirrorTest(ProxyTestCase):
 # --------------------------------------------------------------------------
 
 
-class OutlierDetectionTest(unittest.TestCase):
+class GoodBadClusterTest(unittest.TestCase):
+    """One cluster of two hosts: "good" answers 200, "bad" BAD_STATUS to everything.
+
+    Subclasses add cluster YAML (outlier detection, health checks) in CLUSTER_EXTRA.
+    """
+
+    BAD_STATUS = 500
+    CLUSTER_EXTRA = ""
+
     @classmethod
     def setUpClass(cls):
         cls.good = FakeBackend("good").start()
-        cls.bad = FakeBackend("bad", force_status=500).start()
-        c = cluster("svc", [cls.good.port, cls.bad.port]) + (
-            "  outlier_detection:\n"
-            "    consecutive_5xx: 3\n"
-            "    base_ejection_time: 30s\n"
-            "    max_ejection_percent: 50\n")
+        cls.bad = FakeBackend("bad", force_status=cls.BAD_STATUS).start()
+        c = cluster("svc", [cls.good.port, cls.bad.port]) + cls.CLUSTER_EXTRA
         try:
             cls.proxy = TurnoutProcess(TURNOUT, bootstrap(ONE_CLUSTER_VHOSTS, [c])).start()
         except Exception:
@@ -1036,6 +1040,14 @@ class OutlierDetectionTest(unittest.TestCase):
         cls.proxy.stop()
         cls.good.stop()
         cls.bad.stop()
+
+
+class OutlierDetectionTest(GoodBadClusterTest):
+    CLUSTER_EXTRA = (
+        "  outlier_detection:\n"
+        "    consecutive_5xx: 3\n"
+        "    base_ejection_time: 30s\n"
+        "    max_ejection_percent: 50\n")
 
     def test_a_host_failing_in_a_row_is_ejected(self):
         statuses = []
@@ -1054,31 +1066,15 @@ class OutlierDetectionTest(unittest.TestCase):
 # --------------------------------------------------------------------------
 
 
-class ActiveHealthCheckTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.good = FakeBackend("good").start()
-        cls.bad = FakeBackend("bad", force_status=503).start()
-        c = cluster("svc", [cls.good.port, cls.bad.port]) + (
-            "  health_checks:\n"
-            "  - timeout: 1s\n"
-            "    interval: 0.1s\n"
-            "    unhealthy_threshold: 1\n"
-            "    healthy_threshold: 1\n"
-            "    http_health_check: { path: /healthz }\n")
-        try:
-            cls.proxy = TurnoutProcess(TURNOUT, bootstrap(ONE_CLUSTER_VHOSTS, [c])).start()
-        except Exception:
-            cls.good.stop()
-            cls.bad.stop()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proxy.stop()
-        cls.good.stop()
-        cls.bad.stop()
+class ActiveHealthCheckTest(GoodBadClusterTest):
+    BAD_STATUS = 503
+    CLUSTER_EXTRA = (
+        "  health_checks:\n"
+        "  - timeout: 1s\n"
+        "    interval: 0.1s\n"
+        "    unhealthy_threshold: 1\n"
+        "    healthy_threshold: 1\n"
+        "    http_health_check: { path: /healthz }\n")
 
     def test_only_hosts_passing_their_checks_get_traffic(self):
         seen = self.proxy.wait_counter("cluster.svc.health_check.success", 1)
