@@ -737,19 +737,19 @@ class ShutdownTest(unittest.TestCase):
     # Regression: ~Worker used to destroy its connection list before io_, whose
     # destructor destroys suspended connection coroutines that unregister
     # themselves from that list (SIGSEGV on shutdown with a client connected).
-    def test_quitquitquit_with_open_keepalive_connection_exits_zero(self):
+    def open_idle_keepalive_connection(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
         self.addCleanup(conn.close)
         status, _, _ = request(self.port, "GET", "/keep", conn=conn)
         self.assertEqual(status, 200)
+
+    def test_quitquitquit_with_open_keepalive_connection_exits_zero(self):
+        self.open_idle_keepalive_connection()
         self.quit()
         self.assert_exits_zero("POST /quitquitquit with an idle keep-alive connection open")
 
     def test_sigterm_with_open_keepalive_connection_exits_zero(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
-        self.addCleanup(conn.close)
-        status, _, _ = request(self.port, "GET", "/keep", conn=conn)
-        self.assertEqual(status, 200)
+        self.open_idle_keepalive_connection()
         self.proxy.proc.terminate()
         self.assert_exits_zero("SIGTERM with an idle keep-alive connection open")
 
