@@ -26,12 +26,19 @@ python3 "$here/backend.py" 18084 ratings-feat-y & pids+=($!)
 "$turnout" -c "$here/bootstrap.yaml" --concurrency 2 -l warning & pids+=($!)
 
 # Wait (bounded) until turnout and the backends answer.
+# Every backend is probed directly: a request through turnout would "succeed"
+# with a 503 while a backend is still starting.
+ready() {
+  curl -sf -o /dev/null http://127.0.0.1:9901/ready || return 1
+  for port in 18081 18082 18083 18084; do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/" || return 1
+  done
+}
 for _ in $(seq 1 100); do
-  if curl -sf -o /dev/null http://127.0.0.1:9901/ready && \
-     curl -s -o /dev/null -H 'host: reviews' http://127.0.0.1:10000/ && \
-     curl -s -o /dev/null http://127.0.0.1:18084/; then break; fi
+  ready && break
   sleep 0.1
 done
+ready || { echo "run.sh: turnout or a backend did not come up within 10 s"; exit 1; }
 
 req() {  # req HOST PATH [HEADER]
   local label="$1 $2${3:+  [$3]}"

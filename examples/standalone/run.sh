@@ -31,7 +31,8 @@ NGX
 done
 "$turnout" -c "$here/bootstrap.yaml" --concurrency 1 -l warning > "$work/access.log" & pids+=($!)
 for _ in $(seq 1 100); do
-  curl -sf -o /dev/null http://127.0.0.1:9902/ready && curl -sf -o /dev/null http://127.0.0.1:18092/ && break
+  curl -sf -o /dev/null http://127.0.0.1:9902/ready && curl -sf -o /dev/null http://127.0.0.1:18091/ &&
+    curl -sf -o /dev/null http://127.0.0.1:18092/ && break
   sleep 0.1
 done
 
