@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import sys
-import textwrap
 import threading
 import time
 import unittest
@@ -24,103 +23,12 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
+from envoy_yaml import (  # noqa: E402
+    HEALTH_CHECK, ROUTER, ROUTING_KEY, STAT_PREFIX, TIMEOUT_S, bootstrap, cluster, request)
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from turnout_process import TurnoutProcess  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
-TIMEOUT_S = 5.0
-STAT_PREFIX = "ingress"
-
-# --------------------------------------------------------------------------
-# Bootstrap builders (Envoy v3 YAML, everything on 127.0.0.1 port 0).
-# --------------------------------------------------------------------------
-
-ROUTER = """\
-- name: envoy.filters.http.router
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"""
-
-ROUTING_KEY = """\
-- name: turnout.filters.http.routing_key
-  typed_config:
-    "@type": type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey
-"""
-
-HEALTH_CHECK = """\
-- name: envoy.filters.http.health_check
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
-    pass_through_mode: false
-    headers:
-    - name: ":path"
-      string_match: { exact: "/healthz" }
-"""
-
-
-def cluster(name, ports, lb_policy="ROUND_ROBIN"):
-    endpoints = "".join(
-        "      - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }\n" % p
-        for p in ports)
-    return ("- name: %s\n"
-            "  connect_timeout: 1s\n"
-            "  type: STATIC\n"
-            "  lb_policy: %s\n"
-            "  load_assignment:\n"
-            "    cluster_name: %s\n"
-            "    endpoints:\n"
-            "    - lb_endpoints:\n%s") % (name, lb_policy, name, endpoints)
-
-
-def bootstrap(virtual_hosts, clusters, http_filters=ROUTER):
-    """virtual_hosts, http_filters: YAML lists at column 0; clusters: list of cluster() strings."""
-    return (
-        "admin:\n"
-        "  address:\n"
-        "    socket_address: { address: 127.0.0.1, port_value: 0 }\n"
-        "static_resources:\n"
-        "  listeners:\n"
-        "  - name: ingress\n"
-        "    address:\n"
-        "      socket_address: { address: 127.0.0.1, port_value: 0 }\n"
-        "    filter_chains:\n"
-        "    - filters:\n"
-        "      - name: envoy.filters.network.http_connection_manager\n"
-        "        typed_config:\n"
-        "          \"@type\": type.googleapis.com/envoy.extensions.filters.network."
-        "http_connection_manager.v3.HttpConnectionManager\n"
-        "          stat_prefix: %s\n"
-        "          route_config:\n"
-        "            name: local\n"
-        "            virtual_hosts:\n%s"
-        "          http_filters:\n%s"
-        "  clusters:\n%s"
-    ) % (STAT_PREFIX,
-         textwrap.indent(textwrap.dedent(virtual_hosts), " " * 12),
-         textwrap.indent(http_filters, " " * 10),
-         textwrap.indent("".join(clusters), " " * 2))
-
-
-# --------------------------------------------------------------------------
-# Client helpers.
-# --------------------------------------------------------------------------
-
-
-def request(port, method, path, headers=None, body=None, host="svc", conn=None, **kw):
-    """One request; returns (status, headers dict lower-cased, body bytes)."""
-    own = conn is None
-    if own:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
-    try:
-        hdrs = {"Host": host}
-        hdrs.update(headers or {})
-        conn.request(method, path, body=body, headers=hdrs, **kw)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        if own:
-            conn.close()
 
 
 def echo(body):
