@@ -1,5 +1,6 @@
 // turnout-bench: the load harness (bench/README.md).
 //   turnout-bench [flags] http://host:port/path     run load, print a report
+//   turnout-bench compare a.json b.json --svg x.svg  chart saved reports
 
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "bench/turnout_bench/bench_options.h"
 #include "bench/turnout_bench/bench_report.h"
+#include "bench/turnout_bench/compare_chart.h"
 #include "bench/turnout_bench/load_run.h"
 #include "bench/turnout_bench/request_set.h"
 
@@ -36,6 +38,31 @@ bool writeFile(const std::string& path, const std::string& content) {
   f << content;
   f.close();
   return !f.fail();
+}
+
+int runCompare(const std::vector<std::string_view>& args) {
+  auto options = parseCompareOptions(args);
+  if (!options.ok()) return fail(options.status().message());
+  if (options->help) {
+    std::fwrite(compareUsage().data(), 1, compareUsage().size(), stdout);
+    return 0;
+  }
+  std::vector<SavedReport> reports;
+  for (const std::string& path : options->reports) {
+    auto r = loadReport(path);
+    if (!r.ok()) return fail(r.status().message());
+    reports.push_back(*std::move(r));
+  }
+  const std::string md = renderCompareMarkdown(reports);
+  if (!options->svg_path.empty() &&
+      !writeFile(options->svg_path, renderCompareSvg(reports, options->title))) {
+    return fail("--svg: cannot write '" + options->svg_path + "'");
+  }
+  if (!options->md_path.empty() && !writeFile(options->md_path, md)) {
+    return fail("--md: cannot write '" + options->md_path + "'");
+  }
+  if (options->svg_path.empty() && options->md_path.empty()) writeFile("-", md);
+  return 0;
 }
 
 int runBench(const std::vector<std::string_view>& args) {
@@ -73,5 +100,8 @@ int runBench(const std::vector<std::string_view>& args) {
 
 int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "compare") {
+    return turnout::bench::runCompare(std::vector<std::string_view>(args.begin() + 1, args.end()));
+  }
   return turnout::bench::runBench(args);
 }

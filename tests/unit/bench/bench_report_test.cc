@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/turnout_bench/compare_chart.h"
 
 namespace turnout::bench {
 namespace {
@@ -133,6 +134,44 @@ TEST_CASE("loading a report names the file and the bad field", "[bench][report]"
   auto bad = loadReport(partial.path());
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(std::string(bad.status().message()), Catch::Contains("field 'rate'"));
+}
+
+SavedReport saved(const std::string& label, double rps, uint64_t base_ns) {
+  SavedReport r;
+  r.label = label;
+  r.mode = "closed-loop";
+  r.rps = rps;
+  for (uint64_t i = 0; i < 10000; ++i) r.latency.record(base_ns + i * 10);
+  return r;
+}
+
+TEST_CASE("compare draws one latency curve and one bar per report", "[bench][compare]") {
+  const std::vector<SavedReport> reports = {saved("direct", 1000, 50000),
+                                            saved("via <turnout>", 500, 90000)};
+  const std::string svg = renderCompareSvg(reports, "t & t");
+  CHECK(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+  CHECK(svg.find("t &amp; t") != std::string::npos);
+  CHECK(svg.find("<polyline class=\"latency\" data-label=\"direct\"") != std::string::npos);
+  CHECK(svg.find("<polyline class=\"latency\" data-label=\"via &lt;turnout&gt;\"") !=
+        std::string::npos);
+  CHECK(svg.find("<rect class=\"rps\" data-label=\"direct\"") != std::string::npos);
+  CHECK(svg.find("(0.50x)") != std::string::npos);
+  // 10,000 samples support four nines: the axis reads up to 99.99%.
+  CHECK(svg.find(">99.99%<") != std::string::npos);
+  CHECK(svg.find(">99.999%<") == std::string::npos);
+  CHECK(svg.find("<turnout>") == std::string::npos);
+
+  const std::string md = renderCompareMarkdown(reports);
+  CHECK(md.find("| direct | closed-loop | 1000 | 1.00 |") != std::string::npos);
+  CHECK(md.find("| via <turnout> | closed-loop | 500 | 0.50 |") != std::string::npos);
+}
+
+TEST_CASE("the chart's x axis is in nines", "[bench][compare]") {
+  CHECK(percentileAtNines(0) == 0);
+  CHECK(percentileAtNines(1) == Approx(90));
+  CHECK(percentileAtNines(3) == Approx(99.9));
+  CHECK(ninesAtPercentile(99) == Approx(2));
+  CHECK(ninesAtPercentile(99.99) == Approx(4));
 }
 
 }  // namespace
