@@ -139,6 +139,13 @@ class ArgCursor {
  public:
   explicit ArgCursor(const std::vector<std::string_view>& args) : args_(args) {}
   bool done() const { return i_ >= args_.size(); }
+  // What the argument take() returned is.
+  enum class Kind { kHelp, kPositional, kFlag };
+  static Kind kindOf(std::string_view arg) {
+    if (arg == "-h" || arg == "--help") return Kind::kHelp;
+    if (!arg.starts_with("-") || arg == "-") return Kind::kPositional;
+    return Kind::kFlag;
+  }
   // The next argument; for "--name=value" only "--name" (the value is kept).
   std::string_view take() {
     std::string_view a = args_[i_++];
@@ -309,11 +316,12 @@ absl::StatusOr<BenchOptions> parseBenchOptions(const std::vector<std::string_vie
   };
   while (!cur.done()) {
     const std::string_view flag = cur.take();
-    if (flag == "-h" || flag == "--help") {
+    const ArgCursor::Kind kind = ArgCursor::kindOf(flag);
+    if (kind == ArgCursor::Kind::kHelp) {
       o.help = true;
       return o;
     }
-    if (!flag.starts_with("-") || flag == "-") {
+    if (kind == ArgCursor::Kind::kPositional) {
       if (url) {
         return absl::InvalidArgumentError(
             absl::StrCat("one URL only: got '", av(*url), "' and '", av(flag), "'"));
@@ -412,15 +420,13 @@ absl::StatusOr<CompareOptions> parseCompareOptions(const std::vector<std::string
   CompareOptions o;
   ArgCursor cur(args);
   while (!cur.done()) {
-    const std::string_view flag = cur.take();
-    if (flag == "-h" || flag == "--help") {
-      o.help = true;
-      return o;
+    const std::string_view arg = cur.take();
+    switch (ArgCursor::kindOf(arg)) {
+      case ArgCursor::Kind::kHelp: o.help = true; return o;
+      case ArgCursor::Kind::kPositional: o.reports.emplace_back(arg); continue;
+      case ArgCursor::Kind::kFlag: break;
     }
-    if (!flag.starts_with("-") || flag == "-") {
-      o.reports.emplace_back(flag);
-      continue;
-    }
+    const std::string_view flag = arg;
     std::string* target = flag == "--svg"     ? &o.svg_path
                           : flag == "--md"    ? &o.md_path
                           : flag == "--title" ? &o.title

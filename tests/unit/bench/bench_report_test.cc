@@ -10,16 +10,12 @@
 #include <vector>
 
 #include "bench/turnout_bench/compare_chart.h"
+#include "tests/unit/bench/bench_test_support.h"
 
 namespace turnout::bench {
 namespace {
 
-BenchOptions options(std::vector<std::string_view> args) {
-  args.push_back("http://127.0.0.1:8080/x");
-  auto o = parseBenchOptions(args);
-  REQUIRE(o.ok());
-  return *std::move(o);
-}
+using testing::optionsFor;
 
 class TempFile {
  public:
@@ -61,7 +57,7 @@ RunOutcome sampleOutcome(const RequestSet& requests) {
 TEST_CASE("JSON report carries config, results and a re-mergeable histogram",
           "[bench][report]") {
   const BenchOptions o =
-      options({"-R", "500", "-c", "4", "--key-mix", "baseline=9,feat-a=1", "--label", "direct"});
+      optionsFor({"-R", "500", "-c", "4", "--key-mix", "baseline=9,feat-a=1", "--label", "direct"});
   const RequestSet set(o);
   const RunOutcome r = sampleOutcome(set);
   const std::string json = renderJson(o, r);
@@ -98,7 +94,7 @@ TEST_CASE("JSON report carries config, results and a re-mergeable histogram",
 }
 
 TEST_CASE("text report reads like wrk's", "[bench][report]") {
-  const BenchOptions o = options({"-R", "500", "--key-mix", "baseline=9,feat-a=1"});
+  const BenchOptions o = optionsFor({"-R", "500", "--key-mix", "baseline=9,feat-a=1"});
   const RequestSet set(o);
   const std::string text = renderText(o, sampleOutcome(set));
   for (const char* line :

@@ -6,16 +6,12 @@
 #include <vector>
 
 #include "proxy/codec/http1_server_codec.h"
+#include "tests/unit/bench/bench_test_support.h"
 
 namespace turnout::bench {
 namespace {
 
-BenchOptions options(std::vector<std::string_view> args) {
-  args.push_back("http://127.0.0.1:8080/x");
-  auto o = parseBenchOptions(args);
-  REQUIRE(o.ok());
-  return *std::move(o);
-}
+using testing::optionsFor;
 
 // What turnout's own server codec makes of a template's bytes.
 struct Parsed : proxy::RequestDecoderCallbacks {
@@ -48,7 +44,7 @@ Parsed parseWire(const RequestTemplate& t) {
 }
 
 TEST_CASE("request templates serialise a plain GET once", "[bench][requests]") {
-  const BenchOptions o = options({});
+  const BenchOptions o = optionsFor({});
   const RequestSet set(o);
   REQUIRE(set.routeCount() == 1);
   REQUIRE(set.keyCount() == 1);
@@ -62,7 +58,7 @@ TEST_CASE("request templates serialise a plain GET once", "[bench][requests]") {
 
 TEST_CASE("request templates: one per route and key, with the key in baggage",
           "[bench][requests]") {
-  const BenchOptions o = options({"--path", "/a,/b", "--key-mix", "baseline=8,feat-a=1,feat-b=1",
+  const BenchOptions o = optionsFor({"--path", "/a,/b", "--key-mix", "baseline=8,feat-a=1,feat-b=1",
                                   "-H", "X-Extra: 1", "-H", "baggage: userId=7"});
   const RequestSet set(o);
   REQUIRE(set.routeCount() == 2);
@@ -106,7 +102,7 @@ TEST_CASE("routing key goes where --key-header says", "[bench][requests]") {
 }
 
 TEST_CASE("request templates carry a filler body with content-length", "[bench][requests]") {
-  const BenchOptions o = options({"--method", "POST", "--body-size", "1000"});
+  const BenchOptions o = optionsFor({"--method", "POST", "--body-size", "1000"});
   const RequestSet set(o);
   const RequestTemplate& t = set.get(0, 0);
   CHECK(t.body.size() == 1000);
@@ -119,12 +115,12 @@ TEST_CASE("request templates carry a filler body with content-length", "[bench][
 }
 
 TEST_CASE("request templates: POST without a body says content-length 0", "[bench][requests]") {
-  const RequestSet set(options({"--method", "POST"}));
+  const RequestSet set(optionsFor({"--method", "POST"}));
   CHECK(set.get(0, 0).http1_head.find("content-length: 0\r\n") != std::string::npos);
 }
 
 TEST_CASE("request templates: -H host overrides the URL's authority", "[bench][requests]") {
-  const RequestSet set(options({"-H", "Host: example.test"}));
+  const RequestSet set(optionsFor({"-H", "Host: example.test"}));
   const RequestTemplate& t = set.get(0, 0);
   CHECK(t.authority == "example.test");
   const Parsed p = parseWire(t);
@@ -134,7 +130,7 @@ TEST_CASE("request templates: -H host overrides the URL's authority", "[bench][r
 
 TEST_CASE("request templates: -H 'connection: close' asks for a fresh connection each time",
           "[bench][requests]") {
-  const RequestSet set(options({"-H", "Connection: close"}));
+  const RequestSet set(optionsFor({"-H", "Connection: close"}));
   const Parsed p = parseWire(set.get(0, 0));
   CHECK_FALSE(p.head.keep_alive);
 }
