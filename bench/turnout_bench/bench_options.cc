@@ -72,7 +72,8 @@ absl::StatusOr<double> parsePositiveNumber(std::string_view flag, std::string_vi
 constexpr std::string_view kBenchUsage = R"(usage: turnout-bench [flags] http://host:port/path
        turnout-bench compare a.json b.json ... [--svg out.svg] [--md out.md]
 
-Load generator for HTTP/1.1 keep-alive targets (turnout, its peers, origins).
+Load generator for HTTP/1.1 keep-alive and h2c targets (turnout, its peers,
+origins).
 
 Load shape:
   -t, --threads N        worker threads, one io_context each (default 1)
@@ -93,6 +94,12 @@ Load shape:
       --timeout T        per request and per connect (default 10s); a request
                          over it counts as a timeout error, its connection is
                          closed and reopened
+
+Protocol:
+      --h2               HTTP/2 over cleartext TCP (h2c, prior knowledge)
+                         instead of HTTP/1.1
+  -m, --streams N        with --h2: requests in flight per connection
+                         (default 1)
 
 Requests:
       --method M         request method (default GET)
@@ -329,10 +336,15 @@ absl::StatusOr<BenchOptions> parseBenchOptions(const std::vector<std::string_vie
       url = flag;
       continue;
     }
+    if (flag == "--h2") {
+      o.h2 = true;
+      continue;
+    }
     // Every other flag takes a value.
     static constexpr std::string_view kValueFlags[] = {
         "-t", "--threads", "-c", "--connections", "-d", "--duration", "-n", "--requests",
         "-R", "--rate", "--warmup", "--timeout", "--method", "--path", "-H", "--header",
+        "-m", "--streams",
         "--body-size", "--key-mix", "--key-header", "--json", "--label"};
     if (std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) == std::end(kValueFlags)) {
       return absl::InvalidArgumentError(
@@ -349,6 +361,10 @@ absl::StatusOr<BenchOptions> parseBenchOptions(const std::vector<std::string_vie
       auto n = parseCount("-c/--connections", value, 1, 100000);
       if (!n.ok()) return n.status();
       o.connections = static_cast<uint32_t>(*n);
+    } else if (flag == "-m" || flag == "--streams") {
+      auto n = parseCount("-m/--streams", value, 1, 1000);
+      if (!n.ok()) return n.status();
+      o.streams = static_cast<uint32_t>(*n);
     } else if (flag == "-d" || flag == "--duration") {
       auto s = seconds("-d/--duration", value);
       if (!s.ok()) return s.status();
@@ -408,6 +424,9 @@ absl::StatusOr<BenchOptions> parseBenchOptions(const std::vector<std::string_vie
     return flagError("-c/--connections",
                      absl::StrCat(o.connections, " is fewer than -t/--threads (", o.threads,
                                   "); every thread needs a connection"));
+  }
+  if (o.streams > 1 && !o.h2) {
+    return flagError("-m/--streams", "needs --h2 (HTTP/1.1 sends one request at a time)");
   }
   if (!o.duration_s && !o.requests) o.duration_s = kDefaultDurationSeconds;
   if (o.key_header == "host") {

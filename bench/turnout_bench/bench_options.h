@@ -50,6 +50,8 @@ struct BenchOptions {
   std::vector<std::string> paths;  // one request route each; the URL's path when no --path
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   uint64_t body_size = 0;
+  bool h2 = false;       // h2c with prior knowledge instead of HTTP/1.1
+  uint32_t streams = 1;  // requests in flight per connection (h2c only)
   KeyMix key_mix;
   std::string key_header = "baggage";  // lowercase
   std::string json_path;               // "" none, "-" stdout

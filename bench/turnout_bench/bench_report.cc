@@ -174,8 +174,9 @@ std::string renderText(const BenchOptions& o, const RunOutcome& r) {
   std::string out;
   absl::StrAppendFormat(&out, "turnout-bench %s @ %s (%s)\n", modeName(o), o.target.url,
                         r.address);
-  absl::StrAppendFormat(&out, "  %u threads and %u connections, %.2fs measured", o.threads,
-                        o.connections, r.measured_s);
+  absl::StrAppendFormat(&out, "  %u threads and %u connections", o.threads, o.connections);
+  if (o.h2) absl::StrAppendFormat(&out, " (h2c, %u streams each)", o.streams);
+  absl::StrAppendFormat(&out, ", %.2fs measured", r.measured_s);
   if (o.warmup_s > 0) absl::StrAppendFormat(&out, " after %.2fs warm-up", o.warmup_s);
   if (open) absl::StrAppendFormat(&out, ", offered %.2f req/s", *o.rate);
   if (r.interrupted) out += " (interrupted)";
@@ -259,6 +260,8 @@ std::string renderJson(const BenchOptions& o, const RunOutcome& r) {
   j.key("started_at").str(isoTime(r.started_at));
   j.key("config").open('{');
   j.key("mode").str(modeName(o));
+  j.key("protocol").str(o.h2 ? "h2c" : "http/1.1");
+  j.key("streams").num(uint64_t{o.streams});
   j.key("threads").num(uint64_t{o.threads});
   j.key("connections").num(uint64_t{o.connections});
   j.key("rate");

@@ -1,7 +1,7 @@
 #pragma once
 
 // The seam between the load loop and a protocol: one client connection to
-// the target, HTTP/1.1 today (Http1Session), h2c and TLS next. A LoadWorker
+// the target: HTTP/1.1 (Http1Session) or h2c (Http2Session); TLS next. A LoadWorker
 // owns its sessions and drives each from coroutines on its own io_context;
 // nothing here is thread-safe.
 //
@@ -10,8 +10,10 @@
 //   completes when its response has been read in full. A protocol that
 //   multiplexes (h2c) may let several coroutines await exchange() on one
 //   session at once; HTTP/1.1 callers await one at a time.
-// - Peer behaviour never throws: it comes back as an ErrorKind, and after any
-//   error the session is closed (isOpen() false) until connect() again.
+// - Peer behaviour never throws: it comes back as an ErrorKind (or a retry),
+//   and after any error the session is closed (isOpen() false) until
+//   connect() again. A session also closes itself when the server ends the
+//   connection gracefully (Connection: close, GOAWAY).
 // - Every operation carries a deadline. The worker's watchdog calls
 //   expireIfPast(now) a few times a second; a session past its deadline
 //   closes itself and the operation in progress fails with kTimeout.
@@ -48,7 +50,11 @@ std::string_view errorKindName(ErrorKind kind);
 struct ExchangeResult {
   ErrorKind error = ErrorKind::kNone;
   uint16_t status = 0;      // final response status when error == kNone
-  uint64_t bytes_read = 0;  // bytes received from the socket during the exchange
+  uint64_t bytes_read = 0;  // bytes received for this exchange
+  // The server never processed the request (a reused keep-alive connection
+  // it had closed, a stream refused after its GOAWAY): the caller sends it
+  // again on a new connection. error is kNone.
+  bool retry = false;
 };
 
 class ClientSession {

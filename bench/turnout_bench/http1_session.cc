@@ -49,9 +49,24 @@ ErrorKind Http1Session::failed(ErrorKind kind) {
   return k;
 }
 
+ExchangeResult Http1Session::staleOrFailed(ErrorKind kind) {
+  ExchangeResult r;
+  // A keep-alive connection the server closed while idle fails before any
+  // byte of the response arrives; a new connection gets the request again.
+  // On a fresh connection the same failure is the server's answer.
+  if (!timed_out_ && responses_ > 0) {
+    close();
+    r.retry = true;
+  } else {
+    r.error = failed(kind);
+  }
+  return r;
+}
+
 asio::awaitable<ErrorKind> Http1Session::connect(Clock::time_point deadline) {
   close();
   timed_out_ = false;
+  responses_ = 0;
   begin_ = end_ = 0;
   codec_.emplace(static_cast<proxy::ResponseDecoderCallbacks&>(*this));
   boost::system::error_code ec;
@@ -89,7 +104,7 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
       asio::buffer(request.http1_head), asio::buffer(request.body.data(), request.body.size())};
   co_await asio::async_write(socket_, out, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    r.error = failed(ErrorKind::kWrite);
+    r = staleOrFailed(ErrorKind::kWrite);
     co_return r;
   }
   // Bytes left from an earlier read (a server that pipelines ahead) first.
@@ -116,7 +131,7 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
         asio::redirect_error(asio::use_awaitable, ec));
     r.bytes_read += n;
     end_ += n;
-    if (ec == asio::error::eof) {
+    if (ec == asio::error::eof && r.bytes_read > 0) {
       // A close-delimited body ends here; anything else was cut short.
       if (!decodeBuffered() || !codec_->onEof().ok() || !complete_) {
         r.error = failed(ErrorKind::kRead);
@@ -125,7 +140,8 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
       break;
     }
     if (ec) {
-      r.error = failed(ErrorKind::kRead);
+      const uint64_t n = r.bytes_read;
+      r = n == 0 ? staleOrFailed(ErrorKind::kRead) : ExchangeResult{failed(ErrorKind::kRead), 0, n};
       co_return r;
     }
     if (!decodeBuffered()) {
@@ -135,6 +151,7 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
   }
   deadline_ = Clock::time_point::max();
   r.status = status_;
+  ++responses_;
   if (!codec_->canReuse()) close();
   co_return r;
 }

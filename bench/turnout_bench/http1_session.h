@@ -41,6 +41,8 @@ class Http1Session final : public ClientSession, private proxy::ResponseDecoderC
   // Feeds the buffered bytes to the codec; false on a parse error.
   bool decodeBuffered();
   ErrorKind failed(ErrorKind kind);
+  // The result of a write or read that failed before any response byte.
+  ExchangeResult staleOrFailed(ErrorKind kind);
 
   asio::ip::tcp::socket socket_;
   asio::ip::tcp::endpoint endpoint_;
@@ -49,6 +51,7 @@ class Http1Session final : public ClientSession, private proxy::ResponseDecoderC
   size_t begin_ = 0;  // unconsumed bytes are [begin_, end_)
   size_t end_ = 0;
   Clock::time_point deadline_ = Clock::time_point::max();
+  uint64_t responses_ = 0;  // on this connection
   bool timed_out_ = false;
   bool complete_ = false;
   uint16_t status_ = 0;

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "bench/turnout_bench/http1_session.h"
+#include "bench/turnout_bench/http2_session.h"
 
 namespace turnout::bench {
 namespace {
@@ -25,14 +26,35 @@ uint64_t elapsedNs(Clock::time_point from, Clock::time_point to) {
 
 struct LoadWorker::Connection {
   Connection(asio::io_context& io, const RunPlan& plan, uint32_t index)
-      : session(std::make_unique<Http1Session>(io, plan.endpoint)), timer(io) {
+      : session(makeSession(io, plan)), timer(io), streams_done(io) {
     if (plan.options->rate) {
       schedule.emplace(*plan.options->rate, plan.total_connections, index);
     }
+    for (uint32_t i = 0; i < plan.options->streams; ++i) {
+      stream_timers.push_back(std::make_unique<asio::steady_timer>(io));
+    }
   }
+  static std::unique_ptr<ClientSession> makeSession(asio::io_context& io, const RunPlan& plan) {
+    if (plan.options->h2) {
+      return std::make_unique<Http2Session>(io, plan.endpoint);
+    }
+    return std::make_unique<Http1Session>(io, plan.endpoint);
+  }
+
+  // A request to send again on the next connection.
+  struct Retry {
+    Clock::time_point due;
+    bool late;
+    const RequestTemplate* request;
+  };
+
   std::unique_ptr<ClientSession> session;
-  asio::steady_timer timer;  // open-loop due times and reconnect back-off
+  asio::steady_timer timer;         // reconnect back-off
+  asio::steady_timer streams_done;  // cancelled when the last stream loop ends
+  std::vector<std::unique_ptr<asio::steady_timer>> stream_timers;  // open-loop due times
   std::optional<RateSchedule> schedule;
+  std::vector<Retry> retries;
+  uint32_t live_streams = 0;
 };
 
 LoadWorker::LoadWorker(const RunPlan& plan, uint32_t first_connection, uint32_t connections,
@@ -90,6 +112,8 @@ void LoadWorker::shutdown() {
   for (auto& c : connections_) {
     c->session->close();
     c->timer.cancel();
+    c->streams_done.cancel();
+    for (auto& t : c->stream_timers) t->cancel();
   }
 }
 
@@ -123,45 +147,82 @@ void LoadWorker::countError(ErrorKind kind, Clock::time_point when) {
 
 asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
   Connection& c = *connections_[slot];
+  const uint32_t streams = static_cast<uint32_t>(c.stream_timers.size());
   boost::system::error_code ec;
   Clock::duration backoff = kFirstBackoff;
   while (!stopping_) {
-    if (!c.session->isOpen()) {
-      const ErrorKind err = co_await c.session->connect(Clock::now() + plan_.timeout);
-      if (stopping_) break;
-      if (err != ErrorKind::kNone) {
-        countError(ErrorKind::kConnect, Clock::now());
-        c.timer.expires_after(backoff);
-        co_await c.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
-        continue;
-      }
-      backoff = kFirstBackoff;
-      if (inWindow(Clock::now())) ++stats_.connections_opened;
+    const ErrorKind err = co_await c.session->connect(Clock::now() + plan_.timeout);
+    if (stopping_) break;
+    if (err != ErrorKind::kNone) {
+      countError(ErrorKind::kConnect, Clock::now());
+      c.timer.expires_after(backoff);
+      co_await c.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
+      continue;
     }
+    backoff = kFirstBackoff;
+    if (inWindow(Clock::now())) ++stats_.connections_opened;
+    if (streams == 1) {
+      co_await streamLoop(slot, 0);
+    } else {
+      c.live_streams = streams;
+      for (uint32_t i = 0; i < streams; ++i) {
+        asio::co_spawn(io_, streamLoop(slot, i), [&c](std::exception_ptr e) {
+          if (e) std::fprintf(stderr, "turnout-bench: stream loop failed\n");
+          if (--c.live_streams == 0) c.streams_done.cancel();
+        });
+      }
+      if (c.live_streams > 0) {
+        c.streams_done.expires_at(Clock::time_point::max());
+        co_await c.streams_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    // Streams end with their connection, or when the quota leaves nothing to send.
+    if (c.session->isOpen()) break;
+  }
+}
+
+asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
+  Connection& c = *connections_[slot];
+  asio::steady_timer& timer = *c.stream_timers[stream];
+  boost::system::error_code ec;
+  while (!stopping_ && c.session->isOpen()) {
     Clock::time_point now = Clock::now();
     Clock::time_point due = now;
     bool late = false;
-    if (c.schedule) {
-      due = plan_.start + nanoseconds(c.schedule->dueOffset(c.schedule->issued()));
+    const RequestTemplate* request = nullptr;
+    if (!c.retries.empty()) {
+      due = c.retries.back().due;
+      late = c.retries.back().late;
+      request = c.retries.back().request;
+      c.retries.pop_back();
+    } else if (c.schedule) {
+      due = plan_.start + nanoseconds(c.schedule->next());
       if (now < due) {
-        c.timer.expires_at(due);
-        co_await c.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        timer.expires_at(due);
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         if (stopping_) break;
         now = Clock::now();
       } else {
         late = true;
       }
+      if (!c.session->isOpen()) {  // closed while we waited: send it on the next one
+        c.retries.push_back({due, late, &nextRequest()});
+        break;
+      }
     }
     if (!mayIssue(now)) break;
-    if (c.schedule) c.schedule->next();
-    const RequestTemplate& request = nextRequest();
+    if (request == nullptr) request = &nextRequest();
     const bool counted = quota_ && now >= plan_.measure_start;
     if (counted) ++in_flight_;
-    const ExchangeResult result = co_await c.session->exchange(request, now + plan_.timeout);
+    const ExchangeResult result = co_await c.session->exchange(*request, now + plan_.timeout);
     if (counted) --in_flight_;
     if (stopping_) break;
-    finish(request, result, due, now, Clock::now(), late);
+    if (result.retry) {
+      c.retries.push_back({due, late, request});
+      continue;
+    }
+    finish(*request, result, due, now, Clock::now(), late);
   }
 }
 

@@ -5,10 +5,14 @@
 // while the run lasts except the immutable RunPlan and two progress counters
 // that only this thread writes.
 //
-// Closed loop: a connection sends its next request as soon as the previous
-// response is complete. Open loop: it sends each request at the time its
-// RateSchedule says, or as soon as it is free if it was busy then (the
-// request is late); latency counts from the intended time either way.
+// Closed loop: a stream (one per HTTP/1.1 connection, --streams per h2c
+// connection) sends its next request as soon as the previous response is
+// complete. Open loop: the connection's free streams take the requests of
+// its RateSchedule in order and send each at its due time, or as soon as one
+// is free if none was then (the request is late); latency counts from the
+// due time either way. A request the server never processed (a stale
+// keep-alive connection, a stream refused after GOAWAY) is sent again on the
+// next connection with its original due time.
 
 #include <atomic>
 #include <chrono>
@@ -66,7 +70,11 @@ class LoadWorker {
  private:
   struct Connection;
 
+  // Connects (and reconnects) connection `slot` and runs its streams.
   asio::awaitable<void> connectionLoop(uint32_t slot);
+  // One request at a time on connection `slot` until it closes: HTTP/1.1
+  // runs one per connection, h2c --streams of them.
+  asio::awaitable<void> streamLoop(uint32_t slot, uint32_t stream);
   asio::awaitable<void> watchdog();
   // Whether a connection may send another request now.
   bool mayIssue(Clock::time_point now) const;

@@ -58,6 +58,17 @@ TEST_CASE("bench options take every flag in short, long and = forms", "[bench][o
   CHECK(*o->requests == 2000000);
 }
 
+TEST_CASE("bench options: --h2 with several streams per connection", "[bench][options]") {
+  auto o = parse({"--h2", "-m", "16", "http://h/"});
+  REQUIRE(o.ok());
+  CHECK(o->h2);
+  CHECK(o->streams == 16);
+  auto h1 = parse({"http://h/"});
+  REQUIRE(h1.ok());
+  CHECK_FALSE(h1->h2);
+  CHECK(h1->streams == 1);
+}
+
 TEST_CASE("bench options: -n alone has no duration (the run caps it)", "[bench][options]") {
   auto o = parse({"-n", "500", "http://h/"});
   REQUIRE(o.ok());
@@ -75,7 +86,7 @@ TEST_CASE("bench options: -h/--help stops parsing and asks for the usage", "[ben
   for (std::string_view flag : {"--threads", "--connections", "--duration", "--requests",
                                 "--rate", "--warmup", "--timeout", "--method", "--path",
                                 "--header", "--body-size", "--key-mix", "--key-header", "--json",
-                                "--label", "coordinated omission"}) {
+                                "--label", "--h2", "--streams", "coordinated omission"}) {
     CAPTURE(flag);
     CHECK(benchUsage().find(flag) != std::string_view::npos);
   }
@@ -110,6 +121,8 @@ TEST_CASE("bench options errors name the flag", "[bench][options]") {
       Case{{"--key-header", "Host", "http://h/"}, "--key-header: cannot be host"},
       Case{{"--path", "nope", "http://h/"}, "--path: 'nope' must start with '/'"},
       Case{{"--method", "GE T", "http://h/"}, "--method: 'GE T' is not a method token"},
+      Case{{"-m", "4", "http://h/"}, "-m/--streams: needs --h2"},
+      Case{{"--h2", "--streams", "0", "http://h/"}, "-m/--streams: expected a whole number from 1 to 1000"},
       Case{{"--bogus", "http://h/"}, "unknown flag '--bogus' (see --help)"},
       Case{{"-x", "http://h/"}, "unknown flag '-x'"},
       Case{{}, "no target URL"},
