@@ -172,6 +172,12 @@ grep -qF "Routing keys (baggage): baseline=900 (90.0%) feat-a=50 (5.0%) feat-b=5
 backend plainkey
 bench plainkey -n 200 --key-mix baseline=1,feat-c=1 --key-header x-turnout-routing-key --path /a,/b "http://127.0.0.1:$PORT/"
 curl -s "http://127.0.0.1:$PORT/__counts" >"$TMP/plainkey.counts"
+# --json - : the report alone on stdout, the summary on stderr.
+"$BENCH" -n 50 --json - "http://127.0.0.1:$PORT/" >"$TMP/stdout.json" 2>"$TMP/stdout.err" || fail "--json - exited $?"
+checks "$TMP/stdout.json" <<'CHECKS'
+--json - writes the report to stdout :: r["requests"] == 50
+CHECKS
+grep -q "Requests/sec:" "$TMP/stdout.err" || fail "--json - did not move the summary to stderr"
 checks "$TMP/plainkey.counts" <<'CHECKS'
 plain header key :: r["keys"] == {"-": 100, "feat-c": 100}
 CHECKS
