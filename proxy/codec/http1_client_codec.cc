@@ -196,8 +196,12 @@ void ClientCodec::encodeHeaders(const RequestHead& head, bool end_stream, std::s
   }
   out.append("\r\n");
   if (head.close_connection) s.request_close = true;
-  s.outstanding.push_back(Outstanding{head.method == "HEAD", connect});
+  expectResponse(head.method);
   s.request_in_progress = !end_stream;
+}
+
+void ClientCodec::expectResponse(std::string_view method) {
+  s_->outstanding.push_back(Outstanding{method == "HEAD", method == "CONNECT"});
 }
 
 void ClientCodec::encodeData(std::span<const char> data, bool end_stream, std::string& out) {

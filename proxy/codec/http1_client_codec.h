@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,6 +41,11 @@ class ClientCodec {
   // head.close_connection.
   void encodeHeaders(const RequestHead& head, bool end_stream, std::string& out);
   void encodeData(std::span<const char> data, bool end_stream, std::string& out);
+  // Queues the expectation of one response to a complete request whose bytes
+  // the caller wrote itself (a request encoded once by encodeHeaders and
+  // encodeData and re-sent as is, as turnout-bench does): what encodeHeaders
+  // records for `method`, without encoding anything.
+  void expectResponse(std::string_view method);
   // Ends the request. Trailers are written only with chunked framing.
   void encodeTrailers(const HeaderMap& trailers, std::string& out);
 

@@ -142,6 +142,25 @@ TEST_CASE("client codec expects no body after HEAD, 204 and 304", "[codec][http1
   }
 }
 
+TEST_CASE("client codec parses responses to requests the caller encoded itself",
+          "[codec][http1_client]") {
+  // turnout-bench re-sends pre-serialised requests and only tells the codec
+  // which response to expect; HEAD still means "no body".
+  ClientHarness h;
+  h.codec.expectResponse("HEAD");
+  h.codec.expectResponse("GET");
+  CHECK(h.wire.empty());
+  CHECK_FALSE(h.codec.canReuse());
+  h.feed("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  REQUIRE(h.status.ok());
+  REQUIRE(h.events.size() == 7);
+  CHECK(h.events[1] == "headers 200 OK ka=1 end=1 [content-length:100]");
+  CHECK(h.events[5] == "data ok end=1");
+  CHECK(h.codec.canReuse());
+  h.feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  CHECK(h.codec.error() == CodecErrorCode::kUnexpectedResponse);
+}
+
 TEST_CASE("client codec surfaces 100 Continue and keeps parsing", "[codec][http1_client]") {
   ClientHarness h;
   h.request("POST", false);
