@@ -387,19 +387,22 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
 def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=None, warmup=0):
     """Runs the load generator against target and returns a turnout-bench
     style report (kept as <label>.json; compare mode names series after it).
-    HTTP/1.1 uses turnout-bench; h2c and TLS h2 use h2load until turnout-bench
-    speaks HTTP/2, so those rows have saturation figures but no open-loop
-    latency (h2load's --rate is connections, not requests, per second)."""
-    if target.proto != "h1":
+    HTTP/1.1 and h2c use turnout-bench; TLS h2 uses h2load until
+    turnout-bench speaks TLS, so that row has saturation figures but no
+    open-loop latency (h2load's --rate is connections, not requests, per second)."""
+    if target.proto == "tls-h2":
         if rate:
-            raise RuntimeError("open-loop h2 needs turnout-bench HTTP/2 support")
+            raise RuntimeError("open-loop TLS needs turnout-bench TLS support")
         return run_h2load(ctx, target, path, headers, duration or ctx["duration"], warmup)
     report = os.path.join(ctx["work"], label + ".json")
     os.makedirs(os.path.dirname(report), exist_ok=True)
+    conns = ctx["h2_connections"] if target.proto == "h2c" else ctx["connections"]
     args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), ctx["bench"],
-            "-t", str(ctx["threads"]), "-c", str(ctx["connections"]),
+            "-t", str(min(ctx["threads"], conns)), "-c", str(conns),
             "-d", str(duration or ctx["duration"]), "--warmup", str(warmup),
             "--json", report, "--label", os.path.basename(label)]
+    if target.proto == "h2c":
+        args += ["--h2", "-m", str(ctx["streams"])]
     if rate:
         args += ["-R", str(int(rate))]
     for h in headers:
@@ -418,8 +421,9 @@ def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=Non
 
 
 def run_h2load(ctx, target, path, headers, duration, warmup):
+    conns = ctx["h2_connections"]
     args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), "h2load",
-            "-t", str(ctx["threads"]), "-c", str(ctx["connections"]), "-m", str(ctx["streams"]),
+            "-t", str(min(ctx["threads"], conns)), "-c", str(conns), "-m", str(ctx["streams"]),
             "-D", str(duration)]
     if warmup:
         args += ["--warm-up-time", str(warmup)]
@@ -477,6 +481,8 @@ def measure_saturation(ctx, row, target, scenario, workers):
         if sampler:
             row["rss_load_kib"] = sampler.stop()
     row["saturation"] = summarise(sat)
+    if "_path" in sat:
+        row["_saturation_report"] = sat["_path"]
     row["rps_per_core"] = sat["rps"] / workers
     log("  %-8s saturation %10.0f req/s  p99 %8s us  cpu %s us/req" % (
         target.name, sat["rps"], "%.0f" % latency_us(sat, "99") if sat.get("latency") else "-",
@@ -532,7 +538,7 @@ def measure_scenario(ctx, scenario, proxies, workers):
     measured = [r for r in rows if "saturation" in r]
     ref = next((r for r in measured if r["proxy"] == "haproxy"), None) or next(
         (r for r in measured if r["proxy"] != "direct"), None)
-    if ref is None or proto != "h1":
+    if ref is None or proto == "tls-h2":
         return rows
     rate = 0.5 * ref["saturation"]["rps"]
     for row in measured:
@@ -559,8 +565,9 @@ def summarise(report):
 def markdown(result):
     out = ["# Peer comparison, %s, %s" % (result["date"], result["machine"]), "",
            "Proxy CPUs %s, load generator CPUs %s, origin CPUs %s; %d s per run after %d s warm-up; "
-           "%d connections." % (result["proxy_cpus"], result["load_cpus"], result["origin_cpus"],
-                                result["duration"], result["warmup"], result["connections"]),
+           "%d HTTP/1.1 connections; h2: %d connections x %d streams." % (
+               result["proxy_cpus"], result["load_cpus"], result["origin_cpus"], result["duration"],
+               result["warmup"], result["connections"], result["h2_connections"], result["streams"]),
            "Ratios are against haproxy in the same run. Added latency is measured open-loop at 50 % "
            "of haproxy's saturation rate, minus the direct origin at the same rate.", ""]
     head = ("| scenario | workers | proxy | req/s per core | vs haproxy | CPU µs/req | vs haproxy | "
@@ -610,6 +617,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="load threads (default: load CPUs)")
     ap.add_argument("--streams", type=int, default=100, help="h2 streams per connection")
+    ap.add_argument("--h2-connections", type=int, default=4, help="h2 connections")
     ap.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-up (smoke)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     args = ap.parse_args()
@@ -659,6 +667,7 @@ def main():
     ctx = {"work": work, "turnout": os.path.abspath(args.turnout), "bench": os.path.abspath(args.bench),
            "duration": args.duration, "warmup": args.warmup, "connections": args.connections,
            "threads": args.threads or len(load_cpus), "streams": args.streams,
+           "h2_connections": args.h2_connections,
            "proxy_cpus": proxy_cpus, "load_cpus": load_cpus,
            "origin": free_port(), "origin_h2c": free_port(), "origin_tls": free_port()}
     with open(os.path.join(work, "origin.conf"), "w") as f:
@@ -681,27 +690,36 @@ def main():
               "proxy_cpus": args.proxy_cpus, "load_cpus": args.load_cpus,
               "origin_cpus": args.origin_cpus,
               "duration": args.duration, "warmup": args.warmup, "connections": args.connections,
+              "h2_connections": args.h2_connections, "streams": args.streams,
               "versions": versions(ctx), "rows": rows}
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, "%s-%s" % (date, machine))
-    # The chart: open-loop latency by percentile for the first scenario.
-    chart = []
+    # Charts for the first scenario: open-loop latency by percentile (<base>.svg)
+    # and saturation throughput (<base>-saturation.svg).
+    first = (rows[0]["scenario"], rows[0]["workers"]) if rows else None
+    charts = {"": [], "-saturation": []}
     for r in rows:
-        report = r.pop("_report", None)
-        if report and (r["scenario"], r["workers"]) == (rows[0]["scenario"], rows[0]["workers"]):
-            chart.append(report)
+        for key, suffix in (("_report", ""), ("_saturation_report", "-saturation")):
+            report = r.pop(key, None)
+            if report and (r["scenario"], r["workers"]) == first:
+                charts[suffix].append(report)
     with open(base + ".json", "w") as f:
         json.dump(result, f, indent=2)
     with open(base + ".md", "w") as f:
         f.write(markdown(result))
-    if chart:
-        r = subprocess.run([ctx["bench"], "compare", "--svg", base + ".svg"] + chart,
-                           check=False, capture_output=True)
+    for suffix, reports in charts.items():
+        if not reports:
+            continue
+        title = "%s, %s: %s" % (first[0], machine,
+                                "saturation (closed loop)" if suffix else
+                                "open loop at half of haproxy's saturation rate")
+        r = subprocess.run([ctx["bench"], "compare", "--svg", base + suffix + ".svg",
+                            "--title", title] + reports, check=False, capture_output=True)
         if r.returncode != 0:
             log("compare: chart failed: %s" % r.stderr.decode()[-500:])
     shutil.rmtree(work, ignore_errors=True)
     print(markdown(result))
-    log("wrote %s.{json,md,svg}" % base)
+    log("wrote %s.{json,md,svg} and %s-saturation.svg" % (base, base))
 
 
 def cpu_model():
