@@ -1,5 +1,7 @@
 #include "config/bootstrap/bootstrap_loader.h"
 
+#include <malloc.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -76,6 +78,10 @@ absl::StatusOr<LoadedBootstrap> loadBootstrap(const BootstrapLoadOptions& option
     loaded.bootstrap.mutable_node()->mutable_locality()->set_zone(options.service_zone);
   }
   if (auto s = finish(loaded.bootstrap); !s.ok()) return s;
+  // yaml-cpp builds ~9 KiB of nodes per route, all freed by now; glibc keeps
+  // freed heap mapped, so without this a 10,000-route bootstrap leaves the
+  // process ~100 MiB larger than its live data for its whole life.
+  malloc_trim(0);
   return loaded;
 }
 
@@ -90,6 +96,10 @@ absl::StatusOr<LoadedBootstrap> loadBootstrapFromYaml(const std::string& yaml,
     return s;
   }
   if (auto s = finish(loaded.bootstrap); !s.ok()) return s;
+  // yaml-cpp builds ~9 KiB of nodes per route, all freed by now; glibc keeps
+  // freed heap mapped, so without this a 10,000-route bootstrap leaves the
+  // process ~100 MiB larger than its live data for its whole life.
+  malloc_trim(0);
   return loaded;
 }
 
