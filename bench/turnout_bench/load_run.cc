@@ -174,7 +174,9 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
   std::function<void()> tick = [&] {
     progress_timer.expires_after(std::chrono::seconds(1));
     progress_timer.async_wait([&](boost::system::error_code ec) {
-      if (ec) return;
+      // A tick that expired just before the last worker finished can
+      // still run after the cancel: it must not re-arm.
+      if (ec || done == workers.size()) return;
       line.print(workers);
       tick();
     });
@@ -193,6 +195,7 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
         signals.cancel(ignored);
         hard_deadline.cancel();
         progress_timer.cancel();
+        main_io.stop();  // nothing the main thread still waits for matters now
       });
     });
   }

@@ -166,7 +166,8 @@ grep -qF "no responses in the measurement window" "$TMP/silent.err" || fail "no-
 
 # --- 6. progress line only on a terminal ------------------------------------------
 if command -v script >/dev/null && [ $NGINX_UP = 1 ]; then
-  script -qec "$BENCH -c2 -d 2 $URL" /dev/null >"$TMP/tty.out" 2>&1
+  timeout 30 script -qec "$BENCH -c2 -d 2 $URL" /dev/null </dev/null >"$TMP/tty.out" 2>&1 ||
+    fail "turnout-bench on a terminal did not end by itself"
   grep -q "req/s, 0 errors" "$TMP/tty.out" || fail "no progress line on a terminal: $(head -c 400 "$TMP/tty.out")"
 fi
 
