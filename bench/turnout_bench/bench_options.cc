@@ -69,11 +69,11 @@ absl::StatusOr<double> parsePositiveNumber(std::string_view flag, std::string_vi
   return v;
 }
 
-constexpr std::string_view kBenchUsage = R"(usage: turnout-bench [flags] http://host:port/path
+constexpr std::string_view kBenchUsage = R"(usage: turnout-bench [flags] http[s]://host:port/path
        turnout-bench compare a.json b.json ... [--svg out.svg] [--md out.md]
 
-Load generator for HTTP/1.1 keep-alive and h2c targets (turnout, its peers,
-origins).
+Load generator for HTTP/1.1 keep-alive and HTTP/2 targets, over TCP or TLS
+(turnout, its peers, origins).
 
 Load shape:
   -t, --threads N        worker threads, one io_context each (default 1)
@@ -95,9 +95,10 @@ Load shape:
                          over it counts as a timeout error, its connection is
                          closed and reopened
 
-Protocol:
-      --h2               HTTP/2 over cleartext TCP (h2c, prior knowledge)
-                         instead of HTTP/1.1
+Protocol (https:// is TLS with SNI; the server's certificate is not
+verified, as benchmark targets are often self-signed):
+      --h2               HTTP/2 instead of HTTP/1.1: h2c (prior knowledge)
+                         for http://, h2 by ALPN for https://
   -m, --streams N        with --h2: requests in flight per connection
                          (default 1)
 
@@ -266,10 +267,10 @@ absl::StatusOr<Target> parseTarget(std::string_view url) {
   Target t;
   t.url = std::string(url);
   const size_t sep = url.find("://");
-  if (sep == std::string_view::npos) return bad("expected http://host[:port][/path]");
+  if (sep == std::string_view::npos) return bad("expected http[s]://host[:port][/path]");
   t.scheme = absl::AsciiStrToLower(av(url.substr(0, sep)));
-  if (t.scheme == "https") return bad("https is not supported yet (TLS comes next); use http://");
-  if (t.scheme != "http") return bad("the scheme must be http");
+  if (t.scheme != "http" && t.scheme != "https") return bad("the scheme must be http or https");
+  if (t.tls()) t.port = 443;
   std::string_view rest = url.substr(sep + 3);
   const size_t slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
@@ -308,7 +309,8 @@ absl::StatusOr<Target> parseTarget(std::string_view url) {
     }
   }
   const std::string host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
-  t.authority = t.port == 80 ? host : absl::StrCat(host, ":", t.port);
+  const uint16_t default_port = t.tls() ? 443 : 80;
+  t.authority = t.port == default_port ? host : absl::StrCat(host, ":", t.port);
   return t;
 }
 

@@ -21,15 +21,16 @@ namespace turnout::bench {
 // A parsed http:// URL.
 struct Target {
   std::string url;        // as given
-  std::string scheme;     // "http"
+  std::string scheme;     // "http" or "https"
   std::string host;       // without brackets for IPv6
-  uint16_t port = 80;
+  uint16_t port = 80;     // 443 by default for https
   std::string authority;  // the Host header: host[:port], port omitted when default
   std::string path;       // path and query, "/" when absent
+
+  bool tls() const { return scheme == "https"; }
 };
 
-// Parses http://host[:port][/path[?query]]. https:// is recognised and
-// refused until TLS lands.
+// Parses http[s]://host[:port][/path[?query]].
 absl::StatusOr<Target> parseTarget(std::string_view url);
 
 enum class LoadMode { kClosedLoop, kOpenLoop };
@@ -50,7 +51,7 @@ struct BenchOptions {
   std::vector<std::string> paths;  // one request route each; the URL's path when no --path
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   uint64_t body_size = 0;
-  bool h2 = false;       // h2c with prior knowledge instead of HTTP/1.1
+  bool h2 = false;       // HTTP/2 (h2c with prior knowledge, or h2 by ALPN over TLS)
   uint32_t streams = 1;  // requests in flight per connection (h2c only)
   KeyMix key_mix;
   std::string key_header = "baggage";  // lowercase

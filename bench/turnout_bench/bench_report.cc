@@ -34,6 +34,12 @@ std::string modeName(const BenchOptions& o) {
 
 double us(double ns) { return ns / 1000.0; }
 
+// "http/1.1", "h2c" (HTTP/2 over cleartext) or "h2" (over TLS).
+std::string_view protocolName(const BenchOptions& o) {
+  if (!o.h2) return "http/1.1";
+  return o.target.tls() ? "h2" : "h2c";
+}
+
 // Writes JSON with commas handled: every value or key after the first in a
 // container gets one.
 class JsonOut {
@@ -175,7 +181,8 @@ std::string renderText(const BenchOptions& o, const RunOutcome& r) {
   absl::StrAppendFormat(&out, "turnout-bench %s @ %s (%s)\n", modeName(o), o.target.url,
                         r.address);
   absl::StrAppendFormat(&out, "  %u threads and %u connections", o.threads, o.connections);
-  if (o.h2) absl::StrAppendFormat(&out, " (h2c, %u streams each)", o.streams);
+  if (o.h2) absl::StrAppendFormat(&out, " (%s, %u streams each)", protocolName(o), o.streams);
+  if (o.target.tls() && !o.h2) out += " (TLS)";
   absl::StrAppendFormat(&out, ", %.2fs measured", r.measured_s);
   if (o.warmup_s > 0) absl::StrAppendFormat(&out, " after %.2fs warm-up", o.warmup_s);
   if (open) absl::StrAppendFormat(&out, ", offered %.2f req/s", *o.rate);
@@ -260,7 +267,8 @@ std::string renderJson(const BenchOptions& o, const RunOutcome& r) {
   j.key("started_at").str(isoTime(r.started_at));
   j.key("config").open('{');
   j.key("mode").str(modeName(o));
-  j.key("protocol").str(o.h2 ? "h2c" : "http/1.1");
+  j.key("protocol").str(protocolName(o));
+  j.key("tls").boolean(o.target.tls());
   j.key("streams").num(uint64_t{o.streams});
   j.key("threads").num(uint64_t{o.threads});
   j.key("connections").num(uint64_t{o.connections});

@@ -4,7 +4,7 @@
 // for scripts and `compare`), and a JSON report read back.
 //
 // JSON format 1, top level: tool, format, label, target, address, started_at,
-// config{mode, protocol, streams, threads, connections, rate, duration_s, requests_limit,
+// config{mode, protocol (http/1.1, h2c, h2), tls, streams, threads, connections, rate, duration_s, requests_limit,
 // warmup_s, timeout_s, method, paths, headers, body_size, key_header,
 // key_mix}, interrupted, duration_s, requests, rps, bytes_read, bytes_per_s,
 // connections_opened, late, latency{basis, us{min, mean, stdev, p50, p75,

@@ -11,6 +11,10 @@ constexpr size_t kInitialBuffer = 16 * 1024;
 // this to hold one unconsumed head plus a read.
 constexpr size_t kMaxBuffer = 128 * 1024;
 
+bool isEof(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+}
+
 }  // namespace
 
 std::string_view errorKindName(ErrorKind kind) {
@@ -25,31 +29,37 @@ std::string_view errorKindName(ErrorKind kind) {
   return "unknown";
 }
 
-Http1Session::Http1Session(asio::io_context& io, asio::ip::tcp::endpoint endpoint)
-    : socket_(io), endpoint_(std::move(endpoint)), buf_(kInitialBuffer) {}
+template <typename Stream>
+Http1Session<Stream>::Http1Session(asio::io_context& io, const Transport& transport)
+    : io_(io), transport_(transport), buf_(kInitialBuffer) {}
 
-Http1Session::~Http1Session() = default;
+template <typename Stream>
+Http1Session<Stream>::~Http1Session() = default;
 
-void Http1Session::close() {
+template <typename Stream>
+void Http1Session<Stream>::close() {
   boost::system::error_code ignored;
-  socket_.close(ignored);
+  if (stream_) stream_->lowest_layer().close(ignored);
   deadline_ = Clock::time_point::max();
 }
 
-void Http1Session::expireIfPast(Clock::time_point now) {
-  if (now >= deadline_ && socket_.is_open()) {
+template <typename Stream>
+void Http1Session<Stream>::expireIfPast(Clock::time_point now) {
+  if (now >= deadline_ && isOpen()) {
     timed_out_ = true;
     close();
   }
 }
 
-ErrorKind Http1Session::failed(ErrorKind kind) {
+template <typename Stream>
+ErrorKind Http1Session<Stream>::failed(ErrorKind kind) {
   const ErrorKind k = timed_out_ ? ErrorKind::kTimeout : kind;
   close();
   return k;
 }
 
-ExchangeResult Http1Session::staleOrFailed(ErrorKind kind) {
+template <typename Stream>
+ExchangeResult Http1Session<Stream>::staleOrFailed(ErrorKind kind) {
   ExchangeResult r;
   // A keep-alive connection the server closed while idle fails before any
   // byte of the response arrives; a new connection gets the request again.
@@ -63,27 +73,25 @@ ExchangeResult Http1Session::staleOrFailed(ErrorKind kind) {
   return r;
 }
 
-asio::awaitable<ErrorKind> Http1Session::connect(Clock::time_point deadline) {
+template <typename Stream>
+asio::awaitable<ErrorKind> Http1Session<Stream>::connect(Clock::time_point deadline) {
   close();
   timed_out_ = false;
   responses_ = 0;
   begin_ = end_ = 0;
   codec_.emplace(static_cast<proxy::ResponseDecoderCallbacks&>(*this));
-  boost::system::error_code ec;
-  socket_.open(endpoint_.protocol(), ec);
-  if (ec) co_return failed(ErrorKind::kConnect);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   deadline_ = deadline;
-  co_await socket_.async_connect(endpoint_, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
+  const ErrorKind err = co_await openStream(&io_, &stream_, &transport_, nullptr);
+  deadline_ = Clock::time_point::max();
+  if (err != ErrorKind::kNone) {
     timed_out_ = false;  // a connect over the deadline is a connect error
     co_return failed(ErrorKind::kConnect);
   }
-  deadline_ = Clock::time_point::max();
   co_return ErrorKind::kNone;
 }
 
-bool Http1Session::decodeBuffered() {
+template <typename Stream>
+bool Http1Session<Stream>::decodeBuffered() {
   if (end_ == begin_) return true;
   auto used = codec_->decode(std::span<const char>(buf_.data() + begin_, end_ - begin_));
   if (!used.ok()) return false;
@@ -92,8 +100,9 @@ bool Http1Session::decodeBuffered() {
   return true;
 }
 
-asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& request,
-                                                       Clock::time_point deadline) {
+template <typename Stream>
+asio::awaitable<ExchangeResult> Http1Session<Stream>::exchange(const RequestTemplate& request,
+                                                               Clock::time_point deadline) {
   ExchangeResult r;
   complete_ = false;
   status_ = 0;
@@ -102,7 +111,7 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
   boost::system::error_code ec;
   const std::array<asio::const_buffer, 2> out = {
       asio::buffer(request.http1_head), asio::buffer(request.body.data(), request.body.size())};
-  co_await asio::async_write(socket_, out, asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(*stream_, out, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     r = staleOrFailed(ErrorKind::kWrite);
     co_return r;
@@ -126,12 +135,13 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
         co_return r;
       }
     }
-    const size_t n = co_await socket_.async_read_some(
+    const size_t n = co_await stream_->async_read_some(
         asio::buffer(buf_.data() + end_, buf_.size() - end_),
         asio::redirect_error(asio::use_awaitable, ec));
     r.bytes_read += n;
     end_ += n;
-    if (ec == asio::error::eof && r.bytes_read > 0) {
+    // TLS peers that close without close_notify read as stream_truncated.
+    if (isEof(ec) && r.bytes_read > 0) {
       // A close-delimited body ends here; anything else was cut short.
       if (!decodeBuffered() || !codec_->onEof().ok() || !complete_) {
         r.error = failed(ErrorKind::kRead);
@@ -155,5 +165,8 @@ asio::awaitable<ExchangeResult> Http1Session::exchange(const RequestTemplate& re
   if (!codec_->canReuse()) close();
   co_return r;
 }
+
+template class Http1Session<TcpStream>;
+template class Http1Session<TlsStream>;
 
 }  // namespace turnout::bench

@@ -1,6 +1,7 @@
 #pragma once
 
-// HTTP/1.1 keep-alive over TCP: one request at a time on one connection,
+// HTTP/1.1 keep-alive over TCP or TLS (Stream = TcpStream or TlsStream,
+// both instantiated in the .cc): one request at a time on one connection,
 // responses parsed by the proxy's own sans-I/O ClientCodec. The request
 // bytes are the template's pre-serialised head plus the shared body, written
 // with one gathered write; the read buffer is reused for the connection's
@@ -12,18 +13,21 @@
 #include <vector>
 
 #include "bench/turnout_bench/client_session.h"
+#include "bench/turnout_bench/transport.h"
 #include "proxy/codec/http1_client_codec.h"
 
 namespace turnout::bench {
 
+template <typename Stream>
 class Http1Session final : public ClientSession, private proxy::ResponseDecoderCallbacks {
  public:
-  Http1Session(asio::io_context& io, asio::ip::tcp::endpoint endpoint);
+  // `transport` must outlive the session.
+  Http1Session(asio::io_context& io, const Transport& transport);
   ~Http1Session() override;
 
   // ClientSession
   asio::awaitable<ErrorKind> connect(Clock::time_point deadline) override;
-  bool isOpen() const override { return socket_.is_open(); }
+  bool isOpen() const override { return stream_ && stream_->lowest_layer().is_open(); }
   asio::awaitable<ExchangeResult> exchange(const RequestTemplate& request,
                                            Clock::time_point deadline) override;
   void close() override;
@@ -44,8 +48,9 @@ class Http1Session final : public ClientSession, private proxy::ResponseDecoderC
   // The result of a write or read that failed before any response byte.
   ExchangeResult staleOrFailed(ErrorKind kind);
 
-  asio::ip::tcp::socket socket_;
-  asio::ip::tcp::endpoint endpoint_;
+  asio::io_context& io_;
+  const Transport& transport_;
+  std::optional<Stream> stream_;  // a fresh one per connection
   std::optional<proxy::http1::ClientCodec> codec_;
   std::vector<char> buf_;
   size_t begin_ = 0;  // unconsumed bytes are [begin_, end_)

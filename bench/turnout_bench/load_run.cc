@@ -5,12 +5,14 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bench/turnout_bench/load_worker.h"
+#include "bench/turnout_bench/transport.h"
 
 namespace turnout::bench {
 namespace {
@@ -26,9 +28,39 @@ std::string endpointText(const asio::ip::tcp::endpoint& ep) {
                               : absl::StrCat(addr, ":", ep.port());
 }
 
+// Opens one connection the way the sessions will (TCP, then TLS and ALPN
+// for https://) within `timeout`; "" on success, else why not.
+template <typename Stream>
+std::string probeEndpoint(const Transport& transport, Clock::duration timeout) {
+  asio::io_context io;
+  std::optional<Stream> stream;
+  std::string why;
+  bool timed_out = false;
+  asio::steady_timer timer(io);
+  ErrorKind result = ErrorKind::kConnect;
+  asio::co_spawn(io, openStream(&io, &stream, &transport, &why),
+                 [&](std::exception_ptr e, ErrorKind kind) {
+                   result = e ? ErrorKind::kConnect : kind;
+                   timer.cancel();
+                 });
+  timer.expires_after(timeout);
+  timer.async_wait([&](boost::system::error_code e) {
+    if (e || !stream) return;
+    timed_out = true;
+    boost::system::error_code ignored;
+    stream->lowest_layer().close(ignored);
+  });
+  io.run();
+  if (result == ErrorKind::kNone) return "";
+  if (timed_out) return "no answer within --timeout";
+  return why.empty() ? std::string("failed") : why;
+}
+
 // Tries the resolved addresses in order; the first that accepts a connection
 // within `timeout` is the one the run uses.
-absl::StatusOr<asio::ip::tcp::endpoint> probeTarget(const Target& target, Clock::duration timeout) {
+absl::StatusOr<asio::ip::tcp::endpoint> probeTarget(const BenchOptions& options,
+                                                    Clock::duration timeout) {
+  const Target& target = options.target;
   asio::io_context io;
   asio::ip::tcp::resolver resolver(io);
   boost::system::error_code ec;
@@ -37,29 +69,15 @@ absl::StatusOr<asio::ip::tcp::endpoint> probeTarget(const Target& target, Clock:
     return absl::UnavailableError(
         absl::StrCat("cannot resolve '", target.host, "': ", ec.message()));
   }
+  const auto tls = target.tls() ? makeClientTlsContext(options.h2 ? "h2" : "http/1.1") : nullptr;
   std::string failures;
   for (const auto& entry : results) {
-    const asio::ip::tcp::endpoint ep = entry.endpoint();
-    asio::ip::tcp::socket socket(io);
-    asio::steady_timer timer(io);
-    boost::system::error_code result = asio::error::would_block;
-    bool timed_out = false;
-    socket.async_connect(ep, [&](boost::system::error_code e) {
-      result = e;
-      timer.cancel();
-    });
-    timer.expires_after(timeout);
-    timer.async_wait([&](boost::system::error_code e) {
-      if (e) return;
-      timed_out = true;
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    });
-    io.restart();
-    io.run();
-    if (!result && !timed_out) return ep;
-    absl::StrAppend(&failures, failures.empty() ? "" : "; ", endpointText(ep), ": ",
-                    timed_out ? "no answer within --timeout" : result.message());
+    const Transport transport{entry.endpoint(), tls.get(), target.host, options.h2};
+    const std::string why = tls ? probeEndpoint<TlsStream>(transport, timeout)
+                                : probeEndpoint<TcpStream>(transport, timeout);
+    if (why.empty()) return transport.endpoint;
+    absl::StrAppend(&failures, failures.empty() ? "" : "; ", endpointText(transport.endpoint),
+                    ": ", why);
   }
   return absl::UnavailableError(
       absl::StrCat("cannot connect to ", target.url, " (", failures, ")"));
@@ -111,7 +129,7 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
   plan.requests = &requests;
   plan.timeout = seconds(options.timeout_s);
   plan.total_connections = options.connections;
-  auto endpoint = probeTarget(options.target, plan.timeout);
+  auto endpoint = probeTarget(options, plan.timeout);
   if (!endpoint.ok()) return endpoint.status();
   plan.endpoint = *endpoint;
 
@@ -156,7 +174,9 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
   std::function<void()> tick = [&] {
     progress_timer.expires_after(std::chrono::seconds(1));
     progress_timer.async_wait([&](boost::system::error_code ec) {
-      if (ec) return;
+      // A tick that expired just before the last worker finished can
+      // still run after the cancel: it must not re-arm.
+      if (ec || done == workers.size()) return;
       line.print(workers);
       tick();
     });
@@ -175,6 +195,7 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
         signals.cancel(ignored);
         hard_deadline.cancel();
         progress_timer.cancel();
+        main_io.stop();  // nothing the main thread still waits for matters now
       });
     });
   }

@@ -25,8 +25,9 @@ uint64_t elapsedNs(Clock::time_point from, Clock::time_point to) {
 }  // namespace
 
 struct LoadWorker::Connection {
-  Connection(asio::io_context& io, const RunPlan& plan, uint32_t index)
-      : session(makeSession(io, plan)), timer(io), streams_done(io) {
+  Connection(asio::io_context& io, const RunPlan& plan, const Transport& transport,
+             uint32_t index)
+      : session(makeSession(io, *plan.options, transport)), timer(io), streams_done(io) {
     if (plan.options->rate) {
       schedule.emplace(*plan.options->rate, plan.total_connections, index);
     }
@@ -34,11 +35,14 @@ struct LoadWorker::Connection {
       stream_timers.push_back(std::make_unique<asio::steady_timer>(io));
     }
   }
-  static std::unique_ptr<ClientSession> makeSession(asio::io_context& io, const RunPlan& plan) {
-    if (plan.options->h2) {
-      return std::make_unique<Http2Session>(io, plan.endpoint);
+  static std::unique_ptr<ClientSession> makeSession(asio::io_context& io, const BenchOptions& o,
+                                                    const Transport& t) {
+    if (o.h2) {
+      if (t.tls != nullptr) return std::make_unique<Http2Session<TlsStream>>(io, t);
+      return std::make_unique<Http2Session<TcpStream>>(io, t);
     }
-    return std::make_unique<Http1Session>(io, plan.endpoint);
+    if (t.tls != nullptr) return std::make_unique<Http1Session<TlsStream>>(io, t);
+    return std::make_unique<Http1Session<TcpStream>>(io, t);
   }
 
   // A request to send again on the next connection.
@@ -65,9 +69,13 @@ LoadWorker::LoadWorker(const RunPlan& plan, uint32_t first_connection, uint32_t 
       watchdog_timer_(io_),
       keys_(plan.options->key_mix.weights()),
       stats_(plan.requests->routeCount(), plan.requests->keyCount()) {
+  const BenchOptions& o = *plan.options;
+  if (o.target.tls()) tls_ = makeClientTlsContext(o.h2 ? "h2" : "http/1.1");
+  transport_ = Transport{plan.endpoint, tls_.get(), o.target.host, o.h2};
   connections_.reserve(connections);
   for (uint32_t i = 0; i < connections; ++i) {
-    connections_.push_back(std::make_unique<Connection>(io_, plan, first_connection + i));
+    connections_.push_back(
+        std::make_unique<Connection>(io_, plan, transport_, first_connection + i));
   }
 }
 

@@ -27,6 +27,7 @@
 #include "bench/turnout_bench/rate_schedule.h"
 #include "bench/turnout_bench/request_set.h"
 #include "bench/turnout_bench/run_stats.h"
+#include "bench/turnout_bench/transport.h"
 
 namespace turnout::bench {
 
@@ -95,6 +96,8 @@ class LoadWorker {
   asio::io_context io_{1};
   asio::steady_timer end_timer_;
   asio::steady_timer watchdog_timer_;
+  std::unique_ptr<asio::ssl::context> tls_;  // https:// only; this worker's
+  Transport transport_;                      // what the sessions connect with
   std::vector<std::unique_ptr<Connection>> connections_;
   WeightedSequence keys_;
   uint32_t next_route_ = 0;

@@ -87,6 +87,7 @@ RequestSet::RequestSet(const BenchOptions& options)
       t.route = r;
       t.key = k;
       t.method = options.method;
+      t.scheme = options.target.scheme;
       t.path = options.paths[r];
       t.authority = authority;
       t.headers = base;

@@ -19,6 +19,7 @@ struct RequestTemplate {
   uint32_t route = 0;  // index into BenchOptions::paths
   uint32_t key = 0;    // index into KeyMix::shares()
   std::string method;
+  std::string scheme;  // "http" or "https"
   std::string path;
   std::string authority;
   // Every field as sent (lowercase names, routing key included, host and

@@ -15,46 +15,12 @@ BACKEND="$SRC/tests/integration/support/bench_backend.py"
 # well outside it).
 TOLERANCE=${BENCH_TOLERANCE:-0.25}
 TMP="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$SRC/tests/integration/support/bench_lib.sh"
 for tool in nginx wrk python3; do
   command -v $tool >/dev/null || { echo "bench_test: $tool is missing (scripts/setup.sh)"; exit 1; }
 done
 [ -x "$BENCH" ] || { echo "bench_test: no turnout-bench at $BENCH"; exit 1; }
 
-# checks FILE < LINES: each line "description :: condition" is a Python
-# condition over the report `r` (one python3 per file: it is slow to start
-# on a busy machine). Prints FAIL lines; adds to the failure count.
-checks() {
-  local out
-  out=$(python3 - "$1" 3<&0 <<'PY'
-import json, os, sys
-r = json.load(open(sys.argv[1]))
-for line in os.fdopen(3):
-    if "::" not in line:
-        continue
-    desc, cond = line.split("::", 1)
-    try:
-        ok = bool(eval(cond, {"r": r}))
-    except Exception as e:  # a missing field is a failure, not a crash
-        ok = False
-        desc += " (%r)" % e
-    if not ok:
-        print("FAIL: %s: %s" % (desc.strip(), cond.strip()))
-PY
-)
-  if [ -n "$out" ]; then
-    echo "$out"
-    failures=$((failures + $(echo "$out" | grep -c '^FAIL')))
-  fi
-}
 # backend NAME ARGS...: starts bench_backend.py; sets PORT.
 backend() {
   local name=$1; shift
@@ -64,14 +30,6 @@ backend() {
   PORT=$(cat "$TMP/$name.port" 2>/dev/null)
   [ -n "$PORT" ] || { fail "backend $name did not start"; PORT=1; }
 }
-# bench NAME ARGS...: runs turnout-bench with --json $TMP/NAME.json; keeps
-# stdout/stderr in $TMP/NAME.out/.err and the exit status in RC.
-bench() {
-  local name=$1; shift
-  timeout 60 "$BENCH" --json "$TMP/$name.json" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-  RC=$?
-}
-
 # --- 1. command line ---------------------------------------------------------
 "$BENCH" --help >"$TMP/help" 2>&1 || fail "--help exited non-zero"
 grep -q -- "--key-mix" "$TMP/help" || fail "--help does not document --key-mix"
@@ -81,7 +39,7 @@ grep -qF "turnout-bench: -t/--threads: expected a whole number from 1 to 1024, g
   fail "bad -t message: $(cat "$TMP/err")"
 "$BENCH" --frobnicate http://127.0.0.1:1/ 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] && grep -qF "unknown flag '--frobnicate'" "$TMP/err" || fail "unknown flag: rc $rc $(cat "$TMP/err")"
-CLOSED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+CLOSED=$(freeport)
 "$BENCH" -d 1 "http://127.0.0.1:$CLOSED/" >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] || fail "unreachable target exited $rc, want 2"
 grep -qF "turnout-bench: cannot connect to http://127.0.0.1:$CLOSED/ (127.0.0.1:$CLOSED: Connection refused)" "$TMP/err" ||
@@ -91,7 +49,7 @@ grep -qF "turnout-bench: cannot connect to http://127.0.0.1:$CLOSED/ (127.0.0.1:
 head -c 0 /dev/zero >"$TMP/0"; chmod 755 "$TMP"; chmod 644 "$TMP/0"
 NGINX_UP=0
 for attempt in 1 2 3 4 5; do
-  NGX=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  NGX=$(freeport)
   cat >"$TMP/nginx.conf" <<NGX
 worker_processes 1; daemon off; pid $TMP/nginx.pid; error_log $TMP/nginx.err;
 events { worker_connections 1024; }
@@ -106,24 +64,7 @@ done
 if [ $NGINX_UP = 1 ]; then
   URL="http://127.0.0.1:$NGX/0"
   wrk -t1 -c32 -d1s "$URL" >/dev/null  # warm nginx up
-  # Alternating rounds, each tool right after the other so both see about
-  # the same background load; the median of the per-round ratios.
-  rates=""
-  for round in 1 2 3 4 5; do
-    w=$(wrk -t1 -c32 -d2s "$URL" | awk '/Requests\/sec/ {print $2}')
-    bench tp$round -t1 -c32 -d2s "$URL"
-    b=$(sed -n 's/^Requests\/sec: *//p' "$TMP/tp$round.out")
-    echo "throughput round $round: wrk ${w:-?} req/s, turnout-bench ${b:-?} req/s"
-    rates="$rates ${w:-0}/${b:-0}"
-  done
-  ratio=$(python3 -c "
-import statistics, sys
-pairs = [tuple(map(float, x.split('/'))) for x in sys.argv[1:]]
-print(round(statistics.median(b / max(w, 1) for w, b in pairs), 3))" $rates)
-  echo "turnout-bench / wrk throughput ratio (median of 5 rounds, -t1 -c32 -d2s against nginx): $ratio"
-  python3 -c "import sys; sys.exit(0 if abs($ratio - 1) <= $TOLERANCE else 1)" ||
-    fail "turnout-bench/wrk throughput ratio $ratio is outside 1 +- $TOLERANCE"
-
+  paired_ratio tp 5 "wrk -t1 -c32 -d2s $URL" -t1 -c32 -d2s "$URL"
   # The JSON report of the last round, field by field.
   checks "$TMP/tp5.json" <<'CHECKS'
 tool :: r["tool"] == "turnout-bench" and r["format"] == 1 and r["label"] == r["target"]
@@ -225,7 +166,8 @@ grep -qF "no responses in the measurement window" "$TMP/silent.err" || fail "no-
 
 # --- 6. progress line only on a terminal ------------------------------------------
 if command -v script >/dev/null && [ $NGINX_UP = 1 ]; then
-  script -qec "$BENCH -c2 -d 2 $URL" /dev/null >"$TMP/tty.out" 2>&1
+  timeout 30 script -qec "$BENCH -c2 -d 2 $URL" /dev/null </dev/null >"$TMP/tty.out" 2>&1 ||
+    fail "turnout-bench on a terminal did not end by itself"
   grep -q "req/s, 0 errors" "$TMP/tty.out" || fail "no progress line on a terminal: $(head -c 400 "$TMP/tty.out")"
 fi
 
@@ -239,8 +181,4 @@ grep -q "| open-loop 200/s |" "$TMP/c.md" || fail "compare table lacks the open-
 "$BENCH" compare "$TMP/nope.json" 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] && grep -qF "$TMP/nope.json: cannot read the file" "$TMP/err" || fail "compare of a missing file: rc $rc $(cat "$TMP/err")"
 
-if [ $failures -ne 0 ]; then
-  echo "$failures failure(s)"
-  exit 1
-fi
-echo "bench_test: all passed"
+finish bench_test

@@ -127,8 +127,8 @@ TEST_CASE("bench options errors name the flag", "[bench][options]") {
       Case{{"-x", "http://h/"}, "unknown flag '-x'"},
       Case{{}, "no target URL"},
       Case{{"http://a/", "http://b/"}, "one URL only: got 'http://a/' and 'http://b/'"},
-      Case{{"https://h/"}, "URL 'https://h/': https is not supported yet"},
-      Case{{"h:80/"}, "URL 'h:80/': expected http://host[:port][/path]"});
+      Case{{"ftp://h/"}, "URL 'ftp://h/': the scheme must be http or https"},
+      Case{{"h:80/"}, "URL 'h:80/': expected http[s]://host[:port][/path]"});
   std::string joined;
   for (auto a : c.args) joined += std::string(a) + " ";
   CAPTURE(joined);
@@ -150,7 +150,11 @@ TEST_CASE("target URLs: host, port, authority and path", "[bench][options]") {
                           Case{"http://h:8080/a/b?c=d", "h", 8080, "h:8080", "/a/b?c=d"},
                           Case{"http://h:81?q", "h", 81, "h:81", "/?q"},
                           Case{"http://[::1]:9/x", "::1", 9, "[::1]:9", "/x"},
-                          Case{"http://[::1]/", "::1", 80, "[::1]", "/"});
+                          Case{"http://[::1]/", "::1", 80, "[::1]", "/"},
+                          Case{"https://h/x", "h", 443, "h", "/x"},
+                          Case{"https://h:443", "h", 443, "h", "/"},
+                          Case{"https://h:8443/", "h", 8443, "h:8443", "/"},
+                          Case{"https://h:80/", "h", 80, "h:80", "/"});
   CAPTURE(c.url);
   auto t = parseTarget(c.url);
   REQUIRE(t.ok());
