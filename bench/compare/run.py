@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import signal
@@ -385,23 +384,17 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
 # --------------------------------------------------------------------------
 
 def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=None, warmup=0):
-    """Runs the load generator against target and returns a turnout-bench
-    style report (kept as <label>.json; compare mode names series after it).
-    HTTP/1.1 and h2c use turnout-bench; TLS h2 uses h2load until
-    turnout-bench speaks TLS, so that row has saturation figures but no
-    open-loop latency (h2load's --rate is connections, not requests, per second)."""
-    if target.proto == "tls-h2":
-        if rate:
-            raise RuntimeError("open-loop TLS needs turnout-bench TLS support")
-        return run_h2load(ctx, target, path, headers, duration or ctx["duration"], warmup)
+    """Runs turnout-bench against target and returns its JSON report, kept as
+    <label>.json (compare mode names each series after its file)."""
     report = os.path.join(ctx["work"], label + ".json")
     os.makedirs(os.path.dirname(report), exist_ok=True)
-    conns = ctx["h2_connections"] if target.proto == "h2c" else ctx["connections"]
+    h2 = target.proto in ("h2c", "tls-h2")
+    conns = ctx["h2_connections"] if h2 else ctx["connections"]
     args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), ctx["bench"],
             "-t", str(min(ctx["threads"], conns)), "-c", str(conns),
             "-d", str(duration or ctx["duration"]), "--warmup", str(warmup),
             "--json", report, "--label", os.path.basename(label)]
-    if target.proto == "h2c":
+    if h2:  # h2c for http://, h2 by ALPN for https:// (no certificate check)
         args += ["--h2", "-m", str(ctx["streams"])]
     if rate:
         args += ["-R", str(int(rate))]
@@ -418,28 +411,6 @@ def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=Non
         data = json.load(f)
     data["_path"] = report
     return data
-
-
-def run_h2load(ctx, target, path, headers, duration, warmup):
-    conns = ctx["h2_connections"]
-    args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), "h2load",
-            "-t", str(min(ctx["threads"], conns)), "-c", str(conns), "-m", str(ctx["streams"]),
-            "-D", str(duration)]
-    if warmup:
-        args += ["--warm-up-time", str(warmup)]
-    for h in headers:
-        args += ["-H", h]
-    args.append(target.url(path))
-    r = subprocess.run(args, capture_output=True, timeout=duration + warmup + 60, check=False)
-    out = r.stdout.decode(errors="replace")
-    m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
-                     r"(\d+) failed, (\d+) errored", out)
-    if r.returncode != 0 or not m or not done:
-        raise RuntimeError("h2load failed (%d): %s" % (r.returncode, (out + r.stderr.decode())[-800:]))
-    return {"rps": float(m.group(1)), "requests": int(done.group(1)),
-            "errors": {"total": int(done.group(3)) + int(done.group(4))},
-            "status": {}, "latency": None, "_tool": "h2load"}
 
 
 def latency_us(report, q):
@@ -485,7 +456,7 @@ def measure_saturation(ctx, row, target, scenario, workers):
         row["_saturation_report"] = sat["_path"]
     row["rps_per_core"] = sat["rps"] / workers
     log("  %-8s saturation %10.0f req/s  p99 %8s us  cpu %s us/req" % (
-        target.name, sat["rps"], "%.0f" % latency_us(sat, "99") if sat.get("latency") else "-",
+        target.name, sat["rps"], "%.0f" % latency_us(sat, "99"),
         "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-"))
 
 
@@ -538,7 +509,7 @@ def measure_scenario(ctx, scenario, proxies, workers):
     measured = [r for r in rows if "saturation" in r]
     ref = next((r for r in measured if r["proxy"] == "haproxy"), None) or next(
         (r for r in measured if r["proxy"] != "direct"), None)
-    if ref is None or proto == "tls-h2":
+    if ref is None:
         return rows
     rate = 0.5 * ref["saturation"]["rps"]
     for row in measured:
@@ -555,10 +526,9 @@ def measure_scenario(ctx, scenario, proxies, workers):
 def summarise(report):
     out = {"rps": report["rps"], "requests": report["requests"],
            "errors": report["errors"]["total"], "status": report["status"],
-           "late": report.get("late", 0), "tool": report.get("_tool", "turnout-bench")}
-    if report.get("latency"):
-        lat = report["latency"]["us"]
-        out["latency_us"] = {k: lat[k] for k in ("p50", "p99", "p99.9", "max")}
+           "late": report.get("late", 0)}
+    lat = report["latency"]["us"]
+    out["latency_us"] = {k: lat[k] for k in ("p50", "p99", "p99.9", "max")}
     return out
 
 
