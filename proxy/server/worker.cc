@@ -20,7 +20,7 @@ void Worker::addListener(WorkerListener listener) { listeners_.push_back(std::mo
 void Worker::installConfig(
     DataPlaneConfigConstSharedPtr config,
     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources) {
-  clusters_.update(config, resources);
+  clusters_.update(config, resources, shard_);
   config_ = std::move(config);
 }
 

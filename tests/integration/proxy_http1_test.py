@@ -202,6 +202,7 @@ class ProxyTestCase(unittest.TestCase):
     """Base: subclasses set BACKENDS (names) and implement make_bootstrap()."""
 
     BACKENDS = ("svc",)
+    EXTRA_ARGS = ()  # more turnout flags (a later --concurrency wins over the default 2)
     proxy = None
 
     @classmethod
@@ -215,7 +216,7 @@ class ProxyTestCase(unittest.TestCase):
             for name in cls.BACKENDS:
                 cls.backends[name] = FakeBackend(name).start()
             cls.bootstrap_yaml = cls.make_bootstrap()
-            cls.proxy = TurnoutProcess(TURNOUT, cls.bootstrap_yaml).start()
+            cls.proxy = TurnoutProcess(TURNOUT, cls.bootstrap_yaml, cls.EXTRA_ARGS).start()
         except Exception:
             cls._stop_all()
             raise
@@ -1121,6 +1122,133 @@ class PathNormalizationTest(ProxyTestCase):
     def test_a_path_above_the_root_is_rejected_with_400(self):
         status, _, _ = raw_status_and_body(self.port, "/../etc/passwd")
         self.assertEqual(status, 400)
+
+
+# --------------------------------------------------------------------------
+# 18. Circuit breakers: requests over max_connections wait as pending requests.
+# --------------------------------------------------------------------------
+
+
+class InFlight:
+    """One request on its own thread; join() returns (status, headers, body)."""
+
+    def __init__(self, port, path):
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(port, path), daemon=True)
+        self.thread.start()
+
+    def _run(self, port, path):
+        try:
+            self.result = request(port, "GET", path)
+        except Exception as e:  # noqa: BLE001 - reported by join()
+            self.error = e
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def join(self):
+        self.thread.join(timeout=TIMEOUT_S + 1)
+        if self.thread.is_alive():
+            raise AssertionError("request still running after %ss" % (TIMEOUT_S + 1))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class PendingRequestTest(ProxyTestCase):
+    """One worker, one backend, max_connections 1, max_pending_requests 1."""
+
+    EXTRA_ARGS = ("--concurrency", "1")
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/short" }
+            route: { cluster: svc, timeout: 0.3s }
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        svc = cluster("svc", [cls.backends["svc"].port]) + (
+            "  circuit_breakers:\n"
+            "    thresholds:\n"
+            "    - max_connections: 1\n"
+            "      max_pending_requests: 1\n")
+        return bootstrap(vhosts, [svc])
+
+    def stat(self, name):
+        return self.proxy.counter("cluster.svc." + name) or 0
+
+    def hold_the_connection(self, ms):
+        """Starts a request that keeps the cluster's only connection busy for `ms`."""
+        holder = InFlight(self.port, "/delay/%d/hold" % ms)
+        self.assertEqual(self.proxy.wait_stat("cluster.svc.upstream_rq_active", lambda v: v == 1), 1)
+        return holder
+
+    def wait_pending(self, n):
+        got = self.proxy.wait_stat("cluster.svc.upstream_rq_pending_active", lambda v: v == n)
+        self.assertEqual(got, n)
+
+    def test_a_request_over_max_connections_waits_and_gets_the_released_connection(self):
+        overflow = self.stat("upstream_rq_pending_overflow")
+        cx_overflow = self.stat("upstream_cx_overflow")
+        holder = self.hold_the_connection(700)
+        waiter = InFlight(self.port, "/queued")
+        self.wait_pending(1)
+        self.assertEqual(self.stat("circuit_breakers.default.cx_open"), 1)
+        self.assertEqual(self.stat("circuit_breakers.default.rq_pending_open"), 1)
+        self.assertGreater(self.stat("upstream_cx_overflow"), cx_overflow)
+        # The pending queue is full: the next one overflows at once.
+        status, headers, body = self.get("/overflow")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body, b"upstream connect error or disconnect/reset before headers. "
+                               b"reset reason: overflow")
+        self.assertEqual(headers.get("x-envoy-overloaded"), "true")
+        self.assertEqual(self.stat("upstream_rq_pending_overflow"), overflow + 1)
+        self.assertFalse(waiter.done())
+        held, queued = holder.join(), waiter.join()
+        self.assertEqual(held[0], 200)
+        self.assertEqual(queued[0], 200, queued[2])
+        # The waiter got the connection the holder released.
+        self.assertEqual(echo(queued[2])["conn_id"], echo(held[2])["conn_id"])
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+        self.assertEqual(self.stat("circuit_breakers.default.rq_pending_open"), 0)
+        self.assertFalse(any(r["path"] == "/overflow" for r in self.backends["svc"].requests))
+
+    def test_a_pending_request_past_its_route_timeout_gets_504_and_leaves_the_queue(self):
+        cancelled = self.stat("upstream_rq_cancelled")
+        timeouts = self.stat("upstream_rq_timeout")
+        holder = self.hold_the_connection(1500)
+        status, _, body = self.get("/short/late")
+        self.assertEqual(status, 504, body)
+        self.assertEqual(body, b"upstream request timeout")
+        self.assertFalse(holder.done(), "the 504 must not wait for the busy connection")
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+        self.assertEqual(self.stat("upstream_rq_cancelled"), cancelled + 1)
+        self.assertEqual(self.stat("upstream_rq_timeout"), timeouts + 1)
+        self.assertEqual(holder.join()[0], 200)
+        self.assertFalse(any(r["path"] == "/short/late" for r in self.backends["svc"].requests))
+
+    def test_a_client_hanging_up_while_pending_leaves_the_queue(self):
+        cancelled = self.stat("upstream_rq_cancelled")
+        holder = self.hold_the_connection(1500)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        try:
+            sock.sendall(b"GET /gone HTTP/1.1\r\nHost: svc\r\n\r\n")
+            self.wait_pending(1)
+        finally:
+            sock.close()
+        self.wait_pending(0)
+        self.assertFalse(holder.done(), "the hang-up must be noticed while the connection is busy")
+        self.assertEqual(self.stat("upstream_rq_cancelled"), cancelled + 1)
+        self.assertEqual(holder.join()[0], 200)
+        # The released connection went idle and serves the next request.
+        status, _, body = self.get("/after-gone")
+        self.assertEqual(status, 200, body)
+        self.assertFalse(any(r["path"] == "/gone" for r in self.backends["svc"].requests))
 
 
 def raw_status_and_body(port, path):
