@@ -51,6 +51,14 @@ void Worker::postConfig(
   });
 }
 
+void Worker::postHosts(DataPlaneConfigConstSharedPtr config, size_t cluster,
+                       HostSetConstSharedPtr hosts) {
+  asio::post(io_, [this, config = std::move(config), cluster, hosts = std::move(hosts)]() mutable {
+    if (config != config_ || cluster >= config->clusters.size()) return;
+    clusters_.updateHosts(config->clusters[cluster], std::move(hosts), shard_);
+  });
+}
+
 void Worker::drain() {
   asio::post(io_, [this] {
     draining_ = true;

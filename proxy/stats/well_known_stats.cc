@@ -147,7 +147,11 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.health_check_failure = c("health_check.failure");
   s.outlier_detection_ejections_active = g("outlier_detection.ejections_active");
   s.outlier_detection_ejections_total = c("outlier_detection.ejections_total");
+  s.membership_change = c("membership_change");
+  s.update_attempt = c("update_attempt");
   s.update_success = c("update_success");
+  s.update_failure = c("update_failure");
+  s.update_no_rebuild = c("update_no_rebuild");
   auto breakers = [&](const char* priority) {
     auto b = [&](const char* n) {
       return store.gauge(absl::StrCat(p, "circuit_breakers.", priority, ".", n));

@@ -79,7 +79,8 @@ struct ClusterStats {
   StatId membership_total, membership_healthy;
   StatId health_check_attempt, health_check_success, health_check_failure;
   StatId outlier_detection_ejections_active, outlier_detection_ejections_total;
-  StatId update_success;
+  StatId membership_change;
+  StatId update_attempt, update_success, update_failure, update_no_rebuild;
   CircuitBreakerStats breakers_default;  // circuit_breakers.default.*
   CircuitBreakerStats breakers_high;     // circuit_breakers.high.* (high-priority routing is not
                                          // supported, so these stay 0)

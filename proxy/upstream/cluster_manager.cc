@@ -67,14 +67,17 @@ PendingRequest::~PendingRequest() {
   }
 }
 
-WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
+WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
                              std::shared_ptr<ClusterResources> resources, stats::Shard& shard)
-    : runtime_(&runtime), resources_(std::move(resources)), shard_(&shard) {
+    : runtime_(&runtime),
+      host_set_(std::move(hosts)),
+      resources_(std::move(resources)),
+      shard_(&shard) {
   for (const auto& t : runtime.config->circuit_breakers) {
     if (t.priority == config::CircuitBreakerThresholds::Priority::Default) thresholds_ = t;
   }
-  hosts_.reserve(runtime.hosts.size());
-  for (const auto& h : runtime.hosts) {
+  hosts_.reserve(host_set_->hosts.size());
+  for (const auto& h : host_set_->hosts) {
     HostState s;
     s.description = &h;
     s.index = hosts_.size();
@@ -113,22 +116,42 @@ WorkerCluster::~WorkerCluster() {
   }
 }
 
+void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self) {
+  for (auto& oh : old.hosts_) {
+    HostState* h = oh.idle.empty() ? nullptr : find(*oh.description);
+    if (h == nullptr) continue;
+    const auto moved = static_cast<uint32_t>(oh.idle.size());
+    for (auto& c : oh.idle) h->idle.push_back(std::move(c));
+    oh.idle.clear();
+    h->cx_active += moved;
+    oh.cx_active -= moved;
+  }
+  old.retired_ = true;
+  old.successor_ = self;
+}
+
+HostState* WorkerCluster::find(const HostDescription& d) {
+  for (auto& h : hosts_) {
+    if (h.description->state == d.state) return &h;
+  }
+  for (auto& h : hosts_) {
+    if (h.description->address == d.address) return &h;
+  }
+  return nullptr;
+}
+
 bool WorkerCluster::failedActiveHealthCheck(const HostState& host) const {
-  return host.index < resources_->host_count &&
-         resources_->outlier[host.index].failed_active_hc.load(std::memory_order_relaxed);
+  return host.description->state->failed_active_hc.load(std::memory_order_relaxed);
 }
 
 bool WorkerCluster::ejected(const HostState& host, int64_t now_ns) const {
-  if (host.index >= resources_->host_count) return false;
-  const int64_t until = resources_->outlier[host.index].ejected_until_ns.load(
-      std::memory_order_relaxed);
-  return until != 0 && until > now_ns;
+  return host.description->state->ejectedAt(now_ns);
 }
 
 void WorkerCluster::recordOutcome(HostState& host, bool failure) {
   const auto& od = runtime_->config->outlier_detection;
-  if (!od || host.index >= resources_->host_count) return;
-  HostOutlierState& st = resources_->outlier[host.index];
+  if (!od) return;
+  HostSharedState& st = *host.description->state;
   if (!failure) {
     st.consecutive_5xx.store(0, std::memory_order_relaxed);
     return;
@@ -396,6 +419,18 @@ void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool re
       p->wake(PendingRequest::Wake::Connection);
       return;
     }
+    if (retired_) {
+      // A newer host set took over: the connection goes to the same host there.
+      std::shared_ptr<WorkerCluster> next = successor_.lock();
+      if (HostState* h = next ? next->find(*host.description) : nullptr) {
+        --host.cx_active;
+        ++h->cx_active;
+        next->release(*h, std::move(conn), true);
+        return;
+      }
+      destroy(host, std::move(conn));
+      return;
+    }
     conn->reused = false;
     host.idle.push_back(std::move(conn));
     return;
@@ -446,29 +481,26 @@ void ClusterManager::update(
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
   for (const auto& rt : config->clusters) {
     auto it = resources.find(rt.config->name);
-    auto res = it != resources.end() ? it->second
-                                     : std::make_shared<ClusterResources>(rt.hosts.size());
-    auto wc = std::make_shared<WorkerCluster>(rt, std::move(res), shard);
-    // Keep the idle connections of hosts that are still there.
-    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) {
-      for (auto& h : wc->hosts()) {
-        for (auto& oh : old->hosts()) {
-          if (oh.description->address == h.description->address) {
-            // Only the idle connections move; busy ones come back to `old`.
-            const auto moved = static_cast<uint32_t>(oh.idle.size());
-            h.idle = std::move(oh.idle);
-            oh.idle.clear();
-            h.cx_active += moved;
-            oh.cx_active -= moved;
-          }
-        }
-      }
-    }
+    auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
+    auto wc = std::make_shared<WorkerCluster>(rt, rt.hosts, std::move(res), shard);
+    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) wc->succeed(*old, wc);
     by_name[rt.config->name] = wc;
     next.push_back(std::move(wc));
   }
   clusters_ = std::move(next);
   by_name_ = std::move(by_name);
+}
+
+void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts,
+                                 stats::Shard& shard) {
+  auto it = by_name_.find(cluster.config->name);
+  if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
+  std::shared_ptr<WorkerCluster> old = it->second;
+  auto wc = std::make_shared<WorkerCluster>(cluster, std::move(hosts), old->sharedResources(),
+                                            shard);
+  wc->succeed(*old, wc);
+  std::replace(clusters_.begin(), clusters_.end(), old, wc);
+  it->second = std::move(wc);
 }
 
 std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) const {

@@ -53,7 +53,7 @@ class PendingRequest;
 // the requests of this worker waiting for one.
 struct HostState {
   const HostDescription* description = nullptr;
-  size_t index = 0;  // into ClusterRuntime::hosts and ClusterResources::outlier
+  size_t index = 0;  // into the cluster's host set
   asio::ip::tcp::endpoint endpoint;
   std::vector<UpstreamConnectionPtr> idle;  // LIFO: the warmest connection first
   uint32_t active_requests = 0;             // for least-request balancing
@@ -95,27 +95,13 @@ class BreakerResource {
   std::atomic<uint32_t> count_{0};
 };
 
-// Outlier-detection state of one host, shared by every worker.
-struct HostOutlierState {
-  std::atomic<uint32_t> consecutive_5xx{0};
-  std::atomic<int64_t> ejected_until_ns{0};  // steady_clock; 0 = not ejected
-  std::atomic<uint32_t> times_ejected{0};
-  // Active health checking (written by the main thread's HealthChecker).
-  std::atomic<bool> failed_active_hc{false};
-};
-
 // Cluster-wide resource counts shared by every worker (Envoy's circuit
-// breakers are per cluster, not per worker).
+// breakers are per cluster, not per worker). They outlive host-set updates.
 struct ClusterResources {
-  explicit ClusterResources(size_t hosts = 0)
-      : outlier(std::make_unique<HostOutlierState[]>(hosts)), host_count(hosts) {}
   BreakerResource connections;  // max_connections
   BreakerResource pending;      // max_pending_requests
   BreakerResource requests;     // max_requests
   BreakerResource retries;      // max_retries
-  // Indexed like ClusterRuntime::hosts.
-  std::unique_ptr<HostOutlierState[]> outlier;
-  size_t host_count = 0;
 };
 
 // A request on this worker waiting for a connection to one host (Envoy's
@@ -154,20 +140,31 @@ class PendingRequest {
   PendingRequest* next_ = nullptr;
 };
 
-// A cluster on one worker: hosts, balancer state, pools, breakers. Worker
-// thread only; `shard` is the worker's.
+// A cluster on one worker: one host set's hosts, balancer state, pools,
+// breakers. Worker thread only; `shard` is the worker's. A new host set (DNS)
+// or config makes a new WorkerCluster; the old one lives on for the requests
+// that hold it and hands the connections they release to its successor.
 class WorkerCluster {
  public:
-  WorkerCluster(const ClusterRuntime& runtime, std::shared_ptr<ClusterResources> resources,
-                stats::Shard& shard);
+  WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
+                std::shared_ptr<ClusterResources> resources, stats::Shard& shard);
   ~WorkerCluster();  // closes the idle connections
   WorkerCluster(const WorkerCluster&) = delete;
   WorkerCluster& operator=(const WorkerCluster&) = delete;
+
+  // Takes over the idle connections of `old`'s hosts that are also hosts
+  // here: the same host (shared state) even at a new address (LOGICAL_DNS
+  // keeps existing connections), else the same address. Then `old` is
+  // retired: a connection released to it later goes to its pending requests,
+  // else to the same host here, else it is closed. Removed hosts' idle
+  // connections close with `old`.
+  void succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self);
 
   const ClusterRuntime& runtime() const { return *runtime_; }
   const config::ClusterConfig& config() const { return *runtime_->config; }
   const config::CircuitBreakerThresholds& thresholds() const { return thresholds_; }
   ClusterResources& resources() { return *resources_; }
+  const std::shared_ptr<ClusterResources>& sharedResources() const { return resources_; }
   std::vector<HostState>& hosts() { return hosts_; }
 
   // Chooses a healthy host by the cluster's lb_policy, from the lowest
@@ -232,6 +229,8 @@ class WorkerCluster {
                                          std::chrono::milliseconds timeout);
   // Closes `conn` and gives its breaker slot back.
   void destroy(HostState& host, UpstreamConnectionPtr conn);
+  // The host here that `d` is: the same shared state, else the same address.
+  HostState* find(const HostDescription& d);
   void enqueue(HostState& host, PendingRequest& pending, bool at_front);
   static void dequeue(PendingRequest& pending);
   // Wakes every pending request of `host` with `why`.
@@ -242,8 +241,11 @@ class WorkerCluster {
   HostState* ringHash(std::vector<HostState*>& candidates, uint64_t hash);
 
   const ClusterRuntime* runtime_;
+  HostSetConstSharedPtr host_set_;  // keeps every HostState::description alive
   std::shared_ptr<ClusterResources> resources_;
   stats::Shard* shard_;
+  bool retired_ = false;
+  std::weak_ptr<WorkerCluster> successor_;
   config::CircuitBreakerThresholds thresholds_;
   std::vector<HostState> hosts_;
   std::vector<HostState*> scratch_;
@@ -260,13 +262,16 @@ class ClusterManager {
  public:
   ClusterManager() = default;
 
-  // Switches to `config`. Clusters and hosts that survive keep their idle
-  // connections; removed ones are dropped (their connections close).
+  // Switches to `config`. Hosts that survive keep their idle connections;
+  // removed clusters and hosts are dropped (their idle connections close).
   void update(const DataPlaneConfigConstSharedPtr& config,
               const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
               stats::Shard& shard);
+  // Switches `cluster` (of the current config) to a new host set from the
+  // DnsRefresher, the same way. Ignored when `cluster` is not current.
+  void updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts, stats::Shard& shard);
 
-  // A request keeps the shared_ptr for its lifetime, so a config update never
+  // A request keeps the shared_ptr for its lifetime, so an update never
   // pulls a cluster (or a host it holds) from under it.
   std::shared_ptr<WorkerCluster> get(std::string_view name) const;
   const std::vector<std::shared_ptr<WorkerCluster>>& clusters() const { return clusters_; }

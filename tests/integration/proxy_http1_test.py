@@ -13,9 +13,12 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -1249,6 +1252,209 @@ class PendingRequestTest(ProxyTestCase):
         status, _, body = self.get("/after-gone")
         self.assertEqual(status, 200, body)
         self.assertFalse(any(r["path"] == "/gone" for r in self.backends["svc"].requests))
+
+
+# --------------------------------------------------------------------------
+# 19. STRICT_DNS / LOGICAL_DNS clusters are resolved again every dns_refresh_rate.
+# --------------------------------------------------------------------------
+
+
+def dns_cluster(name, dns_name, port, kind="STRICT_DNS", refresh="0.1s"):
+    return ("- name: %s\n"
+            "  connect_timeout: 1s\n"
+            "  type: %s\n"
+            "  dns_refresh_rate: %s\n"
+            "  dns_lookup_family: V4_ONLY\n"
+            "  load_assignment:\n"
+            "    cluster_name: %s\n"
+            "    endpoints:\n"
+            "    - lb_endpoints:\n"
+            "      - endpoint: { address: { socket_address: { address: %s, port_value: %d } } }\n"
+            ) % (name, kind, refresh, name, dns_name, port)
+
+
+class DnsRefreshTest(ProxyTestCase):
+    REFRESH_S = 0.1
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [dns_cluster("svc", "localhost", cls.backends["svc"].port,
+                                              refresh="%ss" % cls.REFRESH_S)])
+
+    def test_a_strict_dns_cluster_is_resolved_again_at_its_refresh_rate(self):
+        attempts = self.proxy.counter("cluster.svc.update_attempt")
+        successes = self.proxy.counter("cluster.svc.update_success")
+        start = time.monotonic()
+        seen = self.proxy.wait_counter("cluster.svc.update_attempt", attempts + 10, deadline_s=10)
+        elapsed = time.monotonic() - start
+        self.assertGreaterEqual(seen, attempts + 10)
+        # Never faster than dns_refresh_rate (10 intervals, with 10 % for the clocks).
+        self.assertGreaterEqual(elapsed, 0.9 * 9 * self.REFRESH_S)
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.update_success"), successes + 9)
+        self.assertEqual(self.proxy.counter("cluster.svc.update_failure") or 0, 0)
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.update_no_rebuild"), 9)
+        self.assertEqual(self.proxy.counter("cluster.svc.membership_total"), 1)
+        status, _, body = self.get("/after-refreshes")
+        self.assertEqual(status, 200, body)
+
+
+HOSTS_FILE_SIZE = 512
+
+
+def can_unshare_mounts():
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], timeout=5,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class DnsHostsFileTest(unittest.TestCase):
+    """turnout runs in its own mount namespace over a private /etc/hosts that
+    the test rewrites in place (same size, one pwrite, so a resolver never
+    reads a half-written file); backends listen on 127.0.0.1 and 127.0.0.2 at
+    the same port."""
+
+    STRICT = "turnout-strict.test"
+    LOGICAL = "turnout-logical.test"
+
+    @classmethod
+    def setUpClass(cls):
+        if not can_unshare_mounts():
+            raise unittest.SkipTest("needs `unshare -rm` (user and mount namespaces)")
+        cls.a = cls.b = cls.proxy = None
+        for _ in range(10):  # the port taken on 127.0.0.1 may be busy on 127.0.0.2
+            a = FakeBackend("a", host="127.0.0.1").start()
+            try:
+                cls.b = FakeBackend("b", host="127.0.0.2", port=a.port).start()
+                cls.a = a
+                break
+            except OSError:
+                a.stop()
+        if cls.a is None:
+            raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
+        cls.tmpdir = tempfile.mkdtemp(prefix="turnout-dns-")
+        cls.hosts_path = os.path.join(cls.tmpdir, "hosts")
+        cls.entries = {cls.STRICT: ["127.0.0.1"], cls.LOGICAL: ["127.0.0.1"]}
+        with open(cls.hosts_path, "wb") as f:
+            f.write(cls.hosts_bytes())
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/strict" }
+            route: { cluster: strict }
+          - match: { prefix: "/logical" }
+            route: { cluster: logical }
+        """
+        clusters = [dns_cluster("strict", cls.STRICT, cls.a.port),
+                    dns_cluster("logical", cls.LOGICAL, cls.a.port, kind="LOGICAL_DNS")]
+        wrapper = ["unshare", "-rm", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                   cls.hosts_path]
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, bootstrap(vhosts, clusters),
+                                       ("--concurrency", "1"), wrapper).start()
+        except Exception:
+            cls.tearDownClass()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proxy is not None:
+            cls.proxy.stop()
+        for b in (cls.a, cls.b):
+            if b is not None:
+                b.stop()
+        shutil.rmtree(cls.tmpdir, ignore_errors=True)
+
+    @classmethod
+    def hosts_bytes(cls):
+        text = "".join("%s %s\n" % (ip, name)
+                       for name, ips in sorted(cls.entries.items()) for ip in ips)
+        pad = HOSTS_FILE_SIZE - len(text) - 2
+        return (text + "#" + "x" * pad + "\n").encode()
+
+    @classmethod
+    def set_hosts(cls, name, ips):
+        cls.entries[name] = ips
+        fd = os.open(cls.hosts_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, cls.hosts_bytes(), 0)
+        finally:
+            os.close(fd)
+
+    def cluster_hosts(self, cluster):
+        """The host addresses admin /clusters lists for `cluster`."""
+        _, body, _ = self.proxy.admin("GET", "/clusters")
+        out = set()
+        for line in body.decode().splitlines():
+            parts = line.split("::")
+            if len(parts) >= 3 and parts[0] == cluster and parts[2] == "hostname":
+                out.add(parts[1])
+        return out
+
+    def wait_hosts(self, cluster, want):
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and self.cluster_hosts(cluster) != want:
+            time.sleep(0.02)
+        self.assertEqual(self.cluster_hosts(cluster), want)
+
+    def backend_of(self, path):
+        status, headers, body = request(self.port, "GET", path)
+        self.assertEqual(status, 200, body)
+        return headers["x-backend"], echo(body)["conn_id"]
+
+    def test_strict_dns_follows_the_answers_and_survivors_keep_their_connections(self):
+        p = self.a.port
+        self.set_hosts(self.STRICT, ["127.0.0.1"])
+        self.wait_hosts("strict", {"127.0.0.1:%d" % p})
+        self.assertEqual({self.backend_of("/strict/1/%d" % i)[0] for i in range(4)}, {"a"})
+
+        changes = self.proxy.counter("cluster.strict.membership_change") or 0
+        self.set_hosts(self.STRICT, ["127.0.0.1", "127.0.0.2"])
+        self.wait_hosts("strict", {"127.0.0.1:%d" % p, "127.0.0.2:%d" % p})
+        self.assertEqual(self.proxy.counter("cluster.strict.membership_total"), 2)
+        self.assertGreater(self.proxy.counter("cluster.strict.membership_change"), changes)
+        seen = [self.backend_of("/strict/2/%d" % i) for i in range(6)]
+        self.assertEqual({name for name, _ in seen}, {"a", "b"})
+        b_connections = {conn for name, conn in seen if name == "b"}
+
+        self.set_hosts(self.STRICT, ["127.0.0.2"])
+        self.wait_hosts("strict", {"127.0.0.2:%d" % p})
+        seen = [self.backend_of("/strict/3/%d" % i) for i in range(4)]
+        self.assertEqual({name for name, _ in seen}, {"b"})
+        # 127.0.0.2 survived the update: its idle connection was kept.
+        self.assertTrue({conn for _, conn in seen} <= b_connections, (seen, b_connections))
+        self.assertEqual(self.proxy.counter("cluster.strict.update_failure") or 0, 0)
+
+    def test_logical_dns_sends_new_connections_to_the_new_address(self):
+        p = self.a.port
+        self.set_hosts(self.LOGICAL, ["127.0.0.1"])
+        self.wait_hosts("logical", {"127.0.0.1:%d" % p})
+        self.assertEqual(self.backend_of("/logical/warm")[0], "a")
+
+        changes = self.proxy.counter("cluster.logical.membership_change")
+        self.set_hosts(self.LOGICAL, ["127.0.0.2"])
+        self.wait_hosts("logical", {"127.0.0.2:%d" % p})
+        # The same one host, at a new address: not a membership change.
+        self.assertEqual(self.proxy.counter("cluster.logical.membership_change"), changes)
+        # The existing connection is kept and used first (Envoy keeps a
+        # logical host's connections when its address changes) ...
+        self.assertEqual(self.backend_of("/logical/idle")[0], "a")
+        # ... and a second connection, needed now, goes to the new address.
+        b_before = self.b.connections
+        both = [InFlight(self.port, "/logical/delay/400/%d" % i) for i in range(2)]
+        names = sorted(r.join()[1]["x-backend"] for r in both)
+        self.assertEqual(names, ["a", "b"])
+        self.assertEqual(self.b.connections, b_before + 1)
 
 
 def raw_status_and_body(port, path):

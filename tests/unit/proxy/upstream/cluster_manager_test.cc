@@ -79,11 +79,14 @@ struct Pool {
     h.ip = "127.0.0.1";
     h.port = port;
     h.address = "127.0.0.1:" + std::to_string(port);
-    runtime.hosts.push_back(h);
+    hosts.push_back(h);
   }
   void build() {
-    resources = std::make_shared<ClusterResources>(runtime.hosts.size());
-    cluster = std::make_shared<WorkerCluster>(runtime, resources, store.shard(0));
+    auto set = std::make_shared<HostSet>();
+    set->hosts = hosts;
+    runtime.hosts = std::move(set);
+    resources = std::make_shared<ClusterResources>();
+    cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0));
   }
 
   HostState* host(size_t i) { return &cluster->hosts()[i]; }
@@ -127,6 +130,7 @@ struct Pool {
   stats::Store store;
   config::ClusterConfig config;
   ClusterRuntime runtime;
+  std::vector<HostDescription> hosts;  // addHost(), for build()
   std::shared_ptr<ClusterResources> resources;
   std::shared_ptr<WorkerCluster> cluster;
 };
@@ -379,6 +383,138 @@ TEST_CASE("destroying a worker cluster closes its idle connections and frees the
   CHECK(pool.resources->connections.count() == 0);
   CHECK(pool.gauge("upstream_cx_active") == 0);
   CHECK(pool.counter("upstream_cx_destroy") == 1);
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// A ClusterManager on one worker with one cluster "c" whose hosts are the
+// given SilentServers; publish() swaps in a new host set as the DnsRefresher
+// would.
+struct Manager {
+  Manager() : pool(limits(1024)) {}
+  void start(std::vector<HostDescription> hosts) {
+    auto dp = std::make_shared<DataPlaneConfig>();
+    ClusterRuntime rt = pool.runtime;
+    auto set = std::make_shared<HostSet>();
+    set->hosts = std::move(hosts);
+    rt.hosts = std::move(set);
+    dp->clusters.push_back(std::move(rt));
+    config = dp;
+    resources["c"] = std::make_shared<ClusterResources>();
+    manager.update(config, resources, pool.store.shard(0));
+  }
+  void publish(std::vector<HostDescription> hosts) {
+    auto set = std::make_shared<HostSet>();
+    set->hosts = std::move(hosts);
+    manager.updateHosts(config->clusters[0], std::move(set), pool.store.shard(0));
+  }
+  std::shared_ptr<WorkerCluster> cluster() { return manager.get("c"); }
+  // A connection to host `i` of the current cluster.
+  UpstreamConnectionPtr connect(size_t i) {
+    pool.cluster = cluster();
+    Waiter w(pool.io);
+    UpstreamConnectionPtr c = pool.acquireNow(w, i);
+    pool.cluster.reset();
+    return c;
+  }
+
+  Pool pool;
+  DataPlaneConfigConstSharedPtr config;
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources;
+  ClusterManager manager;
+};
+
+HostDescription hostAt(const SilentServer& s, const char* ip = "127.0.0.1") {
+  HostDescription h;
+  h.ip = ip;
+  h.port = s.port();
+  h.address = std::string(ip) + ":" + std::to_string(s.port());
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("a new host set keeps surviving hosts' idle connections and closes removed ones'",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io), b(m.pool.io), c(m.pool.io);
+  const HostDescription ha = hostAt(a), hb = hostAt(b);
+  m.start({ha, hb});
+  UpstreamConnectionPtr ca = m.connect(0);
+  UpstreamConnectionPtr cb = m.connect(1);
+  UpstreamConnection* raw_a = ca.get();
+  std::shared_ptr<WorkerCluster> old = m.cluster();
+  old->release(old->hosts()[0], std::move(ca), true);
+  old->release(old->hosts()[1], std::move(cb), true);
+
+  m.publish({ha, hostAt(c)});
+  std::shared_ptr<WorkerCluster> now = m.cluster();
+  REQUIRE(now != old);
+  REQUIRE(now->hosts().size() == 2);
+  REQUIRE(now->hosts()[0].idle.size() == 1);
+  CHECK(now->hosts()[0].idle[0].get() == raw_a);
+  CHECK(now->hosts()[0].cx_active == 1);
+  CHECK(now->hosts()[1].idle.empty());
+  old.reset();  // the last holder of the old host set: b's idle connection closes
+  CHECK(m.resources["c"]->connections.count() == 1);
+  CHECK(m.pool.counter("upstream_cx_destroy") == 1);
+  CHECK(m.pool.gauge("upstream_cx_active") == 1);
+}
+
+TEST_CASE("a connection released to an old host set goes to the same host in the new one",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io), b(m.pool.io);
+  const HostDescription ha = hostAt(a), hb = hostAt(b);
+  m.start({ha, hb});
+  UpstreamConnectionPtr busy_a = m.connect(0);
+  UpstreamConnectionPtr busy_b = m.connect(1);
+  std::shared_ptr<WorkerCluster> old = m.cluster();  // what the requests in flight hold
+  m.publish({ha});
+  std::shared_ptr<WorkerCluster> now = m.cluster();
+  old->release(old->hosts()[0], std::move(busy_a), true);
+  old->release(old->hosts()[1], std::move(busy_b), true);
+  REQUIRE(now->hosts().size() == 1);
+  CHECK(now->hosts()[0].idle.size() == 1);
+  CHECK(now->hosts()[0].cx_active == 1);
+  CHECK(old->hosts()[0].idle.empty());
+  CHECK(old->hosts()[1].idle.empty());  // b is gone: its connection closed
+  CHECK(m.resources["c"]->connections.count() == 1);
+}
+
+TEST_CASE("a LOGICAL_DNS host at a new address keeps its connections; new ones go to the "
+          "new address",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer first(m.pool.io), second(m.pool.io);
+  const HostDescription logical = hostAt(first);
+  m.start({logical});
+  UpstreamConnectionPtr c = m.connect(0);
+  UpstreamConnection* raw = c.get();
+  m.cluster()->release(m.cluster()->hosts()[0], std::move(c), true);
+
+  HostDescription moved = logical;  // same host (shared state), new address
+  moved.port = second.port();
+  moved.address = "127.0.0.1:" + std::to_string(second.port());
+  m.publish({moved});
+  UpstreamConnectionPtr reused = m.connect(0);
+  CHECK(reused.get() == raw);
+  UpstreamConnectionPtr fresh = m.connect(0);
+  CHECK(second.accepted() == 1);
+  CHECK(first.accepted() == 1);
+}
+
+TEST_CASE("a host set for a cluster of an older config is ignored", "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io);
+  m.start({hostAt(a)});
+  const ClusterRuntime stale = m.config->clusters[0];  // another runtime object
+  auto set = std::make_shared<HostSet>();
+  m.manager.updateHosts(stale, set, m.pool.store.shard(0));
+  CHECK(m.cluster()->hosts().size() == 1);
 }
 
 }  // namespace turnout::proxy
