@@ -178,6 +178,8 @@ struct ClusterConfig {
   std::string eds_service_name;  // EDS: eds_cluster_config.service_name, else the name
   DnsLookupFamily dns_lookup_family = DnsLookupFamily::Auto;
   Milliseconds dns_refresh_rate{5000};
+  bool respect_dns_ttl = false;               // accepted; not honoured (no TTL from getaddrinfo)
+  bool has_dns_failure_refresh_rate = false;  // accepted; not honoured
   std::vector<CircuitBreakerThresholds> circuit_breakers;  // always has a Default entry
   std::vector<HealthCheckConfig> health_checks;
   std::optional<OutlierDetectionConfig> outlier_detection;

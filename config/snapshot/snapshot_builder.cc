@@ -279,6 +279,8 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   }
   if (c.has_connect_timeout()) out.connect_timeout = ms(c.connect_timeout());
   if (c.has_dns_refresh_rate()) out.dns_refresh_rate = ms(c.dns_refresh_rate());
+  out.respect_dns_ttl = c.respect_dns_ttl();
+  out.has_dns_failure_refresh_rate = c.has_dns_failure_refresh_rate();
   switch (c.dns_lookup_family()) {
     case cluster_v3::Cluster::V4_ONLY: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::V4Only; break;
     case cluster_v3::Cluster::V6_ONLY: out.dns_lookup_family = ClusterConfig::DnsLookupFamily::V6Only; break;

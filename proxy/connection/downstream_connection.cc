@@ -1,9 +1,14 @@
 #include "proxy/connection/downstream_connection.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "proxy/common/log.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
 #include "proxy/stream/local_reply.h"
+#include "proxy/upstream/cluster_manager.h"
 
 namespace turnout::proxy {
 namespace {
@@ -159,6 +164,56 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
                                                 asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return false;
     buffer_.commit(n);
+  }
+}
+
+void DownstreamConnection::watchForClose(PendingRequest& pending) {
+  watched_ = &pending;
+  if (!watching_) armWatch();
+}
+
+void DownstreamConnection::armWatch() {
+  watching_ = true;
+  stream_.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                              [this](const boost::system::error_code& ec) { onWatchReady(ec); });
+}
+
+void DownstreamConnection::onWatchReady(const boost::system::error_code& ec) {
+  watching_ = false;
+  if (watched_ == nullptr) return;  // stopped
+  if (ec) {
+    watched_->cancel();
+    return;
+  }
+  const size_t room = buffer_.max_size() - buffer_.size();
+  if (room == 0) return;  // nothing more can be read now, so nothing more can be seen
+  auto space = buffer_.prepare(std::min(room, kReadChunk));
+  const ssize_t n = ::recv(stream_.socket().native_handle(), space.data(), space.size(),
+                           MSG_DONTWAIT);
+  if (n > 0) {
+    buffer_.commit(static_cast<size_t>(n));
+    armWatch();
+  } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    armWatch();
+  } else {
+    watched_->cancel();  // EOF or a socket error: the client is gone
+  }
+}
+
+asio::awaitable<void> DownstreamConnection::stopWatching() {
+  watched_ = nullptr;
+  if (!watching_) co_return;
+  boost::system::error_code ec;
+  stream_.socket().cancel(ec);
+  // The cancelled wait's handler is queued ahead of this coroutine's
+  // continuation on the worker's single-threaded io_context; after it has run
+  // nothing refers to the request any more.
+  for (int i = 0; watching_ && i < 64; ++i) {
+    co_await asio::post(stream_.get_executor(), asio::use_awaitable);
+  }
+  if (watching_) {
+    TURNOUT_CONN_LOG(err, "conn", id_, "close watch still armed after cancel; closing");
+    close();
   }
 }
 

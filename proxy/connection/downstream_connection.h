@@ -14,6 +14,7 @@
 
 namespace turnout::proxy {
 
+class PendingRequest;
 class Worker;
 
 // One downstream HTTP/1.1 connection (stage 2-3 of a request's life): the
@@ -71,6 +72,16 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   }
   void consumeBuffered(size_t n) { buffer_.consume(n); }
 
+  // While this connection's request waits for an upstream connection
+  // (WorkerCluster::acquire), watches the socket: the client hanging up (EOF,
+  // reset, or the socket closed at shutdown) cancels `pending`, as a downstream
+  // disconnect resets a pending stream in Envoy. Bytes that arrive meanwhile
+  // (request body, a pipelined request) are read into the buffer while it has
+  // room; once it is full the watch ends. stopWatching() must be awaited
+  // before `pending` goes away or the socket is used again.
+  void watchForClose(PendingRequest& pending);
+  asio::awaitable<void> stopWatching();
+
   // Writes `out` to the client (and clears it). False on error/timeout.
   asio::awaitable<bool> write(std::string& out, std::chrono::milliseconds timeout);
 
@@ -110,6 +121,12 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   std::string up_out_buf_;
   bool draining_ = false;
   bool closed_ = false;
+  // watchForClose(): the request to cancel, and whether a wait is armed.
+  PendingRequest* watched_ = nullptr;
+  bool watching_ = false;
+
+  void armWatch();
+  void onWatchReady(const boost::system::error_code& ec);
 };
 
 }  // namespace turnout::proxy

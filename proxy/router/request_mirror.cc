@@ -47,22 +47,16 @@ asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> c
   lb.random = worker->random();
   HostState* host = cluster->chooseHost(lb);
   if (host == nullptr) co_return;
-  auto& res = cluster->resources();
-  if (res.requests.load(std::memory_order_relaxed) >= cluster->thresholds().max_requests) {
+  PendingRequest pending(worker->io().get_executor());
+  auto acquired =
+      co_await cluster->acquire(host, &pending, std::chrono::steady_clock::now() + timeout);
+  UpstreamConnectionPtr up = std::move(acquired.conn);
+  if (!up) co_return;
+  if (!cluster->tryStartRequest()) {
     shard.inc(stats.upstream_rq_pending_overflow);
+    cluster->release(*host, std::move(up), true);
     co_return;
   }
-  UpstreamConnectionPtr up = cluster->takeIdle(*host);
-  if (!up) {
-    if (res.connections.load(std::memory_order_relaxed) >= cluster->thresholds().max_connections) {
-      shard.inc(stats.upstream_cx_overflow);
-      co_return;
-    }
-    auto connected = co_await cluster->connect(worker->io().get_executor(), host, timeout, &shard);
-    up = std::move(connected.conn);
-    if (!up) co_return;
-  }
-  res.requests.fetch_add(1, std::memory_order_relaxed);
   ++host->active_requests;
   shard.inc(stats.upstream_rq_total);
   shard.add(stats.upstream_rq_active, 1);
@@ -101,11 +95,11 @@ asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> c
     shard.inc(stats.upstream_rq_timeout);
   }
   --host->active_requests;
-  res.requests.fetch_sub(1, std::memory_order_relaxed);
+  cluster->endRequest();
   shard.sub(stats.upstream_rq_active, 1);
   up->forwarder.target = nullptr;
   const bool reuse = sink.complete && up->codec.canReuse();
-  cluster->release(*host, std::move(up), reuse, shard);
+  cluster->release(*host, std::move(up), reuse);
 }
 
 }  // namespace

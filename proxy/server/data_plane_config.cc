@@ -1,9 +1,13 @@
 #include "proxy/server/data_plane_config.h"
 
+#include <algorithm>
+
 #include "proxy/common/asio.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "config/snapshot/route_config_translator.h"
+#include "proxy/common/log.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 
 namespace turnout::proxy {
@@ -12,60 +16,24 @@ namespace {
 constexpr char kRoutingKeyType[] = "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 constexpr char kHealthCheckType[] = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 
-std::string hostPort(const std::string& ip, uint16_t port) {
-  if (ip.find(':') != std::string::npos) return absl::StrCat("[", ip, "]:", port);
-  return absl::StrCat(ip, ":", port);
-}
-
 bool healthy(config::EndpointConfig::HealthStatus s) {
   using H = config::EndpointConfig::HealthStatus;
   return s == H::Unknown || s == H::Healthy || s == H::Degraded;
 }
 
-// Resolves `name` on the calling (main) thread. Envoy's AUTO prefers IPv6 and
-// falls back to IPv4; V4_PREFERRED the reverse; ALL keeps both.
-absl::StatusOr<std::vector<std::string>> resolve(const std::string& name,
-                                                 config::ClusterConfig::DnsLookupFamily family,
-                                                 const std::string& cluster) {
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
-  boost::system::error_code ec;
-  auto results = resolver.resolve(name, "", ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("cluster '", cluster, "': cannot resolve '", name,
-                                               "': ", ec.message()));
-  }
-  std::vector<std::string> v4, v6;
-  for (const auto& r : results) {
-    auto a = r.endpoint().address();
-    auto& list = a.is_v4() ? v4 : v6;
-    std::string s = a.to_string();
-    if (std::find(list.begin(), list.end(), s) == list.end()) list.push_back(s);
-  }
-  using F = config::ClusterConfig::DnsLookupFamily;
-  std::vector<std::string> out;
-  switch (family) {
-    case F::V4Only: out = v4; break;
-    case F::V6Only: out = v6; break;
-    case F::Auto: out = v6.empty() ? v4 : v6; break;
-    case F::V4Preferred: out = v4.empty() ? v6 : v4; break;
-    case F::All:
-      out = v4;
-      out.insert(out.end(), v6.begin(), v6.end());
-      break;
-  }
-  if (out.empty()) {
-    return absl::UnavailableError(absl::StrCat("cluster '", cluster, "': '", name,
-                                               "' has no address of the configured family"));
-  }
-  return out;
-}
+constexpr const char* kLogComponent = "upstream";
 
 absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stats::Store& store) {
   ClusterRuntime rt;
   rt.config = &c;
   rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name);
+  rt.health_checked =
+      std::any_of(c.health_checks.begin(), c.health_checks.end(),
+                  [](const auto& hc) { return hc.kind == config::HealthCheckConfig::Kind::Http; });
   using T = config::ClusterConfig::Type;
+  const bool dns = c.type == T::StrictDns || c.type == T::LogicalDns;
+  auto statics = std::make_shared<HostSet>();
+  size_t endpoint = 0;
   for (const auto& locality : c.localities) {
     for (const auto& e : locality.endpoints) {
       if (e.address.kind != config::Address::Kind::Socket) continue;
@@ -75,29 +43,40 @@ absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stat
       h.priority = locality.priority;
       h.healthy = healthy(e.health_status);
       h.hostname = e.hostname;
-      if (c.type == T::StrictDns || c.type == T::LogicalDns) {
-        auto ips = resolve(e.address.address, c.dns_lookup_family, c.name);
-        if (!ips.ok()) return ips.status();
+      h.endpoint = endpoint++;
+      if (dns) {
         if (h.hostname.empty()) h.hostname = e.address.address;
-        // LOGICAL_DNS uses the first address only (Envoy connects to one).
-        const size_t n = c.type == T::LogicalDns ? 1 : ips->size();
-        for (size_t i = 0; i < n; ++i) {
-          HostDescription r = h;
-          r.ip = (*ips)[i];
-          r.address = hostPort(r.ip, r.port);
-          rt.hosts.push_back(std::move(r));
-        }
+        rt.dns_targets.push_back(ResolveTarget{e.address.address, h});
       } else {
         h.ip = e.address.address;
         h.address = hostPort(h.ip, h.port);
-        rt.hosts.push_back(std::move(h));
+        h.state->failed_active_hc.store(rt.health_checked, std::memory_order_relaxed);
+        statics->hosts.push_back(std::move(h));
       }
     }
   }
-  store.mainShard().set(rt.stats.membership_total, static_cast<int64_t>(rt.hosts.size()));
-  int64_t healthy_count = 0;
-  for (const auto& h : rt.hosts) healthy_count += h.healthy ? 1 : 0;
-  store.mainShard().set(rt.stats.membership_healthy, healthy_count);
+  // DNS clusters: the first resolution of every target, as Envoy's cluster
+  // warming waits for it.
+  stats::Shard& shard = store.mainShard();
+  HostSetConstSharedPtr hosts = std::move(statics);
+  for (const ResolveTarget& target : rt.dns_targets) {
+    asio::io_context io;
+    asio::ip::tcp::resolver resolver(io);
+    boost::system::error_code ec;
+    auto results = resolver.resolve(target.dns_name, "", ec);
+    std::vector<asio::ip::address> resolved;
+    for (const auto& r : results) resolved.push_back(r.endpoint().address());
+    ResolutionApplied r = applyResolution(rt, target, ec, resolved, *hosts, shard);
+    if (!r.ok) {
+      TURNOUT_LOG(warn, kLogComponent, "cluster '{}': cannot resolve '{}' ({}); it has no hosts "
+                  "from it until it resolves",
+                  c.name, target.dns_name,
+                  ec ? ec.message() : std::string("no address of the configured family"));
+    }
+    if (r.changed) hosts = std::move(r.changed);
+  }
+  rt.hosts = std::move(hosts);
+  recordMembership(rt, *rt.hosts, shard);
   return rt;
 }
 
@@ -158,6 +137,46 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
 }
 
 }  // namespace
+
+void recordMembership(const ClusterRuntime& cluster, const HostSet& hosts, stats::Shard& shard) {
+  shard.set(cluster.stats.membership_total, static_cast<int64_t>(hosts.hosts.size()));
+  int64_t healthy_count = 0;
+  for (const auto& h : hosts.hosts) healthy_count += h.healthy ? 1 : 0;
+  shard.set(cluster.stats.membership_healthy, healthy_count);
+}
+
+ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTarget& target,
+                                  const boost::system::error_code& ec,
+                                  const std::vector<asio::ip::address>& resolved,
+                                  const HostSet& current, stats::Shard& shard) {
+  const config::ClusterConfig& c = *cluster.config;
+  const auto& stats = cluster.stats;
+  shard.inc(stats.update_attempt);
+  std::vector<std::string> addresses;
+  if (!ec) addresses = selectAddresses(resolved, c.dns_lookup_family);
+  const bool logical = c.type == config::ClusterConfig::Type::LogicalDns;
+  ResolutionApplied r;
+  if (ec || (logical && addresses.empty())) {
+    shard.inc(stats.update_failure);
+    return r;
+  }
+  r.ok = true;
+  shard.inc(stats.update_success);
+  HostListUpdate u =
+      updateHostList(current.hosts, target, addresses, c.type, cluster.health_checked);
+  if (!u.changed) {
+    shard.inc(stats.update_no_rebuild);
+    return r;
+  }
+  if (u.added > 0 || u.removed > 0) shard.inc(stats.membership_change);
+  TURNOUT_LOG(info, kLogComponent, "cluster '{}': '{}' now resolves to {} ({} added, {} removed)",
+              c.name, target.dns_name, absl::StrJoin(addresses, ", "), u.added, u.removed);
+  auto next = std::make_shared<HostSet>();
+  next->hosts = std::move(u.hosts);
+  recordMembership(cluster, *next, shard);
+  r.changed = std::move(next);
+  return r;
+}
 
 const ClusterRuntime* DataPlaneConfig::findCluster(std::string_view name) const {
   for (const auto& c : clusters) {

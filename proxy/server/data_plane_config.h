@@ -11,28 +11,42 @@
 #include "proxy/access_log/access_log.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "proxy/upstream/host_set.h"
 #include "routing/route_table.h"
 
 namespace turnout::proxy {
 
-// One upstream endpoint as the data plane sees it: an address it can connect
-// to (DNS already resolved), its weight and its static health.
-struct HostDescription {
-  std::string ip;
-  uint16_t port = 0;
-  std::string address;   // "ip:port", for logs, stats and /clusters
-  std::string hostname;  // endpoint.hostname, or the DNS name it came from
-  uint32_t weight = 1;
-  uint32_t priority = 0;
-  bool healthy = true;   // false for UNHEALTHY / DRAINING / TIMEOUT endpoints
-};
-
-// A cluster compiled for the workers: its config, resolved hosts and stats.
+// A cluster compiled for the workers: its config, its hosts and its stats.
 struct ClusterRuntime {
   const config::ClusterConfig* config = nullptr;
-  std::vector<HostDescription> hosts;
+  // The hosts when the config was built. A STRICT_DNS or LOGICAL_DNS
+  // cluster's later host sets come from the main thread's DnsRefresher.
+  HostSetConstSharedPtr hosts;
+  // STRICT_DNS / LOGICAL_DNS: one resolve target per lb_endpoint.
+  std::vector<ResolveTarget> dns_targets;
+  // The cluster has an HTTP health check: its new hosts start failing it.
+  bool health_checked = false;
   stats::ClusterStats stats;
 };
+
+// Sets membership_total and membership_healthy (static health) for `hosts`
+// on the main shard.
+void recordMembership(const ClusterRuntime& cluster, const HostSet& hosts, stats::Shard& shard);
+
+// Applies one resolution of `target` (the resolver gave `ec` or `resolved`)
+// to `current` with updateHostList(), counting Envoy's cluster.<name>.
+// update_attempt, update_success / update_no_rebuild / update_failure and
+// membership_change. A failure, and an empty answer for LOGICAL_DNS, keep
+// the current hosts (`ok` false; the caller logs it). `changed` is the new
+// host set when there is one (the caller publishes it). Main thread.
+struct ResolutionApplied {
+  bool ok = false;
+  HostSetConstSharedPtr changed;
+};
+ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTarget& target,
+                                  const boost::system::error_code& ec,
+                                  const std::vector<asio::ip::address>& resolved,
+                                  const HostSet& current, stats::Shard& shard);
 
 // The `envoy.filters.http.health_check` filter, non-pass-through form.
 struct HealthCheckFilterRuntime {
@@ -69,8 +83,11 @@ struct DataPlaneConfig {
 
   const ClusterRuntime* findCluster(std::string_view name) const;
 
-  // Resolves STRICT_DNS/LOGICAL_DNS hosts with the system resolver: call on
-  // the main thread only (never on a worker). Errors name the cluster.
+  // Resolves STRICT_DNS/LOGICAL_DNS hosts once with the system resolver:
+  // call on the main thread only (never on a worker). A name that does not
+  // resolve leaves its lb_endpoint without hosts for now (logged, counted as
+  // update_failure), as Envoy starts such a cluster empty; the DnsRefresher
+  // keeps trying.
   static absl::StatusOr<std::shared_ptr<const DataPlaneConfig>> build(
       config::SnapshotConstSharedPtr snapshot, stats::Store& store);
 };

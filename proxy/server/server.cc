@@ -86,7 +86,7 @@ int Server::run() {
   }
   config_ = *std::move(dp);
   for (const auto& c : config_->clusters) {
-    resources_[c.config->name] = std::make_shared<ClusterResources>(c.hosts.size());
+    resources_[c.config->name] = std::make_shared<ClusterResources>();
   }
   for (uint32_t i = 0; i < concurrency; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, *store_));
@@ -117,26 +117,17 @@ int Server::run() {
   main_shard.set(server_stats.active_clusters, static_cast<int64_t>(config_->clusters.size()));
   main_shard.set(server_stats.total_listeners_active, static_cast<int64_t>(bound_.size()));
 
-  // Active health checks run on this thread; workers read each host's flag.
-  // Hosts of a checked cluster start unhealthy, as in Envoy.
-  health_checker_ = HealthChecker::create(
-      main_, config_, main_shard,
-      [this](const std::string& cluster, size_t host, bool healthy) {
-        auto it = resources_.find(cluster);
-        if (it == resources_.end() || host >= it->second->host_count) return;
-        it->second->outlier[host].failed_active_hc.store(!healthy, std::memory_order_relaxed);
-      });
-  for (const auto& c : config_->clusters) {
-    const bool checked =
-        std::any_of(c.config->health_checks.begin(), c.config->health_checks.end(),
-                    [](const auto& hc) { return hc.kind == config::HealthCheckConfig::Kind::Http; });
-    if (!checked) continue;
-    for (size_t h = 0; h < c.hosts.size(); ++h) {
-      resources_[c.config->name]->outlier[h].failed_active_hc.store(
-          !health_checker_->isHealthy(c.config->name, h), std::memory_order_relaxed);
-    }
-  }
+  // Active health checks and DNS refreshes run on this thread; workers read
+  // each host's health flag and get new host sets posted.
+  health_checker_ = HealthChecker::create(main_, config_, main_shard, nullptr);
   health_checker_->start();
+  dns_refresher_ = DnsRefresher::create(
+      main_, config_, main_shard, [this](const ClusterRuntime& c, HostSetConstSharedPtr hosts) {
+        health_checker_->updateHosts(c, *hosts);
+        const size_t index = static_cast<size_t>(&c - config_->clusters.data());
+        for (auto& w : workers_) w->postHosts(config_, index, hosts);
+      });
+  dns_refresher_->start();
   for (auto& w : workers_) w->start(config_, resources_);
 
   signals_ = std::make_unique<asio::signal_set>(main_, SIGINT, SIGTERM);
@@ -166,6 +157,7 @@ int Server::run() {
 
 void Server::shutdown() {
   if (health_checker_) health_checker_->stop();
+  if (dns_refresher_) dns_refresher_->stop();
   if (signals_) {
     boost::system::error_code ec;
     signals_->cancel(ec);
@@ -242,7 +234,8 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
       b.max_retries = t.max_retries;
       s.circuit_breakers.push_back(b);
     }
-    for (const auto& h : c.hosts) {
+    const HostSetConstSharedPtr hosts = dns_refresher_ ? dns_refresher_->hosts(c) : c.hosts;
+    for (const auto& h : hosts->hosts) {
       admin::HostStatus hs;
       hs.address = h.ip;
       hs.port = h.port;
@@ -251,20 +244,14 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
       hs.priority = h.priority;
       std::string flags;
       if (!h.healthy) flags += "/eds_health_status";
-      auto res = resources_.find(c.config->name);
-      const size_t index = static_cast<size_t>(&h - c.hosts.data());
-      if (res != resources_.end() && index < res->second->host_count) {
-        const auto& st = res->second->outlier[index];
-        if (st.failed_active_hc.load(std::memory_order_relaxed)) {
-          flags += "/failed_active_hc";
-          hs.failed_active_health_check = true;
-        }
-        const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-        const int64_t until = st.ejected_until_ns.load(std::memory_order_relaxed);
-        if (until != 0 && until > now) {
-          flags += "/failed_outlier_check";
-          hs.failed_outlier_check = true;
-        }
+      const HostSharedState& st = *h.state;
+      if (st.failed_active_hc.load(std::memory_order_relaxed)) {
+        flags += "/failed_active_hc";
+        hs.failed_active_health_check = true;
+      }
+      if (st.ejectedAt(std::chrono::steady_clock::now().time_since_epoch().count())) {
+        flags += "/failed_outlier_check";
+        hs.failed_outlier_check = true;
       }
       hs.health_flags = flags.empty() ? "healthy" : flags;
       s.hosts.push_back(std::move(hs));

@@ -16,6 +16,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
+#include "proxy/upstream/dns_refresher.h"
 #include "proxy/upstream/health_checker.h"
 
 namespace turnout::proxy {
@@ -73,6 +74,7 @@ class Server : public admin::AdminSource {
   std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<asio::steady_timer> uptime_timer_;
   std::unique_ptr<HealthChecker> health_checker_;
+  DnsRefresherPtr dns_refresher_;
 };
 
 }  // namespace turnout::proxy

@@ -20,7 +20,7 @@ void Worker::addListener(WorkerListener listener) { listeners_.push_back(std::mo
 void Worker::installConfig(
     DataPlaneConfigConstSharedPtr config,
     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources) {
-  clusters_.update(config, resources);
+  clusters_.update(config, resources, shard_);
   config_ = std::move(config);
 }
 
@@ -48,6 +48,14 @@ void Worker::postConfig(
     absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources) {
   asio::post(io_, [this, config = std::move(config), resources = std::move(resources)]() mutable {
     installConfig(std::move(config), resources);
+  });
+}
+
+void Worker::postHosts(DataPlaneConfigConstSharedPtr config, size_t cluster,
+                       HostSetConstSharedPtr hosts) {
+  asio::post(io_, [this, config = std::move(config), cluster, hosts = std::move(hosts)]() mutable {
+    if (config != config_ || cluster >= config->clusters.size()) return;
+    clusters_.updateHosts(config->clusters[cluster], std::move(hosts), shard_);
   });
 }
 

@@ -55,6 +55,9 @@ class Worker {
   // Posts a new config to the worker (any thread).
   void postConfig(DataPlaneConfigConstSharedPtr config,
                   absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources);
+  // Posts a new host set for `config->clusters[cluster]` (any thread). The
+  // worker applies it only while `config` is still its config.
+  void postHosts(DataPlaneConfigConstSharedPtr config, size_t cluster, HostSetConstSharedPtr hosts);
   // Stops accepting; open connections get `Connection: close` on their next
   // response and are closed once idle (any thread).
   void drain();

@@ -123,6 +123,8 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.upstream_rq_pending_active = g("upstream_rq_pending_active");
   s.upstream_rq_pending_overflow = c("upstream_rq_pending_overflow");
   s.upstream_rq_timeout = c("upstream_rq_timeout");
+  s.upstream_rq_pending_failure_eject = c("upstream_rq_pending_failure_eject");
+  s.upstream_rq_cancelled = c("upstream_rq_cancelled");
   s.upstream_rq_per_try_timeout = c("upstream_rq_per_try_timeout");
   s.upstream_rq_rx_reset = c("upstream_rq_rx_reset");
   s.upstream_rq_tx_reset = c("upstream_rq_tx_reset");
@@ -145,7 +147,20 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.health_check_failure = c("health_check.failure");
   s.outlier_detection_ejections_active = g("outlier_detection.ejections_active");
   s.outlier_detection_ejections_total = c("outlier_detection.ejections_total");
+  s.membership_change = c("membership_change");
+  s.update_attempt = c("update_attempt");
   s.update_success = c("update_success");
+  s.update_failure = c("update_failure");
+  s.update_no_rebuild = c("update_no_rebuild");
+  auto breakers = [&](const char* priority) {
+    auto b = [&](const char* n) {
+      return store.gauge(absl::StrCat(p, "circuit_breakers.", priority, ".", n));
+    };
+    return CircuitBreakerStats{b("cx_open"), b("cx_pool_open"), b("rq_pending_open"),
+                               b("rq_open"), b("rq_retry_open")};
+  };
+  s.breakers_default = breakers("default");
+  s.breakers_high = breakers("high");
   return s;
 }
 

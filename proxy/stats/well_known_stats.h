@@ -56,6 +56,12 @@ struct ListenerHttpStats {
 ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
                                         std::string_view http_stat_prefix);
 
+// cluster.<name>.circuit_breakers.<priority>.*: Envoy's ResourceManagerImpl
+// gauges, 1 while the resource is at its limit (count >= max), else 0.
+struct CircuitBreakerStats {
+  StatId cx_open, cx_pool_open, rq_pending_open, rq_open, rq_retry_open;
+};
+
 // cluster.<name>.*  (alt_stat_name wins over the name when set).
 struct ClusterStats {
   StatId upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail;
@@ -63,6 +69,7 @@ struct ClusterStats {
   StatId upstream_cx_pool_overflow;
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
+  StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;
   StatId upstream_rq_per_try_timeout, upstream_rq_rx_reset, upstream_rq_tx_reset;
   StatId upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_overflow;
   StatId upstream_rq_retry_limit_exceeded, upstream_rq_completed;
@@ -72,7 +79,11 @@ struct ClusterStats {
   StatId membership_total, membership_healthy;
   StatId health_check_attempt, health_check_success, health_check_failure;
   StatId outlier_detection_ejections_active, outlier_detection_ejections_total;
-  StatId update_success;
+  StatId membership_change;
+  StatId update_attempt, update_success, update_failure, update_no_rebuild;
+  CircuitBreakerStats breakers_default;  // circuit_breakers.default.*
+  CircuitBreakerStats breakers_high;     // circuit_breakers.high.* (high-priority routing is not
+                                         // supported, so these stay 0)
   // upstream_rq_<code> / retry.upstream_rq_<code> for the pre-registered codes
   // (kCommonCodes); 0 where the code is not one of them.
   std::array<StatId, 600> upstream_rq_code{};

@@ -160,6 +160,7 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   reply.location = location;
   reply.content_type = content_type;
   reply.head_request = head_.method == "HEAD";
+  reply.overloaded = overloaded_;
   // A request whose body was not read cannot leave the connection reusable.
   reply.close_connection = close_connection_ || !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
@@ -170,6 +171,22 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
     close_connection_ = true;
   }
+}
+
+asio::awaitable<void> ActiveStream::replyOverflow() {
+  // Envoy's router: a circuit-breaker overflow is "dropped" and says so.
+  flags_.set(access_log::ResponseFlag::UpstreamOverflow);
+  overloaded_ = true;
+  co_await sendLocalReply(503, kBodyOverflow, {}, {},
+                          "upstream_reset_before_response_started{overflow}");
+}
+
+asio::awaitable<void> ActiveStream::replyUpstreamTimeout(const stats::ClusterStats& stats) {
+  stats::Shard& shard = conn_.worker().shard();
+  shard.inc(stats.upstream_rq_timeout);
+  shard.inc(hcm_.stats.downstream_rq_timeout);
+  flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
+  co_await sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
 }
 
 asio::awaitable<void> ActiveStream::run() {
@@ -477,9 +494,8 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
     if (r != AttemptResult::Retry) break;
     // attempt() returns Retry only when canRetry() said yes.
     ++retries_done_;
-    auto& res = cluster->resources();
     shard.inc(cluster_runtime_->stats.upstream_rq_retry);
-    res.retries.fetch_add(1, std::memory_order_relaxed);
+    cluster->startRetry();
     // Fully jittered exponential back-off: base 25 ms, at most 10x base.
     milliseconds base(25), cap(250);
     if (retry_policy_->retry_back_off) {
@@ -493,7 +509,7 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
     asio::steady_timer timer(worker.io(), wait);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    res.retries.fetch_sub(1, std::memory_order_relaxed);
+    cluster->endRetry();
     flags_ = access_log::ResponseFlags();
   }
 }
@@ -508,8 +524,7 @@ bool ActiveStream::canRetry() {
   }
   if (request_body_sent_ && !body_retriable_) return false;
   if (Clock::now() >= deadline_) return false;
-  if (cluster_->resources().retries.load(std::memory_order_relaxed) >=
-      cluster_->thresholds().max_retries) {
+  if (!cluster_->resources().retries.canCreate(cluster_->thresholds().max_retries)) {
     shard.inc(cluster_runtime_->stats.upstream_rq_retry_overflow);
     return false;
   }
@@ -534,43 +549,65 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   }
   host_ = host;
   upstream_host_ = host->description->address;
-  auto& res = cluster.resources();
-  if (res.requests.load(std::memory_order_relaxed) >= cluster.thresholds().max_requests) {
-    flags_.set(access_log::ResponseFlag::UpstreamOverflow);
+
+  // A connection: an idle one, else through the pool's pending queue.
+  UpstreamConnectionPtr up = cluster.takeIdle(*host);
+  if (!up) {
+    using Status = WorkerCluster::AcquireResult::Status;
+    // Waiting for a connection is bounded by the route timeout and, as for
+    // any stream without activity, by stream_idle_timeout.
+    Clock::time_point wait_deadline = deadline;
+    if (hcm_.config->stream_idle_timeout.count() > 0) {
+      wait_deadline = std::min(deadline, Clock::now() + hcm_.config->stream_idle_timeout);
+    }
+    PendingRequest pending(worker.io().get_executor());
+    conn_.watchForClose(pending);
+    auto acquired = co_await cluster.acquire(host, &pending, wait_deadline);
+    co_await conn_.stopWatching();
+    switch (acquired.status) {
+      case Status::Ready:
+        up = std::move(acquired.conn);
+        break;
+      case Status::Overflow:
+        co_await replyOverflow();
+        co_return AttemptResult::Failed;
+      case Status::Cancelled:
+        // The client went away while the request waited: nothing to answer.
+        downstream_failed_ = true;
+        close_connection_ = true;
+        flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
+        co_return AttemptResult::Failed;
+      case Status::Timeout:
+        if (Clock::now() >= deadline) {
+          co_await replyUpstreamTimeout(stats);
+        } else {
+          shard.inc(hcm_.stats.downstream_rq_idle_timeout);
+          flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+          co_await sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
+        }
+        co_return AttemptResult::Failed;
+      case Status::ConnectFailure:
+        cluster.recordOutcome(*host, true);
+        flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
+        if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
+             retryOn("reset")) &&
+            canRetry()) {
+          co_return AttemptResult::Retry;
+        }
+        co_await sendLocalReply(
+            503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure, {}, {},
+            "upstream_reset_before_response_started{connection_failure}");
+        co_return AttemptResult::Failed;
+    }
+  }
+  // Envoy checks max_requests when the request is attached to a connection.
+  if (!cluster.tryStartRequest()) {
     shard.inc(stats.upstream_rq_pending_overflow);
-    co_await sendLocalReply(503, kBodyOverflow, {}, {}, "upstream_reset_before_response_started{overflow}");
+    cluster.release(*host, std::move(up), true);
+    co_await replyOverflow();
     co_return AttemptResult::Failed;
   }
 
-  // A connection: an idle one, else a new one within max_connections.
-  UpstreamConnectionPtr up = cluster.takeIdle(*host);
-  if (!up) {
-    if (res.connections.load(std::memory_order_relaxed) >= cluster.thresholds().max_connections) {
-      flags_.set(access_log::ResponseFlag::UpstreamOverflow);
-      shard.inc(stats.upstream_cx_overflow);
-      shard.inc(stats.upstream_rq_pending_overflow);
-      co_await sendLocalReply(503, kBodyOverflow, {}, {}, "upstream_reset_before_response_started{overflow}");
-      co_return AttemptResult::Failed;
-    }
-    auto connected = co_await cluster.connect(worker.io().get_executor(), host, until(deadline),
-                                              &shard);
-    const bool timed_out = connected.timed_out;
-    up = std::move(connected.conn);
-    if (!up) {
-      cluster.recordOutcome(*host, true, shard);
-      flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-      if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
-           retryOn("reset")) &&
-          canRetry()) {
-        co_return AttemptResult::Retry;
-      }
-      co_await sendLocalReply(503, timed_out ? kBodyConnectTimeout : kBodyConnectFailure, {}, {},
-                            "upstream_reset_before_response_started{connection_failure}");
-      co_return AttemptResult::Failed;
-    }
-  }
-
-  res.requests.fetch_add(1, std::memory_order_relaxed);
   ++host->active_requests;
   ++host->rq_total;
   shard.inc(stats.upstream_rq_total);
@@ -592,11 +629,11 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
 
   auto finish = [&](bool reusable) {
     --host->active_requests;
-    res.requests.fetch_sub(1, std::memory_order_relaxed);
+    cluster.endRequest();
     shard.sub(stats.upstream_rq_active, 1);
     up->forwarder.target = nullptr;
     const bool reuse = reusable && up->codec.canReuse();
-    cluster.release(*host, std::move(up), reuse, shard);
+    cluster.release(*host, std::move(up), reuse);
   };
 
   // Request head and body.
@@ -715,9 +752,9 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   // the host; a response below 500 clears it. A client that went away says
   // nothing about the host.
   if (response_status_ != 0) {
-    cluster.recordOutcome(*host, response_status_ >= 500, shard);
+    cluster.recordOutcome(*host, response_status_ >= 500);
   } else if (!downstream_failed_) {
-    cluster.recordOutcome(*host, true, shard);
+    cluster.recordOutcome(*host, true);
   }
   if (response_complete_ && !discard_response_ && up->codec.upgraded() &&
       conn_.codec().upgraded()) {
@@ -766,10 +803,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
         canRetry()) {
       co_return AttemptResult::Retry;
     }
-    shard.inc(stats.upstream_rq_timeout);
-    shard.inc(hcm_.stats.downstream_rq_timeout);
-    flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
-    co_await sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
+    co_await replyUpstreamTimeout(stats);
     co_return AttemptResult::Failed;
   }
   const bool protocol_error = !got_eof && !write_failed && !ec;

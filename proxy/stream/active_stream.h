@@ -47,6 +47,10 @@ class ActiveStream : public ResponseDecoderCallbacks {
                                        std::string_view location = {},
                                        std::string_view content_type = {},
                                        std::string_view details = {});
+  // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
+  asio::awaitable<void> replyOverflow();
+  // 504 UT: the route timeout expired before a response started.
+  asio::awaitable<void> replyUpstreamTimeout(const stats::ClusterStats& stats);
   void prepareUpstreamHeaders(const routing::RouteDecision& d);
   asio::awaitable<void> forward(const routing::RouteDecision& d);
   asio::awaitable<AttemptResult> attempt(const routing::RouteDecision& d, WorkerCluster& cluster,
@@ -108,6 +112,7 @@ class ActiveStream : public ResponseDecoderCallbacks {
   const HeaderMap* response_headers_ = nullptr;
   bool close_connection_ = false;
   bool downstream_failed_ = false;
+  bool overloaded_ = false;  // the local reply gets x-envoy-overloaded: true
 };
 
 }  // namespace turnout::proxy

@@ -17,6 +17,7 @@ void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::s
                               reply.content_type.empty() ? "text/plain" : reply.content_type);
   }
   if (!reply.location.empty()) head.headers.addLowercase("location", reply.location);
+  if (reply.overloaded) head.headers.addLowercase("x-envoy-overloaded", "true");
   head.headers.addLowercase("date", date);
   head.headers.addLowercase("server", server_name);
   const bool no_body = reply.body.empty() || reply.head_request;

@@ -19,6 +19,7 @@ struct LocalReply {
   std::string_view location;      // redirects
   bool close_connection = false;
   bool head_request = false;      // HEAD: headers only
+  bool overloaded = false;        // x-envoy-overloaded: true (circuit-breaker overflow)
 };
 
 // Encodes `reply` through `codec` into `out`, reusing `head` as scratch.
@@ -28,6 +29,7 @@ void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::s
 // Envoy's local-reply body texts.
 inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";
 inline constexpr std::string_view kBodyUpstreamTimeout = "upstream request timeout";
+inline constexpr std::string_view kBodyStreamTimeout = "stream timeout";
 inline constexpr std::string_view kBodyConnectFailure =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 inline constexpr std::string_view kBodyConnectTimeout =

@@ -43,16 +43,41 @@ bool peerClosed(UpstreamConnection& conn) {
   return !(errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+std::chrono::milliseconds until(std::chrono::steady_clock::time_point deadline) {
+  auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now());
+  return d.count() < 1 ? std::chrono::milliseconds(1) : d;
+}
+
 }  // namespace
 
-WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
-                             std::shared_ptr<ClusterResources> resources)
-    : runtime_(&runtime), resources_(std::move(resources)) {
+bool BreakerResource::tryInc(uint32_t max, stats::Shard& shard, stats::StatId open) {
+  uint32_t current = count_.load(std::memory_order_relaxed);
+  do {
+    if (current >= max) return false;
+  } while (!count_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  if (current + 1 == max) shard.add(open, 1);
+  return true;
+}
+
+PendingRequest::~PendingRequest() {
+  if (host_ != nullptr) {
+    (prev_ != nullptr ? prev_->next_ : host_->pending_head) = next_;
+    (next_ != nullptr ? next_->prev_ : host_->pending_tail) = prev_;
+  }
+}
+
+WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
+                             std::shared_ptr<ClusterResources> resources, stats::Shard& shard)
+    : runtime_(&runtime),
+      host_set_(std::move(hosts)),
+      resources_(std::move(resources)),
+      shard_(&shard) {
   for (const auto& t : runtime.config->circuit_breakers) {
     if (t.priority == config::CircuitBreakerThresholds::Priority::Default) thresholds_ = t;
   }
-  hosts_.reserve(runtime.hosts.size());
-  for (const auto& h : runtime.hosts) {
+  hosts_.reserve(host_set_->hosts.size());
+  for (const auto& h : host_set_->hosts) {
     HostState s;
     s.description = &h;
     s.index = hosts_.size();
@@ -81,22 +106,52 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime,
   }
 }
 
+WorkerCluster::~WorkerCluster() {
+  for (auto& h : hosts_) {
+    while (!h.idle.empty()) {
+      UpstreamConnectionPtr c = std::move(h.idle.back());
+      h.idle.pop_back();
+      destroy(h, std::move(c));
+    }
+  }
+}
+
+void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self) {
+  for (auto& oh : old.hosts_) {
+    HostState* h = oh.idle.empty() ? nullptr : find(*oh.description);
+    if (h == nullptr) continue;
+    const auto moved = static_cast<uint32_t>(oh.idle.size());
+    for (auto& c : oh.idle) h->idle.push_back(std::move(c));
+    oh.idle.clear();
+    h->cx_active += moved;
+    oh.cx_active -= moved;
+  }
+  old.retired_ = true;
+  old.successor_ = self;
+}
+
+HostState* WorkerCluster::find(const HostDescription& d) {
+  for (auto& h : hosts_) {
+    if (h.description->state == d.state) return &h;
+  }
+  for (auto& h : hosts_) {
+    if (h.description->address == d.address) return &h;
+  }
+  return nullptr;
+}
+
 bool WorkerCluster::failedActiveHealthCheck(const HostState& host) const {
-  return host.index < resources_->host_count &&
-         resources_->outlier[host.index].failed_active_hc.load(std::memory_order_relaxed);
+  return host.description->state->failed_active_hc.load(std::memory_order_relaxed);
 }
 
 bool WorkerCluster::ejected(const HostState& host, int64_t now_ns) const {
-  if (host.index >= resources_->host_count) return false;
-  const int64_t until = resources_->outlier[host.index].ejected_until_ns.load(
-      std::memory_order_relaxed);
-  return until != 0 && until > now_ns;
+  return host.description->state->ejectedAt(now_ns);
 }
 
-void WorkerCluster::recordOutcome(HostState& host, bool failure, stats::Shard& shard) {
+void WorkerCluster::recordOutcome(HostState& host, bool failure) {
   const auto& od = runtime_->config->outlier_detection;
-  if (!od || host.index >= resources_->host_count) return;
-  HostOutlierState& st = resources_->outlier[host.index];
+  if (!od) return;
+  HostSharedState& st = *host.description->state;
   if (!failure) {
     st.consecutive_5xx.store(0, std::memory_order_relaxed);
     return;
@@ -120,7 +175,7 @@ void WorkerCluster::recordOutcome(HostState& host, bool failure, stats::Shard& s
   st.ejected_until_ns.store(
       now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(duration).count(),
       std::memory_order_relaxed);
-  shard.inc(runtime_->stats.outlier_detection_ejections_total);
+  shard_->inc(runtime_->stats.outlier_detection_ejections_total);
 }
 
 HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
@@ -208,28 +263,138 @@ HostState* WorkerCluster::ringHash(std::vector<HostState*>& candidates, uint64_t
 }
 
 asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
-    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout,
-    stats::Shard* shard) {
+    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout) {
   const auto& stats = runtime_->stats;
   ConnectResult r;
   r.conn = std::make_unique<UpstreamConnection>(ex);
-  resources_->connections.fetch_add(1, std::memory_order_relaxed);
+  resources_->connections.inc(thresholds_.max_connections, *shard_,
+                              stats.breakers_default.cx_open);
   ++host->cx_active;
-  shard->inc(stats.upstream_cx_total);
-  shard->add(stats.upstream_cx_active, 1);
+  shard_->inc(stats.upstream_cx_total);
+  shard_->add(stats.upstream_cx_active, 1);
   r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
   boost::system::error_code ec;
   co_await r.conn->stream.async_connect(host->endpoint,
                                         asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     r.timed_out = ec == beast::error::timeout;
-    shard->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
-    release(*host, std::move(r.conn), false, *shard);
+    shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+    destroy(*host, std::move(r.conn));
     r.conn = nullptr;
     co_return r;
   }
   r.conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   co_return r;
+}
+
+asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
+    HostState* host, PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
+  using Status = AcquireResult::Status;
+  using Wake = PendingRequest::Wake;
+  const auto& stats = runtime_->stats;
+  AcquireResult r;
+  if ((r.conn = takeIdle(*host))) co_return r;
+
+  // A pending request from here on (Envoy's newPendingRequest).
+  if (!resources_->pending.tryInc(thresholds_.max_pending_requests, *shard_,
+                                  stats.breakers_default.rq_pending_open)) {
+    shard_->inc(stats.upstream_rq_pending_overflow);
+    r.status = Status::Overflow;
+    co_return r;
+  }
+  shard_->inc(stats.upstream_rq_pending_total);
+  shard_->add(stats.upstream_rq_pending_active, 1);
+  bool requeue_at_front = false;
+  for (;;) {
+    if (pending->cancelled_) {
+      r.status = Status::Cancelled;
+      break;
+    }
+    const bool can_create = resources_->connections.canCreate(thresholds_.max_connections);
+    if (!can_create) shard_->inc(stats.upstream_cx_overflow);
+    if (can_create || host->cx_active == 0) {
+      ConnectResult c = co_await connect(pending->timer_.get_executor(), host, until(deadline));
+      if (!c.conn) {
+        wakeAll(*host, Wake::ConnectFailure);
+        r.status = Status::ConnectFailure;
+        r.connect_timed_out = c.timed_out;
+        break;
+      }
+      if (pending->cancelled_) {
+        release(*host, std::move(c.conn), true);
+        r.status = Status::Cancelled;
+        break;
+      }
+      r.conn = std::move(c.conn);
+      break;
+    }
+    enqueue(*host, *pending, requeue_at_front);
+    pending->timer_.expires_at(deadline);
+    while (pending->wake_ == Wake::None && !pending->cancelled_ &&
+           std::chrono::steady_clock::now() < deadline) {
+      boost::system::error_code ec;
+      co_await pending->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    dequeue(*pending);
+    const Wake why = std::exchange(pending->wake_, Wake::None);
+    if (pending->cancelled_) {
+      if (pending->conn_) release(*host, std::move(pending->conn_), true);
+      r.status = Status::Cancelled;
+      break;
+    }
+    if (why == Wake::Connection) {
+      r.conn = std::move(pending->conn_);
+      break;
+    }
+    if (why == Wake::ConnectFailure) {
+      shard_->inc(stats.upstream_rq_pending_failure_eject);
+      r.status = Status::ConnectFailure;
+      break;
+    }
+    if (why == Wake::None) {
+      r.status = Status::Timeout;
+      break;
+    }
+    requeue_at_front = true;  // Wake::Slot: a connection closed, try to connect
+  }
+  if (r.status == Status::Cancelled || r.status == Status::Timeout) {
+    shard_->inc(stats.upstream_rq_cancelled);
+  }
+  resources_->pending.dec(thresholds_.max_pending_requests, *shard_,
+                          stats.breakers_default.rq_pending_open);
+  shard_->sub(stats.upstream_rq_pending_active, 1);
+  co_return r;
+}
+
+void WorkerCluster::enqueue(HostState& host, PendingRequest& pending, bool at_front) {
+  pending.host_ = &host;
+  if (at_front) {
+    pending.prev_ = nullptr;
+    pending.next_ = host.pending_head;
+    (host.pending_head != nullptr ? host.pending_head->prev_ : host.pending_tail) = &pending;
+    host.pending_head = &pending;
+  } else {
+    pending.next_ = nullptr;
+    pending.prev_ = host.pending_tail;
+    (host.pending_tail != nullptr ? host.pending_tail->next_ : host.pending_head) = &pending;
+    host.pending_tail = &pending;
+  }
+}
+
+void WorkerCluster::dequeue(PendingRequest& pending) {
+  HostState* host = pending.host_;
+  if (host == nullptr) return;
+  (pending.prev_ != nullptr ? pending.prev_->next_ : host->pending_head) = pending.next_;
+  (pending.next_ != nullptr ? pending.next_->prev_ : host->pending_tail) = pending.prev_;
+  pending.host_ = nullptr;
+  pending.prev_ = pending.next_ = nullptr;
+}
+
+void WorkerCluster::wakeAll(HostState& host, PendingRequest::Wake why) {
+  while (PendingRequest* p = host.pending_head) {
+    dequeue(*p);
+    p->wake(why);
+  }
 }
 
 UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
@@ -240,57 +405,102 @@ UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
       c->reused = true;
       return c;
     }
-    boost::system::error_code ec;
-    c->stream.socket().close(ec);
-    --host.cx_active;
-    resources_->connections.fetch_sub(1, std::memory_order_relaxed);
+    destroy(host, std::move(c));
   }
   return nullptr;
 }
 
-void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool reusable,
-                            stats::Shard& shard) {
+void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool reusable) {
   if (reusable && conn->stream.socket().is_open() && conn->read_buffer.size() == 0) {
+    if (PendingRequest* p = host.pending_head) {
+      dequeue(*p);
+      conn->reused = true;
+      p->conn_ = std::move(conn);
+      p->wake(PendingRequest::Wake::Connection);
+      return;
+    }
+    if (retired_) {
+      // A newer host set took over: the connection goes to the same host there.
+      std::shared_ptr<WorkerCluster> next = successor_.lock();
+      if (HostState* h = next ? next->find(*host.description) : nullptr) {
+        --host.cx_active;
+        ++h->cx_active;
+        next->release(*h, std::move(conn), true);
+        return;
+      }
+      destroy(host, std::move(conn));
+      return;
+    }
     conn->reused = false;
     host.idle.push_back(std::move(conn));
     return;
   }
+  destroy(host, std::move(conn));
+  if (PendingRequest* p = host.pending_head) {
+    dequeue(*p);
+    p->wake(PendingRequest::Wake::Slot);
+  }
+}
+
+void WorkerCluster::destroy(HostState& host, UpstreamConnectionPtr conn) {
   boost::system::error_code ec;
   conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   conn->stream.socket().close(ec);
   --host.cx_active;
-  resources_->connections.fetch_sub(1, std::memory_order_relaxed);
-  shard.sub(runtime_->stats.upstream_cx_active, 1);
-  shard.inc(runtime_->stats.upstream_cx_destroy);
+  resources_->connections.dec(thresholds_.max_connections, *shard_,
+                              runtime_->stats.breakers_default.cx_open);
+  shard_->sub(runtime_->stats.upstream_cx_active, 1);
+  shard_->inc(runtime_->stats.upstream_cx_destroy);
+}
+
+bool WorkerCluster::tryStartRequest() {
+  return resources_->requests.tryInc(thresholds_.max_requests, *shard_,
+                                     runtime_->stats.breakers_default.rq_open);
+}
+
+void WorkerCluster::endRequest() {
+  resources_->requests.dec(thresholds_.max_requests, *shard_,
+                           runtime_->stats.breakers_default.rq_open);
+}
+
+void WorkerCluster::startRetry() {
+  resources_->retries.inc(thresholds_.max_retries, *shard_,
+                          runtime_->stats.breakers_default.rq_retry_open);
+}
+
+void WorkerCluster::endRetry() {
+  resources_->retries.dec(thresholds_.max_retries, *shard_,
+                          runtime_->stats.breakers_default.rq_retry_open);
 }
 
 void ClusterManager::update(
     const DataPlaneConfigConstSharedPtr& config,
-    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources) {
+    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
+    stats::Shard& shard) {
   std::vector<std::shared_ptr<WorkerCluster>> next;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
   for (const auto& rt : config->clusters) {
     auto it = resources.find(rt.config->name);
-    auto res = it != resources.end() ? it->second
-                                     : std::make_shared<ClusterResources>(rt.hosts.size());
-    auto wc = std::make_shared<WorkerCluster>(rt, std::move(res));
-    // Keep the idle connections of hosts that are still there.
-    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) {
-      for (auto& h : wc->hosts()) {
-        for (auto& oh : old->hosts()) {
-          if (oh.description->address == h.description->address) {
-            h.idle = std::move(oh.idle);
-            h.cx_active = oh.cx_active;
-            oh.cx_active = 0;
-          }
-        }
-      }
-    }
+    auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
+    auto wc = std::make_shared<WorkerCluster>(rt, rt.hosts, std::move(res), shard);
+    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) wc->succeed(*old, wc);
     by_name[rt.config->name] = wc;
     next.push_back(std::move(wc));
   }
   clusters_ = std::move(next);
   by_name_ = std::move(by_name);
+}
+
+void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts,
+                                 stats::Shard& shard) {
+  auto it = by_name_.find(cluster.config->name);
+  if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
+  std::shared_ptr<WorkerCluster> old = it->second;
+  auto wc = std::make_shared<WorkerCluster>(cluster, std::move(hosts), old->sharedResources(),
+                                            shard);
+  wc->succeed(*old, wc);
+  std::replace(clusters_.begin(), clusters_.end(), old, wc);
+  it->second = std::move(wc);
 }
 
 std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) const {

@@ -46,19 +46,27 @@ constexpr const char* kLogComponent = "upstream";
 constexpr size_t kMaxResponseHeaderBytes = 16 * 1024;
 
 // One health-checked host: its fixed inputs and its mutable session state.
-// Owned by State (stable address); touched only on the main thread.
+// Shared by State and its check coroutine; touched only on the main thread.
 struct HostSession {
-  HostSession(asio::any_io_executor ex, const ClusterRuntime& c, size_t index)
-      : cluster(&c), host_index(index), timer(std::move(ex)) {}
+  HostSession(asio::any_io_executor ex, const ClusterRuntime& c) : cluster(&c), timer(std::move(ex)) {}
 
   const ClusterRuntime* cluster;
-  size_t host_index;
   const config::HealthCheckConfig* check = nullptr;
+  HostDescription host;  // its shared state is where flips are written
   std::optional<asio::ip::tcp::endpoint> endpoint;  // nullopt: unparsable ip, always fails
   std::string request;
   HostHealthState health;
   asio::steady_timer timer;                  // waits out the interval
   std::optional<beast::tcp_stream> stream;   // engaged while a check is in flight
+  bool removed = false;                      // the host left the cluster
+};
+using HostSessionPtr = std::shared_ptr<HostSession>;
+
+// A health-checked cluster: its check and the request every check sends.
+struct CheckedCluster {
+  const ClusterRuntime* cluster;
+  const config::HealthCheckConfig* check;
+  std::string request;
 };
 
 }  // namespace
@@ -74,7 +82,8 @@ struct HealthChecker::State {
   Callback on_change;
   bool started = false;
   bool stopped = false;
-  std::vector<std::unique_ptr<HostSession>> sessions;
+  std::vector<CheckedCluster> clusters;
+  std::vector<HostSessionPtr> sessions;
 };
 
 namespace {
@@ -91,9 +100,24 @@ std::string buildRequest(const config::HealthCheckConfig& hc, const std::string&
   return req;
 }
 
+// Points `s` at `host` (its address may be new).
+void setHost(HostSession& s, const HostDescription& host) {
+  s.host = host;
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host.ip, ec);
+  if (ec) {
+    s.endpoint.reset();
+    TURNOUT_LOG(warn, kLogComponent,
+                "health check: cluster {} host {} has no usable IP address; it will stay "
+                "unhealthy",
+                s.cluster->config->name, host.address);
+  } else {
+    s.endpoint.emplace(address, host.port);
+  }
+}
+
 // One check against one host. Every await is bounded by the stream's expiry.
-// Caller guarantees `s` lives as long as `state` (State owns the sessions).
-asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSession* s) {
+asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessionPtr s) {
   if (!s->endpoint) co_return HealthCheckResult::NetworkFailure;
   boost::system::error_code ec;
   s->stream.emplace(state->io.get_executor());
@@ -103,27 +127,26 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
   stream.expires_after(s->check->timeout);
 
   co_await stream.async_connect(*s->endpoint, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || state->stopped) co_return HealthCheckResult::NetworkFailure;
+  if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
   co_await asio::async_write(stream, asio::buffer(s->request),
                              asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || state->stopped) co_return HealthCheckResult::NetworkFailure;
+  if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
   beast::flat_buffer buffer(kMaxResponseHeaderBytes);
   beast::http::response_parser<beast::http::empty_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
   co_await beast::http::async_read_header(stream, buffer, parser,
                                           asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || state->stopped) co_return HealthCheckResult::NetworkFailure;
+  if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
   const unsigned status = parser.get().result_int();
   co_return status == 200 ? HealthCheckResult::Success : HealthCheckResult::ActiveFailure;
 }
 
-asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSession* s) {
+asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s) {
   const std::string& cluster_name = s->cluster->config->name;
-  const auto& host = s->cluster->hosts[s->host_index];
-  while (!state->stopped) {
+  while (!state->stopped && !s->removed) {
     state->main_shard.inc(s->cluster->stats.health_check_attempt);
     const HealthCheckResult result = co_await probe(state, s);
     if (s->stream) {
@@ -132,7 +155,7 @@ asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSession* s) {
       s->stream->close();
       s->stream.reset();
     }
-    if (state->stopped) co_return;
+    if (state->stopped || s->removed) co_return;
 
     if (result == HealthCheckResult::Success) {
       state->main_shard.inc(s->cluster->stats.health_check_success);
@@ -142,23 +165,52 @@ asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSession* s) {
     const bool changed =
         s->health.onResult(result, s->check->healthy_threshold, s->check->unhealthy_threshold);
     if (changed) {
+      s->host.state->failed_active_hc.store(!s->health.healthy, std::memory_order_relaxed);
       if (s->health.healthy) {
         TURNOUT_LOG(info, kLogComponent, "health check: cluster {} host {} is now healthy",
-                    cluster_name, host.address);
+                    cluster_name, s->host.address);
       } else {
         TURNOUT_LOG(warn, kLogComponent, "health check: cluster {} host {} is now unhealthy ({})",
-                    cluster_name, host.address,
+                    cluster_name, s->host.address,
                     result == HealthCheckResult::ActiveFailure ? "unexpected status"
                                                                : "network failure");
       }
-      if (state->on_change) state->on_change(cluster_name, s->host_index, s->health.healthy);
-      if (state->stopped) co_return;  // the callback may stop the checker
+      if (state->on_change) state->on_change(cluster_name, s->host, s->health.healthy);
+      if (state->stopped || s->removed) co_return;  // the callback may stop the checker
     }
 
     boost::system::error_code ec;
     s->timer.expires_after(s->check->interval);
     co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
+}
+
+void spawn(const std::shared_ptr<State>& state, const HostSessionPtr& session) {
+  asio::co_spawn(state->io, runSession(state, session), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      TURNOUT_LOG(err, kLogComponent, "health check session failed: {}", ex.what());
+    } catch (...) {
+      TURNOUT_LOG(err, kLogComponent, "health check session failed: unknown exception");
+    }
+  });
+}
+
+HostSessionPtr makeSession(State& state, const CheckedCluster& c, const HostDescription& host) {
+  auto s = std::make_shared<HostSession>(state.io.get_executor(), *c.cluster);
+  s->check = c.check;
+  s->request = c.request;
+  setHost(*s, host);
+  return s;
+}
+
+// Ends `s`'s loop: its coroutine sees `removed` when it resumes.
+void retire(HostSession& s) {
+  s.removed = true;
+  s.timer.cancel();
+  if (s.stream) s.stream->close();
 }
 
 }  // namespace
@@ -185,22 +237,11 @@ std::unique_ptr<HealthChecker> HealthChecker::create(asio::io_context& main,
         }
       }
       if (http == nullptr) continue;
-      const std::string request = buildRequest(*http, cluster.config->name);
-      for (size_t i = 0; i < cluster.hosts.size(); ++i) {
-        auto session = std::make_unique<HostSession>(main.get_executor(), cluster, i);
-        session->check = http;
-        session->request = request;
-        boost::system::error_code ec;
-        const auto address = asio::ip::make_address(cluster.hosts[i].ip, ec);
-        if (ec) {
-          TURNOUT_LOG(warn, kLogComponent,
-                      "health check: cluster {} host {} has no usable IP address; it will "
-                      "stay unhealthy",
-                      cluster.config->name, cluster.hosts[i].address);
-        } else {
-          session->endpoint.emplace(address, cluster.hosts[i].port);
-        }
-        state->sessions.push_back(std::move(session));
+      state->clusters.push_back(
+          CheckedCluster{&cluster, http, buildRequest(*http, cluster.config->name)});
+      if (!cluster.hosts) continue;
+      for (const HostDescription& host : cluster.hosts->hosts) {
+        state->sessions.push_back(makeSession(*state, state->clusters.back(), host));
       }
     }
   }
@@ -214,36 +255,49 @@ HealthChecker::~HealthChecker() { stop(); }
 void HealthChecker::start() {
   if (state_->started || state_->stopped) return;
   state_->started = true;
-  for (auto& session : state_->sessions) {
-    asio::co_spawn(state_->io, runSession(state_, session.get()), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        TURNOUT_LOG(err, kLogComponent, "health check session failed: {}", ex.what());
-      } catch (...) {
-        TURNOUT_LOG(err, kLogComponent, "health check session failed: unknown exception");
-      }
-    });
-  }
+  for (auto& session : state_->sessions) spawn(state_, session);
 }
 
 void HealthChecker::stop() {
   if (state_->stopped) return;
   state_->stopped = true;
-  for (auto& session : state_->sessions) {
-    session->timer.cancel();
-    if (session->stream) {
-      // Closing cancels the pending operation; the session's coroutine owns
-      // the stream and resets it when it resumes.
-      session->stream->close();
+  // Closing cancels the pending operation; each session's coroutine owns
+  // its stream and resets it when it resumes.
+  for (auto& session : state_->sessions) retire(*session);
+}
+
+void HealthChecker::updateHosts(const ClusterRuntime& cluster, const HostSet& hosts) {
+  if (state_->stopped) return;
+  auto c = std::find_if(state_->clusters.begin(), state_->clusters.end(),
+                        [&](const CheckedCluster& cc) { return cc.cluster == &cluster; });
+  if (c == state_->clusters.end()) return;
+  auto& sessions = state_->sessions;
+  auto sameHost = [](const HostDescription& a, const HostDescription& b) {
+    return a.state == b.state;
+  };
+  std::erase_if(sessions, [&](const HostSessionPtr& s) {
+    if (s->cluster != &cluster) return false;
+    const bool kept = std::any_of(hosts.hosts.begin(), hosts.hosts.end(),
+                                  [&](const HostDescription& h) { return sameHost(h, s->host); });
+    if (!kept) retire(*s);
+    return !kept;
+  });
+  for (const HostDescription& h : hosts.hosts) {
+    auto s = std::find_if(sessions.begin(), sessions.end(), [&](const HostSessionPtr& x) {
+      return x->cluster == &cluster && sameHost(x->host, h);
+    });
+    if (s != sessions.end()) {
+      if ((*s)->host.address != h.address) setHost(**s, h);
+      continue;
     }
+    sessions.push_back(makeSession(*state_, *c, h));
+    if (state_->started) spawn(state_, sessions.back());
   }
 }
 
-bool HealthChecker::isHealthy(const std::string& cluster, size_t host_index) const {
+bool HealthChecker::isHealthy(const std::string& cluster, const std::string& address) const {
   for (const auto& session : state_->sessions) {
-    if (session->host_index == host_index && session->cluster->config->name == cluster) {
+    if (session->host.address == address && session->cluster->config->name == cluster) {
       return session->health.healthy;
     }
   }

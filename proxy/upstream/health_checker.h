@@ -37,9 +37,10 @@ struct HostHealthState {
 // Envoy's active HTTP health checking (envoy.config.core.v3.HealthCheck with
 // http_health_check) for every host of every cluster in one DataPlaneConfig.
 //
-// Threading: everything (create, start, stop, isHealthy, the destructor and
-// every callback) runs on the MAIN thread's io_context. Workers learn about
-// flips only through whatever the callback posts to them (R8g).
+// Threading: everything (create, start, stop, updateHosts, isHealthy, the
+// destructor and every callback) runs on the MAIN thread's io_context. Each
+// flip is written into the host's shared state (HostSharedState::
+// failed_active_hc), which workers read with relaxed loads (R8g).
 //
 // Semantics, as in Envoy's HealthCheckerImplBase / HttpHealthCheckerImpl:
 // - Only the cluster's first health check of kind Http is run; other kinds
@@ -60,15 +61,17 @@ struct HostHealthState {
 //   the connection alive by default, reuse_connection = true); the request is
 //   `GET <path> HTTP/1.1`, Host: <http_host or cluster name>,
 //   User-Agent: Envoy/HC.
+// - Hosts are told apart by their shared state, so a host that survives a
+//   host-set update (updateHosts) keeps its health and its check loop.
 // - Stats on the main shard: cluster.<name>.health_check.{attempt,success,failure}.
 //
 // The config (and its ClusterConfig pointers) is kept alive by the checker.
 class HealthChecker {
  public:
-  // A host's active-health state flipped. `host_index` indexes
-  // ClusterRuntime::hosts of the config given to create(). Never called after
-  // stop() or destruction.
-  using Callback = std::function<void(const std::string& cluster, size_t host_index, bool healthy)>;
+  // A host's active-health state flipped (after it was written into the
+  // host's shared state). Never called after stop() or destruction.
+  using Callback =
+      std::function<void(const std::string& cluster, const HostDescription& host, bool healthy)>;
 
   // `main` and `main_shard` must outlive the checker; the io_context must
   // also outlive any check still in flight when the checker is destroyed
@@ -88,9 +91,16 @@ class HealthChecker {
   // without touching stats or the callback. Idempotent.
   void stop();
 
-  // The current active-HC state; false for hosts not yet checked and for
-  // unknown cluster/host pairs.
-  bool isHealthy(const std::string& cluster, size_t host_index) const;
+  // Follows `cluster`'s new host set (DNS): starts checking its new hosts
+  // (they start unhealthy), stops checking the removed ones, and keeps the
+  // state and loop of the survivors; a LOGICAL_DNS host whose address changed
+  // is checked at the new address from its next check on. Does nothing for a
+  // cluster without an HTTP health check.
+  void updateHosts(const ClusterRuntime& cluster, const HostSet& hosts);
+
+  // The current active-HC state of the host at `address` ("ip:port"); false
+  // for hosts not yet checked and for unknown cluster/host pairs.
+  bool isHealthy(const std::string& cluster, const std::string& address) const;
   // How many hosts are health checked.
   size_t checkedHostCount() const;
 

@@ -13,9 +13,12 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -110,6 +113,7 @@ class ProxyTestCase(unittest.TestCase):
     """Base: subclasses set BACKENDS (names) and implement make_bootstrap()."""
 
     BACKENDS = ("svc",)
+    EXTRA_ARGS = ()  # more turnout flags (a later --concurrency wins over the default 2)
     proxy = None
 
     @classmethod
@@ -123,7 +127,7 @@ class ProxyTestCase(unittest.TestCase):
             for name in cls.BACKENDS:
                 cls.backends[name] = FakeBackend(name).start()
             cls.bootstrap_yaml = cls.make_bootstrap()
-            cls.proxy = TurnoutProcess(TURNOUT, cls.bootstrap_yaml).start()
+            cls.proxy = TurnoutProcess(TURNOUT, cls.bootstrap_yaml, cls.EXTRA_ARGS).start()
         except Exception:
             cls._stop_all()
             raise
@@ -1029,6 +1033,336 @@ class PathNormalizationTest(ProxyTestCase):
     def test_a_path_above_the_root_is_rejected_with_400(self):
         status, _, _ = raw_status_and_body(self.port, "/../etc/passwd")
         self.assertEqual(status, 400)
+
+
+# --------------------------------------------------------------------------
+# 18. Circuit breakers: requests over max_connections wait as pending requests.
+# --------------------------------------------------------------------------
+
+
+class InFlight:
+    """One request on its own thread; join() returns (status, headers, body)."""
+
+    def __init__(self, port, path):
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(port, path), daemon=True)
+        self.thread.start()
+
+    def _run(self, port, path):
+        try:
+            self.result = request(port, "GET", path)
+        except Exception as e:  # noqa: BLE001 - reported by join()
+            self.error = e
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def join(self):
+        self.thread.join(timeout=TIMEOUT_S + 1)
+        if self.thread.is_alive():
+            raise AssertionError("request still running after %ss" % (TIMEOUT_S + 1))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class PendingRequestTest(ProxyTestCase):
+    """One worker, one backend, max_connections 1, max_pending_requests 1."""
+
+    EXTRA_ARGS = ("--concurrency", "1")
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/short" }
+            route: { cluster: svc, timeout: 0.3s }
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        svc = cluster("svc", [cls.backends["svc"].port]) + (
+            "  circuit_breakers:\n"
+            "    thresholds:\n"
+            "    - max_connections: 1\n"
+            "      max_pending_requests: 1\n")
+        return bootstrap(vhosts, [svc])
+
+    def stat(self, name):
+        return self.proxy.counter("cluster.svc." + name) or 0
+
+    def hold_the_connection(self, ms):
+        """Starts a request that keeps the cluster's only connection busy for `ms`."""
+        holder = InFlight(self.port, "/delay/%d/hold" % ms)
+        self.assertEqual(self.proxy.wait_stat("cluster.svc.upstream_rq_active", lambda v: v == 1), 1)
+        return holder
+
+    def wait_pending(self, n):
+        got = self.proxy.wait_stat("cluster.svc.upstream_rq_pending_active", lambda v: v == n)
+        self.assertEqual(got, n)
+
+    def test_a_request_over_max_connections_waits_and_gets_the_released_connection(self):
+        overflow = self.stat("upstream_rq_pending_overflow")
+        cx_overflow = self.stat("upstream_cx_overflow")
+        holder = self.hold_the_connection(700)
+        waiter = InFlight(self.port, "/queued")
+        self.wait_pending(1)
+        self.assertEqual(self.stat("circuit_breakers.default.cx_open"), 1)
+        self.assertEqual(self.stat("circuit_breakers.default.rq_pending_open"), 1)
+        self.assertGreater(self.stat("upstream_cx_overflow"), cx_overflow)
+        # The pending queue is full: the next one overflows at once.
+        status, headers, body = self.get("/overflow")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body, b"upstream connect error or disconnect/reset before headers. "
+                               b"reset reason: overflow")
+        self.assertEqual(headers.get("x-envoy-overloaded"), "true")
+        self.assertEqual(self.stat("upstream_rq_pending_overflow"), overflow + 1)
+        self.assertFalse(waiter.done())
+        held, queued = holder.join(), waiter.join()
+        self.assertEqual(held[0], 200)
+        self.assertEqual(queued[0], 200, queued[2])
+        # The waiter got the connection the holder released.
+        self.assertEqual(echo(queued[2])["conn_id"], echo(held[2])["conn_id"])
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+        self.assertEqual(self.stat("circuit_breakers.default.rq_pending_open"), 0)
+        self.assertFalse(any(r["path"] == "/overflow" for r in self.backends["svc"].requests))
+
+    def test_a_pending_request_past_its_route_timeout_gets_504_and_leaves_the_queue(self):
+        cancelled = self.stat("upstream_rq_cancelled")
+        timeouts = self.stat("upstream_rq_timeout")
+        holder = self.hold_the_connection(1500)
+        status, _, body = self.get("/short/late")
+        self.assertEqual(status, 504, body)
+        self.assertEqual(body, b"upstream request timeout")
+        self.assertFalse(holder.done(), "the 504 must not wait for the busy connection")
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+        self.assertEqual(self.stat("upstream_rq_cancelled"), cancelled + 1)
+        self.assertEqual(self.stat("upstream_rq_timeout"), timeouts + 1)
+        self.assertEqual(holder.join()[0], 200)
+        self.assertFalse(any(r["path"] == "/short/late" for r in self.backends["svc"].requests))
+
+    def test_a_client_hanging_up_while_pending_leaves_the_queue(self):
+        cancelled = self.stat("upstream_rq_cancelled")
+        holder = self.hold_the_connection(1500)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        try:
+            sock.sendall(b"GET /gone HTTP/1.1\r\nHost: svc\r\n\r\n")
+            self.wait_pending(1)
+        finally:
+            sock.close()
+        self.wait_pending(0)
+        self.assertFalse(holder.done(), "the hang-up must be noticed while the connection is busy")
+        self.assertEqual(self.stat("upstream_rq_cancelled"), cancelled + 1)
+        self.assertEqual(holder.join()[0], 200)
+        # The released connection went idle and serves the next request.
+        status, _, body = self.get("/after-gone")
+        self.assertEqual(status, 200, body)
+        self.assertFalse(any(r["path"] == "/gone" for r in self.backends["svc"].requests))
+
+
+# --------------------------------------------------------------------------
+# 19. STRICT_DNS / LOGICAL_DNS clusters are resolved again every dns_refresh_rate.
+# --------------------------------------------------------------------------
+
+
+def dns_cluster(name, dns_name, port, kind="STRICT_DNS", refresh="0.1s"):
+    return ("- name: %s\n"
+            "  connect_timeout: 1s\n"
+            "  type: %s\n"
+            "  dns_refresh_rate: %s\n"
+            "  dns_lookup_family: V4_ONLY\n"
+            "  load_assignment:\n"
+            "    cluster_name: %s\n"
+            "    endpoints:\n"
+            "    - lb_endpoints:\n"
+            "      - endpoint: { address: { socket_address: { address: %s, port_value: %d } } }\n"
+            ) % (name, kind, refresh, name, dns_name, port)
+
+
+class DnsRefreshTest(ProxyTestCase):
+    REFRESH_S = 0.1
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/" }
+            route: { cluster: svc }
+        """
+        return bootstrap(vhosts, [dns_cluster("svc", "localhost", cls.backends["svc"].port,
+                                              refresh="%ss" % cls.REFRESH_S)])
+
+    def test_a_strict_dns_cluster_is_resolved_again_at_its_refresh_rate(self):
+        attempts = self.proxy.counter("cluster.svc.update_attempt")
+        successes = self.proxy.counter("cluster.svc.update_success")
+        start = time.monotonic()
+        seen = self.proxy.wait_counter("cluster.svc.update_attempt", attempts + 10, deadline_s=10)
+        elapsed = time.monotonic() - start
+        self.assertGreaterEqual(seen, attempts + 10)
+        # Never faster than dns_refresh_rate (10 intervals, with 10 % for the clocks).
+        self.assertGreaterEqual(elapsed, 0.9 * 9 * self.REFRESH_S)
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.update_success"), successes + 9)
+        self.assertEqual(self.proxy.counter("cluster.svc.update_failure") or 0, 0)
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.update_no_rebuild"), 9)
+        self.assertEqual(self.proxy.counter("cluster.svc.membership_total"), 1)
+        status, _, body = self.get("/after-refreshes")
+        self.assertEqual(status, 200, body)
+
+
+HOSTS_FILE_SIZE = 512
+
+
+def can_unshare_mounts():
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], timeout=5,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class DnsHostsFileTest(unittest.TestCase):
+    """turnout runs in its own mount namespace over a private /etc/hosts that
+    the test rewrites in place (same size, one pwrite, so a resolver never
+    reads a half-written file); backends listen on 127.0.0.1 and 127.0.0.2 at
+    the same port."""
+
+    STRICT = "turnout-strict.test"
+    LOGICAL = "turnout-logical.test"
+
+    @classmethod
+    def setUpClass(cls):
+        if not can_unshare_mounts():
+            raise unittest.SkipTest("needs `unshare -rm` (user and mount namespaces)")
+        cls.a = cls.b = cls.proxy = None
+        for _ in range(10):  # the port taken on 127.0.0.1 may be busy on 127.0.0.2
+            a = FakeBackend("a", host="127.0.0.1").start()
+            try:
+                cls.b = FakeBackend("b", host="127.0.0.2", port=a.port).start()
+                cls.a = a
+                break
+            except OSError:
+                a.stop()
+        if cls.a is None:
+            raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
+        cls.tmpdir = tempfile.mkdtemp(prefix="turnout-dns-")
+        cls.hosts_path = os.path.join(cls.tmpdir, "hosts")
+        cls.entries = {cls.STRICT: ["127.0.0.1"], cls.LOGICAL: ["127.0.0.1"]}
+        with open(cls.hosts_path, "wb") as f:
+            f.write(cls.hosts_bytes())
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/strict" }
+            route: { cluster: strict }
+          - match: { prefix: "/logical" }
+            route: { cluster: logical }
+        """
+        clusters = [dns_cluster("strict", cls.STRICT, cls.a.port),
+                    dns_cluster("logical", cls.LOGICAL, cls.a.port, kind="LOGICAL_DNS")]
+        wrapper = ["unshare", "-rm", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                   cls.hosts_path]
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, bootstrap(vhosts, clusters),
+                                       ("--concurrency", "1"), wrapper).start()
+        except Exception:
+            cls.tearDownClass()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proxy is not None:
+            cls.proxy.stop()
+        for b in (cls.a, cls.b):
+            if b is not None:
+                b.stop()
+        shutil.rmtree(cls.tmpdir, ignore_errors=True)
+
+    @classmethod
+    def hosts_bytes(cls):
+        text = "".join("%s %s\n" % (ip, name)
+                       for name, ips in sorted(cls.entries.items()) for ip in ips)
+        pad = HOSTS_FILE_SIZE - len(text) - 2
+        return (text + "#" + "x" * pad + "\n").encode()
+
+    @classmethod
+    def set_hosts(cls, name, ips):
+        cls.entries[name] = ips
+        fd = os.open(cls.hosts_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, cls.hosts_bytes(), 0)
+        finally:
+            os.close(fd)
+
+    def cluster_hosts(self, cluster):
+        """The host addresses admin /clusters lists for `cluster`."""
+        _, body, _ = self.proxy.admin("GET", "/clusters")
+        out = set()
+        for line in body.decode().splitlines():
+            parts = line.split("::")
+            if len(parts) >= 3 and parts[0] == cluster and parts[2] == "hostname":
+                out.add(parts[1])
+        return out
+
+    def wait_hosts(self, cluster, want):
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and self.cluster_hosts(cluster) != want:
+            time.sleep(0.02)
+        self.assertEqual(self.cluster_hosts(cluster), want)
+
+    def backend_of(self, path):
+        status, headers, body = request(self.port, "GET", path)
+        self.assertEqual(status, 200, body)
+        return headers["x-backend"], echo(body)["conn_id"]
+
+    def test_strict_dns_follows_the_answers_and_survivors_keep_their_connections(self):
+        p = self.a.port
+        self.set_hosts(self.STRICT, ["127.0.0.1"])
+        self.wait_hosts("strict", {"127.0.0.1:%d" % p})
+        self.assertEqual({self.backend_of("/strict/1/%d" % i)[0] for i in range(4)}, {"a"})
+
+        changes = self.proxy.counter("cluster.strict.membership_change") or 0
+        self.set_hosts(self.STRICT, ["127.0.0.1", "127.0.0.2"])
+        self.wait_hosts("strict", {"127.0.0.1:%d" % p, "127.0.0.2:%d" % p})
+        self.assertEqual(self.proxy.counter("cluster.strict.membership_total"), 2)
+        self.assertGreater(self.proxy.counter("cluster.strict.membership_change"), changes)
+        seen = [self.backend_of("/strict/2/%d" % i) for i in range(6)]
+        self.assertEqual({name for name, _ in seen}, {"a", "b"})
+        b_connections = {conn for name, conn in seen if name == "b"}
+
+        self.set_hosts(self.STRICT, ["127.0.0.2"])
+        self.wait_hosts("strict", {"127.0.0.2:%d" % p})
+        seen = [self.backend_of("/strict/3/%d" % i) for i in range(4)]
+        self.assertEqual({name for name, _ in seen}, {"b"})
+        # 127.0.0.2 survived the update: its idle connection was kept.
+        self.assertTrue({conn for _, conn in seen} <= b_connections, (seen, b_connections))
+        self.assertEqual(self.proxy.counter("cluster.strict.update_failure") or 0, 0)
+
+    def test_logical_dns_sends_new_connections_to_the_new_address(self):
+        p = self.a.port
+        self.set_hosts(self.LOGICAL, ["127.0.0.1"])
+        self.wait_hosts("logical", {"127.0.0.1:%d" % p})
+        self.assertEqual(self.backend_of("/logical/warm")[0], "a")
+
+        changes = self.proxy.counter("cluster.logical.membership_change")
+        self.set_hosts(self.LOGICAL, ["127.0.0.2"])
+        self.wait_hosts("logical", {"127.0.0.2:%d" % p})
+        # The same one host, at a new address: not a membership change.
+        self.assertEqual(self.proxy.counter("cluster.logical.membership_change"), changes)
+        # The existing connection is kept and used first (Envoy keeps a
+        # logical host's connections when its address changes) ...
+        self.assertEqual(self.backend_of("/logical/idle")[0], "a")
+        # ... and a second connection, needed now, goes to the new address.
+        b_before = self.b.connections
+        both = [InFlight(self.port, "/logical/delay/400/%d" % i) for i in range(2)]
+        names = sorted(r.join()[1]["x-backend"] for r in both)
+        self.assertEqual(names, ["a", "b"])
+        self.assertEqual(self.b.connections, b_before + 1)
 
 
 def raw_status_and_body(port, path):

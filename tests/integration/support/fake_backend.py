@@ -155,8 +155,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FakeBackend:
-    def __init__(self, name="backend", force_status=None):
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, name="backend", force_status=None, host="127.0.0.1", port=0):
+        self.server = _Server((host, port), _Handler)
         self.server.force_status = force_status  # answer every request with this
         self.server.name = name
         self.server.lock = threading.Lock()

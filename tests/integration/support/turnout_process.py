@@ -43,10 +43,12 @@ def _poll(deadline_s, predicate):
 
 
 class TurnoutProcess:
-    def __init__(self, binary, bootstrap_yaml, extra_args=()):
+    def __init__(self, binary, bootstrap_yaml, extra_args=(), wrapper=()):
+        """wrapper: a command prefix that execs its arguments (e.g. an unshare)."""
         self.binary = binary
         self.bootstrap_yaml = bootstrap_yaml
         self.extra_args = list(extra_args)
+        self.wrapper = list(wrapper)
         self.tmpdir = None
         self.proc = None
         self.admin_host = None
@@ -63,7 +65,7 @@ class TurnoutProcess:
         self.address_path = os.path.join(self.tmpdir, "admin_address")
         self.log_path = os.path.join(self.tmpdir, "turnout.log")
         self._log = open(self.log_path, "wb")
-        args = [self.binary, "-c", config, "--concurrency", "2",
+        args = self.wrapper + [self.binary, "-c", config, "--concurrency", "2",
                 "--admin-address-path", self.address_path, "-l", "warning"] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)

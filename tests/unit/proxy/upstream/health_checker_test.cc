@@ -118,7 +118,7 @@ uint16_t closedPort(asio::io_context& io) {
 
 struct Flip {
   std::string cluster;
-  size_t host_index;
+  std::string address;
   bool healthy;
   uint64_t failures;   // cluster.c.health_check.failure when the flip was reported
   uint64_t successes;  // cluster.c.health_check.success when the flip was reported
@@ -129,6 +129,7 @@ struct Harness {
 
   // Creates (not starts) the checker for cluster "c" with one host at `port`.
   void build(uint16_t port, std::string http_host = "") {
+    address = "127.0.0.1:" + std::to_string(port);
     auto snapshot = std::make_shared<config::Snapshot>();
     config::ClusterConfig cluster;
     cluster.name = "c";
@@ -154,18 +155,22 @@ struct Harness {
     for (const auto& c : snapshot->clusters) {
       ClusterRuntime rt;
       rt.config = &c;
+      auto hosts = std::make_shared<HostSet>();
       HostDescription host;
       host.ip = "127.0.0.1";
       host.port = port;
       host.address = "127.0.0.1:" + std::to_string(port);
-      rt.hosts.push_back(host);
+      hosts->hosts.push_back(host);
+      rt.hosts = std::move(hosts);
       rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name);
       dp->clusters.push_back(std::move(rt));
     }
+    dataplane = dp;
     checker = HealthChecker::create(io, dp, store.mainShard(),
-                                    [this](const std::string& cluster, size_t index, bool healthy) {
-                                      flips.push_back(Flip{cluster, index, healthy, failures(),
-                                                           successes()});
+                                    [this](const std::string& cluster,
+                                           const HostDescription& host, bool healthy) {
+                                      flips.push_back(Flip{cluster, host.address, healthy,
+                                                           failures(), successes()});
                                     });
   }
 
@@ -191,6 +196,8 @@ struct Harness {
 
   asio::io_context io{1};
   stats::Store store;
+  std::string address;  // cluster c's one host
+  DataPlaneConfigConstSharedPtr dataplane;
   std::vector<Flip> flips;
   HealthCheckerPtr checker;
 };
@@ -262,22 +269,22 @@ TEST_CASE("only clusters with an HTTP health check are checked", "[health_check]
   Harness h;
   h.build(closedPort(h.io));
   CHECK(h.checker->checkedHostCount() == 1);
-  CHECK_FALSE(h.checker->isHealthy("plain", 0));
-  CHECK_FALSE(h.checker->isHealthy("c", 7));
+  CHECK_FALSE(h.checker->isHealthy("plain", h.address));
+  CHECK_FALSE(h.checker->isHealthy("c", "127.0.0.1:1"));
 }
 
 TEST_CASE("a host answering 200 is reported healthy after its first check", "[health_check]") {
   Harness h;
   TestServer server(h.io);
   h.build(server.port());
-  CHECK_FALSE(h.checker->isHealthy("c", 0));
+  CHECK_FALSE(h.checker->isHealthy("c", h.address));
   h.checker->start();
   REQUIRE(h.eventually([&] { return !h.flips.empty(); }));
   CHECK(h.flips[0].cluster == "c");
-  CHECK(h.flips[0].host_index == 0);
+  CHECK(h.flips[0].address == h.address);
   CHECK(h.flips[0].healthy);
   CHECK(h.flips[0].successes == 1);
-  CHECK(h.checker->isHealthy("c", 0));
+  CHECK(h.checker->isHealthy("c", h.address));
   CHECK(server.lastRequest() ==
         "GET /health HTTP/1.1\r\nHost: c\r\nUser-Agent: Envoy/HC\r\nConnection: close\r\n\r\n");
   // It keeps checking every interval without reporting anything new.
@@ -309,14 +316,14 @@ TEST_CASE("a healthy host answering 503 is reported unhealthy at once and health
   REQUIRE(h.eventually([&] { return h.flips.size() == 2; }));
   CHECK_FALSE(h.flips[1].healthy);
   CHECK(h.flips[1].failures == failures_before + 1);  // Envoy: unexpected status ignores the threshold
-  CHECK_FALSE(h.checker->isHealthy("c", 0));
+  CHECK_FALSE(h.checker->isHealthy("c", h.address));
 
   const uint64_t successes_before = h.successes();
   server.setMode(ServerMode::Reply200);
   REQUIRE(h.eventually([&] { return h.flips.size() == 3; }));
   CHECK(h.flips[2].healthy);
   CHECK(h.flips[2].successes == successes_before + 2);
-  CHECK(h.checker->isHealthy("c", 0));
+  CHECK(h.checker->isHealthy("c", h.address));
 }
 
 TEST_CASE("a healthy host is reported unhealthy after unhealthy_threshold network failures",
@@ -343,7 +350,7 @@ TEST_CASE("a host that does not answer within the timeout fails its checks", "[h
   REQUIRE(h.eventually([&] { return h.failures() >= 2; }));
   CHECK(h.successes() == 0);
   CHECK(h.flips.empty());  // it never was healthy
-  CHECK_FALSE(h.checker->isHealthy("c", 0));
+  CHECK_FALSE(h.checker->isHealthy("c", h.address));
 }
 
 TEST_CASE("a host on a closed port stays unhealthy and counts failures", "[health_check]") {
@@ -354,7 +361,7 @@ TEST_CASE("a host on a closed port stays unhealthy and counts failures", "[healt
   CHECK(h.successes() == 0);
   CHECK(h.attempts() >= h.failures());
   CHECK(h.flips.empty());
-  CHECK_FALSE(h.checker->isHealthy("c", 0));
+  CHECK_FALSE(h.checker->isHealthy("c", h.address));
 }
 
 TEST_CASE("every attempt is counted as exactly one success or failure", "[health_check]") {
@@ -401,6 +408,45 @@ TEST_CASE("destroying the checker while a check is in flight is safe and silent"
   h.checker.reset();
   h.runFor(300ms);
   CHECK(h.flips.empty());
+}
+
+TEST_CASE("a new host set starts checks for new hosts, stops them for removed ones and keeps "
+          "the survivors' state",
+          "[health_check][dns]") {
+  Harness h;
+  TestServer first(h.io), second(h.io);
+  h.build(first.port());
+  h.checker->start();
+  REQUIRE(h.eventually([&] { return h.flips.size() == 1; }));
+  const ClusterRuntime& c = h.dataplane->clusters[0];
+  const HostDescription survivor = c.hosts->hosts[0];
+  CHECK_FALSE(survivor.state->failed_active_hc.load());
+
+  HostDescription added;
+  added.ip = "127.0.0.1";
+  added.port = second.port();
+  added.address = "127.0.0.1:" + std::to_string(second.port());
+  added.state->failed_active_hc = true;  // as a new DNS host starts
+  HostSet both;
+  both.hosts = {survivor, added};
+  h.checker->updateHosts(c, both);
+  CHECK(h.checker->checkedHostCount() == 2);
+  REQUIRE(h.eventually([&] { return h.flips.size() == 2; }));
+  CHECK(h.flips[1].address == added.address);
+  CHECK(h.flips[1].healthy);
+  CHECK_FALSE(added.state->failed_active_hc.load());
+  CHECK(h.checker->isHealthy("c", survivor.address));  // not checked from scratch
+
+  HostSet only_added;
+  only_added.hosts = {added};
+  h.checker->updateHosts(c, only_added);
+  CHECK(h.checker->checkedHostCount() == 1);
+  const int first_requests = first.requests();
+  h.runFor(300ms);  // six intervals
+  CHECK(first.requests() <= first_requests + 1);  // at most the check in flight
+  CHECK(second.requests() >= 3);
+  CHECK_FALSE(h.checker->isHealthy("c", survivor.address));
+  CHECK(h.flips.size() == 2);
 }
 
 }  // namespace turnout::proxy

@@ -1,0 +1,117 @@
+#include "proxy/upstream/host_set.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace turnout::proxy {
+
+std::string hostPort(const std::string& ip, uint16_t port) {
+  if (ip.find(':') != std::string::npos) return absl::StrCat("[", ip, "]:", port);
+  return absl::StrCat(ip, ":", port);
+}
+
+std::vector<std::string> selectAddresses(const std::vector<asio::ip::address>& resolved,
+                                         config::ClusterConfig::DnsLookupFamily family) {
+  std::vector<std::string> v4, v6;
+  for (const auto& a : resolved) {
+    auto& list = a.is_v4() ? v4 : v6;
+    std::string s = a.to_string();
+    if (std::find(list.begin(), list.end(), s) == list.end()) list.push_back(std::move(s));
+  }
+  using F = config::ClusterConfig::DnsLookupFamily;
+  switch (family) {
+    case F::V4Only: return v4;
+    case F::V6Only: return v6;
+    case F::Auto: return v6.empty() ? v4 : v6;
+    case F::V4Preferred: return v4.empty() ? v6 : v4;
+    case F::All: break;
+  }
+  v4.insert(v4.end(), v6.begin(), v6.end());
+  return v4;
+}
+
+namespace {
+
+HostDescription hostFor(const ResolveTarget& target, const std::string& ip, bool health_checked) {
+  HostDescription h = target.host;
+  h.ip = ip;
+  h.address = hostPort(ip, h.port);
+  h.state = std::make_shared<HostSharedState>();
+  h.state->failed_active_hc.store(health_checked, std::memory_order_relaxed);
+  return h;
+}
+
+HostListUpdate updateLogical(const std::vector<HostDescription>& current,
+                             const ResolveTarget& target,
+                             const std::vector<std::string>& addresses, bool health_checked) {
+  HostListUpdate u;
+  u.hosts = current;
+  if (addresses.empty()) return u;
+  if (u.hosts.empty()) {
+    u.hosts.push_back(hostFor(target, addresses.front(), health_checked));
+    u.hosts.back().priority = 0;
+    u.changed = true;
+    u.added = 1;
+    return u;
+  }
+  HostDescription& h = u.hosts.front();
+  if (h.ip == addresses.front()) return u;
+  h.ip = addresses.front();
+  h.address = hostPort(h.ip, h.port);
+  u.changed = true;
+  return u;
+}
+
+}  // namespace
+
+HostListUpdate updateHostList(const std::vector<HostDescription>& current,
+                              const ResolveTarget& target,
+                              const std::vector<std::string>& addresses,
+                              config::ClusterConfig::Type type, bool health_checked) {
+  if (type == config::ClusterConfig::Type::LogicalDns) {
+    return updateLogical(current, target, addresses, health_checked);
+  }
+  const size_t endpoint = target.host.endpoint;
+  absl::flat_hash_set<std::string> fresh;
+  std::vector<std::string> unique;
+  for (const auto& a : addresses) {
+    if (fresh.insert(a).second) unique.push_back(a);
+  }
+  absl::flat_hash_set<std::string> old;
+  for (const auto& h : current) {
+    if (h.endpoint == endpoint) old.insert(h.ip);
+  }
+
+  HostListUpdate u;
+  for (const auto& ip : unique) u.added += old.contains(ip) ? 0 : 1;
+  for (const auto& ip : old) u.removed += fresh.contains(ip) ? 0 : 1;
+  u.changed = u.added > 0 || u.removed > 0;
+  if (!u.changed) {
+    u.hosts = current;
+    return u;
+  }
+  // The target's hosts take the place of its old ones (or go after the
+  // hosts of earlier lb_endpoints), in the resolver's order.
+  u.hosts.reserve(current.size() + u.added);
+  bool placed = false;
+  auto place = [&] {
+    for (const auto& ip : unique) {
+      auto survivor = std::find_if(current.begin(), current.end(), [&](const HostDescription& h) {
+        return h.endpoint == endpoint && h.ip == ip;
+      });
+      u.hosts.push_back(survivor != current.end() ? *survivor
+                                                   : hostFor(target, ip, health_checked));
+    }
+    placed = true;
+  };
+  for (const auto& h : current) {
+    if (!placed && h.endpoint >= endpoint) place();
+    if (h.endpoint != endpoint) u.hosts.push_back(h);
+  }
+  if (!placed) place();
+  return u;
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,102 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "config/snapshot/snapshot.h"
+
+namespace turnout::proxy {
+
+// The mutable state of one host that every worker and the main thread share:
+// outlier detection (written by workers) and active health checking (written
+// by the main thread's HealthChecker). Relaxed atomics. A host keeps its state
+// across host-set updates for as long as it survives them.
+struct HostSharedState {
+  std::atomic<uint32_t> consecutive_5xx{0};
+  std::atomic<int64_t> ejected_until_ns{0};  // steady_clock; 0 = not ejected
+  std::atomic<uint32_t> times_ejected{0};
+  std::atomic<bool> failed_active_hc{false};
+
+  // Ejected by outlier detection at `now_ns` (steady_clock).
+  bool ejectedAt(int64_t now_ns) const {
+    const int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && until > now_ns;
+  }
+};
+
+// One upstream endpoint as the data plane sees it: an address it can connect
+// to (DNS already resolved), its weight, its static health and its shared
+// state (never null).
+struct HostDescription {
+  std::string ip;
+  uint16_t port = 0;
+  std::string address;   // "ip:port" ("[ip]:port" for IPv6), for logs, stats and /clusters
+  std::string hostname;  // endpoint.hostname, or the DNS name it came from
+  uint32_t weight = 1;
+  uint32_t priority = 0;
+  bool healthy = true;   // false for UNHEALTHY / DRAINING / TIMEOUT endpoints
+  size_t endpoint = 0;   // which lb_endpoint of the cluster it came from
+  std::shared_ptr<HostSharedState> state = std::make_shared<HostSharedState>();
+};
+
+// The hosts of one cluster at one moment. Immutable once built; the main
+// thread publishes each new one to every worker (asio::post of a
+// shared_ptr<const>), and requests in flight keep theirs alive.
+struct HostSet {
+  std::vector<HostDescription> hosts;
+};
+using HostSetConstSharedPtr = std::shared_ptr<const HostSet>;
+
+// "ip:port", with brackets around an IPv6 address (Envoy's asString()).
+std::string hostPort(const std::string& ip, uint16_t port);
+
+// The addresses a STRICT_DNS/LOGICAL_DNS host name stands for, picked from
+// what the resolver returned by dns_lookup_family: AUTO prefers IPv6 and falls
+// back to IPv4, V4_PREFERRED the reverse, ALL keeps both (IPv4 first); each
+// address once, in the resolver's order. Pure.
+std::vector<std::string> selectAddresses(const std::vector<asio::ip::address>& resolved,
+                                         config::ClusterConfig::DnsLookupFamily family);
+
+// One lb_endpoint of a STRICT_DNS or LOGICAL_DNS cluster: the name to resolve
+// and what every host it yields inherits (port, weight, priority, health,
+// hostname, endpoint index).
+struct ResolveTarget {
+  std::string dns_name;
+  HostDescription host;  // the template: ip, address and state are per host
+};
+
+// Envoy's STRICT_DNS / LOGICAL_DNS host-list update after `target` resolved
+// to `addresses` (already through selectAddresses), applied to `current`, the
+// cluster's whole host list. Pure; the main thread calls it.
+//
+// STRICT_DNS (updateDynamicHostList, matching by address): the target's hosts
+// become one per address, in the resolver's order; a host whose address was
+// there before is kept as it was (its shared state too, so outlier and
+// health-check state survive); a new one starts failing active health checks
+// when the cluster has them (`health_checked`), as Envoy's new hosts do. An
+// empty list removes the target's hosts. Other targets' hosts are untouched.
+// `changed` is false when the target's address set is the same (order aside),
+// and then `hosts` is `current` unchanged (Envoy's update_no_rebuild).
+//
+// LOGICAL_DNS: one logical host whose address is the first resolved one; it
+// keeps its shared state when the address changes (`changed`, but nothing is
+// added or removed). An empty list changes nothing (Envoy counts it as a
+// failed update). The priority is always 0, as Envoy forces.
+struct HostListUpdate {
+  std::vector<HostDescription> hosts;
+  bool changed = false;
+  size_t added = 0;
+  size_t removed = 0;
+};
+HostListUpdate updateHostList(const std::vector<HostDescription>& current,
+                              const ResolveTarget& target,
+                              const std::vector<std::string>& addresses,
+                              config::ClusterConfig::Type type, bool health_checked);
+
+}  // namespace turnout::proxy

@@ -1,0 +1,520 @@
+#include "proxy/upstream/cluster_manager.h"
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "config/snapshot/snapshot.h"
+#include "proxy/server/data_plane_config.h"
+#include "proxy/stats/store.h"
+#include "proxy/stats/well_known_stats.h"
+
+namespace turnout::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using Status = WorkerCluster::AcquireResult::Status;
+
+void rethrow(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
+
+// Accepts TCP connections on 127.0.0.1:0 and keeps them open, silent.
+class SilentServer {
+ public:
+  explicit SilentServer(asio::io_context& io)
+      : acceptor_(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    accept();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  size_t accepted() const { return sockets_.size(); }
+  // Later connects are refused.
+  void close() {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+  }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+      if (ec) return;
+      sockets_.push_back(std::move(s));
+      accept();
+    });
+  }
+  asio::ip::tcp::acceptor acceptor_;
+  std::vector<asio::ip::tcp::socket> sockets_;
+};
+
+// One acquire() in flight and its outcome.
+struct Waiter {
+  explicit Waiter(asio::io_context& io) : pending(io.get_executor()) {}
+  PendingRequest pending;
+  std::optional<WorkerCluster::AcquireResult> result;
+};
+
+asio::awaitable<void> runAcquire(std::shared_ptr<WorkerCluster> cluster, HostState* host,
+                                 Waiter* waiter, Clock::time_point deadline) {
+  waiter->result = co_await cluster->acquire(host, &waiter->pending, deadline);
+}
+
+// A cluster "c" of STATIC hosts on one worker, with its breakers and stats:
+// addHost() for each host, then build().
+struct Pool {
+  explicit Pool(config::CircuitBreakerThresholds limits = {}) : store(1) {
+    config.name = "c";
+    config.connect_timeout = 1000ms;
+    config.circuit_breakers.push_back(limits);
+    runtime.config = &config;
+    runtime.stats = stats::makeClusterStats(store, "c", "");
+  }
+  void addHost(uint16_t port) {
+    HostDescription h;
+    h.ip = "127.0.0.1";
+    h.port = port;
+    h.address = "127.0.0.1:" + std::to_string(port);
+    hosts.push_back(h);
+  }
+  void build() {
+    auto set = std::make_shared<HostSet>();
+    set->hosts = hosts;
+    runtime.hosts = std::move(set);
+    resources = std::make_shared<ClusterResources>();
+    cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0));
+  }
+
+  HostState* host(size_t i) { return &cluster->hosts()[i]; }
+
+  // Starts acquire() for `w` on host `i`; it waits at most `wait`.
+  void start(Waiter& w, size_t i = 0, std::chrono::milliseconds wait = 5000ms) {
+    asio::co_spawn(io, runAcquire(cluster, host(i), &w, Clock::now() + wait), rethrow);
+  }
+  // Runs the io_context until `pred` holds or `limit` passes.
+  template <typename Pred>
+  bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
+    const auto deadline = Clock::now() + limit;
+    while (!pred()) {
+      if (Clock::now() >= deadline) return false;
+      io.restart();
+      io.run_for(5ms);
+    }
+    return true;
+  }
+  // Starts `w` and runs until it has its result, which must be a connection.
+  UpstreamConnectionPtr acquireNow(Waiter& w, size_t i = 0) {
+    start(w, i);
+    REQUIRE(eventually([&] { return w.result.has_value(); }));
+    REQUIRE(w.result->status == Status::Ready);
+    return std::move(w.result->conn);
+  }
+  // Starts `w` and runs until it is queued behind the host's busy connections.
+  void queue(Waiter& w, size_t i = 0, std::chrono::milliseconds wait = 5000ms) {
+    const int64_t before = gauge("upstream_rq_pending_active");
+    start(w, i, wait);
+    REQUIRE(eventually([&] { return gauge("upstream_rq_pending_active") == before + 1; }));
+    REQUIRE_FALSE(w.result.has_value());
+  }
+
+  uint64_t counter(const std::string& name) const {
+    return store.counterValue("cluster.c." + name);
+  }
+  int64_t gauge(const std::string& name) const { return store.gaugeValue("cluster.c." + name); }
+
+  asio::io_context io{1};
+  stats::Store store;
+  config::ClusterConfig config;
+  ClusterRuntime runtime;
+  std::vector<HostDescription> hosts;  // addHost(), for build()
+  std::shared_ptr<ClusterResources> resources;
+  std::shared_ptr<WorkerCluster> cluster;
+};
+
+// One host behind a SilentServer.
+struct OneHostPool {
+  explicit OneHostPool(config::CircuitBreakerThresholds l) : pool(l), server(pool.io) {
+    pool.addHost(server.port());
+    pool.build();
+  }
+  Pool pool;
+  SilentServer server;
+};
+
+config::CircuitBreakerThresholds limits(uint32_t max_connections, uint32_t max_pending = 1024,
+                                        uint32_t max_requests = 1024) {
+  config::CircuitBreakerThresholds t;
+  t.max_connections = max_connections;
+  t.max_pending_requests = max_pending;
+  t.max_requests = max_requests;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("a breaker's open gauge is 1 exactly while the count is at or above its limit",
+          "[pool]") {
+  stats::Store store(2);
+  const stats::StatId open = store.gauge("open");
+  BreakerResource r;
+  r.inc(2, store.shard(0), open);
+  CHECK(store.gaugeValue("open") == 0);
+  r.inc(2, store.shard(1), open);
+  CHECK(store.gaugeValue("open") == 1);
+  r.inc(2, store.shard(0), open);  // above the limit (Envoy's empty-pool rule allows it)
+  CHECK(store.gaugeValue("open") == 1);
+  r.dec(2, store.shard(1), open);
+  CHECK(store.gaugeValue("open") == 1);
+  r.dec(2, store.shard(0), open);
+  CHECK(store.gaugeValue("open") == 0);
+  CHECK(r.count() == 1);
+  CHECK(r.tryInc(2, store.shard(1), open));
+  CHECK(store.gaugeValue("open") == 1);
+  CHECK_FALSE(r.tryInc(2, store.shard(1), open));
+  CHECK(r.count() == 2);
+}
+
+TEST_CASE("a request that finds no idle connection connects and counts as pending", "[pool]") {
+  OneHostPool p(limits(1024));
+  Pool& pool = p.pool;
+  Waiter w(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(w);
+  CHECK(pool.counter("upstream_rq_pending_total") == 1);
+  CHECK(pool.gauge("upstream_rq_pending_active") == 0);
+  CHECK(pool.counter("upstream_cx_total") == 1);
+  CHECK(pool.counter("upstream_cx_overflow") == 0);
+
+  // Released, it is idle; the next request takes it without being pending.
+  pool.cluster->release(*pool.host(0), std::move(conn), true);
+  Waiter again(pool.io);
+  UpstreamConnectionPtr reused = pool.acquireNow(again);
+  CHECK(reused->reused);
+  CHECK(pool.counter("upstream_rq_pending_total") == 1);
+  CHECK(p.server.accepted() == 1);
+}
+
+
+TEST_CASE("at max_connections a request waits for a released connection and gets it",
+          "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter first(pool.io);
+  UpstreamConnectionPtr busy = pool.acquireNow(first);
+  CHECK(pool.gauge("circuit_breakers.default.cx_open") == 1);
+
+  Waiter second(pool.io);
+  pool.queue(second);
+  CHECK(pool.counter("upstream_cx_overflow") == 1);
+  CHECK(pool.counter("upstream_rq_pending_total") == 2);
+
+  UpstreamConnection* raw = busy.get();
+  pool.cluster->release(*pool.host(0), std::move(busy), true);
+  REQUIRE(pool.eventually([&] { return second.result.has_value(); }));
+  CHECK(second.result->status == Status::Ready);
+  CHECK(second.result->conn.get() == raw);
+  CHECK(second.result->conn->reused);
+  CHECK(pool.gauge("upstream_rq_pending_active") == 0);
+  CHECK(pool.host(0)->idle.empty());
+  CHECK(p.server.accepted() == 1);
+}
+
+TEST_CASE("pending requests get released connections first come, first served", "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  std::vector<std::unique_ptr<Waiter>> waiters;
+  for (int i = 0; i < 3; ++i) {
+    waiters.push_back(std::make_unique<Waiter>(pool.io));
+    pool.queue(*waiters.back());
+  }
+  for (int i = 0; i < 3; ++i) {
+    pool.cluster->release(*pool.host(0), std::move(conn), true);
+    REQUIRE(pool.eventually([&] { return waiters[i]->result.has_value(); }));
+    for (int j = i + 1; j < 3; ++j) CHECK_FALSE(waiters[j]->result.has_value());
+    REQUIRE(waiters[i]->result->status == Status::Ready);
+    conn = std::move(waiters[i]->result->conn);
+  }
+  CHECK(p.server.accepted() == 1);
+}
+
+TEST_CASE("a full pending queue overflows at once", "[pool]") {
+  OneHostPool p(limits(1, 1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  Waiter queued(pool.io);
+  pool.queue(queued);
+  CHECK(pool.gauge("circuit_breakers.default.rq_pending_open") == 1);
+
+  Waiter over(pool.io);
+  pool.start(over);
+  REQUIRE(pool.eventually([&] { return over.result.has_value(); }));
+  CHECK(over.result->status == Status::Overflow);
+  CHECK(pool.counter("upstream_rq_pending_overflow") == 1);
+  CHECK_FALSE(queued.result.has_value());
+
+  pool.cluster->release(*pool.host(0), std::move(conn), true);
+  REQUIRE(pool.eventually([&] { return queued.result.has_value(); }));
+  CHECK(queued.result->status == Status::Ready);
+  CHECK(pool.gauge("circuit_breakers.default.rq_pending_open") == 0);
+}
+
+TEST_CASE("a pending request that reaches its deadline leaves the queue", "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  Waiter late(pool.io);
+  pool.queue(late, 0, 100ms);
+  REQUIRE(pool.eventually([&] { return late.result.has_value(); }));
+  CHECK(late.result->status == Status::Timeout);
+  CHECK(pool.counter("upstream_rq_cancelled") == 1);
+  CHECK(pool.gauge("upstream_rq_pending_active") == 0);
+  CHECK(pool.host(0)->pending_head == nullptr);
+  // Nobody waits any more: the connection goes idle.
+  pool.cluster->release(*pool.host(0), std::move(conn), true);
+  CHECK(pool.host(0)->idle.size() == 1);
+}
+
+TEST_CASE("a cancelled pending request leaves the queue and the next one is served",
+          "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  Waiter gone(pool.io);
+  pool.queue(gone);
+  Waiter next(pool.io);
+  pool.queue(next);
+  gone.pending.cancel();
+  REQUIRE(pool.eventually([&] { return gone.result.has_value(); }));
+  CHECK(gone.result->status == Status::Cancelled);
+  CHECK(pool.counter("upstream_rq_cancelled") == 1);
+  pool.cluster->release(*pool.host(0), std::move(conn), true);
+  REQUIRE(pool.eventually([&] { return next.result.has_value(); }));
+  CHECK(next.result->status == Status::Ready);
+}
+
+TEST_CASE("a closed connection lets the oldest pending request connect", "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  Waiter first(pool.io), second(pool.io);
+  pool.queue(first);
+  pool.queue(second);
+  pool.cluster->release(*pool.host(0), std::move(conn), false);
+  REQUIRE(pool.eventually([&] { return first.result.has_value(); }));
+  CHECK(first.result->status == Status::Ready);
+  CHECK(p.server.accepted() == 2);
+  CHECK_FALSE(second.result.has_value());
+  CHECK(pool.resources->connections.count() == 1);
+  // The second one is still first in line for the next release.
+  pool.cluster->release(*pool.host(0), std::move(first.result->conn), true);
+  REQUIRE(pool.eventually([&] { return second.result.has_value(); }));
+  CHECK(second.result->status == Status::Ready);
+}
+
+TEST_CASE("a failed connect fails every pending request of the host", "[pool]") {
+  OneHostPool p(limits(1));
+  Pool& pool = p.pool;
+  Waiter holder(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  Waiter first(pool.io), second(pool.io);
+  pool.queue(first);
+  pool.queue(second);
+  p.server.close();
+  // The first connects in the freed slot and is refused; the second is purged.
+  pool.cluster->release(*pool.host(0), std::move(conn), false);
+  REQUIRE(pool.eventually([&] { return first.result && second.result; }));
+  CHECK(first.result->status == Status::ConnectFailure);
+  CHECK(second.result->status == Status::ConnectFailure);
+  CHECK(pool.counter("upstream_rq_pending_failure_eject") == 1);
+  CHECK(pool.counter("upstream_cx_connect_fail") == 1);
+  CHECK(pool.gauge("upstream_rq_pending_active") == 0);
+  CHECK(pool.resources->connections.count() == 0);
+}
+
+TEST_CASE("a host this worker has no connection to connects even at max_connections", "[pool]") {
+  Pool pool(limits(1));
+  SilentServer a(pool.io), b(pool.io);
+  pool.addHost(a.port());
+  pool.addHost(b.port());
+  pool.build();
+  Waiter to_a(pool.io), to_b(pool.io);
+  UpstreamConnectionPtr ca = pool.acquireNow(to_a, 0);
+  UpstreamConnectionPtr cb = pool.acquireNow(to_b, 1);
+  CHECK(pool.counter("upstream_cx_overflow") == 1);
+  CHECK(pool.resources->connections.count() == 2);
+  CHECK(pool.gauge("circuit_breakers.default.cx_open") == 1);
+  pool.cluster->release(*pool.host(0), std::move(ca), false);
+  CHECK(pool.gauge("circuit_breakers.default.cx_open") == 1);
+  pool.cluster->release(*pool.host(1), std::move(cb), false);
+  CHECK(pool.gauge("circuit_breakers.default.cx_open") == 0);
+}
+
+TEST_CASE("max_requests admits requests up to its limit and opens its gauge", "[pool]") {
+  Pool pool(limits(1024, 1024, 2));
+  pool.addHost(1);
+  pool.build();
+  CHECK(pool.cluster->tryStartRequest());
+  CHECK(pool.cluster->tryStartRequest());
+  CHECK(pool.gauge("circuit_breakers.default.rq_open") == 1);
+  CHECK_FALSE(pool.cluster->tryStartRequest());
+  pool.cluster->endRequest();
+  CHECK(pool.gauge("circuit_breakers.default.rq_open") == 0);
+  CHECK(pool.cluster->tryStartRequest());
+}
+
+TEST_CASE("destroying a worker cluster closes its idle connections and frees their slots",
+          "[pool]") {
+  OneHostPool p(limits(4));
+  Pool& pool = p.pool;
+  Waiter w(pool.io);
+  UpstreamConnectionPtr conn = pool.acquireNow(w);
+  pool.cluster->release(*pool.host(0), std::move(conn), true);
+  CHECK(pool.gauge("upstream_cx_active") == 1);
+  pool.cluster.reset();
+  CHECK(pool.resources->connections.count() == 0);
+  CHECK(pool.gauge("upstream_cx_active") == 0);
+  CHECK(pool.counter("upstream_cx_destroy") == 1);
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// A ClusterManager on one worker with one cluster "c" whose hosts are the
+// given SilentServers; publish() swaps in a new host set as the DnsRefresher
+// would.
+struct Manager {
+  Manager() : pool(limits(1024)) {}
+  void start(std::vector<HostDescription> hosts) {
+    auto dp = std::make_shared<DataPlaneConfig>();
+    ClusterRuntime rt = pool.runtime;
+    auto set = std::make_shared<HostSet>();
+    set->hosts = std::move(hosts);
+    rt.hosts = std::move(set);
+    dp->clusters.push_back(std::move(rt));
+    config = dp;
+    resources["c"] = std::make_shared<ClusterResources>();
+    manager.update(config, resources, pool.store.shard(0));
+  }
+  void publish(std::vector<HostDescription> hosts) {
+    auto set = std::make_shared<HostSet>();
+    set->hosts = std::move(hosts);
+    manager.updateHosts(config->clusters[0], std::move(set), pool.store.shard(0));
+  }
+  std::shared_ptr<WorkerCluster> cluster() { return manager.get("c"); }
+  // A connection to host `i` of the current cluster.
+  UpstreamConnectionPtr connect(size_t i) {
+    pool.cluster = cluster();
+    Waiter w(pool.io);
+    UpstreamConnectionPtr c = pool.acquireNow(w, i);
+    pool.cluster.reset();
+    return c;
+  }
+
+  Pool pool;
+  DataPlaneConfigConstSharedPtr config;
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources;
+  ClusterManager manager;
+};
+
+HostDescription hostAt(const SilentServer& s, const char* ip = "127.0.0.1") {
+  HostDescription h;
+  h.ip = ip;
+  h.port = s.port();
+  h.address = std::string(ip) + ":" + std::to_string(s.port());
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("a new host set keeps surviving hosts' idle connections and closes removed ones'",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io), b(m.pool.io), c(m.pool.io);
+  const HostDescription ha = hostAt(a), hb = hostAt(b);
+  m.start({ha, hb});
+  UpstreamConnectionPtr ca = m.connect(0);
+  UpstreamConnectionPtr cb = m.connect(1);
+  UpstreamConnection* raw_a = ca.get();
+  std::shared_ptr<WorkerCluster> old = m.cluster();
+  old->release(old->hosts()[0], std::move(ca), true);
+  old->release(old->hosts()[1], std::move(cb), true);
+
+  m.publish({ha, hostAt(c)});
+  std::shared_ptr<WorkerCluster> now = m.cluster();
+  REQUIRE(now != old);
+  REQUIRE(now->hosts().size() == 2);
+  REQUIRE(now->hosts()[0].idle.size() == 1);
+  CHECK(now->hosts()[0].idle[0].get() == raw_a);
+  CHECK(now->hosts()[0].cx_active == 1);
+  CHECK(now->hosts()[1].idle.empty());
+  old.reset();  // the last holder of the old host set: b's idle connection closes
+  CHECK(m.resources["c"]->connections.count() == 1);
+  CHECK(m.pool.counter("upstream_cx_destroy") == 1);
+  CHECK(m.pool.gauge("upstream_cx_active") == 1);
+}
+
+TEST_CASE("a connection released to an old host set goes to the same host in the new one",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io), b(m.pool.io);
+  const HostDescription ha = hostAt(a), hb = hostAt(b);
+  m.start({ha, hb});
+  UpstreamConnectionPtr busy_a = m.connect(0);
+  UpstreamConnectionPtr busy_b = m.connect(1);
+  std::shared_ptr<WorkerCluster> old = m.cluster();  // what the requests in flight hold
+  m.publish({ha});
+  std::shared_ptr<WorkerCluster> now = m.cluster();
+  old->release(old->hosts()[0], std::move(busy_a), true);
+  old->release(old->hosts()[1], std::move(busy_b), true);
+  REQUIRE(now->hosts().size() == 1);
+  CHECK(now->hosts()[0].idle.size() == 1);
+  CHECK(now->hosts()[0].cx_active == 1);
+  CHECK(old->hosts()[0].idle.empty());
+  CHECK(old->hosts()[1].idle.empty());  // b is gone: its connection closed
+  CHECK(m.resources["c"]->connections.count() == 1);
+}
+
+TEST_CASE("a LOGICAL_DNS host at a new address keeps its connections; new ones go to the "
+          "new address",
+          "[pool][dns]") {
+  Manager m;
+  SilentServer first(m.pool.io), second(m.pool.io);
+  const HostDescription logical = hostAt(first);
+  m.start({logical});
+  UpstreamConnectionPtr c = m.connect(0);
+  UpstreamConnection* raw = c.get();
+  m.cluster()->release(m.cluster()->hosts()[0], std::move(c), true);
+
+  HostDescription moved = logical;  // same host (shared state), new address
+  moved.port = second.port();
+  moved.address = "127.0.0.1:" + std::to_string(second.port());
+  m.publish({moved});
+  UpstreamConnectionPtr reused = m.connect(0);
+  CHECK(reused.get() == raw);
+  UpstreamConnectionPtr fresh = m.connect(0);
+  CHECK(second.accepted() == 1);
+  CHECK(first.accepted() == 1);
+}
+
+TEST_CASE("a host set for a cluster of an older config is ignored", "[pool][dns]") {
+  Manager m;
+  SilentServer a(m.pool.io);
+  m.start({hostAt(a)});
+  const ClusterRuntime stale = m.config->clusters[0];  // another runtime object
+  auto set = std::make_shared<HostSet>();
+  m.manager.updateHosts(stale, set, m.pool.store.shard(0));
+  CHECK(m.cluster()->hosts().size() == 1);
+}
+
+}  // namespace turnout::proxy
