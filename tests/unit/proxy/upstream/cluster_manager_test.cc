@@ -82,9 +82,7 @@ struct Pool {
     hosts.push_back(h);
   }
   void build() {
-    auto set = std::make_shared<HostSet>();
-    set->hosts = hosts;
-    runtime.hosts = std::move(set);
+    runtime.hosts = makeHostSet(config, hosts);
     resources = std::make_shared<ClusterResources>();
     cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0));
   }
@@ -515,6 +513,80 @@ TEST_CASE("a host set for a cluster of an older config is ignored", "[pool][dns]
   auto set = std::make_shared<HostSet>();
   m.manager.updateHosts(stale, set, m.pool.store.shard(0));
   CHECK(m.cluster()->hosts().size() == 1);
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// A MAGLEV cluster of hosts 127.0.0.1:<first>.. (nothing listens: only
+// chooseHost() is used).
+struct MaglevPool {
+  MaglevPool(int first, int count, uint64_t table_size = 65537) {
+    pool.config.lb_policy = config::ClusterConfig::LbPolicy::Maglev;
+    pool.config.maglev_table_size = table_size;
+    for (int p = first; p < first + count; ++p) pool.addHost(static_cast<uint16_t>(p));
+    pool.build();
+  }
+  size_t pick(uint64_t hash, const HostState* avoid = nullptr) {
+    LoadBalancerContext ctx;
+    ctx.hash = hash;
+    ctx.avoid = avoid;
+    HostState* h = pool.cluster->chooseHost(ctx);
+    REQUIRE(h != nullptr);
+    return static_cast<size_t>(h - pool.host(0));
+  }
+  Pool pool;
+};
+
+}  // namespace
+
+TEST_CASE("a MAGLEV cluster picks the host Envoy picks for the same hash", "[maglev]") {
+  MaglevPool m(90, 6, 7);  // Envoy's MaglevLoadBalancerTest.Basic
+  const std::vector<size_t> expected = {2, 4, 0, 1, 5, 0, 3};
+  for (uint64_t i = 0; i < 3 * expected.size(); ++i) CHECK(m.pick(i) == expected[i % 7]);
+}
+
+TEST_CASE("a MAGLEV cluster sends the same key to the same host and spreads keys", "[maglev]") {
+  MaglevPool m(20000, 5);
+  std::vector<size_t> first, counts(5, 0);
+  for (uint64_t k = 0; k < 5000; ++k) {
+    first.push_back(m.pick(k * 0x9e3779b97f4a7c15ULL));
+    ++counts[first.back()];
+  }
+  for (uint64_t k = 0; k < 5000; ++k) CHECK(m.pick(k * 0x9e3779b97f4a7c15ULL) == first[k]);
+  for (size_t c : counts) CHECK(c > 800);  // about 1000 each
+}
+
+TEST_CASE("an ejected host's keys move to the others and no other key moves", "[maglev]") {
+  MaglevPool m(20000, 5);
+  std::vector<size_t> before;
+  for (uint64_t k = 0; k < 5000; ++k) before.push_back(m.pick(k * 0x9e3779b97f4a7c15ULL));
+  m.pool.host(2)->description->state->ejected_until_ns =
+      std::chrono::steady_clock::now().time_since_epoch().count() + 60'000'000'000LL;
+  std::vector<size_t> moved_to(5, 0);
+  for (uint64_t k = 0; k < 5000; ++k) {
+    const size_t now = m.pick(k * 0x9e3779b97f4a7c15ULL);
+    if (before[k] == 2) {
+      CHECK(now != 2);
+      ++moved_to[now];
+    } else {
+      CHECK(now == before[k]);
+    }
+  }
+  // The ejected host's keys spread over the others, not onto one of them.
+  for (size_t i : {0, 1, 3, 4}) CHECK(moved_to[i] > 0);
+}
+
+TEST_CASE("a retry on a MAGLEV cluster avoids the previous host, the same way each time",
+          "[maglev]") {
+  MaglevPool m(90, 6, 7);
+  const size_t first = m.pick(10);
+  CHECK(first == 1);  // Envoy: slot 3
+  const size_t retry = m.pick(10, m.pool.host(first));
+  CHECK(retry == 0);  // Envoy: the second attempt's slot
+  CHECK(m.pick(10, m.pool.host(first)) == retry);
 }
 
 }  // namespace turnout::proxy
