@@ -13,6 +13,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "tests/support/eventually.h"
 
 namespace turnout::proxy {
 namespace {
@@ -96,13 +97,7 @@ struct Pool {
   // Runs the io_context until `pred` holds or `limit` passes.
   template <typename Pred>
   bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = Clock::now() + limit;
-    while (!pred()) {
-      if (Clock::now() >= deadline) return false;
-      io.restart();
-      io.run_for(5ms);
-    }
-    return true;
+    return test::eventually(io, pred, limit);
   }
   // Starts `w` and runs until it has its result, which must be a connection.
   UpstreamConnectionPtr acquireNow(Waiter& w, size_t i = 0) {
@@ -152,6 +147,15 @@ config::CircuitBreakerThresholds limits(uint32_t max_connections, uint32_t max_p
   return t;
 }
 
+// One host at max_connections 1, its one connection busy (`busy`).
+struct AtLimit : OneHostPool {
+  explicit AtLimit(uint32_t max_pending = 1024) : OneHostPool(limits(1, max_pending)) {
+    busy = pool.acquireNow(holder);
+  }
+  Waiter holder{pool.io};
+  UpstreamConnectionPtr busy;
+};
+
 }  // namespace
 
 TEST_CASE("a breaker's open gauge is 1 exactly while the count is at or above its limit",
@@ -198,10 +202,9 @@ TEST_CASE("a request that finds no idle connection connects and counts as pendin
 
 TEST_CASE("at max_connections a request waits for a released connection and gets it",
           "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter first(pool.io);
-  UpstreamConnectionPtr busy = pool.acquireNow(first);
+  UpstreamConnectionPtr& busy = p.busy;
   CHECK(pool.gauge("circuit_breakers.default.cx_open") == 1);
 
   Waiter second(pool.io);
@@ -221,10 +224,9 @@ TEST_CASE("at max_connections a request waits for a released connection and gets
 }
 
 TEST_CASE("pending requests get released connections first come, first served", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   std::vector<std::unique_ptr<Waiter>> waiters;
   for (int i = 0; i < 3; ++i) {
     waiters.push_back(std::make_unique<Waiter>(pool.io));
@@ -241,10 +243,9 @@ TEST_CASE("pending requests get released connections first come, first served", 
 }
 
 TEST_CASE("a full pending queue overflows at once", "[pool]") {
-  OneHostPool p(limits(1, 1));
+  AtLimit p(1);
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter queued(pool.io);
   pool.queue(queued);
   CHECK(pool.gauge("circuit_breakers.default.rq_pending_open") == 1);
@@ -263,10 +264,9 @@ TEST_CASE("a full pending queue overflows at once", "[pool]") {
 }
 
 TEST_CASE("a pending request that reaches its deadline leaves the queue", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter late(pool.io);
   pool.queue(late, 0, 100ms);
   REQUIRE(pool.eventually([&] { return late.result.has_value(); }));
@@ -281,10 +281,9 @@ TEST_CASE("a pending request that reaches its deadline leaves the queue", "[pool
 
 TEST_CASE("a cancelled pending request leaves the queue and the next one is served",
           "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter gone(pool.io);
   pool.queue(gone);
   Waiter next(pool.io);
@@ -299,10 +298,9 @@ TEST_CASE("a cancelled pending request leaves the queue and the next one is serv
 }
 
 TEST_CASE("a closed connection lets the oldest pending request connect", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter first(pool.io), second(pool.io);
   pool.queue(first);
   pool.queue(second);
@@ -319,10 +317,9 @@ TEST_CASE("a closed connection lets the oldest pending request connect", "[pool]
 }
 
 TEST_CASE("a failed connect fails every pending request of the host", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter first(pool.io), second(pool.io);
   pool.queue(first);
   pool.queue(second);
