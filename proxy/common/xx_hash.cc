@@ -26,13 +26,13 @@ uint32_t read32(const unsigned char* p) {
   return v;
 }
 
-uint64_t round(uint64_t acc, uint64_t input) {
+uint64_t xxRound(uint64_t acc, uint64_t input) {
   acc += input * kPrime2;
   return rotl(acc, 31) * kPrime1;
 }
 
 uint64_t mergeRound(uint64_t acc, uint64_t value) {
-  acc ^= round(0, value);
+  acc ^= xxRound(0, value);
   return acc * kPrime1 + kPrime4;
 }
 
@@ -48,10 +48,10 @@ uint64_t xxHash64(std::string_view input, uint64_t seed) {
     uint64_t v3 = seed;
     uint64_t v4 = seed - kPrime1;
     for (const unsigned char* limit = end - 32; p <= limit; p += 32) {
-      v1 = round(v1, read64(p));
-      v2 = round(v2, read64(p + 8));
-      v3 = round(v3, read64(p + 16));
-      v4 = round(v4, read64(p + 24));
+      v1 = xxRound(v1, read64(p));
+      v2 = xxRound(v2, read64(p + 8));
+      v3 = xxRound(v3, read64(p + 16));
+      v4 = xxRound(v4, read64(p + 24));
     }
     h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
     h = mergeRound(h, v1);
@@ -63,7 +63,7 @@ uint64_t xxHash64(std::string_view input, uint64_t seed) {
   }
   h += static_cast<uint64_t>(input.size());
   for (; p + 8 <= end; p += 8) {
-    h ^= round(0, read64(p));
+    h ^= xxRound(0, read64(p));
     h = rotl(h, 27) * kPrime1 + kPrime4;
   }
   if (p + 4 <= end) {
