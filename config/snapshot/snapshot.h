@@ -173,6 +173,10 @@ struct ClusterConfig {
   std::string alt_stat_name;
   Type type = Type::Static;
   LbPolicy lb_policy = LbPolicy::RoundRobin;
+  // MAGLEV: maglev_lb_config.table_size (prime, checked) and
+  // common_lb_config.consistent_hashing_lb_config.use_hostname_for_hashing.
+  uint64_t maglev_table_size = 65537;
+  bool use_hostname_for_hashing = false;
   Milliseconds connect_timeout{5000};
   std::vector<LocalityEndpointsConfig> localities;
   std::string eds_service_name;  // EDS: eds_cluster_config.service_name, else the name

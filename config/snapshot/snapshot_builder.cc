@@ -235,6 +235,15 @@ absl::Status checkRouteClusters(const route_v3::RouteConfiguration& rc, const st
   return absl::OkStatus();
 }
 
+// Trial division: table sizes are at most 5000011 (PGV), so at most ~1100 steps.
+bool isPrime(uint64_t n) {
+  if (n < 2) return false;
+  for (uint64_t d = 2; d * d <= n; ++d) {
+    if (n % d == 0) return false;
+  }
+  return true;
+}
+
 absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
   ClusterConfig out;
   out.name = c.name();
@@ -276,6 +285,26 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
                    absl::StrCat("cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type ",
                                 cluster_v3::Cluster::DiscoveryType_Name(c.type()),
                                 ". 'CLUSTER_PROVIDED' is allowed only with cluster type 'ORIGINAL_DST'"));
+  }
+  if (out.lb_policy == ClusterConfig::LbPolicy::Maglev) {
+    // Envoy's MaglevLoadBalancer: the table size must be prime (PGV already
+    // caps it at 5000011).
+    if (c.has_maglev_lb_config() && c.maglev_lb_config().has_table_size()) {
+      out.maglev_table_size = c.maglev_lb_config().table_size().value();
+    }
+    if (!isPrime(out.maglev_table_size)) {
+      return invalid(fieldPath(fieldPath(path, "maglev_lb_config"), "table_size"),
+                     absl::StrCat("The table size of maglev must be prime number (got ",
+                                  out.maglev_table_size, ")"));
+    }
+    const auto& hashing = c.common_lb_config().consistent_hashing_lb_config();
+    out.use_hostname_for_hashing = hashing.use_hostname_for_hashing();
+    if (hashing.has_hash_balance_factor()) {
+      return invalid(fieldPath(fieldPath(fieldPath(path, "common_lb_config"),
+                                         "consistent_hashing_lb_config"),
+                               "hash_balance_factor"),
+                     "bounded-load consistent hashing is not supported by turnout");
+    }
   }
   if (c.has_connect_timeout()) out.connect_timeout = ms(c.connect_timeout());
   if (c.has_dns_refresh_rate()) out.dns_refresh_rate = ms(c.dns_refresh_rate());

@@ -26,13 +26,14 @@ constexpr const char* kLogComponent = "upstream";
 absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stats::Store& store) {
   ClusterRuntime rt;
   rt.config = &c;
-  rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name);
+  rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name,
+                                     c.lb_policy == config::ClusterConfig::LbPolicy::Maglev);
   rt.health_checked =
       std::any_of(c.health_checks.begin(), c.health_checks.end(),
                   [](const auto& hc) { return hc.kind == config::HealthCheckConfig::Kind::Http; });
   using T = config::ClusterConfig::Type;
   const bool dns = c.type == T::StrictDns || c.type == T::LogicalDns;
-  auto statics = std::make_shared<HostSet>();
+  std::vector<HostDescription> statics;
   size_t endpoint = 0;
   for (const auto& locality : c.localities) {
     for (const auto& e : locality.endpoints) {
@@ -51,14 +52,14 @@ absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stat
         h.ip = e.address.address;
         h.address = hostPort(h.ip, h.port);
         h.state->failed_active_hc.store(rt.health_checked, std::memory_order_relaxed);
-        statics->hosts.push_back(std::move(h));
+        statics.push_back(std::move(h));
       }
     }
   }
   // DNS clusters: the first resolution of every target, as Envoy's cluster
   // warming waits for it.
   stats::Shard& shard = store.mainShard();
-  HostSetConstSharedPtr hosts = std::move(statics);
+  HostSetConstSharedPtr hosts = makeHostSet(c, std::move(statics));
   for (const ResolveTarget& target : rt.dns_targets) {
     asio::io_context io;
     asio::ip::tcp::resolver resolver(io);
@@ -143,6 +144,15 @@ void recordMembership(const ClusterRuntime& cluster, const HostSet& hosts, stats
   int64_t healthy_count = 0;
   for (const auto& h : hosts.hosts) healthy_count += h.healthy ? 1 : 0;
   shard.set(cluster.stats.membership_healthy, healthy_count);
+  if (!hosts.maglev.empty()) {
+    // Envoy's maglev_lb.{min,max}_entries_per_host, of the lowest priority's table.
+    const auto& slots = hosts.maglev.front().table.slotsPerHost();
+    const auto [min, max] = std::minmax_element(slots.begin(), slots.end());
+    shard.set(cluster.stats.maglev_min_entries_per_host,
+              min == slots.end() ? 0 : static_cast<int64_t>(*min));
+    shard.set(cluster.stats.maglev_max_entries_per_host,
+              max == slots.end() ? 0 : static_cast<int64_t>(*max));
+  }
 }
 
 ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTarget& target,
@@ -171,10 +181,8 @@ ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTa
   if (u.added > 0 || u.removed > 0) shard.inc(stats.membership_change);
   TURNOUT_LOG(info, kLogComponent, "cluster '{}': '{}' now resolves to {} ({} added, {} removed)",
               c.name, target.dns_name, absl::StrJoin(addresses, ", "), u.added, u.removed);
-  auto next = std::make_shared<HostSet>();
-  next->hosts = std::move(u.hosts);
-  recordMembership(cluster, *next, shard);
-  r.changed = std::move(next);
+  r.changed = makeHostSet(c, std::move(u.hosts));
+  recordMembership(cluster, *r.changed, shard);
   return r;
 }
 

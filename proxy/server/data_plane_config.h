@@ -29,8 +29,8 @@ struct ClusterRuntime {
   stats::ClusterStats stats;
 };
 
-// Sets membership_total and membership_healthy (static health) for `hosts`
-// on the main shard.
+// Sets membership_total and membership_healthy (static health) for `hosts`,
+// and a MAGLEV cluster's maglev_lb.{min,max}_entries_per_host, on the main shard.
 void recordMembership(const ClusterRuntime& cluster, const HostSet& hosts, stats::Shard& shard);
 
 // Applies one resolution of `target` (the resolver gave `ec` or `resolved`)

@@ -104,7 +104,8 @@ void ClusterStats::countRetriedResponse(Shard& shard, uint32_t code) const {
   }
 }
 
-ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name) {
+ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
+                              bool maglev) {
   const std::string p =
       absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name), ".");
   auto c = [&](const char* n) { return store.counter(absl::StrCat(p, n)); };
@@ -148,6 +149,10 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.outlier_detection_ejections_active = g("outlier_detection.ejections_active");
   s.outlier_detection_ejections_total = c("outlier_detection.ejections_total");
   s.membership_change = c("membership_change");
+  if (maglev) {
+    s.maglev_min_entries_per_host = g("maglev_lb.min_entries_per_host");
+    s.maglev_max_entries_per_host = g("maglev_lb.max_entries_per_host");
+  }
   s.update_attempt = c("update_attempt");
   s.update_success = c("update_success");
   s.update_failure = c("update_failure");

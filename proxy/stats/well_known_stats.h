@@ -80,6 +80,7 @@ struct ClusterStats {
   StatId health_check_attempt, health_check_success, health_check_failure;
   StatId outlier_detection_ejections_active, outlier_detection_ejections_total;
   StatId membership_change;
+  StatId maglev_min_entries_per_host, maglev_max_entries_per_host;  // MAGLEV clusters only
   StatId update_attempt, update_success, update_failure, update_no_rebuild;
   CircuitBreakerStats breakers_default;  // circuit_breakers.default.*
   CircuitBreakerStats breakers_high;     // circuit_breakers.high.* (high-priority routing is not
@@ -98,7 +99,8 @@ struct ClusterStats {
 inline constexpr std::array<uint16_t, 24> kCommonCodes = {
     100, 101, 200, 201, 204, 206, 301, 302, 304, 400, 401, 403,
     404, 408, 409, 413, 429, 431, 499, 500, 501, 502, 503, 504};
-ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name);
+ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
+                              bool maglev = false);
 
 // server.*, cluster_manager.*, listener_manager.*  (gauges set on the main shard).
 struct ServerStats {

@@ -6,6 +6,7 @@
 
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
+#include "proxy/common/xx_hash.h"
 #include "proxy/connection/downstream_connection.h"
 #include "proxy/router/request_mirror.h"
 #include "proxy/server/worker.h"
@@ -83,15 +84,6 @@ void forEachPart(std::string_view s, char sep, Fn&& fn) {
     if (!fn(s.substr(0, pos)) || pos == std::string_view::npos) return;
     s.remove_prefix(pos + 1);
   }
-}
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
 }
 
 // Copies bytes from `from` to `to` until EOF, an error or `idle` without
@@ -426,11 +418,24 @@ std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
   for (const auto& p : d.hash_policy) {
     std::optional<uint64_t> h;
     if (p.header) {
-      std::string_view v = head_.headers.get(p.header->header_name);
-      if (p.header->header_name == ":authority") v = head_.authority;
-      if (v.data() != nullptr) h = fnv1a(v);
+      const std::string& name = p.header->header_name;
+      if (name == ":authority") {
+        h = xxHash64(head_.authority);
+      } else if (head_.headers.count(name) > 1) {
+        // Envoy hashes every value, sorted, as one string.
+        std::vector<std::string_view> values;
+        head_.headers.forEach([&](std::string_view n, std::string_view v) {
+          if (n == name) values.push_back(v);
+        });
+        std::sort(values.begin(), values.end());
+        std::string joined;
+        for (std::string_view v : values) joined.append(v);
+        h = xxHash64(joined);
+      } else if (std::string_view v = head_.headers.get(name); v.data() != nullptr) {
+        h = xxHash64(v);
+      }
     } else if (p.connection_properties && p.connection_properties->source_ip) {
-      h = fnv1a(conn_.remote().address().to_string());
+      h = xxHash64(conn_.remote().address().to_string());
     } else if (p.query_parameter) {
       std::string_view path = head_.path;
       size_t q = path.find('?');
@@ -438,7 +443,7 @@ std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
         forEachPart(path.substr(q + 1), '&', [&](std::string_view kv) {
           size_t eq = kv.find('=');
           if (kv.substr(0, eq) != p.query_parameter->name) return true;
-          h = fnv1a(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+          h = xxHash64(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
           return false;
         });
       }
@@ -449,7 +454,7 @@ std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
           while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
           size_t eq = c.find('=');
           if (eq == std::string_view::npos || c.substr(0, eq) != p.cookie->name) return true;
-          h = fnv1a(c.substr(eq + 1));
+          h = xxHash64(c.substr(eq + 1));
           return false;
         });
       }

@@ -66,6 +66,8 @@ class ActiveStream : public ResponseDecoderCallbacks {
   // replayable body. Counts retry_limit_exceeded / retry_overflow when not.
   bool canRetry();
   bool retryOn(std::string_view condition) const;
+  // Envoy's request hash (HashPolicyImpl::generateHash): xxHash64 of each
+  // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor(const routing::RouteDecision& d);
   void complete();
 

@@ -89,7 +89,7 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPt
   }
   wrr_current_.assign(hosts_.size(), 0);
   using Lb = config::ClusterConfig::LbPolicy;
-  if (runtime.config->lb_policy == Lb::RingHash || runtime.config->lb_policy == Lb::Maglev) {
+  if (runtime.config->lb_policy == Lb::RingHash) {
     uint64_t total_weight = 0;
     for (const auto& h : hosts_) total_weight += h.description->weight;
     if (total_weight > 0) {
@@ -215,8 +215,10 @@ HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
     case Lb::LeastRequest: return leastRequest(scratch_, ctx.random);
     case Lb::Random: return scratch_[ctx.random % scratch_.size()];
     case Lb::RingHash:
-    case Lb::Maglev:
       if (ctx.hash) return ringHash(scratch_, *ctx.hash);
+      return scratch_[ctx.random % scratch_.size()];
+    case Lb::Maglev:
+      if (ctx.hash) return maglev(scratch_, *ctx.hash);
       return scratch_[ctx.random % scratch_.size()];
     default: return roundRobin(scratch_);
   }
@@ -260,6 +262,21 @@ HostState* WorkerCluster::ringHash(std::vector<HostState*>& candidates, uint64_t
     if (std::find(candidates.begin(), candidates.end(), h) != candidates.end()) return h;
   }
   return candidates[0];
+}
+
+HostState* WorkerCluster::maglev(std::vector<HostState*>& candidates, uint64_t hash) {
+  const MaglevLevel* level = host_set_->maglevLevel(candidates.front()->description->priority);
+  if (level == nullptr || level->table.empty()) return candidates[hash % candidates.size()];
+  // Usually every host of the level is a candidate and the table decides.
+  // Otherwise (unhealthy, ejected, or the host a retry avoids) the hash is
+  // mixed again, as Envoy does for a retry's next attempt, until it lands on a
+  // candidate: only the keys of the missing hosts move.
+  const bool all = candidates.size() == level->members.size();
+  for (uint32_t attempt = 0; attempt < kMaglevAttempts; ++attempt) {
+    HostState* h = &hosts_[level->members[level->table.pick(hash, attempt)]];
+    if (all || std::find(candidates.begin(), candidates.end(), h) != candidates.end()) return h;
+  }
+  return candidates[hash % candidates.size()];
 }
 
 asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(

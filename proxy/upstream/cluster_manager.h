@@ -239,6 +239,9 @@ class WorkerCluster {
   HostState* roundRobin(std::vector<HostState*>& candidates);
   HostState* leastRequest(std::vector<HostState*>& candidates, uint64_t random);
   HostState* ringHash(std::vector<HostState*>& candidates, uint64_t hash);
+  HostState* maglev(std::vector<HostState*>& candidates, uint64_t hash);
+  // Hash mixes tried before a Maglev pick falls back to hash % candidates.
+  static constexpr uint32_t kMaglevAttempts = 16;
 
   const ClusterRuntime* runtime_;
   HostSetConstSharedPtr host_set_;  // keeps every HostState::description alive
@@ -253,7 +256,7 @@ class WorkerCluster {
   // Smooth weighted round robin (nginx's algorithm): current weights.
   std::vector<int64_t> wrr_current_;
   bool weighted_ = false;
-  // Ring hash / maglev: sorted (point, host index).
+  // Ring hash: sorted (point, host index). Maglev tables come with the host set.
   std::vector<std::pair<uint64_t, uint32_t>> ring_;
 };
 

@@ -32,6 +32,40 @@ std::vector<std::string> selectAddresses(const std::vector<asio::ip::address>& r
   return v4;
 }
 
+const MaglevLevel* HostSet::maglevLevel(uint32_t priority) const {
+  for (const MaglevLevel& level : maglev) {
+    if (level.priority == priority) return &level;
+  }
+  return nullptr;
+}
+
+HostSetConstSharedPtr makeHostSet(const config::ClusterConfig& config,
+                                  std::vector<HostDescription> hosts) {
+  auto set = std::make_shared<HostSet>();
+  set->hosts = std::move(hosts);
+  if (config.lb_policy != config::ClusterConfig::LbPolicy::Maglev) return set;
+  std::vector<uint32_t> priorities;
+  for (const auto& h : set->hosts) {
+    if (h.healthy) priorities.push_back(h.priority);
+  }
+  std::sort(priorities.begin(), priorities.end());
+  priorities.erase(std::unique(priorities.begin(), priorities.end()), priorities.end());
+  for (uint32_t priority : priorities) {
+    std::vector<uint32_t> members;
+    std::vector<MaglevTable::Host> keys;
+    for (uint32_t i = 0; i < set->hosts.size(); ++i) {
+      const HostDescription& h = set->hosts[i];
+      if (!h.healthy || h.priority != priority) continue;
+      members.push_back(i);
+      keys.push_back(MaglevTable::Host{config.use_hostname_for_hashing ? h.hostname : h.address,
+                                       h.weight});
+    }
+    set->maglev.push_back(
+        MaglevLevel{priority, std::move(members), MaglevTable(keys, config.maglev_table_size)});
+  }
+  return set;
+}
+
 namespace {
 
 HostDescription hostFor(const ResolveTarget& target, const std::string& ip, bool health_checked) {

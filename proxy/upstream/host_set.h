@@ -10,6 +10,7 @@
 #include "proxy/common/asio.h"
 
 #include "config/snapshot/snapshot.h"
+#include "proxy/upstream/maglev_table.h"
 
 namespace turnout::proxy {
 
@@ -45,13 +46,32 @@ struct HostDescription {
   std::shared_ptr<HostSharedState> state = std::make_shared<HostSharedState>();
 };
 
-// The hosts of one cluster at one moment. Immutable once built; the main
-// thread publishes each new one to every worker (asio::post of a
-// shared_ptr<const>), and requests in flight keep theirs alive.
+// A MAGLEV cluster's lookup table for one priority level: over the level's
+// hosts whose EDS health status is healthy, as Envoy builds one per priority
+// over its healthy hosts.
+struct MaglevLevel {
+  uint32_t priority = 0;
+  std::vector<uint32_t> members;  // the table's hosts, as indices into HostSet::hosts
+  MaglevTable table;
+};
+
+// The hosts of one cluster at one moment, with their Maglev tables. Immutable
+// once built; the main thread publishes each new one to every worker
+// (asio::post of a shared_ptr<const>), and requests in flight keep theirs
+// alive.
 struct HostSet {
   std::vector<HostDescription> hosts;
+  std::vector<MaglevLevel> maglev;  // MAGLEV clusters: one per priority, lowest first
+
+  const MaglevLevel* maglevLevel(uint32_t priority) const;
 };
 using HostSetConstSharedPtr = std::shared_ptr<const HostSet>;
+
+// The host set of `hosts` for a cluster configured as `config`: builds its
+// Maglev tables (table size, address or hostname as the key) when it uses
+// MAGLEV. Main thread: a table of the default size takes about a millisecond.
+HostSetConstSharedPtr makeHostSet(const config::ClusterConfig& config,
+                                  std::vector<HostDescription> hosts);
 
 // "ip:port", with brackets around an IPv6 address (Envoy's asString()).
 std::string hostPort(const std::string& ip, uint16_t port);

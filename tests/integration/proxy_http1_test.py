@@ -1365,6 +1365,51 @@ class DnsHostsFileTest(unittest.TestCase):
         self.assertEqual(self.b.connections, b_before + 1)
 
 
+# --------------------------------------------------------------------------
+# 20. MAGLEV: a hash_policy key sticks to one backend.
+# --------------------------------------------------------------------------
+
+
+class MaglevTest(ProxyTestCase):
+    BACKENDS = ("m1", "m2", "m3")
+
+    @classmethod
+    def make_bootstrap(cls):
+        vhosts = """\
+        - name: svc
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/" }
+            route:
+              cluster: sticky
+              hash_policy:
+              - header: { header_name: x-user }
+        """
+        ports = [cls.backends[n].port for n in cls.BACKENDS]
+        return bootstrap(vhosts, [cluster("sticky", ports, lb_policy="MAGLEV")])
+
+    def backend_for(self, user, i):
+        status, headers, body = self.get("/u/%s/%d" % (user, i), headers={"x-user": user})
+        self.assertEqual(status, 200, body)
+        return headers["x-backend"]
+
+    def test_each_key_sticks_to_one_backend_and_keys_spread(self):
+        chosen = {}
+        for u in range(24):
+            user = "user-%d" % u
+            seen = {self.backend_for(user, i) for i in range(3)}
+            self.assertEqual(len(seen), 1, (user, seen))
+            chosen[user] = seen.pop()
+        self.assertEqual(set(chosen.values()), set(self.BACKENDS), chosen)
+        # Envoy's maglev_lb stats: 65537 slots over 3 equal hosts.
+        self.assertEqual(self.proxy.counter("cluster.sticky.maglev_lb.min_entries_per_host"), 21845)
+        self.assertEqual(self.proxy.counter("cluster.sticky.maglev_lb.max_entries_per_host"), 21846)
+
+    def test_requests_without_the_key_are_spread(self):
+        seen = {self.get("/nokey/%d" % i)[1]["x-backend"] for i in range(30)}
+        self.assertGreater(len(seen), 1)
+
+
 def raw_status_and_body(port, path):
     """GET with the path exactly as given (http.client would not normalise it either)."""
     got = raw_exchange(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: svc\r\n"

@@ -55,6 +55,25 @@ TEST_CASE("Envoy's defaults are applied to clusters", "[config][snapshot]") {
   CHECK(c->localities[0].endpoints[0].weight == 1);
 }
 
+TEST_CASE("a Maglev cluster gets Envoy's table size unless it sets a prime one", "[config][snapshot]") {
+  auto build = [](const std::string& yaml) {
+    auto loaded = loadBootstrapFromYaml(yaml);
+    REQUIRE(loaded.ok());
+    auto snapshot = SnapshotBuilder::build(loaded->bootstrap);
+    REQUIRE(snapshot.ok());
+    return *snapshot;
+  };
+  auto plain = build("static_resources: {clusters: [{name: g, lb_policy: MAGLEV}]}");
+  CHECK(plain->findCluster("g")->lb_policy == ClusterConfig::LbPolicy::Maglev);
+  CHECK(plain->findCluster("g")->maglev_table_size == 65537);
+  CHECK_FALSE(plain->findCluster("g")->use_hostname_for_hashing);
+  auto set = build(
+      "static_resources: {clusters: [{name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 7},"
+      " common_lb_config: {consistent_hashing_lb_config: {use_hostname_for_hashing: true}}}]}");
+  CHECK(set->findCluster("g")->maglev_table_size == 7);
+  CHECK(set->findCluster("g")->use_hostname_for_hashing);
+}
+
 TEST_CASE("Envoy's defaults are applied to listeners and the HTTP connection manager",
           "[config][snapshot]") {
   auto s = buildFile("examples/front-proxy/bootstrap.yaml");
@@ -255,6 +274,18 @@ static_resources:
        "static_resources.clusters[0].lb_policy: cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type STATIC"},
       {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}", "OK"},
       {"static_resources: {listeners: [{name: l}]}", "static_resources.listeners[0].address: a listener needs an address"},
+      {"static_resources: {clusters: [{name: m}, {name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 65536}}]}",
+       "static_resources.clusters[1].maglev_lb_config.table_size: The table size of maglev must be prime number (got 65536)"},
+      {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 1}}]}",
+       "static_resources.clusters[0].maglev_lb_config.table_size: The table size of maglev must be prime number (got 1)"},
+      {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 5000012}}]}",
+       "load: static_resources.clusters[0].maglev_lb_config.table_size"},
+      {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, common_lb_config: {consistent_hashing_lb_config: {hash_balance_factor: 150}}}]}",
+       "static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config.hash_balance_factor: bounded-load "
+       "consistent hashing is not supported by turnout"},
+      // Envoy only checks the size of a cluster that uses Maglev.
+      {"static_resources: {clusters: [{name: r, lb_policy: RING_HASH, maglev_lb_config: {table_size: 8}}]}", "OK"},
+      {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 5000011}}]}", "OK"},
   }));
   CAPTURE(c.yaml);
   std::string error = buildError(c.yaml);

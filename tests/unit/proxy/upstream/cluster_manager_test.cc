@@ -13,6 +13,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "tests/support/eventually.h"
 
 namespace turnout::proxy {
 namespace {
@@ -82,9 +83,7 @@ struct Pool {
     hosts.push_back(h);
   }
   void build() {
-    auto set = std::make_shared<HostSet>();
-    set->hosts = hosts;
-    runtime.hosts = std::move(set);
+    runtime.hosts = makeHostSet(config, hosts);
     resources = std::make_shared<ClusterResources>();
     cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0));
   }
@@ -98,13 +97,7 @@ struct Pool {
   // Runs the io_context until `pred` holds or `limit` passes.
   template <typename Pred>
   bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = Clock::now() + limit;
-    while (!pred()) {
-      if (Clock::now() >= deadline) return false;
-      io.restart();
-      io.run_for(5ms);
-    }
-    return true;
+    return test::eventually(io, pred, limit);
   }
   // Starts `w` and runs until it has its result, which must be a connection.
   UpstreamConnectionPtr acquireNow(Waiter& w, size_t i = 0) {
@@ -154,6 +147,15 @@ config::CircuitBreakerThresholds limits(uint32_t max_connections, uint32_t max_p
   return t;
 }
 
+// One host at max_connections 1, its one connection busy (`busy`).
+struct AtLimit : OneHostPool {
+  explicit AtLimit(uint32_t max_pending = 1024) : OneHostPool(limits(1, max_pending)) {
+    busy = pool.acquireNow(holder);
+  }
+  Waiter holder{pool.io};
+  UpstreamConnectionPtr busy;
+};
+
 }  // namespace
 
 TEST_CASE("a breaker's open gauge is 1 exactly while the count is at or above its limit",
@@ -200,10 +202,9 @@ TEST_CASE("a request that finds no idle connection connects and counts as pendin
 
 TEST_CASE("at max_connections a request waits for a released connection and gets it",
           "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter first(pool.io);
-  UpstreamConnectionPtr busy = pool.acquireNow(first);
+  UpstreamConnectionPtr& busy = p.busy;
   CHECK(pool.gauge("circuit_breakers.default.cx_open") == 1);
 
   Waiter second(pool.io);
@@ -223,10 +224,9 @@ TEST_CASE("at max_connections a request waits for a released connection and gets
 }
 
 TEST_CASE("pending requests get released connections first come, first served", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   std::vector<std::unique_ptr<Waiter>> waiters;
   for (int i = 0; i < 3; ++i) {
     waiters.push_back(std::make_unique<Waiter>(pool.io));
@@ -243,10 +243,9 @@ TEST_CASE("pending requests get released connections first come, first served", 
 }
 
 TEST_CASE("a full pending queue overflows at once", "[pool]") {
-  OneHostPool p(limits(1, 1));
+  AtLimit p(1);
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter queued(pool.io);
   pool.queue(queued);
   CHECK(pool.gauge("circuit_breakers.default.rq_pending_open") == 1);
@@ -265,10 +264,9 @@ TEST_CASE("a full pending queue overflows at once", "[pool]") {
 }
 
 TEST_CASE("a pending request that reaches its deadline leaves the queue", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter late(pool.io);
   pool.queue(late, 0, 100ms);
   REQUIRE(pool.eventually([&] { return late.result.has_value(); }));
@@ -283,10 +281,9 @@ TEST_CASE("a pending request that reaches its deadline leaves the queue", "[pool
 
 TEST_CASE("a cancelled pending request leaves the queue and the next one is served",
           "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter gone(pool.io);
   pool.queue(gone);
   Waiter next(pool.io);
@@ -301,10 +298,9 @@ TEST_CASE("a cancelled pending request leaves the queue and the next one is serv
 }
 
 TEST_CASE("a closed connection lets the oldest pending request connect", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter first(pool.io), second(pool.io);
   pool.queue(first);
   pool.queue(second);
@@ -321,10 +317,9 @@ TEST_CASE("a closed connection lets the oldest pending request connect", "[pool]
 }
 
 TEST_CASE("a failed connect fails every pending request of the host", "[pool]") {
-  OneHostPool p(limits(1));
+  AtLimit p;
   Pool& pool = p.pool;
-  Waiter holder(pool.io);
-  UpstreamConnectionPtr conn = pool.acquireNow(holder);
+  UpstreamConnectionPtr& conn = p.busy;
   Waiter first(pool.io), second(pool.io);
   pool.queue(first);
   pool.queue(second);
@@ -515,6 +510,80 @@ TEST_CASE("a host set for a cluster of an older config is ignored", "[pool][dns]
   auto set = std::make_shared<HostSet>();
   m.manager.updateHosts(stale, set, m.pool.store.shard(0));
   CHECK(m.cluster()->hosts().size() == 1);
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// A MAGLEV cluster of hosts 127.0.0.1:<first>.. (nothing listens: only
+// chooseHost() is used).
+struct MaglevPool {
+  MaglevPool(int first, int count, uint64_t table_size = 65537) {
+    pool.config.lb_policy = config::ClusterConfig::LbPolicy::Maglev;
+    pool.config.maglev_table_size = table_size;
+    for (int p = first; p < first + count; ++p) pool.addHost(static_cast<uint16_t>(p));
+    pool.build();
+  }
+  size_t pick(uint64_t hash, const HostState* avoid = nullptr) {
+    LoadBalancerContext ctx;
+    ctx.hash = hash;
+    ctx.avoid = avoid;
+    HostState* h = pool.cluster->chooseHost(ctx);
+    REQUIRE(h != nullptr);
+    return static_cast<size_t>(h - pool.host(0));
+  }
+  Pool pool;
+};
+
+}  // namespace
+
+TEST_CASE("a MAGLEV cluster picks the host Envoy picks for the same hash", "[maglev]") {
+  MaglevPool m(90, 6, 7);  // Envoy's MaglevLoadBalancerTest.Basic
+  const std::vector<size_t> expected = {2, 4, 0, 1, 5, 0, 3};
+  for (uint64_t i = 0; i < 3 * expected.size(); ++i) CHECK(m.pick(i) == expected[i % 7]);
+}
+
+TEST_CASE("a MAGLEV cluster sends the same key to the same host and spreads keys", "[maglev]") {
+  MaglevPool m(20000, 5);
+  std::vector<size_t> first, counts(5, 0);
+  for (uint64_t k = 0; k < 5000; ++k) {
+    first.push_back(m.pick(k * 0x9e3779b97f4a7c15ULL));
+    ++counts[first.back()];
+  }
+  for (uint64_t k = 0; k < 5000; ++k) CHECK(m.pick(k * 0x9e3779b97f4a7c15ULL) == first[k]);
+  for (size_t c : counts) CHECK(c > 800);  // about 1000 each
+}
+
+TEST_CASE("an ejected host's keys move to the others and no other key moves", "[maglev]") {
+  MaglevPool m(20000, 5);
+  std::vector<size_t> before;
+  for (uint64_t k = 0; k < 5000; ++k) before.push_back(m.pick(k * 0x9e3779b97f4a7c15ULL));
+  m.pool.host(2)->description->state->ejected_until_ns =
+      std::chrono::steady_clock::now().time_since_epoch().count() + 60'000'000'000LL;
+  std::vector<size_t> moved_to(5, 0);
+  for (uint64_t k = 0; k < 5000; ++k) {
+    const size_t now = m.pick(k * 0x9e3779b97f4a7c15ULL);
+    if (before[k] == 2) {
+      CHECK(now != 2);
+      ++moved_to[now];
+    } else {
+      CHECK(now == before[k]);
+    }
+  }
+  // The ejected host's keys spread over the others, not onto one of them.
+  for (size_t i : {0, 1, 3, 4}) CHECK(moved_to[i] > 0);
+}
+
+TEST_CASE("a retry on a MAGLEV cluster avoids the previous host, the same way each time",
+          "[maglev]") {
+  MaglevPool m(90, 6, 7);
+  const size_t first = m.pick(10);
+  CHECK(first == 1);  // Envoy: slot 3
+  const size_t retry = m.pick(10, m.pool.host(first));
+  CHECK(retry == 0);  // Envoy: the second attempt's slot
+  CHECK(m.pick(10, m.pool.host(first)) == retry);
 }
 
 }  // namespace turnout::proxy

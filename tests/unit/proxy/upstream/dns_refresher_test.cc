@@ -11,6 +11,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "tests/support/eventually.h"
 
 namespace turnout::proxy {
 namespace {
@@ -53,13 +54,7 @@ struct Harness {
   }
   template <typename Pred>
   bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      io.restart();
-      io.run_for(5ms);
-    }
-    return true;
+    return test::eventually(io, pred, limit);
   }
   uint64_t counter(const std::string& n) const { return store.counterValue("cluster.d." + n); }
 

@@ -14,6 +14,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "tests/support/eventually.h"
 
 namespace turnout::proxy {
 namespace {
@@ -181,13 +182,7 @@ struct Harness {
   // Runs the io_context until `pred` holds or `limit` passes.
   template <typename Pred>
   bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      io.restart();
-      io.run_for(5ms);
-    }
-    return true;
+    return test::eventually(io, pred, limit);
   }
   // Runs the io_context for `d` (a bounded wait, not an assertion on timing).
   void runFor(std::chrono::milliseconds d) {
