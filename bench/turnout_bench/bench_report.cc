@@ -210,6 +210,12 @@ std::string renderText(const BenchOptions& o, const RunOutcome& r) {
   }
   absl::StrAppendFormat(&out, "  %u requests in %.2fs, %s read\n", s.requests, r.measured_s,
                         formatBytes(static_cast<double>(s.bytes_read)));
+  if (open) {
+    absl::StrAppendFormat(&out,
+                          "  (requests due in the window, by intended send time; the last "
+                          "finished %.2fs after it)\n",
+                          r.drain_s);
+  }
   out += "  Status codes:";
   uint64_t non_2xx_3xx = 0;
   for (size_t code = 0; code < s.status.size(); ++code) {
@@ -297,6 +303,8 @@ std::string renderJson(const BenchOptions& o, const RunOutcome& r) {
   j.close('}');
   j.key("interrupted").boolean(r.interrupted);
   j.key("duration_s").num(r.measured_s, 6);
+  j.key("window").str(o.mode() == LoadMode::kOpenLoop ? "intended-send-time" : "completion-time");
+  j.key("drain_s").num(r.drain_s, 6);
   j.key("requests").num(s.requests);
   j.key("rps").num(static_cast<double>(s.requests) / secs, 2);
   j.key("bytes_read").num(s.bytes_read);

@@ -150,7 +150,8 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
 
   // The main thread waits for the workers, shows progress, takes signals and
   // enforces the hard deadline: the window, plus --timeout for the requests
-  // in flight, plus a second.
+  // in flight (open loop: due in the window), plus a second. Workers end by
+  // themselves a second before it.
   asio::io_context main_io{1};
   asio::signal_set signals(main_io, SIGINT, SIGTERM);
   asio::steady_timer hard_deadline(main_io);
@@ -206,6 +207,16 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
   const Clock::time_point finished = Clock::now();
   for (const auto& w : workers) outcome.stats.merge(w->stats());
   Clock::time_point end = std::min(finished, plan.measure_end);
+  if (options.rate && !outcome.interrupted) {
+    // Open loop: the window is the span of intended send times, so rps is
+    // the responses due in it over its length (the offered rate, when the
+    // server keeps up), however long they took to finish; and the workers
+    // may end as soon as the last one has, a little before the window does.
+    end = plan.measure_end;
+    if (finished > plan.measure_end) {
+      outcome.drain_s = duration<double>(finished - plan.measure_end).count();
+    }
+  }
   const RunStats& st = outcome.stats;
   const uint64_t finished_requests =
       st.requests + st.errorTotal() - st.errors[static_cast<size_t>(ErrorKind::kConnect)];

@@ -21,6 +21,7 @@ struct RunOutcome {
 
   RunStats stats;
   double measured_s = 0;     // the measurement window actually covered
+  double drain_s = 0;        // open loop: how long after it the last request finished
   bool interrupted = false;  // ended early by a signal
   bool aborted = false;      // a worker had to be stopped by the hard deadline
   std::chrono::system_clock::time_point started_at;

@@ -22,6 +22,12 @@ uint64_t elapsedNs(Clock::time_point from, Clock::time_point to) {
   return to > from ? static_cast<uint64_t>(duration_cast<nanoseconds>(to - from).count()) : 0;
 }
 
+MeasureWindow windowOf(const RunPlan& plan) {
+  return plan.options->rate
+             ? MeasureWindow::openLoop(plan.measure_start, plan.measure_end, plan.timeout)
+             : MeasureWindow::closedLoop(plan.measure_start, plan.measure_end);
+}
+
 }  // namespace
 
 struct LoadWorker::Connection {
@@ -64,6 +70,7 @@ struct LoadWorker::Connection {
 LoadWorker::LoadWorker(const RunPlan& plan, uint32_t first_connection, uint32_t connections,
                        std::optional<uint64_t> quota)
     : plan_(plan),
+      window_(windowOf(plan)),
       quota_(quota),
       end_timer_(io_),
       watchdog_timer_(io_),
@@ -99,11 +106,30 @@ void LoadWorker::run() {
   asio::co_spawn(io_, watchdog(), [](std::exception_ptr e) {
     if (e) std::fprintf(stderr, "turnout-bench: watchdog failed\n");
   });
-  end_timer_.expires_at(plan_.measure_end);
+  end_timer_.expires_at(window_.deadline());
   end_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) shutdown();
+    if (!ec) deadlineReached();
   });
   io_.run();
+}
+
+void LoadWorker::deadlineReached() {
+  if (stopping_) return;
+  if (window_.openLoop()) {
+    // Requests due in the window that have not finished by now: taken from
+    // a timetable (in flight, queued for a retry) or never sent at all.
+    const auto offset = [&](Clock::time_point t) { return elapsedNs(plan_.start, t); };
+    uint64_t timeouts = outstanding_;
+    for (const auto& c : connections_) {
+      timeouts += c->schedule->pendingIn(offset(window_.start()), offset(window_.end()));
+    }
+    if (quota_) timeouts = std::min(timeouts, *quota_ - std::min(*quota_, finished_));
+    stats_.errors[static_cast<size_t>(ErrorKind::kTimeout)] += timeouts;
+    finished_ += timeouts;
+    progress_errors_.store(progress_errors_.load(std::memory_order_relaxed) + timeouts,
+                           std::memory_order_relaxed);
+  }
+  shutdown();
 }
 
 void LoadWorker::stop() {
@@ -136,9 +162,14 @@ asio::awaitable<void> LoadWorker::watchdog() {
   }
 }
 
-bool LoadWorker::mayIssue(Clock::time_point now) const {
-  if (!quota_ || now < plan_.measure_start) return true;
+bool LoadWorker::mayIssue(Clock::time_point due, Clock::time_point now) const {
+  if (!quota_ || !window_.counts(due, now)) return true;
   return finished_ + in_flight_ < *quota_;
+}
+
+bool LoadWorker::hasWork(const Connection& c) const {
+  if (!c.schedule || !c.retries.empty()) return true;
+  return window_.schedules(plan_.start + nanoseconds(c.schedule->peek()));
 }
 
 const RequestTemplate& LoadWorker::nextRequest() {
@@ -148,28 +179,26 @@ const RequestTemplate& LoadWorker::nextRequest() {
   return plan_.requests->get(route, key);
 }
 
-void LoadWorker::countError(ErrorKind kind, Clock::time_point when) {
-  bump(progress_errors_);
-  if (inWindow(when)) ++stats_.errors[static_cast<size_t>(kind)];
-}
-
 asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
   Connection& c = *connections_[slot];
   const uint32_t streams = static_cast<uint32_t>(c.stream_timers.size());
   boost::system::error_code ec;
   Clock::duration backoff = kFirstBackoff;
-  while (!stopping_) {
+  while (!stopping_ && hasWork(c)) {
     const ErrorKind err = co_await c.session->connect(Clock::now() + plan_.timeout);
     if (stopping_) break;
     if (err != ErrorKind::kNone) {
-      countError(ErrorKind::kConnect, Clock::now());
+      bump(progress_errors_);
+      if (window_.coversEvent(Clock::now())) {
+        ++stats_.errors[static_cast<size_t>(ErrorKind::kConnect)];
+      }
       c.timer.expires_after(backoff);
       co_await c.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
       continue;
     }
     backoff = kFirstBackoff;
-    if (inWindow(Clock::now())) ++stats_.connections_opened;
+    if (window_.coversEvent(Clock::now())) ++stats_.connections_opened;
     if (streams == 1) {
       co_await streamLoop(slot, 0);
     } else {
@@ -185,7 +214,8 @@ asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
         co_await c.streams_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
     }
-    // Streams end with their connection, or when the quota leaves nothing to send.
+    // Streams end with their connection, or when the quota (or, in open
+    // loop, the end of the timetable) leaves nothing to send.
     if (c.session->isOpen()) break;
   }
 }
@@ -205,7 +235,11 @@ asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
       request = c.retries.back().request;
       c.retries.pop_back();
     } else if (c.schedule) {
-      due = plan_.start + nanoseconds(c.schedule->next());
+      due = plan_.start + nanoseconds(c.schedule->peek());
+      // The timetable ends with the window; what is due in it is still sent.
+      if (!window_.schedules(due)) break;
+      c.schedule->next();
+      if (window_.awaits(due)) ++outstanding_;
       if (now < due) {
         timer.expires_at(due);
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -219,9 +253,9 @@ asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
         break;
       }
     }
-    if (!mayIssue(now)) break;
+    if (!mayIssue(due, now)) break;
     if (request == nullptr) request = &nextRequest();
-    const bool counted = quota_ && now >= plan_.measure_start;
+    const bool counted = quota_ && window_.counts(due, now);
     if (counted) ++in_flight_;
     const ExchangeResult result = co_await c.session->exchange(*request, now + plan_.timeout);
     if (counted) --in_flight_;
@@ -237,12 +271,11 @@ asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
 void LoadWorker::finish(const RequestTemplate& request, const ExchangeResult& r,
                         Clock::time_point due, Clock::time_point sent, Clock::time_point done,
                         bool late) {
-  if (r.error != ErrorKind::kNone) {
-    countError(r.error, done);
-  } else {
-    bump(progress_responses_);
-  }
-  if (!inWindow(done) || (quota_ && finished_ >= *quota_)) return;
+  bump(r.error != ErrorKind::kNone ? progress_errors_ : progress_responses_);
+  if (window_.awaits(due)) --outstanding_;
+  if (!window_.counts(due, done)) return;
+  if (r.error != ErrorKind::kNone) ++stats_.errors[static_cast<size_t>(r.error)];
+  if (quota_ && finished_ >= *quota_) return;
   ++finished_;
   stats_.bytes_read += r.bytes_read;
   if (r.error == ErrorKind::kNone) {

@@ -13,6 +13,11 @@
 // due time either way. A request the server never processed (a stale
 // keep-alive connection, a stream refused after GOAWAY) is sent again on the
 // next connection with its original due time.
+//
+// The measurement window (MeasureWindow): closed loop counts what completes
+// in it and stops at its end. Open loop counts every request due in it: at
+// its end the timetable stops, but what is due in it is still sent and
+// awaited until end + --timeout, when whatever is left counts as a timeout.
 
 #include <atomic>
 #include <chrono>
@@ -24,6 +29,7 @@
 #include "bench/turnout_bench/bench_options.h"
 #include "bench/turnout_bench/client_session.h"
 #include "bench/turnout_bench/key_mix.h"
+#include "bench/turnout_bench/measure_window.h"
 #include "bench/turnout_bench/rate_schedule.h"
 #include "bench/turnout_bench/request_set.h"
 #include "bench/turnout_bench/run_stats.h"
@@ -47,14 +53,16 @@ class LoadWorker {
  public:
   // Connections [first_connection, first_connection + connections) of the
   // run. `quota`: stop after this many finished requests (responses and
-  // request errors) in the window; nullopt = until measure_end.
+  // request errors) in the window; nullopt = until the window is over
+  // (closed loop: measure_end; open loop: every request due before it has
+  // finished, or measure_end + timeout).
   LoadWorker(const RunPlan& plan, uint32_t first_connection, uint32_t connections,
              std::optional<uint64_t> quota);
   ~LoadWorker();
   LoadWorker(const LoadWorker&) = delete;
   LoadWorker& operator=(const LoadWorker&) = delete;
 
-  // The worker thread's body: returns when the window has ended, the quota is
+  // The worker thread's body: returns when the window is over, the quota is
   // met, or stop()/abort() was called.
   void run();
   // Any thread: ends the run gracefully (in-flight requests are not counted).
@@ -77,21 +85,24 @@ class LoadWorker {
   // runs one per connection, h2c --streams of them.
   asio::awaitable<void> streamLoop(uint32_t slot, uint32_t stream);
   asio::awaitable<void> watchdog();
-  // Whether a connection may send another request now.
-  bool mayIssue(Clock::time_point now) const;
+  // Whether a connection may send another request, due at `due`, now.
+  bool mayIssue(Clock::time_point due, Clock::time_point now) const;
+  // Whether connection `c` has anything left to send: always in closed
+  // loop; in open loop, a retry or a request due before measure_end.
+  bool hasWork(const Connection& c) const;
   const RequestTemplate& nextRequest();
   void finish(const RequestTemplate& request, const ExchangeResult& result,
               Clock::time_point due, Clock::time_point sent, Clock::time_point done, bool late);
-  void countError(ErrorKind kind, Clock::time_point when);
-  bool inWindow(Clock::time_point t) const {
-    return t >= plan_.measure_start && t < plan_.measure_end;
-  }
+  // The window's deadline: in open loop, whatever is still due in the
+  // window counts as a timeout; then shutdown().
+  void deadlineReached();
   void shutdown();
   static void bump(std::atomic<uint64_t>& counter) {
     counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   const RunPlan& plan_;
+  const MeasureWindow window_;
   std::optional<uint64_t> quota_;
   asio::io_context io_{1};
   asio::steady_timer end_timer_;
@@ -103,7 +114,10 @@ class LoadWorker {
   uint32_t next_route_ = 0;
   RunStats stats_;
   uint64_t finished_ = 0;   // responses and request errors in the window
-  uint64_t in_flight_ = 0;  // requests sent at or after measure_start, not finished
+  uint64_t in_flight_ = 0;  // -n: requests in flight that will count when they finish
+  // Open loop: requests due in the window taken from a timetable and not
+  // finished yet (waiting for their due time, in flight, or queued for a retry).
+  uint64_t outstanding_ = 0;
   uint32_t live_loops_ = 0;
   bool stopping_ = false;
   std::atomic<uint64_t> progress_responses_{0};

@@ -28,7 +28,14 @@ class RateSchedule {
   uint64_t dueOffset(uint64_t n) const;
   // The due offset of the next request; advances the timetable.
   uint64_t next() { return dueOffset(sent_++); }
+  // The due offset of the next request, without advancing.
+  uint64_t peek() const { return dueOffset(sent_); }
   uint64_t issued() const { return sent_; }
+  // How many of this connection's requests are due before `offset_ns`
+  // (those numbered 0 .. dueBefore - 1). O(1).
+  uint64_t dueBefore(uint64_t offset_ns) const;
+  // How many requests not issued yet are due in [from_ns, to_ns).
+  uint64_t pendingIn(uint64_t from_ns, uint64_t to_ns) const;
 
  private:
   double ns_per_request_;  // 1e9 / rate, over the whole run

@@ -2,7 +2,9 @@
 
 // What a run measured. Each LoadWorker fills its own RunStats on its thread
 // (plain fields, no atomics); the runner merges them after the workers have
-// stopped. Only what completes inside the measurement window is counted.
+// stopped. Only requests of the measurement window are counted: those that
+// complete inside it (closed loop) or are due inside it (open loop; see
+// MeasureWindow).
 
 #include <array>
 #include <cstdint>

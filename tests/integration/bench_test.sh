@@ -69,7 +69,7 @@ if [ $NGINX_UP = 1 ]; then
   checks "$TMP/tp5.json" <<'CHECKS'
 tool :: r["tool"] == "turnout-bench" and r["format"] == 1 and r["label"] == r["target"]
 config echoed :: r["config"]["mode"] == "closed-loop" and r["config"]["threads"] == 1 and r["config"]["connections"] == 32 and r["config"]["rate"] is None and r["config"]["duration_s"] == 2
-window :: abs(r["duration_s"] - 2) < 0.01
+window :: abs(r["duration_s"] - 2) < 0.01 and r["window"] == "completion-time" and r["drain_s"] == 0
 rps is requests over the window :: abs(r["rps"] - r["requests"] / r["duration_s"]) < 1
 all 200 :: r["status"] == {"200": r["requests"]} and r["errors"]["total"] == 0
 percentiles ordered :: all(r["latency"]["us"][a] <= r["latency"]["us"][b] for a, b in zip(["min","p50","p75","p90","p99","p99.9","p99.99"], ["p50","p75","p90","p99","p99.9","p99.99","max"]))
@@ -150,10 +150,34 @@ checks "$TMP/open.json" <<CHECKS
 open loop p99 shows the stall :: r["latency"]["us"]["p99"] >= 0.6e6 * $STALL
 open loop p99.9 shows the stall :: r["latency"]["us"]["p99.9"] >= 0.8e6 * $STALL
 open loop counts late requests :: r["late"] >= 50 and r["config"]["mode"] == "open-loop" and r["latency"]["basis"] == "intended-send-time"
-open loop kept the rate :: abs(r["requests"] - 1000) <= 20 and r["errors"]["total"] == 0
+open loop kept the rate :: r["requests"] == 1000 and r["errors"]["total"] == 0 and r["rps"] == 200
 uncorrected latency hides it :: r["uncorrected_latency"]["us"]["p99"] < 0.5e6 * $STALL
 CHECKS
 grep -q "Late requests" "$TMP/open.out" || fail "open-loop summary lacks late requests"
+
+# --- 4b. a freeze across the end of an open-loop window --------------------------
+# The window is [1 s, 3 s) of the timetable: requests 200..599 at 200/s,
+# exactly 400. The backend freezes from 2.5 s to 3.5 s after the first
+# request, so the ~100 requests due in the window's last 0.5 s are answered
+# only after it has closed, 0.5 to 1 s late. They belong to the window all
+# the same: none may be lost, and the freeze must be in the tail.
+backend stall3 --stall-at 2.5 --stall-for $STALL
+bench openend -c4 -R 200 --warmup 1 -d 2 "http://127.0.0.1:$PORT/"
+python3 - "$TMP/openend.json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+print("stall of 1 s from 0.5 s before the end of an open-loop window: %d requests (%d errors), "
+      "p90 %.0fus p99 %.0fus max %.0fus, %d late, drained %.2fs" % (o["requests"],
+      o["errors"]["total"], o["latency"]["us"]["p90"], o["latency"]["us"]["p99"],
+      o["latency"]["us"]["max"], o["late"], o.get("drain_s", -1)))
+PY
+checks "$TMP/openend.json" <<CHECKS
+every request due in the window is counted :: r["requests"] == 400 and r["errors"]["total"] == 0 and r["status"] == {"200": 400}
+rps is the offered rate :: abs(r["rps"] - 200) < 2 and abs(r["duration_s"] - 2) < 0.01
+the freeze at the end is in the tail :: r["latency"]["us"]["p99"] >= 0.8e6 * $STALL and r["latency"]["us"]["p90"] >= 0.5e6 * $STALL
+requests due in the frozen half second went out late :: r["late"] >= 80
+the report says what the window counts :: r["window"] == "intended-send-time" and 0.3 * $STALL <= r["drain_s"] <= 2 * $STALL
+CHECKS
 
 # --- 5. timeouts -----------------------------------------------------------------
 backend silent --silent

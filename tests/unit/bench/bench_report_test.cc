@@ -38,6 +38,7 @@ class TempFile {
 RunOutcome sampleOutcome(const RequestSet& requests) {
   RunOutcome r(requests);
   r.measured_s = 2.0;
+  r.drain_s = 0.25;
   r.address = "127.0.0.1:8080";
   for (uint64_t i = 1; i <= 1000; ++i) {
     r.stats.latency.record(i * 1000);  // 1 us .. 1 ms
@@ -65,6 +66,7 @@ TEST_CASE("JSON report carries config, results and a re-mergeable histogram",
        {"\"tool\":\"turnout-bench\"", "\"format\":1", "\"label\":\"direct\"",
         "\"mode\":\"open-loop\"", "\"rate\":500.000", "\"connections\":4", "\"requests\":1000",
         "\"rps\":500.00", "\"late\":7", "\"basis\":\"intended-send-time\"",
+        "\"duration_s\":2.000000,\"window\":\"intended-send-time\",\"drain_s\":0.250000",
         "\"uncorrected_latency\":{\"basis\":\"send-time\"", "\"status\":{\"200\":990,\"503\":10}",
         "\"timeout\":3", "\"total\":3", "{\"key\":\"feat-a\",\"weight\":1,\"requests\":100}",
         "\"p99.9\":", "\"p99.99\":", "\"buckets\":[[1000,1000,1],"}) {
@@ -93,6 +95,18 @@ TEST_CASE("JSON report carries config, results and a re-mergeable histogram",
   }
 }
 
+TEST_CASE("JSON report of a closed-loop run says its window counts completions",
+          "[bench][report]") {
+  const BenchOptions o = optionsFor({"-c", "4"});
+  const RequestSet set(o);
+  RunOutcome r = sampleOutcome(set);
+  r.drain_s = 0;
+  const std::string json = renderJson(o, r);
+  CHECK(json.find("\"window\":\"completion-time\",\"drain_s\":0.000000") != std::string::npos);
+  CHECK(json.find("\"basis\":\"send-time\"") != std::string::npos);
+  CHECK(renderText(o, r).find("intended send time;") == std::string::npos);
+}
+
 TEST_CASE("text report reads like wrk's", "[bench][report]") {
   const BenchOptions o = optionsFor({"-R", "500", "--key-mix", "baseline=9,feat-a=1"});
   const RequestSet set(o);
@@ -101,7 +115,9 @@ TEST_CASE("text report reads like wrk's", "[bench][report]") {
        {"turnout-bench open-loop @ http://127.0.0.1:8080/x (127.0.0.1:8080)",
         "coordinated omission corrected", " 99.900%", " 99.990%", "100.000%",
         "Uncorrected latency", "Late requests (connection busy at the intended time): 7",
-        "1000 requests in 2.00s", "Status codes: 200=990 503=10", "Non-2xx or 3xx responses: 10",
+        "1000 requests in 2.00s",
+        "(requests due in the window, by intended send time; the last finished 0.25s after it)",
+        "Status codes: 200=990 503=10", "Non-2xx or 3xx responses: 10",
         "Routing keys (baggage): baseline=900 (90.0%) feat-a=100 (10.0%)", "timeout 3",
         "Requests/sec:       500.00"}) {
     CAPTURE(line);
