@@ -89,6 +89,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
                                                       access_log::AccessLogFactory& logs) {
   HttpConnectionManagerRuntime rt;
   rt.config = &h;
+  rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
   if (h.route_table_index) rt.route_table = snapshot.route_tables[*h.route_table_index].table;
   rt.stats = stats::makeHttpConnManagerStats(store, h.stat_prefix);
   rt.listener_http_stats = stats::makeListenerHttpStats(store, lstats, h.stat_prefix);

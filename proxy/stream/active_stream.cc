@@ -20,9 +20,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// Largest request body kept for retries (Envoy buffers up to the connection
-// buffer limit; past it the request is not retried).
-constexpr size_t kMaxRetryBody = 64 * 1024;
 constexpr milliseconds kForever = std::chrono::hours(24 * 365);
 
 milliseconds until(Clock::time_point deadline) {
@@ -671,7 +668,9 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       if (!body.empty() || (last && !end_stream_)) {
         request_body_bytes_ += body.size();
         if (body_retriable_) {
-          if (retry_body_.size() + body.size() <= kMaxRetryBody) {
+          // Envoy's router keeps the body for retries up to the decoder
+          // buffer limit; past it the request is no longer retried.
+          if (retry_body_.size() + body.size() <= hcm_.buffer_limit_bytes) {
             retry_body_.append(body);
           } else {
             body_retriable_ = false;

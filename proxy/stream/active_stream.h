@@ -85,7 +85,8 @@ class ActiveStream : public ResponseDecoderCallbacks {
   std::string original_path_;
   std::string& down_out_;  // bytes for the client
   std::string& up_out_;    // bytes for the upstream
-  // The request body kept for retries, while it fits kMaxRetryBody.
+  // The request body kept for retries and mirrors, while it fits the
+  // listener's per_connection_buffer_limit_bytes.
   std::string retry_body_;
   bool body_retriable_ = true;
   uint64_t request_body_bytes_ = 0;

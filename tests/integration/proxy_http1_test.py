@@ -401,6 +401,27 @@ class RetryTest(ProxyTestCase):
         hits = [r for r in self.backends["svc"].requests if r["path"] == "/retry/fail-first/10/b"]
         self.assertEqual(len(hits), 3, "1 try + num_retries 2")
 
+    def test_a_body_within_the_buffer_limit_is_retried_whole(self):
+        # Envoy keeps the body for retries up to the listener's
+        # per_connection_buffer_limit_bytes (1 MiB by default).
+        body = os.urandom(300 * 1024)
+        status, _, reply = request(self.port, "POST", "/retry/fail-first/1/body", body=body,
+                                   host="svc")
+        self.assertEqual(status, 200, reply)
+        hits = [r for r in self.backends["svc"].requests if r["path"] == "/retry/fail-first/1/body"]
+        self.assertEqual(len(hits), 2)
+        digest = hashlib.sha256(body).hexdigest()
+        self.assertEqual([(h["body_len"], h["body_sha256"]) for h in hits],
+                         [(len(body), digest)] * 2)
+
+    def test_a_body_over_the_buffer_limit_is_not_retried(self):
+        body = os.urandom(1024 * 1024 + 1)
+        status, _, _ = request(self.port, "POST", "/retry/fail-first/1/huge", body=body, host="svc")
+        self.assertEqual(status, 503)
+        hits = [r for r in self.backends["svc"].requests if r["path"] == "/retry/fail-first/1/huge"]
+        self.assertEqual(len(hits), 1)
+        self.assertEqual(hits[0]["body_len"], len(body))
+
     def test_without_retry_policy_503_passes_through(self):
         status, headers, body = self.get("/fail-first/1/c")
         self.assertEqual(status, 503)
