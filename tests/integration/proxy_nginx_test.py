@@ -56,11 +56,14 @@ VHOSTS = """\
     route: { cluster: checked }
 """
 
+# Hosts start failing until their first passing check (as in Envoy), so the
+# down host never gets traffic; three failures in a row are needed before a
+# slow check on a loaded CI machine can take the up host out.
 HEALTH_CHECKS = (
     "  health_checks:\n"
-    "  - timeout: 1s\n"
+    "  - timeout: 2s\n"
     "    interval: 0.1s\n"
-    "    unhealthy_threshold: 1\n"
+    "    unhealthy_threshold: 3\n"
     "    healthy_threshold: 1\n"
     "    http_health_check: { path: /healthz }\n")
 
@@ -118,13 +121,14 @@ class NginxBackedTest(unittest.TestCase):
             (("baggage: turnout-routing-key=feat-y",), "reviews", "feat-y"),
             (("baggage: turnout-routing-key=feat-x;;broken",), "reviews", ""),
         ]
+        before = len([r for r in self.nginx.requests() if r["uri"] == "/reviews/1"])
         for headers, server, key in cases:
             with self.subTest(headers=headers):
                 status, served_by, body = curl(self.port, "/reviews/1", "reviews", *headers)
                 self.assertEqual(status, 200)
                 self.assertEqual(served_by, server)
                 self.assertEqual(body, "%s /reviews/1 key=%s\n" % (server, key))
-        seen = [r for r in self.nginx.requests() if r["uri"] == "/reviews/1"]
+        seen = self.nginx.wait_requests(lambda r: r["uri"] == "/reviews/1", before + len(cases))
         self.assertEqual([(r["server"], r["key"]) for r in seen][-len(cases):],
                          [(server, key) for _, server, key in cases])
 
@@ -135,8 +139,8 @@ class NginxBackedTest(unittest.TestCase):
         # Round robin sends half of the first tries to web-1, whose 503 is retried.
         retries = self.proxy.counter("cluster.web.upstream_rq_retry") - before
         self.assertGreaterEqual(retries, 2)
-        flaky_hits = [r for r in self.nginx.requests()
-                      if r["server"] == "web-1" and r["uri"].startswith("/flaky/")]
+        flaky_hits = self.nginx.wait_requests(
+            lambda r: r["server"] == "web-1" and r["uri"].startswith("/flaky/"), retries)
         self.assertEqual(len(flaky_hits), retries)
 
     def test_an_upstream_that_never_answers_gets_504_after_the_route_timeout(self):
@@ -166,7 +170,6 @@ class NginxBackedTest(unittest.TestCase):
     def test_wrk_load_through_turnout_agrees_with_stats_and_nginx(self):
         before_sandbox = self.proxy.counter("cluster.reviews-feat-x.upstream_rq_2xx") or 0
         before_base = self.proxy.counter("cluster.reviews.upstream_rq_2xx") or 0
-        logged_before = len(self.nginx.requests())
         out = subprocess.run(
             ["wrk", "-t1", "-c8", "-d2s", "--timeout", "2s",
              # "Host" capitalised: wrk adds its own Host unless this exact key is set.
@@ -183,7 +186,8 @@ class NginxBackedTest(unittest.TestCase):
         self.assertGreaterEqual(sandbox - before_sandbox, completed)
         self.assertLessEqual(sandbox - before_sandbox, completed + 8)
         self.assertEqual(self.proxy.counter("cluster.reviews.upstream_rq_2xx") or 0, before_base)
-        logged = [r for r in self.nginx.requests()[logged_before:] if r["uri"] == "/reviews/wrk"]
+        logged = self.nginx.wait_requests(lambda r: r["uri"] == "/reviews/wrk",
+                                          sandbox - before_sandbox)
         self.assertEqual(len(logged), sandbox - before_sandbox)
         self.assertEqual({(r["server"], r["key"]) for r in logged}, {("reviews-feat-x", "feat-x")})
 

@@ -182,6 +182,18 @@ http {
                         "baggage": "" if baggage == "-" else baggage})
         return out
 
+    def wait_requests(self, keep, count, deadline_s=5.0):
+        """The logged requests for which keep(r) holds, once there are at least
+        `count` of them (or whatever there is after deadline_s). nginx writes a
+        line after it has sent the response, so a client can see the answer
+        before the line is in the file."""
+        end = time.monotonic() + deadline_s
+        while True:
+            seen = [r for r in self.requests() if keep(r)]
+            if len(seen) >= count or time.monotonic() >= end:
+                return seen
+            time.sleep(0.02)
+
     def __enter__(self):
         return self.start()
 
