@@ -27,7 +27,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from envoy_yaml import (  # noqa: E402
-    HEALTH_CHECK, ROUTER, ROUTING_KEY, STAT_PREFIX, TIMEOUT_S, bootstrap, cluster, request)
+    HEALTH_CHECK, REVIEWS_WITH_SANDBOX_VHOST, ROUTER, ROUTING_KEY, STAT_PREFIX, TIMEOUT_S, bootstrap,
+    cluster, request)
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from turnout_process import TurnoutProcess  # noqa: E402
 
@@ -160,19 +161,7 @@ class SandboxRoutingTest(ProxyTestCase):
 
     @classmethod
     def make_bootstrap(cls):
-        vhosts = """\
-        - name: reviews
-          domains: ["reviews"]
-          routes:
-          - match:
-              prefix: "/"
-              headers:
-              - name: x-turnout-routing-key
-                string_match: { exact: feat-x }
-            route: { cluster: reviews-feat-x }
-          - match: { prefix: "/" }
-            route: { cluster: reviews }
-        """
+        vhosts = REVIEWS_WITH_SANDBOX_VHOST
         return bootstrap(vhosts,
                          [cluster(n, [b.port]) for n, b in cls.backends.items()],
                          http_filters=ROUTING_KEY + ROUTER)

@@ -20,24 +20,14 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
-from envoy_yaml import ROUTER, ROUTING_KEY, bootstrap, cluster  # noqa: E402
+from envoy_yaml import (  # noqa: E402
+    REVIEWS_WITH_SANDBOX_VHOST, ROUTER, ROUTING_KEY, bootstrap, cluster)
 from nginx_backend import NginxBackends  # noqa: E402
 from turnout_process import TurnoutProcess  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
-VHOSTS = """\
-- name: reviews
-  domains: ["reviews"]
-  routes:
-  - match:
-      prefix: "/"
-      headers:
-      - name: x-turnout-routing-key
-        string_match: { exact: feat-x }
-    route: { cluster: reviews-feat-x }
-  - match: { prefix: "/" }
-    route: { cluster: reviews }
+VHOSTS = REVIEWS_WITH_SANDBOX_VHOST + """\
 - name: web
   domains: ["web"]
   routes:

@@ -11,6 +11,22 @@ STAT_PREFIX = "ingress"
 # Bootstrap builders (Envoy v3 YAML, everything on 127.0.0.1 port 0).
 # --------------------------------------------------------------------------
 
+# The sandbox-routing fixture both suites use: service `reviews` with one
+# sandbox fork for routing key feat-x (a virtual_hosts entry at column 0).
+REVIEWS_WITH_SANDBOX_VHOST = """\
+- name: reviews
+  domains: ["reviews"]
+  routes:
+  - match:
+      prefix: "/"
+      headers:
+      - name: x-turnout-routing-key
+        string_match: { exact: feat-x }
+    route: { cluster: reviews-feat-x }
+  - match: { prefix: "/" }
+    route: { cluster: reviews }
+"""
+
 ROUTER = """\
 - name: envoy.filters.http.router
   typed_config:
