@@ -120,16 +120,6 @@ absl::Status validateMirrorPolicies(const std::vector<RequestMirrorPolicy>& poli
 }
 
 absl::Status validateRetryPolicy(const RetryPolicy& p, std::string_view field) {
-  for (size_t i = 0; i < p.retriable_headers.size(); ++i) {
-    auto h = CompiledHeaderMatcher::compile(p.retriable_headers[i], "",
-                                            cat(field, ".retriable_headers[", i, "]"));
-    if (!h.ok()) return h.status();
-  }
-  for (size_t i = 0; i < p.retriable_request_headers.size(); ++i) {
-    auto h = CompiledHeaderMatcher::compile(p.retriable_request_headers[i], "",
-                                            cat(field, ".retriable_request_headers[", i, "]"));
-    if (!h.ok()) return h.status();
-  }
   if (p.retry_back_off) {
     const auto& b = *p.retry_back_off;
     if (b.base_interval.count() <= 0) {
@@ -290,6 +280,14 @@ absl::StatusOr<RouteTableConstSharedPtr> RouteTable::create(RouteConfiguration c
   return RouteTableConstSharedPtr(std::move(table));
 }
 
+absl::Status RouteTable::compileRetryPolicy(const RetryPolicy& p, std::string_view field) {
+  if (auto st = validateRetryPolicy(p, field); !st.ok()) return st;
+  auto compiled = CompiledRetryPolicy::compile(p, field);
+  if (!compiled.ok()) return compiled.status();
+  retry_policies_[&p] = std::make_unique<CompiledRetryPolicy>(*std::move(compiled));
+  return absl::OkStatus();
+}
+
 absl::Status RouteTable::compile() {
   RouteConfiguration& c = config_;
   if (c.routing_key_header.empty() || hasUpper(c.routing_key_header)) {
@@ -373,7 +371,7 @@ absl::Status RouteTable::compile() {
       return st;
     }
     if (vh.retry_policy) {
-      if (auto st = validateRetryPolicy(*vh.retry_policy, cat(vf, ".retry_policy")); !st.ok()) {
+      if (auto st = compileRetryPolicy(*vh.retry_policy, cat(vf, ".retry_policy")); !st.ok()) {
         return st;
       }
     }
@@ -507,7 +505,7 @@ absl::Status RouteTable::compile() {
         }
         cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
         if (a.retry_policy) {
-          if (auto st = validateRetryPolicy(*a.retry_policy, cat(af, ".retry_policy")); !st.ok()) {
+          if (auto st = compileRetryPolicy(*a.retry_policy, cat(af, ".retry_policy")); !st.ok()) {
             return st;
           }
           cr.retry_policy = &*a.retry_policy;
@@ -805,6 +803,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   d.timeout = cr.timeout;
   d.idle_timeout = a.idle_timeout;
   d.retry_policy = cr.retry_policy;
+  if (cr.retry_policy != nullptr) d.retry = retry_policies_.at(cr.retry_policy).get();
   d.mirror_policies = cr.mirror_policies;
   d.hash_policy = a.hash_policy;
   return d;

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "routing/header_index.h"
 #include "routing/request_view.h"
+#include "routing/retry_policy.h"
 #include "routing/route_config.h"
 #include "routing/route_matcher.h"
 #include "routing/weighted_choice.h"
@@ -71,6 +72,7 @@ struct RouteDecision {
   std::chrono::milliseconds timeout{15000};
   std::optional<std::chrono::milliseconds> idle_timeout;
   const RetryPolicy* retry_policy = nullptr;  // route's, else vhost's, else none
+  const CompiledRetryPolicy* retry = nullptr;  // retry_policy compiled; set with it
   // Most specific non-empty list: route, else vhost, else route config.
   std::span<const RequestMirrorPolicy> mirror_policies;
   std::span<const HashPolicy> hash_policy;
@@ -154,6 +156,8 @@ class RouteTable {
 
   RouteTable();
   absl::Status compile();
+  // Validates `p` and keeps its compiled form in retry_policies_.
+  absl::Status compileRetryPolicy(const RetryPolicy& p, std::string_view field);
   RouteDecision matchImpl(const RequestView& view, std::string_view routing_key, uint64_t random,
                           bool use_index) const;
   RouteDecision decide(const CompiledVirtualHost& vh, uint32_t vh_index, uint32_t route_index,
@@ -166,6 +170,8 @@ class RouteTable {
   std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> suffix_domains_;
   std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> prefix_domains_;
   int64_t default_vhost_ = -1;
+  // One per RetryPolicy in config_ (route or vhost level), keyed by address.
+  absl::flat_hash_map<const RetryPolicy*, std::unique_ptr<CompiledRetryPolicy>> retry_policies_;
 };
 
 // Applies `levels` in order to `headers`, as Envoy's HeaderParser does per
