@@ -318,7 +318,10 @@ absl::StatusOr<std::size_t> ServerCodec::decode(std::span<const char> bytes) {
   }
   std::size_t total = 0;
   while (total < bytes.size()) {
-    if (s.upgraded || s.close_after_response) break;
+    // A response marked close ends the connection after the current
+    // request, whose body may still be streaming (full duplex): decode it,
+    // but no request after it.
+    if (s.upgraded || (s.close_after_response && !s.in_message)) break;
     if (!s.in_message) {
       if (s.message_complete) break;  // paused: the response is not done
       // Tolerate empty lines between pipelined requests (RFC 9112 §2.2).

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 
 #include "proxy/common/log.h"
@@ -14,6 +15,8 @@ namespace turnout::proxy {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+// Envoy's delayed_close_timeout default.
+constexpr std::chrono::milliseconds kDelayedClose{1000};
 // Stands in for "no timeout" (a disabled Envoy timeout is 0).
 constexpr std::chrono::milliseconds kForever = std::chrono::hours(24 * 365);
 
@@ -73,6 +76,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     shard.inc(l.hcm->stats.downstream_cx_http1_total);
     shard.add(l.hcm->stats.downstream_cx_http1_active, 1);
     co_await conn.serve();
+    co_await conn.lingerClose();
     shard.sub(l.hcm->stats.downstream_cx_active, 1);
     shard.sub(l.hcm->stats.downstream_cx_http1_active, 1);
     shard.inc(l.hcm->stats.downstream_cx_destroy);
@@ -125,12 +129,33 @@ asio::awaitable<void> DownstreamConnection::serve() {
     }
     RequestHead& head = *head_;
     {
-      ActiveStream stream(*this, head, request_complete_);
+      ActiveStream stream(*this, head);
       co_await stream.run();
       if (stream.closeConnection()) co_return;
     }
     head_ = nullptr;
     if (codec_.shouldClose() || draining_) co_return;
+  }
+}
+
+asio::awaitable<void> DownstreamConnection::lingerClose() {
+  // A response sent before its request was read whole (an early 413, a
+  // codec error): closing now with unread bytes in the socket would send a
+  // reset that can destroy the response before the client reads it. As
+  // Envoy's delayed close does, end our side and read (and drop) what the
+  // client still sends, for at most a second.
+  const bool unread_request = head_ != nullptr && !request_complete_;
+  if (closed_ || !(unread_request || codec_.error() != CodecErrorCode::kNone)) co_return;
+  boost::system::error_code ec;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  const auto until = std::chrono::steady_clock::now() + kDelayedClose;
+  std::array<char, 16 * 1024> sink;
+  for (int i = 0; i < 4096 && std::chrono::steady_clock::now() < until; ++i) {
+    stream_.expires_at(until);
+    co_await stream_.async_read_some(asio::buffer(sink),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
   }
 }
 

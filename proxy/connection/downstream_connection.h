@@ -97,6 +97,8 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   // Decodes what is buffered; false on a codec error.
   bool decodeBuffered();
   asio::awaitable<void> replyCodecError();
+  // Before closing a connection whose last request was not read whole.
+  asio::awaitable<void> lingerClose();
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;

@@ -127,6 +127,7 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.upstream_rq_pending_failure_eject = c("upstream_rq_pending_failure_eject");
   s.upstream_rq_cancelled = c("upstream_rq_cancelled");
   s.upstream_rq_per_try_timeout = c("upstream_rq_per_try_timeout");
+  s.upstream_rq_per_try_idle_timeout = c("upstream_rq_per_try_idle_timeout");
   s.upstream_rq_rx_reset = c("upstream_rq_rx_reset");
   s.upstream_rq_tx_reset = c("upstream_rq_tx_reset");
   s.upstream_rq_retry = c("upstream_rq_retry");

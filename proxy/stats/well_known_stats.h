@@ -70,7 +70,8 @@ struct ClusterStats {
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
   StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;
-  StatId upstream_rq_per_try_timeout, upstream_rq_rx_reset, upstream_rq_tx_reset;
+  StatId upstream_rq_per_try_timeout, upstream_rq_per_try_idle_timeout;
+  StatId upstream_rq_rx_reset, upstream_rq_tx_reset;
   StatId upstream_rq_retry, upstream_rq_retry_success, upstream_rq_retry_overflow;
   StatId upstream_rq_retry_limit_exceeded, upstream_rq_completed;
   StatId upstream_rq_time;  // histogram

@@ -114,12 +114,11 @@ asio::awaitable<void> pump(beast::tcp_stream* from, beast::tcp_stream* to, std::
 
 }  // namespace
 
-ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream)
+ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head)
     : conn_(conn),
       config_(conn.config()),
       hcm_(*conn.listener().hcm),
       head_(head),
-      end_stream_(end_stream),
       start_(Clock::now()),
       start_wall_(std::chrono::system_clock::now()),
       entries_(conn.entriesBuffer()),
@@ -150,6 +149,10 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   reply.content_type = content_type;
   reply.head_request = head_.method == "HEAD";
   reply.overloaded = overloaded_;
+  const std::function<void(HeaderMap&)> modify = [this](HeaderMap& h) {
+    applyResponseHeaderMutations(h);
+  };
+  if (decision_ != nullptr) reply.modify_headers = &modify;
   // A request whose body was not read cannot leave the connection reusable.
   reply.close_connection = close_connection_ || !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
@@ -263,6 +266,7 @@ asio::awaitable<void> ActiveStream::run() {
   }
   routing::RequestView view = head_.view(entries_);
   routing::RouteDecision d = hcm_.route_table->match(view, key_, worker.random());
+  decision_ = &d;
   using Kind = routing::RouteDecision::Kind;
   switch (d.kind) {
     case Kind::NoRoute:
@@ -394,22 +398,6 @@ asio::awaitable<void> ActiveStream::tunnel(UpstreamConnection& up) {
   close_connection_ = true;
 }
 
-bool ActiveStream::retryOn(std::string_view condition) const {
-  return std::find(retry_on_.begin(), retry_on_.end(), condition) != retry_on_.end();
-}
-
-bool ActiveStream::retriable(uint32_t status) const {
-  if (retry_policy_ == nullptr) return false;
-  if (retryOn("5xx") && status >= 500) return true;
-  if (retryOn("gateway-error") && (status == 502 || status == 503 || status == 504)) return true;
-  if (retryOn("retriable-4xx") && status == 409) return true;
-  if (retryOn("retriable-status-codes")) {
-    const auto& codes = retry_policy_->retriable_status_codes;
-    if (std::find(codes.begin(), codes.end(), status) != codes.end()) return true;
-  }
-  return false;
-}
-
 std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
   std::optional<uint64_t> hash;
   for (const auto& p : d.hash_policy) {
@@ -464,6 +452,14 @@ std::optional<uint64_t> ActiveStream::hashFor(const routing::RouteDecision& d) {
   return hash;
 }
 
+std::chrono::milliseconds ActiveStream::streamIdle() const {
+  // A route's idle_timeout replaces the HCM's stream_idle_timeout; 0 disables.
+  const milliseconds t = decision_ != nullptr && decision_->idle_timeout
+                             ? *decision_->idle_timeout
+                             : hcm_.config->stream_idle_timeout;
+  return t.count() > 0 ? t : kForever;
+}
+
 asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
@@ -476,23 +472,19 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
     co_return;
   }
   shard.inc(hcm_.stats.rq_total);
+  decision_ = &d;
   cluster_runtime_ = &cluster->runtime();
-  retry_policy_ = d.retry_policy;
-  if (retry_policy_ != nullptr) {
-    forEachPart(retry_policy_->retry_on, ',', [&](std::string_view c) {
-      while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
-      while (!c.empty() && c.back() == ' ') c.remove_suffix(1);
-      if (!c.empty()) retry_on_.push_back(c);
-      return true;
-    });
+  retry_ = d.retry;
+  if (retry_ != nullptr) {
+    routing::RequestView view = head_.view(entries_);
+    if (!retry_->requestAllowsRetry(view)) retry_ = nullptr;
   }
+  keep_body_ = (retry_ != nullptr && retry_->config->num_retries > 0) || !d.mirror_policies.empty();
   prepareUpstreamHeaders(d);
-  const Clock::time_point deadline =
-      d.timeout.count() > 0 ? start_ + d.timeout : Clock::now() + kForever;
-  deadline_ = deadline;
+  if (conn_.requestComplete()) onRequestComplete();
   cluster_ = cluster.get();
   for (uint32_t attempt_number = 0;; ++attempt_number) {
-    AttemptResult r = co_await attempt(d, *cluster, attempt_number, deadline);
+    AttemptResult r = co_await attempt(d, *cluster, attempt_number);
     if (r != AttemptResult::Retry) break;
     // attempt() returns Retry only when canRetry() said yes.
     ++retries_done_;
@@ -500,14 +492,14 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
     cluster->startRetry();
     // Fully jittered exponential back-off: base 25 ms, at most 10x base.
     milliseconds base(25), cap(250);
-    if (retry_policy_->retry_back_off) {
-      base = retry_policy_->retry_back_off->base_interval;
-      cap = retry_policy_->retry_back_off->max_interval.value_or(base * 10);
+    if (retry_->config->retry_back_off) {
+      base = retry_->config->retry_back_off->base_interval;
+      cap = retry_->config->retry_back_off->max_interval.value_or(base * 10);
     }
     uint64_t ceiling = static_cast<uint64_t>(std::min<int64_t>(
         cap.count(), base.count() << std::min<uint32_t>(attempt_number + 1, 20)));
     milliseconds wait(ceiling == 0 ? 0 : static_cast<int64_t>(worker.random() % ceiling));
-    wait = std::min(wait, until(deadline));
+    wait = std::min(wait, until(deadline_));
     asio::steady_timer timer(worker.io(), wait);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -517,14 +509,15 @@ asio::awaitable<void> ActiveStream::forward(const routing::RouteDecision& d) {
 }
 
 bool ActiveStream::canRetry() {
-  if (retry_policy_ == nullptr || cluster_ == nullptr || head_.upgrade) return false;
+  if (retry_ == nullptr || cluster_ == nullptr || head_.upgrade) return false;
   stats::Shard& shard = conn_.worker().shard();
-  if (retries_done_ >= retry_policy_->num_retries) {
+  if (retries_done_ >= retry_->config->num_retries) {
     shard.inc(cluster_runtime_->stats.upstream_rq_retry_limit_exceeded);
     flags_.set(access_log::ResponseFlag::UpstreamRetryLimitExceeded);
     return false;
   }
-  if (request_body_sent_ && !body_retriable_) return false;
+  // A retry sends exactly the bytes the client sent, or does not happen.
+  if (!bodyReplayable()) return false;
   if (Clock::now() >= deadline_) return false;
   if (!cluster_->resources().retries.canCreate(cluster_->thresholds().max_retries)) {
     shard.inc(cluster_runtime_->stats.upstream_rq_retry_overflow);
@@ -533,9 +526,164 @@ bool ActiveStream::canRetry() {
   return true;
 }
 
+void ActiveStream::onRequestComplete() {
+  if (deadline_ != Clock::time_point::max() || decision_ == nullptr) return;
+  if (decision_->timeout.count() > 0) deadline_ = Clock::now() + decision_->timeout;
+}
+
+void ActiveStream::encodeRequestBody(UpstreamConnection& up, std::string& out) {
+  std::string& body = conn_.pendingBody();
+  request_body_bytes_ += body.size();
+  if (keep_body_ && !body_overflow_) {
+    // Envoy's router keeps the body for retries up to the decoder buffer
+    // limit; past it the request is no longer retried.
+    if (body_kept_.size() + body.size() <= hcm_.buffer_limit_bytes) {
+      body_kept_.append(body);
+    } else {
+      body_overflow_ = true;
+      std::string().swap(body_kept_);
+    }
+  }
+  const bool last = conn_.requestComplete();
+  const HeaderMap* trailers = conn_.requestTrailers();
+  if (!body.empty() || (last && trailers == nullptr)) {
+    up.codec.encodeData(std::span<const char>(body.data(), body.size()),
+                        last && trailers == nullptr, out);
+  }
+  if (last && trailers != nullptr) up.codec.encodeTrailers(*trailers, out);
+  body.clear();
+}
+
+void ActiveStream::onRequestSent(Exchange& x) {
+  x.request_sent = true;
+  onRequestComplete();
+  const auto& policy = retry_ != nullptr ? retry_->config : nullptr;
+  if (policy != nullptr && policy->per_try_timeout && policy->per_try_timeout->count() > 0) {
+    x.try_deadline = Clock::now() + *policy->per_try_timeout;
+  }
+  armWatchdog(x);
+  // Mirrors get a copy of the request as sent here, once; a body too big
+  // to keep for retries is too big to copy for mirrors as well.
+  if (!mirrors_started_ && !decision_->mirror_policies.empty() && bodyReplayable()) {
+    mirrors_started_ = true;
+    startRequestMirrors(conn_.worker(), decision_->mirror_policies, head_, body_kept_,
+                        conn_.worker().random(),
+                        decision_->timeout.count() > 0 ? decision_->timeout : milliseconds(15000));
+  }
+}
+
+void ActiveStream::armWatchdog(Exchange& x) {
+  Clock::time_point at = deadline_;
+  // Envoy ignores the per-try timeout once the response has started.
+  if (!response_started_) at = std::min(at, x.try_deadline);
+  const auto* policy = retry_ != nullptr ? retry_->config : nullptr;
+  if (x.request_sent && policy != nullptr && policy->per_try_idle_timeout &&
+      policy->per_try_idle_timeout->count() > 0) {
+    at = std::min(at, x.last_activity + *policy->per_try_idle_timeout);
+  }
+  const milliseconds idle = streamIdle();
+  if (idle != kForever) at = std::min(at, x.last_activity + idle);
+  ++x.watch_gen;  // supersedes any outstanding wait
+  if (at == Clock::time_point::max()) {
+    if (x.watch_waits > 0) x.watchdog.cancel();
+    return;
+  }
+  x.watchdog.expires_at(at);  // cancels an outstanding wait
+  ++x.watch_waits;
+  x.watchdog.async_wait([this, &x, gen = x.watch_gen](const boost::system::error_code& ec) {
+    --x.watch_waits;
+    if (!ec && gen == x.watch_gen) onWatchdog(x);
+  });
+}
+
+void ActiveStream::onWatchdog(Exchange& x) {
+  if (x.fired != Timeout::None) return;
+  const Clock::time_point now = Clock::now();
+  const auto* policy = retry_ != nullptr ? retry_->config : nullptr;
+  if (now >= deadline_) {
+    x.fired = Timeout::Global;
+  } else if (!response_started_ && now >= x.try_deadline) {
+    x.fired = Timeout::PerTry;
+  } else if (x.request_sent && policy != nullptr && policy->per_try_idle_timeout &&
+             policy->per_try_idle_timeout->count() > 0 &&
+             now >= x.last_activity + *policy->per_try_idle_timeout) {
+    x.fired = Timeout::PerTryIdle;
+  } else if (streamIdle() != kForever && now >= x.last_activity + streamIdle()) {
+    x.fired = Timeout::StreamIdle;
+  } else {
+    armWatchdog(x);  // activity since it was armed: not idle yet
+    return;
+  }
+  // Wakes the reader (and the pump's upstream write); both see `fired`.
+  boost::system::error_code ignored;
+  x.up->stream.socket().cancel(ignored);
+}
+
+asio::awaitable<void> ActiveStream::pumpRequestBody(Exchange* x) {
+  UpstreamConnection& up = *x->up;
+  std::string& out = up_out_;
+  boost::system::error_code ec;
+  while (!x->stop_pump) {
+    if (!co_await conn_.readBody(streamIdle())) {
+      if (x->stop_pump) break;
+      // The client went away or sent a malformed body mid-request: the
+      // reader stops too.
+      downstream_failed_ = true;
+      close_connection_ = true;
+      if (conn_.codecError() != CodecErrorCode::kNone) {
+        flags_.set(access_log::ResponseFlag::DownstreamProtocolError);
+      } else {
+        flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
+      }
+      up.stream.socket().cancel(ec);
+      break;
+    }
+    const bool complete = conn_.requestComplete();
+    if (complete) onRequestComplete();
+    out.clear();
+    encodeRequestBody(up, out);
+    if (!out.empty()) {
+      up.stream.expires_never();
+      co_await asio::async_write(up.stream, asio::buffer(out),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      out.clear();
+      if (ec) {
+        x->upstream_write_failed = true;
+        break;
+      }
+      x->last_activity = Clock::now();
+    }
+    if (complete) {
+      onRequestSent(*x);
+      break;
+    }
+  }
+  x->pump_running = false;
+  x->pump_done.cancel();
+}
+
+asio::awaitable<void> ActiveStream::endExchange(Exchange& x) {
+  boost::system::error_code ec;
+  if (x.pump_running) {
+    x.stop_pump = true;
+    // Nothing else is outstanding on either socket now: the reader is done.
+    conn_.stream().socket().cancel(ec);
+    x.up->stream.socket().cancel(ec);
+    while (x.pump_running) {
+      co_await x.pump_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  ++x.watch_gen;
+  x.watchdog.cancel();
+  // The cancelled wait's handler is queued ahead of this continuation.
+  for (int i = 0; x.watch_waits > 0 && i < 64; ++i) {
+    co_await asio::post(conn_.worker().io().get_executor(), asio::use_awaitable);
+  }
+  exchange_ = nullptr;
+}
+
 asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
-    const routing::RouteDecision& d, WorkerCluster& cluster, uint32_t attempt_number,
-    Clock::time_point deadline) {
+    const routing::RouteDecision& d, WorkerCluster& cluster, uint32_t attempt_number) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   const auto& stats = cluster.runtime().stats;
@@ -557,10 +705,10 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   if (!up) {
     using Status = WorkerCluster::AcquireResult::Status;
     // Waiting for a connection is bounded by the route timeout and, as for
-    // any stream without activity, by stream_idle_timeout.
-    Clock::time_point wait_deadline = deadline;
-    if (hcm_.config->stream_idle_timeout.count() > 0) {
-      wait_deadline = std::min(deadline, Clock::now() + hcm_.config->stream_idle_timeout);
+    // any stream in Envoy, by the stream idle timeout.
+    Clock::time_point wait_deadline = deadline_;
+    if (streamIdle() != kForever) {
+      wait_deadline = std::min(wait_deadline, Clock::now() + streamIdle());
     }
     PendingRequest pending(worker.io().get_executor());
     conn_.watchForClose(pending);
@@ -580,7 +728,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
         flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
         co_return AttemptResult::Failed;
       case Status::Timeout:
-        if (Clock::now() >= deadline) {
+        if (Clock::now() >= deadline_) {
           co_await replyUpstreamTimeout(stats);
         } else {
           shard.inc(hcm_.stats.downstream_rq_idle_timeout);
@@ -591,9 +739,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       case Status::ConnectFailure:
         cluster.recordOutcome(*host, true);
         flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-        if ((retryOn("connect-failure") || retryOn("5xx") || retryOn("gateway-error") ||
-             retryOn("reset")) &&
-            canRetry()) {
+        if (retry_ != nullptr && retry_->retriableReset(true) && canRetry()) {
           co_return AttemptResult::Retry;
         }
         co_await sendLocalReply(
@@ -621,13 +767,28 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   discard_response_ = false;
   up->forwarder.target = this;
   ++up->requests;
+  const bool reused = up->reused;
+  // A pooled connection may have been closed by the upstream while idle: the
+  // request is then sent again once, so its body must be replayable.
+  if (reused && attempt_number == 0 && request_body_bytes_ == 0) keep_body_ = true;
 
-  // The upstream deadline: the route timeout, or the per-try timeout if sooner.
-  Clock::time_point try_deadline = deadline;
-  if (retry_policy_ != nullptr && retry_policy_->per_try_timeout &&
-      retry_policy_->per_try_timeout->count() > 0) {
-    try_deadline = std::min(deadline, Clock::now() + *retry_policy_->per_try_timeout);
+  // auto_host_rewrite: the chosen host's hostname (DNS clusters, or an
+  // endpoint's hostname), per attempt since each attempt may pick another.
+  if (d.auto_host_rewrite && !host->description->hostname.empty()) {
+    if (d.route != nullptr && d.route->route && d.route->route->append_x_forwarded_host &&
+        head_.authority != host->description->hostname) {
+      std::string_view xfh = head_.headers.get("x-forwarded-host");
+      head_.headers.set("x-forwarded-host", xfh.data() != nullptr
+                                                ? std::string(xfh) + "," + head_.authority
+                                                : head_.authority);
+    }
+    head_.authority = host->description->hostname;
   }
+
+  Exchange x(worker.io().get_executor());
+  x.up = up.get();
+  x.last_activity = upstream_start_;
+  exchange_ = &x;
 
   auto finish = [&](bool reusable) {
     --host->active_requests;
@@ -638,89 +799,46 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
     cluster.release(*host, std::move(up), reuse);
   };
 
-  // Request head and body.
+  // The head and every body byte received so far (a retry replays what an
+  // earlier attempt sent); then the pump streams the rest beside the reader.
   up_out_.clear();
-  const bool reused = up->reused;
-  up->codec.encodeHeaders(head_, conn_.requestComplete() && conn_.pendingBody().empty() &&
-                                     conn_.requestTrailers() == nullptr,
-                          up_out_);
   boost::system::error_code ec;
-  bool write_failed = false;
-  auto flushUp = [&]() -> asio::awaitable<bool> {
-    if (up_out_.empty()) co_return true;
-    up->stream.expires_after(until(try_deadline));
-    co_await asio::async_write(up->stream, asio::buffer(up_out_),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    up_out_.clear();
-    co_return !ec;
-  };
-  if (request_body_sent_) {
-    // A retry replays the buffered body.
-    if (!retry_body_.empty()) {
-      up->codec.encodeData(std::span<const char>(retry_body_.data(), retry_body_.size()), true,
+  if (conn_.requestComplete() && request_body_bytes_ == 0 && conn_.pendingBody().empty() &&
+      conn_.requestTrailers() == nullptr) {
+    up->codec.encodeHeaders(head_, true, up_out_);  // a request without a body
+  } else {
+    up->codec.encodeHeaders(head_, false, up_out_);
+    if (keep_body_ && !body_kept_.empty()) {
+      up->codec.encodeData(std::span<const char>(body_kept_.data(), body_kept_.size()), false,
                            up_out_);
     }
-    write_failed = !co_await flushUp();
+    encodeRequestBody(*up, up_out_);
+  }
+  up->stream.expires_never();
+  co_await asio::async_write(up->stream, asio::buffer(up_out_),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  up_out_.clear();
+  if (ec) {
+    x.upstream_write_failed = true;
+  } else if (conn_.requestComplete()) {
+    onRequestSent(x);
   } else {
-    for (;;) {
-      std::string& body = conn_.pendingBody();
-      const bool last = conn_.requestComplete();
-      if (!body.empty() || (last && !end_stream_)) {
-        request_body_bytes_ += body.size();
-        if (body_retriable_) {
-          // Envoy's router keeps the body for retries up to the decoder
-          // buffer limit; past it the request is no longer retried.
-          if (retry_body_.size() + body.size() <= hcm_.buffer_limit_bytes) {
-            retry_body_.append(body);
-          } else {
-            body_retriable_ = false;
-            retry_body_.clear();
-          }
-        }
-        if (!body.empty() || conn_.requestTrailers() == nullptr) {
-          up->codec.encodeData(std::span<const char>(body.data(), body.size()),
-                               last && conn_.requestTrailers() == nullptr, up_out_);
-        }
-        if (last && conn_.requestTrailers() != nullptr) {
-          up->codec.encodeTrailers(*conn_.requestTrailers(), up_out_);
-        }
-        body.clear();
+    x.pump_running = true;
+    asio::co_spawn(worker.io(), pumpRequestBody(&x), [id = conn_.id()](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        TURNOUT_CONN_LOG(err, "router", id, "request body pump failed: {}", ex.what());
       }
-      if (!co_await flushUp()) {
-        write_failed = true;
-        break;
-      }
-      if (last) break;
-      if (!co_await conn_.readBody(hcm_.config->stream_idle_timeout)) {
-        // The client went away or sent a malformed body mid-request.
-        downstream_failed_ = true;
-        close_connection_ = true;
-        if (conn_.codecError() != CodecErrorCode::kNone) {
-          flags_.set(access_log::ResponseFlag::DownstreamProtocolError);
-        } else {
-          flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
-        }
-        finish(false);
-        if (conn_.codecError() != CodecErrorCode::kNone) {
-          const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
-          co_await sendLocalReply(info.downstream_status, info.details);
-          close_connection_ = true;
-        }
-        co_return AttemptResult::Failed;
-      }
-    }
-    request_body_sent_ = true;
-    // Mirrors get a copy of the request as sent here, once; a body too big
-    // to keep for retries is too big to copy for mirrors as well.
-    if (!d.mirror_policies.empty() && body_retriable_) {
-      startRequestMirrors(worker, d.mirror_policies, head_, retry_body_, worker.random(),
-                          d.timeout.count() > 0 ? d.timeout : milliseconds(15000));
-    }
+    });
+    armWatchdog(x);
   }
 
-  // Response.
+  // Response, read while the pump may still be sending the request.
   bool got_eof = false;
-  while (!write_failed && !response_complete_) {
+  bool read_failed = false;
+  while (!response_complete_ && !downstream_failed_ && x.fired == Timeout::None) {
     auto data = up->read_buffer.data();
     if (data.size() > 0) {
       auto consumed = up->codec.decode(
@@ -728,7 +846,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       if (!consumed.ok()) break;
       up->read_buffer.consume(*consumed);
       if (!down_out_.empty()) {
-        if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
+        if (!co_await conn_.write(down_out_, streamIdle())) {
           downstream_failed_ = true;
           break;
         }
@@ -736,22 +854,30 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
       if (response_complete_ || discard_response_) break;
       if (*consumed > 0) continue;
     }
-    up->stream.expires_after(until(try_deadline));
+    if (x.fired != Timeout::None || downstream_failed_) break;
+    up->stream.expires_never();
     size_t n = co_await up->stream.async_read_some(up->read_buffer.prepare(16 * 1024),
                                                    asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::eof) {
         got_eof = true;
         if (up->codec.onEof().ok()) {
-          if (!down_out_.empty()) co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout);
+          if (!down_out_.empty()) co_await conn_.write(down_out_, streamIdle());
         }
       }
+      read_failed = true;
       break;
     }
+    x.last_activity = Clock::now();
     up->read_buffer.commit(n);
   }
+  const bool request_was_sent = x.request_sent;
+  co_await endExchange(x);
+  // A response that ended before the request did (an early 413, say): the
+  // rest of the request is not read, so neither connection can be reused.
+  if (!request_was_sent) close_connection_ = true;
 
-  const bool timed_out = ec == beast::error::timeout;
+  const Timeout timed_out = x.fired;
   // Outlier detection: an upstream 5xx, a reset or a timeout counts against
   // the host; a response below 500 clears it. A client that went away says
   // nothing about the host.
@@ -775,7 +901,7 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
                                            .count()));
     shard.inc(stats.upstream_rq_completed);
     stats.countResponse(shard, response_status_);
-    finish(!got_eof && conn_.requestComplete());
+    finish(!got_eof && request_was_sent && conn_.requestComplete());
     if (conn_.codec().shouldClose()) close_connection_ = true;
     co_return AttemptResult::Done;
   }
@@ -788,43 +914,65 @@ asio::awaitable<ActiveStream::AttemptResult> ActiveStream::attempt(
   if (downstream_failed_) {
     flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
     close_connection_ = true;
+    if (conn_.codecError() != CodecErrorCode::kNone && !response_started_) {
+      const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
+      co_await sendLocalReply(info.downstream_status, info.details);
+    }
     co_return AttemptResult::Failed;
   }
   if (response_started_) {
     // Headers already went to the client: all we can do is cut it off.
-    flags_.set(timed_out ? access_log::ResponseFlag::UpstreamRequestTimeout
-                         : access_log::ResponseFlag::UpstreamConnectionTermination);
-    if (timed_out) shard.inc(stats.upstream_rq_timeout);
+    const bool upstream_timeout = timed_out == Timeout::Global || timed_out == Timeout::PerTryIdle;
+    if (timed_out == Timeout::StreamIdle) {
+      flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+      shard.inc(hcm_.stats.downstream_rq_idle_timeout);
+    } else {
+      flags_.set(upstream_timeout ? access_log::ResponseFlag::UpstreamRequestTimeout
+                                  : access_log::ResponseFlag::UpstreamConnectionTermination);
+    }
+    if (upstream_timeout) shard.inc(stats.upstream_rq_timeout);
     shard.inc(hcm_.stats.rq_reset_after_downstream_response_started);
     close_connection_ = true;
     co_return AttemptResult::Failed;
   }
   // Nothing was sent to the client yet.
-  if (timed_out) {
-    const bool per_try = try_deadline < deadline;
-    if (per_try) shard.inc(stats.upstream_rq_per_try_timeout);
-    if (per_try && (retryOn("5xx") || retryOn("gateway-error") || retryOn("reset")) &&
-        canRetry()) {
-      co_return AttemptResult::Retry;
-    }
-    co_await replyUpstreamTimeout(stats);
-    co_return AttemptResult::Failed;
+  switch (timed_out) {
+    case Timeout::None: break;
+    case Timeout::PerTry:
+    case Timeout::PerTryIdle:
+      shard.inc(timed_out == Timeout::PerTry ? stats.upstream_rq_per_try_timeout
+                                             : stats.upstream_rq_per_try_idle_timeout);
+      if (retry_ != nullptr && retry_->retriableReset(false) && canRetry()) {
+        co_return AttemptResult::Retry;
+      }
+      co_await replyUpstreamTimeout(stats);
+      co_return AttemptResult::Failed;
+    case Timeout::Global:
+      co_await replyUpstreamTimeout(stats);
+      co_return AttemptResult::Failed;
+    case Timeout::StreamIdle:
+      shard.inc(hcm_.stats.downstream_rq_idle_timeout);
+      flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+      close_connection_ = true;
+      co_await sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
+      co_return AttemptResult::Failed;
   }
-  const bool protocol_error = !got_eof && !write_failed && !ec;
+  const bool protocol_error = !read_failed && !x.upstream_write_failed;
   if (protocol_error) {
     flags_.set(access_log::ResponseFlag::UpstreamProtocolError);
     co_await sendLocalReply(502, kBodyProtocolError, {}, {},
-                          "upstream_reset_before_response_started{protocol_error}");
+                            "upstream_reset_before_response_started{protocol_error}");
     co_return AttemptResult::Failed;
   }
   // Reset or EOF before a response: a stale pooled connection is retried once
-  // transparently; otherwise per policy.
+  // transparently (when the body can be replayed); otherwise per policy.
   shard.inc(stats.upstream_rq_rx_reset);
-  if (reused && attempt_number == 0 && response_status_ == 0) {
-    co_return co_await attempt(d, cluster, attempt_number + 1, deadline);
+  if (reused && attempt_number == 0 && response_status_ == 0 && bodyReplayable() &&
+      Clock::now() < deadline_) {
+    co_return co_await attempt(d, cluster, attempt_number + 1);
   }
   flags_.set(access_log::ResponseFlag::UpstreamConnectionTermination);
-  if ((retryOn("reset") || retryOn("5xx") || retryOn("gateway-error")) && canRetry()) {
+  if (retry_ != nullptr && retry_->retriableReset(false) && canRetry()) {
     co_return AttemptResult::Retry;
   }
   co_await sendLocalReply(503, kBodyUpstreamReset, {}, {},
@@ -838,14 +986,43 @@ void ActiveStream::onInformational(ResponseHead&) {
   // 100 Continue was already answered locally; other 1xx are not forwarded.
 }
 
-void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
-  response_status_ = head.status;
-  // A retriable status with retries possible: drop this response.
-  if (!response_started_ && retriable(head.status) && canRetry()) {
-    discard_response_ = true;
+void ActiveStream::applyResponseHeaderMutations(HeaderMap& headers) {
+  if (decision_ == nullptr || !hcm_.route_table ||
+      decision_->kind == routing::RouteDecision::Kind::NoRoute) {
     return;
   }
+  routing::HeaderMutationLevels levels = hcm_.route_table->responseHeaderMutations(*decision_);
+  if (levels.empty()) return;
+  HeaderMapTarget target(headers);
+  routing::applyHeaderMutations(levels, target, [&](std::string_view cmd, std::string& out) {
+    if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
+      out += conn_.remote().address().to_string();
+    } else if (cmd == "PROTOCOL") {
+      out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    } else if (cmd == "ROUTING_KEY") {
+      out += key_;
+    } else if (cmd == "UPSTREAM_REMOTE_ADDRESS") {
+      out += upstream_host_;
+    } else if (cmd == "RESPONSE_CODE") {
+      out += toDecimal(final_status_);
+    }
+  });
+}
+
+void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
+  response_status_ = head.status;
+  // A retriable status with retries possible: drop this response. Only
+  // while the request is complete: a retry cannot overtake its own upload.
+  if (!response_started_ && retry_ != nullptr && conn_.requestComplete()) {
+    head.headers.fillEntries(entries_);
+    routing::RequestView view({}, {}, {}, entries_);
+    if (retry_->retriableResponse(head.status, view) && canRetry()) {
+      discard_response_ = true;
+      return;
+    }
+  }
   response_started_ = true;
+  if (exchange_ != nullptr) armWatchdog(*exchange_);  // the per-try timeout no longer applies
   final_status_ = head.status;
   response_headers_ = &head.headers;
   details_ = "via_upstream";
@@ -855,6 +1032,7 @@ void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {
   head.headers.set("x-envoy-upstream-service-time",
                    toDecimal(static_cast<uint64_t>(elapsed.count())));
   head.headers.set("server", hcm_.config->server_name);
+  applyResponseHeaderMutations(head.headers);
   head.close_connection = conn_.draining() || !conn_.requestComplete();
   if (head.close_connection) close_connection_ = true;
   conn_.codec().encodeHeaders(head, end_stream, down_out_);

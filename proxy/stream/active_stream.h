@@ -25,7 +25,7 @@ class DownstreamConnection;
 // connection coroutine's frame for the duration of one request.
 class ActiveStream : public ResponseDecoderCallbacks {
  public:
-  ActiveStream(DownstreamConnection& conn, RequestHead& head, bool end_stream);
+  ActiveStream(DownstreamConnection& conn, RequestHead& head);
   ~ActiveStream() override;
 
   asio::awaitable<void> run();
@@ -42,6 +42,29 @@ class ActiveStream : public ResponseDecoderCallbacks {
 
  private:
   enum class AttemptResult { Done, Retry, Failed };
+  // Why an attempt's watchdog fired (or None).
+  enum class Timeout : uint8_t { None, Global, PerTry, PerTryIdle, StreamIdle };
+
+  // One attempt's exchange on one upstream connection: the request body pump
+  // and the response reader run side by side (full duplex) and meet here.
+  // Lives in attempt()'s frame; the pump coroutine and the watchdog handler
+  // point at it, and attempt() waits for both before the frame goes.
+  struct Exchange {
+    explicit Exchange(const asio::any_io_executor& ex) : pump_done(ex), watchdog(ex) {}
+    UpstreamConnection* up = nullptr;
+    // Per-try timeout, from the end of the request on this attempt; max = none.
+    std::chrono::steady_clock::time_point try_deadline = std::chrono::steady_clock::time_point::max();
+    std::chrono::steady_clock::time_point last_activity;  // upstream bytes either way
+    asio::steady_timer pump_done;  // cancelled when the pump ends
+    asio::steady_timer watchdog;   // the earliest of the timeouts below
+    bool pump_running = false;
+    bool stop_pump = false;
+    bool request_sent = false;     // the end of the request went upstream
+    bool upstream_write_failed = false;
+    uint32_t watch_waits = 0;      // waits whose handler has not run yet
+    uint32_t watch_gen = 0;        // only the newest wait may fire
+    Timeout fired = Timeout::None;
+  };
 
   asio::awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
                                        std::string_view location = {},
@@ -54,9 +77,31 @@ class ActiveStream : public ResponseDecoderCallbacks {
   void prepareUpstreamHeaders(const routing::RouteDecision& d);
   asio::awaitable<void> forward(const routing::RouteDecision& d);
   asio::awaitable<AttemptResult> attempt(const routing::RouteDecision& d, WorkerCluster& cluster,
-                                         uint32_t attempt_number,
-                                         std::chrono::steady_clock::time_point deadline);
-  bool retriable(uint32_t status) const;
+                                         uint32_t attempt_number);
+  // The request body pump of one attempt: reads the client's body as it
+  // arrives and writes it upstream, until the request ends, either side
+  // fails or the exchange asks it to stop.
+  asio::awaitable<void> pumpRequestBody(Exchange* x);
+  // Takes the body bytes the downstream codec decoded, keeps them for
+  // retries and mirrors while they fit, and encodes them (and the end of the
+  // request, or its trailers, once complete) for the upstream into `out`.
+  void encodeRequestBody(UpstreamConnection& up, std::string& out);
+  // The request has been fully written upstream on this attempt: starts the
+  // per-try timeout and the mirrors.
+  void onRequestSent(Exchange& x);
+  // The client's request is complete: the route timeout starts (Envoy starts
+  // it at the end of the request, not at its headers).
+  void onRequestComplete();
+  // (Re)arms the watchdog to the earliest pending timeout of `x`.
+  void armWatchdog(Exchange& x);
+  void onWatchdog(Exchange& x);
+  // Stops the pump and the watchdog and waits until neither refers to `x`.
+  asio::awaitable<void> endExchange(Exchange& x);
+  std::chrono::milliseconds streamIdle() const;
+  // Every request body byte received so far can be sent again.
+  bool bodyReplayable() const {
+    return request_body_bytes_ == 0 || (keep_body_ && !body_overflow_);
+  }
   // Whether this upgrade request may be proxied (HCM upgrade_configs,
   // overridden per route).
   bool upgradeAllowed(const routing::RouteDecision& d) const;
@@ -65,17 +110,16 @@ class ActiveStream : public ResponseDecoderCallbacks {
   // Another attempt is allowed: policy budget, retry breaker, deadline and a
   // replayable body. Counts retry_limit_exceeded / retry_overflow when not.
   bool canRetry();
-  bool retryOn(std::string_view condition) const;
   // Envoy's request hash (HashPolicyImpl::generateHash): xxHash64 of each
   // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor(const routing::RouteDecision& d);
+  void applyResponseHeaderMutations(HeaderMap& headers);
   void complete();
 
   DownstreamConnection& conn_;
   DataPlaneConfigConstSharedPtr config_;  // pinned for the whole exchange
   const HttpConnectionManagerRuntime& hcm_;
   RequestHead& head_;
-  bool end_stream_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::system_clock::time_point start_wall_;
 
@@ -84,17 +128,20 @@ class ActiveStream : public ResponseDecoderCallbacks {
   std::vector<routing::HeaderEntry>& entries_;
   std::string original_path_;
   std::string& down_out_;  // bytes for the client
-  std::string& up_out_;    // bytes for the upstream
-  // The request body kept for retries and mirrors, while it fits the
-  // listener's per_connection_buffer_limit_bytes.
-  std::string retry_body_;
-  bool body_retriable_ = true;
-  uint64_t request_body_bytes_ = 0;
-  bool request_body_sent_ = false;
+  std::string& up_out_;    // bytes for the upstream (the pump's, once it runs)
 
+  // The request body as received, kept for retries and mirrors (only when
+  // a retry policy, a mirror or a reused upstream connection may need it)
+  // while it fits the listener's per_connection_buffer_limit_bytes.
+  std::string body_kept_;
+  bool keep_body_ = false;
+  bool body_overflow_ = false;  // a received byte is not in body_kept_
+  uint64_t request_body_bytes_ = 0;  // body bytes taken from the client
+  bool mirrors_started_ = false;
+
+  const routing::RouteDecision* decision_ = nullptr;
   // Current attempt's response state.
-  const routing::RetryPolicy* retry_policy_ = nullptr;
-  std::vector<std::string_view> retry_on_;
+  const routing::CompiledRetryPolicy* retry_ = nullptr;
   uint32_t response_status_ = 0;
   bool response_started_ = false;   // headers encoded downstream
   bool response_complete_ = false;
@@ -102,7 +149,9 @@ class ActiveStream : public ResponseDecoderCallbacks {
   std::chrono::steady_clock::time_point upstream_start_;
   const ClusterRuntime* cluster_runtime_ = nullptr;
   WorkerCluster* cluster_ = nullptr;
-  std::chrono::steady_clock::time_point deadline_;
+  // The route timeout: from the end of the request; max until then / none.
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  Exchange* exchange_ = nullptr;  // the running attempt's, for the response callbacks
   uint32_t retries_done_ = 0;
   HostState* host_ = nullptr;
   std::string upstream_host_;

@@ -20,6 +20,7 @@ void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::s
   if (reply.overloaded) head.headers.addLowercase("x-envoy-overloaded", "true");
   head.headers.addLowercase("date", date);
   head.headers.addLowercase("server", server_name);
+  if (reply.modify_headers != nullptr) (*reply.modify_headers)(head.headers);
   const bool no_body = reply.body.empty() || reply.head_request;
   codec.encodeHeaders(head, no_body, out);
   if (!no_body) codec.encodeData(std::span<const char>(reply.body.data(), reply.body.size()), true, out);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,9 @@ struct LocalReply {
   bool close_connection = false;
   bool head_request = false;      // HEAD: headers only
   bool overloaded = false;        // x-envoy-overloaded: true (circuit-breaker overflow)
+  // Called on the finished head before it is encoded (the route's
+  // response_headers_to_add/remove, as Envoy's router does for its replies).
+  const std::function<void(HeaderMap&)>* modify_headers = nullptr;
 };
 
 // Encodes `reply` through `codec` into `out`, reusing `head` as scratch.
