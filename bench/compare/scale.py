@@ -41,6 +41,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import run as compare  # noqa: E402  (the comparison suite's process helpers)
 
 ROOT = compare.ROOT

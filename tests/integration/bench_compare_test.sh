@@ -22,7 +22,7 @@ STRACE=0
 strace -c -o /dev/null true >/dev/null 2>&1 && STRACE=1
 
 # --- 1. the load-bound rule, on made-up rows ---------------------------------
-python3 - "$SRC/bench/compare" <<'PY' || fail "mark_load_bound"
+PYTHONDONTWRITEBYTECODE=1 python3 - "$SRC/bench/compare" <<'PY' || fail "mark_load_bound"
 import sys
 sys.path.insert(0, sys.argv[1])
 import run
