@@ -142,6 +142,29 @@ def cpu_seconds(pid):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ticks(cpus):
+    """(busy, total) jiffies of these CPUs from /proc/stat, every process and
+    interrupt included; the difference of two readings gives their busy share."""
+    busy = total = 0
+    want = {"cpu%d" % c for c in cpus}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in want:
+                    v = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+                    busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                    total += sum(v)
+    except (OSError, ValueError):
+        pass
+    return busy, total
+
+
+def busy_share(before, after):
+    d_total = after[1] - before[1]
+    return (after[0] - before[0]) / d_total if d_total > 0 else None
+
+
 def rss_kib(pid):
     total = 0
     for p in family(pid):
@@ -462,9 +485,18 @@ def measure_saturation(ctx, row, target, scenario, workers):
         # The warm-up is its own run, so the CPU window below is the measured one.
         run_load(ctx, target, path, headers, mix, "warmup/" + where, duration=ctx["warmup"])
         cpu0 = cpu_seconds(target.proc.pid) if target.proc else 0
+        proxy_cpus = ctx["proxy_cpus"][:workers]
+        ticks0 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
         t0 = time.monotonic()
         sat = run_load(ctx, target, path, headers, mix, "saturation/" + where)
         wall = time.monotonic() - t0
+        ticks1 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
+        # Whole-CPU busy shares (every process, interrupts included): the
+        # load CPUs near 100 % and the proxy's own share far below its CPUs'
+        # say who set the pace, and whether something else ran on the proxy's.
+        row["load_cpus_busy"] = busy_share(ticks0[1], ticks1[1])
+        if target.proc:
+            row["proxy_cpus_busy"] = busy_share(ticks0[0], ticks1[0])
         if target.proc:
             cpu = cpu_seconds(target.proc.pid) - cpu0
             row["cpu_us_per_request"] = cpu * 1e6 / max(1, sat["requests"])
@@ -700,6 +732,24 @@ def summarise(report):
     return out
 
 
+def pct(x):
+    return "%.0f %%" % (100 * x)
+
+
+def busy_cell(row):
+    """'97 %', or '19 % of CPU 98 % (not saturated)': the proxy's own share,
+    then its CPUs' share when that says more (something else ran there)."""
+    if "proxy_cpu_busy" not in row:
+        return "-"
+    own, cpus = row["proxy_cpu_busy"], row.get("proxy_cpus_busy")
+    cell = pct(own)
+    if own < BUSY_SATURATED:
+        if cpus is not None:
+            cell += " of CPU %s" % pct(cpus)
+        cell += " (not saturated)"
+    return cell
+
+
 def markdown(result):
     ratio_min = result.get("load_bound_ratio", 1.3)
     out = ["# Peer comparison, %s, %s" % (result["date"], result["machine"]), "",
@@ -713,7 +763,8 @@ def markdown(result):
            "**load-bound**: the load generator and origin may have set the pace, so its req/s "
            "is a lower bound and its CPU/req is not measured at saturation. **Busy**: the "
            "proxy's CPU time over the run's wall time and its cores (about 100 %% when "
-           "saturated). Added latency is measured open-loop at 50 %% of haproxy's saturation "
+           "saturated; when not, how busy its CPUs were with everything); `load CPUs`: how "
+           "busy the load side's CPUs were. Added latency is measured open-loop at 50 %% of haproxy's saturation "
            "rate, minus the direct origin at the same rate." % ratio_min]
     if result.get("strace"):
         out.append("Syscalls/req: `strace -c -f` attached to every process of the proxy for one "
@@ -732,8 +783,9 @@ def markdown(result):
     idle = [r for r in result["rows"] if r.get("proxy_cpu_busy", 1) < BUSY_SATURATED]
     if idle:
         out += ["", "**%d row(s) not saturated** (%s): the proxy was busy under %.0f %% of its "
-                "CPUs, so something else set the pace (the load side, or other processes on "
-                "the machine); their CPU µs/req is not measured at saturation." % (
+                "CPUs, so something else set the pace: other processes on the proxy's CPUs "
+                "when those were busy anyway, else the load side; their CPU µs/req is not "
+                "measured at saturation." % (
                     len(idle), ", ".join("%s/%s" % (r["scenario"], r["proxy"]) for r in idle),
                     100 * BUSY_SATURATED)]
     out.append("")
@@ -754,13 +806,15 @@ def markdown(result):
         def ratio(a, b):
             return "%.2f" % (a / b) if a and b else "-"
 
+        load = (", load CPUs %s" % pct(row["load_cpus_busy"])
+                if row.get("load_cpus_busy") is not None else "")
         if row["proxy"] == "direct":
-            side = "capacity"
+            side = "capacity" + load
         elif row.get("load_bound") is None:
             side = "unknown (no direct run)"
         else:
-            side = "%s (%sx)" % ("**load-bound**" if row["load_bound"] else "ok",
-                                 floor2(row["direct_ratio"]))
+            side = "%s (%sx%s)" % ("**load-bound**" if row["load_bound"] else "ok",
+                                   floor2(row["direct_ratio"]), load)
         sc, hsc = row.get("syscalls"), hap.get("syscalls")
         sys_cell = "%.2f" % sc["per_request"] if sc else (
             "strace failed" if row.get("syscalls_failed") else "-")
@@ -768,9 +822,7 @@ def markdown(result):
         out.append("| %s | %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             row["scenario"], row["workers"], row["proxy"], side, row.get("rps_per_core", 0),
             ratio(row.get("rps_per_core"), hap.get("rps_per_core")),
-            ("%.0f %%" % (100 * row["proxy_cpu_busy"]) +
-             (" (not saturated)" if row["proxy_cpu_busy"] < BUSY_SATURATED else ""))
-            if "proxy_cpu_busy" in row else "-",
+            busy_cell(row),
             "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-",
             ratio(row.get("cpu_us_per_request"), hap.get("cpu_us_per_request")),
             sys_cell, ratio(sc and sc["per_request"], hsc and hsc["per_request"]),

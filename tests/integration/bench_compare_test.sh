@@ -63,6 +63,7 @@ every row measured :: all("saturation" in x and x["saturation"]["requests"] > 0 
 headroom is direct over proxy :: all(abs(x["direct_ratio"] - r["rows"][0]["saturation"]["rps"] / x["saturation"]["rps"]) < 1e-6 for x in r["rows"][1:])
 load-bound follows the 1.3x rule :: all(x["load_bound"] == (x["direct_ratio"] < 1.3) for x in r["rows"][1:])
 CPU per request and busy share :: all(x["cpu_us_per_request"] > 0 and 0 < x["proxy_cpu_busy"] < 1.5 for x in r["rows"][1:])
+whole-CPU busy shares :: all(0 < x["load_cpus_busy"] <= 1 for x in r["rows"]) and all(0 < x["proxy_cpus_busy"] <= 1 for x in r["rows"][1:])
 strace on when it can trace :: r["strace"] == bool($STRACE)
 syscalls per request :: not r["strace"] or all(x["syscalls"]["requests"] > 0 and abs(x["syscalls"]["per_request"] - x["syscalls"]["calls"] / x["syscalls"]["requests"]) < 1e-9 for x in r["rows"][1:])
 by name adds up :: not r["strace"] or all(sum(c["calls"] for c in x["syscalls"]["by_name"].values()) == x["syscalls"]["calls"] for x in r["rows"][1:])
@@ -70,7 +71,7 @@ worker threads traced (reads and writes) :: not r["strace"] or all(any(n.startsw
 window by request count :: not r["strace"] or all(x["syscalls"]["requests"] <= 500 and x["syscalls"]["connections"] == 8 for x in r["rows"][1:])
 CHECKS
 grep -q "| load side |" "$MD" || fail "md lacks the load side column"
-grep -qE "\| turnout \| (ok|\*\*load-bound\*\*) \([0-9.]+x\) \|" "$MD" || fail "md lacks turnout's load-side verdict: $(cat "$MD")"
+grep -qE "\| turnout \| (ok|\*\*load-bound\*\*) \([0-9.]+x, load CPUs [0-9]+ %\) \|" "$MD" || fail "md lacks turnout's load-side verdict: $(cat "$MD")"
 if [ $STRACE = 1 ]; then
   grep -q "## Syscalls per request by name" "$MD" || fail "md lacks the syscall table"
 else
