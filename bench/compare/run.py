@@ -2,13 +2,21 @@
 """The peer comparison suite: one workload, every proxy, one run.
 
 Runs the same scenarios against a direct origin, turnout, haproxy,
-nginx-as-proxy, nghttpx (and Envoy if `envoy` is on the PATH). Each proxy is
-pinned with taskset to the same proxy CPUs with the same worker count; the
-load generator (turnout-bench) and the nginx origin run on other CPUs.
+nginx-as-proxy, nghttpx (and Envoy if `envoy` is on the PATH). Each proxy runs
+alone on --cpus-proxy with the same worker count; the load generator
+(turnout-bench) and the nginx origin share --cpus-load, so the proxy, not the
+load side, is the bottleneck. On 2 CPUs: proxy on CPU 1, the rest on CPU 0.
 
-For every scenario and proxy it measures:
-  - saturation: closed-loop requests/s, and requests/s per proxy core;
-  - CPU µs per request, from the proxy's /proc CPU time during that run;
+For every scenario, the direct origin is measured first with the same load-side
+pinning: its rate is what the load side can do. Then for every proxy:
+  - saturation: closed-loop requests/s, and requests/s per proxy core; the row
+    is marked load-bound when the direct rate is under 1.3x the proxy's
+    (--load-bound-ratio), i.e. the load side may have set the pace;
+  - CPU µs per request, from the proxy's /proc CPU time during that run, and
+    the proxy's busy share of its CPUs;
+  - syscalls per request: strace -c -f attached to the proxy's processes for
+    one closed-loop run at 8 connections, divided by the responses
+    turnout-bench completed in that run (by name too);
   - RSS idle (after start-up and one request) and the peak under load;
   - added latency p50/p99/p99.9 in open-loop mode at 50 % of haproxy's
     saturation rate in the same run (coordinated omission corrected),
@@ -16,7 +24,7 @@ For every scenario and proxy it measures:
 
 It writes bench/results/<date>-<machine>.{json,md,svg}. Every figure is
 meant to be read as a ratio against the peers from the same run; see
-bench/README.md for the 16-core scaling run (--workers 1,2,4,8).
+bench/README.md for the method and the 16-core run (--workers 1,2,4,8).
 
 Usage: bench/compare/run.py [--turnout PATH] [--bench PATH] [--quick] ...
 """
@@ -24,9 +32,11 @@ Usage: bench/compare/run.py [--turnout PATH] [--bench PATH] [--quick] ...
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -53,6 +63,9 @@ PROTOCOLS = {
 # Proxies that can route on a request header (the sandbox scenarios).
 HEADER_ROUTING = {"turnout", "haproxy", "nginx", "envoy"}
 SANDBOX_CLUSTERS = 8  # sandbox routes spread over this many upstream clusters
+# A proxy busy under this share of its CPUs during the saturation run was not
+# the bottleneck (or shared its CPUs with something else): flagged in the table.
+BUSY_SATURATED = 0.8
 
 # name -> (protocol, path, extra request headers, sandboxes, connection close)
 SCENARIOS = {
@@ -129,6 +142,29 @@ def cpu_seconds(pid):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ticks(cpus):
+    """(busy, total) jiffies of these CPUs from /proc/stat, every process and
+    interrupt included; the difference of two readings gives their busy share."""
+    busy = total = 0
+    want = {"cpu%d" % c for c in cpus}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in want:
+                    v = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+                    busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                    total += sum(v)
+    except (OSError, ValueError):
+        pass
+    return busy, total
+
+
+def busy_share(before, after):
+    d_total = after[1] - before[1]
+    return (after[0] - before[0]) / d_total if d_total > 0 else None
+
+
 def rss_kib(pid):
     total = 0
     for p in family(pid):
@@ -166,7 +202,8 @@ class Proc:
         self.name = name
         self.log_path = os.path.join(workdir, name + ".log")
         with open(self.log_path, "wb") as logf:
-            self.p = subprocess.Popen(["taskset", "-c", cpu_spec(cpus)] + args,
+            pin = ["taskset", "-c", cpu_spec(cpus)] if cpus else []
+            self.p = subprocess.Popen(pin + args,
                                       stdout=logf, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -220,8 +257,9 @@ def sandbox_keys(n):
     return ["feat-%d" % i for i in range(n)]
 
 
-def origin_conf(work, port, h2c_port, tls_port):
-    return """worker_processes 1; daemon off; master_process off;
+def origin_conf(work, port, h2c_port, tls_port, workers=1):
+    # One worker runs without a master (nothing else to stop); more need one.
+    return """worker_processes {n}; daemon off; master_process {m};
 pid {w}/origin.pid; error_log {w}/origin.err;
 events {{ worker_connections 8192; }}
 http {{ access_log off; keepalive_requests 1000000; http2_max_requests 1000000;
@@ -229,7 +267,7 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_requests 1000000;
   server {{ listen 127.0.0.1:{h} http2; root {w}/www; location / {{ }} }}
   server {{ listen 127.0.0.1:{t} ssl http2; ssl_certificate {w}/cert.pem;
            ssl_certificate_key {w}/key.pem; root {w}/www; location / {{ }} }} }}
-""".format(w=work, p=port, h=h2c_port, t=tls_port)
+""".format(w=work, p=port, h=h2c_port, t=tls_port, n=workers, m="on" if workers > 1 else "off")
 
 
 def nginx_conf(work, port, proto, origin, workers, sandboxes):
@@ -383,13 +421,14 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
 # Load generation (turnout-bench, JSON report).
 # --------------------------------------------------------------------------
 
-def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=None, warmup=0):
+def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=None, warmup=0,
+             connections=None, requests=None):
     """Runs turnout-bench against target and returns its JSON report, kept as
     <label>.json (compare mode names each series after its file)."""
     report = os.path.join(ctx["work"], label + ".json")
     os.makedirs(os.path.dirname(report), exist_ok=True)
     h2 = target.proto in ("h2c", "tls-h2")
-    conns = ctx["h2_connections"] if h2 else ctx["connections"]
+    conns = connections or (ctx["h2_connections"] if h2 else ctx["connections"])
     args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), ctx["bench"],
             "-t", str(min(ctx["threads"], conns)), "-c", str(conns),
             "-d", str(duration or ctx["duration"]), "--warmup", str(warmup),
@@ -398,6 +437,8 @@ def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=Non
         args += ["--h2", "-m", str(ctx["streams"])]
     if rate:
         args += ["-R", str(int(rate))]
+    if requests:  # with -d too, whichever limit comes first ends the window
+        args += ["-n", str(int(requests))]
     for h in headers:
         args += ["-H", h]
     if key_mix:
@@ -444,10 +485,24 @@ def measure_saturation(ctx, row, target, scenario, workers):
         # The warm-up is its own run, so the CPU window below is the measured one.
         run_load(ctx, target, path, headers, mix, "warmup/" + where, duration=ctx["warmup"])
         cpu0 = cpu_seconds(target.proc.pid) if target.proc else 0
+        proxy_cpus = ctx["proxy_cpus"][:workers]
+        ticks0 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
+        t0 = time.monotonic()
         sat = run_load(ctx, target, path, headers, mix, "saturation/" + where)
+        wall = time.monotonic() - t0
+        ticks1 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
+        # Whole-CPU busy shares (every process, interrupts included): the
+        # load CPUs near 100 % and the proxy's own share far below its CPUs'
+        # say who set the pace, and whether something else ran on the proxy's.
+        row["load_cpus_busy"] = busy_share(ticks0[1], ticks1[1])
         if target.proc:
-            row["cpu_us_per_request"] = ((cpu_seconds(target.proc.pid) - cpu0) * 1e6
-                                         / max(1, sat["requests"]))
+            row["proxy_cpus_busy"] = busy_share(ticks0[0], ticks1[0])
+        if target.proc:
+            cpu = cpu_seconds(target.proc.pid) - cpu0
+            row["cpu_us_per_request"] = cpu * 1e6 / max(1, sat["requests"])
+            # Busy share of the proxy's CPUs over the run (turnout-bench's
+            # start and its connects included): near 100 % when saturated.
+            row["proxy_cpu_busy"] = cpu / (wall * workers)
     finally:
         if sampler:
             row["rss_load_kib"] = sampler.stop()
@@ -455,9 +510,153 @@ def measure_saturation(ctx, row, target, scenario, workers):
     if "_path" in sat:
         row["_saturation_report"] = sat["_path"]
     row["rps_per_core"] = sat["rps"] / workers
-    log("  %-8s saturation %10.0f req/s  p99 %8s us  cpu %s us/req" % (
+    log("  %-8s saturation %10.0f req/s  p99 %8s us  cpu %s us/req  busy %s" % (
         target.name, sat["rps"], "%.0f" % latency_us(sat, "99"),
-        "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-"))
+        "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-",
+        "%.0f %%" % (100 * row["proxy_cpu_busy"]) if "proxy_cpu_busy" in row else "-"))
+
+
+# --------------------------------------------------------------------------
+# Syscalls per request: strace -c -f attached to the proxy for one load run.
+# --------------------------------------------------------------------------
+
+def parse_strace_summary(text):
+    """strace -c's table -> {syscall: {"calls": n, "errors": n}}. The columns
+    are % time, seconds, usecs/call, calls, [errors,] syscall; errors is blank
+    when there were none."""
+    out, in_table = {}, False
+    for line in text.splitlines():
+        if line.startswith("------"):
+            in_table = True
+            continue
+        tokens = line.split()
+        if not in_table or len(tokens) < 5 or tokens[-1] == "total" or tokens[0] == "%":
+            continue
+        try:
+            nums = [float(t) for t in tokens[:-1]]
+        except ValueError:
+            continue
+        calls = int(nums[3])
+        errors = int(nums[4]) if len(nums) >= 5 else 0
+        out[tokens[-1]] = {"calls": calls, "errors": errors}
+    return out
+
+
+def wait_attached(proc, count, deadline_s=10.0):
+    """Reads strace's stderr until it has said "attached" count times (one line
+    per -p, whatever its thread count), or raises."""
+    end, seen, buf = time.monotonic() + deadline_s, 0, b""
+    fd = proc.stderr.fileno()
+    while seen < count:
+        left = end - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise RuntimeError("strace did not attach: %s" % buf.decode(errors="replace")[-500:])
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                continue
+            buf += chunk
+            seen = buf.count(b"attached")
+    # Keep draining stderr so that strace never blocks on a full pipe.
+    threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
+
+
+def measure_syscalls(ctx, row, target, scenario, workers):
+    """Attaches strace -c -f to every process of the proxy, runs one closed-loop
+    window of --strace-connections connections (--strace-requests responses, or
+    --strace-duration seconds if that comes first), detaches, and divides each
+    syscall's count by the responses turnout-bench completed in that window.
+    Syscalls outside the window (the connects before it, the requests still in
+    flight when it closes) are a few per connection: `edge` in the result bounds
+    their share (connections / requests)."""
+    proto, path, headers, sandboxes, _ = SCENARIOS[scenario]
+    pids = family(target.proc.pid)
+    summary = os.path.join(ctx["work"], "strace-%s-%s.txt" % (scenario, target.name))
+    args = ["strace", "-c", "-f", "-o", summary]
+    for p in pids:
+        args += ["-p", str(p)]
+    st = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    try:
+        wait_attached(st, len(pids))
+        conns = ctx["strace_connections"]
+        rep = run_load(ctx, target, path, headers, key_mix_for(sandboxes),
+                       "strace/%s-w%d/%s" % (scenario, workers, target.name),
+                       duration=ctx["strace_duration"], connections=conns,
+                       requests=ctx["strace_requests"])
+    finally:
+        if st.poll() is None:
+            st.send_signal(signal.SIGINT)  # detaches and writes the summary
+        try:
+            st.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            st.kill()
+            st.wait()
+    with open(summary) as f:
+        counts = parse_strace_summary(f.read())
+    if not counts:
+        raise RuntimeError("strace wrote no summary for %s" % target.name)
+    n = max(1, rep["requests"])
+    total = sum(c["calls"] for c in counts.values())
+    row["syscalls"] = {
+        "requests": rep["requests"], "rps_traced": rep["rps"], "connections": conns,
+        "duration_s": rep["duration_s"], "calls": total, "per_request": total / n,
+        "edge": conns / n,
+        "by_name": {k: {"calls": c["calls"], "errors": c["errors"], "per_request": c["calls"] / n,
+                        "errors_per_request": c["errors"] / n}
+                    for k, c in sorted(counts.items(), key=lambda kv: -kv[1]["calls"])}}
+    log("  %-8s strace: %d syscalls / %d requests = %.2f per request (%s)" % (
+        target.name, total, rep["requests"], total / n, syscall_breakdown(row["syscalls"], 5)))
+
+
+def syscall_breakdown(sc, limit=None, floor=0.01):
+    """'recvmsg 2.90 (1.00 EAGAIN...), sendmsg 2.00, ...' for one row."""
+    parts = []
+    for name, c in sc["by_name"].items():
+        if c["per_request"] < floor:
+            continue
+        err = " (%.2f err)" % c["errors_per_request"] if c["errors_per_request"] >= floor else ""
+        parts.append("%s %.2f%s" % (name, c["per_request"], err))
+    return ", ".join(parts[:limit] if limit else parts)
+
+
+def measure_proxy(ctx, row, target, scenario, workers):
+    """Saturation, then (for a proxy, when strace is on) syscalls per request
+    on the same process. A failed strace step leaves the saturation figures."""
+    measure_saturation(ctx, row, target, scenario, workers)
+    if target.proc and ctx["strace"]:
+        try:
+            measure_syscalls(ctx, row, target, scenario, workers)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            row["syscalls_failed"] = str(e).splitlines()[0] if str(e) else repr(e)
+            log("  %s: strace: %s" % (target.name, row["syscalls_failed"]))
+
+
+def floor2(x):
+    """Two decimals rounded down, so that 1.2987 never reads as 1.30."""
+    return "%.2f" % (math.floor(x * 100) / 100)
+
+
+def mark_load_bound(rows, ratio):
+    """The direct row's saturation rate is what the load CPUs (turnout-bench
+    and the origin) can do on their own. A proxy row is load-bound when that is
+    under ratio x the proxy's rate: the load side, not the proxy, may then have
+    set the pace, and the row's req/s and CPU/req are not the proxy's at
+    saturation."""
+    direct = next((r for r in rows if r["proxy"] == "direct" and "saturation" in r), None)
+    for row in rows:
+        if row["proxy"] == "direct" or "saturation" not in row:
+            continue
+        if direct is None:
+            row["load_bound"] = None  # unknown: the direct run failed
+            continue
+        headroom = direct["saturation"]["rps"] / max(1e-9, row["saturation"]["rps"])
+        row["direct_ratio"] = headroom
+        row["load_bound"] = headroom < ratio
+        if row["load_bound"]:
+            log("  %-8s LOAD-BOUND: the direct origin did %sx its rate (want >= %.2fx)"
+                % (row["proxy"], floor2(headroom), ratio))
 
 
 def measure_open_loop(ctx, row, target, scenario, workers, rate):
@@ -505,7 +704,8 @@ def measure_scenario(ctx, scenario, proxies, workers):
             row["skipped"] = "%s cannot route on a header" % name
         else:
             with_target(ctx, row, scenario, workers,
-                        lambda t, row=row: measure_saturation(ctx, row, t, scenario, workers))
+                        lambda t, row=row: measure_proxy(ctx, row, t, scenario, workers))
+    mark_load_bound(rows, ctx["load_bound_ratio"])
     measured = [r for r in rows if "saturation" in r]
     ref = next((r for r in measured if r["proxy"] == "haproxy"), None) or next(
         (r for r in measured if r["proxy"] != "direct"), None)
@@ -532,39 +732,116 @@ def summarise(report):
     return out
 
 
+def pct(x):
+    return "%.0f %%" % (100 * x)
+
+
+def busy_cell(row):
+    """'97 %', or '19 % of CPU 98 % (not saturated)': the proxy's own share,
+    then its CPUs' share when that says more (something else ran there)."""
+    if "proxy_cpu_busy" not in row:
+        return "-"
+    own, cpus = row["proxy_cpu_busy"], row.get("proxy_cpus_busy")
+    cell = pct(own)
+    if own < BUSY_SATURATED:
+        if cpus is not None:
+            cell += " of CPU %s" % pct(cpus)
+        cell += " (not saturated)"
+    return cell
+
+
 def markdown(result):
+    ratio_min = result.get("load_bound_ratio", 1.3)
     out = ["# Peer comparison, %s, %s" % (result["date"], result["machine"]), "",
-           "Proxy CPUs %s, load generator CPUs %s, origin CPUs %s; %d s per run after %d s warm-up; "
-           "%d HTTP/1.1 connections; h2: %d connections x %d streams." % (
+           "Proxy CPUs %s (alone); load generator CPUs %s, origin CPUs %s; %d s per run after %d s "
+           "warm-up; %d HTTP/1.1 connections; h2: %d connections x %d streams." % (
                result["proxy_cpus"], result["load_cpus"], result["origin_cpus"], result["duration"],
                result["warmup"], result["connections"], result["h2_connections"], result["streams"]),
-           "Ratios are against haproxy in the same run. Added latency is measured open-loop at 50 % "
-           "of haproxy's saturation rate, minus the direct origin at the same rate.", ""]
-    head = ("| scenario | workers | proxy | req/s per core | vs haproxy | CPU µs/req | vs haproxy | "
-            "added p50 µs | added p99 µs | added p99.9 µs | RSS idle MiB | RSS load MiB |")
-    out += [head, "|" + "---|" * 12]
+           "",
+           "Ratios are against haproxy in the same run. **Load side**: the direct origin's "
+           "saturation rate on the load CPUs over the proxy's; under %.1fx the row is "
+           "**load-bound**: the load generator and origin may have set the pace, so its req/s "
+           "is a lower bound and its CPU/req is not measured at saturation. **Busy**: the "
+           "proxy's CPU time over the run's wall time and its cores (about 100 %% when "
+           "saturated; when not, how busy its CPUs were with everything); `load CPUs`: how "
+           "busy the load side's CPUs were. Added latency is measured open-loop at 50 %% of haproxy's saturation "
+           "rate, minus the direct origin at the same rate." % ratio_min]
+    if result.get("strace"):
+        out.append("Syscalls/req: `strace -c -f` attached to every process of the proxy for one "
+                   "closed-loop run at %d connections that ends after %d responses or %d s, "
+                   "divided by the responses turnout-bench completed in that run (strace slows "
+                   "the proxy; the counts per request, not the rate, are the figure)."
+                   % (result["strace_connections"], result["strace_requests"],
+                      result["strace_duration"]))
+    else:
+        out.append("Syscalls/req: not measured (%s)." % result.get("strace_off", "--no-strace"))
+    bound = [r for r in result["rows"] if r.get("load_bound")]
+    if bound:
+        out += ["", "**%d row(s) load-bound** (%s): their req/s and CPU µs/req are not "
+                "saturation figures; rerun with more load CPUs (`--cpus-load`)." % (
+                    len(bound), ", ".join("%s/%s" % (r["scenario"], r["proxy"]) for r in bound))]
+    idle = [r for r in result["rows"] if r.get("proxy_cpu_busy", 1) < BUSY_SATURATED]
+    if idle:
+        out += ["", "**%d row(s) not saturated** (%s): the proxy was busy under %.0f %% of its "
+                "CPUs, so something else set the pace: other processes on the proxy's CPUs "
+                "when those were busy anyway, else the load side; their CPU µs/req is not "
+                "measured at saturation." % (
+                    len(idle), ", ".join("%s/%s" % (r["scenario"], r["proxy"]) for r in idle),
+                    100 * BUSY_SATURATED)]
+    out.append("")
+    head = ("| scenario | workers | proxy | load side | req/s per core | vs haproxy | busy | "
+            "CPU µs/req | vs haproxy | syscalls/req | vs haproxy | added p50 µs | added p99 µs | "
+            "added p99.9 µs | RSS idle MiB | RSS load MiB |")
+    cols = head.count("|") - 1
+    out += [head, "|" + "---|" * cols]
     for row in result["rows"]:
         hap = next((r for r in result["rows"] if r["proxy"] == "haproxy"
                     and r["scenario"] == row["scenario"] and r["workers"] == row["workers"]), {})
         if "saturation" not in row:
             why = row.get("skipped") or "failed: " + "; ".join(row.get("failed", ["?"]))
             out.append("| %s | %d | %s | %s |%s" % (row["scenario"], row["workers"], row["proxy"],
-                                                     why.replace("|", "/"), " |" * 8))
+                                                     why.replace("|", "/"), " |" * (cols - 4)))
             continue
 
-        def ratio(key):
-            a, b = row.get(key), hap.get(key)
+        def ratio(a, b):
             return "%.2f" % (a / b) if a and b else "-"
 
+        load = (", load CPUs %s" % pct(row["load_cpus_busy"])
+                if row.get("load_cpus_busy") is not None else "")
+        if row["proxy"] == "direct":
+            side = "capacity" + load
+        elif row.get("load_bound") is None:
+            side = "unknown (no direct run)"
+        else:
+            side = "%s (%sx%s)" % ("**load-bound**" if row["load_bound"] else "ok",
+                                   floor2(row["direct_ratio"]), load)
+        sc, hsc = row.get("syscalls"), hap.get("syscalls")
+        sys_cell = "%.2f" % sc["per_request"] if sc else (
+            "strace failed" if row.get("syscalls_failed") else "-")
         added = row.get("added_latency_us", {})
-        out.append("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            row["scenario"], row["workers"], row["proxy"], row.get("rps_per_core", 0),
-            ratio("rps_per_core"),
+        out.append("| %s | %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row["scenario"], row["workers"], row["proxy"], side, row.get("rps_per_core", 0),
+            ratio(row.get("rps_per_core"), hap.get("rps_per_core")),
+            busy_cell(row),
             "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-",
-            ratio("cpu_us_per_request"),
+            ratio(row.get("cpu_us_per_request"), hap.get("cpu_us_per_request")),
+            sys_cell, ratio(sc and sc["per_request"], hsc and hsc["per_request"]),
             *["%.0f" % added[q] if q in added else "-" for q in ("p50", "p99", "p99.9")],
             "%.1f" % (row["rss_idle_kib"] / 1024) if "rss_idle_kib" in row else "-",
             "%.1f" % (row["rss_load_kib"] / 1024) if "rss_load_kib" in row else "-"))
+    traced = [r for r in result["rows"] if r.get("syscalls")]
+    if traced:
+        out += ["", "## Syscalls per request by name", "",
+                "Per response in the traced run; `err` counts the calls that failed (EAGAIN "
+                "for a read that found nothing). Names under 0.01 per request are left out "
+                "(the JSON has them all).", "",
+                "| scenario | workers | proxy | traced req/s | syscalls/req | by name |",
+                "|---|---|---|---|---|---|"]
+        for r in traced:
+            sc = r["syscalls"]
+            out.append("| %s | %d | %s | %.0f | %.2f | %s |" % (
+                r["scenario"], r["workers"], r["proxy"], sc["rps_traced"], sc["per_request"],
+                syscall_breakdown(sc)))
     return "\n".join(out) + "\n"
 
 
@@ -576,12 +853,28 @@ def main():
     ap.add_argument("--proxies", default="turnout,haproxy,nginx,nghttpx,envoy")
     ap.add_argument("--workers", default="1", help="comma list, e.g. 1,2,4,8 on a 16-core machine")
     n = os.cpu_count() or 2
-    # Proxy on the first half of the CPUs; origin and load generator split
-    # the second half (on 2 or 3 CPUs they share what is left).
-    half, three_q = max(1, n // 2), max(1, (3 * n) // 4)
-    ap.add_argument("--proxy-cpus", default="0-%d" % (half - 1))
-    ap.add_argument("--origin-cpus", default="%d-%d" % (half, max(half, three_q - 1)))
-    ap.add_argument("--load-cpus", default="%d-%d" % (three_q if n >= 4 else half, n - 1))
+    # The proxy must be the bottleneck: it gets the upper half of the CPUs to
+    # itself; turnout-bench and the origin share the lower half (on 2 CPUs:
+    # proxy on CPU 1, load and origin on CPU 0).
+    half = max(1, n // 2)
+    ap.add_argument("--cpus-proxy", "--proxy-cpus", dest="cpus_proxy",
+                    default="%d-%d" % (half, n - 1) if n > 1 else "0",
+                    help="CPUs the proxy runs on, alone (default: the upper half)")
+    ap.add_argument("--cpus-load", "--load-cpus", dest="cpus_load",
+                    default="0-%d" % (half - 1) if n > 1 else "0",
+                    help="CPUs of turnout-bench (default: the lower half)")
+    ap.add_argument("--cpus-origin", "--origin-cpus", dest="cpus_origin", default=None,
+                    help="CPUs of the nginx origin, one worker each (default: --cpus-load)")
+    ap.add_argument("--load-bound-ratio", type=float, default=1.3,
+                    help="a proxy row is load-bound when the direct origin's rate is under "
+                         "this times the proxy's (default 1.3)")
+    ap.add_argument("--no-strace", dest="strace", action="store_false",
+                    help="skip the syscalls-per-request step (default: on when strace is installed)")
+    ap.add_argument("--strace-requests", type=int, default=20000,
+                    help="responses traced per proxy (the window ends at this count ...)")
+    ap.add_argument("--strace-duration", type=int, default=10,
+                    help="... or after this many seconds, whichever comes first")
+    ap.add_argument("--strace-connections", type=int, default=8)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--connections", type=int, default=64)
@@ -595,13 +888,13 @@ def main():
     for tool in ("taskset", "curl", "nginx"):
         if not shutil.which(tool):
             sys.exit("compare: %s is missing (scripts/setup.sh installs it)" % tool)
-    for path, what in ((args.turnout, "turnout"), (args.bench, "turnout-bench")):
-        if not os.access(path, os.X_OK):
-            sys.exit("compare: no %s at %s (run scripts/build.sh)" % (what, path))
     proxies = [p for p in args.proxies.split(",") if p]
     for p in proxies:
         if p not in PROTOCOLS or p == "direct":
             sys.exit("compare: unknown proxy %r (choose from turnout,haproxy,nginx,nghttpx,envoy)" % p)
+    for path, what in ((args.turnout, "turnout"), (args.bench, "turnout-bench")):
+        if not os.access(path, os.X_OK):
+            sys.exit("compare: no %s at %s (run scripts/build.sh)" % (what, path))
     missing = [p for p in proxies if p != "turnout" and not shutil.which(p)]
     if missing:
         log("compare: not on PATH, skipped: %s" % ", ".join(missing))
@@ -611,13 +904,28 @@ def main():
         if s not in SCENARIOS:
             sys.exit("compare: unknown scenario %r (choose from %s)" % (s, ", ".join(SCENARIOS)))
     workers_list = [int(w) for w in args.workers.split(",")]
-    proxy_cpus, load_cpus = cpu_list(args.proxy_cpus), cpu_list(args.load_cpus)
-    origin_cpus = cpu_list(args.origin_cpus)
+    args.cpus_origin = args.cpus_origin or args.cpus_load
+    proxy_cpus, load_cpus = cpu_list(args.cpus_proxy), cpu_list(args.cpus_load)
+    origin_cpus = cpu_list(args.cpus_origin)
     if max(workers_list) > len(proxy_cpus):
-        sys.exit("compare: --workers %d needs that many --proxy-cpus (have %s)"
-                 % (max(workers_list), args.proxy_cpus))
+        sys.exit("compare: --workers %d needs that many --cpus-proxy (have %s)"
+                 % (max(workers_list), args.cpus_proxy))
+    if set(proxy_cpus) & (set(load_cpus) | set(origin_cpus)):
+        log("compare: WARNING: the proxy shares CPUs with the load side; no row measures the "
+            "proxy at saturation")
+    strace_off = None
+    if not args.strace:
+        strace_off = "--no-strace"
+    elif not shutil.which("strace"):
+        strace_off = "strace is not installed (scripts/setup.sh installs it)"
+    elif subprocess.run(["strace", "-c", "-o", "/dev/null", "true"], capture_output=True,
+                        check=False).returncode != 0:
+        strace_off = "strace cannot trace here (ptrace not permitted?)"
+    if strace_off and args.strace:
+        log("compare: no syscalls per request: %s" % strace_off)
+    args.strace = strace_off is None
     if args.quick:
-        args.duration, args.warmup = 3, 1
+        args.duration, args.warmup, args.strace_requests, args.strace_duration = 3, 1, 2000, 3
 
     work = tempfile.mkdtemp(prefix="turnout-compare-")
     os.makedirs(os.path.join(work, "www"))
@@ -639,9 +947,13 @@ def main():
            "threads": args.threads or len(load_cpus), "streams": args.streams,
            "h2_connections": args.h2_connections,
            "proxy_cpus": proxy_cpus, "load_cpus": load_cpus,
+           "load_bound_ratio": args.load_bound_ratio, "strace": args.strace,
+           "strace_duration": args.strace_duration, "strace_connections": args.strace_connections,
+           "strace_requests": args.strace_requests,
            "origin": free_port(), "origin_h2c": free_port(), "origin_tls": free_port()}
     with open(os.path.join(work, "origin.conf"), "w") as f:
-        f.write(origin_conf(work, ctx["origin"], ctx["origin_h2c"], ctx["origin_tls"]))
+        f.write(origin_conf(work, ctx["origin"], ctx["origin_h2c"], ctx["origin_tls"],
+                            len(origin_cpus)))
     origin = Proc("origin", ["nginx", "-c", os.path.join(work, "origin.conf")], origin_cpus, work)
     rows = []
     try:
@@ -657,8 +969,11 @@ def main():
     date = datetime.date.today().isoformat()
     machine = "%dcpu-%s" % (os.cpu_count(), platform.machine())
     result = {"date": date, "machine": machine, "cpu_model": cpu_model(),
-              "proxy_cpus": args.proxy_cpus, "load_cpus": args.load_cpus,
-              "origin_cpus": args.origin_cpus,
+              "proxy_cpus": args.cpus_proxy, "load_cpus": args.cpus_load,
+              "origin_cpus": args.cpus_origin, "load_bound_ratio": args.load_bound_ratio,
+              "strace": args.strace, "strace_off": strace_off,
+              "strace_duration": args.strace_duration, "strace_requests": args.strace_requests,
+              "strace_connections": args.strace_connections,
               "duration": args.duration, "warmup": args.warmup, "connections": args.connections,
               "h2_connections": args.h2_connections, "streams": args.streams,
               "versions": versions(ctx), "rows": rows}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/compare/run.py and scale.py end to end with tiny runs: the direct
+# origin is measured first and every proxy row carries its load-side headroom,
+# the load-bound verdict that follows from it, CPU per request, busy share and
+# syscalls per request (counted by strace, divided by turnout-bench's
+# responses); scale.py reports ready time, RSS and bytes per sandbox. The
+# figures themselves are not checked (a busy 2-core machine), their
+# consistency is.
+# Usage: bench_compare_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
+set -u
+TURNOUT="$1"
+SRC="$2"
+BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
+TMP="$(mktemp -d)"
+. "$SRC/tests/integration/support/bench_lib.sh"
+for tool in nginx haproxy taskset curl openssl python3; do
+  command -v $tool >/dev/null || { echo "bench_compare_test: $tool is missing (scripts/setup.sh)"; exit 1; }
+done
+RUN="$SRC/bench/compare/run.py"
+SCALE="$SRC/bench/compare/scale.py"
+STRACE=0
+strace -c -o /dev/null true >/dev/null 2>&1 && STRACE=1
+
+# --- 1. the load-bound rule, on made-up rows ---------------------------------
+PYTHONDONTWRITEBYTECODE=1 python3 - "$SRC/bench/compare" <<'PY' || fail "mark_load_bound"
+import sys
+sys.path.insert(0, sys.argv[1])
+import run
+rows = [{"proxy": "direct", "saturation": {"rps": 1300}},
+        {"proxy": "a", "saturation": {"rps": 1000}},    # exactly 1.3x: enough
+        {"proxy": "b", "saturation": {"rps": 1001}},    # just under 1.3x
+        {"proxy": "c", "skipped": "cannot"}]
+run.mark_load_bound(rows, 1.3)
+assert rows[1]["load_bound"] is False and abs(rows[1]["direct_ratio"] - 1.3) < 1e-9, rows[1]
+assert rows[2]["load_bound"] is True, rows[2]
+assert "load_bound" not in rows[0] and "load_bound" not in rows[3]
+rows = [{"proxy": "direct", "failed": ["x"]}, {"proxy": "a", "saturation": {"rps": 1}}]
+run.mark_load_bound(rows, 1.3)
+assert rows[1]["load_bound"] is None  # no direct run: unknown, never "ok"
+summary = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 60.00    0.000600           2       300       100 recvmsg
+ 40.00    0.000400           2       200           sendmsg
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.001000           2       500       100 total
+"""
+assert run.parse_strace_summary(summary) == {"recvmsg": {"calls": 300, "errors": 100},
+                                             "sendmsg": {"calls": 200, "errors": 0}}
+PY
+
+# --- 2. run.py: one scenario, turnout and haproxy ----------------------------
+timeout 240 python3 "$RUN" --turnout "$TURNOUT" --bench "$BENCH" --scenarios h1-keepalive-0b \
+  --proxies turnout,haproxy --duration 1 --warmup 1 --connections 16 \
+  --strace-requests 500 --strace-duration 3 --out "$TMP/out" >"$TMP/run.out" 2>"$TMP/run.err"
+rc=$?
+[ $rc = 0 ] || fail "run.py exited $rc: $(tail -20 "$TMP/run.err")"
+JSON=$(ls "$TMP"/out/*.json 2>/dev/null | head -1)
+MD="${JSON%.json}.md"
+[ -f "$JSON" ] && [ -f "$MD" ] || fail "run.py wrote no JSON/md: $(ls "$TMP/out")"
+checks "$JSON" <<CHECKS
+three rows, direct first :: [x["proxy"] for x in r["rows"]] == ["direct", "turnout", "haproxy"]
+every row measured :: all("saturation" in x and x["saturation"]["requests"] > 0 for x in r["rows"])
+headroom is direct over proxy :: all(abs(x["direct_ratio"] - r["rows"][0]["saturation"]["rps"] / x["saturation"]["rps"]) < 1e-6 for x in r["rows"][1:])
+load-bound follows the 1.3x rule :: all(x["load_bound"] == (x["direct_ratio"] < 1.3) for x in r["rows"][1:])
+CPU per request and busy share :: all(x["cpu_us_per_request"] > 0 and 0 < x["proxy_cpu_busy"] < 1.5 for x in r["rows"][1:])
+whole-CPU busy shares :: all(0 < x["load_cpus_busy"] <= 1 for x in r["rows"]) and all(0 < x["proxy_cpus_busy"] <= 1 for x in r["rows"][1:])
+strace on when it can trace :: r["strace"] == bool($STRACE)
+syscalls per request :: not r["strace"] or all(x["syscalls"]["requests"] > 0 and abs(x["syscalls"]["per_request"] - x["syscalls"]["calls"] / x["syscalls"]["requests"]) < 1e-9 for x in r["rows"][1:])
+by name adds up :: not r["strace"] or all(sum(c["calls"] for c in x["syscalls"]["by_name"].values()) == x["syscalls"]["calls"] for x in r["rows"][1:])
+worker threads traced (reads and writes) :: not r["strace"] or all(any(n.startswith(("recv", "read")) for n in x["syscalls"]["by_name"]) and any(n.startswith(("send", "write")) for n in x["syscalls"]["by_name"]) for x in r["rows"][1:])
+window by request count :: not r["strace"] or all(x["syscalls"]["requests"] <= 500 and x["syscalls"]["connections"] == 8 for x in r["rows"][1:])
+CHECKS
+grep -q "| load side |" "$MD" || fail "md lacks the load side column"
+grep -qE "\| turnout \| (ok|\*\*load-bound\*\*) \([0-9.]+x, load CPUs [0-9]+ %\) \|" "$MD" || fail "md lacks turnout's load-side verdict: $(cat "$MD")"
+if [ $STRACE = 1 ]; then
+  grep -q "## Syscalls per request by name" "$MD" || fail "md lacks the syscall table"
+else
+  grep -q "Syscalls/req: not measured" "$MD" || fail "md does not say syscalls were not measured"
+fi
+python3 "$RUN" --proxies frob 2>"$TMP/err"; rc=$?
+[ $rc != 0 ] && grep -q "unknown proxy 'frob'" "$TMP/err" || fail "unknown proxy: rc $rc $(cat "$TMP/err")"
+
+# --- 3. scale.py: 1 and 100 sandboxes ----------------------------------------
+timeout 120 python3 "$SCALE" --turnout "$TURNOUT" --sandboxes 1,100 --proxies turnout,haproxy \
+  --settle 0.1 --out "$TMP/scale" >"$TMP/scale.out" 2>"$TMP/scale.err"
+rc=$?
+[ $rc = 0 ] || fail "scale.py exited $rc: $(tail -20 "$TMP/scale.err")"
+SJSON=$(ls "$TMP"/scale/*-scale.json 2>/dev/null | head -1)
+checks "$SJSON" <<'CHECKS'
+rows for the small config, 1 and 100 :: [(x["proxy"], x["sandboxes"]) for x in r["rows"]] == [("turnout", 0), ("turnout", 1), ("turnout", 100), ("haproxy", 0), ("haproxy", 1), ("haproxy", 100)]
+ready and RSS :: all(0 < x["ready_s"] < 60 and x["rss_ready_kib"] > 1024 for x in r["rows"])
+every probe routed :: [x["routed_ok"] for x in r["rows"]] == ["1/1", "2/2", "4/4"] * 2
+bytes per sandbox from the small config :: all(abs(x["bytes_per_sandbox"] - (x["rss_ready_kib"] - r["rows"][3 * (x["proxy"] == "haproxy")]["rss_ready_kib"]) * 1024 / x["sandboxes"]) < 1e-6 for x in r["rows"] if x["sandboxes"])
+stats for the last sandbox :: all(x["stats_last_sandbox"] is True for x in r["rows"] if x["proxy"] == "turnout" and x["sandboxes"])
+update time waits for live config :: all(x["update_ms"] == "n/a (needs live config)" for x in r["rows"] if x["proxy"] == "turnout")
+concurrency 2 :: r["concurrency"] == 2
+CHECKS
+grep -q "n/a (needs live config)" "${SJSON%.json}.md" || fail "scale md lacks the update column"
+
+finish bench_compare_test
