@@ -149,18 +149,27 @@ struct HealthCheckConfig {
   std::string grpc_service_name;
 };
 
+// Envoy's OutlierDetection with its defaults (outlier_detection_impl.h).
 struct OutlierDetectionConfig {
   uint32_t consecutive_5xx = 5;
   Milliseconds interval{10000};
   Milliseconds base_ejection_time{30000};
+  // Default max(300 s, base_ejection_time); never below base_ejection_time.
+  Milliseconds max_ejection_time{300000};
+  Milliseconds max_ejection_time_jitter{0};
   uint32_t max_ejection_percent = 10;
+  bool always_eject_one_host = false;
   uint32_t enforcing_consecutive_5xx = 100;
-  uint32_t consecutive_gateway_failure = 5;
+  uint32_t consecutive_gateway_failure = 5;          // accepted; not honoured (see docs/upstream.md)
   uint32_t enforcing_consecutive_gateway_failure = 0;
   uint32_t enforcing_success_rate = 100;
   uint32_t success_rate_minimum_hosts = 5;
   uint32_t success_rate_request_volume = 100;
-  uint32_t success_rate_stdev_factor = 1900;
+  uint32_t success_rate_stdev_factor = 1900;  // thousandths: 1900 is 1.9 standard deviations
+  uint32_t failure_percentage_threshold = 85;
+  uint32_t enforcing_failure_percentage = 0;
+  uint32_t failure_percentage_minimum_hosts = 5;
+  uint32_t failure_percentage_request_volume = 50;
 };
 
 struct ClusterConfig {
@@ -192,7 +201,12 @@ struct ClusterConfig {
   std::string tls_sni;
   std::optional<google::protobuf::Any> transport_socket;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
-  std::optional<Milliseconds> upstream_idle_timeout;  // common_http_protocol_options, 1 h
+  // common_http_protocol_options (HttpProtocolOptions, else the deprecated
+  // Cluster field): an idle pooled connection is closed after idle_timeout
+  // (Envoy's default 1 h; 0 disables), and a connection that carried
+  // max_requests_per_connection requests is not reused (0: no limit).
+  Milliseconds upstream_idle_timeout{60 * 60 * 1000};
+  uint32_t max_requests_per_connection = 0;
 };
 
 struct NamedRouteTable {

@@ -244,6 +244,16 @@ bool isPrime(uint64_t n) {
   return true;
 }
 
+// The upstream connection options of a cluster's common_http_protocol_options
+// that turnout honours (the idle timeout and the requests per connection);
+// a later source (HttpProtocolOptions) overrides an earlier one field by field.
+void applyUpstreamCommonOptions(const core::HttpProtocolOptions& o, ClusterConfig& out) {
+  if (o.has_idle_timeout()) out.upstream_idle_timeout = ms(o.idle_timeout());
+  if (o.has_max_requests_per_connection()) {
+    out.max_requests_per_connection = o.max_requests_per_connection().value();
+  }
+}
+
 absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
   ClusterConfig out;
   out.name = c.name();
@@ -423,11 +433,24 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
 
   if (c.has_outlier_detection()) {
     const auto& od = c.outlier_detection();
+    const std::string odpath = fieldPath(path, "outlier_detection");
     OutlierDetectionConfig o;
     if (od.has_consecutive_5xx()) o.consecutive_5xx = od.consecutive_5xx().value();
     if (od.has_interval()) o.interval = ms(od.interval());
     if (od.has_base_ejection_time()) o.base_ejection_time = ms(od.base_ejection_time());
+    o.max_ejection_time = od.has_max_ejection_time()
+                              ? ms(od.max_ejection_time())
+                              : std::max(o.max_ejection_time, o.base_ejection_time);
+    if (o.max_ejection_time < o.base_ejection_time) {
+      return invalid(fieldPath(odpath, "max_ejection_time"),
+                     "outlier detector's max_ejection_time cannot be smaller than "
+                     "base_ejection_time");
+    }
+    if (od.has_max_ejection_time_jitter()) {
+      o.max_ejection_time_jitter = ms(od.max_ejection_time_jitter());
+    }
     if (od.has_max_ejection_percent()) o.max_ejection_percent = od.max_ejection_percent().value();
+    if (od.has_always_eject_one_host()) o.always_eject_one_host = od.always_eject_one_host().value();
     if (od.has_enforcing_consecutive_5xx()) o.enforcing_consecutive_5xx = od.enforcing_consecutive_5xx().value();
     if (od.has_consecutive_gateway_failure()) o.consecutive_gateway_failure = od.consecutive_gateway_failure().value();
     if (od.has_enforcing_consecutive_gateway_failure()) {
@@ -437,6 +460,34 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
     if (od.has_success_rate_minimum_hosts()) o.success_rate_minimum_hosts = od.success_rate_minimum_hosts().value();
     if (od.has_success_rate_request_volume()) o.success_rate_request_volume = od.success_rate_request_volume().value();
     if (od.has_success_rate_stdev_factor()) o.success_rate_stdev_factor = od.success_rate_stdev_factor().value();
+    if (od.has_failure_percentage_threshold()) {
+      o.failure_percentage_threshold = od.failure_percentage_threshold().value();
+    }
+    if (od.has_enforcing_failure_percentage()) {
+      o.enforcing_failure_percentage = od.enforcing_failure_percentage().value();
+    }
+    if (od.has_failure_percentage_minimum_hosts()) {
+      o.failure_percentage_minimum_hosts = od.failure_percentage_minimum_hosts().value();
+    }
+    if (od.has_failure_percentage_request_volume()) {
+      o.failure_percentage_request_volume = od.failure_percentage_request_volume().value();
+    }
+    // Local-origin splitting and extension monitors change what is counted;
+    // turnout counts every failure as Envoy does without the split.
+    if (od.split_external_local_origin_errors()) {
+      return invalid(fieldPath(odpath, "split_external_local_origin_errors"),
+                     "turnout does not split local-origin errors from upstream errors yet");
+    }
+    if (od.monitors_size() > 0) {
+      return invalid(indexPath(fieldPath(odpath, "monitors"), 0),
+                     "outlier detection monitor extensions are not supported by turnout");
+    }
+    if (od.has_successful_active_health_check_uneject_host() &&
+        od.successful_active_health_check_uneject_host().value() && !c.health_checks().empty()) {
+      return invalid(fieldPath(odpath, "successful_active_health_check_uneject_host"),
+                     "turnout does not uneject hosts on a passing active health check yet (set "
+                     "it to false)");
+    }
     out.outlier_detection = o;
   }
 
@@ -445,8 +496,11 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   if (c.has_http2_protocol_options()) out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
-  if (c.has_common_http_protocol_options() && c.common_http_protocol_options().has_idle_timeout()) {
-    out.upstream_idle_timeout = ms(c.common_http_protocol_options().idle_timeout());
+  if (c.has_common_http_protocol_options()) {
+    applyUpstreamCommonOptions(c.common_http_protocol_options(), out);
+  }
+  if (c.has_max_requests_per_connection()) {
+    out.max_requests_per_connection = c.max_requests_per_connection().value();
   }
 #pragma GCC diagnostic pop
   auto opts = c.typed_extension_protocol_options().find(std::string(kHttpProtocolOptionsType));
@@ -478,8 +532,8 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
       default:
         break;
     }
-    if (hpo.has_common_http_protocol_options() && hpo.common_http_protocol_options().has_idle_timeout()) {
-      out.upstream_idle_timeout = ms(hpo.common_http_protocol_options().idle_timeout());
+    if (hpo.has_common_http_protocol_options()) {
+      applyUpstreamCommonOptions(hpo.common_http_protocol_options(), out);
     }
   }
 

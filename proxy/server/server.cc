@@ -121,9 +121,23 @@ int Server::run() {
   // each host's health flag and get new host sets posted.
   health_checker_ = HealthChecker::create(main_, config_, main_shard, nullptr);
   health_checker_->start();
+  // Outlier detection decides on this thread from the workers' counters and
+  // posts each cluster's new ejected set to every worker.
+  outlier_detector_ = OutlierDetector::create(
+      main_, config_, *store_,
+      [this](const ClusterRuntime& c, OutlierEjectionsConstSharedPtr ejections) {
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          asio::post(worker->io(), [worker, config = config_, c = &c, ejections] {
+            if (worker->config() == config) worker->clusters().updateEjections(*c, ejections);
+          });
+        }
+      });
+  outlier_detector_->start();
   dns_refresher_ = DnsRefresher::create(
       main_, config_, main_shard, [this](const ClusterRuntime& c, HostSetConstSharedPtr hosts) {
         health_checker_->updateHosts(c, *hosts);
+        outlier_detector_->updateHosts(c, *hosts);
         const size_t index = static_cast<size_t>(&c - config_->clusters.data());
         for (auto& w : workers_) w->postHosts(config_, index, hosts);
       });
@@ -157,6 +171,7 @@ int Server::run() {
 
 void Server::shutdown() {
   if (health_checker_) health_checker_->stop();
+  if (outlier_detector_) outlier_detector_->stop();
   if (dns_refresher_) dns_refresher_->stop();
   if (signals_) {
     boost::system::error_code ec;
@@ -249,7 +264,7 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
         flags += "/failed_active_hc";
         hs.failed_active_health_check = true;
       }
-      if (st.ejectedAt(std::chrono::steady_clock::now().time_since_epoch().count())) {
+      if (st.outlier && st.outlier->ejected()) {
         flags += "/failed_outlier_check";
         hs.failed_outlier_check = true;
       }

@@ -18,6 +18,7 @@
 #include "proxy/stats/store.h"
 #include "proxy/upstream/dns_refresher.h"
 #include "proxy/upstream/health_checker.h"
+#include "proxy/upstream/outlier_detector.h"
 
 namespace turnout::proxy {
 
@@ -75,6 +76,7 @@ class Server : public admin::AdminSource {
   std::unique_ptr<asio::steady_timer> uptime_timer_;
   std::unique_ptr<HealthChecker> health_checker_;
   DnsRefresherPtr dns_refresher_;
+  OutlierDetectorPtr outlier_detector_;
 };
 
 }  // namespace turnout::proxy

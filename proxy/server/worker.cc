@@ -11,7 +11,11 @@ namespace turnout::proxy {
 std::atomic<uint64_t> Worker::next_connection_id_{0};
 
 Worker::Worker(size_t index, stats::Store& store)
-    : index_(index), store_(store), shard_(store.shard(index)), rng_(std::random_device{}()) {}
+    : index_(index),
+      store_(store),
+      shard_(store.shard(index)),
+      clusters_(index),
+      rng_(std::random_device{}()) {}
 
 Worker::~Worker() { stop(); }
 

@@ -104,6 +104,28 @@ void ClusterStats::countRetriedResponse(Shard& shard, uint32_t code) const {
   }
 }
 
+OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view name,
+                                                std::string_view alt_stat_name) {
+  const std::string p = absl::StrCat("cluster.",
+                                     sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name),
+                                     ".outlier_detection.");
+  auto c = [&](const char* n) { return store.counter(absl::StrCat(p, n)); };
+  OutlierDetectionStats s;
+  s.ejections_active = store.gauge(absl::StrCat(p, "ejections_active"));
+  s.ejections_total = c("ejections_total");
+  s.ejections_overflow = c("ejections_overflow");
+  s.ejections_enforced_total = c("ejections_enforced_total");
+  s.ejections_consecutive_5xx = c("ejections_consecutive_5xx");
+  s.ejections_success_rate = c("ejections_success_rate");
+  s.ejections_detected_consecutive_5xx = c("ejections_detected_consecutive_5xx");
+  s.ejections_enforced_consecutive_5xx = c("ejections_enforced_consecutive_5xx");
+  s.ejections_detected_success_rate = c("ejections_detected_success_rate");
+  s.ejections_enforced_success_rate = c("ejections_enforced_success_rate");
+  s.ejections_detected_failure_percentage = c("ejections_detected_failure_percentage");
+  s.ejections_enforced_failure_percentage = c("ejections_enforced_failure_percentage");
+  return s;
+}
+
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev) {
   const std::string p =
@@ -118,6 +140,9 @@ ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_v
   s.upstream_cx_destroy = c("upstream_cx_destroy");
   s.upstream_cx_overflow = c("upstream_cx_overflow");
   s.upstream_cx_pool_overflow = c("upstream_cx_pool_overflow");
+  s.upstream_cx_idle_timeout = c("upstream_cx_idle_timeout");
+  s.upstream_cx_max_requests = c("upstream_cx_max_requests");
+  s.upstream_cx_destroy_remote = c("upstream_cx_destroy_remote");
   s.upstream_rq_total = c("upstream_rq_total");
   s.upstream_rq_active = g("upstream_rq_active");
   s.upstream_rq_pending_total = c("upstream_rq_pending_total");

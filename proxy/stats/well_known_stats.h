@@ -67,6 +67,7 @@ struct ClusterStats {
   StatId upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail;
   StatId upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_overflow;
   StatId upstream_cx_pool_overflow;
+  StatId upstream_cx_idle_timeout, upstream_cx_max_requests, upstream_cx_destroy_remote;
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
   StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;
@@ -102,6 +103,20 @@ inline constexpr std::array<uint16_t, 24> kCommonCodes = {
     404, 408, 409, 413, 429, 431, 499, 500, 501, 502, 503, 504};
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev = false);
+
+// cluster.<name>.outlier_detection.* (Envoy's ALL_OUTLIER_DETECTION_STATS),
+// registered only for clusters with outlier_detection, by the main thread's
+// OutlierDetector, which alone writes them (main shard).
+struct OutlierDetectionStats {
+  StatId ejections_active;  // gauge
+  StatId ejections_total, ejections_overflow, ejections_enforced_total;
+  StatId ejections_consecutive_5xx, ejections_success_rate;  // deprecated in Envoy, kept
+  StatId ejections_detected_consecutive_5xx, ejections_enforced_consecutive_5xx;
+  StatId ejections_detected_success_rate, ejections_enforced_success_rate;
+  StatId ejections_detected_failure_percentage, ejections_enforced_failure_percentage;
+};
+OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view name,
+                                                std::string_view alt_stat_name);
 
 // server.*, cluster_manager.*, listener_manager.*  (gauges set on the main shard).
 struct ServerStats {

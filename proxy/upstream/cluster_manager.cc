@@ -1,7 +1,5 @@
 #include "proxy/upstream/cluster_manager.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <functional>
 
@@ -31,18 +29,6 @@ uint64_t hashString(std::string_view s) {
   return mix(h);
 }
 
-// True if the peer closed (or wrote to) an idle connection. Idle upstream
-// connections must be silent; any readable byte or EOF means "do not reuse".
-bool peerClosed(UpstreamConnection& conn) {
-  auto& sock = conn.stream.socket();
-  if (!sock.is_open()) return true;
-  char byte;
-  ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return true;
-  if (n > 0) return true;
-  return !(errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 std::chrono::milliseconds until(std::chrono::steady_clock::time_point deadline) {
   auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                  std::chrono::steady_clock::now());
@@ -67,10 +53,104 @@ PendingRequest::~PendingRequest() {
   }
 }
 
+UpstreamConnection::~UpstreamConnection() {
+  if (watch) watch->conn = nullptr;
+  if (idle_list != nullptr) idle_list->remove(*this);
+}
+
+void IdleConnections::add(UpstreamConnection& c, WorkerCluster& owner, HostState& host,
+                          std::chrono::milliseconds idle_timeout) {
+  if (c.idle_list != nullptr) c.idle_list->remove(c);
+  c.idle_list = this;
+  c.idle_owner = &owner;
+  c.idle_host = &host;
+  c.idle_since = std::chrono::steady_clock::now();
+  c.idle_next = nullptr;
+  c.idle_prev = tail_;
+  (tail_ != nullptr ? tail_->idle_next : head_) = &c;
+  tail_ = &c;
+  ++size_;
+  added_since_tick_ = true;
+  if (idle_timeout.count() > 0 && idle_timeout < period_) {
+    period_ = std::max(idle_timeout, std::chrono::milliseconds(1));
+  }
+  if (!timer_running_) startTimer(c.stream.get_executor());
+}
+
+void IdleConnections::remove(UpstreamConnection& c) {
+  if (c.idle_list != this) return;
+  (c.idle_prev != nullptr ? c.idle_prev->idle_next : head_) = c.idle_next;
+  (c.idle_next != nullptr ? c.idle_next->idle_prev : tail_) = c.idle_prev;
+  c.idle_prev = c.idle_next = nullptr;
+  c.idle_list = nullptr;
+  c.idle_owner = nullptr;
+  c.idle_host = nullptr;
+  --size_;
+  if (c.watching) {
+    // The pending wait completes with operation_aborted; the new generation
+    // also voids a completion that was already queued.
+    c.watching = false;
+    ++c.watch->generation;
+    boost::system::error_code ec;
+    c.stream.socket().cancel(ec);
+  }
+}
+
+void IdleConnections::watch(UpstreamConnection& c) {
+  if (!c.watch) c.watch = std::make_shared<IdleWatch>(IdleWatch{&c, 0});
+  const uint64_t generation = ++c.watch->generation;
+  c.watching = true;
+  c.stream.socket().async_wait(
+      asio::socket_base::wait_read,
+      [w = c.watch, generation](const boost::system::error_code& ec) {
+        UpstreamConnection* conn = w->conn;
+        if (conn == nullptr || w->generation != generation) return;
+        conn->watching = false;
+        if (ec == asio::error::operation_aborted) return;
+        // Readable while idle: the peer closed it, reset it, or sent bytes
+        // nobody asked for. Either way it cannot carry a request.
+        if (conn->idle_owner != nullptr && conn->idle_host != nullptr) {
+          conn->idle_owner->closeIdle(*conn->idle_host, *conn, true);
+        }
+      });
+}
+
+void IdleConnections::sweep(std::chrono::steady_clock::time_point now) {
+  for (UpstreamConnection* c = head_; c != nullptr;) {
+    UpstreamConnection* next = c->idle_next;
+    const std::chrono::milliseconds timeout = c->idle_owner->idleTimeout();
+    if (timeout.count() > 0 && now - c->idle_since >= timeout) {
+      c->idle_owner->closeIdle(*c->idle_host, *c, false);
+    } else if (!c->watching && c->stream.socket().is_open()) {
+      watch(*c);
+    }
+    c = next;
+  }
+}
+
+void IdleConnections::startTimer(const asio::any_io_executor& ex) {
+  if (!timer_) timer_.emplace(ex);
+  timer_running_ = true;
+  added_since_tick_ = false;
+  timer_->expires_after(period_);
+  timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (std::shared_ptr<IdleConnections> self = weak.lock()) self->onTick();
+  });
+}
+
+void IdleConnections::onTick() {
+  timer_running_ = false;
+  sweep(std::chrono::steady_clock::now());
+  if (head_ != nullptr || added_since_tick_) startTimer(timer_->get_executor());
+}
+
 WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
-                             std::shared_ptr<ClusterResources> resources, stats::Shard& shard)
+                             std::shared_ptr<ClusterResources> resources, stats::Shard& shard,
+                             size_t worker_index, IdleConnectionsSharedPtr idle)
     : runtime_(&runtime),
       host_set_(std::move(hosts)),
+      idle_(std::move(idle)),
       resources_(std::move(resources)),
       shard_(&shard) {
   for (const auto& t : runtime.config->circuit_breakers) {
@@ -84,6 +164,7 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPt
     boost::system::error_code ec;
     auto ip = asio::ip::make_address(h.ip, ec);
     if (!ec) s.endpoint = asio::ip::tcp::endpoint(ip, h.port);
+    if (h.state->outlier) s.outlier = &h.state->outlier->worker(worker_index);
     hosts_.push_back(std::move(s));
     if (h.weight != 1) weighted_ = true;
   }
@@ -121,13 +202,18 @@ void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerClus
     HostState* h = oh.idle.empty() ? nullptr : find(*oh.description);
     if (h == nullptr) continue;
     const auto moved = static_cast<uint32_t>(oh.idle.size());
-    for (auto& c : oh.idle) h->idle.push_back(std::move(c));
+    for (auto& c : oh.idle) {
+      c->idle_owner = this;
+      c->idle_host = h;
+      h->idle.push_back(std::move(c));
+    }
     oh.idle.clear();
     h->cx_active += moved;
     oh.cx_active -= moved;
   }
   old.retired_ = true;
   old.successor_ = self;
+  if (old.ejections_) updateEjections(old.ejections_);
 }
 
 HostState* WorkerCluster::find(const HostDescription& d) {
@@ -144,38 +230,22 @@ bool WorkerCluster::failedActiveHealthCheck(const HostState& host) const {
   return host.description->state->failed_active_hc.load(std::memory_order_relaxed);
 }
 
-bool WorkerCluster::ejected(const HostState& host, int64_t now_ns) const {
-  return host.description->state->ejectedAt(now_ns);
+void WorkerCluster::recordOutcome(HostState& host, bool failure) {
+  if (host.outlier == nullptr) return;
+  host.outlier->record(!failure);
+  const OutlierHostMonitorSharedPtr& monitor = host.description->state->outlier;
+  if (monitor->recordConsecutive(failure)) OutlierHostMonitor::notifyConsecutive5xx(monitor);
 }
 
-void WorkerCluster::recordOutcome(HostState& host, bool failure) {
-  const auto& od = runtime_->config->outlier_detection;
-  if (!od) return;
-  HostSharedState& st = *host.description->state;
-  if (!failure) {
-    st.consecutive_5xx.store(0, std::memory_order_relaxed);
-    return;
+void WorkerCluster::updateEjections(OutlierEjectionsConstSharedPtr ejections) {
+  ejections_ = std::move(ejections);
+  for (auto& h : hosts_) {
+    h.ejected = ejections_ != nullptr && ejections_->contains(h.description->state.get());
   }
-  const uint32_t n = st.consecutive_5xx.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (od->consecutive_5xx == 0 || n < od->consecutive_5xx) return;
-  st.consecutive_5xx.store(0, std::memory_order_relaxed);
-  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-  if (ejected(host, now)) return;
-  // enforcing_consecutive_5xx: the % of detections that eject.
-  if (od->enforcing_consecutive_5xx < 100 &&
-      static_cast<uint32_t>(mix(static_cast<uint64_t>(now)) % 100) >= od->enforcing_consecutive_5xx) {
-    return;
-  }
-  size_t already = 0;
-  for (const auto& h : hosts_) already += ejected(h, now) ? 1 : 0;
-  const size_t cap = std::max<size_t>(1, hosts_.size() * od->max_ejection_percent / 100);
-  if (already >= cap) return;
-  const uint32_t times = st.times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
-  const auto duration = od->base_ejection_time * times;
-  st.ejected_until_ns.store(
-      now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(duration).count(),
-      std::memory_order_relaxed);
-  shard_->inc(runtime_->stats.outlier_detection_ejections_total);
+}
+
+std::chrono::milliseconds WorkerCluster::idleTimeout() const {
+  return runtime_->config->upstream_idle_timeout;
 }
 
 HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
@@ -183,7 +253,6 @@ HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
   // Ejected hosts count as unhealthy, unless fewer than half of the level's
   // hosts would be left (Envoy's 50 % panic threshold: then use them all).
   scratch_.clear();
-  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
   auto healthy = [this](const HostState& h) {
     return h.description->healthy && !failedActiveHealthCheck(h);
   };
@@ -197,7 +266,7 @@ HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
   for (auto& h : hosts_) {
     if (healthy(h) && h.description->priority == best_priority) {
       ++level;
-      if (!ejected(h, now)) scratch_.push_back(&h);
+      if (!h.ejected) scratch_.push_back(&h);
     }
   }
   if (scratch_.size() * 2 < level) {
@@ -418,7 +487,8 @@ UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
   while (!host.idle.empty()) {
     UpstreamConnectionPtr c = std::move(host.idle.back());
     host.idle.pop_back();
-    if (!peerClosed(*c)) {
+    if (c->idle_list != nullptr) c->idle_list->remove(*c);
+    if (c->stream.socket().is_open()) {
       c->reused = true;
       return c;
     }
@@ -428,6 +498,11 @@ UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
 }
 
 void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool reusable) {
+  const uint32_t max_requests = runtime_->config->max_requests_per_connection;
+  if (reusable && max_requests > 0 && conn->requests >= max_requests) {
+    shard_->inc(runtime_->stats.upstream_cx_max_requests);
+    reusable = false;
+  }
   if (reusable && conn->stream.socket().is_open() && conn->read_buffer.size() == 0) {
     if (PendingRequest* p = host.pending_head) {
       dequeue(*p);
@@ -449,6 +524,7 @@ void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool re
       return;
     }
     conn->reused = false;
+    if (idle_) idle_->add(*conn, *this, host, idleTimeout());
     host.idle.push_back(std::move(conn));
     return;
   }
@@ -459,7 +535,23 @@ void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool re
   }
 }
 
+void WorkerCluster::closeIdle(HostState& host, UpstreamConnection& conn, bool remote) {
+  auto it = std::find_if(host.idle.begin(), host.idle.end(),
+                         [&](const UpstreamConnectionPtr& c) { return c.get() == &conn; });
+  if (it == host.idle.end()) return;
+  UpstreamConnectionPtr c = std::move(*it);
+  host.idle.erase(it);
+  shard_->inc(remote ? runtime_->stats.upstream_cx_destroy_remote
+                     : runtime_->stats.upstream_cx_idle_timeout);
+  destroy(host, std::move(c));
+  if (PendingRequest* p = host.pending_head) {
+    dequeue(*p);
+    p->wake(PendingRequest::Wake::Slot);
+  }
+}
+
 void WorkerCluster::destroy(HostState& host, UpstreamConnectionPtr conn) {
+  if (conn->idle_list != nullptr) conn->idle_list->remove(*conn);
   boost::system::error_code ec;
   conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   conn->stream.socket().close(ec);
@@ -490,6 +582,9 @@ void WorkerCluster::endRetry() {
                           runtime_->stats.breakers_default.rq_retry_open);
 }
 
+ClusterManager::ClusterManager(size_t worker_index)
+    : worker_index_(worker_index), idle_(std::make_shared<IdleConnections>()) {}
+
 void ClusterManager::update(
     const DataPlaneConfigConstSharedPtr& config,
     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
@@ -499,7 +594,8 @@ void ClusterManager::update(
   for (const auto& rt : config->clusters) {
     auto it = resources.find(rt.config->name);
     auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
-    auto wc = std::make_shared<WorkerCluster>(rt, rt.hosts, std::move(res), shard);
+    auto wc = std::make_shared<WorkerCluster>(rt, rt.hosts, std::move(res), shard, worker_index_,
+                                              idle_);
     if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) wc->succeed(*old, wc);
     by_name[rt.config->name] = wc;
     next.push_back(std::move(wc));
@@ -514,10 +610,17 @@ void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstShar
   if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
   std::shared_ptr<WorkerCluster> old = it->second;
   auto wc = std::make_shared<WorkerCluster>(cluster, std::move(hosts), old->sharedResources(),
-                                            shard);
+                                            shard, worker_index_, idle_);
   wc->succeed(*old, wc);
   std::replace(clusters_.begin(), clusters_.end(), old, wc);
   it->second = std::move(wc);
+}
+
+void ClusterManager::updateEjections(const ClusterRuntime& cluster,
+                                     OutlierEjectionsConstSharedPtr ejections) {
+  auto it = by_name_.find(cluster.config->name);
+  if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
+  it->second->updateEjections(std::move(ejections));
 }
 
 std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) const {

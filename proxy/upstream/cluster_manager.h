@@ -18,8 +18,22 @@
 #include "proxy/codec/http1_client_codec.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
+#include "proxy/upstream/outlier_detector.h"
 
 namespace turnout::proxy {
+
+class WorkerCluster;
+class IdleConnections;
+struct HostState;
+struct UpstreamConnection;
+
+// The identity of an idle connection's read watch, shared with the watch's
+// completion handler so that the handler can tell whether the connection it
+// was armed for still exists and still waits for it (`generation`).
+struct IdleWatch {
+  UpstreamConnection* conn = nullptr;
+  uint64_t generation = 0;
+};
 
 // Forwards a connection's response events to whichever request is using it.
 class ResponseForwarder : public ResponseDecoderCallbacks {
@@ -38,12 +52,28 @@ class ResponseForwarder : public ResponseDecoderCallbacks {
 // and by one request while in use; lives on one worker.
 struct UpstreamConnection {
   explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  ~UpstreamConnection();  // leaves the idle list and disowns its watch
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
   beast::tcp_stream stream;
   beast::flat_buffer read_buffer{1024 * 1024};
   ResponseForwarder forwarder;
   http1::ClientCodec codec{forwarder};
   uint64_t requests = 0;  // requests sent on this connection
   bool reused = false;    // taken from the idle pool for the current request
+
+  // While idle: its place in the worker's IdleConnections (oldest first),
+  // since when, and whose host's idle list holds it. Maintained by
+  // WorkerCluster and IdleConnections only.
+  IdleConnections* idle_list = nullptr;
+  UpstreamConnection* idle_prev = nullptr;
+  UpstreamConnection* idle_next = nullptr;
+  WorkerCluster* idle_owner = nullptr;
+  HostState* idle_host = nullptr;
+  std::chrono::steady_clock::time_point idle_since{};
+  std::shared_ptr<IdleWatch> watch;  // made at the first watch; outlives the connection
+  bool watching = false;             // an async_wait(wait_read) is outstanding
 };
 using UpstreamConnectionPtr = std::unique_ptr<UpstreamConnection>;
 
@@ -58,12 +88,69 @@ struct HostState {
   std::vector<UpstreamConnectionPtr> idle;  // LIFO: the warmest connection first
   uint32_t active_requests = 0;             // for least-request balancing
   uint64_t rq_total = 0;
+  bool ejected = false;  // by outlier detection (the main thread's OutlierEjections)
+  // This worker's outcome counters in the host's outlier monitor; null when
+  // the cluster has no outlier detection.
+  OutlierWorkerCounters* outlier = nullptr;
   uint32_t cx_active = 0;  // this worker's connections to the host, connecting ones included
   // Pending requests, oldest first. Never non-empty while `idle` is: a
   // released connection goes to the oldest waiter before the idle list.
   PendingRequest* pending_head = nullptr;
   PendingRequest* pending_tail = nullptr;
 };
+
+// The idle pooled connections of one worker, oldest first, and the one timer
+// that sweeps them (DESIGN.md §8: a deadline per connection swept per worker,
+// no kernel timer per connection). Worker thread only.
+//
+// Each sweep (every kSweepPeriod, or the shortest idle_timeout seen if that
+// is shorter) closes the connections that have been idle for their
+// cluster's upstream idle_timeout (Envoy's common_http_protocol_options.
+// idle_timeout, default 1 h; `upstream_cx_idle_timeout`), and gives every
+// other idle connection a read watch (async_wait(wait_read)): a peer that
+// closes an idle connection, or sends on it unasked, gets it closed at once
+// (`upstream_cx_destroy_remote`). Arming a watch costs one epoll_ctl in
+// Asio's reactor, so the sweep arms it rather than every release: a
+// connection reused within a sweep period never pays for it, and a request
+// sent on a connection whose close was not seen yet is retried once by the
+// router, as in Envoy. Taking a connection cancels its watch without a
+// syscall. The timer runs while the worker has idle connections or has
+// released one since the last sweep.
+class IdleConnections : public std::enable_shared_from_this<IdleConnections> {
+ public:
+  static constexpr std::chrono::milliseconds kSweepPeriod{1000};
+
+  IdleConnections() = default;
+  IdleConnections(const IdleConnections&) = delete;
+  IdleConnections& operator=(const IdleConnections&) = delete;
+
+  // `c` went idle in `host`'s idle list of `owner`, which closes it after
+  // `idle_timeout` (0: never).
+  void add(UpstreamConnection& c, WorkerCluster& owner, HostState& host,
+           std::chrono::milliseconds idle_timeout);
+  // `c` leaves the idle list (taken, closed or destroyed); its watch is
+  // cancelled. No syscall.
+  void remove(UpstreamConnection& c);
+  // One sweep at `now` (the timer calls it; tests may too).
+  void sweep(std::chrono::steady_clock::time_point now);
+
+  size_t size() const { return size_; }
+  std::chrono::milliseconds period() const { return period_; }
+
+ private:
+  void watch(UpstreamConnection& c);
+  void startTimer(const asio::any_io_executor& ex);
+  void onTick();
+
+  UpstreamConnection* head_ = nullptr;
+  UpstreamConnection* tail_ = nullptr;
+  size_t size_ = 0;
+  std::chrono::milliseconds period_ = kSweepPeriod;
+  std::optional<asio::steady_timer> timer_;
+  bool timer_running_ = false;
+  bool added_since_tick_ = false;
+};
+using IdleConnectionsSharedPtr = std::shared_ptr<IdleConnections>;
 
 // What load balancers may use to pick a host.
 struct LoadBalancerContext {
@@ -146,8 +233,12 @@ class PendingRequest {
 // that hold it and hands the connections they release to its successor.
 class WorkerCluster {
  public:
+  // `worker_index` picks this worker's outlier counters; `idle` is the
+  // worker's idle-connection sweep (null: idle connections are neither
+  // watched nor timed out).
   WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
-                std::shared_ptr<ClusterResources> resources, stats::Shard& shard);
+                std::shared_ptr<ClusterResources> resources, stats::Shard& shard,
+                size_t worker_index = 0, IdleConnectionsSharedPtr idle = nullptr);
   ~WorkerCluster();  // closes the idle connections
   WorkerCluster(const WorkerCluster&) = delete;
   WorkerCluster& operator=(const WorkerCluster&) = delete;
@@ -171,7 +262,9 @@ class WorkerCluster {
   // priority that has one. Null when no host is healthy (503 UH).
   HostState* chooseHost(const LoadBalancerContext& ctx);
 
-  // Takes an idle connection to `host` that the peer has not closed, or null.
+  // Takes the warmest idle connection to `host`, or null. Its idle watch
+  // is cancelled (no syscall); a peer close that the watch did not see yet
+  // shows as a failed first exchange, which the router retries once.
   UpstreamConnectionPtr takeIdle(HostState& host);
 
   // A connection to `host` for one request (Envoy's ConnPoolImplBase::
@@ -197,9 +290,18 @@ class WorkerCluster {
                                          std::chrono::steady_clock::time_point deadline);
 
   // Returns a connection after a complete exchange; `reusable` false closes
-  // it. A reusable one goes to the host's oldest pending request, else to the
-  // idle list; closing one lets the oldest pending request connect.
+  // it, and so does reaching max_requests_per_connection
+  // (upstream_cx_max_requests). A reusable one goes to the host's oldest
+  // pending request, else to the idle list; closing one lets the oldest
+  // pending request connect.
   void release(HostState& host, UpstreamConnectionPtr conn, bool reusable);
+
+  // Closes `conn`, idle in `host`'s list: its peer closed it or sent on it
+  // (`remote`, upstream_cx_destroy_remote), or its idle_timeout passed
+  // (upstream_cx_idle_timeout). IdleConnections calls it.
+  void closeIdle(HostState& host, UpstreamConnection& conn, bool remote);
+  // The cluster's upstream idle_timeout (0: none).
+  std::chrono::milliseconds idleTimeout() const;
 
   // The max_requests breaker, for an exchange on an acquired connection
   // (Envoy checks it when a request is attached to a connection).
@@ -209,13 +311,17 @@ class WorkerCluster {
   void startRetry();
   void endRetry();
 
-  // Outlier detection (consecutive_5xx): an upstream 5xx, or a locally
-  // originated failure (connect failure, reset, timeout), counts against the
-  // host; enough in a row eject it for base_ejection_time x times ejected,
-  // within max_ejection_percent (at least one host may always be ejected).
-  // Anything else resets the count. Any worker; relaxed atomics.
+  // Outlier detection: an upstream 5xx, or a locally originated failure
+  // (connect failure, reset, timeout), is a failure; any other response a
+  // success. Counted in this worker's counters for the main thread's
+  // OutlierDetector (success rate, failure percentage); the failure that
+  // makes consecutive_5xx in a row is posted to it. No-op without
+  // outlier_detection. Worker thread.
   void recordOutcome(HostState& host, bool failure);
-  bool ejected(const HostState& host, int64_t now_ns) const;
+  // The main thread's latest ejected hosts of this cluster (posted to the
+  // worker); new WorkerClusters of the cluster inherit them in succeed().
+  void updateEjections(OutlierEjectionsConstSharedPtr ejections);
+  bool ejected(const HostState& host) const { return host.ejected; }
   bool failedActiveHealthCheck(const HostState& host) const;
 
  private:
@@ -245,6 +351,8 @@ class WorkerCluster {
 
   const ClusterRuntime* runtime_;
   HostSetConstSharedPtr host_set_;  // keeps every HostState::description alive
+  IdleConnectionsSharedPtr idle_;
+  OutlierEjectionsConstSharedPtr ejections_;
   std::shared_ptr<ClusterResources> resources_;
   stats::Shard* shard_;
   bool retired_ = false;
@@ -263,7 +371,8 @@ class WorkerCluster {
 // The clusters of one config on one worker. Not thread-safe: one worker only.
 class ClusterManager {
  public:
-  ClusterManager() = default;
+  // `worker_index`: the worker's index, for its outlier counters.
+  explicit ClusterManager(size_t worker_index = 0);
 
   // Switches to `config`. Hosts that survive keep their idle connections;
   // removed clusters and hosts are dropped (their idle connections close).
@@ -273,6 +382,10 @@ class ClusterManager {
   // Switches `cluster` (of the current config) to a new host set from the
   // DnsRefresher, the same way. Ignored when `cluster` is not current.
   void updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts, stats::Shard& shard);
+  // Applies the main thread's ejected hosts of `cluster` (of the current
+  // config; ignored otherwise) to its current WorkerCluster.
+  void updateEjections(const ClusterRuntime& cluster, OutlierEjectionsConstSharedPtr ejections);
+  IdleConnections& idleConnections() { return *idle_; }
 
   // A request keeps the shared_ptr for its lifetime, so an update never
   // pulls a cluster (or a host it holds) from under it.
@@ -280,6 +393,8 @@ class ClusterManager {
   const std::vector<std::shared_ptr<WorkerCluster>>& clusters() const { return clusters_; }
 
  private:
+  size_t worker_index_;
+  IdleConnectionsSharedPtr idle_;
   std::vector<std::shared_ptr<WorkerCluster>> clusters_;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name_;
 };

@@ -14,21 +14,20 @@
 
 namespace turnout::proxy {
 
-// The mutable state of one host that every worker and the main thread share:
-// outlier detection (written by workers) and active health checking (written
-// by the main thread's HealthChecker). Relaxed atomics. A host keeps its state
-// across host-set updates for as long as it survives them.
-struct HostSharedState {
-  std::atomic<uint32_t> consecutive_5xx{0};
-  std::atomic<int64_t> ejected_until_ns{0};  // steady_clock; 0 = not ejected
-  std::atomic<uint32_t> times_ejected{0};
-  std::atomic<bool> failed_active_hc{false};
+class OutlierHostMonitor;
 
-  // Ejected by outlier detection at `now_ns` (steady_clock).
-  bool ejectedAt(int64_t now_ns) const {
-    const int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
-    return until != 0 && until > now_ns;
-  }
+// The mutable state of one host that every worker and the main thread share:
+// the active health-check verdict (written by the main thread's
+// HealthChecker, read by workers; relaxed atomics) and, for a cluster with
+// outlier_detection, the host's outlier monitor (per-worker counters; see
+// outlier_detector.h). A host keeps its state across host-set updates for as
+// long as it survives them.
+struct HostSharedState {
+  std::atomic<bool> failed_active_hc{false};
+  // Set by the main thread's OutlierDetector before the host's first host set
+  // is published to the workers; never changed afterwards. Null when the
+  // cluster has no outlier detection.
+  std::shared_ptr<OutlierHostMonitor> outlier;
 };
 
 // One upstream endpoint as the data plane sees it: an address it can connect

@@ -299,5 +299,88 @@ TEST_CASE("inline routes are not checked against clusters that CDS will deliver"
   CHECK(buildError(yaml) == "OK");
 }
 
+SnapshotConstSharedPtr buildYaml(const std::string& yaml) {
+  auto loaded = loadBootstrapFromYaml(yaml);
+  INFO(loaded.status().ToString());
+  REQUIRE(loaded.ok());
+  auto snapshot = SnapshotBuilder::build(loaded->bootstrap);
+  INFO(snapshot.status().ToString());
+  REQUIRE(snapshot.ok());
+  return *snapshot;
+}
+
+TEST_CASE("every outlier detection field is translated with Envoy's defaults",
+          "[config][snapshot][outlier]") {
+  auto d = buildYaml("static_resources: {clusters: [{name: c, outlier_detection: {}}]}");
+  const OutlierDetectionConfig& od = *d->findCluster("c")->outlier_detection;
+  CHECK(od.interval == std::chrono::seconds(10));
+  CHECK(od.base_ejection_time == std::chrono::seconds(30));
+  CHECK(od.max_ejection_time == std::chrono::seconds(300));
+  CHECK(od.max_ejection_percent == 10);
+  CHECK(od.success_rate_minimum_hosts == 5);
+  CHECK(od.success_rate_request_volume == 100);
+  CHECK(od.success_rate_stdev_factor == 1900);
+  CHECK(od.enforcing_success_rate == 100);
+  CHECK(od.failure_percentage_threshold == 85);
+  CHECK(od.enforcing_failure_percentage == 0);
+  CHECK(od.failure_percentage_minimum_hosts == 5);
+  CHECK(od.failure_percentage_request_volume == 50);
+
+  auto s = buildYaml(
+      "static_resources: {clusters: [{name: c, outlier_detection: {interval: 2s, "
+      "base_ejection_time: 400s, max_ejection_time_jitter: 1s, always_eject_one_host: true, "
+      "success_rate_minimum_hosts: 3, success_rate_request_volume: 20, "
+      "success_rate_stdev_factor: 1000, enforcing_success_rate: 50, "
+      "failure_percentage_threshold: 60, enforcing_failure_percentage: 100, "
+      "failure_percentage_minimum_hosts: 2, failure_percentage_request_volume: 10}}]}");
+  const OutlierDetectionConfig& o = *s->findCluster("c")->outlier_detection;
+  CHECK(o.interval == std::chrono::seconds(2));
+  CHECK(o.max_ejection_time == std::chrono::seconds(400));  // max(300 s, base)
+  CHECK(o.max_ejection_time_jitter == std::chrono::seconds(1));
+  CHECK(o.always_eject_one_host);
+  CHECK(o.success_rate_minimum_hosts == 3);
+  CHECK(o.success_rate_request_volume == 20);
+  CHECK(o.success_rate_stdev_factor == 1000);
+  CHECK(o.enforcing_success_rate == 50);
+  CHECK(o.failure_percentage_threshold == 60);
+  CHECK(o.enforcing_failure_percentage == 100);
+  CHECK(o.failure_percentage_minimum_hosts == 2);
+  CHECK(o.failure_percentage_request_volume == 10);
+}
+
+TEST_CASE("outlier detection settings turnout cannot honour are rejected with their path",
+          "[config][snapshot][outlier]") {
+  CHECK(buildError("static_resources: {clusters: [{name: c, outlier_detection: "
+                   "{base_ejection_time: 60s, max_ejection_time: 30s}}]}") ==
+        "static_resources.clusters[0].outlier_detection.max_ejection_time: outlier detector's "
+        "max_ejection_time cannot be smaller than base_ejection_time");
+  CHECK(buildError("static_resources: {clusters: [{name: c, outlier_detection: "
+                   "{split_external_local_origin_errors: true}}]}")
+            .rfind("static_resources.clusters[0].outlier_detection."
+                   "split_external_local_origin_errors: ",
+                   0) == 0);
+}
+
+TEST_CASE("the upstream idle timeout and requests per connection come from either protocol "
+          "options field",
+          "[config][snapshot]") {
+  auto d = buildYaml("static_resources: {clusters: [{name: c}]}");
+  CHECK(d->findCluster("c")->upstream_idle_timeout == std::chrono::hours(1));
+  CHECK(d->findCluster("c")->max_requests_per_connection == 0);
+  auto deprecated = buildYaml(
+      "static_resources: {clusters: [{name: c, common_http_protocol_options: "
+      "{idle_timeout: 2s, max_requests_per_connection: 7}}]}");
+  CHECK(deprecated->findCluster("c")->upstream_idle_timeout == std::chrono::seconds(2));
+  CHECK(deprecated->findCluster("c")->max_requests_per_connection == 7);
+  auto typed = buildYaml(
+      "static_resources: {clusters: [{name: c, max_requests_per_connection: 3, "
+      "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: "
+      "{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
+      "common_http_protocol_options: {idle_timeout: 0s}, explicit_http_config: "
+      "{http_protocol_options: {}}}}}]}");
+  CHECK(typed->findCluster("c")->upstream_idle_timeout == std::chrono::milliseconds(0));
+  CHECK(typed->findCluster("c")->max_requests_per_connection == 3);
+}
+
 }  // namespace
 }  // namespace turnout::config

@@ -40,6 +40,20 @@ class SilentServer {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
   }
+  // Closes (FIN) every accepted connection.
+  void hangUp() {
+    for (auto& s : sockets_) {
+      boost::system::error_code ignored;
+      s.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    }
+  }
+  // Writes `bytes` on every accepted connection, unasked.
+  void say(const std::string& bytes) {
+    for (auto& s : sockets_) {
+      boost::system::error_code ignored;
+      asio::write(s, asio::buffer(bytes), ignored);
+    }
+  }
 
  private:
   void accept() {
@@ -85,7 +99,8 @@ struct Pool {
   void build() {
     runtime.hosts = makeHostSet(config, hosts);
     resources = std::make_shared<ClusterResources>();
-    cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0));
+    cluster = std::make_shared<WorkerCluster>(runtime, runtime.hosts, resources, store.shard(0), 0,
+                                              idle);
   }
 
   HostState* host(size_t i) { return &cluster->hosts()[i]; }
@@ -121,6 +136,7 @@ struct Pool {
 
   asio::io_context io{1};
   stats::Store store;
+  IdleConnectionsSharedPtr idle = std::make_shared<IdleConnections>();
   config::ClusterConfig config;
   ClusterRuntime runtime;
   std::vector<HostDescription> hosts;  // addHost(), for build()
@@ -380,6 +396,121 @@ TEST_CASE("destroying a worker cluster closes its idle connections and frees the
   CHECK(pool.counter("upstream_cx_destroy") == 1);
 }
 
+TEST_CASE("an idle connection whose peer closes it is dropped before any request uses it",
+          "[pool][idle]") {
+  OneHostPool p(limits(4));
+  Pool& pool = p.pool;
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  REQUIRE(pool.idle->size() == 1);
+  pool.idle->sweep(Clock::now());  // arms the read watch
+  REQUIRE(pool.host(0)->idle[0]->watching);
+  p.server.hangUp();
+  REQUIRE(pool.eventually([&] { return pool.host(0)->idle.empty(); }));
+  CHECK(pool.idle->size() == 0);
+  CHECK(pool.counter("upstream_cx_destroy_remote") == 1);
+  CHECK(pool.counter("upstream_cx_destroy") == 1);
+  CHECK(pool.gauge("upstream_cx_active") == 0);
+  CHECK(pool.resources->connections.count() == 0);
+}
+
+TEST_CASE("an idle connection on which the peer sends unasked bytes is dropped",
+          "[pool][idle]") {
+  OneHostPool p(limits(4));
+  Pool& pool = p.pool;
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  pool.idle->sweep(Clock::now());
+  p.server.say("HTTP/1.1 408 Request Timeout\r\n\r\n");
+  REQUIRE(pool.eventually([&] { return pool.host(0)->idle.empty(); }));
+  CHECK(pool.counter("upstream_cx_destroy_remote") == 1);
+}
+
+TEST_CASE("taking an idle connection cancels its watch and the connection stays usable",
+          "[pool][idle]") {
+  OneHostPool p(limits(4));
+  Pool& pool = p.pool;
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  pool.idle->sweep(Clock::now());
+  UpstreamConnectionPtr c = pool.cluster->takeIdle(*pool.host(0));
+  REQUIRE(c);
+  CHECK_FALSE(c->watching);
+  CHECK(pool.idle->size() == 0);
+  pool.io.poll();  // the cancelled wait completes, and must not touch the connection
+  p.server.hangUp();
+  pool.io.poll();
+  CHECK(c->stream.socket().is_open());  // in use: nobody watches it now
+  CHECK(pool.counter("upstream_cx_destroy") == 0);
+  // Released again it is idle, watched again by the next sweep, and dropped.
+  pool.cluster->release(*pool.host(0), std::move(c), true);
+  pool.idle->sweep(Clock::now());
+  REQUIRE(pool.eventually([&] { return pool.host(0)->idle.empty(); }));
+  CHECK(pool.counter("upstream_cx_destroy_remote") == 1);
+}
+
+TEST_CASE("an idle connection is closed once the cluster's idle_timeout passes",
+          "[pool][idle]") {
+  Pool pool(limits(4));
+  SilentServer server(pool.io);
+  pool.config.upstream_idle_timeout = 10000ms;
+  pool.addHost(server.port());
+  pool.build();
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  pool.idle->sweep(Clock::now() + 9000ms);
+  CHECK(pool.host(0)->idle.size() == 1);
+  pool.idle->sweep(Clock::now() + 10000ms);
+  CHECK(pool.host(0)->idle.empty());
+  CHECK(pool.counter("upstream_cx_idle_timeout") == 1);
+  CHECK(pool.gauge("upstream_cx_active") == 0);
+}
+
+TEST_CASE("the per-worker sweep closes idle connections on its own timer", "[pool][idle]") {
+  Pool pool(limits(4));
+  SilentServer server(pool.io);
+  pool.config.upstream_idle_timeout = 20ms;
+  pool.addHost(server.port());
+  pool.build();
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  CHECK(pool.idle->period() == 20ms);
+  REQUIRE(pool.eventually([&] { return pool.host(0)->idle.empty(); }));
+  CHECK(pool.counter("upstream_cx_idle_timeout") == 1);
+}
+
+TEST_CASE("idle_timeout 0 keeps idle connections", "[pool][idle]") {
+  Pool pool(limits(4));
+  SilentServer server(pool.io);
+  pool.config.upstream_idle_timeout = 0ms;
+  pool.addHost(server.port());
+  pool.build();
+  Waiter w(pool.io);
+  pool.cluster->release(*pool.host(0), pool.acquireNow(w), true);
+  pool.idle->sweep(Clock::now() + 1000h);
+  CHECK(pool.host(0)->idle.size() == 1);
+}
+
+TEST_CASE("a connection that carried max_requests_per_connection requests is not reused",
+          "[pool]") {
+  Pool pool(limits(4));
+  SilentServer server(pool.io);
+  pool.config.max_requests_per_connection = 2;
+  pool.addHost(server.port());
+  pool.build();
+  Waiter w(pool.io);
+  UpstreamConnectionPtr c = pool.acquireNow(w);
+  c->requests = 1;
+  pool.cluster->release(*pool.host(0), std::move(c), true);
+  REQUIRE(pool.host(0)->idle.size() == 1);
+  c = pool.cluster->takeIdle(*pool.host(0));
+  c->requests = 2;
+  pool.cluster->release(*pool.host(0), std::move(c), true);
+  CHECK(pool.host(0)->idle.empty());
+  CHECK(pool.counter("upstream_cx_max_requests") == 1);
+  CHECK(pool.counter("upstream_cx_destroy") == 1);
+}
+
 }  // namespace turnout::proxy
 
 namespace turnout::proxy {
@@ -560,8 +691,9 @@ TEST_CASE("an ejected host's keys move to the others and no other key moves", "[
   MaglevPool m(20000, 5);
   std::vector<size_t> before;
   for (uint64_t k = 0; k < 5000; ++k) before.push_back(m.pick(k * 0x9e3779b97f4a7c15ULL));
-  m.pool.host(2)->description->state->ejected_until_ns =
-      std::chrono::steady_clock::now().time_since_epoch().count() + 60'000'000'000LL;
+  auto ejections = std::make_shared<OutlierEjections>();
+  ejections->hosts.push_back(m.pool.host(2)->description->state.get());
+  m.pool.cluster->updateEjections(ejections);
   std::vector<size_t> moved_to(5, 0);
   for (uint64_t k = 0; k < 5000; ++k) {
     const size_t now = m.pick(k * 0x9e3779b97f4a7c15ULL);

@@ -83,8 +83,7 @@ TEST_CASE("surviving hosts keep their shared state; removed ones go; new ones ar
           "[dns]") {
   const ResolveTarget t = target(0);
   const auto before = resolve({}, t, {"10.0.0.1", "10.0.0.2"});
-  before[0].state->consecutive_5xx = 2;
-  before[0].state->ejected_until_ns = 42;
+  before[0].state->failed_active_hc = true;
   const HostListUpdate u =
       updateHostList(before, t, {"10.0.0.3", "10.0.0.1"}, Type::StrictDns, false);
   CHECK(u.changed);
@@ -92,11 +91,10 @@ TEST_CASE("surviving hosts keep their shared state; removed ones go; new ones ar
   CHECK(u.removed == 1);
   REQUIRE(addressesOf(u.hosts) == std::vector<std::string>{"10.0.0.3:80", "10.0.0.1:80"});
   CHECK(u.hosts[1].state == before[0].state);
-  CHECK(u.hosts[1].state->consecutive_5xx == 2);
-  CHECK(u.hosts[1].state->ejected_until_ns == 42);
+  CHECK(u.hosts[1].state->failed_active_hc);
   CHECK(u.hosts[0].state != before[0].state);
   CHECK(u.hosts[0].state != before[1].state);
-  CHECK(u.hosts[0].state->consecutive_5xx == 0);
+  CHECK_FALSE(u.hosts[0].state->failed_active_hc);
 }
 
 TEST_CASE("new hosts of a health-checked cluster start failing active health checks, "
