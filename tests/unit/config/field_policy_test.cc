@@ -96,8 +96,56 @@ const std::set<std::string>& pendingBehaviourTests() {
       "envoy.config.route.v3.RetryPolicy.retriable_headers",
       "envoy.config.route.v3.RouteAction.idle_timeout",
       "envoy.config.route.v3.RouteAction.auto_host_rewrite",
+      "envoy.config.cluster.v3.Cluster.common_http_protocol_options",
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options",
   };
   return *pending;
+}
+
+// Supported fields that the code reads and applies but that no test sets yet: the
+// debt this file makes visible. Each entry is a test to write (then delete the
+// entry); the doc row says `untested`. Do not add to this list: a new field needs
+// its behaviour test or a rejection.
+const std::set<std::string>& untestedSupportedFields() {
+  static const auto* untested = new std::set<std::string>{
+      "envoy.config.core.v3.SocketAddress.protocol",
+      "envoy.config.listener.v3.Listener.bind_to_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.use_remote_address",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_any_host_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.server_name",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.generate_request_id",
+      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.output_header",
+      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source.tracestate_key",
+      "envoy.extensions.access_loggers.file.v3.FileAccessLog.json_format",
+      "envoy.extensions.access_loggers.file.v3.FileAccessLog.typed_json_format",
+      "envoy.config.core.v3.SubstitutionFormatString.text_format",
+      "envoy.config.core.v3.SubstitutionFormatString.json_format",
+      "envoy.config.core.v3.SubstitutionFormatString.text_format_source",
+      "envoy.config.route.v3.RouteConfiguration.response_headers_to_remove",
+      "envoy.config.route.v3.RouteConfiguration.ignore_port_in_host_matching",
+      "envoy.config.route.v3.VirtualHost.response_headers_to_remove",
+      "envoy.config.route.v3.Route.response_headers_to_remove",
+      "envoy.type.matcher.v3.RegexMatchAndSubstitute.substitution",
+      "envoy.type.v3.FractionalPercent.denominator",
+      "envoy.config.route.v3.RouteAction.MaxStreamDuration.grpc_timeout_header_offset",
+      "envoy.config.route.v3.WeightedCluster.total_weight",
+      "envoy.config.route.v3.WeightedCluster.ClusterWeight.response_headers_to_remove",
+      "envoy.config.route.v3.RouteAction.RequestMirrorPolicy.disable_shadow_host_suffix_append",
+      "envoy.config.route.v3.RouteAction.HashPolicy.connection_properties",
+      "envoy.config.route.v3.RouteAction.HashPolicy.query_parameter",
+      "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties.source_ip",
+      "envoy.config.route.v3.RetryPolicy.per_try_timeout",
+      "envoy.config.route.v3.RetryPolicy.retriable_status_codes",
+      "envoy.config.route.v3.RetryPolicy.RetryBackOff.max_interval",
+      "envoy.config.core.v3.DataSource.inline_bytes",
+      "envoy.config.core.v3.DataSource.environment_variable",
+      "envoy.config.cluster.v3.Cluster.alt_stat_name",
+      "envoy.config.endpoint.v3.LbEndpoint.load_balancing_weight",
+      "envoy.config.cluster.v3.OutlierDetection.enforcing_consecutive_5xx",
+  };
+  return *untested;
 }
 
 TEST_CASE("every field the policy names exists in its message", "[config][policy]") {
@@ -133,6 +181,10 @@ TEST_CASE("every supported field names the behaviour test that covers it", "[con
       CHECK(it->second.status == "supported");
       if (pendingBehaviourTests().count(name) > 0) {
         CHECK(it->second.test_file == "pending");
+        continue;
+      }
+      if (untestedSupportedFields().count(name) > 0) {
+        CHECK(it->second.test_file == "untested");
         continue;
       }
       INFO("test: " << it->second.test_file << " / " << it->second.test_case);
