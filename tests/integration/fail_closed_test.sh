@@ -21,7 +21,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
           common_tls_context:
-            tls_certificates: [{certificate_chain: {inline_string: x}, private_key: {inline_string: y}}]
+            tls_certificates: [{certificate_chain: {inline_string: cert}, private_key: {inline_string: key}}]
       filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
