@@ -208,18 +208,15 @@ absl::StatusOr<CliOptions> parseCommandLine(int argc, char** argv) {
 }
 
 int validate(const CliOptions& o) {
-  auto loaded = config::loadBootstrap(o.bootstrap);
-  absl::StatusOr<config::SnapshotConstSharedPtr> snapshot =
-      loaded.ok() ? config::SnapshotBuilder::build(loaded->bootstrap) : loaded.status();
-  if (loaded.ok()) {
-    for (const auto& w : loaded->warnings) std::cerr << "warning: " << w << "\n";
-  }
-  if (!snapshot.ok()) {
+  // The same call --mode serve starts with (Server::run), so both answer alike.
+  auto loaded = config::SnapshotBuilder::load(o.bootstrap);
+  if (!loaded.ok()) {
     // Envoy: ENVOY_LOG(critical, "error initializing configuration '{}': {}", ...).
     std::cerr << "error initializing configuration '" << o.bootstrap.config_path
-              << "': " << snapshot.status().message() << std::endl;
+              << "': " << loaded.status().message() << std::endl;
     return 1;
   }
+  for (const auto& w : loaded->warnings) std::cerr << "warning: " << w << "\n";
   // Envoy (source/server/config_validation/server.cc) prints exactly this line.
   std::cout << "configuration '" << o.bootstrap.config_path << "' OK" << std::endl;
   return 0;

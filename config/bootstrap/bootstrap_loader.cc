@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "config/bootstrap/extensions.h"
+#include "config/bootstrap/field_policy.h"
 #include "config/bootstrap/message_loader.h"
 #include "config/bootstrap/pgv_validator.h"
 
@@ -41,6 +42,9 @@ absl::Status loadFile(const std::string& path, const MessageLoadOptions& options
 
 absl::Status finish(Bootstrap& bootstrap) {
   if (auto s = validateExtensions(bootstrap); !s.ok()) return s;
+  // Fail closed before the PGV rules, so that a field turnout does not implement is
+  // reported as such rather than by a rule inside it.
+  if (auto s = checkFieldPolicy(bootstrap); !s.ok()) return s;
   return validateProtoRules(bootstrap);
 }
 

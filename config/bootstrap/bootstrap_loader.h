@@ -33,7 +33,8 @@ struct LoadedBootstrap {
 // Loads, merges and validates a bootstrap the way Envoy's
 // InstanceUtil::loadBootstrapConfig does: parse (field-path errors, unknown fields,
 // extension allowlist by type URL), merge --config-yaml, apply --service-* overrides,
-// check extensions and filter order, then enforce the PGV rules. Semantic checks that
+// check extensions and filter order, reject every set field turnout does not honour
+// (field_policy.h), then enforce the PGV rules. Semantic checks that
 // need the whole config (duplicate names, unknown clusters) are SnapshotBuilder's.
 //
 // Runs on the main thread at startup (or in --mode validate); reads one file. Errors are

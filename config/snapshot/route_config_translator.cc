@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "config/bootstrap/field_policy.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/reflection.h"
@@ -24,7 +25,6 @@ namespace {
 namespace route = envoy::config::route::v3;
 namespace core = envoy::config::core::v3;
 namespace matcher = envoy::type::matcher::v3;
-using Fields = std::initializer_list<std::string_view>;
 
 // Largest file a DataSource `filename` may name (direct_response bodies are
 // capped at 4 KiB by default; the cap is checked again by RouteTable).
@@ -39,25 +39,6 @@ std::string at(const std::string& path, const std::string& field, int index) {
   return absl::StrCat(join(path, field), "[", index, "]");
 }
 
-// Rejects every set field of `msg` that is neither `supported` nor `inert`.
-// Inert fields are accepted and have no effect in turnout, exactly as in an
-// Envoy without the extension they configure.
-absl::Status checkFields(const google::protobuf::Message& msg, const std::string& path,
-                         Fields supported, Fields inert = {}) {
-  std::vector<const google::protobuf::FieldDescriptor*> set;
-  msg.GetReflection()->ListFields(msg, &set);
-  for (const auto* f : set) {
-    bool ok = false;
-    for (std::string_view s : supported) ok = ok || f->name() == s;
-    for (std::string_view s : inert) ok = ok || f->name() == s;
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          join(path, f->name()), ": field '", f->full_name(), "' is not supported by turnout"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 std::chrono::milliseconds toMs(const google::protobuf::Duration& d) {
   return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
 }
@@ -68,16 +49,15 @@ std::chrono::milliseconds toMs(const google::protobuf::Duration& d) {
     if (!_st.ok()) return _st;          \
   } while (0)
 
+// The field policy has checked the fields; the path is kept for symmetry with the
+// translators that still report value errors.
 absl::StatusOr<routing::RegexMatcher> regexMatcher(const matcher::RegexMatcher& p,
-                                                   const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(p, path, {"regex", "google_re2"}));
+                                                   const std::string& /*path*/) {
   return routing::RegexMatcher{p.regex()};
 }
 
 absl::StatusOr<routing::StringMatcher> stringMatcher(const matcher::StringMatcher& p,
                                                      const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path, {"exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"}));
   routing::StringMatcher m;
   m.ignore_case = p.ignore_case();
   switch (p.match_pattern_case()) {
@@ -99,11 +79,6 @@ absl::StatusOr<routing::StringMatcher> stringMatcher(const matcher::StringMatche
 
 absl::StatusOr<routing::HeaderMatcher> headerMatcher(const route::HeaderMatcher& p,
                                                      const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"name", "exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
-       "suffix_match", "contains_match", "string_match", "invert_match",
-       "treat_missing_header_as_empty"}));
   routing::HeaderMatcher m;
   m.name = p.name();
   m.invert_match = p.invert_match();
@@ -156,8 +131,7 @@ routing::FractionalPercent fractionalPercent(const envoy::type::v3::FractionalPe
 }
 
 absl::StatusOr<routing::RuntimeFractionalPercent> runtimeFraction(
-    const core::RuntimeFractionalPercent& p, const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(p, path, {"default_value", "runtime_key"}));
+    const core::RuntimeFractionalPercent& p, const std::string& /*path*/) {
   return routing::RuntimeFractionalPercent{fractionalPercent(p.default_value()), p.runtime_key()};
 }
 
@@ -169,10 +143,6 @@ absl::StatusOr<std::vector<routing::HeaderValueOption>> headerValueOptions(
   for (int i = 0; i < list.size(); ++i) {
     const auto& p = list[i];
     const std::string here = at(path, field, i);
-    TURNOUT_RETURN_IF_ERROR(
-        checkFields(p, here, {"header", "append", "append_action", "keep_empty_value"}));
-    TURNOUT_RETURN_IF_ERROR(
-        checkFields(p.header(), join(here, "header"), {"key", "value", "raw_value"}));
     routing::HeaderValueOption o;
     o.header.key = p.header().key();
     o.header.value = p.header().value().empty() ? p.header().raw_value() : p.header().value();
@@ -196,9 +166,6 @@ absl::StatusOr<std::vector<routing::RequestMirrorPolicy>> mirrorPolicies(
   for (int i = 0; i < list.size(); ++i) {
     const auto& p = list[i];
     const std::string here = at(path, field, i);
-    TURNOUT_RETURN_IF_ERROR(checkFields(p, here,
-                                        {"cluster", "cluster_header", "runtime_fraction",
-                                         "trace_sampled", "disable_shadow_host_suffix_append"}));
     routing::RequestMirrorPolicy m;
     m.cluster = p.cluster();
     m.cluster_header = p.cluster_header();
@@ -216,11 +183,6 @@ absl::StatusOr<std::vector<routing::RequestMirrorPolicy>> mirrorPolicies(
 
 absl::StatusOr<routing::RetryPolicy> retryPolicy(const route::RetryPolicy& p,
                                                  const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",
-       "host_selection_retry_max_attempts", "retriable_status_codes", "retry_back_off",
-       "retriable_headers", "retriable_request_headers", "retry_host_predicate"}));
   routing::RetryPolicy r;
   r.retry_on = p.retry_on();
   if (p.has_num_retries()) r.num_retries = p.num_retries().value();
@@ -261,8 +223,6 @@ absl::StatusOr<routing::RetryPolicy> retryPolicy(const route::RetryPolicy& p,
 }
 
 absl::StatusOr<routing::DataSource> dataSource(const core::DataSource& p, const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(
-      checkFields(p, path, {"filename", "inline_bytes", "inline_string", "environment_variable"}));
   routing::DataSource d;
   switch (p.specifier_case()) {
     case core::DataSource::kInlineBytes: d.inline_bytes = p.inline_bytes(); break;
@@ -302,10 +262,6 @@ absl::StatusOr<routing::DataSource> dataSource(const core::DataSource& p, const 
 
 absl::StatusOr<routing::RouteMatch> routeMatch(const route::RouteMatch& p,
                                                const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive",
-       "runtime_fraction", "headers", "query_parameters", "grpc"}));
   routing::RouteMatch m;
   switch (p.path_specifier_case()) {
     case route::RouteMatch::kPrefix: m.prefix = p.prefix(); break;
@@ -336,7 +292,6 @@ absl::StatusOr<routing::RouteMatch> routeMatch(const route::RouteMatch& p,
   for (int i = 0; i < p.query_parameters_size(); ++i) {
     const auto& q = p.query_parameters(i);
     const std::string here = at(path, "query_parameters", i);
-    TURNOUT_RETURN_IF_ERROR(checkFields(q, here, {"name", "string_match", "present_match"}));
     routing::QueryParameterMatcher qm;
     qm.name = q.name();
     if (q.has_string_match()) {
@@ -355,16 +310,6 @@ absl::StatusOr<routing::RouteMatch> routeMatch(const route::RouteMatch& p,
 
 absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
                                                  const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
-       "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
-       "host_rewrite_header", "append_x_forwarded_host", "timeout", "idle_timeout",
-       "retry_policy", "request_mirror_policies", "hash_policy", "max_grpc_timeout",
-       "grpc_timeout_offset", "max_stream_duration", "upgrade_configs"},
-      // priority only selects a connection-pool class; rate_limits and cors do
-      // nothing without their filters, which turnout rejects.
-      {"priority", "rate_limits", "include_vh_rate_limits", "cors"}));
   routing::RouteAction a;
   switch (p.cluster_specifier_case()) {
     case route::RouteAction::kCluster: a.cluster = p.cluster(); break;
@@ -372,8 +317,6 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
     case route::RouteAction::kWeightedClusters: {
       const auto& wc = p.weighted_clusters();
       const std::string wpath = join(path, "weighted_clusters");
-      TURNOUT_RETURN_IF_ERROR(
-          checkFields(wc, wpath, {"clusters", "total_weight", "runtime_key_prefix", "header_name"}));
       routing::WeightedCluster w;
       if (wc.has_total_weight()) w.total_weight = wc.total_weight().value();
       w.runtime_key_prefix = wc.runtime_key_prefix();
@@ -381,12 +324,6 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
       for (int i = 0; i < wc.clusters_size(); ++i) {
         const auto& c = wc.clusters(i);
         const std::string here = at(wpath, "clusters", i);
-        TURNOUT_RETURN_IF_ERROR(checkFields(
-            c, here,
-            {"name", "cluster_header", "weight", "request_headers_to_add",
-             "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-             "host_rewrite_literal"},
-            {"typed_per_filter_config"}));
         routing::ClusterWeight cw;
         cw.name = c.name();
         cw.cluster_header = c.cluster_header();
@@ -415,7 +352,6 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
   a.prefix_rewrite = p.prefix_rewrite();
   if (p.has_regex_rewrite()) {
     const std::string here = join(path, "regex_rewrite");
-    TURNOUT_RETURN_IF_ERROR(checkFields(p.regex_rewrite(), here, {"pattern", "substitution"}));
     auto r = regexMatcher(p.regex_rewrite().pattern(), join(here, "pattern"));
     if (!r.ok()) return r.status();
     a.regex_rewrite = routing::RegexMatchAndSubstitute{
@@ -509,7 +445,6 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
   for (int i = 0; i < p.upgrade_configs_size(); ++i) {
     const auto& u = p.upgrade_configs(i);
     const std::string here = at(path, "upgrade_configs", i);
-    TURNOUT_RETURN_IF_ERROR(checkFields(u, here, {"upgrade_type", "enabled"}));
     if (absl::AsciiStrToLower(u.upgrade_type()) != "websocket") {
       return absl::InvalidArgumentError(absl::StrCat(
           join(here, "upgrade_type"), ": upgrade type '", u.upgrade_type(),
@@ -523,10 +458,6 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
 
 absl::StatusOr<routing::RedirectAction> redirectAction(const route::RedirectAction& p,
                                                        const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"https_redirect", "scheme_redirect", "host_redirect", "port_redirect", "path_redirect",
-       "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"}));
   routing::RedirectAction r;
   switch (p.scheme_rewrite_specifier_case()) {
     case route::RedirectAction::kHttpsRedirect: r.https_redirect = p.https_redirect(); break;
@@ -554,15 +485,6 @@ absl::StatusOr<routing::RedirectAction> redirectAction(const route::RedirectActi
 }
 
 absl::StatusOr<routing::Route> toRoute(const route::Route& p, const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
-       "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-       "stat_prefix"},
-      // Observability-only or per-filter data for filters turnout validates
-      // separately; none of them changes where a request goes.
-      {"metadata", "decorator", "tracing", "typed_per_filter_config",
-       "per_request_buffer_limit_bytes"}));
   routing::Route r;
   r.name = p.name();
   auto m = routeMatch(p.match(), join(path, "match"));
@@ -583,7 +505,6 @@ absl::StatusOr<routing::Route> toRoute(const route::Route& p, const std::string&
     }
     case route::Route::kDirectResponse: {
       const std::string here = join(path, "direct_response");
-      TURNOUT_RETURN_IF_ERROR(checkFields(p.direct_response(), here, {"status", "body"}));
       routing::DirectResponseAction d;
       d.status = p.direct_response().status();
       if (p.direct_response().has_body()) {
@@ -612,14 +533,6 @@ absl::StatusOr<routing::Route> toRoute(const route::Route& p, const std::string&
 
 absl::StatusOr<routing::VirtualHost> virtualHost(const route::VirtualHost& p,
                                                  const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"name", "domains", "routes", "require_tls", "request_headers_to_add",
-       "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-       "retry_policy", "request_mirror_policies", "include_request_attempt_count",
-       "include_attempt_count_in_response"},
-      {"virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "metadata",
-       "per_request_buffer_limit_bytes"}));
   routing::VirtualHost v;
   v.name = p.name();
   v.domains = strings(p.domains());
@@ -655,14 +568,8 @@ absl::StatusOr<routing::VirtualHost> virtualHost(const route::VirtualHost& p,
 
 absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
     const route::RouteConfiguration& p, const std::string& path) {
-  TURNOUT_RETURN_IF_ERROR(checkFields(
-      p, path,
-      {"name", "virtual_hosts", "internal_only_headers", "response_headers_to_add",
-       "response_headers_to_remove", "request_headers_to_add", "request_headers_to_remove",
-       "most_specific_header_mutations_wins", "validate_clusters",
-       "max_direct_response_body_size_bytes", "request_mirror_policies",
-       "ignore_port_in_host_matching"},
-      {"metadata", "typed_per_filter_config"}));
+  // Every set field is honoured or rejected (config/bootstrap/field_policy.h).
+  TURNOUT_RETURN_IF_ERROR(checkFieldPolicy(p, path));
   routing::RouteConfiguration c;
   c.name = p.name();
   for (int i = 0; i < p.virtual_hosts_size(); ++i) {
@@ -693,6 +600,7 @@ absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
 
 absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(const route::HeaderMatcher& proto,
                                                       const std::string& path) {
+  TURNOUT_RETURN_IF_ERROR(checkFieldPolicy(proto, path));
   return headerMatcher(proto, path);
 }
 

@@ -11,12 +11,11 @@
 namespace turnout::config {
 
 // Translates an Envoy v3 RouteConfiguration (already PGV-validated) into the
-// routing layer's plain structs, field by field. Every field that is set and
-// that turnout does not implement is rejected with its path, unless it is
-// inert without an extension turnout refuses anyway (metadata, decorator,
-// tracing, rate_limits, cors, virtual_clusters, typed_per_filter_config ...).
-// `path` is the field path of `proto` in the bootstrap or xDS resource and
-// prefixes every error. Called on the main/xDS thread when a snapshot is built.
+// routing layer's plain structs, field by field. Every set field is first checked
+// against the shared field policy (config/bootstrap/field_policy.h): honoured,
+// documented as inert, or rejected with its path. `path` is the field path of
+// `proto` in the bootstrap or xDS resource and prefixes every error. Called on the
+// main/xDS thread when a snapshot is built.
 absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
     const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path);
 

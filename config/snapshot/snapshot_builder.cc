@@ -12,6 +12,7 @@
 #include "config/bootstrap/extensions.h"
 #include "config/bootstrap/field_path.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
+#include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
@@ -19,6 +20,7 @@
 
 #include "config/snapshot/route_config_translator.h"
 #include "config/snapshot/routing_key_config.h"
+#include "routing/route_matcher.h"
 
 namespace turnout::config {
 namespace {
@@ -30,6 +32,7 @@ namespace route_v3 = envoy::config::route::v3;
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
 using google::protobuf::util::TimeUtil;
 using RoutingKeyProto = turnout::extensions::filters::http::routing_key::v3::RoutingKey;
+using HealthCheckProto = envoy::extensions::filters::http::health_check::v3::HealthCheck;
 
 absl::Status invalid(absl::string_view path, absl::string_view msg) {
   return absl::InvalidArgumentError(atPath(path, msg));
@@ -121,6 +124,19 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
       if (!f.typed_config().UnpackTo(&rk)) return invalid(fpath, "cannot unpack RoutingKey");
       auto checked = toRoutingKeyFilterConfig(rk, fpath);
       if (!checked.ok()) return checked.status();
+    } else if (out.http_filters.back().type_name == HealthCheckProto::descriptor()->full_name()) {
+      // The proxy compiles these matchers again; a bad one must fail here, in
+      // --mode validate, too.
+      const std::string fpath = indexPath(fieldPath(path, "http_filters"), i) + ".typed_config";
+      HealthCheckProto hc;
+      if (!f.typed_config().UnpackTo(&hc)) return invalid(fpath, "cannot unpack HealthCheck");
+      for (int j = 0; j < hc.headers_size(); ++j) {
+        const std::string hpath = indexPath(fieldPath(fpath, "headers"), j);
+        auto m = toHeaderMatcher(hc.headers(j), hpath);
+        if (!m.ok()) return m.status();
+        auto compiled = routing::CompiledHeaderMatcher::compile(*m, "", hpath);
+        if (!compiled.ok()) return compiled.status();
+      }
     }
   }
   for (int i = 0; i < hcm.access_log_size(); ++i) {
@@ -619,6 +635,14 @@ const ListenerConfig* Snapshot::findListener(const std::string& name) const {
   return nullptr;
 }
 
+absl::StatusOr<LoadedSnapshot> SnapshotBuilder::load(const BootstrapLoadOptions& options) {
+  auto loaded = loadBootstrap(options);
+  if (!loaded.ok()) return loaded.status();
+  auto snapshot = build(loaded->bootstrap);
+  if (!snapshot.ok()) return snapshot.status();
+  return LoadedSnapshot{*std::move(snapshot), std::move(loaded->warnings)};
+}
+
 std::string SnapshotBuilder::randomUuid() {
   std::random_device rd;
   std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
@@ -681,6 +705,12 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     auto addr = toAddress(l.address(), fieldPath(path, "address"));
     if (!addr.ok()) return addr.status();
     out.address = *std::move(addr);
+    // The server binds IP literals only; say so here rather than when serving.
+    if (out.address.kind == Address::Kind::Socket && !isIpLiteral(out.address.address)) {
+      return invalid(fieldPath(fieldPath(fieldPath(path, "address"), "socket_address"), "address"),
+                     absl::StrCat("malformed IP address: ", out.address.address,
+                                  " (listeners bind IP addresses)"));
+    }
     out.stat_prefix = l.stat_prefix();
     if (l.has_bind_to_port()) out.bind_to_port = l.bind_to_port().value();
     out.use_original_dst = l.has_use_original_dst() && l.use_original_dst().value();

@@ -3,7 +3,10 @@
 #include <functional>
 #include <string>
 
+#include <vector>
+
 #include "absl/status/statusor.h"
+#include "config/bootstrap/bootstrap_loader.h"
 #include "config/snapshot/snapshot.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 
@@ -18,8 +21,18 @@ namespace turnout::config {
 // InvalidArgument and name the field path.
 //
 // Runs on the main or xDS thread; the result is shared with workers read-only.
+struct LoadedSnapshot {
+  SnapshotConstSharedPtr snapshot;
+  // Unknown fields ignored because of --allow-unknown-static-fields.
+  std::vector<std::string> warnings;
+};
+
 class SnapshotBuilder {
  public:
+  // loadBootstrap() then build(): everything `turnout --mode validate` checks, and
+  // the first thing `--mode serve` does, so that both give the same answer.
+  static absl::StatusOr<LoadedSnapshot> load(const BootstrapLoadOptions& options);
+
   // Returns a unique listener name for an unnamed listener (Envoy: a UUID). Injected so
   // that tests are deterministic.
   using NameGenerator = std::function<std::string()>;

@@ -71,14 +71,13 @@ int Server::run() {
   const uint32_t concurrency = std::max(1u, options_.concurrency);
   store_ = std::make_unique<stats::Store>(concurrency);
 
-  auto loaded = config::loadBootstrap(options_.bootstrap);
-  absl::StatusOr<config::SnapshotConstSharedPtr> snapshot =
-      loaded.ok() ? config::SnapshotBuilder::build(loaded->bootstrap) : loaded.status();
+  // The same call --mode validate makes (main.cc), so both answer alike.
+  auto loaded = config::SnapshotBuilder::load(options_.bootstrap);
   if (loaded.ok()) {
     for (const auto& w : loaded->warnings) TURNOUT_LOG(warn, "config", "{}", w);
   }
   absl::StatusOr<DataPlaneConfigConstSharedPtr> dp =
-      snapshot.ok() ? DataPlaneConfig::build(*snapshot, *store_) : snapshot.status();
+      loaded.ok() ? DataPlaneConfig::build(loaded->snapshot, *store_) : loaded.status();
   if (!dp.ok()) {
     std::cerr << "error initializing configuration '" << options_.bootstrap.config_path
               << "': " << dp.status().message() << std::endl;

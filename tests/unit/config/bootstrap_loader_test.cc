@@ -21,6 +21,15 @@ std::string tempFile(const std::string& name, const std::string& contents) {
   return path;
 }
 
+// The YAML reader alone (no extension, policy or PGV checks): for tests of how
+// values are read, whatever turnout then does with the fields.
+absl::StatusOr<LoadedBootstrap> parseOnly(const std::string& yaml) {
+  LoadedBootstrap out;
+  auto s = loadMessageFromYaml(yaml, out.bootstrap, MessageLoadOptions{}, &out.warnings);
+  if (!s.ok()) return s;
+  return out;
+}
+
 std::string errorOf(const std::string& yaml, bool allow_unknown = false) {
   auto loaded = loadBootstrapFromYaml(yaml, allow_unknown);
   if (loaded.ok()) return "OK";
@@ -39,12 +48,11 @@ static_resources:
 )";
 
 TEST_CASE("every example bootstrap loads unchanged and builds a snapshot", "[config][loader]") {
-  std::string file = GENERATE(as<std::string>{}, "examples/front-proxy/bootstrap.yaml",
-                              "examples/service-sidecar/bootstrap.yaml",
-                              "examples/route-mirror/bootstrap.yaml", "examples/tls/bootstrap.yaml",
-                              "examples/ads/bootstrap.yaml", "examples/path-config/bootstrap.yaml",
-                              "tests/configs/good/quick_start.yaml",
-                              "tests/configs/good/grpc_server.yaml",
+  std::string file = GENERATE(as<std::string>{}, "examples/service-sidecar/bootstrap.yaml",
+                              "examples/route-mirror/bootstrap.yaml",
+                              "examples/standalone/bootstrap.yaml",
+                              "examples/sandbox-routing/bootstrap.yaml",
+                              "tests/configs/good/front_proxy_plain.yaml",
                               "tests/configs/good/sidecar_full.yaml", "tests/configs/good/minimal.json",
                               "tests/configs/good/minimal.pb_text");
   CAPTURE(file);
@@ -56,6 +64,25 @@ TEST_CASE("every example bootstrap loads unchanged and builds a snapshot", "[con
   auto snapshot = SnapshotBuilder::build(loaded->bootstrap);
   INFO(snapshot.status().ToString());
   REQUIRE(snapshot.ok());
+}
+
+// Fail closed: these examples need features of later issues (TLS, HTTP/2, xDS, the
+// runtime); until those land they are refused with the field that needs them.
+TEST_CASE("examples that need features turnout lacks yet are refused with the field path",
+          "[config][loader]") {
+  auto [file, want] = GENERATE(table<std::string, std::string>({
+      {"examples/front-proxy/bootstrap.yaml", "layered_runtime: the runtime is not supported"},
+      {"examples/tls/bootstrap.yaml",
+       "static_resources.clusters[0].transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext)"},
+      {"examples/ads/bootstrap.yaml", "dynamic_resources: dynamic resources (ADS, LDS, CDS)"},
+      {"examples/path-config/bootstrap.yaml", "dynamic_resources: dynamic resources (ADS, LDS, CDS)"},
+  }));
+  CAPTURE(file);
+  BootstrapLoadOptions options;
+  options.config_path = source(file);
+  auto loaded = loadBootstrap(options);
+  REQUIRE_FALSE(loaded.ok());
+  CHECK(loaded.status().message().rfind(want, 0) == 0);
 }
 
 struct BadCase {
@@ -234,7 +261,7 @@ TEST_CASE("no config at all is Envoy's error", "[config][loader]") {
 }
 
 TEST_CASE("free-form Struct values are typed like Envoy's YAML reader", "[config][loader]") {
-  auto loaded = loadBootstrapFromYaml(R"(
+  auto loaded = parseOnly(R"(
 layered_runtime:
   layers:
   - name: l
@@ -252,7 +279,7 @@ layered_runtime:
 }
 
 TEST_CASE("quoted scalars are accepted for numbers and bools", "[config][loader]") {
-  auto loaded = loadBootstrapFromYaml(
+  auto loaded = parseOnly(
       "static_resources: {clusters: [{name: a, respect_dns_ttl: \"true\", "
       "per_connection_buffer_limit_bytes: \"32768\", dns_refresh_rate: \"2s\"}]}");
   REQUIRE(loaded.ok());
@@ -289,7 +316,7 @@ static_resources:
 }
 
 TEST_CASE("well-known types: wrappers, Struct metadata, Duration", "[config][loader]") {
-  auto loaded = loadBootstrapFromYaml(R"(
+  auto loaded = parseOnly(R"(
 node:
   id: node-1
   metadata: {team: routing, replicas: 3, tags: [a, b], nested: {k: v}}

@@ -62,7 +62,7 @@ TEST_CASE("supported extensions are chosen by type URL whatever their name", "[c
           - name: hc
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
-              pass_through_mode: true
+              pass_through_mode: false
           - name: not-the-router-name
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router})");
   CHECK(errorOf(bootstrapWith(filters)) == "OK");
@@ -164,7 +164,7 @@ TEST_CASE("typed_extension_protocol_options takes only HttpProtocolOptions under
   std::string good = R"(    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}})";
+        explicit_http_config: {http_protocol_options: {}})";
   CHECK(errorOf(bootstrapWith(kRouter, good)) == "OK");
   std::string wrong_key = R"(    typed_extension_protocol_options:
       envoy.upstreams.http.http_protocol_options:

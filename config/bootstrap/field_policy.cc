@@ -1,0 +1,559 @@
+#include "config/bootstrap/field_policy.h"
+
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "config/bootstrap/field_path.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/core/v3/address.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route_components.pb.h"
+#include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/dynamic_message.h"
+
+// The table's designated initializers leave out the lists a message does not need.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace turnout::config {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace core_v3 = envoy::config::core::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace route_v3 = envoy::config::route::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+
+constexpr absl::string_view kRawBuffer =
+    "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+
+absl::string_view typeNameOf(absl::string_view type_url) {
+  size_t slash = type_url.rfind('/');
+  return slash == absl::string_view::npos ? type_url : type_url.substr(slash + 1);
+}
+
+absl::Status rejected(absl::string_view path, absl::string_view reason) {
+  return absl::InvalidArgumentError(atPath(path, reason));
+}
+
+// --- value rules -------------------------------------------------------------------
+
+absl::Status checkTransportSocket(const Message& m, absl::string_view path) {
+  const auto& ts = static_cast<const core_v3::TransportSocket&>(m);
+  absl::string_view type = typeNameOf(ts.typed_config().type_url());
+  if (!ts.has_typed_config() || type == kRawBuffer) return absl::OkStatus();
+  std::string what = absl::StrContains(type, ".tls.v3.")
+                         ? absl::StrCat("TLS (", type, ")")
+                         : absl::StrCat("transport socket ", type);
+  return rejected(path, absl::StrCat(what, " ", kPendingHttp2TlsIssue,
+                                     "; only raw_buffer (plaintext) is supported"));
+}
+
+absl::Status checkHcm(const Message& m, absl::string_view path) {
+  const auto& hcm = static_cast<const hcm_v3::HttpConnectionManager&>(m);
+  switch (hcm.codec_type()) {
+    case hcm_v3::HttpConnectionManager::HTTP2:
+      return rejected(fieldPath(path, "codec_type"),
+                      absl::StrCat("HTTP2 ", kPendingHttp2TlsIssue,
+                                   "; use AUTO or HTTP1 (both serve HTTP/1.1)"));
+    case hcm_v3::HttpConnectionManager::HTTP3:
+      return rejected(fieldPath(path, "codec_type"), "HTTP3 is not supported by turnout");
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status checkCluster(const Message& m, absl::string_view path) {
+  const auto& c = static_cast<const cluster_v3::Cluster&>(m);
+  if (c.cluster_discovery_type_case() != cluster_v3::Cluster::kType) return absl::OkStatus();
+  switch (c.type()) {
+    case cluster_v3::Cluster::EDS:
+      return rejected(fieldPath(path, "type"),
+                      "EDS clusters are not supported by turnout yet (issue: xDS from the "
+                      "control plane); use STATIC, STRICT_DNS or LOGICAL_DNS");
+    case cluster_v3::Cluster::ORIGINAL_DST:
+      return rejected(fieldPath(path, "type"),
+                      "ORIGINAL_DST clusters are not supported by turnout yet (issue: sidecar "
+                      "traffic capture); use STATIC, STRICT_DNS or LOGICAL_DNS");
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status checkListener(const Message& m, absl::string_view path) {
+  const auto& l = static_cast<const listener_v3::Listener&>(m);
+  if (l.filter_chains_size() > 1) {
+    // Without filter_chain_match (rejected) every chain matches the same
+    // connections, which Envoy rejects too.
+    return rejected(indexPath(fieldPath(path, "filter_chains"), 1),
+                    "more than one filter chain needs filter_chain_match, which is not "
+                    "supported by turnout yet (issue: HTTP/2, gRPC and TLS)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkListenerFilter(const Message& m, absl::string_view path) {
+  const auto& f = static_cast<const listener_v3::ListenerFilter&>(m);
+  absl::string_view type = typeNameOf(f.typed_config().type_url());
+  if (type == "envoy.extensions.filters.listener.original_dst.v3.OriginalDst") {
+    return rejected(fieldPath(path, "typed_config"),
+                    "the original_dst listener filter is not supported by turnout yet (issue: "
+                    "sidecar traffic capture)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkSocketAddress(const Message& m, absl::string_view path) {
+  const auto& s = static_cast<const core_v3::SocketAddress&>(m);
+  if (s.protocol() == core_v3::SocketAddress::UDP) {
+    return rejected(fieldPath(path, "protocol"), "UDP is not supported by turnout");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkHealthCheckFilter(const Message& m, absl::string_view path) {
+  const auto& hc = static_cast<const envoy::extensions::filters::http::health_check::v3::HealthCheck&>(m);
+  if (hc.has_pass_through_mode() && hc.pass_through_mode().value()) {
+    return rejected(fieldPath(path, "pass_through_mode"),
+                    "pass-through health checking is not supported by turnout; set it to false");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkRouteAction(const Message& m, absl::string_view path) {
+  const auto& a = static_cast<const route_v3::RouteAction&>(m);
+  if (a.priority() == core_v3::HIGH) {
+    return rejected(fieldPath(path, "priority"),
+                    "HIGH priority routing (the HIGH circuit-breaker thresholds) is not "
+                    "supported by turnout; every route uses the DEFAULT thresholds");
+  }
+  return absl::OkStatus();
+}
+
+// --- the table ---------------------------------------------------------------------
+
+constexpr absl::string_view kHttp2Reason = "HTTP/2 upstreams are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kTlsSecretsReason = "SDS and static secrets are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kXdsReason = "dynamic resources (ADS, LDS, CDS) are not supported by turnout yet (issue: xDS from the control plane)";
+constexpr absl::string_view kRdsReason = "RDS is not supported by turnout yet (issue: xDS from the control plane); give route_config";
+constexpr absl::string_view kEdsReason = "EDS is not supported by turnout yet (issue: xDS from the control plane)";
+constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
+constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kRuntimeReason = "the runtime is not supported by turnout";
+
+FieldPolicyTable* buildTable() {
+  auto* t = new FieldPolicyTable();
+  auto& table = *t;
+
+  // ---- bootstrap ----
+  table["envoy.config.bootstrap.v3.Bootstrap"] = {
+      .supported = {"node", "static_resources", "admin"},
+      .reasons = {{"dynamic_resources", kXdsReason},
+                  {"layered_runtime", kRuntimeReason},
+                  {"stats_sinks", "stats sinks are not supported by turnout (scrape /stats)"},
+                  {"tracing", "tracing is not supported by turnout"},
+                  {"overload_manager", "the overload manager is not supported by turnout"}}};
+  // Identity for an xDS server; turnout shows it in /server_info and /config_dump.
+  table["envoy.config.core.v3.Node"] = {
+      .supported = {"id", "cluster"},
+      .inert = {"locality", "metadata", "user_agent_name", "user_agent_version",
+                "user_agent_build_version", "extensions", "client_features",
+                "listening_addresses", "dynamic_parameters"}};
+  table["envoy.config.bootstrap.v3.Bootstrap.StaticResources"] = {
+      .supported = {"listeners", "clusters"},
+      .reasons = {{"secrets", kTlsSecretsReason}}};
+  table["envoy.config.bootstrap.v3.Admin"] = {
+      .supported = {"address"},
+      // turnout's admin server keeps no access log and has no profiler.
+      .inert = {"access_log", "access_log_path", "profile_path"}};
+
+  // ---- addresses ----
+  table["envoy.config.core.v3.Address"] = {
+      .supported = {"socket_address"},
+      .reasons = {{"pipe", "unix domain socket addresses are not supported by turnout"},
+                  {"envoy_internal_address", "internal addresses are not supported by turnout"}}};
+  table["envoy.config.core.v3.SocketAddress"] = {
+      .supported = {"address", "port_value", "protocol"},
+      .reasons = {{"named_port", "named ports are not supported; use port_value"},
+                  {"resolver_name", "custom resolvers are not supported"}},
+      .check = checkSocketAddress};
+
+  // ---- listeners ----
+  table["envoy.config.listener.v3.Listener"] = {
+      .supported = {"name", "address", "filter_chains", "stat_prefix", "bind_to_port",
+                    "per_connection_buffer_limit_bytes", "listener_filters"},
+      .inert = {"metadata", "traffic_direction"},
+      .reasons = {{"use_original_dst", absl::string_view("use_original_dst is not supported by turnout yet (issue: sidecar traffic capture)")},
+                  {"transparent", "transparent listeners are not supported by turnout yet (issue: sidecar traffic capture)"},
+                  {"default_filter_chain", kFilterChainMatchReason},
+                  {"api_listener", "API listeners are not supported by turnout"}},
+      .check = checkListener};
+  table["envoy.config.listener.v3.ListenerFilter"] = {
+      .supported = {"typed_config"},
+      .inert = {"name"},
+      .check = checkListenerFilter};
+  // tls_inspector and http_inspector only feed filter_chain_match (rejected): a
+  // no-op in a listener with one filter chain, as in Envoy.
+  table["envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"] = {};
+  table["envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"] = {};
+  table["envoy.config.listener.v3.FilterChain"] = {
+      .supported = {"filters", "transport_socket"},
+      .inert = {"name", "metadata"},
+      .reasons = {{"filter_chain_match", kFilterChainMatchReason}}};
+  table["envoy.config.listener.v3.Filter"] = {.supported = {"typed_config"}, .inert = {"name"}};
+  table["envoy.config.core.v3.TransportSocket"] = {
+      .supported = {"typed_config"}, .inert = {"name"}, .check = checkTransportSocket};
+  table[kRawBuffer] = {};
+
+  // ---- HTTP connection manager ----
+  table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"] = {
+      .supported = {"stat_prefix", "codec_type", "route_config", "http_filters", "access_log",
+                    "stream_idle_timeout", "common_http_protocol_options",
+                    "max_request_headers_kb", "use_remote_address", "normalize_path",
+                    "merge_slashes", "strip_matching_host_port", "strip_any_host_port",
+                    "server_name", "generate_request_id", "upgrade_configs"},
+      .reasons = {{"rds", kRdsReason},
+                  {"scoped_routes", "scoped routes are not supported by turnout"},
+                  {"http2_protocol_options", absl::string_view("HTTP/2 is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)")},
+                  {"tracing", "tracing is not supported by turnout"}},
+      .check = checkHcm};
+  table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
+        "common_http_protocol_options"] = {.supported = {"idle_timeout", "max_headers_count"}};
+  table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
+        "UpgradeConfig"] = {.supported = {"upgrade_type", "enabled"}};
+  table["envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"] = {
+      .supported = {"name", "typed_config"}, .inert = {"is_optional"}};
+  table["envoy.extensions.filters.http.router.v3.Router"] = {
+      // Stats and tracing knobs.
+      .inert = {"dynamic_stats", "start_child_span", "suppress_grpc_request_failure_code_stats"}};
+  table["envoy.extensions.filters.http.health_check.v3.HealthCheck"] = {
+      .supported = {"pass_through_mode", "headers"}, .check = checkHealthCheckFilter};
+  table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
+      .supported = {"sources", "output_header", "max_key_length"}};
+  table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source"] = {
+      .supported = {"baggage_member", "tracestate_key", "header"}};
+
+  // ---- access logs ----
+  table["envoy.config.accesslog.v3.AccessLog"] = {
+      .supported = {"typed_config"},
+      .inert = {"name"},
+      .reasons = {{"filter", "access log filters are not supported by turnout"}}};
+  table["envoy.extensions.access_loggers.file.v3.FileAccessLog"] = {
+      .supported = {"path", "log_format", "format", "json_format", "typed_json_format"}};
+  table["envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"] = {.supported = {"log_format"}};
+  table["envoy.extensions.access_loggers.stream.v3.StderrAccessLog"] = {.supported = {"log_format"}};
+  table["envoy.config.core.v3.SubstitutionFormatString"] = {
+      .supported = {"text_format", "json_format", "text_format_source"}};
+  table["envoy.config.core.v3.SubstitutionFormatString.text_format_source"] = {
+      .supported = {"inline_string"}};
+
+  // ---- routes (config/snapshot/route_config_translator.cc) ----
+  table["envoy.config.route.v3.RouteConfiguration"] = {
+      .supported = {"name", "virtual_hosts", "response_headers_to_add",
+                    "response_headers_to_remove", "request_headers_to_add",
+                    "request_headers_to_remove", "most_specific_header_mutations_wins",
+                    "validate_clusters", "max_direct_response_body_size_bytes",
+                    "request_mirror_policies", "ignore_port_in_host_matching"},
+      .inert = {"metadata", "typed_per_filter_config"}};
+  table["envoy.config.route.v3.VirtualHost"] = {
+      .supported = {"name", "domains", "routes", "require_tls", "request_headers_to_add",
+                    "request_headers_to_remove", "response_headers_to_add",
+                    "response_headers_to_remove", "retry_policy", "request_mirror_policies"},
+      // Stats-only (virtual_clusters), config of filters turnout does not run
+      // (rate_limits, cors), and labels.
+      .inert = {"virtual_clusters", "rate_limits", "cors", "typed_per_filter_config",
+                "metadata"}};
+  table["envoy.config.route.v3.Route"] = {
+      .supported = {"name", "match", "route", "redirect", "direct_response",
+                    "request_headers_to_add", "request_headers_to_remove",
+                    "response_headers_to_add", "response_headers_to_remove"},
+      .inert = {"metadata", "decorator", "tracing", "typed_per_filter_config", "stat_prefix"}};
+  table["envoy.config.route.v3.RouteMatch"] = {
+      .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive",
+                    "runtime_fraction", "headers", "query_parameters", "grpc"}};
+  table["envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions"] = {};
+  table["envoy.config.route.v3.QueryParameterMatcher"] = {
+      .supported = {"name", "string_match", "present_match"}};
+  table["envoy.config.route.v3.HeaderMatcher"] = {
+      .supported = {"name", "exact_match", "safe_regex_match", "range_match", "present_match",
+                    "prefix_match", "suffix_match", "contains_match", "string_match",
+                    "invert_match", "treat_missing_header_as_empty"}};
+  table["envoy.type.v3.Int64Range"] = {.supported = {"start", "end"}};
+  table["envoy.type.matcher.v3.StringMatcher"] = {
+      .supported = {"exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"}};
+  table["envoy.type.matcher.v3.RegexMatcher"] = {.supported = {"regex"}, .inert = {"google_re2"}};
+  table["envoy.type.matcher.v3.RegexMatcher.GoogleRE2"] = {};
+  table["envoy.type.matcher.v3.RegexMatchAndSubstitute"] = {
+      .supported = {"pattern", "substitution"}};
+  table["envoy.config.core.v3.RuntimeFractionalPercent"] = {
+      .supported = {"default_value"}, .inert = {"runtime_key"}};
+  table["envoy.type.v3.FractionalPercent"] = {.supported = {"numerator", "denominator"}};
+  table["envoy.config.core.v3.HeaderValueOption"] = {
+      .supported = {"header", "append", "append_action", "keep_empty_value"}};
+  table["envoy.config.core.v3.HeaderValue"] = {.supported = {"key", "value", "raw_value"}};
+  table["envoy.config.route.v3.RouteAction"] = {
+      .supported = {"cluster", "cluster_header", "weighted_clusters",
+                    "cluster_not_found_response_code", "prefix_rewrite", "regex_rewrite",
+                    "host_rewrite_literal", "auto_host_rewrite", "host_rewrite_header",
+                    "timeout", "idle_timeout", "retry_policy", "request_mirror_policies",
+                    "hash_policy", "max_stream_duration", "upgrade_configs", "priority"},
+      // rate_limits and cors do nothing without their filters, which turnout rejects.
+      .inert = {"rate_limits", "include_vh_rate_limits", "cors"},
+      .reasons = {{"max_grpc_timeout", "gRPC timeouts are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
+                  {"grpc_timeout_offset", "gRPC timeouts are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"}},
+      .check = checkRouteAction};
+  // Only zero durations (Istio's "disabled") pass the translator's check.
+  table["envoy.config.route.v3.RouteAction.MaxStreamDuration"] = {
+      .supported = {"max_stream_duration", "grpc_timeout_header_max",
+                    "grpc_timeout_header_offset"}};
+  table["envoy.config.route.v3.RouteAction.UpgradeConfig"] = {
+      .supported = {"upgrade_type", "enabled"}};
+  table["envoy.config.route.v3.WeightedCluster"] = {
+      .supported = {"clusters", "total_weight", "header_name"},
+      .inert = {"runtime_key_prefix"}};
+  table["envoy.config.route.v3.WeightedCluster.ClusterWeight"] = {
+      .supported = {"name", "cluster_header", "weight", "request_headers_to_add",
+                    "request_headers_to_remove", "response_headers_to_add",
+                    "response_headers_to_remove", "host_rewrite_literal"},
+      .inert = {"typed_per_filter_config"}};
+  table["envoy.config.route.v3.RouteAction.RequestMirrorPolicy"] = {
+      .supported = {"cluster", "cluster_header", "runtime_fraction",
+                    "disable_shadow_host_suffix_append"},
+      .inert = {"trace_sampled"}};
+  table["envoy.config.route.v3.RouteAction.HashPolicy"] = {
+      .supported = {"header", "cookie", "connection_properties", "query_parameter", "terminal"},
+      .reasons = {{"filter_state", "filter state hashing is not supported by turnout"}}};
+  table["envoy.config.route.v3.RouteAction.HashPolicy.Header"] = {.supported = {"header_name"}};
+  table["envoy.config.route.v3.RouteAction.HashPolicy.Cookie"] = {
+      .supported = {"name"},
+      .reasons = {{"ttl", "generated hash cookies (ttl) are not supported by turnout"}}};
+  table["envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties"] = {
+      .supported = {"source_ip"}};
+  table["envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter"] = {
+      .supported = {"name"}};
+  table["envoy.config.route.v3.RetryPolicy"] = {
+      .supported = {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",
+                    "retriable_status_codes", "retry_back_off", "retriable_headers",
+                    "retry_host_predicate"},
+      // turnout drops the previous host from the candidates instead of redrawing,
+      // so a host selection never needs another attempt.
+      .inert = {"host_selection_retry_max_attempts"}};
+  table["envoy.config.route.v3.RetryPolicy.RetryBackOff"] = {
+      .supported = {"base_interval", "max_interval"}};
+  table["envoy.config.route.v3.RetryPolicy.RetryHostPredicate"] = {
+      .supported = {"typed_config"}, .inert = {"name"}};
+  table["envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"] = {};
+  table["envoy.config.route.v3.RedirectAction"] = {
+      .supported = {"https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
+                    "path_redirect", "prefix_rewrite", "regex_rewrite", "response_code",
+                    "strip_query"}};
+  table["envoy.config.route.v3.DirectResponseAction"] = {.supported = {"status", "body"}};
+  table["envoy.config.core.v3.DataSource"] = {
+      .supported = {"filename", "inline_bytes", "inline_string", "environment_variable"}};
+
+  // ---- clusters ----
+  table["envoy.config.cluster.v3.Cluster"] = {
+      .supported = {"name", "alt_stat_name", "type", "connect_timeout", "lb_policy",
+                    "load_assignment", "circuit_breakers", "health_checks",
+                    "outlier_detection", "maglev_lb_config", "common_lb_config",
+                    "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
+                    "common_http_protocol_options", "typed_extension_protocol_options",
+                    "transport_socket", "max_requests_per_connection"},
+      .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
+      .reasons = {{"http2_protocol_options", kHttp2Reason},
+                  {"transport_socket_matches", kTransportSocketMatchesReason},
+                  {"eds_cluster_config", kEdsReason},
+                  {"cluster_type", "custom cluster types are not supported by turnout"},
+                  {"respect_dns_ttl", "respect_dns_ttl is not supported by turnout (the system resolver gives no TTL); set dns_refresh_rate"},
+                  {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
+                  {"lrs_server", "load reporting is not supported by turnout"}},
+      .check = checkCluster};
+  table["envoy.config.cluster.v3.Cluster.MaglevLbConfig"] = {.supported = {"table_size"}};
+  table["envoy.config.cluster.v3.Cluster.CommonLbConfig"] = {
+      .supported = {"consistent_hashing_lb_config"}};
+  table["envoy.config.cluster.v3.Cluster.CommonLbConfig.ConsistentHashingLbConfig"] = {
+      .supported = {"use_hostname_for_hashing"},
+      .reasons = {{"hash_balance_factor",
+                   "bounded-load consistent hashing is not supported by turnout"}}};
+  // Being implemented with the upstream idle timeout and max requests per connection.
+  table["envoy.config.cluster.v3.Cluster.common_http_protocol_options"] = {
+      .supported = {"idle_timeout", "max_requests_per_connection"}};
+  table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = {
+      .supported = {"common_http_protocol_options", "explicit_http_config"},
+      .reasons = {{"use_downstream_protocol_config", kHttp2Reason},
+                  {"auto_config", kHttp2Reason}}};
+  table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options"] = {
+      .supported = {"idle_timeout", "max_requests_per_connection"}};
+  table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig"] = {
+      .supported = {"http_protocol_options"},
+      .reasons = {{"http2_protocol_options", kHttp2Reason},
+                  {"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
+  // explicit_http_config.http_protocol_options {} selects HTTP/1.1; its knobs are
+  // not implemented.
+  table["envoy.config.core.v3.Http1ProtocolOptions"] = {};
+  table["envoy.config.endpoint.v3.ClusterLoadAssignment"] = {
+      .supported = {"endpoints"}, .inert = {"cluster_name"}};
+  table["envoy.config.endpoint.v3.LocalityLbEndpoints"] = {
+      .supported = {"lb_endpoints", "priority"},
+      // Labels (shown by /clusters); Envoy ignores locality weights unless
+      // common_lb_config.locality_weighted_lb_config is set, which turnout rejects.
+      .inert = {"locality", "load_balancing_weight", "metadata"}};
+  table["envoy.config.endpoint.v3.LbEndpoint"] = {
+      .supported = {"endpoint", "health_status", "load_balancing_weight"},
+      .inert = {"metadata"},
+      .reasons = {{"endpoint_name", "named endpoints are not supported by turnout"}}};
+  table["envoy.config.endpoint.v3.Endpoint"] = {.supported = {"address", "hostname"}};
+  table["envoy.config.cluster.v3.CircuitBreakers"] = {.supported = {"thresholds"}};
+  table["envoy.config.cluster.v3.CircuitBreakers.Thresholds"] = {
+      .supported = {"priority", "max_connections", "max_pending_requests", "max_requests",
+                    "max_retries"}};
+  table["envoy.config.core.v3.HealthCheck"] = {
+      .supported = {"timeout", "interval", "unhealthy_threshold", "healthy_threshold",
+                    "http_health_check"},
+      .reasons = {{"tcp_health_check", "TCP health checks are not supported by turnout yet (use http_health_check)"},
+                  {"grpc_health_check", "gRPC health checks are not supported by turnout yet (use http_health_check)"}}};
+  table["envoy.config.core.v3.HealthCheck.HttpHealthCheck"] = {.supported = {"path", "host"}};
+  table["envoy.config.cluster.v3.OutlierDetection"] = {
+      .supported = {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent",
+                    "enforcing_consecutive_5xx",
+                    // Success-rate and failure-percentage ejection: being implemented.
+                    "enforcing_success_rate", "success_rate_minimum_hosts",
+                    "success_rate_request_volume", "success_rate_stdev_factor",
+                    "failure_percentage_threshold", "enforcing_failure_percentage",
+                    "failure_percentage_minimum_hosts", "failure_percentage_request_volume"},
+      // Counted only while enforcing_consecutive_gateway_failure is 0 (its default).
+      .inert = {"consecutive_gateway_failure"}};
+  return t;
+}
+
+// --- the walker --------------------------------------------------------------------
+
+bool contains(const std::vector<absl::string_view>& list, absl::string_view name) {
+  for (absl::string_view s : list) {
+    if (s == name) return true;
+  }
+  return false;
+}
+
+bool isLeaf(const Descriptor* d) {
+  return absl::StartsWith(d->full_name(), "google.protobuf.") &&
+         d->full_name() != "google.protobuf.Any";
+}
+
+bool isAny(const Descriptor* d) { return d->full_name() == "google.protobuf.Any"; }
+
+const MessagePolicy* policyFor(const Descriptor* d, const FieldDescriptor* via) {
+  const auto& table = fieldPolicyTable();
+  if (via != nullptr) {
+    auto it = table.find(via->full_name());
+    if (it != table.end()) return &it->second;
+  }
+  auto it = table.find(d->full_name());
+  return it == table.end() ? nullptr : &it->second;
+}
+
+absl::Status walk(const Message& msg, const FieldDescriptor* via, absl::string_view path);
+
+absl::Status walkAny(const Message& any, const FieldDescriptor* via, absl::string_view path) {
+  const auto* any_msg = dynamic_cast<const google::protobuf::Any*>(&any);
+  std::string url = any_msg != nullptr ? any_msg->type_url()
+                                       : any.GetReflection()->GetString(
+                                             any, any.GetDescriptor()->FindFieldByNumber(1));
+  const Descriptor* type = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+      std::string(typeNameOf(url)));
+  if (type == nullptr) {
+    return rejected(path, absl::StrCat("unknown type URL '", url, "'"));
+  }
+  std::unique_ptr<Message> payload(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
+  std::string bytes = any.GetReflection()->GetString(any, any.GetDescriptor()->FindFieldByNumber(2));
+  if (!payload->ParseFromString(bytes)) {
+    return rejected(path, absl::StrCat("cannot decode the payload of type '", url, "'"));
+  }
+  // The payload is reached through the Any field: its own entry applies, unless the
+  // table names the Any field.
+  return walk(*payload, via, path);
+}
+
+absl::Status walkValue(const Message& value, const FieldDescriptor* f, absl::string_view path) {
+  const Descriptor* d = value.GetDescriptor();
+  if (isAny(d)) return walkAny(value, f, path);
+  if (isLeaf(d)) return absl::OkStatus();
+  return walk(value, f, path);
+}
+
+absl::Status walk(const Message& msg, const FieldDescriptor* via, absl::string_view path) {
+  const Descriptor* d = msg.GetDescriptor();
+  const Reflection* r = msg.GetReflection();
+  const MessagePolicy* policy = policyFor(d, via);
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(msg, &fields);
+  for (const FieldDescriptor* f : fields) {
+    std::string fpath = fieldPath(path, f->name());
+    if (policy != nullptr && contains(policy->inert, f->name())) continue;
+    if (policy == nullptr || !contains(policy->supported, f->name())) {
+      if (policy != nullptr) {
+        for (const auto& [name, reason] : policy->reasons) {
+          if (name == f->name()) return rejected(fpath, reason);
+        }
+      }
+      return rejected(fpath, absl::StrCat("field '", f->full_name(),
+                                          "' is not supported by turnout"));
+    }
+  }
+  if (policy != nullptr && policy->check != nullptr) {
+    if (auto s = policy->check(msg, path); !s.ok()) return s;
+  }
+  for (const FieldDescriptor* f : fields) {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (policy == nullptr || contains(policy->inert, f->name())) continue;
+    std::string fpath = fieldPath(path, f->name());
+    if (f->is_map()) {
+      const FieldDescriptor* key_f = f->message_type()->FindFieldByNumber(1);
+      const FieldDescriptor* val_f = f->message_type()->FindFieldByNumber(2);
+      if (val_f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
+        const Message& entry = r->GetRepeatedMessage(msg, f, i);
+        const Reflection* er = entry.GetReflection();
+        std::string key = key_f->cpp_type() == FieldDescriptor::CPPTYPE_STRING
+                              ? er->GetString(entry, key_f)
+                              : absl::StrCat(i);
+        if (auto s = walkValue(er->GetMessage(entry, val_f), f, keyPath(fpath, key)); !s.ok()) {
+          return s;
+        }
+      }
+    } else if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
+        if (auto s = walkValue(r->GetRepeatedMessage(msg, f, i), f, indexPath(fpath, i));
+            !s.ok()) {
+          return s;
+        }
+      }
+    } else if (auto s = walkValue(r->GetMessage(msg, f), f, fpath); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const FieldPolicyTable& fieldPolicyTable() {
+  static const FieldPolicyTable* table = buildTable();
+  return *table;
+}
+
+absl::Status checkFieldPolicy(const google::protobuf::Message& message, absl::string_view path) {
+  return walk(message, nullptr, path);
+}
+
+}  // namespace turnout::config

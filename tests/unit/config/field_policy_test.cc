@@ -1,0 +1,400 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "config/bootstrap/field_policy.h"
+#include "config/snapshot/snapshot_builder.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "google/protobuf/descriptor.h"
+
+namespace turnout::config {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::DescriptorPool;
+
+std::string source(const std::string& rel) { return std::string(TURNOUT_SOURCE_DIR) + "/" + rel; }
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// What `turnout --mode validate --config-yaml <yaml>` answers (the call it makes).
+std::string validate(const std::string& yaml) {
+  BootstrapLoadOptions options;
+  options.config_yaml = yaml;
+  auto loaded = SnapshotBuilder::load(options);
+  return loaded.ok() ? "OK" : std::string(loaded.status().message());
+}
+
+// The message a table key names: a message full name, or the full name of the
+// field it is reached through.
+const Descriptor* messageOfKey(absl::string_view key) {
+  const DescriptorPool* pool = DescriptorPool::generated_pool();
+  if (const Descriptor* d = pool->FindMessageTypeByName(std::string(key))) return d;
+  if (const auto* f = pool->FindFieldByName(std::string(key))) return f->message_type();
+  return nullptr;
+}
+
+struct DocRow {
+  std::string status;
+  std::string test_file;
+  std::string test_case;
+};
+
+// docs/envoy-compatibility.md rows: | `field` | status | `test file` | test case |
+std::map<std::string, DocRow> docRows() {
+  std::map<std::string, DocRow> rows;
+  std::istringstream doc(readFile(source("docs/envoy-compatibility.md")));
+  std::string line;
+  while (std::getline(doc, line)) {
+    if (line.rfind("| `", 0) != 0) continue;
+    std::vector<std::string> cols = absl::StrSplit(line, '|');
+    if (cols.size() < 6) continue;
+    auto cell = [&](size_t i) {
+      std::string s(absl::StripAsciiWhitespace(cols[i]));
+      if (s.size() >= 2 && s.front() == '`' && s.back() == '`') s = s.substr(1, s.size() - 2);
+      return s;
+    };
+    rows[cell(1)] = DocRow{cell(2), cell(3), cell(4)};
+  }
+  return rows;
+}
+
+// Supported fields whose behaviour tests land with the work that implements them
+// (issue #8, in progress on other branches). The integrator empties this list when
+// those branches merge; until then the doc row says `pending`.
+const std::set<std::string>& pendingBehaviourTests() {
+  static const auto* pending = new std::set<std::string>{
+      "envoy.config.cluster.v3.OutlierDetection.enforcing_success_rate",
+      "envoy.config.cluster.v3.OutlierDetection.success_rate_minimum_hosts",
+      "envoy.config.cluster.v3.OutlierDetection.success_rate_request_volume",
+      "envoy.config.cluster.v3.OutlierDetection.success_rate_stdev_factor",
+      "envoy.config.cluster.v3.OutlierDetection.failure_percentage_threshold",
+      "envoy.config.cluster.v3.OutlierDetection.enforcing_failure_percentage",
+      "envoy.config.cluster.v3.OutlierDetection.failure_percentage_minimum_hosts",
+      "envoy.config.cluster.v3.OutlierDetection.failure_percentage_request_volume",
+      "envoy.config.cluster.v3.Cluster.common_http_protocol_options.idle_timeout",
+      "envoy.config.cluster.v3.Cluster.common_http_protocol_options.max_requests_per_connection",
+      "envoy.config.cluster.v3.Cluster.max_requests_per_connection",
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options."
+      "idle_timeout",
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options."
+      "max_requests_per_connection",
+      "envoy.config.route.v3.RetryPolicy.per_try_idle_timeout",
+      "envoy.config.route.v3.RetryPolicy.retriable_headers",
+      "envoy.config.route.v3.RouteAction.idle_timeout",
+      "envoy.config.route.v3.RouteAction.auto_host_rewrite",
+      "envoy.config.cluster.v3.Cluster.common_http_protocol_options",
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options",
+  };
+  return *pending;
+}
+
+// Supported fields that the code reads and applies but that no test sets yet: the
+// debt this file makes visible. Each entry is a test to write (then delete the
+// entry); the doc row says `untested`. Do not add to this list: a new field needs
+// its behaviour test or a rejection.
+const std::set<std::string>& untestedSupportedFields() {
+  static const auto* untested = new std::set<std::string>{
+      "envoy.config.core.v3.SocketAddress.protocol",
+      "envoy.config.listener.v3.Listener.bind_to_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.use_remote_address",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_any_host_port",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.server_name",
+      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.generate_request_id",
+      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.output_header",
+      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source.tracestate_key",
+      "envoy.extensions.access_loggers.file.v3.FileAccessLog.json_format",
+      "envoy.extensions.access_loggers.file.v3.FileAccessLog.typed_json_format",
+      "envoy.config.core.v3.SubstitutionFormatString.text_format",
+      "envoy.config.core.v3.SubstitutionFormatString.json_format",
+      "envoy.config.core.v3.SubstitutionFormatString.text_format_source",
+      "envoy.config.route.v3.RouteConfiguration.response_headers_to_remove",
+      "envoy.config.route.v3.RouteConfiguration.ignore_port_in_host_matching",
+      "envoy.config.route.v3.VirtualHost.response_headers_to_remove",
+      "envoy.config.route.v3.Route.response_headers_to_remove",
+      "envoy.type.matcher.v3.RegexMatchAndSubstitute.substitution",
+      "envoy.type.v3.FractionalPercent.denominator",
+      "envoy.config.route.v3.RouteAction.MaxStreamDuration.grpc_timeout_header_offset",
+      "envoy.config.route.v3.WeightedCluster.total_weight",
+      "envoy.config.route.v3.WeightedCluster.ClusterWeight.response_headers_to_remove",
+      "envoy.config.route.v3.RouteAction.RequestMirrorPolicy.disable_shadow_host_suffix_append",
+      "envoy.config.route.v3.RouteAction.HashPolicy.connection_properties",
+      "envoy.config.route.v3.RouteAction.HashPolicy.query_parameter",
+      "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties.source_ip",
+      "envoy.config.route.v3.RetryPolicy.per_try_timeout",
+      "envoy.config.route.v3.RetryPolicy.retriable_status_codes",
+      "envoy.config.route.v3.RetryPolicy.RetryBackOff.max_interval",
+      "envoy.config.core.v3.DataSource.inline_bytes",
+      "envoy.config.core.v3.DataSource.environment_variable",
+      "envoy.config.cluster.v3.Cluster.alt_stat_name",
+      "envoy.config.endpoint.v3.LbEndpoint.load_balancing_weight",
+      "envoy.config.cluster.v3.OutlierDetection.enforcing_consecutive_5xx",
+  };
+  return *untested;
+}
+
+TEST_CASE("every field the policy names exists in its message", "[config][policy]") {
+  for (const auto& [key, policy] : fieldPolicyTable()) {
+    const Descriptor* d = messageOfKey(key);
+    INFO(key);
+    REQUIRE(d != nullptr);
+    for (const auto* list : {&policy.supported, &policy.inert}) {
+      for (absl::string_view f : *list) {
+        INFO(f);
+        CHECK(d->FindFieldByName(std::string(f)) != nullptr);
+      }
+    }
+    for (const auto& [f, reason] : policy.reasons) {
+      INFO(f);
+      CHECK(d->FindFieldByName(std::string(f)) != nullptr);
+    }
+  }
+}
+
+TEST_CASE("every supported field names the behaviour test that covers it", "[config][policy]") {
+  const auto rows = docRows();
+  REQUIRE(rows.size() > 100);
+  std::map<std::string, std::string> files;  // test file -> contents
+  size_t supported = 0, inert = 0;
+  for (const auto& [key, policy] : fieldPolicyTable()) {
+    for (absl::string_view f : policy.supported) {
+      ++supported;
+      const std::string name = absl::StrCat(key, ".", f);
+      INFO("docs/envoy-compatibility.md row for " << name);
+      auto it = rows.find(name);
+      REQUIRE(it != rows.end());
+      CHECK(it->second.status == "supported");
+      if (pendingBehaviourTests().count(name) > 0) {
+        CHECK(it->second.test_file == "pending");
+        continue;
+      }
+      if (untestedSupportedFields().count(name) > 0) {
+        CHECK(it->second.test_file == "untested");
+        continue;
+      }
+      INFO("test: " << it->second.test_file << " / " << it->second.test_case);
+      if (!files.count(it->second.test_file)) {
+        files[it->second.test_file] = readFile(source(it->second.test_file));
+      }
+      const std::string& contents = files[it->second.test_file];
+      REQUIRE_FALSE(contents.empty());
+      REQUIRE_FALSE(it->second.test_case.empty());
+      CHECK(contents.find(it->second.test_case) != std::string::npos);
+    }
+    for (absl::string_view f : policy.inert) {
+      ++inert;
+      const std::string name = absl::StrCat(key, ".", f);
+      INFO("docs/envoy-compatibility.md row for " << name);
+      auto it = rows.find(name);
+      REQUIRE(it != rows.end());
+      CHECK(it->second.status == "inert");
+    }
+  }
+  // The doc names no field the policy does not accept as documented.
+  for (const auto& [name, row] : rows) {
+    if (row.status != "supported" && row.status != "inert") continue;
+    size_t dot = name.rfind('.');
+    auto it = fieldPolicyTable().find(name.substr(0, dot));
+    INFO(name << " is listed as " << row.status << " but the policy does not say so");
+    REQUIRE(it != fieldPolicyTable().end());
+    const auto& list = row.status == "supported" ? it->second.supported : it->second.inert;
+    bool found = false;
+    for (absl::string_view f : list) found = found || f == name.substr(dot + 1);
+    CHECK(found);
+  }
+  CHECK(supported > 0);
+  CHECK(inert > 0);
+}
+
+// A bootstrap around one listener, HCM and cluster, with places to add fields to
+// each (and to the top level, and HTTP filters before the router).
+std::string bootstrap(const std::string& listener_extra, const std::string& chain_extra,
+                      const std::string& hcm_extra, const std::string& cluster_extra,
+                      const std::string& top_extra = "", const std::string& filters_extra = "") {
+  return absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+)", listener_extra, R"(
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+)", hcm_extra, R"(
+          http_filters:
+)", filters_extra, R"(
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+)", chain_extra, R"(
+  clusters:
+  - name: c
+    load_assignment:
+      cluster_name: c
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]
+)", cluster_extra, top_extra);
+}
+
+const char* kRouteConfig = R"(
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{match: {prefix: "/"}, route: {cluster: c}}]
+)";
+
+TEST_CASE("the policy's base bootstrap validates", "[config][policy]") {
+  CHECK(validate(bootstrap("", "", kRouteConfig, "")) == "OK");
+}
+
+TEST_CASE("features turnout does not implement fail validation with their field path",
+          "[config][policy]") {
+  const std::string tls_listener =
+      R"(      transport_socket:
+        name: tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {tls_certificates: [{certificate_chain: {filename: /nonexistent.crt}, private_key: {filename: /nonexistent.key}}]}
+)";
+  const std::string hpo = R"(    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+)";
+  const std::string ch = "static_resources.listeners[0].filter_chains[0]";
+  const std::string hcm = ch + ".filters[0].typed_config";
+  const std::string opts = "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]";
+  struct Case {
+    std::string what;
+    std::string yaml;
+    std::string want;
+  };
+  auto [what, yaml, want] = GENERATE_COPY(values<Case>({
+      {"listener TLS", bootstrap("", tls_listener, kRouteConfig, ""),
+       ch + ".transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
+      {"cluster TLS",
+       bootstrap("", "", kRouteConfig,
+                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x}}\n"),
+       "static_resources.clusters[0].transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext) is not supported by turnout yet"},
+      {"transport_socket_matches",
+       bootstrap("", "", kRouteConfig,
+                 "    transport_socket_matches: [{name: m, transport_socket: {name: raw, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}}]\n"),
+       "static_resources.clusters[0].transport_socket_matches: transport socket matches are not supported by turnout yet"},
+      {"codec_type HTTP2", bootstrap("", "", absl::StrCat("          codec_type: HTTP2\n", kRouteConfig), ""),
+       hcm + ".codec_type: HTTP2 is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
+      {"HCM http2_protocol_options",
+       bootstrap("", "", absl::StrCat("          http2_protocol_options: {}\n", kRouteConfig), ""),
+       hcm + ".http2_protocol_options: HTTP/2 is not supported by turnout yet"},
+      {"cluster http2_protocol_options", bootstrap("", "", kRouteConfig, "    http2_protocol_options: {}\n"),
+       "static_resources.clusters[0].http2_protocol_options: HTTP/2 upstreams are not supported by turnout yet"},
+      {"explicit http2", bootstrap("", "", kRouteConfig, hpo + "        explicit_http_config: {http2_protocol_options: {}}\n"),
+       opts + ".explicit_http_config.http2_protocol_options: HTTP/2 upstreams are not supported"},
+      {"use_downstream_protocol_config",
+       bootstrap("", "", kRouteConfig, hpo + "        use_downstream_protocol_config: {}\n"),
+       opts + ".use_downstream_protocol_config: HTTP/2 upstreams are not supported"},
+      {"auto_config", bootstrap("", "", kRouteConfig, hpo + "        auto_config: {}\n"),
+       opts + ".auto_config: HTTP/2 upstreams are not supported"},
+      {"EDS cluster", bootstrap("", "", kRouteConfig, "    type: EDS\n"),
+       "static_resources.clusters[0].type: EDS clusters are not supported by turnout yet"},
+      {"ORIGINAL_DST cluster",
+       bootstrap("", "", kRouteConfig, "    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n"),
+       "static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
+      {"eds_cluster_config",
+       bootstrap("", "", kRouteConfig, "    eds_cluster_config: {eds_config: {ads: {}}}\n"),
+       "static_resources.clusters[0].eds_cluster_config: EDS is not supported by turnout yet"},
+      {"dynamic_resources ADS",
+       bootstrap("", "", kRouteConfig, "",
+                 "dynamic_resources: {ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: c}}]}}\n"),
+       "dynamic_resources: dynamic resources (ADS, LDS, CDS) are not supported by turnout yet"},
+      {"dynamic_resources lds_config",
+       bootstrap("", "", kRouteConfig, "", "dynamic_resources: {lds_config: {path_config_source: {path: /x}}}\n"),
+       "dynamic_resources: dynamic resources"},
+      {"dynamic_resources cds_config",
+       bootstrap("", "", kRouteConfig, "", "dynamic_resources: {cds_config: {ads: {}}}\n"),
+       "dynamic_resources: dynamic resources"},
+      {"rds", bootstrap("", "", "          rds: {route_config_name: r, config_source: {ads: {}}}\n", ""),
+       hcm + ".rds: RDS is not supported by turnout yet"},
+      {"SDS secrets",
+       bootstrap("", "", kRouteConfig, "", "  secrets: [{name: s, generic_secret: {secret: {inline_string: x}}}]\n"),
+       "static_resources.secrets: SDS and static secrets are not supported by turnout yet"},
+      {"filter_chain_match",
+       bootstrap("", "      filter_chain_match: {server_names: [a.example]}\n", kRouteConfig, ""),
+       ch + ".filter_chain_match: filter chain matching is not supported"},
+      {"use_original_dst", bootstrap("    use_original_dst: true\n", "", kRouteConfig, ""),
+       "static_resources.listeners[0].use_original_dst: use_original_dst is not supported by turnout yet"},
+      {"HCM request_timeout (not honoured)",
+       bootstrap("", "", absl::StrCat("          request_timeout: 5s\n", kRouteConfig), ""),
+       hcm + ".request_timeout: field 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.request_timeout' is not supported by turnout"},
+      {"a route field turnout ignores",
+       bootstrap("", "",
+                 R"(          route_config:
+            internal_only_headers: [x-internal]
+            virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: c}}]}]
+)", ""),
+       hcm + ".route_config.internal_only_headers: field 'envoy.config.route.v3.RouteConfiguration.internal_only_headers' is not supported by turnout"},
+      {"a Bootstrap field nobody listed",
+       bootstrap("", "", kRouteConfig, "", "stats_flush_interval: 5s\n"),
+       "stats_flush_interval: field 'envoy.config.bootstrap.v3.Bootstrap.stats_flush_interval' is not supported by turnout"},
+      {"health_check pass_through_mode",
+       bootstrap("", "", kRouteConfig, "", "", R"(
+          - name: envoy.filters.http.health_check
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+              pass_through_mode: true
+)"),
+       hcm + ".http_filters[0].typed_config.pass_through_mode: pass-through health checking is not supported"},
+  }));
+  INFO(what);
+  INFO(yaml);
+  const std::string got = validate(yaml);
+  INFO(got);
+  CHECK(got.rfind(want, 0) == 0);
+}
+
+TEST_CASE("codec_type AUTO is accepted (it serves HTTP/1.1)", "[config][policy]") {
+  CHECK(validate(bootstrap("", "", absl::StrCat("          codec_type: AUTO\n", kRouteConfig), "")) ==
+        "OK");
+}
+
+TEST_CASE("a raw_buffer transport socket is plaintext and accepted", "[config][policy]") {
+  CHECK(validate(bootstrap("", R"(      transport_socket:
+        name: raw
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}
+)", kRouteConfig, "")) == "OK");
+}
+
+TEST_CASE("inert fields are accepted and not looked into", "[config][policy]") {
+  // metadata is inert: whatever it holds is accepted.
+  CHECK(validate(bootstrap("    metadata: {filter_metadata: {x: {y: 1}}}\n", "", kRouteConfig, "")) ==
+        "OK");
+}
+
+TEST_CASE("a route configuration outside a bootstrap is checked by the same policy",
+          "[config][policy]") {
+  envoy::config::route::v3::RouteConfiguration rc;
+  rc.add_internal_only_headers("x-internal");
+  auto s = checkFieldPolicy(rc, "rds");
+  CHECK(s.message() ==
+        "rds.internal_only_headers: field "
+        "'envoy.config.route.v3.RouteConfiguration.internal_only_headers' is not supported by "
+        "turnout");
+}
+
+}  // namespace
+}  // namespace turnout::config
