@@ -122,6 +122,11 @@ bool hasControlChars(std::string_view s) {
   return false;
 }
 
+bool hasBareLfInChunkLine(std::string_view line, std::size_t max_chunk_line_bytes) {
+  const std::size_t i = line.substr(0, max_chunk_line_bytes + 2).find_first_of("\r\n");
+  return i != std::string_view::npos && line[i] == '\n';
+}
+
 namespace {
 
 // Whether Beast would accept `line` (a chunk line without its CRLF) as a
@@ -202,11 +207,13 @@ CodecErrorCode checkChunkLeftover(std::string_view rest, const Http1Settings& se
   // soon as it sees the next byte; without one the line is simply too long.
   // A LF before it can only be a bare LF, which Beast would wait on until a
   // CRLF or the length limit arrived: it is an error now.
-  const std::size_t cr = rest.substr(0, window).find_first_of("\r\n", start);
+  if (hasBareLfInChunkLine(rest.substr(start), settings.max_chunk_line_bytes)) {
+    return CodecErrorCode::kInvalidChunk;
+  }
+  const std::size_t cr = rest.substr(0, window).find('\r', start);
   if (cr == std::string_view::npos) {
     return rest.size() >= window ? CodecErrorCode::kChunkExtensionTooLong : CodecErrorCode::kNone;
   }
-  if (rest[cr] == '\n') return CodecErrorCode::kInvalidChunk;
   if (cr + 1 >= rest.size() || rest[cr + 1] != '\n') return CodecErrorCode::kNone;
   const std::size_t eol = cr;
   if (!isValidChunkLine(rest.substr(start, eol - start))) return CodecErrorCode::kInvalidChunk;

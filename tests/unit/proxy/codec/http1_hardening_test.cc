@@ -412,6 +412,10 @@ std::vector<ChunkCase> chunkCases() {
       rejected("last chunk with an unterminated quote", "0;n=\"x\r\n\r\n", C::kInvalidChunk),
       rejected("bare LF inside a quoted extension", "5;n=\"a\nb\"\r\nhello\r\n0\r\n\r\n",
                C::kInvalidChunk),
+      // Regression from codec_http1_server_fuzz: the bare LF decides, not the
+      // length of the line Beast would otherwise take whole.
+      rejected("bare LFs inside a quoted extension of an over-long last chunk",
+               "0;e=\"" + std::string(4200, '\n') + "q\"\r\n\r\n", C::kInvalidChunk),
       rejected("control char inside a quoted extension",
                "5;n=\"a\x01b\"\r\nhello\r\n0\r\n\r\n", C::kInvalidChunk),
       rejected("extension with a space in a token", "5;n=a b\r\nhello\r\n0\r\n\r\n",
@@ -451,6 +455,10 @@ std::vector<ChunkCase> chunkCases() {
       rejected("trailer with a control char", "5\r\nhello\r\n0\r\nX: a\x01\r\n\r\n",
                C::kInvalidCharacters),
       rejected("trailer obs-fold", "5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n", C::kObsFold),
+      // Regression from the codec fuzzers: the bare CR decides even though
+      // Beast, given the whole block, stops at the obs-fold first.
+      rejected("trailer obs-fold before a bare CR",
+               "5\r\nhello\r\n0\r\nX: a\r\n b\r\n\rY: 1\r\n\r\n", C::kInvalidLineEnding),
       rejected("content-length trailer", "5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n",
                C::kContentLengthAndChunked),
       rejected("transfer-encoding trailer",
