@@ -42,14 +42,17 @@ enum class CodecErrorCode : std::uint8_t {
   kObsFold,                     // obsolete line folding
   kContentLengthAndChunked,     // both Content-Length and Transfer-Encoding
   kInvalidContentLength,        // invalid or conflicting Content-Length values
+  kContentLengthNotAllowed,     // non-zero Content-Length on a 1xx or 204 response
   kInvalidTransferEncoding,     // any coding other than a single "chunked"
   kTransferEncodingNotAllowed,  // Transfer-Encoding on an HTTP/1.0 message
   kInvalidChunk,                // bad chunk size, chunk extension or chunk framing
   kChunkExtensionTooLong,       // chunk line above max_chunk_line_bytes
   kMissingHost,                 // HTTP/1.1 request without Host
   kMultipleHost,                // more than one Host field
+  kInvalidHost,                 // Host (or request-target authority) not uri-host [":" port]
   kInvalidStatus,               // malformed status line (responses)
-  kPrematureEof,                // connection closed inside a message (responses)
+  kPrematureEof,                // connection closed inside a message (the peer is gone:
+                                // a server codec's caller closes without answering)
   kUnexpectedResponse,          // response bytes with no request outstanding
 };
 
@@ -79,6 +82,8 @@ constexpr CodecErrorInfo codecErrorInfo(CodecErrorCode code) {
     case CodecErrorCode::kContentLengthAndChunked:
       return {"http1.content_length_and_chunked_not_allowed", 400, true};
     case CodecErrorCode::kInvalidContentLength: return {"http1.invalid_content_length", 400, true};
+    case CodecErrorCode::kContentLengthNotAllowed:
+      return {"http1.content_length_not_allowed", 502, true};
     case CodecErrorCode::kInvalidTransferEncoding:
       return {"http1.invalid_transfer_encoding", 501, true};
     case CodecErrorCode::kTransferEncodingNotAllowed:
@@ -88,6 +93,8 @@ constexpr CodecErrorInfo codecErrorInfo(CodecErrorCode code) {
       return {"http1.chunk_extension_too_long", 400, true};
     case CodecErrorCode::kMissingHost: return {"http1.missing_host_header", 400, true};
     case CodecErrorCode::kMultipleHost: return {"http1.multiple_host_headers", 400, true};
+    // Envoy's shared detail for an authority that fails its spec checks.
+    case CodecErrorCode::kInvalidHost: return {"http.invalid_authority", 400, true};
     case CodecErrorCode::kInvalidStatus: return {"http1.invalid_status", 502, true};
     case CodecErrorCode::kPrematureEof: return {"http1.premature_eof", 502, true};
     case CodecErrorCode::kUnexpectedResponse: return {"http1.unexpected_response", 502, true};

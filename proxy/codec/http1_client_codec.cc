@@ -58,11 +58,30 @@ class ResponseParser final : public detail::ParserBase<ResponseParser, false, Re
   void on_header_impl(BeastError& ec) override {
     s_.headers_done = true;
     ResponseHead& h = s_.head;
+    // Envoy's rule for the framing fields of a 1xx or 204 (RFC 9110 §8.6,
+    // RFC 9112 §6.1), which have no content: Transfer-Encoding is an error, a
+    // non-zero Content-Length is an error, "content-length: 0" is dropped.
+    bool drop_content_length = false;
+    if (h.status < 200 || h.status == 204) {
+      if (s_.seen_transfer_encoding) {
+        reject(CodecErrorCode::kTransferEncodingNotAllowed, ec);
+        return;
+      }
+      if (const std::string_view cl = h.headers.get("content-length"); cl.data() != nullptr) {
+        if (cl != "0") {
+          reject(CodecErrorCode::kContentLengthNotAllowed, ec);
+          return;
+        }
+        h.headers.remove("content-length");
+        drop_content_length = true;
+      }
+    }
     if (s_.informational) {
       s_.callbacks.onInformational(h);
       return;
     }
     readFraming(h);
+    if (drop_content_length) h.content_length.reset();
     s_.close_delimited = need_eof();
     const Outstanding req = s_.outstanding.front();
     if (req.connect && h.status >= 200 && h.status < 300) {

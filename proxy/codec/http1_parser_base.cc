@@ -1,6 +1,7 @@
 #include "proxy/codec/http1_parser_base.h"
 
 #include <cctype>
+#include <limits>
 
 namespace turnout::proxy::http1::detail {
 namespace http = beast::http;
@@ -20,6 +21,27 @@ bool isChunkedOnly(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return equalsIgnoreCase(v, "chunked");
+}
+
+std::string_view canonicalContentLength(std::string_view v, char (&buf)[20]) {
+  std::size_t i = 0;
+  while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
+  while (i + 1 < v.size() && v[i] == '0' && v[i + 1] >= '0' && v[i + 1] <= '9') ++i;
+  std::size_t n = 0;
+  while (i < v.size() && n < sizeof(buf) && v[i] >= '0' && v[i] <= '9') buf[n++] = v[i++];
+  return std::string_view(buf, n);
+}
+
+bool isForbiddenTrailer(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "content-length", "transfer-encoding", "host",    "connection",
+      "keep-alive",     "proxy-connection",  "te",      "upgrade",
+      "trailer",
+  };
+  for (std::string_view n : kNames) {
+    if (equalsIgnoreCase(name, n)) return true;
+  }
+  return false;
 }
 
 bool isObsFold(const char* begin, const char* end, std::string_view name, std::string_view value) {
@@ -92,6 +114,84 @@ CodecErrorCode mapBeastError(const BeastError& ec, bool seen_content_length,
   }
 }
 
+bool hasControlChars(std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
+  }
+  return false;
+}
+
+bool hasBareLfInChunkLine(std::string_view line, std::size_t max_chunk_line_bytes) {
+  const std::size_t i = line.substr(0, max_chunk_line_bytes + 2).find_first_of("\r\n");
+  return i != std::string_view::npos && line[i] == '\n';
+}
+
+namespace {
+
+// Whether Beast would accept `line` (a chunk line without its CRLF) as a
+// chunk-size and chunk-ext (RFC 9112 §7.1.1) once it has the whole line: the
+// same grammar as basic_parser's parse_hex and parse_chunk_extensions, except
+// that the line's end is an end, where Beast's quoted-string runs on past it
+// and waits for a closing quote that may never come. Also false for a control
+// character, which on_chunk_header_impl rejects in a line Beast accepts.
+bool isValidChunkLine(std::string_view l) {
+  if (hasControlChars(l)) return false;
+  std::size_t i = 0;
+  std::uint64_t size = 0;
+  for (; i < l.size(); ++i) {
+    const int d = http::detail::unhex(l[i]);
+    if (d < 0) break;
+    if (size > std::numeric_limits<std::uint64_t>::max() / 16) return false;
+    size *= 16;
+    if (std::numeric_limits<std::uint64_t>::max() - size < static_cast<std::uint64_t>(d)) {
+      return false;
+    }
+    size += static_cast<std::uint64_t>(d);
+  }
+  if (i == 0) return false;
+  const auto bws = [&] {
+    const std::size_t from = i;
+    while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+    return i != from;
+  };
+  const auto token = [&] {
+    const std::size_t from = i;
+    while (i < l.size() && http::detail::is_token_char(l[i])) ++i;
+    return i != from;
+  };
+  for (;;) {
+    if (i == l.size()) return true;
+    bws();
+    if (i == l.size() || l[i] != ';') return false;
+    for (;;) {  // after each ';'
+      ++i;
+      bws();
+      if (!token()) return false;
+      const bool had_bws = bws();
+      if (i == l.size()) return !had_bws;
+      if (l[i] == ';') continue;
+      if (l[i] != '=') return false;
+      ++i;
+      bws();
+      if (i == l.size()) return false;
+      if (l[i] != '"') {
+        if (!token()) return false;
+      } else {
+        for (++i;; ++i) {
+          if (i == l.size()) return false;
+          if (l[i] == '"') break;
+          if (l[i] == '\\' && ++i == l.size()) return false;
+        }
+        ++i;
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
 // The bytes from the current chunk line on (possibly preceded by the CRLF
 // that ends the previous chunk's data). Judged by position only, so the
 // answer is the same however the bytes were split: a chunk line of more than
@@ -105,12 +205,18 @@ CodecErrorCode checkChunkLeftover(std::string_view rest, const Http1Settings& se
   const std::size_t window = start + settings.max_chunk_line_bytes + 2;
   // Any CR in the line either ends it or is a bare CR, which Beast reports as
   // soon as it sees the next byte; without one the line is simply too long.
+  // A LF before it can only be a bare LF, which Beast would wait on until a
+  // CRLF or the length limit arrived: it is an error now.
+  if (hasBareLfInChunkLine(rest.substr(start), settings.max_chunk_line_bytes)) {
+    return CodecErrorCode::kInvalidChunk;
+  }
   const std::size_t cr = rest.substr(0, window).find('\r', start);
   if (cr == std::string_view::npos) {
     return rest.size() >= window ? CodecErrorCode::kChunkExtensionTooLong : CodecErrorCode::kNone;
   }
   if (cr + 1 >= rest.size() || rest[cr + 1] != '\n') return CodecErrorCode::kNone;
   const std::size_t eol = cr;
+  if (!isValidChunkLine(rest.substr(start, eol - start))) return CodecErrorCode::kInvalidChunk;
   std::size_t i = start;
   while (i < eol && rest[i] == '0') ++i;
   const bool last_chunk = i > start && (i == eol || !std::isxdigit(static_cast<unsigned char>(rest[i])));
@@ -118,10 +224,24 @@ CodecErrorCode checkChunkLeftover(std::string_view rest, const Http1Settings& se
   const std::size_t limit = std::size_t{settings.max_headers_kb} * 1024;
   const std::string_view trailers = rest.substr(eol);  // starts with the line's CRLF
   if (trailers.starts_with("\r\n\r\n")) return CodecErrorCode::kNone;
-  if (trailers.substr(0, limit + 4).find("\r\n\r\n") == std::string_view::npos &&
-      trailers.size() >= limit + 4) {
-    return CodecErrorCode::kHeadersTooLarge;
+  // The trailer block as Beast will see it, up to its first CRLFCRLF: a bare
+  // CR or LF in it is an error (as in a head, see HeadScanner), found here
+  // before the block is complete so that no peer can hold it open with one.
+  const std::string_view window_bytes = trailers.substr(0, limit + 4);
+  for (std::size_t i = 2; i < window_bytes.size(); ++i) {
+    const char c = window_bytes[i];
+    if (c == '\r') {
+      if (i + 1 < window_bytes.size() && window_bytes[i + 1] != '\n') {
+        return CodecErrorCode::kInvalidLineEnding;
+      }
+    } else if (c == '\n') {
+      if (window_bytes[i - 1] != '\r') return CodecErrorCode::kInvalidLineEnding;
+      if (window_bytes[i - 2] == '\n' && window_bytes[i - 3] == '\r') {
+        return CodecErrorCode::kNone;  // the block's CRLFCRLF
+      }
+    }
   }
+  if (trailers.size() >= limit + 4) return CodecErrorCode::kHeadersTooLarge;
   return CodecErrorCode::kNone;
 }
 

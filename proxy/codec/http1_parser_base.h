@@ -32,6 +32,19 @@ using BeastError = boost::system::error_code;
 
 // Validates a Transfer-Encoding value: only a single "chunked" coding.
 bool isChunkedOnly(std::string_view value);
+// The first value of a Content-Length field that Beast has already accepted
+// (a list of equal decimals), without leading zeros; `buf` holds the digits.
+std::string_view canonicalContentLength(std::string_view value, char (&buf)[20]);
+// Fields that only mean something in a header section (RFC 9110 §6.5.1:
+// framing, routing, connection options): dropped from received trailers so
+// that no recipient downstream can merge them into the head.
+bool isForbiddenTrailer(std::string_view name);
+// A control character other than HTAB (RFC 9110 §5.5), e.g. in a quoted
+// chunk-ext value, where Beast takes any byte.
+bool hasControlChars(std::string_view s);
+// Whether a LF comes before any CR in the first max_chunk_line_bytes + 2
+// bytes of `line` (a chunk line and what follows it).
+bool hasBareLfInChunkLine(std::string_view line, std::size_t max_chunk_line_bytes);
 // Case-insensitive ASCII equality.
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 // True if `value` (a field value not obtained from `[begin,end)`, or whose
@@ -218,13 +231,22 @@ class ParserBase : public beast::http::basic_parser<isRequest> {
   }
   void on_chunk_header_impl(std::uint64_t size, beast::string_view extensions,
                             BeastError& ec) override {
+    // The same positional rules checkChunkLeftover() applies to a line Beast
+    // has not finished, applied to the line it has, in the same order: so the
+    // verdict does not depend on whether the line arrived whole. A bare LF
+    // (Beast takes one inside a quoted chunk-ext) comes first.
+    if (s_.chunk_line_start != nullptr &&
+        hasBareLfInChunkLine(std::string_view(
+                                 s_.chunk_line_start,
+                                 static_cast<size_t>(s_.put_end - s_.chunk_line_start)),
+                             s_.settings.max_chunk_line_bytes)) {
+      reject(CodecErrorCode::kInvalidChunk, ec);
+      return;
+    }
     if (extensions.size() > s_.settings.max_chunk_line_bytes) {
       reject(CodecErrorCode::kChunkExtensionTooLong, ec);
       return;
     }
-    // The same positional limit checkChunkLeftover() applies to a line Beast
-    // has not finished, applied to the line it has: so the verdict does not
-    // depend on whether the line arrived whole.
     if (s_.chunk_line_start != nullptr) {
       const std::string_view rest(s_.chunk_line_start,
                                   static_cast<size_t>(s_.put_end - s_.chunk_line_start));
@@ -233,6 +255,12 @@ class ParserBase : public beast::http::basic_parser<isRequest> {
         reject(CodecErrorCode::kChunkExtensionTooLong, ec);
         return;
       }
+    }
+    // Beast takes any byte in a quoted chunk-ext value; checkChunkLeftover()
+    // rejects the same line when it has not been parsed yet.
+    if (hasControlChars(std::string_view(extensions.data(), extensions.size()))) {
+      reject(CodecErrorCode::kInvalidChunk, ec);
+      return;
     }
     s_.chunk_line_start = nullptr;
     if (size == 0) s_.in_trailers = true;
@@ -272,8 +300,18 @@ void ParserBase<Derived, isRequest, State>::on_field_impl(beast::http::field f,
       reject(CodecErrorCode::kHeadersTooLarge, ec);
       return;
     }
+    if (isForbiddenTrailer(name)) return;
   } else {
-    if (f == beast::http::field::content_length) s_.seen_content_length = true;
+    if (f == beast::http::field::content_length) {
+      // Beast has checked every value against the first (RFC 9112 §6.3):
+      // forward one field with one value, never the list as received.
+      s_.seen_content_length = true;
+      derived().onHeadField(f, value);
+      if (map.has("content-length")) return;
+      char buf[20];
+      map.addLowercase("content-length", canonicalContentLength(value, buf));
+      return;
+    }
     if (f == beast::http::field::transfer_encoding) {
       s_.seen_transfer_encoding = true;
       if (s_.head.version_minor == 0) {
@@ -320,12 +358,36 @@ ParseOutcome ParserBase<Derived, isRequest, State>::parseSome(const char* p, std
       s_.chunk_line_start = p + 2;
     }
   }
+  // Whether these bytes start with the CRLF that ends the previous chunk's
+  // data, before parsing (a last chunk parsed in this put resets the flag).
+  const bool expect_crlf_at_start = s_.expect_crlf;
+  const bool chunked_body = s_.headers_done && s_.head.chunked;
   BeastError ec;
   const std::size_t used = this->put(asio::const_buffer(p, n), ec);
   total += used;
-  if (s_.pending_error != CodecErrorCode::kNone) return ParseOutcome::kFailed;
-  if (s_.stopped) return ParseOutcome::kComplete;
   const std::string_view leftover(p + used, n - used);
+  // A chunk header parsed inside a put that then fails (in the trailers,
+  // say) can leave `used` right behind the previous chunk's data, or at the
+  // start of the put, while expect_crlf already describes the later state:
+  // the leftover then starts with that chunk's CRLF.
+  const auto leftover_expects_crlf = [&] {
+    return s_.expect_crlf ||
+           (s_.chunk_data_end != nullptr && leftover.data() == s_.chunk_data_end) ||
+           (used == 0 && expect_crlf_at_start);
+  };
+  if (s_.pending_error != CodecErrorCode::kNone) {
+    // A chunked body rejected by a callback (a trailer field, a chunk-ext)
+    // gets the positional verdict first, as Beast's own errors below do: the
+    // split input saw that verdict before Beast had the whole block.
+    if (chunked_body) {
+      if (auto code = checkChunkLeftover(leftover, s_.settings, leftover_expects_crlf());
+          code != CodecErrorCode::kNone) {
+        s_.pending_error = code;
+      }
+    }
+    return ParseOutcome::kFailed;
+  }
+  if (s_.stopped) return ParseOutcome::kComplete;
   if (ec == beast::http::error::need_more) {
     // Beast wants more than a complete head: it is truncated (a version).
     if (!s_.headers_done) return fail(derived().truncatedHeadError());
@@ -342,13 +404,7 @@ ParseOutcome ParserBase<Derived, isRequest, State>::parseSome(const char* p, std
     if (s_.headers_done) {
       // In the body phase a positional limit on the chunk line wins, so the
       // code does not depend on how the bytes were split.
-      // A chunk header parsed inside a put that then fails (in the trailers,
-      // say) can leave `used` right behind the previous chunk's data, while
-      // expect_crlf already describes the later state: the leftover then
-      // starts with that chunk's CRLF.
-      const bool expect_crlf =
-          s_.expect_crlf || (s_.chunk_data_end != nullptr && leftover.data() == s_.chunk_data_end);
-      if (auto limit_code = checkChunkLeftover(leftover, s_.settings, expect_crlf);
+      if (auto limit_code = checkChunkLeftover(leftover, s_.settings, leftover_expects_crlf());
           limit_code != CodecErrorCode::kNone) {
         code = limit_code;
       }

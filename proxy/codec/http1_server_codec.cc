@@ -1,5 +1,8 @@
 #include "proxy/codec/http1_server_codec.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <optional>
 
 #include "proxy/codec/http1_parser_base.h"
@@ -155,6 +158,87 @@ bool hasWellFormedVersion(std::string_view bytes) {
          v[7] <= '9' && (cr == 8 || bytes[cr - 9] == ' ');
 }
 
+bool isHexDigit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+bool isUnreservedOrSubDelim(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-': case '.': case '_': case '~':                         // unreserved
+    case '!': case '$': case '&': case '\'': case '(': case ')':     // sub-delims
+    case '*': case '+': case ',': case ';': case '=':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// RFC 9110 §7.2 / RFC 3986 §3.2: uri-host [ ":" port ], no userinfo. The host
+// is a non-empty reg-name (unreserved, sub-delims, pct-encoded), or an
+// IP-literal in brackets (IPv6address or IPvFuture); a port, when its ':' is
+// there, is 1 to 5 digits up to 65535. `require_port` for CONNECT's
+// authority-form (RFC 9112 §3.2.3).
+bool isValidAuthority(std::string_view a, bool require_port) {
+  std::string_view host = a;
+  std::string_view port;
+  bool has_port = false;
+  if (!a.empty() && a.front() == '[') {
+    const std::size_t close = a.find(']');
+    if (close == std::string_view::npos) return false;
+    host = a.substr(0, close + 1);
+    const std::string_view after = a.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return false;
+      has_port = true;
+      port = after.substr(1);
+    }
+    const std::string_view lit = host.substr(1, host.size() - 2);
+    if (lit.empty()) return false;
+    if (lit.front() == 'v' || lit.front() == 'V') {  // IPvFuture
+      std::size_t i = 1;
+      while (i < lit.size() && isHexDigit(lit[i])) ++i;
+      if (i == 1 || i >= lit.size() || lit[i] != '.' || i + 1 == lit.size()) return false;
+      for (++i; i < lit.size(); ++i) {
+        if (!isUnreservedOrSubDelim(lit[i]) && lit[i] != ':') return false;
+      }
+    } else {
+      char buf[INET6_ADDRSTRLEN];
+      if (lit.size() >= sizeof(buf)) return false;
+      lit.copy(buf, lit.size());
+      buf[lit.size()] = '\0';
+      in6_addr addr;
+      if (::inet_pton(AF_INET6, buf, &addr) != 1) return false;
+    }
+  } else {
+    const std::size_t colon = a.rfind(':');
+    if (colon != std::string_view::npos) {
+      host = a.substr(0, colon);
+      port = a.substr(colon + 1);
+      has_port = true;
+    }
+    if (host.empty()) return false;
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const char c = host[i];
+      if (c == '%') {
+        if (i + 2 >= host.size() || !isHexDigit(host[i + 1]) || !isHexDigit(host[i + 2])) {
+          return false;
+        }
+        i += 2;
+      } else if (!isUnreservedOrSubDelim(c)) {
+        return false;  // '@' (userinfo), ':' , '/', space, CTLs, '[', ...
+      }
+    }
+  }
+  if (!has_port) return !require_port;
+  if (port.empty() || port.size() > 5) return false;
+  std::uint32_t n = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  return n <= 65535;
+}
+
 // Everything of the server codec but the parser itself, which refers to it.
 struct MessageState : detail::DecodeState<RequestDecoderCallbacks, RequestHead> {
   using DecodeState::DecodeState;
@@ -167,6 +251,7 @@ struct MessageState : detail::DecodeState<RequestDecoderCallbacks, RequestHead> 
   void finishResponse();
 
   std::uint32_t host_count = 0;
+  bool host_valid = true;  // every Host field so far is a valid authority
   bool absolute_form = false;
   bool message_complete = false;  // paused until the response ends
 
@@ -203,6 +288,11 @@ class RequestParser final : public detail::ParserBase<RequestParser, true, Messa
     switch (f) {
       case http::field::host:
         ++s_.host_count;
+        // An empty Host is allowed only where Host is optional (HTTP/1.0),
+        // and then means none.
+        if (!(value.empty() ? s_.head.version_minor == 0 : isValidAuthority(value, false))) {
+          s_.host_valid = false;
+        }
         if (!s_.absolute_form) s_.head.authority.assign(value);
         break;
       case http::field::expect:
@@ -225,7 +315,19 @@ class RequestParser final : public detail::ParserBase<RequestParser, true, Messa
       reject(CodecErrorCode::kMissingHost, ec);
       return;
     }
+    // RFC 9112 §3.2: 400 to a Host with an invalid field value, whatever the
+    // form of the request-target.
+    if (!s_.host_valid) {
+      reject(CodecErrorCode::kInvalidHost, ec);
+      return;
+    }
     RequestHead& h = s_.head;
+    // RFC 9112 §3.2.2: with an absolute-form (or authority-form) target, the
+    // target's authority replaces Host, so that nothing after the codec sees
+    // two different authorities.
+    if (s_.absolute_form && s_.host_count == 1 && h.headers.get("host") != h.authority) {
+      h.headers.set("host", h.authority);
+    }
     readFraming(h);
     h.upgrade = upgrade() && h.version_minor == 1 && h.headers.has("upgrade");
     s_.callbacks.onHeaders(h, is_done());
@@ -258,6 +360,7 @@ void ServerCodec::State::beginMessage() {
   parser.emplace(*this);
   resetMessage();
   host_count = 0;
+  host_valid = true;
   absolute_form = false;
   message_complete = false;
   response_chunked = false;
@@ -267,9 +370,7 @@ void ServerCodec::State::beginMessage() {
 CodecErrorCode MessageState::parseTarget(std::string_view method, std::string_view target) {
   if (method == "CONNECT") {
     // authority-form
-    if (target.empty() || target.front() == '/' || target.find('/') != std::string_view::npos) {
-      return CodecErrorCode::kInvalidUrl;
-    }
+    if (!isValidAuthority(target, true)) return CodecErrorCode::kInvalidUrl;
     head.authority.assign(target);
     absolute_form = true;
     return CodecErrorCode::kNone;
@@ -295,9 +396,7 @@ CodecErrorCode MessageState::parseTarget(std::string_view method, std::string_vi
   std::string_view rest = target.substr(scheme_len + 3);
   const std::size_t end = rest.find_first_of("/?#");
   const std::string_view authority = rest.substr(0, end);
-  if (authority.empty() || authority.find('@') != std::string_view::npos) {
-    return CodecErrorCode::kInvalidUrl;
-  }
+  if (!isValidAuthority(authority, false)) return CodecErrorCode::kInvalidUrl;
   head.authority.assign(authority);
   absolute_form = true;
   rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
@@ -347,6 +446,14 @@ absl::StatusOr<std::size_t> ServerCodec::decode(std::span<const char> bytes) {
     }
   }
   return total;
+}
+
+absl::Status ServerCodec::onEof() {
+  State& s = *s_;
+  if (s.error != CodecErrorCode::kNone) return codecErrorStatus(s.error);
+  if (s.upgraded || s.close_after_response) return absl::OkStatus();
+  if (s.in_message && !s.message_complete) return s.fail(CodecErrorCode::kPrematureEof);
+  return absl::OkStatus();
 }
 
 void ServerCodec::encodeHeaders(const ResponseHead& head, bool end_stream, std::string& out) {

@@ -72,6 +72,11 @@ class ServerCodec {
   // @return the number of bytes consumed, or the (sticky) codec error, whose
   //         message is the details string.
   absl::StatusOr<std::size_t> decode(std::span<const char> bytes);
+  // The client closed its side (EOF). An error (kPrematureEof, sticky) if a
+  // request is in progress, head or body, and not yet answered: its framing
+  // can never complete, so the caller closes without answering. OK between
+  // requests, after an upgrade, or once the response has ended the exchange.
+  absl::Status onEof();
 
   // Response encoding. Appends wire bytes to `out`. A 1xx other than 101 is
   // informational (e.g. 100 Continue) and may precede the final response.

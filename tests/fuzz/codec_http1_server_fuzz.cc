@@ -5,7 +5,8 @@
 // - decode() never reports more bytes consumed than it was given;
 // - body bytes delivered never exceed the bytes sent;
 // - after an error, decode() returns the same error and consumes nothing;
-// - the split run produces the same events and outcome as the whole run.
+// - the split run produces the same events and outcome as the whole run;
+// - EOF is an error whenever a request is in progress (never "waiting").
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -63,7 +64,19 @@ class Harness : public RequestDecoderCallbacks {
     }
   }
 
-  void onMessageBegin() override { events += "B|"; }
+  // The client closes. Returns false if the codec says all is well although a
+  // request has begun and not completed.
+  bool eof() {
+    const bool in_progress = begins != completes && !codec.upgraded();
+    if (status.ok()) status = codec.onEof();
+    events += "EOF";
+    return !(status.ok() && in_progress);
+  }
+
+  void onMessageBegin() override {
+    ++begins;
+    events += "B|";
+  }
   void onHeaders(RequestHead& h, bool end) override {
     events += "H " + h.method + " " + h.path + " " + h.authority + " " + h.scheme +
               std::to_string(h.version_minor) + std::to_string(h.keep_alive) +
@@ -89,11 +102,14 @@ class Harness : public RequestDecoderCallbacks {
   void onTrailers(HeaderMap& t) override {
     events += "T" + std::to_string(t.size()) + "|";
   }
-  void onMessageComplete() override { events += "C|"; }
+  void onMessageComplete() override {
+    ++completes;
+    events += "C|";
+  }
 
   http1::ServerCodec codec;
   std::string buffer, out, events, data;
-  std::size_t fed = 0, body = 0;
+  std::size_t fed = 0, body = 0, begins = 0, completes = 0;
   absl::Status status;
 };
 
@@ -106,6 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
 
   Harness whole;
   whole.feed(input);
+  check(whole.eof());
 
   Harness split;
   std::size_t pos = 0;
@@ -118,6 +135,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
     split.feed(input.substr(pos, take));
     pos += take;
   }
+  check(split.eof());
   if (std::getenv("CODEC_FUZZ_DEBUG") != nullptr) {
     std::fprintf(stderr, "whole: %s [%s]\nsplit: %s [%s]\n", whole.events.c_str(),
                  std::string(whole.status.message()).c_str(), split.events.c_str(),

@@ -129,15 +129,18 @@ TEST_CASE("client codec expects no body after HEAD, 204 and 304", "[codec][http1
     CHECK(h.codec.canReuse());
   }
   SECTION("204 and 304") {
+    // A 204's Content-Length may only be 0 (and is then dropped); a 304's
+    // describes the representation (http1_hardening_test.cc has the errors).
     const int status = GENERATE(204, 304);
+    const std::string cl = status == 204 ? "0" : "3";
     ClientHarness h;
     h.request();
     h.request();
-    h.feed("HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: 3\r\n\r\n" +
+    h.feed("HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " + cl + "\r\n\r\n" +
            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     REQUIRE(h.status.ok());
     REQUIRE(h.events.size() == 6);
-    CHECK(h.events[1].ends_with("end=1 [content-length:3]"));
+    CHECK(h.events[1].ends_with(status == 204 ? "end=1" : "end=1 [content-length:3]"));
     CHECK(h.codec.canReuse());
   }
 }

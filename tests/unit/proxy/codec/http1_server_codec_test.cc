@@ -361,15 +361,17 @@ TEST_CASE("server codec accepts CONNECT authority-form and OPTIONS *", "[codec][
   CHECK(o.events[1].starts_with("headers OPTIONS * authority=a"));
 }
 
-TEST_CASE("server codec allows repeated identical content-length values",
+TEST_CASE("server codec collapses repeated identical content-length values to one field",
           "[codec][http1_server]") {
   ServerHarness h;
   h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
   REQUIRE(h.status.ok());
+  CHECK(h.events[1].ends_with("end=0 [host:a] [content-length:3]"));
   CHECK(h.events[2] == "data abc end=1");
   ServerHarness l;
   l.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc");
-  CHECK(l.status.ok());
+  REQUIRE(l.status.ok());
+  CHECK(l.events[1].ends_with("end=0 [host:a] [content-length:3]"));
 }
 
 struct BadCase {
