@@ -263,20 +263,22 @@ FieldPolicyTable* buildTable() {
                     "request_headers_to_remove", "most_specific_header_mutations_wins",
                     "validate_clusters", "max_direct_response_body_size_bytes",
                     "request_mirror_policies", "ignore_port_in_host_matching"},
-      .inert = {"metadata", "typed_per_filter_config"}};
+      .inert = {"metadata"},
+      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
   table["envoy.config.route.v3.VirtualHost"] = {
       .supported = {"name", "domains", "routes", "require_tls", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
                     "response_headers_to_remove", "retry_policy", "request_mirror_policies"},
       // Stats-only (virtual_clusters), config of filters turnout does not run
       // (rate_limits, cors), and labels.
-      .inert = {"virtual_clusters", "rate_limits", "cors", "typed_per_filter_config",
-                "metadata"}};
+      .inert = {"virtual_clusters", "rate_limits", "cors", "metadata"},
+      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
   table["envoy.config.route.v3.Route"] = {
       .supported = {"name", "match", "route", "redirect", "direct_response",
                     "request_headers_to_add", "request_headers_to_remove",
                     "response_headers_to_add", "response_headers_to_remove"},
-      .inert = {"metadata", "decorator", "tracing", "typed_per_filter_config", "stat_prefix"}};
+      .inert = {"metadata", "decorator", "tracing", "stat_prefix"},
+      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
   table["envoy.config.route.v3.RouteMatch"] = {
       .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive",
                     "runtime_fraction", "headers", "query_parameters", "grpc"}};
@@ -305,7 +307,8 @@ FieldPolicyTable* buildTable() {
                     "cluster_not_found_response_code", "prefix_rewrite", "regex_rewrite",
                     "host_rewrite_literal", "auto_host_rewrite", "host_rewrite_header",
                     "timeout", "idle_timeout", "retry_policy", "request_mirror_policies",
-                    "hash_policy", "max_stream_duration", "upgrade_configs", "priority"},
+                    "hash_policy", "max_stream_duration", "upgrade_configs", "priority",
+                    "append_x_forwarded_host"},
       // rate_limits and cors do nothing without their filters, which turnout rejects.
       .inert = {"rate_limits", "include_vh_rate_limits", "cors"},
       .reasons = {{"max_grpc_timeout", "gRPC timeouts are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
@@ -324,7 +327,7 @@ FieldPolicyTable* buildTable() {
       .supported = {"name", "cluster_header", "weight", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
                     "response_headers_to_remove", "host_rewrite_literal"},
-      .inert = {"typed_per_filter_config"}};
+      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
   table["envoy.config.route.v3.RouteAction.RequestMirrorPolicy"] = {
       .supported = {"cluster", "cluster_header", "runtime_fraction",
                     "disable_shadow_host_suffix_append"},
@@ -343,7 +346,7 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.route.v3.RetryPolicy"] = {
       .supported = {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",
                     "retriable_status_codes", "retry_back_off", "retriable_headers",
-                    "retry_host_predicate"},
+                    "retriable_request_headers", "retry_host_predicate"},
       // turnout drops the previous host from the candidates instead of redrawing,
       // so a host selection never needs another attempt.
       .inert = {"host_selection_retry_max_attempts"}};
@@ -424,8 +427,9 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.core.v3.HealthCheck.HttpHealthCheck"] = {.supported = {"path", "host"}};
   table["envoy.config.cluster.v3.OutlierDetection"] = {
       .supported = {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent",
-                    "enforcing_consecutive_5xx",
-                    // Success-rate and failure-percentage ejection: being implemented.
+                    "enforcing_consecutive_5xx", "max_ejection_time", "max_ejection_time_jitter",
+                    "always_eject_one_host", "split_external_local_origin_errors",
+                    "successful_active_health_check_uneject_host",
                     "enforcing_success_rate", "success_rate_minimum_hosts",
                     "success_rate_request_volume", "success_rate_stdev_factor",
                     "failure_percentage_threshold", "enforcing_failure_percentage",
