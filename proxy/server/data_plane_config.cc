@@ -8,6 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "config/snapshot/route_config_translator.h"
 #include "proxy/common/log.h"
+#include "proxy/filters/health_check_filter.h"
+#include "proxy/filters/routing_key_filter.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 
 namespace turnout::proxy {
@@ -111,15 +113,14 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       }
       auto rk = config::toRoutingKeyFilterConfig(proto, path);
       if (!rk.ok()) return rk.status();
-      rt.routing_key = *std::move(rk);
+      rt.filters.push_back(std::make_shared<RoutingKeyFilter>(*std::move(rk)));
     } else if (f.type_name == kHealthCheckType) {
       envoy::extensions::filters::http::health_check::v3::HealthCheck proto;
       if (!f.config.UnpackTo(&proto)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack HealthCheck"));
       }
-      HealthCheckFilterRuntime hc;
-      hc.pass_through_mode = proto.pass_through_mode().value();
-      if (hc.pass_through_mode) {
+      std::vector<routing::CompiledHeaderMatcher> headers;
+      if (proto.pass_through_mode().value()) {
         return absl::InvalidArgumentError(
             absl::StrCat(path, ".typed_config.pass_through_mode: pass-through health checking "
                                "is not supported by turnout; set it to false"));
@@ -130,9 +131,9 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
         if (!m.ok()) return m.status();
         auto compiled = routing::CompiledHeaderMatcher::compile(*m, "", hpath);
         if (!compiled.ok()) return compiled.status();
-        hc.headers.push_back(*std::move(compiled));
+        headers.push_back(*std::move(compiled));
       }
-      rt.health_check = std::move(hc);
+      rt.filters.push_back(std::make_shared<HealthCheckFilter>(std::move(headers)));
     }
   }
   return rt;

@@ -11,6 +11,7 @@
 #include "proxy/access_log/access_log.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "proxy/stream/filter.h"
 #include "proxy/upstream/host_set.h"
 #include "routing/route_table.h"
 
@@ -48,18 +49,12 @@ ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTa
                                   const std::vector<asio::ip::address>& resolved,
                                   const HostSet& current, stats::Shard& shard);
 
-// The `envoy.filters.http.health_check` filter, non-pass-through form.
-struct HealthCheckFilterRuntime {
-  bool pass_through_mode = false;
-  std::vector<routing::CompiledHeaderMatcher> headers;  // all must match a request
-};
-
 // An HTTP connection manager compiled for the workers.
 struct HttpConnectionManagerRuntime {
   const config::HttpConnectionManagerConfig* config = nullptr;
   std::shared_ptr<const routing::RouteTable> route_table;  // null: RDS not yet delivered
-  std::optional<config::RoutingKeyFilterConfig> routing_key;
-  std::optional<HealthCheckFilterRuntime> health_check;
+  // http_filters before the router, in config order (RoutingKey, health_check).
+  FilterChain filters;
   std::vector<access_log::AccessLogConstSharedPtr> access_logs;
   stats::HttpConnManagerStats stats;
   stats::ListenerHttpStats listener_http_stats;

@@ -12,7 +12,6 @@
 #include "proxy/server/worker.h"
 #include "proxy/stream/local_reply.h"
 #include "routing/path_normalizer.h"
-#include "routing/routing_key.h"
 
 namespace turnout::proxy {
 namespace {
@@ -165,6 +164,16 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   }
 }
 
+stats::Shard& ActiveStream::shard() { return conn_.worker().shard(); }
+
+bool ActiveStream::healthCheckFailed() { return conn_.worker().healthCheckFailed(); }
+
+void ActiveStream::localReply(uint16_t status, std::string_view body, std::string_view details) {
+  filter_reply_status_ = status;
+  filter_reply_body_ = body;
+  filter_reply_details_ = details;
+}
+
 asio::awaitable<void> ActiveStream::replyOverflow() {
   // Envoy's router: a circuit-breaker overflow is "dropped" and says so.
   flags_.set(access_log::ResponseFlag::UpstreamOverflow);
@@ -219,39 +228,11 @@ asio::awaitable<void> ActiveStream::run() {
     }
   }
 
-  // RoutingKeyFilter: extract once, normalise into the output header.
-  if (hcm_.routing_key) {
-    std::string scratch;
-    routing::RequestView view = head_.view(entries_);
-    auto k = routing::extractRoutingKey(view, hcm_.routing_key->extraction, scratch);
-    if (k.error != routing::KeyError::kNone) {
-      shard.inc(hcm_.stats.routing_key_error[static_cast<size_t>(k.error)]);
-    }
-    if (k.found()) {
-      key_.assign(k.key);
-      shard.inc(hcm_.stats.routing_key_found);
-      head_.headers.set(hcm_.routing_key->output_header, key_);
-    } else {
-      shard.inc(hcm_.stats.routing_key_missing);
-      head_.headers.remove(hcm_.routing_key->output_header);
-    }
-  }
-
-  // envoy.filters.http.health_check (non-pass-through): answer locally.
-  if (hcm_.health_check) {
-    routing::RequestView view = head_.view(entries_);
-    std::string scratch;
-    routing::MatchInput in;
-    in.view = &view;
-    in.path = view.path();
-    in.path_only = view.path().substr(0, view.path().find_first_of("?#"));
-    in.scratch = &scratch;
-    bool all = true;
-    for (const auto& m : hcm_.health_check->headers) all = all && m.matches(in);
-    if (all) {
-      const bool failed = worker.healthCheckFailed();
-      if (failed) flags_.set(access_log::ResponseFlag::FailedLocalHealthCheck);
-      co_await sendLocalReply(failed ? 503 : 200, "");
+  // The HTTP filters, in config order; the router is the terminal stage.
+  for (const StreamFilterConstSharedPtr& filter : hcm_.filters) {
+    if (filter->decodeHeaders(*this) == FilterHeadersStatus::StopIteration) {
+      co_await sendLocalReply(filter_reply_status_, filter_reply_body_, {}, {},
+                              filter_reply_details_);
       complete();
       co_return;
     }

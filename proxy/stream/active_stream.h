@@ -11,6 +11,7 @@
 #include "proxy/access_log/stream_info.h"
 #include "proxy/codec/codec.h"
 #include "proxy/server/data_plane_config.h"
+#include "proxy/stream/filter.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "routing/route_table.h"
 
@@ -23,7 +24,7 @@ class DownstreamConnection;
 // RoutingKey and health_check filters, routes, forwards upstream with
 // retries and timeouts, relays the response, then records stats. Lives in the
 // connection coroutine's frame for the duration of one request.
-class ActiveStream : public ResponseDecoderCallbacks {
+class ActiveStream : public ResponseDecoderCallbacks, public StreamDecoderFilterCallbacks {
  public:
   ActiveStream(DownstreamConnection& conn, RequestHead& head);
   ~ActiveStream() override;
@@ -39,6 +40,16 @@ class ActiveStream : public ResponseDecoderCallbacks {
   void onTrailers(HeaderMap& trailers) override;
   void onMessageComplete() override;
   void onInformational(ResponseHead& head) override;
+
+  // StreamDecoderFilterCallbacks (the HTTP filters before the router).
+  RequestHead& requestHead() override { return head_; }
+  routing::RequestView requestView() override { return head_.view(entries_); }
+  void setRoutingKey(std::string_view key) override { key_.assign(key); }
+  stats::Shard& shard() override;
+  const stats::HttpConnManagerStats& hcmStats() override { return hcm_.stats; }
+  bool healthCheckFailed() override;
+  void localReply(uint16_t status, std::string_view body, std::string_view details) override;
+  void setResponseFlag(access_log::ResponseFlag flag) override { flags_.set(flag); }
 
  private:
   enum class AttemptResult { Done, Retry, Failed };
@@ -165,6 +176,10 @@ class ActiveStream : public ResponseDecoderCallbacks {
   bool close_connection_ = false;
   bool downstream_failed_ = false;
   bool overloaded_ = false;  // the local reply gets x-envoy-overloaded: true
+  // A filter's local reply, sent once the chain stops.
+  uint16_t filter_reply_status_ = 0;
+  std::string_view filter_reply_body_;
+  std::string_view filter_reply_details_;
 };
 
 }  // namespace turnout::proxy

@@ -977,8 +977,10 @@ class OutlierDetectionTest(GoodBadClusterTest):
             status, _, _ = request(self.port, "GET", "/od/%d" % i)
             statuses.append(status)
         # Round robin sends every other request to the bad host until three
-        # 500s in a row eject it; after that only the good host answers.
-        self.assertEqual(statuses.count(500), 3, statuses)
+        # 500s in a row eject it; after that only the good host answers. The
+        # main thread ejects and posts the ejection to the workers, as Envoy's
+        # detector does, so one request picked meanwhile may still reach it.
+        self.assertIn(statuses.count(500), (3, 4), statuses)
         self.assertTrue(all(s == 200 for s in statuses[10:]), statuses)
         self.assertEqual(self.proxy.counter("cluster.svc.outlier_detection.ejections_total"), 1)
 
