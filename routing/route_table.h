@@ -130,8 +130,9 @@ class RouteTable {
   // `random` is Envoy's per-stream random value (its stream id): as in
   // Envoy, the same value drives runtime_fraction
   // (`random % denominator < numerator`) and the weighted_clusters pick
-  // (`random % total`). Allocation-free when no matched header is repeated
-  // and no rewrite applies.
+  // (`random % total`). Allocates nothing unless a path rewrite applies, or a
+  // repeated header (or an upper-case authority) outgrows the per-thread
+  // scratch buffer, which keeps its capacity for the next request.
   RouteDecision match(const RequestView& view, uint64_t random) const;
 
   // Former signature, kept so callers compile. `routing_key` is IGNORED: it
