@@ -238,7 +238,7 @@ struct RouteTable::CompiledRoute {
   std::string cluster_header;  // lowercase
   WeightedChoice weights;
   std::vector<std::string> weighted_cluster_headers;  // lowercase, per entry
-  std::string random_value_header;  // weighted_clusters.header_name, lowercase
+  std::string random_value_header;                    // weighted_clusters.header_name, lowercase
   RegexConstSharedPtr regex_rewrite;
   std::string host_rewrite_header;  // lowercase
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
@@ -767,8 +767,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   if (a.host_rewrite_literal && !a.host_rewrite_literal->empty()) {
     d.host_rewrite = *a.host_rewrite_literal;
   } else if (!cr.host_rewrite_header.empty()) {
-    const std::string_view h =
-        firstHeaderValue(in, cr.host_rewrite_header);
+    const std::string_view h = firstHeaderValue(in, cr.host_rewrite_header);
     if (!h.empty()) d.host_rewrite = h;
   }
   if (d.host_rewrite.empty() && d.weighted_cluster != nullptr &&

@@ -65,8 +65,9 @@ RoutingKeyConfig baggageOnly() {
   return c;
 }
 
-TEST_CASE("without a RoutingKey filter a route on x-turnout-routing-key matches the client's header",
-          "[routing][routing_key]") {
+TEST_CASE(
+    "without a RoutingKey filter a route on x-turnout-routing-key matches the client's header",
+    "[routing][routing_key]") {
   const bool indexed = GENERATE(true, false);
   CAPTURE(indexed);
   auto t = sandboxTable(indexed, {"feat-x", "feat-y", "feat-z"});
@@ -77,8 +78,7 @@ TEST_CASE("without a RoutingKey filter a route on x-turnout-routing-key matches 
   CHECK(clusterFor(*t, keyed("")) == "reviews");
   CHECK(clusterFor(*t, TestRequest()) == "reviews");
   // A key in baggage means nothing without the filter.
-  CHECK(clusterFor(*t, TestRequest().header("baggage", "turnout-routing-key=feat-x")) ==
-        "reviews");
+  CHECK(clusterFor(*t, TestRequest().header("baggage", "turnout-routing-key=feat-x")) == "reviews");
 }
 
 TEST_CASE("the deprecated key argument of match() is ignored: the view decides",
@@ -143,8 +143,10 @@ TEST_CASE("with a RoutingKey filter its key replaces a forged routing-key header
   TestRequest forged = keyed("feat-x").header("baggage", "turnout-routing-key=feat-y");
   // Baggage outranks the plain header among the default sources.
   CHECK(clusterAfterFilter(*t, forged, defaults) == "reviews=feat-y");
-  CHECK(clusterAfterFilter(*t, keyed("feat-x").header(kKeyHeader, "feat-x").header(
-                                   "baggage", "turnout-routing-key=feat-y"),
+  CHECK(clusterAfterFilter(*t,
+                           keyed("feat-x")
+                               .header(kKeyHeader, "feat-x")
+                               .header("baggage", "turnout-routing-key=feat-y"),
                            defaults) == "reviews=feat-y");
   // The same request without the filter: the client's header is what counts.
   CHECK(clusterFor(*t, forged) == "reviews=feat-x");
@@ -160,8 +162,7 @@ TEST_CASE("with a RoutingKey filter that finds no key a forged routing-key heade
   // Sources without the plain header: the client's header is never a key.
   CHECK(clusterAfterFilter(*t, keyed("feat-x"), baggageOnly()) == "reviews");
   // Default sources, but the header's value is not a valid key (',').
-  CHECK(clusterAfterFilter(*t, keyed("feat-x,feat-y"), RoutingKeyConfig::defaults()) ==
-        "reviews");
+  CHECK(clusterAfterFilter(*t, keyed("feat-x,feat-y"), RoutingKeyConfig::defaults()) == "reviews");
   // ... and two different values are a conflict, not a key.
   CHECK(clusterAfterFilter(*t, keyed("feat-x").header(kKeyHeader, "feat-y"),
                            RoutingKeyConfig::defaults()) == "reviews");
@@ -183,12 +184,10 @@ TEST_CASE("present_match and invert_match on the routing-key header behave as in
   not_x.invert_match = true;
   HeaderMatcher not_x_or_missing = not_x;
   not_x_or_missing.treat_missing_header_as_empty = true;
-  auto t = mustCreate(singleVhost({routeOn(present, "present", "/p"),
-                                   routeOn(absent, "absent", "/a"),
-                                   routeOn(inverted_present, "inverted-present", "/ip"),
-                                   routeOn(not_x, "not-x", "/n"),
-                                   routeOn(not_x_or_missing, "not-x-or-missing", "/m"),
-                                   prefixRoute("/", "baseline")}));
+  auto t = mustCreate(singleVhost(
+      {routeOn(present, "present", "/p"), routeOn(absent, "absent", "/a"),
+       routeOn(inverted_present, "inverted-present", "/ip"), routeOn(not_x, "not-x", "/n"),
+       routeOn(not_x_or_missing, "not-x-or-missing", "/m"), prefixRoute("/", "baseline")}));
   const RoutingKeyConfig defaults = RoutingKeyConfig::defaults();
 
   SECTION("without a filter the client's header decides") {
@@ -226,8 +225,9 @@ TEST_CASE("present_match and invert_match on the routing-key header behave as in
 
 TEST_CASE("applyRoutingKey replaces every value of the output header or removes it",
           "[routing][routing_key]") {
-  const std::vector<HeaderEntry> request = {
-      {"x-turnout-routing-key", "forged-1"}, {"accept", "*/*"}, {"x-turnout-routing-key", "forged-2"}};
+  const std::vector<HeaderEntry> request = {{"x-turnout-routing-key", "forged-1"},
+                                            {"accept", "*/*"},
+                                            {"x-turnout-routing-key", "forged-2"}};
   KeyExtraction found;
   const KeySource source{KeySourceKind::kBaggage, "turnout-routing-key"};
   found.source = &source;
