@@ -2,10 +2,12 @@
 
 // The sandbox index (DESIGN.md §6). Inside a virtual host, a run of >= 2
 // consecutive routes whose RouteMatch is identical except for exactly one
-// exact, case-sensitive, non-inverted HeaderMatcher on the same header (the
-// same headers[] position in every route) is matched as: the common part
-// once, then one hash lookup of that header's value. First-match-wins is
-// kept: a duplicated value maps to the earliest route of the run.
+// exact, case-sensitive, non-inverted HeaderMatcher on the same header (name
+// compared case-insensitively; the same headers[] position in every route) is
+// matched as: the common part once, then one hash lookup of the value that
+// header has in the request view (its values joined with ",", as every header
+// matcher sees it; the routing-key header is no exception). First-match-wins
+// is kept: a duplicated value maps to the earliest route of the run.
 //
 // Built by RouteTable::create(); immutable afterwards; thread-safe to read.
 

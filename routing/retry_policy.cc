@@ -79,14 +79,14 @@ absl::StatusOr<CompiledRetryPolicy> CompiledRetryPolicy::compile(const RetryPoli
   p.retry_on = parseRetryOn(config.retry_on);
   for (size_t i = 0; i < config.retriable_headers.size(); ++i) {
     auto h = CompiledHeaderMatcher::compile(
-        config.retriable_headers[i], "",
+        config.retriable_headers[i],
         absl::StrCat(std::string(field), ".retriable_headers[", i, "]"));
     if (!h.ok()) return h.status();
     p.retriable_headers.push_back(*std::move(h));
   }
   for (size_t i = 0; i < config.retriable_request_headers.size(); ++i) {
     auto h = CompiledHeaderMatcher::compile(
-        config.retriable_request_headers[i], "",
+        config.retriable_request_headers[i],
         absl::StrCat(std::string(field), ".retriable_request_headers[", i, "]"));
     if (!h.ok()) return h.status();
     p.retriable_request_headers.push_back(*std::move(h));

@@ -367,10 +367,6 @@ struct RouteConfiguration {
   std::optional<uint32_t> max_direct_response_body_size_bytes;
   std::vector<RequestMirrorPolicy> request_mirror_policies;
   bool ignore_port_in_host_matching = false;
-
-  // turnout extension (not an Envoy field): the header whose value the
-  // `routing_key` argument of RouteTable::match() stands in for. Lowercase.
-  std::string routing_key_header = "x-turnout-routing-key";
   bool operator==(const RouteConfiguration&) const = default;
 };
 

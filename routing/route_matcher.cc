@@ -157,26 +157,18 @@ bool StringMatch::match(std::string_view v) const {
 
 // ------------------------------------------------------------- header lookup
 
-bool headerValue(const MatchInput& in, std::string_view lower_name, bool is_routing_key,
-                 std::string_view& out) {
-  if (is_routing_key) {
-    if (in.routing_key.empty()) return false;
-    out = in.routing_key;
-    return true;
-  }
+bool headerValue(const MatchInput& in, std::string_view lower_name, std::string_view& out) {
   return in.view->joined(lower_name, *in.scratch, out);
 }
 
-std::string_view firstHeaderValue(const MatchInput& in, std::string_view lower_name,
-                                  bool is_routing_key) {
-  if (is_routing_key) return in.routing_key.empty() ? std::string_view() : in.routing_key;
+std::string_view firstHeaderValue(const MatchInput& in, std::string_view lower_name) {
   return in.view->first(lower_name);
 }
 
 // ------------------------------------------------------- CompiledHeaderMatcher
 
-absl::StatusOr<CompiledHeaderMatcher> CompiledHeaderMatcher::compile(
-    const HeaderMatcher& config, std::string_view routing_key_header, std::string_view field) {
+absl::StatusOr<CompiledHeaderMatcher> CompiledHeaderMatcher::compile(const HeaderMatcher& config,
+                                                                     std::string_view field) {
   if (config.name.empty()) return invalid(cat(field, ".name"), "must be non-empty");
   const int set = config.exact_match.has_value() + config.safe_regex_match.has_value() +
                   config.range_match.has_value() + config.present_match.has_value() +
@@ -189,7 +181,6 @@ absl::StatusOr<CompiledHeaderMatcher> CompiledHeaderMatcher::compile(
   }
   CompiledHeaderMatcher m;
   m.name = absl::AsciiStrToLower(config.name);
-  m.is_routing_key = m.name == routing_key_header;
   m.invert = config.invert_match;
   m.treat_missing_as_empty = config.treat_missing_header_as_empty;
   using Kind = StringMatch::Kind;
@@ -236,7 +227,7 @@ absl::StatusOr<CompiledHeaderMatcher> CompiledHeaderMatcher::compile(
 
 bool CompiledHeaderMatcher::matches(const MatchInput& in) const {
   std::string_view value;
-  const bool found = headerValue(in, name, is_routing_key, value);
+  const bool found = headerValue(in, name, value);
   if (!found) {
     if (!treat_missing_as_empty) {
       // Envoy: only a presence matcher can match an absent header.
@@ -316,7 +307,6 @@ bool CompiledQueryMatcher::matches(const MatchInput& in) const {
 // ---------------------------------------------------------- CompiledRouteMatch
 
 absl::StatusOr<CompiledRouteMatch> CompiledRouteMatch::compile(const RouteMatch& config,
-                                                               std::string_view routing_key_header,
                                                                std::string_view field,
                                                                int skip_header) {
   const int set = config.prefix.has_value() + config.path.has_value() +
@@ -358,8 +348,7 @@ absl::StatusOr<CompiledRouteMatch> CompiledRouteMatch::compile(const RouteMatch&
   m.grpc_ = config.grpc.has_value();
   for (size_t i = 0; i < config.headers.size(); ++i) {
     if (static_cast<int>(i) == skip_header) continue;
-    auto h = CompiledHeaderMatcher::compile(config.headers[i], routing_key_header,
-                                            cat(field, ".headers[", i, "]"));
+    auto h = CompiledHeaderMatcher::compile(config.headers[i], cat(field, ".headers[", i, "]"));
     if (!h.ok()) return h.status();
     m.headers_.push_back(*std::move(h));
   }

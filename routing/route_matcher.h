@@ -85,10 +85,10 @@ class StringMatch {
 
 // The per-request inputs every matcher reads. Built once per match() call on
 // the caller's stack; every view points into the caller's request storage.
+// Headers are read from `view` only, exactly as the request holds them when
+// routing runs (the routing-key header included: see RouteTable::match).
 struct MatchInput {
   const RequestView* view = nullptr;
-  // The routing key standing in for the routing-key header; empty = absent.
-  std::string_view routing_key;
   std::string_view path;       // :path as sent (may be null = absent)
   std::string_view path_only;  // path without query and fragment
   uint64_t random = 0;
@@ -100,12 +100,19 @@ struct CompiledHeaderMatcher {
   enum class Type : uint8_t { Present, String, Range };
 
   static absl::StatusOr<CompiledHeaderMatcher> compile(const HeaderMatcher& config,
-                                                       std::string_view routing_key_header,
                                                        std::string_view field);
+  // Former signature; the routing-key header is no longer special, so
+  // `routing_key_header` is ignored.
+  // TODO(routing): drop once proxy/server/data_plane_config.cc uses the above.
+  static absl::StatusOr<CompiledHeaderMatcher> compile(const HeaderMatcher& config,
+                                                       std::string_view routing_key_header,
+                                                       std::string_view field) {
+    (void)routing_key_header;
+    return compile(config, field);
+  }
   bool matches(const MatchInput& in) const;
 
-  std::string name;             // lowercase
-  bool is_routing_key = false;  // name == the table's routing-key header
+  std::string name;  // lowercase
   Type type = Type::Present;
   bool present = true;
   StringMatch string;
@@ -114,14 +121,14 @@ struct CompiledHeaderMatcher {
   bool treat_missing_as_empty = false;
 };
 
-// Envoy's lookup of a header for matching: all values joined with ",".
-// Returns false if absent. Honours the routing-key override.
-bool headerValue(const MatchInput& in, std::string_view lower_name, bool is_routing_key,
-                 std::string_view& out);
-// The first value of a header (cluster_header, host_rewrite_header), honouring
-// the routing-key override; null string_view if absent.
-std::string_view firstHeaderValue(const MatchInput& in, std::string_view lower_name,
-                                  bool is_routing_key);
+// Envoy's lookup of a header for matching (HeaderUtility::getAllOfHeaderAsString):
+// every value of the header in arrival order joined with "," (no space).
+// Returns false if absent. Allocation-free for a single value; several values
+// are joined into *in.scratch.
+bool headerValue(const MatchInput& in, std::string_view lower_name, std::string_view& out);
+// The first value of a header (cluster_header, host_rewrite_header); null
+// string_view if absent.
+std::string_view firstHeaderValue(const MatchInput& in, std::string_view lower_name);
 
 // A compiled envoy.config.route.v3.QueryParameterMatcher.
 struct CompiledQueryMatcher {
@@ -142,7 +149,6 @@ class CompiledRouteMatch {
   // `skip_header` (>= 0) leaves that headers[] entry out: the sandbox index
   // compiles a run's common part this way.
   static absl::StatusOr<CompiledRouteMatch> compile(const RouteMatch& config,
-                                                    std::string_view routing_key_header,
                                                     std::string_view field, int skip_header = -1);
 
   bool matches(const MatchInput& in) const;

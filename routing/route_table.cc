@@ -226,15 +226,11 @@ struct RouteTable::CompiledRoute {
 
   // RouteAction
   std::string cluster_header;  // lowercase
-  bool cluster_header_is_key = false;
   WeightedChoice weights;
   std::vector<std::string> weighted_cluster_headers;  // lowercase, per entry
-  std::vector<bool> weighted_cluster_header_is_key;
-  std::string random_value_header;  // weighted_clusters.header_name, lowercase
-  bool random_value_header_is_key = false;
+  std::string random_value_header;                    // weighted_clusters.header_name, lowercase
   RegexConstSharedPtr regex_rewrite;
   std::string host_rewrite_header;  // lowercase
-  bool host_rewrite_header_is_key = false;
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
   const RetryPolicy* retry_policy = nullptr;
   std::span<const RequestMirrorPolicy> mirror_policies;
@@ -251,7 +247,6 @@ struct RouteTable::CompiledRoute {
 struct RouteTable::CompiledRun {
   CompiledRouteMatch common;  // the run's RouteMatch without the indexed header
   std::string header;         // lowercase
-  bool is_routing_key = false;
   bool treat_missing_as_empty = false;
   HeaderIndex index;
   uint32_t begin = 0;
@@ -290,10 +285,6 @@ absl::Status RouteTable::compileRetryPolicy(const RetryPolicy& p, std::string_vi
 
 absl::Status RouteTable::compile() {
   RouteConfiguration& c = config_;
-  if (c.routing_key_header.empty() || hasUpper(c.routing_key_header)) {
-    return invalid("routing_key_header", "must be a non-empty lowercase header name");
-  }
-  const std::string& key_header = c.routing_key_header;
   const uint32_t max_body =
       c.max_direct_response_body_size_bytes.value_or(kDefaultMaxDirectResponseBodyBytes);
 
@@ -389,7 +380,7 @@ absl::Status RouteTable::compile() {
       const std::string rf = cat(vf, ".routes[", r, "]");
       CompiledRoute cr;
       cr.config = &route;
-      auto m = CompiledRouteMatch::compile(route.match, key_header, cat(rf, ".match"));
+      auto m = CompiledRouteMatch::compile(route.match, cat(rf, ".match"));
       if (!m.ok()) return m.status();
       cr.match = *std::move(m);
 
@@ -430,7 +421,6 @@ absl::Status RouteTable::compile() {
             return invalid(cat(af, ".cluster_header"), "must be non-empty");
           }
           cr.cluster_header = absl::AsciiStrToLower(*a.cluster_header);
-          cr.cluster_header_is_key = cr.cluster_header == key_header;
         }
         if (a.weighted_clusters) {
           const WeightedCluster& wc = *a.weighted_clusters;
@@ -457,7 +447,6 @@ absl::Status RouteTable::compile() {
             }
             weights.push_back(*cw.weight);
             std::string h = absl::AsciiStrToLower(cw.cluster_header);
-            cr.weighted_cluster_header_is_key.push_back(!h.empty() && h == key_header);
             cr.weighted_cluster_headers.push_back(std::move(h));
             for (auto [list, name] :
                  {std::pair{&cw.request_headers_to_add, "request_headers_to_add"},
@@ -479,8 +468,6 @@ absl::Status RouteTable::compile() {
           }
           cr.weights = WeightedChoice(weights);
           cr.random_value_header = absl::AsciiStrToLower(wc.header_name);
-          cr.random_value_header_is_key =
-              !cr.random_value_header.empty() && cr.random_value_header == key_header;
         }
         if (!a.prefix_rewrite.empty() && a.regex_rewrite) {
           return invalid(af,
@@ -501,7 +488,6 @@ absl::Status RouteTable::compile() {
         }
         if (a.host_rewrite_header) {
           cr.host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
-          cr.host_rewrite_header_is_key = cr.host_rewrite_header == key_header;
         }
         cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
         if (a.retry_policy) {
@@ -578,12 +564,11 @@ absl::Status RouteTable::compile() {
       }
       CompiledRun cr;
       const RouteMatch& first = vh.routes[run.begin].match;
-      auto common = CompiledRouteMatch::compile(first, key_header, "", run.header_position);
+      auto common = CompiledRouteMatch::compile(first, "", run.header_position);
       if (!common.ok()) return common.status();
       cr.common = *std::move(common);
       const HeaderMatcher& hm = first.headers[run.header_position];
       cr.header = absl::AsciiStrToLower(hm.name);
-      cr.is_routing_key = cr.header == key_header;
       cr.treat_missing_as_empty = hm.treat_missing_header_as_empty;
       cr.begin = run.begin;
       cr.end = run.end;
@@ -642,18 +627,16 @@ int64_t RouteTable::findVirtualHost(std::string_view authority) const {
   return default_vhost_;
 }
 
-RouteDecision RouteTable::match(const RequestView& view, std::string_view routing_key,
-                                uint64_t random) const {
-  return matchImpl(view, routing_key, random, true);
+RouteDecision RouteTable::match(const RequestView& view, uint64_t random) const {
+  return matchImpl(view, random, true);
 }
 
-RouteDecision RouteTable::matchLinear(const RequestView& view, std::string_view routing_key,
-                                      uint64_t random) const {
-  return matchImpl(view, routing_key, random, false);
+RouteDecision RouteTable::matchLinear(const RequestView& view, uint64_t random) const {
+  return matchImpl(view, random, false);
 }
 
-RouteDecision RouteTable::matchImpl(const RequestView& view, std::string_view routing_key,
-                                    uint64_t random, bool use_index) const {
+RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
+                                    bool use_index) const {
   RouteDecision d;
   const int64_t vh_index = findVirtualHost(view.authority());
   if (vh_index < 0) return d;
@@ -678,7 +661,6 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, std::string_view ro
   thread_local std::string scratch;
   MatchInput in;
   in.view = &view;
-  in.routing_key = routing_key;
   in.path = view.path();
   in.path_only = pathWithoutQuery(in.path);
   in.random = random;
@@ -700,7 +682,7 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, std::string_view ro
     const CompiledRun& run = vh.runs[static_cast<size_t>(seg.run)];
     if (!run.common.matches(in)) continue;
     std::string_view value;
-    if (!headerValue(in, run.header, run.is_routing_key, value)) {
+    if (!headerValue(in, run.header, value)) {
       if (!run.treat_missing_as_empty) continue;
       value = std::string_view("", 0);
     }
@@ -749,24 +731,17 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   if (a.cluster) {
     d.cluster = *a.cluster;
   } else if (a.cluster_header) {
-    d.cluster = firstHeaderValue(in, cr.cluster_header, cr.cluster_header_is_key);
+    d.cluster = firstHeaderValue(in, cr.cluster_header);
   } else {
     uint64_t value = in.random;
     if (!cr.random_value_header.empty()) {
       // Envoy: exactly one value that parses as uint64, else the random value.
       int count = 0;
       std::string_view single;
-      if (cr.random_value_header_is_key) {
-        if (!in.routing_key.empty()) {
-          count = 1;
-          single = in.routing_key;
-        }
-      } else {
-        in.view->forEachValue(cr.random_value_header, [&](std::string_view v) {
-          ++count;
-          single = v;
-        });
-      }
+      in.view->forEachValue(cr.random_value_header, [&](std::string_view v) {
+        ++count;
+        single = v;
+      });
       uint64_t parsed = 0;
       if (count == 1 && absl::SimpleAtoi(toAbsl(single), &parsed)) value = parsed;
     }
@@ -774,8 +749,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
     const ClusterWeight& cw = a.weighted_clusters->clusters[i];
     d.weighted_cluster = &cw;
     d.cluster = !cw.name.empty() ? std::string_view(cw.name)
-                                 : firstHeaderValue(in, cr.weighted_cluster_headers[i],
-                                                    cr.weighted_cluster_header_is_key[i]);
+                                 : firstHeaderValue(in, cr.weighted_cluster_headers[i]);
   }
   if (d.cluster.empty()) d.kind = RouteDecision::Kind::ClusterHeaderMissing;
   d.status = d.kind == RouteDecision::Kind::ClusterHeaderMissing ? cr.cluster_not_found_status : 0;
@@ -791,8 +765,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   if (a.host_rewrite_literal && !a.host_rewrite_literal->empty()) {
     d.host_rewrite = *a.host_rewrite_literal;
   } else if (!cr.host_rewrite_header.empty()) {
-    const std::string_view h =
-        firstHeaderValue(in, cr.host_rewrite_header, cr.host_rewrite_header_is_key);
+    const std::string_view h = firstHeaderValue(in, cr.host_rewrite_header);
     if (!h.empty()) d.host_rewrite = h;
   }
   if (d.host_rewrite.empty() && d.weighted_cluster != nullptr &&

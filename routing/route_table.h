@@ -119,18 +119,43 @@ class RouteTable {
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
 
-  // Pure. `routing_key` is the value of the routing-key header
-  // (config().routing_key_header) and overrides whatever `view` holds for that
-  // header; empty = the header is absent. `random` is Envoy's per-stream
-  // random value (its stream id): as in Envoy, the same value drives
-  // runtime_fraction (`random % denominator < numerator`) and the
-  // weighted_clusters pick (`random % total`).
-  RouteDecision match(const RequestView& view, std::string_view routing_key, uint64_t random) const;
+  // Pure. Every header matcher, the sandbox index included, reads the
+  // headers `view` holds, exactly as Envoy's router reads the header map the
+  // filters before it left: a repeated header is matched as its values joined
+  // with "," in arrival order; header names are case-insensitive (`view`
+  // holds them lowercase). The routing-key header (`x-turnout-routing-key`)
+  // is an ordinary header here. When a RoutingKey filter is configured, the
+  // caller must apply it to the request before building `view`: set its
+  // output_header to the extracted key, replacing every value the client
+  // sent, or remove that header when no key was found (ActiveStream does
+  // this). Without the filter the client's header is matched as sent.
+  // `random` is Envoy's per-stream random value (its stream id): as in
+  // Envoy, the same value drives runtime_fraction
+  // (`random % denominator < numerator`) and the weighted_clusters pick
+  // (`random % total`). Allocates nothing unless a path rewrite applies, or a
+  // repeated header (or an upper-case authority) outgrows the per-thread
+  // scratch buffer, which keeps its capacity for the next request.
+  RouteDecision match(const RequestView& view, uint64_t random) const;
+
+  // Former signature, kept so callers compile. `routing_key` is IGNORED: it
+  // used to stand in for the routing-key header, which made a route on that
+  // header unmatchable without the RoutingKey filter and could disagree with
+  // the filter's output_header. The key must be in `view` instead (above).
+  RouteDecision match(const RequestView& view, std::string_view routing_key,
+                      uint64_t random) const {
+    (void)routing_key;
+    return match(view, random);
+  }
 
   // Same as match() with the sandbox index disabled (every route evaluated in
   // order). For tests and the fuzzer, which check both agree.
+  RouteDecision matchLinear(const RequestView& view, uint64_t random) const;
+  // Former signature; `routing_key` is ignored, as for match().
   RouteDecision matchLinear(const RequestView& view, std::string_view routing_key,
-                            uint64_t random) const;
+                            uint64_t random) const {
+    (void)routing_key;
+    return matchLinear(view, random);
+  }
 
   // The virtual host Envoy would select, or -1 (no authority / no match).
   int64_t findVirtualHost(std::string_view authority) const;
@@ -158,8 +183,7 @@ class RouteTable {
   absl::Status compile();
   // Validates `p` and keeps its compiled form in retry_policies_.
   absl::Status compileRetryPolicy(const RetryPolicy& p, std::string_view field);
-  RouteDecision matchImpl(const RequestView& view, std::string_view routing_key, uint64_t random,
-                          bool use_index) const;
+  RouteDecision matchImpl(const RequestView& view, uint64_t random, bool use_index) const;
   RouteDecision decide(const CompiledVirtualHost& vh, uint32_t vh_index, uint32_t route_index,
                        const MatchInput& in) const;
 

@@ -209,4 +209,10 @@ KeyExtraction extractRoutingKey(const RequestView& request, const RoutingKeyConf
   return out;
 }
 
+void applyRoutingKey(std::vector<HeaderEntry>& headers, std::string_view output_header,
+                     const KeyExtraction& extraction) {
+  std::erase_if(headers, [&](const HeaderEntry& h) { return h.name == output_header; });
+  if (extraction.found()) headers.push_back(HeaderEntry{output_header, extraction.key});
+}
+
 }  // namespace turnout::routing

@@ -100,4 +100,16 @@ struct KeyExtraction {
 KeyExtraction extractRoutingKey(const RequestView& request, const RoutingKeyConfig& config,
                                 std::string& scratch);
 
+// What the RoutingKey filter does to the request once the key is extracted,
+// for callers that hold the request as HeaderEntry views (turnout-route-check,
+// tests): removes every `output_header` entry the client sent and, if
+// `extraction` found a key, appends one entry {output_header, key}. The proxy
+// does the same on its own header map (ActiveStream). RouteTable::match()
+// then sees the key as an ordinary header.
+// @param output_header lowercase; must outlive `headers`.
+// @param extraction its `key` must outlive `headers` (copy it first if it
+//   points into a scratch string that will be reused).
+void applyRoutingKey(std::vector<HeaderEntry>& headers, std::string_view output_header,
+                     const KeyExtraction& extraction);
+
 }  // namespace turnout::routing

@@ -134,7 +134,7 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
         const std::string hpath = indexPath(fieldPath(fpath, "headers"), j);
         auto m = toHeaderMatcher(hc.headers(j), hpath);
         if (!m.ok()) return m.status();
-        auto compiled = routing::CompiledHeaderMatcher::compile(*m, "", hpath);
+        auto compiled = routing::CompiledHeaderMatcher::compile(*m, hpath);
         if (!compiled.ok()) return compiled.status();
       }
     }

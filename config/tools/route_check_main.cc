@@ -1,6 +1,9 @@
 // turnout-route-check: checks what a bootstrap's routes decide for a list of
 // requests, without starting a proxy — turnout's counterpart of Envoy's
-// router_check_tool, with the RoutingKey filter applied first.
+// router_check_tool. When the listener's HTTP filters include the RoutingKey
+// filter it is applied first, as the proxy does: the extracted key replaces
+// the client's output header (x-turnout-routing-key), or the header is removed
+// when no key is found. Without the filter that header is an ordinary header.
 //
 //   turnout-route-check -c bootstrap.yaml -t tests.yaml [--listener NAME] [--details]
 //
@@ -22,6 +25,7 @@
 //       path_redirect: https://...      # the Location of a redirect
 //       status: 301                     # redirect / direct response / 404 no route
 //       routing_key: feat-x             # what the RoutingKey filter extracted
+//                                       # ("" without the filter)
 //
 // Exit status: 0 when every test passes, 1 when one fails, 2 on a bad config
 // or test file.
@@ -130,20 +134,28 @@ Outcome run(const Entry& entry, const YAML::Node& input) {
   for (size_t i = 0; i + 1 < storage.size(); i += 2) {
     headers.push_back({storage[i], storage[i + 1]});
   }
-  routing::RequestView view(method, authority, path, headers);
 
   Outcome o;
-  std::string scratch;
   if (entry.routing_key) {
-    auto k = routing::extractRoutingKey(view, entry.routing_key->extraction, scratch);
+    // What the proxy's RoutingKey filter does before routing: extract the
+    // key, then set its output header to it (replacing whatever the client
+    // sent) or remove that header when there is no key.
+    std::string scratch;
+    const routing::RequestView raw(method, authority, path, headers);
+    auto k = routing::extractRoutingKey(raw, entry.routing_key->extraction, scratch);
     if (k.found()) {
       o.key = std::string(k.key);
       o.key_source = std::string(routing::keySourceKindName(k.source->kind)) + " " + k.source->name;
+      k.key = o.key;
     } else if (k.error != routing::KeyError::kNone) {
       o.key_source = "none (" + std::string(routing::keyErrorName(k.error)) + ")";
     }
+    routing::applyRoutingKey(headers, entry.routing_key->output_header, k);
   }
-  routing::RouteDecision d = entry.table->match(view, o.key, random);
+  // Without the filter the routing-key header is an ordinary header, matched
+  // as the client sent it.
+  const routing::RequestView view(method, authority, path, headers);
+  routing::RouteDecision d = entry.table->match(view, random);
   if (d.virtual_host != nullptr) o.vhost = d.virtual_host->name;
   using Kind = routing::RouteDecision::Kind;
   switch (d.kind) {

@@ -129,7 +129,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
         const std::string hpath = absl::StrCat(path, ".typed_config.headers[", j, "]");
         auto m = config::toHeaderMatcher(proto.headers(j), hpath);
         if (!m.ok()) return m.status();
-        auto compiled = routing::CompiledHeaderMatcher::compile(*m, "", hpath);
+        auto compiled = routing::CompiledHeaderMatcher::compile(*m, hpath);
         if (!compiled.ok()) return compiled.status();
         headers.push_back(*std::move(compiled));
       }

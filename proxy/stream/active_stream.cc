@@ -246,7 +246,7 @@ asio::awaitable<void> ActiveStream::run() {
     co_return;
   }
   routing::RequestView view = head_.view(entries_);
-  routing::RouteDecision d = hcm_.route_table->match(view, key_, worker.random());
+  routing::RouteDecision d = hcm_.route_table->match(view, worker.random());
   decision_ = &d;
   using Kind = routing::RouteDecision::Kind;
   switch (d.kind) {

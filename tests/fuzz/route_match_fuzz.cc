@@ -1,5 +1,7 @@
 // libFuzzer target: RouteTable::match (sandbox index) must equal matchLinear
-// and never crash, for any request against a fixed multi-vhost table.
+// and never crash, for any request against a fixed multi-vhost table; the
+// routing-key header comes either as the client sent it (no RoutingKey
+// filter) or rewritten by applyRoutingKey from field 2 (the filter's key).
 
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "routing/route_table.h"
+#include "routing/routing_key.h"
 
 namespace {
 
@@ -127,16 +130,34 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     headers.push_back(
         HeaderEntry{kNames[static_cast<uint8_t>(f[i][0]) % 5], std::string_view(f[i]).substr(1)});
   }
+  if (random & 8) {
+    // As the RoutingKey filter leaves the request: an empty key is "none found".
+    static const KeySource kSource{KeySourceKind::kHeader, "x-turnout-routing-key"};
+    KeyExtraction k;
+    if (!key.empty()) {
+      k.source = &kSource;
+      k.key = key;
+    }
+    applyRoutingKey(headers, "x-turnout-routing-key", k);
+  }
   const bool has_authority = (random & 1) == 0;
   const bool has_path = (random & 2) == 0;
   const RequestView view("GET", has_authority ? std::string_view(authority) : std::string_view(),
                          has_path ? std::string_view(path) : std::string_view(), headers,
                          (random & 4) ? "https" : "http");
-  const RouteDecision a = table->match(view, key, random);
-  const RouteDecision b = table->matchLinear(view, key, random);
+  const RouteDecision a = table->match(view, random);
+  const RouteDecision b = table->matchLinear(view, random);
+  // The former signature ignores its key argument.
+  const RouteDecision c = table->match(view, key, random);
   if (a.kind != b.kind || a.route != b.route || a.cluster != b.cluster ||
-      a.rewritten_path != b.rewritten_path) {
+      a.rewritten_path != b.rewritten_path || c.route != a.route || c.cluster != a.cluster) {
     std::abort();
+  }
+  // With the filter applied the routing-key header holds exactly the key.
+  if ((random & 8) && !key.empty()) {
+    std::string scratch;
+    std::string_view joined;
+    if (!view.joined("x-turnout-routing-key", scratch, joined) || joined != key) std::abort();
   }
   (void)redirectLocation(view, a);
   (void)table->requestHeaderMutations(a);

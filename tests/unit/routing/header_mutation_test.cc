@@ -118,7 +118,7 @@ TEST_CASE("less specific levels win unless most_specific_header_mutations_wins",
   auto t = mustCreate(levelsConfig(flag));
   TestRequest req;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   const HeaderMutationLevels levels = t->requestHeaderMutations(d);
   REQUIRE(levels.size() == 4);
   // Envoy evaluates the weighted cluster's level first either way.
@@ -139,7 +139,7 @@ TEST_CASE("header keys are lowercased and the deprecated append maps to an actio
   FakeHeaders h;
   h.add("x-over", "old");
   h.add("x-over", "older");
-  applyHeaderMutations(t->requestHeaderMutations(t->match(v, "", 0)), h);
+  applyHeaderMutations(t->requestHeaderMutations(t->match(v, 0)), h);
   CHECK(h.get("x-over") == "v");
 }
 
@@ -148,7 +148,7 @@ TEST_CASE("a decision without a route has no header mutations", "[routing]") {
   TestRequest req;
   req.has_path = false;
   const RequestView v = req.view();
-  CHECK(t->requestHeaderMutations(t->match(v, "", 0)).empty());
+  CHECK(t->requestHeaderMutations(t->match(v, 0)).empty());
 }
 
 }  // namespace

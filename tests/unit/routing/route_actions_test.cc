@@ -37,13 +37,13 @@ TEST_CASE("weighted clusters pick random % total over cumulative ranges", "[rout
   }));
   auto t = mustCreate(singleVhost({weighted({{"a", 33}, {"b", 33}, {"c", 34}})}));
   CAPTURE(random);
-  CHECK(clusterFor(*t, TestRequest(), "", random) == want);
+  CHECK(clusterFor(*t, TestRequest(), random) == want);
 }
 
 TEST_CASE("zero-weight clusters are never picked", "[routing]") {
   auto t = mustCreate(singleVhost({weighted({{"zero", 0}, {"a", 1}, {"zero2", 0}, {"b", 1}})}));
   for (uint64_t r = 0; r < 10; ++r) {
-    const std::string c = clusterFor(*t, TestRequest(), "", r);
+    const std::string c = clusterFor(*t, TestRequest(), r);
     CHECK((c == "a" || c == "b"));
   }
 }
@@ -52,11 +52,11 @@ TEST_CASE("weighted_clusters header_name supplies the random value", "[routing]"
   Route r = weighted({{"a", 1}, {"b", 1}});
   r.route->weighted_clusters->header_name = "x-random";
   auto t = mustCreate(singleVhost({r}));
-  CHECK(clusterFor(*t, TestRequest().header("x-random", "1"), "", 0) == "b");
-  CHECK(clusterFor(*t, TestRequest().header("x-random", "2"), "", 1) == "a");
+  CHECK(clusterFor(*t, TestRequest().header("x-random", "1"), 0) == "b");
+  CHECK(clusterFor(*t, TestRequest().header("x-random", "2"), 1) == "a");
   // Unparsable or repeated values fall back to the stream's random value.
-  CHECK(clusterFor(*t, TestRequest().header("x-random", "x"), "", 1) == "b");
-  CHECK(clusterFor(*t, TestRequest().header("x-random", "0").header("x-random", "0"), "", 1) ==
+  CHECK(clusterFor(*t, TestRequest().header("x-random", "x"), 1) == "b");
+  CHECK(clusterFor(*t, TestRequest().header("x-random", "0").header("x-random", "0"), 1) ==
         "b");
 }
 
@@ -66,7 +66,7 @@ TEST_CASE("the chosen weighted cluster is reported with its entry", "[routing]")
   auto t = mustCreate(singleVhost({r}));
   TestRequest req;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 1);
+  const RouteDecision d = t->match(v, 1);
   REQUIRE(d.weighted_cluster != nullptr);
   CHECK(d.weighted_cluster->name == "b");
   CHECK(d.host_rewrite == "b.internal");
@@ -81,10 +81,10 @@ TEST_CASE("cluster_header takes the first value; absent gives ClusterHeaderMissi
   TestRequest a;
   a.header("x-cluster", "one").header("x-cluster", "two");
   const RequestView va = a.view();
-  CHECK(t->match(va, "", 0).cluster == "one");
+  CHECK(t->match(va, 0).cluster == "one");
   TestRequest b;
   const RequestView vb = b.view();
-  const RouteDecision d = t->match(vb, "", 0);
+  const RouteDecision d = t->match(vb, 0);
   CHECK(d.kind == Kind::ClusterHeaderMissing);
   CHECK(d.status == 404);
 }
@@ -96,7 +96,7 @@ TEST_CASE("cluster_header missing defaults to Envoy's 503 cluster_not_found code
   auto t = mustCreate(singleVhost({r}));
   TestRequest b;
   const RequestView vb = b.view();
-  CHECK(t->match(vb, "", 0).status == 503);
+  CHECK(t->match(vb, 0).status == 503);
 }
 
 TEST_CASE("prefix_rewrite replaces the matched prefix or path and keeps the query", "[routing]") {
@@ -121,7 +121,7 @@ TEST_CASE("prefix_rewrite replaces the matched prefix or path and keeps the quer
   TestRequest req;
   req.at(path);
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   REQUIRE(d.rewritten_path.has_value());
   CHECK(*d.rewritten_path == want);
 }
@@ -134,7 +134,7 @@ TEST_CASE("regex_rewrite substitutes over the path and keeps the query", "[routi
   TestRequest req;
   req.at("/service/foo/v1/api?x=1");
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   REQUIRE(d.rewritten_path.has_value());
   CHECK(*d.rewritten_path == "/v1/api/instance/foo?x=1");
 }
@@ -143,7 +143,7 @@ TEST_CASE("no rewrite leaves rewritten_path unset", "[routing]") {
   auto t = mustCreate(singleVhost({prefixRoute("/", "c")}));
   TestRequest req;
   const RequestView v = req.view();
-  CHECK_FALSE(t->match(v, "", 0).rewritten_path.has_value());
+  CHECK_FALSE(t->match(v, 0).rewritten_path.has_value());
 }
 
 TEST_CASE("host rewrites: literal, header, and the weighted cluster's literal", "[routing]") {
@@ -160,7 +160,7 @@ TEST_CASE("host rewrites: literal, header, and the weighted cluster's literal", 
   auto t = mustCreate(singleVhost({lit, hdr, wc, autoh}));
   auto host = [&](TestRequest req) {
     const RequestView v = req.view();
-    return std::string(t->match(v, "", 0).host_rewrite);
+    return std::string(t->match(v, 0).host_rewrite);
   };
   CHECK(host(TestRequest().at("/lit")) == "lit.internal");
   CHECK(host(TestRequest().at("/hdr").header("x-host", "h1").header("x-host", "h2")) == "h1");
@@ -170,7 +170,7 @@ TEST_CASE("host rewrites: literal, header, and the weighted cluster's literal", 
   TestRequest a;
   a.at("/auto");
   const RequestView va = a.view();
-  CHECK(t->match(va, "", 0).auto_host_rewrite);
+  CHECK(t->match(va, 0).auto_host_rewrite);
 }
 
 TEST_CASE("timeouts default to 15 s and 0 disables", "[routing]") {
@@ -186,7 +186,7 @@ TEST_CASE("timeouts default to 15 s and 0 disables", "[routing]") {
   auto t = mustCreate(singleVhost({r}));
   TestRequest req;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   CHECK(d.timeout == want);
   CHECK(d.idle_timeout == milliseconds(5));
 }
@@ -205,14 +205,14 @@ TEST_CASE("a route retry policy replaces the virtual host's whole", "[routing]")
   TestRequest a;
   a.at("/with");
   const RequestView va = a.view();
-  const RouteDecision da = t->match(va, "", 0);
+  const RouteDecision da = t->match(va, 0);
   REQUIRE(da.retry_policy != nullptr);
   CHECK(da.retry_policy->retry_on == "reset");
   CHECK(da.retry_policy->num_retries == 1);  // default, not inherited
   TestRequest b;
   const RequestView vb = b.view();
-  REQUIRE(t->match(vb, "", 0).retry_policy != nullptr);
-  CHECK(t->match(vb, "", 0).retry_policy->retry_on == "5xx");
+  REQUIRE(t->match(vb, 0).retry_policy != nullptr);
+  CHECK(t->match(vb, 0).retry_policy->retry_on == "5xx");
 }
 
 TEST_CASE("the most specific non-empty mirror policy list wins", "[routing]") {
@@ -231,7 +231,7 @@ TEST_CASE("the most specific non-empty mirror policy list wins", "[routing]") {
   auto t = mustCreate(c);
   auto first = [&](TestRequest req) {
     const RequestView v = req.view();
-    const RouteDecision d = t->match(v, "", 0);
+    const RouteDecision d = t->match(v, 0);
     return d.mirror_policies.empty() ? std::string() : d.mirror_policies[0].cluster;
   };
   CHECK(first(TestRequest().host("a.com").at("/own")) == "route-shadow");
@@ -248,7 +248,7 @@ TEST_CASE("hash policies are passed through", "[routing]") {
   auto t = mustCreate(singleVhost({r}));
   TestRequest req;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   REQUIRE(d.hash_policy.size() == 1);
   CHECK(d.hash_policy[0].terminal);
 }
@@ -260,7 +260,7 @@ TEST_CASE("direct responses report status and body", "[routing]") {
   auto t = mustCreate(singleVhost({r}));
   TestRequest req;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   CHECK(d.kind == Kind::DirectResponse);
   CHECK(d.status == 503);
   CHECK(d.body == "down");
@@ -275,7 +275,7 @@ TEST_CASE("a 3xx direct response carries a Location of the request URL", "[routi
   TestRequest req;
   req.host("a.com").at("/x?y");
   const RequestView v = req.view();
-  CHECK(redirectLocation(v, t->match(v, "", 0)) == "http://a.com/x?y");
+  CHECK(redirectLocation(v, t->match(v, 0)) == "http://a.com/x?y");
 }
 
 struct RedirectCase {
@@ -343,7 +343,7 @@ TEST_CASE("redirects compute Envoy's Location", "[routing]") {
   req.host(c.host).at(c.path);
   req.scheme = c.scheme;
   const RequestView v = req.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   CAPTURE(c.name);
   REQUIRE(d.kind == Kind::Redirect);
   CHECK(d.status == c.status);

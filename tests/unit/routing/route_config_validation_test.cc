@@ -291,8 +291,6 @@ TEST_CASE("invalid route configurations are rejected with their field path", "[r
       {"hash policy without specifier",
        [](auto& c) { route0(c).route->hash_policy = {HashPolicy{}}; },
        "route.hash_policy[0]: exactly one of header, cookie"},
-      {"uppercase routing key header", [](auto& c) { c.routing_key_header = "X-Key"; },
-       "routing_key_header: must be a non-empty lowercase header name"},
   }));
   RouteConfiguration config;
   config.virtual_hosts = {vhost("a", {"a.com"}, {prefixRoute("/", "c")})};

@@ -306,7 +306,7 @@ TEST_CASE("runtime_fraction matches when random % denominator < numerator", "[ro
   r.match.runtime_fraction = RuntimeFractionalPercent{FractionalPercent{num, den}, "some.key"};
   auto t = mustCreate(singleVhost({r, prefixRoute("/", "fallback")}));
   CAPTURE(num, random);
-  CHECK(clusterFor(*t, TestRequest(), "", random) == (hit ? "hit" : "fallback"));
+  CHECK(clusterFor(*t, TestRequest(), random) == (hit ? "hit" : "fallback"));
 }
 
 TEST_CASE("grpc match requires an application/grpc content-type", "[routing]") {
@@ -324,27 +324,6 @@ TEST_CASE("grpc match requires an application/grpc content-type", "[routing]") {
   if (!ct.empty()) req.header("content-type", ct);
   CAPTURE(ct);
   CHECK((clusterFor(*t, req) == "hit") == hit);
-}
-
-TEST_CASE("the routing key argument overrides the routing-key header", "[routing]") {
-  Route r = prefixRoute("/", "sandbox");
-  r.match.headers = {exactHeader("x-turnout-routing-key", "dev")};
-  auto t = mustCreate(singleVhost({r, prefixRoute("/", "baseline")}));
-  CHECK(clusterFor(*t, TestRequest(), "dev") == "sandbox");
-  CHECK(clusterFor(*t, TestRequest().header("x-turnout-routing-key", "dev"), "other") ==
-        "baseline");
-  // An empty key means the header is absent, whatever the request carried.
-  CHECK(clusterFor(*t, TestRequest().header("x-turnout-routing-key", "dev"), "") == "baseline");
-}
-
-TEST_CASE("the routing-key header name is configurable", "[routing]") {
-  Route r = prefixRoute("/", "sandbox");
-  r.match.headers = {exactHeader("sd-routing-key", "dev")};
-  RouteConfiguration c = singleVhost({r, prefixRoute("/", "baseline")});
-  c.routing_key_header = "sd-routing-key";
-  auto t = mustCreate(c);
-  CHECK(clusterFor(*t, TestRequest(), "dev") == "sandbox");
-  CHECK(clusterFor(*t, TestRequest().header("x-turnout-routing-key", "dev"), "") == "baseline");
 }
 
 }  // namespace

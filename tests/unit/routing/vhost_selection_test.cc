@@ -60,8 +60,8 @@ TEST_CASE("a request without authority matches no virtual host", "[routing]") {
   TestRequest r;
   r.has_authority = false;
   const RequestView v = r.view();
-  CHECK(t->match(v, "", 0).kind == RouteDecision::Kind::NoRoute);
-  CHECK(t->match(v, "", 0).virtual_host == nullptr);
+  CHECK(t->match(v, 0).kind == RouteDecision::Kind::NoRoute);
+  CHECK(t->match(v, 0).virtual_host == nullptr);
 }
 
 TEST_CASE("only a default virtual host is selected even without authority", "[routing]") {
@@ -96,7 +96,7 @@ TEST_CASE("require_tls redirects plain-text requests to https", "[routing]") {
   r.host("a.com:8080").at("/x?y").header("x-forwarded-proto", proto);
   if (!internal.empty()) r.header("x-envoy-internal", internal);
   const RequestView v = r.view();
-  const RouteDecision d = t->match(v, "", 0);
+  const RouteDecision d = t->match(v, 0);
   if (redirected) {
     REQUIRE(d.kind == RouteDecision::Kind::Redirect);
     CHECK(d.status == 301);
