@@ -87,7 +87,7 @@ std::vector<Scalar> collectScalars(const Store& store, const StatsFilter& filter
   store.forEachScalar([&](const Store::ScalarView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Scalar{std::string(v.name), v.kind, v.counter, v.gauge});
-  });
+  }, filter.usedOnly());
   std::sort(out.begin(), out.end(), [](const Scalar& a, const Scalar& b) { return a.name < b.name; });
   return out;
 }
@@ -103,7 +103,7 @@ std::vector<Histogram> collectHistograms(const Store& store, const StatsFilter& 
   store.forEachHistogram([&](const Store::HistogramView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Histogram{std::string(v.name), *v.cumulative, *v.interval});
-  });
+  }, filter.usedOnly());
   std::sort(out.begin(), out.end(),
             [](const Histogram& a, const Histogram& b) { return a.name < b.name; });
   return out;
