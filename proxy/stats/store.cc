@@ -1,5 +1,6 @@
 #include "proxy/stats/store.h"
 
+#include <algorithm>
 #include <bit>
 #include <mutex>
 #include <utility>
@@ -24,8 +25,14 @@ uint32_t StatSchema::add(std::string suffix, StatKind kind) {
   const auto offset = static_cast<uint32_t>(entries_.size());
   index_.emplace(suffix, offset);
   entries_.emplace_back(std::move(suffix), kind);
+  auto at = std::lower_bound(sorted_.begin(), sorted_.end(), offset, [this](uint32_t a, uint32_t b) {
+    return entries_[a].first < entries_[b].first;
+  });
+  sorted_.insert(at, offset);
   return offset;
 }
+
+const std::vector<uint32_t>& StatSchema::sortedOrder() const { return sorted_; }
 
 std::optional<uint32_t> StatSchema::find(std::string_view suffix) const {
   auto it = index_.find(av(suffix));
@@ -367,17 +374,87 @@ HistogramSnapshot Store::mergedHistogram(uint32_t index) const {
 
 void Store::forEachStat(bool used_only,
                         const std::function<void(StatId, StatKind, std::string_view)>& fn) const {
-  for (const Loose& l : loose_) fn(l.id, l.kind, l.name);
-  std::string name;
+  // Sorted without materialising every name: each loose stat is one item,
+  // each live scope one item keyed by its prefix whose names (its schema's
+  // suffixes, pre-sorted) all sort right after it. Sorting the items is
+  // enough unless a key starts with a scope's prefix (a cluster "a" beside a
+  // cluster "a.b"); then the names interleave and a k-way merge sorts them.
+  struct Item {
+    std::string_view key;
+    const Scope* scope;  // null: loose_[loose]
+    uint32_t loose;
+  };
+  std::vector<Item> items;
+  items.reserve(loose_.size() + scopes_.size());
+  for (uint32_t i = 0; i < loose_.size(); ++i) items.push_back(Item{loose_[i].name, nullptr, i});
   for (const auto& owned : scopes_) {
     const Scope& s = *owned;
-    if (!liveScope(s) || (used_only && !scopeWritten(s))) continue;
-    name = s.prefix;
-    const uint32_t first = s.first();
-    for (uint32_t k = 0; k < s.schema->size(); ++k) {
-      name.resize(s.prefix.size());
-      name += s.schema->suffix(k);
-      fn(StatId{first + k}, s.schema->kind(k), name);
+    if (!liveScope(s) || s.schema->size() == 0 || (used_only && !scopeWritten(s))) continue;
+    items.push_back(Item{s.prefix, &s, 0});
+  }
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.key < b.key; });
+  bool interleaved = false;
+  for (size_t i = 0; i + 1 < items.size() && !interleaved; ++i) {
+    interleaved = items[i].scope != nullptr && items[i + 1].key.starts_with(items[i].key);
+  }
+
+  struct Stream {
+    const Item* item;
+    size_t pos = 0;  // in the scope's sorted order
+    std::string name;
+  };
+  auto load = [](Stream& st) {
+    const Scope& s = *st.item->scope;
+    st.name.resize(s.prefix.size());
+    st.name += s.schema->suffix(s.schema->sortedOrder()[st.pos]);
+  };
+  // Emits the stream's current stat; false once it is exhausted.
+  auto emit = [this, &fn, &load](Stream& st) {
+    if (st.item->scope == nullptr) {
+      const Loose& l = loose_[st.item->loose];
+      fn(l.id, l.kind, l.name);
+      return false;
+    }
+    const Scope& s = *st.item->scope;
+    const uint32_t k = s.schema->sortedOrder()[st.pos];
+    fn(StatId{s.first() + k}, s.schema->kind(k), st.name);
+    if (++st.pos == s.schema->size()) return false;
+    load(st);
+    return true;
+  };
+  auto start = [&load](const Item& item) {
+    Stream st{&item, 0, {}};
+    if (item.scope != nullptr) {
+      st.name = item.scope->prefix;
+      load(st);
+    }
+    return st;
+  };
+
+  if (!interleaved) {
+    for (const Item& item : items) {
+      Stream st = start(item);
+      while (emit(st)) {
+      }
+    }
+    return;
+  }
+  std::vector<Stream> streams;
+  streams.reserve(items.size());
+  for (const Item& item : items) {
+    streams.push_back(start(item));
+    if (item.scope == nullptr) streams.back().name = item.key;
+  }
+  auto later = [&streams](uint32_t a, uint32_t b) { return streams[a].name > streams[b].name; };
+  std::vector<uint32_t> heap(streams.size());
+  for (uint32_t i = 0; i < heap.size(); ++i) heap[i] = i;
+  std::make_heap(heap.begin(), heap.end(), later);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    if (emit(streams[heap.back()])) {
+      std::push_heap(heap.begin(), heap.end(), later);
+    } else {
+      heap.pop_back();
     }
   }
 }

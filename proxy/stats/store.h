@@ -42,9 +42,12 @@ class StatSchema {
   const std::string& suffix(uint32_t offset) const { return entries_[offset].first; }
   StatKind kind(uint32_t offset) const { return entries_[offset].second; }
   std::optional<uint32_t> find(std::string_view suffix) const;
+  // Offsets sorted by suffix.
+  const std::vector<uint32_t>& sortedOrder() const;
 
  private:
   std::vector<std::pair<std::string, StatKind>> entries_;
+  std::vector<uint32_t> sorted_;
   absl::flat_hash_map<std::string, uint32_t> index_;
 };
 
@@ -251,9 +254,10 @@ class Store {
     const HistogramSnapshot* interval;  // empty until the first flush
     bool used = false;
   };
-  // Visits counters and gauges merged across shards (loose ones in
-  // registration order, then scopes). `used_only` skips, cheaply, the scopes
-  // no shard ever wrote (the callback still sees `used`).
+  // Visits counters and gauges merged across shards, sorted by name, without
+  // building a list of all names (a k-way merge of the loose stats and each
+  // scope). `used_only` skips, cheaply, the scopes no shard ever wrote (the
+  // callback still sees `used`).
   void forEachScalar(const std::function<void(const ScalarView&)>& fn, bool used_only = false) const;
   void forEachHistogram(const std::function<void(const HistogramView&)>& fn,
                         bool used_only = false) const;
@@ -294,7 +298,7 @@ class Store {
   uint64_t counterReading(uint32_t index) const;
   bool mergedUsed(uint32_t index) const;
   HistogramSnapshot mergedHistogram(uint32_t index) const;
-  // Calls fn(id, kind, name) for every stat shown (loose, then live scopes).
+  // Calls fn(id, kind, name) for every stat shown, sorted by name.
   void forEachStat(bool used_only,
                    const std::function<void(StatId, StatKind, std::string_view)>& fn) const;
 

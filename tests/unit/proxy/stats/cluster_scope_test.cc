@@ -187,3 +187,37 @@ TEST_CASE("an idle cluster's stats allocate nothing on worker shards", "[stats][
 
 }  // namespace
 }  // namespace turnout::proxy::stats
+
+namespace turnout::proxy::stats {
+namespace {
+
+std::vector<std::string> scalarNames(const Store& store) {
+  std::vector<std::string> names;
+  store.forEachScalar([&](const Store::ScalarView& v) { names.emplace_back(v.name); });
+  return names;
+}
+
+TEST_CASE("stats are visited in name order, also when a cluster name extends another's",
+          "[stats][scope]") {
+  const uint32_t scalars = clusterStatSchema(false).size() - 1;  // one histogram
+  for (bool dotted : {false, true}) {
+    Store store(1);
+    const ClusterStats b = makeClusterStats(store, "b", "");
+    const ClusterStats a = makeClusterStats(store, "a", "");
+    std::optional<ClusterStats> ab;
+    if (dotted) {
+      ab = makeClusterStats(store, "a.b", "");
+      store.counter("cluster.a.loose");  // a loose name inside cluster a's names
+    } else {
+      store.counter("cluster.loose");
+    }
+    store.counter("aaa");
+    const std::vector<std::string> names = scalarNames(store);
+    CHECK(std::is_sorted(names.begin(), names.end()));
+    CHECK(std::adjacent_find(names.begin(), names.end()) == names.end());
+    CHECK(names.size() == (dotted ? 3 : 2) * scalars + 2);
+  }
+}
+
+}  // namespace
+}  // namespace turnout::proxy::stats
