@@ -370,6 +370,7 @@ AdminResponse AdminServer::renderStats(const Params& params, bool prometheus) {
   if (const std::string* hb = findParam(params, "histogram_buckets"); hb && *hb != "none" && !hb->empty()) {
     return text(400, "usage: /stats?histogram_buckets=none (cumulative, disjoint and detailed are not supported)\n");
   }
+  store_.reclaim();  // removed clusters' stats go before the read
   if (prometheus) return text(200, stats::renderPrometheus(store_, *f));
   const std::string* format = findParam(params, "format");
   if (format == nullptr || *format == "text") return text(200, stats::renderText(store_, *f));

@@ -87,9 +87,8 @@ std::vector<Scalar> collectScalars(const Store& store, const StatsFilter& filter
   store.forEachScalar([&](const Store::ScalarView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Scalar{std::string(v.name), v.kind, v.counter, v.gauge});
-  });
-  std::sort(out.begin(), out.end(), [](const Scalar& a, const Scalar& b) { return a.name < b.name; });
-  return out;
+  }, filter.usedOnly());
+  return out;  // the store visits in name order
 }
 
 struct Histogram {
@@ -103,10 +102,8 @@ std::vector<Histogram> collectHistograms(const Store& store, const StatsFilter& 
   store.forEachHistogram([&](const Store::HistogramView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Histogram{std::string(v.name), *v.cumulative, *v.interval});
-  });
-  std::sort(out.begin(), out.end(),
-            [](const Histogram& a, const Histogram& b) { return a.name < b.name; });
-  return out;
+  }, filter.usedOnly());
+  return out;  // the store visits in name order
 }
 
 std::string jsonNumber(double v) { return std::isnan(v) ? "null" : formatDouble(v); }
@@ -178,66 +175,75 @@ std::string jsonQuote(std::string_view s) {
   return out;
 }
 
+// Text and JSON stream from the store's sorted visit: an unfiltered /stats
+// with 10,000 clusters is a million stats, and a list of them all would cost
+// far more than the answer.
 std::string renderText(const Store& store, const StatsFilter& filter) {
   std::string out;
-  for (const Scalar& s : collectScalars(store, filter)) {
-    if (s.kind == StatKind::Counter) {
-      absl::StrAppend(&out, s.name, ": ", s.counter, "\n");
+  store.forEachScalar([&](const Store::ScalarView& v) {
+    if (!filter.matches(v.name, v.used)) return;
+    out.append(v.name);
+    if (v.kind == StatKind::Counter) {
+      absl::StrAppend(&out, ": ", v.counter, "\n");
     } else {
-      absl::StrAppend(&out, s.name, ": ", s.gauge, "\n");
+      absl::StrAppend(&out, ": ", v.gauge, "\n");
     }
-  }
-  for (const Histogram& h : collectHistograms(store, filter)) {
-    if (h.cumulative.empty()) {
-      absl::StrAppend(&out, h.name, ": No recorded values\n");
-      continue;
+  }, filter.usedOnly());
+  store.forEachHistogram([&](const Store::HistogramView& h) {
+    if (!filter.matches(h.name, h.used)) return;
+    out.append(h.name);
+    if (h.cumulative->empty()) {
+      out += ": No recorded values\n";
+      return;
     }
-    const auto cumulative = h.cumulative.supportedQuantilesMs();
-    const auto interval = h.interval.supportedQuantilesMs();
-    absl::StrAppend(&out, h.name, ":");
+    const auto cumulative = h.cumulative->supportedQuantilesMs();
+    const auto interval = h.interval->supportedQuantilesMs();
+    out += ":";
     for (size_t i = 0; i < kQuantileLabels.size(); ++i) {
       absl::StrAppend(&out, " ", kQuantileLabels[i], "(", formatDouble(interval[i]), ",",
                       formatDouble(cumulative[i]), ")");
     }
     out += "\n";
-  }
+  }, filter.usedOnly());
   return out;
 }
 
 std::string renderJson(const Store& store, const StatsFilter& filter) {
   std::string out = "{\"stats\":[";
   bool first = true;
-  for (const Scalar& s : collectScalars(store, filter)) {
+  store.forEachScalar([&](const Store::ScalarView& v) {
+    if (!filter.matches(v.name, v.used)) return;
     if (!first) out += ',';
     first = false;
-    absl::StrAppend(&out, "{\"name\":", jsonQuote(s.name), ",\"value\":");
-    if (s.kind == StatKind::Counter) {
-      absl::StrAppend(&out, s.counter, "}");
+    absl::StrAppend(&out, "{\"name\":", jsonQuote(v.name), ",\"value\":");
+    if (v.kind == StatKind::Counter) {
+      absl::StrAppend(&out, v.counter, "}");
     } else {
-      absl::StrAppend(&out, s.gauge, "}");
+      absl::StrAppend(&out, v.gauge, "}");
     }
-  }
-  const auto histograms = collectHistograms(store, filter);
-  if (!histograms.empty()) {
-    if (!first) out += ',';
-    out += "{\"histograms\":{\"supported_quantiles\":[0,25,50,75,90,95,99,99.5,99.9,100],"
-           "\"computed_quantiles\":[";
-    bool first_h = true;
-    for (const Histogram& h : histograms) {
-      if (!first_h) out += ',';
-      first_h = false;
-      absl::StrAppend(&out, "{\"name\":", jsonQuote(h.name), ",\"values\":[");
-      const auto cumulative = h.cumulative.supportedQuantilesMs();
-      const auto interval = h.interval.supportedQuantilesMs();
-      for (size_t i = 0; i < cumulative.size(); ++i) {
-        if (i != 0) out += ',';
-        absl::StrAppend(&out, "{\"cumulative\":", jsonNumber(cumulative[i]),
-                        ",\"interval\":", jsonNumber(interval[i]), "}");
-      }
-      out += "]}";
+  }, filter.usedOnly());
+  bool first_h = true;
+  store.forEachHistogram([&](const Store::HistogramView& h) {
+    if (!filter.matches(h.name, h.used)) return;
+    if (first_h) {
+      if (!first) out += ',';
+      out += "{\"histograms\":{\"supported_quantiles\":[0,25,50,75,90,95,99,99.5,99.9,100],"
+             "\"computed_quantiles\":[";
+    } else {
+      out += ',';
     }
-    out += "]}}";
-  }
+    first_h = false;
+    absl::StrAppend(&out, "{\"name\":", jsonQuote(h.name), ",\"values\":[");
+    const auto cumulative = h.cumulative->supportedQuantilesMs();
+    const auto interval = h.interval->supportedQuantilesMs();
+    for (size_t i = 0; i < cumulative.size(); ++i) {
+      if (i != 0) out += ',';
+      absl::StrAppend(&out, "{\"cumulative\":", jsonNumber(cumulative[i]),
+                      ",\"interval\":", jsonNumber(interval[i]), "}");
+    }
+    out += "]}";
+  }, filter.usedOnly());
+  if (!first_h) out += "]}}";
   out += "]}";
   return out;
 }

@@ -22,6 +22,7 @@ class StatsFilter {
   // Fails with InvalidArgument naming the regex error.
   static absl::StatusOr<StatsFilter> create(bool used_only, std::string regex);
   bool matches(std::string_view name, bool used) const;
+  bool usedOnly() const { return used_only_; }
 
  private:
   bool used_only_ = false;

@@ -1,5 +1,7 @@
 #include "proxy/stats/well_known_stats.h"
 
+#include <cassert>
+
 #include "absl/strings/str_cat.h"
 #include "routing/routing_key.h"
 
@@ -90,18 +92,141 @@ ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& liste
   return s;
 }
 
+namespace {
+
+// kCommonCodes' position of each code, or -1.
+constexpr std::array<int8_t, 600> kCodeSlot = [] {
+  std::array<int8_t, 600> t{};
+  t.fill(-1);
+  for (size_t i = 0; i < kCommonCodes.size(); ++i) t[kCommonCodes[i]] = static_cast<int8_t>(i);
+  return t;
+}();
+
+void countCode(StatId first, Shard& shard, uint32_t code) {
+  if (code < kCodeSlot.size() && kCodeSlot[code] >= 0 && first.index != kScalarSink) {
+    shard.inc(StatId{first.index + static_cast<uint32_t>(kCodeSlot[code])});
+  }
+}
+
+// Builds a StatSchema.
+struct SchemaRegistrar {
+  StatSchema& schema;
+  StatId counter(std::string n) { return StatId{schema.add(std::move(n), StatKind::Counter)}; }
+  StatId gauge(std::string n) { return StatId{schema.add(std::move(n), StatKind::Gauge)}; }
+  StatId histogram(std::string n) { return StatId{schema.add(std::move(n), StatKind::Histogram)}; }
+};
+
+// Hands out one registered scope's ids in schema order.
+struct ScopeRegistrar {
+  const ScopeRef& ref;
+  uint32_t next = 0;
+  StatId take([[maybe_unused]] const std::string& n) {
+    assert(ref.schema->suffix(next) == n);
+    return ref.at(next++);
+  }
+  StatId counter(const std::string& n) { return take(n); }
+  StatId gauge(const std::string& n) { return take(n); }
+  StatId histogram(const std::string& n) { return take(n); }
+};
+
+// A cluster's stats in slot order; the same code builds the schema and fills
+// each cluster's ids, so the two cannot disagree.
+template <class Registrar>
+ClusterStats fillClusterStats(Registrar& r, bool maglev) {
+  ClusterStats s;
+  // Main-thread stats first: they share the scope's first page (<= 16 slots).
+  s.membership_total = r.gauge("membership_total");
+  s.membership_healthy = r.gauge("membership_healthy");
+  if (maglev) {
+    s.maglev_min_entries_per_host = r.gauge("maglev_lb.min_entries_per_host");
+    s.maglev_max_entries_per_host = r.gauge("maglev_lb.max_entries_per_host");
+  }
+  s.update_attempt = r.counter("update_attempt");
+  s.update_success = r.counter("update_success");
+  s.update_failure = r.counter("update_failure");
+  s.update_no_rebuild = r.counter("update_no_rebuild");
+  s.membership_change = r.counter("membership_change");
+  s.health_check_attempt = r.counter("health_check.attempt");
+  s.health_check_success = r.counter("health_check.success");
+  s.health_check_failure = r.counter("health_check.failure");
+  s.upstream_cx_total = r.counter("upstream_cx_total");
+  s.upstream_cx_active = r.gauge("upstream_cx_active");
+  s.upstream_cx_connect_fail = r.counter("upstream_cx_connect_fail");
+  s.upstream_cx_connect_timeout = r.counter("upstream_cx_connect_timeout");
+  s.upstream_cx_destroy = r.counter("upstream_cx_destroy");
+  s.upstream_cx_overflow = r.counter("upstream_cx_overflow");
+  s.upstream_cx_pool_overflow = r.counter("upstream_cx_pool_overflow");
+  s.upstream_cx_idle_timeout = r.counter("upstream_cx_idle_timeout");
+  s.upstream_cx_max_requests = r.counter("upstream_cx_max_requests");
+  s.upstream_cx_destroy_remote = r.counter("upstream_cx_destroy_remote");
+  s.upstream_rq_total = r.counter("upstream_rq_total");
+  s.upstream_rq_active = r.gauge("upstream_rq_active");
+  s.upstream_rq_pending_total = r.counter("upstream_rq_pending_total");
+  s.upstream_rq_pending_active = r.gauge("upstream_rq_pending_active");
+  s.upstream_rq_pending_overflow = r.counter("upstream_rq_pending_overflow");
+  s.upstream_rq_timeout = r.counter("upstream_rq_timeout");
+  s.upstream_rq_pending_failure_eject = r.counter("upstream_rq_pending_failure_eject");
+  s.upstream_rq_cancelled = r.counter("upstream_rq_cancelled");
+  s.upstream_rq_per_try_timeout = r.counter("upstream_rq_per_try_timeout");
+  s.upstream_rq_per_try_idle_timeout = r.counter("upstream_rq_per_try_idle_timeout");
+  s.upstream_rq_rx_reset = r.counter("upstream_rq_rx_reset");
+  s.upstream_rq_tx_reset = r.counter("upstream_rq_tx_reset");
+  s.upstream_rq_retry = r.counter("upstream_rq_retry");
+  s.upstream_rq_retry_success = r.counter("upstream_rq_retry_success");
+  s.upstream_rq_retry_overflow = r.counter("upstream_rq_retry_overflow");
+  s.upstream_rq_retry_limit_exceeded = r.counter("upstream_rq_retry_limit_exceeded");
+  s.upstream_rq_completed = r.counter("upstream_rq_completed");
+  s.upstream_rq_time = r.histogram("upstream_rq_time");
+  for (int i = 0; i < 5; ++i) s.upstream_rq_xx[i] = r.counter(absl::StrCat("upstream_rq_", i + 1, "xx"));
+  for (int i = 0; i < 5; ++i) {
+    s.retry_upstream_rq_xx[i] = r.counter(absl::StrCat("retry.upstream_rq_", i + 1, "xx"));
+  }
+  for (size_t i = 0; i < kCommonCodes.size(); ++i) {
+    const StatId id = r.counter(absl::StrCat("upstream_rq_", kCommonCodes[i]));
+    if (i == 0) s.upstream_rq_code_first = id;
+  }
+  for (size_t i = 0; i < kCommonCodes.size(); ++i) {
+    const StatId id = r.counter(absl::StrCat("retry.upstream_rq_", kCommonCodes[i]));
+    if (i == 0) s.retry_upstream_rq_code_first = id;
+  }
+  auto breakers = [&](const char* priority) {
+    auto b = [&](const char* n) { return r.gauge(absl::StrCat("circuit_breakers.", priority, ".", n)); };
+    CircuitBreakerStats out;
+    out.cx_open = b("cx_open");
+    out.cx_pool_open = b("cx_pool_open");
+    out.rq_pending_open = b("rq_pending_open");
+    out.rq_open = b("rq_open");
+    out.rq_retry_open = b("rq_retry_open");
+    return out;
+  };
+  s.breakers_default = breakers("default");
+  s.breakers_high = breakers("high");
+  return s;
+}
+
+const StatSchema* buildClusterSchema(bool maglev) {
+  auto* schema = new StatSchema();
+  SchemaRegistrar r{*schema};
+  fillClusterStats(r, maglev);
+  return schema;
+}
+
+}  // namespace
+
 void ClusterStats::countResponse(Shard& shard, uint32_t code) const {
   countClass(upstream_rq_xx, shard, code);
-  if (code < upstream_rq_code.size() && upstream_rq_code[code].index != 0) {
-    shard.inc(upstream_rq_code[code]);
-  }
+  countCode(upstream_rq_code_first, shard, code);
 }
 
 void ClusterStats::countRetriedResponse(Shard& shard, uint32_t code) const {
   countClass(retry_upstream_rq_xx, shard, code);
-  if (code < retry_upstream_rq_code.size() && retry_upstream_rq_code[code].index != 0) {
-    shard.inc(retry_upstream_rq_code[code]);
-  }
+  countCode(retry_upstream_rq_code_first, shard, code);
+}
+
+const StatSchema& clusterStatSchema(bool maglev) {
+  static const StatSchema* const kPlain = buildClusterSchema(false);
+  static const StatSchema* const kMaglev = buildClusterSchema(true);
+  return maglev ? *kMaglev : *kPlain;
 }
 
 OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view name,
@@ -128,70 +253,13 @@ OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view n
 
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev) {
-  const std::string p =
-      absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name), ".");
-  auto c = [&](const char* n) { return store.counter(absl::StrCat(p, n)); };
-  auto g = [&](const char* n) { return store.gauge(absl::StrCat(p, n)); };
-  ClusterStats s;
-  s.upstream_cx_total = c("upstream_cx_total");
-  s.upstream_cx_active = g("upstream_cx_active");
-  s.upstream_cx_connect_fail = c("upstream_cx_connect_fail");
-  s.upstream_cx_connect_timeout = c("upstream_cx_connect_timeout");
-  s.upstream_cx_destroy = c("upstream_cx_destroy");
-  s.upstream_cx_overflow = c("upstream_cx_overflow");
-  s.upstream_cx_pool_overflow = c("upstream_cx_pool_overflow");
-  s.upstream_cx_idle_timeout = c("upstream_cx_idle_timeout");
-  s.upstream_cx_max_requests = c("upstream_cx_max_requests");
-  s.upstream_cx_destroy_remote = c("upstream_cx_destroy_remote");
-  s.upstream_rq_total = c("upstream_rq_total");
-  s.upstream_rq_active = g("upstream_rq_active");
-  s.upstream_rq_pending_total = c("upstream_rq_pending_total");
-  s.upstream_rq_pending_active = g("upstream_rq_pending_active");
-  s.upstream_rq_pending_overflow = c("upstream_rq_pending_overflow");
-  s.upstream_rq_timeout = c("upstream_rq_timeout");
-  s.upstream_rq_pending_failure_eject = c("upstream_rq_pending_failure_eject");
-  s.upstream_rq_cancelled = c("upstream_rq_cancelled");
-  s.upstream_rq_per_try_timeout = c("upstream_rq_per_try_timeout");
-  s.upstream_rq_per_try_idle_timeout = c("upstream_rq_per_try_idle_timeout");
-  s.upstream_rq_rx_reset = c("upstream_rq_rx_reset");
-  s.upstream_rq_tx_reset = c("upstream_rq_tx_reset");
-  s.upstream_rq_retry = c("upstream_rq_retry");
-  s.upstream_rq_retry_success = c("upstream_rq_retry_success");
-  s.upstream_rq_retry_overflow = c("upstream_rq_retry_overflow");
-  s.upstream_rq_retry_limit_exceeded = c("upstream_rq_retry_limit_exceeded");
-  s.upstream_rq_completed = c("upstream_rq_completed");
-  s.upstream_rq_time = store.histogram(p + "upstream_rq_time");
-  s.upstream_rq_xx = registerClasses(store, p + "upstream_rq_");
-  s.retry_upstream_rq_xx = registerClasses(store, p + "retry.upstream_rq_");
-  for (uint16_t code : kCommonCodes) {
-    s.upstream_rq_code[code] = c(absl::StrCat("upstream_rq_", code).c_str());
-    s.retry_upstream_rq_code[code] = c(absl::StrCat("retry.upstream_rq_", code).c_str());
-  }
-  s.membership_total = g("membership_total");
-  s.membership_healthy = g("membership_healthy");
-  s.health_check_attempt = c("health_check.attempt");
-  s.health_check_success = c("health_check.success");
-  s.health_check_failure = c("health_check.failure");
-  s.outlier_detection_ejections_active = g("outlier_detection.ejections_active");
-  s.outlier_detection_ejections_total = c("outlier_detection.ejections_total");
-  s.membership_change = c("membership_change");
-  if (maglev) {
-    s.maglev_min_entries_per_host = g("maglev_lb.min_entries_per_host");
-    s.maglev_max_entries_per_host = g("maglev_lb.max_entries_per_host");
-  }
-  s.update_attempt = c("update_attempt");
-  s.update_success = c("update_success");
-  s.update_failure = c("update_failure");
-  s.update_no_rebuild = c("update_no_rebuild");
-  auto breakers = [&](const char* priority) {
-    auto b = [&](const char* n) {
-      return store.gauge(absl::StrCat(p, "circuit_breakers.", priority, ".", n));
-    };
-    return CircuitBreakerStats{b("cx_open"), b("cx_pool_open"), b("rq_pending_open"),
-                               b("rq_open"), b("rq_retry_open")};
-  };
-  s.breakers_default = breakers("default");
-  s.breakers_high = breakers("high");
+  const StatSchema& schema = clusterStatSchema(maglev);
+  const ScopeRef ref = store.scope(
+      absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name), "."),
+      schema);
+  ScopeRegistrar r{ref};
+  ClusterStats s = fillClusterStats(r, maglev);
+  s.scope = ref.handle;
   return s;
 }
 

@@ -63,7 +63,24 @@ struct CircuitBreakerStats {
 };
 
 // cluster.<name>.*  (alt_stat_name wins over the name when set).
+//
+// A cluster's stats are one Store scope: registering costs a prefix string
+// and this struct (no values until a shard writes one: Envoy's deferred stat
+// creation), and `scope` keeps the ids valid. Copies share the scope; after
+// the last copy goes (a snapshot without the cluster, dropped by every
+// worker), Store::reclaim() frees and recycles the stats. Registering the
+// same cluster name again while a copy lives returns the same stats, so a
+// cluster update keeps its counters.
 struct ClusterStats {
+  // Written by the main thread (config build, DNS, health checks): kept
+  // together in the scope's first page, so an idle cluster allocates one
+  // 16-slot page, on the main shard only.
+  StatId membership_total, membership_healthy;
+  StatId maglev_min_entries_per_host, maglev_max_entries_per_host;  // MAGLEV clusters only (else sinks)
+  StatId update_attempt, update_success, update_failure, update_no_rebuild;
+  StatId membership_change;
+  StatId health_check_attempt, health_check_success, health_check_failure;
+  // Written by workers.
   StatId upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail;
   StatId upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_overflow;
   StatId upstream_cx_pool_overflow;
@@ -78,19 +95,14 @@ struct ClusterStats {
   StatId upstream_rq_time;  // histogram
   std::array<StatId, 5> upstream_rq_xx;
   std::array<StatId, 5> retry_upstream_rq_xx;
-  StatId membership_total, membership_healthy;
-  StatId health_check_attempt, health_check_success, health_check_failure;
-  StatId outlier_detection_ejections_active, outlier_detection_ejections_total;
-  StatId membership_change;
-  StatId maglev_min_entries_per_host, maglev_max_entries_per_host;  // MAGLEV clusters only
-  StatId update_attempt, update_success, update_failure, update_no_rebuild;
+  // outlier_detection.* are OutlierDetectionStats, registered with the detector.
   CircuitBreakerStats breakers_default;  // circuit_breakers.default.*
   CircuitBreakerStats breakers_high;     // circuit_breakers.high.* (high-priority routing is not
                                          // supported, so these stay 0)
-  // upstream_rq_<code> / retry.upstream_rq_<code> for the pre-registered codes
-  // (kCommonCodes); 0 where the code is not one of them.
-  std::array<StatId, 600> upstream_rq_code{};
-  std::array<StatId, 600> retry_upstream_rq_code{};
+  // upstream_rq_<code> and retry.upstream_rq_<code> for kCommonCodes, in
+  // that order from these ids (see countResponse).
+  StatId upstream_rq_code_first, retry_upstream_rq_code_first;
+  ScopeHandle scope;
 
   // Final response: upstream_rq_<N>xx and upstream_rq_<code> (when pre-registered).
   void countResponse(Shard& shard, uint32_t code) const;
@@ -101,8 +113,12 @@ struct ClusterStats {
 inline constexpr std::array<uint16_t, 24> kCommonCodes = {
     100, 101, 200, 201, 204, 206, 301, 302, 304, 400, 401, 403,
     404, 408, 409, 413, 429, 431, 499, 500, 501, 502, 503, 504};
+// Main thread. `store` must outlive the returned stats' writers (not the
+// struct: a copy may be dropped after the store, harmlessly).
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev = false);
+// The schema behind makeClusterStats (tests, docs).
+const StatSchema& clusterStatSchema(bool maglev);
 
 // cluster.<name>.outlier_detection.* (Envoy's ALL_OUTLIER_DETECTION_STATS),
 // registered only for clusters with outlier_detection, by the main thread's
