@@ -142,8 +142,7 @@ absl::Status checkRouteAction(const Message& m, absl::string_view path) {
 
 constexpr absl::string_view kHttp2Reason = "HTTP/2 upstreams are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kTlsSecretsReason = "SDS and static secrets are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
-constexpr absl::string_view kXdsReason = "dynamic resources (ADS, LDS, CDS) are not supported by turnout yet (issue: xDS from the control plane)";
-constexpr absl::string_view kRdsReason = "RDS is not supported by turnout yet (issue: xDS from the control plane); give route_config";
+constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kEdsReason = "EDS is not supported by turnout yet (issue: xDS from the control plane)";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
 constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
@@ -156,9 +155,8 @@ FieldPolicyTable* buildTable() {
 
   // ---- bootstrap ----
   table["envoy.config.bootstrap.v3.Bootstrap"] = {
-      .supported = {"node", "static_resources", "admin"},
-      .reasons = {{"dynamic_resources", kXdsReason},
-                  {"layered_runtime", kRuntimeReason},
+      .supported = {"node", "static_resources", "admin", "dynamic_resources"},
+      .reasons = {{"layered_runtime", kRuntimeReason},
                   {"stats_sinks", "stats sinks are not supported by turnout (scrape /stats)"},
                   {"tracing", "tracing is not supported by turnout"},
                   {"overload_manager", "the overload manager is not supported by turnout"}}};
@@ -168,6 +166,24 @@ FieldPolicyTable* buildTable() {
       .inert = {"locality", "metadata", "user_agent_name", "user_agent_version",
                 "user_agent_build_version", "extensions", "client_features",
                 "listening_addresses", "dynamic_parameters"}};
+  // Filesystem subscriptions only (docs/config_snapshots.md): CDS and LDS from
+  // a watched file. ADS and gRPC/REST config sources wait for the xDS issue.
+  table["envoy.config.bootstrap.v3.Bootstrap.DynamicResources"] = {
+      .supported = {"cds_config", "lds_config"},
+      .reasons = {{"ads_config", kXdsReason},
+                  {"cds_resources_locator", kXdsReason},
+                  {"lds_resources_locator", kXdsReason}}};
+  table["envoy.config.core.v3.ConfigSource"] = {
+      .supported = {"path_config_source", "path"},
+      .inert = {"resource_api_version", "initial_fetch_timeout"},
+      .reasons = {{"api_config_source", kXdsReason},
+                  {"ads", kXdsReason},
+                  {"self", kXdsReason},
+                  {"authorities", kXdsReason}}};
+  table["envoy.config.core.v3.PathConfigSource"] = {.supported = {"path", "watched_directory"}};
+  table["envoy.config.core.v3.WatchedDirectory"] = {.supported = {"path"}};
+  table["envoy.extensions.filters.network.http_connection_manager.v3.Rds"] = {
+      .supported = {"config_source", "route_config_name"}};
   table["envoy.config.bootstrap.v3.Bootstrap.StaticResources"] = {
       .supported = {"listeners", "clusters"},
       .reasons = {{"secrets", kTlsSecretsReason}}};
@@ -220,9 +236,8 @@ FieldPolicyTable* buildTable() {
                     "stream_idle_timeout", "common_http_protocol_options",
                     "max_request_headers_kb", "use_remote_address", "normalize_path",
                     "merge_slashes", "strip_matching_host_port", "strip_any_host_port",
-                    "server_name", "generate_request_id", "upgrade_configs"},
-      .reasons = {{"rds", kRdsReason},
-                  {"scoped_routes", "scoped routes are not supported by turnout"},
+                    "server_name", "generate_request_id", "upgrade_configs", "rds"},
+      .reasons = {{"scoped_routes", "scoped routes are not supported by turnout"},
                   {"http2_protocol_options", absl::string_view("HTTP/2 is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)")},
                   {"tracing", "tracing is not supported by turnout"}},
       .check = checkHcm};

@@ -64,6 +64,10 @@ struct HttpConnectionManagerConfig {
   RouteSource route_source = RouteSource::Inline;
   // Inline: the RouteConfiguration's name (may be empty); Rds: rds.route_config_name.
   std::string route_config_name;
+  // Rds: the file of rds.config_source (path_config_source.path, or the
+  // deprecated path) and the directory watched for it.
+  std::string rds_path;
+  std::string rds_watched_directory;
   // Inline only: index into Snapshot::route_tables once the translator exists.
   std::optional<size_t> route_table_index;
   std::vector<HttpFilterConfig> http_filters;  // router last (checked)

@@ -106,6 +106,16 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
     case hcm_v3::HttpConnectionManager::kRds:
       out.route_source = HttpConnectionManagerConfig::RouteSource::Rds;
       out.route_config_name = hcm.rds().route_config_name();
+      if (hcm.rds().config_source().has_path_config_source()) {
+        out.rds_path = hcm.rds().config_source().path_config_source().path();
+        out.rds_watched_directory =
+            hcm.rds().config_source().path_config_source().watched_directory().path();
+      } else {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        out.rds_path = hcm.rds().config_source().path();
+#pragma GCC diagnostic pop
+      }
       break;
     case hcm_v3::HttpConnectionManager::kScopedRoutes:
       return invalid(fieldPath(path, "scoped_routes"), "scoped routes are not supported by turnout");

@@ -26,7 +26,7 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
 
 http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, size_t listener) {
   http1::Http1Settings s;
-  const auto& hcm = config->listeners[listener].hcm;
+  const auto& hcm = config->listeners[listener]->hcm;
   if (hcm && hcm->config != nullptr) {
     s.max_headers_kb = hcm->config->max_request_headers_kb;
     if (hcm->config->max_headers_count) s.max_headers_count = *hcm->config->max_headers_count;
@@ -53,6 +53,24 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
 }
 
 DownstreamConnection::~DownstreamConnection() { worker_.unregisterConnection(registration_); }
+
+DataPlaneConfigConstSharedPtr DownstreamConnection::streamConfig() const {
+  // A new request takes the worker's current config while it still has this
+  // connection's listener unchanged (an RDS update keeps the ListenerConfig;
+  // an LDS change or removal does not: the connection then drains on the
+  // config it was accepted with).
+  const DataPlaneConfigConstSharedPtr& current = worker_.config();
+  if (!current || current == config_) return config_;
+  const ListenerRuntimeConstSharedPtr* l = current->findListener(listener().config->name);
+  if (l == nullptr || (*l)->config != listener().config) return config_;
+  return current;
+}
+
+const ListenerRuntime& DownstreamConnection::listener(const DataPlaneConfig& config) const {
+  if (&config == config_.get()) return listener();
+  const ListenerRuntimeConstSharedPtr* l = config.findListener(listener().config->name);
+  return l != nullptr ? **l : listener();
+}
 
 void DownstreamConnection::close() {
   closed_ = true;

@@ -40,8 +40,15 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   // For ActiveStream.
   Worker& worker() { return worker_; }
   uint64_t id() const { return id_; }
-  const ListenerRuntime& listener() const { return config_->listeners[listener_index_]; }
+  // The listener and config the connection was accepted with.
+  const ListenerRuntime& listener() const { return *config_->listeners[listener_index_]; }
   const DataPlaneConfigConstSharedPtr& config() const { return config_; }
+  // The config a new request on this connection runs on (ActiveStream pins
+  // it per stream): the worker's current one while it has this connection's
+  // listener unchanged, else the connection's own.
+  DataPlaneConfigConstSharedPtr streamConfig() const;
+  // This connection's listener in `config` (a result of streamConfig()).
+  const ListenerRuntime& listener(const DataPlaneConfig& config) const;
   http1::ServerCodec& codec() { return codec_; }
   beast::tcp_stream& stream() { return stream_; }
   const asio::ip::tcp::endpoint& remote() const { return remote_; }

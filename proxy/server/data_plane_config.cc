@@ -25,7 +25,7 @@ bool healthy(config::EndpointConfig::HealthStatus s) {
 
 constexpr const char* kLogComponent = "upstream";
 
-absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stats::Store& store) {
+absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats::Store& store) {
   ClusterRuntime rt;
   rt.config = &c;
   rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name,
@@ -86,6 +86,7 @@ absl::StatusOr<ClusterRuntime> buildCluster(const config::ClusterConfig& c, stat
 absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConfig& l,
                                                       const config::HttpConnectionManagerConfig& h,
                                                       const config::Snapshot& snapshot,
+                                                      const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes,
                                                       const stats::ListenerStats& lstats,
                                                       stats::Store& store,
                                                       access_log::AccessLogFactory& logs) {
@@ -93,6 +94,10 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
   rt.config = &h;
   rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
   if (h.route_table_index) rt.route_table = snapshot.route_tables[*h.route_table_index].table;
+  if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds) {
+    auto it = routes.find(h.route_config_name);
+    if (it != routes.end()) rt.route_table = it->second;
+  }
   rt.stats = stats::makeHttpConnManagerStats(store, h.stat_prefix);
   rt.listener_http_stats = stats::makeListenerHttpStats(store, lstats, h.stat_prefix);
   for (size_t i = 0; i < h.access_logs.size(); ++i) {
@@ -189,34 +194,61 @@ ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTa
 }
 
 const ClusterRuntime* DataPlaneConfig::findCluster(std::string_view name) const {
-  for (const auto& c : clusters) {
-    if (c.config->name == name) return &c;
+  auto it = clusters.find(absl::string_view(name.data(), name.size()));
+  return it == clusters.end() ? nullptr : it->second.get();
+}
+
+ClusterRuntimeConstSharedPtr DataPlaneConfig::cluster(std::string_view name) const {
+  auto it = clusters.find(absl::string_view(name.data(), name.size()));
+  return it == clusters.end() ? nullptr : it->second;
+}
+
+const ListenerRuntimeConstSharedPtr* DataPlaneConfig::findListener(std::string_view name) const {
+  for (const auto& l : listeners) {
+    if (l->config->name == name) return &l;
   }
   return nullptr;
+}
+
+absl::StatusOr<ClusterRuntimeConstSharedPtr> DataPlaneConfig::buildCluster(
+    config::SnapshotConstSharedPtr owner, const config::ClusterConfig& c, stats::Store& store) {
+  auto rt = makeCluster(c, store);
+  if (!rt.ok()) return rt.status();
+  rt->owner = std::move(owner);
+  return std::make_shared<const ClusterRuntime>(*std::move(rt));
+}
+
+absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
+    config::SnapshotConstSharedPtr owner, const config::ListenerConfig& l, stats::Store& store,
+    const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes) {
+  access_log::AccessLogFactory logs;
+  auto lr = std::make_shared<ListenerRuntime>();
+  lr->config = &l;
+  lr->stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
+  for (const auto& chain : l.filter_chains) {
+    if (!chain.http_connection_manager) continue;
+    auto hcm = buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
+    if (!hcm.ok()) return hcm.status();
+    lr->hcm = *std::move(hcm);
+    break;
+  }
+  lr->owner = std::move(owner);
+  return ListenerRuntimeConstSharedPtr(std::move(lr));
 }
 
 absl::StatusOr<std::shared_ptr<const DataPlaneConfig>> DataPlaneConfig::build(
     config::SnapshotConstSharedPtr snapshot, stats::Store& store) {
   auto out = std::make_shared<DataPlaneConfig>();
-  access_log::AccessLogFactory logs;
   out->snapshot = snapshot;
   for (const auto& c : snapshot->clusters) {
-    auto rt = buildCluster(c, store);
+    auto rt = buildCluster(snapshot, c, store);
     if (!rt.ok()) return rt.status();
-    out->clusters.push_back(*std::move(rt));
+    out->clusters[c.name] = *std::move(rt);
   }
   for (const auto& l : snapshot->listeners) {
-    ListenerRuntime lr;
-    lr.config = &l;
-    lr.stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
-    for (const auto& chain : l.filter_chains) {
-      if (!chain.http_connection_manager) continue;
-      auto hcm = buildHcm(l, *chain.http_connection_manager, *snapshot, lr.stats, store, logs);
-      if (!hcm.ok()) return hcm.status();
-      lr.hcm = *std::move(hcm);
-      break;
-    }
-    out->listeners.push_back(std::move(lr));
+    auto lr = buildListener(snapshot, l, store, out->routes);
+    if (!lr.ok()) return lr.status();
+    out->listeners.push_back(*std::move(lr));
   }
   return std::shared_ptr<const DataPlaneConfig>(std::move(out));
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "config/snapshot/routing_key_config.h"
 #include "config/snapshot/snapshot.h"
@@ -18,8 +19,13 @@
 namespace turnout::proxy {
 
 // A cluster compiled for the workers: its config, its hosts and its stats.
+// Immutable once built; shared (ClusterRuntimeConstSharedPtr) by every
+// DataPlaneConfig that has the cluster unchanged, so a worker can tell an
+// unchanged cluster by the pointer's identity and keep its pools.
 struct ClusterRuntime {
   const config::ClusterConfig* config = nullptr;
+  // Owns *config: the bootstrap's snapshot, or the one built from a CDS file.
+  config::SnapshotConstSharedPtr owner;
   // The hosts when the config was built. A STRICT_DNS or LOGICAL_DNS
   // cluster's later host sets come from the main thread's DnsRefresher.
   HostSetConstSharedPtr hosts;
@@ -29,6 +35,7 @@ struct ClusterRuntime {
   bool health_checked = false;
   stats::ClusterStats stats;
 };
+using ClusterRuntimeConstSharedPtr = std::shared_ptr<const ClusterRuntime>;
 
 // Sets membership_total and membership_healthy (static health) for `hosts`,
 // and a MAGLEV cluster's maglev_lb.{min,max}_entries_per_host, on the main shard.
@@ -63,23 +70,47 @@ struct HttpConnectionManagerRuntime {
   uint32_t buffer_limit_bytes = 1024 * 1024;
 };
 
+// Immutable once built. An RDS update makes a copy with the new route table
+// (same `config`), an LDS update a new one (new `config`).
 struct ListenerRuntime {
   const config::ListenerConfig* config = nullptr;
+  // Owns *config: the bootstrap's snapshot, or the one built from an LDS file.
+  config::SnapshotConstSharedPtr owner;
   stats::ListenerStats stats;
   // The first filter chain's HTTP connection manager (filter_chain_match
   // selection arrives with TLS/SNI).
   std::optional<HttpConnectionManagerRuntime> hcm;
 };
+using ListenerRuntimeConstSharedPtr = std::shared_ptr<const ListenerRuntime>;
+using RouteTableConstSharedPtr = std::shared_ptr<const routing::RouteTable>;
 
-// Everything a worker needs from one config snapshot, with its stats
-// registered. Built on the main thread (stats registration is main-thread
-// only), then posted to every worker as a shared_ptr<const>; immutable.
+// Everything a worker needs from one config generation, with its stats
+// registered: maps from resource name to immutable shared objects. Built on
+// the main thread (stats registration is main-thread only), then posted to
+// every worker as a shared_ptr<const> (SnapshotPublisher); immutable. An
+// update copies the maps (pointers only) and replaces the changed entries,
+// so an unchanged resource is the same object in both generations.
 struct DataPlaneConfig {
+  // The bootstrap's snapshot (admin address, node, /config_dump).
   config::SnapshotConstSharedPtr snapshot;
-  std::vector<ListenerRuntime> listeners;
-  std::vector<ClusterRuntime> clusters;
+  std::vector<ListenerRuntimeConstSharedPtr> listeners;
+  absl::flat_hash_map<std::string, ClusterRuntimeConstSharedPtr> clusters;
+  // RDS route tables by route_config_name (the HCMs that name one hold it too).
+  absl::flat_hash_map<std::string, RouteTableConstSharedPtr> routes;
+  // Counts publications (0: the bootstrap's).
+  uint64_t generation = 0;
 
   const ClusterRuntime* findCluster(std::string_view name) const;
+  ClusterRuntimeConstSharedPtr cluster(std::string_view name) const;
+  const ListenerRuntimeConstSharedPtr* findListener(std::string_view name) const;
+
+  // One cluster / listener of `owner` (which owns `c` / `l`), stats
+  // registered. A listener's RDS HCM takes its table from `routes`.
+  static absl::StatusOr<ClusterRuntimeConstSharedPtr> buildCluster(
+      config::SnapshotConstSharedPtr owner, const config::ClusterConfig& c, stats::Store& store);
+  static absl::StatusOr<ListenerRuntimeConstSharedPtr> buildListener(
+      config::SnapshotConstSharedPtr owner, const config::ListenerConfig& l, stats::Store& store,
+      const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes);
 
   // Resolves STRICT_DNS/LOGICAL_DNS hosts once with the system resolver:
   // call on the main thread only (never on a worker). A name that does not

@@ -1,5 +1,6 @@
 #include "proxy/server/server.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -21,51 +22,6 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {}
 
 Server::~Server() { shutdown(); }
 
-absl::Status Server::bindListeners() {
-  const auto& listeners = config_->listeners;
-  for (size_t li = 0; li < listeners.size(); ++li) {
-    const config::ListenerConfig& l = *listeners[li].config;
-    if (!l.bind_to_port) continue;
-    if (l.address.kind != config::Address::Kind::Socket) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listener '", l.name, "': only socket addresses can be bound"));
-    }
-    boost::system::error_code ec;
-    auto ip = asio::ip::make_address(l.address.address, ec);
-    if (ec) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listener '", l.name, "': invalid address '", l.address.address, "'"));
-    }
-    uint16_t port = static_cast<uint16_t>(l.address.port);
-    for (auto& w : workers_) {
-      auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(w->io());
-      asio::ip::tcp::endpoint ep(ip, port);
-      acceptor->open(ep.protocol(), ec);
-      if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-      if (!ec) {
-        int one = 1;
-        if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one,
-                         sizeof(one)) != 0) {
-          ec = boost::system::error_code(errno, boost::system::system_category());
-        }
-      }
-      if (!ec) acceptor->bind(ep, ec);
-      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-      if (ec) {
-        return absl::UnavailableError(absl::StrCat("listener '", l.name, "': cannot bind '",
-                                                   l.address.toString(), "': ", ec.message()));
-      }
-      // Port 0: the first worker's socket picks the port, the others share it.
-      if (port == 0) port = acceptor->local_endpoint().port();
-      w->addListener(WorkerListener{li, l.name, std::move(acceptor)});
-    }
-    bound_.push_back(BoundListener{l.name, l.address.address, port});
-    TURNOUT_LOG(info, "main", "listener '{}' on {}:{} ({} workers)", l.name, l.address.address,
-                port, workers_.size());
-  }
-  return absl::OkStatus();
-}
-
 int Server::run() {
   started_ = std::chrono::steady_clock::now();
   const uint32_t concurrency = std::max(1u, options_.concurrency);
@@ -83,21 +39,14 @@ int Server::run() {
               << "': " << dp.status().message() << std::endl;
     return 1;
   }
-  config_ = *std::move(dp);
-  for (const auto& c : config_->clusters) {
-    resources_[c.config->name] = std::make_shared<ClusterResources>();
-  }
+  DataPlaneConfigConstSharedPtr config = *std::move(dp);
   for (uint32_t i = 0; i < concurrency; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, *store_));
     workers_.back()->setHealthCheckFlag(&health_check_failed_);
   }
-  if (auto st = bindListeners(); !st.ok()) {
-    std::cerr << "turnout: " << st.message() << std::endl;
-    return 1;
-  }
 
-  if (config_->snapshot->admin_address) {
-    auto opts = admin::AdminServer::optionsFor(*config_->snapshot->admin_address);
+  if (config->snapshot->admin_address) {
+    auto opts = admin::AdminServer::optionsFor(*config->snapshot->admin_address);
     opts.address_path = options_.admin_address_path;
     auto admin = admin::AdminServer::create(main_, *this, *store_, opts);
     if (!admin.ok()) {
@@ -113,35 +62,20 @@ int Server::run() {
   stats::Shard& main_shard = store_->mainShard();
   main_shard.set(server_stats.concurrency, concurrency);
   main_shard.set(server_stats.live, 1);
-  main_shard.set(server_stats.active_clusters, static_cast<int64_t>(config_->clusters.size()));
-  main_shard.set(server_stats.total_listeners_active, static_cast<int64_t>(bound_.size()));
 
-  // Active health checks and DNS refreshes run on this thread; workers read
-  // each host's health flag and get new host sets posted.
-  health_checker_ = HealthChecker::create(main_, config_, main_shard, nullptr);
-  health_checker_->start();
-  // Outlier detection decides on this thread from the workers' counters and
-  // posts each cluster's new ejected set to every worker.
-  outlier_detector_ = OutlierDetector::create(
-      main_, config_, *store_,
-      [this](const ClusterRuntime& c, OutlierEjectionsConstSharedPtr ejections) {
-        for (auto& w : workers_) {
-          Worker* worker = w.get();
-          asio::post(worker->io(), [worker, config = config_, c = &c, ejections] {
-            if (worker->config() == config) worker->clusters().updateEjections(*c, ejections);
-          });
-        }
-      });
-  outlier_detector_->start();
-  dns_refresher_ = DnsRefresher::create(
-      main_, config_, main_shard, [this](const ClusterRuntime& c, HostSetConstSharedPtr hosts) {
-        health_checker_->updateHosts(c, *hosts);
-        outlier_detector_->updateHosts(c, *hosts);
-        const size_t index = static_cast<size_t>(&c - config_->clusters.data());
-        for (auto& w : workers_) w->postHosts(config_, index, hosts);
-      });
-  dns_refresher_->start();
-  for (auto& w : workers_) w->start(config_, resources_);
+  // Binds the listeners, starts the main-thread services (health checks, DNS
+  // refreshes, outlier detection) and the workers with the first generation.
+  publisher_ = std::make_unique<SnapshotPublisher>(main_, *store_, workers_);
+  if (auto st = publisher_->start(config); !st.ok()) {
+    std::cerr << "turnout: " << st.message() << std::endl;
+    return 1;
+  }
+  // dynamic_resources and RDS: files watched on this thread, published live.
+  dynamic_ = std::make_unique<DynamicResources>(main_, *store_, *publisher_);
+  if (auto st = dynamic_->start(); !st.ok()) {
+    std::cerr << "turnout: " << st.message() << std::endl;
+    return 1;
+  }
 
   signals_ = std::make_unique<asio::signal_set>(main_, SIGINT, SIGTERM);
   signals_->async_wait([this](const boost::system::error_code& ec, int sig) {
@@ -169,9 +103,8 @@ int Server::run() {
 }
 
 void Server::shutdown() {
-  if (health_checker_) health_checker_->stop();
-  if (outlier_detector_) outlier_detector_->stop();
-  if (dns_refresher_) dns_refresher_->stop();
+  if (dynamic_) dynamic_->stop();
+  if (publisher_) publisher_->stop();
   if (signals_) {
     boost::system::error_code ec;
     signals_->cancel(ec);
@@ -190,9 +123,9 @@ admin::ServerInfo Server::serverInfo() const {
   info.uptime_current_epoch = up;
   info.uptime_all_epochs = up;
   info.command_line_options = options_.command_line;
-  if (config_) {
-    info.node_id = config_->snapshot->node_id;
-    info.node_cluster = config_->snapshot->node_cluster;
+  if (publisher_ && publisher_->current()) {
+    info.node_id = publisher_->current()->snapshot->node_id;
+    info.node_cluster = publisher_->current()->snapshot->node_cluster;
   }
   return info;
 }
@@ -205,7 +138,7 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
     return "";
   }
   envoy::admin::v3::ConfigDump dump;
-  const auto& bootstrap = config_->snapshot->bootstrap;
+  const auto& bootstrap = publisher_->current()->snapshot->bootstrap;
   envoy::admin::v3::BootstrapConfigDump b;
   *b.mutable_bootstrap() = bootstrap;
   dump.add_configs()->PackFrom(b);
@@ -235,7 +168,12 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
 
 std::vector<admin::ClusterStatus> Server::clusters() const {
   std::vector<admin::ClusterStatus> out;
-  for (const auto& c : config_->clusters) {
+  std::vector<const ClusterRuntime*> sorted;
+  for (const auto& [name, c] : publisher_->current()->clusters) sorted.push_back(c.get());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->config->name < b->config->name; });
+  for (const ClusterRuntime* cp : sorted) {
+    const ClusterRuntime& c = *cp;
     admin::ClusterStatus s;
     s.name = c.config->name;
     s.observability_name = c.config->alt_stat_name.empty() ? c.config->name : c.config->alt_stat_name;
@@ -248,7 +186,7 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
       b.max_retries = t.max_retries;
       s.circuit_breakers.push_back(b);
     }
-    const HostSetConstSharedPtr hosts = dns_refresher_ ? dns_refresher_->hosts(c) : c.hosts;
+    const HostSetConstSharedPtr hosts = publisher_->hosts(c);
     for (const auto& h : hosts->hosts) {
       admin::HostStatus hs;
       hs.address = h.ip;
@@ -277,7 +215,9 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
 
 std::vector<admin::ListenerStatus> Server::listeners() const {
   std::vector<admin::ListenerStatus> out;
-  for (const auto& b : bound_) out.push_back(admin::ListenerStatus{b.name, b.address, b.port});
+  for (const auto& b : publisher_->boundListeners()) {
+    out.push_back(admin::ListenerStatus{b.name, b.address, b.port});
+  }
   return out;
 }
 

@@ -14,6 +14,8 @@
 #include "proxy/admin/admin_server.h"
 #include "proxy/admin/admin_source.h"
 #include "proxy/server/data_plane_config.h"
+#include "proxy/server/dynamic_resources.h"
+#include "proxy/server/snapshot_publisher.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/dns_refresher.h"
@@ -53,7 +55,6 @@ class Server : public admin::AdminSource {
   void quit() override;
 
  private:
-  absl::Status bindListeners();
   void shutdown();
 
   ServerOptions options_;
@@ -61,22 +62,13 @@ class Server : public admin::AdminSource {
   std::unique_ptr<stats::Store> store_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  DataPlaneConfigConstSharedPtr config_;
-  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources_;
-  struct BoundListener {
-    std::string name;
-    std::string address;
-    uint16_t port = 0;
-  };
-  std::vector<BoundListener> bound_;
+  std::unique_ptr<SnapshotPublisher> publisher_;
+  std::unique_ptr<DynamicResources> dynamic_;
   std::atomic<bool> health_check_failed_{false};
   bool draining_ = false;
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<asio::steady_timer> uptime_timer_;
-  std::unique_ptr<HealthChecker> health_checker_;
-  DnsRefresherPtr dns_refresher_;
-  OutlierDetectorPtr outlier_detector_;
 };
 
 }  // namespace turnout::proxy

@@ -19,47 +19,83 @@ Worker::Worker(size_t index, stats::Store& store)
 
 Worker::~Worker() { stop(); }
 
-void Worker::addListener(WorkerListener listener) { listeners_.push_back(std::move(listener)); }
+void Worker::addListener(WorkerListener listener) {
+  auto l = std::make_shared<WorkerListener>(std::move(listener));
+  if (!thread_.joinable()) {
+    listeners_.push_back(std::move(l));
+    return;
+  }
+  asio::post(io_, [this, l = std::move(l)] {
+    listeners_.push_back(l);
+    if (!draining_) spawnAccept(l);
+  });
+}
 
-void Worker::installConfig(
-    DataPlaneConfigConstSharedPtr config,
-    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources) {
-  clusters_.update(config, resources, shard_);
+void Worker::removeListener(std::string name, std::optional<WorkerListener> replacement) {
+  std::shared_ptr<WorkerListener> next =
+      replacement ? std::make_shared<WorkerListener>(std::move(*replacement)) : nullptr;
+  asio::post(io_, [this, name = std::move(name), next = std::move(next)] {
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      if ((*it)->name != name) {
+        ++it;
+        continue;
+      }
+      boost::system::error_code ec;
+      if ((*it)->acceptor) (*it)->acceptor->close(ec);
+      it = listeners_.erase(it);
+    }
+    // Connections accepted by the old listener finish their current request
+    // with `Connection: close` (they keep the config they were accepted with).
+    for (DownstreamConnection* c : connections_) {
+      if (c->listener().config->name == name) c->drain();
+    }
+    if (next) {
+      listeners_.push_back(next);
+      if (!draining_) spawnAccept(next);
+    }
+  });
+}
+
+ClusterManager::UpdateResult Worker::installConfig(DataPlaneConfigConstSharedPtr config,
+                                                   const ClusterResourcesMap& resources) {
+  ClusterManager::UpdateResult r = clusters_.update(config, resources, shard_);
   config_ = std::move(config);
+  return r;
+}
+
+void Worker::spawnAccept(const std::shared_ptr<WorkerListener>& l) {
+  asio::co_spawn(io_, acceptLoop(l), [name = l->name](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      TURNOUT_LOG(err, "main", "listener '{}' accept loop failed: {}", name, ex.what());
+    }
+  });
 }
 
 void Worker::start(DataPlaneConfigConstSharedPtr config,
-                   absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources) {
-  installConfig(std::move(config), resources);
-  for (auto& l : listeners_) {
-    asio::co_spawn(io_, acceptLoop(l), [name = l.name](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        TURNOUT_LOG(err, "main", "listener '{}' accept loop failed: {}", name, ex.what());
-      }
-    });
-  }
+                   ClusterResourcesMapConstSharedPtr resources) {
+  installConfig(std::move(config), *resources);
+  for (auto& l : listeners_) spawnAccept(l);
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });
 }
 
-void Worker::postConfig(
-    DataPlaneConfigConstSharedPtr config,
-    absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources) {
-  asio::post(io_, [this, config = std::move(config), resources = std::move(resources)]() mutable {
-    installConfig(std::move(config), resources);
+void Worker::postConfig(DataPlaneConfigConstSharedPtr config,
+                        ClusterResourcesMapConstSharedPtr resources, ConfigInstalled done) {
+  asio::post(io_, [this, config = std::move(config), resources = std::move(resources),
+                   done = std::move(done)]() mutable {
+    ClusterManager::UpdateResult r = installConfig(std::move(config), *resources);
+    if (done) done(r);
   });
 }
 
-void Worker::postHosts(DataPlaneConfigConstSharedPtr config, size_t cluster,
-                       HostSetConstSharedPtr hosts) {
-  asio::post(io_, [this, config = std::move(config), cluster, hosts = std::move(hosts)]() mutable {
-    if (config != config_ || cluster >= config->clusters.size()) return;
-    clusters_.updateHosts(config->clusters[cluster], std::move(hosts), shard_);
+void Worker::postHosts(ClusterRuntimeConstSharedPtr cluster, HostSetConstSharedPtr hosts) {
+  asio::post(io_, [this, cluster = std::move(cluster), hosts = std::move(hosts)]() mutable {
+    clusters_.updateHosts(*cluster, std::move(hosts), shard_);
   });
 }
 
@@ -68,7 +104,7 @@ void Worker::drain() {
     draining_ = true;
     for (auto& l : listeners_) {
       boost::system::error_code ec;
-      if (l.acceptor) l.acceptor->close(ec);
+      if (l->acceptor) l->acceptor->close(ec);
     }
     for (DownstreamConnection* c : connections_) c->drain();
   });
@@ -79,7 +115,7 @@ void Worker::stop() {
   asio::post(io_, [this] {
     for (auto& l : listeners_) {
       boost::system::error_code ec;
-      if (l.acceptor) l.acceptor->close(ec);
+      if (l->acceptor) l->acceptor->close(ec);
     }
     for (DownstreamConnection* c : connections_) c->close();
     io_.stop();
@@ -109,23 +145,28 @@ const std::string& Worker::httpDate() {
   return date_;
 }
 
-asio::awaitable<void> Worker::acceptLoop(WorkerListener& listener) {
+asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
   for (;;) {
     boost::system::error_code ec;
     asio::ip::tcp::socket socket(io_);
-    co_await listener.acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    co_await listener->acceptor->async_accept(socket,
+                                              asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (ec == asio::error::operation_aborted || !listener.acceptor->is_open()) co_return;
+      if (ec == asio::error::operation_aborted || !listener->acceptor->is_open()) co_return;
       // EMFILE and friends: back off briefly instead of spinning.
-      TURNOUT_LOG(warn, "main", "listener '{}' accept failed: {}", listener.name, ec.message());
+      TURNOUT_LOG(warn, "main", "listener '{}' accept failed: {}", listener->name, ec.message());
       asio::steady_timer t(io_, std::chrono::milliseconds(10));
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (!config_ || listener.index >= config_->listeners.size()) continue;
+    if (!config_) continue;
+    size_t index = config_->listeners.size();
+    for (size_t i = 0; i < config_->listeners.size(); ++i) {
+      if (config_->listeners[i]->config->name == listener->name) index = i;
+    }
+    if (index == config_->listeners.size()) continue;  // removed meanwhile
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
-    const ListenerRuntime& lr = config_->listeners[listener.index];
-    asio::co_spawn(io_, DownstreamConnection::run(*this, config_, listener.index, std::move(socket)),
+    asio::co_spawn(io_, DownstreamConnection::run(*this, config_, index, std::move(socket)),
                    [](std::exception_ptr e) {
                      if (!e) return;
                      try {
@@ -134,7 +175,6 @@ asio::awaitable<void> Worker::acceptLoop(WorkerListener& listener) {
                        TURNOUT_LOG(err, "conn", "connection failed: {}", ex.what());
                      }
                    });
-    (void)lr;
   }
 }
 

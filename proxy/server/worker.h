@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <optional>
 #include <memory>
 #include <random>
 #include <string>
@@ -26,8 +27,7 @@ class DownstreamConnection;
 // acceptor per worker, so the kernel spreads connections and a connection
 // never moves between threads).
 struct WorkerListener {
-  size_t index = 0;  // into DataPlaneConfig::listeners
-  std::string name;
+  std::string name;  // in DataPlaneConfig::listeners
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
 };
 
@@ -47,17 +47,24 @@ class Worker {
   ClusterManager& clusters() { return clusters_; }
   const DataPlaneConfigConstSharedPtr& config() const { return config_; }
 
-  // Main thread, before start(): the acceptors this worker serves.
+  // Main thread, before start(): the acceptors this worker serves. After
+  // start(), the same posted to the worker (a listener added by LDS; its
+  // config must have been posted first).
   void addListener(WorkerListener listener);
+  // Posts: stop accepting on listener `name`; its connections finish their
+  // current request with `Connection: close` (LDS removal or change). With
+  // `replacement`, the new acceptor starts in the same step.
+  void removeListener(std::string name, std::optional<WorkerListener> replacement = {});
   // Starts the thread. `config` is installed before the first accept.
-  void start(DataPlaneConfigConstSharedPtr config,
-             absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources);
-  // Posts a new config to the worker (any thread).
-  void postConfig(DataPlaneConfigConstSharedPtr config,
-                  absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>> resources);
-  // Posts a new host set for `config->clusters[cluster]` (any thread). The
-  // worker applies it only while `config` is still its config.
-  void postHosts(DataPlaneConfigConstSharedPtr config, size_t cluster, HostSetConstSharedPtr hosts);
+  void start(DataPlaneConfigConstSharedPtr config, ClusterResourcesMapConstSharedPtr resources);
+  // Posts a new config to the worker (any thread). `done`, if set, runs on
+  // the worker after the install with what ClusterManager::update did.
+  using ConfigInstalled = std::function<void(const ClusterManager::UpdateResult&)>;
+  void postConfig(DataPlaneConfigConstSharedPtr config, ClusterResourcesMapConstSharedPtr resources,
+                  ConfigInstalled done = nullptr);
+  // Posts a new host set for `cluster` (any thread). The worker applies it
+  // only while `cluster` is still its runtime of that name.
+  void postHosts(ClusterRuntimeConstSharedPtr cluster, HostSetConstSharedPtr hosts);
   // Stops accepting; open connections get `Connection: close` on their next
   // response and are closed once idle (any thread).
   void drain();
@@ -84,10 +91,10 @@ class Worker {
   static std::atomic<uint64_t> next_connection_id_;
 
  private:
-  asio::awaitable<void> acceptLoop(WorkerListener& listener);
-  void installConfig(DataPlaneConfigConstSharedPtr config,
-                     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>&
-                         resources);
+  asio::awaitable<void> acceptLoop(std::shared_ptr<WorkerListener> listener);
+  void spawnAccept(const std::shared_ptr<WorkerListener>& listener);
+  ClusterManager::UpdateResult installConfig(DataPlaneConfigConstSharedPtr config,
+                                             const ClusterResourcesMap& resources);
 
   size_t index_;
   stats::Store& store_;
@@ -97,7 +104,7 @@ class Worker {
   std::list<DownstreamConnection*> connections_;
   asio::io_context io_{1};
   std::thread thread_;
-  std::vector<WorkerListener> listeners_;
+  std::vector<std::shared_ptr<WorkerListener>> listeners_;
   DataPlaneConfigConstSharedPtr config_;
   ClusterManager clusters_;
   std::mt19937_64 rng_;

@@ -115,8 +115,8 @@ asio::awaitable<void> pump(beast::tcp_stream* from, beast::tcp_stream* to, std::
 
 ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head)
     : conn_(conn),
-      config_(conn.config()),
-      hcm_(*conn.listener().hcm),
+      config_(conn.streamConfig()),
+      hcm_(*conn.listener(*config_).hcm),
       head_(head),
       start_(Clock::now()),
       start_wall_(std::chrono::system_clock::now()),

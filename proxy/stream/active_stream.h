@@ -128,7 +128,7 @@ class ActiveStream : public ResponseDecoderCallbacks, public StreamDecoderFilter
   void complete();
 
   DownstreamConnection& conn_;
-  DataPlaneConfigConstSharedPtr config_;  // pinned for the whole exchange
+  DataPlaneConfigConstSharedPtr config_;  // pinned per stream (streamConfig()) for the whole exchange
   const HttpConnectionManagerRuntime& hcm_;
   RequestHead& head_;
   std::chrono::steady_clock::time_point start_;

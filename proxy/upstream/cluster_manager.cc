@@ -216,6 +216,18 @@ void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerClus
   if (old.ejections_) updateEjections(old.ejections_);
 }
 
+void WorkerCluster::retire() {
+  retired_ = true;
+  successor_.reset();
+  for (auto& h : hosts_) {
+    while (!h.idle.empty()) {
+      UpstreamConnectionPtr c = std::move(h.idle.back());
+      h.idle.pop_back();
+      destroy(h, std::move(c));
+    }
+  }
+}
+
 HostState* WorkerCluster::find(const HostDescription& d) {
   for (auto& h : hosts_) {
     if (h.description->state == d.state) return &h;
@@ -585,23 +597,37 @@ void WorkerCluster::endRetry() {
 ClusterManager::ClusterManager(size_t worker_index)
     : worker_index_(worker_index), idle_(std::make_shared<IdleConnections>()) {}
 
-void ClusterManager::update(
+ClusterManager::UpdateResult ClusterManager::update(
     const DataPlaneConfigConstSharedPtr& config,
     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
     stats::Shard& shard) {
-  std::vector<std::shared_ptr<WorkerCluster>> next;
+  UpdateResult r;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
-  for (const auto& rt : config->clusters) {
-    auto it = resources.find(rt.config->name);
+  by_name.reserve(config->clusters.size());
+  for (const auto& [name, rt] : config->clusters) {
+    auto old = by_name_.find(name);
+    if (old != by_name_.end() && old->second->runtimeOwner() == rt) {
+      by_name.emplace(name, old->second);  // unchanged by identity: keep everything
+      ++r.reused;
+      continue;
+    }
+    auto it = resources.find(name);
     auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
-    auto wc = std::make_shared<WorkerCluster>(rt, rt.hosts, std::move(res), shard, worker_index_,
+    auto wc = std::make_shared<WorkerCluster>(*rt, rt->hosts, std::move(res), shard, worker_index_,
                                               idle_);
-    if (std::shared_ptr<WorkerCluster> old = get(rt.config->name)) wc->succeed(*old, wc);
-    by_name[rt.config->name] = wc;
-    next.push_back(std::move(wc));
+    wc->keepAlive(rt);
+    if (old != by_name_.end()) wc->succeed(*old->second, wc);
+    by_name.emplace(name, std::move(wc));
+    ++r.created;
   }
-  clusters_ = std::move(next);
+  for (auto& [name, wc] : by_name_) {
+    if (!by_name.contains(name)) {
+      wc->retire();
+      ++r.removed;
+    }
+  }
   by_name_ = std::move(by_name);
+  return r;
 }
 
 void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts,
@@ -611,8 +637,8 @@ void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstShar
   std::shared_ptr<WorkerCluster> old = it->second;
   auto wc = std::make_shared<WorkerCluster>(cluster, std::move(hosts), old->sharedResources(),
                                             shard, worker_index_, idle_);
+  wc->keepAlive(old->runtimeOwner());
   wc->succeed(*old, wc);
-  std::replace(clusters_.begin(), clusters_.end(), old, wc);
   it->second = std::move(wc);
 }
 

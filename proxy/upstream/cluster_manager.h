@@ -190,6 +190,9 @@ struct ClusterResources {
   BreakerResource requests;     // max_requests
   BreakerResource retries;      // max_retries
 };
+// Every cluster's breakers by name, made on the main thread.
+using ClusterResourcesMap = absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>;
+using ClusterResourcesMapConstSharedPtr = std::shared_ptr<const ClusterResourcesMap>;
 
 // A request on this worker waiting for a connection to one host (Envoy's
 // conn-pool PendingRequest). The caller owns it, in the request's coroutine
@@ -250,6 +253,14 @@ class WorkerCluster {
   // else to the same host here, else it is closed. Removed hosts' idle
   // connections close with `old`.
   void succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self);
+  // The cluster left the config: it serves the requests that hold it, and a
+  // connection released to it afterwards goes to its pending requests or is
+  // closed; its idle connections close now.
+  void retire();
+  // Keeps the runtime alive for as long as this WorkerCluster (a request may
+  // hold it after its config is gone).
+  void keepAlive(ClusterRuntimeConstSharedPtr runtime) { runtime_owner_ = std::move(runtime); }
+  const ClusterRuntimeConstSharedPtr& runtimeOwner() const { return runtime_owner_; }
 
   const ClusterRuntime& runtime() const { return *runtime_; }
   const config::ClusterConfig& config() const { return *runtime_->config; }
@@ -350,6 +361,7 @@ class WorkerCluster {
   static constexpr uint32_t kMaglevAttempts = 16;
 
   const ClusterRuntime* runtime_;
+  ClusterRuntimeConstSharedPtr runtime_owner_;
   HostSetConstSharedPtr host_set_;  // keeps every HostState::description alive
   IdleConnectionsSharedPtr idle_;
   OutlierEjectionsConstSharedPtr ejections_;
@@ -374,11 +386,22 @@ class ClusterManager {
   // `worker_index`: the worker's index, for its outlier counters.
   explicit ClusterManager(size_t worker_index = 0);
 
-  // Switches to `config`. Hosts that survive keep their idle connections;
-  // removed clusters and hosts are dropped (their idle connections close).
-  void update(const DataPlaneConfigConstSharedPtr& config,
-              const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
-              stats::Shard& shard);
+  // Switches to `config`. A cluster whose ClusterRuntime is the same object
+  // as before (identity) keeps its WorkerCluster: pools, idle connections,
+  // outlier ejections, DNS host set. A changed one gets a new WorkerCluster
+  // that takes over the idle connections of the hosts that survive; a
+  // removed one is retired (in-flight requests keep their shared_ptr; its
+  // idle connections close). `resources` has every cluster's breakers
+  // (shared by the workers); a missing entry gets fresh ones.
+  struct UpdateResult {
+    size_t reused = 0;
+    size_t created = 0;
+    size_t removed = 0;
+  };
+  UpdateResult update(
+      const DataPlaneConfigConstSharedPtr& config,
+      const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
+      stats::Shard& shard);
   // Switches `cluster` (of the current config) to a new host set from the
   // DnsRefresher, the same way. Ignored when `cluster` is not current.
   void updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts, stats::Shard& shard);
@@ -390,12 +413,11 @@ class ClusterManager {
   // A request keeps the shared_ptr for its lifetime, so an update never
   // pulls a cluster (or a host it holds) from under it.
   std::shared_ptr<WorkerCluster> get(std::string_view name) const;
-  const std::vector<std::shared_ptr<WorkerCluster>>& clusters() const { return clusters_; }
+  size_t size() const { return by_name_.size(); }
 
  private:
   size_t worker_index_;
   IdleConnectionsSharedPtr idle_;
-  std::vector<std::shared_ptr<WorkerCluster>> clusters_;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name_;
 };
 

@@ -132,7 +132,8 @@ std::unique_ptr<DnsRefresher> DnsRefresher::create(asio::io_context& main,
                                                    stats::Shard& main_shard, Publish publish) {
   auto state = std::make_shared<State>(main, std::move(config), main_shard, std::move(publish));
   if (state->config) {
-    for (const ClusterRuntime& c : state->config->clusters) {
+    for (const auto& [cluster_name, cluster_ptr] : state->config->clusters) {
+      const ClusterRuntime& c = *cluster_ptr;
       if (c.dns_targets.empty()) continue;
       if (c.config->respect_dns_ttl) {
         TURNOUT_LOG(warn, kLogComponent,

@@ -221,7 +221,8 @@ std::unique_ptr<HealthChecker> HealthChecker::create(asio::io_context& main,
                                                      Callback on_change) {
   auto state = std::make_shared<State>(main, config, main_shard, std::move(on_change));
   if (config) {
-    for (const ClusterRuntime& cluster : config->clusters) {
+    for (const auto& [cluster_name, cluster_ptr] : config->clusters) {
+      const ClusterRuntime& cluster = *cluster_ptr;
       if (cluster.config == nullptr) continue;
       const config::HealthCheckConfig* http = nullptr;
       for (const auto& hc : cluster.config->health_checks) {

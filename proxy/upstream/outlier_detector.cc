@@ -295,11 +295,13 @@ std::unique_ptr<OutlierDetector> OutlierDetector::create(asio::io_context& main,
   auto state = std::make_shared<State>(main, std::move(config), store, std::move(publish),
                                        std::move(clock), std::move(random));
   if (state->config) {
-    for (size_t i = 0; i < state->config->clusters.size(); ++i) {
-      const ClusterRuntime& rt = state->config->clusters[i];
+    size_t i = 0;
+    for (const auto& [cluster_name, cluster_ptr] : state->config->clusters) {
+      const ClusterRuntime& rt = *cluster_ptr;
+      ++i;
       if (!rt.config->outlier_detection) continue;
       auto d = std::make_unique<ClusterDetector>();
-      d->index = i;
+      d->index = i - 1;
       d->runtime = &rt;
       d->config = &*rt.config->outlier_detection;
       d->stats = stats::makeOutlierDetectionStats(store, rt.config->name, rt.config->alt_stat_name);

@@ -41,8 +41,7 @@ cd "$SRC"
 declare -A refused=(
   [examples/front-proxy/bootstrap.yaml]="layered_runtime: the runtime is not supported"
   [examples/tls/bootstrap.yaml]="static_resources.clusters[0].transport_socket: TLS"
-  [examples/ads/bootstrap.yaml]="dynamic_resources: dynamic resources (ADS, LDS, CDS)"
-  [examples/path-config/bootstrap.yaml]="dynamic_resources: dynamic resources (ADS, LDS, CDS)"
+  [examples/ads/bootstrap.yaml]="static_resources.clusters[0].typed_extension_protocol_options"
 )
 for f in examples/*/bootstrap.yaml; do
   if [ -n "${refused[$f]:-}" ]; then

@@ -74,8 +74,7 @@ TEST_CASE("examples that need features turnout lacks yet are refused with the fi
       {"examples/front-proxy/bootstrap.yaml", "layered_runtime: the runtime is not supported"},
       {"examples/tls/bootstrap.yaml",
        "static_resources.clusters[0].transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext)"},
-      {"examples/ads/bootstrap.yaml", "dynamic_resources: dynamic resources (ADS, LDS, CDS)"},
-      {"examples/path-config/bootstrap.yaml", "dynamic_resources: dynamic resources (ADS, LDS, CDS)"},
+      {"examples/ads/bootstrap.yaml", "static_resources.clusters[0].typed_extension_protocol_options"},
   }));
   CAPTURE(file);
   BootstrapLoadOptions options;

@@ -271,11 +271,17 @@ static_resources:
   CHECK(error.rfind(c.error, 0) == 0);
 }
 
-TEST_CASE("CDS is refused until the xDS issue lands", "[config][snapshot]") {
+TEST_CASE("CDS over ADS is refused until the xDS issue lands", "[config][snapshot]") {
   std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}") +
                      "dynamic_resources: {cds_config: {ads: {}}}\n";
-  CHECK(buildError(yaml).rfind("load: dynamic_resources: dynamic resources (ADS, LDS, CDS) are not "
-                               "supported by turnout yet", 0) == 0);
+  CHECK(buildError(yaml).rfind("load: dynamic_resources.cds_config.ads: xDS from a management "
+                               "server", 0) == 0);
+}
+
+TEST_CASE("CDS from a file: routes may name clusters that CDS delivers", "[config][snapshot]") {
+  std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}") +
+                     "dynamic_resources: {cds_config: {path_config_source: {path: /tmp/cds.yaml}}}\n";
+  CHECK(buildError(yaml) == "OK");
 }
 
 SnapshotConstSharedPtr buildYaml(const std::string& yaml) {

@@ -527,7 +527,7 @@ struct Manager {
     auto set = std::make_shared<HostSet>();
     set->hosts = std::move(hosts);
     rt.hosts = std::move(set);
-    dp->clusters.push_back(std::move(rt));
+    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
     config = dp;
     resources["c"] = std::make_shared<ClusterResources>();
     manager.update(config, resources, pool.store.shard(0));
@@ -535,7 +535,7 @@ struct Manager {
   void publish(std::vector<HostDescription> hosts) {
     auto set = std::make_shared<HostSet>();
     set->hosts = std::move(hosts);
-    manager.updateHosts(config->clusters[0], std::move(set), pool.store.shard(0));
+    manager.updateHosts(*config->clusters.begin()->second, std::move(set), pool.store.shard(0));
   }
   std::shared_ptr<WorkerCluster> cluster() { return manager.get("c"); }
   // A connection to host `i` of the current cluster.
@@ -637,7 +637,7 @@ TEST_CASE("a host set for a cluster of an older config is ignored", "[pool][dns]
   Manager m;
   SilentServer a(m.pool.io);
   m.start({hostAt(a)});
-  const ClusterRuntime stale = m.config->clusters[0];  // another runtime object
+  const ClusterRuntime stale = *m.config->clusters.begin()->second;  // another runtime object
   auto set = std::make_shared<HostSet>();
   m.manager.updateHosts(stale, set, m.pool.store.shard(0));
   CHECK(m.cluster()->hosts().size() == 1);

@@ -35,15 +35,15 @@ struct Harness {
     t.host.port = 80;
     rt.dns_targets.push_back(t);
     rt.hosts = std::make_shared<HostSet>();
-    dp->clusters.push_back(std::move(rt));
+    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
     dataplane = dp;
   }
-  const ClusterRuntime& cluster() const { return dataplane->clusters[0]; }
+  const ClusterRuntime& cluster() const { return *dataplane->clusters.begin()->second; }
   // The cluster as if its name had resolved to `ips` before.
   void resolvedBefore(const std::vector<std::string>& ips) {
     auto set = std::make_shared<HostSet>();
     set->hosts = updateHostList({}, cluster().dns_targets[0], ips, config.type, false).hosts;
-    dp->clusters[0].hosts = std::move(set);
+    std::const_pointer_cast<ClusterRuntime>(dp->clusters.begin()->second)->hosts = std::move(set);
   }
   void start() {
     refresher = DnsRefresher::create(io, dataplane, store.mainShard(),

@@ -164,7 +164,7 @@ struct Harness {
       hosts->hosts.push_back(host);
       rt.hosts = std::move(hosts);
       rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name);
-      dp->clusters.push_back(std::move(rt));
+      dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
     }
     dataplane = dp;
     checker = HealthChecker::create(io, dp, store.mainShard(),
@@ -413,7 +413,7 @@ TEST_CASE("a new host set starts checks for new hosts, stops them for removed on
   h.build(first.port());
   h.checker->start();
   REQUIRE(h.eventually([&] { return h.flips.size() == 1; }));
-  const ClusterRuntime& c = h.dataplane->clusters[0];
+  const ClusterRuntime& c = *h.dataplane->clusters.at("c");
   const HostDescription survivor = c.hosts->hosts[0];
   CHECK_FALSE(survivor.state->failed_active_hc.load());
 

@@ -40,7 +40,7 @@ struct Detector {
     rt.config = &config;
     rt.hosts = makeHostSet(config, std::move(hosts));
     rt.stats = stats::makeClusterStats(store, "c", "");
-    dp->clusters.push_back(std::move(rt));
+    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
     dataplane = dp;
     detector = OutlierDetector::create(
         main, dataplane, store,
@@ -50,7 +50,7 @@ struct Detector {
         [this] { return now; }, [this] { return draw; });
   }
 
-  const ClusterRuntime& cluster() const { return dataplane->clusters[0]; }
+  const ClusterRuntime& cluster() const { return *dataplane->clusters.begin()->second; }
   const HostDescription& host(size_t i) const { return cluster().hosts->hosts[i]; }
   OutlierHostMonitor& monitor(size_t i) const { return *host(i).state->outlier; }
 

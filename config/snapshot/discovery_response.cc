@@ -1,0 +1,165 @@
+#include "config/snapshot/discovery_response.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "config/bootstrap/extensions.h"
+#include "config/bootstrap/field_policy.h"
+#include "config/bootstrap/message_loader.h"
+#include "config/bootstrap/pgv_validator.h"
+#include "config/snapshot/route_config_translator.h"
+#include "config/snapshot/snapshot_builder.h"
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+
+namespace turnout::config {
+namespace {
+
+using envoy::config::bootstrap::v3::Bootstrap;
+
+struct RawResponse {
+  std::string version_info;
+  std::vector<std::string> resources;  // each resource as YAML, without @type
+};
+
+absl::StatusOr<RawResponse> splitResponse(const std::string& text, absl::string_view type_url) {
+  RawResponse out;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot parse the DiscoveryResponse: ", e.what()));
+  }
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError("a DiscoveryResponse must be a mapping");
+  }
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>("");
+    if (key != "version_info" && key != "resources" && key != "type_url" && key != "nonce") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(key, ": not supported in a DiscoveryResponse read from a file"));
+    }
+  }
+  if (root["version_info"]) {
+    if (!root["version_info"].IsScalar()) {
+      return absl::InvalidArgumentError("version_info: must be a string");
+    }
+    out.version_info = root["version_info"].Scalar();
+  }
+  if (root["type_url"] && root["type_url"].IsScalar() && root["type_url"].Scalar() != type_url) {
+    return absl::InvalidArgumentError(absl::StrCat("type_url: expected '", type_url, "', got '",
+                                                   root["type_url"].Scalar(), "'"));
+  }
+  const YAML::Node resources = root["resources"];
+  if (resources && !resources.IsNull() && !resources.IsSequence()) {
+    return absl::InvalidArgumentError("resources: must be a list");
+  }
+  if (!resources) return out;
+  for (size_t i = 0; i < resources.size(); ++i) {
+    const std::string path = absl::StrCat("resources[", i, "]");
+    YAML::Node r = YAML::Clone(resources[i]);
+    if (!r.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": must be a mapping"));
+    const YAML::Node type = r["@type"];
+    if (!type || !type.IsScalar() || type.Scalar() != type_url) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ".@type: expected '", type_url, "', got '",
+                       type && type.IsScalar() ? type.Scalar() : std::string(), "'"));
+    }
+    r.remove("@type");
+    YAML::Emitter emit;
+    emit << YAML::DoubleQuoted << r;
+    out.resources.emplace_back(emit.c_str());
+  }
+  return out;
+}
+
+// Errors of the synthetic bootstrap name the file's resources.
+absl::Status inFile(const absl::Status& s, absl::string_view bootstrap_field) {
+  if (s.ok()) return s;
+  std::string msg = absl::StrReplaceAll(
+      s.message(), {{absl::StrCat("static_resources.", bootstrap_field, "["), "resources["}});
+  return absl::Status(s.code(), msg);
+}
+
+template <typename Add>
+absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
+                                                     absl::string_view type_url,
+                                                     absl::string_view field, Add add) {
+  auto raw = splitResponse(text, type_url);
+  if (!raw.ok()) return raw.status();
+  DiscoverySnapshot out;
+  out.version_info = raw->version_info;
+  Bootstrap bootstrap;
+  MessageLoadOptions opts;
+  for (size_t i = 0; i < raw->resources.size(); ++i) {
+    // Loaded as `static_resources.<field>[i]` of a bootstrap, so that every
+    // check is the bootstrap's; the error paths are rewritten to resources[i].
+    const std::string wrapped =
+        absl::StrCat("static_resources: {", field, ": [", raw->resources[i], "]}");
+    Bootstrap one;
+    if (auto s = loadMessageFromYaml(wrapped, one, opts, &out.warnings); !s.ok()) {
+      return inFile(absl::Status(s.code(), absl::StrReplaceAll(
+                                               s.message(), {{absl::StrCat(field, "[0]"),
+                                                              absl::StrCat(field, "[", i, "]")}})),
+                    field);
+    }
+    add(one, bootstrap);
+  }
+  if (auto s = validateExtensions(bootstrap); !s.ok()) return inFile(s, field);
+  if (auto s = checkFieldPolicy(bootstrap); !s.ok()) return inFile(s, field);
+  if (auto s = validateProtoRules(bootstrap); !s.ok()) return inFile(s, field);
+  // Routes of dynamic listeners may name clusters that CDS delivers.
+  bootstrap.mutable_dynamic_resources()->mutable_cds_config()->mutable_path_config_source()->set_path(
+      "-");
+  auto snapshot = SnapshotBuilder::build(bootstrap);
+  if (!snapshot.ok()) return inFile(snapshot.status(), field);
+  out.snapshot = *std::move(snapshot);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<DiscoverySnapshot> parseClusterResponse(const std::string& text) {
+  return parseIntoBootstrap(text, kClusterTypeUrl, "clusters", [](Bootstrap& one, Bootstrap& all) {
+    all.mutable_static_resources()->add_clusters()->Swap(
+        one.mutable_static_resources()->mutable_clusters(0));
+  });
+}
+
+absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text) {
+  return parseIntoBootstrap(text, kListenerTypeUrl, "listeners",
+                            [](Bootstrap& one, Bootstrap& all) {
+                              all.mutable_static_resources()->add_listeners()->Swap(
+                                  one.mutable_static_resources()->mutable_listeners(0));
+                            });
+}
+
+absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
+  auto raw = splitResponse(text, kRouteConfigurationTypeUrl);
+  if (!raw.ok()) return raw.status();
+  DiscoveryRoutes out;
+  out.version_info = raw->version_info;
+  MessageLoadOptions opts;
+  for (size_t i = 0; i < raw->resources.size(); ++i) {
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::route::v3::RouteConfiguration rc;
+    if (auto s = loadMessageFromYaml(raw->resources[i], rc, opts, &out.warnings, path); !s.ok()) {
+      return s;
+    }
+    if (auto s = validateExtensions(rc, path); !s.ok()) return s;
+    if (auto s = checkFieldPolicy(rc, path); !s.ok()) return s;
+    if (auto s = validateProtoRules(rc, path); !s.ok()) return s;
+    for (const auto& [name, table] : out.tables) {
+      if (name == rc.name()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ".name: duplicate route configuration '", name, "'"));
+      }
+    }
+    auto table = translateRouteConfiguration(rc, path);
+    if (!table.ok()) return table.status();
+    out.tables.emplace_back(rc.name(), *std::move(table));
+  }
+  return out;
+}
+
+}  // namespace turnout::config

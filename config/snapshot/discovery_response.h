@@ -1,0 +1,47 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "config/snapshot/snapshot.h"
+#include "routing/route_table.h"
+
+namespace turnout::config {
+
+// A DiscoveryResponse read from a file (Envoy's path_config_source): YAML or
+// JSON with `version_info` and `resources`, each an Any whose `@type` must be
+// the subscription's type URL. Every resource goes through the same checks as
+// the bootstrap (parse with field paths, extension allowlist, field policy,
+// PGV rules, SnapshotBuilder's semantic checks); errors name the path inside
+// the file: `resources[1].connect_timeout: ...`. Stateless; main thread.
+
+inline constexpr char kClusterTypeUrl[] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+inline constexpr char kListenerTypeUrl[] =
+    "type.googleapis.com/envoy.config.listener.v3.Listener";
+inline constexpr char kRouteConfigurationTypeUrl[] =
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+// CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
+// nothing else). Listeners' inline routes are not checked against clusters
+// (more arrive by CDS, as Envoy does with dynamic clusters).
+struct DiscoverySnapshot {
+  std::string version_info;
+  SnapshotConstSharedPtr snapshot;
+  std::vector<std::string> warnings;
+};
+absl::StatusOr<DiscoverySnapshot> parseClusterResponse(const std::string& text);
+absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text);
+
+// RDS: each RouteConfiguration compiled, by name. validate_clusters defaults
+// to false, as for Envoy's RDS.
+struct DiscoveryRoutes {
+  std::string version_info;
+  std::vector<std::pair<std::string, std::shared_ptr<const routing::RouteTable>>> tables;
+  std::vector<std::string> warnings;
+};
+absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text);
+
+}  // namespace turnout::config

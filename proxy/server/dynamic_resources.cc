@@ -1,0 +1,325 @@
+#include "proxy/server/dynamic_resources.h"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "config/snapshot/discovery_response.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "proxy/common/log.h"
+
+namespace turnout::proxy {
+namespace {
+
+constexpr const char* kLog = "config";
+
+std::string dirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::optional<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+struct FileSource {
+  std::string path;
+  std::string directory;
+};
+
+std::optional<FileSource> fileSource(const envoy::config::core::v3::ConfigSource& cs) {
+  if (cs.has_path_config_source()) {
+    FileSource f{cs.path_config_source().path(), cs.path_config_source().watched_directory().path()};
+    if (f.directory.empty()) f.directory = dirOf(f.path);
+    return f;
+  }
+  // The deprecated ConfigSource.path form: the file's directory is watched.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const std::string& path = cs.path();
+#pragma GCC diagnostic pop
+  if (!path.empty()) return FileSource{path, dirOf(path)};
+  return std::nullopt;
+}
+
+}  // namespace
+
+FileWatch::FileWatch(asio::io_context& main, std::string path, std::string directory,
+                     OnChange on_change)
+    : path_(std::move(path)),
+      directory_(std::move(directory)),
+      on_change_(std::move(on_change)),
+      timer_(main) {
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ >= 0) {
+    if (::inotify_add_watch(inotify_fd_, directory_.c_str(),
+                            IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0) {
+      TURNOUT_LOG(warn, kLog, "cannot watch '{}' ({}); re-reading '{}' every second", directory_,
+                  std::strerror(errno), path_);
+    }
+    events_ = std::make_unique<asio::posix::stream_descriptor>(main, inotify_fd_);
+  }
+}
+
+FileWatch::~FileWatch() { stop(); }
+
+void FileWatch::stop() {
+  *alive_ = false;
+  timer_.cancel();
+  if (events_) {
+    boost::system::error_code ec;
+    events_->close(ec);  // closes inotify_fd_
+    events_.reset();
+  }
+}
+
+void FileWatch::start() {
+  check();
+  readEvents();
+  tick();
+}
+
+void FileWatch::check() {
+  std::optional<std::string> contents = readFile(path_);
+  if (!contents || contents == last_) return;
+  last_ = contents;
+  on_change_(*contents);
+}
+
+void FileWatch::readEvents() {
+  if (!events_) return;
+  events_->async_read_some(asio::buffer(buffer_),
+                           [this, alive = alive_](const boost::system::error_code& ec, size_t) {
+                             if (!*alive || ec) return;
+                             // Any event in the directory: read the file again.
+                             check();
+                             readEvents();
+                           });
+}
+
+void FileWatch::tick() {
+  timer_.expires_after(std::chrono::seconds(1));
+  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (!*alive || ec) return;
+    check();
+    tick();
+  });
+}
+
+DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
+                                   SnapshotPublisher& publisher)
+    : main_(main), store_(store), publisher_(publisher) {
+  cds_stats_ = makeStats("cluster_manager.cds.");
+  lds_stats_ = makeStats("listener_manager.lds.");
+}
+
+DynamicResources::~DynamicResources() { stop(); }
+
+void DynamicResources::stop() {
+  for (auto& w : watches_) w->stop();
+}
+
+DynamicResources::UpdateStats DynamicResources::makeStats(const std::string& prefix) {
+  return UpdateStats{store_.counter(prefix + "update_attempt"),
+                     store_.counter(prefix + "update_success"),
+                     store_.counter(prefix + "update_rejected"), store_.gauge(prefix + "version")};
+}
+
+void DynamicResources::rejected(const UpdateStats& s, const std::string& what,
+                                const absl::Status& status) {
+  store_.mainShard().inc(s.rejected);
+  TURNOUT_LOG(warn, kLog, "{} update rejected: {}", what, std::string(status.message()));
+}
+
+void DynamicResources::accepted(const UpdateStats& s, Source& source, const std::string& version) {
+  stats::Shard& shard = store_.mainShard();
+  shard.inc(s.success);
+  // Envoy's `version` gauge: a hash of version_info.
+  shard.set(s.version, static_cast<int64_t>(absl::HashOf(version) & 0x7fffffffffffffffULL));
+  source.version_info = version;
+  source.last_updated = std::chrono::system_clock::now();
+}
+
+absl::Status DynamicResources::start() {
+  const auto& bootstrap = publisher_.current()->snapshot->bootstrap;
+  const auto& dr = bootstrap.dynamic_resources();
+  if (dr.has_cds_config()) {
+    auto f = fileSource(dr.cds_config());
+    if (!f) return absl::InvalidArgumentError("dynamic_resources.cds_config: needs a path");
+    watches_.push_back(std::make_unique<FileWatch>(
+        main_, f->path, f->directory, [this](const std::string& c) { onClusters(c); }));
+  }
+  if (dr.has_lds_config()) {
+    auto f = fileSource(dr.lds_config());
+    if (!f) return absl::InvalidArgumentError("dynamic_resources.lds_config: needs a path");
+    watches_.push_back(std::make_unique<FileWatch>(
+        main_, f->path, f->directory, [this](const std::string& c) { onListeners(c); }));
+  }
+  // Clusters first (Envoy initialises CDS before LDS), then listeners, then routes.
+  for (auto& w : watches_) w->start();
+  watchRoutes();
+  return absl::OkStatus();
+}
+
+void DynamicResources::watchRoutes() {
+  for (const auto& l : publisher_.current()->listeners) {
+    if (!l->hcm) continue;
+    const config::HttpConnectionManagerConfig& h = *l->hcm->config;
+    if (h.route_source != config::HttpConnectionManagerConfig::RouteSource::Rds ||
+        h.rds_path.empty()) {
+      continue;
+    }
+    const std::string key = h.rds_path + "\n" + h.route_config_name + "\n" + h.stat_prefix;
+    if (std::find(rds_watched_.begin(), rds_watched_.end(), key) != rds_watched_.end()) continue;
+    rds_watched_.push_back(key);
+    UpdateStats s = makeStats(
+        absl::StrCat("http.", h.stat_prefix, ".rds.", h.route_config_name, "."));
+    auto it = std::find_if(rds_.begin(), rds_.end(),
+                           [&](const RdsSource& r) { return r.path == h.rds_path; });
+    if (it != rds_.end()) {
+      it->names.emplace_back(h.route_config_name, s);
+      continue;
+    }
+    rds_.push_back(RdsSource{h.rds_path, {{h.route_config_name, s}}});
+    const size_t index = rds_.size() - 1;
+    auto w = std::make_unique<FileWatch>(
+        main_, h.rds_path,
+        h.rds_watched_directory.empty() ? dirOf(h.rds_path) : h.rds_watched_directory,
+        [this, index](const std::string& c) {
+          const RdsSource& src = rds_[index];
+          stats::Shard& shard = store_.mainShard();
+          for (const auto& [name, st] : src.names) shard.inc(st.attempt);
+          auto parsed = config::parseRouteResponse(c);
+          if (!parsed.ok()) {
+            for (const auto& [name, st] : src.names) {
+              rejected(st, absl::StrCat("RDS '", name, "' (", src.path, ")"), parsed.status());
+            }
+            return;
+          }
+          DataPlaneConfigConstSharedPtr next = publisher_.current();
+          for (const auto& [name, table] : parsed->tables) {
+            next = SnapshotPublisher::withRoute(*next, name, table);
+          }
+          if (auto st = publisher_.publish(next); !st.ok()) {
+            for (const auto& [name, s2] : src.names) rejected(s2, "RDS", st);
+            return;
+          }
+          Source ignored;
+          for (const auto& [name, st] : src.names) accepted(st, ignored, parsed->version_info);
+          TURNOUT_LOG(info, kLog, "RDS '{}': version '{}' applied", src.path,
+                      parsed->version_info);
+        });
+    FileWatch* raw = w.get();
+    watches_.push_back(std::move(w));
+    raw->start();
+  }
+}
+
+void DynamicResources::onClusters(const std::string& contents) {
+  store_.mainShard().inc(cds_stats_.attempt);
+  auto parsed = config::parseClusterResponse(contents);
+  if (!parsed.ok()) return rejected(cds_stats_, "CDS", parsed.status());
+  for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "CDS: {}", w);
+  const DataPlaneConfigConstSharedPtr& current = publisher_.current();
+  const config::Snapshot& file = *parsed->snapshot;
+  std::vector<ClusterRuntimeConstSharedPtr> upserts;
+  absl::flat_hash_set<std::string> names;
+  for (size_t i = 0; i < file.clusters.size(); ++i) {
+    const config::ClusterConfig& c = file.clusters[i];
+    names.insert(c.name);
+    ClusterRuntimeConstSharedPtr old = current->cluster(c.name);
+    if (old && old->owner == current->snapshot) {
+      return rejected(cds_stats_, "CDS",
+                      absl::InvalidArgumentError(absl::StrCat(
+                          "resources[", i, "].name: '", c.name,
+                          "' is a static cluster of the bootstrap and cannot be replaced")));
+    }
+    if (old) {
+      // Unchanged resource: keep the runtime object (workers keep its pools).
+      const auto& old_protos = old->owner->bootstrap.static_resources().clusters();
+      const size_t old_index = static_cast<size_t>(old->config - old->owner->clusters.data());
+      if (old_index < static_cast<size_t>(old_protos.size()) &&
+          google::protobuf::util::MessageDifferencer::Equals(
+              old_protos[static_cast<int>(old_index)],
+              file.bootstrap.static_resources().clusters(static_cast<int>(i)))) {
+        continue;
+      }
+    }
+    auto rt = DataPlaneConfig::buildCluster(parsed->snapshot, c, store_);
+    if (!rt.ok()) return rejected(cds_stats_, "CDS", rt.status());
+    upserts.push_back(*std::move(rt));
+  }
+  std::vector<std::string> removed;
+  for (const auto& [name, rt] : current->clusters) {
+    if (rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
+  }
+  if (upserts.empty() && removed.empty()) {
+    return accepted(cds_stats_, cds_, parsed->version_info);
+  }
+  auto next = SnapshotPublisher::withClusters(*current, std::move(upserts), removed);
+  if (auto st = publisher_.publish(next); !st.ok()) return rejected(cds_stats_, "CDS", st);
+  accepted(cds_stats_, cds_, parsed->version_info);
+  TURNOUT_LOG(info, kLog, "CDS: version '{}' applied ({} clusters)", parsed->version_info,
+              next->clusters.size());
+}
+
+void DynamicResources::onListeners(const std::string& contents) {
+  store_.mainShard().inc(lds_stats_.attempt);
+  auto parsed = config::parseListenerResponse(contents);
+  if (!parsed.ok()) return rejected(lds_stats_, "LDS", parsed.status());
+  const DataPlaneConfigConstSharedPtr& current = publisher_.current();
+  const config::Snapshot& file = *parsed->snapshot;
+  std::vector<ListenerRuntimeConstSharedPtr> upserts;
+  absl::flat_hash_set<std::string> names;
+  for (size_t i = 0; i < file.listeners.size(); ++i) {
+    const config::ListenerConfig& l = file.listeners[i];
+    names.insert(l.name);
+    const ListenerRuntimeConstSharedPtr* old = current->findListener(l.name);
+    if (old && (*old)->owner == current->snapshot) {
+      return rejected(lds_stats_, "LDS",
+                      absl::InvalidArgumentError(absl::StrCat(
+                          "resources[", i, "].name: '", l.name,
+                          "' is a static listener of the bootstrap and cannot be replaced")));
+    }
+    if (old) {
+      const auto& old_protos = (*old)->owner->bootstrap.static_resources().listeners();
+      const size_t old_index =
+          static_cast<size_t>((*old)->config - (*old)->owner->listeners.data());
+      if (old_index < static_cast<size_t>(old_protos.size()) &&
+          google::protobuf::util::MessageDifferencer::Equals(
+              old_protos[static_cast<int>(old_index)],
+              file.bootstrap.static_resources().listeners(static_cast<int>(i)))) {
+        continue;
+      }
+    }
+    auto rt = DataPlaneConfig::buildListener(parsed->snapshot, l, store_, current->routes);
+    if (!rt.ok()) return rejected(lds_stats_, "LDS", rt.status());
+    upserts.push_back(*std::move(rt));
+  }
+  std::vector<std::string> removed;
+  for (const auto& l : current->listeners) {
+    if (l->owner != current->snapshot && !names.contains(l->config->name)) {
+      removed.push_back(l->config->name);
+    }
+  }
+  if (!upserts.empty() || !removed.empty()) {
+    auto next = SnapshotPublisher::withListeners(*current, std::move(upserts), removed);
+    if (auto st = publisher_.publish(next); !st.ok()) return rejected(lds_stats_, "LDS", st);
+  }
+  accepted(lds_stats_, lds_, parsed->version_info);
+  TURNOUT_LOG(info, kLog, "LDS: version '{}' applied", parsed->version_info);
+  watchRoutes();
+}
+
+}  // namespace turnout::proxy

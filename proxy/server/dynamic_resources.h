@@ -1,0 +1,102 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "absl/status/status.h"
+#include "proxy/server/snapshot_publisher.h"
+#include "proxy/stats/store.h"
+
+namespace turnout::proxy {
+
+// Watches one file (Envoy's path_config_source): `on_change` gets its
+// contents whenever they change. inotify on the watched directory
+// (IN_MOVED_TO, IN_CLOSE_WRITE, IN_CREATE) through an Asio
+// posix::stream_descriptor, plus a re-stat every second as a fallback. A
+// file moved into place (rename, as Kubernetes does) is seen at once. Main
+// thread.
+class FileWatch {
+ public:
+  using OnChange = std::function<void(const std::string& contents)>;
+  FileWatch(asio::io_context& main, std::string path, std::string directory, OnChange on_change);
+  ~FileWatch();
+  FileWatch(const FileWatch&) = delete;
+  FileWatch& operator=(const FileWatch&) = delete;
+  // Reads the file now (the initial load) and starts watching.
+  void start();
+  void stop();
+
+ private:
+  void check();
+  void readEvents();
+  void tick();
+
+  std::string path_;
+  std::string directory_;
+  OnChange on_change_;
+  std::optional<std::string> last_;
+  int inotify_fd_ = -1;
+  std::unique_ptr<asio::posix::stream_descriptor> events_;
+  asio::steady_timer timer_;
+  std::array<char, 4096> buffer_{};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The bootstrap's dynamic_resources (cds_config, lds_config) and the RDS
+// config sources of its HCMs, from files: each file change is parsed,
+// checked like the bootstrap, turned into runtime objects for the changed
+// resources only, and published. A bad file is rejected (logged at warn,
+// update_rejected counted) and the last good config keeps serving. Stats as
+// Envoy's: cluster_manager.cds.*, listener_manager.lds.*,
+// http.<stat_prefix>.rds.<route_config_name>.* (update_attempt,
+// update_success, update_rejected, version). Main thread.
+class DynamicResources {
+ public:
+  DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher);
+  ~DynamicResources();
+
+  // Reads the bootstrap's config sources; errors name the field.
+  absl::Status start();
+  void stop();
+
+  struct Source {
+    std::string version_info;
+    std::chrono::system_clock::time_point last_updated{};
+  };
+  const Source& cds() const { return cds_; }
+  const Source& lds() const { return lds_; }
+
+ private:
+  struct UpdateStats {
+    stats::StatId attempt, success, rejected, version;
+  };
+  UpdateStats makeStats(const std::string& prefix);
+  void onClusters(const std::string& contents);
+  void onListeners(const std::string& contents);
+  void watchRoutes();
+  void rejected(const UpdateStats& s, const std::string& what, const absl::Status& status);
+  void accepted(const UpdateStats& s, Source& source, const std::string& version);
+
+  asio::io_context& main_;
+  stats::Store& store_;
+  SnapshotPublisher& publisher_;
+  std::vector<std::unique_ptr<FileWatch>> watches_;
+  UpdateStats cds_stats_, lds_stats_;
+  Source cds_, lds_;
+  // RDS: one watch per file; the stats of every HCM that reads it.
+  struct RdsSource {
+    std::string path;
+    std::vector<std::pair<std::string, UpdateStats>> names;  // route_config_name, stats
+  };
+  std::vector<RdsSource> rds_;
+  std::vector<std::string> rds_watched_;
+};
+
+}  // namespace turnout::proxy

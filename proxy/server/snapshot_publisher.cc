@@ -1,0 +1,280 @@
+#include "proxy/server/snapshot_publisher.h"
+
+#include <sys/socket.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+
+namespace turnout::proxy {
+namespace {
+
+bool needsServices(const ClusterRuntime& c) {
+  return c.health_checked || !c.dns_targets.empty() || c.config->outlier_detection.has_value();
+}
+
+}  // namespace
+
+SnapshotPublisher::SnapshotPublisher(asio::io_context& main, stats::Store& store,
+                                     std::vector<std::unique_ptr<Worker>>& workers)
+    : main_(main), store_(store), workers_(workers) {
+  cluster_added_ = store.counter("cluster_manager.cluster_added");
+  cluster_modified_ = store.counter("cluster_manager.cluster_modified");
+  cluster_removed_ = store.counter("cluster_manager.cluster_removed");
+  active_clusters_ = store.gauge("cluster_manager.active_clusters");
+  listener_added_ = store.counter("listener_manager.listener_added");
+  listener_modified_ = store.counter("listener_manager.listener_modified");
+  listener_removed_ = store.counter("listener_manager.listener_removed");
+  listeners_active_ = store.gauge("listener_manager.total_listeners_active");
+}
+
+SnapshotPublisher::~SnapshotPublisher() { stop(); }
+
+void SnapshotPublisher::stop() {
+  stopped_ = true;
+  for (auto& [name, s] : services_) {
+    if (s->health_checker) s->health_checker->stop();
+    if (s->dns_refresher) s->dns_refresher->stop();
+    if (s->outlier_detector) s->outlier_detector->stop();
+  }
+}
+
+void SnapshotPublisher::startServices(const ClusterRuntimeConstSharedPtr& rt) {
+  services_.erase(rt->config->name);
+  if (!needsServices(*rt)) return;
+  auto s = std::make_unique<ClusterServices>();
+  s->runtime = rt;
+  // The services take a DataPlaneConfig; this one has only the cluster.
+  auto one = std::make_shared<DataPlaneConfig>();
+  one->snapshot = current_ ? current_->snapshot : rt->owner;
+  one->clusters[rt->config->name] = rt;
+  DataPlaneConfigConstSharedPtr view = one;
+  stats::Shard& main_shard = store_.mainShard();
+  s->health_checker = HealthChecker::create(main_, view, main_shard, nullptr);
+  s->outlier_detector = OutlierDetector::create(
+      main_, view, store_,
+      [this, rt](const ClusterRuntime& c, OutlierEjectionsConstSharedPtr ejections) {
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          asio::post(worker->io(), [worker, rt, c = &c, ejections] {
+            worker->clusters().updateEjections(*c, ejections);
+          });
+        }
+      });
+  ClusterServices* raw = s.get();
+  s->dns_refresher = DnsRefresher::create(
+      main_, view, main_shard, [this, raw, rt](const ClusterRuntime& c, HostSetConstSharedPtr hosts) {
+        raw->health_checker->updateHosts(c, *hosts);
+        raw->outlier_detector->updateHosts(c, *hosts);  // before the hosts reach a worker
+        for (auto& w : workers_) w->postHosts(rt, hosts);
+      });
+  if (!stopped_) {
+    s->health_checker->start();
+    s->outlier_detector->start();
+    s->dns_refresher->start();
+  }
+  services_[rt->config->name] = std::move(s);
+}
+
+HostSetConstSharedPtr SnapshotPublisher::hosts(const ClusterRuntime& cluster) const {
+  auto it = services_.find(cluster.config->name);
+  if (it == services_.end() || it->second->runtime.get() != &cluster) return cluster.hosts;
+  return it->second->dns_refresher->hosts(cluster);
+}
+
+std::vector<SnapshotPublisher::BoundListener> SnapshotPublisher::boundListeners() const {
+  std::vector<BoundListener> out;
+  if (!current_) return out;
+  for (const auto& l : current_->listeners) {
+    auto it = bound_.find(l->config->name);
+    if (it != bound_.end()) out.push_back(it->second);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<WorkerListener>> SnapshotPublisher::bind(const ListenerRuntime& lr,
+                                                                    uint16_t& port) {
+  const config::ListenerConfig& l = *lr.config;
+  std::vector<WorkerListener> out;
+  if (l.address.kind != config::Address::Kind::Socket) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listener '", l.name, "': only socket addresses can be bound"));
+  }
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(l.address.address, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listener '", l.name, "': invalid address '", l.address.address, "'"));
+  }
+  port = static_cast<uint16_t>(l.address.port);
+  for (auto& w : workers_) {
+    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(w->io());
+    asio::ip::tcp::endpoint ep(ip, port);
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
+          0) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+      }
+    }
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("listener '", l.name, "': cannot bind '",
+                                                 l.address.toString(), "': ", ec.message()));
+    }
+    // Port 0: the first worker's socket picks the port, the others share it.
+    if (port == 0) port = acceptor->local_endpoint().port();
+    out.push_back(WorkerListener{l.name, std::move(acceptor)});
+  }
+  return out;
+}
+
+absl::Status SnapshotPublisher::start(DataPlaneConfigConstSharedPtr config) {
+  current_ = std::move(config);
+  for (const auto& [name, rt] : current_->clusters) {
+    (*resources_)[name] = std::make_shared<ClusterResources>();
+    startServices(rt);
+  }
+  for (const auto& l : current_->listeners) {
+    if (!l->config->bind_to_port) continue;
+    uint16_t port = 0;
+    auto acceptors = bind(*l, port);
+    if (!acceptors.ok()) return acceptors.status();
+    for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->addListener(std::move((*acceptors)[i]));
+    bound_[l->config->name] = BoundListener{l->config->name, l->config->address.address, port};
+    TURNOUT_LOG(info, "main", "listener '{}' on {}:{} ({} workers)", l->config->name,
+                l->config->address.address, port, workers_.size());
+  }
+  stats::Shard& shard = store_.mainShard();
+  shard.set(active_clusters_, static_cast<int64_t>(current_->clusters.size()));
+  shard.set(listeners_active_, static_cast<int64_t>(bound_.size()));
+  for (auto& w : workers_) w->start(current_, resources_);
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
+  stats::Shard& shard = store_.mainShard();
+  // Listeners first: a bind error rejects the generation with nothing changed.
+  struct NewListener {
+    const ListenerRuntime* runtime;
+    std::vector<WorkerListener> acceptors;
+    uint16_t port;
+    bool replaces;
+  };
+  std::vector<NewListener> new_listeners;
+  std::vector<std::string> removed_listeners;
+  for (const auto& l : next->listeners) {
+    const ListenerRuntimeConstSharedPtr* old = current_->findListener(l->config->name);
+    if (old != nullptr && (*old)->config == l->config) continue;  // same listener config
+    if (!l->config->bind_to_port) continue;
+    uint16_t port = 0;
+    auto acceptors = bind(*l, port);
+    if (!acceptors.ok()) return acceptors.status();
+    new_listeners.push_back(NewListener{l.get(), *std::move(acceptors), port, old != nullptr});
+  }
+  for (const auto& l : current_->listeners) {
+    if (next->findListener(l->config->name) == nullptr) removed_listeners.push_back(l->config->name);
+  }
+
+  // Clusters: services and breakers of the added and changed ones.
+  auto fresh = std::make_shared<ClusterResourcesMap>();
+  for (const auto& [name, rt] : next->clusters) {
+    auto old = current_->clusters.find(name);
+    if (old != current_->clusters.end() && old->second == rt) continue;
+    shard.inc(old == current_->clusters.end() ? cluster_added_ : cluster_modified_);
+    (*fresh)[name] = std::make_shared<ClusterResources>();
+    startServices(rt);
+  }
+  for (const auto& [name, rt] : current_->clusters) {
+    if (next->clusters.contains(name)) continue;
+    shard.inc(cluster_removed_);
+    if (auto it = services_.find(name); it != services_.end()) {
+      it->second->health_checker->stop();
+      it->second->dns_refresher->stop();
+      it->second->outlier_detector->stop();
+      services_.erase(it);
+    }
+    // TODO(stats): free the removed cluster's per-cluster stats scope here once
+    // proxy/stats has one (the integrator connects it).
+  }
+  current_ = next;
+  for (auto& w : workers_) w->postConfig(next, fresh);
+
+  for (auto& nl : new_listeners) {
+    const std::string& name = nl.runtime->config->name;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (nl.replaces) {
+        workers_[i]->removeListener(name, std::move(nl.acceptors[i]));
+      } else {
+        workers_[i]->addListener(std::move(nl.acceptors[i]));
+      }
+    }
+    shard.inc(nl.replaces ? listener_modified_ : listener_added_);
+    bound_[name] = BoundListener{name, nl.runtime->config->address.address, nl.port};
+    TURNOUT_LOG(info, "main", "listener '{}' {} on {}:{}", name,
+                nl.replaces ? "replaced" : "added", nl.runtime->config->address.address, nl.port);
+  }
+  for (const auto& name : removed_listeners) {
+    for (auto& w : workers_) w->removeListener(name);
+    bound_.erase(name);
+    shard.inc(listener_removed_);
+    TURNOUT_LOG(info, "main", "listener '{}' removed; its connections drain", name);
+  }
+  shard.set(active_clusters_, static_cast<int64_t>(next->clusters.size()));
+  shard.set(listeners_active_, static_cast<int64_t>(bound_.size()));
+  return absl::OkStatus();
+}
+
+DataPlaneConfigConstSharedPtr SnapshotPublisher::withClusters(
+    const DataPlaneConfig& base, std::vector<ClusterRuntimeConstSharedPtr> upserts,
+    const std::vector<std::string>& removed) {
+  auto next = std::make_shared<DataPlaneConfig>(base);
+  ++next->generation;
+  for (const auto& name : removed) next->clusters.erase(name);
+  for (auto& rt : upserts) next->clusters[rt->config->name] = std::move(rt);
+  return next;
+}
+
+DataPlaneConfigConstSharedPtr SnapshotPublisher::withRoute(const DataPlaneConfig& base,
+                                                           const std::string& name,
+                                                           RouteTableConstSharedPtr table) {
+  auto next = std::make_shared<DataPlaneConfig>(base);
+  ++next->generation;
+  next->routes[name] = table;
+  for (auto& l : next->listeners) {
+    if (!l->hcm || l->hcm->config->route_source !=
+                       config::HttpConnectionManagerConfig::RouteSource::Rds ||
+        l->hcm->config->route_config_name != name) {
+      continue;
+    }
+    auto copy = std::make_shared<ListenerRuntime>(*l);
+    copy->hcm->route_table = table;
+    l = std::move(copy);
+  }
+  return next;
+}
+
+DataPlaneConfigConstSharedPtr SnapshotPublisher::withListeners(
+    const DataPlaneConfig& base, std::vector<ListenerRuntimeConstSharedPtr> upserts,
+    const std::vector<std::string>& removed) {
+  auto next = std::make_shared<DataPlaneConfig>(base);
+  ++next->generation;
+  absl::flat_hash_set<std::string> gone(removed.begin(), removed.end());
+  std::erase_if(next->listeners,
+                [&](const ListenerRuntimeConstSharedPtr& l) { return gone.contains(l->config->name); });
+  for (auto& u : upserts) {
+    auto it = std::find_if(next->listeners.begin(), next->listeners.end(),
+                           [&](const auto& l) { return l->config->name == u->config->name; });
+    if (it != next->listeners.end()) {
+      *it = std::move(u);
+    } else {
+      next->listeners.push_back(std::move(u));
+    }
+  }
+  return next;
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Live config end to end: CDS, LDS and RDS files (Envoy's path_config_source)
+replaced by rename while traffic flows. Real binary, real files, port 0,
+bounded polls.
+
+Usage: live_config_test.py <turnout-binary>
+"""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+
+from fake_backend import FakeBackend  # noqa: E402
+from turnout_process import TurnoutProcess  # noqa: E402
+
+TURNOUT = None
+POLL_S = 5.0  # every change must be applied well within this (the contract is 1 s)
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+       "HttpConnectionManager")
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+def poll(predicate, deadline_s=POLL_S):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+def cluster(name, port):
+    return {"@type": CLUSTER, "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": port}}}}]}]}}
+
+
+def route_config(name, cluster_name, typed=True):
+    rc = {"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster_name, "timeout": "10s"}}]}]}
+    if typed:
+        rc["@type"] = ROUTES
+    return rc
+
+
+def hcm(stat_prefix, route):
+    config = {"@type": HCM, "stat_prefix": stat_prefix,
+              "http_filters": [{"name": "envoy.filters.http.router",
+                                "typed_config": {"@type": ROUTER}}]}
+    config.update(route)
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def listener(name, port, route):
+    return {"@type": LISTENER, "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [hcm(name, route)]}]}
+
+
+def get(port, path="/", conn=None):
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        backend = None
+        try:
+            backend = json.loads(body).get("backend")
+        except ValueError:
+            pass
+        return resp.status, backend, resp
+    finally:
+        if own:
+            conn.close()
+
+
+class LiveConfigTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="turnout-live-")
+        self.a = FakeBackend("a").start()
+        self.b = FakeBackend("b").start()
+        self.version = 0
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port)])
+        self.write("lds.json", LISTENER, [])
+        self.write("rds.json", ROUTES, [route_config("main", "a")])
+        rds = {"rds": {"route_config_name": "main", "config_source": {"path_config_source": {
+            "path": self.path("rds.json"), "watched_directory": {"path": self.dir}}}}}
+        ingress = listener("ingress", 0, rds)
+        del ingress["@type"]
+        bootstrap = {
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "dynamic_resources": {
+                "cds_config": {"path_config_source": {
+                    "path": self.path("cds.json"), "watched_directory": {"path": self.dir}}},
+                # The deprecated form: a bare path, the file's directory watched.
+                "lds_config": {"path": self.path("lds.json")},
+            },
+            "static_resources": {"listeners": [ingress]},
+        }
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap)).start()
+        self.port = self.proxy.port("ingress")
+        # The first files are applied once the server runs.
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+
+    def tearDown(self):
+        self.proxy.stop()
+        self.a.stop()
+        self.b.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, type_url, resources, raw=None):
+        """Writes a DiscoveryResponse next to `name` and moves it into place."""
+        self.version += 1
+        tmp = self.path("." + name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(raw if raw is not None else json.dumps(
+                {"version_info": "v%d" % self.version, "type_url": type_url,
+                 "resources": resources}))
+        os.rename(tmp, self.path(name))
+
+    def test_cds_replaced_by_mv_serves_the_new_cluster_while_a_slow_request_completes(self):
+        result = {}
+
+        def slow():
+            result["slow"] = get(self.port, "/delay/1500")[:2]
+
+        t = threading.Thread(target=slow)
+        t.start()
+        self.assertIsNotNone(poll(lambda: any("/delay/" in r["path"] for r in self.a.requests)))
+        before = self.proxy.counter("cluster_manager.cds.update_success")
+        self.write("cds.json", CLUSTER, [cluster("b", self.b.port)])
+        self.write("rds.json", ROUTES, [route_config("main", "b")])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        t.join(timeout=15)
+        self.assertEqual(result.get("slow"), (200, "a"))  # the removed cluster's request finished
+        self.assertGreater(self.proxy.counter("cluster_manager.cds.update_success"), before)
+        self.assertGreaterEqual(self.proxy.counter("cluster_manager.cluster_removed"), 1)
+        self.assertGreaterEqual(self.proxy.counter("cluster_manager.cluster_added"), 2)
+
+    def test_rds_file_switches_the_route_to_a_new_cluster(self):
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 2))
+        self.write("rds.json", ROUTES, [route_config("main", "b")])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        self.assertGreaterEqual(
+            self.proxy.counter("http.ingress.rds.main.update_success"), 2)
+
+    def test_broken_file_is_rejected_and_the_last_good_config_keeps_serving(self):
+        rejected = self.proxy.counter("cluster_manager.cds.update_rejected")
+        bad = cluster("a", self.a.port)
+        bad["connect_timeout"] = "soon"
+        self.write("cds.json", CLUSTER, [bad])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster_manager.cds.update_rejected") == rejected + 1))
+        self.assertIn("resources[0].connect_timeout", self.proxy.log())
+        self.assertEqual(get(self.port)[:2], (200, "a"))
+        # A field the policy refuses is rejected with its path inside the resource too.
+        tls = cluster("a", self.a.port)
+        tls["transport_socket"] = {"name": "tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                     "UpstreamTlsContext"}}
+        self.write("cds.json", CLUSTER, [tls])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster_manager.cds.update_rejected") == rejected + 2))
+        self.assertIn("resources[0].transport_socket", self.proxy.log())
+        self.assertEqual(get(self.port)[:2], (200, "a"))
+
+    def test_lds_adds_a_listener_then_removes_it(self):
+        inline = {"route_config": route_config("inline", "a", typed=False)}
+        self.write("lds.json", LISTENER, [listener("extra", 0, inline)])
+
+        def extra_port():
+            listeners = self.proxy._read_listeners()
+            return listeners.get("extra", (None, None))[1]
+
+        port = poll(extra_port)
+        self.assertIsNotNone(port, self.proxy.log())
+        self.assertEqual(get(port)[:2], (200, "a"))
+        self.assertEqual(self.proxy.counter("listener_manager.listener_added"), 1)
+        # A keep-alive connection on it finishes with Connection: close once removed.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.assertEqual(get(port, conn=conn)[0], 200)
+        self.write("lds.json", LISTENER, [])
+        self.assertIsNotNone(poll(lambda: extra_port() is None))
+        self.assertEqual(self.proxy.counter("listener_manager.listener_removed"), 1)
+        status, _, resp = get(port, conn=conn)
+        self.assertEqual(status, 200)
+        self.assertEqual(resp.getheader("connection"), "close")
+        conn.close()
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return False
+            except OSError:
+                return True
+
+        self.assertIsNotNone(poll(refused))
+
+    def test_keep_alive_connection_sees_a_route_change_on_its_next_request(self):
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 2))
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.assertEqual(get(self.port, conn=conn)[:2], (200, "a"))
+        sock = conn.sock
+        success = self.proxy.counter("http.ingress.rds.main.update_success")
+        self.write("rds.json", ROUTES, [route_config("main", "b")])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "http.ingress.rds.main.update_success") == success + 1))
+        # Same connection (no reconnect): the next request takes the new routes.
+        self.assertEqual(get(self.port, conn=conn)[:2], (200, "b"))
+        self.assertIs(conn.sock, sock)
+        conn.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: live_config_test.py <turnout-binary>")
+    TURNOUT = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
