@@ -197,8 +197,9 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
       it->second->outlier_detector->stop();
       services_.erase(it);
     }
-    // TODO(stats): free the removed cluster's per-cluster stats scope here once
-    // proxy/stats has one (the integrator connects it).
+    // The removed cluster's stats scope is freed with its last ClusterStats
+    // copy (when every worker has dropped this config and its requests have
+    // ended); Store::reclaim on this thread returns the slots.
   }
   current_ = next;
   for (auto& w : workers_) w->postConfig(next, fresh);

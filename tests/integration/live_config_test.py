@@ -156,6 +156,10 @@ class LiveConfigTest(unittest.TestCase):
         self.assertGreater(self.proxy.counter("cluster_manager.cds.update_success"), before)
         self.assertGreaterEqual(self.proxy.counter("cluster_manager.cluster_removed"), 1)
         self.assertGreaterEqual(self.proxy.counter("cluster_manager.cluster_added"), 2)
+        # The removed cluster's stats scope goes with its last user.
+        self.assertIsNotNone(poll(lambda: self.proxy.counter("cluster.a.upstream_rq_total") is None),
+                             "cluster.a.* still listed after its removal")
+        self.assertIsNotNone(self.proxy.counter("cluster.b.upstream_rq_total"))
 
     def test_rds_file_switches_the_route_to_a_new_cluster(self):
         self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
