@@ -15,6 +15,7 @@
 #include "envoy/admin/v3/server_info.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "proxy/admin/logging_handler.h"
+#include "proxy/common/spawn.h"
 #include "proxy/stats/stats_render.h"
 
 namespace turnout::proxy::admin {
@@ -203,14 +204,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::create(asio::io_contex
 std::string AdminServer::boundAddress() const { return hostPort(options_.address, port_); }
 
 void AdminServer::start() {
-  asio::co_spawn(ioc_, acceptLoop(), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      logAdminError(absl::StrCat("admin accept loop failed: ", ex.what()));
-    }
-  });
+  asio::co_spawn(ioc_, acceptLoop(), LogEscapedException{"admin", "admin accept loop"});
 }
 
 void AdminServer::stop() {
@@ -232,14 +226,8 @@ asio::awaitable<void> AdminServer::acceptLoop() {
       if (stopped_ || ec == asio::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep serving
     }
-    asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket))), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        logAdminError(absl::StrCat("admin session failed: ", ex.what()));
-      }
-    });
+    asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket))),
+                   LogEscapedException{"admin", "admin session"});
   }
 }
 

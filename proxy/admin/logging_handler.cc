@@ -90,9 +90,4 @@ LoggingResponse handleLogging(const std::vector<std::pair<std::string, std::stri
   return r;
 }
 
-void logAdminError(std::string_view message) {
-  static const auto logger = componentLogger("admin");
-  logger->error("{}", std::string(message));
-}
-
 }  // namespace turnout::proxy::admin

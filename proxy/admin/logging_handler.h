@@ -21,7 +21,4 @@ struct LoggingResponse {
 };
 LoggingResponse handleLogging(const std::vector<std::pair<std::string, std::string>>& params);
 
-// Logs an admin-side problem (a failed session, an exception) on the "admin" logger.
-void logAdminError(std::string_view message);
-
 }  // namespace turnout::proxy::admin

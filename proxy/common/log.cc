@@ -1,4 +1,5 @@
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 
 #include <mutex>
 
@@ -43,6 +44,27 @@ bool setDefaultLogLevel(const std::string& level) {
   }
   spdlog::apply_all([l](std::shared_ptr<spdlog::logger> lg) { lg->set_level(l); });
   return true;
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+
+void LogEscapedException::operator()(std::exception_ptr e) const {
+  if (!e) return;
+  std::string reason = "unknown exception";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    reason = ex.what();
+  } catch (...) {
+  }
+  auto logger = componentLogger(component);
+  if (name.empty()) {
+    logger->error("{} failed: {}", what, reason);
+  } else {
+    logger->error("{} '{}' failed: {}", what, name, reason);
+  }
 }
 
 }  // namespace turnout::proxy

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 #include "proxy/server/worker.h"
 #include "proxy/upstream/cluster_manager.h"
 
@@ -136,14 +137,7 @@ void startRequestMirrors(Worker& worker, std::span<const routing::RequestMirrorP
     asio::co_spawn(worker.io(),
                    mirrorOne(&worker, std::move(cluster), std::move(copy), std::string(body),
                              timeout),
-                   [](std::exception_ptr e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       TURNOUT_LOG(warn, "router", "request mirror failed: {}", ex.what());
-                     }
-                   });
+                   LogEscapedException{"router", "request mirror"});
   }
 }
 

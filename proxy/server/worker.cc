@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 #include "proxy/connection/downstream_connection.h"
 
 namespace turnout::proxy {
@@ -64,14 +65,7 @@ ClusterManager::UpdateResult Worker::installConfig(DataPlaneConfigConstSharedPtr
 }
 
 void Worker::spawnAccept(const std::shared_ptr<WorkerListener>& l) {
-  asio::co_spawn(io_, acceptLoop(l), [name = l->name](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      TURNOUT_LOG(err, "main", "listener '{}' accept loop failed: {}", name, ex.what());
-    }
-  });
+  asio::co_spawn(io_, acceptLoop(l), LogEscapedException{"main", "accept loop of listener", l->name});
 }
 
 void Worker::start(DataPlaneConfigConstSharedPtr config,
@@ -167,14 +161,7 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
     if (index == config_->listeners.size()) continue;  // removed meanwhile
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
     asio::co_spawn(io_, DownstreamConnection::run(*this, config_, index, std::move(socket)),
-                   [](std::exception_ptr e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       TURNOUT_LOG(err, "conn", "connection failed: {}", ex.what());
-                     }
-                   });
+                   LogEscapedException{"conn", "connection"});
   }
 }
 

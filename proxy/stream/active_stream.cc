@@ -6,6 +6,7 @@
 
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 #include "proxy/common/xx_hash.h"
 #include "proxy/connection/downstream_connection.h"
 #include "proxy/router/request_mirror.h"
@@ -322,16 +323,9 @@ void ActiveStream::prepareUpstreamHeaders(const routing::RouteDecision& d) {
                                                             d.timeout.count())));
   }
   HeaderMapTarget target(head_.headers);
-  routing::applyHeaderMutations(hcm_.route_table->requestHeaderMutations(d), target,
-                                [&](std::string_view cmd, std::string& out) {
-                                  if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
-                                    out += conn_.remote().address().to_string();
-                                  } else if (cmd == "PROTOCOL") {
-                                    out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-                                  } else if (cmd == "ROUTING_KEY") {
-                                    out += key_;
-                                  }
-                                });
+  routing::applyHeaderMutations(
+      hcm_.route_table->requestHeaderMutations(d), target,
+      [this](std::string_view cmd, std::string& out) { formatHeaderCommand(cmd, out); });
 }
 
 bool ActiveStream::upgradeAllowed(const routing::RouteDecision& d) const {
@@ -967,6 +961,20 @@ void ActiveStream::onInformational(ResponseHead&) {
   // 100 Continue was already answered locally; other 1xx are not forwarded.
 }
 
+void ActiveStream::formatHeaderCommand(std::string_view cmd, std::string& out) const {
+  if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
+    out += conn_.remote().address().to_string();
+  } else if (cmd == "PROTOCOL") {
+    out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  } else if (cmd == "ROUTING_KEY") {
+    out += key_;
+  } else if (cmd == "UPSTREAM_REMOTE_ADDRESS") {
+    out += upstream_host_;
+  } else if (cmd == "RESPONSE_CODE" && final_status_ != 0) {
+    out += toDecimal(final_status_);
+  }
+}
+
 void ActiveStream::applyResponseHeaderMutations(HeaderMap& headers) {
   if (decision_ == nullptr || !hcm_.route_table ||
       decision_->kind == routing::RouteDecision::Kind::NoRoute) {
@@ -975,19 +983,9 @@ void ActiveStream::applyResponseHeaderMutations(HeaderMap& headers) {
   routing::HeaderMutationLevels levels = hcm_.route_table->responseHeaderMutations(*decision_);
   if (levels.empty()) return;
   HeaderMapTarget target(headers);
-  routing::applyHeaderMutations(levels, target, [&](std::string_view cmd, std::string& out) {
-    if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
-      out += conn_.remote().address().to_string();
-    } else if (cmd == "PROTOCOL") {
-      out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-    } else if (cmd == "ROUTING_KEY") {
-      out += key_;
-    } else if (cmd == "UPSTREAM_REMOTE_ADDRESS") {
-      out += upstream_host_;
-    } else if (cmd == "RESPONSE_CODE") {
-      out += toDecimal(final_status_);
-    }
-  });
+  routing::applyHeaderMutations(
+      levels, target,
+      [this](std::string_view cmd, std::string& out) { formatHeaderCommand(cmd, out); });
 }
 
 void ActiveStream::onHeaders(ResponseHead& head, bool end_stream) {

@@ -125,6 +125,8 @@ class ActiveStream : public ResponseDecoderCallbacks, public StreamDecoderFilter
   // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor(const routing::RouteDecision& d);
   void applyResponseHeaderMutations(HeaderMap& headers);
+  // Expands a header value's %COMMAND% (request and response mutations).
+  void formatHeaderCommand(std::string_view cmd, std::string& out) const;
   void complete();
 
   DownstreamConnection& conn_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 
 namespace turnout::proxy {
 namespace {
@@ -165,16 +166,8 @@ void DnsRefresher::start() {
   if (state_->started || state_->stopped) return;
   state_->started = true;
   for (auto& loop : state_->loops) {
-    asio::co_spawn(state_->io, refreshLoop(state_, loop.get()), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        TURNOUT_LOG(err, kLogComponent, "DNS refresh loop failed: {}", ex.what());
-      } catch (...) {
-        TURNOUT_LOG(err, kLogComponent, "DNS refresh loop failed: unknown exception");
-      }
-    });
+    asio::co_spawn(state_->io, refreshLoop(state_, loop.get()),
+                   LogEscapedException{kLogComponent, "DNS refresh loop"});
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
 
 namespace turnout::proxy {
 
@@ -186,16 +187,8 @@ asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s)
 }
 
 void spawn(const std::shared_ptr<State>& state, const HostSessionPtr& session) {
-  asio::co_spawn(state->io, runSession(state, session), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      TURNOUT_LOG(err, kLogComponent, "health check session failed: {}", ex.what());
-    } catch (...) {
-      TURNOUT_LOG(err, kLogComponent, "health check session failed: unknown exception");
-    }
-  });
+  asio::co_spawn(state->io, runSession(state, session),
+                 LogEscapedException{kLogComponent, "health check session"});
 }
 
 HostSessionPtr makeSession(State& state, const CheckedCluster& c, const HostDescription& host) {
