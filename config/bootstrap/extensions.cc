@@ -199,49 +199,15 @@ bool isAny(const FieldDescriptor* f) {
 
 absl::Status walk(const Message& msg, const FieldDescriptor* holder, absl::string_view path) {
   const Descriptor* d = msg.GetDescriptor();
-  const Reflection* r = msg.GetReflection();
   if (needsTypedConfig(d->full_name())) {
     if (auto s = checkFilterHasTypedConfig(msg, path); !s.ok()) return s;
   }
-  std::vector<const FieldDescriptor*> fields;
-  r->ListFields(msg, &fields);
-  for (const FieldDescriptor* f : fields) {
-    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    std::string fpath = fieldPath(path, f->name());
-    if (f->is_map()) {
-      const FieldDescriptor* key_f = f->message_type()->FindFieldByNumber(1);
-      const FieldDescriptor* val_f = f->message_type()->FindFieldByNumber(2);
-      if (val_f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
-        const Message& entry = r->GetRepeatedMessage(msg, f, i);
-        const Reflection* er = entry.GetReflection();
-        std::string key = key_f->cpp_type() == FieldDescriptor::CPPTYPE_STRING
-                              ? er->GetString(entry, key_f)
-                              : absl::StrCat(i);
-        std::string epath = keyPath(fpath, key);
-        const Message& value = er->GetMessage(entry, val_f);
-        absl::Status s = isAny(val_f) ? walkAny(value, ExtensionSite{f, holder, key}, epath)
-                                      : walk(value, f, epath);
-        if (!s.ok()) return s;
-      }
-      continue;
-    }
-    if (f->is_repeated()) {
-      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
-        std::string ipath = indexPath(fpath, i);
-        const Message& item = r->GetRepeatedMessage(msg, f, i);
-        absl::Status s =
-            isAny(f) ? walkAny(item, ExtensionSite{f, holder, {}}, ipath) : walk(item, f, ipath);
-        if (!s.ok()) return s;
-      }
-      continue;
-    }
-    const Message& sub = r->GetMessage(msg, f);
-    absl::Status s =
-        isAny(f) ? walkAny(sub, ExtensionSite{f, holder, {}}, fpath) : walk(sub, f, fpath);
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
+  return forEachSubMessage(msg, path, [&](const SubMessage& sub) {
+    if (!isAny(sub.value_field)) return walk(sub.value, sub.field, sub.path);
+    ExtensionSite site{sub.field, holder, {}};
+    if (sub.map_key != nullptr) site = ExtensionSite{sub.field, holder, *sub.map_key};
+    return walkAny(sub.value, site, sub.path);
+  });
 }
 
 }  // namespace

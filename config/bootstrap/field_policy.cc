@@ -532,36 +532,11 @@ absl::Status walk(const Message& msg, const FieldDescriptor* via, absl::string_v
   if (policy != nullptr && policy->check != nullptr) {
     if (auto s = policy->check(msg, path); !s.ok()) return s;
   }
-  for (const FieldDescriptor* f : fields) {
-    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    if (policy == nullptr || contains(policy->inert, f->name())) continue;
-    std::string fpath = fieldPath(path, f->name());
-    if (f->is_map()) {
-      const FieldDescriptor* key_f = f->message_type()->FindFieldByNumber(1);
-      const FieldDescriptor* val_f = f->message_type()->FindFieldByNumber(2);
-      if (val_f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
-        const Message& entry = r->GetRepeatedMessage(msg, f, i);
-        const Reflection* er = entry.GetReflection();
-        std::string key = key_f->cpp_type() == FieldDescriptor::CPPTYPE_STRING
-                              ? er->GetString(entry, key_f)
-                              : absl::StrCat(i);
-        if (auto s = walkValue(er->GetMessage(entry, val_f), f, keyPath(fpath, key)); !s.ok()) {
-          return s;
-        }
-      }
-    } else if (f->is_repeated()) {
-      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
-        if (auto s = walkValue(r->GetRepeatedMessage(msg, f, i), f, indexPath(fpath, i));
-            !s.ok()) {
-          return s;
-        }
-      }
-    } else if (auto s = walkValue(r->GetMessage(msg, f), f, fpath); !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
+  if (policy == nullptr) return absl::OkStatus();
+  return forEachSubMessage(msg, path, [&](const SubMessage& sub) {
+    if (contains(policy->inert, sub.field->name())) return absl::OkStatus();
+    return walkValue(sub.value, sub.field, sub.path);
+  });
 }
 
 }  // namespace
