@@ -37,18 +37,19 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
 }  // namespace
 
 DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                           size_t listener_index, asio::ip::tcp::socket socket)
+                                           size_t listener_index, asio::ip::tcp::socket socket,
+                                           asio::ip::tcp::endpoint remote,
+                                           asio::ip::tcp::endpoint local)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
       stream_(std::move(socket)),
+      remote_(remote),
+      local_(local),
       id_(Worker::next_connection_id_.fetch_add(1)),
       buffer_(256 * 1024),
       codec_(*this, settingsFor(config_, listener_index_)),
       started_(std::chrono::steady_clock::now()) {
-  boost::system::error_code ec;
-  remote_ = stream_.socket().remote_endpoint(ec);
-  local_ = stream_.socket().local_endpoint(ec);
   registration_ = worker_.registerConnection(this);
 }
 
@@ -82,8 +83,11 @@ void DownstreamConnection::close() {
 asio::awaitable<void> DownstreamConnection::run(Worker& worker,
                                                 DataPlaneConfigConstSharedPtr config,
                                                 size_t listener_index,
-                                                asio::ip::tcp::socket socket) {
-  DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket));
+                                                asio::ip::tcp::socket socket,
+                                                asio::ip::tcp::endpoint remote,
+                                                asio::ip::tcp::endpoint local) {
+  DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket), remote,
+                            local);
   const ListenerRuntime& l = conn.listener();
   stats::Shard& shard = worker.shard();
   shard.inc(l.stats.downstream_cx_total);

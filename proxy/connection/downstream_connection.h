@@ -25,11 +25,14 @@ class Worker;
 class DownstreamConnection : public RequestDecoderCallbacks {
  public:
   // The connection coroutine. Parameters by value (STYLE.md R8c).
+  // `remote` and `local` are the connection's addresses as accepted.
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                   size_t listener_index, asio::ip::tcp::socket socket);
+                                   size_t listener_index, asio::ip::tcp::socket socket,
+                                   asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
 
   DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                       size_t listener_index, asio::ip::tcp::socket socket);
+                       size_t listener_index, asio::ip::tcp::socket socket,
+                       asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
   ~DownstreamConnection() override;
 
   // Worker thread: finish the current request with `Connection: close`.

@@ -140,10 +140,16 @@ const std::string& Worker::httpDate() {
 }
 
 asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
+  // A listener bound to one address gives every connection that local
+  // address: ask the kernel (getsockname) only for wildcard listeners. The
+  // peer comes from accept itself (no getpeername).
+  boost::system::error_code bound_ec;
+  const asio::ip::tcp::endpoint bound = listener->acceptor->local_endpoint(bound_ec);
   for (;;) {
     boost::system::error_code ec;
     asio::ip::tcp::socket socket(io_);
-    co_await listener->acceptor->async_accept(socket,
+    asio::ip::tcp::endpoint peer;
+    co_await listener->acceptor->async_accept(socket, peer,
                                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !listener->acceptor->is_open()) co_return;
@@ -160,7 +166,10 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
     }
     if (index == config_->listeners.size()) continue;  // removed meanwhile
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
-    asio::co_spawn(io_, DownstreamConnection::run(*this, config_, index, std::move(socket)),
+    asio::ip::tcp::endpoint local = bound;
+    if (bound_ec || bound.address().is_unspecified()) local = socket.local_endpoint(ec);
+    asio::co_spawn(io_,
+                   DownstreamConnection::run(*this, config_, index, std::move(socket), peer, local),
                    LogEscapedException{"conn", "connection"});
   }
 }
