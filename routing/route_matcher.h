@@ -101,15 +101,6 @@ struct CompiledHeaderMatcher {
 
   static absl::StatusOr<CompiledHeaderMatcher> compile(const HeaderMatcher& config,
                                                        std::string_view field);
-  // Former signature; the routing-key header is no longer special, so
-  // `routing_key_header` is ignored.
-  // TODO(routing): drop once proxy/server/data_plane_config.cc uses the above.
-  static absl::StatusOr<CompiledHeaderMatcher> compile(const HeaderMatcher& config,
-                                                       std::string_view routing_key_header,
-                                                       std::string_view field) {
-    (void)routing_key_header;
-    return compile(config, field);
-  }
   bool matches(const MatchInput& in) const;
 
   std::string name;  // lowercase

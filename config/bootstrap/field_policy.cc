@@ -415,8 +415,8 @@ FieldPolicyTable* buildTable() {
       .supported = {"http_protocol_options"},
       .reasons = {{"http2_protocol_options", kHttp2Reason},
                   {"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
-  // explicit_http_config.http_protocol_options {} selects HTTP/1.1; its knobs are
-  // not implemented.
+  // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
+  // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};
   table["envoy.config.endpoint.v3.ClusterLoadAssignment"] = {
       .supported = {"endpoints"}, .inert = {"cluster_name"}};
