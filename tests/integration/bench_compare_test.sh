@@ -92,9 +92,9 @@ ready and RSS :: all(0 < x["ready_s"] < 60 and x["rss_ready_kib"] > 1024 for x i
 every probe routed :: [x["routed_ok"] for x in r["rows"]] == ["1/1", "2/2", "4/4"] * 2
 bytes per sandbox from the small config :: all(abs(x["bytes_per_sandbox"] - (x["rss_ready_kib"] - r["rows"][3 * (x["proxy"] == "haproxy")]["rss_ready_kib"]) * 1024 / x["sandboxes"]) < 1e-6 for x in r["rows"] if x["sandboxes"])
 stats for the last sandbox :: all(x["stats_last_sandbox"] is True for x in r["rows"] if x["proxy"] == "turnout" and x["sandboxes"])
-update time waits for live config :: all(x["update_ms"] == "n/a (needs live config)" for x in r["rows"] if x["proxy"] == "turnout")
+update time waits for live config :: all(x["update_ms"] == "n/a (in-process: snapshot_publisher_test)" for x in r["rows"] if x["proxy"] == "turnout")
 concurrency 2 :: r["concurrency"] == 2
 CHECKS
-grep -q "n/a (needs live config)" "${SJSON%.json}.md" || fail "scale md lacks the update column"
+grep -q "n/a (in-process: snapshot_publisher_test)" "${SJSON%.json}.md" || fail "scale md lacks the update column"
 
 finish bench_compare_test
