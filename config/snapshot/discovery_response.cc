@@ -158,6 +158,7 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
     auto table = translateRouteConfiguration(rc, path);
     if (!table.ok()) return table.status();
     out.tables.emplace_back(rc.name(), *std::move(table));
+    out.configs.push_back(std::move(rc));
   }
   return out;
 }

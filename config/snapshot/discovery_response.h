@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "config/snapshot/snapshot.h"
+#include "envoy/config/route/v3/route.pb.h"
 #include "routing/route_table.h"
 
 namespace turnout::config {
@@ -40,6 +41,8 @@ absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text)
 struct DiscoveryRoutes {
   std::string version_info;
   std::vector<std::pair<std::string, std::shared_ptr<const routing::RouteTable>>> tables;
+  // The accepted protos, in the order of `tables` (for /config_dump).
+  std::vector<envoy::config::route::v3::RouteConfiguration> configs;
   std::vector<std::string> warnings;
 };
 absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text);

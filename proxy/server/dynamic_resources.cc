@@ -136,19 +136,30 @@ DynamicResources::UpdateStats DynamicResources::makeStats(const std::string& pre
                      store_.counter(prefix + "update_rejected"), store_.gauge(prefix + "version")};
 }
 
-void DynamicResources::rejected(const UpdateStats& s, const std::string& what,
+void DynamicResources::rejected(const UpdateStats& s, Source* source, const std::string& what,
                                 const absl::Status& status) {
   store_.mainShard().inc(s.rejected);
+  if (source) {
+    source->error = ErrorState{absl::StrCat(what, ": ", status.message()),
+                               std::chrono::system_clock::now()};
+  }
   TURNOUT_LOG(warn, kLog, "{} update rejected: {}", what, std::string(status.message()));
 }
 
-void DynamicResources::accepted(const UpdateStats& s, Source& source, const std::string& version) {
+void DynamicResources::accepted(const UpdateStats& s, Source* source, const std::string& version,
+                                const std::vector<std::string>& changed,
+                                const std::vector<std::string>& removed) {
   stats::Shard& shard = store_.mainShard();
   shard.inc(s.success);
   // Envoy's `version` gauge: a hash of version_info.
   shard.set(s.version, static_cast<int64_t>(absl::HashOf(version) & 0x7fffffffffffffffULL));
-  source.version_info = version;
-  source.last_updated = std::chrono::system_clock::now();
+  if (!source) return;
+  const Time now = std::chrono::system_clock::now();
+  source->version_info = version;
+  source->last_updated = now;
+  source->error.reset();
+  for (const auto& name : changed) source->resources[name] = ResourceVersion{version, now};
+  for (const auto& name : removed) source->resources.erase(name);
 }
 
 absl::Status DynamicResources::start() {
@@ -203,7 +214,9 @@ void DynamicResources::watchRoutes() {
           auto parsed = config::parseRouteResponse(c);
           if (!parsed.ok()) {
             for (const auto& [name, st] : src.names) {
-              rejected(st, absl::StrCat("RDS '", name, "' (", src.path, ")"), parsed.status());
+              rejected(st, nullptr, absl::StrCat("RDS '", name, "' (", src.path, ")"),
+                       parsed.status());
+              routeRejected(name, absl::StrCat("RDS '", src.path, "': ", parsed.status().message()));
             }
             return;
           }
@@ -212,11 +225,21 @@ void DynamicResources::watchRoutes() {
             next = SnapshotPublisher::withRoute(*next, name, table);
           }
           if (auto st = publisher_.publish(next); !st.ok()) {
-            for (const auto& [name, s2] : src.names) rejected(s2, "RDS", st);
+            for (const auto& [name, s2] : src.names) {
+              rejected(s2, nullptr, "RDS", st);
+              routeRejected(name, absl::StrCat("RDS '", src.path, "': ", st.message()));
+            }
             return;
           }
-          Source ignored;
-          for (const auto& [name, st] : src.names) accepted(st, ignored, parsed->version_info);
+          for (const auto& [name, st] : src.names) accepted(st, nullptr, parsed->version_info);
+          const Time now = std::chrono::system_clock::now();
+          for (auto& rc : parsed->configs) {
+            RouteConfigState& state = route_configs_[rc.name()];
+            state.version_info = parsed->version_info;
+            state.last_updated = now;
+            state.error.reset();
+            state.route_config = std::move(rc);
+          }
           TURNOUT_LOG(info, kLog, "RDS '{}': version '{}' applied", src.path,
                       parsed->version_info);
         });
@@ -226,21 +249,26 @@ void DynamicResources::watchRoutes() {
   }
 }
 
+void DynamicResources::routeRejected(const std::string& name, std::string details) {
+  route_configs_[name].error = ErrorState{std::move(details), std::chrono::system_clock::now()};
+}
+
 void DynamicResources::onClusters(const std::string& contents) {
   store_.mainShard().inc(cds_stats_.attempt);
   auto parsed = config::parseClusterResponse(contents);
-  if (!parsed.ok()) return rejected(cds_stats_, "CDS", parsed.status());
+  if (!parsed.ok()) return rejected(cds_stats_, &cds_, "CDS", parsed.status());
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "CDS: {}", w);
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
   const config::Snapshot& file = *parsed->snapshot;
   std::vector<ClusterRuntimeConstSharedPtr> upserts;
+  std::vector<std::string> changed;
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < file.clusters.size(); ++i) {
     const config::ClusterConfig& c = file.clusters[i];
     names.insert(c.name);
     ClusterRuntimeConstSharedPtr old = current->cluster(c.name);
     if (old && old->owner == current->snapshot) {
-      return rejected(cds_stats_, "CDS",
+      return rejected(cds_stats_, &cds_, "CDS",
                       absl::InvalidArgumentError(absl::StrCat(
                           "resources[", i, "].name: '", c.name,
                           "' is a static cluster of the bootstrap and cannot be replaced")));
@@ -257,19 +285,20 @@ void DynamicResources::onClusters(const std::string& contents) {
       }
     }
     auto rt = DataPlaneConfig::buildCluster(parsed->snapshot, c, store_);
-    if (!rt.ok()) return rejected(cds_stats_, "CDS", rt.status());
+    if (!rt.ok()) return rejected(cds_stats_, &cds_, "CDS", rt.status());
     upserts.push_back(*std::move(rt));
+    changed.push_back(c.name);
   }
   std::vector<std::string> removed;
   for (const auto& [name, rt] : current->clusters) {
     if (rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
   }
   if (upserts.empty() && removed.empty()) {
-    return accepted(cds_stats_, cds_, parsed->version_info);
+    return accepted(cds_stats_, &cds_, parsed->version_info);
   }
   auto next = SnapshotPublisher::withClusters(*current, std::move(upserts), removed);
-  if (auto st = publisher_.publish(next); !st.ok()) return rejected(cds_stats_, "CDS", st);
-  accepted(cds_stats_, cds_, parsed->version_info);
+  if (auto st = publisher_.publish(next); !st.ok()) return rejected(cds_stats_, &cds_, "CDS", st);
+  accepted(cds_stats_, &cds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "CDS: version '{}' applied ({} clusters)", parsed->version_info,
               next->clusters.size());
 }
@@ -277,17 +306,18 @@ void DynamicResources::onClusters(const std::string& contents) {
 void DynamicResources::onListeners(const std::string& contents) {
   store_.mainShard().inc(lds_stats_.attempt);
   auto parsed = config::parseListenerResponse(contents);
-  if (!parsed.ok()) return rejected(lds_stats_, "LDS", parsed.status());
+  if (!parsed.ok()) return rejected(lds_stats_, &lds_, "LDS", parsed.status());
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
   const config::Snapshot& file = *parsed->snapshot;
   std::vector<ListenerRuntimeConstSharedPtr> upserts;
+  std::vector<std::string> changed;
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < file.listeners.size(); ++i) {
     const config::ListenerConfig& l = file.listeners[i];
     names.insert(l.name);
     const ListenerRuntimeConstSharedPtr* old = current->findListener(l.name);
     if (old && (*old)->owner == current->snapshot) {
-      return rejected(lds_stats_, "LDS",
+      return rejected(lds_stats_, &lds_, "LDS",
                       absl::InvalidArgumentError(absl::StrCat(
                           "resources[", i, "].name: '", l.name,
                           "' is a static listener of the bootstrap and cannot be replaced")));
@@ -304,8 +334,9 @@ void DynamicResources::onListeners(const std::string& contents) {
       }
     }
     auto rt = DataPlaneConfig::buildListener(parsed->snapshot, l, store_, current->routes);
-    if (!rt.ok()) return rejected(lds_stats_, "LDS", rt.status());
+    if (!rt.ok()) return rejected(lds_stats_, &lds_, "LDS", rt.status());
     upserts.push_back(*std::move(rt));
+    changed.push_back(l.name);
   }
   std::vector<std::string> removed;
   for (const auto& l : current->listeners) {
@@ -315,9 +346,9 @@ void DynamicResources::onListeners(const std::string& contents) {
   }
   if (!upserts.empty() || !removed.empty()) {
     auto next = SnapshotPublisher::withListeners(*current, std::move(upserts), removed);
-    if (auto st = publisher_.publish(next); !st.ok()) return rejected(lds_stats_, "LDS", st);
+    if (auto st = publisher_.publish(next); !st.ok()) return rejected(lds_stats_, &lds_, "LDS", st);
   }
-  accepted(lds_stats_, lds_, parsed->version_info);
+  accepted(lds_stats_, &lds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "LDS: version '{}' applied", parsed->version_info);
   watchRoutes();
 }

@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,7 +11,9 @@
 
 #include "proxy/common/asio.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "envoy/config/route/v3/route.pb.h"
 #include "proxy/server/snapshot_publisher.h"
 #include "proxy/stats/store.h"
 
@@ -66,12 +69,36 @@ class DynamicResources {
   absl::Status start();
   void stop();
 
-  struct Source {
+  // What /config_dump shows (Envoy's admin v3 ConfigDump). Main thread.
+  using Time = std::chrono::system_clock::time_point;
+  // The last rejected update (Envoy's UpdateFailureState); cleared by the
+  // next accepted one.
+  struct ErrorState {
+    std::string details;
+    Time last_update_attempt{};
+  };
+  // The accepted update that last changed one resource.
+  struct ResourceVersion {
     std::string version_info;
-    std::chrono::system_clock::time_point last_updated{};
+    Time last_updated{};
+  };
+  struct Source {
+    std::string version_info;  // of the last accepted file
+    Time last_updated{};
+    std::optional<ErrorState> error;
+    absl::flat_hash_map<std::string, ResourceVersion> resources;  // by cluster / listener name
+  };
+  // One RDS route configuration by name: the last accepted proto (absent
+  // while none was), and the last rejection.
+  struct RouteConfigState {
+    std::string version_info;
+    Time last_updated{};
+    std::optional<envoy::config::route::v3::RouteConfiguration> route_config;
+    std::optional<ErrorState> error;
   };
   const Source& cds() const { return cds_; }
   const Source& lds() const { return lds_; }
+  const std::map<std::string, RouteConfigState>& routeConfigs() const { return route_configs_; }
 
  private:
   struct UpdateStats {
@@ -81,8 +108,13 @@ class DynamicResources {
   void onClusters(const std::string& contents);
   void onListeners(const std::string& contents);
   void watchRoutes();
-  void rejected(const UpdateStats& s, const std::string& what, const absl::Status& status);
-  void accepted(const UpdateStats& s, Source& source, const std::string& version);
+  void routeRejected(const std::string& name, std::string details);
+  void rejected(const UpdateStats& s, Source* source, const std::string& what,
+                const absl::Status& status);
+  // `changed`: the resources this update added or replaced; `removed`: those it dropped.
+  void accepted(const UpdateStats& s, Source* source, const std::string& version,
+                const std::vector<std::string>& changed = {},
+                const std::vector<std::string>& removed = {});
 
   asio::io_context& main_;
   stats::Store& store_;
@@ -97,6 +129,7 @@ class DynamicResources {
   };
   std::vector<RdsSource> rds_;
   std::vector<std::string> rds_watched_;
+  std::map<std::string, RouteConfigState> route_configs_;
 };
 
 }  // namespace turnout::proxy

@@ -7,6 +7,8 @@
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/admin/v3/config_dump.pb.h"
 #include "envoy/admin/v3/config_dump_shared.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "google/protobuf/util/time_util.h"
 #include "google/protobuf/util/json_util.h"
 #include "proxy/common/log.h"
 #include "proxy/stats/well_known_stats.h"
@@ -137,23 +139,129 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
             "/config_dump yet";
     return "";
   }
+  // Main thread: the published config and DynamicResources' records change
+  // only here, between handlers.
+  using envoy::admin::v3::UpdateFailureState;
+  using google::protobuf::util::TimeUtil;
+  const DataPlaneConfig& current = *publisher_->current();
+  const config::SnapshotConstSharedPtr& boot = current.snapshot;
+  const auto& bootstrap = boot->bootstrap;
+  auto stamp = [](std::chrono::system_clock::time_point t) {
+    return TimeUtil::NanosecondsToTimestamp(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+  };
+  // Static resources were loaded at start.
+  const auto loaded_at = stamp(std::chrono::system_clock::now() -
+                               std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                   std::chrono::steady_clock::now() - started_));
+  auto setError = [&](const std::optional<DynamicResources::ErrorState>& e,
+                      UpdateFailureState* out) {
+    out->set_details(e->details);
+    *out->mutable_last_update_attempt() = stamp(e->last_update_attempt);
+  };
+  static const DynamicResources::Source kNoSource;
+  const DynamicResources::Source& cds = dynamic_ ? dynamic_->cds() : kNoSource;
+  const DynamicResources::Source& lds = dynamic_ ? dynamic_->lds() : kNoSource;
+
   envoy::admin::v3::ConfigDump dump;
-  const auto& bootstrap = publisher_->current()->snapshot->bootstrap;
   envoy::admin::v3::BootstrapConfigDump b;
   *b.mutable_bootstrap() = bootstrap;
+  *b.mutable_last_updated() = loaded_at;
   dump.add_configs()->PackFrom(b);
+
   envoy::admin::v3::ClustersConfigDump clusters;
+  clusters.set_version_info(cds.version_info);
   for (const auto& c : bootstrap.static_resources().clusters()) {
-    clusters.add_static_clusters()->mutable_cluster()->PackFrom(c);
+    auto* sc = clusters.add_static_clusters();
+    sc->mutable_cluster()->PackFrom(c);
+    *sc->mutable_last_updated() = loaded_at;
+  }
+  std::vector<const ClusterRuntime*> dynamic_clusters;
+  for (const auto& [name, c] : current.clusters) {
+    if (c->owner != boot) dynamic_clusters.push_back(c.get());
+  }
+  std::sort(dynamic_clusters.begin(), dynamic_clusters.end(),
+            [](const auto* x, const auto* y) { return x->config->name < y->config->name; });
+  for (const ClusterRuntime* c : dynamic_clusters) {
+    const auto& protos = c->owner->bootstrap.static_resources().clusters();
+    const auto index = static_cast<int>(c->config - c->owner->clusters.data());
+    if (index < 0 || index >= protos.size()) continue;
+    auto* dc = clusters.add_dynamic_active_clusters();
+    dc->mutable_cluster()->PackFrom(protos[index]);
+    auto it = cds.resources.find(c->config->name);
+    if (it != cds.resources.end()) {
+      dc->set_version_info(it->second.version_info);
+      *dc->mutable_last_updated() = stamp(it->second.last_updated);
+    }
+    if (cds.error) setError(cds.error, dc->mutable_error_state());
   }
   dump.add_configs()->PackFrom(clusters);
+
+  // Listeners, and the route configurations inline in their HCMs.
+  envoy::admin::v3::RoutesConfigDump routes;
+  auto inlineRoutes = [&](const envoy::config::listener::v3::Listener& l,
+                          const google::protobuf::Timestamp& when) {
+    auto scan = [&](const envoy::config::listener::v3::FilterChain& fc) {
+      for (const auto& f : fc.filters()) {
+        envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager hcm;
+        if (!f.has_typed_config() || !f.typed_config().UnpackTo(&hcm) || !hcm.has_route_config()) {
+          continue;
+        }
+        auto* r = routes.add_static_route_configs();
+        r->mutable_route_config()->PackFrom(hcm.route_config());
+        *r->mutable_last_updated() = when;
+      }
+    };
+    for (const auto& fc : l.filter_chains()) scan(fc);
+    if (l.has_default_filter_chain()) scan(l.default_filter_chain());
+  };
   envoy::admin::v3::ListenersConfigDump listeners;
+  listeners.set_version_info(lds.version_info);
   for (const auto& l : bootstrap.static_resources().listeners()) {
-    listeners.add_static_listeners()->mutable_listener()->PackFrom(l);
+    auto* sl = listeners.add_static_listeners();
+    sl->mutable_listener()->PackFrom(l);
+    *sl->mutable_last_updated() = loaded_at;
+    inlineRoutes(l, loaded_at);
+  }
+  std::vector<const ListenerRuntime*> dynamic_listeners;
+  for (const auto& l : current.listeners) {
+    if (l->owner != boot) dynamic_listeners.push_back(l.get());
+  }
+  std::sort(dynamic_listeners.begin(), dynamic_listeners.end(),
+            [](const auto* x, const auto* y) { return x->config->name < y->config->name; });
+  for (const ListenerRuntime* l : dynamic_listeners) {
+    const auto& protos = l->owner->bootstrap.static_resources().listeners();
+    const auto index = static_cast<int>(l->config - l->owner->listeners.data());
+    if (index < 0 || index >= protos.size()) continue;
+    auto* dl = listeners.add_dynamic_listeners();
+    dl->set_name(l->config->name);
+    auto* active = dl->mutable_active_state();
+    active->mutable_listener()->PackFrom(protos[index]);
+    google::protobuf::Timestamp when;
+    auto it = lds.resources.find(l->config->name);
+    if (it != lds.resources.end()) {
+      active->set_version_info(it->second.version_info);
+      when = stamp(it->second.last_updated);
+      *active->mutable_last_updated() = when;
+    }
+    if (lds.error) setError(lds.error, dl->mutable_error_state());
+    inlineRoutes(protos[index], when);
   }
   dump.add_configs()->PackFrom(listeners);
-  envoy::admin::v3::RoutesConfigDump routes;
+
+  if (dynamic_) {
+    for (const auto& [name, state] : dynamic_->routeConfigs()) {
+      auto* r = routes.add_dynamic_route_configs();
+      if (state.route_config) {
+        r->set_version_info(state.version_info);
+        r->mutable_route_config()->PackFrom(*state.route_config);
+        *r->mutable_last_updated() = stamp(state.last_updated);
+      }
+      if (state.error) setError(state.error, r->mutable_error_state());
+    }
+  }
   dump.add_configs()->PackFrom(routes);
+
   std::string json;
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = true;

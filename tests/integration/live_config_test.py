@@ -238,6 +238,113 @@ class LiveConfigTest(unittest.TestCase):
         self.assertIs(conn.sock, sock)
         conn.close()
 
+    def config_dump(self):
+        status, body, _ = self.proxy.admin("GET", "/config_dump")
+        self.assertEqual(status, 200, body)
+        dump = json.loads(body)
+        return {c["@type"].rsplit(".", 1)[-1]: c for c in dump["configs"]}
+
+    def test_config_dump_shows_dynamic_resources_versions_and_the_last_rejection(self):
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
+        cds_version = "v%d" % self.version
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 2))
+        self.write("rds.json", ROUTES, [route_config("main", "b")])
+        rds_version = "v%d" % self.version
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        dump = self.config_dump()
+
+        clusters = dump["ClustersConfigDump"]
+        self.assertEqual(clusters["version_info"], cds_version)
+        self.assertNotIn("static_clusters", clusters)
+        active = {c["cluster"]["name"]: c for c in clusters["dynamic_active_clusters"]}
+        self.assertEqual(sorted(active), ["a", "b"])
+        self.assertEqual(active["b"]["version_info"], cds_version)
+        self.assertEqual(active["b"]["cluster"]["@type"], CLUSTER)
+        self.assertIn("last_updated", active["b"])
+        # "a" is unchanged since the first file: it keeps that file's version.
+        self.assertEqual(active["a"]["version_info"], "v1")
+        self.assertNotIn("error_state", active["b"])
+
+        listeners = dump["ListenersConfigDump"]
+        self.assertEqual(listeners["version_info"], "v2")  # the first lds.json
+        static = [l["listener"]["name"] for l in listeners["static_listeners"]]
+        self.assertEqual(static, ["ingress"])
+        self.assertIn("last_updated", listeners["static_listeners"][0])
+        self.assertNotIn("dynamic_listeners", listeners)
+
+        routes = dump["RoutesConfigDump"]
+        self.assertNotIn("static_route_configs", routes)  # ingress uses RDS
+        (main,) = routes["dynamic_route_configs"]
+        self.assertEqual(main["version_info"], rds_version)
+        self.assertEqual(main["route_config"]["@type"], ROUTES)
+        self.assertEqual(main["route_config"]["name"], "main")
+        self.assertEqual(
+            main["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"], "b")
+        self.assertIn("last_updated", main)
+
+        # A broken CDS file: the last good clusters stay, with the rejection.
+        rejected = self.proxy.counter("cluster_manager.cds.update_rejected")
+        bad = cluster("b", self.b.port)
+        bad["connect_timeout"] = "soon"
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), bad])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster_manager.cds.update_rejected") == rejected + 1))
+        clusters = self.config_dump()["ClustersConfigDump"]
+        self.assertEqual(clusters["version_info"], cds_version)
+        active = {c["cluster"]["name"]: c for c in clusters["dynamic_active_clusters"]}
+        self.assertEqual(active["b"]["version_info"], cds_version)
+        error = active["b"]["error_state"]
+        self.assertIn("resources[1].connect_timeout", error["details"])
+        self.assertIn("last_update_attempt", error)
+
+        # A broken RDS file: the route config keeps its version, with the error.
+        rds_rejected = self.proxy.counter("http.ingress.rds.main.update_rejected")
+        self.write("rds.json", ROUTES, None, raw="{not json")
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "http.ingress.rds.main.update_rejected") == rds_rejected + 1))
+        (main,) = self.config_dump()["RoutesConfigDump"]["dynamic_route_configs"]
+        self.assertEqual(main["version_info"], rds_version)
+        self.assertIn("rds.json", main["error_state"]["details"])
+        self.assertIn("last_update_attempt", main["error_state"])
+
+        # The next good CDS file clears the error.
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port)])
+        fixed = "v%d" % self.version
+        self.assertIsNotNone(poll(
+            lambda: self.config_dump()["ClustersConfigDump"]["version_info"] == fixed))
+        clusters = self.config_dump()["ClustersConfigDump"]
+        self.assertEqual([c["cluster"]["name"] for c in clusters["dynamic_active_clusters"]],
+                         ["a"])
+        self.assertNotIn("error_state", clusters["dynamic_active_clusters"][0])
+
+    def test_config_dump_shows_lds_listeners_and_inline_route_configs(self):
+        inline = {"route_config": route_config("inline", "a", typed=False)}
+        self.write("lds.json", LISTENER, [listener("extra", 0, inline)])
+        lds_version = "v%d" % self.version
+        self.assertIsNotNone(poll(lambda: "extra" in self.proxy._read_listeners()),
+                             self.proxy.log())
+        dump = self.config_dump()
+        listeners = dump["ListenersConfigDump"]
+        self.assertEqual(listeners["version_info"], lds_version)
+        (extra,) = listeners["dynamic_listeners"]
+        self.assertEqual(extra["name"], "extra")
+        self.assertEqual(extra["active_state"]["version_info"], lds_version)
+        self.assertEqual(extra["active_state"]["listener"]["@type"], LISTENER)
+        self.assertEqual(extra["active_state"]["listener"]["name"], "extra")
+        self.assertIn("last_updated", extra["active_state"])
+        (static,) = dump["RoutesConfigDump"]["static_route_configs"]
+        self.assertEqual(static["route_config"]["name"], "inline")
+        self.assertEqual(static["route_config"]["@type"], ROUTES)
+        self.assertIn("last_updated", static)
+        # A rejected LDS file shows on the listener it could not replace.
+        self.write("lds.json", LISTENER, [{"@type": LISTENER, "name": "ingress"}])
+        self.assertIsNotNone(poll(lambda: "error_state" in self.config_dump()[
+            "ListenersConfigDump"]["dynamic_listeners"][0]))
+        (extra,) = self.config_dump()["ListenersConfigDump"]["dynamic_listeners"]
+        self.assertEqual(extra["active_state"]["version_info"], lds_version)
+        self.assertIn("LDS", extra["error_state"]["details"])
+
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
