@@ -14,7 +14,6 @@ backend. Port 0 everywhere; no sleeps.
 
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 from envoy_yaml import STAT_PREFIX, bootstrap, cluster  # noqa: E402
 import fake_backend  # noqa: E402
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -485,23 +484,10 @@ class ResponseProbeTest(HardeningTestCase):
                 self.assertTrue(r.closed, r)
 
 
-def main():
+def set_turnout(binary):
     global TURNOUT
-    if len(sys.argv) < 2:
-        print("usage: codec_hardening_test.py <turnout-binary> [unittest args]", file=sys.stderr)
-        return 2
-    TURNOUT = os.path.abspath(sys.argv[1])
-    if not os.access(TURNOUT, os.X_OK):
-        print("not executable: %s" % TURNOUT, file=sys.stderr)
-        return 2
-    # A CTest timeout sends SIGTERM: exit through SystemExit so that atexit
-    # (support/turnout_process.py) still stops every turnout we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    start = time.monotonic()
-    prog = unittest.main(argv=[sys.argv[0]] + sys.argv[2:], exit=False, verbosity=2)
-    print("codec_hardening_test: %.1fs" % (time.monotonic() - start), file=sys.stderr)
-    return 0 if prog.result.wasSuccessful() else 1
+    TURNOUT = binary
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("codec_hardening_test", set_turnout))

@@ -21,7 +21,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None
 POLL_S = 5.0  # every change must be applied well within this (the contract is 1 s)
@@ -346,8 +346,10 @@ class LiveConfigTest(unittest.TestCase):
         self.assertIn("LDS", extra["error_state"]["details"])
 
 
+def set_turnout(binary):
+    global TURNOUT
+    TURNOUT = binary
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: live_config_test.py <turnout-binary>")
-    TURNOUT = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=2)
+    sys.exit(run_suite("live_config_test", set_turnout))

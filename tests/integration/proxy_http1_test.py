@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from envoy_yaml import (  # noqa: E402
     HEALTH_CHECK, REVIEWS_WITH_SANDBOX_VHOST, ROUTER, ROUTING_KEY, STAT_PREFIX, TIMEOUT_S, bootstrap,
     cluster, request)
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
-from turnout_process import TurnoutProcess  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -1429,23 +1428,10 @@ def raw_status_and_body(port, path):
     return got.status, got.headers, got.body
 
 
-def main():
+def set_turnout(binary):
     global TURNOUT
-    if len(sys.argv) < 2:
-        print("usage: proxy_http1_test.py <turnout-binary> [unittest args]", file=sys.stderr)
-        return 2
-    TURNOUT = os.path.abspath(sys.argv[1])
-    if not os.access(TURNOUT, os.X_OK):
-        print("not executable: %s" % TURNOUT, file=sys.stderr)
-        return 2
-    # A CTest timeout sends SIGTERM: exit through SystemExit so that atexit
-    # (support/turnout_process.py) still stops every turnout we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    start = time.monotonic()
-    prog = unittest.main(argv=[sys.argv[0]] + sys.argv[2:], exit=False, verbosity=2)
-    print("proxy_http1_test: %.1fs" % (time.monotonic() - start), file=sys.stderr)
-    return 0 if prog.result.wasSuccessful() else 1
+    TURNOUT = binary
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("proxy_http1_test", set_turnout))

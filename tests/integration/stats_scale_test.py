@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 
 from envoy_yaml import bootstrap, request  # noqa: E402
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 CLUSTERS = 10000
@@ -118,15 +118,10 @@ class StatsScaleTest(unittest.TestCase):
         served = {m.group(1) for m in (re.match(r"^cluster\.(c[0-9]+)\.upstream_rq_", k) for k in used) if m}
         self.assertEqual(served, {"c9999", "c7777"})
 
-def main():
+def set_turnout(binary):
     global TURNOUT
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    TURNOUT = os.path.abspath(sys.argv[1])
-    result = unittest.main(argv=[sys.argv[0], "-v"], exit=False).result
-    return 0 if result.wasSuccessful() else 1
+    TURNOUT = binary
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("stats_scale_test", set_turnout))

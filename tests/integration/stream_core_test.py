@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 
 from envoy_yaml import bootstrap, cluster, request  # noqa: E402
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None
 IO_TIMEOUT_S = 10.0
@@ -538,11 +538,10 @@ class RouteFieldsTest(ProxyCase):
         self.assertEqual(hdrs.get("x-forwarded-host"), "svc")
 
 
-def main():
+def set_turnout(binary):
     global TURNOUT
-    TURNOUT = sys.argv[1]
-    unittest.main(argv=[sys.argv[0], "-v"])
+    TURNOUT = binary
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_suite("stream_core_test", set_turnout))

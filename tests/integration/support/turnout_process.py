@@ -208,3 +208,30 @@ class TurnoutProcess:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def run_suite(name, set_binary):
+    """The main() of an integration suite run as `<suite>.py <turnout-binary> [unittest args]`.
+
+    Checks the binary, hands its absolute path to `set_binary`, turns CTest's
+    SIGTERM (a timeout) into SystemExit so that atexit still stops every
+    turnout started, runs the suite's tests and prints its run time. Returns
+    the exit code.
+    """
+    import signal
+    import sys
+    import unittest
+    if len(sys.argv) < 2:
+        print("usage: %s.py <turnout-binary> [unittest args]" % name, file=sys.stderr)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    if not os.access(binary, os.X_OK):
+        print("not executable: %s" % binary, file=sys.stderr)
+        return 2
+    set_binary(binary)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    start = time.monotonic()
+    prog = unittest.main(module="__main__", argv=[sys.argv[0]] + sys.argv[2:], exit=False,
+                         verbosity=2)
+    print("%s: %.1fs" % (name, time.monotonic() - start), file=sys.stderr)
+    return 0 if prog.result.wasSuccessful() else 1
