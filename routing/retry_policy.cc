@@ -116,4 +116,16 @@ bool CompiledRetryPolicy::retriableReset(bool connect_failure) const {
   return connect_failure && on(kRetryOnConnectFailure | kRetryOnResetBeforeRequest);
 }
 
+std::chrono::milliseconds CompiledRetryPolicy::backOff(uint32_t retry, uint64_t random) const {
+  std::chrono::milliseconds base(25);
+  std::chrono::milliseconds cap(250);
+  if (config != nullptr && config->retry_back_off) {
+    base = config->retry_back_off->base_interval;
+    cap = config->retry_back_off->max_interval.value_or(base * 10);
+  }
+  const int64_t shifted = base.count() << std::min<uint32_t>(retry, 20);
+  const uint64_t ceiling = static_cast<uint64_t>(std::min<int64_t>(cap.count(), shifted));
+  return std::chrono::milliseconds(ceiling == 0 ? 0 : static_cast<int64_t>(random % ceiling));
+}
+
 }  // namespace turnout::routing

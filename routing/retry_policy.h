@@ -8,6 +8,7 @@
 // the proxy's router reads it (through RouteDecision::retry) on worker threads.
 // Immutable; lives as long as its RouteTable.
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -68,6 +69,11 @@ struct CompiledRetryPolicy {
   // The upstream was reset / the connection failed: whether the policy
   // retries that (`connect_failure` true for a connect failure).
   bool retriableReset(bool connect_failure) const;
+  // Envoy's fully jittered exponential back-off (JitteredExponentialBackOff
+  // Strategy): before retry number `retry` (1 for the first), a wait drawn
+  // uniformly by `random` from [0, min(max_interval, base_interval * 2^retry)).
+  // base_interval defaults to 25 ms and max_interval to 10 x base_interval.
+  std::chrono::milliseconds backOff(uint32_t retry, uint64_t random) const;
 };
 
 }  // namespace turnout::routing

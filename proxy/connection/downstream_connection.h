@@ -72,7 +72,6 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   // Per-request scratch reused across the requests of this connection.
   std::vector<routing::HeaderEntry>& entriesBuffer() { return entries_buf_; }
   std::string& downstreamOutBuffer() { return down_out_buf_; }
-  std::string& upstreamOutBuffer() { return up_out_buf_; }
 
   // Bytes read from the client that the codec has not consumed (after an
   // upgrade: the start of the tunnel). Valid until the next read.
@@ -130,7 +129,6 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   std::string body_;
   std::vector<routing::HeaderEntry> entries_buf_;
   std::string down_out_buf_;
-  std::string up_out_buf_;
   bool draining_ = false;
   bool closed_ = false;
   // watchForClose(): the request to cancel, and whether a wait is armed.

@@ -6,6 +6,7 @@
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 #include "proxy/server/worker.h"
+#include "proxy/router/upstream_request.h"
 #include "proxy/upstream/cluster_manager.h"
 
 namespace turnout::proxy {
@@ -22,22 +23,38 @@ uint64_t denominatorOf(routing::FractionalPercent::DenominatorType d) {
   return 100;
 }
 
-// Swallows the mirror's response; only completion matters.
-class DiscardResponse : public ResponseDecoderCallbacks {
+// A mirror's copy of the request: a complete head and body, sent on an
+// UpstreamRequest like the primary's; the response is read and dropped.
+class MirrorRequest : public UpstreamRequestParent {
  public:
-  void onMessageBegin() override {}
-  void onHeaders(ResponseHead& head, bool end_stream) override {
-    status = head.status;
-    if (end_stream) complete = true;
+  MirrorRequest(RequestHead head, std::string body, milliseconds timeout)
+      : head_(std::move(head)), body_(std::move(body)), timeout_(timeout) {}
+
+  // UpstreamRequestParent
+  void encodeRequestStart(UpstreamStream& stream) override {
+    stream.encodeHeaders(head_, body_.empty());
+    if (!body_.empty()) stream.encodeData(std::span<const char>(body_.data(), body_.size()), true);
   }
-  void onData(std::span<const char>, bool end_stream) override {
-    if (end_stream) complete = true;
-  }
-  void onTrailers(HeaderMap&) override { complete = true; }
-  void onMessageComplete() override { complete = true; }
-  void onInformational(ResponseHead&) override {}
-  uint32_t status = 0;
-  bool complete = false;
+  bool requestComplete() const override { return true; }
+  asio::awaitable<bool> encodeMoreRequest(UpstreamStream*) override { co_return false; }
+  void stopRequestBody() override {}
+  void onRequestSent() override {}
+  bool downstreamFailed() const override { return false; }
+  std::chrono::steady_clock::time_point routeDeadline() const override { return deadline_; }
+  milliseconds streamIdle() const override { return milliseconds(0); }
+  bool onUpstreamHeaders(ResponseHead&, bool) override { return false; }
+  void onUpstreamData(std::span<const char>, bool) override {}
+  void onUpstreamTrailers(HeaderMap&) override {}
+  asio::awaitable<bool> flushResponse() override { co_return true; }
+
+  void startClock() { deadline_ = std::chrono::steady_clock::now() + timeout_; }
+  std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+
+ private:
+  RequestHead head_;
+  std::string body_;
+  milliseconds timeout_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
 };
 
 asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> cluster,
@@ -48,59 +65,28 @@ asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> c
   lb.random = worker->random();
   HostState* host = cluster->chooseHost(lb);
   if (host == nullptr) co_return;
-  PendingRequest pending(worker->io().get_executor());
-  auto acquired =
-      co_await cluster->acquire(host, &pending, std::chrono::steady_clock::now() + timeout);
-  UpstreamConnectionPtr up = std::move(acquired.conn);
-  if (!up) co_return;
-  if (!cluster->tryStartRequest()) {
-    shard.inc(stats.upstream_rq_pending_overflow);
-    cluster->release(*host, std::move(up), true);
-    co_return;
+  MirrorRequest mirror(std::move(head), std::move(body), timeout);
+  mirror.startClock();
+  ConnPool& pool = cluster->connPool(*host);
+  UpstreamStreamPtr stream = pool.tryNewStream();
+  if (!stream) {
+    PendingRequest pending(worker->io().get_executor());
+    ConnPool::NewStreamResult r = co_await pool.newStream(&pending, mirror.deadline());
+    stream = std::move(r.stream);
   }
-  ++host->active_requests;
-  shard.inc(stats.upstream_rq_total);
-  shard.add(stats.upstream_rq_active, 1);
-  DiscardResponse sink;
-  up->forwarder.target = &sink;
-  std::string out;
-  up->codec.encodeHeaders(head, body.empty(), out);
-  if (!body.empty()) up->codec.encodeData(std::span<const char>(body.data(), body.size()), true, out);
-  boost::system::error_code ec;
-  up->stream.expires_after(timeout);
-  co_await asio::async_write(up->stream, asio::buffer(out),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  bool ok = !ec;
-  while (ok && !sink.complete) {
-    auto data = up->read_buffer.data();
-    if (data.size() > 0) {
-      auto consumed = up->codec.decode(
-          std::span<const char>(static_cast<const char*>(data.data()), data.size()));
-      if (!consumed.ok()) break;
-      up->read_buffer.consume(*consumed);
-      if (sink.complete) break;
-      if (*consumed > 0) continue;
-    }
-    size_t n = co_await up->stream.async_read_some(up->read_buffer.prepare(16 * 1024),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (ec == asio::error::eof) ok = up->codec.onEof().ok() && sink.complete;
-      break;
-    }
-    up->read_buffer.commit(n);
-  }
-  if (sink.complete) {
+  if (!stream) co_return;
+  UpstreamRequest upstream(mirror, *cluster, *host, shard, std::move(stream), nullptr,
+                           worker->io().get_executor());
+  if (!upstream.start()) co_return;
+  const UpstreamRequest::Result r = co_await upstream.run();
+  const bool complete = r.state == UpstreamRequest::State::Complete;
+  if (complete) {
     shard.inc(stats.upstream_rq_completed);
-    stats.countResponse(shard, sink.status);
-  } else if (ec == beast::error::timeout) {
+    stats.countResponse(shard, r.status);
+  } else if (r.timeout == UpstreamRequest::Timeout::Global) {
     shard.inc(stats.upstream_rq_timeout);
   }
-  --host->active_requests;
-  cluster->endRequest();
-  shard.sub(stats.upstream_rq_active, 1);
-  up->forwarder.target = nullptr;
-  const bool reuse = sink.complete && up->codec.canReuse();
-  cluster->release(*host, std::move(up), reuse);
+  upstream.finish(complete && !r.eof);
 }
 
 }  // namespace

@@ -501,7 +501,7 @@ UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
     host.idle.pop_back();
     if (c->idle_list != nullptr) c->idle_list->remove(*c);
     if (c->stream.socket().is_open()) {
-      c->reused = true;
+      c->from_pool = true;
       return c;
     }
     destroy(host, std::move(c));
@@ -518,7 +518,7 @@ void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool re
   if (reusable && conn->stream.socket().is_open() && conn->read_buffer.size() == 0) {
     if (PendingRequest* p = host.pending_head) {
       dequeue(*p);
-      conn->reused = true;
+      conn->from_pool = true;
       p->conn_ = std::move(conn);
       p->wake(PendingRequest::Wake::Connection);
       return;
@@ -535,7 +535,7 @@ void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool re
       destroy(host, std::move(conn));
       return;
     }
-    conn->reused = false;
+    conn->from_pool = false;
     if (idle_) idle_->add(*conn, *this, host, idleTimeout());
     host.idle.push_back(std::move(conn));
     return;

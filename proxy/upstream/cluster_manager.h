@@ -18,6 +18,7 @@
 #include "proxy/codec/http1_client_codec.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
+#include "proxy/upstream/conn_pool.h"
 #include "proxy/upstream/outlier_detector.h"
 
 namespace turnout::proxy {
@@ -49,19 +50,46 @@ class ResponseForwarder : public ResponseDecoderCallbacks {
 
 // An upstream HTTP/1.1 connection: the socket, its codec and the bytes read
 // from it that the codec has not consumed yet. Owned by the pool while idle
-// and by one request while in use; lives on one worker.
-struct UpstreamConnection {
+// and by one request while in use; lives on one worker. It is its own
+// UpstreamStream (HTTP/1 is the one-stream-per-connection case): the
+// Http1ConnPool hands it out and release() gives it back
+// (proxy/upstream/http1_conn_pool.cc).
+struct UpstreamConnection final : public UpstreamStream {
   explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {}
-  ~UpstreamConnection();  // leaves the idle list and disowns its watch
+  ~UpstreamConnection() override;  // leaves the idle list and disowns its watch
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  // UpstreamStream
+  void setResponseCallbacks(ResponseDecoderCallbacks* callbacks) override {
+    forwarder.target = callbacks;
+  }
+  void encodeHeaders(const RequestHead& head, bool end_stream) override;
+  void encodeData(std::span<const char> data, bool end_stream) override;
+  void encodeTrailers(const HeaderMap& trailers) override;
+  asio::awaitable<bool> send() override;
+  asio::awaitable<ReceiveResult> receive() override;
+  void resetStream(StreamResetReason reason) override;
+  bool reused() const override { return from_pool; }
+  bool canReuse() const override { return !stream_reset && !write_failed && codec.canReuse(); }
+  bool upgraded() const override { return codec.upgraded(); }
+  UpstreamConnection* http1Connection() override { return this; }
 
   beast::tcp_stream stream;
   beast::flat_buffer read_buffer{1024 * 1024};
   ResponseForwarder forwarder;
   http1::ClientCodec codec{forwarder};
   uint64_t requests = 0;  // requests sent on this connection
-  bool reused = false;    // taken from the idle pool for the current request
+  bool from_pool = false;  // taken from the idle pool (or handed over) for the current request
+
+  // While in use as a stream: the pool it goes back to, the bytes encoded
+  // for the upstream and not written yet, and whether it was reset.
+  WorkerCluster* stream_owner = nullptr;
+  HostState* stream_host = nullptr;
+  std::string out;
+  bool stream_reset = false;
+  bool write_failed = false;
+  StreamResetReason reset_reason = StreamResetReason::LocalReset;
 
   // While idle: its place in the worker's IdleConnections (oldest first),
   // since when, and whose host's idle list holds it. Maintained by
@@ -74,6 +102,9 @@ struct UpstreamConnection {
   std::chrono::steady_clock::time_point idle_since{};
   std::shared_ptr<IdleWatch> watch;  // made at the first watch; outlives the connection
   bool watching = false;             // an async_wait(wait_read) is outstanding
+
+ protected:
+  void release(bool reusable) override;
 };
 using UpstreamConnectionPtr = std::unique_ptr<UpstreamConnection>;
 
@@ -97,6 +128,8 @@ struct HostState {
   // released connection goes to the oldest waiter before the idle list.
   PendingRequest* pending_head = nullptr;
   PendingRequest* pending_tail = nullptr;
+  // The host's stream pool, made on first use (WorkerCluster::connPool()).
+  std::unique_ptr<ConnPool> pool;
 };
 
 // The idle pooled connections of one worker, oldest first, and the one timer
@@ -272,6 +305,10 @@ class WorkerCluster {
   // Chooses a healthy host by the cluster's lb_policy, from the lowest
   // priority that has one. Null when no host is healthy (503 UH).
   HostState* chooseHost(const LoadBalancerContext& ctx);
+
+  // The pool of `host` (one of hosts()) for this cluster's upstream
+  // protocol: HTTP/1.1 (Http1ConnPool) until HTTP/2 upstreams land.
+  ConnPool& connPool(HostState& host);
 
   // Takes the warmest idle connection to `host`, or null. Its idle watch
   // is cancelled (no syscall); a peer close that the watch did not see yet

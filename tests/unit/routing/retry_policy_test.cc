@@ -124,4 +124,24 @@ TEST_CASE("a bad retriable header matcher is an error naming its field", "[routi
 }
 
 }  // namespace
+TEST_CASE("back-off is fully jittered below min(max_interval, base * 2^retry)", "[routing]") {
+  RetryPolicy config;
+  CompiledRetryPolicy p;
+  p.config = &config;
+  // Defaults: base 25 ms, max 250 ms.
+  CHECK(p.backOff(1, 49).count() == 49);   // ceiling 50
+  CHECK(p.backOff(1, 50).count() == 0);
+  CHECK(p.backOff(2, 99).count() == 99);   // ceiling 100
+  CHECK(p.backOff(4, 399).count() == 399 % 250);  // 400 capped at 250
+  CHECK(p.backOff(30, ~0ULL).count() < 250);      // no overflow for a large retry count
+  config.retry_back_off = RetryPolicy::RetryBackOff{};
+  config.retry_back_off->base_interval = std::chrono::milliseconds(10);
+  CHECK(p.backOff(1, 19).count() == 19);   // ceiling 20
+  CHECK(p.backOff(5, 1000).count() == 1000 % 100);  // default max 10 x base
+  config.retry_back_off->max_interval = std::chrono::milliseconds(30);
+  CHECK(p.backOff(3, 29).count() == 29);   // 80 capped at 30
+  CHECK(p.backOff(3, 30).count() == 0);
+  for (uint64_t r = 0; r < 1000; ++r) CHECK(p.backOff(2, r * 7919).count() < 30);
+}
+
 }  // namespace turnout::routing::test

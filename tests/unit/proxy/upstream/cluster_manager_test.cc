@@ -210,7 +210,7 @@ TEST_CASE("a request that finds no idle connection connects and counts as pendin
   pool.cluster->release(*pool.host(0), std::move(conn), true);
   Waiter again(pool.io);
   UpstreamConnectionPtr reused = pool.acquireNow(again);
-  CHECK(reused->reused);
+  CHECK(reused->reused());
   CHECK(pool.counter("upstream_rq_pending_total") == 1);
   CHECK(p.server.accepted() == 1);
 }
@@ -233,7 +233,7 @@ TEST_CASE("at max_connections a request waits for a released connection and gets
   REQUIRE(pool.eventually([&] { return second.result.has_value(); }));
   CHECK(second.result->status == Status::Ready);
   CHECK(second.result->conn.get() == raw);
-  CHECK(second.result->conn->reused);
+  CHECK(second.result->conn->reused());
   CHECK(pool.gauge("upstream_rq_pending_active") == 0);
   CHECK(pool.host(0)->idle.empty());
   CHECK(p.server.accepted() == 1);

@@ -1,0 +1,601 @@
+#include "proxy/router/router_filter.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "proxy/codec/http1_server_codec.h"
+#include "proxy/common/log.h"
+#include "proxy/common/xx_hash.h"
+#include "proxy/connection/downstream_connection.h"
+#include "proxy/router/request_mirror.h"
+#include "proxy/server/worker.h"
+#include "proxy/stream/active_stream.h"
+#include "proxy/stream/local_reply.h"
+#include "proxy/upstream/cluster_manager.h"
+
+namespace turnout::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+milliseconds until(Clock::time_point deadline) {
+  auto d = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  return d.count() < 1 ? milliseconds(1) : d;
+}
+
+void appendHex(std::string& out, uint64_t v, int digits) {
+  static const char* kHex = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+}
+
+// An RFC 4122 version-4 UUID from the worker's generator (x-request-id).
+std::string uuid4(Worker& w) {
+  uint64_t a = w.random(), b = w.random();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  std::string s;
+  s.reserve(36);
+  appendHex(s, a >> 32, 8);
+  s.push_back('-');
+  appendHex(s, (a >> 16) & 0xffff, 4);
+  s.push_back('-');
+  appendHex(s, a & 0xffff, 4);
+  s.push_back('-');
+  appendHex(s, b >> 48, 4);
+  s.push_back('-');
+  appendHex(s, b & 0xffffffffffffULL, 12);
+  return s;
+}
+
+// Calls fn(part) for each `sep`-separated part of `s` (std::string_view;
+// Debian's abseil splits into absl::string_view). fn returns false to stop.
+template <typename Fn>
+void forEachPart(std::string_view s, char sep, Fn&& fn) {
+  for (;;) {
+    size_t pos = s.find(sep);
+    if (!fn(s.substr(0, pos)) || pos == std::string_view::npos) return;
+    s.remove_prefix(pos + 1);
+  }
+}
+
+// Copies bytes from `from` to `to` until EOF, an error or `idle` without
+// traffic; then closes `to` so that the other direction ends too. Pointers,
+// not references: the caller keeps both streams alive until `done` fires.
+asio::awaitable<void> pump(beast::tcp_stream* from, beast::tcp_stream* to, std::string pending,
+                           milliseconds idle, asio::steady_timer* done, bool* finished,
+                           uint64_t* bytes) {
+  std::vector<char> buf(16 * 1024);
+  boost::system::error_code ec;
+  for (;;) {
+    if (!pending.empty()) {
+      to->expires_after(idle);
+      co_await asio::async_write(*to, asio::buffer(pending),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      *bytes += pending.size();
+      pending.clear();
+    }
+    from->expires_after(idle);
+    size_t n = co_await from->async_read_some(asio::buffer(buf),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    pending.assign(buf.data(), n);
+  }
+  to->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  from->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  if (finished != nullptr) *finished = true;
+  if (done != nullptr) done->cancel();
+}
+
+}  // namespace
+
+RouterFilter::RouterFilter(ActiveStream& stream, const routing::RouteDecision& decision)
+    : stream_(stream),
+      conn_(stream.conn_),
+      d_(decision),
+      request_body_bytes_(stream.request_body_bytes_) {}
+
+milliseconds RouterFilter::streamIdle() const {
+  const milliseconds t = stream_.streamIdle();
+  return t == ActiveStream::kForever ? milliseconds(0) : t;
+}
+
+void RouterFilter::prepareUpstreamHeaders() {
+  RequestHead& head = stream_.head_;
+  Worker& worker = conn_.worker();
+  http1::stripHopByHopHeaders(head.headers, head.upgrade);
+  if (d_.rewritten_path) {
+    stream_.original_path_ = head.path;
+    head.headers.set("x-envoy-original-path", stream_.original_path_);
+    head.path = *d_.rewritten_path;
+  }
+  if (!d_.host_rewrite.empty()) head.authority.assign(d_.host_rewrite);
+  const auto& c = *stream_.hcm_.config;
+  if (c.use_remote_address) {
+    std::string remote = conn_.remote().address().to_string();
+    std::string_view xff = head.headers.get("x-forwarded-for");
+    if (xff.data() != nullptr) {
+      std::string v = std::string(xff) + "," + remote;
+      head.headers.set("x-forwarded-for", v);
+    } else {
+      head.headers.addLowercase("x-forwarded-for", remote);
+    }
+    head.headers.set("x-forwarded-proto", head.scheme);
+  } else if (!head.headers.has("x-forwarded-proto")) {
+    head.headers.addLowercase("x-forwarded-proto", head.scheme);
+  }
+  if (c.generate_request_id && !head.headers.has("x-request-id")) {
+    head.headers.addLowercase("x-request-id", uuid4(worker));
+  }
+  if (d_.timeout.count() > 0) {
+    head.headers.set("x-envoy-expected-rq-timeout-ms", std::to_string(d_.timeout.count()));
+  }
+  stream_.applyHeaderMutations(stream_.hcm_.route_table->requestHeaderMutations(d_), head.headers);
+}
+
+std::optional<uint64_t> RouterFilter::hashFor() const {
+  const RequestHead& head = stream_.head_;
+  std::optional<uint64_t> hash;
+  for (const auto& p : d_.hash_policy) {
+    std::optional<uint64_t> h;
+    if (p.header) {
+      const std::string& name = p.header->header_name;
+      if (name == ":authority") {
+        h = xxHash64(head.authority);
+      } else if (head.headers.count(name) > 1) {
+        // Envoy hashes every value, sorted, as one string.
+        std::vector<std::string_view> values;
+        head.headers.forEach([&](std::string_view n, std::string_view v) {
+          if (n == name) values.push_back(v);
+        });
+        std::sort(values.begin(), values.end());
+        std::string joined;
+        for (std::string_view v : values) joined.append(v);
+        h = xxHash64(joined);
+      } else if (std::string_view v = head.headers.get(name); v.data() != nullptr) {
+        h = xxHash64(v);
+      }
+    } else if (p.connection_properties && p.connection_properties->source_ip) {
+      h = xxHash64(conn_.remote().address().to_string());
+    } else if (p.query_parameter) {
+      std::string_view path = head.path;
+      size_t q = path.find('?');
+      if (q != std::string_view::npos) {
+        forEachPart(path.substr(q + 1), '&', [&](std::string_view kv) {
+          size_t eq = kv.find('=');
+          if (kv.substr(0, eq) != p.query_parameter->name) return true;
+          h = xxHash64(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+          return false;
+        });
+      }
+    } else if (p.cookie) {
+      std::string_view cookies = head.headers.get("cookie");
+      if (cookies.data() != nullptr) {
+        forEachPart(cookies, ';', [&](std::string_view c) {
+          while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+          size_t eq = c.find('=');
+          if (eq == std::string_view::npos || c.substr(0, eq) != p.cookie->name) return true;
+          h = xxHash64(c.substr(eq + 1));
+          return false;
+        });
+      }
+    }
+    if (h) {
+      hash = hash ? ((*hash << 1) | (*hash >> 63)) ^ *h : *h;
+      if (p.terminal) break;
+    }
+  }
+  return hash;
+}
+
+asio::awaitable<void> RouterFilter::replyOverflow() {
+  // Envoy's router: a circuit-breaker overflow is "dropped" and says so.
+  stream_.flags_.set(access_log::ResponseFlag::UpstreamOverflow);
+  stream_.overloaded_ = true;
+  co_await stream_.sendLocalReply(503, kBodyOverflow, {}, {},
+                                  "upstream_reset_before_response_started{overflow}");
+}
+
+asio::awaitable<void> RouterFilter::replyUpstreamTimeout() {
+  stats::Shard& shard = conn_.worker().shard();
+  shard.inc(cluster_->runtime().stats.upstream_rq_timeout);
+  shard.inc(stream_.hcm_.stats.downstream_rq_timeout);
+  stream_.flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
+  co_await stream_.sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
+}
+
+asio::awaitable<void> RouterFilter::forward() {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  const auto& hcm = stream_.hcm_;
+  cluster_ = worker.clusters().get(d_.cluster);
+  if (!cluster_) {
+    stream_.flags_.set(access_log::ResponseFlag::NoClusterFound);
+    shard.inc(hcm.stats.no_cluster);
+    co_await stream_.sendLocalReply(static_cast<uint16_t>(d_.cluster_not_found_status), "", {},
+                                    {}, "cluster_not_found");
+    co_return;
+  }
+  shard.inc(hcm.stats.rq_total);
+  stream_.cluster_runtime_ = &cluster_->runtime();
+  retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
+  keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
+               !d_.mirror_policies.empty();
+  prepareUpstreamHeaders();
+  if (conn_.requestComplete()) onRequestComplete();
+  for (uint32_t attempt_number = 0;; ++attempt_number) {
+    AttemptResult r = co_await attempt(attempt_number);
+    if (r != AttemptResult::Retry) break;
+    // attempt() returns Retry only when canRetry() said yes.
+    retry_->onRetry();
+    shard.inc(cluster_->runtime().stats.upstream_rq_retry);
+    cluster_->startRetry();
+    const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
+    asio::steady_timer timer(worker.io(), wait);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    cluster_->endRetry();
+    stream_.flags_ = access_log::ResponseFlags();
+  }
+}
+
+bool RouterFilter::canRetry() {
+  return retry_->canRetry(*cluster_, conn_.worker().shard(), bodyReplayable(), deadline_,
+                          stream_.flags_);
+}
+
+void RouterFilter::onRequestComplete() {
+  if (deadline_ != Clock::time_point::max()) return;
+  if (d_.timeout.count() > 0) deadline_ = Clock::now() + d_.timeout;
+}
+
+bool RouterFilter::requestComplete() const { return conn_.requestComplete(); }
+
+bool RouterFilter::downstreamFailed() const { return stream_.downstream_failed_; }
+
+void RouterFilter::encodeRequestStart(UpstreamStream& stream) {
+  body_stopped_ = false;
+  const RequestHead& head = stream_.head_;
+  if (conn_.requestComplete() && request_body_bytes_ == 0 && conn_.pendingBody().empty() &&
+      conn_.requestTrailers() == nullptr) {
+    stream.encodeHeaders(head, true);  // a request without a body
+    return;
+  }
+  stream.encodeHeaders(head, false);
+  if (keep_body_ && !body_kept_.empty()) {
+    stream.encodeData(std::span<const char>(body_kept_.data(), body_kept_.size()), false);
+  }
+  encodeRequestBody(stream);
+}
+
+void RouterFilter::encodeRequestBody(UpstreamStream& stream) {
+  std::string& body = conn_.pendingBody();
+  request_body_bytes_ += body.size();
+  if (keep_body_ && !body_overflow_) {
+    // Envoy's router keeps the body for retries up to the decoder buffer
+    // limit; past it the request is no longer retried.
+    if (body_kept_.size() + body.size() <= stream_.hcm_.buffer_limit_bytes) {
+      body_kept_.append(body);
+    } else {
+      body_overflow_ = true;
+      std::string().swap(body_kept_);
+    }
+  }
+  const bool last = conn_.requestComplete();
+  const HeaderMap* trailers = conn_.requestTrailers();
+  if (!body.empty() || (last && trailers == nullptr)) {
+    stream.encodeData(std::span<const char>(body.data(), body.size()), last && trailers == nullptr);
+  }
+  if (last && trailers != nullptr) stream.encodeTrailers(*trailers);
+  body.clear();
+}
+
+asio::awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
+  const bool read = co_await conn_.readBody(stream_.streamIdle());
+  if (!read) {
+    if (body_stopped_) co_return false;
+    // The client went away or sent a malformed body mid-request.
+    stream_.downstream_failed_ = true;
+    stream_.close_connection_ = true;
+    stream_.flags_.set(conn_.codecError() != CodecErrorCode::kNone
+                           ? access_log::ResponseFlag::DownstreamProtocolError
+                           : access_log::ResponseFlag::DownstreamConnectionTermination);
+    co_return false;
+  }
+  if (conn_.requestComplete()) onRequestComplete();
+  encodeRequestBody(*stream);
+  co_return true;
+}
+
+void RouterFilter::stopRequestBody() {
+  body_stopped_ = true;
+  boost::system::error_code ec;
+  conn_.stream().socket().cancel(ec);
+}
+
+void RouterFilter::onRequestSent() {
+  onRequestComplete();
+  // Mirrors get a copy of the request as sent here, once; a body too big
+  // to keep for retries is too big to copy for mirrors as well.
+  if (!mirrors_started_ && !d_.mirror_policies.empty() && bodyReplayable()) {
+    mirrors_started_ = true;
+    startRequestMirrors(conn_.worker(), d_.mirror_policies, stream_.head_, body_kept_,
+                        conn_.worker().random(),
+                        d_.timeout.count() > 0 ? d_.timeout : milliseconds(15000));
+  }
+}
+
+bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
+  // A retriable status with retries possible: drop this response. Only
+  // while the request is complete: a retry cannot overtake its own upload.
+  if (retry_->enabled() && conn_.requestComplete()) {
+    head.headers.fillEntries(stream_.entries_);
+    routing::RequestView view({}, {}, {}, stream_.entries_);
+    if (retry_->wouldRetryResponse(head.status, view) && canRetry()) return true;
+  }
+  stream_.final_status_ = head.status;
+  stream_.response_headers_ = &head.headers;
+  stream_.details_ = "via_upstream";
+  // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
+  http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
+  const auto elapsed =
+      std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_->startTime());
+  head.headers.set("x-envoy-upstream-service-time", std::to_string(elapsed.count()));
+  head.headers.set("server", stream_.hcm_.config->server_name);
+  stream_.applyResponseHeaderMutations(head.headers);
+  head.close_connection = conn_.draining() || !conn_.requestComplete();
+  if (head.close_connection) stream_.close_connection_ = true;
+  conn_.codec().encodeHeaders(head, end_stream, stream_.down_out_);
+  return false;
+}
+
+void RouterFilter::onUpstreamData(std::span<const char> data, bool end_stream) {
+  stream_.response_body_bytes_ += data.size();
+  conn_.codec().encodeData(data, end_stream, stream_.down_out_);
+}
+
+void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
+  conn_.codec().encodeTrailers(trailers, stream_.down_out_);
+}
+
+asio::awaitable<bool> RouterFilter::flushResponse() {
+  if (stream_.down_out_.empty()) co_return true;
+  const bool written = co_await conn_.write(stream_.down_out_, stream_.streamIdle());
+  if (written) co_return true;
+  stream_.downstream_failed_ = true;
+  co_return false;
+}
+
+asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_number) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  WorkerCluster& cluster = *cluster_;
+  const auto& stats = cluster.runtime().stats;
+  const auto& hcm = stream_.hcm_;
+  LoadBalancerContext lb;
+  lb.random = worker.random();
+  lb.hash = hashFor();
+  lb.avoid = attempt_number > 0 ? host_ : nullptr;
+  HostState* host = cluster.chooseHost(lb);
+  if (host == nullptr) {
+    stream_.flags_.set(access_log::ResponseFlag::NoHealthyUpstream);
+    co_await stream_.sendLocalReply(503, kBodyNoHealthyUpstream, {}, {}, "no_healthy_upstream");
+    co_return AttemptResult::Failed;
+  }
+  host_ = host;
+  stream_.upstream_host_ = host->description->address;
+
+  // A stream: at once from an idle connection, else through the pool's
+  // pending queue.
+  ConnPool& pool = cluster.connPool(*host);
+  UpstreamStreamPtr stream = pool.tryNewStream();
+  if (!stream) {
+    using Status = ConnPool::NewStreamResult::Status;
+    // Waiting for a connection is bounded by the route timeout and, as for
+    // any stream in Envoy, by the stream idle timeout.
+    Clock::time_point wait_deadline = deadline_;
+    if (streamIdle().count() > 0) {
+      wait_deadline = std::min(wait_deadline, Clock::now() + streamIdle());
+    }
+    PendingRequest pending(worker.io().get_executor());
+    conn_.watchForClose(pending);
+    ConnPool::NewStreamResult acquired = co_await pool.newStream(&pending, wait_deadline);
+    co_await conn_.stopWatching();
+    switch (acquired.status) {
+      case Status::Ready:
+        stream = std::move(acquired.stream);
+        break;
+      case Status::Overflow:
+        co_await replyOverflow();
+        co_return AttemptResult::Failed;
+      case Status::Cancelled:
+        // The client went away while the request waited: nothing to answer.
+        stream_.downstream_failed_ = true;
+        stream_.close_connection_ = true;
+        stream_.flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
+        co_return AttemptResult::Failed;
+      case Status::Timeout:
+        if (Clock::now() >= deadline_) {
+          co_await replyUpstreamTimeout();
+        } else {
+          shard.inc(hcm.stats.downstream_rq_idle_timeout);
+          stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+          co_await stream_.sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
+        }
+        co_return AttemptResult::Failed;
+      case Status::ConnectFailure:
+        cluster.recordOutcome(*host, true);
+        stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
+        if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
+        co_await stream_.sendLocalReply(
+            503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure, {}, {},
+            "upstream_reset_before_response_started{connection_failure}");
+        co_return AttemptResult::Failed;
+    }
+  }
+
+  UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
+                           worker.io().get_executor());
+  if (!upstream.start()) {
+    co_await replyOverflow();
+    co_return AttemptResult::Failed;
+  }
+  const bool reused = upstream.stream().reused();
+  // A pooled connection may have been closed by the upstream while idle: the
+  // request is then sent again once, so its body must be replayable.
+  if (reused && attempt_number == 0 && request_body_bytes_ == 0) keep_body_ = true;
+
+  // auto_host_rewrite: the chosen host's hostname (DNS clusters, or an
+  // endpoint's hostname), per attempt since each attempt may pick another.
+  RequestHead& head = stream_.head_;
+  if (d_.auto_host_rewrite && !host->description->hostname.empty()) {
+    if (d_.route != nullptr && d_.route->route && d_.route->route->append_x_forwarded_host &&
+        head.authority != host->description->hostname) {
+      std::string_view xfh = head.headers.get("x-forwarded-host");
+      head.headers.set("x-forwarded-host", xfh.data() != nullptr
+                                               ? std::string(xfh) + "," + head.authority
+                                               : head.authority);
+    }
+    head.authority = host->description->hostname;
+  }
+
+  upstream_ = &upstream;
+  const UpstreamRequest::Result r = co_await upstream.run();
+  upstream_ = nullptr;
+  // A response that ended before the request did (an early 413, say): the
+  // rest of the request is not read, so neither connection can be reused.
+  if (!r.request_sent) stream_.close_connection_ = true;
+
+  using State = UpstreamRequest::State;
+  using Timeout = UpstreamRequest::Timeout;
+  // Outlier detection: an upstream 5xx, a reset or a timeout counts against
+  // the host; a response below 500 clears it. A client that went away says
+  // nothing about the host.
+  if (r.status != 0) {
+    cluster.recordOutcome(*host, r.status >= 500);
+  } else if (!stream_.downstream_failed_) {
+    cluster.recordOutcome(*host, true);
+  }
+  const bool complete = r.state == State::Complete || r.state == State::CompleteEarly;
+  if (complete && upstream.stream().upgraded() && conn_.codec().upgraded()) {
+    shard.inc(stats.upstream_rq_completed);
+    stats.countResponse(shard, r.status);
+    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnel(*up);
+    upstream.finish(false);
+    co_return AttemptResult::Done;
+  }
+  if (complete) {
+    shard.record(stats.upstream_rq_time,
+                 static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
+                                           Clock::now() - upstream.startTime())
+                                           .count()));
+    shard.inc(stats.upstream_rq_completed);
+    stats.countResponse(shard, r.status);
+    upstream.finish(!r.eof && r.request_sent && conn_.requestComplete());
+    if (conn_.codec().shouldClose()) stream_.close_connection_ = true;
+    co_return AttemptResult::Done;
+  }
+  if (r.state == State::Discarding) {
+    stats.countRetriedResponse(shard, r.status);
+    upstream.finish(false);
+    co_return AttemptResult::Retry;
+  }
+  upstream.finish(false);
+  auto& flags = stream_.flags_;
+  if (stream_.downstream_failed_) {
+    flags.set(access_log::ResponseFlag::DownstreamConnectionTermination);
+    stream_.close_connection_ = true;
+    if (conn_.codecError() != CodecErrorCode::kNone && !r.response_started) {
+      const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
+      co_await stream_.sendLocalReply(info.downstream_status, info.details);
+    }
+    co_return AttemptResult::Failed;
+  }
+  if (r.response_started) {
+    // Headers already went to the client: all we can do is cut it off.
+    const bool upstream_timeout = r.timeout == Timeout::Global || r.timeout == Timeout::PerTryIdle;
+    if (r.timeout == Timeout::StreamIdle) {
+      flags.set(access_log::ResponseFlag::StreamIdleTimeout);
+      shard.inc(hcm.stats.downstream_rq_idle_timeout);
+    } else {
+      flags.set(upstream_timeout ? access_log::ResponseFlag::UpstreamRequestTimeout
+                                 : access_log::ResponseFlag::UpstreamConnectionTermination);
+    }
+    if (upstream_timeout) shard.inc(stats.upstream_rq_timeout);
+    shard.inc(hcm.stats.rq_reset_after_downstream_response_started);
+    stream_.close_connection_ = true;
+    co_return AttemptResult::Failed;
+  }
+  // Nothing was sent to the client yet.
+  switch (r.timeout) {
+    case Timeout::None: break;
+    case Timeout::PerTry:
+    case Timeout::PerTryIdle:
+      shard.inc(r.timeout == Timeout::PerTry ? stats.upstream_rq_per_try_timeout
+                                             : stats.upstream_rq_per_try_idle_timeout);
+      if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
+      co_await replyUpstreamTimeout();
+      co_return AttemptResult::Failed;
+    case Timeout::Global:
+      co_await replyUpstreamTimeout();
+      co_return AttemptResult::Failed;
+    case Timeout::StreamIdle:
+      shard.inc(hcm.stats.downstream_rq_idle_timeout);
+      flags.set(access_log::ResponseFlag::StreamIdleTimeout);
+      stream_.close_connection_ = true;
+      co_await stream_.sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
+      co_return AttemptResult::Failed;
+  }
+  if (r.reset_reason == StreamResetReason::ProtocolError && !r.upstream_write_failed) {
+    flags.set(access_log::ResponseFlag::UpstreamProtocolError);
+    co_await stream_.sendLocalReply(502, kBodyProtocolError, {}, {},
+                                    "upstream_reset_before_response_started{protocol_error}");
+    co_return AttemptResult::Failed;
+  }
+  // Reset or EOF before a response: a stale pooled connection is retried once
+  // transparently (when the body can be replayed); otherwise per policy.
+  shard.inc(stats.upstream_rq_rx_reset);
+  if (reused && attempt_number == 0 && r.status == 0 && bodyReplayable() &&
+      Clock::now() < deadline_) {
+    co_return co_await attempt(attempt_number + 1);
+  }
+  flags.set(access_log::ResponseFlag::UpstreamConnectionTermination);
+  if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
+  co_await stream_.sendLocalReply(
+      503, kBodyUpstreamReset, {}, {},
+      "upstream_reset_before_response_started{connection_termination}");
+  co_return AttemptResult::Failed;
+}
+
+asio::awaitable<void> RouterFilter::tunnel(UpstreamConnection& up) {
+  // Bytes that arrived behind the heads start each direction.
+  std::string_view early_down = conn_.buffered();
+  std::string to_up(early_down);
+  conn_.consumeBuffered(early_down.size());
+  auto up_data = up.read_buffer.data();
+  std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
+  up.read_buffer.consume(up_data.size());
+  const milliseconds idle = stream_.streamIdle();
+  auto& down_stream = conn_.stream();
+  auto& up_stream = up.stream;
+  asio::steady_timer done(conn_.worker().io(), Clock::time_point::max());
+  bool other_finished = false;
+  // upstream -> downstream runs beside this coroutine; both end when either
+  // side closes, and this frame outlives it (we wait on `done`).
+  asio::co_spawn(conn_.worker().io(),
+                 pump(&up_stream, &down_stream, std::move(to_down), idle, &done, &other_finished,
+                      &stream_.response_body_bytes_),
+                 [](std::exception_ptr) {});
+  co_await pump(&down_stream, &up_stream, std::move(to_up), idle, nullptr, nullptr,
+                &request_body_bytes_);
+  boost::system::error_code ec;
+  up_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  up_stream.socket().close(ec);
+  down_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  if (!other_finished) co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  stream_.close_connection_ = true;
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,105 @@
+#pragma once
+
+// RouterFilter: the filter chain's terminal stage (stage 6-9 of
+// docs/life_of_a_request.md; Envoy's router/router.cc). For a request the
+// route table sent to a cluster it prepares the upstream headers, picks a host
+// per attempt, takes a stream from the host's ConnPool, runs an
+// UpstreamRequest, retries per the route's RetryState, and relays the
+// response to the client or answers locally (503/504/502 with Envoy's
+// details).
+//
+// Who calls it: ActiveStream::run() on its worker thread, once per routed
+// request. Lives in the stream's coroutine frame (no heap); the
+// ActiveStream outlives it.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/router/retry_state.h"
+#include "proxy/router/upstream_request.h"
+#include "routing/route_table.h"
+
+namespace turnout::proxy {
+
+class ActiveStream;
+class DownstreamConnection;
+class WorkerCluster;
+struct HostState;
+struct UpstreamConnection;
+
+class RouterFilter : public UpstreamRequestParent {
+ public:
+  RouterFilter(ActiveStream& stream, const routing::RouteDecision& decision);
+
+  // Forwards the request until a response went to the client or a local
+  // reply did.
+  asio::awaitable<void> forward();
+
+  // UpstreamRequestParent
+  void encodeRequestStart(UpstreamStream& stream) override;
+  bool requestComplete() const override;
+  asio::awaitable<bool> encodeMoreRequest(UpstreamStream* stream) override;
+  void stopRequestBody() override;
+  void onRequestSent() override;
+  bool downstreamFailed() const override;
+  std::chrono::steady_clock::time_point routeDeadline() const override { return deadline_; }
+  std::chrono::milliseconds streamIdle() const override;
+  bool onUpstreamHeaders(ResponseHead& head, bool end_stream) override;
+  void onUpstreamData(std::span<const char> data, bool end_stream) override;
+  void onUpstreamTrailers(HeaderMap& trailers) override;
+  asio::awaitable<bool> flushResponse() override;
+
+ private:
+  enum class AttemptResult { Done, Retry, Failed };
+
+  asio::awaitable<AttemptResult> attempt(uint32_t attempt_number);
+  void prepareUpstreamHeaders();
+  // Envoy's request hash (HashPolicyImpl::generateHash): xxHash64 of each
+  // hash_policy's value, rotated and xored together; nullopt when none applies.
+  std::optional<uint64_t> hashFor() const;
+  // After a 101 both ways: raw bytes until either side closes or goes idle.
+  asio::awaitable<void> tunnel(UpstreamConnection& up);
+  // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
+  asio::awaitable<void> replyOverflow();
+  // 504 UT: the route timeout expired before a response started.
+  asio::awaitable<void> replyUpstreamTimeout();
+  // The client's request is complete: the route timeout starts (Envoy starts
+  // it at the end of the request, not at its headers).
+  void onRequestComplete();
+  // Takes the body bytes the downstream codec decoded, keeps them for
+  // retries and mirrors while they fit, and encodes them (and the end of the
+  // request, or its trailers, once complete) into `stream`.
+  void encodeRequestBody(UpstreamStream& stream);
+  // Every request body byte received so far can be sent again.
+  bool bodyReplayable() const {
+    return request_body_bytes_ == 0 || (keep_body_ && !body_overflow_);
+  }
+  bool canRetry();
+
+  ActiveStream& stream_;
+  DownstreamConnection& conn_;
+  const routing::RouteDecision& d_;
+  std::shared_ptr<WorkerCluster> cluster_;
+  std::optional<RetryState> retry_;
+  // The route timeout: from the end of the request; max until then / none.
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  UpstreamRequest* upstream_ = nullptr;  // the running attempt
+  HostState* host_ = nullptr;            // the last attempt's host (a retry avoids it)
+
+  // The request body as received, kept for retries and mirrors (only when
+  // a retry policy, a mirror or a reused upstream connection may need it)
+  // while it fits the listener's per_connection_buffer_limit_bytes.
+  std::string body_kept_;
+  bool keep_body_ = false;
+  bool body_overflow_ = false;  // a received byte is not in body_kept_
+  uint64_t& request_body_bytes_;  // body bytes taken from the client (the stream's count)
+  bool body_stopped_ = false;     // stopRequestBody() on the current attempt
+  bool mirrors_started_ = false;
+};
+
+}  // namespace turnout::proxy

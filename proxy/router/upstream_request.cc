@@ -1,0 +1,295 @@
+#include "proxy/router/upstream_request.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "proxy/common/spawn.h"
+#include "proxy/upstream/cluster_manager.h"
+
+namespace turnout::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+}  // namespace
+
+UpstreamRequest::State UpstreamRequest::transition(State state, Event event) {
+  switch (state) {
+    case State::Sending:
+      switch (event) {
+        case Event::RequestSent: return State::AwaitingResponse;
+        case Event::ResponseHeaders: return State::EarlyResponse;
+        case Event::ResponseComplete: return state;  // no headers yet: not a response
+        case Event::Discard: return State::Discarding;
+        case Event::Reset: return State::Reset;
+      }
+      break;
+    case State::AwaitingResponse:
+      switch (event) {
+        case Event::RequestSent: return state;
+        case Event::ResponseHeaders: return State::Responding;
+        case Event::ResponseComplete: return state;
+        case Event::Discard: return State::Discarding;
+        case Event::Reset: return State::Reset;
+      }
+      break;
+    case State::EarlyResponse:
+      switch (event) {
+        case Event::RequestSent: return State::Responding;
+        case Event::ResponseComplete: return State::CompleteEarly;
+        case Event::Reset: return State::Reset;
+        case Event::ResponseHeaders:
+        case Event::Discard: return state;
+      }
+      break;
+    case State::Responding:
+      switch (event) {
+        case Event::ResponseComplete: return State::Complete;
+        case Event::Reset: return State::Reset;
+        case Event::RequestSent:
+        case Event::ResponseHeaders:
+        case Event::Discard: return state;
+      }
+      break;
+    case State::CompleteEarly:
+      return event == Event::RequestSent ? State::Complete : state;
+    case State::Complete:
+    case State::Discarding:
+    case State::Reset: return state;
+  }
+  return state;
+}
+
+UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster,
+                                 HostState& host, stats::Shard& shard, UpstreamStreamPtr stream,
+                                 const routing::RetryPolicy* policy,
+                                 const asio::any_io_executor& ex)
+    : parent_(parent),
+      cluster_(cluster),
+      host_(host),
+      shard_(shard),
+      stream_(std::move(stream)),
+      policy_(policy),
+      ex_(ex),
+      pump_done_(ex),
+      watchdog_(ex) {}
+
+UpstreamRequest::~UpstreamRequest() { finish(false); }
+
+bool UpstreamRequest::start() {
+  const auto& stats = cluster_.runtime().stats;
+  if (!cluster_.tryStartRequest()) {
+    shard_.inc(stats.upstream_rq_pending_overflow);
+    // The connection did nothing wrong: it goes back to the pool.
+    finished_ = true;
+    stream_.finish(true);
+    return false;
+  }
+  started_ = true;
+  ++host_.active_requests;
+  ++host_.rq_total;
+  shard_.inc(stats.upstream_rq_total);
+  shard_.add(stats.upstream_rq_active, 1);
+  start_ = Clock::now();
+  last_activity_ = start_;
+  return true;
+}
+
+void UpstreamRequest::finish(bool reusable) {
+  if (finished_) return;
+  finished_ = true;
+  if (started_) {
+    --host_.active_requests;
+    cluster_.endRequest();
+    shard_.sub(cluster_.runtime().stats.upstream_rq_active, 1);
+  }
+  stream_.finish(reusable);
+}
+
+asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
+  UpstreamStream& s = *stream_;
+  s.setResponseCallbacks(this);
+  // The head and every body byte received so far (a retry replays what an
+  // earlier attempt sent); then the pump streams the rest beside the reader.
+  parent_.encodeRequestStart(s);
+  // Every co_await here is assigned to a local before it is tested: GCC 12
+  // miscompiles `if (!co_await virtualCall())` when the callee suspends (the
+  // caller's frame was resumed with a stale state; seen as a crash in
+  // RouterFilter::flushResponse).
+  const bool head_sent = co_await s.send();
+  if (!head_sent) {
+    upstream_write_failed_ = true;
+    armWatchdog();
+  } else if (parent_.requestComplete()) {
+    onRequestSent();
+  } else {
+    pump_running_ = true;
+    asio::co_spawn(ex_, pumpRequestBody(), LogEscapedException{"router", "request body pump"});
+    armWatchdog();
+  }
+
+  // The response, read while the pump may still be sending the request.
+  Result r;
+  while (!ended() && !parent_.downstreamFailed() &&
+         fired_ == Timeout::None) {
+    const UpstreamStream::ReceiveResult rr = co_await s.receive();
+    if (!rr.reset) last_activity_ = Clock::now();
+    // What the events produced goes to the client, also after a clean EOF
+    // that completed a close-delimited response.
+    if (!rr.reset || rr.eof) {
+      const bool flushed = co_await parent_.flushResponse();
+      if (!flushed) break;  // the parent saw the client fail
+    }
+    if (rr.reset) {
+      r.reset_reason = rr.reason;
+      r.eof = rr.eof;
+      apply(Event::Reset);
+      break;
+    }
+  }
+  co_await endExchange();
+  if (upstream_write_failed_ || fired_ != Timeout::None || parent_.downstreamFailed()) {
+    apply(Event::Reset);
+  }
+  if (upstream_write_failed_) r.reset_reason = StreamResetReason::ConnectionTermination;
+  if (fired_ != Timeout::None) r.reset_reason = StreamResetReason::LocalReset;
+  r.state = state_;
+  r.response_started = response_started_;
+  r.request_sent = request_sent_;
+  r.timeout = fired_;
+  r.upstream_write_failed = upstream_write_failed_;
+  r.status = status_;
+  co_return r;
+}
+
+void UpstreamRequest::onRequestSent() {
+  request_sent_ = true;
+  apply(Event::RequestSent);
+  if (policy_ != nullptr && policy_->per_try_timeout && policy_->per_try_timeout->count() > 0) {
+    try_deadline_ = Clock::now() + *policy_->per_try_timeout;
+  }
+  parent_.onRequestSent();
+  armWatchdog();
+}
+
+asio::awaitable<void> UpstreamRequest::pumpRequestBody() {
+  UpstreamStream& s = *stream_;
+  while (!stop_pump_) {
+    const bool more = co_await parent_.encodeMoreRequest(&s);
+    if (!more) {
+      if (stop_pump_) break;
+      // The client went away or sent a malformed body mid-request: the
+      // reader stops too.
+      s.resetStream(StreamResetReason::LocalReset);
+      break;
+    }
+    const bool complete = parent_.requestComplete();
+    const bool sent = co_await s.send();
+    if (!sent) {
+      upstream_write_failed_ = !stop_pump_;
+      break;
+    }
+    last_activity_ = Clock::now();
+    if (complete) {
+      onRequestSent();
+      break;
+    }
+  }
+  pump_running_ = false;
+  pump_done_.cancel();
+}
+
+void UpstreamRequest::armWatchdog() {
+  Clock::time_point at = parent_.routeDeadline();
+  // Envoy ignores the per-try timeout once the response has started.
+  if (!response_started_) at = std::min(at, try_deadline_);
+  if (request_sent_ && policy_ != nullptr && policy_->per_try_idle_timeout &&
+      policy_->per_try_idle_timeout->count() > 0) {
+    at = std::min(at, last_activity_ + *policy_->per_try_idle_timeout);
+  }
+  const milliseconds idle = parent_.streamIdle();
+  if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
+  ++watch_gen_;  // supersedes any outstanding wait
+  if (at == Clock::time_point::max()) {
+    if (watch_waits_ > 0) watchdog_.cancel();
+    return;
+  }
+  watchdog_.expires_at(at);  // cancels an outstanding wait
+  ++watch_waits_;
+  watchdog_.async_wait([this, gen = watch_gen_](const boost::system::error_code& ec) {
+    --watch_waits_;
+    if (!ec && gen == watch_gen_) onWatchdog();
+  });
+}
+
+void UpstreamRequest::onWatchdog() {
+  if (fired_ != Timeout::None) return;
+  const Clock::time_point now = Clock::now();
+  const milliseconds idle = parent_.streamIdle();
+  if (now >= parent_.routeDeadline()) {
+    fired_ = Timeout::Global;
+  } else if (!response_started_ && now >= try_deadline_) {
+    fired_ = Timeout::PerTry;
+  } else if (request_sent_ && policy_ != nullptr && policy_->per_try_idle_timeout &&
+             policy_->per_try_idle_timeout->count() > 0 &&
+             now >= last_activity_ + *policy_->per_try_idle_timeout) {
+    fired_ = Timeout::PerTryIdle;
+  } else if (idle.count() > 0 && now >= last_activity_ + idle) {
+    fired_ = Timeout::StreamIdle;
+  } else {
+    armWatchdog();  // activity since it was armed: not idle yet
+    return;
+  }
+  // Wakes the reader (and the pump's upstream write); both see `fired_`.
+  stream_->resetStream(StreamResetReason::LocalReset);
+}
+
+asio::awaitable<void> UpstreamRequest::endExchange() {
+  boost::system::error_code ec;
+  if (pump_running_) {
+    stop_pump_ = true;
+    // Nothing else is outstanding on either side now: the reader is done.
+    parent_.stopRequestBody();
+    stream_->resetStream(StreamResetReason::LocalReset);
+    while (pump_running_) {
+      co_await pump_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  ++watch_gen_;
+  watchdog_.cancel();
+  // The cancelled wait's handler is queued ahead of this continuation.
+  for (int i = 0; watch_waits_ > 0 && i < 64; ++i) {
+    co_await asio::post(ex_, asio::use_awaitable);
+  }
+}
+
+void UpstreamRequest::onHeaders(ResponseHead& head, bool end_stream) {
+  status_ = head.status;
+  if (!response_started_ && parent_.onUpstreamHeaders(head, end_stream)) {
+    apply(Event::Discard);
+    return;
+  }
+  response_started_ = true;
+  apply(Event::ResponseHeaders);
+  armWatchdog();  // the per-try timeout no longer applies
+  if (end_stream) apply(Event::ResponseComplete);
+}
+
+void UpstreamRequest::onData(std::span<const char> data, bool end_stream) {
+  if (state_ == State::Discarding) return;
+  parent_.onUpstreamData(data, end_stream);
+  if (end_stream) apply(Event::ResponseComplete);
+}
+
+void UpstreamRequest::onTrailers(HeaderMap& trailers) {
+  if (state_ == State::Discarding) return;
+  parent_.onUpstreamTrailers(trailers);
+  apply(Event::ResponseComplete);
+}
+
+void UpstreamRequest::onMessageComplete() {
+  if (state_ != State::Discarding) apply(Event::ResponseComplete);
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,184 @@
+#pragma once
+
+// UpstreamRequest: one attempt of a request on one upstream stream (stage 8 of
+// docs/life_of_a_request.md; Envoy's router/upstream_request.cc). The request
+// body pump and the response reader run side by side (full duplex), one
+// watchdog enforces the attempt's timeouts, and an explicit State records
+// where the exchange stands.
+//
+// Who calls it: the RouterFilter for each attempt of a client's request, and
+// a request mirror for its copy; both implement UpstreamRequestParent. Worker
+// thread only. Lives in its caller's coroutine frame; run() returns only once
+// neither the pump nor the watchdog refers to it.
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/codec/codec.h"
+#include "proxy/upstream/conn_pool.h"
+#include "routing/route_config.h"
+
+namespace turnout::proxy {
+
+class WorkerCluster;
+struct HostState;
+namespace stats {
+class Shard;
+}
+
+// What an UpstreamRequest needs from whoever sends the request.
+class UpstreamRequestParent {
+ public:
+  virtual ~UpstreamRequestParent() = default;
+
+  // Request side.
+  // Encodes the request as it stands into `stream` for a new attempt: the
+  // head and every body byte received so far, with the end of the request
+  // once it has been received.
+  virtual void encodeRequestStart(UpstreamStream& stream) = 0;
+  // The whole request has been received (and so encoded).
+  virtual bool requestComplete() const = 0;
+  // Waits for more of the request (body, trailers, its end) and encodes it
+  // into `stream`. False when the client failed (the parent records why) or
+  // stopRequestBody() was called.
+  virtual asio::awaitable<bool> encodeMoreRequest(UpstreamStream* stream) = 0;
+  // Makes an outstanding encodeMoreRequest() return promptly.
+  virtual void stopRequestBody() = 0;
+  // The whole request went upstream on this attempt.
+  virtual void onRequestSent() = 0;
+  // The client failed while its request body was read.
+  virtual bool downstreamFailed() const = 0;
+
+  // Timeouts. The route timeout's deadline (max: none, or the request has
+  // not ended yet) and the stream idle timeout (0: none).
+  virtual std::chrono::steady_clock::time_point routeDeadline() const = 0;
+  virtual std::chrono::milliseconds streamIdle() const = 0;
+
+  // Response side. onUpstreamHeaders() returns true to drop this response
+  // so that the request is retried (a retriable status).
+  virtual bool onUpstreamHeaders(ResponseHead& head, bool end_stream) = 0;
+  virtual void onUpstreamData(std::span<const char> data, bool end_stream) = 0;
+  virtual void onUpstreamTrailers(HeaderMap& trailers) = 0;
+  // Writes to the client what the response events produced. False: the
+  // client is gone.
+  virtual asio::awaitable<bool> flushResponse() = 0;
+};
+
+class UpstreamRequest : public ResponseDecoderCallbacks {
+ public:
+  // Where the exchange stands. The request side (is the whole request sent?)
+  // and the response side (none, started, complete, dropped) move
+  // independently; each combination the router must tell apart is a state.
+  enum class State : uint8_t {
+    Sending,           // request still going up; no response yet
+    AwaitingResponse,  // whole request sent; no response yet
+    EarlyResponse,     // response started before the request was sent whole
+    Responding,        // whole request sent; response started
+    CompleteEarly,     // response complete before the request was sent whole
+    Complete,          // whole request sent and whole response received
+    Discarding,        // a retriable response is being read and dropped
+    Reset,             // the stream ended without a complete response
+  };
+  enum class Event : uint8_t { RequestSent, ResponseHeaders, ResponseComplete, Discard, Reset };
+  // The one transition function; an event that does not apply leaves the
+  // state as it is (e.g. a reset after the response completed).
+  static State transition(State state, Event event);
+  static bool responseStarted(State s) {
+    return s == State::EarlyResponse || s == State::Responding || s == State::CompleteEarly ||
+           s == State::Complete;
+  }
+  static bool requestSent(State s) {
+    return s == State::AwaitingResponse || s == State::Responding || s == State::Complete;
+  }
+
+  // Why the watchdog ended the attempt.
+  enum class Timeout : uint8_t { None, Global, PerTry, PerTryIdle, StreamIdle };
+
+  struct Result {
+    State state = State::Sending;
+    bool response_started = false;  // response headers went to the parent
+    bool request_sent = false;      // the end of the request went upstream
+    Timeout timeout = Timeout::None;
+    StreamResetReason reset_reason = StreamResetReason::LocalReset;
+    bool eof = false;                 // the upstream closed the connection
+    bool upstream_write_failed = false;
+    uint32_t status = 0;  // response status seen (0: none), dropped ones included
+  };
+
+  // `policy`: the retry policy whose per_try_timeout and
+  // per_try_idle_timeout apply (null: none).
+  UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster, HostState& host,
+                  stats::Shard& shard, UpstreamStreamPtr stream, const routing::RetryPolicy* policy,
+                  const asio::any_io_executor& ex);
+  ~UpstreamRequest() override;  // finish(false) if not finished
+  UpstreamRequest(const UpstreamRequest&) = delete;
+  UpstreamRequest& operator=(const UpstreamRequest&) = delete;
+
+  // The max_requests breaker (Envoy checks it when a request is attached to
+  // a connection); false: overflow, upstream_rq_pending_overflow counted, and
+  // the stream is given back. Then the request counts as active.
+  bool start();
+  // Sends the request and reads the response until it completes, is
+  // dropped, fails or times out.
+  asio::awaitable<Result> run();
+  // Gives the stream back (`reusable`: the exchange ended cleanly) and ends
+  // the request's accounting. Once.
+  void finish(bool reusable);
+
+  UpstreamStream& stream() { return *stream_; }
+  State state() const { return state_; }
+  std::chrono::steady_clock::time_point startTime() const { return start_; }
+
+  // ResponseDecoderCallbacks (the stream's response events).
+  void onMessageBegin() override {}
+  void onHeaders(ResponseHead& head, bool end_stream) override;
+  void onData(std::span<const char> data, bool end_stream) override;
+  void onTrailers(HeaderMap& trailers) override;
+  void onMessageComplete() override;
+  void onInformational(ResponseHead&) override {}
+
+ private:
+  void apply(Event e) { state_ = transition(state_, e); }
+  bool ended() const {
+    return state_ == State::Complete || state_ == State::CompleteEarly ||
+           state_ == State::Discarding || state_ == State::Reset;
+  }
+  asio::awaitable<void> pumpRequestBody();
+  void onRequestSent();
+  // (Re)arms the watchdog to the earliest pending timeout.
+  void armWatchdog();
+  void onWatchdog();
+  // Stops the pump and the watchdog and waits until neither refers to this.
+  asio::awaitable<void> endExchange();
+
+  UpstreamRequestParent& parent_;
+  WorkerCluster& cluster_;
+  HostState& host_;
+  stats::Shard& shard_;
+  UpstreamStreamPtr stream_;
+  const routing::RetryPolicy* policy_;
+  asio::any_io_executor ex_;
+  State state_ = State::Sending;
+  bool started_ = false;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point start_;
+  // Per-try timeout, from the end of the request on this attempt; max = none.
+  std::chrono::steady_clock::time_point try_deadline_ = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point last_activity_;  // upstream bytes either way
+  asio::steady_timer pump_done_;  // cancelled when the pump ends
+  asio::steady_timer watchdog_;   // the earliest of the timeouts
+  bool pump_running_ = false;
+  bool stop_pump_ = false;
+  bool upstream_write_failed_ = false;
+  bool request_sent_ = false;
+  bool response_started_ = false;
+  uint32_t watch_waits_ = 0;  // waits whose handler has not run yet
+  uint32_t watch_gen_ = 0;    // only the newest wait may fire
+  Timeout fired_ = Timeout::None;
+  uint32_t status_ = 0;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,147 @@
+#include "proxy/upstream/http1_conn_pool.h"
+
+#include <utility>
+
+namespace turnout::proxy {
+
+std::string_view streamResetReasonName(StreamResetReason reason) {
+  switch (reason) {
+    case StreamResetReason::LocalReset: return "local_reset";
+    case StreamResetReason::ConnectionFailure: return "connection_failure";
+    case StreamResetReason::ConnectionTermination: return "connection_termination";
+    case StreamResetReason::ProtocolError: return "protocol_error";
+    case StreamResetReason::Overflow: return "overflow";
+  }
+  return "local_reset";
+}
+
+ConnPool& WorkerCluster::connPool(HostState& host) {
+  if (!host.pool) host.pool = std::make_unique<Http1ConnPool>(*this, host);
+  return *host.pool;
+}
+
+UpstreamStreamPtr Http1ConnPool::attach(UpstreamConnectionPtr conn) {
+  UpstreamConnection* c = conn.release();
+  c->stream_owner = &cluster_;
+  c->stream_host = &host_;
+  c->stream_reset = false;
+  c->write_failed = false;
+  c->out.clear();
+  ++c->requests;
+  return UpstreamStreamPtr(c);
+}
+
+UpstreamStreamPtr Http1ConnPool::tryNewStream() {
+  UpstreamConnectionPtr c = cluster_.takeIdle(host_);
+  if (!c) return {};
+  return attach(std::move(c));
+}
+
+asio::awaitable<ConnPool::NewStreamResult> Http1ConnPool::newStream(
+    PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
+  using From = WorkerCluster::AcquireResult::Status;
+  using To = NewStreamResult::Status;
+  WorkerCluster::AcquireResult a = co_await cluster_.acquire(&host_, pending, deadline);
+  NewStreamResult r;
+  switch (a.status) {
+    case From::Ready: r.status = To::Ready; break;
+    case From::Overflow: r.status = To::Overflow; break;
+    case From::ConnectFailure: r.status = To::ConnectFailure; break;
+    case From::Timeout: r.status = To::Timeout; break;
+    case From::Cancelled: r.status = To::Cancelled; break;
+  }
+  r.connect_timed_out = a.connect_timed_out;
+  if (a.conn) r.stream = attach(std::move(a.conn));
+  co_return r;
+}
+
+// UpstreamConnection's UpstreamStream side: the HTTP/1 one-stream case.
+
+void UpstreamConnection::encodeHeaders(const RequestHead& head, bool end_stream) {
+  codec.encodeHeaders(head, end_stream, out);
+}
+
+void UpstreamConnection::encodeData(std::span<const char> data, bool end_stream) {
+  codec.encodeData(data, end_stream, out);
+}
+
+void UpstreamConnection::encodeTrailers(const HeaderMap& trailers) {
+  codec.encodeTrailers(trailers, out);
+}
+
+asio::awaitable<bool> UpstreamConnection::send() {
+  if (stream_reset || write_failed) co_return false;
+  if (out.empty()) co_return true;
+  boost::system::error_code ec;
+  stream.expires_never();
+  co_await asio::async_write(stream, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+  out.clear();
+  if (stream_reset) co_return false;
+  if (ec) {
+    // The response may still be readable (an upstream that answered early
+    // and closed): receive() goes on; the connection is not reused.
+    write_failed = true;
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
+  ReceiveResult r;
+  for (;;) {
+    if (stream_reset) {
+      r.reset = true;
+      r.reason = reset_reason;
+      co_return r;
+    }
+    auto data = read_buffer.data();
+    if (data.size() > 0) {
+      auto consumed = codec.decode(
+          std::span<const char>(static_cast<const char*>(data.data()), data.size()));
+      if (!consumed.ok()) {
+        stream_reset = true;
+        reset_reason = StreamResetReason::ProtocolError;
+        continue;
+      }
+      read_buffer.consume(*consumed);
+      if (*consumed > 0) co_return r;  // progress: the caller looks at its events
+    }
+    boost::system::error_code ec;
+    stream.expires_never();
+    const size_t n = co_await stream.async_read_some(read_buffer.prepare(16 * 1024),
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (stream_reset) continue;
+    if (ec) {
+      stream_reset = true;
+      reset_reason = StreamResetReason::ConnectionTermination;
+      r.reset = true;
+      r.reason = reset_reason;
+      if (ec == asio::error::eof) {
+        r.eof = true;
+        // A close-delimited body ends here; the codec completes it or fails.
+        (void)codec.onEof();
+      }
+      co_return r;
+    }
+    read_buffer.commit(n);
+  }
+}
+
+void UpstreamConnection::resetStream(StreamResetReason reason) {
+  if (!stream_reset) {
+    stream_reset = true;
+    reset_reason = reason;
+  }
+  boost::system::error_code ignored;
+  stream.socket().cancel(ignored);
+}
+
+void UpstreamConnection::release(bool reusable) {
+  forwarder.target = nullptr;
+  WorkerCluster* owner = std::exchange(stream_owner, nullptr);
+  HostState* host = std::exchange(stream_host, nullptr);
+  const bool reuse = reusable && canReuse();
+  owner->release(*host, UpstreamConnectionPtr(this), reuse);
+}
+
+}  // namespace turnout::proxy
