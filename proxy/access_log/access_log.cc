@@ -180,7 +180,8 @@ absl::StatusOr<AccessLogConstSharedPtr> AccessLogFactory::create(const config::A
     switch (msg.access_log_format_case()) {
       case F::kLogFormat: formatter = fromSubstitution(msg.log_format(), cfg + ".log_format"); break;
       case F::kFormat: formatter = Formatter::create(msg.format()); break;
-      case F::kJsonFormat: formatter = Formatter::createJson(msg.json_format()); break;
+      // Envoy renders every value of the deprecated json_format as a string.
+      case F::kJsonFormat: formatter = Formatter::createJson(msg.json_format(), false); break;
       case F::kTypedJsonFormat: formatter = Formatter::createJson(msg.typed_json_format()); break;
       default: break;
     }

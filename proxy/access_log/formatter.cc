@@ -273,7 +273,8 @@ void appendSegments(const std::vector<Formatter::Segment>& segments, const Strea
 }
 
 absl::StatusOr<std::vector<Formatter::JsonField>> compileJson(const google::protobuf::Struct& s,
-                                                              const std::string& path) {
+                                                              const std::string& path,
+                                                              bool preserve_types) {
   std::vector<Formatter::JsonField> fields;
   for (const auto& [key, value] : s.fields()) {
     Formatter::JsonField f;
@@ -285,7 +286,8 @@ absl::StatusOr<std::vector<Formatter::JsonField>> compileJson(const google::prot
           return absl::InvalidArgumentError(absl::StrCat(path, ".", key, ": ", segs.status().message()));
         }
         f.segments = std::move(*segs);
-        f.typed = f.segments.size() == 1 && isNumeric(f.segments[0].op) && !f.segments[0].max_length;
+        f.typed = preserve_types && f.segments.size() == 1 && isNumeric(f.segments[0].op) &&
+                  !f.segments[0].max_length;
         break;
       }
       case google::protobuf::Value::kNumberValue:
@@ -297,7 +299,8 @@ absl::StatusOr<std::vector<Formatter::JsonField>> compileJson(const google::prot
         f.literal = value.bool_value() ? "true" : "false";
         break;
       case google::protobuf::Value::kStructValue: {
-        auto children = compileJson(value.struct_value(), absl::StrCat(path, ".", key));
+        auto children =
+            compileJson(value.struct_value(), absl::StrCat(path, ".", key), preserve_types);
         if (!children.ok()) return children.status();
         f.kind = Formatter::JsonField::Kind::Object;
         f.children = std::move(*children);
@@ -400,8 +403,9 @@ absl::StatusOr<Formatter> Formatter::create(std::string_view format) {
   return f;
 }
 
-absl::StatusOr<Formatter> Formatter::createJson(const google::protobuf::Struct& json_format) {
-  auto fields = compileJson(json_format, "json_format");
+absl::StatusOr<Formatter> Formatter::createJson(const google::protobuf::Struct& json_format,
+                                                bool preserve_types) {
+  auto fields = compileJson(json_format, "json_format", preserve_types);
   if (!fields.ok()) return fields.status();
   Formatter f;
   f.json_ = std::make_shared<const std::vector<JsonField>>(std::move(*fields));

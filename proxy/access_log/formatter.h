@@ -39,8 +39,11 @@ class Formatter {
   // StreamInfo: X".
   static absl::StatusOr<Formatter> create(std::string_view format);
   // json_format: one JSON object per line; a value that is exactly one
-  // numeric operator is emitted as a number, unset values as null.
-  static absl::StatusOr<Formatter> createJson(const google::protobuf::Struct& json_format);
+  // numeric operator is emitted as a number (unless !preserve_types, as for
+  // the deprecated FileAccessLog.json_format, whose values are all strings),
+  // unset values as null.
+  static absl::StatusOr<Formatter> createJson(const google::protobuf::Struct& json_format,
+                                              bool preserve_types = true);
 
   std::string format(const StreamInfo& info) const;
   void formatTo(const StreamInfo& info, std::string& out) const;

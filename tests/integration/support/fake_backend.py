@@ -12,7 +12,9 @@ prefix, are skipped):
   /chunked/<n>/...              200 with a chunked body of <n> 'x' bytes
   /big/<n>/...                  200 with a content-length body of <n> 'x' bytes
 
-Each backend counts accepted TCP connections and records every request.
+Each backend counts accepted TCP connections and records every request
+(with its time.monotonic() arrival); extra_headers go on every response
+except the chunked one.
 """
 
 import hashlib
@@ -81,6 +83,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "request_chunked": chunked,
             "conn_id": self.conn_id,
+            "received_at": time.monotonic(),
         }
         with self.server.lock:
             self.server.requests.append(info)
@@ -93,7 +96,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", self.server.name)
-        for k, v in extra:
+        for k, v in list(self.server.extra_headers) + list(extra):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
@@ -155,9 +158,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FakeBackend:
-    def __init__(self, name="backend", force_status=None, host="127.0.0.1", port=0):
+    def __init__(self, name="backend", force_status=None, host="127.0.0.1", port=0,
+                 extra_headers=()):
         self.server = _Server((host, port), _Handler)
         self.server.force_status = force_status  # answer every request with this
+        self.server.extra_headers = list(extra_headers)  # (name, value) on every _send
         self.server.name = name
         self.server.lock = threading.Lock()
         self.server.connections = 0

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "config/bootstrap/field_policy.h"
@@ -87,42 +88,6 @@ const std::set<std::string>& pendingBehaviourTests() {
 // its behaviour test or a rejection.
 const std::set<std::string>& untestedSupportedFields() {
   static const auto* untested = new std::set<std::string>{
-      "envoy.config.core.v3.SocketAddress.protocol",
-      "envoy.config.cluster.v3.OutlierDetection.max_ejection_time_jitter",
-      "envoy.config.listener.v3.Listener.bind_to_port",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.use_remote_address",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_any_host_port",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.server_name",
-      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.generate_request_id",
-      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.output_header",
-      "turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source.tracestate_key",
-      "envoy.extensions.access_loggers.file.v3.FileAccessLog.json_format",
-      "envoy.extensions.access_loggers.file.v3.FileAccessLog.typed_json_format",
-      "envoy.config.core.v3.SubstitutionFormatString.text_format",
-      "envoy.config.core.v3.SubstitutionFormatString.json_format",
-      "envoy.config.core.v3.SubstitutionFormatString.text_format_source",
-      "envoy.config.route.v3.RouteConfiguration.response_headers_to_remove",
-      "envoy.config.route.v3.RouteConfiguration.ignore_port_in_host_matching",
-      "envoy.config.route.v3.VirtualHost.response_headers_to_remove",
-      "envoy.type.matcher.v3.RegexMatchAndSubstitute.substitution",
-      "envoy.type.v3.FractionalPercent.denominator",
-      "envoy.config.route.v3.RouteAction.MaxStreamDuration.grpc_timeout_header_offset",
-      "envoy.config.route.v3.WeightedCluster.total_weight",
-      "envoy.config.route.v3.WeightedCluster.ClusterWeight.response_headers_to_remove",
-      "envoy.config.route.v3.RouteAction.RequestMirrorPolicy.disable_shadow_host_suffix_append",
-      "envoy.config.route.v3.RouteAction.HashPolicy.connection_properties",
-      "envoy.config.route.v3.RouteAction.HashPolicy.query_parameter",
-      "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties.source_ip",
-      "envoy.config.route.v3.RetryPolicy.per_try_timeout",
-      "envoy.config.route.v3.RetryPolicy.retriable_status_codes",
-      "envoy.config.route.v3.RetryPolicy.RetryBackOff.max_interval",
-      "envoy.config.core.v3.DataSource.inline_bytes",
-      "envoy.config.core.v3.DataSource.environment_variable",
-      "envoy.config.cluster.v3.Cluster.alt_stat_name",
-      "envoy.config.endpoint.v3.LbEndpoint.load_balancing_weight",
-      "envoy.config.cluster.v3.OutlierDetection.enforcing_consecutive_5xx",
   };
   return *untested;
 }
@@ -315,6 +280,11 @@ TEST_CASE("features turnout does not implement fail validation with their field 
       {"filter_chain_match",
        bootstrap("", "      filter_chain_match: {server_names: [a.example]}\n", kRouteConfig, ""),
        ch + ".filter_chain_match: filter chain matching is not supported"},
+      {"UDP listener",
+       absl::StrReplaceAll(bootstrap("", "", kRouteConfig, ""),
+                           {{"port_value: 0}", "port_value: 0, protocol: UDP}"}}),
+       "static_resources.listeners[0].address.socket_address.protocol: UDP is not supported by "
+       "turnout"},
       {"use_original_dst", bootstrap("    use_original_dst: true\n", "", kRouteConfig, ""),
        "static_resources.listeners[0].use_original_dst: use_original_dst is not supported by turnout yet"},
       {"HCM request_timeout (not honoured)",

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -162,6 +163,88 @@ TEST_CASE("a direct response body can come from a file", "[config][translator]")
   REQUIRE(d.kind == routing::RouteDecision::Kind::DirectResponse);
   CHECK(d.status == 200);
   CHECK(d.body == "hello from a file");
+}
+
+// An Envoy route configuration of one catch-all virtual host whose routes are `routes`.
+std::shared_ptr<const routing::RouteTable> table(const std::string& routes, const std::string& extra = "") {
+  auto t = translateRouteConfiguration(
+      parse(R"({)" + extra + R"("virtual_hosts":[{"name":"v","domains":["*"],"routes":[)" + routes +
+            "]}]}"),
+      "rc");
+  INFO((t.ok() ? "" : t.status().ToString()));
+  REQUIRE(t.ok());
+  return *std::move(t);
+}
+
+routing::RouteDecision routeWith(const routing::RouteTable& t, std::string authority,
+                                 std::string path, uint64_t random) {
+  routing::RequestView view("GET", authority, path, {});
+  return t.match(view, random);
+}
+
+TEST_CASE("a route's regex_rewrite puts its substitution into the path", "[config][translator]") {
+  auto t = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
+      "regex_rewrite":{"pattern":{"regex":"^/v1/([^/]+)/item$"},"substitution":"/items/\\1"}}})");
+  auto d = routeWith(*t, "any", "/v1/abc/item?x=1", 0);
+  REQUIRE(d.rewritten_path.has_value());
+  CHECK(*d.rewritten_path == "/items/abc?x=1");
+  // A path the pattern does not match is left as it is (Envoy's GlobalReplace).
+  CHECK(routeWith(*t, "any", "/other", 0).rewritten_path.value_or("/other") == "/other");
+}
+
+TEST_CASE("runtime_fraction draws against its denominator", "[config][translator]") {
+  // 5 in TEN_THOUSAND: random 4 and 10004 match; 5 and 99 do not (they would of HUNDRED).
+  auto t = table(R"({"match":{"prefix":"/","runtime_fraction":{"default_value":
+      {"numerator":5,"denominator":"TEN_THOUSAND"}}},"route":{"cluster":"rare"}},
+      {"match":{"prefix":"/"},"route":{"cluster":"common"}})");
+  CHECK(routeWith(*t, "any", "/", 4).cluster == "rare");
+  CHECK(routeWith(*t, "any", "/", 10004).cluster == "rare");
+  CHECK(routeWith(*t, "any", "/", 5).cluster == "common");
+  CHECK(routeWith(*t, "any", "/", 99).cluster == "common");
+  auto m = table(R"({"match":{"prefix":"/","runtime_fraction":{"default_value":
+      {"numerator":1,"denominator":"MILLION"}}},"route":{"cluster":"rare"}},
+      {"match":{"prefix":"/"},"route":{"cluster":"common"}})");
+  CHECK(routeWith(*m, "any", "/", 1000000).cluster == "rare");
+  CHECK(routeWith(*m, "any", "/", 100).cluster == "common");
+}
+
+TEST_CASE("weighted clusters pick by the sum of their weights whatever total_weight says",
+          "[config][translator]") {
+  // Envoy deprecated total_weight and uses the sum: random % 4 picks a for 0..2, b for 3.
+  auto t = table(R"({"match":{"prefix":"/"},"route":{"weighted_clusters":{"total_weight":1000,
+      "clusters":[{"name":"a","weight":3},{"name":"b","weight":1}]}}})");
+  CHECK(routeWith(*t, "any", "/", 0).cluster == "a");
+  CHECK(routeWith(*t, "any", "/", 2).cluster == "a");
+  CHECK(routeWith(*t, "any", "/", 3).cluster == "b");
+  CHECK(routeWith(*t, "any", "/", 7).cluster == "b");
+  CHECK(routeWith(*t, "any", "/", 999).cluster == "b");
+}
+
+TEST_CASE("ignore_port_in_host_matching matches a host with a port to its domain",
+          "[config][translator]") {
+  const std::string vhosts = R"({"virtual_hosts":[{"name":"v","domains":["svc"],"routes":[
+      {"match":{"prefix":"/"},"route":{"cluster":"c"}}]}]})";
+  auto plain = translateRouteConfiguration(parse(vhosts), "rc");
+  REQUIRE(plain.ok());
+  CHECK(route(**plain, "svc", "/", "").cluster == "c");
+  CHECK(route(**plain, "svc:8080", "/", "").kind == routing::RouteDecision::Kind::NoRoute);
+  auto ignoring = translateRouteConfiguration(
+      parse(R"({"ignore_port_in_host_matching":true,)" + vhosts.substr(1)), "rc");
+  REQUIRE(ignoring.ok());
+  CHECK(route(**ignoring, "svc:8080", "/", "").cluster == "c");
+  CHECK(route(**ignoring, "svc", "/", "").cluster == "c");
+  CHECK(route(**ignoring, "other:8080", "/", "").kind == routing::RouteDecision::Kind::NoRoute);
+}
+
+TEST_CASE("max_stream_duration's grpc_timeout_header_offset is accepted at zero, refused otherwise",
+          "[config][translator]") {
+  auto t = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c","max_stream_duration":
+      {"grpc_timeout_header_offset":"0s"}}})");
+  CHECK(routeWith(*t, "any", "/", 0).cluster == "c");
+  CHECK(errorOf(R"({"virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},
+      "route":{"cluster":"c","max_stream_duration":{"grpc_timeout_header_offset":"1s"}}}]}]})") ==
+        "route_config.virtual_hosts[0].routes[0].route.max_stream_duration: a non-zero "
+        "max_stream_duration is not supported by turnout");
 }
 
 }  // namespace

@@ -143,6 +143,18 @@ TEST_CASE("json_format emits one sorted object per line with typed numbers", "[a
         "{\"code\":200,\"method\":\"GET\",\"missing\":null,\"n\":1.5,\"path\":\"path=/api/v1?q=1\"}\n");
 }
 
+TEST_CASE("json_format without preserved types renders numbers as strings", "[access_log]") {
+  // Envoy's deprecated FileAccessLog.json_format: "All values are rendered as strings."
+  Request r;
+  google::protobuf::Struct s;
+  (*s.mutable_fields())["code"].set_string_value("%RESPONSE_CODE%");
+  (*s.mutable_fields())["nested"].mutable_struct_value()->mutable_fields()->operator[]("c")
+      .set_string_value("%RESPONSE_CODE%");
+  auto f = Formatter::createJson(s, false);
+  REQUIRE(f.ok());
+  CHECK(f->format(r.info) == "{\"code\":\"200\",\"nested\":{\"c\":\"200\"}}\n");
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;

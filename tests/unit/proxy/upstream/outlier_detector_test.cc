@@ -305,6 +305,41 @@ TEST_CASE("an ejection lasts base_ejection_time times its backoff, up to max_eje
   CHECK_FALSE(d.ejected(0));  // 50 s
 }
 
+TEST_CASE("enforcing_consecutive_5xx 0 detects consecutive 5xx without ejecting",
+          "[outlier]") {
+  config::OutlierDetectionConfig od;
+  od.consecutive_5xx = 2;
+  od.max_ejection_percent = 100;
+  od.enforcing_consecutive_5xx = 0;
+  Detector d(2, od);
+  REQUIRE_FALSE(d.monitor(0).recordConsecutive(true));
+  REQUIRE(d.monitor(0).recordConsecutive(true));
+  d.detector->onConsecutive5xx(d.host(0).state->outlier);
+  CHECK_FALSE(d.ejected(0));
+  CHECK(d.counter("ejections_detected_consecutive_5xx") == 1);
+  CHECK(d.counter("ejections_enforced_consecutive_5xx") == 0);
+  CHECK(d.active() == 0);
+}
+
+TEST_CASE("max_ejection_time_jitter adds the random draw, up to the jitter, to an ejection",
+          "[outlier]") {
+  config::OutlierDetectionConfig od;
+  od.consecutive_5xx = 1;
+  od.max_ejection_percent = 100;
+  od.interval = 10s;
+  od.base_ejection_time = 30s;
+  od.max_ejection_time_jitter = 15s;
+  Detector d(2, od);
+  d.draw = 10000;  // enforced (10000 % 100 = 0 < 100); jitter 10000 % 15001 ms = 10 s
+  REQUIRE(d.monitor(0).recordConsecutive(true));
+  d.detector->onConsecutive5xx(d.host(0).state->outlier);
+  REQUIRE(d.ejected(0));
+  for (int i = 0; i < 3; ++i) d.interval();
+  CHECK(d.ejected(0));  // 30 s: base_ejection_time alone would have ended here
+  d.interval();
+  CHECK_FALSE(d.ejected(0));  // 40 s = 30 s + 10 s of jitter
+}
+
 TEST_CASE("a host removed by DNS leaves the ejected count; a new one gets a monitor",
           "[outlier]") {
   config::OutlierDetectionConfig od;
