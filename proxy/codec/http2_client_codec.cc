@@ -156,6 +156,8 @@ int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const 
     s->head_.headers.clear();  // a new head (after 1xx) starts here
     std::uint16_t status = 0;
     std::from_chars(v.data(), v.data() + v.size(), status);
+    // nghttp2 checks for three digits only: "003" would pass as a final head.
+    if (status < 100) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     s->head_.status = status;
   } else if (n[0] != ':') {
     s->head_.headers.addLowercase(n, v);

@@ -392,6 +392,17 @@ TEST_CASE("h2 a response header block over the limits resets the stream", "[h2co
   CHECK(c.client.status().ok());
 }
 
+// Regression (fuzz): nghttp2 only checks that :status has three digits.
+TEST_CASE("h2 a :status below 100 resets the stream as a protocol error", "[h2codec]") {
+  Connected c;
+  StreamRecorder r;
+  ClientStreamPtr s = c.start(r, get("/"));
+  c.peer.respond(1, "003");
+  REQUIRE(pump(c.client, c.peer));
+  CHECK(r.events == "R|");
+  CHECK(r.reset == StreamResetReason::kProtocolError);
+}
+
 TEST_CASE("h2 resetStream sends RST_STREAM and no callback follows", "[h2codec]") {
   Connected c;
   StreamRecorder r;
