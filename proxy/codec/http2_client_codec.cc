@@ -1,12 +1,12 @@
 #include "proxy/codec/http2_client_codec.h"
 
-#include <nghttp2/nghttp2.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string_view>
 #include <utility>
+
+#include "proxy/codec/http2_nghttp2.h"
 
 namespace turnout::proxy::http2 {
 
@@ -84,48 +84,6 @@ struct ClientSession {
 namespace {
 
 ClientSession& self(void* user) { return *static_cast<ClientSession*>(user); }
-
-std::string_view view(const uint8_t* p, size_t n) {
-  return std::string_view(reinterpret_cast<const char*>(p), n);
-}
-
-nghttp2_nv field(std::string_view name, std::string_view value) {
-  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-// Hop-by-hop fields RFC 9113 §8.2.2 forbids, plus host (sent as :authority).
-bool connectionSpecific(std::string_view name, std::string_view value) {
-  if (name.empty() || name[0] == ':') return true;
-  switch (name.size()) {
-    case 2: return name == "te" && value != "trailers";
-    case 4: return name == "host";
-    case 7: return name == "upgrade";
-    case 10: return name == "connection" || name == "keep-alive";
-    case 16: return name == "proxy-connection";
-    case 17: return name == "transfer-encoding";
-    default: return false;
-  }
-}
-
-void appendFields(const HeaderMap& fields, std::vector<nghttp2_nv>& nv) {
-  fields.forEach([&](std::string_view name, std::string_view value) {
-    if (!connectionSpecific(name, value)) nv.push_back(field(name, value));
-  });
-}
-
-std::uint32_t clampWindow(std::uint32_t w) {
-  return std::clamp(w, kMinInitialWindowSize, kMaxInitialWindowSize);
-}
-
-std::string_view nghttp2Details(ssize_t rv) {
-  switch (rv) {
-    case NGHTTP2_ERR_FLOODED: return "http2.flood";
-    case NGHTTP2_ERR_NOMEM: return "http2.no_memory";
-    default: return "http2.codec_error";
-  }
-}
 
 }  // namespace
 
@@ -292,39 +250,11 @@ int ClientSession::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t e
   return 0;
 }
 
-ssize_t ClientSession::readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
-                 uint32_t* flags, nghttp2_data_source* source, void*) {
+ssize_t ClientSession::readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                                size_t length, uint32_t* flags, nghttp2_data_source* source,
+                                void*) {
   auto* s = static_cast<ClientStream*>(source->ptr);
-  const size_t avail = s->bufferedBytes();
-  const size_t n = std::min(length, avail);
-  if (n > 0) std::memcpy(buf, s->send_buf_.data() + s->send_off_, n);
-  s->send_off_ += n;
-  if (s->send_off_ == s->send_buf_.size()) {
-    s->send_buf_.clear();
-    s->send_off_ = 0;
-  } else if (s->send_off_ >= 64 * 1024 && s->send_off_ * 2 >= s->send_buf_.size()) {
-    s->send_buf_.erase(0, s->send_off_);
-    s->send_off_ = 0;
-  }
-  if (n == avail) {
-    if (s->local_end_) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (s->send_trailers_pending_) {
-        s->send_trailers_pending_ = false;
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        std::vector<nghttp2_nv> nv;
-        nv.reserve(s->send_trailers_.size());
-        appendFields(s->send_trailers_, nv);
-        if (nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size()) != 0) {
-          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-      }
-    } else if (n == 0) {
-      s->data_deferred_ = true;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-  }
-  return static_cast<ssize_t>(n);
+  return SendBuffer::read(session, stream_id, buf, length, flags, &s->send_);
 }
 
 nghttp2_session_callbacks* ClientSession::sessionCallbacks() {
@@ -384,23 +314,14 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
 
 void ClientStream::encodeData(std::span<const char> data, bool end_stream) {
   if (!headers_sent_ || local_end_ || closed_ || released_) return;
-  send_buf_.append(data.data(), data.size());
   local_end_ = end_stream;
-  if (data_deferred_ && (data.size() > 0 || end_stream)) {
-    data_deferred_ = false;
-    nghttp2_session_resume_data(session_->session, id_);
-  }
+  if (send_.append(data, end_stream)) nghttp2_session_resume_data(session_->session, id_);
 }
 
 void ClientStream::encodeTrailers(const HeaderMap& trailers) {
   if (!headers_sent_ || local_end_ || closed_ || released_) return;
-  send_trailers_ = trailers;
-  send_trailers_pending_ = !trailers.empty();
   local_end_ = true;
-  if (data_deferred_) {
-    data_deferred_ = false;
-    nghttp2_session_resume_data(session_->session, id_);
-  }
+  if (send_.end(trailers)) nghttp2_session_resume_data(session_->session, id_);
 }
 
 void ClientStream::resetStream(StreamResetReason reason) {
@@ -439,15 +360,13 @@ void ClientStream::clear() {
   id_ = -1;
   head_.clear();
   trailers_.clear();
-  send_trailers_.clear();
-  send_buf_.clear();
-  send_off_ = 0;
+  send_.clear();
   unconsumed_ = 0;
   wire_bytes_ = 0;
   block_bytes_ = 0;
   block_fields_ = 0;
   rst_code_ = 0;
-  headers_sent_ = local_end_ = send_trailers_pending_ = data_deferred_ = false;
+  headers_sent_ = local_end_ = false;
   final_headers_ = remote_end_ = closed_ = released_ = false;
   remote_rst_ = not_sent_ = overflow_ = request_sent_ = false;
 }
@@ -467,18 +386,7 @@ ClientCodec::ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& se
     s_->fail(nghttp2Details(rv));
     return;
   }
-  const std::uint32_t stream_window = clampWindow(settings.initial_stream_window_size);
-  const nghttp2_settings_entry entries[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
-      {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, settings.hpack_table_size}};
-  nghttp2_submit_settings(s_->session, NGHTTP2_FLAG_NONE, entries, std::size(entries));
-  const auto conn_window =
-      static_cast<std::int32_t>(clampWindow(settings.initial_connection_window_size));
-  if (conn_window > static_cast<std::int32_t>(kMinInitialWindowSize)) {
-    nghttp2_session_set_local_window_size(s_->session, NGHTTP2_FLAG_NONE, 0, conn_window);
-  }
+  submitSettings(s_->session, settings, /*client=*/true);
 }
 
 ClientCodec::~ClientCodec() = default;

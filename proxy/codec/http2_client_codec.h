@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_send_buffer.h"
 
 namespace turnout::proxy::http2 {
 
@@ -77,7 +78,7 @@ class ClientStream {
 
   // Request body bytes accepted by encodeData() and not yet framed: a
   // stalled peer window shows up here (the writable signal).
-  std::size_t bufferedBytes() const { return send_buf_.size() - send_off_; }
+  std::size_t bufferedBytes() const { return send_.size(); }
   // Body bytes delivered by onData and not yet consumed().
   std::size_t unconsumedBytes() const { return unconsumed_; }
   // Bytes of this stream's frames received (9-byte frame headers included).
@@ -98,9 +99,7 @@ class ClientStream {
   std::size_t active_index_ = 0;  // position in the session's active list
   ResponseHead head_;
   HeaderMap trailers_;
-  HeaderMap send_trailers_;
-  std::string send_buf_;
-  std::size_t send_off_ = 0;
+  SendBuffer send_;
   std::size_t unconsumed_ = 0;
   std::uint64_t wire_bytes_ = 0;
   std::size_t block_bytes_ = 0;   // header block in progress
@@ -108,8 +107,6 @@ class ClientStream {
   std::uint32_t rst_code_ = 0;
   bool headers_sent_ = false;
   bool local_end_ = false;       // the request is fully encoded
-  bool send_trailers_pending_ = false;
-  bool data_deferred_ = false;   // nghttp2 waits for resume_data
   bool final_headers_ = false;   // the final (non-1xx) response head arrived
   bool remote_end_ = false;
   bool closed_ = false;          // nghttp2 closed it (or it never opened)
