@@ -108,8 +108,9 @@ int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const 
   }
   const std::string_view n = view(name, namelen);
   const std::string_view v = view(value, valuelen);
+  if (n.empty()) return 0;  // nghttp2 rejects empty names before this; stay safe
   if (s->final_headers_) {
-    if (n[0] != ':') s->trailers_.addLowercase(n, v);
+    if (n.front() != ':') s->trailers_.addLowercase(n, v);
   } else if (n == ":status") {
     s->head_.headers.clear();  // a new head (after 1xx) starts here
     std::uint16_t status = 0;
@@ -117,7 +118,7 @@ int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const 
     // nghttp2 checks for three digits only: "003" would pass as a final head.
     if (status < 100) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     s->head_.status = status;
-  } else if (n[0] != ':') {
+  } else if (n.front() != ':') {
     s->head_.headers.addLowercase(n, v);
   }
   return 0;

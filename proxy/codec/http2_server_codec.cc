@@ -116,12 +116,13 @@ int ServerSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const 
   }
   const std::string_view n = view(name, namelen);
   const std::string_view v = view(value, valuelen);
+  if (n.empty()) return 0;  // nghttp2 rejects empty names before this; stay safe
   if (s->request_headers_) {
-    if (n[0] != ':') s->trailers_.addLowercase(n, v);
+    if (n.front() != ':') s->trailers_.addLowercase(n, v);
     return 0;
   }
   RequestHead& h = s->head_;
-  if (n[0] != ':') {
+  if (n.front() != ':') {
     h.headers.addLowercase(n, v);
   } else if (n == ":method") {
     h.method.assign(v);
