@@ -21,7 +21,8 @@ struct ClientSession {
     return static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(session, id));
   }
   void fail(std::string_view details) {
-    if (status.ok()) status = absl::InvalidArgumentError(absl::string_view(details.data(), details.size()));
+    if (status.ok())
+      status = absl::InvalidArgumentError(absl::string_view(details.data(), details.size()));
   }
   void addActive(ClientStream* s) {
     s->active_index_ = active.size();
@@ -53,15 +54,15 @@ struct ClientSession {
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user);
-  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
-                         const uint8_t* data, size_t len, void* user);
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* user);
   static void onStreamHeaders(ClientStream* s, bool end_stream);
   static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user);
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onFrameNotSend(nghttp2_session*, const nghttp2_frame* frame, int, void* user);
   static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
-  static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                          size_t length, uint32_t* flags, nghttp2_data_source* source, void*);
+  static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*);
   static nghttp2_session_callbacks* sessionCallbacks();
 
   ConnectionCallbacks& callbacks;
@@ -95,8 +96,9 @@ int ClientSession::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, 
   return 0;
 }
 
-int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-             const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                            size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                            void* user) {
   ClientSession& cs = self(user);
   ClientStream* s = cs.stream(frame->hd.stream_id);
   if (s == nullptr || s->callbacks_ == nullptr) return 0;
@@ -124,8 +126,8 @@ int ClientSession::onHeader(nghttp2_session*, const nghttp2_frame* frame, const 
   return 0;
 }
 
-int ClientSession::onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
-                size_t len, void* user) {
+int ClientSession::onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                               const uint8_t* data, size_t len, void* user) {
   ClientStream* s = self(user).stream(stream_id);
   if (s == nullptr) return 0;
   if (s->callbacks_ == nullptr) {  // reset or released: nobody will consume it
@@ -233,7 +235,8 @@ int ClientSession::onFrameNotSend(nghttp2_session*, const nghttp2_frame* frame, 
   return 0;
 }
 
-int ClientSession::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
+int ClientSession::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                 void* user) {
   ClientSession& cs = self(user);
   ClientStream* s = cs.stream(stream_id);
   if (s == nullptr) return 0;
@@ -278,7 +281,8 @@ nghttp2_session_callbacks* ClientSession::sessionCallbacks() {
 
 absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_stream) {
   ClientSession& cs = *session_;
-  if (headers_sent_ || released_) return absl::FailedPreconditionError("http2.headers_already_sent");
+  if (headers_sent_ || released_)
+    return absl::FailedPreconditionError("http2.headers_already_sent");
   if (cs.session == nullptr || cs.eof || cs.goaway_received || cs.goaway_sent || !cs.status.ok()) {
     return absl::UnavailableError("http2.connection_closing");
   }
@@ -380,7 +384,8 @@ ClientCodec::ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& se
   nghttp2_option_new(&option);
   // Flow control is the caller's: see consumed().
   nghttp2_option_set_no_auto_window_update(option, 1);
-  const int rv = nghttp2_session_client_new2(&s_->session, ClientSession::sessionCallbacks(), s_.get(), option);
+  const int rv = nghttp2_session_client_new2(&s_->session, ClientSession::sessionCallbacks(),
+                                             s_.get(), option);
   nghttp2_option_del(option);
   if (rv != 0) {
     s_->session = nullptr;

@@ -102,19 +102,19 @@ class ClientStream {
   SendBuffer send_;
   std::size_t unconsumed_ = 0;
   std::uint64_t wire_bytes_ = 0;
-  std::size_t block_bytes_ = 0;   // header block in progress
+  std::size_t block_bytes_ = 0;  // header block in progress
   std::uint32_t block_fields_ = 0;
   std::uint32_t rst_code_ = 0;
   bool headers_sent_ = false;
-  bool local_end_ = false;       // the request is fully encoded
-  bool final_headers_ = false;   // the final (non-1xx) response head arrived
+  bool local_end_ = false;      // the request is fully encoded
+  bool final_headers_ = false;  // the final (non-1xx) response head arrived
   bool remote_end_ = false;
-  bool closed_ = false;          // nghttp2 closed it (or it never opened)
+  bool closed_ = false;  // nghttp2 closed it (or it never opened)
   bool released_ = false;
-  bool remote_rst_ = false;      // RST_STREAM received
-  bool not_sent_ = false;        // its HEADERS could not be sent
-  bool overflow_ = false;        // a header block over the limits
-  bool request_sent_ = false;    // its HEADERS went out
+  bool remote_rst_ = false;    // RST_STREAM received
+  bool not_sent_ = false;      // its HEADERS could not be sent
+  bool overflow_ = false;      // a header block over the limits
+  bool request_sent_ = false;  // its HEADERS went out
 };
 
 using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;

@@ -31,13 +31,20 @@ inline nghttp2_nv field(std::string_view name, std::string_view value) {
 inline bool connectionSpecific(std::string_view name, std::string_view value) {
   if (name.empty() || name[0] == ':') return true;
   switch (name.size()) {
-    case 2: return name == "te" && value != "trailers";
-    case 4: return name == "host";
-    case 7: return name == "upgrade";
-    case 10: return name == "connection" || name == "keep-alive";
-    case 16: return name == "proxy-connection";
-    case 17: return name == "transfer-encoding";
-    default: return false;
+    case 2:
+      return name == "te" && value != "trailers";
+    case 4:
+      return name == "host";
+    case 7:
+      return name == "upgrade";
+    case 10:
+      return name == "connection" || name == "keep-alive";
+    case 16:
+      return name == "proxy-connection";
+    case 17:
+      return name == "transfer-encoding";
+    default:
+      return false;
   }
 }
 
@@ -54,10 +61,14 @@ inline std::uint32_t clampWindow(std::uint32_t w) {
 // Envoy-style details for a fatal nghttp2 error code.
 inline std::string_view nghttp2Details(long rv) {
   switch (rv) {
-    case NGHTTP2_ERR_FLOODED: return "http2.flood";
-    case NGHTTP2_ERR_NOMEM: return "http2.no_memory";
-    case NGHTTP2_ERR_BAD_CLIENT_MAGIC: return "http2.bad_client_magic";
-    default: return "http2.codec_error";
+    case NGHTTP2_ERR_FLOODED:
+      return "http2.flood";
+    case NGHTTP2_ERR_NOMEM:
+      return "http2.no_memory";
+    case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+      return "http2.bad_client_magic";
+    default:
+      return "http2.codec_error";
   }
 }
 

@@ -46,13 +46,13 @@ struct ServerSession {
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user);
-  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
-                         const uint8_t* data, size_t len, void* user);
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* user);
   static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user);
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
-  static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                          size_t length, uint32_t* flags, nghttp2_data_source* source, void*);
+  static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*);
   static nghttp2_session_callbacks* sessionCallbacks();
 
   ServerCallbacks& callbacks;
@@ -149,8 +149,7 @@ int ServerSession::onDataChunk(nghttp2_session* session, uint8_t, int32_t stream
   return 0;
 }
 
-int ServerSession::onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame,
-                               void* user) {
+int ServerSession::onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   ServerSession& ss = self(user);
   switch (frame->hd.type) {
     case NGHTTP2_SETTINGS:
@@ -231,8 +230,8 @@ int ServerSession::onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t, 
   ServerStream* s = ss.stream(stream_id);
   if (s == nullptr) return 0;
   ss.removeActive(s);
-  ss.closeStream(s, s->remote_rst_ ? StreamResetReason::kRemoteReset
-                                   : StreamResetReason::kProtocolError);
+  ss.closeStream(
+      s, s->remote_rst_ ? StreamResetReason::kRemoteReset : StreamResetReason::kProtocolError);
   return 0;
 }
 

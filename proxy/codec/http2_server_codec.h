@@ -89,10 +89,10 @@ class ServerStream {
   std::uint64_t wire_bytes_ = 0;
   std::size_t block_bytes_ = 0;
   std::uint32_t block_fields_ = 0;
-  bool request_headers_ = false;  // the request head arrived (later HEADERS are trailers)
-  bool response_started_ = false; // the final response head was queued
-  bool local_end_ = false;        // the response is fully encoded
-  bool local_end_sent_ = false;   // END_STREAM went out
+  bool request_headers_ = false;   // the request head arrived (later HEADERS are trailers)
+  bool response_started_ = false;  // the final response head was queued
+  bool local_end_ = false;         // the response is fully encoded
+  bool local_end_sent_ = false;    // END_STREAM went out
   bool remote_end_ = false;
   bool closed_ = false;
   bool released_ = false;

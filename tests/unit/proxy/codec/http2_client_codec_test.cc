@@ -182,7 +182,8 @@ TEST_CASE("h2 many concurrent streams complete independently", "[h2codec]") {
   constexpr int kStreams = 300;
   std::vector<StreamRecorder> rec(kStreams);
   std::vector<ClientStreamPtr> streams;
-  for (int i = 0; i < kStreams; ++i) streams.push_back(c.start(rec[i], get("/s" + std::to_string(i))));
+  for (int i = 0; i < kStreams; ++i)
+    streams.push_back(c.start(rec[i], get("/s" + std::to_string(i))));
   REQUIRE(pump(c.client, c.peer));
   REQUIRE(c.peer.requests.size() == kStreams);
   CHECK(c.client.activeStreams() == kStreams);
@@ -206,8 +207,7 @@ TEST_CASE("h2 many concurrent streams complete independently", "[h2codec]") {
   CHECK(s->id() == 2 * kStreams + 1);
 }
 
-TEST_CASE("h2 the peer's SETTINGS max_concurrent_streams is reported and respected",
-          "[h2codec]") {
+TEST_CASE("h2 the peer's SETTINGS max_concurrent_streams is reported and respected", "[h2codec]") {
   Connected c({}, {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 2},
                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 100000}});
   REQUIRE(c.conn.settings.size() == 1);
@@ -328,8 +328,7 @@ TEST_CASE("h2 a stream that never consumes stops receiving after its window", "[
   CHECK(slow.body == big);
 }
 
-TEST_CASE("h2 unconsumed bytes also hold the connection window until released",
-          "[h2codec]") {
+TEST_CASE("h2 unconsumed bytes also hold the connection window until released", "[h2codec]") {
   Http2Settings settings;
   settings.initial_stream_window_size = 65535;
   settings.initial_connection_window_size = 65535;
@@ -347,7 +346,7 @@ TEST_CASE("h2 unconsumed bytes also hold the connection window until released",
   c.peer.respond(3, "200", {}, "fits");
   REQUIRE(pump(c.client, c.peer));
   CHECK(next.events == "B|H200|");  // the connection window is spent
-  ss.reset();                        // release: acknowledges and cancels the slow stream
+  ss.reset();                       // release: acknowledges and cancels the slow stream
   REQUIRE(pump(c.client, c.peer));
   CHECK(next.events == "B|H200|DE|C|");
   CHECK(next.body == "fits");
@@ -429,8 +428,7 @@ TEST_CASE("h2 EOF resets every open stream, and refuses those never sent", "[h2c
   CHECK_FALSE(c.client.dispatch("x").ok());
 }
 
-TEST_CASE("h2 a peer that breaks the protocol ends the session with a codec error",
-          "[h2codec]") {
+TEST_CASE("h2 a peer that breaks the protocol ends the session with a codec error", "[h2codec]") {
   Connected c;
   StreamRecorder r;
   ClientStreamPtr s = c.start(r, get("/"));

@@ -74,8 +74,7 @@ class TestClient {
     return id;
   }
   void receive(std::string_view bytes) {
-    nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()),
-                             bytes.size());
+    nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   }
   std::string send() {
     std::string out;
@@ -128,8 +127,7 @@ class TestClient {
     return 0;
   }
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                      void* user) {
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     Response& r = self(user).responses[frame->hd.stream_id];
     std::string n(reinterpret_cast<const char*>(name), namelen);
     std::string v(reinterpret_cast<const char*>(value), valuelen);
@@ -305,8 +303,7 @@ TEST_CASE("h2 server sees the client's SETTINGS", "[h2codec]") {
   CHECK(s.codec.peerSettings().initial_window_size == 12345);
 }
 
-TEST_CASE("h2 server reports a client RST_STREAM, even after the request completed",
-          "[h2codec]") {
+TEST_CASE("h2 server reports a client RST_STREAM, even after the request completed", "[h2codec]") {
   Server s;
   const int32_t a = s.client.request("GET", "/a");
   const int32_t b = s.client.request("POST", "/b", {}, "partial");

@@ -136,8 +136,7 @@ class TestPeer {
     return static_cast<ssize_t>(n);
   }
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                      void* user) {
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     PeerRequest& r = self(user).requests[frame->hd.stream_id];
     auto& dst = frame->headers.cat == NGHTTP2_HCAT_REQUEST ? r.headers : r.trailers;
     dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
