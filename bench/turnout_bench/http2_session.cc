@@ -1,9 +1,7 @@
 #include "bench/turnout_bench/http2_session.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 
 namespace turnout::bench {
@@ -11,227 +9,123 @@ namespace {
 
 constexpr size_t kReadBuffer = 64 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
-constexpr int32_t kWindow = 16 * 1024 * 1024;
-
-Http2ClientState& self(void* user) { return *static_cast<Http2ClientState*>(user); }
-
-int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-             const uint8_t* value, size_t valuelen, uint8_t, void* user) {
-  if (frame->hd.type == NGHTTP2_HEADERS) {
-    self(user).onStreamHeader(frame->hd.stream_id,
-                              std::string_view(reinterpret_cast<const char*>(name), namelen),
-                              std::string_view(reinterpret_cast<const char*>(value), valuelen));
-  }
-  return 0;
-}
-
-int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
-  if (frame->hd.type == NGHTTP2_GOAWAY) {
-    self(user).onGoaway(frame->goaway.last_stream_id);
-  } else if (frame->hd.stream_id != 0) {
-    self(user).onStreamFrame(frame->hd.stream_id, frame->hd.length + 9);
-  }
-  return 0;
-}
-
-int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
-  self(user).onStreamClose(stream_id, error_code);
-  return 0;
-}
-
-// A request nghttp2 could not start (after GOAWAY, say): the server never
-// saw it.
-int onFrameNotSend(nghttp2_session*, const nghttp2_frame* frame, int, void* user) {
-  if (frame->hd.type == NGHTTP2_HEADERS) {
-    self(user).onStreamClose(frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
-  }
-  return 0;
-}
-
-ssize_t readBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                 nghttp2_data_source* source, void*) {
-  auto* s = static_cast<Http2Stream*>(source->ptr);
-  const std::string_view body = s->request->body;
-  const size_t n = std::min(length, body.size() - s->body_sent);
-  std::memcpy(buf, body.data() + s->body_sent, n);
-  s->body_sent += n;
-  if (s->body_sent == body.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  return static_cast<ssize_t>(n);
-}
-
-nghttp2_session_callbacks* callbacks() {
-  static nghttp2_session_callbacks* cbs = [] {
-    nghttp2_session_callbacks* c = nullptr;
-    nghttp2_session_callbacks_new(&c);
-    nghttp2_session_callbacks_set_on_header_callback(c, onHeader);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(c, onFrameRecv);
-    nghttp2_session_callbacks_set_on_stream_close_callback(c, onStreamClose);
-    nghttp2_session_callbacks_set_on_frame_not_send_callback(c, onFrameNotSend);
-    return c;
-  }();
-  return cbs;
-}
-
-// A field whose bytes outlive the stream (templates live for the run).
-nghttp2_nv field(std::string_view name, std::string_view value) {
-  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                    name.size(), value.size(),
-                    NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
-}
 
 }  // namespace
 
-// --- Http2ClientState ---------------------------------------------------------
+// --- Http2Stream ----------------------------------------------------------------
+
+void Http2Stream::onData(std::span<const char> data, bool) {
+  // The body is dropped here, so it is acknowledged at once.
+  if (codec != nullptr) codec->consumed(data.size());
+}
+
+void Http2Stream::onMessageComplete() { state.complete(this); }
+
+void Http2Stream::onReset(proxy::StreamResetReason reason) {
+  if (proxy::isRefusedStream(reason)) {
+    refused = true;
+  } else if (reason == proxy::StreamResetReason::kProtocolError) {
+    error = ErrorKind::kParse;
+  } else {
+    error = ErrorKind::kRead;
+  }
+  state.complete(this);
+}
+
+// --- Http2ClientState -------------------------------------------------------------
 
 Http2ClientState::~Http2ClientState() { failAll(ErrorKind::kRead); }
 
 bool Http2ClientState::start() {
   failAll(ErrorKind::kRead);
-  goaway_ = false;
-  last_accepted_stream_ = INT32_MAX;
-  if (nghttp2_session_client_new(&session_, callbacks(), this) != 0) {
-    session_ = nullptr;
-    return false;
-  }
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kWindow)}};
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kWindow);
-  return true;
+  codec_ = std::make_unique<proxy::http2::ClientCodec>(*this);
+  return codec_->status().ok();
 }
 
 void Http2ClientState::failAll(ErrorKind kind) {
-  if (session_ != nullptr) {
-    nghttp2_session_del(session_);
-    session_ = nullptr;
+  if (codec_ == nullptr) return;
+  failing_ = kind;
+  codec_->onEof();  // every stream in flight is reset, and completes below
+  for (size_t i = active_.size(); i > 0; --i) complete(active_[i - 1]);
+  failing_.reset();
+  codec_.reset();
+}
+
+const proxy::RequestHead& Http2ClientState::headFor(const RequestTemplate& request) {
+  auto [it, inserted] = heads_.try_emplace(&request);
+  proxy::RequestHead& head = it->second;
+  if (inserted) {
+    head.method = request.method;
+    head.scheme = request.scheme;
+    head.authority = request.authority;
+    head.path = request.path;
+    for (const auto& [name, value] : request.headers) head.headers.add(name, value);
+    if (!request.body.empty() || request.method == "POST" || request.method == "PUT") {
+      head.content_length = request.body.size();
+    }
   }
-  for (Http2Stream* s : active_) {
-    s->error = kind;
-    complete(s);
-  }
-  active_.clear();
+  return head;
 }
 
 Http2Stream* Http2ClientState::submit(const RequestTemplate& request, Clock::time_point deadline) {
+  if (codec_ == nullptr) return nullptr;
   if (free_.empty()) {
-    pool_.push_back(std::make_unique<Http2Stream>(io_));
+    pool_.push_back(std::make_unique<Http2Stream>(io_, *this));
     free_.push_back(pool_.back().get());
   }
   Http2Stream* s = free_.back();
-  s->request = &request;
-  s->body_sent = 0;
   s->deadline = deadline;
   s->status = 0;
   s->bytes = 0;
   s->error = ErrorKind::kNone;
   s->closed = false;
   s->refused = false;
-  nv_.clear();
-  nv_.push_back(field(":method", request.method));
-  nv_.push_back(field(":scheme", request.scheme));
-  nv_.push_back(field(":authority", request.authority));
-  nv_.push_back(field(":path", request.path));
-  for (const auto& [name, value] : request.headers) {
-    if (name == "connection" || name == "keep-alive" || name == "transfer-encoding") continue;
-    nv_.push_back(field(name, value));
+  s->codec = codec_->newStream(*s);
+  if (s->codec == nullptr) return nullptr;
+  if (!s->codec->encodeHeaders(headFor(request), request.body.empty()).ok()) {
+    s->codec.reset();
+    return nullptr;
   }
-  if (!request.body.empty() || request.method == "POST" || request.method == "PUT") {
-    s->content_length = std::to_string(request.body.size());
-    nv_.push_back(field("content-length", s->content_length));
-  }
-  nghttp2_data_provider body{};
-  body.source.ptr = s;
-  body.read_callback = readBody;
-  s->id = nghttp2_submit_request(session_, nullptr, nv_.data(), nv_.size(),
-                                 request.body.empty() ? nullptr : &body, nullptr);
-  if (s->id < 0) return nullptr;
+  if (!request.body.empty()) s->codec->encodeData(request.body, true);
   free_.pop_back();
   active_.push_back(s);
   return s;
 }
 
 bool Http2ClientState::receive(const char* data, size_t n) {
-  return session_ != nullptr &&
-         nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), n) >= 0;
+  return codec_ != nullptr && codec_->dispatch(std::span<const char>(data, n)).ok();
 }
 
 bool Http2ClientState::takeOutput(std::string& out, size_t limit) {
-  while (session_ != nullptr && out.size() < limit) {
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return false;
-    if (n == 0) break;
-    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-  }
-  return true;
+  return codec_ != nullptr && codec_->drainOutput(out, limit).ok();
 }
 
 bool Http2ClientState::expire(Clock::time_point now) {
   bool reset = false;
-  for (size_t i = 0; i < active_.size();) {
-    Http2Stream* s = active_[i];
-    if (now < s->deadline) {
-      ++i;
-      continue;
-    }
-    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-    reset = true;
+  for (size_t i = active_.size(); i > 0; --i) {
+    Http2Stream* s = active_[i - 1];
+    if (now < s->deadline) continue;
+    s->codec->resetStream(proxy::StreamResetReason::kLocalReset);
     s->error = ErrorKind::kTimeout;
-    active_[i] = active_.back();
-    active_.pop_back();
     complete(s);
+    reset = true;
   }
   return reset;
 }
 
-Http2Stream* Http2ClientState::find(int32_t id) const {
-  for (Http2Stream* s : active_) {
-    if (s->id == id) return s;
-  }
-  return nullptr;
-}
-
 void Http2ClientState::complete(Http2Stream* s) {
-  s->closed = true;
-  s->done.cancel();
-}
-
-void Http2ClientState::onStreamHeader(int32_t stream_id, std::string_view name,
-                                      std::string_view value) {
-  if (name != ":status") return;
-  Http2Stream* s = find(stream_id);
-  if (s == nullptr) return;
-  uint16_t status = 0;
-  std::from_chars(value.data(), value.data() + value.size(), status);
-  if (status >= 200) s->status = status;  // 1xx heads are interim
-}
-
-void Http2ClientState::onStreamFrame(int32_t stream_id, uint64_t bytes) {
-  if (Http2Stream* s = find(stream_id)) s->bytes += bytes;
-}
-
-void Http2ClientState::onStreamClose(int32_t stream_id, uint32_t error_code) {
-  const auto it = std::find_if(active_.begin(), active_.end(),
-                               [&](const Http2Stream* s) { return s->id == stream_id; });
+  const auto it = std::find(active_.begin(), active_.end(), s);
   if (it == active_.end()) return;
-  Http2Stream* s = *it;
   *it = active_.back();
   active_.pop_back();
-  if (error_code == NGHTTP2_REFUSED_STREAM ||
-      (goaway_ && stream_id > last_accepted_stream_ && s->status == 0)) {
-    s->refused = true;
-  } else if (error_code != NGHTTP2_NO_ERROR) {
-    s->error = ErrorKind::kRead;
+  if (failing_) {
+    s->error = *failing_;
+    s->refused = false;
   }
-  complete(s);
-}
-
-void Http2ClientState::onGoaway(int32_t last_stream_id) {
-  goaway_ = true;
-  last_accepted_stream_ = last_stream_id;
+  s->bytes = s->codec->wireBytesReceived();
+  s->codec.reset();
+  s->closed = true;
+  s->done.cancel();
 }
 
 // --- Http2Session ---------------------------------------------------------------
@@ -321,7 +215,7 @@ asio::awaitable<void> Http2Session<Stream>::flush() {
     wbuf_.clear();
     if (!state_.takeOutput(wbuf_, kWriteBatch)) {
       writing_ = false;
-      fail(ErrorKind::kWrite);
+      fail(ErrorKind::kParse);
       co_return;
     }
     if (wbuf_.empty()) break;

@@ -109,6 +109,40 @@ inline absl::Status codecErrorStatus(CodecErrorCode code) {
   return absl::InvalidArgumentError(absl::string_view(d.data(), d.size()));
 }
 
+// ---- Stream resets (added with the HTTP/2 codec, proxy/codec/http2_*) ------
+// Why a stream ended before both of its directions completed. The names and
+// meanings are Envoy's Http::StreamResetReason; the subset a codec reports.
+enum class StreamResetReason : std::uint8_t {
+  kLocalReset,                // this side reset the stream (a timeout, the caller gave up)
+  kLocalRefusedStreamReset,   // never sent: the connection could no longer start streams
+  kRemoteReset,               // the peer reset the stream (RST_STREAM other than REFUSED_STREAM)
+  kRemoteRefusedStreamReset,  // the peer refused it unprocessed (REFUSED_STREAM, or above
+                              // the last stream id of its GOAWAY)
+  kConnectionTermination,     // the connection ended while the stream was open
+  kProtocolError,             // the codec rejected the peer's frames for this stream
+};
+
+// Envoy's resetReasonToString() text, for logs and response details.
+constexpr std::string_view streamResetReasonName(StreamResetReason reason) {
+  switch (reason) {
+    case StreamResetReason::kLocalReset: return "local reset";
+    case StreamResetReason::kLocalRefusedStreamReset: return "local refused stream reset";
+    case StreamResetReason::kRemoteReset: return "remote reset";
+    case StreamResetReason::kRemoteRefusedStreamReset: return "remote refused stream reset";
+    case StreamResetReason::kConnectionTermination: return "connection termination";
+    case StreamResetReason::kProtocolError: return "protocol error";
+  }
+  return "protocol error";
+}
+
+// The peer never processed the request: it may be sent again on another
+// connection whatever its method.
+constexpr bool isRefusedStream(StreamResetReason reason) {
+  return reason == StreamResetReason::kLocalRefusedStreamReset ||
+         reason == StreamResetReason::kRemoteRefusedStreamReset;
+}
+// ---- end of stream resets ---------------------------------------------------
+
 // A request head. Owned and reused by the server codec (capacity kept across
 // requests); the client codec only reads one.
 struct RequestHead {
@@ -167,6 +201,12 @@ class DecoderCallbacks {
   virtual void onData(std::span<const char> data, bool end_stream) = 0;
   virtual void onTrailers(HeaderMap& trailers) = 0;
   virtual void onMessageComplete() = 0;
+
+  // ---- Stream resets (added with the HTTP/2 codec) ----
+  // The stream ended abnormally, before or after onMessageBegin; no event
+  // follows for this message. Multiplexed codecs call it; the default
+  // ignores it so that existing HTTP/1 callbacks compile unchanged.
+  virtual void onReset(StreamResetReason reason) { (void)reason; }
 };
 
 using RequestDecoderCallbacks = DecoderCallbacks<RequestHead>;

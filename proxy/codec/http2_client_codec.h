@@ -1,0 +1,166 @@
+#pragma once
+
+// The upstream side of HTTP/2 on nghttp2 (docs/http2_codec.md): one
+// ClientCodec per connection multiplexes many ClientStreams. Sans-I/O: the
+// owner feeds received bytes to dispatch(), writes what drainOutput() hands
+// it, and closes the transport when wantsRead() and wantsWrite() are both
+// false (after the GOAWAY that ended the session has been drained).
+//
+// Flow control: received DATA is acknowledged to the peer (WINDOW_UPDATE)
+// only when the caller says it has written the bytes on:
+// ClientStream::consumed(n). A stream whose reader stalls therefore stops
+// receiving after its window (Http2Settings::initial_stream_window_size),
+// and the connection after its own window, so a slow reader cannot make the
+// proxy buffer without bound. Releasing a stream acknowledges whatever it
+// had not.
+//
+// Lifetimes: ClientStreams belong to the codec and are recycled; a caller
+// holds one through a ClientStreamPtr, whose release ends its use (resetting
+// the stream if it is still open). Every ClientStreamPtr must be released
+// before the codec is destroyed. Destroying the codec calls no callbacks.
+//
+// Events reach a stream's ResponseDecoderCallbacks in the order codec.h
+// describes (onInformational*, onMessageBegin, onHeaders, onData*,
+// onTrailers?, onMessageComplete), or end with onReset(reason); after
+// onMessageComplete or onReset nothing more arrives for that stream. They
+// are called from inside dispatch(), drainOutput() (a stream refused before
+// its HEADERS went out) and onEof(). Views passed to onData are valid during
+// the call only; heads and trailers stay valid until the stream is released.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proxy/codec/codec.h"
+#include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_send_buffer.h"
+
+namespace turnout::proxy::http2 {
+
+class ClientCodec;
+struct ClientSession;
+
+// One request/response exchange on a ClientCodec: the request encoder and
+// the response's flow-control handle.
+class ClientStream {
+ public:
+  struct Releaser {
+    void operator()(ClientStream* stream) const { stream->release(); }
+  };
+
+  // The HTTP/2 stream id, assigned by encodeHeaders(); -1 before.
+  std::int32_t id() const { return id_; }
+
+  // Queues the request HEADERS: pseudo-headers from head.method, scheme,
+  // authority and path (CONNECT: method and authority only); every field of
+  // head.headers except the connection-specific ones (connection,
+  // keep-alive, proxy-connection, transfer-encoding, upgrade, host, and te
+  // other than "trailers"); content-length from head.content_length when
+  // the fields have none. An error if this stream already sent HEADERS, or
+  // the connection can no longer start streams (the stream is then unused).
+  absl::Status encodeHeaders(const RequestHead& head, bool end_stream);
+  // Queues body bytes (copied). Ignored unless HEADERS went out without
+  // end_stream and the request is not yet ended.
+  void encodeData(std::span<const char> data, bool end_stream);
+  // Ends the request with trailers (copied); empty trailers just end it.
+  void encodeTrailers(const HeaderMap& trailers);
+  // Resets the stream (RST_STREAM: CANCEL for kLocalReset, REFUSED_STREAM
+  // for kLocalRefusedStreamReset, PROTOCOL_ERROR for kProtocolError). No
+  // callback follows.
+  void resetStream(StreamResetReason reason = StreamResetReason::kLocalReset);
+  // The caller wrote on (or dropped) `n` more bytes delivered by onData: they
+  // are acknowledged to the peer for this stream and the connection.
+  void consumed(std::size_t n);
+
+  // Request body bytes accepted by encodeData() and not yet framed: a
+  // stalled peer window shows up here (the writable signal).
+  std::size_t bufferedBytes() const { return send_.size(); }
+  // Body bytes delivered by onData and not yet consumed().
+  std::size_t unconsumedBytes() const { return unconsumed_; }
+  // Bytes of this stream's frames received (9-byte frame headers included).
+  std::uint64_t wireBytesReceived() const { return wire_bytes_; }
+  // The response ended (END_STREAM received).
+  bool remoteComplete() const { return remote_end_; }
+
+ private:
+  friend class ClientCodec;
+  friend struct ClientSession;
+
+  void release();
+  void clear();
+
+  ClientSession* session_ = nullptr;
+  ResponseDecoderCallbacks* callbacks_ = nullptr;
+  std::int32_t id_ = -1;
+  std::size_t active_index_ = 0;  // position in the session's active list
+  ResponseHead head_;
+  HeaderMap trailers_;
+  SendBuffer send_;
+  std::size_t unconsumed_ = 0;
+  std::uint64_t wire_bytes_ = 0;
+  std::size_t block_bytes_ = 0;  // header block in progress
+  std::uint32_t block_fields_ = 0;
+  std::uint32_t rst_code_ = 0;
+  bool headers_sent_ = false;
+  bool local_end_ = false;      // the request is fully encoded
+  bool final_headers_ = false;  // the final (non-1xx) response head arrived
+  bool remote_end_ = false;
+  bool closed_ = false;  // nghttp2 closed it (or it never opened)
+  bool released_ = false;
+  bool remote_rst_ = false;    // RST_STREAM received
+  bool not_sent_ = false;      // its HEADERS could not be sent
+  bool overflow_ = false;      // a header block over the limits
+  bool request_sent_ = false;  // its HEADERS went out
+};
+
+using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;
+
+// One upstream HTTP/2 connection, on its worker thread. The connection
+// preface and our SETTINGS are queued at construction.
+class ClientCodec {
+ public:
+  // `callbacks` must outlive the codec.
+  explicit ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings = {});
+  ~ClientCodec();
+  ClientCodec(const ClientCodec&) = delete;
+  ClientCodec& operator=(const ClientCodec&) = delete;
+
+  // Feeds received bytes; all are consumed. An error is sticky: the
+  // connection must close (after draining the GOAWAY, if any).
+  absl::Status dispatch(std::span<const char> bytes);
+  // Appends frames to send to `out` until it holds at least `limit` bytes or
+  // nothing is left.
+  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
+  bool wantsWrite() const;
+  // False once the session is over (GOAWAY sent or received and no stream
+  // left, or a protocol error): drain the output, then close.
+  bool wantsRead() const;
+  // The transport closed. Every stream still open is reset
+  // (kConnectionTermination, or kProtocolError after a codec error).
+  void onEof();
+
+  // A new stream, or nullptr when !acceptsStreams(). Beyond the peer's
+  // max_concurrent_streams, HEADERS wait in the codec until a stream ends.
+  // `callbacks` must stay valid until the stream is released.
+  ClientStreamPtr newStream(ResponseDecoderCallbacks& callbacks);
+  // No GOAWAY sent or received, no error, no EOF.
+  bool acceptsStreams() const;
+  // Sends GOAWAY (graceful with kNoError): streams already started complete.
+  void goAway(std::uint32_t error_code = kNoError);
+
+  // Streams whose HEADERS were queued and that have not closed.
+  std::size_t activeStreams() const;
+  const PeerSettings& peerSettings() const;
+  // Ok, or the sticky error: InvalidArgument with Envoy-style details
+  // ("http2.codec_error", "http2.flood", ...).
+  absl::Status status() const;
+
+ private:
+  std::unique_ptr<ClientSession> s_;
+};
+
+}  // namespace turnout::proxy::http2

@@ -1,0 +1,93 @@
+#pragma once
+
+// nghttp2 helpers shared by the HTTP/2 codecs' .cc files (not a public
+// interface: include it only from proxy/codec/http2_*.cc).
+
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "proxy/codec/header_map.h"
+#include "proxy/codec/http2_codec.h"
+
+namespace turnout::proxy::http2 {
+
+inline std::string_view view(const std::uint8_t* p, std::size_t n) {
+  return std::string_view(reinterpret_cast<const char*>(p), n);
+}
+
+// A field nghttp2 copies when the frame is submitted.
+inline nghttp2_nv field(std::string_view name, std::string_view value) {
+  return nghttp2_nv{const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
+                    const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())),
+                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+// Hop-by-hop fields RFC 9113 §8.2.2 forbids, plus host (sent as :authority)
+// and any pseudo-header a map might hold.
+inline bool connectionSpecific(std::string_view name, std::string_view value) {
+  if (name.empty() || name[0] == ':') return true;
+  switch (name.size()) {
+    case 2:
+      return name == "te" && value != "trailers";
+    case 4:
+      return name == "host";
+    case 7:
+      return name == "upgrade";
+    case 10:
+      return name == "connection" || name == "keep-alive";
+    case 16:
+      return name == "proxy-connection";
+    case 17:
+      return name == "transfer-encoding";
+    default:
+      return false;
+  }
+}
+
+inline void appendFields(const HeaderMap& fields, std::vector<nghttp2_nv>& nv) {
+  fields.forEach([&](std::string_view name, std::string_view value) {
+    if (!connectionSpecific(name, value)) nv.push_back(field(name, value));
+  });
+}
+
+inline std::uint32_t clampWindow(std::uint32_t w) {
+  return std::clamp(w, kMinInitialWindowSize, kMaxInitialWindowSize);
+}
+
+// Envoy-style details for a fatal nghttp2 error code.
+inline std::string_view nghttp2Details(long rv) {
+  switch (rv) {
+    case NGHTTP2_ERR_FLOODED:
+      return "http2.flood";
+    case NGHTTP2_ERR_NOMEM:
+      return "http2.no_memory";
+    case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+      return "http2.bad_client_magic";
+    default:
+      return "http2.codec_error";
+  }
+}
+
+// Submits our SETTINGS (ENABLE_PUSH 0 for a client) and the connection
+// window. Flow control stays with the caller (no_auto_window_update).
+inline void submitSettings(nghttp2_session* session, const Http2Settings& settings, bool client) {
+  nghttp2_settings_entry entries[4];
+  std::size_t n = 0;
+  if (client) entries[n++] = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  entries[n++] = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams};
+  entries[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                  clampWindow(settings.initial_stream_window_size)};
+  entries[n++] = {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, settings.hpack_table_size};
+  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, entries, n);
+  const auto conn_window =
+      static_cast<std::int32_t>(clampWindow(settings.initial_connection_window_size));
+  if (conn_window > static_cast<std::int32_t>(kMinInitialWindowSize)) {
+    nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, conn_window);
+  }
+}
+
+}  // namespace turnout::proxy::http2

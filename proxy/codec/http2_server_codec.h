@@ -1,0 +1,128 @@
+#pragma once
+
+// The downstream side of HTTP/2 on nghttp2 (docs/http2_codec.md), in the
+// same sans-I/O shape as ClientCodec: dispatch() in, drainOutput() out,
+// close when wantsRead() and wantsWrite() are both false, then onEof().
+//
+// Each request the peer opens reaches ServerCallbacks::newStream() with a
+// ServerStreamPtr, the response encoder, which the caller owns from then on;
+// it returns the RequestDecoderCallbacks that receive the request (codec.h's
+// order: onMessageBegin, onHeaders, onData*, onTrailers?,
+// onMessageComplete). onReset(reason) ends a stream abnormally; on the
+// server side it can follow onMessageComplete, when the client resets the
+// stream (or the connection ends) before the response was sent in full.
+//
+// Flow control is the client codec's rule: request DATA is acknowledged only
+// by ServerStream::consumed(n) (or when the stream is released).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proxy/codec/codec.h"
+#include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_send_buffer.h"
+
+namespace turnout::proxy::http2 {
+
+struct ServerSession;
+class ServerStream;
+
+struct ServerStreamReleaser {
+  void operator()(ServerStream* stream) const;
+};
+using ServerStreamPtr = std::unique_ptr<ServerStream, ServerStreamReleaser>;
+
+class ServerCallbacks : public ConnectionCallbacks {
+ public:
+  // A request stream opened (its HEADERS are being decoded). The returned
+  // callbacks must stay valid until `stream` is released.
+  virtual RequestDecoderCallbacks& newStream(ServerStreamPtr stream) = 0;
+};
+
+// One request/response exchange on a ServerCodec: the response encoder and
+// the request's flow-control handle.
+class ServerStream {
+ public:
+  std::int32_t id() const { return id_; }
+
+  // Queues the response head: a 1xx (not 101) as an interim head, anything
+  // else as the final one. :status from head.status, every field except the
+  // connection-specific ones, content-length from head.content_length when
+  // the fields have none. An error after the final head, or once the stream
+  // is closed.
+  absl::Status encodeHeaders(const ResponseHead& head, bool end_stream);
+  void encodeData(std::span<const char> data, bool end_stream);
+  void encodeTrailers(const HeaderMap& trailers);
+  // RST_STREAM (CANCEL for kLocalReset, REFUSED_STREAM for
+  // kLocalRefusedStreamReset, PROTOCOL_ERROR for kProtocolError). No
+  // callback follows.
+  void resetStream(StreamResetReason reason = StreamResetReason::kLocalReset);
+  // The caller wrote on `n` more request bytes delivered by onData.
+  void consumed(std::size_t n);
+
+  std::size_t bufferedBytes() const { return send_.size(); }
+  std::size_t unconsumedBytes() const { return unconsumed_; }
+  std::uint64_t wireBytesReceived() const { return wire_bytes_; }
+  bool remoteComplete() const { return remote_end_; }
+
+ private:
+  friend struct ServerSession;
+  friend struct ServerStreamReleaser;
+  friend class ServerCodec;
+
+  void release();
+  void clear();
+
+  ServerSession* session_ = nullptr;
+  RequestDecoderCallbacks* callbacks_ = nullptr;
+  std::int32_t id_ = -1;
+  std::size_t active_index_ = 0;
+  RequestHead head_;
+  HeaderMap trailers_;
+  SendBuffer send_;
+  std::size_t unconsumed_ = 0;
+  std::uint64_t wire_bytes_ = 0;
+  std::size_t block_bytes_ = 0;
+  std::uint32_t block_fields_ = 0;
+  bool request_headers_ = false;   // the request head arrived (later HEADERS are trailers)
+  bool response_started_ = false;  // the final response head was queued
+  bool local_end_ = false;         // the response is fully encoded
+  bool local_end_sent_ = false;    // END_STREAM went out
+  bool remote_end_ = false;
+  bool closed_ = false;
+  bool released_ = false;
+  bool remote_rst_ = false;
+};
+
+// One downstream HTTP/2 connection, on its worker thread. Expects the
+// client connection preface first; our SETTINGS are queued at construction.
+class ServerCodec {
+ public:
+  // `callbacks` must outlive the codec.
+  explicit ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings = {});
+  ~ServerCodec();
+  ServerCodec(const ServerCodec&) = delete;
+  ServerCodec& operator=(const ServerCodec&) = delete;
+
+  absl::Status dispatch(std::span<const char> bytes);
+  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
+  bool wantsWrite() const;
+  bool wantsRead() const;
+  void onEof();
+  // Graceful shutdown: GOAWAY with the last stream id seen; streams up to it
+  // complete, the client retries the rest elsewhere.
+  void goAway(std::uint32_t error_code = kNoError);
+  std::size_t activeStreams() const;
+  const PeerSettings& peerSettings() const;
+  absl::Status status() const;
+
+ private:
+  std::unique_ptr<ServerSession> s_;
+};
+
+}  // namespace turnout::proxy::http2

@@ -1,0 +1,146 @@
+// Feeds arbitrary bytes to the HTTP/2 server codec as a client's side of a
+// connection (the first input byte picks whether requests are answered at
+// once, with a body, whether request DATA is acknowledged and whether a
+// stream is released from inside its callbacks), once whole and once in
+// fuzzer-chosen chunks, draining the codec's output after every chunk, then
+// signals EOF. Invariants:
+// - nothing crashes, throws, loops or reads out of bounds (ASan/UBSan);
+// - request body bytes delivered never exceed the bytes fed;
+// - a stream's events follow codec.h's order; after onMessageComplete only
+//   onReset may come, and nothing after onReset;
+// - an error is sticky; after EOF no stream is active.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/codec/http2_server_codec.h"
+
+namespace {
+
+using namespace turnout::proxy;
+using namespace turnout::proxy::http2;
+
+void checkAt(bool ok, int line) {
+  if (ok) return;
+  std::fprintf(stderr, "codec_http2_server_fuzz: invariant at line %d failed\n", line);
+  std::abort();
+}
+#define check(ok) checkAt((ok), __LINE__)
+
+struct Stream : RequestDecoderCallbacks {
+  void onMessageBegin() override {
+    check(!begun && !reset);
+    begun = true;
+  }
+  void onHeaders(RequestHead&, bool) override {
+    check(begun && !headers && !reset);
+    headers = true;
+    if (cfg & 1) {
+      ResponseHead h;
+      h.status = 200;
+      (void)handle->encodeHeaders(h, !(cfg & 2));
+      if (cfg & 2) handle->encodeData(std::string_view("response"), true);
+    }
+    if (cfg & 8) handle.reset();
+  }
+  void onData(std::span<const char> d, bool) override {
+    check(headers && !complete && !reset);
+    *body_total += d.size();
+    if ((cfg & 4) && handle != nullptr) handle->consumed(d.size());
+  }
+  void onTrailers(HeaderMap&) override { check(headers && !complete && !reset); }
+  void onMessageComplete() override {
+    check(headers && !complete && !reset);
+    complete = true;
+  }
+  void onReset(StreamResetReason) override {
+    check(!reset);
+    reset = true;
+  }
+
+  ServerStreamPtr handle;
+  std::size_t* body_total = nullptr;
+  std::uint8_t cfg = 0;
+  bool begun = false, headers = false, complete = false, reset = false;
+};
+
+class Harness : public ServerCallbacks {
+ public:
+  explicit Harness(std::uint8_t c) : cfg(c), codec(*this, settings()) {}
+
+  static Http2Settings settings() {
+    Http2Settings s;
+    s.initial_stream_window_size = 65535;
+    s.initial_connection_window_size = 65535 * 4;
+    s.max_concurrent_streams = 16;
+    s.max_headers_count = 20;
+    s.max_headers_kb = 4;
+    return s;
+  }
+
+  RequestDecoderCallbacks& newStream(ServerStreamPtr stream) override {
+    check(streams.size() < 100000);
+    streams.push_back(std::make_unique<Stream>());
+    Stream& s = *streams.back();
+    s.handle = std::move(stream);
+    s.body_total = &body;
+    s.cfg = cfg;
+    return s;
+  }
+  void onSettings(const PeerSettings&) override {}
+  void onGoAway(std::int32_t, std::uint32_t) override {}
+
+  void feed(std::string_view bytes) {
+    fed += bytes.size();
+    const absl::Status st = codec.dispatch(bytes);
+    if (!status.ok()) check(!st.ok());
+    if (!st.ok()) status = st;
+    std::string out;
+    const absl::Status ds = codec.drainOutput(out, 1 << 20);
+    if (!ds.ok() && status.ok()) status = ds;
+    check(body <= fed);
+  }
+
+  void eof() {
+    codec.onEof();
+    check(codec.activeStreams() == 0);
+    for (auto& s : streams) s->handle.reset();
+  }
+
+  std::uint8_t cfg;
+  ServerCodec codec;
+  std::vector<std::unique_ptr<Stream>> streams;
+  std::size_t fed = 0, body = 0;
+  absl::Status status;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size) {
+  if (size < 3) return 0;
+  const std::uint8_t cfg = raw[0];
+  const std::uint8_t seed = raw[1];
+  const std::string_view input(reinterpret_cast<const char*>(raw + 2), size - 2);
+  {
+    Harness whole(cfg);
+    whole.feed(input);
+    whole.eof();
+  }
+  Harness split(cfg);
+  std::size_t pos = 0;
+  std::size_t i = 0;
+  while (pos < input.size()) {
+    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 61;
+    ++i;
+    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
+    split.feed(input.substr(pos, take));
+    pos += take;
+  }
+  split.eof();
+  return 0;
+}

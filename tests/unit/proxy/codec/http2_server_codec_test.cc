@@ -1,0 +1,379 @@
+#include "proxy/codec/http2_server_codec.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace turnout::proxy::http2 {
+namespace {
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// An nghttp2 client session driven from the test, sans-I/O like the codec.
+class TestClient {
+ public:
+  struct Response {
+    Fields headers;
+    std::string body;
+    Fields trailers;
+    bool ended = false;
+    bool closed = false;
+    bool in_trailers = false;
+    uint32_t close_code = 0;
+    std::string get(std::string_view name) const {
+      for (const auto& [n, v] : headers) {
+        if (n == name) return v;
+      }
+      return "<none>";
+    }
+  };
+
+  explicit TestClient(std::vector<nghttp2_settings_entry> settings = {}) {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, onBegin);
+    nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onData);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, onClose);
+    nghttp2_session_client_new(&session, cb, this);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  }
+  ~TestClient() { nghttp2_session_del(session); }
+
+  // Submits a request; `body` and `trailers` follow when given.
+  int32_t request(std::string method, std::string path, Fields extra = {}, std::string body = {},
+                  Fields trailers = {}) {
+    auto out = std::make_unique<Outgoing>();
+    out->body = std::move(body);
+    out->trailers = std::move(trailers);
+    out->strings = {":method", method, ":scheme", "http", ":authority", "svc.local", ":path", path};
+    for (auto& [n, v] : extra) {
+      out->strings.push_back(n);
+      out->strings.push_back(v);
+    }
+    std::vector<nghttp2_nv> nv;
+    for (size_t i = 0; i < out->strings.size(); i += 2) {
+      nv.push_back(field(out->strings[i], out->strings[i + 1]));
+    }
+    nghttp2_data_provider provider{};
+    provider.source.ptr = out.get();
+    provider.read_callback = readBody;
+    const bool has_data = !out->body.empty() || !out->trailers.empty();
+    const int32_t id = nghttp2_submit_request(session, nullptr, nv.data(), nv.size(),
+                                              has_data ? &provider : nullptr, nullptr);
+    outgoing[id] = std::move(out);
+    return id;
+  }
+  void receive(std::string_view bytes) {
+    nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  }
+  std::string send() {
+    std::string out;
+    for (;;) {
+      const uint8_t* data = nullptr;
+      const ssize_t n = nghttp2_session_mem_send(session, &data);
+      if (n <= 0) break;
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+  nghttp2_session* session = nullptr;
+  std::map<int32_t, Response> responses;
+  std::optional<int32_t> goaway_last;
+
+ private:
+  struct Outgoing {
+    std::vector<std::string> strings;
+    std::string body;
+    size_t offset = 0;
+    Fields trailers;
+    std::vector<nghttp2_nv> nv;
+  };
+  static nghttp2_nv field(const std::string& n, const std::string& v) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+  }
+  static TestClient& self(void* user) { return *static_cast<TestClient*>(user); }
+  static ssize_t readBody(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*) {
+    auto* out = static_cast<Outgoing*>(source->ptr);
+    const size_t n = std::min(length, out->body.size() - out->offset);
+    std::memcpy(buf, out->body.data() + out->offset, n);
+    out->offset += n;
+    if (out->offset == out->body.size()) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!out->trailers.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        for (const auto& [k, v] : out->trailers) out->nv.push_back(field(k, v));
+        nghttp2_submit_trailer(session, id, out->nv.data(), out->nv.size());
+      }
+    }
+    return static_cast<ssize_t>(n);
+  }
+  static int onBegin(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    Response& r = self(user).responses[frame->hd.stream_id];
+    r.in_trailers = !r.headers.empty() && r.get(":status")[0] != '1';
+    return 0;
+  }
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+    Response& r = self(user).responses[frame->hd.stream_id];
+    std::string n(reinterpret_cast<const char*>(name), namelen);
+    std::string v(reinterpret_cast<const char*>(value), valuelen);
+    if (n == ":status") r.headers.clear();  // a final head replaces a 1xx one
+    (r.in_trailers ? r.trailers : r.headers).emplace_back(std::move(n), std::move(v));
+    return 0;
+  }
+  static int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len,
+                    void* user) {
+    self(user).responses[id].body.append(reinterpret_cast<const char*>(data), len);
+    return 0;
+  }
+  static int onFrame(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_GOAWAY) self(user).goaway_last = frame->goaway.last_stream_id;
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+      self(user).responses[frame->hd.stream_id].ended = true;
+    }
+    return 0;
+  }
+  static int onClose(nghttp2_session*, int32_t id, uint32_t code, void* user) {
+    Response& r = self(user).responses[id];
+    r.closed = true;
+    r.close_code = code;
+    return 0;
+  }
+  std::map<int32_t, std::unique_ptr<Outgoing>> outgoing;
+};
+
+struct RequestRecorder : RequestDecoderCallbacks {
+  void onMessageBegin() override { events += "B|"; }
+  void onHeaders(RequestHead& h, bool end) override {
+    events += "H" + std::string(end ? "E|" : "|");
+    method = h.method;
+    path = h.path;
+    authority = h.authority;
+    scheme = h.scheme;
+    headers = h.headers;
+  }
+  void onData(std::span<const char> d, bool end) override {
+    body.append(d.data(), d.size());
+    if (end) events += "DE|";
+    if (consume) stream->consumed(d.size());
+  }
+  void onTrailers(HeaderMap& t) override {
+    events += "T|";
+    trailers = t;
+  }
+  void onMessageComplete() override { events += "C|"; }
+  void onReset(StreamResetReason r) override {
+    events += "R|";
+    reset = r;
+  }
+
+  ServerStreamPtr stream;
+  bool consume = true;
+  std::string events, method, path, authority, scheme, body;
+  HeaderMap headers, trailers;
+  std::optional<StreamResetReason> reset;
+};
+
+struct Server : ServerCallbacks {
+  explicit Server(const Http2Settings& settings = {},
+                  std::vector<nghttp2_settings_entry> client_settings = {})
+      : client(std::move(client_settings)), codec(*this, settings) {
+    pump();
+  }
+  RequestDecoderCallbacks& newStream(ServerStreamPtr stream) override {
+    auto r = std::make_unique<RequestRecorder>();
+    r->stream = std::move(stream);
+    r->consume = consume;
+    RequestRecorder& ref = *r;
+    requests[ref.stream->id()] = std::move(r);
+    return ref;
+  }
+  void onSettings(const PeerSettings& s) override { settings.push_back(s); }
+  void onGoAway(std::int32_t, std::uint32_t) override {}
+
+  bool pump() {
+    bool ok = true;
+    for (int round = 0; round < 10000; ++round) {
+      const std::string in = client.send();
+      if (!in.empty() && !codec.dispatch(in).ok()) ok = false;
+      std::string out;
+      if (!codec.drainOutput(out).ok()) ok = false;
+      if (!out.empty()) client.receive(out);
+      if (in.empty() && out.empty()) break;
+    }
+    return ok;
+  }
+  RequestRecorder& at(int32_t id) { return *requests.at(id); }
+
+  TestClient client;
+  ServerCodec codec;
+  bool consume = true;
+  std::vector<PeerSettings> settings;
+  // Declared after the codec: the streams they hold are released first.
+  std::map<int32_t, std::unique_ptr<RequestRecorder>> requests;
+};
+
+ResponseHead status(std::uint16_t code) {
+  ResponseHead h;
+  h.status = code;
+  return h;
+}
+
+TEST_CASE("h2 server decodes a request with body and trailers and encodes the response",
+          "[h2codec]") {
+  Server s;
+  const int32_t id = s.client.request("POST", "/upload?q=1", {{"x-turnout-routing-key", "k1"}},
+                                      "request body", {{"x-req-trailer", "t"}});
+  REQUIRE(s.pump());
+  RequestRecorder& r = s.at(id);
+  CHECK(r.events == "B|H|T|C|");
+  CHECK(r.method == "POST");
+  CHECK(r.path == "/upload?q=1");
+  CHECK(r.authority == "svc.local");
+  CHECK(r.scheme == "http");
+  CHECK(r.headers.get("x-turnout-routing-key") == "k1");
+  CHECK(r.body == "request body");
+  CHECK(r.trailers.get("x-req-trailer") == "t");
+
+  ResponseHead cont = status(103);
+  cont.headers.add("link", "</style.css>");
+  REQUIRE(r.stream->encodeHeaders(cont, false).ok());
+  ResponseHead head = status(200);
+  head.headers.add("content-type", "text/plain");
+  head.headers.add("connection", "close");
+  head.content_length = 4;
+  REQUIRE(r.stream->encodeHeaders(head, false).ok());
+  r.stream->encodeData(std::string_view("pong"), false);
+  HeaderMap trailers;
+  trailers.add("grpc-status", "0");
+  r.stream->encodeTrailers(trailers);
+  REQUIRE(s.pump());
+  const TestClient::Response& resp = s.client.responses.at(id);
+  CHECK(resp.get(":status") == "200");
+  CHECK(resp.get("content-type") == "text/plain");
+  CHECK(resp.get("content-length") == "4");
+  CHECK(resp.get("connection") == "<none>");
+  CHECK(resp.body == "pong");
+  CHECK(resp.trailers == Fields{{"grpc-status", "0"}});
+  CHECK(resp.ended);
+  CHECK(s.codec.activeStreams() == 0);
+  CHECK(r.events == "B|H|T|C|");  // no reset after a complete exchange
+}
+
+TEST_CASE("h2 server serves many concurrent streams", "[h2codec]") {
+  Server s;
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 200; ++i) ids.push_back(s.client.request("GET", "/r" + std::to_string(i)));
+  REQUIRE(s.pump());
+  REQUIRE(s.requests.size() == 200);
+  CHECK(s.codec.activeStreams() == 200);
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    RequestRecorder& r = s.at(*it);
+    CHECK(r.events == "B|HE|C|");
+    REQUIRE(r.stream->encodeHeaders(status(200), false).ok());
+    r.stream->encodeData(r.path, true);
+  }
+  REQUIRE(s.pump());
+  for (int i = 0; i < 200; ++i) {
+    CHECK(s.client.responses.at(ids[i]).body == "/r" + std::to_string(i));
+  }
+  CHECK(s.codec.activeStreams() == 0);
+}
+
+TEST_CASE("h2 server sees the client's SETTINGS", "[h2codec]") {
+  Server s({}, {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 7},
+                {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 12345}});
+  REQUIRE(s.settings.size() == 1);
+  CHECK(s.settings[0].max_concurrent_streams == 7);
+  CHECK(s.codec.peerSettings().initial_window_size == 12345);
+}
+
+TEST_CASE("h2 server reports a client RST_STREAM, even after the request completed", "[h2codec]") {
+  Server s;
+  const int32_t a = s.client.request("GET", "/a");
+  const int32_t b = s.client.request("POST", "/b", {}, "partial");
+  REQUIRE(s.pump());
+  REQUIRE(s.at(a).stream->encodeHeaders(status(200), false).ok());  // response in progress
+  nghttp2_submit_rst_stream(s.client.session, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+  nghttp2_submit_rst_stream(s.client.session, NGHTTP2_FLAG_NONE, b, NGHTTP2_CANCEL);
+  REQUIRE(s.pump());
+  CHECK(s.at(a).events == "B|HE|C|R|");
+  CHECK(s.at(a).reset == StreamResetReason::kRemoteReset);
+  CHECK(s.at(b).reset == StreamResetReason::kRemoteReset);
+  CHECK(s.codec.activeStreams() == 0);
+}
+
+TEST_CASE("h2 server GOAWAY carries the last stream id it saw", "[h2codec]") {
+  Server s;
+  s.client.request("GET", "/1");
+  const int32_t last = s.client.request("GET", "/2");
+  REQUIRE(s.pump());
+  s.codec.goAway();
+  REQUIRE(s.pump());
+  CHECK(s.client.goaway_last == last);
+  for (auto& [id, r] : s.requests) {
+    REQUIRE(r->stream->encodeHeaders(status(204), true).ok());
+  }
+  REQUIRE(s.pump());
+  CHECK(s.client.responses.at(last).get(":status") == "204");
+  CHECK_FALSE(s.codec.wantsRead());
+  CHECK(s.codec.status().ok());
+}
+
+TEST_CASE("h2 server stops receiving a request body that is not consumed", "[h2codec]") {
+  Http2Settings settings;
+  settings.initial_stream_window_size = 65535;
+  settings.initial_connection_window_size = 1 << 20;
+  Server s(settings);
+  s.consume = false;
+  const std::string big(150000, 'q');
+  const int32_t slow = s.client.request("PUT", "/slow", {}, big);
+  REQUIRE(s.pump());
+  s.consume = true;
+  const int32_t fast = s.client.request("PUT", "/fast", {}, big);
+  REQUIRE(s.pump());
+  CHECK(s.at(slow).body.size() == 65535);
+  CHECK(s.at(slow).stream->unconsumedBytes() == 65535);
+  CHECK(s.at(fast).body == big);
+  for (int i = 0; i < 10 && s.at(slow).body.size() < big.size(); ++i) {
+    s.at(slow).stream->consumed(s.at(slow).stream->unconsumedBytes());
+    REQUIRE(s.pump());
+  }
+  CHECK(s.at(slow).body == big);
+  CHECK(s.at(slow).events == "B|H|DE|C|");
+}
+
+TEST_CASE("h2 server EOF resets the streams whose response was not sent", "[h2codec]") {
+  Server s;
+  const int32_t a = s.client.request("GET", "/a");
+  REQUIRE(s.pump());
+  s.codec.onEof();
+  CHECK(s.at(a).events == "B|HE|C|R|");
+  CHECK(s.at(a).reset == StreamResetReason::kConnectionTermination);
+  CHECK(s.codec.activeStreams() == 0);
+}
+
+TEST_CASE("h2 server rejects a connection without the client preface", "[h2codec]") {
+  Server s;
+  ServerCodec fresh(s);
+  CHECK(fresh.dispatch(std::string_view("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).message() ==
+        "http2.bad_client_magic");
+}
+
+}  // namespace
+}  // namespace turnout::proxy::http2
