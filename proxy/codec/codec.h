@@ -120,6 +120,8 @@ enum class StreamResetReason : std::uint8_t {
                               // the last stream id of its GOAWAY)
   kConnectionTermination,     // the connection ended while the stream was open
   kProtocolError,             // the codec rejected the peer's frames for this stream
+  kConnectionFailure,         // the connection for the stream could not be made (pools)
+  kOverflow,                  // a circuit breaker refused the stream (pools)
 };
 
 // Envoy's resetReasonToString() text, for logs and response details.
@@ -131,6 +133,8 @@ constexpr std::string_view streamResetReasonName(StreamResetReason reason) {
     case StreamResetReason::kRemoteRefusedStreamReset: return "remote refused stream reset";
     case StreamResetReason::kConnectionTermination: return "connection termination";
     case StreamResetReason::kProtocolError: return "protocol error";
+    case StreamResetReason::kConnectionFailure: return "connection failure";
+    case StreamResetReason::kOverflow: return "overflow";
   }
   return "protocol error";
 }

@@ -548,7 +548,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
       co_await stream_.sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
       co_return AttemptResult::Failed;
   }
-  if (r.reset_reason == StreamResetReason::ProtocolError && !r.upstream_write_failed) {
+  if (r.reset_reason == StreamResetReason::kProtocolError && !r.upstream_write_failed) {
     flags.set(access_log::ResponseFlag::UpstreamProtocolError);
     co_await stream_.sendLocalReply(502, kBodyProtocolError, {}, {},
                                     "upstream_reset_before_response_started{protocol_error}");

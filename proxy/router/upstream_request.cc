@@ -152,8 +152,8 @@ asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   if (upstream_write_failed_ || fired_ != Timeout::None || parent_.downstreamFailed()) {
     apply(Event::Reset);
   }
-  if (upstream_write_failed_) r.reset_reason = StreamResetReason::ConnectionTermination;
-  if (fired_ != Timeout::None) r.reset_reason = StreamResetReason::LocalReset;
+  if (upstream_write_failed_) r.reset_reason = StreamResetReason::kConnectionTermination;
+  if (fired_ != Timeout::None) r.reset_reason = StreamResetReason::kLocalReset;
   r.state = state_;
   r.response_started = response_started_;
   r.request_sent = request_sent_;
@@ -181,7 +181,7 @@ asio::awaitable<void> UpstreamRequest::pumpRequestBody() {
       if (stop_pump_) break;
       // The client went away or sent a malformed body mid-request: the
       // reader stops too.
-      s.resetStream(StreamResetReason::LocalReset);
+      s.resetStream(StreamResetReason::kLocalReset);
       break;
     }
     const bool complete = parent_.requestComplete();
@@ -242,7 +242,7 @@ void UpstreamRequest::onWatchdog() {
     return;
   }
   // Wakes the reader (and the pump's upstream write); both see `fired_`.
-  stream_->resetStream(StreamResetReason::LocalReset);
+  stream_->resetStream(StreamResetReason::kLocalReset);
 }
 
 asio::awaitable<void> UpstreamRequest::endExchange() {
@@ -251,7 +251,7 @@ asio::awaitable<void> UpstreamRequest::endExchange() {
     stop_pump_ = true;
     // Nothing else is outstanding on either side now: the reader is done.
     parent_.stopRequestBody();
-    stream_->resetStream(StreamResetReason::LocalReset);
+    stream_->resetStream(StreamResetReason::kLocalReset);
     while (pump_running_) {
       co_await pump_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }

@@ -102,7 +102,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
     bool response_started = false;  // response headers went to the parent
     bool request_sent = false;      // the end of the request went upstream
     Timeout timeout = Timeout::None;
-    StreamResetReason reset_reason = StreamResetReason::LocalReset;
+    StreamResetReason reset_reason = StreamResetReason::kLocalReset;
     bool eof = false;                 // the upstream closed the connection
     bool upstream_write_failed = false;
     uint32_t status = 0;  // response status seen (0: none), dropped ones included

@@ -89,7 +89,7 @@ struct UpstreamConnection final : public UpstreamStream {
   std::string out;
   bool stream_reset = false;
   bool write_failed = false;
-  StreamResetReason reset_reason = StreamResetReason::LocalReset;
+  StreamResetReason reset_reason = StreamResetReason::kLocalReset;
 
   // While idle: its place in the worker's IdleConnections (oldest first),
   // since when, and whose host's idle list holds it. Maintained by

@@ -29,17 +29,6 @@ namespace turnout::proxy {
 struct UpstreamConnection;
 class PendingRequest;
 
-// Why a stream ended without a complete response (Envoy's StreamResetReason,
-// the cases turnout has).
-enum class StreamResetReason : uint8_t {
-  LocalReset,             // this side reset it (a timeout, the client went away)
-  ConnectionFailure,      // the connection could not be made
-  ConnectionTermination,  // the connection closed or failed under the stream
-  ProtocolError,          // the peer's bytes were malformed
-  Overflow,               // a circuit breaker refused it
-};
-
-std::string_view streamResetReasonName(StreamResetReason reason);
 
 // One request/response exchange on an upstream connection.
 //
@@ -75,7 +64,7 @@ class UpstreamStream {
 
   struct ReceiveResult {
     bool reset = false;  // false: Progress
-    StreamResetReason reason = StreamResetReason::ConnectionTermination;
+    StreamResetReason reason = StreamResetReason::kConnectionTermination;
     // The peer closed cleanly (EOF) rather than failing; the codec was told,
     // so a close-delimited response has completed through the callbacks.
     bool eof = false;

@@ -4,17 +4,6 @@
 
 namespace turnout::proxy {
 
-std::string_view streamResetReasonName(StreamResetReason reason) {
-  switch (reason) {
-    case StreamResetReason::LocalReset: return "local_reset";
-    case StreamResetReason::ConnectionFailure: return "connection_failure";
-    case StreamResetReason::ConnectionTermination: return "connection_termination";
-    case StreamResetReason::ProtocolError: return "protocol_error";
-    case StreamResetReason::Overflow: return "overflow";
-  }
-  return "local_reset";
-}
-
 ConnPool& WorkerCluster::connPool(HostState& host) {
   if (!host.pool) host.pool = std::make_unique<Http1ConnPool>(*this, host);
   return *host.pool;
@@ -100,7 +89,7 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
           std::span<const char>(static_cast<const char*>(data.data()), data.size()));
       if (!consumed.ok()) {
         stream_reset = true;
-        reset_reason = StreamResetReason::ProtocolError;
+        reset_reason = StreamResetReason::kProtocolError;
         continue;
       }
       read_buffer.consume(*consumed);
@@ -113,7 +102,7 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
     if (stream_reset) continue;
     if (ec) {
       stream_reset = true;
-      reset_reason = StreamResetReason::ConnectionTermination;
+      reset_reason = StreamResetReason::kConnectionTermination;
       r.reset = true;
       r.reason = reset_reason;
       if (ec == asio::error::eof) {

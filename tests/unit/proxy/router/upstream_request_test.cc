@@ -287,7 +287,7 @@ TEST_CASE("the per-try timeout ends an attempt whose response does not start",
   UpstreamRequest::Result r = u.run(client, &policy);
   CHECK(r.state == State::Reset);
   CHECK(r.timeout == UpstreamRequest::Timeout::PerTry);
-  CHECK(r.reset_reason == StreamResetReason::LocalReset);
+  CHECK(r.reset_reason == StreamResetReason::kLocalReset);
   CHECK(r.request_sent);
   CHECK_FALSE(r.response_started);
   CHECK(u.host().idle.empty());
@@ -312,7 +312,7 @@ TEST_CASE("a retriable response is dropped, and malformed bytes are a protocol e
     FakeClient client(u.io, {}, 0ms);
     UpstreamRequest::Result r = u.run(client);
     CHECK(r.state == State::Reset);
-    CHECK(r.reset_reason == StreamResetReason::ProtocolError);
+    CHECK(r.reset_reason == StreamResetReason::kProtocolError);
   }
   SECTION("connection closed before a response") {
     Upstream u;
@@ -321,7 +321,7 @@ TEST_CASE("a retriable response is dropped, and malformed bytes are a protocol e
     FakeClient client(u.io, {}, 0ms);
     UpstreamRequest::Result r = u.run(client);
     CHECK(r.state == State::Reset);
-    CHECK(r.reset_reason == StreamResetReason::ConnectionTermination);
+    CHECK(r.reset_reason == StreamResetReason::kConnectionTermination);
     CHECK(r.eof);
     CHECK(r.status == 0);
   }
