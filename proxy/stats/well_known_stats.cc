@@ -145,6 +145,9 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   s.update_success = r.counter("update_success");
   s.update_failure = r.counter("update_failure");
   s.update_no_rebuild = r.counter("update_no_rebuild");
+  s.update_rejected = r.counter("update_rejected");
+  s.update_empty = r.counter("update_empty");
+  s.init_fetch_timeout = r.counter("init_fetch_timeout");
   s.membership_change = r.counter("membership_change");
   s.health_check_attempt = r.counter("health_check.attempt");
   s.health_check_success = r.counter("health_check.success");

@@ -78,6 +78,8 @@ struct ClusterStats {
   StatId membership_total, membership_healthy;
   StatId maglev_min_entries_per_host, maglev_max_entries_per_host;  // MAGLEV clusters only (else sinks)
   StatId update_attempt, update_success, update_failure, update_no_rebuild;
+  // EDS (Envoy's subscription stats in the cluster's scope).
+  StatId update_rejected, update_empty, init_fetch_timeout;
   StatId membership_change;
   StatId health_check_attempt, health_check_success, health_check_failure;
   // Written by workers.
