@@ -216,7 +216,9 @@ class LiveConfigTest(unittest.TestCase):
 
     def test_lds_adds_a_listener_then_removes_it(self):
         inline = {"route_config": route_config("inline", "a", typed=False)}
-        self.write("lds.json", LISTENER, [listener("extra", 0, inline)])
+        extra = listener("extra", 0, inline)
+        extra["stat_prefix"] = "extra"
+        self.write("lds.json", LISTENER, [extra])
 
         def extra_port():
             listeners = self.proxy._read_listeners()
@@ -226,6 +228,8 @@ class LiveConfigTest(unittest.TestCase):
         self.assertIsNotNone(port, self.proxy.log())
         self.assertEqual(get(port)[:2], (200, "a"))
         self.assertEqual(self.proxy.counter("listener_manager.listener_added"), 1)
+        self.assertEqual(self.proxy.counter("http.extra.downstream_rq_total"), 1)
+        self.assertEqual(self.proxy.counter("listener.extra.downstream_cx_total"), 1)
         # A keep-alive connection on it finishes with Connection: close once removed.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self.assertEqual(get(port, conn=conn)[0], 200)
@@ -245,6 +249,13 @@ class LiveConfigTest(unittest.TestCase):
                 return True
 
         self.assertIsNotNone(poll(refused))
+        # Its listener.<addr>.* and http.<stat_prefix>.* stats go with it, as a
+        # removed cluster's do.
+        self.assertIsNotNone(poll(lambda: not [
+            k for k in self.proxy.stats()
+            if k.startswith(("http.extra.", "listener.extra."))]),
+            [k for k in self.proxy.stats() if "extra" in k or str(port) in k])
+        self.assertIsNotNone(self.proxy.counter("http.ingress.downstream_rq_total"))
 
     def test_keep_alive_connection_sees_a_route_change_on_its_next_request(self):
         self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
