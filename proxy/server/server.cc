@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/admin/v3/config_dump.pb.h"
+#include "proxy/access_log/access_log.h"
 #include "envoy/admin/v3/config_dump_shared.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -31,6 +32,9 @@ int Server::run() {
 
   // The same call --mode validate makes (main.cc), so both answer alike.
   auto loaded = config::SnapshotBuilder::load(options_.bootstrap);
+  if (loaded.ok()) {
+    if (auto logs = access_log::checkAccessLogFormats(*loaded->snapshot); !logs.ok()) loaded = logs;
+  }
   if (loaded.ok()) {
     for (const auto& w : loaded->warnings) TURNOUT_LOG(warn, "config", "{}", w);
   }
