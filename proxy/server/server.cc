@@ -6,11 +6,11 @@
 #include "absl/strings/str_cat.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/admin/v3/config_dump.pb.h"
-#include "proxy/access_log/access_log.h"
 #include "envoy/admin/v3/config_dump_shared.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "google/protobuf/util/json_util.h"
+#include "proxy/access_log/access_log.h"
 #include "proxy/common/log.h"
 #include "proxy/stats/well_known_stats.h"
 

@@ -195,6 +195,7 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
     auto old = current_->clusters.find(name);
     if (old != current_->clusters.end() && old->second == rt) continue;
     shard.inc(old == current_->clusters.end() ? cluster_added_ : cluster_modified_);
+    published_hosts_.erase(name);  // the new runtime starts with its own hosts
     (*fresh)[name] = std::make_shared<ClusterResources>();
     startServices(rt);
   }
