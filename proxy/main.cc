@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "config/bootstrap/bootstrap_loader.h"
 #include "config/snapshot/snapshot_builder.h"
+#include "proxy/access_log/access_log.h"
 #include "proxy/common/log.h"
 #include "proxy/server/server.h"
 
@@ -210,6 +211,11 @@ absl::StatusOr<CliOptions> parseCommandLine(int argc, char** argv) {
 int validate(const CliOptions& o) {
   // The same call --mode serve starts with (Server::run), so both answer alike.
   auto loaded = config::SnapshotBuilder::load(o.bootstrap);
+  // The access-log formats are compiled by the proxy layer; serve checks them
+  // with the same call right after its load.
+  absl::Status logs = loaded.ok() ? proxy::access_log::checkAccessLogFormats(*loaded->snapshot)
+                                  : absl::OkStatus();
+  if (!logs.ok()) loaded = logs;
   if (!loaded.ok()) {
     // Envoy: ENVOY_LOG(critical, "error initializing configuration '{}': {}", ...).
     std::cerr << "error initializing configuration '" << o.bootstrap.config_path

@@ -75,10 +75,6 @@ absl::Status checkCluster(const Message& m, absl::string_view path) {
   const auto& c = static_cast<const cluster_v3::Cluster&>(m);
   if (c.cluster_discovery_type_case() != cluster_v3::Cluster::kType) return absl::OkStatus();
   switch (c.type()) {
-    case cluster_v3::Cluster::EDS:
-      return rejected(fieldPath(path, "type"),
-                      "EDS clusters are not supported by turnout yet (issue: xDS from the "
-                      "control plane); use STATIC, STRICT_DNS or LOGICAL_DNS");
     case cluster_v3::Cluster::ORIGINAL_DST:
       return rejected(fieldPath(path, "type"),
                       "ORIGINAL_DST clusters are not supported by turnout yet (issue: sidecar "
@@ -143,7 +139,7 @@ absl::Status checkRouteAction(const Message& m, absl::string_view path) {
 constexpr absl::string_view kHttp2Reason = "HTTP/2 upstreams are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kTlsSecretsReason = "SDS and static secrets are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
-constexpr absl::string_view kEdsReason = "EDS is not supported by turnout yet (issue: xDS from the control plane)";
+constexpr absl::string_view kEdsXdsReason = "EDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
 constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
@@ -385,11 +381,10 @@ FieldPolicyTable* buildTable() {
                     "outlier_detection", "maglev_lb_config", "common_lb_config",
                     "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
                     "common_http_protocol_options", "typed_extension_protocol_options",
-                    "transport_socket", "max_requests_per_connection"},
+                    "transport_socket", "max_requests_per_connection", "eds_cluster_config"},
       .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
       .reasons = {{"http2_protocol_options", kHttp2Reason},
                   {"transport_socket_matches", kTransportSocketMatchesReason},
-                  {"eds_cluster_config", kEdsReason},
                   {"cluster_type", "custom cluster types are not supported by turnout"},
                   {"respect_dns_ttl", "respect_dns_ttl is not supported by turnout (the system resolver gives no TTL); set dns_refresh_rate"},
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
@@ -418,8 +413,25 @@ FieldPolicyTable* buildTable() {
   // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
   // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};
-  table["envoy.config.endpoint.v3.ClusterLoadAssignment"] = {
+  // EDS from a file (proxy/server/dynamic_resources.cc): the ConfigSource of
+  // eds_config also honours initial_fetch_timeout (the cluster's warming).
+  table["envoy.config.cluster.v3.Cluster.EdsClusterConfig"] = {
+      .supported = {"eds_config", "service_name"}};
+  table["envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config"] = {
+      .supported = {"path_config_source", "path", "initial_fetch_timeout"},
+      .inert = {"resource_api_version"},
+      .reasons = {{"api_config_source", kEdsXdsReason},
+                  {"ads", kEdsXdsReason},
+                  {"self", kEdsXdsReason},
+                  {"authorities", kEdsXdsReason}}};
+  // A cluster's inline load_assignment and an EDS file's assignments go
+  // through one translation (config/snapshot/endpoint_translator.cc). In an
+  // EDS file cluster_name is the key matched with the cluster's service_name;
+  // inline it is a label.
+  table["envoy.config.cluster.v3.Cluster.load_assignment"] = {
       .supported = {"endpoints"}, .inert = {"cluster_name"}};
+  table["envoy.config.endpoint.v3.ClusterLoadAssignment"] = {
+      .supported = {"cluster_name", "endpoints"}};
   table["envoy.config.endpoint.v3.LocalityLbEndpoints"] = {
       .supported = {"lb_endpoints", "priority"},
       // Labels (shown by /clusters); Envoy ignores locality weights unless

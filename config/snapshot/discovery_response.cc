@@ -8,6 +8,7 @@
 #include "config/bootstrap/field_policy.h"
 #include "config/bootstrap/message_loader.h"
 #include "config/bootstrap/pgv_validator.h"
+#include "config/snapshot/endpoint_translator.h"
 #include "config/snapshot/route_config_translator.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
@@ -159,6 +160,40 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
     if (!table.ok()) return table.status();
     out.tables.emplace_back(rc.name(), *std::move(table));
     out.configs.push_back(std::move(rc));
+  }
+  return out;
+}
+
+const DiscoveryEndpoints::Assignment* DiscoveryEndpoints::find(
+    const std::string& cluster_name) const {
+  for (const auto& a : assignments) {
+    if (a.cluster_name == cluster_name) return &a;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text) {
+  auto raw = splitResponse(text, kClusterLoadAssignmentTypeUrl);
+  if (!raw.ok()) return raw.status();
+  DiscoveryEndpoints out;
+  out.version_info = raw->version_info;
+  MessageLoadOptions opts;
+  for (size_t i = 0; i < raw->resources.size(); ++i) {
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+    if (auto s = loadMessageFromYaml(raw->resources[i], cla, opts, &out.warnings, path); !s.ok()) {
+      return s;
+    }
+    if (auto s = validateExtensions(cla, path); !s.ok()) return s;
+    if (auto s = checkFieldPolicy(cla, path); !s.ok()) return s;
+    if (auto s = validateProtoRules(cla, path); !s.ok()) return s;
+    if (out.find(cla.cluster_name()) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ".cluster_name: duplicate ClusterLoadAssignment '", cla.cluster_name(), "'"));
+    }
+    auto localities = translateLoadAssignment(cla, path, ClusterConfig::Type::Eds);
+    if (!localities.ok()) return localities.status();
+    out.assignments.push_back({cla.cluster_name(), *std::move(localities)});
   }
   return out;
 }

@@ -24,6 +24,8 @@ inline constexpr char kListenerTypeUrl[] =
     "type.googleapis.com/envoy.config.listener.v3.Listener";
 inline constexpr char kRouteConfigurationTypeUrl[] =
     "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+inline constexpr char kClusterLoadAssignmentTypeUrl[] =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 // CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
 // nothing else). Listeners' inline routes are not checked against clusters
@@ -46,5 +48,23 @@ struct DiscoveryRoutes {
   std::vector<std::string> warnings;
 };
 absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text);
+
+// EDS: each ClusterLoadAssignment translated by translateLoadAssignment()
+// (endpoint_translator.h), the same code as a cluster's inline
+// load_assignment. cluster_name is the key an EDS cluster matches with its
+// service_name (or its name); a name twice is an error.
+struct DiscoveryEndpoints {
+  struct Assignment {
+    std::string cluster_name;
+    std::vector<LocalityEndpointsConfig> localities;
+  };
+  std::string version_info;
+  std::vector<Assignment> assignments;
+  std::vector<std::string> warnings;
+
+  // The assignment named `cluster_name`, or null.
+  const Assignment* find(const std::string& cluster_name) const;
+};
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text);
 
 }  // namespace turnout::config

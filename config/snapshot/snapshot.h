@@ -132,6 +132,17 @@ struct LocalityEndpointsConfig {
   std::vector<EndpointConfig> endpoints;
 };
 
+// Where an EDS cluster reads its ClusterLoadAssignment: the file of
+// eds_config.path_config_source (or the deprecated path), the directory
+// watched for it, and how long the cluster warms before it counts as
+// initialised without an assignment (initial_fetch_timeout; Envoy's 15 s
+// default, 0 waits forever).
+struct EdsSourceConfig {
+  std::string path;
+  std::string watched_directory;
+  Milliseconds initial_fetch_timeout{15000};
+};
+
 struct CircuitBreakerThresholds {
   enum class Priority { Default, High };
   Priority priority = Priority::Default;
@@ -193,6 +204,8 @@ struct ClusterConfig {
   Milliseconds connect_timeout{5000};
   std::vector<LocalityEndpointsConfig> localities;
   std::string eds_service_name;  // EDS: eds_cluster_config.service_name, else the name
+  // EDS: the file of eds_cluster_config.eds_config (see endpoint_translator.h).
+  std::optional<EdsSourceConfig> eds;
   DnsLookupFamily dns_lookup_family = DnsLookupFamily::Auto;
   Milliseconds dns_refresh_rate{5000};
   bool respect_dns_ttl = false;               // accepted; not honoured (no TTL from getaddrinfo)

@@ -18,6 +18,7 @@
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "google/protobuf/util/time_util.h"
 
+#include "config/snapshot/endpoint_translator.h"
 #include "config/snapshot/route_config_translator.h"
 #include "config/snapshot/routing_key_config.h"
 #include "routing/route_matcher.h"
@@ -45,46 +46,6 @@ Milliseconds ms(const google::protobuf::Duration& d) {
 absl::string_view typeNameOf(absl::string_view url) {
   size_t slash = url.rfind('/');
   return slash == absl::string_view::npos ? url : url.substr(slash + 1);
-}
-
-absl::StatusOr<Address> toAddress(const core::Address& a, const std::string& path) {
-  Address out;
-  switch (a.address_case()) {
-    case core::Address::kSocketAddress: {
-      const auto& s = a.socket_address();
-      out.kind = Address::Kind::Socket;
-      out.protocol = s.protocol() == core::SocketAddress::UDP ? Address::Protocol::Udp
-                                                              : Address::Protocol::Tcp;
-      out.address = s.address();
-      out.ipv4_compat = s.ipv4_compat();
-      if (s.port_specifier_case() == core::SocketAddress::kNamedPort) {
-        return invalid(fieldPath(fieldPath(path, "socket_address"), "named_port"),
-                       "named ports are not supported; use port_value");
-      }
-      if (!s.resolver_name().empty()) {
-        return invalid(fieldPath(fieldPath(path, "socket_address"), "resolver_name"),
-                       "custom resolvers are not supported");
-      }
-      out.port = s.port_value();
-      return out;
-    }
-    case core::Address::kPipe:
-      out.kind = Address::Kind::Pipe;
-      out.address = a.pipe().path();
-      return out;
-    case core::Address::kEnvoyInternalAddress:
-      out.kind = Address::Kind::Internal;
-      out.address = a.envoy_internal_address().server_listener_name();
-      return out;
-    default:
-      return invalid(path, "an address is required (socket_address or pipe)");
-  }
-}
-
-bool isIpLiteral(const std::string& s) {
-  // Envoy's STATIC clusters parse addresses with inet_pton; no name resolution.
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
 absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionManager& hcm,
@@ -280,6 +241,37 @@ void applyUpstreamCommonOptions(const core::HttpProtocolOptions& o, ClusterConfi
   }
 }
 
+// An EDS cluster's eds_config: a file (path_config_source, or the deprecated
+// path); the endpoints come from it only.
+absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const std::string& path) {
+  if (!c.has_eds_cluster_config()) {
+    return invalid(fieldPath(path, "eds_cluster_config"),
+                   "cannot create an EDS cluster without an EDS config");
+  }
+  const std::string epath = fieldPath(fieldPath(path, "eds_cluster_config"), "eds_config");
+  const core::ConfigSource& cs = c.eds_cluster_config().eds_config();
+  EdsSourceConfig out;
+  if (cs.has_path_config_source()) {
+    out.path = cs.path_config_source().path();
+    out.watched_directory = cs.path_config_source().watched_directory().path();
+  } else {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    out.path = cs.path();
+#pragma GCC diagnostic pop
+  }
+  if (out.path.empty()) {
+    return invalid(epath, "turnout reads EDS from a file: set path_config_source");
+  }
+  if (cs.has_initial_fetch_timeout()) out.initial_fetch_timeout = ms(cs.initial_fetch_timeout());
+  if (c.has_load_assignment()) {
+    return invalid(fieldPath(path, "load_assignment"),
+                   "an EDS cluster takes its endpoints from eds_cluster_config, not "
+                   "load_assignment");
+  }
+  return out;
+}
+
 absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
   ClusterConfig out;
   out.name = c.name();
@@ -358,53 +350,20 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   }
 
   if (out.type == ClusterConfig::Type::Eds) {
-    if (!c.has_eds_cluster_config()) {
-      return invalid(fieldPath(path, "eds_cluster_config"),
-                     "cannot create an EDS cluster without an EDS config");
-    }
+    auto eds = toEdsSource(c, path);
+    if (!eds.ok()) return eds.status();
+    out.eds = *std::move(eds);
     out.eds_service_name = c.eds_cluster_config().service_name().empty()
                                ? c.name()
                                : c.eds_cluster_config().service_name();
   }
 
-  // Endpoints.
+  // Endpoints: the translation EDS assignments go through too.
   const std::string la_path = fieldPath(path, "load_assignment");
   size_t endpoint_count = 0;
-  for (int l = 0; l < c.load_assignment().endpoints_size(); ++l) {
-    const auto& lle = c.load_assignment().endpoints(l);
-    std::string lpath = indexPath(fieldPath(la_path, "endpoints"), l);
-    LocalityEndpointsConfig loc;
-    loc.region = lle.locality().region();
-    loc.zone = lle.locality().zone();
-    loc.sub_zone = lle.locality().sub_zone();
-    loc.priority = lle.priority();
-    if (lle.has_load_balancing_weight()) loc.weight = lle.load_balancing_weight().value();
-    for (int e = 0; e < lle.lb_endpoints_size(); ++e) {
-      const auto& lbe = lle.lb_endpoints(e);
-      std::string epath = indexPath(fieldPath(lpath, "lb_endpoints"), e);
-      if (lbe.host_identifier_case() == envoy::config::endpoint::v3::LbEndpoint::kEndpointName) {
-        return invalid(fieldPath(epath, "endpoint_name"), "named endpoints are not supported by turnout");
-      }
-      std::string apath = fieldPath(fieldPath(epath, "endpoint"), "address");
-      auto addr = toAddress(lbe.endpoint().address(), apath);
-      if (!addr.ok()) return addr.status();
-      if (out.type == ClusterConfig::Type::Static && addr->kind == Address::Kind::Socket &&
-          !isIpLiteral(addr->address)) {
-        return invalid(fieldPath(fieldPath(apath, "socket_address"), "address"),
-                       absl::StrCat("malformed IP address: ", addr->address,
-                                    " (STATIC clusters take IP addresses; use STRICT_DNS or "
-                                    "LOGICAL_DNS for host names)"));
-      }
-      EndpointConfig ep;
-      ep.address = *std::move(addr);
-      ep.hostname = lbe.endpoint().hostname();
-      ep.health_status = static_cast<EndpointConfig::HealthStatus>(lbe.health_status());
-      if (lbe.has_load_balancing_weight()) ep.weight = lbe.load_balancing_weight().value();
-      loc.endpoints.push_back(std::move(ep));
-      ++endpoint_count;
-    }
-    out.localities.push_back(std::move(loc));
-  }
+  auto localities = translateLoadAssignment(c.load_assignment(), la_path, out.type, &endpoint_count);
+  if (!localities.ok()) return localities.status();
+  out.localities = *std::move(localities);
   if (out.type == ClusterConfig::Type::LogicalDns &&
       (c.load_assignment().endpoints_size() != 1 || endpoint_count != 1)) {
     return invalid(la_path,

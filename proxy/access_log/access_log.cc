@@ -162,7 +162,8 @@ absl::StatusOr<std::shared_ptr<AccessLogFile>> AccessLogFactory::file(const std:
   return *opened;
 }
 
-absl::StatusOr<AccessLogConstSharedPtr> AccessLogFactory::create(const config::AccessLogConfig& config) {
+absl::StatusOr<AccessLogFactory::Prepared> AccessLogFactory::prepare(
+    const config::AccessLogConfig& config) {
   const std::string where = absl::StrCat("access_log '", config.name, "'");
   if (config.has_filter) {
     return absl::UnimplementedError(absl::StrCat(where, ".filter: access log filters are not supported"));
@@ -210,10 +211,46 @@ absl::StatusOr<AccessLogConstSharedPtr> AccessLogFactory::create(const config::A
   if (!formatter.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", formatter.status().message()));
   }
-  auto f = file(path);
-  if (!f.ok()) return f.status();
-  return std::make_shared<const AccessLog>(config.name, std::move(*formatter), std::move(*f));
+  return Prepared{*std::move(formatter), std::move(path)};
 }
+
+absl::StatusOr<AccessLogConstSharedPtr> AccessLogFactory::create(const config::AccessLogConfig& config) {
+  auto prepared = prepare(config);
+  if (!prepared.ok()) return prepared.status();
+  auto f = file(prepared->path);
+  if (!f.ok()) return f.status();
+  return std::make_shared<const AccessLog>(config.name, std::move(prepared->formatter), std::move(*f));
+}
+
+absl::Status checkAccessLogFormats(const config::Snapshot& snapshot) {
+  for (size_t l = 0; l < snapshot.listeners.size(); ++l) {
+    const config::ListenerConfig& listener = snapshot.listeners[l];
+    auto check = [&](const config::FilterChainConfig& chain, const std::string& chain_path) {
+      if (!chain.http_connection_manager) return absl::OkStatus();
+      const auto& logs = chain.http_connection_manager->access_logs;
+      for (size_t i = 0; i < logs.size(); ++i) {
+        auto prepared = AccessLogFactory::prepare(logs[i]);
+        if (prepared.ok()) continue;
+        // The HCM is the chain's only network filter (the extension allowlist).
+        return absl::InvalidArgumentError(absl::StrCat(
+            chain_path, ".filters[0].typed_config.access_log[", i, "]: ",
+            prepared.status().message()));
+      }
+      return absl::OkStatus();
+    };
+    const std::string path = absl::StrCat("static_resources.listeners[", l, "]");
+    for (size_t c = 0; c < listener.filter_chains.size(); ++c) {
+      auto s = check(listener.filter_chains[c], absl::StrCat(path, ".filter_chains[", c, "]"));
+      if (!s.ok()) return s;
+    }
+    if (listener.default_filter_chain) {
+      auto s = check(*listener.default_filter_chain, path + ".default_filter_chain");
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 
 }  // namespace turnout::proxy::access_log
 

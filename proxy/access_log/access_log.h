@@ -108,11 +108,27 @@ class AccessLogFactory {
 
   absl::StatusOr<AccessLogConstSharedPtr> create(const config::AccessLogConfig& config);
 
+  // What create() checks, without opening the file: the logger type and its
+  // format, compiled.
+  struct Prepared {
+    Formatter formatter;
+    std::string path;
+  };
+  static absl::StatusOr<Prepared> prepare(const config::AccessLogConfig& config);
+
  private:
   absl::StatusOr<std::shared_ptr<AccessLogFile>> file(const std::string& path);
 
   AccessLogFile::Options options_;
   std::map<std::string, std::weak_ptr<AccessLogFile>> files_;
 };
+
+// The access logs of every HTTP connection manager of `snapshot`'s listeners
+// checked as AccessLogFactory::create would (format strings compiled; no file
+// opened). Errors name the bootstrap path:
+// `static_resources.listeners[0].filter_chains[0].filters[0].typed_config.
+// access_log[0]: ...`. --mode validate and serve both call it right after
+// SnapshotBuilder::load, so a bad format fails both the same way. Any thread.
+absl::Status checkAccessLogFormats(const config::Snapshot& snapshot);
 
 }  // namespace turnout::proxy::access_log

@@ -18,11 +18,6 @@ namespace {
 constexpr char kRoutingKeyType[] = "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 constexpr char kHealthCheckType[] = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 
-bool healthy(config::EndpointConfig::HealthStatus s) {
-  using H = config::EndpointConfig::HealthStatus;
-  return s == H::Unknown || s == H::Healthy || s == H::Degraded;
-}
-
 constexpr const char* kLogComponent = "upstream";
 
 absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats::Store& store) {
@@ -35,26 +30,25 @@ absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats
                   [](const auto& hc) { return hc.kind == config::HealthCheckConfig::Kind::Http; });
   using T = config::ClusterConfig::Type;
   const bool dns = c.type == T::StrictDns || c.type == T::LogicalDns;
+  // STATIC (and EDS, whose localities come from its file later): the one
+  // translation EDS updates use too. DNS clusters: one resolve target per
+  // lb_endpoint.
   std::vector<HostDescription> statics;
-  size_t endpoint = 0;
-  for (const auto& locality : c.localities) {
-    for (const auto& e : locality.endpoints) {
-      if (e.address.kind != config::Address::Kind::Socket) continue;
-      HostDescription h;
-      h.port = static_cast<uint16_t>(e.address.port);
-      h.weight = e.weight == 0 ? 1 : e.weight;
-      h.priority = locality.priority;
-      h.healthy = healthy(e.health_status);
-      h.hostname = e.hostname;
-      h.endpoint = endpoint++;
-      if (dns) {
-        if (h.hostname.empty()) h.hostname = e.address.address;
+  if (!dns) {
+    statics = updateEndpointHosts(c.localities, {}, rt.health_checked).hosts;
+  } else {
+    size_t endpoint = 0;
+    for (const auto& locality : c.localities) {
+      for (const auto& e : locality.endpoints) {
+        if (e.address.kind != config::Address::Kind::Socket) continue;
+        HostDescription h;
+        h.port = static_cast<uint16_t>(e.address.port);
+        h.weight = e.weight == 0 ? 1 : e.weight;
+        h.priority = locality.priority;
+        h.healthy = endpointHealthy(e.health_status);
+        h.hostname = e.hostname.empty() ? e.address.address : e.hostname;
+        h.endpoint = endpoint++;
         rt.dns_targets.push_back(ResolveTarget{e.address.address, h});
-      } else {
-        h.ip = e.address.address;
-        h.address = hostPort(h.ip, h.port);
-        h.state->failed_active_hc.store(rt.health_checked, std::memory_order_relaxed);
-        statics.push_back(std::move(h));
       }
     }
   }

@@ -122,12 +122,16 @@ DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
     : main_(main), store_(store), publisher_(publisher) {
   cds_stats_ = makeStats("cluster_manager.cds.");
   lds_stats_ = makeStats("listener_manager.lds.");
+  warming_clusters_ = store_.gauge("cluster_manager.warming_clusters");
 }
 
 DynamicResources::~DynamicResources() { stop(); }
 
 void DynamicResources::stop() {
   for (auto& w : watches_) w->stop();
+  for (auto& [name, c] : eds_clusters_) {
+    if (c.init_timer) c.init_timer->cancel();
+  }
 }
 
 DynamicResources::UpdateStats DynamicResources::makeStats(const std::string& prefix) {
@@ -180,6 +184,7 @@ absl::Status DynamicResources::start() {
   // Clusters first (Envoy initialises CDS before LDS), then listeners, then routes.
   for (auto& w : watches_) w->start();
   watchRoutes();
+  watchEndpoints();
   return absl::OkStatus();
 }
 
@@ -286,7 +291,7 @@ void DynamicResources::onClusters(const std::string& contents) {
     }
     auto rt = DataPlaneConfig::buildCluster(parsed->snapshot, c, store_);
     if (!rt.ok()) return rejected(cds_stats_, &cds_, "CDS", rt.status());
-    upserts.push_back(*std::move(rt));
+    upserts.push_back(withCachedEndpoints(*std::move(rt)));
     changed.push_back(c.name);
   }
   std::vector<std::string> removed;
@@ -301,6 +306,7 @@ void DynamicResources::onClusters(const std::string& contents) {
   accepted(cds_stats_, &cds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "CDS: version '{}' applied ({} clusters)", parsed->version_info,
               next->clusters.size());
+  watchEndpoints();
 }
 
 void DynamicResources::onListeners(const std::string& contents) {
@@ -351,6 +357,166 @@ void DynamicResources::onListeners(const std::string& contents) {
   accepted(lds_stats_, &lds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "LDS: version '{}' applied", parsed->version_info);
   watchRoutes();
+}
+
+ClusterRuntimeConstSharedPtr DynamicResources::withCachedEndpoints(ClusterRuntimeConstSharedPtr c) {
+  const config::ClusterConfig& cfg = *c->config;
+  if (!cfg.eds) return c;
+  auto file = eds_files_.find(cfg.eds->path);
+  if (file == eds_files_.end() || !file->second) return c;
+  const config::DiscoveryEndpoints::Assignment* a = file->second->find(cfg.eds_service_name);
+  if (a == nullptr) return c;
+  // The replaced cluster's hosts keep their state (and pools) where they survive.
+  std::vector<HostDescription> current;
+  if (auto old = eds_clusters_.find(cfg.name); old != eds_clusters_.end()) {
+    current = old->second.hosts->hosts;
+  }
+  auto copy = std::make_shared<ClusterRuntime>(*c);
+  copy->hosts = makeHostSet(cfg, updateEndpointHosts(a->localities, current, c->health_checked).hosts);
+  recordMembership(*copy, *copy->hosts, store_.mainShard());
+  return copy;
+}
+
+void DynamicResources::watchEndpoints() {
+  const DataPlaneConfigConstSharedPtr current = publisher_.current();
+  absl::flat_hash_set<std::string> present;
+  std::vector<std::string> new_paths;
+  std::vector<std::string> caught_up;
+  for (const auto& [name, rt] : current->clusters) {
+    const config::ClusterConfig& cfg = *rt->config;
+    if (!cfg.eds) continue;
+    present.insert(name);
+    EdsCluster& e = eds_clusters_[name];
+    if (e.runtime == rt) continue;
+    e.runtime = rt;
+    e.hosts = rt->hosts;
+    if (!eds_files_.contains(cfg.eds->path)) {
+      eds_files_[cfg.eds->path] = std::nullopt;
+      new_paths.push_back(cfg.eds->path);
+    }
+    const auto& file = eds_files_[cfg.eds->path];
+    if (file && file->find(cfg.eds_service_name) != nullptr) {
+      // Built from the file's assignment (withCachedEndpoints), or catches up now.
+      caught_up.push_back(name);
+      continue;
+    }
+    // Warming until the first assignment, at most initial_fetch_timeout.
+    e.warming = true;
+    if (e.init_timer) e.init_timer->cancel();
+    e.init_timer.reset();
+    if (cfg.eds->initial_fetch_timeout.count() > 0) {
+      e.init_timer = std::make_unique<asio::steady_timer>(main_);
+      e.init_timer->expires_after(cfg.eds->initial_fetch_timeout);
+      e.init_timer->async_wait([this, name = name, raw = rt.get()](
+                                   const boost::system::error_code& ec) {
+        if (ec) return;
+        auto it = eds_clusters_.find(name);
+        if (it == eds_clusters_.end() || it->second.runtime.get() != raw ||
+            !it->second.warming) {
+          return;
+        }
+        store_.mainShard().inc(raw->stats.init_fetch_timeout);
+        TURNOUT_LOG(warn, kLog,
+                    "EDS: cluster '{}' got no ClusterLoadAssignment '{}' from '{}' within "
+                    "initial_fetch_timeout; it serves without hosts until one arrives",
+                    name, raw->config->eds_service_name, raw->config->eds->path);
+        warmed(it->second);
+      });
+    }
+  }
+  for (auto it = eds_clusters_.begin(); it != eds_clusters_.end();) {
+    if (present.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    if (it->second.init_timer) it->second.init_timer->cancel();
+    eds_clusters_.erase(it++);
+  }
+  for (const auto& name : caught_up) {
+    EdsCluster& e = eds_clusters_[name];
+    applyAssignment(e, *eds_files_[e.runtime->config->eds->path], /*count=*/false);
+  }
+  for (const auto& path : new_paths) {
+    const config::EdsSourceConfig& src = *[&]() -> const config::EdsSourceConfig* {
+      for (const auto& [name, e] : eds_clusters_) {
+        if (e.runtime->config->eds->path == path) return &*e.runtime->config->eds;
+      }
+      return nullptr;
+    }();
+    auto w = std::make_unique<FileWatch>(
+        main_, src.path, src.watched_directory.empty() ? dirOf(src.path) : src.watched_directory,
+        [this, path](const std::string& c) { onEndpoints(path, c); });
+    FileWatch* raw = w.get();
+    watches_.push_back(std::move(w));
+    raw->start();
+  }
+  int64_t warming = 0;
+  for (const auto& [name, e] : eds_clusters_) warming += e.warming ? 1 : 0;
+  store_.mainShard().set(warming_clusters_, warming);
+}
+
+void DynamicResources::warmed(EdsCluster& e) {
+  if (!e.warming) return;
+  e.warming = false;
+  if (e.init_timer) e.init_timer->cancel();
+  int64_t warming = 0;
+  for (const auto& [name, c] : eds_clusters_) warming += c.warming ? 1 : 0;
+  store_.mainShard().set(warming_clusters_, warming);
+}
+
+void DynamicResources::onEndpoints(const std::string& path, const std::string& contents) {
+  stats::Shard& shard = store_.mainShard();
+  auto parsed = config::parseEndpointResponse(contents);
+  for (auto& [name, e] : eds_clusters_) {
+    if (e.runtime->config->eds->path != path) continue;
+    shard.inc(e.runtime->stats.update_attempt);
+    if (!parsed.ok()) {
+      shard.inc(e.runtime->stats.update_rejected);
+      TURNOUT_LOG(warn, kLog, "EDS '{}' for cluster '{}' update rejected: {}", path, name,
+                  std::string(parsed.status().message()));
+    }
+  }
+  if (!parsed.ok()) return;
+  for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS '{}': {}", path, w);
+  eds_files_[path] = *parsed;
+  for (auto& [name, e] : eds_clusters_) {
+    if (e.runtime->config->eds->path == path) applyAssignment(e, *parsed, /*count=*/true);
+  }
+  TURNOUT_LOG(info, kLog, "EDS '{}': version '{}' applied", path, parsed->version_info);
+}
+
+void DynamicResources::applyAssignment(EdsCluster& e, const config::DiscoveryEndpoints& file,
+                                       bool count) {
+  const ClusterRuntime& rt = *e.runtime;
+  const config::ClusterConfig& cfg = *rt.config;
+  stats::Shard& shard = store_.mainShard();
+  const config::DiscoveryEndpoints::Assignment* a = file.find(cfg.eds_service_name);
+  if (a == nullptr) {
+    // Envoy: an update without the cluster's assignment keeps the previous
+    // hosts (update_empty) and ends the warming.
+    if (count) {
+      shard.inc(rt.stats.update_empty);
+      TURNOUT_LOG(warn, kLog, "EDS '{}' has no ClusterLoadAssignment '{}' for cluster '{}'; "
+                  "keeping its {} hosts",
+                  cfg.eds->path, cfg.eds_service_name, cfg.name, e.hosts->hosts.size());
+    }
+    warmed(e);
+    return;
+  }
+  if (count) shard.inc(rt.stats.update_success);
+  HostListUpdate u = updateEndpointHosts(a->localities, e.hosts->hosts, rt.health_checked);
+  if (!u.changed) {
+    if (count) shard.inc(rt.stats.update_no_rebuild);
+    warmed(e);
+    return;
+  }
+  if (u.added > 0 || u.removed > 0) shard.inc(rt.stats.membership_change);
+  TURNOUT_LOG(info, kLog, "EDS: cluster '{}' has {} hosts ({} added, {} removed)", cfg.name,
+              u.hosts.size(), u.added, u.removed);
+  e.hosts = makeHostSet(cfg, std::move(u.hosts));
+  recordMembership(rt, *e.hosts, shard);
+  publisher_.publishHosts(e.runtime, e.hosts);
+  warmed(e);
 }
 
 }  // namespace turnout::proxy

@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "config/snapshot/discovery_response.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "proxy/server/snapshot_publisher.h"
 #include "proxy/stats/store.h"
@@ -52,14 +53,27 @@ class FileWatch {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The bootstrap's dynamic_resources (cds_config, lds_config) and the RDS
-// config sources of its HCMs, from files: each file change is parsed,
+// The bootstrap's dynamic_resources (cds_config, lds_config), the RDS
+// config sources of its HCMs and the EDS config sources of its clusters (static
+// or from CDS), from files: each file change is parsed,
 // checked like the bootstrap, turned into runtime objects for the changed
 // resources only, and published. A bad file is rejected (logged at warn,
 // update_rejected counted) and the last good config keeps serving. Stats as
 // Envoy's: cluster_manager.cds.*, listener_manager.lds.*,
 // http.<stat_prefix>.rds.<route_config_name>.* (update_attempt,
-// update_success, update_rejected, version). Main thread.
+// update_success, update_rejected, version), and for EDS the cluster's own
+// scope: cluster.<name>.update_attempt / update_success / update_rejected /
+// update_empty / update_no_rebuild / membership_change / init_fetch_timeout.
+//
+// EDS (Envoy's EdsClusterImpl over a filesystem subscription): each EDS
+// cluster matches the ClusterLoadAssignment whose cluster_name is its
+// service_name (else its name). An assignment is turned into the cluster's
+// new host set (updateEndpointHosts: surviving hosts keep their state) and
+// published with SnapshotPublisher::publishHosts, so only that cluster's
+// WorkerCluster changes on each worker. A file without the cluster's
+// assignment keeps its hosts (update_empty). A cluster warms until its first
+// assignment, at most initial_fetch_timeout; meanwhile it has no hosts
+// (requests get 503 UH). Gauge cluster_manager.warming_clusters. Main thread.
 class DynamicResources {
  public:
   DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher);
@@ -108,6 +122,17 @@ class DynamicResources {
   void onClusters(const std::string& contents);
   void onListeners(const std::string& contents);
   void watchRoutes();
+  // EDS: subscribes the EDS clusters of the current generation that are new
+  // or replaced, and forgets removed ones.
+  void watchEndpoints();
+  void onEndpoints(const std::string& path, const std::string& contents);
+  struct EdsCluster;
+  // Applies the file's assignment to one cluster; `count` says whether this
+  // is an update of the file (stats) or a cluster catching up with it.
+  void applyAssignment(EdsCluster& cluster, const config::DiscoveryEndpoints& file, bool count);
+  void warmed(EdsCluster& cluster);
+  // The host set `c` starts with when the file already holds its assignment.
+  ClusterRuntimeConstSharedPtr withCachedEndpoints(ClusterRuntimeConstSharedPtr c);
   void routeRejected(const std::string& name, std::string details);
   void rejected(const UpdateStats& s, Source* source, const std::string& what,
                 const absl::Status& status);
@@ -130,6 +155,17 @@ class DynamicResources {
   std::vector<RdsSource> rds_;
   std::vector<std::string> rds_watched_;
   std::map<std::string, RouteConfigState> route_configs_;
+
+  // EDS: the last accepted response of each watched file, by path.
+  absl::flat_hash_map<std::string, std::optional<config::DiscoveryEndpoints>> eds_files_;
+  struct EdsCluster {
+    ClusterRuntimeConstSharedPtr runtime;  // the generation's runtime it serves
+    HostSetConstSharedPtr hosts;           // its current host set
+    bool warming = true;
+    std::unique_ptr<asio::steady_timer> init_timer;
+  };
+  absl::flat_hash_map<std::string, EdsCluster> eds_clusters_;  // by cluster name
+  stats::StatId warming_clusters_;
 };
 
 }  // namespace turnout::proxy

@@ -10,6 +10,7 @@
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "google/protobuf/util/json_util.h"
+#include "proxy/access_log/access_log.h"
 #include "proxy/common/log.h"
 #include "proxy/stats/well_known_stats.h"
 
@@ -31,6 +32,9 @@ int Server::run() {
 
   // The same call --mode validate makes (main.cc), so both answer alike.
   auto loaded = config::SnapshotBuilder::load(options_.bootstrap);
+  if (loaded.ok()) {
+    if (auto logs = access_log::checkAccessLogFormats(*loaded->snapshot); !logs.ok()) loaded = logs;
+  }
   if (loaded.ok()) {
     for (const auto& w : loaded->warnings) TURNOUT_LOG(warn, "config", "{}", w);
   }

@@ -61,12 +61,9 @@ void SnapshotPublisher::startServices(const ClusterRuntimeConstSharedPtr& rt) {
           });
         }
       });
-  ClusterServices* raw = s.get();
   s->dns_refresher = DnsRefresher::create(
-      main_, view, main_shard, [this, raw, rt](const ClusterRuntime& c, HostSetConstSharedPtr hosts) {
-        raw->health_checker->updateHosts(c, *hosts);
-        raw->outlier_detector->updateHosts(c, *hosts);  // before the hosts reach a worker
-        for (auto& w : workers_) w->postHosts(rt, hosts);
+      main_, view, main_shard, [this, rt](const ClusterRuntime&, HostSetConstSharedPtr hosts) {
+        publishHosts(rt, std::move(hosts));
       });
   if (!stopped_) {
     s->health_checker->start();
@@ -77,9 +74,22 @@ void SnapshotPublisher::startServices(const ClusterRuntimeConstSharedPtr& rt) {
 }
 
 HostSetConstSharedPtr SnapshotPublisher::hosts(const ClusterRuntime& cluster) const {
-  auto it = services_.find(cluster.config->name);
-  if (it == services_.end() || it->second->runtime.get() != &cluster) return cluster.hosts;
-  return it->second->dns_refresher->hosts(cluster);
+  auto it = published_hosts_.find(cluster.config->name);
+  if (it == published_hosts_.end() || it->second.runtime != &cluster) return cluster.hosts;
+  return it->second.hosts;
+}
+
+void SnapshotPublisher::publishHosts(const ClusterRuntimeConstSharedPtr& rt,
+                                     HostSetConstSharedPtr hosts) {
+  const std::string& name = rt->config->name;
+  if (!current_ || current_->cluster(name) != rt) return;
+  auto s = services_.find(name);
+  if (s != services_.end() && s->second->runtime == rt) {
+    s->second->health_checker->updateHosts(*rt, *hosts);
+    s->second->outlier_detector->updateHosts(*rt, *hosts);  // before the hosts reach a worker
+  }
+  published_hosts_[name] = PublishedHosts{rt.get(), hosts};
+  for (auto& w : workers_) w->postHosts(rt, hosts);
 }
 
 std::vector<SnapshotPublisher::BoundListener> SnapshotPublisher::boundListeners() const {
@@ -185,12 +195,14 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
     auto old = current_->clusters.find(name);
     if (old != current_->clusters.end() && old->second == rt) continue;
     shard.inc(old == current_->clusters.end() ? cluster_added_ : cluster_modified_);
+    published_hosts_.erase(name);  // the new runtime starts with its own hosts
     (*fresh)[name] = std::make_shared<ClusterResources>();
     startServices(rt);
   }
   for (const auto& [name, rt] : current_->clusters) {
     if (next->clusters.contains(name)) continue;
     shard.inc(cluster_removed_);
+    published_hosts_.erase(name);
     if (auto it = services_.find(name); it != services_.end()) {
       it->second->health_checker->stop();
       it->second->dns_refresher->stop();

@@ -57,8 +57,16 @@ class SnapshotPublisher {
   void stop();
 
   const DataPlaneConfigConstSharedPtr& current() const { return current_; }
-  // A cluster's current host set (DNS), for /clusters.
+  // A cluster's current host set (DNS or EDS), for /clusters.
   HostSetConstSharedPtr hosts(const ClusterRuntime& cluster) const;
+  // Publishes a new host set of `cluster` (a cluster of the current
+  // generation; ignored otherwise): the one path DNS resolutions and EDS
+  // assignments take. Its health checker and outlier detector learn the
+  // hosts first (monitors exist before a worker sees a host), then every
+  // worker gets it (Worker::postHosts -> ClusterManager::updateHosts: only
+  // this cluster's WorkerCluster is replaced, and the idle connections of
+  // surviving hosts move over).
+  void publishHosts(const ClusterRuntimeConstSharedPtr& cluster, HostSetConstSharedPtr hosts);
 
   struct BoundListener {
     std::string name;
@@ -100,6 +108,12 @@ class SnapshotPublisher {
   DataPlaneConfigConstSharedPtr current_;
   std::shared_ptr<ClusterResourcesMap> resources_ = std::make_shared<ClusterResourcesMap>();
   absl::flat_hash_map<std::string, std::unique_ptr<ClusterServices>> services_;
+  // The last host set published per cluster name, with the runtime it was for.
+  struct PublishedHosts {
+    const ClusterRuntime* runtime;
+    HostSetConstSharedPtr hosts;
+  };
+  absl::flat_hash_map<std::string, PublishedHosts> published_hosts_;
   absl::flat_hash_map<std::string, BoundListener> bound_;
   bool stopped_ = false;
   stats::StatId cluster_added_, cluster_modified_, cluster_removed_, active_clusters_;

@@ -12,12 +12,6 @@ void countClass(const std::array<StatId, 5>& xx, Shard& shard, uint32_t code) {
   if (code >= 100 && code < 600) shard.inc(xx[code / 100 - 1]);
 }
 
-std::array<StatId, 5> registerClasses(Store& store, const std::string& prefix) {
-  std::array<StatId, 5> out;
-  for (int i = 0; i < 5; ++i) out[i] = store.counter(absl::StrCat(prefix, i + 1, "xx"));
-  return out;
-}
-
 }  // namespace
 
 std::string sanitizeStatName(std::string_view name) {
@@ -32,65 +26,8 @@ void HttpConnManagerStats::countResponse(Shard& shard, uint32_t code) const {
   countClass(downstream_rq_xx, shard, code);
 }
 
-HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix) {
-  const std::string p = absl::StrCat("http.", sanitizeStatName(stat_prefix), ".");
-  auto c = [&](const char* n) { return store.counter(absl::StrCat(p, n)); };
-  auto g = [&](const char* n) { return store.gauge(absl::StrCat(p, n)); };
-  HttpConnManagerStats s;
-  s.downstream_cx_total = c("downstream_cx_total");
-  s.downstream_cx_active = g("downstream_cx_active");
-  s.downstream_cx_destroy = c("downstream_cx_destroy");
-  s.downstream_cx_http1_active = g("downstream_cx_http1_active");
-  s.downstream_cx_http1_total = c("downstream_cx_http1_total");
-  s.downstream_cx_protocol_error = c("downstream_cx_protocol_error");
-  s.downstream_rq_total = c("downstream_rq_total");
-  s.downstream_rq_active = g("downstream_rq_active");
-  s.downstream_rq_completed = c("downstream_rq_completed");
-  s.downstream_rq_xx = registerClasses(store, p + "downstream_rq_");
-  s.downstream_rq_time = store.histogram(p + "downstream_rq_time");
-  s.downstream_rq_timeout = c("downstream_rq_timeout");
-  s.downstream_rq_idle_timeout = c("downstream_rq_idle_timeout");
-  s.downstream_rq_rx_reset = c("downstream_rq_rx_reset");
-  s.downstream_rq_too_large = c("downstream_rq_too_large");
-  s.downstream_rq_header_timeout = c("downstream_rq_header_timeout");
-  s.no_route = c("no_route");
-  s.no_cluster = c("no_cluster");
-  s.rq_redirect = c("rq_redirect");
-  s.rq_direct_response = c("rq_direct_response");
-  s.rq_total = c("rq_total");
-  s.rq_reset_after_downstream_response_started = c("rq_reset_after_downstream_response_started");
-  s.routing_key_found = c("routing_key.found");
-  s.routing_key_missing = c("routing_key.missing");
-  for (uint8_t e = 1; e < s.routing_key_error.size(); ++e) {
-    const auto err = static_cast<routing::KeyError>(e);
-    s.routing_key_error[e] =
-        c(absl::StrCat("routing_key.", std::string(routing::keyErrorName(err))).c_str());
-  }
-  return s;
-}
-
-ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix) {
-  ListenerStats s;
-  s.scope = absl::StrCat("listener.", sanitizeStatName(stat_prefix.empty() ? address : stat_prefix), ".");
-  s.downstream_cx_total = store.counter(s.scope + "downstream_cx_total");
-  s.downstream_cx_destroy = store.counter(s.scope + "downstream_cx_destroy");
-  s.downstream_cx_active = store.gauge(s.scope + "downstream_cx_active");
-  s.downstream_cx_length_ms = store.histogram(s.scope + "downstream_cx_length_ms");
-  s.no_filter_chain_match = store.counter(s.scope + "no_filter_chain_match");
-  return s;
-}
-
-void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {
-  countClass(downstream_rq_xx, shard, code);
-}
-
-ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
-                                        std::string_view http_stat_prefix) {
-  ListenerHttpStats s;
-  s.downstream_rq_xx = registerClasses(
-      store, absl::StrCat(listener.scope, "http.", sanitizeStatName(http_stat_prefix), ".downstream_rq_"));
-  return s;
-}
+// (makeHttpConnManagerStats, makeListenerStats and makeListenerHttpStats are
+// defined after the registrars below.)
 
 namespace {
 
@@ -129,6 +66,75 @@ struct ScopeRegistrar {
   StatId histogram(const std::string& n) { return take(n); }
 };
 
+// http.<stat_prefix>.* in slot order (schema and ids from the same code).
+template <class Registrar>
+HttpConnManagerStats fillHcmStats(Registrar& r) {
+  HttpConnManagerStats s;
+  s.downstream_cx_total = r.counter("downstream_cx_total");
+  s.downstream_cx_active = r.gauge("downstream_cx_active");
+  s.downstream_cx_destroy = r.counter("downstream_cx_destroy");
+  s.downstream_cx_http1_active = r.gauge("downstream_cx_http1_active");
+  s.downstream_cx_http1_total = r.counter("downstream_cx_http1_total");
+  s.downstream_cx_protocol_error = r.counter("downstream_cx_protocol_error");
+  s.downstream_rq_total = r.counter("downstream_rq_total");
+  s.downstream_rq_active = r.gauge("downstream_rq_active");
+  s.downstream_rq_completed = r.counter("downstream_rq_completed");
+  for (int i = 0; i < 5; ++i) {
+    s.downstream_rq_xx[i] = r.counter(absl::StrCat("downstream_rq_", i + 1, "xx"));
+  }
+  s.downstream_rq_time = r.histogram("downstream_rq_time");
+  s.downstream_rq_timeout = r.counter("downstream_rq_timeout");
+  s.downstream_rq_idle_timeout = r.counter("downstream_rq_idle_timeout");
+  s.downstream_rq_rx_reset = r.counter("downstream_rq_rx_reset");
+  s.downstream_rq_too_large = r.counter("downstream_rq_too_large");
+  s.downstream_rq_header_timeout = r.counter("downstream_rq_header_timeout");
+  s.no_route = r.counter("no_route");
+  s.no_cluster = r.counter("no_cluster");
+  s.rq_redirect = r.counter("rq_redirect");
+  s.rq_direct_response = r.counter("rq_direct_response");
+  s.rq_total = r.counter("rq_total");
+  s.rq_reset_after_downstream_response_started =
+      r.counter("rq_reset_after_downstream_response_started");
+  s.routing_key_found = r.counter("routing_key.found");
+  s.routing_key_missing = r.counter("routing_key.missing");
+  for (uint8_t e = 1; e < s.routing_key_error.size(); ++e) {
+    const auto err = static_cast<routing::KeyError>(e);
+    s.routing_key_error[e] =
+        r.counter(absl::StrCat("routing_key.", std::string(routing::keyErrorName(err))));
+  }
+  return s;
+}
+
+// listener.<addr>.* in slot order.
+template <class Registrar>
+ListenerStats fillListenerStats(Registrar& r) {
+  ListenerStats s;
+  s.downstream_cx_total = r.counter("downstream_cx_total");
+  s.downstream_cx_destroy = r.counter("downstream_cx_destroy");
+  s.downstream_cx_active = r.gauge("downstream_cx_active");
+  s.downstream_cx_length_ms = r.histogram("downstream_cx_length_ms");
+  s.no_filter_chain_match = r.counter("no_filter_chain_match");
+  return s;
+}
+
+// listener.<addr>.http.<stat_prefix>.* in slot order.
+template <class Registrar>
+ListenerHttpStats fillListenerHttpStats(Registrar& r) {
+  ListenerHttpStats s;
+  for (int i = 0; i < 5; ++i) {
+    s.downstream_rq_xx[i] = r.counter(absl::StrCat("downstream_rq_", i + 1, "xx"));
+  }
+  return s;
+}
+
+template <class Stats>
+const StatSchema* buildSchema(Stats (*fill)(SchemaRegistrar&)) {
+  auto* schema = new StatSchema();
+  SchemaRegistrar r{*schema};
+  fill(r);
+  return schema;
+}
+
 // A cluster's stats in slot order; the same code builds the schema and fills
 // each cluster's ids, so the two cannot disagree.
 template <class Registrar>
@@ -145,6 +151,9 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   s.update_success = r.counter("update_success");
   s.update_failure = r.counter("update_failure");
   s.update_no_rebuild = r.counter("update_no_rebuild");
+  s.update_rejected = r.counter("update_rejected");
+  s.update_empty = r.counter("update_empty");
+  s.init_fetch_timeout = r.counter("init_fetch_timeout");
   s.membership_change = r.counter("membership_change");
   s.health_check_attempt = r.counter("health_check.attempt");
   s.health_check_success = r.counter("health_check.success");
@@ -272,6 +281,43 @@ ServerStats makeServerStats(Store& store) {
   s.days_until_first_cert_expiring = store.gauge("server.days_until_first_cert_expiring");
   s.active_clusters = store.gauge("cluster_manager.active_clusters");
   s.total_listeners_active = store.gauge("listener_manager.total_listeners_active");
+  return s;
+}
+
+HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillHcmStats<SchemaRegistrar>);
+  const ScopeRef ref =
+      store.scope(absl::StrCat("http.", sanitizeStatName(stat_prefix), "."), *kSchema);
+  ScopeRegistrar r{ref};
+  HttpConnManagerStats s = fillHcmStats(r);
+  s.scope = ref.handle;
+  return s;
+}
+
+ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillListenerStats<SchemaRegistrar>);
+  std::string prefix = absl::StrCat(
+      "listener.", sanitizeStatName(stat_prefix.empty() ? address : stat_prefix), ".");
+  const ScopeRef ref = store.scope(prefix, *kSchema);
+  ScopeRegistrar r{ref};
+  ListenerStats s = fillListenerStats(r);
+  s.prefix = std::move(prefix);
+  s.scope = ref.handle;
+  return s;
+}
+
+void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {
+  countClass(downstream_rq_xx, shard, code);
+}
+
+ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
+                                        std::string_view http_stat_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillListenerHttpStats<SchemaRegistrar>);
+  const ScopeRef ref = store.scope(
+      absl::StrCat(listener.prefix, "http.", sanitizeStatName(http_stat_prefix), "."), *kSchema);
+  ScopeRegistrar r{ref};
+  ListenerHttpStats s = fillListenerHttpStats(r);
+  s.scope = ref.handle;
   return s;
 }
 

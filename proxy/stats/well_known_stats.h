@@ -33,6 +33,10 @@ struct HttpConnManagerStats {
   StatId routing_key_found, routing_key_missing;
   std::array<StatId, 8> routing_key_error;  // indexed by routing::KeyError; [0] unused
 
+  // One Store scope per stat_prefix, shared by the HCMs that use it and freed
+  // with the last of them (an HCM of a listener LDS removed).
+  ScopeHandle scope;
+
   // Counts downstream_rq_<N>xx for a response code (codes outside 100..599 are skipped).
   void countResponse(Shard& shard, uint32_t code) const;
 };
@@ -44,13 +48,17 @@ struct ListenerStats {
   StatId downstream_cx_total, downstream_cx_destroy, downstream_cx_active;
   StatId downstream_cx_length_ms;  // histogram
   StatId no_filter_chain_match;
-  std::string scope;  // "listener.<addr>."
+  std::string prefix;  // "listener.<addr>."
+  // A Store scope, freed with the last listener runtime that holds it (a
+  // listener LDS removed, once its connections are gone), as cluster scopes are.
+  ScopeHandle scope;
 };
 ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix);
 
 // listener.<addr>.http.<stat_prefix>.downstream_rq_<N>xx
 struct ListenerHttpStats {
   std::array<StatId, 5> downstream_rq_xx;
+  ScopeHandle scope;
   void countResponse(Shard& shard, uint32_t code) const;
 };
 ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
@@ -78,6 +86,8 @@ struct ClusterStats {
   StatId membership_total, membership_healthy;
   StatId maglev_min_entries_per_host, maglev_max_entries_per_host;  // MAGLEV clusters only (else sinks)
   StatId update_attempt, update_success, update_failure, update_no_rebuild;
+  // EDS (Envoy's subscription stats in the cluster's scope).
+  StatId update_rejected, update_empty, init_fetch_timeout;
   StatId membership_change;
   StatId health_check_attempt, health_check_success, health_check_failure;
   // Written by workers.

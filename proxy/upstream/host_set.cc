@@ -148,4 +148,52 @@ HostListUpdate updateHostList(const std::vector<HostDescription>& current,
   return u;
 }
 
+bool endpointHealthy(config::EndpointConfig::HealthStatus s) {
+  using H = config::EndpointConfig::HealthStatus;
+  return s == H::Unknown || s == H::Healthy || s == H::Degraded;
+}
+
+HostListUpdate updateEndpointHosts(const std::vector<config::LocalityEndpointsConfig>& localities,
+                                   const std::vector<HostDescription>& current,
+                                   bool health_checked) {
+  HostListUpdate u;
+  absl::flat_hash_set<std::string> fresh;
+  size_t endpoint = 0;
+  for (const auto& locality : localities) {
+    for (const auto& e : locality.endpoints) {
+      if (e.address.kind != config::Address::Kind::Socket) continue;
+      HostDescription h;
+      h.ip = e.address.address;
+      h.port = static_cast<uint16_t>(e.address.port);
+      h.address = hostPort(h.ip, h.port);
+      h.weight = e.weight == 0 ? 1 : e.weight;
+      h.priority = locality.priority;
+      h.healthy = endpointHealthy(e.health_status);
+      h.hostname = e.hostname;
+      h.endpoint = endpoint++;
+      auto survivor = std::find_if(current.begin(), current.end(), [&](const HostDescription& c) {
+        return c.address == h.address;
+      });
+      if (survivor != current.end()) {
+        h.state = survivor->state;
+      } else {
+        h.state->failed_active_hc.store(health_checked, std::memory_order_relaxed);
+        ++u.added;
+      }
+      fresh.insert(h.address);
+      u.hosts.push_back(std::move(h));
+    }
+  }
+  for (const auto& c : current) u.removed += fresh.contains(c.address) ? 0 : 1;
+  u.changed = u.added > 0 || u.removed > 0 || u.hosts.size() != current.size();
+  for (size_t i = 0; !u.changed && i < u.hosts.size(); ++i) {
+    const HostDescription& a = u.hosts[i];
+    const HostDescription& b = current[i];
+    u.changed = a.address != b.address || a.weight != b.weight || a.priority != b.priority ||
+                a.healthy != b.healthy || a.hostname != b.hostname;
+  }
+  if (!u.changed) u.hosts = current;
+  return u;
+}
+
 }  // namespace turnout::proxy

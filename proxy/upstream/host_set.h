@@ -118,4 +118,22 @@ HostListUpdate updateHostList(const std::vector<HostDescription>& current,
                               const std::vector<std::string>& addresses,
                               config::ClusterConfig::Type type, bool health_checked);
 
+// Whether an endpoint's EDS health_status lets it take traffic (UNKNOWN,
+// HEALTHY and DEGRADED do; UNHEALTHY, DRAINING and TIMEOUT do not).
+bool endpointHealthy(config::EndpointConfig::HealthStatus status);
+
+// The hosts of a cluster's localities (a STATIC cluster's load_assignment or
+// an EDS ClusterLoadAssignment, both translated by config::
+// translateLoadAssignment), one per socket-address lb_endpoint in order, with
+// weight, priority, static health and hostname; applied to `current`, the
+// cluster's host list now (Envoy's EDS updateDynamicHostList, matching by
+// address): a host whose address is in `current` keeps its shared state, so
+// its health-check verdict and outlier monitor survive and the workers keep
+// its pools; a new one starts failing active health checks when the cluster
+// has them (`health_checked`). `changed` is false when nothing a worker uses
+// differs (then `hosts` is `current`: Envoy's update_no_rebuild). Pure.
+HostListUpdate updateEndpointHosts(const std::vector<config::LocalityEndpointsConfig>& localities,
+                                   const std::vector<HostDescription>& current,
+                                   bool health_checked);
+
 }  // namespace turnout::proxy

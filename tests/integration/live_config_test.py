@@ -31,6 +31,8 @@ ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
        "HttpConnectionManager")
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 
 
 def poll(predicate, deadline_s=POLL_S):
@@ -70,6 +72,28 @@ def listener(name, port, route):
     return {"@type": LISTENER, "name": name,
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
             "filter_chains": [{"filters": [hcm(name, route)]}]}
+
+
+def assignment(name, localities):
+    """A ClusterLoadAssignment: `localities` is a list of lists of (port, extra) per
+    lb_endpoint; a locality given as a dict {"priority": p, "endpoints": [...]} sets
+    its priority."""
+    out = []
+    for loc in localities:
+        priority = 0
+        if isinstance(loc, dict):
+            priority, loc = loc["priority"], loc["endpoints"]
+        lbs = []
+        for port, extra in loc:
+            lb = {"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": port}}}}
+            lb.update(extra)
+            lbs.append(lb)
+        entry = {"lb_endpoints": lbs}
+        if priority:
+            entry["priority"] = priority
+        out.append(entry)
+    return {"@type": ENDPOINTS, "cluster_name": name, "endpoints": out}
 
 
 def get(port, path="/", conn=None):
@@ -192,7 +216,9 @@ class LiveConfigTest(unittest.TestCase):
 
     def test_lds_adds_a_listener_then_removes_it(self):
         inline = {"route_config": route_config("inline", "a", typed=False)}
-        self.write("lds.json", LISTENER, [listener("extra", 0, inline)])
+        extra = listener("extra", 0, inline)
+        extra["stat_prefix"] = "extra"
+        self.write("lds.json", LISTENER, [extra])
 
         def extra_port():
             listeners = self.proxy._read_listeners()
@@ -202,6 +228,8 @@ class LiveConfigTest(unittest.TestCase):
         self.assertIsNotNone(port, self.proxy.log())
         self.assertEqual(get(port)[:2], (200, "a"))
         self.assertEqual(self.proxy.counter("listener_manager.listener_added"), 1)
+        self.assertEqual(self.proxy.counter("http.extra.downstream_rq_total"), 1)
+        self.assertEqual(self.proxy.counter("listener.extra.downstream_cx_total"), 1)
         # A keep-alive connection on it finishes with Connection: close once removed.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self.assertEqual(get(port, conn=conn)[0], 200)
@@ -221,6 +249,13 @@ class LiveConfigTest(unittest.TestCase):
                 return True
 
         self.assertIsNotNone(poll(refused))
+        # Its listener.<addr>.* and http.<stat_prefix>.* stats go with it, as a
+        # removed cluster's do.
+        self.assertIsNotNone(poll(lambda: not [
+            k for k in self.proxy.stats()
+            if k.startswith(("http.extra.", "listener.extra."))]),
+            [k for k in self.proxy.stats() if "extra" in k or str(port) in k])
+        self.assertIsNotNone(self.proxy.counter("http.ingress.downstream_rq_total"))
 
     def test_keep_alive_connection_sees_a_route_change_on_its_next_request(self):
         self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
@@ -237,6 +272,32 @@ class LiveConfigTest(unittest.TestCase):
         self.assertEqual(get(self.port, conn=conn)[:2], (200, "b"))
         self.assertIs(conn.sock, sock)
         conn.close()
+
+    def test_cds_eds_cluster_reads_its_assignment_by_cluster_name_from_a_bare_path(self):
+        # An EDS cluster from CDS, with the deprecated `path` form and no
+        # service_name: the assignment is matched by the cluster's name.
+        eds = {"@type": CLUSTER, "name": "e", "type": "EDS", "connect_timeout": "1s",
+               "eds_cluster_config": {"eds_config": {"path": self.path("eds.json")}}}
+        self.write("eds.json", ENDPOINTS, [assignment("e", [[(self.b.port, {})]])])
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), eds])
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 2))
+        self.write("rds.json", ROUTES, [route_config("main", "e")])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        self.assertEqual(self.proxy.counter("cluster.e.update_success"), 1)
+        # A CDS update that leaves "e" alone keeps its endpoints.
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), eds,
+                                         cluster("c", self.a.port)])
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 3))
+        self.assertEqual(get(self.port)[:2], (200, "b"))
+        # A CDS update that changes "e" starts it from the file's assignment.
+        changed = dict(eds, connect_timeout="2s")
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), changed])
+        self.assertIsNotNone(poll(
+            lambda: self.proxy.counter("cluster_manager.active_clusters") == 2))
+        for _ in range(4):
+            self.assertEqual(get(self.port)[:2], (200, "b"))
 
     def config_dump(self):
         status, body, _ = self.proxy.admin("GET", "/config_dump")
@@ -344,6 +405,157 @@ class LiveConfigTest(unittest.TestCase):
         (extra,) = self.config_dump()["ListenersConfigDump"]["dynamic_listeners"]
         self.assertEqual(extra["active_state"]["version_info"], lds_version)
         self.assertIn("LDS", extra["error_state"]["details"])
+
+
+class EdsTest(unittest.TestCase):
+    """A static EDS cluster whose ClusterLoadAssignment comes from a watched file."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="turnout-eds-")
+        self.a = FakeBackend("a").start()
+        self.b = FakeBackend("b").start()
+        self.version = 0
+        self.access_log = self.path("access.log")
+
+    def start(self, initial_fetch_timeout=None, service_name="backend-svc"):
+        eds_config = {"path_config_source": {
+            "path": self.path("eds.json"), "watched_directory": {"path": self.dir}}}
+        if initial_fetch_timeout is not None:
+            eds_config["initial_fetch_timeout"] = initial_fetch_timeout
+        ingress = listener("ingress", 0, {"route_config": route_config("r", "svc", typed=False)})
+        del ingress["@type"]
+        ingress["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = [{
+            "name": "file", "typed_config": {
+                "@type": FILE_LOG, "path": self.access_log,
+                "log_format": {"text_format_source": {
+                    "inline_string": "%RESPONSE_CODE% %RESPONSE_FLAGS%\n"}}}}]
+        svc = {"name": "svc", "type": "EDS", "connect_timeout": "1s",
+               "eds_cluster_config": {"eds_config": eds_config, "service_name": service_name}}
+        bootstrap = {
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {"listeners": [ingress], "clusters": [svc]},
+        }
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap)).start()
+        self.port = self.proxy.port("ingress")
+
+    def tearDown(self):
+        if hasattr(self, "proxy"):
+            self.proxy.stop()
+        self.a.stop()
+        self.b.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, resources, raw=None):
+        """Writes eds.json next to its place and moves it there (rename)."""
+        self.version += 1
+        tmp = self.path(".eds.json.tmp")
+        with open(tmp, "w") as f:
+            f.write(raw if raw is not None else json.dumps(
+                {"version_info": "v%d" % self.version, "type_url": ENDPOINTS,
+                 "resources": resources}))
+        os.rename(tmp, self.path("eds.json"))
+
+    def stat(self, name):
+        return self.proxy.counter(name) or 0
+
+    def log_lines(self):
+        try:
+            with open(self.access_log) as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def test_eds_cluster_warms_with_503_uh_until_its_file_appears(self):
+        self.start()
+        self.assertEqual(self.proxy.counter("cluster_manager.warming_clusters"), 1)
+        status, backend, _ = get(self.port)
+        self.assertEqual((status, backend), (503, None))
+        self.assertIsNotNone(poll(lambda: "503 UH" in self.log_lines()), self.log_lines())
+        self.write([assignment("backend-svc", [[(self.a.port, {})]])])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+        self.assertEqual(self.stat("cluster.svc.update_success"), 1)
+        self.assertEqual(self.proxy.counter("cluster_manager.warming_clusters"), 0)
+        self.assertEqual(self.stat("cluster.svc.membership_total"), 1)
+
+    def test_eds_initial_fetch_timeout_ends_the_warming_without_hosts(self):
+        self.start(initial_fetch_timeout="0.2s")
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.init_fetch_timeout") == 1),
+                             self.proxy.log())
+        self.assertEqual(self.proxy.counter("cluster_manager.warming_clusters"), 0)
+        self.assertEqual(get(self.port)[0], 503)
+        self.write([assignment("backend-svc", [[(self.b.port, {})]])])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+
+    def test_eds_update_replaces_the_hosts_and_surviving_hosts_keep_their_connections(self):
+        self.write([assignment("backend-svc", [[(self.a.port, {})]])])
+        self.start()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.assertEqual(get(self.port, conn=conn)[:2], (200, "a"))
+        a_connections = self.a.connections
+        # Both hosts, weights 3:1 (smooth weighted round robin on this worker).
+        self.write([assignment("backend-svc", [[
+            (self.a.port, {"load_balancing_weight": 3}),
+            (self.b.port, {"load_balancing_weight": 1})]])])
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.membership_total") == 2))
+        seen = [get(self.port, conn=conn)[1] for _ in range(8)]
+        self.assertEqual(seen.count("a"), 6, seen)
+        self.assertEqual(seen.count("b"), 2, seen)
+        # The update did not close the idle connection to the surviving host.
+        self.assertEqual(self.a.connections, a_connections)
+        self.assertGreaterEqual(self.stat("cluster.svc.membership_change"), 1)
+        # Only b is left.
+        self.write([assignment("backend-svc", [[(self.b.port, {})]])])
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.membership_total") == 1))
+        self.assertEqual({get(self.port, conn=conn)[1] for _ in range(4)}, {"b"})
+        conn.close()
+
+    def test_eds_priorities_and_health_status_pick_the_serving_level(self):
+        self.write([assignment("backend-svc", [
+            [(self.a.port, {})], {"priority": 1, "endpoints": [(self.b.port, {})]}])])
+        self.start()
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+        self.assertEqual({get(self.port)[1] for _ in range(4)}, {"a"})
+        # Priority 0 unhealthy: priority 1 serves.
+        self.write([assignment("backend-svc", [
+            [(self.a.port, {"health_status": "UNHEALTHY"})],
+            {"priority": 1, "endpoints": [(self.b.port, {})]}])])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        self.assertEqual({get(self.port)[1] for _ in range(4)}, {"b"})
+
+    def test_bad_eds_file_is_rejected_with_its_path_and_the_last_endpoints_keep_serving(self):
+        self.write([assignment("backend-svc", [[(self.a.port, {})]])])
+        self.start()
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+        attempts = self.stat("cluster.svc.update_attempt")
+        # A host name where EDS takes IP addresses.
+        bad = assignment("backend-svc", [[(self.b.port, {})]])
+        bad["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
+            "address"] = "localhost"
+        self.write([bad])
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.update_rejected") == 1),
+                             self.proxy.log())
+        self.assertIn("resources[0].endpoints[0].lb_endpoints[0].endpoint.address."
+                      "socket_address.address", self.proxy.log())
+        self.assertEqual(get(self.port)[:2], (200, "a"))
+        # A field turnout does not honour is rejected with its path.
+        policy = assignment("backend-svc", [[(self.b.port, {})]])
+        policy["policy"] = {"overprovisioning_factor": 100}
+        self.write([policy])
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.update_rejected") == 2))
+        self.assertIn("resources[0].policy", self.proxy.log())
+        # Not a DiscoveryResponse at all.
+        self.write(None, raw="{not json")
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.update_rejected") == 3))
+        self.assertEqual(get(self.port)[:2], (200, "a"))
+        # A file without this cluster's assignment keeps its hosts (Envoy's update_empty).
+        self.write([assignment("other-svc", [[(self.b.port, {})]])])
+        self.assertIsNotNone(poll(lambda: self.stat("cluster.svc.update_empty") == 1))
+        self.assertEqual(get(self.port)[:2], (200, "a"))
+        self.assertEqual(self.stat("cluster.svc.update_attempt"), attempts + 4)
+        self.assertEqual(self.stat("cluster.svc.update_success"), 1)
 
 
 def set_turnout(binary):

@@ -242,9 +242,9 @@ static_resources:
        "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
        "socket_address.address: malformed IP address: backend.local"},
-      // EDS and ORIGINAL_DST clusters wait for the xDS and sidecar issues.
+      // EDS reads a file; ORIGINAL_DST clusters wait for the sidecar issue.
       {"static_resources: {clusters: [{name: e, type: EDS}]}",
-       "load: static_resources.clusters[0].type: EDS clusters are not supported by turnout yet"},
+       "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
       {"static_resources: {clusters: [{name: d, type: LOGICAL_DNS}]}",
        "static_resources.clusters[0].load_assignment: LOGICAL_DNS clusters must have a single"},
       {"static_resources: {clusters: [{name: o, type: STATIC, lb_policy: CLUSTER_PROVIDED}]}",

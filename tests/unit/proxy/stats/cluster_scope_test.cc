@@ -217,5 +217,37 @@ TEST_CASE("stats are visited in name order, also when a cluster name extends ano
   }
 }
 
+TEST_CASE("a removed listener's listener and http stats are freed with its last holder",
+          "[stats][scope]") {
+  Store store(1);
+  std::optional<ListenerStats> listener = makeListenerStats(store, "127.0.0.1:8080", "extra");
+  std::optional<ListenerHttpStats> http = makeListenerHttpStats(store, *listener, "extra_http");
+  std::optional<HttpConnManagerStats> hcm = makeHttpConnManagerStats(store, "extra_http");
+  // A second HCM on the same stat_prefix shares the scope (Envoy shares the names).
+  std::optional<HttpConnManagerStats> shared = makeHttpConnManagerStats(store, "extra_http");
+  CHECK(shared->downstream_rq_total == hcm->downstream_rq_total);
+  store.shard(0).inc(listener->downstream_cx_total);
+  http->countResponse(store.shard(0), 200);
+  store.shard(0).inc(hcm->downstream_rq_total, 2);
+  store.shard(0).record(hcm->downstream_rq_time, 3);
+  CHECK(store.counterValue("listener.extra.downstream_cx_total") == 1);
+  CHECK(store.counterValue("listener.extra.http.extra_http.downstream_rq_2xx") == 1);
+  CHECK(store.counterValue("http.extra_http.downstream_rq_total") == 2);
+
+  listener.reset();
+  http.reset();
+  hcm.reset();
+  CHECK(store.reclaim() == 2);  // the HCM scope lives on in `shared`
+  CHECK(renderText(store, filter(R"(^listener\.extra\.)")).empty());
+  CHECK(store.counterValue("http.extra_http.downstream_rq_total") == 2);
+  shared.reset();
+  CHECK(store.reclaim() == 1);
+  CHECK(store.scopeCount() == 0);
+  CHECK(renderText(store, filter("extra")).empty());
+  // The slots are recycled: the next listener starts from zero.
+  const ListenerStats next = makeListenerStats(store, "127.0.0.1:9090", "next");
+  CHECK(store.counterValue("listener.next.downstream_cx_total") == 0);
+}
+
 }  // namespace
 }  // namespace turnout::proxy::stats

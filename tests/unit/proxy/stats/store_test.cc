@@ -179,11 +179,11 @@ TEST_CASE("cluster responses count the class and pre-registered codes only", "[s
 TEST_CASE("listener stats are named by address with ':' as '_' or by stat_prefix", "[stats]") {
   Store store(1);
   const ListenerStats l = makeListenerStats(store, "0.0.0.0:10000", "");
-  CHECK(l.scope == "listener.0.0.0.0_10000.");
+  CHECK(l.prefix == "listener.0.0.0.0_10000.");
   const ListenerHttpStats lh = makeListenerHttpStats(store, l, "ingress_http");
   lh.countResponse(store.shard(0), 204);
   CHECK(store.counterValue("listener.0.0.0.0_10000.http.ingress_http.downstream_rq_2xx") == 1);
-  CHECK(makeListenerStats(store, "0.0.0.0:1", "public").scope == "listener.public.");
+  CHECK(makeListenerStats(store, "0.0.0.0:1", "public").prefix == "listener.public.");
 }
 
 TEST_CASE("http connection manager stats carry the routing-key stats", "[stats]") {

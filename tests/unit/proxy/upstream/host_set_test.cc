@@ -207,3 +207,61 @@ TEST_CASE("dns_lookup_family picks from what the resolver returned", "[dns]") {
 }
 
 }  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+config::LocalityEndpointsConfig locality(uint32_t priority,
+                                         std::vector<std::pair<std::string, uint32_t>> eps) {
+  config::LocalityEndpointsConfig l;
+  l.priority = priority;
+  for (const auto& [ip, weight] : eps) {
+    config::EndpointConfig e;
+    e.address.address = ip;
+    e.address.port = 80;
+    e.weight = weight;
+    l.endpoints.push_back(e);
+  }
+  return l;
+}
+
+TEST_CASE("an EDS update keeps the shared state of surviving hosts and adds new ones failing "
+          "health checks",
+          "[upstream][eds]") {
+  HostListUpdate first = updateEndpointHosts({locality(0, {{"10.0.0.1", 1}, {"10.0.0.2", 1}})},
+                                             {}, true);
+  REQUIRE(first.changed);
+  CHECK(first.added == 2);
+  REQUIRE(first.hosts.size() == 2);
+  first.hosts[0].state->failed_active_hc.store(false);  // passed its checks since
+
+  HostListUpdate next = updateEndpointHosts(
+      {locality(0, {{"10.0.0.1", 1}}), locality(1, {{"10.0.0.3", 5}})}, first.hosts, true);
+  CHECK(next.changed);
+  CHECK(next.added == 1);
+  CHECK(next.removed == 1);
+  REQUIRE(next.hosts.size() == 2);
+  CHECK(next.hosts[0].address == "10.0.0.1:80");
+  CHECK(next.hosts[0].state == first.hosts[0].state);
+  CHECK_FALSE(next.hosts[0].state->failed_active_hc.load());
+  CHECK(next.hosts[1].address == "10.0.0.3:80");
+  CHECK(next.hosts[1].priority == 1);
+  CHECK(next.hosts[1].weight == 5);
+  CHECK(next.hosts[1].state->failed_active_hc.load());
+}
+
+TEST_CASE("an EDS update that changes nothing a worker uses is no rebuild", "[upstream][eds]") {
+  auto first = updateEndpointHosts({locality(0, {{"10.0.0.1", 2}})}, {}, false);
+  auto same = updateEndpointHosts({locality(0, {{"10.0.0.1", 2}})}, first.hosts, false);
+  CHECK_FALSE(same.changed);
+  CHECK(same.hosts[0].state == first.hosts[0].state);
+  // A weight change is a rebuild, with nobody added or removed.
+  auto weight = updateEndpointHosts({locality(0, {{"10.0.0.1", 3}})}, first.hosts, false);
+  CHECK(weight.changed);
+  CHECK(weight.added == 0);
+  CHECK(weight.removed == 0);
+  CHECK(weight.hosts[0].state == first.hosts[0].state);
+}
+
+}  // namespace
+}  // namespace turnout::proxy
