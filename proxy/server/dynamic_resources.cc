@@ -275,11 +275,10 @@ void DynamicResources::onClusters(const std::string& contents) {
     }
     if (old) {
       // Unchanged resource: keep the runtime object (workers keep its pools).
-      const auto& old_protos = old->owner->bootstrap.static_resources().clusters();
       const size_t old_index = static_cast<size_t>(old->config - old->owner->clusters.data());
-      if (old_index < static_cast<size_t>(old_protos.size()) &&
+      if (old_index < old->owner->cluster_protos.size() &&
           google::protobuf::util::MessageDifferencer::Equals(
-              old_protos[static_cast<int>(old_index)],
+              old->owner->clusterProto(old_index),
               file.bootstrap.static_resources().clusters(static_cast<int>(i)))) {
         continue;
       }
