@@ -607,6 +607,7 @@ ClusterManager::UpdateResult ClusterManager::update(
   absl::flat_hash_map<const ClusterRuntime*, std::shared_ptr<ClusterResources>> deferred_resources;
   absl::flat_hash_map<const ClusterRuntime*, Deferred> deferred;
   by_name.reserve(by_name_.size());
+  deferred_resources.reserve(deferred_resources_.size() + resources.size());
   for (const auto& [name, rt] : config->clusters) {
     auto old = by_name_.find(name);
     if (old != by_name_.end() && old->second->runtimeOwner() == rt) {
@@ -627,21 +628,22 @@ ClusterManager::UpdateResult ClusterManager::update(
       ++r.created;
       continue;
     }
-    if (res != resources.end()) {
-      deferred_resources.emplace(rt.get(), res->second);
-      ++r.deferred;
+    // Not used here yet. Unchanged: it keeps what it had (breakers, a DNS
+    // host set, ejections); new or changed: it starts from the posted breakers.
+    if (config_ != nullptr && config_->findCluster(name) == rt.get()) {
+      if (auto kept = deferred_resources_.find(rt.get()); kept != deferred_resources_.end()) {
+        deferred_resources.emplace(rt.get(), std::move(kept->second));
+      } else if (res != resources.end()) {
+        deferred_resources.emplace(rt.get(), res->second);
+      }
+      if (auto d = deferred_.find(rt.get()); d != deferred_.end()) {
+        deferred.emplace(rt.get(), std::move(d->second));
+      }
+      ++r.reused;
       continue;
     }
-    // Not used here yet: keep what it had if it is unchanged.
-    auto kept = deferred_resources_.find(rt.get());
-    const bool unchanged = config_ != nullptr && config_->findCluster(name) == rt.get();
-    if (unchanged && kept != deferred_resources_.end()) {
-      deferred_resources.emplace(rt.get(), std::move(kept->second));
-    }
-    if (auto d = deferred_.find(rt.get()); unchanged && d != deferred_.end()) {
-      deferred.emplace(rt.get(), std::move(d->second));
-    }
-    ++(unchanged ? r.reused : r.deferred);
+    if (res != resources.end()) deferred_resources.emplace(rt.get(), res->second);
+    ++r.deferred;
   }
   for (auto& [name, wc] : by_name_) {
     if (!by_name.contains(name) && !config->clusters.contains(name)) wc->retire();

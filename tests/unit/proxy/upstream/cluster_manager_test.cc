@@ -810,6 +810,15 @@ TEST_CASE("a cluster first used after a DNS host set and an ejection starts with
   ejections->hosts = {moved.state.get()};
   m.worker0.updateEjections(rt, ejections);
   CHECK(m.worker0.created() == 0);
+  // A later generation that changes only "b" keeps what "a" was posted.
+  auto next = std::make_shared<DataPlaneConfig>(*m.config);
+  auto b_again = DataPlaneConfig::buildCluster(m.snapshot, *m.snapshot->findCluster("b"), m.store);
+  REQUIRE(b_again.ok());
+  next->clusters["b"] = *b_again;
+  auto r = m.worker0.update(next, m.resources, m.store.shard(0));
+  CHECK(r.reused == 1);
+  CHECK(r.deferred == 1);
+  m.config = next;
 
   std::shared_ptr<WorkerCluster> a = m.worker0.get("a");
   REQUIRE(a);
