@@ -40,14 +40,14 @@ class Boxed {
 
   Boxed() = default;
   Boxed(std::nullopt_t) {}  // NOLINT(google-explicit-constructor): as std::optional
-  Boxed(const T& v) : p_(std::make_unique<T>(v)) {}             // NOLINT
-  Boxed(T&& v) : p_(std::make_unique<T>(std::move(v))) {}       // NOLINT
+  Boxed(const T& v) : p_(std::make_unique<T>(v)) {}        // NOLINT
+  Boxed(T&& v) : p_(std::make_unique<T>(std::move(v))) {}  // NOLINT
   template <typename U>
-    requires(!std::is_same_v<std::remove_cvref_t<U>, Boxed> &&
-             !std::is_same_v<std::remove_cvref_t<U>, T> &&
-             !std::is_same_v<std::remove_cvref_t<U>, std::nullopt_t> &&
-             std::is_constructible_v<T, U &&>)
-  Boxed(U&& v) : p_(std::make_unique<T>(std::forward<U>(v))) {}  // NOLINT
+  requires(!std::is_same_v<std::remove_cvref_t<U>, Boxed> &&
+           !std::is_same_v<std::remove_cvref_t<U>, T> &&
+           !std::is_same_v<std::remove_cvref_t<U>, std::nullopt_t> &&
+           std::is_constructible_v<T, U&&>) Boxed(U&& v)
+      : p_(std::make_unique<T>(std::forward<U>(v))) {}                             // NOLINT
   Boxed(const std::optional<T>& v) : p_(v ? std::make_unique<T>(*v) : nullptr) {}  // NOLINT
   Boxed(const Boxed& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
   Boxed(Boxed&&) noexcept = default;
@@ -320,8 +320,8 @@ struct RouteAction {
     INTERNAL_SERVER_ERROR = 2,  // 500
   };
   // cluster_specifier oneof:
-  std::optional<std::string> cluster;         // min_len 1
-  Boxed<std::string> cluster_header;  // min_len 1; first value used
+  std::optional<std::string> cluster;  // min_len 1
+  Boxed<std::string> cluster_header;   // min_len 1; first value used
   Boxed<WeightedCluster> weighted_clusters;
   ClusterNotFoundResponseCode cluster_not_found_response_code =
       ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE;
