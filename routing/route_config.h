@@ -13,14 +13,89 @@
 // them with their field path rather than drop them.
 //
 // Stability: members are only ever added, never renamed or removed.
+//
+// Memory: a sandbox table holds 10,000 routes, so the large members a route
+// rarely sets are Boxed (below): one pointer while unset, the value on the
+// heap once set. Boxed reads and writes like std::optional.
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace turnout::routing {
+
+// An optional value kept on the heap: std::optional's interface as this
+// file's users need it (has_value, bool, *, ->, value, value_or, emplace,
+// reset, = nullopt, ==, deep copy), at the size of one pointer while unset.
+template <typename T>
+class Boxed {
+ public:
+  using value_type = T;
+
+  Boxed() = default;
+  Boxed(std::nullopt_t) {}  // NOLINT(google-explicit-constructor): as std::optional
+  Boxed(const T& v) : p_(std::make_unique<T>(v)) {}        // NOLINT
+  Boxed(T&& v) : p_(std::make_unique<T>(std::move(v))) {}  // NOLINT
+  template <typename U>
+  requires(!std::is_same_v<std::remove_cvref_t<U>, Boxed> &&
+           !std::is_same_v<std::remove_cvref_t<U>, T> &&
+           !std::is_same_v<std::remove_cvref_t<U>, std::nullopt_t> &&
+           std::is_constructible_v<T, U&&>) Boxed(U&& v)
+      : p_(std::make_unique<T>(std::forward<U>(v))) {}                             // NOLINT
+  Boxed(const std::optional<T>& v) : p_(v ? std::make_unique<T>(*v) : nullptr) {}  // NOLINT
+  Boxed(const Boxed& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+  Boxed(Boxed&&) noexcept = default;
+  Boxed& operator=(const Boxed& o) {
+    if (this != &o) p_ = o.p_ ? std::make_unique<T>(*o.p_) : nullptr;
+    return *this;
+  }
+  Boxed& operator=(Boxed&&) noexcept = default;
+  Boxed& operator=(std::nullopt_t) {
+    p_.reset();
+    return *this;
+  }
+  ~Boxed() = default;
+
+  bool has_value() const { return p_ != nullptr; }
+  explicit operator bool() const { return p_ != nullptr; }
+  T& operator*() { return *p_; }
+  const T& operator*() const { return *p_; }
+  T* operator->() { return p_.get(); }
+  const T* operator->() const { return p_.get(); }
+  T& value() {
+    if (!p_) throw std::bad_optional_access();
+    return *p_;
+  }
+  const T& value() const {
+    if (!p_) throw std::bad_optional_access();
+    return *p_;
+  }
+  template <typename U>
+  T value_or(U&& fallback) const {
+    return p_ ? *p_ : static_cast<T>(std::forward<U>(fallback));
+  }
+  template <typename... Args>
+  T& emplace(Args&&... args) {
+    p_ = std::make_unique<T>(std::forward<Args>(args)...);
+    return *p_;
+  }
+  void reset() { p_.reset(); }
+
+  friend bool operator==(const Boxed& a, const Boxed& b) {
+    if (!a.p_ || !b.p_) return !a.p_ && !b.p_;
+    return *a.p_ == *b.p_;
+  }
+  friend bool operator==(const Boxed& a, std::nullopt_t) { return !a.p_; }
+
+ private:
+  std::unique_ptr<T> p_;
+};
 
 // envoy.type.matcher.v3.RegexMatcher. Only google_re2 exists; its
 // max_program_size is deprecated and ignored.
@@ -39,11 +114,11 @@ struct RegexMatchAndSubstitute {
 // envoy.type.matcher.v3.StringMatcher. Exactly one of the pattern members.
 struct StringMatcher {
   std::optional<std::string> exact;
-  std::optional<std::string> prefix;  // min_len 1
-  std::optional<std::string> suffix;  // min_len 1
-  std::optional<RegexMatcher> safe_regex;
-  std::optional<std::string> contains;  // min_len 1
-  bool ignore_case = false;             // ignored for safe_regex
+  Boxed<std::string> prefix;  // min_len 1
+  Boxed<std::string> suffix;  // min_len 1
+  Boxed<RegexMatcher> safe_regex;
+  Boxed<std::string> contains;  // min_len 1
+  bool ignore_case = false;     // ignored for safe_regex
   bool operator==(const StringMatcher&) const = default;
 };
 
@@ -59,14 +134,14 @@ struct Int64Range {
 struct HeaderMatcher {
   std::string name;  // required; matched case-insensitively
   // header_match_specifier oneof:
-  std::optional<std::string> exact_match;        // deprecated: string_match.exact
-  std::optional<RegexMatcher> safe_regex_match;  // deprecated: string_match.safe_regex
-  std::optional<Int64Range> range_match;
+  Boxed<std::string> exact_match;        // deprecated: string_match.exact
+  Boxed<RegexMatcher> safe_regex_match;  // deprecated: string_match.safe_regex
+  Boxed<Int64Range> range_match;
   std::optional<bool> present_match;
-  std::optional<std::string> prefix_match;    // deprecated; min_len 1
-  std::optional<std::string> suffix_match;    // deprecated; min_len 1
-  std::optional<std::string> contains_match;  // deprecated; min_len 1
-  std::optional<StringMatcher> string_match;
+  Boxed<std::string> prefix_match;    // deprecated; min_len 1
+  Boxed<std::string> suffix_match;    // deprecated; min_len 1
+  Boxed<std::string> contains_match;  // deprecated; min_len 1
+  Boxed<StringMatcher> string_match;
   bool invert_match = false;
   bool treat_missing_header_as_empty = false;
   bool operator==(const HeaderMatcher&) const = default;
@@ -105,11 +180,11 @@ struct GrpcRouteMatchOptions {
 struct RouteMatch {
   // path_specifier oneof:
   std::optional<std::string> prefix;
-  std::optional<std::string> path;
-  std::optional<RegexMatcher> safe_regex;
-  std::optional<std::string> path_separated_prefix;  // no '?'/'#', must not end in '/'
-  bool case_sensitive = true;                        // BoolValue, default true
-  std::optional<RuntimeFractionalPercent> runtime_fraction;
+  Boxed<std::string> path;
+  Boxed<RegexMatcher> safe_regex;
+  Boxed<std::string> path_separated_prefix;  // no '?'/'#', must not end in '/'
+  bool case_sensitive = true;                // BoolValue, default true
+  Boxed<RuntimeFractionalPercent> runtime_fraction;
   std::vector<HeaderMatcher> headers;
   std::vector<QueryParameterMatcher> query_parameters;
   std::optional<GrpcRouteMatchOptions> grpc;  // set = only gRPC requests match
@@ -245,24 +320,24 @@ struct RouteAction {
     INTERNAL_SERVER_ERROR = 2,  // 500
   };
   // cluster_specifier oneof:
-  std::optional<std::string> cluster;         // min_len 1
-  std::optional<std::string> cluster_header;  // min_len 1; first value used
-  std::optional<WeightedCluster> weighted_clusters;
+  std::optional<std::string> cluster;  // min_len 1
+  Boxed<std::string> cluster_header;   // min_len 1; first value used
+  Boxed<WeightedCluster> weighted_clusters;
   ClusterNotFoundResponseCode cluster_not_found_response_code =
       ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE;
   std::string prefix_rewrite;  // empty = none; exclusive with regex_rewrite
-  std::optional<RegexMatchAndSubstitute> regex_rewrite;
+  Boxed<RegexMatchAndSubstitute> regex_rewrite;
   // host_rewrite_specifier oneof:
-  std::optional<std::string> host_rewrite_literal;
+  Boxed<std::string> host_rewrite_literal;
   std::optional<bool> auto_host_rewrite;  // BoolValue
-  std::optional<std::string> host_rewrite_header;
+  Boxed<std::string> host_rewrite_header;
   bool append_x_forwarded_host = false;
   // Duration; unset = 15 s; 0 = disabled (no route timeout).
   std::optional<std::chrono::milliseconds> timeout;
   // Duration; unset = none per route (the HCM stream_idle_timeout applies);
   // 0 = disabled.
   std::optional<std::chrono::milliseconds> idle_timeout;
-  std::optional<RetryPolicy> retry_policy;  // replaces the vhost's whole
+  Boxed<RetryPolicy> retry_policy;  // replaces the vhost's whole
   std::vector<RequestMirrorPolicy> request_mirror_policies;
   std::vector<HashPolicy> hash_policy;
   // RouteAction.UpgradeConfig: per-route override of the HCM's upgrade
@@ -273,8 +348,8 @@ struct RouteAction {
     bool operator==(const UpgradeConfig&) const = default;
   };
   std::vector<UpgradeConfig> upgrade_configs;
-  std::optional<std::chrono::milliseconds> max_grpc_timeout;
-  std::optional<std::chrono::milliseconds> grpc_timeout_offset;
+  Boxed<std::chrono::milliseconds> max_grpc_timeout;
+  Boxed<std::chrono::milliseconds> grpc_timeout_offset;
   bool operator==(const RouteAction&) const = default;
 };
 
@@ -321,9 +396,9 @@ struct Route {
   std::string name;
   RouteMatch match;  // required
   // action oneof:
-  std::optional<RouteAction> route;
-  std::optional<RedirectAction> redirect;
-  std::optional<DirectResponseAction> direct_response;
+  Boxed<RouteAction> route;
+  Boxed<RedirectAction> redirect;
+  Boxed<DirectResponseAction> direct_response;
   std::vector<HeaderValueOption> request_headers_to_add;  // max 1000
   std::vector<std::string> request_headers_to_remove;
   std::vector<HeaderValueOption> response_headers_to_add;  // max 1000

@@ -221,27 +221,41 @@ std::string_view forwardedProto(const RequestView& view) {
 // ------------------------------------------------------------ compiled state
 
 struct RouteTable::CompiledRoute {
+  // What few routes need (a sandbox route needs none of it): one pointer
+  // while unused, so a table of 10,000 sandbox routes stays small.
+  struct Extras {
+    // RouteAction
+    std::string cluster_header;  // lowercase
+    WeightedChoice weights;
+    std::vector<std::string> weighted_cluster_headers;  // lowercase, per entry
+    std::string random_value_header;                    // weighted_clusters.header_name, lowercase
+    RegexConstSharedPtr regex_rewrite;
+    std::string host_rewrite_header;  // lowercase
+    // RedirectAction
+    RegexConstSharedPtr redirect_regex;
+    // DirectResponse
+    std::string_view body;
+  };
+
+  const Extras& x() const {
+    static const Extras kNone;
+    return extras ? *extras : kNone;
+  }
+  Extras& mut() {
+    if (!extras) extras = std::make_unique<Extras>();
+    return *extras;
+  }
+
   const Route* config = nullptr;
   CompiledRouteMatch match;
-
+  std::unique_ptr<Extras> extras;
   // RouteAction
-  std::string cluster_header;  // lowercase
-  WeightedChoice weights;
-  std::vector<std::string> weighted_cluster_headers;  // lowercase, per entry
-  std::string random_value_header;                    // weighted_clusters.header_name, lowercase
-  RegexConstSharedPtr regex_rewrite;
-  std::string host_rewrite_header;  // lowercase
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
   const RetryPolicy* retry_policy = nullptr;
   std::span<const RequestMirrorPolicy> mirror_policies;
   uint32_t cluster_not_found_status = 503;
-
-  // RedirectAction
-  RegexConstSharedPtr redirect_regex;
-
   // Redirect / DirectResponse
   uint32_t status = 0;
-  std::string_view body;
 };
 
 struct RouteTable::CompiledRun {
@@ -420,7 +434,7 @@ absl::Status RouteTable::compile() {
           if (a.cluster_header->empty()) {
             return invalid(cat(af, ".cluster_header"), "must be non-empty");
           }
-          cr.cluster_header = absl::AsciiStrToLower(*a.cluster_header);
+          cr.mut().cluster_header = absl::AsciiStrToLower(*a.cluster_header);
         }
         if (a.weighted_clusters) {
           const WeightedCluster& wc = *a.weighted_clusters;
@@ -447,7 +461,7 @@ absl::Status RouteTable::compile() {
             }
             weights.push_back(*cw.weight);
             std::string h = absl::AsciiStrToLower(cw.cluster_header);
-            cr.weighted_cluster_headers.push_back(std::move(h));
+            cr.mut().weighted_cluster_headers.push_back(std::move(h));
             for (auto [list, name] :
                  {std::pair{&cw.request_headers_to_add, "request_headers_to_add"},
                   std::pair{&cw.response_headers_to_add, "response_headers_to_add"}}) {
@@ -466,8 +480,8 @@ absl::Status RouteTable::compile() {
           if (sum == 0) {
             return invalid(wf, "Sum of weights in the weighted_cluster must be greater than 0.");
           }
-          cr.weights = WeightedChoice(weights);
-          cr.random_value_header = absl::AsciiStrToLower(wc.header_name);
+          cr.mut().weights = WeightedChoice(weights);
+          cr.mut().random_value_header = absl::AsciiStrToLower(wc.header_name);
         }
         if (!a.prefix_rewrite.empty() && a.regex_rewrite) {
           return invalid(af,
@@ -477,7 +491,7 @@ absl::Status RouteTable::compile() {
         if (a.regex_rewrite) {
           auto re = compileRegex(a.regex_rewrite->pattern.regex, cat(af, ".regex_rewrite.pattern"));
           if (!re.ok()) return re.status();
-          cr.regex_rewrite = *std::move(re);
+          cr.mut().regex_rewrite = *std::move(re);
         }
         if (a.host_rewrite_literal.has_value() + a.auto_host_rewrite.has_value() +
                 a.host_rewrite_header.has_value() >
@@ -487,7 +501,7 @@ absl::Status RouteTable::compile() {
                          "host_rewrite_header may be set");
         }
         if (a.host_rewrite_header) {
-          cr.host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
+          cr.mut().host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
         }
         cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
         if (a.retry_policy) {
@@ -526,7 +540,7 @@ absl::Status RouteTable::compile() {
           auto re =
               compileRegex(rd.regex_rewrite->pattern.regex, cat(df, ".regex_rewrite.pattern"));
           if (!re.ok()) return re.status();
-          cr.redirect_regex = *std::move(re);
+          cr.mut().redirect_regex = *std::move(re);
         }
         cr.status = redirectStatus(rd.response_code);
       } else {
@@ -547,7 +561,7 @@ absl::Status RouteTable::compile() {
               return invalid(cat(df, ".body"), cat("response body size is ", b->size(),
                                                    " bytes; maximum is ", max_body));
             }
-            cr.body = *b;
+            cr.mut().body = *b;
           }
         }
         cr.status = dr.status;
@@ -706,16 +720,16 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   if (route.direct_response) {
     d.kind = RouteDecision::Kind::DirectResponse;
     d.status = cr.status;
-    d.body = cr.body;
+    d.body = cr.x().body;
     return d;
   }
   if (route.redirect) {
     const RedirectAction& rd = *route.redirect;
     d.kind = RouteDecision::Kind::Redirect;
     d.status = cr.status;
-    if (cr.redirect_regex) {
+    if (cr.x().redirect_regex) {
       std::string replaced =
-          regexReplaceAll(*cr.redirect_regex, in.path_only, rd.regex_rewrite->substitution);
+          regexReplaceAll(*cr.x().redirect_regex, in.path_only, rd.regex_rewrite->substitution);
       if (!replaced.empty()) {
         d.rewritten_path = cat(replaced, in.path.substr(in.path_only.size()));
       }
@@ -731,41 +745,41 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   if (a.cluster) {
     d.cluster = *a.cluster;
   } else if (a.cluster_header) {
-    d.cluster = firstHeaderValue(in, cr.cluster_header);
+    d.cluster = firstHeaderValue(in, cr.x().cluster_header);
   } else {
     uint64_t value = in.random;
-    if (!cr.random_value_header.empty()) {
+    if (!cr.x().random_value_header.empty()) {
       // Envoy: exactly one value that parses as uint64, else the random value.
       int count = 0;
       std::string_view single;
-      in.view->forEachValue(cr.random_value_header, [&](std::string_view v) {
+      in.view->forEachValue(cr.x().random_value_header, [&](std::string_view v) {
         ++count;
         single = v;
       });
       uint64_t parsed = 0;
       if (count == 1 && absl::SimpleAtoi(toAbsl(single), &parsed)) value = parsed;
     }
-    const size_t i = cr.weights.pick(value);
+    const size_t i = cr.x().weights.pick(value);
     const ClusterWeight& cw = a.weighted_clusters->clusters[i];
     d.weighted_cluster = &cw;
     d.cluster = !cw.name.empty() ? std::string_view(cw.name)
-                                 : firstHeaderValue(in, cr.weighted_cluster_headers[i]);
+                                 : firstHeaderValue(in, cr.x().weighted_cluster_headers[i]);
   }
   if (d.cluster.empty()) d.kind = RouteDecision::Kind::ClusterHeaderMissing;
   d.status = d.kind == RouteDecision::Kind::ClusterHeaderMissing ? cr.cluster_not_found_status : 0;
 
   if (!a.prefix_rewrite.empty()) {
     d.rewritten_path = cat(a.prefix_rewrite, in.path.substr(cr.match.matchedPathLength(in)));
-  } else if (cr.regex_rewrite) {
+  } else if (cr.x().regex_rewrite) {
     d.rewritten_path =
-        cat(regexReplaceAll(*cr.regex_rewrite, in.path_only, a.regex_rewrite->substitution),
+        cat(regexReplaceAll(*cr.x().regex_rewrite, in.path_only, a.regex_rewrite->substitution),
             in.path.substr(in.path_only.size()));
   }
 
   if (a.host_rewrite_literal && !a.host_rewrite_literal->empty()) {
     d.host_rewrite = *a.host_rewrite_literal;
-  } else if (!cr.host_rewrite_header.empty()) {
-    const std::string_view h = firstHeaderValue(in, cr.host_rewrite_header);
+  } else if (!cr.x().host_rewrite_header.empty()) {
+    const std::string_view h = firstHeaderValue(in, cr.x().host_rewrite_header);
     if (!h.empty()) d.host_rewrite = h;
   }
   if (d.host_rewrite.empty() && d.weighted_cluster != nullptr &&

@@ -19,8 +19,11 @@ chosen through a map file, nbthread 2, monitor-uri /ready), and Envoy too when
 Replacing one sandbox's route or cluster and timing the update needs live
 config (issue #8); until then that column says "n/a (needs live config)".
 
-It writes bench/results/<date>-<machine>-scale.{json,md}.
-Usage: bench/compare/scale.py [--sandboxes 1,100,10000] [--proxies turnout,haproxy] ...
+It also reports the anonymous part of the RSS (RssAnon: heap, stacks; the rest
+is mapped code and data of the binary and its libraries).
+
+It writes bench/results/<date>-<machine>-scale[-<tag>].{json,md}.
+Usage: bench/compare/scale.py [--sandboxes 1,100,10000] [--proxies turnout,haproxy] [--tag mem] ...
 """
 
 import argparse
@@ -171,6 +174,18 @@ def http_get(port, path, headers=None, timeout=5.0):
         return None, str(e)
 
 
+def rss_anon_kib(pid):
+    """RssAnon of one process (KiB), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def wait_ready(port, proc, deadline_s):
     """Polls GET /ready every 2 ms; the monotonic time it first answered 200."""
     end = time.monotonic() + deadline_s
@@ -220,6 +235,7 @@ def measure_once(ctx, proxy, n):
         row["ready_s"] = wait_ready(ready_port, proc, ctx["ready_timeout"]) - t0
         time.sleep(ctx["settle"])
         row["rss_ready_kib"] = compare.rss_kib(proc.pid)
+        row["rss_anon_ready_kib"] = rss_anon_kib(proc.pid)
         routed = []
         for key in probe_keys(n):
             status, _ = http_get(port, "/", {KEY_HEADER: key} if key else {})
@@ -260,18 +276,21 @@ def markdown(result):
            "`monitor-uri`). Median of %d run(s); RSS read %.1f s after ready."
            % (KEY_HEADER, result["concurrency"], result["concurrency"], result["repeats"],
               result["settle_s"]), "",
-           "| proxy | sandboxes | config KiB | ready s | RSS after ready MiB | bytes/sandbox | "
-           "RSS after 4 requests MiB | routed 200 | stats for last sandbox | replace one sandbox |",
-           "|" + "---|" * 10]
+           "| proxy | sandboxes | config KiB | ready s | RSS after ready MiB | of which anon MiB | "
+           "bytes/sandbox | RSS after 4 requests MiB | routed 200 | stats for last sandbox | "
+           "replace one sandbox |",
+           "|" + "---|" * 11]
     for r in result["rows"]:
         label = "small (0)" if r["sandboxes"] == 0 else str(r["sandboxes"])
         if "failed" in r:
             out.append("| %s | %s | failed: %s |%s" % (r["proxy"], label,
-                                                        r["failed"].replace("|", "/"), " |" * 7))
+                                                        r["failed"].replace("|", "/"), " |" * 8))
             continue
         stats = {True: "yes", False: "**no**"}.get(r.get("stats_last_sandbox"), "-")
-        out.append("| %s | %s | %.0f | %.2f | %.1f | %s | %.1f | %s | %s | %s |" % (
+        anon = r.get("rss_anon_ready_kib")
+        out.append("| %s | %s | %.0f | %.2f | %.1f | %s | %s | %.1f | %s | %s | %s |" % (
             r["proxy"], label, r["config_bytes"] / 1024, r["ready_s"], r["rss_ready_kib"] / 1024,
+            "%.1f" % (anon / 1024) if anon is not None else "-",
             "%.0f" % r["bytes_per_sandbox"] if "bytes_per_sandbox" in r else "-",
             r["rss_after_requests_kib"] / 1024, r["routed_ok"], stats, r.get("update_ms") or "-"))
     return "\n".join(out) + "\n"
@@ -289,6 +308,7 @@ def main():
     ap.add_argument("--settle", type=float, default=0.5, help="seconds between ready and the RSS read")
     ap.add_argument("--ready-timeout", type=float, default=300)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--tag", default="", help="suffix of the result file name (scale-<tag>)")
     args = ap.parse_args()
 
     ns = [int(x) for x in args.sandboxes.split(",") if x]
@@ -346,7 +366,8 @@ def main():
               "cpus": args.cpus or "any", "key_header": KEY_HEADER,
               "versions": compare.versions(ctx), "rows": rows}
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, "%s-%s-scale" % (date, machine))
+    base = os.path.join(args.out, "%s-%s-scale%s" % (date, machine,
+                                                      "-" + args.tag if args.tag else ""))
     with open(base + ".json", "w") as f:
         json.dump(result, f, indent=2)
     with open(base + ".md", "w") as f:

@@ -112,7 +112,7 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
   // Routes of dynamic listeners may name clusters that CDS delivers.
   bootstrap.mutable_dynamic_resources()->mutable_cds_config()->mutable_path_config_source()->set_path(
       "-");
-  auto snapshot = SnapshotBuilder::build(bootstrap);
+  auto snapshot = SnapshotBuilder::build(std::move(bootstrap));
   if (!snapshot.ok()) return inFile(snapshot.status(), field);
   out.snapshot = *std::move(snapshot);
   return out;

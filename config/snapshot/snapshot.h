@@ -9,6 +9,7 @@
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "google/protobuf/any.pb.h"
+#include "routing/route_config.h"  // routing::Boxed
 
 namespace turnout::routing {
 class RouteTable;
@@ -212,11 +213,11 @@ struct ClusterConfig {
   bool has_dns_failure_refresh_rate = false;  // accepted; not honoured
   std::vector<CircuitBreakerThresholds> circuit_breakers;  // always has a Default entry
   std::vector<HealthCheckConfig> health_checks;
-  std::optional<OutlierDetectionConfig> outlier_detection;
+  routing::Boxed<OutlierDetectionConfig> outlier_detection;  // rare: one pointer while unset
   UpstreamProtocol upstream_protocol = UpstreamProtocol::Http1;
   bool has_tls = false;  // UpstreamTlsContext transport socket
   std::string tls_sni;
-  std::optional<google::protobuf::Any> transport_socket;
+  routing::Boxed<google::protobuf::Any> transport_socket;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
   // common_http_protocol_options (HttpProtocolOptions, else the deprecated
   // Cluster field): an idle pooled connection is closed after idle_timeout
@@ -233,14 +234,25 @@ struct NamedRouteTable {
 };
 
 struct Snapshot {
-  // The validated bootstrap, as loaded (for /config_dump).
+  // The validated bootstrap, as loaded (for /config_dump), EXCEPT
+  // static_resources.clusters, which is empty here: cluster_protos keeps
+  // those serialized, one per clusters[i] (a parsed Cluster costs about
+  // 1.3 KB, its serialized form about 100 bytes, and a sandbox table has
+  // 10,000). clusterProto() and fullBootstrap() give them back as messages.
   envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  std::vector<std::string> cluster_protos;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   std::vector<NamedRouteTable> route_tables;  // filled once route_config_translator exists
   std::optional<Address> admin_address;
   std::string node_id;
   std::string node_cluster;
+
+  // static_resources.clusters[i] as loaded; `i` indexes `clusters` (same
+  // order). Parses cluster_protos[i]: admin and update paths only.
+  envoy::config::cluster::v3::Cluster clusterProto(size_t i) const;
+  // `bootstrap` with its static_resources.clusters put back.
+  envoy::config::bootstrap::v3::Bootstrap fullBootstrap() const;
 
   const ClusterConfig* findCluster(const std::string& name) const;
   const ListenerConfig* findListener(const std::string& name) const;

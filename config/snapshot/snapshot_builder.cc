@@ -1,6 +1,9 @@
 #include "config/snapshot/snapshot_builder.h"
 
 #include <arpa/inet.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <random>
 
@@ -590,6 +593,20 @@ std::string Address::toString() const {
   return address;
 }
 
+envoy::config::cluster::v3::Cluster Snapshot::clusterProto(size_t i) const {
+  envoy::config::cluster::v3::Cluster c;
+  if (i < cluster_protos.size()) c.ParseFromString(cluster_protos[i]);
+  return c;
+}
+
+envoy::config::bootstrap::v3::Bootstrap Snapshot::fullBootstrap() const {
+  envoy::config::bootstrap::v3::Bootstrap b = bootstrap;
+  auto* clusters = b.mutable_static_resources()->mutable_clusters();
+  clusters->Reserve(static_cast<int>(cluster_protos.size()));
+  for (const auto& bytes : cluster_protos) clusters->Add()->ParseFromString(bytes);
+  return b;
+}
+
 const ClusterConfig* Snapshot::findCluster(const std::string& name) const {
   for (const auto& c : clusters) {
     if (c.name == name) return &c;
@@ -607,8 +624,14 @@ const ListenerConfig* Snapshot::findListener(const std::string& name) const {
 absl::StatusOr<LoadedSnapshot> SnapshotBuilder::load(const BootstrapLoadOptions& options) {
   auto loaded = loadBootstrap(options);
   if (!loaded.ok()) return loaded.status();
-  auto snapshot = build(loaded->bootstrap);
+  auto snapshot = build(std::move(loaded->bootstrap));
   if (!snapshot.ok()) return snapshot.status();
+#ifdef __GLIBC__
+  // Parsing left the YAML tree and the parsed clusters freed between the
+  // snapshot's objects; glibc returns only the top of its heap by itself.
+  // Once per start: about 0.8 KB of RSS per sandbox at 10,000 sandboxes.
+  malloc_trim(0);
+#endif
   return LoadedSnapshot{*std::move(snapshot), std::move(loaded->warnings)};
 }
 
@@ -624,15 +647,22 @@ std::string SnapshotBuilder::randomUuid() {
 
 absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     const envoy::config::bootstrap::v3::Bootstrap& bootstrap, NameGenerator generate_name) {
+  return build(envoy::config::bootstrap::v3::Bootstrap(bootstrap), std::move(generate_name));
+}
+
+absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
+    envoy::config::bootstrap::v3::Bootstrap&& bootstrap, NameGenerator generate_name) {
   if (!generate_name) generate_name = &SnapshotBuilder::randomUuid;
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->bootstrap = bootstrap;
   snapshot->node_id = bootstrap.node().id();
   snapshot->node_cluster = bootstrap.node().cluster();
   const auto& sr = bootstrap.static_resources();
 
   // Clusters first: routes are checked against them.
   absl::flat_hash_map<std::string, int> cluster_index;
+  cluster_index.reserve(static_cast<size_t>(sr.clusters_size()));
+  snapshot->clusters.reserve(static_cast<size_t>(sr.clusters_size()));
+  snapshot->cluster_protos.reserve(static_cast<size_t>(sr.clusters_size()));
   for (int i = 0; i < sr.clusters_size(); ++i) {
     std::string path = indexPath("static_resources.clusters", i);
     const auto& c = sr.clusters(i);
@@ -645,6 +675,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     auto cfg = toCluster(c, path);
     if (!cfg.ok()) return cfg.status();
     snapshot->clusters.push_back(*std::move(cfg));
+    snapshot->cluster_protos.push_back(c.SerializeAsString());
   }
   absl::flat_hash_set<std::string> cluster_names;
   for (const auto& [name, idx] : cluster_index) cluster_names.insert(name);
@@ -711,6 +742,11 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     if (!addr.ok()) return addr.status();
     snapshot->admin_address = *std::move(addr);
   }
+  // Kept as loaded, but for the clusters: cluster_protos has them serialized.
+  // (RepeatedPtrField::Clear would keep the emptied messages for reuse.)
+  auto* clusters = bootstrap.mutable_static_resources()->mutable_clusters();
+  clusters->DeleteSubrange(0, clusters->size());
+  snapshot->bootstrap = std::move(bootstrap);
   return SnapshotConstSharedPtr(std::move(snapshot));
 }
 

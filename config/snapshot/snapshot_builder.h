@@ -40,6 +40,9 @@ class SnapshotBuilder {
   static absl::StatusOr<SnapshotConstSharedPtr> build(
       const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
       NameGenerator generate_name = nullptr);
+  // The same, taking the bootstrap over (no copy of its clusters).
+  static absl::StatusOr<SnapshotConstSharedPtr> build(
+      envoy::config::bootstrap::v3::Bootstrap&& bootstrap, NameGenerator generate_name = nullptr);
 
   // A random RFC 4122 version-4 UUID string.
   static std::string randomUuid();

@@ -280,12 +280,13 @@ void DynamicResources::onClusters(const std::string& contents) {
     }
     if (old) {
       // Unchanged resource: keep the runtime object (workers keep its pools).
-      const auto& old_protos = old->owner->bootstrap.static_resources().clusters();
       const size_t old_index = static_cast<size_t>(old->config - old->owner->clusters.data());
-      if (old_index < static_cast<size_t>(old_protos.size()) &&
-          google::protobuf::util::MessageDifferencer::Equals(
-              old_protos[static_cast<int>(old_index)],
-              file.bootstrap.static_resources().clusters(static_cast<int>(i)))) {
+      // Snapshots keep cluster protos serialized: equal bytes are equal
+      // messages; else compare parsed (map fields may serialize in any order).
+      if (old_index < old->owner->cluster_protos.size() &&
+          (old->owner->cluster_protos[old_index] == file.cluster_protos[i] ||
+           google::protobuf::util::MessageDifferencer::Equals(old->owner->clusterProto(old_index),
+                                                              file.clusterProto(i)))) {
         continue;
       }
     }

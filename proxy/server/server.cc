@@ -169,15 +169,20 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
 
   envoy::admin::v3::ConfigDump dump;
   envoy::admin::v3::BootstrapConfigDump b;
-  *b.mutable_bootstrap() = bootstrap;
+  *b.mutable_bootstrap() = boot->fullBootstrap();
   *b.mutable_last_updated() = loaded_at;
   dump.add_configs()->PackFrom(b);
 
   envoy::admin::v3::ClustersConfigDump clusters;
   clusters.set_version_info(cds.version_info);
-  for (const auto& c : bootstrap.static_resources().clusters()) {
+  // The snapshot keeps cluster protos serialized: packed as they are.
+  auto packCluster = [](const std::string& bytes, google::protobuf::Any* any) {
+    any->set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+    any->set_value(bytes);
+  };
+  for (const auto& c : boot->cluster_protos) {
     auto* sc = clusters.add_static_clusters();
-    sc->mutable_cluster()->PackFrom(c);
+    packCluster(c, sc->mutable_cluster());
     *sc->mutable_last_updated() = loaded_at;
   }
   std::vector<const ClusterRuntime*> dynamic_clusters;
@@ -187,11 +192,11 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
   std::sort(dynamic_clusters.begin(), dynamic_clusters.end(),
             [](const auto* x, const auto* y) { return x->config->name < y->config->name; });
   for (const ClusterRuntime* c : dynamic_clusters) {
-    const auto& protos = c->owner->bootstrap.static_resources().clusters();
-    const auto index = static_cast<int>(c->config - c->owner->clusters.data());
-    if (index < 0 || index >= protos.size()) continue;
+    const auto& protos = c->owner->cluster_protos;
+    const auto index = c->config - c->owner->clusters.data();
+    if (index < 0 || static_cast<size_t>(index) >= protos.size()) continue;
     auto* dc = clusters.add_dynamic_active_clusters();
-    dc->mutable_cluster()->PackFrom(protos[index]);
+    packCluster(protos[static_cast<size_t>(index)], dc->mutable_cluster());
     auto it = cds.resources.find(c->config->name);
     if (it != cds.resources.end()) {
       dc->set_version_info(it->second.version_info);

@@ -601,9 +601,13 @@ ClusterManager::UpdateResult ClusterManager::update(
     const DataPlaneConfigConstSharedPtr& config,
     const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
     stats::Shard& shard) {
+  shard_ = &shard;
   UpdateResult r;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name;
-  by_name.reserve(config->clusters.size());
+  absl::flat_hash_map<const ClusterRuntime*, std::shared_ptr<ClusterResources>> deferred_resources;
+  absl::flat_hash_map<const ClusterRuntime*, Deferred> deferred;
+  by_name.reserve(by_name_.size());
+  deferred_resources.reserve(deferred_resources_.size() + resources.size());
   for (const auto& [name, rt] : config->clusters) {
     auto old = by_name_.find(name);
     if (old != by_name_.end() && old->second->runtimeOwner() == rt) {
@@ -611,29 +615,63 @@ ClusterManager::UpdateResult ClusterManager::update(
       ++r.reused;
       continue;
     }
-    auto it = resources.find(name);
-    auto res = it != resources.end() ? it->second : std::make_shared<ClusterResources>();
-    auto wc = std::make_shared<WorkerCluster>(*rt, rt->hosts, std::move(res), shard, worker_index_,
-                                              idle_);
-    wc->keepAlive(rt);
-    if (old != by_name_.end()) wc->succeed(*old->second, wc);
-    by_name.emplace(name, std::move(wc));
-    ++r.created;
+    auto res = resources.find(name);
+    if (old != by_name_.end()) {
+      // Changed, and used here: the successor takes over its idle connections now.
+      auto wc = std::make_shared<WorkerCluster>(
+          *rt, rt->hosts,
+          res != resources.end() ? res->second : std::make_shared<ClusterResources>(), shard,
+          worker_index_, idle_);
+      wc->keepAlive(rt);
+      wc->succeed(*old->second, wc);
+      by_name.emplace(name, std::move(wc));
+      ++r.created;
+      continue;
+    }
+    // Not used here yet. Unchanged: it keeps what it had (breakers, a DNS
+    // host set, ejections); new or changed: it starts from the posted breakers.
+    if (config_ != nullptr && config_->findCluster(name) == rt.get()) {
+      if (auto kept = deferred_resources_.find(rt.get()); kept != deferred_resources_.end()) {
+        deferred_resources.emplace(rt.get(), std::move(kept->second));
+      } else if (res != resources.end()) {
+        deferred_resources.emplace(rt.get(), res->second);
+      }
+      if (auto d = deferred_.find(rt.get()); d != deferred_.end()) {
+        deferred.emplace(rt.get(), std::move(d->second));
+      }
+      ++r.reused;
+      continue;
+    }
+    if (res != resources.end()) deferred_resources.emplace(rt.get(), res->second);
+    ++r.deferred;
   }
   for (auto& [name, wc] : by_name_) {
-    if (!by_name.contains(name)) {
-      wc->retire();
-      ++r.removed;
+    if (!by_name.contains(name) && !config->clusters.contains(name)) wc->retire();
+  }
+  if (config_ != nullptr) {
+    for (const auto& [name, rt] : config_->clusters) {
+      if (!config->clusters.contains(name)) ++r.removed;
     }
   }
   by_name_ = std::move(by_name);
+  deferred_resources_ = std::move(deferred_resources);
+  deferred_ = std::move(deferred);
+  config_ = config;
   return r;
+}
+
+bool ClusterManager::current(const ClusterRuntime& cluster) const {
+  return config_ != nullptr && config_->findCluster(cluster.config->name) == &cluster;
 }
 
 void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts,
                                  stats::Shard& shard) {
+  if (!current(cluster)) return;
   auto it = by_name_.find(cluster.config->name);
-  if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
+  if (it == by_name_.end()) {
+    deferred_[&cluster].hosts = std::move(hosts);
+    return;
+  }
   std::shared_ptr<WorkerCluster> old = it->second;
   auto wc = std::make_shared<WorkerCluster>(cluster, std::move(hosts), old->sharedResources(),
                                             shard, worker_index_, idle_);
@@ -644,14 +682,42 @@ void ClusterManager::updateHosts(const ClusterRuntime& cluster, HostSetConstShar
 
 void ClusterManager::updateEjections(const ClusterRuntime& cluster,
                                      OutlierEjectionsConstSharedPtr ejections) {
+  if (!current(cluster)) return;
   auto it = by_name_.find(cluster.config->name);
-  if (it == by_name_.end() || &it->second->runtime() != &cluster) return;
+  if (it == by_name_.end()) {
+    deferred_[&cluster].ejections = std::move(ejections);
+    return;
+  }
   it->second->updateEjections(std::move(ejections));
 }
 
-std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) const {
-  auto it = by_name_.find(absl::string_view(name.data(), name.size()));
-  return it == by_name_.end() ? nullptr : it->second;
+std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) {
+  const absl::string_view key(name.data(), name.size());
+  if (auto it = by_name_.find(key); it != by_name_.end()) return it->second;
+  if (config_ == nullptr) return nullptr;
+  auto rt = config_->clusters.find(key);
+  if (rt == config_->clusters.end()) return nullptr;
+  const ClusterRuntime* runtime = rt->second.get();
+  std::shared_ptr<ClusterResources> resources;
+  if (auto r = deferred_resources_.find(runtime); r != deferred_resources_.end()) {
+    resources = std::move(r->second);
+    deferred_resources_.erase(r);
+  } else {
+    resources = std::make_shared<ClusterResources>();
+  }
+  Deferred state;
+  if (auto d = deferred_.find(runtime); d != deferred_.end()) {
+    state = std::move(d->second);
+    deferred_.erase(d);
+  }
+  auto wc = std::make_shared<WorkerCluster>(*runtime, state.hosts ? state.hosts : runtime->hosts,
+                                            std::move(resources), *shard_, worker_index_, idle_);
+  wc->keepAlive(rt->second);
+  if (state.ejections) wc->updateEjections(std::move(state.ejections));
+  by_name_.emplace(rt->first, wc);
+  return wc;
 }
+
+size_t ClusterManager::size() const { return config_ != nullptr ? config_->clusters.size() : 0; }
 
 }  // namespace turnout::proxy

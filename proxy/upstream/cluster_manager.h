@@ -418,6 +418,15 @@ class WorkerCluster {
 };
 
 // The clusters of one config on one worker. Not thread-safe: one worker only.
+//
+// A cluster's WorkerCluster is made when a request of this worker first asks
+// for it (get()), not for every cluster at every update: with 10,000
+// sandbox clusters a worker pays only for the ones it serves. Until then the
+// manager keeps what a WorkerCluster would start from (the cluster's shared
+// breakers, a newer DNS host set, the latest outlier ejections), so a
+// WorkerCluster made late behaves as one made at the update. Stats are not
+// affected: a cluster's stats live in its ClusterRuntime and its scope is
+// created on first write.
 class ClusterManager {
  public:
   // `worker_index`: the worker's index, for its outlier counters.
@@ -425,37 +434,64 @@ class ClusterManager {
 
   // Switches to `config`. A cluster whose ClusterRuntime is the same object
   // as before (identity) keeps its WorkerCluster: pools, idle connections,
-  // outlier ejections, DNS host set. A changed one gets a new WorkerCluster
-  // that takes over the idle connections of the hosts that survive; a
-  // removed one is retired (in-flight requests keep their shared_ptr; its
-  // idle connections close). `resources` has every cluster's breakers
-  // (shared by the workers); a missing entry gets fresh ones.
+  // outlier ejections, DNS host set. A changed one that has a WorkerCluster
+  // here gets a new WorkerCluster now, which takes over the idle connections
+  // of the hosts that survive; a new or changed one without a WorkerCluster
+  // here is deferred to its first get(). A removed one is retired (in-flight
+  // requests keep their shared_ptr; its idle connections close).
+  // `resources` has the breakers (shared by the workers) of the clusters
+  // that are new or changed in `config`; a cluster without an entry there,
+  // nor an earlier one, gets fresh breakers of its own when it is made.
+  // `shard` is the worker's and must outlive the manager.
   struct UpdateResult {
-    size_t reused = 0;
-    size_t created = 0;
-    size_t removed = 0;
+    size_t reused = 0;    // unchanged: its WorkerCluster or deferred state kept
+    size_t created = 0;   // changed, with a WorkerCluster here: a new one made now
+    size_t deferred = 0;  // new, or changed without a WorkerCluster here: made at first use
+    size_t removed = 0;   // left the config
   };
   UpdateResult update(
       const DataPlaneConfigConstSharedPtr& config,
       const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
       stats::Shard& shard);
   // Switches `cluster` (of the current config) to a new host set from the
-  // DnsRefresher, the same way. Ignored when `cluster` is not current.
+  // DnsRefresher, the same way (or keeps it for the WorkerCluster's first
+  // use). Ignored when `cluster` is not current.
   void updateHosts(const ClusterRuntime& cluster, HostSetConstSharedPtr hosts, stats::Shard& shard);
   // Applies the main thread's ejected hosts of `cluster` (of the current
-  // config; ignored otherwise) to its current WorkerCluster.
+  // config; ignored otherwise) to its current WorkerCluster, or keeps them
+  // for its first use.
   void updateEjections(const ClusterRuntime& cluster, OutlierEjectionsConstSharedPtr ejections);
   IdleConnections& idleConnections() { return *idle_; }
 
-  // A request keeps the shared_ptr for its lifetime, so an update never
-  // pulls a cluster (or a host it holds) from under it.
-  std::shared_ptr<WorkerCluster> get(std::string_view name) const;
-  size_t size() const { return by_name_.size(); }
+  // The cluster's WorkerCluster, made now if this is its first use on this
+  // worker; null when the current config has no such cluster. A request
+  // keeps the shared_ptr for its lifetime, so an update never pulls a
+  // cluster (or a host it holds) from under it.
+  std::shared_ptr<WorkerCluster> get(std::string_view name);
+  // Clusters in the current config.
+  size_t size() const;
+  // Clusters whose WorkerCluster has been made on this worker.
+  size_t created() const { return by_name_.size(); }
 
  private:
+  // What a cluster's WorkerCluster starts from when it is made late, besides
+  // its breakers: a newer DNS host set, the latest ejections. Rare.
+  struct Deferred {
+    HostSetConstSharedPtr hosts;               // null: the runtime's hosts
+    OutlierEjectionsConstSharedPtr ejections;  // null: none
+  };
+  bool current(const ClusterRuntime& cluster) const;
+
   size_t worker_index_;
   IdleConnectionsSharedPtr idle_;
+  stats::Shard* shard_ = nullptr;
+  DataPlaneConfigConstSharedPtr config_;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerCluster>> by_name_;
+  // Only for clusters of the current config that have no WorkerCluster yet,
+  // keyed by their runtime (kept alive by config_). A missing breaker entry
+  // means fresh breakers.
+  absl::flat_hash_map<const ClusterRuntime*, std::shared_ptr<ClusterResources>> deferred_resources_;
+  absl::flat_hash_map<const ClusterRuntime*, Deferred> deferred_;
 };
 
 }  // namespace turnout::proxy

@@ -719,3 +719,192 @@ TEST_CASE("a retry on a MAGLEV cluster avoids the previous host, the same way ea
 }
 
 }  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// Two workers' ClusterManagers over one config of clusters "a" and "b", each
+// with one host behind a SilentServer, and the breakers the main thread
+// would post with the config.
+struct LazyManagers {
+  LazyManagers() : a(io), b(io) {
+    snapshot = std::make_shared<config::Snapshot>();
+    for (auto [name, server] : {std::pair{"a", &a}, std::pair{"b", &b}}) {
+      config::ClusterConfig c;
+      c.name = name;
+      config::LocalityEndpointsConfig l;
+      config::EndpointConfig e;
+      e.address.address = "127.0.0.1";
+      e.address.port = server->port();
+      l.endpoints.push_back(e);
+      c.localities.push_back(l);
+      c.circuit_breakers.push_back(config::CircuitBreakerThresholds{});
+      snapshot->clusters.push_back(std::move(c));
+    }
+    auto dp = DataPlaneConfig::build(snapshot, store);
+    REQUIRE(dp.ok());
+    config = *dp;
+    for (const auto& [name, rt] : config->clusters) {
+      resources[name] = std::make_shared<ClusterResources>();
+    }
+  }
+  asio::io_context io{1};
+  stats::Store store{2};
+  SilentServer a, b;
+  std::shared_ptr<config::Snapshot> snapshot;
+  DataPlaneConfigConstSharedPtr config;
+  ClusterResourcesMap resources;
+  ClusterManager worker0{0}, worker1{1};
+};
+
+}  // namespace
+
+TEST_CASE("a worker makes a cluster's WorkerCluster on its first use, not at the update",
+          "[pool][lazy]") {
+  LazyManagers m;
+  auto r = m.worker0.update(m.config, m.resources, m.store.shard(0));
+  CHECK(r.deferred == 2);
+  CHECK(r.created == 0);
+  CHECK(m.worker0.size() == 2);
+  CHECK(m.worker0.created() == 0);
+
+  std::shared_ptr<WorkerCluster> a = m.worker0.get("a");
+  REQUIRE(a);
+  CHECK(m.worker0.created() == 1);
+  CHECK(m.worker0.get("a") == a);  // made once
+  CHECK(m.worker0.get("no-such-cluster") == nullptr);
+  CHECK(m.worker0.created() == 1);
+  CHECK(a->hosts().size() == 1);
+  CHECK(a->hosts()[0].endpoint.port() == m.a.port());
+}
+
+TEST_CASE("WorkerClusters made late on two workers share the cluster's breakers",
+          "[pool][lazy]") {
+  LazyManagers m;
+  m.worker0.update(m.config, m.resources, m.store.shard(0));
+  m.worker1.update(m.config, m.resources, m.store.shard(1));
+  std::shared_ptr<WorkerCluster> on0 = m.worker0.get("b");
+  std::shared_ptr<WorkerCluster> on1 = m.worker1.get("b");
+  REQUIRE(on0);
+  REQUIRE(on1);
+  CHECK(on0 != on1);
+  CHECK(on0->sharedResources() == m.resources["b"]);
+  CHECK(on1->sharedResources() == m.resources["b"]);
+}
+
+TEST_CASE("a cluster first used after a DNS host set and an ejection starts with both",
+          "[pool][lazy][dns]") {
+  LazyManagers m;
+  m.worker0.update(m.config, m.resources, m.store.shard(0));
+  const ClusterRuntime& rt = *m.config->clusters.at("a");
+  // A new host set: the old host and b's server.
+  HostDescription moved = rt.hosts->hosts[0];
+  HostDescription extra;
+  extra.ip = "127.0.0.1";
+  extra.port = m.b.port();
+  extra.address = "127.0.0.1:" + std::to_string(m.b.port());
+  auto set = std::make_shared<HostSet>();
+  set->hosts = {moved, extra};
+  m.worker0.updateHosts(rt, set, m.store.shard(0));
+  auto ejections = std::make_shared<OutlierEjections>();
+  ejections->hosts = {moved.state.get()};
+  m.worker0.updateEjections(rt, ejections);
+  CHECK(m.worker0.created() == 0);
+  // A later generation that changes only "b" keeps what "a" was posted.
+  auto next = std::make_shared<DataPlaneConfig>(*m.config);
+  auto b_again = DataPlaneConfig::buildCluster(m.snapshot, *m.snapshot->findCluster("b"), m.store);
+  REQUIRE(b_again.ok());
+  next->clusters["b"] = *b_again;
+  auto r = m.worker0.update(next, m.resources, m.store.shard(0));
+  CHECK(r.reused == 1);
+  CHECK(r.deferred == 1);
+  m.config = next;
+
+  std::shared_ptr<WorkerCluster> a = m.worker0.get("a");
+  REQUIRE(a);
+  REQUIRE(a->hosts().size() == 2);
+  CHECK(a->hosts()[1].endpoint.port() == m.b.port());
+  CHECK(a->ejected(a->hosts()[0]));
+  CHECK_FALSE(a->ejected(a->hosts()[1]));
+  // An ejected host is not chosen while another is healthy.
+  CHECK(a->chooseHost(LoadBalancerContext{}) == &a->hosts()[1]);
+
+  // A host set for a runtime that is not current is still ignored.
+  const ClusterRuntime stale = *m.config->clusters.at("b");
+  m.worker0.updateHosts(stale, std::make_shared<HostSet>(), m.store.shard(0));
+  REQUIRE(m.worker0.get("b"));
+  CHECK(m.worker0.get("b")->hosts().size() == 1);
+}
+
+TEST_CASE("a cluster added at run time and then used gets its stats", "[pool][lazy]") {
+  LazyManagers m;
+  m.worker0.update(m.config, m.resources, m.store.shard(0));
+  // Cluster "late" arrives with the next generation (as from CDS).
+  auto s = std::make_shared<config::Snapshot>();
+  config::ClusterConfig c;
+  c.name = "late";
+  config::LocalityEndpointsConfig l;
+  config::EndpointConfig e;
+  e.address.address = "127.0.0.1";
+  e.address.port = m.a.port();
+  l.endpoints.push_back(e);
+  c.localities.push_back(l);
+  c.circuit_breakers.push_back(config::CircuitBreakerThresholds{});
+  s->clusters.push_back(std::move(c));
+  auto late = DataPlaneConfig::buildCluster(s, s->clusters[0], m.store);
+  REQUIRE(late.ok());
+  auto next = std::make_shared<DataPlaneConfig>(*m.config);
+  next->clusters["late"] = *late;
+  ClusterResourcesMap fresh;
+  fresh["late"] = std::make_shared<ClusterResources>();
+  auto r = m.worker0.update(next, fresh, m.store.shard(0));
+  CHECK(r.deferred == 1);
+  CHECK(r.reused == 2);
+  CHECK(m.worker0.created() == 0);
+
+  std::shared_ptr<WorkerCluster> wc = m.worker0.get("late");
+  REQUIRE(wc);
+  CHECK(wc->sharedResources() == fresh["late"]);
+  Waiter w(m.io);
+  asio::co_spawn(m.io, runAcquire(wc, &wc->hosts()[0], &w, Clock::now() + 5s), rethrow);
+  REQUIRE(test::eventually(m.io, [&] { return w.result.has_value(); }, 5000ms));
+  REQUIRE(w.result->status == Status::Ready);
+  CHECK(m.store.counterValue("cluster.late.upstream_cx_total") == 1);
+  CHECK(m.store.gaugeValue("cluster.late.upstream_cx_active") == 1);
+  CHECK(fresh["late"]->connections.count() == 1);
+  wc->release(wc->hosts()[0], std::move(w.result->conn), false);
+  CHECK(m.store.gaugeValue("cluster.late.upstream_cx_active") == 0);
+}
+
+TEST_CASE("a changed cluster in use is replaced at the update; one never used stays deferred",
+          "[pool][lazy]") {
+  LazyManagers m;
+  m.worker0.update(m.config, m.resources, m.store.shard(0));
+  std::shared_ptr<WorkerCluster> a = m.worker0.get("a");
+  REQUIRE(a);
+  // Both clusters rebuilt (a new runtime object each), "b" removed next.
+  auto next = std::make_shared<DataPlaneConfig>(*m.config);
+  ClusterResourcesMap fresh;
+  for (const char* name : {"a", "b"}) {
+    auto rt = DataPlaneConfig::buildCluster(m.snapshot, *m.snapshot->findCluster(name), m.store);
+    REQUIRE(rt.ok());
+    next->clusters[name] = *rt;
+    fresh[name] = std::make_shared<ClusterResources>();
+  }
+  auto r = m.worker0.update(next, fresh, m.store.shard(0));
+  CHECK(r.created == 1);   // "a": in use, its successor made now
+  CHECK(r.deferred == 1);  // "b": never used here
+  CHECK(m.worker0.created() == 1);
+  CHECK(m.worker0.get("a") != a);
+  CHECK(&m.worker0.get("a")->runtime() == next->clusters.at("a").get());
+  CHECK(m.worker0.get("a")->sharedResources() == fresh["a"]);
+
+  auto without_b = std::make_shared<DataPlaneConfig>(*next);
+  without_b->clusters.erase("b");
+  r = m.worker0.update(without_b, {}, m.store.shard(0));
+  CHECK(r.removed == 1);
+  CHECK(r.reused == 1);
+  CHECK(m.worker0.get("b") == nullptr);
+}
+
+}  // namespace turnout::proxy
