@@ -19,18 +19,12 @@
 #include <vector>
 
 #include "proxy/codec/http2_server_codec.h"
+#include "tests/fuzz/codec_http2_fuzz_driver.h"
 
 namespace {
 
 using namespace turnout::proxy;
 using namespace turnout::proxy::http2;
-
-void checkAt(bool ok, int line) {
-  if (ok) return;
-  std::fprintf(stderr, "codec_http2_server_fuzz: invariant at line %d failed\n", line);
-  std::abort();
-}
-#define check(ok) checkAt((ok), __LINE__)
 
 struct Stream : RequestDecoderCallbacks {
   void onMessageBegin() override {
@@ -121,26 +115,8 @@ class Harness : public ServerCallbacks {
 
 }  // namespace
 
+const char* const turnout::fuzz::kTargetName = "codec_http2_server_fuzz";
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size) {
-  if (size < 3) return 0;
-  const std::uint8_t cfg = raw[0];
-  const std::uint8_t seed = raw[1];
-  const std::string_view input(reinterpret_cast<const char*>(raw + 2), size - 2);
-  {
-    Harness whole(cfg);
-    whole.feed(input);
-    whole.eof();
-  }
-  Harness split(cfg);
-  std::size_t pos = 0;
-  std::size_t i = 0;
-  while (pos < input.size()) {
-    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 61;
-    ++i;
-    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
-    split.feed(input.substr(pos, take));
-    pos += take;
-  }
-  split.eof();
-  return 0;
+  return turnout::fuzz::runWholeAndSplit<Harness>(raw, size);
 }
