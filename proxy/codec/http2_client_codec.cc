@@ -213,22 +213,14 @@ void ClientStream::clear() {
 
 // --- ClientCodec --------------------------------------------------------------------
 
+template class Http2Connection<ClientSession>;
+
 ClientCodec::ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings)
-    : s_(std::make_unique<ClientSession>(callbacks, settings)) {
+    : Http2Connection(std::make_unique<ClientSession>(callbacks, settings)) {
   s_->open(/*client=*/true);
 }
 
 ClientCodec::~ClientCodec() = default;
-
-absl::Status ClientCodec::dispatch(std::span<const char> bytes) { return s_->dispatch(bytes); }
-
-absl::Status ClientCodec::drainOutput(std::string& out, std::size_t limit) {
-  return s_->drainOutput(out, limit);
-}
-
-bool ClientCodec::wantsWrite() const { return s_->wantsWrite(); }
-
-bool ClientCodec::wantsRead() const { return s_->wantsRead(); }
 
 void ClientCodec::onEof() {
   // A stream whose HEADERS never went out was refused by us, not cut off.
@@ -248,13 +240,5 @@ bool ClientCodec::acceptsStreams() const {
   return s_->session != nullptr && !s_->eof && !s_->goaway_received && !s_->goaway_sent &&
          s_->status.ok();
 }
-
-void ClientCodec::goAway(std::uint32_t error_code) { s_->goAway(error_code); }
-
-std::size_t ClientCodec::activeStreams() const { return s_->active.size(); }
-
-const PeerSettings& ClientCodec::peerSettings() const { return s_->peer; }
-
-absl::Status ClientCodec::status() const { return s_->status; }
 
 }  // namespace turnout::proxy::http2

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_connection.h"
 #include "proxy/codec/http2_stream_state.h"
 
 namespace turnout::proxy::http2 {
@@ -95,25 +96,16 @@ class ClientStream : public StreamState<ClientSession, ResponseDecoderCallbacks,
 using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;
 
 // One upstream HTTP/2 connection, on its worker thread. The connection
-// preface and our SETTINGS are queued at construction.
-class ClientCodec {
+// preface and our SETTINGS are queued at construction. dispatch(),
+// drainOutput(), wantsWrite(), wantsRead(), goAway(), activeStreams()
+// (streams whose HEADERS were queued and that have not closed),
+// peerSettings() and status() come from Http2Connection.
+class ClientCodec : public Http2Connection<ClientSession> {
  public:
   // `callbacks` must outlive the codec.
   explicit ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings = {});
   ~ClientCodec();
-  ClientCodec(const ClientCodec&) = delete;
-  ClientCodec& operator=(const ClientCodec&) = delete;
 
-  // Feeds received bytes; all are consumed. An error is sticky: the
-  // connection must close (after draining the GOAWAY, if any).
-  absl::Status dispatch(std::span<const char> bytes);
-  // Appends frames to send to `out` until it holds at least `limit` bytes or
-  // nothing is left.
-  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
-  bool wantsWrite() const;
-  // False once the session is over (GOAWAY sent or received and no stream
-  // left, or a protocol error): drain the output, then close.
-  bool wantsRead() const;
   // The transport closed. Every stream still open is reset
   // (kConnectionTermination, or kProtocolError after a codec error).
   void onEof();
@@ -124,18 +116,8 @@ class ClientCodec {
   ClientStreamPtr newStream(ResponseDecoderCallbacks& callbacks);
   // No GOAWAY sent or received, no error, no EOF.
   bool acceptsStreams() const;
-  // Sends GOAWAY (graceful with kNoError): streams already started complete.
-  void goAway(std::uint32_t error_code = kNoError);
-
-  // Streams whose HEADERS were queued and that have not closed.
-  std::size_t activeStreams() const;
-  const PeerSettings& peerSettings() const;
-  // Ok, or the sticky error: InvalidArgument with Envoy-style details
-  // ("http2.codec_error", "http2.flood", ...).
-  absl::Status status() const;
-
- private:
-  std::unique_ptr<ClientSession> s_;
 };
+
+extern template class Http2Connection<ClientSession>;
 
 }  // namespace turnout::proxy::http2

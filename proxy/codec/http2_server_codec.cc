@@ -204,33 +204,17 @@ void ServerStream::clear() {
 
 // --- ServerCodec --------------------------------------------------------------------
 
+template class Http2Connection<ServerSession>;
+
 ServerCodec::ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings)
-    : s_(std::make_unique<ServerSession>(callbacks, settings)) {
+    : Http2Connection(std::make_unique<ServerSession>(callbacks, settings)) {
   s_->open(/*client=*/false);
 }
 
 ServerCodec::~ServerCodec() = default;
 
-absl::Status ServerCodec::dispatch(std::span<const char> bytes) { return s_->dispatch(bytes); }
-
-absl::Status ServerCodec::drainOutput(std::string& out, std::size_t limit) {
-  return s_->drainOutput(out, limit);
-}
-
-bool ServerCodec::wantsWrite() const { return s_->wantsWrite(); }
-
-bool ServerCodec::wantsRead() const { return s_->wantsRead(); }
-
 void ServerCodec::onEof() {
   s_->onEof([](const ServerStream&, StreamResetReason reason) { return reason; });
 }
-
-void ServerCodec::goAway(std::uint32_t error_code) { s_->goAway(error_code); }
-
-std::size_t ServerCodec::activeStreams() const { return s_->active.size(); }
-
-const PeerSettings& ServerCodec::peerSettings() const { return s_->peer; }
-
-absl::Status ServerCodec::status() const { return s_->status; }
 
 }  // namespace turnout::proxy::http2

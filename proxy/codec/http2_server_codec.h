@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_connection.h"
 #include "proxy/codec/http2_stream_state.h"
 
 namespace turnout::proxy::http2 {
@@ -83,28 +84,20 @@ class ServerStream : public StreamState<ServerSession, RequestDecoderCallbacks, 
 
 // One downstream HTTP/2 connection, on its worker thread. Expects the
 // client connection preface first; our SETTINGS are queued at construction.
-class ServerCodec {
+// dispatch(), drainOutput(), wantsWrite(), wantsRead(), goAway() (graceful
+// shutdown: streams up to the last one seen complete, the client retries the
+// rest elsewhere), activeStreams(), peerSettings() and status() come from
+// Http2Connection.
+class ServerCodec : public Http2Connection<ServerSession> {
  public:
   // `callbacks` must outlive the codec.
   explicit ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings = {});
   ~ServerCodec();
-  ServerCodec(const ServerCodec&) = delete;
-  ServerCodec& operator=(const ServerCodec&) = delete;
 
-  absl::Status dispatch(std::span<const char> bytes);
-  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
-  bool wantsWrite() const;
-  bool wantsRead() const;
+  // The transport closed: every stream still open is reset.
   void onEof();
-  // Graceful shutdown: GOAWAY with the last stream id seen; streams up to it
-  // complete, the client retries the rest elsewhere.
-  void goAway(std::uint32_t error_code = kNoError);
-  std::size_t activeStreams() const;
-  const PeerSettings& peerSettings() const;
-  absl::Status status() const;
-
- private:
-  std::unique_ptr<ServerSession> s_;
 };
+
+extern template class Http2Connection<ServerSession>;
 
 }  // namespace turnout::proxy::http2

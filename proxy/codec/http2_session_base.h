@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_connection.h"
 #include "proxy/codec/http2_nghttp2.h"
 #include "proxy/codec/http2_send_buffer.h"
 
@@ -302,5 +303,58 @@ struct SessionBase {
   std::vector<Stream*> active;
   std::vector<nghttp2_nv> nv;  // the header block being submitted
 };
+
+}  // namespace turnout::proxy::http2
+
+// --- Http2Connection (http2_connection.h), instantiated by each codec's .cc ----------
+
+namespace turnout::proxy::http2 {
+
+template <class Session>
+Http2Connection<Session>::Http2Connection(std::unique_ptr<Session> session)
+    : s_(std::move(session)) {}
+
+template <class Session>
+Http2Connection<Session>::~Http2Connection() = default;
+
+template <class Session>
+absl::Status Http2Connection<Session>::dispatch(std::span<const char> bytes) {
+  return s_->dispatch(bytes);
+}
+
+template <class Session>
+absl::Status Http2Connection<Session>::drainOutput(std::string& out, std::size_t limit) {
+  return s_->drainOutput(out, limit);
+}
+
+template <class Session>
+bool Http2Connection<Session>::wantsWrite() const {
+  return s_->wantsWrite();
+}
+
+template <class Session>
+bool Http2Connection<Session>::wantsRead() const {
+  return s_->wantsRead();
+}
+
+template <class Session>
+void Http2Connection<Session>::goAway(std::uint32_t error_code) {
+  s_->goAway(error_code);
+}
+
+template <class Session>
+std::size_t Http2Connection<Session>::activeStreams() const {
+  return s_->active.size();
+}
+
+template <class Session>
+const PeerSettings& Http2Connection<Session>::peerSettings() const {
+  return s_->peer;
+}
+
+template <class Session>
+absl::Status Http2Connection<Session>::status() const {
+  return s_->status;
+}
 
 }  // namespace turnout::proxy::http2
