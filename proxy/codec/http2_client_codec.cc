@@ -164,31 +164,20 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
 }
 
 void ClientStream::encodeData(std::span<const char> data, bool end_stream) {
-  if (!headers_sent_ || local_end_ || closed_ || released_) return;
-  local_end_ = end_stream;
-  if (send_.append(data, end_stream)) nghttp2_session_resume_data(session_->session, id_);
+  if (headers_sent_) ClientSession::queueData(this, data, end_stream);
 }
 
 void ClientStream::encodeTrailers(const HeaderMap& trailers) {
-  if (!headers_sent_ || local_end_ || closed_ || released_) return;
-  local_end_ = true;
-  if (send_.end(trailers)) nghttp2_session_resume_data(session_->session, id_);
+  if (headers_sent_) ClientSession::queueTrailers(this, trailers);
 }
 
 void ClientStream::resetStream(StreamResetReason reason) {
   callbacks_ = nullptr;
-  if (id_ < 0 || closed_) return;
-  std::uint32_t code = NGHTTP2_CANCEL;
-  if (reason == StreamResetReason::kLocalRefusedStreamReset) code = NGHTTP2_REFUSED_STREAM;
-  if (reason == StreamResetReason::kProtocolError) code = NGHTTP2_PROTOCOL_ERROR;
-  nghttp2_submit_rst_stream(session_->session, NGHTTP2_FLAG_NONE, id_, code);
+  if (id_ >= 0 && !closed_) ClientSession::submitReset(this, reason);
 }
 
 void ClientStream::consumed(std::size_t n) {
-  n = std::min(n, unconsumed_);
-  if (n == 0) return;
-  unconsumed_ -= n;
-  if (session_->session != nullptr) nghttp2_session_consume(session_->session, id_, n);
+  ClientSession::consume(this, n, session_->session != nullptr);
 }
 
 void ClientStream::release() {

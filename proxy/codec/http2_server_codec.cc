@@ -152,31 +152,20 @@ absl::Status ServerStream::encodeHeaders(const ResponseHead& head, bool end_stre
 }
 
 void ServerStream::encodeData(std::span<const char> data, bool end_stream) {
-  if (!response_started_ || local_end_ || closed_ || released_) return;
-  local_end_ = end_stream;
-  if (send_.append(data, end_stream)) nghttp2_session_resume_data(session_->session, id_);
+  if (response_started_) ServerSession::queueData(this, data, end_stream);
 }
 
 void ServerStream::encodeTrailers(const HeaderMap& trailers) {
-  if (!response_started_ || local_end_ || closed_ || released_) return;
-  local_end_ = true;
-  if (send_.end(trailers)) nghttp2_session_resume_data(session_->session, id_);
+  if (response_started_) ServerSession::queueTrailers(this, trailers);
 }
 
 void ServerStream::resetStream(StreamResetReason reason) {
   callbacks_ = nullptr;
-  if (closed_ || session_->eof) return;
-  std::uint32_t code = NGHTTP2_CANCEL;
-  if (reason == StreamResetReason::kLocalRefusedStreamReset) code = NGHTTP2_REFUSED_STREAM;
-  if (reason == StreamResetReason::kProtocolError) code = NGHTTP2_PROTOCOL_ERROR;
-  nghttp2_submit_rst_stream(session_->session, NGHTTP2_FLAG_NONE, id_, code);
+  if (!closed_ && !session_->eof) ServerSession::submitReset(this, reason);
 }
 
 void ServerStream::consumed(std::size_t n) {
-  n = std::min(n, unconsumed_);
-  if (n == 0) return;
-  unconsumed_ -= n;
-  if (!session_->eof) nghttp2_session_consume(session_->session, id_, n);
+  ServerSession::consume(this, n, !session_->eof);
 }
 
 void ServerStream::release() {

@@ -21,6 +21,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -116,6 +117,38 @@ struct SessionBase {
     }
     auto* cb = std::exchange(s->callbacks_, nullptr);
     if (cb != nullptr && !s->exchangeComplete()) cb->onReset(reason);  // may release s
+  }
+
+  // What the streams' encoders share. Body bytes (copied) and trailers are
+  // queued only once the stream's head went out (the caller checks) and
+  // until its message ended.
+  static void queueData(Stream* s, std::span<const char> data, bool end_stream) {
+    if (s->local_end_ || s->closed_ || s->released_) return;
+    s->local_end_ = end_stream;
+    if (s->send_.append(data, end_stream)) {
+      nghttp2_session_resume_data(s->session_->session, s->id_);
+    }
+  }
+  static void queueTrailers(Stream* s, const HeaderMap& trailers) {
+    if (s->local_end_ || s->closed_ || s->released_) return;
+    s->local_end_ = true;
+    if (s->send_.end(trailers)) nghttp2_session_resume_data(s->session_->session, s->id_);
+  }
+  // RST_STREAM: CANCEL for kLocalReset, REFUSED_STREAM for
+  // kLocalRefusedStreamReset, PROTOCOL_ERROR for kProtocolError.
+  static void submitReset(Stream* s, StreamResetReason reason) {
+    std::uint32_t code = NGHTTP2_CANCEL;
+    if (reason == StreamResetReason::kLocalRefusedStreamReset) code = NGHTTP2_REFUSED_STREAM;
+    if (reason == StreamResetReason::kProtocolError) code = NGHTTP2_PROTOCOL_ERROR;
+    nghttp2_submit_rst_stream(s->session_->session, NGHTTP2_FLAG_NONE, s->id_, code);
+  }
+  // Up to `n` more delivered bytes were consumed; they are acknowledged to
+  // the peer when `acknowledge` (the session can still send).
+  static void consume(Stream* s, std::size_t n, bool acknowledge) {
+    n = std::min(n, s->unconsumed_);
+    if (n == 0) return;
+    s->unconsumed_ -= n;
+    if (acknowledge) nghttp2_session_consume(s->session_->session, s->id_, n);
   }
 
   // --- the connection (what the codecs' public methods do) ---------------------------
