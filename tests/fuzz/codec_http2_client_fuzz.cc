@@ -97,29 +97,10 @@ class Harness : public ConnectionCallbacks {
     drain();
   }
 
-  static Http2Settings settings() {
-    Http2Settings s;
-    s.initial_stream_window_size = 65535;
-    s.initial_connection_window_size = 65535 * 4;
-    s.max_headers_count = 20;
-    s.max_headers_kb = 4;
-    return s;
-  }
+  static Http2Settings settings() { return turnout::fuzz::smallSettings(); }
 
-  void feed(std::string_view bytes) {
-    fed += bytes.size();
-    const absl::Status st = codec.dispatch(bytes);
-    if (!status.ok()) check(!st.ok());
-    if (!st.ok()) status = st;
-    drain();
-    check(body <= fed);
-  }
-
-  void drain() {
-    std::string out;
-    const absl::Status st = codec.drainOutput(out, 1 << 20);
-    if (!st.ok() && status.ok()) status = st;
-  }
+  void feed(std::string_view bytes) { turnout::fuzz::feed(codec, bytes, fed, body, status); }
+  void drain() { turnout::fuzz::drain(codec, status); }
 
   void eof() {
     codec.onEof();
