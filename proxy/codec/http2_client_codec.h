@@ -37,7 +37,8 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
-#include "proxy/codec/http2_send_buffer.h"
+#include "proxy/codec/http2_connection.h"
+#include "proxy/codec/http2_stream_state.h"
 
 namespace turnout::proxy::http2 {
 
@@ -45,15 +46,14 @@ class ClientCodec;
 struct ClientSession;
 
 // One request/response exchange on a ClientCodec: the request encoder and
-// the response's flow-control handle.
-class ClientStream {
+// the response's flow-control handle. id(), bufferedBytes(),
+// unconsumedBytes(), wireBytesReceived() and remoteComplete() (the response
+// ended) come from StreamState.
+class ClientStream : public StreamState<ClientSession, ResponseDecoderCallbacks, ResponseHead> {
  public:
   struct Releaser {
     void operator()(ClientStream* stream) const { stream->release(); }
   };
-
-  // The HTTP/2 stream id, assigned by encodeHeaders(); -1 before.
-  std::int32_t id() const { return id_; }
 
   // Queues the request HEADERS: pseudo-headers from head.method, scheme,
   // authority and path (CONNECT: method and authority only); every field of
@@ -62,6 +62,7 @@ class ClientStream {
   // other than "trailers"); content-length from head.content_length when
   // the fields have none. An error if this stream already sent HEADERS, or
   // the connection can no longer start streams (the stream is then unused).
+  // Assigns id().
   absl::Status encodeHeaders(const RequestHead& head, bool end_stream);
   // Queues body bytes (copied). Ignored unless HEADERS went out without
   // end_stream and the request is not yet ended.
@@ -76,69 +77,35 @@ class ClientStream {
   // are acknowledged to the peer for this stream and the connection.
   void consumed(std::size_t n);
 
-  // Request body bytes accepted by encodeData() and not yet framed: a
-  // stalled peer window shows up here (the writable signal).
-  std::size_t bufferedBytes() const { return send_.size(); }
-  // Body bytes delivered by onData and not yet consumed().
-  std::size_t unconsumedBytes() const { return unconsumed_; }
-  // Bytes of this stream's frames received (9-byte frame headers included).
-  std::uint64_t wireBytesReceived() const { return wire_bytes_; }
-  // The response ended (END_STREAM received).
-  bool remoteComplete() const { return remote_end_; }
-
  private:
   friend class ClientCodec;
   friend struct ClientSession;
+  template <class, class>
+  friend struct SessionBase;
 
   void release();
   void clear();
+  bool exchangeComplete() const { return remote_end_; }
 
-  ClientSession* session_ = nullptr;
-  ResponseDecoderCallbacks* callbacks_ = nullptr;
-  std::int32_t id_ = -1;
-  std::size_t active_index_ = 0;  // position in the session's active list
-  ResponseHead head_;
-  HeaderMap trailers_;
-  SendBuffer send_;
-  std::size_t unconsumed_ = 0;
-  std::uint64_t wire_bytes_ = 0;
-  std::size_t block_bytes_ = 0;  // header block in progress
-  std::uint32_t block_fields_ = 0;
-  std::uint32_t rst_code_ = 0;
   bool headers_sent_ = false;
-  bool local_end_ = false;      // the request is fully encoded
   bool final_headers_ = false;  // the final (non-1xx) response head arrived
-  bool remote_end_ = false;
-  bool closed_ = false;  // nghttp2 closed it (or it never opened)
-  bool released_ = false;
-  bool remote_rst_ = false;    // RST_STREAM received
-  bool not_sent_ = false;      // its HEADERS could not be sent
-  bool overflow_ = false;      // a header block over the limits
-  bool request_sent_ = false;  // its HEADERS went out
+  bool not_sent_ = false;       // its HEADERS could not be sent
+  bool request_sent_ = false;   // its HEADERS went out
 };
 
 using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;
 
 // One upstream HTTP/2 connection, on its worker thread. The connection
-// preface and our SETTINGS are queued at construction.
-class ClientCodec {
+// preface and our SETTINGS are queued at construction. dispatch(),
+// drainOutput(), wantsWrite(), wantsRead(), goAway(), activeStreams()
+// (streams whose HEADERS were queued and that have not closed),
+// peerSettings() and status() come from Http2Connection.
+class ClientCodec : public Http2Connection<ClientSession> {
  public:
   // `callbacks` must outlive the codec.
   explicit ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings = {});
   ~ClientCodec();
-  ClientCodec(const ClientCodec&) = delete;
-  ClientCodec& operator=(const ClientCodec&) = delete;
 
-  // Feeds received bytes; all are consumed. An error is sticky: the
-  // connection must close (after draining the GOAWAY, if any).
-  absl::Status dispatch(std::span<const char> bytes);
-  // Appends frames to send to `out` until it holds at least `limit` bytes or
-  // nothing is left.
-  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
-  bool wantsWrite() const;
-  // False once the session is over (GOAWAY sent or received and no stream
-  // left, or a protocol error): drain the output, then close.
-  bool wantsRead() const;
   // The transport closed. Every stream still open is reset
   // (kConnectionTermination, or kProtocolError after a codec error).
   void onEof();
@@ -149,18 +116,8 @@ class ClientCodec {
   ClientStreamPtr newStream(ResponseDecoderCallbacks& callbacks);
   // No GOAWAY sent or received, no error, no EOF.
   bool acceptsStreams() const;
-  // Sends GOAWAY (graceful with kNoError): streams already started complete.
-  void goAway(std::uint32_t error_code = kNoError);
-
-  // Streams whose HEADERS were queued and that have not closed.
-  std::size_t activeStreams() const;
-  const PeerSettings& peerSettings() const;
-  // Ok, or the sticky error: InvalidArgument with Envoy-style details
-  // ("http2.codec_error", "http2.flood", ...).
-  absl::Status status() const;
-
- private:
-  std::unique_ptr<ClientSession> s_;
 };
+
+extern template class Http2Connection<ClientSession>;
 
 }  // namespace turnout::proxy::http2

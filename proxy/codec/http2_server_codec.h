@@ -25,7 +25,8 @@
 #include "absl/status/status.h"
 #include "proxy/codec/codec.h"
 #include "proxy/codec/http2_codec.h"
-#include "proxy/codec/http2_send_buffer.h"
+#include "proxy/codec/http2_connection.h"
+#include "proxy/codec/http2_stream_state.h"
 
 namespace turnout::proxy::http2 {
 
@@ -45,11 +46,11 @@ class ServerCallbacks : public ConnectionCallbacks {
 };
 
 // One request/response exchange on a ServerCodec: the response encoder and
-// the request's flow-control handle.
-class ServerStream {
+// the request's flow-control handle. id(), bufferedBytes(),
+// unconsumedBytes(), wireBytesReceived() and remoteComplete() (the request
+// ended) come from StreamState.
+class ServerStream : public StreamState<ServerSession, RequestDecoderCallbacks, RequestHead> {
  public:
-  std::int32_t id() const { return id_; }
-
   // Queues the response head: a 1xx (not 101) as an interim head, anything
   // else as the final one. :status from head.status, every field except the
   // connection-specific ones, content-length from head.content_length when
@@ -65,64 +66,38 @@ class ServerStream {
   // The caller wrote on `n` more request bytes delivered by onData.
   void consumed(std::size_t n);
 
-  std::size_t bufferedBytes() const { return send_.size(); }
-  std::size_t unconsumedBytes() const { return unconsumed_; }
-  std::uint64_t wireBytesReceived() const { return wire_bytes_; }
-  bool remoteComplete() const { return remote_end_; }
-
  private:
   friend struct ServerSession;
   friend struct ServerStreamReleaser;
   friend class ServerCodec;
+  template <class, class>
+  friend struct SessionBase;
 
   void release();
   void clear();
+  bool exchangeComplete() const { return remote_end_ && local_end_sent_; }
 
-  ServerSession* session_ = nullptr;
-  RequestDecoderCallbacks* callbacks_ = nullptr;
-  std::int32_t id_ = -1;
-  std::size_t active_index_ = 0;
-  RequestHead head_;
-  HeaderMap trailers_;
-  SendBuffer send_;
-  std::size_t unconsumed_ = 0;
-  std::uint64_t wire_bytes_ = 0;
-  std::size_t block_bytes_ = 0;
-  std::uint32_t block_fields_ = 0;
   bool request_headers_ = false;   // the request head arrived (later HEADERS are trailers)
   bool response_started_ = false;  // the final response head was queued
-  bool local_end_ = false;         // the response is fully encoded
   bool local_end_sent_ = false;    // END_STREAM went out
-  bool remote_end_ = false;
-  bool closed_ = false;
-  bool released_ = false;
-  bool remote_rst_ = false;
 };
 
 // One downstream HTTP/2 connection, on its worker thread. Expects the
 // client connection preface first; our SETTINGS are queued at construction.
-class ServerCodec {
+// dispatch(), drainOutput(), wantsWrite(), wantsRead(), goAway() (graceful
+// shutdown: streams up to the last one seen complete, the client retries the
+// rest elsewhere), activeStreams(), peerSettings() and status() come from
+// Http2Connection.
+class ServerCodec : public Http2Connection<ServerSession> {
  public:
   // `callbacks` must outlive the codec.
   explicit ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings = {});
   ~ServerCodec();
-  ServerCodec(const ServerCodec&) = delete;
-  ServerCodec& operator=(const ServerCodec&) = delete;
 
-  absl::Status dispatch(std::span<const char> bytes);
-  absl::Status drainOutput(std::string& out, std::size_t limit = SIZE_MAX);
-  bool wantsWrite() const;
-  bool wantsRead() const;
+  // The transport closed: every stream still open is reset.
   void onEof();
-  // Graceful shutdown: GOAWAY with the last stream id seen; streams up to it
-  // complete, the client retries the rest elsewhere.
-  void goAway(std::uint32_t error_code = kNoError);
-  std::size_t activeStreams() const;
-  const PeerSettings& peerSettings() const;
-  absl::Status status() const;
-
- private:
-  std::unique_ptr<ServerSession> s_;
 };
+
+extern template class Http2Connection<ServerSession>;
 
 }  // namespace turnout::proxy::http2

@@ -19,18 +19,12 @@
 #include <vector>
 
 #include "proxy/codec/http2_client_codec.h"
+#include "tests/fuzz/codec_http2_fuzz_driver.h"
 
 namespace {
 
 using namespace turnout::proxy;
 using namespace turnout::proxy::http2;
-
-void checkAt(bool ok, int line) {
-  if (ok) return;
-  std::fprintf(stderr, "codec_http2_client_fuzz: invariant at line %d failed\n", line);
-  std::abort();
-}
-#define check(ok) checkAt((ok), __LINE__)
 
 struct Stream : ResponseDecoderCallbacks {
   void onMessageBegin() override {
@@ -103,29 +97,10 @@ class Harness : public ConnectionCallbacks {
     drain();
   }
 
-  static Http2Settings settings() {
-    Http2Settings s;
-    s.initial_stream_window_size = 65535;
-    s.initial_connection_window_size = 65535 * 4;
-    s.max_headers_count = 20;
-    s.max_headers_kb = 4;
-    return s;
-  }
+  static Http2Settings settings() { return turnout::fuzz::smallSettings(); }
 
-  void feed(std::string_view bytes) {
-    fed += bytes.size();
-    const absl::Status st = codec.dispatch(bytes);
-    if (!status.ok()) check(!st.ok());
-    if (!st.ok()) status = st;
-    drain();
-    check(body <= fed);
-  }
-
-  void drain() {
-    std::string out;
-    const absl::Status st = codec.drainOutput(out, 1 << 20);
-    if (!st.ok() && status.ok()) status = st;
-  }
+  void feed(std::string_view bytes) { turnout::fuzz::feed(codec, bytes, fed, body, status); }
+  void drain() { turnout::fuzz::drain(codec, status); }
 
   void eof() {
     codec.onEof();
@@ -147,27 +122,8 @@ class Harness : public ConnectionCallbacks {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size) {
-  if (size < 3) return 0;
-  const std::uint8_t cfg = raw[0];
-  const std::uint8_t seed = raw[1];
-  const std::string_view input(reinterpret_cast<const char*>(raw + 2), size - 2);
+const char* const turnout::fuzz::kTargetName = "codec_http2_client_fuzz";
 
-  {
-    Harness whole(cfg);
-    whole.feed(input);
-    whole.eof();
-  }
-  Harness split(cfg);
-  std::size_t pos = 0;
-  std::size_t i = 0;
-  while (pos < input.size()) {
-    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 61;
-    ++i;
-    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
-    split.feed(input.substr(pos, take));
-    pos += take;
-  }
-  split.eof();
-  return 0;
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size) {
+  return turnout::fuzz::runWholeAndSplit<Harness>(raw, size);
 }

@@ -11,28 +11,20 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/proxy/codec/http2_test_peer.h"
+
 namespace turnout::proxy::http2 {
 namespace {
 
-using Fields = std::vector<std::pair<std::string, std::string>>;
+using test::Fields;
 
 // An nghttp2 client session driven from the test, sans-I/O like the codec.
-class TestClient {
+class TestClient : public test::TestEndpoint {
  public:
-  struct Response {
-    Fields headers;
-    std::string body;
-    Fields trailers;
-    bool ended = false;
+  struct Response : test::TestMessage {
     bool closed = false;
     bool in_trailers = false;
     uint32_t close_code = 0;
-    std::string get(std::string_view name) const {
-      for (const auto& [n, v] : headers) {
-        if (n == name) return v;
-      }
-      return "<none>";
-    }
   };
 
   explicit TestClient(std::vector<nghttp2_settings_entry> settings = {}) {
@@ -43,11 +35,8 @@ class TestClient {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onData);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, onClose);
-    nghttp2_session_client_new(&session, cb, this);
-    nghttp2_session_callbacks_del(cb);
-    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+    open(/*server=*/false, cb, this, settings);
   }
-  ~TestClient() { nghttp2_session_del(session); }
 
   // Submits a request; `body` and `trailers` follow when given.
   int32_t request(std::string method, std::string path, Fields extra = {}, std::string body = {},
@@ -64,63 +53,18 @@ class TestClient {
     for (size_t i = 0; i < out->strings.size(); i += 2) {
       nv.push_back(field(out->strings[i], out->strings[i + 1]));
     }
-    nghttp2_data_provider provider{};
-    provider.source.ptr = out.get();
-    provider.read_callback = readBody;
-    const bool has_data = !out->body.empty() || !out->trailers.empty();
+    nghttp2_data_provider p;
     const int32_t id = nghttp2_submit_request(session, nullptr, nv.data(), nv.size(),
-                                              has_data ? &provider : nullptr, nullptr);
+                                              provider(*out, p), nullptr);
     outgoing[id] = std::move(out);
     return id;
   }
-  void receive(std::string_view bytes) {
-    nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  }
-  std::string send() {
-    std::string out;
-    for (;;) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session, &data);
-      if (n <= 0) break;
-      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
-    return out;
-  }
 
-  nghttp2_session* session = nullptr;
   std::map<int32_t, Response> responses;
   std::optional<int32_t> goaway_last;
 
  private:
-  struct Outgoing {
-    std::vector<std::string> strings;
-    std::string body;
-    size_t offset = 0;
-    Fields trailers;
-    std::vector<nghttp2_nv> nv;
-  };
-  static nghttp2_nv field(const std::string& n, const std::string& v) {
-    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                      NGHTTP2_NV_FLAG_NONE};
-  }
   static TestClient& self(void* user) { return *static_cast<TestClient*>(user); }
-  static ssize_t readBody(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
-                          uint32_t* flags, nghttp2_data_source* source, void*) {
-    auto* out = static_cast<Outgoing*>(source->ptr);
-    const size_t n = std::min(length, out->body.size() - out->offset);
-    std::memcpy(buf, out->body.data() + out->offset, n);
-    out->offset += n;
-    if (out->offset == out->body.size()) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (!out->trailers.empty()) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        for (const auto& [k, v] : out->trailers) out->nv.push_back(field(k, v));
-        nghttp2_submit_trailer(session, id, out->nv.data(), out->nv.size());
-      }
-    }
-    return static_cast<ssize_t>(n);
-  }
   static int onBegin(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     Response& r = self(user).responses[frame->hd.stream_id];
     r.in_trailers = !r.headers.empty() && r.get(":status")[0] != '1';

@@ -1,8 +1,8 @@
 #pragma once
 
-// An nghttp2 server session driven from tests, sans-I/O like the codec under
-// test: bytes are pumped between the two in memory. It records every request
-// and answers only when a test tells it to.
+// nghttp2 sessions driven from the HTTP/2 codec tests, sans-I/O like the
+// codecs under test: bytes are pumped between the two in memory. TestPeer is
+// the server the client codec talks to.
 
 #include <nghttp2/nghttp2.h>
 
@@ -21,13 +21,12 @@ namespace turnout::proxy::http2::test {
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
-struct PeerRequest {
+// A message one test endpoint received.
+struct TestMessage {
   Fields headers;
   std::string body;
   Fields trailers;
-  bool ended = false;
-  bool reset = false;
-  uint32_t reset_code = 0;
+  bool ended = false;  // END_STREAM received
   std::string get(std::string_view name) const {
     for (const auto& [n, v] : headers) {
       if (n == name) return v;
@@ -36,24 +35,16 @@ struct PeerRequest {
   }
 };
 
-class TestPeer {
+// One side of an nghttp2 session driven from a test, sans-I/O like the codec
+// under test: the owner moves bytes between the two in memory. TestPeer (a
+// server) and the server codec tests' TestClient build on it.
+class TestEndpoint {
  public:
-  explicit TestPeer(std::vector<nghttp2_settings_entry> settings = {}) {
-    nghttp2_session_callbacks* cb = nullptr;
-    nghttp2_session_callbacks_new(&cb);
-    nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onData);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrame);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cb, onClose);
-    nghttp2_session_server_new(&session, cb, this);
-    nghttp2_session_callbacks_del(cb);
-    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
-  }
-  ~TestPeer() { nghttp2_session_del(session); }
-  TestPeer(const TestPeer&) = delete;
-  TestPeer& operator=(const TestPeer&) = delete;
+  ~TestEndpoint() { nghttp2_session_del(session); }
+  TestEndpoint(const TestEndpoint&) = delete;
+  TestEndpoint& operator=(const TestEndpoint&) = delete;
 
-  // Feeds client bytes; false on a fatal nghttp2 error.
+  // Feeds the other side's bytes; false on a fatal nghttp2 error.
   bool receive(std::string_view bytes) {
     return nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()),
                                     bytes.size()) == static_cast<ssize_t>(bytes.size());
@@ -69,56 +60,49 @@ class TestPeer {
     return out;
   }
 
-  // Queues a response: `status`, `headers`, then `body` (in DATA frames as
-  // the client's windows allow) and `trailers`.
-  void respond(int32_t id, std::string status, Fields headers = {}, std::string body = {},
-               Fields trailers = {}) {
-    auto out = std::make_unique<Outgoing>();
-    out->body = std::move(body);
-    out->trailers = std::move(trailers);
-    std::vector<nghttp2_nv> nv;
-    nv.push_back(field(":status", status));
-    for (const auto& [n, v] : headers) nv.push_back(field(n, v));
-    nghttp2_data_provider provider{};
-    provider.source.ptr = out.get();
-    provider.read_callback = readBody;
-    const bool has_data = !out->body.empty() || !out->trailers.empty();
-    nghttp2_submit_response(session, id, nv.data(), nv.size(), has_data ? &provider : nullptr);
-    outgoing[id] = std::move(out);
-  }
-  void informational(int32_t id, std::string status) {
-    const nghttp2_nv nv[] = {field(":status", status)};
-    nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id, nullptr, nv, 1, nullptr);
-  }
-  void reset(int32_t id, uint32_t code) {
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, code);
-  }
-  void goAway(int32_t last_stream_id, uint32_t code) {
-    nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, last_stream_id, code, nullptr, 0);
-  }
-  bool responded(int32_t id) const { return outgoing.count(id) != 0; }
-  // Streams the peer has seen open and not closed.
-  size_t openStreams() const { return open; }
-  size_t maxOpenStreams() const { return max_open; }
-
   nghttp2_session* session = nullptr;
-  std::map<int32_t, PeerRequest> requests;
 
- private:
+ protected:
+  // A body and trailers being sent, and the strings their fields point into.
   struct Outgoing {
+    std::vector<std::string> strings;
     std::string body;
     size_t offset = 0;
     Fields trailers;
     std::vector<nghttp2_nv> nv;
   };
 
+  TestEndpoint() = default;
+
+  // Creates the session on our side with `cb` (deleted here) and queues
+  // `settings`.
+  void open(bool server, nghttp2_session_callbacks* cb, void* user,
+            const std::vector<nghttp2_settings_entry>& settings) {
+    if (server) {
+      nghttp2_session_server_new(&session, cb, user);
+    } else {
+      nghttp2_session_client_new(&session, cb, user);
+    }
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  }
+
+  // The data provider for `out`, or nullptr when it has neither body nor
+  // trailers (END_STREAM goes with the HEADERS).
+  static const nghttp2_data_provider* provider(Outgoing& out, nghttp2_data_provider& p) {
+    p = nghttp2_data_provider{};
+    p.source.ptr = &out;
+    p.read_callback = readBody;
+    return out.body.empty() && out.trailers.empty() ? nullptr : &p;
+  }
+
   static nghttp2_nv field(const std::string& n, const std::string& v) {
     return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
                       NGHTTP2_NV_FLAG_NONE};
   }
-  static TestPeer& self(void* user) { return *static_cast<TestPeer*>(user); }
 
+ private:
   static ssize_t readBody(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
                           uint32_t* flags, nghttp2_data_source* source, void*) {
     auto* out = static_cast<Outgoing*>(source->ptr);
@@ -135,6 +119,61 @@ class TestPeer {
     }
     return static_cast<ssize_t>(n);
   }
+};
+
+struct PeerRequest : TestMessage {
+  bool reset = false;
+  uint32_t reset_code = 0;
+};
+
+// An nghttp2 server session that records every request and answers only
+// when a test tells it to.
+class TestPeer : public TestEndpoint {
+ public:
+  explicit TestPeer(std::vector<nghttp2_settings_entry> settings = {}) {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, onHeader);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, onData);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, onFrame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, onClose);
+    open(/*server=*/true, cb, this, settings);
+  }
+
+  // Queues a response: `status`, `headers`, then `body` (in DATA frames as
+  // the client's windows allow) and `trailers`.
+  void respond(int32_t id, std::string status, Fields headers = {}, std::string body = {},
+               Fields trailers = {}) {
+    auto out = std::make_unique<Outgoing>();
+    out->body = std::move(body);
+    out->trailers = std::move(trailers);
+    std::vector<nghttp2_nv> nv;
+    nv.push_back(field(":status", status));
+    for (const auto& [n, v] : headers) nv.push_back(field(n, v));
+    nghttp2_data_provider p;
+    nghttp2_submit_response(session, id, nv.data(), nv.size(), provider(*out, p));
+    outgoing[id] = std::move(out);
+  }
+  void informational(int32_t id, std::string status) {
+    const nghttp2_nv nv[] = {field(":status", status)};
+    nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id, nullptr, nv, 1, nullptr);
+  }
+  void reset(int32_t id, uint32_t code) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, code);
+  }
+  void goAway(int32_t last_stream_id, uint32_t code) {
+    nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, last_stream_id, code, nullptr, 0);
+  }
+  bool responded(int32_t id) const { return outgoing.count(id) != 0; }
+  // Streams the peer has seen open and not closed.
+  size_t openStreams() const { return open_; }
+  size_t maxOpenStreams() const { return max_open_; }
+
+  std::map<int32_t, PeerRequest> requests;
+
+ private:
+  static TestPeer& self(void* user) { return *static_cast<TestPeer*>(user); }
+
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     PeerRequest& r = self(user).requests[frame->hd.stream_id];
@@ -151,8 +190,8 @@ class TestPeer {
   static int onFrame(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     TestPeer& p = self(user);
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      ++p.open;
-      p.max_open = std::max(p.max_open, p.open);
+      ++p.open_;
+      p.max_open_ = std::max(p.max_open_, p.open_);
     }
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
@@ -166,13 +205,13 @@ class TestPeer {
   }
   static int onClose(nghttp2_session*, int32_t id, uint32_t, void* user) {
     TestPeer& p = self(user);
-    if (p.requests.count(id) != 0 && p.open > 0) --p.open;
+    if (p.requests.count(id) != 0 && p.open_ > 0) --p.open_;
     return 0;
   }
 
   std::map<int32_t, std::unique_ptr<Outgoing>> outgoing;
-  size_t open = 0;
-  size_t max_open = 0;
+  size_t open_ = 0;
+  size_t max_open_ = 0;
 };
 
 // Moves bytes both ways until neither side has anything to send. Returns

@@ -1,0 +1,393 @@
+#pragma once
+
+// The connection half that ClientSession and ServerSession share
+// (docs/http2_codec.md): the nghttp2 session and its options, dispatch()
+// and drainOutput(), the peer's SETTINGS, GOAWAY, the sticky error, EOF, the
+// stream pool and active list, and the nghttp2 callbacks that do not depend
+// on the side. Not a public interface: include it only from
+// proxy/codec/http2_*.cc.
+//
+// SessionBase<Derived, Stream> is a CRTP base. Derived supplies:
+//   `callbacks` (a ConnectionCallbacks or a class derived from it);
+//   static sessionCallbacks() (newCallbacks() plus anything side-specific);
+//   static onBeginHeaders, onFrameSend, onStreamClose (nghttp2 signatures);
+//   static int onField(Stream*, name, value): one header field of a block,
+//     within the limits, name not empty;
+//   static void onStreamHeaders(Stream*, bool end_stream): a header block
+//     completed on a stream whose callbacks are set.
+// Stream has the state StreamState (http2_stream_state.h) declares and
+// `bool exchangeComplete() const` (nothing left to reset on close), and
+// befriends SessionBase.
+
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proxy/codec/codec.h"
+#include "proxy/codec/http2_codec.h"
+#include "proxy/codec/http2_connection.h"
+#include "proxy/codec/http2_nghttp2.h"
+#include "proxy/codec/http2_send_buffer.h"
+
+namespace turnout::proxy::http2 {
+
+template <class Derived, class Stream>
+struct SessionBase {
+  explicit SessionBase(const Http2Settings& s) : settings(s) {}
+  ~SessionBase() {
+    if (session != nullptr) nghttp2_session_del(session);
+  }
+  SessionBase(const SessionBase&) = delete;
+  SessionBase& operator=(const SessionBase&) = delete;
+
+  static Derived& self(void* user) { return *static_cast<Derived*>(user); }
+
+  // Creates the nghttp2 session for our side and queues our SETTINGS. Flow
+  // control is the caller's (the streams' consumed()), so nghttp2 sends no
+  // WINDOW_UPDATE of its own. A failure is the sticky error.
+  void open(bool client) {
+    nghttp2_option* option = nullptr;
+    nghttp2_option_new(&option);
+    nghttp2_option_set_no_auto_window_update(option, 1);
+    Derived* user = static_cast<Derived*>(this);
+    const int rv =
+        client ? nghttp2_session_client_new2(&session, Derived::sessionCallbacks(), user, option)
+               : nghttp2_session_server_new2(&session, Derived::sessionCallbacks(), user, option);
+    nghttp2_option_del(option);
+    if (rv != 0) {
+      session = nullptr;
+      fail(nghttp2Details(rv));
+      return;
+    }
+    submitSettings(session, settings, client);
+  }
+
+  Stream* stream(std::int32_t id) const {
+    return static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, id));
+  }
+  void fail(std::string_view details) {
+    if (status.ok()) {
+      status = absl::InvalidArgumentError(absl::string_view(details.data(), details.size()));
+    }
+  }
+
+  // --- streams -----------------------------------------------------------------------
+
+  // A stream from the pool, bound to this session, otherwise clear.
+  Stream* acquire() {
+    if (free.empty()) {
+      pool.push_back(std::make_unique<Stream>());
+      free.push_back(pool.back().get());
+    }
+    Stream* s = free.back();
+    free.pop_back();
+    s->session_ = static_cast<Derived*>(this);
+    return s;
+  }
+  void addActive(Stream* s) {
+    s->active_index_ = active.size();
+    active.push_back(s);
+  }
+  void removeActive(Stream* s) {
+    Stream* last = active.back();
+    active[s->active_index_] = last;
+    last->active_index_ = s->active_index_;
+    active.pop_back();
+  }
+  void recycle(Stream* s) {
+    s->clear();
+    free.push_back(s);
+  }
+  // The stream ended in nghttp2 (or with the connection): reports a reset if
+  // its exchange had not completed, recycles it if the caller let it go.
+  void closeStream(Stream* s, StreamResetReason reason) {
+    s->closed_ = true;
+    if (s->released_) {
+      recycle(s);
+      return;
+    }
+    auto* cb = std::exchange(s->callbacks_, nullptr);
+    if (cb != nullptr && !s->exchangeComplete()) cb->onReset(reason);  // may release s
+  }
+
+  // What the streams' encoders share. Body bytes (copied) and trailers are
+  // queued only once the stream's head went out (the caller checks) and
+  // until its message ended.
+  static void queueData(Stream* s, std::span<const char> data, bool end_stream) {
+    if (s->local_end_ || s->closed_ || s->released_) return;
+    s->local_end_ = end_stream;
+    if (s->send_.append(data, end_stream)) {
+      nghttp2_session_resume_data(s->session_->session, s->id_);
+    }
+  }
+  static void queueTrailers(Stream* s, const HeaderMap& trailers) {
+    if (s->local_end_ || s->closed_ || s->released_) return;
+    s->local_end_ = true;
+    if (s->send_.end(trailers)) nghttp2_session_resume_data(s->session_->session, s->id_);
+  }
+  // RST_STREAM: CANCEL for kLocalReset, REFUSED_STREAM for
+  // kLocalRefusedStreamReset, PROTOCOL_ERROR for kProtocolError.
+  static void submitReset(Stream* s, StreamResetReason reason) {
+    std::uint32_t code = NGHTTP2_CANCEL;
+    if (reason == StreamResetReason::kLocalRefusedStreamReset) code = NGHTTP2_REFUSED_STREAM;
+    if (reason == StreamResetReason::kProtocolError) code = NGHTTP2_PROTOCOL_ERROR;
+    nghttp2_submit_rst_stream(s->session_->session, NGHTTP2_FLAG_NONE, s->id_, code);
+  }
+  // Up to `n` more delivered bytes were consumed; they are acknowledged to
+  // the peer when `acknowledge` (the session can still send).
+  static void consume(Stream* s, std::size_t n, bool acknowledge) {
+    n = std::min(n, s->unconsumed_);
+    if (n == 0) return;
+    s->unconsumed_ -= n;
+    if (acknowledge) nghttp2_session_consume(s->session_->session, s->id_, n);
+  }
+
+  // --- the connection (what the codecs' public methods do) ---------------------------
+
+  absl::Status dispatch(std::span<const char> bytes) {
+    if (!status.ok()) return status;
+    if (eof) return absl::FailedPreconditionError("http2.closed");
+    const ssize_t rv = nghttp2_session_mem_recv(
+        session, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    if (rv < 0) fail(nghttp2Details(rv));
+    return status;
+  }
+
+  absl::Status drainOutput(std::string& out, std::size_t limit) {
+    while (session != nullptr && !eof && out.size() < limit) {
+      const uint8_t* data = nullptr;
+      const ssize_t n = nghttp2_session_mem_send(session, &data);
+      if (n < 0) {
+        fail(nghttp2Details(n));
+        break;
+      }
+      if (n == 0) break;
+      out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+    }
+    return status;
+  }
+
+  bool wantsWrite() const {
+    return session != nullptr && !eof && nghttp2_session_want_write(session) != 0;
+  }
+  bool wantsRead() const {
+    return session != nullptr && !eof && nghttp2_session_want_read(session) != 0;
+  }
+
+  // Resets every stream still open: `reason_for(stream, reason)` picks its
+  // reason from the connection's (kConnectionTermination, or kProtocolError
+  // after a codec error). Callbacks may release streams (which recycles
+  // them) but cannot start new ones, so the active list only shrinks.
+  template <class ReasonFor>
+  void onEof(ReasonFor reason_for) {
+    if (eof) return;
+    eof = true;
+    const StreamResetReason reason = status.ok() ? StreamResetReason::kConnectionTermination
+                                                 : StreamResetReason::kProtocolError;
+    while (!active.empty()) {
+      Stream* s = active.back();
+      active.pop_back();
+      closeStream(s, reason_for(*s, reason));
+    }
+  }
+
+  // GOAWAY with the last stream id nghttp2 processed.
+  void goAway(std::uint32_t error_code) {
+    if (session == nullptr || eof) return;
+    goaway_sent = true;
+    goaway_requested = true;
+    nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(session), error_code, nullptr,
+                          0);
+  }
+
+  // --- nghttp2 callbacks -------------------------------------------------------------
+
+  // The callbacks both sides install; Derived adds its own to the result.
+  static nghttp2_session_callbacks* newCallbacks() {
+    nghttp2_session_callbacks* c = nullptr;
+    nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(c, Derived::onBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(c, onHeader);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, onDataChunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(c, onFrameRecv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(c, Derived::onFrameSend);
+    nghttp2_session_callbacks_set_on_stream_close_callback(c, Derived::onStreamClose);
+    return c;
+  }
+
+  // A new header block on a stream we know starts its limits afresh.
+  static void beginBlock(Stream* s) {
+    s->block_bytes_ = 0;
+    s->block_fields_ = 0;
+  }
+
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      void* user) {
+    Derived& d = self(user);
+    Stream* s = d.stream(frame->hd.stream_id);
+    if (s == nullptr || s->callbacks_ == nullptr) return 0;
+    s->block_bytes_ += namelen + valuelen;
+    if (++s->block_fields_ > d.settings.max_headers_count ||
+        s->block_bytes_ > static_cast<size_t>(d.settings.max_headers_kb) * 1024) {
+      s->overflow_ = true;
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+    }
+    const std::string_view n = view(name, namelen);
+    if (n.empty()) return 0;  // nghttp2 rejects empty names before this; stay safe
+    return Derived::onField(s, n, view(value, valuelen));
+  }
+
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                         const uint8_t* data, size_t len, void* user) {
+    Stream* s = self(user).stream(stream_id);
+    if (s == nullptr) return 0;
+    if (s->callbacks_ == nullptr) {  // reset or released: nobody will consume it
+      nghttp2_session_consume(session, stream_id, len);
+      return 0;
+    }
+    s->unconsumed_ += len;
+    s->callbacks_->onData(std::span<const char>(reinterpret_cast<const char*>(data), len), false);
+    return 0;
+  }
+
+  static int onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    Derived& d = self(user);
+    switch (frame->hd.type) {
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+          d.peer.max_concurrent_streams =
+              nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+          d.peer.initial_window_size =
+              nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+          d.peer.max_frame_size =
+              nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_FRAME_SIZE);
+          d.peer.max_header_list_size =
+              nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
+          d.callbacks.onSettings(d.peer);
+        }
+        return 0;
+      case NGHTTP2_GOAWAY:
+        d.goaway_received = true;
+        d.goaway_last_stream_id = frame->goaway.last_stream_id;
+        d.callbacks.onGoAway(frame->goaway.last_stream_id, frame->goaway.error_code);
+        return 0;
+      default:
+        break;
+    }
+    if (frame->hd.stream_id == 0) return 0;
+    Stream* s = d.stream(frame->hd.stream_id);
+    if (s == nullptr) return 0;
+    s->wire_bytes_ += frame->hd.length + 9;
+    const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0 &&
+                            (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS);
+    if (end_stream) s->remote_end_ = true;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      s->remote_rst_ = true;
+      s->rst_code_ = frame->rst_stream.error_code;
+      return 0;
+    }
+    if (s->callbacks_ == nullptr) return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+      Derived::onStreamHeaders(s, end_stream);
+    } else if (frame->hd.type == NGHTTP2_DATA && end_stream) {
+      s->callbacks_->onData({}, true);
+      if (s->callbacks_ != nullptr) s->callbacks_->onMessageComplete();
+    }
+    return 0;
+  }
+
+  // Our GOAWAY went out. One with an error that the caller did not ask for
+  // is nghttp2 ending the session because the peer broke the protocol.
+  void goAwaySent(const nghttp2_frame* frame) {
+    goaway_sent = true;
+    if (!goaway_requested && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      fail("http2.codec_error");
+    }
+  }
+
+  static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                          size_t length, uint32_t* flags, nghttp2_data_source* source, void*) {
+    auto* s = static_cast<Stream*>(source->ptr);
+    return SendBuffer::read(session, stream_id, buf, length, flags, &s->send_);
+  }
+
+  Http2Settings settings;
+  nghttp2_session* session = nullptr;
+  PeerSettings peer;
+  absl::Status status;
+  bool goaway_received = false;
+  bool goaway_sent = false;
+  bool goaway_requested = false;  // by goAway()
+  bool eof = false;
+  std::int32_t goaway_last_stream_id = 0;
+  std::vector<std::unique_ptr<Stream>> pool;
+  std::vector<Stream*> free;
+  std::vector<Stream*> active;
+  std::vector<nghttp2_nv> nv;  // the header block being submitted
+};
+
+}  // namespace turnout::proxy::http2
+
+// --- Http2Connection (http2_connection.h), instantiated by each codec's .cc ----------
+
+namespace turnout::proxy::http2 {
+
+template <class Session>
+Http2Connection<Session>::Http2Connection(std::unique_ptr<Session> session)
+    : s_(std::move(session)) {}
+
+template <class Session>
+Http2Connection<Session>::~Http2Connection() = default;
+
+template <class Session>
+absl::Status Http2Connection<Session>::dispatch(std::span<const char> bytes) {
+  return s_->dispatch(bytes);
+}
+
+template <class Session>
+absl::Status Http2Connection<Session>::drainOutput(std::string& out, std::size_t limit) {
+  return s_->drainOutput(out, limit);
+}
+
+template <class Session>
+bool Http2Connection<Session>::wantsWrite() const {
+  return s_->wantsWrite();
+}
+
+template <class Session>
+bool Http2Connection<Session>::wantsRead() const {
+  return s_->wantsRead();
+}
+
+template <class Session>
+void Http2Connection<Session>::goAway(std::uint32_t error_code) {
+  s_->goAway(error_code);
+}
+
+template <class Session>
+std::size_t Http2Connection<Session>::activeStreams() const {
+  return s_->active.size();
+}
+
+template <class Session>
+const PeerSettings& Http2Connection<Session>::peerSettings() const {
+  return s_->peer;
+}
+
+template <class Session>
+absl::Status Http2Connection<Session>::status() const {
+  return s_->status;
+}
+
+}  // namespace turnout::proxy::http2
