@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "proxy/codec/http1_client_codec.h"
+#include "tests/fuzz/split_feed.h"
 
 namespace {
 
@@ -110,15 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
   whole.eof();
 
   Harness split(methods);
-  std::size_t pos = 0;
-  std::size_t i = 0;
-  while (pos < input.size()) {
-    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 23;
-    ++i;
-    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
-    split.feed(input.substr(pos, take));
-    pos += take;
-  }
+  turnout::fuzz::feedInChunks(split, input, seed, 23);
   split.eof();
   if (std::getenv("CODEC_FUZZ_DEBUG") != nullptr) {
     std::fprintf(stderr, "whole: %s [%s]\nsplit: %s [%s]\n", whole.events.c_str(),

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "proxy/codec/http1_server_codec.h"
+#include "tests/fuzz/split_feed.h"
 
 namespace {
 
@@ -125,16 +126,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
   check(whole.eof());
 
   Harness split;
-  std::size_t pos = 0;
-  std::size_t i = 0;
-  while (pos < input.size()) {
-    // Chunk sizes drawn from the input itself, so the fuzzer controls them.
-    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 23;
-    ++i;
-    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
-    split.feed(input.substr(pos, take));
-    pos += take;
-  }
+  // Chunk sizes drawn from the input itself, so the fuzzer controls them.
+  turnout::fuzz::feedInChunks(split, input, seed, 23);
   check(split.eof());
   if (std::getenv("CODEC_FUZZ_DEBUG") != nullptr) {
     std::fprintf(stderr, "whole: %s [%s]\nsplit: %s [%s]\n", whole.events.c_str(),

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "proxy/codec/http2_codec.h"
+#include "tests/fuzz/split_feed.h"
 
 namespace turnout::fuzz {
 
@@ -74,15 +75,7 @@ int runWholeAndSplit(const std::uint8_t* raw, std::size_t size) {
     whole.eof();
   }
   Harness split(cfg);
-  std::size_t pos = 0;
-  std::size_t i = 0;
-  while (pos < input.size()) {
-    const std::size_t n = 1 + (static_cast<std::uint8_t>(input[i % input.size()]) ^ seed) % 61;
-    ++i;
-    const std::size_t take = n < input.size() - pos ? n : input.size() - pos;
-    split.feed(input.substr(pos, take));
-    pos += take;
-  }
+  feedInChunks(split, input, seed, 61);
   split.eof();
   return 0;
 }
