@@ -86,13 +86,6 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // The one transition function; an event that does not apply leaves the
   // state as it is (e.g. a reset after the response completed).
   static State transition(State state, Event event);
-  static bool responseStarted(State s) {
-    return s == State::EarlyResponse || s == State::Responding || s == State::CompleteEarly ||
-           s == State::Complete;
-  }
-  static bool requestSent(State s) {
-    return s == State::AwaitingResponse || s == State::Responding || s == State::Complete;
-  }
 
   // Why the watchdog ended the attempt.
   enum class Timeout : uint8_t { None, Global, PerTry, PerTryIdle, StreamIdle };
