@@ -42,7 +42,28 @@ struct Recorder {
   }
 };
 
-class Server : public RequestDecoderCallbacks {
+// The decoder callbacks both harnesses share: the head kept, the message
+// recorded in `rec`.
+template <class Head, class Callbacks>
+class Recording : public Callbacks {
+ public:
+  void onMessageBegin() override {}
+  void onHeaders(Head& h, bool end) override {
+    head = h;
+    rec.head = fields(h.headers);
+    if (end) rec.end_seen = true;
+  }
+  void onData(std::span<const char> d, bool end) override { rec.onData(d, end); }
+  void onTrailers(HeaderMap& t) override { rec.onTrailers(t); }
+  void onMessageComplete() override { rec.completed++; }
+
+  std::string buffer;
+  absl::Status status;
+  std::optional<Head> head;
+  Recorder rec;
+};
+
+class Server : public Recording<RequestHead, RequestDecoderCallbacks> {
  public:
   Server() : codec(*this) {}
   void feed(std::string_view bytes) {
@@ -67,24 +88,10 @@ class Server : public RequestDecoderCallbacks {
     if (status.ok()) status = codec.onEof();
   }
 
-  void onMessageBegin() override {}
-  void onHeaders(RequestHead& h, bool end) override {
-    head = h;
-    rec.head = fields(h.headers);
-    if (end) rec.end_seen = true;
-  }
-  void onData(std::span<const char> d, bool end) override { rec.onData(d, end); }
-  void onTrailers(HeaderMap& t) override { rec.onTrailers(t); }
-  void onMessageComplete() override { rec.completed++; }
-
   ServerCodec codec;
-  std::string buffer;
-  absl::Status status;
-  std::optional<RequestHead> head;
-  Recorder rec;
 };
 
-class Client : public ResponseDecoderCallbacks {
+class Client : public Recording<ResponseHead, ResponseDecoderCallbacks> {
  public:
   Client() : codec(*this) {
     RequestHead r;
@@ -109,22 +116,9 @@ class Client : public ResponseDecoderCallbacks {
     if (status.ok()) status = codec.onEof();
   }
 
-  void onMessageBegin() override {}
   void onInformational(ResponseHead&) override {}
-  void onHeaders(ResponseHead& h, bool end) override {
-    head = h;
-    rec.head = fields(h.headers);
-    if (end) rec.end_seen = true;
-  }
-  void onData(std::span<const char> d, bool end) override { rec.onData(d, end); }
-  void onTrailers(HeaderMap& t) override { rec.onTrailers(t); }
-  void onMessageComplete() override { rec.completed++; }
 
   ClientCodec codec;
-  std::string buffer;
-  absl::Status status;
-  std::optional<ResponseHead> head;
-  Recorder rec;
 };
 
 // Occurrences of `needle` in `hay`.
