@@ -243,19 +243,36 @@ class RequestProbeTest(HardeningTestCase):
     def paths_seen(self):
         return [r["path"] for r in self.backend.requests]
 
+    _probe_id = 0
+
+    def tagged(self, data):
+        """`data` with a unique X-Probe header after the request line, and its value.
+
+        The backend records requests on its own threads, so a request from an
+        earlier probe whose head went upstream before its body turned out bad
+        can be recorded at any time later: probes count only their own tag.
+        """
+        RequestProbeTest._probe_id += 1
+        tag = "p%d" % RequestProbeTest._probe_id
+        line, sep, rest = data.partition(b"\r\n")
+        return line + sep + b"X-Probe: " + tag.encode() + b"\r\n" + rest, tag
+
+    def seen(self, tag):
+        return [r for r in self.backend.requests if ["x-probe", tag] in r["headers"]]
+
     def assert_rejected_before_upstream(self, data, statuses=(400,)):
-        before = len(self.backend.requests)
+        data, tag = self.tagged(data)
         r = self.assert_answered(data, statuses)
-        self.assertEqual(len(self.backend.requests), before, "the request reached the backend")
+        self.assertEqual(self.seen(tag), [], "the request reached the backend")
         return r
 
     def forwarded(self, data):
         """Sends an acceptable request; returns what the backend received."""
-        before = len(self.backend.requests)
+        data, tag = self.tagged(data)
         r = self.send(data)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.header("x-backend"), "svc", r)
-        self.assertEqual(len(self.backend.requests), before + 1)
+        self.assertEqual(len(self.seen(tag)), 1, self.backend.requests)
         return json.loads(r.body)
 
     # -- Content-Length ------------------------------------------------------
