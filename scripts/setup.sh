@@ -11,7 +11,8 @@ packages=(
   libprotobuf-dev protobuf-compiler libre2-dev libyaml-cpp-dev libsqlite3-dev
   catch2 libbenchmark-dev libspdlog-dev libfmt-dev
   # test peers, clients and benchmark peers
-  curl python3 nginx-light haproxy wrk nghttp2-client nghttp2-proxy openssl strace
+  curl python3 nginx-light haproxy wrk nghttp2-client nghttp2-proxy nghttp2-server openssl strace
+  python3-h2 python3-grpcio
 )
 
 missing=()
