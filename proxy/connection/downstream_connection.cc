@@ -4,8 +4,10 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "proxy/common/log.h"
+#include "proxy/connection/http2_downstream_connection.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
 #include "proxy/stream/local_reply.h"
@@ -15,6 +17,8 @@ namespace turnout::proxy {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+// RFC 9113 §3.4: what an HTTP/2 client sends first.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // Envoy's delayed_close_timeout default.
 constexpr std::chrono::milliseconds kDelayedClose{1000};
 // Stands in for "no timeout" (a disabled Envoy timeout is 0).
@@ -39,7 +43,8 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
 DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                            size_t listener_index, asio::ip::tcp::socket socket,
                                            asio::ip::tcp::endpoint remote,
-                                           asio::ip::tcp::endpoint local)
+                                           asio::ip::tcp::endpoint local,
+                                           std::string_view initial)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
@@ -51,6 +56,11 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
       codec_(*this, settingsFor(config_, listener_index_)),
       started_(std::chrono::steady_clock::now()) {
   registration_ = worker_.registerConnection(this);
+  if (!initial.empty()) {
+    auto space = buffer_.prepare(initial.size());
+    std::memcpy(space.data(), initial.data(), initial.size());
+    buffer_.commit(initial.size());
+  }
 }
 
 DownstreamConnection::~DownstreamConnection() { worker_.unregisterConnection(registration_); }
@@ -86,8 +96,61 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
                                                 asio::ip::tcp::socket socket,
                                                 asio::ip::tcp::endpoint remote,
                                                 asio::ip::tcp::endpoint local) {
+  using CodecType = config::HttpConnectionManagerConfig::CodecType;
+  const ListenerRuntime& l = *config->listeners[listener_index];
+  const CodecType type = l.hcm ? l.hcm->config->codec_type : CodecType::Http1;
+  std::string initial;
+  bool input_closed = false;
+  bool h2 = type == CodecType::Http2;
+  if (type == CodecType::Auto) {
+    // Envoy's AUTO: HTTP/2 when the connection starts with the client
+    // preface (h2c with prior knowledge), else HTTP/1. Reads until the bytes
+    // tell, within the connection idle timeout.
+    const auto idle = orForever(l.hcm->config->idle_timeout);
+    beast::tcp_stream probe(std::move(socket));
+    bool eof = false;
+    while (initial.size() < kHttp2Preface.size() && kHttp2Preface.starts_with(initial)) {
+      // A whole read chunk: the bytes after the first 24 are the start of
+      // either protocol's stream, handed on below.
+      probe.expires_after(idle);
+      const size_t had = initial.size();
+      initial.resize(had + kReadChunk);
+      boost::system::error_code ec;
+      const size_t n = co_await probe.async_read_some(
+          asio::buffer(initial.data() + had, kReadChunk),
+          asio::redirect_error(asio::use_awaitable, ec));
+      initial.resize(had + n);
+      if (ec) {
+        eof = true;
+        break;
+      }
+    }
+    socket = probe.release_socket();
+    h2 = !eof && std::string_view(initial).starts_with(kHttp2Preface);
+    // EOF within the first 24 bytes: what came is the start of the preface
+    // (no complete HTTP/1 request). The HTTP/1 side closes without reading
+    // again (asio would wait for another readiness edge that never comes).
+    input_closed = eof;
+  }
+  if (h2) {
+    co_await Http2DownstreamConnection::run(worker, std::move(config), listener_index,
+                                            std::move(socket), remote, local, std::move(initial));
+  } else {
+    co_await runHttp1(worker, std::move(config), listener_index, std::move(socket), remote, local,
+                      std::move(initial), input_closed);
+  }
+}
+
+asio::awaitable<void> DownstreamConnection::runHttp1(Worker& worker,
+                                                     DataPlaneConfigConstSharedPtr config,
+                                                     size_t listener_index,
+                                                     asio::ip::tcp::socket socket,
+                                                     asio::ip::tcp::endpoint remote,
+                                                     asio::ip::tcp::endpoint local,
+                                                     std::string initial, bool input_closed) {
   DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket), remote,
-                            local);
+                            local, initial);
+  conn.input_closed_ = input_closed;
   const ListenerRuntime& l = conn.listener();
   stats::Shard& shard = worker.shard();
   shard.inc(l.stats.downstream_cx_total);
@@ -137,6 +200,7 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (head_ != nullptr) break;
       if (draining_ || closed_) co_return;
       const bool mid_request = buffer_.size() > 0;
+      if (input_closed_) co_return;  // EOF seen while probing the protocol
       stream_.expires_after(mid_request ? stream_idle : idle);
       boost::system::error_code ec;
       size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
@@ -190,13 +254,13 @@ asio::awaitable<void> DownstreamConnection::replyCodecError() {
   hcm.stats.countResponse(worker_.shard(), info.downstream_status);
   hcm.listener_http_stats.countResponse(worker_.shard(), info.downstream_status);
   ResponseHead head;
-  std::string out;
   LocalReply reply;
   reply.status = info.downstream_status;
   reply.body = info.details;
   reply.close_connection = true;
-  encodeLocalReply(codec_, reply, worker_.httpDate(), hcm.config->server_name, head, out);
-  co_await write(out, std::chrono::seconds(5));
+  out_.clear();
+  encodeLocalReply(*this, reply, worker_.httpDate(), hcm.config->server_name, head);
+  co_await write(std::chrono::seconds(5));
 }
 
 asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
@@ -204,7 +268,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
   for (;;) {
     if (!decodeBuffered()) co_return false;
     if (body_.size() > before || request_complete_) co_return true;
-    if (closed_) co_return false;
+    if (closed_ || input_closed_) co_return false;
     stream_.expires_after(orForever(timeout));
     boost::system::error_code ec;
     size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
@@ -264,17 +328,44 @@ asio::awaitable<void> DownstreamConnection::stopWatching() {
   }
 }
 
-asio::awaitable<bool> DownstreamConnection::write(std::string& out,
-                                                  std::chrono::milliseconds timeout) {
-  if (out.empty()) co_return true;
+asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
+  if (out_.empty()) co_return true;
   if (closed_) co_return false;
   stream_.expires_after(orForever(timeout));
   boost::system::error_code ec;
-  co_await asio::async_write(stream_, asio::buffer(out),
+  co_await asio::async_write(stream_, asio::buffer(out_),
                              asio::redirect_error(asio::use_awaitable, ec));
-  out.clear();
+  out_.clear();
   co_return !ec;
 }
+
+asio::awaitable<bool> DownstreamConnection::flush(std::chrono::milliseconds timeout) {
+  const bool written = co_await write(timeout);
+  co_return written;
+}
+
+std::string_view DownstreamConnection::protocol() const {
+  return head_ != nullptr && head_->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+}
+
+void DownstreamConnection::stopReading() {
+  boost::system::error_code ec;
+  stream_.socket().cancel(ec);
+}
+
+void DownstreamConnection::encodeHeaders(ResponseHead& head, bool end_stream) {
+  codec_.encodeHeaders(head, end_stream, out_);
+}
+
+void DownstreamConnection::encodeData(std::span<const char> data, bool end_stream) {
+  codec_.encodeData(data, end_stream, out_);
+}
+
+void DownstreamConnection::encodeTrailers(const HeaderMap& trailers) {
+  codec_.encodeTrailers(trailers, out_);
+}
+
+void DownstreamConnection::encode100Continue() { out_ += "HTTP/1.1 100 Continue\r\n\r\n"; }
 
 void DownstreamConnection::onMessageBegin() {
   head_ = nullptr;

@@ -10,6 +10,7 @@
 #include "proxy/common/asio.h"
 
 #include "proxy/codec/http1_server_codec.h"
+#include "proxy/connection/downstream_stream.h"
 #include "proxy/server/data_plane_config.h"
 
 namespace turnout::proxy {
@@ -20,59 +21,69 @@ class Worker;
 // One downstream HTTP/1.1 connection (stage 2-3 of a request's life): the
 // socket, the read buffer and the ServerCodec. It reads requests one at a
 // time and hands each to an ActiveStream; pipelined requests wait in the read
-// buffer while the codec is paused. Lives in its run() coroutine's frame on
-// one worker; registered with the worker for drain and shutdown.
-class DownstreamConnection : public RequestDecoderCallbacks {
+// buffer while the codec is paused. The connection is its own (one)
+// DownstreamStream. Lives in its run() coroutine's frame on one worker;
+// registered with the worker for drain and shutdown.
+class DownstreamConnection : public ConnectionHandle,
+                             public DownstreamStream,
+                             public RequestDecoderCallbacks {
  public:
-  // The connection coroutine. Parameters by value (STYLE.md R8c).
-  // `remote` and `local` are the connection's addresses as accepted.
+  // The connection coroutine for every accepted socket. Parameters by value
+  // (STYLE.md R8c). `remote` and `local` are the connection's addresses as
+  // accepted. Picks the protocol per the HCM's codec_type (AUTO: HTTP/2 when
+  // the first bytes are the HTTP/2 connection preface) and serves HTTP/1
+  // here or hands the socket to Http2DownstreamConnection.
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                    size_t listener_index, asio::ip::tcp::socket socket,
                                    asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
 
   DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
                        size_t listener_index, asio::ip::tcp::socket socket,
-                       asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
+                       asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
+                       std::string_view initial);
   ~DownstreamConnection() override;
 
-  // Worker thread: finish the current request with `Connection: close`.
-  void drain() { draining_ = true; }
-  // Worker thread: close the socket now (shutdown).
-  void close();
+  // ConnectionHandle (worker thread).
+  const ListenerRuntime& listener() const override { return *config_->listeners[listener_index_]; }
+  void drain() override { draining_ = true; }
+  void close() override;
 
-  // For ActiveStream.
-  Worker& worker() { return worker_; }
-  uint64_t id() const { return id_; }
-  // The listener and config the connection was accepted with.
-  const ListenerRuntime& listener() const { return *config_->listeners[listener_index_]; }
-  const DataPlaneConfigConstSharedPtr& config() const { return config_; }
-  // The config a new request on this connection runs on (ActiveStream pins
-  // it per stream): the worker's current one while it has this connection's
-  // listener unchanged, else the connection's own.
-  DataPlaneConfigConstSharedPtr streamConfig() const;
-  // This connection's listener in `config` (a result of streamConfig()).
-  const ListenerRuntime& listener(const DataPlaneConfig& config) const;
-  http1::ServerCodec& codec() { return codec_; }
+  // DownstreamStream.
+  Worker& worker() override { return worker_; }
+  uint64_t connectionId() const override { return id_; }
+  const asio::ip::tcp::endpoint& remote() const override { return remote_; }
+  const asio::ip::tcp::endpoint& local() const override { return local_; }
+  DataPlaneConfigConstSharedPtr streamConfig() const override;
+  const ListenerRuntime& listener(const DataPlaneConfig& config) const override;
+  bool draining() const override { return draining_; }
+  std::string_view protocol() const override;
+  std::vector<routing::HeaderEntry>& entriesBuffer() override { return entries_buf_; }
+  std::string& pendingBody() override { return body_; }
+  bool requestComplete() const override { return request_complete_; }
+  const HeaderMap* requestTrailers() const override { return trailers_; }
+  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout) override;
+  CodecErrorCode codecError() const override { return codec_.error(); }
+  void stopReading() override;
+  // While the request waits for an upstream connection, watches the socket:
+  // the client hanging up (EOF, reset, or the socket closed at shutdown)
+  // cancels `pending`, as a downstream disconnect resets a pending stream in
+  // Envoy. Bytes that arrive meanwhile (request body, a pipelined request)
+  // are read into the buffer while it has room; once it is full the watch
+  // ends.
+  void watchForClose(PendingRequest& pending) override;
+  asio::awaitable<void> stopWatching() override;
+  void encodeHeaders(ResponseHead& head, bool end_stream) override;
+  void encodeData(std::span<const char> data, bool end_stream) override;
+  void encodeTrailers(const HeaderMap& trailers) override;
+  void encode100Continue() override;
+  void discardUnflushed() override { out_.clear(); }
+  asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override;
+  bool closeAfterResponse() const override { return codec_.shouldClose(); }
+  bool upgraded() const override { return codec_.upgraded(); }
+  DownstreamConnection* http1() override { return this; }
+
+  // For the tunnel after an upgrade.
   beast::tcp_stream& stream() { return stream_; }
-  const asio::ip::tcp::endpoint& remote() const { return remote_; }
-  const asio::ip::tcp::endpoint& local() const { return local_; }
-  bool draining() const { return draining_; }
-
-  // Request body plumbing. Body bytes the codec decoded since the last
-  // takeBody(), and whether the request has ended.
-  std::string& pendingBody() { return body_; }
-  bool requestComplete() const { return request_complete_; }
-  const HeaderMap* requestTrailers() const { return trailers_; }
-  // Decodes buffered bytes and, if that yields nothing, reads more, until
-  // some body arrives or the request ends. False on a read error, timeout or
-  // codec error (codecError() tells which).
-  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout);
-  CodecErrorCode codecError() const { return codec_.error(); }
-
-  // Per-request scratch reused across the requests of this connection.
-  std::vector<routing::HeaderEntry>& entriesBuffer() { return entries_buf_; }
-  std::string& downstreamOutBuffer() { return down_out_buf_; }
-
   // Bytes read from the client that the codec has not consumed (after an
   // upgrade: the start of the tunnel). Valid until the next read.
   std::string_view buffered() const {
@@ -80,19 +91,6 @@ class DownstreamConnection : public RequestDecoderCallbacks {
     return std::string_view(static_cast<const char*>(d.data()), d.size());
   }
   void consumeBuffered(size_t n) { buffer_.consume(n); }
-
-  // While this connection's request waits for an upstream connection
-  // (WorkerCluster::acquire), watches the socket: the client hanging up (EOF,
-  // reset, or the socket closed at shutdown) cancels `pending`, as a downstream
-  // disconnect resets a pending stream in Envoy. Bytes that arrive meanwhile
-  // (request body, a pipelined request) are read into the buffer while it has
-  // room; once it is full the watch ends. stopWatching() must be awaited
-  // before `pending` goes away or the socket is used again.
-  void watchForClose(PendingRequest& pending);
-  asio::awaitable<void> stopWatching();
-
-  // Writes `out` to the client (and clears it). False on error/timeout.
-  asio::awaitable<bool> write(std::string& out, std::chrono::milliseconds timeout);
 
   // RequestDecoderCallbacks
   void onMessageBegin() override;
@@ -102,10 +100,18 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   void onMessageComplete() override;
 
  private:
+  // Serves HTTP/1 on an accepted socket; `initial`: bytes already read.
+  static asio::awaitable<void> runHttp1(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                        size_t listener_index, asio::ip::tcp::socket socket,
+                                        asio::ip::tcp::endpoint remote,
+                                        asio::ip::tcp::endpoint local, std::string initial,
+                                        bool input_closed);
   asio::awaitable<void> serve();
   // Decodes what is buffered; false on a codec error.
   bool decodeBuffered();
   asio::awaitable<void> replyCodecError();
+  // Writes out_ to the client (and clears it). False on error/timeout.
+  asio::awaitable<bool> write(std::chrono::milliseconds timeout);
   // Before closing a connection whose last request was not read whole.
   asio::awaitable<void> lingerClose();
 
@@ -118,7 +124,7 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   uint64_t id_;
   beast::flat_buffer buffer_;
   http1::ServerCodec codec_;
-  std::list<DownstreamConnection*>::iterator registration_;
+  std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
 
   // Per-request decode state, reset by onMessageBegin.
@@ -128,9 +134,10 @@ class DownstreamConnection : public RequestDecoderCallbacks {
   const HeaderMap* trailers_ = nullptr;
   std::string body_;
   std::vector<routing::HeaderEntry> entries_buf_;
-  std::string down_out_buf_;
+  std::string out_;  // response bytes for the client, reused across requests
   bool draining_ = false;
   bool closed_ = false;
+  bool input_closed_ = false;  // the client's EOF was read before this connection took the socket
   // watchForClose(): the request to cancel, and whether a wait is armed.
   PendingRequest* watched_ = nullptr;
   bool watching_ = false;

@@ -311,8 +311,7 @@ asio::awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
 
 void RouterFilter::stopRequestBody() {
   body_stopped_ = true;
-  boost::system::error_code ec;
-  conn_.stream().socket().cancel(ec);
+  conn_.stopReading();
 }
 
 void RouterFilter::onRequestSent() {
@@ -347,22 +346,21 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   stream_.applyResponseHeaderMutations(head.headers);
   head.close_connection = conn_.draining() || !conn_.requestComplete();
   if (head.close_connection) stream_.close_connection_ = true;
-  conn_.codec().encodeHeaders(head, end_stream, stream_.down_out_);
+  conn_.encodeHeaders(head, end_stream);
   return false;
 }
 
 void RouterFilter::onUpstreamData(std::span<const char> data, bool end_stream) {
   stream_.response_body_bytes_ += data.size();
-  conn_.codec().encodeData(data, end_stream, stream_.down_out_);
+  conn_.encodeData(data, end_stream);
 }
 
 void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
-  conn_.codec().encodeTrailers(trailers, stream_.down_out_);
+  conn_.encodeTrailers(trailers);
 }
 
 asio::awaitable<bool> RouterFilter::flushResponse() {
-  if (stream_.down_out_.empty()) co_return true;
-  const bool written = co_await conn_.write(stream_.down_out_, stream_.streamIdle());
+  const bool written = co_await conn_.flush(stream_.streamIdle());
   if (written) co_return true;
   stream_.downstream_failed_ = true;
   co_return false;
@@ -479,10 +477,12 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     cluster.recordOutcome(*host, true);
   }
   const bool complete = r.state == State::Complete || r.state == State::CompleteEarly;
-  if (complete && upstream.stream().upgraded() && conn_.codec().upgraded()) {
+  if (complete && upstream.stream().upgraded() && conn_.upgraded()) {
     shard.inc(stats.upstream_rq_completed);
     stats.countResponse(shard, r.status);
-    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnel(*up);
+    UpstreamConnection* up = upstream.stream().http1Connection();
+    DownstreamConnection* down = conn_.http1();
+    if (up != nullptr && down != nullptr) co_await tunnel(*down, *up);
     upstream.finish(false);
     co_return AttemptResult::Done;
   }
@@ -494,7 +494,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     shard.inc(stats.upstream_rq_completed);
     stats.countResponse(shard, r.status);
     upstream.finish(!r.eof && r.request_sent && conn_.requestComplete());
-    if (conn_.codec().shouldClose()) stream_.close_connection_ = true;
+    if (conn_.closeAfterResponse()) stream_.close_connection_ = true;
     co_return AttemptResult::Done;
   }
   if (r.state == State::Discarding) {
@@ -569,16 +569,16 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   co_return AttemptResult::Failed;
 }
 
-asio::awaitable<void> RouterFilter::tunnel(UpstreamConnection& up) {
+asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {
   // Bytes that arrived behind the heads start each direction.
-  std::string_view early_down = conn_.buffered();
+  std::string_view early_down = down.buffered();
   std::string to_up(early_down);
-  conn_.consumeBuffered(early_down.size());
+  down.consumeBuffered(early_down.size());
   auto up_data = up.read_buffer.data();
   std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
   up.read_buffer.consume(up_data.size());
   const milliseconds idle = stream_.streamIdle();
-  auto& down_stream = conn_.stream();
+  auto& down_stream = down.stream();
   auto& up_stream = up.stream;
   asio::steady_timer done(conn_.worker().io(), Clock::time_point::max());
   bool other_finished = false;

@@ -28,6 +28,7 @@ namespace turnout::proxy {
 
 class ActiveStream;
 class DownstreamConnection;
+class DownstreamStream;
 class WorkerCluster;
 struct HostState;
 struct UpstreamConnection;
@@ -63,7 +64,7 @@ class RouterFilter : public UpstreamRequestParent {
   // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor() const;
   // After a 101 both ways: raw bytes until either side closes or goes idle.
-  asio::awaitable<void> tunnel(UpstreamConnection& up);
+  asio::awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
   asio::awaitable<void> replyOverflow();
   // 504 UT: the route timeout expired before a response started.
@@ -82,7 +83,7 @@ class RouterFilter : public UpstreamRequestParent {
   bool canRetry();
 
   ActiveStream& stream_;
-  DownstreamConnection& conn_;
+  DownstreamStream& conn_;
   const routing::RouteDecision& d_;
   std::shared_ptr<WorkerCluster> cluster_;
   std::optional<RetryState> retry_;

@@ -47,7 +47,7 @@ void Worker::removeListener(std::string name, std::optional<WorkerListener> repl
     }
     // Connections accepted by the old listener finish their current request
     // with `Connection: close` (they keep the config they were accepted with).
-    for (DownstreamConnection* c : connections_) {
+    for (ConnectionHandle* c : connections_) {
       if (c->listener().config->name == name) c->drain();
     }
     if (next) {
@@ -100,7 +100,7 @@ void Worker::drain() {
       boost::system::error_code ec;
       if (l->acceptor) l->acceptor->close(ec);
     }
-    for (DownstreamConnection* c : connections_) c->drain();
+    for (ConnectionHandle* c : connections_) c->drain();
   });
 }
 
@@ -111,17 +111,17 @@ void Worker::stop() {
       boost::system::error_code ec;
       if (l->acceptor) l->acceptor->close(ec);
     }
-    for (DownstreamConnection* c : connections_) c->close();
+    for (ConnectionHandle* c : connections_) c->close();
     io_.stop();
   });
   thread_.join();
 }
 
-std::list<DownstreamConnection*>::iterator Worker::registerConnection(DownstreamConnection* c) {
+std::list<ConnectionHandle*>::iterator Worker::registerConnection(ConnectionHandle* c) {
   return connections_.insert(connections_.end(), c);
 }
 
-void Worker::unregisterConnection(std::list<DownstreamConnection*>::iterator it) {
+void Worker::unregisterConnection(std::list<ConnectionHandle*>::iterator it) {
   connections_.erase(it);
 }
 

@@ -21,7 +21,7 @@
 
 namespace turnout::proxy {
 
-class DownstreamConnection;
+class ConnectionHandle;
 
 // The listening socket of one listener on one worker (one SO_REUSEPORT
 // acceptor per worker, so the kernel spreads connections and a connection
@@ -84,8 +84,8 @@ class Worker {
   const std::string& httpDate();
 
   // Connection registry (worker thread): for drain and shutdown.
-  std::list<DownstreamConnection*>::iterator registerConnection(DownstreamConnection* c);
-  void unregisterConnection(std::list<DownstreamConnection*>::iterator it);
+  std::list<ConnectionHandle*>::iterator registerConnection(ConnectionHandle* c);
+  void unregisterConnection(std::list<ConnectionHandle*>::iterator it);
 
   // Process-wide connection ids (Envoy's %CONNECTION_ID% is unique per process).
   static std::atomic<uint64_t> next_connection_id_;
@@ -101,7 +101,7 @@ class Worker {
   stats::Shard& shard_;
   // Declared before io_: destroying io_ destroys suspended connection
   // coroutines, whose destructors unregister themselves from this list.
-  std::list<DownstreamConnection*> connections_;
+  std::list<ConnectionHandle*> connections_;
   asio::io_context io_{1};
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;

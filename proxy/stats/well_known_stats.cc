@@ -76,6 +76,8 @@ HttpConnManagerStats fillHcmStats(Registrar& r) {
   s.downstream_cx_http1_active = r.gauge("downstream_cx_http1_active");
   s.downstream_cx_http1_total = r.counter("downstream_cx_http1_total");
   s.downstream_cx_protocol_error = r.counter("downstream_cx_protocol_error");
+  s.downstream_cx_http2_active = r.gauge("downstream_cx_http2_active");
+  s.downstream_cx_http2_total = r.counter("downstream_cx_http2_total");
   s.downstream_rq_total = r.counter("downstream_rq_total");
   s.downstream_rq_active = r.gauge("downstream_rq_active");
   s.downstream_rq_completed = r.counter("downstream_rq_completed");

@@ -21,6 +21,7 @@ std::string sanitizeStatName(std::string_view name);
 struct HttpConnManagerStats {
   StatId downstream_cx_total, downstream_cx_active, downstream_cx_destroy;
   StatId downstream_cx_http1_active, downstream_cx_http1_total, downstream_cx_protocol_error;
+  StatId downstream_cx_http2_active, downstream_cx_http2_total;
   StatId downstream_rq_total, downstream_rq_active, downstream_rq_completed;
   std::array<StatId, 5> downstream_rq_xx;  // 1xx..5xx
   StatId downstream_rq_time;               // histogram, ms

@@ -8,7 +8,7 @@
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 #include "proxy/common/xx_hash.h"
-#include "proxy/connection/downstream_connection.h"
+#include "proxy/connection/downstream_stream.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/local_reply.h"
@@ -43,16 +43,14 @@ std::string toDecimal(uint64_t v) {
 
 }  // namespace
 
-ActiveStream::ActiveStream(DownstreamConnection& conn, RequestHead& head)
+ActiveStream::ActiveStream(DownstreamStream& conn, RequestHead& head)
     : conn_(conn),
       config_(conn.streamConfig()),
       hcm_(*conn.listener(*config_).hcm),
       head_(head),
       start_(Clock::now()),
       start_wall_(std::chrono::system_clock::now()),
-      entries_(conn.entriesBuffer()),
-      down_out_(conn.downstreamOutBuffer()) {
-  down_out_.clear();
+      entries_(conn.entriesBuffer()) {
   stats::Shard& shard = conn_.worker().shard();
   shard.inc(hcm_.stats.downstream_rq_total);
   shard.add(hcm_.stats.downstream_rq_active, 1);
@@ -83,13 +81,11 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   // A request whose body was not read cannot leave the connection reusable.
   reply.close_connection = close_connection_ || !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
-  down_out_.clear();
-  encodeLocalReply(conn_.codec(), reply, conn_.worker().httpDate(), hcm_.config->server_name,
-                   local_head_, down_out_);
+  conn_.discardUnflushed();
+  encodeLocalReply(conn_, reply, conn_.worker().httpDate(), hcm_.config->server_name, local_head_);
   response_headers_ = &local_head_.headers;
-  if (!co_await conn_.write(down_out_, hcm_.config->stream_idle_timeout)) {
-    close_connection_ = true;
-  }
+  const bool flushed = co_await conn_.flush(hcm_.config->stream_idle_timeout);
+  if (!flushed) close_connection_ = true;
 }
 
 stats::Shard& ActiveStream::shard() { return conn_.worker().shard(); }
@@ -109,8 +105,9 @@ asio::awaitable<void> ActiveStream::run() {
   // Envoy answers Expect: 100-continue itself and does not forward it.
   if (head_.expect_continue) {
     head_.headers.remove("expect");
-    std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (!co_await conn_.write(cont, hcm_.config->stream_idle_timeout)) {
+    conn_.encode100Continue();
+    const bool flushed = co_await conn_.flush(hcm_.config->stream_idle_timeout);
+    if (!flushed) {
       close_connection_ = true;
       co_return;
     }
@@ -231,7 +228,7 @@ void ActiveStream::formatHeaderCommand(std::string_view cmd, std::string& out) c
   if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
     out += conn_.remote().address().to_string();
   } else if (cmd == "PROTOCOL") {
-    out += head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    out += conn_.protocol();
   } else if (cmd == "ROUTING_KEY") {
     out += key_;
   } else if (cmd == "UPSTREAM_REMOTE_ADDRESS") {
@@ -269,7 +266,7 @@ void ActiveStream::complete() {
                static_cast<uint64_t>(
                    std::chrono::duration_cast<milliseconds>(Clock::now() - start_).count()));
   if (!conn_.requestComplete()) close_connection_ = true;
-  TURNOUT_CONN_LOG(debug, "router", conn_.id(), "{} {} -> {} {} flags={} upstream={}",
+  TURNOUT_CONN_LOG(debug, "router", conn_.connectionId(), "{} {} -> {} {} flags={} upstream={}",
                    head_.method, head_.path, final_status_,
                    cluster_runtime_ ? cluster_runtime_->config->name : std::string("-"),
                    flags_.toShortString(), upstream_host_);
@@ -282,7 +279,7 @@ void ActiveStream::complete() {
   info.original_path = original_path_;
   info.authority = head_.authority;
   info.scheme = head_.scheme;
-  info.protocol = head_.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  info.protocol = conn_.protocol();
   if (final_status_ != 0) info.response_code = final_status_;
   info.response_flags = flags_;
   info.response_code_details = details_;
@@ -296,7 +293,7 @@ void ActiveStream::complete() {
       conn_.remote().address().to_string() + ":" + std::to_string(conn_.remote().port());
   info.downstream_local_address =
       conn_.local().address().to_string() + ":" + std::to_string(conn_.local().port());
-  info.connection_id = conn_.id();
+  info.connection_id = conn_.connectionId();
   info.routing_key = key_;
   for (const auto& log : hcm_.access_logs) log->log(info, conn_.worker().index());
 }

@@ -17,7 +17,7 @@
 
 namespace turnout::proxy {
 
-class DownstreamConnection;
+class DownstreamStream;
 
 // One request/response exchange on a downstream connection, in the
 // connection-manager role (stages 4-5 and 10 of docs/life_of_a_request.md):
@@ -30,7 +30,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // No stream idle timeout (conn write/read deadlines need a duration).
   static constexpr std::chrono::milliseconds kForever{std::chrono::hours(24 * 365)};
 
-  ActiveStream(DownstreamConnection& conn, RequestHead& head);
+  ActiveStream(DownstreamStream& conn, RequestHead& head);
   ~ActiveStream() override;
 
   asio::awaitable<void> run();
@@ -71,7 +71,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   void formatHeaderCommand(std::string_view cmd, std::string& out) const;
   void complete();
 
-  DownstreamConnection& conn_;
+  DownstreamStream& conn_;
   DataPlaneConfigConstSharedPtr config_;  // pinned per stream (streamConfig()) for the whole exchange
   const HttpConnectionManagerRuntime& hcm_;
   RequestHead& head_;
@@ -79,10 +79,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   std::chrono::system_clock::time_point start_wall_;
 
   std::string key_;
-  // Buffers owned by the connection and reused by every request on it.
+  // Owned by the connection and reused by every request on it.
   std::vector<routing::HeaderEntry>& entries_;
   std::string original_path_;
-  std::string& down_out_;  // bytes for the client
 
   const routing::RouteDecision* decision_ = nullptr;
   const ClusterRuntime* cluster_runtime_ = nullptr;

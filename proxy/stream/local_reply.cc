@@ -1,11 +1,14 @@
 #include "proxy/stream/local_reply.h"
 
+#include <cstdio>
 #include <span>
+
+#include "proxy/connection/downstream_stream.h"
 
 namespace turnout::proxy {
 
-void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::string_view date,
-                      std::string_view server_name, ResponseHead& head, std::string& out) {
+void encodeLocalReply(DownstreamStream& stream, const LocalReply& reply, std::string_view date,
+                      std::string_view server_name, ResponseHead& head) {
   head.clear();
   head.status = reply.status;
   head.close_connection = reply.close_connection;
@@ -22,8 +25,8 @@ void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::s
   head.headers.addLowercase("server", server_name);
   if (reply.modify_headers != nullptr) (*reply.modify_headers)(head.headers);
   const bool no_body = reply.body.empty() || reply.head_request;
-  codec.encodeHeaders(head, no_body, out);
-  if (!no_body) codec.encodeData(std::span<const char>(reply.body.data(), reply.body.size()), true, out);
+  stream.encodeHeaders(head, no_body);
+  if (!no_body) stream.encodeData(std::span<const char>(reply.body.data(), reply.body.size()), true);
 }
 
 }  // namespace turnout::proxy

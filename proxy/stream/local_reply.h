@@ -5,9 +5,11 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/codec/http1_server_codec.h"
+#include "proxy/codec/codec.h"
 
 namespace turnout::proxy {
+
+class DownstreamStream;
 
 // Envoy's local replies: a response the proxy answers itself (no route,
 // no healthy upstream, timeouts, bad requests, direct responses).
@@ -26,9 +28,9 @@ struct LocalReply {
   const std::function<void(HeaderMap&)>* modify_headers = nullptr;
 };
 
-// Encodes `reply` through `codec` into `out`, reusing `head` as scratch.
-void encodeLocalReply(http1::ServerCodec& codec, const LocalReply& reply, std::string_view date,
-                      std::string_view server_name, ResponseHead& head, std::string& out);
+// Encodes `reply` into `stream` (which flushes it), reusing `head` as scratch.
+void encodeLocalReply(DownstreamStream& stream, const LocalReply& reply, std::string_view date,
+                      std::string_view server_name, ResponseHead& head);
 
 // Envoy's local-reply body texts.
 inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";

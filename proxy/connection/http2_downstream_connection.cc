@@ -1,0 +1,443 @@
+#include "proxy/connection/http2_downstream_connection.h"
+
+#include <algorithm>
+
+#include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
+#include "proxy/server/worker.h"
+#include "proxy/stream/active_stream.h"
+#include "proxy/upstream/cluster_manager.h"
+
+namespace turnout::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kReadChunk = 16 * 1024;
+// The most the writer takes from the codec per write: a stream's bytes beyond
+// it stay in the codec (the stream's bufferedBytes()) until the socket drains.
+constexpr size_t kWriteChunk = 64 * 1024;
+// After the idle timeout's GOAWAY: how long the client gets to close first.
+constexpr std::chrono::milliseconds kDelayedClose{1000};
+
+Clock::time_point deadlineAfter(std::chrono::milliseconds t) {
+  const auto now = Clock::now();
+  return t >= ActiveStream::kForever ? Clock::time_point::max() : now + t;
+}
+
+http2::Http2Settings settingsFor(const ListenerRuntime& l) {
+  http2::Http2Settings s;
+  if (l.hcm && l.hcm->config != nullptr) {
+    s.max_headers_kb = l.hcm->config->max_request_headers_kb;
+    if (l.hcm->config->max_headers_count) s.max_headers_count = *l.hcm->config->max_headers_count;
+  }
+  return s;
+}
+
+}  // namespace
+
+// One request stream: the DownstreamStream its ActiveStream serves, and the
+// codec's callbacks for its request.
+class Http2DownstreamConnection::Stream final : public DownstreamStream,
+                                                public RequestDecoderCallbacks {
+ public:
+  Stream(Http2DownstreamConnection& conn, http2::ServerStreamPtr stream)
+      : conn_(conn),
+        stream_(std::move(stream)),
+        read_signal_(conn.worker_.io()),
+        write_signal_(conn.worker_.io()) {}
+
+  // DownstreamStream: the connection.
+  Worker& worker() override { return conn_.worker_; }
+  uint64_t connectionId() const override { return conn_.id_; }
+  const asio::ip::tcp::endpoint& remote() const override { return conn_.remote_; }
+  const asio::ip::tcp::endpoint& local() const override { return conn_.local_; }
+  DataPlaneConfigConstSharedPtr streamConfig() const override { return conn_.streamConfig(); }
+  const ListenerRuntime& listener(const DataPlaneConfig& config) const override {
+    return conn_.listener(config);
+  }
+  bool draining() const override { return conn_.draining_; }
+  std::string_view protocol() const override { return "HTTP/2"; }
+  std::vector<routing::HeaderEntry>& entriesBuffer() override { return entries_; }
+
+  // DownstreamStream: the request body.
+  std::string& pendingBody() override { return body_; }
+  bool requestComplete() const override { return complete_; }
+  const HeaderMap* requestTrailers() const override { return trailers_; }
+  CodecErrorCode codecError() const override { return CodecErrorCode::kNone; }
+
+  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout) override {
+    // What the router took since the last call has gone upstream: give it
+    // back to the client's windows now.
+    const size_t taken = unacked_ - std::min(unacked_, body_.size());
+    if (taken > 0 && stream_) {
+      stream_->consumed(taken);
+      unacked_ -= taken;
+      conn_.wake();
+    }
+    const Clock::time_point deadline = deadlineAfter(timeout);
+    for (;;) {
+      if (!body_.empty() || complete_) co_return true;
+      if (reset_ || read_stopped_ || conn_.closed_) co_return false;
+      read_signal_.expires_at(deadline);
+      boost::system::error_code ec;
+      co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) co_return !body_.empty() || complete_;  // the timeout
+    }
+  }
+
+  void stopReading() override {
+    read_stopped_ = true;
+    read_signal_.cancel();
+  }
+
+  void watchForClose(PendingRequest& pending) override {
+    watched_ = &pending;
+    if (reset_) pending.cancel();
+  }
+  asio::awaitable<void> stopWatching() override {
+    watched_ = nullptr;
+    co_return;
+  }
+
+  // DownstreamStream: the response.
+  void encodeHeaders(ResponseHead& head, bool end_stream) override {
+    if (!stream_) return;
+    const absl::Status s = stream_->encodeHeaders(head, end_stream);
+    if (!s.ok()) {
+      TURNOUT_CONN_LOG(debug, "http2", conn_.id_, "stream {}: response head not sent: {}",
+                       stream_->id(), std::string(s.message()));
+    }
+    conn_.wake();
+  }
+  void encodeData(std::span<const char> data, bool end_stream) override {
+    if (!stream_) return;
+    stream_->encodeData(data, end_stream);
+    conn_.wake();
+  }
+  void encodeTrailers(const HeaderMap& trailers) override {
+    if (!stream_) return;
+    stream_->encodeTrailers(trailers);
+    conn_.wake();
+  }
+  void encode100Continue() override {
+    ResponseHead head;
+    head.status = 100;
+    encodeHeaders(head, false);
+  }
+  void discardUnflushed() override {}
+
+  asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override {
+    conn_.wake();
+    const Clock::time_point deadline = deadlineAfter(timeout);
+    for (;;) {
+      if (reset_ || conn_.closed_ || !stream_) co_return false;
+      if (stream_->bufferedBytes() == 0) co_return true;
+      flush_waiting_ = true;
+      write_signal_.expires_at(deadline);
+      boost::system::error_code ec;
+      co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      flush_waiting_ = false;
+      if (!ec) co_return stream_ && !reset_ && stream_->bufferedBytes() == 0;  // the timeout
+    }
+  }
+
+  // RequestDecoderCallbacks: the codec's events for this request.
+  void onMessageBegin() override {}
+  void onHeaders(RequestHead& head, bool end_stream) override {
+    head_ = &head;
+    if (end_stream) complete_ = true;
+    // CONNECT (RFC 9113 §8.5) is an upgrade in turnout's terms: refused
+    // unless an upgrade config allows it (none names the empty type).
+    if (head.method == "CONNECT") head.upgrade = true;
+    conn_.startStream(this);
+  }
+  void onData(std::span<const char> data, bool end_stream) override {
+    body_.append(data.data(), data.size());
+    unacked_ += data.size();
+    if (end_stream) complete_ = true;
+    read_signal_.cancel();
+  }
+  void onTrailers(HeaderMap& trailers) override {
+    trailers_ = &trailers;
+    complete_ = true;
+    read_signal_.cancel();
+  }
+  void onMessageComplete() override {
+    complete_ = true;
+    read_signal_.cancel();
+  }
+  void onReset(StreamResetReason reason) override {
+    (void)reason;
+    reset_ = true;
+    if (watched_ != nullptr) watched_->cancel();
+    read_signal_.cancel();
+    write_signal_.cancel();
+  }
+
+  // The writer drained the codec: a flush may be done.
+  void onDrained() {
+    if (flush_waiting_) write_signal_.cancel();
+  }
+
+  Http2DownstreamConnection& conn_;
+  http2::ServerStreamPtr stream_;
+  std::list<std::unique_ptr<Stream>>::iterator self_;
+  RequestHead* head_ = nullptr;
+  std::string body_;
+  size_t unacked_ = 0;  // request bytes delivered and not yet given back to the windows
+  const HeaderMap* trailers_ = nullptr;
+  bool complete_ = false;
+  bool reset_ = false;
+  bool read_stopped_ = false;
+  bool started_ = false;  // its coroutine was spawned
+  bool flush_waiting_ = false;
+  PendingRequest* watched_ = nullptr;
+  asio::steady_timer read_signal_;
+  asio::steady_timer write_signal_;
+  std::vector<routing::HeaderEntry> entries_;
+};
+
+Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
+                                                     DataPlaneConfigConstSharedPtr config,
+                                                     size_t listener_index,
+                                                     asio::ip::tcp::socket socket,
+                                                     asio::ip::tcp::endpoint remote,
+                                                     asio::ip::tcp::endpoint local)
+    : worker_(worker),
+      config_(std::move(config)),
+      listener_index_(listener_index),
+      socket_(std::move(socket)),
+      remote_(remote),
+      local_(local),
+      id_(Worker::next_connection_id_.fetch_add(1)),
+      codec_(*this, settingsFor(*config_->listeners[listener_index])),
+      writer_signal_(worker.io()),
+      done_signal_(worker.io()),
+      idle_timer_(worker.io()),
+      started_(Clock::now()) {
+  registration_ = worker_.registerConnection(this);
+}
+
+Http2DownstreamConnection::~Http2DownstreamConnection() {
+  // Every stream coroutine has finished (serve() waited): what is left was
+  // never started.
+  streams_.clear();
+  worker_.unregisterConnection(registration_);
+}
+
+asio::awaitable<void> Http2DownstreamConnection::run(Worker& worker,
+                                                     DataPlaneConfigConstSharedPtr config,
+                                                     size_t listener_index,
+                                                     asio::ip::tcp::socket socket,
+                                                     asio::ip::tcp::endpoint remote,
+                                                     asio::ip::tcp::endpoint local,
+                                                     std::string initial) {
+  Http2DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket),
+                                 remote, local);
+  const ListenerRuntime& l = conn.listener();
+  const stats::HttpConnManagerStats& hcm = l.hcm->stats;
+  stats::Shard& shard = worker.shard();
+  shard.inc(l.stats.downstream_cx_total);
+  shard.add(l.stats.downstream_cx_active, 1);
+  shard.inc(hcm.downstream_cx_total);
+  shard.add(hcm.downstream_cx_active, 1);
+  shard.inc(hcm.downstream_cx_http2_total);
+  shard.add(hcm.downstream_cx_http2_active, 1);
+  co_await conn.serve(std::move(initial));
+  shard.sub(hcm.downstream_cx_active, 1);
+  shard.sub(hcm.downstream_cx_http2_active, 1);
+  shard.inc(hcm.downstream_cx_destroy);
+  shard.sub(l.stats.downstream_cx_active, 1);
+  shard.inc(l.stats.downstream_cx_destroy);
+  shard.record(l.stats.downstream_cx_length_ms,
+               static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         Clock::now() - conn.started_)
+                                         .count()));
+}
+
+DataPlaneConfigConstSharedPtr Http2DownstreamConnection::streamConfig() const {
+  // As DownstreamConnection::streamConfig(): the current config while it has
+  // this connection's listener unchanged.
+  const DataPlaneConfigConstSharedPtr& current = worker_.config();
+  if (!current || current == config_) return config_;
+  const ListenerRuntimeConstSharedPtr* l = current->findListener(listener().config->name);
+  if (l == nullptr || (*l)->config != listener().config) return config_;
+  return current;
+}
+
+const ListenerRuntime& Http2DownstreamConnection::listener(const DataPlaneConfig& config) const {
+  if (&config == config_.get()) return listener();
+  const ListenerRuntimeConstSharedPtr* l = config.findListener(listener().config->name);
+  return l != nullptr ? **l : listener();
+}
+
+void Http2DownstreamConnection::drain() {
+  if (draining_ || closed_) return;
+  draining_ = true;
+  codec_.goAway();
+  wake();
+}
+
+void Http2DownstreamConnection::close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  idle_timer_.cancel();
+  wake();
+}
+
+void Http2DownstreamConnection::wake() {
+  writer_signal_.cancel();
+  done_signal_.cancel();
+}
+
+RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStreamPtr stream) {
+  streams_.push_back(std::make_unique<Stream>(*this, std::move(stream)));
+  Stream& s = *streams_.back();
+  s.self_ = std::prev(streams_.end());
+  return s;
+}
+
+void Http2DownstreamConnection::startStream(Stream* stream) {
+  if (stream->started_) return;
+  stream->started_ = true;
+  ++running_;
+  idle_timer_.cancel();
+  asio::co_spawn(worker_.io(), runStream(stream), LogEscapedException{"http2", "stream"});
+}
+
+asio::awaitable<void> Http2DownstreamConnection::runStream(Stream* stream) {
+  try {
+    ActiveStream active(*stream, *stream->head_);
+    co_await active.run();
+  } catch (const std::exception& e) {
+    // The connection must still learn that the stream ended.
+    TURNOUT_CONN_LOG(err, "http2", id_, "stream failed: {}", e.what());
+  }
+  // Releasing the codec stream ends it on the wire: nothing more if the
+  // response went out whole, RST_STREAM(NO_ERROR) when the request was still
+  // uploading, RST_STREAM(CANCEL) when the response was cut short.
+  stream->stream_.reset();
+  streams_.erase(stream->self_);
+  --running_;
+  if (running_ == 0) armIdleTimer();
+  wake();
+}
+
+void Http2DownstreamConnection::sweep() {
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    Stream& s = **it;
+    if (!s.started_ && s.reset_) {
+      it = streams_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Http2DownstreamConnection::armIdleTimer() {
+  const auto& hcm = *listener().hcm->config;
+  if (hcm.idle_timeout.count() == 0 || closed_) return;
+  idle_timer_.expires_after(hcm.idle_timeout);
+  idle_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || running_ > 0 || closed_) return;
+    // Envoy's idle timeout on HTTP/2: GOAWAY, then close once the client had
+    // a moment to see it.
+    drain();
+    idle_timer_.expires_after(kDelayedClose);
+    idle_timer_.async_wait([this](const boost::system::error_code& ec2) {
+      if (!ec2 && running_ == 0) close();
+    });
+  });
+}
+
+asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
+  asio::co_spawn(worker_.io(), writeLoop(), LogEscapedException{"http2", "connection writer"});
+  armIdleTimer();
+  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  bool protocol_error = false;
+  auto dispatch = [&](std::span<const char> bytes) {
+    const absl::Status s = codec_.dispatch(bytes);
+    sweep();
+    wake();
+    if (!s.ok()) {
+      protocol_error = true;
+      worker_.shard().inc(hcm.stats.downstream_cx_protocol_error);
+      TURNOUT_CONN_LOG(debug, "http2", id_, "protocol error: {}", std::string(s.message()));
+    }
+    return s.ok();
+  };
+  bool ok = initial.empty() || dispatch(std::span<const char>(initial.data(), initial.size()));
+  std::string().swap(initial);
+  std::vector<char> buf(kReadChunk);
+  while (ok && !closed_ && codec_.wantsRead()) {
+    boost::system::error_code ec;
+    const size_t n = co_await socket_.async_read_some(
+        asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;  // EOF, reset, close()
+    ok = dispatch(std::span<const char>(buf.data(), n));
+  }
+  read_done_ = true;
+  if (!protocol_error) {
+    // The client is gone (or we closed): every open stream is reset, so
+    // their coroutines end promptly.
+    codec_.onEof();
+    sweep();
+  }
+  wake();
+  // Streams finish (a protocol error's GOAWAY went out first: the writer
+  // keeps draining meanwhile), then the writer.
+  while (running_ > 0 || !writer_done_) {
+    if (protocol_error && running_ > 0 && !codec_.wantsWrite()) {
+      codec_.onEof();
+      protocol_error = false;
+      sweep();
+    }
+    done_signal_.expires_at(Clock::time_point::max());
+    boost::system::error_code ec;
+    co_await done_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  sweep();
+  idle_timer_.cancel();
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  closed_ = true;
+}
+
+asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
+  for (;;) {
+    out_.clear();
+    (void)codec_.drainOutput(out_, kWriteChunk);
+    for (auto& s : streams_) s->onDrained();
+    if (!out_.empty() && !closed_) {
+      boost::system::error_code ec;
+      co_await asio::async_write(socket_, asio::buffer(out_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        close();
+        break;
+      }
+      continue;
+    }
+    if (closed_) break;
+    if (!codec_.wantsRead() && !codec_.wantsWrite()) {
+      // GOAWAY exchanged and no stream left (or a protocol error's GOAWAY
+      // is out): the connection is over; end the reader's wait too.
+      boost::system::error_code ec;
+      socket_.cancel(ec);
+      if (read_done_ && running_ == 0) break;
+    }
+    if (read_done_ && running_ == 0) break;
+    writer_signal_.expires_at(Clock::time_point::max());
+    boost::system::error_code ec;
+    co_await writer_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  writer_done_ = true;
+  done_signal_.cancel();
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,107 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/codec/http2_server_codec.h"
+#include "proxy/connection/downstream_stream.h"
+#include "proxy/server/data_plane_config.h"
+
+namespace turnout::proxy {
+
+class Worker;
+
+// One downstream HTTP/2 connection (h2c with prior knowledge; stage 2-3 of
+// docs/life_of_a_request.md for HTTP/2). The socket and the sans-I/O
+// http2::ServerCodec; every request stream runs its own ActiveStream
+// coroutine beside the others, on this connection's worker.
+//
+// Three kinds of coroutine share the connection, all on one thread:
+// - the reader (serve()): socket -> codec.dispatch(), which opens streams and
+//   delivers their request events;
+// - the writer (writeLoop()): codec.drainOutput() -> socket, woken by wake()
+//   whenever a stream encoded something or the codec has frames to send; it
+//   drains at most kWriteChunk at a time, so a stream's bytes wait in the
+//   codec (its bufferedBytes()) until the socket takes them: that is the
+//   backpressure Stream::flush() waits on;
+// - one per stream (runStream()): ActiveStream::run().
+// The connection ends when the client closes, on a protocol error (GOAWAY
+// sent), or after drain()/the idle timeout (GOAWAY, in-flight streams
+// complete); its frame outlives every stream coroutine (serve() waits).
+//
+// Flow control: request DATA is acknowledged to the client (WINDOW_UPDATE)
+// only once the router has sent it upstream (Stream::readBody), so a slow
+// upstream holds the client to its window instead of filling memory.
+class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerCallbacks {
+ public:
+  // Parameters by value (STYLE.md R8c). `initial`: bytes already read from
+  // the socket (the client preface, when AUTO detection read it).
+  static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                   size_t listener_index, asio::ip::tcp::socket socket,
+                                   asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
+                                   std::string initial);
+
+  Http2DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                            size_t listener_index, asio::ip::tcp::socket socket,
+                            asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
+  ~Http2DownstreamConnection() override;
+
+  // ConnectionHandle
+  const ListenerRuntime& listener() const override { return *config_->listeners[listener_index_]; }
+  void drain() override;
+  void close() override;
+
+  // http2::ServerCallbacks
+  RequestDecoderCallbacks& newStream(http2::ServerStreamPtr stream) override;
+  void onSettings(const http2::PeerSettings&) override {}
+  void onGoAway(std::int32_t, std::uint32_t) override {}
+
+ private:
+  class Stream;
+  friend class Stream;
+
+  asio::awaitable<void> serve(std::string initial);
+  asio::awaitable<void> writeLoop();
+  // The stream's request head is complete: its ActiveStream starts.
+  void startStream(Stream* stream);
+  asio::awaitable<void> runStream(Stream* stream);
+  // Wakes the writer (output to drain) and anything waiting on the
+  // connection's state.
+  void wake();
+  // Streams whose client reset them before their request head completed
+  // (no coroutine runs them): released after dispatch().
+  void sweep();
+  // The config a new stream runs on.
+  DataPlaneConfigConstSharedPtr streamConfig() const;
+  const ListenerRuntime& listener(const DataPlaneConfig& config) const;
+  void armIdleTimer();
+
+  Worker& worker_;
+  DataPlaneConfigConstSharedPtr config_;
+  size_t listener_index_;
+  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::endpoint remote_;
+  asio::ip::tcp::endpoint local_;
+  uint64_t id_;
+  http2::ServerCodec codec_;
+  std::list<std::unique_ptr<Stream>> streams_;
+  size_t running_ = 0;  // stream coroutines not yet finished
+  std::string out_;     // what the writer is writing
+  asio::steady_timer writer_signal_;  // the writer waits on it
+  asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
+  asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open
+  std::list<ConnectionHandle*>::iterator registration_;
+  std::chrono::steady_clock::time_point started_;
+  bool writer_done_ = false;
+  bool read_done_ = false;
+  bool draining_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace turnout::proxy
