@@ -155,6 +155,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops SYNs when a multiplexed
+    # client fans out into dozens of upstream connections at once.
+    request_queue_size = 128
 
 
 class FakeBackend:
