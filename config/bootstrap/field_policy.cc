@@ -60,10 +60,6 @@ absl::Status checkTransportSocket(const Message& m, absl::string_view path) {
 absl::Status checkHcm(const Message& m, absl::string_view path) {
   const auto& hcm = static_cast<const hcm_v3::HttpConnectionManager&>(m);
   switch (hcm.codec_type()) {
-    case hcm_v3::HttpConnectionManager::HTTP2:
-      return rejected(fieldPath(path, "codec_type"),
-                      absl::StrCat("HTTP2 ", kPendingHttp2TlsIssue,
-                                   "; use AUTO or HTTP1 (both serve HTTP/1.1)"));
     case hcm_v3::HttpConnectionManager::HTTP3:
       return rejected(fieldPath(path, "codec_type"), "HTTP3 is not supported by turnout");
     default:
@@ -232,11 +228,16 @@ FieldPolicyTable* buildTable() {
                     "stream_idle_timeout", "common_http_protocol_options",
                     "max_request_headers_kb", "use_remote_address", "normalize_path",
                     "merge_slashes", "strip_matching_host_port", "strip_any_host_port",
-                    "server_name", "generate_request_id", "upgrade_configs", "rds"},
+                    "server_name", "generate_request_id", "upgrade_configs", "rds",
+                    "http2_protocol_options"},
       .reasons = {{"scoped_routes", "scoped routes are not supported by turnout"},
-                  {"http2_protocol_options", absl::string_view("HTTP/2 is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)")},
                   {"tracing", "tracing is not supported by turnout"}},
       .check = checkHcm};
+  // HTTP/2 (downstream: the HCM's http2_protocol_options; upstream: a
+  // cluster's): the settings turnout advertises and its flow-control windows.
+  table["envoy.config.core.v3.Http2ProtocolOptions"] = {
+      .supported = {"max_concurrent_streams", "initial_stream_window_size",
+                    "initial_connection_window_size", "hpack_table_size"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
         "common_http_protocol_options"] = {.supported = {"idle_timeout", "max_headers_count"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."

@@ -55,6 +55,16 @@ struct AccessLogConfig {
   google::protobuf::Any config;
 };
 
+// Http2ProtocolOptions (HCM http2_protocol_options, a cluster's HTTP/2
+// options): the fields turnout honours, with Envoy's defaults
+// (source/common/http/utility.h OptionsLimits). Every other field is refused.
+struct Http2OptionsConfig {
+  uint32_t max_concurrent_streams = 2147483647;
+  uint32_t initial_stream_window_size = 268435456;
+  uint32_t initial_connection_window_size = 268435456;
+  uint32_t hpack_table_size = 4096;
+};
+
 struct HttpConnectionManagerConfig {
   enum class CodecType { Auto, Http1, Http2, Http3 };
   enum class RouteSource { Inline, Rds };
@@ -80,6 +90,7 @@ struct HttpConnectionManagerConfig {
   Milliseconds drain_timeout{5000};
   uint32_t max_request_headers_kb = 60;
   std::optional<uint32_t> max_headers_count;  // unset: Envoy's 100
+  Http2OptionsConfig http2;                   // http2_protocol_options
   bool use_remote_address = false;
   uint32_t xff_num_trusted_hops = 0;
   bool normalize_path = false;

@@ -51,6 +51,40 @@ absl::string_view typeNameOf(absl::string_view url) {
   return slash == absl::string_view::npos ? url : url.substr(slash + 1);
 }
 
+}  // namespace
+
+absl::StatusOr<Http2OptionsConfig> toHttp2Options(const envoy::config::core::v3::Http2ProtocolOptions& o,
+                                                  const std::string& path) {
+  // Envoy's ranges (the proto's validate rules).
+  Http2OptionsConfig out;
+  if (o.has_max_concurrent_streams()) {
+    const uint32_t v = o.max_concurrent_streams().value();
+    if (v < 1 || v > 2147483647) {
+      return invalid(fieldPath(path, "max_concurrent_streams"), "must be in [1, 2147483647]");
+    }
+    out.max_concurrent_streams = v;
+  }
+  if (o.has_initial_stream_window_size()) {
+    const uint32_t v = o.initial_stream_window_size().value();
+    if (v < 65535 || v > 2147483647) {
+      return invalid(fieldPath(path, "initial_stream_window_size"), "must be in [65535, 2147483647]");
+    }
+    out.initial_stream_window_size = v;
+  }
+  if (o.has_initial_connection_window_size()) {
+    const uint32_t v = o.initial_connection_window_size().value();
+    if (v < 65535 || v > 2147483647) {
+      return invalid(fieldPath(path, "initial_connection_window_size"),
+                     "must be in [65535, 2147483647]");
+    }
+    out.initial_connection_window_size = v;
+  }
+  if (o.has_hpack_table_size()) out.hpack_table_size = o.hpack_table_size().value();
+  return out;
+}
+
+namespace {
+
 absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionManager& hcm,
                                                   const std::string& path) {
   HttpConnectionManagerConfig out;
@@ -142,6 +176,11 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
     if (c.has_max_headers_count()) out.max_headers_count = c.max_headers_count().value();
   }
   if (hcm.has_max_request_headers_kb()) out.max_request_headers_kb = hcm.max_request_headers_kb().value();
+  if (hcm.has_http2_protocol_options()) {
+    auto h2 = toHttp2Options(hcm.http2_protocol_options(), fieldPath(path, "http2_protocol_options"));
+    if (!h2.ok()) return h2.status();
+    out.http2 = *h2;
+  }
   out.use_remote_address = hcm.has_use_remote_address() && hcm.use_remote_address().value();
   out.xff_num_trusted_hops = hcm.xff_num_trusted_hops();
   out.normalize_path = hcm.has_normalize_path() && hcm.normalize_path().value();

@@ -21,6 +21,10 @@ namespace turnout::config {
 // InvalidArgument and name the field path.
 //
 // Runs on the main or xDS thread; the result is shared with workers read-only.
+// An Http2ProtocolOptions (HCM or cluster) at `path`: the honoured fields, range-checked.
+absl::StatusOr<Http2OptionsConfig> toHttp2Options(const envoy::config::core::v3::Http2ProtocolOptions& o,
+                                                  const std::string& path);
+
 struct LoadedSnapshot {
   SnapshotConstSharedPtr snapshot;
   // Unknown fields ignored because of --allow-unknown-static-fields.

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "proxy/codec/http1_parser_base.h"
 #include "proxy/common/asio.h"
 
@@ -330,6 +331,14 @@ class RequestParser final : public detail::ParserBase<RequestParser, true, Messa
     }
     readFraming(h);
     h.upgrade = upgrade() && h.version_minor == 1 && h.headers.has("upgrade");
+    const std::string_view proto = h.upgradeProtocol();
+    if (h.upgrade && absl::EqualsIgnoreCase(absl::string_view(proto.data(), proto.size()), "h2c")) {
+      // As Envoy: an h2c upgrade (RFC 7540 §3.2) is not taken; the request
+      // is served as the HTTP/1.1 request it also is.
+      h.headers.remove("upgrade");
+      h.headers.remove("http2-settings");
+      h.upgrade = false;
+    }
     s_.callbacks.onHeaders(h, is_done());
   }
 

@@ -28,8 +28,13 @@ Clock::time_point deadlineAfter(std::chrono::milliseconds t) {
 http2::Http2Settings settingsFor(const ListenerRuntime& l) {
   http2::Http2Settings s;
   if (l.hcm && l.hcm->config != nullptr) {
-    s.max_headers_kb = l.hcm->config->max_request_headers_kb;
-    if (l.hcm->config->max_headers_count) s.max_headers_count = *l.hcm->config->max_headers_count;
+    const auto& c = *l.hcm->config;
+    s.max_headers_kb = c.max_request_headers_kb;
+    if (c.max_headers_count) s.max_headers_count = *c.max_headers_count;
+    s.max_concurrent_streams = c.http2.max_concurrent_streams;
+    s.initial_stream_window_size = c.http2.initial_stream_window_size;
+    s.initial_connection_window_size = c.http2.initial_connection_window_size;
+    s.hpack_table_size = c.http2.hpack_table_size;
   }
   return s;
 }

@@ -212,6 +212,24 @@ class AutoCodecTest(Http2TestCase):
                             "http://127.0.0.1:%d/h1" % self.port], capture_output=True, timeout=20)
         self.assertTrue(r.stdout.endswith(b"\n1.1 200"), r)
 
+    def test_an_h2c_upgrade_is_served_as_http1(self):
+        # As Envoy: the Upgrade: h2c offer is dropped, the request answered
+        # over HTTP/1.1, and the upgrade fields never reach the origin.
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /up HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, got)
+            got += chunk
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        seen = json.loads(got.partition(b"\r\n\r\n")[2])
+        names = [k for k, _ in seen["headers"]]
+        self.assertNotIn("upgrade", names)
+        self.assertNotIn("http2-settings", names)
+
     def test_many_concurrent_streams_share_one_connection(self):
         before = self.proxy.counter("http.ingress.downstream_cx_http2_total")
         c = self.client()
@@ -332,7 +350,17 @@ class Http2OnlyTest(Http2TestCase):
     HCM_EXTRA = ("          codec_type: HTTP2\n"
                  "          http2_protocol_options:\n"
                  "            max_concurrent_streams: 3\n"
-                 "            initial_stream_window_size: 65536\n")
+                 "            initial_stream_window_size: 65536\n"
+                 "            initial_connection_window_size: 1048576\n"
+                 "            hpack_table_size: 0\n")
+
+    def test_connection_window_and_hpack_table_come_from_http2_protocol_options(self):
+        c = self.client()
+        c.wait(lambda: h2.settings.SettingCodes.HEADER_TABLE_SIZE in c.remote_settings and
+               c.conn.outbound_flow_control_window > 65535)
+        self.assertEqual(c.remote_settings[h2.settings.SettingCodes.HEADER_TABLE_SIZE], 0)
+        # The connection window is opened with a WINDOW_UPDATE on stream 0.
+        self.assertEqual(c.conn.outbound_flow_control_window, 1048576)
 
     def test_settings_come_from_http2_protocol_options(self):
         c = self.client()
