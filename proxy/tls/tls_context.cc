@@ -423,7 +423,11 @@ absl::Status ClientContext::prepare(SSL* ssl, const ClientHandshakeOptions& opti
   }
   if (SSL_SESSION* s = cache->find(options.session_key);
       s != nullptr && SSL_SESSION_is_resumable(s)) {
-    SSL_set_session(ssl, s);
+    // The connection gets its own copy, which an abrupt close may spoil.
+    if (SSL_SESSION* copy = SSL_SESSION_dup(s)) {
+      SSL_set_session(ssl, copy);
+      SSL_SESSION_free(copy);
+    }
   }
   SSL_set_ex_data(ssl, sessionSlotIndex(), new SessionSlot{cache, options.session_key});
   return absl::OkStatus();

@@ -112,7 +112,7 @@ TEST_CASE("reload picks up a rotated certificate and keeps the old one on a bad 
   CHECK(presentedCn(*r.current(), *client) == "other");
 }
 
-TEST_CASE("reload also watches the trusted CA and static secret files", "[tls][reload]") {
+TEST_CASE("reload also watches the trusted CA file", "[tls][reload]") {
   PkiFiles f;
   auto config = test::fromYaml<tls_v3::DownstreamTlsContext>(
       "common_tls_context:\n" + test::certYaml(f.server_cert, f.server_key) +

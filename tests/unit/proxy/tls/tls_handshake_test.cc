@@ -178,6 +178,7 @@ TEST_CASE("mTLS refuses a client certificate from another CA as fail_verify_erro
   CHECK(r.server.ec);
   CHECK(r.server.info.outcome == HandshakeOutcome::FailVerifyError);
   CHECK(statName(r.server.info.outcome) == "ssl.fail_verify_error");
+  CHECK(r.server.verify_result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
   CHECK(r.client.ec);
 }
 
@@ -274,6 +275,7 @@ TEST_CASE("an expired server certificate fails verification as fail_verify_error
       serverContext("common_tls_context:\n" + test::certYaml(f.expired_cert, f.expired_key));
   auto r = handshake(*server, *clientContext("common_tls_context:\n" + trustCa(f)));
   CHECK(r.client.info.outcome == HandshakeOutcome::FailVerifyError);
+  CHECK(r.client.verify_result == X509_V_ERR_CERT_HAS_EXPIRED);
 }
 
 TEST_CASE("an upstream without a validation context does not verify the server",
@@ -310,6 +312,24 @@ TEST_CASE("the client resumes its session on a second connection", "[tls][handsh
   CHECK_FALSE(handshake(*server, *client, other, &cache).client.info.session_reused);
   // Nor does a connection without a cache.
   CHECK_FALSE(handshake(*server, *client, opts, nullptr).client.info.session_reused);
+}
+
+TEST_CASE("a session survives a connection closed without close_notify", "[tls][handshake]") {
+  // OpenSSL marks such a connection's session non-resumable; the client cache
+  // keeps its own copy, and the server's tickets do not depend on its cache.
+  PkiFiles f;
+  auto version = GENERATE(std::string("TLSv1_2"), std::string("TLSv1_3"));
+  INFO(version);
+  auto server = serverContext(serverYaml(f));
+  auto client = clientContext("common_tls_context:\n" + trustCa(f) +
+                              "    tls_params: {tls_maximum_protocol_version: " + version + "}\n");
+  ClientSessionCache cache;
+  ClientHandshakeOptions opts;
+  opts.session_key = "h";
+  REQUIRE_FALSE(handshake(*server, *client, opts, &cache, /*clean_close=*/false).client.ec);
+  auto second = handshake(*server, *client, opts, &cache, /*clean_close=*/false);
+  CHECK(second.client.info.session_reused);
+  CHECK(handshake(*server, *client, opts, &cache, false).client.info.session_reused);
 }
 
 TEST_CASE("max_session_keys 0 turns client session resumption off", "[tls][handshake]") {

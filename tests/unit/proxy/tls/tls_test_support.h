@@ -148,7 +148,8 @@ inline const TestPki& pki() {
 struct SideResult {
   boost::system::error_code ec;
   HandshakeInfo info;
-  std::string sni;  // the server name the server saw
+  std::string sni;                 // the server name the server saw
+  long verify_result = X509_V_OK;  // SSL_get_verify_result after the handshake
 };
 
 struct HandshakeResult {
@@ -158,10 +159,11 @@ struct HandshakeResult {
 
 // One connection over loopback: accept, both handshakes, then the server
 // writes one byte the client reads (which also delivers TLS 1.3 session
-// tickets), then both close. Bounded by a 10 s watchdog.
+// tickets), then both close: with close_notify both ways, or the client just
+// closes its socket (`clean_close` false). Bounded by a 10 s watchdog.
 inline HandshakeResult handshake(const ServerContext& server, const ClientContext& client,
                                  const ClientHandshakeOptions& options = {},
-                                 ClientSessionCache* cache = nullptr) {
+                                 ClientSessionCache* cache = nullptr, bool clean_close = true) {
   namespace ssl = asio::ssl;
   using asio::ip::tcp;
   asio::io_context io;
@@ -192,6 +194,7 @@ inline HandshakeResult handshake(const ServerContext& server, const ClientContex
     s.async_handshake(ssl::stream_base::server, [&](boost::system::error_code ec) {
       r.server.ec = ec;
       r.server.info = describeHandshake(s.native_handle(), ec);
+      r.server.verify_result = SSL_get_verify_result(s.native_handle());
       if (const char* name = SSL_get_servername(s.native_handle(), TLSEXT_NAMETYPE_host_name)) {
         r.server.sni = name;
       }
@@ -229,6 +232,7 @@ inline HandshakeResult handshake(const ServerContext& server, const ClientContex
     c.async_handshake(ssl::stream_base::client, [&](boost::system::error_code ec) {
       r.client.ec = ec;
       r.client.info = describeHandshake(c.native_handle(), ec);
+      r.client.verify_result = SSL_get_verify_result(c.native_handle());
       if (ec) {
         boost::system::error_code ignored;
         c.lowest_layer().close(ignored);
@@ -240,6 +244,12 @@ inline HandshakeResult handshake(const ServerContext& server, const ClientContex
         // handshake is complete: the refusal arrives here.
         if (ec) {
           r.client.ec = ec;
+          boost::system::error_code ignored;
+          c.lowest_layer().close(ignored);
+          finish();
+          return;
+        }
+        if (!clean_close) {  // as an idle upstream connection is often closed
           boost::system::error_code ignored;
           c.lowest_layer().close(ignored);
           finish();
