@@ -1,6 +1,8 @@
 #include "proxy/tls/handshake_outcome.h"
 
 #include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <openssl/objects.h>
 #include <openssl/x509_vfy.h>
 
 #include <boost/asio/ssl/error.hpp>
@@ -8,6 +10,31 @@
 #include "absl/strings/str_cat.h"
 
 namespace turnout::proxy::tls {
+namespace {
+
+// BoringSSL's SSL_get_curve_name spelling, which Envoy's ssl.curves.* use.
+std::string curveName(int nid) {
+  switch (nid) {
+    case 0:
+      return "";
+    case NID_X25519:
+      return "X25519";
+    case NID_X448:
+      return "X448";
+    case NID_X9_62_prime256v1:
+      return "P-256";
+    case NID_secp384r1:
+      return "P-384";
+    case NID_secp521r1:
+      return "P-521";
+    default: {
+      const char* sn = OBJ_nid2sn(nid);
+      return sn != nullptr ? sn : "";
+    }
+  }
+}
+
+}  // namespace
 
 std::string_view statName(HandshakeOutcome outcome) {
   switch (outcome) {
@@ -53,18 +80,20 @@ HandshakeInfo describeHandshake(const SSL* ssl, const boost::system::error_code&
   unsigned int alpn_len = 0;
   SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
   if (alpn != nullptr) info.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
+  info.curve = curveName(SSL_get_negotiated_group(const_cast<SSL*>(ssl)));
   info.session_reused = SSL_session_reused(const_cast<SSL*>(ssl)) == 1;
   info.peer_certificate = SSL_get0_peer_certificate(ssl) != nullptr;
   return info;
 }
 
-std::vector<std::string> handshakeCounters(const HandshakeInfo& info, bool server_side) {
+std::vector<std::string> handshakeCounters(const HandshakeInfo& info) {
   std::vector<std::string> out{std::string(statName(info.outcome))};
   if (info.outcome != HandshakeOutcome::Success) return out;
   if (!info.version.empty()) out.push_back(absl::StrCat("ssl.versions.", info.version));
   if (!info.cipher.empty()) out.push_back(absl::StrCat("ssl.ciphers.", info.cipher));
   if (info.session_reused) out.emplace_back("ssl.session_reused");
-  if (server_side && !info.peer_certificate) out.emplace_back("ssl.no_certificate");
+  if (!info.curve.empty()) out.push_back(absl::StrCat("ssl.curves.", info.curve));
+  if (!info.peer_certificate) out.emplace_back("ssl.no_certificate");
   return out;
 }
 

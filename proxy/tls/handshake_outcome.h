@@ -37,6 +37,7 @@ struct HandshakeInfo {
   HandshakeOutcome outcome = HandshakeOutcome::ConnectionError;
   std::string version;  // "TLSv1.3" (SSL_get_version), on success
   std::string cipher;   // "TLS_AES_128_GCM_SHA256" (SSL_CIPHER_get_name), on success
+  std::string curve;    // "X25519", "P-256" (BoringSSL's names, as Envoy reports them)
   std::string alpn;     // the negotiated protocol, "" when none
   bool session_reused = false;
   bool peer_certificate = false;  // the peer presented a certificate
@@ -46,8 +47,9 @@ HandshakeInfo describeHandshake(const SSL* ssl, const boost::system::error_code&
 
 // The counters to increment for `info`, without the scope prefix: the
 // outcome's, and on success ssl.versions.<version>, ssl.ciphers.<cipher>,
-// ssl.session_reused when resumed and, on the server, ssl.no_certificate when
-// the client sent none.
-std::vector<std::string> handshakeCounters(const HandshakeInfo& info, bool server_side);
+// ssl.curves.<curve>, ssl.session_reused when resumed, and ssl.no_certificate
+// when the peer sent no certificate (Envoy's ContextImpl::logHandshake; in
+// practice a server's client without one).
+std::vector<std::string> handshakeCounters(const HandshakeInfo& info);
 
 }  // namespace turnout::proxy::tls

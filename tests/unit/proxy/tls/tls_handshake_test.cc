@@ -46,11 +46,13 @@ TEST_CASE("a server and a client context complete a TLS 1.3 handshake with ALPN 
   CHECK(r.client.info.version == "TLSv1.3");
   CHECK(r.server.info.alpn == "h2");
   CHECK(r.client.info.alpn == "h2");
-  auto counters = handshakeCounters(r.client.info, /*server_side=*/false);
+  auto counters = handshakeCounters(r.client.info);
   CHECK(hasCounter(counters, "ssl.handshake"));
   CHECK(hasCounter(counters, "ssl.versions.TLSv1.3"));
   CHECK(hasCounter(counters, "ssl.ciphers." + r.client.info.cipher));
   CHECK(r.client.info.cipher.rfind("TLS_", 0) == 0);
+  CHECK(hasCounter(counters, "ssl.curves.X25519"));         // the default first curve
+  CHECK_FALSE(hasCounter(counters, "ssl.no_certificate"));  // the server's is there
 }
 
 TEST_CASE("the client's default maximum is TLS 1.2, as in Envoy", "[tls][handshake]") {
@@ -77,9 +79,11 @@ TEST_CASE("TLS 1.2 pinned on both sides negotiates the configured cipher and cur
   REQUIRE_FALSE(r.client.ec);
   CHECK(r.server.info.version == "TLSv1.2");
   CHECK(r.server.info.cipher == "ECDHE-ECDSA-CHACHA20-POLY1305");
-  auto counters = handshakeCounters(r.server.info, /*server_side=*/true);
+  auto counters = handshakeCounters(r.server.info);
   CHECK(hasCounter(counters, "ssl.versions.TLSv1.2"));
   CHECK(hasCounter(counters, "ssl.ciphers.ECDHE-ECDSA-CHACHA20-POLY1305"));
+  CHECK(hasCounter(counters, "ssl.curves.P-256"));
+  CHECK(hasCounter(counters, "ssl.no_certificate"));  // the server's, without mTLS
 
   // A client pinned to TLS 1.3 cannot talk to a server pinned to TLS 1.2.
   auto tls13 = clientContext(
@@ -89,8 +93,7 @@ TEST_CASE("TLS 1.2 pinned on both sides negotiates the configured cipher and cur
   auto refused = handshake(*server, *tls13);
   CHECK(refused.server.info.outcome == HandshakeOutcome::ConnectionError);
   CHECK(refused.client.info.outcome == HandshakeOutcome::ConnectionError);
-  CHECK(handshakeCounters(refused.server.info, true) ==
-        std::vector<std::string>{"ssl.connection_error"});
+  CHECK(handshakeCounters(refused.server.info) == std::vector<std::string>{"ssl.connection_error"});
 }
 
 TEST_CASE("ALPN picks the server's first protocol the client offers", "[tls][handshake]") {
@@ -151,7 +154,7 @@ TEST_CASE("mTLS accepts a client certificate from the trusted CA", "[tls][handsh
   REQUIRE_FALSE(r.server.ec);
   REQUIRE_FALSE(r.client.ec);
   CHECK(r.server.info.peer_certificate);
-  CHECK_FALSE(hasCounter(handshakeCounters(r.server.info, true), "ssl.no_certificate"));
+  CHECK_FALSE(hasCounter(handshakeCounters(r.server.info), "ssl.no_certificate"));
 }
 
 TEST_CASE("mTLS refuses a client without a certificate as fail_verify_no_cert",
@@ -162,8 +165,7 @@ TEST_CASE("mTLS refuses a client without a certificate as fail_verify_no_cert",
   auto r = handshake(*serverContext(mtlsServer(f)), *clientContext(mtlsClient(f, "", "", version)));
   CHECK(r.server.ec);
   CHECK(r.server.info.outcome == HandshakeOutcome::FailVerifyNoCert);
-  CHECK(handshakeCounters(r.server.info, true) ==
-        std::vector<std::string>{"ssl.fail_verify_no_cert"});
+  CHECK(handshakeCounters(r.server.info) == std::vector<std::string>{"ssl.fail_verify_no_cert"});
   // The client learns it from the server's alert (after its own handshake, in TLS 1.3).
   CHECK(r.client.ec);
 }
@@ -191,7 +193,7 @@ TEST_CASE(
   auto r = handshake(*server, *clientContext(mtlsClient(f, "", "", "TLSv1_3")));
   REQUIRE_FALSE(r.server.ec);
   REQUIRE_FALSE(r.client.ec);
-  CHECK(hasCounter(handshakeCounters(r.server.info, true), "ssl.no_certificate"));
+  CHECK(hasCounter(handshakeCounters(r.server.info), "ssl.no_certificate"));
   // A certificate it is given must still verify.
   auto wrong =
       handshake(*server, *clientContext(mtlsClient(f, f.wrong_cert, f.wrong_key, "TLSv1_3")));
@@ -210,7 +212,7 @@ TEST_CASE("the upstream refuses a server certificate whose SANs do not match as 
   auto r = handshake(*server, *client);
   CHECK(r.client.ec);
   CHECK(r.client.info.outcome == HandshakeOutcome::FailVerifySan);
-  CHECK(handshakeCounters(r.client.info, false) == std::vector<std::string>{"ssl.fail_verify_san"});
+  CHECK(handshakeCounters(r.client.info) == std::vector<std::string>{"ssl.fail_verify_san"});
   CHECK(r.server.info.outcome == HandshakeOutcome::ConnectionError);
 }
 
@@ -304,7 +306,7 @@ TEST_CASE("the client resumes its session on a second connection", "[tls][handsh
   REQUIRE_FALSE(second.client.ec);
   CHECK(second.client.info.session_reused);
   CHECK(second.server.info.session_reused);
-  CHECK(hasCounter(handshakeCounters(second.server.info, true), "ssl.session_reused"));
+  CHECK(hasCounter(handshakeCounters(second.server.info), "ssl.session_reused"));
 
   // Another host does not get that session.
   ClientHandshakeOptions other = opts;
