@@ -11,6 +11,7 @@
 #include "envoy/config/route/v3/route_components.pb.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/common.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
@@ -130,6 +131,15 @@ absl::Status checkRouteAction(const Message& m, absl::string_view path) {
   return absl::OkStatus();
 }
 
+absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
+  const auto& san = static_cast<const envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher&>(m);
+  if (san.san_type() == envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher::OTHER_NAME) {
+    return rejected(fieldPath(path, "san_type"),
+                    "OTHER_NAME SAN matching is not supported by turnout; use DNS, URI, EMAIL or IP_ADDRESS");
+  }
+  return absl::OkStatus();
+}
+
 // --- the table ---------------------------------------------------------------------
 
 constexpr absl::string_view kHttp2Reason = "HTTP/2 upstreams are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
@@ -140,6 +150,10 @@ constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (i
 constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kRuntimeReason = "the runtime is not supported by turnout";
+constexpr absl::string_view kTlsSniReason = "require_sni is not supported by turnout yet";
+constexpr absl::string_view kTlsTicketKeysReason = "configured session ticket keys are not supported by turnout; each context makes its own random keys";
+constexpr absl::string_view kTlsOneCertReason = "certificate selection by SNI is not supported by turnout yet (one certificate per context)";
+constexpr absl::string_view kTlsProviderReason = "certificate providers are not supported by turnout; use tls_certificates or a static secret";
 
 FieldPolicyTable* buildTable() {
   auto* t = new FieldPolicyTable();
@@ -374,6 +388,72 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.route.v3.DirectResponseAction"] = {.supported = {"status", "body"}};
   table["envoy.config.core.v3.DataSource"] = {
       .supported = {"filename", "inline_bytes", "inline_string", "environment_variable"}};
+
+  // ---- TLS contexts (proxy/tls/tls_context.cc; docs/tls.md) ----
+  // Reached once checkTransportSocket lets TLS through; proxy/tls checks the
+  // contexts against these entries already (checkTlsContextFields).
+  table["envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"] = {
+      .supported = {"common_tls_context", "require_client_certificate",
+                    "disable_stateless_session_resumption",
+                    "disable_stateful_session_resumption", "session_timeout"},
+      .reasons = {{"require_sni", kTlsSniReason},
+                  {"session_ticket_keys", kTlsTicketKeysReason},
+                  {"session_ticket_keys_sds_secret_config", kTlsTicketKeysReason},
+                  {"ocsp_staple_policy", "OCSP stapling is not supported by turnout"},
+                  {"full_scan_certs_on_sni_mismatch", kTlsOneCertReason}}};
+  table["envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"] = {
+      .supported = {"common_tls_context", "sni", "max_session_keys"},
+      .reasons = {{"allow_renegotiation", "TLS renegotiation is not supported by turnout; set allow_renegotiation to false"},
+                  {"enforce_rsa_key_usage", "enforce_rsa_key_usage is not supported by turnout"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.CommonTlsContext"] = {
+      .supported = {"tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
+                    "validation_context", "validation_context_sds_secret_config",
+                    "alpn_protocols"},
+      .reasons = {{"combined_validation_context", "combined_validation_context is not supported by turnout; use validation_context or validation_context_sds_secret_config"},
+                  {"tls_certificate_provider_instance", kTlsProviderReason},
+                  {"tls_certificate_certificate_provider", kTlsProviderReason},
+                  {"tls_certificate_certificate_provider_instance", kTlsProviderReason},
+                  {"validation_context_certificate_provider", kTlsProviderReason},
+                  {"validation_context_certificate_provider_instance", kTlsProviderReason},
+                  {"custom_handshaker", "custom handshakers are not supported by turnout"},
+                  {"key_log", "TLS key logging is not supported by turnout"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.TlsParameters"] = {
+      .supported = {"tls_minimum_protocol_version", "tls_maximum_protocol_version",
+                    "cipher_suites", "ecdh_curves"},
+      .reasons = {{"signature_algorithms", "signature_algorithms is not supported by turnout yet; OpenSSL's defaults apply"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.TlsCertificate"] = {
+      .supported = {"certificate_chain", "private_key"},
+      .reasons = {{"password", "encrypted private keys (password) are not supported by turnout"},
+                  {"pkcs12", "PKCS#12 is not supported by turnout; use certificate_chain and private_key (PEM)"},
+                  {"watched_directory", "watched_directory is not supported by turnout; certificate files are re-read when their content changes"},
+                  {"private_key_provider", "private key providers are not supported by turnout"},
+                  {"ocsp_staple", "OCSP stapling is not supported by turnout"},
+                  {"signed_certificate_timestamp", "signed certificate timestamps are not supported by turnout"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig"] = {
+      .supported = {"name"},
+      .reasons = {{"sds_config", "SDS from a server is not supported by turnout; name a static secret (static_resources.secrets) and leave sds_config unset"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.Secret"] = {
+      .supported = {"name", "tls_certificate", "validation_context"},
+      .reasons = {{"session_ticket_keys", kTlsTicketKeysReason},
+                  {"generic_secret", "generic secrets are not supported by turnout"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext"] = {
+      .supported = {"trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"},
+      .reasons = {{"ca_certificate_provider_instance", kTlsProviderReason},
+                  {"system_root_certs", "system_root_certs is not supported by turnout; give trusted_ca"},
+                  {"watched_directory", "watched_directory is not supported by turnout; certificate files are re-read when their content changes"},
+                  {"verify_certificate_spki", "certificate pinning (verify_certificate_spki) is not supported by turnout"},
+                  {"verify_certificate_hash", "certificate pinning (verify_certificate_hash) is not supported by turnout"},
+                  {"require_signed_certificate_timestamp", "signed certificate timestamps are not supported by turnout"},
+                  {"crl", "certificate revocation lists are not supported by turnout"},
+                  {"allow_expired_certificate", "allow_expired_certificate is not supported by turnout"},
+                  {"trust_chain_verification", "ACCEPT_UNTRUSTED is not supported by turnout"},
+                  {"custom_validator_config", "custom certificate validators are not supported by turnout"},
+                  {"only_verify_leaf_cert_crl", "certificate revocation lists are not supported by turnout"},
+                  {"max_verify_depth", "max_verify_depth is not supported by turnout"}}};
+  table["envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher"] = {
+      .supported = {"san_type", "matcher"},
+      .reasons = {{"oid", "OTHER_NAME SAN matching is not supported by turnout"}},
+      .check = checkSanMatcher};
 
   // ---- clusters ----
   table["envoy.config.cluster.v3.Cluster"] = {
