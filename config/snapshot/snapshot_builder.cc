@@ -244,6 +244,21 @@ void applyUpstreamCommonOptions(const core::HttpProtocolOptions& o, ClusterConfi
   }
 }
 
+// The Http2ProtocolOptions fields turnout honours (the field policy rejects
+// the others); unset ones keep Envoy's defaults.
+void applyHttp2Options(const core::Http2ProtocolOptions& o, ClusterConfig& out) {
+  if (o.has_max_concurrent_streams()) {
+    out.http2.max_concurrent_streams = o.max_concurrent_streams().value();
+  }
+  if (o.has_initial_stream_window_size()) {
+    out.http2.initial_stream_window_size = o.initial_stream_window_size().value();
+  }
+  if (o.has_initial_connection_window_size()) {
+    out.http2.initial_connection_window_size = o.initial_connection_window_size().value();
+  }
+  if (o.has_hpack_table_size()) out.http2.hpack_table_size = o.hpack_table_size().value();
+}
+
 // An EDS cluster's eds_config: a file (path_config_source, or the deprecated
 // path); the endpoints come from it only.
 absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const std::string& path) {
@@ -483,7 +498,10 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   // The deprecated Cluster fields still parse in Envoy 1.31 and appear in its examples.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  if (c.has_http2_protocol_options()) out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+  if (c.has_http2_protocol_options()) {
+    out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+    applyHttp2Options(c.http2_protocol_options(), out);
+  }
   if (c.has_common_http_protocol_options()) {
     applyUpstreamCommonOptions(c.common_http_protocol_options(), out);
   }
@@ -502,6 +520,8 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
         switch (hpo.explicit_http_config().protocol_config_case()) {
           case HPO::ExplicitHttpConfig::kHttp2ProtocolOptions:
             out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+            out.http2 = {};
+            applyHttp2Options(hpo.explicit_http_config().http2_protocol_options(), out);
             break;
           case HPO::ExplicitHttpConfig::kHttp3ProtocolOptions:
             return invalid(fieldPath(fieldPath(opath, "explicit_http_config"), "http3_protocol_options"),
