@@ -278,6 +278,28 @@ class DeprecatedFieldTest(Http2UpstreamTestCase):
         self.assertGreater(self.turnout.counter("cluster.h2.upstream_cx_total"), WORKERS)
 
 
+class UpgradeTest(Http2UpstreamTestCase):
+    @classmethod
+    def make_bootstrap(cls):
+        yaml = bootstrap(ALL_VHOST, [h2_cluster("h2", [cls.backend.port])])
+        return yaml.replace("stat_prefix: ingress\n",
+                            "stat_prefix: ingress\n"
+                            "          upgrade_configs: [{upgrade_type: websocket}]\n", 1)
+
+    def test_an_upgrade_to_an_h2_cluster_is_refused_with_a_local_reply(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        try:
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            status, _, body, _ = read_response(sock)
+        finally:
+            sock.close()
+        self.assertEqual(status, 501, body)
+        self.assertIn(b"not supported to an HTTP/2 upstream", body)
+        self.assertEqual([r for r in self.backend.requests if r["path"] == "/ws"], [])
+
+
 class SandboxRoutingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
