@@ -430,8 +430,7 @@ FieldPolicyTable* buildTable() {
                   {"override_stream_error_on_invalid_http_message", kHttp2OptionReason},
                   {"custom_settings_parameters", kHttp2OptionReason},
                   {"connection_keepalive", kHttp2OptionReason},
-                  {"use_oghttp2_codec", kHttp2OptionReason},
-                  {"max_metadata_size", kHttp2OptionReason}}};
+                  {"use_oghttp2_codec", kHttp2OptionReason}}};
   // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
   // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};

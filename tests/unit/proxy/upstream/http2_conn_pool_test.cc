@@ -498,7 +498,7 @@ TEST_CASE("an idle HTTP/2 connection closes after the cluster's idle_timeout", "
   CHECK(x.code == 200);
   REQUIRE(f.eventually([&] { return f.gauge("upstream_cx_active") == 0; }));
   CHECK(f.counter("upstream_cx_idle_timeout") == 1);
-  CHECK(f.server.conns[0]->closed);
+  CHECK(f.eventually([&] { return f.server.conns[0]->closed; }));
 }
 
 TEST_CASE("a connect failure fails the pending request", "[pool][http2]") {
