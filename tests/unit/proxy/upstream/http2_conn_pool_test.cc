@@ -614,5 +614,60 @@ TEST_CASE("resetting a stream cancels it upstream and keeps the connection", "[p
   CHECK(f.gauge("upstream_cx_active") == 1);
 }
 
+TEST_CASE("at max_connections a stream waits for room on the open connection instead of connecting",
+          "[pool][http2]") {
+  Fixture f({{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1}},
+            [](config::ClusterConfig& c) { c.circuit_breakers[0].max_connections = 1; });
+  holdSome(f.server);
+  Exchange warm;
+  REQUIRE(f.run(warm));
+  Exchange held;
+  held.path = "/hold";
+  f.start(held);
+  REQUIRE(f.eventually([&] { return f.server.conns[0]->peer->requests.size() == 2; }));
+  Exchange waiting;
+  f.start(waiting);
+  REQUIRE(f.eventually([&] { return f.gauge("upstream_rq_pending_active") == 1; }));
+  CHECK(f.counter("upstream_cx_overflow") >= 1);
+  CHECK(f.counter("upstream_cx_total") == 1);
+  CHECK_FALSE(waiting.done);
+  // The held stream ends: its slot goes to the waiting request.
+  auto& c0 = *f.server.conns[0];
+  c0.peer->respond(3, "200", {}, "held");
+  f.server.flush(c0);
+  REQUIRE(f.eventually([&] { return held.done && waiting.done; }));
+  CHECK(waiting.code == 200);
+  CHECK(waiting.reused);
+  CHECK(f.counter("upstream_cx_total") == 1);
+  CHECK(f.gauge("upstream_rq_pending_active") == 0);
+}
+
+TEST_CASE("max_pending_requests 0 overflows a request that would have to wait", "[pool][http2]") {
+  Fixture f({}, [](config::ClusterConfig& c) { c.circuit_breakers[0].max_pending_requests = 0; });
+  Exchange x;
+  REQUIRE(f.run(x));
+  REQUIRE(x.status.has_value());
+  CHECK(*x.status == ConnPool::NewStreamResult::Status::Overflow);
+  CHECK(f.counter("upstream_rq_pending_overflow") == 1);
+  CHECK(f.counter("upstream_cx_total") == 0);
+}
+
+TEST_CASE("a CONNECT request is reset on an HTTP/2 upstream stream, never sent", "[pool][http2]") {
+  Fixture f;
+  Exchange warm;
+  REQUIRE(f.run(warm));
+  Exchange x;
+  x.method = "CONNECT";
+  REQUIRE(f.run(x));
+  CHECK(x.reset);
+  CHECK(x.reason == StreamResetReason::kProtocolError);
+  CHECK(f.server.conns[0]->peer->requests.size() == 1);
+  // The connection is unharmed.
+  Exchange after;
+  REQUIRE(f.run(after));
+  CHECK(after.code == 200);
+  CHECK(f.counter("upstream_cx_total") == 1);
+}
+
 }  // namespace
 }  // namespace turnout::proxy
