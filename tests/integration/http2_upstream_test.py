@@ -239,6 +239,36 @@ class MultiplexingTest(Http2UpstreamTestCase):
         self.assertGreaterEqual(self.turnout.counter("cluster.h2.upstream_rq_total"), 60)
 
 
+class ClientAbortTest(Http2UpstreamTestCase):
+    def test_clients_that_go_away_mid_response_cancel_only_their_streams(self):
+        before = self.turnout.counter("cluster.h2.upstream_cx_total") or 0
+
+        def abort():
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+            try:
+                sock.sendall(b"GET /big/4000000 HTTP/1.1\r\nHost: svc\r\n\r\n")
+                got = 0
+                while got < 100000:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+            finally:
+                sock.close()  # mid-response
+
+        threads = [threading.Thread(target=abort) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT_S * 2)
+        # The streams were cancelled upstream, the connections kept.
+        info, _ = self.echo("GET", "/after")
+        self.assertEqual(info["path"], "/after")
+        after = self.turnout.counter("cluster.h2.upstream_cx_total")
+        self.assertLessEqual(after - before, WORKERS)
+        self.assertEqual(self.turnout.counter("cluster.h2.upstream_cx_destroy") or 0, 0)
+
+
 class RefusedStreamTest(Http2UpstreamTestCase):
     BACKEND_OPTIONS = {"refuse_first": True}
 
