@@ -142,7 +142,9 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 
 // --- the table ---------------------------------------------------------------------
 
-constexpr absl::string_view kHttp2Reason = "HTTP/2 upstreams are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout (its listeners serve HTTP/1.1 only yet); use explicit_http_config";
+constexpr absl::string_view kAutoConfigReason = "auto_config needs ALPN over upstream TLS, which turnout does not support yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
+constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
 constexpr absl::string_view kTlsSecretsReason = "SDS and static secrets are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kEdsXdsReason = "EDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
@@ -247,11 +249,6 @@ FieldPolicyTable* buildTable() {
       .reasons = {{"scoped_routes", "scoped routes are not supported by turnout"},
                   {"tracing", "tracing is not supported by turnout"}},
       .check = checkHcm};
-  // HTTP/2 (downstream: the HCM's http2_protocol_options; upstream: a
-  // cluster's): the settings turnout advertises and its flow-control windows.
-  table["envoy.config.core.v3.Http2ProtocolOptions"] = {
-      .supported = {"max_concurrent_streams", "initial_stream_window_size",
-                    "initial_connection_window_size", "hpack_table_size"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
         "common_http_protocol_options"] = {.supported = {"idle_timeout", "max_headers_count"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
@@ -462,10 +459,10 @@ FieldPolicyTable* buildTable() {
                     "outlier_detection", "maglev_lb_config", "common_lb_config",
                     "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
                     "common_http_protocol_options", "typed_extension_protocol_options",
-                    "transport_socket", "max_requests_per_connection", "eds_cluster_config"},
+                    "transport_socket", "max_requests_per_connection", "eds_cluster_config",
+                    "http2_protocol_options"},
       .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
-      .reasons = {{"http2_protocol_options", kHttp2Reason},
-                  {"transport_socket_matches", kTransportSocketMatchesReason},
+      .reasons = {{"transport_socket_matches", kTransportSocketMatchesReason},
                   {"cluster_type", "custom cluster types are not supported by turnout"},
                   {"respect_dns_ttl", "respect_dns_ttl is not supported by turnout (the system resolver gives no TTL); set dns_refresh_rate"},
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
@@ -483,14 +480,33 @@ FieldPolicyTable* buildTable() {
       .supported = {"idle_timeout", "max_requests_per_connection"}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = {
       .supported = {"common_http_protocol_options", "explicit_http_config"},
-      .reasons = {{"use_downstream_protocol_config", kHttp2Reason},
-                  {"auto_config", kHttp2Reason}}};
+      .reasons = {{"use_downstream_protocol_config", kUseDownstreamProtocolReason},
+                  {"auto_config", kAutoConfigReason}}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options"] = {
       .supported = {"idle_timeout", "max_requests_per_connection"}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig"] = {
-      .supported = {"http_protocol_options"},
-      .reasons = {{"http2_protocol_options", kHttp2Reason},
-                  {"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
+      .supported = {"http_protocol_options", "http2_protocol_options"},
+      .reasons = {{"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
+  // HTTP/2 settings, downstream (the HCM's http2_protocol_options) and
+  // upstream (explicit_http_config.http2_protocol_options, or the deprecated
+  // Cluster.http2_protocol_options): turnout advertises these four and a
+  // pool caps a connection's streams at max_concurrent_streams; every other
+  // field is refused with its path.
+  table["envoy.config.core.v3.Http2ProtocolOptions"] = {
+      .supported = {"max_concurrent_streams", "initial_stream_window_size",
+                    "initial_connection_window_size", "hpack_table_size"},
+      .reasons = {{"allow_connect", kHttp2OptionReason},
+                  {"allow_metadata", kHttp2OptionReason},
+                  {"max_outbound_frames", kHttp2OptionReason},
+                  {"max_outbound_control_frames", kHttp2OptionReason},
+                  {"max_consecutive_inbound_frames_with_empty_payload", kHttp2OptionReason},
+                  {"max_inbound_priority_frames_per_stream", kHttp2OptionReason},
+                  {"max_inbound_window_update_frames_per_data_frame_sent", kHttp2OptionReason},
+                  {"stream_error_on_invalid_http_messaging", kHttp2OptionReason},
+                  {"override_stream_error_on_invalid_http_message", kHttp2OptionReason},
+                  {"custom_settings_parameters", kHttp2OptionReason},
+                  {"connection_keepalive", kHttp2OptionReason},
+                  {"use_oghttp2_codec", kHttp2OptionReason}}};
   // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
   // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};

@@ -236,6 +236,11 @@ struct ClusterConfig {
   // max_requests_per_connection requests is not reused (0: no limit).
   Milliseconds upstream_idle_timeout{60 * 60 * 1000};
   uint32_t max_requests_per_connection = 0;
+  // UpstreamProtocol::Http2: the honoured Http2ProtocolOptions (Envoy's
+  // defaults; the other fields are rejected by the field policy). The pool
+  // advertises them and caps a connection's streams at
+  // max_concurrent_streams.
+  Http2OptionsConfig http2;
 };
 
 struct NamedRouteTable {

@@ -283,6 +283,7 @@ void applyUpstreamCommonOptions(const core::HttpProtocolOptions& o, ClusterConfi
   }
 }
 
+
 // An EDS cluster's eds_config: a file (path_config_source, or the deprecated
 // path); the endpoints come from it only.
 absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const std::string& path) {
@@ -522,7 +523,12 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   // The deprecated Cluster fields still parse in Envoy 1.31 and appear in its examples.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  if (c.has_http2_protocol_options()) out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+  if (c.has_http2_protocol_options()) {
+    out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+    auto h2 = toHttp2Options(c.http2_protocol_options(), fieldPath(path, "http2_protocol_options"));
+    if (!h2.ok()) return h2.status();
+    out.http2 = *h2;
+  }
   if (c.has_common_http_protocol_options()) {
     applyUpstreamCommonOptions(c.common_http_protocol_options(), out);
   }
@@ -541,6 +547,13 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
         switch (hpo.explicit_http_config().protocol_config_case()) {
           case HPO::ExplicitHttpConfig::kHttp2ProtocolOptions:
             out.upstream_protocol = ClusterConfig::UpstreamProtocol::Http2;
+            {
+              auto h2 = toHttp2Options(
+                  hpo.explicit_http_config().http2_protocol_options(),
+                  fieldPath(fieldPath(opath, "explicit_http_config"), "http2_protocol_options"));
+              if (!h2.ok()) return h2.status();
+              out.http2 = *h2;
+            }
             break;
           case HPO::ExplicitHttpConfig::kHttp3ProtocolOptions:
             return invalid(fieldPath(fieldPath(opath, "explicit_http_config"), "http3_protocol_options"),

@@ -220,6 +220,15 @@ asio::awaitable<void> RouterFilter::forward() {
   }
   shard.inc(hcm.stats.rq_total);
   stream_.cluster_runtime_ = &cluster_->runtime();
+  if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
+      (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
+    // A tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
+    // upgrades) is not implemented: refuse it rather than send a request
+    // the upstream would take for a plain one.
+    co_await stream_.sendLocalReply(501, "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
+                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
+    co_return;
+  }
   retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();
@@ -443,7 +452,12 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   const bool reused = upstream.stream().reused();
   // A pooled connection may have been closed by the upstream while idle: the
   // request is then sent again once, so its body must be replayable.
-  if (reused && attempt_number == 0 && request_body_bytes_ == 0) keep_body_ = true;
+  // A multiplexed (HTTP/2) stream may be refused unprocessed, and is then
+  // sent again: its body must be replayable too.
+  const bool multiplexed = upstream.stream().http1Connection() == nullptr;
+  if ((reused || multiplexed) && attempt_number == 0 && request_body_bytes_ == 0) {
+    keep_body_ = true;
+  }
 
   // auto_host_rewrite: the chosen host's hostname (DNS clusters, or an
   // endpoint's hostname), per attempt since each attempt may pick another.
@@ -559,6 +573,14 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   shard.inc(stats.upstream_rq_rx_reset);
   if (reused && attempt_number == 0 && r.status == 0 && bodyReplayable() &&
       Clock::now() < deadline_) {
+    co_return co_await attempt(attempt_number + 1);
+  }
+  // A refused stream (REFUSED_STREAM, above a GOAWAY's last stream id, or
+  // never sent) was not processed: it is sent again whatever the retry
+  // policy, a bounded number of times (Envoy retries refused streams too).
+  if (isRefusedStream(r.reset_reason) && r.status == 0 && bodyReplayable() &&
+      refused_retries_ < kMaxRefusedRetries && Clock::now() < deadline_) {
+    ++refused_retries_;
     co_return co_await attempt(attempt_number + 1);
   }
   flags.set(access_log::ResponseFlag::UpstreamConnectionTermination);

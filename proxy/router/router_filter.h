@@ -97,6 +97,9 @@ class RouterFilter : public UpstreamRequestParent {
   // while it fits the listener's per_connection_buffer_limit_bytes.
   std::string body_kept_;
   bool keep_body_ = false;
+  // Attempts sent again because the upstream refused the stream unprocessed.
+  static constexpr uint32_t kMaxRefusedRetries = 3;
+  uint32_t refused_retries_ = 0;
   bool body_overflow_ = false;  // a received byte is not in body_kept_
   uint64_t& request_body_bytes_;  // body bytes taken from the client (the stream's count)
   bool body_stopped_ = false;     // stopRequestBody() on the current attempt

@@ -152,7 +152,11 @@ asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   if (upstream_write_failed_ || fired_ != Timeout::None || parent_.downstreamFailed()) {
     apply(Event::Reset);
   }
-  if (upstream_write_failed_) r.reset_reason = StreamResetReason::kConnectionTermination;
+  // A refused stream (HTTP/2) also fails its send(); it keeps its reason so
+  // that the router can send it again.
+  if (upstream_write_failed_ && !isRefusedStream(r.reset_reason)) {
+    r.reset_reason = StreamResetReason::kConnectionTermination;
+  }
   if (fired_ != Timeout::None) r.reset_reason = StreamResetReason::kLocalReset;
   r.state = state_;
   r.response_started = response_started_;

@@ -170,6 +170,8 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   s.upstream_cx_idle_timeout = r.counter("upstream_cx_idle_timeout");
   s.upstream_cx_max_requests = r.counter("upstream_cx_max_requests");
   s.upstream_cx_destroy_remote = r.counter("upstream_cx_destroy_remote");
+  s.upstream_cx_http1_total = r.counter("upstream_cx_http1_total");
+  s.upstream_cx_http2_total = r.counter("upstream_cx_http2_total");
   s.upstream_rq_total = r.counter("upstream_rq_total");
   s.upstream_rq_active = r.gauge("upstream_rq_active");
   s.upstream_rq_pending_total = r.counter("upstream_rq_pending_total");

@@ -96,6 +96,7 @@ struct ClusterStats {
   StatId upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_overflow;
   StatId upstream_cx_pool_overflow;
   StatId upstream_cx_idle_timeout, upstream_cx_max_requests, upstream_cx_destroy_remote;
+  StatId upstream_cx_http1_total, upstream_cx_http2_total;
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
   StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;

@@ -5,6 +5,8 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/upstream/http1_conn_pool.h"
+#include "proxy/upstream/http2_conn_pool.h"
 
 namespace turnout::proxy {
 namespace {
@@ -256,6 +258,17 @@ void WorkerCluster::updateEjections(OutlierEjectionsConstSharedPtr ejections) {
   }
 }
 
+ConnPool& WorkerCluster::connPool(HostState& host) {
+  if (!host.pool) {
+    if (config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2) {
+      host.pool = std::make_unique<Http2ConnPool>(*this, host);
+    } else {
+      host.pool = std::make_unique<Http1ConnPool>(*this, host);
+    }
+  }
+  return *host.pool;
+}
+
 std::chrono::milliseconds WorkerCluster::idleTimeout() const {
   return runtime_->config->upstream_idle_timeout;
 }
@@ -369,6 +382,7 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
                               stats.breakers_default.cx_open);
   ++host->cx_active;
   shard_->inc(stats.upstream_cx_total);
+  shard_->inc(stats.upstream_cx_http1_total);
   shard_->add(stats.upstream_cx_active, 1);
   r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
   boost::system::error_code ec;

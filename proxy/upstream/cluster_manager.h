@@ -248,6 +248,7 @@ class PendingRequest {
 
  private:
   friend class WorkerCluster;
+  friend class Http2ConnPool;  // shares the host's pending FIFO
   enum class Wake : uint8_t { None, Connection, Slot, ConnectFailure };
   void wake(Wake why) {
     wake_ = why;
@@ -307,7 +308,8 @@ class WorkerCluster {
   HostState* chooseHost(const LoadBalancerContext& ctx);
 
   // The pool of `host` (one of hosts()) for this cluster's upstream
-  // protocol: HTTP/1.1 (Http1ConnPool) until HTTP/2 upstreams land.
+  // protocol: Http2ConnPool for UpstreamProtocol::Http2 (h2c), else
+  // Http1ConnPool.
   ConnPool& connPool(HostState& host);
 
   // Takes the warmest idle connection to `host`, or null. Its idle watch
@@ -373,6 +375,7 @@ class WorkerCluster {
   bool failedActiveHealthCheck(const HostState& host) const;
 
  private:
+  friend class Http2ConnPool;  // its connections count in the same breakers and stats
   struct ConnectResult {
     UpstreamConnectionPtr conn;
     bool timed_out = false;

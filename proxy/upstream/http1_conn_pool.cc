@@ -4,11 +4,6 @@
 
 namespace turnout::proxy {
 
-ConnPool& WorkerCluster::connPool(HostState& host) {
-  if (!host.pool) host.pool = std::make_unique<Http1ConnPool>(*this, host);
-  return *host.pool;
-}
-
 UpstreamStreamPtr Http1ConnPool::attach(UpstreamConnectionPtr conn) {
   UpstreamConnection* c = conn.release();
   c->stream_owner = &cluster_;

@@ -369,6 +369,37 @@ TEST_CASE("the upstream idle timeout and requests per connection come from eithe
   CHECK(typed->findCluster("c")->max_requests_per_connection == 3);
 }
 
+TEST_CASE("HTTP/2 protocol options select the h2 pool and carry the honoured settings from "
+          "either field",
+          "[config][snapshot]") {
+  using Protocol = ClusterConfig::UpstreamProtocol;
+  auto plain = buildYaml("static_resources: {clusters: [{name: c}]}");
+  CHECK(plain->findCluster("c")->upstream_protocol == Protocol::Http1);
+  CHECK(plain->findCluster("c")->http2.max_concurrent_streams == 2147483647);
+  CHECK(plain->findCluster("c")->http2.initial_stream_window_size == 268435456);
+
+  auto deprecated = buildYaml(
+      "static_resources: {clusters: [{name: c, http2_protocol_options: "
+      "{max_concurrent_streams: 7, hpack_table_size: 0}}]}");
+  const ClusterConfig* d = deprecated->findCluster("c");
+  CHECK(d->upstream_protocol == Protocol::Http2);
+  CHECK(d->http2.max_concurrent_streams == 7);
+  CHECK(d->http2.hpack_table_size == 0);
+  CHECK(d->http2.initial_connection_window_size == 268435456);
+
+  auto typed = buildYaml(
+      "static_resources: {clusters: [{name: c, "
+      "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: "
+      "{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
+      "explicit_http_config: {http2_protocol_options: {initial_stream_window_size: 65535, "
+      "initial_connection_window_size: 1048576}}}}}]}");
+  const ClusterConfig* t = typed->findCluster("c");
+  CHECK(t->upstream_protocol == Protocol::Http2);
+  CHECK(t->http2.initial_stream_window_size == 65535);
+  CHECK(t->http2.initial_connection_window_size == 1048576);
+  CHECK(t->http2.max_concurrent_streams == 2147483647);
+}
+
 }  // namespace
 }  // namespace turnout::config
 

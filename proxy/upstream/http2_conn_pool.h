@@ -1,0 +1,228 @@
+#pragma once
+
+// The HTTP/2 ConnPool of one host of one cluster on one worker
+// (docs/http2_codec.md, "The upstream pool"; Envoy's Http2::ConnPoolImpl).
+// h2c only: plaintext with prior knowledge.
+//
+// Streams are multiplexed: a new stream goes on a ready connection with
+// spare capacity (the peer's SETTINGS_MAX_CONCURRENT_STREAMS, capped by the
+// cluster's Http2ProtocolOptions.max_concurrent_streams; 100 until the
+// peer's SETTINGS arrive), else the request waits as a pending request and a
+// new connection is opened within the cluster's breakers when the
+// connections being opened do not already have room for every pending
+// request (Envoy's rule). A connection that received GOAWAY, reached
+// max_requests_per_connection or was idle for the cluster's idle_timeout
+// drains: it takes no new stream and closes once its streams have ended.
+//
+// Each connection has one reader coroutine (socket -> ClientCodec::
+// dispatch) and a writer started whenever the codec wants to write (one
+// write outstanding at a time); both share the connection's shared_ptr
+// (STYLE.md R8b), and so does each stream, so the codec outlives every
+// ClientStream. Response events are queued per stream and handed to the
+// router inside receive(), never from the reader, so the router sees them
+// only while it is not writing to its client; DATA handed over by one
+// receive() is acknowledged to the peer (ClientStream::consumed) at the next
+// receive() or at release, so a slow client holds the upstream to its h2
+// windows.
+//
+// Worker thread only. The HostState owns the pool; the pool's connections
+// are closed when it is destroyed (no stream can exist then: a stream's
+// holder keeps the WorkerCluster, which owns the HostState, alive).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "proxy/codec/http2_client_codec.h"
+#include "proxy/upstream/cluster_manager.h"
+#include "proxy/upstream/conn_pool.h"
+
+namespace turnout::proxy {
+
+class Http2ConnPool;
+class Http2PoolStream;
+
+// One upstream HTTP/2 connection of an Http2ConnPool. Shared by its reader,
+// its writer and its streams; the pool holds it while it is open.
+class Http2PoolConnection final : public http2::ConnectionCallbacks,
+                                  public std::enable_shared_from_this<Http2PoolConnection> {
+ public:
+  enum class State : uint8_t { Connecting, Ready, Draining, Closed };
+
+  Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
+                      const http2::Http2Settings& settings);
+  ~Http2PoolConnection() override;
+  Http2PoolConnection(const Http2PoolConnection&) = delete;
+  Http2PoolConnection& operator=(const Http2PoolConnection&) = delete;
+
+  // http2::ConnectionCallbacks
+  void onSettings(const http2::PeerSettings& settings) override;
+  void onGoAway(std::int32_t last_stream_id, std::uint32_t error_code) override;
+
+  State state() const { return state_; }
+  // Streams this connection may carry at once now.
+  uint32_t capacity() const { return capacity_; }
+  uint32_t activeStreams() const { return active_; }
+  uint64_t streamsTotal() const { return streams_total_; }
+  // Ready, accepting streams, below its capacity and its request limit.
+  bool hasRoom() const;
+
+ private:
+  friend class Http2ConnPool;
+  friend class Http2PoolStream;
+
+  // Starts the writer if the codec has output and none is running.
+  void kickWriter();
+  asio::awaitable<void> writeLoop(std::shared_ptr<Http2PoolConnection> self);
+  // Wakes every stream whose send() waits (its bytes may have left).
+  void notifySenders();
+  // No new stream; closes once the last one ended (GOAWAY then close).
+  void drain();
+  // Closes the socket when the session is over and nothing is left to write.
+  void maybeClose();
+  void closeSocket();
+  void armIdleTimer();
+  void onStreamEnd(Http2PoolStream& s);
+
+  Http2ConnPool* pool_;  // null once the pool is gone
+  beast::tcp_stream stream_;
+  http2::ClientCodec codec_;
+  asio::steady_timer idle_timer_;
+  uint64_t idle_generation_ = 0;
+  State state_ = State::Connecting;
+  uint32_t capacity_;
+  uint32_t active_ = 0;
+  uint64_t streams_total_ = 0;
+  std::vector<Http2PoolStream*> streams_;  // attached, not yet released
+  std::string out_;
+  std::vector<char> read_buffer_;
+  bool writing_ = false;
+  bool closing_ = false;   // closeSocket() was called by us
+  bool counted_ = true;    // still counted in the cluster's cx stats and breaker
+  bool remote_close_ = false;
+};
+using Http2PoolConnectionSharedPtr = std::shared_ptr<Http2PoolConnection>;
+
+// One request/response exchange on an Http2PoolConnection: the router's
+// UpstreamStream over an http2::ClientStream. Made by the pool, destroyed
+// by release().
+class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallbacks {
+ public:
+  Http2PoolStream(Http2PoolConnectionSharedPtr conn, bool reused);
+  ~Http2PoolStream() override = default;
+  Http2PoolStream(const Http2PoolStream&) = delete;
+  Http2PoolStream& operator=(const Http2PoolStream&) = delete;
+
+  // UpstreamStream
+  void setResponseCallbacks(ResponseDecoderCallbacks* callbacks) override { target_ = callbacks; }
+  void encodeHeaders(const RequestHead& head, bool end_stream) override;
+  void encodeData(std::span<const char> data, bool end_stream) override;
+  void encodeTrailers(const HeaderMap& trailers) override;
+  asio::awaitable<bool> send() override;
+  asio::awaitable<ReceiveResult> receive() override;
+  void resetStream(StreamResetReason reason) override;
+  bool reused() const override { return reused_; }
+  bool canReuse() const override;
+  bool upgraded() const override { return false; }
+
+  // ResponseDecoderCallbacks: the codec's events, queued for receive().
+  void onMessageBegin() override {}
+  void onHeaders(ResponseHead& head, bool end_stream) override;
+  void onData(std::span<const char> data, bool end_stream) override;
+  void onTrailers(HeaderMap& trailers) override;
+  void onMessageComplete() override;
+  void onInformational(ResponseHead& head) override;
+  void onReset(StreamResetReason reason) override;
+
+  // Response bytes handed to the router and not yet acknowledged, and
+  // bytes received and not yet handed over.
+  std::size_t unacknowledged() const { return delivered_; }
+  std::size_t queuedResponseBytes() const { return data_.size(); }
+  std::int32_t id() const { return h2_ ? h2_->id() : -1; }
+
+ protected:
+  void release(bool reusable) override;
+
+ private:
+  friend class Http2PoolConnection;
+  friend class Http2ConnPool;
+  // Hands queued events to the router; true if any went.
+  bool deliver();
+  void markReset(StreamResetReason reason);
+  void wake();
+
+  // Declared before h2_: the ClientStream is released before the codec goes.
+  Http2PoolConnectionSharedPtr conn_;
+  http2::ClientStreamPtr h2_;
+  ResponseDecoderCallbacks* target_ = nullptr;
+  asio::steady_timer send_signal_;  // expiry max; cancel() wakes send()
+  asio::steady_timer recv_signal_;  // expiry max; cancel() wakes receive()
+  bool reused_;
+  bool reset_ = false;
+  StreamResetReason reason_ = StreamResetReason::kLocalReset;
+  // Queued response events, in codec.h's order.
+  std::vector<ResponseHead> informational_;
+  ResponseHead* head_ = nullptr;  // the codec's, valid until h2_ is released
+  bool head_end_ = false;
+  bool head_delivered_ = false;
+  std::string data_;
+  std::string delivering_;
+  bool data_end_ = false;
+  bool data_end_delivered_ = false;
+  HeaderMap* trailers_ = nullptr;
+  bool trailers_delivered_ = false;
+  bool complete_ = false;
+  bool complete_delivered_ = false;
+  std::size_t delivered_ = 0;
+};
+
+class Http2ConnPool final : public ConnPool {
+ public:
+  Http2ConnPool(WorkerCluster& cluster, HostState& host);
+  ~Http2ConnPool() override;  // closes every connection
+  Http2ConnPool(const Http2ConnPool&) = delete;
+  Http2ConnPool& operator=(const Http2ConnPool&) = delete;
+
+  // ConnPool
+  UpstreamStreamPtr tryNewStream() override;
+  asio::awaitable<NewStreamResult> newStream(
+      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override;
+
+  // Open connections (connecting, ready or draining), for tests and admin.
+  const std::vector<Http2PoolConnectionSharedPtr>& connections() const { return conns_; }
+  const http2::Http2Settings& settings() const { return settings_; }
+
+  // The cluster's Http2ProtocolOptions as codec settings.
+  static http2::Http2Settings settingsFor(const config::ClusterConfig& config);
+
+ private:
+  friend class Http2PoolConnection;
+  friend class Http2PoolStream;
+
+  UpstreamStreamPtr attach(Http2PoolConnection& c);
+  // Room that connections still connecting will have for pending requests.
+  uint64_t connectingCapacity() const;
+  void startConnect(asio::any_io_executor ex);
+  asio::awaitable<void> run(Http2PoolConnectionSharedPtr c);
+  // The connection is usable: up to its room of pending requests retry.
+  void onReady(Http2PoolConnection& c);
+  void onIdleTimeout(Http2PoolConnection& c);
+  // A stream ended on `c`: one pending request may take its place.
+  void onStreamEnd(Http2PoolConnection& c);
+  // `c` closed (or failed to connect): uncounted and forgotten.
+  void onClosed(Http2PoolConnection& c);
+  void uncount(Http2PoolConnection& c);
+  void wakePending(uint64_t n);
+
+  WorkerCluster& cluster_;
+  HostState& host_;
+  http2::Http2Settings settings_;
+  uint32_t configured_streams_;  // the cluster's max_concurrent_streams
+  std::vector<Http2PoolConnectionSharedPtr> conns_;
+  uint32_t pending_ = 0;  // this pool's requests in newStream()
+  bool last_connect_timed_out_ = false;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,190 @@
+"""An h2c (HTTP/2 over plaintext, prior knowledge) backend for the
+integration tests, on python3-h2 (Debian's python3-h2, so /usr/bin/python3).
+
+One thread accepts on 127.0.0.1:0 and one thread serves each connection.
+Every request is answered with a JSON echo of what arrived:
+
+    {"method", "path", "headers": [[name, value], ...], "body_len",
+     "body_sha256", "trailers": [[name, value], ...], "conn": <connection index>,
+     "stream": <stream id>}
+
+Paths:
+    /big/<n>        the body is n bytes of "x" (sent as the flow-control
+                    windows allow) instead of the echo
+    /trailers       the echo, then response trailers x-resp-trailer: done
+Options:
+    max_concurrent_streams  our SETTINGS_MAX_CONCURRENT_STREAMS
+    refuse_first            the first request of the whole backend is
+                            refused with RST_STREAM(REFUSED_STREAM)
+"""
+
+import hashlib
+import json
+import socket
+import threading
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.errors
+import h2.exceptions
+import h2.settings
+
+
+class H2Backend:
+    def __init__(self, max_concurrent_streams=100, refuse_first=False):
+        self.max_concurrent_streams = max_concurrent_streams
+        self.refuse_first = refuse_first
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.requests = []  # echo dicts, in arrival order
+        self.refused = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self.port = self._sock.getsockname()[1]
+        self._stopped = False
+        self._conns = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stopped = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        for c in list(self._conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def _accept(self):
+        while not self._stopped:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                index = self.connections
+                self.connections += 1
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+
+    def _serve(self, sock, index):
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        h2c = h2.connection.H2Connection(config=config)
+        h2c.initiate_connection()
+        h2c.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
+                             self.max_concurrent_streams})
+        sock.sendall(h2c.data_to_send())
+        streams = {}   # id -> request state
+        outgoing = {}  # id -> [bytes left, trailers or None]
+        sock.settimeout(30)
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                for ev in h2c.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        streams[ev.stream_id] = {"headers": list(ev.headers), "body": b"",
+                                                 "trailers": []}
+                        if ev.stream_ended:
+                            self._respond(h2c, ev.stream_id, streams, outgoing, index)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        if ev.stream_id in streams:
+                            streams[ev.stream_id]["body"] += ev.data
+                        h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if ev.stream_ended:
+                            self._respond(h2c, ev.stream_id, streams, outgoing, index)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        if ev.stream_id in streams:
+                            streams[ev.stream_id]["trailers"] = list(ev.headers)
+                        if ev.stream_ended:
+                            self._respond(h2c, ev.stream_id, streams, outgoing, index)
+                    elif isinstance(ev, h2.events.StreamReset):
+                        outgoing.pop(ev.stream_id, None)
+                        streams.pop(ev.stream_id, None)
+                    elif isinstance(ev, h2.events.ConnectionTerminated):
+                        sock.sendall(h2c.data_to_send())
+                        return
+                self._pump(h2c, outgoing)
+                out = h2c.data_to_send()
+                if out:
+                    sock.sendall(out)
+        except (OSError, h2.exceptions.ProtocolError):
+            return
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _respond(self, h2c, sid, streams, outgoing, index):
+        req = streams.pop(sid)
+        hdrs = dict(req["headers"])
+        with self.lock:
+            refuse = self.refuse_first and self.refused == 0
+            if refuse:
+                self.refused += 1
+        if refuse:
+            h2c.reset_stream(sid, error_code=h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        path = hdrs.get(":path", "")
+        echo = {
+            "method": hdrs.get(":method"),
+            "path": path,
+            "headers": req["headers"],
+            "body_len": len(req["body"]),
+            "body_sha256": hashlib.sha256(req["body"]).hexdigest(),
+            "trailers": req["trailers"],
+            "conn": index,
+            "stream": sid,
+        }
+        with self.lock:
+            self.requests.append(echo)
+        trailers = None
+        if path.startswith("/big/"):
+            body = b"x" * int(path[len("/big/"):])
+            ctype = "application/octet-stream"
+        else:
+            body = json.dumps(echo).encode()
+            ctype = "application/json"
+        if path == "/trailers":
+            trailers = [("x-resp-trailer", "done")]
+        h2c.send_headers(sid, [(":status", "200"), ("content-type", ctype),
+                               ("content-length", str(len(body)))] if trailers is None else
+                         [(":status", "200"), ("content-type", ctype)])
+        outgoing[sid] = [body, trailers]
+
+    @staticmethod
+    def _pump(h2c, outgoing):
+        for sid in list(outgoing):
+            body, trailers = outgoing[sid]
+            while body:
+                window = min(h2c.local_flow_control_window(sid), h2c.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                chunk, body = body[:window], body[window:]
+                h2c.send_data(sid, chunk)
+            outgoing[sid][0] = body
+            if not body:
+                if trailers:
+                    h2c.send_headers(sid, trailers, end_stream=True)
+                else:
+                    h2c.send_data(sid, b"", end_stream=True)
+                del outgoing[sid]
