@@ -18,6 +18,7 @@
 #include "config/snapshot/snapshot_builder.h"
 #include "proxy/access_log/access_log.h"
 #include "proxy/common/log.h"
+#include "proxy/server/data_plane_config.h"
 #include "proxy/server/server.h"
 
 namespace turnout::proxy {
@@ -216,6 +217,9 @@ int validate(const CliOptions& o) {
   absl::Status logs = loaded.ok() ? proxy::access_log::checkAccessLogFormats(*loaded->snapshot)
                                   : absl::OkStatus();
   if (!logs.ok()) loaded = logs;
+  // So do the TLS contexts (certificate files, keys, trust stores).
+  absl::Status tls = loaded.ok() ? proxy::checkListenerTls(*loaded->snapshot) : absl::OkStatus();
+  if (!tls.ok()) loaded = tls;
   if (!loaded.ok()) {
     // Envoy: ENVOY_LOG(critical, "error initializing configuration '{}': {}", ...).
     std::cerr << "error initializing configuration '" << o.bootstrap.config_path

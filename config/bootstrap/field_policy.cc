@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "config/bootstrap/extensions.h"
 #include "config/bootstrap/field_path.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/address.pb.h"
@@ -51,11 +52,23 @@ absl::Status checkTransportSocket(const Message& m, absl::string_view path) {
   const auto& ts = static_cast<const core_v3::TransportSocket&>(m);
   absl::string_view type = typeNameOf(ts.typed_config().type_url());
   if (!ts.has_typed_config() || type == kRawBuffer) return absl::OkStatus();
+  // A listener's filter chain serves TLS (proxy/tls); a cluster's
+  // UpstreamTlsContext is not wired yet. Anything else, including a TLS
+  // context of the other side's type, is refused rather than served as
+  // plaintext.
+  const bool listener_side = absl::StrContains(path, "filter_chain");
+  if (listener_side && type == kDownstreamTlsContextType) return absl::OkStatus();
+  if (type == kUpstreamTlsContextType && !listener_side) {
+    return rejected(path, absl::StrCat("TLS (", type, ") ", kPendingHttp2TlsIssue,
+                                       "; only raw_buffer (plaintext) upstreams are supported"));
+  }
   std::string what = absl::StrContains(type, ".tls.v3.")
-                         ? absl::StrCat("TLS (", type, ")")
+                         ? absl::StrCat("TLS (", type, ") on a ",
+                                        listener_side ? "listener" : "cluster")
                          : absl::StrCat("transport socket ", type);
-  return rejected(path, absl::StrCat(what, " ", kPendingHttp2TlsIssue,
-                                     "; only raw_buffer (plaintext) is supported"));
+  return rejected(path, absl::StrCat(what, " is not supported by turnout; use ",
+                                     listener_side ? "DownstreamTlsContext or raw_buffer"
+                                                   : "raw_buffer"));
 }
 
 absl::Status checkHcm(const Message& m, absl::string_view path) {
@@ -142,10 +155,9 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 
 // --- the table ---------------------------------------------------------------------
 
-constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout (its listeners serve HTTP/1.1 only yet); use explicit_http_config";
+constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
 constexpr absl::string_view kAutoConfigReason = "auto_config needs ALPN over upstream TLS, which turnout does not support yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
 constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
-constexpr absl::string_view kTlsSecretsReason = "SDS and static secrets are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kEdsXdsReason = "EDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
@@ -192,9 +204,10 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.core.v3.WatchedDirectory"] = {.supported = {"path"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.Rds"] = {
       .supported = {"config_source", "route_config_name"}};
+  // Static secrets: what a listener's DownstreamTlsContext names by
+  // tls_certificate_sds_secret_configs / validation_context_sds_secret_config.
   table["envoy.config.bootstrap.v3.Bootstrap.StaticResources"] = {
-      .supported = {"listeners", "clusters"},
-      .reasons = {{"secrets", kTlsSecretsReason}}};
+      .supported = {"listeners", "clusters", "secrets"}};
   table["envoy.config.bootstrap.v3.Admin"] = {
       .supported = {"address"},
       // turnout's admin server keeps no access log and has no profiler.

@@ -105,6 +105,8 @@ struct HttpConnectionManagerConfig {
 
 struct FilterChainConfig {
   std::string name;
+  std::string path;  // in the bootstrap or LDS file, for errors
+
   std::vector<std::string> server_names;  // filter_chain_match.server_names
   std::vector<std::string> application_protocols;
   std::optional<uint32_t> destination_port;

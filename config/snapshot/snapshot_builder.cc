@@ -598,6 +598,7 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
                                                 bool check_clusters, Snapshot& snapshot) {
   FilterChainConfig out;
   out.name = fc.name();
+  out.path = path;
   const auto& m = fc.filter_chain_match();
   out.server_names.assign(m.server_names().begin(), m.server_names().end());
   out.application_protocols.assign(m.application_protocols().begin(), m.application_protocols().end());

@@ -17,6 +17,8 @@ namespace turnout::proxy {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+// TLS: what watchForClose() feeds the transport at most while a request waits.
+constexpr size_t kMaxWatchCiphertext = 64 * 1024;
 // RFC 9113 §3.4: what an HTTP/2 client sends first.
 constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // Envoy's delayed_close_timeout default.
@@ -36,6 +38,46 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
     if (hcm->config->max_headers_count) s.max_headers_count = *hcm->config->max_headers_count;
   }
   return s;
+}
+
+// The server side of a TLS handshake on `s`, within `timeout` as a whole.
+asio::awaitable<bool> handshake(beast::tcp_stream& s, tls::TlsTransport& t,
+                                std::chrono::milliseconds timeout) {
+  s.expires_after(timeout);  // one deadline for the whole handshake
+  std::string buf;
+  for (;;) {
+    const tls::TlsTransport::Result r = t.handshake();
+    buf.clear();
+    t.takeOutput(buf);
+    boost::system::error_code ec;
+    if (!buf.empty()) {
+      co_await asio::async_write(s, asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+    }
+    if (r == tls::TlsTransport::Result::kOk) co_return true;
+    if (r != tls::TlsTransport::Result::kWantRead) co_return false;
+    buf.resize(kReadChunk);
+    const size_t n = co_await s.async_read_some(asio::buffer(buf),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    t.feed(std::span<const char>(buf.data(), n));
+  }
+}
+
+// listener.<addr>.ssl.*: the handshake's outcome (Envoy's
+// ContextImpl::logHandshake, the counters with fixed names).
+void countHandshake(stats::Shard& shard, const stats::SslStats& s, const tls::HandshakeInfo& info) {
+  using tls::HandshakeOutcome;
+  switch (info.outcome) {
+    case HandshakeOutcome::Success: shard.inc(s.handshake); break;
+    case HandshakeOutcome::FailVerifyError: shard.inc(s.fail_verify_error); break;
+    case HandshakeOutcome::FailVerifySan: shard.inc(s.fail_verify_san); break;
+    case HandshakeOutcome::FailVerifyNoCert: shard.inc(s.fail_verify_no_cert); break;
+    default: shard.inc(s.connection_error); break;
+  }
+  if (info.outcome != HandshakeOutcome::Success) return;
+  if (info.session_reused) shard.inc(s.session_reused);
+  if (!info.peer_certificate) shard.inc(s.no_certificate);
 }
 
 }  // namespace
@@ -102,7 +144,30 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   std::string initial;
   bool input_closed = false;
   bool h2 = type == CodecType::Http2;
-  if (type == CodecType::Auto) {
+  std::unique_ptr<tls::TlsTransport> tls;
+  if (l.tls) {
+    // TLS first; then ALPN picks the protocol: h2 for HTTP/2 (unless the
+    // HCM is HTTP1), anything else HTTP/1.1 (unless it is HTTP2).
+    tls = std::make_unique<tls::TlsTransport>(l.tls);
+    beast::tcp_stream hs(std::move(socket));
+    const bool ok = co_await handshake(
+        hs, *tls, orForever(l.hcm ? l.hcm->config->idle_timeout : std::chrono::milliseconds(0)));
+    socket = hs.release_socket();
+    countHandshake(worker.shard(), *l.ssl_stats, tls->describe());
+    if (!ok) {
+      TURNOUT_LOG(debug, "conn", "TLS handshake from {} failed", remote.address().to_string());
+      // Counted as a connection of the listener, as Envoy does.
+      worker.shard().inc(l.stats.downstream_cx_total);
+      worker.shard().inc(l.stats.downstream_cx_destroy);
+      boost::system::error_code ec;
+      socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      socket.close(ec);
+      co_return;
+    }
+    if (tls->alpn() == "h2") {
+      h2 = type != CodecType::Http1;
+    }
+  } else if (type == CodecType::Auto) {
     // Envoy's AUTO: HTTP/2 when the connection starts with the client
     // preface (h2c with prior knowledge), else HTTP/1. Reads until the bytes
     // tell, within the connection idle timeout.
@@ -134,10 +199,11 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   }
   if (h2) {
     co_await Http2DownstreamConnection::run(worker, std::move(config), listener_index,
-                                            std::move(socket), remote, local, std::move(initial));
+                                            std::move(socket), remote, local, std::move(initial),
+                                            std::move(tls));
   } else {
     co_await runHttp1(worker, std::move(config), listener_index, std::move(socket), remote, local,
-                      std::move(initial), input_closed);
+                      std::move(initial), input_closed, std::move(tls));
   }
 }
 
@@ -147,10 +213,12 @@ asio::awaitable<void> DownstreamConnection::runHttp1(Worker& worker,
                                                      asio::ip::tcp::socket socket,
                                                      asio::ip::tcp::endpoint remote,
                                                      asio::ip::tcp::endpoint local,
-                                                     std::string initial, bool input_closed) {
+                                                     std::string initial, bool input_closed,
+                                                     std::unique_ptr<tls::TlsTransport> tls) {
   DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket), remote,
                             local, initial);
   conn.input_closed_ = input_closed;
+  conn.tls_ = std::move(tls);
   const ListenerRuntime& l = conn.listener();
   stats::Shard& shard = worker.shard();
   shard.inc(l.stats.downstream_cx_total);
@@ -203,15 +271,19 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (input_closed_) co_return;  // EOF seen while probing the protocol
       stream_.expires_after(mid_request ? stream_idle : idle);
       boost::system::error_code ec;
-      size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (tls_) {
+        co_await readTls(ec);
+      } else {
+        size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) buffer_.commit(n);
+      }
       if (ec) {
         if (ec == beast::error::timeout && mid_request) {
           worker_.shard().inc(hcm.stats.downstream_rq_header_timeout);
         }
         co_return;  // EOF, reset, idle timeout: nothing to answer
       }
-      buffer_.commit(n);
     }
     RequestHead& head = *head_;
     {
@@ -271,15 +343,56 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
     if (closed_ || input_closed_) co_return false;
     stream_.expires_after(orForever(timeout));
     boost::system::error_code ec;
-    size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
-                                                asio::redirect_error(asio::use_awaitable, ec));
+    if (tls_) {
+      co_await readTls(ec);
+    } else {
+      size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) buffer_.commit(n);
+    }
     if (ec) co_return false;
-    buffer_.commit(n);
+  }
+}
+
+asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec) {
+  // Plaintext the transport already holds first (records that came with the
+  // handshake's last flight), then ciphertext from the socket until some
+  // plaintext comes out. The caller set the stream's deadline.
+  for (;;) {
+    tls_plain_.clear();
+    const tls::TlsTransport::Result r = tls_->read(tls_plain_);
+    if (!tls_plain_.empty()) {
+      auto space = buffer_.prepare(tls_plain_.size());
+      std::memcpy(space.data(), tls_plain_.data(), tls_plain_.size());
+      buffer_.commit(tls_plain_.size());
+      co_return;
+    }
+    if (r == tls::TlsTransport::Result::kClosed) {
+      ec = asio::error::eof;
+      co_return;
+    }
+    if (r == tls::TlsTransport::Result::kError) {
+      ec = asio::error::connection_reset;
+      co_return;
+    }
+    if (tls_->hasOutput()) {  // a TLS 1.3 key update answer, say
+      tls_wire_.clear();
+      tls_->takeOutput(tls_wire_);
+      co_await asio::async_write(stream_, asio::buffer(tls_wire_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+    }
+    tls_wire_.resize(kReadChunk);
+    const size_t n = co_await stream_.async_read_some(
+        asio::buffer(tls_wire_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    tls_->feed(std::span<const char>(tls_wire_.data(), n));
   }
 }
 
 void DownstreamConnection::watchForClose(PendingRequest& pending) {
   watched_ = &pending;
+  watch_fed_ = 0;
   if (!watching_) armWatch();
 }
 
@@ -298,10 +411,17 @@ void DownstreamConnection::onWatchReady(const boost::system::error_code& ec) {
   }
   const size_t room = buffer_.max_size() - buffer_.size();
   if (room == 0) return;  // nothing more can be read now, so nothing more can be seen
-  auto space = buffer_.prepare(std::min(room, kReadChunk));
-  const ssize_t n = ::recv(stream_.socket().native_handle(), space.data(), space.size(),
-                           MSG_DONTWAIT);
-  if (n > 0) {
+  const size_t want = std::min(room, kReadChunk);
+  // TLS: the ciphertext goes into the transport (decrypted by the next
+  // readTls()), within the same bound as plaintext bytes.
+  if (tls_) tls_wire_.resize(want);
+  char* into = tls_ ? tls_wire_.data() : static_cast<char*>(buffer_.prepare(want).data());
+  const ssize_t n = ::recv(stream_.socket().native_handle(), into, want, MSG_DONTWAIT);
+  if (n > 0 && tls_) {
+    tls_->feed(std::span<const char>(tls_wire_.data(), static_cast<size_t>(n)));
+    watch_fed_ += static_cast<size_t>(n);
+    if (watch_fed_ < kMaxWatchCiphertext) armWatch();
+  } else if (n > 0) {
     buffer_.commit(static_cast<size_t>(n));
     armWatch();
   } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -333,6 +453,16 @@ asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds time
   if (closed_) co_return false;
   stream_.expires_after(orForever(timeout));
   boost::system::error_code ec;
+  if (tls_) {
+    const bool encrypted = tls_->write(std::span<const char>(out_.data(), out_.size()));
+    out_.clear();
+    if (!encrypted) co_return false;
+    tls_wire_.clear();
+    tls_->takeOutput(tls_wire_);
+    co_await asio::async_write(stream_, asio::buffer(tls_wire_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
   co_await asio::async_write(stream_, asio::buffer(out_),
                              asio::redirect_error(asio::use_awaitable, ec));
   out_.clear();

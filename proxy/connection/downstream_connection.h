@@ -12,6 +12,7 @@
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
 #include "proxy/server/data_plane_config.h"
+#include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy {
 
@@ -81,6 +82,7 @@ class DownstreamConnection : public ConnectionHandle,
   bool closeAfterResponse() const override { return codec_.shouldClose(); }
   bool upgraded() const override { return codec_.upgraded(); }
   DownstreamConnection* http1() override { return this; }
+  bool canTunnel() const override { return tls_ == nullptr; }
 
   // For the tunnel after an upgrade.
   beast::tcp_stream& stream() { return stream_; }
@@ -105,11 +107,15 @@ class DownstreamConnection : public ConnectionHandle,
                                         size_t listener_index, asio::ip::tcp::socket socket,
                                         asio::ip::tcp::endpoint remote,
                                         asio::ip::tcp::endpoint local, std::string initial,
-                                        bool input_closed);
+                                        bool input_closed,
+                                        std::unique_ptr<tls::TlsTransport> tls);
   asio::awaitable<void> serve();
   // Decodes what is buffered; false on a codec error.
   bool decodeBuffered();
   asio::awaitable<void> replyCodecError();
+  // TLS: decrypts into buffer_ what the transport holds, else reads
+  // ciphertext until some plaintext comes; `ec` as a socket read's.
+  asio::awaitable<void> readTls(boost::system::error_code& ec);
   // Writes out_ to the client (and clears it). False on error/timeout.
   asio::awaitable<bool> write(std::chrono::milliseconds timeout);
   // Before closing a connection whose last request was not read whole.
@@ -138,6 +144,12 @@ class DownstreamConnection : public ConnectionHandle,
   bool draining_ = false;
   bool closed_ = false;
   bool input_closed_ = false;  // the client's EOF was read before this connection took the socket
+  // TLS (a listener with a DownstreamTlsContext; null: plaintext), with its
+  // ciphertext and plaintext scratch.
+  std::unique_ptr<tls::TlsTransport> tls_;
+  std::string tls_wire_;
+  std::string tls_plain_;
+  size_t watch_fed_ = 0;
   // watchForClose(): the request to cancel, and whether a wait is armed.
   PendingRequest* watched_ = nullptr;
   bool watching_ = false;

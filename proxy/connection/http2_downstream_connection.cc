@@ -237,9 +237,11 @@ asio::awaitable<void> Http2DownstreamConnection::run(Worker& worker,
                                                      asio::ip::tcp::socket socket,
                                                      asio::ip::tcp::endpoint remote,
                                                      asio::ip::tcp::endpoint local,
-                                                     std::string initial) {
+                                                     std::string initial,
+                                                     std::unique_ptr<tls::TlsTransport> tls) {
   Http2DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket),
                                  remote, local);
+  conn.tls_ = std::move(tls);
   const ListenerRuntime& l = conn.listener();
   const stats::HttpConnManagerStats& hcm = l.hcm->stats;
   stats::Shard& shard = worker.shard();
@@ -375,15 +377,28 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
     }
     return s.ok();
   };
+  // TLS: records that came with the handshake's last flight hold the start.
+  bool tls_closed = false;
+  if (tls_) tls_closed = tls_->read(initial) != tls::TlsTransport::Result::kOk;
   bool ok = initial.empty() || dispatch(std::span<const char>(initial.data(), initial.size()));
   std::string().swap(initial);
   std::vector<char> buf(kReadChunk);
-  while (ok && !closed_ && codec_.wantsRead()) {
+  std::string plain;
+  while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
     boost::system::error_code ec;
     const size_t n = co_await socket_.async_read_some(
         asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;  // EOF, reset, close()
-    ok = dispatch(std::span<const char>(buf.data(), n));
+    if (!tls_) {
+      ok = dispatch(std::span<const char>(buf.data(), n));
+      continue;
+    }
+    tls_->feed(std::span<const char>(buf.data(), n));
+    plain.clear();
+    // close_notify or a TLS error ends the input as EOF does.
+    tls_closed = tls_->read(plain) != tls::TlsTransport::Result::kOk;
+    if (!plain.empty()) ok = dispatch(std::span<const char>(plain.data(), plain.size()));
+    if (tls_->hasOutput()) wake();  // a TLS 1.3 key update answer
   }
   read_done_ = true;
   if (!protocol_error) {
@@ -418,9 +433,19 @@ asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
     out_.clear();
     (void)codec_.drainOutput(out_, kWriteChunk);
     for (auto& s : streams_) s->onDrained();
-    if (!out_.empty() && !closed_) {
+    std::string* bytes = &out_;
+    if (tls_) {
+      wire_.clear();
+      if (!tls_->write(std::span<const char>(out_.data(), out_.size()))) {
+        close();
+        break;
+      }
+      tls_->takeOutput(wire_);
+      bytes = &wire_;
+    }
+    if (!bytes->empty() && !closed_) {
       boost::system::error_code ec;
-      co_await asio::async_write(socket_, asio::buffer(out_),
+      co_await asio::async_write(socket_, asio::buffer(*bytes),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         close();

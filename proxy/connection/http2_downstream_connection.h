@@ -12,6 +12,7 @@
 #include "proxy/codec/http2_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
 #include "proxy/server/data_plane_config.h"
+#include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy {
 
@@ -45,7 +46,8 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                    size_t listener_index, asio::ip::tcp::socket socket,
                                    asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
-                                   std::string initial);
+                                   std::string initial,
+                                   std::unique_ptr<tls::TlsTransport> tls = nullptr);
 
   Http2DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
                             size_t listener_index, asio::ip::tcp::socket socket,
@@ -93,6 +95,9 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   std::list<std::unique_ptr<Stream>> streams_;
   size_t running_ = 0;  // stream coroutines not yet finished
   std::string out_;     // what the writer is writing
+  // TLS (h2 by ALPN; null: h2c): out_ is encrypted into wire_ before writing.
+  std::unique_ptr<tls::TlsTransport> tls_;
+  std::string wire_;
   asio::steady_timer writer_signal_;  // the writer waits on it
   asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
   asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open

@@ -204,6 +204,37 @@ const ListenerRuntimeConstSharedPtr* DataPlaneConfig::findListener(std::string_v
   return nullptr;
 }
 
+namespace {
+
+// A filter chain's DownstreamTlsContext as a server context; null for a
+// plaintext chain. Static secrets come from the bootstrap's
+// static_resources.secrets.
+absl::StatusOr<tls::ServerContextConstSharedPtr> serverTlsFor(const config::FilterChainConfig& chain,
+                                                             const config::Snapshot& owner) {
+  if (!chain.has_tls || !chain.transport_socket) return tls::ServerContextConstSharedPtr();
+  const std::string path = absl::StrCat(chain.path, ".transport_socket.typed_config");
+  envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
+  if (!chain.transport_socket->UnpackTo(&ctx)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot decode DownstreamTlsContext"));
+  }
+  auto secrets = tls::SecretResolver::create(owner.bootstrap.static_resources().secrets(),
+                                             "static_resources.secrets");
+  if (!secrets.ok()) return secrets.status();
+  return tls::ServerContext::create(ctx, path, *secrets);
+}
+
+}  // namespace
+
+absl::Status checkListenerTls(const config::Snapshot& snapshot) {
+  for (const auto& l : snapshot.listeners) {
+    for (const auto& chain : l.filter_chains) {
+      auto tls = serverTlsFor(chain, snapshot);
+      if (!tls.ok()) return tls.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ClusterRuntimeConstSharedPtr> DataPlaneConfig::buildCluster(
     config::SnapshotConstSharedPtr owner, const config::ClusterConfig& c, stats::Store& store) {
   auto rt = makeCluster(c, store);
@@ -224,6 +255,10 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
     auto hcm = buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
     if (!hcm.ok()) return hcm.status();
     lr->hcm = *std::move(hcm);
+    auto tls = serverTlsFor(chain, *owner);
+    if (!tls.ok()) return tls.status();
+    lr->tls = *std::move(tls);
+    if (lr->tls) lr->ssl_stats = stats::makeSslStats(store, lr->stats.prefix);
     break;
   }
   lr->owner = std::move(owner);

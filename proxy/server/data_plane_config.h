@@ -13,6 +13,7 @@
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
 #include "proxy/stream/filter.h"
+#include "proxy/tls/tls_context.h"
 #include "proxy/upstream/host_set.h"
 #include "routing/route_table.h"
 
@@ -78,9 +79,17 @@ struct ListenerRuntime {
   config::SnapshotConstSharedPtr owner;
   stats::ListenerStats stats;
   // The first filter chain's HTTP connection manager (filter_chain_match
-  // selection arrives with TLS/SNI).
+  // selection arrives with SNI).
   std::optional<HttpConnectionManagerRuntime> hcm;
+  // That filter chain's DownstreamTlsContext (null: plaintext) and its
+  // listener.<addr>.ssl.* stats.
+  tls::ServerContextConstSharedPtr tls;
+  std::optional<stats::SslStats> ssl_stats;
 };
+
+// Builds the TLS contexts of every listener of `snapshot` (reads the
+// certificate files): --mode validate's check, the same one serving makes.
+absl::Status checkListenerTls(const config::Snapshot& snapshot);
 using ListenerRuntimeConstSharedPtr = std::shared_ptr<const ListenerRuntime>;
 using RouteTableConstSharedPtr = std::shared_ptr<const routing::RouteTable>;
 

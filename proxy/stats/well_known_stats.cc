@@ -129,6 +129,19 @@ ListenerHttpStats fillListenerHttpStats(Registrar& r) {
   return s;
 }
 
+template <class Registrar>
+SslStats fillSslStats(Registrar& r) {
+  SslStats s;
+  s.handshake = r.counter("handshake");
+  s.connection_error = r.counter("connection_error");
+  s.fail_verify_error = r.counter("fail_verify_error");
+  s.fail_verify_san = r.counter("fail_verify_san");
+  s.fail_verify_no_cert = r.counter("fail_verify_no_cert");
+  s.no_certificate = r.counter("no_certificate");
+  s.session_reused = r.counter("session_reused");
+  return s;
+}
+
 template <class Stats>
 const StatSchema* buildSchema(Stats (*fill)(SchemaRegistrar&)) {
   auto* schema = new StatSchema();
@@ -312,6 +325,15 @@ ListenerStats makeListenerStats(Store& store, std::string_view address, std::str
 
 void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {
   countClass(downstream_rq_xx, shard, code);
+}
+
+SslStats makeSslStats(Store& store, std::string_view scope_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillSslStats<SchemaRegistrar>);
+  const ScopeRef ref = store.scope(std::string(scope_prefix) + "ssl.", *kSchema);
+  ScopeRegistrar r{ref};
+  SslStats s = fillSslStats(r);
+  s.scope = ref.handle;
+  return s;
 }
 
 ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,

@@ -65,6 +65,17 @@ struct ListenerHttpStats {
 ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
                                         std::string_view http_stat_prefix);
 
+// <scope>ssl.*: a TLS listener's (or cluster's) handshake counters, Envoy's
+// ALL_SSL_STATS that have fixed names (ssl.versions.*, ssl.ciphers.* and
+// ssl.curves.* are not registered yet: their names depend on the peer).
+struct SslStats {
+  StatId handshake, connection_error, fail_verify_error, fail_verify_san, fail_verify_no_cert,
+      no_certificate, session_reused;
+  ScopeHandle scope;
+};
+// `scope_prefix`: "listener.<addr>." or "cluster.<name>.".
+SslStats makeSslStats(Store& store, std::string_view scope_prefix);
+
 // cluster.<name>.circuit_breakers.<priority>.*: Envoy's ResourceManagerImpl
 // gauges, 1 while the resource is at its limit (count >= max), else 0.
 struct CircuitBreakerStats {

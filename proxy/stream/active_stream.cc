@@ -185,7 +185,7 @@ asio::awaitable<void> ActiveStream::run() {
                             "cluster_not_found");
       break;
     case Kind::Route:
-      if (head_.upgrade && !upgradeAllowed(d)) {
+      if (head_.upgrade && (!upgradeAllowed(d) || !conn_.canTunnel())) {
         // Envoy answers an upgrade nobody configured with 403.
         close_connection_ = true;
         co_await sendLocalReply(403, "", {}, {}, "upgrade_failed");

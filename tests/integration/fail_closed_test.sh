@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Fail closed: a listener with a DownstreamTlsContext is refused by --mode validate
-# AND by --mode serve (which must exit non-zero with the field path, never serve
-# plaintext). Usage: fail_closed_test.sh <turnout-binary> <source-dir>.
+# Fail closed: a listener whose DownstreamTlsContext cannot be built (here a
+# certificate that is not PEM) is refused by --mode validate AND by --mode serve
+# (which must exit non-zero with the field path, never serve plaintext).
+# Usage: fail_closed_test.sh <turnout-binary> <source-dir>.
 set -u
 BIN="$1"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 failures=0
-want='static_resources.listeners[0].filter_chains[0].transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext) is not supported by turnout yet'
+want='static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0].certificate_chain: contains no PEM certificate'
 
 cat >"$TMP/tls.yaml" <<'YAML'
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}

@@ -230,8 +230,10 @@ TEST_CASE("features turnout does not implement fail validation with their field 
     std::string want;
   };
   auto [what, yaml, want] = GENERATE_COPY(values<Case>({
-      {"listener TLS", bootstrap("", tls_listener, kRouteConfig, ""),
-       ch + ".transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
+      {"a listener with the upstream side's TLS context",
+       bootstrap("", absl::StrReplaceAll(tls_listener, {{"DownstreamTlsContext", "UpstreamTlsContext"}}),
+                 kRouteConfig, ""),
+       ch + ".transport_socket.typed_config: unsupported extension type 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'"},
       {"cluster TLS",
        bootstrap("", "", kRouteConfig,
                  "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x}}\n"),
@@ -282,7 +284,7 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        hcm + ".rds.config_source.ads: xDS from a management server"},
       {"SDS secrets",
        bootstrap("", "", kRouteConfig, "", "  secrets: [{name: s, generic_secret: {secret: {inline_string: x}}}]\n"),
-       "static_resources.secrets: SDS and static secrets are not supported by turnout yet"},
+       "static_resources.secrets[0].generic_secret: generic secrets are not supported by turnout"},
       {"filter_chain_match",
        bootstrap("", "      filter_chain_match: {server_names: [a.example]}\n", kRouteConfig, ""),
        ch + ".filter_chain_match: filter chain matching is not supported"},

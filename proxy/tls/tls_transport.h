@@ -1,0 +1,74 @@
+#pragma once
+
+// One TLS connection, sans-I/O (STYLE.md R6; Envoy's SslSocket over its raw
+// transport): OpenSSL runs over two memory BIOs, so the connection that owns
+// it keeps one socket type and one read/write path for plaintext and TLS.
+// Ciphertext read from the socket goes in through feed(); handshake() and
+// read() consume it; write() encrypts; what must go to the socket
+// (handshake flights, records, alerts, TLS 1.3 session tickets) is taken with
+// takeOutput() after every call.
+//
+// Who calls it: the connection's worker thread only. The context's
+// shared_ptr is held for the transport's life, so a replaced context stays
+// alive for the connections that use it.
+
+#include <openssl/ssl.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "proxy/common/asio.h"
+
+#include "proxy/tls/handshake_outcome.h"
+#include "proxy/tls/tls_context.h"
+
+namespace turnout::proxy::tls {
+
+class TlsTransport {
+ public:
+  enum class Result {
+    kOk,        // done (handshake), or what could be decrypted was (read)
+    kWantRead,  // handshake: send takeOutput(), then feed more
+    kClosed,    // the peer sent close_notify
+    kError,     // a fatal TLS error: send takeOutput() (the alert), then close
+  };
+
+  // A server-side transport on `context`.
+  explicit TlsTransport(ServerContextConstSharedPtr context);
+  ~TlsTransport();
+  TlsTransport(const TlsTransport&) = delete;
+  TlsTransport& operator=(const TlsTransport&) = delete;
+
+  void feed(std::span<const char> ciphertext);
+  Result handshake();
+  // Appends the plaintext that what was fed decrypts to.
+  Result read(std::string& out);
+  // Encrypts all of `plaintext` into the output. False on a fatal error.
+  bool write(std::span<const char> plaintext);
+  // Queues close_notify.
+  void shutdown();
+  // Moves what must be sent to the socket into `out` (appended).
+  void takeOutput(std::string& out);
+  bool hasOutput() const;
+
+  bool handshakeDone() const { return handshake_done_; }
+  // The handshake's outcome and parameters, for ssl.* stats (after
+  // handshake() returned kOk or kError).
+  HandshakeInfo describe() const;
+  // The ALPN protocol the handshake selected ("h2", "http/1.1"), or empty.
+  std::string_view alpn() const;
+  SSL* native() const { return ssl_; }
+
+ private:
+  ServerContextConstSharedPtr context_;
+  SSL* ssl_ = nullptr;
+  BIO* in_ = nullptr;   // owned by ssl_
+  BIO* out_ = nullptr;  // owned by ssl_
+  bool handshake_done_ = false;
+  unsigned long error_ = 0;  // the OpenSSL error that failed the handshake
+};
+
+}  // namespace turnout::proxy::tls
