@@ -49,12 +49,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-# Protocols each proxy serves on its downstream side in this suite. turnout's
-# HTTP/2 and TLS listeners come with their own issue; until then its h2c and
-# TLS rows say "not supported" instead of being silently absent.
+# Protocols each proxy serves on its downstream side in this suite (a
+# proxy without one gets a "not supported" row instead of a silent gap).
+# Every proxy speaks HTTP/1.1 to the origin.
 PROTOCOLS = {
     "direct": {"h1", "h2c", "tls-h2"},
-    "turnout": {"h1"},
+    "turnout": {"h1", "h2c", "tls-h2"},
     "haproxy": {"h1", "h2c", "tls-h2"},
     "nginx": {"h1", "h2c", "tls-h2"},
     "nghttpx": {"h1", "h2c", "tls-h2"},
@@ -316,8 +316,9 @@ def haproxy_conf(work, port, proto, origin, workers, sandboxes):
     return "\n".join(lines) + "\n"
 
 
-def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter):
-    """Envoy v3 YAML, accepted unchanged by turnout and by Envoy."""
+def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter, tls_dir=None):
+    """Envoy v3 YAML, accepted unchanged by turnout and by Envoy. tls_dir: serve
+    TLS (ALPN h2, http/1.1) with its cert.pem and key.pem; else AUTO (h1, h2c)."""
     routes = []
     for i, k in enumerate(sandbox_keys(sandboxes)):
         routes.append('{ match: { prefix: "/", headers: [{ name: x-turnout-routing-key, '
@@ -328,6 +329,19 @@ def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter):
     if turnout_filter:
         filters = ("          - name: rk\n            typed_config: { \"@type\": type.googleapis.com/"
                    "turnout.extensions.filters.http.routing_key.v3.RoutingKey }\n")
+    tls = ""
+    if tls_dir:
+        tls = ("transport_socket:\n"
+               "        name: envoy.transport_sockets.tls\n"
+               "        typed_config:\n"
+               "          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+               "DownstreamTlsContext\n"
+               "          common_tls_context:\n"
+               "            alpn_protocols: [h2, http/1.1]\n"
+               "            tls_certificates:\n"
+               "            - certificate_chain: {{ filename: {d}/cert.pem }}\n"
+               "              private_key: {{ filename: {d}/key.pem }}\n"
+               "      ").format(d=tls_dir)
     clusters = ""
     for name in ["origin"] + ["sb%d" % i for i in range(SANDBOX_CLUSTERS if sandboxes else 0)]:
         clusters += """  - name: {n}
@@ -342,7 +356,7 @@ static_resources:
   - name: bench
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }}
     filter_chains:
-    - filters:
+    - {tls}filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -359,7 +373,7 @@ static_resources:
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:
 {clusters}""".format(a=admin, p=port, routes="".join("              - %s\n" % r for r in routes),
-                     filters=filters, clusters=clusters)
+                     filters=filters, clusters=clusters, tls=tls)
 
 
 class Target:
@@ -382,7 +396,8 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
     if name == "turnout":
         conf = os.path.join(work, "turnout.yaml")
         with open(conf, "w") as f:
-            f.write(envoy_style_bootstrap(port, free_port(), ctx["origin"], sandboxes, True))
+            f.write(envoy_style_bootstrap(port, free_port(), ctx["origin"], sandboxes, True,
+                                          work if proto == "tls-h2" else None))
         args = [ctx["turnout"], "-c", conf, "--concurrency", str(workers), "-l", "error"]
     elif name == "envoy":
         conf = os.path.join(work, "envoy.yaml")
