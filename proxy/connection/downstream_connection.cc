@@ -148,7 +148,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   if (l.tls) {
     // TLS first; then ALPN picks the protocol: h2 for HTTP/2 (unless the
     // HCM is HTTP1), anything else HTTP/1.1 (unless it is HTTP2).
-    tls = std::make_unique<tls::TlsTransport>(l.tls);
+    tls = std::make_unique<tls::TlsTransport>(l.tls->current());
     beast::tcp_stream hs(std::move(socket));
     const bool ok = co_await handshake(
         hs, *tls, orForever(l.hcm ? l.hcm->config->idle_timeout : std::chrono::milliseconds(0)));

@@ -206,13 +206,13 @@ const ListenerRuntimeConstSharedPtr* DataPlaneConfig::findListener(std::string_v
 
 namespace {
 
-// A filter chain's DownstreamTlsContext as a server context; null for a
-// plaintext chain. Static secrets come from the bootstrap's
+// A filter chain's DownstreamTlsContext as a reloading server context; null
+// for a plaintext chain. Static secrets come from the bootstrap's
 // static_resources.secrets.
-absl::StatusOr<tls::ServerContextConstSharedPtr> serverTlsFor(const config::FilterChainConfig& chain,
-                                                             const config::Snapshot& owner) {
-  if (!chain.has_tls || !chain.transport_socket) return tls::ServerContextConstSharedPtr();
-  const std::string path = absl::StrCat(chain.path, ".transport_socket.typed_config");
+absl::StatusOr<tls::ServerContextSlotSharedPtr> serverTlsFor(const config::FilterChainConfig& chain,
+                                                            const config::Snapshot& owner) {
+  if (!chain.has_tls || !chain.transport_socket) return tls::ServerContextSlotSharedPtr();
+  std::string path = absl::StrCat(chain.path, ".transport_socket.typed_config");
   envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
   if (!chain.transport_socket->UnpackTo(&ctx)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot decode DownstreamTlsContext"));
@@ -220,7 +220,10 @@ absl::StatusOr<tls::ServerContextConstSharedPtr> serverTlsFor(const config::Filt
   auto secrets = tls::SecretResolver::create(owner.bootstrap.static_resources().secrets(),
                                              "static_resources.secrets");
   if (!secrets.ok()) return secrets.status();
-  return tls::ServerContext::create(ctx, path, *secrets);
+  auto reloading =
+      tls::ReloadingServerContext::create(std::move(ctx), std::move(path), *std::move(secrets));
+  if (!reloading.ok()) return reloading.status();
+  return std::make_shared<tls::ServerContextSlot>(*std::move(reloading));
 }
 
 }  // namespace

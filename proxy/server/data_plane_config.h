@@ -13,7 +13,7 @@
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
 #include "proxy/stream/filter.h"
-#include "proxy/tls/tls_context.h"
+#include "proxy/tls/reloading_server_context.h"
 #include "proxy/upstream/host_set.h"
 #include "routing/route_table.h"
 
@@ -81,9 +81,10 @@ struct ListenerRuntime {
   // The first filter chain's HTTP connection manager (filter_chain_match
   // selection arrives with SNI).
   std::optional<HttpConnectionManagerRuntime> hcm;
-  // That filter chain's DownstreamTlsContext (null: plaintext) and its
+  // That filter chain's DownstreamTlsContext (null: plaintext), reloaded
+  // when its certificate files change (Server's main-thread tick), and its
   // listener.<addr>.ssl.* stats.
-  tls::ServerContextConstSharedPtr tls;
+  tls::ServerContextSlotSharedPtr tls;
   std::optional<stats::SslStats> ssl_stats;
 };
 

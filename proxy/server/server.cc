@@ -96,6 +96,7 @@ int Server::run() {
                        std::chrono::steady_clock::now() - started_)
                        .count());
     main_shard.set(server_stats.live, draining_ || health_check_failed_ ? 0 : 1);
+    reloadTlsContexts();
     uptime_timer_->expires_after(std::chrono::seconds(1));
     uptime_timer_->async_wait([&tick](const boost::system::error_code& ec) {
       if (!ec) tick();
@@ -106,6 +107,24 @@ int Server::run() {
   main_.run();
   for (auto& w : workers_) w->stop();
   return 0;
+}
+
+void Server::reloadTlsContexts() {
+  // Kubernetes rotates a mounted secret by swapping a symlink: each TLS
+  // listener's files are checked once a second (a stat, then a hash when it
+  // changed); a good rotation serves new connections, a bad one is logged and
+  // the old certificate keeps serving.
+  if (!publisher_ || !publisher_->current()) return;
+  for (const auto& l : publisher_->current()->listeners) {
+    if (!l->tls) continue;
+    auto changed = l->tls->maybeReload();
+    if (!changed.ok()) {
+      TURNOUT_LOG(warn, "main", "listener '{}': TLS certificate reload failed: {}",
+                  l->config->name, std::string(changed.status().message()));
+    } else if (*changed) {
+      TURNOUT_LOG(info, "main", "listener '{}': TLS certificate reloaded", l->config->name);
+    }
+  }
 }
 
 void Server::shutdown() {

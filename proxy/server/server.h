@@ -55,6 +55,9 @@ class Server : public admin::AdminSource {
   void quit() override;
 
  private:
+  // Main thread, every second: TLS listeners whose certificate files changed
+  // get their rebuilt context.
+  void reloadTlsContexts();
   void shutdown();
 
   ServerOptions options_;

@@ -9,6 +9,7 @@
 // it for new connections. Connections in flight keep the context they
 // started with (shared_ptr). Not thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -70,5 +71,29 @@ class ReloadingServerContext {
   uint64_t reloads_ = 0;
   uint64_t reload_failures_ = 0;
 };
+
+// A listener's TLS context as connections see it: current() on any worker
+// (an atomic load per handshake), maybeReload() on the main thread, which
+// swaps in the rebuilt context when the certificate files rotate. A
+// connection keeps the context it handshook with.
+class ServerContextSlot {
+ public:
+  explicit ServerContextSlot(std::unique_ptr<ReloadingServerContext> reloading)
+      : reloading_(std::move(reloading)), current_(reloading_->current()) {}
+
+  ServerContextConstSharedPtr current() const { return current_.load(std::memory_order_acquire); }
+  // Main thread only. As ReloadingServerContext::maybeReload().
+  absl::StatusOr<bool> maybeReload() {
+    auto changed = reloading_->maybeReload();
+    if (changed.ok() && *changed) current_.store(reloading_->current(), std::memory_order_release);
+    return changed;
+  }
+
+ private:
+  std::unique_ptr<ReloadingServerContext> reloading_;
+  std::atomic<ServerContextConstSharedPtr> current_;
+};
+
+using ServerContextSlotSharedPtr = std::shared_ptr<ServerContextSlot>;
 
 }  // namespace turnout::proxy::tls

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -58,13 +59,14 @@ def make_certs():
                 "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
 
 
-def tls_chain(extra_common="", extra_context="", cert_by_secret=False):
+def tls_chain(extra_common="", extra_context="", cert_by_secret=False, cert_dir=None):
     """A DownstreamTlsContext transport socket for the first filter chain."""
+    cert_dir = cert_dir or CERTS
     cert = ("            tls_certificate_sds_secret_configs: [{name: server-cert}]\n"
             if cert_by_secret else
             "            tls_certificates:\n"
             "            - certificate_chain: {filename: %s/server.pem}\n"
-            "              private_key: {filename: %s/server.key}\n" % (CERTS, CERTS))
+            "              private_key: {filename: %s/server.key}\n" % (cert_dir, cert_dir))
     return ("    - transport_socket:\n"
             "        name: envoy.transport_sockets.tls\n"
             "        typed_config:\n"
@@ -225,6 +227,66 @@ class MutualTlsTest(TlsTestCase):
         self.assertNotEqual(r.returncode, 0, r)
         self.proxy.wait_stat(self.ssl_stat_name("fail_verify_error"),
                              lambda v: int(v) >= before + 1)
+
+
+class ReloadTest(TlsTestCase):
+    """The certificate files rotate under a running turnout (Kubernetes
+    swaps a mounted secret): new connections get the new certificate within
+    seconds; a broken rotation keeps the last good one serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(CERTS, "rotating")
+        os.makedirs(cls.dir, exist_ok=True)
+        for f in ("server.pem", "server.key"):
+            shutil.copy(os.path.join(CERTS, f), os.path.join(cls.dir, f))
+        cls.KW = {"cert_dir": cls.dir}
+        super().setUpClass()
+
+    def subject(self):
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.port,
+                            "-servername", "svc.test"], input=b"", capture_output=True, timeout=20)
+        for line in r.stdout.decode("latin-1").splitlines():
+            if line.startswith("subject="):
+                return line
+        return None
+
+    def wait_subject(self, want):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = self.subject()
+            if got is not None and want in got:
+                return got
+            time.sleep(0.2)
+        self.fail("still %r, want %r" % (self.subject(), want))
+
+    def rotate(self, cert_bytes, key_bytes):
+        # Write aside, then rename into place: what a secret volume update does.
+        for name, data in (("server.key", key_bytes), ("server.pem", cert_bytes)):
+            tmp = os.path.join(self.dir, name + ".new")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, os.path.join(self.dir, name))
+
+    def test_a_rotated_certificate_is_served_and_a_broken_rotation_is_not(self):
+        self.wait_subject("CN = server")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "rotated.key", "-out",
+                "rotated.csr", "-subj", "/CN=rotated")
+        openssl("x509", "-req", "-in", "rotated.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", "rotated.pem", "-days", "2", "-extfile", "server.ext")
+        with open(os.path.join(CERTS, "rotated.pem"), "rb") as c, \
+                open(os.path.join(CERTS, "rotated.key"), "rb") as k:
+            self.rotate(c.read(), k.read())
+        self.wait_subject("CN = rotated")
+        r = self.curl("/after-rotation")
+        self.assertTrue(r.stdout.endswith(b"\n2 200"), r)
+        # A rotation to something that is not a certificate: the last good one
+        # keeps serving.
+        self.rotate(b"not a certificate", b"not a key")
+        time.sleep(1.5)  # past the once-a-second check
+        self.assertIn("CN = rotated", self.subject())
+        r = self.curl("/after-bad-rotation")
+        self.assertTrue(r.stdout.endswith(b"\n2 200"), r)
 
 
 class ConfigTest(unittest.TestCase):
