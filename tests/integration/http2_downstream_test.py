@@ -346,6 +346,32 @@ class AutoCodecTest(Http2TestCase):
         self.assertEqual(len(c.streams[sid]["data"]), 1000000)
 
 
+class DrainTest(Http2TestCase):
+    """Draining (POST /drain_listeners) sends GOAWAY; in-flight streams
+    complete; the connection then closes."""
+
+    def test_drain_sends_goaway_and_in_flight_streams_complete(self):
+        # nghttp, not python3-h2: h2 treats a GOAWAY as the end of the
+        # connection and refuses the in-flight stream's response after it.
+        p = subprocess.Popen(["nghttp", "-v", "http://127.0.0.1:%d/delay/800/in-flight" % self.port],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(p.kill)
+        deadline = time.monotonic() + DEADLINE_S
+        while not any(r["path"] == "/delay/800/in-flight" for r in self.backend.requests):
+            self.assertLess(time.monotonic(), deadline, "the request never reached the backend")
+            time.sleep(0.01)
+        status, _, _ = self.proxy.admin("POST", "/drain_listeners?graceful")
+        self.assertEqual(status, 200)
+        out, _ = p.communicate(timeout=DEADLINE_S)
+        out = out.decode("latin-1")
+        self.assertEqual(p.returncode, 0, out)
+        goaway = out.index("recv GOAWAY frame")
+        self.assertIn("error_code=NO_ERROR", out[goaway:goaway + 200], out)
+        # The in-flight stream's response comes after the GOAWAY, whole.
+        self.assertIn(":status: 200", out[goaway:], out)
+        self.assertIn("/delay/800/in-flight", out[goaway:], out)
+
+
 class Http2OnlyTest(Http2TestCase):
     HCM_EXTRA = ("          codec_type: HTTP2\n"
                  "          http2_protocol_options:\n"
