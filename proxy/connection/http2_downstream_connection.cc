@@ -173,7 +173,9 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     read_signal_.cancel();
   }
   void onReset(StreamResetReason reason) override {
-    (void)reason;
+    if (reason == StreamResetReason::kRemoteReset && conn_.listener().hcm) {
+      conn_.worker_.shard().inc(conn_.listener().hcm->stats.downstream_rq_rx_reset);
+    }
     reset_ = true;
     if (watched_ != nullptr) watched_->cancel();
     read_signal_.cancel();

@@ -322,6 +322,44 @@ class AutoCodecTest(Http2TestCase):
         self.assertEqual(c.goaway.error_code, 1)  # PROTOCOL_ERROR
         self.proxy.wait_counter("http.ingress.downstream_cx_protocol_error", before + 1)
 
+    def test_rapid_reset_is_answered_with_goaway_and_others_keep_being_served(self):
+        # CVE-2023-44487: streams opened and reset at once, as fast as the
+        # client can. nghttp2's reset-rate limit ends the connection with a
+        # GOAWAY; another client on the same worker is served throughout.
+        before = self.proxy.counter("http.ingress.downstream_rq_rx_reset")
+        c = self.client()
+        c.wait(lambda: c.remote_settings)
+        sent = 0
+        try:
+            for i in range(20000):
+                sid = c.conn.get_next_available_stream_id()
+                c.conn.send_headers(sid, [(":method", "GET"), (":path", "/delay/500/x"),
+                                          (":scheme", "http"), (":authority", "svc")])
+                c.conn.reset_stream(sid, error_code=8)
+                sent += 1
+                if i % 100 == 99:
+                    c.flush()
+                    try:
+                        c.pump_once(0.001)  # whatever turnout sent so far
+                    except (TimeoutError, ConnectionError):
+                        pass
+                    if c.goaway is not None or c.closed:
+                        break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if c.goaway is None and not c.closed:
+            try:
+                c.wait(lambda: c.goaway is not None, deadline_s=5)
+            except ConnectionError:
+                pass
+        self.assertTrue(c.goaway is not None or c.closed, "sent %d resets, no GOAWAY" % sent)
+        self.assertLess(sent, 20000)
+        other = self.client()
+        sid = other.request("/after-flood")
+        other.wait(lambda: other.done(sid))
+        self.assertEqual(other.streams[sid]["headers"][":status"], "200")
+        self.assertGreater(self.proxy.counter("http.ingress.downstream_rq_rx_reset"), before)
+
     def test_a_client_that_returns_no_window_gets_no_more_than_its_window(self):
         # The client never acknowledges DATA: turnout may send 65535 bytes
         # (the initial windows) and must then hold the rest.
