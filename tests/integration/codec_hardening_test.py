@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 from envoy_yaml import STAT_PREFIX, bootstrap, cluster  # noqa: E402
 import fake_backend  # noqa: E402
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from turnout_process import ProxyWithBackend, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -186,35 +186,12 @@ class RawUpstream:
             conn.close()
 
 
-class HardeningTestCase(unittest.TestCase):
+class HardeningTestCase(ProxyWithBackend):
     IDLE = LONG_IDLE
-    proxy = None
-    backend = None
 
     @classmethod
-    def setUpClass(cls):
-        try:
-            cls.backend = cls.make_backend().start()
-            cls.proxy = TurnoutProcess(
-                TURNOUT, with_idle_timeout(bootstrap(ALL_TO_SVC, [cluster("svc", [cls.backend.port])]),
-                                           cls.IDLE)).start()
-        except Exception:
-            cls.tearDownClass()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def make_backend(cls):
-        return FakeBackend("svc")
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.proxy is not None:
-            cls.proxy.stop()
-            cls.proxy = None
-        if cls.backend is not None:
-            cls.backend.stop()
-            cls.backend = None
+    def bootstrap_yaml(cls, backend_port):
+        return with_idle_timeout(bootstrap(ALL_TO_SVC, [cluster("svc", [backend_port])]), cls.IDLE)
 
     def send(self, data, **kw):
         r = exchange(self.port, data, **kw)

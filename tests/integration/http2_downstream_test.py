@@ -30,8 +30,7 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 
 from envoy_yaml import STAT_PREFIX, bootstrap, cluster  # noqa: E402
-from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from turnout_process import ProxyWithBackend, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 DEADLINE_S = 10.0
@@ -149,32 +148,13 @@ class H2Client:
         self.sock.close()
 
 
-class Http2TestCase(unittest.TestCase):
+class Http2TestCase(ProxyWithBackend):
     HCM_EXTRA = ""
-    proxy = None
-    backend = None
 
     @classmethod
-    def setUpClass(cls):
-        try:
-            cls.backend = FakeBackend("svc").start()
-            yaml = bootstrap(ALL_TO_SVC, [cluster("svc", [cls.backend.port])])
-            if cls.HCM_EXTRA:
-                yaml = with_hcm(yaml, cls.HCM_EXTRA)
-            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
-        except Exception:
-            cls.tearDownClass()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.proxy is not None:
-            cls.proxy.stop()
-            cls.proxy = None
-        if cls.backend is not None:
-            cls.backend.stop()
-            cls.backend = None
+    def bootstrap_yaml(cls, backend_port):
+        yaml = bootstrap(ALL_TO_SVC, [cluster("svc", [backend_port])])
+        return with_hcm(yaml, cls.HCM_EXTRA) if cls.HCM_EXTRA else yaml
 
     def client(self, **kw):
         c = H2Client(self.port, **kw)

@@ -24,8 +24,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from envoy_yaml import bootstrap, cluster  # noqa: E402
-from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from turnout_process import ProxyWithBackend, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 CERTS = None    # the temporary directory of certificates
@@ -90,29 +89,12 @@ def tls_bootstrap(backend_port, **kw):
     return yaml
 
 
-class TlsTestCase(unittest.TestCase):
+class TlsTestCase(ProxyWithBackend):
     KW = {}
-    proxy = None
-    backend = None
 
     @classmethod
-    def setUpClass(cls):
-        try:
-            cls.backend = FakeBackend("svc").start()
-            cls.proxy = TurnoutProcess(TURNOUT, tls_bootstrap(cls.backend.port, **cls.KW)).start()
-        except Exception:
-            cls.tearDownClass()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.proxy is not None:
-            cls.proxy.stop()
-            cls.proxy = None
-        if cls.backend is not None:
-            cls.backend.stop()
-            cls.backend = None
+    def bootstrap_yaml(cls, backend_port):
+        return tls_bootstrap(backend_port, **cls.KW)
 
     def curl(self, path, *args):
         return subprocess.run(

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import unittest
 
 START_DEADLINE_S = 10.0
 POLL_INTERVAL_S = 0.02
@@ -229,9 +230,54 @@ def run_suite(name, set_binary):
         print("not executable: %s" % binary, file=sys.stderr)
         return 2
     set_binary(binary)
+    global BINARY
+    BINARY = binary
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     start = time.monotonic()
     prog = unittest.main(module="__main__", argv=[sys.argv[0]] + sys.argv[2:], exit=False,
                          verbosity=2)
     print("%s: %.1fs" % (name, time.monotonic() - start), file=sys.stderr)
     return 0 if prog.result.wasSuccessful() else 1
+
+
+# The binary run_suite() was given, for fixtures that start turnout.
+BINARY = None
+
+
+class ProxyWithBackend(unittest.TestCase):
+    """One FakeBackend and one turnout in front of it, per test class.
+
+    Subclasses give bootstrap_yaml(backend_port); make_backend() may be
+    overridden. `port` is the ingress listener's.
+    """
+
+    proxy = None
+    backend = None
+
+    @classmethod
+    def bootstrap_yaml(cls, backend_port):
+        raise NotImplementedError
+
+    @classmethod
+    def make_backend(cls):
+        from fake_backend import FakeBackend
+        return FakeBackend("svc")
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            cls.backend = cls.make_backend().start()
+            cls.proxy = TurnoutProcess(BINARY, cls.bootstrap_yaml(cls.backend.port)).start()
+        except Exception:
+            cls.tearDownClass()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proxy is not None:
+            cls.proxy.stop()
+            cls.proxy = None
+        if cls.backend is not None:
+            cls.backend.stop()
+            cls.backend = None
