@@ -507,6 +507,9 @@ void DownstreamConnection::onMessageBegin() {
 
 void DownstreamConnection::onHeaders(RequestHead& head, bool end_stream) {
   head_ = &head;
+  // HTTP/1 has no :scheme: the connection says it (an absolute-form target's
+  // scheme is the client's word only).
+  if (tls_) head.scheme = "https";
   head_end_stream_ = end_stream;
   if (end_stream) request_complete_ = true;
 }

@@ -58,6 +58,7 @@ class DownstreamConnection : public ConnectionHandle,
   const ListenerRuntime& listener(const DataPlaneConfig& config) const override;
   bool draining() const override { return draining_; }
   std::string_view protocol() const override;
+  bool secure() const override { return tls_ != nullptr; }
   std::vector<routing::HeaderEntry>& entriesBuffer() override { return entries_buf_; }
   std::string& pendingBody() override { return body_; }
   bool requestComplete() const override { return request_complete_; }

@@ -64,6 +64,9 @@ class DownstreamStream {
   virtual bool draining() const = 0;
   // The access log's %PROTOCOL%: "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
   virtual std::string_view protocol() const = 0;
+  // The connection is TLS (x-forwarded-proto: https, as Envoy sets it from
+  // the connection rather than from what the client claims).
+  virtual bool secure() const = 0;
   // Scratch for routing views, reused across the connection's requests.
   virtual std::vector<routing::HeaderEntry>& entriesBuffer() = 0;
 

@@ -63,6 +63,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   }
   bool draining() const override { return conn_.draining_; }
   std::string_view protocol() const override { return "HTTP/2"; }
+  bool secure() const override { return conn_.tls_ != nullptr; }
   std::vector<routing::HeaderEntry>& entriesBuffer() override { return entries_; }
 
   // DownstreamStream: the request body.

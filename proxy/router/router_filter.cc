@@ -122,9 +122,9 @@ void RouterFilter::prepareUpstreamHeaders() {
     } else {
       head.headers.addLowercase("x-forwarded-for", remote);
     }
-    head.headers.set("x-forwarded-proto", head.scheme);
+    head.headers.set("x-forwarded-proto", conn_.secure() ? "https" : "http");
   } else if (!head.headers.has("x-forwarded-proto")) {
-    head.headers.addLowercase("x-forwarded-proto", head.scheme);
+    head.headers.addLowercase("x-forwarded-proto", conn_.secure() ? "https" : "http");
   }
   if (c.generate_request_id && !head.headers.has("x-request-id")) {
     head.headers.addLowercase("x-request-id", uuid4(worker));

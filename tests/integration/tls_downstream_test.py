@@ -125,9 +125,13 @@ class ServerTlsTest(TlsTestCase):
         body, _, tail = r.stdout.rpartition(b"\n")
         self.assertEqual(tail, b"2 200", r)
         self.assertEqual(json.loads(body)["path"], "/h2")
+        # The connection is TLS, whatever the client claims.
+        self.assertEqual(dict(json.loads(body)["headers"]).get("x-forwarded-proto"), "https")
         self.assertEqual(self.proxy.counter("http.ingress.downstream_cx_http2_total"), before_h2 + 1)
         r = self.curl("/h1", "--http1.1")
         self.assertTrue(r.stdout.endswith(b"\n1.1 200"), r)
+        self.assertEqual(dict(json.loads(r.stdout.rpartition(b"\n")[0])["headers"])
+                         .get("x-forwarded-proto"), "https")
         payload = os.urandom(300000)
         r = subprocess.run(
             ["curl", "-sS", "--max-time", "10", "--cacert", os.path.join(CERTS, "ca.pem"),
