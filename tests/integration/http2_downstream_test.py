@@ -364,6 +364,85 @@ class AutoCodecTest(Http2TestCase):
         self.assertEqual(len(c.streams[sid]["data"]), 1000000)
 
 
+def frame(ftype, flags, stream_id, payload):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+class FloodTest(Http2TestCase):
+    """The flood classes (RFC 9113 §10.5; the 2019 and 2024 nghttp2/Envoy
+    advisories): a client that sends control frames, CONTINUATIONs or empty
+    DATA without end and never reads is cut off (GOAWAY or close) within
+    bounded memory, and other clients keep being served."""
+
+    PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
+    LIMIT = 3000000  # frames a flood may send before the test calls it unbounded
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proxy.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def flood(self, opening, chunk):
+        """Sends `opening`, then `chunk` (1000 frames) until turnout ends the
+        connection; returns how it ended and how many frames went out."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S)
+        self.addCleanup(s.close)
+        s.sendall(self.PREFACE + opening)
+        s.setblocking(False)
+        sent, end = 0, time.monotonic() + DEADLINE_S
+        while sent < self.LIMIT and time.monotonic() < end:
+            try:
+                s.send(chunk)
+                sent += 1000
+            except BlockingIOError:
+                time.sleep(0.001)
+            except (BrokenPipeError, ConnectionResetError):
+                return "closed", sent
+            try:
+                data = s.recv(1 << 20)
+                if not data:
+                    return "closed", sent
+                i = 0
+                while i + 9 <= len(data):  # a GOAWAY frame among what came back?
+                    if data[i + 3] == 7:
+                        return "goaway", sent
+                    i += 9 + int.from_bytes(data[i:i + 3], "big")
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                return "closed", sent
+        return "still open", sent
+
+    def check(self, opening, chunk):
+        before = self.rss_kib()
+        how, sent = self.flood(opening, chunk)
+        self.assertIn(how, ("goaway", "closed"), "after %d frames" % sent)
+        self.assertLess(self.rss_kib() - before, 32 * 1024, "RSS grew by more than 32 MiB")
+        c = self.client()
+        sid = c.request("/after-flood")
+        c.wait(lambda: c.done(sid))
+        self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+
+    def test_ping_flood(self):
+        self.check(b"", frame(6, 0, 0, b"12345678") * 1000)
+
+    def test_settings_flood(self):
+        self.check(b"", frame(4, 0, 0, b"") * 1000)
+
+    def test_continuation_flood(self):
+        block = hpack.Encoder().encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                                        (":authority", "svc")])
+        # HEADERS without END_HEADERS, then CONTINUATIONs of literal fields forever.
+        self.check(frame(1, 0, 1, block), frame(9, 0, 1, b"\x40\x03abc\x03def") * 1000)
+
+    def test_empty_data_flood(self):
+        block = hpack.Encoder().encode([(":method", "POST"), (":path", "/"), (":scheme", "http"),
+                                        (":authority", "svc")])
+        self.check(frame(1, 4, 1, block), frame(0, 0, 1, b"") * 1000)
+
+
 class DrainTest(Http2TestCase):
     """Draining (POST /drain_listeners) sends GOAWAY; in-flight streams
     complete; the connection then closes."""
