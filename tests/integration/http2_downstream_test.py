@@ -30,9 +30,14 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 
 from envoy_yaml import STAT_PREFIX, bootstrap, cluster  # noqa: E402
+import fake_backend  # noqa: E402
 from turnout_process import ProxyWithBackend, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
+
+# The origin writing to a connection turnout gave up on (a reset stream, a
+# flood cut off) is expected here: keep it quiet.
+fake_backend._Server.handle_error = lambda self, request, client_address: None
 DEADLINE_S = 10.0
 
 ALL_TO_SVC = """\
@@ -441,6 +446,121 @@ class FloodTest(Http2TestCase):
         block = hpack.Encoder().encode([(":method", "POST"), (":path", "/"), (":scheme", "http"),
                                         (":authority", "svc")])
         self.check(frame(1, 4, 1, block), frame(0, 0, 1, b"") * 1000)
+
+
+class RawH2:
+    """Frames by hand (python3-h2 refuses to send malformed ones)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+        self.sock.sendall(FloodTest.PREFACE)
+        self.encoder = hpack.Encoder()
+        self.buf = b""
+
+    def headers(self, stream_id, fields, end_stream=True):
+        # Literal without indexing keeps names as given (uppercase included).
+        block = b"".join(b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+                         for n, v in ((n.encode(), v.encode()) for n, v in fields))
+        self.sock.sendall(frame(1, 0x4 | (0x1 if end_stream else 0), stream_id, block))
+
+    def data(self, stream_id, payload, end_stream=False):
+        self.sock.sendall(frame(0, 0x1 if end_stream else 0, stream_id, payload))
+
+    def outcome(self, stream_id):
+        """'rst <code>', 'goaway <code>', 'status <n>' (a response), or 'closed'."""
+        decoder = hpack.Decoder()
+        end = time.monotonic() + DEADLINE_S
+        while time.monotonic() < end:
+            while len(self.buf) >= 9 and len(self.buf) >= 9 + int.from_bytes(self.buf[:3], "big"):
+                n = int.from_bytes(self.buf[:3], "big")
+                ftype, sid, payload = self.buf[3], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff, \
+                    self.buf[9:9 + n]
+                self.buf = self.buf[9 + n:]
+                if ftype == 3 and sid == stream_id:
+                    return "rst %d" % int.from_bytes(payload[:4], "big")
+                if ftype == 7:
+                    return "goaway %d" % int.from_bytes(payload[4:8], "big")
+                if ftype == 1 and sid == stream_id:
+                    return "status %s" % dict(decoder.decode(payload)).get(":status")
+                if ftype == 1:
+                    decoder.decode(payload)  # keep the HPACK table in step
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return "closed"
+            self.buf += chunk
+        return "nothing"
+
+    def close(self):
+        self.sock.close()
+
+
+class ConformanceTest(Http2TestCase):
+    """RFC 9113 rules a proxy must enforce (§8.2, §8.3, §8.1.1, §5.1, §6.9):
+    each malformed request is a stream error (RST_STREAM PROTOCOL_ERROR) or
+    a connection error (GOAWAY), never a response from the origin."""
+
+    GOOD = [(":method", "GET"), (":scheme", "http"), (":path", "/c"), (":authority", "svc")]
+
+    def raw(self):
+        r = RawH2(self.port)
+        self.addCleanup(r.close)
+        return r
+
+    def assert_refused(self, fields, end_stream=True, then=None):
+        r = self.raw()
+        before = len(self.backend.requests)
+        r.headers(1, fields, end_stream)
+        if then is not None:
+            then(r)
+        got = r.outcome(1)
+        self.assertTrue(got.startswith("rst 1") or got.startswith("goaway 1"), (fields, got))
+        self.assertEqual(len(self.backend.requests), before, "the origin saw it")
+
+    def test_a_well_formed_request_is_served(self):
+        r = self.raw()
+        r.headers(1, self.GOOD)
+        self.assertEqual(r.outcome(1), "status 200")
+
+    def test_missing_or_duplicate_pseudo_headers(self):
+        self.assert_refused([f for f in self.GOOD if f[0] != ":path"])
+        self.assert_refused([f for f in self.GOOD if f[0] != ":method"])
+        self.assert_refused(self.GOOD + [(":path", "/again")])
+
+    def test_a_pseudo_header_after_a_regular_one(self):
+        self.assert_refused(self.GOOD[:2] + [("x-a", "1")] + self.GOOD[2:])
+
+    def test_an_unknown_or_response_pseudo_header(self):
+        self.assert_refused(self.GOOD + [(":status", "200")])
+        self.assert_refused(self.GOOD + [(":foo", "bar")])
+
+    def test_connection_specific_fields(self):
+        for name, value in (("connection", "keep-alive"), ("keep-alive", "1"),
+                            ("transfer-encoding", "chunked"), ("upgrade", "websocket"),
+                            ("te", "gzip")):
+            with self.subTest(name=name):
+                self.assert_refused(self.GOOD + [(name, value)])
+
+    def test_uppercase_field_names(self):
+        self.assert_refused(self.GOOD + [("X-Upper", "1")])
+
+    def test_content_length_that_disagrees_with_the_body(self):
+        def short_body(r):
+            r.data(1, b"12345", end_stream=True)
+        r = self.raw()
+        r.headers(1, [(":method", "POST")] + self.GOOD[1:] + [("content-length", "10")],
+                  end_stream=False)
+        short_body(r)
+        got = r.outcome(1)
+        self.assertTrue(got.startswith("rst 1") or got.startswith("goaway 1"), got)
+
+    def test_data_on_a_closed_stream_is_a_connection_error(self):
+        r = self.raw()
+        r.headers(1, self.GOOD)
+        self.assertEqual(r.outcome(1), "status 200")
+        r.data(1, b"late", end_stream=True)
+        got = r.outcome(3)
+        self.assertTrue(got.startswith("goaway 5") or got.startswith("goaway 1") or
+                        got == "closed", got)  # STREAM_CLOSED or PROTOCOL_ERROR
 
 
 class DrainTest(Http2TestCase):
