@@ -456,11 +456,13 @@ class RawH2:
         self.sock.sendall(FloodTest.PREFACE)
         self.encoder = hpack.Encoder()
         self.buf = b""
+        self.block_prefix = b""  # an HPACK dynamic table size update owed (RFC 7541 §4.2)
 
     def headers(self, stream_id, fields, end_stream=True):
         # Literal without indexing keeps names as given (uppercase included).
-        block = b"".join(b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-                         for n, v in ((n.encode(), v.encode()) for n, v in fields))
+        block = self.block_prefix + b"".join(b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+                                             for n, v in ((n.encode(), v.encode()) for n, v in fields))
+        self.block_prefix = b""
         self.sock.sendall(frame(1, 0x4 | (0x1 if end_stream else 0), stream_id, block))
 
     def data(self, stream_id, payload, end_stream=False):
@@ -613,6 +615,22 @@ class Http2OnlyTest(Http2TestCase):
         sid = c.request("/ok")
         c.wait(lambda: c.done(sid))
         self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+
+    def test_streams_beyond_max_concurrent_streams_are_refused(self):
+        r = RawH2(self.port)
+        self.addCleanup(r.close)
+        r.sock.sendall(frame(4, 0x1, 0, b""))  # ACK turnout's SETTINGS: its limit of 3 applies
+        r.block_prefix = b"\x20"  # and its HPACK table size of 0, acknowledged
+        fields = [(":method", "GET"), (":scheme", "http"), (":authority", "svc")]
+        for sid in (1, 3, 5, 7, 9):
+            r.headers(sid, fields + [(":path", "/delay/300/s%d" % sid)])
+        outcomes = [r.outcome(sid) for sid in (1, 3, 5, 7, 9)]
+        # RFC 9113 §5.1.2: a stream error (REFUSED_STREAM) or, as nghttp2 and
+        # so Envoy answer once the limit was acknowledged, a connection error.
+        self.assertTrue("rst 7" in outcomes or "goaway 1" in outcomes, outcomes)
+        time.sleep(0.5)  # any stream let through has reached the origin by now
+        seen = [q["path"] for q in self.backend.requests if q["path"].startswith("/delay/300/s")]
+        self.assertLessEqual(len(seen), 3, seen)
 
     def test_http1_is_not_served(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S)
