@@ -249,6 +249,7 @@ CLUSTERS = (
     ("/post/", "post", "good", lambda: tls_socket()),
     ("/resume/", "resume", "good", lambda: "  max_requests_per_connection: 1\n" + tls_socket()),
     ("/checked/", "checked", "good", lambda: HEALTH_CHECK + tls_socket()),
+    ("/silent/", "silent", "silent", lambda: tls_socket()),
 )
 
 
@@ -269,10 +270,18 @@ class UpstreamTlsTest(unittest.TestCase):
     nginx = None
     proxy = None
 
+    silent = None
+
     @classmethod
     def setUpClass(cls):
         try:
+            # Accepts TCP (the kernel's backlog) and never says a word: the
+            # TLS handshake waits until the connect timeout.
+            cls.silent = socket.socket()
+            cls.silent.bind(("127.0.0.1", 0))
+            cls.silent.listen(16)
             cls.nginx = TlsNginx().start()
+            cls.nginx.ports["silent"] = cls.silent.getsockname()[1]
             # One worker: session caches and pools are per worker.
             cls.proxy = TurnoutProcess(TURNOUT, upstream_bootstrap(cls.nginx.ports),
                                        extra_args=("--concurrency", "1")).start()
@@ -289,6 +298,9 @@ class UpstreamTlsTest(unittest.TestCase):
         if cls.nginx is not None:
             cls.nginx.stop()
             cls.nginx = None
+        if cls.silent is not None:
+            cls.silent.close()
+            cls.silent = None
 
     def get(self, path, **kw):
         return request(self.port, "GET", path, **kw)
@@ -336,6 +348,18 @@ class UpstreamTlsTest(unittest.TestCase):
         self.assertEqual(self.c("untrusted", "ssl.fail_verify_error"), before + 1)
         self.assertGreaterEqual(self.c("untrusted", "upstream_cx_connect_fail"), 1)
         self.assertEqual(self.nginx.requests("untrusted"), [])
+
+    def test_a_handshake_that_never_completes_times_out_as_a_connect_timeout(self):
+        # connect_timeout 1s covers the TCP connect and the TLS handshake.
+        start = time.monotonic()
+        status, _, body = self.get("/silent/x")
+        elapsed = time.monotonic() - start
+        self.assertEqual(status, 503, body)
+        self.assertIn(b"connection timeout", body)
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 4)
+        self.assertEqual(self.c("silent", "upstream_cx_connect_timeout"), 1)
+        self.assertEqual(self.c("silent", "ssl.connection_error"), 1)
 
     def test_a_san_mismatch_is_a_connect_failure(self):
         before = self.c("san", "ssl.fail_verify_san")
