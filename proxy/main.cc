@@ -220,6 +220,9 @@ int validate(const CliOptions& o) {
   // So do the TLS contexts (certificate files, keys, trust stores).
   absl::Status tls = loaded.ok() ? proxy::checkListenerTls(*loaded->snapshot) : absl::OkStatus();
   if (!tls.ok()) loaded = tls;
+  absl::Status cluster_tls =
+      loaded.ok() ? proxy::checkClusterTls(*loaded->snapshot) : absl::OkStatus();
+  if (!cluster_tls.ok()) loaded = cluster_tls;
   if (!loaded.ok()) {
     // Envoy: ENVOY_LOG(critical, "error initializing configuration '{}': {}", ...).
     std::cerr << "error initializing configuration '" << o.bootstrap.config_path

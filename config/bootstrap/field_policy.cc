@@ -52,16 +52,13 @@ absl::Status checkTransportSocket(const Message& m, absl::string_view path) {
   const auto& ts = static_cast<const core_v3::TransportSocket&>(m);
   absl::string_view type = typeNameOf(ts.typed_config().type_url());
   if (!ts.has_typed_config() || type == kRawBuffer) return absl::OkStatus();
-  // A listener's filter chain serves TLS (proxy/tls); a cluster's
-  // UpstreamTlsContext is not wired yet. Anything else, including a TLS
-  // context of the other side's type, is refused rather than served as
-  // plaintext.
+  // A listener's filter chain serves TLS with a DownstreamTlsContext, a
+  // cluster connects with an UpstreamTlsContext (proxy/tls; docs/tls.md).
+  // Anything else, including a TLS context of the other side's type, is
+  // refused rather than served as plaintext.
   const bool listener_side = absl::StrContains(path, "filter_chain");
   if (listener_side && type == kDownstreamTlsContextType) return absl::OkStatus();
-  if (type == kUpstreamTlsContextType && !listener_side) {
-    return rejected(path, absl::StrCat("TLS (", type, ") ", kPendingHttp2TlsIssue,
-                                       "; only raw_buffer (plaintext) upstreams are supported"));
-  }
+  if (!listener_side && type == kUpstreamTlsContextType) return absl::OkStatus();
   std::string what = absl::StrContains(type, ".tls.v3.")
                          ? absl::StrCat("TLS (", type, ") on a ",
                                         listener_side ? "listener" : "cluster")
@@ -156,7 +153,7 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 // --- the table ---------------------------------------------------------------------
 
 constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
-constexpr absl::string_view kAutoConfigReason = "auto_config needs ALPN over upstream TLS, which turnout does not support yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
+constexpr absl::string_view kAutoConfigReason = "auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
 constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
 constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
 constexpr absl::string_view kEdsXdsReason = "EDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";

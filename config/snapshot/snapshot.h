@@ -209,6 +209,7 @@ struct ClusterConfig {
 
   std::string name;
   std::string alt_stat_name;
+  std::string path;  // where it sits in the bootstrap (or CDS file), for errors
   Type type = Type::Static;
   LbPolicy lb_policy = LbPolicy::RoundRobin;
   // MAGLEV: maglev_lb_config.table_size (prime, checked) and

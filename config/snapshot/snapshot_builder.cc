@@ -319,6 +319,7 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   ClusterConfig out;
   out.name = c.name();
   out.alt_stat_name = c.alt_stat_name();
+  out.path = path;
   if (c.cluster_discovery_type_case() == cluster_v3::Cluster::kClusterType) {
     return invalid(fieldPath(path, "cluster_type"), "custom cluster types are not supported by turnout");
   }

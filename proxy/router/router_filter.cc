@@ -229,6 +229,13 @@ asio::awaitable<void> RouterFilter::forward() {
                                     {}, {}, "upgrade_to_http2_upstream_not_supported");
     co_return;
   }
+  if (cluster_->runtime().tls && (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
+    // tunnel() splices raw sockets and cannot carry TLS: refuse rather than
+    // send the tunnel's bytes in plaintext.
+    co_await stream_.sendLocalReply(501, "upgrade and CONNECT are not supported to a TLS upstream\n",
+                                    {}, {}, "upgrade_to_tls_upstream_not_supported");
+    co_return;
+  }
   retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();

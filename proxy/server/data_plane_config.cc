@@ -226,7 +226,29 @@ absl::StatusOr<tls::ServerContextSlotSharedPtr> serverTlsFor(const config::Filte
   return std::make_shared<tls::ServerContextSlot>(*std::move(reloading));
 }
 
+absl::StatusOr<tls::ClientContextConstSharedPtr> clientTlsFor(const config::ClusterConfig& c,
+                                                             const config::Snapshot& owner) {
+  if (!c.has_tls || !c.transport_socket) return tls::ClientContextConstSharedPtr();
+  const std::string path = absl::StrCat(c.path, ".transport_socket.typed_config");
+  envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext ctx;
+  if (!c.transport_socket->UnpackTo(&ctx)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot decode UpstreamTlsContext"));
+  }
+  auto secrets = tls::SecretResolver::create(owner.bootstrap.static_resources().secrets(),
+                                             "static_resources.secrets");
+  if (!secrets.ok()) return secrets.status();
+  return tls::ClientContext::create(ctx, path, *secrets);
+}
+
 }  // namespace
+
+absl::Status checkClusterTls(const config::Snapshot& snapshot) {
+  for (const auto& c : snapshot.clusters) {
+    auto tls = clientTlsFor(c, snapshot);
+    if (!tls.ok()) return tls.status();
+  }
+  return absl::OkStatus();
+}
 
 absl::Status checkListenerTls(const config::Snapshot& snapshot) {
   for (const auto& l : snapshot.listeners) {
@@ -242,6 +264,15 @@ absl::StatusOr<ClusterRuntimeConstSharedPtr> DataPlaneConfig::buildCluster(
     config::SnapshotConstSharedPtr owner, const config::ClusterConfig& c, stats::Store& store) {
   auto rt = makeCluster(c, store);
   if (!rt.ok()) return rt.status();
+  auto tls = clientTlsFor(c, *owner);
+  if (!tls.ok()) return tls.status();
+  rt->tls = *std::move(tls);
+  if (rt->tls) {
+    rt->ssl_stats = stats::makeSslStats(
+        store, absl::StrCat("cluster.",
+                            stats::sanitizeStatName(c.alt_stat_name.empty() ? c.name : c.alt_stat_name),
+                            "."));
+  }
   rt->owner = std::move(owner);
   return std::make_shared<const ClusterRuntime>(*std::move(rt));
 }

@@ -35,6 +35,10 @@ struct ClusterRuntime {
   // The cluster has an HTTP health check: its new hosts start failing it.
   bool health_checked = false;
   stats::ClusterStats stats;
+  // The cluster's UpstreamTlsContext (null: plaintext) and its
+  // cluster.<name>.ssl.* stats.
+  tls::ClientContextConstSharedPtr tls;
+  std::optional<stats::SslStats> ssl_stats;
 };
 using ClusterRuntimeConstSharedPtr = std::shared_ptr<const ClusterRuntime>;
 
@@ -91,6 +95,9 @@ struct ListenerRuntime {
 // Builds the TLS contexts of every listener of `snapshot` (reads the
 // certificate files): --mode validate's check, the same one serving makes.
 absl::Status checkListenerTls(const config::Snapshot& snapshot);
+// The same for every cluster's UpstreamTlsContext (trusted CA, client
+// certificate): a bad one is an error naming its field path.
+absl::Status checkClusterTls(const config::Snapshot& snapshot);
 using ListenerRuntimeConstSharedPtr = std::shared_ptr<const ListenerRuntime>;
 using RouteTableConstSharedPtr = std::shared_ptr<const routing::RouteTable>;
 

@@ -10,13 +10,29 @@ constexpr size_t kReadChunk = 16 * 1024;
 }  // namespace
 
 TlsTransport::TlsTransport(ServerContextConstSharedPtr context) : context_(std::move(context)) {
-  ssl_ = SSL_new(context_->nativeHandle());
+  init(context_->nativeHandle());
+  SSL_set_accept_state(ssl_);
+}
+
+absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::createClient(
+    ClientContextConstSharedPtr context, const ClientHandshakeOptions& options,
+    ClientSessionCache* cache) {
+  std::unique_ptr<TlsTransport> t(new TlsTransport());
+  t->client_context_ = std::move(context);
+  t->init(t->client_context_->nativeHandle());
+  SSL_set_connect_state(t->ssl_);
+  absl::Status st = t->client_context_->prepare(t->ssl_, options, cache);
+  if (!st.ok()) return st;
+  return t;
+}
+
+void TlsTransport::init(SSL_CTX* ctx) {
+  ssl_ = SSL_new(ctx);
   in_ = BIO_new(BIO_s_mem());
   out_ = BIO_new(BIO_s_mem());
   // An empty memory BIO reads as "retry", not EOF.
   BIO_set_mem_eof_return(in_, -1);
   SSL_set_bio(ssl_, in_, out_);
-  SSL_set_accept_state(ssl_);
 }
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
 #include "proxy/common/asio.h"
 
 #include "proxy/tls/handshake_outcome.h"
@@ -38,6 +39,14 @@ class TlsTransport {
 
   // A server-side transport on `context`.
   explicit TlsTransport(ServerContextConstSharedPtr context);
+  // A client-side transport on `context` (SSL_set_connect_state): SNI, ALPN
+  // and the session to resume come from `options` through
+  // ClientContext::prepare(); the session the server issues goes to `cache`
+  // (may be null: no resumption), which must outlive the transport. create()
+  // fails only when prepare() does (an SNI or ALPN override too long).
+  static absl::StatusOr<std::unique_ptr<TlsTransport>> createClient(
+      ClientContextConstSharedPtr context, const ClientHandshakeOptions& options,
+      ClientSessionCache* cache);
   ~TlsTransport();
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
@@ -60,10 +69,17 @@ class TlsTransport {
   HandshakeInfo describe() const;
   // The ALPN protocol the handshake selected ("h2", "http/1.1"), or empty.
   std::string_view alpn() const;
+  // Whether the handshake resumed a session (client side: the cached one).
+  bool sessionReused() const { return SSL_session_reused(ssl_) == 1; }
   SSL* native() const { return ssl_; }
 
  private:
+  TlsTransport() = default;
+  void init(SSL_CTX* ctx);
+
+  // Exactly one is set: the context the SSL was made from stays alive.
   ServerContextConstSharedPtr context_;
+  ClientContextConstSharedPtr client_context_;
   SSL* ssl_ = nullptr;
   BIO* in_ = nullptr;   // owned by ssl_
   BIO* out_ = nullptr;  // owned by ssl_

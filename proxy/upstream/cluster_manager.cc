@@ -1,5 +1,7 @@
 #include "proxy/upstream/cluster_manager.h"
 
+#include "proxy/upstream/upstream_tls.h"
+
 #include <algorithm>
 #include <functional>
 
@@ -155,6 +157,7 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPt
       idle_(std::move(idle)),
       resources_(std::move(resources)),
       shard_(&shard) {
+  if (runtime.tls) tls_sessions_ = std::make_shared<tls::ClientSessionCache>();
   for (const auto& t : runtime.config->circuit_breakers) {
     if (t.priority == config::CircuitBreakerThresholds::Priority::Default) thresholds_ = t;
   }
@@ -200,6 +203,13 @@ WorkerCluster::~WorkerCluster() {
 }
 
 void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self) {
+  if (old.runtime_->tls != runtime_->tls) {
+    // Another transport: its connections (and sessions) are not this config's.
+    old.retire();
+    if (old.ejections_) updateEjections(old.ejections_);
+    return;
+  }
+  if (old.tls_sessions_) tls_sessions_ = old.tls_sessions_;
   for (auto& oh : old.hosts_) {
     HostState* h = oh.idle.empty() ? nullptr : find(*oh.description);
     if (h == nullptr) continue;
@@ -396,6 +406,24 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
     co_return r;
   }
   r.conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  if (runtime_->tls) {
+    // The handshake is part of the connect (Envoy: a TLS failure is a
+    // connect failure), within what is left of the same timeout.
+    r.conn->tls_sessions = tls_sessions_;
+    r.conn->tls = makeUpstreamTransport(*runtime_, host->endpoint, {}, tls_sessions_.get());
+    if (r.conn->tls) {
+      ec = co_await upstreamHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats, *shard_);
+    } else {
+      ec = asio::error::invalid_argument;
+    }
+    if (ec) {
+      r.timed_out = ec == beast::error::timeout;
+      shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+      destroy(*host, std::move(r.conn));
+      r.conn = nullptr;
+      co_return r;
+    }
+  }
   co_return r;
 }
 

@@ -18,6 +18,8 @@
 #include "proxy/codec/http1_client_codec.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
+#include "proxy/tls/tls_context.h"
+#include "proxy/tls/tls_transport.h"
 #include "proxy/upstream/conn_pool.h"
 #include "proxy/upstream/outlier_detector.h"
 
@@ -71,11 +73,20 @@ struct UpstreamConnection final : public UpstreamStream {
   asio::awaitable<ReceiveResult> receive() override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return from_pool; }
-  bool canReuse() const override { return !stream_reset && !write_failed && codec.canReuse(); }
+  bool canReuse() const override {
+    return !stream_reset && !write_failed && !tls_deferred_error && codec.canReuse();
+  }
   bool upgraded() const override { return codec.upgraded(); }
   UpstreamConnection* http1Connection() override { return this; }
 
   beast::tcp_stream stream;
+  // TLS clusters: the session cache the transport stores into (kept alive
+  // for it) and the transport between the socket and the codec; null for
+  // plaintext.
+  std::shared_ptr<tls::ClientSessionCache> tls_sessions;
+  std::unique_ptr<tls::TlsTransport> tls;
+  std::string tls_plaintext;  // receive()'s scratch
+  boost::system::error_code tls_deferred_error;  // receive(): after the plaintext read with it
   beast::flat_buffer read_buffer{1024 * 1024};
   ResponseForwarder forwarder;
   http1::ClientCodec codec{forwarder};
@@ -285,7 +296,9 @@ class WorkerCluster {
   // keeps existing connections), else the same address. Then `old` is
   // retired: a connection released to it later goes to its pending requests,
   // else to the same host here, else it is closed. Removed hosts' idle
-  // connections close with `old`.
+  // connections close with `old`. A connection made under another TLS
+  // context (TLS added, removed or changed) is never carried over: `old` is
+  // retired instead, and its connections close.
   void succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self);
   // The cluster left the config: it serves the requests that hold it, and a
   // connection released to it afterwards goes to its pending requests or is
@@ -302,6 +315,10 @@ class WorkerCluster {
   ClusterResources& resources() { return *resources_; }
   const std::shared_ptr<ClusterResources>& sharedResources() const { return resources_; }
   std::vector<HostState>& hosts() { return hosts_; }
+
+  // TLS clusters: this worker's resumable sessions per host (null for
+  // plaintext). A successor with the same TLS context shares it.
+  const std::shared_ptr<tls::ClientSessionCache>& tlsSessions() const { return tls_sessions_; }
 
   // Chooses a healthy host by the cluster's lb_policy, from the lowest
   // priority that has one. Null when no host is healthy (503 UH).
@@ -406,6 +423,7 @@ class WorkerCluster {
   IdleConnectionsSharedPtr idle_;
   OutlierEjectionsConstSharedPtr ejections_;
   std::shared_ptr<ClusterResources> resources_;
+  std::shared_ptr<tls::ClientSessionCache> tls_sessions_;
   stats::Shard* shard_;
   bool retired_ = false;
   std::weak_ptr<WorkerCluster> successor_;

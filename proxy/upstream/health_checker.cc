@@ -9,6 +9,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
+#include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
 
@@ -130,16 +131,47 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
   co_await stream.async_connect(*s->endpoint, asio::redirect_error(asio::use_awaitable, ec));
   if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
-  co_await asio::async_write(stream, asio::buffer(s->request),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
-
-  beast::flat_buffer buffer(kMaxResponseHeaderBytes);
   beast::http::response_parser<beast::http::empty_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
-  co_await beast::http::async_read_header(stream, buffer, parser,
-                                          asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
+  if (s->cluster->tls) {
+    // A TLS cluster is checked over TLS, as Envoy's health checkers use the
+    // cluster's transport socket; the handshake counts in its ssl.* stats.
+    // No session cache: checks are rare and each has its own deadline.
+    std::unique_ptr<tls::TlsTransport> t =
+        makeUpstreamTransport(*s->cluster, *s->endpoint, {}, nullptr);
+    if (!t) co_return HealthCheckResult::NetworkFailure;
+    ec = co_await upstreamHandshake(stream, *t, s->cluster->ssl_stats, state->main_shard);
+    if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
+    ec = co_await writeTls(stream, *t, s->request);
+    if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
+    std::string plain;
+    size_t parsed = 0;
+    while (!parser.is_header_done()) {
+      // What was decrypted is parsed before a read error is looked at: a
+      // server may answer and close (close_notify) in one flight.
+      const boost::system::error_code read_error = co_await readTls(stream, *t, plain);
+      if (state->stopped || s->removed || plain.size() > kMaxResponseHeaderBytes) {
+        co_return HealthCheckResult::NetworkFailure;
+      }
+      while (parsed < plain.size() && !parser.is_header_done()) {
+        const size_t n = parser.put(asio::buffer(plain.data() + parsed, plain.size() - parsed), ec);
+        parsed += n;
+        if (ec == beast::http::error::need_more) break;
+        if (ec) co_return HealthCheckResult::NetworkFailure;
+        if (n == 0) break;
+      }
+      if (read_error && !parser.is_header_done()) co_return HealthCheckResult::NetworkFailure;
+    }
+  } else {
+    co_await asio::async_write(stream, asio::buffer(s->request),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
+
+    beast::flat_buffer buffer(kMaxResponseHeaderBytes);
+    co_await beast::http::async_read_header(stream, buffer, parser,
+                                            asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
+  }
 
   const unsigned status = parser.get().result_int();
   co_return status == 200 ? HealthCheckResult::Success : HealthCheckResult::ActiveFailure;

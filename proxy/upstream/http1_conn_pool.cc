@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "proxy/upstream/upstream_tls.h"
+
 namespace turnout::proxy {
 
 UpstreamStreamPtr Http1ConnPool::attach(UpstreamConnectionPtr conn) {
@@ -58,7 +60,12 @@ asio::awaitable<bool> UpstreamConnection::send() {
   if (out.empty()) co_return true;
   boost::system::error_code ec;
   stream.expires_never();
-  co_await asio::async_write(stream, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+  if (tls) {
+    ec = co_await writeTls(stream, *tls, out);
+  } else {
+    co_await asio::async_write(stream, asio::buffer(out),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
   out.clear();
   if (stream_reset) co_return false;
   if (ec) {
@@ -92,8 +99,25 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
     }
     boost::system::error_code ec;
     stream.expires_never();
-    const size_t n = co_await stream.async_read_some(read_buffer.prepare(16 * 1024),
-                                                     asio::redirect_error(asio::use_awaitable, ec));
+    size_t n = 0;
+    if (tls) {
+      if (tls_deferred_error) {
+        ec = std::exchange(tls_deferred_error, {});
+      } else {
+        tls_plaintext.clear();
+        ec = co_await readTls(stream, *tls, tls_plaintext);
+        if (!tls_plaintext.empty()) {
+          // What was decrypted before a close_notify (or an error) goes to
+          // the codec first; the error is the next read's.
+          tls_deferred_error = std::exchange(ec, {});
+          n = tls_plaintext.size();
+          asio::buffer_copy(read_buffer.prepare(n), asio::buffer(tls_plaintext));
+        }
+      }
+    } else {
+      n = co_await stream.async_read_some(read_buffer.prepare(16 * 1024),
+                                          asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (stream_reset) continue;
     if (ec) {
       stream_reset = true;

@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
+#include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
 namespace {
+
+constexpr const char* kLogComponent = "upstream";
 
 using Clock = std::chrono::steady_clock;
 
@@ -54,7 +58,7 @@ void Http2PoolConnection::onGoAway(std::int32_t, std::uint32_t) {
 
 void Http2PoolConnection::kickWriter() {
   if (writing_ || closing_ || state_ == State::Closed || state_ == State::Connecting) return;
-  if (!codec_.wantsWrite()) {
+  if (!codec_.wantsWrite() && !(tls_ && tls_->hasOutput())) {
     notifySenders();
     maybeClose();
     return;
@@ -70,9 +74,13 @@ asio::awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolCo
     out_.clear();
     (void)codec_.drainOutput(out_, kWriteBatch);
     notifySenders();
-    if (out_.empty()) break;
-    co_await asio::async_write(stream_, asio::buffer(out_),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    if (out_.empty() && !(tls_ && tls_->hasOutput())) break;
+    if (tls_) {
+      ec = co_await writeTls(stream_, *tls_, out_);
+    } else {
+      co_await asio::async_write(stream_, asio::buffer(out_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec) {
       closeSocket();  // the reader sees it and ends the connection
       break;
@@ -383,6 +391,9 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
     c->stream_.expires_after(cluster_.config().connect_timeout);
     co_await c->stream_.async_connect(host_.endpoint,
                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && c->pool_ != nullptr && !c->closing_ && cluster_.runtime().tls) {
+      ec = co_await handshake(*c);
+    }
     c->stream_.expires_never();
     if (c->pool_ == nullptr) co_return;  // the pool went away meanwhile
     if (ec || c->closing_) {
@@ -406,14 +417,32 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
   // The reader: every byte goes to the codec, whose events are queued on
   // their streams; then the writer sends what the codec has to say.
   while (!c->closing_) {
-    const std::size_t n = co_await c->stream_.async_read_some(
-        asio::buffer(c->read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
+    std::span<const char> in;
+    if (c->tls_) {
+      c->tls_plaintext_.clear();
+      ec = co_await readTls(c->stream_, *c->tls_, c->tls_plaintext_);
+      in = std::span<const char>(c->tls_plaintext_);
+      // What was decrypted before a close_notify still goes to the codec.
+      if (ec && in.empty()) {
+        if (!c->closing_) c->remote_close_ = true;
+        break;
+      }
+    } else {
+      const std::size_t n = co_await c->stream_.async_read_some(
+          asio::buffer(c->read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (!c->closing_) c->remote_close_ = true;
+        break;
+      }
+      in = std::span<const char>(c->read_buffer_.data(), n);
+    }
+    const boost::system::error_code read_error = ec;
+    const absl::Status st = in.empty() ? absl::OkStatus() : c->codec_.dispatch(in);
+    c->kickWriter();
+    if (read_error) {
       if (!c->closing_) c->remote_close_ = true;
       break;
     }
-    const absl::Status st = c->codec_.dispatch(std::span<const char>(c->read_buffer_.data(), n));
-    c->kickWriter();
     if (!st.ok()) {
       // The codec queued its GOAWAY; the writer closes once it went out.
       if (c->state_ == Http2PoolConnection::State::Ready) c->state_ = Http2PoolConnection::State::Draining;
@@ -424,6 +453,27 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
   c->state_ = Http2PoolConnection::State::Closed;
   c->codec_.onEof();  // every stream still open is reset
   if (c->pool_ != nullptr) onClosed(*c);
+}
+
+asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolConnection& c) {
+  // ALPN "h2" unless the context names its own protocols (Envoy's rule for
+  // an HTTP/2 cluster); a server that does not select h2 is a connect
+  // failure, never an HTTP/1 server spoken to in h2. The pool may be
+  // destroyed during the handshake (the socket is closed then): nothing of
+  // it is touched after the await unless c.pool_ is still set.
+  c.tls_sessions_ = cluster_.tlsSessions();
+  c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, {"h2"}, c.tls_sessions_.get());
+  if (!c.tls_) co_return asio::error::invalid_argument;
+  boost::system::error_code ec =
+      co_await upstreamHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
+  if (!ec && c.tls_->alpn() != "h2") {
+    if (c.pool_ != nullptr) {
+      TURNOUT_LOG(warn, kLogComponent, "cluster '{}': upstream {} did not select ALPN h2 ('{}')",
+                  cluster_.config().name, host_.endpoint.address().to_string(), c.tls_->alpn());
+    }
+    ec = asio::error::no_protocol_option;
+  }
+  co_return ec;
 }
 
 void Http2ConnPool::onReady(Http2PoolConnection& c) { wakePending(c.capacity_); }

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "proxy/codec/http2_client_codec.h"
+#include "proxy/tls/tls_transport.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "proxy/upstream/conn_pool.h"
 
@@ -88,6 +89,11 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
 
   Http2ConnPool* pool_;  // null once the pool is gone
   beast::tcp_stream stream_;
+  // TLS clusters: the session cache (kept alive for the transport) and the
+  // transport between the socket and the codec; null for h2c.
+  std::shared_ptr<tls::ClientSessionCache> tls_sessions_;
+  std::unique_ptr<tls::TlsTransport> tls_;
+  std::string tls_plaintext_;
   http2::ClientCodec codec_;
   asio::steady_timer idle_timer_;
   uint64_t idle_generation_ = 0;
@@ -206,6 +212,8 @@ class Http2ConnPool final : public ConnPool {
   uint64_t connectingCapacity() const;
   void startConnect(asio::any_io_executor ex);
   asio::awaitable<void> run(Http2PoolConnectionSharedPtr c);
+  // TLS clusters: the handshake after connect (ALPN h2 required).
+  asio::awaitable<boost::system::error_code> handshake(Http2PoolConnection& c);
   // The connection is usable: up to its room of pending requests retry.
   void onReady(Http2PoolConnection& c);
   void onIdleTimeout(Http2PoolConnection& c);

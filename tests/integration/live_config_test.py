@@ -207,11 +207,12 @@ class LiveConfigTest(unittest.TestCase):
         tls = cluster("a", self.a.port)
         tls["transport_socket"] = {"name": "tls", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-                     "UpstreamTlsContext"}}
+                     "UpstreamTlsContext", "allow_renegotiation": True}}
         self.write("cds.json", CLUSTER, [tls])
         self.assertIsNotNone(poll(lambda: self.proxy.counter(
             "cluster_manager.cds.update_rejected") == rejected + 2))
-        self.assertIn("resources[0].transport_socket", self.proxy.log())
+        self.assertIn("resources[0].transport_socket.typed_config.allow_renegotiation",
+                      self.proxy.log())
         self.assertEqual(get(self.port)[:2], (200, "a"))
 
     def test_lds_adds_a_listener_then_removes_it(self):

@@ -294,20 +294,6 @@ class ConfigTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("tls_certificates[0]", r.stderr)
 
-    def test_upstream_tls_is_still_refused_with_its_path(self):
-        yaml = bootstrap(ALL_TO_SVC, [cluster("svc", [1]) +
-                                      "  transport_socket:\n"
-                                      "    name: envoy.transport_sockets.tls\n"
-                                      "    typed_config:\n"
-                                      "      \"@type\": type.googleapis.com/envoy.extensions."
-                                      "transport_sockets.tls.v3.UpstreamTlsContext\n"
-                                      "      sni: svc.test\n"])
-        r = self.validate(yaml)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("static_resources.clusters[0].transport_socket: TLS (envoy.extensions."
-                      "transport_sockets.tls.v3.UpstreamTlsContext) is not supported by turnout yet",
-                      r.stderr)
-
 
 def set_turnout(binary):
     global TURNOUT

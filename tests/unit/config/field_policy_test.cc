@@ -234,10 +234,14 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        bootstrap("", absl::StrReplaceAll(tls_listener, {{"DownstreamTlsContext", "UpstreamTlsContext"}}),
                  kRouteConfig, ""),
        ch + ".transport_socket.typed_config: unsupported extension type 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'"},
-      {"cluster TLS",
+      {"cluster TLS with a field turnout does not honour",
        bootstrap("", "", kRouteConfig,
-                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x}}\n"),
-       "static_resources.clusters[0].transport_socket: TLS (envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext) is not supported by turnout yet"},
+                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x, allow_renegotiation: true}}\n"),
+       "static_resources.clusters[0].transport_socket.typed_config.allow_renegotiation: TLS renegotiation is not supported by turnout"},
+      {"a cluster with the listener side's TLS context",
+       bootstrap("", "", kRouteConfig,
+                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext}}\n"),
+       "static_resources.clusters[0].transport_socket"},
       {"transport_socket_matches",
        bootstrap("", "", kRouteConfig,
                  "    transport_socket_matches: [{name: m, transport_socket: {name: raw, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}}]\n"),
@@ -255,7 +259,7 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        bootstrap("", "", kRouteConfig, hpo + "        use_downstream_protocol_config: {}\n"),
        opts + ".use_downstream_protocol_config: use_downstream_protocol_config is not supported by turnout"},
       {"auto_config", bootstrap("", "", kRouteConfig, hpo + "        auto_config: {}\n"),
-       opts + ".auto_config: auto_config needs ALPN over upstream TLS"},
+       opts + ".auto_config: auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported"},
       {"EDS cluster without eds_cluster_config", bootstrap("", "", kRouteConfig, "    type: EDS\n"),
        "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
       {"ORIGINAL_DST cluster",
@@ -327,6 +331,14 @@ TEST_CASE("features turnout does not implement fail validation with their field 
 TEST_CASE("codec_type AUTO is accepted (it serves HTTP/1.1)", "[config][policy]") {
   CHECK(validate(bootstrap("", "", absl::StrCat("          codec_type: AUTO\n", kRouteConfig), "")) ==
         "OK");
+}
+
+TEST_CASE("an UpstreamTlsContext on a cluster is accepted", "[config][policy]") {
+  CHECK(validate(bootstrap("", "", kRouteConfig,
+                           "    transport_socket: {name: tls, typed_config: {\"@type\": "
+                           "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                           "UpstreamTlsContext, sni: svc.test, common_tls_context: "
+                           "{alpn_protocols: [h2]}}}\n")) == "OK");
 }
 
 TEST_CASE("a raw_buffer transport socket is plaintext and accepted", "[config][policy]") {

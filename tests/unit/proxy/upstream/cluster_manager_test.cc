@@ -13,6 +13,7 @@
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
+#include "proxy/tls/tls_context.h"
 #include "tests/support/eventually.h"
 
 namespace turnout::proxy {
@@ -609,6 +610,38 @@ TEST_CASE("a connection released to an old host set goes to the same host in the
   CHECK(old->hosts()[0].idle.empty());
   CHECK(old->hosts()[1].idle.empty());  // b is gone: its connection closed
   CHECK(m.resources["c"]->connections.count() == 1);
+}
+
+TEST_CASE("a successor with another TLS context takes no idle connection and no session cache",
+          "[pool][tls]") {
+  // A plaintext connection must not serve a cluster that now wants TLS (nor
+  // one verified under an old trust config a cluster with a new one).
+  OneHostPool p(limits(1024));
+  Waiter w(p.pool.io);
+  UpstreamConnectionPtr c = p.pool.acquireNow(w);
+  p.pool.cluster->release(*p.pool.host(0), std::move(c), true);
+  REQUIRE(p.pool.host(0)->idle.size() == 1);
+  CHECK_FALSE(p.pool.cluster->tlsSessions());
+
+  ClusterRuntime tls_runtime = p.pool.runtime;
+  auto ctx = tls::ClientContext::create(
+      envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext(), "tls", {});
+  REQUIRE(ctx.ok());
+  tls_runtime.tls = *ctx;
+  auto next = std::make_shared<WorkerCluster>(tls_runtime, p.pool.runtime.hosts, p.pool.resources,
+                                              p.pool.store.shard(0), 0, p.pool.idle);
+  REQUIRE(next->tlsSessions());
+  next->succeed(*p.pool.cluster, next);
+  CHECK(next->hosts()[0].idle.empty());
+  CHECK(p.pool.host(0)->idle.empty());  // closed with the old cluster
+  CHECK(p.pool.counter("upstream_cx_destroy") == 1);
+  CHECK(p.pool.resources->connections.count() == 0);
+
+  // The same context (a DNS host-set change): the cache is shared.
+  auto again = std::make_shared<WorkerCluster>(tls_runtime, p.pool.runtime.hosts, p.pool.resources,
+                                               p.pool.store.shard(0), 0, p.pool.idle);
+  again->succeed(*next, again);
+  CHECK(again->tlsSessions() == next->tlsSessions());
 }
 
 TEST_CASE("a LOGICAL_DNS host at a new address keeps its connections; new ones go to the "
