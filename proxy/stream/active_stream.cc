@@ -63,7 +63,7 @@ ActiveStream::~ActiveStream() {
 asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
                                                    std::string_view location,
                                                    std::string_view content_type,
-                                                   std::string_view details) {
+                                                   std::string_view details, int grpc_status) {
   LocalReply reply;
   // A gRPC request gets its reply as a gRPC status (Envoy: is_grpc local replies).
   reply.grpc = isGrpcContentType(head_.headers.get("content-type"));
@@ -71,6 +71,7 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   details_.assign(details);
   response_body_bytes_ = reply.grpc ? 0 : body.size();
   reply.status = status;
+  reply.grpc_status = grpc_status;
   reply.body = body;
   reply.location = location;
   reply.content_type = content_type;

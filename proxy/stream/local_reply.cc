@@ -55,7 +55,9 @@ void encodeGrpcLocalReply(DownstreamStream& stream, const LocalReply& reply, std
   head.close_connection = reply.close_connection;
   head.headers.addLowercase("content-type", "application/grpc");
   char code[12];
-  auto n = std::snprintf(code, sizeof(code), "%u", httpToGrpcStatus(reply.status));
+  const uint32_t grpc_status = reply.grpc_status >= 0 ? static_cast<uint32_t>(reply.grpc_status)
+                                                       : httpToGrpcStatus(reply.status);
+  auto n = std::snprintf(code, sizeof(code), "%u", grpc_status);
   head.headers.addLowercase("grpc-status", std::string_view(code, static_cast<size_t>(n)));
   if (!reply.body.empty() && !reply.head_request) {
     std::string message;

@@ -28,6 +28,7 @@ struct LocalReply {
   // application/grpc, grpc-status from httpToGrpcStatus(status), grpc-message
   // the percent-encoded body, no body and no content-length.
   bool grpc = false;
+  int grpc_status = -1;  // >= 0: this grpc-status instead of httpToGrpcStatus(status)
   // Called on the finished head before it is encoded (the route's
   // response_headers_to_add/remove, as Envoy's router does for its replies).
   const std::function<void(HeaderMap&)>* modify_headers = nullptr;
@@ -51,6 +52,7 @@ uint32_t httpToGrpcStatus(uint16_t http_status);
 void percentEncodeGrpcMessage(std::string_view message, std::string& out);
 
 // Envoy's local-reply body texts.
+inline constexpr std::string_view kBodyDurationTimeout = "downstream duration timeout";
 inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";
 inline constexpr std::string_view kBodyUpstreamTimeout = "upstream request timeout";
 inline constexpr std::string_view kBodyStreamTimeout = "stream timeout";

@@ -51,6 +51,11 @@ VHOSTS = """\
       retry_policy: { retry_on: "cancelled,resource-exhausted", num_retries: 2 }
   - match: { path: "/test.Echo/Slow" }
     route: { cluster: grpc, timeout: 0.3s }
+  - match: { path: "/test.Echo/SlowCapped" }
+    route:
+      cluster: grpc
+      timeout: 30s
+      max_stream_duration: { grpc_timeout_header_max: 0.3s }
   - match: { prefix: "/test.Echo/", grpc: {} }
     route: { cluster: grpc }
   - match: { prefix: "/test.Echo/" }
@@ -177,6 +182,7 @@ class EchoServer:
             "Big": grpc.unary_unary_rpc_method_handler(self.big),
             "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
             "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+            "SlowCapped": grpc.unary_unary_rpc_method_handler(self.slow),
             "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
             "FlakyInternal": grpc.unary_unary_rpc_method_handler(self.flaky),
             "FlakyNoRetry": grpc.unary_unary_rpc_method_handler(self.flaky),
@@ -412,6 +418,18 @@ class LocalReplyTest(GrpcTestCase):
             self.uu("Slow")(b"x", timeout=TIMEOUT_S)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, self.log())
         self.assertEqual(cm.exception.details(), "upstream request timeout")
+
+    def test_grpc_timeout_header_max_caps_the_clients_deadline(self):
+        # The client allows 5 s (grpc-timeout ~5S) on a route whose timeout is
+        # 30 s; grpc_timeout_header_max 0.3 s caps the stream's duration, and
+        # turnout answers first, as Envoy: DEADLINE_EXCEEDED with its text.
+        import time
+        start = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.uu("SlowCapped")(b"x", timeout=TIMEOUT_S)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED, self.log())
+        self.assertEqual(cm.exception.details(), "downstream duration timeout")
+        self.assertLess(time.monotonic() - start, TIMEOUT_S / 2)
 
     def test_direct_response_maps_its_status_and_percent_encodes_its_body(self):
         # 403 -> PERMISSION_DENIED; the body's '%', non-ASCII and '~' are
