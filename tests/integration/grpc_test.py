@@ -399,6 +399,50 @@ class LocalReplyTest(GrpcTestCase):
             self.uu("Method", service="other.Service")(b"x", timeout=TIMEOUT_S)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED, self.log())
 
+    def raw_h2_call(self, path):
+        """One gRPC-shaped request over a raw h2c socket; returns (events of the stream)."""
+        import socket
+        import h2.config
+        import h2.connection
+        import h2.events
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        self.addCleanup(sock.close)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", path),
+                              (":authority", "svc"), ("content-type", "application/grpc"),
+                              ("te", "trailers")])
+        conn.send_data(1, b"\x00\x00\x00\x00\x01x", end_stream=True)
+        sock.sendall(conn.data_to_send())
+        events = []
+        while not any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                      for e in events):
+            data = sock.recv(65536)
+            if not data:
+                raise AssertionError("EOF before the stream ended: %r" % events)
+            for e in conn.receive_data(data):
+                if getattr(e, "stream_id", None) == 1:
+                    events.append(e)
+            sock.sendall(conn.data_to_send())
+        return events
+
+    def test_local_replies_are_one_trailers_only_headers_frame(self):
+        import h2.events
+        events = self.raw_h2_call("/test.NoHost/Call")
+        self.assertIsInstance(events[0], h2.events.ResponseReceived, events)
+        self.assertIsNotNone(events[0].stream_ended, events)  # END_STREAM on the HEADERS
+        self.assertEqual(len([e for e in events if isinstance(e, h2.events.DataReceived)]), 0)
+        headers = {k.decode(): v.decode() for k, v in events[0].headers}
+        self.assertEqual(headers[":status"], "200")
+        self.assertEqual(headers["content-type"], "application/grpc")
+        self.assertEqual(headers["grpc-status"], "14")
+        self.assertEqual(headers["grpc-message"], "no healthy upstream")
+        self.assertNotIn("content-length", headers)
+        events = self.raw_h2_call("/other.Service/Method")
+        headers = {k.decode(): v.decode() for k, v in events[0].headers}
+        self.assertEqual((headers[":status"], headers["grpc-status"]), ("200", "12"))
+        self.assertNotIn("grpc-message", headers)  # a route miss has no body text
+
     def test_no_healthy_upstream_is_unavailable_with_envoys_text(self):
         with self.assertRaises(grpc.RpcError) as cm:
             self.uu("Call", service="test.NoHost")(b"x", timeout=TIMEOUT_S)
