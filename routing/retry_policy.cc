@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace turnout::routing {
@@ -37,6 +38,10 @@ constexpr Condition kConditions[] = {
     {"unavailable", kRetryOnGrpcUnavailable},
     {"internal", kRetryOnGrpcInternal},
 };
+
+constexpr uint32_t kGrpcConditions = kRetryOnGrpcCancelled | kRetryOnGrpcDeadlineExceeded |
+                                    kRetryOnGrpcResourceExhausted | kRetryOnGrpcUnavailable |
+                                    kRetryOnGrpcInternal;
 
 bool anyMatches(const std::vector<CompiledHeaderMatcher>& matchers, const RequestView& view) {
   std::string scratch;
@@ -104,6 +109,21 @@ bool CompiledRetryPolicy::retriableResponse(uint32_t status, const RequestView& 
   }
   if (on(kRetryOnEnvoyRateLimited) && response.has("x-envoy-ratelimited")) return true;
   if (on(kRetryOnRetriableHeaders) && anyMatches(retriable_headers, response)) return true;
+  if (on(kGrpcConditions)) {
+    // Envoy's RetryStateImpl: the grpc-status in the response headers (a
+    // trailers-only response); a status only in trailers comes too late.
+    const std::string_view status = response.first("grpc-status");
+    uint32_t code = 0;
+    if (absl::SimpleAtoi(absl::string_view(status.data(), status.size()), &code)) {
+      if ((code == 1 && on(kRetryOnGrpcCancelled)) ||
+          (code == 4 && on(kRetryOnGrpcDeadlineExceeded)) ||
+          (code == 8 && on(kRetryOnGrpcResourceExhausted)) ||
+          (code == 14 && on(kRetryOnGrpcUnavailable)) ||
+          (code == 13 && on(kRetryOnGrpcInternal))) {
+        return true;
+      }
+    }
+  }
   return false;
 }
 

@@ -34,8 +34,7 @@ enum RetryOn : uint32_t {
   kRetryOnEnvoyRateLimited = 1u << 8,
   kRetryOnHttp3PostConnectFailure = 1u << 9,
   kRetryOnResetBeforeRequest = 1u << 10,
-  // gRPC conditions (honoured once gRPC is served; parsed now so that a
-  // policy naming them is not silently different).
+  // gRPC conditions: the grpc-status in the response headers (trailers-only).
   kRetryOnGrpcCancelled = 1u << 16,
   kRetryOnGrpcDeadlineExceeded = 1u << 17,
   kRetryOnGrpcResourceExhausted = 1u << 18,

@@ -350,6 +350,12 @@ struct RouteAction {
   std::vector<UpgradeConfig> upgrade_configs;
   Boxed<std::chrono::milliseconds> max_grpc_timeout;
   Boxed<std::chrono::milliseconds> grpc_timeout_offset;
+  // MaxStreamDuration.grpc_timeout_header_max / _offset: set (0 included) =
+  // a request's grpc-timeout header becomes its max stream duration (Envoy's
+  // ConnectionManagerImpl::ActiveStream::refreshDurationTimeout), capped by a
+  // non-zero max, minus the offset; RouteDecision::max_stream_duration.
+  Boxed<std::chrono::milliseconds> grpc_timeout_header_max;
+  Boxed<std::chrono::milliseconds> grpc_timeout_header_offset;
   bool operator==(const RouteAction&) const = default;
 };
 

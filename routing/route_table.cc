@@ -707,6 +707,49 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   return d;
 }
 
+std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view value) {
+  if (value.size() < 2 || value.size() > 9) return std::nullopt;
+  uint64_t n = 0;
+  for (const char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  using std::chrono::milliseconds;
+  const auto ms = static_cast<int64_t>(n);
+  switch (value.back()) {
+    case 'H': return milliseconds(ms * 3600000);
+    case 'M': return milliseconds(ms * 60000);
+    case 'S': return milliseconds(ms * 1000);
+    case 'm': return milliseconds(ms);
+    case 'u': return milliseconds((ms + 999) / 1000);
+    case 'n': return milliseconds((ms + 999999) / 1000000);
+    default: return std::nullopt;
+  }
+}
+
+namespace {
+
+// Envoy's ConnectionManagerImpl::ActiveStream::refreshDurationTimeout for a
+// request with a grpc-timeout header on a route with grpc_timeout_header_max:
+// the header, capped by a non-zero max, minus the offset (0 when the offset
+// is as long: the stream is over at once).
+std::optional<std::chrono::milliseconds> grpcStreamDuration(const RouteAction& a,
+                                                            const RequestView& view) {
+  using std::chrono::milliseconds;
+  std::optional<milliseconds> header = parseGrpcTimeout(view.first("grpc-timeout"));
+  if (!header) return std::nullopt;
+  milliseconds timeout = *header;
+  const milliseconds max = *a.grpc_timeout_header_max;
+  if (max != milliseconds(0) && timeout > max) timeout = max;
+  if (timeout != milliseconds(0) && a.grpc_timeout_header_offset) {
+    const milliseconds offset = *a.grpc_timeout_header_offset;
+    timeout = offset < timeout ? timeout - offset : milliseconds(0);
+  }
+  return timeout;
+}
+
+}  // namespace
+
 RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_index,
                                  uint32_t route_index, const MatchInput& in) const {
   const CompiledRoute& cr = vh.routes[route_index];
@@ -788,6 +831,9 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   }
   d.auto_host_rewrite = a.auto_host_rewrite.value_or(false);
   d.timeout = cr.timeout;
+  if (a.grpc_timeout_header_max && in.view != nullptr) {
+    d.max_stream_duration = grpcStreamDuration(a, *in.view);
+  }
   d.idle_timeout = a.idle_timeout;
   d.retry_policy = cr.retry_policy;
   if (cr.retry_policy != nullptr) d.retry = retry_policies_.at(cr.retry_policy).get();

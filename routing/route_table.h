@@ -71,6 +71,10 @@ struct RouteDecision {
   // Route: 0 = no route timeout. Envoy default 15 s.
   std::chrono::milliseconds timeout{15000};
   std::optional<std::chrono::milliseconds> idle_timeout;
+  // Route: how long the whole stream may last from its start, from the
+  // grpc-timeout header when the route sets grpc_timeout_header_max; unset =
+  // no limit; 0 = already over (the offset ate it).
+  std::optional<std::chrono::milliseconds> max_stream_duration;
   const RetryPolicy* retry_policy = nullptr;  // route's, else vhost's, else none
   const CompiledRetryPolicy* retry = nullptr;  // retry_policy compiled; set with it
   // Most specific non-empty list: route, else vhost, else route config.
@@ -197,6 +201,11 @@ class RouteTable {
   // One per RetryPolicy in config_ (route or vhost level), keyed by address.
   absl::flat_hash_map<const RetryPolicy*, std::unique_ptr<CompiledRetryPolicy>> retry_policies_;
 };
+
+// A grpc-timeout header value (gRPC's PROTOCOL-HTTP2: 1 to 8 digits and a
+// unit H, M, S, m, u or n), rounded up to whole milliseconds, as Envoy's
+// Grpc::Common::getGrpcTimeout; nullopt when malformed.
+std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view value);
 
 // Applies `levels` in order to `headers`, as Envoy's HeaderParser does per
 // level: removals first; then every add is evaluated against the headers as

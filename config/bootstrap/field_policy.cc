@@ -344,10 +344,11 @@ FieldPolicyTable* buildTable() {
                     "append_x_forwarded_host"},
       // rate_limits and cors do nothing without their filters, which turnout rejects.
       .inert = {"rate_limits", "include_vh_rate_limits", "cors"},
-      .reasons = {{"max_grpc_timeout", "gRPC timeouts are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"},
-                  {"grpc_timeout_offset", "gRPC timeouts are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)"}},
+      .reasons = {{"max_grpc_timeout", "the deprecated max_grpc_timeout is not supported by turnout; use max_stream_duration.grpc_timeout_header_max"},
+                  {"grpc_timeout_offset", "the deprecated grpc_timeout_offset is not supported by turnout; use max_stream_duration.grpc_timeout_header_offset"}},
       .check = checkRouteAction};
-  // Only zero durations (Istio's "disabled") pass the translator's check.
+  // max_stream_duration passes the translator's check only at zero (Istio's
+  // "disabled"); the grpc_timeout_header_* fields are honoured (docs/grpc.md).
   table["envoy.config.route.v3.RouteAction.MaxStreamDuration"] = {
       .supported = {"max_stream_duration", "grpc_timeout_header_max",
                     "grpc_timeout_header_offset"}};

@@ -429,16 +429,20 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
   if (p.has_max_grpc_timeout()) a.max_grpc_timeout = toMs(p.max_grpc_timeout());
   if (p.has_grpc_timeout_offset()) a.grpc_timeout_offset = toMs(p.grpc_timeout_offset());
   // Istio sets max_stream_duration with zero durations on every route; zero
-  // means disabled, so only a non-zero value would need enforcing.
+  // means disabled, so only a non-zero max_stream_duration would need
+  // enforcing. The gRPC header fields are honoured (routing/route_table.cc).
   if (p.has_max_stream_duration()) {
     const auto& d = p.max_stream_duration();
-    if (d.max_stream_duration().seconds() != 0 || d.max_stream_duration().nanos() != 0 ||
-        d.grpc_timeout_header_max().seconds() != 0 || d.grpc_timeout_header_max().nanos() != 0 ||
-        d.grpc_timeout_header_offset().seconds() != 0 ||
-        d.grpc_timeout_header_offset().nanos() != 0) {
+    if (d.max_stream_duration().seconds() != 0 || d.max_stream_duration().nanos() != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(join(path, "max_stream_duration"),
                        ": a non-zero max_stream_duration is not supported by turnout"));
+    }
+    if (d.has_grpc_timeout_header_max()) {
+      a.grpc_timeout_header_max = toMs(d.grpc_timeout_header_max());
+    }
+    if (d.has_grpc_timeout_header_offset()) {
+      a.grpc_timeout_header_offset = toMs(d.grpc_timeout_header_offset());
     }
   }
   // Per-route WebSocket enable/disable (overrides the connection manager's).

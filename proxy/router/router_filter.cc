@@ -199,6 +199,13 @@ asio::awaitable<void> RouterFilter::replyOverflow() {
 }
 
 asio::awaitable<void> RouterFilter::replyUpstreamTimeout() {
+  if (Clock::now() >= duration_deadline_) {
+    // Envoy's onStreamMaxDurationReached: 408, or DEADLINE_EXCEEDED to gRPC.
+    stream_.flags_.set(access_log::ResponseFlag::DurationTimeout);
+    co_await stream_.sendLocalReply(408, kBodyDurationTimeout, {}, {}, "max_duration_timeout",
+                                    /*grpc_status=*/4);
+    co_return;
+  }
   stats::Shard& shard = conn_.worker().shard();
   shard.inc(cluster_->runtime().stats.upstream_rq_timeout);
   shard.inc(stream_.hcm_.stats.downstream_rq_timeout);
@@ -220,21 +227,25 @@ asio::awaitable<void> RouterFilter::forward() {
   }
   shard.inc(hcm.stats.rq_total);
   stream_.cluster_runtime_ = &cluster_->runtime();
-  if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
+  // tunnel() splices raw plaintext sockets: a tunnel over an HTTP/2
+  // upstream (CONNECT DATA, RFC 8441 for upgrades) or a TLS one is not
+  // implemented, so it is refused rather than sent as something else.
+  const bool h2_upstream =
+      cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2;
+  if ((h2_upstream || cluster_->runtime().tls) &&
       (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
-    // A tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
-    // upgrades) is not implemented: refuse it rather than send a request
-    // the upstream would take for a plain one.
-    co_await stream_.sendLocalReply(501, "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
-                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
+    co_await stream_.sendLocalReply(
+        501,
+        h2_upstream ? "upgrade and CONNECT are not supported to an HTTP/2 upstream\n"
+                    : "upgrade and CONNECT are not supported to a TLS upstream\n",
+        {}, {},
+        h2_upstream ? "upgrade_to_http2_upstream_not_supported"
+                    : "upgrade_to_tls_upstream_not_supported");
     co_return;
   }
-  if (cluster_->runtime().tls && (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
-    // tunnel() splices raw sockets and cannot carry TLS: refuse rather than
-    // send the tunnel's bytes in plaintext.
-    co_await stream_.sendLocalReply(501, "upgrade and CONNECT are not supported to a TLS upstream\n",
-                                    {}, {}, "upgrade_to_tls_upstream_not_supported");
-    co_return;
+  if (d_.max_stream_duration) {
+    duration_deadline_ = stream_.start_ + *d_.max_stream_duration;
+    deadline_ = std::min(deadline_, duration_deadline_);
   }
   retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
@@ -263,8 +274,9 @@ bool RouterFilter::canRetry() {
 }
 
 void RouterFilter::onRequestComplete() {
-  if (deadline_ != Clock::time_point::max()) return;
-  if (d_.timeout.count() > 0) deadline_ = Clock::now() + d_.timeout;
+  if (route_clock_started_) return;
+  route_clock_started_ = true;
+  if (d_.timeout.count() > 0) deadline_ = std::min(deadline_, Clock::now() + d_.timeout);
 }
 
 bool RouterFilter::requestComplete() const { return conn_.requestComplete(); }
@@ -536,8 +548,12 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   }
   if (r.response_started) {
     // Headers already went to the client: all we can do is cut it off.
-    const bool upstream_timeout = r.timeout == Timeout::Global || r.timeout == Timeout::PerTryIdle;
-    if (r.timeout == Timeout::StreamIdle) {
+    const bool duration = r.timeout == Timeout::Global && Clock::now() >= duration_deadline_;
+    const bool upstream_timeout =
+        !duration && (r.timeout == Timeout::Global || r.timeout == Timeout::PerTryIdle);
+    if (duration) {
+      flags.set(access_log::ResponseFlag::DurationTimeout);
+    } else if (r.timeout == Timeout::StreamIdle) {
       flags.set(access_log::ResponseFlag::StreamIdleTimeout);
       shard.inc(hcm.stats.downstream_rq_idle_timeout);
     } else {

@@ -88,7 +88,13 @@ class RouterFilter : public UpstreamRequestParent {
   std::shared_ptr<WorkerCluster> cluster_;
   std::optional<RetryState> retry_;
   // The route timeout: from the end of the request; max until then / none.
+  // Also no later than duration_deadline_.
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  bool route_clock_started_ = false;
+  // The stream's max duration (a gRPC request's grpc-timeout on a route with
+  // grpc_timeout_header_max): from the stream's start; max = none.
+  std::chrono::steady_clock::time_point duration_deadline_ =
+      std::chrono::steady_clock::time_point::max();
   UpstreamRequest* upstream_ = nullptr;  // the running attempt
   HostState* host_ = nullptr;            // the last attempt's host (a retry avoids it)
 

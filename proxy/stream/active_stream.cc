@@ -63,12 +63,15 @@ ActiveStream::~ActiveStream() {
 asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
                                                    std::string_view location,
                                                    std::string_view content_type,
-                                                   std::string_view details) {
-  final_status_ = status;
-  details_.assign(details);
-  response_body_bytes_ = body.size();
+                                                   std::string_view details, int grpc_status) {
   LocalReply reply;
+  // A gRPC request gets its reply as a gRPC status (Envoy: is_grpc local replies).
+  reply.grpc = isGrpcContentType(head_.headers.get("content-type"));
+  final_status_ = reply.grpc ? 200 : status;
+  details_.assign(details);
+  response_body_bytes_ = reply.grpc ? 0 : body.size();
   reply.status = status;
+  reply.grpc_status = grpc_status;
   reply.body = body;
   reply.location = location;
   reply.content_type = content_type;

@@ -56,7 +56,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   asio::awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
                                        std::string_view location = {},
                                        std::string_view content_type = {},
-                                       std::string_view details = {});
+                                       std::string_view details = {}, int grpc_status = -1);
   // The stream idle timeout in force: the route's idle_timeout, else the
   // HCM's stream_idle_timeout; kForever when disabled.
   std::chrono::milliseconds streamIdle() const;

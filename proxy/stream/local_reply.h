@@ -23,6 +23,12 @@ struct LocalReply {
   bool close_connection = false;
   bool head_request = false;      // HEAD: headers only
   bool overloaded = false;        // x-envoy-overloaded: true (circuit-breaker overflow)
+  // The request is gRPC (isGrpcContentType): the reply goes out as Envoy's
+  // gRPC trailers-only response instead: HTTP 200, content-type
+  // application/grpc, grpc-status from httpToGrpcStatus(status), grpc-message
+  // the percent-encoded body, no body and no content-length.
+  bool grpc = false;
+  int grpc_status = -1;  // >= 0: this grpc-status instead of httpToGrpcStatus(status)
   // Called on the finished head before it is encoded (the route's
   // response_headers_to_add/remove, as Envoy's router does for its replies).
   const std::function<void(HeaderMap&)>* modify_headers = nullptr;
@@ -32,7 +38,21 @@ struct LocalReply {
 void encodeLocalReply(DownstreamStream& stream, const LocalReply& reply, std::string_view date,
                       std::string_view server_name, ResponseHead& head);
 
+// Envoy's Grpc::Common::hasGrpcContentType: exactly "application/grpc" or
+// "application/grpc+<subtype>" (application/grpc-web is not gRPC).
+bool isGrpcContentType(std::string_view content_type);
+
+// Envoy's Grpc::Utility::httpToGrpcStatus (gRPC's http-grpc-status-mapping):
+// 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
+// 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
+uint32_t httpToGrpcStatus(uint16_t http_status);
+
+// gRPC's percent-encoding of grpc-message (Envoy's PercentEncoding::encode
+// with "%" reserved): bytes outside ' '..'}' and '%' become %XX.
+void percentEncodeGrpcMessage(std::string_view message, std::string& out);
+
 // Envoy's local-reply body texts.
+inline constexpr std::string_view kBodyDurationTimeout = "downstream duration timeout";
 inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";
 inline constexpr std::string_view kBodyUpstreamTimeout = "upstream request timeout";
 inline constexpr std::string_view kBodyStreamTimeout = "stream timeout";

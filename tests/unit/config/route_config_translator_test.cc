@@ -236,15 +236,23 @@ TEST_CASE("ignore_port_in_host_matching matches a host with a port to its domain
   CHECK(route(**ignoring, "other:8080", "/", "").kind == routing::RouteDecision::Kind::NoRoute);
 }
 
-TEST_CASE("max_stream_duration's grpc_timeout_header_offset is accepted at zero, refused otherwise",
+TEST_CASE("max_stream_duration's grpc_timeout_header_max and _offset time gRPC requests",
           "[config][translator]") {
-  auto t = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c","max_stream_duration":
-      {"grpc_timeout_header_offset":"0s"}}})");
-  CHECK(routeWith(*t, "any", "/", 0).cluster == "c");
-  CHECK(errorOf(R"({"virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},
-      "route":{"cluster":"c","max_stream_duration":{"grpc_timeout_header_offset":"1s"}}}]}]})") ==
-        "route_config.virtual_hosts[0].routes[0].route.max_stream_duration: a non-zero "
-        "max_stream_duration is not supported by turnout");
+  auto t = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c","timeout":"7s",
+      "max_stream_duration":{"grpc_timeout_header_max":"5s","grpc_timeout_header_offset":"0.1s"}}})");
+  std::vector<routing::HeaderEntry> grpc{{"content-type", "application/grpc"},
+                                         {"grpc-timeout", "2S"}};
+  CHECK(route(*t, "any", "/", "", grpc).max_stream_duration == std::chrono::milliseconds(1900));
+  CHECK(route(*t, "any", "/", "", grpc).timeout == std::chrono::milliseconds(7000));
+  CHECK_FALSE(route(*t, "any", "/", "").max_stream_duration.has_value());
+  // Istio's zeros: the request's own grpc-timeout, uncapped.
+  auto istio = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
+      "max_stream_duration":{"max_stream_duration":"0s","grpc_timeout_header_max":"0s"}}})");
+  CHECK(route(*istio, "any", "/", "", grpc).max_stream_duration == std::chrono::milliseconds(2000));
+  // Without grpc_timeout_header_max the header is not looked at.
+  auto off = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
+      "max_stream_duration":{"grpc_timeout_header_offset":"0.1s"}}})");
+  CHECK_FALSE(route(*off, "any", "/", "", grpc).max_stream_duration.has_value());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <string>
 #include <vector>
 
 #include "routing/retry_policy.h"
@@ -142,6 +143,40 @@ TEST_CASE("back-off is fully jittered below min(max_interval, base * 2^retry)", 
   CHECK(p.backOff(3, 29).count() == 29);   // 80 capped at 30
   CHECK(p.backOff(3, 30).count() == 0);
   for (uint64_t r = 0; r < 1000; ++r) CHECK(p.backOff(2, r * 7919).count() < 30);
+}
+
+TEST_CASE("gRPC retry_on conditions retry the grpc-status of the response headers", "[routing]") {
+  // Envoy's RetryStateImpl::wouldRetryFromHeaders: the status of a
+  // trailers-only response (HTTP 200) decides, each code only by its condition.
+  auto [retry_on, grpc_status, want] = GENERATE(table<std::string, std::string, bool>({
+      {"cancelled", "1", true},
+      {"deadline-exceeded", "4", true},
+      {"resource-exhausted", "8", true},
+      {"unavailable", "14", true},
+      {"internal", "13", true},
+      {"unavailable", "13", false},
+      {"internal", "14", false},
+      {"cancelled,unavailable", "14", true},
+      {"unavailable", "0", false},
+      {"unavailable", "x14", false},
+      {"unavailable", "", false},
+      {"5xx", "14", false},
+  }));
+  RetryPolicy p;
+  p.retry_on = retry_on;
+  const auto c = compiled(p);
+  std::vector<HeaderEntry> headers{{"content-type", "application/grpc"}};
+  if (!grpc_status.empty()) headers.push_back({"grpc-status", grpc_status});
+  CAPTURE(retry_on, grpc_status);
+  CHECK(c.retriableResponse(200, RequestView({}, {}, {}, headers)) == want);
+}
+
+TEST_CASE("gRPC retry_on conditions ignore a response without grpc-status", "[routing]") {
+  RetryPolicy p;
+  p.retry_on = "cancelled,deadline-exceeded,resource-exhausted,unavailable,internal";
+  const auto c = compiled(p);
+  CHECK_FALSE(c.retriableResponse(503, RequestView()));
+  CHECK_FALSE(c.retriableResponse(200, RequestView()));
 }
 
 }  // namespace turnout::routing::test
