@@ -541,6 +541,7 @@ void MessageState::finishResponse() {
 bool ServerCodec::paused() const { return s_->message_complete && !s_->upgraded; }
 bool ServerCodec::upgraded() const { return s_->upgraded; }
 bool ServerCodec::shouldClose() const { return s_->close_after_response; }
+bool ServerCodec::inRequest() const { return s_->in_message; }
 CodecErrorCode ServerCodec::error() const { return s_->error; }
 std::uint64_t ServerCodec::bodyBytesReceived() const { return s_->body_bytes; }
 

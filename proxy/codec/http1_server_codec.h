@@ -96,6 +96,9 @@ class ServerCodec {
   // The connection must be closed once the encoded bytes are flushed
   // (Connection: close either way, HTTP/1.0 without keep-alive, close-
   // delimited response, response ended before the request, or an error).
+  // A request is being decoded (its head arrived, its end has not, and no
+  // response ended it first).
+  bool inRequest() const;
   bool shouldClose() const;
   CodecErrorCode error() const;
   // Body bytes of the current (or last) request delivered so far.

@@ -96,6 +96,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
       id_(Worker::next_connection_id_.fetch_add(1)),
       buffer_(256 * 1024),
       codec_(*this, settingsFor(config_, listener_index_)),
+      stop_wait_(worker.io()),
       started_(std::chrono::steady_clock::now()) {
   registration_ = worker_.registerConnection(this);
   if (!initial.empty()) {
@@ -341,6 +342,17 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
     if (!decodeBuffered()) co_return false;
     if (body_.size() > before || request_complete_) co_return true;
     if (closed_ || input_closed_) co_return false;
+    if (!codec_.inRequest()) {
+      // The response ended the exchange first (an early 405 or 413): the
+      // codec takes no more of this request, so reading on would only fill
+      // the buffer. Wait for the router to stop the body pump (it calls
+      // stopReading() after this wait began: the pump never reads again
+      // once told to stop).
+      boost::system::error_code ec;
+      stop_wait_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_return false;
+    }
     stream_.expires_after(orForever(timeout));
     boost::system::error_code ec;
     if (tls_) {
@@ -479,6 +491,7 @@ std::string_view DownstreamConnection::protocol() const {
 }
 
 void DownstreamConnection::stopReading() {
+  stop_wait_.cancel();
   boost::system::error_code ec;
   stream_.socket().cancel(ec);
 }

@@ -131,6 +131,9 @@ class DownstreamConnection : public ConnectionHandle,
   uint64_t id_;
   beast::flat_buffer buffer_;
   http1::ServerCodec codec_;
+  // readBody() waits on it once the response ended the request early;
+  // stopReading() ends the wait.
+  asio::steady_timer stop_wait_;
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
 
