@@ -12,6 +12,7 @@
 #include "proxy/stream/active_stream.h"
 #include "proxy/stream/local_reply.h"
 #include "proxy/upstream/cluster_manager.h"
+#include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
 namespace {
@@ -38,46 +39,6 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
     if (hcm->config->max_headers_count) s.max_headers_count = *hcm->config->max_headers_count;
   }
   return s;
-}
-
-// The server side of a TLS handshake on `s`, within `timeout` as a whole.
-asio::awaitable<bool> handshake(beast::tcp_stream& s, tls::TlsTransport& t,
-                                std::chrono::milliseconds timeout) {
-  s.expires_after(timeout);  // one deadline for the whole handshake
-  std::string buf;
-  for (;;) {
-    const tls::TlsTransport::Result r = t.handshake();
-    buf.clear();
-    t.takeOutput(buf);
-    boost::system::error_code ec;
-    if (!buf.empty()) {
-      co_await asio::async_write(s, asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return false;
-    }
-    if (r == tls::TlsTransport::Result::kOk) co_return true;
-    if (r != tls::TlsTransport::Result::kWantRead) co_return false;
-    buf.resize(kReadChunk);
-    const size_t n = co_await s.async_read_some(asio::buffer(buf),
-                                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return false;
-    t.feed(std::span<const char>(buf.data(), n));
-  }
-}
-
-// listener.<addr>.ssl.*: the handshake's outcome (Envoy's
-// ContextImpl::logHandshake, the counters with fixed names).
-void countHandshake(stats::Shard& shard, const stats::SslStats& s, const tls::HandshakeInfo& info) {
-  using tls::HandshakeOutcome;
-  switch (info.outcome) {
-    case HandshakeOutcome::Success: shard.inc(s.handshake); break;
-    case HandshakeOutcome::FailVerifyError: shard.inc(s.fail_verify_error); break;
-    case HandshakeOutcome::FailVerifySan: shard.inc(s.fail_verify_san); break;
-    case HandshakeOutcome::FailVerifyNoCert: shard.inc(s.fail_verify_no_cert); break;
-    default: shard.inc(s.connection_error); break;
-  }
-  if (info.outcome != HandshakeOutcome::Success) return;
-  if (info.session_reused) shard.inc(s.session_reused);
-  if (!info.peer_certificate) shard.inc(s.no_certificate);
 }
 
 }  // namespace
@@ -151,11 +112,12 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     // HCM is HTTP1), anything else HTTP/1.1 (unless it is HTTP2).
     tls = std::make_unique<tls::TlsTransport>(l.tls->current());
     beast::tcp_stream hs(std::move(socket));
-    const bool ok = co_await handshake(
-        hs, *tls, orForever(l.hcm ? l.hcm->config->idle_timeout : std::chrono::milliseconds(0)));
+    // One deadline for the whole handshake: the connection idle timeout.
+    hs.expires_after(orForever(l.hcm ? l.hcm->config->idle_timeout : std::chrono::milliseconds(0)));
+    const boost::system::error_code hs_ec =
+        co_await runTlsHandshake(hs, *tls, l.ssl_stats, worker.shard());
     socket = hs.release_socket();
-    countHandshake(worker.shard(), *l.ssl_stats, tls->describe());
-    if (!ok) {
+    if (hs_ec) {
       TURNOUT_LOG(debug, "conn", "TLS handshake from {} failed", remote.address().to_string());
       // Counted as a connection of the listener, as Envoy does.
       worker.shard().inc(l.stats.downstream_cx_total);

@@ -412,7 +412,7 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
     r.conn->tls_sessions = tls_sessions_;
     r.conn->tls = makeUpstreamTransport(*runtime_, host->endpoint, {}, tls_sessions_.get());
     if (r.conn->tls) {
-      ec = co_await upstreamHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats, *shard_);
+      ec = co_await runTlsHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats, *shard_);
     } else {
       ec = asio::error::invalid_argument;
     }

@@ -465,7 +465,7 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
   c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, {"h2"}, c.tls_sessions_.get());
   if (!c.tls_) co_return asio::error::invalid_argument;
   boost::system::error_code ec =
-      co_await upstreamHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
+      co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
   if (!ec && c.tls_->alpn() != "h2") {
     if (c.pool_ != nullptr) {
       TURNOUT_LOG(warn, kLogComponent, "cluster '{}': upstream {} did not select ALPN h2 ('{}')",

@@ -43,7 +43,7 @@ std::unique_ptr<tls::TlsTransport> makeUpstreamTransport(
   return *std::move(t);
 }
 
-asio::awaitable<boost::system::error_code> upstreamHandshake(
+asio::awaitable<boost::system::error_code> runTlsHandshake(
     beast::tcp_stream& stream, tls::TlsTransport& t, std::optional<stats::SslStats> ssl_stats,
     stats::Shard& shard) {
   std::array<char, 16 * 1024> buf;

@@ -34,13 +34,14 @@ std::unique_ptr<tls::TlsTransport> makeUpstreamTransport(
     const ClusterRuntime& cluster, const asio::ip::tcp::endpoint& endpoint,
     std::vector<std::string> alpn_override, tls::ClientSessionCache* sessions);
 
-// Runs the client handshake of `t` over the connected `stream` within the
-// stream's current expiry (the caller's connect timeout), then counts its
-// outcome in `ssl_stats` (the cluster's ssl.*; a copy, which keeps its
-// scope alive whatever happens to the cluster meanwhile) on `shard`, which
-// must outlive the call. An error is a connect failure:
-// beast::error::timeout when it ran out of time.
-asio::awaitable<boost::system::error_code> upstreamHandshake(
+// Runs the handshake of `t` (either side: the listeners' connections use it
+// too) over the connected `stream` within the stream's current expiry (the
+// caller's connect or idle timeout), then counts its outcome in `ssl_stats`
+// (the cluster's or listener's ssl.*; a copy, which keeps its scope alive
+// whatever happens to the config meanwhile) on `shard`, which must outlive
+// the call. An error is a failed handshake: beast::error::timeout when it ran
+// out of time.
+asio::awaitable<boost::system::error_code> runTlsHandshake(
     beast::tcp_stream& stream, tls::TlsTransport& t, std::optional<stats::SslStats> ssl_stats,
     stats::Shard& shard);
 
