@@ -69,22 +69,30 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
 
 DownstreamConnection::~DownstreamConnection() { worker_.unregisterConnection(registration_); }
 
-DataPlaneConfigConstSharedPtr DownstreamConnection::streamConfig() const {
-  // A new request takes the worker's current config while it still has this
-  // connection's listener unchanged (an RDS update keeps the ListenerConfig;
-  // an LDS change or removal does not: the connection then drains on the
-  // config it was accepted with).
-  const DataPlaneConfigConstSharedPtr& current = worker_.config();
-  if (!current || current == config_) return config_;
-  const ListenerRuntimeConstSharedPtr* l = current->findListener(listener().config->name);
-  if (l == nullptr || (*l)->config != listener().config) return config_;
+DataPlaneConfigConstSharedPtr streamConfigFor(const Worker& worker,
+                                              const DataPlaneConfigConstSharedPtr& accepted,
+                                              const ListenerRuntime& l) {
+  const DataPlaneConfigConstSharedPtr& current = worker.config();
+  if (!current || current == accepted) return accepted;
+  const ListenerRuntimeConstSharedPtr* now = current->findListener(l.config->name);
+  if (now == nullptr || (*now)->config != l.config) return accepted;
   return current;
 }
 
+const ListenerRuntime& listenerIn(const DataPlaneConfig& config,
+                                  const DataPlaneConfigConstSharedPtr& accepted,
+                                  const ListenerRuntime& l) {
+  if (&config == accepted.get()) return l;
+  const ListenerRuntimeConstSharedPtr* found = config.findListener(l.config->name);
+  return found != nullptr ? **found : l;
+}
+
+DataPlaneConfigConstSharedPtr DownstreamConnection::streamConfig() const {
+  return streamConfigFor(worker_, config_, listener());
+}
+
 const ListenerRuntime& DownstreamConnection::listener(const DataPlaneConfig& config) const {
-  if (&config == config_.get()) return listener();
-  const ListenerRuntimeConstSharedPtr* l = config.findListener(listener().config->name);
-  return l != nullptr ? **l : listener();
+  return listenerIn(config, config_, listener());
 }
 
 void DownstreamConnection::close() {

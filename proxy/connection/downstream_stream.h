@@ -45,6 +45,19 @@ class ConnectionHandle {
   virtual void close() = 0;
 };
 
+// The config a new stream on a connection accepted with `accepted` on its
+// listener `l` runs on: the worker's current one while it has that listener
+// unchanged (an RDS update keeps the ListenerConfig; an LDS change or removal
+// does not, and the connection then drains on the config it was accepted
+// with). Both connection kinds use it.
+DataPlaneConfigConstSharedPtr streamConfigFor(const Worker& worker,
+                                              const DataPlaneConfigConstSharedPtr& accepted,
+                                              const ListenerRuntime& l);
+// `l`'s listener in `config` (a result of streamConfigFor()).
+const ListenerRuntime& listenerIn(const DataPlaneConfig& config,
+                                  const DataPlaneConfigConstSharedPtr& accepted,
+                                  const ListenerRuntime& l);
+
 class DownstreamStream {
  public:
   virtual ~DownstreamStream() = default;

@@ -267,19 +267,11 @@ asio::awaitable<void> Http2DownstreamConnection::run(Worker& worker,
 }
 
 DataPlaneConfigConstSharedPtr Http2DownstreamConnection::streamConfig() const {
-  // As DownstreamConnection::streamConfig(): the current config while it has
-  // this connection's listener unchanged.
-  const DataPlaneConfigConstSharedPtr& current = worker_.config();
-  if (!current || current == config_) return config_;
-  const ListenerRuntimeConstSharedPtr* l = current->findListener(listener().config->name);
-  if (l == nullptr || (*l)->config != listener().config) return config_;
-  return current;
+  return streamConfigFor(worker_, config_, listener());
 }
 
 const ListenerRuntime& Http2DownstreamConnection::listener(const DataPlaneConfig& config) const {
-  if (&config == config_.get()) return listener();
-  const ListenerRuntimeConstSharedPtr* l = config.findListener(listener().config->name);
-  return l != nullptr ? **l : listener();
+  return listenerIn(config, config_, listener());
 }
 
 void Http2DownstreamConnection::drain() {
