@@ -33,6 +33,7 @@ sys.path.insert(0, HERE)
 
 import tls_downstream_test as certs  # noqa: E402  (make_certs, openssl)
 from envoy_yaml import bootstrap, cluster, request  # noqa: E402
+from nginx_backend import stop_process, wait_listening  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
@@ -137,19 +138,7 @@ http {
         raise RuntimeError("nginx did not start: " + self.error_log())
 
     def _wait_listening(self):
-        end = time.monotonic() + 10
-        pending = set(self.ports.values())
-        while pending and time.monotonic() < end:
-            if self.proc.poll() is not None:
-                return False
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        return not pending
+        return wait_listening(self.proc, self.ports.values())
 
     def error_log(self):
         try:
@@ -182,13 +171,7 @@ http {
             time.sleep(0.02)
 
     def _kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     def stop(self):

@@ -25,6 +25,35 @@ import time
 START_DEADLINE_S = 10.0
 
 
+def wait_listening(proc, ports, deadline_s=START_DEADLINE_S):
+    """True once every port accepts a connection; False if `proc` exits or
+    the deadline passes first."""
+    end = time.monotonic() + deadline_s
+    pending = set(ports)
+    while pending and time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        for port in list(pending):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                pending.discard(port)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return not pending
+
+
+def stop_process(proc):
+    """Terminates `proc` (killed after 5 s) if it is still running."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 def _free_ports(n):
     socks = []
     try:
@@ -123,19 +152,7 @@ http {
         raise RuntimeError("nginx did not start:\n" + last_error)
 
     def _wait_listening(self):
-        end = time.monotonic() + START_DEADLINE_S
-        pending = set(self.ports.values())
-        while pending and time.monotonic() < end:
-            if self.proc.poll() is not None:
-                return False
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        return not pending
+        return wait_listening(self.proc, self.ports.values())
 
     def _stderr(self):
         try:
@@ -145,13 +162,7 @@ http {
             return ""
 
     def _kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     def stop(self):
