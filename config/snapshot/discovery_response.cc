@@ -82,6 +82,22 @@ absl::Status inFile(const absl::Status& s, absl::string_view bootstrap_field) {
   return absl::Status(s.code(), msg);
 }
 
+// The checks every resource set goes through once loaded into the
+// synthetic bootstrap's static_resources.<field>.
+absl::StatusOr<DiscoverySnapshot> finishBootstrap(Bootstrap bootstrap, absl::string_view field,
+                                                  DiscoverySnapshot out) {
+  if (auto s = validateExtensions(bootstrap); !s.ok()) return inFile(s, field);
+  if (auto s = checkFieldPolicy(bootstrap); !s.ok()) return inFile(s, field);
+  if (auto s = validateProtoRules(bootstrap); !s.ok()) return inFile(s, field);
+  // Routes of dynamic listeners may name clusters that CDS delivers.
+  bootstrap.mutable_dynamic_resources()->mutable_cds_config()->mutable_path_config_source()->set_path(
+      "-");
+  auto snapshot = SnapshotBuilder::build(std::move(bootstrap));
+  if (!snapshot.ok()) return inFile(snapshot.status(), field);
+  out.snapshot = *std::move(snapshot);
+  return out;
+}
+
 template <typename Add>
 absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
                                                      absl::string_view type_url,
@@ -106,16 +122,51 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
     }
     add(one, bootstrap);
   }
-  if (auto s = validateExtensions(bootstrap); !s.ok()) return inFile(s, field);
-  if (auto s = checkFieldPolicy(bootstrap); !s.ok()) return inFile(s, field);
-  if (auto s = validateProtoRules(bootstrap); !s.ok()) return inFile(s, field);
-  // Routes of dynamic listeners may name clusters that CDS delivers.
-  bootstrap.mutable_dynamic_resources()->mutable_cds_config()->mutable_path_config_source()->set_path(
-      "-");
-  auto snapshot = SnapshotBuilder::build(std::move(bootstrap));
-  if (!snapshot.ok()) return inFile(snapshot.status(), field);
-  out.snapshot = *std::move(snapshot);
-  return out;
+  return finishBootstrap(std::move(bootstrap), field, std::move(out));
+}
+
+// Unpacks resources[i] of an xDS response into `msg`; the Any's type was
+// checked by the XdsClient.
+absl::Status unpackResource(const google::protobuf::Any& any, google::protobuf::Message& msg,
+                            size_t i) {
+  if (!any.UnpackTo(&msg)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources[", i, "]: cannot parse a ", msg.GetDescriptor()->full_name()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkRouteConfiguration(envoy::config::route::v3::RouteConfiguration rc,
+                                     const std::string& path, DiscoveryRoutes& out) {
+  if (auto s = validateExtensions(rc, path); !s.ok()) return s;
+  if (auto s = checkFieldPolicy(rc, path); !s.ok()) return s;
+  if (auto s = validateProtoRules(rc, path); !s.ok()) return s;
+  for (const auto& [name, table] : out.tables) {
+    if (name == rc.name()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ".name: duplicate route configuration '", name, "'"));
+    }
+  }
+  auto table = translateRouteConfiguration(rc, path);
+  if (!table.ok()) return table.status();
+  out.tables.emplace_back(rc.name(), *std::move(table));
+  out.configs.push_back(std::move(rc));
+  return absl::OkStatus();
+}
+
+absl::Status checkLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla,
+                                 const std::string& path, DiscoveryEndpoints& out) {
+  if (auto s = validateExtensions(cla, path); !s.ok()) return s;
+  if (auto s = checkFieldPolicy(cla, path); !s.ok()) return s;
+  if (auto s = validateProtoRules(cla, path); !s.ok()) return s;
+  if (out.find(cla.cluster_name()) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ".cluster_name: duplicate ClusterLoadAssignment '", cla.cluster_name(), "'"));
+  }
+  auto localities = translateLoadAssignment(cla, path, ClusterConfig::Type::Eds);
+  if (!localities.ok()) return localities.status();
+  out.assignments.push_back({cla.cluster_name(), *std::move(localities)});
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -147,19 +198,7 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
     if (auto s = loadMessageFromYaml(raw->resources[i], rc, opts, &out.warnings, path); !s.ok()) {
       return s;
     }
-    if (auto s = validateExtensions(rc, path); !s.ok()) return s;
-    if (auto s = checkFieldPolicy(rc, path); !s.ok()) return s;
-    if (auto s = validateProtoRules(rc, path); !s.ok()) return s;
-    for (const auto& [name, table] : out.tables) {
-      if (name == rc.name()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path, ".name: duplicate route configuration '", name, "'"));
-      }
-    }
-    auto table = translateRouteConfiguration(rc, path);
-    if (!table.ok()) return table.status();
-    out.tables.emplace_back(rc.name(), *std::move(table));
-    out.configs.push_back(std::move(rc));
+    if (auto s = checkRouteConfiguration(std::move(rc), path, out); !s.ok()) return s;
   }
   return out;
 }
@@ -184,16 +223,59 @@ absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text
     if (auto s = loadMessageFromYaml(raw->resources[i], cla, opts, &out.warnings, path); !s.ok()) {
       return s;
     }
-    if (auto s = validateExtensions(cla, path); !s.ok()) return s;
-    if (auto s = checkFieldPolicy(cla, path); !s.ok()) return s;
-    if (auto s = validateProtoRules(cla, path); !s.ok()) return s;
-    if (out.find(cla.cluster_name()) != nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ".cluster_name: duplicate ClusterLoadAssignment '", cla.cluster_name(), "'"));
-    }
-    auto localities = translateLoadAssignment(cla, path, ClusterConfig::Type::Eds);
-    if (!localities.ok()) return localities.status();
-    out.assignments.push_back({cla.cluster_name(), *std::move(localities)});
+    if (auto s = checkLoadAssignment(cla, path, out); !s.ok()) return s;
+  }
+  return out;
+}
+
+// ---- from an xDS DiscoveryResponse ----
+
+absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& version_info,
+                                                        const AnyList& resources) {
+  DiscoverySnapshot out;
+  out.version_info = version_info;
+  Bootstrap bootstrap;
+  for (int i = 0; i < resources.size(); ++i) {
+    auto* c = bootstrap.mutable_static_resources()->add_clusters();
+    if (auto s = unpackResource(resources.Get(i), *c, static_cast<size_t>(i)); !s.ok()) return s;
+  }
+  return finishBootstrap(std::move(bootstrap), "clusters", std::move(out));
+}
+
+absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
+                                                         const AnyList& resources) {
+  DiscoverySnapshot out;
+  out.version_info = version_info;
+  Bootstrap bootstrap;
+  for (int i = 0; i < resources.size(); ++i) {
+    auto* l = bootstrap.mutable_static_resources()->add_listeners();
+    if (auto s = unpackResource(resources.Get(i), *l, static_cast<size_t>(i)); !s.ok()) return s;
+  }
+  return finishBootstrap(std::move(bootstrap), "listeners", std::move(out));
+}
+
+absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
+                                                    const AnyList& resources) {
+  DiscoveryRoutes out;
+  out.version_info = version_info;
+  for (int i = 0; i < resources.size(); ++i) {
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::route::v3::RouteConfiguration rc;
+    if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = checkRouteConfiguration(std::move(rc), path, out); !s.ok()) return s;
+  }
+  return out;
+}
+
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& version_info,
+                                                          const AnyList& resources) {
+  DiscoveryEndpoints out;
+  out.version_info = version_info;
+  for (int i = 0; i < resources.size(); ++i) {
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+    if (auto s = unpackResource(resources.Get(i), cla, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = checkLoadAssignment(cla, path, out); !s.ok()) return s;
   }
   return out;
 }

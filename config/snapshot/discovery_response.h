@@ -8,6 +8,8 @@
 #include "absl/status/statusor.h"
 #include "config/snapshot/snapshot.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "routing/route_table.h"
 
 namespace turnout::config {
@@ -66,5 +68,18 @@ struct DiscoveryEndpoints {
   const Assignment* find(const std::string& cluster_name) const;
 };
 absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text);
+
+// The same four, from the resources of an xDS DiscoveryResponse (each Any
+// already of the type's URL): every check above applies; errors name
+// `resources[i]...` of the response.
+using AnyList = google::protobuf::RepeatedPtrField<google::protobuf::Any>;
+absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& version_info,
+                                                        const AnyList& resources);
+absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
+                                                         const AnyList& resources);
+absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
+                                                    const AnyList& resources);
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& version_info,
+                                                          const AnyList& resources);
 
 }  // namespace turnout::config

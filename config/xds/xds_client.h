@@ -1,0 +1,117 @@
+#pragma once
+
+// The State-of-the-World xDS protocol of one aggregated (ADS) stream, as a
+// client, without I/O (docs/xds.md). The transport (proxy/xds/ads_client)
+// opens a gRPC stream, tells this object, feeds it every DiscoveryResponse,
+// and sends whatever DiscoveryRequests takeRequests() hands back.
+//
+// Envoy's client rules (xds_protocol.rst):
+// - the node is sent on the first request of each stream only;
+// - each type keeps the version it last accepted across reconnects, and the
+//   nonce of the last response on the current stream only;
+// - every response is ACKed (its version_info and nonce) or NACKed (the
+//   previous good version, its nonce, and error_detail with the reason);
+// - a response holding a resource of another type is NACKed without
+//   reaching the handler; the handler NACKs what it cannot accept (a name
+//   twice, a resource that does not parse or validate). Resources wrapped
+//   in envoy.service.discovery.v3.Resource are unwrapped first;
+// - LDS and CDS are wildcard subscriptions; RDS and EDS name their
+//   resources, and a change of names is sent as a new request at once (after
+//   the ACK of the response being handled, when it is that response that
+//   changed them: a CDS update that adds an EDS cluster ACKs CDS first, then
+//   asks for the new ClusterLoadAssignment, as Envoy does);
+// - a type that no longer names any resource sends one request with empty
+//   resource_names (unsubscribe) if it had named some on this stream;
+// - requests are sent in Envoy's order on a new stream: CDS, EDS, LDS, RDS.
+//
+// Single-threaded (the main thread).
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "envoy/config/core/v3/base.pb.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/repeated_ptr_field.h"
+
+namespace turnout::config::xds {
+
+using envoy::service::discovery::v3::DiscoveryRequest;
+using envoy::service::discovery::v3::DiscoveryResponse;
+
+// Applies the resources of one accepted response of its type: Ok is ACKed,
+// an error is NACKed with its message (and the handler must have kept its
+// previous config). SotW: for wildcard types `resources` is the whole set;
+// for named types it holds the resources the server sent this time.
+using ResourceHandler = std::function<absl::Status(
+    const std::string& version_info,
+    const google::protobuf::RepeatedPtrField<google::protobuf::Any>& resources)>;
+
+class XdsClient {
+ public:
+  explicit XdsClient(envoy::config::core::v3::Node node);
+
+  // Interest in a type: `wildcard` (LDS, CDS) or the names of the resources
+  // wanted (RDS, EDS). Replaces the type's previous names and handler. When
+  // the stream is open and the names changed, a request is queued.
+  void subscribe(const std::string& type_url, bool wildcard, std::set<std::string> names,
+                 ResourceHandler handler);
+  // Changes only the names of a subscribed type (queues a request if they changed).
+  void setNames(const std::string& type_url, std::set<std::string> names);
+
+  // A new stream is up: queues the first request of every subscribed type
+  // (the first one carries the node).
+  void onStreamOpen();
+  // The stream ended: nonces and the names sent on it are forgotten; the
+  // versions stay.
+  void onStreamClosed();
+  bool streamOpen() const { return open_; }
+
+  // One response: checked, handed to its type's handler, then ACKed or
+  // NACKed (queued). A type nobody subscribed to is ignored (Envoy warns and
+  // does not answer); the return says so.
+  enum class Outcome { kAccepted, kRejected, kIgnored };
+  Outcome onResponse(const DiscoveryResponse& response);
+
+  // The requests to send, in order; empties the queue.
+  std::vector<DiscoveryRequest> takeRequests();
+
+  // Per type: what /config_dump and the admin show.
+  struct TypeState {
+    bool wildcard = false;
+    std::set<std::string> names;
+    ResourceHandler handler;
+    std::string version_info;  // last accepted (survives reconnects)
+    std::string nonce;         // last response on this stream
+    std::string last_error;    // of the last NACK; cleared by an ACK
+    bool sent_on_stream = false;
+    std::set<std::string> names_sent;  // the names of the last request on this stream
+  };
+  const TypeState* state(const std::string& type_url) const;
+
+ private:
+  void queueRequest(const std::string& type_url, TypeState& t, const absl::Status* error);
+  // Requests are held while a response is handled, so that its ACK goes
+  // first; flushed after.
+  void maybeQueueNames(const std::string& type_url, TypeState& t);
+
+  envoy::config::core::v3::Node node_;
+  std::map<std::string, TypeState> types_;
+  std::vector<DiscoveryRequest> queue_;
+  std::vector<std::string> deferred_;  // types whose names changed while handling a response
+  bool open_ = false;
+  bool node_sent_ = false;
+  bool handling_ = false;
+};
+
+// Envoy's order for a new stream and for pushes: CDS, EDS, LDS, RDS, then
+// any other type by name.
+int typeOrder(const std::string& type_url);
+
+}  // namespace turnout::config::xds

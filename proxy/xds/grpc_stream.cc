@@ -1,0 +1,277 @@
+#include "proxy/xds/grpc_stream.h"
+
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
+
+namespace turnout::proxy {
+namespace {
+
+constexpr const char* kLog = "xds";
+constexpr std::size_t kReadBufferBytes = 64 * 1024;
+constexpr std::size_t kWriteBatch = 256 * 1024;
+
+// grpc-message is percent-encoded (PROTOCOL-HTTP2.md).
+std::string percentDecode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(in[i]);
+  }
+  return out;
+}
+
+// The gRPC code for an HTTP status that is not 200 (grpc/doc/http-grpc-status-mapping.md).
+GrpcStatus fromHttpStatus(std::uint16_t status) {
+  switch (status) {
+    case 400: return GrpcStatus::kInternal;
+    case 401: return static_cast<GrpcStatus>(16);  // UNAUTHENTICATED
+    case 403: return static_cast<GrpcStatus>(7);   // PERMISSION_DENIED
+    case 404: return GrpcStatus::kUnimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504: return GrpcStatus::kUnavailable;
+    default: return GrpcStatus::kUnknown;
+  }
+}
+
+}  // namespace
+
+GrpcStream::GrpcStream(asio::any_io_executor ex, Options options, Callbacks& callbacks)
+    : options_(std::move(options)), callbacks_(&callbacks), socket_(ex) {
+  read_buffer_.resize(kReadBufferBytes);
+}
+
+GrpcStream::~GrpcStream() {
+  stream_.reset();  // before the codec
+}
+
+std::shared_ptr<GrpcStream> GrpcStream::start(asio::any_io_executor ex, Options options,
+                                              Callbacks& callbacks) {
+  std::shared_ptr<GrpcStream> s(new GrpcStream(ex, std::move(options), callbacks));
+  asio::co_spawn(ex, s->run(s), LogEscapedException{kLog, "gRPC stream"});
+  return s;
+}
+
+void GrpcStream::close() {
+  callbacks_ = nullptr;
+  if (closed_) return;
+  closed_ = true;
+  if (stream_) stream_->resetStream();
+  closeSocket();
+}
+
+void GrpcStream::closeSocket() {
+  boost::system::error_code ec;
+  socket_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.socket().close(ec);
+}
+
+asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
+  boost::system::error_code ec;
+  socket_.expires_after(options_.connect_timeout);
+  co_await socket_.async_connect(options_.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  socket_.expires_never();
+  if (closed_) co_return;
+  if (ec) {
+    finish(GrpcStatus::kUnavailable,
+           absl::StrCat("cannot connect to ", options_.endpoint.address().to_string(), ":",
+                        options_.endpoint.port(), ": ",
+                        ec == beast::error::timeout ? std::string("connect timeout") : ec.message()));
+    deliver();
+    co_return;
+  }
+  socket_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  codec_.emplace(*this);
+  stream_ = codec_->newStream(*this);
+  RequestHead head;
+  head.method = "POST";
+  head.scheme = "http";
+  head.authority = options_.authority;
+  head.path = options_.path;
+  head.headers.set("content-type", "application/grpc");
+  head.headers.set("te", "trailers");
+  head.headers.set("user-agent", "turnout");
+  if (auto st = stream_ ? stream_->encodeHeaders(head, false) : absl::InternalError("no stream");
+      !st.ok()) {
+    finish(GrpcStatus::kInternal, std::string(st.message()));
+    deliver();
+    co_return;
+  }
+  ready_ = true;
+  kickWriter();
+  if (callbacks_ != nullptr) callbacks_->onGrpcReady();
+
+  while (!closed_) {
+    const std::size_t n = co_await socket_.async_read_some(
+        asio::buffer(read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) break;
+    if (ec) {
+      codec_->onEof();  // resets the stream: onReset records the end
+      finish(GrpcStatus::kUnavailable, absl::StrCat("connection closed: ", ec.message()));
+      break;
+    }
+    const absl::Status st = codec_->dispatch(std::span<const char>(read_buffer_.data(), n));
+    if (!st.ok()) finish(GrpcStatus::kInternal, absl::StrCat("HTTP/2: ", st.message()));
+    deliver();
+    if (stream_ && unacked_ > 0 && !end_) {
+      stream_->consumed(unacked_);
+      unacked_ = 0;
+    }
+    kickWriter();
+  }
+  deliver();
+  closeSocket();
+  (void)self;
+}
+
+void GrpcStream::kickWriter() {
+  if (writing_ || closed_ || !codec_ || !codec_->wantsWrite()) return;
+  writing_ = true;
+  asio::co_spawn(socket_.get_executor(), writeLoop(shared_from_this()),
+                 LogEscapedException{kLog, "gRPC writer"});
+}
+
+asio::awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
+  boost::system::error_code ec;
+  while (!closed_) {
+    out_.clear();
+    (void)codec_->drainOutput(out_, kWriteBatch);
+    if (out_.empty()) break;
+    co_await asio::async_write(socket_, asio::buffer(out_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      closeSocket();  // the reader sees it and ends the call
+      break;
+    }
+  }
+  writing_ = false;
+  (void)self;
+}
+
+void GrpcStream::send(std::string_view message) {
+  if (!ready_ || closed_ || end_ || !stream_) return;
+  char prefix[5];
+  prefix[0] = 0;  // not compressed
+  const auto len = static_cast<std::uint32_t>(message.size());
+  prefix[1] = static_cast<char>(len >> 24);
+  prefix[2] = static_cast<char>(len >> 16);
+  prefix[3] = static_cast<char>(len >> 8);
+  prefix[4] = static_cast<char>(len);
+  stream_->encodeData(std::span<const char>(prefix, sizeof prefix), false);
+  stream_->encodeData(std::span<const char>(message.data(), message.size()), false);
+  kickWriter();
+}
+
+void GrpcStream::onSettings(const http2::PeerSettings&) {}
+
+void GrpcStream::onGoAway(std::int32_t, std::uint32_t error_code) {
+  // Our one stream completes if it is at or below last_stream_id; else onReset follows.
+  TURNOUT_LOG(debug, kLog, "{}: GOAWAY (error {})", options_.authority, error_code);
+}
+
+void GrpcStream::onHeaders(ResponseHead& head, bool end_stream) {
+  if (head.status != 200) {
+    finish(fromHttpStatus(head.status), absl::StrCat("HTTP status ", head.status));
+    return;
+  }
+  const std::string_view ct_view = head.headers.get("content-type");
+  const absl::string_view ct(ct_view.data(), ct_view.size());
+  if (!absl::StartsWith(ct, "application/grpc")) {
+    finish(GrpcStatus::kUnknown, absl::StrCat("content-type '", ct, "' is not application/grpc"));
+    return;
+  }
+  headers_ok_ = true;
+  if (end_stream) statusFrom(head.headers);  // trailers-only
+}
+
+void GrpcStream::statusFrom(const HeaderMap& fields) {
+  const std::string_view code = fields.get("grpc-status");
+  int value = 0;
+  if (code.data() == nullptr || !absl::SimpleAtoi(absl::string_view(code.data(), code.size()), &value)) {
+    finish(GrpcStatus::kUnknown, "the call ended without grpc-status");
+    return;
+  }
+  finish(static_cast<GrpcStatus>(value), percentDecode(fields.get("grpc-message")));
+}
+
+void GrpcStream::onData(std::span<const char> data, bool) {
+  unacked_ += data.size();
+  if (end_ || !headers_ok_) return;
+  rx_.append(data.data(), data.size());
+  // Whole messages out of rx_.
+  std::size_t pos = 0;
+  while (rx_.size() - pos >= 5) {
+    const auto* p = reinterpret_cast<const unsigned char*>(rx_.data() + pos);
+    const std::uint32_t len = (std::uint32_t{p[1]} << 24) | (std::uint32_t{p[2]} << 16) |
+                              (std::uint32_t{p[3]} << 8) | std::uint32_t{p[4]};
+    if (p[0] != 0) {
+      finish(GrpcStatus::kInternal, "a compressed message was received; none was accepted");
+      return;
+    }
+    if (len > options_.max_message_bytes) {
+      finish(GrpcStatus::kResourceExhausted,
+             absl::StrCat("a message of ", len, " bytes is above the limit of ",
+                          options_.max_message_bytes));
+      return;
+    }
+    if (rx_.size() - pos - 5 < len) break;
+    messages_.emplace_back(rx_.data() + pos + 5, len);
+    pos += 5 + len;
+  }
+  rx_.erase(0, pos);
+}
+
+void GrpcStream::onTrailers(HeaderMap& trailers) { statusFrom(trailers); }
+
+void GrpcStream::onMessageComplete() {
+  if (!end_) finish(GrpcStatus::kUnknown, "the call ended without grpc-status");
+}
+
+void GrpcStream::onReset(StreamResetReason reason) {
+  finish(GrpcStatus::kUnavailable,
+         absl::StrCat("stream reset: ", std::string(streamResetReasonName(reason))));
+}
+
+void GrpcStream::finish(GrpcStatus status, std::string message) {
+  if (end_) return;
+  end_.emplace(status, std::move(message));
+}
+
+void GrpcStream::deliver() {
+  while (!messages_.empty() && callbacks_ != nullptr && !closed_) {
+    std::string m = std::move(messages_.front());
+    messages_.pop_front();
+    callbacks_->onGrpcMessage(m);
+  }
+  if (end_ && !closed_) {
+    closed_ = true;
+    messages_.clear();
+    stream_.reset();
+    closeSocket();
+    Callbacks* cb = callbacks_;
+    callbacks_ = nullptr;
+    if (cb != nullptr) cb->onGrpcClose(end_->first, end_->second);
+  }
+}
+
+}  // namespace turnout::proxy
