@@ -169,3 +169,19 @@ add_library(turnout_envoy_protos INTERFACE)
 target_link_libraries(turnout_envoy_protos INTERFACE
   "$<LINK_LIBRARY:WHOLE_ARCHIVE,turnout_envoy_protos_pb>")
 set(TURNOUT_ENVOY_PROTO_SOURCE_DIR "${_src}/root" CACHE INTERNAL "")
+
+# The same closure as Python modules, for the integration tests' own xDS
+# management server (tests/integration/support/ads_server.py, python3-grpcio).
+set(_gen_py "${CMAKE_BINARY_DIR}/envoy_protos_py")
+set(_py_stamp "${_gen_py}/.stamp")
+add_custom_command(
+  OUTPUT ${_py_stamp}
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${_gen_py}
+  COMMAND protobuf::protoc --python_out=${_gen_py} -I${_src}/root -I${_own_root}
+          -I${Protobuf_INCLUDE_DIR} ${_closure}
+  COMMAND ${CMAKE_COMMAND} -E touch ${_py_stamp}
+  DEPENDS ${_inputs}
+  COMMENT "protoc: ${_n} Envoy API protos for Python (tests)"
+  VERBATIM)
+add_custom_target(turnout_envoy_protos_py ALL DEPENDS ${_py_stamp})
+set(TURNOUT_ENVOY_PROTOS_PY_DIR "${_gen_py}" CACHE INTERNAL "")

@@ -155,8 +155,9 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
 constexpr absl::string_view kAutoConfigReason = "auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
 constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
-constexpr absl::string_view kXdsReason = "xDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
-constexpr absl::string_view kEdsXdsReason = "EDS from a management server (ADS, gRPC or REST config sources) is not supported by turnout yet (issue: xDS from the control plane); use path_config_source";
+constexpr absl::string_view kXdsReason = "separate gRPC/REST config sources are not supported by turnout yet (issue: xDS from the control plane); use ads (with dynamic_resources.ads_config) or path_config_source";
+constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
+constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
 constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
@@ -183,20 +184,40 @@ FieldPolicyTable* buildTable() {
       .inert = {"locality", "metadata", "user_agent_name", "user_agent_version",
                 "user_agent_build_version", "extensions", "client_features",
                 "listening_addresses", "dynamic_parameters"}};
-  // Filesystem subscriptions only (docs/config_snapshots.md): CDS and LDS from
-  // a watched file. ADS and gRPC/REST config sources wait for the xDS issue.
+  // Filesystem subscriptions (docs/config_snapshots.md) and the ADS stream
+  // (docs/xds.md). Separate gRPC/REST config sources are refused.
   table["envoy.config.bootstrap.v3.Bootstrap.DynamicResources"] = {
-      .supported = {"cds_config", "lds_config"},
-      .reasons = {{"ads_config", kXdsReason},
-                  {"cds_resources_locator", kXdsReason},
-                  {"lds_resources_locator", kXdsReason}}};
+      .supported = {"cds_config", "lds_config", "ads_config"},
+      .reasons = {{"cds_resources_locator", kXdsLocatorReason},
+                  {"lds_resources_locator", kXdsLocatorReason}}};
   table["envoy.config.core.v3.ConfigSource"] = {
-      .supported = {"path_config_source", "path"},
+      .supported = {"path_config_source", "path", "ads"},
       .inert = {"resource_api_version", "initial_fetch_timeout"},
       .reasons = {{"api_config_source", kXdsReason},
-                  {"ads", kXdsReason},
                   {"self", kXdsReason},
                   {"authorities", kXdsReason}}};
+  table["envoy.config.core.v3.AggregatedConfigSource"] = {};
+  // ads_config (checked further in SnapshotBuilder: api_type GRPC, V3, one
+  // envoy_grpc service naming a static cluster).
+  table["envoy.config.core.v3.ApiConfigSource"] = {
+      .supported = {"api_type", "transport_api_version", "grpc_services"},
+      .inert = {"set_node_on_first_message_only"},
+      .reasons = {{"cluster_names", kXdsRestReason},
+                  {"refresh_delay", kXdsRestReason},
+                  {"request_timeout", kXdsRestReason},
+                  {"rate_limit_settings", "xDS request rate limiting is not supported by turnout"},
+                  {"config_validators", "config validators are not supported by turnout"}}};
+  table["envoy.config.core.v3.GrpcService"] = {
+      .supported = {"envoy_grpc"},
+      .reasons = {{"google_grpc", "google_grpc is not supported by turnout; use envoy_grpc (a cluster)"},
+                  {"timeout", "a deadline would end the long-lived xDS stream; not supported"},
+                  {"initial_metadata", "initial metadata on the xDS stream is not supported by turnout yet"},
+                  {"retry_policy", "turnout reconnects the xDS stream with its own back-off"}}};
+  table["envoy.config.core.v3.GrpcService.EnvoyGrpc"] = {
+      .supported = {"cluster_name", "max_receive_message_length"},
+      .inert = {"skip_envoy_headers"},
+      .reasons = {{"retry_policy", "turnout reconnects the xDS stream with its own back-off"},
+                  {"authority", "turnout sends the cluster's name as :authority"}}};
   table["envoy.config.core.v3.PathConfigSource"] = {.supported = {"path", "watched_directory"}};
   table["envoy.config.core.v3.WatchedDirectory"] = {.supported = {"path"}};
   table["envoy.extensions.filters.network.http_connection_manager.v3.Rds"] = {
@@ -526,12 +547,11 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.cluster.v3.Cluster.EdsClusterConfig"] = {
       .supported = {"eds_config", "service_name"}};
   table["envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config"] = {
-      .supported = {"path_config_source", "path", "initial_fetch_timeout"},
+      .supported = {"path_config_source", "path", "initial_fetch_timeout", "ads"},
       .inert = {"resource_api_version"},
-      .reasons = {{"api_config_source", kEdsXdsReason},
-                  {"ads", kEdsXdsReason},
-                  {"self", kEdsXdsReason},
-                  {"authorities", kEdsXdsReason}}};
+      .reasons = {{"api_config_source", kXdsReason},
+                  {"self", kXdsReason},
+                  {"authorities", kXdsReason}}};
   // A cluster's inline load_assignment and an EDS file's assignments go
   // through one translation (config/snapshot/endpoint_translator.cc). In an
   // EDS file cluster_name is the key matched with the cluster's service_name;

@@ -79,6 +79,8 @@ struct HttpConnectionManagerConfig {
   // deprecated path) and the directory watched for it.
   std::string rds_path;
   std::string rds_watched_directory;
+  // Rds from the ADS stream (rds.config_source.ads) instead of a file.
+  bool rds_ads = false;
   // Inline only: index into Snapshot::route_tables once the translator exists.
   std::optional<size_t> route_table_index;
   std::vector<HttpFilterConfig> http_filters;  // router last (checked)
@@ -152,6 +154,7 @@ struct LocalityEndpointsConfig {
 // initialised without an assignment (initial_fetch_timeout; Envoy's 15 s
 // default, 0 waits forever).
 struct EdsSourceConfig {
+  bool ads = false;  // eds_config.ads: from the ADS stream, not a file
   std::string path;
   std::string watched_directory;
   Milliseconds initial_fetch_timeout{15000};
@@ -252,6 +255,15 @@ struct NamedRouteTable {
   std::shared_ptr<const routing::RouteTable> table;
 };
 
+// dynamic_resources.ads_config: the management server of the ADS stream
+// (docs/xds.md). Envoy's rules: api_type GRPC, one grpc_service, its
+// envoy_grpc cluster defined statically.
+struct AdsServerConfig {
+  std::string cluster_name;
+  std::string authority;  // :authority: the cluster's name, as Envoy sends
+  std::size_t max_receive_message_length = 64u << 20;
+};
+
 struct Snapshot {
   // The validated bootstrap, as loaded (for /config_dump), EXCEPT
   // static_resources.clusters, which is empty here: cluster_protos keeps
@@ -264,6 +276,7 @@ struct Snapshot {
   std::vector<ClusterConfig> clusters;
   std::vector<NamedRouteTable> route_tables;  // filled once route_config_translator exists
   std::optional<Address> admin_address;
+  std::optional<AdsServerConfig> ads;  // dynamic_resources.ads_config
   std::string node_id;
   std::string node_cluster;
 

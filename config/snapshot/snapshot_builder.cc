@@ -104,7 +104,9 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
     case hcm_v3::HttpConnectionManager::kRds:
       out.route_source = HttpConnectionManagerConfig::RouteSource::Rds;
       out.route_config_name = hcm.rds().route_config_name();
-      if (hcm.rds().config_source().has_path_config_source()) {
+      if (hcm.rds().config_source().has_ads()) {
+        out.rds_ads = true;
+      } else if (hcm.rds().config_source().has_path_config_source()) {
         out.rds_path = hcm.rds().config_source().path_config_source().path();
         out.rds_watched_directory =
             hcm.rds().config_source().path_config_source().watched_directory().path();
@@ -294,7 +296,9 @@ absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const 
   const std::string epath = fieldPath(fieldPath(path, "eds_cluster_config"), "eds_config");
   const core::ConfigSource& cs = c.eds_cluster_config().eds_config();
   EdsSourceConfig out;
-  if (cs.has_path_config_source()) {
+  if (cs.has_ads()) {
+    out.ads = true;
+  } else if (cs.has_path_config_source()) {
     out.path = cs.path_config_source().path();
     out.watched_directory = cs.path_config_source().watched_directory().path();
   } else {
@@ -303,8 +307,8 @@ absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const 
     out.path = cs.path();
 #pragma GCC diagnostic pop
   }
-  if (out.path.empty()) {
-    return invalid(epath, "turnout reads EDS from a file: set path_config_source");
+  if (out.path.empty() && !out.ads) {
+    return invalid(epath, "turnout reads EDS from a file or the ADS stream: set path_config_source or ads");
   }
   if (cs.has_initial_fetch_timeout()) out.initial_fetch_timeout = ms(cs.initial_fetch_timeout());
   if (c.has_load_assignment()) {
@@ -699,6 +703,90 @@ std::string SnapshotBuilder::randomUuid() {
                          lo >> 48, lo & 0xFFFFFFFFFFFFULL);
 }
 
+namespace {
+
+// dynamic_resources.ads_config, and every `ads: {}` config source of the
+// bootstrap (they need it). Resources read from a file or pushed by xDS are
+// built in a synthetic bootstrap whose cds_config path is "-": their ADS
+// sources are checked when they arrive (proxy/server/dynamic_resources.cc).
+absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, Snapshot& snapshot,
+                      const absl::flat_hash_map<std::string, int>& cluster_index) {
+  const auto& dr = bootstrap.dynamic_resources();
+  if (dr.has_ads_config()) {
+    const std::string path = "dynamic_resources.ads_config";
+    const core::ApiConfigSource& a = dr.ads_config();
+    if (a.api_type() == core::ApiConfigSource::DELTA_GRPC ||
+        a.api_type() == core::ApiConfigSource::AGGREGATED_DELTA_GRPC) {
+      return invalid(fieldPath(path, "api_type"),
+                     "the Delta (incremental) xDS protocol is not supported by turnout yet; use GRPC");
+    }
+    if (a.api_type() != core::ApiConfigSource::GRPC &&
+        a.api_type() != core::ApiConfigSource::AGGREGATED_GRPC) {
+      return invalid(fieldPath(path, "api_type"), "ads_config needs api_type GRPC");
+    }
+    if (a.transport_api_version() != core::V3) {
+      return invalid(fieldPath(path, "transport_api_version"), "must be V3");
+    }
+    if (a.grpc_services_size() != 1) {
+      return invalid(fieldPath(path, "grpc_services"), "exactly one gRPC service is needed");
+    }
+    const std::string gpath = indexPath(fieldPath(path, "grpc_services"), 0);
+    const core::GrpcService& g = a.grpc_services(0);
+    if (!g.has_envoy_grpc()) {
+      return invalid(gpath, "turnout speaks gRPC through envoy_grpc (a cluster)");
+    }
+    AdsServerConfig ads;
+    ads.cluster_name = g.envoy_grpc().cluster_name();
+    ads.authority = ads.cluster_name;
+    if (g.envoy_grpc().has_max_receive_message_length()) {
+      ads.max_receive_message_length = g.envoy_grpc().max_receive_message_length().value();
+    }
+    auto it = cluster_index.find(ads.cluster_name);
+    if (it == cluster_index.end()) {
+      return invalid(fieldPath(fieldPath(gpath, "envoy_grpc"), "cluster_name"),
+                     absl::StrCat("unknown cluster '", ads.cluster_name,
+                                  "': the xDS cluster must be a static cluster"));
+    }
+    const ClusterConfig& c = snapshot.clusters[static_cast<size_t>(it->second)];
+    if (c.type == ClusterConfig::Type::Eds) {
+      return invalid(fieldPath(fieldPath(gpath, "envoy_grpc"), "cluster_name"),
+                     absl::StrCat("cluster '", ads.cluster_name,
+                                  "' is an EDS cluster; the xDS cluster needs static or DNS endpoints"));
+    }
+    snapshot.ads = std::move(ads);
+  }
+  const bool discovery_resources = dr.cds_config().path_config_source().path() == "-";
+  if (snapshot.ads || discovery_resources) return absl::OkStatus();
+  const char* kNeedsAds = "an ads config source needs dynamic_resources.ads_config";
+  if (dr.cds_config().has_ads()) return invalid("dynamic_resources.cds_config.ads", kNeedsAds);
+  if (dr.lds_config().has_ads()) return invalid("dynamic_resources.lds_config.ads", kNeedsAds);
+  for (size_t i = 0; i < snapshot.clusters.size(); ++i) {
+    const ClusterConfig& c = snapshot.clusters[i];
+    if (c.eds && c.eds->ads) {
+      return invalid(absl::StrCat("static_resources.clusters[", i, "].eds_cluster_config.eds_config.ads"),
+                     kNeedsAds);
+    }
+  }
+  for (const ListenerConfig& l : snapshot.listeners) {
+    auto check = [&](const FilterChainConfig& fc) -> absl::Status {
+      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) {
+        return invalid(absl::StrCat(fc.path, ".filters[0].typed_config.rds.config_source.ads"),
+                       kNeedsAds);
+      }
+      return absl::OkStatus();
+    };
+    for (const auto& fc : l.filter_chains) {
+      if (auto st = check(fc); !st.ok()) return st;
+    }
+    if (l.default_filter_chain) {
+      if (auto st = check(*l.default_filter_chain); !st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     const envoy::config::bootstrap::v3::Bootstrap& bootstrap, NameGenerator generate_name) {
   return build(envoy::config::bootstrap::v3::Bootstrap(bootstrap), std::move(generate_name));
@@ -796,6 +884,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     if (!addr.ok()) return addr.status();
     snapshot->admin_address = *std::move(addr);
   }
+  if (auto st = checkAds(bootstrap, *snapshot, cluster_index); !st.ok()) return st;
   // Kept as loaded, but for the clusters: cluster_protos has them serialized.
   // (RepeatedPtrField::Clear would keep the emptied messages for reuse.)
   auto* clusters = bootstrap.mutable_static_resources()->mutable_clusters();

@@ -169,29 +169,131 @@ void DynamicResources::accepted(const UpdateStats& s, Source* source, const std:
 absl::Status DynamicResources::start() {
   const auto& bootstrap = publisher_.current()->snapshot->bootstrap;
   const auto& dr = bootstrap.dynamic_resources();
-  if (dr.has_cds_config()) {
-    auto f = fileSource(dr.cds_config());
-    if (!f) return absl::InvalidArgumentError("dynamic_resources.cds_config: needs a path");
-    watches_.push_back(std::make_unique<FileWatch>(
-        main_, f->path, f->directory, [this](const std::string& c) { onClusters(c); }));
+  if (publisher_.current()->snapshot->ads) {
+    if (auto st = startAds(); !st.ok()) return st;
   }
-  if (dr.has_lds_config()) {
-    auto f = fileSource(dr.lds_config());
-    if (!f) return absl::InvalidArgumentError("dynamic_resources.lds_config: needs a path");
+  if (dr.has_cds_config() && !dr.cds_config().has_ads()) {
+    auto f = fileSource(dr.cds_config());
+    if (!f) return absl::InvalidArgumentError("dynamic_resources.cds_config: needs a path or ads");
     watches_.push_back(std::make_unique<FileWatch>(
-        main_, f->path, f->directory, [this](const std::string& c) { onListeners(c); }));
+        main_, f->path, f->directory,
+        [this](const std::string& c) { (void)applyClusters(config::parseClusterResponse(c)); }));
+  }
+  if (dr.has_lds_config() && !dr.lds_config().has_ads()) {
+    auto f = fileSource(dr.lds_config());
+    if (!f) return absl::InvalidArgumentError("dynamic_resources.lds_config: needs a path or ads");
+    watches_.push_back(std::make_unique<FileWatch>(
+        main_, f->path, f->directory,
+        [this](const std::string& c) { (void)applyListeners(config::parseListenerResponse(c)); }));
   }
   // Clusters first (Envoy initialises CDS before LDS), then listeners, then routes.
   for (auto& w : watches_) w->start();
   watchRoutes();
   watchEndpoints();
+  if (ads_) ads_->start();
+  return absl::OkStatus();
+}
+
+absl::Status DynamicResources::startAds() {
+  const config::Snapshot& boot = *publisher_.current()->snapshot;
+  const config::AdsServerConfig& server = *boot.ads;
+  ClusterRuntimeConstSharedPtr xds_cluster = publisher_.current()->cluster(server.cluster_name);
+  if (!xds_cluster) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster '",
+        server.cluster_name, "'"));
+  }
+  if (xds_cluster->tls) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: cluster '",
+        server.cluster_name,
+        "' uses TLS; turnout's xDS stream is h2c (plaintext) for now"));
+  }
+  XdsStream::Options o;
+  o.cluster_name = server.cluster_name;
+  o.authority = server.authority;
+  o.method_path =
+      "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+  o.connect_timeout = xds_cluster->config->connect_timeout;
+  o.max_message_bytes = server.max_receive_message_length;
+  envoy::config::core::v3::Node node = boot.bootstrap.node();
+  // As Envoy sets "envoy": the name a control plane picks its dialect by.
+  node.set_user_agent_name("turnout");
+  node.set_user_agent_version("0.1.0");
+  const std::string name = server.cluster_name;
+  ads_ = std::make_unique<XdsStream>(
+      main_, store_, std::move(o), std::move(node), [this, name] {
+        std::vector<asio::ip::tcp::endpoint> out;
+        ClusterRuntimeConstSharedPtr c = publisher_.current()->cluster(name);
+        if (!c || !c->hosts) return out;
+        for (const auto& h : c->hosts->hosts) {
+          boost::system::error_code ec;
+          auto ip = asio::ip::make_address(h.ip, ec);
+          if (!ec) out.emplace_back(ip, h.port);
+        }
+        return out;
+      });
+  const auto& dr = boot.bootstrap.dynamic_resources();
+  if (dr.cds_config().has_ads()) {
+    ads_->client().subscribe(config::kClusterTypeUrl, true, {},
+                             [this](const std::string& v, const config::AnyList& r) {
+                               return applyClusters(config::parseClusterResources(v, r));
+                             });
+  }
+  if (dr.lds_config().has_ads()) {
+    ads_->client().subscribe(config::kListenerTypeUrl, true, {},
+                             [this](const std::string& v, const config::AnyList& r) {
+                               return applyListeners(config::parseListenerResources(v, r));
+                             });
+  }
+  ads_->client().subscribe(config::kRouteConfigurationTypeUrl, false, {},
+                           [this](const std::string& v, const config::AnyList& r) {
+                             return applyAdsRoutes(config::parseRouteResources(v, r));
+                           });
+  ads_->client().subscribe(config::kClusterLoadAssignmentTypeUrl, false, {},
+                           [this](const std::string& v, const config::AnyList& r) {
+                             return applyAdsEndpoints(config::parseEndpointResources(v, r));
+                           });
+  TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", server.cluster_name);
+  return absl::OkStatus();
+}
+
+absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resources) const {
+  if (ads_) return absl::OkStatus();
+  const char* kNeedsAds = "an ads config source needs dynamic_resources.ads_config";
+  for (size_t i = 0; i < resources.clusters.size(); ++i) {
+    const config::ClusterConfig& c = resources.clusters[i];
+    if (c.eds && c.eds->ads) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resources[", i, "].eds_cluster_config.eds_config.ads: ", kNeedsAds));
+    }
+  }
+  for (size_t i = 0; i < resources.listeners.size(); ++i) {
+    for (const auto& fc : resources.listeners[i].filter_chains) {
+      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("resources[", i, "]: its HttpConnectionManager's rds.config_source.ads: ",
+                         kNeedsAds));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
 void DynamicResources::watchRoutes() {
+  std::set<std::string> ads_names;
   for (const auto& l : publisher_.current()->listeners) {
     if (!l->hcm) continue;
     const config::HttpConnectionManagerConfig& h = *l->hcm->config;
+    if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads) {
+      ads_names.insert(h.route_config_name);
+      const std::string key = h.route_config_name + "\n" + h.stat_prefix;
+      if (ads_rds_watched_.insert(key).second) {
+        ads_rds_stats_[h.route_config_name].push_back(
+            makeStats(absl::StrCat("http.", h.stat_prefix, ".rds.", h.route_config_name, ".")));
+      }
+      continue;
+    }
     if (h.route_source != config::HttpConnectionManagerConfig::RouteSource::Rds ||
         h.rds_path.empty()) {
       continue;
@@ -252,16 +354,66 @@ void DynamicResources::watchRoutes() {
     watches_.push_back(std::move(w));
     raw->start();
   }
+  if (ads_) ads_->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
+}
+
+absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed) {
+  stats::Shard& shard = store_.mainShard();
+  for (const auto& [name, list] : ads_rds_stats_) {
+    for (const auto& st : list) shard.inc(st.attempt);
+  }
+  if (!parsed.ok()) {
+    for (const auto& [name, list] : ads_rds_stats_) {
+      for (const auto& st : list) rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), parsed.status());
+      routeRejected(name, absl::StrCat("RDS (ADS): ", parsed.status().message()));
+    }
+    return parsed.status();
+  }
+  DataPlaneConfigConstSharedPtr next = publisher_.current();
+  bool changed = false;
+  for (const auto& [name, table] : parsed->tables) {
+    if (!ads_rds_stats_.contains(name)) {
+      TURNOUT_LOG(warn, kLog, "RDS (ADS): route configuration '{}' was not asked for; ignored", name);
+      continue;
+    }
+    next = SnapshotPublisher::withRoute(*next, name, table);
+    changed = true;
+  }
+  if (changed) {
+    if (auto st = publisher_.publish(next); !st.ok()) {
+      for (const auto& [name, list] : ads_rds_stats_) {
+        for (const auto& s2 : list) rejected(s2, nullptr, "RDS", st);
+      }
+      return st;
+    }
+  }
+  const Time now = std::chrono::system_clock::now();
+  for (auto& rc : parsed->configs) {
+    auto it = ads_rds_stats_.find(rc.name());
+    if (it == ads_rds_stats_.end()) continue;
+    for (const auto& st : it->second) accepted(st, nullptr, parsed->version_info);
+    RouteConfigState& state = route_configs_[rc.name()];
+    state.version_info = parsed->version_info;
+    state.last_updated = now;
+    state.error.reset();
+    state.route_config = std::move(rc);
+  }
+  TURNOUT_LOG(info, kLog, "RDS (ADS): version '{}' applied", parsed->version_info);
+  return absl::OkStatus();
 }
 
 void DynamicResources::routeRejected(const std::string& name, std::string details) {
   route_configs_[name].error = ErrorState{std::move(details), std::chrono::system_clock::now()};
 }
 
-void DynamicResources::onClusters(const std::string& contents) {
+absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed) {
   store_.mainShard().inc(cds_stats_.attempt);
-  auto parsed = config::parseClusterResponse(contents);
-  if (!parsed.ok()) return rejected(cds_stats_, &cds_, "CDS", parsed.status());
+  auto reject = [&](const absl::Status& st) {
+    rejected(cds_stats_, &cds_, "CDS", st);
+    return st;
+  };
+  if (!parsed.ok()) return reject(parsed.status());
+  if (auto st = checkAdsAvailable(*parsed->snapshot); !st.ok()) return reject(st);
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "CDS: {}", w);
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
   const config::Snapshot& file = *parsed->snapshot;
@@ -273,10 +425,9 @@ void DynamicResources::onClusters(const std::string& contents) {
     names.insert(c.name);
     ClusterRuntimeConstSharedPtr old = current->cluster(c.name);
     if (old && old->owner == current->snapshot) {
-      return rejected(cds_stats_, &cds_, "CDS",
-                      absl::InvalidArgumentError(absl::StrCat(
-                          "resources[", i, "].name: '", c.name,
-                          "' is a static cluster of the bootstrap and cannot be replaced")));
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "resources[", i, "].name: '", c.name,
+          "' is a static cluster of the bootstrap and cannot be replaced")));
     }
     if (old) {
       // Unchanged resource: keep the runtime object (workers keep its pools).
@@ -291,7 +442,7 @@ void DynamicResources::onClusters(const std::string& contents) {
       }
     }
     auto rt = DataPlaneConfig::buildCluster(parsed->snapshot, c, store_);
-    if (!rt.ok()) return rejected(cds_stats_, &cds_, "CDS", rt.status());
+    if (!rt.ok()) return reject(rt.status());
     upserts.push_back(withCachedEndpoints(*std::move(rt)));
     changed.push_back(c.name);
   }
@@ -300,20 +451,26 @@ void DynamicResources::onClusters(const std::string& contents) {
     if (rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
   }
   if (upserts.empty() && removed.empty()) {
-    return accepted(cds_stats_, &cds_, parsed->version_info);
+    accepted(cds_stats_, &cds_, parsed->version_info);
+    return absl::OkStatus();
   }
   auto next = SnapshotPublisher::withClusters(*current, std::move(upserts), removed);
-  if (auto st = publisher_.publish(next); !st.ok()) return rejected(cds_stats_, &cds_, "CDS", st);
+  if (auto st = publisher_.publish(next); !st.ok()) return reject(st);
   accepted(cds_stats_, &cds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "CDS: version '{}' applied ({} clusters)", parsed->version_info,
               next->clusters.size());
   watchEndpoints();
+  return absl::OkStatus();
 }
 
-void DynamicResources::onListeners(const std::string& contents) {
+absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed) {
   store_.mainShard().inc(lds_stats_.attempt);
-  auto parsed = config::parseListenerResponse(contents);
-  if (!parsed.ok()) return rejected(lds_stats_, &lds_, "LDS", parsed.status());
+  auto reject = [&](const absl::Status& st) {
+    rejected(lds_stats_, &lds_, "LDS", st);
+    return st;
+  };
+  if (!parsed.ok()) return reject(parsed.status());
+  if (auto st = checkAdsAvailable(*parsed->snapshot); !st.ok()) return reject(st);
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
   const config::Snapshot& file = *parsed->snapshot;
   std::vector<ListenerRuntimeConstSharedPtr> upserts;
@@ -324,10 +481,9 @@ void DynamicResources::onListeners(const std::string& contents) {
     names.insert(l.name);
     const ListenerRuntimeConstSharedPtr* old = current->findListener(l.name);
     if (old && (*old)->owner == current->snapshot) {
-      return rejected(lds_stats_, &lds_, "LDS",
-                      absl::InvalidArgumentError(absl::StrCat(
-                          "resources[", i, "].name: '", l.name,
-                          "' is a static listener of the bootstrap and cannot be replaced")));
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "resources[", i, "].name: '", l.name,
+          "' is a static listener of the bootstrap and cannot be replaced")));
     }
     if (old) {
       const auto& old_protos = (*old)->owner->bootstrap.static_resources().listeners();
@@ -341,7 +497,7 @@ void DynamicResources::onListeners(const std::string& contents) {
       }
     }
     auto rt = DataPlaneConfig::buildListener(parsed->snapshot, l, store_, current->routes);
-    if (!rt.ok()) return rejected(lds_stats_, &lds_, "LDS", rt.status());
+    if (!rt.ok()) return reject(rt.status());
     upserts.push_back(*std::move(rt));
     changed.push_back(l.name);
   }
@@ -353,19 +509,18 @@ void DynamicResources::onListeners(const std::string& contents) {
   }
   if (!upserts.empty() || !removed.empty()) {
     auto next = SnapshotPublisher::withListeners(*current, std::move(upserts), removed);
-    if (auto st = publisher_.publish(next); !st.ok()) return rejected(lds_stats_, &lds_, "LDS", st);
+    if (auto st = publisher_.publish(next); !st.ok()) return reject(st);
   }
   accepted(lds_stats_, &lds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "LDS: version '{}' applied", parsed->version_info);
   watchRoutes();
+  return absl::OkStatus();
 }
 
 ClusterRuntimeConstSharedPtr DynamicResources::withCachedEndpoints(ClusterRuntimeConstSharedPtr c) {
   const config::ClusterConfig& cfg = *c->config;
   if (!cfg.eds) return c;
-  auto file = eds_files_.find(cfg.eds->path);
-  if (file == eds_files_.end() || !file->second) return c;
-  const config::DiscoveryEndpoints::Assignment* a = file->second->find(cfg.eds_service_name);
+  const config::DiscoveryEndpoints::Assignment* a = cachedAssignment(cfg);
   if (a == nullptr) return c;
   // The replaced cluster's hosts keep their state (and pools) where they survive.
   std::vector<HostDescription> current;
@@ -378,25 +533,38 @@ ClusterRuntimeConstSharedPtr DynamicResources::withCachedEndpoints(ClusterRuntim
   return copy;
 }
 
+const config::DiscoveryEndpoints::Assignment* DynamicResources::cachedAssignment(
+    const config::ClusterConfig& cfg) const {
+  if (!cfg.eds) return nullptr;
+  if (cfg.eds->ads) {
+    auto it = ads_assignments_.find(cfg.eds_service_name);
+    return it == ads_assignments_.end() ? nullptr : &it->second;
+  }
+  auto file = eds_files_.find(cfg.eds->path);
+  if (file == eds_files_.end() || !file->second) return nullptr;
+  return file->second->find(cfg.eds_service_name);
+}
+
 void DynamicResources::watchEndpoints() {
   const DataPlaneConfigConstSharedPtr current = publisher_.current();
   absl::flat_hash_set<std::string> present;
+  std::set<std::string> ads_names;
   std::vector<std::string> new_paths;
   std::vector<std::string> caught_up;
   for (const auto& [name, rt] : current->clusters) {
     const config::ClusterConfig& cfg = *rt->config;
     if (!cfg.eds) continue;
     present.insert(name);
+    if (cfg.eds->ads) ads_names.insert(cfg.eds_service_name);
     EdsCluster& e = eds_clusters_[name];
     if (e.runtime == rt) continue;
     e.runtime = rt;
     e.hosts = rt->hosts;
-    if (!eds_files_.contains(cfg.eds->path)) {
+    if (!cfg.eds->ads && !eds_files_.contains(cfg.eds->path)) {
       eds_files_[cfg.eds->path] = std::nullopt;
       new_paths.push_back(cfg.eds->path);
     }
-    const auto& file = eds_files_[cfg.eds->path];
-    if (file && file->find(cfg.eds_service_name) != nullptr) {
+    if (cachedAssignment(cfg) != nullptr) {
       // Built from the file's assignment (withCachedEndpoints), or catches up now.
       caught_up.push_back(name);
       continue;
@@ -420,7 +588,8 @@ void DynamicResources::watchEndpoints() {
         TURNOUT_LOG(warn, kLog,
                     "EDS: cluster '{}' got no ClusterLoadAssignment '{}' from '{}' within "
                     "initial_fetch_timeout; it serves without hosts until one arrives",
-                    name, raw->config->eds_service_name, raw->config->eds->path);
+                    name, raw->config->eds_service_name,
+                    raw->config->eds->ads ? std::string("ADS") : raw->config->eds->path);
         warmed(it->second);
       });
     }
@@ -435,12 +604,14 @@ void DynamicResources::watchEndpoints() {
   }
   for (const auto& name : caught_up) {
     EdsCluster& e = eds_clusters_[name];
-    applyAssignment(e, *eds_files_[e.runtime->config->eds->path], /*count=*/false);
+    applyAssignment(e, cachedAssignment(*e.runtime->config), /*count=*/false);
   }
   for (const auto& path : new_paths) {
     const config::EdsSourceConfig& src = *[&]() -> const config::EdsSourceConfig* {
       for (const auto& [name, e] : eds_clusters_) {
-        if (e.runtime->config->eds->path == path) return &*e.runtime->config->eds;
+        if (!e.runtime->config->eds->ads && e.runtime->config->eds->path == path) {
+          return &*e.runtime->config->eds;
+        }
       }
       return nullptr;
     }();
@@ -454,6 +625,17 @@ void DynamicResources::watchEndpoints() {
   int64_t warming = 0;
   for (const auto& [name, e] : eds_clusters_) warming += e.warming ? 1 : 0;
   store_.mainShard().set(warming_clusters_, warming);
+  if (ads_) {
+    // Assignments nobody uses any more are forgotten, as Envoy drops them.
+    for (auto it = ads_assignments_.begin(); it != ads_assignments_.end();) {
+      if (ads_names.contains(it->first)) {
+        ++it;
+      } else {
+        ads_assignments_.erase(it++);
+      }
+    }
+    ads_->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(ads_names));
+  }
 }
 
 void DynamicResources::warmed(EdsCluster& e) {
@@ -469,7 +651,7 @@ void DynamicResources::onEndpoints(const std::string& path, const std::string& c
   stats::Shard& shard = store_.mainShard();
   auto parsed = config::parseEndpointResponse(contents);
   for (auto& [name, e] : eds_clusters_) {
-    if (e.runtime->config->eds->path != path) continue;
+    if (e.runtime->config->eds->ads || e.runtime->config->eds->path != path) continue;
     shard.inc(e.runtime->stats.update_attempt);
     if (!parsed.ok()) {
       shard.inc(e.runtime->stats.update_rejected);
@@ -481,17 +663,48 @@ void DynamicResources::onEndpoints(const std::string& path, const std::string& c
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS '{}': {}", path, w);
   eds_files_[path] = *parsed;
   for (auto& [name, e] : eds_clusters_) {
-    if (e.runtime->config->eds->path == path) applyAssignment(e, *parsed, /*count=*/true);
+    if (!e.runtime->config->eds->ads && e.runtime->config->eds->path == path) {
+      applyAssignment(e, eds_files_[path]->find(e.runtime->config->eds_service_name), /*count=*/true);
+    }
   }
   TURNOUT_LOG(info, kLog, "EDS '{}': version '{}' applied", path, parsed->version_info);
 }
 
-void DynamicResources::applyAssignment(EdsCluster& e, const config::DiscoveryEndpoints& file,
+absl::Status DynamicResources::applyAdsEndpoints(
+    absl::StatusOr<config::DiscoveryEndpoints> parsed) {
+  stats::Shard& shard = store_.mainShard();
+  // Only the clusters whose assignment is in this response count it (a
+  // SotW EDS response need not hold every assignment asked for).
+  auto concerned = [&](const config::ClusterConfig& cfg) {
+    if (!cfg.eds || !cfg.eds->ads) return false;
+    return !parsed.ok() || parsed->find(cfg.eds_service_name) != nullptr;
+  };
+  for (auto& [name, e] : eds_clusters_) {
+    if (!concerned(*e.runtime->config)) continue;
+    shard.inc(e.runtime->stats.update_attempt);
+    if (!parsed.ok()) shard.inc(e.runtime->stats.update_rejected);
+  }
+  if (!parsed.ok()) {
+    TURNOUT_LOG(warn, kLog, "EDS (ADS) update rejected: {}", std::string(parsed.status().message()));
+    return parsed.status();
+  }
+  for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS (ADS): {}", w);
+  for (const auto& a : parsed->assignments) ads_assignments_[a.cluster_name] = a;
+  for (auto& [name, e] : eds_clusters_) {
+    const config::ClusterConfig& cfg = *e.runtime->config;
+    if (!cfg.eds || !cfg.eds->ads || parsed->find(cfg.eds_service_name) == nullptr) continue;
+    applyAssignment(e, cachedAssignment(cfg), /*count=*/true);
+  }
+  TURNOUT_LOG(info, kLog, "EDS (ADS): version '{}' applied", parsed->version_info);
+  return absl::OkStatus();
+}
+
+void DynamicResources::applyAssignment(EdsCluster& e,
+                                       const config::DiscoveryEndpoints::Assignment* a,
                                        bool count) {
   const ClusterRuntime& rt = *e.runtime;
   const config::ClusterConfig& cfg = *rt.config;
   stats::Shard& shard = store_.mainShard();
-  const config::DiscoveryEndpoints::Assignment* a = file.find(cfg.eds_service_name);
   if (a == nullptr) {
     // Envoy: an update without the cluster's assignment keeps the previous
     // hosts (update_empty) and ends the warming.

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "proxy/server/snapshot_publisher.h"
 #include "proxy/stats/store.h"
+#include "proxy/xds/xds_stream.h"
 
 namespace turnout::proxy {
 
@@ -73,7 +75,15 @@ class FileWatch {
 // WorkerCluster changes on each worker. A file without the cluster's
 // assignment keeps its hosts (update_empty). A cluster warms until its first
 // assignment, at most initial_fetch_timeout; meanwhile it has no hosts
-// (requests get 503 UH). Gauge cluster_manager.warming_clusters. Main thread.
+// (requests get 503 UH). Gauge cluster_manager.warming_clusters.
+//
+// ADS (docs/xds.md): a source `ads: {}` takes its resources from the one
+// xDS stream of dynamic_resources.ads_config (XdsStream), through the same
+// checks and the same apply steps as a file; the handler's outcome is the
+// ACK or the NACK. CDS and LDS are wildcard subscriptions; RDS asks for the
+// route_config_names of the HCMs that use ADS, EDS for the service names of
+// the EDS clusters that do, both kept current as listeners and clusters
+// come and go. Main thread.
 class DynamicResources {
  public:
   DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher);
@@ -113,14 +123,24 @@ class DynamicResources {
   const Source& cds() const { return cds_; }
   const Source& lds() const { return lds_; }
   const std::map<std::string, RouteConfigState>& routeConfigs() const { return route_configs_; }
+  // The ADS stream, or null without dynamic_resources.ads_config.
+  const XdsStream* ads() const { return ads_.get(); }
 
  private:
   struct UpdateStats {
     stats::StatId attempt, success, rejected, version;
   };
   UpdateStats makeStats(const std::string& prefix);
-  void onClusters(const std::string& contents);
-  void onListeners(const std::string& contents);
+  // One CDS / LDS update, from a file or the ADS stream: Ok, or the reason
+  // it was rejected (the last good config stays).
+  absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed);
+  absl::Status applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed);
+  absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
+  absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
+  // Starts the ADS stream and its CDS/LDS subscriptions.
+  absl::Status startAds();
+  // A resource set that needs ADS when there is none: the error, naming it.
+  absl::Status checkAdsAvailable(const config::Snapshot& resources) const;
   void watchRoutes();
   // EDS: subscribes the EDS clusters of the current generation that are new
   // or replaced, and forgets removed ones.
@@ -129,7 +149,10 @@ class DynamicResources {
   struct EdsCluster;
   // Applies the file's assignment to one cluster; `count` says whether this
   // is an update of the file (stats) or a cluster catching up with it.
-  void applyAssignment(EdsCluster& cluster, const config::DiscoveryEndpoints& file, bool count);
+  void applyAssignment(EdsCluster& cluster, const config::DiscoveryEndpoints::Assignment* a,
+                       bool count);
+  // The assignment a cluster would use now (from its file, or from ADS), or null.
+  const config::DiscoveryEndpoints::Assignment* cachedAssignment(const config::ClusterConfig& cfg) const;
   void warmed(EdsCluster& cluster);
   // The host set `c` starts with when the file already holds its assignment.
   ClusterRuntimeConstSharedPtr withCachedEndpoints(ClusterRuntimeConstSharedPtr c);
@@ -166,6 +189,13 @@ class DynamicResources {
   };
   absl::flat_hash_map<std::string, EdsCluster> eds_clusters_;  // by cluster name
   stats::StatId warming_clusters_;
+
+  // ADS: the stream, the RDS stats per route_config_name, the accepted
+  // assignments by cluster_name.
+  std::unique_ptr<XdsStream> ads_;
+  std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;
+  std::set<std::string> ads_rds_watched_;  // route_config_name + stat_prefix keys
+  absl::flat_hash_map<std::string, config::DiscoveryEndpoints::Assignment> ads_assignments_;
 };
 
 }  // namespace turnout::proxy

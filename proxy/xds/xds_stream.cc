@@ -62,7 +62,8 @@ void XdsStream::connect() {
   received_ = false;
   GrpcStream::Options o;
   o.endpoint = ep;
-  o.authority = options_.cluster_name;
+  o.authority = options_.authority.empty() ? options_.cluster_name : options_.authority;
+  o.max_message_bytes = options_.max_message_bytes;
   o.path = options_.method_path;
   o.connect_timeout = options_.connect_timeout;
   stream_ = GrpcStream::start(main_.get_executor(), std::move(o), *this);

@@ -31,9 +31,11 @@ class XdsStream final : public GrpcStream::Callbacks {
   using EndpointSource = std::function<std::vector<asio::ip::tcp::endpoint>()>;
 
   struct Options {
-    std::string cluster_name;  // the xDS cluster (:authority)
+    std::string cluster_name;  // the xDS cluster
+    std::string authority;     // :authority (envoy_grpc.authority, else the cluster's name)
     std::string method_path;   // e.g. /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources
     std::chrono::milliseconds connect_timeout{5000};
+    std::size_t max_message_bytes = 64u << 20;
     std::chrono::milliseconds backoff_base{500};
     std::chrono::milliseconds backoff_max{30000};
   };

@@ -51,6 +51,7 @@ TEST_CASE("every example bootstrap loads unchanged and builds a snapshot", "[con
   std::string file = GENERATE(as<std::string>{}, "examples/service-sidecar/bootstrap.yaml",
                               "examples/route-mirror/bootstrap.yaml",
                               "examples/standalone/bootstrap.yaml", "examples/tls/bootstrap.yaml",
+                              "examples/ads/bootstrap.yaml",
                               "examples/sandbox-routing/bootstrap.yaml",
                               "tests/configs/good/front_proxy_plain.yaml",
                               "tests/configs/good/sidecar_full.yaml", "tests/configs/good/minimal.json",
@@ -72,8 +73,6 @@ TEST_CASE("examples that need features turnout lacks yet are refused with the fi
           "[config][loader]") {
   auto [file, want] = GENERATE(table<std::string, std::string>({
       {"examples/front-proxy/bootstrap.yaml", "layered_runtime: the runtime is not supported"},
-      // Its xds_cluster's h2c protocol options are accepted now; ADS is not.
-      {"examples/ads/bootstrap.yaml", "dynamic_resources.ads_config: xDS from a management server"},
   }));
   CAPTURE(file);
   BootstrapLoadOptions options;

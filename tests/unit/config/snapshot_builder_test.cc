@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_cat.h"
 #include "config/bootstrap/bootstrap_loader.h"
 #include "config/snapshot/snapshot_builder.h"
@@ -273,11 +274,32 @@ static_resources:
   CHECK(error.rfind(c.error, 0) == 0);
 }
 
-TEST_CASE("CDS over ADS is refused until the xDS issue lands", "[config][snapshot]") {
-  std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}") +
-                     "dynamic_resources: {cds_config: {ads: {}}}\n";
-  CHECK(buildError(yaml).rfind("load: dynamic_resources.cds_config.ads: xDS from a management "
-                               "server", 0) == 0);
+TEST_CASE("CDS over ADS needs ads_config naming a static cluster", "[config][snapshot]") {
+  const std::string routes =
+      listenerRouting("              - {match: {prefix: /}, route: {cluster: from_cds}}");
+  CHECK(buildError(routes + "dynamic_resources: {cds_config: {ads: {}}}\n")
+            .rfind("dynamic_resources.cds_config.ads: an ads config source needs "
+                   "dynamic_resources.ads_config", 0) == 0);
+  const std::string ads =
+      "dynamic_resources: {cds_config: {ads: {}}, ads_config: {api_type: GRPC, "
+      "transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}}\n";
+  CHECK(buildError(routes + ads).rfind(
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown "
+            "cluster 'xds'", 0) == 0);
+  // Cluster `a` of the listener's config is the xDS cluster.
+  const std::string ads_a = absl::StrReplaceAll(ads, {{"cluster_name: xds", "cluster_name: a"}});
+  CHECK(buildError(routes + ads_a) == "OK");
+  CHECK(buildError(routes + absl::StrReplaceAll(ads_a, {{"transport_api_version: V3",
+                                                          "transport_api_version: V2"}}))
+            .find("dynamic_resources.ads_config.transport_api_version") != std::string::npos);
+}
+
+TEST_CASE("an EDS cluster over ADS needs ads_config", "[config][snapshot]") {
+  const std::string yaml = listenerRouting("              - {match: {prefix: /}, route: {cluster: a}}") +
+                           "  - {name: e, type: EDS, eds_cluster_config: {eds_config: {ads: {}}}}\n";
+  CHECK(buildError(yaml) ==
+        "static_resources.clusters[2].eds_cluster_config.eds_config.ads: an ads config source "
+        "needs dynamic_resources.ads_config");
 }
 
 TEST_CASE("CDS from a file: routes may name clusters that CDS delivers", "[config][snapshot]") {

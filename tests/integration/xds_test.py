@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""turnout as an xDS client: ADS (State of the World) over gRPC on turnout's own
+HTTP/2 client, driven by a management server written with python3-grpcio
+(support/ads_server.py, a control plane other than turnout's own). CDS, EDS,
+LDS and RDS over one stream; ACK/NACK, versions across reconnects, the node,
+a lost control plane. Real binary, loopback, port 0, bounded polls.
+
+Usage: xds_test.py <turnout-binary>   (TURNOUT_PY_PROTOS set by CTest)
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+
+from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, AdsServer, pack  # noqa: E402
+from fake_backend import FakeBackend  # noqa: E402
+from turnout_process import TurnoutProcess, _poll, run_suite  # noqa: E402
+
+TURNOUT = None
+POLL_S = 5.0
+HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+       "HttpConnectionManager")
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+def poll(predicate, deadline_s=POLL_S):
+    return _poll(deadline_s, predicate)
+
+
+def eds_cluster(name, service_name=None):
+    c = {"name": name, "type": "EDS", "connect_timeout": "1s",
+         "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}}
+    if service_name:
+        c["eds_cluster_config"]["service_name"] = service_name
+    return c
+
+
+def assignment(name, *ports):
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+        for p in ports]}]}
+
+
+def route_config(name, cluster, prefix="/"):
+    return {"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": prefix}, "route": {"cluster": cluster, "timeout": "5s"}}]}]}
+
+
+def hcm(stat_prefix, route_config_name):
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": HCM, "stat_prefix": stat_prefix,
+        "rds": {"route_config_name": route_config_name,
+                "config_source": {"ads": {}, "resource_api_version": "V3"}},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}}
+
+
+def listener(name, port, route_config_name):
+    return {"name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [hcm(name, route_config_name)]}]}
+
+
+def bootstrap(ads_port, node_id="sidecar-1", max_message=None):
+    grpc_service = {"envoy_grpc": {"cluster_name": "xds_cluster"}}
+    if max_message:
+        grpc_service["envoy_grpc"]["max_receive_message_length"] = max_message
+    return {
+        "node": {"id": node_id, "cluster": "reviews"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                           "grpc_services": [grpc_service]},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {
+            # The sidecar's outbound listener is static; its routes come over ADS.
+            "listeners": [listener("outbound", 0, "outbound")],
+            "clusters": [{
+                "name": "xds_cluster", "type": "STATIC", "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                                 "HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}}},
+                "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{
+                    "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                        "address": "127.0.0.1", "port_value": ads_port}}}}]}]}}],
+        },
+    }
+
+
+def get(port, path="/"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body).get("backend")
+        except ValueError:
+            return resp.status, None
+    except OSError:
+        return None, None
+    finally:
+        conn.close()
+
+
+class XdsTest(unittest.TestCase):
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.b = FakeBackend("b").start()
+        self.ads = AdsServer().start()
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port))).start()
+        self.port = self.proxy.port("outbound")
+
+    def tearDown(self):
+        self.proxy.stop()
+        self.ads.stop()
+        self.a.stop()
+        self.b.stop()
+
+    def assertServed(self, backend, path="/"):
+        got = poll(lambda: get(self.port, path)[1] == backend)
+        self.assertIsNotNone(got, "never served by %s; last %r\n%s" % (
+            backend, get(self.port, path), self.proxy.log()))
+
+    def test_cds_eds_rds_over_ads_route_traffic(self):
+        self.assertServed("a")
+        first = self.ads.requests[0]
+        # Envoy's order and the node on the first request only.
+        self.assertEqual(first.type_url, CLUSTER)
+        self.assertEqual(first.node.id, "sidecar-1")
+        self.assertEqual(first.node.cluster, "reviews")
+        self.assertEqual(first.node.user_agent_name, "turnout")
+        self.assertTrue(all(not r.HasField("node") for r in self.ads.requests[1:]))
+        self.assertEqual(list(first.resource_names), [])  # wildcard
+        # EDS asks for the cluster's assignment, RDS for the HCM's route config.
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ENDPOINTS and list(r.resource_names) == ["reviews"]))
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ROUTES and list(r.resource_names) == ["outbound"]))
+        # Each type ACKed with its version.
+        for type_url, version in ((CLUSTER, "c1"), (ENDPOINTS, "e1"), (LISTENER, "l1"),
+                                  (ROUTES, "r1")):
+            ack = self.ads.wait_for(lambda r, t=type_url, v=version: r.type_url == t and
+                                    r.version_info == v and r.response_nonce)
+            self.assertIsNotNone(ack, type_url)
+            self.assertFalse(ack.HasField("error_detail"))
+        self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
+        self.assertGreaterEqual(self.proxy.counter("cluster_manager.cds.update_success"), 1)
+        self.assertGreaterEqual(self.proxy.counter("http.outbound.rds.outbound.update_success"), 1)
+        self.assertGreaterEqual(self.proxy.counter("cluster.reviews.update_success"), 1)
+
+    def test_pushed_updates_move_traffic(self):
+        self.assertServed("a")
+        # EDS: the endpoint changes.
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.b.port)])
+        self.assertServed("b")
+        # CDS + EDS + RDS: a new cluster, then a route to it.
+        self.ads.set(CLUSTER, "c2", [eds_cluster("reviews"), eds_cluster("ratings")])
+        self.ads.set(ENDPOINTS, "e3", [assignment("reviews", self.b.port),
+                                       assignment("ratings", self.a.port)])
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ENDPOINTS and list(r.resource_names) == ["ratings", "reviews"]))
+        self.ads.set(ROUTES, "r2", [{"name": "outbound", "virtual_hosts": [{
+            "name": "all", "domains": ["*"], "routes": [
+                {"match": {"prefix": "/ratings"}, "route": {"cluster": "ratings"}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "reviews"}}]}]}])
+        self.assertServed("a", "/ratings")
+        self.assertServed("b", "/")
+        # CDS without a cluster removes it; the route to it answers 503.
+        self.ads.set(CLUSTER, "c3", [eds_cluster("reviews")])
+        self.assertIsNotNone(poll(lambda: get(self.port, "/ratings")[0] == 503), self.proxy.log())
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ENDPOINTS and list(r.resource_names) == ["reviews"]))
+
+    def test_lds_adds_a_listener(self):
+        self.ads.set(ROUTES, "r2", [route_config("outbound", "reviews"),
+                                    route_config("inbound", "reviews")])
+        self.ads.set(LISTENER, "l2", [listener("inbound", 0, "inbound")])
+
+        def dynamic_port():
+            listeners = self.proxy._read_listeners()
+            return listeners.get("inbound", (None, None))[1]
+        port = poll(dynamic_port)
+        self.assertIsNotNone(port, self.proxy.log())
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ROUTES and list(r.resource_names) == ["inbound", "outbound"]))
+
+    def test_bad_update_is_nacked_and_the_last_good_config_keeps_serving(self):
+        self.assertServed("a")
+        rejected_before = self.proxy.counter("cluster_manager.cds.update_rejected")
+        bad = eds_cluster("reviews")
+        bad["connect_timeout"] = "-1s"
+        self.ads.set(CLUSTER, "c-bad", [bad])
+        nack = self.ads.wait_for(lambda r: r.type_url == CLUSTER and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertEqual(nack.version_info, "c1")  # the last good one
+        self.assertIn("resources[0].connect_timeout", nack.error_detail.message)
+        self.assertEqual(nack.error_detail.code, 3)
+        self.assertEqual(get(self.port)[1], "a")
+        self.assertGreater(self.proxy.counter("cluster_manager.cds.update_rejected"),
+                           rejected_before)
+        # A route to an unsupported feature: NACKed with its path, routes unchanged.
+        self.ads.set(ROUTES, "r-bad", [{"name": "outbound", "virtual_hosts": [{
+            "name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"},
+                                                         "route": {"cluster": "reviews"},
+                                                         "typed_per_filter_config": {}}]}],
+            "vhds": {"config_source": {"ads": {}}}}])
+        nack = self.ads.wait_for(lambda r: r.type_url == ROUTES and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertEqual(nack.version_info, "r1")
+        self.assertIn("resources[0].vhds", nack.error_detail.message)
+        self.assertEqual(get(self.port)[1], "a")
+        # A resource of another type in the response: NACKed, nothing applied.
+        self.ads.set(CLUSTER, "c-mixed", [pack(ENDPOINTS, assignment("reviews", self.b.port))])
+        nack = self.ads.wait_for(lambda r: r.type_url == CLUSTER and r.HasField("error_detail")
+                                 and "c-mixed" not in r.version_info and r.response_nonce
+                                 and "type" in r.error_detail.message)
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertIn("resources[0]: type '%s'" % ENDPOINTS, nack.error_detail.message)
+        self.assertEqual(get(self.port)[1], "a")
+        # An empty CDS is valid: it removes the dynamic cluster.
+        self.ads.set(CLUSTER, "c-empty", [])
+        self.assertIsNotNone(poll(lambda: get(self.port)[0] == 503), self.proxy.log())
+        # Config dump shows the dynamic route config with its version and last error.
+        status, body, _ = self.proxy.admin("GET", "/config_dump")
+        self.assertEqual(status, 200)
+        self.assertIn("outbound", body.decode() if isinstance(body, bytes) else body)
+
+    def test_lost_control_plane_keeps_serving_and_reconnects_with_versions(self):
+        self.assertServed("a")
+        self.ads.wait_for(lambda r: r.type_url == ROUTES and r.version_info == "r1")
+        port = self.ads.port
+        self.ads.stop()
+        self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 0), 0)
+        for _ in range(20):
+            self.assertEqual(get(self.port)[1], "a")
+        # The control plane comes back on the same port: turnout reconnects
+        # (back-off under 1 s at first), sends the node again and the versions it
+        # accepted, and takes the new state.
+        self.ads = AdsServer().start(port)
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(ENDPOINTS, "e9", [assignment("reviews", self.b.port)])
+        self.ads.set(LISTENER, "l1", [])
+        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        first = self.ads.wait_for(lambda r: r.HasField("node"), deadline_s=10)
+        self.assertIsNotNone(first, self.proxy.log())
+        self.assertEqual(first.type_url, CLUSTER)
+        self.assertEqual(first.version_info, "c1")
+        self.assertEqual(first.response_nonce, "")
+        eds = self.ads.wait_for(lambda r: r.type_url == ENDPOINTS and not r.response_nonce)
+        self.assertEqual(eds.version_info, "e1")
+        self.assertServed("b")
+        self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
+
+
+class XdsMessageLimitTest(unittest.TestCase):
+    def test_a_response_above_max_receive_message_length_ends_the_stream(self):
+        a = FakeBackend("a").start()
+        ads = AdsServer().start()
+        proxy = None
+        try:
+            ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+            ads.set(ENDPOINTS, "e1", [assignment("reviews", a.port)])
+            ads.set(LISTENER, "l1", [])
+            ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+            proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(ads.port, max_message=4096))).start()
+            port = proxy.port("outbound")
+            self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), proxy.log())
+            closed = proxy.counter("control_plane.stream_closed")
+            # 100 clusters: well above 4 KiB in one DiscoveryResponse.
+            ads.set(CLUSTER, "c2", [eds_cluster("svc-%03d" % i) for i in range(100)])
+            self.assertGreater(proxy.wait_stat("control_plane.stream_closed",
+                                               lambda v: v > closed), closed)
+            self.assertIn("above the limit of 4096", proxy.log())
+            self.assertIsNone(ads.wait_for(lambda r: r.type_url == CLUSTER and
+                                           r.version_info == "c2", deadline_s=0.5))
+            self.assertEqual(get(port)[1], "a")  # the last good config serves
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            ads.stop()
+            a.stop()
+
+
+class XdsValidateTest(unittest.TestCase):
+    def validate(self, config):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(config, f)
+        try:
+            p = subprocess.run([TURNOUT, "--mode", "validate", "-c", f.name],
+                               capture_output=True, text=True, timeout=30)
+        finally:
+            os.unlink(f.name)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_good_ads_bootstrap_validates(self):
+        rc, out = self.validate(bootstrap(18000))
+        self.assertEqual(rc, 0, out)
+
+    def test_ads_config_errors_name_the_field(self):
+        cases = []
+        b = bootstrap(18000)
+        b["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]["cluster_name"] = "nope"
+        cases.append((b, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name"))
+        b = bootstrap(18000)
+        b["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+        cases.append((b, "dynamic_resources.ads_config.api_type"))
+        b = bootstrap(18000)
+        b["dynamic_resources"]["ads_config"]["api_type"] = "REST"
+        cases.append((b, "dynamic_resources.ads_config.api_type"))
+        b = bootstrap(18000)
+        del b["dynamic_resources"]["ads_config"]
+        cases.append((b, "dynamic_resources.cds_config.ads"))
+        b = bootstrap(18000)
+        del b["dynamic_resources"]
+        cases.append((b, "static_resources.listeners[0].filter_chains[0].filters[0]"
+                         ".typed_config.rds.config_source.ads"))
+        b = bootstrap(18000)
+        b["dynamic_resources"]["ads_config"]["grpc_services"][0] = {
+            "google_grpc": {"target_uri": "x", "stat_prefix": "x"}}
+        cases.append((b, "dynamic_resources.ads_config.grpc_services[0].google_grpc"))
+        b = bootstrap(18000)
+        b["dynamic_resources"]["cds_config"] = {"api_config_source": {
+            "api_type": "GRPC", "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]}}
+        cases.append((b, "dynamic_resources.cds_config.api_config_source"))
+        for config, path in cases:
+            rc, out = self.validate(config)
+            self.assertNotEqual(rc, 0, path)
+            self.assertIn(path, out)
+
+
+if __name__ == "__main__":
+    def set_binary(path):
+        global TURNOUT
+        TURNOUT = path
+    sys.exit(run_suite("xds_test", set_binary))
