@@ -41,6 +41,7 @@ struct CliOptions {
   bool reject_unknown_dynamic_fields = false;
   bool ignore_unknown_dynamic_fields = false;
   std::string admin_address_path;
+  std::string xds_cache_dir;
   std::string local_address_ip_version = "v4";
   bool help = false;
   bool version = false;
@@ -70,6 +71,8 @@ Envoy-compatible request-routing proxy.
       --reject-unknown-dynamic-fields
       --ignore-unknown-dynamic-fields
       --admin-address-path <path>
+      --xds-cache <dir>             keep the last accepted xDS config in <dir> and serve
+                                    it at start before the control plane answers (turnout's)
       --local-address-ip-version <v4|v6>
       --disable-hot-restart, --use-dynamic-base-id   (accepted; no hot restart)
       --version
@@ -188,6 +191,8 @@ absl::StatusOr<CliOptions> parseCommandLine(int argc, char** argv) {
       s = flag(o.ignore_unknown_dynamic_fields);
     } else if (arg == "--admin-address-path") {
       s = take(o.admin_address_path);
+    } else if (arg == "--xds-cache") {
+      s = take(o.xds_cache_dir);
     } else if (arg == "--local-address-ip-version") {
       s = take(o.local_address_ip_version);
       if (s.ok() && o.local_address_ip_version != "v4" && o.local_address_ip_version != "v6") {
@@ -262,6 +267,7 @@ int run(int argc, char** argv) {
   so.bootstrap = options->bootstrap;
   so.concurrency = options->concurrency;
   so.admin_address_path = options->admin_address_path;
+  so.xds_cache_dir = options->xds_cache_dir;
   so.drain_time = std::chrono::seconds(options->drain_time_s);
   so.command_line.concurrency = options->concurrency;
   so.command_line.config_path = options->bootstrap.config_path;

@@ -162,6 +162,16 @@ XdsClient::Outcome XdsClient::onResponse(const DiscoveryResponse& response) {
   return status.ok() ? Outcome::kAccepted : Outcome::kRejected;
 }
 
+absl::Status XdsClient::restore(const DiscoveryResponse& response) {
+  auto it = types_.find(response.type_url());
+  if (it == types_.end() || !it->second.handler) {
+    return absl::NotFoundError(absl::StrCat("nothing subscribes to ", response.type_url()));
+  }
+  absl::Status st = it->second.handler(response.version_info(), response.resources());
+  if (st.ok()) it->second.version_info = response.version_info();
+  return st;
+}
+
 std::vector<DiscoveryRequest> XdsClient::takeRequests() {
   std::vector<DiscoveryRequest> out;
   out.swap(queue_);

@@ -79,6 +79,11 @@ class XdsClient {
   enum class Outcome { kAccepted, kRejected, kIgnored };
   Outcome onResponse(const DiscoveryResponse& response);
 
+  // A response from a cache (no stream): handed to its type's handler; when
+  // accepted, its version becomes the type's, so the next stream asks from
+  // it. Nothing is queued. NotFound when nobody subscribed to the type.
+  absl::Status restore(const DiscoveryResponse& response);
+
   // The requests to send, in order; empties the queue.
   std::vector<DiscoveryRequest> takeRequests();
 

@@ -118,8 +118,8 @@ void FileWatch::tick() {
 }
 
 DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
-                                   SnapshotPublisher& publisher)
-    : main_(main), store_(store), publisher_(publisher) {
+                                   SnapshotPublisher& publisher, std::string xds_cache_dir)
+    : main_(main), store_(store), publisher_(publisher), xds_cache_dir_(std::move(xds_cache_dir)) {
   cds_stats_ = makeStats("cluster_manager.cds.");
   lds_stats_ = makeStats("listener_manager.lds.");
   warming_clusters_ = store_.gauge("cluster_manager.warming_clusters");
@@ -171,6 +171,9 @@ absl::Status DynamicResources::start() {
   const auto& dr = bootstrap.dynamic_resources();
   if (publisher_.current()->snapshot->ads) {
     if (auto st = startAds(); !st.ok()) return st;
+  } else if (!xds_cache_dir_.empty()) {
+    TURNOUT_LOG(warn, kLog, "--xds-cache '{}' has no effect: the bootstrap has no "
+                "dynamic_resources.ads_config", xds_cache_dir_);
   }
   if (dr.has_cds_config() && !dr.cds_config().has_ads()) {
     auto f = fileSource(dr.cds_config());
@@ -190,8 +193,27 @@ absl::Status DynamicResources::start() {
   for (auto& w : watches_) w->start();
   watchRoutes();
   watchEndpoints();
-  if (ads_) ads_->start();
+  if (ads_) {
+    if (xds_cache_) restoreFromCache();
+    ads_->start();
+  }
   return absl::OkStatus();
+}
+
+void DynamicResources::restoreFromCache() {
+  for (const char* type : {config::kClusterTypeUrl, config::kClusterLoadAssignmentTypeUrl,
+                           config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl}) {
+    if (ads_->client().state(type) == nullptr) continue;
+    auto cached = xds_cache_->load(type);
+    if (!cached) continue;
+    if (auto st = ads_->client().restore(*cached); !st.ok()) {
+      TURNOUT_LOG(warn, kLog, "--xds-cache: the cached {} (version '{}') is not usable: {}", type,
+                  cached->version_info(), std::string(st.message()));
+      continue;
+    }
+    TURNOUT_LOG(info, kLog, "--xds-cache: serving the cached {} version '{}' ({} resources)",
+                type, cached->version_info(), cached->resources_size());
+  }
 }
 
 absl::Status DynamicResources::startAds() {
@@ -234,25 +256,40 @@ absl::Status DynamicResources::startAds() {
         return out;
       });
   const auto& dr = boot.bootstrap.dynamic_resources();
+  if (!xds_cache_dir_.empty()) {
+    auto cache = XdsCache::create(xds_cache_dir_);
+    if (!cache.ok()) return cache.status();
+    xds_cache_ = *std::move(cache);
+  }
+  // Each accepted response is also what --xds-cache keeps.
+  auto cached = [this](const char* type, bool wildcard, absl::Status st, const std::string& v,
+                       const config::AnyList& r) {
+    if (st.ok() && xds_cache_) xds_cache_->store(type, v, r, wildcard);
+    return st;
+  };
   if (dr.cds_config().has_ads()) {
     ads_->client().subscribe(config::kClusterTypeUrl, true, {},
-                             [this](const std::string& v, const config::AnyList& r) {
-                               return applyClusters(config::parseClusterResources(v, r));
+                             [this, cached](const std::string& v, const config::AnyList& r) {
+                               return cached(config::kClusterTypeUrl, true,
+                                             applyClusters(config::parseClusterResources(v, r)), v, r);
                              });
   }
   if (dr.lds_config().has_ads()) {
     ads_->client().subscribe(config::kListenerTypeUrl, true, {},
-                             [this](const std::string& v, const config::AnyList& r) {
-                               return applyListeners(config::parseListenerResources(v, r));
+                             [this, cached](const std::string& v, const config::AnyList& r) {
+                               return cached(config::kListenerTypeUrl, true,
+                                             applyListeners(config::parseListenerResources(v, r)), v, r);
                              });
   }
   ads_->client().subscribe(config::kRouteConfigurationTypeUrl, false, {},
-                           [this](const std::string& v, const config::AnyList& r) {
-                             return applyAdsRoutes(config::parseRouteResources(v, r));
+                           [this, cached](const std::string& v, const config::AnyList& r) {
+                             return cached(config::kRouteConfigurationTypeUrl, false,
+                                           applyAdsRoutes(config::parseRouteResources(v, r)), v, r);
                            });
   ads_->client().subscribe(config::kClusterLoadAssignmentTypeUrl, false, {},
-                           [this](const std::string& v, const config::AnyList& r) {
-                             return applyAdsEndpoints(config::parseEndpointResources(v, r));
+                           [this, cached](const std::string& v, const config::AnyList& r) {
+                             return cached(config::kClusterLoadAssignmentTypeUrl, false,
+                                           applyAdsEndpoints(config::parseEndpointResources(v, r)), v, r);
                            });
   TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", server.cluster_name);
   return absl::OkStatus();
@@ -354,7 +391,10 @@ void DynamicResources::watchRoutes() {
     watches_.push_back(std::move(w));
     raw->start();
   }
-  if (ads_) ads_->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
+  if (ads_) {
+    if (xds_cache_) xds_cache_->retain(config::kRouteConfigurationTypeUrl, ads_names);
+    ads_->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
+  }
 }
 
 absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed) {
@@ -634,6 +674,7 @@ void DynamicResources::watchEndpoints() {
         ads_assignments_.erase(it++);
       }
     }
+    if (xds_cache_) xds_cache_->retain(config::kClusterLoadAssignmentTypeUrl, ads_names);
     ads_->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(ads_names));
   }
 }

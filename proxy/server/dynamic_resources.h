@@ -18,6 +18,7 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "proxy/server/snapshot_publisher.h"
 #include "proxy/stats/store.h"
+#include "proxy/xds/xds_cache.h"
 #include "proxy/xds/xds_stream.h"
 
 namespace turnout::proxy {
@@ -86,7 +87,9 @@ class FileWatch {
 // come and go. Main thread.
 class DynamicResources {
  public:
-  DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher);
+  // `xds_cache_dir`: --xds-cache (docs/xds.md), empty for none.
+  DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher,
+                   std::string xds_cache_dir = {});
   ~DynamicResources();
 
   // Reads the bootstrap's config sources; errors name the field.
@@ -139,6 +142,8 @@ class DynamicResources {
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
   // Starts the ADS stream and its CDS/LDS subscriptions.
   absl::Status startAds();
+  // --xds-cache: applies the cached responses, CDS, EDS, LDS, RDS.
+  void restoreFromCache();
   // A resource set that needs ADS when there is none: the error, naming it.
   absl::Status checkAdsAvailable(const config::Snapshot& resources) const;
   void watchRoutes();
@@ -193,6 +198,8 @@ class DynamicResources {
   // ADS: the stream, the RDS stats per route_config_name, the accepted
   // assignments by cluster_name.
   std::unique_ptr<XdsStream> ads_;
+  std::string xds_cache_dir_;
+  std::unique_ptr<XdsCache> xds_cache_;
   std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;
   std::set<std::string> ads_rds_watched_;  // route_config_name + stat_prefix keys
   absl::flat_hash_map<std::string, config::DiscoveryEndpoints::Assignment> ads_assignments_;

@@ -77,7 +77,7 @@ int Server::run() {
     return 1;
   }
   // dynamic_resources and RDS: files watched on this thread, published live.
-  dynamic_ = std::make_unique<DynamicResources>(main_, *store_, *publisher_);
+  dynamic_ = std::make_unique<DynamicResources>(main_, *store_, *publisher_, options_.xds_cache_dir);
   if (auto st = dynamic_->start(); !st.ok()) {
     std::cerr << "turnout: " << st.message() << std::endl;
     return 1;

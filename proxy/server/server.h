@@ -28,6 +28,7 @@ struct ServerOptions {
   config::BootstrapLoadOptions bootstrap;
   uint32_t concurrency = 1;
   std::string admin_address_path;
+  std::string xds_cache_dir;  // --xds-cache (docs/xds.md)
   std::chrono::seconds drain_time{600};
   admin::CommandLineOptions command_line;
 };

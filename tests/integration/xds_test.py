@@ -11,6 +11,7 @@ Usage: xds_test.py <turnout-binary>   (TURNOUT_PY_PROTOS set by CTest)
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,55 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(eds.version_info, "e1")
         self.assertServed("b")
         self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
+
+
+class XdsCacheTest(unittest.TestCase):
+    def test_xds_cache_serves_the_last_config_after_a_restart_without_the_control_plane(self):
+        a = FakeBackend("a").start()
+        ads = AdsServer().start()
+        cache = tempfile.mkdtemp(prefix="turnout-xds-cache-")
+        proxy = None
+        try:
+            ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+            ads.set(ENDPOINTS, "e1", [assignment("reviews", a.port)])
+            ads.set(LISTENER, "l1", [])
+            ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+            config = json.dumps(bootstrap(ads.port))
+            proxy = TurnoutProcess(TURNOUT, config, extra_args=["--xds-cache", cache]).start()
+            port = proxy.port("outbound")
+            self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), proxy.log())
+            self.assertIsNotNone(ads.wait_for(lambda r: r.type_url == ROUTES and
+                                              r.version_info == "r1"))
+            self.assertEqual(sorted(os.listdir(cache)), ["cds.pb", "eds.pb", "lds.pb", "rds.pb"])
+            proxy.stop()
+            ads_port = ads.port
+            ads.stop()
+
+            # The control plane is gone: the restarted turnout serves from the cache.
+            proxy = TurnoutProcess(TURNOUT, config, extra_args=["--xds-cache", cache]).start()
+            port = proxy.port("outbound")
+            self.assertEqual(get(port)[1], "a", proxy.log())
+            self.assertEqual(proxy.counter("control_plane.connected_state"), 0)
+            # When it comes back, turnout asks from the cached versions.
+            ads = AdsServer().start(ads_port)
+            first = ads.wait_for(lambda r: r.HasField("node"), deadline_s=10)
+            self.assertIsNotNone(first, proxy.log())
+            self.assertEqual(first.version_info, "c1")
+            rds = ads.wait_for(lambda r: r.type_url == ROUTES)
+            self.assertEqual(rds.version_info, "r1")
+            self.assertEqual(list(rds.resource_names), ["outbound"])
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            ads.stop()
+            a.stop()
+            shutil.rmtree(cache, ignore_errors=True)
+
+    def test_a_bad_cache_directory_is_a_startup_error(self):
+        with tempfile.NamedTemporaryFile() as f:
+            with self.assertRaises(Exception):
+                TurnoutProcess(TURNOUT, json.dumps(bootstrap(1)),
+                               extra_args=["--xds-cache", f.name]).start()
 
 
 class XdsMessageLimitTest(unittest.TestCase):

@@ -224,3 +224,25 @@ TEST_CASE("versions survive a reconnect, nonces do not; the node is sent again",
 
 }  // namespace
 }  // namespace turnout::config::xds
+
+namespace turnout::config::xds {
+namespace {
+
+TEST_CASE("a cached response restores its version without a stream", "[config][xds]") {
+  XdsClient client(node());
+  Recorder cds;
+  client.subscribe(kClusterTypeUrl, true, {}, cds.handler());
+  CHECK(client.restore(response(kClusterTypeUrl, "c5", "", {cluster("a")})).ok());
+  CHECK(cds.versions == std::vector<std::string>{"c5"});
+  CHECK(client.takeRequests().empty());
+  cds.answer = absl::InvalidArgumentError("bad");
+  CHECK_FALSE(client.restore(response(kClusterTypeUrl, "c6", "")).ok());
+  CHECK(client.restore(response(kListenerTypeUrl, "l1", "")).code() == absl::StatusCode::kNotFound);
+  client.onStreamOpen();
+  auto reqs = client.takeRequests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].version_info() == "c5");  // the accepted cached one, not the refused one
+}
+
+}  // namespace
+}  // namespace turnout::config::xds
