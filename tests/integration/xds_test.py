@@ -98,6 +98,15 @@ def bootstrap(ads_port, node_id="sidecar-1", max_message=None):
     }
 
 
+def serve_initial_state(ads, backend_port):
+    """Versions c1/e1/l1/r1: cluster `reviews` (EDS) at backend_port, no
+    dynamic listener, route config `outbound` to `reviews`."""
+    ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+    ads.set(ENDPOINTS, "e1", [assignment("reviews", backend_port)])
+    ads.set(LISTENER, "l1", [])
+    ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+
+
 def get(port, path="/"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -119,10 +128,7 @@ class XdsTest(unittest.TestCase):
         self.a = FakeBackend("a").start()
         self.b = FakeBackend("b").start()
         self.ads = AdsServer().start()
-        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
-        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
-        self.ads.set(LISTENER, "l1", [])
-        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        serve_initial_state(self.ads, self.a.port)
         self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port))).start()
         self.port = self.proxy.port("outbound")
 
@@ -276,10 +282,7 @@ class XdsCacheTest(unittest.TestCase):
         cache = tempfile.mkdtemp(prefix="turnout-xds-cache-")
         proxy = None
         try:
-            ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
-            ads.set(ENDPOINTS, "e1", [assignment("reviews", a.port)])
-            ads.set(LISTENER, "l1", [])
-            ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+            serve_initial_state(ads, a.port)
             config = json.dumps(bootstrap(ads.port))
             proxy = TurnoutProcess(TURNOUT, config, extra_args=["--xds-cache", cache]).start()
             port = proxy.port("outbound")
@@ -324,10 +327,7 @@ class XdsMessageLimitTest(unittest.TestCase):
         ads = AdsServer().start()
         proxy = None
         try:
-            ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
-            ads.set(ENDPOINTS, "e1", [assignment("reviews", a.port)])
-            ads.set(LISTENER, "l1", [])
-            ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+            serve_initial_state(ads, a.port)
             proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(ads.port, max_message=4096))).start()
             port = proxy.port("outbound")
             self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), proxy.log())
