@@ -1,5 +1,9 @@
 #include "proxy/xds/grpc_stream.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "absl/strings/numbers.h"
@@ -101,6 +105,15 @@ asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
     co_return;
   }
   socket_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  // A management server that vanishes without a FIN (a partition, a node
+  // gone) must not leave the stream open forever: TCP keepalive ends it
+  // after about a minute of silence (30 s idle, then 3 probes 10 s apart).
+  socket_.socket().set_option(asio::socket_base::keep_alive(true), ec);
+  const int fd = socket_.socket().native_handle();
+  const int idle = 30, interval = 10, count = 3;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
   codec_.emplace(*this);
   stream_ = codec_->newStream(*this);
   RequestHead head;
