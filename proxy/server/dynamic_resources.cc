@@ -128,6 +128,7 @@ DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
 DynamicResources::~DynamicResources() { stop(); }
 
 void DynamicResources::stop() {
+  if (ads_) ads_->stop();
   for (auto& w : watches_) w->stop();
   for (auto& [name, c] : eds_clusters_) {
     if (c.init_timer) c.init_timer->cancel();

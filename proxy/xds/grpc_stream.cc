@@ -146,6 +146,9 @@ asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
     const absl::Status st = codec_->dispatch(std::span<const char>(read_buffer_.data(), n));
     if (!st.ok()) finish(GrpcStatus::kInternal, absl::StrCat("HTTP/2: ", st.message()));
     deliver();
+    // Everything read is handed over or part of the one message being
+    // assembled (at most max_message_bytes): acknowledge it, so that a
+    // message larger than the stream window can still complete.
     if (stream_ && unacked_ > 0 && !end_) {
       stream_->consumed(unacked_);
       unacked_ = 0;

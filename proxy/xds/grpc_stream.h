@@ -12,9 +12,10 @@
 // refused (we never advertise grpc-accept-encoding), and a message above
 // `max_message_bytes` ends the call with RESOURCE_EXHAUSTED.
 //
-// Flow control: received bytes are acknowledged (WINDOW_UPDATE) only after
-// the messages they complete were handed to the callbacks, so a server can
-// never make the client buffer more than one message plus its windows.
+// Flow control: the bytes of each read are acknowledged (WINDOW_UPDATE) once
+// the messages they complete were handed to the callbacks; what is held
+// meanwhile is at most one partial message (bounded by max_message_bytes)
+// plus one read.
 //
 // Lifetime: start() returns a shared handle; the connection's coroutines
 // hold it too. close() (or destroying the last handle the owner holds, which
