@@ -220,6 +220,20 @@ const std::vector<KeyForm>& envoyKeyForms() {
   return *forms;
 }
 
+turnout::extensions::filters::http::routing_key::v3::RoutingKey routingKeyFilterConfig() {
+  turnout::extensions::filters::http::routing_key::v3::RoutingKey out;
+  for (const KeyForm& form : envoyKeyForms()) {
+    auto* source = out.add_sources();
+    switch (form.kind) {
+      case KeyForm::Kind::kBaggage: source->set_baggage_member(str(form.name)); break;
+      case KeyForm::Kind::kTracestate: source->set_tracestate_key(str(form.name)); break;
+      case KeyForm::Kind::kHeader: source->set_header(str(form.name)); break;
+    }
+  }
+  out.set_output_header(kRoutingKeyHeader);
+  return out;
+}
+
 // W3C Baggage: list-member = key OWS "=" OWS value *( OWS ";" OWS property ),
 // members separated by OWS "," OWS. A value has no whitespace, "," or ";", so
 // the value is exactly `value` when it is followed by OWS and then ";", "," or

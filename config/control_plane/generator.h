@@ -11,6 +11,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/any.pb.h"
+#include "turnout/extensions/filters/http/routing_key/v3/routing_key.pb.h"
 
 namespace turnout::control_plane {
 
@@ -60,6 +61,13 @@ struct KeyForm {
 // tracestate sd-routing-key, x-turnout-routing-key, sd-routing-key,
 // ot-baggage-sd-routing-key, uberctx-sd-routing-key.
 const std::vector<KeyForm>& envoyKeyForms();
+
+// The RoutingKey filter config a turnout-dialect client should run so that it
+// reads the key from the same places, in the same order, as the envoy dialect's
+// routes (envoyKeyForms()) and writes it to kRoutingKeyHeader. For the
+// listeners the control plane will generate (the sidecar issue); the filter's
+// own defaults lack tracestate sd-routing-key and the two Signadot headers.
+turnout::extensions::filters::http::routing_key::v3::RoutingKey routingKeyFilterConfig();
 
 // Full-match RE2 regexes (Envoy matches safe_regex against the whole value, the
 // values of a repeated header joined with ","). True exactly when the list holds

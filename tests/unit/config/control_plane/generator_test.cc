@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "config/control_plane/state.h"
 #include "config/snapshot/discovery_response.h"
+#include "config/snapshot/routing_key_config.h"
 #include "google/protobuf/util/json_util.h"
 #include "routing/request_view.h"
 #include "routing/route_table.h"
@@ -134,6 +135,19 @@ TEST_CASE("the baggage regex never matches a substring of another member",
            "turnout-routing-key=ab,x=a",
            "x=turnout-routing-key=a,y=1",
        }) {
+    CAPTURE(v);
+    CHECK_FALSE(fullMatch(re, v));
+  }
+}
+
+TEST_CASE("the Signadot baggage member is matched as exactly", "[control_plane][generator]") {
+  const std::string re = baggageMemberRegex("sd-routing-key", "k1");
+  for (const char* v : {"sd-routing-key=k1", "a=b, sd-routing-key=k1;x", "sd-routing-key =k1,c=d"}) {
+    CAPTURE(v);
+    CHECK(fullMatch(re, v));
+  }
+  for (const char* v : {"sd-routing-key=k12", "xsd-routing-key=k1", "turnout-sd-routing-key=k1",
+                        "turnout-routing-key=k1", "sd-routing-key=k", "a=sd-routing-key=k1"}) {
     CAPTURE(v);
     CHECK_FALSE(fullMatch(re, v));
   }
@@ -549,6 +563,86 @@ TEST_CASE("turnout routes the envoy dialect by baggage, tracestate and the plain
       std::pair<H, const char*>{H{{"baggage", "turnout-routing-key=feat-z"}}, "reviews--v1"});
   CAPTURE(want);
   CHECK(clusterFor(*table, "reviews", headers) == want);
+}
+
+TEST_CASE("the RoutingKey filter config for turnout clients reads the envoy dialect's forms",
+          "[control_plane][generator]") {
+  auto cfg = config::toRoutingKeyFilterConfig(routingKeyFilterConfig(), "typed_config");
+  INFO(cfg.status().ToString());
+  REQUIRE(cfg.ok());
+  CHECK(cfg->output_header == kRoutingKeyHeader);
+  const auto& sources = cfg->extraction.sources;
+  REQUIRE(sources.size() == envoyKeyForms().size());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const KeyForm& form = envoyKeyForms()[i];
+    CAPTURE(i);
+    CHECK(sources[i].name == form.name);
+    CHECK(sources[i].kind == (form.kind == KeyForm::Kind::kBaggage      ? routing::KeySourceKind::kBaggage
+                              : form.kind == KeyForm::Kind::kTracestate ? routing::KeySourceKind::kTracestate
+                                                                        : routing::KeySourceKind::kHeader));
+  }
+}
+
+// The same request routed by a turnout client (RoutingKey filter with
+// routingKeyFilterConfig(), then the turnout dialect's table) and by a stock
+// client (the envoy dialect's table on the raw headers) reaches the same
+// cluster, for every form and key of this table and for near misses.
+TEST_CASE("both dialects send each request to the same cluster", "[control_plane][generator]") {
+  const Model model = shopModel();
+  auto turnout_table = checkRoutesAccepted(generate(model, Dialect::kTurnout));
+  auto envoy_table = checkRoutesAccepted(generate(model, Dialect::kEnvoy));
+  auto filter = config::toRoutingKeyFilterConfig(routingKeyFilterConfig(), "f");
+  REQUIRE(filter.ok());
+
+  std::vector<std::vector<std::pair<std::string, std::string>>> requests;
+  for (const char* key : {"feat-x", "feat-y", "feat-z", "feat", "feat-xx", "v2"}) {
+    const std::string k = key;
+    for (const KeyForm& form : envoyKeyForms()) {
+      const std::string name(form.name);
+      switch (form.kind) {
+        case KeyForm::Kind::kBaggage:
+          requests.push_back({{"baggage", name + "=" + k}});
+          requests.push_back({{"baggage", "userId=7, " + name + " = " + k + ";p=1,z=2"}});
+          requests.push_back({{"baggage", "x" + name + "=" + k}});
+          break;
+        case KeyForm::Kind::kTracestate:
+          requests.push_back({{"tracestate", name + "=" + k}});
+          requests.push_back({{"tracestate", "congo=t61rcWkgMzE, " + name + "=" + k}});
+          requests.push_back({{"tracestate", name + "x=" + k}});
+          break;
+        case KeyForm::Kind::kHeader:
+          requests.push_back({{name, k}});
+          requests.push_back({{name, k}, {"x-canary", "always"}});
+          break;
+      }
+    }
+  }
+  requests.push_back({});
+  requests.push_back({{"x-canary", "always"}});
+  requests.push_back({{"x-user", "beta-7"}, {"x-debug", "1"}});
+
+  std::string scratch;
+  for (const char* authority : {"reviews", "ratings.shop:80", "details"}) {
+    for (const auto& req : requests) {
+      std::vector<routing::HeaderEntry> raw;
+      for (const auto& [n, v] : req) raw.push_back({n, v});
+      for (uint64_t random : {0, 95}) {
+        const std::string stock = clusterFor(*envoy_table, authority, raw, random);
+        auto extraction =
+            routing::extractRoutingKey(routing::RequestView("GET", authority, "/", raw),
+                                       filter->extraction, scratch);
+        const std::string key(extraction.key);
+        std::vector<routing::HeaderEntry> filtered = raw;
+        extraction.key = key;
+        routing::applyRoutingKey(filtered, filter->output_header, extraction);
+        const std::string ours = clusterFor(*turnout_table, authority, filtered, random);
+        std::string what = std::string(authority) + " random " + std::to_string(random);
+        for (const auto& [n, v] : req) what += "\n  " + n + ": " + v;
+        INFO(what);
+        CHECK(ours == stock);
+      }
+    }
+  }
 }
 
 // ---- versions for Delta ----------------------------------------------------------------
