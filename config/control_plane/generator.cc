@@ -92,12 +92,9 @@ std::string_view formKindName(KeyForm::Kind kind) {
   return "";
 }
 
-void addSandboxRoutes(route_v3::VirtualHost& vh, const Model& model, const Service& service,
-                      Dialect dialect) {
-  std::vector<const Sandbox*> forks;
-  for (const auto& [key, sandbox] : model.sandboxes) {
-    if (sandbox.forks.count(service.name) != 0) forks.push_back(&sandbox);
-  }
+// `forks`: the sandboxes that fork `service`, by key.
+void addSandboxRoutes(route_v3::VirtualHost& vh, const std::vector<const Sandbox*>& forks,
+                      const Service& service, Dialect dialect) {
   if (dialect == Dialect::kTurnout) {
     for (const Sandbox* sb : forks) {
       auto* r = addRoute(vh, absl::StrCat("sandbox/", sb->key));
@@ -283,13 +280,21 @@ Resources generate(const Model& model, Dialect dialect) {
   }
   for (const auto& [name, endpoints] : clusters) addCluster(out, name, *endpoints);
 
+  // service -> the sandboxes forking it, by key (one pass over the sandboxes).
+  std::map<std::string_view, std::vector<const Sandbox*>> forks_of;
+  for (const auto& [key, sandbox] : model.sandboxes) {
+    for (const auto& [service, endpoints] : sandbox.forks) forks_of[service].push_back(&sandbox);
+  }
+  static const std::vector<const Sandbox*> kNone;
+
   route_v3::RouteConfiguration& rc = out.route_configuration;
   rc.set_name(kRouteConfigurationName);
   for (const auto& [name, service] : model.services) {
     auto* vh = rc.add_virtual_hosts();
     vh->set_name(name);
     for (auto& d : domainsFor(service)) vh->add_domains(std::move(d));
-    addSandboxRoutes(*vh, model, service, dialect);
+    auto forks = forks_of.find(name);
+    addSandboxRoutes(*vh, forks == forks_of.end() ? kNone : forks->second, service, dialect);
     if (auto it = model.releases.find(name); it != model.releases.end()) {
       addReleaseRoutes(*vh, it->second);
     }
