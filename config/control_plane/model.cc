@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "config/json_string.h"
@@ -22,6 +23,24 @@ using google::protobuf::Struct;
 using google::protobuf::Value;
 
 std::string str(std::string_view s) { return std::string(s); }
+
+// A user-supplied value inside an error message: quoted, control and
+// non-ASCII bytes as \xNN, at most 64 characters shown.
+std::string shown(std::string_view value) {
+  constexpr size_t kShown = 64;
+  std::string out = "'";
+  for (size_t i = 0; i < value.size() && i < kShown; ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c < 0x20 || c >= 0x7f) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02x", c));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  if (value.size() > kShown) absl::StrAppend(&out, "...(", value.size(), " bytes)");
+  out += "'";
+  return out;
+}
 
 // `parent.key` when the key is a plain identifier, else `parent["key"]`.
 std::string child(std::string_view parent, std::string_view key) {
@@ -128,8 +147,8 @@ absl::Status checkSelfName(const Struct& object, std::string_view field_name,
   auto s = asString(field_name, *v);
   if (!s.ok()) return s.status();
   if (*s != expected) {
-    return invalidArgument(field_name, absl::StrCat("'", *s, "' does not match the name in the "
-                                                    "request, '", str(expected), "'"));
+    return invalidArgument(field_name, absl::StrCat(shown(*s), " does not match the name in the "
+                                                    "request, ", shown(expected)));
   }
   return absl::OkStatus();
 }
@@ -146,7 +165,7 @@ absl::StatusOr<Endpoints> parseEndpointList(std::string_view path, const Value& 
     if (!ep.ok()) return ep.status();
     for (size_t j = 0; j < out.size(); ++j) {
       if (out[j] == *ep) {
-        return invalidArgument(p, absl::StrCat("'", *text, "' is listed twice (also [", j, "])"));
+        return invalidArgument(p, absl::StrCat(shown(*text), " is listed twice (also [", j, "])"));
       }
     }
     out.push_back(*std::move(ep));
@@ -201,7 +220,7 @@ absl::Status validateLabel(std::string_view path, std::string_view key, std::str
   bool ok = value.size() <= 63 && (value.empty() || alnumEnds(value));
   for (char c : value) ok = ok && isLabelValueChar(c);
   if (!ok) {
-    return invalidArgument(path, absl::StrCat("'", str(value), "': a label value is 0..63 "
+    return invalidArgument(path, absl::StrCat(shown(value), ": a label value is 0..63 "
                                               "characters of [A-Za-z0-9._-], alphanumeric at both "
                                               "ends"));
   }
@@ -218,7 +237,7 @@ bool isTokenChar(char c) {
 absl::Status validateRegex(std::string_view path, const std::string& regex) {
   RE2 re(regex, RE2::Quiet);
   if (!re.ok()) {
-    return invalidArgument(path, absl::StrCat("'", regex, "' is not an RE2 regex: ", re.error()));
+    return invalidArgument(path, absl::StrCat(shown(regex), " is not an RE2 regex: ", re.error()));
   }
   if (re.ProgramSize() > kMaxRegexProgramSize) {
     return invalidArgument(path, absl::StrCat("the regex's RE2 program size is ", re.ProgramSize(),
@@ -356,7 +375,7 @@ absl::Status validateDnsLabel(std::string_view path, std::string_view name) {
                 absl::ascii_islower(static_cast<unsigned char>(c)) || c == '-');
   }
   if (!ok) {
-    return invalidArgument(path, absl::StrCat("'", str(name), "' is not a DNS label (1..63 of "
+    return invalidArgument(path, absl::StrCat(shown(name), " is not a DNS label (1..63 of "
                                               "[a-z0-9-], alphanumeric at both ends)"));
   }
   return absl::OkStatus();
@@ -365,7 +384,7 @@ absl::Status validateDnsLabel(std::string_view path, std::string_view name) {
 absl::Status validateServiceName(std::string_view path, std::string_view name) {
   if (auto s = validateDnsLabel(path, name); !s.ok()) return s;
   if (name.find("--") != std::string_view::npos) {
-    return invalidArgument(path, absl::StrCat("'", str(name), "' contains \"--\", which separates "
+    return invalidArgument(path, absl::StrCat(shown(name), " contains \"--\", which separates "
                                               "the parts of generated cluster names"));
   }
   return absl::OkStatus();
@@ -373,7 +392,7 @@ absl::Status validateServiceName(std::string_view path, std::string_view name) {
 
 absl::Status validateRoutingKey(std::string_view path, std::string_view key) {
   if (!routing::isValidRoutingKey(key, kMaxRoutingKeyLength)) {
-    return invalidArgument(path, absl::StrCat("'", str(key), "' is not a routing key (1..",
+    return invalidArgument(path, absl::StrCat(shown(key), " is not a routing key (1..",
                                               kMaxRoutingKeyLength,
                                               " characters of [A-Za-z0-9._-])"));
   }
@@ -389,7 +408,7 @@ std::string Endpoint::toString() const {
 
 absl::StatusOr<Endpoint> parseEndpoint(std::string_view path, std::string_view text) {
   auto bad = [&](std::string_view why) {
-    std::string msg = absl::StrCat("'", str(text), "' is not host:port");
+    std::string msg = absl::StrCat(shown(text), " is not host:port");
     if (!why.empty()) absl::StrAppend(&msg, " (", str(why), ")");
     return invalidArgument(path, msg);
   };
@@ -427,7 +446,7 @@ absl::StatusOr<Endpoint> parseEndpoint(std::string_view path, std::string_view t
 
 absl::StatusOr<absl::Duration> parseTtl(std::string_view path, std::string_view text) {
   auto bad = [&] {
-    return invalidArgument(path, absl::StrCat("'", str(text), "' is not a TTL (a number and a "
+    return invalidArgument(path, absl::StrCat(shown(text), " is not a TTL (a number and a "
                                               "unit s, m, h or d, e.g. \"30m\", \"24h\", \"7d\", "
                                               "\"1h30m\")"));
   };

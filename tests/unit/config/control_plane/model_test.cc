@@ -82,6 +82,8 @@ TEST_CASE("service validation names the bad field", "[control_plane]") {
       P{R"({"port": 80, "name": "other"})",
         "name: 'other' does not match the name in the request, 'reviews'"},
       P{R"([1])", "the body must be a JSON object, got a list"},
+      P{R"({"port": 1, "port": 2})", "the body is not valid JSON"},
+      P{R"({"port": 80, "namespace": "a\u0000\n"})", R"(namespace: 'a\x00\x0a' is not a DNS label)"},
       P{R"({"port": )", "the body is not valid JSON"});
   CAPTURE(json);
   CHECK_THAT(errorOf(parseService("reviews", json)), Catch::StartsWith(want));
@@ -99,6 +101,12 @@ TEST_CASE("service names are DNS labels without the cluster-name separator", "[c
     CAPTURE(bad);
     CHECK_THAT(errorOf(parseService(bad, R"({"port": 80})")), Catch::StartsWith("name: '"));
   }
+}
+
+TEST_CASE("values in error messages are cut short", "[control_plane]") {
+  const std::string longest(100000, 'x');
+  const std::string msg = errorOf(parseEndpoint("e", longest));
+  CHECK(msg == "e: '" + std::string(64, 'x') + "...(100000 bytes)' is not host:port");
 }
 
 TEST_CASE("endpoints are IPv4, bracketed IPv6 or DNS names with a port", "[control_plane]") {
