@@ -17,6 +17,9 @@ namespace turnout::control_plane {
 // version. Used from the one thread that owns the State: load() once at start
 // (State::restore), then apply() every Change a mutation returns, before the
 // API answers. Errors are Internal (500), or DataLoss for a damaged file.
+// If apply() fails the State is ahead of the disk: the owner answers 500 and
+// rebuilds it with State::restore(load()), so that what was acknowledged and
+// what is stored never differ.
 class SqliteStore {
  public:
   static constexpr char kFileName[] = "turnout-cp.db";

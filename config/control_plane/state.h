@@ -55,7 +55,8 @@ struct MutationResult {
   Change change;
 };
 
-// A resource with its ETag, as GET returns it.
+// A resource with its ETag, as GET returns it. `value` points into the State
+// and is valid until its next mutation.
 template <typename T>
 struct Versioned {
   const T* value = nullptr;
