@@ -1,6 +1,7 @@
 #include "config/control_plane/model.h"
 
 #include <catch2/catch.hpp>
+#include <random>
 #include <string>
 #include <utility>
 
@@ -419,6 +420,48 @@ TEST_CASE("a sandbox key equal to a release version of a forked service is a con
                                                              "weights": {"v2": 100}})"))
             .ok());
   CHECK(checkReleaseReferences(Model{}, r).code() == absl::StatusCode::kAborted);
+}
+
+}  // namespace
+}  // namespace turnout::control_plane
+
+namespace turnout::control_plane {
+namespace {
+
+// Seeded byte flips, cuts and splices of valid bodies: every result is a value
+// or an InvalidArgument, never a crash or another kind of error.
+TEST_CASE("mangled bodies are rejected cleanly", "[control_plane]") {
+  const std::vector<std::string> bodies = {
+      R"({"port": 9080, "namespace": "shop", "endpoints": ["10.0.0.5:9080", "[::1]:1"]})",
+      R"({"forks": {"reviews": ["10.0.0.7:9080"]}, "labels": {"a": "b"}, "ttl": "1h30m"})",
+      kRelease};
+  std::mt19937 rng(20261204);
+  const std::string alphabet = "{}[]\":,.-0123456789abcdefvxyz \\/\t\n\x01\xff";
+  size_t parsed = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const size_t which = static_cast<size_t>(i) % bodies.size();
+    std::string body = bodies[which];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !body.empty(); ++e) {
+      const size_t at = rng() % body.size();
+      switch (rng() % 3) {
+        case 0: body[at] = alphabet[rng() % alphabet.size()]; break;
+        case 1: body.erase(at, 1 + rng() % 8); break;
+        case 2: body.insert(at, bodies[rng() % bodies.size()].substr(0, rng() % 20)); break;
+      }
+    }
+    absl::Status s;
+    switch (which) {
+      case 0: s = parseService("reviews", body).status(); break;
+      case 1: s = parseSandbox("feat-x", body).status(); break;
+      default: s = parseRelease("reviews", body).status(); break;
+    }
+    CAPTURE(body);
+    CHECK((s.ok() || s.code() == absl::StatusCode::kInvalidArgument));
+    if (s.ok()) ++parsed;
+  }
+  // Some edits keep a body valid (inside a string, say); most do not.
+  CHECK(parsed < 3000);
 }
 
 }  // namespace
