@@ -77,6 +77,7 @@ class State {
 
   // Rebuilds a State from a store's contents: every resource is parsed and
   // checked again (a damaged row is an error naming it), references too.
+  // Sandboxes past their TTL are kept until the owner's first expire(now).
   static absl::StatusOr<State> restore(const StoredState& stored);
   // The inverse of restore(): every resource as the store keeps it.
   StoredState stored() const;
