@@ -1,7 +1,27 @@
 #!/usr/bin/env bash
-# Fails if the given layer directory includes anything from I/O or wire-format
-# libraries. routing/ takes string views and returns values; nothing more.
+# Layering checks (DESIGN.md §3).
+#   check_layer_deps.sh DIR
+#     Fails if the layer directory includes anything from I/O or wire-format
+#     libraries. routing/ takes string views and returns values; nothing more.
+#   check_layer_deps.sh --private ROOT SUBDIR
+#     Fails if a source outside ROOT/SUBDIR (and outside ROOT/tests) includes a
+#     header of ROOT/SUBDIR: config/control_plane/ is turnout-cp's alone.
 set -u
+if [ "${1:-}" = "--private" ]; then
+  root=${2:?usage: check_layer_deps.sh --private ROOT SUBDIR}
+  sub=${3:?usage: check_layer_deps.sh --private ROOT SUBDIR}
+  [ -d "$root/$sub" ] || { echo "no such directory: $root/$sub"; exit 2; }
+  hits=$(cd "$root" && grep -rnE "#[[:space:]]*include[[:space:]]*\"$sub/" \
+           --include='*.h' --include='*.cc' . \
+         | grep -vE "^\./($sub|tests)/" | grep -v '^\./build' || true)
+  if [ -n "$hits" ]; then
+    echo "$sub is private to itself, but these include it:"
+    echo "$hits"
+    exit 1
+  fi
+  echo "$sub: included only from itself and tests"
+  exit 0
+fi
 dir=${1:?usage: check_layer_deps.sh DIR}
 [ -d "$dir" ] || { echo "no such directory: $dir"; exit 2; }
 pattern='#[[:space:]]*include[[:space:]]*[<"](boost/|asio|nghttp2/|openssl/|google/protobuf/|envoy/|yaml-cpp/|sqlite3)'

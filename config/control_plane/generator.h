@@ -1,0 +1,110 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/control_plane/model.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/core/v3/base.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "google/protobuf/any.pb.h"
+#include "turnout/extensions/filters/http/routing_key/v3/routing_key.pb.h"
+
+namespace turnout::control_plane {
+
+// Model -> Envoy v3 resources (DESIGN.md §6, docs/control_plane.md). Pure and
+// deterministic: the same model and dialect give byte-identical resources, so
+// content versions survive restarts. Called by the xDS server per dialect, on
+// whatever thread owns the State.
+//
+// Generated:
+// - clusters `<service>`, `<service>--<key>` (each sandbox fork) and
+//   `<service>--<version>` (each release version). A cluster whose endpoints are
+//   all IP addresses is EDS over ADS with a ClusterLoadAssignment of the same
+//   name; one with a DNS name is LOGICAL_DNS (one endpoint) or STRICT_DNS
+//   (several) with an inline load_assignment and no ClusterLoadAssignment.
+// - one RouteConfiguration `outbound`: a virtual host per service (domains
+//   domainsFor()), its routes in this order: sandbox routes (every sandbox that
+//   forks the service, by key), release header matches (in order), the release's
+//   weighted split, the baseline route.
+
+// How a client matches routing keys, chosen by node.user_agent_name.
+enum class Dialect {
+  // turnout: its RoutingKey filter has put the key into x-turnout-routing-key;
+  // one exact header match per sandbox (compiled into a hash index).
+  kTurnout,
+  // Stock Envoy and other xDS clients (gRPC): the key is matched where the
+  // client sent it, with RE2 regexes exact to the W3C grammars, one route per
+  // key form (envoyKeyForms()) and sandbox.
+  kEnvoy,
+};
+inline constexpr char kTurnoutUserAgentName[] = "turnout";
+Dialect dialectFor(const envoy::config::core::v3::Node& node);
+std::string_view dialectName(Dialect dialect);  // "turnout", "envoy"
+
+inline constexpr char kRouteConfigurationName[] = "outbound";
+inline constexpr char kRoutingKeyHeader[] = "x-turnout-routing-key";
+inline constexpr int kConnectTimeoutSeconds = 5;
+
+// One place a routing key travels, for the envoy dialect.
+struct KeyForm {
+  enum class Kind { kBaggage, kTracestate, kHeader };
+  Kind kind;
+  std::string_view name;  // baggage member key, tracestate member key, or header name
+};
+// In route order (the order of precedence of turnout's default key sources,
+// routing::RoutingKeyConfig::defaults(), plus the Signadot forms):
+// baggage turnout-routing-key, baggage sd-routing-key, tracestate turnout,
+// tracestate sd-routing-key, x-turnout-routing-key, sd-routing-key,
+// ot-baggage-sd-routing-key, uberctx-sd-routing-key.
+const std::vector<KeyForm>& envoyKeyForms();
+
+// The RoutingKey filter config a turnout-dialect client should run so that it
+// reads the key from the same places, in the same order, as the envoy dialect's
+// routes (envoyKeyForms()) and writes it to kRoutingKeyHeader. For the
+// listeners the control plane will generate (the sidecar issue); the filter's
+// own defaults lack tracestate sd-routing-key and the two Signadot headers.
+turnout::extensions::filters::http::routing_key::v3::RoutingKey routingKeyFilterConfig();
+
+// Full-match RE2 regexes (Envoy matches safe_regex against the whole value, the
+// values of a repeated header joined with ","). True exactly when the list holds
+// a member `<member_key>=<value>`: at the start or after a comma, optional
+// whitespace around it (and, for baggage, around "=") and baggage properties
+// (";...") after it; never a substring of another member's key or value.
+std::string baggageMemberRegex(std::string_view member_key, std::string_view value);
+std::string tracestateMemberRegex(std::string_view member_key, std::string_view value);
+
+// name, name:port, name.ns, name.ns:port, name.ns.svc, name.ns.svc:port,
+// name.ns.svc.cluster.local, name.ns.svc.cluster.local:port.
+std::vector<std::string> domainsFor(const Service& service);
+
+struct Resources {
+  std::vector<envoy::config::cluster::v3::Cluster> clusters;  // by name
+  std::vector<envoy::config::endpoint::v3::ClusterLoadAssignment> load_assignments;  // by name
+  envoy::config::route::v3::RouteConfiguration route_configuration;
+};
+Resources generate(const Model& model, Dialect dialect);
+
+// A resource and its content version: 16 hex digits of FNV-1a 64 over its
+// deterministic serialisation, equal across processes and restarts, so a Delta
+// server can send only what changed and a restarted server can recognise what a
+// client already has.
+struct VersionedResource {
+  google::protobuf::Any resource;
+  std::string version;
+};
+// name -> resource, ordered by name.
+using ResourceMap = std::map<std::string, VersionedResource>;
+// type URL (config/snapshot/discovery_response.h) -> resources: clusters,
+// cluster load assignments and route configurations, each present even when
+// empty. No listeners yet (the sidecar issue): an empty listener type would
+// tell a wildcard LDS client to drop its listeners.
+using ResourcesByType = std::map<std::string, ResourceMap>;
+ResourcesByType generateByType(const Model& model, Dialect dialect);
+
+std::string contentVersion(const google::protobuf::Message& message);
+
+}  // namespace turnout::control_plane

@@ -1,0 +1,700 @@
+#include "config/control_plane/generator.h"
+
+#include <catch2/catch.hpp>
+#include <re2/re2.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "config/control_plane/state.h"
+#include "config/snapshot/discovery_response.h"
+#include "config/snapshot/routing_key_config.h"
+#include "google/protobuf/util/json_util.h"
+#include "routing/request_view.h"
+#include "routing/route_table.h"
+
+// Checks that deprecated fields (total_weight, google_re2) stay unset.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+namespace turnout::control_plane {
+namespace {
+
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace route_v3 = envoy::config::route::v3;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
+
+// reviews (forked by feat-x and feat-y, with a release), ratings (forked by
+// feat-x), details (nothing), all in namespace shop but details.
+Model shopModel() {
+  State s;
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "namespace": "shop",
+                                      "endpoints": ["10.0.0.5:9080", "10.0.0.6:9080"]})")
+              .ok());
+  REQUIRE(s.putService("ratings", R"({"port": 80, "namespace": "shop",
+                                      "endpoints": ["10.0.1.5:80"]})")
+              .ok());
+  REQUIRE(s.putService("details", R"({"port": 8080, "endpoints": ["details.example.com:8080"]})")
+              .ok());
+  REQUIRE(s.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.9.1:9080"]}})", kNow).ok());
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"],
+                                               "ratings": ["10.0.1.7:80"]}, "ttl": "24h"})",
+                       kNow)
+              .ok());
+  REQUIRE(s.putRelease("reviews", R"({
+      "versions": {"v1": ["10.0.0.5:9080"], "v2": ["10.0.2.1:9080"], "v3": ["v3.local:9080", "10.0.3.1:9080"]},
+      "weights": {"v1": 90, "v2": 10, "v3": 0},
+      "matches": [{"headers": {"x-canary": "always"}, "version": "v2"},
+                  {"headers": {"x-user": {"prefix": "beta-"}, "x-debug": {"present": true}},
+                   "version": "v3"}]})")
+              .ok());
+  return s.model();
+}
+
+std::vector<std::string> routeNames(const route_v3::VirtualHost& vh) {
+  std::vector<std::string> out;
+  for (const auto& r : vh.routes()) out.push_back(r.name());
+  return out;
+}
+
+const route_v3::VirtualHost& vhost(const route_v3::RouteConfiguration& rc, const std::string& n) {
+  for (const auto& vh : rc.virtual_hosts()) {
+    if (vh.name() == n) return vh;
+  }
+  FAIL("no virtual host " << n);
+  throw 0;
+}
+
+// ---- dialects and key regexes -----------------------------------------------------------
+
+TEST_CASE("the dialect follows node.user_agent_name", "[control_plane][generator]") {
+  envoy::config::core::v3::Node node;
+  CHECK(dialectFor(node) == Dialect::kEnvoy);
+  node.set_user_agent_name("envoy");
+  CHECK(dialectFor(node) == Dialect::kEnvoy);
+  node.set_user_agent_name("grpc-node-js");
+  CHECK(dialectFor(node) == Dialect::kEnvoy);
+  node.set_user_agent_name("Turnout");
+  CHECK(dialectFor(node) == Dialect::kEnvoy);
+  node.set_user_agent_name("turnout");
+  CHECK(dialectFor(node) == Dialect::kTurnout);
+  CHECK(dialectName(Dialect::kTurnout) == "turnout");
+  CHECK(dialectName(Dialect::kEnvoy) == "envoy");
+}
+
+bool fullMatch(const std::string& regex, const std::string& value) {
+  RE2 re(regex, RE2::Quiet);
+  REQUIRE(re.ok());
+  return RE2::FullMatch(value, re);
+}
+
+TEST_CASE("the baggage regex matches the member wherever the W3C grammar puts it",
+          "[control_plane][generator]") {
+  const std::string re = baggageMemberRegex("turnout-routing-key", "a");
+  for (const char* v : {
+           "turnout-routing-key=a",
+           "turnout-routing-key = a",
+           "turnout-routing-key=\ta\t",
+           "turnout-routing-key=a;prop",
+           "turnout-routing-key=a ; p1=v1;p2",
+           "turnout-routing-key=a,userId=7",
+           "userId=7,turnout-routing-key=a",
+           "userId=7 , turnout-routing-key=a , x=y",
+           "k=v;p=q,turnout-routing-key=a;m,z=1",
+           "turnout-routing-key=b,turnout-routing-key=a",  // Envoy sees the joined value
+           "x=1,y=2,z=3,turnout-routing-key=a",
+       }) {
+    CAPTURE(v);
+    CHECK(fullMatch(re, v));
+  }
+}
+
+TEST_CASE("the baggage regex never matches a substring of another member",
+          "[control_plane][generator]") {
+  const std::string re = baggageMemberRegex("turnout-routing-key", "a");
+  for (const char* v : {
+           "",
+           "turnout-routing-key=ab",
+           "turnout-routing-key=ba",
+           "turnout-routing-key=a b",
+           "turnout-routing-key=",
+           "turnout-routing-key",
+           "xturnout-routing-key=a",
+           "x-turnout-routing-key=a",
+           "turnout-routing-keyx=a",
+           "turnout-routing-key2=a",
+           "sd-routing-key=a",
+           "other=turnout-routing-key=a",
+           "k=v;turnout-routing-key=a",
+           "k=v; turnout-routing-key=a",
+           "turnout-routing-key=A",
+           "turnout-routing-key=%61",
+           "TURNOUT-ROUTING-KEY=a",
+           "turnout-routing-key=ab,x=a",
+           "x=turnout-routing-key=a,y=1",
+       }) {
+    CAPTURE(v);
+    CHECK_FALSE(fullMatch(re, v));
+  }
+}
+
+TEST_CASE("the Signadot baggage member is matched as exactly", "[control_plane][generator]") {
+  const std::string re = baggageMemberRegex("sd-routing-key", "k1");
+  for (const char* v : {"sd-routing-key=k1", "a=b, sd-routing-key=k1;x", "sd-routing-key =k1,c=d"}) {
+    CAPTURE(v);
+    CHECK(fullMatch(re, v));
+  }
+  for (const char* v : {"sd-routing-key=k12", "xsd-routing-key=k1", "turnout-sd-routing-key=k1",
+                        "turnout-routing-key=k1", "sd-routing-key=k", "a=sd-routing-key=k1"}) {
+    CAPTURE(v);
+    CHECK_FALSE(fullMatch(re, v));
+  }
+}
+
+TEST_CASE("regex metacharacters in keys are literal", "[control_plane][generator]") {
+  const std::string re = baggageMemberRegex("turnout-routing-key", "a.b");
+  CHECK(fullMatch(re, "turnout-routing-key=a.b"));
+  CHECK_FALSE(fullMatch(re, "turnout-routing-key=axb"));
+  const std::string ts = tracestateMemberRegex("turnout", "a.b");
+  CHECK(fullMatch(ts, "turnout=a.b"));
+  CHECK_FALSE(fullMatch(ts, "turnout=a-b"));
+}
+
+TEST_CASE("the tracestate regex matches the member exactly", "[control_plane][generator]") {
+  const std::string re = tracestateMemberRegex("turnout", "a");
+  for (const char* v : {"turnout=a", "turnout=a ", "congo=t61rcWkgMzE,turnout=a",
+                        "congo=x , turnout=a , rojo=00f067aa0ba902b7", "turnout=a,rojo=1",
+                        "vendor@t=1,turnout=a"}) {
+    CAPTURE(v);
+    CHECK(fullMatch(re, v));
+  }
+  for (const char* v : {"", "turnout=ab", "turnout=a b", "turnout = a", "turnout =a",
+                        "xturnout=a", "turnoutx=a", "t@turnout=a", "congo=turnout=a",
+                        "turnout=b", "rojo=1,turnout=ab,x=1", "turnout=a;p"}) {
+    CAPTURE(v);
+    CHECK_FALSE(fullMatch(re, v));
+  }
+  const std::string sd = tracestateMemberRegex("sd-routing-key", "k1");
+  CHECK(fullMatch(sd, "sd-routing-key=k1"));
+  CHECK_FALSE(fullMatch(sd, "turnout=k1"));
+  CHECK_FALSE(fullMatch(sd, "xsd-routing-key=k1"));
+}
+
+TEST_CASE("every generated key regex stays within Envoy's RE2 program size for the longest key",
+          "[control_plane][generator]") {
+  // 40 characters, '.' included (escaped by the generator).
+  const std::string key = "a.b" + std::string(kMaxRoutingKeyLength - 3, 'x');
+  REQUIRE(validateRoutingKey("key", key).ok());
+  for (const KeyForm& form : envoyKeyForms()) {
+    if (form.kind == KeyForm::Kind::kHeader) continue;
+    const std::string regex = form.kind == KeyForm::Kind::kBaggage
+                                  ? baggageMemberRegex(form.name, key)
+                                  : tracestateMemberRegex(form.name, key);
+    RE2 re(regex, RE2::Quiet);
+    REQUIRE(re.ok());
+    CAPTURE(regex);
+    CHECK(re.ProgramSize() <= kMaxRegexProgramSize);
+  }
+}
+
+TEST_CASE("the envoy dialect's key forms are turnout's defaults plus Signadot's",
+          "[control_plane][generator]") {
+  std::vector<std::pair<KeyForm::Kind, std::string>> got;
+  for (const KeyForm& f : envoyKeyForms()) got.emplace_back(f.kind, std::string(f.name));
+  using K = KeyForm::Kind;
+  CHECK(got == std::vector<std::pair<K, std::string>>{
+                   {K::kBaggage, "turnout-routing-key"},
+                   {K::kBaggage, "sd-routing-key"},
+                   {K::kTracestate, "turnout"},
+                   {K::kTracestate, "sd-routing-key"},
+                   {K::kHeader, "x-turnout-routing-key"},
+                   {K::kHeader, "sd-routing-key"},
+                   {K::kHeader, "ot-baggage-sd-routing-key"},
+                   {K::kHeader, "uberctx-sd-routing-key"}});
+}
+
+// ---- resources ------------------------------------------------------------------------
+
+TEST_CASE("domains cover the short name, the namespace and the cluster-local FQDN, with and "
+          "without the port",
+          "[control_plane][generator]") {
+  Service s;
+  s.name = "reviews";
+  s.port = 9080;
+  s.ns = "shop";
+  CHECK(domainsFor(s) == std::vector<std::string>{
+                             "reviews", "reviews:9080", "reviews.shop", "reviews.shop:9080",
+                             "reviews.shop.svc", "reviews.shop.svc:9080",
+                             "reviews.shop.svc.cluster.local",
+                             "reviews.shop.svc.cluster.local:9080"});
+}
+
+TEST_CASE("clusters: one per service, sandbox fork and release version, EDS over ADS when all "
+          "endpoints are IPs",
+          "[control_plane][generator]") {
+  Resources r = generate(shopModel(), Dialect::kTurnout);
+  std::vector<std::string> names;
+  for (const auto& c : r.clusters) names.push_back(c.name());
+  CHECK(names == std::vector<std::string>{"details", "ratings", "ratings--feat-x", "reviews",
+                                          "reviews--feat-x", "reviews--feat-y", "reviews--v1",
+                                          "reviews--v2", "reviews--v3"});
+  for (const auto& c : r.clusters) {
+    CAPTURE(c.name());
+    CHECK(c.connect_timeout().seconds() == kConnectTimeoutSeconds);
+    CHECK(c.lb_policy() == cluster_v3::Cluster::ROUND_ROBIN);
+    if (c.name() == "details") {
+      CHECK(c.type() == cluster_v3::Cluster::LOGICAL_DNS);
+      CHECK(c.load_assignment().endpoints(0).lb_endpoints(0).endpoint().address()
+                .socket_address().address() == "details.example.com");
+    } else if (c.name() == "reviews--v3") {
+      CHECK(c.type() == cluster_v3::Cluster::STRICT_DNS);
+      CHECK(c.load_assignment().endpoints(0).lb_endpoints_size() == 2);
+    } else {
+      CHECK(c.type() == cluster_v3::Cluster::EDS);
+      CHECK(c.eds_cluster_config().eds_config().has_ads());
+      CHECK(c.eds_cluster_config().eds_config().resource_api_version() ==
+            envoy::config::core::v3::V3);
+      CHECK(c.eds_cluster_config().service_name().empty());
+      CHECK_FALSE(c.has_load_assignment());
+    }
+  }
+  std::vector<std::string> clas;
+  for (const auto& cla : r.load_assignments) clas.push_back(cla.cluster_name());
+  CHECK(clas == std::vector<std::string>{"ratings", "ratings--feat-x", "reviews",
+                                         "reviews--feat-x", "reviews--feat-y", "reviews--v1",
+                                         "reviews--v2"});
+  const auto& reviews = r.load_assignments[2];
+  REQUIRE(reviews.endpoints_size() == 1);
+  REQUIRE(reviews.endpoints(0).lb_endpoints_size() == 2);
+  CHECK(reviews.endpoints(0).lb_endpoints(1).endpoint().address().socket_address().address() ==
+        "10.0.0.6");
+  CHECK(reviews.endpoints(0).lb_endpoints(1).endpoint().address().socket_address().port_value() ==
+        9080);
+}
+
+TEST_CASE("a service without endpoints gets an EDS cluster with an empty assignment",
+          "[control_plane][generator]") {
+  State s;
+  REQUIRE(s.putService("new-svc", R"({"port": 80})").ok());
+  Resources r = generate(s.model(), Dialect::kEnvoy);
+  REQUIRE(r.clusters.size() == 1);
+  CHECK(r.clusters[0].type() == cluster_v3::Cluster::EDS);
+  REQUIRE(r.load_assignments.size() == 1);
+  CHECK(r.load_assignments[0].endpoints_size() == 0);
+}
+
+TEST_CASE("turnout dialect: sandbox routes by key, then release matches and weights, then the "
+          "baseline",
+          "[control_plane][generator]") {
+  Resources r = generate(shopModel(), Dialect::kTurnout);
+  const auto& rc = r.route_configuration;
+  CHECK(rc.name() == "outbound");
+  REQUIRE(rc.virtual_hosts_size() == 3);
+  CHECK(rc.virtual_hosts(0).name() == "details");
+  CHECK(rc.virtual_hosts(1).name() == "ratings");
+  CHECK(rc.virtual_hosts(2).name() == "reviews");
+
+  const auto& reviews = vhost(rc, "reviews");
+  CHECK(reviews.domains(0) == "reviews");
+  CHECK(reviews.domains_size() == 8);
+  CHECK(routeNames(reviews) == std::vector<std::string>{"sandbox/feat-x", "sandbox/feat-y",
+                                                        "release/match/0", "release/match/1",
+                                                        "release/weights", "baseline"});
+  for (const auto& route : reviews.routes()) {
+    CHECK(route.match().prefix() == "/");
+    CHECK(route.route().timeout().seconds() == 0);
+  }
+  const auto& sb = reviews.routes(0);
+  REQUIRE(sb.match().headers_size() == 1);
+  CHECK(sb.match().headers(0).name() == "x-turnout-routing-key");
+  CHECK(sb.match().headers(0).string_match().exact() == "feat-x");
+  CHECK(sb.route().cluster() == "reviews--feat-x");
+  CHECK(reviews.routes(1).route().cluster() == "reviews--feat-y");
+
+  const auto& m0 = reviews.routes(2);
+  REQUIRE(m0.match().headers_size() == 1);
+  CHECK(m0.match().headers(0).name() == "x-canary");
+  CHECK(m0.match().headers(0).string_match().exact() == "always");
+  CHECK(m0.route().cluster() == "reviews--v2");
+  const auto& m1 = reviews.routes(3);
+  REQUIRE(m1.match().headers_size() == 2);
+  CHECK(m1.match().headers(0).name() == "x-debug");
+  CHECK(m1.match().headers(0).present_match());
+  CHECK(m1.match().headers(1).name() == "x-user");
+  CHECK(m1.match().headers(1).string_match().prefix() == "beta-");
+  CHECK(m1.route().cluster() == "reviews--v3");
+
+  // v3 has weight 0 and is left out of the split (its cluster still exists).
+  const auto& w = reviews.routes(4).route().weighted_clusters();
+  REQUIRE(w.clusters_size() == 2);
+  CHECK(w.clusters(0).name() == "reviews--v1");
+  CHECK(w.clusters(0).weight().value() == 90);
+  CHECK(w.clusters(1).name() == "reviews--v2");
+  CHECK(w.clusters(1).weight().value() == 10);
+  CHECK_FALSE(w.has_total_weight());
+  CHECK(reviews.routes(5).route().cluster() == "reviews");
+  CHECK(reviews.routes(5).match().headers_size() == 0);
+
+  CHECK(routeNames(vhost(rc, "ratings")) ==
+        std::vector<std::string>{"sandbox/feat-x", "baseline"});
+  CHECK(routeNames(vhost(rc, "details")) == std::vector<std::string>{"baseline"});
+}
+
+TEST_CASE("envoy dialect: one route per key form and sandbox, forms in precedence order",
+          "[control_plane][generator]") {
+  Resources r = generate(shopModel(), Dialect::kEnvoy);
+  const auto& reviews = vhost(r.route_configuration, "reviews");
+  std::vector<std::string> want;
+  for (const char* form :
+       {"baggage/turnout-routing-key", "baggage/sd-routing-key", "tracestate/turnout",
+        "tracestate/sd-routing-key", "header/x-turnout-routing-key", "header/sd-routing-key",
+        "header/ot-baggage-sd-routing-key", "header/uberctx-sd-routing-key"}) {
+    for (const char* key : {"feat-x", "feat-y"}) {
+      want.push_back(std::string("sandbox/") + key + "/" + form);
+    }
+  }
+  for (const char* tail : {"release/match/0", "release/match/1", "release/weights", "baseline"}) {
+    want.push_back(tail);
+  }
+  CHECK(routeNames(reviews) == want);
+
+  const auto& bag = reviews.routes(0);
+  REQUIRE(bag.match().headers_size() == 1);
+  CHECK(bag.match().headers(0).name() == "baggage");
+  CHECK(bag.match().headers(0).string_match().safe_regex().regex() ==
+        baggageMemberRegex("turnout-routing-key", "feat-x"));
+  CHECK_FALSE(bag.match().headers(0).string_match().safe_regex().has_google_re2());
+  CHECK(bag.route().cluster() == "reviews--feat-x");
+  const auto& ts = reviews.routes(4);
+  CHECK(ts.match().headers(0).name() == "tracestate");
+  CHECK(ts.match().headers(0).string_match().safe_regex().regex() ==
+        tracestateMemberRegex("turnout", "feat-x"));
+  const auto& hdr = reviews.routes(8);
+  CHECK(hdr.match().headers(0).name() == "x-turnout-routing-key");
+  CHECK(hdr.match().headers(0).string_match().exact() == "feat-x");
+  const auto& uber = reviews.routes(15);
+  CHECK(uber.match().headers(0).name() == "uberctx-sd-routing-key");
+  CHECK(uber.match().headers(0).string_match().exact() == "feat-y");
+  CHECK(uber.route().cluster() == "reviews--feat-y");
+}
+
+TEST_CASE("a single non-zero weight is a plain route; blue/green flips with the weights",
+          "[control_plane][generator]") {
+  State s;
+  REQUIRE(s.putService("reviews", R"({"port": 9080})").ok());
+  REQUIRE(s.putRelease("reviews", R"({"versions": {"blue": ["10.0.0.1:1"], "green": ["10.0.0.2:1"]},
+                                      "weights": {"blue": 100, "green": 0}})")
+              .ok());
+  auto rc = generate(s.model(), Dialect::kTurnout).route_configuration;
+  CHECK(routeNames(rc.virtual_hosts(0)) == std::vector<std::string>{"release/weights", "baseline"});
+  CHECK(rc.virtual_hosts(0).routes(0).route().cluster() == "reviews--blue");
+  REQUIRE(s.putRelease("reviews", R"({"versions": {"blue": ["10.0.0.1:1"], "green": ["10.0.0.2:1"]},
+                                      "weights": {"blue": 0, "green": 100}})")
+              .ok());
+  rc = generate(s.model(), Dialect::kTurnout).route_configuration;
+  CHECK(rc.virtual_hosts(0).routes(0).route().cluster() == "reviews--green");
+}
+
+// ---- turnout accepts what it is sent ---------------------------------------------------
+
+std::string responseJson(const std::vector<const google::protobuf::Message*>& resources) {
+  std::string out = R"({"version_info": "1", "resources": [)";
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  for (size_t i = 0; i < resources.size(); ++i) {
+    google::protobuf::Any any;
+    any.PackFrom(*resources[i]);
+    std::string json;
+    auto st = google::protobuf::util::MessageToJsonString(any, &json, opts);
+    REQUIRE(st.ok());
+    if (i > 0) out += ",";
+    out += json;
+  }
+  return out + "]}";
+}
+
+// Clusters through the same checks as a CDS response. Until turnout's xDS
+// client accepts `ads` config sources, the field policy refuses them with the
+// xDS issue's reason; only then is eds_config swapped for a file source and the
+// rest checked as generated. Any other rejection fails the test.
+void checkClustersAccepted(const std::vector<cluster_v3::Cluster>& clusters) {
+  std::vector<const google::protobuf::Message*> ptrs;
+  for (const auto& c : clusters) ptrs.push_back(&c);
+  auto r = config::parseClusterResponse(responseJson(ptrs));
+  if (!r.ok() && absl::StrContains(r.status().message(), "eds_config.ads") &&
+      absl::StrContains(r.status().message(), "not supported by turnout yet")) {
+    std::vector<cluster_v3::Cluster> swapped = clusters;
+    for (auto& c : swapped) {
+      if (!c.has_eds_cluster_config()) continue;
+      auto* eds = c.mutable_eds_cluster_config()->mutable_eds_config();
+      eds->clear_ads();
+      eds->mutable_path_config_source()->set_path("/nonexistent/eds.yaml");
+    }
+    ptrs.clear();
+    for (const auto& c : swapped) ptrs.push_back(&c);
+    r = config::parseClusterResponse(responseJson(ptrs));
+  }
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  CHECK(r->snapshot->clusters.size() == clusters.size());
+}
+
+std::shared_ptr<const routing::RouteTable> checkRoutesAccepted(const Resources& r) {
+  auto routes = config::parseRouteResponse(responseJson({&r.route_configuration}));
+  INFO(routes.status().ToString());
+  REQUIRE(routes.ok());
+  REQUIRE(routes->tables.size() == 1);
+  CHECK(routes->tables[0].first == "outbound");
+  std::vector<const google::protobuf::Message*> ptrs;
+  for (const auto& cla : r.load_assignments) ptrs.push_back(&cla);
+  auto eps = config::parseEndpointResponse(responseJson(ptrs));
+  INFO(eps.status().ToString());
+  REQUIRE(eps.ok());
+  CHECK(eps->assignments.size() == r.load_assignments.size());
+  return routes->tables[0].second;
+}
+
+TEST_CASE("turnout accepts every generated resource, in both dialects",
+          "[control_plane][generator]") {
+  const Dialect dialect = GENERATE(Dialect::kTurnout, Dialect::kEnvoy);
+  CAPTURE(dialectName(dialect));
+  Resources r = generate(shopModel(), dialect);
+  checkClustersAccepted(r.clusters);
+  checkRoutesAccepted(r);
+}
+
+TEST_CASE("turnout accepts resources for 200 sandboxes and keys of every shape",
+          "[control_plane][generator]") {
+  State s;
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = (i % 3 == 0)   ? "k" + std::to_string(i)
+                            : (i % 3 == 1) ? "K_" + std::to_string(i) + ".x-" +
+                                                 std::string(20, 'z')
+                                           : std::to_string(i) + "." + std::string(36, 'a');
+    auto put = s.putSandbox(key.substr(0, kMaxRoutingKeyLength),
+                            R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", kNow);
+    INFO(key);
+    REQUIRE(put.ok());
+  }
+  for (Dialect d : {Dialect::kTurnout, Dialect::kEnvoy}) {
+    Resources r = generate(s.model(), d);
+    checkClustersAccepted(r.clusters);
+    checkRoutesAccepted(r);
+  }
+}
+
+// A request to `authority` carrying `headers`, routed by turnout's RouteTable.
+std::string clusterFor(const routing::RouteTable& table, const std::string& authority,
+                       std::vector<routing::HeaderEntry> headers, uint64_t random = 0) {
+  routing::RequestView view("GET", authority, "/", headers);
+  auto d = table.match(view, random);
+  if (d.kind != routing::RouteDecision::Kind::Route) return "<no route>";
+  return std::string(d.cluster);
+}
+
+TEST_CASE("turnout routes the turnout dialect by the normalised key header",
+          "[control_plane][generator]") {
+  auto table = checkRoutesAccepted(generate(shopModel(), Dialect::kTurnout));
+  CHECK(clusterFor(*table, "reviews", {{"x-turnout-routing-key", "feat-x"}}) == "reviews--feat-x");
+  CHECK(clusterFor(*table, "reviews.shop:9080", {{"x-turnout-routing-key", "feat-y"}}) ==
+        "reviews--feat-y");
+  CHECK(clusterFor(*table, "ratings.shop.svc.cluster.local", {{"x-turnout-routing-key", "feat-x"}}) ==
+        "ratings--feat-x");
+  // feat-y does not fork ratings: baseline.
+  CHECK(clusterFor(*table, "ratings:80", {{"x-turnout-routing-key", "feat-y"}}) == "ratings");
+  // Release: header match, then the split (random picks within 0..99), key first.
+  CHECK(clusterFor(*table, "reviews", {{"x-canary", "always"}}) == "reviews--v2");
+  CHECK(clusterFor(*table, "reviews", {{"x-canary", "always"}, {"x-turnout-routing-key", "feat-x"}}) ==
+        "reviews--feat-x");
+  CHECK(clusterFor(*table, "reviews", {{"x-user", "beta-1"}, {"x-debug", ""}}) == "reviews--v3");
+  CHECK(clusterFor(*table, "reviews", {{"x-user", "beta-1"}}, 95) == "reviews--v2");
+  CHECK(clusterFor(*table, "reviews", {}, 0) == "reviews--v1");
+  CHECK(clusterFor(*table, "reviews", {}, 89) == "reviews--v1");
+  CHECK(clusterFor(*table, "reviews", {}, 90) == "reviews--v2");
+  CHECK(clusterFor(*table, "details:8080", {{"x-turnout-routing-key", "feat-x"}}) == "details");
+  CHECK(clusterFor(*table, "unknown", {}) == "<no route>");
+  CHECK(clusterFor(*table, "reviews.default", {}) == "<no route>");
+  CHECK(clusterFor(*table, "details.default.svc", {}) == "details");
+}
+
+TEST_CASE("turnout routes the envoy dialect by baggage, tracestate and the plain headers",
+          "[control_plane][generator]") {
+  auto table = checkRoutesAccepted(generate(shopModel(), Dialect::kEnvoy));
+  using H = std::vector<routing::HeaderEntry>;
+  auto [headers, want] = GENERATE(
+      std::pair<H, const char*>{H{{"baggage", "turnout-routing-key=feat-x"}}, "reviews--feat-x"},
+      std::pair<H, const char*>{H{{"baggage", "userId=7, turnout-routing-key = feat-y;p=1"}},
+                                "reviews--feat-y"},
+      std::pair<H, const char*>{H{{"baggage", "sd-routing-key=feat-x"}}, "reviews--feat-x"},
+      std::pair<H, const char*>{H{{"baggage", "a=1"}, {"baggage", "turnout-routing-key=feat-y"}},
+                                "reviews--feat-y"},
+      std::pair<H, const char*>{H{{"tracestate", "congo=t61rcWkgMzE,turnout=feat-x"}},
+                                "reviews--feat-x"},
+      std::pair<H, const char*>{H{{"tracestate", "sd-routing-key=feat-y"}}, "reviews--feat-y"},
+      std::pair<H, const char*>{H{{"x-turnout-routing-key", "feat-x"}}, "reviews--feat-x"},
+      std::pair<H, const char*>{H{{"sd-routing-key", "feat-y"}}, "reviews--feat-y"},
+      std::pair<H, const char*>{H{{"ot-baggage-sd-routing-key", "feat-x"}}, "reviews--feat-x"},
+      std::pair<H, const char*>{H{{"uberctx-sd-routing-key", "feat-y"}}, "reviews--feat-y"},
+      // Baggage outranks the plain header, as in turnout's RoutingKey filter.
+      std::pair<H, const char*>{
+          H{{"x-turnout-routing-key", "feat-y"}, {"baggage", "turnout-routing-key=feat-x"}},
+          "reviews--feat-x"},
+      // Near misses go to the release split / baseline (random 0 -> v1).
+      std::pair<H, const char*>{H{{"baggage", "turnout-routing-key=feat-xx"}}, "reviews--v1"},
+      std::pair<H, const char*>{H{{"baggage", "xturnout-routing-key=feat-x"}}, "reviews--v1"},
+      std::pair<H, const char*>{H{{"baggage", "k=v;turnout-routing-key=feat-x"}}, "reviews--v1"},
+      std::pair<H, const char*>{H{{"tracestate", "turnout=feat"}}, "reviews--v1"},
+      std::pair<H, const char*>{H{{"x-turnout-routing-key", "feat-x "}}, "reviews--v1"},
+      std::pair<H, const char*>{H{{"x-turnout-routing-key", "feat-x"},
+                                  {"x-turnout-routing-key", "feat-x"}},
+                                "reviews--v1"},
+      std::pair<H, const char*>{H{{"baggage", "turnout-routing-key=feat-z"}}, "reviews--v1"});
+  CAPTURE(want);
+  CHECK(clusterFor(*table, "reviews", headers) == want);
+}
+
+TEST_CASE("the RoutingKey filter config for turnout clients reads the envoy dialect's forms",
+          "[control_plane][generator]") {
+  auto cfg = config::toRoutingKeyFilterConfig(routingKeyFilterConfig(), "typed_config");
+  INFO(cfg.status().ToString());
+  REQUIRE(cfg.ok());
+  CHECK(cfg->output_header == kRoutingKeyHeader);
+  const auto& sources = cfg->extraction.sources;
+  REQUIRE(sources.size() == envoyKeyForms().size());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const KeyForm& form = envoyKeyForms()[i];
+    CAPTURE(i);
+    CHECK(sources[i].name == form.name);
+    CHECK(sources[i].kind == (form.kind == KeyForm::Kind::kBaggage      ? routing::KeySourceKind::kBaggage
+                              : form.kind == KeyForm::Kind::kTracestate ? routing::KeySourceKind::kTracestate
+                                                                        : routing::KeySourceKind::kHeader));
+  }
+}
+
+// The same request routed by a turnout client (RoutingKey filter with
+// routingKeyFilterConfig(), then the turnout dialect's table) and by a stock
+// client (the envoy dialect's table on the raw headers) reaches the same
+// cluster, for every form and key of this table and for near misses.
+TEST_CASE("both dialects send each request to the same cluster", "[control_plane][generator]") {
+  const Model model = shopModel();
+  auto turnout_table = checkRoutesAccepted(generate(model, Dialect::kTurnout));
+  auto envoy_table = checkRoutesAccepted(generate(model, Dialect::kEnvoy));
+  auto filter = config::toRoutingKeyFilterConfig(routingKeyFilterConfig(), "f");
+  REQUIRE(filter.ok());
+
+  std::vector<std::vector<std::pair<std::string, std::string>>> requests;
+  for (const char* key : {"feat-x", "feat-y", "feat-z", "feat", "feat-xx", "v2"}) {
+    const std::string k = key;
+    for (const KeyForm& form : envoyKeyForms()) {
+      const std::string name(form.name);
+      switch (form.kind) {
+        case KeyForm::Kind::kBaggage:
+          requests.push_back({{"baggage", name + "=" + k}});
+          requests.push_back({{"baggage", "userId=7, " + name + " = " + k + ";p=1,z=2"}});
+          requests.push_back({{"baggage", "x" + name + "=" + k}});
+          break;
+        case KeyForm::Kind::kTracestate:
+          requests.push_back({{"tracestate", name + "=" + k}});
+          requests.push_back({{"tracestate", "congo=t61rcWkgMzE, " + name + "=" + k}});
+          requests.push_back({{"tracestate", name + "x=" + k}});
+          break;
+        case KeyForm::Kind::kHeader:
+          requests.push_back({{name, k}});
+          requests.push_back({{name, k}, {"x-canary", "always"}});
+          break;
+      }
+    }
+  }
+  requests.push_back({});
+  requests.push_back({{"x-canary", "always"}});
+  requests.push_back({{"x-user", "beta-7"}, {"x-debug", "1"}});
+
+  std::string scratch;
+  for (const char* authority : {"reviews", "ratings.shop:80", "details"}) {
+    for (const auto& req : requests) {
+      std::vector<routing::HeaderEntry> raw;
+      for (const auto& [n, v] : req) raw.push_back({n, v});
+      for (uint64_t random : {0, 95}) {
+        const std::string stock = clusterFor(*envoy_table, authority, raw, random);
+        auto extraction =
+            routing::extractRoutingKey(routing::RequestView("GET", authority, "/", raw),
+                                       filter->extraction, scratch);
+        const std::string key(extraction.key);
+        std::vector<routing::HeaderEntry> filtered = raw;
+        extraction.key = key;
+        routing::applyRoutingKey(filtered, filter->output_header, extraction);
+        const std::string ours = clusterFor(*turnout_table, authority, filtered, random);
+        std::string what = std::string(authority) + " random " + std::to_string(random);
+        for (const auto& [n, v] : req) what += "\n  " + n + ": " + v;
+        INFO(what);
+        CHECK(ours == stock);
+      }
+    }
+  }
+}
+
+TEST_CASE("an empty model gives an empty route configuration and no clusters",
+          "[control_plane][generator]") {
+  Resources r = generate(Model{}, Dialect::kEnvoy);
+  CHECK(r.clusters.empty());
+  CHECK(r.load_assignments.empty());
+  CHECK(r.route_configuration.name() == "outbound");
+  CHECK(r.route_configuration.virtual_hosts_size() == 0);
+  checkRoutesAccepted(r);
+}
+
+// ---- versions for Delta ----------------------------------------------------------------
+
+TEST_CASE("generateByType gives every resource a content version that moves only with it",
+          "[control_plane][generator]") {
+  Model m = shopModel();
+  ResourcesByType a = generateByType(m, Dialect::kTurnout);
+  REQUIRE(a.size() == 3);
+  const auto& clusters = a.at(config::kClusterTypeUrl);
+  const auto& endpoints = a.at(config::kClusterLoadAssignmentTypeUrl);
+  const auto& routes = a.at(config::kRouteConfigurationTypeUrl);
+  CHECK(clusters.size() == 9);
+  CHECK(endpoints.size() == 7);
+  REQUIRE(routes.size() == 1);
+  CHECK(routes.begin()->first == "outbound");
+  CHECK(clusters.at("reviews").resource.type_url() == config::kClusterTypeUrl);
+  CHECK(endpoints.at("reviews").resource.type_url() == config::kClusterLoadAssignmentTypeUrl);
+  CHECK(clusters.at("reviews").version.size() == 16);
+  cluster_v3::Cluster unpacked;
+  REQUIRE(clusters.at("reviews--feat-x").resource.UnpackTo(&unpacked));
+  CHECK(unpacked.name() == "reviews--feat-x");
+
+  // Deterministic: the same model gives the same versions (and bytes).
+  ResourcesByType again = generateByType(m, Dialect::kTurnout);
+  for (const auto& [type, map] : a) {
+    for (const auto& [name, res] : map) {
+      CAPTURE(type, name);
+      CHECK(again.at(type).at(name).version == res.version);
+      CHECK(again.at(type).at(name).resource.value() == res.resource.value());
+    }
+  }
+
+  // One fork's endpoints change: its assignment only.
+  m.sandboxes.at("feat-y").forks.at("reviews") = {{"10.0.9.2", 9080}};
+  ResourcesByType b = generateByType(m, Dialect::kTurnout);
+  std::vector<std::string> changed;
+  for (const auto& [type, map] : a) {
+    for (const auto& [name, res] : map) {
+      if (b.at(type).at(name).version != res.version) changed.push_back(name);
+    }
+  }
+  CHECK(changed == std::vector<std::string>{"reviews--feat-y"});
+
+  // The dialects differ in routes only.
+  ResourcesByType e = generateByType(m, Dialect::kEnvoy);
+  CHECK(e.at(config::kRouteConfigurationTypeUrl).at("outbound").version !=
+        b.at(config::kRouteConfigurationTypeUrl).at("outbound").version);
+  CHECK(e.at(config::kClusterTypeUrl).at("reviews").version ==
+        b.at(config::kClusterTypeUrl).at("reviews").version);
+}
+
+}  // namespace
+}  // namespace turnout::control_plane
