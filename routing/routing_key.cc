@@ -93,8 +93,13 @@ RoutingKeyConfig RoutingKeyConfig::defaults() {
       {KeySourceKind::kBaggage, "turnout-routing-key"},
       {KeySourceKind::kBaggage, "sd-routing-key"},
       {KeySourceKind::kTracestate, "turnout"},
+      // Signadot's forms (its browser extension sets all four), so a team
+      // can switch without touching its apps.
+      {KeySourceKind::kTracestate, "sd-routing-key"},
       {KeySourceKind::kHeader, "x-turnout-routing-key"},
       {KeySourceKind::kHeader, "sd-routing-key"},
+      {KeySourceKind::kHeader, "ot-baggage-sd-routing-key"},
+      {KeySourceKind::kHeader, "uberctx-sd-routing-key"},
   };
   return config;
 }

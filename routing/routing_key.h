@@ -45,8 +45,10 @@ struct KeySource {
 
 struct RoutingKeyConfig {
   // The defaults, in order: baggage `turnout-routing-key`, baggage
-  // `sd-routing-key`, tracestate `turnout`, header `x-turnout-routing-key`,
-  // header `sd-routing-key`.
+  // `sd-routing-key`, tracestate `turnout`, tracestate `sd-routing-key`,
+  // header `x-turnout-routing-key`, header `sd-routing-key`, header
+  // `ot-baggage-sd-routing-key`, header `uberctx-sd-routing-key` (Signadot's
+  // four forms are all read).
   static RoutingKeyConfig defaults();
 
   // OK if every name is valid for its kind, there is at least one source, and

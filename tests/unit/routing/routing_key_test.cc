@@ -115,6 +115,11 @@ TEST_CASE("default sources yield the first valid key in order", "[routing]") {
       {{{"x-turnout-routing-key", std::string(129, 'k')}}, {"", "", KeyError::kKeyTooLong}},
       {{{"x-turnout-routing-key", std::string(128, 'k')}},
        {std::string(128, 'k'), "header:x-turnout-routing-key"}},
+      // Signadot's forms, read by default.
+      {{{"tracestate", "congo=t61,sd-routing-key=sd1"}}, {"sd1", "tracestate:sd-routing-key"}},
+      {{{"ot-baggage-sd-routing-key", "sd2"}}, {"sd2", "header:ot-baggage-sd-routing-key"}},
+      {{{"uberctx-sd-routing-key", "sd3"}}, {"sd3", "header:uberctx-sd-routing-key"}},
+      {{{"tracestate", "turnout=mine,sd-routing-key=theirs"}}, {"mine", "tracestate:turnout"}},
       // Decoded keys.
       {{{"baggage", "turnout-routing-key=%73b-1.x_Y"}},
        {"sb-1.x_Y", "baggage:turnout-routing-key"}},
@@ -193,14 +198,17 @@ TEST_CASE("routing key validation allows only [A-Za-z0-9._-] up to the limit", "
   CHECK_FALSE(isValidRoutingKey(std::string("ab") + bad + "c", 128));
 }
 
-TEST_CASE("defaults list the five sources in precedence order", "[routing]") {
+TEST_CASE("defaults list the eight sources in precedence order", "[routing]") {
   const RoutingKeyConfig c = RoutingKeyConfig::defaults();
-  REQUIRE(c.sources.size() == 5);
+  REQUIRE(c.sources.size() == 8);
   CHECK(describe(&c.sources[0]) == "baggage:turnout-routing-key");
   CHECK(describe(&c.sources[1]) == "baggage:sd-routing-key");
   CHECK(describe(&c.sources[2]) == "tracestate:turnout");
-  CHECK(describe(&c.sources[3]) == "header:x-turnout-routing-key");
-  CHECK(describe(&c.sources[4]) == "header:sd-routing-key");
+  CHECK(describe(&c.sources[3]) == "tracestate:sd-routing-key");
+  CHECK(describe(&c.sources[4]) == "header:x-turnout-routing-key");
+  CHECK(describe(&c.sources[5]) == "header:sd-routing-key");
+  CHECK(describe(&c.sources[6]) == "header:ot-baggage-sd-routing-key");
+  CHECK(describe(&c.sources[7]) == "header:uberctx-sd-routing-key");
   CHECK(c.max_key_length == 128);
   CHECK(c.validate().ok());
 }
