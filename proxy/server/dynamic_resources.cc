@@ -189,9 +189,15 @@ absl::Status DynamicResources::start() {
 }
 
 void DynamicResources::watchRoutes() {
+  // Every filter chain's HCM (a listener may have several, chosen by SNI).
+  std::vector<const config::HttpConnectionManagerConfig*> hcms;
   for (const auto& l : publisher_.current()->listeners) {
-    if (!l->hcm) continue;
-    const config::HttpConnectionManagerConfig& h = *l->hcm->config;
+    for (const auto& c : l->filter_chains) {
+      if (c.hcm) hcms.push_back(c.hcm->config);
+    }
+  }
+  for (const config::HttpConnectionManagerConfig* hcm : hcms) {
+    const config::HttpConnectionManagerConfig& h = *hcm;
     if (h.route_source != config::HttpConnectionManagerConfig::RouteSource::Rds ||
         h.rds_path.empty()) {
       continue;
