@@ -327,7 +327,12 @@ asio::awaitable<void> DownstreamConnection::serve() {
         co_return;
       }
       if (head_ != nullptr) break;
-      if (draining_ || closed_) co_return;
+      // Not when merely draining: the client may be sending its next
+      // request on this keep-alive connection already, and closing would
+      // fail it (RemoteDisconnected). That request gets `Connection: close`;
+      // an idle one ends at the idle timeout or when the worker stops, as
+      // Envoy keeps a draining listener's connections until the drain ends.
+      if (closed_) co_return;
       const bool mid_request = buffer_.size() > 0;
       if (input_closed_) co_return;  // EOF seen while probing the protocol
       stream_.expires_after(mid_request ? stream_idle : idle);
@@ -353,7 +358,9 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (stream.closeConnection()) co_return;
     }
     head_ = nullptr;
-    if (codec_.shouldClose() || draining_) co_return;
+    // A drain that began after this response's head went out (without
+    // `Connection: close`) lets the next request through, which says it.
+    if (codec_.shouldClose()) co_return;
   }
 }
 
