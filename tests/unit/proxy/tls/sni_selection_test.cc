@@ -170,6 +170,49 @@ TEST_CASE("the chosen chain's protocol versions and client verification apply", 
   CHECK(SSL_version(r.server->native()) == TLS1_3_VERSION);
 }
 
+TEST_CASE("a session resumes on the chain that issued it and not on another", "[tls][sni]") {
+  Chains c;
+  Selector sel{c.a(), c.b()};
+  auto version = GENERATE(std::string("TLSv1_2"), std::string("TLSv1_3"));
+  INFO(version);
+  auto client = c.client("    tls_params: {tls_minimum_protocol_version: " + version +
+                         ", tls_maximum_protocol_version: " + version + "}\n");
+  ClientSessionCache cache;
+  ClientHandshakeOptions o;
+  o.sni_override = "other.example.com";
+  o.session_key = "127.0.0.1:443";
+  auto run = [&](const ClientHandshakeOptions& opts) {
+    Pair p;
+    auto t = TlsTransport::createClient(client, opts, &cache);
+    REQUIRE(t.ok());
+    p.client = *std::move(t);
+    p.server = std::make_unique<TlsTransport>(sel.a, sel.fn());
+    for (int i = 0; i < 10; ++i) {
+      p.client_result = p.client->handshake();
+      p.server_result = p.server->handshake();
+      pump(*p.client, *p.server);
+    }
+    REQUIRE(p.client_result == TlsTransport::Result::kOk);
+    // TLS 1.3 tickets come after the handshake.
+    REQUIRE(p.server->write(std::string("x")));
+    pump(*p.client, *p.server);
+    std::string got;
+    CHECK(p.client->read(got) == TlsTransport::Result::kOk);
+    return p;
+  };
+  CHECK_FALSE(run(o).client->sessionReused());
+  auto again = run(o);
+  CHECK(again.client->sessionReused());
+  CHECK(again.server->selectedTag() == 1u);
+  // The same session offered to chain a: a full handshake with a's certificate.
+  ClientHandshakeOptions to_a = o;
+  to_a.sni_override = "server.example.com";
+  auto other = run(to_a);
+  CHECK_FALSE(other.client->sessionReused());
+  CHECK(other.server->selectedTag() == 0u);
+  CHECK(peerCommonName(other.client->native()) == "server.example.com");
+}
+
 TEST_CASE("a refused ClientHello fails the handshake without sending an alert", "[tls][sni]") {
   Chains c;
   auto a = c.a();
