@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,8 +35,9 @@ struct FilterChainConfig;
 struct FilterChainMatchInput {
   std::string_view server_name;         // the ClientHello's SNI; empty when none
   std::string_view transport_protocol;  // "tls" or "raw_buffer"
-  // The ClientHello's ALPN list, in the client's order.
-  std::vector<std::string_view> application_protocols;
+  // The ClientHello's ALPN list, in the client's order (a view: valid for
+  // the select() call).
+  std::span<const std::string_view> application_protocols;
 };
 
 class FilterChainMatcher {

@@ -42,7 +42,7 @@ std::string error(const std::vector<Match>& matches) {
 
 std::optional<size_t> tls(const FilterChainMatcher& m, std::string_view sni,
                           std::vector<std::string_view> alpn = {}) {
-  return m.select({sni, "tls", std::move(alpn)});
+  return m.select({sni, "tls", alpn});
 }
 
 TEST_CASE("SNI picks the exact name, then the longest wildcard, then the catch-all chain",
