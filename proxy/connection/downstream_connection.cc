@@ -151,7 +151,8 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     initial.resize(n);
     socket = probe.release_socket();
     if (n == 0) {
-      // Gone (or silent past the timeout) before a chain could be chosen.
+      // Gone, or silent past the timeout, before a chain could be chosen.
+      if (ec == beast::error::timeout) shard.inc(l.stats.downstream_pre_cx_timeout);
       closeSocket(socket);
       co_return;
     }
