@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "config/snapshot/discovery_response.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proxy/common/log.h"
@@ -307,11 +308,16 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
     }
   }
   for (size_t i = 0; i < resources.listeners.size(); ++i) {
-    for (const auto& fc : resources.listeners[i].filter_chains) {
-      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("resources[", i, "]: its HttpConnectionManager's rds.config_source.ads: ",
-                         kNeedsAds));
+    const config::ListenerConfig& l = resources.listeners[i];
+    std::vector<const config::FilterChainConfig*> chains;
+    for (const auto& fc : l.filter_chains) chains.push_back(&fc);
+    if (l.default_filter_chain) chains.push_back(&*l.default_filter_chain);
+    for (const config::FilterChainConfig* fc : chains) {
+      if (fc->http_connection_manager && fc->http_connection_manager->rds_ads) {
+        // The chain's path names the synthetic bootstrap; the response says resources[i].
+        return absl::InvalidArgumentError(absl::StrCat(
+            absl::StrReplaceAll(fc->path, {{"static_resources.listeners[", "resources["}}),
+            ".filters[0].typed_config.rds.config_source.ads: ", kNeedsAds));
       }
     }
   }
@@ -320,9 +326,15 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
 
 void DynamicResources::watchRoutes() {
   std::set<std::string> ads_names;
+  // Every filter chain's HCM (a listener may have several, chosen by SNI).
+  std::vector<const config::HttpConnectionManagerConfig*> hcms;
   for (const auto& l : publisher_.current()->listeners) {
-    if (!l->hcm) continue;
-    const config::HttpConnectionManagerConfig& h = *l->hcm->config;
+    for (const auto& c : l->filter_chains) {
+      if (c.hcm) hcms.push_back(c.hcm->config);
+    }
+  }
+  for (const config::HttpConnectionManagerConfig* hcm : hcms) {
+    const config::HttpConnectionManagerConfig& h = *hcm;
     if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads) {
       ads_names.insert(h.route_config_name);
       const std::string key = h.route_config_name + "\n" + h.stat_prefix;
