@@ -80,9 +80,6 @@ class AdsStream final : public GrpcCallHandler {
     std::string sent_nonce;
     bool subscribed = false;
   };
-  // The resources of `type_url` this client gets now.
-  std::vector<const std::pair<const std::string, VersionedResource>*> selected(
-      const std::string& type_url, const TypeState& t);
   void send(const std::string& type_url, TypeState& t, bool force);
 
   AdsServer& server_;
@@ -95,34 +92,17 @@ class AdsStream final : public GrpcCallHandler {
   ProxyStatus status_;
 };
 
-std::vector<const std::pair<const std::string, VersionedResource>*> AdsStream::selected(
-    const std::string& type_url, const TypeState& t) {
-  std::vector<const std::pair<const std::string, VersionedResource>*> out;
-  const ResourcesByType& all = server_.resources(dialect_);
-  auto it = all.find(type_url);
-  if (it == all.end()) return out;  // listeners: none yet
-  for (const auto& entry : it->second) {
-    if (t.wildcard || t.names.contains(entry.first)) out.push_back(&entry);
-  }
-  return out;
-}
-
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force) {
-  const auto rs = selected(type_url, t);
-  const std::string version = setVersion(rs);
-  if (!force && version == t.sent_version) return;
-  DiscoveryResponse r;
-  r.set_type_url(type_url);
-  r.set_version_info(version);
-  r.set_nonce(std::to_string(++nonce_));
-  r.mutable_control_plane()->set_identifier("turnout-cp");
-  for (const auto* e : rs) *r.add_resources() = e->second.resource;
-  t.sent_version = version;
-  t.sent_nonce = r.nonce();
+  const AdsServer::Prepared& p = server_.prepared(dialect_, type_url, t.wildcard, t.names);
+  if (!force && p.version == t.sent_version) return;
+  DiscoveryResponse nonce;
+  nonce.set_nonce(std::to_string(++nonce_));
+  t.sent_version = p.version;
+  t.sent_nonce = nonce.nonce();
   ProxyTypeStatus& ps = status_.types[shortName(type_url)];
-  ps.sent_version = version;
+  ps.sent_version = p.version;
   ps.pending = true;
-  call_.send(r.SerializeAsString());
+  call_.send(p.bytes + nonce.SerializeAsString());
 }
 
 void AdsStream::onMessage(std::string_view message) {
@@ -231,9 +211,36 @@ const ResourcesByType& AdsServer::resources(Dialect dialect) {
   return it->second;
 }
 
+const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::string& type_url,
+                                               bool wildcard, const std::set<std::string>& names) {
+  std::string key = absl::StrCat(std::string(dialectName(dialect)), "\n", type_url, "\n");
+  if (wildcard) {
+    key += "*";
+  } else {
+    for (const auto& n : names) absl::StrAppend(&key, n, ",");
+  }
+  auto found = prepared_.find(key);
+  if (found != prepared_.end()) return found->second;
+  std::vector<const std::pair<const std::string, VersionedResource>*> rs;
+  const ResourcesByType& all = resources(dialect);
+  if (auto it = all.find(type_url); it != all.end()) {  // listeners: none yet
+    for (const auto& entry : it->second) {
+      if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
+    }
+  }
+  DiscoveryResponse r;
+  r.set_type_url(type_url);
+  r.set_version_info(setVersion(rs));
+  r.mutable_control_plane()->set_identifier("turnout-cp");
+  for (const auto* e : rs) *r.add_resources() = e->second.resource;
+  Prepared p{r.version_info(), r.SerializeAsString()};
+  return prepared_.emplace(std::move(key), std::move(p)).first->second;
+}
+
 void AdsServer::update(const Model& model) {
   model_ = model;
   cache_.clear();
+  prepared_.clear();
   for (AdsStream* s : streams_) s->push();
 }
 

@@ -65,6 +65,17 @@ class AdsServer {
   // Resources as the generator made them for a dialect (cached per update).
   const ResourcesByType& resources(Dialect dialect);
 
+  // A response as every client with the same dialect, type and names gets
+  // it, serialized once per update: the version and the bytes of a
+  // DiscoveryResponse without its nonce (a stream appends its own nonce
+  // field; concatenated protobuf messages merge).
+  struct Prepared {
+    std::string version;
+    std::string bytes;
+  };
+  const Prepared& prepared(Dialect dialect, const std::string& type_url, bool wildcard,
+                           const std::set<std::string>& names);
+
  private:
   friend class AdsStream;
   AdsServer() = default;
@@ -72,6 +83,7 @@ class AdsServer {
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
   std::map<Dialect, ResourcesByType> cache_;
+  std::map<std::string, Prepared> prepared_;
   std::set<AdsStream*> streams_;
 };
 
