@@ -269,6 +269,7 @@ struct AdsServerConfig {
   std::string cluster_name;
   std::string authority;  // :authority: the cluster's name, as Envoy sends
   std::size_t max_receive_message_length = 64u << 20;
+  bool delta = false;  // api_type DELTA_GRPC: the incremental protocol
 };
 
 struct Snapshot {

@@ -735,14 +735,11 @@ absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, 
   if (dr.has_ads_config()) {
     const std::string path = "dynamic_resources.ads_config";
     const core::ApiConfigSource& a = dr.ads_config();
-    if (a.api_type() == core::ApiConfigSource::DELTA_GRPC ||
-        a.api_type() == core::ApiConfigSource::AGGREGATED_DELTA_GRPC) {
-      return invalid(fieldPath(path, "api_type"),
-                     "the Delta (incremental) xDS protocol is not supported by turnout yet; use GRPC");
-    }
-    if (a.api_type() != core::ApiConfigSource::GRPC &&
+    const bool delta = a.api_type() == core::ApiConfigSource::DELTA_GRPC ||
+                       a.api_type() == core::ApiConfigSource::AGGREGATED_DELTA_GRPC;
+    if (!delta && a.api_type() != core::ApiConfigSource::GRPC &&
         a.api_type() != core::ApiConfigSource::AGGREGATED_GRPC) {
-      return invalid(fieldPath(path, "api_type"), "ads_config needs api_type GRPC");
+      return invalid(fieldPath(path, "api_type"), "ads_config needs api_type GRPC or DELTA_GRPC");
     }
     if (a.transport_api_version() != core::V3) {
       return invalid(fieldPath(path, "transport_api_version"), "must be V3");
@@ -756,6 +753,7 @@ absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, 
       return invalid(gpath, "turnout speaks gRPC through envoy_grpc (a cluster)");
     }
     AdsServerConfig ads;
+    ads.delta = delta;
     ads.cluster_name = g.envoy_grpc().cluster_name();
     ads.authority = ads.cluster_name;
     if (g.envoy_grpc().has_max_receive_message_length()) {

@@ -42,6 +42,8 @@
 
 namespace turnout::config::xds {
 
+using envoy::service::discovery::v3::DeltaDiscoveryRequest;
+using envoy::service::discovery::v3::DeltaDiscoveryResponse;
 using envoy::service::discovery::v3::DiscoveryRequest;
 using envoy::service::discovery::v3::DiscoveryResponse;
 
@@ -53,9 +55,22 @@ using ResourceHandler = std::function<absl::Status(
     const std::string& version_info,
     const google::protobuf::RepeatedPtrField<google::protobuf::Any>& resources)>;
 
+// The Delta (incremental) variant (ads_config api_type DELTA_GRPC), Envoy's
+// rules: the client keeps every resource it holds with its version; a
+// request subscribes and unsubscribes names (a wildcard type subscribes
+// nothing by name on its first request); a new stream sends
+// initial_resource_versions; a response carries only changed resources and
+// removed names, and is ACKed with its nonce (NACKed with error_detail,
+// the held set unchanged). The handler sees the same thing as in SotW: for
+// a wildcard type the whole held set, for a named type the resources that
+// changed.
+enum class XdsProtocol { kStateOfTheWorld, kDelta };
+
 class XdsClient {
  public:
-  explicit XdsClient(envoy::config::core::v3::Node node);
+  explicit XdsClient(envoy::config::core::v3::Node node,
+                     XdsProtocol protocol = XdsProtocol::kStateOfTheWorld);
+  XdsProtocol protocol() const { return protocol_; }
 
   // Interest in a type: `wildcard` (LDS, CDS) or the names of the resources
   // wanted (RDS, EDS). Replaces the type's previous names and handler. When
@@ -78,6 +93,8 @@ class XdsClient {
   // does not answer); the return says so.
   enum class Outcome { kAccepted, kRejected, kIgnored };
   Outcome onResponse(const DiscoveryResponse& response);
+  // Delta: one response, applied to the held set and answered.
+  Outcome onDeltaResponse(const DeltaDiscoveryResponse& response);
 
   // A response from a cache (no stream): handed to its type's handler; when
   // accepted, its version becomes the type's, so the next stream asks from
@@ -86,6 +103,7 @@ class XdsClient {
 
   // The requests to send, in order; empties the queue.
   std::vector<DiscoveryRequest> takeRequests();
+  std::vector<DeltaDiscoveryRequest> takeDeltaRequests();
 
   // Per type: what /config_dump and the admin show.
   struct TypeState {
@@ -97,6 +115,8 @@ class XdsClient {
     std::string last_error;    // of the last NACK; cleared by an ACK
     bool sent_on_stream = false;
     std::set<std::string> names_sent;  // the names of the last request on this stream
+    // Delta: every resource held, by name: its version and the resource.
+    std::map<std::string, std::pair<std::string, google::protobuf::Any>> held;
   };
   const TypeState* state(const std::string& type_url) const;
 
@@ -106,9 +126,16 @@ class XdsClient {
   // first; flushed after.
   void maybeQueueNames(const std::string& type_url, TypeState& t);
 
+  void queueDelta(const std::string& type_url, TypeState& t, const absl::Status* error, bool ack);
+  // Runs the handler on the wrapped-checked resources; the outcome's status.
+  absl::Status handle(const std::string& type_url, TypeState& t, const std::string& version,
+                      const google::protobuf::RepeatedPtrField<google::protobuf::Any>& resources);
+
   envoy::config::core::v3::Node node_;
+  XdsProtocol protocol_;
   std::map<std::string, TypeState> types_;
   std::vector<DiscoveryRequest> queue_;
+  std::vector<DeltaDiscoveryRequest> delta_queue_;
   std::vector<std::string> deferred_;  // types whose names changed while handling a response
   bool open_ = false;
   bool node_sent_ = false;

@@ -238,8 +238,11 @@ absl::Status DynamicResources::startAds() {
   XdsStream::Options o;
   o.cluster_name = server.cluster_name;
   o.authority = server.authority;
-  o.method_path =
-      "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+  o.method_path = server.delta
+                      ? "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+                      : "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+  o.protocol = server.delta ? config::xds::XdsProtocol::kDelta
+                            : config::xds::XdsProtocol::kStateOfTheWorld;
   o.connect_timeout = xds_cluster->config->connect_timeout;
   o.max_message_bytes = server.max_receive_message_length;
   envoy::config::core::v3::Node node = boot.bootstrap.node();

@@ -15,7 +15,7 @@ XdsStream::XdsStream(asio::io_context& main, stats::Store& store, Options option
     : main_(main),
       store_(store),
       options_(std::move(options)),
-      client_(std::move(node)),
+      client_(std::move(node), options_.protocol),
       endpoints_(std::move(endpoints)),
       retry_timer_(main),
       backoff_(options_.backoff_base) {
@@ -86,7 +86,14 @@ void XdsStream::scheduleRetry() {
 void XdsStream::flush() {
   if (!stream_ || !client_.streamOpen()) {
     client_.takeRequests();  // sent on the next stream's first requests anyway
+    client_.takeDeltaRequests();
     return;
+  }
+  for (const auto& r : client_.takeDeltaRequests()) {
+    TURNOUT_LOG(debug, kLog, "xDS: delta request {} nonce '{}' +{} -{}{}", r.type_url(),
+                r.response_nonce(), r.resource_names_subscribe_size(),
+                r.resource_names_unsubscribe_size(), r.has_error_detail() ? " (NACK)" : "");
+    stream_->send(r.SerializeAsString());
   }
   for (const auto& r : client_.takeRequests()) {
     TURNOUT_LOG(debug, kLog, "xDS: request {} version '{}' nonce '{}'{}", r.type_url(),
@@ -104,6 +111,26 @@ void XdsStream::onGrpcReady() {
 }
 
 void XdsStream::onGrpcMessage(std::string_view message) {
+  if (options_.protocol == config::xds::XdsProtocol::kDelta) {
+    envoy::service::discovery::v3::DeltaDiscoveryResponse delta;
+    if (!delta.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
+      TURNOUT_LOG(warn, kLog, "xDS: cannot parse a DeltaDiscoveryResponse ({} bytes); reconnecting",
+                  message.size());
+      onGrpcClose(GrpcStatus::kInternal, "cannot parse a DeltaDiscoveryResponse");
+      return;
+    }
+    if (!received_) {
+      received_ = true;
+      backoff_ = options_.backoff_base;
+    }
+    const auto outcome = client_.onDeltaResponse(delta);
+    if (outcome == config::xds::XdsClient::Outcome::kRejected) {
+      TURNOUT_LOG(warn, kLog, "xDS: delta {} version '{}' rejected: {}", delta.type_url(),
+                  delta.system_version_info(), client_.state(delta.type_url())->last_error);
+    }
+    flush();
+    return;
+  }
   envoy::service::discovery::v3::DiscoveryResponse response;
   if (!response.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
     // Not a DiscoveryResponse: the stream cannot be trusted; start over.

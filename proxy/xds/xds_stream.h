@@ -36,6 +36,8 @@ class XdsStream final : public GrpcStream::Callbacks {
     std::string method_path;   // e.g. /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources
     std::chrono::milliseconds connect_timeout{5000};
     std::size_t max_message_bytes = 64u << 20;
+    // Delta: method_path must then be a Delta method (DeltaAggregatedResources).
+    config::xds::XdsProtocol protocol = config::xds::XdsProtocol::kStateOfTheWorld;
     std::chrono::milliseconds backoff_base{500};
     std::chrono::milliseconds backoff_max{30000};
   };

@@ -379,15 +379,16 @@ class XdsValidateTest(unittest.TestCase):
     def test_good_ads_bootstrap_validates(self):
         rc, out = self.validate(bootstrap(18000))
         self.assertEqual(rc, 0, out)
+        b = bootstrap(18000)
+        b["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+        rc, out = self.validate(b)
+        self.assertEqual(rc, 0, out)
 
     def test_ads_config_errors_name_the_field(self):
         cases = []
         b = bootstrap(18000)
         b["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]["cluster_name"] = "nope"
         cases.append((b, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name"))
-        b = bootstrap(18000)
-        b["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
-        cases.append((b, "dynamic_resources.ads_config.api_type"))
         b = bootstrap(18000)
         b["dynamic_resources"]["ads_config"]["api_type"] = "REST"
         cases.append((b, "dynamic_resources.ads_config.api_type"))

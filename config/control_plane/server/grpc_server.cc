@@ -36,6 +36,9 @@ class GrpcServerConnection final : public proxy::http2::ServerCallbacks,
 
   asio::awaitable<void> run(std::shared_ptr<GrpcServerConnection> self);
   void close();
+  // The server is stopping: the socket closes and every call ends now (its
+  // handler's onClose runs before stop() returns).
+  void abort();
   void kickWriter();
 
   // http2::ServerCallbacks
@@ -212,6 +215,14 @@ void GrpcServerConnection::deliver() {
   }
 }
 
+void GrpcServerConnection::abort() {
+  close();
+  for (auto& c : calls_) c->connectionGone();
+  auto calls = std::move(calls_);
+  calls_.clear();
+  for (auto& c : calls) c->close();
+}
+
 void GrpcServerConnection::close() {
   if (closed_) return;
   closed_ = true;
@@ -272,7 +283,10 @@ asio::awaitable<void> GrpcServerConnection::writeLoop(std::shared_ptr<GrpcServer
 GrpcServer::GrpcServer(asio::io_context& ioc, Options options, Router router)
     : ioc_(ioc), options_(std::move(options)), router_(std::move(router)), acceptor_(ioc) {}
 
-GrpcServer::~GrpcServer() { stop(); }
+GrpcServer::~GrpcServer() {
+  *alive_ = false;
+  stop();
+}
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::create(asio::io_context& ioc,
                                                                Options options, Router router) {
@@ -306,17 +320,18 @@ void GrpcServer::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   for (auto& w : connections_) {
-    if (auto c = w.lock()) c->close();
+    if (auto c = w.lock()) c->abort();
   }
   connections_.clear();
 }
 
 asio::awaitable<void> GrpcServer::acceptLoop() {
+  const std::shared_ptr<bool> alive = alive_;  // in the frame: outlives the server
   while (!stopped_) {
     boost::system::error_code ec;
     asio::ip::tcp::socket socket = co_await acceptor_.async_accept(
         asio::redirect_error(asio::use_awaitable, ec));
-    if (stopped_) co_return;
+    if (!*alive || stopped_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep accepting

@@ -89,6 +89,8 @@ class GrpcServer {
   asio::ip::tcp::acceptor acceptor_;
   uint16_t port_ = 0;
   bool stopped_ = false;
+  // Cleared when the server goes away: the accept loop may resume after that.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::list<std::weak_ptr<GrpcServerConnection>> connections_;
 };
 

@@ -246,3 +246,78 @@ TEST_CASE("a cached response restores its version without a stream", "[config][x
 
 }  // namespace
 }  // namespace turnout::config::xds
+
+namespace turnout::config::xds {
+namespace {
+
+envoy::service::discovery::v3::DeltaDiscoveryResponse delta(
+    const std::string& type, const std::string& version, const std::string& nonce,
+    std::vector<std::pair<std::string, google::protobuf::Any>> res,
+    std::vector<std::string> removed = {}) {
+  envoy::service::discovery::v3::DeltaDiscoveryResponse r;
+  r.set_type_url(type);
+  r.set_system_version_info(version);
+  r.set_nonce(nonce);
+  for (auto& [name, any] : res) {
+    auto* x = r.add_resources();
+    x->set_name(name);
+    x->set_version(name + "@" + version);
+    *x->mutable_resource() = any;
+  }
+  for (auto& n : removed) r.add_removed_resources(n);
+  return r;
+}
+
+TEST_CASE("delta: wildcard types see the whole held set, named types the changes; ACK by nonce",
+          "[config][xds]") {
+  XdsClient client(node(), XdsProtocol::kDelta);
+  Recorder cds, eds;
+  client.subscribe(kClusterTypeUrl, true, {}, cds.handler());
+  client.subscribe(kClusterLoadAssignmentTypeUrl, false, {"a"}, eds.handler());
+  client.onStreamOpen();
+  auto first = client.takeDeltaRequests();
+  REQUIRE(first.size() == 2);
+  CHECK(first[0].has_node());
+  CHECK(first[0].resource_names_subscribe().empty());  // wildcard
+  CHECK(first[1].resource_names_subscribe_size() == 1);
+  CHECK(client.takeRequests().empty());
+
+  CHECK(client.onDeltaResponse(delta(kClusterTypeUrl, "1", "n1", {{"a", cluster("a")}, {"b", cluster("b")}})) ==
+        XdsClient::Outcome::kAccepted);
+  CHECK(cds.resources == 2);
+  CHECK(client.onDeltaResponse(delta(kClusterTypeUrl, "2", "n2", {{"c", cluster("c")}}, {"a"})) ==
+        XdsClient::Outcome::kAccepted);
+  CHECK(cds.resources == 2);  // b and c
+  auto acks = client.takeDeltaRequests();
+  REQUIRE(acks.size() == 2);
+  CHECK(acks[1].response_nonce() == "n2");
+  CHECK_FALSE(acks[1].has_error_detail());
+
+  // A NACK leaves the held set as it was.
+  cds.answer = absl::InvalidArgumentError("no");
+  CHECK(client.onDeltaResponse(delta(kClusterTypeUrl, "3", "n3", {}, {"b", "c"})) ==
+        XdsClient::Outcome::kRejected);
+  auto nack = client.takeDeltaRequests();
+  REQUIRE(nack.size() == 1);
+  CHECK(nack[0].error_detail().message() == "no");
+  CHECK(client.state(kClusterTypeUrl)->held.size() == 2);
+
+  // Names: subscribe and unsubscribe by difference.
+  client.setNames(kClusterLoadAssignmentTypeUrl, {"b"});
+  auto sub = client.takeDeltaRequests();
+  REQUIRE(sub.size() == 1);
+  CHECK(sub[0].resource_names_subscribe(0) == "b");
+  CHECK(sub[0].resource_names_unsubscribe(0) == "a");
+
+  // A new stream announces what is held.
+  client.onStreamClosed();
+  client.onStreamOpen();
+  auto again = client.takeDeltaRequests();
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].initial_resource_versions().size() == 2);
+  CHECK(again[0].initial_resource_versions().at("b") == "b@1");
+  CHECK(again[0].initial_resource_versions().at("c") == "c@2");
+}
+
+}  // namespace
+}  // namespace turnout::config::xds
