@@ -332,6 +332,30 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(cp.get("/v1/sandboxes/feat-x")[1]["etag"], etag)
         self.assertEqual(cp.put("/v1/services/extra", REVIEWS)[2]["version"], 5)
 
+    def test_store_failure_answers_500_and_changes_nothing(self):
+        import sqlite3
+        self.seed()
+        cp = self.cp
+        before = cp.snapshot()
+        # Another writer holds the database's write lock past turnout-cp's busy
+        # timeout (5 s): the write fails after the State has changed in memory.
+        db = sqlite3.connect(os.path.join(cp.data_dir, "turnout-cp.db"), isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            conn = http.client.HTTPConnection(cp.host, cp.port, timeout=20)
+            status, _, body = cp.request("PUT", "/v1/services/extra", REVIEWS, conn=conn)
+            conn.close()
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        self.assertEqual(status, 500, body)
+        self.assertIn("not stored", body["error"])
+        # The State was rebuilt from the store: what was not acknowledged is gone.
+        self.assertEqual(cp.snapshot(), before)
+        self.assertEqual(cp.version(), 2)
+        self.assertEqual(cp.get("/healthz")[0], 200)
+        self.assertEqual(cp.put("/v1/services/extra", REVIEWS)[2], {"version": 3, "etag": '"3"'})
+
     def test_ttl_expiry(self):
         self.seed()
         cp = self.cp
