@@ -1,33 +1,19 @@
 #include "config/control_plane/api/rest_api.h"
 
 #include <catch2/catch.hpp>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <string>
 #include <vector>
+
+#include "tests/support/eventually.h"
+#include "tests/support/temp_dir.h"
 
 namespace turnout::control_plane {
 namespace {
 
 namespace http = beast::http;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "turnout-cp-api-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 struct Fixture {
   TempDir dir;
@@ -92,8 +78,8 @@ TEST_CASE("a sandbox expires from the timer: stored, on_change told, one version
               .status == 201);
   // The timer waits 1 s of real time; by the clock the sandbox is long due.
   f.now += absl::Minutes(5);
-  f.ioc.run_for(std::chrono::seconds(3));
-  CHECK(f.api->state().model().sandboxes.count("short") == 0);
+  CHECK(test::eventually(f.ioc, [&] { return f.api->state().model().sandboxes.count("short") == 0; },
+                         std::chrono::seconds(3)));
   CHECK(f.api->state().model().sandboxes.count("long") == 1);
   CHECK(f.changes == std::vector<uint64_t>{1, 2, 3, 4});
   auto stored = f.store->load();
