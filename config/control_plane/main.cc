@@ -58,6 +58,7 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
   ServeOptions o;
   for (size_t i = 1; i < args.size(); ++i) {
     std::string flag = args[i];
+    if (flag == "-h" || flag == "--help") return absl::CancelledError(cli::usage());
     std::string value;
     if (const size_t eq = flag.find('='); eq != std::string::npos && flag.substr(0, 2) == "--") {
       value = flag.substr(eq + 1);
@@ -100,6 +101,10 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
 
 int serve(const std::vector<std::string>& args) {
   auto options = parseServeOptions(args);
+  if (options.status().code() == absl::StatusCode::kCancelled) {  // --help
+    std::cout << options.status().message();
+    return 0;
+  }
   if (!options.ok()) {
     std::cerr << "turnout-cp: " << options.status().message() << "\n";
     return 2;

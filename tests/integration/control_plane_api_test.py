@@ -476,6 +476,16 @@ class ServeFlagsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown flag --frob", r.stderr)
 
+    def test_help_and_version(self):
+        r = self.run_cp("serve", "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--http-address-path", r.stdout)
+        r = self.run_cp("--version")
+        self.assertEqual((r.returncode, r.stdout), (0, "turnout-cp 0.1.0\n"))
+        r = self.run_cp()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: turnout-cp", r.stderr)
+
     def test_busy_port(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -493,7 +493,8 @@ std::string usage() {
       "usage: turnout-cp <command> [flags]\n"
       "\n"
       "  serve [--data-dir DIR] [--http-address HOST:PORT] [--http-address-path FILE]\n"
-      "        [--xds-address HOST:PORT]         run the control plane\n"
+      "        [--xds-address HOST:PORT] [--log-level LEVEL]\n"
+      "                                           run the control plane\n"
       "  service put NAME --port P [--endpoint HOST:PORT ...] [--namespace NS]\n"
       "  service list | get NAME | delete NAME\n"
       "  sandbox create KEY --fork SERVICE=HOST:PORT [--fork ...] [--ttl 24h] [--label k=v ...]\n"
@@ -501,7 +502,8 @@ std::string usage() {
       "  release set SERVICE --weights v1=90,v2=10 [--version v1=HOST:PORT ...]\n"
       "  release list | get SERVICE | delete SERVICE\n"
       "  proxies                                  connected proxies and what they ACKed\n"
-      "  version                                  this CLI's and the server's config version\n"
+      "  version                                  this CLI's version and the server's config version\n"
+      "  --version                                this CLI's version\n"
       "  bootstrap --node NODE [--xds-host H] [--xds-port P] [--admin-port N] [--cluster C]\n"
       "                                           print a sidecar bootstrap (ADS to turnout-cp)\n"
       "\n"
@@ -582,6 +584,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return args.empty() ? kUsage : kOk;
   }
   const std::string& command = args[0];
+  if (command == "--version") {
+    out << "turnout-cp " << kVersion << "\n";
+    return kOk;
+  }
   try {
     if (command == "bootstrap") {
       auto a = parseArgs(args, 1, kBootstrapFlags);
