@@ -91,18 +91,6 @@ absl::Status checkCluster(const Message& m, absl::string_view path) {
   }
 }
 
-absl::Status checkListener(const Message& m, absl::string_view path) {
-  const auto& l = static_cast<const listener_v3::Listener&>(m);
-  if (l.filter_chains_size() > 1) {
-    // Without filter_chain_match (rejected) every chain matches the same
-    // connections, which Envoy rejects too.
-    return rejected(indexPath(fieldPath(path, "filter_chains"), 1),
-                    "more than one filter chain needs filter_chain_match, which is not "
-                    "supported by turnout yet (issue: HTTP/2, gRPC and TLS)");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status checkListenerFilter(const Message& m, absl::string_view path) {
   const auto& f = static_cast<const listener_v3::ListenerFilter&>(m);
   absl::string_view type = typeNameOf(f.typed_config().type_url());
@@ -159,7 +147,7 @@ constexpr absl::string_view kXdsReason = "separate gRPC/REST config sources are 
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
-constexpr absl::string_view kFilterChainMatchReason = "filter chain matching is not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
+constexpr absl::string_view kFilterChainMatchReason = "matching filter chains on this field is not supported by turnout; it matches server_names, transport_protocol and application_protocols only";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kRuntimeReason = "the runtime is not supported by turnout";
 constexpr absl::string_view kTlsSniReason = "require_sni is not supported by turnout yet";
@@ -244,26 +232,37 @@ FieldPolicyTable* buildTable() {
 
   // ---- listeners ----
   table["envoy.config.listener.v3.Listener"] = {
-      .supported = {"name", "address", "filter_chains", "stat_prefix", "bind_to_port",
-                    "per_connection_buffer_limit_bytes", "listener_filters"},
+      .supported = {"name", "address", "filter_chains", "default_filter_chain", "stat_prefix",
+                    "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters"},
       .inert = {"metadata", "traffic_direction"},
       .reasons = {{"use_original_dst", absl::string_view("use_original_dst is not supported by turnout yet (issue: sidecar traffic capture)")},
                   {"transparent", "transparent listeners are not supported by turnout yet (issue: sidecar traffic capture)"},
-                  {"default_filter_chain", kFilterChainMatchReason},
-                  {"api_listener", "API listeners are not supported by turnout"}},
-      .check = checkListener};
+                  {"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
+                  {"api_listener", "API listeners are not supported by turnout"}}};
   table["envoy.config.listener.v3.ListenerFilter"] = {
       .supported = {"typed_config"},
       .inert = {"name"},
       .check = checkListenerFilter};
-  // tls_inspector and http_inspector only feed filter_chain_match (rejected): a
-  // no-op in a listener with one filter chain, as in Envoy.
+  // tls_inspector only feeds filter_chain_match, which turnout's listener does
+  // itself whenever a chain needs it (as Envoy injects the inspector then):
+  // inert. http_inspector's plaintext ALPN is not detected (a chain that
+  // matches application_protocols next to it is refused by SnapshotBuilder).
   table["envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"] = {};
   table["envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"] = {};
   table["envoy.config.listener.v3.FilterChain"] = {
-      .supported = {"filters", "transport_socket"},
-      .inert = {"name", "metadata"},
-      .reasons = {{"filter_chain_match", kFilterChainMatchReason}}};
+      .supported = {"filters", "transport_socket", "filter_chain_match"},
+      .inert = {"name", "metadata"}};
+  // config/snapshot/filter_chain_matcher.cc; docs/tls.md "Filter chains by SNI".
+  table["envoy.config.listener.v3.FilterChainMatch"] = {
+      .supported = {"server_names", "transport_protocol", "application_protocols"},
+      .reasons = {{"destination_port", kFilterChainMatchReason},
+                  {"prefix_ranges", kFilterChainMatchReason},
+                  {"address_suffix", kFilterChainMatchReason},
+                  {"suffix_len", kFilterChainMatchReason},
+                  {"direct_source_prefix_ranges", kFilterChainMatchReason},
+                  {"source_type", kFilterChainMatchReason},
+                  {"source_prefix_ranges", kFilterChainMatchReason},
+                  {"source_ports", kFilterChainMatchReason}}};
   table["envoy.config.listener.v3.Filter"] = {.supported = {"typed_config"}, .inert = {"name"}};
   table["envoy.config.core.v3.TransportSocket"] = {
       .supported = {"typed_config"}, .inert = {"name"}, .check = checkTransportSocket};

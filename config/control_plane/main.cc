@@ -130,10 +130,12 @@ int serve(const std::vector<std::string>& args) {
   }
 
   // ---- the ADS server goes here -------------------------------------------------
-  // Construct it on `ioc` listening on options->xds_address, then:
-  //   (*api)->setOnChange([&ads](const State& state) { ads->onChange(state); });
+  // Construct it on `ioc` listening on options->xds_address with the current
+  // model, e.g. AdsServer::create(ioc, {host, port}, (*api)->state().model()),
+  // start it, and hook it to the API:
+  //   (*api)->setOnChange([&ads](const State& state) { ads->update(state.model()); });
   //   (*api)->setProxies([&ads] { return ads->proxies(); });
-  // and push the initial state ((*api)->state()) before ioc.run().
+  // Stop it in the signal handler below, next to (*api)->stop().
   // -------------------------------------------------------------------------------
 
   (*api)->start();

@@ -9,6 +9,7 @@
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "google/protobuf/any.pb.h"
+#include "config/snapshot/filter_chain_matcher.h"
 #include "routing/route_config.h"  // routing::Boxed
 
 namespace turnout::routing {
@@ -109,7 +110,10 @@ struct FilterChainConfig {
   std::string name;
   std::string path;  // in the bootstrap or LDS file, for errors
 
-  std::vector<std::string> server_names;  // filter_chain_match.server_names
+  // filter_chain_match (FilterChainMatcher); destination_port is rejected
+  // by the field policy and kept here for the capture listener to come.
+  std::vector<std::string> server_names;
+  std::string transport_protocol;
   std::vector<std::string> application_protocols;
   std::optional<uint32_t> destination_port;
   bool has_tls = false;  // DownstreamTlsContext transport socket
@@ -129,6 +133,9 @@ struct ListenerConfig {
   TrafficDirection traffic_direction = TrafficDirection::Unspecified;
   std::vector<std::string> listener_filter_types;  // message full names
   std::vector<FilterChainConfig> filter_chains;
+  // Picks one of filter_chains per connection; none: default_filter_chain,
+  // or the connection is closed (listener.<addr>.no_filter_chain_match).
+  FilterChainMatcher filter_chain_matcher;
   std::optional<FilterChainConfig> default_filter_chain;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
 };

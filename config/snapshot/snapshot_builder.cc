@@ -606,6 +606,7 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
   out.path = path;
   const auto& m = fc.filter_chain_match();
   out.server_names.assign(m.server_names().begin(), m.server_names().end());
+  out.transport_protocol = m.transport_protocol();
   out.application_protocols.assign(m.application_protocols().begin(), m.application_protocols().end());
   if (m.has_destination_port()) out.destination_port = m.destination_port().value();
   if (fc.has_transport_socket()) {
@@ -636,6 +637,25 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
     out.http_connection_manager = *std::move(cfg);
   }
   return out;
+}
+
+// http_inspector would give plaintext connections an application protocol
+// ("http/1.1", "h2c") for application_protocols to match; turnout detects
+// ALPN from a TLS ClientHello only, so that pairing is refused.
+absl::Status checkListenerInspectors(const ListenerConfig& l) {
+  constexpr absl::string_view kHttpInspector =
+      "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+  bool http_inspector = false;
+  for (const auto& t : l.listener_filter_types) http_inspector |= t == kHttpInspector;
+  if (!http_inspector) return absl::OkStatus();
+  for (const auto& c : l.filter_chains) {
+    if (c.application_protocols.empty()) continue;
+    return invalid(fieldPath(fieldPath(c.path, "filter_chain_match"), "application_protocols"),
+                   "matching the application protocol of plaintext connections (http_inspector) "
+                   "is not supported by turnout; application_protocols matches the ALPN of a TLS "
+                   "ClientHello only");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -870,9 +890,15 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
       if (!fc.ok()) return fc.status();
       out.filter_chains.push_back(*std::move(fc));
     }
+    auto matcher = FilterChainMatcher::create(out.filter_chains);
+    if (!matcher.ok()) return matcher.status();
+    out.filter_chain_matcher = *std::move(matcher);
+    if (auto s = checkListenerInspectors(out); !s.ok()) return s;
     if (l.has_default_filter_chain()) {
-      auto fc = toFilterChain(l.default_filter_chain(), fieldPath(path, "default_filter_chain"),
-                              cluster_names, check_clusters, *snapshot);
+      // Its filter_chain_match, if any, is ignored, as in Envoy (listener.proto).
+      const std::string dpath = fieldPath(path, "default_filter_chain");
+      auto fc = toFilterChain(l.default_filter_chain(), dpath, cluster_names, check_clusters,
+                              *snapshot);
       if (!fc.ok()) return fc.status();
       out.default_filter_chain = *std::move(fc);
     }

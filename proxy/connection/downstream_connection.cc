@@ -31,9 +31,17 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
   return t.count() == 0 ? kForever : t;
 }
 
-http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, size_t listener) {
+// Envoy's listener_filters_timeout: how long the first bytes may take when
+// the filter chain depends on them.
+constexpr std::chrono::milliseconds kListenerFiltersTimeout{15000};
+// A TLS record starts with its content type: 22 is a handshake (RFC 8446
+// §5.1), which is how tls_inspector tells TLS from plaintext.
+constexpr unsigned char kTlsHandshakeRecord = 22;
+
+http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, size_t listener,
+                                 size_t chain) {
   http1::Http1Settings s;
-  const auto& hcm = config->listeners[listener]->hcm;
+  const auto& hcm = config->listeners[listener]->filter_chains[chain].hcm;
   if (hcm && hcm->config != nullptr) {
     s.max_headers_kb = hcm->config->max_request_headers_kb;
     if (hcm->config->max_headers_count) s.max_headers_count = *hcm->config->max_headers_count;
@@ -44,19 +52,21 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
 }  // namespace
 
 DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                           size_t listener_index, asio::ip::tcp::socket socket,
+                                           size_t listener_index, size_t chain_index,
+                                           asio::ip::tcp::socket socket,
                                            asio::ip::tcp::endpoint remote,
                                            asio::ip::tcp::endpoint local,
                                            std::string_view initial)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
+      chain_index_(chain_index),
       stream_(std::move(socket)),
       remote_(remote),
       local_(local),
       id_(Worker::next_connection_id_.fetch_add(1)),
       buffer_(256 * 1024),
-      codec_(*this, settingsFor(config_, listener_index_)),
+      codec_(*this, settingsFor(config_, listener_index_, chain_index_)),
       stop_wait_(worker.io()),
       started_(std::chrono::steady_clock::now()) {
   registration_ = worker_.registerConnection(this);
@@ -87,12 +97,18 @@ const ListenerRuntime& listenerIn(const DataPlaneConfig& config,
   return found != nullptr ? **found : l;
 }
 
+const FilterChainRuntime& filterChainIn(const DataPlaneConfig& config,
+                                        const DataPlaneConfigConstSharedPtr& accepted,
+                                        const ListenerRuntime& l, size_t chain) {
+  return listenerIn(config, accepted, l).filter_chains[chain];
+}
+
 DataPlaneConfigConstSharedPtr DownstreamConnection::streamConfig() const {
   return streamConfigFor(worker_, config_, listener());
 }
 
-const ListenerRuntime& DownstreamConnection::listener(const DataPlaneConfig& config) const {
-  return listenerIn(config, config_, listener());
+const FilterChainRuntime& DownstreamConnection::filterChain(const DataPlaneConfig& config) const {
+  return filterChainIn(config, config_, listener(), chain_index_);
 }
 
 void DownstreamConnection::close() {
@@ -110,39 +126,113 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
                                                 asio::ip::tcp::endpoint local) {
   using CodecType = config::HttpConnectionManagerConfig::CodecType;
   const ListenerRuntime& l = *config->listeners[listener_index];
-  const CodecType type = l.hcm ? l.hcm->config->codec_type : CodecType::Http1;
+  stats::Shard& shard = worker.shard();
+  auto closeSocket = [](asio::ip::tcp::socket& s) {
+    boost::system::error_code ec;
+    s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    s.close(ec);
+  };
   std::string initial;
   bool input_closed = false;
-  bool h2 = type == CodecType::Http2;
+  std::optional<size_t> chain_index;
   std::unique_ptr<tls::TlsTransport> tls;
-  if (l.tls) {
-    // TLS first; then ALPN picks the protocol: h2 for HTTP/2 (unless the
-    // HCM is HTTP1), anything else HTTP/1.1 (unless it is HTTP2).
-    tls = std::make_unique<tls::TlsTransport>(l.tls->current());
+  if (!l.inspects()) {
+    chain_index = 0;
+  } else {
+    // Envoy's tls_inspector: the first bytes tell TLS from plaintext; a TLS
+    // connection's chain is chosen from its ClientHello (SNI, ALPN) inside
+    // the handshake, a plaintext one's right away.
+    beast::tcp_stream probe(std::move(socket));
+    probe.expires_after(kListenerFiltersTimeout);
+    initial.resize(kReadChunk);
+    boost::system::error_code ec;
+    const size_t n = co_await probe.async_read_some(asio::buffer(initial),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    initial.resize(n);
+    socket = probe.release_socket();
+    if (n == 0) {
+      // Gone, or silent past the timeout, before a chain could be chosen.
+      if (ec == beast::error::timeout) shard.inc(l.stats.downstream_pre_cx_timeout);
+      closeSocket(socket);
+      co_return;
+    }
+    const bool is_tls = static_cast<unsigned char>(initial[0]) == kTlsHandshakeRecord;
+    const FilterChainRuntime* first_tls = is_tls ? l.firstTlsChain() : nullptr;
+    if (first_tls != nullptr) {
+      const ListenerRuntime* lp = &l;
+      tls = std::make_unique<tls::TlsTransport>(
+          first_tls->tls->current(), [lp](const tls::ClientHello& hello) {
+            config::FilterChainMatchInput input{hello.server_name, "tls", hello.alpn};
+            std::optional<size_t> i = lp->selectFilterChain(input);
+            // A plaintext chain cannot take a TLS connection: closed, as
+            // Envoy's HCM would on the ClientHello's bytes.
+            if (!i || !lp->filter_chains[*i].tls) return tls::ServerContextChoice{};
+            return tls::ServerContextChoice{lp->filter_chains[*i].tls->current(), *i};
+          });
+    } else {
+      // No chain serves TLS: the ClientHello cannot be read, so it matches
+      // as one without SNI or ALPN.
+      chain_index = l.selectFilterChain(
+          config::FilterChainMatchInput{{}, is_tls ? "tls" : "raw_buffer", {}});
+      if (!chain_index) {
+        shard.inc(l.stats.no_filter_chain_match);
+        closeSocket(socket);
+        co_return;
+      }
+    }
+  }
+  if (!tls && chain_index && *chain_index < l.filter_chains.size() &&
+      l.filter_chains[*chain_index].tls) {
+    tls = std::make_unique<tls::TlsTransport>(l.filter_chains[*chain_index].tls->current());
+  }
+  if (tls) {
+    // TLS first (what was read already is its start); then ALPN picks the
+    // protocol: h2 for HTTP/2 (unless the HCM is HTTP1), anything else
+    // HTTP/1.1 (unless it is HTTP2).
+    tls->feed(initial);
+    initial.clear();
+    // One deadline for the whole handshake: the connection idle timeout of
+    // the chain (before SNI picks it: of the chain the handshake starts on).
+    const FilterChainRuntime* hs_chain =
+        chain_index ? &l.filter_chains[*chain_index] : l.firstTlsChain();
     beast::tcp_stream hs(std::move(socket));
-    // One deadline for the whole handshake: the connection idle timeout.
-    hs.expires_after(orForever(l.hcm ? l.hcm->config->idle_timeout : std::chrono::milliseconds(0)));
-    const boost::system::error_code hs_ec =
-        co_await runTlsHandshake(hs, *tls, l.ssl_stats, worker.shard());
+    hs.expires_after(orForever(hs_chain->hcm ? hs_chain->hcm->config->idle_timeout
+                                             : std::chrono::milliseconds(0)));
+    const boost::system::error_code hs_ec = co_await runTlsHandshake(hs, *tls, l.ssl_stats, shard);
     socket = hs.release_socket();
+    if (tls->refused()) {
+      TURNOUT_LOG(debug, "conn", "no filter chain for the TLS connection from {}",
+                  remote.address().to_string());
+      shard.inc(l.stats.no_filter_chain_match);
+      closeSocket(socket);
+      co_return;
+    }
     if (hs_ec) {
       TURNOUT_LOG(debug, "conn", "TLS handshake from {} failed", remote.address().to_string());
       // Counted as a connection of the listener, as Envoy does.
-      worker.shard().inc(l.stats.downstream_cx_total);
-      worker.shard().inc(l.stats.downstream_cx_destroy);
-      boost::system::error_code ec;
-      socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-      socket.close(ec);
+      shard.inc(l.stats.downstream_cx_total);
+      shard.inc(l.stats.downstream_cx_destroy);
+      closeSocket(socket);
       co_return;
     }
-    if (tls->alpn() == "h2") {
-      h2 = type != CodecType::Http1;
-    }
+    if (!chain_index) chain_index = tls->selectedTag();
+  }
+  if (!chain_index || *chain_index >= l.filter_chains.size()) {
+    // A listener without filter chains.
+    shard.inc(l.stats.no_filter_chain_match);
+    closeSocket(socket);
+    co_return;
+  }
+  const FilterChainRuntime& chain = l.filter_chains[*chain_index];
+  const CodecType type = chain.hcm ? chain.hcm->config->codec_type : CodecType::Http1;
+  bool h2 = type == CodecType::Http2;
+  if (tls) {
+    if (tls->alpn() == "h2") h2 = type != CodecType::Http1;
   } else if (type == CodecType::Auto) {
     // Envoy's AUTO: HTTP/2 when the connection starts with the client
     // preface (h2c with prior knowledge), else HTTP/1. Reads until the bytes
     // tell, within the connection idle timeout.
-    const auto idle = orForever(l.hcm->config->idle_timeout);
+    const auto idle = orForever(chain.hcm->config->idle_timeout);
     beast::tcp_stream probe(std::move(socket));
     bool eof = false;
     while (initial.size() < kHttp2Preface.size() && kHttp2Preface.starts_with(initial)) {
@@ -170,40 +260,41 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   }
   if (h2) {
     co_await Http2DownstreamConnection::run(worker, std::move(config), listener_index,
-                                            std::move(socket), remote, local, std::move(initial),
-                                            std::move(tls));
+                                            *chain_index, std::move(socket), remote, local,
+                                            std::move(initial), std::move(tls));
   } else {
-    co_await runHttp1(worker, std::move(config), listener_index, std::move(socket), remote, local,
-                      std::move(initial), input_closed, std::move(tls));
+    co_await runHttp1(worker, std::move(config), listener_index, *chain_index, std::move(socket),
+                      remote, local, std::move(initial), input_closed, std::move(tls));
   }
 }
 
 asio::awaitable<void> DownstreamConnection::runHttp1(Worker& worker,
                                                      DataPlaneConfigConstSharedPtr config,
-                                                     size_t listener_index,
+                                                     size_t listener_index, size_t chain_index,
                                                      asio::ip::tcp::socket socket,
                                                      asio::ip::tcp::endpoint remote,
                                                      asio::ip::tcp::endpoint local,
                                                      std::string initial, bool input_closed,
                                                      std::unique_ptr<tls::TlsTransport> tls) {
-  DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket), remote,
-                            local, initial);
+  DownstreamConnection conn(worker, std::move(config), listener_index, chain_index,
+                            std::move(socket), remote, local, initial);
   conn.input_closed_ = input_closed;
   conn.tls_ = std::move(tls);
   const ListenerRuntime& l = conn.listener();
+  const auto& hcm = conn.filterChain().hcm;
   stats::Shard& shard = worker.shard();
   shard.inc(l.stats.downstream_cx_total);
   shard.add(l.stats.downstream_cx_active, 1);
-  if (l.hcm) {
-    shard.inc(l.hcm->stats.downstream_cx_total);
-    shard.add(l.hcm->stats.downstream_cx_active, 1);
-    shard.inc(l.hcm->stats.downstream_cx_http1_total);
-    shard.add(l.hcm->stats.downstream_cx_http1_active, 1);
+  if (hcm) {
+    shard.inc(hcm->stats.downstream_cx_total);
+    shard.add(hcm->stats.downstream_cx_active, 1);
+    shard.inc(hcm->stats.downstream_cx_http1_total);
+    shard.add(hcm->stats.downstream_cx_http1_active, 1);
     co_await conn.serve();
     co_await conn.lingerClose();
-    shard.sub(l.hcm->stats.downstream_cx_active, 1);
-    shard.sub(l.hcm->stats.downstream_cx_http1_active, 1);
-    shard.inc(l.hcm->stats.downstream_cx_destroy);
+    shard.sub(hcm->stats.downstream_cx_active, 1);
+    shard.sub(hcm->stats.downstream_cx_http1_active, 1);
+    shard.inc(hcm->stats.downstream_cx_destroy);
   } else {
     shard.inc(l.stats.no_filter_chain_match);
   }
@@ -226,7 +317,7 @@ bool DownstreamConnection::decodeBuffered() {
 }
 
 asio::awaitable<void> DownstreamConnection::serve() {
-  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   const auto idle = orForever(hcm.config->idle_timeout);
   const auto stream_idle = orForever(hcm.config->stream_idle_timeout);
   while (!closed_) {
@@ -237,7 +328,12 @@ asio::awaitable<void> DownstreamConnection::serve() {
         co_return;
       }
       if (head_ != nullptr) break;
-      if (draining_ || closed_) co_return;
+      // Not when merely draining: the client may be sending its next
+      // request on this keep-alive connection already, and closing would
+      // fail it (RemoteDisconnected). That request gets `Connection: close`;
+      // an idle one ends at the idle timeout or when the worker stops, as
+      // Envoy keeps a draining listener's connections until the drain ends.
+      if (closed_) co_return;
       const bool mid_request = buffer_.size() > 0;
       if (input_closed_) co_return;  // EOF seen while probing the protocol
       stream_.expires_after(mid_request ? stream_idle : idle);
@@ -263,7 +359,9 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (stream.closeConnection()) co_return;
     }
     head_ = nullptr;
-    if (codec_.shouldClose() || draining_) co_return;
+    // A drain that began after this response's head went out (without
+    // `Connection: close`) lets the next request through, which says it.
+    if (codec_.shouldClose()) co_return;
   }
 }
 
@@ -290,7 +388,7 @@ asio::awaitable<void> DownstreamConnection::lingerClose() {
 
 asio::awaitable<void> DownstreamConnection::replyCodecError() {
   const CodecErrorInfo info = codecErrorInfo(codec_.error());
-  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   worker_.shard().inc(hcm.stats.downstream_cx_protocol_error);
   TURNOUT_CONN_LOG(debug, "conn", id_, "codec error: {}", info.details);
   if (info.downstream_status == 431) worker_.shard().inc(hcm.stats.downstream_rq_too_large);

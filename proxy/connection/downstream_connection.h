@@ -31,21 +31,26 @@ class DownstreamConnection : public ConnectionHandle,
  public:
   // The connection coroutine for every accepted socket. Parameters by value
   // (STYLE.md R8c). `remote` and `local` are the connection's addresses as
-  // accepted. Picks the protocol per the HCM's codec_type (AUTO: HTTP/2 when
-  // the first bytes are the HTTP/2 connection preface) and serves HTTP/1
-  // here or hands the socket to Http2DownstreamConnection.
+  // accepted. Picks the listener's filter chain (by what the client sends
+  // first when the listener has several chains or match rules: TLS or not,
+  // then the ClientHello's SNI and ALPN during the handshake), then the
+  // protocol per that chain's HCM codec_type (AUTO: HTTP/2 when the first
+  // bytes are the HTTP/2 connection preface), and serves HTTP/1 here or hands
+  // the socket to Http2DownstreamConnection.
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                    size_t listener_index, asio::ip::tcp::socket socket,
                                    asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
 
   DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                       size_t listener_index, asio::ip::tcp::socket socket,
+                       size_t listener_index, size_t chain_index, asio::ip::tcp::socket socket,
                        asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
                        std::string_view initial);
   ~DownstreamConnection() override;
 
   // ConnectionHandle (worker thread).
   const ListenerRuntime& listener() const override { return *config_->listeners[listener_index_]; }
+  // The filter chain the connection was given when accepted.
+  const FilterChainRuntime& filterChain() const { return listener().filter_chains[chain_index_]; }
   void drain() override { draining_ = true; }
   void close() override;
 
@@ -55,7 +60,7 @@ class DownstreamConnection : public ConnectionHandle,
   const asio::ip::tcp::endpoint& remote() const override { return remote_; }
   const asio::ip::tcp::endpoint& local() const override { return local_; }
   DataPlaneConfigConstSharedPtr streamConfig() const override;
-  const ListenerRuntime& listener(const DataPlaneConfig& config) const override;
+  const FilterChainRuntime& filterChain(const DataPlaneConfig& config) const override;
   bool draining() const override { return draining_; }
   std::string_view protocol() const override;
   bool secure() const override { return tls_ != nullptr; }
@@ -105,7 +110,8 @@ class DownstreamConnection : public ConnectionHandle,
  private:
   // Serves HTTP/1 on an accepted socket; `initial`: bytes already read.
   static asio::awaitable<void> runHttp1(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                        size_t listener_index, asio::ip::tcp::socket socket,
+                                        size_t listener_index, size_t chain_index,
+                                        asio::ip::tcp::socket socket,
                                         asio::ip::tcp::endpoint remote,
                                         asio::ip::tcp::endpoint local, std::string initial,
                                         bool input_closed,
@@ -125,6 +131,7 @@ class DownstreamConnection : public ConnectionHandle,
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
   size_t listener_index_;
+  size_t chain_index_;  // into listener().filter_chains
   beast::tcp_stream stream_;
   asio::ip::tcp::endpoint remote_;
   asio::ip::tcp::endpoint local_;

@@ -57,6 +57,11 @@ DataPlaneConfigConstSharedPtr streamConfigFor(const Worker& worker,
 const ListenerRuntime& listenerIn(const DataPlaneConfig& config,
                                   const DataPlaneConfigConstSharedPtr& accepted,
                                   const ListenerRuntime& l);
+// Filter chain `chain` of `l`'s listener in `config` (the same ListenerConfig,
+// so the same chains).
+const FilterChainRuntime& filterChainIn(const DataPlaneConfig& config,
+                                        const DataPlaneConfigConstSharedPtr& accepted,
+                                        const ListenerRuntime& l, size_t chain);
 
 class DownstreamStream {
  public:
@@ -71,8 +76,9 @@ class DownstreamStream {
   // the worker's current one while it has the connection's listener
   // unchanged, else the one the connection was accepted with.
   virtual DataPlaneConfigConstSharedPtr streamConfig() const = 0;
-  // The connection's listener in `config` (a result of streamConfig()).
-  virtual const ListenerRuntime& listener(const DataPlaneConfig& config) const = 0;
+  // The connection's filter chain (chosen when it was accepted) in `config`
+  // (a result of streamConfig()).
+  virtual const FilterChainRuntime& filterChain(const DataPlaneConfig& config) const = 0;
   // The connection is draining: no request after this one.
   virtual bool draining() const = 0;
   // The access log's %PROTOCOL%: "HTTP/1.0", "HTTP/1.1" or "HTTP/2".

@@ -25,10 +25,10 @@ Clock::time_point deadlineAfter(std::chrono::milliseconds t) {
   return t >= ActiveStream::kForever ? Clock::time_point::max() : now + t;
 }
 
-http2::Http2Settings settingsFor(const ListenerRuntime& l) {
+http2::Http2Settings settingsFor(const FilterChainRuntime& chain) {
   http2::Http2Settings s;
-  if (l.hcm && l.hcm->config != nullptr) {
-    const auto& c = *l.hcm->config;
+  if (chain.hcm && chain.hcm->config != nullptr) {
+    const auto& c = *chain.hcm->config;
     s.max_headers_kb = c.max_request_headers_kb;
     if (c.max_headers_count) s.max_headers_count = *c.max_headers_count;
     s.max_concurrent_streams = c.http2.max_concurrent_streams;
@@ -58,8 +58,8 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   const asio::ip::tcp::endpoint& remote() const override { return conn_.remote_; }
   const asio::ip::tcp::endpoint& local() const override { return conn_.local_; }
   DataPlaneConfigConstSharedPtr streamConfig() const override { return conn_.streamConfig(); }
-  const ListenerRuntime& listener(const DataPlaneConfig& config) const override {
-    return conn_.listener(config);
+  const FilterChainRuntime& filterChain(const DataPlaneConfig& config) const override {
+    return conn_.filterChain(config);
   }
   bool draining() const override { return conn_.draining_; }
   std::string_view protocol() const override { return "HTTP/2"; }
@@ -174,8 +174,8 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     read_signal_.cancel();
   }
   void onReset(StreamResetReason reason) override {
-    if (reason == StreamResetReason::kRemoteReset && conn_.listener().hcm) {
-      conn_.worker_.shard().inc(conn_.listener().hcm->stats.downstream_rq_rx_reset);
+    if (reason == StreamResetReason::kRemoteReset && conn_.filterChain().hcm) {
+      conn_.worker_.shard().inc(conn_.filterChain().hcm->stats.downstream_rq_rx_reset);
     }
     reset_ = true;
     if (watched_ != nullptr) watched_->cancel();
@@ -209,17 +209,19 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
 Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
                                                      DataPlaneConfigConstSharedPtr config,
                                                      size_t listener_index,
+                                                     size_t chain_index,
                                                      asio::ip::tcp::socket socket,
                                                      asio::ip::tcp::endpoint remote,
                                                      asio::ip::tcp::endpoint local)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
+      chain_index_(chain_index),
       socket_(std::move(socket)),
       remote_(remote),
       local_(local),
       id_(Worker::next_connection_id_.fetch_add(1)),
-      codec_(*this, settingsFor(*config_->listeners[listener_index])),
+      codec_(*this, settingsFor(config_->listeners[listener_index]->filter_chains[chain_index])),
       writer_signal_(worker.io()),
       done_signal_(worker.io()),
       idle_timer_(worker.io()),
@@ -237,16 +239,17 @@ Http2DownstreamConnection::~Http2DownstreamConnection() {
 asio::awaitable<void> Http2DownstreamConnection::run(Worker& worker,
                                                      DataPlaneConfigConstSharedPtr config,
                                                      size_t listener_index,
+                                                     size_t chain_index,
                                                      asio::ip::tcp::socket socket,
                                                      asio::ip::tcp::endpoint remote,
                                                      asio::ip::tcp::endpoint local,
                                                      std::string initial,
                                                      std::unique_ptr<tls::TlsTransport> tls) {
-  Http2DownstreamConnection conn(worker, std::move(config), listener_index, std::move(socket),
-                                 remote, local);
+  Http2DownstreamConnection conn(worker, std::move(config), listener_index, chain_index,
+                                 std::move(socket), remote, local);
   conn.tls_ = std::move(tls);
   const ListenerRuntime& l = conn.listener();
-  const stats::HttpConnManagerStats& hcm = l.hcm->stats;
+  const stats::HttpConnManagerStats& hcm = conn.filterChain().hcm->stats;
   stats::Shard& shard = worker.shard();
   shard.inc(l.stats.downstream_cx_total);
   shard.add(l.stats.downstream_cx_active, 1);
@@ -270,8 +273,9 @@ DataPlaneConfigConstSharedPtr Http2DownstreamConnection::streamConfig() const {
   return streamConfigFor(worker_, config_, listener());
 }
 
-const ListenerRuntime& Http2DownstreamConnection::listener(const DataPlaneConfig& config) const {
-  return listenerIn(config, config_, listener());
+const FilterChainRuntime& Http2DownstreamConnection::filterChain(
+    const DataPlaneConfig& config) const {
+  return filterChainIn(config, config_, listener(), chain_index_);
 }
 
 void Http2DownstreamConnection::drain() {
@@ -341,7 +345,7 @@ void Http2DownstreamConnection::sweep() {
 }
 
 void Http2DownstreamConnection::armIdleTimer() {
-  const auto& hcm = *listener().hcm->config;
+  const auto& hcm = *filterChain().hcm->config;
   if (hcm.idle_timeout.count() == 0 || closed_) return;
   idle_timer_.expires_after(hcm.idle_timeout);
   idle_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -359,7 +363,7 @@ void Http2DownstreamConnection::armIdleTimer() {
 asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   asio::co_spawn(worker_.io(), writeLoop(), LogEscapedException{"http2", "connection writer"});
   armIdleTimer();
-  const HttpConnectionManagerRuntime& hcm = *listener().hcm;
+  const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   bool protocol_error = false;
   auto dispatch = [&](std::span<const char> bytes) {
     const absl::Status s = codec_.dispatch(bytes);

@@ -44,18 +44,21 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   // Parameters by value (STYLE.md R8c). `initial`: bytes already read from
   // the socket (the client preface, when AUTO detection read it).
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                   size_t listener_index, asio::ip::tcp::socket socket,
-                                   asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
-                                   std::string initial,
+                                   size_t listener_index, size_t chain_index,
+                                   asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote,
+                                   asio::ip::tcp::endpoint local, std::string initial,
                                    std::unique_ptr<tls::TlsTransport> tls = nullptr);
 
   Http2DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                            size_t listener_index, asio::ip::tcp::socket socket,
-                            asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
+                            size_t listener_index, size_t chain_index,
+                            asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote,
+                            asio::ip::tcp::endpoint local);
   ~Http2DownstreamConnection() override;
 
   // ConnectionHandle
   const ListenerRuntime& listener() const override { return *config_->listeners[listener_index_]; }
+  // The filter chain the connection was given when accepted.
+  const FilterChainRuntime& filterChain() const { return listener().filter_chains[chain_index_]; }
   void drain() override;
   void close() override;
 
@@ -81,12 +84,13 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   void sweep();
   // The config a new stream runs on.
   DataPlaneConfigConstSharedPtr streamConfig() const;
-  const ListenerRuntime& listener(const DataPlaneConfig& config) const;
+  const FilterChainRuntime& filterChain(const DataPlaneConfig& config) const;
   void armIdleTimer();
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
   size_t listener_index_;
+  size_t chain_index_;  // into listener().filter_chains
   asio::ip::tcp::socket socket_;
   asio::ip::tcp::endpoint remote_;
   asio::ip::tcp::endpoint local_;

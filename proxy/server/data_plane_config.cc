@@ -256,8 +256,33 @@ absl::Status checkListenerTls(const config::Snapshot& snapshot) {
       auto tls = serverTlsFor(chain, snapshot);
       if (!tls.ok()) return tls.status();
     }
+    if (l.default_filter_chain) {
+      auto tls = serverTlsFor(*l.default_filter_chain, snapshot);
+      if (!tls.ok()) return tls.status();
+    }
   }
   return absl::OkStatus();
+}
+
+bool ListenerRuntime::inspects() const {
+  if (filter_chains.size() != 1) return true;
+  const config::FilterChainConfig& c = *filter_chains[0].config;
+  return !c.server_names.empty() || !c.transport_protocol.empty() ||
+         !c.application_protocols.empty();
+}
+
+std::optional<size_t> ListenerRuntime::selectFilterChain(
+    const config::FilterChainMatchInput& input) const {
+  if (auto i = config->filter_chain_matcher.select(input)) return i;
+  if (config->default_filter_chain) return config->filter_chains.size();
+  return std::nullopt;
+}
+
+const FilterChainRuntime* ListenerRuntime::firstTlsChain() const {
+  for (const auto& c : filter_chains) {
+    if (c.tls) return &c;
+  }
+  return nullptr;
 }
 
 absl::StatusOr<ClusterRuntimeConstSharedPtr> DataPlaneConfig::buildCluster(
@@ -284,16 +309,28 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
   auto lr = std::make_shared<ListenerRuntime>();
   lr->config = &l;
   lr->stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
-  for (const auto& chain : l.filter_chains) {
-    if (!chain.http_connection_manager) continue;
-    auto hcm = buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
-    if (!hcm.ok()) return hcm.status();
-    lr->hcm = *std::move(hcm);
+  auto addChain = [&](const config::FilterChainConfig& chain) -> absl::Status {
+    FilterChainRuntime rt;
+    rt.config = &chain;
+    if (chain.http_connection_manager) {
+      auto hcm =
+          buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
+      if (!hcm.ok()) return hcm.status();
+      rt.hcm = *std::move(hcm);
+    }
     auto tls = serverTlsFor(chain, *owner);
     if (!tls.ok()) return tls.status();
-    lr->tls = *std::move(tls);
-    if (lr->tls) lr->ssl_stats = stats::makeSslStats(store, lr->stats.prefix);
-    break;
+    rt.tls = *std::move(tls);
+    if (rt.tls && !lr->ssl_stats) lr->ssl_stats = stats::makeSslStats(store, lr->stats.prefix);
+    lr->filter_chains.push_back(std::move(rt));
+    return absl::OkStatus();
+  };
+  lr->filter_chains.reserve(l.filter_chains.size() + 1);
+  for (const auto& chain : l.filter_chains) {
+    if (auto s = addChain(chain); !s.ok()) return s;
+  }
+  if (l.default_filter_chain) {
+    if (auto s = addChain(*l.default_filter_chain); !s.ok()) return s;
   }
   lr->owner = std::move(owner);
   return ListenerRuntimeConstSharedPtr(std::move(lr));

@@ -75,6 +75,17 @@ struct HttpConnectionManagerRuntime {
   uint32_t buffer_limit_bytes = 1024 * 1024;
 };
 
+// One filter chain of a listener compiled for the workers.
+struct FilterChainRuntime {
+  const config::FilterChainConfig* config = nullptr;
+  // Its HTTP connection manager (none: a chain without one, whose
+  // connections are closed).
+  std::optional<HttpConnectionManagerRuntime> hcm;
+  // Its DownstreamTlsContext (null: plaintext), reloaded when its
+  // certificate files change (Server's main-thread tick).
+  tls::ServerContextSlotSharedPtr tls;
+};
+
 // Immutable once built. An RDS update makes a copy with the new route table
 // (same `config`), an LDS update a new one (new `config`).
 struct ListenerRuntime {
@@ -82,14 +93,23 @@ struct ListenerRuntime {
   // Owns *config: the bootstrap's snapshot, or the one built from an LDS file.
   config::SnapshotConstSharedPtr owner;
   stats::ListenerStats stats;
-  // The first filter chain's HTTP connection manager (filter_chain_match
-  // selection arrives with SNI).
-  std::optional<HttpConnectionManagerRuntime> hcm;
-  // That filter chain's DownstreamTlsContext (null: plaintext), reloaded
-  // when its certificate files change (Server's main-thread tick), and its
-  // listener.<addr>.ssl.* stats.
-  tls::ServerContextSlotSharedPtr tls;
+  // config->filter_chains in order, then default_filter_chain when there is
+  // one (index filter_chains.size()).
+  std::vector<FilterChainRuntime> filter_chains;
+  // The listener.<addr>.ssl.* stats, when a chain serves TLS.
   std::optional<stats::SslStats> ssl_stats;
+
+  // Whether a connection's chain depends on what it sends first (several
+  // chains, or match rules): then it is read (tls_inspector's job in Envoy)
+  // before a chain is chosen; otherwise chain 0 serves every connection.
+  bool inspects() const;
+  // The chain for a connection: config->filter_chain_matcher's choice, else
+  // the default chain; none: the connection is closed and counted in
+  // listener.<addr>.no_filter_chain_match.
+  std::optional<size_t> selectFilterChain(const config::FilterChainMatchInput& input) const;
+  // The first chain with TLS, if any: a TLS connection's handshake starts on
+  // its context until the ClientHello picks the chain.
+  const FilterChainRuntime* firstTlsChain() const;
 };
 
 // Builds the TLS contexts of every listener of `snapshot` (reads the

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "config/snapshot/discovery_response.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proxy/common/log.h"
@@ -123,12 +124,14 @@ DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
   cds_stats_ = makeStats("cluster_manager.cds.");
   lds_stats_ = makeStats("listener_manager.lds.");
   warming_clusters_ = store_.gauge("cluster_manager.warming_clusters");
+  listeners_warming_ = store_.gauge("listener_manager.total_listeners_warming");
 }
 
 DynamicResources::~DynamicResources() { stop(); }
 
 void DynamicResources::stop() {
   if (ads_) ads_->stop();
+  for (auto& [name, w] : warming_listeners_) w.timer->cancel();
   for (auto& w : watches_) w->stop();
   for (auto& [name, c] : eds_clusters_) {
     if (c.init_timer) c.init_timer->cancel();
@@ -307,11 +310,16 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
     }
   }
   for (size_t i = 0; i < resources.listeners.size(); ++i) {
-    for (const auto& fc : resources.listeners[i].filter_chains) {
-      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("resources[", i, "]: its HttpConnectionManager's rds.config_source.ads: ",
-                         kNeedsAds));
+    const config::ListenerConfig& l = resources.listeners[i];
+    std::vector<const config::FilterChainConfig*> chains;
+    for (const auto& fc : l.filter_chains) chains.push_back(&fc);
+    if (l.default_filter_chain) chains.push_back(&*l.default_filter_chain);
+    for (const config::FilterChainConfig* fc : chains) {
+      if (fc->http_connection_manager && fc->http_connection_manager->rds_ads) {
+        // The chain's path names the synthetic bootstrap; the response says resources[i].
+        return absl::InvalidArgumentError(absl::StrCat(
+            absl::StrReplaceAll(fc->path, {{"static_resources.listeners[", "resources["}}),
+            ".filters[0].typed_config.rds.config_source.ads: ", kNeedsAds));
       }
     }
   }
@@ -320,9 +328,20 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
 
 void DynamicResources::watchRoutes() {
   std::set<std::string> ads_names;
+  // Every filter chain's HCM (a listener may have several, chosen by SNI).
+  std::vector<const config::HttpConnectionManagerConfig*> hcms;
   for (const auto& l : publisher_.current()->listeners) {
-    if (!l->hcm) continue;
-    const config::HttpConnectionManagerConfig& h = *l->hcm->config;
+    for (const auto& c : l->filter_chains) {
+      if (c.hcm) hcms.push_back(c.hcm->config);
+    }
+  }
+  for (const auto& [name, w] : warming_listeners_) {
+    for (const auto& c : w.runtime->filter_chains) {
+      if (c.hcm) hcms.push_back(c.hcm->config);
+    }
+  }
+  for (const config::HttpConnectionManagerConfig* hcm : hcms) {
+    const config::HttpConnectionManagerConfig& h = *hcm;
     if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads) {
       ads_names.insert(h.route_config_name);
       const std::string key = h.route_config_name + "\n" + h.stat_prefix;
@@ -440,6 +459,7 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
     state.route_config = std::move(rc);
   }
   TURNOUT_LOG(info, kLog, "RDS (ADS): version '{}' applied", parsed->version_info);
+  if (!warming_listeners_.empty()) promoteWarmed(false);
   return absl::OkStatus();
 }
 
@@ -537,6 +557,15 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
         continue;
       }
     }
+    if (auto w = warming_listeners_.find(l.name); w != warming_listeners_.end()) {
+      const ListenerRuntime& wr = *w->second.runtime;
+      const size_t wi = static_cast<size_t>(wr.config - wr.owner->listeners.data());
+      if (google::protobuf::util::MessageDifferencer::Equals(
+              wr.owner->bootstrap.static_resources().listeners(static_cast<int>(wi)),
+              file.bootstrap.static_resources().listeners(static_cast<int>(i)))) {
+        continue;  // still warming, unchanged
+      }
+    }
     auto rt = DataPlaneConfig::buildListener(parsed->snapshot, l, store_, current->routes);
     if (!rt.ok()) return reject(rt.status());
     upserts.push_back(*std::move(rt));
@@ -548,14 +577,101 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
       removed.push_back(l->config->name);
     }
   }
+  // Listeners whose ADS routes are missing warm instead of being bound now.
+  std::vector<ListenerRuntimeConstSharedPtr> warming;
+  for (auto it = upserts.begin(); it != upserts.end();) {
+    if (ads_ && !missingAdsRoutes(**it, current->routes).empty()) {
+      warming.push_back(std::move(*it));
+      it = upserts.erase(it);
+    } else {
+      ++it;
+    }
+  }
   if (!upserts.empty() || !removed.empty()) {
     auto next = SnapshotPublisher::withListeners(*current, std::move(upserts), removed);
     if (auto st = publisher_.publish(next); !st.ok()) return reject(st);
   }
+  for (auto it = warming_listeners_.begin(); it != warming_listeners_.end();) {
+    if (names.contains(it->first)) {
+      ++it;
+    } else {
+      it->second.timer->cancel();
+      it = warming_listeners_.erase(it);
+    }
+  }
+  for (auto& rt : warming) {
+    const std::string name = rt->config->name;
+    WarmingListener& w = warming_listeners_[name];
+    if (w.timer) w.timer->cancel();
+    w.runtime = std::move(rt);
+    w.timer = std::make_unique<asio::steady_timer>(main_);
+    w.timer->expires_after(std::chrono::seconds(15));
+    w.timer->async_wait([this, name, raw = w.runtime.get()](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto it = warming_listeners_.find(name);
+      if (it == warming_listeners_.end() || it->second.runtime.get() != raw) return;
+      TURNOUT_LOG(warn, kLog, "LDS: listener '{}' got no route configuration within 15 s; "
+                  "serving it without (404 until one arrives)", name);
+      promoteWarmed(true, name);
+    });
+    TURNOUT_LOG(info, kLog, "LDS: listener '{}' warms until its routes arrive", name);
+  }
+  setWarmingGauge();
   accepted(lds_stats_, &lds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "LDS: version '{}' applied", parsed->version_info);
   watchRoutes();
   return absl::OkStatus();
+}
+
+std::vector<std::string> DynamicResources::missingAdsRoutes(
+    const ListenerRuntime& l,
+    const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes) {
+  std::vector<std::string> out;
+  for (const auto& c : l.filter_chains) {
+    if (!c.hcm) continue;
+    const config::HttpConnectionManagerConfig& h = *c.hcm->config;
+    if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads &&
+        !routes.contains(h.route_config_name)) {
+      out.push_back(h.route_config_name);
+    }
+  }
+  return out;
+}
+
+void DynamicResources::setWarmingGauge() {
+  store_.mainShard().set(listeners_warming_, static_cast<int64_t>(warming_listeners_.size()));
+}
+
+void DynamicResources::promoteWarmed(bool all, const std::string& only) {
+  const DataPlaneConfigConstSharedPtr current = publisher_.current();
+  std::vector<ListenerRuntimeConstSharedPtr> ready;
+  std::vector<std::string> done;
+  for (auto& [name, w] : warming_listeners_) {
+    if (!only.empty() && name != only) continue;
+    if (!all && !missingAdsRoutes(*w.runtime, current->routes).empty()) continue;
+    // Built again: its HCMs take the route tables that exist now.
+    auto rt = DataPlaneConfig::buildListener(w.runtime->owner, *w.runtime->config, store_,
+                                             current->routes);
+    done.push_back(name);
+    if (!rt.ok()) {
+      TURNOUT_LOG(warn, kLog, "LDS: listener '{}' cannot be built after warming: {}", name,
+                  std::string(rt.status().message()));
+      continue;
+    }
+    ready.push_back(*std::move(rt));
+  }
+  for (const auto& name : done) {
+    warming_listeners_[name].timer->cancel();
+    warming_listeners_.erase(name);
+  }
+  setWarmingGauge();
+  if (ready.empty()) return;
+  auto next = SnapshotPublisher::withListeners(*current, std::move(ready), {});
+  if (auto st = publisher_.publish(next); !st.ok()) {
+    TURNOUT_LOG(warn, kLog, "LDS: warmed listeners cannot be bound: {}", std::string(st.message()));
+    return;
+  }
+  TURNOUT_LOG(info, kLog, "LDS: {} warmed listener(s) bound", done.size());
 }
 
 ClusterRuntimeConstSharedPtr DynamicResources::withCachedEndpoints(ClusterRuntimeConstSharedPtr c) {

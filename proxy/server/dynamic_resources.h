@@ -203,6 +203,25 @@ class DynamicResources {
   std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;
   std::set<std::string> ads_rds_watched_;  // route_config_name + stat_prefix keys
   absl::flat_hash_map<std::string, config::DiscoveryEndpoints::Assignment> ads_assignments_;
+
+  // Listener warming (Envoy's): a listener from LDS whose HCM takes its
+  // routes over ADS is not bound until they arrive, at most 15 s
+  // (initial_fetch_timeout's default); a changed listener's old version
+  // serves meanwhile. Gauge listener_manager.total_listeners_warming.
+  struct WarmingListener {
+    ListenerRuntimeConstSharedPtr runtime;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<std::string, WarmingListener> warming_listeners_;
+  stats::StatId listeners_warming_;
+  // The ADS route configurations `l` needs that `routes` lacks.
+  static std::vector<std::string> missingAdsRoutes(
+      const ListenerRuntime& l,
+      const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes);
+  // Binds the warming listeners whose routes have arrived (all of them when
+  // `all`, at the warming timeout).
+  void promoteWarmed(bool all, const std::string& only = {});
+  void setWarmingGauge();
 };
 
 }  // namespace turnout::proxy

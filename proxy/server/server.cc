@@ -116,13 +116,16 @@ void Server::reloadTlsContexts() {
   // the old certificate keeps serving.
   if (!publisher_ || !publisher_->current()) return;
   for (const auto& l : publisher_->current()->listeners) {
-    if (!l->tls) continue;
-    auto changed = l->tls->maybeReload();
-    if (!changed.ok()) {
-      TURNOUT_LOG(warn, "main", "listener '{}': TLS certificate reload failed: {}",
-                  l->config->name, std::string(changed.status().message()));
-    } else if (*changed) {
-      TURNOUT_LOG(info, "main", "listener '{}': TLS certificate reloaded", l->config->name);
+    for (const auto& chain : l->filter_chains) {
+      if (!chain.tls) continue;
+      auto changed = chain.tls->maybeReload();
+      if (!changed.ok()) {
+        TURNOUT_LOG(warn, "main", "listener '{}': TLS certificate reload failed: {}",
+                    l->config->name, std::string(changed.status().message()));
+      } else if (*changed) {
+        TURNOUT_LOG(info, "main", "listener '{}' ({}): TLS certificate reloaded",
+                    l->config->name, chain.config->path);
+      }
     }
   }
 }

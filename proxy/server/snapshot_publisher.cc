@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
@@ -257,14 +259,17 @@ DataPlaneConfigConstSharedPtr SnapshotPublisher::withRoute(const DataPlaneConfig
   auto next = std::make_shared<DataPlaneConfig>(base);
   ++next->generation;
   next->routes[name] = table;
+  auto names = [&name](const FilterChainRuntime& c) {
+    return c.hcm &&
+           c.hcm->config->route_source == config::HttpConnectionManagerConfig::RouteSource::Rds &&
+           c.hcm->config->route_config_name == name;
+  };
   for (auto& l : next->listeners) {
-    if (!l->hcm || l->hcm->config->route_source !=
-                       config::HttpConnectionManagerConfig::RouteSource::Rds ||
-        l->hcm->config->route_config_name != name) {
-      continue;
-    }
+    if (std::none_of(l->filter_chains.begin(), l->filter_chains.end(), names)) continue;
     auto copy = std::make_shared<ListenerRuntime>(*l);
-    copy->hcm->route_table = table;
+    for (auto& c : copy->filter_chains) {
+      if (names(c)) c.hcm->route_table = table;
+    }
     l = std::move(copy);
   }
   return next;

@@ -45,8 +45,9 @@ void Worker::removeListener(std::string name, std::optional<WorkerListener> repl
       if ((*it)->acceptor) (*it)->acceptor->close(ec);
       it = listeners_.erase(it);
     }
-    // Connections accepted by the old listener finish their current request
-    // with `Connection: close` (they keep the config they were accepted with).
+    // Connections accepted by the old listener drain (they keep the config
+    // they were accepted with): HTTP/1 answers its current or next request
+    // with `Connection: close`, HTTP/2 sends GOAWAY.
     for (ConnectionHandle* c : connections_) {
       if (c->listener().config->name == name) c->drain();
     }

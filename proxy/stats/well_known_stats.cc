@@ -116,6 +116,7 @@ ListenerStats fillListenerStats(Registrar& r) {
   s.downstream_cx_active = r.gauge("downstream_cx_active");
   s.downstream_cx_length_ms = r.histogram("downstream_cx_length_ms");
   s.no_filter_chain_match = r.counter("no_filter_chain_match");
+  s.downstream_pre_cx_timeout = r.counter("downstream_pre_cx_timeout");
   return s;
 }
 

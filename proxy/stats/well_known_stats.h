@@ -49,6 +49,9 @@ struct ListenerStats {
   StatId downstream_cx_total, downstream_cx_destroy, downstream_cx_active;
   StatId downstream_cx_length_ms;  // histogram
   StatId no_filter_chain_match;
+  // A connection gone or silent past listener_filters_timeout before its
+  // filter chain could be chosen (Envoy's name).
+  StatId downstream_pre_cx_timeout;
   std::string prefix;  // "listener.<addr>."
   // A Store scope, freed with the last listener runtime that holds it (a
   // listener LDS removed, once its connections are gone), as cluster scopes are.

@@ -46,7 +46,7 @@ std::string toDecimal(uint64_t v) {
 ActiveStream::ActiveStream(DownstreamStream& conn, RequestHead& head)
     : conn_(conn),
       config_(conn.streamConfig()),
-      hcm_(*conn.listener(*config_).hcm),
+      hcm_(*conn.filterChain(*config_).hcm),
       head_(head),
       start_(Clock::now()),
       start_wall_(std::chrono::system_clock::now()),

@@ -59,7 +59,8 @@ int opensslVersion(tls_v3::TlsParameters::TlsProtocol p, int fallback) {
 }
 
 absl::Status configureParams(SSL_CTX* ctx, const tls_v3::TlsParameters& params,
-                             std::string_view path, bool server) {
+                             std::string_view path, bool server, std::string* cipher_list_out,
+                             std::string* curve_list_out) {
   const std::string min_path = fieldPath(path, "tls_minimum_protocol_version");
   const std::string max_path = fieldPath(path, "tls_maximum_protocol_version");
   // Envoy's defaults: TLSv1_2 minimum on both legs; TLSv1_3 maximum on the
@@ -108,6 +109,7 @@ absl::Status configureParams(SSL_CTX* ctx, const tls_v3::TlsParameters& params,
     return invalid(cipher_path,
                    absl::StrCat("no usable cipher suite (", drainOpensslErrors(), ")"));
   }
+  *cipher_list_out = cipher_list;
 
   std::vector<std::string> curves;
   const std::string curves_path = fieldPath(path, "ecdh_curves");
@@ -124,6 +126,7 @@ absl::Status configureParams(SSL_CTX* ctx, const tls_v3::TlsParameters& params,
   if (SSL_CTX_set1_groups_list(ctx, curve_list.c_str()) != 1) {
     return invalid(curves_path, absl::StrCat("no usable curve (", drainOpensslErrors(), ")"));
   }
+  *curve_list_out = curve_list;
   return absl::OkStatus();
 }
 
@@ -216,7 +219,8 @@ absl::Status TlsContextBase::configureCommon(const tls_v3::CommonTlsContext& com
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
   if (auto s =
-          configureParams(ctx, common.tls_params(), fieldPath(common_path, "tls_params"), server);
+          configureParams(ctx, common.tls_params(), fieldPath(common_path, "tls_params"), server,
+                          &cipher_list_, &curve_list_);
       !s.ok()) {
     return s;
   }
@@ -317,6 +321,7 @@ absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::create(
   }
   SSL_CTX* ctx = c->nativeHandle();
   if (!c->alpn_.empty()) SSL_CTX_set_alpn_select_cb(ctx, &ServerContext::selectAlpn, c.get());
+  SSL_CTX_set_client_hello_cb(ctx, &serverClientHelloCallback, nullptr);
 
   // Session resumption: tickets (stateless) and the session cache (stateful)
   // are both on unless disabled. Resumption is scoped to this configuration.
@@ -336,6 +341,25 @@ absl::StatusOr<std::shared_ptr<const ServerContext>> ServerContext::create(
   SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>(sid.data()),
                                  std::min<unsigned int>(sid.size(), SSL_MAX_SID_CTX_LENGTH));
   return std::shared_ptr<const ServerContext>(std::move(c));
+}
+
+void ServerContext::adopt(SSL* ssl) const {
+  SSL_CTX* ctx = nativeHandle();
+  // The certificate, key, session id context and the context's callbacks
+  // (ALPN, certificate verification, trust store) follow SSL_set_SSL_CTX;
+  // what SSL_new copied into the SSL is set again here. Session tickets and
+  // the session cache stay those of the first context, and the session id
+  // context keeps one chain's sessions from resuming on another.
+  SSL_set_SSL_CTX(ssl, ctx);
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+  SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+  SSL_clear_options(ssl, SSL_get_options(ssl));
+  SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+  SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+  SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(ctx));
+  SSL_set_cipher_list(ssl, cipher_list_.c_str());
+  SSL_set1_groups_list(ssl, curve_list_.c_str());
+  ERR_clear_error();
 }
 
 int ServerContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,

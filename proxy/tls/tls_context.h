@@ -69,6 +69,10 @@ class TlsContextBase {
       bool require_peer_certificate);
 
   mutable asio::ssl::context ctx_;
+  // What SSL_new copies from the context into each SSL (and SSL_set_SSL_CTX
+  // does not): ServerContext::adopt() sets them again.
+  std::string cipher_list_;
+  std::string curve_list_;
   std::vector<std::string> alpn_;
   std::string alpn_wire_;  // length-prefixed, as TLS carries it
   std::optional<CertValidator> validator_;
@@ -86,6 +90,14 @@ class ServerContext : public TlsContextBase {
 
   bool requireClientCertificate() const { return require_client_certificate_; }
 
+  // Moves `ssl`, a server SSL made from another ServerContext whose
+  // ClientHello is being processed (the client hello callback), onto this
+  // context: certificate and key, trust store and verification, protocol
+  // versions, ciphers, curves, options, ALPN and the session id context
+  // (SSL_set_SSL_CTX switches only some of them). The caller keeps this
+  // context alive for the SSL's life.
+  void adopt(SSL* ssl) const;
+
  private:
   ServerContext() : TlsContextBase(asio::ssl::context::tls_server) {}
   static int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
@@ -95,6 +107,11 @@ class ServerContext : public TlsContextBase {
 };
 
 using ServerContextConstSharedPtr = std::shared_ptr<const ServerContext>;
+
+// The client hello callback every ServerContext installs: a no-op unless the
+// SSL belongs to a TlsTransport that picks its context from the ClientHello
+// (SNI filter chain selection; defined in tls_transport.cc).
+int serverClientHelloCallback(SSL* ssl, int* alert, void* arg);
 
 // TLS sessions to resume, per upstream host. One per worker (or per pool):
 // single-threaded, no locks. Keeps the latest resumable session of each key.

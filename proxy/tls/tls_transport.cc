@@ -2,16 +2,91 @@
 
 #include <openssl/err.h>
 
+#include <algorithm>
+
 namespace turnout::proxy::tls {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 
+// The SSL ex_data slot that leads the client hello callback to the transport
+// whose context a selector picks.
+int transportSlotIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+uint16_t be16(const unsigned char* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+// RFC 6066 §3 ServerNameList: the first host_name entry.
+std::string_view parseServerName(const unsigned char* p, size_t len) {
+  if (len < 2) return {};
+  const size_t end = std::min<size_t>(len, 2 + be16(p));
+  for (size_t i = 2; i + 3 <= end;) {
+    const size_t n = be16(p + i + 1);
+    if (i + 3 + n > end) break;
+    if (p[i] == TLSEXT_NAMETYPE_host_name) {
+      return std::string_view(reinterpret_cast<const char*>(p + i + 3), n);
+    }
+    i += 3 + n;
+  }
+  return {};
+}
+
+// RFC 7301 §3.1 ProtocolNameList.
+void parseAlpn(const unsigned char* p, size_t len, std::vector<std::string_view>& out) {
+  if (len < 2) return;
+  const size_t end = std::min<size_t>(len, 2 + be16(p));
+  for (size_t i = 2; i < end;) {
+    const size_t n = p[i];
+    if (n == 0 || i + 1 + n > end) break;
+    out.emplace_back(reinterpret_cast<const char*>(p + i + 1), n);
+    i += 1 + n;
+  }
+}
+
 }  // namespace
+
+int serverClientHelloCallback(SSL* ssl, int* alert, void*) {
+  auto* t = static_cast<TlsTransport*>(SSL_get_ex_data(ssl, transportSlotIndex()));
+  return t == nullptr ? SSL_CLIENT_HELLO_SUCCESS : t->onClientHello(alert);
+}
 
 TlsTransport::TlsTransport(ServerContextConstSharedPtr context) : context_(std::move(context)) {
   init(context_->nativeHandle());
   SSL_set_accept_state(ssl_);
+}
+
+TlsTransport::TlsTransport(ServerContextConstSharedPtr initial, ServerContextSelector selector)
+    : context_(std::move(initial)), selector_(std::move(selector)) {
+  init(context_->nativeHandle());
+  SSL_set_accept_state(ssl_);
+  SSL_set_ex_data(ssl_, transportSlotIndex(), this);
+}
+
+int TlsTransport::onClientHello(int* alert) {
+  // A second ClientHello (after a HelloRetryRequest) keeps the first's choice.
+  if (selected_context_) return SSL_CLIENT_HELLO_SUCCESS;
+  ClientHello hello;
+  const unsigned char* p = nullptr;
+  size_t len = 0;
+  if (SSL_client_hello_get0_ext(ssl_, TLSEXT_TYPE_server_name, &p, &len) == 1) {
+    hello.server_name = parseServerName(p, len);
+  }
+  if (SSL_client_hello_get0_ext(ssl_, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                &len) == 1) {
+    parseAlpn(p, len, hello.alpn);
+  }
+  ServerContextChoice choice = selector_(hello);
+  if (!choice.context) {
+    refused_ = true;
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  selected_tag_ = choice.tag;
+  selected_context_ = std::move(choice.context);
+  if (selected_context_ != context_) selected_context_->adopt(ssl_);
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::createClient(
@@ -54,6 +129,8 @@ TlsTransport::Result TlsTransport::handshake() {
   error_ = ERR_peek_last_error();
   if (error_ == 0) error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_EOF_WHILE_READING);
   ERR_clear_error();
+  // No filter chain: the connection closes without a word, as in Envoy.
+  if (refused_) (void)BIO_reset(out_);
   return Result::kError;
 }
 

@@ -15,10 +15,13 @@
 #include <openssl/ssl.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proxy/common/asio.h"
@@ -27,6 +30,23 @@
 #include "proxy/tls/tls_context.h"
 
 namespace turnout::proxy::tls {
+
+// What a ClientHello offers, for choosing the server context by it. Views
+// into the ClientHello: valid during the selector's call only.
+struct ClientHello {
+  std::string_view server_name;  // SNI; empty when the client sent none
+  std::vector<std::string_view> alpn;  // in the client's order
+};
+
+// The context to serve a ClientHello with, and a tag the transport keeps for
+// its owner (the filter chain's index); a null context refuses the
+// connection: the handshake fails without an alert, as Envoy closes a
+// connection no filter chain matches.
+struct ServerContextChoice {
+  ServerContextConstSharedPtr context;
+  size_t tag = 0;
+};
+using ServerContextSelector = std::function<ServerContextChoice(const ClientHello&)>;
 
 class TlsTransport {
  public:
@@ -39,6 +59,11 @@ class TlsTransport {
 
   // A server-side transport on `context`.
   explicit TlsTransport(ServerContextConstSharedPtr context);
+  // A server-side transport that starts on `initial` and, once the
+  // ClientHello is read, moves to the context `selector` picks for it
+  // (ServerContext::adopt). `selector` runs on this thread, inside
+  // handshake().
+  TlsTransport(ServerContextConstSharedPtr initial, ServerContextSelector selector);
   // A client-side transport on `context` (SSL_set_connect_state): SNI, ALPN
   // and the session to resume come from `options` through
   // ClientContext::prepare(); the session the server issues goes to `cache`
@@ -69,6 +94,11 @@ class TlsTransport {
   HandshakeInfo describe() const;
   // The ALPN protocol the handshake selected ("h2", "http/1.1"), or empty.
   std::string_view alpn() const;
+  // The selector's tag for the ClientHello (none before it, or without a
+  // selector).
+  std::optional<size_t> selectedTag() const { return selected_tag_; }
+  // The selector refused the ClientHello (handshake() failed for it).
+  bool refused() const { return refused_; }
   // Whether the handshake resumed a session (client side: the cached one).
   bool sessionReused() const { return SSL_session_reused(ssl_) == 1; }
   SSL* native() const { return ssl_; }
@@ -76,6 +106,8 @@ class TlsTransport {
  private:
   TlsTransport() = default;
   void init(SSL_CTX* ctx);
+  friend int serverClientHelloCallback(SSL* ssl, int* alert, void* arg);
+  int onClientHello(int* alert);
 
   // Exactly one is set: the context the SSL was made from stays alive.
   ServerContextConstSharedPtr context_;
@@ -83,6 +115,11 @@ class TlsTransport {
   SSL* ssl_ = nullptr;
   BIO* in_ = nullptr;   // owned by ssl_
   BIO* out_ = nullptr;  // owned by ssl_
+  // SNI selection: the selector, and the context and tag it chose.
+  ServerContextSelector selector_;
+  ServerContextConstSharedPtr selected_context_;
+  std::optional<size_t> selected_tag_;
+  bool refused_ = false;
   bool handshake_done_ = false;
   unsigned long error_ = 0;  // the OpenSSL error that failed the handshake
 };

@@ -65,7 +65,9 @@ asio::awaitable<boost::system::error_code> runTlsHandshake(
       co_return boost::system::error_code();
     }
     if (r != tls::TlsTransport::Result::kWantRead) {
-      if (ssl_stats) countHandshake(shard, *ssl_stats, t.describe());
+      // A ClientHello no filter chain takes is no TLS failure: the listener
+      // counts it (no_filter_chain_match).
+      if (ssl_stats && !t.refused()) countHandshake(shard, *ssl_stats, t.describe());
       co_return asio::error::connection_refused;
     }
     if (ec) break;

@@ -19,30 +19,6 @@ constexpr const char* kLog = "xds";
 constexpr std::size_t kReadBufferBytes = 64 * 1024;
 constexpr std::size_t kWriteBatch = 256 * 1024;
 
-// grpc-message is percent-encoded (PROTOCOL-HTTP2.md).
-std::string percentDecode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size()) {
-      auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-      };
-      const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(in[i]);
-  }
-  return out;
-}
-
 // The gRPC code for an HTTP status that is not 200 (grpc/doc/http-grpc-status-mapping.md).
 GrpcStatus fromHttpStatus(std::uint16_t status) {
   switch (status) {
@@ -61,7 +37,10 @@ GrpcStatus fromHttpStatus(std::uint16_t status) {
 }  // namespace
 
 GrpcStream::GrpcStream(asio::any_io_executor ex, Options options, Callbacks& callbacks)
-    : options_(std::move(options)), callbacks_(&callbacks), socket_(ex) {
+    : options_(std::move(options)),
+      callbacks_(&callbacks),
+      socket_(ex),
+      decoder_(options_.max_message_bytes) {
   read_buffer_.resize(kReadBufferBytes);
 }
 
@@ -186,14 +165,8 @@ asio::awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
 
 void GrpcStream::send(std::string_view message) {
   if (!ready_ || closed_ || end_ || !stream_) return;
-  char prefix[5];
-  prefix[0] = 0;  // not compressed
-  const auto len = static_cast<std::uint32_t>(message.size());
-  prefix[1] = static_cast<char>(len >> 24);
-  prefix[2] = static_cast<char>(len >> 16);
-  prefix[3] = static_cast<char>(len >> 8);
-  prefix[4] = static_cast<char>(len);
-  stream_->encodeData(std::span<const char>(prefix, sizeof prefix), false);
+  const auto prefix = grpcFramePrefix(message.size());
+  stream_->encodeData(std::span<const char>(prefix.data(), prefix.size()), false);
   stream_->encodeData(std::span<const char>(message.data(), message.size()), false);
   kickWriter();
 }
@@ -227,34 +200,17 @@ void GrpcStream::statusFrom(const HeaderMap& fields) {
     finish(GrpcStatus::kUnknown, "the call ended without grpc-status");
     return;
   }
-  finish(static_cast<GrpcStatus>(value), percentDecode(fields.get("grpc-message")));
+  finish(static_cast<GrpcStatus>(value), grpcPercentDecode(fields.get("grpc-message")));
 }
 
 void GrpcStream::onData(std::span<const char> data, bool) {
   unacked_ += data.size();
   if (end_ || !headers_ok_) return;
-  rx_.append(data.data(), data.size());
-  // Whole messages out of rx_.
-  std::size_t pos = 0;
-  while (rx_.size() - pos >= 5) {
-    const auto* p = reinterpret_cast<const unsigned char*>(rx_.data() + pos);
-    const std::uint32_t len = (std::uint32_t{p[1]} << 24) | (std::uint32_t{p[2]} << 16) |
-                              (std::uint32_t{p[3]} << 8) | std::uint32_t{p[4]};
-    if (p[0] != 0) {
-      finish(GrpcStatus::kInternal, "a compressed message was received; none was accepted");
-      return;
-    }
-    if (len > options_.max_message_bytes) {
-      finish(GrpcStatus::kResourceExhausted,
-             absl::StrCat("a message of ", len, " bytes is above the limit of ",
-                          options_.max_message_bytes));
-      return;
-    }
-    if (rx_.size() - pos - 5 < len) break;
-    messages_.emplace_back(rx_.data() + pos + 5, len);
-    pos += 5 + len;
+  if (absl::Status st = decoder_.feed(data, messages_); !st.ok()) {
+    finish(st.code() == absl::StatusCode::kResourceExhausted ? GrpcStatus::kResourceExhausted
+                                                             : GrpcStatus::kInternal,
+           std::string(st.message()));
   }
-  rx_.erase(0, pos);
 }
 
 void GrpcStream::onTrailers(HeaderMap& trailers) { statusFrom(trailers); }

@@ -33,22 +33,9 @@
 
 #include "proxy/codec/http2_client_codec.h"
 #include "proxy/common/asio.h"
+#include "proxy/xds/grpc_framing.h"
 
 namespace turnout::proxy {
-
-// gRPC status codes used here (grpc/include/grpcpp/impl/codegen/status_code_enum.h).
-enum class GrpcStatus : int {
-  kOk = 0,
-  kCancelled = 1,
-  kUnknown = 2,
-  kInvalidArgument = 3,
-  kDeadlineExceeded = 4,
-  kNotFound = 5,
-  kResourceExhausted = 8,
-  kUnimplemented = 12,
-  kInternal = 13,
-  kUnavailable = 14,
-};
 
 class GrpcStream final : public http2::ConnectionCallbacks,
                          public ResponseDecoderCallbacks,
@@ -116,7 +103,7 @@ class GrpcStream final : public http2::ConnectionCallbacks,
   http2::ClientStreamPtr stream_;
   std::vector<char> read_buffer_;
   std::string out_;
-  std::string rx_;                        // bytes of the message being received
+  GrpcMessageDecoder decoder_;
   std::deque<std::string> messages_;      // complete, not yet delivered
   std::size_t unacked_ = 0;               // received bytes to acknowledge after delivery
   std::optional<std::pair<GrpcStatus, std::string>> end_;

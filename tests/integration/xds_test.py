@@ -207,6 +207,24 @@ class XdsTest(unittest.TestCase):
         self.assertIsNotNone(self.ads.wait_for(
             lambda r: r.type_url == ROUTES and list(r.resource_names) == ["inbound", "outbound"]))
 
+    def test_a_listener_warms_until_its_route_configuration_arrives(self):
+        self.ads.set(LISTENER, "l2", [listener("late", 0, "late")])
+        # Asked for, not there yet: the listener is not bound (no 404 window).
+        self.assertIsNotNone(self.ads.wait_for(
+            lambda r: r.type_url == ROUTES and list(r.resource_names) == ["late", "outbound"]))
+        self.assertEqual(self.proxy.wait_stat("listener_manager.total_listeners_warming",
+                                              lambda v: v == 1), 1)
+        self.assertNotIn("late", self.proxy._read_listeners())
+        self.ads.set(ROUTES, "r2", [route_config("outbound", "reviews"),
+                                    route_config("late", "reviews")])
+
+        def late_port():
+            return self.proxy._read_listeners().get("late", (None, None))[1]
+        port = poll(late_port)
+        self.assertIsNotNone(port, self.proxy.log())
+        self.assertEqual(get(port)[1], "a")
+        self.assertEqual(self.proxy.counter("listener_manager.total_listeners_warming"), 0)
+
     def test_bad_update_is_nacked_and_the_last_good_config_keeps_serving(self):
         self.assertServed("a")
         rejected_before = self.proxy.counter("cluster_manager.cds.update_rejected")

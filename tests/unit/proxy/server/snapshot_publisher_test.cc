@@ -140,7 +140,7 @@ TEST_CASE("an RDS table replaces the route table of the listeners that name it o
   auto dp = DataPlaneConfig::build(s, store);
   REQUIRE(dp.ok());
   auto base = *dp;
-  CHECK_FALSE((*base->findListener("rds_a"))->hcm->route_table);
+  CHECK_FALSE((*base->findListener("rds_a"))->filter_chains[0].hcm->route_table);
 
   routing::RouteConfiguration rc;
   auto table = routing::RouteTable::create(rc);
@@ -148,7 +148,7 @@ TEST_CASE("an RDS table replaces the route table of the listeners that name it o
   RouteTableConstSharedPtr t = *table;
   auto next = SnapshotPublisher::withRoute(*base, "routes_a", t);
   const auto& a = *next->findListener("rds_a");
-  CHECK(a->hcm->route_table == t);
+  CHECK(a->filter_chains[0].hcm->route_table == t);
   CHECK(a != *base->findListener("rds_a"));
   CHECK(a->config == (*base->findListener("rds_a"))->config);  // same listener: connections follow
   CHECK(*next->findListener("rds_b") == *base->findListener("rds_b"));

@@ -1,0 +1,90 @@
+#pragma once
+
+// turnout-cp's xDS server: ADS, State of the World
+// (envoy.service.discovery.v3.AggregatedDiscoveryService/
+// StreamAggregatedResources), on GrpcServer (docs/control_plane.md, "ADS
+// server"). Main thread.
+//
+// Per stream: the node from its first request (its dialect from
+// node.user_agent_name, generator.h), and per type the names asked for
+// (CDS and LDS: every resource; RDS and EDS: the names in the request), the
+// version and nonce last sent, the version ACKed or the error of the last
+// NACK (ProxyStatus, GET /v1/proxies).
+//
+// A type's version for a stream is a hash of the names and content versions
+// of the resources it gets, so it changes exactly when what that client
+// would receive changes. A response is sent when a stream first asks for a
+// type whose version differs from the one in the request (a reconnecting
+// client that already holds it gets nothing), when the names asked for
+// change, and on update() for every type whose version changed (SotW: only
+// the changed types, in Envoy's order CDS, EDS, LDS, RDS). A request whose
+// nonce is not the last one sent for its type is stale and ignored (but its
+// names still count), as go-control-plane does. An empty type_url ends the
+// stream with INVALID_ARGUMENT. LDS is answered with no listeners (turnout-cp
+// makes none yet), so a client's LDS initialisation completes.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "config/control_plane/generator.h"
+#include "config/control_plane/model.h"
+#include "config/control_plane/server/grpc_server.h"
+#include "config/control_plane/server/proxy_status.h"
+#include "proxy/common/asio.h"
+
+namespace turnout::control_plane {
+
+inline constexpr char kAdsMethod[] =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+
+class AdsStream;
+
+class AdsServer {
+ public:
+  struct Options {
+    std::string address = "127.0.0.1";
+    uint16_t port = 18000;  // 0: any free port
+  };
+  static absl::StatusOr<std::unique_ptr<AdsServer>> create(asio::io_context& ioc, Options options,
+                                                           const Model& model);
+  ~AdsServer();
+  void start();
+  void stop();
+  uint16_t port() const { return grpc_->port(); }
+
+  // The model changed: regenerates the resources and pushes what changed to
+  // every stream.
+  void update(const Model& model);
+  std::vector<ProxyStatus> proxies() const;
+
+  // Resources as the generator made them for a dialect (cached per update).
+  const ResourcesByType& resources(Dialect dialect);
+
+  // A response as every client with the same dialect, type and names gets
+  // it, serialized once per update: the version and the bytes of a
+  // DiscoveryResponse without its nonce (a stream appends its own nonce
+  // field; concatenated protobuf messages merge).
+  struct Prepared {
+    std::string version;
+    std::string bytes;
+  };
+  const Prepared& prepared(Dialect dialect, const std::string& type_url, bool wildcard,
+                           const std::set<std::string>& names);
+
+ private:
+  friend class AdsStream;
+  AdsServer() = default;
+
+  std::unique_ptr<GrpcServer> grpc_;
+  Model model_;  // a copy: the caller's may be replaced (State::restore)
+  std::map<Dialect, ResourcesByType> cache_;
+  std::map<std::string, Prepared> prepared_;
+  std::set<AdsStream*> streams_;
+};
+
+}  // namespace turnout::control_plane

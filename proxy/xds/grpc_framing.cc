@@ -1,0 +1,75 @@
+#include "proxy/xds/grpc_framing.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace turnout::proxy {
+
+absl::Status GrpcMessageDecoder::feed(std::span<const char> data, std::deque<std::string>& out) {
+  buffer_.append(data.data(), data.size());
+  std::size_t pos = 0;
+  absl::Status status;
+  while (buffer_.size() - pos >= 5) {
+    const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + pos);
+    const std::uint32_t len = (std::uint32_t{p[1]} << 24) | (std::uint32_t{p[2]} << 16) |
+                              (std::uint32_t{p[3]} << 8) | std::uint32_t{p[4]};
+    if (p[0] != 0) {
+      status = absl::InvalidArgumentError("a compressed message was received; none was accepted");
+      break;
+    }
+    if (len > max_) {
+      status = absl::ResourceExhaustedError(
+          absl::StrCat("a message of ", len, " bytes is above the limit of ", max_));
+      break;
+    }
+    if (buffer_.size() - pos - 5 < len) break;
+    out.emplace_back(buffer_.data() + pos + 5, len);
+    pos += 5 + len;
+  }
+  if (!status.ok()) {
+    buffer_.clear();
+    return status;
+  }
+  buffer_.erase(0, pos);
+  return absl::OkStatus();
+}
+
+std::string grpcPercentDecode(std::string_view in) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(in[i]);
+  }
+  return out;
+}
+
+std::string grpcPercentEncode(std::string_view in) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(in.size());
+  for (unsigned char c : in) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+}  // namespace turnout::proxy

@@ -1,0 +1,60 @@
+#pragma once
+
+// gRPC's length-prefixed message framing (grpc/doc/PROTOCOL-HTTP2.md), shared
+// by the xDS client (GrpcStream) and turnout-cp's gRPC server: a 1-byte
+// compressed flag, a 32-bit big-endian length, the message.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace turnout::proxy {
+
+// gRPC status codes used here (grpc/include/grpcpp/impl/codegen/status_code_enum.h).
+enum class GrpcStatus : int {
+  kOk = 0,
+  kCancelled = 1,
+  kUnknown = 2,
+  kInvalidArgument = 3,
+  kDeadlineExceeded = 4,
+  kNotFound = 5,
+  kResourceExhausted = 8,
+  kUnimplemented = 12,
+  kInternal = 13,
+  kUnavailable = 14,
+};
+
+// The 5-byte prefix of an uncompressed message of `size` bytes.
+inline std::array<char, 5> grpcFramePrefix(std::size_t size) {
+  const auto len = static_cast<std::uint32_t>(size);
+  return {0, static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+          static_cast<char>(len >> 8), static_cast<char>(len)};
+}
+
+// Splits a byte stream into whole messages. A compressed message (none is
+// ever accepted: nothing advertises an encoding) or one above the limit is
+// an error (InvalidArgument / ResourceExhausted); the decoder is then spent.
+class GrpcMessageDecoder {
+ public:
+  explicit GrpcMessageDecoder(std::size_t max_message_bytes) : max_(max_message_bytes) {}
+  // Appends the messages `data` completes to `out`.
+  absl::Status feed(std::span<const char> data, std::deque<std::string>& out);
+  // Bytes of an incomplete message held.
+  std::size_t buffered() const { return buffer_.size(); }
+
+ private:
+  std::size_t max_;
+  std::string buffer_;
+};
+
+// grpc-message is percent-encoded.
+std::string grpcPercentDecode(std::string_view in);
+std::string grpcPercentEncode(std::string_view in);
+
+}  // namespace turnout::proxy
