@@ -4,7 +4,8 @@
 #     Fails if the layer directory includes anything from I/O or wire-format
 #     libraries. routing/ takes string views and returns values; nothing more.
 #   check_layer_deps.sh --private ROOT SUBDIR
-#     Fails if a source outside ROOT/SUBDIR (and outside ROOT/tests) includes a
+#     Fails if a source outside ROOT/SUBDIR (and outside ROOT/tests and ROOT/bench,
+#     which measure it) includes a
 #     header of ROOT/SUBDIR: config/control_plane/ is turnout-cp's alone.
 set -u
 if [ "${1:-}" = "--private" ]; then
@@ -13,7 +14,7 @@ if [ "${1:-}" = "--private" ]; then
   [ -d "$root/$sub" ] || { echo "no such directory: $root/$sub"; exit 2; }
   hits=$(cd "$root" && grep -rnE "#[[:space:]]*include[[:space:]]*\"$sub/" \
            --include='*.h' --include='*.cc' . \
-         | grep -vE "^\./($sub|tests)/" | grep -v '^\./build' || true)
+         | grep -vE "^\./($sub|tests|bench)/" | grep -v '^\./build' || true)
   if [ -n "$hits" ]; then
     echo "$sub is private to itself, but these include it:"
     echo "$hits"

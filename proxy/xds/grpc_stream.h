@@ -33,7 +33,7 @@
 
 #include "proxy/codec/http2_client_codec.h"
 #include "proxy/common/asio.h"
-#include "proxy/xds/grpc_framing.h"
+#include "proxy/codec/grpc_framing.h"
 
 namespace turnout::proxy {
 

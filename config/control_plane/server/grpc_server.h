@@ -4,7 +4,7 @@
 // (http2::ServerCodec), one io_context (the main thread). Enough gRPC for
 // long-lived bidirectional streams (xDS): a call is a POST with
 // `content-type: application/grpc`; messages are length-prefixed
-// (proxy/xds/grpc_framing.h); the call ends with trailers carrying
+// (proxy/codec/grpc_framing.h); the call ends with trailers carrying
 // grpc-status and grpc-message. An unknown method is answered
 // trailers-only UNIMPLEMENTED, a request that is not gRPC with 415.
 //
@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "proxy/codec/http2_server_codec.h"
 #include "proxy/common/asio.h"
-#include "proxy/xds/grpc_framing.h"
+#include "proxy/codec/grpc_framing.h"
 
 namespace turnout::control_plane {
 

@@ -1,4 +1,4 @@
-#include "proxy/xds/grpc_framing.h"
+#include "proxy/codec/grpc_framing.h"
 
 #include "absl/strings/str_cat.h"
 
