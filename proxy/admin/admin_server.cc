@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <exception>
-#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,14 +14,10 @@
 #include "envoy/admin/v3/server_info.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "proxy/admin/logging_handler.h"
-#include "proxy/common/spawn.h"
 #include "proxy/stats/stats_render.h"
 
 namespace turnout::proxy::admin {
 namespace {
-
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
 
 constexpr const char* kJson = "application/json";
 
@@ -61,11 +56,6 @@ const std::string* findParam(const std::vector<std::pair<std::string, std::strin
 
 bool hasParam(const std::vector<std::pair<std::string, std::string>>& params, std::string_view name) {
   return findParam(params, name) != nullptr;
-}
-
-std::string hostPort(const std::string& address, uint32_t port) {
-  if (address.find(':') != std::string::npos) return absl::StrCat("[", address, "]:", port);
-  return absl::StrCat(address, ":", port);
 }
 
 std::string toJson(const google::protobuf::Message& message, bool always_print_primitives) {
@@ -137,8 +127,7 @@ AdminServer::Options AdminServer::optionsFor(const config::Address& address) {
   return o;
 }
 
-AdminServer::AdminServer(asio::io_context& ioc, AdminSource& source, stats::Store& store, Options options)
-    : ioc_(ioc), source_(source), store_(store), options_(std::move(options)), acceptor_(ioc) {
+AdminServer::AdminServer(AdminSource& source, stats::Store& store) : source_(source), store_(store) {
   handlers_ = {
       {"/", "Admin home page", false, &AdminServer::handleHelp},
       {"/certs", "print certs on machine", false, &AdminServer::handleCerts},
@@ -170,114 +159,31 @@ AdminServer::AdminServer(asio::io_context& ioc, AdminSource& source, stats::Stor
   };
 }
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::~AdminServer() = default;
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::create(asio::io_context& ioc, AdminSource& source,
                                                                  stats::Store& store, Options options) {
-  std::unique_ptr<AdminServer> server(new AdminServer(ioc, source, store, std::move(options)));
-  const Options& o = server->options_;
-  boost::system::error_code ec;
-  const asio::ip::address ip = asio::ip::make_address(o.address, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("admin.address: invalid IP '", o.address, "'"));
-  const tcp::endpoint endpoint(ip, o.port);
-  auto& acceptor = server->acceptor_;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("admin.address: cannot listen on ", hostPort(o.address, o.port), ": ", ec.message()));
-  }
-  server->port_ = acceptor.local_endpoint().port();
-  if (!o.address_path.empty()) {
-    std::ofstream f(o.address_path, std::ios::trunc);
-    f << server->boundAddress();
-    f.close();
-    if (!f) {
-      return absl::InternalError(absl::StrCat("--admin-address-path: cannot write ", o.address_path));
-    }
-  }
-  return server;
-}
-
-std::string AdminServer::boundAddress() const { return hostPort(options_.address, port_); }
-
-void AdminServer::start() {
-  asio::co_spawn(ioc_, acceptLoop(), LogEscapedException{"admin", "admin accept loop"});
-}
-
-void AdminServer::stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  for (beast::tcp_stream* s : sessions_) {
-    s->socket().shutdown(tcp::socket::shutdown_both, ec);
-    s->socket().close(ec);
-  }
-}
-
-asio::awaitable<void> AdminServer::acceptLoop() {
-  while (!stopped_) {
-    boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (stopped_ || ec == asio::error::operation_aborted) co_return;
-      continue;  // e.g. EMFILE: keep serving
-    }
-    asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket))),
-                   LogEscapedException{"admin", "admin session"});
-  }
-}
-
-asio::awaitable<void> AdminServer::session(beast::tcp_stream stream) {
-  sessions_.insert(&stream);
-  beast::flat_buffer buffer;
-  boost::system::error_code ec;
-  for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<uint32_t>(options_.max_request_header_bytes));
-    parser.body_limit(options_.max_request_body_bytes);
-    stream.expires_after(options_.idle_timeout);
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    AdminResponse response;
-    bool keep_alive = false;
-    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == asio::error::operation_aborted || ec == beast::error::timeout || stopped_) {
-      break;
-    } else if (ec == http::error::body_limit) {
-      response = text(413, "request body too large\n");
-    } else if (ec == http::error::header_limit) {
-      response = text(431, "request headers too large\n");
-    } else if (ec) {
-      if (parser.got_some()) {
-        response = text(400, absl::StrCat("bad request: ", ec.message(), "\n"));
-      } else {
-        break;
-      }
-    } else {
-      const auto& req = parser.get();
-      keep_alive = req.keep_alive();
-      const auto content_type = req[http::field::content_type];
-      response = handle(std::string_view(req.method_string().data(), req.method_string().size()),
+  std::unique_ptr<AdminServer> server(new AdminServer(source, store));
+  HttpService::Options http;
+  http.address = std::move(options.address);
+  http.port = options.port;
+  http.address_path = std::move(options.address_path);
+  http.max_request_header_bytes = options.max_request_header_bytes;
+  http.max_request_body_bytes = options.max_request_body_bytes;
+  http.idle_timeout = options.idle_timeout;
+  http.write_timeout = options.write_timeout;
+  http.address_name = "admin.address";
+  http.address_path_name = "--admin-address-path";
+  AdminServer* self = server.get();
+  auto service = HttpService::create(ioc, std::move(http), [self](const HttpRequest& req) {
+    const auto content_type = req[beast::http::field::content_type];
+    return self->handle(std::string_view(req.method_string().data(), req.method_string().size()),
                         std::string_view(req.target().data(), req.target().size()), req.body(),
                         std::string_view(content_type.data(), content_type.size()));
-    }
-    http::response<http::string_body> res{static_cast<http::status>(response.status), 11};
-    res.set(http::field::content_type, response.content_type);
-    res.set(http::field::cache_control, "no-cache, max-age=0");
-    res.set("x-content-type-options", "nosniff");
-    res.keep_alive(keep_alive && !stopped_);
-    res.body() = std::move(response.body);
-    res.prepare_payload();
-    stream.expires_after(options_.write_timeout);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-    if (response.after_write) asio::post(ioc_, std::move(response.after_write));
-    if (ec || !res.keep_alive()) break;
-  }
-  sessions_.erase(&stream);
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  });
+  if (!service.ok()) return service.status();
+  server->http_ = std::move(*service);
+  return server;
 }
 
 std::string AdminServer::helpText() const {

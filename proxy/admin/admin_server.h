@@ -5,7 +5,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "proxy/admin/admin_source.h"
+#include "proxy/admin/http_service.h"
 #include "proxy/common/asio.h"
 #include "proxy/stats/store.h"
 
@@ -23,18 +23,11 @@ struct Address;
 namespace turnout::proxy::admin {
 
 // One admin response, before it goes on the wire.
-struct AdminResponse {
-  unsigned status = 200;
-  std::string content_type = "text/plain; charset=UTF-8";
-  std::string body;
-  // Runs after the response has been written (e.g. /quitquitquit).
-  std::function<void()> after_write;
-};
+using AdminResponse = HttpResponse;
 
 // Envoy's admin interface (operations/admin.rst) on the MAIN thread's
-// io_context: Beast's parser and serializer over beast::tcp_stream, one
-// coroutine per connection, HTTP/1.1 keep-alive, a request-size limit and a
-// deadline on every read and write. Handlers run synchronously on the main
+// io_context, served by HttpService (HTTP/1.1 keep-alive, one coroutine per
+// connection, size limits and deadlines). Handlers run synchronously on the main
 // thread and read the proxy through AdminSource and stats::Store, which must
 // outlive the server. Mutating endpoints require POST: any other method gets
 // 405 "Method GET not allowed, POST required." and changes nothing (Envoy's
@@ -60,12 +53,12 @@ class AdminServer {
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
-  void start();
+  void start() { http_->start(); }
   // Stops accepting and closes open admin connections.
-  void stop();
-  uint16_t port() const { return port_; }
+  void stop() { http_->stop(); }
+  uint16_t port() const { return http_->port(); }
   // "127.0.0.1:PORT" (IPv6 as "[::1]:PORT").
-  std::string boundAddress() const;
+  std::string boundAddress() const { return http_->boundAddress(); }
 
   // Dispatches one request (exposed for tests). `target` is path + query.
   AdminResponse handle(std::string_view method, std::string_view target, std::string_view body = {},
@@ -84,9 +77,7 @@ class AdminServer {
     AdminResponse (AdminServer::*fn)(const Params&);
   };
 
-  AdminServer(asio::io_context& ioc, AdminSource& source, stats::Store& store, Options options);
-  asio::awaitable<void> acceptLoop();
-  asio::awaitable<void> session(beast::tcp_stream stream);
+  AdminServer(AdminSource& source, stats::Store& store);
 
   AdminResponse handleHelp(const Params&);
   AdminResponse handleReady(const Params&);
@@ -108,16 +99,11 @@ class AdminServer {
   AdminResponse handleCerts(const Params&);
   AdminResponse renderStats(const Params& params, bool prometheus);
 
-  asio::io_context& ioc_;
   AdminSource& source_;
   stats::Store& store_;
-  Options options_;
-  asio::ip::tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
+  std::unique_ptr<HttpService> http_;
   std::vector<Handler> handlers_;
   std::map<std::string, std::string> runtime_;
-  std::set<beast::tcp_stream*> sessions_;
-  bool stopped_ = false;
 };
 
 // Parses "a=b&c&d=%2F" into (name, value) pairs, percent-decoding both.

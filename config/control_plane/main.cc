@@ -1,0 +1,163 @@
+// turnout-cp: the control plane. `turnout-cp serve` runs the REST/JSON API (and
+// the ADS server) on one io_context over the SQLite store; every other command
+// is the CLI (cli/cli.h), a client of that API.
+
+#include <csignal>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "config/control_plane/api/rest_api.h"
+#include "config/control_plane/cli/cli.h"
+#include "config/control_plane/sqlite_store.h"
+#include "proxy/common/asio.h"
+#include "proxy/common/log.h"
+
+namespace turnout::control_plane {
+namespace {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct ServeOptions {
+  std::string data_dir = "./turnout-cp-data";
+  HostPort xds_address{"127.0.0.1", 18000};
+  HostPort http_address{"127.0.0.1", 18080};
+  std::string http_address_path;
+  std::string log_level = "info";
+};
+
+// "HOST:PORT" or "[V6]:PORT"; port 0 picks a free one.
+absl::StatusOr<HostPort> parseHostPort(const std::string& flag, const std::string& text) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not HOST:PORT (e.g. 127.0.0.1:18080)"));
+  };
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad();
+  std::string host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) return bad();
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return bad();  // IPv6 needs brackets
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port > 65535) return bad();
+  return HostPort{std::move(host), static_cast<uint16_t>(port)};
+}
+
+absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& args) {
+  ServeOptions o;
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string flag = args[i];
+    if (flag == "-h" || flag == "--help") return absl::CancelledError(cli::usage());
+    std::string value;
+    if (const size_t eq = flag.find('='); eq != std::string::npos && flag.substr(0, 2) == "--") {
+      value = flag.substr(eq + 1);
+      flag.resize(eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+    }
+    if (flag == "--data-dir") {
+      if (value.empty()) return absl::InvalidArgumentError("--data-dir: empty");
+      o.data_dir = value;
+    } else if (flag == "--store") {
+      // Fail closed: only the embedded store exists so far.
+      if (value.substr(0, 7) == "etcd://") {
+        return absl::UnimplementedError(absl::StrCat(
+            "--store ", value, ": the etcd store is not supported yet; use --data-dir (the embedded SQLite store)"));
+      }
+      return absl::InvalidArgumentError(absl::StrCat("--store '", value,
+                                                     "': unknown store (the etcd store, etcd://, is not supported "
+                                                     "yet; use --data-dir)"));
+    } else if (flag == "--xds-address") {
+      auto a = parseHostPort(flag, value);
+      if (!a.ok()) return a.status();
+      o.xds_address = *a;
+    } else if (flag == "--http-address") {
+      auto a = parseHostPort(flag, value);
+      if (!a.ok()) return a.status();
+      o.http_address = *a;
+    } else if (flag == "--http-address-path") {
+      o.http_address_path = value;
+    } else if (flag == "--log-level") {
+      o.log_level = value;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("serve: unknown flag ", flag));
+    }
+  }
+  return o;
+}
+
+int serve(const std::vector<std::string>& args) {
+  auto options = parseServeOptions(args);
+  if (options.status().code() == absl::StatusCode::kCancelled) {  // --help
+    std::cout << options.status().message();
+    return 0;
+  }
+  if (!options.ok()) {
+    std::cerr << "turnout-cp: " << options.status().message() << "\n";
+    return 2;
+  }
+  if (!proxy::setDefaultLogLevel(options->log_level == "warning" ? "warn" : options->log_level)) {
+    std::cerr << "turnout-cp: --log-level: unknown level '" << options->log_level << "'\n";
+    return 2;
+  }
+  auto store = SqliteStore::open(options->data_dir);
+  if (!store.ok()) {
+    std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << store.status().message() << "\n";
+    return 1;
+  }
+  asio::io_context ioc(1);
+  RestApi::Options api_options;
+  api_options.address = options->http_address.host;
+  api_options.port = options->http_address.port;
+  api_options.address_path = options->http_address_path;
+  auto api = RestApi::create(ioc, **store, api_options);
+  if (!api.ok()) {
+    std::cerr << "turnout-cp: " << api.status().message() << "\n";
+    return 1;
+  }
+
+  // ---- the ADS server goes here -------------------------------------------------
+  // Construct it on `ioc` listening on options->xds_address with the current
+  // model, e.g. AdsServer::create(ioc, {host, port}, (*api)->state().model()),
+  // start it, and hook it to the API:
+  //   (*api)->setOnChange([&ads](const State& state) { ads->update(state.model()); });
+  //   (*api)->setProxies([&ads] { return ads->proxies(); });
+  // Stop it in the signal handler below, next to (*api)->stop().
+  // -------------------------------------------------------------------------------
+
+  (*api)->start();
+  TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, data in {} (config version {})", (*api)->boundAddress(),
+              (*store)->path(), (*api)->state().version());
+
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    TURNOUT_LOG(info, "main", "turnout-cp: signal {}, shutting down", signal);
+    (*api)->stop();
+    ioc.stop();
+  });
+  ioc.run();
+  return 0;
+}
+
+}  // namespace
+}  // namespace turnout::control_plane
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "serve") return turnout::control_plane::serve(args);
+  return turnout::control_plane::cli::run(args, std::cout, std::cerr);
+}

@@ -1,0 +1,119 @@
+#include "config/control_plane/api/rest_api.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "tests/support/eventually.h"
+#include "tests/support/temp_dir.h"
+
+namespace turnout::control_plane {
+namespace {
+
+namespace http = beast::http;
+
+using test::TempDir;
+
+struct Fixture {
+  TempDir dir;
+  asio::io_context ioc;
+  std::unique_ptr<SqliteStore> store;
+  std::unique_ptr<RestApi> api;
+  absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  std::vector<uint64_t> changes;  // the version on_change saw, each call
+
+  Fixture() {
+    auto opened = SqliteStore::open(dir.path());
+    REQUIRE(opened.ok());
+    store = std::move(*opened);
+    RestApi::Options options;
+    options.port = 0;
+    auto created = RestApi::create(ioc, *store, options, [this] { return now; });
+    INFO(created.status().ToString());
+    REQUIRE(created.ok());
+    api = std::move(*created);
+    api->setOnChange([this](const State& state) { changes.push_back(state.version()); });
+    api->start();
+  }
+
+  HttpResponse call(http::verb method, const std::string& target, const std::string& body = "",
+                    const std::string& if_match = "") {
+    HttpRequest req{method, target, 11};
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    if (!if_match.empty()) req.set(http::field::if_match, if_match);
+    req.body() = body;
+    return api->handle(req);
+  }
+};
+
+std::string header(const HttpResponse& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+TEST_CASE("on_change runs after each stored mutation, never after a refused call or a read", "[rest_api]") {
+  Fixture f;
+  CHECK(f.call(http::verb::put, "/v1/services/reviews", R"({"port": 9080})").status == 201);
+  CHECK(f.call(http::verb::get, "/v1/services/reviews").status == 200);
+  CHECK(f.call(http::verb::put, "/v1/services/reviews", R"({"port": 0})").status == 400);
+  CHECK(f.call(http::verb::put, "/v1/sandboxes/k", R"({"forks": {"nope": ["1.2.3.4:5"]}})").status == 409);
+  CHECK(f.call(http::verb::delete_, "/v1/services/reviews", "", "\"9\"").status == 412);
+  const HttpResponse put = f.call(http::verb::put, "/v1/services/reviews", R"({"port": 9081})", "\"1\"");
+  CHECK(put.status == 200);
+  CHECK(put.body == "{\"version\":2,\"etag\":\"\\\"2\\\"\"}\n");
+  CHECK(header(put, "ETag") == "\"2\"");
+  CHECK(f.call(http::verb::delete_, "/v1/services/reviews").status == 200);
+  CHECK(f.changes == std::vector<uint64_t>{1, 2, 3});
+}
+
+TEST_CASE("a sandbox expires from the timer: stored, on_change told, one version", "[rest_api]") {
+  Fixture f;
+  REQUIRE(f.call(http::verb::put, "/v1/services/reviews", R"({"port": 9080})").status == 201);
+  REQUIRE(f.call(http::verb::put, "/v1/sandboxes/short", R"({"forks": {"reviews": ["1.2.3.4:5"]}, "ttl": "1s"})")
+              .status == 201);
+  REQUIRE(f.call(http::verb::put, "/v1/sandboxes/long", R"({"forks": {"reviews": ["1.2.3.4:6"]}, "ttl": "1h"})")
+              .status == 201);
+  // The timer waits 1 s of real time; by the clock the sandbox is long due.
+  f.now += absl::Minutes(5);
+  CHECK(test::eventually(f.ioc, [&] { return f.api->state().model().sandboxes.count("short") == 0; },
+                         std::chrono::seconds(3)));
+  CHECK(f.api->state().model().sandboxes.count("long") == 1);
+  CHECK(f.changes == std::vector<uint64_t>{1, 2, 3, 4});
+  auto stored = f.store->load();
+  REQUIRE(stored.ok());
+  CHECK(stored->version == 4);
+  CHECK(stored->resources.size() == 2);  // reviews and long
+}
+
+TEST_CASE("proxies come from the callback", "[rest_api]") {
+  Fixture f;
+  CHECK(f.call(http::verb::get, "/v1/proxies").body == "{\"version\":0,\"proxies\":[]}\n");
+  f.api->setProxies([] {
+    ProxyStatus p;
+    p.node_id = "sidecar-1";
+    p.dialect = "turnout";
+    p.connected_at = absl::FromUnixSeconds(0);
+    p.types["routes"] = ProxyTypeStatus{.sent_version = "3", .acked_version = "2", .nack_error = "bad", .pending = false};
+    return std::vector<ProxyStatus>{p};
+  });
+  const std::string body = f.call(http::verb::get, "/v1/proxies").body;
+  CHECK(body.find("\"node_id\":\"sidecar-1\"") != std::string::npos);
+  CHECK(body.find("\"connected_at\":\"1970-01-01T00:00:00.000Z\"") != std::string::npos);
+  CHECK(body.find("\"routes\":{\"sent_version\":\"3\",\"acked_version\":\"2\",\"nack_error\":\"bad\","
+                  "\"pending\":false}") != std::string::npos);
+}
+
+TEST_CASE("errors name the field path, quoted keys included", "[rest_api]") {
+  CHECK(errorResponse(invalidArgument("forks[\"a: b\"][0]", "bad")).body ==
+        "{\"error\":\"forks[\\\"a: b\\\"][0]: bad\",\"field\":\"forks[\\\"a: b\\\"][0]\"}\n");
+  CHECK(errorResponse(invalidArgument("", "the body is not valid JSON: x")).body ==
+        "{\"error\":\"the body is not valid JSON: x\"}\n");
+  CHECK(errorResponse(conflictError("x: y")).status == 409);
+  CHECK(errorResponse(conflictError("x: y")).body == "{\"error\":\"x: y\"}\n");
+}
+
+}  // namespace
+}  // namespace turnout::control_plane
