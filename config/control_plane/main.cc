@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "config/control_plane/cli/cli.h"
 #include "config/control_plane/sqlite_store.h"
 #include "proxy/common/asio.h"
+#include "config/control_plane/server/ads_server.h"
 #include "proxy/common/log.h"
 
 namespace turnout::control_plane {
@@ -32,6 +34,7 @@ struct ServeOptions {
   HostPort xds_address{"127.0.0.1", 18000};
   HostPort http_address{"127.0.0.1", 18080};
   std::string http_address_path;
+  std::string xds_address_path;  // gets the ADS server's bound "127.0.0.1:PORT"
   std::string log_level = "info";
 };
 
@@ -90,6 +93,8 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       o.http_address = *a;
     } else if (flag == "--http-address-path") {
       o.http_address_path = value;
+    } else if (flag == "--xds-address-path") {
+      o.xds_address_path = value;
     } else if (flag == "--log-level") {
       o.log_level = value;
     } else {
@@ -129,24 +134,38 @@ int serve(const std::vector<std::string>& args) {
     return 1;
   }
 
-  // ---- the ADS server goes here -------------------------------------------------
-  // Construct it on `ioc` listening on options->xds_address with the current
-  // model, e.g. AdsServer::create(ioc, {host, port}, (*api)->state().model()),
-  // start it, and hook it to the API:
-  //   (*api)->setOnChange([&ads](const State& state) { ads->update(state.model()); });
-  //   (*api)->setProxies([&ads] { return ads->proxies(); });
-  // Stop it in the signal handler below, next to (*api)->stop().
-  // -------------------------------------------------------------------------------
+  // The ADS server: pushes every stored change; /v1/proxies reads its streams.
+  auto ads = AdsServer::create(ioc, {options->xds_address.host, options->xds_address.port},
+                               (*api)->state().model());
+  if (!ads.ok()) {
+    std::cerr << "turnout-cp: " << ads.status().message() << "\n";
+    return 1;
+  }
+  AdsServer* ads_server = ads->get();
+  (*api)->setOnChange([ads_server](const State& state) { ads_server->update(state.model()); });
+  (*api)->setProxies([ads_server] { return ads_server->proxies(); });
+  if (!options->xds_address_path.empty()) {
+    std::ofstream f(options->xds_address_path);
+    f << options->xds_address.host << ":" << ads_server->port() << "\n";
+    if (!f) {
+      std::cerr << "turnout-cp: --xds-address-path " << options->xds_address_path
+                << ": cannot write\n";
+      return 1;
+    }
+  }
+  ads_server->start();
 
   (*api)->start();
-  TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, data in {} (config version {})", (*api)->boundAddress(),
-              (*store)->path(), (*api)->state().version());
+  TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, ADS on {}:{}, data in {} (config version {})",
+              (*api)->boundAddress(), options->xds_address.host, ads_server->port(), (*store)->path(),
+              (*api)->state().version());
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     TURNOUT_LOG(info, "main", "turnout-cp: signal {}, shutting down", signal);
     (*api)->stop();
+    ads_server->stop();
     ioc.stop();
   });
   ioc.run();

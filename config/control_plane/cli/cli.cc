@@ -493,7 +493,7 @@ std::string usage() {
       "usage: turnout-cp <command> [flags]\n"
       "\n"
       "  serve [--data-dir DIR] [--http-address HOST:PORT] [--http-address-path FILE]\n"
-      "        [--xds-address HOST:PORT] [--log-level LEVEL]\n"
+      "        [--xds-address HOST:PORT] [--xds-address-path FILE] [--log-level LEVEL]\n"
       "                                           run the control plane\n"
       "  service put NAME --port P [--endpoint HOST:PORT ...] [--namespace NS]\n"
       "  service list | get NAME | delete NAME\n"

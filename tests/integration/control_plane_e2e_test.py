@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""turnout-cp drives turnout end to end: the README demo as a test.
+
+turnout-cp serve (SQLite store, REST API and ADS on port 0), a baseline and a
+sandbox backend, and a turnout started from `turnout-cp bootstrap`. A sandbox
+created with the CLI takes the requests that carry its key (W3C baggage,
+tracestate and Signadot's headers); requests without it stay on the
+baseline; deleting the sandbox sends the traffic back. Real binaries,
+loopback, bounded polls.
+
+Usage: control_plane_e2e_test.py <turnout-binary> <turnout-cp-binary>
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+
+from fake_backend import FakeBackend, free_closed_port  # noqa: E402
+from turnout_process import TurnoutProcess, _poll  # noqa: E402
+
+TURNOUT = None
+TURNOUT_CP = None
+POLL_S = 5.0
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def get(port, headers=None, host="reviews"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        h = {"Host": host}
+        h.update(headers or {})
+        conn.request("GET", "/", headers=h)
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body).get("backend")
+        except ValueError:
+            return resp.status, None
+    except OSError:
+        return None, None
+    finally:
+        conn.close()
+
+
+class ControlPlaneE2eTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="turnout-cp-e2e-")
+        self.baseline = FakeBackend("baseline").start()
+        self.sandbox = FakeBackend("sandbox").start()
+        http_path = os.path.join(self.tmp, "http.addr")
+        xds_path = os.path.join(self.tmp, "xds.addr")
+        self.cp_log = open(os.path.join(self.tmp, "cp.log"), "wb")
+        self.cp = subprocess.Popen(
+            [TURNOUT_CP, "serve", "--data-dir", os.path.join(self.tmp, "data"),
+             "--http-address", "127.0.0.1:0", "--http-address-path", http_path,
+             "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path],
+            stdout=self.cp_log, stderr=subprocess.STDOUT)
+
+        def addresses():
+            if self.cp.poll() is not None:
+                raise RuntimeError("turnout-cp exited:\n" + self.cp_output())
+            if os.path.exists(http_path) and os.path.exists(xds_path):
+                a, b = read(http_path), read(xds_path)
+                return (a, b) if a and b else None
+            return None
+        got = _poll(10, addresses)
+        self.assertIsNotNone(got, self.cp_output())
+        self.url = "http://" + got[0]
+        self.xds_port = int(got[1].rsplit(":", 1)[1])
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.cp.poll() is None:
+            self.cp.send_signal(signal.SIGTERM)
+            try:
+                self.cp.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.cp.kill()
+                self.cp.wait()
+        self.cp_log.close()
+        self.baseline.stop()
+        self.sandbox.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def cp_output(self):
+        self.cp_log.flush()
+        with open(os.path.join(self.tmp, "cp.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def cli(self, *args):
+        r = subprocess.run([TURNOUT_CP] + list(args) + ["--server", self.url], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout
+
+    def start_sidecar(self):
+        outbound = free_closed_port()
+        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "sidecar-e2e", "--xds-host",
+                            "127.0.0.1", "--xds-port", str(self.xds_port), "--admin-port",
+                            str(free_closed_port()), "--outbound-port", str(outbound)],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.proxy = TurnoutProcess(TURNOUT, r.stdout).start()
+        return outbound
+
+    def test_sandbox_created_with_the_cli_takes_keyed_traffic_then_gives_it_back(self):
+        self.cli("service", "put", "reviews", "--port", "9080",
+                 "--endpoint", "127.0.0.1:%d" % self.baseline.port)
+        port = self.start_sidecar()
+        self.assertIsNotNone(_poll(POLL_S, lambda: get(port)[1] == "baseline"),
+                             self.proxy.log() + self.cp_output())
+        key = {"baggage": "userId=7,turnout-routing-key=feat-x"}
+        # No sandbox yet: the key goes to the baseline.
+        self.assertEqual(get(port, key)[1], "baseline")
+
+        self.cli("sandbox", "create", "feat-x", "--fork",
+                 "reviews=127.0.0.1:%d" % self.sandbox.port, "--ttl", "1h")
+        self.assertIsNotNone(_poll(POLL_S, lambda: get(port, key)[1] == "sandbox"),
+                             self.proxy.log() + self.cp_output())
+        self.assertEqual(get(port)[1], "baseline")
+        self.assertEqual(get(port, {"baggage": "turnout-routing-key=feat-y"})[1], "baseline")
+        # Every form of the key, Signadot's included, and the other domains.
+        for h in ({"tracestate": "turnout=feat-x"}, {"x-turnout-routing-key": "feat-x"},
+                  {"baggage": "sd-routing-key=feat-x"}, {"tracestate": "sd-routing-key=feat-x"},
+                  {"ot-baggage-sd-routing-key": "feat-x"}, {"uberctx-sd-routing-key": "feat-x"}):
+            self.assertEqual(get(port, h)[1], "sandbox", h)
+        self.assertEqual(get(port, key, host="reviews.default.svc.cluster.local:9080")[1], "sandbox")
+
+        # /v1/proxies: the sidecar, turnout's dialect, its routes ACKed.
+        def acked():
+            out = json.loads(self.cli("proxies", "--output", "json"))
+            proxies = out["proxies"] if isinstance(out, dict) else out
+            for p in proxies:
+                if p.get("node_id") == "sidecar-e2e" and p.get("dialect") == "turnout":
+                    routes = p.get("types", {}).get("routes", {})
+                    if routes.get("acked_version") and not routes.get("nack_error"):
+                        return p
+            return None
+        self.assertIsNotNone(_poll(POLL_S, acked), self.cli("proxies", "--output", "json"))
+
+        self.cli("sandbox", "delete", "feat-x")
+        self.assertIsNotNone(_poll(POLL_S, lambda: get(port, key)[1] == "baseline"),
+                             self.proxy.log())
+
+    def test_the_sidecar_keeps_serving_when_turnout_cp_stops(self):
+        self.cli("service", "put", "reviews", "--port", "9080",
+                 "--endpoint", "127.0.0.1:%d" % self.baseline.port)
+        port = self.start_sidecar()
+        self.assertIsNotNone(_poll(POLL_S, lambda: get(port)[1] == "baseline"), self.proxy.log())
+        self.cp.send_signal(signal.SIGTERM)
+        self.cp.wait(timeout=5)
+        self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 0), 0)
+        for _ in range(10):
+            self.assertEqual(get(port)[1], "baseline")
+
+
+def main():
+    global TURNOUT, TURNOUT_CP
+    if len(sys.argv) < 3:
+        print("usage: control_plane_e2e_test.py <turnout> <turnout-cp> [unittest args]",
+              file=sys.stderr)
+        return 2
+    TURNOUT, TURNOUT_CP = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    prog = unittest.main(module="__main__", argv=[sys.argv[0]] + sys.argv[3:], exit=False,
+                         verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
