@@ -28,3 +28,6 @@ echo "== where each request goes (turnout-route-check -c $example/bootstrap.yaml
 echo
 echo "== the real proxy: examples/sandbox-routing/run.sh (turnout between curl and four backends)"
 "$example/run.sh" "$BUILD_DIR/proxy/turnout"
+echo
+echo "== the control plane: examples/control-plane/run.sh (turnout-cp pushes sandbox routes to a turnout sidecar over ADS)"
+examples/control-plane/run.sh "$BUILD_DIR"
