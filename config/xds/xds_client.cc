@@ -23,6 +23,15 @@ int typeOrder(const std::string& type_url) {
   return 4;
 }
 
+void XdsClient::flushDeferred() {
+  std::vector<std::string> deferred;
+  deferred.swap(deferred_);
+  std::stable_sort(deferred.begin(), deferred.end(), [](const std::string& a, const std::string& b) {
+    return typeOrder(a) < typeOrder(b);
+  });
+  for (const auto& url : deferred) maybeQueueNames(url, types_[url]);
+}
+
 XdsClient::XdsClient(envoy::config::core::v3::Node node, XdsProtocol protocol)
     : node_(std::move(node)), protocol_(protocol) {}
 
@@ -171,12 +180,7 @@ XdsClient::Outcome XdsClient::onResponse(const DiscoveryResponse& response) {
     t.last_error = std::string(status.message());
     queueRequest(response.type_url(), t, &status);
   }
-  std::vector<std::string> deferred;
-  deferred.swap(deferred_);
-  std::stable_sort(deferred.begin(), deferred.end(), [](const std::string& a, const std::string& b) {
-    return typeOrder(a) < typeOrder(b);
-  });
-  for (const auto& url : deferred) maybeQueueNames(url, types_[url]);
+  flushDeferred();
   return status.ok() ? Outcome::kAccepted : Outcome::kRejected;
 }
 
@@ -263,12 +267,7 @@ XdsClient::Outcome XdsClient::onDeltaResponse(const DeltaDiscoveryResponse& resp
     t.last_error = std::string(status.message());
     queueDelta(response.type_url(), t, &status, /*ack=*/true);
   }
-  std::vector<std::string> deferred;
-  deferred.swap(deferred_);
-  std::stable_sort(deferred.begin(), deferred.end(), [](const std::string& a, const std::string& b) {
-    return typeOrder(a) < typeOrder(b);
-  });
-  for (const auto& url : deferred) maybeQueueNames(url, types_[url]);
+  flushDeferred();
   return status.ok() ? Outcome::kAccepted : Outcome::kRejected;
 }
 

@@ -125,6 +125,8 @@ class XdsClient {
   // Requests are held while a response is handled, so that its ACK goes
   // first; flushed after.
   void maybeQueueNames(const std::string& type_url, TypeState& t);
+  // After a response's ACK/NACK: the name changes its handler made, in Envoy's order.
+  void flushDeferred();
 
   void queueDelta(const std::string& type_url, TypeState& t, const absl::Status* error, bool ack);
   // Runs the handler on the wrapped-checked resources; the outcome's status.

@@ -24,7 +24,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
-from fake_backend import FakeBackend, free_closed_port  # noqa: E402
+from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
 from turnout_process import TurnoutProcess, _poll  # noqa: E402
 
 TURNOUT = None
@@ -38,21 +38,9 @@ def read(path):
 
 
 def get(port, headers=None, host="reviews"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        h = {"Host": host}
-        h.update(headers or {})
-        conn.request("GET", "/", headers=h)
-        resp = conn.getresponse()
-        body = resp.read()
-        try:
-            return resp.status, json.loads(body).get("backend")
-        except ValueError:
-            return resp.status, None
-    except OSError:
-        return None, None
-    finally:
-        conn.close()
+    h = {"Host": host}
+    h.update(headers or {})
+    return get_backend(port, "/", h)
 
 
 class ControlPlaneE2eTest(unittest.TestCase):

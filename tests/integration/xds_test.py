@@ -21,7 +21,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, AdsServer, pack  # noqa: E402
-from fake_backend import FakeBackend  # noqa: E402
+from fake_backend import FakeBackend, get_backend  # noqa: E402
 from turnout_process import TurnoutProcess, _poll, run_suite  # noqa: E402
 
 TURNOUT = None
@@ -108,19 +108,7 @@ def serve_initial_state(ads, backend_port):
 
 
 def get(port, path="/"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-        try:
-            return resp.status, json.loads(body).get("backend")
-        except ValueError:
-            return resp.status, None
-    except OSError:
-        return None, None
-    finally:
-        conn.close()
+    return get_backend(port, path)
 
 
 class XdsTest(unittest.TestCase):

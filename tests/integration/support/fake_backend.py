@@ -216,3 +216,23 @@ def free_closed_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def get_backend(port, path="/", headers=None):
+    """GET through a proxy on 127.0.0.1:port: (status, the answering FakeBackend's
+    name or None); (None, None) when the connection fails."""
+    import http.client
+    import json
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body).get("backend")
+        except ValueError:
+            return resp.status, None
+    except OSError:
+        return None, None
+    finally:
+        conn.close()

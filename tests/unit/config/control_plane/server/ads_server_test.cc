@@ -90,15 +90,24 @@ struct Client {
   std::unique_ptr<proxy::XdsStream> stream;
 };
 
+// A State with service `reviews` and an ADS server on port 0 serving it.
+struct Fixture {
+  asio::io_context ioc;
+  proxy::stats::Store store{1};
+  State state;
+  absl::StatusOr<std::unique_ptr<AdsServer>> server;
+  Fixture() {
+    REQUIRE(state.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
+    server = AdsServer::create(ioc, {"127.0.0.1", 0}, state.model());
+    REQUIRE(server.ok());
+    (*server)->start();
+  }
+};
+
 TEST_CASE("turnout's xDS client gets turnout-cp's resources, then only what changes",
           "[control_plane][ads]") {
-  asio::io_context ioc;
-  proxy::stats::Store store(1);
-  State state;
-  REQUIRE(state.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
-  auto server = AdsServer::create(ioc, {"127.0.0.1", 0}, state.model());
-  REQUIRE(server.ok());
-  (*server)->start();
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
 
   Received got;
   Client client(ioc, store, (*server)->port(), "turnout", got);
@@ -146,13 +155,8 @@ TEST_CASE("turnout's xDS client gets turnout-cp's resources, then only what chan
 
 TEST_CASE("a reconnecting client that holds the current versions is sent nothing again",
           "[control_plane][ads]") {
-  asio::io_context ioc;
-  proxy::stats::Store store(1);
-  State state;
-  REQUIRE(state.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
-  auto server = AdsServer::create(ioc, {"127.0.0.1", 0}, state.model());
-  REQUIRE(server.ok());
-  (*server)->start();
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
   Received got;
   Client client(ioc, store, (*server)->port(), "envoy", got);
   REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
