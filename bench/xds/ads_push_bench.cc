@@ -11,7 +11,7 @@
 // moment, in the same flush). Reports p50/p90/p99/max per round and the
 // server thread's CPU time per update, as JSON.
 //
-// Usage: ads-push-bench [--clients N] [--rounds R] [--services S] [--sandboxes K]
+// Usage: ads-push-bench [--clients N] [--rounds R] [--services S] [--sandboxes K] [--delta 0|1]
 
 #include <sys/resource.h>
 #include <time.h>
@@ -64,7 +64,7 @@ double pct(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int clients = 1000, rounds = 5, services = 50, sandboxes = 10;
+  int clients = 1000, rounds = 5, services = 50, sandboxes = 10, delta = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -72,8 +72,10 @@ int main(int argc, char** argv) {
     else if (a == "--rounds") rounds = v;
     else if (a == "--services") services = v;
     else if (a == "--sandboxes") sandboxes = v;
+    else if (a == "--delta") delta = v;
     else {
-      std::cerr << "usage: ads-push-bench [--clients N] [--rounds R] [--services S] [--sandboxes K]\n";
+      std::cerr << "usage: ads-push-bench [--clients N] [--rounds R] [--services S] [--sandboxes K] "
+                   "[--delta 0|1]\n";
       return 2;
     }
   }
@@ -130,7 +132,8 @@ int main(int argc, char** argv) {
     node.set_user_agent_name("turnout");
     tp::XdsStream::Options o;
     o.cluster_name = "xds";
-    o.method_path = tc::kAdsMethod;
+    o.method_path = delta ? tc::kDeltaAdsMethod : tc::kAdsMethod;
+    if (delta) o.protocol = turnout::config::xds::XdsProtocol::kDelta;
     auto s = std::make_unique<tp::XdsStream>(client_ioc, store, o, node, [port] {
       return std::vector<asio::ip::tcp::endpoint>{{asio::ip::make_address("127.0.0.1"), port}};
     });
@@ -167,7 +170,7 @@ int main(int argc, char** argv) {
     return false;
   };
   bool ok = waitAll(1, std::chrono::seconds(60));
-  std::string out = absl::StrCat("{\"clients\": ", clients, ", \"services\": ", services,
+  std::string out = absl::StrCat("{\"protocol\": \"", delta ? "delta" : "sotw", "\", \"clients\": ", clients, ", \"services\": ", services,
                                  ", \"sandboxes\": ", sandboxes, ", \"connected\": ",
                                  ok ? "true" : "false", ", \"rounds\": [");
   for (int r = 0; ok && r < rounds; ++r) {

@@ -53,6 +53,19 @@ std::string setVersion(const std::vector<const std::pair<const std::string, Vers
   return absl::StrFormat("%016x", h);
 }
 
+// The first request's node: the stream's identity and dialect.
+Dialect recordNode(const envoy::config::core::v3::Node& node, ProxyStatus& status,
+                   const char* protocol) {
+  const Dialect dialect = dialectFor(node);
+  status.node_id = node.id();
+  status.node_cluster = node.cluster();
+  status.user_agent = absl::StrCat(node.user_agent_name(), "/", node.user_agent_version());
+  status.dialect = std::string(dialectName(dialect));
+  TURNOUT_LOG(info, kLog, "{} stream from node '{}' ({}, {} dialect)", protocol, status.node_id,
+              status.peer, status.dialect);
+  return dialect;
+}
+
 }  // namespace
 
 // One ADS stream (a GrpcCallHandler).
@@ -117,14 +130,7 @@ void AdsStream::onMessage(std::string_view message) {
       return;
     }
     node_seen_ = true;
-    dialect_ = dialectFor(req.node());
-    status_.node_id = req.node().id();
-    status_.node_cluster = req.node().cluster();
-    status_.user_agent =
-        absl::StrCat(req.node().user_agent_name(), "/", req.node().user_agent_version());
-    status_.dialect = std::string(dialectName(dialect_));
-    TURNOUT_LOG(info, kLog, "ADS stream from node '{}' ({}, {} dialect)", status_.node_id,
-                status_.peer, status_.dialect);
+    dialect_ = recordNode(req.node(), status_, "ADS");
   }
   if (req.type_url().empty()) {
     call_.finish(GrpcStatus::kInvalidArgument, "a DiscoveryRequest needs a type_url");
@@ -179,6 +185,167 @@ void AdsStream::push() {
   }
 }
 
+// One Delta ADS stream.
+class DeltaAdsStream final : public GrpcCallHandler {
+ public:
+  DeltaAdsStream(AdsServer& server, GrpcCall& call) : server_(server), call_(call) {
+    status_.peer = call.peer();
+    status_.connected_at = absl::Now();
+    server_.delta_streams_.insert(this);
+  }
+  ~DeltaAdsStream() override { server_.delta_streams_.erase(this); }
+
+  void onMessage(std::string_view message) override;
+  void onClose() override { closed_ = true; }
+  void push();
+  const ProxyStatus& status() const { return status_; }
+
+ private:
+  struct TypeState {
+    bool subscribed = false;
+    bool wildcard = false;
+    std::set<std::string> names;
+    std::map<std::string, std::string> has;  // what the client holds: name -> version
+    std::map<std::string, std::string> before_push;  // `has` before the unanswered push
+    std::string sent_nonce;
+    bool pending = false;
+  };
+  // Sends what changed for the client (always when `always`); `only`: the
+  // names that can have changed (null: all).
+  void send(const std::string& type_url, TypeState& t, bool always,
+            const std::set<std::string>* only = nullptr);
+
+  AdsServer& server_;
+  GrpcCall& call_;
+  bool node_seen_ = false;
+  bool closed_ = false;
+  Dialect dialect_ = Dialect::kEnvoy;
+  uint64_t nonce_ = 0;
+  uint64_t pushes_ = 0;
+  std::map<std::string, TypeState> types_;
+  ProxyStatus status_;
+};
+
+void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
+                          const std::set<std::string>* only) {
+  envoy::service::discovery::v3::DeltaDiscoveryResponse r;
+  const ResourcesByType& all = server_.resources(dialect_);
+  static const ResourceMap kNone;
+  auto it = all.find(type_url);
+  const ResourceMap& current = it == all.end() ? kNone : it->second;
+  auto consider = [&](const std::string& name) {
+    const bool wanted = t.wildcard || t.names.contains(name);
+    auto c = current.find(name);
+    auto h = t.has.find(name);
+    if (wanted && c != current.end()) {
+      if (h != t.has.end() && h->second == c->second.version) return;
+      auto* res = r.add_resources();
+      res->set_name(name);
+      res->set_version(c->second.version);
+      *res->mutable_resource() = c->second.resource;
+    } else if (h != t.has.end()) {
+      r.add_removed_resources(name);
+    }
+  };
+  if (only != nullptr) {
+    for (const auto& name : *only) consider(name);
+  } else {
+    std::set<std::string> names;
+    for (const auto& [name, vr] : current) names.insert(name);
+    for (const auto& [name, version] : t.has) names.insert(name);
+    for (const auto& name : names) consider(name);
+  }
+  if (!always && r.resources().empty() && r.removed_resources().empty()) return;
+  if (!t.pending) t.before_push = t.has;
+  for (const auto& res : r.resources()) t.has[res.name()] = res.version();
+  for (const auto& name : r.removed_resources()) t.has.erase(name);
+  r.set_type_url(type_url);
+  r.set_system_version_info(std::to_string(++pushes_));
+  r.set_nonce(std::to_string(++nonce_));
+  r.mutable_control_plane()->set_identifier("turnout-cp");
+  t.sent_nonce = r.nonce();
+  t.pending = true;
+  ProxyTypeStatus& ps = status_.types[shortName(type_url)];
+  ps.sent_version = r.system_version_info();
+  ps.pending = true;
+  call_.send(r.SerializeAsString());
+}
+
+void DeltaAdsStream::onMessage(std::string_view message) {
+  envoy::service::discovery::v3::DeltaDiscoveryRequest req;
+  if (!req.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
+    call_.finish(GrpcStatus::kInvalidArgument, "cannot parse a DeltaDiscoveryRequest");
+    return;
+  }
+  if (!node_seen_) {
+    if (!req.has_node() || req.node().id().empty()) {
+      call_.finish(GrpcStatus::kInvalidArgument, "the first request of a stream must carry node.id");
+      return;
+    }
+    node_seen_ = true;
+    dialect_ = recordNode(req.node(), status_, "Delta ADS");
+  }
+  if (req.type_url().empty()) {
+    call_.finish(GrpcStatus::kInvalidArgument, "a DeltaDiscoveryRequest needs a type_url");
+    return;
+  }
+  if (std::find(typesInOrder().begin(), typesInOrder().end(), req.type_url()) ==
+      typesInOrder().end()) {
+    return;
+  }
+  TypeState& t = types_[req.type_url()];
+  const bool first = !t.subscribed;
+  if (first) {
+    t.subscribed = true;
+    t.wildcard = isWildcardType(req.type_url()) && req.resource_names_subscribe().empty();
+    for (const auto& [name, version] : req.initial_resource_versions()) t.has[name] = version;
+  }
+  bool names_changed = false;
+  for (const auto& n : req.resource_names_subscribe()) {
+    if (n == "*") {
+      t.wildcard = true;
+    } else {
+      names_changed |= t.names.insert(n).second;
+    }
+  }
+  for (const auto& n : req.resource_names_unsubscribe()) {
+    if (n == "*") {
+      t.wildcard = false;
+    } else if (t.names.erase(n) > 0) {
+      t.has.erase(n);
+      names_changed = true;
+    }
+  }
+  ProxyTypeStatus& ps = status_.types[shortName(req.type_url())];
+  if (!req.response_nonce().empty() && req.response_nonce() == t.sent_nonce && t.pending) {
+    t.pending = false;
+    ps.pending = false;
+    if (req.has_error_detail()) {
+      t.has = t.before_push;  // the client kept what it had
+      ps.nack_error = req.error_detail().message();
+      TURNOUT_LOG(warn, kLog, "node '{}' rejected delta {}: {}", status_.node_id,
+                  shortName(req.type_url()), ps.nack_error);
+    } else {
+      ps.acked_version = ps.sent_version;
+      ps.nack_error.clear();
+    }
+  }
+  if (first || names_changed) send(req.type_url(), t, /*always=*/first);
+}
+
+void DeltaAdsStream::push() {
+  if (closed_ || !node_seen_) return;
+  for (const auto& type : typesInOrder()) {
+    auto it = types_.find(type);
+    if (it == types_.end() || !it->second.subscribed) continue;
+    // A stream in step with the last generation only needs the names that
+    // changed; one with a push unanswered (or NACKed) is diffed in full.
+    const std::set<std::string>* only =
+        it->second.pending ? nullptr : server_.changedNames(dialect_, type);
+    send(type, it->second, false, only);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& ioc,
                                                              Options options, const Model& model) {
   std::unique_ptr<AdsServer> s(new AdsServer());
@@ -189,8 +356,9 @@ absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& i
   g.port = options.port;
   auto grpc = GrpcServer::create(
       ioc, g, [raw](const std::string& path, GrpcCall& call) -> std::unique_ptr<GrpcCallHandler> {
-        if (path != kAdsMethod) return nullptr;
-        return std::make_unique<AdsStream>(*raw, call);
+        if (path == kAdsMethod) return std::make_unique<AdsStream>(*raw, call);
+        if (path == kDeltaAdsMethod) return std::make_unique<DeltaAdsStream>(*raw, call);
+        return nullptr;
       });
   if (!grpc.ok()) return grpc.status();
   s->grpc_ = *std::move(grpc);
@@ -237,16 +405,46 @@ const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::strin
   return prepared_.emplace(std::move(key), std::move(p)).first->second;
 }
 
+const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std::string& type_url) {
+  const auto key = std::make_pair(dialect, type_url);
+  if (auto it = changed_.find(key); it != changed_.end()) return &it->second;
+  auto prev = previous_.find(dialect);
+  if (prev == previous_.end()) return nullptr;  // no generation to diff against
+  static const ResourceMap kNone;
+  const ResourcesByType& now = resources(dialect);
+  auto a = prev->second.find(type_url);
+  auto b = now.find(type_url);
+  const ResourceMap& before = a == prev->second.end() ? kNone : a->second;
+  const ResourceMap& after = b == now.end() ? kNone : b->second;
+  std::set<std::string> names;
+  for (const auto& [name, vr] : after) {
+    auto o = before.find(name);
+    if (o == before.end() || o->second.version != vr.version) names.insert(name);
+  }
+  for (const auto& [name, vr] : before) {
+    if (!after.contains(name)) names.insert(name);
+  }
+  return &changed_.emplace(key, std::move(names)).first->second;
+}
+
 void AdsServer::update(const Model& model) {
   model_ = model;
+  // The generation being replaced, for the Delta streams' diffs; only the
+  // dialects some stream used exist in the cache.
+  previous_ = std::move(cache_);
   cache_.clear();
+  changed_.clear();
   prepared_.clear();
   for (AdsStream* s : streams_) s->push();
+  for (DeltaAdsStream* s : delta_streams_) s->push();
 }
 
 std::vector<ProxyStatus> AdsServer::proxies() const {
   std::vector<ProxyStatus> out;
   for (const AdsStream* s : streams_) {
+    if (!s->status().node_id.empty()) out.push_back(s->status());
+  }
+  for (const DeltaAdsStream* s : delta_streams_) {
     if (!s->status().node_id.empty()) out.push_back(s->status());
   }
   std::sort(out.begin(), out.end(), [](const ProxyStatus& a, const ProxyStatus& b) {

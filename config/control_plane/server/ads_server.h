@@ -41,8 +41,14 @@ namespace turnout::control_plane {
 
 inline constexpr char kAdsMethod[] =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+// Delta (incremental): only changed resources and removed names are sent,
+// diffed against what each client holds (its initial_resource_versions on a
+// new stream, then every response it ACKed).
+inline constexpr char kDeltaAdsMethod[] =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 class AdsStream;
+class DeltaAdsStream;
 
 class AdsServer {
  public:
@@ -78,13 +84,20 @@ class AdsServer {
 
  private:
   friend class AdsStream;
+  friend class DeltaAdsStream;
   AdsServer() = default;
 
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
   std::map<Dialect, ResourcesByType> cache_;
+  // Delta: per dialect and type, the names whose resource changed, appeared
+  // or went away in the last update() (null: unknown, diff everything).
+  std::map<Dialect, ResourcesByType> previous_;
+  const std::set<std::string>* changedNames(Dialect dialect, const std::string& type_url);
+  std::map<std::pair<Dialect, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
   std::set<AdsStream*> streams_;
+  std::set<DeltaAdsStream*> delta_streams_;
 };
 
 }  // namespace turnout::control_plane
