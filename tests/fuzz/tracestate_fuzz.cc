@@ -99,12 +99,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const KeyExtraction k = extractRoutingKey(view, config, scratch);
   check(k.found());
   check(isValidRoutingKey(k.key, config.max_key_length));
+  // The tracestate sources of the defaults, in precedence order ("turnout",
+  // then Signadot's "sd-routing-key"): the key comes from the first that
+  // holds a valid one, else from the fallback header.
   if (k.source->kind == KeySourceKind::kTracestate) {
-    checkIsRealMember(lines, "turnout", k.key);
+    checkIsRealMember(lines, k.source->name, k.key);
+    if (k.source->name != "turnout") {
+      const TracestateLookup r = findTracestateMember(lines, "turnout");
+      check(!r.found || !isValidRoutingKey(r.value, config.max_key_length));
+    }
   } else {
     check(k.source->kind == KeySourceKind::kHeader && k.key == "fallback");
-    const TracestateLookup r = findTracestateMember(lines, "turnout");
-    check(!r.found || !isValidRoutingKey(r.value, config.max_key_length));
+    for (const char* name : {"turnout", "sd-routing-key"}) {
+      const TracestateLookup r = findTracestateMember(lines, name);
+      check(!r.found || !isValidRoutingKey(r.value, config.max_key_length));
+    }
   }
   return 0;
 }
