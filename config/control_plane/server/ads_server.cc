@@ -53,37 +53,75 @@ std::string setVersion(const std::vector<const std::pair<const std::string, Vers
   return absl::StrFormat("%016x", h);
 }
 
-// The first request's node: the stream's identity and dialect.
-Dialect recordNode(const envoy::config::core::v3::Node& node, ProxyStatus& status,
-                   const char* protocol) {
-  const Dialect dialect = dialectFor(node);
-  status.node_id = node.id();
-  status.node_cluster = node.cluster();
-  status.user_agent = absl::StrCat(node.user_agent_name(), "/", node.user_agent_version());
-  status.dialect = std::string(dialectName(dialect));
-  TURNOUT_LOG(info, kLog, "{} stream from node '{}' ({}, {} dialect)", protocol, status.node_id,
-              status.peer, status.dialect);
-  return dialect;
-}
-
 }  // namespace
 
-// One ADS stream (a GrpcCallHandler).
-class AdsStream final : public GrpcCallHandler {
+// What both ADS streams (SotW and Delta) share: the call, the node and its
+// dialect, the ProxyStatus, and the checks every request passes first.
+class AdsStreamBase : public GrpcCallHandler {
  public:
-  AdsStream(AdsServer& server, GrpcCall& call) : server_(server), call_(call) {
+  AdsStreamBase(AdsServer& server, GrpcCall& call, const char* protocol)
+      : server_(server), call_(call), protocol_(protocol) {
     status_.peer = call.peer();
     status_.connected_at = absl::Now();
     server_.streams_.insert(this);
   }
-  ~AdsStream() override { server_.streams_.erase(this); }
-
-  void onMessage(std::string_view message) override;
+  ~AdsStreamBase() override { server_.streams_.erase(this); }
   void onClose() override { closed_ = true; }
 
-  // The model changed: pushes the types whose version changed.
-  void push();
+  // The model changed: pushes what changed for this client.
+  virtual void push() = 0;
   const ProxyStatus& status() const { return status_; }
+
+ protected:
+  // The node on a stream's first request, a type_url, a type turnout-cp
+  // serves: true when the request goes on; else the call has ended (a bad
+  // request) or the request is ignored (an unknown type).
+  bool admit(const envoy::config::core::v3::Node* node, const std::string& type_url) {
+    if (!node_seen_) {
+      if (node == nullptr || node->id().empty()) {
+        call_.finish(GrpcStatus::kInvalidArgument,
+                     "the first request of a stream must carry node.id");
+        return false;
+      }
+      node_seen_ = true;
+      dialect_ = dialectFor(*node);
+      status_.node_id = node->id();
+      status_.node_cluster = node->cluster();
+      status_.user_agent = absl::StrCat(node->user_agent_name(), "/", node->user_agent_version());
+      status_.dialect = std::string(dialectName(dialect_));
+      TURNOUT_LOG(info, kLog, "{} stream from node '{}' ({}, {} dialect)", protocol_,
+                  status_.node_id, status_.peer, status_.dialect);
+    }
+    if (type_url.empty()) {
+      call_.finish(GrpcStatus::kInvalidArgument, "a request needs a type_url");
+      return false;
+    }
+    if (std::find(typesInOrder().begin(), typesInOrder().end(), type_url) ==
+        typesInOrder().end()) {
+      TURNOUT_LOG(debug, kLog, "node '{}' asks for type '{}' that turnout-cp does not serve",
+                  status_.node_id, type_url);
+      return false;
+    }
+    return true;
+  }
+  bool live() const { return !closed_ && node_seen_; }
+
+  AdsServer& server_;
+  GrpcCall& call_;
+  const char* protocol_;
+  bool node_seen_ = false;
+  bool closed_ = false;
+  Dialect dialect_ = Dialect::kEnvoy;
+  uint64_t nonce_ = 0;
+  ProxyStatus status_;
+};
+
+// One ADS stream, State of the World.
+class AdsStream final : public AdsStreamBase {
+ public:
+  AdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "ADS") {}
+  void onMessage(std::string_view message) override;
+  void push() override;
 
  private:
   struct TypeState {
@@ -95,14 +133,7 @@ class AdsStream final : public GrpcCallHandler {
   };
   void send(const std::string& type_url, TypeState& t, bool force);
 
-  AdsServer& server_;
-  GrpcCall& call_;
-  bool node_seen_ = false;
-  bool closed_ = false;
-  Dialect dialect_ = Dialect::kEnvoy;
-  uint64_t nonce_ = 0;
   std::map<std::string, TypeState> types_;
-  ProxyStatus status_;
 };
 
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force) {
@@ -124,24 +155,7 @@ void AdsStream::onMessage(std::string_view message) {
     call_.finish(GrpcStatus::kInvalidArgument, "cannot parse a DiscoveryRequest");
     return;
   }
-  if (!node_seen_) {
-    if (!req.has_node() || req.node().id().empty()) {
-      call_.finish(GrpcStatus::kInvalidArgument, "the first request of a stream must carry node.id");
-      return;
-    }
-    node_seen_ = true;
-    dialect_ = recordNode(req.node(), status_, "ADS");
-  }
-  if (req.type_url().empty()) {
-    call_.finish(GrpcStatus::kInvalidArgument, "a DiscoveryRequest needs a type_url");
-    return;
-  }
-  if (std::find(typesInOrder().begin(), typesInOrder().end(), req.type_url()) ==
-      typesInOrder().end()) {
-    TURNOUT_LOG(debug, kLog, "node '{}' asks for type '{}' that turnout-cp does not serve",
-                status_.node_id, req.type_url());
-    return;
-  }
+  if (!admit(req.has_node() ? &req.node() : nullptr, req.type_url())) return;
   TypeState& t = types_[req.type_url()];
   const bool first = !t.subscribed;
   std::set<std::string> names(req.resource_names().begin(), req.resource_names().end());
@@ -178,7 +192,7 @@ void AdsStream::onMessage(std::string_view message) {
 }
 
 void AdsStream::push() {
-  if (closed_ || !node_seen_) return;
+  if (!live()) return;
   for (const auto& type : typesInOrder()) {
     auto it = types_.find(type);
     if (it != types_.end() && it->second.subscribed) send(type, it->second, false);
@@ -186,19 +200,11 @@ void AdsStream::push() {
 }
 
 // One Delta ADS stream.
-class DeltaAdsStream final : public GrpcCallHandler {
+class DeltaAdsStream final : public AdsStreamBase {
  public:
-  DeltaAdsStream(AdsServer& server, GrpcCall& call) : server_(server), call_(call) {
-    status_.peer = call.peer();
-    status_.connected_at = absl::Now();
-    server_.delta_streams_.insert(this);
-  }
-  ~DeltaAdsStream() override { server_.delta_streams_.erase(this); }
-
+  DeltaAdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "Delta ADS") {}
   void onMessage(std::string_view message) override;
-  void onClose() override { closed_ = true; }
-  void push();
-  const ProxyStatus& status() const { return status_; }
+  void push() override;
 
  private:
   struct TypeState {
@@ -215,15 +221,8 @@ class DeltaAdsStream final : public GrpcCallHandler {
   void send(const std::string& type_url, TypeState& t, bool always,
             const std::set<std::string>* only = nullptr);
 
-  AdsServer& server_;
-  GrpcCall& call_;
-  bool node_seen_ = false;
-  bool closed_ = false;
-  Dialect dialect_ = Dialect::kEnvoy;
-  uint64_t nonce_ = 0;
   uint64_t pushes_ = 0;
   std::map<std::string, TypeState> types_;
-  ProxyStatus status_;
 };
 
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
@@ -277,22 +276,7 @@ void DeltaAdsStream::onMessage(std::string_view message) {
     call_.finish(GrpcStatus::kInvalidArgument, "cannot parse a DeltaDiscoveryRequest");
     return;
   }
-  if (!node_seen_) {
-    if (!req.has_node() || req.node().id().empty()) {
-      call_.finish(GrpcStatus::kInvalidArgument, "the first request of a stream must carry node.id");
-      return;
-    }
-    node_seen_ = true;
-    dialect_ = recordNode(req.node(), status_, "Delta ADS");
-  }
-  if (req.type_url().empty()) {
-    call_.finish(GrpcStatus::kInvalidArgument, "a DeltaDiscoveryRequest needs a type_url");
-    return;
-  }
-  if (std::find(typesInOrder().begin(), typesInOrder().end(), req.type_url()) ==
-      typesInOrder().end()) {
-    return;
-  }
+  if (!admit(req.has_node() ? &req.node() : nullptr, req.type_url())) return;
   TypeState& t = types_[req.type_url()];
   const bool first = !t.subscribed;
   if (first) {
@@ -334,7 +318,7 @@ void DeltaAdsStream::onMessage(std::string_view message) {
 }
 
 void DeltaAdsStream::push() {
-  if (closed_ || !node_seen_) return;
+  if (!live()) return;
   for (const auto& type : typesInOrder()) {
     auto it = types_.find(type);
     if (it == types_.end() || !it->second.subscribed) continue;
@@ -435,16 +419,12 @@ void AdsServer::update(const Model& model) {
   cache_.clear();
   changed_.clear();
   prepared_.clear();
-  for (AdsStream* s : streams_) s->push();
-  for (DeltaAdsStream* s : delta_streams_) s->push();
+  for (AdsStreamBase* s : streams_) s->push();
 }
 
 std::vector<ProxyStatus> AdsServer::proxies() const {
   std::vector<ProxyStatus> out;
-  for (const AdsStream* s : streams_) {
-    if (!s->status().node_id.empty()) out.push_back(s->status());
-  }
-  for (const DeltaAdsStream* s : delta_streams_) {
+  for (const AdsStreamBase* s : streams_) {
     if (!s->status().node_id.empty()) out.push_back(s->status());
   }
   std::sort(out.begin(), out.end(), [](const ProxyStatus& a, const ProxyStatus& b) {

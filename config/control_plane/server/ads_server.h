@@ -47,8 +47,7 @@ inline constexpr char kAdsMethod[] =
 inline constexpr char kDeltaAdsMethod[] =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-class AdsStream;
-class DeltaAdsStream;
+class AdsStreamBase;
 
 class AdsServer {
  public:
@@ -83,6 +82,7 @@ class AdsServer {
                            const std::set<std::string>& names);
 
  private:
+  friend class AdsStreamBase;
   friend class AdsStream;
   friend class DeltaAdsStream;
   AdsServer() = default;
@@ -96,8 +96,7 @@ class AdsServer {
   const std::set<std::string>* changedNames(Dialect dialect, const std::string& type_url);
   std::map<std::pair<Dialect, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
-  std::set<AdsStream*> streams_;
-  std::set<DeltaAdsStream*> delta_streams_;
+  std::set<AdsStreamBase*> streams_;  // SotW and Delta
 };
 
 }  // namespace turnout::control_plane
