@@ -16,23 +16,8 @@ using test::clientContext;
 using test::PkiFiles;
 using test::serverContext;
 
-void pump(TlsTransport& client, TlsTransport& server) {
-  for (int i = 0; i < 20; ++i) {
-    std::string c2s, s2c;
-    client.takeOutput(c2s);
-    server.takeOutput(s2c);
-    if (c2s.empty() && s2c.empty()) return;
-    server.feed(c2s);
-    client.feed(s2c);
-  }
-}
-
-struct Pair {
-  std::unique_ptr<TlsTransport> client;
-  std::unique_ptr<TlsTransport> server;
-  TlsTransport::Result client_result = TlsTransport::Result::kWantRead;
-  TlsTransport::Result server_result = TlsTransport::Result::kWantRead;
-};
+using test::Pair;
+using test::pump;
 
 Pair handshake(std::unique_ptr<TlsTransport> server, const ClientContextConstSharedPtr& client,
                const ClientHandshakeOptions& options = {}) {

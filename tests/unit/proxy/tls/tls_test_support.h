@@ -21,8 +21,29 @@
 #include "proxy/tls/handshake_outcome.h"
 #include "proxy/tls/pem.h"
 #include "proxy/tls/tls_context.h"
+#include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy::tls::test {
+
+// Moves each side's output to the other until neither has any (in-memory handshakes).
+inline void pump(TlsTransport& client, TlsTransport& server) {
+  for (int i = 0; i < 20; ++i) {
+    std::string c2s, s2c;
+    client.takeOutput(c2s);
+    server.takeOutput(s2c);
+    if (c2s.empty() && s2c.empty()) return;
+    server.feed(c2s);
+    client.feed(s2c);
+  }
+}
+
+// Both ends of an in-memory TLS connection and their last results.
+struct Pair {
+  std::unique_ptr<TlsTransport> client;
+  std::unique_ptr<TlsTransport> server;
+  TlsTransport::Result client_result = TlsTransport::Result::kWantRead;
+  TlsTransport::Result server_result = TlsTransport::Result::kWantRead;
+};
 
 inline std::string pemOf(X509* x) {
   BIO* b = BIO_new(BIO_s_mem());

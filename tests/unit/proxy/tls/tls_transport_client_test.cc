@@ -24,24 +24,8 @@ std::string clientYaml(const PkiFiles& f, const std::string& extra = "",
          "\"}\n" + common_extra + extra;
 }
 
-// Moves each side's output to the other until neither has any.
-void pump(TlsTransport& client, TlsTransport& server) {
-  for (int i = 0; i < 20; ++i) {
-    std::string c2s, s2c;
-    client.takeOutput(c2s);
-    server.takeOutput(s2c);
-    if (c2s.empty() && s2c.empty()) return;
-    server.feed(c2s);
-    client.feed(s2c);
-  }
-}
-
-struct Pair {
-  std::unique_ptr<TlsTransport> client;
-  std::unique_ptr<TlsTransport> server;
-  TlsTransport::Result client_result = TlsTransport::Result::kWantRead;
-  TlsTransport::Result server_result = TlsTransport::Result::kWantRead;
-};
+using test::Pair;
+using test::pump;
 
 // Runs both handshakes to completion (or failure) in memory.
 Pair handshakeInMemory(const ServerContextConstSharedPtr& server,
