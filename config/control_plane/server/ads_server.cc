@@ -158,6 +158,16 @@ void AdsStream::onMessage(std::string_view message) {
   if (!admit(req.has_node() ? &req.node() : nullptr, req.type_url())) return;
   TypeState& t = types_[req.type_url()];
   const bool first = !t.subscribed;
+  // A request that answers an older response than the last one sent for its
+  // type is stale: ignored whole, names included, as go-control-plane does.
+  // The client ACKs or NACKs the newer response with its whole current name
+  // list, and a name change is answered then. (Recording a stale request's
+  // names without answering would leave them unanswered: the ACK that follows
+  // carries the same names, so it changes nothing. gRPC's clients subscribe
+  // name by name in quick succession, each request with the nonce it last
+  // processed.) A stream's first request may carry a nonce from an earlier
+  // stream; it is never stale.
+  if (!first && !req.response_nonce().empty() && req.response_nonce() != t.sent_nonce) return;
   std::set<std::string> names(req.resource_names().begin(), req.resource_names().end());
   names.erase("*");
   const bool wildcard = isWildcardType(req.type_url()) &&
@@ -170,8 +180,7 @@ void AdsStream::onMessage(std::string_view message) {
   t.wildcard = wildcard;
 
   ProxyTypeStatus& ps = status_.types[shortName(req.type_url())];
-  if (!req.response_nonce().empty()) {
-    if (req.response_nonce() != t.sent_nonce) return;  // stale: a newer response is on its way
+  if (!req.response_nonce().empty() && req.response_nonce() == t.sent_nonce) {
     ps.pending = false;
     if (req.has_error_detail()) {
       ps.nack_error = req.error_detail().message();
@@ -375,7 +384,7 @@ const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::strin
   if (found != prepared_.end()) return found->second;
   std::vector<const std::pair<const std::string, VersionedResource>*> rs;
   const ResourcesByType& all = resources(dialect);
-  if (auto it = all.find(type_url); it != all.end()) {  // listeners: none yet
+  if (auto it = all.find(type_url); it != all.end()) {  // listeners: kGrpc only
     for (const auto& entry : it->second) {
       if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
     }

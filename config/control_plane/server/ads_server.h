@@ -18,10 +18,12 @@
 // client that already holds it gets nothing), when the names asked for
 // change, and on update() for every type whose version changed (SotW: only
 // the changed types, in Envoy's order CDS, EDS, LDS, RDS). A request whose
-// nonce is not the last one sent for its type is stale and ignored (but its
-// names still count), as go-control-plane does. An empty type_url ends the
-// stream with INVALID_ARGUMENT. LDS is answered with no listeners (turnout-cp
-// makes none yet), so a client's LDS initialisation completes.
+// nonce is not the last one sent for its type is stale and ignored whole, as
+// go-control-plane does: the client's answer to the newer response carries
+// its current names, and a change is answered then. An empty type_url ends the
+// stream with INVALID_ARGUMENT. LDS: a gRPC client gets the API listeners it
+// names (generator.h); Envoy and turnout get no listeners yet (the sidecar
+// issue), so their LDS initialisation completes.
 
 #include <cstdint>
 #include <map>

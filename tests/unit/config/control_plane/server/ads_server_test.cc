@@ -14,6 +14,9 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "proxy/stats/store.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
+#include "proxy/xds/grpc_stream.h"
 #include "proxy/xds/xds_stream.h"
 
 namespace turnout::control_plane {
@@ -182,6 +185,96 @@ TEST_CASE("a reconnecting client that holds the current versions is sent nothing
   REQUIRE(runUntil(ioc, [&] {
     return got.names[config::kClusterTypeUrl] == std::vector<std::string>{"ratings", "reviews"};
   }));
+}
+
+// A client that writes DiscoveryRequests by hand (SotW), as gRPC's clients
+// behave: names added one request at a time, each with the nonce it last saw.
+struct RawClient : proxy::GrpcStream::Callbacks {
+  RawClient(asio::io_context& ioc, uint16_t port) {
+    proxy::GrpcStream::Options o;
+    o.endpoint = {asio::ip::make_address("127.0.0.1"), port};
+    o.authority = "xds";
+    o.path = kAdsMethod;
+    stream = proxy::GrpcStream::start(ioc.get_executor(), o, *this);
+  }
+  ~RawClient() override { stream->close(); }
+  void onGrpcReady() override { ready = true; }
+  void onGrpcMessage(std::string_view m) override {
+    envoy::service::discovery::v3::DiscoveryResponse r;
+    REQUIRE(r.ParseFromArray(m.data(), static_cast<int>(m.size())));
+    responses.push_back(std::move(r));
+  }
+  void onGrpcClose(proxy::GrpcStatus, const std::string&) override { closed = true; }
+  void request(const std::string& type, std::vector<std::string> names, const std::string& nonce,
+               const std::string& version = "") {
+    envoy::service::discovery::v3::DiscoveryRequest r;
+    if (first) {
+      r.mutable_node()->set_id("grpc-raw");
+      r.mutable_node()->set_user_agent_name("gRPC Node Pure JS");
+      first = false;
+    }
+    r.set_type_url(type);
+    for (auto& n : names) r.add_resource_names(std::move(n));
+    r.set_response_nonce(nonce);
+    r.set_version_info(version);
+    stream->send(r.SerializeAsString());
+  }
+  std::vector<std::string> names(size_t i) const {
+    std::vector<std::string> out;
+    for (const auto& a : responses.at(i).resources()) {
+      if (a.type_url() == config::kListenerTypeUrl) {
+        envoy::config::listener::v3::Listener l;
+        a.UnpackTo(&l);
+        out.push_back(l.name());
+      } else {
+        out.push_back(nameOf(a));
+      }
+    }
+    return out;
+  }
+  std::shared_ptr<proxy::GrpcStream> stream;
+  std::vector<envoy::service::discovery::v3::DiscoveryResponse> responses;
+  bool ready = false;
+  bool closed = false;
+  bool first = true;
+};
+
+TEST_CASE("a stale request is ignored whole; the name change it carried is answered at the ACK",
+          "[control_plane][ads]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  REQUIRE(state.putService("ratings", R"({"port": 9080, "endpoints": ["10.0.0.9:9080"]})").ok());
+  REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})",
+                           absl::Now()).ok());
+  (*server)->update(state.model());
+  RawClient c(ioc, (*server)->port());
+  REQUIRE(runUntil(ioc, [&] { return c.ready; }));
+  const std::string cds = config::kClusterTypeUrl;
+  c.request(cds, {"reviews"}, "");
+  REQUIRE(runUntil(ioc, [&] { return c.responses.size() == 1; }));
+  CHECK(c.names(0) == std::vector<std::string>{"reviews"});
+  const std::string n1 = c.responses[0].nonce();
+  c.request(cds, {"reviews", "ratings"}, n1);
+  // Sent before the client saw the response to the last one: stale.
+  c.request(cds, {"reviews", "ratings", "reviews--feat-x"}, n1);
+  REQUIRE(runUntil(ioc, [&] { return c.responses.size() == 2; }));
+  runUntil(ioc, [] { return false; }, std::chrono::milliseconds(200));
+  REQUIRE(c.responses.size() == 2);
+  CHECK(c.names(1) == std::vector<std::string>{"ratings", "reviews"});
+  // The ACK of the newer response carries every name the client wants.
+  c.request(cds, {"reviews", "ratings", "reviews--feat-x"}, c.responses[1].nonce(),
+            c.responses[1].version_info());
+  REQUIRE(runUntil(ioc, [&] { return c.responses.size() == 3; }));
+  CHECK(c.names(2) == std::vector<std::string>{"ratings", "reviews", "reviews--feat-x"});
+  CHECK((*server)->proxies().at(0).dialect == "grpc");
+
+  // LDS by name: the API listener of each service domain asked for; none for
+  // a name that is no domain.
+  c.request(config::kListenerTypeUrl, {"reviews", "nosuch", "ratings.default:9080"}, "");
+  REQUIRE(runUntil(ioc, [&] { return c.responses.size() == 4; }));
+  CHECK(c.responses[3].type_url() == config::kListenerTypeUrl);
+  CHECK(c.names(3) == std::vector<std::string>{"ratings.default:9080", "reviews"});
+  CHECK(!c.closed);
 }
 
 TEST_CASE("delta: only what changed is sent, removals by name, and a reconnect resumes",
