@@ -9,6 +9,7 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "turnout/extensions/filters/http/routing_key/v3/routing_key.pb.h"
@@ -30,6 +31,11 @@ namespace turnout::control_plane {
 //   domainsFor()), its routes in this order: sandbox routes (every sandbox that
 //   forks the service, by key), release header matches (in order), the release's
 //   weighted split, the baseline route.
+// - for gRPC clients (Dialect::kGrpc) only: an API listener per service domain
+//   (a channel to `xds:///reviews` asks LDS for the listener `reviews`), whose
+//   HttpConnectionManager takes `outbound` over ADS.
+// Every locality has load_balancing_weight 1: gRPC ignores a locality
+// without one, and Envoy and turnout ignore locality weights here.
 
 // How a client matches routing keys, chosen by node.user_agent_name.
 enum class Dialect {
@@ -40,10 +46,14 @@ enum class Dialect {
   // client sent it, with RE2 regexes exact to the W3C grammars, one route per
   // key form (envoyKeyForms()) and sandbox.
   kEnvoy,
+  // gRPC's xDS clients (user_agent_name "gRPC <language>", e.g. "gRPC Node Pure
+  // JS", "gRPC Go", "gRPC Java", "gRPC C-core"): the envoy dialect's routes,
+  // plus API listeners, which gRPC asks for by name.
+  kGrpc,
 };
 inline constexpr char kTurnoutUserAgentName[] = "turnout";
 Dialect dialectFor(const envoy::config::core::v3::Node& node);
-std::string_view dialectName(Dialect dialect);  // "turnout", "envoy"
+std::string_view dialectName(Dialect dialect);  // "turnout", "envoy", "grpc"
 
 inline constexpr char kRouteConfigurationName[] = "outbound";
 inline constexpr char kRoutingKeyHeader[] = "x-turnout-routing-key";
@@ -85,6 +95,7 @@ struct Resources {
   std::vector<envoy::config::cluster::v3::Cluster> clusters;  // by name
   std::vector<envoy::config::endpoint::v3::ClusterLoadAssignment> load_assignments;  // by name
   envoy::config::route::v3::RouteConfiguration route_configuration;
+  std::vector<envoy::config::listener::v3::Listener> api_listeners;  // kGrpc only, by name
 };
 Resources generate(const Model& model, Dialect dialect);
 
@@ -100,8 +111,9 @@ struct VersionedResource {
 using ResourceMap = std::map<std::string, VersionedResource>;
 // type URL (config/snapshot/discovery_response.h) -> resources: clusters,
 // cluster load assignments and route configurations, each present even when
-// empty. No listeners yet (the sidecar issue): an empty listener type would
-// tell a wildcard LDS client to drop its listeners.
+// empty; listeners for kGrpc only (API listeners, which gRPC asks for by
+// name). Envoy and turnout get no listeners yet (the sidecar issue): an empty
+// listener type would tell a wildcard LDS client to drop its listeners.
 using ResourcesByType = std::map<std::string, ResourceMap>;
 ResourcesByType generateByType(const Model& model, Dialect dialect);
 

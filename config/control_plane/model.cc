@@ -487,7 +487,8 @@ absl::StatusOr<Service> parseService(std::string_view name, std::string_view jso
   if (auto s = validateServiceName("name", name); !s.ok()) return s;
   auto object = parseObject(json);
   if (!object.ok()) return object.status();
-  if (auto s = checkFields("", *object, {"name", "port", "namespace", "endpoints"}); !s.ok()) {
+  if (auto s = checkFields("", *object, {"name", "port", "namespace", "endpoints", "protocol"});
+      !s.ok()) {
     return s;
   }
   if (auto s = checkSelfName(*object, "name", name); !s.ok()) return s;
@@ -509,6 +510,15 @@ absl::StatusOr<Service> parseService(std::string_view name, std::string_view jso
     if (!list.ok()) return list.status();
     out.endpoints = *std::move(list);
   }
+  if (const Value* protocol = field(*object, "protocol")) {
+    auto text = asString("protocol", *protocol);
+    if (!text.ok()) return text.status();
+    if (*text != "http" && *text != "http2" && *text != "grpc") {
+      return invalidArgument("protocol", absl::StrCat(shown(*text),
+                                                      " is not one of \"http\", \"http2\", \"grpc\""));
+    }
+    out.protocol = *text;
+  }
   return out;
 }
 
@@ -519,6 +529,8 @@ std::string toJson(const Service& service) {
   config::appendJsonString(out, service.ns);
   out += ",\"endpoints\":";
   appendEndpoints(out, service.endpoints);
+  out += ",\"protocol\":";
+  config::appendJsonString(out, service.protocol);
   out += '}';
   return out;
 }

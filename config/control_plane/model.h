@@ -35,6 +35,7 @@ absl::Status preconditionFailedError(std::string_view message);
 int httpStatusFor(const absl::Status& status);
 
 inline constexpr char kDefaultNamespace[] = "default";
+inline constexpr char kHttpProtocol[] = "http";
 // Routing keys: 1..40 characters of [A-Za-z0-9._-] (routing::isValidRoutingKey).
 // 40, not the proxy's 128, because stock Envoy refuses regexes whose RE2 program
 // is larger than 100 (runtime re2.max_program_size.error_level) and the baggage
@@ -63,8 +64,14 @@ struct Service {
   std::string ns = kDefaultNamespace;  // DNS label
   // The baseline; may be empty (a service only sandboxes run so far).
   Endpoints endpoints;
+  // What the service's endpoints speak (its forks' and versions' too), as
+  // Istio names ports: "http" (HTTP/1.1, the default), "http2" or "grpc"
+  // (HTTP/2 with prior knowledge, h2c). A sidecar opens upstream connections
+  // with it; gRPC's own clients speak HTTP/2 whatever it says.
+  std::string protocol = kHttpProtocol;
 
   bool operator==(const Service&) const = default;
+  bool isHttp2() const { return protocol != kHttpProtocol; }
 };
 
 struct Sandbox {

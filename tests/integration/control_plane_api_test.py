@@ -57,7 +57,8 @@ class ControlPlane:
             if self.proc.poll() is not None:
                 raise RuntimeError("turnout-cp exited %s:\n%s" % (self.proc.returncode, self.output()))
             if os.path.exists(self.address_path):
-                text = open(self.address_path).read().strip()
+                with open(self.address_path) as f:
+                    text = f.read().strip()
                 return text or None
             return None
         self.address = poll(START_S, ready)
@@ -164,7 +165,7 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(headers["etag"], '"1"')
         self.assertEqual(headers["content-type"], "application/json")
         self.assertEqual(body, {"name": "reviews", "port": 9080, "namespace": "default",
-                                "endpoints": ["10.0.0.5:9080"]})
+                                "endpoints": ["10.0.0.5:9080"], "protocol": "http"})
         # A GET body can be PUT back; a replace answers 200 with a new version.
         status, headers, body = cp.put("/v1/services/reviews", body, headers={"If-Match": '"1"'})
         self.assertEqual((status, body), (200, {"version": 2, "etag": '"2"'}))
@@ -379,12 +380,13 @@ class ApiTest(unittest.TestCase):
         r = cp.cli("service", "put", "reviews", "--port", "9080", "--endpoint", "10.0.0.5:9080",
                    "--endpoint", "10.0.0.6:9080", "--namespace", "shop")
         self.assertIn("service reviews stored (config version 1)", r.stdout)
-        cp.cli("service", "put", "ratings", "--port", "9081")
+        cp.cli("service", "put", "ratings", "--port", "9081", "--protocol", "grpc")
         r = cp.cli("service", "list")
         lines = r.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["NAME", "NAMESPACE", "PORT", "ENDPOINTS"])
-        self.assertEqual(lines[1].split(), ["ratings", "default", "9081", "-"])
-        self.assertEqual(lines[2].split(), ["reviews", "shop", "9080", "10.0.0.5:9080,10.0.0.6:9080"])
+        self.assertEqual(lines[0].split(), ["NAME", "NAMESPACE", "PORT", "PROTOCOL", "ENDPOINTS"])
+        self.assertEqual(lines[1].split(), ["ratings", "default", "9081", "grpc", "-"])
+        self.assertEqual(lines[2].split(),
+                         ["reviews", "shop", "9080", "http", "10.0.0.5:9080,10.0.0.6:9080"])
         # Columns are aligned: every row's second column starts where the header's does.
         col = lines[0].index("NAMESPACE")
         self.assertTrue(all(l[col - 2:col] == "  " and l[col] != " " for l in lines[1:]), r.stdout)

@@ -251,7 +251,7 @@ int show(Context& c, const std::string& path, const Row& header, const std::stri
 
 std::vector<Row> serviceRow(const Struct& s) {
   return {{cell(field(s, "name")), cell(field(s, "namespace")), cell(field(s, "port")),
-           cell(field(s, "endpoints"))}};
+           cell(field(s, "protocol")), cell(field(s, "endpoints"))}};
 }
 
 std::vector<Row> sandboxRow(const Struct& s) {
@@ -315,6 +315,7 @@ int servicePut(Context& c, const std::string& name, const Args& a) {
   if (!absl::SimpleAtoi(*port, &p)) throw UsageError{absl::StrCat("--port '", *port, "' is not a number")};
   std::string body = absl::StrCat("{\"port\":", p);
   if (auto ns = a.last("namespace")) absl::StrAppend(&body, ",\"namespace\":", jsonString(*ns));
+  if (auto protocol = a.last("protocol")) absl::StrAppend(&body, ",\"protocol\":", jsonString(*protocol));
   absl::StrAppend(&body, ",\"endpoints\":", stringList(a.all("endpoint")), "}");
   return mutate(c, "PUT", "/v1/services/" + name, "service " + name + " stored", body);
 }
@@ -436,8 +437,9 @@ int resourceCommand(Context& c, const ResourceCommand& r, const std::string& ver
 }
 
 const ResourceCommand kServiceCommand = {"service", "services", "the service NAME",
-                                         {"NAME", "NAMESPACE", "PORT", "ENDPOINTS"}, serviceRow,
-                                         "put", {"port", "endpoint", "namespace"}, servicePut};
+                                         {"NAME", "NAMESPACE", "PORT", "PROTOCOL", "ENDPOINTS"},
+                                         serviceRow, "put", {"port", "endpoint", "namespace", "protocol"},
+                                         servicePut};
 const ResourceCommand kSandboxCommand = {"sandbox", "sandboxes", "the sandbox KEY",
                                          {"KEY", "FORKS", "TTL", "EXPIRES", "LABELS"}, sandboxRow,
                                          "create", {"fork", "ttl", "label"}, sandboxCreate};
@@ -478,8 +480,8 @@ int bootstrapCommand(const Args& a, std::ostream& out) {
   return kOk;
 }
 
-const std::set<std::string> kClientFlags = {"server", "output", "port", "endpoint", "namespace", "fork",
-                                            "ttl", "label", "weights", "version"};
+const std::set<std::string> kClientFlags = {"server", "output", "port", "endpoint", "namespace", "protocol",
+                                            "fork", "ttl", "label", "weights", "version"};
 const std::set<std::string> kBootstrapFlags = {"node", "cluster", "xds-host", "xds-port", "admin-port",
                                                "outbound-port"};
 
@@ -496,6 +498,7 @@ std::string usage() {
       "        [--xds-address HOST:PORT] [--xds-address-path FILE] [--log-level LEVEL]\n"
       "                                           run the control plane\n"
       "  service put NAME --port P [--endpoint HOST:PORT ...] [--namespace NS]\n"
+      "                  [--protocol http|http2|grpc]\n"
       "  service list | get NAME | delete NAME\n"
       "  sandbox create KEY --fork SERVICE=HOST:PORT [--fork ...] [--ttl 24h] [--label k=v ...]\n"
       "  sandbox list | get KEY | delete KEY\n"

@@ -79,7 +79,10 @@ TEST_CASE("service validation names the bad field", "[control_plane]") {
       P{R"({"port": 80, "endpoints": ["10.0.0.1:80", "10.0.0.1:80"]})",
         "endpoints[1]: '10.0.0.1:80' is listed twice (also [0])"},
       P{R"({"port": 80, "prot": 1})", "prot: unknown field (expected one of: name, port, "
-                                       "namespace, endpoints)"},
+                                       "namespace, endpoints, protocol)"},
+      P{R"({"port": 80, "protocol": "h2c"})",
+        "protocol: 'h2c' is not one of \"http\", \"http2\", \"grpc\""},
+      P{R"({"port": 80, "protocol": 2})", "protocol: must be a string"},
       P{R"({"port": 80, "name": "other"})",
         "name: 'other' does not match the name in the request, 'reviews'"},
       P{R"([1])", "the body must be a JSON object, got a list"},
@@ -155,7 +158,7 @@ TEST_CASE("a service round-trips through JSON", "[control_plane]") {
   REQUIRE(s.ok());
   const std::string json = toJson(*s);
   CHECK(json ==
-        R"({"name":"reviews","port":9080,"namespace":"shop","endpoints":["10.0.0.5:9080","[fd00::2]:1"]})");
+        R"({"name":"reviews","port":9080,"namespace":"shop","endpoints":["10.0.0.5:9080","[fd00::2]:1"],"protocol":"http"})");
   auto again = parseService("reviews", json);
   REQUIRE(again.ok());
   CHECK(*again == *s);
