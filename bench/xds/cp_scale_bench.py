@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""turnout-cp at scale: RSS with N sandboxes, and a sidecar fed by it.
+
+Starts turnout-cp (SQLite store in a temp dir), stores --services services and
+--sandboxes sandboxes through the REST API (one keep-alive connection; each
+sandbox forks --forks services, spread evenly), then measures:
+  - the API: mutations per second while loading (each one a SQLite commit);
+  - turnout-cp RSS (VmRSS, VmHWM) with the model loaded and no client;
+  - a turnout sidecar started from `turnout-cp bootstrap`: time from start to
+    every generated cluster active, its RSS, and turnout-cp's RSS once it has
+    generated and served that client (turnout dialect);
+  - one more sandbox created: time from the API answer to the sidecar's
+    cluster count showing it (what a user waits for).
+Prints a Markdown table; --json FILE writes the figures.
+
+Usage: cp_scale_bench.py --turnout build/proxy/turnout
+         --turnout-cp build/config/control_plane/turnout-cp [--sandboxes 10000]
+         [--services 100] [--forks 2]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "integration", "support"))
+
+from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
+from turnout_process import TurnoutProcess, _poll  # noqa: E402
+
+
+def rss_kib(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+class Api:
+    def __init__(self, address):
+        host, port = address.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def call(self, method, path, body=None):
+        self.conn.request(method, path, body=None if body is None else json.dumps(body),
+                          headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError("%s %s -> %d %s" % (method, path, r.status, data[:200]))
+        return json.loads(data) if data else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--turnout", required=True)
+    ap.add_argument("--turnout-cp", required=True)
+    ap.add_argument("--services", type=int, default=100)
+    ap.add_argument("--sandboxes", type=int, default=10000)
+    ap.add_argument("--forks", type=int, default=2)
+    ap.add_argument("--delta", action="store_true",
+                    help="the sidecar speaks Delta xDS (api_type DELTA_GRPC)")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record the sidecar (call graphs) while it applies the new sandbox")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="turnout-cp-scale-")
+    http_path, xds_path = os.path.join(tmp, "http"), os.path.join(tmp, "xds")
+    cp_log = open(os.path.join(tmp, "cp.log"), "wb")
+    cp = subprocess.Popen([args.turnout_cp, "serve", "--data-dir", os.path.join(tmp, "data"),
+                           "--http-address", "127.0.0.1:0", "--http-address-path", http_path,
+                           "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path,
+                           "--log-level", "warn"], stdout=cp_log, stderr=subprocess.STDOUT)
+    proxy = None
+    # svc0's baseline, the last loaded sandbox's fork of svc0 and the sandbox
+    # created at the end answer with their names: requests through the sidecar
+    # tell when it has the config, without polling its /stats (which sorts
+    # every stat name: tens of ms at 20,000 clusters, and it skews the timing).
+    backends = {n: FakeBackend(n).start() for n in ("baseline", "last", "new")}
+    figures = {"services": args.services, "sandboxes": args.sandboxes, "forks": args.forks}
+    try:
+        if not _poll(10, lambda: os.path.exists(http_path) and os.path.exists(xds_path)
+                     and read(http_path) and read(xds_path)):
+            raise RuntimeError("turnout-cp did not start")
+        api = Api(read(http_path))
+        xds_port = int(read(xds_path).rsplit(":", 1)[1])
+        figures["cp_rss_empty_kib"] = rss_kib(cp.pid)["VmRSS"]
+        for i in range(args.services):
+            ep = ("127.0.0.1:%d" % backends["baseline"].port if i == 0
+                  else "10.0.%d.%d:8000" % (i // 250, i % 250 + 1))
+            api.call("PUT", "/v1/services/svc%d" % i, {"port": 8000, "endpoints": [ep]})
+        t0 = time.monotonic()
+        for k in range(args.sandboxes):
+            forks = {}
+            for j in range(args.forks):
+                s = (k * args.forks + j) % args.services
+                forks["svc%d" % s] = ["10.%d.%d.%d:8000" % (1 + k // 62500, (k // 250) % 250,
+                                                            k % 250 + 1)]
+            if k == args.sandboxes - 1:
+                forks["svc0"] = ["127.0.0.1:%d" % backends["last"].port]
+            api.call("PUT", "/v1/sandboxes/sb-%d" % k, {"forks": forks})
+        load_s = time.monotonic() - t0
+        figures["api_puts_per_s"] = round(args.sandboxes / load_s, 1)
+        figures["cp_rss_loaded_kib"] = rss_kib(cp.pid)["VmRSS"]
+
+        def answered_by(key, name):
+            def check():
+                try:
+                    return get_backend(outbound, "/", {
+                        "Host": "svc0", "baggage": "turnout-routing-key=" + key})[1] == name
+                except OSError:
+                    return False
+            return check
+
+        outbound = free_closed_port()
+        boot = subprocess.run([args.turnout_cp, "bootstrap", "--node", "scale-sidecar", "--xds-host",
+                               "127.0.0.1", "--xds-port", str(xds_port), "--admin-port",
+                               str(free_closed_port()), "--outbound-port", str(outbound)],
+                              capture_output=True, text=True, timeout=10, check=True)
+        config = boot.stdout
+        if args.delta:
+            config = config.replace("api_type: GRPC", "api_type: DELTA_GRPC")
+        figures["protocol"] = "delta" if args.delta else "sotw"
+        t0 = time.monotonic()
+        proxy = TurnoutProcess(args.turnout, config).start()
+
+        if not _poll(300, answered_by("sb-%d" % (args.sandboxes - 1), "last")):
+            raise RuntimeError("the sidecar did not get every cluster:\n" + proxy.log()[-3000:])
+        figures["sidecar_converge_s"] = round(time.monotonic() - t0, 2)
+        time.sleep(1)
+        figures["sidecar_rss_kib"] = rss_kib(proxy.proc.pid)["VmRSS"]
+        figures["cp_rss_serving_kib"] = rss_kib(cp.pid)["VmRSS"]
+        figures["cp_hwm_kib"] = rss_kib(cp.pid)["VmHWM"]
+
+        # One more sandbox: API answer -> the sidecar has its cluster.
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", args.perf, "-p",
+                                     str(proxy.proc.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        api.call("PUT", "/v1/sandboxes/sb-new",
+                 {"forks": {"svc0": ["127.0.0.1:%d" % backends["new"].port]}})
+        api_s = time.monotonic() - t0
+        if not _poll(60, answered_by("sb-new", "new")):
+            raise RuntimeError("the new sandbox did not arrive")
+        figures["new_sandbox_api_ms"] = round(api_s * 1000, 1)
+        figures["new_sandbox_to_sidecar_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=30)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        cp.send_signal(signal.SIGTERM)
+        try:
+            cp.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cp.kill()
+        cp_log.close()
+        for b in backends.values():
+            b.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("| figure | value |\n|---|---|")
+    for k, v in figures.items():
+        print("| %s | %s |" % (k, v))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
