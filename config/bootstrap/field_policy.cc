@@ -179,8 +179,8 @@ FieldPolicyTable* buildTable() {
       .reasons = {{"cds_resources_locator", kXdsLocatorReason},
                   {"lds_resources_locator", kXdsLocatorReason}}};
   table["envoy.config.core.v3.ConfigSource"] = {
-      .supported = {"path_config_source", "path", "ads"},
-      .inert = {"resource_api_version", "initial_fetch_timeout"},
+      .supported = {"path_config_source", "path", "ads", "initial_fetch_timeout"},
+      .inert = {"resource_api_version"},
       .reasons = {{"api_config_source", kXdsReason},
                   {"self", kXdsReason},
                   {"authorities", kXdsReason}}};

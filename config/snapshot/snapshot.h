@@ -82,6 +82,9 @@ struct HttpConnectionManagerConfig {
   std::string rds_watched_directory;
   // Rds from the ADS stream (rds.config_source.ads) instead of a file.
   bool rds_ads = false;
+  // rds.config_source.initial_fetch_timeout: how long a listener (and the
+  // server's initialisation) waits for these routes; 0 waits for ever.
+  Milliseconds rds_initial_fetch_timeout{15000};
   // Inline only: index into Snapshot::route_tables once the translator exists.
   std::optional<size_t> route_table_index;
   std::vector<HttpFilterConfig> http_filters;  // router last (checked)

@@ -104,6 +104,9 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
     case hcm_v3::HttpConnectionManager::kRds:
       out.route_source = HttpConnectionManagerConfig::RouteSource::Rds;
       out.route_config_name = hcm.rds().route_config_name();
+      if (hcm.rds().config_source().has_initial_fetch_timeout()) {
+        out.rds_initial_fetch_timeout = ms(hcm.rds().config_source().initial_fetch_timeout());
+      }
       if (hcm.rds().config_source().has_ads()) {
         out.rds_ads = true;
       } else if (hcm.rds().config_source().has_path_config_source()) {

@@ -132,6 +132,7 @@ DynamicResources::~DynamicResources() { stop(); }
 void DynamicResources::stop() {
   if (ads_) ads_->stop();
   for (auto& [name, w] : warming_listeners_) w.timer->cancel();
+  for (auto& t : init_timers_) t->cancel();
   for (auto& w : watches_) w->stop();
   for (auto& [name, c] : eds_clusters_) {
     if (c.init_timer) c.init_timer->cancel();
@@ -198,10 +199,95 @@ absl::Status DynamicResources::start() {
   watchRoutes();
   watchEndpoints();
   if (ads_) {
+    startInitialization();
     if (xds_cache_) restoreFromCache();
     ads_->start();
   }
   return absl::OkStatus();
+}
+
+namespace {
+// A config source's initial_fetch_timeout: Envoy's 15 s when unset, 0 none.
+std::chrono::milliseconds initialFetchTimeout(const envoy::config::core::v3::ConfigSource& cs) {
+  if (!cs.has_initial_fetch_timeout()) return std::chrono::seconds(15);
+  return std::chrono::milliseconds(cs.initial_fetch_timeout().seconds() * 1000 +
+                                   cs.initial_fetch_timeout().nanos() / 1000000);
+}
+}  // namespace
+
+void DynamicResources::startInitialization() {
+  const auto& dr = publisher_.current()->snapshot->bootstrap.dynamic_resources();
+  initialized_ = false;
+  cds_pending_ = dr.cds_config().has_ads();
+  lds_pending_ = dr.lds_config().has_ads();
+  routes_pending_ = true;
+  if (cds_pending_) {
+    initTimer(initialFetchTimeout(dr.cds_config()), [this] {
+      if (!cds_pending_) return;
+      store_.mainShard().inc(store_.counter("cluster_manager.cds.init_fetch_timeout"));
+      TURNOUT_LOG(warn, kLog, "ADS: no CDS response within cds_config.initial_fetch_timeout; "
+                  "initialising without it");
+      cds_pending_ = false;
+    });
+  }
+  if (lds_pending_) {
+    initTimer(initialFetchTimeout(dr.lds_config()), [this] {
+      if (!lds_pending_) return;
+      store_.mainShard().inc(store_.counter("listener_manager.lds.init_fetch_timeout"));
+      TURNOUT_LOG(warn, kLog, "ADS: no LDS response within lds_config.initial_fetch_timeout; "
+                  "initialising without it");
+      lds_pending_ = false;
+    });
+  }
+  // The static listeners' ADS routes: the longest of their HCMs' timeouts
+  // (0 in any: no bound), as every RDS subscription is its own init target.
+  std::chrono::milliseconds longest{0};
+  bool unbounded = false;
+  for (const auto& l : publisher_.current()->listeners) {
+    for (const auto& c : l->filter_chains) {
+      if (!c.hcm || !c.hcm->config->rds_ads) continue;
+      const auto t = c.hcm->config->rds_initial_fetch_timeout;
+      unbounded = unbounded || t.count() == 0;
+      longest = std::max(longest, std::chrono::duration_cast<std::chrono::milliseconds>(t));
+    }
+  }
+  if (!unbounded && longest.count() > 0) {
+    initTimer(longest, [this] {
+      if (!routes_pending_) return;
+      TURNOUT_LOG(warn, kLog, "ADS: the listeners' route configurations did not all arrive "
+                  "within rds.config_source.initial_fetch_timeout; initialising without them");
+      routes_pending_ = false;
+    });
+  }
+}
+
+void DynamicResources::initTimer(std::chrono::milliseconds timeout, std::function<void()> expired) {
+  if (timeout.count() == 0) return;
+  auto t = std::make_unique<asio::steady_timer>(main_);
+  t->expires_after(timeout);
+  t->async_wait([this, expired = std::move(expired)](const boost::system::error_code& ec) {
+    if (ec || initialized_) return;
+    expired();
+    checkInitialized();
+  });
+  init_timers_.push_back(std::move(t));
+}
+
+void DynamicResources::checkInitialized() {
+  if (initialized_ || cds_pending_ || lds_pending_ || warming_count_ > 0 ||
+      !warming_listeners_.empty()) {
+    return;
+  }
+  if (routes_pending_) {
+    const DataPlaneConfigConstSharedPtr current = publisher_.current();
+    for (const auto& l : current->listeners) {
+      if (!missingAdsRoutes(*l, current->routes).empty()) return;
+    }
+    routes_pending_ = false;
+  }
+  initialized_ = true;
+  for (auto& t : init_timers_) t->cancel();
+  TURNOUT_LOG(info, kLog, "ADS: initial configuration in; the server is LIVE");
 }
 
 void DynamicResources::restoreFromCache() {
@@ -277,26 +363,37 @@ absl::Status DynamicResources::startAds() {
   if (dr.cds_config().has_ads()) {
     ads_->client().subscribe(config::kClusterTypeUrl, true, {},
                              [this, cached](const std::string& v, const config::AnyList& r) {
-                               return cached(config::kClusterTypeUrl, true,
-                                             applyClusters(config::parseClusterResources(v, r)), v, r);
+                               auto st = cached(config::kClusterTypeUrl, true,
+                                                applyClusters(config::parseClusterResources(v, r)), v, r);
+                               // Answered, accepted or not: CDS's initial fetch is done.
+                               cds_pending_ = false;
+                               checkInitialized();
+                               return st;
                              });
   }
   if (dr.lds_config().has_ads()) {
     ads_->client().subscribe(config::kListenerTypeUrl, true, {},
                              [this, cached](const std::string& v, const config::AnyList& r) {
-                               return cached(config::kListenerTypeUrl, true,
-                                             applyListeners(config::parseListenerResources(v, r)), v, r);
+                               auto st = cached(config::kListenerTypeUrl, true,
+                                                applyListeners(config::parseListenerResources(v, r)), v, r);
+                               lds_pending_ = false;
+                               checkInitialized();
+                               return st;
                              });
   }
   ads_->client().subscribe(config::kRouteConfigurationTypeUrl, false, {},
                            [this, cached](const std::string& v, const config::AnyList& r) {
-                             return cached(config::kRouteConfigurationTypeUrl, false,
-                                           applyAdsRoutes(config::parseRouteResources(v, r)), v, r);
+                             auto st = cached(config::kRouteConfigurationTypeUrl, false,
+                                              applyAdsRoutes(config::parseRouteResources(v, r)), v, r);
+                             checkInitialized();
+                             return st;
                            });
   ads_->client().subscribe(config::kClusterLoadAssignmentTypeUrl, false, {},
                            [this, cached](const std::string& v, const config::AnyList& r) {
-                             return cached(config::kClusterLoadAssignmentTypeUrl, false,
-                                           applyAdsEndpoints(config::parseEndpointResources(v, r)), v, r);
+                             auto st = cached(config::kClusterLoadAssignmentTypeUrl, false,
+                                              applyAdsEndpoints(config::parseEndpointResources(v, r)), v, r);
+                             checkInitialized();
+                             return st;
                            });
   TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", server.cluster_name);
   return absl::OkStatus();
@@ -608,13 +705,31 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
     if (w.timer) w.timer->cancel();
     w.runtime = std::move(rt);
     w.timer = std::make_unique<asio::steady_timer>(main_);
-    w.timer->expires_after(std::chrono::seconds(15));
-    w.timer->async_wait([this, name, raw = w.runtime.get()](const boost::system::error_code& ec) {
+    // Bounded by its HCMs' rds.config_source.initial_fetch_timeout (the
+    // longest; 0 in any: until the routes come).
+    std::chrono::milliseconds bound{0};
+    bool unbounded = false;
+    for (const auto& c : w.runtime->filter_chains) {
+      if (!c.hcm || !c.hcm->config->rds_ads) continue;
+      const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(
+          c.hcm->config->rds_initial_fetch_timeout);
+      unbounded = unbounded || t.count() == 0;
+      bound = std::max(bound, t);
+    }
+    if (unbounded) {
+      TURNOUT_LOG(info, kLog, "LDS: listener '{}' warms until its routes arrive (no "
+                  "initial_fetch_timeout)", name);
+      continue;
+    }
+    w.timer->expires_after(bound);
+    w.timer->async_wait([this, name, bound, raw = w.runtime.get()](
+                            const boost::system::error_code& ec) {
       if (ec) return;
       auto it = warming_listeners_.find(name);
       if (it == warming_listeners_.end() || it->second.runtime.get() != raw) return;
-      TURNOUT_LOG(warn, kLog, "LDS: listener '{}' got no route configuration within 15 s; "
-                  "serving it without (404 until one arrives)", name);
+      TURNOUT_LOG(warn, kLog, "LDS: listener '{}' got no route configuration within {} ms "
+                  "(initial_fetch_timeout); serving it without (404 until one arrives)",
+                  name, bound.count());
       promoteWarmed(true, name);
     });
     TURNOUT_LOG(info, kLog, "LDS: listener '{}' warms until its routes arrive", name);
@@ -668,13 +783,17 @@ void DynamicResources::promoteWarmed(bool all, const std::string& only) {
     warming_listeners_.erase(name);
   }
   setWarmingGauge();
-  if (ready.empty()) return;
+  if (ready.empty()) {
+    checkInitialized();
+    return;
+  }
   auto next = SnapshotPublisher::withListeners(*current, std::move(ready), {});
   if (auto st = publisher_.publish(next); !st.ok()) {
     TURNOUT_LOG(warn, kLog, "LDS: warmed listeners cannot be bound: {}", std::string(st.message()));
     return;
   }
   TURNOUT_LOG(info, kLog, "LDS: {} warmed listener(s) bound", done.size());
+  checkInitialized();
 }
 
 ClusterRuntimeConstSharedPtr DynamicResources::withCachedEndpoints(ClusterRuntimeConstSharedPtr c) {
@@ -808,6 +927,7 @@ void DynamicResources::warmed(EdsCluster& e) {
   // sandboxes). watchEndpoints() recounts once per update.
   if (warming_count_ > 0) --warming_count_;
   store_.mainShard().set(warming_clusters_, warming_count_);
+  if (!initialized_ && warming_count_ == 0) checkInitialized();
 }
 
 void DynamicResources::onEndpoints(const std::string& path, const std::string& contents) {

@@ -129,6 +129,14 @@ class DynamicResources {
   // The ADS stream, or null without dynamic_resources.ads_config.
   const XdsStream* ads() const { return ads_.get(); }
 
+  // Envoy's initialisation (docs/xds.md, "Initialisation"): with ADS, false
+  // until the first CDS and LDS responses (or the --xds-cache), the EDS
+  // clusters and the listeners they bring, and the ADS routes of the bound
+  // listeners are in, each wait bounded by its config source's
+  // initial_fetch_timeout (15 s; 0: none). The server is INITIALIZING
+  // meanwhile (/ready answers 503). Once true it stays true.
+  bool initialized() const { return initialized_; }
+
  private:
   struct UpdateStats {
     stats::StatId attempt, success, rejected, version;
@@ -223,6 +231,17 @@ class DynamicResources {
   // `all`, at the warming timeout).
   void promoteWarmed(bool all, const std::string& only = {});
   void setWarmingGauge();
+
+  // Initialisation: what is still awaited, and the timers that bound it.
+  void startInitialization();
+  void checkInitialized();
+  // Runs `expired` after `timeout` unless initialised first; 0: never.
+  void initTimer(std::chrono::milliseconds timeout, std::function<void()> expired);
+  bool initialized_ = true;
+  bool cds_pending_ = false;
+  bool lds_pending_ = false;
+  bool routes_pending_ = false;  // the bound listeners' ADS routes
+  std::vector<std::unique_ptr<asio::steady_timer>> init_timers_;
 };
 
 }  // namespace turnout::proxy

@@ -145,7 +145,9 @@ void Server::shutdown() {
 admin::ServerInfo Server::serverInfo() const {
   admin::ServerInfo info;
   info.version = kVersion;
-  info.state = draining_ ? admin::ServerState::Draining : admin::ServerState::Live;
+  info.state = draining_                                ? admin::ServerState::Draining
+               : dynamic_ && !dynamic_->initialized() ? admin::ServerState::Initializing
+                                                      : admin::ServerState::Live;
   auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                              started_);
   info.uptime_current_epoch = up;

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -279,6 +280,86 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(eds.version_info, "e1")
         self.assertServed("b")
         self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
+
+
+class XdsInitialisationTest(unittest.TestCase):
+    """Envoy's initialisation: /ready says INITIALIZING (503) until the first
+    CDS and LDS responses, the EDS clusters and the listeners' ADS routes are
+    in, each wait bounded by its source's initial_fetch_timeout."""
+
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.ads = AdsServer().start()
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.ads.stop()
+        self.a.stop()
+
+    def ready(self):
+        status, body, _ = self.proxy.admin("GET", "/ready")
+        return status, body.strip().decode()
+
+    def test_the_server_is_initializing_until_the_first_responses_are_in(self):
+        # Nothing set yet: the server holds every type unanswered.
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port))).start(
+            wait_live=False)
+        self.assertIsNotNone(self.ads.wait_for(lambda r: r.type_url == CLUSTER))
+        self.assertEqual(self.ready(), (503, "INITIALIZING"))
+        status, body, _ = self.proxy.admin("GET", "/server_info")
+        self.assertEqual(json.loads(body)["state"], "INITIALIZING")
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(LISTENER, "l1", [])
+        # CDS and LDS are in, but the EDS cluster and the outbound routes are not.
+        self.assertIsNotNone(self.ads.wait_for(lambda r: r.type_url == ENDPOINTS))
+        self.assertEqual(self.proxy.wait_stat("cluster_manager.warming_clusters",
+                                              lambda v: v == 1), 1)
+        self.assertEqual(self.ready(), (503, "INITIALIZING"))
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        time.sleep(0.3)
+        self.assertEqual(self.ready(), (503, "INITIALIZING"))
+        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        self.assertIsNotNone(poll(lambda: self.ready() == (200, "LIVE")), self.proxy.log())
+        port = self.proxy._read_listeners()["outbound"][1]
+        self.assertEqual(get(port)[1], "a")
+        # Once LIVE, it stays LIVE whatever comes next.
+        self.ads.set(LISTENER, "l2", [listener("late", 0, "late")])
+        self.assertEqual(self.proxy.wait_stat("listener_manager.total_listeners_warming",
+                                              lambda v: v == 1), 1)
+        self.assertEqual(self.ready(), (200, "LIVE"))
+
+    def test_initial_fetch_timeout_bounds_the_initialisation(self):
+        boot = bootstrap(self.ads.port)
+        boot["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] = "0.5s"
+        boot["dynamic_resources"]["lds_config"]["initial_fetch_timeout"] = "0.5s"
+        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        hcm["typed_config"]["rds"]["config_source"]["initial_fetch_timeout"] = "1s"
+        t0 = time.monotonic()
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start(wait_live=False)
+        self.assertEqual(self.ready(), (503, "INITIALIZING"))
+        # The control plane never answers: LIVE after the longest bound (1 s).
+        self.assertIsNotNone(poll(lambda: self.ready() == (200, "LIVE")), self.proxy.log())
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertEqual(self.proxy.counter("cluster_manager.cds.init_fetch_timeout"), 1)
+        self.assertEqual(self.proxy.counter("listener_manager.lds.init_fetch_timeout"), 1)
+        # What arrives later still applies.
+        serve_initial_state(self.ads, self.a.port)
+        port = self.proxy._read_listeners()["outbound"][1]
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+
+    def test_a_zero_initial_fetch_timeout_waits_for_ever(self):
+        boot = bootstrap(self.ads.port)
+        boot["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] = "0s"
+        boot["dynamic_resources"]["lds_config"]["initial_fetch_timeout"] = "0.2s"
+        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        hcm["typed_config"]["rds"]["config_source"]["initial_fetch_timeout"] = "0.2s"
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start(wait_live=False)
+        time.sleep(1.0)
+        self.assertEqual(self.ready(), (503, "INITIALIZING"))
+        self.ads.set(CLUSTER, "c1", [])
+        self.assertIsNotNone(poll(lambda: self.ready() == (200, "LIVE")), self.proxy.log())
 
 
 class XdsCacheTest(unittest.TestCase):

@@ -58,7 +58,9 @@ class TurnoutProcess:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self):
+    def start(self, wait_live=True):
+        """wait_live=False: return once the admin address is known (the server
+        may still be INITIALIZING)."""
         self.tmpdir = tempfile.mkdtemp(prefix="turnout-it-")
         config = os.path.join(self.tmpdir, "bootstrap.yaml")
         with open(config, "w") as f:
@@ -72,13 +74,13 @@ class TurnoutProcess:
                                      stdin=subprocess.DEVNULL)
         _LIVE.add(self)
         try:
-            self._wait_ready()
+            self._wait_ready(wait_live)
         except Exception:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self):
+    def _wait_ready(self, wait_live=True):
         def address():
             if self.proc.poll() is not None:
                 raise TurnoutError("turnout exited with %s during start:\n%s"
@@ -96,6 +98,8 @@ class TurnoutProcess:
                                % (self.address_path, START_DEADLINE_S, self.log()))
         host, _, port = text.rpartition(":")
         self.admin_host, self.admin_port = host.strip("[]"), int(port)
+        if not wait_live:
+            return
 
         def live():
             if self.proc.poll() is not None:
