@@ -342,6 +342,7 @@ void DeltaAdsStream::push() {
 absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& ioc,
                                                              Options options, const Model& model) {
   std::unique_ptr<AdsServer> s(new AdsServer());
+  s->ioc_ = &ioc;
   s->model_ = model;
   AdsServer* raw = s.get();
   GrpcServer::Options g;
@@ -358,7 +359,10 @@ absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& i
   return s;
 }
 
-AdsServer::~AdsServer() { stop(); }
+AdsServer::~AdsServer() {
+  *alive_ = false;
+  stop();
+}
 
 void AdsServer::start() { grpc_->start(); }
 
@@ -421,7 +425,23 @@ const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std:
 }
 
 void AdsServer::update(const Model& model) {
-  model_ = model;
+  const bool posted = pending_.has_value();
+  pending_ = model;
+  if (posted) return;
+  asio::post(*ioc_, [this, alive = alive_] {
+    if (*alive) flush();
+  });
+}
+
+void AdsServer::flush() {
+  if (!pending_) return;
+  Model next = std::move(*pending_);
+  pending_.reset();
+  apply(std::move(next));
+}
+
+void AdsServer::apply(Model model) {
+  model_ = std::move(model);
   // The generation being replaced, for the Delta streams' diffs; only the
   // dialects some stream used exist in the cache.
   previous_ = std::move(cache_);

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -65,8 +66,11 @@ class AdsServer {
   uint16_t port() const { return grpc_->port(); }
 
   // The model changed: regenerates the resources and pushes what changed to
-  // every stream.
+  // every stream, from a handler posted to the io_context, so that the API
+  // answers first and a burst of mutations is pushed once (the last model).
   void update(const Model& model);
+  // Applies the update() still posted, now (benchmarks time it).
+  void flush();
   std::vector<ProxyStatus> proxies() const;
 
   // Resources as the generator made them for a dialect (cached per update).
@@ -89,6 +93,11 @@ class AdsServer {
   friend class DeltaAdsStream;
   AdsServer() = default;
 
+  void apply(Model model);
+
+  asio::io_context* ioc_ = nullptr;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::optional<Model> pending_;  // the model update() got, not yet applied
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
   std::map<Dialect, ResourcesByType> cache_;
