@@ -236,21 +236,25 @@ class DeltaAdsStream final : public AdsStreamBase {
 
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
                           const std::set<std::string>* only) {
-  envoy::service::discovery::v3::DeltaDiscoveryResponse r;
   const ResourcesByType& all = server_.resources(dialect_);
   static const ResourceMap kNone;
   auto it = all.find(type_url);
   const ResourceMap& current = it == all.end() ? kNone : it->second;
+  // The response's `resources` entries are serialized once per generation and
+  // shared by every stream (AdsServer::deltaResourceEntry); the rest of the
+  // message is this stream's and is appended (concatenated protobuf messages
+  // merge).
+  std::string body;
+  std::vector<std::pair<const std::string*, const std::string*>> sent;  // name, version
+  envoy::service::discovery::v3::DeltaDiscoveryResponse r;
   auto consider = [&](const std::string& name) {
     const bool wanted = t.wildcard || t.names.contains(name);
     auto c = current.find(name);
     auto h = t.has.find(name);
     if (wanted && c != current.end()) {
       if (h != t.has.end() && h->second == c->second.version) return;
-      auto* res = r.add_resources();
-      res->set_name(name);
-      res->set_version(c->second.version);
-      *res->mutable_resource() = c->second.resource;
+      body += server_.deltaResourceEntry(dialect_, type_url, *c);
+      sent.emplace_back(&c->first, &c->second.version);
     } else if (h != t.has.end()) {
       r.add_removed_resources(name);
     }
@@ -263,9 +267,9 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
     for (const auto& [name, version] : t.has) names.insert(name);
     for (const auto& name : names) consider(name);
   }
-  if (!always && r.resources().empty() && r.removed_resources().empty()) return;
+  if (!always && sent.empty() && r.removed_resources().empty()) return;
   if (!t.pending) t.before_push = t.has;
-  for (const auto& res : r.resources()) t.has[res.name()] = res.version();
+  for (const auto& [name, version] : sent) t.has[*name] = *version;
   for (const auto& name : r.removed_resources()) t.has.erase(name);
   r.set_type_url(type_url);
   r.set_system_version_info(std::to_string(++pushes_));
@@ -276,7 +280,8 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
   ProxyTypeStatus& ps = status_.types[shortName(type_url)];
   ps.sent_version = r.system_version_info();
   ps.pending = true;
-  call_.send(r.SerializeAsString());
+  body += r.SerializeAsString();
+  call_.send(body);
 }
 
 void DeltaAdsStream::onMessage(std::string_view message) {
@@ -402,6 +407,22 @@ const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::strin
   return prepared_.emplace(std::move(key), std::move(p)).first->second;
 }
 
+const std::string& AdsServer::deltaResourceEntry(
+    Dialect dialect, const std::string& type_url,
+    const std::pair<const std::string, VersionedResource>& resource) {
+  std::string key = absl::StrCat(std::string(dialectName(dialect)), "\n", type_url, "\n",
+                                 resource.first);
+  auto found = delta_entries_.find(key);
+  if (found != delta_entries_.end()) return found->second;
+  envoy::service::discovery::v3::DeltaDiscoveryResponse one;
+  auto* res = one.add_resources();
+  res->set_name(resource.first);
+  res->set_version(resource.second.version);
+  *res->mutable_resource() = resource.second.resource;
+  // Field 2 (resources): tag, length, the Resource; as its own message.
+  return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
+}
+
 const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std::string& type_url) {
   const auto key = std::make_pair(dialect, type_url);
   if (auto it = changed_.find(key); it != changed_.end()) return &it->second;
@@ -448,6 +469,7 @@ void AdsServer::apply(Model model) {
   cache_.clear();
   changed_.clear();
   prepared_.clear();
+  delta_entries_.clear();
   for (AdsStreamBase* s : streams_) s->push();
 }
 

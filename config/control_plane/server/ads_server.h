@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,13 @@ class AdsServer {
   const std::set<std::string>* changedNames(Dialect dialect, const std::string& type_url);
   std::map<std::pair<Dialect, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
+  // Delta: one resource as a serialized DeltaDiscoveryResponse holding only
+  // that `resources` entry, per dialect, type and name, for this generation;
+  // a stream's response is the entries it sends followed by its own fields.
+  const std::string& deltaResourceEntry(
+      Dialect dialect, const std::string& type_url,
+      const std::pair<const std::string, VersionedResource>& resource);
+  std::unordered_map<std::string, std::string> delta_entries_;
   std::set<AdsStreamBase*> streams_;  // SotW and Delta
 };
 
