@@ -446,8 +446,9 @@ const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std:
 }
 
 void AdsServer::update(const Model& model) {
-  const bool posted = pending_.has_value();
+  const bool posted = has_pending_;
   pending_ = model;
+  has_pending_ = true;
   if (posted) return;
   asio::post(*ioc_, [this, alive = alive_] {
     if (*alive) flush();
@@ -455,14 +456,13 @@ void AdsServer::update(const Model& model) {
 }
 
 void AdsServer::flush() {
-  if (!pending_) return;
-  Model next = std::move(*pending_);
-  pending_.reset();
-  apply(std::move(next));
+  if (!has_pending_) return;
+  has_pending_ = false;
+  std::swap(model_, pending_);
+  apply();
 }
 
-void AdsServer::apply(Model model) {
-  model_ = std::move(model);
+void AdsServer::apply() {
   // The generation being replaced, for the Delta streams' diffs; only the
   // dialects some stream used exist in the cache.
   previous_ = std::move(cache_);

@@ -28,7 +28,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
 #include <unordered_map>
 #include <string>
@@ -94,11 +93,14 @@ class AdsServer {
   friend class DeltaAdsStream;
   AdsServer() = default;
 
-  void apply(Model model);
+  void apply();  // model_ is the new model
 
   asio::io_context* ioc_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::optional<Model> pending_;  // the model update() got, not yet applied
+  // The model update() got, not yet applied; copy-assigned (std::map reuses
+  // its nodes) and swapped with model_, so an update allocates little.
+  Model pending_;
+  bool has_pending_ = false;
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
   std::map<Dialect, ResourcesByType> cache_;
