@@ -1,6 +1,7 @@
 #include "config/control_plane/server/ads_server.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -221,9 +222,16 @@ class DeltaAdsStream final : public AdsStreamBase {
     bool wildcard = false;
     std::set<std::string> names;
     std::map<std::string, std::string> has;  // what the client holds: name -> version
-    std::map<std::string, std::string> before_push;  // `has` before the unanswered push
+    // How to put `has` back as it was before the unanswered pushes, newest
+    // last: name and its earlier version (none: it was not held). An undo log,
+    // not a copy of `has`: copying every held name per push and stream was
+    // most of a Delta update's CPU (1,100 clusters x 1,000 streams).
+    std::vector<std::pair<std::string, std::optional<std::string>>> undo;
     std::string sent_nonce;
     bool pending = false;
+    // A NACK put `has` back: the next push diffs every name, since what the
+    // client refused changed in an earlier generation than the next one.
+    bool diff_all = false;
   };
   // Sends what changed for the client (always when `always`); `only`: the
   // names that can have changed (null: all).
@@ -268,9 +276,21 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
     for (const auto& name : names) consider(name);
   }
   if (!always && sent.empty() && r.removed_resources().empty()) return;
-  if (!t.pending) t.before_push = t.has;
-  for (const auto& [name, version] : sent) t.has[*name] = *version;
-  for (const auto& name : r.removed_resources()) t.has.erase(name);
+  t.diff_all = false;
+  if (!t.pending) t.undo.clear();
+  auto remember = [&t](const std::string& name) {
+    auto h = t.has.find(name);
+    t.undo.emplace_back(name, h == t.has.end() ? std::nullopt
+                                               : std::optional<std::string>(h->second));
+  };
+  for (const auto& [name, version] : sent) {
+    remember(*name);
+    t.has[*name] = *version;
+  }
+  for (const auto& name : r.removed_resources()) {
+    remember(name);
+    t.has.erase(name);
+  }
   r.set_type_url(type_url);
   r.set_system_version_info(std::to_string(++pushes_));
   r.set_nonce(std::to_string(++nonce_));
@@ -319,7 +339,15 @@ void DeltaAdsStream::onMessage(std::string_view message) {
     t.pending = false;
     ps.pending = false;
     if (req.has_error_detail()) {
-      t.has = t.before_push;  // the client kept what it had
+      // The client kept what it had.
+      t.diff_all = true;
+      for (auto u = t.undo.rbegin(); u != t.undo.rend(); ++u) {
+        if (u->second) {
+          t.has[u->first] = *u->second;
+        } else {
+          t.has.erase(u->first);
+        }
+      }
       ps.nack_error = req.error_detail().message();
       TURNOUT_LOG(warn, kLog, "node '{}' rejected delta {}: {}", status_.node_id,
                   shortName(req.type_url()), ps.nack_error);
@@ -327,6 +355,7 @@ void DeltaAdsStream::onMessage(std::string_view message) {
       ps.acked_version = ps.sent_version;
       ps.nack_error.clear();
     }
+    t.undo.clear();
   }
   if (first || names_changed) send(req.type_url(), t, /*always=*/first);
 }
@@ -339,7 +368,7 @@ void DeltaAdsStream::push() {
     // A stream in step with the last generation only needs the names that
     // changed; one with a push unanswered (or NACKed) is diffed in full.
     const std::set<std::string>* only =
-        it->second.pending ? nullptr : server_.changedNames(dialect_, type);
+        it->second.pending || it->second.diff_all ? nullptr : server_.changedNames(dialect_, type);
     send(type, it->second, false, only);
   }
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 
 #include "config/control_plane/server/ads_server.h"
@@ -37,6 +38,7 @@ bool runUntil(asio::io_context& ioc, const std::function<bool()>& done,
 }
 
 struct Received {
+  std::set<std::string> reject;  // types whose next responses the client NACKs
   std::map<std::string, std::vector<std::string>> names;  // type -> resource names
   std::map<std::string, std::string> versions;
   std::map<std::string, int> responses;
@@ -77,6 +79,10 @@ struct Client {
         });
     auto handler = [&got](const std::string& type) {
       return [&got, type](const std::string& v, const RepeatedPtrField<Any>& rs) {
+        if (got.reject.contains(type)) {
+          got.responses[type]++;
+          return absl::InvalidArgumentError("rejected by the test");
+        }
         got.versions[type] = v;
         got.responses[type]++;
         got.last_count[type] = rs.size();
@@ -275,6 +281,40 @@ TEST_CASE("a stale request is ignored whole; the name change it carried is answe
   CHECK(c.responses[3].type_url() == config::kListenerTypeUrl);
   CHECK(c.names(3) == std::vector<std::string>{"ratings.default:9080", "reviews"});
   CHECK(!c.closed);
+}
+
+TEST_CASE("delta: after a NACK the server sends again what the client did not take",
+          "[control_plane][ads]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  Received got;
+  Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
+  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+  const std::string cds = config::kClusterTypeUrl;
+  auto settled = [&] {
+    auto p = (*server)->proxies();
+    return p.size() == 1 && !p[0].types["clusters"].pending;
+  };
+
+  got.reject.insert(cds);
+  const int before = got.responses[cds];
+  REQUIRE(state.putService("ratings", R"({"port": 9080, "endpoints": ["10.0.0.9:9080"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] { return got.responses[cds] > before && settled(); }));
+  CHECK((*server)->proxies()[0].types["clusters"].nack_error.find("rejected by the test") !=
+        std::string::npos);
+  CHECK(got.names[cds] == std::vector<std::string>{"reviews"});
+
+  // The next push carries `ratings` again with `details`: the server put back
+  // what the client holds.
+  got.reject.clear();
+  REQUIRE(state.putService("details", R"({"port": 9080, "endpoints": ["10.0.0.8:9080"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return got.names[cds] == std::vector<std::string>{"details", "ratings", "reviews"};
+  }));
+  REQUIRE(runUntil(ioc, settled));
+  CHECK((*server)->proxies()[0].types["clusters"].nack_error.empty());
 }
 
 TEST_CASE("delta: only what changed is sent, removals by name, and a reconnect resumes",
