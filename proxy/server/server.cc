@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/admin/v3/config_dump.pb.h"
 #include "envoy/admin/v3/config_dump_shared.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "google/protobuf/util/json_util.h"
@@ -229,6 +231,49 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
     if (cds.error) setError(cds.error, dc->mutable_error_state());
   }
   dump.add_configs()->PackFrom(clusters);
+
+  // ?include_eds: each cluster's endpoints as turnout holds them now (DNS
+  // resolved, EDS applied), by priority; EDS clusters are dynamic, the rest
+  // static, as Envoy's EndpointsConfigDump.
+  if (params.include_eds) {
+    envoy::admin::v3::EndpointsConfigDump endpoints;
+    std::vector<const ClusterRuntime*> all;
+    for (const auto& [name, c] : current.clusters) all.push_back(c.get());
+    std::sort(all.begin(), all.end(),
+              [](const auto* x, const auto* y) { return x->config->name < y->config->name; });
+    for (const ClusterRuntime* c : all) {
+      envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+      cla.set_cluster_name(c->config->eds ? c->config->eds_service_name : c->config->name);
+      const HostSetConstSharedPtr hosts = publisher_->hosts(*c);
+      std::map<uint32_t, envoy::config::endpoint::v3::LocalityLbEndpoints*> by_priority;
+      if (hosts) {
+        for (const HostDescription& h : hosts->hosts) {
+          auto*& level = by_priority[h.priority];
+          if (level == nullptr) {
+            level = cla.add_endpoints();
+            level->set_priority(h.priority);
+          }
+          auto* e = level->add_lb_endpoints();
+          auto* sa = e->mutable_endpoint()->mutable_address()->mutable_socket_address();
+          sa->set_address(h.ip);
+          sa->set_port_value(h.port);
+          if (!h.hostname.empty()) e->mutable_endpoint()->set_hostname(h.hostname);
+          e->mutable_load_balancing_weight()->set_value(h.weight);
+          e->set_health_status(h.healthy ? envoy::config::core::v3::HEALTHY
+                                         : envoy::config::core::v3::UNHEALTHY);
+        }
+      }
+      if (c->config->eds) {
+        auto* d = endpoints.add_dynamic_endpoint_configs();
+        d->mutable_endpoint_config()->PackFrom(cla);
+      } else {
+        auto* st = endpoints.add_static_endpoint_configs();
+        st->mutable_endpoint_config()->PackFrom(cla);
+        *st->mutable_last_updated() = loaded_at;
+      }
+    }
+    dump.add_configs()->PackFrom(endpoints);
+  }
 
   // Listeners, and the route configurations inline in their HCMs.
   envoy::admin::v3::RoutesConfigDump routes;

@@ -255,6 +255,35 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertIn("outbound", body.decode() if isinstance(body, bytes) else body)
 
+    def test_config_dump_include_eds_shows_every_cluster_s_endpoints(self):
+        self.assertServed("a")
+
+        def endpoints_dump(path):
+            status, body, _ = self.proxy.admin("GET", path)
+            self.assertEqual(status, 200)
+            return [c for c in json.loads(body)["configs"]
+                    if c["@type"].endswith("EndpointsConfigDump")]
+        self.assertEqual(endpoints_dump("/config_dump"), [])  # only with include_eds, as Envoy
+        [dump] = endpoints_dump("/config_dump?include_eds")
+        [dynamic] = dump["dynamic_endpoint_configs"]
+        cla = dynamic["endpoint_config"]
+        self.assertEqual(cla["cluster_name"], "reviews")
+        [ep] = cla["endpoints"][0]["lb_endpoints"]
+        self.assertEqual(ep["endpoint"]["address"]["socket_address"],
+                         {"address": "127.0.0.1", "port_value": self.a.port})
+        self.assertEqual(ep["health_status"], "HEALTHY")
+        static = {s["endpoint_config"]["cluster_name"]: s for s in dump["static_endpoint_configs"]}
+        self.assertEqual(list(static), ["xds_cluster"])
+        self.assertEqual(static["xds_cluster"]["endpoint_config"]["endpoints"][0]["lb_endpoints"][0]
+                         ["endpoint"]["address"]["socket_address"]["port_value"], self.ads.port)
+        # A pushed assignment shows at once.
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.b.port)])
+        self.assertServed("b")
+        [dump] = endpoints_dump("/config_dump?include_eds")
+        self.assertEqual(dump["dynamic_endpoint_configs"][0]["endpoint_config"]["endpoints"][0]
+                         ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"],
+                         self.b.port)
+
     def test_lost_control_plane_keeps_serving_and_reconnects_with_versions(self):
         self.assertServed("a")
         self.ads.wait_for(lambda r: r.type_url == ROUTES and r.version_info == "r1")
