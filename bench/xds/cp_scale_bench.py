@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration", "support"))
 
 from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
+from turnout_cp_process import TurnoutCp  # noqa: E402
 from turnout_process import TurnoutProcess, _poll  # noqa: E402
 
 
@@ -45,11 +46,6 @@ def rss_kib(pid):
             if k in ("VmRSS", "VmHWM", "RssAnon"):
                 out[k] = int(v.split()[0])
     return out
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
 
 
 class Api:
@@ -82,12 +78,7 @@ def main():
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="turnout-cp-scale-")
-    http_path, xds_path = os.path.join(tmp, "http"), os.path.join(tmp, "xds")
-    cp_log = open(os.path.join(tmp, "cp.log"), "wb")
-    cp = subprocess.Popen([args.turnout_cp, "serve", "--data-dir", os.path.join(tmp, "data"),
-                           "--http-address", "127.0.0.1:0", "--http-address-path", http_path,
-                           "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path,
-                           "--log-level", "warn"], stdout=cp_log, stderr=subprocess.STDOUT)
+    cp = TurnoutCp(args.turnout_cp, tmp, extra_args=["--log-level", "warn"])
     proxy = None
     # svc0's baseline, the last loaded sandbox's fork of svc0 and the sandbox
     # created at the end answer with their names: requests through the sidecar
@@ -96,12 +87,10 @@ def main():
     backends = {n: FakeBackend(n).start() for n in ("baseline", "last", "new")}
     figures = {"services": args.services, "sandboxes": args.sandboxes, "forks": args.forks}
     try:
-        if not _poll(10, lambda: os.path.exists(http_path) and os.path.exists(xds_path)
-                     and read(http_path) and read(xds_path)):
-            raise RuntimeError("turnout-cp did not start")
-        api = Api(read(http_path))
-        xds_port = int(read(xds_path).rsplit(":", 1)[1])
-        figures["cp_rss_empty_kib"] = rss_kib(cp.pid)["VmRSS"]
+        cp.start()
+        api = Api(cp.api)
+        xds_port = cp.xds_port
+        figures["cp_rss_empty_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
         for i in range(args.services):
             ep = ("127.0.0.1:%d" % backends["baseline"].port if i == 0
                   else "10.0.%d.%d:8000" % (i // 250, i % 250 + 1))
@@ -118,7 +107,7 @@ def main():
             api.call("PUT", "/v1/sandboxes/sb-%d" % k, {"forks": forks})
         load_s = time.monotonic() - t0
         figures["api_puts_per_s"] = round(args.sandboxes / load_s, 1)
-        figures["cp_rss_loaded_kib"] = rss_kib(cp.pid)["VmRSS"]
+        figures["cp_rss_loaded_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
 
         def answered_by(key, name):
             def check():
@@ -146,8 +135,8 @@ def main():
         figures["sidecar_converge_s"] = round(time.monotonic() - t0, 2)
         time.sleep(1)
         figures["sidecar_rss_kib"] = rss_kib(proxy.proc.pid)["VmRSS"]
-        figures["cp_rss_serving_kib"] = rss_kib(cp.pid)["VmRSS"]
-        figures["cp_hwm_kib"] = rss_kib(cp.pid)["VmHWM"]
+        figures["cp_rss_serving_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
+        figures["cp_hwm_kib"] = rss_kib(cp.proc.pid)["VmHWM"]
 
         # One more sandbox: API answer -> the sidecar has its cluster.
         perf = None
@@ -170,12 +159,7 @@ def main():
     finally:
         if proxy is not None:
             proxy.stop()
-        cp.send_signal(signal.SIGTERM)
-        try:
-            cp.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cp.kill()
-        cp_log.close()
+        cp.stop()
         for b in backends.values():
             b.stop()
         shutil.rmtree(tmp, ignore_errors=True)

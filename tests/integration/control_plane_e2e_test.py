@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,12 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
+from turnout_cp_process import TurnoutCp  # noqa: E402
 from turnout_process import TurnoutProcess, _poll  # noqa: E402
 
 TURNOUT = None
 TURNOUT_CP = None
 POLL_S = 5.0
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
 
 
 def get(port, headers=None, host="reviews"):
@@ -48,47 +43,21 @@ class ControlPlaneE2eTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="turnout-cp-e2e-")
         self.baseline = FakeBackend("baseline").start()
         self.sandbox = FakeBackend("sandbox").start()
-        http_path = os.path.join(self.tmp, "http.addr")
-        xds_path = os.path.join(self.tmp, "xds.addr")
-        self.cp_log = open(os.path.join(self.tmp, "cp.log"), "wb")
-        self.cp = subprocess.Popen(
-            [TURNOUT_CP, "serve", "--data-dir", os.path.join(self.tmp, "data"),
-             "--http-address", "127.0.0.1:0", "--http-address-path", http_path,
-             "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path],
-            stdout=self.cp_log, stderr=subprocess.STDOUT)
-
-        def addresses():
-            if self.cp.poll() is not None:
-                raise RuntimeError("turnout-cp exited:\n" + self.cp_output())
-            if os.path.exists(http_path) and os.path.exists(xds_path):
-                a, b = read(http_path), read(xds_path)
-                return (a, b) if a and b else None
-            return None
-        got = _poll(10, addresses)
-        self.assertIsNotNone(got, self.cp_output())
-        self.url = "http://" + got[0]
-        self.xds_port = int(got[1].rsplit(":", 1)[1])
+        self.cp = TurnoutCp(TURNOUT_CP, self.tmp).start()
+        self.url = self.cp.url
+        self.xds_port = self.cp.xds_port
         self.proxy = None
 
     def tearDown(self):
         if self.proxy is not None:
             self.proxy.stop()
-        if self.cp.poll() is None:
-            self.cp.send_signal(signal.SIGTERM)
-            try:
-                self.cp.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.cp.kill()
-                self.cp.wait()
-        self.cp_log.close()
+        self.cp.stop()
         self.baseline.stop()
         self.sandbox.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def cp_output(self):
-        self.cp_log.flush()
-        with open(os.path.join(self.tmp, "cp.log"), "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.cp.output()
 
     def cli(self, *args):
         r = subprocess.run([TURNOUT_CP] + list(args) + ["--server", self.url], capture_output=True,
@@ -150,8 +119,7 @@ class ControlPlaneE2eTest(unittest.TestCase):
                  "--endpoint", "127.0.0.1:%d" % self.baseline.port)
         port = self.start_sidecar()
         self.assertIsNotNone(_poll(POLL_S, lambda: get(port)[1] == "baseline"), self.proxy.log())
-        self.cp.send_signal(signal.SIGTERM)
-        self.cp.wait(timeout=5)
+        self.cp.stop()
         self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 0), 0)
         for _ in range(10):
             self.assertEqual(get(port)[1], "baseline")

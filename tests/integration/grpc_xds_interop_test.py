@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from fake_backend import free_closed_port  # noqa: E402
+from turnout_cp_process import TurnoutCp  # noqa: E402
 from turnout_process import TurnoutProcess, _poll  # noqa: E402
 
 TURNOUT = None
@@ -62,11 +62,6 @@ class Backend:
 
     def stop(self):
         self.server.stop(grace=None).wait(5)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
 
 
 # Where each service's calls go: routing key -> backend, before the change.
@@ -122,26 +117,9 @@ class GrpcXdsInteropTest(unittest.TestCase):
         for name in ["reviews", "ratings", "reviews-feat-x", "reviews-feat-y", "ratings-feat-x",
                      "ratings-v1", "ratings-v2"]:
             self.backends[name] = Backend(name)
-        http_path = os.path.join(self.tmp, "http.addr")
-        xds_path = os.path.join(self.tmp, "xds.addr")
-        self.cp_log = open(os.path.join(self.tmp, "cp.log"), "wb")
-        self.cp = subprocess.Popen(
-            [TURNOUT_CP, "serve", "--data-dir", os.path.join(self.tmp, "data"),
-             "--http-address", "127.0.0.1:0", "--http-address-path", http_path,
-             "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path],
-            stdout=self.cp_log, stderr=subprocess.STDOUT)
-
-        def addresses():
-            if self.cp.poll() is not None:
-                raise RuntimeError("turnout-cp exited:" + self.logs())
-            if os.path.exists(http_path) and os.path.exists(xds_path):
-                a, b = read(http_path), read(xds_path)
-                return (a, b) if a and b else None
-            return None
-        got = _poll(10, addresses)
-        self.assertTrue(got, self.logs())
-        self.api = got[0]
-        self.xds_port = int(got[1].rsplit(":", 1)[1])
+        self.cp = TurnoutCp(TURNOUT_CP, self.tmp).start()
+        self.api = self.cp.api
+        self.xds_port = self.cp.xds_port
 
     def tearDown(self):
         if self.node is not None:
@@ -154,14 +132,7 @@ class GrpcXdsInteropTest(unittest.TestCase):
             channel.close()
         if self.proxy is not None:
             self.proxy.stop()
-        if self.cp.poll() is None:
-            self.cp.send_signal(signal.SIGTERM)
-            try:
-                self.cp.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.cp.kill()
-                self.cp.wait()
-        self.cp_log.close()
+        self.cp.stop()
         for b in self.backends.values():
             b.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""Starts a real `turnout-cp serve` on loopback (REST API and ADS on port 0)
+and tears it down; for the tests and benchmarks that drive turnout-cp.
+
+Every wait is a bounded poll; the addresses come from --http-address-path and
+--xds-address-path.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+START_DEADLINE_S = 10.0
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+class TurnoutCp:
+    def __init__(self, binary, workdir, store_args=None, extra_args=()):
+        """store_args: the store flags (default: --data-dir <workdir>/data)."""
+        self.binary = binary
+        self.workdir = workdir
+        self.store_args = (list(store_args) if store_args is not None
+                           else ["--data-dir", os.path.join(workdir, "data")])
+        self.extra_args = list(extra_args)
+        self.log_path = os.path.join(workdir, "cp.log")
+        self.proc = None
+        self.api = None       # "127.0.0.1:PORT" of the REST API
+        self.url = None       # "http://" + api
+        self.xds_port = None
+
+    def start(self):
+        http_path = os.path.join(self.workdir, "http.addr")
+        xds_path = os.path.join(self.workdir, "xds.addr")
+        for p in (http_path, xds_path):
+            if os.path.exists(p):
+                os.unlink(p)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "serve"] + self.store_args +
+            ["--http-address", "127.0.0.1:0", "--http-address-path", http_path,
+             "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path] + self.extra_args,
+            stdout=self._log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("turnout-cp exited with %s:\n%s"
+                                   % (self.proc.returncode, self.output()))
+            if os.path.exists(http_path) and os.path.exists(xds_path):
+                api, xds = _read(http_path), _read(xds_path)
+                if api and xds:
+                    self.api, self.url = api, "http://" + api
+                    self.xds_port = int(xds.rsplit(":", 1)[1])
+                    return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("turnout-cp did not start:\n" + self.output())
+
+    def output(self):
+        if os.path.exists(self.log_path):
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+            self.proc = None
