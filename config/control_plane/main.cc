@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "config/control_plane/api/rest_api.h"
 #include "config/control_plane/cli/cli.h"
+#include "config/control_plane/store/etcd_store.h"
 #include "config/control_plane/sqlite_store.h"
 #include "proxy/common/asio.h"
 #include "config/control_plane/server/ads_server.h"
@@ -31,6 +32,8 @@ struct HostPort {
 
 struct ServeOptions {
   std::string data_dir = "./turnout-cp-data";
+  bool data_dir_set = false;
+  std::string store_url;  // --store etcd://...
   HostPort xds_address{"127.0.0.1", 18000};
   HostPort http_address{"127.0.0.1", 18080};
   std::string http_address_path;
@@ -74,15 +77,15 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
     if (flag == "--data-dir") {
       if (value.empty()) return absl::InvalidArgumentError("--data-dir: empty");
       o.data_dir = value;
+      o.data_dir_set = true;
     } else if (flag == "--store") {
-      // Fail closed: only the embedded store exists so far.
-      if (value.substr(0, 7) == "etcd://") {
-        return absl::UnimplementedError(absl::StrCat(
-            "--store ", value, ": the etcd store is not supported yet; use --data-dir (the embedded SQLite store)"));
+      if (value.substr(0, 7) != "etcd://") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--store '", value, "': unknown store (etcd://HOST[:PORT][/PREFIX]; without --store, "
+            "the embedded SQLite store in --data-dir)"));
       }
-      return absl::InvalidArgumentError(absl::StrCat("--store '", value,
-                                                     "': unknown store (the etcd store, etcd://, is not supported "
-                                                     "yet; use --data-dir)"));
+      if (auto url = etcd::parseUrl(value); !url.ok()) return url.status();
+      o.store_url = value;
     } else if (flag == "--xds-address") {
       auto a = parseHostPort(flag, value);
       if (!a.ok()) return a.status();
@@ -101,6 +104,9 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       return absl::InvalidArgumentError(absl::StrCat("serve: unknown flag ", flag));
     }
   }
+  if (o.data_dir_set && !o.store_url.empty()) {
+    return absl::InvalidArgumentError("--data-dir and --store: choose one store");
+  }
   return o;
 }
 
@@ -118,17 +124,30 @@ int serve(const std::vector<std::string>& args) {
     std::cerr << "turnout-cp: --log-level: unknown level '" << options->log_level << "'\n";
     return 2;
   }
-  auto store = SqliteStore::open(options->data_dir);
-  if (!store.ok()) {
-    std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << store.status().message() << "\n";
-    return 1;
+  std::unique_ptr<Store> store;
+  EtcdStore* etcd_store = nullptr;
+  if (!options->store_url.empty()) {
+    auto opened = EtcdStore::open(options->store_url);
+    if (!opened.ok()) {
+      std::cerr << "turnout-cp: --store " << options->store_url << ": " << opened.status().message() << "\n";
+      return 1;
+    }
+    etcd_store = opened->get();
+    store = *std::move(opened);
+  } else {
+    auto opened = SqliteStore::open(options->data_dir);
+    if (!opened.ok()) {
+      std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << opened.status().message() << "\n";
+      return 1;
+    }
+    store = *std::move(opened);
   }
   asio::io_context ioc(1);
   RestApi::Options api_options;
   api_options.address = options->http_address.host;
   api_options.port = options->http_address.port;
   api_options.address_path = options->http_address_path;
-  auto api = RestApi::create(ioc, **store, api_options);
+  auto api = RestApi::create(ioc, *store, api_options);
   if (!api.ok()) {
     std::cerr << "turnout-cp: " << api.status().message() << "\n";
     return 1;
@@ -154,10 +173,15 @@ int serve(const std::vector<std::string>& args) {
     }
   }
   ads_server->start();
+  if (etcd_store != nullptr) {
+    // Other replicas' writes: reload on the main thread and push.
+    RestApi* api_raw = api->get();
+    etcd_store->watch([&ioc, api_raw] { asio::post(ioc, [api_raw] { api_raw->reload(); }); });
+  }
 
   (*api)->start();
   TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, ADS on {}:{}, data in {} (config version {})",
-              (*api)->boundAddress(), options->xds_address.host, ads_server->port(), (*store)->path(),
+              (*api)->boundAddress(), options->xds_address.host, ads_server->port(), store->describe(),
               (*api)->state().version());
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

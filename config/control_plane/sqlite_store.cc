@@ -37,16 +37,6 @@ class Statement {
 
 std::string_view kindKey(ResourceKind kind) { return resourceKindName(kind); }
 
-bool kindFromKey(std::string_view key, ResourceKind& out) {
-  for (ResourceKind k : {ResourceKind::kService, ResourceKind::kSandbox, ResourceKind::kRelease}) {
-    if (resourceKindName(k) == key) {
-      out = k;
-      return true;
-    }
-  }
-  return false;
-}
-
 int kindOrder(ResourceKind kind) { return static_cast<int>(kind); }
 
 }  // namespace
@@ -139,7 +129,7 @@ absl::StatusOr<StoredState> SqliteStore::load() {
     const char* kind = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
     const char* name = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 1));
     const char* json = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 2));
-    if (kind == nullptr || name == nullptr || json == nullptr || !kindFromKey(kind, r.kind)) {
+    if (kind == nullptr || name == nullptr || json == nullptr || !resourceKindFromName(kind, r.kind)) {
       return absl::DataLossError(absl::StrCat("'", path_, "': a resource row of unknown kind '",
                                               kind ? kind : "", "'"));
     }

@@ -33,6 +33,16 @@ std::string_view resourceKindName(ResourceKind kind) {
   return "resource";
 }
 
+bool resourceKindFromName(std::string_view name, ResourceKind& out) {
+  for (ResourceKind k : {ResourceKind::kService, ResourceKind::kSandbox, ResourceKind::kRelease}) {
+    if (resourceKindName(k) == name) {
+      out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string etagFor(uint64_t resource_version) {
   return absl::StrCat("\"", resource_version, "\"");
 }

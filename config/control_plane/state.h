@@ -30,6 +30,8 @@ namespace turnout::control_plane {
 enum class ResourceKind { kService, kSandbox, kRelease };
 // "service", "sandbox", "release".
 std::string_view resourceKindName(ResourceKind kind);
+// The inverse: false for an unknown name.
+bool resourceKindFromName(std::string_view name, ResourceKind& out);
 
 // One resource as stored: its JSON (toJson) and what JSON does not carry.
 struct StoredResource {

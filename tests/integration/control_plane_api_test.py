@@ -465,11 +465,6 @@ class ServeFlagsTest(unittest.TestCase):
     def run_cp(self, *args):
         return subprocess.run([TURNOUT_CP] + list(args), capture_output=True, text=True, timeout=10)
 
-    def test_etcd_store_is_refused(self):
-        r = self.run_cp("serve", "--store", "etcd://127.0.0.1:2379", "--http-address", "127.0.0.1:0")
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("not supported yet", r.stderr)
-
     def test_bad_flags(self):
         r = self.run_cp("serve", "--http-address", "localhost")
         self.assertEqual(r.returncode, 2)

@@ -122,19 +122,19 @@ HttpResponse errorResponse(const absl::Status& status) {
   return jsonResponse(static_cast<unsigned>(httpStatusFor(status)), std::move(body));
 }
 
-RestApi::RestApi(asio::io_context& ioc, SqliteStore& store, State state, Clock clock)
+RestApi::RestApi(asio::io_context& ioc, Store& store, State state, Clock clock)
     : store_(store), state_(std::move(state)), clock_(std::move(clock)), expiry_timer_(ioc) {}
 
 RestApi::~RestApi() { stop(); }
 
-absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, SqliteStore& store, Options options,
+absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, Store& store, Options options,
                                                          Clock clock) {
   auto stored = store.load();
   if (!stored.ok()) return stored.status();
   auto state = State::restore(*stored);
   if (!state.ok()) {
     return absl::Status(state.status().code(),
-                        absl::StrCat(store.path(), ": ", state.status().message()));
+                        absl::StrCat(store.describe(), ": ", state.status().message()));
   }
   std::unique_ptr<RestApi> api(new RestApi(ioc, store, std::move(*state), std::move(clock)));
   proxy::admin::HttpService::Options http;
@@ -283,9 +283,19 @@ HttpResponse RestApi::handleProxies() const {
 HttpResponse RestApi::commit(absl::StatusOr<MutationResult> result, bool created) {
   if (!result.ok()) return errorResponse(result.status());
   if (absl::Status stored = store_.apply(result->change); !stored.ok()) {
-    TURNOUT_LOG(err, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
     rebuild();
-    return errorResponse(500, absl::StrCat("the change was not stored: ", stored.message()));
+    if (stored.code() == absl::StatusCode::kAborted) {
+      // Another replica wrote first: this one now has its state; the client
+      // retries against it (ETags and versions are the shared ones).
+      TURNOUT_LOG(info, "api", "config version {} lost a race with another replica: {}",
+                  result->version, std::string(stored.message()));
+      return errorResponse(409, absl::StrCat("the change was not stored: ", stored.message(),
+                                             "; retry (the state is now version ",
+                                             state_.version(), ")"));
+    }
+    TURNOUT_LOG(err, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
+    return errorResponse(stored.code() == absl::StatusCode::kUnavailable ? 503 : 500,
+                         absl::StrCat("the change was not stored: ", stored.message()));
   }
   scheduleExpiry();
   if (on_change_) on_change_(state_);
@@ -306,8 +316,34 @@ void RestApi::rebuild() {
     store_broken_ = true;
     return;
   }
+  const bool changed = state->version() != state_.version();
   state_ = std::move(*state);
   scheduleExpiry();
+  // Another replica's writes (a shared store): push them.
+  if (changed && on_change_) on_change_(state_);
+}
+
+void RestApi::reload() {
+  if (stopped_) return;
+  auto stored = store_.load();
+  if (!stored.ok()) {
+    TURNOUT_LOG(warn, "api", "reloading from {} failed: {}", store_.describe(),
+                stored.status().ToString());
+    return;
+  }
+  if (stored->version == state_.version()) return;  // our own write, or nothing new
+  auto state = State::restore(*stored);
+  if (!state.ok()) {
+    TURNOUT_LOG(err, "api", "the state in {} cannot be loaded: {}", store_.describe(),
+                state.status().ToString());
+    return;
+  }
+  TURNOUT_LOG(info, "api", "config version {} from another replica (was {})", state->version(),
+              state_.version());
+  state_ = std::move(*state);
+  store_broken_ = false;
+  scheduleExpiry();
+  if (on_change_) on_change_(state_);
 }
 
 void RestApi::scheduleExpiry() {

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "config/control_plane/server/proxy_status.h"
-#include "config/control_plane/sqlite_store.h"
+#include "config/control_plane/store.h"
 #include "config/control_plane/state.h"
 #include "proxy/admin/http_service.h"
 #include "proxy/common/asio.h"
@@ -43,7 +43,7 @@ class RestApi {
 
   // Loads the State from `store` (which must outlive the API), binds and
   // listens; call start() to serve.
-  static absl::StatusOr<std::unique_ptr<RestApi>> create(asio::io_context& ioc, SqliteStore& store,
+  static absl::StatusOr<std::unique_ptr<RestApi>> create(asio::io_context& ioc, Store& store,
                                                          Options options, Clock clock = absl::Now);
   ~RestApi();
   RestApi(const RestApi&) = delete;
@@ -60,11 +60,15 @@ class RestApi {
   std::string boundAddress() const { return http_->boundAddress(); }
   const State& state() const { return state_; }
 
+  // The store changed under us (a shared store's watch): loads it and, if its
+  // version differs, takes it and calls on_change.
+  void reload();
+
   // Dispatches one request (the HttpService handler; exposed for tests).
   HttpResponse handle(const HttpRequest& request);
 
  private:
-  RestApi(asio::io_context& ioc, SqliteStore& store, State state, Clock clock);
+  RestApi(asio::io_context& ioc, Store& store, State state, Clock clock);
 
   HttpResponse handleResource(const HttpRequest& request, ResourceKind kind, std::string_view name);
   HttpResponse handleList(ResourceKind kind) const;
@@ -75,7 +79,7 @@ class RestApi {
   void scheduleExpiry();
   void onExpiryTimer();
 
-  SqliteStore& store_;
+  Store& store_;
   State state_;
   Clock clock_;
   std::unique_ptr<proxy::admin::HttpService> http_;

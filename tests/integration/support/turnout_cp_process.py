@@ -38,6 +38,8 @@ class TurnoutCp:
         for p in (http_path, xds_path):
             if os.path.exists(p):
                 os.unlink(p)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()  # a previous run that was killed, not stopped
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve"] + self.store_args +
@@ -75,4 +77,5 @@ class TurnoutCp:
                 self.proc.wait()
         if self.proc is not None:
             self._log.close()
+            self._log = None
             self.proc = None

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "config/control_plane/sqlite_store.h"
 #include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 
