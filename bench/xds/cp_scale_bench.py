@@ -48,21 +48,6 @@ def rss_kib(pid):
     return out
 
 
-class Api:
-    def __init__(self, address):
-        host, port = address.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
-
-    def call(self, method, path, body=None):
-        self.conn.request(method, path, body=None if body is None else json.dumps(body),
-                          headers={"Content-Type": "application/json"})
-        r = self.conn.getresponse()
-        data = r.read()
-        if r.status >= 300:
-            raise RuntimeError("%s %s -> %d %s" % (method, path, r.status, data[:200]))
-        return json.loads(data) if data else None
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--turnout", required=True)
@@ -88,13 +73,18 @@ def main():
     figures = {"services": args.services, "sandboxes": args.sandboxes, "forks": args.forks}
     try:
         cp.start()
-        api = Api(cp.api)
+        conn = http.client.HTTPConnection(cp.host, cp.port, timeout=30)  # keep-alive
+
+        def put(path, body):
+            status, _, answer = cp.request("PUT", path, body, conn=conn)
+            if status >= 300:
+                raise RuntimeError("PUT %s -> %d %s" % (path, status, answer))
         xds_port = cp.xds_port
         figures["cp_rss_empty_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
         for i in range(args.services):
             ep = ("127.0.0.1:%d" % backends["baseline"].port if i == 0
                   else "10.0.%d.%d:8000" % (i // 250, i % 250 + 1))
-            api.call("PUT", "/v1/services/svc%d" % i, {"port": 8000, "endpoints": [ep]})
+            put("/v1/services/svc%d" % i, {"port": 8000, "endpoints": [ep]})
         t0 = time.monotonic()
         for k in range(args.sandboxes):
             forks = {}
@@ -104,7 +94,7 @@ def main():
                                                             k % 250 + 1)]
             if k == args.sandboxes - 1:
                 forks["svc0"] = ["127.0.0.1:%d" % backends["last"].port]
-            api.call("PUT", "/v1/sandboxes/sb-%d" % k, {"forks": forks})
+            put("/v1/sandboxes/sb-%d" % k, {"forks": forks})
         load_s = time.monotonic() - t0
         figures["api_puts_per_s"] = round(args.sandboxes / load_s, 1)
         figures["cp_rss_loaded_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
@@ -119,11 +109,7 @@ def main():
             return check
 
         outbound = free_closed_port()
-        boot = subprocess.run([args.turnout_cp, "bootstrap", "--node", "scale-sidecar", "--xds-host",
-                               "127.0.0.1", "--xds-port", str(xds_port), "--admin-port",
-                               str(free_closed_port()), "--outbound-port", str(outbound)],
-                              capture_output=True, text=True, timeout=10, check=True)
-        config = boot.stdout
+        config = cp.sidecar_bootstrap("scale-sidecar", outbound, free_closed_port())
         if args.delta:
             config = config.replace("api_type: GRPC", "api_type: DELTA_GRPC")
         figures["protocol"] = "delta" if args.delta else "sotw"
@@ -146,7 +132,7 @@ def main():
                                     stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         t0 = time.monotonic()
-        api.call("PUT", "/v1/sandboxes/sb-new",
+        put("/v1/sandboxes/sb-new",
                  {"forks": {"svc0": ["127.0.0.1:%d" % backends["new"].port]}})
         api_s = time.monotonic() - t0
         if not _poll(60, answered_by("sb-new", "new")):

@@ -23,89 +23,25 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
+from turnout_cp_process import TurnoutCp  # noqa: E402
 from turnout_process import _poll  # noqa: E402
 
 TURNOUT = None
 TURNOUT_CP = None
-START_S = 10.0
 
 
 def poll(deadline_s, predicate):
     return _poll(deadline_s, predicate)
 
 
-class ControlPlane:
+class ControlPlane(TurnoutCp):
     """One `turnout-cp serve` on 127.0.0.1:0 over `data_dir`."""
 
     def __init__(self, data_dir):
+        workdir = data_dir + ".cp"
+        os.makedirs(workdir, exist_ok=True)
+        super().__init__(TURNOUT_CP, workdir, store_args=["--data-dir", data_dir])
         self.data_dir = data_dir
-        self.address_path = os.path.join(data_dir + ".addr")
-        self.log_path = data_dir + ".log"
-        self.proc = None
-        self.address = None
-
-    def start(self):
-        if os.path.exists(self.address_path):
-            os.unlink(self.address_path)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [TURNOUT_CP, "serve", "--data-dir", self.data_dir, "--http-address", "127.0.0.1:0",
-             "--http-address-path", self.address_path, "--xds-address", "127.0.0.1:0"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError("turnout-cp exited %s:\n%s" % (self.proc.returncode, self.output()))
-            if os.path.exists(self.address_path):
-                with open(self.address_path) as f:
-                    text = f.read().strip()
-                return text or None
-            return None
-        self.address = poll(START_S, ready)
-        if not self.address:
-            raise RuntimeError("turnout-cp did not start:\n" + self.output())
-        host, port = self.address.rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.url = "http://" + self.address
-        return self
-
-    def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode if self.proc else None
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def request(self, method, path, body=None, headers=None, conn=None):
-        """(status, headers dict (lowercase), parsed JSON body or raw text)."""
-        own = conn is None
-        conn = conn or http.client.HTTPConnection(self.host, self.port, timeout=5)
-        hdrs = dict(headers or {})
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read().decode()
-        out_headers = {k.lower(): v for k, v in resp.getheaders()}
-        if own:
-            conn.close()
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        return resp.status, out_headers, parsed
 
     def get(self, path):
         return self.request("GET", path)

@@ -11,7 +11,6 @@ loopback, bounded polls.
 Usage: control_plane_e2e_test.py <turnout-binary> <turnout-cp-binary>
 """
 
-import http.client
 import json
 import os
 import shutil
@@ -67,12 +66,8 @@ class ControlPlaneE2eTest(unittest.TestCase):
 
     def start_sidecar(self):
         outbound = free_closed_port()
-        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "sidecar-e2e", "--xds-host",
-                            "127.0.0.1", "--xds-port", str(self.xds_port), "--admin-port",
-                            str(free_closed_port()), "--outbound-port", str(outbound)],
-                           capture_output=True, text=True, timeout=10)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.proxy = TurnoutProcess(TURNOUT, r.stdout).start()
+        yaml = self.cp.sidecar_bootstrap("sidecar-e2e", outbound, free_closed_port())
+        self.proxy = TurnoutProcess(TURNOUT, yaml).start()
         return outbound
 
     def test_sandbox_created_with_the_cli_takes_keyed_traffic_then_gives_it_back(self):

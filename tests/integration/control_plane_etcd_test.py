@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -84,17 +83,9 @@ class Etcd:
 
 
 def call(cp, method, path, body=None, headers=None):
-    host, port = cp.api.rsplit(":", 1)
-    c = http.client.HTTPConnection(host, int(port), timeout=10)
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
-    c.request(method, path, body=None if body is None else (
-        body if isinstance(body, str) else json.dumps(body)), headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), (
-        json.loads(data) if data else None)
+    return cp.request(method, path, body, h)
 
 
 @unittest.skipIf(ETCD is None, "etcd is not installed (scripts/setup.sh installs etcd-server)")
@@ -132,11 +123,7 @@ class EtcdStoreTest(unittest.TestCase):
 
     def sidecar(self, *cps):
         outbound = free_closed_port()
-        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "etcd-sidecar", "--xds-host",
-                            "127.0.0.1", "--xds-port", str(cps[0].xds_port), "--admin-port",
-                            str(free_closed_port()), "--outbound-port", str(outbound)],
-                           capture_output=True, text=True, timeout=10, check=True)
-        yaml = r.stdout
+        yaml = cps[0].sidecar_bootstrap("etcd-sidecar", outbound, free_closed_port())
         first = "        - endpoint: {address: {socket_address: {address: \"127.0.0.1\", " \
                 "port_value: %d}}}\n" % cps[0].xds_port
         self.assertIn(first, yaml)

@@ -20,7 +20,6 @@ polls. Usage: grpc_xds_interop_test.py <turnout> <turnout-cp> <interop-dir>
 (interop-dir: tests/interop/grpc-js-xds with its node_modules installed).
 """
 
-import http.client
 import json
 import os
 import shutil
@@ -28,7 +27,6 @@ import select
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 from concurrent import futures
 
@@ -149,15 +147,9 @@ class GrpcXdsInteropTest(unittest.TestCase):
         return out
 
     def call_api(self, method, path, body=None):
-        host, port = self.api.rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=5)
-        conn.request(method, path, body=None if body is None else json.dumps(body),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        data = r.read()
-        conn.close()
-        self.assertLess(r.status, 300, "%s %s: %d %s" % (method, path, r.status, data))
-        return json.loads(data) if data else None
+        status, _, answer = self.cp.request(method, path, body)
+        self.assertLess(status, 300, "%s %s: %d %s" % (method, path, status, answer))
+        return answer
 
     def endpoint(self, name):
         return ["127.0.0.1:%d" % self.backends[name].port]
@@ -210,12 +202,8 @@ class GrpcXdsInteropTest(unittest.TestCase):
 
     def start_sidecar(self):
         outbound = free_closed_port()
-        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "sidecar-interop", "--xds-host",
-                            "127.0.0.1", "--xds-port", str(self.xds_port), "--admin-port",
-                            str(free_closed_port()), "--outbound-port", str(outbound)],
-                           capture_output=True, text=True, timeout=10)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.proxy = TurnoutProcess(TURNOUT, r.stdout).start()
+        yaml = self.cp.sidecar_bootstrap("sidecar-interop", outbound, free_closed_port())
+        self.proxy = TurnoutProcess(TURNOUT, yaml).start()
         self.outbound = outbound
 
     def turnout_calls(self, calls):

@@ -5,6 +5,8 @@ Every wait is a bounded poll; the addresses come from --http-address-path and
 --xds-address-path.
 """
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +31,8 @@ class TurnoutCp:
         self.log_path = os.path.join(workdir, "cp.log")
         self.proc = None
         self.api = None       # "127.0.0.1:PORT" of the REST API
+        self.host = None
+        self.port = None
         self.url = None       # "http://" + api
         self.xds_port = None
 
@@ -55,6 +59,8 @@ class TurnoutCp:
                 api, xds = _read(http_path), _read(xds_path)
                 if api and xds:
                     self.api, self.url = api, "http://" + api
+                    host, port = api.rsplit(":", 1)
+                    self.host, self.port = host, int(port)
                     self.xds_port = int(xds.rsplit(":", 1)[1])
                     return self
             time.sleep(0.02)
@@ -68,6 +74,8 @@ class TurnoutCp:
         return ""
 
     def stop(self):
+        """Stops it (SIGTERM, then SIGKILL after 5 s); its exit status."""
+        rc = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -76,6 +84,39 @@ class TurnoutCp:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc is not None:
+            rc = self.proc.returncode
             self._log.close()
             self._log = None
             self.proc = None
+        return rc
+
+    def request(self, method, path, body=None, headers=None, conn=None):
+        """One REST API call: (status, headers (lowercase names), the JSON body
+        parsed, or the raw text). `body` may be a dict (sent as JSON) or text."""
+        own = conn is None
+        conn = conn or http.client.HTTPConnection(self.host, self.port, timeout=10)
+        hdrs = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read().decode()
+        out_headers = {k.lower(): v for k, v in resp.getheaders()}
+        if own:
+            conn.close()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        return resp.status, out_headers, parsed
+
+    def sidecar_bootstrap(self, node, outbound_port, admin_port):
+        """`turnout-cp bootstrap` for a sidecar of this control plane (YAML)."""
+        r = subprocess.run([self.binary, "bootstrap", "--node", node, "--xds-host", "127.0.0.1",
+                            "--xds-port", str(self.xds_port), "--admin-port", str(admin_port),
+                            "--outbound-port", str(outbound_port)],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError("turnout-cp bootstrap failed: " + r.stderr)
+        return r.stdout
