@@ -143,7 +143,7 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
 constexpr absl::string_view kAutoConfigReason = "auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
 constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
-constexpr absl::string_view kXdsReason = "separate gRPC/REST config sources are not supported by turnout yet (issue: xDS from the control plane); use ads (with dynamic_resources.ads_config) or path_config_source";
+constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (with dynamic_resources.ads_config), api_config_source (gRPC) or path_config_source";
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
@@ -172,21 +172,22 @@ FieldPolicyTable* buildTable() {
       .inert = {"locality", "metadata", "user_agent_name", "user_agent_version",
                 "user_agent_build_version", "extensions", "client_features",
                 "listening_addresses", "dynamic_parameters"}};
-  // Filesystem subscriptions (docs/config_snapshots.md) and the ADS stream
-  // (docs/xds.md). Separate gRPC/REST config sources are refused.
+  // Filesystem subscriptions (docs/config_snapshots.md), the ADS stream and
+  // one gRPC stream per type (api_config_source) (docs/xds.md). REST is refused.
   table["envoy.config.bootstrap.v3.Bootstrap.DynamicResources"] = {
       .supported = {"cds_config", "lds_config", "ads_config"},
       .reasons = {{"cds_resources_locator", kXdsLocatorReason},
                   {"lds_resources_locator", kXdsLocatorReason}}};
   table["envoy.config.core.v3.ConfigSource"] = {
-      .supported = {"path_config_source", "path", "ads", "initial_fetch_timeout"},
+      .supported = {"path_config_source", "path", "ads", "api_config_source",
+                    "initial_fetch_timeout"},
       .inert = {"resource_api_version"},
-      .reasons = {{"api_config_source", kXdsReason},
-                  {"self", kXdsReason},
+      .reasons = {{"self", kXdsReason},
                   {"authorities", kXdsReason}}};
   table["envoy.config.core.v3.AggregatedConfigSource"] = {};
-  // ads_config (checked further in SnapshotBuilder: api_type GRPC, V3, one
-  // envoy_grpc service naming a static cluster).
+  // ads_config and api_config_source (checked further in SnapshotBuilder:
+  // api_type GRPC or DELTA_GRPC, V3, one envoy_grpc service naming a static
+  // cluster).
   table["envoy.config.core.v3.ApiConfigSource"] = {
       .supported = {"api_type", "transport_api_version", "grpc_services"},
       .inert = {"set_node_on_first_message_only"},
@@ -546,10 +547,10 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.cluster.v3.Cluster.EdsClusterConfig"] = {
       .supported = {"eds_config", "service_name"}};
   table["envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config"] = {
-      .supported = {"path_config_source", "path", "initial_fetch_timeout", "ads"},
+      .supported = {"path_config_source", "path", "initial_fetch_timeout", "ads",
+                    "api_config_source"},
       .inert = {"resource_api_version"},
-      .reasons = {{"api_config_source", kXdsReason},
-                  {"self", kXdsReason},
+      .reasons = {{"self", kXdsReason},
                   {"authorities", kXdsReason}}};
   // A cluster's inline load_assignment and an EDS file's assignments go
   // through one translation (config/snapshot/endpoint_translator.cc). In an

@@ -66,6 +66,19 @@ struct Http2OptionsConfig {
   uint32_t hpack_table_size = 4096;
 };
 
+// A management server: dynamic_resources.ads_config (the ADS stream), or an
+// api_config_source of one resource type (its own stream, docs/xds.md).
+// Envoy's rules: api_type GRPC or DELTA_GRPC, V3, one grpc_service, its
+// envoy_grpc cluster defined statically.
+struct AdsServerConfig {
+  std::string cluster_name;
+  std::string authority;  // :authority: the cluster's name, as Envoy sends
+  std::size_t max_receive_message_length = 64u << 20;
+  bool delta = false;  // api_type DELTA_GRPC: the incremental protocol
+
+  bool operator==(const AdsServerConfig&) const = default;
+};
+
 struct HttpConnectionManagerConfig {
   enum class CodecType { Auto, Http1, Http2, Http3 };
   enum class RouteSource { Inline, Rds };
@@ -80,8 +93,10 @@ struct HttpConnectionManagerConfig {
   // deprecated path) and the directory watched for it.
   std::string rds_path;
   std::string rds_watched_directory;
-  // Rds from the ADS stream (rds.config_source.ads) instead of a file.
+  // Rds from xDS instead of a file: rds.config_source.ads (the ADS stream), or
+  // its api_config_source (`rds_source`: the RDS stream of that server).
   bool rds_ads = false;
+  std::optional<AdsServerConfig> rds_source;
   // rds.config_source.initial_fetch_timeout: how long a listener (and the
   // server's initialisation) waits for these routes; 0 waits for ever.
   Milliseconds rds_initial_fetch_timeout{15000};
@@ -158,13 +173,17 @@ struct LocalityEndpointsConfig {
   std::vector<EndpointConfig> endpoints;
 };
 
+
 // Where an EDS cluster reads its ClusterLoadAssignment: the file of
 // eds_config.path_config_source (or the deprecated path), the directory
 // watched for it, and how long the cluster warms before it counts as
 // initialised without an assignment (initial_fetch_timeout; Envoy's 15 s
 // default, 0 waits forever).
 struct EdsSourceConfig {
-  bool ads = false;  // eds_config.ads: from the ADS stream, not a file
+  // From xDS, not a file: eds_config.ads (the ADS stream) or
+  // eds_config.api_config_source (`source`: the EDS stream of that server).
+  bool ads = false;
+  std::optional<AdsServerConfig> source;
   std::string path;
   std::string watched_directory;
   Milliseconds initial_fetch_timeout{15000};
@@ -265,15 +284,6 @@ struct NamedRouteTable {
   std::shared_ptr<const routing::RouteTable> table;
 };
 
-// dynamic_resources.ads_config: the management server of the ADS stream
-// (docs/xds.md). Envoy's rules: api_type GRPC, one grpc_service, its
-// envoy_grpc cluster defined statically.
-struct AdsServerConfig {
-  std::string cluster_name;
-  std::string authority;  // :authority: the cluster's name, as Envoy sends
-  std::size_t max_receive_message_length = 64u << 20;
-  bool delta = false;  // api_type DELTA_GRPC: the incremental protocol
-};
 
 struct Snapshot {
   // The validated bootstrap, as loaded (for /config_dump), EXCEPT
@@ -288,6 +298,9 @@ struct Snapshot {
   std::vector<NamedRouteTable> route_tables;  // filled once route_config_translator exists
   std::optional<Address> admin_address;
   std::optional<AdsServerConfig> ads;  // dynamic_resources.ads_config
+  // dynamic_resources.{cds,lds}_config.api_config_source: their own streams.
+  std::optional<AdsServerConfig> cds_source;
+  std::optional<AdsServerConfig> lds_source;
   std::string node_id;
   std::string node_cluster;
 

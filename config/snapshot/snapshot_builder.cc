@@ -85,6 +85,39 @@ absl::StatusOr<Http2OptionsConfig> toHttp2Options(const envoy::config::core::v3:
 
 namespace {
 
+// An ApiConfigSource turnout can stream from (ads_config, or a type's own
+// api_config_source): GRPC or DELTA_GRPC, V3, one envoy_grpc service. Its
+// cluster is checked against the bootstrap's static clusters by checkAds (for
+// resources that arrive over xDS, when their stream is opened).
+absl::StatusOr<AdsServerConfig> toXdsServer(const core::ApiConfigSource& a, const std::string& path) {
+  const bool delta = a.api_type() == core::ApiConfigSource::DELTA_GRPC ||
+                     a.api_type() == core::ApiConfigSource::AGGREGATED_DELTA_GRPC;
+  if (!delta && a.api_type() != core::ApiConfigSource::GRPC &&
+      a.api_type() != core::ApiConfigSource::AGGREGATED_GRPC) {
+    return invalid(fieldPath(path, "api_type"),
+                   "turnout streams xDS over gRPC: api_type GRPC or DELTA_GRPC (REST is not supported)");
+  }
+  if (a.transport_api_version() != core::V3) {
+    return invalid(fieldPath(path, "transport_api_version"), "must be V3");
+  }
+  if (a.grpc_services_size() != 1) {
+    return invalid(fieldPath(path, "grpc_services"), "exactly one gRPC service is needed");
+  }
+  const std::string gpath = indexPath(fieldPath(path, "grpc_services"), 0);
+  const core::GrpcService& g = a.grpc_services(0);
+  if (!g.has_envoy_grpc()) {
+    return invalid(gpath, "turnout speaks gRPC through envoy_grpc (a cluster)");
+  }
+  AdsServerConfig out;
+  out.delta = delta;
+  out.cluster_name = g.envoy_grpc().cluster_name();
+  out.authority = out.cluster_name;
+  if (g.envoy_grpc().has_max_receive_message_length()) {
+    out.max_receive_message_length = g.envoy_grpc().max_receive_message_length().value();
+  }
+  return out;
+}
+
 absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionManager& hcm,
                                                   const std::string& path) {
   HttpConnectionManagerConfig out;
@@ -109,6 +142,13 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
       }
       if (hcm.rds().config_source().has_ads()) {
         out.rds_ads = true;
+      } else if (hcm.rds().config_source().has_api_config_source()) {
+        auto src = toXdsServer(
+            hcm.rds().config_source().api_config_source(),
+            fieldPath(fieldPath(fieldPath(path, "rds"), "config_source"), "api_config_source"));
+        if (!src.ok()) return src.status();
+        out.rds_ads = true;
+        out.rds_source = *std::move(src);
       } else if (hcm.rds().config_source().has_path_config_source()) {
         out.rds_path = hcm.rds().config_source().path_config_source().path();
         out.rds_watched_directory =
@@ -301,6 +341,11 @@ absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const 
   EdsSourceConfig out;
   if (cs.has_ads()) {
     out.ads = true;
+  } else if (cs.has_api_config_source()) {
+    auto src = toXdsServer(cs.api_config_source(), fieldPath(epath, "api_config_source"));
+    if (!src.ok()) return src.status();
+    out.ads = true;
+    out.source = *std::move(src);
   } else if (cs.has_path_config_source()) {
     out.path = cs.path_config_source().path();
     out.watched_directory = cs.path_config_source().watched_directory().path();
@@ -311,7 +356,7 @@ absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const 
 #pragma GCC diagnostic pop
   }
   if (out.path.empty() && !out.ads) {
-    return invalid(epath, "turnout reads EDS from a file or the ADS stream: set path_config_source or ads");
+    return invalid(epath, "turnout reads EDS from a file or xDS: set path_config_source, ads or api_config_source");
   }
   if (cs.has_initial_fetch_timeout()) out.initial_fetch_timeout = ms(cs.initial_fetch_timeout());
   if (c.has_load_assignment()) {
@@ -728,73 +773,90 @@ std::string SnapshotBuilder::randomUuid() {
 
 namespace {
 
-// dynamic_resources.ads_config, and every `ads: {}` config source of the
-// bootstrap (they need it). Resources read from a file or pushed by xDS are
-// built in a synthetic bootstrap whose cds_config path is "-": their ADS
-// sources are checked when they arrive (proxy/server/dynamic_resources.cc).
+// dynamic_resources.ads_config and the api_config_sources (their clusters
+// must be static, non-EDS clusters), every `ads: {}` config source of the
+// bootstrap (they need ads_config), and one xDS source per type: turnout runs
+// the ADS stream and at most one stream per type, so every HCM that takes
+// RDS from xDS names the same source, and so does every EDS cluster.
+// Resources read from a file or pushed by xDS are built in a synthetic
+// bootstrap whose cds_config path is "-": their sources are checked when they
+// arrive (proxy/server/dynamic_resources.cc).
 absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, Snapshot& snapshot,
                       const absl::flat_hash_map<std::string, int>& cluster_index) {
   const auto& dr = bootstrap.dynamic_resources();
-  if (dr.has_ads_config()) {
-    const std::string path = "dynamic_resources.ads_config";
-    const core::ApiConfigSource& a = dr.ads_config();
-    const bool delta = a.api_type() == core::ApiConfigSource::DELTA_GRPC ||
-                       a.api_type() == core::ApiConfigSource::AGGREGATED_DELTA_GRPC;
-    if (!delta && a.api_type() != core::ApiConfigSource::GRPC &&
-        a.api_type() != core::ApiConfigSource::AGGREGATED_GRPC) {
-      return invalid(fieldPath(path, "api_type"), "ads_config needs api_type GRPC or DELTA_GRPC");
-    }
-    if (a.transport_api_version() != core::V3) {
-      return invalid(fieldPath(path, "transport_api_version"), "must be V3");
-    }
-    if (a.grpc_services_size() != 1) {
-      return invalid(fieldPath(path, "grpc_services"), "exactly one gRPC service is needed");
-    }
-    const std::string gpath = indexPath(fieldPath(path, "grpc_services"), 0);
-    const core::GrpcService& g = a.grpc_services(0);
-    if (!g.has_envoy_grpc()) {
-      return invalid(gpath, "turnout speaks gRPC through envoy_grpc (a cluster)");
-    }
-    AdsServerConfig ads;
-    ads.delta = delta;
-    ads.cluster_name = g.envoy_grpc().cluster_name();
-    ads.authority = ads.cluster_name;
-    if (g.envoy_grpc().has_max_receive_message_length()) {
-      ads.max_receive_message_length = g.envoy_grpc().max_receive_message_length().value();
-    }
-    auto it = cluster_index.find(ads.cluster_name);
+  const bool discovery_resources = dr.cds_config().path_config_source().path() == "-";
+  auto checkCluster = [&](const AdsServerConfig& src, const std::string& path) -> absl::Status {
+    if (discovery_resources) return absl::OkStatus();
+    const std::string cpath =
+        fieldPath(fieldPath(indexPath(fieldPath(path, "grpc_services"), 0), "envoy_grpc"), "cluster_name");
+    auto it = cluster_index.find(src.cluster_name);
     if (it == cluster_index.end()) {
-      return invalid(fieldPath(fieldPath(gpath, "envoy_grpc"), "cluster_name"),
-                     absl::StrCat("unknown cluster '", ads.cluster_name,
-                                  "': the xDS cluster must be a static cluster"));
+      return invalid(cpath, absl::StrCat("unknown cluster '", src.cluster_name,
+                                         "': the xDS cluster must be a static cluster"));
     }
     const ClusterConfig& c = snapshot.clusters[static_cast<size_t>(it->second)];
     if (c.type == ClusterConfig::Type::Eds) {
-      return invalid(fieldPath(fieldPath(gpath, "envoy_grpc"), "cluster_name"),
-                     absl::StrCat("cluster '", ads.cluster_name,
-                                  "' is an EDS cluster; the xDS cluster needs static or DNS endpoints"));
+      return invalid(cpath, absl::StrCat("cluster '", src.cluster_name,
+                                         "' is an EDS cluster; the xDS cluster needs static or DNS endpoints"));
     }
-    snapshot.ads = std::move(ads);
+    return absl::OkStatus();
+  };
+  if (dr.has_ads_config()) {
+    const std::string path = "dynamic_resources.ads_config";
+    auto ads = toXdsServer(dr.ads_config(), path);
+    if (!ads.ok()) return ads.status();
+    if (auto st = checkCluster(*ads, path); !st.ok()) return st;
+    snapshot.ads = *std::move(ads);
   }
-  const bool discovery_resources = dr.cds_config().path_config_source().path() == "-";
-  if (snapshot.ads || discovery_resources) return absl::OkStatus();
+  for (auto [cs, out, name] :
+       {std::make_tuple(&dr.cds_config(), &snapshot.cds_source, "cds_config"),
+        std::make_tuple(&dr.lds_config(), &snapshot.lds_source, "lds_config")}) {
+    if (!cs->has_api_config_source()) continue;
+    const std::string path = absl::StrCat("dynamic_resources.", name, ".api_config_source");
+    auto src = toXdsServer(cs->api_config_source(), path);
+    if (!src.ok()) return src.status();
+    if (auto st = checkCluster(*src, path); !st.ok()) return st;
+    *out = *std::move(src);
+  }
   const char* kNeedsAds = "an ads config source needs dynamic_resources.ads_config";
-  if (dr.cds_config().has_ads()) return invalid("dynamic_resources.cds_config.ads", kNeedsAds);
-  if (dr.lds_config().has_ads()) return invalid("dynamic_resources.lds_config.ads", kNeedsAds);
+  if (!snapshot.ads && !discovery_resources) {
+    if (dr.cds_config().has_ads()) return invalid("dynamic_resources.cds_config.ads", kNeedsAds);
+    if (dr.lds_config().has_ads()) return invalid("dynamic_resources.lds_config.ads", kNeedsAds);
+  }
+  // One source per type: the first one seen, and where.
+  struct Seen {
+    std::optional<AdsServerConfig> source;  // null: ADS
+    std::string path;
+  };
+  std::optional<Seen> rds, eds;
+  auto oneSource = [&](std::optional<Seen>& seen, const std::optional<AdsServerConfig>& source,
+                       const std::string& path, const char* type) -> absl::Status {
+    if (!source && !snapshot.ads && !discovery_resources) return invalid(path, kNeedsAds);
+    if (source) {
+      if (auto st = checkCluster(*source, path); !st.ok()) return st;
+    }
+    if (!seen) {
+      seen = Seen{source, path};
+    } else if (seen->source != source) {
+      return invalid(path, absl::StrCat("differs from the ", type, " source at ", seen->path,
+                                        ": turnout takes each resource type from one xDS source"));
+    }
+    return absl::OkStatus();
+  };
   for (size_t i = 0; i < snapshot.clusters.size(); ++i) {
     const ClusterConfig& c = snapshot.clusters[i];
-    if (c.eds && c.eds->ads) {
-      return invalid(absl::StrCat("static_resources.clusters[", i, "].eds_cluster_config.eds_config.ads"),
-                     kNeedsAds);
-    }
+    if (!c.eds || !c.eds->ads) continue;
+    const std::string path = absl::StrCat("static_resources.clusters[", i, "].eds_cluster_config.eds_config.",
+                                          c.eds->source ? "api_config_source" : "ads");
+    if (auto st = oneSource(eds, c.eds->source, path, "EDS"); !st.ok()) return st;
   }
   for (const ListenerConfig& l : snapshot.listeners) {
     auto check = [&](const FilterChainConfig& fc) -> absl::Status {
-      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) {
-        return invalid(absl::StrCat(fc.path, ".filters[0].typed_config.rds.config_source.ads"),
-                       kNeedsAds);
-      }
-      return absl::OkStatus();
+      const auto& h = fc.http_connection_manager;
+      if (!h || !h->rds_ads) return absl::OkStatus();
+      const std::string path = absl::StrCat(fc.path, ".filters[0].typed_config.rds.config_source.",
+                                            h->rds_source ? "api_config_source" : "ads");
+      return oneSource(rds, h->rds_source, path, "RDS");
     };
     for (const auto& fc : l.filter_chains) {
       if (auto st = check(fc); !st.ok()) return st;

@@ -131,6 +131,9 @@ DynamicResources::~DynamicResources() { stop(); }
 
 void DynamicResources::stop() {
   if (ads_) ads_->stop();
+  for (auto& [type, bound] : type_sources_) {
+    if (bound.stream) bound.stream->stop();
+  }
   for (auto& [name, w] : warming_listeners_) w.timer->cancel();
   for (auto& t : init_timers_) t->cancel();
   for (auto& w : watches_) w->stop();
@@ -174,20 +177,22 @@ void DynamicResources::accepted(const UpdateStats& s, Source* source, const std:
 absl::Status DynamicResources::start() {
   const auto& bootstrap = publisher_.current()->snapshot->bootstrap;
   const auto& dr = bootstrap.dynamic_resources();
-  if (publisher_.current()->snapshot->ads) {
-    if (auto st = startAds(); !st.ok()) return st;
+  const config::Snapshot& boot = *publisher_.current()->snapshot;
+  const bool xds = boot.ads || boot.cds_source || boot.lds_source || usesXds(boot);
+  if (xds) {
+    if (auto st = startXds(); !st.ok()) return st;
   } else if (!xds_cache_dir_.empty()) {
-    TURNOUT_LOG(warn, kLog, "--xds-cache '{}' has no effect: the bootstrap has no "
-                "dynamic_resources.ads_config", xds_cache_dir_);
+    TURNOUT_LOG(warn, kLog, "--xds-cache '{}' has no effect: the bootstrap takes nothing "
+                "from xDS", xds_cache_dir_);
   }
-  if (dr.has_cds_config() && !dr.cds_config().has_ads()) {
+  if (dr.has_cds_config() && !dr.cds_config().has_ads() && !boot.cds_source) {
     auto f = fileSource(dr.cds_config());
     if (!f) return absl::InvalidArgumentError("dynamic_resources.cds_config: needs a path or ads");
     watches_.push_back(std::make_unique<FileWatch>(
         main_, f->path, f->directory,
         [this](const std::string& c) { (void)applyClusters(config::parseClusterResponse(c)); }));
   }
-  if (dr.has_lds_config() && !dr.lds_config().has_ads()) {
+  if (dr.has_lds_config() && !dr.lds_config().has_ads() && !boot.lds_source) {
     auto f = fileSource(dr.lds_config());
     if (!f) return absl::InvalidArgumentError("dynamic_resources.lds_config: needs a path or ads");
     watches_.push_back(std::make_unique<FileWatch>(
@@ -198,12 +203,32 @@ absl::Status DynamicResources::start() {
   for (auto& w : watches_) w->start();
   watchRoutes();
   watchEndpoints();
-  if (ads_) {
+  if (xds) {
     startInitialization();
     if (xds_cache_) restoreFromCache();
-    ads_->start();
+    xds_started_ = true;
+    if (ads_) ads_->start();
+    for (auto& [type, bound] : type_sources_) {
+      if (bound.stream) bound.stream->start();
+    }
   }
   return absl::OkStatus();
+}
+
+bool DynamicResources::usesXds(const config::Snapshot& s) {
+  for (const auto& c : s.clusters) {
+    if (c.eds && c.eds->ads) return true;
+  }
+  for (const auto& l : s.listeners) {
+    for (const auto& fc : l.filter_chains) {
+      if (fc.http_connection_manager && fc.http_connection_manager->rds_ads) return true;
+    }
+    if (l.default_filter_chain && l.default_filter_chain->http_connection_manager &&
+        l.default_filter_chain->http_connection_manager->rds_ads) {
+      return true;
+    }
+  }
+  return false;
 }
 
 namespace {
@@ -218,8 +243,9 @@ std::chrono::milliseconds initialFetchTimeout(const envoy::config::core::v3::Con
 void DynamicResources::startInitialization() {
   const auto& dr = publisher_.current()->snapshot->bootstrap.dynamic_resources();
   initialized_ = false;
-  cds_pending_ = dr.cds_config().has_ads();
-  lds_pending_ = dr.lds_config().has_ads();
+  const config::Snapshot& boot = *publisher_.current()->snapshot;
+  cds_pending_ = dr.cds_config().has_ads() || boot.cds_source.has_value();
+  lds_pending_ = dr.lds_config().has_ads() || boot.lds_source.has_value();
   routes_pending_ = true;
   if (cds_pending_) {
     initTimer(initialFetchTimeout(dr.cds_config()), [this] {
@@ -293,10 +319,11 @@ void DynamicResources::checkInitialized() {
 void DynamicResources::restoreFromCache() {
   for (const char* type : {config::kClusterTypeUrl, config::kClusterLoadAssignmentTypeUrl,
                            config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl}) {
-    if (ads_->client().state(type) == nullptr) continue;
+    XdsStream* stream = streamFor(type);
+    if (stream == nullptr || stream->client().state(type) == nullptr) continue;
     auto cached = xds_cache_->load(type);
     if (!cached) continue;
-    if (auto st = ads_->client().restore(*cached); !st.ok()) {
+    if (auto st = stream->client().restore(*cached); !st.ok()) {
       TURNOUT_LOG(warn, kLog, "--xds-cache: the cached {} (version '{}') is not usable: {}", type,
                   cached->version_info(), std::string(st.message()));
       continue;
@@ -306,37 +333,73 @@ void DynamicResources::restoreFromCache() {
   }
 }
 
-absl::Status DynamicResources::startAds() {
-  const config::Snapshot& boot = *publisher_.current()->snapshot;
-  const config::AdsServerConfig& server = *boot.ads;
+namespace {
+
+// The gRPC method of a type's own (non-aggregated) stream.
+std::string typeMethod(const std::string& type, bool delta) {
+  struct Service {
+    const char* type;
+    const char* service;
+    const char* sotw;
+    const char* delta;
+  };
+  static const Service kServices[] = {
+      {config::kClusterTypeUrl, "envoy.service.cluster.v3.ClusterDiscoveryService", "StreamClusters",
+       "DeltaClusters"},
+      {config::kListenerTypeUrl, "envoy.service.listener.v3.ListenerDiscoveryService",
+       "StreamListeners", "DeltaListeners"},
+      {config::kRouteConfigurationTypeUrl, "envoy.service.route.v3.RouteDiscoveryService",
+       "StreamRoutes", "DeltaRoutes"},
+      {config::kClusterLoadAssignmentTypeUrl, "envoy.service.endpoint.v3.EndpointDiscoveryService",
+       "StreamEndpoints", "DeltaEndpoints"},
+  };
+  for (const Service& s : kServices) {
+    if (type == s.type) return absl::StrCat("/", s.service, "/", delta ? s.delta : s.sotw);
+  }
+  return "";
+}
+
+const char* typeName(const std::string& type) {
+  if (type == config::kClusterTypeUrl) return "CDS";
+  if (type == config::kListenerTypeUrl) return "LDS";
+  if (type == config::kRouteConfigurationTypeUrl) return "RDS";
+  return "EDS";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<XdsStream>> DynamicResources::makeStream(
+    const config::AdsServerConfig& server, std::string method_path, const std::string& path) const {
   ClusterRuntimeConstSharedPtr xds_cluster = publisher_.current()->cluster(server.cluster_name);
   if (!xds_cluster) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster '",
-        server.cluster_name, "'"));
+        path, ".grpc_services[0].envoy_grpc.cluster_name: unknown cluster '", server.cluster_name,
+        "' (the xDS cluster must be a static cluster)"));
+  }
+  if (xds_cluster->config->eds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ".grpc_services[0].envoy_grpc.cluster_name: cluster '", server.cluster_name,
+        "' is an EDS cluster; the xDS cluster needs static or DNS endpoints"));
   }
   if (xds_cluster->tls) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: cluster '",
-        server.cluster_name,
+        path, ".grpc_services[0].envoy_grpc.cluster_name: cluster '", server.cluster_name,
         "' uses TLS; turnout's xDS stream is h2c (plaintext) for now"));
   }
   XdsStream::Options o;
   o.cluster_name = server.cluster_name;
   o.authority = server.authority;
-  o.method_path = server.delta
-                      ? "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-                      : "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+  o.method_path = std::move(method_path);
   o.protocol = server.delta ? config::xds::XdsProtocol::kDelta
                             : config::xds::XdsProtocol::kStateOfTheWorld;
   o.connect_timeout = xds_cluster->config->connect_timeout;
   o.max_message_bytes = server.max_receive_message_length;
-  envoy::config::core::v3::Node node = boot.bootstrap.node();
+  envoy::config::core::v3::Node node = publisher_.current()->snapshot->bootstrap.node();
   // As Envoy sets "envoy": the name a control plane picks its dialect by.
   node.set_user_agent_name("turnout");
   node.set_user_agent_version("0.1.0");
   const std::string name = server.cluster_name;
-  ads_ = std::make_unique<XdsStream>(
+  return std::make_unique<XdsStream>(
       main_, store_, std::move(o), std::move(node), [this, name] {
         std::vector<asio::ip::tcp::endpoint> out;
         ClusterRuntimeConstSharedPtr c = publisher_.current()->cluster(name);
@@ -348,65 +411,147 @@ absl::Status DynamicResources::startAds() {
         }
         return out;
       });
+}
+
+void DynamicResources::subscribeType(XdsStream& stream, const std::string& type) {
+  const bool wildcard = type == config::kClusterTypeUrl || type == config::kListenerTypeUrl;
+  stream.client().subscribe(type, wildcard, {}, [this, type, wildcard](const std::string& v,
+                                                                        const config::AnyList& r) {
+    absl::Status st;
+    if (type == config::kClusterTypeUrl) {
+      st = applyClusters(config::parseClusterResources(v, r));
+      cds_pending_ = false;  // answered, accepted or not: the initial fetch is done
+    } else if (type == config::kListenerTypeUrl) {
+      st = applyListeners(config::parseListenerResources(v, r));
+      lds_pending_ = false;
+    } else if (type == config::kRouteConfigurationTypeUrl) {
+      st = applyAdsRoutes(config::parseRouteResources(v, r));
+    } else {
+      st = applyAdsEndpoints(config::parseEndpointResources(v, r));
+    }
+    // Each accepted response is also what --xds-cache keeps.
+    if (st.ok() && xds_cache_) xds_cache_->store(type.c_str(), v, r, wildcard);
+    checkInitialized();
+    return st;
+  });
+}
+
+absl::Status DynamicResources::canBind(const std::string& type,
+                                       const std::optional<config::AdsServerConfig>& source,
+                                       const std::string& path) const {
+  auto bound = type_sources_.find(type);
+  if (bound != type_sources_.end()) {
+    if (bound->second.source == source) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": turnout already takes ", typeName(type), " from ",
+        bound->second.source ? absl::StrCat("the api_config_source of cluster '",
+                                            bound->second.source->cluster_name, "'")
+                             : std::string("the ADS stream"),
+        "; it takes each resource type from one xDS source"));
+  }
+  if (!source && !ads_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": an ads config source needs dynamic_resources.ads_config"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DynamicResources::bindType(const std::string& type,
+                                        const std::optional<config::AdsServerConfig>& source,
+                                        const std::string& path) {
+  if (auto st = canBind(type, source, path); !st.ok()) return st;
+  if (type_sources_.contains(type)) return absl::OkStatus();
+  TypeSource bound{source, nullptr};
+  if (source) {
+    auto stream = makeStream(*source, typeMethod(type, source->delta), path);
+    if (!stream.ok()) return stream.status();
+    bound.stream = *std::move(stream);
+    subscribeType(*bound.stream, type);
+    TURNOUT_LOG(info, kLog, "{}: its own stream to cluster '{}' ({})", typeName(type),
+                source->cluster_name, source->delta ? "Delta" : "SotW");
+    if (xds_started_) bound.stream->start();
+  }
+  type_sources_.emplace(type, std::move(bound));
+  return absl::OkStatus();
+}
+
+XdsStream* DynamicResources::streamFor(const std::string& type) const {
+  auto it = type_sources_.find(type);
+  if (it != type_sources_.end() && it->second.stream) return it->second.stream.get();
+  return ads_.get();
+}
+
+absl::Status DynamicResources::startXds() {
+  const config::Snapshot& boot = *publisher_.current()->snapshot;
   const auto& dr = boot.bootstrap.dynamic_resources();
   if (!xds_cache_dir_.empty()) {
     auto cache = XdsCache::create(xds_cache_dir_);
     if (!cache.ok()) return cache.status();
     xds_cache_ = *std::move(cache);
   }
-  // Each accepted response is also what --xds-cache keeps.
-  auto cached = [this](const char* type, bool wildcard, absl::Status st, const std::string& v,
-                       const config::AnyList& r) {
-    if (st.ok() && xds_cache_) xds_cache_->store(type, v, r, wildcard);
-    return st;
-  };
-  if (dr.cds_config().has_ads()) {
-    ads_->client().subscribe(config::kClusterTypeUrl, true, {},
-                             [this, cached](const std::string& v, const config::AnyList& r) {
-                               auto st = cached(config::kClusterTypeUrl, true,
-                                                applyClusters(config::parseClusterResources(v, r)), v, r);
-                               // Answered, accepted or not: CDS's initial fetch is done.
-                               cds_pending_ = false;
-                               checkInitialized();
-                               return st;
-                             });
+  if (boot.ads) {
+    auto stream = makeStream(*boot.ads,
+                             boot.ads->delta
+                                 ? "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+                                 : "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+                             "dynamic_resources.ads_config");
+    if (!stream.ok()) return stream.status();
+    ads_ = *std::move(stream);
+    // RDS and EDS names follow the listeners and clusters that use ADS.
+    if (dr.cds_config().has_ads()) subscribeType(*ads_, config::kClusterTypeUrl);
+    if (dr.lds_config().has_ads()) subscribeType(*ads_, config::kListenerTypeUrl);
+    subscribeType(*ads_, config::kRouteConfigurationTypeUrl);
+    subscribeType(*ads_, config::kClusterLoadAssignmentTypeUrl);
+    TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", boot.ads->cluster_name);
   }
-  if (dr.lds_config().has_ads()) {
-    ads_->client().subscribe(config::kListenerTypeUrl, true, {},
-                             [this, cached](const std::string& v, const config::AnyList& r) {
-                               auto st = cached(config::kListenerTypeUrl, true,
-                                                applyListeners(config::parseListenerResources(v, r)), v, r);
-                               lds_pending_ = false;
-                               checkInitialized();
-                               return st;
-                             });
+  // CDS and LDS from the bootstrap; RDS and EDS bind when the first listener
+  // or cluster that takes them from xDS is applied (watchRoutes, watchEndpoints).
+  for (auto [cs, source, type, path] :
+       {std::make_tuple(&dr.cds_config(), &boot.cds_source, config::kClusterTypeUrl,
+                        "dynamic_resources.cds_config.api_config_source"),
+        std::make_tuple(&dr.lds_config(), &boot.lds_source, config::kListenerTypeUrl,
+                        "dynamic_resources.lds_config.api_config_source")}) {
+    if (cs->has_ads()) {
+      if (auto st = bindType(type, std::nullopt, path); !st.ok()) return st;
+    } else if (*source) {
+      if (auto st = bindType(type, *source, path); !st.ok()) return st;
+    }
   }
-  ads_->client().subscribe(config::kRouteConfigurationTypeUrl, false, {},
-                           [this, cached](const std::string& v, const config::AnyList& r) {
-                             auto st = cached(config::kRouteConfigurationTypeUrl, false,
-                                              applyAdsRoutes(config::parseRouteResources(v, r)), v, r);
-                             checkInitialized();
-                             return st;
-                           });
-  ads_->client().subscribe(config::kClusterLoadAssignmentTypeUrl, false, {},
-                           [this, cached](const std::string& v, const config::AnyList& r) {
-                             auto st = cached(config::kClusterLoadAssignmentTypeUrl, false,
-                                              applyAdsEndpoints(config::parseEndpointResources(v, r)), v, r);
-                             checkInitialized();
-                             return st;
-                           });
-  TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", server.cluster_name);
   return absl::OkStatus();
 }
 
 absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resources) const {
-  if (ads_) return absl::OkStatus();
-  const char* kNeedsAds = "an ads config source needs dynamic_resources.ads_config";
+  // What each type would be bound to after this update: the current binding,
+  // else the first resource of the update that names a source.
+  std::map<std::string, std::pair<std::optional<config::AdsServerConfig>, std::string>> first;
+  auto check = [&](const std::string& type, const std::optional<config::AdsServerConfig>& source,
+                   const std::string& path) -> absl::Status {
+    if (auto st = canBind(type, source, path); !st.ok()) return st;
+    auto [it, inserted] = first.try_emplace(type, source, path);
+    if (!inserted && it->second.first != source) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": differs from the ", typeName(type), " source at ", it->second.second,
+          "; turnout takes each resource type from one xDS source"));
+    }
+    if (inserted && source && !type_sources_.contains(type)) {
+      // A new stream: its cluster must be there now.
+      ClusterRuntimeConstSharedPtr c = publisher_.current()->cluster(source->cluster_name);
+      if (!c || c->config->eds || c->tls) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ".grpc_services[0].envoy_grpc.cluster_name: '", source->cluster_name,
+            "' is not a static, plaintext, non-EDS cluster (the xDS cluster)"));
+      }
+    }
+    return absl::OkStatus();
+  };
   for (size_t i = 0; i < resources.clusters.size(); ++i) {
     const config::ClusterConfig& c = resources.clusters[i];
-    if (c.eds && c.eds->ads) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("resources[", i, "].eds_cluster_config.eds_config.ads: ", kNeedsAds));
+    if (!c.eds || !c.eds->ads) continue;
+    if (auto st = check(config::kClusterLoadAssignmentTypeUrl, c.eds->source,
+                        absl::StrCat("resources[", i, "].eds_cluster_config.eds_config.",
+                                     c.eds->source ? "api_config_source" : "ads"));
+        !st.ok()) {
+      return st;
     }
   }
   for (size_t i = 0; i < resources.listeners.size(); ++i) {
@@ -415,11 +560,15 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
     for (const auto& fc : l.filter_chains) chains.push_back(&fc);
     if (l.default_filter_chain) chains.push_back(&*l.default_filter_chain);
     for (const config::FilterChainConfig* fc : chains) {
-      if (fc->http_connection_manager && fc->http_connection_manager->rds_ads) {
-        // The chain's path names the synthetic bootstrap; the response says resources[i].
-        return absl::InvalidArgumentError(absl::StrCat(
-            absl::StrReplaceAll(fc->path, {{"static_resources.listeners[", "resources["}}),
-            ".filters[0].typed_config.rds.config_source.ads: ", kNeedsAds));
+      const auto& h = fc->http_connection_manager;
+      if (!h || !h->rds_ads) continue;
+      // The chain's path names the synthetic bootstrap; the response says resources[i].
+      if (auto st = check(config::kRouteConfigurationTypeUrl, h->rds_source,
+                          absl::StrCat(absl::StrReplaceAll(fc->path, {{"static_resources.listeners[", "resources["}}),
+                                       ".filters[0].typed_config.rds.config_source.",
+                                       h->rds_source ? "api_config_source" : "ads"));
+          !st.ok()) {
+        return st;
       }
     }
   }
@@ -443,6 +592,13 @@ void DynamicResources::watchRoutes() {
   for (const config::HttpConnectionManagerConfig* hcm : hcms) {
     const config::HttpConnectionManagerConfig& h = *hcm;
     if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads) {
+      if (auto st = bindType(config::kRouteConfigurationTypeUrl, h.rds_source,
+                             absl::StrCat("http.", h.stat_prefix, ".rds"));
+          !st.ok()) {
+        // Checked before the listener was taken (checkAdsAvailable, SnapshotBuilder).
+        TURNOUT_LOG(err, kLog, "RDS '{}': {}", h.route_config_name, std::string(st.message()));
+        continue;
+      }
       ads_names.insert(h.route_config_name);
       const std::string key = h.route_config_name + "\n" + h.stat_prefix;
       if (ads_rds_watched_.insert(key).second) {
@@ -511,9 +667,9 @@ void DynamicResources::watchRoutes() {
     watches_.push_back(std::move(w));
     raw->start();
   }
-  if (ads_) {
+  if (XdsStream* stream = streamFor(config::kRouteConfigurationTypeUrl)) {
     if (xds_cache_) xds_cache_->retain(config::kRouteConfigurationTypeUrl, ads_names);
-    ads_->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
+    stream->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
   }
 }
 
@@ -834,7 +990,15 @@ void DynamicResources::watchEndpoints() {
     const config::ClusterConfig& cfg = *rt->config;
     if (!cfg.eds) continue;
     present.insert(name);
-    if (cfg.eds->ads) ads_names.insert(cfg.eds_service_name);
+    if (cfg.eds->ads) {
+      if (auto st = bindType(config::kClusterLoadAssignmentTypeUrl, cfg.eds->source,
+                             absl::StrCat("cluster.", name, ".eds"));
+          st.ok()) {
+        ads_names.insert(cfg.eds_service_name);
+      } else {
+        TURNOUT_LOG(err, kLog, "EDS for cluster '{}': {}", name, std::string(st.message()));
+      }
+    }
     EdsCluster& e = eds_clusters_[name];
     if (e.runtime == rt) continue;
     e.runtime = rt;
@@ -904,7 +1068,7 @@ void DynamicResources::watchEndpoints() {
   warming_count_ = 0;
   for (const auto& [name, e] : eds_clusters_) warming_count_ += e.warming ? 1 : 0;
   store_.mainShard().set(warming_clusters_, warming_count_);
-  if (ads_) {
+  if (XdsStream* stream = streamFor(config::kClusterLoadAssignmentTypeUrl)) {
     // Assignments nobody uses any more are forgotten, as Envoy drops them.
     for (auto it = ads_assignments_.begin(); it != ads_assignments_.end();) {
       if (ads_names.contains(it->first)) {
@@ -914,7 +1078,7 @@ void DynamicResources::watchEndpoints() {
       }
     }
     if (xds_cache_) xds_cache_->retain(config::kClusterLoadAssignmentTypeUrl, ads_names);
-    ads_->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(ads_names));
+    stream->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(ads_names));
   }
 }
 

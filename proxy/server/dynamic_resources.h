@@ -148,8 +148,26 @@ class DynamicResources {
   absl::Status applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed);
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
-  // Starts the ADS stream and its CDS/LDS subscriptions.
-  absl::Status startAds();
+  // Starts the xDS streams: ADS (ads_config) with its subscriptions, and the
+  // CDS/LDS api_config_source streams.
+  absl::Status startXds();
+  // True when a static listener or cluster takes RDS or EDS from xDS.
+  static bool usesXds(const config::Snapshot& s);
+  // An xDS stream to `server` on `method_path`; errors name `path`.
+  absl::StatusOr<std::unique_ptr<XdsStream>> makeStream(const config::AdsServerConfig& server,
+                                                        std::string method_path,
+                                                        const std::string& path) const;
+  // Subscribes `stream` to `type` with the handler that applies it.
+  void subscribeType(XdsStream& stream, const std::string& type);
+  // One xDS source per type (ADS, or one api_config_source stream): whether
+  // `type` can take `source` (null: ADS), and binding it (opening the stream
+  // on first use). Errors name `path`.
+  absl::Status canBind(const std::string& type, const std::optional<config::AdsServerConfig>& source,
+                       const std::string& path) const;
+  absl::Status bindType(const std::string& type, const std::optional<config::AdsServerConfig>& source,
+                        const std::string& path);
+  // The stream `type` is taken from: its own, else the ADS stream (or null).
+  XdsStream* streamFor(const std::string& type) const;
   // --xds-cache: applies the cached responses, CDS, EDS, LDS, RDS.
   void restoreFromCache();
   // A resource set that needs ADS when there is none: the error, naming it.
@@ -207,6 +225,12 @@ class DynamicResources {
   // ADS: the stream, the RDS stats per route_config_name, the accepted
   // assignments by cluster_name.
   std::unique_ptr<XdsStream> ads_;
+  struct TypeSource {
+    std::optional<config::AdsServerConfig> source;  // null: the ADS stream
+    std::unique_ptr<XdsStream> stream;               // its own stream when `source`
+  };
+  std::map<std::string, TypeSource> type_sources_;  // by type URL, once bound
+  bool xds_started_ = false;
   std::string xds_cache_dir_;
   std::unique_ptr<XdsCache> xds_cache_;
   std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;

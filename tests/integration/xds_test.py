@@ -311,6 +311,90 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
 
 
+def api_source(cluster="xds_cluster"):
+    return {"api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+                                  "grpc_services": [{"envoy_grpc": {"cluster_name": cluster}}]},
+            "resource_api_version": "V3"}
+
+
+def separate_sources_bootstrap(ads_port):
+    """No ads_config: CDS, LDS, RDS (the static listener's) and EDS (the
+    clusters CDS brings) each on their own api_config_source stream."""
+    boot = bootstrap(ads_port)
+    del boot["dynamic_resources"]["ads_config"]
+    boot["dynamic_resources"]["cds_config"] = api_source()
+    boot["dynamic_resources"]["lds_config"] = api_source()
+    hcm_config = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    hcm_config["typed_config"]["rds"]["config_source"] = api_source()
+    return boot
+
+
+class XdsSeparateSourcesTest(unittest.TestCase):
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.ads = AdsServer().start()
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.ads.stop()
+        self.a.stop()
+
+    def test_separate_api_config_sources_stream_each_type(self):
+        cluster = eds_cluster("reviews")
+        cluster["eds_cluster_config"]["eds_config"] = api_source()
+        self.ads.set(CLUSTER, "c1", [cluster])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(separate_sources_bootstrap(self.ads.port))).start()
+        port = self.proxy.port("outbound")
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        # Each type came on its own service's stream, none on ADS.
+        methods = {}
+        for method, type_url in self.ads.methods:
+            methods.setdefault(type_url, set()).add(method)
+        self.assertEqual(methods, {
+            CLUSTER: {"/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters"},
+            LISTENER: {"/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners"},
+            ROUTES: {"/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes"},
+            ENDPOINTS: {"/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints"}})
+        # Every stream sends the node on its first request, and ACKs.
+        self.assertEqual(sum(1 for r in self.ads.requests if r.HasField("node")), 4)
+        for type_url, version in ((CLUSTER, "c1"), (ENDPOINTS, "e1"), (ROUTES, "r1")):
+            self.assertIsNotNone(self.ads.wait_for(
+                lambda r, t=type_url, v=version: r.type_url == t and r.version_info == v
+                and r.response_nonce), type_url)
+        # Pushes on each stream move traffic.
+        self.b = FakeBackend("b").start()
+        try:
+            self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.b.port)])
+            self.assertIsNotNone(poll(lambda: get(port)[1] == "b"), self.proxy.log())
+        finally:
+            self.b.stop()
+
+    def test_an_update_naming_a_second_source_for_a_type_is_rejected(self):
+        cluster = eds_cluster("reviews")
+        cluster["eds_cluster_config"]["eds_config"] = api_source()
+        other = eds_cluster("ratings")
+        other["eds_cluster_config"]["eds_config"] = {"ads": {}, "resource_api_version": "V3"}
+        self.ads.set(CLUSTER, "c1", [cluster])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        self.ads.set(ROUTES, "r1", [route_config("outbound", "reviews")])
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(separate_sources_bootstrap(self.ads.port))).start()
+        port = self.proxy.port("outbound")
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        # EDS is taken from its own stream: a cluster that wants it over ADS is
+        # refused, with the path, and the last good config keeps serving.
+        self.ads.set(CLUSTER, "c2", [cluster, other])
+        nack = self.ads.wait_for(lambda r: r.type_url == CLUSTER and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertIn("resources[1].eds_cluster_config.eds_config.ads", nack.error_detail.message)
+        self.assertEqual(get(port)[1], "a")
+
+
 class XdsInitialisationTest(unittest.TestCase):
     """Envoy's initialisation: /ready says INITIALIZING (503) until the first
     CDS and LDS responses, the EDS clusters and the listeners' ADS routes are
@@ -473,6 +557,43 @@ class XdsValidateTest(unittest.TestCase):
         finally:
             os.unlink(f.name)
         return p.returncode, p.stdout + p.stderr
+
+    def test_separate_sources_validate_and_their_errors_name_the_field(self):
+        rc, out = self.validate(separate_sources_bootstrap(18000))
+        self.assertEqual(rc, 0, out)
+        boot = separate_sources_bootstrap(18000)
+        boot["dynamic_resources"]["cds_config"]["api_config_source"]["api_type"] = "REST"
+        rc, out = self.validate(boot)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("dynamic_resources.cds_config.api_config_source.api_type", out)
+        boot = separate_sources_bootstrap(18000)
+        boot["dynamic_resources"]["lds_config"]["api_config_source"]["grpc_services"][0][
+            "envoy_grpc"]["cluster_name"] = "nosuch"
+        rc, out = self.validate(boot)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("dynamic_resources.lds_config.api_config_source.grpc_services[0]."
+                      "envoy_grpc.cluster_name", out)
+        # A static listener's RDS over ADS, with no ads_config.
+        boot = separate_sources_bootstrap(18000)
+        boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "rds"]["config_source"] = {"ads": {}}
+        rc, out = self.validate(boot)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("rds.config_source.ads", out)
+        self.assertIn("ads_config", out)
+        # Two static listeners taking RDS from different sources.
+        boot = separate_sources_bootstrap(18000)
+        second = listener("second", 0, "second")
+        second["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"] = \
+            api_source("other_xds")
+        boot["static_resources"]["listeners"].append(second)
+        other = json.loads(json.dumps(boot["static_resources"]["clusters"][0]))
+        other["name"] = "other_xds"
+        other["load_assignment"]["cluster_name"] = "other_xds"
+        boot["static_resources"]["clusters"].append(other)
+        rc, out = self.validate(boot)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("differs from the RDS source", out)
 
     def test_good_ads_bootstrap_validates(self):
         rc, out = self.validate(bootstrap(18000))

@@ -2,7 +2,9 @@
 a control plane other than turnout's own, for the xDS client tests.
 
 It serves envoy.service.discovery.v3.AggregatedDiscoveryService/
-StreamAggregatedResources on 127.0.0.1 (port 0), with resources the test sets
+StreamAggregatedResources, and the per-type services (StreamClusters,
+StreamListeners, StreamRoutes, StreamEndpoints) with the same logic, on
+127.0.0.1 (port 0), with resources the test sets
 as Envoy JSON dicts per type. It answers a request that opens a type on a
 stream or changes its resource names, pushes every set() to the streams that
 asked for the type, and records every DiscoveryRequest so a test can assert
@@ -81,6 +83,7 @@ class AdsServer:
         self._streams = []
         self._nonce = 0
         self.requests = []    # every DiscoveryRequest received, in order
+        self.methods = []     # (gRPC method, type_url) of each request, in order
         self.streams_opened = 0
         self._server = None
         self.port = None
@@ -89,13 +92,22 @@ class AdsServer:
 
     def start(self, port=0):
         self._server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(8))
-        handler = grpc.method_handlers_generic_handler(
-            "envoy.service.discovery.v3.AggregatedDiscoveryService",
-            {"StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._ads,
-                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString)})
-        self._server.add_generic_rpc_handlers((handler,))
+        handlers = []
+        # ADS, and the per-type services (api_config_source): one stream logic;
+        # each request is recorded with the method it came on (self.methods).
+        for service, method in [("AggregatedDiscoveryService", "StreamAggregatedResources"),
+                                ("cluster.v3.ClusterDiscoveryService", "StreamClusters"),
+                                ("listener.v3.ListenerDiscoveryService", "StreamListeners"),
+                                ("route.v3.RouteDiscoveryService", "StreamRoutes"),
+                                ("endpoint.v3.EndpointDiscoveryService", "StreamEndpoints")]:
+            full = ("envoy.service.discovery.v3." + service if "." not in service
+                    else "envoy.service." + service)
+            handlers.append(grpc.method_handlers_generic_handler(full, {
+                method: grpc.stream_stream_rpc_method_handler(
+                    lambda it, ctx, m="/%s/%s" % (full, method): self._ads(it, ctx, m),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString)}))
+        self._server.add_generic_rpc_handlers(tuple(handlers))
         self.port = self._server.add_insecure_port("127.0.0.1:%d" % port)
         self._server.start()
         return self
@@ -148,7 +160,7 @@ class AdsServer:
         s.last_nonce[type_url] = resp.nonce
         s.out.put(resp)
 
-    def _ads(self, request_iterator, context):
+    def _ads(self, request_iterator, context, method):
         s = _Stream()
         with self._lock:
             self._streams.append(s)
@@ -159,6 +171,7 @@ class AdsServer:
                 for req in request_iterator:
                     with self._lock:
                         self.requests.append(req)
+                        self.methods.append((method, req.type_url))
                         if req.HasField("node"):
                             s.node = req.node
                         names = tuple(sorted(req.resource_names))
