@@ -395,6 +395,68 @@ class XdsSeparateSourcesTest(unittest.TestCase):
         self.assertEqual(get(port)[1], "a")
 
 
+class XdsDeltaTest(unittest.TestCase):
+    """api_type DELTA_GRPC against the python test server's Delta ADS: a
+    server other than turnout-cp."""
+
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.b = FakeBackend("b").start()
+        self.ads = AdsServer().start()
+        serve_initial_state(self.ads, self.a.port)
+        boot = bootstrap(self.ads.port)
+        boot["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start()
+        self.port = self.proxy.port("outbound")
+
+    def tearDown(self):
+        self.proxy.stop()
+        self.ads.stop()
+        self.a.stop()
+        self.b.stop()
+
+    def test_delta_against_a_foreign_server_routes_pushes_removes_nacks_and_resumes(self):
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+        self.assertEqual(self.ads.requests, [])  # no SotW request
+        first = self.ads.delta_requests[0]
+        self.assertTrue(first.HasField("node"))
+        self.assertEqual(first.node.user_agent_name, "turnout")
+        eds = [r for r in self.ads.delta_requests if r.type_url == ENDPOINTS]
+        self.assertIn("reviews", [n for r in eds for n in r.resource_names_subscribe])
+
+        # A push: only the changed assignment goes; traffic moves.
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.b.port)])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+
+        # A bad cluster is NACKed with its path; the last good one serves.
+        bad = eds_cluster("reviews")
+        bad["connect_timeout"] = "-1s"
+        self.ads.set(CLUSTER, "c-bad", [bad])
+        nack = self.ads.wait_for_delta(lambda r: r.type_url == CLUSTER and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertIn("connect_timeout", nack.error_detail.message)
+        self.assertEqual(get(self.port)[1], "b")
+
+        # The server restarts: turnout resumes with the versions it holds.
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        held = self.ads.wait_for_delta(lambda r: r.type_url == CLUSTER and r.response_nonce
+                                       and not r.HasField("error_detail"))
+        self.assertIsNotNone(held, self.proxy.log())
+        port = self.ads.port
+        self.ads.stop()
+        self.ads = AdsServer().start(port)
+        serve_initial_state(self.ads, self.b.port)
+        resumed = self.ads.wait_for_delta(lambda r: r.type_url == CLUSTER and r.HasField("node"),
+                                          deadline_s=10)
+        self.assertIsNotNone(resumed, self.proxy.log())
+        self.assertIn("reviews", dict(resumed.initial_resource_versions))
+        self.assertEqual(get(self.port)[1], "b")
+
+        # A removal by name: the cluster goes, requests get 503.
+        self.ads.set(CLUSTER, "c-empty", [])
+        self.assertIsNotNone(poll(lambda: get(self.port)[0] == 503), self.proxy.log())
+
+
 class XdsInitialisationTest(unittest.TestCase):
     """Envoy's initialisation: /ready says INITIALIZING (503) until the first
     CDS and LDS responses, the EDS clusters and the listeners' ADS routes are

@@ -3,8 +3,9 @@ a control plane other than turnout's own, for the xDS client tests.
 
 It serves envoy.service.discovery.v3.AggregatedDiscoveryService/
 StreamAggregatedResources, and the per-type services (StreamClusters,
-StreamListeners, StreamRoutes, StreamEndpoints) with the same logic, on
-127.0.0.1 (port 0), with resources the test sets
+StreamListeners, StreamRoutes, StreamEndpoints) with the same logic, and
+DeltaAggregatedResources (versions are content hashes; only changed
+resources and removed names are sent), on 127.0.0.1 (port 0), with resources the test sets
 as Envoy JSON dicts per type. It answers a request that opens a type on a
 stream or changes its resource names, pushes every set() to the streams that
 asked for the type, and records every DiscoveryRequest so a test can assert
@@ -15,6 +16,7 @@ cmake/EnvoyProtos.cmake); Debian's python3-protobuf and python3-grpcio run
 them. Use /usr/bin/python3.
 """
 
+import hashlib
 import os
 import queue
 import sys
@@ -76,6 +78,15 @@ class _Stream:
         self.node = None
 
 
+class _DeltaStream:
+    def __init__(self):
+        self.out = queue.Queue()
+        self.wildcard = {}    # type_url -> bool
+        self.names = {}       # type_url -> set of names subscribed
+        self.has = {}         # type_url -> {name: version} the client holds (as we sent it)
+        self.node = None
+
+
 class AdsServer:
     def __init__(self):
         self._lock = threading.Lock()
@@ -83,6 +94,8 @@ class AdsServer:
         self._streams = []
         self._nonce = 0
         self.requests = []    # every DiscoveryRequest received, in order
+        self.delta_requests = []  # every DeltaDiscoveryRequest received, in order
+        self._delta_streams = []
         self.methods = []     # (gRPC method, type_url) of each request, in order
         self.streams_opened = 0
         self._server = None
@@ -107,6 +120,12 @@ class AdsServer:
                     lambda it, ctx, m="/%s/%s" % (full, method): self._ads(it, ctx, m),
                     request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
                     response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString)}))
+        handlers.append(grpc.method_handlers_generic_handler(
+            "envoy.service.discovery.v3.AggregatedDiscoveryService",
+            {"DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._delta,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=discovery_pb2.DeltaDiscoveryResponse.SerializeToString)}))
         self._server.add_generic_rpc_handlers(tuple(handlers))
         self.port = self._server.add_insecure_port("127.0.0.1:%d" % port)
         self._server.start()
@@ -117,9 +136,10 @@ class AdsServer:
             self._server.stop(grace=None)
             self._server = None
         with self._lock:
-            for s in self._streams:
+            for s in self._streams + self._delta_streams:
                 s.out.put(None)
             self._streams = []
+            self._delta_streams = []
 
     def set(self, type_url, version, resources):
         """Replaces the type's resources (Envoy JSON dicts or raw bytes) and pushes them."""
@@ -129,6 +149,9 @@ class AdsServer:
             for s in self._streams:
                 if type_url in s.names:
                     self._send_locked(s, type_url)
+            for s in self._delta_streams:
+                if type_url in s.names:
+                    self._send_delta_locked(s, type_url, always=False)
 
     def wait_for(self, predicate, deadline_s=5.0):
         """The first request (newest first) matching predicate, waiting up to deadline_s."""
@@ -141,11 +164,80 @@ class AdsServer:
             time.sleep(0.02)
         return None
 
+    def wait_for_delta(self, predicate, deadline_s=5.0):
+        """The newest DeltaDiscoveryRequest matching predicate, waiting up to deadline_s."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            with self._lock:
+                for r in reversed(self.delta_requests):
+                    if predicate(r):
+                        return r
+            time.sleep(0.02)
+        return None
+
     def requests_of(self, type_url):
         with self._lock:
             return [r for r in self.requests if r.type_url == type_url]
 
     # -- the gRPC side ------------------------------------------------------
+
+    # -- Delta (incremental): resource versions are content hashes ------------
+
+    def _send_delta_locked(self, s, type_url, always):
+        version, anys = self._resources.get(type_url, ("", []))
+        current = {_name_of(type_url, a): a for a in anys}
+        has = s.has.setdefault(type_url, {})
+        wanted = set(current) if s.wildcard.get(type_url) else s.names.get(type_url, set())
+        resp = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version)
+        for name in sorted(wanted & set(current)):
+            v = hashlib.sha1(current[name].value).hexdigest()[:16]
+            if has.get(name) != v:
+                r = resp.resources.add(name=name, version=v)
+                r.resource.CopyFrom(current[name])
+                has[name] = v
+        for name in sorted(set(has) - (wanted & set(current))):
+            resp.removed_resources.append(name)
+            del has[name]
+        if not always and not resp.resources and not resp.removed_resources:
+            return
+        self._nonce += 1
+        resp.nonce = str(self._nonce)
+        s.out.put(resp)
+
+    def _delta(self, request_iterator, context):
+        s = _DeltaStream()
+        with self._lock:
+            self._delta_streams.append(s)
+            self.streams_opened += 1
+
+        def handle(req):
+            with self._lock:
+                self.delta_requests.append(req)
+                if req.HasField("node"):
+                    s.node = req.node
+                t = req.type_url
+                first = t not in s.names
+                if first:
+                    s.names[t] = set()
+                    s.wildcard[t] = t in (CLUSTER, LISTENER) and not req.resource_names_subscribe
+                    s.has[t] = dict(req.initial_resource_versions)
+                before = (set(s.names[t]), s.wildcard[t])
+                for n in req.resource_names_subscribe:
+                    if n == "*":
+                        s.wildcard[t] = True
+                    else:
+                        s.names[t].add(n)
+                for n in req.resource_names_unsubscribe:
+                    s.names[t].discard(n)
+                    s.has[t].pop(n, None)
+                if (first or before != (s.names[t], s.wildcard[t])) and t in self._resources:
+                    self._send_delta_locked(s, t, always=first)
+        try:
+            yield from _delta_loop(self, s, request_iterator, context, handle)
+        finally:
+            with self._lock:
+                if s in self._delta_streams:
+                    self._delta_streams.remove(s)
 
     def _send_locked(self, s, type_url):
         version, anys = self._resources.get(type_url, ("", []))
@@ -200,6 +292,26 @@ class AdsServer:
             with self._lock:
                 if s in self._streams:
                     self._streams.remove(s)
+
+
+def _delta_loop(self, s, request_iterator, context, handle):
+    """The common reader thread and writer loop of a stream."""
+    def reader():
+        try:
+            for req in request_iterator:
+                handle(req)
+        except Exception:  # the stream ended
+            pass
+        s.out.put(None)
+    threading.Thread(target=reader, daemon=True).start()
+    while context.is_active():
+        try:
+            item = s.out.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is None:
+            break
+        yield item
 
 
 def _name_of(type_url, a):
