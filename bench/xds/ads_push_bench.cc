@@ -180,13 +180,16 @@ int main(int argc, char** argv) {
     }
     const tc::Model model = state.model();
     std::promise<double> cpu;
+    uint64_t update_bytes = 0;
     const auto start = Clock::now();
     const int64_t start_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
     asio::post(server_ioc, [&] {
       const double c0 = threadCpuMs();
+      const uint64_t b0 = (*server)->bytesSent();
       (*server)->update(model);
       (*server)->flush();  // the push update() posted, now: its CPU is the update's
+      update_bytes = (*server)->bytesSent() - b0;  // every push is encoded in flush()
       cpu.set_value(threadCpuMs() - c0);
     });
     const double update_cpu_ms = cpu.get_future().get();
@@ -194,7 +197,8 @@ int main(int argc, char** argv) {
     std::vector<double> ms;
     for (auto& c : states) ms.push_back(static_cast<double>(c.last_route_ns.load() - start_ns) / 1e6);
     out += absl::StrCat(r ? ", " : "", "{\"complete\": ", ok ? "true" : "false",
-                        ", \"update_cpu_ms\": ", update_cpu_ms, ", \"p50_ms\": ", pct(ms, 50),
+                        ", \"update_cpu_ms\": ", update_cpu_ms, ", \"update_bytes_per_client\": ",
+                        update_bytes / static_cast<uint64_t>(clients), ", \"p50_ms\": ", pct(ms, 50),
                         ", \"p90_ms\": ", pct(ms, 90), ", \"p99_ms\": ", pct(ms, 99),
                         ", \"max_ms\": ", pct(ms, 100), "}");
   }

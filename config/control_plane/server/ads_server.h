@@ -64,6 +64,8 @@ class AdsServer {
   void start();
   void stop();
   uint16_t port() const { return grpc_->port(); }
+  // Bytes of xDS messages sent to all clients so far (benchmarks).
+  uint64_t bytesSent() const { return grpc_->messageBytesSent(); }
 
   // The model changed: regenerates the resources and pushes what changed to
   // every stream, from a handler posted to the io_context, so that the API

@@ -116,6 +116,7 @@ class GrpcServerCall final : public proxy::RequestDecoderCallbacks, public GrpcC
     const auto prefix = proxy::grpcFramePrefix(message.size());
     stream_->encodeData(std::span<const char>(prefix.data(), prefix.size()), false);
     stream_->encodeData(std::span<const char>(message.data(), message.size()), false);
+    conn_.server_->message_bytes_sent_ += prefix.size() + message.size();
     conn_.kickWriter();
   }
   void finish(GrpcStatus status, std::string_view message) override {

@@ -76,6 +76,8 @@ class GrpcServer {
   // Stops accepting and closes every connection (calls get onClose).
   void stop();
   uint16_t port() const { return port_; }
+  // gRPC message bytes (5-byte prefixes included) sent on every call so far.
+  uint64_t messageBytesSent() const { return message_bytes_sent_; }
 
  private:
   friend class GrpcServerConnection;
@@ -89,6 +91,7 @@ class GrpcServer {
   asio::ip::tcp::acceptor acceptor_;
   uint16_t port_ = 0;
   bool stopped_ = false;
+  uint64_t message_bytes_sent_ = 0;
   // Cleared when the server goes away: the accept loop may resume after that.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::list<std::weak_ptr<GrpcServerConnection>> connections_;
