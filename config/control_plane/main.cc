@@ -1,6 +1,7 @@
 // turnout-cp: the control plane. `turnout-cp serve` runs the REST/JSON API (and
-// the ADS server) on one io_context over the SQLite store; every other command
-// is the CLI (cli/cli.h), a client of that API.
+// the ADS server) on one io_context over the SQLite store (--data-dir) or etcd
+// (--store etcd://, shared by several replicas); every other command is the
+// CLI (cli/cli.h), a client of that API.
 
 #include <csignal>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "config/control_plane/api/rest_api.h"
 #include "config/control_plane/cli/cli.h"
+#include "config/control_plane/etcd_store.h"
 #include "config/control_plane/sqlite_store.h"
 #include "proxy/common/asio.h"
 #include "config/control_plane/server/ads_server.h"
@@ -29,8 +31,13 @@ struct HostPort {
   uint16_t port = 0;
 };
 
+// How long `serve` waits for etcd to answer at start.
+constexpr absl::Duration kEtcdStartWait = absl::Seconds(10);
+
 struct ServeOptions {
   std::string data_dir = "./turnout-cp-data";
+  bool data_dir_given = false;
+  std::optional<EtcdEndpoint> etcd;  // --store etcd://
   HostPort xds_address{"127.0.0.1", 18000};
   HostPort http_address{"127.0.0.1", 18080};
   std::string http_address_path;
@@ -74,15 +81,16 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
     if (flag == "--data-dir") {
       if (value.empty()) return absl::InvalidArgumentError("--data-dir: empty");
       o.data_dir = value;
+      o.data_dir_given = true;
     } else if (flag == "--store") {
-      // Fail closed: only the embedded store exists so far.
-      if (value.substr(0, 7) == "etcd://") {
-        return absl::UnimplementedError(absl::StrCat(
-            "--store ", value, ": the etcd store is not supported yet; use --data-dir (the embedded SQLite store)"));
+      if (value.substr(0, 7) != "etcd://") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--store '", value, "': unknown store (only etcd://HOST:PORT[/PREFIX]; for the embedded SQLite store "
+            "use --data-dir)"));
       }
-      return absl::InvalidArgumentError(absl::StrCat("--store '", value,
-                                                     "': unknown store (the etcd store, etcd://, is not supported "
-                                                     "yet; use --data-dir)"));
+      auto endpoint = parseEtcdUrl(value);
+      if (!endpoint.ok()) return endpoint.status();
+      o.etcd = *endpoint;
     } else if (flag == "--xds-address") {
       auto a = parseHostPort(flag, value);
       if (!a.ok()) return a.status();
@@ -101,6 +109,11 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       return absl::InvalidArgumentError(absl::StrCat("serve: unknown flag ", flag));
     }
   }
+  if (o.etcd && o.data_dir_given) {
+    return absl::InvalidArgumentError(
+        "--store and --data-dir are mutually exclusive: --store etcd:// keeps the state in etcd, --data-dir in a "
+        "local SQLite file");
+  }
   return o;
 }
 
@@ -118,17 +131,32 @@ int serve(const std::vector<std::string>& args) {
     std::cerr << "turnout-cp: --log-level: unknown level '" << options->log_level << "'\n";
     return 2;
   }
-  auto store = SqliteStore::open(options->data_dir);
-  if (!store.ok()) {
-    std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << store.status().message() << "\n";
-    return 1;
+  std::unique_ptr<Store> store;
+  if (options->etcd) {
+    EtcdStore::Options etcd_options;
+    etcd_options.on_watch_broken = [url = options->etcd->url()](const absl::Status& status) {
+      TURNOUT_LOG(warn, "store", "etcd watch on {} broke: {}; reconnecting", url, status.ToString());
+    };
+    auto etcd = EtcdStore::connect(*options->etcd, kEtcdStartWait, std::move(etcd_options));
+    if (!etcd.ok()) {
+      std::cerr << "turnout-cp: --store: " << etcd.status().message() << "\n";
+      return 1;
+    }
+    store = std::move(*etcd);
+  } else {
+    auto sqlite = SqliteStore::open(options->data_dir);
+    if (!sqlite.ok()) {
+      std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << sqlite.status().message() << "\n";
+      return 1;
+    }
+    store = std::move(*sqlite);
   }
   asio::io_context ioc(1);
   RestApi::Options api_options;
   api_options.address = options->http_address.host;
   api_options.port = options->http_address.port;
   api_options.address_path = options->http_address_path;
-  auto api = RestApi::create(ioc, **store, api_options);
+  auto api = RestApi::create(ioc, *store, api_options);
   if (!api.ok()) {
     std::cerr << "turnout-cp: " << api.status().message() << "\n";
     return 1;
@@ -157,7 +185,7 @@ int serve(const std::vector<std::string>& args) {
 
   (*api)->start();
   TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, ADS on {}:{}, data in {} (config version {})",
-              (*api)->boundAddress(), options->xds_address.host, ads_server->port(), (*store)->path(),
+              (*api)->boundAddress(), options->xds_address.host, ads_server->port(), store->describe(),
               (*api)->state().version());
 
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

@@ -122,19 +122,19 @@ HttpResponse errorResponse(const absl::Status& status) {
   return jsonResponse(static_cast<unsigned>(httpStatusFor(status)), std::move(body));
 }
 
-RestApi::RestApi(asio::io_context& ioc, SqliteStore& store, State state, Clock clock)
-    : store_(store), state_(std::move(state)), clock_(std::move(clock)), expiry_timer_(ioc) {}
+RestApi::RestApi(asio::io_context& ioc, Store& store, State state, Clock clock)
+    : ioc_(ioc), store_(store), state_(std::move(state)), clock_(std::move(clock)), expiry_timer_(ioc) {}
 
 RestApi::~RestApi() { stop(); }
 
-absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, SqliteStore& store, Options options,
+absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, Store& store, Options options,
                                                          Clock clock) {
   auto stored = store.load();
   if (!stored.ok()) return stored.status();
   auto state = State::restore(*stored);
   if (!state.ok()) {
     return absl::Status(state.status().code(),
-                        absl::StrCat(store.path(), ": ", state.status().message()));
+                        absl::StrCat(store.describe(), ": ", state.status().message()));
   }
   std::unique_ptr<RestApi> api(new RestApi(ioc, store, std::move(*state), std::move(clock)));
   proxy::admin::HttpService::Options http;
@@ -156,12 +156,20 @@ absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, 
 
 void RestApi::start() {
   http_->start();
+  std::weak_ptr<int> alive = alive_;
+  store_.watch([this, alive, &ioc = ioc_](int64_t revision) {
+    // The store's thread: hand the revision to the io_context.
+    asio::post(ioc, [this, alive, revision] {
+      if (!alive.expired()) onStoreChanged(revision);
+    });
+  });
   scheduleExpiry();
 }
 
 void RestApi::stop() {
   if (stopped_) return;
   stopped_ = true;
+  store_.unwatch();
   if (http_) http_->stop();
   expiry_timer_.cancel();
 }
@@ -230,9 +238,12 @@ HttpResponse RestApi::handleResource(const HttpRequest& request, ResourceKind ki
   if (store_broken_) return errorResponse(503, "the store failed; restart turnout-cp");
   if (method == "DELETE") {
     switch (kind) {
-      case ResourceKind::kService: return commit(state_.deleteService(name, if_match), false);
-      case ResourceKind::kSandbox: return commit(state_.deleteSandbox(name, if_match), false);
-      case ResourceKind::kRelease: return commit(state_.deleteRelease(name, if_match), false);
+      case ResourceKind::kService:
+        return commit([&](State& s) { return s.deleteService(name, if_match); }, kind, name, false);
+      case ResourceKind::kSandbox:
+        return commit([&](State& s) { return s.deleteSandbox(name, if_match); }, kind, name, false);
+      case ResourceKind::kRelease:
+        return commit([&](State& s) { return s.deleteRelease(name, if_match); }, kind, name, false);
     }
   }
   const auto content_type = request.find(http::field::content_type);
@@ -241,12 +252,14 @@ HttpResponse RestApi::handleResource(const HttpRequest& request, ResourceKind ki
                                            content_type == request.end() ? "" : av(view(content_type->value())),
                                            "'"));
   }
-  const bool created = state_.etag(kind, name).empty();
   const std::string& body = request.body();
   switch (kind) {
-    case ResourceKind::kService: return commit(state_.putService(name, body, if_match), created);
-    case ResourceKind::kSandbox: return commit(state_.putSandbox(name, body, clock_(), if_match), created);
-    case ResourceKind::kRelease: return commit(state_.putRelease(name, body, if_match), created);
+    case ResourceKind::kService:
+      return commit([&](State& s) { return s.putService(name, body, if_match); }, kind, name, true);
+    case ResourceKind::kSandbox:
+      return commit([&](State& s) { return s.putSandbox(name, body, clock_(), if_match); }, kind, name, true);
+    case ResourceKind::kRelease:
+      return commit([&](State& s) { return s.putRelease(name, body, if_match); }, kind, name, true);
   }
   return errorResponse(500, "unreachable");
 }
@@ -280,21 +293,42 @@ HttpResponse RestApi::handleProxies() const {
                                         absl::StrJoin(items, ","), "]}"));
 }
 
-HttpResponse RestApi::commit(absl::StatusOr<MutationResult> result, bool created) {
-  if (!result.ok()) return errorResponse(result.status());
-  if (absl::Status stored = store_.apply(result->change); !stored.ok()) {
+HttpResponse RestApi::commit(const Mutation& mutate, ResourceKind kind, std::string_view name, bool is_put) {
+  // A conflict with another replica reloads and runs the mutation once more.
+  for (int attempt = 0;; ++attempt) {
+    const bool created = is_put && state_.etag(kind, name).empty();
+    State before = state_;
+    absl::StatusOr<MutationResult> result = mutate(state_);
+    if (!result.ok()) return errorResponse(result.status());
+    absl::Status stored = store_.apply(result->change);
+    if (stored.ok()) {
+      scheduleExpiry();
+      if (on_change_) on_change_(state_);
+      std::string body = absl::StrCat("{\"version\":", result->version);
+      if (!result->etag.empty()) absl::StrAppend(&body, ",\"etag\":", jsonString(result->etag));
+      body += '}';
+      HttpResponse r = jsonResponse(created ? 201 : 200, std::move(body));
+      if (!result->etag.empty()) r.headers.emplace_back("ETag", result->etag);
+      return r;
+    }
+    if (stored.code() == absl::StatusCode::kAborted) {
+      state_ = std::move(before);
+      if (!reload("another replica wrote first")) {
+        return errorResponse(503, absl::StrCat("config changed by another replica and the store cannot be read "
+                                               "back; retry"));
+      }
+      if (attempt == 0) continue;
+      return errorResponse(409, "config changed by another replica; retry");
+    }
+    if (stored.code() == absl::StatusCode::kUnavailable) {
+      TURNOUT_LOG(warn, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
+      state_ = std::move(before);
+      return errorResponse(503, absl::StrCat("the store is unavailable; nothing changed: ", stored.message()));
+    }
     TURNOUT_LOG(err, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
     rebuild();
     return errorResponse(500, absl::StrCat("the change was not stored: ", stored.message()));
   }
-  scheduleExpiry();
-  if (on_change_) on_change_(state_);
-  std::string body = absl::StrCat("{\"version\":", result->version);
-  if (!result->etag.empty()) absl::StrAppend(&body, ",\"etag\":", jsonString(result->etag));
-  body += '}';
-  HttpResponse r = jsonResponse(created ? 201 : 200, std::move(body));
-  if (!result->etag.empty()) r.headers.emplace_back("ETag", result->etag);
-  return r;
 }
 
 void RestApi::rebuild() {
@@ -308,6 +342,28 @@ void RestApi::rebuild() {
   }
   state_ = std::move(*state);
   scheduleExpiry();
+}
+
+bool RestApi::reload(std::string_view why) {
+  auto stored = store_.load();
+  absl::StatusOr<State> state = stored.ok() ? State::restore(*stored) : absl::StatusOr<State>(stored.status());
+  if (!state.ok()) {
+    TURNOUT_LOG(err, "api", "cannot reload the state from {} ({}): {}; keeping config version {}",
+                store_.describe(), why, state.status().ToString(), state_.version());
+    return false;
+  }
+  const uint64_t old_version = state_.version();
+  state_ = std::move(*state);
+  TURNOUT_LOG(info, "api", "reloaded from {} ({}): config version {} -> {}", store_.describe(), why, old_version,
+              state_.version());
+  scheduleExpiry();
+  if (on_change_) on_change_(state_);
+  return true;
+}
+
+void RestApi::onStoreChanged(int64_t revision) {
+  if (stopped_ || store_broken_ || !store_.isNewer(revision)) return;
+  reload(revision < 0 ? "the store's watch reconnected" : "another replica wrote");
 }
 
 void RestApi::scheduleExpiry() {
@@ -327,12 +383,26 @@ void RestApi::scheduleExpiry() {
 
 void RestApi::onExpiryTimer() {
   if (stopped_ || store_broken_) return;
+  State before = state_;
   State::Expiry expiry = state_.expire(clock_());
   if (!expiry.removed.empty()) {
     if (absl::Status stored = store_.apply(expiry.change); !stored.ok()) {
-      TURNOUT_LOG(err, "api", "store write of the expiry of {} failed: {}", absl::StrJoin(expiry.removed, ", "),
-                  stored.ToString());
-      rebuild();
+      if (stored.code() == absl::StatusCode::kAborted) {
+        TURNOUT_LOG(info, "api", "the expiry of {} met another replica's write; reloading",
+                    absl::StrJoin(expiry.removed, ", "));
+      } else {
+        TURNOUT_LOG(err, "api", "store write of the expiry of {} failed: {}", absl::StrJoin(expiry.removed, ", "),
+                    stored.ToString());
+      }
+      if (stored.code() == absl::StatusCode::kAborted) {
+        // Another replica wrote (maybe this very expiry): start again from its state.
+        state_ = std::move(before);
+        if (reload("another replica wrote first")) return;  // reload() re-arms the timer
+      } else if (stored.code() == absl::StatusCode::kUnavailable) {
+        state_ = std::move(before);
+      } else {
+        rebuild();
+      }
       if (store_broken_) return;
       expiry_timer_.expires_after(absl::ToChronoMilliseconds(kStoreRetry));
       expiry_timer_.async_wait([this](const boost::system::error_code& ec) {
