@@ -113,6 +113,11 @@ class Etcd:
         return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in out.get("kvs", [])}
 
 
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
 def b64(s):
     return base64.b64encode(s.encode()).decode()
 
@@ -149,7 +154,7 @@ class Replica:
                 raise RuntimeError("turnout-cp %s exited %s:\n%s" % (self.name, self.proc.returncode,
                                                                      self.output()))
             if os.path.exists(self.http_path) and os.path.exists(self.xds_path):
-                a, b = open(self.http_path).read().strip(), open(self.xds_path).read().strip()
+                a, b = read(self.http_path), read(self.xds_path)
                 return (a, b) if a and b else None
             return None
         got = _poll(START_S, ready)
@@ -386,7 +391,7 @@ class EtcdReplicasTest(unittest.TestCase):
             (a, "PUT", "/v1/services/bad", json.dumps({"port": 80, "frob": 1}),
              {"Content-Type": "application/json"}, 400),
             (b, "PUT", "/v1/sandboxes/feat-y", json.dumps({"forks": {"nope": ["10.0.0.1:80"]}}),
-             {"Content-Type": "application/json"}, 400),
+             {"Content-Type": "application/json"}, 409),  # an unknown service
             (a, "PUT", "/v1/releases/nope", json.dumps({"versions": {"v1": ["10.0.0.1:80"]},
                                                         "weights": {"v1": 100}}),
              {"Content-Type": "application/json"}, None),
