@@ -172,11 +172,20 @@ class Replica:
             return f.read().decode(errors="replace")[-6000:]
 
     def stop(self):
-        stop_process(self.proc)
+        """SIGTERM; the exit status (None if it had to be killed)."""
+        rc = None
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.proc = None
         if self.log:
             self.log.close()
             self.log = None
+        return rc
 
     def kill(self):
         self.proc.kill()
@@ -455,6 +464,8 @@ class EtcdReplicasTest(unittest.TestCase):
         # B's watch reconnected: it sees A's write.
         self.seen(self.b, lambda: self.b.version() == 2, deadline_s=10.0)
         self.assertEqual(self.a.snapshot(), self.b.snapshot())
+        # Stopped while etcd was down and back: a clean exit.
+        self.assertEqual(self.b.stop(), 0)
 
     def test_replicas_on_another_prefix_do_not_share(self):
         c = self.replica("c", prefix="/other")
@@ -464,6 +475,10 @@ class EtcdReplicasTest(unittest.TestCase):
         self.assertEqual(c.put("/v1/services/x", {"port": 1})[2]["version"], 1)
         self.assertEqual(self.etcd.dump("/other")["/other/version"], "1")
         self.assertEqual(self.b.get("/v1/services/x")[0], 404)
+        # SIGTERM stops a replica (its watch thread too) promptly and cleanly.
+        t0 = time.monotonic()
+        self.assertEqual(c.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 3)
 
 
 class EtcdStartTest(unittest.TestCase):
