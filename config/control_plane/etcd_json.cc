@@ -35,11 +35,12 @@ std::string jsonString(std::string_view s) {
 absl::StatusOr<Struct> parseObject(std::string_view what, std::string_view json) {
   Value root;
   google::protobuf::util::JsonParseOptions options;
-  auto s = google::protobuf::util::JsonStringToMessage(google::protobuf::StringPiece(json.data(), json.size()),
-                                                       &root, options);
+  auto s = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &root, options);
   if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(av(what), ": not valid JSON: ",
-                                                   av(std::string_view(s.message().data(), s.message().size()))));
+    return absl::InvalidArgumentError(absl::StrCat(
+        av(what),
+        ": not valid JSON: ", av(std::string_view(s.message().data(), s.message().size()))));
   }
   if (root.kind_case() != Value::kStructValue) {
     return absl::InvalidArgumentError(absl::StrCat(av(what), ": not a JSON object"));
@@ -63,7 +64,8 @@ absl::StatusOr<int64_t> int64Field(std::string_view what, const Struct& object, 
   const Value* v = field(object, name);
   if (v == nullptr) return 0;
   int64_t out = 0;
-  if (v->kind_case() == Value::kStringValue && absl::SimpleAtoi(v->string_value(), &out)) return out;
+  if (v->kind_case() == Value::kStringValue && absl::SimpleAtoi(v->string_value(), &out))
+    return out;
   if (v->kind_case() == Value::kNumberValue && v->number_value() >= 0 && v->number_value() < 9e15) {
     return static_cast<int64_t>(v->number_value());
   }
@@ -75,7 +77,8 @@ bool boolField(const Struct& object, const char* name) {
   return v != nullptr && v->kind_case() == Value::kBoolValue && v->bool_value();
 }
 
-absl::StatusOr<std::string> base64Field(std::string_view what, const Struct& object, const char* name) {
+absl::StatusOr<std::string> base64Field(std::string_view what, const Struct& object,
+                                        const char* name) {
   const Value* v = field(object, name);
   if (v == nullptr) return std::string();
   std::string out;
@@ -104,7 +107,8 @@ bool kindFromName(std::string_view name, ResourceKind& out) {
 }
 
 bool validPrefixChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' || c == '.';
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' ||
+         c == '.';
 }
 
 }  // namespace
@@ -127,7 +131,8 @@ absl::StatusOr<EtcdEndpoint> parseEtcdUrl(std::string_view url) {
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   EtcdEndpoint out;
-  if (authority.find('@') != std::string_view::npos) return bad("user information is not supported");
+  if (authority.find('@') != std::string_view::npos)
+    return bad("user information is not supported");
   size_t colon;
   if (!authority.empty() && authority.front() == '[') {
     const size_t close = authority.find(']');
@@ -185,8 +190,8 @@ std::string etcdPrefixEnd(std::string_view key) {
 }
 
 std::string encodeEtcdRecord(const StoredResource& resource) {
-  std::string out = absl::StrCat("{\"json\":", jsonString(resource.json), ",\"resource_version\":\"",
-                                 resource.resource_version, "\"");
+  std::string out = absl::StrCat("{\"json\":", jsonString(resource.json),
+                                 ",\"resource_version\":\"", resource.resource_version, "\"");
   if (resource.expires_at != absl::InfiniteFuture()) {
     absl::StrAppend(&out, ",\"expires_at_ns\":\"", absl::ToUnixNanos(resource.expires_at), "\"");
   }
@@ -194,8 +199,8 @@ std::string encodeEtcdRecord(const StoredResource& resource) {
   return out;
 }
 
-absl::StatusOr<StoredResource> decodeEtcdRecord(std::string_view key, ResourceKind kind, std::string_view name,
-                                                std::string_view value) {
+absl::StatusOr<StoredResource> decodeEtcdRecord(std::string_view key, ResourceKind kind,
+                                                std::string_view name, std::string_view value) {
   auto damaged = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("etcd key ", av(key), ": ", why));
   };
@@ -205,7 +210,8 @@ absl::StatusOr<StoredResource> decodeEtcdRecord(std::string_view key, ResourceKi
   r.kind = kind;
   r.name = std::string(name);
   const Value* json = field(*object, "json");
-  if (json == nullptr || json->kind_case() != Value::kStringValue) return damaged("no \"json\" string");
+  if (json == nullptr || json->kind_case() != Value::kStringValue)
+    return damaged("no \"json\" string");
   r.json = json->string_value();
   for (const auto& [k, v] : object->fields()) {
     if (k != "json" && k != "resource_version" && k != "expires_at_ns") {
@@ -225,7 +231,8 @@ absl::StatusOr<StoredResource> decodeEtcdRecord(std::string_view key, ResourceKi
 
 std::string etcdRangeRequest(std::string_view prefix) {
   const std::string key = absl::StrCat(av(prefix), "/");
-  return absl::StrCat("{\"key\":\"", b64(key), "\",\"range_end\":\"", b64(etcdPrefixEnd(key)), "\"}");
+  return absl::StrCat("{\"key\":\"", b64(key), "\",\"range_end\":\"", b64(etcdPrefixEnd(key)),
+                      "\"}");
 }
 
 absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string_view body) {
@@ -238,14 +245,17 @@ absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string
   auto revision = int64Field("header", *header, "revision");
   if (!revision.ok()) return revision.status();
   out.revision = *revision;
-  if (boolField(*object, "more")) return absl::InternalError("etcd range answer: truncated (\"more\")");
+  if (boolField(*object, "more"))
+    return absl::InternalError("etcd range answer: truncated (\"more\")");
   const std::string version_key = etcdVersionKey(prefix);
   const std::string resource_prefix = absl::StrCat(av(prefix), "/r/");
   bool have_version = false;
   if (const Value* kvs = field(*object, "kvs"); kvs != nullptr) {
-    if (kvs->kind_case() != Value::kListValue) return absl::InvalidArgumentError("etcd range answer: kvs");
+    if (kvs->kind_case() != Value::kListValue)
+      return absl::InvalidArgumentError("etcd range answer: kvs");
     for (const Value& kv : kvs->list_value().values()) {
-      if (kv.kind_case() != Value::kStructValue) return absl::InvalidArgumentError("etcd range answer: kvs[]");
+      if (kv.kind_case() != Value::kStructValue)
+        return absl::InvalidArgumentError("etcd range answer: kvs[]");
       auto key = base64Field("kvs[]", kv.struct_value(), "key");
       if (!key.ok()) return key.status();
       auto value = base64Field("kvs[]", kv.struct_value(), "value");
@@ -266,16 +276,17 @@ absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string
       // <prefix>/r/<kind>/<name>
       std::string_view rest(*key);
       if (rest.substr(0, resource_prefix.size()) != resource_prefix) {
-        return absl::DataLossError(absl::StrCat("etcd key ", *key, ": not a turnout-cp key (expected ",
-                                                version_key, " or ", resource_prefix, "<kind>/<name>)"));
+        return absl::DataLossError(absl::StrCat("etcd key ", *key,
+                                                ": not a turnout-cp key (expected ", version_key,
+                                                " or ", resource_prefix, "<kind>/<name>)"));
       }
       rest.remove_prefix(resource_prefix.size());
       const size_t slash = rest.find('/');
       ResourceKind kind;
       if (slash == std::string_view::npos || slash + 1 == rest.size() ||
           !kindFromName(rest.substr(0, slash), kind)) {
-        return absl::DataLossError(absl::StrCat("etcd key ", *key,
-                                                ": not <kind>/<name> with kind service, sandbox or release"));
+        return absl::DataLossError(absl::StrCat(
+            "etcd key ", *key, ": not <kind>/<name> with kind service, sandbox or release"));
       }
       auto r = decodeEtcdRecord(*key, kind, rest.substr(slash + 1), *value);
       if (!r.ok()) return r.status();
@@ -283,7 +294,8 @@ absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string
     }
   }
   if (!have_version && !out.state.resources.empty()) {
-    return absl::DataLossError(absl::StrCat("etcd: resources under ", resource_prefix, " but no ", version_key));
+    return absl::DataLossError(
+        absl::StrCat("etcd: resources under ", resource_prefix, " but no ", version_key));
   }
   // etcd sorts by key (release < sandbox < service); restore wants services first.
   std::stable_sort(out.state.resources.begin(), out.state.resources.end(),
@@ -297,20 +309,23 @@ std::string etcdTxnRequest(std::string_view prefix, const Change& change, int64_
   // One operation per key (etcd refuses a txn that names a key twice); as in
   // SqliteStore::apply, the puts go first and the deletes win.
   std::map<std::string, std::optional<std::string>> ops;
-  for (const StoredResource& r : change.puts) ops[etcdResourceKey(prefix, r.kind, r.name)] = encodeEtcdRecord(r);
-  for (const auto& [kind, name] : change.deletes) ops[etcdResourceKey(prefix, kind, name)] = std::nullopt;
+  for (const StoredResource& r : change.puts)
+    ops[etcdResourceKey(prefix, r.kind, r.name)] = encodeEtcdRecord(r);
+  for (const auto& [kind, name] : change.deletes)
+    ops[etcdResourceKey(prefix, kind, name)] = std::nullopt;
   std::string out = absl::StrCat("{\"compare\":[{\"key\":\"", b64(etcdVersionKey(prefix)),
-                                 "\",\"target\":\"MOD\",\"result\":\"EQUAL\",\"mod_revision\":\"", guard,
-                                 "\"}],\"success\":[");
+                                 "\",\"target\":\"MOD\",\"result\":\"EQUAL\",\"mod_revision\":\"",
+                                 guard, "\"}],\"success\":[");
   for (const auto& [key, value] : ops) {
     if (value) {
-      absl::StrAppend(&out, "{\"request_put\":{\"key\":\"", b64(key), "\",\"value\":\"", b64(*value), "\"}},");
+      absl::StrAppend(&out, "{\"request_put\":{\"key\":\"", b64(key), "\",\"value\":\"",
+                      b64(*value), "\"}},");
     } else {
       absl::StrAppend(&out, "{\"request_delete_range\":{\"key\":\"", b64(key), "\"}},");
     }
   }
-  absl::StrAppend(&out, "{\"request_put\":{\"key\":\"", b64(etcdVersionKey(prefix)), "\",\"value\":\"",
-                  b64(absl::StrCat(change.version)), "\"}}]}");
+  absl::StrAppend(&out, "{\"request_put\":{\"key\":\"", b64(etcdVersionKey(prefix)),
+                  "\",\"value\":\"", b64(absl::StrCat(change.version)), "\"}}]}");
   return out;
 }
 
@@ -327,8 +342,8 @@ absl::StatusOr<EtcdTxnResult> parseEtcdTxn(std::string_view body) {
 
 std::string etcdWatchRequest(std::string_view prefix, int64_t start_revision) {
   const std::string key = absl::StrCat(av(prefix), "/");
-  return absl::StrCat("{\"create_request\":{\"key\":\"", b64(key), "\",\"range_end\":\"", b64(etcdPrefixEnd(key)),
-                      "\",\"start_revision\":\"", start_revision, "\"}}");
+  return absl::StrCat("{\"create_request\":{\"key\":\"", b64(key), "\",\"range_end\":\"",
+                      b64(etcdPrefixEnd(key)), "\",\"start_revision\":\"", start_revision, "\"}}");
 }
 
 absl::StatusOr<EtcdWatchMessage> parseEtcdWatchMessage(std::string_view line) {
@@ -353,7 +368,8 @@ absl::StatusOr<EtcdWatchMessage> parseEtcdWatchMessage(std::string_view line) {
     out.revision = *revision;
   }
   if (const Value* events = field(*result, "events"); events != nullptr) {
-    if (events->kind_case() != Value::kListValue) return absl::InvalidArgumentError("etcd watch message: events");
+    if (events->kind_case() != Value::kListValue)
+      return absl::InvalidArgumentError("etcd watch message: events");
     for (const Value& event : events->list_value().values()) {
       if (event.kind_case() != Value::kStructValue) continue;
       const Struct* kv = objectField(event.struct_value(), "kv");
@@ -372,7 +388,8 @@ std::string etcdErrorMessage(std::string_view body) {
     for (const char* name : {"message", "error"}) {
       const Value* v = field(*object, name);
       if (v != nullptr && v->kind_case() == Value::kStringValue) return v->string_value();
-      if (v != nullptr && v->kind_case() == Value::kStructValue) {  // watch: {"error": {"message": ...}}
+      if (v != nullptr &&
+          v->kind_case() == Value::kStructValue) {  // watch: {"error": {"message": ...}}
         const Value* m = field(v->struct_value(), "message");
         if (m != nullptr && m->kind_case() == Value::kStringValue) return m->string_value();
       }
@@ -395,21 +412,26 @@ absl::StatusOr<std::optional<HttpHead>> parseHttpHead(std::string_view data) {
   // HTTP/1.1 200 OK
   const absl::string_view status_line = lines.front();
   if (status_line.size() < 12 || status_line.substr(0, 5) != "HTTP/" || status_line[8] != ' ' ||
-      !absl::SimpleAtoi(status_line.substr(9, 3), &head.status) || head.status < 100 || head.status > 599) {
-    return absl::InvalidArgumentError(absl::StrCat("HTTP answer: bad status line '",
-                                                   status_line.substr(0, 80), "'"));
+      !absl::SimpleAtoi(status_line.substr(9, 3), &head.status) || head.status < 100 ||
+      head.status > 599) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP answer: bad status line '", status_line.substr(0, 80), "'"));
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     const size_t colon = lines[i].find(':');
-    if (colon == absl::string_view::npos) return absl::InvalidArgumentError("HTTP answer: bad header line");
+    if (colon == absl::string_view::npos)
+      return absl::InvalidArgumentError("HTTP answer: bad header line");
     const std::string name = absl::AsciiStrToLower(lines[i].substr(0, colon));
-    const std::string value = absl::AsciiStrToLower(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+    const std::string value =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
     if (name == "transfer-encoding") {
       head.chunked = value == "chunked";
-      if (!head.chunked) return absl::InvalidArgumentError("HTTP answer: unsupported transfer-encoding");
+      if (!head.chunked)
+        return absl::InvalidArgumentError("HTTP answer: unsupported transfer-encoding");
     } else if (name == "content-length") {
       size_t n = 0;
-      if (!absl::SimpleAtoi(value, &n)) return absl::InvalidArgumentError("HTTP answer: bad content-length");
+      if (!absl::SimpleAtoi(value, &n))
+        return absl::InvalidArgumentError("HTTP answer: bad content-length");
       head.content_length = n;
     }
   }
@@ -424,7 +446,8 @@ absl::Status ChunkedDecoder::feed(std::string_view in, std::string& out) {
       case State::kDataEnd:
       case State::kTrailer: {
         const size_t nl = in.find('\n', i);
-        const std::string_view part = in.substr(i, nl == std::string_view::npos ? std::string_view::npos : nl - i);
+        const std::string_view part =
+            in.substr(i, nl == std::string_view::npos ? std::string_view::npos : nl - i);
         line_.append(part);
         if (line_.size() > 4096) return absl::InvalidArgumentError("chunked body: line over 4 KiB");
         if (nl == std::string_view::npos) return absl::OkStatus();
@@ -433,15 +456,18 @@ absl::Status ChunkedDecoder::feed(std::string_view in, std::string& out) {
         const std::string line = std::move(line_);
         line_.clear();
         if (state_ == State::kDataEnd) {
-          if (!line.empty()) return absl::InvalidArgumentError("chunked body: no CRLF after a chunk");
+          if (!line.empty())
+            return absl::InvalidArgumentError("chunked body: no CRLF after a chunk");
           state_ = State::kSize;
         } else if (state_ == State::kTrailer) {
           if (line.empty()) state_ = State::kDone;
         } else {
           const std::string_view size_text = std::string_view(line).substr(0, line.find(';'));
           size_t size = 0;
-          if (size_text.empty() || size_text.size() > 12 || !absl::SimpleHexAtoi(av(size_text), &size)) {
-            return absl::InvalidArgumentError(absl::StrCat("chunked body: bad chunk size '", line.substr(0, 20), "'"));
+          if (size_text.empty() || size_text.size() > 12 ||
+              !absl::SimpleHexAtoi(av(size_text), &size)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("chunked body: bad chunk size '", line.substr(0, 20), "'"));
           }
           remaining_ = size;
           state_ = size == 0 ? State::kTrailer : State::kData;
@@ -456,7 +482,8 @@ absl::Status ChunkedDecoder::feed(std::string_view in, std::string& out) {
         if (remaining_ == 0) state_ = State::kDataEnd;
         break;
       }
-      case State::kDone: break;
+      case State::kDone:
+        break;
     }
   }
   return absl::OkStatus();
@@ -474,7 +501,8 @@ absl::StatusOr<HttpAnswer> parseHttpAnswer(std::string_view data) {
     if (absl::Status s = decoder.feed(rest, out.body); !s.ok()) return s;
     if (!decoder.done()) return absl::InvalidArgumentError("HTTP answer: chunked body cut short");
   } else if ((*head)->content_length) {
-    if (rest.size() < *(*head)->content_length) return absl::InvalidArgumentError("HTTP answer: body cut short");
+    if (rest.size() < *(*head)->content_length)
+      return absl::InvalidArgumentError("HTTP answer: body cut short");
     out.body = std::string(rest.substr(0, *(*head)->content_length));
   } else {
     out.body = std::string(rest);

@@ -47,8 +47,8 @@ absl::StatusOr<StoredResource> decodeEtcdRecord(std::string_view key, ResourceKi
 // POST /v3/kv/range: everything under the prefix, at one revision.
 std::string etcdRangeRequest(std::string_view prefix);
 struct EtcdSnapshot {
-  StoredState state;               // resources ordered by kind then name
-  int64_t revision = 0;            // the store revision it was read at
+  StoredState state;                 // resources ordered by kind then name
+  int64_t revision = 0;              // the store revision it was read at
   int64_t version_mod_revision = 0;  // the guard; 0 when nothing was ever written
 };
 absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string_view body);
@@ -68,10 +68,10 @@ std::string etcdWatchRequest(std::string_view prefix, int64_t start_revision);
 struct EtcdWatchMessage {
   bool created = false;
   bool canceled = false;
-  int64_t revision = 0;          // header.revision
+  int64_t revision = 0;             // header.revision
   int64_t last_event_revision = 0;  // the highest mod_revision of its events; 0: none
-  int64_t compact_revision = 0;  // canceled because start_revision was compacted
-  std::string reason;            // canceled or an error: why
+  int64_t compact_revision = 0;     // canceled because start_revision was compacted
+  std::string reason;               // canceled or an error: why
 };
 absl::StatusOr<EtcdWatchMessage> parseEtcdWatchMessage(std::string_view line);
 

@@ -57,7 +57,8 @@ absl::Status sendAll(int fd, std::string_view data, absl::Time deadline) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       pollfd p{fd, POLLOUT, 0};
-      if (::poll(&p, 1, msUntil(deadline)) <= 0) return absl::DeadlineExceededError("send timed out");
+      if (::poll(&p, 1, msUntil(deadline)) <= 0)
+        return absl::DeadlineExceededError("send timed out");
       continue;
     }
     return absl::UnavailableError(absl::StrCat("send: ", errnoText(errno)));
@@ -65,7 +66,8 @@ absl::Status sendAll(int fd, std::string_view data, absl::Time deadline) {
   return absl::OkStatus();
 }
 
-std::string requestText(std::string_view host, std::string_view path, std::string_view body, bool close) {
+std::string requestText(std::string_view host, std::string_view path, std::string_view body,
+                        bool close) {
   return absl::StrCat("POST ", av(path), " HTTP/1.1\r\nHost: ", av(host),
                       "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
                       close ? "\r\nConnection: close" : "", "\r\n\r\n", av(body));
@@ -73,16 +75,18 @@ std::string requestText(std::string_view host, std::string_view path, std::strin
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::connect(const EtcdEndpoint& endpoint, absl::Duration wait,
-                                                            Options options) {
+absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::connect(const EtcdEndpoint& endpoint,
+                                                              absl::Duration wait,
+                                                              Options options) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   const std::string port = absl::StrCat(endpoint.port);
-  if (int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0 || found == nullptr) {
-    return absl::UnavailableError(absl::StrCat(endpoint.url(), ": cannot resolve ", endpoint.host, ": ",
-                                               rc != 0 ? gai_strerror(rc) : "no address"));
+  if (int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found);
+      rc != 0 || found == nullptr) {
+    return absl::UnavailableError(absl::StrCat(endpoint.url(), ": cannot resolve ", endpoint.host,
+                                               ": ", rc != 0 ? gai_strerror(rc) : "no address"));
   }
   sockaddr_storage address{};
   const socklen_t size = found->ai_addrlen;
@@ -96,7 +100,8 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::connect(const EtcdEndpoint
     if (loaded.ok()) break;
     if (absl::Now() + backoff > deadline) {
       return absl::UnavailableError(absl::StrCat(endpoint.url(), ": etcd does not answer (waited ",
-                                                 absl::FormatDuration(wait), "): ", loaded.status().message()));
+                                                 absl::FormatDuration(wait),
+                                                 "): ", loaded.status().message()));
     }
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(1));
@@ -136,7 +141,8 @@ absl::StatusOr<int> EtcdStore::open(absl::Time deadline) const {
 absl::StatusOr<std::string> EtcdStore::post(std::string_view path, std::string_view body) const {
   const absl::Time deadline = absl::Now() + options_.request_timeout;
   auto unavailable = [&](absl::string_view why) {
-    return absl::UnavailableError(absl::StrCat("etcd at ", endpoint_.url(), " (", av(path), "): ", why));
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", endpoint_.url(), " (", av(path), "): ", why));
   };
   auto opened = open(deadline);
   if (!opened.ok()) return unavailable(opened.status().message());
@@ -151,7 +157,9 @@ absl::StatusOr<std::string> EtcdStore::post(std::string_view path, std::string_v
     pollfd p{fd.get(), POLLIN, 0};
     const int ready = ::poll(&p, 1, msUntil(deadline));
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return unavailable(absl::StrCat("no answer within ", absl::FormatDuration(options_.request_timeout)));
+    if (ready <= 0)
+      return unavailable(
+          absl::StrCat("no answer within ", absl::FormatDuration(options_.request_timeout)));
     const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return unavailable(absl::StrCat("recv: ", errnoText(errno)));
@@ -173,7 +181,8 @@ absl::StatusOr<StoredState> EtcdStore::load() {
   auto snapshot = parseEtcdRange(endpoint_.prefix, *body);
   if (!snapshot.ok()) {
     if (snapshot.status().code() == absl::StatusCode::kDataLoss) return snapshot.status();
-    return absl::UnavailableError(absl::StrCat("etcd at ", endpoint_.url(), ": ", snapshot.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", endpoint_.url(), ": ", snapshot.status().message()));
   }
   revision_ = snapshot->revision;
   guard_ = snapshot->version_mod_revision;
@@ -181,14 +190,17 @@ absl::StatusOr<StoredState> EtcdStore::load() {
 }
 
 absl::Status EtcdStore::apply(const Change& change) {
-  if (change.puts.empty() && change.deletes.empty()) return absl::OkStatus();  // State::expire, none due
+  if (change.puts.empty() && change.deletes.empty())
+    return absl::OkStatus();  // State::expire, none due
   auto body = post("/v3/kv/txn", etcdTxnRequest(endpoint_.prefix, change, guard_));
   if (!body.ok()) return body.status();
   auto result = parseEtcdTxn(*body);
-  if (!result.ok()) return absl::UnavailableError(absl::StrCat("etcd at ", endpoint_.url(), ": ", result.status().message()));
+  if (!result.ok())
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", endpoint_.url(), ": ", result.status().message()));
   if (!result->succeeded) {
-    return absl::AbortedError(absl::StrCat("config changed by another replica (etcd at ", endpoint_.url(),
-                                           "); retry"));
+    return absl::AbortedError(
+        absl::StrCat("config changed by another replica (etcd at ", endpoint_.url(), "); retry"));
   }
   revision_ = result->revision;
   guard_ = result->revision;
@@ -199,7 +211,8 @@ void EtcdStore::watch(ChangeCallback on_change) {
   unwatch();
   stopping_ = false;
   watch_from_ = revision_ + 1;
-  watcher_ = std::thread([this, on_change = std::move(on_change)]() mutable { watchLoop(std::move(on_change)); });
+  watcher_ = std::thread(
+      [this, on_change = std::move(on_change)]() mutable { watchLoop(std::move(on_change)); });
 }
 
 void EtcdStore::unwatch() {
@@ -232,14 +245,17 @@ void EtcdStore::watchLoop(ChangeCallback on_change) {
   }
 }
 
-absl::Status EtcdStore::watchOnce(const ChangeCallback& on_change, int64_t& next_revision, bool& reported) {
+absl::Status EtcdStore::watchOnce(const ChangeCallback& on_change, int64_t& next_revision,
+                                  bool& reported) {
   const absl::Time connect_deadline = absl::Now() + options_.request_timeout;
   auto opened = open(connect_deadline);
   if (!opened.ok()) return opened.status();
   Fd fd(*opened);
   const std::string host = absl::StrCat(endpoint_.host, ":", endpoint_.port);
-  if (absl::Status s = sendAll(fd.get(), requestText(host, "/v3/watch", etcdWatchRequest(endpoint_.prefix, next_revision), false),
-                               connect_deadline);
+  if (absl::Status s = sendAll(
+          fd.get(),
+          requestText(host, "/v3/watch", etcdWatchRequest(endpoint_.prefix, next_revision), false),
+          connect_deadline);
       !s.ok()) {
     return s;
   }
@@ -251,9 +267,11 @@ absl::Status EtcdStore::watchOnce(const ChangeCallback& on_change, int64_t& next
   while (!stopping_) {
     pollfd p{fd.get(), POLLIN, 0};
     const int ready = ::poll(&p, 1, kWatchPollMs);
-    if (ready < 0 && errno != EINTR) return absl::UnavailableError(absl::StrCat("poll: ", errnoText(errno)));
+    if (ready < 0 && errno != EINTR)
+      return absl::UnavailableError(absl::StrCat("poll: ", errnoText(errno)));
     if (ready <= 0) {
-      if (!head && absl::Now() > connect_deadline) return absl::UnavailableError("no answer to the watch request");
+      if (!head && absl::Now() > connect_deadline)
+        return absl::UnavailableError("no answer to the watch request");
       continue;
     }
     const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
@@ -268,7 +286,8 @@ absl::Status EtcdStore::watchOnce(const ChangeCallback& on_change, int64_t& next
       if (!*parsed) continue;
       head = **parsed;
       if (head->status != 200 || !head->chunked) {
-        return absl::UnavailableError(absl::StrCat("watch: HTTP ", head->status, raw.substr(head->size, 200)));
+        return absl::UnavailableError(
+            absl::StrCat("watch: HTTP ", head->status, raw.substr(head->size, 200)));
       }
       in = std::string_view(raw).substr(head->size);
     }

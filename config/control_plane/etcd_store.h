@@ -47,9 +47,10 @@ class EtcdStore : public Store {
   };
 
   // Resolves the host and checks that etcd answers, retrying for up to `wait`.
-  static absl::StatusOr<std::unique_ptr<EtcdStore>> connect(const EtcdEndpoint& endpoint, absl::Duration wait,
-                                                           Options options);
-  static absl::StatusOr<std::unique_ptr<EtcdStore>> connect(const EtcdEndpoint& endpoint, absl::Duration wait) {
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> connect(const EtcdEndpoint& endpoint,
+                                                            absl::Duration wait, Options options);
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> connect(const EtcdEndpoint& endpoint,
+                                                            absl::Duration wait) {
     return connect(endpoint, wait, Options());
   }
   ~EtcdStore() override;
@@ -68,8 +69,12 @@ class EtcdStore : public Store {
   int64_t revision() const { return revision_; }
 
  private:
-  EtcdStore(EtcdEndpoint endpoint, sockaddr_storage address, socklen_t address_size, Options options)
-      : endpoint_(std::move(endpoint)), address_(address), address_size_(address_size), options_(options) {}
+  EtcdStore(EtcdEndpoint endpoint, sockaddr_storage address, socklen_t address_size,
+            Options options)
+      : endpoint_(std::move(endpoint)),
+        address_(address),
+        address_size_(address_size),
+        options_(options) {}
 
   // One POST on a fresh connection (Connection: close); the body of a 200.
   absl::StatusOr<std::string> post(std::string_view path, std::string_view body) const;

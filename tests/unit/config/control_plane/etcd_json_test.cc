@@ -68,7 +68,8 @@ struct FakeEtcd {
       const Struct& o = op.struct_value();
       if (o.fields().count("request_put")) {
         const Struct& put = at(o, "request_put").struct_value();
-        kv[unb64(at(put, "key").string_value())] = {unb64(at(put, "value").string_value()), revision};
+        kv[unb64(at(put, "key").string_value())] = {unb64(at(put, "value").string_value()),
+                                                    revision};
       } else {
         const Struct& del = at(o, "request_delete_range").struct_value();
         REQUIRE(!del.fields().count("range_end"));
@@ -85,11 +86,12 @@ struct FakeEtcd {
     for (const auto& [key, value] : kv) {
       if (key.compare(0, prefix.size() + 1, prefix + "/") != 0) continue;
       if (!kvs.empty()) kvs += ',';
-      absl::StrAppend(&kvs, "{\"key\":\"", b64(key), "\",\"create_revision\":\"1\",\"mod_revision\":\"",
-                      value.second, "\",\"version\":\"1\",\"value\":\"", b64(value.first), "\"}");
+      absl::StrAppend(&kvs, "{\"key\":\"", b64(key),
+                      "\",\"create_revision\":\"1\",\"mod_revision\":\"", value.second,
+                      "\",\"version\":\"1\",\"value\":\"", b64(value.first), "\"}");
     }
-    return absl::StrCat("{\"header\":{\"cluster_id\":\"1\",\"revision\":\"", revision, "\"},\"kvs\":[", kvs,
-                        "],\"count\":\"", kv.size(), "\"}");
+    return absl::StrCat("{\"header\":{\"cluster_id\":\"1\",\"revision\":\"", revision,
+                        "\"},\"kvs\":[", kvs, "],\"count\":\"", kv.size(), "\"}");
   }
 };
 
@@ -139,7 +141,8 @@ TEST_CASE("etcd URLs: host, port, prefix and every kind of bad one", "[control_p
 
 TEST_CASE("etcd key layout", "[control_plane][etcd]") {
   CHECK(etcdVersionKey("/turnout-cp") == "/turnout-cp/version");
-  CHECK(etcdResourceKey("/turnout-cp", ResourceKind::kSandbox, "feat-x") == "/turnout-cp/r/sandbox/feat-x");
+  CHECK(etcdResourceKey("/turnout-cp", ResourceKind::kSandbox, "feat-x") ==
+        "/turnout-cp/r/sandbox/feat-x");
   CHECK(etcdResourceKey("/p", ResourceKind::kService, "reviews") == "/p/r/service/reviews");
   CHECK(etcdResourceKey("/p", ResourceKind::kRelease, "reviews") == "/p/r/release/reviews");
   CHECK(etcdPrefixEnd("/p/") == "/p0");
@@ -155,7 +158,8 @@ TEST_CASE("etcd key layout", "[control_plane][etcd]") {
   CHECK(at(create, "start_revision").string_value() == "42");
 }
 
-TEST_CASE("etcd records keep the JSON, the resource version and the expiry exactly", "[control_plane][etcd]") {
+TEST_CASE("etcd records keep the JSON, the resource version and the expiry exactly",
+          "[control_plane][etcd]") {
   StoredResource r{ResourceKind::kSandbox, "feat-x", R"({"key":"feat-x","note":"a \"q\"\n"})", 7,
                    kNow + absl::Hours(1)};
   const std::string value = encodeEtcdRecord(r);
@@ -163,17 +167,18 @@ TEST_CASE("etcd records keep the JSON, the resource version and the expiry exact
   REQUIRE(back.ok());
   CHECK(*back == r);
 
-  StoredResource service{ResourceKind::kService, "reviews", R"({"name":"reviews"})", 3, absl::InfiniteFuture()};
+  StoredResource service{ResourceKind::kService, "reviews", R"({"name":"reviews"})", 3,
+                         absl::InfiniteFuture()};
   CHECK(encodeEtcdRecord(service).find("expires_at_ns") == std::string::npos);
   back = decodeEtcdRecord("k", ResourceKind::kService, "reviews", encodeEtcdRecord(service));
   REQUIRE(back.ok());
   CHECK(*back == service);
 
-  for (const std::string bad : {"not json", "[]", R"({"resource_version":"1"})", R"({"json":"{}"})",
-                                R"({"json":"{}","resource_version":"0"})",
-                                R"({"json":"{}","resource_version":"x"})",
-                                R"({"json":"{}","resource_version":"1","expires_at_ns":"soon"})",
-                                R"({"json":"{}","resource_version":"1","extra":1})"}) {
+  for (const std::string bad :
+       {"not json", "[]", R"({"resource_version":"1"})", R"({"json":"{}"})",
+        R"({"json":"{}","resource_version":"0"})", R"({"json":"{}","resource_version":"x"})",
+        R"({"json":"{}","resource_version":"1","expires_at_ns":"soon"})",
+        R"({"json":"{}","resource_version":"1","extra":1})"}) {
     INFO(bad);
     auto damaged = decodeEtcdRecord("/p/r/service/a", ResourceKind::kService, "a", bad);
     REQUIRE(!damaged.ok());
@@ -207,8 +212,10 @@ TEST_CASE("a state written through txns comes back whole from a range", "[contro
   };
   commit(state.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})"));
   commit(state.putService("ratings", R"({"port": 80})"));
-  commit(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}, "ttl": "1h"})", kNow));
-  commit(state.putRelease("reviews", R"({"versions": {"v1": ["10.0.1.1:9080"], "v2": ["10.0.2.1:9080"]},
+  commit(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}, "ttl": "1h"})",
+                          kNow));
+  commit(state.putRelease("reviews",
+                          R"({"versions": {"v1": ["10.0.1.1:9080"], "v2": ["10.0.2.1:9080"]},
                                          "weights": {"v1": 90, "v2": 10}})"));
   commit(state.deleteService("ratings"));
 
@@ -216,7 +223,8 @@ TEST_CASE("a state written through txns comes back whole from a range", "[contro
   INFO(loaded.status().ToString());
   REQUIRE(loaded.ok());
   CHECK(loaded->state.version == 5);
-  CHECK(loaded->state.resources == state.stored().resources);  // services, then sandboxes, then releases
+  CHECK(loaded->state.resources ==
+        state.stored().resources);  // services, then sandboxes, then releases
   CHECK(loaded->revision == etcd.revision);
   CHECK(loaded->version_mod_revision == guard);
   auto restored = State::restore(loaded->state);
@@ -233,14 +241,17 @@ TEST_CASE("a state written through txns comes back whole from a range", "[contro
   CHECK(parseEtcdRange(prefix, etcd.range(prefix))->state.version == 5);
 }
 
-TEST_CASE("a txn names each key once: a put and a delete of one key is the delete", "[control_plane][etcd]") {
+TEST_CASE("a txn names each key once: a put and a delete of one key is the delete",
+          "[control_plane][etcd]") {
   Change change;
   change.version = 4;
   change.puts.push_back({ResourceKind::kSandbox, "a", "{}", 4, absl::InfiniteFuture()});
   change.deletes.emplace_back(ResourceKind::kSandbox, "a");
   change.deletes.emplace_back(ResourceKind::kSandbox, "b");
   Struct txn = parse(etcdTxnRequest("/p", change, 12));
-  CHECK(at(at(txn, "compare").list_value().values(0).struct_value(), "mod_revision").string_value() == "12");
+  CHECK(
+      at(at(txn, "compare").list_value().values(0).struct_value(), "mod_revision").string_value() ==
+      "12");
   const auto& ops = at(txn, "success").list_value().values();
   REQUIRE(ops.size() == 3);
   CHECK(ops[0].struct_value().fields().count("request_delete_range") == 1);
@@ -250,11 +261,12 @@ TEST_CASE("a txn names each key once: a put and a delete of one key is the delet
   CHECK(unb64(at(version, "value").string_value()) == "4");
 }
 
-TEST_CASE("damaged etcd contents and error answers are errors, not state", "[control_plane][etcd]") {
+TEST_CASE("damaged etcd contents and error answers are errors, not state",
+          "[control_plane][etcd]") {
   const std::string prefix = "/p";
   auto range = [&](const std::string& key, const std::string& value) {
-    return absl::StrCat(R"({"header":{"revision":"5"},"kvs":[{"key":")", b64(key), R"(","mod_revision":"3","value":")",
-                        b64(value), R"("}]})");
+    return absl::StrCat(R"({"header":{"revision":"5"},"kvs":[{"key":")", b64(key),
+                        R"(","mod_revision":"3","value":")", b64(value), R"("}]})");
   };
   auto r = parseEtcdRange(prefix, range("/p/version", "x"));
   CHECK(r.status().code() == absl::StatusCode::kDataLoss);
@@ -296,18 +308,22 @@ TEST_CASE("etcd watch messages", "[control_plane][etcd]") {
   CHECK(m->canceled);
   CHECK(m->compact_revision == 5);
   CHECK(m->reason == "compacted");
-  CHECK(parseEtcdWatchMessage(R"({"error":{"grpc_code":14,"message":"closing"}})").status().code() ==
-        absl::StatusCode::kUnavailable);
+  CHECK(
+      parseEtcdWatchMessage(R"({"error":{"grpc_code":14,"message":"closing"}})").status().code() ==
+      absl::StatusCode::kUnavailable);
   CHECK(!parseEtcdWatchMessage("{").ok());
 }
 
-TEST_CASE("HTTP/1.1 answers: head, Content-Length, chunked, fed piece by piece", "[control_plane][etcd]") {
-  auto a = parseHttpAnswer("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+TEST_CASE("HTTP/1.1 answers: head, Content-Length, chunked, fed piece by piece",
+          "[control_plane][etcd]") {
+  auto a = parseHttpAnswer(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
   REQUIRE(a.ok());
   CHECK(a->status == 200);
   CHECK(a->body == "{}");
-  a = parseHttpAnswer("HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n");
+  a = parseHttpAnswer(
+      "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n");
   REQUIRE(a.ok());
   CHECK(a->status == 503);
   CHECK(a->body == "abcde");
@@ -321,7 +337,8 @@ TEST_CASE("HTTP/1.1 answers: head, Content-Length, chunked, fed piece by piece",
   CHECK(!head->has_value());
 
   // A watch stream, one byte at a time: the same lines come out.
-  const std::string stream = "19\r\n{\"result\":{\"created\":1}}\n\r\n5\r\nab\ncd\r\n3\r\ne\nf\r\n0\r\n\r\n";
+  const std::string stream =
+      "19\r\n{\"result\":{\"created\":1}}\n\r\n5\r\nab\ncd\r\n3\r\ne\nf\r\n0\r\n\r\n";
   ChunkedDecoder decoder;
   std::string out;
   for (char c : stream) REQUIRE(decoder.feed(std::string_view(&c, 1), out).ok());
