@@ -88,11 +88,16 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::connect(const EtcdEndpoint
     return absl::UnavailableError(absl::StrCat(endpoint.url(), ": cannot resolve ", endpoint.host,
                                                ": ", rc != 0 ? gai_strerror(rc) : "no address"));
   }
-  sockaddr_storage address{};
-  const socklen_t size = found->ai_addrlen;
-  std::memcpy(&address, found->ai_addr, std::min<size_t>(size, sizeof(address)));
+  std::vector<Address> addresses;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Address address;
+    std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+    address.size = a->ai_addrlen;
+    addresses.push_back(address);
+  }
   ::freeaddrinfo(found);
-  std::unique_ptr<EtcdStore> store(new EtcdStore(endpoint, address, size, options));
+  std::unique_ptr<EtcdStore> store(new EtcdStore(endpoint, std::move(addresses), options));
   const absl::Time deadline = absl::Now() + wait;
   absl::Duration backoff = kFirstBackoff;
   for (;;) {
@@ -112,15 +117,23 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::connect(const EtcdEndpoint
 EtcdStore::~EtcdStore() { unwatch(); }
 
 absl::StatusOr<int> EtcdStore::open(absl::Time deadline) const {
-  const int fd = ::socket(address_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", errnoText(errno)));
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address_), address_size_) != 0) {
+  absl::Status last = absl::UnavailableError("no address");
+  for (const Address& address : addresses_) {
+    const int fd =
+        ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      last = absl::UnavailableError(absl::StrCat("socket: ", errnoText(errno)));
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.size) == 0) {
+      return fd;
+    }
     if (errno != EINPROGRESS) {
-      const int e = errno;
+      last = absl::UnavailableError(absl::StrCat("connect: ", errnoText(errno)));
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("connect: ", errnoText(e)));
+      continue;
     }
     pollfd p{fd, POLLOUT, 0};
     if (::poll(&p, 1, msUntil(deadline)) <= 0) {
@@ -130,12 +143,11 @@ absl::StatusOr<int> EtcdStore::open(absl::Time deadline) const {
     int err = 0;
     socklen_t len = sizeof(err);
     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      ::close(fd);
-      return absl::UnavailableError(absl::StrCat("connect: ", errnoText(err)));
-    }
+    if (err == 0) return fd;
+    last = absl::UnavailableError(absl::StrCat("connect: ", errnoText(err)));
+    ::close(fd);
   }
-  return fd;
+  return last;
 }
 
 absl::StatusOr<std::string> EtcdStore::post(std::string_view path, std::string_view body) const {

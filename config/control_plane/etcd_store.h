@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -69,12 +70,13 @@ class EtcdStore : public Store {
   int64_t revision() const { return revision_; }
 
  private:
-  EtcdStore(EtcdEndpoint endpoint, sockaddr_storage address, socklen_t address_size,
-            Options options)
-      : endpoint_(std::move(endpoint)),
-        address_(address),
-        address_size_(address_size),
-        options_(options) {}
+  struct Address {
+    sockaddr_storage storage{};
+    socklen_t size = 0;
+  };
+
+  EtcdStore(EtcdEndpoint endpoint, std::vector<Address> addresses, Options options)
+      : endpoint_(std::move(endpoint)), addresses_(std::move(addresses)), options_(options) {}
 
   // One POST on a fresh connection (Connection: close); the body of a 200.
   absl::StatusOr<std::string> post(std::string_view path, std::string_view body) const;
@@ -86,8 +88,8 @@ class EtcdStore : public Store {
   bool sleepFor(absl::Duration d);
 
   const EtcdEndpoint endpoint_;
-  const sockaddr_storage address_;
-  const socklen_t address_size_;
+  // What the host resolved to at start (localhost: ::1 and 127.0.0.1), tried in order.
+  const std::vector<Address> addresses_;
   const Options options_;
   // The owner's thread only.
   int64_t revision_ = 0;

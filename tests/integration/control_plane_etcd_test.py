@@ -102,8 +102,8 @@ class Etcd:
         finally:
             conn.close()
 
-    def url(self, prefix):
-        return "etcd://127.0.0.1:%d%s" % (self.client_port, prefix)
+    def url(self, prefix, host="127.0.0.1"):
+        return "etcd://%s:%d%s" % (host, self.client_port, prefix)
 
     def dump(self, prefix):
         """{key: decoded value} under prefix/."""
@@ -245,8 +245,8 @@ class EtcdReplicasTest(unittest.TestCase):
         self.proxy = None
         self.backends = []
 
-    def replica(self, name, prefix=PREFIX):
-        r = Replica(self.tmp, name, self.etcd.url(prefix)).start()
+    def replica(self, name, prefix=PREFIX, host="127.0.0.1"):
+        r = Replica(self.tmp, name, self.etcd.url(prefix, host)).start()
         self.replicas.append(r)
         return r
 
@@ -468,7 +468,8 @@ class EtcdReplicasTest(unittest.TestCase):
         self.assertEqual(self.b.stop(), 0)
 
     def test_replicas_on_another_prefix_do_not_share(self):
-        c = self.replica("c", prefix="/other")
+        # "localhost" may resolve to ::1 first; etcd listens on 127.0.0.1 only.
+        c = self.replica("c", prefix="/other", host="localhost")
         self.assertEqual(self.a.put("/v1/services/reviews", REVIEWS)[0], 201)
         self.seen(self.b, lambda: self.b.version() == 1)
         self.assertEqual(c.version(), 0)
