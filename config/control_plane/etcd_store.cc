@@ -299,7 +299,7 @@ absl::Status EtcdStore::watchOnce(const ChangeCallback& on_change, int64_t& next
       head = **parsed;
       if (head->status != 200 || !head->chunked) {
         return absl::UnavailableError(
-            absl::StrCat("watch: HTTP ", head->status, raw.substr(head->size, 200)));
+            absl::StrCat("watch: HTTP ", head->status, ": ", raw.substr(head->size, 200)));
       }
       in = std::string_view(raw).substr(head->size);
     }
