@@ -13,7 +13,7 @@ packages=(
   # test peers, clients and benchmark peers
   curl python3 nginx-light haproxy wrk nghttp2-client nghttp2-proxy nghttp2-server openssl strace
   python3-h2 python3-grpcio
-  # turnout-cp's shared store in the replica tests (control_plane_etcd_test.py)
+  # turnout-cp's shared store (tests/integration/control_plane_etcd_test.py)
   etcd-server
 )
 

@@ -1,6 +1,7 @@
 // turnout-cp: the control plane. `turnout-cp serve` runs the REST/JSON API (and
-// the ADS server) on one io_context over the SQLite store; every other command
-// is the CLI (cli/cli.h), a client of that API.
+// the ADS server) on one io_context over the SQLite store (--data-dir) or etcd
+// (--store etcd://, shared by several replicas); every other command is the
+// CLI (cli/cli.h), a client of that API.
 
 #include <csignal>
 #include <cstdint>
@@ -16,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "config/control_plane/api/rest_api.h"
 #include "config/control_plane/cli/cli.h"
-#include "config/control_plane/store/etcd_store.h"
+#include "config/control_plane/etcd_store.h"
 #include "config/control_plane/sqlite_store.h"
 #include "proxy/common/asio.h"
 #include "config/control_plane/server/ads_server.h"
@@ -30,10 +31,13 @@ struct HostPort {
   uint16_t port = 0;
 };
 
+// How long `serve` waits for etcd to answer at start.
+constexpr absl::Duration kEtcdStartWait = absl::Seconds(10);
+
 struct ServeOptions {
   std::string data_dir = "./turnout-cp-data";
-  bool data_dir_set = false;
-  std::string store_url;  // --store etcd://...
+  bool data_dir_given = false;
+  std::optional<EtcdEndpoint> etcd;  // --store etcd://
   HostPort xds_address{"127.0.0.1", 18000};
   HostPort http_address{"127.0.0.1", 18080};
   std::string http_address_path;
@@ -77,15 +81,16 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
     if (flag == "--data-dir") {
       if (value.empty()) return absl::InvalidArgumentError("--data-dir: empty");
       o.data_dir = value;
-      o.data_dir_set = true;
+      o.data_dir_given = true;
     } else if (flag == "--store") {
       if (value.substr(0, 7) != "etcd://") {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--store '", value, "': unknown store (etcd://HOST[:PORT][/PREFIX]; without --store, "
-            "the embedded SQLite store in --data-dir)"));
+            "--store '", value, "': unknown store (only etcd://HOST:PORT[/PREFIX]; for the embedded SQLite store "
+            "use --data-dir)"));
       }
-      if (auto url = etcd::parseUrl(value); !url.ok()) return url.status();
-      o.store_url = value;
+      auto endpoint = parseEtcdUrl(value);
+      if (!endpoint.ok()) return endpoint.status();
+      o.etcd = *endpoint;
     } else if (flag == "--xds-address") {
       auto a = parseHostPort(flag, value);
       if (!a.ok()) return a.status();
@@ -104,8 +109,10 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       return absl::InvalidArgumentError(absl::StrCat("serve: unknown flag ", flag));
     }
   }
-  if (o.data_dir_set && !o.store_url.empty()) {
-    return absl::InvalidArgumentError("--data-dir and --store: choose one store");
+  if (o.etcd && o.data_dir_given) {
+    return absl::InvalidArgumentError(
+        "--store and --data-dir are mutually exclusive: --store etcd:// keeps the state in etcd, --data-dir in a "
+        "local SQLite file");
   }
   return o;
 }
@@ -125,22 +132,24 @@ int serve(const std::vector<std::string>& args) {
     return 2;
   }
   std::unique_ptr<Store> store;
-  EtcdStore* etcd_store = nullptr;
-  if (!options->store_url.empty()) {
-    auto opened = EtcdStore::open(options->store_url);
-    if (!opened.ok()) {
-      std::cerr << "turnout-cp: --store " << options->store_url << ": " << opened.status().message() << "\n";
+  if (options->etcd) {
+    EtcdStore::Options etcd_options;
+    etcd_options.on_watch_broken = [url = options->etcd->url()](const absl::Status& status) {
+      TURNOUT_LOG(warn, "store", "etcd watch on {} broke: {}; reconnecting", url, status.ToString());
+    };
+    auto etcd = EtcdStore::connect(*options->etcd, kEtcdStartWait, std::move(etcd_options));
+    if (!etcd.ok()) {
+      std::cerr << "turnout-cp: --store: " << etcd.status().message() << "\n";
       return 1;
     }
-    etcd_store = opened->get();
-    store = *std::move(opened);
+    store = std::move(*etcd);
   } else {
-    auto opened = SqliteStore::open(options->data_dir);
-    if (!opened.ok()) {
-      std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << opened.status().message() << "\n";
+    auto sqlite = SqliteStore::open(options->data_dir);
+    if (!sqlite.ok()) {
+      std::cerr << "turnout-cp: --data-dir " << options->data_dir << ": " << sqlite.status().message() << "\n";
       return 1;
     }
-    store = *std::move(opened);
+    store = std::move(*sqlite);
   }
   asio::io_context ioc(1);
   RestApi::Options api_options;
@@ -173,11 +182,6 @@ int serve(const std::vector<std::string>& args) {
     }
   }
   ads_server->start();
-  if (etcd_store != nullptr) {
-    // Other replicas' writes: reload on the main thread and push.
-    RestApi* api_raw = api->get();
-    etcd_store->watch([&ioc, api_raw] { asio::post(ioc, [api_raw] { api_raw->reload(); }); });
-  }
 
   (*api)->start();
   TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, ADS on {}:{}, data in {} (config version {})",

@@ -21,7 +21,7 @@ namespace turnout::control_plane {
 // If apply() fails the State is ahead of the disk: the owner answers 500 and
 // rebuilds it with State::restore(load()), so that what was acknowledged and
 // what is stored never differ.
-class SqliteStore final : public Store {
+class SqliteStore : public Store {
  public:
   static constexpr char kFileName[] = "turnout-cp.db";
 

@@ -401,6 +401,24 @@ class ServeFlagsTest(unittest.TestCase):
     def run_cp(self, *args):
         return subprocess.run([TURNOUT_CP] + list(args), capture_output=True, text=True, timeout=10)
 
+    def test_bad_store_flags(self):
+        r = self.run_cp("serve", "--store", "etcd://127.0.0.1:2379", "--data-dir", "/tmp/x",
+                        "--http-address", "127.0.0.1:0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--store and --data-dir are mutually exclusive", r.stderr)
+        for url, why in (("etcd://127.0.0.1", "no port"), ("etcd://:2379", "no host"),
+                         ("etcd://127.0.0.1:0", "1-65535"), ("etcd://127.0.0.1:99999", "1-65535"),
+                         ("etcd://127.0.0.1:2379/", "prefix is empty"),
+                         ("etcd://127.0.0.1:2379/a b", "prefix may hold only"),
+                         ("etcd://u@127.0.0.1:2379", "user information")):
+            r = self.run_cp("serve", "--store", url)
+            self.assertEqual(r.returncode, 2, url)
+            self.assertIn("--store '%s': %s" % (url, ""), r.stderr)
+            self.assertIn(why, r.stderr, url)
+        r = self.run_cp("serve", "--store", "sqlite:///tmp/x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown store", r.stderr)
+
     def test_bad_flags(self):
         r = self.run_cp("serve", "--http-address", "localhost")
         self.assertEqual(r.returncode, 2)

@@ -123,7 +123,7 @@ HttpResponse errorResponse(const absl::Status& status) {
 }
 
 RestApi::RestApi(asio::io_context& ioc, Store& store, State state, Clock clock)
-    : store_(store), state_(std::move(state)), clock_(std::move(clock)), expiry_timer_(ioc) {}
+    : ioc_(ioc), store_(store), state_(std::move(state)), clock_(std::move(clock)), expiry_timer_(ioc) {}
 
 RestApi::~RestApi() { stop(); }
 
@@ -156,12 +156,20 @@ absl::StatusOr<std::unique_ptr<RestApi>> RestApi::create(asio::io_context& ioc, 
 
 void RestApi::start() {
   http_->start();
+  std::weak_ptr<int> alive = alive_;
+  store_.watch([this, alive, &ioc = ioc_](int64_t revision) {
+    // The store's thread: hand the revision to the io_context.
+    asio::post(ioc, [this, alive, revision] {
+      if (!alive.expired()) onStoreChanged(revision);
+    });
+  });
   scheduleExpiry();
 }
 
 void RestApi::stop() {
   if (stopped_) return;
   stopped_ = true;
+  store_.unwatch();
   if (http_) http_->stop();
   expiry_timer_.cancel();
 }
@@ -230,9 +238,12 @@ HttpResponse RestApi::handleResource(const HttpRequest& request, ResourceKind ki
   if (store_broken_) return errorResponse(503, "the store failed; restart turnout-cp");
   if (method == "DELETE") {
     switch (kind) {
-      case ResourceKind::kService: return commit(state_.deleteService(name, if_match), false);
-      case ResourceKind::kSandbox: return commit(state_.deleteSandbox(name, if_match), false);
-      case ResourceKind::kRelease: return commit(state_.deleteRelease(name, if_match), false);
+      case ResourceKind::kService:
+        return commit([&](State& s) { return s.deleteService(name, if_match); }, kind, name, false);
+      case ResourceKind::kSandbox:
+        return commit([&](State& s) { return s.deleteSandbox(name, if_match); }, kind, name, false);
+      case ResourceKind::kRelease:
+        return commit([&](State& s) { return s.deleteRelease(name, if_match); }, kind, name, false);
     }
   }
   const auto content_type = request.find(http::field::content_type);
@@ -241,12 +252,14 @@ HttpResponse RestApi::handleResource(const HttpRequest& request, ResourceKind ki
                                            content_type == request.end() ? "" : av(view(content_type->value())),
                                            "'"));
   }
-  const bool created = state_.etag(kind, name).empty();
   const std::string& body = request.body();
   switch (kind) {
-    case ResourceKind::kService: return commit(state_.putService(name, body, if_match), created);
-    case ResourceKind::kSandbox: return commit(state_.putSandbox(name, body, clock_(), if_match), created);
-    case ResourceKind::kRelease: return commit(state_.putRelease(name, body, if_match), created);
+    case ResourceKind::kService:
+      return commit([&](State& s) { return s.putService(name, body, if_match); }, kind, name, true);
+    case ResourceKind::kSandbox:
+      return commit([&](State& s) { return s.putSandbox(name, body, clock_(), if_match); }, kind, name, true);
+    case ResourceKind::kRelease:
+      return commit([&](State& s) { return s.putRelease(name, body, if_match); }, kind, name, true);
   }
   return errorResponse(500, "unreachable");
 }
@@ -280,31 +293,42 @@ HttpResponse RestApi::handleProxies() const {
                                         absl::StrJoin(items, ","), "]}"));
 }
 
-HttpResponse RestApi::commit(absl::StatusOr<MutationResult> result, bool created) {
-  if (!result.ok()) return errorResponse(result.status());
-  if (absl::Status stored = store_.apply(result->change); !stored.ok()) {
-    rebuild();
+HttpResponse RestApi::commit(const Mutation& mutate, ResourceKind kind, std::string_view name, bool is_put) {
+  // A conflict with another replica reloads and runs the mutation once more.
+  for (int attempt = 0;; ++attempt) {
+    const bool created = is_put && state_.etag(kind, name).empty();
+    State before = state_;
+    absl::StatusOr<MutationResult> result = mutate(state_);
+    if (!result.ok()) return errorResponse(result.status());
+    absl::Status stored = store_.apply(result->change);
+    if (stored.ok()) {
+      scheduleExpiry();
+      if (on_change_) on_change_(state_);
+      std::string body = absl::StrCat("{\"version\":", result->version);
+      if (!result->etag.empty()) absl::StrAppend(&body, ",\"etag\":", jsonString(result->etag));
+      body += '}';
+      HttpResponse r = jsonResponse(created ? 201 : 200, std::move(body));
+      if (!result->etag.empty()) r.headers.emplace_back("ETag", result->etag);
+      return r;
+    }
     if (stored.code() == absl::StatusCode::kAborted) {
-      // Another replica wrote first: this one now has its state; the client
-      // retries against it (ETags and versions are the shared ones).
-      TURNOUT_LOG(info, "api", "config version {} lost a race with another replica: {}",
-                  result->version, std::string(stored.message()));
-      return errorResponse(409, absl::StrCat("the change was not stored: ", stored.message(),
-                                             "; retry (the state is now version ",
-                                             state_.version(), ")"));
+      state_ = std::move(before);
+      if (!reload("another replica wrote first")) {
+        return errorResponse(503, absl::StrCat("config changed by another replica and the store cannot be read "
+                                               "back; retry"));
+      }
+      if (attempt == 0) continue;
+      return errorResponse(409, "config changed by another replica; retry");
+    }
+    if (stored.code() == absl::StatusCode::kUnavailable) {
+      TURNOUT_LOG(warn, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
+      state_ = std::move(before);
+      return errorResponse(503, absl::StrCat("the store is unavailable; nothing changed: ", stored.message()));
     }
     TURNOUT_LOG(err, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
-    return errorResponse(stored.code() == absl::StatusCode::kUnavailable ? 503 : 500,
-                         absl::StrCat("the change was not stored: ", stored.message()));
+    rebuild();
+    return errorResponse(500, absl::StrCat("the change was not stored: ", stored.message()));
   }
-  scheduleExpiry();
-  if (on_change_) on_change_(state_);
-  std::string body = absl::StrCat("{\"version\":", result->version);
-  if (!result->etag.empty()) absl::StrAppend(&body, ",\"etag\":", jsonString(result->etag));
-  body += '}';
-  HttpResponse r = jsonResponse(created ? 201 : 200, std::move(body));
-  if (!result->etag.empty()) r.headers.emplace_back("ETag", result->etag);
-  return r;
 }
 
 void RestApi::rebuild() {
@@ -316,34 +340,30 @@ void RestApi::rebuild() {
     store_broken_ = true;
     return;
   }
-  const bool changed = state->version() != state_.version();
   state_ = std::move(*state);
   scheduleExpiry();
-  // Another replica's writes (a shared store): push them.
-  if (changed && on_change_) on_change_(state_);
 }
 
-void RestApi::reload() {
-  if (stopped_) return;
+bool RestApi::reload(std::string_view why) {
   auto stored = store_.load();
-  if (!stored.ok()) {
-    TURNOUT_LOG(warn, "api", "reloading from {} failed: {}", store_.describe(),
-                stored.status().ToString());
-    return;
-  }
-  if (stored->version == state_.version()) return;  // our own write, or nothing new
-  auto state = State::restore(*stored);
+  absl::StatusOr<State> state = stored.ok() ? State::restore(*stored) : absl::StatusOr<State>(stored.status());
   if (!state.ok()) {
-    TURNOUT_LOG(err, "api", "the state in {} cannot be loaded: {}", store_.describe(),
-                state.status().ToString());
-    return;
+    TURNOUT_LOG(err, "api", "cannot reload the state from {} ({}): {}; keeping config version {}",
+                store_.describe(), why, state.status().ToString(), state_.version());
+    return false;
   }
-  TURNOUT_LOG(info, "api", "config version {} from another replica (was {})", state->version(),
-              state_.version());
+  const uint64_t old_version = state_.version();
   state_ = std::move(*state);
-  store_broken_ = false;
+  TURNOUT_LOG(info, "api", "reloaded from {} ({}): config version {} -> {}", store_.describe(), why, old_version,
+              state_.version());
   scheduleExpiry();
   if (on_change_) on_change_(state_);
+  return true;
+}
+
+void RestApi::onStoreChanged(int64_t revision) {
+  if (stopped_ || store_broken_ || !store_.isNewer(revision)) return;
+  reload(revision < 0 ? "the store's watch reconnected" : "another replica wrote");
 }
 
 void RestApi::scheduleExpiry() {
@@ -363,12 +383,26 @@ void RestApi::scheduleExpiry() {
 
 void RestApi::onExpiryTimer() {
   if (stopped_ || store_broken_) return;
+  State before = state_;
   State::Expiry expiry = state_.expire(clock_());
   if (!expiry.removed.empty()) {
     if (absl::Status stored = store_.apply(expiry.change); !stored.ok()) {
-      TURNOUT_LOG(err, "api", "store write of the expiry of {} failed: {}", absl::StrJoin(expiry.removed, ", "),
-                  stored.ToString());
-      rebuild();
+      if (stored.code() == absl::StatusCode::kAborted) {
+        TURNOUT_LOG(info, "api", "the expiry of {} met another replica's write; reloading",
+                    absl::StrJoin(expiry.removed, ", "));
+      } else {
+        TURNOUT_LOG(err, "api", "store write of the expiry of {} failed: {}", absl::StrJoin(expiry.removed, ", "),
+                    stored.ToString());
+      }
+      if (stored.code() == absl::StatusCode::kAborted) {
+        // Another replica wrote (maybe this very expiry): start again from its state.
+        state_ = std::move(before);
+        if (reload("another replica wrote first")) return;  // reload() re-arms the timer
+      } else if (stored.code() == absl::StatusCode::kUnavailable) {
+        state_ = std::move(before);
+      } else {
+        rebuild();
+      }
       if (store_broken_) return;
       expiry_timer_.expires_after(absl::ToChronoMilliseconds(kStoreRetry));
       expiry_timer_.async_wait([this](const boost::system::error_code& ec) {

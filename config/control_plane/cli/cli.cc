@@ -494,8 +494,9 @@ std::string usage() {
   return absl::StrCat(
       "usage: turnout-cp <command> [flags]\n"
       "\n"
-      "  serve [--data-dir DIR] [--http-address HOST:PORT] [--http-address-path FILE]\n"
-      "        [--xds-address HOST:PORT] [--xds-address-path FILE] [--log-level LEVEL]\n"
+      "  serve [--data-dir DIR | --store etcd://HOST:PORT[/PREFIX]] [--http-address HOST:PORT]\n"
+      "        [--http-address-path FILE] [--xds-address HOST:PORT] [--xds-address-path FILE]\n"
+      "        [--log-level LEVEL]\n"
       "                                           run the control plane\n"
       "  service put NAME --port P [--endpoint HOST:PORT ...] [--namespace NS]\n"
       "                  [--protocol http|http2|grpc]\n"
