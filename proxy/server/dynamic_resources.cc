@@ -1,5 +1,7 @@
 #include "proxy/server/dynamic_resources.h"
 
+#include "proxy/upstream/upstream_tls.h"
+
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -381,12 +383,18 @@ absl::StatusOr<std::unique_ptr<XdsStream>> DynamicResources::makeStream(
         path, ".grpc_services[0].envoy_grpc.cluster_name: cluster '", server.cluster_name,
         "' is an EDS cluster; the xDS cluster needs static or DNS endpoints"));
   }
-  if (xds_cluster->tls) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ".grpc_services[0].envoy_grpc.cluster_name: cluster '", server.cluster_name,
-        "' uses TLS; turnout's xDS stream is h2c (plaintext) for now"));
-  }
   XdsStream::Options o;
+  if (xds_cluster->tls) {
+    // TLS (and mTLS) to the management server: the cluster's
+    // UpstreamTlsContext, ALPN h2, verified as its other connections are.
+    const std::string tls_name = server.cluster_name;
+    o.make_tls = [this, tls_name](const asio::ip::tcp::endpoint& ep) -> std::unique_ptr<tls::TlsTransport> {
+      ClusterRuntimeConstSharedPtr c = publisher_.current()->cluster(tls_name);
+      if (!c || !c->tls) return nullptr;
+      return makeUpstreamTransport(*c, ep, {"h2"}, nullptr);
+    };
+    o.ssl_stats = xds_cluster->ssl_stats;
+  }
   o.cluster_name = server.cluster_name;
   o.authority = server.authority;
   o.method_path = std::move(method_path);
@@ -536,10 +544,10 @@ absl::Status DynamicResources::checkAdsAvailable(const config::Snapshot& resourc
     if (inserted && source && !type_sources_.contains(type)) {
       // A new stream: its cluster must be there now.
       ClusterRuntimeConstSharedPtr c = publisher_.current()->cluster(source->cluster_name);
-      if (!c || c->config->eds || c->tls) {
+      if (!c || c->config->eds) {
         return absl::InvalidArgumentError(absl::StrCat(
             path, ".grpc_services[0].envoy_grpc.cluster_name: '", source->cluster_name,
-            "' is not a static, plaintext, non-EDS cluster (the xDS cluster)"));
+            "' is not a static, non-EDS cluster (the xDS cluster)"));
       }
     }
     return absl::OkStatus();

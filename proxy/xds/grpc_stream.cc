@@ -1,5 +1,7 @@
 #include "proxy/xds/grpc_stream.h"
 
+#include "proxy/upstream/upstream_tls.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -93,6 +95,26 @@ asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  if (options_.tls) {
+    socket_.expires_after(options_.connect_timeout);
+    const boost::system::error_code hec =
+        co_await runTlsHandshake(socket_, *options_.tls, options_.ssl_stats, *options_.tls_shard);
+    socket_.expires_never();
+    if (closed_) co_return;
+    std::string why;
+    if (hec) {
+      why = hec == beast::error::timeout ? std::string("timed out") : hec.message();
+    } else if (options_.tls->alpn() != "h2") {
+      why = "the server did not select ALPN h2 (gRPC needs HTTP/2)";
+    }
+    if (!why.empty()) {
+      finish(GrpcStatus::kUnavailable,
+             absl::StrCat("TLS handshake with ", options_.endpoint.address().to_string(), ":",
+                          options_.endpoint.port(), " failed: ", why));
+      deliver();
+      co_return;
+    }
+  }
   codec_.emplace(*this);
   stream_ = codec_->newStream(*this);
   RequestHead head;
@@ -113,16 +135,25 @@ asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
   kickWriter();
   if (callbacks_ != nullptr) callbacks_->onGrpcReady();
 
+  std::string plaintext;
   while (!closed_) {
-    const std::size_t n = co_await socket_.async_read_some(
-        asio::buffer(read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+    std::span<const char> data;
+    if (options_.tls) {
+      plaintext.clear();
+      ec = co_await readTls(socket_, *options_.tls, plaintext);
+      data = std::span<const char>(plaintext.data(), plaintext.size());
+    } else {
+      const std::size_t n = co_await socket_.async_read_some(
+          asio::buffer(read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+      data = std::span<const char>(read_buffer_.data(), n);
+    }
     if (closed_) break;
     if (ec) {
       codec_->onEof();  // resets the stream: onReset records the end
       finish(GrpcStatus::kUnavailable, absl::StrCat("connection closed: ", ec.message()));
       break;
     }
-    const absl::Status st = codec_->dispatch(std::span<const char>(read_buffer_.data(), n));
+    const absl::Status st = codec_->dispatch(data);
     if (!st.ok()) finish(GrpcStatus::kInternal, absl::StrCat("HTTP/2: ", st.message()));
     deliver();
     // Everything read is handed over or part of the one message being
@@ -152,8 +183,12 @@ asio::awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
     out_.clear();
     (void)codec_->drainOutput(out_, kWriteBatch);
     if (out_.empty()) break;
-    co_await asio::async_write(socket_, asio::buffer(out_),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    if (options_.tls) {
+      ec = co_await writeTls(socket_, *options_.tls, std::span<const char>(out_.data(), out_.size()));
+    } else {
+      co_await asio::async_write(socket_, asio::buffer(out_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec) {
       closeSocket();  // the reader sees it and ends the call
       break;

@@ -34,6 +34,9 @@
 #include "proxy/codec/http2_client_codec.h"
 #include "proxy/common/asio.h"
 #include "proxy/codec/grpc_framing.h"
+#include "proxy/stats/store.h"
+#include "proxy/stats/well_known_stats.h"
+#include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy {
 
@@ -58,6 +61,13 @@ class GrpcStream final : public http2::ConnectionCallbacks,
     std::string path;       // "/package.Service/Method"
     std::chrono::milliseconds connect_timeout{5000};
     std::size_t max_message_bytes = 64u << 20;
+    // TLS to the server (the xDS cluster's UpstreamTlsContext): the
+    // handshake runs within connect_timeout after the connect and must
+    // select ALPN h2; its outcome is counted in ssl_stats on tls_shard
+    // (required with tls). Null: h2c.
+    std::unique_ptr<tls::TlsTransport> tls;
+    std::optional<stats::SslStats> ssl_stats;
+    stats::Shard* tls_shard = nullptr;
   };
 
   // Connects and starts the call; `callbacks` must outlive close().

@@ -66,6 +66,17 @@ void XdsStream::connect() {
   o.max_message_bytes = options_.max_message_bytes;
   o.path = options_.method_path;
   o.connect_timeout = options_.connect_timeout;
+  if (options_.make_tls) {
+    o.tls = options_.make_tls(ep);
+    if (!o.tls) {
+      last_error_ = absl::StrCat("cluster '", options_.cluster_name, "': no TLS transport");
+      TURNOUT_LOG(warn, kLog, "xDS: {}; retrying", last_error_);
+      scheduleRetry();
+      return;
+    }
+    o.ssl_stats = options_.ssl_stats;
+    o.tls_shard = &store_.mainShard();
+  }
   stream_ = GrpcStream::start(main_.get_executor(), std::move(o), *this);
 }
 

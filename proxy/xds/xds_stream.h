@@ -38,6 +38,10 @@ class XdsStream final : public GrpcStream::Callbacks {
     std::size_t max_message_bytes = 64u << 20;
     // Delta: method_path must then be a Delta method (DeltaAggregatedResources).
     config::xds::XdsProtocol protocol = config::xds::XdsProtocol::kStateOfTheWorld;
+    // TLS: a new client transport for each connection to the endpoint (the
+    // xDS cluster's UpstreamTlsContext), counted in ssl_stats. Null: h2c.
+    std::function<std::unique_ptr<tls::TlsTransport>(const asio::ip::tcp::endpoint&)> make_tls;
+    std::optional<stats::SslStats> ssl_stats;
     std::chrono::milliseconds backoff_base{500};
     std::chrono::milliseconds backoff_max{30000};
   };

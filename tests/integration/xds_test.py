@@ -25,6 +25,8 @@ from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, AdsServer, pack  # 
 from fake_backend import FakeBackend, get_backend  # noqa: E402
 from turnout_process import TurnoutProcess, _poll, run_suite  # noqa: E402
 
+import tls_downstream_test as tls_certs  # noqa: E402  (make_certs)
+
 TURNOUT = None
 POLL_S = 5.0
 HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
@@ -455,6 +457,77 @@ class XdsDeltaTest(unittest.TestCase):
         # A removal by name: the cluster goes, requests get 503.
         self.ads.set(CLUSTER, "c-empty", [])
         self.assertIsNotNone(poll(lambda: get(self.port)[0] == 503), self.proxy.log())
+
+
+class XdsTlsTest(unittest.TestCase):
+    """xDS over mTLS: the xDS cluster's UpstreamTlsContext (server verified
+    against a CA, SNI, a client certificate), ALPN h2."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="turnout-xds-tls-")
+        tls_certs.CERTS = cls.certs
+        tls_certs.make_certs()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.proxy = None
+        self.ads = None
+
+    def tearDown(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.ads is not None:
+            self.ads.stop()
+        self.a.stop()
+
+    def pem(self, name):
+        with open(os.path.join(self.certs, name), "rb") as f:
+            return f.read()
+
+    def tls_bootstrap(self, trusted_ca="ca.pem"):
+        boot = bootstrap(self.ads.port)
+        c = self.certs
+        boot["static_resources"]["clusters"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                         "UpstreamTlsContext",
+                "sni": "svc.test",
+                "common_tls_context": {
+                    "tls_certificates": [{"certificate_chain": {"filename": c + "/client.pem"},
+                                          "private_key": {"filename": c + "/client.key"}}],
+                    "validation_context": {"trusted_ca": {"filename": c + "/" + trusted_ca}}}}}
+        return boot
+
+    def test_xds_over_mtls_routes_traffic(self):
+        self.ads = AdsServer().start(tls=(self.pem("server.key"), self.pem("server.pem"),
+                                          self.pem("ca.pem")))
+        serve_initial_state(self.ads, self.a.port)
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(self.tls_bootstrap())).start()
+        port = self.proxy.port("outbound")
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        self.assertGreaterEqual(self.proxy.counter("cluster.xds_cluster.ssl.handshake"), 1)
+        self.assertEqual(self.proxy.wait_stat("control_plane.connected_state", lambda v: v == 1), 1)
+
+    def test_an_untrusted_management_server_is_never_spoken_to(self):
+        self.ads = AdsServer().start(tls=(self.pem("server.key"), self.pem("server.pem"), None))
+        serve_initial_state(self.ads, self.a.port)
+        # turnout trusts only other-ca: the server's certificate fails verification.
+        boot = self.tls_bootstrap(trusted_ca="other-ca.pem")
+        boot["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] = "0.5s"
+        boot["dynamic_resources"]["lds_config"]["initial_fetch_timeout"] = "0.5s"
+        hcm_config = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        hcm_config["typed_config"]["rds"]["config_source"]["initial_fetch_timeout"] = "0.5s"
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start()
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster.xds_cluster.ssl.fail_verify_error") >= 1), self.proxy.log())
+        self.assertEqual(self.ads.requests, [])
+        self.assertEqual(self.proxy.counter("control_plane.connected_state"), 0)
 
 
 class XdsInitialisationTest(unittest.TestCase):

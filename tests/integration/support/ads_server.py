@@ -103,7 +103,10 @@ class AdsServer:
 
     # -- the test's side ----------------------------------------------------
 
-    def start(self, port=0):
+    def start(self, port=0, tls=None):
+        """tls: (key_pem, cert_pem, client_ca_pem or None) bytes: serve gRPC over
+        TLS (ALPN h2), requiring a client certificate from client_ca_pem when
+        given."""
         self._server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(8))
         handlers = []
         # ADS, and the per-type services (api_config_source): one stream logic;
@@ -127,7 +130,13 @@ class AdsServer:
                 request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                 response_serializer=discovery_pb2.DeltaDiscoveryResponse.SerializeToString)}))
         self._server.add_generic_rpc_handlers(tuple(handlers))
-        self.port = self._server.add_insecure_port("127.0.0.1:%d" % port)
+        if tls:
+            key, cert, client_ca = tls
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                                require_client_auth=client_ca is not None)
+            self.port = self._server.add_secure_port("127.0.0.1:%d" % port, creds)
+        else:
+            self.port = self._server.add_insecure_port("127.0.0.1:%d" % port)
         self._server.start()
         return self
 

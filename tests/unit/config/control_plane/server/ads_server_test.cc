@@ -201,7 +201,7 @@ struct RawClient : proxy::GrpcStream::Callbacks {
     o.endpoint = {asio::ip::make_address("127.0.0.1"), port};
     o.authority = "xds";
     o.path = kAdsMethod;
-    stream = proxy::GrpcStream::start(ioc.get_executor(), o, *this);
+    stream = proxy::GrpcStream::start(ioc.get_executor(), std::move(o), *this);
   }
   ~RawClient() override { stream->close(); }
   void onGrpcReady() override { ready = true; }
