@@ -96,16 +96,6 @@ absl::Status answerError(const Struct& object, std::string_view body) {
   return absl::OkStatus();
 }
 
-bool kindFromName(std::string_view name, ResourceKind& out) {
-  for (ResourceKind k : {ResourceKind::kService, ResourceKind::kSandbox, ResourceKind::kRelease}) {
-    if (resourceKindName(k) == name) {
-      out = k;
-      return true;
-    }
-  }
-  return false;
-}
-
 bool validPrefixChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' ||
          c == '.';
@@ -284,7 +274,7 @@ absl::StatusOr<EtcdSnapshot> parseEtcdRange(std::string_view prefix, std::string
       const size_t slash = rest.find('/');
       ResourceKind kind;
       if (slash == std::string_view::npos || slash + 1 == rest.size() ||
-          !kindFromName(rest.substr(0, slash), kind)) {
+          !resourceKindFromName(rest.substr(0, slash), kind)) {
         return absl::DataLossError(absl::StrCat(
             "etcd key ", *key, ": not <kind>/<name> with kind service, sandbox or release"));
       }

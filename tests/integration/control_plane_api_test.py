@@ -43,24 +43,6 @@ class ControlPlane(TurnoutCp):
         super().__init__(TURNOUT_CP, workdir, store_args=["--data-dir", data_dir])
         self.data_dir = data_dir
 
-    def get(self, path):
-        return self.request("GET", path)
-
-    def put(self, path, body, **kw):
-        return self.request("PUT", path, body, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-    def version(self):
-        status, _, body = self.get("/v1/version")
-        assert status == 200, body
-        return body["version"]
-
-    def snapshot(self):
-        """Everything the API shows, to compare before and after a bad call."""
-        return [self.get(p)[2] for p in ("/v1/services", "/v1/sandboxes", "/v1/releases")]
-
     def cli(self, *args, expect=0):
         r = subprocess.run([TURNOUT_CP] + list(args) + ["--server", self.url], capture_output=True, text=True,
                            timeout=10)

@@ -31,6 +31,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
+from turnout_cp_process import TurnoutCp  # noqa: E402
 from turnout_process import TurnoutProcess, _poll  # noqa: E402
 
 TURNOUT = None
@@ -113,11 +114,6 @@ class Etcd:
         return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in out.get("kvs", [])}
 
 
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
 def b64(s):
     return base64.b64encode(s.encode()).decode()
 
@@ -126,109 +122,22 @@ def unb64(s):
     return base64.b64decode(s).decode()
 
 
-class Replica:
+class Replica(TurnoutCp):
     """One `turnout-cp serve --store etcd://...` on 127.0.0.1:0."""
 
     def __init__(self, tmp, name, store_url):
+        workdir = os.path.join(tmp, name)
+        os.makedirs(workdir, exist_ok=True)
+        super().__init__(TURNOUT_CP, workdir, store_args=["--store", store_url])
         self.name = name
         self.store_url = store_url
-        self.http_path = os.path.join(tmp, name + ".http")
-        self.xds_path = os.path.join(tmp, name + ".xds")
-        self.log_path = os.path.join(tmp, name + ".log")
-        self.proc = None
-        self.log = None
 
-    def start(self):
-        for p in (self.http_path, self.xds_path):
-            if os.path.exists(p):
-                os.unlink(p)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [TURNOUT_CP, "serve", "--store", self.store_url, "--http-address", "127.0.0.1:0",
-             "--http-address-path", self.http_path, "--xds-address", "127.0.0.1:0",
-             "--xds-address-path", self.xds_path],
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError("turnout-cp %s exited %s:\n%s" % (self.name, self.proc.returncode,
-                                                                     self.output()))
-            if os.path.exists(self.http_path) and os.path.exists(self.xds_path):
-                a, b = read(self.http_path), read(self.xds_path)
-                return (a, b) if a and b else None
-            return None
-        got = _poll(START_S, ready)
-        if not got:
-            raise RuntimeError("turnout-cp %s did not start:\n%s" % (self.name, self.output()))
-        host, port = got[0].rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.url = "http://" + got[0]
-        self.xds_port = int(got[1].rsplit(":", 1)[1])
-        return self
+    @property
+    def log(self):
+        return getattr(self, "_log", None)
 
     def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")[-6000:]
-
-    def stop(self):
-        """SIGTERM; the exit status (None if it had to be killed)."""
-        rc = None
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.log:
-            self.log.close()
-            self.log = None
-        return rc
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-        self.log = None
-
-    def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        hdrs = dict(headers or {})
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
-            hdrs.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            raw = resp.read().decode()
-            out_headers = {k.lower(): v for k, v in resp.getheaders()}
-        finally:
-            conn.close()
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        return resp.status, out_headers, parsed
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def put(self, path, body, **kw):
-        return self.request("PUT", path, body, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-    def version(self):
-        status, _, body = self.get("/v1/version")
-        assert status == 200, body
-        return body["version"]
-
-    def snapshot(self):
-        return [self.get(p)[2] for p in ("/v1/services", "/v1/sandboxes", "/v1/releases")]
+        return super().output()[-6000:]
 
 
 REVIEWS = {"port": 9080, "endpoints": ["10.0.0.5:9080"]}
@@ -282,11 +191,8 @@ class EtcdReplicasTest(unittest.TestCase):
 
     def start_sidecar(self, replica):
         outbound = free_closed_port()
-        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "sidecar-etcd", "--xds-host", "127.0.0.1",
-                            "--xds-port", str(replica.xds_port), "--admin-port", str(free_closed_port()),
-                            "--outbound-port", str(outbound)], capture_output=True, text=True, timeout=10)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.proxy = TurnoutProcess(TURNOUT, r.stdout).start()
+        yaml = replica.sidecar_bootstrap("sidecar-etcd", outbound, free_closed_port())
+        self.proxy = TurnoutProcess(TURNOUT, yaml).start()
         return outbound
 
     # ---------------------------------------------------------------------------

@@ -331,7 +331,9 @@ def separate_sources_bootstrap(ads_port):
     return boot
 
 
-class XdsSeparateSourcesTest(unittest.TestCase):
+class _OneBackendAndServer(unittest.TestCase):
+    """Backend `a`, a test xDS server with nothing set, and a proxy the test starts."""
+
     def setUp(self):
         self.a = FakeBackend("a").start()
         self.ads = AdsServer().start()
@@ -342,6 +344,9 @@ class XdsSeparateSourcesTest(unittest.TestCase):
             self.proxy.stop()
         self.ads.stop()
         self.a.stop()
+
+
+class XdsSeparateSourcesTest(_OneBackendAndServer):
 
     def test_separate_api_config_sources_stream_each_type(self):
         cluster = eds_cluster("reviews")
@@ -530,21 +535,11 @@ class XdsTlsTest(unittest.TestCase):
         self.assertEqual(self.proxy.counter("control_plane.connected_state"), 0)
 
 
-class XdsInitialisationTest(unittest.TestCase):
+class XdsInitialisationTest(_OneBackendAndServer):
     """Envoy's initialisation: /ready says INITIALIZING (503) until the first
     CDS and LDS responses, the EDS clusters and the listeners' ADS routes are
     in, each wait bounded by its source's initial_fetch_timeout."""
 
-    def setUp(self):
-        self.a = FakeBackend("a").start()
-        self.ads = AdsServer().start()
-        self.proxy = None
-
-    def tearDown(self):
-        if self.proxy is not None:
-            self.proxy.stop()
-        self.ads.stop()
-        self.a.stop()
 
     def ready(self):
         status, body, _ = self.proxy.admin("GET", "/ready")

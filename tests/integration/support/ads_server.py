@@ -163,22 +163,18 @@ class AdsServer:
                     self._send_delta_locked(s, type_url, always=False)
 
     def wait_for(self, predicate, deadline_s=5.0):
-        """The first request (newest first) matching predicate, waiting up to deadline_s."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            with self._lock:
-                for r in reversed(self.requests):
-                    if predicate(r):
-                        return r
-            time.sleep(0.02)
-        return None
+        """The newest DiscoveryRequest matching predicate, waiting up to deadline_s."""
+        return self._wait(self.requests, predicate, deadline_s)
 
     def wait_for_delta(self, predicate, deadline_s=5.0):
         """The newest DeltaDiscoveryRequest matching predicate, waiting up to deadline_s."""
+        return self._wait(self.delta_requests, predicate, deadline_s)
+
+    def _wait(self, requests, predicate, deadline_s):
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             with self._lock:
-                for r in reversed(self.delta_requests):
+                for r in reversed(requests):
                     if predicate(r):
                         return r
             time.sleep(0.02)

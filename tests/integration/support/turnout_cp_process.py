@@ -111,6 +111,32 @@ class TurnoutCp:
             parsed = raw
         return resp.status, out_headers, parsed
 
+    def get(self, path):
+        return self.request("GET", path)
+
+    def put(self, path, body, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def version(self):
+        status, _, body = self.get("/v1/version")
+        assert status == 200, body
+        return body["version"]
+
+    def snapshot(self):
+        """Everything the API shows, to compare before and after a bad call."""
+        return [self.get(p)[2] for p in ("/v1/services", "/v1/sandboxes", "/v1/releases")]
+
+    def kill(self):
+        """SIGKILL: no clean shutdown."""
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self._log.close()
+        self._log = None
+
     def sidecar_bootstrap(self, node, outbound_port, admin_port):
         """`turnout-cp bootstrap` for a sidecar of this control plane (YAML)."""
         r = subprocess.run([self.binary, "bootstrap", "--node", node, "--xds-host", "127.0.0.1",
