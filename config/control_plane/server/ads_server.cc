@@ -24,6 +24,15 @@ const std::vector<std::string>& typesInOrder() {
   return *types;
 }
 
+// Envoy's make-before-break for an update that only takes clusters away:
+// the routes that stop naming them go first, then the clusters.
+const std::vector<std::string>& removalOrder() {
+  static const auto* types = new std::vector<std::string>{
+      config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl, config::kClusterTypeUrl,
+      config::kClusterLoadAssignmentTypeUrl};
+  return *types;
+}
+
 bool isWildcardType(const std::string& type_url) {
   return type_url == config::kClusterTypeUrl || type_url == config::kListenerTypeUrl;
 }
@@ -203,7 +212,7 @@ void AdsStream::onMessage(std::string_view message) {
 
 void AdsStream::push() {
   if (!live()) return;
-  for (const auto& type : typesInOrder()) {
+  for (const auto& type : server_.pushOrder(dialect_)) {
     auto it = types_.find(type);
     if (it != types_.end() && it->second.subscribed) send(type, it->second, false);
   }
@@ -362,7 +371,7 @@ void DeltaAdsStream::onMessage(std::string_view message) {
 
 void DeltaAdsStream::push() {
   if (!live()) return;
-  for (const auto& type : typesInOrder()) {
+  for (const auto& type : server_.pushOrder(dialect_)) {
     auto it = types_.find(type);
     if (it == types_.end() || !it->second.subscribed) continue;
     // A stream in step with the last generation only needs the names that
@@ -450,6 +459,20 @@ const std::string& AdsServer::deltaResourceEntry(
   *res->mutable_resource() = resource.second.resource;
   // Field 2 (resources): tag, length, the Resource; as its own message.
   return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
+}
+
+const std::vector<std::string>& AdsServer::pushOrder(Dialect dialect) {
+  // Clusters (or their assignments) that this generation removed while adding
+  // or changing none: the routes that named them are pushed before they go,
+  // so no request is routed to a cluster the client has already dropped.
+  const std::set<std::string>* changed = changedNames(dialect, config::kClusterTypeUrl);
+  if (changed == nullptr || changed->empty()) return typesInOrder();
+  const ResourcesByType& now = resources(dialect);
+  auto clusters = now.find(config::kClusterTypeUrl);
+  for (const auto& name : *changed) {
+    if (clusters != now.end() && clusters->second.contains(name)) return typesInOrder();
+  }
+  return removalOrder();
 }
 
 const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std::string& type_url) {

@@ -17,7 +17,8 @@
 // type whose version differs from the one in the request (a reconnecting
 // client that already holds it gets nothing), when the names asked for
 // change, and on update() for every type whose version changed (SotW: only
-// the changed types, in Envoy's order CDS, EDS, LDS, RDS). A request whose
+// the changed types, in Envoy's order CDS, EDS, LDS, RDS; when the update only
+// removes clusters, routes first: LDS, RDS, CDS, EDS). A request whose
 // nonce is not the last one sent for its type is stale and ignored whole, as
 // go-control-plane does: the client's answer to the newer response carries
 // its current names, and a change is answered then. An empty type_url ends the
@@ -110,6 +111,9 @@ class AdsServer {
   // or went away in the last update() (null: unknown, diff everything).
   std::map<Dialect, ResourcesByType> previous_;
   const std::set<std::string>* changedNames(Dialect dialect, const std::string& type_url);
+  // The order a push sends the types in: Envoy's CDS, EDS, LDS, RDS; LDS,
+  // RDS, CDS, EDS when the update only removes clusters (make before break).
+  const std::vector<std::string>& pushOrder(Dialect dialect);
   std::map<std::pair<Dialect, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
   // Delta: one resource as a serialized DeltaDiscoveryResponse holding only

@@ -43,6 +43,7 @@ struct Received {
   std::map<std::string, std::string> versions;
   std::map<std::string, int> responses;
   std::map<std::string, int> last_count;  // resources handed to the last handler call
+  std::vector<std::string> order;          // the type of every response, in arrival order
 };
 
 std::string nameOf(const Any& a) {
@@ -85,6 +86,7 @@ struct Client {
         }
         got.versions[type] = v;
         got.responses[type]++;
+        got.order.push_back(type);
         got.last_count[type] = rs.size();
         auto& names = got.names[type];
         names.clear();
@@ -191,6 +193,47 @@ TEST_CASE("a reconnecting client that holds the current versions is sent nothing
   REQUIRE(runUntil(ioc, [&] {
     return got.names[config::kClusterTypeUrl] == std::vector<std::string>{"ratings", "reviews"};
   }));
+}
+
+TEST_CASE("make before break: new clusters before the routes, routes before removed clusters",
+          "[control_plane][ads]") {
+  for (const bool delta : {false, true}) {
+    CAPTURE(delta);
+    Fixture f;
+    auto& [ioc, store, state, server] = f;
+    Received got;
+    Client client(ioc, store, (*server)->port(), "turnout", got, delta);
+    REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+    auto settled = [&] {
+      auto p = (*server)->proxies();
+      return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["routes"].pending;
+    };
+    REQUIRE(runUntil(ioc, settled));
+    // Where the first response of `type` after `from` sits in the arrival order.
+    auto firstAfter = [&](size_t from, const std::string& type) {
+      for (size_t i = from; i < got.order.size(); ++i) {
+        if (got.order[i] == type) return i;
+      }
+      return got.order.size();
+    };
+    const std::string cds = config::kClusterTypeUrl, rds = config::kRouteConfigurationTypeUrl;
+
+    size_t mark = got.order.size();
+    REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", absl::Now()).ok());
+    (*server)->update(state.model());
+    REQUIRE(runUntil(ioc, [&] { return firstAfter(mark, cds) < got.order.size() &&
+                                       firstAfter(mark, rds) < got.order.size(); }));
+    CHECK(firstAfter(mark, cds) < firstAfter(mark, rds));  // the cluster exists before a route names it
+    REQUIRE(runUntil(ioc, settled));
+
+    mark = got.order.size();
+    REQUIRE(state.deleteSandbox("feat-x").ok());
+    (*server)->update(state.model());
+    REQUIRE(runUntil(ioc, [&] { return firstAfter(mark, cds) < got.order.size() &&
+                                       firstAfter(mark, rds) < got.order.size(); }));
+    CHECK(firstAfter(mark, rds) < firstAfter(mark, cds));  // no route names it when it goes
+    CHECK(got.names[cds] == std::vector<std::string>{"reviews"});
+  }
 }
 
 // A client that writes DiscoveryRequests by hand (SotW), as gRPC's clients
