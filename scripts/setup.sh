@@ -15,6 +15,9 @@ packages=(
   python3-h2 python3-grpcio
   # turnout-cp's shared store (tests/integration/control_plane_etcd_test.py)
   etcd-server
+  # sidecar capture (turnout iptables) and the multi-pod test in network
+  # namespaces; YAML and JSON Patch for the Kubernetes manifests and webhook tests
+  iproute2 iptables python3-yaml python3-jsonpatch
 )
 
 missing=()
