@@ -148,24 +148,29 @@ bool keyIsFor(std::string_view key, std::uint64_t n) {
 
 TEST_CASE("trace key table: concurrent writers and readers never see a torn entry",
           "[routing][threads]") {
-  // A small table, so that writers keep evicting and overwriting each other
-  // in the same slots the readers read.
-  TraceKeyTable t(64);
-  constexpr std::uint64_t kTraces = 512;
-  constexpr int kWriters = 3;
-  constexpr int kReaders = 3;
-  constexpr int kRounds = 60000;
-  std::atomic<bool> go{false};
+  // A small table and few traces, so that writers keep overwriting each
+  // other in the very slots the readers are reading; readers read until the
+  // writers are done.
+  constexpr std::size_t kCapacity = 16;
+  TraceKeyTable t(kCapacity);
+  constexpr std::uint64_t kTraces = 24;
+  constexpr int kWriters = 2;
+  constexpr int kReaders = 2;
+  constexpr int kWrites = 1'000'000;
+  constexpr std::uint64_t kMaxReads = 50'000'000;
+  std::atomic<int> started{0};
+  std::atomic<int> writers_left{kWriters};
   std::atomic<std::uint64_t> hits{0};
   std::atomic<std::uint64_t> torn{0};
   std::atomic<std::uint64_t> busy{0};
   std::vector<std::thread> threads;
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
-      while (!go.load()) {
+      started.fetch_add(1);
+      while (started.load() < kWriters + kReaders) {
       }
-      std::uint64_t x = 0x9e3779b97f4a7c15ULL * (w + 1);
-      for (int i = 0; i < kRounds; ++i) {
+      std::uint64_t x = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(w + 1);
+      for (int i = 0; i < kWrites; ++i) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -175,22 +180,25 @@ TEST_CASE("trace key table: concurrent writers and readers never see a torn entr
           busy.fetch_add(1);
         }
       }
+      writers_left.fetch_sub(1);
     });
   }
   for (int r = 0; r < kReaders; ++r) {
     threads.emplace_back([&, r] {
-      while (!go.load()) {
+      started.fetch_add(1);
+      while (started.load() < kWriters + kReaders) {
       }
       RememberedKey k;
-      for (int i = 0; i < kRounds; ++i) {
-        const std::uint64_t n = (static_cast<std::uint64_t>(i) * 31 + r) % kTraces;
+      std::uint64_t local_hits = 0;
+      for (std::uint64_t i = 0; i < kMaxReads && writers_left.load() > 0; ++i) {
+        const std::uint64_t n = (i * 7 + static_cast<std::uint64_t>(r)) % kTraces;
         if (!t.recall(id(n), 0, 0, k)) continue;
-        hits.fetch_add(1);
+        ++local_hits;
         if (!keyIsFor(k.view(), n)) torn.fetch_add(1);
       }
+      hits.fetch_add(local_hits);
     });
   }
-  go.store(true);
   for (auto& th : threads) th.join();
   INFO("hits " << hits.load() << ", busy " << busy.load());
   CHECK(torn.load() == 0);
@@ -204,7 +212,7 @@ TEST_CASE("trace key table: concurrent writers and readers never see a torn entr
     CHECK(keyIsFor(k.view(), n));
   }
   CHECK(live > 0);
-  CHECK(live <= 64);
+  CHECK(live <= kCapacity);
 }
 
 TEST_CASE("stress keys are self-checking", "[routing]") {
