@@ -103,9 +103,9 @@ TEST_CASE("trace key recovery fields are validated with their paths", "[config]"
   const std::string path = absl::StrCat(kFilter, ".trace_key_recovery");
   const ErrorCase c = GENERATE_COPY(values<ErrorCase>({
       {{"              trace_key_recovery: {mode: RECOVER, ttl: 0.0005s}"},
-       absl::StrCat("load: ", path, ".ttl: value must be greater than or equal to 0.001s")},
+       absl::StrCat("load: ", path, ".ttl: value must be inside range [0.001s, 86400s]")},
       {{"              trace_key_recovery: {mode: RECOVER, ttl: 86400.001s}"},
-       absl::StrCat("load: ", path, ".ttl: value must be less than or equal to 86400s")},
+       absl::StrCat("load: ", path, ".ttl: value must be inside range [0.001s, 86400s]")},
       {{"              trace_key_recovery: {mode: RECOVER, ttl: 1.0005s}"},
        absl::StrCat(path, ".ttl: must be whole milliseconds (the table's resolution)")},
       {{"              trace_key_recovery: {mode: RECOVER, max_entries: 0}"},
