@@ -292,7 +292,9 @@ FieldPolicyTable* buildTable() {
   table["envoy.extensions.filters.http.health_check.v3.HealthCheck"] = {
       .supported = {"pass_through_mode", "headers"}, .check = checkHealthCheckFilter};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
-      .supported = {"sources", "output_header", "max_key_length"}};
+      .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
+  table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {
+      .supported = {"mode", "ttl", "max_entries"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source"] = {
       .supported = {"baggage_member", "tracestate_key", "header"}};
 

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #endif
 
+#include <optional>
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
@@ -868,6 +869,50 @@ absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, 
   return absl::OkStatus();
 }
 
+// The trace-key table is one per process: every RoutingKey filter with
+// trace_key_recovery on must size it the same; a different max_entries is an
+// error at its path that names the first. (The proxy also refuses a size that
+// differs from a table still in use by a previous config.)
+absl::Status checkTraceKeyTable(const Snapshot& snapshot) {
+  std::optional<size_t> entries;
+  std::string first_path;
+  auto check = [&](const FilterChainConfig& fc) -> absl::Status {
+    const auto& h = fc.http_connection_manager;
+    if (!h) return absl::OkStatus();
+    for (size_t i = 0; i < h->http_filters.size(); ++i) {
+      const HttpFilterConfig& f = h->http_filters[i];
+      if (f.type_name != RoutingKeyProto::descriptor()->full_name()) continue;
+      const std::string path = absl::StrCat(fc.path, ".filters[0].typed_config.http_filters[", i,
+                                            "].typed_config.trace_key_recovery");
+      RoutingKeyProto rk;
+      if (!f.config.UnpackTo(&rk)) return invalid(path, "cannot unpack RoutingKey");
+      auto cfg = toRoutingKeyFilterConfig(rk, path);
+      if (!cfg.ok()) return cfg.status();
+      if (!cfg->trace.enabled()) continue;
+      if (!entries) {
+        entries = cfg->trace.max_entries;
+        first_path = path;
+      } else if (*entries != cfg->trace.max_entries) {
+        return invalid(fieldPath(path, "max_entries"),
+                       absl::StrCat(cfg->trace.max_entries, " differs from ", *entries, " at ",
+                                    first_path, ".max_entries: the trace-key table is one per "
+                                    "process, so every filter with recovery on must size it the "
+                                    "same"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  for (const ListenerConfig& l : snapshot.listeners) {
+    for (const auto& fc : l.filter_chains) {
+      if (auto st = check(fc); !st.ok()) return st;
+    }
+    if (l.default_filter_chain) {
+      if (auto st = check(*l.default_filter_chain); !st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
@@ -967,6 +1012,8 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     snapshot->listeners.push_back(std::move(out));
   }
+
+  if (auto st = checkTraceKeyTable(*snapshot); !st.ok()) return st;
 
   if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
     auto addr = toAddress(bootstrap.admin().address(), "admin.address");

@@ -110,9 +110,12 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       if (!f.config.UnpackTo(&proto)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack RoutingKey"));
       }
-      auto rk = config::toRoutingKeyFilterConfig(proto, path);
+      const std::string tpath = absl::StrCat(path, ".typed_config");
+      auto rk = config::toRoutingKeyFilterConfig(proto, tpath);
       if (!rk.ok()) return rk.status();
-      rt.filters.push_back(std::make_shared<RoutingKeyFilter>(*std::move(rk)));
+      auto filter = RoutingKeyFilter::create(*std::move(rk), tpath);
+      if (!filter.ok()) return filter.status();
+      rt.filters.push_back(*std::move(filter));
     } else if (f.type_name == kHealthCheckType) {
       envoy::extensions::filters::http::health_check::v3::HealthCheck proto;
       if (!f.config.UnpackTo(&proto)) {

@@ -104,6 +104,11 @@ HttpConnManagerStats fillHcmStats(Registrar& r) {
     s.routing_key_error[e] =
         r.counter(absl::StrCat("routing_key.", std::string(routing::keyErrorName(err))));
   }
+  s.routing_key_recovered_from_trace = r.counter("routing_key.recovered_from_trace");
+  s.routing_key_remembered_for_trace = r.counter("routing_key.remembered_for_trace");
+  s.routing_key_trace_memory_evicted = r.counter("routing_key.trace_memory_evicted");
+  s.routing_key_trace_memory_key_too_long = r.counter("routing_key.trace_memory_key_too_long");
+  s.routing_key_trace_memory_busy = r.counter("routing_key.trace_memory_busy");
   return s;
 }
 

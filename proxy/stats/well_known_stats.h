@@ -33,6 +33,14 @@ struct HttpConnManagerStats {
   // turnout: http.<stat_prefix>.routing_key.{found,missing,<keyErrorName>}.
   StatId routing_key_found, routing_key_missing;
   std::array<StatId, 8> routing_key_error;  // indexed by routing::KeyError; [0] unused
+  // Recovery from the trace id (RoutingKey.trace_key_recovery):
+  // routing_key.{recovered_from_trace, remembered_for_trace,
+  // trace_memory_evicted (a live entry of another trace overwritten),
+  // trace_memory_key_too_long (not remembered), trace_memory_busy (not
+  // remembered: every slot of the probe window was being written)}.
+  StatId routing_key_recovered_from_trace, routing_key_remembered_for_trace;
+  StatId routing_key_trace_memory_evicted, routing_key_trace_memory_key_too_long;
+  StatId routing_key_trace_memory_busy;
 
   // One Store scope per stat_prefix, shared by the HCMs that use it and freed
   // with the last of them (an HCM of a listener LDS removed).
