@@ -8,6 +8,8 @@
 
 #include "proxy/common/log.h"
 #include "proxy/connection/http2_downstream_connection.h"
+#include "proxy/listener/http_inspector.h"
+#include "proxy/listener/original_dst.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
 #include "proxy/stream/local_reply.h"
@@ -136,8 +138,19 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   bool input_closed = false;
   std::optional<size_t> chain_index;
   std::unique_ptr<tls::TlsTransport> tls;
+  // The chain sees the local address as restored by original_dst.
+  const config::MatchAddress local_match = toMatchAddress(local);
+  const config::MatchAddress remote_match = toMatchAddress(remote);
   if (!l.inspects()) {
-    chain_index = 0;
+    // Addresses and ports only (a capture listener's destination_port
+    // chains): chosen without reading.
+    chain_index = l.selectFilterChain(
+        config::FilterChainMatchInput{{}, "raw_buffer", {}, local_match, remote_match});
+    if (!chain_index) {
+      shard.inc(l.stats.no_filter_chain_match);
+      closeSocket(socket);
+      co_return;
+    }
   } else {
     // Envoy's tls_inspector: the first bytes tell TLS from plaintext; a TLS
     // connection's chain is chosen from its ClientHello (SNI, ALPN) inside
@@ -149,20 +162,57 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     const size_t n = co_await probe.async_read_some(asio::buffer(initial),
                                                     asio::redirect_error(asio::use_awaitable, ec));
     initial.resize(n);
-    socket = probe.release_socket();
     if (n == 0) {
       // Gone, or silent past the timeout, before a chain could be chosen.
       if (ec == beast::error::timeout) shard.inc(l.stats.downstream_pre_cx_timeout);
+      socket = probe.release_socket();
       closeSocket(socket);
       co_return;
     }
     const bool is_tls = static_cast<unsigned char>(initial[0]) == kTlsHandshakeRecord;
+    // Envoy's http_inspector on a plaintext connection: its request line
+    // (or the HTTP/2 preface) gives the application protocol.
+    std::string_view detected_alpn;
+    if (!is_tls && l.inspectsHttp()) {
+      HttpInspection inspection = inspectHttp(initial);
+      while (inspection == HttpInspection::NeedMore && initial.size() < kHttpInspectorMaxBytes) {
+        const size_t had = initial.size();
+        initial.resize(kHttpInspectorMaxBytes);
+        const size_t more = co_await probe.async_read_some(
+            asio::buffer(initial.data() + had, initial.size() - had),
+            asio::redirect_error(asio::use_awaitable, ec));
+        initial.resize(had + more);
+        if (ec) break;
+        inspection = inspectHttp(initial);
+      }
+      const stats::HttpInspectorStats& hs = *l.http_inspector_stats;
+      if (inspection == HttpInspection::NeedMore) {
+        // Gone or silent before the request line ended, or a line too long
+        // to tell (Envoy closes the connection then).
+        if (ec == beast::error::timeout) {
+          shard.inc(l.stats.downstream_pre_cx_timeout);
+        } else if (!ec) {
+          shard.inc(hs.read_error);
+        }
+        socket = probe.release_socket();
+        closeSocket(socket);
+        co_return;
+      }
+      shard.inc(inspection == HttpInspection::Http11   ? hs.http11_found
+                : inspection == HttpInspection::Http10 ? hs.http10_found
+                : inspection == HttpInspection::Http2  ? hs.http2_found
+                                                       : hs.http_not_found);
+      detected_alpn = applicationProtocolOf(inspection);
+    }
+    socket = probe.release_socket();
     const FilterChainRuntime* first_tls = is_tls ? l.firstTlsChain() : nullptr;
     if (first_tls != nullptr) {
       const ListenerRuntime* lp = &l;
       tls = std::make_unique<tls::TlsTransport>(
-          first_tls->tls->current(), [lp](const tls::ClientHello& hello) {
-            config::FilterChainMatchInput input{hello.server_name, "tls", hello.alpn};
+          first_tls->tls->current(),
+          [lp, local_match, remote_match](const tls::ClientHello& hello) {
+            config::FilterChainMatchInput input{hello.server_name, "tls", hello.alpn, local_match,
+                                                remote_match};
             std::optional<size_t> i = lp->selectFilterChain(input);
             // A plaintext chain cannot take a TLS connection: closed, as
             // Envoy's HCM would on the ClientHello's bytes.
@@ -172,8 +222,14 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     } else {
       // No chain serves TLS: the ClientHello cannot be read, so it matches
       // as one without SNI or ALPN.
-      chain_index = l.selectFilterChain(
-          config::FilterChainMatchInput{{}, is_tls ? "tls" : "raw_buffer", {}});
+      const std::array<std::string_view, 1> offered{detected_alpn};
+      chain_index = l.selectFilterChain(config::FilterChainMatchInput{
+          {},
+          is_tls ? "tls" : "raw_buffer",
+          detected_alpn.empty() ? std::span<const std::string_view>()
+                                : std::span<const std::string_view>(offered),
+          local_match,
+          remote_match});
       if (!chain_index) {
         shard.inc(l.stats.no_filter_chain_match);
         closeSocket(socket);
