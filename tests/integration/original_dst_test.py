@@ -433,6 +433,7 @@ class TransparentListenerTest(unittest.TestCase):
         if not CLIENT_NETNS:
             self.skipTest("TPROXY is not available on this machine")
         self.logs = tempfile.mkdtemp(prefix="turnout-odst-tproxy-")
+        os.chmod(self.logs, 0o777)  # also written by a turnout as UID 1337
         self.addCleanup(shutil.rmtree, self.logs, True)
 
     def bootstrap(self):
