@@ -224,7 +224,8 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.listener.v3.Listener"] = {
       .supported = {"name", "address", "filter_chains", "default_filter_chain", "stat_prefix",
                     "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters",
-                    "use_original_dst", "transparent"},
+                    "use_original_dst", "transparent", "listener_filters_timeout",
+                    "continue_on_listener_filters_timeout"},
       .inert = {"metadata", "traffic_direction"},
       .reasons = {{"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
                   {"api_listener", "API listeners are not supported by turnout"}}};

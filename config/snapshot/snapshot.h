@@ -173,6 +173,12 @@ struct ListenerConfig {
   // gives its application protocol ("http/1.1", "http/1.0", "h2c") for
   // filter_chain_match.application_protocols.
   bool http_inspector = false;
+  // How long the first bytes may take when the chain depends on them
+  // (listener_filters_timeout, Envoy's 15 s; 0: no limit), and whether the
+  // connection then goes on with what it sent (continue_on_listener_filters_timeout)
+  // instead of being closed.
+  Milliseconds listener_filters_timeout{15000};
+  bool continue_on_listener_filters_timeout = false;
   std::vector<FilterChainConfig> filter_chains;
   // Picks one of filter_chains per connection; none: default_filter_chain,
   // or the connection is closed (listener.<addr>.no_filter_chain_match).

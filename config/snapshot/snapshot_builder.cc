@@ -958,6 +958,8 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     // Envoy adds the original_dst filter to a use_original_dst listener.
     out.original_dst |= out.use_original_dst;
+    if (l.has_listener_filters_timeout()) out.listener_filters_timeout = ms(l.listener_filters_timeout());
+    out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
     for (int j = 0; j < l.filter_chains_size(); ++j) {
       auto fc = toFilterChain(l.filter_chains(j), indexPath(fieldPath(path, "filter_chains"), j),
                               cluster_names, check_clusters, *snapshot);

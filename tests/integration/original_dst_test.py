@@ -31,6 +31,7 @@ says so and exits 77, which CTest reports as skipped.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ ORIGINAL_DST = "type.googleapis.com/envoy.extensions.filters.listener.original_d
 HTTP_INSPECTOR = ("type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3."
                   "HttpInspector")
 LOG_FORMAT = "%DOWNSTREAM_LOCAL_ADDRESS% %REQ(:PATH)% %RESPONSE_CODE%\\n"
+FILTERS_TIMEOUT_S = 1  # the inbound listeners' listener_filters_timeout
 
 
 # -- config ------------------------------------------------------------------------
@@ -165,10 +167,13 @@ def bootstrap(backends, logs):
         listener("ratings_9080", "10.77.1.20", 9080,
                  chain("ratings", route_to("ratings"), log("virtual_9080")),
                  "    bind_to_port: false\n") +
+        # Istio's virtualInbound goes on when the first bytes are late;
+        # the IPv6 one here closes such connections (Envoy's default).
         listener("virtualInbound", "0.0.0.0", 15006, inbound_chains + inbound_default,
-                 INBOUND_FILTERS) +
+                 INBOUND_FILTERS + "    listener_filters_timeout: %ss\n"
+                 "    continue_on_listener_filters_timeout: true\n" % FILTERS_TIMEOUT_S) +
         listener("virtualInbound6", "::", 15006, inbound_chains + inbound_default,
-                 INBOUND_FILTERS))
+                 INBOUND_FILTERS + "    listener_filters_timeout: %ss\n" % FILTERS_TIMEOUT_S))
     clusters = "".join(cluster(name, b.port) for name, b in sorted(backends.items()))
     return ("admin:\n"
             "  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n"
@@ -279,6 +284,17 @@ def request(host, port, path="/", timeout=TIMEOUT_S):
         return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
     finally:
         conn.close()
+
+
+def recv_all(s):
+    """Everything the peer sends until it closes (bounded by the socket timeout)."""
+    chunks = []
+    for _ in range(10000):
+        data = s.recv(65536)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
 
 
 def read_log(path, want, deadline_s=5.0):
@@ -416,6 +432,30 @@ class CaptureTest(unittest.TestCase):
             self.proxy.wait_counter("http_inspector.http11_found", before_h1 + 1), before_h1 + 1)
         self.assertGreaterEqual(
             self.proxy.wait_counter("http_inspector.http2_found", before_h2 + 1), before_h2 + 1)
+
+    def test_a_client_silent_past_listener_filters_timeout_goes_on_or_is_closed(self):
+        # virtualInbound: continue_on_listener_filters_timeout. The request
+        # sent after the timeout is matched without an application protocol.
+        before = self.counter("listener.virtualInbound.downstream_pre_cx_timeout")
+        with socket.create_connection(("10.77.2.5", 8082), timeout=TIMEOUT_S) as s:
+            self.assertGreaterEqual(self.proxy.wait_counter(
+                "listener.virtualInbound.downstream_pre_cx_timeout", before + 1,
+                deadline_s=FILTERS_TIMEOUT_S + 5), before + 1)
+            s.sendall(b"GET /late HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+            reply = recv_all(s)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply)
+        self.assertTrue(reply.endswith(b"plain-chain"), reply)
+        # virtualInbound6: Envoy's default, the connection is closed.
+        before = self.counter("listener.virtualInbound6.downstream_pre_cx_timeout")
+        with socket.create_connection(("fd77:2::5", 8082), timeout=TIMEOUT_S) as s:
+            self.assertGreaterEqual(self.proxy.wait_counter(
+                "listener.virtualInbound6.downstream_pre_cx_timeout", before + 1,
+                deadline_s=FILTERS_TIMEOUT_S + 5), before + 1)
+            try:
+                s.sendall(b"GET /late HTTP/1.1\r\nHost: app\r\n\r\n")
+                self.assertEqual(recv_all(s), b"")
+            except ConnectionResetError:
+                pass
 
     def test_a_connection_that_was_not_redirected_keeps_its_local_address(self):
         # Straight to the capture port on loopback: no REDIRECT, so the

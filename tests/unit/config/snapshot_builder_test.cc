@@ -339,6 +339,8 @@ static_resources:
   - name: virtualInbound
     address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
     transparent: true
+    listener_filters_timeout: 0s
+    continue_on_listener_filters_timeout: true
     listener_filters:
     - name: envoy.filters.listener.original_dst
       typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
@@ -366,12 +368,16 @@ static_resources:
   CHECK_FALSE(out.http_inspector);
   CHECK(out.bind_to_port);
   CHECK_FALSE(out.transparent);
+  CHECK(out.listener_filters_timeout == std::chrono::seconds(15));  // Envoy's default
+  CHECK_FALSE(out.continue_on_listener_filters_timeout);
 
   const ListenerConfig& in = s->listeners[1];
   CHECK_FALSE(in.use_original_dst);
   CHECK(in.original_dst);
   CHECK(in.http_inspector);
   CHECK(in.transparent);
+  CHECK(in.listener_filters_timeout == std::chrono::milliseconds(0));
+  CHECK(in.continue_on_listener_filters_timeout);
   const FilterChainConfig& c = in.filter_chains[0];
   CHECK(c.destination_port == 9080u);
   REQUIRE(c.prefix_ranges.size() == 2);
