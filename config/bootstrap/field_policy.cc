@@ -91,17 +91,6 @@ absl::Status checkCluster(const Message& m, absl::string_view path) {
   }
 }
 
-absl::Status checkListenerFilter(const Message& m, absl::string_view path) {
-  const auto& f = static_cast<const listener_v3::ListenerFilter&>(m);
-  absl::string_view type = typeNameOf(f.typed_config().type_url());
-  if (type == "envoy.extensions.filters.listener.original_dst.v3.OriginalDst") {
-    return rejected(fieldPath(path, "typed_config"),
-                    "the original_dst listener filter is not supported by turnout yet (issue: "
-                    "sidecar traffic capture)");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status checkSocketAddress(const Message& m, absl::string_view path) {
   const auto& s = static_cast<const core_v3::SocketAddress&>(m);
   if (s.protocol() == core_v3::SocketAddress::UDP) {
@@ -147,7 +136,7 @@ constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (wit
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
-constexpr absl::string_view kFilterChainMatchReason = "matching filter chains on this field is not supported by turnout; it matches server_names, transport_protocol and application_protocols only";
+constexpr absl::string_view kAddressSuffixReason = "not implemented by Envoy either (its listener refuses a filter chain that sets it); match destination addresses with prefix_ranges";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kRuntimeReason = "the runtime is not supported by turnout";
 constexpr absl::string_view kTlsSniReason = "require_sni is not supported by turnout yet";
@@ -234,36 +223,34 @@ FieldPolicyTable* buildTable() {
   // ---- listeners ----
   table["envoy.config.listener.v3.Listener"] = {
       .supported = {"name", "address", "filter_chains", "default_filter_chain", "stat_prefix",
-                    "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters"},
+                    "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters",
+                    "use_original_dst", "transparent", "listener_filters_timeout",
+                    "continue_on_listener_filters_timeout"},
       .inert = {"metadata", "traffic_direction"},
-      .reasons = {{"use_original_dst", absl::string_view("use_original_dst is not supported by turnout yet (issue: sidecar traffic capture)")},
-                  {"transparent", "transparent listeners are not supported by turnout yet (issue: sidecar traffic capture)"},
-                  {"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
+      .reasons = {{"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
                   {"api_listener", "API listeners are not supported by turnout"}}};
   table["envoy.config.listener.v3.ListenerFilter"] = {
       .supported = {"typed_config"},
-      .inert = {"name"},
-      .check = checkListenerFilter};
+      .inert = {"name"}};
   // tls_inspector only feeds filter_chain_match, which turnout's listener does
-  // itself whenever a chain needs it (as Envoy injects the inspector then):
-  // inert. http_inspector's plaintext ALPN is not detected (a chain that
-  // matches application_protocols next to it is refused by SnapshotBuilder).
+  // itself whenever a chain needs it (as Envoy injects the inspector then).
+  // http_inspector gives plaintext connections their application protocol;
+  // original_dst restores SO_ORIGINAL_DST (docs/sidecar.md). None has fields.
   table["envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"] = {};
   table["envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"] = {};
+  table["envoy.extensions.filters.listener.original_dst.v3.OriginalDst"] = {};
   table["envoy.config.listener.v3.FilterChain"] = {
       .supported = {"filters", "transport_socket", "filter_chain_match"},
       .inert = {"name", "metadata"}};
-  // config/snapshot/filter_chain_matcher.cc; docs/tls.md "Filter chains by SNI".
+  // config/snapshot/filter_chain_matcher.cc; docs/tls.md "Filter chains by
+  // SNI", docs/sidecar.md "Capture listeners".
   table["envoy.config.listener.v3.FilterChainMatch"] = {
-      .supported = {"server_names", "transport_protocol", "application_protocols"},
-      .reasons = {{"destination_port", kFilterChainMatchReason},
-                  {"prefix_ranges", kFilterChainMatchReason},
-                  {"address_suffix", kFilterChainMatchReason},
-                  {"suffix_len", kFilterChainMatchReason},
-                  {"direct_source_prefix_ranges", kFilterChainMatchReason},
-                  {"source_type", kFilterChainMatchReason},
-                  {"source_prefix_ranges", kFilterChainMatchReason},
-                  {"source_ports", kFilterChainMatchReason}}};
+      .supported = {"destination_port", "prefix_ranges", "server_names", "transport_protocol",
+                    "application_protocols", "direct_source_prefix_ranges", "source_type",
+                    "source_prefix_ranges", "source_ports"},
+      .reasons = {{"address_suffix", kAddressSuffixReason},
+                  {"suffix_len", kAddressSuffixReason}}};
+  table["envoy.config.core.v3.CidrRange"] = {.supported = {"address_prefix", "prefix_len"}};
   table["envoy.config.listener.v3.Filter"] = {.supported = {"typed_config"}, .inert = {"name"}};
   table["envoy.config.core.v3.TransportSocket"] = {
       .supported = {"typed_config"}, .inert = {"name"}, .check = checkTransportSocket};

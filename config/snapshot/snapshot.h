@@ -128,12 +128,21 @@ struct FilterChainConfig {
   std::string name;
   std::string path;  // in the bootstrap or LDS file, for errors
 
-  // filter_chain_match (FilterChainMatcher); destination_port is rejected
-  // by the field policy and kept here for the capture listener to come.
+  // filter_chain_match (FilterChainMatcher, which checks these).
+  struct CidrRange {
+    std::string address_prefix;
+    uint32_t prefix_len = 0;  // unset: 0, as Envoy
+  };
+  enum class SourceType { Any, SameIpOrLoopback, External };
+  std::optional<uint32_t> destination_port;
+  std::vector<CidrRange> prefix_ranges;
   std::vector<std::string> server_names;
   std::string transport_protocol;
   std::vector<std::string> application_protocols;
-  std::optional<uint32_t> destination_port;
+  std::vector<CidrRange> direct_source_prefix_ranges;
+  SourceType source_type = SourceType::Any;
+  std::vector<CidrRange> source_prefix_ranges;
+  std::vector<uint32_t> source_ports;
   bool has_tls = false;  // DownstreamTlsContext transport socket
   std::optional<google::protobuf::Any> transport_socket;
   std::optional<HttpConnectionManagerConfig> http_connection_manager;
@@ -145,11 +154,31 @@ struct ListenerConfig {
   bool name_generated = false;  // Envoy assigns a UUID to an unnamed listener
   Address address;
   std::string stat_prefix;
+  // false: the listener opens no socket; it only takes connections handed
+  // off by a use_original_dst listener (docs/sidecar.md).
   bool bind_to_port = true;
+  // Hands a connection whose original destination was restored to the
+  // listener bound to that address (exact, else the wildcard address on its
+  // port), else keeps it.
   bool use_original_dst = false;
+  // IP_TRANSPARENT on the listening socket (TPROXY capture).
   bool transparent = false;
   TrafficDirection traffic_direction = TrafficDirection::Unspecified;
   std::vector<std::string> listener_filter_types;  // message full names
+  // The original_dst listener filter is listed, or use_original_dst (which
+  // adds it, as Envoy does): the accepted socket's SO_ORIGINAL_DST becomes
+  // the connection's local address.
+  bool original_dst = false;
+  // http_inspector is listed: a plaintext connection's first request line
+  // gives its application protocol ("http/1.1", "http/1.0", "h2c") for
+  // filter_chain_match.application_protocols.
+  bool http_inspector = false;
+  // How long the first bytes may take when the chain depends on them
+  // (listener_filters_timeout, Envoy's 15 s; 0: no limit), and whether the
+  // connection then goes on with what it sent (continue_on_listener_filters_timeout)
+  // instead of being closed.
+  Milliseconds listener_filters_timeout{15000};
+  bool continue_on_listener_filters_timeout = false;
   std::vector<FilterChainConfig> filter_chains;
   // Picks one of filter_chains per connection; none: default_filter_chain,
   // or the connection is closed (listener.<addr>.no_filter_chain_match).

@@ -47,6 +47,11 @@ Milliseconds ms(const google::protobuf::Duration& d) {
   return Milliseconds(TimeUtil::DurationToMilliseconds(d));
 }
 
+constexpr absl::string_view kOriginalDstType =
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
+constexpr absl::string_view kHttpInspectorType =
+    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+
 absl::string_view typeNameOf(absl::string_view url) {
   size_t slash = url.rfind('/');
   return slash == absl::string_view::npos ? url : url.substr(slash + 1);
@@ -654,10 +659,30 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
   out.name = fc.name();
   out.path = path;
   const auto& m = fc.filter_chain_match();
+  auto ranges = [](const auto& in) {
+    std::vector<FilterChainConfig::CidrRange> out;
+    for (const auto& r : in) out.push_back({r.address_prefix(), r.prefix_len().value()});
+    return out;
+  };
+  if (m.has_destination_port()) out.destination_port = m.destination_port().value();
+  out.prefix_ranges = ranges(m.prefix_ranges());
   out.server_names.assign(m.server_names().begin(), m.server_names().end());
   out.transport_protocol = m.transport_protocol();
   out.application_protocols.assign(m.application_protocols().begin(), m.application_protocols().end());
-  if (m.has_destination_port()) out.destination_port = m.destination_port().value();
+  out.direct_source_prefix_ranges = ranges(m.direct_source_prefix_ranges());
+  switch (m.source_type()) {
+    case listener_v3::FilterChainMatch::SAME_IP_OR_LOOPBACK:
+      out.source_type = FilterChainConfig::SourceType::SameIpOrLoopback;
+      break;
+    case listener_v3::FilterChainMatch::EXTERNAL:
+      out.source_type = FilterChainConfig::SourceType::External;
+      break;
+    default:
+      out.source_type = FilterChainConfig::SourceType::Any;
+      break;
+  }
+  out.source_prefix_ranges = ranges(m.source_prefix_ranges());
+  out.source_ports.assign(m.source_ports().begin(), m.source_ports().end());
   if (fc.has_transport_socket()) {
     out.transport_socket = fc.transport_socket().typed_config();
     out.has_tls = typeNameOf(fc.transport_socket().typed_config().type_url()) == kDownstreamTlsContextType;
@@ -686,25 +711,6 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
     out.http_connection_manager = *std::move(cfg);
   }
   return out;
-}
-
-// http_inspector would give plaintext connections an application protocol
-// ("http/1.1", "h2c") for application_protocols to match; turnout detects
-// ALPN from a TLS ClientHello only, so that pairing is refused.
-absl::Status checkListenerInspectors(const ListenerConfig& l) {
-  constexpr absl::string_view kHttpInspector =
-      "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
-  bool http_inspector = false;
-  for (const auto& t : l.listener_filter_types) http_inspector |= t == kHttpInspector;
-  if (!http_inspector) return absl::OkStatus();
-  for (const auto& c : l.filter_chains) {
-    if (c.application_protocols.empty()) continue;
-    return invalid(fieldPath(fieldPath(c.path, "filter_chain_match"), "application_protocols"),
-                   "matching the application protocol of plaintext connections (http_inspector) "
-                   "is not supported by turnout; application_protocols matches the ALPN of a TLS "
-                   "ClientHello only");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -991,7 +997,14 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     for (const auto& lf : l.listener_filters()) {
       out.listener_filter_types.emplace_back(typeNameOf(lf.typed_config().type_url()));
+      const std::string& type = out.listener_filter_types.back();
+      out.original_dst |= type == kOriginalDstType;
+      out.http_inspector |= type == kHttpInspectorType;
     }
+    // Envoy adds the original_dst filter to a use_original_dst listener.
+    out.original_dst |= out.use_original_dst;
+    if (l.has_listener_filters_timeout()) out.listener_filters_timeout = ms(l.listener_filters_timeout());
+    out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
     for (int j = 0; j < l.filter_chains_size(); ++j) {
       auto fc = toFilterChain(l.filter_chains(j), indexPath(fieldPath(path, "filter_chains"), j),
                               cluster_names, check_clusters, *snapshot);
@@ -1001,7 +1014,6 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     auto matcher = FilterChainMatcher::create(out.filter_chains);
     if (!matcher.ok()) return matcher.status();
     out.filter_chain_matcher = *std::move(matcher);
-    if (auto s = checkListenerInspectors(out); !s.ok()) return s;
     if (l.has_default_filter_chain()) {
       // Its filter_chain_match, if any, is ignored, as in Envoy (listener.proto).
       const std::string dpath = fieldPath(path, "default_filter_chain");

@@ -267,11 +267,10 @@ absl::Status checkListenerTls(const config::Snapshot& snapshot) {
   return absl::OkStatus();
 }
 
-bool ListenerRuntime::inspects() const {
-  if (filter_chains.size() != 1) return true;
-  const config::FilterChainConfig& c = *filter_chains[0].config;
-  return !c.server_names.empty() || !c.transport_protocol.empty() ||
-         !c.application_protocols.empty();
+bool ListenerRuntime::inspects() const { return config->filter_chain_matcher.needsFirstBytes(); }
+
+bool ListenerRuntime::inspectsHttp() const {
+  return config->http_inspector && config->filter_chain_matcher.matchesApplicationProtocols();
 }
 
 std::optional<size_t> ListenerRuntime::selectFilterChain(
@@ -312,6 +311,7 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
   auto lr = std::make_shared<ListenerRuntime>();
   lr->config = &l;
   lr->stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
+  if (l.http_inspector) lr->http_inspector_stats = stats::makeHttpInspectorStats(store);
   auto addChain = [&](const config::FilterChainConfig& chain) -> absl::Status {
     FilterChainRuntime rt;
     rt.config = &chain;

@@ -98,11 +98,18 @@ struct ListenerRuntime {
   std::vector<FilterChainRuntime> filter_chains;
   // The listener.<addr>.ssl.* stats, when a chain serves TLS.
   std::optional<stats::SslStats> ssl_stats;
+  // The http_inspector.* stats, when the listener has that filter.
+  std::optional<stats::HttpInspectorStats> http_inspector_stats;
 
-  // Whether a connection's chain depends on what it sends first (several
-  // chains, or match rules): then it is read (tls_inspector's job in Envoy)
-  // before a chain is chosen; otherwise chain 0 serves every connection.
+  // Whether a connection's chain depends on what it sends first (a chain
+  // matches server names, transport or application protocols): then it is
+  // read (tls_inspector's and http_inspector's job in Envoy) before a chain
+  // is chosen; otherwise the chain is chosen from the addresses alone.
   bool inspects() const;
+  // Whether a plaintext connection's first request line is read for its
+  // application protocol (http_inspector, and a chain that matches
+  // application_protocols).
+  bool inspectsHttp() const;
   // The chain for a connection: config->filter_chain_matcher's choice, else
   // the default chain; none: the connection is closed and counted in
   // listener.<addr>.no_filter_chain_match.

@@ -15,6 +15,7 @@
 #include "proxy/common/asio.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/listener/listener_address_map.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -106,6 +107,9 @@ class Worker {
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;
   DataPlaneConfigConstSharedPtr config_;
+  // config_'s listeners by address, for use_original_dst hand-offs (empty
+  // unless a listener has use_original_dst).
+  ListenerAddressMap listeners_by_address_;
   ClusterManager clusters_;
   std::mt19937_64 rng_;
   bool draining_ = false;

@@ -329,6 +329,14 @@ ListenerStats makeListenerStats(Store& store, std::string_view address, std::str
   return s;
 }
 
+HttpInspectorStats makeHttpInspectorStats(Store& store) {
+  return HttpInspectorStats{store.counter("http_inspector.http10_found"),
+                            store.counter("http_inspector.http11_found"),
+                            store.counter("http_inspector.http2_found"),
+                            store.counter("http_inspector.http_not_found"),
+                            store.counter("http_inspector.read_error")};
+}
+
 void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {
   countClass(downstream_rq_xx, shard, code);
 }

@@ -67,6 +67,13 @@ struct ListenerStats {
 };
 ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix);
 
+// http_inspector.*: the listener filter's counters (Envoy's names; one tree
+// for every listener that has the filter).
+struct HttpInspectorStats {
+  StatId http10_found, http11_found, http2_found, http_not_found, read_error;
+};
+HttpInspectorStats makeHttpInspectorStats(Store& store);
+
 // listener.<addr>.http.<stat_prefix>.downstream_rq_<N>xx
 struct ListenerHttpStats {
   std::array<StatId, 5> downstream_rq_xx;
