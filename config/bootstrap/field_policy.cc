@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "config/bootstrap/extensions.h"
 #include "config/bootstrap/field_path.h"
-#include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/address.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route_components.pb.h"
@@ -28,7 +27,6 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-namespace cluster_v3 = envoy::config::cluster::v3;
 namespace core_v3 = envoy::config::core::v3;
 namespace listener_v3 = envoy::config::listener::v3;
 namespace route_v3 = envoy::config::route::v3;
@@ -73,19 +71,6 @@ absl::Status checkHcm(const Message& m, absl::string_view path) {
   switch (hcm.codec_type()) {
     case hcm_v3::HttpConnectionManager::HTTP3:
       return rejected(fieldPath(path, "codec_type"), "HTTP3 is not supported by turnout");
-    default:
-      return absl::OkStatus();
-  }
-}
-
-absl::Status checkCluster(const Message& m, absl::string_view path) {
-  const auto& c = static_cast<const cluster_v3::Cluster&>(m);
-  if (c.cluster_discovery_type_case() != cluster_v3::Cluster::kType) return absl::OkStatus();
-  switch (c.type()) {
-    case cluster_v3::Cluster::ORIGINAL_DST:
-      return rejected(fieldPath(path, "type"),
-                      "ORIGINAL_DST clusters are not supported by turnout yet (issue: sidecar "
-                      "traffic capture); use STATIC, STRICT_DNS or LOGICAL_DNS");
     default:
       return absl::OkStatus();
   }
@@ -285,6 +270,26 @@ FieldPolicyTable* buildTable() {
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source"] = {
       .supported = {"baggage_member", "tracestate_key", "header"}};
 
+  // ---- TCP proxy (proxy/connection/tcp_proxy_connection.cc; docs/tcp_proxy.md) ----
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"] = {
+      .supported = {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
+                    "max_connect_attempts", "access_log"},
+      .reasons = {{"on_demand", "on-demand cluster discovery is not supported by turnout"},
+                  {"metadata_match", "subset load balancing (metadata_match) is not supported by turnout"},
+                  {"downstream_idle_timeout", "not implemented by Envoy either; use idle_timeout"},
+                  {"upstream_idle_timeout", "not implemented by Envoy either; use idle_timeout"},
+                  {"hash_policy", "hash policies on a TCP proxy are not supported by turnout; its hash-based clusters pick a host at random, as Envoy's do without one"},
+                  {"tunneling_config", "tunneling TCP over HTTP (CONNECT) is not supported by turnout"},
+                  {"max_downstream_connection_duration", "max_downstream_connection_duration is not supported by turnout yet; idle_timeout bounds an idle connection"},
+                  {"access_log_flush_interval", "periodic access log flushes are not supported by turnout; a TCP proxy logs once, when the connection ends"},
+                  {"flush_access_log_on_connected", "access log flushes on connect are not supported by turnout; a TCP proxy logs once, when the connection ends"},
+                  {"access_log_options", "access log flush options are not supported by turnout; a TCP proxy logs once, when the connection ends"}}};
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster"] = {
+      .supported = {"clusters"}};
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight"] = {
+      .supported = {"name", "weight"},
+      .reasons = {{"metadata_match", "subset load balancing (metadata_match) is not supported by turnout"}}};
+
   // ---- access logs ----
   table["envoy.config.accesslog.v3.AccessLog"] = {
       .supported = {"typed_config"},
@@ -481,14 +486,19 @@ FieldPolicyTable* buildTable() {
                     "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
                     "common_http_protocol_options", "typed_extension_protocol_options",
                     "transport_socket", "max_requests_per_connection", "eds_cluster_config",
-                    "http2_protocol_options"},
+                    "http2_protocol_options", "original_dst_lb_config", "cleanup_interval"},
       .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
       .reasons = {{"transport_socket_matches", kTransportSocketMatchesReason},
                   {"cluster_type", "custom cluster types are not supported by turnout"},
                   {"respect_dns_ttl", "respect_dns_ttl is not supported by turnout (the system resolver gives no TTL); set dns_refresh_rate"},
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
                   {"lrs_server", "load reporting is not supported by turnout"}},
-      .check = checkCluster};
+  };
+  // ORIGINAL_DST clusters (docs/upstream.md "Original destination");
+  // metadata_key needs dynamic metadata, which no turnout filter sets.
+  table["envoy.config.cluster.v3.Cluster.OriginalDstLbConfig"] = {
+      .supported = {"use_http_header", "http_header_name", "upstream_port_override"},
+      .reasons = {{"metadata_key", "the original destination from dynamic metadata (metadata_key) is not supported by turnout; use use_http_header or the connection's original destination"}}};
   table["envoy.config.cluster.v3.Cluster.MaglevLbConfig"] = {.supported = {"table_size"}};
   table["envoy.config.cluster.v3.Cluster.CommonLbConfig"] = {
       .supported = {"consistent_hashing_lb_config"}};

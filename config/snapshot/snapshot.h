@@ -124,6 +124,23 @@ struct HttpConnectionManagerConfig {
   std::vector<std::string> upgrade_types;
 };
 
+// envoy.filters.network.tcp_proxy (TcpProxy): relays a connection's bytes to
+// a host of `cluster`, or of one of `weighted_clusters` picked by weight per
+// connection, with Envoy's defaults (docs/tcp_proxy.md).
+struct TcpProxyConfig {
+  struct WeightedCluster {
+    std::string name;
+    uint32_t weight = 0;
+  };
+  std::string stat_prefix;
+  std::string cluster;                          // empty when weighted_clusters is used
+  std::vector<WeightedCluster> weighted_clusters;
+  uint64_t total_weight = 0;                    // sum of weighted_clusters' weights
+  Milliseconds idle_timeout{60 * 60 * 1000};    // Envoy's 1 h; 0 disables
+  uint32_t max_connect_attempts = 1;
+  std::vector<AccessLogConfig> access_logs;
+};
+
 struct FilterChainConfig {
   std::string name;
   std::string path;  // in the bootstrap or LDS file, for errors
@@ -145,7 +162,10 @@ struct FilterChainConfig {
   std::vector<uint32_t> source_ports;
   bool has_tls = false;  // DownstreamTlsContext transport socket
   std::optional<google::protobuf::Any> transport_socket;
+  // The chain's one network filter: an HTTP connection manager or a TCP
+  // proxy (both terminal, so never both); neither: connections are closed.
   std::optional<HttpConnectionManagerConfig> http_connection_manager;
+  std::optional<TcpProxyConfig> tcp_proxy;
 };
 
 struct ListenerConfig {
@@ -262,6 +282,19 @@ struct OutlierDetectionConfig {
   uint32_t failure_percentage_request_volume = 50;
 };
 
+// An ORIGINAL_DST cluster's original_dst_lb_config and cleanup_interval,
+// with Envoy's defaults. The host is the header's `ip:port` when
+// use_http_header is set and the request has a valid one, else the
+// downstream connection's local address (its original destination);
+// port_override replaces the port. Hosts are made per worker on first use
+// and dropped after cleanup_interval unused (docs/upstream.md).
+struct OriginalDstConfig {
+  bool use_http_header = false;
+  std::string http_header = "x-envoy-original-dst-host";  // lowercase
+  std::optional<uint32_t> port_override;
+  Milliseconds cleanup_interval{5000};
+};
+
 struct ClusterConfig {
   enum class Type { Static, StrictDns, LogicalDns, Eds, OriginalDst };
   enum class LbPolicy { RoundRobin, LeastRequest, RingHash, Random, Maglev, ClusterProvided };
@@ -300,6 +333,8 @@ struct ClusterConfig {
   // max_requests_per_connection requests is not reused (0: no limit).
   Milliseconds upstream_idle_timeout{60 * 60 * 1000};
   uint32_t max_requests_per_connection = 0;
+  // ORIGINAL_DST clusters only (else unset: one pointer).
+  routing::Boxed<OriginalDstConfig> original_dst;
   // UpstreamProtocol::Http2: the honoured Http2ProtocolOptions (Envoy's
   // defaults; the other fields are rejected by the field policy). The pool
   // advertises them and caps a connection's streams at

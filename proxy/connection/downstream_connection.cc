@@ -8,6 +8,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/connection/http2_downstream_connection.h"
+#include "proxy/connection/tcp_proxy_connection.h"
 #include "proxy/listener/http_inspector.h"
 #include "proxy/listener/original_dst.h"
 #include "proxy/server/worker.h"
@@ -294,8 +295,9 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     const FilterChainRuntime* hs_chain =
         chain_index ? &l.filter_chains[*chain_index] : l.firstTlsChain();
     beast::tcp_stream hs(std::move(socket));
-    hs.expires_after(orForever(hs_chain->hcm ? hs_chain->hcm->config->idle_timeout
-                                             : std::chrono::milliseconds(0)));
+    hs.expires_after(orForever(hs_chain->hcm         ? hs_chain->hcm->config->idle_timeout
+                               : hs_chain->tcp_proxy ? hs_chain->tcp_proxy->config->idle_timeout
+                                                     : std::chrono::milliseconds(0)));
     const boost::system::error_code hs_ec = co_await runTlsHandshake(hs, *tls, l.ssl_stats, shard);
     socket = hs.release_socket();
     if (tls->refused()) {
@@ -322,6 +324,14 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     co_return;
   }
   const FilterChainRuntime& chain = l.filter_chains[*chain_index];
+  if (chain.tcp_proxy) {
+    // Bytes, not HTTP: relayed as they come (what was read to pick the
+    // chain first).
+    co_await TcpProxyConnection::run(worker, std::move(config), listener_index, *chain_index,
+                                     std::move(socket), remote, local, std::move(initial),
+                                     std::move(tls));
+    co_return;
+  }
   const CodecType type = chain.hcm ? chain.hcm->config->codec_type : CodecType::Http1;
   bool h2 = type == CodecType::Http2;
   if (tls) {

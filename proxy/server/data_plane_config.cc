@@ -77,6 +77,25 @@ absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats
   return rt;
 }
 
+absl::StatusOr<TcpProxyRuntime> buildTcpProxy(const config::ListenerConfig& l,
+                                              const config::TcpProxyConfig& t,
+                                              stats::Store& store,
+                                              access_log::AccessLogFactory& logs) {
+  TcpProxyRuntime rt;
+  rt.config = &t;
+  rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
+  rt.stats = stats::makeTcpProxyStats(store, t.stat_prefix);
+  for (size_t i = 0; i < t.access_logs.size(); ++i) {
+    auto log = logs.create(t.access_logs[i]);
+    if (!log.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("listener '", l.name, "' access_log[", i,
+                                                     "]: ", log.status().message()));
+    }
+    rt.access_logs.push_back(*std::move(log));
+  }
+  return rt;
+}
+
 absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConfig& l,
                                                       const config::HttpConnectionManagerConfig& h,
                                                       const config::Snapshot& snapshot,
@@ -87,6 +106,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
   HttpConnectionManagerRuntime rt;
   rt.config = &h;
   rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
+  rt.listener = &l;
   if (h.route_table_index) rt.route_table = snapshot.route_tables[*h.route_table_index].table;
   if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds) {
     auto it = routes.find(h.route_config_name);
@@ -320,6 +340,11 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
           buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
       if (!hcm.ok()) return hcm.status();
       rt.hcm = *std::move(hcm);
+    }
+    if (chain.tcp_proxy) {
+      auto tcp = buildTcpProxy(l, *chain.tcp_proxy, store, logs);
+      if (!tcp.ok()) return tcp.status();
+      rt.tcp_proxy = *std::move(tcp);
     }
     auto tls = serverTlsFor(chain, *owner);
     if (!tls.ok()) return tls.status();

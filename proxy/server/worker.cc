@@ -123,6 +123,16 @@ void Worker::stop() {
   thread_.join();
 }
 
+std::optional<asio::ip::tcp::endpoint> Worker::boundAddress(std::string_view listener_name) const {
+  for (const auto& l : listeners_) {
+    if (l->name != listener_name || !l->acceptor || !l->acceptor->is_open()) continue;
+    boost::system::error_code ec;
+    const asio::ip::tcp::endpoint bound = l->acceptor->local_endpoint(ec);
+    if (!ec) return bound;
+  }
+  return std::nullopt;
+}
+
 std::list<ConnectionHandle*>::iterator Worker::registerConnection(ConnectionHandle* c) {
   return connections_.insert(connections_.end(), c);
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -83,6 +84,13 @@ class Worker {
   }
   // The HTTP Date for now, refreshed at most once a second.
   const std::string& httpDate();
+
+  // The address listener `listener_name`'s acceptor is bound to on this
+  // worker, as the kernel reports it (port 0 resolved); none for a listener
+  // this worker does not accept on (bind_to_port false, or removed). A
+  // syscall: ORIGINAL_DST clusters ask, to refuse a destination that is the
+  // listener itself. Worker thread.
+  std::optional<asio::ip::tcp::endpoint> boundAddress(std::string_view listener_name) const;
 
   // Connection registry (worker thread): for drain and shutdown.
   std::list<ConnectionHandle*>::iterator registerConnection(ConnectionHandle* c);

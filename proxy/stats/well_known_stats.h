@@ -51,6 +51,18 @@ struct HttpConnManagerStats {
 };
 HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix);
 
+// tcp.<stat_prefix>.*  (the TCP proxy filter, Envoy's tcp_proxy_filter.rst).
+struct TcpProxyStats {
+  StatId downstream_cx_total, downstream_cx_no_route;
+  StatId downstream_cx_tx_bytes_total, downstream_cx_tx_bytes_buffered;
+  StatId downstream_cx_rx_bytes_total, downstream_cx_rx_bytes_buffered;
+  StatId downstream_flow_control_paused_reading_total, downstream_flow_control_resumed_reading_total;
+  StatId idle_timeout, upstream_flush_total, upstream_flush_active;
+  // One Store scope per stat_prefix, shared like the HCM's.
+  ScopeHandle scope;
+};
+TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix);
+
 // listener.<addr>.*  where <addr> is Listener.stat_prefix or the address with
 // ':' turned into '_' (0.0.0.0_10000).
 struct ListenerStats {
@@ -126,6 +138,15 @@ struct ClusterStats {
   StatId upstream_cx_pool_overflow;
   StatId upstream_cx_idle_timeout, upstream_cx_max_requests, upstream_cx_destroy_remote;
   StatId upstream_cx_http1_total, upstream_cx_http2_total;
+  // TCP proxy connections (HTTP connections do not count bytes yet).
+  StatId upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total;
+  StatId upstream_cx_none_healthy, upstream_cx_connect_attempts_exceeded;
+  StatId upstream_flow_control_paused_reading_total, upstream_flow_control_resumed_reading_total;
+  // ORIGINAL_DST: a request's override header that is not `ip:port`
+  // (Envoy's), and turnout's refusal of a destination that is the
+  // listener's own address (no original destination, or a loop), and of a
+  // new destination while a worker keeps kMaxOriginalDstHosts hosts.
+  StatId original_dst_host_invalid, original_dst_loop_refused, original_dst_host_overflow;
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
   StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;

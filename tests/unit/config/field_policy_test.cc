@@ -262,9 +262,33 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        opts + ".auto_config: auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported"},
       {"EDS cluster without eds_cluster_config", bootstrap("", "", kRouteConfig, "    type: EDS\n"),
        "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
-      {"ORIGINAL_DST cluster",
-       bootstrap("", "", kRouteConfig, "    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n"),
-       "static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
+      {"ORIGINAL_DST cluster with a metadata key",
+       absl::StrCat(R"(
+static_resources:
+  clusters:
+  - name: o
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    original_dst_lb_config: {metadata_key: {key: k, path: [{key: p}]}}
+)"),
+       "static_resources.clusters[0].original_dst_lb_config.metadata_key: the original destination from dynamic metadata"},
+      {"TCP proxy tunneling",
+       absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: tcp
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          cluster: c
+          tunneling_config: {hostname: x}
+  clusters: [{name: c}]
+)"),
+       hcm + ".tunneling_config: tunneling TCP over HTTP (CONNECT) is not supported by turnout"},
       {"EDS over REST",
        bootstrap("", "", kRouteConfig, "    type: EDS\n    eds_cluster_config: {eds_config: {api_config_source: {api_type: REST}}}\n"),
        "static_resources.clusters[0].eds_cluster_config.eds_config.api_config_source.api_type: turnout streams xDS over gRPC"},

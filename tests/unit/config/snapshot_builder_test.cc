@@ -245,15 +245,16 @@ static_resources:
        "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
        "socket_address.address: malformed IP address: backend.local"},
-      // EDS reads a file; ORIGINAL_DST clusters wait for the sidecar issue.
+      // EDS reads a file; ORIGINAL_DST goes with CLUSTER_PROVIDED only.
       {"static_resources: {clusters: [{name: e, type: EDS}]}",
        "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
       {"static_resources: {clusters: [{name: d, type: LOGICAL_DNS}]}",
        "static_resources.clusters[0].load_assignment: LOGICAL_DNS clusters must have a single"},
       {"static_resources: {clusters: [{name: o, type: STATIC, lb_policy: CLUSTER_PROVIDED}]}",
        "static_resources.clusters[0].lb_policy: cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type STATIC"},
-      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}",
-       "load: static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}", "OK"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST}]}",
+       "static_resources.clusters[0].lb_policy: cluster: LB policy ROUND_ROBIN is not valid for Cluster type ORIGINAL_DST"},
       {"static_resources: {listeners: [{name: l}]}", "static_resources.listeners[0].address: a listener needs an address"},
       {"static_resources: {clusters: [{name: m}, {name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 65536}}]}",
        "static_resources.clusters[1].maglev_lb_config.table_size: The table size of maglev must be prime number (got 65536)"},
