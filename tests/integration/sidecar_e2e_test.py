@@ -88,6 +88,10 @@ class SidecarE2ETest(unittest.TestCase):
         cls.cpctl("service", "put", "frontend", "--port", "8080", "--endpoint", "10.88.0.10:8080")
         cls.cpctl("service", "put", "reviews", "--port", "9080", "--endpoint", "10.88.0.11:9080")
         cls.cpctl("service", "put", "ratings", "--port", "9090", "--endpoint", "10.88.0.12:9090")
+        # The frontend pod's second app (drops baggage) is a service too: its
+        # port gets an inbound HTTP chain, where the sidecar learns the key.
+        cls.cpctl("service", "put", "frontend-lazy", "--port", "8081",
+                  "--endpoint", "10.88.0.10:8081")
         cls.cpctl("sandbox", "create", "feat-x", "--fork", "reviews=10.88.0.21:9080")
         cls.cpctl("sandbox", "create", "feat-y", "--fork", "ratings=10.88.0.22:9090")
         for pod, (service, variant, ip, port, nxt) in PODS.items():

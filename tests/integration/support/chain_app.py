@@ -5,8 +5,8 @@ naming itself and, when it has a next hop, what the next hop answered.
         [--next http://ratings:9090/] [--propagate all|traceparent] \
         [--echo-port 5432] [--tcp-target HOST:PORT]
 
---propagate all copies baggage, tracestate and traceparent to the next hop
-(what OpenTelemetry instrumentation does); traceparent copies only
+--propagate all copies baggage, tracestate, traceparent and the plain
+x-turnout-routing-key header to the next hop; traceparent copies only
 traceparent (an app that drops baggage). GET /tcp connects to --tcp-target,
 sends a line and answers what came back (non-HTTP traffic through the
 capture). --echo-port also runs a TCP line echo server. Every socket
@@ -23,7 +23,8 @@ import threading
 import urllib.parse
 
 TIMEOUT_S = 5.0
-PROPAGATED = {"all": ("baggage", "tracestate", "traceparent"), "traceparent": ("traceparent",)}
+PROPAGATED = {"all": ("baggage", "tracestate", "traceparent", "x-turnout-routing-key"),
+              "traceparent": ("traceparent",)}
 
 
 def call_next(url, headers):

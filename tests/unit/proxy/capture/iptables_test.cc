@@ -41,12 +41,8 @@ constexpr const char* kDefaultV4 =
     "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
     "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
     "-A TURNOUT_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n"
-    "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 1337 -j "
-    "TURNOUT_IN_REDIRECT\n"
     "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
     "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-    "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --gid-owner 1337 -j "
-    "TURNOUT_IN_REDIRECT\n"
     "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
     "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
     "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n"
@@ -79,12 +75,8 @@ TEST_CASE("IPv6 rules use ::1 and ::6 where IPv4 uses 127.0.0.1 and 127.0.0.6", 
         "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
         "-A TURNOUT_OUTPUT -s ::6/128 -o lo -j RETURN\n"
-        "-A TURNOUT_OUTPUT ! -d ::1/128 -o lo -p tcp -m owner --uid-owner 1337 -j "
-        "TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT ! -d ::1/128 -o lo -p tcp -m owner --gid-owner 1337 -j "
-        "TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -d ::1/128 -j RETURN\n"
@@ -104,12 +96,8 @@ TEST_CASE("the proxy, inbound capture and admin ports move together", "[capture]
         "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006\n"
         "-A TURNOUT_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n"
-        "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 1337 -j "
-        "TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --gid-owner 1337 -j "
-        "TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n"
@@ -121,16 +109,10 @@ TEST_CASE("every proxy UID and GID is exempt, each with its lo rules", "[capture
   std::string r = rules({"--proxy-uid", "1337, 101", "--proxy-gid", "2000"});
   CHECK(r.find("-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n") != std::string::npos);
   std::string expected =
-      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 1337 -j "
-      "TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 101 -j "
-      "TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 101 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --uid-owner 101 -j RETURN\n"
-      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --gid-owner 2000 -j "
-      "TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 2000 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --gid-owner 2000 -j RETURN\n"
       "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n";
@@ -450,7 +432,7 @@ Run run(FakeIptables& fake, const std::vector<std::string>& args) {
   return {code, out.str(), err.str()};
 }
 
-TEST_CASE("--dry-run prints the restore input and runs nothing", "[capture]") {
+TEST_CASE("dry run (--dry-run) prints the restore input and runs nothing", "[capture]") {
   FakeIptables fake;
   Run r = run(fake, {"--dry-run", "--ipv6"});
   CHECK(r.code == 0);
@@ -488,7 +470,7 @@ TEST_CASE("apply with an explicit backend reads the nat table and restores once"
                                                       "iptables-legacy-restore --noflush --wait 5",
                                                       "ip6tables-legacy-save -t nat"});
   CHECK(fake.calls[1].second == applyInput(parse({}), IpFamily::kV4, kSavedWithTurnout));
-  CHECK(r.out.find("IPv4 capture rules applied (iptables-legacy-restore, 20 rules)") !=
+  CHECK(r.out.find("IPv4 capture rules applied (iptables-legacy-restore, 18 rules)") !=
         std::string::npos);
 }
 
