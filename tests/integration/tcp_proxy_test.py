@@ -493,6 +493,8 @@ class TcpProxyTest(unittest.TestCase):
             self.assertTrue(poll(20, stalled), "the source never stalled (sent %d)" % src.sent)
             stalled_at = src.sent
             rss_stalled = rss_kib(pid)
+            print("\n  source stalled at %d of %d bytes; turnout RSS %+d KiB"
+                  % (stalled_at, total, rss_stalled - rss_before), file=sys.stderr)
             self.assertLess(stalled_at, total // 2,
                             "the source sent %d of %d bytes to a client that reads nothing"
                             % (stalled_at, total))
