@@ -274,7 +274,7 @@ TEST_CASE("TLS or explicit plaintext, never both, never neither", "[injection_we
 TEST_CASE("only POST /inject with a JSON body is served", "[injection_webhook_server]") {
   const InjectionOptions options;
   auto call = [&](http::verb method, const std::string& target, const std::string& content_type) {
-    HttpRequest req{method, target, 11};
+    proxy::admin::HttpRequest req{method, target, 11};
     if (!content_type.empty()) req.set(http::field::content_type, content_type);
     req.body() = readFixture("pod_plain.json");
     return InjectionWebhook::handle(req, options);

@@ -78,7 +78,7 @@ std::vector<std::string> pointer(const std::string& p) {
   REQUIRE(!p.empty());
   REQUIRE(p[0] == '/');
   std::vector<std::string> out;
-  for (const std::string& token : absl::StrSplit(p.substr(1), '/')) {
+  for (absl::string_view token : absl::StrSplit(p.substr(1), '/')) {
     out.push_back(absl::StrReplaceAll(token, {{"~1", "/"}, {"~0", "~"}}));
   }
   return out;
@@ -409,7 +409,7 @@ TEST_CASE("an injected pod whose service or excluded ports are invalid is denied
       {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/service":"Reviews_V1"})"),
        "annotation turnout.dev/service: 'Reviews_V1' is not a turnout service name"},
       {podWith(R"({"app":"a--b"})", R"({"turnout.dev/inject":"true"})"), "label app: 'a--b'"},
-      {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/service":"$(HOME)"})"), "'$(HOME)'"},
+      {podWith(R"({})", R"j({"turnout.dev/inject":"true","turnout.dev/service":"$(HOME)"})j"), "'$(HOME)'"},
       {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/exclude-inbound-ports":"80,http"})"),
        "annotation turnout.dev/exclude-inbound-ports: 'http' is not a port"},
       {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/exclude-inbound-ports":"70000"})"),
