@@ -44,9 +44,13 @@ EXAMPLES = None
 CP_VARIANTS = ("turnout-cp.yaml", "turnout-cp-etcd.yaml")
 
 
-def load(name):
-    with open(os.path.join(EXAMPLES, name)) as f:
+def load_path(path):
+    with open(path) as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def load(name):
+    return load_path(os.path.join(EXAMPLES, name))
 
 
 def find(docs, kind, name=None):
@@ -261,13 +265,13 @@ class CertsAndWebhookTest(unittest.TestCase):
         self.assertIn("DNS:turnout-cp.turnout-system.svc,", sans)
         self.assertEqual(oct(os.stat(os.path.join(out, "tls.key")).st_mode & 0o777), "0o600")
         self.assertEqual(oct(os.stat(os.path.join(out, "ca.key")).st_mode & 0o777), "0o600")
-        (secret,) = yaml.safe_load_all(open(os.path.join(out, "webhook-tls-secret.yaml")))
+        (secret,) = load_path(os.path.join(out, "webhook-tls-secret.yaml"))
         self.assertEqual(secret["metadata"], {"name": "turnout-cp-webhook-tls", "namespace": "turnout-system"})
         self.assertEqual(secret["type"], "kubernetes.io/tls")
         for key in ("tls.crt", "tls.key"):
             with open(os.path.join(out, key), "rb") as f:
                 self.assertEqual(base64.b64decode(secret["data"][key]), f.read())
-        (generated,) = yaml.safe_load_all(open(os.path.join(out, "webhook.yaml")))
+        (generated,) = load_path(os.path.join(out, "webhook.yaml"))
         (template,) = load("webhook.yaml")
         with open(os.path.join(out, "ca.crt"), "rb") as f:
             self.assertEqual(base64.b64decode(generated["webhooks"][0]["clientConfig"]["caBundle"]), f.read())
@@ -319,7 +323,7 @@ class CertsAndWebhookTest(unittest.TestCase):
 
     def post(self, review):
         """As the API server: TLS trusting only caBundle, for the Service's name."""
-        (config,) = yaml.safe_load_all(open(os.path.join(self.out, "webhook.yaml")))
+        (config,) = load_path(os.path.join(self.out, "webhook.yaml"))
         client = config["webhooks"][0]["clientConfig"]
         ref = client["service"]
         context = ssl.create_default_context(cadata=base64.b64decode(client["caBundle"]).decode())

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "config/control_plane/model.h"
+#include "config/json_limits.h"
 #include "config/json_string.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -91,13 +92,18 @@ absl::StatusOr<std::map<std::string, std::string>> stringMap(const Value* metada
 }
 
 absl::StatusOr<Value> parseJson(std::string_view what, std::string_view json) {
+  if (!config::jsonNestingWithin(json)) {
+    return absl::InvalidArgumentError(absl::StrCat(av(what), " nests arrays and objects deeper than ",
+                                                   config::kMaxJsonNesting));
+  }
   Value root;
   google::protobuf::util::JsonParseOptions options;
   auto status = google::protobuf::util::JsonStringToMessage(
       google::protobuf::StringPiece(json.data(), json.size()), &root, options);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(av(what), " is not JSON: ", std::string(status.message().data(), status.message().size())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        av(what), " is not JSON: ",
+        config::jsonParseReason(std::string_view(status.message().data(), status.message().size()))));
   }
   return root;
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_replace.h"
 #include "tests/support/eventually.h"
 #include "tests/unit/proxy/tls/tls_test_support.h"
 
@@ -220,47 +221,51 @@ TEST_CASE("a rotated certificate serves new connections; a broken rotation keeps
 }
 
 TEST_CASE("the TLS files are checked at start with the flags' names", "[injection_webhook_server]") {
-  TempDir dir;
-  const std::string cert = dir.write("tls.crt", pki().server.certPem());
-  const std::string key = dir.write("tls.key", pki().server.keyPem());
-  const std::string other_key = dir.write("other.key", pki().other.keyPem());
-  const std::string junk = dir.write("junk.pem", "not a certificate\n");
-  const std::string missing = dir.file("missing.pem");
-  const auto [cert_file, key_file, error] = GENERATE_COPY(table<std::string, std::string, std::string>({
-      {missing, key, "--webhook-tls-cert-file: cannot read '" + missing + "'"},
-      {cert, missing, "--webhook-tls-key-file: cannot read '" + missing + "'"},
-      {junk, key, "--webhook-tls-cert-file '" + junk + "'"},
-      {cert, junk, "--webhook-tls-key-file '" + junk + "'"},
-      {key, key, "--webhook-tls-cert-file '" + key + "'"},
-      {cert, other_key, "--webhook-tls-key-file: the key in '" + other_key + "' does not match"},
-      {dir.path(), key, "--webhook-tls-cert-file: cannot read '" + dir.path() + "'"},
+  // The generator holds names: each run of the case has its own directory.
+  const auto [cert_name, key_name, error] = GENERATE(table<std::string, std::string, std::string>({
+      {"missing.pem", "tls.key", "--webhook-tls-cert-file: cannot read '<missing.pem>': No such file"},
+      {"tls.crt", "missing.pem", "--webhook-tls-key-file: cannot read '<missing.pem>': No such file"},
+      {"junk.pem", "tls.key", "--webhook-tls-cert-file '<junk.pem>': contains no PEM certificate"},
+      {"tls.crt", "junk.pem", "--webhook-tls-key-file '<junk.pem>'"},
+      {"tls.key", "tls.key", "--webhook-tls-cert-file '<tls.key>': contains no PEM certificate"},
+      {"tls.crt", "other.key", "--webhook-tls-key-file: the key in '<other.key>' does not match the certificate"},
+      {"", "tls.key", "--webhook-tls-cert-file: cannot read '<>': Is a directory"},
   }));
-  auto tls = webhookTlsContext(cert_file, key_file);
+  TempDir dir;
+  dir.write("tls.crt", pki().server.certPem());
+  dir.write("tls.key", pki().server.keyPem());
+  dir.write("other.key", pki().other.keyPem());
+  dir.write("junk.pem", "not a certificate\n");
+  auto path = [&](const std::string& name) { return name.empty() ? dir.path() : dir.file(name); };
+  std::string want = error;
+  for (const std::string& name : {std::string("missing.pem"), std::string("junk.pem"), std::string("tls.key"),
+                                  std::string("other.key"), std::string("")}) {
+    want = absl::StrReplaceAll(want, {{"<" + name + ">", path(name)}});
+  }
+  auto tls = webhookTlsContext(path(cert_name), path(key_name));
   REQUIRE_FALSE(tls.ok());
   INFO(tls.status().message());
-  CHECK(std::string(tls.status().message()).rfind(error, 0) == 0);
-  REQUIRE(webhookTlsContext(cert, key).ok());
+  CHECK(std::string(tls.status().message()).rfind(want, 0) == 0);
+  REQUIRE(webhookTlsContext(dir.file("tls.crt"), dir.file("tls.key")).ok());
 }
 
 TEST_CASE("TLS or explicit plaintext, never both, never neither", "[injection_webhook_server]") {
+  const auto [with_cert, with_key, plaintext, error] = GENERATE(table<bool, bool, bool, std::string>({
+      {false, false, false, "--webhook-address needs --webhook-tls-cert-file and --webhook-tls-key-file"},
+      {true, false, false, "--webhook-tls-cert-file needs --webhook-tls-key-file"},
+      {false, true, false, "--webhook-tls-key-file needs --webhook-tls-cert-file"},
+      {true, true, true, "--webhook-plaintext cannot be combined"},
+  }));
   TempDir dir;
   asio::io_context ioc;
-  const std::string cert = dir.write("tls.crt", pki().server.certPem());
-  const std::string key = dir.write("tls.key", pki().server.keyPem());
-  const auto [cert_file, key_file, plaintext, error] = GENERATE_COPY(
-      table<std::string, std::string, bool, std::string>({
-          {"", "", false, "--webhook-address needs --webhook-tls-cert-file and --webhook-tls-key-file"},
-          {cert, "", false, "--webhook-tls-cert-file needs --webhook-tls-key-file"},
-          {"", key, false, "--webhook-tls-key-file needs --webhook-tls-cert-file"},
-          {cert, key, true, "--webhook-plaintext cannot be combined"},
-      }));
   InjectionWebhook::Options options;
   options.address = "127.0.0.1";
-  options.tls_cert_file = cert_file;
-  options.tls_key_file = key_file;
+  if (with_cert) options.tls_cert_file = dir.write("tls.crt", pki().server.certPem());
+  if (with_key) options.tls_key_file = dir.write("tls.key", pki().server.keyPem());
   options.plaintext = plaintext;
   auto created = InjectionWebhook::create(ioc, options);
   REQUIRE_FALSE(created.ok());
+  INFO(created.status().message());
   CHECK(std::string(created.status().message()).rfind(error, 0) == 0);
 
   InjectionWebhook::Options plain;

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -277,7 +278,9 @@ TEST_CASE("a Deployment's annotated pod gets the init container, the sidecar and
   CHECK(metadata.at("namespace").string_value() == "shop");
   CHECK(snapshot.bootstrap.admin().address().socket_address().address() == "127.0.0.1");
   CHECK(snapshot.bootstrap.admin().address().socket_address().port_value() == 15000);
-  const auto& xds = snapshot.fullBootstrap().static_resources().clusters(0);
+  const auto full = snapshot.fullBootstrap();  // a copy, with the static clusters put back
+  REQUIRE(full.static_resources().clusters_size() == 1);
+  const auto& xds = full.static_resources().clusters(0);
   CHECK(xds.name() == "xds_cluster");
   const auto& xds_address = xds.load_assignment().endpoints(0).lb_endpoints(0).endpoint().address().socket_address();
   CHECK(xds_address.address() == "turnout-cp.turnout-system.svc");
@@ -302,7 +305,7 @@ TEST_CASE("existing init containers and annotations are appended to; the service
   CHECK(names(at(at(a.pod, "spec"), "initContainers")) == std::vector<std::string>{"wait-for-db", "turnout-init"});
   CHECK(names(at(at(a.pod, "spec"), "containers")) == std::vector<std::string>{"ratings", "turnout-proxy"});
   const auto ann = annotations(a.pod);
-  CHECK(ann.size() == 6);
+  CHECK(ann.size() == 7);
   CHECK(ann.at("turnout.dev/status") == "injected");
   CHECK(ann.at("prometheus.io/scrape") == "true");
   CHECK(ann.at("kubectl.kubernetes.io/default-container") == "ratings");
@@ -460,6 +463,10 @@ TEST_CASE("hostile JSON is an error, never a crash", "[injection_webhook]") {
   CHECK_FALSE(answer.ok());
   CHECK(answer.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_FALSE(answer.status().message().empty());
+  // The reason goes into a JSON answer: printable ASCII only, whatever the body held.
+  const std::string message(answer.status().message());
+  CHECK(message.size() < 1000);
+  CHECK(std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c <= 0x7e; }));
 }
 
 TEST_CASE("injection options come from --inject-* flags", "[injection_webhook]") {
