@@ -121,6 +121,8 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       o.xds_address_path = value;
     } else if (flag == "--log-level") {
       o.log_level = value;
+    } else if (flag == "--webhook-plaintext") {
+      return absl::InvalidArgumentError("--webhook-plaintext takes no value");
     } else if (flag == "--webhook-address") {
       auto a = parseHostPort(flag, value);
       if (!a.ok()) return a.status();

@@ -502,6 +502,8 @@ class FlagTest(unittest.TestCase):
              "--webhook-tls-cert-file needs --webhook-address"),
             (["--inject-proxy-image", "x:1"], 2, "--inject-* needs --webhook-address"),
             (["--webhook-address", "nowhere"], 2, "--webhook-address: 'nowhere' is not HOST:PORT"),
+            (["--webhook-address", "127.0.0.1:0", "--webhook-plaintext=true"], 2,
+             "--webhook-plaintext takes no value"),
             (["--webhook-address", "127.0.0.1:0", "--webhook-plaintext", "--inject-image-pull-policy", "Sometimes"],
              2, "--inject-image-pull-policy: 'Sometimes' is not Always"),
             (["--webhook-address", "127.0.0.1:0", "--webhook-tls-cert-file", missing,

@@ -293,7 +293,7 @@ std::string proxyContainerJson(const InjectionOptions& o, const std::string& ser
       "],\"ports\":[{\"name\":\"turnout-ready\",\"containerPort\":", kSidecarReadinessPort,
       ",\"protocol\":\"TCP\"}]",
       ",\"readinessProbe\":{\"httpGet\":{\"path\":", q(kSidecarReadinessPath), ",\"port\":", kSidecarReadinessPort,
-      "},\"initialDelaySeconds\":1,\"periodSeconds\":2,\"timeoutSeconds\":1,\"failureThreshold\":30}",
+      "},\"initialDelaySeconds\":1,\"periodSeconds\":2,\"timeoutSeconds\":1,\"failureThreshold\":3}",
       ",\"resources\":",
       resourcesJson({{"cpu", o.proxy_cpu_request}, {"memory", o.proxy_memory_request}},
                     {{"cpu", o.proxy_cpu_limit}, {"memory", o.proxy_memory_limit}}),

@@ -248,6 +248,8 @@ TEST_CASE("a Deployment's annotated pod gets the init container, the sidecar and
   const Value& probe = at(at(proxy, "readinessProbe"), "httpGet");
   CHECK(str(at(probe, "path")) == "/healthz/ready");
   CHECK(at(probe, "port").number_value() == 15021);
+  CHECK(at(at(proxy, "readinessProbe"), "periodSeconds").number_value() == 2);
+  CHECK(at(at(proxy, "readinessProbe"), "failureThreshold").number_value() == 3);
   CHECK(at(at(proxy, "ports").list_value().values(0), "containerPort").number_value() == 15021);
   const Value& resources = at(proxy, "resources");
   CHECK(str(at(at(resources, "requests"), "cpu")) == "100m");
