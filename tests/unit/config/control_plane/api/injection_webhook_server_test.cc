@@ -61,6 +61,17 @@ struct Call {
 };
 using CallPtr = std::shared_ptr<Call>;
 
+// The co_spawn completion: an exception that escaped a call ends it with an error.
+struct EndCall {
+  CallPtr out;
+  void operator()(std::exception_ptr e) const {
+    if (e) {
+      out->ec = asio::error::fault;
+      out->done = true;
+    }
+  }
+};
+
 asio::awaitable<void> httpsCall(std::shared_ptr<ssl::context> ctx, uint16_t port, std::string target,
                                 std::string content_type, std::string body, CallPtr out) {
   auto executor = co_await asio::this_coro::executor;
@@ -148,7 +159,7 @@ struct Fixture {
   CallPtr post(const std::string& body, const std::string& target = "/inject",
                const std::string& content_type = "application/json") {
     auto out = std::make_shared<Call>();
-    asio::co_spawn(ioc, httpsCall(client, port(), target, content_type, body, out), asio::detached);
+    asio::co_spawn(ioc, httpsCall(client, port(), target, content_type, body, out), EndCall{out});
     REQUIRE(test::eventually(ioc, [&] { return out->done; }, std::chrono::seconds(10)));
     return out;
   }
@@ -193,7 +204,7 @@ TEST_CASE("plaintext HTTP on the TLS port gets no HTTP answer", "[injection_webh
                                "POST /inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body,
                                out),
-                 asio::detached);
+                 EndCall{out});
   REQUIRE(test::eventually(f.ioc, [&] { return out->done; }, std::chrono::seconds(10)));
   CHECK(out->ec != beast::error::timeout);  // closed by the server, not left hanging
   CHECK(out->raw.find("HTTP/1.1") == std::string::npos);
