@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "config/control_plane/api/injection_webhook_server.h"
 #include "config/control_plane/api/rest_api.h"
 #include "config/control_plane/cli/cli.h"
 #include "config/control_plane/etcd_store.h"
@@ -43,6 +44,14 @@ struct ServeOptions {
   std::string http_address_path;
   std::string xds_address_path;  // gets the ADS server's bound "127.0.0.1:PORT"
   std::string log_level = "info";
+  // The admission webhook (off without --webhook-address).
+  std::optional<HostPort> webhook_address;
+  std::string webhook_address_path;
+  std::string webhook_tls_cert_file;
+  std::string webhook_tls_key_file;
+  bool webhook_plaintext = false;
+  InjectionOptions injection;
+  bool injection_given = false;  // an --inject-* flag
 };
 
 // "HOST:PORT" or "[V6]:PORT"; port 0 picks a free one.
@@ -68,7 +77,14 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
   ServeOptions o;
   for (size_t i = 1; i < args.size(); ++i) {
     std::string flag = args[i];
-    if (flag == "-h" || flag == "--help") return absl::CancelledError(cli::usage());
+    if (flag == "-h" || flag == "--help") {
+      return absl::CancelledError(
+          absl::StrCat(cli::usage(), "\nserve's admission webhook (docs/kubernetes.md):\n", injectionFlagsUsage()));
+    }
+    if (flag == "--webhook-plaintext") {  // the one flag without a value
+      o.webhook_plaintext = true;
+      continue;
+    }
     std::string value;
     if (const size_t eq = flag.find('='); eq != std::string::npos && flag.substr(0, 2) == "--") {
       value = flag.substr(eq + 1);
@@ -105,9 +121,51 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       o.xds_address_path = value;
     } else if (flag == "--log-level") {
       o.log_level = value;
+    } else if (flag == "--webhook-plaintext") {
+      return absl::InvalidArgumentError("--webhook-plaintext takes no value");
+    } else if (flag == "--webhook-address") {
+      auto a = parseHostPort(flag, value);
+      if (!a.ok()) return a.status();
+      o.webhook_address = *a;
+    } else if (flag == "--webhook-address-path") {
+      o.webhook_address_path = value;
+    } else if (flag == "--webhook-tls-cert-file" || flag == "--webhook-tls-key-file") {
+      if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": empty"));
+      (flag == "--webhook-tls-cert-file" ? o.webhook_tls_cert_file : o.webhook_tls_key_file) = value;
+    } else if (auto injection = setInjectionFlag(o.injection, flag, value); !injection.ok()) {
+      return injection.status();
+    } else if (*injection) {
+      o.injection_given = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("serve: unknown flag ", flag));
     }
+  }
+  if (!o.webhook_address) {
+    // Webhook flags without the webhook would be silently ignored.
+    const char* orphan = !o.webhook_tls_cert_file.empty()  ? "--webhook-tls-cert-file"
+                         : !o.webhook_tls_key_file.empty() ? "--webhook-tls-key-file"
+                         : o.webhook_plaintext             ? "--webhook-plaintext"
+                         : !o.webhook_address_path.empty() ? "--webhook-address-path"
+                         : o.injection_given               ? "--inject-*"
+                                                           : nullptr;
+    if (orphan != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(orphan, " needs --webhook-address (the admission webhook)"));
+    }
+  } else {
+    const bool cert = !o.webhook_tls_cert_file.empty();
+    const bool key = !o.webhook_tls_key_file.empty();
+    if (o.webhook_plaintext && (cert || key)) {
+      return absl::InvalidArgumentError(
+          "--webhook-plaintext cannot be combined with --webhook-tls-cert-file or --webhook-tls-key-file (it "
+          "serves the webhook without TLS)");
+    }
+    if (!o.webhook_plaintext && !cert && !key) {
+      return absl::InvalidArgumentError(
+          "--webhook-address needs --webhook-tls-cert-file and --webhook-tls-key-file (Kubernetes calls admission "
+          "webhooks over HTTPS only); --webhook-plaintext serves it without TLS for local testing");
+    }
+    if (cert && !key) return absl::InvalidArgumentError("--webhook-tls-cert-file needs --webhook-tls-key-file");
+    if (key && !cert) return absl::InvalidArgumentError("--webhook-tls-key-file needs --webhook-tls-cert-file");
   }
   if (o.etcd && o.data_dir_given) {
     return absl::InvalidArgumentError(
@@ -181,9 +239,36 @@ int serve(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  ads_server->start();
+  // The admission webhook: checked and bound before anything is served.
+  std::unique_ptr<InjectionWebhook> webhook;
+  if (options->webhook_address) {
+    InjectionWebhook::Options webhook_options;
+    webhook_options.address = options->webhook_address->host;
+    webhook_options.port = options->webhook_address->port;
+    webhook_options.address_path = options->webhook_address_path;
+    webhook_options.tls_cert_file = options->webhook_tls_cert_file;
+    webhook_options.tls_key_file = options->webhook_tls_key_file;
+    webhook_options.plaintext = options->webhook_plaintext;
+    webhook_options.injection = options->injection;
+    auto created = InjectionWebhook::create(ioc, std::move(webhook_options));
+    if (!created.ok()) {
+      std::cerr << "turnout-cp: " << created.status().message() << "\n";
+      return 1;
+    }
+    webhook = std::move(*created);
+  }
 
+  ads_server->start();
   (*api)->start();
+  if (webhook) {
+    webhook->start();
+    TURNOUT_LOG(info, "main", "turnout-cp: admission webhook on {}://{}{}", webhook->tls() ? "https" : "http",
+                webhook->boundAddress(), kInjectPath);
+    if (!webhook->tls()) {
+      TURNOUT_LOG(warn, "main", "turnout-cp: the admission webhook serves plaintext (--webhook-plaintext): for "
+                                "local testing only; Kubernetes calls webhooks over HTTPS");
+    }
+  }
   TURNOUT_LOG(info, "main", "turnout-cp: REST API on {}, ADS on {}:{}, data in {} (config version {})",
               (*api)->boundAddress(), options->xds_address.host, ads_server->port(), store->describe(),
               (*api)->state().version());
@@ -194,6 +279,7 @@ int serve(const std::vector<std::string>& args) {
     TURNOUT_LOG(info, "main", "turnout-cp: signal {}, shutting down", signal);
     (*api)->stop();
     ads_server->stop();
+    if (webhook) webhook->stop();
     ioc.stop();
   });
   ioc.run();

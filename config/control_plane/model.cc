@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "config/json_limits.h"
 #include "config/json_string.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -78,14 +79,18 @@ absl::Status wrongType(std::string_view path, std::string_view want, const Value
 }
 
 absl::StatusOr<Struct> parseObject(std::string_view json) {
+  if (!config::jsonNestingWithin(json)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body nests arrays and objects deeper than ", config::kMaxJsonNesting));
+  }
   Value root;
   google::protobuf::util::JsonParseOptions options;
   auto s = google::protobuf::util::JsonStringToMessage(
       google::protobuf::StringPiece(json.data(), json.size()), &root, options);
   if (!s.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the body is not valid JSON: ", str(std::string_view(s.message().data(),
-                                                                          s.message().size()))));
+        absl::StrCat("the body is not valid JSON: ",
+                     config::jsonParseReason(std::string_view(s.message().data(), s.message().size()))));
   }
   if (root.kind_case() != Value::kStructValue) {
     return absl::InvalidArgumentError(

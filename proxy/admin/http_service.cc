@@ -1,8 +1,12 @@
 #include "proxy/admin/http_service.h"
 
 #include <fstream>
+#include <type_traits>
+
+#include <boost/beast/ssl.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 
 namespace turnout::proxy::admin {
@@ -10,6 +14,10 @@ namespace {
 
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// How long a TLS connection waits for the peer's close_notify at the end.
+constexpr std::chrono::seconds kTlsShutdownTimeout{2};
 
 }  // namespace
 
@@ -90,20 +98,43 @@ asio::awaitable<void> HttpService::acceptLoop() {
       if (stopped_ || ec == asio::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep serving
     }
-    asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket))),
-                   LogEscapedException{options_.log_component, "HTTP session"});
+    if (options_.tls_context) {
+      tls::ServerContextConstSharedPtr context = options_.tls_context();
+      TlsStream stream(beast::tcp_stream(std::move(socket)), context->sslContext());
+      asio::co_spawn(ioc_, session(std::move(stream), std::move(context)),
+                     LogEscapedException{options_.log_component, "HTTPS session"});
+    } else {
+      asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket)), nullptr),
+                     LogEscapedException{options_.log_component, "HTTP session"});
+    }
   }
 }
 
-asio::awaitable<void> HttpService::session(beast::tcp_stream stream) {
-  sessions_.insert(&stream);
+template <class Stream>
+asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextConstSharedPtr context) {
+  constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  beast::tcp_stream& lowest = beast::get_lowest_layer(stream);
+  (void)context;  // held: the SSL inside `stream` was made from it
+  sessions_.insert(&lowest);
   beast::flat_buffer buffer;
   boost::system::error_code ec;
+  if constexpr (kTls) {
+    lowest.expires_after(options_.handshake_timeout);
+    co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      // Plaintext on the TLS port, an untrusted client, a scanner: no answer.
+      TURNOUT_LOG(debug, options_.log_component, "TLS handshake failed: {}", ec.message());
+      sessions_.erase(&lowest);
+      lowest.socket().close(ec);
+      co_return;
+    }
+  }
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(options_.max_request_header_bytes));
     parser.body_limit(options_.max_request_body_bytes);
-    stream.expires_after(options_.idle_timeout);
+    lowest.expires_after(options_.idle_timeout);
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     HttpResponse response;
     bool keep_alive = false;
@@ -129,13 +160,19 @@ asio::awaitable<void> HttpService::session(beast::tcp_stream stream) {
     res.keep_alive(keep_alive && !stopped_);
     res.body() = std::move(response.body);
     res.prepare_payload();
-    stream.expires_after(options_.write_timeout);
+    lowest.expires_after(options_.write_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (response.after_write) asio::post(ioc_, std::move(response.after_write));
     if (ec || !res.keep_alive()) break;
   }
-  sessions_.erase(&stream);
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  sessions_.erase(&lowest);
+  if constexpr (kTls) {
+    if (!stopped_ && lowest.socket().is_open()) {
+      lowest.expires_after(kTlsShutdownTimeout);  // close_notify, bounded
+      co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace turnout::proxy::admin

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "proxy/common/asio.h"
+#include "proxy/tls/tls_context.h"
 
 namespace turnout::proxy::admin {
 
@@ -36,6 +37,13 @@ struct HttpResponse {
 // connection. Requests the parser refuses never reach it: 413 (body over the
 // limit), 431 (headers over the limit) and 400 (malformed) come from
 // `error_responder`, after which the connection is closed.
+//
+// With `Options::tls_context` set it serves HTTPS only (turnout-cp's admission
+// webhook): every connection first completes a TLS handshake on the context
+// the function returns at accept time (so a reloaded certificate serves new
+// connections while old ones keep theirs), within `handshake_timeout`; a
+// client that speaks plaintext or fails the handshake is closed without an
+// HTTP answer.
 class HttpService {
  public:
   struct Options {
@@ -51,6 +59,10 @@ class HttpService {
     std::string address_name = "address";
     std::string address_path_name = "address path";
     const char* log_component = "admin";
+    // HTTPS: the server context for each new connection (never null once
+    // set); unset, plaintext HTTP.
+    std::function<tls::ServerContextConstSharedPtr()> tls_context;
+    std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   };
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
   // The response to a request the parser refused; `message` is a sentence.
@@ -76,7 +88,11 @@ class HttpService {
  private:
   HttpService(asio::io_context& ioc, Options options, Handler handler, ErrorResponder error_responder);
   asio::awaitable<void> acceptLoop();
-  asio::awaitable<void> session(beast::tcp_stream stream);
+  // One connection: `Stream` is beast::tcp_stream (plaintext) or
+  // beast::ssl_stream<beast::tcp_stream> (HTTPS: the handshake first), whose
+  // server context `context` is held for the connection's life.
+  template <class Stream>
+  asio::awaitable<void> session(Stream stream, tls::ServerContextConstSharedPtr context);
 
   asio::io_context& ioc_;
   Options options_;

@@ -1,6 +1,9 @@
 #include "config/control_plane/model.h"
+#include "config/json_limits.h"
 
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <random>
 #include <string>
 #include <utility>
@@ -91,6 +94,31 @@ TEST_CASE("service validation names the bad field", "[control_plane]") {
       P{R"({"port": )", "the body is not valid JSON"});
   CAPTURE(json);
   CHECK_THAT(errorOf(parseService("reviews", json)), Catch::StartsWith(want));
+}
+
+TEST_CASE("deeply nested and non-UTF-8 bodies are refused at once, with a reason fit for JSON",
+          "[control_plane]") {
+  // protobuf's JSON parser takes minutes over 40 KB of balanced brackets (its
+  // cost grows with the square of the depth): the depth is checked first.
+  const std::string deep = "{\"port\": 80, \"x\": " + std::string(20000, '[') + std::string(20000, ']') + "}";
+  CHECK_THAT(errorOf(parseService("reviews", deep)),
+             Catch::Equals("the body nests arrays and objects deeper than 32"));
+  const std::string at_limit = std::string(32, '[') + std::string(32, ']');
+  CHECK_THAT(errorOf(parseService("reviews", at_limit)), Catch::StartsWith("the body must be a JSON object"));
+  const std::string objects = [] {
+    std::string s = "{\"port\": 80, \"x\": ";
+    for (int i = 0; i < 31; ++i) s += "{\"a\": ";
+    s += "1" + std::string(31, '}') + "}";
+    return s;
+  }();
+  CHECK_THAT(errorOf(parseService("reviews", objects)), Catch::StartsWith("x: unknown field"));
+  CHECK_THAT(errorOf(parseService("reviews", "{\"x\": " + at_limit + "}")),
+             Catch::StartsWith("the body nests arrays and objects deeper than 32"));
+  CHECK(config::jsonNestingWithin(R"({"a": "[[[[[[", "b": "\"{{{{"})", 1));
+  CHECK_FALSE(config::jsonNestingWithin(R"({"a": [{}]})", 2));
+  const std::string message = errorOf(parseService("reviews", "{\"port\": \"\xff\xfe\"}"));
+  CHECK_THAT(message, Catch::StartsWith("the body is not valid JSON"));
+  CHECK(std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c <= 0x7e; }));
 }
 
 TEST_CASE("service names are DNS labels without the cluster-name separator", "[control_plane]") {
