@@ -30,7 +30,9 @@ says so and exits 77, which CTest reports as skipped.
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -237,6 +239,16 @@ def setup_tproxy(ns):
     return None
 
 
+def remove_stale_namespaces():
+    """Deletes the namespaces of earlier runs that were killed (their pid is gone)."""
+    r = sh("ip", "netns", "list", check=False)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.fullmatch(r"turnout-odst-(\d+)(-c)?", name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            sh("ip", "netns", "del", name, check=False)
+
+
 def outside(binary):
     """Makes the namespace, runs this suite inside it, deletes the namespace."""
     if shutil.which("unshare") is None or sh("unshare", "-n", "true", check=False).returncode != 0:
@@ -249,6 +261,9 @@ def outside(binary):
             print("original_dst_test: %s is missing (scripts/setup.sh installs it)" % tool,
                   file=sys.stderr)
             return 1
+    remove_stale_namespaces()
+    # CTest's timeout sends SIGTERM first: the namespaces still go.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ns = "turnout-odst-%d" % os.getpid()
     client_ns = ns + "-c"
     made = []
@@ -267,7 +282,17 @@ def outside(binary):
                   "skipped" % no_tproxy, file=sys.stderr)
         cmd = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
                "--inside", ns, "" if no_tproxy else client_ns, binary] + sys.argv[2:]
-        return subprocess.run(cmd, timeout=280).returncode
+        inner = subprocess.Popen(cmd)
+        try:
+            return inner.wait(timeout=280)
+        finally:
+            if inner.poll() is None:  # timed out, or SIGTERM: its turnouts stop with it
+                inner.terminate()
+                try:
+                    inner.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    inner.kill()
+                    inner.wait()
     finally:
         for n in made:
             sh("ip", "netns", "del", n, check=False)
@@ -454,7 +479,7 @@ class CaptureTest(unittest.TestCase):
             try:
                 s.sendall(b"GET /late HTTP/1.1\r\nHost: app\r\n\r\n")
                 self.assertEqual(recv_all(s), b"")
-            except ConnectionResetError:
+            except (ConnectionResetError, BrokenPipeError):
                 pass
 
     def test_a_connection_that_was_not_redirected_keeps_its_local_address(self):
