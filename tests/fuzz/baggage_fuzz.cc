@@ -4,7 +4,10 @@
 // - a returned key matches [A-Za-z0-9._-]{1,max};
 // - a key taken from baggage is a real member, re-checked by a naive parser,
 //   and the header is within the limits;
-// - parseBaggage and findBaggageMember agree.
+// - parseBaggage and findBaggageMember agree;
+// - appendBaggageMember appends only to a well-formed header without the
+//   member, and its result is well-formed, within the limits, and has the
+//   old members in order followed by the new one.
 #include <cstddef>
 #include <cstdint>
 #include <cctype>
@@ -137,6 +140,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const BaggageLookup r = findBaggageMember(lines, name, s2);
       check(!r.found || !isValidRoutingKey(r.value, config.max_key_length));
     }
+  }
+  // Appending the key a recovered request gets.
+  std::string appended;
+  const BaggageAppend a = appendBaggageMember(lines, "turnout-routing-key", "feat-x", appended);
+  const BaggageLookup before = findBaggageMember(lines, "turnout-routing-key", scratch);
+  if (a == BaggageAppend::kAppended) {
+    check(parse_error == BaggageError::kNone);
+    check(!before.found);
+    check(appended.size() <= kMaxBaggageBytes);
+    const std::vector<std::string_view> after_lines{appended};
+    std::vector<BaggageMember> after;
+    check(parseBaggage(after_lines, after) == BaggageError::kNone);
+    check(after.size() == members.size() + 1);
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      check(after[i].key == members[i].key);
+      check(after[i].raw_value == members[i].raw_value);
+      check(after[i].properties == members[i].properties);
+    }
+    check(after.back().key == "turnout-routing-key" && after.back().raw_value == "feat-x");
+  } else if (a == BaggageAppend::kMalformed) {
+    check(parse_error == BaggageError::kMalformed || parse_error == BaggageError::kBadPercentEncoding);
+  } else if (a == BaggageAppend::kAlreadyPresent) {
+    check(parse_error == BaggageError::kNone);
   }
   return 0;
 }
