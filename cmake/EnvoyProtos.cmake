@@ -91,6 +91,7 @@ set(TURNOUT_PROTO_ROOTS
   envoy/admin/v3/clusters.proto
   envoy/admin/v3/listeners.proto
   envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto
+  envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto
   envoy/extensions/filters/http/router/v3/router.proto
   envoy/extensions/filters/http/health_check/v3/health_check.proto
   envoy/extensions/transport_sockets/tls/v3/tls.proto

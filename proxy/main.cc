@@ -17,6 +17,7 @@
 #include "config/bootstrap/bootstrap_loader.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "proxy/access_log/access_log.h"
+#include "proxy/capture/iptables.h"
 #include "proxy/common/log.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/server/server.h"
@@ -287,4 +288,10 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace turnout::proxy
 
-int main(int argc, char** argv) { return turnout::proxy::run(argc, argv); }
+int main(int argc, char** argv) {
+  // `turnout iptables ...`: the sidecar's traffic capture (docs/capture.md).
+  if (argc > 1 && std::string_view(argv[1]) == "iptables") {
+    return turnout::proxy::capture::iptablesMain(argc - 2, argv + 2);
+  }
+  return turnout::proxy::run(argc, argv);
+}

@@ -222,4 +222,47 @@ BaggageLookup findBaggageMember(std::span<const std::string_view> lines, std::st
   return result;
 }
 
+BaggageAppend appendBaggageMember(std::span<const std::string_view> lines, std::string_view key,
+                                  std::string_view value, std::string& out) {
+  std::size_t members = 0;
+  if (!lines.empty()) {
+    // `out` doubles as the lookup's scratch: it is overwritten below.
+    const BaggageLookup existing = findBaggageMember(lines, key, out);
+    switch (existing.error) {
+      case BaggageError::kNone: break;
+      case BaggageError::kTooLarge: return BaggageAppend::kTooLarge;
+      case BaggageError::kTooManyMembers: return BaggageAppend::kTooManyMembers;
+      case BaggageError::kMalformed: return BaggageAppend::kMalformed;
+      case BaggageError::kBadPercentEncoding:
+      case BaggageError::kConflictingMembers: return BaggageAppend::kAlreadyPresent;
+    }
+    if (existing.found) return BaggageAppend::kAlreadyPresent;
+    // Well-formed: a comma only ever separates members.
+    for (std::string_view line : lines) {
+      while (true) {
+        const std::size_t comma = line.find(',');
+        if (!trimOws(line.substr(0, comma)).empty()) ++members;
+        if (comma == std::string_view::npos) break;
+        line.remove_prefix(comma + 1);
+      }
+    }
+  }
+  if (members + 1 > kMaxBaggageMembers) return BaggageAppend::kTooManyMembers;
+  out.clear();
+  for (std::string_view line : lines) {
+    line = trimOws(line);
+    if (line.empty()) continue;
+    if (!out.empty()) out += ',';
+    out += line;
+  }
+  if (out.size() + (out.empty() ? 0 : 1) + key.size() + 1 + value.size() > kMaxBaggageBytes) {
+    return BaggageAppend::kTooLarge;
+  }
+  if (!out.empty()) out += ',';
+  out += key;
+  out += '=';
+  out += value;
+  return BaggageAppend::kAppended;
+}
+
 }  // namespace turnout::routing

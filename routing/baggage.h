@@ -88,4 +88,23 @@ struct BaggageLookup {
 BaggageLookup findBaggageMember(std::span<const std::string_view> lines, std::string_view key,
                                 std::string& scratch);
 
+enum class BaggageAppend {
+  kAppended,
+  kMalformed,       // the existing header fails the ABNF: left alone
+  kTooLarge,        // the result would exceed kMaxBaggageBytes
+  kTooManyMembers,  // the result would exceed kMaxBaggageMembers
+  kAlreadyPresent,  // the header already has a member `key` (whatever its value)
+};
+
+// Builds into `out` (overwritten; its capacity is reused) the baggage header
+// value that is `lines` joined with "," (whitespace-only lines dropped)
+// followed by the member `key=value`, if the existing header is well-formed,
+// has no member `key`, and the result keeps within the W3C limits. Otherwise
+// `out` is unspecified and the reason is returned; the caller then leaves the
+// header as it was.
+// @param key an RFC 7230 token.
+// @param value baggage-octets only (no escaping is done); a routing key is.
+BaggageAppend appendBaggageMember(std::span<const std::string_view> lines, std::string_view key,
+                                  std::string_view value, std::string& out);
+
 }  // namespace turnout::routing

@@ -26,6 +26,7 @@ constexpr absl::string_view kHttpFilterMsg =
 const absl::flat_hash_map<absl::string_view, absl::string_view>& factoryNames() {
   static const auto* names = new absl::flat_hash_map<absl::string_view, absl::string_view>{
       {kHttpConnectionManagerType, "envoy.filters.network.http_connection_manager"},
+      {kTcpProxyType, "envoy.filters.network.tcp_proxy"},
       {kRouterType, "envoy.filters.http.router"},
       {kHealthCheckType, "envoy.filters.http.health_check"},
       {kRoutingKeyType, "turnout.filters.http.routing_key"},
@@ -52,7 +53,8 @@ const absl::flat_hash_map<absl::string_view, absl::string_view>& factoryNames() 
 const absl::flat_hash_map<absl::string_view, std::vector<absl::string_view>>& allowlist() {
   static const auto* table =
       new absl::flat_hash_map<absl::string_view, std::vector<absl::string_view>>{
-          {"envoy.config.listener.v3.Filter.typed_config", {kHttpConnectionManagerType}},
+          {"envoy.config.listener.v3.Filter.typed_config",
+           {kHttpConnectionManagerType, kTcpProxyType}},
           {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config",
            {kRouterType, kHealthCheckType, kRoutingKeyType}},
           {"envoy.config.listener.v3.ListenerFilter.typed_config",

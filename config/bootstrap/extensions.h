@@ -23,6 +23,8 @@ inline constexpr absl::string_view kTypeUrlPrefix = "type.googleapis.com/";
 // Message full names of the supported extensions.
 inline constexpr absl::string_view kHttpConnectionManagerType =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+inline constexpr absl::string_view kTcpProxyType =
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 inline constexpr absl::string_view kRouterType = "envoy.extensions.filters.http.router.v3.Router";
 inline constexpr absl::string_view kHealthCheckType =
     "envoy.extensions.filters.http.health_check.v3.HealthCheck";

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "config/bootstrap/extensions.h"
 #include "config/bootstrap/field_path.h"
-#include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/address.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route_components.pb.h"
@@ -28,7 +27,6 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-namespace cluster_v3 = envoy::config::cluster::v3;
 namespace core_v3 = envoy::config::core::v3;
 namespace listener_v3 = envoy::config::listener::v3;
 namespace route_v3 = envoy::config::route::v3;
@@ -78,30 +76,6 @@ absl::Status checkHcm(const Message& m, absl::string_view path) {
   }
 }
 
-absl::Status checkCluster(const Message& m, absl::string_view path) {
-  const auto& c = static_cast<const cluster_v3::Cluster&>(m);
-  if (c.cluster_discovery_type_case() != cluster_v3::Cluster::kType) return absl::OkStatus();
-  switch (c.type()) {
-    case cluster_v3::Cluster::ORIGINAL_DST:
-      return rejected(fieldPath(path, "type"),
-                      "ORIGINAL_DST clusters are not supported by turnout yet (issue: sidecar "
-                      "traffic capture); use STATIC, STRICT_DNS or LOGICAL_DNS");
-    default:
-      return absl::OkStatus();
-  }
-}
-
-absl::Status checkListenerFilter(const Message& m, absl::string_view path) {
-  const auto& f = static_cast<const listener_v3::ListenerFilter&>(m);
-  absl::string_view type = typeNameOf(f.typed_config().type_url());
-  if (type == "envoy.extensions.filters.listener.original_dst.v3.OriginalDst") {
-    return rejected(fieldPath(path, "typed_config"),
-                    "the original_dst listener filter is not supported by turnout yet (issue: "
-                    "sidecar traffic capture)");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status checkSocketAddress(const Message& m, absl::string_view path) {
   const auto& s = static_cast<const core_v3::SocketAddress&>(m);
   if (s.protocol() == core_v3::SocketAddress::UDP) {
@@ -147,7 +121,7 @@ constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (wit
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
 constexpr absl::string_view kSidecarReason = "is not supported by turnout yet (issue: sidecar traffic capture)";
-constexpr absl::string_view kFilterChainMatchReason = "matching filter chains on this field is not supported by turnout; it matches server_names, transport_protocol and application_protocols only";
+constexpr absl::string_view kAddressSuffixReason = "not implemented by Envoy either (its listener refuses a filter chain that sets it); match destination addresses with prefix_ranges";
 constexpr absl::string_view kTransportSocketMatchesReason = "transport socket matches are not supported by turnout yet (issue: HTTP/2, gRPC and TLS)";
 constexpr absl::string_view kRuntimeReason = "the runtime is not supported by turnout";
 constexpr absl::string_view kTlsSniReason = "require_sni is not supported by turnout yet";
@@ -234,36 +208,34 @@ FieldPolicyTable* buildTable() {
   // ---- listeners ----
   table["envoy.config.listener.v3.Listener"] = {
       .supported = {"name", "address", "filter_chains", "default_filter_chain", "stat_prefix",
-                    "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters"},
+                    "bind_to_port", "per_connection_buffer_limit_bytes", "listener_filters",
+                    "use_original_dst", "transparent", "listener_filters_timeout",
+                    "continue_on_listener_filters_timeout"},
       .inert = {"metadata", "traffic_direction"},
-      .reasons = {{"use_original_dst", absl::string_view("use_original_dst is not supported by turnout yet (issue: sidecar traffic capture)")},
-                  {"transparent", "transparent listeners are not supported by turnout yet (issue: sidecar traffic capture)"},
-                  {"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
+      .reasons = {{"filter_chain_matcher", "the matcher API for filter chains is not supported by turnout; use filter_chains[].filter_chain_match"},
                   {"api_listener", "API listeners are not supported by turnout"}}};
   table["envoy.config.listener.v3.ListenerFilter"] = {
       .supported = {"typed_config"},
-      .inert = {"name"},
-      .check = checkListenerFilter};
+      .inert = {"name"}};
   // tls_inspector only feeds filter_chain_match, which turnout's listener does
-  // itself whenever a chain needs it (as Envoy injects the inspector then):
-  // inert. http_inspector's plaintext ALPN is not detected (a chain that
-  // matches application_protocols next to it is refused by SnapshotBuilder).
+  // itself whenever a chain needs it (as Envoy injects the inspector then).
+  // http_inspector gives plaintext connections their application protocol;
+  // original_dst restores SO_ORIGINAL_DST (docs/sidecar.md). None has fields.
   table["envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"] = {};
   table["envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"] = {};
+  table["envoy.extensions.filters.listener.original_dst.v3.OriginalDst"] = {};
   table["envoy.config.listener.v3.FilterChain"] = {
       .supported = {"filters", "transport_socket", "filter_chain_match"},
       .inert = {"name", "metadata"}};
-  // config/snapshot/filter_chain_matcher.cc; docs/tls.md "Filter chains by SNI".
+  // config/snapshot/filter_chain_matcher.cc; docs/tls.md "Filter chains by
+  // SNI", docs/sidecar.md "Capture listeners".
   table["envoy.config.listener.v3.FilterChainMatch"] = {
-      .supported = {"server_names", "transport_protocol", "application_protocols"},
-      .reasons = {{"destination_port", kFilterChainMatchReason},
-                  {"prefix_ranges", kFilterChainMatchReason},
-                  {"address_suffix", kFilterChainMatchReason},
-                  {"suffix_len", kFilterChainMatchReason},
-                  {"direct_source_prefix_ranges", kFilterChainMatchReason},
-                  {"source_type", kFilterChainMatchReason},
-                  {"source_prefix_ranges", kFilterChainMatchReason},
-                  {"source_ports", kFilterChainMatchReason}}};
+      .supported = {"destination_port", "prefix_ranges", "server_names", "transport_protocol",
+                    "application_protocols", "direct_source_prefix_ranges", "source_type",
+                    "source_prefix_ranges", "source_ports"},
+      .reasons = {{"address_suffix", kAddressSuffixReason},
+                  {"suffix_len", kAddressSuffixReason}}};
+  table["envoy.config.core.v3.CidrRange"] = {.supported = {"address_prefix", "prefix_len"}};
   table["envoy.config.listener.v3.Filter"] = {.supported = {"typed_config"}, .inert = {"name"}};
   table["envoy.config.core.v3.TransportSocket"] = {
       .supported = {"typed_config"}, .inert = {"name"}, .check = checkTransportSocket};
@@ -292,9 +264,31 @@ FieldPolicyTable* buildTable() {
   table["envoy.extensions.filters.http.health_check.v3.HealthCheck"] = {
       .supported = {"pass_through_mode", "headers"}, .check = checkHealthCheckFilter};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
-      .supported = {"sources", "output_header", "max_key_length"}};
+      .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
+  table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {
+      .supported = {"mode", "ttl", "max_entries"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.Source"] = {
       .supported = {"baggage_member", "tracestate_key", "header"}};
+
+  // ---- TCP proxy (proxy/connection/tcp_proxy_connection.cc; docs/tcp_proxy.md) ----
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"] = {
+      .supported = {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
+                    "max_connect_attempts", "access_log"},
+      .reasons = {{"on_demand", "on-demand cluster discovery is not supported by turnout"},
+                  {"metadata_match", "subset load balancing (metadata_match) is not supported by turnout"},
+                  {"downstream_idle_timeout", "not implemented by Envoy either; use idle_timeout"},
+                  {"upstream_idle_timeout", "not implemented by Envoy either; use idle_timeout"},
+                  {"hash_policy", "hash policies on a TCP proxy are not supported by turnout; its hash-based clusters pick a host at random, as Envoy's do without one"},
+                  {"tunneling_config", "tunneling TCP over HTTP (CONNECT) is not supported by turnout"},
+                  {"max_downstream_connection_duration", "max_downstream_connection_duration is not supported by turnout yet; idle_timeout bounds an idle connection"},
+                  {"access_log_flush_interval", "periodic access log flushes are not supported by turnout; a TCP proxy logs once, when the connection ends"},
+                  {"flush_access_log_on_connected", "access log flushes on connect are not supported by turnout; a TCP proxy logs once, when the connection ends"},
+                  {"access_log_options", "access log flush options are not supported by turnout; a TCP proxy logs once, when the connection ends"}}};
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster"] = {
+      .supported = {"clusters"}};
+  table["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight"] = {
+      .supported = {"name", "weight"},
+      .reasons = {{"metadata_match", "subset load balancing (metadata_match) is not supported by turnout"}}};
 
   // ---- access logs ----
   table["envoy.config.accesslog.v3.AccessLog"] = {
@@ -492,14 +486,19 @@ FieldPolicyTable* buildTable() {
                     "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
                     "common_http_protocol_options", "typed_extension_protocol_options",
                     "transport_socket", "max_requests_per_connection", "eds_cluster_config",
-                    "http2_protocol_options"},
+                    "http2_protocol_options", "original_dst_lb_config", "cleanup_interval"},
       .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
       .reasons = {{"transport_socket_matches", kTransportSocketMatchesReason},
                   {"cluster_type", "custom cluster types are not supported by turnout"},
                   {"respect_dns_ttl", "respect_dns_ttl is not supported by turnout (the system resolver gives no TTL); set dns_refresh_rate"},
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
                   {"lrs_server", "load reporting is not supported by turnout"}},
-      .check = checkCluster};
+  };
+  // ORIGINAL_DST clusters (docs/upstream.md "Original destination");
+  // metadata_key needs dynamic metadata, which no turnout filter sets.
+  table["envoy.config.cluster.v3.Cluster.OriginalDstLbConfig"] = {
+      .supported = {"use_http_header", "http_header_name", "upstream_port_override"},
+      .reasons = {{"metadata_key", "the original destination from dynamic metadata (metadata_key) is not supported by turnout; use use_http_header or the connection's original destination"}}};
   table["envoy.config.cluster.v3.Cluster.MaglevLbConfig"] = {.supported = {"table_size"}};
   table["envoy.config.cluster.v3.Cluster.CommonLbConfig"] = {
       .supported = {"consistent_hashing_lb_config"}};

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "config/control_plane/sidecar.h"
 #include "config/snapshot/discovery_response.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
@@ -377,7 +378,18 @@ std::vector<std::string> domainsFor(const Service& service) {
   return out;
 }
 
-Resources generate(const Model& model, Dialect dialect) {
+Profile profileFor(const core_v3::Node& node) {
+  return Profile(dialectFor(node), sidecarFor(node));
+}
+
+std::string profileName(Profile profile) {
+  std::string out(dialectName(profile.dialect));
+  if (profile.sidecar) out += "/sidecar";
+  return out;
+}
+
+Resources generate(const Model& model, Profile profile) {
+  const Dialect dialect = profile.dialect;
   Resources out;
   // Clusters by name: collect first, then emit in name order. Forks and
   // versions speak their service's protocol.
@@ -400,6 +412,10 @@ Resources generate(const Model& model, Dialect dialect) {
     }
   }
   for (const auto& [name, c] : clusters) addCluster(out, name, *c.first, c.second);
+  if (profile.sidecar) {
+    // Service names are DNS labels (lowercase): these never collide.
+    for (auto& c : sidecarClusters()) out.clusters.push_back(std::move(c));
+  }
 
   // service -> the sandboxes forking it, by key (one pass over the sandboxes).
   std::map<std::string_view, std::vector<const Sandbox*>> forks_of;
@@ -428,7 +444,11 @@ Resources generate(const Model& model, Dialect dialect) {
     for (const auto& [name, service] : model.services) {
       for (auto& d : domainsFor(service)) domains.insert(std::move(d));
     }
-    for (const auto& d : domains) out.api_listeners.push_back(apiListener(d));
+    for (const auto& d : domains) out.listeners.push_back(apiListener(d));
+  }
+  if (profile.sidecar) {
+    *rc.add_virtual_hosts() = allowAnyVirtualHost();
+    out.listeners = sidecarListeners(model, dialect == Dialect::kTurnout);
   }
   return out;
 }
@@ -437,8 +457,8 @@ std::string contentVersion(const google::protobuf::Message& message) {
   return absl::StrFormat("%016x", fnv1a64(deterministicBytes(message)));
 }
 
-ResourcesByType generateByType(const Model& model, Dialect dialect) {
-  Resources r = generate(model, dialect);
+ResourcesByType generateByType(const Model& model, Profile profile) {
+  Resources r = generate(model, profile);
   ResourcesByType out;
   ResourceMap& clusters = out[config::kClusterTypeUrl];
   for (const auto& c : r.clusters) addVersioned(clusters, c.name(), c);
@@ -446,9 +466,9 @@ ResourcesByType generateByType(const Model& model, Dialect dialect) {
   for (const auto& cla : r.load_assignments) addVersioned(endpoints, cla.cluster_name(), cla);
   addVersioned(out[config::kRouteConfigurationTypeUrl], r.route_configuration.name(),
                r.route_configuration);
-  if (dialect == Dialect::kGrpc) {
+  if (profile.dialect == Dialect::kGrpc || profile.sidecar) {
     ResourceMap& listeners = out[config::kListenerTypeUrl];
-    for (const auto& l : r.api_listeners) addVersioned(listeners, l.name(), l);
+    for (const auto& l : r.listeners) addVersioned(listeners, l.name(), l);
   }
   return out;
 }

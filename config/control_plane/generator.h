@@ -55,6 +55,20 @@ inline constexpr char kTurnoutUserAgentName[] = "turnout";
 Dialect dialectFor(const envoy::config::core::v3::Node& node);
 std::string_view dialectName(Dialect dialect);  // "turnout", "envoy", "grpc"
 
+// What a client is sent: its dialect, and whether it is a captured sidecar
+// (node metadata `turnout: {mode: sidecar}`, sidecar.h), which also gets the
+// capture listeners and passthrough clusters. gRPC clients are never sidecars.
+struct Profile {
+  Dialect dialect = Dialect::kEnvoy;
+  bool sidecar = false;
+  Profile(Dialect d = Dialect::kEnvoy, bool s = false)  // NOLINT: a Dialect is a profile
+      : dialect(d), sidecar(s && d != Dialect::kGrpc) {}
+  auto operator<=>(const Profile&) const = default;
+};
+Profile profileFor(const envoy::config::core::v3::Node& node);
+// "turnout", "envoy", "grpc", "turnout/sidecar", "envoy/sidecar".
+std::string profileName(Profile profile);
+
 inline constexpr char kRouteConfigurationName[] = "outbound";
 inline constexpr char kRoutingKeyHeader[] = "x-turnout-routing-key";
 inline constexpr int kConnectTimeoutSeconds = 5;
@@ -95,9 +109,10 @@ struct Resources {
   std::vector<envoy::config::cluster::v3::Cluster> clusters;  // by name
   std::vector<envoy::config::endpoint::v3::ClusterLoadAssignment> load_assignments;  // by name
   envoy::config::route::v3::RouteConfiguration route_configuration;
-  std::vector<envoy::config::listener::v3::Listener> api_listeners;  // kGrpc only, by name
+  // kGrpc: API listeners, by name; sidecars: the capture listeners (sidecar.h).
+  std::vector<envoy::config::listener::v3::Listener> listeners;
 };
-Resources generate(const Model& model, Dialect dialect);
+Resources generate(const Model& model, Profile profile);
 
 // A resource and its content version: 16 hex digits of FNV-1a 64 over its
 // deterministic serialisation, equal across processes and restarts, so a Delta
@@ -111,11 +126,12 @@ struct VersionedResource {
 using ResourceMap = std::map<std::string, VersionedResource>;
 // type URL (config/snapshot/discovery_response.h) -> resources: clusters,
 // cluster load assignments and route configurations, each present even when
-// empty; listeners for kGrpc only (API listeners, which gRPC asks for by
-// name). Envoy and turnout get no listeners yet (the sidecar issue): an empty
-// listener type would tell a wildcard LDS client to drop its listeners.
+// empty; listeners for kGrpc (API listeners, which gRPC asks for by name) and
+// for sidecars only. Other Envoy and turnout clients get no listener type: an
+// empty one would tell a wildcard LDS client to drop the listeners of its
+// bootstrap.
 using ResourcesByType = std::map<std::string, ResourceMap>;
-ResourcesByType generateByType(const Model& model, Dialect dialect);
+ResourcesByType generateByType(const Model& model, Profile profile);
 
 std::string contentVersion(const google::protobuf::Message& message);
 

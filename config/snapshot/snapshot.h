@@ -124,19 +124,48 @@ struct HttpConnectionManagerConfig {
   std::vector<std::string> upgrade_types;
 };
 
+// envoy.filters.network.tcp_proxy (TcpProxy): relays a connection's bytes to
+// a host of `cluster`, or of one of `weighted_clusters` picked by weight per
+// connection, with Envoy's defaults (docs/tcp_proxy.md).
+struct TcpProxyConfig {
+  struct WeightedCluster {
+    std::string name;
+    uint32_t weight = 0;
+  };
+  std::string stat_prefix;
+  std::string cluster;                          // empty when weighted_clusters is used
+  std::vector<WeightedCluster> weighted_clusters;
+  uint64_t total_weight = 0;                    // sum of weighted_clusters' weights
+  Milliseconds idle_timeout{60 * 60 * 1000};    // Envoy's 1 h; 0 disables
+  uint32_t max_connect_attempts = 1;
+  std::vector<AccessLogConfig> access_logs;
+};
+
 struct FilterChainConfig {
   std::string name;
   std::string path;  // in the bootstrap or LDS file, for errors
 
-  // filter_chain_match (FilterChainMatcher); destination_port is rejected
-  // by the field policy and kept here for the capture listener to come.
+  // filter_chain_match (FilterChainMatcher, which checks these).
+  struct CidrRange {
+    std::string address_prefix;
+    uint32_t prefix_len = 0;  // unset: 0, as Envoy
+  };
+  enum class SourceType { Any, SameIpOrLoopback, External };
+  std::optional<uint32_t> destination_port;
+  std::vector<CidrRange> prefix_ranges;
   std::vector<std::string> server_names;
   std::string transport_protocol;
   std::vector<std::string> application_protocols;
-  std::optional<uint32_t> destination_port;
+  std::vector<CidrRange> direct_source_prefix_ranges;
+  SourceType source_type = SourceType::Any;
+  std::vector<CidrRange> source_prefix_ranges;
+  std::vector<uint32_t> source_ports;
   bool has_tls = false;  // DownstreamTlsContext transport socket
   std::optional<google::protobuf::Any> transport_socket;
+  // The chain's one network filter: an HTTP connection manager or a TCP
+  // proxy (both terminal, so never both); neither: connections are closed.
   std::optional<HttpConnectionManagerConfig> http_connection_manager;
+  std::optional<TcpProxyConfig> tcp_proxy;
 };
 
 struct ListenerConfig {
@@ -145,11 +174,31 @@ struct ListenerConfig {
   bool name_generated = false;  // Envoy assigns a UUID to an unnamed listener
   Address address;
   std::string stat_prefix;
+  // false: the listener opens no socket; it only takes connections handed
+  // off by a use_original_dst listener (docs/sidecar.md).
   bool bind_to_port = true;
+  // Hands a connection whose original destination was restored to the
+  // listener bound to that address (exact, else the wildcard address on its
+  // port), else keeps it.
   bool use_original_dst = false;
+  // IP_TRANSPARENT on the listening socket (TPROXY capture).
   bool transparent = false;
   TrafficDirection traffic_direction = TrafficDirection::Unspecified;
   std::vector<std::string> listener_filter_types;  // message full names
+  // The original_dst listener filter is listed, or use_original_dst (which
+  // adds it, as Envoy does): the accepted socket's SO_ORIGINAL_DST becomes
+  // the connection's local address.
+  bool original_dst = false;
+  // http_inspector is listed: a plaintext connection's first request line
+  // gives its application protocol ("http/1.1", "http/1.0", "h2c") for
+  // filter_chain_match.application_protocols.
+  bool http_inspector = false;
+  // How long the first bytes may take when the chain depends on them
+  // (listener_filters_timeout, Envoy's 15 s; 0: no limit), and whether the
+  // connection then goes on with what it sent (continue_on_listener_filters_timeout)
+  // instead of being closed.
+  Milliseconds listener_filters_timeout{15000};
+  bool continue_on_listener_filters_timeout = false;
   std::vector<FilterChainConfig> filter_chains;
   // Picks one of filter_chains per connection; none: default_filter_chain,
   // or the connection is closed (listener.<addr>.no_filter_chain_match).
@@ -233,6 +282,19 @@ struct OutlierDetectionConfig {
   uint32_t failure_percentage_request_volume = 50;
 };
 
+// An ORIGINAL_DST cluster's original_dst_lb_config and cleanup_interval,
+// with Envoy's defaults. The host is the header's `ip:port` when
+// use_http_header is set and the request has a valid one, else the
+// downstream connection's local address (its original destination);
+// port_override replaces the port. Hosts are made per worker on first use
+// and dropped after cleanup_interval unused (docs/upstream.md).
+struct OriginalDstConfig {
+  bool use_http_header = false;
+  std::string http_header = "x-envoy-original-dst-host";  // lowercase
+  std::optional<uint32_t> port_override;
+  Milliseconds cleanup_interval{5000};
+};
+
 struct ClusterConfig {
   enum class Type { Static, StrictDns, LogicalDns, Eds, OriginalDst };
   enum class LbPolicy { RoundRobin, LeastRequest, RingHash, Random, Maglev, ClusterProvided };
@@ -271,6 +333,8 @@ struct ClusterConfig {
   // max_requests_per_connection requests is not reused (0: no limit).
   Milliseconds upstream_idle_timeout{60 * 60 * 1000};
   uint32_t max_requests_per_connection = 0;
+  // ORIGINAL_DST clusters only (else unset: one pointer).
+  routing::Boxed<OriginalDstConfig> original_dst;
   // UpstreamProtocol::Http2: the honoured Http2ProtocolOptions (Envoy's
   // defaults; the other fields are rejected by the field policy). The pool
   // advertises them and caps a connection's streams at

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #endif
 
+#include <optional>
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
@@ -17,6 +18,7 @@
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -34,6 +36,7 @@ namespace cluster_v3 = envoy::config::cluster::v3;
 namespace listener_v3 = envoy::config::listener::v3;
 namespace route_v3 = envoy::config::route::v3;
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+namespace tcp_v3 = envoy::extensions::filters::network::tcp_proxy::v3;
 using google::protobuf::util::TimeUtil;
 using RoutingKeyProto = turnout::extensions::filters::http::routing_key::v3::RoutingKey;
 using HealthCheckProto = envoy::extensions::filters::http::health_check::v3::HealthCheck;
@@ -46,9 +49,42 @@ Milliseconds ms(const google::protobuf::Duration& d) {
   return Milliseconds(TimeUtil::DurationToMilliseconds(d));
 }
 
+constexpr absl::string_view kOriginalDstType =
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
+constexpr absl::string_view kHttpInspectorType =
+    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+
 absl::string_view typeNameOf(absl::string_view url) {
   size_t slash = url.rfind('/');
   return slash == absl::string_view::npos ? url : url.substr(slash + 1);
+}
+
+// A network filter's access_log list (the HCM's or the TCP proxy's): the
+// logger type and its packed config; formats are compiled by the proxy
+// (access_log::checkAccessLogFormats).
+std::vector<AccessLogConfig> toAccessLogs(
+    const google::protobuf::RepeatedPtrField<envoy::config::accesslog::v3::AccessLog>& logs) {
+  std::vector<AccessLogConfig> out;
+  out.reserve(static_cast<size_t>(logs.size()));
+  for (const auto& log : logs) {
+    AccessLogConfig a;
+    a.name = log.name();
+    a.type_url = log.typed_config().type_url();
+    a.config = log.typed_config();
+    a.has_filter = log.has_filter();
+    absl::string_view type = typeNameOf(a.type_url);
+    if (type == "envoy.extensions.access_loggers.file.v3.FileAccessLog") {
+      a.sink = AccessLogConfig::Sink::File;
+      envoy::extensions::access_loggers::file::v3::FileAccessLog file;
+      if (log.typed_config().UnpackTo(&file)) a.path = file.path();
+    } else if (type == "envoy.extensions.access_loggers.stream.v3.StderrAccessLog") {
+      a.sink = AccessLogConfig::Sink::Stderr;
+    } else {
+      a.sink = AccessLogConfig::Sink::Stdout;
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 }  // namespace
@@ -192,25 +228,7 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
       }
     }
   }
-  for (int i = 0; i < hcm.access_log_size(); ++i) {
-    const auto& log = hcm.access_log(i);
-    AccessLogConfig a;
-    a.name = log.name();
-    a.type_url = log.typed_config().type_url();
-    a.config = log.typed_config();
-    a.has_filter = log.has_filter();
-    absl::string_view type = typeNameOf(a.type_url);
-    if (type == "envoy.extensions.access_loggers.file.v3.FileAccessLog") {
-      a.sink = AccessLogConfig::Sink::File;
-      envoy::extensions::access_loggers::file::v3::FileAccessLog file;
-      if (log.typed_config().UnpackTo(&file)) a.path = file.path();
-    } else if (type == "envoy.extensions.access_loggers.stream.v3.StderrAccessLog") {
-      a.sink = AccessLogConfig::Sink::Stderr;
-    } else {
-      a.sink = AccessLogConfig::Sink::Stdout;
-    }
-    out.access_logs.push_back(std::move(a));
-  }
+  out.access_logs = toAccessLogs(hcm.access_log());
   if (hcm.has_stream_idle_timeout()) out.stream_idle_timeout = ms(hcm.stream_idle_timeout());
   if (hcm.has_request_timeout()) out.request_timeout = ms(hcm.request_timeout());
   if (hcm.has_request_headers_timeout()) out.request_headers_timeout = ms(hcm.request_headers_timeout());
@@ -367,6 +385,42 @@ absl::StatusOr<EdsSourceConfig> toEdsSource(const cluster_v3::Cluster& c, const 
   return out;
 }
 
+// An ORIGINAL_DST cluster (Envoy's OriginalDstClusterFactory checks, and
+// what turnout's per-worker hosts cannot do: health checks and outlier
+// detection need hosts the main thread knows).
+absl::Status applyOriginalDst(const cluster_v3::Cluster& c, const std::string& path,
+                              ClusterConfig& out) {
+  if (c.has_load_assignment()) {
+    return invalid(fieldPath(path, "load_assignment"),
+                   "ORIGINAL_DST clusters must have no load assignment configured");
+  }
+  const auto& o = c.original_dst_lb_config();
+  if (!o.use_http_header() && !o.http_header_name().empty()) {
+    return invalid(fieldPath(fieldPath(path, "original_dst_lb_config"), "http_header_name"),
+                   absl::StrCat("ORIGINAL_DST cluster: invalid config http_header_name=",
+                                o.http_header_name(),
+                                " and use_http_header is false. Set use_http_header to true if "
+                                "http_header_name is desired."));
+  }
+  OriginalDstConfig od;
+  od.use_http_header = o.use_http_header();
+  if (!o.http_header_name().empty()) od.http_header = absl::AsciiStrToLower(o.http_header_name());
+  if (o.has_upstream_port_override()) od.port_override = o.upstream_port_override().value();
+  if (c.has_cleanup_interval()) od.cleanup_interval = ms(c.cleanup_interval());
+  out.original_dst = std::move(od);
+  if (c.health_checks_size() > 0) {
+    return invalid(indexPath(fieldPath(path, "health_checks"), 0),
+                   "health checks on an ORIGINAL_DST cluster are not supported by turnout (its "
+                   "hosts are made per connection)");
+  }
+  if (c.has_outlier_detection()) {
+    return invalid(fieldPath(path, "outlier_detection"),
+                   "outlier detection on an ORIGINAL_DST cluster is not supported by turnout (its "
+                   "hosts are made per connection)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
   ClusterConfig out;
   out.name = c.name();
@@ -409,6 +463,14 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
                    absl::StrCat("cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type ",
                                 cluster_v3::Cluster::DiscoveryType_Name(c.type()),
                                 ". 'CLUSTER_PROVIDED' is allowed only with cluster type 'ORIGINAL_DST'"));
+  }
+  if (out.type == ClusterConfig::Type::OriginalDst) {
+    if (auto st = applyOriginalDst(c, path, out); !st.ok()) return st;
+  } else if (c.has_original_dst_lb_config()) {
+    // Envoy ignores it on other cluster types; turnout says so rather than
+    // accept a setting that changes nothing.
+    return invalid(fieldPath(path, "original_dst_lb_config"),
+                   "original_dst_lb_config applies to ORIGINAL_DST clusters only");
   }
   if (out.lb_policy == ClusterConfig::LbPolicy::Maglev) {
     // Envoy's MaglevLoadBalancer: the table size must be prime (PGV already
@@ -645,6 +707,43 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   return out;
 }
 
+// envoy.filters.network.tcp_proxy. The field policy has refused every field
+// turnout does not honour; what is left is checked as Envoy does at load.
+absl::StatusOr<TcpProxyConfig> toTcpProxy(const tcp_v3::TcpProxy& tcp, const std::string& path,
+                                          const absl::flat_hash_set<std::string>& clusters,
+                                          bool check_clusters) {
+  TcpProxyConfig out;
+  out.stat_prefix = tcp.stat_prefix();
+  auto known = [&](const std::string& name, const std::string& p) -> absl::Status {
+    if (!check_clusters || clusters.contains(name)) return absl::OkStatus();
+    return invalid(p, absl::StrCat("unknown cluster '", name, "'"));
+  };
+  switch (tcp.cluster_specifier_case()) {
+    case tcp_v3::TcpProxy::kCluster:
+      out.cluster = tcp.cluster();
+      if (out.cluster.empty()) return invalid(fieldPath(path, "cluster"), "a cluster name is required");
+      if (auto s = known(out.cluster, fieldPath(path, "cluster")); !s.ok()) return s;
+      break;
+    case tcp_v3::TcpProxy::kWeightedClusters: {
+      const std::string wpath = fieldPath(fieldPath(path, "weighted_clusters"), "clusters");
+      for (int i = 0; i < tcp.weighted_clusters().clusters_size(); ++i) {
+        const auto& c = tcp.weighted_clusters().clusters(i);
+        if (auto s = known(c.name(), fieldPath(indexPath(wpath, i), "name")); !s.ok()) return s;
+        out.weighted_clusters.push_back(TcpProxyConfig::WeightedCluster{c.name(), c.weight()});
+        out.total_weight += c.weight();
+      }
+      if (out.weighted_clusters.empty()) return invalid(wpath, "at least one cluster is required");
+      break;
+    }
+    default:
+      return invalid(path, "one of cluster or weighted_clusters is required");
+  }
+  if (tcp.has_idle_timeout()) out.idle_timeout = ms(tcp.idle_timeout());
+  if (tcp.has_max_connect_attempts()) out.max_connect_attempts = tcp.max_connect_attempts().value();
+  out.access_logs = toAccessLogs(tcp.access_log());
+  return out;
+}
+
 absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& fc,
                                                 const std::string& path,
                                                 const absl::flat_hash_set<std::string>& clusters,
@@ -653,22 +752,58 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
   out.name = fc.name();
   out.path = path;
   const auto& m = fc.filter_chain_match();
+  auto ranges = [](const auto& in) {
+    std::vector<FilterChainConfig::CidrRange> out;
+    for (const auto& r : in) out.push_back({r.address_prefix(), r.prefix_len().value()});
+    return out;
+  };
+  if (m.has_destination_port()) out.destination_port = m.destination_port().value();
+  out.prefix_ranges = ranges(m.prefix_ranges());
   out.server_names.assign(m.server_names().begin(), m.server_names().end());
   out.transport_protocol = m.transport_protocol();
   out.application_protocols.assign(m.application_protocols().begin(), m.application_protocols().end());
-  if (m.has_destination_port()) out.destination_port = m.destination_port().value();
+  out.direct_source_prefix_ranges = ranges(m.direct_source_prefix_ranges());
+  switch (m.source_type()) {
+    case listener_v3::FilterChainMatch::SAME_IP_OR_LOOPBACK:
+      out.source_type = FilterChainConfig::SourceType::SameIpOrLoopback;
+      break;
+    case listener_v3::FilterChainMatch::EXTERNAL:
+      out.source_type = FilterChainConfig::SourceType::External;
+      break;
+    default:
+      out.source_type = FilterChainConfig::SourceType::Any;
+      break;
+  }
+  out.source_prefix_ranges = ranges(m.source_prefix_ranges());
+  out.source_ports.assign(m.source_ports().begin(), m.source_ports().end());
   if (fc.has_transport_socket()) {
     out.transport_socket = fc.transport_socket().typed_config();
     out.has_tls = typeNameOf(fc.transport_socket().typed_config().type_url()) == kDownstreamTlsContextType;
   }
   for (int k = 0; k < fc.filters_size(); ++k) {
     std::string tpath = fieldPath(indexPath(fieldPath(path, "filters"), k), "typed_config");
-    hcm_v3::HttpConnectionManager hcm;
-    if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
-      return invalid(tpath, "cannot decode HttpConnectionManager");
+    const google::protobuf::Any& any = fc.filters(k).typed_config();
+    // Both network filters turnout runs are terminal: a chain has one
+    // (Envoy: "terminal filter named X ... must be the last filter in a
+    // network filter chain").
+    if (out.http_connection_manager || out.tcp_proxy) {
+      const std::string prev = indexPath(fieldPath(path, "filters"), k - 1);
+      return invalid(prev, absl::StrCat("terminal filter named ", fc.filters(k - 1).name(), " of type ",
+                                        out.tcp_proxy ? "envoy.filters.network.tcp_proxy"
+                                                      : "envoy.filters.network.http_connection_manager",
+                                        " must be the last filter in a network filter chain."));
     }
-    if (out.http_connection_manager) {
-      return invalid(tpath, "more than one HttpConnectionManager in a filter chain");
+    if (typeNameOf(any.type_url()) == kTcpProxyType) {
+      tcp_v3::TcpProxy tcp;
+      if (!any.UnpackTo(&tcp)) return invalid(tpath, "cannot decode TcpProxy");
+      auto cfg = toTcpProxy(tcp, tpath, clusters, check_clusters);
+      if (!cfg.ok()) return cfg.status();
+      out.tcp_proxy = *std::move(cfg);
+      continue;
+    }
+    hcm_v3::HttpConnectionManager hcm;
+    if (!any.UnpackTo(&hcm)) {
+      return invalid(tpath, "cannot decode HttpConnectionManager");
     }
     auto cfg = toHcm(hcm, tpath);
     if (!cfg.ok()) return cfg.status();
@@ -685,25 +820,6 @@ absl::StatusOr<FilterChainConfig> toFilterChain(const listener_v3::FilterChain& 
     out.http_connection_manager = *std::move(cfg);
   }
   return out;
-}
-
-// http_inspector would give plaintext connections an application protocol
-// ("http/1.1", "h2c") for application_protocols to match; turnout detects
-// ALPN from a TLS ClientHello only, so that pairing is refused.
-absl::Status checkListenerInspectors(const ListenerConfig& l) {
-  constexpr absl::string_view kHttpInspector =
-      "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
-  bool http_inspector = false;
-  for (const auto& t : l.listener_filter_types) http_inspector |= t == kHttpInspector;
-  if (!http_inspector) return absl::OkStatus();
-  for (const auto& c : l.filter_chains) {
-    if (c.application_protocols.empty()) continue;
-    return invalid(fieldPath(fieldPath(c.path, "filter_chain_match"), "application_protocols"),
-                   "matching the application protocol of plaintext connections (http_inspector) "
-                   "is not supported by turnout; application_protocols matches the ALPN of a TLS "
-                   "ClientHello only");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -868,6 +984,50 @@ absl::Status checkAds(const envoy::config::bootstrap::v3::Bootstrap& bootstrap, 
   return absl::OkStatus();
 }
 
+// The trace-key table is one per process: every RoutingKey filter with
+// trace_key_recovery on must size it the same; a different max_entries is an
+// error at its path that names the first. (The proxy also refuses a size that
+// differs from a table still in use by a previous config.)
+absl::Status checkTraceKeyTable(const Snapshot& snapshot) {
+  std::optional<size_t> entries;
+  std::string first_path;
+  auto check = [&](const FilterChainConfig& fc) -> absl::Status {
+    const auto& h = fc.http_connection_manager;
+    if (!h) return absl::OkStatus();
+    for (size_t i = 0; i < h->http_filters.size(); ++i) {
+      const HttpFilterConfig& f = h->http_filters[i];
+      if (f.type_name != RoutingKeyProto::descriptor()->full_name()) continue;
+      const std::string path = absl::StrCat(fc.path, ".filters[0].typed_config.http_filters[", i,
+                                            "].typed_config.trace_key_recovery");
+      RoutingKeyProto rk;
+      if (!f.config.UnpackTo(&rk)) return invalid(path, "cannot unpack RoutingKey");
+      auto cfg = toRoutingKeyFilterConfig(rk, path);
+      if (!cfg.ok()) return cfg.status();
+      if (!cfg->trace.enabled()) continue;
+      if (!entries) {
+        entries = cfg->trace.max_entries;
+        first_path = path;
+      } else if (*entries != cfg->trace.max_entries) {
+        return invalid(fieldPath(path, "max_entries"),
+                       absl::StrCat(cfg->trace.max_entries, " differs from ", *entries, " at ",
+                                    first_path, ".max_entries: the trace-key table is one per "
+                                    "process, so every filter with recovery on must size it the "
+                                    "same"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  for (const ListenerConfig& l : snapshot.listeners) {
+    for (const auto& fc : l.filter_chains) {
+      if (auto st = check(fc); !st.ok()) return st;
+    }
+    if (l.default_filter_chain) {
+      if (auto st = check(*l.default_filter_chain); !st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
@@ -946,7 +1106,14 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     for (const auto& lf : l.listener_filters()) {
       out.listener_filter_types.emplace_back(typeNameOf(lf.typed_config().type_url()));
+      const std::string& type = out.listener_filter_types.back();
+      out.original_dst |= type == kOriginalDstType;
+      out.http_inspector |= type == kHttpInspectorType;
     }
+    // Envoy adds the original_dst filter to a use_original_dst listener.
+    out.original_dst |= out.use_original_dst;
+    if (l.has_listener_filters_timeout()) out.listener_filters_timeout = ms(l.listener_filters_timeout());
+    out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
     for (int j = 0; j < l.filter_chains_size(); ++j) {
       auto fc = toFilterChain(l.filter_chains(j), indexPath(fieldPath(path, "filter_chains"), j),
                               cluster_names, check_clusters, *snapshot);
@@ -956,7 +1123,6 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     auto matcher = FilterChainMatcher::create(out.filter_chains);
     if (!matcher.ok()) return matcher.status();
     out.filter_chain_matcher = *std::move(matcher);
-    if (auto s = checkListenerInspectors(out); !s.ok()) return s;
     if (l.has_default_filter_chain()) {
       // Its filter_chain_match, if any, is ignored, as in Envoy (listener.proto).
       const std::string dpath = fieldPath(path, "default_filter_chain");
@@ -967,6 +1133,8 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     snapshot->listeners.push_back(std::move(out));
   }
+
+  if (auto st = checkTraceKeyTable(*snapshot); !st.ok()) return st;
 
   if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
     auto addr = toAddress(bootstrap.admin().address(), "admin.address");

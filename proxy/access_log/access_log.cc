@@ -226,12 +226,13 @@ absl::Status checkAccessLogFormats(const config::Snapshot& snapshot) {
   for (size_t l = 0; l < snapshot.listeners.size(); ++l) {
     const config::ListenerConfig& listener = snapshot.listeners[l];
     auto check = [&](const config::FilterChainConfig& chain, const std::string& chain_path) {
-      if (!chain.http_connection_manager) return absl::OkStatus();
-      const auto& logs = chain.http_connection_manager->access_logs;
+      if (!chain.http_connection_manager && !chain.tcp_proxy) return absl::OkStatus();
+      const auto& logs = chain.http_connection_manager ? chain.http_connection_manager->access_logs
+                                                       : chain.tcp_proxy->access_logs;
       for (size_t i = 0; i < logs.size(); ++i) {
         auto prepared = AccessLogFactory::prepare(logs[i]);
         if (prepared.ok()) continue;
-        // The HCM is the chain's only network filter (the extension allowlist).
+        // The HCM or TCP proxy is the chain's only network filter (both are terminal).
         return absl::InvalidArgumentError(absl::StrCat(
             chain_path, ".filters[0].typed_config.access_log[", i, "]: ",
             prepared.status().message()));

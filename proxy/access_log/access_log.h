@@ -123,7 +123,7 @@ class AccessLogFactory {
   std::map<std::string, std::weak_ptr<AccessLogFile>> files_;
 };
 
-// The access logs of every HTTP connection manager of `snapshot`'s listeners
+// The access logs of every HTTP connection manager and TCP proxy of `snapshot`'s listeners
 // checked as AccessLogFactory::create would (format strings compiled; no file
 // opened). Errors name the bootstrap path:
 // `static_resources.listeners[0].filter_chains[0].filters[0].typed_config.

@@ -8,6 +8,9 @@
 
 #include "proxy/common/log.h"
 #include "proxy/connection/http2_downstream_connection.h"
+#include "proxy/connection/tcp_proxy_connection.h"
+#include "proxy/listener/http_inspector.h"
+#include "proxy/listener/original_dst.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
 #include "proxy/stream/local_reply.h"
@@ -31,9 +34,42 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
   return t.count() == 0 ? kForever : t;
 }
 
-// Envoy's listener_filters_timeout: how long the first bytes may take when
-// the filter chain depends on them.
-constexpr std::chrono::milliseconds kListenerFiltersTimeout{15000};
+// Cancels the socket's pending read once a listener's listener_filters_timeout
+// passes (0: never), leaving the socket open, so that
+// continue_on_listener_filters_timeout can go on with the connection. Lives
+// in the connection coroutine's frame while the first bytes are read; a
+// deadline that passes between reads is seen by expired().
+class ListenerFilterDeadline {
+ public:
+  ListenerFilterDeadline(asio::ip::tcp::socket& socket, std::chrono::milliseconds timeout)
+      : timer_(socket.get_executor()) {
+    if (timeout.count() == 0) return;
+    timer_.expires_after(timeout);
+    timer_.async_wait([state = state_, &socket](const boost::system::error_code& ec) {
+      // `done`: the frame (and maybe the socket) is gone; touch nothing.
+      if (ec || state->done) return;
+      state->expired = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  ~ListenerFilterDeadline() {
+    state_->done = true;
+    timer_.cancel();
+  }
+  ListenerFilterDeadline(const ListenerFilterDeadline&) = delete;
+  ListenerFilterDeadline& operator=(const ListenerFilterDeadline&) = delete;
+
+  bool expired() const { return state_->expired; }
+
+ private:
+  struct State {
+    bool done = false;
+    bool expired = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  asio::steady_timer timer_;
+};
 // A TLS record starts with its content type: 22 is a handshake (RFC 8446
 // §5.1), which is how tls_inspector tells TLS from plaintext.
 constexpr unsigned char kTlsHandshakeRecord = 22;
@@ -136,33 +172,90 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   bool input_closed = false;
   std::optional<size_t> chain_index;
   std::unique_ptr<tls::TlsTransport> tls;
+  // The chain sees the local address as restored by original_dst.
+  const config::MatchAddress local_match = toMatchAddress(local);
+  const config::MatchAddress remote_match = toMatchAddress(remote);
   if (!l.inspects()) {
-    chain_index = 0;
-  } else {
-    // Envoy's tls_inspector: the first bytes tell TLS from plaintext; a TLS
-    // connection's chain is chosen from its ClientHello (SNI, ALPN) inside
-    // the handshake, a plaintext one's right away.
-    beast::tcp_stream probe(std::move(socket));
-    probe.expires_after(kListenerFiltersTimeout);
-    initial.resize(kReadChunk);
-    boost::system::error_code ec;
-    const size_t n = co_await probe.async_read_some(asio::buffer(initial),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
-    initial.resize(n);
-    socket = probe.release_socket();
-    if (n == 0) {
-      // Gone, or silent past the timeout, before a chain could be chosen.
-      if (ec == beast::error::timeout) shard.inc(l.stats.downstream_pre_cx_timeout);
+    // Addresses and ports only (a capture listener's destination_port
+    // chains): chosen without reading.
+    chain_index = l.selectFilterChain(
+        config::FilterChainMatchInput{{}, "raw_buffer", {}, local_match, remote_match});
+    if (!chain_index) {
+      shard.inc(l.stats.no_filter_chain_match);
       closeSocket(socket);
       co_return;
     }
-    const bool is_tls = static_cast<unsigned char>(initial[0]) == kTlsHandshakeRecord;
+  } else {
+    // Envoy's tls_inspector: the first bytes tell TLS from plaintext; a TLS
+    // connection's chain is chosen from its ClientHello (SNI, ALPN) inside
+    // the handshake, a plaintext one's right away. All of it within the
+    // listener's listener_filters_timeout.
+    const config::ListenerConfig& lc = *l.config;
+    ListenerFilterDeadline deadline(socket, lc.listener_filters_timeout);
+    initial.resize(kReadChunk);
+    boost::system::error_code ec;
+    const size_t n = co_await socket.async_read_some(asio::buffer(initial),
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+    initial.resize(n);
+    // Past the deadline: closed, or with continue_on_listener_filters_timeout
+    // matched on what came so far (Envoy counts both).
+    bool timed_out = n == 0 && deadline.expired();
+    if (timed_out) shard.inc(l.stats.downstream_pre_cx_timeout);
+    if (n == 0 && !(timed_out && lc.continue_on_listener_filters_timeout)) {
+      // Gone, or silent past the timeout, before a chain could be chosen.
+      closeSocket(socket);
+      co_return;
+    }
+    const bool is_tls =
+        !initial.empty() && static_cast<unsigned char>(initial[0]) == kTlsHandshakeRecord;
+    // Envoy's http_inspector on a plaintext connection: its request line
+    // (or the HTTP/2 preface) gives the application protocol.
+    std::string_view detected_alpn;
+    if (!is_tls && !timed_out && l.inspectsHttp()) {
+      HttpInspection inspection = inspectHttp(initial);
+      while (inspection == HttpInspection::NeedMore && initial.size() < kHttpInspectorMaxBytes) {
+        if (deadline.expired()) {
+          timed_out = true;
+          break;
+        }
+        const size_t had = initial.size();
+        initial.resize(kHttpInspectorMaxBytes);
+        const size_t more = co_await socket.async_read_some(
+            asio::buffer(initial.data() + had, initial.size() - had),
+            asio::redirect_error(asio::use_awaitable, ec));
+        initial.resize(had + more);
+        if (ec) {
+          timed_out = deadline.expired();
+          break;
+        }
+        inspection = inspectHttp(initial);
+      }
+      const stats::HttpInspectorStats& hs = *l.http_inspector_stats;
+      if (inspection == HttpInspection::NeedMore) {
+        if (timed_out) shard.inc(l.stats.downstream_pre_cx_timeout);
+        if (!timed_out && !ec) shard.inc(hs.read_error);  // a line too long to tell
+        if (!timed_out || !lc.continue_on_listener_filters_timeout) {
+          // Gone, silent, or undecidable before the request line ended:
+          // Envoy closes the connection.
+          closeSocket(socket);
+          co_return;
+        }
+      } else {
+        shard.inc(inspection == HttpInspection::Http11   ? hs.http11_found
+                  : inspection == HttpInspection::Http10 ? hs.http10_found
+                  : inspection == HttpInspection::Http2  ? hs.http2_found
+                                                         : hs.http_not_found);
+        detected_alpn = applicationProtocolOf(inspection);
+      }
+    }
     const FilterChainRuntime* first_tls = is_tls ? l.firstTlsChain() : nullptr;
     if (first_tls != nullptr) {
       const ListenerRuntime* lp = &l;
       tls = std::make_unique<tls::TlsTransport>(
-          first_tls->tls->current(), [lp](const tls::ClientHello& hello) {
-            config::FilterChainMatchInput input{hello.server_name, "tls", hello.alpn};
+          first_tls->tls->current(),
+          [lp, local_match, remote_match](const tls::ClientHello& hello) {
+            config::FilterChainMatchInput input{hello.server_name, "tls", hello.alpn, local_match,
+                                                remote_match};
             std::optional<size_t> i = lp->selectFilterChain(input);
             // A plaintext chain cannot take a TLS connection: closed, as
             // Envoy's HCM would on the ClientHello's bytes.
@@ -172,8 +265,14 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     } else {
       // No chain serves TLS: the ClientHello cannot be read, so it matches
       // as one without SNI or ALPN.
-      chain_index = l.selectFilterChain(
-          config::FilterChainMatchInput{{}, is_tls ? "tls" : "raw_buffer", {}});
+      const std::array<std::string_view, 1> offered{detected_alpn};
+      chain_index = l.selectFilterChain(config::FilterChainMatchInput{
+          {},
+          is_tls ? "tls" : "raw_buffer",
+          detected_alpn.empty() ? std::span<const std::string_view>()
+                                : std::span<const std::string_view>(offered),
+          local_match,
+          remote_match});
       if (!chain_index) {
         shard.inc(l.stats.no_filter_chain_match);
         closeSocket(socket);
@@ -196,8 +295,9 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     const FilterChainRuntime* hs_chain =
         chain_index ? &l.filter_chains[*chain_index] : l.firstTlsChain();
     beast::tcp_stream hs(std::move(socket));
-    hs.expires_after(orForever(hs_chain->hcm ? hs_chain->hcm->config->idle_timeout
-                                             : std::chrono::milliseconds(0)));
+    hs.expires_after(orForever(hs_chain->hcm         ? hs_chain->hcm->config->idle_timeout
+                               : hs_chain->tcp_proxy ? hs_chain->tcp_proxy->config->idle_timeout
+                                                     : std::chrono::milliseconds(0)));
     const boost::system::error_code hs_ec = co_await runTlsHandshake(hs, *tls, l.ssl_stats, shard);
     socket = hs.release_socket();
     if (tls->refused()) {
@@ -224,6 +324,14 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     co_return;
   }
   const FilterChainRuntime& chain = l.filter_chains[*chain_index];
+  if (chain.tcp_proxy) {
+    // Bytes, not HTTP: relayed as they come (what was read to pick the
+    // chain first).
+    co_await TcpProxyConnection::run(worker, std::move(config), listener_index, *chain_index,
+                                     std::move(socket), remote, local, std::move(initial),
+                                     std::move(tls));
+    co_return;
+  }
   const CodecType type = chain.hcm ? chain.hcm->config->codec_type : CodecType::Http1;
   bool h2 = type == CodecType::Http2;
   if (tls) {

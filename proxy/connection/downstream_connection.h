@@ -36,7 +36,8 @@ class DownstreamConnection : public ConnectionHandle,
   // then the ClientHello's SNI and ALPN during the handshake), then the
   // protocol per that chain's HCM codec_type (AUTO: HTTP/2 when the first
   // bytes are the HTTP/2 connection preface), and serves HTTP/1 here or hands
-  // the socket to Http2DownstreamConnection.
+  // the socket to Http2DownstreamConnection; a chain with a TCP proxy goes
+  // to TcpProxyConnection instead (no HTTP).
   static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                    size_t listener_index, asio::ip::tcp::socket socket,
                                    asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);

@@ -404,6 +404,13 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   lb.random = worker.random();
   lb.hash = hashFor();
   lb.avoid = attempt_number > 0 ? host_ : nullptr;
+  std::optional<asio::ip::tcp::endpoint> listener_address;
+  if (cluster.config().type == config::ClusterConfig::Type::OriginalDst) {
+    lb.downstream_local = &conn_.local();
+    lb.request_headers = &stream_.head_.headers;
+    if (hcm.listener != nullptr) listener_address = worker.boundAddress(hcm.listener->name);
+    if (listener_address) lb.listener_address = &*listener_address;
+  }
   HostState* host = cluster.chooseHost(lb);
   if (host == nullptr) {
     stream_.flags_.set(access_log::ResponseFlag::NoHealthyUpstream);

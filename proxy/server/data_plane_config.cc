@@ -77,6 +77,25 @@ absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats
   return rt;
 }
 
+absl::StatusOr<TcpProxyRuntime> buildTcpProxy(const config::ListenerConfig& l,
+                                              const config::TcpProxyConfig& t,
+                                              stats::Store& store,
+                                              access_log::AccessLogFactory& logs) {
+  TcpProxyRuntime rt;
+  rt.config = &t;
+  rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
+  rt.stats = stats::makeTcpProxyStats(store, t.stat_prefix);
+  for (size_t i = 0; i < t.access_logs.size(); ++i) {
+    auto log = logs.create(t.access_logs[i]);
+    if (!log.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("listener '", l.name, "' access_log[", i,
+                                                     "]: ", log.status().message()));
+    }
+    rt.access_logs.push_back(*std::move(log));
+  }
+  return rt;
+}
+
 absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConfig& l,
                                                       const config::HttpConnectionManagerConfig& h,
                                                       const config::Snapshot& snapshot,
@@ -87,6 +106,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
   HttpConnectionManagerRuntime rt;
   rt.config = &h;
   rt.buffer_limit_bytes = l.per_connection_buffer_limit_bytes;
+  rt.listener = &l;
   if (h.route_table_index) rt.route_table = snapshot.route_tables[*h.route_table_index].table;
   if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds) {
     auto it = routes.find(h.route_config_name);
@@ -110,9 +130,12 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       if (!f.config.UnpackTo(&proto)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack RoutingKey"));
       }
-      auto rk = config::toRoutingKeyFilterConfig(proto, path);
+      const std::string tpath = absl::StrCat(path, ".typed_config");
+      auto rk = config::toRoutingKeyFilterConfig(proto, tpath);
       if (!rk.ok()) return rk.status();
-      rt.filters.push_back(std::make_shared<RoutingKeyFilter>(*std::move(rk)));
+      auto filter = RoutingKeyFilter::create(*std::move(rk), tpath);
+      if (!filter.ok()) return filter.status();
+      rt.filters.push_back(*std::move(filter));
     } else if (f.type_name == kHealthCheckType) {
       envoy::extensions::filters::http::health_check::v3::HealthCheck proto;
       if (!f.config.UnpackTo(&proto)) {
@@ -264,11 +287,10 @@ absl::Status checkListenerTls(const config::Snapshot& snapshot) {
   return absl::OkStatus();
 }
 
-bool ListenerRuntime::inspects() const {
-  if (filter_chains.size() != 1) return true;
-  const config::FilterChainConfig& c = *filter_chains[0].config;
-  return !c.server_names.empty() || !c.transport_protocol.empty() ||
-         !c.application_protocols.empty();
+bool ListenerRuntime::inspects() const { return config->filter_chain_matcher.needsFirstBytes(); }
+
+bool ListenerRuntime::inspectsHttp() const {
+  return config->http_inspector && config->filter_chain_matcher.matchesApplicationProtocols();
 }
 
 std::optional<size_t> ListenerRuntime::selectFilterChain(
@@ -309,6 +331,7 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
   auto lr = std::make_shared<ListenerRuntime>();
   lr->config = &l;
   lr->stats = stats::makeListenerStats(store, l.address.toString(), l.stat_prefix);
+  if (l.http_inspector) lr->http_inspector_stats = stats::makeHttpInspectorStats(store);
   auto addChain = [&](const config::FilterChainConfig& chain) -> absl::Status {
     FilterChainRuntime rt;
     rt.config = &chain;
@@ -317,6 +340,11 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
           buildHcm(l, *chain.http_connection_manager, *owner, routes, lr->stats, store, logs);
       if (!hcm.ok()) return hcm.status();
       rt.hcm = *std::move(hcm);
+    }
+    if (chain.tcp_proxy) {
+      auto tcp = buildTcpProxy(l, *chain.tcp_proxy, store, logs);
+      if (!tcp.ok()) return tcp.status();
+      rt.tcp_proxy = *std::move(tcp);
     }
     auto tls = serverTlsFor(chain, *owner);
     if (!tls.ok()) return tls.status();

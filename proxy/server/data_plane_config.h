@@ -73,14 +73,28 @@ struct HttpConnectionManagerRuntime {
   // The listener's per_connection_buffer_limit_bytes (1 MiB default): Envoy's
   // decoder buffer limit, the most request body kept for retries and mirrors.
   uint32_t buffer_limit_bytes = 1024 * 1024;
+  // The listener the HCM serves (an ORIGINAL_DST cluster refuses a
+  // destination that is the address it is bound to: Worker::boundAddress).
+  const config::ListenerConfig* listener = nullptr;
+};
+
+// A TCP proxy (envoy.filters.network.tcp_proxy) compiled for the workers.
+struct TcpProxyRuntime {
+  const config::TcpProxyConfig* config = nullptr;
+  std::vector<access_log::AccessLogConstSharedPtr> access_logs;
+  stats::TcpProxyStats stats;
+  // The listener's per_connection_buffer_limit_bytes: the most bytes held
+  // per direction while the other side cannot take them (Envoy's watermark).
+  uint32_t buffer_limit_bytes = 1024 * 1024;
 };
 
 // One filter chain of a listener compiled for the workers.
 struct FilterChainRuntime {
   const config::FilterChainConfig* config = nullptr;
-  // Its HTTP connection manager (none: a chain without one, whose
-  // connections are closed).
+  // Its HTTP connection manager or TCP proxy (neither: a chain without a
+  // network filter, whose connections are closed).
   std::optional<HttpConnectionManagerRuntime> hcm;
+  std::optional<TcpProxyRuntime> tcp_proxy;
   // Its DownstreamTlsContext (null: plaintext), reloaded when its
   // certificate files change (Server's main-thread tick).
   tls::ServerContextSlotSharedPtr tls;
@@ -98,11 +112,18 @@ struct ListenerRuntime {
   std::vector<FilterChainRuntime> filter_chains;
   // The listener.<addr>.ssl.* stats, when a chain serves TLS.
   std::optional<stats::SslStats> ssl_stats;
+  // The http_inspector.* stats, when the listener has that filter.
+  std::optional<stats::HttpInspectorStats> http_inspector_stats;
 
-  // Whether a connection's chain depends on what it sends first (several
-  // chains, or match rules): then it is read (tls_inspector's job in Envoy)
-  // before a chain is chosen; otherwise chain 0 serves every connection.
+  // Whether a connection's chain depends on what it sends first (a chain
+  // matches server names, transport or application protocols): then it is
+  // read (tls_inspector's and http_inspector's job in Envoy) before a chain
+  // is chosen; otherwise the chain is chosen from the addresses alone.
   bool inspects() const;
+  // Whether a plaintext connection's first request line is read for its
+  // application protocol (http_inspector, and a chain that matches
+  // application_protocols).
+  bool inspectsHttp() const;
   // The chain for a connection: config->filter_chain_matcher's choice, else
   // the default chain; none: the connection is closed and counted in
   // listener.<addr>.no_filter_chain_match.

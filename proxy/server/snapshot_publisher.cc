@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
+#include "proxy/listener/original_dst.h"
 
 namespace turnout::proxy {
 namespace {
@@ -124,6 +125,17 @@ absl::StatusOr<std::vector<WorkerListener>> SnapshotPublisher::bind(const Listen
     asio::ip::tcp::endpoint ep(ip, port);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    // An IPv6 listener takes IPv6 only (Envoy's default without
+    // ipv4_compat): "::" and "0.0.0.0" on one port are two listeners.
+    if (!ec && ip.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec && l.transparent) {
+      ec = setTransparent(*acceptor, ip.is_v6());
+      if (ec) {
+        return absl::UnavailableError(absl::StrCat(
+            "listener '", l.name, "': cannot make '", l.address.toString(),
+            "' transparent (IP_TRANSPARENT needs CAP_NET_ADMIN): ", ec.message()));
+      }
+    }
     if (!ec) {
       int one = 1;
       if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
@@ -178,10 +190,17 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
   };
   std::vector<NewListener> new_listeners;
   std::vector<std::string> removed_listeners;
+  std::vector<std::string> unbound_listeners;  // changed to bind_to_port: false
   for (const auto& l : next->listeners) {
     const ListenerRuntimeConstSharedPtr* old = current_->findListener(l->config->name);
     if (old != nullptr && (*old)->config == l->config) continue;  // same listener config
-    if (!l->config->bind_to_port) continue;
+    if (!l->config->bind_to_port) {
+      // Now only a use_original_dst target: a socket it had closes.
+      if (old != nullptr && bound_.contains(l->config->name)) {
+        unbound_listeners.push_back(l->config->name);
+      }
+      continue;
+    }
     uint16_t port = 0;
     auto acceptors = bind(*l, port);
     if (!acceptors.ok()) return acceptors.status();
@@ -231,6 +250,12 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
     bound_[name] = BoundListener{name, nl.runtime->config->address.address, nl.port};
     TURNOUT_LOG(info, "main", "listener '{}' {} on {}:{}", name,
                 nl.replaces ? "replaced" : "added", nl.runtime->config->address.address, nl.port);
+  }
+  for (const auto& name : unbound_listeners) {
+    for (auto& w : workers_) w->removeListener(name);
+    bound_.erase(name);
+    shard.inc(listener_modified_);
+    TURNOUT_LOG(info, "main", "listener '{}' no longer binds its port", name);
   }
   for (const auto& name : removed_listeners) {
     for (auto& w : workers_) w->removeListener(name);

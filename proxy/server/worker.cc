@@ -1,11 +1,13 @@
 #include "proxy/server/worker.h"
 
+#include <algorithm>
 #include <ctime>
 #include <exception>
 
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 #include "proxy/connection/downstream_connection.h"
+#include "proxy/listener/original_dst.h"
 
 namespace turnout::proxy {
 
@@ -61,6 +63,9 @@ void Worker::removeListener(std::string name, std::optional<WorkerListener> repl
 ClusterManager::UpdateResult Worker::installConfig(DataPlaneConfigConstSharedPtr config,
                                                    const ClusterResourcesMap& resources) {
   ClusterManager::UpdateResult r = clusters_.update(config, resources, shard_);
+  const bool hands_off = std::any_of(config->listeners.begin(), config->listeners.end(),
+                                     [](const auto& l) { return l->config->use_original_dst; });
+  listeners_by_address_ = hands_off ? ListenerAddressMap(*config) : ListenerAddressMap();
   config_ = std::move(config);
   return r;
 }
@@ -118,6 +123,16 @@ void Worker::stop() {
   thread_.join();
 }
 
+std::optional<asio::ip::tcp::endpoint> Worker::boundAddress(std::string_view listener_name) const {
+  for (const auto& l : listeners_) {
+    if (l->name != listener_name || !l->acceptor || !l->acceptor->is_open()) continue;
+    boost::system::error_code ec;
+    const asio::ip::tcp::endpoint bound = l->acceptor->local_endpoint(ec);
+    if (!ec) return bound;
+  }
+  return std::nullopt;
+}
+
 std::list<ConnectionHandle*>::iterator Worker::registerConnection(ConnectionHandle* c) {
   return connections_.insert(connections_.end(), c);
 }
@@ -167,8 +182,32 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
     }
     if (index == config_->listeners.size()) continue;  // removed meanwhile
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    const config::ListenerConfig& lc = *config_->listeners[index]->config;
     asio::ip::tcp::endpoint local = bound;
-    if (bound_ec || bound.address().is_unspecified()) local = socket.local_endpoint(ec);
+    // A transparent (TPROXY) listener's connections keep their original
+    // destination as their local address.
+    if (bound_ec || bound.address().is_unspecified() || lc.transparent) {
+      local = socket.local_endpoint(ec);
+    }
+    if (lc.original_dst) {
+      // The original_dst listener filter: the address before iptables
+      // REDIRECT becomes the connection's local address. use_original_dst
+      // then hands the connection to the listener on that address, on this
+      // worker with this config; the target's own listener filters and
+      // chains apply (its original_dst would read the same address), and
+      // the connection counts on the target only, as in Envoy.
+      if (auto original = originalDestination(socket, local)) {
+        local = *original;
+        if (lc.use_original_dst) {
+          if (auto target = listeners_by_address_.find(local)) {
+            TURNOUT_LOG(debug, "conn", "listener '{}' hands a connection to {}:{} to listener '{}'",
+                        lc.name, local.address().to_string(), local.port(),
+                        config_->listeners[*target]->config->name);
+            index = *target;
+          }
+        }
+      }
+    }
     asio::co_spawn(io_,
                    DownstreamConnection::run(*this, config_, index, std::move(socket), peer, local),
                    LogEscapedException{"conn", "connection"});

@@ -9,12 +9,14 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "proxy/common/asio.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/listener/listener_address_map.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -83,6 +85,13 @@ class Worker {
   // The HTTP Date for now, refreshed at most once a second.
   const std::string& httpDate();
 
+  // The address listener `listener_name`'s acceptor is bound to on this
+  // worker, as the kernel reports it (port 0 resolved); none for a listener
+  // this worker does not accept on (bind_to_port false, or removed). A
+  // syscall: ORIGINAL_DST clusters ask, to refuse a destination that is the
+  // listener itself. Worker thread.
+  std::optional<asio::ip::tcp::endpoint> boundAddress(std::string_view listener_name) const;
+
   // Connection registry (worker thread): for drain and shutdown.
   std::list<ConnectionHandle*>::iterator registerConnection(ConnectionHandle* c);
   void unregisterConnection(std::list<ConnectionHandle*>::iterator it);
@@ -106,6 +115,9 @@ class Worker {
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;
   DataPlaneConfigConstSharedPtr config_;
+  // config_'s listeners by address, for use_original_dst hand-offs (empty
+  // unless a listener has use_original_dst).
+  ListenerAddressMap listeners_by_address_;
   ClusterManager clusters_;
   std::mt19937_64 rng_;
   bool draining_ = false;

@@ -104,6 +104,31 @@ HttpConnManagerStats fillHcmStats(Registrar& r) {
     s.routing_key_error[e] =
         r.counter(absl::StrCat("routing_key.", std::string(routing::keyErrorName(err))));
   }
+  s.routing_key_recovered_from_trace = r.counter("routing_key.recovered_from_trace");
+  s.routing_key_remembered_for_trace = r.counter("routing_key.remembered_for_trace");
+  s.routing_key_trace_memory_evicted = r.counter("routing_key.trace_memory_evicted");
+  s.routing_key_trace_memory_key_too_long = r.counter("routing_key.trace_memory_key_too_long");
+  s.routing_key_trace_memory_busy = r.counter("routing_key.trace_memory_busy");
+  return s;
+}
+
+// tcp.<stat_prefix>.* in slot order.
+template <class Registrar>
+TcpProxyStats fillTcpProxyStats(Registrar& r) {
+  TcpProxyStats s;
+  s.downstream_cx_total = r.counter("downstream_cx_total");
+  s.downstream_cx_no_route = r.counter("downstream_cx_no_route");
+  s.downstream_cx_tx_bytes_total = r.counter("downstream_cx_tx_bytes_total");
+  s.downstream_cx_tx_bytes_buffered = r.gauge("downstream_cx_tx_bytes_buffered");
+  s.downstream_cx_rx_bytes_total = r.counter("downstream_cx_rx_bytes_total");
+  s.downstream_cx_rx_bytes_buffered = r.gauge("downstream_cx_rx_bytes_buffered");
+  s.downstream_flow_control_paused_reading_total =
+      r.counter("downstream_flow_control_paused_reading_total");
+  s.downstream_flow_control_resumed_reading_total =
+      r.counter("downstream_flow_control_resumed_reading_total");
+  s.idle_timeout = r.counter("idle_timeout");
+  s.upstream_flush_total = r.counter("upstream_flush_total");
+  s.upstream_flush_active = r.gauge("upstream_flush_active");
   return s;
 }
 
@@ -186,6 +211,15 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   s.upstream_cx_destroy_remote = r.counter("upstream_cx_destroy_remote");
   s.upstream_cx_http1_total = r.counter("upstream_cx_http1_total");
   s.upstream_cx_http2_total = r.counter("upstream_cx_http2_total");
+  s.upstream_cx_rx_bytes_total = r.counter("upstream_cx_rx_bytes_total");
+  s.upstream_cx_tx_bytes_total = r.counter("upstream_cx_tx_bytes_total");
+  s.upstream_cx_none_healthy = r.counter("upstream_cx_none_healthy");
+  s.upstream_cx_connect_attempts_exceeded = r.counter("upstream_cx_connect_attempts_exceeded");
+  s.upstream_flow_control_paused_reading_total = r.counter("upstream_flow_control_paused_reading_total");
+  s.upstream_flow_control_resumed_reading_total = r.counter("upstream_flow_control_resumed_reading_total");
+  s.original_dst_host_invalid = r.counter("original_dst_host_invalid");
+  s.original_dst_loop_refused = r.counter("original_dst_loop_refused");
+  s.original_dst_host_overflow = r.counter("original_dst_host_overflow");
   s.upstream_rq_total = r.counter("upstream_rq_total");
   s.upstream_rq_active = r.gauge("upstream_rq_active");
   s.upstream_rq_pending_total = r.counter("upstream_rq_pending_total");
@@ -312,6 +346,16 @@ HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view sta
   return s;
 }
 
+TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillTcpProxyStats<SchemaRegistrar>);
+  const ScopeRef ref =
+      store.scope(absl::StrCat("tcp.", sanitizeStatName(stat_prefix), "."), *kSchema);
+  ScopeRegistrar r{ref};
+  TcpProxyStats s = fillTcpProxyStats(r);
+  s.scope = ref.handle;
+  return s;
+}
+
 ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix) {
   static const StatSchema* const kSchema = buildSchema(&fillListenerStats<SchemaRegistrar>);
   std::string prefix = absl::StrCat(
@@ -322,6 +366,14 @@ ListenerStats makeListenerStats(Store& store, std::string_view address, std::str
   s.prefix = std::move(prefix);
   s.scope = ref.handle;
   return s;
+}
+
+HttpInspectorStats makeHttpInspectorStats(Store& store) {
+  return HttpInspectorStats{store.counter("http_inspector.http10_found"),
+                            store.counter("http_inspector.http11_found"),
+                            store.counter("http_inspector.http2_found"),
+                            store.counter("http_inspector.http_not_found"),
+                            store.counter("http_inspector.read_error")};
 }
 
 void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {

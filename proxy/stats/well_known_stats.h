@@ -33,6 +33,14 @@ struct HttpConnManagerStats {
   // turnout: http.<stat_prefix>.routing_key.{found,missing,<keyErrorName>}.
   StatId routing_key_found, routing_key_missing;
   std::array<StatId, 8> routing_key_error;  // indexed by routing::KeyError; [0] unused
+  // Recovery from the trace id (RoutingKey.trace_key_recovery):
+  // routing_key.{recovered_from_trace, remembered_for_trace,
+  // trace_memory_evicted (a live entry of another trace overwritten),
+  // trace_memory_key_too_long (not remembered), trace_memory_busy (not
+  // remembered: every slot of the probe window was being written)}.
+  StatId routing_key_recovered_from_trace, routing_key_remembered_for_trace;
+  StatId routing_key_trace_memory_evicted, routing_key_trace_memory_key_too_long;
+  StatId routing_key_trace_memory_busy;
 
   // One Store scope per stat_prefix, shared by the HCMs that use it and freed
   // with the last of them (an HCM of a listener LDS removed).
@@ -42,6 +50,18 @@ struct HttpConnManagerStats {
   void countResponse(Shard& shard, uint32_t code) const;
 };
 HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix);
+
+// tcp.<stat_prefix>.*  (the TCP proxy filter, Envoy's tcp_proxy_filter.rst).
+struct TcpProxyStats {
+  StatId downstream_cx_total, downstream_cx_no_route;
+  StatId downstream_cx_tx_bytes_total, downstream_cx_tx_bytes_buffered;
+  StatId downstream_cx_rx_bytes_total, downstream_cx_rx_bytes_buffered;
+  StatId downstream_flow_control_paused_reading_total, downstream_flow_control_resumed_reading_total;
+  StatId idle_timeout, upstream_flush_total, upstream_flush_active;
+  // One Store scope per stat_prefix, shared like the HCM's.
+  ScopeHandle scope;
+};
+TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix);
 
 // listener.<addr>.*  where <addr> is Listener.stat_prefix or the address with
 // ':' turned into '_' (0.0.0.0_10000).
@@ -58,6 +78,13 @@ struct ListenerStats {
   ScopeHandle scope;
 };
 ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix);
+
+// http_inspector.*: the listener filter's counters (Envoy's names; one tree
+// for every listener that has the filter).
+struct HttpInspectorStats {
+  StatId http10_found, http11_found, http2_found, http_not_found, read_error;
+};
+HttpInspectorStats makeHttpInspectorStats(Store& store);
 
 // listener.<addr>.http.<stat_prefix>.downstream_rq_<N>xx
 struct ListenerHttpStats {
@@ -111,6 +138,15 @@ struct ClusterStats {
   StatId upstream_cx_pool_overflow;
   StatId upstream_cx_idle_timeout, upstream_cx_max_requests, upstream_cx_destroy_remote;
   StatId upstream_cx_http1_total, upstream_cx_http2_total;
+  // TCP proxy connections (HTTP connections do not count bytes yet).
+  StatId upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total;
+  StatId upstream_cx_none_healthy, upstream_cx_connect_attempts_exceeded;
+  StatId upstream_flow_control_paused_reading_total, upstream_flow_control_resumed_reading_total;
+  // ORIGINAL_DST: a request's override header that is not `ip:port`
+  // (Envoy's), and turnout's refusal of a destination that is the
+  // listener's own address (no original destination, or a loop), and of a
+  // new destination while a worker keeps kMaxOriginalDstHosts hosts.
+  StatId original_dst_host_invalid, original_dst_loop_refused, original_dst_host_overflow;
   StatId upstream_rq_total, upstream_rq_active, upstream_rq_pending_total;
   StatId upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_timeout;
   StatId upstream_rq_pending_failure_eject, upstream_rq_cancelled;

@@ -7,6 +7,7 @@
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
+#include "absl/strings/str_cat.h"
 #include "proxy/common/xx_hash.h"
 #include "proxy/connection/downstream_stream.h"
 #include "proxy/router/router_filter.h"
@@ -292,10 +293,14 @@ void ActiveStream::complete() {
   info.response_headers = response_headers_;
   info.upstream_host = upstream_host_;
   if (cluster_runtime_ != nullptr) info.upstream_cluster = cluster_runtime_->config->name;
-  info.downstream_remote_address =
-      conn_.remote().address().to_string() + ":" + std::to_string(conn_.remote().port());
-  info.downstream_local_address =
-      conn_.local().address().to_string() + ":" + std::to_string(conn_.local().port());
+  // Envoy's Address::asString(): an IPv6 address in brackets.
+  auto addressString = [](const asio::ip::tcp::endpoint& e) {
+    return e.address().is_v6()
+               ? absl::StrCat("[", e.address().to_string(), "]:", e.port())
+               : absl::StrCat(e.address().to_string(), ":", e.port());
+  };
+  info.downstream_remote_address = addressString(conn_.remote());
+  info.downstream_local_address = addressString(conn_.local());
   info.connection_id = conn_.connectionId();
   info.routing_key = key_;
   for (const auto& log : hcm_.access_logs) log->log(info, conn_.worker().index());

@@ -50,6 +50,53 @@ bool BreakerResource::tryInc(uint32_t max, stats::Shard& shard, stats::StatId op
   return true;
 }
 
+std::optional<asio::ip::tcp::endpoint> parseOriginalDstHost(std::string_view value) {
+  std::string_view ip, port;
+  if (!value.empty() && value.front() == '[') {
+    const size_t close = value.find(']');
+    if (close == std::string_view::npos || close + 1 >= value.size() || value[close + 1] != ':') {
+      return std::nullopt;
+    }
+    ip = value.substr(1, close - 1);
+    port = value.substr(close + 2);
+  } else {
+    const size_t colon = value.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    ip = value.substr(0, colon);
+    port = value.substr(colon + 1);
+    if (ip.find(':') != std::string_view::npos) return std::nullopt;  // v6 needs brackets
+  }
+  if (port.empty() || port.size() > 5) return std::nullopt;
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (p > 65535) return std::nullopt;
+  boost::system::error_code ec;
+  const bool bracketed = !value.empty() && value.front() == '[';
+  asio::ip::address addr;
+  if (bracketed) {
+    addr = asio::ip::make_address_v6(std::string(ip), ec);
+  } else {
+    addr = asio::ip::make_address_v4(std::string(ip), ec);
+  }
+  if (ec) return std::nullopt;
+  return asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(p));
+}
+
+bool isListenerAddress(const asio::ip::tcp::endpoint& bound, const asio::ip::tcp::endpoint& dst) {
+  if (dst.port() != bound.port()) return false;
+  if (bound.address().is_unspecified()) return true;
+  auto v4 = [](asio::ip::address a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+      return asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()));
+    }
+    return a;
+  };
+  return v4(dst.address()) == v4(bound.address());
+}
+
 PendingRequest::~PendingRequest() {
   if (host_ != nullptr) {
     (prev_ != nullptr ? prev_->next_ : host_->pending_head) = next_;
@@ -193,6 +240,9 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPt
 }
 
 WorkerCluster::~WorkerCluster() {
+  if (alive_) *alive_ = nullptr;
+  for (auto& [key, h] : original_dst_hosts_) dropOriginalDstHost(*h);
+  original_dst_hosts_.clear();
   for (auto& h : hosts_) {
     while (!h.idle.empty()) {
       UpstreamConnectionPtr c = std::move(h.idle.back());
@@ -231,13 +281,15 @@ void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerClus
 void WorkerCluster::retire() {
   retired_ = true;
   successor_.reset();
-  for (auto& h : hosts_) {
+  auto closeIdle = [this](HostState& h) {
     while (!h.idle.empty()) {
       UpstreamConnectionPtr c = std::move(h.idle.back());
       h.idle.pop_back();
       destroy(h, std::move(c));
     }
-  }
+  };
+  for (auto& h : hosts_) closeIdle(h);
+  for (auto& [key, h] : original_dst_hosts_) closeIdle(h->state);
 }
 
 HostState* WorkerCluster::find(const HostDescription& d) {
@@ -284,6 +336,9 @@ std::chrono::milliseconds WorkerCluster::idleTimeout() const {
 }
 
 HostState* WorkerCluster::chooseHost(const LoadBalancerContext& ctx) {
+  if (runtime_->config->type == config::ClusterConfig::Type::OriginalDst) {
+    return chooseOriginalDst(ctx);
+  }
   // The lowest priority level with a healthy host (no overprovisioning spill).
   // Ejected hosts count as unhealthy, unless fewer than half of the level's
   // hosts would be left (Envoy's 50 % panic threshold: then use them all).
@@ -383,8 +438,145 @@ HostState* WorkerCluster::maglev(std::vector<HostState*>& candidates, uint64_t h
   return candidates[hash % candidates.size()];
 }
 
+HostState* WorkerCluster::chooseOriginalDst(const LoadBalancerContext& ctx) {
+  static const config::OriginalDstConfig kDefaults;
+  const config::OriginalDstConfig& c =
+      runtime_->config->original_dst ? *runtime_->config->original_dst : kDefaults;
+  const auto& stats = runtime_->stats;
+  std::optional<asio::ip::tcp::endpoint> dst;
+  if (c.use_http_header && ctx.request_headers != nullptr) {
+    // Only the first value counts (the header is untrusted).
+    const std::string_view value = ctx.request_headers->get(c.http_header);
+    if (value.data() != nullptr) {
+      dst = parseOriginalDstHost(value);
+      if (!dst) shard_->inc(stats.original_dst_host_invalid);
+    }
+  }
+  if (!dst && ctx.downstream_local != nullptr) dst = *ctx.downstream_local;
+  if (!dst) return nullptr;
+  if (c.port_override) dst->port(static_cast<uint16_t>(*c.port_override));
+  if (ctx.listener_address != nullptr && isListenerAddress(*ctx.listener_address, *dst)) {
+    // No original destination (the connection was not redirected), or one
+    // that leads back into this listener: connecting would loop.
+    shard_->inc(stats.original_dst_loop_refused);
+    return nullptr;
+  }
+  OriginalDstKey key;
+  key.port = dst->port();
+  if (dst->address().is_v4()) {
+    const auto b = dst->address().to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), key.bytes.begin());
+  } else {
+    key.v6 = true;
+    const auto b = dst->address().to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), key.bytes.begin());
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (now - original_dst_cleaned_ >= c.cleanup_interval) {
+    cleanupOriginalDstHosts(now);  // also without the timer: an update, a test
+  }
+  if (auto it = original_dst_hosts_.find(key); it != original_dst_hosts_.end()) {
+    it->second->used = true;
+    return &it->second->state;
+  }
+  if (original_dst_hosts_.size() >= kMaxOriginalDstHosts) {
+    // Drop every host nothing uses, recent or not, before refusing.
+    for (auto& [k, h] : original_dst_hosts_) h->used = false;
+    cleanupOriginalDstHosts(now);
+    if (original_dst_hosts_.size() >= kMaxOriginalDstHosts) {
+      shard_->inc(stats.original_dst_host_overflow);
+      return nullptr;
+    }
+  }
+  auto h = std::make_unique<OriginalDstHost>();
+  h->description.ip = dst->address().to_string();
+  h->description.port = dst->port();
+  h->description.address = hostPort(h->description.ip, dst->port());
+  h->state.description = &h->description;
+  h->state.endpoint = *dst;
+  HostState* out = &h->state;
+  original_dst_hosts_.emplace(key, std::move(h));
+  return out;
+}
+
+std::chrono::milliseconds WorkerCluster::originalDstCleanupInterval() const {
+  const auto& od = runtime_->config->original_dst;
+  return od ? od->cleanup_interval : config::OriginalDstConfig{}.cleanup_interval;
+}
+
+void WorkerCluster::dropOriginalDstHost(OriginalDstHost& h) {
+  HostState& host = h.state;
+  while (!host.idle.empty()) {
+    UpstreamConnectionPtr conn = std::move(host.idle.back());
+    host.idle.pop_back();
+    destroy(host, std::move(conn));
+  }
+  host.pool.reset();
+}
+
+void WorkerCluster::cleanupOriginalDstHosts(std::chrono::steady_clock::time_point now) {
+  original_dst_cleaned_ = now;
+  for (auto it = original_dst_hosts_.begin(); it != original_dst_hosts_.end();) {
+    OriginalDstHost& h = *it->second;
+    const HostState& host = h.state;
+    const bool busy = host.pending_head != nullptr || host.active_requests > 0 ||
+                      host.cx_active > host.idle.size();
+    if (h.used || busy) {
+      h.used = false;
+      ++it;
+      continue;
+    }
+    dropOriginalDstHost(h);
+    original_dst_hosts_.erase(it++);
+  }
+}
+
+void WorkerCluster::startOriginalDstCleanup(const asio::any_io_executor& ex) {
+  if (runtime_->config->type != config::ClusterConfig::Type::OriginalDst || original_dst_timer_) {
+    return;
+  }
+  original_dst_timer_.emplace(ex);
+  alive_ = std::make_shared<WorkerCluster*>(this);
+  struct Tick {
+    std::shared_ptr<WorkerCluster*> alive;
+    void operator()(const boost::system::error_code& ec) const {
+      WorkerCluster* self = *alive;
+      if (ec || self == nullptr) return;
+      self->cleanupOriginalDstHosts(std::chrono::steady_clock::now());
+      self->original_dst_timer_->expires_after(self->originalDstCleanupInterval());
+      self->original_dst_timer_->async_wait(Tick{alive});
+    }
+  };
+  original_dst_timer_->expires_after(originalDstCleanupInterval());
+  original_dst_timer_->async_wait(Tick{alive_});
+}
+
+asio::awaitable<WorkerCluster::TcpConnectResult> WorkerCluster::connectTcp(
+    asio::any_io_executor ex, HostState* host) {
+  TcpConnectResult r;
+  // Envoy's TCP proxy checks the breaker before asking the pool, which would
+  // otherwise queue the connection for one that is never released.
+  if (!resources_->connections.canCreate(thresholds_.max_connections)) {
+    shard_->inc(runtime_->stats.upstream_cx_overflow);
+    r.status = TcpConnectResult::Status::Overflow;
+    co_return r;
+  }
+  ConnectResult c = co_await connect(ex, host, runtime_->config->connect_timeout, /*http1=*/false);
+  if (!c.conn) {
+    r.status = TcpConnectResult::Status::ConnectFailure;
+    r.timed_out = c.timed_out;
+    co_return r;
+  }
+  r.conn = std::move(c.conn);
+  co_return r;
+}
+
+void WorkerCluster::closeTcp(HostState& host, UpstreamConnectionPtr conn) {
+  destroy(host, std::move(conn));
+}
+
 asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
-    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout) {
+    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout, bool http1) {
   const auto& stats = runtime_->stats;
   ConnectResult r;
   r.conn = std::make_unique<UpstreamConnection>(ex);
@@ -392,8 +584,9 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
                               stats.breakers_default.cx_open);
   ++host->cx_active;
   shard_->inc(stats.upstream_cx_total);
-  shard_->inc(stats.upstream_cx_http1_total);
+  if (http1) shard_->inc(stats.upstream_cx_http1_total);
   shard_->add(stats.upstream_cx_active, 1);
+  startOriginalDstCleanup(ex);
   r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
   boost::system::error_code ec;
   co_await r.conn->stream.async_connect(host->endpoint,

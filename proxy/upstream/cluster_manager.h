@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -201,7 +202,27 @@ struct LoadBalancerContext {
   std::optional<uint64_t> hash;  // from the route's hash_policy (ring hash, maglev)
   uint64_t random = 0;
   const HostState* avoid = nullptr;  // retry: prefer another host (previous_hosts)
+  // ORIGINAL_DST clusters: the downstream connection's local address (its
+  // original destination once the listener restored it), the request's
+  // headers (use_http_header), and the address the connection's listener is
+  // bound to (none for a listener that does not bind: bind_to_port false);
+  // a destination that is that address is refused. Borrowed for the
+  // chooseHost() call only.
+  const asio::ip::tcp::endpoint* downstream_local = nullptr;
+  const HeaderMap* request_headers = nullptr;
+  const asio::ip::tcp::endpoint* listener_address = nullptr;
 };
+
+// Parses an original destination override, Envoy's
+// parseInternetAddressAndPortNoThrow(v, /*v6only=*/false): `a.b.c.d:port` or
+// `[v6]:port`, port in [0, 65535], nothing else. Pure.
+std::optional<asio::ip::tcp::endpoint> parseOriginalDstHost(std::string_view value);
+
+// Whether `dst` is the address a listener is bound to (`bound`, as the
+// kernel reports it): the same port on the same IP, or on any IP when it
+// binds a wildcard. A connection that was not redirected has that address as
+// its local one; connecting to it would loop back into the listener. Pure.
+bool isListenerAddress(const asio::ip::tcp::endpoint& bound, const asio::ip::tcp::endpoint& dst);
 
 // One circuit-breaker resource of a cluster (Envoy's ResourceManagerImpl
 // ManagedResourceImpl): a count shared by every worker (relaxed atomics, no
@@ -322,7 +343,37 @@ class WorkerCluster {
 
   // Chooses a healthy host by the cluster's lb_policy, from the lowest
   // priority that has one. Null when no host is healthy (503 UH).
+  // ORIGINAL_DST (CLUSTER_PROVIDED): the host at ctx's destination (see
+  // LoadBalancerContext), made on first use and kept until a cleanup finds
+  // it unused for a whole cleanup_interval; null without a destination, or
+  // when it is the listener's own address (original_dst_loop_refused).
   HostState* chooseHost(const LoadBalancerContext& ctx);
+
+  // A new connection to `host` for a TCP proxy (Envoy's TCP connection pool,
+  // which a TCP proxy never returns connections to): within max_connections
+  // (else Overflow, upstream_cx_overflow), the cluster's connect_timeout and,
+  // for a TLS cluster, its handshake; counted in the cluster's cx stats. The
+  // caller gives it back with closeTcp().
+  struct TcpConnectResult {
+    enum class Status { Ready, Overflow, ConnectFailure };
+    Status status = Status::Ready;
+    UpstreamConnectionPtr conn;
+    bool timed_out = false;  // ConnectFailure: the connect (or handshake) timed out
+  };
+  asio::awaitable<TcpConnectResult> connectTcp(asio::any_io_executor ex, HostState* host);
+  void closeTcp(HostState& host, UpstreamConnectionPtr conn);
+
+  // ORIGINAL_DST: this worker's hosts now (tests, /clusters).
+  size_t originalDstHostCount() const { return original_dst_hosts_.size(); }
+  // One cleanup pass at `now` (the cluster's timer runs it every
+  // cleanup_interval; tests may too): a host chosen since the last pass is
+  // kept (and marked unused); an unused one without requests or busy
+  // connections is dropped, its idle connections closed.
+  void cleanupOriginalDstHosts(std::chrono::steady_clock::time_point now);
+  // The most ORIGINAL_DST hosts one worker keeps per cluster: past it a new
+  // destination first drops every idle host, then is refused
+  // (original_dst_host_overflow).
+  static constexpr size_t kMaxOriginalDstHosts = 16384;
 
   // The pool of `host` (one of hosts()) for this cluster's upstream
   // protocol: Http2ConnPool for UpstreamProtocol::Http2 (h2c), else
@@ -400,7 +451,14 @@ class WorkerCluster {
   // A new connection to `host` within `timeout`, counted in the cluster's cx
   // stats and breaker. Null conn on failure.
   asio::awaitable<ConnectResult> connect(asio::any_io_executor ex, HostState* host,
-                                         std::chrono::milliseconds timeout);
+                                         std::chrono::milliseconds timeout, bool http1 = true);
+  // ORIGINAL_DST: the host for `ctx`, made if needed.
+  HostState* chooseOriginalDst(const LoadBalancerContext& ctx);
+  void startOriginalDstCleanup(const asio::any_io_executor& ex);
+  std::chrono::milliseconds originalDstCleanupInterval() const;
+  // Drops `it`'s host: its idle connections close.
+  struct OriginalDstHost;
+  void dropOriginalDstHost(OriginalDstHost& h);
   // Closes `conn` and gives its breaker slot back.
   void destroy(HostState& host, UpstreamConnectionPtr conn);
   // The host here that `d` is: the same shared state, else the same address.
@@ -436,6 +494,32 @@ class WorkerCluster {
   bool weighted_ = false;
   // Ring hash: sorted (point, host index). Maglev tables come with the host set.
   std::vector<std::pair<uint64_t, uint32_t>> ring_;
+
+  // ORIGINAL_DST: hosts made on demand, by address. Each owns its
+  // description, so HostState::description and the HostState itself stay
+  // put for as long as the host is in the map (a pool or a pending request
+  // refers to them).
+  struct OriginalDstKey {
+    std::array<unsigned char, 16> bytes{};
+    uint16_t port = 0;
+    bool v6 = false;
+    bool operator==(const OriginalDstKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const OriginalDstKey& k) {
+      return H::combine(std::move(h), k.bytes, k.port, k.v6);
+    }
+  };
+  struct OriginalDstHost {
+    HostDescription description;
+    HostState state;
+    bool used = true;  // chosen since the last cleanup pass
+  };
+  absl::flat_hash_map<OriginalDstKey, std::unique_ptr<OriginalDstHost>> original_dst_hosts_;
+  std::chrono::steady_clock::time_point original_dst_cleaned_{};
+  // The cleanup timer, started with the first host; `alive_` tells its
+  // handler whether this WorkerCluster still exists.
+  std::optional<asio::steady_timer> original_dst_timer_;
+  std::shared_ptr<WorkerCluster*> alive_;
 };
 
 // The clusters of one config on one worker. Not thread-safe: one worker only.

@@ -381,6 +381,7 @@ void Http2ConnPool::startConnect(asio::any_io_executor ex) {
   cluster_.shard_->inc(stats.upstream_cx_http2_total);
   cluster_.shard_->add(stats.upstream_cx_active, 1);
   conns_.push_back(c);
+  cluster_.startOriginalDstCleanup(ex);
   asio::co_spawn(ex, run(c), LogEscapedException{"pool", "http2 connection"});
 }
 

@@ -258,6 +258,35 @@ class LiveConfigTest(unittest.TestCase):
             [k for k in self.proxy.stats() if "extra" in k or str(port) in k])
         self.assertIsNotNone(self.proxy.counter("http.ingress.downstream_rq_total"))
 
+    def test_lds_changing_a_listener_to_bind_to_port_false_closes_its_socket(self):
+        inline = {"route_config": route_config("inline", "a", typed=False)}
+        virt = listener("virt", 0, inline)
+        self.write("lds.json", LISTENER, [virt])
+
+        def virt_port():
+            return self.proxy._read_listeners().get("virt", (None, None))[1]
+
+        port = poll(virt_port)
+        self.assertIsNotNone(port, self.proxy.log())
+        self.assertEqual(get(port)[:2], (200, "a"))
+        modified = self.proxy.counter("listener_manager.listener_modified") or 0
+        # The same listener, now only a use_original_dst target: no socket.
+        virt = listener("virt", port, inline)
+        virt["bind_to_port"] = False
+        self.write("lds.json", LISTENER, [virt])
+        self.assertIsNotNone(poll(lambda: virt_port() is None), self.proxy.log())
+        self.assertEqual(self.proxy.counter("listener_manager.listener_modified"), modified + 1)
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return False
+            except OSError:
+                return True
+
+        self.assertIsNotNone(poll(refused))
+        self.write("lds.json", LISTENER, [])
+
     def test_keep_alive_connection_sees_a_route_change_on_its_next_request(self):
         self.write("cds.json", CLUSTER, [cluster("a", self.a.port), cluster("b", self.b.port)])
         self.assertIsNotNone(poll(

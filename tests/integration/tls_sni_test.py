@@ -244,11 +244,14 @@ class ConfigTest(unittest.TestCase):
 
     def test_unsupported_match_fields_and_partial_wildcards_are_refused_with_the_path(self):
         r = self.validate(sni_bootstrap(1, 2).replace(
-            "{server_names: [a.test]}", "{server_names: [a.test], destination_port: 443}", 1))
+            "{server_names: [a.test]}", "{server_names: [a.test], address_suffix: \"1.2\"}", 1))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("static_resources.listeners[0].filter_chains[0].filter_chain_match."
-                      "destination_port: matching filter chains on this field is not supported",
-                      r.stderr)
+                      "address_suffix: not implemented by Envoy either", r.stderr)
+        # A destination port of its own is another chain (docs/sidecar.md).
+        r = self.validate(sni_bootstrap(1, 2).replace(
+            "{server_names: [a.test]}", "{server_names: [a.test], destination_port: 443}", 1))
+        self.assertEqual(r.returncode, 0, r.stderr)
         r = self.validate(sni_bootstrap(1, 2).replace('"*.wild.test"', '"*wild.test"'))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("static_resources.listeners[0].filter_chains[1].filter_chain_match."

@@ -475,15 +475,32 @@ int bootstrapCommand(const Args& a, std::ostream& out) {
   if (auto host = a.last("xds-host")) o.xds_host = *host;
   o.xds_port = portFlag(a, "xds-port", o.xds_port);
   o.admin_port = portFlag(a, "admin-port", o.admin_port);
-  o.outbound_port = portFlag(a, "outbound-port", o.outbound_port);
+  const std::string mode = a.last("mode").value_or("explicit");
+  if (mode != "explicit" && mode != "capture") {
+    throw UsageError{absl::StrCat("--mode '", mode, "' must be explicit or capture")};
+  }
+  o.capture = mode == "capture";
+  if (o.capture) {
+    if (a.last("outbound-port")) {
+      throw UsageError{"--outbound-port is for --mode explicit (capture listens on 15001 and 15006)"};
+    }
+    o.service = a.last("service").value_or("");
+    o.service_ns = a.last("namespace").value_or("");
+  } else {
+    if (a.last("service") || a.last("namespace")) {
+      throw UsageError{"--service and --namespace are for --mode capture"};
+    }
+    o.outbound_port = portFlag(a, "outbound-port", o.outbound_port);
+  }
   out << bootstrapYaml(o);
   return kOk;
 }
 
 const std::set<std::string> kClientFlags = {"server", "output", "port", "endpoint", "namespace", "protocol",
                                             "fork", "ttl", "label", "weights", "version"};
-const std::set<std::string> kBootstrapFlags = {"node", "cluster", "xds-host", "xds-port", "admin-port",
-                                               "outbound-port"};
+const std::set<std::string> kBootstrapFlags = {"node",       "cluster",     "xds-host", "xds-port",
+                                               "admin-port", "outbound-port", "mode",   "service",
+                                               "namespace"};
 
 // A YAML double-quoted scalar (JSON strings are YAML).
 std::string yamlString(std::string_view s) { return jsonString(s); }
@@ -509,6 +526,7 @@ std::string usage() {
       "  version                                  this CLI's version and the server's config version\n"
       "  --version                                this CLI's version\n"
       "  bootstrap --node NODE [--xds-host H] [--xds-port P] [--admin-port N] [--cluster C]\n"
+      "            [--mode explicit [--outbound-port P] | --mode capture [--service S] [--namespace NS]]\n"
       "                                           print a sidecar bootstrap (ADS to turnout-cp)\n"
       "\n"
       "client flags: --server URL (default ",
@@ -527,13 +545,14 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
                          "RoutingKey\", ",
                          filter.substr(1))
           : "{\"@type\": \"type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey\"}";
-  return absl::StrCat(
-      "# turnout sidecar bootstrap made by `turnout-cp bootstrap`: routes come from\n"
-      "# turnout-cp over ADS (route configuration `outbound`); applications send\n"
-      "# outbound traffic to 127.0.0.1:", o.outbound_port, ".\n",
+  const std::string node_and_admin = absl::StrCat(
       "node:\n"
       "  id: ", yamlString(o.node), "\n",
       "  cluster: ", yamlString(o.cluster), "\n",
+      o.capture ? absl::StrCat("  metadata:\n"
+                               "    turnout: {mode: sidecar, service: ", yamlString(o.service),
+                               ", namespace: ", yamlString(o.service_ns), "}\n")
+                : std::string(),
       "admin:\n"
       "  address:\n"
       "    socket_address: {address: 127.0.0.1, port_value: ", o.admin_port, "}\n",
@@ -559,7 +578,20 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
       "      endpoints:\n"
       "      - lb_endpoints:\n"
       "        - endpoint: {address: {socket_address: {address: ", yamlString(o.xds_host), ", port_value: ",
-      o.xds_port, "}}}\n",
+      o.xds_port, "}}}\n");
+  if (o.capture) {
+    return absl::StrCat(
+        "# turnout sidecar bootstrap made by `turnout-cp bootstrap --mode capture`:\n"
+        "# `turnout iptables` captures the pod's TCP (outbound to 15001, inbound to\n"
+        "# 15006; run this proxy as UID 1337), and turnout-cp sends the capture\n"
+        "# listeners, routes and clusters over ADS (docs/sidecar.md).\n",
+        node_and_admin);
+  }
+  return absl::StrCat(
+      "# turnout sidecar bootstrap made by `turnout-cp bootstrap`: routes come from\n"
+      "# turnout-cp over ADS (route configuration `outbound`); applications send\n"
+      "# outbound traffic to 127.0.0.1:", o.outbound_port, ".\n",
+      node_and_admin,
       "  listeners:\n"
       "  - name: outbound\n"
       "    address:\n"

@@ -26,11 +26,19 @@ struct BootstrapOptions {
   uint32_t xds_port = 18000;
   uint32_t admin_port = 15000;
   uint32_t outbound_port = 15001;
+  // false ("explicit"): apps call the static outbound listener; true
+  // ("capture"): iptables captures the pod's traffic and turnout-cp sends the
+  // capture listeners over LDS (docs/sidecar.md).
+  bool capture = false;
+  std::string service;     // capture: node metadata, who this pod is
+  std::string service_ns;  // capture: node metadata
 };
 // A sidecar bootstrap (YAML): node `node`, ADS over h2c to xds_cluster
-// (xds_host:xds_port), CDS and LDS over ADS, and the static outbound listener
-// 127.0.0.1:outbound_port whose HCM runs the RoutingKey filter and takes route
-// configuration `outbound` over ADS.
+// (xds_host:xds_port), CDS and LDS over ADS, and either the static outbound
+// listener 127.0.0.1:outbound_port whose HCM runs the RoutingKey filter and
+// takes route configuration `outbound` over ADS, or (capture) no listener and
+// node metadata `turnout: {mode: sidecar, service, namespace}`, for which
+// turnout-cp sends virtualOutbound/virtualInbound and the per-port listeners.
 std::string bootstrapYaml(const BootstrapOptions& options);
 
 }  // namespace turnout::control_plane::cli

@@ -94,11 +94,11 @@ class AdsStreamBase : public GrpcCallHandler {
         return false;
       }
       node_seen_ = true;
-      dialect_ = dialectFor(*node);
+      profile_ = profileFor(*node);
       status_.node_id = node->id();
       status_.node_cluster = node->cluster();
       status_.user_agent = absl::StrCat(node->user_agent_name(), "/", node->user_agent_version());
-      status_.dialect = std::string(dialectName(dialect_));
+      status_.dialect = profileName(profile_);
       TURNOUT_LOG(info, kLog, "{} stream from node '{}' ({}, {} dialect)", protocol_,
                   status_.node_id, status_.peer, status_.dialect);
     }
@@ -121,7 +121,7 @@ class AdsStreamBase : public GrpcCallHandler {
   const char* protocol_;
   bool node_seen_ = false;
   bool closed_ = false;
-  Dialect dialect_ = Dialect::kEnvoy;
+  Profile profile_;
   uint64_t nonce_ = 0;
   ProxyStatus status_;
 };
@@ -147,7 +147,7 @@ class AdsStream final : public AdsStreamBase {
 };
 
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force) {
-  const AdsServer::Prepared& p = server_.prepared(dialect_, type_url, t.wildcard, t.names);
+  const AdsServer::Prepared& p = server_.prepared(profile_, type_url, t.wildcard, t.names);
   if (!force && p.version == t.sent_version) return;
   DiscoveryResponse nonce;
   nonce.set_nonce(std::to_string(++nonce_));
@@ -212,7 +212,7 @@ void AdsStream::onMessage(std::string_view message) {
 
 void AdsStream::push() {
   if (!live()) return;
-  for (const auto& type : server_.pushOrder(dialect_)) {
+  for (const auto& type : server_.pushOrder(profile_)) {
     auto it = types_.find(type);
     if (it != types_.end() && it->second.subscribed) send(type, it->second, false);
   }
@@ -253,7 +253,7 @@ class DeltaAdsStream final : public AdsStreamBase {
 
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
                           const std::set<std::string>* only) {
-  const ResourcesByType& all = server_.resources(dialect_);
+  const ResourcesByType& all = server_.resources(profile_);
   static const ResourceMap kNone;
   auto it = all.find(type_url);
   const ResourceMap& current = it == all.end() ? kNone : it->second;
@@ -270,7 +270,7 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
     auto h = t.has.find(name);
     if (wanted && c != current.end()) {
       if (h != t.has.end() && h->second == c->second.version) return;
-      body += server_.deltaResourceEntry(dialect_, type_url, *c);
+      body += server_.deltaResourceEntry(profile_, type_url, *c);
       sent.emplace_back(&c->first, &c->second.version);
     } else if (h != t.has.end()) {
       r.add_removed_resources(name);
@@ -371,13 +371,13 @@ void DeltaAdsStream::onMessage(std::string_view message) {
 
 void DeltaAdsStream::push() {
   if (!live()) return;
-  for (const auto& type : server_.pushOrder(dialect_)) {
+  for (const auto& type : server_.pushOrder(profile_)) {
     auto it = types_.find(type);
     if (it == types_.end() || !it->second.subscribed) continue;
     // A stream in step with the last generation only needs the names that
     // changed; one with a push unanswered (or NACKed) is diffed in full.
     const std::set<std::string>* only =
-        it->second.pending || it->second.diff_all ? nullptr : server_.changedNames(dialect_, type);
+        it->second.pending || it->second.diff_all ? nullptr : server_.changedNames(profile_, type);
     send(type, it->second, false, only);
   }
 }
@@ -413,15 +413,15 @@ void AdsServer::stop() {
   if (grpc_) grpc_->stop();
 }
 
-const ResourcesByType& AdsServer::resources(Dialect dialect) {
-  auto it = cache_.find(dialect);
-  if (it == cache_.end()) it = cache_.emplace(dialect, generateByType(model_, dialect)).first;
+const ResourcesByType& AdsServer::resources(Profile profile) {
+  auto it = cache_.find(profile);
+  if (it == cache_.end()) it = cache_.emplace(profile, generateByType(model_, profile)).first;
   return it->second;
 }
 
-const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::string& type_url,
+const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::string& type_url,
                                                bool wildcard, const std::set<std::string>& names) {
-  std::string key = absl::StrCat(std::string(dialectName(dialect)), "\n", type_url, "\n");
+  std::string key = absl::StrCat(profileName(profile), "\n", type_url, "\n");
   if (wildcard) {
     key += "*";
   } else {
@@ -430,8 +430,8 @@ const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::strin
   auto found = prepared_.find(key);
   if (found != prepared_.end()) return found->second;
   std::vector<const std::pair<const std::string, VersionedResource>*> rs;
-  const ResourcesByType& all = resources(dialect);
-  if (auto it = all.find(type_url); it != all.end()) {  // listeners: kGrpc only
+  const ResourcesByType& all = resources(profile);
+  if (auto it = all.find(type_url); it != all.end()) {  // listeners: kGrpc and sidecars only
     for (const auto& entry : it->second) {
       if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
     }
@@ -446,9 +446,9 @@ const AdsServer::Prepared& AdsServer::prepared(Dialect dialect, const std::strin
 }
 
 const std::string& AdsServer::deltaResourceEntry(
-    Dialect dialect, const std::string& type_url,
+    Profile profile, const std::string& type_url,
     const std::pair<const std::string, VersionedResource>& resource) {
-  std::string key = absl::StrCat(std::string(dialectName(dialect)), "\n", type_url, "\n",
+  std::string key = absl::StrCat(profileName(profile), "\n", type_url, "\n",
                                  resource.first);
   auto found = delta_entries_.find(key);
   if (found != delta_entries_.end()) return found->second;
@@ -461,13 +461,13 @@ const std::string& AdsServer::deltaResourceEntry(
   return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
 }
 
-const std::vector<std::string>& AdsServer::pushOrder(Dialect dialect) {
+const std::vector<std::string>& AdsServer::pushOrder(Profile profile) {
   // Clusters (or their assignments) that this generation removed while adding
   // or changing none: the routes that named them are pushed before they go,
   // so no request is routed to a cluster the client has already dropped.
-  const std::set<std::string>* changed = changedNames(dialect, config::kClusterTypeUrl);
+  const std::set<std::string>* changed = changedNames(profile, config::kClusterTypeUrl);
   if (changed == nullptr || changed->empty()) return typesInOrder();
-  const ResourcesByType& now = resources(dialect);
+  const ResourcesByType& now = resources(profile);
   auto clusters = now.find(config::kClusterTypeUrl);
   for (const auto& name : *changed) {
     if (clusters != now.end() && clusters->second.contains(name)) return typesInOrder();
@@ -475,13 +475,13 @@ const std::vector<std::string>& AdsServer::pushOrder(Dialect dialect) {
   return removalOrder();
 }
 
-const std::set<std::string>* AdsServer::changedNames(Dialect dialect, const std::string& type_url) {
-  const auto key = std::make_pair(dialect, type_url);
+const std::set<std::string>* AdsServer::changedNames(Profile profile, const std::string& type_url) {
+  const auto key = std::make_pair(profile, type_url);
   if (auto it = changed_.find(key); it != changed_.end()) return &it->second;
-  auto prev = previous_.find(dialect);
+  auto prev = previous_.find(profile);
   if (prev == previous_.end()) return nullptr;  // no generation to diff against
   static const ResourceMap kNone;
-  const ResourcesByType& now = resources(dialect);
+  const ResourcesByType& now = resources(profile);
   auto a = prev->second.find(type_url);
   auto b = now.find(type_url);
   const ResourceMap& before = a == prev->second.end() ? kNone : a->second;

@@ -23,8 +23,10 @@
 // go-control-plane does: the client's answer to the newer response carries
 // its current names, and a change is answered then. An empty type_url ends the
 // stream with INVALID_ARGUMENT. LDS: a gRPC client gets the API listeners it
-// names (generator.h); Envoy and turnout get no listeners yet (the sidecar
-// issue), so their LDS initialisation completes.
+// names (generator.h), a sidecar (node metadata turnout.mode "sidecar") its
+// capture listeners (sidecar.h); other Envoy and turnout clients get no
+// listeners, so their LDS initialisation completes and their bootstrap
+// listeners stay.
 
 #include <cstdint>
 #include <map>
@@ -77,7 +79,7 @@ class AdsServer {
   std::vector<ProxyStatus> proxies() const;
 
   // Resources as the generator made them for a dialect (cached per update).
-  const ResourcesByType& resources(Dialect dialect);
+  const ResourcesByType& resources(Profile profile);
 
   // A response as every client with the same dialect, type and names gets
   // it, serialized once per update: the version and the bytes of a
@@ -87,7 +89,7 @@ class AdsServer {
     std::string version;
     std::string bytes;
   };
-  const Prepared& prepared(Dialect dialect, const std::string& type_url, bool wildcard,
+  const Prepared& prepared(Profile profile, const std::string& type_url, bool wildcard,
                            const std::set<std::string>& names);
 
  private:
@@ -106,21 +108,21 @@ class AdsServer {
   bool has_pending_ = false;
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
-  std::map<Dialect, ResourcesByType> cache_;
+  std::map<Profile, ResourcesByType> cache_;
   // Delta: per dialect and type, the names whose resource changed, appeared
   // or went away in the last update() (null: unknown, diff everything).
-  std::map<Dialect, ResourcesByType> previous_;
-  const std::set<std::string>* changedNames(Dialect dialect, const std::string& type_url);
+  std::map<Profile, ResourcesByType> previous_;
+  const std::set<std::string>* changedNames(Profile profile, const std::string& type_url);
   // The order a push sends the types in: Envoy's CDS, EDS, LDS, RDS; LDS,
   // RDS, CDS, EDS when the update only removes clusters (make before break).
-  const std::vector<std::string>& pushOrder(Dialect dialect);
-  std::map<std::pair<Dialect, std::string>, std::set<std::string>> changed_;
+  const std::vector<std::string>& pushOrder(Profile profile);
+  std::map<std::pair<Profile, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
   // Delta: one resource as a serialized DeltaDiscoveryResponse holding only
   // that `resources` entry, per dialect, type and name, for this generation;
   // a stream's response is the entries it sends followed by its own fields.
   const std::string& deltaResourceEntry(
-      Dialect dialect, const std::string& type_url,
+      Profile profile, const std::string& type_url,
       const std::pair<const std::string, VersionedResource>& resource);
   std::unordered_map<std::string, std::string> delta_entries_;
   std::set<AdsStreamBase*> streams_;  // SotW and Delta

@@ -21,8 +21,14 @@ def _read(path):
 
 
 class TurnoutCp:
-    def __init__(self, binary, workdir, store_args=None, extra_args=()):
-        """store_args: the store flags (default: --data-dir <workdir>/data)."""
+    def __init__(self, binary, workdir, store_args=None, extra_args=(), command_prefix=(),
+                 http_address="127.0.0.1:0", xds_address="127.0.0.1:0"):
+        """store_args: the store flags (default: --data-dir <workdir>/data);
+        command_prefix: what runs it (["ip", "netns", "exec", NS] for a network
+        namespace, where the REST helpers below cannot reach it)."""
+        self.command_prefix = list(command_prefix)
+        self.http_address = http_address
+        self.xds_address = xds_address
         self.binary = binary
         self.workdir = workdir
         self.store_args = (list(store_args) if store_args is not None
@@ -46,9 +52,9 @@ class TurnoutCp:
             self._log.close()  # a previous run that was killed, not stopped
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "serve"] + self.store_args +
-            ["--http-address", "127.0.0.1:0", "--http-address-path", http_path,
-             "--xds-address", "127.0.0.1:0", "--xds-address-path", xds_path] + self.extra_args,
+            self.command_prefix + [self.binary, "serve"] + self.store_args +
+            ["--http-address", self.http_address, "--http-address-path", http_path,
+             "--xds-address", self.xds_address, "--xds-address-path", xds_path] + self.extra_args,
             stdout=self._log, stderr=subprocess.STDOUT)
         end = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < end:

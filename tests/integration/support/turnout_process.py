@@ -44,12 +44,15 @@ def _poll(deadline_s, predicate):
 
 
 class TurnoutProcess:
-    def __init__(self, binary, bootstrap_yaml, extra_args=(), wrapper=()):
-        """wrapper: a command prefix that execs its arguments (e.g. an unshare)."""
+    def __init__(self, binary, bootstrap_yaml, extra_args=(), wrapper=(), tmpdir_mode=None):
+        """wrapper: a command prefix that execs its arguments (e.g. an unshare).
+        tmpdir_mode: the mode of the temporary directory holding the bootstrap
+        and the admin address file (0o777 when the wrapper drops privileges)."""
         self.binary = binary
         self.bootstrap_yaml = bootstrap_yaml
         self.extra_args = list(extra_args)
         self.wrapper = list(wrapper)
+        self.tmpdir_mode = tmpdir_mode
         self.tmpdir = None
         self.proc = None
         self.admin_host = None
@@ -62,6 +65,8 @@ class TurnoutProcess:
         """wait_live=False: return once the admin address is known (the server
         may still be INITIALIZING)."""
         self.tmpdir = tempfile.mkdtemp(prefix="turnout-it-")
+        if self.tmpdir_mode is not None:
+            os.chmod(self.tmpdir, self.tmpdir_mode)
         config = os.path.join(self.tmpdir, "bootstrap.yaml")
         with open(config, "w") as f:
             f.write(self.bootstrap_yaml)

@@ -82,7 +82,7 @@ TEST_CASE("each unsupported extension is rejected with its type URL and path", "
       {"http", "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
        ".http_filters[0].typed_config"},
       {"http", "example.DoesNotExist", ".http_filters[0].typed_config"},
-      {"network", "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", ""},
+      {"network", "envoy.extensions.filters.network.redis_proxy.v3.RedisProxy", ""},
       {"listener_filter", "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol", ""},
       {"cluster_socket", "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", ""},
       {"listener_socket", "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", ""},
@@ -216,7 +216,7 @@ TEST_CASE("validateExtensions checks messages from any input format", "[config][
   auto* filter = b.mutable_static_resources()->add_listeners()->add_filter_chains()->add_filters();
   filter->set_name("tcp");
   filter->mutable_typed_config()->set_type_url(
-      "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
+      "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy");
   auto s = validateExtensions(b);
   REQUIRE_FALSE(s.ok());
   CHECK(std::string(s.message()).rfind(absl::StrCat(kHcmPath, ": unsupported extension type"), 0) == 0);
@@ -230,7 +230,7 @@ TEST_CASE("validateExtensions checks messages from any input format", "[config][
 
 TEST_CASE("every allowlisted extension type is in the descriptor pool", "[config][extensions]") {
   // Guards the whole-archive link: an unreferenced .pb.o would otherwise be dropped.
-  for (auto type : {kHttpConnectionManagerType, kRouterType, kHealthCheckType, kRoutingKeyType,
+  for (auto type : {kHttpConnectionManagerType, kTcpProxyType, kRouterType, kHealthCheckType, kRoutingKeyType,
                     kUpstreamTlsContextType, kDownstreamTlsContextType, kRawBufferType,
                     kHttpProtocolOptionsType}) {
     CAPTURE(std::string(type));

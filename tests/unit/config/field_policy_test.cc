@@ -262,9 +262,33 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        opts + ".auto_config: auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported"},
       {"EDS cluster without eds_cluster_config", bootstrap("", "", kRouteConfig, "    type: EDS\n"),
        "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
-      {"ORIGINAL_DST cluster",
-       bootstrap("", "", kRouteConfig, "    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n"),
-       "static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
+      {"ORIGINAL_DST cluster with a metadata key",
+       absl::StrCat(R"(
+static_resources:
+  clusters:
+  - name: o
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    original_dst_lb_config: {metadata_key: {key: k, path: [{key: p}]}}
+)"),
+       "static_resources.clusters[0].original_dst_lb_config.metadata_key: the original destination from dynamic metadata"},
+      {"TCP proxy tunneling",
+       absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: tcp
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          cluster: c
+          tunneling_config: {hostname: x}
+  clusters: [{name: c}]
+)"),
+       hcm + ".tunneling_config: tunneling TCP over HTTP (CONNECT) is not supported by turnout"},
       {"EDS over REST",
        bootstrap("", "", kRouteConfig, "    type: EDS\n    eds_cluster_config: {eds_config: {api_config_source: {api_type: REST}}}\n"),
        "static_resources.clusters[0].eds_cluster_config.eds_config.api_config_source.api_type: turnout streams xDS over gRPC"},
@@ -294,14 +318,15 @@ TEST_CASE("features turnout does not implement fail validation with their field 
       {"SDS secrets",
        bootstrap("", "", kRouteConfig, "", "  secrets: [{name: s, generic_secret: {secret: {inline_string: x}}}]\n"),
        "static_resources.secrets[0].generic_secret: generic secrets are not supported by turnout"},
-      {"filter_chain_match.destination_port",
-       bootstrap("", "      filter_chain_match: {destination_port: 80}\n", kRouteConfig, ""),
-       ch + ".filter_chain_match.destination_port: matching filter chains on this field is not "
-            "supported by turnout; it matches server_names, transport_protocol and "
-            "application_protocols only"},
-      {"filter_chain_match.source_prefix_ranges",
-       bootstrap("", "      filter_chain_match: {server_names: [a.example], source_prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}\n", kRouteConfig, ""),
-       ch + ".filter_chain_match.source_prefix_ranges: matching filter chains on this field"},
+      {"filter_chain_match.address_suffix",
+       bootstrap("", "      filter_chain_match: {destination_port: 80, address_suffix: \"1.2\"}\n", kRouteConfig, ""),
+       ch + ".filter_chain_match.address_suffix: not implemented by Envoy either"},
+      {"filter_chain_match.suffix_len",
+       bootstrap("", "      filter_chain_match: {server_names: [a.example], suffix_len: 8}\n", kRouteConfig, ""),
+       ch + ".filter_chain_match.suffix_len: not implemented by Envoy either"},
+      {"filter_chain_match.prefix_ranges malformed",
+       bootstrap("", "      filter_chain_match: {prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 33}]}\n", kRouteConfig, ""),
+       ch + ".filter_chain_match.prefix_ranges[0].prefix_len: 33 is longer than the 32 bits of 10.0.0.0"},
       {"filter_chain_match.transport_protocol quic",
        bootstrap("", "      filter_chain_match: {transport_protocol: quic}\n", kRouteConfig, ""),
        ch + ".filter_chain_match.transport_protocol: 'quic' is never detected by turnout"},
@@ -313,8 +338,6 @@ TEST_CASE("features turnout does not implement fail validation with their field 
                            {{"port_value: 0}", "port_value: 0, protocol: UDP}"}}),
        "static_resources.listeners[0].address.socket_address.protocol: UDP is not supported by "
        "turnout"},
-      {"use_original_dst", bootstrap("    use_original_dst: true\n", "", kRouteConfig, ""),
-       "static_resources.listeners[0].use_original_dst: use_original_dst is not supported by turnout yet"},
       {"HCM request_timeout (not honoured)",
        bootstrap("", "", absl::StrCat("          request_timeout: 5s\n", kRouteConfig), ""),
        hcm + ".request_timeout: field 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.request_timeout' is not supported by turnout"},
@@ -342,6 +365,30 @@ TEST_CASE("features turnout does not implement fail validation with their field 
   const std::string got = validate(yaml);
   INFO(got);
   CHECK(got.rfind(want, 0) == 0);
+}
+
+TEST_CASE("a sidecar capture listener's fields are accepted", "[config][policy]") {
+  // Istio's virtualOutbound and virtualInbound, and a per-port listener
+  // that binds no socket.
+  CHECK(validate(bootstrap(R"(    use_original_dst: true
+    transparent: true
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    - name: envoy.filters.listener.http_inspector
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector}
+)",
+                           R"(      filter_chain_match:
+        destination_port: 8080
+        prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}, {address_prefix: "fd00::"}]
+        application_protocols: [http/1.1, h2c]
+        direct_source_prefix_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]
+        source_type: SAME_IP_OR_LOOPBACK
+        source_prefix_ranges: [{address_prefix: 10.1.0.0, prefix_len: 16}]
+        source_ports: [1000, 1001]
+)",
+                           kRouteConfig, "")) == "OK");
+  CHECK(validate(bootstrap("    bind_to_port: false\n", "", kRouteConfig, "")) == "OK");
 }
 
 TEST_CASE("codec_type AUTO is accepted (it serves HTTP/1.1)", "[config][policy]") {

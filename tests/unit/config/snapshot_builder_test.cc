@@ -245,15 +245,16 @@ static_resources:
        "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
        "socket_address.address: malformed IP address: backend.local"},
-      // EDS reads a file; ORIGINAL_DST clusters wait for the sidecar issue.
+      // EDS reads a file; ORIGINAL_DST goes with CLUSTER_PROVIDED only.
       {"static_resources: {clusters: [{name: e, type: EDS}]}",
        "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
       {"static_resources: {clusters: [{name: d, type: LOGICAL_DNS}]}",
        "static_resources.clusters[0].load_assignment: LOGICAL_DNS clusters must have a single"},
       {"static_resources: {clusters: [{name: o, type: STATIC, lb_policy: CLUSTER_PROVIDED}]}",
        "static_resources.clusters[0].lb_policy: cluster: LB policy CLUSTER_PROVIDED is not valid for Cluster type STATIC"},
-      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}",
-       "load: static_resources.clusters[0].type: ORIGINAL_DST clusters are not supported by turnout yet"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}", "OK"},
+      {"static_resources: {clusters: [{name: o, type: ORIGINAL_DST}]}",
+       "static_resources.clusters[0].lb_policy: cluster: LB policy ROUND_ROBIN is not valid for Cluster type ORIGINAL_DST"},
       {"static_resources: {listeners: [{name: l}]}", "static_resources.listeners[0].address: a listener needs an address"},
       {"static_resources: {clusters: [{name: m}, {name: g, lb_policy: MAGLEV, maglev_lb_config: {table_size: 65536}}]}",
        "static_resources.clusters[1].maglev_lb_config.table_size: The table size of maglev must be prime number (got 65536)"},
@@ -316,6 +317,86 @@ SnapshotConstSharedPtr buildYaml(const std::string& yaml) {
   INFO(snapshot.status().ToString());
   REQUIRE(snapshot.ok());
   return *snapshot;
+}
+
+constexpr const char* kDirect = R"(
+        - name: envoy.filters.network.http_connection_manager
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+            stat_prefix: s
+            route_config: {virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: "/"}, direct_response: {status: 200}}]}]}
+            http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}])";
+
+TEST_CASE("capture listeners: original_dst, use_original_dst and address chain rules are translated",
+          "[config][snapshot]") {
+  auto s = buildYaml(absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: virtualOutbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15001}}
+    use_original_dst: true
+    filter_chains:
+    - filters:)", kDirect, R"(
+  - name: virtualInbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
+    transparent: true
+    listener_filters_timeout: 0s
+    continue_on_listener_filters_timeout: true
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    - name: envoy.filters.listener.http_inspector
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector}
+    filter_chains:
+    - filter_chain_match:
+        destination_port: 9080
+        prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}, {address_prefix: "::"}]
+        application_protocols: [http/1.1]
+        direct_source_prefix_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]
+        source_type: EXTERNAL
+        source_prefix_ranges: [{address_prefix: 10.1.0.0, prefix_len: 16}]
+        source_ports: [1000]
+      filters:)", kDirect, R"(
+  - name: 0.0.0.0_9080
+    address: {socket_address: {address: 0.0.0.0, port_value: 9080}}
+    bind_to_port: false
+    filter_chains:
+    - filters:)", kDirect, "\n"));
+  REQUIRE(s->listeners.size() == 3);
+  const ListenerConfig& out = s->listeners[0];
+  CHECK(out.use_original_dst);
+  CHECK(out.original_dst);  // use_original_dst adds the filter, as in Envoy
+  CHECK_FALSE(out.http_inspector);
+  CHECK(out.bind_to_port);
+  CHECK_FALSE(out.transparent);
+  CHECK(out.listener_filters_timeout == std::chrono::seconds(15));  // Envoy's default
+  CHECK_FALSE(out.continue_on_listener_filters_timeout);
+
+  const ListenerConfig& in = s->listeners[1];
+  CHECK_FALSE(in.use_original_dst);
+  CHECK(in.original_dst);
+  CHECK(in.http_inspector);
+  CHECK(in.transparent);
+  CHECK(in.listener_filters_timeout == std::chrono::milliseconds(0));
+  CHECK(in.continue_on_listener_filters_timeout);
+  const FilterChainConfig& c = in.filter_chains[0];
+  CHECK(c.destination_port == 9080u);
+  REQUIRE(c.prefix_ranges.size() == 2);
+  CHECK(c.prefix_ranges[0].address_prefix == "10.0.0.0");
+  CHECK(c.prefix_ranges[0].prefix_len == 8);
+  CHECK(c.prefix_ranges[1].address_prefix == "::");
+  CHECK(c.prefix_ranges[1].prefix_len == 0);
+  CHECK(c.direct_source_prefix_ranges.size() == 1);
+  CHECK(c.source_type == FilterChainConfig::SourceType::External);
+  CHECK(c.source_prefix_ranges[0].prefix_len == 16);
+  CHECK(c.source_ports == std::vector<uint32_t>{1000});
+  CHECK(in.filter_chain_matcher.matchesApplicationProtocols());
+  CHECK(in.filter_chain_matcher.needsFirstBytes());
+
+  const ListenerConfig& virt = s->listeners[2];
+  CHECK_FALSE(virt.bind_to_port);
+  CHECK_FALSE(virt.original_dst);
+  CHECK_FALSE(virt.filter_chain_matcher.needsFirstBytes());
 }
 
 TEST_CASE("every outlier detection field is translated with Envoy's defaults",

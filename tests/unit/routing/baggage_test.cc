@@ -215,5 +215,56 @@ TEST_CASE("baggage error names are stable for stats", "[routing]") {
   CHECK(baggageErrorName(BaggageError::kConflictingMembers) == "conflicting_members");
 }
 
+struct AppendCase {
+  std::vector<std::string> lines;
+  BaggageAppend result;
+  std::string out;
+};
+
+TEST_CASE("baggage append adds one member within the W3C limits or leaves the header alone",
+          "[routing]") {
+  constexpr auto kAppended = BaggageAppend::kAppended;
+  const std::string k = "turnout-routing-key";
+  // 8192 bytes once ",turnout-routing-key=feat-x" (27 bytes) is appended.
+  const std::string filler_at_limit = "f=" + std::string(8192 - 27 - 2, 'v');
+  const AppendCase c = GENERATE_COPY(values<AppendCase>({
+      {{}, kAppended, "turnout-routing-key=feat-x"},
+      {{"userId=7"}, kAppended, "userId=7,turnout-routing-key=feat-x"},
+      {{" userId=7 ;p=1 "}, kAppended, "userId=7 ;p=1,turnout-routing-key=feat-x"},
+      {{"a=1", "", " \t", "b=2,,"}, kAppended, "a=1,b=2,,,turnout-routing-key=feat-x"},
+      {{""}, kAppended, "turnout-routing-key=feat-x"},
+      // Present already, valid or not: never a second, conflicting member.
+      {{"turnout-routing-key=other"}, BaggageAppend::kAlreadyPresent, ""},
+      {{"turnout-routing-key=bad%zz"}, BaggageAppend::kAlreadyPresent, ""},
+      {{"turnout-routing-key=a,turnout-routing-key=b"}, BaggageAppend::kAlreadyPresent, ""},
+      // Another member with a similar name is not it (keys are case-sensitive).
+      {{"Turnout-Routing-Key=x"}, kAppended, "Turnout-Routing-Key=x,turnout-routing-key=feat-x"},
+      // Malformed or already over a limit: left alone.
+      {{"no-equals"}, BaggageAppend::kMalformed, ""},
+      {{"a=\"q\""}, BaggageAppend::kMalformed, ""},
+      {{members(65, "z=1")}, BaggageAppend::kTooManyMembers, ""},
+      {{"f=" + std::string(8191, 'v')}, BaggageAppend::kTooLarge, ""},
+      // At the limits after appending.
+      {{members(63, "z=1")}, kAppended, members(63, "z=1") + ",turnout-routing-key=feat-x"},
+      {{members(64, "z=1")}, BaggageAppend::kTooManyMembers, ""},
+      {{filler_at_limit}, kAppended, filler_at_limit + ",turnout-routing-key=feat-x"},
+      {{filler_at_limit + "v"}, BaggageAppend::kTooLarge, ""},
+  }));
+  CAPTURE(c.lines);
+  std::vector<std::string_view> views(c.lines.begin(), c.lines.end());
+  std::string out = "stale";
+  REQUIRE(appendBaggageMember(views, k, "feat-x", out) == c.result);
+  if (c.result != kAppended) return;
+  CHECK(out == c.out);
+  CHECK(out.size() <= kMaxBaggageBytes);
+  // The result is well-formed and names the key exactly once.
+  std::string scratch;
+  const std::vector<std::string_view> result{out};
+  const BaggageLookup r = findBaggageMember(result, k, scratch);
+  CHECK(r.error == BaggageError::kNone);
+  CHECK(r.found);
+  CHECK(r.value == "feat-x");
+}
+
 }  // namespace
 }  // namespace turnout::routing

@@ -761,8 +761,8 @@ TEST_CASE("gRPC clients get the envoy routes and an API listener per service dom
   Resources envoy = generate(m, Dialect::kEnvoy);
   CHECK(grpc.route_configuration.SerializeAsString() ==
         envoy.route_configuration.SerializeAsString());
-  CHECK(envoy.api_listeners.empty());
-  CHECK(generate(m, Dialect::kTurnout).api_listeners.empty());
+  CHECK(envoy.listeners.empty());
+  CHECK(generate(m, Dialect::kTurnout).listeners.empty());
 
   std::vector<std::string> want;
   for (const auto& [name, service] : m.services) {
@@ -770,7 +770,7 @@ TEST_CASE("gRPC clients get the envoy routes and an API listener per service dom
   }
   std::sort(want.begin(), want.end());
   std::vector<std::string> names;
-  for (const auto& l : grpc.api_listeners) {
+  for (const auto& l : grpc.listeners) {
     names.push_back(l.name());
     CAPTURE(l.name());
     CHECK(l.address().ByteSizeLong() == 0);

@@ -1,0 +1,187 @@
+#include "config/control_plane/sidecar.h"
+
+#include "absl/strings/str_cat.h"
+#include "config/control_plane/generator.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+
+namespace turnout::control_plane {
+namespace {
+
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace core_v3 = envoy::config::core::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace route_v3 = envoy::config::route::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+namespace tcp_v3 = envoy::extensions::filters::network::tcp_proxy::v3;
+
+constexpr char kAnyAddress[] = "0.0.0.0";
+
+void setAddress(listener_v3::Listener& l, uint32_t port) {
+  auto* sa = l.mutable_address()->mutable_socket_address();
+  sa->set_address(kAnyAddress);
+  sa->set_port_value(port);
+}
+
+void addOriginalDst(listener_v3::Listener& l) {
+  auto* f = l.add_listener_filters();
+  f->set_name("envoy.filters.listener.original_dst");
+  f->mutable_typed_config()->PackFrom(envoy::extensions::filters::listener::original_dst::v3::OriginalDst());
+}
+
+// A filter chain that relays TCP to `cluster` (ORIGINAL_DST: where it was going).
+listener_v3::FilterChain tcpRelay(const std::string& cluster) {
+  tcp_v3::TcpProxy tcp;
+  tcp.set_stat_prefix(cluster);
+  tcp.set_cluster(cluster);
+  listener_v3::FilterChain chain;
+  chain.set_name(cluster);
+  auto* f = chain.add_filters();
+  f->set_name("envoy.filters.network.tcp_proxy");
+  f->mutable_typed_config()->PackFrom(tcp);
+  return chain;
+}
+
+// The HCM both directions share: AUTO codec, no stream idle timeout beyond
+// Envoy's, the turnout dialect's RoutingKey filter first, the router last.
+hcm_v3::HttpConnectionManager httpManager(std::string stat_prefix, bool turnout_dialect,
+                                          bool inbound) {
+  hcm_v3::HttpConnectionManager hcm;
+  hcm.set_stat_prefix(std::move(stat_prefix));
+  hcm.set_codec_type(hcm_v3::HttpConnectionManager::AUTO);
+  if (turnout_dialect) {
+    using Recovery = turnout::extensions::filters::http::routing_key::v3::RoutingKey::TraceKeyRecovery;
+    auto filter = routingKeyFilterConfig();
+    // Inbound requests teach trace id -> key; outbound ones without a key get
+    // it back (apps that propagate traceparent but drop baggage).
+    filter.mutable_trace_key_recovery()->set_mode(inbound ? Recovery::REMEMBER : Recovery::RECOVER);
+    auto* f = hcm.add_http_filters();
+    f->set_name("turnout.filters.http.routing_key");
+    f->mutable_typed_config()->PackFrom(filter);
+  }
+  auto* router = hcm.add_http_filters();
+  router->set_name("envoy.filters.http.router");
+  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
+  return hcm;
+}
+
+void addHttpManager(listener_v3::FilterChain& chain, const hcm_v3::HttpConnectionManager& hcm) {
+  auto* f = chain.add_filters();
+  f->set_name("envoy.filters.network.http_connection_manager");
+  f->mutable_typed_config()->PackFrom(hcm);
+}
+
+listener_v3::Listener virtualOutbound() {
+  listener_v3::Listener l;
+  l.set_name(kVirtualOutboundListener);
+  setAddress(l, kOutboundCapturePort);
+  l.mutable_use_original_dst()->set_value(true);
+  l.set_traffic_direction(core_v3::OUTBOUND);
+  addOriginalDst(l);
+  *l.mutable_default_filter_chain() = tcpRelay(kPassthroughCluster);
+  return l;
+}
+
+listener_v3::Listener outboundPort(uint32_t port, bool turnout_dialect) {
+  listener_v3::Listener l;
+  const std::string name = absl::StrCat(kAnyAddress, "_", port);
+  l.set_name(name);
+  setAddress(l, port);
+  l.mutable_bind_to_port()->set_value(false);
+  l.set_traffic_direction(core_v3::OUTBOUND);
+  hcm_v3::HttpConnectionManager hcm = httpManager(absl::StrCat("outbound_", name), turnout_dialect,
+                                                  /*inbound=*/false);
+  auto* rds = hcm.mutable_rds();
+  rds->set_route_config_name(kRouteConfigurationName);
+  rds->mutable_config_source()->mutable_ads();
+  rds->mutable_config_source()->set_resource_api_version(core_v3::V3);
+  addHttpManager(*l.add_filter_chains(), hcm);
+  return l;
+}
+
+listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turnout_dialect) {
+  listener_v3::Listener l;
+  l.set_name(kVirtualInboundListener);
+  setAddress(l, kInboundCapturePort);
+  l.set_traffic_direction(core_v3::INBOUND);
+  addOriginalDst(l);
+  for (uint32_t port : ports) {
+    auto* chain = l.add_filter_chains();
+    chain->set_name(absl::StrCat("inbound_", port));
+    chain->mutable_filter_chain_match()->mutable_destination_port()->set_value(port);
+    hcm_v3::HttpConnectionManager hcm =
+        httpManager(absl::StrCat("inbound_", kAnyAddress, "_", port), turnout_dialect, /*inbound=*/true);
+    auto* rc = hcm.mutable_route_config();
+    rc->set_name(absl::StrCat("inbound|", port));
+    auto* vh = rc->add_virtual_hosts();
+    vh->set_name("inbound");
+    vh->add_domains("*");
+    auto* r = vh->add_routes();
+    r->set_name("default");
+    r->mutable_match()->set_prefix("/");
+    r->mutable_route()->set_cluster(kInboundPassthroughCluster);
+    r->mutable_route()->mutable_timeout()->set_seconds(0);
+    addHttpManager(*chain, hcm);
+  }
+  *l.mutable_default_filter_chain() = tcpRelay(kInboundPassthroughCluster);
+  return l;
+}
+
+cluster_v3::Cluster passthrough(const std::string& name) {
+  cluster_v3::Cluster c;
+  c.set_name(name);
+  c.set_type(cluster_v3::Cluster::ORIGINAL_DST);
+  c.set_lb_policy(cluster_v3::Cluster::CLUSTER_PROVIDED);
+  c.mutable_connect_timeout()->set_seconds(kConnectTimeoutSeconds);
+  return c;
+}
+
+}  // namespace
+
+bool sidecarFor(const core_v3::Node& node) {
+  const auto& fields = node.metadata().fields();
+  auto t = fields.find("turnout");
+  if (t == fields.end() || !t->second.has_struct_value()) return false;
+  const auto& inner = t->second.struct_value().fields();
+  auto mode = inner.find("mode");
+  return mode != inner.end() && mode->second.string_value() == "sidecar";
+}
+
+std::set<uint32_t> servicePorts(const Model& model) {
+  std::set<uint32_t> out;
+  for (const auto& [name, service] : model.services) out.insert(service.port);
+  return out;
+}
+
+std::vector<listener_v3::Listener> sidecarListeners(const Model& model, bool turnout_dialect) {
+  const std::set<uint32_t> ports = servicePorts(model);
+  std::vector<listener_v3::Listener> out;
+  out.push_back(virtualOutbound());
+  out.push_back(virtualInbound(ports, turnout_dialect));
+  for (uint32_t port : ports) {
+    // A service on a capture port would take the capture listener's own address.
+    if (port == kOutboundCapturePort || port == kInboundCapturePort) continue;
+    out.push_back(outboundPort(port, turnout_dialect));
+  }
+  return out;
+}
+
+std::vector<cluster_v3::Cluster> sidecarClusters() {
+  return {passthrough(kInboundPassthroughCluster), passthrough(kPassthroughCluster)};
+}
+
+route_v3::VirtualHost allowAnyVirtualHost() {
+  route_v3::VirtualHost vh;
+  vh.set_name(kAllowAnyVirtualHost);
+  vh.add_domains("*");
+  auto* r = vh.add_routes();
+  r->set_name("passthrough");
+  r->mutable_match()->set_prefix("/");
+  r->mutable_route()->set_cluster(kPassthroughCluster);
+  r->mutable_route()->mutable_timeout()->set_seconds(0);
+  return vh;
+}
+
+}  // namespace turnout::control_plane

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/control_plane/model.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/core/v3/base.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+
+namespace turnout::control_plane {
+
+// What a captured sidecar gets besides the outbound routes (docs/sidecar.md),
+// modelled on Istio's sidecar listeners. Pure; called by generate() for a node
+// whose metadata says `turnout: {mode: sidecar}` (sidecarFor()).
+//
+// - `virtualOutbound` on 0.0.0.0:15001: iptables sends the app's outbound TCP
+//   here; use_original_dst hands each connection to the listener of its
+//   original destination port; a port no listener takes is relayed as TCP to
+//   where it was going (tcp_proxy -> PassthroughCluster), so databases and
+//   other non-HTTP traffic keep working through the capture.
+// - `0.0.0.0_<port>` for every port a service of the model listens on,
+//   bind_to_port false (reached only by that hand-off): an HTTP connection
+//   manager (AUTO codec: HTTP/1.1 or h2c) on the `outbound` routes over ADS.
+//   The turnout dialect runs the RoutingKey filter first, which re-attaches a
+//   key remembered by trace id when the app dropped its baggage.
+// - `virtualInbound` on 0.0.0.0:15006 with the original_dst listener filter:
+//   iptables sends inbound TCP here; a filter chain per service port (by
+//   destination port) runs an HTTP connection manager whose one route sends
+//   every request on to the local app at its original destination
+//   (InboundPassthroughCluster); the turnout dialect's RoutingKey filter
+//   remembers the key by trace id. Any other port is relayed as TCP.
+// - clusters PassthroughCluster and InboundPassthroughCluster: ORIGINAL_DST,
+//   CLUSTER_PROVIDED.
+// - the `outbound` route configuration gets a last virtual host `allow_any`
+//   (domains "*") to PassthroughCluster: a captured HTTP call to a host the
+//   model does not know goes where the app sent it, as Istio's ALLOW_ANY.
+
+inline constexpr uint32_t kOutboundCapturePort = 15001;
+inline constexpr uint32_t kInboundCapturePort = 15006;
+inline constexpr char kVirtualOutboundListener[] = "virtualOutbound";
+inline constexpr char kVirtualInboundListener[] = "virtualInbound";
+inline constexpr char kPassthroughCluster[] = "PassthroughCluster";
+inline constexpr char kInboundPassthroughCluster[] = "InboundPassthroughCluster";
+inline constexpr char kAllowAnyVirtualHost[] = "allow_any";
+
+// Node metadata: {"turnout": {"mode": "sidecar", "service": S, "namespace": N}}.
+// True when the node asks for the sidecar's listeners.
+bool sidecarFor(const envoy::config::core::v3::Node& node);
+
+// The ports the model's services listen on, ascending.
+std::set<uint32_t> servicePorts(const Model& model);
+
+// `turnout_dialect`: the HCMs run turnout's RoutingKey filter (with trace-id
+// recovery); else Envoy's router alone.
+std::vector<envoy::config::listener::v3::Listener> sidecarListeners(const Model& model,
+                                                                     bool turnout_dialect);
+std::vector<envoy::config::cluster::v3::Cluster> sidecarClusters();
+envoy::config::route::v3::VirtualHost allowAnyVirtualHost();
+
+}  // namespace turnout::control_plane

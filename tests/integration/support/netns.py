@@ -1,0 +1,112 @@
+"""Network namespaces made by a test, on a private bridge, and torn down by it.
+
+    topo = Topology("tsc%d" % os.getpid())
+    topo.add("frontend", "10.88.0.10", hosts={"reviews": "10.96.0.11"})
+    topo.run("frontend", ["curl", ...])          # a command inside it
+    topo.popen("frontend", [...], user=1337)     # a process inside it, as a UID
+    topo.close()                                 # processes, namespaces, files
+
+The bridge lives in a namespace of its own, so nothing is added to the
+namespace the test runs in. `hosts` becomes /etc/netns/<ns>/hosts, which
+`ip netns exec` mounts over /etc/hosts inside it (name resolution as a pod
+sees it). Every command has a timeout.
+"""
+
+import os
+import shutil
+import subprocess
+
+CMD_TIMEOUT_S = 20
+
+
+def namespaces_allowed():
+    """None when network namespaces can be made here, else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (this test runs as UID %d)" % os.geteuid()
+    for tool in ("ip", "unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            return "%s is not installed (scripts/setup.sh installs iproute2)" % tool
+    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=CMD_TIMEOUT_S)
+    if r.returncode != 0:
+        return "this machine forbids network namespaces: unshare -n: %s" % r.stderr.decode().strip()
+    return None
+
+
+def sh(args, check=True, **kw):
+    r = subprocess.run(args, capture_output=True, timeout=kw.pop("timeout", CMD_TIMEOUT_S), **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s%s" % (" ".join(args), r.returncode,
+                                                    r.stdout.decode(errors="replace"),
+                                                    r.stderr.decode(errors="replace")))
+    return r
+
+
+class Topology:
+    def __init__(self, prefix, subnet="10.88.0", extra_routes=("10.96.0.0/16",)):
+        self.prefix = prefix
+        self.subnet = subnet
+        self.extra_routes = list(extra_routes)
+        self.switch = prefix + "-sw"
+        self.namespaces = []
+        self.procs = []
+        self.etc_dirs = []
+        sh(["ip", "netns", "add", self.switch])
+        self.namespaces.append(self.switch)
+        sh(["ip", "-n", self.switch, "link", "add", "br0", "type", "bridge"])
+        sh(["ip", "-n", self.switch, "link", "set", "br0", "up"])
+
+    def ns(self, name):
+        return "%s-%s" % (self.prefix, name)
+
+    def add(self, name, address, hosts=None):
+        ns = self.ns(name)
+        sh(["ip", "netns", "add", ns])
+        self.namespaces.append(ns)
+        port = "p%d" % len(self.namespaces)
+        sh(["ip", "-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+            "netns", ns])
+        sh(["ip", "-n", self.switch, "link", "set", port, "master", "br0", "up"])
+        sh(["ip", "-n", ns, "addr", "add", address + "/24", "dev", "eth0"])
+        sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        for route in self.extra_routes:
+            sh(["ip", "-n", ns, "route", "add", route, "dev", "eth0"])
+        if hosts:
+            d = os.path.join("/etc/netns", ns)
+            os.makedirs(d, exist_ok=True)
+            self.etc_dirs.append(d)
+            with open(os.path.join(d, "hosts"), "w") as f:
+                f.write("127.0.0.1 localhost\n")
+                for host, ip in hosts.items():
+                    f.write("%s %s\n" % (ip, host))
+        return ns
+
+    def wrap(self, name, args, user=None):
+        cmd = ["ip", "netns", "exec", self.ns(name)]
+        if user is not None:
+            cmd += ["setpriv", "--reuid", str(user), "--regid", str(user), "--clear-groups"]
+        return cmd + list(args)
+
+    def run(self, name, args, user=None, check=True, timeout=CMD_TIMEOUT_S):
+        return sh(self.wrap(name, args, user), check=check, timeout=timeout)
+
+    def popen(self, name, args, user=None, log=None):
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        p = subprocess.Popen(self.wrap(name, args, user), stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        for ns in reversed(self.namespaces):
+            sh(["ip", "netns", "del", ns], check=False)
+        for d in self.etc_dirs:
+            shutil.rmtree(d, ignore_errors=True)

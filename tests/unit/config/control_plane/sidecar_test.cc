@@ -1,0 +1,210 @@
+#include "config/control_plane/sidecar.h"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/control_plane/generator.h"
+#include "config/control_plane/state.h"
+#include "config/snapshot/discovery_response.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "routing/request_view.h"
+#include "routing/route_table.h"
+#include "turnout/extensions/filters/http/routing_key/v3/routing_key.pb.h"
+
+namespace turnout::control_plane {
+namespace {
+
+namespace listener_v3 = envoy::config::listener::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+using RoutingKeyProto = turnout::extensions::filters::http::routing_key::v3::RoutingKey;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
+
+Model shopModel() {
+  State s;
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "namespace": "shop",
+                                      "endpoints": ["10.0.0.5:9080"]})")
+              .ok());
+  REQUIRE(s.putService("ratings", R"({"port": 9090, "namespace": "shop",
+                                      "endpoints": ["10.0.1.5:9090"]})")
+              .ok());
+  REQUIRE(s.putService("details", R"({"port": 9080, "endpoints": ["10.0.2.5:9080"]})").ok());
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", kNow).ok());
+  return s.model();
+}
+
+std::string responseJson(const std::vector<const google::protobuf::Message*>& resources) {
+  std::string out = R"({"version_info": "1", "resources": [)";
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  for (size_t i = 0; i < resources.size(); ++i) {
+    google::protobuf::Any any;
+    any.PackFrom(*resources[i]);
+    std::string json;
+    REQUIRE(google::protobuf::util::MessageToJsonString(any, &json, opts).ok());
+    if (i > 0) out += ",";
+    out += json;
+  }
+  return out + "]}";
+}
+
+template <typename T>
+std::vector<const google::protobuf::Message*> pointers(const std::vector<T>& v) {
+  std::vector<const google::protobuf::Message*> out;
+  for (const auto& m : v) out.push_back(&m);
+  return out;
+}
+
+std::map<std::string, const listener_v3::Listener*> byName(const Resources& r) {
+  std::map<std::string, const listener_v3::Listener*> out;
+  for (const auto& l : r.listeners) out[l.name()] = &l;
+  return out;
+}
+
+hcm_v3::HttpConnectionManager hcmOf(const listener_v3::FilterChain& chain) {
+  hcm_v3::HttpConnectionManager hcm;
+  REQUIRE(chain.filters_size() == 1);
+  REQUIRE(chain.filters(0).typed_config().UnpackTo(&hcm));
+  return hcm;
+}
+
+TEST_CASE("sidecarFor reads node metadata turnout.mode", "[control_plane][sidecar]") {
+  envoy::config::core::v3::Node node;
+  CHECK_FALSE(sidecarFor(node));
+  REQUIRE(google::protobuf::util::JsonStringToMessage(
+              R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "service": "reviews"}}})", &node)
+              .ok());
+  CHECK(sidecarFor(node));
+  CHECK(profileFor(node).sidecar);
+  CHECK(profileName(profileFor(node)) == "envoy/sidecar");
+  node.set_user_agent_name("turnout");
+  CHECK(profileName(profileFor(node)) == "turnout/sidecar");
+  // gRPC's proxyless clients are never captured.
+  node.set_user_agent_name("gRPC Go");
+  CHECK_FALSE(profileFor(node).sidecar);
+  REQUIRE(google::protobuf::util::JsonStringToMessage(
+              R"({"id": "a", "metadata": {"turnout": {"mode": "explicit"}}})", &node)
+              .ok());
+  CHECK_FALSE(sidecarFor(node));
+  REQUIRE(google::protobuf::util::JsonStringToMessage(R"({"id": "a", "metadata": {"turnout": "sidecar"}})",
+                                                      &node)
+              .ok());
+  CHECK_FALSE(sidecarFor(node));
+}
+
+TEST_CASE("a sidecar gets Istio's capture listeners and the passthrough clusters",
+          "[control_plane][sidecar]") {
+  const Dialect dialect = GENERATE(Dialect::kTurnout, Dialect::kEnvoy);
+  CAPTURE(dialectName(dialect));
+  const Model m = shopModel();
+  const Resources plain = generate(m, dialect);
+  const Resources r = generate(m, Profile(dialect, true));
+  CHECK(plain.listeners.empty());
+  CHECK(r.clusters.size() == plain.clusters.size() + 2);
+
+  const auto listeners = byName(r);
+  REQUIRE(listeners.size() == 4);  // virtualOutbound, virtualInbound, 9080, 9090
+  const listener_v3::Listener& out = *listeners.at("virtualOutbound");
+  CHECK(out.address().socket_address().port_value() == 15001);
+  CHECK(out.use_original_dst().value());
+  CHECK(out.filter_chains_size() == 0);
+  envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy tcp;
+  REQUIRE(out.default_filter_chain().filters(0).typed_config().UnpackTo(&tcp));
+  CHECK(tcp.cluster() == "PassthroughCluster");
+
+  for (uint32_t port : {9080u, 9090u}) {
+    const listener_v3::Listener& l = *listeners.at("0.0.0.0_" + std::to_string(port));
+    CHECK(l.address().socket_address().port_value() == port);
+    CHECK_FALSE(l.bind_to_port().value());
+    REQUIRE(l.has_bind_to_port());
+    hcm_v3::HttpConnectionManager hcm = hcmOf(l.filter_chains(0));
+    CHECK(hcm.rds().route_config_name() == "outbound");
+    CHECK(hcm.codec_type() == hcm_v3::HttpConnectionManager::AUTO);
+    CHECK(hcm.http_filters(hcm.http_filters_size() - 1).name() == "envoy.filters.http.router");
+    if (dialect == Dialect::kTurnout) {
+      REQUIRE(hcm.http_filters_size() == 2);
+      RoutingKeyProto rk;
+      REQUIRE(hcm.http_filters(0).typed_config().UnpackTo(&rk));
+      CHECK(rk.trace_key_recovery().mode() == RoutingKeyProto::TraceKeyRecovery::RECOVER);
+    } else {
+      CHECK(hcm.http_filters_size() == 1);
+    }
+  }
+
+  const listener_v3::Listener& in = *listeners.at("virtualInbound");
+  CHECK(in.address().socket_address().port_value() == 15006);
+  REQUIRE(in.listener_filters_size() == 1);
+  CHECK(in.listener_filters(0).name() == "envoy.filters.listener.original_dst");
+  REQUIRE(in.filter_chains_size() == 2);
+  CHECK(in.filter_chains(0).filter_chain_match().destination_port().value() == 9080);
+  CHECK(in.filter_chains(1).filter_chain_match().destination_port().value() == 9090);
+  hcm_v3::HttpConnectionManager inbound = hcmOf(in.filter_chains(0));
+  CHECK(inbound.route_config().virtual_hosts(0).routes(0).route().cluster() ==
+        "InboundPassthroughCluster");
+  if (dialect == Dialect::kTurnout) {
+    RoutingKeyProto rk;
+    REQUIRE(inbound.http_filters(0).typed_config().UnpackTo(&rk));
+    CHECK(rk.trace_key_recovery().mode() == RoutingKeyProto::TraceKeyRecovery::REMEMBER);
+  }
+  REQUIRE(in.default_filter_chain().filters(0).typed_config().UnpackTo(&tcp));
+  CHECK(tcp.cluster() == "InboundPassthroughCluster");
+}
+
+TEST_CASE("turnout accepts the sidecar's listeners, clusters and routes",
+          "[control_plane][sidecar]") {
+  const Dialect dialect = GENERATE(Dialect::kTurnout, Dialect::kEnvoy);
+  CAPTURE(dialectName(dialect));
+  const Resources r = generate(shopModel(), Profile(dialect, true));
+  auto clusters = config::parseClusterResponse(responseJson(pointers(r.clusters)));
+  INFO(clusters.status().ToString());
+  REQUIRE(clusters.ok());
+  auto listeners = config::parseListenerResponse(responseJson(pointers(r.listeners)));
+  INFO(listeners.status().ToString());
+  REQUIRE(listeners.ok());
+  CHECK(listeners->snapshot->listeners.size() == 4);
+
+  auto routes = config::parseRouteResponse(responseJson({&r.route_configuration}));
+  INFO(routes.status().ToString());
+  REQUIRE(routes.ok());
+  const routing::RouteTable& table = *routes->tables[0].second;
+  auto clusterFor = [&](const std::string& authority) {
+    std::vector<routing::HeaderEntry> headers;
+    routing::RequestView view("GET", authority, "/", headers);
+    auto d = table.match(view, 0);
+    return d.kind == routing::RouteDecision::Kind::Route ? std::string(d.cluster) : "<none>";
+  };
+  CHECK(clusterFor("reviews:9080") == "reviews");
+  // A host the model does not know goes where the app sent it (ALLOW_ANY).
+  CHECK(clusterFor("example.com:9080") == "PassthroughCluster");
+  CHECK(clusterFor("10.96.0.1:9090") == "PassthroughCluster");
+}
+
+TEST_CASE("a service on a capture port gets no outbound listener of its own",
+          "[control_plane][sidecar]") {
+  State s;
+  REQUIRE(s.putService("odd", R"({"port": 15001, "endpoints": ["10.0.0.5:15001"]})").ok());
+  const Resources r = generate(s.model(), Profile(Dialect::kEnvoy, true));
+  const auto listeners = byName(r);
+  CHECK(listeners.size() == 2);
+  CHECK(listeners.contains("virtualOutbound"));
+  CHECK(listeners.contains("virtualInbound"));
+}
+
+TEST_CASE("generateByType gives sidecars a listener type, and only them",
+          "[control_plane][sidecar]") {
+  const Model m = shopModel();
+  CHECK_FALSE(generateByType(m, Dialect::kTurnout).contains(config::kListenerTypeUrl));
+  CHECK_FALSE(generateByType(m, Dialect::kEnvoy).contains(config::kListenerTypeUrl));
+  const ResourcesByType s = generateByType(m, Profile(Dialect::kTurnout, true));
+  REQUIRE(s.contains(config::kListenerTypeUrl));
+  CHECK(s.at(config::kListenerTypeUrl).size() == 4);
+  CHECK(s.at(config::kClusterTypeUrl).contains("PassthroughCluster"));
+}
+
+}  // namespace
+}  // namespace turnout::control_plane
