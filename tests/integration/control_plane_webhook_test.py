@@ -395,6 +395,10 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(endpoint["address"]["socket_address"],
                          {"address": "turnout-cp.turnout-system.svc", "port_value": 18000})
         endpoint["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": self.cp.xds_port}
+        # Nor the capture listeners (fixed ports 15001 and 15006 on this host):
+        # kubernetes_injected_pod_test.py runs the sidecar with them, in its
+        # own network namespaces.
+        bootstrap["node"]["metadata"]["turnout"]["mode"] = "host-test"
         sidecar = TurnoutProcess(TURNOUT, yaml.safe_dump(bootstrap),
                                  extra_args=["--service-node", flags["--service-node"],
                                              "--service-cluster", flags["--service-cluster"]])

@@ -302,8 +302,8 @@ class CertsAndWebhookTest(unittest.TestCase):
         for flag, value in f.items():
             if flag not in replaced:
                 extra += [flag] if value is True else [flag, value]
-        workdir = os.path.join(self.tmp, "cp")
-        os.makedirs(workdir, exist_ok=True)
+        workdir = os.path.join(self.tmp, "cp-" + variant)  # a fresh one: no stale address file
+        os.makedirs(workdir)
         webhook_path = os.path.join(workdir, "webhook.addr")
         self.cp = TurnoutCp(TURNOUT_CP, workdir, extra_args=extra + [
             "--webhook-address", "127.0.0.1:0", "--webhook-address-path", webhook_path,
