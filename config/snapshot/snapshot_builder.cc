@@ -1068,6 +1068,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
   bool check_clusters = !bootstrap.dynamic_resources().has_cds_config();
 
   absl::flat_hash_map<std::string, int> listener_index;
+  snapshot->listeners.reserve(static_cast<size_t>(sr.listeners_size()));
   for (int i = 0; i < sr.listeners_size(); ++i) {
     std::string path = indexPath("static_resources.listeners", i);
     const auto& l = sr.listeners(i);
@@ -1114,6 +1115,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     out.original_dst |= out.use_original_dst;
     if (l.has_listener_filters_timeout()) out.listener_filters_timeout = ms(l.listener_filters_timeout());
     out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
+    out.filter_chains.reserve(static_cast<size_t>(l.filter_chains_size()));
     for (int j = 0; j < l.filter_chains_size(); ++j) {
       auto fc = toFilterChain(l.filter_chains(j), indexPath(fieldPath(path, "filter_chains"), j),
                               cluster_names, check_clusters, *snapshot);

@@ -30,6 +30,10 @@ absl::Status GrpcMessageDecoder::feed(std::span<const char> data, std::deque<std
     return status;
   }
   buffer_.erase(0, pos);
+  // A long-lived stream (xDS) keeps its decoder for hours: do not keep the
+  // capacity of the largest message ever received (an ADS snapshot of a few
+  // hundred KB) once it is delivered.
+  if (buffer_.empty() && buffer_.capacity() > kKeptCapacity) std::string().swap(buffer_);
   return absl::OkStatus();
 }
 

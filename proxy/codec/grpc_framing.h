@@ -47,6 +47,9 @@ class GrpcMessageDecoder {
   absl::Status feed(std::span<const char> data, std::deque<std::string>& out);
   // Bytes of an incomplete message held.
   std::size_t buffered() const { return buffer_.size(); }
+  // Capacity kept between messages; a larger buffer is freed once empty.
+  static constexpr std::size_t kKeptCapacity = 64 * 1024;
+  std::size_t bufferCapacity() const { return buffer_.capacity(); }
 
  private:
   std::size_t max_;
