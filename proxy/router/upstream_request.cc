@@ -113,6 +113,13 @@ asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   // The head and every body byte received so far (a retry replays what an
   // earlier attempt sent); then the pump streams the rest beside the reader.
   parent_.encodeRequestStart(s);
+  // Whether that was the whole request, decided now and not after send():
+  // an HTTP/2 client's body keeps arriving while send() waits (for the
+  // connection being opened, or for the upstream's window), and what came
+  // then, up to the end of the request, is the pump's to forward. Deciding
+  // it after send() lost that tail: the upstream waited for the rest of a
+  // message that never came (a gRPC client stream ended DEADLINE_EXCEEDED).
+  const bool whole_request_encoded = parent_.requestComplete();
   // Every co_await here is assigned to a local before it is tested: GCC 12
   // miscompiles `if (!co_await virtualCall())` when the callee suspends (the
   // caller's frame was resumed with a stale state; seen as a crash in
@@ -121,7 +128,7 @@ asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   if (!head_sent) {
     upstream_write_failed_ = true;
     armWatchdog();
-  } else if (parent_.requestComplete()) {
+  } else if (whole_request_encoded) {
     onRequestSent();
   } else {
     pump_running_ = true;

@@ -16,12 +16,17 @@ Options:
     max_concurrent_streams  our SETTINGS_MAX_CONCURRENT_STREAMS
     refuse_first            the first request of the whole backend is
                             refused with RST_STREAM(REFUSED_STREAM)
+    hold_window_s           streams get a 1-byte window (SETTINGS_INITIAL_WINDOW_SIZE)
+                            and no WINDOW_UPDATE until this long after their
+                            headers arrived: the proxy's request body waits on
+                            flow control meanwhile
 """
 
 import hashlib
 import json
 import socket
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -32,9 +37,10 @@ import h2.settings
 
 
 class H2Backend:
-    def __init__(self, max_concurrent_streams=100, refuse_first=False):
+    def __init__(self, max_concurrent_streams=100, refuse_first=False, hold_window_s=None):
         self.max_concurrent_streams = max_concurrent_streams
         self.refuse_first = refuse_first
+        self.hold_window_s = hold_window_s
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []  # echo dicts, in arrival order
@@ -88,27 +94,45 @@ class H2Backend:
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         h2c = h2.connection.H2Connection(config=config)
         h2c.initiate_connection()
-        h2c.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
-                             self.max_concurrent_streams})
+        settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams}
+        if self.hold_window_s is not None:
+            settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = 1
+        h2c.update_settings(settings)
         sock.sendall(h2c.data_to_send())
         streams = {}   # id -> request state
         outgoing = {}  # id -> [bytes left, trailers or None]
-        sock.settimeout(30)
+        held = {}      # id -> [monotonic time its window opens, bytes not acknowledged]
         try:
             while True:
-                data = sock.recv(65536)
+                self._open_held(h2c, held)
+                out = h2c.data_to_send()
+                if out:
+                    sock.sendall(out)
+                sock.settimeout(30 if not held else
+                                max(0.01, min(h[0] for h in held.values()) - time.monotonic()))
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    if held:
+                        continue
+                    raise
                 if not data:
                     return
                 for ev in h2c.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
                         streams[ev.stream_id] = {"headers": list(ev.headers), "body": b"",
                                                  "trailers": []}
+                        if self.hold_window_s is not None and not ev.stream_ended:
+                            held[ev.stream_id] = [time.monotonic() + self.hold_window_s, 0]
                         if ev.stream_ended:
                             self._respond(h2c, ev.stream_id, streams, outgoing, index)
                     elif isinstance(ev, h2.events.DataReceived):
                         if ev.stream_id in streams:
                             streams[ev.stream_id]["body"] += ev.data
-                        h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if ev.stream_id in held:
+                            held[ev.stream_id][1] += ev.flow_controlled_length
+                        else:
+                            h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                         if ev.stream_ended:
                             self._respond(h2c, ev.stream_id, streams, outgoing, index)
                     elif isinstance(ev, h2.events.TrailersReceived):
@@ -132,6 +156,20 @@ class H2Backend:
             try:
                 sock.close()
             except OSError:
+                pass
+
+    @staticmethod
+    def _open_held(h2c, held):
+        now = time.monotonic()
+        for sid, (at, unacked) in list(held.items()):
+            if at > now:
+                continue
+            del held[sid]
+            try:
+                h2c.increment_flow_control_window(1 << 20, stream_id=sid)
+                if unacked:
+                    h2c.acknowledge_received_data(unacked, sid)
+            except h2.exceptions.StreamClosedError:
                 pass
 
     def _respond(self, h2c, sid, streams, outgoing, index):
