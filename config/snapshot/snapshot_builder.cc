@@ -1089,7 +1089,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
       return invalid(fieldPath(path, "api_listener"), "API listeners are not supported by turnout");
     }
     if (!l.has_address()) return invalid(fieldPath(path, "address"), "a listener needs an address");
-    auto addr = toAddress(l.address(), fieldPath(path, "address"));
+    auto addr = toAddress(l.address(), fieldPath(path, "address"), AddressUse::Listener);
     if (!addr.ok()) return addr.status();
     out.address = *std::move(addr);
     // The server binds IP literals only; say so here rather than when serving.
