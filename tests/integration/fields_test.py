@@ -256,9 +256,19 @@ class ConnectionManagerFieldsTest(FieldsCase):
         # SocketAddress.protocol TCP is what `custom` listens with.
         status, _, body = self.get("/tcp", "custom")
         self.assertEqual(status, 200, body)
-        self.assertNotIn("unbound", self.proxy.listeners)
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", self.unbound_port), timeout=TIMEOUT_S)
+        # Listed all the same, with its configured address (as Envoy lists it).
+        self.assertEqual(self.proxy.listeners["unbound"], ("127.0.0.1", self.unbound_port))
+        status, body, _ = self.proxy.admin("GET", "/listeners?format=json")
+        self.assertEqual(status, 200)
+        statuses = {s["name"]: s for s in json.loads(body)["listener_statuses"]}
+        self.assertEqual(list(statuses), ["custom", "plain", "unbound"])
+        self.assertEqual(statuses["unbound"]["local_address"],
+                         {"socket_address": {"address": "127.0.0.1",
+                                             "port_value": self.unbound_port}})
+        self.assertEqual(statuses["custom"]["local_address"]["socket_address"]["port_value"],
+                         self.proxy.port("custom"))
 
     def test_server_name_request_id_and_remote_address(self):
         xff = {"x-forwarded-for": "192.0.2.7"}
