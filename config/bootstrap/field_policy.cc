@@ -200,7 +200,7 @@ FieldPolicyTable* buildTable() {
       .reasons = {{"pipe", "unix domain socket addresses are not supported by turnout"},
                   {"envoy_internal_address", "internal addresses are not supported by turnout"}}};
   table["envoy.config.core.v3.SocketAddress"] = {
-      .supported = {"address", "port_value", "protocol"},
+      .supported = {"address", "port_value", "protocol", "ipv4_compat"},
       .reasons = {{"named_port", "named ports are not supported; use port_value"},
                   {"resolver_name", "custom resolvers are not supported"}},
       .check = checkSocketAddress};

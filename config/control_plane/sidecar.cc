@@ -1,6 +1,7 @@
 #include "config/control_plane/sidecar.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "config/control_plane/generator.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb.h"
@@ -149,6 +150,16 @@ bool sidecarFor(const core_v3::Node& node) {
   return mode != inner.end() && mode->second.string_value() == "sidecar";
 }
 
+absl::Status reservedServicePort(std::string_view path, uint32_t port) {
+  for (uint32_t reserved : kSidecarReservedPorts) {
+    if (port != reserved) continue;
+    return invalidArgument(path, absl::StrCat(port, " is a port the sidecar uses itself (reserved: ",
+                                              absl::StrJoin(kSidecarReservedPorts, ", "),
+                                              "; docs/sidecar.md)"));
+  }
+  return absl::OkStatus();
+}
+
 std::set<uint32_t> servicePorts(const Model& model) {
   std::set<uint32_t> out;
   for (const auto& [name, service] : model.services) out.insert(service.port);
@@ -161,8 +172,9 @@ std::vector<listener_v3::Listener> sidecarListeners(const Model& model, bool tur
   out.push_back(virtualOutbound());
   out.push_back(virtualInbound(ports, turnout_dialect));
   for (uint32_t port : ports) {
-    // A service on a capture port would take the capture listener's own address.
-    if (port == kOutboundCapturePort || port == kInboundCapturePort) continue;
+    // A port the sidecar uses (a service stored before turnout-cp refused
+    // them) would take the sidecar's own address.
+    if (!reservedServicePort("", port).ok()) continue;
     out.push_back(outboundPort(port, turnout_dialect));
   }
   return out;

@@ -1,9 +1,13 @@
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "config/control_plane/model.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/base.pb.h"
@@ -40,6 +44,18 @@ namespace turnout::control_plane {
 
 inline constexpr uint32_t kOutboundCapturePort = 15001;
 inline constexpr uint32_t kInboundCapturePort = 15006;
+// The sidecar's admin server (127.0.0.1) in the bootstraps turnout-cp makes.
+inline constexpr uint32_t kSidecarAdminPort = 15000;
+// The injected sidecar's readiness listener (0.0.0.0, GET /healthz/ready);
+// never captured inbound.
+inline constexpr uint32_t kSidecarReadinessPort = 15021;
+// Every port the sidecar itself listens on. A service on one would get a
+// `0.0.0.0_<port>` listener on the sidecar's own address (and its inbound
+// capture would take the sidecar's traffic): turnout-cp refuses such a
+// service (reservedServicePort), and sidecarListeners() skips the port for
+// one stored before that check.
+inline constexpr std::array<uint32_t, 4> kSidecarReservedPorts = {
+    kSidecarAdminPort, kOutboundCapturePort, kInboundCapturePort, kSidecarReadinessPort};
 inline constexpr char kVirtualOutboundListener[] = "virtualOutbound";
 inline constexpr char kVirtualInboundListener[] = "virtualInbound";
 inline constexpr char kPassthroughCluster[] = "PassthroughCluster";
@@ -49,6 +65,9 @@ inline constexpr char kAllowAnyVirtualHost[] = "allow_any";
 // Node metadata: {"turnout": {"mode": "sidecar", "service": S, "namespace": N}}.
 // True when the node asks for the sidecar's listeners.
 bool sidecarFor(const envoy::config::core::v3::Node& node);
+
+// InvalidArgument naming `path` when `port` is one of kSidecarReservedPorts.
+absl::Status reservedServicePort(std::string_view path, uint32_t port);
 
 // The ports the model's services listen on, ascending.
 std::set<uint32_t> servicePorts(const Model& model);

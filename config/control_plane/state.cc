@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "config/control_plane/sidecar.h"
 
 namespace turnout::control_plane {
 namespace {
@@ -146,6 +147,8 @@ absl::StatusOr<MutationResult> State::putService(Service service,
   auto checked = parseService(service.name, toJson(service));
   if (!checked.ok()) return checked.status();
   service = *std::move(checked);
+  // Checked on a put only: a service stored before the check still loads.
+  if (auto s = reservedServicePort("port", service.port); !s.ok()) return s;
   if (auto s = checkIfMatch(ResourceKind::kService, service.name, if_match); !s.ok()) return s;
   const std::string name = service.name;
   std::string json = toJson(service);

@@ -21,7 +21,8 @@ bool isIpLiteral(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
-absl::StatusOr<Address> toAddress(const core::Address& a, const std::string& path) {
+absl::StatusOr<Address> toAddress(const core::Address& a, const std::string& path,
+                                  AddressUse use) {
   Address out;
   switch (a.address_case()) {
     case core::Address::kSocketAddress: {
@@ -31,6 +32,17 @@ absl::StatusOr<Address> toAddress(const core::Address& a, const std::string& pat
                                                               : Address::Protocol::Tcp;
       out.address = s.address();
       out.ipv4_compat = s.ipv4_compat();
+      if (out.ipv4_compat) {
+        const std::string field = fieldPath(fieldPath(path, "socket_address"), "ipv4_compat");
+        if (use != AddressUse::Listener) {
+          return invalid(field, "ipv4_compat is supported on listener addresses only");
+        }
+        unsigned char v4[4];
+        if (inet_pton(AF_INET, out.address.c_str(), v4) == 1) {
+          return invalid(field, absl::StrCat("ipv4_compat applies to IPv6 addresses; '",
+                                             out.address, "' is IPv4"));
+        }
+      }
       if (s.port_specifier_case() == core::SocketAddress::kNamedPort) {
         return invalid(fieldPath(fieldPath(path, "socket_address"), "named_port"),
                        "named ports are not supported; use port_value");

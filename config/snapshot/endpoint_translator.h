@@ -28,9 +28,14 @@ absl::StatusOr<std::vector<LocalityEndpointsConfig>> translateLoadAssignment(
     const envoy::config::endpoint::v3::ClusterLoadAssignment& assignment, const std::string& path,
     ClusterConfig::Type type, size_t* endpoint_count = nullptr);
 
-// An Address as turnout keeps it; errors name `path`.
+// What an address is for: only a listener binds with ipv4_compat.
+enum class AddressUse { Listener, Other };
+
+// An Address as turnout keeps it; errors name `path`. ipv4_compat is taken on
+// a listener's IPv6 address (its socket then takes IPv4 too) and rejected
+// anywhere else, where turnout would not honour it.
 absl::StatusOr<Address> toAddress(const envoy::config::core::v3::Address& address,
-                                  const std::string& path);
+                                  const std::string& path, AddressUse use = AddressUse::Other);
 
 // Whether `s` is an IPv4 or IPv6 literal (inet_pton; no name resolution).
 bool isIpLiteral(const std::string& s);

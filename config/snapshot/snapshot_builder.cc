@@ -24,6 +24,7 @@
 #include "google/protobuf/util/time_util.h"
 
 #include "config/snapshot/endpoint_translator.h"
+#include "config/snapshot/listener_address_set.h"
 #include "config/snapshot/route_config_translator.h"
 #include "config/snapshot/routing_key_config.h"
 #include "routing/route_matcher.h"
@@ -1069,6 +1070,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
 
   absl::flat_hash_map<std::string, int> listener_index;
   snapshot->listeners.reserve(static_cast<size_t>(sr.listeners_size()));
+  ListenerAddressSet addresses;
   for (int i = 0; i < sr.listeners_size(); ++i) {
     std::string path = indexPath("static_resources.listeners", i);
     const auto& l = sr.listeners(i);
@@ -1088,7 +1090,7 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
       return invalid(fieldPath(path, "api_listener"), "API listeners are not supported by turnout");
     }
     if (!l.has_address()) return invalid(fieldPath(path, "address"), "a listener needs an address");
-    auto addr = toAddress(l.address(), fieldPath(path, "address"));
+    auto addr = toAddress(l.address(), fieldPath(path, "address"), AddressUse::Listener);
     if (!addr.ok()) return addr.status();
     out.address = *std::move(addr);
     // The server binds IP literals only; say so here rather than when serving.
@@ -1099,6 +1101,13 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     }
     out.stat_prefix = l.stat_prefix();
     if (l.has_bind_to_port()) out.bind_to_port = l.bind_to_port().value();
+    if (auto other = addresses.insert(out); other.has_value()) {
+      return invalid(fieldPath(path, "address"),
+                     absl::StrCat("error adding listener '", out.name, "': has duplicate address '",
+                                  out.address.toString(), "' as existing listener '", *other,
+                                  "' (static_resources.listeners[", listener_index.at(*other),
+                                  "])"));
+    }
     out.use_original_dst = l.has_use_original_dst() && l.use_original_dst().value();
     out.transparent = l.has_transparent() && l.transparent().value();
     out.traffic_direction = static_cast<ListenerConfig::TrafficDirection>(l.traffic_direction());

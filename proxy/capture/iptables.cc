@@ -96,24 +96,33 @@ absl::StatusOr<std::vector<std::string>> splitList(absl::string_view option,
   return items;
 }
 
-absl::StatusOr<PortSet> parsePortSet(absl::string_view option, absl::string_view text,
-                                     bool allow_all) {
+// A list that is "*" (everything: `all`; only where allow_all) or items that
+// `parse` turns into values, appended to `values` once each, first seen first.
+template <typename T, typename Parse>
+absl::Status parseSet(absl::string_view option, absl::string_view text, bool allow_all, bool& all,
+                      std::vector<T>& values, Parse parse) {
   auto items = splitList(option, text);
   if (!items.ok()) return items.status();
-  PortSet set;
   for (const auto& item : *items) {
     if (item == "*") {
       if (!allow_all) return usageError(option, "'*' is not allowed here");
       if (items->size() != 1) return usageError(option, "'*' must be the only item");
-      set.all = true;
-      return set;
+      all = true;
+      return absl::OkStatus();
     }
-    auto port = parsePort(option, item);
-    if (!port.ok()) return port.status();
-    if (std::find(set.ports.begin(), set.ports.end(), *port) == set.ports.end()) {
-      set.ports.push_back(*port);
+    absl::StatusOr<T> value = parse(option, item);
+    if (!value.ok()) return value.status();
+    if (std::find(values.begin(), values.end(), *value) == values.end()) {
+      values.push_back(*std::move(value));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PortSet> parsePortSet(absl::string_view option, absl::string_view text,
+                                     bool allow_all) {
+  PortSet set;
+  if (auto s = parseSet(option, text, allow_all, set.all, set.ports, parsePort); !s.ok()) return s;
   return set;
 }
 
@@ -183,22 +192,8 @@ absl::StatusOr<Cidr> parseCidr(absl::string_view option, absl::string_view text)
 
 absl::StatusOr<CidrSet> parseCidrSet(absl::string_view option, absl::string_view text,
                                      bool allow_all) {
-  auto items = splitList(option, text);
-  if (!items.ok()) return items.status();
   CidrSet set;
-  for (const auto& item : *items) {
-    if (item == "*") {
-      if (!allow_all) return usageError(option, "'*' is not allowed here");
-      if (items->size() != 1) return usageError(option, "'*' must be the only item");
-      set.all = true;
-      return set;
-    }
-    auto cidr = parseCidr(option, item);
-    if (!cidr.ok()) return cidr.status();
-    if (std::find(set.cidrs.begin(), set.cidrs.end(), *cidr) == set.cidrs.end()) {
-      set.cidrs.push_back(*cidr);
-    }
-  }
+  if (auto s = parseSet(option, text, allow_all, set.all, set.cidrs, parseCidr); !s.ok()) return s;
   return set;
 }
 

@@ -30,6 +30,11 @@ ListenerAddressMap::ListenerAddressMap(const DataPlaneConfig& config) {
     const asio::ip::address a = asio::ip::make_address(l.address.address, ec);
     if (ec) continue;  // SnapshotBuilder accepts IP literals only
     by_address_.try_emplace(keyOf(a, static_cast<uint16_t>(l.address.port)), i);
+    // "::" with ipv4_compat takes IPv4 too: it is the IPv4 wildcard as well
+    // (unless a 0.0.0.0 listener, which LDS and SnapshotBuilder reject).
+    if (l.address.ipv4_compat && a.is_v6() && a.is_unspecified()) {
+      by_address_.try_emplace(keyOf(asio::ip::address_v4::any(), static_cast<uint16_t>(l.address.port)), i);
+    }
   }
 }
 

@@ -17,9 +17,11 @@ struct DataPlaneConfig;
 // listener a connection whose original destination is `to` is handed to
 // (Envoy's ConnectionHandlerImpl::getBalancedHandlerByAddress): the one whose
 // address is exactly `to`, else the one on the wildcard address of `to`'s
-// family (0.0.0.0 or ::) and port. Listeners with bind_to_port: false count
-// (they exist for this). Two listeners on one address: the first in config
-// order. Built by a worker when it installs a config that has a
+// family (0.0.0.0 or ::; for IPv4, also "::" with ipv4_compat) and port.
+// Listeners with bind_to_port: false count (they exist for this). Two
+// listeners on one address never get here (SnapshotBuilder and LDS reject
+// them, config/snapshot/listener_address_set.h); if they did, the first in
+// config order would win. Built by a worker when it installs a config that has a
 // use_original_dst listener; find() is a hash lookup or two, no allocation.
 class ListenerAddressMap {
  public:

@@ -52,6 +52,12 @@ boost::system::error_code setTransparent(asio::ip::tcp::acceptor& acceptor, bool
   return {};
 }
 
+asio::ip::tcp::endpoint unmappedV4(const asio::ip::tcp::endpoint& e) {
+  if (!e.address().is_v6() || !e.address().to_v6().is_v4_mapped()) return e;
+  return asio::ip::tcp::endpoint(asio::ip::make_address_v4(asio::ip::v4_mapped, e.address().to_v6()),
+                                 e.port());
+}
+
 config::MatchAddress toMatchAddress(const asio::ip::tcp::endpoint& e) {
   if (e.address().is_v4()) return config::MatchAddress::v4(e.address().to_v4().to_bytes(), e.port());
   return config::MatchAddress::v6(e.address().to_v6().to_bytes(), e.port());

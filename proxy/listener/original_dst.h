@@ -23,6 +23,10 @@ std::optional<asio::ip::tcp::endpoint> originalDestination(asio::ip::tcp::socket
 // CAP_NET_ADMIN). Fails with the setsockopt's error.
 boost::system::error_code setTransparent(asio::ip::tcp::acceptor& acceptor, bool v6);
 
+// An IPv4 connection accepted on a dual-stack (ipv4_compat) socket has
+// v4-mapped addresses (::ffff:a.b.c.d): those as IPv4, anything else as is.
+asio::ip::tcp::endpoint unmappedV4(const asio::ip::tcp::endpoint& e);
+
 // An endpoint as filter_chain_match sees it.
 config::MatchAddress toMatchAddress(const asio::ip::tcp::endpoint& e);
 

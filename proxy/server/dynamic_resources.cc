@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "config/snapshot/discovery_response.h"
+#include "config/snapshot/listener_address_set.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proxy/common/log.h"
 
@@ -801,9 +802,21 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
   std::vector<ListenerRuntimeConstSharedPtr> upserts;
   std::vector<std::string> changed;
   absl::flat_hash_set<std::string> names;
+  // The update's listeners were checked against each other when built; the
+  // bootstrap's stay, so none may take one of their addresses.
+  config::ListenerAddressSet addresses;
+  for (const auto& l : current->listeners) {
+    if (l->owner == current->snapshot) addresses.insert(*l->config);
+  }
   for (size_t i = 0; i < file.listeners.size(); ++i) {
     const config::ListenerConfig& l = file.listeners[i];
     names.insert(l.name);
+    if (auto other = addresses.insert(l); other.has_value() && *other != l.name) {
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "resources[", i, "].address: error adding listener '", l.name,
+          "': has duplicate address '", l.address.toString(), "' as existing listener '", *other,
+          "' (a static listener of the bootstrap)")));
+    }
     const ListenerRuntimeConstSharedPtr* old = current->findListener(l.name);
     if (old && (*old)->owner == current->snapshot) {
       return reject(absl::InvalidArgumentError(absl::StrCat(

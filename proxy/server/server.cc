@@ -400,9 +400,21 @@ std::vector<admin::ClusterStatus> Server::clusters() const {
 }
 
 std::vector<admin::ListenerStatus> Server::listeners() const {
+  // Every listener, as Envoy lists them: a bound one with the port it got, a
+  // bind_to_port: false one with its configured address. Both in config order.
   std::vector<admin::ListenerStatus> out;
-  for (const auto& b : publisher_->boundListeners()) {
-    out.push_back(admin::ListenerStatus{b.name, b.address, b.port});
+  const DataPlaneConfigConstSharedPtr& current = publisher_->current();
+  if (!current) return out;
+  const auto bound = publisher_->boundListeners();
+  size_t next_bound = 0;
+  for (const auto& l : current->listeners) {
+    const config::ListenerConfig& c = *l->config;
+    if (next_bound < bound.size() && bound[next_bound].name == c.name) {
+      const auto& b = bound[next_bound++];
+      out.push_back(admin::ListenerStatus{b.name, b.address, b.port});
+    } else {
+      out.push_back(admin::ListenerStatus{c.name, c.address.address, c.address.port});
+    }
   }
   return out;
 }

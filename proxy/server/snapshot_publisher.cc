@@ -125,9 +125,9 @@ absl::StatusOr<std::vector<WorkerListener>> SnapshotPublisher::bind(const Listen
     asio::ip::tcp::endpoint ep(ip, port);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-    // An IPv6 listener takes IPv6 only (Envoy's default without
-    // ipv4_compat): "::" and "0.0.0.0" on one port are two listeners.
-    if (!ec && ip.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    // An IPv6 listener takes IPv6 only unless ipv4_compat (as Envoy): without
+    // it "::" and "0.0.0.0" on one port are two listeners.
+    if (!ec && ip.is_v6()) acceptor->set_option(asio::ip::v6_only(!l.address.ipv4_compat), ec);
     if (!ec && l.transparent) {
       ec = setTransparent(*acceptor, ip.is_v6());
       if (ec) {

@@ -189,6 +189,10 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
     if (bound_ec || bound.address().is_unspecified() || lc.transparent) {
       local = socket.local_endpoint(ec);
     }
+    if (lc.address.ipv4_compat) {  // an IPv4 peer on a dual-stack socket is IPv4, as in Envoy
+      peer = unmappedV4(peer);
+      local = unmappedV4(local);
+    }
     if (lc.original_dst) {
       // The original_dst listener filter: the address before iptables
       // REDIRECT becomes the connection's local address. use_original_dst

@@ -179,6 +179,9 @@ class ApiTest(unittest.TestCase):
         # 400: bad JSON, bad fields (named), unknown fields, a mismatched name.
         self.assertRefused(400, "PUT", "/v1/services/reviews", "{not json", json_type)
         self.assertRefused(400, "PUT", "/v1/services/reviews", {"port": 0, "endpoints": []}, field="port")
+        # A port the sidecar uses itself (docs/sidecar.md).
+        self.assertRefused(400, "PUT", "/v1/services/reviews", {"port": 15006, "endpoints": []},
+                           field="port")
         self.assertRefused(400, "PUT", "/v1/services/reviews", {"port": 9080, "endpoints": ["nope"]},
                            field="endpoints[0]")
         self.assertRefused(400, "PUT", "/v1/services/reviews", {"port": 9080, "colour": "red"}, field="colour")
@@ -352,6 +355,10 @@ class ApiTest(unittest.TestCase):
         r = cp.cli("service", "put", "reviews", "--port", "9080", "--endpoint", "bad", expect=1)
         self.assertIn("400", r.stderr)
         self.assertIn("field: endpoints[0]", r.stderr)
+        r = cp.cli("service", "put", "admin", "--port", "15000", expect=1)
+        self.assertIn("400", r.stderr)
+        self.assertIn("port: 15000 is a port the sidecar uses itself", r.stderr)
+        self.assertIn("field: port", r.stderr)
         r = cp.cli("service", "delete", "reviews", expect=1)
         self.assertIn("409", r.stderr)
         r = cp.cli("sandbox", "get", "nope", expect=1)

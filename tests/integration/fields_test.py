@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -116,6 +117,63 @@ class FieldsCase(unittest.TestCase):
         return request(self.proxy.port(listener), "GET", path, headers=headers, host=host, **kw)
 
 
+class Ipv4CompatTest(FieldsCase):
+    """Listener `dual` on [::] sets SocketAddress.ipv4_compat; listener `v6only` on [::]
+    does not. Real sockets, connected over 127.0.0.1 and ::1."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backends = {"base": FakeBackend("base").start()}
+        hcm = ("stat_prefix: %s\n"
+               "use_remote_address: true\n"
+               "route_config:\n"
+               "  virtual_hosts:\n"
+               "  - name: svc\n"
+               "    domains: [\"*\"]\n"
+               "    routes: [{ match: { prefix: \"/\" }, route: { cluster: base } }]\n"
+               "http_filters:\n" + ROUTER)
+        listeners = []
+        for name, compat in (("dual", ", ipv4_compat: true"), ("v6only", "")):
+            listeners.append(listener(name, hcm % name).replace(
+                "address: 127.0.0.1, port_value: 0 }",
+                "address: \"::\", port_value: 0%s }" % compat))
+        cls.start(bootstrap(listeners, [cluster("base", [cls.backends["base"].port])]))
+
+    def via(self, ip, name):
+        conn = http.client.HTTPConnection(ip, self.proxy.port(name), timeout=TIMEOUT_S)
+        status, _, body = request(0, "GET", "/who", conn=conn)
+        conn.close()
+        self.assertEqual(status, 200, body)
+        return echo_headers(body).get("x-forwarded-for")
+
+    def test_ipv4_compat_takes_ipv4_on_an_ipv6_wildcard_listener(self):
+        # The IPv4 peer is an IPv4 address (not ::ffff:127.0.0.1), as in Envoy.
+        self.assertEqual(self.via("127.0.0.1", "dual"), "127.0.0.1")
+        self.assertEqual(self.via("::1", "dual"), "::1")
+        # Without it the listener takes IPv6 only.
+        self.assertEqual(self.via("::1", "v6only"), "::1")
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.proxy.port("v6only")),
+                                     timeout=TIMEOUT_S).close()
+
+    def test_ipv4_compat_elsewhere_is_rejected_with_its_path(self):
+        for where, yaml, path in (
+                ("an endpoint", bootstrap([], [cluster("c", [1]).replace(
+                    "port_value: 1 }", "port_value: 1, ipv4_compat: true }")]),
+                 "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+                 ".endpoint.address.socket_address.ipv4_compat: ipv4_compat is supported on "
+                 "listener addresses only"),
+                ("an IPv4 listener", bootstrap([listener("v4", "stat_prefix: v4\nroute_config: {}\nhttp_filters:\n" + ROUTER).replace(
+                    "port_value: 0 }", "port_value: 0, ipv4_compat: true }")], []),
+                 "static_resources.listeners[0].address.socket_address.ipv4_compat: "
+                 "ipv4_compat applies to IPv6 addresses; '127.0.0.1' is IPv4")):
+            with self.subTest(where):
+                out = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
+                                     capture_output=True, text=True, timeout=30)
+                self.assertNotEqual(out.returncode, 0, out.stdout)
+                self.assertIn(path, out.stdout + out.stderr)
+
+
 # --------------------------------------------------------------------------
 # Listener and HTTP connection manager fields.
 # --------------------------------------------------------------------------
@@ -198,9 +256,19 @@ class ConnectionManagerFieldsTest(FieldsCase):
         # SocketAddress.protocol TCP is what `custom` listens with.
         status, _, body = self.get("/tcp", "custom")
         self.assertEqual(status, 200, body)
-        self.assertNotIn("unbound", self.proxy.listeners)
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", self.unbound_port), timeout=TIMEOUT_S)
+        # Listed all the same, with its configured address (as Envoy lists it).
+        self.assertEqual(self.proxy.listeners["unbound"], ("127.0.0.1", self.unbound_port))
+        status, body, _ = self.proxy.admin("GET", "/listeners?format=json")
+        self.assertEqual(status, 200)
+        statuses = {s["name"]: s for s in json.loads(body)["listener_statuses"]}
+        self.assertEqual(list(statuses), ["custom", "plain", "unbound"])
+        self.assertEqual(statuses["unbound"]["local_address"],
+                         {"socket_address": {"address": "127.0.0.1",
+                                             "port_value": self.unbound_port}})
+        self.assertEqual(statuses["custom"]["local_address"]["socket_address"]["port_value"],
+                         self.proxy.port("custom"))
 
     def test_server_name_request_id_and_remote_address(self):
         xff = {"x-forwarded-for": "192.0.2.7"}

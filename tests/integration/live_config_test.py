@@ -274,8 +274,8 @@ class LiveConfigTest(unittest.TestCase):
         virt = listener("virt", port, inline)
         virt["bind_to_port"] = False
         self.write("lds.json", LISTENER, [virt])
-        self.assertIsNotNone(poll(lambda: virt_port() is None), self.proxy.log())
-        self.assertEqual(self.proxy.counter("listener_manager.listener_modified"), modified + 1)
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "listener_manager.listener_modified") == modified + 1), self.proxy.log())
 
         def refused():
             try:
@@ -285,6 +285,8 @@ class LiveConfigTest(unittest.TestCase):
                 return True
 
         self.assertIsNotNone(poll(refused))
+        # Still a listener (a hand-off target): /listeners shows its address.
+        self.assertEqual(virt_port(), port)
         self.write("lds.json", LISTENER, [])
 
     def test_keep_alive_connection_sees_a_route_change_on_its_next_request(self):

@@ -22,7 +22,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, AdsServer, pack  # noqa: E402
-from fake_backend import FakeBackend, get_backend  # noqa: E402
+from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
 from turnout_process import TurnoutProcess, _poll, run_suite  # noqa: E402
 
 import tls_downstream_test as tls_certs  # noqa: E402  (make_certs)
@@ -197,6 +197,28 @@ class XdsTest(unittest.TestCase):
         self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
         self.assertIsNotNone(self.ads.wait_for(
             lambda r: r.type_url == ROUTES and list(r.resource_names) == ["inbound", "outbound"]))
+
+    def test_lds_listeners_on_one_address_are_nacked_and_the_old_listeners_keep_serving(self):
+        self.ads.set(ROUTES, "r2", [route_config("outbound", "reviews"),
+                                    route_config("inbound", "reviews")])
+        taken = free_closed_port()
+        self.ads.set(LISTENER, "l2", [listener("inbound", taken, "inbound")])
+        self.assertIsNotNone(poll(lambda: "inbound" in self.proxy._read_listeners()),
+                             self.proxy.log())
+        self.assertIsNotNone(poll(lambda: get(taken)[1] == "a"), self.proxy.log())
+        # A second listener on the same address (Envoy: "error adding listener
+        # ... has duplicate address ... as existing listener").
+        self.ads.set(LISTENER, "l3", [listener("inbound", taken, "inbound"),
+                                      listener("again", taken, "inbound")])
+        nack = self.ads.wait_for(lambda r: r.type_url == LISTENER and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertEqual(nack.version_info, "l2")
+        self.assertIn("resources[1].address: error adding listener 'again': has duplicate "
+                      "address '127.0.0.1:%d' as existing listener 'inbound'" % taken,
+                      nack.error_detail.message)
+        self.assertNotIn("again", self.proxy._read_listeners())
+        self.assertEqual(get(taken)[1], "a")
+        self.assertEqual(get(self.port)[1], "a")
 
     def test_a_listener_warms_until_its_route_configuration_arrives(self):
         self.ads.set(LISTENER, "l2", [listener("late", 0, "late")])

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "config/control_plane/model.h"
+#include "config/control_plane/sidecar_bootstrap.h"
 #include "config/json_limits.h"
 #include "config/json_string.h"
 #include "google/protobuf/struct.pb.h"
@@ -411,44 +412,21 @@ absl::Status badFlag(std::string_view flag, std::string_view value, std::string_
 
 std::string sidecarBootstrapYaml(const InjectionOptions& o, std::string_view node_id, std::string_view service,
                                  std::string_view ns) {
-  // JSON strings are YAML double-quoted scalars.
-  return absl::StrCat(
+  SidecarBootstrap b;
+  b.comment = absl::StrCat(
       "# turnout sidecar injected by turnout-cp's admission webhook: `turnout iptables`\n"
       "# (the turnout-init container) captures the pod's TCP, outbound to ", kSidecarOutboundPort,
       " and inbound\n"
-      "# to ", kSidecarInboundPort, "; turnout-cp sends the capture listeners, routes and clusters over ADS.\n",
-      "node:\n"
-      "  id: ", q(node_id), "\n",
-      "  cluster: ", q(service), "\n",
-      "  metadata:\n"
-      "    turnout: {mode: sidecar, service: ", q(service), ", namespace: ", q(ns), "}\n",
-      "admin:\n"
-      "  address:\n"
-      "    socket_address: {address: 127.0.0.1, port_value: ", kSidecarAdminPort, "}\n",
-      "dynamic_resources:\n"
-      "  ads_config:\n"
-      "    api_type: GRPC\n"
-      "    transport_api_version: V3\n"
-      "    grpc_services:\n"
-      "    - envoy_grpc: {cluster_name: xds_cluster}\n"
-      "  cds_config: {resource_api_version: V3, ads: {}}\n"
-      "  lds_config: {resource_api_version: V3, ads: {}}\n"
-      "static_resources:\n"
-      "  clusters:\n"
-      "  - name: xds_cluster\n"
-      "    type: STRICT_DNS\n"
-      "    connect_timeout: 1s\n"
-      "    typed_extension_protocol_options:\n"
-      "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-      "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"
-      "        explicit_http_config: {http2_protocol_options: {}}\n"
-      "    load_assignment:\n"
-      "      cluster_name: xds_cluster\n"
-      "      endpoints:\n"
-      "      - lb_endpoints:\n"
-      "        - endpoint: {address: {socket_address: {address: ", q(o.xds_host), ", port_value: ", o.xds_port,
-      "}}}\n",
-      "  listeners:\n"
+      "# to ", kSidecarInboundPort, "; turnout-cp sends the capture listeners, routes and clusters over ADS.\n");
+  b.node_id = std::string(node_id);
+  b.node_cluster = std::string(service);
+  b.capture = true;
+  b.service = std::string(service);
+  b.service_ns = std::string(ns);
+  b.admin_port = kSidecarAdminPort;
+  b.xds_host = o.xds_host;
+  b.xds_port = o.xds_port;
+  b.listeners = absl::StrCat(
       "  - name: readiness\n"
       "    address:\n"
       "      socket_address: {address: 0.0.0.0, port_value: ", kSidecarReadinessPort, "}\n",
@@ -478,6 +456,7 @@ std::string sidecarBootstrapYaml(const InjectionOptions& o, std::string_view nod
       "          - name: envoy.filters.http.router\n"
       "            typed_config:\n"
       "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
+  return toYaml(b);
 }
 
 absl::StatusOr<std::vector<uint32_t>> parsePortList(std::string_view what, std::string_view text) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "config/control_plane/sidecar.h"
 
 namespace turnout::control_plane {
 
@@ -30,12 +31,9 @@ namespace turnout::control_plane {
 // the ones turnout-cp's capture listeners use).
 inline constexpr uint32_t kSidecarUid = 1337;
 inline constexpr uint32_t kSidecarGid = 1337;
-inline constexpr uint32_t kSidecarOutboundPort = 15001;
-inline constexpr uint32_t kSidecarInboundPort = 15006;
-inline constexpr uint32_t kSidecarAdminPort = 15000;
-// The injected sidecar's readiness listener (0.0.0.0, GET /healthz/ready);
-// never captured inbound.
-inline constexpr uint32_t kSidecarReadinessPort = 15021;
+inline constexpr uint32_t kSidecarOutboundPort = kOutboundCapturePort;
+inline constexpr uint32_t kSidecarInboundPort = kInboundCapturePort;
+// kSidecarAdminPort, kSidecarReadinessPort: config/control_plane/sidecar.h.
 inline constexpr char kSidecarReadinessPath[] = "/healthz/ready";
 
 inline constexpr char kProxyContainerName[] = "turnout-proxy";

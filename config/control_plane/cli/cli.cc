@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "config/control_plane/cli/api_client.h"
 #include "config/control_plane/generator.h"
+#include "config/control_plane/sidecar_bootstrap.h"
 #include "config/json_string.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -502,8 +503,6 @@ const std::set<std::string> kBootstrapFlags = {"node",       "cluster",     "xds
                                                "admin-port", "outbound-port", "mode",   "service",
                                                "namespace"};
 
-// A YAML double-quoted scalar (JSON strings are YAML).
-std::string yamlString(std::string_view s) { return jsonString(s); }
 
 }  // namespace
 
@@ -545,54 +544,28 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
                          "RoutingKey\", ",
                          filter.substr(1))
           : "{\"@type\": \"type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey\"}";
-  const std::string node_and_admin = absl::StrCat(
-      "node:\n"
-      "  id: ", yamlString(o.node), "\n",
-      "  cluster: ", yamlString(o.cluster), "\n",
-      o.capture ? absl::StrCat("  metadata:\n"
-                               "    turnout: {mode: sidecar, service: ", yamlString(o.service),
-                               ", namespace: ", yamlString(o.service_ns), "}\n")
-                : std::string(),
-      "admin:\n"
-      "  address:\n"
-      "    socket_address: {address: 127.0.0.1, port_value: ", o.admin_port, "}\n",
-      "dynamic_resources:\n"
-      "  ads_config:\n"
-      "    api_type: GRPC\n"
-      "    transport_api_version: V3\n"
-      "    grpc_services:\n"
-      "    - envoy_grpc: {cluster_name: xds_cluster}\n"
-      "  cds_config: {resource_api_version: V3, ads: {}}\n"
-      "  lds_config: {resource_api_version: V3, ads: {}}\n"
-      "static_resources:\n"
-      "  clusters:\n"
-      "  - name: xds_cluster\n"
-      "    type: STRICT_DNS\n"
-      "    connect_timeout: 1s\n"
-      "    typed_extension_protocol_options:\n"
-      "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
-      "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"
-      "        explicit_http_config: {http2_protocol_options: {}}\n"
-      "    load_assignment:\n"
-      "      cluster_name: xds_cluster\n"
-      "      endpoints:\n"
-      "      - lb_endpoints:\n"
-      "        - endpoint: {address: {socket_address: {address: ", yamlString(o.xds_host), ", port_value: ",
-      o.xds_port, "}}}\n");
+  SidecarBootstrap b;
+  b.node_id = o.node;
+  b.node_cluster = o.cluster;
+  b.capture = o.capture;
+  b.service = o.service;
+  b.service_ns = o.service_ns;
+  b.admin_port = o.admin_port;
+  b.xds_host = o.xds_host;
+  b.xds_port = o.xds_port;
   if (o.capture) {
-    return absl::StrCat(
+    b.comment =
         "# turnout sidecar bootstrap made by `turnout-cp bootstrap --mode capture`:\n"
         "# `turnout iptables` captures the pod's TCP (outbound to 15001, inbound to\n"
         "# 15006; run this proxy as UID 1337), and turnout-cp sends the capture\n"
-        "# listeners, routes and clusters over ADS (docs/sidecar.md).\n",
-        node_and_admin);
+        "# listeners, routes and clusters over ADS (docs/sidecar.md).\n";
+    return toYaml(b);
   }
-  return absl::StrCat(
+  b.comment = absl::StrCat(
       "# turnout sidecar bootstrap made by `turnout-cp bootstrap`: routes come from\n"
       "# turnout-cp over ADS (route configuration `outbound`); applications send\n"
-      "# outbound traffic to 127.0.0.1:", o.outbound_port, ".\n",
-      node_and_admin,
-      "  listeners:\n"
+      "# outbound traffic to 127.0.0.1:", o.outbound_port, ".\n");
+  b.listeners = absl::StrCat(
       "  - name: outbound\n"
       "    address:\n"
       "      socket_address: {address: 127.0.0.1, port_value: ", o.outbound_port, "}\n",
@@ -612,6 +585,7 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
       "          - name: envoy.filters.http.router\n"
       "            typed_config:\n"
       "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
+  return toYaml(b);
 }
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {

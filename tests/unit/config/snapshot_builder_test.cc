@@ -241,6 +241,33 @@ static_resources:
   - {name: same, address: {socket_address: {address: 0.0.0.0, port_value: 2}}}
 )",
        "static_resources.listeners[1].name: duplicate listener name 'same' (also static_resources.listeners[0])"},
+      {R"(
+static_resources:
+  listeners:
+  - {name: first, address: {socket_address: {address: 0.0.0.0, port_value: 8080}}}
+  - {name: other_port, address: {socket_address: {address: 0.0.0.0, port_value: 8081}}}
+  - {name: second, address: {socket_address: {address: 0.0.0.0, port_value: 8080}}}
+)",
+       "static_resources.listeners[2].address: error adding listener 'second': has duplicate "
+       "address '0.0.0.0:8080' as existing listener 'first' (static_resources.listeners[0])"},
+      {R"(
+static_resources:
+  listeners:
+  - {name: a, address: {socket_address: {address: 0.0.0.0, port_value: 9080}}, bind_to_port: false}
+  - {name: b, address: {socket_address: {address: 0.0.0.0, port_value: 9080}}, bind_to_port: false}
+)",
+       "static_resources.listeners[1].address: error adding listener 'b': has duplicate address "
+       "'0.0.0.0:9080' as existing listener 'a' (static_resources.listeners[0])"},
+      // One listener per family, and one port 0 each.
+      {R"(
+static_resources:
+  listeners:
+  - {name: v4, address: {socket_address: {address: 0.0.0.0, port_value: 8080}}}
+  - {name: v6, address: {socket_address: {address: "::", port_value: 8080}}}
+  - {name: e1, address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+  - {name: e2, address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+)",
+       "OK"},
       {"static_resources: {clusters: [{name: s, type: STATIC, load_assignment: {cluster_name: s, endpoints: "
        "[{lb_endpoints: [{endpoint: {address: {socket_address: {address: backend.local, port_value: 80}}}}]}]}}]}",
        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "config/control_plane/generator.h"
 #include "config/control_plane/state.h"
 #include "config/snapshot/discovery_response.h"
@@ -184,11 +185,41 @@ TEST_CASE("turnout accepts the sidecar's listeners, clusters and routes",
   CHECK(clusterFor("10.96.0.1:9090") == "PassthroughCluster");
 }
 
-TEST_CASE("a service on a capture port gets no outbound listener of its own",
+TEST_CASE("a service on a port the sidecar uses is refused with the port field",
           "[control_plane][sidecar]") {
+  const uint32_t port = GENERATE(15000u, 15001u, 15006u, 15021u);
   State s;
-  REQUIRE(s.putService("odd", R"({"port": 15001, "endpoints": ["10.0.0.5:15001"]})").ok());
-  const Resources r = generate(s.model(), Profile(Dialect::kEnvoy, true));
+  const std::string body = absl::StrCat(R"({"port": )", port, R"(, "endpoints": ["10.0.0.5:80"]})");
+  auto put = s.putService("odd", body);
+  REQUIRE_FALSE(put.ok());
+  CHECK(put.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(put.status().message() ==
+        absl::StrCat("port: ", port,
+                     " is a port the sidecar uses itself (reserved: 15000, 15001, 15006, 15021; "
+                     "docs/sidecar.md)"));
+  CHECK(httpStatusFor(put.status()) == 400);
+  CHECK(s.model().services.empty());
+  // The typed put is checked the same way.
+  Service typed;
+  typed.name = "odd";
+  typed.port = port;
+  CHECK_FALSE(s.putService(typed).ok());
+  // Other ports nearby are ordinary ones.
+  CHECK(s.putService("near", absl::StrCat(R"({"port": )", port + 100, "}")).ok());
+}
+
+TEST_CASE("a stored service on a reserved port gets no outbound listener of its own",
+          "[control_plane][sidecar]") {
+  // Stored before turnout-cp refused such ports: it still loads, but the
+  // sidecar's own addresses stay its own.
+  Model m;
+  for (uint32_t port : kSidecarReservedPorts) {
+    Service svc;
+    svc.name = absl::StrCat("odd", port);
+    svc.port = port;
+    m.services[svc.name] = svc;
+  }
+  const Resources r = generate(m, Profile(Dialect::kEnvoy, true));
   const auto listeners = byName(r);
   CHECK(listeners.size() == 2);
   CHECK(listeners.contains("virtualOutbound"));

@@ -28,26 +28,31 @@ std::string rules(const std::vector<std::string>& args, IpFamily f = IpFamily::k
   return absl::StrJoin(captureRules(parse(args), f), "\n") + "\n";
 }
 
-// The defaults' IPv4 rules, line by line, as iptables-save prints them.
-constexpr const char* kDefaultV4 =
-    "-A PREROUTING -p tcp -j TURNOUT_INBOUND\n"
-    "-A OUTPUT -p tcp -j TURNOUT_OUTPUT\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15001 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15006 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15000 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15090 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15021 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15020 -j RETURN\n"
-    "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
-    "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
-    "-A TURNOUT_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n"
-    "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
-    "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-    "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
-    "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
-    "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n"
-    "-A TURNOUT_OUTPUT -j TURNOUT_REDIRECT\n"
-    "-A TURNOUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n";
+// The defaults' rules, line by line, as iptables-save prints them; `inbound`
+// is the proxy's inbound source (127.0.0.6/32, ::6/128), `loopback` the
+// family's loopback (127.0.0.1/32, ::1/128).
+std::string defaultRules(const std::string& inbound, const std::string& loopback) {
+  return "-A PREROUTING -p tcp -j TURNOUT_INBOUND\n"
+         "-A OUTPUT -p tcp -j TURNOUT_OUTPUT\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15001 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15006 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15000 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15090 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15021 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15020 -j RETURN\n"
+         "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
+         "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
+         "-A TURNOUT_OUTPUT -s " + inbound + " -o lo -j RETURN\n"
+         "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
+         "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
+         "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
+         "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
+         "-A TURNOUT_OUTPUT -d " + loopback + " -j RETURN\n"
+         "-A TURNOUT_OUTPUT -j TURNOUT_REDIRECT\n"
+         "-A TURNOUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n";
+}
+
+const std::string kDefaultV4 = defaultRules("127.0.0.6/32", "127.0.0.1/32");
 
 constexpr const char* kChains =
     ":TURNOUT_INBOUND - [0:0]\n"
@@ -59,29 +64,11 @@ TEST_CASE("the defaults capture all inbound and outbound TCP except the proxy's 
           "[capture]") {
   CHECK(rules({}) == kDefaultV4);
   CHECK(restoreInput(parse({}), IpFamily::kV4) ==
-        std::string("*nat\n") + kChains + kDefaultV4 + "COMMIT\n");
+        "*nat\n" + std::string(kChains) + kDefaultV4 + "COMMIT\n");
 }
 
 TEST_CASE("IPv6 rules use ::1 and ::6 where IPv4 uses 127.0.0.1 and 127.0.0.6", "[capture]") {
-  CHECK(rules({"--ipv6"}, IpFamily::kV6) ==
-        "-A PREROUTING -p tcp -j TURNOUT_INBOUND\n"
-        "-A OUTPUT -p tcp -j TURNOUT_OUTPUT\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15001 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15006 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15000 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15090 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15021 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -m tcp --dport 15020 -j RETURN\n"
-        "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
-        "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
-        "-A TURNOUT_OUTPUT -s ::6/128 -o lo -j RETURN\n"
-        "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
-        "-A TURNOUT_OUTPUT -d ::1/128 -j RETURN\n"
-        "-A TURNOUT_OUTPUT -j TURNOUT_REDIRECT\n"
-        "-A TURNOUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n");
+  CHECK(rules({"--ipv6"}, IpFamily::kV6) == defaultRules("::6/128", "::1/128"));
 }
 
 TEST_CASE("the proxy, inbound capture and admin ports move together", "[capture]") {

@@ -14,11 +14,13 @@ struct Listeners {
   std::deque<config::ListenerConfig> configs;  // stable addresses
   DataPlaneConfig dp;
 
-  void add(const std::string& name, const std::string& ip, uint32_t port) {
+  void add(const std::string& name, const std::string& ip, uint32_t port,
+           bool ipv4_compat = false) {
     config::ListenerConfig& c = configs.emplace_back();
     c.name = name;
     c.address.address = ip;
     c.address.port = port;
+    c.address.ipv4_compat = ipv4_compat;
     auto rt = std::make_shared<ListenerRuntime>();
     rt->config = &c;
     dp.listeners.push_back(std::move(rt));
@@ -49,6 +51,20 @@ TEST_CASE("a hand-off goes to the exact address, then the wildcard of its family
   CHECK_FALSE(m.find(ep("10.0.0.20", 7777)).has_value());
   // The capture listener's own wildcard address is a listener like any other.
   CHECK(m.find(ep("127.0.0.1", 15001)) == 0u);
+}
+
+TEST_CASE("an IPv4 hand-off falls back to '::' with ipv4_compat, never to '::' without it",
+          "[listener]") {
+  Listeners l;
+  l.add("dual_9080", "::", 9080, true);
+  l.add("v6only_9090", "::", 9090);
+  l.add("exact_9080", "10.0.0.20", 9080);
+  const ListenerAddressMap m(l.dp);
+  CHECK(m.find(ep("10.0.0.21", 9080)) == 0u);
+  CHECK(m.find(ep("fd00::1", 9080)) == 0u);
+  CHECK(m.find(ep("10.0.0.20", 9080)) == 2u);  // the exact address still wins
+  CHECK(m.find(ep("fd00::1", 9090)) == 1u);
+  CHECK_FALSE(m.find(ep("10.0.0.21", 9090)).has_value());
 }
 
 TEST_CASE("two listeners on one address: the first in config order takes hand-offs",

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/control_plane/sidecar.h"
+
+namespace turnout::control_plane {
+
+// The bootstrap of a sidecar that takes its config from turnout-cp over ADS,
+// as `turnout-cp bootstrap` prints it and the injection webhook injects it:
+// the node, the admin on 127.0.0.1:admin_port, ADS over h2c to xds_cluster
+// (STRICT_DNS xds_host:xds_port), CDS and LDS over ADS, and the caller's
+// static listeners. Pure; any thread.
+struct SidecarBootstrap {
+  std::string comment;  // leading "# ..." lines, each ending in '\n'
+  std::string node_id;
+  std::string node_cluster;
+  // Node metadata `turnout: {mode: sidecar, service, namespace}`: turnout-cp
+  // sends such a node the capture listeners (docs/sidecar.md).
+  bool capture = false;
+  std::string service;
+  std::string service_ns;
+  uint32_t admin_port = kSidecarAdminPort;
+  std::string xds_host;
+  uint32_t xds_port = 18000;
+  // static_resources.listeners entries ("  - name: ...", indented two
+  // spaces), or empty for none.
+  std::string listeners;
+};
+
+// YAML; strings are JSON-quoted (YAML double-quoted scalars).
+std::string toYaml(const SidecarBootstrap& bootstrap);
+
+}  // namespace turnout::control_plane
