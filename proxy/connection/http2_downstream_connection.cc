@@ -225,6 +225,7 @@ Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
       writer_signal_(worker.io()),
       done_signal_(worker.io()),
       idle_timer_(worker.io()),
+      close_timer_(worker.io()),
       started_(Clock::now()) {
   registration_ = worker_.registerConnection(this);
 }
@@ -400,6 +401,15 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
     if (tls_->hasOutput()) wake();  // a TLS 1.3 key update answer
   }
   read_done_ = true;
+  if (protocol_error) {
+    // Envoy's FlushWriteAndDelay: the GOAWAY gets delayed_close_timeout to
+    // go out, then the socket closes anyway. A client that floods and never
+    // reads would otherwise hold the connection (and its writer) for ever.
+    close_timer_.expires_after(kDelayedClose);
+    close_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) close();
+    });
+  }
   if (!protocol_error) {
     // The client is gone (or we closed): every open stream is reset, so
     // their coroutines end promptly.
@@ -421,6 +431,7 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   }
   sweep();
   idle_timer_.cancel();
+  close_timer_.cancel();
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);

@@ -105,6 +105,7 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   asio::steady_timer writer_signal_;  // the writer waits on it
   asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
   asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open
+  asio::steady_timer close_timer_;    // after a protocol error: the GOAWAY's last chance
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
   bool writer_done_ = false;
