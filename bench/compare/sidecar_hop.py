@@ -187,6 +187,16 @@ class Bench:
         accepts, _, requests = out.stdout.decode().splitlines()[2].split()
         return int(accepts), int(requests)
 
+    def retransmits(self, variant):
+        """TCP segments retransmitted in both pods (/proc/net/snmp is per
+        namespace): a latency spike with retransmits was the network's."""
+        total = 0
+        for pod, _ in self.pods(variant):
+            lines = [l.split() for l in self.topo.run(pod, ["cat", "/proc/net/snmp"]).stdout.decode()
+                     .splitlines() if l.startswith("Tcp:")]
+            total += int(lines[1][lines[0].index("RetransSegs")])
+        return total
+
     def load(self, variant, label, rate=None, duration=None, warmup=None):
         """One turnout-bench run in the client pod, with the origin's counts,
         each proxy's CPU time and the CPUs' busy shares around it."""
@@ -201,6 +211,7 @@ class Bench:
             cmd += ["-R", str(rate)]
         cmd.append("http://app:%d/" % APP_PORT)
         procs = self.proxies.get(variant, [])
+        retrans = self.retransmits(variant)
         before = (self.origin_counts(variant), [compare.cpu_seconds(p.pid) for _, p in procs],
                   compare.cpu_ticks(compare.cpu_list(a.cpus_proxy)),
                   compare.cpu_ticks(compare.cpu_list(a.cpus_load)))
@@ -208,13 +219,15 @@ class Bench:
         after = (self.origin_counts(variant), [compare.cpu_seconds(p.pid) for _, p in procs],
                  compare.cpu_ticks(compare.cpu_list(a.cpus_proxy)),
                  compare.cpu_ticks(compare.cpu_list(a.cpus_load)))
+        retrans = self.retransmits(variant) - retrans
         with open(report) as f:
             r = json.load(f)
         served = after[0][1] - before[0][1] - 1  # the second stub_status read counts itself
         row = {"variant": variant, "label": label, "rate": rate, "rps": r["rps"],
                "requests": r["requests"], "errors": r["errors"]["total"], "status": r["status"],
                "latency_us": {q: r["latency"]["us"]["p" + q] for q in PERCENTILES},
-               "origin_requests": served, "origin_connections": after[0][0] - before[0][0] - 1,
+               "origin_requests": served, "tcp_retransmits": retrans,
+               "max_us": r["latency"]["us"]["max"], "origin_connections": after[0][0] - before[0][0] - 1,
                "busy_proxy_cpus": compare.busy_share(before[2], after[2]),
                "busy_load_cpus": compare.busy_share(before[3], after[3]),
                "cpu_us_per_request": {name: 1e6 * (c1 - c0) / max(1, served)
@@ -265,11 +278,11 @@ def pct(x):
     return "-" if x is None else "%.0f %%" % (100 * x)
 
 
-def summarise(args, runs):
+def summarise(rates, runs):
     """Medians over rounds per (variant, rate); the added latency is the
     median over rounds of (variant - direct) in the same round."""
     out = {}
-    for rate in args.rates:
+    for rate in rates:
         by = {v: sorted((r for r in runs if r["rate"] == rate and r["variant"] == v),
                         key=lambda r: r["round"]) for v in VARIANTS}
         for v, rows in by.items():
@@ -298,13 +311,17 @@ def markdown(result, summary):
              % (a["cpus_proxy"], a["cpus_load"], a["connections"], a["duration"], a["warmup"],
                 a["rounds"]), "",
              "## Knee (closed loop, %d s, %d connections)" % (a["knee_duration"], a["connections"]), "",
-             "| variant | req/s | proxy CPU busy | load CPU busy | highest rate / knee |",
-             "|---|---|---|---|---|"]
+             "| variant | req/s | proxy CPU busy | load CPU busy | highest rate / knee "
+             "| CPU µs/req (out + in) |",
+             "|---|---|---|---|---|---|"]
     for v in VARIANTS:
         k = knees[v]
-        lines.append("| %s | %.0f | %s | %s | %.0f %% |" % (
+        cpu = k["cpu_us_per_request"]
+        lines.append("| %s | %.0f | %s | %s | %.0f %% | %s |" % (
             v, k["rps"], pct(k["busy_proxy_cpus"]) if v != "direct" else "-",
-            pct(k["busy_load_cpus"]), 100.0 * max(rates) / k["rps"]))
+            pct(k["busy_load_cpus"]), 100.0 * max(rates) / k["rps"],
+            "%s = %.1f" % (" + ".join("%.1f" % c for c in cpu.values()), sum(cpu.values()))
+            if cpu else "-"))
     lines += ["", "## Latency (µs, open loop, coordinated omission corrected)", "",
               "| rate | variant | p50 | p90 | p99 | p99.9 | load CPU busy |",
               "|---|---|---|---|---|---|---|"]
@@ -334,13 +351,17 @@ def markdown(result, summary):
                 rate, v, cpu[0], cpu[1], both[v],
                 "%.2f" % (both["turnout"] / both["haproxy"]) if v == "haproxy" else ""))
     lines += ["", "## Every run", "",
-              "| round | rate | variant | req/s | p50 | p99 | p99.9 | new origin connections | CPU µs/req (out + in) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| round | rate | variant | req/s | p50 | p99 | p99.9 | max | TCP retransmits "
+              "| new origin connections | CPU µs/req (out + in) | proxy CPU busy | load CPU busy |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
-        lines.append("| %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %d | %s |" % (
+        lines.append("| %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %d | %s | %s | %s |" % (
             r["round"], r["rate"], r["variant"], r["rps"], r["latency_us"]["50"],
-            r["latency_us"]["99"], r["latency_us"]["99.9"], r["origin_connections"],
-            " + ".join("%.1f" % c for c in r["cpu_us_per_request"].values()) or "-"))
+            r["latency_us"]["99"], r["latency_us"]["99.9"],
+            "%.0f" % r["max_us"] if "max_us" in r else "-", r.get("tcp_retransmits", "-"),
+            r["origin_connections"],
+            " + ".join("%.1f" % c for c in r["cpu_us_per_request"].values()) or "-",
+            pct(r["busy_proxy_cpus"]), pct(r["busy_load_cpus"])))
     return "\n".join(lines) + "\n"
 
 
@@ -361,7 +382,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="repeat the open-loop grid (medians)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory")
+    ap.add_argument("--from-json", metavar="FILE", help="only print the tables of an earlier run")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        print(markdown(result, summarise(result["args"]["rates"], result["runs"])))
+        return
     args.rates = [int(r) for r in args.rates.split(",")]
     for tool in ("nginx", "haproxy", "curl", "taskset"):
         if shutil.which(tool) is None:
@@ -400,7 +427,7 @@ def main():
               "argv": sys.argv[1:], "args": {k: v for k, v in vars(args).items()},
               "versions": compare.versions({"turnout": args.turnout}),
               "knees": knees, "runs": runs}
-    summary = summarise(args, runs)
+    summary = summarise(args.rates, runs)
     result["summary"] = [dict(variant=v, rate=r, **s) for (v, r), s in summary.items()]
     base = os.path.join(args.out, "%s-%s-sidecar-hop" % (date, machine))
     with open(base + ".json", "w") as f:
