@@ -34,7 +34,6 @@ import base64
 import copy
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -83,10 +82,11 @@ def serve_flags(args):
     return [(args[i], args[i + 1]) for i in range(1, len(args), 2)]
 
 
-class InjectedPodTest(unittest.TestCase):
+class InjectedPodTest(netns.TopologyCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="turnout-k8s-pods-")
+        cls.turnout_cp = TURNOUT_CP
         os.chmod(cls.tmp, 0o777)  # the sidecars (UID 1337) write their logs here
         cls.topo = netns.Topology("tkp%d" % (os.getpid() % 100000))
         cls.cp = None
@@ -147,27 +147,6 @@ class InjectedPodTest(unittest.TestCase):
         for deployment in PODS:
             cls.wait_ready(deployment)
 
-    @classmethod
-    def tearDownClass(cls):
-        if cls.cp is not None:
-            cls.cp.stop()
-        cls.topo.close()
-        if os.environ.get("TURNOUT_KEEP_LOGS"):
-            print("logs in", cls.tmp)
-        else:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def _dump(cls):
-        for name in sorted(os.listdir(cls.tmp)):
-            if name.endswith(".log"):
-                with open(os.path.join(cls.tmp, name), errors="replace") as f:
-                    sys.stderr.write("==== %s\n%s\n" % (name, f.read()[-4000:]))
-
-    @classmethod
-    def cpctl(cls, *args):
-        r = cls.topo.run("cp", [TURNOUT_CP] + list(args) + ["--server", "http://127.0.0.1:18080"])
-        return r.stdout.decode()
 
     @classmethod
     def curl(cls, ns, args, timeout=15):

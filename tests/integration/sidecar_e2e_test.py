@@ -24,7 +24,6 @@ with the reason when the machine forbids network namespaces.
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -62,10 +61,11 @@ def traceparent(n):
     return "00-%s-00f067aa0ba902b7-01" % (TRACE_ID % n)
 
 
-class SidecarE2ETest(unittest.TestCase):
+class SidecarE2ETest(netns.TopologyCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="turnout-sidecar-e2e-")
+        cls.turnout_cp = TURNOUT_CP
         os.chmod(cls.tmp, 0o777)  # the sidecars (UID 1337) write their logs here
         cls.topo = netns.Topology("tsc%d" % (os.getpid() % 100000))
         try:
@@ -120,28 +120,6 @@ class SidecarE2ETest(unittest.TestCase):
         for pod in PODS:
             cls.waitReady(pod)
 
-    @classmethod
-    def tearDownClass(cls):
-        if getattr(cls, "cp", None) is not None:
-            cls.cp.stop()
-        cls.topo.close()
-        if os.environ.get("TURNOUT_KEEP_LOGS"):
-            print("logs in", cls.tmp)
-        else:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def _dump(cls):
-        for name in sorted(os.listdir(cls.tmp)):
-            if name.endswith(".log"):
-                with open(os.path.join(cls.tmp, name), errors="replace") as f:
-                    sys.stderr.write("==== %s\n%s\n" % (name, f.read()[-4000:]))
-
-    @classmethod
-    def cpctl(cls, *args):
-        r = cls.topo.run("cp", [TURNOUT_CP] + list(args) + ([] if args[0] == "bootstrap" else
-                                                               ["--server", cls.cp.url]))
-        return r.stdout.decode()
 
     @classmethod
     def waitReady(cls, pod):

@@ -110,3 +110,42 @@ class Topology:
             sh(["ip", "netns", "del", ns], check=False)
         for d in self.etc_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class TopologyCase:
+    """What the suites that run pods in a Topology share (a mixin before
+    unittest.TestCase): `topo`, the turnout-cp in pod "cp" (`cp`, a
+    TurnoutCp, and the `turnout_cp` binary) and the work directory `tmp`,
+    all set by the suite's setUpClass."""
+
+    topo = None
+    cp = None
+    tmp = None
+    turnout_cp = None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cp is not None:
+            cls.cp.stop()
+        if cls.topo is not None:
+            cls.topo.close()
+        if cls.tmp is None:
+            return
+        if os.environ.get("TURNOUT_KEEP_LOGS"):
+            print("logs in", cls.tmp)
+        else:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def _dump(cls):
+        import sys
+        for name in sorted(os.listdir(cls.tmp)):
+            if name.endswith(".log"):
+                with open(os.path.join(cls.tmp, name), errors="replace") as f:
+                    sys.stderr.write("==== %s\n%s\n" % (name, f.read()[-4000:]))
+
+    @classmethod
+    def cpctl(cls, *args):
+        """turnout-cp's CLI inside pod "cp", against its API (bootstrap needs none)."""
+        server = [] if args[0] == "bootstrap" else ["--server", cls.cp.url]
+        return cls.topo.run("cp", [cls.turnout_cp] + list(args) + server).stdout.decode()
