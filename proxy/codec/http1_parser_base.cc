@@ -1,6 +1,7 @@
 #include "proxy/codec/http1_parser_base.h"
 
 #include <cctype>
+#include <cstring>
 #include <limits>
 
 namespace turnout::proxy::http1::detail {
@@ -247,26 +248,48 @@ CodecErrorCode checkChunkLeftover(std::string_view rest, const Http1Settings& se
 
 CodecErrorCode HeadScanner::scan(std::string_view b, std::size_t max_line, std::size_t limit,
                                  std::size_t& eom) {
+  // Line by line with memchr (vectorised in libc) rather than byte by byte:
+  // the same verdicts, in the same order, as checking each byte in turn
+  // (limits first, then CR without LF, then LF without CR).
+  const char* const data = b.data();
   std::size_t i = pos;
-  for (; i < b.size(); ++i) {
-    if (!lf_seen && i >= max_line) return CodecErrorCode::kRequestTargetTooLong;
-    if (i >= limit) return CodecErrorCode::kHeadersTooLarge;
-    const char c = b[i];
-    if (c == '\r') {
-      if (i + 1 >= b.size()) break;  // judged when the next byte arrives
-      if (b[i + 1] != '\n') return CodecErrorCode::kInvalidLineEnding;
-    } else if (c == '\n') {
-      if (i == 0 || b[i - 1] != '\r') return CodecErrorCode::kInvalidLineEnding;
-      lf_seen = true;
-      if (i >= 3 && b[i - 2] == '\n') {
-        eom = i + 1;
-        pos = i + 1;
-        return CodecErrorCode::kNone;
+  for (;;) {
+    // The first index at which a limit is exceeded.
+    const std::size_t cap = lf_seen ? limit : std::min(limit, max_line);
+    const std::size_t end = std::min(b.size(), cap);
+    const void* lf = i < end ? std::memchr(data + i, '\n', end - i) : nullptr;
+    const std::size_t nl = lf != nullptr ? static_cast<std::size_t>(static_cast<const char*>(lf) - data)
+                                         : end;
+    // A CR in [i, nl) must be the one right before the LF at nl.
+    if (i < nl) {
+      const void* cr = std::memchr(data + i, '\r', nl - i);
+      if (cr != nullptr) {
+        const std::size_t j = static_cast<std::size_t>(static_cast<const char*>(cr) - data);
+        if (j + 1 >= b.size()) {  // judged when the next byte arrives
+          pos = j;
+          return CodecErrorCode::kNone;
+        }
+        if (b[j + 1] != '\n') return CodecErrorCode::kInvalidLineEnding;
+        // Else j + 1 is the LF at nl, or one at `end` == cap: the limit below.
       }
     }
+    if (lf == nullptr) {
+      if (end == b.size()) {  // nothing wrong so far; wait for more
+        pos = end;
+        return CodecErrorCode::kNone;
+      }
+      return !lf_seen && end >= max_line ? CodecErrorCode::kRequestTargetTooLong
+                                         : CodecErrorCode::kHeadersTooLarge;
+    }
+    if (nl == 0 || b[nl - 1] != '\r') return CodecErrorCode::kInvalidLineEnding;
+    lf_seen = true;
+    if (nl >= 3 && b[nl - 2] == '\n') {
+      eom = nl + 1;
+      pos = nl + 1;
+      return CodecErrorCode::kNone;
+    }
+    i = nl + 1;
   }
-  pos = i;
-  return CodecErrorCode::kNone;
 }
 
 void appendBody(std::string& out, std::span<const char> data, bool end_stream, bool chunked) {
