@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: a figure that does
+# not move with the machine's load, for comparing two builds or settings on
+# a shared VM where CPU time is too noisy to see a 5 % change.
+#
+#   bench/compare/instructions.sh [-n REQUESTS] [--top N] [-- turnout-bench args]
+#       default: 20000 requests, HTTP/1.1 keep-alive, 32 connections
+#   bench/compare/instructions.sh -- --h2 -c4 -m100      # h2c, 4 x 100 streams
+#   ENV="GLIBC_TUNABLES=glibc.malloc.tcache_count=1000" bench/compare/instructions.sh
+#   PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 bench/compare/instructions.sh
+#
+# turnout (--concurrency 1) proxies to an nginx origin on loopback; both run
+# on ephemeral ports in a work directory this script removes. callgrind
+# counts only the measured requests (instrumentation is switched on after a
+# warm-up of 2,000 and off before the process exits). Prints instructions
+# per request and the functions with the most instructions of their own.
+# Instruction counts are not CPU time (cache misses, branch mispredictions
+# and syscalls are not in them): confirm a change with bench/compare/run.py
+# on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=${BUILD_DIR:-build}
+N=20000
+TOP=25
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n) N=$2; shift 2 ;;
+    --top) TOP=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || set -- -c32
+for tool in valgrind callgrind_control callgrind_annotate nginx; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+    { echo "instructions.sh: needs $tool (apt-get install valgrind nginx)" >&2; exit 2; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+WORK=$(mktemp -d)
+cleanup() {
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  pkill -f "$WORK/turnout.yaml" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ORIGIN=$(free_port)
+PROXY=$(free_port)
+ADMIN=$(free_port)
+
+cat > "$WORK/nginx.conf" <<EOF
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK;
+  server { listen 127.0.0.1:$ORIGIN; location / { return 200 "ok"; } }
+}
+EOF
+"$NGINX" -c "$WORK/nginx.conf"
+
+cat > "$WORK/turnout.yaml" <<EOF
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: $ADMIN}}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 127.0.0.1, port_value: $PROXY}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{match: {prefix: "/"}, route: {cluster: origin}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: origin
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: origin
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $ORIGIN}}}}]}]
+EOF
+
+# shellcheck disable=SC2086
+env ${PRELOAD:+LD_PRELOAD=$PRELOAD} ${ENV:-} valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$WORK/callgrind.out" "$B/proxy/turnout" -c "$WORK/turnout.yaml" \
+  --concurrency 1 -l warning > "$WORK/turnout.log" 2>&1 &
+VG=$!
+for _ in $(seq 1 300); do
+  curl -s -o /dev/null "http://127.0.0.1:$ADMIN/ready" && break
+  sleep 0.1
+done
+BENCH=$B/bench/turnout_bench/turnout-bench
+"$BENCH" "$@" -n 2000 "http://127.0.0.1:$PROXY/" > /dev/null
+callgrind_control -i on "$VG" > /dev/null 2>&1
+"$BENCH" "$@" -n "$N" "http://127.0.0.1:$PROXY/" > "$WORK/bench.txt"
+callgrind_control -i off "$VG" > /dev/null 2>&1
+kill -TERM "$VG"
+wait "$VG" 2>/dev/null || true
+grep -q "Status codes: 200=$N\$" "$WORK/bench.txt" ||
+  { echo "instructions.sh: not every request was answered 200:" >&2; cat "$WORK/bench.txt" >&2; exit 1; }
+
+total=$(callgrind_annotate --auto=no "$WORK/callgrind.out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "turnout-bench $* -n $N: $((total / N)) instructions per request"
+callgrind_annotate --auto=no "$WORK/callgrind.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |
+  awk -v n="$N" '{c=$1; gsub(",", "", c); p=$3; sub(/\)$/, "", p); $1=""; $2=""; $3=""; printf "%8d/req %6s %s\n", c / n, p, substr($0, 4, 150)}'
