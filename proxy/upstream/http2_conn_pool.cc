@@ -25,10 +25,11 @@ constexpr std::size_t kWriteBatch = 64 * 1024;
 // --- Http2PoolConnection ------------------------------------------------------------
 
 Http2PoolConnection::Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
-                                         const http2::Http2Settings& settings)
+                                         const http2::Http2Settings& settings,
+                                         const http2::CodecStatsSink& stats)
     : pool_(&pool),
       stream_(ex),
-      codec_(*this, settings),
+      codec_(*this, settings, stats),
       idle_timer_(ex),
       capacity_(std::min(kStreamsBeforeSettings, pool.configured_streams_)),
       read_buffer_(kReadBuffer) {}
@@ -318,10 +319,7 @@ void Http2PoolStream::release(bool) {
 
 http2::Http2Settings Http2ConnPool::settingsFor(const config::ClusterConfig& config) {
   http2::Http2Settings s;
-  s.max_concurrent_streams = config.http2.max_concurrent_streams;
-  s.initial_stream_window_size = config.http2.initial_stream_window_size;
-  s.initial_connection_window_size = config.http2.initial_connection_window_size;
-  s.hpack_table_size = config.http2.hpack_table_size;
+  http2::applyProtocolOptions(config.http2, s);
   return s;
 }
 
@@ -333,6 +331,8 @@ Http2ConnPool::Http2ConnPool(WorkerCluster& cluster, HostState& host)
 
 Http2ConnPool::~Http2ConnPool() {
   for (auto& c : conns_) {
+    // The connection may outlive the cluster's stat scope.
+    c->codec_.detachStats();
     uncount(*c);
     c->pool_ = nullptr;
     c->closeSocket();
@@ -373,7 +373,8 @@ uint64_t Http2ConnPool::connectingCapacity() const {
 
 void Http2ConnPool::startConnect(asio::any_io_executor ex) {
   const auto& stats = cluster_.runtime().stats;
-  auto c = std::make_shared<Http2PoolConnection>(*this, ex, settings_);
+  auto c = std::make_shared<Http2PoolConnection>(
+      *this, ex, settings_, http2::CodecStatsSink{stats.http2, cluster_.shard_});
   cluster_.resources_->connections.inc(cluster_.thresholds_.max_connections, *cluster_.shard_,
                                        stats.breakers_default.cx_open);
   ++host_.cx_active;
@@ -491,6 +492,7 @@ void Http2ConnPool::onStreamEnd(Http2PoolConnection& c) {
 void Http2ConnPool::onClosed(Http2PoolConnection& c) {
   if (c.remote_close_) cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_destroy_remote);
   uncount(c);
+  c.codec_.detachStats();  // it may outlive the pool, and the cluster's stat scope
   Http2PoolConnectionSharedPtr keep = c.shared_from_this();
   conns_.erase(std::remove(conns_.begin(), conns_.end(), keep), conns_.end());
   c.pool_ = nullptr;

@@ -53,7 +53,7 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   enum class State : uint8_t { Connecting, Ready, Draining, Closed };
 
   Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
-                      const http2::Http2Settings& settings);
+                      const http2::Http2Settings& settings, const http2::CodecStatsSink& stats);
   ~Http2PoolConnection() override;
   Http2PoolConnection(const Http2PoolConnection&) = delete;
   Http2PoolConnection& operator=(const Http2PoolConnection&) = delete;
