@@ -306,6 +306,8 @@ struct ClusterConfig {
   enum class Type { Static, StrictDns, LogicalDns, Eds, OriginalDst };
   enum class LbPolicy { RoundRobin, LeastRequest, RingHash, Random, Maglev, ClusterProvided };
   enum class DnsLookupFamily { Auto, V4Only, V6Only, V4Preferred, All };
+  // Auto (HttpProtocolOptions.auto_config): HTTP/2 or HTTP/1.1 by ALPN on a
+  // TLS cluster, HTTP/1.1 without TLS; `http2` applies when HTTP/2 is chosen.
   enum class UpstreamProtocol { Http1, Http2, UseDownstream, Auto };
 
   std::string name;

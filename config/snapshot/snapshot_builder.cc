@@ -717,9 +717,20 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
       case HPO::kUseDownstreamProtocolConfig:
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::UseDownstream;
         break;
-      case HPO::kAutoConfig:
+      case HPO::kAutoConfig: {
+        // ALPN decides per host on a TLS cluster (proxy/upstream/auto_conn_pool.h).
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::Auto;
+        const std::string apath = fieldPath(opath, "auto_config");
+        if (hpo.auto_config().has_http3_protocol_options()) {
+          return invalid(fieldPath(apath, "http3_protocol_options"),
+                         "HTTP/3 upstreams are not supported by turnout");
+        }
+        auto h2 = toHttp2Options(hpo.auto_config().http2_protocol_options(),
+                                 fieldPath(apath, "http2_protocol_options"));
+        if (!h2.ok()) return h2.status();
+        out.http2 = *h2;
         break;
+      }
       default:
         break;
     }

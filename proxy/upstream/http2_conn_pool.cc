@@ -323,11 +323,12 @@ http2::Http2Settings Http2ConnPool::settingsFor(const config::ClusterConfig& con
   return s;
 }
 
-Http2ConnPool::Http2ConnPool(WorkerCluster& cluster, HostState& host)
+Http2ConnPool::Http2ConnPool(WorkerCluster& cluster, HostState& host, bool alpn_auto)
     : cluster_(cluster),
       host_(host),
       settings_(settingsFor(cluster.config())),
-      configured_streams_(std::max<uint32_t>(1, cluster.config().http2.max_concurrent_streams)) {}
+      configured_streams_(std::max<uint32_t>(1, cluster.config().http2.max_concurrent_streams)),
+      alpn_auto_(alpn_auto) {}
 
 Http2ConnPool::~Http2ConnPool() {
   for (auto& c : conns_) {
@@ -379,7 +380,7 @@ void Http2ConnPool::startConnect(asio::any_io_executor ex) {
                                        stats.breakers_default.cx_open);
   ++host_.cx_active;
   cluster_.shard_->inc(stats.upstream_cx_total);
-  cluster_.shard_->inc(stats.upstream_cx_http2_total);
+  if (!alpn_auto_) cluster_.shard_->inc(stats.upstream_cx_http2_total);  // auto: once h2 is chosen
   cluster_.shard_->add(stats.upstream_cx_active, 1);
   conns_.push_back(c);
   cluster_.startOriginalDstCleanup(ex);
@@ -398,6 +399,15 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
     }
     c->stream_.expires_never();
     if (c->pool_ == nullptr) co_return;  // the pool went away meanwhile
+    if (c->alpn_http1_ && !c->closing_) {
+      // auto_config: the host speaks HTTP/1.1. Not a connect failure: the
+      // waiting requests go to the HTTP/1 side, which connects afresh.
+      c->state_ = Http2PoolConnection::State::Closed;
+      c->closeSocket();
+      WorkerCluster::wakeAll(host_, PendingRequest::Wake::Slot);
+      onClosed(*c);
+      co_return;
+    }
     if (ec || c->closing_) {
       last_connect_timed_out_ = ec == beast::error::timeout;
       cluster_.shard_->inc(last_connect_timed_out_ ? stats.upstream_cx_connect_timeout
@@ -464,10 +474,24 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
   // destroyed during the handshake (the socket is closed then): nothing of
   // it is touched after the await unless c.pool_ is still set.
   c.tls_sessions_ = cluster_.tlsSessions();
-  c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, {"h2"}, c.tls_sessions_.get());
+  std::vector<std::string> alpn = {"h2"};
+  if (alpn_auto_) alpn.push_back("http/1.1");
+  c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, std::move(alpn),
+                                 c.tls_sessions_.get());
   if (!c.tls_) co_return asio::error::invalid_argument;
   boost::system::error_code ec =
       co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
+  if (!ec && alpn_auto_ && c.pool_ != nullptr) {
+    // Envoy's auto_config: whatever the server picked (no ALPN is HTTP/1.1).
+    const bool h2 = c.tls_->alpn() == "h2";
+    host_.alpn_protocol = h2 ? HostState::AlpnProtocol::Http2 : HostState::AlpnProtocol::Http1;
+    if (h2) {
+      cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_http2_total);
+    } else {
+      c.alpn_http1_ = true;
+    }
+    co_return ec;
+  }
   if (!ec && c.tls_->alpn() != "h2") {
     if (c.pool_ != nullptr) {
       TURNOUT_LOG(warn, kLogComponent, "cluster '{}': upstream {} did not select ALPN h2 ('{}')",
@@ -527,6 +551,14 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
   const auto& stats = cluster_.runtime().stats;
   stats::Shard& shard = *cluster_.shard_;
   NewStreamResult r;
+  auto choseHttp1 = [&] {
+    return alpn_auto_ && host_.alpn_protocol == HostState::AlpnProtocol::Http1;
+  };
+  if (choseHttp1()) {
+    r.status = Status::ConnectFailure;
+    r.protocol_changed = true;
+    co_return r;
+  }
   if ((r.stream = tryNewStream())) co_return r;
 
   // A pending request from here on (Envoy's newPendingStream).
@@ -543,6 +575,11 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
   for (;;) {
     if (pending->cancelled_) {
       r.status = Status::Cancelled;
+      break;
+    }
+    if (choseHttp1()) {
+      r.status = Status::ConnectFailure;
+      r.protocol_changed = true;
       break;
     }
     if ((r.stream = tryNewStream())) break;
