@@ -417,39 +417,40 @@ TEST_CASE("h2 server ends a connection flooded with empty DATA frames", "[h2code
   CHECK_FALSE(s.codec.wantsWrite());
 }
 
-TEST_CASE("h2 server ends a connection flooded with PRIORITY frames", "[h2codec][stats]") {
+// One flood per row: `allowed` frames pass (under `limit` set to `value`, or
+// the default when `limit` is null), one more ends the connection.
+struct FloodCase {
+  const char* name;
+  std::uint32_t Http2Settings::*limit;
+  std::uint32_t value;
+  std::string frame;
+  int allowed;
+  const char* status;
+  const char* stat;
+};
+
+TEST_CASE("h2 server ends a flooding connection and counts the flood", "[h2codec][stats]") {
+  const FloodCase c = GENERATE(
+      FloodCase{"PRIORITY: limit * (1 + 0 streams)",
+                &Http2Settings::max_inbound_priority_frames_per_stream, 3,
+                rawFrame(NGHTTP2_PRIORITY, 0, 1, std::string("\0\0\0\0\x0f", 5)), 3,
+                "http2.inbound_priority_frames_flood", "inbound_priority_frames_flood"},
+      FloodCase{"WINDOW_UPDATE: 5 + 2 * (0 streams + 10 * 0 DATA frames sent)", nullptr, 0,
+                rawFrame(NGHTTP2_WINDOW_UPDATE, 0, 0, std::string("\0\0\0\x01", 4)), 5,
+                "http2.inbound_window_update_frames_flood", "inbound_window_update_frames_flood"},
+      FloodCase{"PING ACKs never drained", &Http2Settings::max_outbound_control_frames, 10,
+                rawFrame(NGHTTP2_PING, 0, 0, std::string(8, 'p')), 10, "http2.flood",
+                "outbound_control_flood"});
+  INFO(c.name);
   CodecStatsFixture f;
   Http2Settings settings;
-  settings.max_inbound_priority_frames_per_stream = 3;
+  if (c.limit != nullptr) settings.*c.limit = c.value;
   Server s(settings, {}, f.sink);
-  const std::string priority = rawFrame(NGHTTP2_PRIORITY, 0, 1, std::string("\0\0\0\0\x0f", 5));
   std::string frames;
-  for (int i = 0; i < 4; ++i) frames += priority;  // 3 * (1 + 0 streams) allowed
-  CHECK(floodWith(s, frames).message() == "http2.inbound_priority_frames_flood");
-  CHECK(f.counter("inbound_priority_frames_flood") == 1);
-}
-
-TEST_CASE("h2 server ends a connection flooded with WINDOW_UPDATE frames", "[h2codec][stats]") {
-  CodecStatsFixture f;
-  Server s({}, {}, f.sink);
-  const std::string update = rawFrame(NGHTTP2_WINDOW_UPDATE, 0, 0, std::string("\0\0\0\x01", 4));
-  std::string frames;
-  for (int i = 0; i < 5; ++i) frames += update;  // 5 + 2 * (0 + 10 * 0 DATA frames sent)
+  for (int i = 0; i < c.allowed; ++i) frames += c.frame;
   CHECK(floodWith(s, frames).ok());
-  CHECK(s.codec.dispatch(update).message() == "http2.inbound_window_update_frames_flood");
-  CHECK(f.counter("inbound_window_update_frames_flood") == 1);
-}
-
-TEST_CASE("h2 server ends a connection whose PING ACKs pile up", "[h2codec][stats]") {
-  CodecStatsFixture f;
-  Http2Settings settings;
-  settings.max_outbound_control_frames = 10;
-  Server s(settings, {}, f.sink);
-  const std::string ping = rawFrame(NGHTTP2_PING, 0, 0, std::string(8, 'p'));
-  std::string frames;
-  for (int i = 0; i < 20; ++i) frames += ping;  // never drained: the ACKs queue up
-  CHECK(floodWith(s, frames).message() == "http2.flood");
-  CHECK(f.counter("outbound_control_flood") == 1);
+  CHECK(s.codec.dispatch(c.frame).message() == c.status);
+  CHECK(f.counter(c.stat) == 1);
 }
 
 TEST_CASE("h2 server honours a larger empty-frame limit", "[h2codec][stats]") {
