@@ -115,8 +115,7 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 // --- the table ---------------------------------------------------------------------
 
 constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
-constexpr absl::string_view kAutoConfigReason = "auto_config (the upstream protocol chosen by ALPN on a TLS cluster) is not supported by turnout yet (issue: HTTP/2, gRPC and TLS); use explicit_http_config";
-constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size)";
+constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size and the five flood limits)";
 constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (with dynamic_resources.ads_config), api_config_source (gRPC) or path_config_source";
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
@@ -510,9 +509,15 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.cluster.v3.Cluster.common_http_protocol_options"] = {
       .supported = {"idle_timeout", "max_requests_per_connection"}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = {
-      .supported = {"common_http_protocol_options", "explicit_http_config"},
-      .reasons = {{"use_downstream_protocol_config", kUseDownstreamProtocolReason},
-                  {"auto_config", kAutoConfigReason}}};
+      .supported = {"common_http_protocol_options", "explicit_http_config", "auto_config"},
+      .reasons = {{"use_downstream_protocol_config", kUseDownstreamProtocolReason}}};
+  // auto_config: the protocol by ALPN on a TLS cluster (h2 or http/1.1, per
+  // host), HTTP/1.1 without TLS; the options of the protocol chosen apply.
+  table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig"] = {
+      .supported = {"http_protocol_options", "http2_protocol_options"},
+      .reasons = {{"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"},
+                  {"alternate_protocols_cache_options",
+                   "the alternate protocols cache (HTTP/3 by Alt-Svc) is not supported by turnout"}}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options"] = {
       .supported = {"idle_timeout", "max_requests_per_connection"}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig"] = {
@@ -520,19 +525,19 @@ FieldPolicyTable* buildTable() {
       .reasons = {{"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
   // HTTP/2 settings, downstream (the HCM's http2_protocol_options) and
   // upstream (explicit_http_config.http2_protocol_options, or the deprecated
-  // Cluster.http2_protocol_options): turnout advertises these four and a
-  // pool caps a connection's streams at max_concurrent_streams; every other
-  // field is refused with its path.
+  // Cluster.http2_protocol_options): turnout advertises four of them, a
+  // pool caps a connection's streams at max_concurrent_streams, and the codec
+  // enforces Envoy's five flood limits; every other field is refused with
+  // its path.
   table["envoy.config.core.v3.Http2ProtocolOptions"] = {
       .supported = {"max_concurrent_streams", "initial_stream_window_size",
-                    "initial_connection_window_size", "hpack_table_size"},
+                    "initial_connection_window_size", "hpack_table_size",
+                    "max_outbound_frames", "max_outbound_control_frames",
+                    "max_consecutive_inbound_frames_with_empty_payload",
+                    "max_inbound_priority_frames_per_stream",
+                    "max_inbound_window_update_frames_per_data_frame_sent"},
       .reasons = {{"allow_connect", kHttp2OptionReason},
                   {"allow_metadata", kHttp2OptionReason},
-                  {"max_outbound_frames", kHttp2OptionReason},
-                  {"max_outbound_control_frames", kHttp2OptionReason},
-                  {"max_consecutive_inbound_frames_with_empty_payload", kHttp2OptionReason},
-                  {"max_inbound_priority_frames_per_stream", kHttp2OptionReason},
-                  {"max_inbound_window_update_frames_per_data_frame_sent", kHttp2OptionReason},
                   {"stream_error_on_invalid_http_messaging", kHttp2OptionReason},
                   {"override_stream_error_on_invalid_http_message", kHttp2OptionReason},
                   {"custom_settings_parameters", kHttp2OptionReason},

@@ -64,6 +64,13 @@ struct Http2OptionsConfig {
   uint32_t initial_stream_window_size = 268435456;
   uint32_t initial_connection_window_size = 268435456;
   uint32_t hpack_table_size = 4096;
+  // Flood limits (Envoy's defaults; docs/http2_codec.md "Codec stats and
+  // flood limits").
+  uint32_t max_outbound_frames = 10000;
+  uint32_t max_outbound_control_frames = 1000;
+  uint32_t max_consecutive_inbound_frames_with_empty_payload = 1;
+  uint32_t max_inbound_priority_frames_per_stream = 100;
+  uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
 };
 
 // A management server: dynamic_resources.ads_config (the ADS stream), or an
@@ -299,6 +306,8 @@ struct ClusterConfig {
   enum class Type { Static, StrictDns, LogicalDns, Eds, OriginalDst };
   enum class LbPolicy { RoundRobin, LeastRequest, RingHash, Random, Maglev, ClusterProvided };
   enum class DnsLookupFamily { Auto, V4Only, V6Only, V4Preferred, All };
+  // Auto (HttpProtocolOptions.auto_config): HTTP/2 or HTTP/1.1 by ALPN on a
+  // TLS cluster, HTTP/1.1 without TLS; `http2` applies when HTTP/2 is chosen.
   enum class UpstreamProtocol { Http1, Http2, UseDownstream, Auto };
 
   std::string name;

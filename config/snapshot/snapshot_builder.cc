@@ -117,6 +117,41 @@ absl::StatusOr<Http2OptionsConfig> toHttp2Options(const envoy::config::core::v3:
     out.initial_connection_window_size = v;
   }
   if (o.has_hpack_table_size()) out.hpack_table_size = o.hpack_table_size().value();
+  // Flood limits: Envoy's validate rules (gte 1 where it has one).
+  auto atLeastOne = [&](const char* name, const google::protobuf::UInt32Value& v,
+                        uint32_t& dst) -> absl::Status {
+    if (v.value() < 1) return invalid(fieldPath(path, name), "must be at least 1");
+    dst = v.value();
+    return absl::OkStatus();
+  };
+  if (o.has_max_outbound_frames()) {
+    if (auto s = atLeastOne("max_outbound_frames", o.max_outbound_frames(), out.max_outbound_frames);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (o.has_max_outbound_control_frames()) {
+    if (auto s = atLeastOne("max_outbound_control_frames", o.max_outbound_control_frames(),
+                            out.max_outbound_control_frames);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (o.has_max_inbound_window_update_frames_per_data_frame_sent()) {
+    if (auto s = atLeastOne("max_inbound_window_update_frames_per_data_frame_sent",
+                            o.max_inbound_window_update_frames_per_data_frame_sent(),
+                            out.max_inbound_window_update_frames_per_data_frame_sent);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (o.has_max_consecutive_inbound_frames_with_empty_payload()) {
+    out.max_consecutive_inbound_frames_with_empty_payload =
+        o.max_consecutive_inbound_frames_with_empty_payload().value();
+  }
+  if (o.has_max_inbound_priority_frames_per_stream()) {
+    out.max_inbound_priority_frames_per_stream = o.max_inbound_priority_frames_per_stream().value();
+  }
   return out;
 }
 
@@ -682,9 +717,20 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
       case HPO::kUseDownstreamProtocolConfig:
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::UseDownstream;
         break;
-      case HPO::kAutoConfig:
+      case HPO::kAutoConfig: {
+        // ALPN decides per host on a TLS cluster (proxy/upstream/auto_conn_pool.h).
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::Auto;
+        const std::string apath = fieldPath(opath, "auto_config");
+        if (hpo.auto_config().has_http3_protocol_options()) {
+          return invalid(fieldPath(apath, "http3_protocol_options"),
+                         "HTTP/3 upstreams are not supported by turnout");
+        }
+        auto h2 = toHttp2Options(hpo.auto_config().http2_protocol_options(),
+                                 fieldPath(apath, "http2_protocol_options"));
+        if (!h2.ok()) return h2.status();
+        out.http2 = *h2;
         break;
+      }
       default:
         break;
     }

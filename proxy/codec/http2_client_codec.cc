@@ -13,7 +13,8 @@ namespace turnout::proxy::http2 {
 
 // The session state behind a ClientCodec; ClientStreams point back to it.
 struct ClientSession : SessionBase<ClientSession, ClientStream> {
-  ClientSession(ConnectionCallbacks& cb, const Http2Settings& s) : SessionBase(s), callbacks(cb) {}
+  ClientSession(ConnectionCallbacks& cb, const Http2Settings& s, const CodecStatsSink& sink)
+      : SessionBase(s, sink), callbacks(cb) {}
 
   // nghttp2 callbacks (ClientStream's friend, so they reach its state); the
   // rest are SessionBase's.
@@ -80,6 +81,7 @@ void ClientSession::onStreamHeaders(ClientStream* s, bool end_stream) {
 
 int ClientSession::onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   ClientSession& cs = self(user);
+  cs.frameSent(frame);
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     if (ClientStream* s = cs.stream(frame->hd.stream_id)) s->request_sent_ = true;
   } else if (frame->hd.type == NGHTTP2_GOAWAY) {
@@ -204,8 +206,9 @@ void ClientStream::clear() {
 
 template class Http2Connection<ClientSession>;
 
-ClientCodec::ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings)
-    : Http2Connection(std::make_unique<ClientSession>(callbacks, settings)) {
+ClientCodec::ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings,
+                         const CodecStatsSink& stats)
+    : Http2Connection(std::make_unique<ClientSession>(callbacks, settings, stats)) {
   s_->open(/*client=*/true);
 }
 

@@ -103,7 +103,10 @@ using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;
 class ClientCodec : public Http2Connection<ClientSession> {
  public:
   // `callbacks` must outlive the codec.
-  explicit ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings = {});
+  // `stats`: where Envoy's codec stats are counted (cluster.<name>.http2.*;
+  // none by default).
+  explicit ClientCodec(ConnectionCallbacks& callbacks, const Http2Settings& settings = {},
+                       const CodecStatsSink& stats = {});
   ~ClientCodec();
 
   // The transport closed. Every stream still open is reset

@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <limits>
 
+#include "proxy/stats/store.h"
+#include "proxy/stats/well_known_stats.h"
+
 namespace turnout::proxy::http2 {
 
 // Envoy's Http2ProtocolOptions defaults (source/common/http/utility.h,
@@ -43,6 +46,51 @@ struct Http2Settings {
   // (Envoy's max_request_headers_kb and max_headers_count defaults).
   std::uint32_t max_headers_kb = 60;
   std::uint32_t max_headers_count = 100;
+  // Envoy's flood limits (Http2ProtocolOptions, same names and defaults). A
+  // peer past one gets GOAWAY(ENHANCE_YOUR_CALM) and the connection ends
+  // with status "http2.<stat name>" and the stat counted.
+  // Frames queued for the peer (nghttp2's outbound queue, DATA aside).
+  std::uint32_t max_outbound_frames = 10000;
+  // Queued RST_STREAM, PING ACK and SETTINGS ACK (nghttp2's max_outbound_ack).
+  std::uint32_t max_outbound_control_frames = 1000;
+  // DATA, HEADERS and CONTINUATION frames in a row with no payload (padding
+  // counts as payload) and no END_STREAM.
+  std::uint32_t max_consecutive_inbound_frames_with_empty_payload = 1;
+  // PRIORITY frames over the connection's life: at most this times (1 +
+  // streams opened).
+  std::uint32_t max_inbound_priority_frames_per_stream = 100;
+  // WINDOW_UPDATE frames over the connection's life: at most 5 + 2 * (streams
+  // opened + this times DATA frames sent).
+  std::uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
+};
+
+// Copies the Http2ProtocolOptions turnout honours from a config struct that
+// uses Envoy's field names (config::Http2OptionsConfig; a template so that
+// the codec needs no config library).
+template <class Options>
+void applyProtocolOptions(const Options& o, Http2Settings& s) {
+  s.max_concurrent_streams = o.max_concurrent_streams;
+  s.initial_stream_window_size = o.initial_stream_window_size;
+  s.initial_connection_window_size = o.initial_connection_window_size;
+  s.hpack_table_size = o.hpack_table_size;
+  s.max_outbound_frames = o.max_outbound_frames;
+  s.max_outbound_control_frames = o.max_outbound_control_frames;
+  s.max_consecutive_inbound_frames_with_empty_payload =
+      o.max_consecutive_inbound_frames_with_empty_payload;
+  s.max_inbound_priority_frames_per_stream = o.max_inbound_priority_frames_per_stream;
+  s.max_inbound_window_update_frames_per_data_frame_sent =
+      o.max_inbound_window_update_frames_per_data_frame_sent;
+}
+
+// Where a codec counts Envoy's HTTP/2 codec stats (stats::Http2CodecStats):
+// the ids (copied) and the owning thread's shard, written without a lock.
+// No shard: nothing is counted (turnout-bench, the xDS client, tests). The
+// codec's gauge contributions (streams_active, pending_send_bytes) are taken
+// back when it is destroyed or detachStats() is called, so a caller whose
+// stat scope ends before the codec detaches it first.
+struct CodecStatsSink {
+  stats::Http2CodecStats ids;
+  stats::Shard* shard = nullptr;
 };
 
 // The peer's SETTINGS as applied. Before the first SETTINGS frame arrives the

@@ -45,6 +45,10 @@ class Http2Connection {
   // Ok, or the sticky error: InvalidArgument with Envoy-style details
   // ("http2.codec_error", "http2.flood", ...).
   absl::Status status() const;
+  // Takes back this codec's gauge contributions (streams_active,
+  // pending_send_bytes) and stops counting stats: for an owner whose stat
+  // scope ends before the codec (CodecStatsSink).
+  void detachStats();
 
  protected:
   explicit Http2Connection(std::unique_ptr<Session> session);

@@ -11,7 +11,8 @@ namespace turnout::proxy::http2 {
 
 // The session state behind a ServerCodec; ServerStreams point back to it.
 struct ServerSession : SessionBase<ServerSession, ServerStream> {
-  ServerSession(ServerCallbacks& cb, const Http2Settings& s) : SessionBase(s), callbacks(cb) {}
+  ServerSession(ServerCallbacks& cb, const Http2Settings& s, const CodecStatsSink& sink)
+      : SessionBase(s, sink), callbacks(cb) {}
 
   // nghttp2 callbacks (ServerStream's friend, so they reach its state); the
   // rest are SessionBase's.
@@ -31,7 +32,8 @@ int ServerSession::onBeginHeaders(nghttp2_session* session, const nghttp2_frame*
                                   void* user) {
   ServerSession& ss = self(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {  // trailers
+    ss.count(ss.stats.ids.trailers);
     if (ServerStream* s = ss.stream(frame->hd.stream_id)) beginBlock(s);
     return 0;
   }
@@ -88,6 +90,7 @@ void ServerSession::onStreamHeaders(ServerStream* s, bool end_stream) {
 
 int ServerSession::onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   ServerSession& ss = self(user);
+  ss.frameSent(frame);
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     ss.goAwaySent(frame);
     return 0;
@@ -195,8 +198,9 @@ void ServerStream::clear() {
 
 template class Http2Connection<ServerSession>;
 
-ServerCodec::ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings)
-    : Http2Connection(std::make_unique<ServerSession>(callbacks, settings)) {
+ServerCodec::ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings,
+                         const CodecStatsSink& stats)
+    : Http2Connection(std::make_unique<ServerSession>(callbacks, settings, stats)) {
   s_->open(/*client=*/false);
 }
 

@@ -91,7 +91,9 @@ class ServerStream : public StreamState<ServerSession, RequestDecoderCallbacks, 
 class ServerCodec : public Http2Connection<ServerSession> {
  public:
   // `callbacks` must outlive the codec.
-  explicit ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings = {});
+  // `stats`: where Envoy's http2.* codec stats are counted (none by default).
+  explicit ServerCodec(ServerCallbacks& callbacks, const Http2Settings& settings = {},
+                       const CodecStatsSink& stats = {});
   ~ServerCodec();
 
   // The transport closed: every stream still open is reset.

@@ -42,8 +42,9 @@ namespace turnout::proxy::http2 {
 
 template <class Derived, class Stream>
 struct SessionBase {
-  explicit SessionBase(const Http2Settings& s) : settings(s) {}
+  SessionBase(const Http2Settings& s, const CodecStatsSink& sink) : settings(s), stats(sink) {}
   ~SessionBase() {
+    detachStats();
     if (session != nullptr) nghttp2_session_del(session);
   }
   SessionBase(const SessionBase&) = delete;
@@ -58,6 +59,7 @@ struct SessionBase {
     nghttp2_option* option = nullptr;
     nghttp2_option_new(&option);
     nghttp2_option_set_no_auto_window_update(option, 1);
+    nghttp2_option_set_max_outbound_ack(option, settings.max_outbound_control_frames);
     Derived* user = static_cast<Derived*>(this);
     const int rv =
         client ? nghttp2_session_client_new2(&session, Derived::sessionCallbacks(), user, option)
@@ -80,6 +82,42 @@ struct SessionBase {
     }
   }
 
+  // --- stats (CodecStatsSink) --------------------------------------------------------
+
+  void count(stats::StatId id) {
+    if (stats.shard != nullptr) stats.shard->inc(id);
+  }
+  void gauge(stats::StatId id, std::int64_t delta) {
+    if (stats.shard != nullptr && delta != 0) stats.shard->add(id, delta);
+  }
+  // Takes back this codec's gauge contributions and stops counting.
+  void detachStats() {
+    gauge(stats.ids.streams_active, -static_cast<std::int64_t>(active.size()));
+    gauge(stats.ids.pending_send_bytes, -static_cast<std::int64_t>(pending_send_bytes));
+    stats.shard = nullptr;
+  }
+  void pendingSend(std::int64_t delta) {
+    pending_send_bytes = static_cast<std::uint64_t>(static_cast<std::int64_t>(pending_send_bytes) + delta);
+    gauge(stats.ids.pending_send_bytes, delta);
+  }
+  // A flood from the peer: counted, GOAWAY(ENHANCE_YOUR_CALM) queued (the
+  // session ends once it is sent), and the sticky error. Returns what an
+  // nghttp2 callback returns to stop processing input.
+  int flood(stats::StatId id, std::string_view details) {
+    count(id);
+    fail(details);
+    nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+  // A frame we sent (both sides' onFrameSend).
+  void frameSent(const nghttp2_frame* frame) {
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      count(stats.ids.tx_reset);
+    } else if (frame->hd.type == NGHTTP2_DATA) {
+      ++outbound_data_frames;
+    }
+  }
+
   // --- streams -----------------------------------------------------------------------
 
   // A stream from the pool, bound to this session, otherwise clear.
@@ -96,14 +134,18 @@ struct SessionBase {
   void addActive(Stream* s) {
     s->active_index_ = active.size();
     active.push_back(s);
+    ++opened_streams;
+    gauge(stats.ids.streams_active, 1);
   }
   void removeActive(Stream* s) {
     Stream* last = active.back();
     active[s->active_index_] = last;
     last->active_index_ = s->active_index_;
     active.pop_back();
+    gauge(stats.ids.streams_active, -1);
   }
   void recycle(Stream* s) {
+    pendingSend(-static_cast<std::int64_t>(s->send_.size()));
     s->clear();
     free.push_back(s);
   }
@@ -125,6 +167,7 @@ struct SessionBase {
   static void queueData(Stream* s, std::span<const char> data, bool end_stream) {
     if (s->local_end_ || s->closed_ || s->released_) return;
     s->local_end_ = end_stream;
+    s->session_->pendingSend(static_cast<std::int64_t>(data.size()));
     if (s->send_.append(data, end_stream)) {
       nghttp2_session_resume_data(s->session_->session, s->id_);
     }
@@ -158,7 +201,15 @@ struct SessionBase {
     if (eof) return absl::FailedPreconditionError("http2.closed");
     const ssize_t rv = nghttp2_session_mem_recv(
         session, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    if (rv < 0) fail(nghttp2Details(rv));
+    if (rv == NGHTTP2_ERR_FLOODED) count(stats.ids.outbound_control_flood);
+    if (rv < 0) {
+      fail(nghttp2Details(rv));
+    } else if (nghttp2_session_get_outbound_queue_size(session) > settings.max_outbound_frames) {
+      // The peer makes us queue frames faster than it reads them.
+      count(stats.ids.outbound_flood);
+      fail("http2.outbound_flood");
+      nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
     return status;
   }
 
@@ -196,6 +247,7 @@ struct SessionBase {
     while (!active.empty()) {
       Stream* s = active.back();
       active.pop_back();
+      gauge(stats.ids.streams_active, -1);
       closeStream(s, reason_for(*s, reason));
     }
   }
@@ -216,6 +268,8 @@ struct SessionBase {
   static nghttp2_session_callbacks* newCallbacks() {
     nghttp2_session_callbacks* c = nullptr;
     nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(c, onBeginFrame);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(c, onInvalidFrameRecv);
     nghttp2_session_callbacks_set_on_begin_headers_callback(c, Derived::onBeginHeaders);
     nghttp2_session_callbacks_set_on_header_callback(c, onHeader);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, onDataChunk);
@@ -223,6 +277,58 @@ struct SessionBase {
     nghttp2_session_callbacks_set_on_frame_send_callback(c, Derived::onFrameSend);
     nghttp2_session_callbacks_set_on_stream_close_callback(c, Derived::onStreamClose);
     return c;
+  }
+
+  // Envoy's inbound flood limits (ProtocolConstraints), checked on every
+  // frame header before its payload is read.
+  static int onBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    Derived& d = self(user);
+    const Http2Settings& l = d.settings;
+    switch (hd->type) {
+      case NGHTTP2_DATA:
+      case NGHTTP2_HEADERS:
+      case NGHTTP2_CONTINUATION:
+        if (hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+          if (++d.empty_frames_in_a_row > l.max_consecutive_inbound_frames_with_empty_payload) {
+            return d.flood(d.stats.ids.inbound_empty_frames_flood,
+                           "http2.inbound_empty_frames_flood");
+          }
+        } else {
+          d.empty_frames_in_a_row = 0;
+        }
+        break;
+      case NGHTTP2_PRIORITY:
+        if (++d.inbound_priority_frames >
+            std::uint64_t{l.max_inbound_priority_frames_per_stream} * (1 + d.opened_streams)) {
+          return d.flood(d.stats.ids.inbound_priority_frames_flood,
+                         "http2.inbound_priority_frames_flood");
+        }
+        break;
+      case NGHTTP2_WINDOW_UPDATE:
+        if (++d.inbound_window_update_frames >
+            5 + 2 * (d.opened_streams +
+                     std::uint64_t{l.max_inbound_window_update_frames_per_data_frame_sent} *
+                         d.outbound_data_frames)) {
+          return d.flood(d.stats.ids.inbound_window_update_frames_flood,
+                         "http2.inbound_window_update_frames_flood");
+        }
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  // A frame nghttp2 rejected (it resets the stream or ends the session).
+  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame*, int lib_error_code,
+                                void* user) {
+    Derived& d = self(user);
+    if (lib_error_code == NGHTTP2_ERR_HTTP_HEADER || lib_error_code == NGHTTP2_ERR_HTTP_MESSAGING) {
+      d.count(d.stats.ids.rx_messaging_error);
+    } else if (lib_error_code == NGHTTP2_ERR_REFUSED_STREAM) {
+      d.count(d.stats.ids.stream_refused_errors);
+    }
+    return 0;
   }
 
   // A new header block on a stream we know starts its limits afresh.
@@ -236,10 +342,15 @@ struct SessionBase {
                       void* user) {
     Derived& d = self(user);
     Stream* s = d.stream(frame->hd.stream_id);
-    if (s == nullptr || s->callbacks_ == nullptr) return 0;
+    if (s == nullptr) {
+      d.count(d.stats.ids.headers_cb_no_stream);
+      return 0;
+    }
+    if (s->callbacks_ == nullptr) return 0;
     s->block_bytes_ += namelen + valuelen;
     if (++s->block_fields_ > d.settings.max_headers_count ||
         s->block_bytes_ > static_cast<size_t>(d.settings.max_headers_kb) * 1024) {
+      if (!s->overflow_) d.count(d.stats.ids.header_overflow);
       s->overflow_ = true;
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
     }
@@ -277,6 +388,9 @@ struct SessionBase {
           d.callbacks.onSettings(d.peer);
         }
         return 0;
+      case NGHTTP2_RST_STREAM:
+        d.count(d.stats.ids.rx_reset);
+        break;
       case NGHTTP2_GOAWAY:
         d.goaway_received = true;
         d.goaway_last_stream_id = frame->goaway.last_stream_id;
@@ -311,18 +425,23 @@ struct SessionBase {
   // is nghttp2 ending the session because the peer broke the protocol.
   void goAwaySent(const nghttp2_frame* frame) {
     goaway_sent = true;
+    count(stats.ids.goaway_sent);
     if (!goaway_requested && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
       fail("http2.codec_error");
     }
   }
 
   static ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                          size_t length, uint32_t* flags, nghttp2_data_source* source, void*) {
+                          size_t length, uint32_t* flags, nghttp2_data_source* source,
+                          void* user) {
     auto* s = static_cast<Stream*>(source->ptr);
-    return SendBuffer::read(session, stream_id, buf, length, flags, &s->send_);
+    const ssize_t n = SendBuffer::read(session, stream_id, buf, length, flags, &s->send_);
+    if (n > 0) self(user).pendingSend(-n);
+    return n;
   }
 
   Http2Settings settings;
+  CodecStatsSink stats;
   nghttp2_session* session = nullptr;
   PeerSettings peer;
   absl::Status status;
@@ -331,6 +450,13 @@ struct SessionBase {
   bool goaway_requested = false;  // by goAway()
   bool eof = false;
   std::int32_t goaway_last_stream_id = 0;
+  // Flood accounting (onBeginFrame) and the pending_send_bytes contribution.
+  std::uint64_t opened_streams = 0;
+  std::uint64_t outbound_data_frames = 0;
+  std::uint64_t inbound_priority_frames = 0;
+  std::uint64_t inbound_window_update_frames = 0;
+  std::uint32_t empty_frames_in_a_row = 0;
+  std::uint64_t pending_send_bytes = 0;
   std::vector<std::unique_ptr<Stream>> pool;
   std::vector<Stream*> free;
   std::vector<Stream*> active;
@@ -388,6 +514,11 @@ const PeerSettings& Http2Connection<Session>::peerSettings() const {
 template <class Session>
 absl::Status Http2Connection<Session>::status() const {
   return s_->status;
+}
+
+template <class Session>
+void Http2Connection<Session>::detachStats() {
+  s_->detachStats();
 }
 
 }  // namespace turnout::proxy::http2

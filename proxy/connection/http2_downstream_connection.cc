@@ -31,12 +31,14 @@ http2::Http2Settings settingsFor(const FilterChainRuntime& chain) {
     const auto& c = *chain.hcm->config;
     s.max_headers_kb = c.max_request_headers_kb;
     if (c.max_headers_count) s.max_headers_count = *c.max_headers_count;
-    s.max_concurrent_streams = c.http2.max_concurrent_streams;
-    s.initial_stream_window_size = c.http2.initial_stream_window_size;
-    s.initial_connection_window_size = c.http2.initial_connection_window_size;
-    s.hpack_table_size = c.http2.hpack_table_size;
+    http2::applyProtocolOptions(c.http2, s);
   }
   return s;
+}
+
+http2::CodecStatsSink statsFor(Worker& worker, const FilterChainRuntime& chain) {
+  if (!chain.hcm) return {};
+  return http2::CodecStatsSink{chain.hcm->http2_stats, &worker.shard()};
 }
 
 }  // namespace
@@ -221,7 +223,8 @@ Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
       remote_(remote),
       local_(local),
       id_(Worker::next_connection_id_.fetch_add(1)),
-      codec_(*this, settingsFor(config_->listeners[listener_index]->filter_chains[chain_index])),
+      codec_(*this, settingsFor(config_->listeners[listener_index]->filter_chains[chain_index]),
+             statsFor(worker, config_->listeners[listener_index]->filter_chains[chain_index])),
       writer_signal_(worker.io()),
       done_signal_(worker.io()),
       idle_timer_(worker.io()),

@@ -114,6 +114,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
   }
   rt.stats = stats::makeHttpConnManagerStats(store, h.stat_prefix);
   rt.listener_http_stats = stats::makeListenerHttpStats(store, lstats, h.stat_prefix);
+  rt.http2_stats = stats::makeHttp2CodecStats(store);
   for (size_t i = 0; i < h.access_logs.size(); ++i) {
     auto log = logs.create(h.access_logs[i]);
     if (!log.ok()) {

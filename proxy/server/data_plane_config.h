@@ -70,6 +70,8 @@ struct HttpConnectionManagerRuntime {
   std::vector<access_log::AccessLogConstSharedPtr> access_logs;
   stats::HttpConnManagerStats stats;
   stats::ListenerHttpStats listener_http_stats;
+  // http2.*: Envoy's downstream HTTP/2 codec stats (one tree for every HCM).
+  stats::Http2CodecStats http2_stats;
   // The listener's per_connection_buffer_limit_bytes (1 MiB default): Envoy's
   // decoder buffer limit, the most request body kept for retries and mirrors.
   uint32_t buffer_limit_bytes = 1024 * 1024;

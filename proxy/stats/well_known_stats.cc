@@ -66,6 +66,38 @@ struct ScopeRegistrar {
   StatId histogram(const std::string& n) { return take(n); }
 };
 
+// Registers loose stats under a prefix (the Registrar shape for loose trees).
+struct LooseRegistrar {
+  Store& store;
+  std::string prefix;
+  StatId counter(const std::string& n) { return store.counter(prefix + n); }
+  StatId gauge(const std::string& n) { return store.gauge(prefix + n); }
+};
+
+// http2.* (Envoy's ALL_HTTP2_CODEC_STATS order), names relative to `prefix`
+// ("http2." or, inside a cluster's scope, "http2." after the scope's prefix).
+template <class Registrar>
+Http2CodecStats fillHttp2CodecStats(Registrar& r, std::string_view prefix) {
+  auto n = [&](const char* name) { return std::string(prefix) + name; };
+  Http2CodecStats s;
+  s.goaway_sent = r.counter(n("goaway_sent"));
+  s.header_overflow = r.counter(n("header_overflow"));
+  s.headers_cb_no_stream = r.counter(n("headers_cb_no_stream"));
+  s.inbound_empty_frames_flood = r.counter(n("inbound_empty_frames_flood"));
+  s.inbound_priority_frames_flood = r.counter(n("inbound_priority_frames_flood"));
+  s.inbound_window_update_frames_flood = r.counter(n("inbound_window_update_frames_flood"));
+  s.outbound_control_flood = r.counter(n("outbound_control_flood"));
+  s.outbound_flood = r.counter(n("outbound_flood"));
+  s.rx_messaging_error = r.counter(n("rx_messaging_error"));
+  s.rx_reset = r.counter(n("rx_reset"));
+  s.stream_refused_errors = r.counter(n("stream_refused_errors"));
+  s.trailers = r.counter(n("trailers"));
+  s.tx_reset = r.counter(n("tx_reset"));
+  s.streams_active = r.gauge(n("streams_active"));
+  s.pending_send_bytes = r.gauge(n("pending_send_bytes"));
+  return s;
+}
+
 // http.<stat_prefix>.* in slot order (schema and ids from the same code).
 template <class Registrar>
 HttpConnManagerStats fillHcmStats(Registrar& r) {
@@ -262,6 +294,7 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   };
   s.breakers_default = breakers("default");
   s.breakers_high = breakers("high");
+  s.http2 = fillHttp2CodecStats(r, "http2.");
   return s;
 }
 
@@ -366,6 +399,11 @@ ListenerStats makeListenerStats(Store& store, std::string_view address, std::str
   s.prefix = std::move(prefix);
   s.scope = ref.handle;
   return s;
+}
+
+Http2CodecStats makeHttp2CodecStats(Store& store) {
+  LooseRegistrar r{store, ""};
+  return fillHttp2CodecStats(r, "http2.");
 }
 
 HttpInspectorStats makeHttpInspectorStats(Store& store) {

@@ -51,6 +51,22 @@ struct HttpConnManagerStats {
 };
 HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix);
 
+// Envoy's HTTP/2 codec stats (http_conn_man/stats.rst "HTTP/2 codec
+// statistics", source/common/http/http2/codec_stats.h), the ones turnout
+// counts: rooted at http2. downstream (one tree for every HCM) and at
+// cluster.<name>.http2. upstream. The codec writes them itself
+// (http2::CodecStatsSink), so the struct is plain ids.
+struct Http2CodecStats {
+  StatId goaway_sent, header_overflow, headers_cb_no_stream;
+  StatId inbound_empty_frames_flood, inbound_priority_frames_flood,
+      inbound_window_update_frames_flood;
+  StatId outbound_control_flood, outbound_flood;
+  StatId rx_messaging_error, rx_reset, stream_refused_errors, trailers, tx_reset;
+  StatId streams_active, pending_send_bytes;  // gauges
+};
+// http2.*: loose stats, registered once (main thread) and shared by every HCM.
+Http2CodecStats makeHttp2CodecStats(Store& store);
+
 // tcp.<stat_prefix>.*  (the TCP proxy filter, Envoy's tcp_proxy_filter.rst).
 struct TcpProxyStats {
   StatId downstream_cx_total, downstream_cx_no_route;
@@ -164,6 +180,8 @@ struct ClusterStats {
   // upstream_rq_<code> and retry.upstream_rq_<code> for kCommonCodes, in
   // that order from these ids (see countResponse).
   StatId upstream_rq_code_first, retry_upstream_rq_code_first;
+  // http2.*: the cluster's HTTP/2 connections' codec stats.
+  Http2CodecStats http2;
   ScopeHandle scope;
 
   // Final response: upstream_rq_<N>xx and upstream_rq_<code> (when pre-registered).

@@ -8,6 +8,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/upstream/http1_conn_pool.h"
+#include "proxy/upstream/auto_conn_pool.h"
 #include "proxy/upstream/http2_conn_pool.h"
 
 namespace turnout::proxy {
@@ -322,9 +323,13 @@ void WorkerCluster::updateEjections(OutlierEjectionsConstSharedPtr ejections) {
 
 ConnPool& WorkerCluster::connPool(HostState& host) {
   if (!host.pool) {
-    if (config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2) {
+    using Protocol = config::ClusterConfig::UpstreamProtocol;
+    const Protocol protocol = config().upstream_protocol;
+    if (protocol == Protocol::Http2) {
       host.pool = std::make_unique<Http2ConnPool>(*this, host);
-    } else {
+    } else if (protocol == Protocol::Auto && runtime().tls) {
+      host.pool = std::make_unique<AutoConnPool>(*this, host);
+    } else {  // HTTP/1.1, and auto_config without TLS (Envoy's rule)
       host.pool = std::make_unique<Http1ConnPool>(*this, host);
     }
   }

@@ -142,6 +142,10 @@ struct HostState {
   PendingRequest* pending_tail = nullptr;
   // The host's stream pool, made on first use (WorkerCluster::connPool()).
   std::unique_ptr<ConnPool> pool;
+  // auto_config on a TLS cluster: the protocol the host's ALPN chose, learned
+  // from this worker's first connection to it (Envoy caches it per host).
+  enum class AlpnProtocol : uint8_t { Unknown, Http1, Http2 };
+  AlpnProtocol alpn_protocol = AlpnProtocol::Unknown;
 };
 
 // The idle pooled connections of one worker, oldest first, and the one timer

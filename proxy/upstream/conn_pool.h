@@ -138,6 +138,10 @@ class ConnPool {
     Status status = Status::Ready;
     UpstreamStreamPtr stream;        // Ready
     bool connect_timed_out = false;  // ConnectFailure: the connect itself timed out
+    // ConnectFailure from an auto_config pool's HTTP/2 side: the host's ALPN
+    // chose HTTP/1.1, so the request belongs to the HTTP/1 side (AutoConnPool
+    // asks again; the router never sees it).
+    bool protocol_changed = false;
   };
   // A stream, waiting as a pending request within the cluster's breakers
   // until `deadline` (Timeout) or pending.cancel() (Cancelled).

@@ -25,10 +25,11 @@ constexpr std::size_t kWriteBatch = 64 * 1024;
 // --- Http2PoolConnection ------------------------------------------------------------
 
 Http2PoolConnection::Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
-                                         const http2::Http2Settings& settings)
+                                         const http2::Http2Settings& settings,
+                                         const http2::CodecStatsSink& stats)
     : pool_(&pool),
       stream_(ex),
-      codec_(*this, settings),
+      codec_(*this, settings, stats),
       idle_timer_(ex),
       capacity_(std::min(kStreamsBeforeSettings, pool.configured_streams_)),
       read_buffer_(kReadBuffer) {}
@@ -318,21 +319,21 @@ void Http2PoolStream::release(bool) {
 
 http2::Http2Settings Http2ConnPool::settingsFor(const config::ClusterConfig& config) {
   http2::Http2Settings s;
-  s.max_concurrent_streams = config.http2.max_concurrent_streams;
-  s.initial_stream_window_size = config.http2.initial_stream_window_size;
-  s.initial_connection_window_size = config.http2.initial_connection_window_size;
-  s.hpack_table_size = config.http2.hpack_table_size;
+  http2::applyProtocolOptions(config.http2, s);
   return s;
 }
 
-Http2ConnPool::Http2ConnPool(WorkerCluster& cluster, HostState& host)
+Http2ConnPool::Http2ConnPool(WorkerCluster& cluster, HostState& host, bool alpn_auto)
     : cluster_(cluster),
       host_(host),
       settings_(settingsFor(cluster.config())),
-      configured_streams_(std::max<uint32_t>(1, cluster.config().http2.max_concurrent_streams)) {}
+      configured_streams_(std::max<uint32_t>(1, cluster.config().http2.max_concurrent_streams)),
+      alpn_auto_(alpn_auto) {}
 
 Http2ConnPool::~Http2ConnPool() {
   for (auto& c : conns_) {
+    // The connection may outlive the cluster's stat scope.
+    c->codec_.detachStats();
     uncount(*c);
     c->pool_ = nullptr;
     c->closeSocket();
@@ -373,12 +374,13 @@ uint64_t Http2ConnPool::connectingCapacity() const {
 
 void Http2ConnPool::startConnect(asio::any_io_executor ex) {
   const auto& stats = cluster_.runtime().stats;
-  auto c = std::make_shared<Http2PoolConnection>(*this, ex, settings_);
+  auto c = std::make_shared<Http2PoolConnection>(
+      *this, ex, settings_, http2::CodecStatsSink{stats.http2, cluster_.shard_});
   cluster_.resources_->connections.inc(cluster_.thresholds_.max_connections, *cluster_.shard_,
                                        stats.breakers_default.cx_open);
   ++host_.cx_active;
   cluster_.shard_->inc(stats.upstream_cx_total);
-  cluster_.shard_->inc(stats.upstream_cx_http2_total);
+  if (!alpn_auto_) cluster_.shard_->inc(stats.upstream_cx_http2_total);  // auto: once h2 is chosen
   cluster_.shard_->add(stats.upstream_cx_active, 1);
   conns_.push_back(c);
   cluster_.startOriginalDstCleanup(ex);
@@ -397,6 +399,15 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
     }
     c->stream_.expires_never();
     if (c->pool_ == nullptr) co_return;  // the pool went away meanwhile
+    if (c->alpn_http1_ && !c->closing_) {
+      // auto_config: the host speaks HTTP/1.1. Not a connect failure: the
+      // waiting requests go to the HTTP/1 side, which connects afresh.
+      c->state_ = Http2PoolConnection::State::Closed;
+      c->closeSocket();
+      WorkerCluster::wakeAll(host_, PendingRequest::Wake::Slot);
+      onClosed(*c);
+      co_return;
+    }
     if (ec || c->closing_) {
       last_connect_timed_out_ = ec == beast::error::timeout;
       cluster_.shard_->inc(last_connect_timed_out_ ? stats.upstream_cx_connect_timeout
@@ -463,10 +474,24 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
   // destroyed during the handshake (the socket is closed then): nothing of
   // it is touched after the await unless c.pool_ is still set.
   c.tls_sessions_ = cluster_.tlsSessions();
-  c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, {"h2"}, c.tls_sessions_.get());
+  std::vector<std::string> alpn = {"h2"};
+  if (alpn_auto_) alpn.push_back("http/1.1");
+  c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, std::move(alpn),
+                                 c.tls_sessions_.get());
   if (!c.tls_) co_return asio::error::invalid_argument;
   boost::system::error_code ec =
       co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
+  if (!ec && alpn_auto_ && c.pool_ != nullptr) {
+    // Envoy's auto_config: whatever the server picked (no ALPN is HTTP/1.1).
+    const bool h2 = c.tls_->alpn() == "h2";
+    host_.alpn_protocol = h2 ? HostState::AlpnProtocol::Http2 : HostState::AlpnProtocol::Http1;
+    if (h2) {
+      cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_http2_total);
+    } else {
+      c.alpn_http1_ = true;
+    }
+    co_return ec;
+  }
   if (!ec && c.tls_->alpn() != "h2") {
     if (c.pool_ != nullptr) {
       TURNOUT_LOG(warn, kLogComponent, "cluster '{}': upstream {} did not select ALPN h2 ('{}')",
@@ -491,6 +516,7 @@ void Http2ConnPool::onStreamEnd(Http2PoolConnection& c) {
 void Http2ConnPool::onClosed(Http2PoolConnection& c) {
   if (c.remote_close_) cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_destroy_remote);
   uncount(c);
+  c.codec_.detachStats();  // it may outlive the pool, and the cluster's stat scope
   Http2PoolConnectionSharedPtr keep = c.shared_from_this();
   conns_.erase(std::remove(conns_.begin(), conns_.end(), keep), conns_.end());
   c.pool_ = nullptr;
@@ -525,6 +551,14 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
   const auto& stats = cluster_.runtime().stats;
   stats::Shard& shard = *cluster_.shard_;
   NewStreamResult r;
+  auto choseHttp1 = [&] {
+    return alpn_auto_ && host_.alpn_protocol == HostState::AlpnProtocol::Http1;
+  };
+  if (choseHttp1()) {
+    r.status = Status::ConnectFailure;
+    r.protocol_changed = true;
+    co_return r;
+  }
   if ((r.stream = tryNewStream())) co_return r;
 
   // A pending request from here on (Envoy's newPendingStream).
@@ -541,6 +575,11 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
   for (;;) {
     if (pending->cancelled_) {
       r.status = Status::Cancelled;
+      break;
+    }
+    if (choseHttp1()) {
+      r.status = Status::ConnectFailure;
+      r.protocol_changed = true;
       break;
     }
     if ((r.stream = tryNewStream())) break;

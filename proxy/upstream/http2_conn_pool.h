@@ -53,7 +53,7 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   enum class State : uint8_t { Connecting, Ready, Draining, Closed };
 
   Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
-                      const http2::Http2Settings& settings);
+                      const http2::Http2Settings& settings, const http2::CodecStatsSink& stats);
   ~Http2PoolConnection() override;
   Http2PoolConnection(const Http2PoolConnection&) = delete;
   Http2PoolConnection& operator=(const Http2PoolConnection&) = delete;
@@ -108,6 +108,7 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   bool closing_ = false;   // closeSocket() was called by us
   bool counted_ = true;    // still counted in the cluster's cx stats and breaker
   bool remote_close_ = false;
+  bool alpn_http1_ = false;  // auto_config: the handshake chose http/1.1
 };
 using Http2PoolConnectionSharedPtr = std::shared_ptr<Http2PoolConnection>;
 
@@ -186,7 +187,11 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
 
 class Http2ConnPool final : public ConnPool {
  public:
-  Http2ConnPool(WorkerCluster& cluster, HostState& host);
+  // `alpn_auto`: auto_config's HTTP/2 side: ALPN offers h2 and http/1.1, the
+  // first handshake records the host's choice (HostState::alpn_protocol),
+  // and once it is HTTP/1.1 this pool hands its requests back
+  // (NewStreamResult::protocol_changed).
+  Http2ConnPool(WorkerCluster& cluster, HostState& host, bool alpn_auto = false);
   ~Http2ConnPool() override;  // closes every connection
   Http2ConnPool(const Http2ConnPool&) = delete;
   Http2ConnPool& operator=(const Http2ConnPool&) = delete;
@@ -231,6 +236,7 @@ class Http2ConnPool final : public ConnPool {
   std::vector<Http2PoolConnectionSharedPtr> conns_;
   uint32_t pending_ = 0;  // this pool's requests in newStream()
   bool last_connect_timed_out_ = false;
+  bool alpn_auto_ = false;
 };
 
 }  // namespace turnout::proxy

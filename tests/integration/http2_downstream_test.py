@@ -332,8 +332,9 @@ class FloodTest(Http2TestCase):
             i += 9 + int.from_bytes(data[i:i + 3], "big")
         return None
 
-    def check(self, opening, chunk):
+    def check(self, opening, chunk, stat=None):
         before = self.rss_kib()
+        counted = self.proxy.counter(stat) if stat else None
         how, sent = self.flood(opening, chunk)
         self.assertIn(how, ("goaway", "closed"), "after %d frames" % sent)
         self.assertLess(self.rss_kib() - before, 32 * 1024, "RSS grew by more than 32 MiB")
@@ -341,12 +342,26 @@ class FloodTest(Http2TestCase):
         sid = c.request("/after-flood")
         c.wait(lambda: c.done(sid))
         self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+        if stat:  # Envoy's http2.* codec stat for this flood
+            self.proxy.wait_stat(stat, lambda v: v == counted + 1)
+            self.assertEqual(self.proxy.counter(stat), counted + 1)
 
+    # PING and SETTINGS floods end on nghttp2's ACK limit (http2.outbound_control_flood)
+    # or, as this sender drops the unsent tail of a partial send, on a framing
+    # error: no stat is asserted (the codec tests check outbound_control_flood).
     def test_ping_flood(self):
         self.check(b"", frame(6, 0, 0, b"12345678") * 1000)
 
     def test_settings_flood(self):
         self.check(b"", frame(4, 0, 0, b"") * 1000)
+
+    def test_window_update_flood(self):
+        self.check(b"", frame(8, 0, 0, b"\x00\x00\x00\x01") * 1000,
+                   "http2.inbound_window_update_frames_flood")
+
+    def test_priority_flood(self):
+        self.check(b"", frame(2, 0, 1, b"\x00\x00\x00\x00\x0f") * 1000,
+                   "http2.inbound_priority_frames_flood")
 
     def test_continuation_flood(self):
         block = hpack.Encoder().encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
@@ -357,7 +372,46 @@ class FloodTest(Http2TestCase):
     def test_empty_data_flood(self):
         block = hpack.Encoder().encode([(":method", "POST"), (":path", "/"), (":scheme", "http"),
                                         (":authority", "svc")])
-        self.check(frame(1, 4, 1, block), frame(0, 0, 1, b"") * 1000)
+        self.check(frame(1, 4, 1, block), frame(0, 0, 1, b"") * 1000,
+                   "http2.inbound_empty_frames_flood")
+
+
+class CodecStatsTest(Http2TestCase):
+    """Envoy's downstream HTTP/2 codec stats (http2.*) from real h2 clients."""
+
+    def test_resets_trailers_and_active_streams_are_counted(self):
+        rx, trailers = self.proxy.counter("http2.rx_reset"), self.proxy.counter("http2.trailers")
+        c = self.client()
+        sid = c.request("/t", method="POST", body=b"abc", trailers=[("x-trailer", "1")])
+        c.wait(lambda: c.done(sid))
+        self.assertEqual(self.proxy.counter("http2.trailers"), trailers + 1)
+        slow = c.request("/slow", method="POST", body=b"partial", end=False)
+        self.proxy.wait_stat("http2.streams_active", lambda v: v >= 1)
+        c.conn.reset_stream(slow, error_code=8)  # CANCEL
+        c.flush()
+        self.proxy.wait_stat("http2.rx_reset", lambda v: v == rx + 1)
+        c.close()
+        self.proxy.wait_stat("http2.streams_active", lambda v: v == 0)
+        self.assertEqual(self.proxy.counter("http2.pending_send_bytes"), 0)
+
+    def test_oversized_headers_count_header_overflow_and_tx_reset(self):
+        overflow, tx = self.proxy.counter("http2.header_overflow"), self.proxy.counter("http2.tx_reset")
+        c = self.client()
+        # 80 KB over ten fields (turnout's limit is 60 KiB; each field stays
+        # under nghttp2's own per-field bound).
+        sid = c.request("/big", headers=[("x-big-%d" % i, "a" * 8000) for i in range(10)])
+        c.wait(lambda: c.done(sid) or c.streams[sid]["reset"] is not None or c.closed)
+        self.proxy.wait_stat("http2.header_overflow", lambda v: v == overflow + 1)
+        self.proxy.wait_stat("http2.tx_reset", lambda v: v == tx + 1)
+
+    def test_a_forbidden_header_counts_rx_messaging_error(self):
+        before = self.proxy.counter("http2.rx_messaging_error")
+        raw = RawH2(self.port)
+        self.addCleanup(raw.sock.close)
+        raw.headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                        (":authority", "svc"), ("connection", "close")])
+        self.assertTrue(raw.outcome(1).startswith("rst 1"))
+        self.proxy.wait_stat("http2.rx_messaging_error", lambda v: v == before + 1)
 
 
 class RawH2:

@@ -281,6 +281,19 @@ class RefusedStreamTest(Http2UpstreamTestCase):
         self.assertEqual(len([r for r in self.backend.requests if r["path"] == "/refused"]), 1)
 
 
+class CodecStatsTest(Http2UpstreamTestCase):
+    """Envoy's upstream HTTP/2 codec stats, cluster.<name>.http2.*."""
+
+    def test_a_stream_the_backend_resets_counts_rx_reset(self):
+        before = self.turnout.counter("cluster.h2.http2.rx_reset")
+        status, _, _ = request(self.port, "GET", "/reset")
+        self.assertGreaterEqual(status, 500)
+        self.assertGreater(self.turnout.counter("cluster.h2.http2.rx_reset"), before)
+        self.assertGreater(self.turnout.counter("cluster.h2.upstream_rq_rx_reset"), 0)
+        self.echo("GET", "/after-reset")  # the connection still serves
+        self.turnout.wait_stat("cluster.h2.http2.streams_active", lambda v: v == 0)
+
+
 class HeldWindowTest(Http2UpstreamTestCase):
     """The upstream's window holds the request body back while the client
     sends the rest of it: what arrives during that wait, up to the end of
@@ -433,9 +446,9 @@ class ConfigRejectionTest(unittest.TestCase):
 
     def test_the_deprecated_field_is_checked_the_same_way(self):
         r = self.run_turnout(h2_cluster("h2", [1], deprecated=True,
-                                        http2_options="{max_outbound_frames: 10}"))
+                                        http2_options="{allow_metadata: true}"))
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("static_resources.clusters[0].http2_protocol_options.max_outbound_frames",
+        self.assertIn("static_resources.clusters[0].http2_protocol_options.allow_metadata",
                       r.stdout + r.stderr)
 
 

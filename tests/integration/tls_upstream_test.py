@@ -15,6 +15,8 @@ committed. One nginx process serves several TLS servers on loopback:
 Each answers "<name> <uri> proto=<protocol> conn=<nginx connection serial>
 reused=<ssl_session_reused> client=<client certificate subject> len=<request
 length>", so the tests see what nginx saw on its side of the TLS connection.
+nghttpx (in front of nginx's plaintext server) is a second h2-by-ALPN server
+for auto_config; its access log records the ALPN of each request.
 """
 
 import os
@@ -179,6 +181,46 @@ http {
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class TlsNghttpx:
+    """nghttpx as a second real h2-by-ALPN TLS server (its own HTTP/2 stack),
+    in front of nginx's plaintext server; its access log records the ALPN each
+    request arrived with ($alpn)."""
+
+    def __init__(self, backend_port):
+        self.dir = tempfile.mkdtemp(prefix="turnout-nghttpx-")
+        self.log = os.path.join(self.dir, "access.log")
+        self.port = free_ports(1)[0]
+        self.proc = subprocess.Popen(
+            ["nghttpx", "--conf=/dev/null", "--workers=1", "--no-ocsp",
+             "--frontend=127.0.0.1,%d" % self.port, "--backend=127.0.0.1,%d" % backend_port,
+             "--accesslog-file=" + self.log, "--accesslog-format=$alpn $path",
+             "--errorlog-file=" + os.path.join(self.dir, "error.log"),
+             os.path.join(CERTS, "server.key"), os.path.join(CERTS, "server.pem")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        if not wait_listening(self.proc, [self.port]):
+            self.stop()
+            raise RuntimeError("nghttpx did not start")
+
+    def wait_alpn(self, path):
+        """The ALPN of the logged request for `path` (nghttpx logs once it answered)."""
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                with open(self.log) as f:
+                    for line in f.read().splitlines():
+                        alpn, _, got = line.partition(" ")
+                        if got == path:
+                            return alpn
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return None
+
+    def stop(self):
+        stop_process(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def tls_socket(sni="svc.test", ca="ca.pem", client_cert=False, sans=("svc.test",), extra=""):
     """An UpstreamTlsContext transport socket (cluster-level YAML, 2 spaces)."""
     out = ("  transport_socket:\n"
@@ -209,6 +251,13 @@ H2 = ("  typed_extension_protocol_options:\n"
       "      explicit_http_config:\n"
       "        http2_protocol_options: {}\n")
 
+AUTO = ("  typed_extension_protocol_options:\n"
+        "    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+        "      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"
+        "      auto_config:\n"
+        "        http2_protocol_options: { max_concurrent_streams: 50 }\n"
+        "        http_protocol_options: {}\n")
+
 HEALTH_CHECK = ("  health_checks:\n"
                 "  - timeout: 2s\n"
                 "    interval: 0.1s\n"
@@ -233,6 +282,10 @@ CLUSTERS = (
     ("/resume/", "resume", "good", lambda: "  max_requests_per_connection: 1\n" + tls_socket()),
     ("/checked/", "checked", "good", lambda: HEALTH_CHECK + tls_socket()),
     ("/silent/", "silent", "silent", lambda: tls_socket()),
+    ("/auto-h2/", "auto_h2", "h2", lambda: AUTO + tls_socket()),
+    ("/auto-http1/", "auto_http1", "good", lambda: AUTO + tls_socket()),
+    ("/auto-plain/", "auto_plain", "plain", lambda: AUTO),
+    ("/auto-nghttpx/", "auto_nghttpx", "nghttpx", lambda: AUTO + tls_socket()),
 )
 
 
@@ -252,6 +305,7 @@ def upstream_bootstrap(ports):
 class UpstreamTlsTest(unittest.TestCase):
     nginx = None
     proxy = None
+    nghttpx = None
 
     silent = None
 
@@ -265,6 +319,8 @@ class UpstreamTlsTest(unittest.TestCase):
             cls.silent.listen(16)
             cls.nginx = TlsNginx().start()
             cls.nginx.ports["silent"] = cls.silent.getsockname()[1]
+            cls.nghttpx = TlsNghttpx(cls.nginx.ports["plain"])
+            cls.nginx.ports["nghttpx"] = cls.nghttpx.port
             # One worker: session caches and pools are per worker.
             cls.proxy = TurnoutProcess(TURNOUT, upstream_bootstrap(cls.nginx.ports),
                                        extra_args=("--concurrency", "1")).start()
@@ -278,6 +334,9 @@ class UpstreamTlsTest(unittest.TestCase):
         if cls.proxy is not None:
             cls.proxy.stop()
             cls.proxy = None
+        if cls.nghttpx is not None:
+            cls.nghttpx.stop()
+            cls.nghttpx = None
         if cls.nginx is not None:
             cls.nginx.stop()
             cls.nginx = None
@@ -397,6 +456,41 @@ class UpstreamTlsTest(unittest.TestCase):
         self.assertEqual(seen[0][4], "HTTP/2.0", seen)
         self.assertGreater(int(seen[0][3]), len(payload), seen)
 
+    def test_auto_config_speaks_h2_to_a_server_that_selects_it_by_alpn(self):
+        for i in range(3):
+            status, _, body = self.get("/auto-h2/x%d" % i)
+            self.assertEqual(status, 200, body)
+            self.assertTrue(body.startswith(b"h2 /auto-h2/x%d proto=HTTP/2.0" % i), body)
+        self.assertEqual(self.c("auto_h2", "upstream_cx_http2_total"), 1)
+        self.assertEqual(self.c("auto_h2", "upstream_cx_http1_total"), 0)
+        self.assertEqual(self.c("auto_h2", "upstream_cx_connect_fail"), 0)
+
+    def test_auto_config_speaks_h2_to_nghttpx(self):
+        for i in range(2):
+            status, _, body = self.get("/auto-nghttpx/n%d" % i)
+            self.assertEqual(status, 200, body)
+            self.assertTrue(body.startswith(b"plain /auto-nghttpx/n%d" % i), body)
+            self.assertEqual(self.nghttpx.wait_alpn("/auto-nghttpx/n%d" % i), "h2")
+        self.assertEqual(self.c("auto_nghttpx", "upstream_cx_http2_total"), 1)
+        self.assertEqual(self.c("auto_nghttpx", "upstream_cx_http1_total"), 0)
+
+    def test_auto_config_speaks_http1_to_a_server_without_h2(self):
+        for i in range(3):
+            status, _, body = self.get("/auto-http1/x%d" % i)
+            self.assertEqual(status, 200, body)
+            self.assertTrue(body.startswith(b"good /auto-http1/x%d proto=HTTP/1.1" % i), body)
+        seen = self.nginx.wait_requests("good", lambda r: r[1].startswith("/auto-http1/"), 3)
+        self.assertEqual([r[4] for r in seen], ["HTTP/1.1"] * 3, seen)
+        self.assertEqual(self.c("auto_http1", "upstream_cx_http2_total"), 0)
+        self.assertEqual(self.c("auto_http1", "upstream_cx_connect_fail"), 0)
+        # The probe that learned http/1.1, then one HTTP/1 connection reused.
+        self.assertEqual(self.c("auto_http1", "upstream_cx_http1_total"), 1)
+
+    def test_auto_config_without_tls_is_http1(self):
+        status, _, body = self.get("/auto-plain/x")
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body.startswith(b"plain /auto-plain/x proto=HTTP/1.1"), body)
+
     def test_an_http2_cluster_to_a_server_without_h2_fails_the_connection(self):
         status, _, body = self.get("/h2-to-http1/x")
         self.assertEqual(status, 503, body)
@@ -455,6 +549,17 @@ class UpstreamTlsConfigTest(unittest.TestCase):
                                timeout=20)
         self.assertNotEqual(serve.returncode, 0)
         self.assertIn("tls_certificates[0].certificate_chain", serve.stderr)
+
+    def test_auto_config_http3_protocol_options_is_rejected_with_its_path(self):
+        r = self.validate(self.yaml(AUTO.replace("        http_protocol_options: {}\n",
+                                                 "        http3_protocol_options: {}\n")))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("auto_config.http3_protocol_options", r.stderr)
+        self.assertIn("HTTP/3 upstreams are not supported by turnout", r.stderr)
+
+    def test_auto_config_with_tls_validates(self):
+        r = self.validate(self.yaml(AUTO + tls_socket()))
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_an_unhonoured_upstream_tls_field_is_rejected_with_its_path(self):
         r = self.validate(self.yaml(tls_socket() + "      allow_renegotiation: true\n"))

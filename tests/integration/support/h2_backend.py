@@ -12,6 +12,7 @@ Paths:
     /big/<n>        the body is n bytes of "x" (sent as the flow-control
                     windows allow) instead of the echo
     /trailers       the echo, then response trailers x-resp-trailer: done
+    /reset          no response: RST_STREAM(INTERNAL_ERROR) on the stream
 Options:
     max_concurrent_streams  our SETTINGS_MAX_CONCURRENT_STREAMS
     refuse_first            the first request of the whole backend is
@@ -183,6 +184,9 @@ class H2Backend:
             h2c.reset_stream(sid, error_code=h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         path = hdrs.get(":path", "")
+        if path == "/reset":
+            h2c.reset_stream(sid, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
+            return
         echo = {
             "method": hdrs.get(":method"),
             "path": path,

@@ -530,6 +530,61 @@ TEST_CASE("HTTP/2 protocol options select the h2 pool and carry the honoured set
   CHECK(t->http2.max_concurrent_streams == 2147483647);
 }
 
+TEST_CASE("auto_config selects the ALPN pool and carries its HTTP/2 options", "[config][snapshot]") {
+  auto typed = buildYaml(
+      "static_resources: {clusters: [{name: c, "
+      "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: "
+      "{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
+      "auto_config: {http_protocol_options: {}, http2_protocol_options: "
+      "{max_concurrent_streams: 9}}}}}]}");
+  const ClusterConfig* c = typed->findCluster("c");
+  CHECK(c->upstream_protocol == ClusterConfig::UpstreamProtocol::Auto);
+  CHECK(c->http2.max_concurrent_streams == 9);
+  CHECK(buildError("static_resources: {clusters: [{name: c, "
+                   "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3."
+                   "HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams."
+                   "http.v3.HttpProtocolOptions, auto_config: {http2_protocol_options: "
+                   "{initial_stream_window_size: 5}}}}}]}")
+            .find("auto_config.http2_protocol_options.initial_stream_window_size") !=
+        std::string::npos);
+}
+
+TEST_CASE("HTTP/2 flood limits come from Http2ProtocolOptions and a zero limit is rejected with "
+          "its path",
+          "[config][snapshot]") {
+  auto plain = buildYaml("static_resources: {clusters: [{name: c}]}");
+  const Http2OptionsConfig& d = plain->findCluster("c")->http2;
+  CHECK(d.max_outbound_frames == 10000);
+  CHECK(d.max_outbound_control_frames == 1000);
+  CHECK(d.max_consecutive_inbound_frames_with_empty_payload == 1);
+  CHECK(d.max_inbound_priority_frames_per_stream == 100);
+  CHECK(d.max_inbound_window_update_frames_per_data_frame_sent == 10);
+
+  auto set = buildYaml(
+      "static_resources: {clusters: [{name: c, http2_protocol_options: "
+      "{max_outbound_frames: 50, max_outbound_control_frames: 20, "
+      "max_consecutive_inbound_frames_with_empty_payload: 0, "
+      "max_inbound_priority_frames_per_stream: 7, "
+      "max_inbound_window_update_frames_per_data_frame_sent: 3}}]}");
+  const Http2OptionsConfig& s = set->findCluster("c")->http2;
+  CHECK(s.max_outbound_frames == 50);
+  CHECK(s.max_outbound_control_frames == 20);
+  CHECK(s.max_consecutive_inbound_frames_with_empty_payload == 0);
+  CHECK(s.max_inbound_priority_frames_per_stream == 7);
+  CHECK(s.max_inbound_window_update_frames_per_data_frame_sent == 3);
+
+  // Envoy's validate rule (gte 1), whichever check meets it first.
+  for (const char* field : {"max_outbound_frames", "max_outbound_control_frames",
+                            "max_inbound_window_update_frames_per_data_frame_sent"}) {
+    const std::string error = buildError(
+        absl::StrCat("static_resources: {clusters: [{name: c, http2_protocol_options: {", field,
+                     ": 0}}]}"));
+    INFO(error);
+    CHECK(error.find(absl::StrCat("clusters[0].http2_protocol_options.", field)) !=
+          std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace turnout::config
 

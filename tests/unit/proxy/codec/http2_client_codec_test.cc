@@ -478,3 +478,45 @@ TEST_CASE("h2 releasing a stream inside its own callback is safe", "[h2codec]") 
 
 }  // namespace
 }  // namespace turnout::proxy::http2
+
+namespace turnout::proxy::http2 {
+namespace {
+
+TEST_CASE("h2 client counts the upstream's resets and gives its gauges back", "[h2codec][stats]") {
+  test::CodecStatsFixture f;
+  ConnRecorder conn;
+  TestPeer peer;
+  auto client = std::make_unique<ClientCodec>(conn, Http2Settings{}, f.sink);
+  REQUIRE(pump(*client, peer));
+  StreamRecorder a, b;
+  ClientStreamPtr sa = client->newStream(a);
+  a.stream = sa.get();
+  REQUIRE(sa->encodeHeaders(get("/a"), true).ok());
+  ClientStreamPtr sb = client->newStream(b);
+  b.stream = sb.get();
+  RequestHead post = get("/b");
+  post.method = "POST";
+  REQUIRE(sb->encodeHeaders(post, false).ok());
+  REQUIRE(pump(*client, peer));
+  CHECK(f.gauge("streams_active") == 2);
+
+  peer.reset(sa->id(), NGHTTP2_INTERNAL_ERROR);
+  REQUIRE(pump(*client, peer));
+  CHECK(a.reset == StreamResetReason::kRemoteReset);
+  CHECK(f.counter("rx_reset") == 1);
+  CHECK(f.gauge("streams_active") == 1);
+
+  sb->encodeData(std::span<const char>("unsent", 6), false);
+  CHECK(f.gauge("pending_send_bytes") == 6);
+  client->detachStats();  // the owner's stat scope ends first
+  CHECK(f.gauge("streams_active") == 0);
+  CHECK(f.gauge("pending_send_bytes") == 0);
+  sa.reset();
+  sb.reset();
+  client.reset();
+  CHECK(f.gauge("streams_active") == 0);
+  CHECK(f.counter("tx_reset") == 0);  // nothing counted after detachStats
+}
+
+}  // namespace
+}  // namespace turnout::proxy::http2

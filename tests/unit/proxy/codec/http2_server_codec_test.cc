@@ -135,8 +135,9 @@ struct RequestRecorder : RequestDecoderCallbacks {
 
 struct Server : ServerCallbacks {
   explicit Server(const Http2Settings& settings = {},
-                  std::vector<nghttp2_settings_entry> client_settings = {})
-      : client(std::move(client_settings)), codec(*this, settings) {
+                  std::vector<nghttp2_settings_entry> client_settings = {},
+                  const CodecStatsSink& stats = {})
+      : client(std::move(client_settings)), codec(*this, settings, stats) {
     pump();
   }
   RequestDecoderCallbacks& newStream(ServerStreamPtr stream) override {
@@ -317,6 +318,152 @@ TEST_CASE("h2 server rejects a connection without the client preface", "[h2codec
   ServerCodec fresh(s);
   CHECK(fresh.dispatch(std::string_view("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).message() ==
         "http2.bad_client_magic");
+}
+
+}  // namespace
+}  // namespace turnout::proxy::http2
+
+namespace turnout::proxy::http2 {
+namespace {
+
+using test::CodecStatsFixture;
+using test::rawFrame;
+
+TEST_CASE("h2 server counts trailers, resets both ways and active streams", "[h2codec][stats]") {
+  CodecStatsFixture f;
+  Server s({}, {}, f.sink);
+  const int32_t a = s.client.request("POST", "/a", {}, "body", {{"x-t", "1"}});
+  const int32_t b = s.client.request("GET", "/b");
+  const int32_t c = s.client.request("GET", "/c");
+  REQUIRE(s.pump());
+  CHECK(f.counter("trailers") == 1);
+  CHECK(f.gauge("streams_active") == 3);
+
+  nghttp2_submit_rst_stream(s.client.session, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+  s.at(b).stream->resetStream();
+  REQUIRE(s.at(c).stream->encodeHeaders(status(200), false).ok());
+  s.at(c).stream->encodeData(std::string_view("pending"), false);
+  CHECK(f.gauge("pending_send_bytes") == 7);
+  REQUIRE(s.pump());
+  CHECK(f.counter("rx_reset") == 1);
+  CHECK(f.counter("tx_reset") == 1);
+  CHECK(f.gauge("streams_active") == 1);
+  CHECK(f.gauge("pending_send_bytes") == 0);  // framed
+
+  s.at(c).stream->encodeData(std::string_view("more"), false);
+  CHECK(f.gauge("pending_send_bytes") == 4);
+  s.codec.onEof();
+  s.requests.clear();  // releases the streams: their unsent bytes are no longer pending
+  CHECK(f.gauge("streams_active") == 0);
+  CHECK(f.gauge("pending_send_bytes") == 0);
+}
+
+TEST_CASE("h2 server counts a header block over the limits as header_overflow", "[h2codec][stats]") {
+  CodecStatsFixture f;
+  Http2Settings settings;
+  settings.max_headers_count = 4;
+  Server s(settings, {}, f.sink);
+  Fields many;
+  for (int i = 0; i < 8; ++i) many.emplace_back("x-h" + std::to_string(i), "v");
+  const int32_t id = s.client.request("GET", "/", many);
+  s.pump();
+  CHECK(f.counter("header_overflow") == 1);
+  CHECK(f.counter("tx_reset") == 1);
+  CHECK(s.client.responses[id].closed);
+}
+
+TEST_CASE("h2 server counts a request nghttp2 rejects as rx_messaging_error", "[h2codec][stats]") {
+  CodecStatsFixture f;
+  Server s({}, {}, f.sink);
+  s.client.request("GET", "/", {{"connection", "close"}});  // forbidden in HTTP/2
+  s.pump();
+  CHECK(f.counter("rx_messaging_error") == 1);
+  CHECK(f.counter("tx_reset") == 1);
+}
+
+// A request whose body has not started (HEADERS without END_STREAM).
+int32_t openUpload(TestClient& client) {
+  const std::string m = ":method", post = "POST", sc = ":scheme", http = "http", a = ":authority",
+                    host = "svc.local", p = ":path", slash = "/";
+  const nghttp2_nv nv[] = {test::TestEndpoint::fieldOf(m, post), test::TestEndpoint::fieldOf(sc, http),
+                           test::TestEndpoint::fieldOf(a, host), test::TestEndpoint::fieldOf(p, slash)};
+  return nghttp2_submit_headers(client.session, NGHTTP2_FLAG_NONE, -1, nullptr, nv, 4, nullptr);
+}
+
+// Raw frames after a valid preface: the client session's preface and
+// SETTINGS first, then bytes no nghttp2 client would send.
+absl::Status floodWith(Server& s, const std::string& frames) {
+  s.pump();
+  return s.codec.dispatch(frames);
+}
+
+TEST_CASE("h2 server ends a connection flooded with empty DATA frames", "[h2codec][stats]") {
+  CodecStatsFixture f;
+  Server s({}, {}, f.sink);
+  const int32_t id = openUpload(s.client);
+  s.pump();
+  // One empty frame is allowed (Envoy's default), the second is a flood.
+  const std::string empty = rawFrame(NGHTTP2_DATA, 0, static_cast<uint32_t>(id));
+  CHECK(s.codec.dispatch(empty).ok());
+  const absl::Status st = s.codec.dispatch(empty);
+  CHECK(st.message() == "http2.inbound_empty_frames_flood");
+  CHECK(f.counter("inbound_empty_frames_flood") == 1);
+  std::string out;
+  (void)s.codec.drainOutput(out);
+  s.client.receive(out);
+  CHECK(f.counter("goaway_sent") == 1);
+  CHECK(s.client.goaway_last.has_value());
+  CHECK_FALSE(s.codec.wantsRead());
+  CHECK_FALSE(s.codec.wantsWrite());
+}
+
+// One flood per row: `allowed` frames pass (under `limit` set to `value`, or
+// the default when `limit` is null), one more ends the connection.
+struct FloodCase {
+  const char* name;
+  std::uint32_t Http2Settings::*limit;
+  std::uint32_t value;
+  std::string frame;
+  int allowed;
+  const char* status;
+  const char* stat;
+};
+
+TEST_CASE("h2 server ends a flooding connection and counts the flood", "[h2codec][stats]") {
+  const FloodCase c = GENERATE(
+      FloodCase{"PRIORITY: limit * (1 + 0 streams)",
+                &Http2Settings::max_inbound_priority_frames_per_stream, 3,
+                rawFrame(NGHTTP2_PRIORITY, 0, 1, std::string("\0\0\0\0\x0f", 5)), 3,
+                "http2.inbound_priority_frames_flood", "inbound_priority_frames_flood"},
+      FloodCase{"WINDOW_UPDATE: 5 + 2 * (0 streams + 10 * 0 DATA frames sent)", nullptr, 0,
+                rawFrame(NGHTTP2_WINDOW_UPDATE, 0, 0, std::string("\0\0\0\x01", 4)), 5,
+                "http2.inbound_window_update_frames_flood", "inbound_window_update_frames_flood"},
+      FloodCase{"PING ACKs never drained", &Http2Settings::max_outbound_control_frames, 10,
+                rawFrame(NGHTTP2_PING, 0, 0, std::string(8, 'p')), 10, "http2.flood",
+                "outbound_control_flood"});
+  INFO(c.name);
+  CodecStatsFixture f;
+  Http2Settings settings;
+  if (c.limit != nullptr) settings.*c.limit = c.value;
+  Server s(settings, {}, f.sink);
+  std::string frames;
+  for (int i = 0; i < c.allowed; ++i) frames += c.frame;
+  CHECK(floodWith(s, frames).ok());
+  CHECK(s.codec.dispatch(c.frame).message() == c.status);
+  CHECK(f.counter(c.stat) == 1);
+}
+
+TEST_CASE("h2 server honours a larger empty-frame limit", "[h2codec][stats]") {
+  CodecStatsFixture f;
+  Http2Settings settings;
+  settings.max_consecutive_inbound_frames_with_empty_payload = 3;
+  Server s(settings, {}, f.sink);
+  const int32_t id = openUpload(s.client);
+  s.pump();
+  const std::string empty = rawFrame(NGHTTP2_DATA, 0, static_cast<uint32_t>(id));
+  CHECK(s.codec.dispatch(empty + empty + empty).ok());
+  CHECK_FALSE(s.codec.dispatch(empty).ok());
+  CHECK(f.counter("inbound_empty_frames_flood") == 1);
 }
 
 }  // namespace

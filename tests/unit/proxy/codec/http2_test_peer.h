@@ -16,8 +16,53 @@
 #include <vector>
 
 #include "proxy/codec/http2_client_codec.h"
+#include "proxy/stats/store.h"
 
 namespace turnout::proxy::http2::test {
+
+// http2.* registered in `store` the way makeHttp2CodecStats names them (the
+// codec tests link no well_known_stats.cc), and a sink on its shard 0.
+struct CodecStatsFixture {
+  stats::Store store{1};
+  CodecStatsSink sink;
+  CodecStatsFixture() {
+    stats::Http2CodecStats& i = sink.ids;
+    auto c = [&](const char* n) { return store.counter(std::string("http2.") + n); };
+    i.goaway_sent = c("goaway_sent");
+    i.header_overflow = c("header_overflow");
+    i.headers_cb_no_stream = c("headers_cb_no_stream");
+    i.inbound_empty_frames_flood = c("inbound_empty_frames_flood");
+    i.inbound_priority_frames_flood = c("inbound_priority_frames_flood");
+    i.inbound_window_update_frames_flood = c("inbound_window_update_frames_flood");
+    i.outbound_control_flood = c("outbound_control_flood");
+    i.outbound_flood = c("outbound_flood");
+    i.rx_messaging_error = c("rx_messaging_error");
+    i.rx_reset = c("rx_reset");
+    i.stream_refused_errors = c("stream_refused_errors");
+    i.trailers = c("trailers");
+    i.tx_reset = c("tx_reset");
+    i.streams_active = store.gauge("http2.streams_active");
+    i.pending_send_bytes = store.gauge("http2.pending_send_bytes");
+    sink.shard = &store.shard(0);
+  }
+  uint64_t counter(const char* n) const { return store.counterValue(std::string("http2.") + n); }
+  int64_t gauge(const char* n) const { return store.gaugeValue(std::string("http2.") + n); }
+};
+
+// One raw frame: the 9-byte header and `payload`.
+inline std::string rawFrame(uint8_t type, uint8_t flags, uint32_t stream_id,
+                            std::string_view payload = {}) {
+  std::string f;
+  const auto len = static_cast<uint32_t>(payload.size());
+  f.push_back(static_cast<char>(len >> 16));
+  f.push_back(static_cast<char>(len >> 8));
+  f.push_back(static_cast<char>(len));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift = 24; shift >= 0; shift -= 8) f.push_back(static_cast<char>(stream_id >> shift));
+  f.append(payload);
+  return f;
+}
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
@@ -96,6 +141,10 @@ class TestEndpoint {
     return out.body.empty() && out.trailers.empty() ? nullptr : &p;
   }
 
+ public:
+  static nghttp2_nv fieldOf(const std::string& n, const std::string& v) { return field(n, v); }
+
+ protected:
   static nghttp2_nv field(const std::string& n, const std::string& v) {
     return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),

@@ -1,0 +1,42 @@
+#pragma once
+
+#include "proxy/upstream/cluster_manager.h"
+#include "proxy/upstream/conn_pool.h"
+#include "proxy/upstream/http1_conn_pool.h"
+#include "proxy/upstream/http2_conn_pool.h"
+
+namespace turnout::proxy {
+
+// The ConnPool of one host of an auto_config cluster with TLS, on one worker
+// (Envoy's HttpProtocolOptions.auto_config and its mixed pool;
+// docs/upstream.md "auto_config"). Until the host's protocol is known its
+// requests go to the HTTP/2 side, whose connections offer ALPN h2 and
+// http/1.1; the first handshake records the server's choice in
+// HostState::alpn_protocol. h2: the HTTP/2 side serves the host from then
+// on. http/1.1 (or no ALPN): that connection is closed, the waiting requests
+// come back here and go to the HTTP/1 side, which serves the host from then
+// on. Without TLS the cluster uses Http1ConnPool (WorkerCluster::connPool()).
+//
+// Worker thread only; owned by the HostState, like the pools it holds.
+class AutoConnPool final : public ConnPool {
+ public:
+  AutoConnPool(WorkerCluster& cluster, HostState& host)
+      : host_(host), http1_(cluster, host), http2_(cluster, host, /*alpn_auto=*/true) {}
+
+  // ConnPool
+  UpstreamStreamPtr tryNewStream() override { return chosen().tryNewStream(); }
+  asio::awaitable<NewStreamResult> newStream(
+      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override;
+
+ private:
+  ConnPool& chosen() {
+    if (host_.alpn_protocol == HostState::AlpnProtocol::Http1) return http1_;
+    return http2_;
+  }
+
+  HostState& host_;
+  Http1ConnPool http1_;
+  Http2ConnPool http2_;
+};
+
+}  // namespace turnout::proxy
