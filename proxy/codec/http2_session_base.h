@@ -435,8 +435,12 @@ struct SessionBase {
                           size_t length, uint32_t* flags, nghttp2_data_source* source,
                           void* user) {
     auto* s = static_cast<Stream*>(source->ptr);
+    const std::size_t before = s->send_.size();
     const ssize_t n = SendBuffer::read(session, stream_id, buf, length, flags, &s->send_);
-    if (n > 0) self(user).pendingSend(-n);
+    // What left the buffer, also when the read then failed (a trailer that
+    // could not be submitted): the gauge follows the buffer, not `n`.
+    const std::size_t taken = before - s->send_.size();
+    if (taken > 0) self(user).pendingSend(-static_cast<std::int64_t>(taken));
     return n;
   }
 
