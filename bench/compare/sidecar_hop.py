@@ -381,7 +381,8 @@ def main():
     ap.add_argument("--knee-duration", type=int, default=5, help="seconds of the closed-loop run")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1, help="repeat the open-loop grid (medians)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"),
+                    help="directory of the results (made if missing)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     ap.add_argument("--from-json", metavar="FILE", help="only print the tables of an earlier run")
     args = ap.parse_args()
@@ -430,6 +431,7 @@ def main():
               "knees": knees, "runs": runs}
     summary = summarise(args.rates, runs)
     result["summary"] = [dict(variant=v, rate=r, **s) for (v, r), s in summary.items()]
+    os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, "%s-%s-sidecar-hop" % (date, machine))
     with open(base + ".json", "w") as f:
         json.dump(result, f, indent=1)
