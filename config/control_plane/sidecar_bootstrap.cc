@@ -55,4 +55,18 @@ std::string toYaml(const SidecarBootstrap& b) {
       b.listeners.empty() ? std::string() : absl::StrCat("  listeners:\n", b.listeners));
 }
 
+std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port) {
+  return absl::StrCat(
+      "  - name: ", name, "\n"
+      "    address:\n"
+      "      socket_address: {address: ", address, ", port_value: ", port, "}\n",
+      "    filter_chains:\n"
+      "    - filters:\n"
+      "      - name: envoy.filters.network.http_connection_manager\n"
+      "        typed_config:\n"
+      "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+      "HttpConnectionManager\n"
+      "          stat_prefix: ", name, "\n");
+}
+
 }  // namespace turnout::control_plane

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "config/control_plane/sidecar.h"
 
 namespace turnout::control_plane {
@@ -31,5 +32,11 @@ struct SidecarBootstrap {
 
 // YAML; strings are JSON-quoted (YAML double-quoted scalars).
 std::string toYaml(const SidecarBootstrap& bootstrap);
+
+// The start of a static listener entry for SidecarBootstrap::listeners: its
+// name, address and one filter chain with an HTTP connection manager, up to
+// and including `stat_prefix: <name>`; the caller appends the HCM's other
+// fields (indented ten spaces).
+std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port);
 
 }  // namespace turnout::control_plane

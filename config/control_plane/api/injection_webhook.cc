@@ -427,16 +427,7 @@ std::string sidecarBootstrapYaml(const InjectionOptions& o, std::string_view nod
   b.xds_host = o.xds_host;
   b.xds_port = o.xds_port;
   b.listeners = absl::StrCat(
-      "  - name: readiness\n"
-      "    address:\n"
-      "      socket_address: {address: 0.0.0.0, port_value: ", kSidecarReadinessPort, "}\n",
-      "    filter_chains:\n"
-      "    - filters:\n"
-      "      - name: envoy.filters.network.http_connection_manager\n"
-      "        typed_config:\n"
-      "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-      "HttpConnectionManager\n"
-      "          stat_prefix: readiness\n"
+      hcmListenerHead("readiness", "0.0.0.0", kSidecarReadinessPort),
       "          route_config:\n"
       "            name: readiness\n"
       "            virtual_hosts:\n"

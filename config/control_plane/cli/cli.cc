@@ -566,16 +566,7 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
       "# turnout-cp over ADS (route configuration `outbound`); applications send\n"
       "# outbound traffic to 127.0.0.1:", o.outbound_port, ".\n");
   b.listeners = absl::StrCat(
-      "  - name: outbound\n"
-      "    address:\n"
-      "      socket_address: {address: 127.0.0.1, port_value: ", o.outbound_port, "}\n",
-      "    filter_chains:\n"
-      "    - filters:\n"
-      "      - name: envoy.filters.network.http_connection_manager\n"
-      "        typed_config:\n"
-      "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-      "HttpConnectionManager\n"
-      "          stat_prefix: outbound\n"
+      hcmListenerHead("outbound", "127.0.0.1", o.outbound_port),
       "          rds:\n"
       "            route_config_name: outbound\n"
       "            config_source: {resource_api_version: V3, ads: {}}\n"
