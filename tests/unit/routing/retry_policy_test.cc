@@ -96,7 +96,7 @@ TEST_CASE("retriable_request_headers gate retries on the request", "[routing]") 
   CHECK(compiled(open).requestAllowsRetry(RequestView()));
 }
 
-TEST_CASE("resets are retried by 5xx, gateway-error and reset; connect failures also by connect-failure",
+TEST_CASE("resets are retried by 5xx, gateway-error and reset, connect failures also by connect-failure",
           "[routing]") {
   auto [retry_on, connect_failure, want] = GENERATE(table<std::string, bool, bool>({
       {"5xx", false, true},

@@ -72,7 +72,7 @@ TEST_CASE("the chosen weighted cluster is reported with its entry", "[routing]")
   CHECK(d.host_rewrite == "b.internal");
 }
 
-TEST_CASE("cluster_header takes the first value; absent gives ClusterHeaderMissing", "[routing]") {
+TEST_CASE("cluster_header takes the first value, absent gives ClusterHeaderMissing", "[routing]") {
   Route r = prefixRoute("/", "");
   r.route->cluster.reset();
   r.route->cluster_header = "X-Cluster";

@@ -418,7 +418,7 @@ TEST_CASE("envoy dialect: one route per key form and sandbox, forms in precedenc
   CHECK(routeNames(vhost(r.route_configuration, "details")) == std::vector<std::string>{"baseline"});
 }
 
-TEST_CASE("a single non-zero weight is a plain route; blue/green flips with the weights",
+TEST_CASE("a single non-zero weight is a plain route, blue/green flips with the weights",
           "[control_plane][generator]") {
   State s;
   REQUIRE(s.putService("reviews", R"({"port": 9080})").ok());

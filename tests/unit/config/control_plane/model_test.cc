@@ -316,7 +316,7 @@ TEST_CASE("a release parses weights, versions and header matches", "[control_pla
   CHECK(r->matches[2].version == "v1");
 }
 
-TEST_CASE("blue/green is weights 100 and 0; matches alone need no weights", "[control_plane]") {
+TEST_CASE("blue/green is weights 100 and 0, matches alone need no weights", "[control_plane]") {
   auto bg = parseRelease("reviews", R"({"versions": {"blue": [], "green": ["10.0.0.1:1"]},
                                         "weights": {"blue": 100, "green": 0}})");
   REQUIRE(bg.ok());

@@ -127,7 +127,7 @@ TEST_CASE("If-Match applies to sandboxes and releases", "[control_plane]") {
   CHECK(httpStatusFor(s.deleteRelease("reviews").status()) == 404);
 }
 
-TEST_CASE("a sandbox must fork known services; a forked service cannot be deleted",
+TEST_CASE("a sandbox must fork known services, a forked service cannot be deleted",
           "[control_plane]") {
   State s = withReviews();
   auto bad = s.putSandbox("feat-x", R"({"forks": {"ratings": ["10.0.0.7:1"]}})", kNow);

@@ -53,7 +53,7 @@ struct Fixture {
   }
 };
 
-TEST_CASE("an update replaces only the changed cluster; workers keep the others by identity",
+TEST_CASE("an update replaces only the changed cluster, workers keep the others by identity",
           "[publisher]") {
   constexpr size_t kClusters = 10000;
   Fixture f(kClusters);

@@ -644,7 +644,7 @@ TEST_CASE("a successor with another TLS context takes no idle connection and no 
   CHECK(again->tlsSessions() == next->tlsSessions());
 }
 
-TEST_CASE("a LOGICAL_DNS host at a new address keeps its connections; new ones go to the "
+TEST_CASE("a LOGICAL_DNS host at a new address keeps its connections, new ones go to the "
           "new address",
           "[pool][dns]") {
   Manager m;
@@ -909,7 +909,7 @@ TEST_CASE("a cluster added at run time and then used gets its stats", "[pool][la
   CHECK(m.store.gaugeValue("cluster.late.upstream_cx_active") == 0);
 }
 
-TEST_CASE("a changed cluster in use is replaced at the update; one never used stays deferred",
+TEST_CASE("a changed cluster in use is replaced at the update, one never used stays deferred",
           "[pool][lazy]") {
   LazyManagers m;
   m.worker0.update(m.config, m.resources, m.store.shard(0));

@@ -79,7 +79,7 @@ TEST_CASE("duplicate addresses in one answer make one host", "[dns]") {
   CHECK(u.added == 2);
 }
 
-TEST_CASE("surviving hosts keep their shared state; removed ones go; new ones are fresh",
+TEST_CASE("surviving hosts keep their shared state, removed ones go, new ones are fresh",
           "[dns]") {
   const ResolveTarget t = target(0);
   const auto before = resolve({}, t, {"10.0.0.1", "10.0.0.2"});

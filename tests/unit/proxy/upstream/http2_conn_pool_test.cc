@@ -558,7 +558,7 @@ TEST_CASE("a slow reader holds the upstream to the stream window", "[pool][http2
   CHECK(x.received == big);
 }
 
-TEST_CASE("request body and trailers go out as DATA and trailing HEADERS; te: trailers is kept",
+TEST_CASE("request body and trailers go out as DATA and trailing HEADERS, te: trailers is kept",
           "[pool][http2]") {
   Fixture f;
   Exchange x;

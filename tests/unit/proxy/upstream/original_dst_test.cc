@@ -147,7 +147,7 @@ TEST_CASE("an ORIGINAL_DST host is the connection's local address, made once and
   CHECK(c.cluster->chooseHost(LoadBalancerContext{}) == nullptr);
 }
 
-TEST_CASE("the override header wins when use_http_header is set; a bad one falls back and counts",
+TEST_CASE("the override header wins when use_http_header is set, a bad one falls back and counts",
           "[original_dst]") {
   Cluster c;
   c.config.original_dst->use_http_header = true;
@@ -217,7 +217,7 @@ TEST_CASE("a destination that is the listener's own address is refused and count
   CHECK(c.cluster->originalDstHostCount() == 0);
 }
 
-TEST_CASE("unused ORIGINAL_DST hosts go after a cleanup interval; busy ones stay",
+TEST_CASE("unused ORIGINAL_DST hosts go after a cleanup interval, busy ones stay",
           "[original_dst]") {
   Cluster c;
   c.build();

@@ -340,7 +340,7 @@ TEST_CASE("max_ejection_time_jitter adds the random draw, up to the jitter, to a
   CHECK_FALSE(d.ejected(0));  // 40 s = 30 s + 10 s of jitter
 }
 
-TEST_CASE("a host removed by DNS leaves the ejected count; a new one gets a monitor",
+TEST_CASE("a host removed by DNS leaves the ejected count, a new one gets a monitor",
           "[outlier]") {
   config::OutlierDetectionConfig od;
   od.consecutive_5xx = 1;

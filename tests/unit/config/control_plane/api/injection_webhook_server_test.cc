@@ -213,7 +213,7 @@ TEST_CASE("plaintext HTTP on the TLS port gets no HTTP answer", "[injection_webh
   CHECK(after->status == 200);
 }
 
-TEST_CASE("a rotated certificate serves new connections; a broken rotation keeps the old one",
+TEST_CASE("a rotated certificate serves new connections, a broken rotation keeps the old one",
           "[injection_webhook_server]") {
   Fixture f;
   CHECK(f.post(readFixture("pod_not_annotated.json"))->peer_cn == "turnout-cp.turnout-system.svc");

@@ -294,7 +294,7 @@ TEST_CASE("a Deployment's annotated pod gets the init container, the sidecar and
   CHECK(listeners == std::map<std::string, uint32_t>{{"readiness", 15021}});
 }
 
-TEST_CASE("existing init containers and annotations are appended to; the service annotation wins",
+TEST_CASE("existing init containers and annotations are appended to, the service annotation wins",
           "[injection_webhook]") {
   const Answer a = review(readFixture("pod_init_containers_and_annotations.json"));
   REQUIRE(allowed(a));

@@ -209,7 +209,7 @@ struct SharedFixture {
   }
 };
 
-TEST_CASE("shared store: another replica wrote first; reload, run the mutation again", "[rest_api]") {
+TEST_CASE("shared store: another replica wrote first, reload, run the mutation again", "[rest_api]") {
   SharedFixture f;
   f.store.writeAsOther([](State& s) { return s.putService("ratings", R"({"port": 80})"); });
   CHECK(f.api->state().version() == 0);  // not seen yet
@@ -228,7 +228,7 @@ TEST_CASE("shared store: another replica wrote first; reload, run the mutation a
   CHECK(f.store.stored().version == 3);
 }
 
-TEST_CASE("shared store: a second conflict is 409; the State never runs ahead", "[rest_api]") {
+TEST_CASE("shared store: a second conflict is 409, the State never runs ahead", "[rest_api]") {
   SharedFixture f;
   REQUIRE(f.call(http::verb::put, "/v1/services/reviews", R"({"port": 9080})").status == 201);
   f.store.failNext(absl::AbortedError("x"));
