@@ -388,6 +388,16 @@ std::string profileName(Profile profile) {
   return out;
 }
 
+std::string profileKey(Profile profile) {
+  std::string out = profileName(profile);
+  if (profile.vhds) out += "/vhds";
+  return out;
+}
+
+std::string virtualHostResourceName(std::string_view service) {
+  return absl::StrCat(kRouteConfigurationName, "/", str(service));
+}
+
 Resources generate(const Model& model, Profile profile) {
   const Dialect dialect = profile.dialect;
   Resources out;
@@ -426,9 +436,20 @@ Resources generate(const Model& model, Profile profile) {
 
   route_v3::RouteConfiguration& rc = out.route_configuration;
   rc.set_name(kRouteConfigurationName);
+  if (profile.vhds) {
+    auto* cs = rc.mutable_vhds()->mutable_config_source();
+    cs->mutable_ads();
+    cs->set_resource_api_version(core_v3::V3);
+  }
   for (const auto& [name, service] : model.services) {
-    auto* vh = rc.add_virtual_hosts();
-    vh->set_name(name);
+    route_v3::VirtualHost* vh;
+    if (profile.vhds) {
+      vh = &out.virtual_hosts.emplace_back();
+      vh->set_name(virtualHostResourceName(name));
+    } else {
+      vh = rc.add_virtual_hosts();
+      vh->set_name(name);
+    }
     for (auto& d : domainsFor(service)) vh->add_domains(std::move(d));
     auto forks = forks_of.find(name);
     auto release = model.releases.find(name);
@@ -466,6 +487,10 @@ ResourcesByType generateByType(const Model& model, Profile profile) {
   for (const auto& cla : r.load_assignments) addVersioned(endpoints, cla.cluster_name(), cla);
   addVersioned(out[config::kRouteConfigurationTypeUrl], r.route_configuration.name(),
                r.route_configuration);
+  if (profile.vhds) {
+    ResourceMap& vhosts = out[kVirtualHostTypeUrl];
+    for (const auto& vh : r.virtual_hosts) addVersioned(vhosts, vh.name(), vh);
+  }
   if (profile.dialect == Dialect::kGrpc || profile.sidecar) {
     ResourceMap& listeners = out[config::kListenerTypeUrl];
     for (const auto& l : r.listeners) addVersioned(listeners, l.name(), l);

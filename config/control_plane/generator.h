@@ -58,18 +58,35 @@ std::string_view dialectName(Dialect dialect);  // "turnout", "envoy", "grpc"
 // What a client is sent: its dialect, and whether it is a captured sidecar
 // (node metadata `turnout: {mode: sidecar}`, sidecar.h), which also gets the
 // capture listeners and passthrough clusters. gRPC clients are never sidecars.
+// `vhds`: the client is on a Delta ADS stream and takes each service's
+// virtual host as its own VirtualHost resource (VHDS, below); gRPC's clients
+// have no VHDS.
 struct Profile {
   Dialect dialect = Dialect::kEnvoy;
   bool sidecar = false;
-  Profile(Dialect d = Dialect::kEnvoy, bool s = false)  // NOLINT: a Dialect is a profile
-      : dialect(d), sidecar(s && d != Dialect::kGrpc) {}
+  bool vhds = false;
+  Profile(Dialect d = Dialect::kEnvoy, bool s = false,  // NOLINT: a Dialect is a profile
+          bool v = false)
+      : dialect(d), sidecar(s && d != Dialect::kGrpc), vhds(v && d != Dialect::kGrpc) {}
   auto operator<=>(const Profile&) const = default;
 };
 Profile profileFor(const envoy::config::core::v3::Node& node);
-// "turnout", "envoy", "grpc", "turnout/sidecar", "envoy/sidecar".
+// "turnout", "envoy", "grpc", "turnout/sidecar", "envoy/sidecar" (what
+// /v1/proxies shows as the dialect; VHDS is not part of it).
 std::string profileName(Profile profile);
+// profileName() plus "/vhds" when the profile takes VHDS: a cache key.
+std::string profileKey(Profile profile);
 
 inline constexpr char kRouteConfigurationName[] = "outbound";
+// VHDS (Envoy's Virtual Host Discovery Service, Delta only): a VHDS profile's
+// `outbound` RouteConfiguration carries `vhds: {config_source: {ads: {}}}`
+// and no service virtual host inline; each service's virtual host is a
+// VirtualHost resource named `outbound/<service>` (its `name` the same), which
+// the client gets through a namespace subscription to `outbound`. A sandbox
+// then changes one small VirtualHost, not a RouteConfiguration that holds
+// every service: a Delta update costs O(what changed).
+inline constexpr char kVirtualHostTypeUrl[] = "type.googleapis.com/envoy.config.route.v3.VirtualHost";
+std::string virtualHostResourceName(std::string_view service);
 inline constexpr char kRoutingKeyHeader[] = "x-turnout-routing-key";
 inline constexpr int kConnectTimeoutSeconds = 5;
 
@@ -109,6 +126,8 @@ struct Resources {
   std::vector<envoy::config::cluster::v3::Cluster> clusters;  // by name
   std::vector<envoy::config::endpoint::v3::ClusterLoadAssignment> load_assignments;  // by name
   envoy::config::route::v3::RouteConfiguration route_configuration;
+  // VHDS profiles: each service's virtual host, by name (`outbound/<service>`).
+  std::vector<envoy::config::route::v3::VirtualHost> virtual_hosts;
   // kGrpc: API listeners, by name; sidecars: the capture listeners (sidecar.h).
   std::vector<envoy::config::listener::v3::Listener> listeners;
 };
@@ -126,7 +145,7 @@ struct VersionedResource {
 using ResourceMap = std::map<std::string, VersionedResource>;
 // type URL (config/snapshot/discovery_response.h) -> resources: clusters,
 // cluster load assignments and route configurations, each present even when
-// empty; listeners for kGrpc (API listeners, which gRPC asks for by name) and
+// empty; virtual hosts for VHDS profiles (present even when empty); listeners for kGrpc (API listeners, which gRPC asks for by name) and
 // for sidecars only. Other Envoy and turnout clients get no listener type: an
 // empty one would tell a wildcard LDS client to drop the listeners of its
 // bootstrap.

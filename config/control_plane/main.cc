@@ -50,6 +50,7 @@ struct ServeOptions {
   std::string webhook_tls_cert_file;
   std::string webhook_tls_key_file;
   bool webhook_plaintext = false;
+  bool vhds = true;  // --no-vhds
   InjectionOptions injection;
   bool injection_given = false;  // an --inject-* flag
 };
@@ -81,8 +82,12 @@ absl::StatusOr<ServeOptions> parseServeOptions(const std::vector<std::string>& a
       return absl::CancelledError(
           absl::StrCat(cli::usage(), "\nserve's admission webhook (docs/kubernetes.md):\n", injectionFlagsUsage()));
     }
-    if (flag == "--webhook-plaintext") {  // the one flag without a value
+    if (flag == "--webhook-plaintext") {  // the flags without a value
       o.webhook_plaintext = true;
+      continue;
+    }
+    if (flag == "--no-vhds") {
+      o.vhds = false;
       continue;
     }
     std::string value;
@@ -221,8 +226,9 @@ int serve(const std::vector<std::string>& args) {
   }
 
   // The ADS server: pushes every stored change; /v1/proxies reads its streams.
-  auto ads = AdsServer::create(ioc, {options->xds_address.host, options->xds_address.port},
-                               (*api)->state().model());
+  auto ads = AdsServer::create(
+      ioc, {options->xds_address.host, options->xds_address.port, options->vhds},
+      (*api)->state().model());
   if (!ads.ok()) {
     std::cerr << "turnout-cp: " << ads.status().message() << "\n";
     return 1;

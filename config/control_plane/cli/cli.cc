@@ -512,7 +512,7 @@ std::string usage() {
       "\n"
       "  serve [--data-dir DIR | --store etcd://HOST:PORT[/PREFIX]] [--http-address HOST:PORT]\n"
       "        [--http-address-path FILE] [--xds-address HOST:PORT] [--xds-address-path FILE]\n"
-      "        [--log-level LEVEL] [--webhook-address HOST:PORT ... (serve --help)]\n"
+      "        [--log-level LEVEL] [--no-vhds] [--webhook-address HOST:PORT ... (serve --help)]\n"
       "                                           run the control plane\n"
       "  service put NAME --port P [--endpoint HOST:PORT ...] [--namespace NS]\n"
       "                  [--protocol http|http2|grpc]\n"

@@ -17,20 +17,50 @@ using envoy::service::discovery::v3::DiscoveryResponse;
 
 constexpr const char* kLog = "ads";
 
+// Every type turnout-cp serves, in Envoy's order for a new stream: CDS, EDS,
+// LDS, RDS, then VHDS (Delta only).
 const std::vector<std::string>& typesInOrder() {
   static const auto* types = new std::vector<std::string>{
       config::kClusterTypeUrl, config::kClusterLoadAssignmentTypeUrl, config::kListenerTypeUrl,
-      config::kRouteConfigurationTypeUrl};
+      config::kRouteConfigurationTypeUrl, kVirtualHostTypeUrl};
   return *types;
 }
 
-// Envoy's make-before-break for an update that only takes clusters away:
-// the routes that stop naming them go first, then the clusters.
-const std::vector<std::string>& removalOrder() {
-  static const auto* types = new std::vector<std::string>{
-      config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl, config::kClusterTypeUrl,
-      config::kClusterLoadAssignmentTypeUrl};
-  return *types;
+// A push in three phases, make before break (Envoy's "eventual consistency
+// considerations" in xds_protocol.rst): new and changed clusters and their
+// endpoints first, with no removal (kMake); then listeners, routes and
+// virtual hosts, which may stop naming a cluster and start naming a new
+// one; then the clusters and endpoints again, now with their removals
+// (kBreak). An update that both adds and removes clusters thus never leaves
+// a route naming a cluster the client does not have yet, nor one it has
+// already dropped. A phase with nothing to say for a stream sends nothing.
+enum class Phase { kMake, kAll, kBreak };
+const std::vector<std::pair<std::string, Phase>>& pushSteps() {
+  static const auto* steps = new std::vector<std::pair<std::string, Phase>>{
+      {config::kClusterTypeUrl, Phase::kMake},
+      {config::kClusterLoadAssignmentTypeUrl, Phase::kMake},
+      {config::kListenerTypeUrl, Phase::kAll},
+      {config::kRouteConfigurationTypeUrl, Phase::kAll},
+      {kVirtualHostTypeUrl, Phase::kAll},
+      {config::kClusterTypeUrl, Phase::kBreak},
+      {config::kClusterLoadAssignmentTypeUrl, Phase::kBreak},
+  };
+  return *steps;
+}
+
+// VHDS resources are named `<namespace>/<name>`, and a client subscribes to
+// the namespace (the route configuration's name), as Envoy's VHDS does with
+// namespace matching.
+bool isNamespacedType(const std::string& type_url) { return type_url == kVirtualHostTypeUrl; }
+
+// Whether `name` is one of `names`, or, for a namespaced type, in a namespace
+// among them.
+bool subscribedTo(const std::string& type_url, const std::set<std::string>& names,
+                  const std::string& name) {
+  if (names.contains(name)) return true;
+  if (!isNamespacedType(type_url)) return false;
+  const size_t slash = name.rfind('/');
+  return slash != std::string::npos && names.contains(name.substr(0, slash));
 }
 
 bool isWildcardType(const std::string& type_url) {
@@ -42,6 +72,7 @@ std::string shortName(const std::string& type_url) {
   if (type_url == config::kClusterLoadAssignmentTypeUrl) return "endpoints";
   if (type_url == config::kListenerTypeUrl) return "listeners";
   if (type_url == config::kRouteConfigurationTypeUrl) return "routes";
+  if (type_url == kVirtualHostTypeUrl) return "virtual_hosts";
   return type_url;
 }
 
@@ -69,8 +100,9 @@ std::string setVersion(const std::vector<const std::pair<const std::string, Vers
 // dialect, the ProxyStatus, and the checks every request passes first.
 class AdsStreamBase : public GrpcCallHandler {
  public:
-  AdsStreamBase(AdsServer& server, GrpcCall& call, const char* protocol)
-      : server_(server), call_(call), protocol_(protocol) {
+  // `delta`: a Delta stream, whose client may take VHDS.
+  AdsStreamBase(AdsServer& server, GrpcCall& call, const char* protocol, bool delta)
+      : server_(server), call_(call), protocol_(protocol), delta_(delta) {
     status_.peer = call.peer();
     status_.connected_at = absl::Now();
     server_.streams_.insert(this);
@@ -95,6 +127,8 @@ class AdsStreamBase : public GrpcCallHandler {
       }
       node_seen_ = true;
       profile_ = profileFor(*node);
+      // Envoy takes VHDS over ADS only when the ADS stream is Delta.
+      if (delta_ && server_.options_.vhds) profile_ = Profile(profile_.dialect, profile_.sidecar, true);
       status_.node_id = node->id();
       status_.node_cluster = node->cluster();
       status_.user_agent = absl::StrCat(node->user_agent_name(), "/", node->user_agent_version());
@@ -107,7 +141,8 @@ class AdsStreamBase : public GrpcCallHandler {
       return false;
     }
     if (std::find(typesInOrder().begin(), typesInOrder().end(), type_url) ==
-        typesInOrder().end()) {
+            typesInOrder().end() ||
+        (type_url == kVirtualHostTypeUrl && !profile_.vhds)) {
       TURNOUT_LOG(debug, kLog, "node '{}' asks for type '{}' that turnout-cp does not serve",
                   status_.node_id, type_url);
       return false;
@@ -119,6 +154,7 @@ class AdsStreamBase : public GrpcCallHandler {
   AdsServer& server_;
   GrpcCall& call_;
   const char* protocol_;
+  const bool delta_;
   bool node_seen_ = false;
   bool closed_ = false;
   Profile profile_;
@@ -129,7 +165,7 @@ class AdsStreamBase : public GrpcCallHandler {
 // One ADS stream, State of the World.
 class AdsStream final : public AdsStreamBase {
  public:
-  AdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "ADS") {}
+  AdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "ADS", false) {}
   void onMessage(std::string_view message) override;
   void push() override;
 
@@ -141,13 +177,16 @@ class AdsStream final : public AdsStreamBase {
     std::string sent_nonce;
     bool subscribed = false;
   };
-  void send(const std::string& type_url, TypeState& t, bool force);
+  // `keep_removed`: the make phase of a push (CDS): the resources the last
+  // generation had and this one dropped are still listed.
+  void send(const std::string& type_url, TypeState& t, bool force, bool keep_removed = false);
 
   std::map<std::string, TypeState> types_;
 };
 
-void AdsStream::send(const std::string& type_url, TypeState& t, bool force) {
-  const AdsServer::Prepared& p = server_.prepared(profile_, type_url, t.wildcard, t.names);
+void AdsStream::send(const std::string& type_url, TypeState& t, bool force, bool keep_removed) {
+  const AdsServer::Prepared& p =
+      server_.prepared(profile_, type_url, t.wildcard, t.names, keep_removed);
   if (!force && p.version == t.sent_version) return;
   DiscoveryResponse nonce;
   nonce.set_nonce(std::to_string(++nonce_));
@@ -212,16 +251,20 @@ void AdsStream::onMessage(std::string_view message) {
 
 void AdsStream::push() {
   if (!live()) return;
-  for (const auto& type : server_.pushOrder(profile_)) {
+  for (const auto& [type, phase] : pushSteps()) {
     auto it = types_.find(type);
-    if (it != types_.end() && it->second.subscribed) send(type, it->second, false);
+    if (it == types_.end() || !it->second.subscribed) continue;
+    // State of the World removes a wildcard resource by leaving it out; a
+    // named one (EDS) is never removed by a response, only unsubscribed.
+    send(type, it->second, false, phase == Phase::kMake && isWildcardType(type));
   }
 }
 
 // One Delta ADS stream.
 class DeltaAdsStream final : public AdsStreamBase {
  public:
-  DeltaAdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "Delta ADS") {}
+  DeltaAdsStream(AdsServer& server, GrpcCall& call)
+      : AdsStreamBase(server, call, "Delta ADS", true) {}
   void onMessage(std::string_view message) override;
   void push() override;
 
@@ -244,15 +287,16 @@ class DeltaAdsStream final : public AdsStreamBase {
   };
   // Sends what changed for the client (always when `always`); `only`: the
   // names that can have changed (null: all).
+  // `removals`: false in the make phase of a push.
   void send(const std::string& type_url, TypeState& t, bool always,
-            const std::set<std::string>* only = nullptr);
+            const std::set<std::string>* only = nullptr, bool removals = true);
 
   uint64_t pushes_ = 0;
   std::map<std::string, TypeState> types_;
 };
 
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
-                          const std::set<std::string>* only) {
+                          const std::set<std::string>* only, bool removals) {
   const ResourcesByType& all = server_.resources(profile_);
   static const ResourceMap kNone;
   auto it = all.find(type_url);
@@ -265,14 +309,14 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
   std::vector<std::pair<const std::string*, const std::string*>> sent;  // name, version
   envoy::service::discovery::v3::DeltaDiscoveryResponse r;
   auto consider = [&](const std::string& name) {
-    const bool wanted = t.wildcard || t.names.contains(name);
+    const bool wanted = t.wildcard || subscribedTo(type_url, t.names, name);
     auto c = current.find(name);
     auto h = t.has.find(name);
     if (wanted && c != current.end()) {
       if (h != t.has.end() && h->second == c->second.version) return;
       body += server_.deltaResourceEntry(profile_, type_url, *c);
       sent.emplace_back(&c->first, &c->second.version);
-    } else if (h != t.has.end()) {
+    } else if (h != t.has.end() && removals) {
       r.add_removed_resources(name);
     }
   };
@@ -340,6 +384,13 @@ void DeltaAdsStream::onMessage(std::string_view message) {
       t.wildcard = false;
     } else if (t.names.erase(n) > 0) {
       t.has.erase(n);
+      if (isNamespacedType(req.type_url())) {
+        // What the client held in that namespace goes with it.
+        std::erase_if(t.has, [&](const auto& h) {
+          return h.first.size() > n.size() && h.first.starts_with(n) && h.first[n.size()] == '/' &&
+                 h.first.find('/', n.size() + 1) == std::string::npos;
+        });
+      }
       names_changed = true;
     }
   }
@@ -371,14 +422,17 @@ void DeltaAdsStream::onMessage(std::string_view message) {
 
 void DeltaAdsStream::push() {
   if (!live()) return;
-  for (const auto& type : server_.pushOrder(profile_)) {
+  // A stream in step with the last generation only needs the names that
+  // changed; one with a push unanswered (or NACKed) is diffed in full.
+  // Decided per type before the first phase sends (and makes it pending).
+  std::map<std::string, const std::set<std::string>*> only;
+  for (auto& [type, t] : types_) {
+    only[type] = t.pending || t.diff_all ? nullptr : server_.changedNames(profile_, type);
+  }
+  for (const auto& [type, phase] : pushSteps()) {
     auto it = types_.find(type);
     if (it == types_.end() || !it->second.subscribed) continue;
-    // A stream in step with the last generation only needs the names that
-    // changed; one with a push unanswered (or NACKed) is diffed in full.
-    const std::set<std::string>* only =
-        it->second.pending || it->second.diff_all ? nullptr : server_.changedNames(profile_, type);
-    send(type, it->second, false, only);
+    send(type, it->second, false, only[type], phase != Phase::kMake);
   }
 }
 
@@ -386,6 +440,7 @@ absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& i
                                                              Options options, const Model& model) {
   std::unique_ptr<AdsServer> s(new AdsServer());
   s->ioc_ = &ioc;
+  s->options_ = options;
   s->model_ = model;
   AdsServer* raw = s.get();
   GrpcServer::Options g;
@@ -420,8 +475,16 @@ const ResourcesByType& AdsServer::resources(Profile profile) {
 }
 
 const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::string& type_url,
-                                               bool wildcard, const std::set<std::string>& names) {
-  std::string key = absl::StrCat(profileName(profile), "\n", type_url, "\n");
+                                               bool wildcard, const std::set<std::string>& names,
+                                               bool keep_removed) {
+  const ResourceMap* removed = nullptr;  // the last generation's, by name
+  if (keep_removed) {
+    if (auto prev = previous_.find(profile); prev != previous_.end()) {
+      if (auto it = prev->second.find(type_url); it != prev->second.end()) removed = &it->second;
+    }
+    if (removed == nullptr) keep_removed = false;
+  }
+  std::string key = absl::StrCat(profileKey(profile), "\n", type_url, keep_removed ? "+\n" : "\n");
   if (wildcard) {
     key += "*";
   } else {
@@ -431,10 +494,19 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
   if (found != prepared_.end()) return found->second;
   std::vector<const std::pair<const std::string, VersionedResource>*> rs;
   const ResourcesByType& all = resources(profile);
-  if (auto it = all.find(type_url); it != all.end()) {  // listeners: kGrpc and sidecars only
-    for (const auto& entry : it->second) {
-      if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
+  static const ResourceMap kNone;
+  auto it = all.find(type_url);  // listeners: kGrpc and sidecars only
+  const ResourceMap& current = it == all.end() ? kNone : it->second;
+  for (const auto& entry : current) {
+    if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
+  }
+  if (keep_removed) {
+    for (const auto& entry : *removed) {
+      if (!current.contains(entry.first) && (wildcard || names.contains(entry.first))) {
+        rs.push_back(&entry);
+      }
     }
+    std::sort(rs.begin(), rs.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
   }
   DiscoveryResponse r;
   r.set_type_url(type_url);
@@ -448,7 +520,7 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
 const std::string& AdsServer::deltaResourceEntry(
     Profile profile, const std::string& type_url,
     const std::pair<const std::string, VersionedResource>& resource) {
-  std::string key = absl::StrCat(profileName(profile), "\n", type_url, "\n",
+  std::string key = absl::StrCat(profileKey(profile), "\n", type_url, "\n",
                                  resource.first);
   auto found = delta_entries_.find(key);
   if (found != delta_entries_.end()) return found->second;
@@ -459,20 +531,6 @@ const std::string& AdsServer::deltaResourceEntry(
   *res->mutable_resource() = resource.second.resource;
   // Field 2 (resources): tag, length, the Resource; as its own message.
   return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
-}
-
-const std::vector<std::string>& AdsServer::pushOrder(Profile profile) {
-  // Clusters (or their assignments) that this generation removed while adding
-  // or changing none: the routes that named them are pushed before they go,
-  // so no request is routed to a cluster the client has already dropped.
-  const std::set<std::string>* changed = changedNames(profile, config::kClusterTypeUrl);
-  if (changed == nullptr || changed->empty()) return typesInOrder();
-  const ResourcesByType& now = resources(profile);
-  auto clusters = now.find(config::kClusterTypeUrl);
-  for (const auto& name : *changed) {
-    if (clusters != now.end() && clusters->second.contains(name)) return typesInOrder();
-  }
-  return removalOrder();
 }
 
 const std::set<std::string>* AdsServer::changedNames(Profile profile, const std::string& type_url) {

@@ -60,6 +60,10 @@ class AdsServer {
   struct Options {
     std::string address = "127.0.0.1";
     uint16_t port = 18000;  // 0: any free port
+    // Delta ADS clients of the turnout and envoy dialects get their routes
+    // through VHDS (generator.h). Off: the one `outbound` RouteConfiguration,
+    // as SotW clients get (--no-vhds, for a Delta client without VHDS).
+    bool vhds = true;
   };
   static absl::StatusOr<std::unique_ptr<AdsServer>> create(asio::io_context& ioc, Options options,
                                                            const Model& model);
@@ -89,8 +93,10 @@ class AdsServer {
     std::string version;
     std::string bytes;
   };
+  // `keep_removed`: also the resources the last generation had and this one
+  // dropped (the make phase of a SotW CDS push).
   const Prepared& prepared(Profile profile, const std::string& type_url, bool wildcard,
-                           const std::set<std::string>& names);
+                           const std::set<std::string>& names, bool keep_removed = false);
 
  private:
   friend class AdsStreamBase;
@@ -101,6 +107,7 @@ class AdsServer {
   void apply();  // model_ is the new model
 
   asio::io_context* ioc_ = nullptr;
+  Options options_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // The model update() got, not yet applied; copy-assigned (std::map reuses
   // its nodes) and swapped with model_, so an update allocates little.
@@ -113,9 +120,6 @@ class AdsServer {
   // or went away in the last update() (null: unknown, diff everything).
   std::map<Profile, ResourcesByType> previous_;
   const std::set<std::string>* changedNames(Profile profile, const std::string& type_url);
-  // The order a push sends the types in: Envoy's CDS, EDS, LDS, RDS; LDS,
-  // RDS, CDS, EDS when the update only removes clusters (make before break).
-  const std::vector<std::string>& pushOrder(Profile profile);
   std::map<std::pair<Profile, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
   // Delta: one resource as a serialized DeltaDiscoveryResponse holding only

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "config/control_plane/server/ads_server.h"
 #include "config/control_plane/state.h"
 #include "config/snapshot/discovery_response.h"
@@ -44,6 +45,7 @@ struct Received {
   std::map<std::string, int> responses;
   std::map<std::string, int> last_count;  // resources handed to the last handler call
   std::vector<std::string> order;          // the type of every response, in arrival order
+  std::map<std::string, std::vector<Any>> last;  // type -> the resources of the last handler call
 };
 
 std::string nameOf(const Any& a) {
@@ -56,6 +58,11 @@ std::string nameOf(const Any& a) {
     envoy::config::route::v3::RouteConfiguration r;
     a.UnpackTo(&r);
     return r.name();
+  }
+  if (a.type_url() == kVirtualHostTypeUrl) {
+    envoy::config::route::v3::VirtualHost v;
+    a.UnpackTo(&v);
+    return v.name();
   }
   envoy::config::endpoint::v3::ClusterLoadAssignment e;
   a.UnpackTo(&e);
@@ -91,6 +98,7 @@ struct Client {
         auto& names = got.names[type];
         names.clear();
         for (const auto& r : rs) names.push_back(nameOf(r));
+        got.last[type].assign(rs.begin(), rs.end());
         return absl::OkStatus();
       };
     };
@@ -99,6 +107,12 @@ struct Client {
                                handler(config::kClusterLoadAssignmentTypeUrl));
     stream->client().subscribe(config::kRouteConfigurationTypeUrl, false, {"outbound"},
                                handler(config::kRouteConfigurationTypeUrl));
+    // Delta: the route configuration says vhds; its virtual hosts come in the
+    // namespace `outbound`.
+    if (delta) {
+      stream->client().subscribe(kVirtualHostTypeUrl, false, {"outbound"},
+                                 handler(kVirtualHostTypeUrl));
+    }
     stream->start();
   }
   std::unique_ptr<proxy::XdsStream> stream;
@@ -203,10 +217,11 @@ TEST_CASE("make before break: new clusters before the routes, routes before remo
     auto& [ioc, store, state, server] = f;
     Received got;
     Client client(ioc, store, (*server)->port(), "turnout", got, delta);
-    REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+    REQUIRE(runUntil(ioc, [&] { return got.responses.size() == (delta ? 4u : 3u); }));
     auto settled = [&] {
       auto p = (*server)->proxies();
-      return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["routes"].pending;
+      return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["routes"].pending &&
+             !p[0].types["virtual_hosts"].pending;
     };
     REQUIRE(runUntil(ioc, settled));
     // Where the first response of `type` after `from` sits in the arrival order.
@@ -216,7 +231,9 @@ TEST_CASE("make before break: new clusters before the routes, routes before remo
       }
       return got.order.size();
     };
-    const std::string cds = config::kClusterTypeUrl, rds = config::kRouteConfigurationTypeUrl;
+    // Delta clients get a service's routes as its VirtualHost (VHDS).
+    const std::string cds = config::kClusterTypeUrl,
+                      rds = delta ? kVirtualHostTypeUrl : config::kRouteConfigurationTypeUrl;
 
     size_t mark = got.order.size();
     REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", absl::Now()).ok());
@@ -233,6 +250,29 @@ TEST_CASE("make before break: new clusters before the routes, routes before remo
                                        firstAfter(mark, rds) < got.order.size(); }));
     CHECK(firstAfter(mark, rds) < firstAfter(mark, cds));  // no route names it when it goes
     CHECK(got.names[cds] == std::vector<std::string>{"reviews"});
+    REQUIRE(runUntil(ioc, settled));
+
+    // One update that adds a sandbox and drops another: the new cluster
+    // before the routes, the old one after them. Between the two CDS
+    // responses the client holds both.
+    REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", absl::Now()).ok());
+    (*server)->update(state.model());
+    REQUIRE(runUntil(ioc, [&] { return got.names[cds].size() == 2; }));
+    REQUIRE(runUntil(ioc, settled));
+    mark = got.order.size();
+    REQUIRE(state.deleteSandbox("feat-x").ok());
+    REQUIRE(state.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", absl::Now()).ok());
+    (*server)->update(state.model());
+    REQUIRE(runUntil(ioc, [&] {
+      return got.names[cds] == std::vector<std::string>{"reviews", "reviews--feat-y"};
+    }));
+    const size_t make = firstAfter(mark, cds);
+    const size_t routes = firstAfter(mark, rds);
+    const size_t brk = firstAfter(make + 1, cds);
+    CAPTURE(got.order.size(), make, routes, brk);
+    CHECK(make < routes);
+    CHECK(routes < brk);
+    CHECK(brk < got.order.size());
   }
 }
 
@@ -288,7 +328,7 @@ struct RawClient : proxy::GrpcStream::Callbacks {
   bool first = true;
 };
 
-TEST_CASE("a stale request is ignored whole; the name change it carried is answered at the ACK",
+TEST_CASE("a stale request is ignored whole, the name change it carried is answered at the ACK",
           "[control_plane][ads]") {
   Fixture f;
   auto& [ioc, store, state, server] = f;
@@ -332,7 +372,7 @@ TEST_CASE("delta: after a NACK the server sends again what the client did not ta
   auto& [ioc, store, state, server] = f;
   Received got;
   Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
-  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 4; }));
   const std::string cds = config::kClusterTypeUrl;
   auto settled = [&] {
     auto p = (*server)->proxies();
@@ -366,24 +406,28 @@ TEST_CASE("delta: only what changed is sent, removals by name, and a reconnect r
   auto& [ioc, store, state, server] = f;
   Received got;
   Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
-  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 4; }));
   CHECK(got.names[config::kClusterTypeUrl] == std::vector<std::string>{"reviews"});
   CHECK(got.names[config::kClusterLoadAssignmentTypeUrl] == std::vector<std::string>{"reviews"});
 
   // A sandbox: the CDS handler sees the whole held set (2 clusters) although
-  // one cluster was sent; no EDS for `reviews` (unchanged).
+  // one cluster was sent; no EDS for `reviews` (unchanged); the routes change
+  // in the VirtualHost `outbound/reviews`, not in the RouteConfiguration.
   const auto before = got.responses;
   REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", absl::Now()).ok());
   (*server)->update(state.model());
   REQUIRE(runUntil(ioc, [&] {
     return got.names[config::kClusterTypeUrl] == std::vector<std::string>{"reviews", "reviews--feat-x"} &&
-           got.responses[config::kRouteConfigurationTypeUrl] > before.at(config::kRouteConfigurationTypeUrl);
+           got.responses[kVirtualHostTypeUrl] > before.at(kVirtualHostTypeUrl);
   }));
   CHECK(got.responses[config::kClusterLoadAssignmentTypeUrl] ==
         before.at(config::kClusterLoadAssignmentTypeUrl));
+  CHECK(got.responses[config::kRouteConfigurationTypeUrl] ==
+        before.at(config::kRouteConfigurationTypeUrl));
   REQUIRE(runUntil(ioc, [&] {
     auto p = (*server)->proxies();
-    return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["routes"].pending;
+    return p.size() == 1 && !p[0].types["clusters"].pending &&
+           !p[0].types["virtual_hosts"].pending;
   }));
 
   // Deleting it removes the cluster by name.
@@ -409,6 +453,92 @@ TEST_CASE("delta: only what changed is sent, removals by name, and a reconnect r
   }));
   CHECK(got.last_count[config::kClusterLoadAssignmentTypeUrl] == 0);
   CHECK(got.names[config::kClusterTypeUrl] == std::vector<std::string>{"reviews"});
+}
+
+TEST_CASE("delta: routes by VHDS, and a sandbox costs one virtual host, not the route table",
+          "[control_plane][ads][vhds]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(state.putService(absl::StrCat("svc-", i),
+                             absl::StrCat(R"({"port": 9080, "endpoints": ["10.0.1.)", i % 250 + 1,
+                                          R"(:9080"]})")).ok());
+  }
+  (*server)->update(state.model());
+  Received got;
+  Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
+  REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 4; }));
+  // The route configuration names VHDS over ADS and holds no virtual host.
+  REQUIRE(got.last[config::kRouteConfigurationTypeUrl].size() == 1);
+  envoy::config::route::v3::RouteConfiguration rc;
+  REQUIRE(got.last[config::kRouteConfigurationTypeUrl][0].UnpackTo(&rc));
+  CHECK(rc.name() == "outbound");
+  CHECK(rc.vhds().config_source().has_ads());
+  CHECK(rc.virtual_hosts_size() == 0);
+  // Every service's virtual host, in the namespace `outbound`.
+  CHECK(got.names[kVirtualHostTypeUrl].size() == 201);
+  envoy::config::route::v3::VirtualHost vh;
+  REQUIRE(got.last[kVirtualHostTypeUrl][0].UnpackTo(&vh));
+  CHECK(vh.name() == "outbound/reviews");
+  CHECK(vh.domains(0) == "reviews");
+  auto settled = [&] {
+    auto p = (*server)->proxies();
+    return p.size() == 1 && !p[0].types["clusters"].pending &&
+           !p[0].types["virtual_hosts"].pending && !p[0].types["endpoints"].pending;
+  };
+  REQUIRE(runUntil(ioc, settled));
+
+  // A sandbox: one cluster, its endpoints and one virtual host; a few
+  // hundred bytes, where the route table of 201 services is tens of KB.
+  const uint64_t before = (*server)->bytesSent();
+  const auto responses = got.responses;
+  REQUIRE(state.putSandbox("feat-x", R"({"forks": {"svc-7": ["10.0.0.7:9080"]}})", absl::Now()).ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return got.responses[kVirtualHostTypeUrl] > responses.at(kVirtualHostTypeUrl) && settled();
+  }));
+  CHECK(got.names[kVirtualHostTypeUrl] == std::vector<std::string>{"outbound/svc-7"});
+  CHECK(got.responses[config::kRouteConfigurationTypeUrl] ==
+        responses.at(config::kRouteConfigurationTypeUrl));
+  const uint64_t sent = (*server)->bytesSent() - before;
+  CAPTURE(sent, rc.ByteSizeLong());
+  CHECK(sent < 2000);
+
+  // A service deleted: its virtual host is removed by name.
+  REQUIRE(state.deleteService("svc-3").ok());
+  (*server)->update(state.model());
+  const auto* vhds = client.stream->client().state(kVirtualHostTypeUrl);
+  REQUIRE(vhds != nullptr);
+  REQUIRE(runUntil(ioc, [&] { return !vhds->held.contains("outbound/svc-3") && settled(); }));
+  CHECK(vhds->held.size() == 200);
+  CHECK(vhds->held.contains("outbound/svc-7"));
+}
+
+TEST_CASE("SotW clients, and Delta ones with vhds off, get the whole route table inline",
+          "[control_plane][ads][vhds]") {
+  for (const bool delta : {false, true}) {
+    CAPTURE(delta);
+    asio::io_context ioc;
+    proxy::stats::Store store{1};
+    State state;
+    REQUIRE(state.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
+    AdsServer::Options o{"127.0.0.1", 0};
+    o.vhds = !delta;  // SotW: never VHDS, whatever the option
+    auto server = AdsServer::create(ioc, o, state.model());
+    REQUIRE(server.ok());
+    (*server)->start();
+    Received got;
+    Client client(ioc, store, (*server)->port(), "turnout", got, delta);
+    REQUIRE(runUntil(ioc, [&] { return got.responses.size() == 3; }));
+    envoy::config::route::v3::RouteConfiguration rc;
+    REQUIRE(got.last[config::kRouteConfigurationTypeUrl].size() == 1);
+    REQUIRE(got.last[config::kRouteConfigurationTypeUrl][0].UnpackTo(&rc));
+    CHECK(!rc.has_vhds());
+    REQUIRE(rc.virtual_hosts_size() == 1);
+    CHECK(rc.virtual_hosts(0).name() == "reviews");
+    runUntil(ioc, [] { return false; }, std::chrono::milliseconds(100));
+    CHECK(!got.responses.contains(kVirtualHostTypeUrl));
+  }
 }
 
 }  // namespace
