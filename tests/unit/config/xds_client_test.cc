@@ -195,7 +195,7 @@ TEST_CASE("names changed by a handler are asked for after that response's ACK",
   CHECK(unsub[0].type_url() == kClusterLoadAssignmentTypeUrl);
 }
 
-TEST_CASE("versions survive a reconnect, nonces do not; the node is sent again",
+TEST_CASE("versions survive a reconnect, nonces do not, the node is sent again",
           "[config][xds]") {
   XdsClient client(node());
   Recorder cds, eds;
@@ -268,7 +268,7 @@ envoy::service::discovery::v3::DeltaDiscoveryResponse delta(
   return r;
 }
 
-TEST_CASE("delta: wildcard types see the whole held set, named types the changes; ACK by nonce",
+TEST_CASE("delta: wildcard types see the whole held set, named types the changes, ACK by nonce",
           "[config][xds]") {
   XdsClient client(node(), XdsProtocol::kDelta);
   Recorder cds, eds;
