@@ -125,7 +125,6 @@ int main(int argc, char** argv) {
   tp::stats::Store store(1);
   std::vector<ClientState> states(static_cast<size_t>(clients));
   std::vector<std::unique_ptr<tp::XdsStream>> streams;
-  std::vector<std::string> route_names = {"outbound"};
   for (int i = 0; i < clients; ++i) {
     envoy::config::core::v3::Node node;
     node.set_id(absl::StrCat("sidecar-", i));
@@ -140,15 +139,22 @@ int main(int argc, char** argv) {
     auto ok = [](const std::string&, const turnout::config::AnyList&) { return absl::OkStatus(); };
     ClientState* cs = &states[static_cast<size_t>(i)];
     s->client().subscribe(turnout::config::kClusterTypeUrl, true, {}, ok);
-    s->client().subscribe(turnout::config::kRouteConfigurationTypeUrl, false, {"outbound"},
-                          [cs](const std::string&, const turnout::config::AnyList&) {
-                            cs->last_route_ns =
-                                std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    Clock::now().time_since_epoch())
-                                    .count();
-                            cs->route_updates++;
-                            return absl::OkStatus();
-                          });
+    auto routed = [cs](const std::string&, const turnout::config::AnyList&) {
+      cs->last_route_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              Clock::now().time_since_epoch())
+                              .count();
+      cs->route_updates++;
+      return absl::OkStatus();
+    };
+    if (delta) {
+      // Delta: turnout-cp sends the routes of each service as a VirtualHost
+      // (VHDS); the RouteConfiguration only names VHDS and does not change.
+      s->client().subscribe(turnout::config::kRouteConfigurationTypeUrl, false, {"outbound"}, ok);
+      s->client().subscribe(tc::kVirtualHostTypeUrl, false, {"outbound"}, routed);
+    } else {
+      s->client().subscribe(turnout::config::kRouteConfigurationTypeUrl, false, {"outbound"},
+                            routed);
+    }
     streams.push_back(std::move(s));
   }
   asio::post(client_ioc, [&] {

@@ -1,5 +1,6 @@
 #include "config/control_plane/generator.h"
 
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -61,8 +62,16 @@ void addEndpoints(endpoint_v3::ClusterLoadAssignment& cla, const Endpoints& endp
   }
 }
 
+// One service's resources: its clusters (baseline, forks, versions), the
+// assignments of those that are EDS, and its virtual host.
+struct ServiceResources {
+  std::vector<cluster_v3::Cluster> clusters;
+  std::vector<endpoint_v3::ClusterLoadAssignment> load_assignments;
+  route_v3::VirtualHost virtual_host;
+};
+
 // One generated cluster; EDS clusters also get their ClusterLoadAssignment.
-void addCluster(Resources& out, const std::string& name, const Endpoints& endpoints,
+void addCluster(ServiceResources& out, const std::string& name, const Endpoints& endpoints,
                 bool http2) {
   cluster_v3::Cluster c;
   c.set_name(name);
@@ -295,12 +304,78 @@ std::string deterministicBytes(const google::protobuf::Message& message) {
   return out;
 }
 
-void addVersioned(ResourceMap& map, const std::string& name,
-                  const google::protobuf::Message& message) {
-  VersionedResource v;
-  v.resource.PackFrom(message);
-  v.version = contentVersion(message);
-  map.emplace(name, std::move(v));
+
+// service -> the sandboxes forking it, by key (one pass over the sandboxes).
+using ForksByService = std::map<std::string_view, std::vector<const Sandbox*>>;
+ForksByService forksByService(const Model& model) {
+  ForksByService out;
+  for (const auto& [key, sandbox] : model.sandboxes) {
+    for (const auto& [service, endpoints] : sandbox.forks) out[service].push_back(&sandbox);
+  }
+  return out;
+}
+const std::vector<const Sandbox*>& forksOf(const ForksByService& forks, const std::string& service) {
+  static const std::vector<const Sandbox*> kNone;
+  auto it = forks.find(service);
+  return it == forks.end() ? kNone : it->second;
+}
+const Release* releaseOf(const Model& model, const std::string& service) {
+  auto it = model.releases.find(service);
+  return it == model.releases.end() ? nullptr : &it->second;
+}
+
+// Everything generated from one service, the sandboxes that fork it
+// (`forks`, by key) and its release: a unit IncrementalGenerator reuses
+// while those inputs stay the same. Forks and versions speak their
+// service's protocol.
+ServiceResources serviceResources(const Model& model, const Service& service,
+                                  const std::vector<const Sandbox*>& forks, Profile profile) {
+  ServiceResources out;
+  const Release* release = releaseOf(model, service.name);
+  addCluster(out, clusterName(service.name), service.endpoints, service.isHttp2());
+  for (const Sandbox* sb : forks) {
+    addCluster(out, clusterName(service.name, sb->key), sb->forks.at(service.name), service.isHttp2());
+  }
+  if (release != nullptr) {
+    for (const auto& [version, endpoints] : release->versions) {
+      addCluster(out, clusterName(service.name, version), endpoints, service.isHttp2());
+    }
+  }
+  route_v3::VirtualHost& vh = out.virtual_host;
+  vh.set_name(profile.vhds ? virtualHostResourceName(service.name) : service.name);
+  for (auto& d : domainsFor(service)) vh.add_domains(std::move(d));
+  addSandboxRoutes(vh, forks, service, release, profile.dialect);
+  addUnforkedRoutes(vh, service, release, nullptr, "");
+  return out;
+}
+
+// The `outbound` RouteConfiguration without its services' virtual hosts:
+// VHDS profiles name VHDS over ADS.
+route_v3::RouteConfiguration routeConfigurationHead(Profile profile) {
+  route_v3::RouteConfiguration rc;
+  rc.set_name(kRouteConfigurationName);
+  if (profile.vhds) {
+    auto* cs = rc.mutable_vhds()->mutable_config_source();
+    cs->mutable_ads();
+    cs->set_resource_api_version(core_v3::V3);
+  }
+  return rc;
+}
+
+// kGrpc: the API listeners; sidecars: the capture listeners; else none.
+std::vector<listener_v3::Listener> listenersFor(const Model& model, Profile profile) {
+  std::vector<listener_v3::Listener> out;
+  if (profile.dialect == Dialect::kGrpc) {
+    // Domains are unique across services (Envoy refuses a route table where
+    // two virtual hosts share one), so one listener per domain, by name.
+    std::set<std::string> domains;
+    for (const auto& [name, service] : model.services) {
+      for (auto& d : domainsFor(service)) domains.insert(std::move(d));
+    }
+    for (const auto& d : domains) out.push_back(apiListener(d));
+  }
+  if (profile.sidecar) out = sidecarListeners(model, profile.dialect == Dialect::kTurnout);
+  return out;
 }
 
 }  // namespace
@@ -399,78 +474,32 @@ std::string virtualHostResourceName(std::string_view service) {
 }
 
 Resources generate(const Model& model, Profile profile) {
-  const Dialect dialect = profile.dialect;
   Resources out;
-  // Clusters by name: collect first, then emit in name order. Forks and
-  // versions speak their service's protocol.
-  auto http2 = [&](const std::string& service) {
-    auto it = model.services.find(service);
-    return it != model.services.end() && it->second.isHttp2();
-  };
-  std::map<std::string, std::pair<const Endpoints*, bool>> clusters;
+  const ForksByService forks = forksByService(model);
+  // Clusters and assignments by name; virtual hosts in service order.
+  std::map<std::string, cluster_v3::Cluster> clusters;
+  std::map<std::string, endpoint_v3::ClusterLoadAssignment> load_assignments;
+  std::vector<route_v3::VirtualHost> virtual_hosts;
   for (const auto& [name, service] : model.services) {
-    clusters.emplace(clusterName(name), std::make_pair(&service.endpoints, service.isHttp2()));
+    ServiceResources r = serviceResources(model, service, forksOf(forks, name), profile);
+    for (auto& c : r.clusters) clusters.emplace(c.name(), std::move(c));
+    for (auto& cla : r.load_assignments) load_assignments.emplace(cla.cluster_name(), std::move(cla));
+    virtual_hosts.push_back(std::move(r.virtual_host));
   }
-  for (const auto& [key, sandbox] : model.sandboxes) {
-    for (const auto& [service, endpoints] : sandbox.forks) {
-      clusters.emplace(clusterName(service, key), std::make_pair(&endpoints, http2(service)));
-    }
-  }
-  for (const auto& [service, release] : model.releases) {
-    for (const auto& [version, endpoints] : release.versions) {
-      clusters.emplace(clusterName(service, version), std::make_pair(&endpoints, http2(service)));
-    }
-  }
-  for (const auto& [name, c] : clusters) addCluster(out, name, *c.first, c.second);
+  for (auto& [name, c] : clusters) out.clusters.push_back(std::move(c));
+  for (auto& [name, cla] : load_assignments) out.load_assignments.push_back(std::move(cla));
   if (profile.sidecar) {
     // Service names are DNS labels (lowercase): these never collide.
     for (auto& c : sidecarClusters()) out.clusters.push_back(std::move(c));
   }
-
-  // service -> the sandboxes forking it, by key (one pass over the sandboxes).
-  std::map<std::string_view, std::vector<const Sandbox*>> forks_of;
-  for (const auto& [key, sandbox] : model.sandboxes) {
-    for (const auto& [service, endpoints] : sandbox.forks) forks_of[service].push_back(&sandbox);
-  }
-  static const std::vector<const Sandbox*> kNone;
-
-  route_v3::RouteConfiguration& rc = out.route_configuration;
-  rc.set_name(kRouteConfigurationName);
+  out.route_configuration = routeConfigurationHead(profile);
   if (profile.vhds) {
-    auto* cs = rc.mutable_vhds()->mutable_config_source();
-    cs->mutable_ads();
-    cs->set_resource_api_version(core_v3::V3);
+    out.virtual_hosts = std::move(virtual_hosts);
+  } else {
+    for (auto& vh : virtual_hosts) *out.route_configuration.add_virtual_hosts() = std::move(vh);
   }
-  for (const auto& [name, service] : model.services) {
-    route_v3::VirtualHost* vh;
-    if (profile.vhds) {
-      vh = &out.virtual_hosts.emplace_back();
-      vh->set_name(virtualHostResourceName(name));
-    } else {
-      vh = rc.add_virtual_hosts();
-      vh->set_name(name);
-    }
-    for (auto& d : domainsFor(service)) vh->add_domains(std::move(d));
-    auto forks = forks_of.find(name);
-    auto release = model.releases.find(name);
-    addSandboxRoutes(*vh, forks == forks_of.end() ? kNone : forks->second, service,
-                     release == model.releases.end() ? nullptr : &release->second, dialect);
-    addUnforkedRoutes(*vh, service, release == model.releases.end() ? nullptr : &release->second,
-                      nullptr, "");
-  }
-  if (dialect == Dialect::kGrpc) {
-    // Domains are unique across services (Envoy refuses a route table where
-    // two virtual hosts share one), so one listener per domain, by name.
-    std::set<std::string> domains;
-    for (const auto& [name, service] : model.services) {
-      for (auto& d : domainsFor(service)) domains.insert(std::move(d));
-    }
-    for (const auto& d : domains) out.listeners.push_back(apiListener(d));
-  }
-  if (profile.sidecar) {
-    *rc.add_virtual_hosts() = allowAnyVirtualHost();
-    out.listeners = sidecarListeners(model, dialect == Dialect::kTurnout);
-  }
+  if (profile.sidecar) *out.route_configuration.add_virtual_hosts() = allowAnyVirtualHost();
+  out.listeners = listenersFor(model, profile);
   return out;
 }
 
@@ -479,23 +508,143 @@ std::string contentVersion(const google::protobuf::Message& message) {
 }
 
 ResourcesByType generateByType(const Model& model, Profile profile) {
-  Resources r = generate(model, profile);
-  ResourcesByType out;
-  ResourceMap& clusters = out[config::kClusterTypeUrl];
-  for (const auto& c : r.clusters) addVersioned(clusters, c.name(), c);
-  ResourceMap& endpoints = out[config::kClusterLoadAssignmentTypeUrl];
-  for (const auto& cla : r.load_assignments) addVersioned(endpoints, cla.cluster_name(), cla);
-  addVersioned(out[config::kRouteConfigurationTypeUrl], r.route_configuration.name(),
-               r.route_configuration);
-  if (profile.vhds) {
-    ResourceMap& vhosts = out[kVirtualHostTypeUrl];
-    for (const auto& vh : r.virtual_hosts) addVersioned(vhosts, vh.name(), vh);
+  IncrementalGenerator g(profile);
+  g.update(model);
+  return g.resources();
+}
+
+// What a service's resources were made from, and their names.
+struct IncrementalGenerator::Unit {
+  Service service;
+  std::vector<std::pair<std::string, Endpoints>> forks;  // key -> the fork's endpoints
+  std::optional<Release> release;
+  route_v3::VirtualHost virtual_host;  // non-VHDS profiles: for the RouteConfiguration
+  std::vector<std::string> clusters, load_assignments;
+
+  bool sameInputs(const Service& s, const std::vector<const Sandbox*>& f, const Release* r) const {
+    if (!(service == s) || forks.size() != f.size() || release.has_value() != (r != nullptr)) {
+      return false;
+    }
+    if (r != nullptr && !(*release == *r)) return false;
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (forks[i].first != f[i]->key || forks[i].second != f[i]->forks.at(s.name)) return false;
+    }
+    return true;
   }
-  if (profile.dialect == Dialect::kGrpc || profile.sidecar) {
-    ResourceMap& listeners = out[config::kListenerTypeUrl];
-    for (const auto& l : r.listeners) addVersioned(listeners, l.name(), l);
+};
+
+IncrementalGenerator::IncrementalGenerator(Profile profile) : profile_(profile) {
+  for (const char* type : {config::kClusterTypeUrl, config::kClusterLoadAssignmentTypeUrl,
+                           config::kRouteConfigurationTypeUrl}) {
+    resources_[type];
   }
-  return out;
+  if (profile.vhds) resources_[kVirtualHostTypeUrl];
+  if (profile.dialect == Dialect::kGrpc || profile.sidecar) resources_[config::kListenerTypeUrl];
+}
+
+IncrementalGenerator::~IncrementalGenerator() = default;
+IncrementalGenerator::IncrementalGenerator(IncrementalGenerator&&) noexcept = default;
+IncrementalGenerator& IncrementalGenerator::operator=(IncrementalGenerator&&) noexcept = default;
+
+void IncrementalGenerator::put(const std::string& type, const std::string& name,
+                               const google::protobuf::Message& message) {
+  std::string version = contentVersion(message);
+  ResourceMap& map = resources_[type];
+  auto it = map.find(name);
+  if (it != map.end() && it->second.version == version) return;
+  VersionedResource& v = map[name];
+  v.resource.PackFrom(message);
+  v.version = std::move(version);
+  changed_[type].insert(name);
+  removed_[type].erase(name);
+}
+
+void IncrementalGenerator::erase(const std::string& type, const std::string& name) {
+  ResourceMap& map = resources_[type];
+  auto it = map.find(name);
+  if (it == map.end()) return;
+  changed_[type].insert(name);
+  removed_[type][name] = std::move(it->second);
+  map.erase(it);
+}
+
+void IncrementalGenerator::update(const Model& model) {
+  changed_.clear();
+  removed_.clear();
+  for (const auto& [type, map] : resources_) changed_[type];
+  bool routes_changed = first_;
+  // Services that went away.
+  for (auto it = units_.begin(); it != units_.end();) {
+    if (model.services.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    for (const auto& n : it->second->clusters) erase(config::kClusterTypeUrl, n);
+    for (const auto& n : it->second->load_assignments) erase(config::kClusterLoadAssignmentTypeUrl, n);
+    if (profile_.vhds) erase(kVirtualHostTypeUrl, virtualHostResourceName(it->first));
+    routes_changed = true;
+    it = units_.erase(it);
+  }
+  const ForksByService forks = forksByService(model);
+  for (const auto& [name, service] : model.services) {
+    const std::vector<const Sandbox*>& f = forksOf(forks, name);
+    const Release* release = releaseOf(model, name);
+    std::unique_ptr<Unit>& unit = units_[name];
+    if (unit != nullptr && unit->sameInputs(service, f, release)) continue;
+    if (unit == nullptr) unit = std::make_unique<Unit>();
+    unit->service = service;
+    unit->forks.clear();
+    for (const Sandbox* sb : f) unit->forks.emplace_back(sb->key, sb->forks.at(name));
+    unit->release = release == nullptr ? std::nullopt : std::optional<Release>(*release);
+    ServiceResources r = serviceResources(model, service, f, profile_);
+    // What the service had and no longer has goes; the rest is put (and
+    // counts as changed only when its bytes did).
+    std::set<std::string> clusters, load_assignments;
+    for (const auto& c : r.clusters) clusters.insert(c.name());
+    for (const auto& cla : r.load_assignments) load_assignments.insert(cla.cluster_name());
+    for (const auto& n : unit->clusters) {
+      if (!clusters.contains(n)) erase(config::kClusterTypeUrl, n);
+    }
+    for (const auto& n : unit->load_assignments) {
+      if (!load_assignments.contains(n)) erase(config::kClusterLoadAssignmentTypeUrl, n);
+    }
+    unit->clusters.assign(clusters.begin(), clusters.end());
+    unit->load_assignments.assign(load_assignments.begin(), load_assignments.end());
+    for (const auto& c : r.clusters) put(config::kClusterTypeUrl, c.name(), c);
+    for (const auto& cla : r.load_assignments) {
+      put(config::kClusterLoadAssignmentTypeUrl, cla.cluster_name(), cla);
+    }
+    if (profile_.vhds) {
+      put(kVirtualHostTypeUrl, r.virtual_host.name(), r.virtual_host);
+    } else {
+      unit->virtual_host = std::move(r.virtual_host);
+      routes_changed = true;
+    }
+  }
+  if (first_ && profile_.sidecar) {
+    for (const auto& c : sidecarClusters()) put(config::kClusterTypeUrl, c.name(), c);
+  }
+  if (routes_changed) {
+    route_v3::RouteConfiguration rc = routeConfigurationHead(profile_);
+    if (!profile_.vhds) {
+      for (const auto& [name, unit] : units_) *rc.add_virtual_hosts() = unit->virtual_host;
+    }
+    if (profile_.sidecar) *rc.add_virtual_hosts() = allowAnyVirtualHost();
+    put(config::kRouteConfigurationTypeUrl, rc.name(), rc);
+  }
+  if (resources_.contains(config::kListenerTypeUrl)) {
+    std::set<std::string> names;
+    for (const auto& l : listenersFor(model, profile_)) {
+      names.insert(l.name());
+      put(config::kListenerTypeUrl, l.name(), l);
+    }
+    std::vector<std::string> gone;
+    for (const auto& [n, v] : resources_[config::kListenerTypeUrl]) {
+      if (!names.contains(n)) gone.push_back(n);
+    }
+    for (const auto& n : gone) erase(config::kListenerTypeUrl, n);
+  }
+  first_ = false;
 }
 
 }  // namespace turnout::control_plane

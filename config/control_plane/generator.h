@@ -1,6 +1,8 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -151,6 +153,44 @@ using ResourceMap = std::map<std::string, VersionedResource>;
 // bootstrap.
 using ResourcesByType = std::map<std::string, ResourceMap>;
 ResourcesByType generateByType(const Model& model, Profile profile);
+
+// One profile's resources kept across model updates, for the xDS server: an
+// update regenerates only what it touches, so its cost follows the change,
+// not the model. Per service, the inputs its resources come from (the
+// service, the sandboxes that fork it, its release) are compared with those
+// of the last update, and only a service whose inputs changed has its
+// clusters, assignments and virtual host made again; listeners (a few per
+// port, or per domain for gRPC) are made each time, and the non-VHDS
+// `outbound` RouteConfiguration, which holds every virtual host, is
+// reassembled when one of them changed. The resources are byte for byte
+// those of generateByType(), which is one update of a new generator.
+class IncrementalGenerator {
+ public:
+  explicit IncrementalGenerator(Profile profile);
+  ~IncrementalGenerator();
+  IncrementalGenerator(IncrementalGenerator&&) noexcept;
+  IncrementalGenerator& operator=(IncrementalGenerator&&) noexcept;
+  void update(const Model& model);
+  const ResourcesByType& resources() const { return resources_; }
+  // Of the last update(): per type, the names whose resource appeared,
+  // changed or went away (every type of resources() has an entry).
+  const std::map<std::string, std::set<std::string>>& changed() const { return changed_; }
+  // Of the last update(): the resources it took away, by type and name.
+  const ResourcesByType& removed() const { return removed_; }
+
+ private:
+  struct Unit;
+  // Puts `message` as `name` into `type`, noting a change of version.
+  void put(const std::string& type, const std::string& name, const google::protobuf::Message& message);
+  void erase(const std::string& type, const std::string& name);
+
+  Profile profile_;
+  bool first_ = true;
+  ResourcesByType resources_;
+  std::map<std::string, std::set<std::string>> changed_;
+  ResourcesByType removed_;
+  std::map<std::string, std::unique_ptr<Unit>> units_;  // by service name
+};
 
 std::string contentVersion(const google::protobuf::Message& message);
 

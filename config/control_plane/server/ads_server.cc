@@ -468,19 +468,28 @@ void AdsServer::stop() {
   if (grpc_) grpc_->stop();
 }
 
-const ResourcesByType& AdsServer::resources(Profile profile) {
-  auto it = cache_.find(profile);
-  if (it == cache_.end()) it = cache_.emplace(profile, generateByType(model_, profile)).first;
+AdsServer::Generation& AdsServer::generation(Profile profile) {
+  auto it = generators_.find(profile);
+  if (it == generators_.end()) {
+    it = generators_.emplace(profile, profile).first;
+    it->second.generator.update(model_);
+  }
   return it->second;
+}
+
+const ResourcesByType& AdsServer::resources(Profile profile) {
+  return generation(profile).generator.resources();
 }
 
 const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::string& type_url,
                                                bool wildcard, const std::set<std::string>& names,
                                                bool keep_removed) {
-  const ResourceMap* removed = nullptr;  // the last generation's, by name
+  const ResourceMap* removed = nullptr;  // what this generation took away, by name
   if (keep_removed) {
-    if (auto prev = previous_.find(profile); prev != previous_.end()) {
-      if (auto it = prev->second.find(type_url); it != prev->second.end()) removed = &it->second;
+    const Generation& g = generation(profile);
+    const ResourcesByType& gone = g.generator.removed();
+    if (auto it = gone.find(type_url); !g.fresh && it != gone.end() && !it->second.empty()) {
+      removed = &it->second;
     }
     if (removed == nullptr) keep_removed = false;
   }
@@ -502,7 +511,7 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
   }
   if (keep_removed) {
     for (const auto& entry : *removed) {
-      if (!current.contains(entry.first) && (wildcard || names.contains(entry.first))) {
+      if (wildcard || names.contains(entry.first)) {
         rs.push_back(&entry);
       }
     }
@@ -534,25 +543,12 @@ const std::string& AdsServer::deltaResourceEntry(
 }
 
 const std::set<std::string>* AdsServer::changedNames(Profile profile, const std::string& type_url) {
-  const auto key = std::make_pair(profile, type_url);
-  if (auto it = changed_.find(key); it != changed_.end()) return &it->second;
-  auto prev = previous_.find(profile);
-  if (prev == previous_.end()) return nullptr;  // no generation to diff against
-  static const ResourceMap kNone;
-  const ResourcesByType& now = resources(profile);
-  auto a = prev->second.find(type_url);
-  auto b = now.find(type_url);
-  const ResourceMap& before = a == prev->second.end() ? kNone : a->second;
-  const ResourceMap& after = b == now.end() ? kNone : b->second;
-  std::set<std::string> names;
-  for (const auto& [name, vr] : after) {
-    auto o = before.find(name);
-    if (o == before.end() || o->second.version != vr.version) names.insert(name);
-  }
-  for (const auto& [name, vr] : before) {
-    if (!after.contains(name)) names.insert(name);
-  }
-  return &changed_.emplace(key, std::move(names)).first->second;
+  static const std::set<std::string> kNone;
+  const Generation& g = generation(profile);
+  if (g.fresh) return nullptr;  // no generation to diff against
+  const auto& changed = g.generator.changed();
+  auto it = changed.find(type_url);
+  return it == changed.end() ? &kNone : &it->second;
 }
 
 void AdsServer::update(const Model& model) {
@@ -573,11 +569,12 @@ void AdsServer::flush() {
 }
 
 void AdsServer::apply() {
-  // The generation being replaced, for the Delta streams' diffs; only the
-  // dialects some stream used exist in the cache.
-  previous_ = std::move(cache_);
-  cache_.clear();
-  changed_.clear();
+  // Every profile some stream used moves to the new model at the cost of what
+  // changed; the Delta streams send those names, SotW ones the changed types.
+  for (auto& [profile, g] : generators_) {
+    g.generator.update(model_);
+    g.fresh = false;
+  }
   prepared_.clear();
   delta_entries_.clear();
   for (AdsStreamBase* s : streams_) s->push();

@@ -115,12 +115,18 @@ class AdsServer {
   bool has_pending_ = false;
   std::unique_ptr<GrpcServer> grpc_;
   Model model_;  // a copy: the caller's may be replaced (State::restore)
-  std::map<Profile, ResourcesByType> cache_;
+  // Per profile some stream used: its resources, kept up to date with each
+  // update at the cost of what changed (IncrementalGenerator).
+  struct Generation {
+    explicit Generation(Profile p) : generator(p) {}
+    IncrementalGenerator generator;
+    bool fresh = true;  // made during this generation: nothing to diff against
+  };
+  std::map<Profile, Generation> generators_;
+  Generation& generation(Profile profile);
   // Delta: per dialect and type, the names whose resource changed, appeared
   // or went away in the last update() (null: unknown, diff everything).
-  std::map<Profile, ResourcesByType> previous_;
   const std::set<std::string>* changedNames(Profile profile, const std::string& type_url);
-  std::map<std::pair<Profile, std::string>, std::set<std::string>> changed_;
   std::map<std::string, Prepared> prepared_;
   // Delta: one resource as a serialized DeltaDiscoveryResponse holding only
   // that `resources` entry, per dialect, type and name, for this generation;
