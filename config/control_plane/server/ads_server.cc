@@ -284,6 +284,8 @@ class DeltaAdsStream final : public AdsStreamBase {
     // A NACK put `has` back: the next push diffs every name, since what the
     // client refused changed in an earlier generation than the next one.
     bool diff_all = false;
+    // A NACK came while pushes were unanswered: their ACK does not clear it.
+    bool refused = false;
   };
   // Sends what changed for the client (always when `always`); `only`: the
   // names that can have changed (null: all).
@@ -395,39 +397,54 @@ void DeltaAdsStream::onMessage(std::string_view message) {
     }
   }
   ProxyTypeStatus& ps = status_.types[shortName(req.type_url())];
+  // The client kept what it had: `has` goes back to before the unanswered
+  // pushes, and the next push diffs every name.
+  auto refused = [&] {
+    t.diff_all = true;
+    for (auto u = t.undo.rbegin(); u != t.undo.rend(); ++u) {
+      if (u->second) {
+        t.has[u->first] = *u->second;
+      } else {
+        t.has.erase(u->first);
+      }
+    }
+    t.undo.clear();
+    t.refused = true;
+    ps.nack_error = req.error_detail().message();
+    TURNOUT_LOG(warn, kLog, "node '{}' rejected delta {}: {}", status_.node_id,
+                shortName(req.type_url()), ps.nack_error);
+  };
   if (!req.response_nonce().empty() && req.response_nonce() == t.sent_nonce && t.pending) {
     t.pending = false;
     ps.pending = false;
     if (req.has_error_detail()) {
-      // The client kept what it had.
-      t.diff_all = true;
-      for (auto u = t.undo.rbegin(); u != t.undo.rend(); ++u) {
-        if (u->second) {
-          t.has[u->first] = *u->second;
-        } else {
-          t.has.erase(u->first);
-        }
-      }
-      ps.nack_error = req.error_detail().message();
-      TURNOUT_LOG(warn, kLog, "node '{}' rejected delta {}: {}", status_.node_id,
-                  shortName(req.type_url()), ps.nack_error);
-    } else {
+      refused();
+    } else if (!t.refused) {
       ps.acked_version = ps.sent_version;
       ps.nack_error.clear();
     }
+    t.refused = false;
     t.undo.clear();
+  } else if (t.pending && req.has_error_detail() && !req.response_nonce().empty()) {
+    // A NACK of an earlier response than the last one sent (a push sends a
+    // type twice: new clusters first, removals after the routes). The later
+    // response may well be ACKed, yet what this one carried was refused: it
+    // is undone now, stays the error shown until an ACK with nothing refused
+    // in between, and is sent again by the next push.
+    refused();
   }
   if (first || names_changed) send(req.type_url(), t, /*always=*/first);
 }
 
 void DeltaAdsStream::push() {
   if (!live()) return;
-  // A stream in step with the last generation only needs the names that
-  // changed; one with a push unanswered (or NACKed) is diffed in full.
-  // Decided per type before the first phase sends (and makes it pending).
+  // `has` is what the client holds once it took every push so far, so only
+  // the names this generation changed can differ, also while a push is
+  // unanswered; one that was NACKed (has put back to an older generation) is
+  // diffed in full. Decided per type before the first phase sends.
   std::map<std::string, const std::set<std::string>*> only;
   for (auto& [type, t] : types_) {
-    only[type] = t.pending || t.diff_all ? nullptr : server_.changedNames(profile_, type);
+    only[type] = t.diff_all ? nullptr : server_.changedNames(profile_, type);
   }
   for (const auto& [type, phase] : pushSteps()) {
     auto it = types_.find(type);

@@ -40,6 +40,8 @@ bool runUntil(asio::io_context& ioc, const std::function<bool()>& done,
 
 struct Received {
   std::set<std::string> reject;  // types whose next responses the client NACKs
+  // A resource name the client refuses in any response that holds it.
+  std::string reject_name;
   std::map<std::string, std::vector<std::string>> names;  // type -> resource names
   std::map<std::string, std::string> versions;
   std::map<std::string, int> responses;
@@ -87,7 +89,9 @@ struct Client {
         });
     auto handler = [&got](const std::string& type) {
       return [&got, type](const std::string& v, const RepeatedPtrField<Any>& rs) {
-        if (got.reject.contains(type)) {
+        bool refuse = got.reject.contains(type);
+        for (const auto& r : rs) refuse = refuse || (!got.reject_name.empty() && nameOf(r) == got.reject_name);
+        if (refuse) {
           got.responses[type]++;
           return absl::InvalidArgumentError("rejected by the test");
         }
@@ -539,6 +543,45 @@ TEST_CASE("SotW clients, and Delta ones with vhds off, get the whole route table
     runUntil(ioc, [] { return false; }, std::chrono::milliseconds(100));
     CHECK(!got.responses.contains(kVirtualHostTypeUrl));
   }
+}
+
+TEST_CASE("delta: a refused new cluster stays visible when the removals after it are taken",
+          "[control_plane][ads]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  REQUIRE(state.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", absl::Now()).ok());
+  (*server)->update(state.model());
+  Received got;
+  Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
+  const std::string cds = config::kClusterTypeUrl;
+  REQUIRE(runUntil(ioc, [&] { return got.names[cds].size() == 2; }));
+  auto settled = [&] {
+    auto p = (*server)->proxies();
+    return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["virtual_hosts"].pending;
+  };
+  REQUIRE(runUntil(ioc, settled));
+
+  // One update: feat-y's cluster (refused by the client) in the first CDS
+  // response, feat-x's removal (taken) in the second.
+  got.reject_name = "reviews--feat-y";
+  const int before = got.responses[cds];
+  REQUIRE(state.deleteSandbox("feat-x").ok());
+  REQUIRE(state.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", absl::Now()).ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] { return got.responses[cds] >= before + 2 && settled(); }));
+  CHECK(got.names[cds] == std::vector<std::string>{"reviews"});
+  CHECK((*server)->proxies()[0].types["clusters"].nack_error.find("rejected by the test") !=
+        std::string::npos);
+
+  // Taken on the next push: the server knew the client lacks it.
+  got.reject_name.clear();
+  REQUIRE(state.putService("ratings", R"({"port": 9080, "endpoints": ["10.0.0.9:9080"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return got.names[cds] == std::vector<std::string>{"ratings", "reviews", "reviews--feat-y"};
+  }));
+  REQUIRE(runUntil(ioc, settled));
+  CHECK((*server)->proxies()[0].types["clusters"].nack_error.empty());
 }
 
 }  // namespace
