@@ -17,8 +17,10 @@
 // type whose version differs from the one in the request (a reconnecting
 // client that already holds it gets nothing), when the names asked for
 // change, and on update() for every type whose version changed (SotW: only
-// the changed types, in Envoy's order CDS, EDS, LDS, RDS; when the update only
-// removes clusters, routes first: LDS, RDS, CDS, EDS). A request whose
+// the changed types; Delta: only the changed resources), make before break:
+// new clusters and endpoints, then LDS, RDS and VHDS, then the removed
+// clusters and endpoints. Delta clients of the turnout and envoy dialects get
+// their routes by VHDS (generator.h). A request whose
 // nonce is not the last one sent for its type is stale and ignored whole, as
 // go-control-plane does: the client's answer to the newer response carries
 // its current names, and a change is answered then. An empty type_url ends the
