@@ -31,7 +31,7 @@ std::string toYaml(const SidecarBootstrap& b) {
       "    socket_address: {address: 127.0.0.1, port_value: ", b.admin_port, "}\n",
       "dynamic_resources:\n"
       "  ads_config:\n"
-      "    api_type: GRPC\n"
+      "    api_type: ", b.delta ? "DELTA_GRPC" : "GRPC", "\n"
       "    transport_api_version: V3\n"
       "    grpc_services:\n"
       "    - envoy_grpc: {cluster_name: xds_cluster}\n"

@@ -8,6 +8,9 @@
 
 namespace turnout::control_plane {
 
+// What turnout-cp's bootstraps ask for: Delta ADS (SidecarBootstrap::delta).
+inline constexpr bool kDeltaAdsByDefault = false;
+
 // The bootstrap of a sidecar that takes its config from turnout-cp over ADS,
 // as `turnout-cp bootstrap` prints it and the injection webhook injects it:
 // the node, the admin on 127.0.0.1:admin_port, ADS over h2c to xds_cluster
@@ -25,6 +28,10 @@ struct SidecarBootstrap {
   uint32_t admin_port = kSidecarAdminPort;
   std::string xds_host;
   uint32_t xds_port = 18000;
+  // ADS api_type: DELTA_GRPC (only what changed is sent, and turnout-cp
+  // sends the routes by VHDS, a VirtualHost per service), else GRPC (State
+  // of the World).
+  bool delta = kDeltaAdsByDefault;
   // static_resources.listeners entries ("  - name: ...", indented two
   // spaces), or empty for none.
   std::string listeners;

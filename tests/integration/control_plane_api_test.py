@@ -469,6 +469,18 @@ class BootstrapTest(unittest.TestCase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def test_bootstrap_ads_protocol(self):
+        """--ads picks the ADS api_type; anything else is a usage error naming the flag."""
+        for ads, api_type in (("delta", "api_type: DELTA_GRPC"), ("sotw", "api_type: GRPC")):
+            r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "n", "--ads", ads],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(api_type + "\n", r.stdout)
+        r = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "n", "--ads", "incremental"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--ads 'incremental' must be delta or sotw", r.stderr)
+
     def test_bootstrap_needs_node(self):
         r = subprocess.run([TURNOUT_CP, "bootstrap"], capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 2)

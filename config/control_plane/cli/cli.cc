@@ -476,6 +476,12 @@ int bootstrapCommand(const Args& a, std::ostream& out) {
   if (auto host = a.last("xds-host")) o.xds_host = *host;
   o.xds_port = portFlag(a, "xds-port", o.xds_port);
   o.admin_port = portFlag(a, "admin-port", o.admin_port);
+  if (auto ads = a.last("ads")) {
+    if (*ads != "delta" && *ads != "sotw") {
+      throw UsageError{absl::StrCat("--ads '", *ads, "' must be delta or sotw")};
+    }
+    o.delta = *ads == "delta";
+  }
   const std::string mode = a.last("mode").value_or("explicit");
   if (mode != "explicit" && mode != "capture") {
     throw UsageError{absl::StrCat("--mode '", mode, "' must be explicit or capture")};
@@ -501,7 +507,7 @@ const std::set<std::string> kClientFlags = {"server", "output", "port", "endpoin
                                             "fork", "ttl", "label", "weights", "version"};
 const std::set<std::string> kBootstrapFlags = {"node",       "cluster",     "xds-host", "xds-port",
                                                "admin-port", "outbound-port", "mode",   "service",
-                                               "namespace"};
+                                               "namespace",  "ads"};
 
 
 }  // namespace
@@ -524,7 +530,7 @@ std::string usage() {
       "  proxies                                  connected proxies and what they ACKed\n"
       "  version                                  this CLI's version and the server's config version\n"
       "  --version                                this CLI's version\n"
-      "  bootstrap --node NODE [--xds-host H] [--xds-port P] [--admin-port N] [--cluster C]\n"
+      "  bootstrap --node NODE [--xds-host H] [--xds-port P] [--admin-port N] [--cluster C] [--ads delta|sotw]\n"
       "            [--mode explicit [--outbound-port P] | --mode capture [--service S] [--namespace NS]]\n"
       "                                           print a sidecar bootstrap (ADS to turnout-cp)\n"
       "\n"
@@ -553,6 +559,7 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
   b.admin_port = o.admin_port;
   b.xds_host = o.xds_host;
   b.xds_port = o.xds_port;
+  b.delta = o.delta;
   if (o.capture) {
     b.comment =
         "# turnout sidecar bootstrap made by `turnout-cp bootstrap --mode capture`:\n"

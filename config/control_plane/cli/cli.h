@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+
+#include "config/control_plane/sidecar_bootstrap.h"
 #include <vector>
 
 namespace turnout::control_plane::cli {
@@ -26,6 +28,7 @@ struct BootstrapOptions {
   uint32_t xds_port = 18000;
   uint32_t admin_port = 15000;
   uint32_t outbound_port = 15001;
+  bool delta = kDeltaAdsByDefault;  // --ads delta|sotw
   // false ("explicit"): apps call the static outbound listener; true
   // ("capture"): iptables captures the pod's traffic and turnout-cp sends the
   // capture listeners over LDS (docs/sidecar.md).
