@@ -227,16 +227,27 @@ class InjectedPodTest(netns.TopologyCase, unittest.TestCase):
 
     @classmethod
     def wait_ready(cls, deployment):
-        """The kubelet's readiness probe: from outside the pod, at its IP."""
+        """The kubelet's readiness: the sidecar's probe from outside the pod, at
+        its IP, and the app listening (its own container's readiness; without
+        it a loaded machine sent the first calls to an app not yet bound, and
+        the inbound passthrough answered 503)."""
         pod = cls.pods[deployment]
         (proxy,) = [c for c in pod["spec"]["containers"] if c["name"] == "turnout-proxy"]
         probe = proxy["readinessProbe"]["httpGet"]
         ip = PODS[deployment][1]
+        app = PODS[deployment][2]
+        app_port = int(app[app.index("--port") + 1])
+        listening = ("import socket, sys\n"
+                     "try:\n"
+                     "    socket.create_connection(('127.0.0.1', %d), 1).close()\n"
+                     "except OSError:\n"
+                     "    sys.exit(1)\n" % app_port)
         end = time.monotonic() + DEADLINE_S
         while time.monotonic() < end:
             r = cls.curl("tester", ["-o", "/dev/null", "-w", "%{http_code}",
                                     "http://%s:%d%s" % (ip, probe["port"], probe["path"])])
-            if r.stdout == b"200":
+            if r.stdout == b"200" and cls.topo.run(deployment, ["/usr/bin/python3", "-c", listening],
+                                                   check=False).returncode == 0:
                 return
             time.sleep(0.1)
         cls._dump()
