@@ -1,6 +1,7 @@
 #include "config/control_plane/server/ads_server.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -102,19 +103,92 @@ class AdsStreamBase : public GrpcCallHandler {
  public:
   // `delta`: a Delta stream, whose client may take VHDS.
   AdsStreamBase(AdsServer& server, GrpcCall& call, const char* protocol, bool delta)
-      : server_(server), call_(call), protocol_(protocol), delta_(delta) {
+      : server_(server), call_(call), protocol_(protocol), delta_(delta), wait_(*server.ioc_) {
     status_.peer = call.peer();
     status_.connected_at = absl::Now();
     server_.streams_.insert(this);
   }
-  ~AdsStreamBase() override { server_.streams_.erase(this); }
+  ~AdsStreamBase() override {
+    *alive_ = false;
+    server_.streams_.erase(this);
+  }
   void onClose() override { closed_ = true; }
 
   // The model changed: pushes what changed for this client.
-  virtual void push() = 0;
+  void push() {
+    if (!live()) return;
+    wait_.cancel();
+    const bool was_waiting = resume_ != kNotWaiting;
+    resume_ = kNotWaiting;
+    startPush(was_waiting);
+    runSteps(0);
+  }
   const ProxyStatus& status() const { return status_; }
 
  protected:
+  static constexpr size_t kNotWaiting = static_cast<size_t>(-1);
+  // How long routes wait for the client to ask for new clusters' endpoints.
+  static constexpr std::chrono::milliseconds kEndpointWait{1000};
+
+  // A push's steps from `from` on (pushSteps()). Before the routes (LDS), a
+  // client that takes every cluster (wildcard CDS) and lacks the endpoints of
+  // one it was just sent has not asked for them yet (it asks once it applied
+  // the clusters): the rest of the push waits for that request, as Envoy's
+  // eventual-consistency rules ask (EDS before the routes that name the new
+  // clusters; else they route to a cluster still warming, 503), at most
+  // kEndpointWait. A new push starts over.
+  // `wait`: false once the wait ran out.
+  void runSteps(size_t from, bool wait = true) {
+    const auto& steps = pushSteps();
+    for (size_t i = from; i < steps.size(); ++i) {
+      if (wait && steps[i].first == config::kListenerTypeUrl && lacksEndpoints()) {
+        resume_ = i;
+        wait_.expires_after(kEndpointWait);
+        wait_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+          if (!ec && *alive && resume_ != kNotWaiting) resumePush(/*wait=*/false);
+        });
+        return;
+      }
+      step(steps[i].first, steps[i].second);
+    }
+  }
+  // After each request: the push goes on once the client asked for (and was
+  // sent) the endpoints it lacked.
+  // `cds_refused`: this request NACKed clusters; the client will not ask for
+  // their endpoints, so the push goes on at once.
+  void maybeResume(bool cds_refused = false) {
+    if (resume_ == kNotWaiting || !live()) return;
+    if (cds_refused) {
+      resumePush(/*wait=*/false);
+    } else if (!lacksEndpoints()) {
+      resumePush();
+    }
+  }
+  void resumePush(bool wait = true) {
+    const size_t from = resume_;
+    resume_ = kNotWaiting;
+    wait_.cancel();
+    runSteps(from, wait);
+  }
+  // The push is about to run its steps; `restarted`: it replaces one that
+  // was waiting, whose later steps were never sent.
+  virtual void startPush(bool restarted) = 0;
+  virtual void step(const std::string& type_url, Phase phase) = 0;
+  // Whether the client takes every cluster and does not ask for the
+  // endpoints of one that has them.
+  virtual bool lacksEndpoints() const = 0;
+  bool lacksEndpointsOf(bool cds_wildcard, bool eds_subscribed,
+                        const std::set<std::string>& eds_names) const {
+    if (!cds_wildcard || !eds_subscribed) return false;
+    const ResourcesByType& all = server_.resources(profile_);
+    auto it = all.find(config::kClusterLoadAssignmentTypeUrl);
+    if (it == all.end()) return false;
+    for (const auto& [name, vr] : it->second) {
+      if (!eds_names.contains(name)) return true;
+    }
+    return false;
+  }
+
   // The node on a stream's first request, a type_url, a type turnout-cp
   // serves: true when the request goes on; else the call has ended (a bad
   // request) or the request is ignored (an unknown type).
@@ -155,6 +229,9 @@ class AdsStreamBase : public GrpcCallHandler {
   GrpcCall& call_;
   const char* protocol_;
   const bool delta_;
+  size_t resume_ = kNotWaiting;  // the step a waiting push goes on at
+  asio::steady_timer wait_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool node_seen_ = false;
   bool closed_ = false;
   Profile profile_;
@@ -167,7 +244,6 @@ class AdsStream final : public AdsStreamBase {
  public:
   AdsStream(AdsServer& server, GrpcCall& call) : AdsStreamBase(server, call, "ADS", false) {}
   void onMessage(std::string_view message) override;
-  void push() override;
 
  private:
   struct TypeState {
@@ -180,9 +256,20 @@ class AdsStream final : public AdsStreamBase {
   // `keep_removed`: the make phase of a push (CDS): the resources the last
   // generation had and this one dropped are still listed.
   void send(const std::string& type_url, TypeState& t, bool force, bool keep_removed = false);
+  void startPush(bool) override {}
+  void step(const std::string& type_url, Phase phase) override;
+  bool lacksEndpoints() const override;
 
   std::map<std::string, TypeState> types_;
 };
+
+bool AdsStream::lacksEndpoints() const {
+  auto cds = types_.find(config::kClusterTypeUrl);
+  auto eds = types_.find(config::kClusterLoadAssignmentTypeUrl);
+  if (cds == types_.end() || eds == types_.end()) return false;
+  return lacksEndpointsOf(cds->second.subscribed && cds->second.wildcard, eds->second.subscribed,
+                          eds->second.names);
+}
 
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force, bool keep_removed) {
   const AdsServer::Prepared& p =
@@ -239,7 +326,10 @@ void AdsStream::onMessage(std::string_view message) {
       ps.acked_version = req.version_info();
       ps.nack_error.clear();
     }
-    if (!names_changed) return;
+    if (!names_changed) {
+      maybeResume(req.has_error_detail() && req.type_url() == config::kClusterTypeUrl);
+      return;
+    }
   }
   if (first) {
     // A client that already holds this version (a reconnect) gets nothing.
@@ -247,17 +337,15 @@ void AdsStream::onMessage(std::string_view message) {
     ps.acked_version = req.version_info();
   }
   send(req.type_url(), t, /*force=*/!first && names_changed);
+  maybeResume(req.has_error_detail() && req.type_url() == config::kClusterTypeUrl);
 }
 
-void AdsStream::push() {
-  if (!live()) return;
-  for (const auto& [type, phase] : pushSteps()) {
-    auto it = types_.find(type);
-    if (it == types_.end() || !it->second.subscribed) continue;
-    // State of the World removes a wildcard resource by leaving it out; a
-    // named one (EDS) is never removed by a response, only unsubscribed.
-    send(type, it->second, false, phase == Phase::kMake && isWildcardType(type));
-  }
+void AdsStream::step(const std::string& type, Phase phase) {
+  auto it = types_.find(type);
+  if (it == types_.end() || !it->second.subscribed) return;
+  // State of the World removes a wildcard resource by leaving it out; a
+  // named one (EDS) is never removed by a response, only unsubscribed.
+  send(type, it->second, false, phase == Phase::kMake && isWildcardType(type));
 }
 
 // One Delta ADS stream.
@@ -266,7 +354,6 @@ class DeltaAdsStream final : public AdsStreamBase {
   DeltaAdsStream(AdsServer& server, GrpcCall& call)
       : AdsStreamBase(server, call, "Delta ADS", true) {}
   void onMessage(std::string_view message) override;
-  void push() override;
 
  private:
   struct TypeState {
@@ -284,21 +371,38 @@ class DeltaAdsStream final : public AdsStreamBase {
     // A NACK put `has` back: the next push diffs every name, since what the
     // client refused changed in an earlier generation than the next one.
     bool diff_all = false;
-    // A NACK came while pushes were unanswered: their ACK does not clear it.
+    // A response of this push was NACKed: an ACK of a later one of the same
+    // push (its removals) does not clear the error; the next push starts over.
     bool refused = false;
   };
   // Sends what changed for the client (always when `always`); `only`: the
   // names that can have changed (null: all).
-  // `removals`: false in the make phase of a push.
+  // What one response may carry: in a push's make phase only new and
+  // changed resources, in its break phase only removals; else both.
+  enum class Carry { kBoth, kAdditions, kRemovals };
   void send(const std::string& type_url, TypeState& t, bool always,
-            const std::set<std::string>* only = nullptr, bool removals = true);
+            const std::set<std::string>* only = nullptr, Carry carry = Carry::kBoth);
+
+  void startPush(bool restarted) override;
+  void step(const std::string& type_url, Phase phase) override;
+  bool lacksEndpoints() const override;
 
   uint64_t pushes_ = 0;
   std::map<std::string, TypeState> types_;
+  // The names each type may have changed in the push under way (null: diff all).
+  std::map<std::string, const std::set<std::string>*> only_;
 };
 
+bool DeltaAdsStream::lacksEndpoints() const {
+  auto cds = types_.find(config::kClusterTypeUrl);
+  auto eds = types_.find(config::kClusterLoadAssignmentTypeUrl);
+  if (cds == types_.end() || eds == types_.end()) return false;
+  return lacksEndpointsOf(cds->second.subscribed && cds->second.wildcard, eds->second.subscribed,
+                          eds->second.names);
+}
+
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
-                          const std::set<std::string>* only, bool removals) {
+                          const std::set<std::string>* only, Carry carry) {
   const ResourcesByType& all = server_.resources(profile_);
   static const ResourceMap kNone;
   auto it = all.find(type_url);
@@ -315,10 +419,10 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
     auto c = current.find(name);
     auto h = t.has.find(name);
     if (wanted && c != current.end()) {
-      if (h != t.has.end() && h->second == c->second.version) return;
+      if (carry == Carry::kRemovals || (h != t.has.end() && h->second == c->second.version)) return;
       body += server_.deltaResourceEntry(profile_, type_url, *c);
       sent.emplace_back(&c->first, &c->second.version);
-    } else if (h != t.has.end() && removals) {
+    } else if (h != t.has.end() && carry != Carry::kAdditions) {
       r.add_removed_resources(name);
     }
   };
@@ -330,8 +434,10 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
     for (const auto& [name, version] : t.has) names.insert(name);
     for (const auto& name : names) consider(name);
   }
+  // Every name was looked at for what this response may carry: a refused
+  // resource is offered again (a removals-only response offers nothing).
+  if (only == nullptr && carry != Carry::kRemovals) t.diff_all = false;
   if (!always && sent.empty() && r.removed_resources().empty()) return;
-  t.diff_all = false;
   if (!t.pending) t.undo.clear();
   auto remember = [&t](const std::string& name) {
     auto h = t.has.find(name);
@@ -423,7 +529,6 @@ void DeltaAdsStream::onMessage(std::string_view message) {
       ps.acked_version = ps.sent_version;
       ps.nack_error.clear();
     }
-    t.refused = false;
     t.undo.clear();
   } else if (t.pending && req.has_error_detail() && !req.response_nonce().empty()) {
     // A NACK of an earlier response than the last one sent (a push sends a
@@ -434,23 +539,31 @@ void DeltaAdsStream::onMessage(std::string_view message) {
     refused();
   }
   if (first || names_changed) send(req.type_url(), t, /*always=*/first);
+  maybeResume(req.has_error_detail() && req.type_url() == config::kClusterTypeUrl);
 }
 
-void DeltaAdsStream::push() {
-  if (!live()) return;
+void DeltaAdsStream::startPush(bool restarted) {
   // `has` is what the client holds once it took every push so far, so only
   // the names this generation changed can differ, also while a push is
-  // unanswered; one that was NACKed (has put back to an older generation) is
-  // diffed in full. Decided per type before the first phase sends.
-  std::map<std::string, const std::set<std::string>*> only;
+  // unanswered; a type that was NACKed (has put back to an older generation)
+  // or whose part of a waiting push was never sent is diffed in full.
+  // Decided per type before the first step sends.
+  only_.clear();
   for (auto& [type, t] : types_) {
-    only[type] = t.diff_all ? nullptr : server_.changedNames(profile_, type);
+    if (restarted) t.diff_all = true;
+    t.refused = false;
+    only_[type] = t.diff_all ? nullptr : server_.changedNames(profile_, type);
   }
-  for (const auto& [type, phase] : pushSteps()) {
-    auto it = types_.find(type);
-    if (it == types_.end() || !it->second.subscribed) continue;
-    send(type, it->second, false, only[type], phase != Phase::kMake);
-  }
+}
+
+void DeltaAdsStream::step(const std::string& type, Phase phase) {
+  auto it = types_.find(type);
+  if (it == types_.end() || !it->second.subscribed) return;
+  auto only = only_.find(type);
+  const Carry carry = phase == Phase::kMake    ? Carry::kAdditions
+                      : phase == Phase::kBreak ? Carry::kRemovals
+                                               : Carry::kBoth;
+  send(type, it->second, false, only == only_.end() ? nullptr : only->second, carry);
 }
 
 absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& ioc,

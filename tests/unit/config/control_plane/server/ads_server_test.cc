@@ -87,8 +87,8 @@ struct Client {
           return std::vector<asio::ip::tcp::endpoint>{
               {asio::ip::make_address("127.0.0.1"), port}};
         });
-    auto handler = [&got](const std::string& type) {
-      return [&got, type](const std::string& v, const RepeatedPtrField<Any>& rs) {
+    auto handler = [this, &got](const std::string& type) {
+      return [this, &got, type](const std::string& v, const RepeatedPtrField<Any>& rs) {
         bool refuse = got.reject.contains(type);
         for (const auto& r : rs) refuse = refuse || (!got.reject_name.empty() && nameOf(r) == got.reject_name);
         if (refuse) {
@@ -103,6 +103,17 @@ struct Client {
         names.clear();
         for (const auto& r : rs) names.push_back(nameOf(r));
         got.last[type].assign(rs.begin(), rs.end());
+        if (type == config::kClusterTypeUrl && eds_follows_cds) {
+          // As turnout and Envoy do: ask for the endpoints of every EDS cluster held.
+          std::set<std::string> eds;
+          for (const auto& r : rs) {
+            envoy::config::cluster::v3::Cluster c;
+            if (r.UnpackTo(&c) && c.type() == envoy::config::cluster::v3::Cluster::EDS) {
+              eds.insert(c.name());
+            }
+          }
+          stream->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(eds));
+        }
         return absl::OkStatus();
       };
     };
@@ -120,7 +131,26 @@ struct Client {
     stream->start();
   }
   std::unique_ptr<proxy::XdsStream> stream;
+  // Off: the client keeps asking for `reviews` only, and never for new clusters' endpoints.
+  bool eds_follows_cds = true;
 };
+
+// The arrival order, the names of each type's last response and each type's
+// status on the server: what a failed check shows.
+std::string dump(const Received& got, std::vector<ProxyStatus> p) {
+  std::string out;
+  for (const auto& t : got.order) out += t.substr(t.rfind('.') + 1) + " ";
+  out += "|";
+  for (const auto& [k, v] : got.names) {
+    out += " " + k.substr(k.rfind('.') + 1) + "=[";
+    for (const auto& n : v) out += n + ",";
+    out += "]";
+  }
+  if (!p.empty()) {
+    for (auto& [k, v] : p[0].types) out += " " + k + (v.pending ? ":pending" : ":done") + ":" + v.nack_error;
+  }
+  return out;
+}
 
 // A State with service `reviews` and an ADS server on port 0 serving it.
 struct Fixture {
@@ -173,10 +203,13 @@ TEST_CASE("turnout's xDS client gets turnout-cp's resources, then only what chan
   }));
   CHECK(got.names[config::kClusterTypeUrl] ==
         std::vector<std::string>{"reviews", "reviews--feat-x"});
-  // reviews' own assignment did not change: no EDS push.
+  // One EDS response: the answer to the client asking for the new cluster's
+  // assignment (the names it asks for), no push of reviews' unchanged one.
   runUntil(ioc, [] { return false; }, std::chrono::milliseconds(200));
   CHECK(got.responses[config::kClusterLoadAssignmentTypeUrl] ==
-        before.at(config::kClusterLoadAssignmentTypeUrl));
+        before.at(config::kClusterLoadAssignmentTypeUrl) + 1);
+  CHECK(got.names[config::kClusterLoadAssignmentTypeUrl] ==
+        std::vector<std::string>{"reviews", "reviews--feat-x"});
 
   // An unchanged model pushes nothing.
   const auto settled = got.responses;
@@ -245,6 +278,9 @@ TEST_CASE("make before break: new clusters before the routes, routes before remo
     REQUIRE(runUntil(ioc, [&] { return firstAfter(mark, cds) < got.order.size() &&
                                        firstAfter(mark, rds) < got.order.size(); }));
     CHECK(firstAfter(mark, cds) < firstAfter(mark, rds));  // the cluster exists before a route names it
+    // ... and has its endpoints: the routes waited for the client to ask for them.
+    const std::string eds = config::kClusterLoadAssignmentTypeUrl;
+    CHECK(firstAfter(mark, eds) < firstAfter(mark, rds));
     REQUIRE(runUntil(ioc, settled));
 
     mark = got.order.size();
@@ -424,8 +460,11 @@ TEST_CASE("delta: only what changed is sent, removals by name, and a reconnect r
     return got.names[config::kClusterTypeUrl] == std::vector<std::string>{"reviews", "reviews--feat-x"} &&
            got.responses[kVirtualHostTypeUrl] > before.at(kVirtualHostTypeUrl);
   }));
+  // EDS: only the new cluster's assignment (asked for), not reviews' again.
   CHECK(got.responses[config::kClusterLoadAssignmentTypeUrl] ==
-        before.at(config::kClusterLoadAssignmentTypeUrl));
+        before.at(config::kClusterLoadAssignmentTypeUrl) + 1);
+  CHECK(got.names[config::kClusterLoadAssignmentTypeUrl] ==
+        std::vector<std::string>{"reviews--feat-x"});
   CHECK(got.responses[config::kRouteConfigurationTypeUrl] ==
         before.at(config::kRouteConfigurationTypeUrl));
   REQUIRE(runUntil(ioc, [&] {
@@ -568,8 +607,14 @@ TEST_CASE("delta: a refused new cluster stays visible when the removals after it
   REQUIRE(state.deleteSandbox("feat-x").ok());
   REQUIRE(state.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", absl::Now()).ok());
   (*server)->update(state.model());
-  REQUIRE(runUntil(ioc, [&] { return got.responses[cds] >= before + 2 && settled(); }));
-  CHECK(got.names[cds] == std::vector<std::string>{"reviews"});
+  // Refused at once: the routes and the removal do not wait for endpoints
+  // the client will never ask for.
+  const bool took = runUntil(ioc, [&] {
+    return got.names[cds] == std::vector<std::string>{"reviews"} && settled();
+  }, std::chrono::milliseconds(900));
+  INFO(dump(got, (*server)->proxies()));
+  REQUIRE(took);
+  CHECK(got.responses[cds] >= before + 2);
   CHECK((*server)->proxies()[0].types["clusters"].nack_error.find("rejected by the test") !=
         std::string::npos);
 
