@@ -28,6 +28,10 @@ inline constexpr char kRouteConfigurationTypeUrl[] =
     "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 inline constexpr char kClusterLoadAssignmentTypeUrl[] =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+// VHDS (Delta only): one VirtualHost per resource, named
+// `<route_config_name>/<x>` (docs/xds.md, "VHDS").
+inline constexpr char kVirtualHostTypeUrl[] =
+    "type.googleapis.com/envoy.config.route.v3.VirtualHost";
 
 // CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
 // nothing else). Listeners' inline routes are not checked against clusters
