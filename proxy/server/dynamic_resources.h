@@ -149,8 +149,11 @@ class DynamicResources {
   };
   UpdateStats makeStats(const std::string& prefix);
   // One CDS / LDS update, from a file or the ADS stream: Ok, or the reason
-  // it was rejected (the last good config stays).
-  absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed);
+  // it was rejected (the last good config stays). CDS: `parsed` is the whole
+  // set (dynamic clusters missing from it are removed), or with
+  // `removed_names` (Delta) only the changed clusters, and those names go.
+  absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed,
+                             const std::vector<std::string>* removed_names = nullptr);
   absl::Status applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed);
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
