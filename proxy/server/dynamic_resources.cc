@@ -140,6 +140,7 @@ void DynamicResources::stop() {
   }
   for (auto& [name, w] : warming_listeners_) w.timer->cancel();
   for (auto& t : init_timers_) t->cancel();
+  for (auto& t : vhds_timers_) t->cancel();
   for (auto& w : watches_) w->stop();
   for (auto& [name, c] : eds_clusters_) {
     if (c.init_timer) c.init_timer->cancel();
@@ -834,8 +835,25 @@ void DynamicResources::watchVhds() {
   }
   if (names == state->names) return;
   for (const auto& n : names) {
-    if (!state->names.contains(n)) vhds_waiting_.insert(n);
+    if (state->names.contains(n) || !vhds_waiting_.insert(n).second) continue;
+    // The wait is bounded by vhds.config_source.initial_fetch_timeout (15 s
+    // unset, 0 none), as Envoy's VHDS subscription is its own init target.
+    const auto timeout = initialFetchTimeout(vhds_rds_[n].vhds().config_source());
+    if (timeout.count() == 0) continue;
+    auto timer = std::make_shared<asio::steady_timer>(main_);
+    timer->expires_after(timeout);
+    timer->async_wait([this, n, timer](const boost::system::error_code& ec) {
+      if (ec || !vhds_waiting_.erase(n)) return;
+      TURNOUT_LOG(warn, kLog, "VHDS: no VirtualHost response for route configuration '{}' "
+                  "within vhds.config_source.initial_fetch_timeout; serving without", n);
+      promoteWarmed(false);
+      checkInitialized();
+    });
+    vhds_timers_.push_back(std::move(timer));
   }
+  std::erase_if(vhds_timers_, [](const auto& t) {
+    return t->expiry() < std::chrono::steady_clock::now();
+  });
   std::erase_if(vhds_waiting_, [&](const std::string& n) { return !names.contains(n); });
   std::erase_if(vhds_hosts_, [&](const auto& kv) { return !names.contains(kv.first); });
   TURNOUT_LOG(info, kLog, "VHDS: subscribed to {} route configuration(s)", names.size());

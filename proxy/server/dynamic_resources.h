@@ -275,6 +275,7 @@ class DynamicResources {
   std::map<std::string, envoy::config::route::v3::RouteConfiguration> vhds_rds_;
   std::map<std::string, VhdsHosts> vhds_hosts_;
   std::set<std::string> vhds_waiting_;
+  std::vector<std::shared_ptr<asio::steady_timer>> vhds_timers_;  // bound the waits
 
   // Listener warming (Envoy's): a listener from LDS whose HCM takes its
   // routes over ADS is not bound until they arrive, at most 15 s

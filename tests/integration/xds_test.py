@@ -648,6 +648,26 @@ class XdsVhdsTest(unittest.TestCase):
         self.port = self.proxy._read_listeners()["outbound"][1]
         self.assertEqual(self.host("reviews")[1], "a")
 
+    def test_vhds_initial_fetch_timeout_bounds_the_wait(self):
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        rc = vhds_route_config(inline=[vhost("all", "*", "reviews")])
+        rc["vhds"]["config_source"]["initial_fetch_timeout"] = "0.5s"
+        self.ads.set(ROUTES, "r1", [rc])
+        boot = delta_bootstrap(self.ads.port)
+        # RDS itself waits for ever: only the VHDS bound can end the wait.
+        boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+            "typed_config"]["rds"]["config_source"]["initial_fetch_timeout"] = "0s"
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start(wait_live=False)
+        # VirtualHosts never set: the subscription stays unanswered.
+        self.assertIsNotNone(self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS),
+                             self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.proxy.admin("GET", "/ready")[0] == 200),
+                             self.proxy.log())
+        self.port = self.proxy._read_listeners()["outbound"][1]
+        self.assertEqual(self.host("anything")[1], "a")  # the inline virtual host serves
+
     def test_xds_cache_restores_the_vhds_virtual_hosts(self):
         cache = tempfile.mkdtemp(prefix="turnout-xds-cache-")
         try:
