@@ -309,9 +309,11 @@ FieldPolicyTable* buildTable() {
                     "response_headers_to_remove", "request_headers_to_add",
                     "request_headers_to_remove", "most_specific_header_mutations_wins",
                     "validate_clusters", "max_direct_response_body_size_bytes",
-                    "request_mirror_policies", "ignore_port_in_host_matching"},
+                    "request_mirror_policies", "ignore_port_in_host_matching", "vhds"},
       .inert = {"metadata"},
       .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
+  // Served only over Delta ADS (config/snapshot/discovery_response.h, checkVhds).
+  table["envoy.config.route.v3.Vhds"] = {.supported = {"config_source"}};
   table["envoy.config.route.v3.VirtualHost"] = {
       .supported = {"name", "domains", "routes", "require_tls", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "config/bootstrap/extensions.h"
@@ -137,17 +138,27 @@ absl::Status unpackResource(const google::protobuf::Any& any, google::protobuf::
 }
 
 absl::Status checkRouteConfiguration(envoy::config::route::v3::RouteConfiguration rc,
-                                     const std::string& path, DiscoveryRoutes& out) {
+                                     const std::string& path, DiscoveryRoutes& out,
+                                     VhdsSource vhds) {
   if (auto s = validateExtensions(rc, path); !s.ok()) return s;
   if (auto s = checkFieldPolicy(rc, path); !s.ok()) return s;
   if (auto s = validateProtoRules(rc, path); !s.ok()) return s;
+  if (auto s = checkVhds(rc, path, vhds); !s.ok()) return s;
   for (const auto& [name, table] : out.tables) {
     if (name == rc.name()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ".name: duplicate route configuration '", name, "'"));
     }
   }
-  auto table = translateRouteConfiguration(rc, path);
+  absl::StatusOr<std::shared_ptr<const routing::RouteTable>> table;
+  if (rc.has_vhds()) {
+    // Accepted above: the inline virtual hosts now; VHDS adds the others.
+    envoy::config::route::v3::RouteConfiguration inline_only = rc;
+    inline_only.clear_vhds();
+    table = translateRouteConfiguration(inline_only, path);
+  } else {
+    table = translateRouteConfiguration(rc, path);
+  }
   if (!table.ok()) return table.status();
   out.tables.emplace_back(rc.name(), *std::move(table));
   out.configs.push_back(std::move(rc));
@@ -198,9 +209,58 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
     if (auto s = loadMessageFromYaml(raw->resources[i], rc, opts, &out.warnings, path); !s.ok()) {
       return s;
     }
-    if (auto s = checkRouteConfiguration(std::move(rc), path, out); !s.ok()) return s;
+    if (auto s = checkRouteConfiguration(std::move(rc), path, out, VhdsSource::kNone); !s.ok()) {
+      return s;
+    }
   }
   return out;
+}
+
+absl::Status checkVirtualHost(const envoy::config::route::v3::VirtualHost& vh,
+                              const std::string& path) {
+  if (auto s = validateExtensions(vh, path); !s.ok()) return s;
+  if (auto s = checkFieldPolicy(vh, path); !s.ok()) return s;
+  if (auto s = validateProtoRules(vh, path); !s.ok()) return s;
+  envoy::config::route::v3::RouteConfiguration alone;
+  *alone.add_virtual_hosts() = vh;
+  auto table = translateRouteConfiguration(alone, "");
+  if (table.ok()) return absl::OkStatus();
+  std::string msg(table.status().message());
+  msg = absl::StrReplaceAll(msg, {{"virtual_hosts[0]", path}});
+  if (!absl::StartsWith(msg, path)) msg = absl::StrCat(path, ": ", msg);
+  return absl::Status(table.status().code(), msg);
+}
+
+absl::Status checkVhds(const envoy::config::route::v3::RouteConfiguration& rc,
+                       const std::string& path, VhdsSource available) {
+  if (!rc.has_vhds()) return absl::OkStatus();
+  constexpr char kEnvoy[] =
+      "only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is supported as a config source";
+  const auto& cs = rc.vhds().config_source();
+  if (cs.has_api_config_source()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ".vhds.config_source.api_config_source: ", kEnvoy,
+        "; turnout takes VHDS only over the ADS stream (ads: {} with ads_config.api_type "
+        "DELTA_GRPC), not from a separate source"));
+  }
+  if (!cs.has_ads()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ".vhds.config_source: ", kEnvoy));
+  }
+  switch (available) {
+    case VhdsSource::kDeltaAds:
+      return absl::OkStatus();
+    case VhdsSource::kSotwAds:
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ".vhds.config_source.ads: ", kEnvoy,
+          "; this ADS stream is State of the World (dynamic_resources.ads_config.api_type "
+          "GRPC), VHDS needs DELTA_GRPC"));
+    case VhdsSource::kNone:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ".vhds: ", kEnvoy,
+      "; turnout takes VHDS only for a route configuration delivered by RDS over ADS with "
+      "dynamic_resources.ads_config.api_type DELTA_GRPC"));
 }
 
 const DiscoveryEndpoints::Assignment* DiscoveryEndpoints::find(
@@ -255,14 +315,14 @@ absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& vers
 }
 
 absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
-                                                    const AnyList& resources) {
+                                                    const AnyList& resources, VhdsSource vhds) {
   DiscoveryRoutes out;
   out.version_info = version_info;
   for (int i = 0; i < resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::route::v3::RouteConfiguration rc;
     if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i)); !s.ok()) return s;
-    if (auto s = checkRouteConfiguration(std::move(rc), path, out); !s.ok()) return s;
+    if (auto s = checkRouteConfiguration(std::move(rc), path, out, vhds); !s.ok()) return s;
   }
   return out;
 }

@@ -28,6 +28,10 @@ inline constexpr char kRouteConfigurationTypeUrl[] =
     "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 inline constexpr char kClusterLoadAssignmentTypeUrl[] =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+// VHDS (Delta only): one VirtualHost per resource, named
+// `<route_config_name>/<x>` (docs/xds.md, "VHDS").
+inline constexpr char kVirtualHostTypeUrl[] =
+    "type.googleapis.com/envoy.config.route.v3.VirtualHost";
 
 // CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
 // nothing else). Listeners' inline routes are not checked against clusters
@@ -50,6 +54,18 @@ struct DiscoveryRoutes {
   std::vector<std::string> warnings;
 };
 absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text);
+
+// Where a RouteConfiguration's `vhds` can be served from: nowhere (a file,
+// an inline route_config), a State-of-the-World ADS stream (refused: VHDS
+// needs Delta), or a Delta ADS stream (accepted when its config_source is
+// `ads: {}`).
+enum class VhdsSource { kNone, kSotwAds, kDeltaAds };
+// The RouteConfiguration's vhds (if set) checked against `available`; Ok
+// when it has none. Errors name `<path>.vhds...` and say why, as Envoy's
+// "vhds: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is supported as
+// a config source".
+absl::Status checkVhds(const envoy::config::route::v3::RouteConfiguration& rc,
+                       const std::string& path, VhdsSource available);
 
 // EDS: each ClusterLoadAssignment translated by translateLoadAssignment()
 // (endpoint_translator.h), the same code as a cluster's inline
@@ -77,8 +93,19 @@ absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& versi
                                                         const AnyList& resources);
 absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
                                                          const AnyList& resources);
+// VHDS: one VirtualHost resource, checked as an inline virtual host is
+// (extension allowlist, field policy, PGV rules, translation on its own);
+// errors name `path` (`resources[2].routes[0].route.cluster: ...`). What
+// needs the other virtual hosts (a domain twice) is checked when merged.
+absl::Status checkVirtualHost(const envoy::config::route::v3::VirtualHost& vh,
+                              const std::string& path);
+
+// RDS: a route configuration with vhds is accepted only when `vhds` is
+// kDeltaAds; its table then holds its inline virtual hosts only (the
+// caller merges the VHDS ones in), and `configs` keeps the vhds field.
 absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
-                                                    const AnyList& resources);
+                                                    const AnyList& resources,
+                                                    VhdsSource vhds = VhdsSource::kNone);
 absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& version_info,
                                                           const AnyList& resources);
 

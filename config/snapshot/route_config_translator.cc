@@ -574,6 +574,14 @@ absl::StatusOr<routing::RouteConfiguration> toRouteConfiguration(
     const route::RouteConfiguration& p, const std::string& path) {
   // Every set field is honoured or rejected (config/bootstrap/field_policy.h).
   TURNOUT_RETURN_IF_ERROR(checkFieldPolicy(p, path));
+  if (p.has_vhds()) {
+    // RDS over Delta ADS takes vhds off before it gets here
+    // (discovery_response.h, checkVhds); anywhere else it cannot be served.
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ".vhds: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is supported as a "
+        "config source; turnout takes VHDS only for a route configuration delivered by RDS "
+        "over ADS with dynamic_resources.ads_config.api_type DELTA_GRPC"));
+  }
   routing::RouteConfiguration c;
   c.name = p.name();
   for (int i = 0; i < p.virtual_hosts_size(); ++i) {

@@ -1,8 +1,10 @@
 #include "config/xds/xds_client.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "config/snapshot/discovery_response.h"
 
@@ -21,6 +23,11 @@ int typeOrder(const std::string& type_url) {
   if (type_url == kListenerTypeUrl) return 2;
   if (type_url == kRouteConfigurationTypeUrl) return 3;
   return 4;
+}
+
+std::string namespaceOf(const std::string& resource_name) {
+  const size_t slash = resource_name.rfind('/');
+  return slash == std::string::npos ? std::string() : resource_name.substr(0, slash);
 }
 
 void XdsClient::flushDeferred() {
@@ -44,7 +51,20 @@ void XdsClient::subscribe(const std::string& type_url, bool wildcard, std::set<s
                           ResourceHandler handler) {
   TypeState& t = types_[type_url];
   t.wildcard = wildcard;
+  t.namespaces = false;
   t.handler = std::move(handler);
+  t.delta_handler = nullptr;
+  t.names = std::move(names);
+  maybeQueueNames(type_url, t);
+}
+
+void XdsClient::subscribeDelta(const std::string& type_url, SubscribeOptions options,
+                               std::set<std::string> names, DeltaHandler handler) {
+  TypeState& t = types_[type_url];
+  t.wildcard = options.wildcard;
+  t.namespaces = options.namespaces;
+  t.handler = nullptr;
+  t.delta_handler = std::move(handler);
   t.names = std::move(names);
   maybeQueueNames(type_url, t);
 }
@@ -108,6 +128,19 @@ void XdsClient::queueDelta(const std::string& type_url, TypeState& t, const absl
       if (!t.names.contains(n)) {
         r.add_resource_names_unsubscribe(n);
         t.held.erase(n);
+        if (t.namespaces) {
+          // The namespace's resources go with it ("<n>/..." only: a name
+          // deeper down belongs to another namespace).
+          const std::string prefix = n + "/";
+          for (auto it = t.held.lower_bound(prefix);
+               it != t.held.end() && it->first.starts_with(prefix);) {
+            if (namespaceOf(it->first) == n) {
+              it = t.held.erase(it);
+            } else {
+              ++it;
+            }
+          }
+        }
       }
     }
   }
@@ -186,12 +219,43 @@ XdsClient::Outcome XdsClient::onResponse(const DiscoveryResponse& response) {
 
 absl::Status XdsClient::restore(const DiscoveryResponse& response) {
   auto it = types_.find(response.type_url());
-  if (it == types_.end() || !it->second.handler) {
+  if (it == types_.end() || (!it->second.handler && !it->second.delta_handler)) {
     return absl::NotFoundError(absl::StrCat("nothing subscribes to ", response.type_url()));
   }
-  absl::Status st = it->second.handler(response.version_info(), response.resources());
-  if (st.ok()) it->second.version_info = response.version_info();
-  return st;
+  TypeState& t = it->second;
+  if (t.handler) {
+    absl::Status st = t.handler(response.version_info(), response.resources());
+    if (st.ok()) t.version_info = response.version_info();
+    return st;
+  }
+  // The incremental handler: every cached resource is a change, and the
+  // held set becomes exactly the cache.
+  std::vector<envoy::service::discovery::v3::Resource> resources(
+      static_cast<size_t>(response.resources_size()));
+  DeltaUpdate update;
+  update.version_info = response.version_info();
+  absl::flat_hash_set<std::string> names;
+  for (int i = 0; i < response.resources_size(); ++i) {
+    envoy::service::discovery::v3::Resource& r = resources[static_cast<size_t>(i)];
+    const google::protobuf::Any& any = response.resources(i);
+    if (any.type_url() != kResourceWrapperTypeUrl || !any.UnpackTo(&r) || !r.has_resource() ||
+        r.resource().type_url() != response.type_url() || r.name().empty() ||
+        !names.insert(r.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resources[", i, "]: not a named Resource of type ", response.type_url()));
+    }
+    update.changed.push_back(&r);
+  }
+  for (const auto& [name, held] : t.held) {
+    if (!names.contains(name)) update.removed.push_back(name);
+  }
+  if (absl::Status st = t.delta_handler(update); !st.ok()) return st;
+  t.held.clear();
+  for (auto& r : resources) {
+    t.held[r.name()] = {r.version(), std::move(*r.mutable_resource())};
+  }
+  t.version_info = response.version_info();
+  return absl::OkStatus();
 }
 
 absl::Status XdsClient::handle(const std::string& type_url, TypeState& t,
@@ -223,6 +287,10 @@ absl::Status XdsClient::handle(const std::string& type_url, TypeState& t,
                        "' in a response of type '", type_url, "'"));
     }
   }
+  if (status.ok() && !t.handler && t.delta_handler) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat(type_url, " is taken over Delta xDS only (a State-of-the-World response)"));
+  }
   handling_ = true;
   if (status.ok() && t.handler) status = t.handler(version, resources);
   handling_ = false;
@@ -234,32 +302,8 @@ XdsClient::Outcome XdsClient::onDeltaResponse(const DeltaDiscoveryResponse& resp
   if (it == types_.end() || !open_) return Outcome::kIgnored;
   TypeState& t = it->second;
   t.nonce = response.nonce();
-  // The held set as it would be: changed resources replace, removed go.
-  auto held = t.held;
-  google::protobuf::RepeatedPtrField<google::protobuf::Any> changed;
-  absl::Status status;
-  for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
-    const auto& r = response.resources(i);
-    if (!r.has_resource()) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("resources[", i, "]: resource '", r.name(), "' has no body"));
-      break;
-    }
-    held[r.name()] = {r.version(), r.resource()};
-    *changed.Add() = r.resource();
-  }
-  for (const auto& name : response.removed_resources()) held.erase(name);
+  absl::Status status = applyDelta(response.type_url(), t, response);
   if (status.ok()) {
-    if (t.wildcard) {
-      google::protobuf::RepeatedPtrField<google::protobuf::Any> all;
-      for (const auto& [name, h] : held) *all.Add() = h.second;
-      status = handle(response.type_url(), t, response.system_version_info(), all);
-    } else {
-      status = handle(response.type_url(), t, response.system_version_info(), changed);
-    }
-  }
-  if (status.ok()) {
-    t.held = std::move(held);
     t.version_info = response.system_version_info();
     t.last_error.clear();
     queueDelta(response.type_url(), t, nullptr, /*ack=*/true);
@@ -269,6 +313,93 @@ XdsClient::Outcome XdsClient::onDeltaResponse(const DeltaDiscoveryResponse& resp
   }
   flushDeferred();
   return status.ok() ? Outcome::kAccepted : Outcome::kRejected;
+}
+
+absl::Status XdsClient::applyDelta(const std::string& type_url, TypeState& t,
+                                   const DeltaDiscoveryResponse& response) {
+  // Checked first, nothing changed yet: bodies, types, a name twice.
+  DeltaUpdate update;
+  update.version_info = response.system_version_info();
+  update.changed.reserve(static_cast<size_t>(response.resources_size()));
+  absl::flat_hash_set<std::string_view> names;
+  for (int i = 0; i < response.resources_size(); ++i) {
+    const auto& r = response.resources(i);
+    if (!r.has_resource()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resources[", i, "]: resource '", r.name(), "' has no body"));
+    }
+    if (r.resource().type_url() != type_url) {
+      return absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: type '",
+                                                     r.resource().type_url(),
+                                                     "' in a response of type '", type_url, "'"));
+    }
+    if (!names.insert(r.name()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resources[", i, "].name: '", r.name(), "' twice in one response"));
+    }
+    update.changed.push_back(&r);
+  }
+  for (const auto& name : response.removed_resources()) {
+    if (t.held.contains(name) && !names.contains(name)) update.removed.push_back(name);
+  }
+
+  absl::Status status;
+  if (t.delta_handler) {
+    handling_ = true;
+    status = t.delta_handler(update);
+    handling_ = false;
+  } else if (!t.wildcard) {
+    // The whole-set handler of a named type: the changed resources.
+    google::protobuf::RepeatedPtrField<google::protobuf::Any> changed;
+    changed.Reserve(static_cast<int>(update.changed.size()));
+    for (const auto* r : update.changed) *changed.Add() = r->resource();
+    handling_ = true;
+    if (t.handler) status = t.handler(update.version_info, changed);
+    handling_ = false;
+  } else {
+    // The whole-set handler of a wildcard type sees the held set as it would
+    // be: changed in place (an undo log restores it on a NACK), handed over
+    // by pointer. O(held) pointers, no resource copied but the changed ones.
+    struct Undo {
+      std::string name;
+      std::optional<std::pair<std::string, google::protobuf::Any>> before;
+    };
+    std::vector<Undo> undo;
+    undo.reserve(update.changed.size() + update.removed.size());
+    for (const auto* r : update.changed) {
+      auto [h, inserted] = t.held.try_emplace(r->name());
+      Undo& u = undo.emplace_back(Undo{r->name(), std::nullopt});
+      if (!inserted) u.before = std::move(h->second);
+      h->second = {r->version(), r->resource()};
+    }
+    for (const auto& name : update.removed) {
+      auto h = t.held.find(name);
+      undo.push_back(Undo{name, std::move(h->second)});
+      t.held.erase(h);
+    }
+    google::protobuf::RepeatedPtrField<google::protobuf::Any> all;
+    all.Reserve(static_cast<int>(t.held.size()));
+    for (auto& [name, h] : t.held) all.AddAllocated(&h.second);
+    handling_ = true;
+    if (t.handler) status = t.handler(update.version_info, all);
+    handling_ = false;
+    // Borrowed, not owned: handed back without freeing.
+    while (!all.empty()) (void)all.ReleaseLast();
+    if (!status.ok()) {
+      for (auto u = undo.rbegin(); u != undo.rend(); ++u) {
+        if (u->before) {
+          t.held[u->name] = std::move(*u->before);
+        } else {
+          t.held.erase(u->name);
+        }
+      }
+    }
+    return status;
+  }
+  if (!status.ok()) return status;
+  for (const auto* r : update.changed) t.held[r->name()] = {r->version(), r->resource()};
+  for (const auto& name : update.removed) t.held.erase(name);
+  return absl::OkStatus();
 }
 
 std::vector<DeltaDiscoveryRequest> XdsClient::takeDeltaRequests() {

@@ -61,10 +61,41 @@ using ResourceHandler = std::function<absl::Status(
 // nothing by name on its first request); a new stream sends
 // initial_resource_versions; a response carries only changed resources and
 // removed names, and is ACKed with its nonce (NACKed with error_detail,
-// the held set unchanged). The handler sees the same thing as in SotW: for
-// a wildcard type the whole held set, for a named type the resources that
-// changed.
+// the held set unchanged). A ResourceHandler sees the same thing as in
+// SotW: for a wildcard type the whole held set, for a named type the
+// resources that changed; a DeltaHandler (subscribeDelta) sees what changed
+// and the names removed, and is the O(changed) form.
 enum class XdsProtocol { kStateOfTheWorld, kDelta };
+
+// Delta, the incremental form: what one accepted response changes. The
+// pointers are into the response (or the cache being restored) and valid
+// during the handler call only. `changed` are the added or replaced
+// resources in response order (each of the type, with a body, no name
+// twice: checked before the handler); `removed` the names of held resources
+// the response removes (names not held are left out). O(changed) per
+// response, whatever the size of the held set.
+struct DeltaUpdate {
+  std::string version_info;  // system_version_info
+  std::vector<const envoy::service::discovery::v3::Resource*> changed;
+  std::vector<std::string> removed;
+};
+// Ok commits the update to the held set and ACKs; an error NACKs it with its
+// message, the held set unchanged (the handler must have kept its config).
+using DeltaHandler = std::function<absl::Status(const DeltaUpdate& update)>;
+
+// How a Delta subscription names its resources.
+struct SubscribeOptions {
+  bool wildcard = false;
+  // Envoy's use_namespace_matching (VHDS): each name is a namespace, and
+  // the server sends every resource named `<namespace>/<x>` (the namespace
+  // is the part before the last '/'). The held set is not pruned to the
+  // subscribed names; unsubscribing a namespace drops its resources.
+  bool namespaces = false;
+};
+
+// The namespace of a resource name: before its last '/' (Envoy's
+// namespaceFromName), empty without one.
+std::string namespaceOf(const std::string& resource_name);
 
 class XdsClient {
  public:
@@ -77,6 +108,11 @@ class XdsClient {
   // the stream is open and the names changed, a request is queued.
   void subscribe(const std::string& type_url, bool wildcard, std::set<std::string> names,
                  ResourceHandler handler);
+  // Delta only: interest in a type with the incremental handler. Replaces
+  // the type's previous names and handler. On a SotW client every response
+  // of the type is NACKed (it needs Delta).
+  void subscribeDelta(const std::string& type_url, SubscribeOptions options,
+                      std::set<std::string> names, DeltaHandler handler);
   // Changes only the names of a subscribed type (queues a request if they changed).
   void setNames(const std::string& type_url, std::set<std::string> names);
 
@@ -98,7 +134,10 @@ class XdsClient {
 
   // A response from a cache (no stream): handed to its type's handler; when
   // accepted, its version becomes the type's, so the next stream asks from
-  // it. Nothing is queued. NotFound when nobody subscribed to the type.
+  // it. Nothing is queued. NotFound when nobody subscribed to the type. A
+  // type with a DeltaHandler needs each resource wrapped in
+  // envoy.service.discovery.v3.Resource (name and version): they become the
+  // held set, announced in the next stream's initial_resource_versions.
   absl::Status restore(const DiscoveryResponse& response);
 
   // The requests to send, in order; empties the queue.
@@ -108,8 +147,10 @@ class XdsClient {
   // Per type: what /config_dump and the admin show.
   struct TypeState {
     bool wildcard = false;
+    bool namespaces = false;  // SubscribeOptions::namespaces
     std::set<std::string> names;
     ResourceHandler handler;
+    DeltaHandler delta_handler;  // set instead of `handler` by subscribeDelta
     std::string version_info;  // last accepted (survives reconnects)
     std::string nonce;         // last response on this stream
     std::string last_error;    // of the last NACK; cleared by an ACK
@@ -129,6 +170,12 @@ class XdsClient {
   void flushDeferred();
 
   void queueDelta(const std::string& type_url, TypeState& t, const absl::Status* error, bool ack);
+  // Delta: a response's changed resources and removals checked, then the
+  // handler, then committed to the held set in place: O(changed) (the whole
+  // -set ResourceHandler of a wildcard type still sees every held resource,
+  // by pointer, not copied).
+  absl::Status applyDelta(const std::string& type_url, TypeState& t,
+                          const DeltaDiscoveryResponse& response);
   // Runs the handler on the wrapped-checked resources; the outcome's status.
   absl::Status handle(const std::string& type_url, TypeState& t, const std::string& version,
                       const google::protobuf::RepeatedPtrField<google::protobuf::Any>& resources);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "config/snapshot/discovery_response.h"
 #include "config/snapshot/listener_address_set.h"
+#include "config/snapshot/route_config_translator.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proxy/common/log.h"
 
@@ -139,6 +140,7 @@ void DynamicResources::stop() {
   }
   for (auto& [name, w] : warming_listeners_) w.timer->cancel();
   for (auto& t : init_timers_) t->cancel();
+  for (auto& t : vhds_timers_) t->cancel();
   for (auto& w : watches_) w->stop();
   for (auto& [name, c] : eds_clusters_) {
     if (c.init_timer) c.init_timer->cancel();
@@ -321,7 +323,8 @@ void DynamicResources::checkInitialized() {
 
 void DynamicResources::restoreFromCache() {
   for (const char* type : {config::kClusterTypeUrl, config::kClusterLoadAssignmentTypeUrl,
-                           config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl}) {
+                           config::kListenerTypeUrl, config::kRouteConfigurationTypeUrl,
+                           config::kVirtualHostTypeUrl}) {
     XdsStream* stream = streamFor(type);
     if (stream == nullptr || stream->client().state(type) == nullptr) continue;
     auto cached = xds_cache_->load(type);
@@ -424,6 +427,25 @@ absl::StatusOr<std::unique_ptr<XdsStream>> DynamicResources::makeStream(
 
 void DynamicResources::subscribeType(XdsStream& stream, const std::string& type) {
   const bool wildcard = type == config::kClusterTypeUrl || type == config::kListenerTypeUrl;
+  if (type == config::kClusterTypeUrl &&
+      stream.client().protocol() == config::xds::XdsProtocol::kDelta) {
+    // Delta CDS, incremental: only the clusters a response changes are
+    // parsed and checked (the field-policy walk is reflection, and a sidecar
+    // holds thousands of clusters); removals come by name.
+    stream.client().subscribeDelta(
+        type, {.wildcard = true}, {}, [this, type](const config::xds::DeltaUpdate& u) {
+          config::AnyList changed;
+          changed.Reserve(static_cast<int>(u.changed.size()));
+          for (const auto* r : u.changed) *changed.Add() = r->resource();
+          absl::Status st =
+              applyClusters(config::parseClusterResources(u.version_info, changed), &u.removed);
+          cds_pending_ = false;
+          if (st.ok() && xds_cache_) xds_cache_->storeDelta(type, u);
+          checkInitialized();
+          return st;
+        });
+    return;
+  }
   stream.client().subscribe(type, wildcard, {}, [this, type, wildcard](const std::string& v,
                                                                         const config::AnyList& r) {
     absl::Status st;
@@ -434,7 +456,7 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
       st = applyListeners(config::parseListenerResources(v, r));
       lds_pending_ = false;
     } else if (type == config::kRouteConfigurationTypeUrl) {
-      st = applyAdsRoutes(config::parseRouteResources(v, r));
+      st = applyAdsRoutes(config::parseRouteResources(v, r, vhdsSource()));
     } else {
       st = applyAdsEndpoints(config::parseEndpointResources(v, r));
     }
@@ -511,6 +533,16 @@ absl::Status DynamicResources::startXds() {
     if (dr.lds_config().has_ads()) subscribeType(*ads_, config::kListenerTypeUrl);
     subscribeType(*ads_, config::kRouteConfigurationTypeUrl);
     subscribeType(*ads_, config::kClusterLoadAssignmentTypeUrl);
+    if (boot.ads->delta) {
+      // VHDS: a namespace per route configuration with vhds (watchVhds).
+      ads_->client().subscribeDelta(
+          config::kVirtualHostTypeUrl, {.wildcard = false, .namespaces = true}, {},
+          [this](const config::xds::DeltaUpdate& u) {
+            absl::Status st = applyVhds(u);
+            if (st.ok() && xds_cache_) xds_cache_->storeDelta(config::kVirtualHostTypeUrl, u);
+            return st;
+          });
+    }
     TURNOUT_LOG(info, kLog, "ADS: management server cluster '{}'", boot.ads->cluster_name);
   }
   // CDS and LDS from the bootstrap; RDS and EDS bind when the first listener
@@ -609,6 +641,7 @@ void DynamicResources::watchRoutes() {
         continue;
       }
       ads_names.insert(h.route_config_name);
+      ads_rds_prefixes_[h.route_config_name].insert(h.stat_prefix);
       const std::string key = h.route_config_name + "\n" + h.stat_prefix;
       if (ads_rds_watched_.insert(key).second) {
         ads_rds_stats_[h.route_config_name].push_back(
@@ -676,10 +709,12 @@ void DynamicResources::watchRoutes() {
     watches_.push_back(std::move(w));
     raw->start();
   }
+  ads_rds_names_ = ads_names;
   if (XdsStream* stream = streamFor(config::kRouteConfigurationTypeUrl)) {
     if (xds_cache_) xds_cache_->retain(config::kRouteConfigurationTypeUrl, ads_names);
     stream->client().setNames(config::kRouteConfigurationTypeUrl, std::move(ads_names));
   }
+  watchVhds();
 }
 
 absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed) {
@@ -693,6 +728,28 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
       routeRejected(name, absl::StrCat("RDS (ADS): ", parsed.status().message()));
     }
     return parsed.status();
+  }
+  // VHDS: a route configuration with vhds serves its inline virtual hosts
+  // and those of its namespace received so far.
+  std::map<std::string, MergedRoutes> merged;
+  for (size_t i = 0; i < parsed->configs.size(); ++i) {
+    const auto& rc = parsed->configs[i];
+    if (!rc.has_vhds() || !ads_rds_stats_.contains(rc.name())) continue;
+    static const VhdsHosts kNoHosts;
+    auto hosts = vhds_hosts_.find(rc.name());
+    auto m = mergeVhds(rc, hosts == vhds_hosts_.end() ? kNoHosts : hosts->second,
+                       absl::StrCat("resources[", i, "]"), [](const std::string& n) {
+                         return absl::StrCat("VHDS virtual host '", n, "'");
+                       });
+    if (!m.ok()) {
+      for (const auto& [name, list] : ads_rds_stats_) {
+        for (const auto& st : list) rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), m.status());
+      }
+      routeRejected(rc.name(), absl::StrCat("RDS (ADS): ", m.status().message()));
+      return m.status();
+    }
+    parsed->tables[i].second = m->table;
+    merged.emplace(rc.name(), *std::move(m));
   }
   DataPlaneConfigConstSharedPtr next = publisher_.current();
   bool changed = false;
@@ -721,10 +778,196 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
     state.version_info = parsed->version_info;
     state.last_updated = now;
     state.error.reset();
-    state.route_config = std::move(rc);
+    if (auto m = merged.find(rc.name()); m != merged.end()) {
+      // /config_dump shows the VHDS virtual hosts merged in, as Envoy does.
+      state.route_config = std::move(m->second.proto);
+      vhds_rds_[rc.name()] = std::move(rc);
+    } else {
+      vhds_rds_.erase(rc.name());
+      state.route_config = std::move(rc);
+    }
   }
   TURNOUT_LOG(info, kLog, "RDS (ADS): version '{}' applied", parsed->version_info);
+  watchVhds();
   if (!warming_listeners_.empty()) promoteWarmed(false);
+  return absl::OkStatus();
+}
+
+config::VhdsSource DynamicResources::vhdsSource() const {
+  if (!ads_) return config::VhdsSource::kNone;
+  return ads_->client().protocol() == config::xds::XdsProtocol::kDelta
+             ? config::VhdsSource::kDeltaAds
+             : config::VhdsSource::kSotwAds;
+}
+
+absl::StatusOr<DynamicResources::MergedRoutes> DynamicResources::mergeVhds(
+    const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts,
+    const std::string& path, const std::function<std::string(const std::string&)>& label) {
+  MergedRoutes out;
+  out.proto = rds;
+  out.proto.clear_vhds();
+  const int inline_count = out.proto.virtual_hosts_size();
+  for (const auto& [name, vh] : hosts) *out.proto.add_virtual_hosts() = vh;
+  auto table = config::translateRouteConfiguration(out.proto, path);
+  if (!table.ok()) {
+    // A VHDS virtual host is named by its resource, not by where the merge put it.
+    std::vector<std::pair<std::string, std::string>> names;
+    int k = inline_count;
+    for (const auto& [name, vh] : hosts) {
+      names.emplace_back(absl::StrCat(path, ".virtual_hosts[", k++, "]"), label(name));
+    }
+    return absl::Status(table.status().code(),
+                        absl::StrReplaceAll(table.status().message(), names));
+  }
+  out.table = *std::move(table);
+  *out.proto.mutable_vhds() = rds.vhds();
+  return out;
+}
+
+void DynamicResources::watchVhds() {
+  if (!ads_) return;
+  const config::xds::XdsClient::TypeState* state =
+      ads_->client().state(config::kVirtualHostTypeUrl);
+  if (state == nullptr) return;
+  std::set<std::string> names;
+  for (const auto& [name, rc] : vhds_rds_) {
+    if (ads_rds_names_.contains(name)) names.insert(name);
+  }
+  if (names == state->names) return;
+  for (const auto& n : names) {
+    if (state->names.contains(n) || !vhds_waiting_.insert(n).second) continue;
+    // The wait is bounded by vhds.config_source.initial_fetch_timeout (15 s
+    // unset, 0 none), as Envoy's VHDS subscription is its own init target.
+    const auto timeout = initialFetchTimeout(vhds_rds_[n].vhds().config_source());
+    if (timeout.count() == 0) continue;
+    auto timer = std::make_shared<asio::steady_timer>(main_);
+    timer->expires_after(timeout);
+    timer->async_wait([this, n, timer](const boost::system::error_code& ec) {
+      if (ec || !vhds_waiting_.erase(n)) return;
+      TURNOUT_LOG(warn, kLog, "VHDS: no VirtualHost response for route configuration '{}' "
+                  "within vhds.config_source.initial_fetch_timeout; serving without", n);
+      promoteWarmed(false);
+      checkInitialized();
+    });
+    vhds_timers_.push_back(std::move(timer));
+  }
+  std::erase_if(vhds_timers_, [](const auto& t) {
+    return t->expiry() < std::chrono::steady_clock::now();
+  });
+  std::erase_if(vhds_waiting_, [&](const std::string& n) { return !names.contains(n); });
+  std::erase_if(vhds_hosts_, [&](const auto& kv) { return !names.contains(kv.first); });
+  TURNOUT_LOG(info, kLog, "VHDS: subscribed to {} route configuration(s)", names.size());
+  if (xds_cache_) xds_cache_->retain(config::kVirtualHostTypeUrl, names, /*namespaces=*/true);
+  ads_->client().setNames(config::kVirtualHostTypeUrl, std::move(names));
+}
+
+absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
+  // Any answer ends the initial wait of the subscribed route configurations,
+  // accepted or not (Envoy's VHDS init target).
+  auto answered = [this] {
+    if (vhds_waiting_.empty()) return;
+    vhds_waiting_.clear();
+    promoteWarmed(false);
+    checkInitialized();
+  };
+  // Applied in place; undone if anything below fails.
+  struct Undo {
+    std::string ns, name;
+    std::optional<envoy::config::route::v3::VirtualHost> before;
+  };
+  std::vector<Undo> undo;
+  auto rollback = [&] {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      if (it->before) {
+        vhds_hosts_[it->ns][it->name] = std::move(*it->before);
+      } else {
+        vhds_hosts_[it->ns].erase(it->name);
+      }
+    }
+    std::erase_if(vhds_hosts_, [](const auto& kv) { return kv.second.empty(); });
+  };
+  auto reject = [&](absl::Status st) {
+    rollback();
+    TURNOUT_LOG(warn, kLog, "VHDS update rejected: {}", std::string(st.message()));
+    for (const auto& [name, rc] : vhds_rds_) {
+      routeRejected(name, absl::StrCat("VHDS: ", st.message()));
+    }
+    answered();
+    return st;
+  };
+  std::set<std::string> touched;
+  absl::flat_hash_map<std::string, std::string> labels;  // resource name -> resources[i]
+  for (size_t i = 0; i < u.changed.size(); ++i) {
+    const auto& r = *u.changed[i];
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::route::v3::VirtualHost vh;
+    if (!r.resource().UnpackTo(&vh)) {
+      return reject(absl::InvalidArgumentError(
+          absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost")));
+    }
+    if (auto st = config::checkVirtualHost(vh, path); !st.ok()) return reject(st);
+    std::string ns = config::xds::namespaceOf(r.name());
+    if (ns.empty()) {
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          path, ".name: '", r.name(),
+          "' is not '<route configuration name>/<virtual host>' (VHDS names are namespaced)")));
+    }
+    VhdsHosts& hosts = vhds_hosts_[ns];
+    auto [it, inserted] = hosts.try_emplace(r.name());
+    Undo& d = undo.emplace_back(Undo{ns, r.name(), std::nullopt});
+    if (!inserted) d.before = std::move(it->second);
+    it->second = std::move(vh);
+    labels[r.name()] = path;
+    touched.insert(std::move(ns));
+  }
+  for (const auto& name : u.removed) {
+    std::string ns = config::xds::namespaceOf(name);
+    auto hosts = vhds_hosts_.find(ns);
+    if (hosts == vhds_hosts_.end()) continue;
+    auto it = hosts->second.find(name);
+    if (it == hosts->second.end()) continue;
+    undo.push_back(Undo{ns, name, std::move(it->second)});
+    hosts->second.erase(it);
+    touched.insert(std::move(ns));
+  }
+  // Every touched route configuration rebuilt; all or nothing.
+  static const VhdsHosts kNoHosts;
+  std::map<std::string, MergedRoutes> merged;
+  for (const auto& ns : touched) {
+    auto rds = vhds_rds_.find(ns);
+    if (rds == vhds_rds_.end() || !ads_rds_names_.contains(ns)) continue;
+    auto hosts = vhds_hosts_.find(ns);
+    auto m = mergeVhds(rds->second, hosts == vhds_hosts_.end() ? kNoHosts : hosts->second,
+                       absl::StrCat("route configuration '", ns, "'"),
+                       [&](const std::string& n) {
+                         auto l = labels.find(n);
+                         return l != labels.end() ? l->second
+                                                  : absl::StrCat("VHDS virtual host '", n, "'");
+                       });
+    if (!m.ok()) return reject(m.status());
+    merged.emplace(ns, *std::move(m));
+  }
+  if (!merged.empty()) {
+    DataPlaneConfigConstSharedPtr next = publisher_.current();
+    for (const auto& [name, m] : merged) next = SnapshotPublisher::withRoute(*next, name, m.table);
+    if (auto st = publisher_.publish(next); !st.ok()) return reject(st);
+  }
+  std::erase_if(vhds_hosts_, [](const auto& kv) { return kv.second.empty(); });
+  const Time now = std::chrono::system_clock::now();
+  stats::Shard& shard = store_.mainShard();
+  for (auto& [name, m] : merged) {
+    RouteConfigState& state = route_configs_[name];
+    state.last_updated = now;
+    state.error.reset();
+    state.route_config = std::move(m.proto);
+    for (const auto& prefix : ads_rds_prefixes_[name]) {
+      shard.inc(store_.counter(absl::StrCat("http.", prefix, ".vhds.", name, ".config_reload")));
+    }
+  }
+  TURNOUT_LOG(info, kLog, "VHDS: version '{}' applied ({} changed, {} removed, {} route "
+              "configuration(s) rebuilt)", u.version_info, u.changed.size(), u.removed.size(),
+              merged.size());
+  answered();
   return absl::OkStatus();
 }
 
@@ -732,7 +975,8 @@ void DynamicResources::routeRejected(const std::string& name, std::string detail
   route_configs_[name].error = ErrorState{std::move(details), std::chrono::system_clock::now()};
 }
 
-absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed) {
+absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed,
+                                             const std::vector<std::string>* removed_names) {
   store_.mainShard().inc(cds_stats_.attempt);
   auto reject = [&](const absl::Status& st) {
     rejected(cds_stats_, &cds_, "CDS", st);
@@ -773,8 +1017,16 @@ absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySna
     changed.push_back(c.name);
   }
   std::vector<std::string> removed;
-  for (const auto& [name, rt] : current->clusters) {
-    if (rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
+  if (removed_names != nullptr) {
+    // Incremental: what the update names, if it is a dynamic cluster.
+    for (const auto& name : *removed_names) {
+      ClusterRuntimeConstSharedPtr rt = current->cluster(name);
+      if (rt && rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
+    }
+  } else {
+    for (const auto& [name, rt] : current->clusters) {
+      if (rt->owner != current->snapshot && !names.contains(name)) removed.push_back(name);
+    }
   }
   if (upserts.empty() && removed.empty()) {
     accepted(cds_stats_, &cds_, parsed->version_info);
@@ -920,13 +1172,13 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
 
 std::vector<std::string> DynamicResources::missingAdsRoutes(
     const ListenerRuntime& l,
-    const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes) {
+    const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes) const {
   std::vector<std::string> out;
   for (const auto& c : l.filter_chains) {
     if (!c.hcm) continue;
     const config::HttpConnectionManagerConfig& h = *c.hcm->config;
     if (h.route_source == config::HttpConnectionManagerConfig::RouteSource::Rds && h.rds_ads &&
-        !routes.contains(h.route_config_name)) {
+        (!routes.contains(h.route_config_name) || vhds_waiting_.contains(h.route_config_name))) {
       out.push_back(h.route_config_name);
     }
   }
@@ -1143,9 +1395,15 @@ absl::Status DynamicResources::applyAdsEndpoints(
   stats::Shard& shard = store_.mainShard();
   // Only the clusters whose assignment is in this response count it (a
   // SotW EDS response need not hold every assignment asked for).
+  // The response's assignments by name (find() is linear; a first push
+  // holds thousands).
+  absl::flat_hash_set<std::string> in_response;
+  if (parsed.ok()) {
+    for (const auto& a : parsed->assignments) in_response.insert(a.cluster_name);
+  }
   auto concerned = [&](const config::ClusterConfig& cfg) {
     if (!cfg.eds || !cfg.eds->ads) return false;
-    return !parsed.ok() || parsed->find(cfg.eds_service_name) != nullptr;
+    return !parsed.ok() || in_response.contains(cfg.eds_service_name);
   };
   for (auto& [name, e] : eds_clusters_) {
     if (!concerned(*e.runtime->config)) continue;
@@ -1160,7 +1418,7 @@ absl::Status DynamicResources::applyAdsEndpoints(
   for (const auto& a : parsed->assignments) ads_assignments_[a.cluster_name] = a;
   for (auto& [name, e] : eds_clusters_) {
     const config::ClusterConfig& cfg = *e.runtime->config;
-    if (!cfg.eds || !cfg.eds->ads || parsed->find(cfg.eds_service_name) == nullptr) continue;
+    if (!concerned(cfg)) continue;
     applyAssignment(e, cachedAssignment(cfg), /*count=*/true);
   }
   TURNOUT_LOG(info, kLog, "EDS (ADS): version '{}' applied", parsed->version_info);

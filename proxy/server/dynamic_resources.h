@@ -84,7 +84,13 @@ class FileWatch {
 // ACK or the NACK. CDS and LDS are wildcard subscriptions; RDS asks for the
 // route_config_names of the HCMs that use ADS, EDS for the service names of
 // the EDS clusters that do, both kept current as listeners and clusters
-// come and go. Main thread.
+// come and go.
+//
+// VHDS (docs/xds.md, "VHDS"): an ADS route configuration with `vhds` (Delta
+// ADS only) makes its name a namespace subscription of the VirtualHost type;
+// its table is its inline virtual hosts plus the VHDS ones of its namespace,
+// rebuilt when either changes. A listener waiting for it warms until the
+// first VHDS response. Main thread.
 class DynamicResources {
  public:
   // `xds_cache_dir`: --xds-cache (docs/xds.md), empty for none.
@@ -143,11 +149,33 @@ class DynamicResources {
   };
   UpdateStats makeStats(const std::string& prefix);
   // One CDS / LDS update, from a file or the ADS stream: Ok, or the reason
-  // it was rejected (the last good config stays).
-  absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed);
+  // it was rejected (the last good config stays). CDS: `parsed` is the whole
+  // set (dynamic clusters missing from it are removed), or with
+  // `removed_names` (Delta) only the changed clusters, and those names go.
+  absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed,
+                             const std::vector<std::string>* removed_names = nullptr);
   absl::Status applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed);
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
+  // VHDS: one Delta response of VirtualHosts (checked, merged, published, or NACKed).
+  absl::Status applyVhds(const config::xds::DeltaUpdate& update);
+  // What an RDS route configuration's vhds may use here.
+  config::VhdsSource vhdsSource() const;
+  // The VHDS virtual hosts of one namespace (route configuration), by resource name.
+  using VhdsHosts = std::map<std::string, envoy::config::route::v3::VirtualHost>;
+  // `rds` (a route configuration with vhds) with `hosts` appended: the merged
+  // proto (what /config_dump shows) and its table. `label` names a VHDS
+  // virtual host in an error (by resource name); errors name `path`.
+  struct MergedRoutes {
+    envoy::config::route::v3::RouteConfiguration proto;
+    RouteTableConstSharedPtr table;
+  };
+  static absl::StatusOr<MergedRoutes> mergeVhds(
+      const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts,
+      const std::string& path, const std::function<std::string(const std::string&)>& label);
+  // The VHDS namespaces: the ADS route configurations with vhds that are
+  // asked for; a new one waits for its first VHDS response.
+  void watchVhds();
   // Starts the xDS streams: ADS (ads_config) with its subscriptions, and the
   // CDS/LDS api_config_source streams.
   absl::Status startXds();
@@ -236,6 +264,18 @@ class DynamicResources {
   std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;
   std::set<std::string> ads_rds_watched_;  // route_config_name + stat_prefix keys
   absl::flat_hash_map<std::string, config::DiscoveryEndpoints::Assignment> ads_assignments_;
+  // The stat_prefixes of the HCMs of each ADS route configuration, and the
+  // names RDS asks for now.
+  std::map<std::string, std::set<std::string>> ads_rds_prefixes_;
+  std::set<std::string> ads_rds_names_;
+
+  // VHDS: the RDS protos (as received) of the ADS route configurations with
+  // vhds; the VirtualHosts received, by namespace then resource name; the
+  // namespaces still waiting for their first VHDS response.
+  std::map<std::string, envoy::config::route::v3::RouteConfiguration> vhds_rds_;
+  std::map<std::string, VhdsHosts> vhds_hosts_;
+  std::set<std::string> vhds_waiting_;
+  std::vector<std::shared_ptr<asio::steady_timer>> vhds_timers_;  // bound the waits
 
   // Listener warming (Envoy's): a listener from LDS whose HCM takes its
   // routes over ADS is not bound until they arrive, at most 15 s
@@ -247,10 +287,11 @@ class DynamicResources {
   };
   std::map<std::string, WarmingListener> warming_listeners_;
   stats::StatId listeners_warming_;
-  // The ADS route configurations `l` needs that `routes` lacks.
-  static std::vector<std::string> missingAdsRoutes(
+  // The ADS route configurations `l` needs that `routes` lacks (or whose
+  // first VHDS response has not come).
+  std::vector<std::string> missingAdsRoutes(
       const ListenerRuntime& l,
-      const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes);
+      const absl::flat_hash_map<std::string, RouteTableConstSharedPtr>& routes) const;
   // Binds the warming listeners whose routes have arrived (all of them when
   // `all`, at the warming timeout).
   void promoteWarmed(bool all, const std::string& only = {});

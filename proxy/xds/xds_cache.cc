@@ -21,8 +21,16 @@ namespace {
 constexpr const char* kLog = "xds";
 }  // namespace
 
+namespace {
+constexpr char kResourceWrapperTypeUrl[] = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+}  // namespace
+
 std::string resourceName(const google::protobuf::Any& resource) {
   const std::string& t = resource.type_url();
+  if (t == kResourceWrapperTypeUrl) {
+    envoy::service::discovery::v3::Resource r;
+    return resource.UnpackTo(&r) ? r.name() : std::string();
+  }
   if (t == config::kClusterTypeUrl) {
     envoy::config::cluster::v3::Cluster c;
     return resource.UnpackTo(&c) ? c.name() : std::string();
@@ -61,6 +69,7 @@ std::string XdsCache::pathOf(const std::string& type_url) const {
   if (type_url == config::kClusterLoadAssignmentTypeUrl) name = "eds";
   if (type_url == config::kListenerTypeUrl) name = "lds";
   if (type_url == config::kRouteConfigurationTypeUrl) name = "rds";
+  if (type_url == config::kVirtualHostTypeUrl) name = "vhds";
   return absl::StrCat(dir_, "/", name, ".pb");
 }
 
@@ -73,11 +82,20 @@ void XdsCache::store(const std::string& type_url, const std::string& version,
   write(type_url);
 }
 
-void XdsCache::retain(const std::string& type_url, const std::set<std::string>& names) {
+void XdsCache::storeDelta(const std::string& type_url, const config::xds::DeltaUpdate& update) {
+  TypeCache& t = types_[type_url];
+  t.version = update.version_info;
+  for (const auto* r : update.changed) t.by_name[r->name()].PackFrom(*r);
+  for (const auto& name : update.removed) t.by_name.erase(name);
+  write(type_url);
+}
+
+void XdsCache::retain(const std::string& type_url, const std::set<std::string>& names,
+                      bool namespaces) {
   auto it = types_.find(type_url);
   if (it == types_.end()) return;
   for (auto r = it->second.by_name.begin(); r != it->second.by_name.end();) {
-    if (names.contains(r->first)) {
+    if (names.contains(namespaces ? config::xds::namespaceOf(r->first) : r->first)) {
       ++r;
     } else {
       it->second.by_name.erase(r++);

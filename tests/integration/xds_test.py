@@ -21,7 +21,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
-from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, AdsServer, pack  # noqa: E402
+from ads_server import CLUSTER, ENDPOINTS, LISTENER, ROUTES, VHOSTS, AdsServer, pack  # noqa: E402
 from fake_backend import FakeBackend, free_closed_port, get_backend  # noqa: E402
 from turnout_process import TurnoutProcess, _poll, run_suite  # noqa: E402
 
@@ -279,6 +279,21 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertIn("outbound", body.decode() if isinstance(body, bytes) else body)
 
+    def test_vhds_over_sotw_ads_is_nacked_naming_the_field(self):
+        self.assertServed("a")
+        rc = route_config("outbound", "reviews")
+        rc["vhds"] = {"config_source": {"ads": {}, "resource_api_version": "V3"}}
+        self.ads.set(ROUTES, "r-vhds", [rc])
+        nack = self.ads.wait_for(lambda r: r.type_url == ROUTES and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertEqual(nack.version_info, "r1")
+        self.assertIn("resources[0].vhds.config_source.ads: only 'DELTA_GRPC' or 'ADS' (which "
+                      "uses Delta xDS) is supported as a config source", nack.error_detail.message)
+        self.assertIn("DELTA_GRPC", nack.error_detail.message)
+        self.assertEqual(get(self.port)[1], "a")
+        # Nothing subscribes to VirtualHosts on a SotW stream.
+        self.assertEqual([r for r in self.ads.requests if r.type_url == VHOSTS], [])
+
     def test_config_dump_include_eds_shows_every_cluster_s_endpoints(self):
         self.assertServed("a")
 
@@ -484,6 +499,207 @@ class XdsDeltaTest(unittest.TestCase):
         # A removal by name: the cluster goes, requests get 503.
         self.ads.set(CLUSTER, "c-empty", [])
         self.assertIsNotNone(poll(lambda: get(self.port)[0] == 503), self.proxy.log())
+
+
+def vhds_route_config(name="outbound", inline=()):
+    return {"name": name, "virtual_hosts": list(inline),
+            "vhds": {"config_source": {"ads": {}, "resource_api_version": "V3"}}}
+
+
+def vhost(name, domain, cluster):
+    return {"name": name, "domains": [domain], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "5s"}}]}
+
+
+def delta_bootstrap(ads_port):
+    boot = bootstrap(ads_port)
+    boot["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+    return boot
+
+
+def serve_vhds_state(ads, reviews_port, ratings_port):
+    """Clusters reviews and ratings (EDS); route config `outbound` with vhds
+    and no inline virtual host; its services as VirtualHosts outbound/<svc>."""
+    ads.set(CLUSTER, "c1", [eds_cluster("reviews"), eds_cluster("ratings")])
+    ads.set(ENDPOINTS, "e1", [assignment("reviews", reviews_port),
+                              assignment("ratings", ratings_port)])
+    ads.set(LISTENER, "l1", [])
+    ads.set(ROUTES, "r1", [vhds_route_config()])
+    ads.set(VHOSTS, "v1", [vhost("outbound/reviews", "reviews", "reviews"),
+                           vhost("outbound/ratings", "ratings", "ratings")])
+
+
+class XdsVhdsTest(unittest.TestCase):
+    """VHDS over Delta ADS (Envoy's semantics): the route configuration
+    `outbound` names vhds; each service's virtual host is its own
+    VirtualHost resource `outbound/<service>`, subscribed by namespace."""
+
+    def setUp(self):
+        self.a = FakeBackend("a").start()
+        self.b = FakeBackend("b").start()
+        self.ads = AdsServer().start()
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.ads.stop()
+        self.a.stop()
+        self.b.stop()
+
+    def host(self, host):
+        return get_backend(self.port, "/", {"Host": host})
+
+    def start_proxy(self, **kw):
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(delta_bootstrap(self.ads.port)),
+                                    **kw).start()
+        self.port = self.proxy.port("outbound")
+
+    def route_dump(self):
+        status, body, _ = self.proxy.admin("GET", "/config_dump")
+        self.assertEqual(status, 200)
+        [routes] = [c for c in json.loads(body)["configs"]
+                    if c["@type"].endswith("RoutesConfigDump")]
+        return {d["route_config"]["name"]: d["route_config"]
+                for d in routes.get("dynamic_route_configs", [])}
+
+    def test_vhds_routes_pushes_removes_and_nacks_a_bad_virtual_host(self):
+        serve_vhds_state(self.ads, self.a.port, self.b.port)
+        self.start_proxy()
+        self.assertIsNotNone(poll(lambda: self.host("reviews")[1] == "a"), self.proxy.log())
+        self.assertEqual(self.host("ratings")[1], "b")
+        self.assertEqual(self.host("details")[0], 404)  # no virtual host: no route
+        sub = self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS and r.HasField("node") is False
+                                      and list(r.resource_names_subscribe) == ["outbound"])
+        self.assertIsNotNone(sub, self.proxy.log())
+        # /config_dump shows the route configuration with the VHDS hosts merged in.
+        dumped = self.route_dump()["outbound"]
+        self.assertEqual(sorted(v["name"] for v in dumped["virtual_hosts"]),
+                         ["outbound/ratings", "outbound/reviews"])
+        self.assertIn("vhds", dumped)
+        reloads = self.proxy.counter("http.outbound.vhds.outbound.config_reload")
+        self.assertGreaterEqual(reloads, 1)
+
+        # A changed virtual host moves its traffic; only it is sent.
+        self.ads.set(VHOSTS, "v2", [vhost("outbound/reviews", "reviews", "ratings"),
+                                    vhost("outbound/ratings", "ratings", "ratings")])
+        self.assertIsNotNone(poll(lambda: self.host("reviews")[1] == "b"), self.proxy.log())
+        self.assertGreater(self.proxy.counter("http.outbound.vhds.outbound.config_reload"),
+                           reloads)
+
+        # A removed one: 404, no route; the other keeps serving.
+        self.ads.set(VHOSTS, "v3", [vhost("outbound/reviews", "reviews", "ratings")])
+        self.assertIsNotNone(poll(lambda: self.host("ratings")[0] == 404), self.proxy.log())
+        self.assertEqual(self.host("reviews")[1], "b")
+
+        # A malformed one is NACKed with its field path; the last good table serves.
+        bad = vhost("outbound/details", "details", "reviews")
+        bad["routes"][0]["route"]["hedge_policy"] = {"hedge_on_per_try_timeout": True}
+        self.ads.set(VHOSTS, "v4", [vhost("outbound/reviews", "reviews", "reviews"), bad])
+        nack = self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS
+                                       and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertRegex(nack.error_detail.message,
+                         r"resources\[[01]\]\.routes\[0\]\.route\.hedge_policy")
+        self.assertEqual(self.host("reviews")[1], "b")  # v3's, not v4's change
+        self.assertEqual(self.host("details")[0], 404)
+        # A domain another virtual host has: NACKed too, naming the resource.
+        dup = vhost("outbound/reviews2", "reviews", "reviews")
+        self.ads.set(VHOSTS, "v5", [vhost("outbound/reviews", "reviews", "ratings"), dup])
+        nack = self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS and r.HasField("error_detail")
+                                       and "duplicate" in r.error_detail.message)
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertRegex(nack.error_detail.message,
+                         r'^resources\[[01]\]\.domains\[0\]: duplicate domain "reviews"')
+        self.assertEqual(self.host("reviews")[1], "b")
+
+        # The inline virtual hosts and the VHDS ones together: a new RDS
+        # version with a catch-all keeps the VHDS hosts.
+        self.ads.set(VHOSTS, "v6", [vhost("outbound/reviews", "reviews", "reviews")])
+        self.assertIsNotNone(poll(lambda: self.host("reviews")[1] == "a"), self.proxy.log())
+        self.ads.set(ROUTES, "r2", [vhds_route_config(inline=[vhost("all", "*", "ratings")])])
+        self.assertIsNotNone(poll(lambda: self.host("details")[1] == "b"), self.proxy.log())
+        self.assertEqual(self.host("reviews")[1], "a")
+
+        # No vhds any more: the namespace is unsubscribed.
+        self.ads.set(ROUTES, "r3", [route_config("outbound", "ratings")])
+        unsub = self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS
+                                        and list(r.resource_names_unsubscribe) == ["outbound"])
+        self.assertIsNotNone(unsub, self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.host("reviews")[1] == "b"), self.proxy.log())
+
+    def test_the_server_is_initializing_until_the_first_vhds_response(self):
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        self.ads.set(ROUTES, "r1", [vhds_route_config()])
+        # VirtualHosts not set: the server holds the VHDS subscription unanswered.
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(delta_bootstrap(self.ads.port))).start(
+            wait_live=False)
+        self.assertIsNotNone(self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS),
+                             self.proxy.log())
+        self.assertIsNotNone(self.ads.wait_for_delta(lambda r: r.type_url == ROUTES
+                                                     and r.response_nonce))
+        status, body, _ = self.proxy.admin("GET", "/ready")
+        self.assertEqual((status, body.strip().decode()), (503, "INITIALIZING"))
+        self.ads.set(VHOSTS, "v1", [vhost("outbound/reviews", "reviews", "reviews")])
+        self.assertIsNotNone(poll(lambda: self.proxy.admin("GET", "/ready")[0] == 200),
+                             self.proxy.log())
+        self.port = self.proxy._read_listeners()["outbound"][1]
+        self.assertEqual(self.host("reviews")[1], "a")
+
+    def test_vhds_initial_fetch_timeout_bounds_the_wait(self):
+        self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
+        self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
+        self.ads.set(LISTENER, "l1", [])
+        rc = vhds_route_config(inline=[vhost("all", "*", "reviews")])
+        rc["vhds"]["config_source"]["initial_fetch_timeout"] = "0.5s"
+        self.ads.set(ROUTES, "r1", [rc])
+        boot = delta_bootstrap(self.ads.port)
+        # RDS itself waits for ever: only the VHDS bound can end the wait.
+        boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+            "typed_config"]["rds"]["config_source"]["initial_fetch_timeout"] = "0s"
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot)).start(wait_live=False)
+        # VirtualHosts never set: the subscription stays unanswered.
+        self.assertIsNotNone(self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS),
+                             self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.proxy.admin("GET", "/ready")[0] == 200),
+                             self.proxy.log())
+        self.port = self.proxy._read_listeners()["outbound"][1]
+        self.assertEqual(self.host("anything")[1], "a")  # the inline virtual host serves
+
+    def test_xds_cache_restores_the_vhds_virtual_hosts(self):
+        cache = tempfile.mkdtemp(prefix="turnout-xds-cache-")
+        try:
+            serve_vhds_state(self.ads, self.a.port, self.b.port)
+            self.start_proxy(extra_args=["--xds-cache", cache])
+            self.assertIsNotNone(poll(lambda: self.host("ratings")[1] == "b"), self.proxy.log())
+            self.assertIsNotNone(self.ads.wait_for_delta(
+                lambda r: r.type_url == VHOSTS and r.response_nonce
+                and not r.HasField("error_detail")))
+            self.assertIn("vhds.pb", os.listdir(cache))
+            self.proxy.stop()
+            ads_port = self.ads.port
+            self.ads.stop()
+
+            # No control plane: the cached VirtualHosts serve (fail closed
+            # would otherwise mean a route table without its services).
+            self.start_proxy(extra_args=["--xds-cache", cache])
+            self.assertEqual(self.host("ratings")[1], "b", self.proxy.log())
+            self.assertEqual(self.host("reviews")[1], "a")
+            # It comes back: turnout announces the VirtualHosts it holds, and
+            # one the server no longer has is removed.
+            self.ads = AdsServer().start(ads_port)
+            serve_vhds_state(self.ads, self.a.port, self.b.port)
+            self.ads.set(VHOSTS, "v2", [vhost("outbound/reviews", "reviews", "reviews")])
+            first = self.ads.wait_for_delta(lambda r: r.type_url == VHOSTS
+                                            and not r.response_nonce, deadline_s=10)
+            self.assertIsNotNone(first, self.proxy.log())
+            self.assertEqual(sorted(first.initial_resource_versions),
+                             ["outbound/ratings", "outbound/reviews"])
+            self.assertIsNotNone(poll(lambda: self.host("ratings")[0] == 404), self.proxy.log())
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 class XdsTlsTest(unittest.TestCase):
@@ -754,6 +970,21 @@ class XdsValidateTest(unittest.TestCase):
         b["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
         rc, out = self.validate(b)
         self.assertEqual(rc, 0, out)
+
+    def test_vhds_without_delta_ads_is_a_config_error_naming_the_path(self):
+        # An inline route_config with vhds: refused whatever the ADS type.
+        for api_type in ("GRPC", "DELTA_GRPC"):
+            b = bootstrap(18000)
+            b["dynamic_resources"]["ads_config"]["api_type"] = api_type
+            typed = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+                "typed_config"]
+            del typed["rds"]
+            typed["route_config"] = vhds_route_config(inline=[vhost("all", "*", "xds_cluster")])
+            rc, out = self.validate(b)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("static_resources.listeners[0].filter_chains[0].filters[0]"
+                          ".typed_config.route_config.vhds: only 'DELTA_GRPC' or 'ADS' (which "
+                          "uses Delta xDS) is supported as a config source", out)
 
     def test_ads_config_errors_name_the_field(self):
         cases = []

@@ -5,7 +5,8 @@ It serves envoy.service.discovery.v3.AggregatedDiscoveryService/
 StreamAggregatedResources, and the per-type services (StreamClusters,
 StreamListeners, StreamRoutes, StreamEndpoints) with the same logic, and
 DeltaAggregatedResources (versions are content hashes; only changed
-resources and removed names are sent), on 127.0.0.1 (port 0), with resources the test sets
+resources and removed names are sent; VirtualHost (VHDS) by namespace:
+subscribing `outbound` gets every VirtualHost named `outbound/...`), on 127.0.0.1 (port 0), with resources the test sets
 as Envoy JSON dicts per type. It answers a request that opens a type on a
 stream or changes its resource names, pushes every set() to the streams that
 asked for the type, and records every DiscoveryRequest so a test can assert
@@ -35,7 +36,7 @@ from google.protobuf import any_pb2, json_format  # noqa: E402
 from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402,F401
 from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: E402,F401
 from envoy.config.listener.v3 import listener_pb2  # noqa: E402,F401
-from envoy.config.route.v3 import route_pb2  # noqa: E402,F401
+from envoy.config.route.v3 import route_components_pb2, route_pb2  # noqa: E402,F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: E402,F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: E402,F401
     http_connection_manager_pb2)
@@ -45,6 +46,7 @@ CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+VHOSTS = "type.googleapis.com/envoy.config.route.v3.VirtualHost"
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
 _CLASSES = {
@@ -52,7 +54,13 @@ _CLASSES = {
     LISTENER: listener_pb2.Listener,
     ROUTES: route_pb2.RouteConfiguration,
     ENDPOINTS: endpoint_pb2.ClusterLoadAssignment,
+    VHOSTS: route_components_pb2.VirtualHost,
 }
+
+
+def _namespace(name):
+    """Envoy's namespaceFromName: the part before the last '/'."""
+    return name.rsplit("/", 1)[0] if "/" in name else ""
 
 
 def pack(type_url, resource):
@@ -192,7 +200,11 @@ class AdsServer:
         version, anys = self._resources.get(type_url, ("", []))
         current = {_name_of(type_url, a): a for a in anys}
         has = s.has.setdefault(type_url, {})
-        wanted = set(current) if s.wildcard.get(type_url) else s.names.get(type_url, set())
+        if type_url == VHOSTS:
+            # Namespace matching: a subscribed name covers every `<name>/...`.
+            wanted = {n for n in current if _namespace(n) in s.names.get(type_url, set())}
+        else:
+            wanted = set(current) if s.wildcard.get(type_url) else s.names.get(type_url, set())
         resp = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version)
         for name in sorted(wanted & set(current)):
             v = hashlib.sha1(current[name].value).hexdigest()[:16]
@@ -235,8 +247,13 @@ class AdsServer:
                 for n in req.resource_names_unsubscribe:
                     s.names[t].discard(n)
                     s.has[t].pop(n, None)
+                    if t == VHOSTS:  # the client drops the namespace's resources
+                        for held in [h for h in s.has[t] if _namespace(h) == n]:
+                            del s.has[t][held]
                 if (first or before != (s.names[t], s.wildcard[t])) and t in self._resources:
-                    self._send_delta_locked(s, t, always=first)
+                    # A new namespace is answered even when it holds nothing
+                    # (the client warms until its first VHDS response).
+                    self._send_delta_locked(s, t, always=first or t == VHOSTS)
         try:
             yield from _delta_loop(self, s, request_iterator, context, handle)
         finally:

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "config/snapshot/discovery_response.h"
 #include "google/protobuf/util/json_util.h"
 #include "routing/request_view.h"
 
@@ -100,9 +102,6 @@ TEST_CASE("fields turnout does not implement are rejected with their path",
           "route":{"cluster":"c","hedge_policy":{"hedge_on_per_try_timeout":true}}}]}]})",
        "route_config.virtual_hosts[0].routes[0].route.hedge_policy: field "
        "'envoy.config.route.v3.RouteAction.hedge_policy' is not supported by turnout"},
-      {R"({"vhds":{"config_source":{"ads":{}}}})",
-       "route_config.vhds: field 'envoy.config.route.v3.RouteConfiguration.vhds' is not "
-       "supported by turnout"},
       {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
           "route":{"cluster":"c","max_stream_duration":{"max_stream_duration":"5s"}}}]}]})",
        "route_config.virtual_hosts[0].routes[0].route.max_stream_duration: a non-zero "
@@ -123,6 +122,55 @@ TEST_CASE("fields turnout does not implement are rejected with their path",
        "'/nonexistent/turnout-body'"},
   }));
   CHECK(errorOf(json) == expected);
+}
+
+TEST_CASE("vhds is refused with its path unless the route configuration comes over Delta ADS",
+          "[config][translator][vhds]") {
+  // An inline route_config (or a file) cannot take VHDS: Envoy's reason, the path.
+  CHECK(errorOf(R"({"vhds":{"config_source":{"ads":{}}}})") ==
+        "route_config.vhds: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is supported as "
+        "a config source; turnout takes VHDS only for a route configuration delivered by RDS "
+        "over ADS with dynamic_resources.ads_config.api_type DELTA_GRPC");
+  auto [json, available, expected] = GENERATE(table<std::string, VhdsSource, std::string>({
+      {R"({"name":"outbound","vhds":{"config_source":{"ads":{}}}})", VhdsSource::kDeltaAds, ""},
+      {R"({"name":"outbound"})", VhdsSource::kNone, ""},
+      {R"({"name":"outbound","vhds":{"config_source":{"ads":{}}}})", VhdsSource::kSotwAds,
+       "resources[0].vhds.config_source.ads: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) "
+       "is supported as a config source; this ADS stream is State of the World "
+       "(dynamic_resources.ads_config.api_type GRPC), VHDS needs DELTA_GRPC"},
+      {R"({"name":"outbound","vhds":{"config_source":{"ads":{}}}})", VhdsSource::kNone,
+       "resources[0].vhds: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is supported as a "
+       "config source; turnout takes VHDS only for a route configuration delivered by RDS over "
+       "ADS with dynamic_resources.ads_config.api_type DELTA_GRPC"},
+      {R"({"name":"outbound","vhds":{"config_source":{"api_config_source":{
+          "api_type":"DELTA_GRPC"}}}})", VhdsSource::kDeltaAds,
+       "resources[0].vhds.config_source.api_config_source: only 'DELTA_GRPC' or 'ADS' (which "
+       "uses Delta xDS) is supported as a config source; turnout takes VHDS only over the ADS "
+       "stream (ads: {} with ads_config.api_type DELTA_GRPC), not from a separate source"},
+      {R"({"name":"outbound","vhds":{"config_source":{"path_config_source":{"path":"/x"}}}})",
+       VhdsSource::kDeltaAds,
+       "resources[0].vhds.config_source: only 'DELTA_GRPC' or 'ADS' (which uses Delta xDS) is "
+       "supported as a config source"},
+  }));
+  absl::Status st = checkVhds(parse(json), "resources[0]", available);
+  CHECK(std::string(st.message()) == expected);
+}
+
+TEST_CASE("a VHDS virtual host is checked as an inline one, its errors naming the resource",
+          "[config][translator][vhds]") {
+  envoy::config::route::v3::VirtualHost vh;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(
+              R"({"name":"outbound/reviews","domains":["reviews"],"routes":[
+                 {"match":{"prefix":"/"},"route":{"cluster":"reviews"}}]})", &vh)
+              .ok());
+  CHECK(checkVirtualHost(vh, "resources[3]").ok());
+  vh.mutable_routes(0)->mutable_route()->mutable_hedge_policy()->set_hedge_on_per_try_timeout(true);
+  CHECK(std::string(checkVirtualHost(vh, "resources[3]").message()) ==
+        "resources[3].routes[0].route.hedge_policy: field "
+        "'envoy.config.route.v3.RouteAction.hedge_policy' is not supported by turnout");
+  vh.mutable_routes(0)->mutable_route()->clear_hedge_policy();
+  vh.clear_domains();
+  CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").message(), "resources[3].domains"));
 }
 
 TEST_CASE("route table compile errors are prefixed with the route config path",

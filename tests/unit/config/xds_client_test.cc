@@ -7,6 +7,8 @@
 #include "config/xds/xds_client.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "absl/strings/match.h"
 
 namespace turnout::config::xds {
 namespace {
@@ -317,6 +319,232 @@ TEST_CASE("delta: wildcard types see the whole held set, named types the changes
   CHECK(again[0].initial_resource_versions().size() == 2);
   CHECK(again[0].initial_resource_versions().at("b") == "b@1");
   CHECK(again[0].initial_resource_versions().at("c") == "c@2");
+}
+
+google::protobuf::Any vhost(const std::string& name) {
+  envoy::config::route::v3::VirtualHost v;
+  v.set_name(name);
+  v.add_domains(name);
+  google::protobuf::Any any;
+  any.PackFrom(v);
+  return any;
+}
+
+// The incremental handler's view of each update.
+struct DeltaRecorder {
+  std::vector<std::vector<std::string>> changed, removed;
+  std::vector<std::string> versions;
+  absl::Status answer = absl::OkStatus();
+  DeltaHandler handler() {
+    return [this](const DeltaUpdate& u) {
+      versions.push_back(u.version_info);
+      auto& c = changed.emplace_back();
+      for (const auto* r : u.changed) c.push_back(r->name());
+      removed.push_back(u.removed);
+      return answer;
+    };
+  }
+};
+
+std::vector<std::string> heldNames(const XdsClient& client, const std::string& type) {
+  std::vector<std::string> out;
+  for (const auto& [name, h] : client.state(type)->held) out.push_back(name);
+  return out;
+}
+
+TEST_CASE("delta namespaces: a name subscribes every resource under it, and the held set is "
+          "not pruned to the names",
+          "[config][xds][vhds]") {
+  XdsClient client(node(), XdsProtocol::kDelta);
+  DeltaRecorder vhds;
+  client.subscribeDelta(kVirtualHostTypeUrl, {.wildcard = false, .namespaces = true}, {},
+                        vhds.handler());
+  client.onStreamOpen();
+  CHECK(client.takeDeltaRequests().empty());  // nothing named yet: silent
+  client.setNames(kVirtualHostTypeUrl, {"outbound"});
+  auto sub = client.takeDeltaRequests();
+  REQUIRE(sub.size() == 1);
+  CHECK(std::vector<std::string>(sub[0].resource_names_subscribe().begin(),
+                                 sub[0].resource_names_subscribe().end()) ==
+        std::vector<std::string>{"outbound"});
+
+  REQUIRE(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "1", "n1",
+                                       {{"outbound/reviews", vhost("outbound/reviews")},
+                                        {"outbound/ratings", vhost("outbound/ratings")}})) ==
+          XdsClient::Outcome::kAccepted);
+  CHECK(vhds.changed.back() == std::vector<std::string>{"outbound/reviews", "outbound/ratings"});
+  CHECK(heldNames(client, kVirtualHostTypeUrl) ==
+        std::vector<std::string>{"outbound/ratings", "outbound/reviews"});
+  (void)client.takeDeltaRequests();  // the ACK
+
+  // A second namespace: subscribing it keeps the first one's resources.
+  client.setNames(kVirtualHostTypeUrl, {"outbound", "inbound"});
+  auto more = client.takeDeltaRequests();
+  REQUIRE(more.size() == 1);
+  CHECK(more[0].resource_names_subscribe(0) == "inbound");
+  CHECK(more[0].resource_names_unsubscribe().empty());
+  REQUIRE(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "2", "n2",
+                                       {{"inbound/a", vhost("inbound/a")}})) ==
+          XdsClient::Outcome::kAccepted);
+  CHECK(heldNames(client, kVirtualHostTypeUrl).size() == 3);
+
+  // A reconnect announces every held resource, not the namespaces.
+  client.onStreamClosed();
+  client.onStreamOpen();
+  auto again = client.takeDeltaRequests();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].resource_names_subscribe_size() == 2);
+  CHECK(again[0].initial_resource_versions().size() == 3);
+  CHECK(again[0].initial_resource_versions().at("outbound/reviews") == "outbound/reviews@1");
+
+  // Unsubscribing a namespace drops its resources only ("outbound/..." but
+  // not a deeper namespace such as "outbound/x/...").
+  REQUIRE(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "3", "n3",
+                                       {{"outbound/x/y", vhost("outbound/x/y")}})) ==
+          XdsClient::Outcome::kAccepted);
+  (void)client.takeDeltaRequests();
+  client.setNames(kVirtualHostTypeUrl, {"inbound"});
+  auto unsub = client.takeDeltaRequests();
+  REQUIRE(unsub.size() == 1);
+  CHECK(unsub[0].resource_names_unsubscribe(0) == "outbound");
+  CHECK(heldNames(client, kVirtualHostTypeUrl) ==
+        std::vector<std::string>{"inbound/a", "outbound/x/y"});
+  CHECK(namespaceOf("outbound/reviews") == "outbound");
+  CHECK(namespaceOf("outbound/x/y") == "outbound/x");
+  CHECK(namespaceOf("reviews").empty());
+}
+
+TEST_CASE("delta incremental handler: the changed resources and the held names removed; a NACK "
+          "keeps the held set",
+          "[config][xds][vhds]") {
+  XdsClient client(node(), XdsProtocol::kDelta);
+  DeltaRecorder vhds;
+  client.subscribeDelta(kVirtualHostTypeUrl, {.wildcard = false, .namespaces = true},
+                        {"outbound"}, vhds.handler());
+  client.onStreamOpen();
+  (void)client.takeDeltaRequests();
+  REQUIRE(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "1", "n1",
+                                       {{"outbound/a", vhost("outbound/a")},
+                                        {"outbound/b", vhost("outbound/b")}})) ==
+          XdsClient::Outcome::kAccepted);
+  // One changed, one removed, one removed that was never held (not passed on).
+  REQUIRE(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "2", "n2",
+                                       {{"outbound/c", vhost("outbound/c")}},
+                                       {"outbound/a", "outbound/nope"})) ==
+          XdsClient::Outcome::kAccepted);
+  CHECK(vhds.changed.back() == std::vector<std::string>{"outbound/c"});
+  CHECK(vhds.removed.back() == std::vector<std::string>{"outbound/a"});
+  CHECK(vhds.versions.back() == "2");
+  CHECK(heldNames(client, kVirtualHostTypeUrl) ==
+        std::vector<std::string>{"outbound/b", "outbound/c"});
+  (void)client.takeDeltaRequests();
+
+  // Refused by the handler: NACKed, nothing committed.
+  vhds.answer = absl::InvalidArgumentError("resources[0].domains: bad");
+  CHECK(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "3", "n3",
+                                     {{"outbound/d", vhost("outbound/d")}}, {"outbound/b"})) ==
+        XdsClient::Outcome::kRejected);
+  auto nack = client.takeDeltaRequests();
+  REQUIRE(nack.size() == 1);
+  CHECK(nack[0].response_nonce() == "n3");
+  CHECK(nack[0].error_detail().message() == "resources[0].domains: bad");
+  CHECK(heldNames(client, kVirtualHostTypeUrl) ==
+        std::vector<std::string>{"outbound/b", "outbound/c"});
+  CHECK(client.state(kVirtualHostTypeUrl)->held.at("outbound/c").first == "outbound/c@2");
+  CHECK(client.state(kVirtualHostTypeUrl)->version_info == "2");
+
+  // Checked before the handler: a name twice, a body of another type.
+  vhds.answer = absl::OkStatus();
+  const size_t calls = vhds.changed.size();
+  CHECK(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "4", "n4",
+                                     {{"outbound/e", vhost("outbound/e")},
+                                      {"outbound/e", vhost("outbound/e")}})) ==
+        XdsClient::Outcome::kRejected);
+  CHECK(client.onDeltaResponse(delta(kVirtualHostTypeUrl, "5", "n5",
+                                     {{"outbound/f", cluster("f")}})) ==
+        XdsClient::Outcome::kRejected);
+  CHECK(vhds.changed.size() == calls);
+  auto nacks = client.takeDeltaRequests();
+  REQUIRE(nacks.size() == 2);
+  CHECK(nacks[0].error_detail().message() == "resources[1].name: 'outbound/e' twice in one response");
+  CHECK(absl::StrContains(nacks[1].error_detail().message(), "resources[0]: type '"));
+  CHECK(heldNames(client, kVirtualHostTypeUrl).size() == 2);
+}
+
+TEST_CASE("delta: a wildcard whole-set handler that NACKs leaves the held set exactly as it was",
+          "[config][xds]") {
+  XdsClient client(node(), XdsProtocol::kDelta);
+  Recorder cds;
+  std::vector<std::string> seen;
+  client.subscribe(kClusterTypeUrl, true, {},
+                   [&](const std::string&, const google::protobuf::RepeatedPtrField<google::protobuf::Any>& r) {
+                     seen.clear();
+                     for (const auto& a : r) {
+                       envoy::config::cluster::v3::Cluster c;
+                       a.UnpackTo(&c);
+                       seen.push_back(c.name());
+                     }
+                     return cds.answer;
+                   });
+  client.onStreamOpen();
+  REQUIRE(client.onDeltaResponse(delta(kClusterTypeUrl, "1", "n1",
+                                       {{"a", cluster("a")}, {"b", cluster("b")}})) ==
+          XdsClient::Outcome::kAccepted);
+  cds.answer = absl::InvalidArgumentError("no");
+  // Replaces a, adds c, removes b: the handler sees the set as it would be...
+  CHECK(client.onDeltaResponse(delta(kClusterTypeUrl, "2", "n2",
+                                     {{"a", cluster("a2")}, {"c", cluster("c")}}, {"b"})) ==
+        XdsClient::Outcome::kRejected);
+  CHECK(seen == std::vector<std::string>{"a2", "c"});
+  // ...and the NACK puts everything back, versions included.
+  const auto& held = client.state(kClusterTypeUrl)->held;
+  REQUIRE(held.size() == 2);
+  CHECK(held.at("a").first == "a@1");
+  envoy::config::cluster::v3::Cluster a;
+  REQUIRE(held.at("a").second.UnpackTo(&a));
+  CHECK(a.name() == "a");
+  CHECK(held.at("b").first == "b@1");
+  cds.answer = absl::OkStatus();
+  CHECK(client.onDeltaResponse(delta(kClusterTypeUrl, "3", "n3", {{"c", cluster("c")}}, {"b"})) ==
+        XdsClient::Outcome::kAccepted);
+  CHECK(seen == std::vector<std::string>{"a", "c"});
+}
+
+TEST_CASE("delta: a cache restores an incremental type's held set from Resource wrappers",
+          "[config][xds][vhds]") {
+  XdsClient client(node(), XdsProtocol::kDelta);
+  DeltaRecorder vhds;
+  client.subscribeDelta(kVirtualHostTypeUrl, {.wildcard = false, .namespaces = true},
+                        {"outbound"}, vhds.handler());
+  DiscoveryResponse cached;
+  cached.set_type_url(kVirtualHostTypeUrl);
+  cached.set_version_info("v7");
+  envoy::service::discovery::v3::Resource r;
+  r.set_name("outbound/a");
+  r.set_version("h1");
+  *r.mutable_resource() = vhost("outbound/a");
+  cached.add_resources()->PackFrom(r);
+  REQUIRE(client.restore(cached).ok());
+  CHECK(vhds.changed.back() == std::vector<std::string>{"outbound/a"});
+  client.onStreamOpen();
+  auto first = client.takeDeltaRequests();
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].initial_resource_versions().at("outbound/a") == "h1");
+
+  // Unwrapped (no name): refused, nothing held changes.
+  DiscoveryResponse bare = cached;
+  bare.clear_resources();
+  *bare.add_resources() = vhost("outbound/b");
+  CHECK_FALSE(client.restore(bare).ok());
+  CHECK(heldNames(client, kVirtualHostTypeUrl) == std::vector<std::string>{"outbound/a"});
+
+  // A SotW client cannot take an incremental type: NACKed.
+  XdsClient sotw(node());
+  sotw.subscribeDelta(kVirtualHostTypeUrl, {.namespaces = true}, {"outbound"}, vhds.handler());
+  sotw.onStreamOpen();
+  (void)sotw.takeRequests();
+  CHECK(sotw.onResponse(response(kVirtualHostTypeUrl, "1", "n1", {vhost("outbound/a")})) ==
+        XdsClient::Outcome::kRejected);
 }
 
 }  // namespace
