@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/control_plane/model.h"
+#include "config/snapshot/discovery_response.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -87,7 +88,7 @@ inline constexpr char kRouteConfigurationName[] = "outbound";
 // the client gets through a namespace subscription to `outbound`. A sandbox
 // then changes one small VirtualHost, not a RouteConfiguration that holds
 // every service: a Delta update costs O(what changed).
-inline constexpr char kVirtualHostTypeUrl[] = "type.googleapis.com/envoy.config.route.v3.VirtualHost";
+using config::kVirtualHostTypeUrl;
 std::string virtualHostResourceName(std::string_view service);
 inline constexpr char kRoutingKeyHeader[] = "x-turnout-routing-key";
 inline constexpr int kConnectTimeoutSeconds = 5;

@@ -414,7 +414,7 @@ TEST_CASE("delta namespaces: a name subscribes every resource under it, and the 
   CHECK(namespaceOf("reviews").empty());
 }
 
-TEST_CASE("delta incremental handler: the changed resources and the held names removed; a NACK "
+TEST_CASE("delta incremental handler: the changed resources and the held names removed, a NACK "
           "keeps the held set",
           "[config][xds][vhds]") {
   XdsClient client(node(), XdsProtocol::kDelta);
