@@ -9,7 +9,7 @@
 namespace turnout::control_plane {
 
 // What turnout-cp's bootstraps ask for: Delta ADS (SidecarBootstrap::delta).
-inline constexpr bool kDeltaAdsByDefault = false;
+inline constexpr bool kDeltaAdsByDefault = true;
 
 // The bootstrap of a sidecar that takes its config from turnout-cp over ADS,
 // as `turnout-cp bootstrap` prints it and the injection webhook injects it:
