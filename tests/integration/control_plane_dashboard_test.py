@@ -329,9 +329,10 @@ class DashboardTest(unittest.TestCase):
         dom = Dom(text)
         self.assertNotIn("img", dom.tags)
         self.assertNotIn("b", dom.tags)
-        self.assertIn("&lt;b&gt;x&lt;/b&gt;", text)
-        self.assertIn("&lt;img src=x onerror=", text)
-        self.assertNotIn(MARKUP, text)
+        # (assertTrue, not assertIn: a failure need not print the whole page)
+        self.assertTrue("&lt;b&gt;x&lt;/b&gt;" in text, "the <b> match value is not escaped text")
+        self.assertTrue("&lt;img src=x onerror=" in text, "the <img> match value is not escaped text")
+        self.assertFalse(MARKUP in text, "the <b> match value became markup")
         self.assertIn(MARKUP, dom.rows("releases")[0][3])
 
     def test_create_and_delete_a_sandbox_from_the_page(self):
