@@ -18,6 +18,8 @@ packages=(
   # sidecar capture (turnout iptables) and the multi-pod test in network
   # namespaces; YAML and JSON Patch for the Kubernetes manifests and webhook tests
   iproute2 iptables python3-yaml python3-jsonpatch
+  # turnout-cp's dashboard rendered headless (tests/integration/control_plane_dashboard_test.py)
+  chromium
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "config/control_plane/api/dashboard.h"
 #include "config/json_string.h"
 #include "proxy/common/log.h"
 
@@ -182,6 +183,7 @@ HttpResponse RestApi::handle(const HttpRequest& request) {
   if (q != std::string_view::npos) {
     return errorResponse(400, absl::StrCat(av(path), ": query parameters are not supported"));
   }
+  if (auto page = dashboardResponse(method, path)) return *std::move(page);
   auto readOnly = [&](auto&& answer) -> HttpResponse {
     if (method != "GET") return methodNotAllowed(method, path, kReadOnlyMethods);
     return answer();
@@ -212,7 +214,7 @@ HttpResponse RestApi::handle(const HttpRequest& request) {
   }
   return errorResponse(404, absl::StrCat("no such endpoint: ", av(path),
                                          " (endpoints: /v1/services[/NAME], /v1/sandboxes[/KEY], "
-                                         "/v1/releases[/SERVICE], /v1/proxies, /v1/version, /healthz)"));
+                                         "/v1/releases[/SERVICE], /v1/proxies, /v1/version, /healthz, /dashboard/)"));
 }
 
 HttpResponse RestApi::handleResource(const HttpRequest& request, ResourceKind kind, std::string_view name) {
