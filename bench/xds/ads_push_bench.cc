@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <iostream>
 #include <string>
@@ -114,7 +115,10 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context server_ioc(1), client_ioc(1);
-  auto server = tc::AdsServer::create(server_ioc, {"127.0.0.1", 0}, state.model());
+  // The server reads the models it is given (never copies them), on its own
+  // thread: each round's is a copy that stays alive and unchanged.
+  std::deque<tc::Model> models{state.model()};
+  auto server = tc::AdsServer::create(server_ioc, {"127.0.0.1", 0}, models.back());
   if (!server.ok()) {
     std::cerr << server.status() << "\n";
     return 1;
@@ -184,7 +188,7 @@ int main(int argc, char** argv) {
       std::cerr << st.status() << "\n";
       return 1;
     }
-    const tc::Model model = state.model();
+    const tc::Model& model = models.emplace_back(state.model());
     std::promise<double> cpu;
     uint64_t update_bytes = 0;
     const auto start = Clock::now();

@@ -110,6 +110,8 @@ def main():
 
         outbound = free_closed_port()
         config = cp.sidecar_bootstrap("scale-sidecar", outbound, free_closed_port())
+        # turnout-cp's bootstraps ask for Delta by default.
+        config = config.replace("api_type: DELTA_GRPC", "api_type: GRPC")
         if args.delta:
             config = config.replace("api_type: GRPC", "api_type: DELTA_GRPC")
         figures["protocol"] = "delta" if args.delta else "sotw"

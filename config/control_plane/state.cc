@@ -106,6 +106,49 @@ MutationResult State::commitDelete(ResourceKind kind, const std::string& name) {
   return out;
 }
 
+State::Checkpoint State::checkpoint(ResourceKind kind, std::string_view name) const {
+  Checkpoint c;
+  c.kind = kind;
+  c.name = str(name);
+  c.version = version_;
+  const auto& versions = versionsOf(kind);
+  if (auto v = versions.find(c.name); v != versions.end()) c.resource_version = v->second;
+  switch (kind) {
+    case ResourceKind::kService:
+      if (auto it = model_.services.find(c.name); it != model_.services.end()) c.service = it->second;
+      break;
+    case ResourceKind::kSandbox:
+      if (auto it = model_.sandboxes.find(c.name); it != model_.sandboxes.end()) c.sandbox = it->second;
+      break;
+    case ResourceKind::kRelease:
+      if (auto it = model_.releases.find(c.name); it != model_.releases.end()) c.release = it->second;
+      break;
+  }
+  return c;
+}
+
+void State::rollback(const Checkpoint& c) {
+  version_ = c.version;
+  auto& versions = versionsOf(c.kind);
+  if (c.resource_version) {
+    versions[c.name] = *c.resource_version;
+  } else {
+    versions.erase(c.name);
+  }
+  auto restore = [&](auto& map, const auto& value) {
+    if (value) {
+      map.insert_or_assign(c.name, *value);
+    } else {
+      map.erase(c.name);
+    }
+  };
+  switch (c.kind) {
+    case ResourceKind::kService: restore(model_.services, c.service); break;
+    case ResourceKind::kSandbox: restore(model_.sandboxes, c.sandbox); break;
+    case ResourceKind::kRelease: restore(model_.releases, c.release); break;
+  }
+}
+
 // ---- reads ------------------------------------------------------------------------------
 
 absl::StatusOr<Versioned<Service>> State::service(std::string_view name) const {

@@ -299,7 +299,7 @@ HttpResponse RestApi::commit(const Mutation& mutate, ResourceKind kind, std::str
   // A conflict with another replica reloads and runs the mutation once more.
   for (int attempt = 0;; ++attempt) {
     const bool created = is_put && state_.etag(kind, name).empty();
-    State before = state_;
+    const State::Checkpoint before = state_.checkpoint(kind, name);
     absl::StatusOr<MutationResult> result = mutate(state_);
     if (!result.ok()) return errorResponse(result.status());
     absl::Status stored = store_.apply(result->change);
@@ -314,7 +314,7 @@ HttpResponse RestApi::commit(const Mutation& mutate, ResourceKind kind, std::str
       return r;
     }
     if (stored.code() == absl::StatusCode::kAborted) {
-      state_ = std::move(before);
+      state_.rollback(before);
       if (!reload("another replica wrote first")) {
         return errorResponse(503, absl::StrCat("config changed by another replica and the store cannot be read "
                                                "back; retry"));
@@ -324,7 +324,7 @@ HttpResponse RestApi::commit(const Mutation& mutate, ResourceKind kind, std::str
     }
     if (stored.code() == absl::StatusCode::kUnavailable) {
       TURNOUT_LOG(warn, "api", "store write of config version {} failed: {}", result->version, stored.ToString());
-      state_ = std::move(before);
+      state_.rollback(before);
       return errorResponse(503, absl::StrCat("the store is unavailable; nothing changed: ", stored.message()));
     }
     TURNOUT_LOG(err, "api", "store write of config version {} failed: {}", result->version, stored.ToString());

@@ -594,7 +594,7 @@ absl::StatusOr<std::unique_ptr<AdsServer>> AdsServer::create(asio::io_context& i
   std::unique_ptr<AdsServer> s(new AdsServer());
   s->ioc_ = &ioc;
   s->options_ = options;
-  s->model_ = model;
+  s->model_ = &model;
   AdsServer* raw = s.get();
   GrpcServer::Options g;
   g.address = options.address;
@@ -625,7 +625,7 @@ AdsServer::Generation& AdsServer::generation(Profile profile) {
   auto it = generators_.find(profile);
   if (it == generators_.end()) {
     it = generators_.emplace(profile, profile).first;
-    it->second.generator.update(model_);
+    it->second.generator.update(*model_);
   }
   return it->second;
 }
@@ -705,19 +705,19 @@ const std::set<std::string>* AdsServer::changedNames(Profile profile, const std:
 }
 
 void AdsServer::update(const Model& model) {
-  const bool posted = has_pending_;
-  pending_ = model;
-  has_pending_ = true;
-  if (posted) return;
+  pending_ = &model;
+  if (posted_) return;
+  posted_ = true;
   asio::post(*ioc_, [this, alive = alive_] {
     if (*alive) flush();
   });
 }
 
 void AdsServer::flush() {
-  if (!has_pending_) return;
-  has_pending_ = false;
-  std::swap(model_, pending_);
+  posted_ = false;
+  if (pending_ == nullptr) return;
+  model_ = pending_;
+  pending_ = nullptr;
   apply();
 }
 
@@ -725,7 +725,7 @@ void AdsServer::apply() {
   // Every profile some stream used moves to the new model at the cost of what
   // changed; the Delta streams send those names, SotW ones the changed types.
   for (auto& [profile, g] : generators_) {
-    g.generator.update(model_);
+    g.generator.update(*model_);
     g.fresh = false;
   }
   prepared_.clear();

@@ -67,6 +67,9 @@ class AdsServer {
     // as SotW clients get (--no-vhds, for a Delta client without VHDS).
     bool vhds = true;
   };
+  // `model` (and the one each update() gives) is read, not copied: it must
+  // stay alive, and change only on this io_context, until the next update()
+  // (turnout-cp passes its State's model, which lives as long as the API).
   static absl::StatusOr<std::unique_ptr<AdsServer>> create(asio::io_context& ioc, Options options,
                                                            const Model& model);
   ~AdsServer();
@@ -111,12 +114,12 @@ class AdsServer {
   asio::io_context* ioc_ = nullptr;
   Options options_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  // The model update() got, not yet applied; copy-assigned (std::map reuses
-  // its nodes) and swapped with model_, so an update allocates little.
-  Model pending_;
-  bool has_pending_ = false;
+  // The model update() got, not yet applied (null: none). Not a copy: a
+  // copy per mutation made loading 10,000 sandboxes quadratic.
+  const Model* pending_ = nullptr;
+  bool posted_ = false;
   std::unique_ptr<GrpcServer> grpc_;
-  Model model_;  // a copy: the caller's may be replaced (State::restore)
+  const Model* model_ = nullptr;  // the caller's (create(), update())
   // Per profile some stream used: its resources, kept up to date with each
   // update at the cost of what changed (IncrementalGenerator).
   struct Generation {

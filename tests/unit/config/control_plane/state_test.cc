@@ -244,5 +244,55 @@ TEST_CASE("restore refuses damaged stored state", "[control_plane]") {
   CHECK(State::restore(twice).status().code() == absl::StatusCode::kDataLoss);
 }
 
+TEST_CASE("rollback takes back one put or delete: resource, ETag and config version",
+          "[control_plane][state]") {
+  State s;
+  const absl::Time now = absl::Now();
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", now).ok());
+  const State before = s;
+  auto same = [&] {
+    CHECK(s.model() == before.model());
+    CHECK(s.version() == before.version());
+    for (const char* key : {"feat-x", "feat-y"}) {
+      CHECK(s.etag(ResourceKind::kSandbox, key) == before.etag(ResourceKind::kSandbox, key));
+    }
+    CHECK(s.etag(ResourceKind::kService, "reviews") == before.etag(ResourceKind::kService, "reviews"));
+  };
+  SECTION("a replace") {
+    auto c = s.checkpoint(ResourceKind::kSandbox, "feat-x");
+    REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", now).ok());
+    REQUIRE_FALSE(s.model() == before.model());
+    s.rollback(c);
+    same();
+  }
+  SECTION("a create") {
+    auto c = s.checkpoint(ResourceKind::kSandbox, "feat-y");
+    REQUIRE(s.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", now).ok());
+    s.rollback(c);
+    same();
+  }
+  SECTION("a delete") {
+    auto c = s.checkpoint(ResourceKind::kSandbox, "feat-x");
+    REQUIRE(s.deleteSandbox("feat-x").ok());
+    s.rollback(c);
+    same();
+    // The next mutation gets the version the taken-back one had.
+    auto again = s.deleteSandbox("feat-x");
+    REQUIRE(again.ok());
+    CHECK(again->version == before.version() + 1);
+  }
+  SECTION("a service and a release") {
+    auto c = s.checkpoint(ResourceKind::kService, "reviews");
+    REQUIRE(s.putService("reviews", R"({"port": 9081, "endpoints": ["10.0.0.5:9081"]})").ok());
+    s.rollback(c);
+    same();
+    auto r = s.checkpoint(ResourceKind::kRelease, "reviews");
+    REQUIRE(s.putRelease("reviews", R"({"versions": {"v1": ["10.0.1.1:9080"]}, "weights": {"v1": 100}})").ok());
+    s.rollback(r);
+    same();
+  }
+}
+
 }  // namespace
 }  // namespace turnout::control_plane
