@@ -142,7 +142,15 @@ int main(int argc, char** argv) {
     });
     auto ok = [](const std::string&, const turnout::config::AnyList&) { return absl::OkStatus(); };
     ClientState* cs = &states[static_cast<size_t>(i)];
-    s->client().subscribe(turnout::config::kClusterTypeUrl, true, {}, ok);
+    if (delta) {
+      // The O(changed) form a sidecar uses: the handler sees what changed.
+      s->client().subscribeDelta(turnout::config::kClusterTypeUrl, {.wildcard = true}, {},
+                                 [](const turnout::config::xds::DeltaUpdate&) {
+                                   return absl::OkStatus();
+                                 });
+    } else {
+      s->client().subscribe(turnout::config::kClusterTypeUrl, true, {}, ok);
+    }
     auto routed = [cs](const std::string&, const turnout::config::AnyList&) {
       cs->last_route_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                               Clock::now().time_since_epoch())
