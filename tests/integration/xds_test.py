@@ -529,22 +529,17 @@ def serve_vhds_state(ads, reviews_port, ratings_port):
                            vhost("outbound/ratings", "ratings", "ratings")])
 
 
-class XdsVhdsTest(unittest.TestCase):
+class XdsVhdsTest(_OneBackendAndServer):
     """VHDS over Delta ADS (Envoy's semantics): the route configuration
     `outbound` names vhds; each service's virtual host is its own
     VirtualHost resource `outbound/<service>`, subscribed by namespace."""
 
     def setUp(self):
-        self.a = FakeBackend("a").start()
+        super().setUp()
         self.b = FakeBackend("b").start()
-        self.ads = AdsServer().start()
-        self.proxy = None
 
     def tearDown(self):
-        if self.proxy is not None:
-            self.proxy.stop()
-        self.ads.stop()
-        self.a.stop()
+        super().tearDown()
         self.b.stop()
 
     def host(self, host):

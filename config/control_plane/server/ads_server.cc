@@ -177,9 +177,14 @@ class AdsStreamBase : public GrpcCallHandler {
   // Whether the client takes every cluster and does not ask for the
   // endpoints of one that has them.
   virtual bool lacksEndpoints() const = 0;
-  bool lacksEndpointsOf(bool cds_wildcard, bool eds_subscribed,
-                        const std::set<std::string>& eds_names) const {
-    if (!cds_wildcard || !eds_subscribed) return false;
+  // `types`: a stream's per-type state (subscribed, wildcard, names).
+  template <typename Types>
+  bool lacksEndpointsIn(const Types& types) const {
+    auto cds = types.find(config::kClusterTypeUrl);
+    auto eds = types.find(config::kClusterLoadAssignmentTypeUrl);
+    if (cds == types.end() || eds == types.end()) return false;
+    if (!cds->second.subscribed || !cds->second.wildcard || !eds->second.subscribed) return false;
+    const std::set<std::string>& eds_names = eds->second.names;
     const ResourcesByType& all = server_.resources(profile_);
     auto it = all.find(config::kClusterLoadAssignmentTypeUrl);
     if (it == all.end()) return false;
@@ -274,13 +279,7 @@ class AdsStream final : public AdsStreamBase {
   std::map<std::string, TypeState> types_;
 };
 
-bool AdsStream::lacksEndpoints() const {
-  auto cds = types_.find(config::kClusterTypeUrl);
-  auto eds = types_.find(config::kClusterLoadAssignmentTypeUrl);
-  if (cds == types_.end() || eds == types_.end()) return false;
-  return lacksEndpointsOf(cds->second.subscribed && cds->second.wildcard, eds->second.subscribed,
-                          eds->second.names);
-}
+bool AdsStream::lacksEndpoints() const { return lacksEndpointsIn(types_); }
 
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force, bool keep_removed) {
   const AdsServer::Prepared& p =
@@ -404,13 +403,7 @@ class DeltaAdsStream final : public AdsStreamBase {
   std::map<std::string, const std::set<std::string>*> only_;
 };
 
-bool DeltaAdsStream::lacksEndpoints() const {
-  auto cds = types_.find(config::kClusterTypeUrl);
-  auto eds = types_.find(config::kClusterLoadAssignmentTypeUrl);
-  if (cds == types_.end() || eds == types_.end()) return false;
-  return lacksEndpointsOf(cds->second.subscribed && cds->second.wildcard, eds->second.subscribed,
-                          eds->second.names);
-}
+bool DeltaAdsStream::lacksEndpoints() const { return lacksEndpointsIn(types_); }
 
 void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always,
                           const std::set<std::string>* only, Carry carry) {
