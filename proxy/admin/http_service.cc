@@ -138,6 +138,7 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     HttpResponse response;
     bool keep_alive = false;
+    bool head = false;
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::operation_aborted || ec == beast::error::timeout || stopped_) {
       break;
@@ -150,6 +151,7 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
       response = error_responder_(400, absl::StrCat("bad request: ", ec.message()));
     } else {
       keep_alive = parser.get().keep_alive();
+      head = parser.get().method() == http::verb::head;
       response = handler_(parser.get());
     }
     http::response<http::string_body> res{static_cast<http::status>(response.status), 11};
@@ -160,6 +162,9 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
     res.keep_alive(keep_alive && !stopped_);
     res.body() = std::move(response.body);
     res.prepare_payload();
+    // HEAD: the GET's headers, Content-Length included (RFC 9110 9.3.2), and
+    // no body.
+    if (head) res.body().clear();
     lowest.expires_after(options_.write_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (response.after_write) asio::post(ioc_, std::move(response.after_write));

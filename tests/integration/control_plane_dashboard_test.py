@@ -275,8 +275,21 @@ class DashboardTest(unittest.TestCase):
 
         status, head_headers, head_body = self.raw("HEAD", "/dashboard/")
         self.assertEqual((status, head_body), (200, b""))
-        for name in ("content-type", "cache-control", "content-security-policy", "x-content-type-options"):
+        for name in ("content-type", "content-length", "cache-control", "content-security-policy",
+                     "x-content-type-options"):
             self.assertEqual(head_headers[name], headers[name], name)
+        # No body follows a HEAD answer: the next request on the connection parses.
+        conn = http.client.HTTPConnection(self.cp.host, self.cp.port, timeout=10)
+        try:
+            conn.request("HEAD", "/dashboard/")
+            resp = conn.getresponse()
+            self.assertEqual((resp.status, resp.read()), (200, b""))
+            conn.request("GET", "/v1/version")
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertIn("version", json.loads(resp.read()))
+        finally:
+            conn.close()
 
         for method in ("POST", "PUT", "DELETE"):
             for path in ("/", "/dashboard/"):

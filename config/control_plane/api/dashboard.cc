@@ -11,15 +11,17 @@ constexpr char kMethods[] = "GET, HEAD";
 
 absl::string_view av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-HttpResponse redirect(bool head) {
+// HEAD gets the same answer: HttpService sends its headers, Content-Length
+// included, without the body.
+HttpResponse redirect() {
   HttpResponse r;
   r.status = 302;
   r.headers.emplace_back("Location", kDashboardPath);
-  if (!head) r.body = absl::StrCat("turnout-cp's dashboard is at ", kDashboardPath, "\n");
+  r.body = absl::StrCat("turnout-cp's dashboard is at ", kDashboardPath, "\n");
   return r;
 }
 
-HttpResponse page(bool head) {
+HttpResponse page() {
   const DashboardAssets& assets = dashboardAssets();
   HttpResponse r;
   r.content_type = "text/html; charset=utf-8";
@@ -28,7 +30,7 @@ HttpResponse page(bool head) {
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
   r.headers.emplace_back("X-Frame-Options", "DENY");
   r.headers.emplace_back("Referrer-Policy", "no-referrer");
-  if (!head) r.body = assets.html;
+  r.body = assets.html;
   return r;
 }
 
@@ -50,8 +52,7 @@ std::optional<HttpResponse> dashboardResponse(std::string_view method, std::stri
     r.headers.emplace_back("Allow", kMethods);
     return r;
   }
-  const bool head = method == "HEAD";
-  return is_page ? page(head) : redirect(head);
+  return is_page ? page() : redirect();
 }
 
 }  // namespace turnout::control_plane
