@@ -487,7 +487,8 @@ FieldPolicyTable* buildTable() {
                     "dns_lookup_family", "dns_refresh_rate", "per_connection_buffer_limit_bytes",
                     "common_http_protocol_options", "typed_extension_protocol_options",
                     "transport_socket", "max_requests_per_connection", "eds_cluster_config",
-                    "http2_protocol_options", "original_dst_lb_config", "cleanup_interval"},
+                    "http2_protocol_options", "original_dst_lb_config", "cleanup_interval",
+                    "upstream_bind_config"},
       .inert = {"metadata", "track_timeout_budgets", "track_cluster_stats"},
       .reasons = {{"transport_socket_matches", kTransportSocketMatchesReason},
                   {"cluster_type", "custom cluster types are not supported by turnout"},
@@ -495,6 +496,14 @@ FieldPolicyTable* buildTable() {
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
                   {"lrs_server", "load reporting is not supported by turnout"}},
   };
+  // The source address of upstream connections (docs/upstream.md "Source address").
+  table["envoy.config.core.v3.BindConfig"] = {
+      .supported = {"source_address"},
+      .reasons = {{"freebind", "freebind is not supported by turnout"},
+                  {"socket_options", "socket options are not supported by turnout"},
+                  {"additional_source_addresses", "additional source addresses are not supported by turnout"},
+                  {"extra_source_addresses", "extra source addresses are not supported by turnout"},
+                  {"local_address_selector", "a local address selector is not supported by turnout"}}};
   // ORIGINAL_DST clusters (docs/upstream.md "Original destination");
   // metadata_key needs dynamic metadata, which no turnout filter sets.
   table["envoy.config.cluster.v3.Cluster.OriginalDstLbConfig"] = {

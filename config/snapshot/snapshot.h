@@ -342,6 +342,14 @@ struct ClusterConfig {
   // max_requests_per_connection requests is not reused (0: no limit).
   Milliseconds upstream_idle_timeout{60 * 60 * 1000};
   uint32_t max_requests_per_connection = 0;
+  // upstream_bind_config.source_address: every upstream connection (HTTP/1,
+  // HTTP/2, TCP proxy) binds this IP literal (and port, 0: any) before it
+  // connects; unset (one pointer): the kernel picks.
+  struct SourceAddress {
+    std::string address;
+    uint32_t port = 0;
+  };
+  routing::Boxed<SourceAddress> source_address;
   // ORIGINAL_DST clusters only (else unset: one pointer).
   routing::Boxed<OriginalDstConfig> original_dst;
   // UpstreamProtocol::Http2: the honoured Http2ProtocolOptions (Envoy's

@@ -529,6 +529,30 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
     }
   }
   if (c.has_connect_timeout()) out.connect_timeout = ms(c.connect_timeout());
+  if (c.has_upstream_bind_config()) {
+    const std::string bind = fieldPath(path, "upstream_bind_config");
+    const auto& b = c.upstream_bind_config();
+    if (!b.has_source_address()) {
+      return invalid(fieldPath(bind, "source_address"),
+                     "upstream_bind_config needs a source_address (turnout binds nothing else)");
+    }
+    const auto& sa = b.source_address();
+    const std::string sa_path = fieldPath(bind, "source_address");
+    in6_addr any{};
+    const bool v4 = inet_pton(AF_INET, sa.address().c_str(), &any) == 1;
+    if (!v4 && inet_pton(AF_INET6, sa.address().c_str(), &any) != 1) {
+      return invalid(fieldPath(sa_path, "address"),
+                     absl::StrCat("'", sa.address(), "' is not an IP address (a source address is a "
+                                  "literal; no names)"));
+    }
+    if (sa.protocol() != envoy::config::core::v3::SocketAddress::TCP) {
+      return invalid(fieldPath(sa_path, "protocol"), "an upstream source address is TCP");
+    }
+    if (sa.ipv4_compat()) {
+      return invalid(fieldPath(sa_path, "ipv4_compat"), "ipv4_compat is supported on listener addresses only");
+    }
+    out.source_address = ClusterConfig::SourceAddress{sa.address(), sa.port_value()};
+  }
   if (c.has_dns_refresh_rate()) out.dns_refresh_rate = ms(c.dns_refresh_rate());
   out.respect_dns_ttl = c.respect_dns_ttl();
   out.has_dns_failure_refresh_rate = c.has_dns_failure_refresh_rate();

@@ -10,6 +10,7 @@
 #include "proxy/upstream/http1_conn_pool.h"
 #include "proxy/upstream/auto_conn_pool.h"
 #include "proxy/upstream/http2_conn_pool.h"
+#include "proxy/upstream/source_address.h"
 
 namespace turnout::proxy {
 namespace {
@@ -593,9 +594,12 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   shard_->add(stats.upstream_cx_active, 1);
   startOriginalDstCleanup(ex);
   r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
-  boost::system::error_code ec;
-  co_await r.conn->stream.async_connect(host->endpoint,
-                                        asio::redirect_error(asio::use_awaitable, ec));
+  boost::system::error_code ec =
+      bindSourceAddress(r.conn->stream.socket(), *runtime_->config, host->endpoint);
+  if (!ec) {
+    co_await r.conn->stream.async_connect(host->endpoint,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+  }
   if (ec) {
     r.timed_out = ec == beast::error::timeout;
     shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);

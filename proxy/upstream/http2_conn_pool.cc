@@ -5,6 +5,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
+#include "proxy/upstream/source_address.h"
 #include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
@@ -392,8 +393,11 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
   {
     const auto& stats = cluster_.runtime().stats;
     c->stream_.expires_after(cluster_.config().connect_timeout);
-    co_await c->stream_.async_connect(host_.endpoint,
-                                      asio::redirect_error(asio::use_awaitable, ec));
+    ec = bindSourceAddress(c->stream_.socket(), cluster_.config(), host_.endpoint);
+    if (!ec) {
+      co_await c->stream_.async_connect(host_.endpoint,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (!ec && c->pool_ != nullptr && !c->closing_ && cluster_.runtime().tls) {
       ec = co_await handshake(*c);
     }

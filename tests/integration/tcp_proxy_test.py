@@ -692,6 +692,112 @@ class TcpProxyTest(unittest.TestCase):
         self.assertIn(b"http-b", body)
 
 
+class PeerServer:
+    """Accepts TCP connections and answers each with its peer's address: a
+    line, or, when the first bytes are an HTTP request, a 200 whose body is
+    that address."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stopped:
+            try:
+                conn, peer = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                conn.settimeout(TIMEOUT_S)
+                try:
+                    first = conn.recv(4096)
+                    if first.startswith(b"GET "):
+                        while b"\r\n\r\n" not in first:
+                            more = conn.recv(4096)
+                            if not more:
+                                break
+                            first += more
+                        body = peer[0].encode()
+                        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+                                     % (len(body), body))
+                    else:
+                        conn.sendall(peer[0].encode() + b"\n")
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+BIND_127_0_0_6 = "  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}\n"
+
+
+class UpstreamBindConfigTest(unittest.TestCase):
+    """Cluster.upstream_bind_config.source_address: what the sidecar's inbound
+    passthrough binds (127.0.0.6, Istio's), seen by the upstream as the peer."""
+
+    def test_upstream_connections_come_from_the_source_address(self):
+        peer = PeerServer().start()
+        proxy = TurnoutProcess(TURNOUT, bootstrap(
+            [tcp_listener("tcp", "stat_prefix: tcp\ncluster: bound\n"),
+             http_listener("http", "bound"),
+             http_listener("plain", "unbound"),
+             http_listener("mismatch", "v6_source")],
+            [static_cluster("bound", [peer.port], BIND_127_0_0_6),
+             static_cluster("unbound", [peer.port]),
+             static_cluster("v6_source", [peer.port],
+                            "  upstream_bind_config: {source_address: {address: \"::1\", port_value: 0}}\n")])).start()
+        try:
+            with connect(proxy.port("tcp")) as c:
+                c.sendall(b"who am i\n")
+                self.assertEqual(recv_line(c), b"127.0.0.6\n")
+            for listener, want in (("http", b"127.0.0.6"), ("plain", b"127.0.0.1")):
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.port(listener), timeout=TIMEOUT_S)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                self.assertEqual((resp.status, resp.read()), (200, want), listener)
+                conn.close()
+            # A source of another family than the endpoint's: the connect fails (503).
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port("mismatch"), timeout=TIMEOUT_S)
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            resp.read()
+            self.assertEqual(resp.status, 503)
+            conn.close()
+        finally:
+            proxy.stop()
+            peer.stop()
+
+    def test_what_turnout_does_not_bind_is_refused_with_its_path(self):
+        cases = (
+            ("  upstream_bind_config: {source_address: {address: not-an-ip, port_value: 0}}\n",
+             "upstream_bind_config.source_address.address"),
+            ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, freebind: true}\n",
+             "upstream_bind_config.freebind"),
+            ("  upstream_bind_config: {}\n", "upstream_bind_config.source_address"),
+        )
+        for extra, path in cases:
+            with self.subTest(path):
+                yaml = bootstrap([tcp_listener("tcp", "stat_prefix: tcp\ncluster: c\n")],
+                                 [static_cluster("c", [9], extra)])
+                r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
+                                   capture_output=True, text=True, timeout=20)
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(path, r.stdout + r.stderr)
+
+
 class TcpProxyShutdownTest(unittest.TestCase):
     def test_stopping_turnout_ends_an_open_relay(self):
         echo = TcpServer("echo").start()
