@@ -136,6 +136,14 @@ cluster_v3::Cluster passthrough(const std::string& name) {
   c.set_type(cluster_v3::Cluster::ORIGINAL_DST);
   c.set_lb_policy(cluster_v3::Cluster::CLUSTER_PROVIDED);
   c.mutable_connect_timeout()->set_seconds(kConnectTimeoutSeconds);
+  if (name == kInboundPassthroughCluster) {
+    // Istio's convention: connections to the local app come from 127.0.0.6,
+    // which `turnout iptables` never captures, so the proxy's other
+    // connections to its own pod address can go through the inbound capture.
+    auto* sa = c.mutable_upstream_bind_config()->mutable_source_address();
+    sa->set_address(kInboundPassthroughSource);
+    sa->set_port_value(0);
+  }
   return c;
 }
 

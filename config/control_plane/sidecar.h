@@ -37,7 +37,8 @@ namespace turnout::control_plane {
 //   (InboundPassthroughCluster); the turnout dialect's RoutingKey filter
 //   remembers the key by trace id. Any other port is relayed as TCP.
 // - clusters PassthroughCluster and InboundPassthroughCluster: ORIGINAL_DST,
-//   CLUSTER_PROVIDED.
+//   CLUSTER_PROVIDED; InboundPassthroughCluster binds 127.0.0.6
+//   (upstream_bind_config), as Istio's does, for `turnout iptables`.
 // - the `outbound` route configuration gets a last virtual host `allow_any`
 //   (domains "*") to PassthroughCluster: a captured HTTP call to a host the
 //   model does not know goes where the app sent it, as Istio's ALLOW_ANY.
@@ -61,6 +62,8 @@ inline constexpr char kVirtualInboundListener[] = "virtualInbound";
 inline constexpr char kPassthroughCluster[] = "PassthroughCluster";
 inline constexpr char kInboundPassthroughCluster[] = "InboundPassthroughCluster";
 inline constexpr char kAllowAnyVirtualHost[] = "allow_any";
+// The source address of InboundPassthroughCluster (upstream_bind_config).
+inline constexpr char kInboundPassthroughSource[] = "127.0.0.6";
 
 // Node metadata: {"turnout": {"mode": "sidecar", "service": S, "namespace": N}}.
 // True when the node asks for the sidecar's listeners.

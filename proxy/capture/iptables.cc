@@ -633,12 +633,15 @@ std::vector<std::string> captureRules(const IptablesOptions& o, IpFamily family)
   const bool include_loopback =
       std::any_of(include.begin(), include.end(), [](const Cidr& c) { return c.isLoopback(); });
   auto exemptOwner = [&](absl::string_view match, uint32_t id) {
-    // Unlike Istio, the proxy calling its own pod's address over lo is not
-    // sent to the inbound capture: turnout's inbound passthrough
-    // (InboundPassthroughCluster, ORIGINAL_DST) connects to the pod's own
-    // address as the proxy, without Istio's 127.0.0.6 source bind, so that
-    // rule would loop every inbound connection back into 15006. An app
-    // calling its own service through its sidecar reaches itself directly.
+    // As Istio: the proxy calling its own pod's address over lo (an app
+    // calling its own service through its sidecar) goes through the inbound
+    // capture. The inbound passthrough's own connections to the app come
+    // from 127.0.0.6 (InboundPassthroughCluster's upstream_bind_config) and
+    // returned above, so they do not loop back into it.
+    if (inbound) {
+      rules.push_back(absl::StrCat(out_chain, " ! -d ", loopback, " -o lo -m owner ", match, " ", id,
+                                   " -j ", kInRedirectChain));
+    }
     // The app calling its own pod's address over lo is not captured, unless a
     // loopback range was asked for.
     if (!include_loopback) {

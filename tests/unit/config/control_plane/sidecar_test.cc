@@ -107,6 +107,16 @@ TEST_CASE("a sidecar gets Istio's capture listeners and the passthrough clusters
   const Resources r = generate(m, Profile(dialect, true));
   CHECK(plain.listeners.empty());
   CHECK(r.clusters.size() == plain.clusters.size() + 2);
+  // The inbound passthrough binds 127.0.0.6 (turnout iptables never captures
+  // it); the outbound one binds nothing.
+  for (const auto& c : r.clusters) {
+    if (c.name() == "InboundPassthroughCluster") {
+      CHECK(c.upstream_bind_config().source_address().address() == "127.0.0.6");
+      CHECK(c.upstream_bind_config().source_address().port_value() == 0);
+    } else {
+      CHECK_FALSE(c.has_upstream_bind_config());
+    }
+  }
 
   const auto listeners = byName(r);
   REQUIRE(listeners.size() == 4);  // virtualOutbound, virtualInbound, 9080, 9090

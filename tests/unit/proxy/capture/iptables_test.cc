@@ -43,8 +43,10 @@ std::string defaultRules(const std::string& inbound, const std::string& loopback
          "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
          "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
          "-A TURNOUT_OUTPUT -s " + inbound + " -o lo -j RETURN\n"
+         "-A TURNOUT_OUTPUT ! -d " + loopback + " -o lo -m owner --uid-owner 1337 -j TURNOUT_IN_REDIRECT\n"
          "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
          "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
+         "-A TURNOUT_OUTPUT ! -d " + loopback + " -o lo -m owner --gid-owner 1337 -j TURNOUT_IN_REDIRECT\n"
          "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
          "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
          "-A TURNOUT_OUTPUT -d " + loopback + " -j RETURN\n"
@@ -83,8 +85,10 @@ TEST_CASE("the proxy, inbound capture and admin ports move together", "[capture]
         "-A TURNOUT_INBOUND -p tcp -j TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006\n"
         "-A TURNOUT_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n"
+        "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 1337 -j TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
+        "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --gid-owner 1337 -j TURNOUT_IN_REDIRECT\n"
         "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
         "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n"
@@ -96,16 +100,19 @@ TEST_CASE("every proxy UID and GID is exempt, each with its lo rules", "[capture
   std::string r = rules({"--proxy-uid", "1337, 101", "--proxy-gid", "2000"});
   CHECK(r.find("-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n") != std::string::npos);
   std::string expected =
+      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 1337 -j TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
+      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 101 -j TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --uid-owner 101 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --uid-owner 101 -j RETURN\n"
+      "-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --gid-owner 2000 -j TURNOUT_IN_REDIRECT\n"
       "-A TURNOUT_OUTPUT -o lo -m owner ! --gid-owner 2000 -j RETURN\n"
       "-A TURNOUT_OUTPUT -m owner --gid-owner 2000 -j RETURN\n"
       "-A TURNOUT_OUTPUT -d 127.0.0.1/32 -j RETURN\n";
   CHECK(r.find(expected) != std::string::npos);
-  CHECK(r.find("1337 -j RETURN\n-A TURNOUT_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner "
-               "--gid-owner 1337") == std::string::npos);
+  // Without inbound capture, nothing is sent to TURNOUT_IN_REDIRECT.
+  CHECK(rules({"--inbound-ports", ""}).find("TURNOUT_IN_REDIRECT") == std::string::npos);
 }
 
 TEST_CASE("an inbound port list captures only those ports", "[capture]") {
