@@ -3,6 +3,8 @@
 # services (issue #11: "sidecar RSS idle with a 100-service config").
 #
 #   bench/compare/sidecar_rss.sh [N ...]        (default: 1 100 300; as root)
+#   ADS=sotw bench/compare/sidecar_rss.sh ...   (State of the World; default delta,
+#                                                as turnout-cp's bootstraps)
 #
 # For each N it starts, in a network namespace of its own (so the fixed
 # sidecar ports never clash with the host), turnout-cp with N services of one
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/../.."
 B=${BUILD_DIR:-build}
 TURNOUT=$B/proxy/turnout
 CP=$B/config/control_plane/turnout-cp
+ADS=${ADS:-delta}
 CONCURRENCY=${CONCURRENCY:-1}
 IDLE=${IDLE:-5}
 [ "$(id -u)" = 0 ] || { echo "sidecar_rss.sh: needs root (network namespaces)" >&2; exit 2; }
@@ -66,7 +69,7 @@ for n in "$@"; do
     in_ns "$CP" service put "svc$i" --port $((9000 + i)) \
       --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$((9000 + i))" > /dev/null
   done
-  in_ns "$CP" bootstrap --mode capture --node rss \
+  in_ns "$CP" bootstrap --mode capture --node rss --ads "$ADS" \
     --service svc1 > "$d/boot.yaml"
   in_ns "$TURNOUT" -c "$d/boot.yaml" --concurrency "$CONCURRENCY" -l warning > "$d/sc.log" 2>&1 &
   wait_model "$n"

@@ -251,9 +251,9 @@ absl::Status XdsClient::restore(const DiscoveryResponse& response) {
   }
   if (absl::Status st = t.delta_handler(update); !st.ok()) return st;
   t.held.clear();
-  for (auto& r : resources) {
-    t.held[r.name()] = {r.version(), std::move(*r.mutable_resource())};
-  }
+  // An incremental handler keeps its own config: only names and versions are
+  // held (initial_resource_versions), not a second copy of every resource.
+  for (auto& r : resources) t.held[r.name()] = {r.version(), google::protobuf::Any()};
   t.version_info = response.version_info();
   return absl::OkStatus();
 }
@@ -397,7 +397,8 @@ absl::Status XdsClient::applyDelta(const std::string& type_url, TypeState& t,
     return status;
   }
   if (!status.ok()) return status;
-  for (const auto* r : update.changed) t.held[r->name()] = {r->version(), r->resource()};
+  // Names and versions only (above): the handler has applied the resources.
+  for (const auto* r : update.changed) t.held[r->name()] = {r->version(), google::protobuf::Any()};
   for (const auto& name : update.removed) t.held.erase(name);
   return absl::OkStatus();
 }

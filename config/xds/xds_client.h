@@ -156,7 +156,8 @@ class XdsClient {
     std::string last_error;    // of the last NACK; cleared by an ACK
     bool sent_on_stream = false;
     std::set<std::string> names_sent;  // the names of the last request on this stream
-    // Delta: every resource held, by name: its version and the resource.
+    // Delta: every resource held, by name: its version and the resource
+    // (an empty Any for a type with a DeltaHandler, which keeps its own).
     std::map<std::string, std::pair<std::string, google::protobuf::Any>> held;
   };
   const TypeState* state(const std::string& type_url) const;
