@@ -629,5 +629,33 @@ TEST_CASE("delta: a refused new cluster stays visible when the removals after it
   CHECK((*server)->proxies()[0].types["clusters"].nack_error.empty());
 }
 
+TEST_CASE("delta: a refused first answer leaves the client holding nothing, and the next push sends all",
+          "[control_plane][ads]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  REQUIRE(state.putService("ratings", R"({"port": 9080, "endpoints": ["10.0.0.9:9080"]})").ok());
+  (*server)->update(state.model());
+  Received got;
+  const std::string cds = config::kClusterTypeUrl;
+  got.reject.insert(cds);
+  Client client(ioc, store, (*server)->port(), "turnout", got, /*delta=*/true);
+  auto answered = [&] {
+    auto p = (*server)->proxies();
+    return p.size() == 1 && !p[0].types["clusters"].pending && !p[0].types["clusters"].nack_error.empty();
+  };
+  REQUIRE(runUntil(ioc, answered));
+  CHECK(got.names[cds].empty());
+
+  // Accepted from now on: the next push carries every cluster, not only the
+  // one that changed, since the server knows the client holds none.
+  got.reject.clear();
+  REQUIRE(state.putService("details", R"({"port": 9080, "endpoints": ["10.0.0.8:9080"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return got.names[cds] == std::vector<std::string>{"details", "ratings", "reviews"};
+  }));
+  CHECK(got.last_count[cds] == 3);
+}
+
 }  // namespace
 }  // namespace turnout::control_plane
