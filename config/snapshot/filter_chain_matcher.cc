@@ -359,6 +359,10 @@ absl::StatusOr<FilterChainMatcher> FilterChainMatcher::create(
                            !c.source_prefix_ranges.empty() || !c.source_ports.empty();
     if (chains.size() == 1 && !has_rules) m.only_ = 0;
   }
+  // select() never walks the levels for a lone catch-all chain: free them
+  // (nine nested one-entry maps, ~1.8 KiB per listener; a sidecar has one
+  // such listener per service port).
+  if (m.only_) m.root_ = DestinationPorts{};
   return m;
 }
 
