@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
+  # lld: static archives in any order and the ordered text (cmake/Linking.cmake)
+  lld
   # libraries (DESIGN.md §4)
   libboost1.74-dev libboost-system1.74-dev libnghttp2-dev libssl-dev libabsl-dev
   libprotobuf-dev protobuf-compiler libre2-dev libyaml-cpp-dev libsqlite3-dev
