@@ -8,6 +8,7 @@
 #   bench/compare/instructions.sh -- --h2 -c4 -m100      # h2c, 4 x 100 streams
 #   ENV="GLIBC_TUNABLES=glibc.malloc.tcache_count=1000" bench/compare/instructions.sh
 #   PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 bench/compare/instructions.sh
+#   TURNOUT=/path/to/other/turnout bench/compare/instructions.sh   (another build)
 #
 # turnout (--concurrency 1) proxies to an nginx origin on loopback; both run
 # on ephemeral ports in a work directory this script removes. callgrind
@@ -20,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD_DIR:-build}
+TURNOUT=${TURNOUT:-$B/proxy/turnout}  # another build of it, to compare
 N=20000
 TOP=25
 while [ $# -gt 0 ]; do
@@ -95,7 +97,7 @@ EOF
 
 # shellcheck disable=SC2086
 env ${PRELOAD:+LD_PRELOAD=$PRELOAD} ${ENV:-} valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$WORK/callgrind.out" "$B/proxy/turnout" -c "$WORK/turnout.yaml" \
+  --callgrind-out-file="$WORK/callgrind.out" "$TURNOUT" -c "$WORK/turnout.yaml" \
   --concurrency 1 -l warning > "$WORK/turnout.log" 2>&1 &
 VG=$!
 for _ in $(seq 1 300); do
