@@ -496,14 +496,17 @@ FieldPolicyTable* buildTable() {
                   {"dns_failure_refresh_rate", "dns_failure_refresh_rate is not supported by turnout; failed resolutions are retried every dns_refresh_rate"},
                   {"lrs_server", "load reporting is not supported by turnout"}},
   };
-  // The source address of upstream connections (docs/upstream.md "Source address").
+  // The source addresses of upstream connections (docs/upstream.md "Source
+  // address"): one per IP family, chosen by the host's family, as Envoy's
+  // default local address selector does.
   table["envoy.config.core.v3.BindConfig"] = {
-      .supported = {"source_address"},
+      .supported = {"source_address", "extra_source_addresses", "additional_source_addresses"},
       .reasons = {{"freebind", "freebind is not supported by turnout"},
                   {"socket_options", "socket options are not supported by turnout"},
-                  {"additional_source_addresses", "additional source addresses are not supported by turnout"},
-                  {"extra_source_addresses", "extra source addresses are not supported by turnout"},
                   {"local_address_selector", "a local address selector is not supported by turnout"}}};
+  table["envoy.config.core.v3.ExtraSourceAddress"] = {
+      .supported = {"address"},
+      .reasons = {{"socket_options", "socket options are not supported by turnout"}}};
   // ORIGINAL_DST clusters (docs/upstream.md "Original destination");
   // metadata_key needs dynamic metadata, which no turnout filter sets.
   table["envoy.config.cluster.v3.Cluster.OriginalDstLbConfig"] = {

@@ -374,7 +374,9 @@ std::vector<listener_v3::Listener> listenersFor(const Model& model, Profile prof
     }
     for (const auto& d : domains) out.push_back(apiListener(d));
   }
-  if (profile.sidecar) out = sidecarListeners(model, profile.dialect == Dialect::kTurnout);
+  if (profile.sidecar) {
+    out = sidecarListeners(model, profile.dialect == Dialect::kTurnout, profile.ip_families);
+  }
   return out;
 }
 
@@ -453,13 +455,19 @@ std::vector<std::string> domainsFor(const Service& service) {
   return out;
 }
 
-Profile profileFor(const core_v3::Node& node) {
-  return Profile(dialectFor(node), sidecarFor(node));
+Profile profileFor(const core_v3::Node& node, std::string* unknown_ip_families) {
+  const bool sidecar = sidecarFor(node);
+  const IpFamilies families =
+      sidecar ? ipFamiliesFor(node, unknown_ip_families) : IpFamilies::kIpv4;
+  return Profile(dialectFor(node), sidecar, false, families);
 }
 
 std::string profileName(Profile profile) {
   std::string out(dialectName(profile.dialect));
   if (profile.sidecar) out += "/sidecar";
+  if (profile.ip_families != IpFamilies::kIpv4) {
+    absl::StrAppend(&out, "/", std::string(ipFamiliesName(profile.ip_families)));
+  }
   return out;
 }
 
@@ -490,7 +498,7 @@ Resources generate(const Model& model, Profile profile) {
   for (auto& [name, cla] : load_assignments) out.load_assignments.push_back(std::move(cla));
   if (profile.sidecar) {
     // Service names are DNS labels (lowercase): these never collide.
-    for (auto& c : sidecarClusters()) out.clusters.push_back(std::move(c));
+    for (auto& c : sidecarClusters(profile.ip_families)) out.clusters.push_back(std::move(c));
   }
   out.route_configuration = routeConfigurationHead(profile);
   if (profile.vhds) {
@@ -622,7 +630,9 @@ void IncrementalGenerator::update(const Model& model) {
     }
   }
   if (first_ && profile_.sidecar) {
-    for (const auto& c : sidecarClusters()) put(config::kClusterTypeUrl, c.name(), c);
+    for (const auto& c : sidecarClusters(profile_.ip_families)) {
+      put(config::kClusterTypeUrl, c.name(), c);
+    }
   }
   if (routes_changed) {
     route_v3::RouteConfiguration rc = routeConfigurationHead(profile_);

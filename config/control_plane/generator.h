@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/control_plane/model.h"
+#include "config/control_plane/sidecar.h"
 #include "config/snapshot/discovery_response.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/base.pb.h"
@@ -60,22 +61,32 @@ std::string_view dialectName(Dialect dialect);  // "turnout", "envoy", "grpc"
 
 // What a client is sent: its dialect, and whether it is a captured sidecar
 // (node metadata `turnout: {mode: sidecar}`, sidecar.h), which also gets the
-// capture listeners and passthrough clusters. gRPC clients are never sidecars.
-// `vhds`: the client is on a Delta ADS stream and takes each service's
-// virtual host as its own VirtualHost resource (VHDS, below); gRPC's clients
-// have no VHDS.
+// capture listeners and passthrough clusters, for its pod's IP families
+// (`ip_families`; kIpv4 for every client that is not a sidecar). gRPC
+// clients are never sidecars. `vhds`: the client is on a Delta ADS stream
+// and takes each service's virtual host as its own VirtualHost resource
+// (VHDS, below); gRPC's clients have no VHDS.
 struct Profile {
   Dialect dialect = Dialect::kEnvoy;
   bool sidecar = false;
   bool vhds = false;
+  IpFamilies ip_families = IpFamilies::kIpv4;
   Profile(Dialect d = Dialect::kEnvoy, bool s = false,  // NOLINT: a Dialect is a profile
-          bool v = false)
-      : dialect(d), sidecar(s && d != Dialect::kGrpc), vhds(v && d != Dialect::kGrpc) {}
+          bool v = false, IpFamilies f = IpFamilies::kIpv4)
+      : dialect(d),
+        sidecar(s && d != Dialect::kGrpc),
+        vhds(v && d != Dialect::kGrpc),
+        ip_families(sidecar ? f : IpFamilies::kIpv4) {}
   auto operator<=>(const Profile&) const = default;
 };
-Profile profileFor(const envoy::config::core::v3::Node& node);
-// "turnout", "envoy", "grpc", "turnout/sidecar", "envoy/sidecar" (what
-// /v1/proxies shows as the dialect; VHDS is not part of it).
+// `unknown_ip_families`, when given, receives a node's `ip_families` value
+// that is none of ipv4, ipv6, dual (the profile is then IPv4): ipFamiliesFor().
+Profile profileFor(const envoy::config::core::v3::Node& node,
+                   std::string* unknown_ip_families = nullptr);
+// "turnout", "envoy", "grpc", "turnout/sidecar", "envoy/sidecar", and for a
+// sidecar of another family than IPv4 "/ipv6" or "/dual" after it
+// ("turnout/sidecar/dual"): what /v1/proxies shows as the dialect; VHDS is
+// not part of it.
 std::string profileName(Profile profile);
 // profileName() plus "/vhds" when the profile takes VHDS: a cache key.
 std::string profileKey(Profile profile);

@@ -19,11 +19,22 @@ namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager:
 namespace tcp_v3 = envoy::extensions::filters::network::tcp_proxy::v3;
 
 constexpr char kAnyAddress[] = "0.0.0.0";
+constexpr char kAnyAddressIpv6[] = "::";
 
-void setAddress(listener_v3::Listener& l, uint32_t port) {
+// The wildcard a profile's listeners are named after (Istio names them after
+// its first wildcard: 0.0.0.0 for IPv4 and dual stack, :: for IPv6).
+const char* nameAddress(IpFamilies families) {
+  return families == IpFamilies::kIpv6 ? kAnyAddressIpv6 : kAnyAddress;
+}
+
+// IPv4: 0.0.0.0; IPv6: ::; dual: :: with ipv4_compat (IPV6_V6ONLY off: one
+// socket takes both families, and Envoy and turnout hand an IPv4 original
+// destination to it as to 0.0.0.0).
+void setAddress(listener_v3::Listener& l, uint32_t port, IpFamilies families) {
   auto* sa = l.mutable_address()->mutable_socket_address();
-  sa->set_address(kAnyAddress);
+  sa->set_address(families == IpFamilies::kIpv4 ? kAnyAddress : kAnyAddressIpv6);
   sa->set_port_value(port);
+  if (families == IpFamilies::kDual) sa->set_ipv4_compat(true);
 }
 
 void addOriginalDst(listener_v3::Listener& l) {
@@ -74,10 +85,10 @@ void addHttpManager(listener_v3::FilterChain& chain, const hcm_v3::HttpConnectio
   f->mutable_typed_config()->PackFrom(hcm);
 }
 
-listener_v3::Listener virtualOutbound() {
+listener_v3::Listener virtualOutbound(IpFamilies families) {
   listener_v3::Listener l;
   l.set_name(kVirtualOutboundListener);
-  setAddress(l, kOutboundCapturePort);
+  setAddress(l, kOutboundCapturePort, families);
   l.mutable_use_original_dst()->set_value(true);
   l.set_traffic_direction(core_v3::OUTBOUND);
   addOriginalDst(l);
@@ -85,11 +96,11 @@ listener_v3::Listener virtualOutbound() {
   return l;
 }
 
-listener_v3::Listener outboundPort(uint32_t port, bool turnout_dialect) {
+listener_v3::Listener outboundPort(uint32_t port, bool turnout_dialect, IpFamilies families) {
   listener_v3::Listener l;
-  const std::string name = absl::StrCat(kAnyAddress, "_", port);
+  const std::string name = absl::StrCat(nameAddress(families), "_", port);
   l.set_name(name);
-  setAddress(l, port);
+  setAddress(l, port, families);
   l.mutable_bind_to_port()->set_value(false);
   l.set_traffic_direction(core_v3::OUTBOUND);
   hcm_v3::HttpConnectionManager hcm = httpManager(absl::StrCat("outbound_", name), turnout_dialect,
@@ -102,10 +113,11 @@ listener_v3::Listener outboundPort(uint32_t port, bool turnout_dialect) {
   return l;
 }
 
-listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turnout_dialect) {
+listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turnout_dialect,
+                                     IpFamilies families) {
   listener_v3::Listener l;
   l.set_name(kVirtualInboundListener);
-  setAddress(l, kInboundCapturePort);
+  setAddress(l, kInboundCapturePort, families);
   l.set_traffic_direction(core_v3::INBOUND);
   addOriginalDst(l);
   for (uint32_t port : ports) {
@@ -113,7 +125,8 @@ listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turno
     chain->set_name(absl::StrCat("inbound_", port));
     chain->mutable_filter_chain_match()->mutable_destination_port()->set_value(port);
     hcm_v3::HttpConnectionManager hcm =
-        httpManager(absl::StrCat("inbound_", kAnyAddress, "_", port), turnout_dialect, /*inbound=*/true);
+        httpManager(absl::StrCat("inbound_", nameAddress(families), "_", port), turnout_dialect,
+                    /*inbound=*/true);
     auto* rc = hcm.mutable_route_config();
     rc->set_name(absl::StrCat("inbound|", port));
     auto* vh = rc->add_virtual_hosts();
@@ -130,19 +143,28 @@ listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turno
   return l;
 }
 
-cluster_v3::Cluster passthrough(const std::string& name) {
+cluster_v3::Cluster passthrough(const std::string& name, IpFamilies families) {
   cluster_v3::Cluster c;
   c.set_name(name);
   c.set_type(cluster_v3::Cluster::ORIGINAL_DST);
   c.set_lb_policy(cluster_v3::Cluster::CLUSTER_PROVIDED);
   c.mutable_connect_timeout()->set_seconds(kConnectTimeoutSeconds);
   if (name == kInboundPassthroughCluster) {
-    // Istio's convention: connections to the local app come from 127.0.0.6,
-    // which `turnout iptables` never captures, so the proxy's other
-    // connections to its own pod address can go through the inbound capture.
-    auto* sa = c.mutable_upstream_bind_config()->mutable_source_address();
-    sa->set_address(kInboundPassthroughSource);
+    // Istio's convention: connections to the local app come from 127.0.0.6
+    // (::6 for IPv6), which `turnout iptables` never captures, so the
+    // proxy's other connections to its own pod address can go through the
+    // inbound capture. Dual stack: Istio's order, 127.0.0.6 first and ::6
+    // as the extra address (bound for IPv6 hosts).
+    auto* bind = c.mutable_upstream_bind_config();
+    auto* sa = bind->mutable_source_address();
+    sa->set_address(families == IpFamilies::kIpv6 ? kInboundPassthroughSourceIpv6
+                                                  : kInboundPassthroughSource);
     sa->set_port_value(0);
+    if (families == IpFamilies::kDual) {
+      auto* extra = bind->add_extra_source_addresses()->mutable_address();
+      extra->set_address(kInboundPassthroughSourceIpv6);
+      extra->set_port_value(0);
+    }
   }
   return c;
 }
@@ -156,6 +178,42 @@ bool sidecarFor(const core_v3::Node& node) {
   const auto& inner = t->second.struct_value().fields();
   auto mode = inner.find("mode");
   return mode != inner.end() && mode->second.string_value() == "sidecar";
+}
+
+std::string_view ipFamiliesName(IpFamilies families) {
+  switch (families) {
+    case IpFamilies::kIpv4: return "ipv4";
+    case IpFamilies::kIpv6: return "ipv6";
+    case IpFamilies::kDual: return "dual";
+  }
+  return "";
+}
+
+std::optional<IpFamilies> parseIpFamilies(std::string_view name) {
+  for (IpFamilies f : {IpFamilies::kIpv4, IpFamilies::kIpv6, IpFamilies::kDual}) {
+    if (name == ipFamiliesName(f)) return f;
+  }
+  return std::nullopt;
+}
+
+IpFamilies ipFamiliesFor(const core_v3::Node& node, std::string* unknown) {
+  const auto& fields = node.metadata().fields();
+  auto t = fields.find("turnout");
+  if (t == fields.end() || !t->second.has_struct_value()) return IpFamilies::kIpv4;
+  const auto& inner = t->second.struct_value().fields();
+  auto families = inner.find("ip_families");
+  if (families == inner.end()) return IpFamilies::kIpv4;
+  const auto& v = families->second;
+  if (v.has_string_value()) {
+    if (auto parsed = parseIpFamilies(v.string_value())) return *parsed;
+  }
+  if (unknown != nullptr) {
+    // Never empty: the caller tests for a value.
+    *unknown = !v.has_string_value()      ? std::string("(not a string)")
+               : v.string_value().empty() ? std::string("(empty)")
+                                          : v.string_value();
+  }
+  return IpFamilies::kIpv4;
 }
 
 absl::Status reservedServicePort(std::string_view path, uint32_t port) {
@@ -174,22 +232,24 @@ std::set<uint32_t> servicePorts(const Model& model) {
   return out;
 }
 
-std::vector<listener_v3::Listener> sidecarListeners(const Model& model, bool turnout_dialect) {
+std::vector<listener_v3::Listener> sidecarListeners(const Model& model, bool turnout_dialect,
+                                                     IpFamilies families) {
   const std::set<uint32_t> ports = servicePorts(model);
   std::vector<listener_v3::Listener> out;
-  out.push_back(virtualOutbound());
-  out.push_back(virtualInbound(ports, turnout_dialect));
+  out.push_back(virtualOutbound(families));
+  out.push_back(virtualInbound(ports, turnout_dialect, families));
   for (uint32_t port : ports) {
     // A port the sidecar uses (a service stored before turnout-cp refused
     // them) would take the sidecar's own address.
     if (!reservedServicePort("", port).ok()) continue;
-    out.push_back(outboundPort(port, turnout_dialect));
+    out.push_back(outboundPort(port, turnout_dialect, families));
   }
   return out;
 }
 
-std::vector<cluster_v3::Cluster> sidecarClusters() {
-  return {passthrough(kInboundPassthroughCluster), passthrough(kPassthroughCluster)};
+std::vector<cluster_v3::Cluster> sidecarClusters(IpFamilies families) {
+  return {passthrough(kInboundPassthroughCluster, families),
+          passthrough(kPassthroughCluster, families)};
 }
 
 route_v3::VirtualHost allowAnyVirtualHost() {

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -42,6 +43,13 @@ namespace turnout::control_plane {
 // - the `outbound` route configuration gets a last virtual host `allow_any`
 //   (domains "*") to PassthroughCluster: a captured HTTP call to a host the
 //   model does not know goes where the app sent it, as Istio's ALLOW_ANY.
+//
+// The addresses follow the pod's IP families (IpFamilies, below): IPv4 as
+// above; IPv6 `::` and source `::6`, the per-port listeners named
+// `::_<port>` (Istio's name for its IPv6 wildcard); dual stack `::` with
+// ipv4_compat (one socket takes both families, and it is the IPv4 wildcard
+// for hand-offs too), the names of IPv4, InboundPassthroughCluster binding
+// 127.0.0.6 and, for IPv6 hosts, `::6` (extra_source_addresses).
 
 inline constexpr uint32_t kOutboundCapturePort = 15001;
 inline constexpr uint32_t kInboundCapturePort = 15006;
@@ -62,12 +70,31 @@ inline constexpr char kVirtualInboundListener[] = "virtualInbound";
 inline constexpr char kPassthroughCluster[] = "PassthroughCluster";
 inline constexpr char kInboundPassthroughCluster[] = "InboundPassthroughCluster";
 inline constexpr char kAllowAnyVirtualHost[] = "allow_any";
-// The source address of InboundPassthroughCluster (upstream_bind_config).
+// The source addresses of InboundPassthroughCluster (upstream_bind_config),
+// per family, as Istio's (`turnout iptables` never captures them).
 inline constexpr char kInboundPassthroughSource[] = "127.0.0.6";
+inline constexpr char kInboundPassthroughSourceIpv6[] = "::6";
 
 // Node metadata: {"turnout": {"mode": "sidecar", "service": S, "namespace": N}}.
 // True when the node asks for the sidecar's listeners.
 bool sidecarFor(const envoy::config::core::v3::Node& node);
+
+// The IP families of a captured sidecar's pod: which addresses its capture
+// listeners take and its inbound passthrough binds (above).
+enum class IpFamilies { kIpv4, kIpv6, kDual };
+// "ipv4", "ipv6", "dual": the node metadata value (`turnout: {...,
+// ip_families: dual}`), the `--ip-families` flag of `turnout-cp bootstrap`
+// and the `turnout.dev/ip-families` annotation.
+std::string_view ipFamiliesName(IpFamilies families);
+// The inverse of ipFamiliesName(); nullopt for any other string.
+std::optional<IpFamilies> parseIpFamilies(std::string_view name);
+// "ipv4, ipv6 or dual": for error messages.
+inline constexpr char kIpFamiliesChoices[] = "ipv4, ipv6 or dual";
+// Node metadata `turnout.ip_families`: absent (or not a sidecar) is kIpv4;
+// a value parseIpFamilies() does not know is kIpv4 too, and is then put in
+// `*unknown` (when given; never empty: "(empty)", "(not a string)") for the
+// caller to warn about.
+IpFamilies ipFamiliesFor(const envoy::config::core::v3::Node& node, std::string* unknown = nullptr);
 
 // InvalidArgument naming `path` when `port` is one of kSidecarReservedPorts.
 absl::Status reservedServicePort(std::string_view path, uint32_t port);
@@ -77,9 +104,10 @@ std::set<uint32_t> servicePorts(const Model& model);
 
 // `turnout_dialect`: the HCMs run turnout's RoutingKey filter (with trace-id
 // recovery); else Envoy's router alone.
-std::vector<envoy::config::listener::v3::Listener> sidecarListeners(const Model& model,
-                                                                     bool turnout_dialect);
-std::vector<envoy::config::cluster::v3::Cluster> sidecarClusters();
+std::vector<envoy::config::listener::v3::Listener> sidecarListeners(
+    const Model& model, bool turnout_dialect, IpFamilies families = IpFamilies::kIpv4);
+std::vector<envoy::config::cluster::v3::Cluster> sidecarClusters(
+    IpFamilies families = IpFamilies::kIpv4);
 envoy::config::route::v3::VirtualHost allowAnyVirtualHost();
 
 }  // namespace turnout::control_plane

@@ -24,7 +24,11 @@ std::string toYaml(const SidecarBootstrap& b) {
       "  cluster: ", q(b.node_cluster), "\n",
       b.capture ? absl::StrCat("  metadata:\n"
                                "    turnout: {mode: sidecar, service: ", q(b.service),
-                               ", namespace: ", q(b.service_ns), "}\n")
+                               ", namespace: ", q(b.service_ns),
+                               b.ip_families == IpFamilies::kIpv4
+                                   ? std::string()
+                                   : absl::StrCat(", ip_families: ", std::string(ipFamiliesName(b.ip_families))),
+                               "}\n")
                 : std::string(),
       "admin:\n"
       "  address:\n"
@@ -55,11 +59,13 @@ std::string toYaml(const SidecarBootstrap& b) {
       b.listeners.empty() ? std::string() : absl::StrCat("  listeners:\n", b.listeners));
 }
 
-std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port) {
+std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port,
+                            bool ipv4_compat) {
   return absl::StrCat(
       "  - name: ", name, "\n"
       "    address:\n"
-      "      socket_address: {address: ", address, ", port_value: ", port, "}\n",
+      "      socket_address: {address: ", address, ", port_value: ", port,
+      ipv4_compat ? ", ipv4_compat: true" : "", "}\n",
       "    filter_chains:\n"
       "    - filters:\n"
       "      - name: envoy.filters.network.http_connection_manager\n"

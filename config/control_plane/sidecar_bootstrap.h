@@ -25,6 +25,10 @@ struct SidecarBootstrap {
   bool capture = false;
   std::string service;
   std::string service_ns;
+  // Node metadata `ip_families` (capture only; absent for IPv4, so an IPv4
+  // bootstrap is what it was before IP families existed): which capture
+  // listeners and passthrough source turnout-cp sends (sidecar.h).
+  IpFamilies ip_families = IpFamilies::kIpv4;
   uint32_t admin_port = kSidecarAdminPort;
   std::string xds_host;
   uint32_t xds_port = 18000;
@@ -44,6 +48,8 @@ std::string toYaml(const SidecarBootstrap& bootstrap);
 // name, address and one filter chain with an HTTP connection manager, up to
 // and including `stat_prefix: <name>`; the caller appends the HCM's other
 // fields (indented ten spaces).
-std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port);
+// `address` is YAML (quote "::"); `ipv4_compat` adds `ipv4_compat: true`.
+std::string hcmListenerHead(absl::string_view name, absl::string_view address, uint32_t port,
+                            bool ipv4_compat = false);
 
 }  // namespace turnout::control_plane

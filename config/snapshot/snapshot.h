@@ -342,14 +342,22 @@ struct ClusterConfig {
   // max_requests_per_connection requests is not reused (0: no limit).
   Milliseconds upstream_idle_timeout{60 * 60 * 1000};
   uint32_t max_requests_per_connection = 0;
-  // upstream_bind_config.source_address: every upstream connection (HTTP/1,
-  // HTTP/2, TCP proxy) binds this IP literal (and port, 0: any) before it
-  // connects; unset (one pointer): the kernel picks.
+  // upstream_bind_config: every upstream connection (HTTP/1, HTTP/2, TCP
+  // proxy) binds an IP literal (and port, 0: any) before it connects. Of
+  // source_address and the extra source address (extra_source_addresses[0],
+  // or the deprecated additional_source_addresses[0], always of the other IP
+  // family), the one of the host's family is bound, else source_address
+  // (Envoy's DefaultUpstreamLocalAddressSelector). Unset (one pointer): the
+  // kernel picks.
   struct SourceAddress {
     std::string address;
     uint32_t port = 0;
   };
-  routing::Boxed<SourceAddress> source_address;
+  struct UpstreamBind {
+    SourceAddress source_address;
+    std::optional<SourceAddress> extra_source_address;
+  };
+  routing::Boxed<UpstreamBind> upstream_bind;
   // ORIGINAL_DST clusters only (else unset: one pointer).
   routing::Boxed<OriginalDstConfig> original_dst;
   // UpstreamProtocol::Http2: the honoured Http2ProtocolOptions (Envoy's

@@ -457,6 +457,85 @@ absl::Status applyOriginalDst(const cluster_v3::Cluster& c, const std::string& p
   return absl::OkStatus();
 }
 
+// One address of an upstream_bind_config: an IP literal, TCP, no ipv4_compat.
+// `v4` says its family.
+absl::StatusOr<ClusterConfig::SourceAddress> toSourceAddress(const core::SocketAddress& sa,
+                                                              const std::string& path, bool& v4) {
+  in6_addr any{};
+  v4 = inet_pton(AF_INET, sa.address().c_str(), &any) == 1;
+  if (!v4 && inet_pton(AF_INET6, sa.address().c_str(), &any) != 1) {
+    return invalid(fieldPath(path, "address"),
+                   absl::StrCat("'", sa.address(), "' is not an IP address (a source address is a "
+                                "literal; no names)"));
+  }
+  if (sa.protocol() != core::SocketAddress::TCP) {
+    return invalid(fieldPath(path, "protocol"), "an upstream source address is TCP");
+  }
+  if (sa.ipv4_compat()) {
+    return invalid(fieldPath(path, "ipv4_compat"), "ipv4_compat is supported on listener addresses only");
+  }
+  return ClusterConfig::SourceAddress{sa.address(), sa.port_value()};
+}
+
+// Cluster.upstream_bind_config, checked as Envoy's DefaultUpstreamLocalAddressSelector
+// checks it (source/extensions/upstream/local_address_selector/
+// default_local_address_selector.cc), with Envoy's reasons; the field policy
+// has refused freebind, socket_options and local_address_selector.
+// additional_source_addresses is deprecated in Envoy and still honoured.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+absl::StatusOr<ClusterConfig::UpstreamBind> toUpstreamBind(const core::BindConfig& b,
+                                                           const std::string& path) {
+  const std::string extra_path = fieldPath(path, "extra_source_addresses");
+  const std::string additional_path = fieldPath(path, "additional_source_addresses");
+  if (b.extra_source_addresses_size() > 0 && b.additional_source_addresses_size() > 0) {
+    return invalid(path, "can't specify both `extra_source_addresses` and "
+                         "`additional_source_addresses` in the upstream binding config");
+  }
+  if (b.extra_source_addresses_size() > 1) {
+    return invalid(indexPath(extra_path, 1),
+                   "the upstream binding config has more than one extra source addresses. Only "
+                   "one extra source can be supported in BindConfig's extra_source_addresses field");
+  }
+  if (b.additional_source_addresses_size() > 1) {
+    return invalid(indexPath(additional_path, 1),
+                   "the upstream binding config has more than one additional source addresses. "
+                   "Only one additional source can be supported in BindConfig's "
+                   "additional_source_addresses field");
+  }
+  const bool has_extra = b.extra_source_addresses_size() + b.additional_source_addresses_size() > 0;
+  if (!b.has_source_address()) {
+    return invalid(fieldPath(path, "source_address"),
+                   has_extra ? "the upstream binding config has extra/additional source addresses "
+                               "but no source_address. Extra/additional addresses cannot be "
+                               "specified if source_address is not set."
+                             : "upstream_bind_config needs a source_address (turnout binds nothing else)");
+  }
+  ClusterConfig::UpstreamBind out;
+  bool source_v4 = false;
+  auto source = toSourceAddress(b.source_address(), fieldPath(path, "source_address"), source_v4);
+  if (!source.ok()) return source.status();
+  out.source_address = std::move(*source);
+  if (!has_extra) return out;
+  const bool extra = b.extra_source_addresses_size() > 0;
+  const std::string one = extra ? fieldPath(indexPath(extra_path, 0), "address") : indexPath(additional_path, 0);
+  bool extra_v4 = false;
+  auto address = toSourceAddress(
+      extra ? b.extra_source_addresses(0).address() : b.additional_source_addresses(0), one, extra_v4);
+  if (!address.ok()) return address.status();
+  if (extra_v4 == source_v4) {
+    return invalid(one, absl::StrCat(
+                            "the upstream binding config has two same IP version source addresses. "
+                            "Only two different IP version source addresses can be supported in "
+                            "BindConfig's source_address and ",
+                            extra ? "extra_source_addresses" : "additional_source_addresses",
+                            " fields"));
+  }
+  out.extra_source_address = std::move(*address);
+  return out;
+}
+#pragma GCC diagnostic pop
+
 absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std::string& path) {
   ClusterConfig out;
   out.name = c.name();
@@ -530,28 +609,9 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
   }
   if (c.has_connect_timeout()) out.connect_timeout = ms(c.connect_timeout());
   if (c.has_upstream_bind_config()) {
-    const std::string bind = fieldPath(path, "upstream_bind_config");
-    const auto& b = c.upstream_bind_config();
-    if (!b.has_source_address()) {
-      return invalid(fieldPath(bind, "source_address"),
-                     "upstream_bind_config needs a source_address (turnout binds nothing else)");
-    }
-    const auto& sa = b.source_address();
-    const std::string sa_path = fieldPath(bind, "source_address");
-    in6_addr any{};
-    const bool v4 = inet_pton(AF_INET, sa.address().c_str(), &any) == 1;
-    if (!v4 && inet_pton(AF_INET6, sa.address().c_str(), &any) != 1) {
-      return invalid(fieldPath(sa_path, "address"),
-                     absl::StrCat("'", sa.address(), "' is not an IP address (a source address is a "
-                                  "literal; no names)"));
-    }
-    if (sa.protocol() != envoy::config::core::v3::SocketAddress::TCP) {
-      return invalid(fieldPath(sa_path, "protocol"), "an upstream source address is TCP");
-    }
-    if (sa.ipv4_compat()) {
-      return invalid(fieldPath(sa_path, "ipv4_compat"), "ipv4_compat is supported on listener addresses only");
-    }
-    out.source_address = ClusterConfig::SourceAddress{sa.address(), sa.port_value()};
+    auto bind = toUpstreamBind(c.upstream_bind_config(), fieldPath(path, "upstream_bind_config"));
+    if (!bind.ok()) return bind.status();
+    out.upstream_bind = std::move(*bind);
   }
   if (c.has_dns_refresh_rate()) out.dns_refresh_rate = ms(c.dns_refresh_rate());
   out.respect_dns_ttl = c.respect_dns_ttl();

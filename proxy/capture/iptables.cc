@@ -50,7 +50,8 @@ init container. See docs/capture.md.
                                       (default none; 127.0.0.1/32 and ::1/128
                                       are always exempt)
       --ipv6                          also write ip6tables rules (IPv6 CIDRs
-                                      need it)
+                                      need it), and add ::6/128 to lo (the
+                                      IPv6 inbound passthrough source)
       --iptables-backend <auto|nft|legacy>
                                       auto: the backend that holds turnout's
                                       rules, else the one with any rules, else
@@ -59,7 +60,8 @@ init container. See docs/capture.md.
                                       and change nothing; with --cleanup, print
                                       what would be removed
       --cleanup                       remove turnout's chains and jumps (both
-                                      families), nothing else
+                                      families) and the ::6/128 it added to
+                                      lo, nothing else
   -h, --help                          this text
 
 Lists are comma-separated. Re-running replaces turnout's rules in one
@@ -311,11 +313,12 @@ bool hasAnyRule(absl::string_view save) {
 }
 
 // The runner's answer as one sentence for an error message.
-std::string failure(const std::vector<std::string>& argv, const CommandResult& r) {
+std::string failure(const std::vector<std::string>& argv, const CommandResult& r,
+                    absl::string_view package = "iptables") {
   std::string cmd = absl::StrJoin(argv, " ");
   if (!r.started) {
-    return absl::StrCat(cmd, ": ", r.err.empty() ? "could not run" : r.err,
-                        " (is the iptables package installed?)");
+    return absl::StrCat(cmd, ": ", r.err.empty() ? "could not run" : r.err, " (is the ", package,
+                        " package installed?)");
   }
   std::string detail(absl::StripAsciiWhitespace(r.err));
   return absl::StrCat(cmd, " exited with ", r.exit_code, detail.empty() ? "" : ": ", detail);
@@ -341,8 +344,68 @@ class Command {
          << restoreInput(options_, IpFamily::kV4);
     if (options_.ipv6) {
       out_ << "# turnout iptables: IPv6 nat rules (ip6tables-restore --noflush input)\n"
-           << restoreInput(options_, IpFamily::kV6);
+           << restoreInput(options_, IpFamily::kV6)
+           << "# turnout iptables: IPv6 inbound passthrough source (unless lo has it)\n"
+           << absl::StrJoin(loAddressAddCommand(), " ") << "\n";
     }
+  }
+
+  // lo's kPassthroughAddressV6, or nullopt (and why, in `why`) when `ip` fails.
+  std::optional<LoopbackAddress> loAddress(std::string& why) {
+    const std::vector<std::string> argv = loAddressShowCommand();
+    CommandResult r = runner_(argv, "");
+    if (!r.started || r.exit_code != 0) {
+      why = failure(argv, r, "iproute2");
+      return std::nullopt;
+    }
+    return passthroughAddressOnLo(r.out);
+  }
+
+  // --ipv6: the passthrough source on lo, added unless it is there. False
+  // (and a message) when `ip` fails: an IPv6 sidecar cannot reach its app.
+  bool addLoAddress() {
+    std::string why;
+    std::optional<LoopbackAddress> now = loAddress(why);
+    if (!now) {
+      err_ << "turnout iptables: cannot read lo's addresses: " << why << "\n";
+      return false;
+    }
+    if (*now != LoopbackAddress::kAbsent) {
+      out_ << "turnout iptables: " << kPassthroughAddressV6 << " already on lo\n";
+      return true;
+    }
+    const std::vector<std::string> argv = loAddressAddCommand();
+    CommandResult r = runner_(argv, "");
+    if (!r.started || r.exit_code != 0) {
+      err_ << "turnout iptables: " << failure(argv, r, "iproute2") << "\n";
+      return false;
+    }
+    out_ << "turnout iptables: " << kPassthroughAddressV6
+         << " added to lo (the IPv6 inbound passthrough source)\n";
+    return true;
+  }
+
+  // Removes the passthrough source from lo when turnout added it (its mark).
+  // A host without `ip` has none of turnout's. Returns whether there was one;
+  // false with `failed` set when the delete fails.
+  bool removeLoAddress(bool& failed) {
+    std::string why;
+    std::optional<LoopbackAddress> now = loAddress(why);
+    if (now != LoopbackAddress::kTurnouts) return false;
+    const std::vector<std::string> argv = loAddressDelCommand();
+    if (options_.dry_run) {
+      out_ << "# turnout iptables: IPv6 inbound passthrough source turnout added to lo\n"
+           << absl::StrJoin(argv, " ") << "\n";
+      return true;
+    }
+    CommandResult r = runner_(argv, "");
+    if (!r.started || r.exit_code != 0) {
+      err_ << "turnout iptables: " << failure(argv, r, "iproute2") << "\n";
+      failed = true;
+      return false;
+    }
+    out_ << "turnout iptables: " << kPassthroughAddressV6 << " removed from lo\n";
+    return true;
   }
 
   CommandResult save(Backend b, IpFamily f, bool nat_only) {
@@ -410,6 +473,7 @@ class Command {
            << backendProgram(*backend, f, "-restore") << ", "
            << captureRules(options_, f).size() << " rules)\n";
     }
+    if (options_.ipv6 && !addLoAddress()) return 1;
     if (!options_.ipv6) {
       // Rules left by an earlier --ipv6 run go too, so the state matches the options.
       // A host without IPv6 nat has none: a failing ip6tables-save is no error here.
@@ -421,6 +485,10 @@ class Command {
           out_ << "turnout iptables: IPv6 capture rules removed (no --ipv6)\n";
         }
       }
+      // And the ::6 an --ipv6 run added to lo.
+      bool failed = false;
+      removeLoAddress(failed);
+      if (failed) return 1;
     }
     return 0;
   }
@@ -460,6 +528,9 @@ class Command {
         removed = true;
       }
     }
+    bool failed = false;
+    if (removeLoAddress(failed)) removed = true;
+    if (failed) return 1;
     if (!removed) out_ << "turnout iptables: no capture rules to remove\n";
     return 0;
   }
@@ -731,6 +802,30 @@ std::string applyInput(const IptablesOptions& options, IpFamily family,
   for (const auto& rule : captureRules(options, family)) absl::StrAppend(&out, rule, "\n");
   out += "COMMIT\n";
   return out;
+}
+
+LoopbackAddress passthroughAddressOnLo(absl::string_view ip_addr_show) {
+  for (absl::string_view line : absl::StrSplit(ip_addr_show, '\n')) {
+    // "1: lo    inet6 ::6/128 scope global nodad \       valid_lft forever ..."
+    std::vector<std::string> w = words(line);
+    auto inet6 = std::find(w.begin(), w.end(), "inet6");
+    if (inet6 == w.end() || inet6 + 1 == w.end() || *(inet6 + 1) != kPassthroughAddressV6) continue;
+    return std::find(inet6, w.end(), "nodad") != w.end() ? LoopbackAddress::kTurnouts
+                                                          : LoopbackAddress::kSomeoneElses;
+  }
+  return LoopbackAddress::kAbsent;
+}
+
+std::vector<std::string> loAddressShowCommand() {
+  return {"ip", "-6", "-o", "addr", "show", "dev", "lo"};
+}
+
+std::vector<std::string> loAddressAddCommand() {
+  return {"ip", "-6", "addr", "add", std::string(kPassthroughAddressV6), "dev", "lo", "nodad"};
+}
+
+std::vector<std::string> loAddressDelCommand() {
+  return {"ip", "-6", "addr", "del", std::string(kPassthroughAddressV6), "dev", "lo"};
 }
 
 std::optional<Backend> chooseBackend(const BackendProbe& nft, const BackendProbe& legacy,

@@ -109,6 +109,24 @@ std::string applyInput(const IptablesOptions& options, IpFamily family,
 // The restore transaction for cleanupCommands(), or "" when there is nothing.
 std::string cleanupInput(absl::string_view nat_save);
 
+// The IPv6 inbound passthrough source: turnout-cp's IPv6 and dual-stack
+// sidecars bind it for their connections to the app (InboundPassthroughCluster,
+// as Istio's ::6), so it must be an address of the pod. `--ipv6` adds it to
+// lo as Istio's init does (`ip -6 addr add ::6/128 dev lo`), flagged `nodad`
+// as turnout's mark (a no-op on lo, which never runs duplicate address
+// detection): --cleanup, and a run without --ipv6, remove it only when the
+// mark says turnout added it, and a run leaves one that was there before.
+inline constexpr absl::string_view kPassthroughAddressV6 = "::6/128";
+enum class LoopbackAddress { kAbsent, kTurnouts, kSomeoneElses };
+// Reads `ip -6 -o addr show dev lo` output: is kPassthroughAddressV6 there,
+// and with turnout's mark?
+LoopbackAddress passthroughAddressOnLo(absl::string_view ip_addr_show);
+// The three `ip` commands: show lo's IPv6 addresses, add the address with
+// turnout's mark, delete it.
+std::vector<std::string> loAddressShowCommand();
+std::vector<std::string> loAddressAddCommand();
+std::vector<std::string> loAddressDelCommand();
+
 // What auto detection saw of one backend.
 struct BackendProbe {
   bool available = false;    // its iptables-save ran

@@ -481,6 +481,33 @@ class BootstrapTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--ads 'incremental' must be delta or sotw", r.stderr)
 
+    def test_bootstrap_ip_families(self):
+        """--ip-families: ipv4 is the bootstrap without the flag, byte for byte;
+        ipv6 and dual put ip_families in the node metadata (a bootstrap turnout
+        loads); anything else, or the flag without --mode capture, is a usage
+        error naming the flag."""
+        base = [TURNOUT_CP, "bootstrap", "--node", "n", "--mode", "capture", "--service", "s"]
+        plain = subprocess.run(base, capture_output=True, text=True, timeout=10)
+        self.assertEqual(plain.returncode, 0, plain.stderr)
+        ipv4 = subprocess.run(base + ["--ip-families", "ipv4"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(ipv4.returncode, 0, ipv4.stderr)
+        self.assertEqual(ipv4.stdout, plain.stdout)
+        self.assertNotIn("ip_families", plain.stdout)
+        for families in ("ipv6", "dual"):
+            r = subprocess.run(base + ["--ip-families", families], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(", ip_families: %s}\n" % families, r.stdout)
+            v = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", r.stdout],
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        bad = subprocess.run(base + ["--ip-families", "both"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--ip-families 'both' must be ipv4, ipv6 or dual", bad.stderr)
+        explicit = subprocess.run([TURNOUT_CP, "bootstrap", "--node", "n", "--ip-families", "dual"],
+                                  capture_output=True, text=True, timeout=10)
+        self.assertEqual(explicit.returncode, 2)
+        self.assertIn("--ip-families", explicit.stderr)
+
     def test_bootstrap_needs_node(self):
         r = subprocess.run([TURNOUT_CP, "bootstrap"], capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 2)

@@ -375,6 +375,43 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(self.turnout("--cleanup").returncode, 0)
         self.assertFalse(self.has_turnout(expected))
 
+    def lo6(self):
+        """lo's ::6/128 lines (`ip -6 -o addr show dev lo`)."""
+        out = self.ns.ip("-6", "-o", "addr", "show", "dev", "lo").stdout
+        return [l for l in out.splitlines() if " ::6/128 " in l]
+
+    def test_ipv6_puts_6_on_lo_once_and_cleanup_removes_only_its_own(self):
+        dry = self.turnout("--ipv6", "--dry-run")
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("\nip -6 addr add ::6/128 dev lo nodad\n", dry.stdout)
+        self.assertEqual(self.lo6(), [], "--dry-run added it")
+        for _ in range(2):  # a re-run adds nothing
+            r = self.turnout("--ipv6")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(self.lo6()), 1, self.lo6())
+            self.assertIn(" nodad", self.lo6()[0])
+        # The inbound passthrough can bind it.
+        self.ns.run(sys.executable, "-c", "import socket; s = socket.socket(socket.AF_INET6); "
+                    "s.bind(('::6', 0))")
+        dry = self.turnout("--cleanup", "--dry-run")
+        self.assertIn("ip -6 addr del ::6/128 dev lo", dry.stdout)
+        self.assertEqual(len(self.lo6()), 1)
+        r = self.turnout("--cleanup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("::6/128 removed from lo", r.stdout)
+        self.assertEqual(self.lo6(), [])
+        # A run without --ipv6 takes back what an --ipv6 run added.
+        self.assertEqual(self.turnout("--ipv6").returncode, 0)
+        self.assertEqual(self.turnout().returncode, 0)
+        self.assertEqual(self.lo6(), [])
+        # Someone else's ::6 stays.
+        self.ns.ip("-6", "addr", "add", "::6/128", "dev", "lo")
+        r = self.turnout("--ipv6")
+        self.assertIn("::6/128 already on lo", r.stdout)
+        self.assertEqual(self.turnout("--cleanup").returncode, 0)
+        self.assertEqual(len(self.lo6()), 1)
+        self.assertNotIn(" nodad", self.lo6()[0])
+
     def test_bad_options_exit_2_and_name_the_option(self):
         for args, option in ((["--proxy-port", "70000"], "--proxy-port"),
                              (["--include-outbound-cidrs", "10.0.0.0/40"],

@@ -240,9 +240,9 @@ class BlackholeServer:
         self.sock.close()
 
 
-def static_cluster(name, ports, extra=""):
+def static_cluster(name, ports, extra="", host="127.0.0.1"):
     endpoints = "".join(
-        "      - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n" % p
+        "      - endpoint: {address: {socket_address: {address: \"%s\", port_value: %d}}}\n" % (host, p)
         for p in ports)
     return ("- name: %s\n"
             "  connect_timeout: 1s\n"
@@ -697,10 +697,11 @@ class PeerServer:
     line, or, when the first bytes are an HTTP request, a 200 whose body is
     that address."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(self, host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.stopped = False
@@ -780,6 +781,46 @@ class UpstreamBindConfigTest(unittest.TestCase):
             proxy.stop()
             peer.stop()
 
+    def test_an_ipv6_upstream_sees_the_extra_source_address(self):
+        """extra_source_addresses (and the deprecated additional_source_addresses):
+        the source address of the host's family is bound, as Envoy's default
+        local address selector does; an IPv4 host still sees source_address."""
+        peer4 = PeerServer().start()
+        peer6 = PeerServer("::1").start()
+        extra = ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
+                 "extra_source_addresses: [{address: {address: \"::1\", port_value: 0}}]}\n")
+        additional = ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
+                      "additional_source_addresses: [{address: \"::1\", port_value: 0}]}\n")
+        proxy = TurnoutProcess(TURNOUT, bootstrap(
+            [tcp_listener("tcp6", "stat_prefix: tcp6\ncluster: v6\n"),
+             tcp_listener("tcp4", "stat_prefix: tcp4\ncluster: v4\n"),
+             http_listener("http6", "v6"),
+             http_listener("deprecated6", "deprecated_v6"),
+             http_listener("v4_only6", "v4_only_v6")],
+            [static_cluster("v6", [peer6.port], extra, host="::1"),
+             static_cluster("v4", [peer4.port], extra),
+             static_cluster("deprecated_v6", [peer6.port], additional, host="::1"),
+             static_cluster("v4_only_v6", [peer6.port], BIND_127_0_0_6, host="::1")])).start()
+        try:
+            for listener, want in (("tcp6", b"::1\n"), ("tcp4", b"127.0.0.6\n")):
+                with connect(proxy.port(listener)) as c:
+                    c.sendall(b"who am i\n")
+                    self.assertEqual(recv_line(c), want, listener)
+            for listener, status, want in (("http6", 200, b"::1"), ("deprecated6", 200, b"::1"),
+                                           ("v4_only6", 503, None)):
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.port(listener), timeout=TIMEOUT_S)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read()
+                self.assertEqual(resp.status, status, listener)
+                if want is not None:
+                    self.assertEqual(body, want, listener)
+                conn.close()
+        finally:
+            proxy.stop()
+            peer4.stop()
+            peer6.stop()
+
     def test_what_turnout_does_not_bind_is_refused_with_its_path(self):
         cases = (
             ("  upstream_bind_config: {source_address: {address: not-an-ip, port_value: 0}}\n",
@@ -787,6 +828,14 @@ class UpstreamBindConfigTest(unittest.TestCase):
             ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, freebind: true}\n",
              "upstream_bind_config.freebind"),
             ("  upstream_bind_config: {}\n", "upstream_bind_config.source_address"),
+            ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
+             "extra_source_addresses: [{address: {address: 127.0.0.7, port_value: 0}}]}\n",
+             "upstream_bind_config.extra_source_addresses[0].address: the upstream binding config "
+             "has two same IP version source addresses"),
+            ("  upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
+             "extra_source_addresses: [{address: {address: \"::1\", port_value: 0}, "
+             "socket_options: {}}]}\n",
+             "upstream_bind_config.extra_source_addresses[0].socket_options"),
         )
         for extra, path in cases:
             with self.subTest(path):

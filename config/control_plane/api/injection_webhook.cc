@@ -258,13 +258,16 @@ std::string resourcesJson(const std::vector<std::pair<const char*, std::string>>
   return absl::StrCat("{", absl::StrJoin(out, ","), "}");
 }
 
-std::string initContainerJson(const InjectionOptions& o, const std::vector<uint32_t>& exclude_inbound) {
+std::string initContainerJson(const InjectionOptions& o, const std::vector<uint32_t>& exclude_inbound,
+                              IpFamilies families) {
   std::vector<std::string> args = {"iptables",
                                    "--proxy-port", absl::StrCat(kSidecarOutboundPort),
                                    "--inbound-capture-port", absl::StrCat(kSidecarInboundPort),
                                    "--proxy-uid", absl::StrCat(kSidecarUid),
                                    "--proxy-gid", absl::StrCat(kSidecarGid),
                                    "--exclude-inbound-ports", absl::StrJoin(exclude_inbound, ",")};
+  // IPv6 capture rules, and ::6 on lo for the inbound passthrough.
+  if (families != IpFamilies::kIpv4) args.push_back("--ipv6");
   return absl::StrCat(
       "{\"name\":", q(kInitContainerName), ",\"image\":", q(o.init_image.empty() ? o.proxy_image : o.init_image),
       ",\"imagePullPolicy\":", q(o.image_pull_policy), ",\"command\":[\"turnout\"],\"args\":", stringArray(args),
@@ -274,11 +277,12 @@ std::string initContainerJson(const InjectionOptions& o, const std::vector<uint3
       "\"capabilities\":{\"add\":[\"NET_ADMIN\",\"NET_RAW\"],\"drop\":[\"ALL\"]}}}");
 }
 
-std::string proxyContainerJson(const InjectionOptions& o, const std::string& service, const std::string& ns) {
+std::string proxyContainerJson(const InjectionOptions& o, const std::string& service, const std::string& ns,
+                               IpFamilies families) {
   // $(VAR) in args is expanded by the kubelet from the container's env.
   const std::string node_id = "$(POD_NAME).$(POD_NAMESPACE)";
   const std::vector<std::string> args = {
-      "--config-yaml", sidecarBootstrapYaml(o, node_id, service, ns),
+      "--config-yaml", sidecarBootstrapYaml(o, node_id, service, ns, families),
       "--service-node", node_id,
       "--service-cluster", service,
       "--concurrency", absl::StrCat(o.proxy_concurrency),
@@ -353,8 +357,19 @@ Decision decide(const PodView& pod, const std::string& ns, const InjectionOption
     }
     exclude.insert(ports->begin(), ports->end());
   }
+  IpFamilies families = IpFamilies::kIpv4;
+  if (auto it = pod.annotations.find(kIpFamiliesAnnotation); it != pod.annotations.end()) {
+    std::optional<IpFamilies> parsed = parseIpFamilies(it->second);
+    if (!parsed) {
+      d.denied = absl::StrCat("turnout sidecar injection: annotation ", kIpFamiliesAnnotation, ": ",
+                              shown(it->second), " must be ", kIpFamiliesChoices);
+      return d;
+    }
+    families = *parsed;
+  }
 
-  const std::string init = initContainerJson(o, std::vector<uint32_t>(exclude.begin(), exclude.end()));
+  const std::string init =
+      initContainerJson(o, std::vector<uint32_t>(exclude.begin(), exclude.end()), families);
   std::vector<std::string> ops;
   // Appended: the pod's own init containers run first, before the capture.
   if (pod.has_init_containers) {
@@ -363,7 +378,7 @@ Decision decide(const PodView& pod, const std::string& ns, const InjectionOption
     ops.push_back(absl::StrCat("{\"op\":\"add\",\"path\":\"/spec/initContainers\",\"value\":[", init, "]}"));
   }
   ops.push_back(absl::StrCat("{\"op\":\"add\",\"path\":\"/spec/containers/-\",\"value\":",
-                             proxyContainerJson(o, *service, ns), "}"));
+                             proxyContainerJson(o, *service, ns, families), "}"));
   if (pod.metadata == nullptr) {
     ops.push_back(absl::StrCat("{\"op\":\"add\",\"path\":\"/metadata\",\"value\":{\"annotations\":{",
                                q(kStatusAnnotation), ":\"injected\"}}}"));
@@ -411,7 +426,7 @@ absl::Status badFlag(std::string_view flag, std::string_view value, std::string_
 }  // namespace
 
 std::string sidecarBootstrapYaml(const InjectionOptions& o, std::string_view node_id, std::string_view service,
-                                 std::string_view ns) {
+                                 std::string_view ns, IpFamilies families) {
   SidecarBootstrap b;
   b.comment = absl::StrCat(
       "# turnout sidecar injected by turnout-cp's admission webhook: `turnout iptables`\n"
@@ -423,11 +438,13 @@ std::string sidecarBootstrapYaml(const InjectionOptions& o, std::string_view nod
   b.capture = true;
   b.service = std::string(service);
   b.service_ns = std::string(ns);
+  b.ip_families = families;
   b.admin_port = kSidecarAdminPort;
   b.xds_host = o.xds_host;
   b.xds_port = o.xds_port;
   b.listeners = absl::StrCat(
-      hcmListenerHead("readiness", "0.0.0.0", kSidecarReadinessPort),
+      hcmListenerHead("readiness", families == IpFamilies::kIpv4 ? "0.0.0.0" : "\"::\"",
+                      kSidecarReadinessPort, /*ipv4_compat=*/families == IpFamilies::kDual),
       "          route_config:\n"
       "            name: readiness\n"
       "            virtual_hosts:\n"

@@ -42,6 +42,9 @@ inline constexpr char kInjectKey[] = "turnout.dev/inject";
 inline constexpr char kStatusAnnotation[] = "turnout.dev/status";
 inline constexpr char kServiceAnnotation[] = "turnout.dev/service";
 inline constexpr char kExcludeInboundPortsAnnotation[] = "turnout.dev/exclude-inbound-ports";
+// ipv4 (the default), ipv6 or dual: the pod's IP families (docs/sidecar.md
+// "IP families"); anything else is denied.
+inline constexpr char kIpFamiliesAnnotation[] = "turnout.dev/ip-families";
 
 // What turnout-cp injects; `turnout-cp serve --inject-*` flags
 // (docs/kubernetes.md lists them with these defaults).
@@ -96,9 +99,11 @@ absl::StatusOr<std::vector<uint32_t>> parsePortList(std::string_view what, std::
 // the static listener `readiness` on 0.0.0.0:kSidecarReadinessPort: GET
 // /healthz/ready is 200 (503 once /healthcheck/fail is in effect), anything
 // else 404. The kubelet probes it at the pod's IP; the admin stays on
-// loopback.
+// loopback. `families` other than IPv4 puts `ip_families` in the node
+// metadata and the readiness listener on `::` (dual: with ipv4_compat).
 std::string sidecarBootstrapYaml(const InjectionOptions& options, std::string_view node_id,
-                                 std::string_view service, std::string_view ns);
+                                 std::string_view service, std::string_view ns,
+                                 IpFamilies families = IpFamilies::kIpv4);
 
 // A Kubernetes resource quantity ("100m", "64Mi", "1.5", "2G").
 bool isQuantity(std::string_view text);

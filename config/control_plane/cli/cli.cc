@@ -493,9 +493,16 @@ int bootstrapCommand(const Args& a, std::ostream& out) {
     }
     o.service = a.last("service").value_or("");
     o.service_ns = a.last("namespace").value_or("");
+    if (auto families = a.last("ip-families")) {
+      std::optional<IpFamilies> parsed = parseIpFamilies(*families);
+      if (!parsed) {
+        throw UsageError{absl::StrCat("--ip-families '", *families, "' must be ", kIpFamiliesChoices)};
+      }
+      o.ip_families = *parsed;
+    }
   } else {
-    if (a.last("service") || a.last("namespace")) {
-      throw UsageError{"--service and --namespace are for --mode capture"};
+    if (a.last("service") || a.last("namespace") || a.last("ip-families")) {
+      throw UsageError{"--service, --namespace and --ip-families are for --mode capture"};
     }
     o.outbound_port = portFlag(a, "outbound-port", o.outbound_port);
   }
@@ -507,7 +514,7 @@ const std::set<std::string> kClientFlags = {"server", "output", "port", "endpoin
                                             "fork", "ttl", "label", "weights", "version"};
 const std::set<std::string> kBootstrapFlags = {"node",       "cluster",     "xds-host", "xds-port",
                                                "admin-port", "outbound-port", "mode",   "service",
-                                               "namespace",  "ads"};
+                                               "namespace",  "ads",     "ip-families"};
 
 
 }  // namespace
@@ -531,7 +538,8 @@ std::string usage() {
       "  version                                  this CLI's version and the server's config version\n"
       "  --version                                this CLI's version\n"
       "  bootstrap --node NODE [--xds-host H] [--xds-port P] [--admin-port N] [--cluster C] [--ads delta|sotw]\n"
-      "            [--mode explicit [--outbound-port P] | --mode capture [--service S] [--namespace NS]]\n"
+      "            [--mode explicit [--outbound-port P] |\n"
+      "             --mode capture [--service S] [--namespace NS] [--ip-families ipv4|ipv6|dual]]\n"
       "                                           print a sidecar bootstrap (ADS to turnout-cp)\n"
       "\n"
       "client flags: --server URL (default ",
@@ -556,6 +564,7 @@ std::string bootstrapYaml(const BootstrapOptions& o) {
   b.capture = o.capture;
   b.service = o.service;
   b.service_ns = o.service_ns;
+  b.ip_families = o.ip_families;
   b.admin_port = o.admin_port;
   b.xds_host = o.xds_host;
   b.xds_port = o.xds_port;

@@ -35,6 +35,9 @@ struct BootstrapOptions {
   bool capture = false;
   std::string service;     // capture: node metadata, who this pod is
   std::string service_ns;  // capture: node metadata
+  // capture: the pod's IP families (--ip-families ipv4|ipv6|dual), node
+  // metadata `ip_families` unless IPv4.
+  IpFamilies ip_families = IpFamilies::kIpv4;
 };
 // A sidecar bootstrap (YAML): node `node`, ADS over h2c to xds_cluster
 // (xds_host:xds_port), CDS and LDS over ADS, and either the static outbound

@@ -216,9 +216,20 @@ class AdsStreamBase : public GrpcCallHandler {
         return false;
       }
       node_seen_ = true;
-      profile_ = profileFor(*node);
+      std::string unknown_families;
+      profile_ = profileFor(*node, &unknown_families);
+      if (!unknown_families.empty()) {
+        // The bootstrap and the webhook refuse such a value; a node made
+        // some other way still gets a working IPv4 sidecar.
+        TURNOUT_LOG(warn, kLog,
+                    "node '{}' asks for ip_families '{}', which is none of {}: it gets IPv4 "
+                    "listeners",
+                    node->id(), unknown_families, kIpFamiliesChoices);
+      }
       // Envoy takes VHDS over ADS only when the ADS stream is Delta.
-      if (delta_ && server_.options_.vhds) profile_ = Profile(profile_.dialect, profile_.sidecar, true);
+      if (delta_ && server_.options_.vhds) {
+        profile_ = Profile(profile_.dialect, profile_.sidecar, true, profile_.ip_families);
+      }
       status_.node_id = node->id();
       status_.node_cluster = node->cluster();
       status_.user_agent = absl::StrCat(node->user_agent_name(), "/", node->user_agent_version());

@@ -3,14 +3,16 @@ naming itself and, when it has a next hop, what the next hop answered.
 
     chain_app.py --name reviews --variant baseline --port 9080 \
         [--next http://ratings:9090/] [--propagate all|traceparent] \
-        [--echo-port 5432] [--tcp-target HOST:PORT]
+        [--echo-port 5432] [--tcp-target HOST:PORT] [--dual-stack]
 
 --propagate all copies baggage, tracestate, traceparent and the plain
 x-turnout-routing-key header to the next hop; traceparent copies only
 traceparent (an app that drops baggage). GET /tcp connects to --tcp-target,
 sends a line and answers what came back (non-HTTP traffic through the
-capture). --echo-port also runs a TCP line echo server. Every socket
-operation has a timeout: nothing here waits for ever.
+capture). --echo-port also runs a TCP line echo server. --dual-stack
+listens on :: for both families (IPv4 peers show as ::ffff:a.b.c.d). Each
+answer names the peer the app saw ("peer"). Every socket operation has a
+timeout: nothing here waits for ever.
 """
 
 import argparse
@@ -77,7 +79,8 @@ def make_handler(args):
             seen = {h: self.headers.get(h) for h in
                     ("baggage", "tracestate", "traceparent", "x-turnout-routing-key")
                     if self.headers.get(h) is not None}
-            out = {"service": args.name, "variant": args.variant, "seen": seen}
+            out = {"service": args.name, "variant": args.variant, "seen": seen,
+                   "peer": self.client_address[0]}
             if self.path.startswith("/tcp"):
                 try:
                     out["tcp"] = tcp_roundtrip(args.tcp_target, "ping from " + args.name)
@@ -103,6 +106,15 @@ class ThreadingTCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 
 
+class DualStackHTTPServer(http.server.ThreadingHTTPServer):
+    """[::]:port with IPV6_V6ONLY off: IPv6 and IPv4 peers alike."""
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--name", required=True)
@@ -112,11 +124,15 @@ def main():
     p.add_argument("--propagate", choices=sorted(PROPAGATED), default="all")
     p.add_argument("--echo-port", type=int)
     p.add_argument("--tcp-target")
+    p.add_argument("--dual-stack", action="store_true")
     args = p.parse_args()
     if args.echo_port:
         echo = ThreadingTCPServer(("0.0.0.0", args.echo_port), EchoHandler)
         threading.Thread(target=echo.serve_forever, daemon=True).start()
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), make_handler(args))
+    if args.dual_stack:
+        server = DualStackHTTPServer(("::", args.port), make_handler(args))
+    else:
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), make_handler(args))
     server.daemon_threads = True
     server.serve_forever()
 

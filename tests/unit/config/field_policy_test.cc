@@ -359,6 +359,13 @@ static_resources:
               pass_through_mode: true
 )"),
        hcm + ".http_filters[0].typed_config.pass_through_mode: pass-through health checking is not supported"},
+      {"socket options of an extra source address",
+       bootstrap("", "", kRouteConfig,
+                 "    upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
+                 "extra_source_addresses: [{address: {address: \"::6\", port_value: 0}, "
+                 "socket_options: {socket_options: [{level: 1, name: 2, int_value: 1}]}}]}\n"),
+       "static_resources.clusters[0].upstream_bind_config.extra_source_addresses[0].socket_options: "
+       "socket options are not supported by turnout"},
   }));
   INFO(what);
   INFO(yaml);

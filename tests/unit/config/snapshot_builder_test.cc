@@ -499,6 +499,76 @@ TEST_CASE("the upstream idle timeout and requests per connection come from eithe
   CHECK(typed->findCluster("c")->max_requests_per_connection == 3);
 }
 
+TEST_CASE("an extra source address of the other family is kept beside source_address from "
+          "either field",
+          "[config][snapshot]") {
+  auto plain = buildYaml("static_resources: {clusters: [{name: c}]}");
+  CHECK_FALSE(plain->findCluster("c")->upstream_bind.has_value());
+  auto one = buildYaml(
+      "static_resources: {clusters: [{name: c, upstream_bind_config: "
+      "{source_address: {address: 127.0.0.6, port_value: 0}}}]}");
+  REQUIRE(one->findCluster("c")->upstream_bind.has_value());
+  CHECK(one->findCluster("c")->upstream_bind->source_address.address == "127.0.0.6");
+  CHECK_FALSE(one->findCluster("c")->upstream_bind->extra_source_address.has_value());
+  auto extra = buildYaml(
+      "static_resources: {clusters: [{name: c, upstream_bind_config: "
+      "{source_address: {address: 127.0.0.6, port_value: 0}, "
+      "extra_source_addresses: [{address: {address: \"::6\", port_value: 7}}]}}]}");
+  const auto& bind = *extra->findCluster("c")->upstream_bind;
+  CHECK(bind.source_address.address == "127.0.0.6");
+  REQUIRE(bind.extra_source_address.has_value());
+  CHECK(bind.extra_source_address->address == "::6");
+  CHECK(bind.extra_source_address->port == 7);
+  auto deprecated = buildYaml(
+      "static_resources: {clusters: [{name: c, upstream_bind_config: "
+      "{source_address: {address: \"::1\", port_value: 0}, "
+      "additional_source_addresses: [{address: 127.0.0.1, port_value: 0}]}}]}");
+  REQUIRE(deprecated->findCluster("c")->upstream_bind->extra_source_address.has_value());
+  CHECK(deprecated->findCluster("c")->upstream_bind->extra_source_address->address == "127.0.0.1");
+}
+
+TEST_CASE("extra source addresses are refused where Envoy refuses them with the path",
+          "[config][snapshot]") {
+  const std::string c = "static_resources.clusters[0].upstream_bind_config";
+  auto yaml = [](const std::string& bind) {
+    return "static_resources: {clusters: [{name: c, upstream_bind_config: {" + bind + "}}]}";
+  };
+  const std::string v4 = "source_address: {address: 127.0.0.6, port_value: 0}";
+  struct Case {
+    std::string bind;
+    std::string want;
+  };
+  auto [bind, want] = GENERATE_COPY(values<Case>({
+      {v4 + ", extra_source_addresses: [{address: {address: \"::6\", port_value: 0}}], "
+            "additional_source_addresses: [{address: \"::7\", port_value: 0}]",
+       c + ": can't specify both `extra_source_addresses` and `additional_source_addresses`"},
+      {v4 + ", extra_source_addresses: [{address: {address: \"::6\", port_value: 0}}, {address: {address: \"::7\", port_value: 0}}]",
+       c + ".extra_source_addresses[1]: the upstream binding config has more than one extra "
+           "source addresses"},
+      {v4 + ", additional_source_addresses: [{address: \"::6\", port_value: 0}, {address: \"::7\", port_value: 0}]",
+       c + ".additional_source_addresses[1]: the upstream binding config has more than one "
+           "additional source addresses"},
+      {"extra_source_addresses: [{address: {address: \"::6\", port_value: 0}}]",
+       c + ".source_address: the upstream binding config has extra/additional source addresses "
+           "but no source_address"},
+      {v4 + ", extra_source_addresses: [{address: {address: 127.0.0.7, port_value: 0}}]",
+       c + ".extra_source_addresses[0].address: the upstream binding config has two same IP "
+           "version source addresses"},
+      {v4 + ", additional_source_addresses: [{address: 127.0.0.7, port_value: 0}]",
+       c + ".additional_source_addresses[0]: the upstream binding config has two same IP version "
+           "source addresses"},
+      {v4 + ", extra_source_addresses: [{address: {address: localhost, port_value: 0}}]",
+       c + ".extra_source_addresses[0].address.address: 'localhost' is not an IP address"},
+      {v4 + ", extra_source_addresses: [{address: {address: \"::6\", port_value: 0, ipv4_compat: true}}]",
+       c + ".extra_source_addresses[0].address.ipv4_compat: ipv4_compat is supported on listener "
+           "addresses only"},
+  }));
+  INFO(bind);
+  const std::string got = buildError(yaml(bind));
+  INFO(got);
+  CHECK(got.rfind(want, 0) == 0);
+}
+
 TEST_CASE("HTTP/2 protocol options select the h2 pool and carry the honoured settings from "
           "either field",
           "[config][snapshot]") {

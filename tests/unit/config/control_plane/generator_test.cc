@@ -871,7 +871,9 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
   const std::vector<Profile> profiles = {
       Profile(Dialect::kTurnout), Profile(Dialect::kEnvoy), Profile(Dialect::kGrpc),
       Profile(Dialect::kTurnout, true), Profile(Dialect::kEnvoy, true),
-      Profile(Dialect::kTurnout, false, true), Profile(Dialect::kEnvoy, true, true)};
+      Profile(Dialect::kTurnout, false, true), Profile(Dialect::kEnvoy, true, true),
+      Profile(Dialect::kTurnout, true, false, IpFamilies::kDual),
+      Profile(Dialect::kEnvoy, true, true, IpFamilies::kIpv6)};
   State s;
   auto ok = [](const auto& r) { REQUIRE(r.ok()); };
   const absl::Time now = absl::Now();

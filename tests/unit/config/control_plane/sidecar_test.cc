@@ -4,10 +4,14 @@
 
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "config/bootstrap/bootstrap_loader.h"
 #include "config/control_plane/generator.h"
+#include "config/control_plane/sidecar_bootstrap.h"
 #include "config/control_plane/state.h"
 #include "config/snapshot/discovery_response.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
@@ -96,6 +100,132 @@ TEST_CASE("sidecarFor reads node metadata turnout.mode", "[control_plane][sideca
                                                       &node)
               .ok());
   CHECK_FALSE(sidecarFor(node));
+}
+
+envoy::config::core::v3::Node nodeOf(const std::string& json) {
+  envoy::config::core::v3::Node node;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(json, &node).ok());
+  return node;
+}
+
+TEST_CASE("a sidecar's IP families come from node metadata and an unknown value is IPv4 and reported",
+          "[control_plane][sidecar]") {
+  std::string unknown;
+  const auto absent = nodeOf(R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar"}}})");
+  CHECK(ipFamiliesFor(absent, &unknown) == IpFamilies::kIpv4);
+  CHECK(profileFor(absent) == Profile(Dialect::kEnvoy, true));
+  CHECK(unknown.empty());
+  for (const auto& [value, families, name] :
+       std::vector<std::tuple<std::string, IpFamilies, std::string>>{
+           {"ipv4", IpFamilies::kIpv4, "envoy/sidecar"},
+           {"ipv6", IpFamilies::kIpv6, "envoy/sidecar/ipv6"},
+           {"dual", IpFamilies::kDual, "envoy/sidecar/dual"}}) {
+    const auto node = nodeOf(absl::StrCat(
+        R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "ip_families": ")", value, R"("}}})"));
+    CHECK(ipFamiliesFor(node, &unknown) == families);
+    CHECK(profileFor(node).ip_families == families);
+    CHECK(profileName(profileFor(node)) == name);
+    CHECK(parseIpFamilies(value) == families);
+    CHECK(ipFamiliesName(families) == value);
+  }
+  CHECK(unknown.empty());
+  // "ipv4" and absent are one profile: byte-for-byte the same resources.
+  CHECK(profileFor(nodeOf(R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "ip_families": "ipv4"}}})")) ==
+        profileFor(absent));
+  for (const char* bad : {R"("IPv6")", R"("both")", R"("")", "6"}) {
+    CAPTURE(bad);
+    unknown.clear();
+    const auto node = nodeOf(absl::StrCat(
+        R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "ip_families": )", bad, "}}}"));
+    CHECK(profileFor(node, &unknown).ip_families == IpFamilies::kIpv4);
+    CHECK_FALSE(unknown.empty());
+  }
+  CHECK_FALSE(parseIpFamilies("IPv4").has_value());
+  // Not a sidecar: no families at all.
+  const auto explicit_node =
+      nodeOf(R"({"id": "a", "metadata": {"turnout": {"mode": "explicit", "ip_families": "dual"}}})");
+  CHECK(profileFor(explicit_node).ip_families == IpFamilies::kIpv4);
+  CHECK(Profile(Dialect::kGrpc, true, false, IpFamilies::kDual).ip_families == IpFamilies::kIpv4);
+}
+
+TEST_CASE("IPv6 and dual-stack sidecars listen on :: and their inbound passthrough binds ::6",
+          "[control_plane][sidecar]") {
+  const Dialect dialect = GENERATE(Dialect::kTurnout, Dialect::kEnvoy);
+  const IpFamilies families = GENERATE(IpFamilies::kIpv4, IpFamilies::kIpv6, IpFamilies::kDual);
+  CAPTURE(dialectName(dialect), ipFamiliesName(families));
+  const Resources r = generate(shopModel(), Profile(dialect, true, false, families));
+  const auto listeners = byName(r);
+  const std::string prefix = families == IpFamilies::kIpv6 ? "::" : "0.0.0.0";
+  std::vector<std::string> names;
+  for (const auto& [name, l] : listeners) names.push_back(name);
+  CHECK(names == std::vector<std::string>{prefix + "_9080", prefix + "_9090", "virtualInbound",
+                                          "virtualOutbound"});
+  for (const auto& [name, l] : listeners) {
+    CAPTURE(name);
+    const auto& sa = l->address().socket_address();
+    CHECK(sa.address() == (families == IpFamilies::kIpv4 ? "0.0.0.0" : "::"));
+    CHECK(sa.ipv4_compat() == (families == IpFamilies::kDual));
+  }
+  const listener_v3::Listener& in = *listeners.at("virtualInbound");
+  CHECK(hcmOf(in.filter_chains(0)).stat_prefix() == "inbound_" + prefix + "_9080");
+  CHECK(hcmOf(listeners.at(prefix + "_9090")->filter_chains(0)).stat_prefix() ==
+        "outbound_" + prefix + "_9090");
+  bool found = false;
+  for (const auto& c : r.clusters) {
+    if (c.name() != "InboundPassthroughCluster") continue;
+    found = true;
+    const auto& bind = c.upstream_bind_config();
+    CHECK(bind.source_address().address() ==
+          (families == IpFamilies::kIpv6 ? "::6" : "127.0.0.6"));
+    if (families == IpFamilies::kDual) {
+      REQUIRE(bind.extra_source_addresses_size() == 1);
+      CHECK(bind.extra_source_addresses(0).address().address() == "::6");
+      CHECK(bind.extra_source_addresses(0).address().port_value() == 0);
+      CHECK_FALSE(bind.extra_source_addresses(0).has_socket_options());
+    } else {
+      CHECK(bind.extra_source_addresses_size() == 0);
+    }
+  }
+  CHECK(found);
+
+  // turnout takes them as they are (stock Envoy's protos and checks: no
+  // ipv4_compat on a non-:: address, an extra address of the other family).
+  auto clusters = config::parseClusterResponse(responseJson(pointers(r.clusters)));
+  INFO(clusters.status().ToString());
+  REQUIRE(clusters.ok());
+  auto parsed = config::parseListenerResponse(responseJson(pointers(r.listeners)));
+  INFO(parsed.status().ToString());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->snapshot->listeners.size() == 4);
+}
+
+TEST_CASE("a capture bootstrap names its IP families unless they are IPv4",
+          "[control_plane][sidecar]") {
+  SidecarBootstrap b;
+  b.node_id = "reviews-1.shop";
+  b.node_cluster = "reviews";
+  b.capture = true;
+  b.service = "reviews";
+  b.service_ns = "shop";
+  b.xds_host = "127.0.0.1";
+  const std::string ipv4 = toYaml(b);
+  CHECK(absl::StrContains(ipv4,
+                          "    turnout: {mode: sidecar, service: \"reviews\", namespace: \"shop\"}\n"));
+  CHECK_FALSE(absl::StrContains(ipv4, "ip_families"));
+  for (IpFamilies families : {IpFamilies::kIpv6, IpFamilies::kDual}) {
+    b.ip_families = families;
+    const std::string yaml = toYaml(b);
+    CHECK(absl::StrContains(yaml, absl::StrCat("    turnout: {mode: sidecar, service: \"reviews\", "
+                                               "namespace: \"shop\", ip_families: ",
+                                               std::string(ipFamiliesName(families)), "}\n")));
+    auto loaded = config::loadBootstrapFromYaml(yaml);
+    INFO(loaded.status().ToString());
+    REQUIRE(loaded.ok());
+    CHECK(profileFor(loaded->bootstrap.node()).ip_families == families);
+  }
+  // Only a capture bootstrap carries metadata.
+  b.capture = false;
+  CHECK_FALSE(absl::StrContains(toYaml(b), "ip_families"));
 }
 
 TEST_CASE("a sidecar gets Istio's capture listeners and the passthrough clusters",

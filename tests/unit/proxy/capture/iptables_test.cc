@@ -414,6 +414,15 @@ struct FakeIptables {
 };
 
 constexpr const char* kEmptyNat = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+// `ip -6 -o addr show dev lo`: without ::6, with turnout's (nodad), with someone else's.
+constexpr const char* kLoPlain =
+    "1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n";
+constexpr const char* kLoWithOurs =
+    "1: lo    inet6 ::6/128 scope global nodad \\       valid_lft forever preferred_lft forever\n"
+    "1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n";
+constexpr const char* kLoWithTheirs =
+    "1: lo    inet6 ::6/128 scope global \\       valid_lft forever preferred_lft forever\n"
+    "1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n";
 
 struct Run {
   int code;
@@ -434,7 +443,9 @@ TEST_CASE("dry run (--dry-run) prints the restore input and runs nothing", "[cap
   CHECK(r.out == "# turnout iptables: IPv4 nat rules (iptables-restore --noflush input)\n" +
                      restoreInput(parse({}), IpFamily::kV4) +
                      "# turnout iptables: IPv6 nat rules (ip6tables-restore --noflush input)\n" +
-                     restoreInput(parse({"--ipv6"}), IpFamily::kV6));
+                     restoreInput(parse({"--ipv6"}), IpFamily::kV6) +
+                     "# turnout iptables: IPv6 inbound passthrough source (unless lo has it)\n"
+                     "ip -6 addr add ::6/128 dev lo nodad\n");
 }
 
 TEST_CASE("a usage error exits 2 with the option named on stderr", "[capture]") {
@@ -462,7 +473,8 @@ TEST_CASE("apply with an explicit backend reads the nat table and restores once"
   CHECK(r.code == 0);
   REQUIRE(fake.commands() == std::vector<std::string>{"iptables-legacy-save -t nat",
                                                       "iptables-legacy-restore --noflush --wait 5",
-                                                      "ip6tables-legacy-save -t nat"});
+                                                      "ip6tables-legacy-save -t nat",
+                                                      "ip -6 -o addr show dev lo"});
   CHECK(fake.calls[1].second == applyInput(parse({}), IpFamily::kV4, kSavedWithTurnout));
   CHECK(r.out.find("IPv4 capture rules applied (iptables-legacy-restore, 20 rules)") !=
         std::string::npos);
@@ -474,11 +486,14 @@ TEST_CASE("apply without --ipv6 removes turnout's IPv6 rules of an earlier run",
   fake.answer("iptables-nft-restore --noflush --wait 5", "");
   fake.answer("ip6tables-nft-save -t nat", kSavedWithTurnout);
   fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answer("ip -6 -o addr show dev lo", kLoWithOurs);
+  fake.answer("ip -6 addr del ::6/128 dev lo", "");
   Run r = run(fake, {"--iptables-backend", "nft"});
   CHECK(r.code == 0);
-  REQUIRE(fake.calls.size() == 4);
+  REQUIRE(fake.calls.size() == 6);
   CHECK(fake.calls[3].first == "ip6tables-nft-restore --noflush --wait 5");
   CHECK(fake.calls[3].second == cleanupInput(kSavedWithTurnout));
+  CHECK(fake.calls[5].first == "ip -6 addr del ::6/128 dev lo");
 }
 
 TEST_CASE("apply with --ipv6 writes both families", "[capture]") {
@@ -487,10 +502,67 @@ TEST_CASE("apply with --ipv6 writes both families", "[capture]") {
   fake.answer("iptables-nft-restore --noflush --wait 5", "");
   fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
   fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answer("ip -6 -o addr show dev lo", kLoPlain);
+  fake.answer("ip -6 addr add ::6/128 dev lo nodad", "");
   Run r = run(fake, {"--iptables-backend=nft", "--ipv6"});
   CHECK(r.code == 0);
-  REQUIRE(fake.calls.size() == 4);
+  REQUIRE(fake.calls.size() == 6);
   CHECK(fake.calls[3].second == restoreInput(parse({"--ipv6"}), IpFamily::kV6));
+}
+
+TEST_CASE("an --ipv6 run adds ::6/128 to lo with turnout's mark and a re-run adds nothing", "[capture]") {
+  FakeIptables fake;
+  fake.answer("iptables-nft-save -t nat", kEmptyNat);
+  fake.answer("iptables-nft-restore --noflush --wait 5", "");
+  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
+  fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answer("ip -6 -o addr show dev lo", kLoPlain);
+  fake.answer("ip -6 addr add ::6/128 dev lo nodad", "");
+  Run r = run(fake, {"--iptables-backend=nft", "--ipv6"});
+  INFO(r.err);
+  CHECK(r.code == 0);
+  CHECK(fake.commands().back() == "ip -6 addr add ::6/128 dev lo nodad");
+  CHECK(r.out.find("::6/128 added to lo") != std::string::npos);
+
+  // There already (turnout's from an earlier run, or someone else's): left as it is.
+  for (const char* lo : {kLoWithOurs, kLoWithTheirs}) {
+    fake.calls.clear();
+    fake.answer("ip -6 -o addr show dev lo", lo);
+    Run again = run(fake, {"--iptables-backend=nft", "--ipv6"});
+    CHECK(again.code == 0);
+    CHECK(fake.commands().back() == "ip -6 -o addr show dev lo");
+    CHECK(again.out.find("::6/128 already on lo") != std::string::npos);
+  }
+}
+
+TEST_CASE("an --ipv6 run exits 1 with ip's message when ip fails", "[capture]") {
+  FakeIptables fake;
+  fake.answer("iptables-nft-save -t nat", kEmptyNat);
+  fake.answer("iptables-nft-restore --noflush --wait 5", "");
+  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
+  fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  Run missing = run(fake, {"--iptables-backend=nft", "--ipv6"});
+  CHECK(missing.code == 1);
+  CHECK(missing.err ==
+        "turnout iptables: cannot read lo's addresses: ip -6 -o addr show dev lo: not found "
+        "(is the iproute2 package installed?)\n");
+  fake.answer("ip -6 -o addr show dev lo", kLoPlain);
+  fake.answer("ip -6 addr add ::6/128 dev lo nodad", "", 2, "RTNETLINK answers: Operation not permitted\n");
+  Run denied = run(fake, {"--iptables-backend=nft", "--ipv6"});
+  CHECK(denied.code == 1);
+  CHECK(denied.err ==
+        "turnout iptables: ip -6 addr add ::6/128 dev lo nodad exited with 2: RTNETLINK answers: "
+        "Operation not permitted\n");
+}
+
+TEST_CASE("the passthrough address on lo is turnout's only with its nodad mark", "[capture]") {
+  CHECK(passthroughAddressOnLo(kLoPlain) == LoopbackAddress::kAbsent);
+  CHECK(passthroughAddressOnLo("") == LoopbackAddress::kAbsent);
+  CHECK(passthroughAddressOnLo(kLoWithOurs) == LoopbackAddress::kTurnouts);
+  CHECK(passthroughAddressOnLo(kLoWithTheirs) == LoopbackAddress::kSomeoneElses);
+  // Another address that merely starts like it.
+  CHECK(passthroughAddressOnLo("1: lo    inet6 ::66/128 scope global nodad \\       valid_lft "
+                               "forever preferred_lft forever\n") == LoopbackAddress::kAbsent);
 }
 
 TEST_CASE("auto applies to the backend that already has rules", "[capture]") {
@@ -512,7 +584,7 @@ TEST_CASE("auto applies to the backend that already has rules", "[capture]") {
                                  "iptables-legacy-save", "ip6tables-legacy-save",
                                  "iptables --version", "iptables-legacy-save -t nat",
                                  "iptables-legacy-restore --noflush --wait 5",
-                                 "ip6tables-legacy-save -t nat"});
+                                 "ip6tables-legacy-save -t nat", "ip -6 -o addr show dev lo"});
 }
 
 TEST_CASE("a failing restore exits 1 with iptables' message", "[capture]") {
@@ -557,9 +629,34 @@ TEST_CASE("cleanup removes turnout's rules from every backend that has them", "[
                                    "iptables-legacy-save", "ip6tables-legacy-save",
                                    "iptables-legacy-save -t nat",
                                    "iptables-legacy-restore --noflush --wait 5",
-                                   "ip6tables-legacy-save -t nat"});
+                                   "ip6tables-legacy-save -t nat", "ip -6 -o addr show dev lo"});
   CHECK(fake.calls[5].second == cleanupInput(kSavedWithTurnout));
   CHECK(r.out == "turnout iptables: IPv4 capture rules removed (iptables-legacy-restore)\n");
+}
+
+TEST_CASE("cleanup removes ::6/128 from lo only when turnout added it", "[capture]") {
+  FakeIptables fake;
+  fake.answer("iptables-nft-save -t nat", kEmptyNat);
+  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
+  fake.answer("ip -6 -o addr show dev lo", kLoWithOurs);
+  fake.answer("ip -6 addr del ::6/128 dev lo", "");
+  Run dry = run(fake, {"--cleanup", "--dry-run", "--iptables-backend", "nft"});
+  CHECK(dry.code == 0);
+  CHECK(dry.out ==
+        "# turnout iptables: IPv6 inbound passthrough source turnout added to lo\n"
+        "ip -6 addr del ::6/128 dev lo\n");
+  CHECK(fake.commands().back() == "ip -6 -o addr show dev lo");
+  Run r = run(fake, {"--cleanup", "--iptables-backend", "nft"});
+  CHECK(r.code == 0);
+  CHECK(r.out == "turnout iptables: ::6/128 removed from lo\n");
+  CHECK(fake.commands().back() == "ip -6 addr del ::6/128 dev lo");
+
+  fake.calls.clear();
+  fake.answer("ip -6 -o addr show dev lo", kLoWithTheirs);
+  Run theirs = run(fake, {"--cleanup", "--iptables-backend", "nft"});
+  CHECK(theirs.code == 0);
+  CHECK(theirs.out == "turnout iptables: no capture rules to remove\n");
+  for (const auto& c : fake.commands()) CHECK(c.find("addr del") == std::string::npos);
 }
 
 TEST_CASE("cleanup with nothing there succeeds and changes nothing", "[capture]") {

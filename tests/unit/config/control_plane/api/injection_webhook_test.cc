@@ -419,6 +419,10 @@ TEST_CASE("an injected pod whose service or excluded ports are invalid is denied
        "annotation turnout.dev/exclude-inbound-ports: 'http' is not a port"},
       {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/exclude-inbound-ports":"70000"})"),
        "'70000' is not a port"},
+      {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/ip-families":"IPv6"})"),
+       "annotation turnout.dev/ip-families: 'IPv6' must be ipv4, ipv6 or dual"},
+      {podWith(R"({})", R"({"turnout.dev/inject":"true","turnout.dev/ip-families":""})"),
+       "annotation turnout.dev/ip-families: '' must be ipv4, ipv6 or dual"},
   }));
   INFO(pod);
   const Answer a = review(reviewOf(pod));
@@ -427,6 +431,48 @@ TEST_CASE("an injected pod whose service or excluded ports are invalid is denied
   const Value& status = at(a.response, "status");
   CHECK(at(status, "code").number_value() == 400);
   CHECK(str(at(status, "message")).find(reason) != std::string::npos);
+}
+
+TEST_CASE("the ip-families annotation reaches the capture and the node metadata and the readiness listener",
+          "[injection_webhook]") {
+  struct Case {
+    std::string annotation;  // "" for none
+    bool ipv6_capture;
+    std::string metadata;     // node metadata ip_families; "" for absent
+    std::string readiness;    // the readiness listener's address
+    bool ipv4_compat;
+  };
+  const auto c = GENERATE(values<Case>({{"", false, "", "0.0.0.0", false},
+                                        {"ipv4", false, "", "0.0.0.0", false},
+                                        {"ipv6", true, "ipv6", "::", false},
+                                        {"dual", true, "dual", "::", true}}));
+  CAPTURE(c.annotation);
+  const std::string annotations =
+      c.annotation.empty() ? R"({"turnout.dev/inject":"true"})"
+                           : R"({"turnout.dev/inject":"true","turnout.dev/ip-families":")" + c.annotation + R"("})";
+  const Answer a = review(reviewOf(podWith(R"({"app":"web"})", annotations)));
+  REQUIRE(allowed(a));
+  REQUIRE(a.patch);
+  const auto init_args = strings(at(container(a.pod, "initContainers", "turnout-init"), "args"));
+  CHECK((std::find(init_args.begin(), init_args.end(), "--ipv6") != init_args.end()) == c.ipv6_capture);
+  const auto args = strings(at(container(a.pod, "containers", "turnout-proxy"), "args"));
+  config::BootstrapLoadOptions load;
+  load.config_yaml = expand(argAfter(args, "--config-yaml"), "web-1", "shop");
+  load.service_node = expand(argAfter(args, "--service-node"), "web-1", "shop");
+  load.service_cluster = argAfter(args, "--service-cluster");
+  auto loaded = config::SnapshotBuilder::load(load);
+  INFO(loaded.status().ToString());
+  REQUIRE(loaded.ok());
+  const auto& metadata = loaded->snapshot->bootstrap.node().metadata().fields().at("turnout").struct_value().fields();
+  if (c.metadata.empty()) {
+    CHECK(metadata.count("ip_families") == 0);
+  } else {
+    CHECK(metadata.at("ip_families").string_value() == c.metadata);
+  }
+  const auto& listeners = loaded->snapshot->bootstrap.static_resources().listeners();
+  REQUIRE(listeners.size() == 1);
+  CHECK(listeners[0].address().socket_address().address() == c.readiness);
+  CHECK(listeners[0].address().socket_address().ipv4_compat() == c.ipv4_compat);
 }
 
 TEST_CASE("malformed reviews are errors that name what is wrong", "[injection_webhook]") {
