@@ -103,27 +103,14 @@ class SidecarDualStackTest(netns.TopologyCase, unittest.TestCase):
                 if nxt:
                     args += ["--next", nxt]
                 topo.popen(pod, args, log=os.path.join(cls.tmp, "%s-%d-app.log" % (pod, app_port)))
-            boot = os.path.join(cls.tmp, pod + "-bootstrap.yaml")
-            out = cls.cpctl("bootstrap", "--mode", "capture", "--ip-families", "dual", "--node", pod,
-                            "--service", service, "--namespace", "default", "--xds-host", CP_IP,
-                            "--xds-port", str(XDS_PORT), "--admin-port", str(ADMIN_PORT))
-            with open(boot, "w") as f:
-                f.write(out)
-            topo.popen(pod, [TURNOUT, "-c", boot, "--concurrency", "1", "-l", "info"],
-                       user=PROXY_UID, log=os.path.join(cls.tmp, pod + "-sidecar.log"))
+            cls.startSidecar(pod, TURNOUT, service, "%s:%d" % (CP_IP, XDS_PORT), ADMIN_PORT,
+                             PROXY_UID, extra_bootstrap=("--ip-families", "dual"))
         for pod in PODS:
             cls.waitReady(pod)
 
     @classmethod
     def waitReady(cls, pod):
-        end = time.monotonic() + DEADLINE_S
-        while time.monotonic() < end:
-            r = cls.topo.run(pod, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                   "http://127.0.0.1:%d/ready" % ADMIN_PORT], check=False)
-            if r.stdout == b"200":
-                return
-            time.sleep(0.1)
-        raise AssertionError("the %s sidecar did not become ready" % pod)
+        cls.waitSidecarReady(pod, ADMIN_PORT, DEADLINE_S)
 
     def call(self, host="10.88.0.10", port=8080, headers=()):
         """GET from the client namespace to the frontend pod; the JSON chain."""

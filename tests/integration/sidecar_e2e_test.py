@@ -109,28 +109,15 @@ class SidecarE2ETest(netns.TopologyCase, unittest.TestCase):
                 topo.popen(pod, ["/usr/bin/python3", APP, "--name", service, "--variant", "lazy",
                                  "--port", "8081", "--next", nxt, "--propagate", "traceparent"],
                            log=os.path.join(cls.tmp, pod + "-lazy-app.log"))
-            boot = os.path.join(cls.tmp, pod + "-bootstrap.yaml")
-            out = cls.cpctl("bootstrap", "--mode", "capture", "--node", pod, "--service", service,
-                            "--namespace", "default", "--xds-host", CP_IP,
-                            "--xds-port", str(XDS_PORT), "--admin-port", str(ADMIN_PORT))
-            with open(boot, "w") as f:
-                f.write(out)
-            topo.popen(pod, [TURNOUT, "-c", boot, "--concurrency", "1", "-l", "info"],
-                       user=PROXY_UID, log=os.path.join(cls.tmp, pod + "-sidecar.log"))
+            cls.startSidecar(pod, TURNOUT, service, "%s:%d" % (CP_IP, XDS_PORT), ADMIN_PORT,
+                             PROXY_UID)
         for pod in PODS:
             cls.waitReady(pod)
 
 
     @classmethod
     def waitReady(cls, pod):
-        end = time.monotonic() + DEADLINE_S
-        while time.monotonic() < end:
-            r = cls.topo.run(pod, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                   "http://127.0.0.1:%d/ready" % ADMIN_PORT], check=False)
-            if r.stdout == b"200":
-                return
-            time.sleep(0.1)
-        raise AssertionError("the %s sidecar did not become ready" % pod)
+        cls.waitSidecarReady(pod, ADMIN_PORT, DEADLINE_S)
 
     def call(self, path="/", port=8080, headers=()):
         """GET from the client namespace to the frontend pod; the JSON chain."""

@@ -145,6 +145,34 @@ class TopologyCase:
                     sys.stderr.write("==== %s\n%s\n" % (name, f.read()[-4000:]))
 
     @classmethod
+    def startSidecar(cls, pod, turnout, service, xds, admin_port, uid, extra_bootstrap=()):
+        """A captured sidecar in `pod`: `turnout-cp bootstrap --mode capture`
+        for `service` (namespace "default", ADS at `xds`, "HOST:PORT", plus
+        `extra_bootstrap` flags), run as `uid`, logging into `tmp`."""
+        host, port = xds.rsplit(":", 1)
+        out = cls.cpctl("bootstrap", "--mode", "capture", *extra_bootstrap, "--node", pod,
+                        "--service", service, "--namespace", "default", "--xds-host", host,
+                        "--xds-port", port, "--admin-port", str(admin_port))
+        boot = os.path.join(cls.tmp, pod + "-bootstrap.yaml")
+        with open(boot, "w") as f:
+            f.write(out)
+        cls.topo.popen(pod, [turnout, "-c", boot, "--concurrency", "1", "-l", "info"],
+                       user=uid, log=os.path.join(cls.tmp, pod + "-sidecar.log"))
+
+    @classmethod
+    def waitSidecarReady(cls, pod, admin_port, deadline_s):
+        """Until the sidecar of `pod` answers /ready 200 (bounded)."""
+        import time
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            r = cls.topo.run(pod, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "http://127.0.0.1:%d/ready" % admin_port], check=False)
+            if r.stdout == b"200":
+                return
+            time.sleep(0.1)
+        raise AssertionError("the %s sidecar did not become ready" % pod)
+
+    @classmethod
     def cpctl(cls, *args):
         """turnout-cp's CLI inside pod "cp", against its API (bootstrap needs none)."""
         server = [] if args[0] == "bootstrap" else ["--server", cls.cp.url]
