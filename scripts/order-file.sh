@@ -23,25 +23,10 @@ SERVICES=${SERVICES:-100}
 [ -x "$TURNOUT" ] && [ -x "$CP" ] || { echo "order-file.sh: build first ($B)" >&2; exit 2; }
 command -v valgrind > /dev/null || { echo "order-file.sh: needs valgrind" >&2; exit 2; }
 
-NS=turnout-order-$$
-WORK=$(mktemp -d)
-cleanup() {
-  pkill -f "$WORK/" 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
-
-in_ns "$CP" serve --data-dir "$WORK/data" --http-address 127.0.0.1:18080 \
-  --xds-address 127.0.0.1:18000 > "$WORK/cp.log" 2>&1 &
-for _ in $(seq 1 50); do in_ns curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
-for i in $(seq 1 "$SERVICES"); do
-  in_ns "$CP" service put "svc$i" --port $((9000 + i)) \
-    --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$((9000 + i))" > /dev/null
-done
+. bench/compare/sidecar_netns.sh
+sidecar_netns_setup turnout-order
+sidecar_cp_start "$WORK"
+sidecar_cp_services "$SERVICES"
 in_ns "$CP" sandbox create feat-x --fork svc1=10.9.0.1:9001 > /dev/null
 
 # The sidecar bootstrap plus one static listener that proxies to the admin

@@ -29,17 +29,8 @@ IDLE=${IDLE:-5}
 [ -x "$TURNOUT" ] && [ -x "$CP" ] || { echo "sidecar_rss.sh: build first ($B)" >&2; exit 2; }
 [ $# -gt 0 ] || set -- 1 100 300
 
-NS=turnout-rss-$$
-WORK=$(mktemp -d)
-cleanup() {
-  pkill -f "$WORK/" 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
+. bench/compare/sidecar_netns.sh
+sidecar_netns_setup turnout-rss
 
 field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
 
@@ -61,14 +52,8 @@ printf '| services | RSS KiB | Anon KiB | File KiB | PSS KiB |\n|---|---|---|---
 prev_n=""; prev_anon=""; slopes=""
 for n in "$@"; do
   d=$WORK/n$n
-  mkdir -p "$d"
-  in_ns "$CP" serve --data-dir "$d/data" --http-address 127.0.0.1:18080 \
-    --xds-address 127.0.0.1:18000 > "$d/cp.log" 2>&1 &
-  for _ in $(seq 1 50); do in_ns curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
-  for i in $(seq 1 "$n"); do
-    in_ns "$CP" service put "svc$i" --port $((9000 + i)) \
-      --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$((9000 + i))" > /dev/null
-  done
+  sidecar_cp_start "$d"
+  sidecar_cp_services "$n"
   in_ns "$CP" bootstrap --mode capture --node rss --ads "$ADS" \
     --service svc1 > "$d/boot.yaml"
   in_ns "$TURNOUT" -c "$d/boot.yaml" --concurrency "$CONCURRENCY" -l warning > "$d/sc.log" 2>&1 &
