@@ -35,7 +35,6 @@ import copy
 import json
 import os
 import sys
-import tempfile
 import time
 import unittest
 
@@ -85,19 +84,7 @@ def serve_flags(args):
 class InjectedPodTest(netns.TopologyCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="turnout-k8s-pods-")
-        cls.turnout_cp = TURNOUT_CP
-        os.chmod(cls.tmp, 0o777)  # the sidecars (UID 1337) write their logs here
-        cls.topo = netns.Topology("tkp%d" % (os.getpid() % 100000))
-        cls.cp = None
-        try:
-            cls._build()
-        except BaseException:
-            cls._dump()
-            if cls.cp is not None:
-                cls.cp.stop()
-            cls.topo.close()
-            raise
+        cls.setUpTopology("turnout-k8s-pods-", "tkp", TURNOUT_CP)
 
     @classmethod
     def _build(cls):

@@ -24,7 +24,6 @@ skipped) with the reason when the machine forbids network namespaces.
 import json
 import os
 import sys
-import tempfile
 import time
 import unittest
 
@@ -58,16 +57,7 @@ KEY = "baggage: turnout-routing-key=feat-x"
 class SidecarDualStackTest(netns.TopologyCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="turnout-sidecar-dual-")
-        cls.turnout_cp = TURNOUT_CP
-        os.chmod(cls.tmp, 0o777)  # the sidecars (UID 1337) write their logs here
-        cls.topo = netns.Topology("tds%d" % (os.getpid() % 100000))
-        try:
-            cls._build()
-        except BaseException:
-            cls._dump()
-            cls.topo.close()
-            raise
+        cls.setUpTopology("turnout-sidecar-dual-", "tds", TURNOUT_CP)
 
     @classmethod
     def _ipv6(cls, pod, address):

@@ -25,7 +25,6 @@ with the reason when the machine forbids network namespaces.
 import json
 import os
 import sys
-import tempfile
 import time
 import unittest
 
@@ -64,16 +63,7 @@ def traceparent(n):
 class SidecarE2ETest(netns.TopologyCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="turnout-sidecar-e2e-")
-        cls.turnout_cp = TURNOUT_CP
-        os.chmod(cls.tmp, 0o777)  # the sidecars (UID 1337) write their logs here
-        cls.topo = netns.Topology("tsc%d" % (os.getpid() % 100000))
-        try:
-            cls._build()
-        except BaseException:
-            cls._dump()
-            cls.topo.close()
-            raise
+        cls.setUpTopology("turnout-sidecar-e2e-", "tsc", TURNOUT_CP)
 
     @classmethod
     def _build(cls):

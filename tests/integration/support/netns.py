@@ -15,6 +15,7 @@ sees it). Every command has a timeout.
 import os
 import shutil
 import subprocess
+import tempfile
 
 CMD_TIMEOUT_S = 20
 
@@ -143,6 +144,26 @@ class TopologyCase:
             if name.endswith(".log"):
                 with open(os.path.join(cls.tmp, name), errors="replace") as f:
                     sys.stderr.write("==== %s\n%s\n" % (name, f.read()[-4000:]))
+
+    @classmethod
+    def setUpTopology(cls, tmp_prefix, topo_prefix, turnout_cp):
+        """setUpClass's common part: the work directory `tmp` (writable by
+        the sidecars' UID 1337, which log there), `topo` (namespaces named
+        `topo_prefix` + pid), then the suite's `_build()`. When that fails,
+        the logs are printed and what was started is stopped."""
+        cls.tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+        cls.turnout_cp = turnout_cp
+        os.chmod(cls.tmp, 0o777)
+        cls.topo = Topology("%s%d" % (topo_prefix, os.getpid() % 100000))
+        cls.cp = None
+        try:
+            cls._build()
+        except BaseException:
+            cls._dump()
+            if cls.cp is not None:
+                cls.cp.stop()
+            cls.topo.close()
+            raise
 
     @classmethod
     def startSidecar(cls, pod, turnout, service, xds, admin_port, uid, extra_bootstrap=()):
