@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proxy/capture/iptables.h"
 
@@ -388,6 +389,9 @@ TEST_CASE("the system backend comes from iptables --version", "[capture]") {
   CHECK(backendProgram(Backend::kLegacy, IpFamily::kV4, "-save") == "iptables-legacy-save");
 }
 
+constexpr const char* kEmptyNat =
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+
 // A fake iptables: answers save commands from `tables` and records restores.
 struct FakeIptables {
   std::map<std::string, CommandResult> answers;  // by the joined argv
@@ -406,6 +410,13 @@ struct FakeIptables {
     answers[cmd] = CommandResult{.started = true, .exit_code = code, .out = std::move(out),
                                  .err = std::move(err)};
   }
+  // nft for both families, with no nat rules yet, taking what is restored.
+  void answerEmptyNft() {
+    for (const char* family : {"iptables", "ip6tables"}) {
+      answer(absl::StrCat(family, "-nft-save -t nat"), kEmptyNat);
+      answer(absl::StrCat(family, "-nft-restore --noflush --wait 5"), "");
+    }
+  }
   std::vector<std::string> commands() const {
     std::vector<std::string> out;
     for (const auto& c : calls) out.push_back(c.first);
@@ -413,7 +424,6 @@ struct FakeIptables {
   }
 };
 
-constexpr const char* kEmptyNat = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 // `ip -6 -o addr show dev lo`: without ::6, with turnout's (nodad), with someone else's.
 constexpr const char* kLoPlain =
     "1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n";
@@ -498,10 +508,7 @@ TEST_CASE("apply without --ipv6 removes turnout's IPv6 rules of an earlier run",
 
 TEST_CASE("apply with --ipv6 writes both families", "[capture]") {
   FakeIptables fake;
-  fake.answer("iptables-nft-save -t nat", kEmptyNat);
-  fake.answer("iptables-nft-restore --noflush --wait 5", "");
-  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
-  fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answerEmptyNft();
   fake.answer("ip -6 -o addr show dev lo", kLoPlain);
   fake.answer("ip -6 addr add ::6/128 dev lo nodad", "");
   Run r = run(fake, {"--iptables-backend=nft", "--ipv6"});
@@ -512,10 +519,7 @@ TEST_CASE("apply with --ipv6 writes both families", "[capture]") {
 
 TEST_CASE("an --ipv6 run adds ::6/128 to lo with turnout's mark and a re-run adds nothing", "[capture]") {
   FakeIptables fake;
-  fake.answer("iptables-nft-save -t nat", kEmptyNat);
-  fake.answer("iptables-nft-restore --noflush --wait 5", "");
-  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
-  fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answerEmptyNft();
   fake.answer("ip -6 -o addr show dev lo", kLoPlain);
   fake.answer("ip -6 addr add ::6/128 dev lo nodad", "");
   Run r = run(fake, {"--iptables-backend=nft", "--ipv6"});
@@ -537,10 +541,7 @@ TEST_CASE("an --ipv6 run adds ::6/128 to lo with turnout's mark and a re-run add
 
 TEST_CASE("an --ipv6 run exits 1 with ip's message when ip fails", "[capture]") {
   FakeIptables fake;
-  fake.answer("iptables-nft-save -t nat", kEmptyNat);
-  fake.answer("iptables-nft-restore --noflush --wait 5", "");
-  fake.answer("ip6tables-nft-save -t nat", kEmptyNat);
-  fake.answer("ip6tables-nft-restore --noflush --wait 5", "");
+  fake.answerEmptyNft();
   Run missing = run(fake, {"--iptables-backend=nft", "--ipv6"});
   CHECK(missing.code == 1);
   CHECK(missing.err ==
