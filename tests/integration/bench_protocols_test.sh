@@ -83,8 +83,9 @@ CHECKS
 "$BENCH" --h2 -c1 -d1 "https://127.0.0.1:$TLS/0" >/dev/null 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] && grep -qF "cannot connect to https://127.0.0.1:$TLS/0 (127.0.0.1:$TLS: TLS handshake: " "$TMP/err" ||
   fail "--h2 against a TLS server without h2: rc $rc $(cat "$TMP/err")"
-"$BENCH" -c1 -d1 "https://127.0.0.1:$IDLE/0" >/dev/null 2>"$TMP/err"; rc=$?
-[ $rc = 2 ] && grep -qF "TLS handshake: " "$TMP/err" || fail "https against plain HTTP: rc $rc $(cat "$TMP/err")"
+"$BENCH" -c1 -d1 "https://127.0.0.1:$IDLE/0" >"$TMP/plain.out" 2>"$TMP/err"; rc=$?
+[ $rc = 2 ] && grep -qF "TLS handshake: " "$TMP/err" ||
+  fail "https against plain HTTP: rc $rc $(cat "$TMP/err") $(head -c 600 "$TMP/plain.out")"
 
 # --- routing keys over h2c, as nginx logged them ------------------------------------
 : >"$TMP/keys.log"
