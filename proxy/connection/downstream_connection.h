@@ -89,10 +89,12 @@ class DownstreamConnection : public ConnectionHandle,
   bool closeAfterResponse() const override { return codec_.shouldClose(); }
   bool upgraded() const override { return codec_.upgraded(); }
   DownstreamConnection* http1() override { return this; }
-  bool canTunnel() const override { return tls_ == nullptr; }
+  bool canTunnel() const override { return true; }
 
-  // For the tunnel after an upgrade.
+  // For the tunnel after an upgrade: the socket, and the TLS session over it
+  // (null for plaintext).
   beast::tcp_stream& stream() { return stream_; }
+  tls::TlsTransport* tlsTransport() { return tls_.get(); }
   // Bytes read from the client that the codec has not consumed (after an
   // upgrade: the start of the tunnel). Valid until the next read.
   std::string_view buffered() const {

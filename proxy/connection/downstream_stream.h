@@ -134,9 +134,9 @@ class DownstreamStream {
   virtual bool upgraded() const { return false; }
   // The HTTP/1 connection under the stream (a tunnel after an upgrade).
   virtual DownstreamConnection* http1() { return nullptr; }
-  // An upgrade (WebSocket, CONNECT) can be tunnelled: plaintext HTTP/1 only
-  // for now (a TLS tunnel and HTTP/2 extended CONNECT are not implemented);
-  // otherwise the upgrade is refused with 403.
+  // An upgrade (WebSocket, CONNECT) can be tunnelled: HTTP/1, plaintext or
+  // TLS (HTTP/2 extended CONNECT is not implemented); otherwise the upgrade
+  // is refused with 403.
   virtual bool canTunnel() const { return false; }
 };
 

@@ -17,30 +17,10 @@ namespace {
 // per_connection_buffer_limit_bytes when that is smaller.
 constexpr size_t kMaxChunk = 64 * 1024;
 
-bool closedLocally(const boost::system::error_code& ec) {
-  return ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor;
-}
-
 std::string endpointString(const asio::ip::tcp::endpoint& e) {
   return hostPort(e.address().to_string(), e.port());
 }
 
-}  // namespace
-
-// Completion of the relay's co_spawned coroutines: logs an escaped
-// exception (LogEscapedException's job), clears the coroutine's running flag
-// and wakes relay(), which waits for it.
-struct TcpProxyConnection::SpawnedDone {
-  TcpProxyConnection* conn;
-  bool* running;
-  void operator()(std::exception_ptr e) const {
-    LogEscapedException{"conn", "tcp proxy relay"}(e);
-    *running = false;
-    conn->joined_.cancel();
-  }
-};
-
-namespace {
 }  // namespace
 
 TcpProxyConnection::TcpProxyConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
@@ -60,9 +40,7 @@ TcpProxyConnection::TcpProxyConnection(Worker& worker, DataPlaneConfigConstShare
       tls_(std::move(tls)),
       id_(Worker::next_connection_id_.fetch_add(1)),
       started_(std::chrono::steady_clock::now()),
-      started_wall_(std::chrono::system_clock::now()),
-      joined_(worker.io(), std::chrono::steady_clock::time_point::max()),
-      idle_timer_(worker.io()) {
+      started_wall_(std::chrono::system_clock::now()) {
   registration_ = worker_.registerConnection(this);
 }
 
@@ -80,20 +58,8 @@ void TcpProxyConnection::closeSockets() {
 
 void TcpProxyConnection::close() {
   closed_ = true;
+  if (relay_ != nullptr) relay_->close();
   closeSockets();
-}
-
-void TcpProxyConnection::resetBoth() {
-  closed_ = true;
-  boost::system::error_code ec;
-  // SO_LINGER {on, 0}: close() sends a reset instead of a FIN.
-  const asio::socket_base::linger abort(true, 0);
-  socket_.set_option(abort, ec);
-  socket_.close(ec);
-  if (upstream_) {
-    upstream_->stream.socket().set_option(abort, ec);
-    upstream_->stream.socket().close(ec);
-  }
 }
 
 asio::awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigConstSharedPtr config,
@@ -197,224 +163,75 @@ asio::awaitable<bool> TcpProxyConnection::connectUpstream() {
 }
 
 asio::awaitable<void> TcpProxyConnection::relay() {
+  if (closed_) co_return;
   const TcpProxyRuntime& tcp = this->tcp();
-  stats::Shard& shard = worker_.shard();
   down_.socket = &socket_;
   down_.tls = tls_.get();
   up_.socket = &upstream_->stream.socket();
   up_.tls = upstream_->tls.get();
-  chunk_ = tcp.buffer_limit_bytes == 0 ? kMaxChunk
-                                       : std::min<size_t>(tcp.buffer_limit_bytes, kMaxChunk);
-  // send() tries each write at once and only then waits (to tell a paused
-  // reader); async operations are unaffected by this flag.
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
-  up_.socket->non_blocking(true, ec);
-  touch();
-  if (!initial_.empty()) {
-    // What the listener read to choose the filter chain goes first.
-    bytes_received_ += initial_.size();
-    shard.inc(tcp.stats.downstream_cx_rx_bytes_total, initial_.size());
-    bool waited = false;
-    ec = co_await send(up_, std::span<const char>(initial_.data(), initial_.size()), waited);
-    if (ec) co_return;
-    shard.inc(cluster_->runtime().stats.upstream_cx_tx_bytes_total, initial_.size());
-    std::string().swap(initial_);
-  }
-  if (closed_) co_return;
-  const bool idle = tcp.config->idle_timeout.count() > 0;
-  pump_running_ = true;
-  asio::co_spawn(worker_.io(), pump(kToDownstream), SpawnedDone{this, &pump_running_});
-  if (idle) {
-    idle_running_ = true;
-    asio::co_spawn(worker_.io(), idleWatch(), SpawnedDone{this, &idle_running_});
-  }
-  co_await pump(kToUpstream);
-  // The other direction, then the idle watch (stopped once both are done).
-  while (pump_running_) {
-    joined_.expires_at(std::chrono::steady_clock::time_point::max());
-    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-  relay_done_ = true;
-  idle_timer_.cancel();
-  while (idle_running_) {
-    joined_.expires_at(std::chrono::steady_clock::time_point::max());
-    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-  if (flushing_) {
-    shard.sub(tcp.stats.upstream_flush_active, 1);
-    flushing_ = false;
-  }
+  const size_t chunk = tcp.buffer_limit_bytes == 0
+                           ? kMaxChunk
+                           : std::min<size_t>(tcp.buffer_limit_bytes, kMaxChunk);
+  ByteRelay relay(worker_.io(), down_, up_, chunk, tcp.config->idle_timeout, *this, id_);
+  relay_ = &relay;
+  // What the listener read to choose the filter chain goes first.
+  co_await relay.run(std::move(initial_), {});
+  relay_ = nullptr;
 }
 
-asio::awaitable<void> TcpProxyConnection::idleWatch() {
-  const std::chrono::milliseconds idle = tcp().config->idle_timeout;
-  boost::system::error_code ec;
-  for (;;) {
-    idle_timer_.expires_at(last_activity_ + idle);
-    co_await idle_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (relay_done_ || closed_) co_return;
-    if (std::chrono::steady_clock::now() - last_activity_ >= idle) {
-      TURNOUT_CONN_LOG(debug, "conn", id_, "tcp proxy: idle timeout");
-      worker_.shard().inc(tcp().stats.idle_timeout);
-      close();
-      co_return;
-    }
-  }
-}
-
-asio::awaitable<boost::system::error_code> TcpProxyConnection::receive(
-    Side& from, char* buf, size_t size, std::string& plain, std::span<const char>& out) {
-  boost::system::error_code ec;
-  if (from.tls == nullptr) {
-    const size_t n = co_await from.socket->async_read_some(
-        asio::buffer(buf, size), asio::redirect_error(asio::use_awaitable, ec));
-    out = std::span<const char>(buf, ec ? 0 : n);
-    co_return ec;
-  }
-  plain.clear();
-  for (;;) {
-    // Plaintext the transport holds already (records that came with the
-    // handshake, or a read of several records), then more ciphertext. What
-    // the transport must send back (a key update) waits for this side's
-    // writer: a reader never writes.
-    const tls::TlsTransport::Result r = from.tls->read(plain);
-    if (!plain.empty()) {
-      out = std::span<const char>(plain.data(), plain.size());
-      co_return ec;
-    }
-    if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
-    if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
-    from.tls_in.resize(size);
-    const size_t n = co_await from.socket->async_read_some(
-        asio::buffer(from.tls_in.data(), size), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
-    from.tls->feed(std::span<const char>(from.tls_in.data(), n));
-  }
-}
-
-asio::awaitable<boost::system::error_code> TcpProxyConnection::send(Side& to,
-                                                                    std::span<const char> data,
-                                                                    bool& waited) {
-  std::span<const char> bytes = data;
-  if (to.tls != nullptr) {
-    to.tls_out.clear();
-    if (!to.tls->write(data)) co_return asio::error::connection_reset;
-    to.tls->takeOutput(to.tls_out);
-    bytes = std::span<const char>(to.tls_out.data(), to.tls_out.size());
-  }
-  boost::system::error_code ec;
-  size_t n = to.socket->write_some(asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    ec = {};
-    n = 0;
-  }
-  if (ec) co_return ec;
-  if (n < bytes.size()) {
-    waited = true;
-    co_await asio::async_write(*to.socket, asio::buffer(bytes.data() + n, bytes.size() - n),
-                               asio::redirect_error(asio::use_awaitable, ec));
-  }
-  co_return ec;
-}
-
-asio::awaitable<void> TcpProxyConnection::shutdownWrite(Side& to) {
-  boost::system::error_code ec;
-  if (to.tls != nullptr) {
-    to.tls->shutdown();
-    to.tls_out.clear();
-    to.tls->takeOutput(to.tls_out);
-    if (!to.tls_out.empty()) {
-      co_await asio::async_write(*to.socket, asio::buffer(to.tls_out),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
-  }
-  to.socket->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-}
-
-asio::awaitable<void> TcpProxyConnection::pump(Direction dir) {
-  const bool to_upstream = dir == kToUpstream;
-  Side& from = to_upstream ? down_ : up_;
-  Side& to = to_upstream ? up_ : down_;
+void TcpProxyConnection::onRead(RelayDirection dir, uint64_t n) {
   const TcpProxyRuntime& tcp = this->tcp();
-  const stats::TcpProxyStats& ts = tcp.stats;
+  stats::Shard& shard = worker_.shard();
+  if (dir == kToUpstream) {
+    bytes_received_ += n;
+    shard.inc(tcp.stats.downstream_cx_rx_bytes_total, n);
+    shard.add(tcp.stats.downstream_cx_rx_bytes_buffered, static_cast<int64_t>(n));
+  } else {
+    shard.inc(cluster_->runtime().stats.upstream_cx_rx_bytes_total, n);
+    shard.add(tcp.stats.downstream_cx_tx_bytes_buffered, static_cast<int64_t>(n));
+  }
+}
+
+void TcpProxyConnection::onWritten(RelayDirection dir, uint64_t n, bool delivered, bool waited) {
+  const stats::TcpProxyStats& ts = tcp().stats;
   const stats::ClusterStats& cs = cluster_->runtime().stats;
   stats::Shard& shard = worker_.shard();
-  const stats::StatId rx = to_upstream ? ts.downstream_cx_rx_bytes_total : cs.upstream_cx_rx_bytes_total;
-  const stats::StatId tx = to_upstream ? cs.upstream_cx_tx_bytes_total : ts.downstream_cx_tx_bytes_total;
-  const stats::StatId buffered =
-      to_upstream ? ts.downstream_cx_rx_bytes_buffered : ts.downstream_cx_tx_bytes_buffered;
-  const stats::StatId paused = to_upstream ? ts.downstream_flow_control_paused_reading_total
-                                           : cs.upstream_flow_control_paused_reading_total;
-  const stats::StatId resumed = to_upstream ? ts.downstream_flow_control_resumed_reading_total
-                                            : cs.upstream_flow_control_resumed_reading_total;
-  std::unique_ptr<char[]> buf(new char[chunk_]);
-  std::string plain;
-  for (;;) {
-    if (closed_) co_return;
-    if (stop_reading_[dir]) {
-      // The source is gone (its other direction could not be written): end
-      // this direction cleanly after what was in flight.
-      co_await shutdownWrite(to);
-      co_return;
-    }
-    std::span<const char> data;
-    boost::system::error_code ec = co_await receive(from, buf.get(), chunk_, plain, data);
-    if (ec == asio::error::eof) {
-      if (!to_upstream) upstream_closed_first_ = true;
-      if (!closed_) co_await shutdownWrite(to);  // half-close: FIN for FIN
-      co_return;
-    }
-    if (ec) {
-      if (closed_ || closedLocally(ec)) co_return;
-      // A reset (or a TLS failure) from `from`: the other side is reset too.
-      TURNOUT_CONN_LOG(debug, "conn", id_, "tcp proxy: {} reset ({})",
-                       to_upstream ? "downstream" : "upstream", ec.message());
-      if (!to_upstream) upstream_closed_first_ = true;
-      flags_.set(to_upstream ? access_log::ResponseFlag::DownstreamRemoteReset
-                             : access_log::ResponseFlag::UpstreamRemoteReset);
-      resetBoth();
-      co_return;
-    }
-    const uint64_t n = data.size();
-    if (to_upstream) bytes_received_ += n;
-    shard.inc(rx, n);
-    shard.add(buffered, static_cast<int64_t>(n));
-    touch();
-    bool waited = false;
-    writing_[dir] = true;
-    ec = co_await send(to, data, waited);
-    writing_[dir] = false;
-    shard.sub(buffered, static_cast<int64_t>(n));
-    if (waited) {
-      shard.inc(paused);
-      shard.inc(resumed);
-    }
-    if (to_upstream && flushing_) {
-      shard.sub(ts.upstream_flush_active, 1);
-      flushing_ = false;
-    }
-    if (ec) {
-      if (closed_ || closedLocally(ec)) co_return;
-      // `to` cannot take bytes any more. Bytes read from it may still come
-      // and go to `from` (its pump ends at its EOF or reset); this direction
-      // ends here. When the client went away while bytes to the upstream were
-      // being written, that write finishes first (Envoy's upstream flush).
-      TURNOUT_CONN_LOG(debug, "conn", id_, "tcp proxy: write to {} failed ({})",
-                       to_upstream ? "upstream" : "downstream", ec.message());
-      const Direction other = to_upstream ? kToDownstream : kToUpstream;
-      stop_reading_[other] = true;
-      if (!to_upstream && writing_[kToUpstream] && !flushing_) {
-        flushing_ = true;
-        shard.inc(ts.upstream_flush_total);
-        shard.add(ts.upstream_flush_active, 1);
-      }
-      co_return;
-    }
-    if (!to_upstream) bytes_sent_ += n;
-    shard.inc(tx, n);
-    touch();
+  const bool to_upstream = dir == kToUpstream;
+  shard.sub(to_upstream ? ts.downstream_cx_rx_bytes_buffered : ts.downstream_cx_tx_bytes_buffered,
+            static_cast<int64_t>(n));
+  if (waited) {
+    shard.inc(to_upstream ? ts.downstream_flow_control_paused_reading_total
+                          : cs.upstream_flow_control_paused_reading_total);
+    shard.inc(to_upstream ? ts.downstream_flow_control_resumed_reading_total
+                          : cs.upstream_flow_control_resumed_reading_total);
   }
+  if (!delivered) return;
+  if (!to_upstream) bytes_sent_ += n;
+  shard.inc(to_upstream ? cs.upstream_cx_tx_bytes_total : ts.downstream_cx_tx_bytes_total, n);
+}
+
+void TcpProxyConnection::onSourceEnded(RelayDirection dir, bool reset) {
+  if (dir == kToDownstream) upstream_closed_first_ = true;
+  if (reset) {
+    flags_.set(dir == kToUpstream ? access_log::ResponseFlag::DownstreamRemoteReset
+                                  : access_log::ResponseFlag::UpstreamRemoteReset);
+  }
+}
+
+void TcpProxyConnection::onFlush(bool active) {
+  const stats::TcpProxyStats& ts = tcp().stats;
+  stats::Shard& shard = worker_.shard();
+  if (active) {
+    shard.inc(ts.upstream_flush_total);
+    shard.add(ts.upstream_flush_active, 1);
+  } else {
+    shard.sub(ts.upstream_flush_active, 1);
+  }
+}
+
+void TcpProxyConnection::onIdleTimeout() {
+  TURNOUT_CONN_LOG(debug, "conn", id_, "tcp proxy: idle timeout");
+  worker_.shard().inc(tcp().stats.idle_timeout);
 }
 
 void TcpProxyConnection::logAccess() {

@@ -7,6 +7,7 @@
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
 #include "proxy/common/xx_hash.h"
+#include "proxy/connection/byte_relay.h"
 #include "proxy/connection/downstream_connection.h"
 #include "proxy/router/request_mirror.h"
 #include "proxy/server/worker.h"
@@ -19,6 +20,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// The most a tunnel's pump reads at once (one buffer per direction).
+constexpr size_t kTunnelChunk = 16 * 1024;
 
 milliseconds until(Clock::time_point deadline) {
   auto d = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
@@ -60,34 +64,40 @@ void forEachPart(std::string_view s, char sep, Fn&& fn) {
   }
 }
 
-// Copies bytes from `from` to `to` until EOF, an error or `idle` without
-// traffic; then closes `to` so that the other direction ends too. Pointers,
-// not references: the caller keeps both streams alive until `done` fires.
-asio::awaitable<void> pump(beast::tcp_stream* from, beast::tcp_stream* to, std::string pending,
-                           milliseconds idle, asio::steady_timer* done, bool* finished,
-                           uint64_t* bytes) {
-  std::vector<char> buf(16 * 1024);
-  boost::system::error_code ec;
-  for (;;) {
-    if (!pending.empty()) {
-      to->expires_after(idle);
-      co_await asio::async_write(*to, asio::buffer(pending),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
-      *bytes += pending.size();
-      pending.clear();
-    }
-    from->expires_after(idle);
-    size_t n = co_await from->async_read_some(asio::buffer(buf),
-                                              asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
-    pending.assign(buf.data(), n);
+// A tunnel's byte counts (the stream's body bytes each way, as the access
+// log reports them) and its idle timeout.
+class TunnelObserver final : public RelayObserver {
+ public:
+  TunnelObserver(uint64_t& to_upstream, uint64_t& to_downstream, access_log::ResponseFlags& flags,
+                 stats::Shard& shard, stats::StatId idle_timeouts)
+      : to_upstream_(to_upstream),
+        to_downstream_(to_downstream),
+        flags_(flags),
+        shard_(shard),
+        idle_timeouts_(idle_timeouts) {}
+  void onRead(RelayDirection, uint64_t) override {}
+  void onWritten(RelayDirection dir, uint64_t n, bool delivered, bool) override {
+    if (delivered) (dir == kToUpstream ? to_upstream_ : to_downstream_) += n;
   }
-  to->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  from->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  if (finished != nullptr) *finished = true;
-  if (done != nullptr) done->cancel();
-}
+  void onSourceEnded(RelayDirection dir, bool reset) override {
+    if (reset) {
+      flags_.set(dir == kToUpstream ? access_log::ResponseFlag::DownstreamRemoteReset
+                                    : access_log::ResponseFlag::UpstreamRemoteReset);
+    }
+  }
+  void onFlush(bool) override {}
+  void onIdleTimeout() override {
+    flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+    shard_.inc(idle_timeouts_);
+  }
+
+ private:
+  uint64_t& to_upstream_;
+  uint64_t& to_downstream_;
+  access_log::ResponseFlags& flags_;
+  stats::Shard& shard_;
+  stats::StatId idle_timeouts_;
+};
 
 }  // namespace
 
@@ -227,20 +237,15 @@ asio::awaitable<void> RouterFilter::forward() {
   }
   shard.inc(hcm.stats.rq_total);
   stream_.cluster_runtime_ = &cluster_->runtime();
-  // tunnel() splices raw plaintext sockets: a tunnel over an HTTP/2
-  // upstream (CONNECT DATA, RFC 8441 for upgrades) or a TLS one is not
-  // implemented, so it is refused rather than sent as something else.
-  const bool h2_upstream =
-      cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2;
-  if ((h2_upstream || cluster_->runtime().tls) &&
+  // tunnel() relays between two HTTP/1.1 connections (plaintext or TLS
+  // on either); a tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
+  // upgrades) is not implemented, so it is refused rather than sent as
+  // something else.
+  if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
       (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
-    co_await stream_.sendLocalReply(
-        501,
-        h2_upstream ? "upgrade and CONNECT are not supported to an HTTP/2 upstream\n"
-                    : "upgrade and CONNECT are not supported to a TLS upstream\n",
-        {}, {},
-        h2_upstream ? "upgrade_to_http2_upstream_not_supported"
-                    : "upgrade_to_tls_upstream_not_supported");
+    co_await stream_.sendLocalReply(501,
+                                    "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
+                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
     co_return;
   }
   if (d_.max_stream_duration) {
@@ -469,6 +474,14 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     }
   }
 
+  if ((stream_.head_.upgrade || stream_.head_.method == "CONNECT") &&
+      stream->http1Connection() == nullptr) {
+    // An auto_config host that chose h2 by ALPN: no tunnel over it (above).
+    co_await stream_.sendLocalReply(501,
+                                    "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
+                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
+    co_return AttemptResult::Failed;
+  }
   UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
                            worker.io().get_executor());
   if (!upstream.start()) {
@@ -622,31 +635,28 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
 }
 
 asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {
-  // Bytes that arrived behind the heads start each direction.
+  // Bytes that arrived behind the heads start each direction (plaintext:
+  // both connections decrypt before they parse).
   std::string_view early_down = down.buffered();
   std::string to_up(early_down);
   down.consumeBuffered(early_down.size());
   auto up_data = up.read_buffer.data();
   std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
   up.read_buffer.consume(up_data.size());
-  const milliseconds idle = stream_.streamIdle();
-  auto& down_stream = down.stream();
-  auto& up_stream = up.stream;
-  asio::steady_timer done(conn_.worker().io(), Clock::time_point::max());
-  bool other_finished = false;
-  // upstream -> downstream runs beside this coroutine; both end when either
-  // side closes, and this frame outlives it (we wait on `done`).
-  asio::co_spawn(conn_.worker().io(),
-                 pump(&up_stream, &down_stream, std::move(to_down), idle, &done, &other_finished,
-                      &stream_.response_body_bytes_),
-                 [](std::exception_ptr) {});
-  co_await pump(&down_stream, &up_stream, std::move(to_up), idle, nullptr, nullptr,
-                &request_body_bytes_);
+  // The relay reads and writes the sockets itself, with its own idle
+  // timeout: no stream deadline may cancel it halfway.
+  down.stream().expires_never();
+  up.stream.expires_never();
+  RelayEnd down_end{&down.stream().socket(), down.tlsTransport(), {}, {}};
+  RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}, {}};
+  Worker& worker = conn_.worker();
+  TunnelObserver observer(request_body_bytes_, stream_.response_body_bytes_, stream_.flags_,
+                          worker.shard(), stream_.hcm_.stats.downstream_rq_idle_timeout);
+  ByteRelay relay(worker.io(), down_end, up_end, kTunnelChunk, streamIdle(), observer,
+                  conn_.connectionId());
+  co_await relay.run(std::move(to_up), std::move(to_down));
   boost::system::error_code ec;
-  up_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  up_stream.socket().close(ec);
-  down_stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  if (!other_finished) co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  up.stream.socket().close(ec);
   stream_.close_connection_ = true;
 }
 

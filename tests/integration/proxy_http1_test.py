@@ -30,6 +30,7 @@ from envoy_yaml import (  # noqa: E402
     cluster, request)
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -749,67 +750,6 @@ class LoadBalancingTest(ProxyTestCase):
 # --------------------------------------------------------------------------
 
 
-class UpgradeEchoBackend:
-    """Answers any request with 101 and then echoes raw bytes as b"echo:" + data."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    def _handle(self, c):
-        c.settimeout(TIMEOUT_S)
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(4096)
-                if not d:
-                    return
-                data += d
-            _, rest = data.split(b"\r\n\r\n", 1)
-            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\n\r\n")
-            if rest:
-                c.sendall(b"echo:" + rest)
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    break
-                c.sendall(b"echo:" + d)
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=2)
-
-
-def recv_until(sock, marker, limit=65536):
-    data = b""
-    while marker not in data and len(data) < limit:
-        d = sock.recv(4096)
-        if not d:
-            break
-        data += d
-    return data
-
-
 class WebSocketTest(unittest.TestCase):
     UPGRADE = (b"GET %s HTTP/1.1\r\nHost: svc\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\n\r\n")
@@ -852,6 +792,20 @@ class WebSocketTest(unittest.TestCase):
             self.assertIn(b"echo:early", got)
             s.sendall(b"ping")
             self.assertEqual(recv_until(s, b"echo:ping"), b"echo:ping")
+        finally:
+            s.close()
+
+    def test_a_half_close_goes_through_and_the_answer_after_it_arrives(self):
+        # The client ends its side; the origin still answers after the FIN
+        # (eof:<bytes>), and only then do both sides close.
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        try:
+            s.sendall(self.UPGRADE % b"/chat" + b"abc")
+            self.assertIn(b"echo:abc", recv_until(s, b"echo:abc"))
+            s.sendall(b"defg")
+            self.assertIn(b"echo:defg", recv_until(s, b"echo:defg"))
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"eof:7")
         finally:
             s.close()
 

@@ -167,10 +167,6 @@ class ServerTlsTest(TlsTestCase):
                              lambda v: int(v) >= before + 1)
         self.assertNotIn("/", [r["path"] for r in self.backend.requests])
 
-    def test_an_upgrade_over_tls_is_refused_not_tunnelled_in_plaintext(self):
-        r = self.curl("/ws", "--http1.1", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket")
-        self.assertTrue(r.stdout.endswith(b"\n1.1 403"), r)
-
 
 class StaticSecretTest(TlsTestCase):
     KW = {"cert_by_secret": True}

@@ -1,0 +1,258 @@
+#include "proxy/connection/byte_relay.h"
+
+#include <exception>
+#include <memory>
+
+#include "proxy/common/log.h"
+#include "proxy/common/spawn.h"
+
+namespace turnout::proxy {
+namespace {
+
+bool closedLocally(const boost::system::error_code& ec) {
+  return ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor;
+}
+
+const char* sideName(RelayDirection source) {
+  return source == kToUpstream ? "downstream" : "upstream";
+}
+
+}  // namespace
+
+// Completion of run()'s co_spawned coroutines: logs an escaped exception
+// (LogEscapedException's job), clears the coroutine's running flag and wakes
+// run(), which waits for it.
+struct ByteRelay::SpawnedDone {
+  ByteRelay* relay;
+  bool* running;
+  void operator()(std::exception_ptr e) const {
+    LogEscapedException{"conn", "byte relay"}(e);
+    *running = false;
+    relay->joined_.cancel();
+  }
+};
+
+ByteRelay::ByteRelay(asio::io_context& io, RelayEnd& down, RelayEnd& up, size_t chunk,
+                     std::chrono::milliseconds idle, RelayObserver& observer,
+                     uint64_t connection_id)
+    : io_(io),
+      down_(down),
+      up_(up),
+      chunk_(chunk),
+      idle_(idle),
+      observer_(observer),
+      id_(connection_id),
+      joined_(io, std::chrono::steady_clock::time_point::max()),
+      idle_timer_(io) {}
+
+void ByteRelay::close() {
+  closed_ = true;
+  boost::system::error_code ec;
+  for (RelayEnd* end : {&down_, &up_}) {
+    end->socket->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    end->socket->close(ec);
+  }
+}
+
+void ByteRelay::resetBoth() {
+  closed_ = true;
+  boost::system::error_code ec;
+  // SO_LINGER {on, 0}: close() sends a reset instead of a FIN.
+  const asio::socket_base::linger abort(true, 0);
+  for (RelayEnd* end : {&down_, &up_}) {
+    end->socket->set_option(abort, ec);
+    end->socket->close(ec);
+  }
+}
+
+asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
+  // send() tries each write at once and only then waits (to tell a paused
+  // reader); async operations are unaffected by this flag.
+  boost::system::error_code ec;
+  down_.socket->non_blocking(true, ec);
+  up_.socket->non_blocking(true, ec);
+  touch();
+  pump_running_ = true;
+  asio::co_spawn(io_, pump(kToDownstream, std::move(to_down)), SpawnedDone{this, &pump_running_});
+  if (idle_.count() > 0) {
+    idle_running_ = true;
+    asio::co_spawn(io_, idleWatch(), SpawnedDone{this, &idle_running_});
+  }
+  co_await pump(kToUpstream, std::move(to_up));
+  // The other direction, then the idle watch (stopped once both are done).
+  while (pump_running_) {
+    joined_.expires_at(std::chrono::steady_clock::time_point::max());
+    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  done_ = true;
+  idle_timer_.cancel();
+  while (idle_running_) {
+    joined_.expires_at(std::chrono::steady_clock::time_point::max());
+    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (flushing_) {
+    flushing_ = false;
+    observer_.onFlush(false);
+  }
+}
+
+asio::awaitable<void> ByteRelay::idleWatch() {
+  boost::system::error_code ec;
+  for (;;) {
+    idle_timer_.expires_at(last_activity_ + idle_);
+    co_await idle_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (done_ || closed_) co_return;
+    if (std::chrono::steady_clock::now() - last_activity_ >= idle_) {
+      TURNOUT_CONN_LOG(debug, "conn", id_, "relay: idle timeout");
+      observer_.onIdleTimeout();
+      close();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from, char* buf,
+                                                              size_t size, std::string& plain,
+                                                              std::span<const char>& out) {
+  boost::system::error_code ec;
+  if (from.tls == nullptr) {
+    const size_t n = co_await from.socket->async_read_some(
+        asio::buffer(buf, size), asio::redirect_error(asio::use_awaitable, ec));
+    out = std::span<const char>(buf, ec ? 0 : n);
+    co_return ec;
+  }
+  plain.clear();
+  for (;;) {
+    // Plaintext the transport holds already (records that came with the
+    // handshake or behind an HTTP head, or a read of several records), then
+    // more ciphertext. What the transport must send back (a key update)
+    // waits for this end's writer: a reader never writes.
+    const tls::TlsTransport::Result r = from.tls->read(plain);
+    if (!plain.empty()) {
+      out = std::span<const char>(plain.data(), plain.size());
+      co_return ec;
+    }
+    if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
+    if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
+    from.tls_in.resize(size);
+    const size_t n = co_await from.socket->async_read_some(
+        asio::buffer(from.tls_in.data(), size), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+    from.tls->feed(std::span<const char>(from.tls_in.data(), n));
+  }
+}
+
+asio::awaitable<boost::system::error_code> ByteRelay::send(RelayEnd& to,
+                                                           std::span<const char> data,
+                                                           bool& waited) {
+  std::span<const char> bytes = data;
+  if (to.tls != nullptr) {
+    to.tls_out.clear();
+    if (!to.tls->write(data)) co_return asio::error::connection_reset;
+    to.tls->takeOutput(to.tls_out);
+    bytes = std::span<const char>(to.tls_out.data(), to.tls_out.size());
+  }
+  boost::system::error_code ec;
+  size_t n = to.socket->write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    n = 0;
+  }
+  if (ec) co_return ec;
+  if (n < bytes.size()) {
+    waited = true;
+    co_await asio::async_write(*to.socket, asio::buffer(bytes.data() + n, bytes.size() - n),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  co_return ec;
+}
+
+asio::awaitable<void> ByteRelay::shutdownWrite(RelayEnd& to) {
+  boost::system::error_code ec;
+  if (to.tls != nullptr) {
+    to.tls->shutdown();
+    to.tls_out.clear();
+    to.tls->takeOutput(to.tls_out);
+    if (!to.tls_out.empty()) {
+      co_await asio::async_write(*to.socket, asio::buffer(to.tls_out),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  to.socket->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const char> data) {
+  const bool to_upstream = dir == kToUpstream;
+  RelayEnd& to = to_upstream ? up_ : down_;
+  const uint64_t n = data.size();
+  observer_.onRead(dir, n);
+  touch();
+  bool waited = false;
+  writing_[dir] = true;
+  const boost::system::error_code ec = co_await send(to, data, waited);
+  writing_[dir] = false;
+  if (to_upstream && flushing_) {
+    flushing_ = false;
+    observer_.onFlush(false);
+  }
+  observer_.onWritten(dir, n, !ec, waited);
+  if (!ec) {
+    touch();
+    co_return true;
+  }
+  if (closed_ || closedLocally(ec)) co_return false;
+  // `to` cannot take bytes any more. Bytes read from it may still come and
+  // go to the source (its pump ends at its EOF or reset); this direction ends
+  // here. When the client went away while bytes to the upstream were being
+  // written, that write finishes first (Envoy's upstream flush).
+  TURNOUT_CONN_LOG(debug, "conn", id_, "relay: write to {} failed ({})",
+                   to_upstream ? "upstream" : "downstream", ec.message());
+  stop_reading_[to_upstream ? kToDownstream : kToUpstream] = true;
+  if (!to_upstream && writing_[kToUpstream] && !flushing_) {
+    flushing_ = true;
+    observer_.onFlush(true);
+  }
+  co_return false;
+}
+
+asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
+  RelayEnd& from = dir == kToUpstream ? down_ : up_;
+  RelayEnd& to = dir == kToUpstream ? up_ : down_;
+  if (!first.empty() && !co_await forward(dir, first)) co_return;
+  std::string().swap(first);
+  std::unique_ptr<char[]> buf(new char[chunk_]);
+  std::string plain;
+  for (;;) {
+    if (closed_) co_return;
+    if (stop_reading_[dir]) {
+      // The source is gone (its other direction could not be written): end
+      // this direction cleanly after what was in flight.
+      co_await shutdownWrite(to);
+      co_return;
+    }
+    std::span<const char> data;
+    const boost::system::error_code ec = co_await receive(from, buf.get(), chunk_, plain, data);
+    if (ec == asio::error::eof) {
+      observer_.onSourceEnded(dir, false);
+      if (!closed_) co_await shutdownWrite(to);  // half-close: FIN for FIN
+      co_return;
+    }
+    if (ec) {
+      if (closed_) co_return;
+      if (closedLocally(ec)) {
+        // Its owner closed the socket under us (worker shutdown): the other
+        // end goes too, so the other pump ends.
+        close();
+        co_return;
+      }
+      // A reset (or a TLS failure) from `from`: the other end is reset too.
+      TURNOUT_CONN_LOG(debug, "conn", id_, "relay: {} reset ({})", sideName(dir), ec.message());
+      observer_.onSourceEnded(dir, true);
+      resetBoth();
+      co_return;
+    }
+    if (!co_await forward(dir, data)) co_return;
+  }
+}
+
+}  // namespace turnout::proxy

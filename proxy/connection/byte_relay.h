@@ -1,0 +1,126 @@
+#pragma once
+
+// Relays bytes both ways between two sockets, either of which may carry TLS:
+// the TCP proxy's connection (docs/tcp_proxy.md) and the tunnel after an
+// HTTP/1.1 upgrade or CONNECT (docs/life_of_a_request.md) share it.
+//
+// Two pumps, one per direction, each reading at most one chunk and writing
+// it whole before reading again: what turnout holds per direction is
+// bounded, and a slow reader on one side stops reading on the other
+// (RelayObserver::onWritten's `waited`). A FIN on one side becomes a
+// shutdown(SHUT_WR) (TLS: close_notify first) towards the other once its
+// bytes are written; a reset read from one side resets the other; a side
+// that can no longer be written ends its direction, and the other side's
+// bytes in flight are still written (the upstream flush). The idle timeout
+// (no byte either way) closes both.
+//
+// Who calls it: the owning connection's worker thread. run() returns once
+// both directions have ended (or close() ended them); the relay, both ends
+// and the observer must outlive that call.
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "proxy/common/asio.h"
+#include "proxy/tls/tls_transport.h"
+
+namespace turnout::proxy {
+
+// One end of a relay: its socket and, for TLS, its transport (its handshake
+// done) with the ciphertext scratch of its reader and of its writer (the two
+// pumps use an end at the same time, one reading, one writing).
+struct RelayEnd {
+  asio::ip::tcp::socket* socket = nullptr;
+  tls::TlsTransport* tls = nullptr;
+  std::string tls_in;
+  std::string tls_out;
+};
+
+// kToUpstream reads the downstream end and writes the upstream one;
+// kToDownstream the reverse.
+enum RelayDirection : uint8_t { kToUpstream = 0, kToDownstream = 1 };
+
+// What the owner counts. Every call is on the worker thread, from inside run().
+class RelayObserver {
+ public:
+  virtual ~RelayObserver() = default;
+  // `n` bytes were read for `dir` (or handed to run() to start it with) and
+  // are being written.
+  virtual void onRead(RelayDirection dir, uint64_t n) = 0;
+  // ... and their write ended: `delivered` false when the destination
+  // failed; `waited`: not all at once, so that direction stopped reading
+  // meanwhile.
+  virtual void onWritten(RelayDirection dir, uint64_t n, bool delivered, bool waited) = 0;
+  // The source of `dir` ended: a FIN (`reset` false) or a reset or TLS
+  // failure (`reset` true; both ends are then reset).
+  virtual void onSourceEnded(RelayDirection dir, bool reset) = 0;
+  // The upstream write still in flight after the downstream went away
+  // began (true) or ended (false).
+  virtual void onFlush(bool active) = 0;
+  // No byte either way for the idle timeout: both ends are closed.
+  virtual void onIdleTimeout() = 0;
+};
+
+class ByteRelay {
+ public:
+  // `chunk`: the most one pump reads at once; `idle`: 0 for none.
+  ByteRelay(asio::io_context& io, RelayEnd& down, RelayEnd& up, size_t chunk,
+            std::chrono::milliseconds idle, RelayObserver& observer, uint64_t connection_id);
+  ByteRelay(const ByteRelay&) = delete;
+  ByteRelay& operator=(const ByteRelay&) = delete;
+
+  // Writes `to_up` to the upstream and `to_down` to the downstream first
+  // (bytes read past an HTTP head, or to choose the filter chain), then
+  // relays until both directions have ended. Parameters by value (STYLE.md
+  // R8c).
+  asio::awaitable<void> run(std::string to_up, std::string to_down);
+  // Ends the relay from outside (worker shutdown): both sockets are shut
+  // down and closed; run() returns soon after.
+  void close();
+  bool closed() const { return closed_; }
+
+ private:
+  asio::awaitable<void> pump(RelayDirection dir, std::string first);
+  asio::awaitable<void> idleWatch();
+  // One read from `from` into the pump's buffers; `out` views the bytes.
+  asio::awaitable<boost::system::error_code> receive(RelayEnd& from, char* buf, size_t size,
+                                                     std::string& plain,
+                                                     std::span<const char>& out);
+  // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
+  // all go at once.
+  asio::awaitable<boost::system::error_code> send(RelayEnd& to, std::span<const char> data,
+                                                  bool& waited);
+  // One chunk read for `dir`: counted, written, counted. False when the
+  // direction ends (its destination failed).
+  asio::awaitable<bool> forward(RelayDirection dir, std::span<const char> data);
+  // No more bytes for `to`: close_notify (TLS), then shutdown(SHUT_WR).
+  asio::awaitable<void> shutdownWrite(RelayEnd& to);
+  // Both ends reset (SO_LINGER 0) and closed.
+  void resetBoth();
+  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+  struct SpawnedDone;
+
+  asio::io_context& io_;
+  RelayEnd& down_;
+  RelayEnd& up_;
+  size_t chunk_;
+  std::chrono::milliseconds idle_;
+  RelayObserver& observer_;
+  uint64_t id_;  // the connection's, for logs
+
+  bool closed_ = false;                 // close(), an idle timeout or a reset closed the sockets
+  bool done_ = false;                   // both pumps ended
+  std::array<bool, 2> writing_{};       // a pump's write is in flight
+  std::array<bool, 2> stop_reading_{};  // its destination is gone: no more reads
+  bool flushing_ = false;               // onFlush(true) was reported
+  bool pump_running_ = false;           // the co_spawned kToDownstream pump
+  bool idle_running_ = false;           // the co_spawned idle watch
+  asio::steady_timer joined_;           // cancelled when one of them ends
+  asio::steady_timer idle_timer_;
+  std::chrono::steady_clock::time_point last_activity_;
+};
+
+}  // namespace turnout::proxy

@@ -1,0 +1,92 @@
+"""An HTTP/1.1 origin that upgrades every request and then echoes bytes.
+
+It answers any request head with 101 Switching Protocols (Upgrade:
+websocket) and then sends back each chunk it reads as b"echo:" + chunk.
+When the client ends its side (a FIN, or close_notify over TLS) it sends
+b"eof:<bytes it received after the head>" and closes: a test sees that a
+half-close went through a tunnel and that no byte was lost. With
+`tls_context` (an ssl.SSLContext for the server side) it speaks TLS.
+"""
+
+import socket
+import threading
+
+TIMEOUT_S = 10
+
+
+class UpgradeEchoBackend:
+    def __init__(self, tls_context=None):
+        self.tls_context = tls_context
+        self.heads = []  # the request heads it upgraded, as bytes
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _handle(self, c):
+        c.settimeout(TIMEOUT_S)
+        try:
+            if self.tls_context is not None:
+                c = self.tls_context.wrap_socket(c, server_side=True)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    return
+                data += d
+            head, rest = data.split(b"\r\n\r\n", 1)
+            self.heads.append(head)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\n\r\n")
+            received = len(rest)
+            if rest:
+                c.sendall(b"echo:" + rest)
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                received += len(d)
+                c.sendall(b"echo:" + d)
+            c.sendall(b"eof:%d" % received)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+def recv_until(sock, marker, limit=65536):
+    """Reads from `sock` until `marker` is in what was read, EOF or `limit`."""
+    data = b""
+    while marker not in data and len(data) < limit:
+        d = sock.recv(4096)
+        if not d:
+            break
+        data += d
+    return data
+
+
+def recv_all(sock):
+    """Reads from `sock` until EOF."""
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""WebSocket tunnels over TLS on either leg, against the real turnout binary.
+
+Usage: tunnel_tls_test.py <turnout-binary> [unittest args]
+
+After a 101, turnout relays bytes between the client and the origin with the
+same relay as its TCP proxy (proxy/connection/byte_relay.h): TLS terminated
+on the listener (DownstreamTlsContext), originated to the cluster
+(UpstreamTlsContext), or both. The origin is support/upgrade_backend.py,
+plaintext or TLS (python's ssl); clients are python sockets, wrapped in TLS
+where the listener wants it. Certificates are made at test time
+(tls_downstream_test.make_certs: ca.pem signs server.pem for svc.test).
+"""
+
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tls_downstream_test as certs  # noqa: E402  (make_certs, tls_chain)
+from envoy_yaml import bootstrap, cluster  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
+
+TURNOUT = None  # set from argv in main()
+TIMEOUT_S = 10
+UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: svc.test\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\n\r\n")
+
+
+def upstream_tls():
+    """An UpstreamTlsContext that verifies the origin as svc.test."""
+    return ("  transport_socket:\n"
+            "    name: envoy.transport_sockets.tls\n"
+            "    typed_config:\n"
+            "      \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "UpstreamTlsContext\n"
+            "      sni: svc.test\n"
+            "      common_tls_context:\n"
+            "        validation_context:\n"
+            "          trusted_ca: {filename: %s/ca.pem}\n"
+            "          match_typed_subject_alt_names:\n"
+            "          - san_type: DNS\n"
+            "            matcher: {exact: svc.test}\n" % certs.CERTS)
+
+
+def server_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(certs.CERTS, "server.pem"),
+                        os.path.join(certs.CERTS, "server.key"))
+    return ctx
+
+
+def client_context():
+    ctx = ssl.create_default_context(cafile=os.path.join(certs.CERTS, "ca.pem"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def digits(n):
+    """n bytes of digits: no b"echo:" or b"eof:" can be made of them."""
+    return (b"0123456789" * (n // 10 + 1))[:n]
+
+
+class TunnelCase:
+    """The tests of every leg combination; the classes below pick the legs."""
+
+    DOWNSTREAM_TLS = False
+    UPSTREAM_TLS = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = UpgradeEchoBackend(server_context() if cls.UPSTREAM_TLS else None)
+        vhosts = ('- name: all\n  domains: ["*"]\n  routes:\n'
+                  '  - match: { prefix: "/" }\n    route: { cluster: svc }\n')
+        svc = cluster("svc", [cls.backend.port]) + (upstream_tls() if cls.UPSTREAM_TLS else "")
+        yaml = bootstrap(vhosts, [svc])
+        marker = "          stat_prefix: ingress\n"
+        yaml = yaml.replace(marker, marker + "          upgrade_configs: [{upgrade_type: websocket}]\n"
+                            "          stream_idle_timeout: 30s\n", 1)
+        if cls.DOWNSTREAM_TLS:
+            yaml = yaml.replace(certs.CHAIN_MARKER, certs.tls_chain(), 1)
+        try:
+            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
+        except Exception:
+            cls.backend.stop()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.backend.stop()
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        if self.DOWNSTREAM_TLS:
+            s = client_context().wrap_socket(s, server_hostname="svc.test")
+        self.addCleanup(s.close)
+        return s
+
+    def upgrade(self, early=b""):
+        s = self.connect()
+        s.sendall(UPGRADE + early)
+        head = recv_until(s, b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        return s, rest
+
+    def test_bytes_go_both_ways_after_the_101(self):
+        s, rest = self.upgrade(b"early")
+        got = rest if b"echo:early" in rest else rest + recv_until(s, b"echo:early")
+        self.assertEqual(got, b"echo:early")
+        s.sendall(b"ping")
+        self.assertEqual(recv_until(s, b"echo:ping"), b"echo:ping")
+        self.assertIn(b"upgrade: websocket", self.backend.heads[-1].lower())
+
+    def test_megabytes_arrive_whole_both_ways(self):
+        # 3 MiB up while the echo comes down: both directions busy at once,
+        # every byte through, in order.
+        s, rest = self.upgrade()
+        payload = digits(3 * 1024 * 1024) + b"done"
+        received = [rest]
+
+        def read():
+            total = len(rest)
+            while total < len(payload) + len(b"echo:") * (len(received) - 1):
+                try:
+                    d = s.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                received.append(d)
+                total += len(d)
+                if b"".join(received).replace(b"echo:", b"") == payload:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        for i in range(0, len(payload), 100000):
+            s.sendall(payload[i:i + 100000])
+        reader.join(timeout=TIMEOUT_S * 3)
+        self.assertFalse(reader.is_alive())
+        echoed = b"".join(received).replace(b"echo:", b"")
+        self.assertEqual(len(echoed), len(payload))
+        self.assertEqual(echoed, payload)
+
+
+class DownstreamTlsTunnelTest(TunnelCase, unittest.TestCase):
+    DOWNSTREAM_TLS = True
+
+    def test_the_client_closing_ends_the_origin_side(self):
+        before = len(self.backend.heads)
+        s, _ = self.upgrade()
+        s.sendall(b"x")
+        self.assertIn(b"echo:x", recv_until(s, b"echo:x"))
+        s.close()
+        # The origin saw its client end (it then closes); the listener's
+        # connection is gone from the active gauge.
+        self.proxy.wait_stat("http.ingress.downstream_cx_active", lambda v: int(v) == 0)
+        self.assertEqual(len(self.backend.heads), before + 1)
+
+
+class UpstreamTlsTunnelTest(TunnelCase, unittest.TestCase):
+    UPSTREAM_TLS = True
+
+    def test_a_half_close_reaches_the_origin_as_close_notify_and_its_answer_comes_back(self):
+        s, rest = self.upgrade(b"abc")
+        s.sendall(b"defg")
+        s.shutdown(socket.SHUT_WR)
+        data = (rest + recv_all(s)).replace(b"echo:", b"")
+        self.assertEqual(data, b"abcdefgeof:7")
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.ssl.handshake"), 1)
+
+
+class BothLegsTlsTunnelTest(TunnelCase, unittest.TestCase):
+    DOWNSTREAM_TLS = True
+    UPSTREAM_TLS = True
+
+
+def set_turnout(binary):
+    global TURNOUT
+    TURNOUT = binary
+
+
+if __name__ == "__main__":
+    certs.CERTS = tempfile.mkdtemp(prefix="turnout-tunnel-")
+    try:
+        certs.make_certs()
+        rc = run_suite("tunnel_tls_test", set_turnout)
+    finally:
+        shutil.rmtree(certs.CERTS, ignore_errors=True)
+    sys.exit(rc)
