@@ -9,6 +9,7 @@
 #include "envoy/config/core/v3/address.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route_components.pb.h"
+#include "envoy/extensions/filters/http/grpc_stats/v3/config.pb.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/common.pb.h"
@@ -89,6 +90,22 @@ absl::Status checkHealthCheckFilter(const Message& m, absl::string_view path) {
   if (hc.has_pass_through_mode() && hc.pass_through_mode().value()) {
     return rejected(fieldPath(path, "pass_through_mode"),
                     "pass-through health checking is not supported by turnout; set it to false");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkGrpcStatsFilter(const Message& m, absl::string_view path) {
+  const auto& g = static_cast<const envoy::extensions::filters::http::grpc_stats::v3::FilterConfig&>(m);
+  if (g.has_stats_for_all_methods() && g.stats_for_all_methods().value()) {
+    return rejected(fieldPath(path, "stats_for_all_methods"),
+                    "per-method gRPC stats are not supported by turnout (a stat per method name "
+                    "a client sends is unbounded); the filter counts per cluster "
+                    "(cluster.<name>.grpc.*): set it to false");
+  }
+  if (g.emit_filter_state()) {
+    return rejected(fieldPath(path, "emit_filter_state"),
+                    "the gRPC stats filter state object is not supported by turnout (no access "
+                    "log command reads filter state); set it to false");
   }
   return absl::OkStatus();
 }
@@ -262,6 +279,14 @@ FieldPolicyTable* buildTable() {
       .inert = {"dynamic_stats", "start_child_span", "suppress_grpc_request_failure_code_stats"}};
   table["envoy.extensions.filters.http.health_check.v3.HealthCheck"] = {
       .supported = {"pass_through_mode", "headers"}, .check = checkHealthCheckFilter};
+  table["envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"] = {
+      .supported = {"stats_for_all_methods", "enable_upstream_stats", "emit_filter_state"},
+      // Envoy applies it only with stats_for_all_methods: true, which is rejected.
+      .inert = {"replace_dots_in_grpc_service_name"},
+      .reasons = {{"individual_method_stats_allowlist",
+                   "per-method gRPC stats are not supported by turnout; the filter counts per "
+                   "cluster (cluster.<name>.grpc.*)"}},
+      .check = checkGrpcStatsFilter};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
       .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {

@@ -1,5 +1,7 @@
 #include "proxy/codec/grpc_framing.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace turnout::proxy {
@@ -74,6 +76,34 @@ std::string grpcPercentEncode(std::string_view in) {
     }
   }
   return out;
+}
+
+std::uint64_t GrpcFrameCounter::inspect(std::span<const char> data) {
+  const std::uint64_t before = frames_;
+  std::size_t i = 0;
+  while (i < data.size()) {
+    switch (state_) {
+      case State::kFlag:
+        ++frames_;
+        ++i;
+        state_ = State::kLength;
+        length_bytes_ = 0;
+        remaining_ = 0;
+        break;
+      case State::kLength:
+        remaining_ = (remaining_ << 8) | static_cast<std::uint8_t>(data[i++]);
+        if (++length_bytes_ == 4) state_ = remaining_ == 0 ? State::kFlag : State::kMessage;
+        break;
+      case State::kMessage: {
+        const std::size_t take = std::min<std::size_t>(remaining_, data.size() - i);
+        i += take;
+        remaining_ -= static_cast<std::uint32_t>(take);
+        if (remaining_ == 0) state_ = State::kFlag;
+        break;
+      }
+    }
+  }
+  return frames_ - before;
 }
 
 }  // namespace turnout::proxy

@@ -56,6 +56,24 @@ class GrpcMessageDecoder {
   std::string buffer_;
 };
 
+// Counts the messages of a gRPC byte stream as it passes, holding nothing
+// (Envoy's Grpc::FrameInspector): a message counts when its first prefix
+// byte is seen, so a message split over chunks counts once. Never fails:
+// what follows a message's declared length is the next prefix.
+class GrpcFrameCounter {
+ public:
+  // Inspects the next chunk; returns how many messages started in it.
+  std::uint64_t inspect(std::span<const char> data);
+  std::uint64_t frames() const { return frames_; }
+
+ private:
+  enum class State : std::uint8_t { kFlag, kLength, kMessage };
+  State state_ = State::kFlag;
+  std::uint8_t length_bytes_ = 0;  // of the prefix's length read so far
+  std::uint32_t remaining_ = 0;    // kLength: the length so far; kMessage: bytes left
+  std::uint64_t frames_ = 0;
+};
+
 // grpc-message is percent-encoded.
 std::string grpcPercentDecode(std::string_view in);
 std::string grpcPercentEncode(std::string_view in);

@@ -42,7 +42,11 @@ namespace turnout::proxy::http2 {
 
 template <class Derived, class Stream>
 struct SessionBase {
-  SessionBase(const Http2Settings& s, const CodecStatsSink& sink) : settings(s), stats(sink) {}
+  SessionBase(const Http2Settings& s, const CodecStatsSink& sink) : settings(s), stats(sink) {
+    // Envoy creates the http2.* stats with the first codec: writing the
+    // group's first one lists them all (stats::StatSchema's lazy anchor).
+    if (stats.shard != nullptr) stats.shard->inc(stats.ids.goaway_sent, 0);
+  }
   ~SessionBase() {
     detachStats();
     if (session != nullptr) nghttp2_session_del(session);

@@ -237,6 +237,10 @@ asio::awaitable<void> RouterFilter::forward() {
   }
   shard.inc(hcm.stats.rq_total);
   stream_.cluster_runtime_ = &cluster_->runtime();
+  if (hcm.grpc_stats && isGrpcContentType(stream_.head_.headers.get("content-type")) &&
+      isGrpcServicePath(stream_.head_.path)) {
+    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc, shard, *hcm.grpc_stats);
+  }
   // tunnel() relays between two HTTP/1.1 connections (plaintext or TLS
   // on either); a tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
   // upgrades) is not implemented, so it is refused rather than sent as
@@ -316,6 +320,9 @@ void RouterFilter::encodeRequestBody(UpstreamStream& stream) {
       std::string().swap(body_kept_);
     }
   }
+  if (stream_.grpc_stats_ && !body.empty()) {
+    stream_.grpc_stats_->onRequestData(std::span<const char>(body.data(), body.size()));
+  }
   const bool last = conn_.requestComplete();
   const HeaderMap* trailers = conn_.requestTrailers();
   if (!body.empty() || (last && trailers == nullptr)) {
@@ -379,16 +386,19 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   stream_.applyResponseHeaderMutations(head.headers);
   head.close_connection = conn_.draining() || !conn_.requestComplete();
   if (head.close_connection) stream_.close_connection_ = true;
+  if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseHeaders(head.status, head.headers, end_stream);
   conn_.encodeHeaders(head, end_stream);
   return false;
 }
 
 void RouterFilter::onUpstreamData(std::span<const char> data, bool end_stream) {
   stream_.response_body_bytes_ += data.size();
+  if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseData(data);
   conn_.encodeData(data, end_stream);
 }
 
 void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
+  if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseTrailers(trailers);
   conn_.encodeTrailers(trailers);
 }
 
@@ -540,10 +550,10 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     co_return AttemptResult::Done;
   }
   if (complete) {
-    shard.record(stats.upstream_rq_time,
-                 static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
-                                           Clock::now() - upstream.startTime())
-                                           .count()));
+    const auto elapsed =
+        std::chrono::duration_cast<milliseconds>(Clock::now() - upstream.startTime());
+    shard.record(stats.upstream_rq_time, static_cast<uint64_t>(elapsed.count()));
+    if (stream_.grpc_stats_) stream_.grpc_stats_->onUpstreamComplete(elapsed);
     shard.inc(stats.upstream_rq_completed);
     stats.countResponse(shard, r.status);
     upstream.finish(!r.eof && r.request_sent && conn_.requestComplete());

@@ -10,6 +10,7 @@
 #include "proxy/common/log.h"
 #include "proxy/filters/health_check_filter.h"
 #include "proxy/filters/routing_key_filter.h"
+#include "envoy/extensions/filters/http/grpc_stats/v3/config.pb.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
 
 namespace turnout::proxy {
@@ -17,6 +18,7 @@ namespace {
 
 constexpr char kRoutingKeyType[] = "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 constexpr char kHealthCheckType[] = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
+constexpr char kGrpcStatsType[] = "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig";
 
 constexpr const char* kLogComponent = "upstream";
 
@@ -157,6 +159,14 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
         headers.push_back(*std::move(compiled));
       }
       rt.filters.push_back(std::make_shared<HealthCheckFilter>(std::move(headers)));
+    } else if (f.type_name == kGrpcStatsType) {
+      // The field policy rejected what turnout does not do (per-method
+      // names, the filter state object).
+      envoy::extensions::filters::http::grpc_stats::v3::FilterConfig proto;
+      if (!f.config.UnpackTo(&proto)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack FilterConfig"));
+      }
+      rt.grpc_stats = GrpcStatsFilterConfig{.upstream_stats = proto.enable_upstream_stats()};
     }
   }
   return rt;

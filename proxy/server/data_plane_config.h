@@ -10,6 +10,7 @@
 #include "config/snapshot/routing_key_config.h"
 #include "config/snapshot/snapshot.h"
 #include "proxy/access_log/access_log.h"
+#include "proxy/filters/grpc_stats_filter.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
 #include "proxy/stream/filter.h"
@@ -67,6 +68,9 @@ struct HttpConnectionManagerRuntime {
   std::shared_ptr<const routing::RouteTable> route_table;  // null: RDS not yet delivered
   // http_filters before the router, in config order (RoutingKey, health_check).
   FilterChain filters;
+  // envoy.filters.http.grpc_stats, when the chain has it (the router feeds
+  // its per-stream tracker: proxy/filters/grpc_stats_filter.h).
+  std::optional<GrpcStatsFilterConfig> grpc_stats;
   std::vector<access_log::AccessLogConstSharedPtr> access_logs;
   stats::HttpConnManagerStats stats;
   stats::ListenerHttpStats listener_http_stats;

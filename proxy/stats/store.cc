@@ -21,12 +21,12 @@ uint32_t pagesFor(uint32_t slots) { return (slots + Shard::kPageSlots - 1) / Sha
 
 // ---- StatSchema -------------------------------------------------------------
 
-uint32_t StatSchema::add(std::string suffix, StatKind kind) {
+uint32_t StatSchema::add(std::string suffix, StatKind kind, uint32_t lazy_anchor) {
   const auto offset = static_cast<uint32_t>(entries_.size());
   index_.emplace(suffix, offset);
-  entries_.emplace_back(std::move(suffix), kind);
+  entries_.push_back(Entry{std::move(suffix), kind, lazy_anchor == kSelf ? offset : lazy_anchor});
   auto at = std::lower_bound(sorted_.begin(), sorted_.end(), offset, [this](uint32_t a, uint32_t b) {
-    return entries_[a].first < entries_[b].first;
+    return entries_[a].suffix < entries_[b].suffix;
   });
   sorted_.insert(at, offset);
   return offset;
@@ -219,7 +219,7 @@ std::optional<uint32_t> Store::allocatePages(uint32_t pages) {
   return first;
 }
 
-StatId Store::registerLoose(std::string name, StatKind kind) {
+StatId Store::registerLoose(std::string name, StatKind kind, std::optional<StatId> lazy_anchor) {
   const uint32_t sink = kind == StatKind::Histogram ? kHistogramSink : kScalarSink;
   // Loose names only: a loose stat must not alias a scope's slot, which is
   // recycled when the scope goes.
@@ -242,15 +242,20 @@ StatId Store::registerLoose(std::string name, StatKind kind) {
   }
   const StatId id{loose_next_++};
   if ((loose_next_ & (Shard::kPageSlots - 1)) == 0) loose_next_ = 0;
-  loose_.push_back(Loose{std::move(name), kind, id});
+  if (lazy_anchor && *lazy_anchor == StatId{}) lazy_anchor = id;
+  loose_.push_back(Loose{std::move(name), kind, id, lazy_anchor});
   loose_index_.emplace(av(loose_.back().name), static_cast<uint32_t>(loose_.size() - 1));
   return id;
 }
 
-StatId Store::counter(std::string name) { return registerLoose(std::move(name), StatKind::Counter); }
-StatId Store::gauge(std::string name) { return registerLoose(std::move(name), StatKind::Gauge); }
-StatId Store::histogram(std::string name) {
-  return registerLoose(std::move(name), StatKind::Histogram);
+StatId Store::counter(std::string name, std::optional<StatId> lazy_anchor) {
+  return registerLoose(std::move(name), StatKind::Counter, lazy_anchor);
+}
+StatId Store::gauge(std::string name, std::optional<StatId> lazy_anchor) {
+  return registerLoose(std::move(name), StatKind::Gauge, lazy_anchor);
+}
+StatId Store::histogram(std::string name, std::optional<StatId> lazy_anchor) {
+  return registerLoose(std::move(name), StatKind::Histogram, lazy_anchor);
 }
 
 ScopeRef Store::scope(std::string prefix, const StatSchema& schema) {
@@ -410,14 +415,18 @@ void Store::forEachStat(bool used_only,
   };
   // Emits the stream's current stat; false once it is exhausted.
   auto emit = [this, &fn, &load](Stream& st) {
+    // A lazy stat no shard wrote does not exist yet, as in Envoy.
     if (st.item->scope == nullptr) {
       const Loose& l = loose_[st.item->loose];
-      fn(l.id, l.kind, l.name);
+      if (!l.anchor || mergedUsed(l.anchor->index)) fn(l.id, l.kind, l.name);
       return false;
     }
     const Scope& s = *st.item->scope;
     const uint32_t k = s.schema->sortedOrder()[st.pos];
-    fn(StatId{s.first() + k}, s.schema->kind(k), st.name);
+    const StatId id{s.first() + k};
+    if (!s.schema->lazy(k) || mergedUsed(s.first() + s.schema->anchor(k))) {
+      fn(id, s.schema->kind(k), st.name);
+    }
     if (++st.pos == s.schema->size()) return false;
     load(st);
     return true;

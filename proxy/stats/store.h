@@ -36,17 +36,31 @@ enum class StatKind : uint8_t { Counter, Gauge, Histogram };
 // every scope of that kind, so a scope's names cost one prefix string.
 class StatSchema {
  public:
-  // Appends a stat; returns its offset in the scope.
-  uint32_t add(std::string suffix, StatKind kind);
+  // Appends a stat; returns its offset in the scope. A lazy stat is listed
+  // (/stats, Prometheus) only once a shard wrote its anchor, as Envoy creates
+  // such stats when first used: `lazy_anchor` is the offset of that stat
+  // (kSelf: the stat itself, as grpc.*; a group's first stat makes the group
+  // appear at once, as http2.* at a codec's creation).
+  static constexpr uint32_t kEager = UINT32_MAX;
+  static constexpr uint32_t kSelf = UINT32_MAX - 1;
+  uint32_t add(std::string suffix, StatKind kind, uint32_t lazy_anchor = kEager);
   uint32_t size() const { return static_cast<uint32_t>(entries_.size()); }
-  const std::string& suffix(uint32_t offset) const { return entries_[offset].first; }
-  StatKind kind(uint32_t offset) const { return entries_[offset].second; }
+  const std::string& suffix(uint32_t offset) const { return entries_[offset].suffix; }
+  StatKind kind(uint32_t offset) const { return entries_[offset].kind; }
+  bool lazy(uint32_t offset) const { return entries_[offset].anchor != kEager; }
+  // The offset whose write lists a lazy stat.
+  uint32_t anchor(uint32_t offset) const { return entries_[offset].anchor; }
   std::optional<uint32_t> find(std::string_view suffix) const;
   // Offsets sorted by suffix.
   const std::vector<uint32_t>& sortedOrder() const;
 
  private:
-  std::vector<std::pair<std::string, StatKind>> entries_;
+  struct Entry {
+    std::string suffix;
+    StatKind kind;
+    uint32_t anchor;  // kEager, or the offset whose write lists it
+  };
+  std::vector<Entry> entries_;
   std::vector<uint32_t> sorted_;
   absl::flat_hash_map<std::string, uint32_t> index_;
 };
@@ -207,10 +221,12 @@ class Store {
 
   // Loose registration (main thread). Registering an existing name of the same
   // kind (loose or in a live scope) returns its id; with a clashing kind the
-  // sink id, and overflowCount() goes up.
-  StatId counter(std::string name);
-  StatId gauge(std::string name);
-  StatId histogram(std::string name);
+  // sink id, and overflowCount() goes up. `lazy_anchor` (see
+  // StatSchema::add): listed only once that stat is written; StatId{} for
+  // the stat itself; nullopt: always listed.
+  StatId counter(std::string name, std::optional<StatId> lazy_anchor = std::nullopt);
+  StatId gauge(std::string name, std::optional<StatId> lazy_anchor = std::nullopt);
+  StatId histogram(std::string name, std::optional<StatId> lazy_anchor = std::nullopt);
 
   // Scope registration (main thread): `schema.size()` stats named
   // prefix + suffix. `schema` must outlive the store (a static). Registering
@@ -275,6 +291,7 @@ class Store {
     std::string name;
     StatKind kind;
     StatId id;
+    std::optional<StatId> anchor;  // lazy: listed once this slot is written
   };
   struct Found {
     StatId id;
@@ -286,7 +303,7 @@ class Store {
     HistogramSnapshot at_last_flush;  // cumulative at the last flush
   };
 
-  StatId registerLoose(std::string name, StatKind kind);
+  StatId registerLoose(std::string name, StatKind kind, std::optional<StatId> lazy_anchor);
   std::optional<Found> find(std::string_view name) const;
   std::optional<Found> findScoped(std::string_view name) const;
   // Allocates `pages` consecutive pages (recycled when a run of that length is

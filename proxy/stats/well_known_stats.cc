@@ -1,7 +1,10 @@
 #include "proxy/stats/well_known_stats.h"
 
+#include <algorithm>
 #include <cassert>
+#include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "routing/routing_key.h"
 
@@ -45,18 +48,43 @@ void countCode(StatId first, Shard& shard, uint32_t code) {
   }
 }
 
+// The Registrar shape: counter(), gauge() and histogram() return the id of
+// the named stat; setLazy() says how the stats registered next are listed
+// (StatSchema::add): always, each once written, or the group once its first
+// stat is written.
+enum class Lazy { kNo, kEach, kGroup };
+
 // Builds a StatSchema.
 struct SchemaRegistrar {
   StatSchema& schema;
-  StatId counter(std::string n) { return StatId{schema.add(std::move(n), StatKind::Counter)}; }
-  StatId gauge(std::string n) { return StatId{schema.add(std::move(n), StatKind::Gauge)}; }
-  StatId histogram(std::string n) { return StatId{schema.add(std::move(n), StatKind::Histogram)}; }
+  Lazy lazy = Lazy::kNo;
+  uint32_t group_anchor = StatSchema::kEager;
+  void setLazy(Lazy l) {
+    lazy = l;
+    group_anchor = StatSchema::kEager;
+  }
+  StatId add(std::string n, StatKind kind) {
+    uint32_t anchor = StatSchema::kEager;
+    if (lazy == Lazy::kEach || (lazy == Lazy::kGroup && group_anchor == StatSchema::kEager)) {
+      anchor = StatSchema::kSelf;
+    } else if (lazy == Lazy::kGroup) {
+      anchor = group_anchor;
+    }
+    const uint32_t offset = schema.add(std::move(n), kind, anchor);
+    if (lazy == Lazy::kGroup && group_anchor == StatSchema::kEager) group_anchor = offset;
+    return StatId{offset};
+  }
+  StatId counter(std::string n) { return add(std::move(n), StatKind::Counter); }
+  StatId gauge(std::string n) { return add(std::move(n), StatKind::Gauge); }
+  StatId histogram(std::string n) { return add(std::move(n), StatKind::Histogram); }
 };
 
-// Hands out one registered scope's ids in schema order.
+// Hands out one registered scope's ids in schema order (laziness is the
+// schema's).
 struct ScopeRegistrar {
   const ScopeRef& ref;
   uint32_t next = 0;
+  void setLazy(Lazy) {}
   StatId take([[maybe_unused]] const std::string& n) {
     assert(ref.schema->suffix(next) == n);
     return ref.at(next++);
@@ -70,8 +98,23 @@ struct ScopeRegistrar {
 struct LooseRegistrar {
   Store& store;
   std::string prefix;
-  StatId counter(const std::string& n) { return store.counter(prefix + n); }
-  StatId gauge(const std::string& n) { return store.gauge(prefix + n); }
+  Lazy lazy = Lazy::kNo;
+  std::optional<StatId> group_anchor;
+  void setLazy(Lazy l) {
+    lazy = l;
+    group_anchor.reset();
+  }
+  std::optional<StatId> anchor() const {
+    if (lazy == Lazy::kNo) return std::nullopt;
+    if (lazy == Lazy::kGroup && group_anchor) return group_anchor;
+    return StatId{};  // itself
+  }
+  StatId note(StatId id) {
+    if (lazy == Lazy::kGroup && !group_anchor) group_anchor = id;
+    return id;
+  }
+  StatId counter(const std::string& n) { return note(store.counter(prefix + n, anchor())); }
+  StatId gauge(const std::string& n) { return note(store.gauge(prefix + n, anchor())); }
 };
 
 // http2.* (Envoy's ALL_HTTP2_CODEC_STATS order), names relative to `prefix`
@@ -79,6 +122,9 @@ struct LooseRegistrar {
 template <class Registrar>
 Http2CodecStats fillHttp2CodecStats(Registrar& r, std::string_view prefix) {
   auto n = [&](const char* name) { return std::string(prefix) + name; };
+  // Envoy creates them all with the first HTTP/2 codec (which writes the
+  // first one, goaway_sent, at creation: SessionBase).
+  r.setLazy(Lazy::kGroup);
   Http2CodecStats s;
   s.goaway_sent = r.counter(n("goaway_sent"));
   s.header_overflow = r.counter(n("header_overflow"));
@@ -95,6 +141,7 @@ Http2CodecStats fillHttp2CodecStats(Registrar& r, std::string_view prefix) {
   s.tx_reset = r.counter(n("tx_reset"));
   s.streams_active = r.gauge(n("streams_active"));
   s.pending_send_bytes = r.gauge(n("pending_send_bytes"));
+  r.setLazy(Lazy::kNo);
   return s;
 }
 
@@ -295,6 +342,19 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   s.breakers_default = breakers("default");
   s.breakers_high = breakers("high");
   s.http2 = fillHttp2CodecStats(r, "http2.");
+  // Envoy creates each when a gRPC call first charges it.
+  r.setLazy(Lazy::kEach);
+  for (uint32_t code = 0; code < GrpcClusterStats::kStatusCodes; ++code) {
+    const StatId id = r.counter(absl::StrCat("grpc.", code));
+    if (code == 0) s.grpc.status_first = id;
+  }
+  s.grpc.success = r.counter("grpc.success");
+  s.grpc.failure = r.counter("grpc.failure");
+  s.grpc.total = r.counter("grpc.total");
+  s.grpc.request_message_count = r.counter("grpc.request_message_count");
+  s.grpc.response_message_count = r.counter("grpc.response_message_count");
+  s.grpc.upstream_rq_time = r.histogram("grpc.upstream_rq_time");
+  r.setLazy(Lazy::kNo);
   return s;
 }
 
@@ -306,6 +366,24 @@ const StatSchema* buildClusterSchema(bool maglev) {
 }
 
 }  // namespace
+
+void GrpcClusterStats::chargeStatus(Shard& shard, std::string_view status) const {
+  // Envoy names an unknown code dynamically (grpc.<text>); stats register
+  // on the main thread here, so such a call counts in failure and total only.
+  const bool digits = !status.empty() && status.size() <= 2 &&
+                      std::all_of(status.begin(), status.end(), absl::ascii_isdigit) &&
+                      (status.size() == 1 || status[0] != '0');
+  uint32_t code = kStatusCodes;
+  if (digits) {
+    code = static_cast<uint32_t>(status[0] - '0');
+    if (status.size() == 2) code = code * 10 + static_cast<uint32_t>(status[1] - '0');
+  }
+  if (code < kStatusCodes && status_first.index != kScalarSink) {
+    shard.inc(StatId{status_first.index + code});
+  }
+  shard.inc(status == "0" ? success : failure);
+  shard.inc(total);
+}
 
 void ClusterStats::countResponse(Shard& shard, uint32_t code) const {
   countClass(upstream_rq_xx, shard, code);
@@ -402,7 +480,7 @@ ListenerStats makeListenerStats(Store& store, std::string_view address, std::str
 }
 
 Http2CodecStats makeHttp2CodecStats(Store& store) {
-  LooseRegistrar r{store, ""};
+  LooseRegistrar r{store, "", Lazy::kNo, std::nullopt};
   return fillHttp2CodecStats(r, "http2.");
 }
 

@@ -137,6 +137,23 @@ struct CircuitBreakerStats {
 // worker), Store::reclaim() frees and recycles the stats. Registering the
 // same cluster name again while a copy lives returns the same stats, so a
 // cluster update keeps its counters.
+// cluster.<name>.grpc.* (Envoy's grpc_stats filter without per-method
+// names: Grpc::Context's stats), listed once a gRPC call through the filter
+// wrote them.
+struct GrpcClusterStats {
+  // grpc.<code> for codes 0..16, consecutive from this id.
+  StatId status_first;
+  static constexpr uint32_t kStatusCodes = 17;
+  StatId success, failure, total;
+  StatId request_message_count, response_message_count;
+  StatId upstream_rq_time;  // histogram (enable_upstream_stats)
+
+  // A call ended with grpc-status `status` (its text, as the response
+  // carried it): grpc.<code> when it is a known code, then success (code 0)
+  // or failure, and total.
+  void chargeStatus(Shard& shard, std::string_view status) const;
+};
+
 struct ClusterStats {
   // Written by the main thread (config build, DNS, health checks): kept
   // together in the scope's first page, so an idle cluster allocates one
@@ -182,6 +199,7 @@ struct ClusterStats {
   StatId upstream_rq_code_first, retry_upstream_rq_code_first;
   // http2.*: the cluster's HTTP/2 connections' codec stats.
   Http2CodecStats http2;
+  GrpcClusterStats grpc;
   ScopeHandle scope;
 
   // Final response: upstream_rq_<N>xx and upstream_rq_<code> (when pre-registered).

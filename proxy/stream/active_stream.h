@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 
 #include "proxy/access_log/stream_info.h"
 #include "proxy/codec/codec.h"
+#include "proxy/filters/grpc_stats_filter.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stream/filter.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -85,6 +87,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
 
   const routing::RouteDecision* decision_ = nullptr;
   const ClusterRuntime* cluster_runtime_ = nullptr;
+  // The grpc_stats filter's state for a gRPC call routed to a cluster
+  // (RouterFilter makes it; local replies pass through it).
+  std::optional<GrpcStatsTracker> grpc_stats_;
   std::string upstream_host_;
   uint64_t request_body_bytes_ = 0;  // body bytes taken from the client
   uint64_t response_body_bytes_ = 0;

@@ -207,10 +207,20 @@ class EchoServer:
             self.server = None
 
 
+GRPC_STATS = """\
+- name: envoy.filters.http.grpc_stats
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig
+    stats_for_all_methods: false
+    enable_upstream_stats: true
+"""
+
+
 class GrpcTestCase(unittest.TestCase):
     proxy = None
     main = None
     sandbox = None
+    HTTP_FILTERS = ROUTING_KEY + ROUTER
 
     @classmethod
     def setUpClass(cls):
@@ -222,7 +232,7 @@ class GrpcTestCase(unittest.TestCase):
                               h2_cluster("grpc-feat-x", [cls.sandbox.port]),
                               h2_cluster("nohost", []),
                               h2_cluster("refused", [1])],
-                             http_filters=ROUTING_KEY + ROUTER)
+                             http_filters=cls.HTTP_FILTERS)
             cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
         except Exception:
             cls.tearDownClass()
@@ -511,6 +521,99 @@ class GrpcMatchTest(GrpcTestCase):
         r = conn.getresponse()
         self.assertEqual(r.status, 418)
         self.assertEqual(r.read(), b"not a gRPC request")
+
+
+class GrpcStatsTest(GrpcTestCase):
+    """envoy.filters.http.grpc_stats: cluster.<name>.grpc.* per call, created at first use."""
+
+    HTTP_FILTERS = ROUTING_KEY + GRPC_STATS + ROUTER
+
+    def grpc_stats(self, cluster):
+        prefix = "cluster.%s.grpc." % cluster
+        return {k[len(prefix):]: v for k, v in self.proxy.stats().items() if k.startswith(prefix)}
+
+    def wait_total(self, cluster, total):
+        self.proxy.wait_counter("cluster.%s.grpc.total" % cluster, total)
+        return {k: int(v) for k, v in self.grpc_stats(cluster).items() if k != "upstream_rq_time"}
+
+    def test_calls_count_their_status_and_messages_once_the_first_one_ended(self):
+        # Nothing before the first call, as Envoy creates them at its end;
+        # http2.* of the h2 cluster neither, before its first connection.
+        self.assertEqual(self.grpc_stats("grpc"), {})
+        self.assertFalse("cluster.grpc.http2.rx_reset" in self.proxy.stats())
+        self.assertEqual(self.uu("Unary")(b"hello", timeout=TIMEOUT_S), b"echo:hello")
+        self.assertEqual(self.wait_total("grpc", 1),
+                         {"0": 1, "success": 1, "total": 1,
+                          "request_message_count": 1, "response_message_count": 1})
+        self.assertTrue("cluster.grpc.http2.rx_reset" in self.proxy.stats())
+        # A status the server sends with no message: trailers-only.
+        with self.assertRaises(grpc.RpcError):
+            self.uu("Fail")(b"NOT_FOUND:gone", timeout=TIMEOUT_S)
+        # Two messages, then DATA_LOSS in real trailers.
+        call = self.us("StreamFail")(b"", timeout=TIMEOUT_S)
+        with self.assertRaises(grpc.RpcError):
+            list(call)
+        # 50 messages down, 4 up.
+        self.assertEqual(len(list(self.us("ServerStream")(b"50", timeout=TIMEOUT_S))), 50)
+        parts = [b"a" * 1000, b"", b"c" * 70000, b"d"]
+        self.assertTrue(self.su("ClientStream")(iter(parts), timeout=TIMEOUT_S).startswith(b"4:"))
+        got = self.wait_total("grpc", 5)
+        self.assertEqual(got, {"0": 3, "5": 1, "15": 1, "success": 3, "failure": 2, "total": 5,
+                               "request_message_count": 1 + 1 + 1 + 1 + 4,
+                               "response_message_count": 1 + 2 + 50 + 1}, got)
+
+    def test_local_replies_count_under_the_route_target_cluster(self):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.uu("Call", service="test.NoHost")(b"x", timeout=TIMEOUT_S)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        got = self.wait_total("nohost", 1)
+        self.assertEqual((got["14"], got["failure"], got["total"]), (1, 1, 1), got)
+        self.assertNotIn("response_message_count", got)
+
+    def test_upstream_time_is_recorded_with_enable_upstream_stats(self):
+        self.assertEqual(self.uu("Unary")(b"t", timeout=TIMEOUT_S), b"echo:t")
+        self.proxy.wait_counter("cluster.grpc.grpc.total", 1)
+        self.assertIn("upstream_rq_time", self.grpc_stats("grpc"))
+
+    def test_a_plain_request_and_a_non_service_path_are_not_counted(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        self.addCleanup(conn.close)
+        conn.request("POST", "/test.Echo/Unary", body=b"m",
+                     headers={"content-type": "application/json"})
+        self.assertEqual(conn.getresponse().status, 418)
+        self.assertEqual(self.grpc_stats("grpc"), {})
+
+
+class GrpcStatsConfigTest(unittest.TestCase):
+    """What the grpc_stats filter does not do is refused with its field path."""
+
+    def validate(self, extra):
+        import subprocess
+        yaml = bootstrap(VHOSTS, [h2_cluster(n, [1]) for n in
+                                  ("grpc", "grpc-feat-x", "nohost", "refused")],
+                         http_filters=ROUTING_KEY + GRPC_STATS.replace(
+                             "    stats_for_all_methods: false\n", extra) + ROUTER)
+        return subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    def test_per_method_stats_are_refused_with_their_path(self):
+        path = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config." \
+               "http_filters[1].typed_config."
+        r = self.validate("    stats_for_all_methods: true\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(path + "stats_for_all_methods: ", r.stderr)
+        self.assertIn("per-method gRPC stats are not supported", r.stderr)
+        r = self.validate("    individual_method_stats_allowlist:\n"
+                          "      services: [{name: test.Echo, method_names: [Unary]}]\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(path + "individual_method_stats_allowlist", r.stderr)
+        self.assertEqual(self.validate("").returncode, 0)
+
+    def test_the_filter_state_object_is_refused_with_its_path(self):
+        r = self.validate("    emit_filter_state: true\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("http_filters[1].typed_config.emit_filter_state: ", r.stderr)
 
 
 def main():

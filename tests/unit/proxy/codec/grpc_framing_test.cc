@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <string>
 
@@ -74,6 +75,34 @@ TEST_CASE("grpc decoder frees a large message's buffer once it is delivered", "[
   REQUIRE(d.feed({small.data() + small.size() - 1, 1}, out).ok());
   CHECK(out.back() == "de");
   CHECK(d.bufferCapacity() == cap);
+}
+
+TEST_CASE("the frame counter counts each message once, however the bytes are split",
+          "[codec][grpc]") {
+  const std::string wire = frame("hello") + frame("") + frame(std::string(70000, 'x')) + frame("!");
+  GrpcFrameCounter whole;
+  CHECK(whole.inspect({wire.data(), wire.size()}) == 4);
+  for (size_t chunk : {1, 2, 5, 7, 4096}) {
+    GrpcFrameCounter split;
+    uint64_t total = 0;
+    for (size_t i = 0; i < wire.size(); i += chunk) {
+      total += split.inspect({wire.data() + i, std::min(chunk, wire.size() - i)});
+    }
+    INFO(chunk);
+    CHECK(total == 4);
+    CHECK(split.frames() == 4);
+  }
+}
+
+TEST_CASE("the frame counter counts a message at its first prefix byte", "[codec][grpc]") {
+  const std::string wire = frame("abc");
+  GrpcFrameCounter c;
+  CHECK(c.inspect({wire.data(), 1}) == 1);
+  CHECK(c.inspect({wire.data() + 1, wire.size() - 1}) == 0);
+  CHECK(c.inspect({}) == 0);
+  // A compressed flag counts the same (the counter does not judge).
+  const std::string compressed = "\x01" + frame("zz").substr(1);
+  CHECK(c.inspect({compressed.data(), compressed.size()}) == 1);
 }
 
 }  // namespace

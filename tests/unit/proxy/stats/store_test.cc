@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -198,6 +200,78 @@ TEST_CASE("http connection manager stats carry the routing-key stats", "[stats]"
   const ServerStats server = makeServerStats(store);
   store.mainShard().set(server.live, 1);
   CHECK(store.gaugeValue("server.live") == 1);
+}
+
+TEST_CASE("a lazy stat is listed only once a shard wrote its anchor", "[stats]") {
+  Store store(1);
+  const StatId eager = store.counter("a.eager");
+  const StatId lazy = store.counter("a.lazy", StatId{});
+  const StatId lazy_gauge = store.gauge("a.lazy_gauge", StatId{});
+  const StatId group = store.counter("b.first", StatId{});
+  store.counter("b.second", group);
+  auto names = [&store] {
+    std::vector<std::string> out;
+    store.forEachScalar([&out](const Store::ScalarView& v) { out.emplace_back(v.name); });
+    return out;
+  };
+  CHECK(names() == std::vector<std::string>{"a.eager"});
+  store.shard(0).inc(lazy);
+  CHECK(names() == std::vector<std::string>{"a.eager", "a.lazy"});
+  // A gauge back at 0 was still created by its first write.
+  store.shard(0).add(lazy_gauge, 1);
+  store.shard(0).sub(lazy_gauge, 1);
+  CHECK(names() == std::vector<std::string>{"a.eager", "a.lazy", "a.lazy_gauge"});
+  // A group appears whole when its anchor is written, even by 0.
+  store.shard(0).inc(group, 0);
+  CHECK(names() == std::vector<std::string>{"a.eager", "a.lazy", "a.lazy_gauge", "b.first",
+                                            "b.second"});
+  store.mainShard().inc(eager);
+}
+
+TEST_CASE("a cluster's http2 and grpc stats appear when first used", "[stats]") {
+  Store store(1);
+  const ClusterStats c = makeClusterStats(store, "svc", "");
+  auto has = [&store](std::string_view name) {
+    bool found = false;
+    store.forEachScalar([&](const Store::ScalarView& v) { found = found || v.name == name; });
+    store.forEachHistogram([&](const Store::HistogramView& v) { found = found || v.name == name; });
+    return found;
+  };
+  CHECK(has("cluster.svc.upstream_rq_total"));
+  CHECK_FALSE(has("cluster.svc.http2.rx_reset"));
+  CHECK_FALSE(has("cluster.svc.grpc.total"));
+  CHECK_FALSE(has("cluster.svc.grpc.upstream_rq_time"));
+  // http2.* appear together once the first (goaway_sent) is written, as
+  // Envoy creates them with a codec; grpc.* one by one.
+  store.shard(0).inc(c.http2.rx_reset);
+  CHECK_FALSE(has("cluster.svc.http2.rx_reset"));
+  store.shard(0).inc(c.http2.goaway_sent, 0);
+  c.grpc.chargeStatus(store.shard(0), "14");
+  store.shard(0).record(c.grpc.upstream_rq_time, 3);
+  CHECK(has("cluster.svc.http2.rx_reset"));
+  CHECK(has("cluster.svc.http2.tx_reset"));
+  CHECK(has("cluster.svc.http2.streams_active"));
+  CHECK(has("cluster.svc.grpc.14"));
+  CHECK_FALSE(has("cluster.svc.grpc.0"));
+  CHECK(has("cluster.svc.grpc.upstream_rq_time"));
+  CHECK(store.counterValue("cluster.svc.grpc.failure") == 1);
+  CHECK(store.counterValue("cluster.svc.grpc.total") == 1);
+}
+
+TEST_CASE("grpc statuses count their code only when it is one of 0..16 as written", "[stats]") {
+  Store store(1);
+  const ClusterStats c = makeClusterStats(store, "svc", "");
+  Shard& shard = store.shard(0);
+  for (const char* status : {"0", "0", "16", "7", "17", "07", "99", "", "x", "-1"}) {
+    c.grpc.chargeStatus(shard, status);
+  }
+  CHECK(store.counterValue("cluster.svc.grpc.0") == 2);
+  CHECK(store.counterValue("cluster.svc.grpc.16") == 1);
+  CHECK(store.counterValue("cluster.svc.grpc.7") == 1);
+  CHECK(store.counterValue("cluster.svc.grpc.1") == 0);
+  CHECK(store.counterValue("cluster.svc.grpc.success") == 2);
+  CHECK(store.counterValue("cluster.svc.grpc.failure") == 8);
+  CHECK(store.counterValue("cluster.svc.grpc.total") == 10);
 }
 
 }  // namespace
