@@ -93,9 +93,7 @@ CodecErrorCode checkChunkLeftover(std::string_view leftover, const Http1Settings
 // The decode state of one message, the same in both directions.
 template <typename Callbacks, typename Head>
 struct DecodeState {
-  DecodeState(Callbacks& cb, const Http1Settings& s) : callbacks(cb), settings(s) {
-    head.headers.reserve(32, 2048);
-  }
+  DecodeState(Callbacks& cb, const Http1Settings& s) : callbacks(cb), settings(s) {}
 
   absl::Status fail(CodecErrorCode code) {
     error = code;
@@ -104,6 +102,10 @@ struct DecodeState {
   // Forgets the previous message; the next one is in progress.
   void resetMessage() {
     head.clear();
+    // Room for a typical head, made at the first message rather than with
+    // the codec: a connection that never carries HTTP (a TCP proxy's
+    // upstream) allocates none. A no-op once the capacity is there.
+    head.headers.reserve(32, 2048);
     trailers.clear();
     scanner = {};
     body_bytes = 0;

@@ -1,5 +1,6 @@
 #include "proxy/connection/byte_relay.h"
 
+#include <algorithm>
 #include <exception>
 #include <memory>
 
@@ -15,6 +16,25 @@ bool closedLocally(const boost::system::error_code& ec) {
 
 const char* sideName(RelayDirection source) {
   return source == kToUpstream ? "downstream" : "upstream";
+}
+
+// What a pump reads into and writes from between two suspensions, shared by
+// every relay of the thread: a pump never holds it across a co_await (the
+// part of a write that must wait is copied to its end's `pending`).
+struct Scratch {
+  static constexpr size_t kBytes = 64 * 1024;  // at least any relay's chunk
+  std::unique_ptr<char[]> bytes{new char[kBytes]};
+  std::string plain;  // decrypted
+  std::string wire;   // encrypted
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+bool wouldBlock(const boost::system::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
 }
 
 }  // namespace
@@ -111,34 +131,38 @@ asio::awaitable<void> ByteRelay::idleWatch() {
   }
 }
 
-asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from, char* buf,
-                                                              size_t size, std::string& plain,
+asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from,
                                                               std::span<const char>& out) {
   boost::system::error_code ec;
-  if (from.tls == nullptr) {
-    const size_t n = co_await from.socket->async_read_some(
-        asio::buffer(buf, size), asio::redirect_error(asio::use_awaitable, ec));
-    out = std::span<const char>(buf, ec ? 0 : n);
-    co_return ec;
-  }
-  plain.clear();
+  const size_t size = std::min(chunk_, Scratch::kBytes);
   for (;;) {
-    // Plaintext the transport holds already (records that came with the
-    // handshake or behind an HTTP head, or a read of several records), then
-    // more ciphertext. What the transport must send back (a key update)
-    // waits for this end's writer: a reader never writes.
-    const tls::TlsTransport::Result r = from.tls->read(plain);
-    if (!plain.empty()) {
-      out = std::span<const char>(plain.data(), plain.size());
+    Scratch& s = scratch();
+    if (from.tls != nullptr) {
+      // Plaintext the transport holds already (records that came with the
+      // handshake or behind an HTTP head, or a read of several records)
+      // first. What the transport must send back (a key update) waits for
+      // this end's writer: a reader never writes.
+      s.plain.clear();
+      const tls::TlsTransport::Result r = from.tls->read(s.plain);
+      if (!s.plain.empty()) {
+        out = std::span<const char>(s.plain.data(), s.plain.size());
+        co_return ec;
+      }
+      if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
+      if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
+    }
+    co_await from.socket->async_wait(asio::ip::tcp::socket::wait_read,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+    char* buf = scratch().bytes.get();
+    const size_t n = from.socket->read_some(asio::buffer(buf, size), ec);
+    if (wouldBlock(ec)) continue;
+    if (ec) co_return ec;
+    if (from.tls == nullptr) {
+      out = std::span<const char>(buf, n);
       co_return ec;
     }
-    if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
-    if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
-    from.tls_in.resize(size);
-    const size_t n = co_await from.socket->async_read_some(
-        asio::buffer(from.tls_in.data(), size), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
-    from.tls->feed(std::span<const char>(from.tls_in.data(), n));
+    from.tls->feed(std::span<const char>(buf, n));
   }
 }
 
@@ -147,23 +171,26 @@ asio::awaitable<boost::system::error_code> ByteRelay::send(RelayEnd& to,
                                                            bool& waited) {
   std::span<const char> bytes = data;
   if (to.tls != nullptr) {
-    to.tls_out.clear();
+    std::string& wire = scratch().wire;
+    wire.clear();
     if (!to.tls->write(data)) co_return asio::error::connection_reset;
-    to.tls->takeOutput(to.tls_out);
-    bytes = std::span<const char>(to.tls_out.data(), to.tls_out.size());
+    to.tls->takeOutput(wire);
+    bytes = std::span<const char>(wire.data(), wire.size());
   }
   boost::system::error_code ec;
   size_t n = to.socket->write_some(asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+  if (wouldBlock(ec)) {
     ec = {};
     n = 0;
   }
-  if (ec) co_return ec;
-  if (n < bytes.size()) {
-    waited = true;
-    co_await asio::async_write(*to.socket, asio::buffer(bytes.data() + n, bytes.size() - n),
-                               asio::redirect_error(asio::use_awaitable, ec));
-  }
+  if (ec || n == bytes.size()) co_return ec;
+  // The peer takes no more for now: the rest waits in the end's own buffer
+  // (the scratch is the thread's), freed once written.
+  waited = true;
+  to.pending.assign(bytes.data() + n, bytes.size() - n);
+  co_await asio::async_write(*to.socket, asio::buffer(to.pending),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  std::string().swap(to.pending);
   co_return ec;
 }
 
@@ -171,11 +198,11 @@ asio::awaitable<void> ByteRelay::shutdownWrite(RelayEnd& to) {
   boost::system::error_code ec;
   if (to.tls != nullptr) {
     to.tls->shutdown();
-    to.tls_out.clear();
-    to.tls->takeOutput(to.tls_out);
-    if (!to.tls_out.empty()) {
-      co_await asio::async_write(*to.socket, asio::buffer(to.tls_out),
+    to.tls->takeOutput(to.pending);
+    if (!to.pending.empty()) {
+      co_await asio::async_write(*to.socket, asio::buffer(to.pending),
                                  asio::redirect_error(asio::use_awaitable, ec));
+      std::string().swap(to.pending);
     }
   }
   to.socket->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
@@ -220,8 +247,6 @@ asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
   RelayEnd& to = dir == kToUpstream ? up_ : down_;
   if (!first.empty() && !co_await forward(dir, first)) co_return;
   std::string().swap(first);
-  std::unique_ptr<char[]> buf(new char[chunk_]);
-  std::string plain;
   for (;;) {
     if (closed_) co_return;
     if (stop_reading_[dir]) {
@@ -231,7 +256,7 @@ asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
       co_return;
     }
     std::span<const char> data;
-    const boost::system::error_code ec = co_await receive(from, buf.get(), chunk_, plain, data);
+    const boost::system::error_code ec = co_await receive(from, data);
     if (ec == asio::error::eof) {
       observer_.onSourceEnded(dir, false);
       if (!closed_) co_await shutdownWrite(to);  // half-close: FIN for FIN

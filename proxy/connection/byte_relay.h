@@ -7,7 +7,10 @@
 // Two pumps, one per direction, each reading at most one chunk and writing
 // it whole before reading again: what turnout holds per direction is
 // bounded, and a slow reader on one side stops reading on the other
-// (RelayObserver::onWritten's `waited`). A FIN on one side becomes a
+// (RelayObserver::onWritten's `waited`). A pump waits for readability with
+// no buffer of its own: it reads into its thread's scratch and writes at
+// once, and only the part a peer could not take at once is copied (the
+// end's `pending`, freed once written). An idle relay holds no buffer. A FIN on one side becomes a
 // shutdown(SHUT_WR) (TLS: close_notify first) towards the other once its
 // bytes are written; a reset read from one side resets the other; a side
 // that can no longer be written ends its direction, and the other side's
@@ -30,13 +33,12 @@
 namespace turnout::proxy {
 
 // One end of a relay: its socket and, for TLS, its transport (its handshake
-// done) with the ciphertext scratch of its reader and of its writer (the two
-// pumps use an end at the same time, one reading, one writing).
+// done), and the bytes for it that it could not take at once (written by
+// the pump that writes this end, empty otherwise).
 struct RelayEnd {
   asio::ip::tcp::socket* socket = nullptr;
   tls::TlsTransport* tls = nullptr;
-  std::string tls_in;
-  std::string tls_out;
+  std::string pending;
 };
 
 // kToUpstream reads the downstream end and writes the upstream one;
@@ -85,10 +87,10 @@ class ByteRelay {
  private:
   asio::awaitable<void> pump(RelayDirection dir, std::string first);
   asio::awaitable<void> idleWatch();
-  // One read from `from` into the pump's buffers; `out` views the bytes.
-  asio::awaitable<boost::system::error_code> receive(RelayEnd& from, char* buf, size_t size,
-                                                     std::string& plain,
-                                                     std::span<const char>& out);
+  // Waits for `from` to be readable and reads (and decrypts) what is there
+  // into the thread's scratch; `out` views the bytes until the next
+  // suspension.
+  asio::awaitable<boost::system::error_code> receive(RelayEnd& from, std::span<const char>& out);
   // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
   // all go at once.
   asio::awaitable<boost::system::error_code> send(RelayEnd& to, std::span<const char> data,

@@ -386,6 +386,7 @@ asio::awaitable<void> DownstreamConnection::runHttp1(Worker& worker,
                                                      std::unique_ptr<tls::TlsTransport> tls) {
   DownstreamConnection conn(worker, std::move(config), listener_index, chain_index,
                             std::move(socket), remote, local, initial);
+  std::string().swap(initial);  // copied into the connection's buffer; its read chunk goes
   conn.input_closed_ = input_closed;
   conn.tls_ = std::move(tls);
   const ListenerRuntime& l = conn.listener();

@@ -102,6 +102,11 @@ class DownstreamConnection : public ConnectionHandle,
     return std::string_view(static_cast<const char*>(d.data()), d.size());
   }
   void consumeBuffered(size_t n) { buffer_.consume(n); }
+  // Frees the read buffer once it is empty (a tunnel reads the socket
+  // itself from then on).
+  void releaseReadBuffer() {
+    if (buffer_.size() == 0) buffer_.shrink_to_fit();
+  }
 
   // RequestDecoderCallbacks
   void onMessageBegin() override;

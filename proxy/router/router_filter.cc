@@ -653,12 +653,17 @@ asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamC
   auto up_data = up.read_buffer.data();
   std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
   up.read_buffer.consume(up_data.size());
+  // Neither connection reads through its own buffers again: an idle tunnel
+  // holds no read buffer (ByteRelay reads into its thread's scratch).
+  down.releaseReadBuffer();
+  up.read_buffer.shrink_to_fit();
+  std::string().swap(up.tls_plaintext);
   // The relay reads and writes the sockets itself, with its own idle
   // timeout: no stream deadline may cancel it halfway.
   down.stream().expires_never();
   up.stream.expires_never();
-  RelayEnd down_end{&down.stream().socket(), down.tlsTransport(), {}, {}};
-  RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}, {}};
+  RelayEnd down_end{&down.stream().socket(), down.tlsTransport(), {}};
+  RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}};
   Worker& worker = conn_.worker();
   TunnelObserver observer(request_body_bytes_, stream_.response_body_bytes_, stream_.flags_,
                           worker.shard(), stream_.hcm_.stats.downstream_rq_idle_timeout);

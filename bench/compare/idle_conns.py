@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Memory per idle relayed connection: turnout against haproxy.
+
+Usage: idle_conns.py <turnout-binary> [--conns N] [--json FILE]
+
+Three modes, each through turnout and through haproxy, one worker each:
+  tcp        a TCP proxy listener (turnout: envoy.filters.network.tcp_proxy;
+             haproxy: mode tcp) to an origin that echoes;
+  http       an HTTP/1.1 keep-alive connection after one GET (its upstream
+             connection pooled);
+  websocket  an HTTP listener that upgrades (turnout: upgrade_configs
+             websocket; haproxy: mode http, which tunnels after the 101) to an
+             origin that answers 101 and then echoes.
+For each, N connections are opened, each sends one byte and reads its echo
+(http: one request and its response), so that the path is set up end to
+end, and then they stay open and idle. The
+figure is the proxy's RSS growth over those N connections, per connection
+(/proc/<pid>/smaps_rollup Rss, after the proxy served one warm-up connection).
+The origin is an asyncio server in its own process. Loopback only; every
+wait is bounded.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ORIGIN = r'''
+import asyncio, base64, hashlib, sys
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def accept(head):
+    for line in head.split(b"\r\n"):
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"sec-websocket-key":
+            return base64.b64encode(hashlib.sha1(v.strip() + GUID).digest())
+    return b""
+async def handle(reader, writer):
+    try:
+        head = b""
+        first = await reader.read(65536)
+        if first.startswith(b"GET "):
+            head = first
+            while b"\r\n\r\n" not in head:
+                more = await reader.read(65536)
+                if not more:
+                    return
+                head += more
+            if b"upgrade: websocket" not in head.lower():
+                # Plain keep-alive HTTP/1.1: a 200 for each request head.
+                while True:
+                    while head.count(b"\r\n\r\n") > 0:
+                        head = head.split(b"\r\n\r\n", 1)[1]
+                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    more = await reader.read(65536)
+                    if not more:
+                        return
+                    head += more
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept(head) +
+                         b"\r\n\r\n")
+            first = head.split(b"\r\n\r\n", 1)[1]
+        if first:
+            writer.write(first)
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+'''
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise RuntimeError("no Rss in smaps_rollup")
+
+
+def wait_port(port, proc, deadline_s=10):
+    end = time.time() + deadline_s
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("the proxy exited: %s" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d did not open" % port)
+
+
+def turnout_yaml(mode, port, origin):
+    if mode == "tcp":
+        filt = ("      - name: envoy.filters.network.tcp_proxy\n"
+                "        typed_config:\n"
+                "          \"@type\": type.googleapis.com/envoy.extensions.filters.network."
+                "tcp_proxy.v3.TcpProxy\n"
+                "          stat_prefix: tcp\n"
+                "          cluster: origin\n")
+    else:
+        filt = ("      - name: envoy.filters.network.http_connection_manager\n"
+                "        typed_config:\n"
+                "          \"@type\": type.googleapis.com/envoy.extensions.filters.network."
+                "http_connection_manager.v3.HttpConnectionManager\n"
+                "          stat_prefix: ingress\n"
+                "          upgrade_configs: [{upgrade_type: websocket}]\n"
+                "          route_config:\n"
+                "            virtual_hosts:\n"
+                "            - name: all\n"
+                "              domains: [\"*\"]\n"
+                "              routes:\n"
+                "              - match: { prefix: \"/\" }\n"
+                "                route: { cluster: origin }\n"
+                "          http_filters:\n"
+                "          - name: envoy.filters.http.router\n"
+                "            typed_config:\n"
+                "              \"@type\": type.googleapis.com/envoy.extensions.filters.http."
+                "router.v3.Router\n")
+    return ("static_resources:\n"
+            "  listeners:\n"
+            "  - name: in\n"
+            "    address: { socket_address: { address: 127.0.0.1, port_value: %d } }\n"
+            "    filter_chains:\n"
+            "    - filters:\n%s"
+            "  clusters:\n"
+            "  - name: origin\n"
+            "    connect_timeout: 2s\n"
+            "    type: STATIC\n"
+            "    circuit_breakers:\n"  # Envoy's default max_connections is 1024
+            "      thresholds: [{max_connections: 1000000, max_pending_requests: 1000000,"
+            " max_requests: 1000000}]\n"
+            "    load_assignment:\n"
+            "      cluster_name: origin\n"
+            "      endpoints:\n"
+            "      - lb_endpoints:\n"
+            "        - endpoint: { address: { socket_address: { address: 127.0.0.1, "
+            "port_value: %d } } }\n") % (port, filt, origin)
+
+
+def haproxy_cfg(mode, port, origin, conns):
+    return ("global\n  maxconn %d\n  nbthread 1\n"
+            "defaults\n  mode %s\n  timeout connect 2s\n  timeout client 60s\n"
+            "  timeout server 60s\n  timeout tunnel 60s\n"
+            "frontend f\n  bind 127.0.0.1:%d\n  default_backend b\n"
+            "backend b\n  server o 127.0.0.1:%d\n") % (
+                conns * 2 + 100, "tcp" if mode == "tcp" else "http", port, origin)
+
+
+def open_conn(port, mode):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if mode == "http":
+        s.sendall(b"GET /k HTTP/1.1\r\nHost: o\r\n\r\n")
+        got = b""
+        while not got.endswith(b"ok"):
+            d = s.recv(4096)
+            if not d:
+                raise RuntimeError("closed before the response: %r" % got)
+            got += d
+        if not got.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError("not 200: %r" % got[:200])
+    elif mode == "websocket":
+        # haproxy checks the RFC 6455 handshake fields.
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: o\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(4096)
+            if not d:
+                raise RuntimeError("closed during the upgrade: %r" % got)
+            got += d
+        s.sendall(b"x")
+        while not got.endswith(b"x"):
+            d = s.recv(4096)
+            if not d:
+                raise RuntimeError("closed during the upgrade: %r" % got)
+            got += d
+        if not got.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError("not upgraded: %r" % got[:200])
+    else:
+        s.sendall(b"x")
+        if s.recv(16) != b"x":
+            raise RuntimeError("no echo")
+    return s
+
+
+def measure(name, args, port, mode, conns, work):
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(
+        os.path.join(work, name + "-" + mode + ".log"), "w"))
+    held = []
+    try:
+        wait_port(port, proc)
+        open_conn(port, mode).close()  # warm-up: the first connection's one-time costs
+        time.sleep(0.3)
+        before = rss_kib(proc.pid)
+        for _ in range(conns):
+            held.append(open_conn(port, mode))
+        time.sleep(0.5)
+        after = rss_kib(proc.pid)
+        return {"proxy": name, "mode": mode, "conns": conns, "rss_before_kib": before,
+                "rss_after_kib": after, "kib_per_conn": round((after - before) / conns, 2)}
+    finally:
+        for s in held:
+            s.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("turnout")
+    ap.add_argument("--conns", type=int, default=2000)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = a.conns * 4 + 256
+    if hard < need:
+        sys.exit("idle_conns: needs %d descriptors, the hard limit is %d" % (need, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+    work = tempfile.mkdtemp(prefix="idle-conns-")
+    origin = subprocess.Popen([sys.executable, "-c", ORIGIN], stdout=subprocess.PIPE, text=True)
+    rows = []
+    try:
+        origin_port = int(origin.stdout.readline())
+        for mode in ("tcp", "http", "websocket"):
+            port = free_port()
+            conf = os.path.join(work, "turnout-%s.yaml" % mode)
+            with open(conf, "w") as f:
+                f.write(turnout_yaml(mode, port, origin_port))
+            rows.append(measure("turnout", [a.turnout, "-c", conf, "--concurrency", "1",
+                                            "-l", "error"], port, mode, a.conns, work))
+            if shutil.which("haproxy"):
+                port = free_port()
+                conf = os.path.join(work, "haproxy-%s.cfg" % mode)
+                with open(conf, "w") as f:
+                    f.write(haproxy_cfg(mode, port, origin_port, a.conns))
+                rows.append(measure("haproxy", ["haproxy", "-f", conf, "-q"], port, mode,
+                                    a.conns, work))
+    finally:
+        origin.terminate()
+        origin.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    print("| proxy | mode | idle connections | RSS before | RSS after | KiB per connection |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %s | %d | %.1f MiB | %.1f MiB | %.2f |" % (
+            r["proxy"], r["mode"], r["conns"], r["rss_before_kib"] / 1024,
+            r["rss_after_kib"] / 1024, r["kib_per_conn"]))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
