@@ -8,6 +8,8 @@ Three modes, each through turnout and through haproxy, one worker each:
              haproxy: mode tcp) to an origin that echoes;
   http       an HTTP/1.1 keep-alive connection after one GET (its upstream
              connection pooled);
+  h2c        an HTTP/2 connection (prior knowledge) after one GET (needs
+             python3-h2; haproxy: bind ... proto h2);
   websocket  an HTTP listener that upgrades (turnout: upgrade_configs
              websocket; haproxy: mode http, which tunnels after the 101) to an
              origin that answers 101 and then echoes.
@@ -164,14 +166,36 @@ def haproxy_cfg(mode, port, origin, conns):
     return ("global\n  maxconn %d\n  nbthread 1\n"
             "defaults\n  mode %s\n  timeout connect 2s\n  timeout client 60s\n"
             "  timeout server 60s\n  timeout tunnel 60s\n"
-            "frontend f\n  bind 127.0.0.1:%d\n  default_backend b\n"
+            "frontend f\n  bind 127.0.0.1:%d%s\n  default_backend b\n"
             "backend b\n  server o 127.0.0.1:%d\n") % (
-                conns * 2 + 100, "tcp" if mode == "tcp" else "http", port, origin)
+                conns * 2 + 100, "tcp" if mode == "tcp" else "http", port,
+                " proto h2" if mode == "h2c" else "", origin)
+
+
+_H2_STATES = []
 
 
 def open_conn(port, mode):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    if mode == "http":
+    if mode == "h2c":
+        import h2.config
+        import h2.connection
+        import h2.events
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        c.send_headers(1, [(":method", "GET"), (":path", "/k"), (":scheme", "http"),
+                           (":authority", "o")], end_stream=True)
+        s.sendall(c.data_to_send())
+        ended = False
+        while not ended:
+            d = s.recv(65536)
+            if not d:
+                raise RuntimeError("closed before the h2 response")
+            for e in c.receive_data(d):
+                ended = ended or isinstance(e, h2.events.StreamEnded)
+            s.sendall(c.data_to_send())
+        _H2_STATES.append(c)  # kept while the connection is held
+    elif mode == "http":
         s.sendall(b"GET /k HTTP/1.1\r\nHost: o\r\n\r\n")
         got = b""
         while not got.endswith(b"ok"):
@@ -248,7 +272,13 @@ def main():
     rows = []
     try:
         origin_port = int(origin.stdout.readline())
-        for mode in ("tcp", "http", "websocket"):
+        modes = ["tcp", "http", "websocket"]
+        try:
+            import h2  # noqa: F401
+            modes.append("h2c")
+        except ImportError:
+            print("idle_conns: no python3-h2 here, skipping h2c (run it with /usr/bin/python3)")
+        for mode in modes:
             port = free_port()
             conf = os.path.join(work, "turnout-%s.yaml" % mode)
             with open(conf, "w") as f:

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "proxy/common/log.h"
+#include "proxy/common/read_scratch.h"
 #include "proxy/common/spawn.h"
 
 namespace turnout::proxy {
@@ -18,20 +19,11 @@ const char* sideName(RelayDirection source) {
   return source == kToUpstream ? "downstream" : "upstream";
 }
 
-// What a pump reads into and writes from between two suspensions, shared by
-// every relay of the thread: a pump never holds it across a co_await (the
-// part of a write that must wait is copied to its end's `pending`).
-struct Scratch {
-  static constexpr size_t kBytes = 64 * 1024;  // at least any relay's chunk
-  std::unique_ptr<char[]> bytes{new char[kBytes]};
-  std::string plain;  // decrypted
-  std::string wire;   // encrypted
-};
-
-Scratch& scratch() {
-  thread_local Scratch s;
-  return s;
-}
+// A pump reads into and writes from the thread's scratch between two
+// suspensions and never holds it across a co_await (the part of a write
+// that must wait is copied to its end's `pending`).
+using Scratch = ReadScratch;
+ReadScratch& scratch() { return readScratch(); }
 
 bool wouldBlock(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;

@@ -21,6 +21,11 @@ namespace turnout::proxy {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+// What a keep-alive connection reads with while it waits for its next
+// request, and the most buffer it keeps meanwhile: most request heads fit,
+// and an idle connection does not hold a 16 KiB chunk (a larger head is
+// read on in kReadChunk).
+constexpr size_t kIdleReadChunk = 1024;
 // TLS: what watchForClose() feeds the transport at most while a request waits.
 constexpr size_t kMaxWatchCiphertext = 64 * 1024;
 // RFC 9113 §3.4: what an HTTP/2 client sends first.
@@ -445,12 +450,19 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (closed_) co_return;
       const bool mid_request = buffer_.size() > 0;
       if (input_closed_) co_return;  // EOF seen while probing the protocol
+      if (!mid_request) {
+        // Idle between requests: give back what a large head or a body
+        // grew (freed once per such request, kept for small ones).
+        if (buffer_.capacity() > kIdleReadChunk) buffer_.shrink_to_fit();
+        if (body_.empty() && body_.capacity() > kIdleReadChunk) std::string().swap(body_);
+      }
       stream_.expires_after(mid_request ? stream_idle : idle);
       boost::system::error_code ec;
       if (tls_) {
         co_await readTls(ec);
       } else {
-        size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
+        const size_t chunk = mid_request ? kReadChunk : kIdleReadChunk;
+        size_t n = co_await stream_.async_read_some(buffer_.prepare(chunk),
                                                     asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) buffer_.commit(n);
       }

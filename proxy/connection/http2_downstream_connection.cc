@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proxy/common/log.h"
+#include "proxy/common/read_scratch.h"
 #include "proxy/common/spawn.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
@@ -385,18 +386,27 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   if (tls_) tls_closed = tls_->read(initial) != tls::TlsTransport::Result::kOk;
   bool ok = initial.empty() || dispatch(std::span<const char>(initial.data(), initial.size()));
   std::string().swap(initial);
-  std::vector<char> buf(kReadChunk);
-  std::string plain;
+  // The connection waits for readability with no buffer of its own and
+  // reads into the thread's scratch: dispatch() copies what it keeps (the
+  // codec's partial frames, the streams' bodies), so nothing points into
+  // the scratch once it returns.
+  boost::system::error_code nb_ec;
+  socket_.non_blocking(true, nb_ec);
   while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
     boost::system::error_code ec;
-    const size_t n = co_await socket_.async_read_some(
-        asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;  // EOF, reset, close()
+    co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;  // close()
+    ReadScratch& scratch = readScratch();
+    const size_t n = socket_.read_some(asio::buffer(scratch.bytes.get(), kReadChunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec) break;  // EOF, reset
     if (!tls_) {
-      ok = dispatch(std::span<const char>(buf.data(), n));
+      ok = dispatch(std::span<const char>(scratch.bytes.get(), n));
       continue;
     }
-    tls_->feed(std::span<const char>(buf.data(), n));
+    tls_->feed(std::span<const char>(scratch.bytes.get(), n));
+    std::string& plain = scratch.plain;
     plain.clear();
     // close_notify or a TLS error ends the input as EOF does.
     tls_closed = tls_->read(plain) != tls::TlsTransport::Result::kOk;
