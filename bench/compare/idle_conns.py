@@ -175,6 +175,16 @@ def haproxy_cfg(mode, port, origin, conns):
 _H2_STATES = []
 
 
+def read_until(s, got, done):
+    """Reads from `s` onto `got` until done(got); EOF first is an error."""
+    while not done(got):
+        d = s.recv(4096)
+        if not d:
+            raise RuntimeError("closed early: %r" % got[:200])
+        got += d
+    return got
+
+
 def open_conn(port, mode):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     if mode == "h2c":
@@ -197,12 +207,7 @@ def open_conn(port, mode):
         _H2_STATES.append(c)  # kept while the connection is held
     elif mode == "http":
         s.sendall(b"GET /k HTTP/1.1\r\nHost: o\r\n\r\n")
-        got = b""
-        while not got.endswith(b"ok"):
-            d = s.recv(4096)
-            if not d:
-                raise RuntimeError("closed before the response: %r" % got)
-            got += d
+        got = read_until(s, b"", lambda got: got.endswith(b"ok"))
         if not got.startswith(b"HTTP/1.1 200"):
             raise RuntimeError("not 200: %r" % got[:200])
     elif mode == "websocket":
@@ -210,18 +215,9 @@ def open_conn(port, mode):
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: o\r\nUpgrade: websocket\r\n"
                   b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        got = b""
-        while b"\r\n\r\n" not in got:
-            d = s.recv(4096)
-            if not d:
-                raise RuntimeError("closed during the upgrade: %r" % got)
-            got += d
+        got = read_until(s, b"", lambda got: b"\r\n\r\n" in got)
         s.sendall(b"x")
-        while not got.endswith(b"x"):
-            d = s.recv(4096)
-            if not d:
-                raise RuntimeError("closed during the upgrade: %r" % got)
-            got += d
+        got = read_until(s, got, lambda got: got.endswith(b"x"))
         if not got.startswith(b"HTTP/1.1 101"):
             raise RuntimeError("not upgraded: %r" % got[:200])
     else:

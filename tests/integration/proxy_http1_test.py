@@ -30,7 +30,7 @@ from envoy_yaml import (  # noqa: E402
     cluster, request)
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
-from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
+from upgrade_backend import UpgradeProxyCase, recv_all, recv_until  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -750,13 +750,16 @@ class LoadBalancingTest(ProxyTestCase):
 # --------------------------------------------------------------------------
 
 
-class WebSocketTest(unittest.TestCase):
+class WebSocketTest(UpgradeProxyCase, unittest.TestCase):
     UPGRADE = (b"GET %s HTTP/1.1\r\nHost: svc\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\n\r\n")
 
+    @staticmethod
+    def TURNOUT_BINARY():
+        return TURNOUT
+
     @classmethod
-    def setUpClass(cls):
-        cls.backend = UpgradeEchoBackend()
+    def bootstrap_yaml(cls, backend_port):
         vhosts = """\
         - name: svc
           domains: ["*"]
@@ -766,20 +769,9 @@ class WebSocketTest(unittest.TestCase):
           - match: { prefix: "/" }
             route: { cluster: svc }
         """
-        yaml = bootstrap(vhosts, [cluster("svc", [cls.backend.port])]).replace(
+        return bootstrap(vhosts, [cluster("svc", [backend_port])]).replace(
             "          route_config:\n",
             "          upgrade_configs: [{ upgrade_type: websocket }]\n          route_config:\n", 1)
-        try:
-            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
-        except Exception:
-            cls.backend.stop()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proxy.stop()
-        cls.backend.stop()
 
     def test_upgrade_tunnels_bytes_both_ways(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tls_downstream_test as certs  # noqa: E402  (make_certs, tls_chain)
 from envoy_yaml import bootstrap, cluster  # noqa: E402
-from turnout_process import TurnoutProcess, run_suite  # noqa: E402
-from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
+from turnout_process import run_suite  # noqa: E402
+from upgrade_backend import UpgradeProxyCase, recv_all, recv_until  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -70,35 +70,32 @@ def digits(n):
     return (b"0123456789" * (n // 10 + 1))[:n]
 
 
-class TunnelCase:
+class TunnelCase(UpgradeProxyCase):
     """The tests of every leg combination; the classes below pick the legs."""
 
     DOWNSTREAM_TLS = False
     UPSTREAM_TLS = False
 
+    @staticmethod
+    def TURNOUT_BINARY():
+        return TURNOUT
+
     @classmethod
-    def setUpClass(cls):
-        cls.backend = UpgradeEchoBackend(server_context() if cls.UPSTREAM_TLS else None)
+    def backend_tls(cls):
+        return server_context() if cls.UPSTREAM_TLS else None
+
+    @classmethod
+    def bootstrap_yaml(cls, backend_port):
         vhosts = ('- name: all\n  domains: ["*"]\n  routes:\n'
                   '  - match: { prefix: "/" }\n    route: { cluster: svc }\n')
-        svc = cluster("svc", [cls.backend.port]) + (upstream_tls() if cls.UPSTREAM_TLS else "")
+        svc = cluster("svc", [backend_port]) + (upstream_tls() if cls.UPSTREAM_TLS else "")
         yaml = bootstrap(vhosts, [svc])
         marker = "          stat_prefix: ingress\n"
         yaml = yaml.replace(marker, marker + "          upgrade_configs: [{upgrade_type: websocket}]\n"
                             "          stream_idle_timeout: 30s\n", 1)
         if cls.DOWNSTREAM_TLS:
             yaml = yaml.replace(certs.CHAIN_MARKER, certs.tls_chain(), 1)
-        try:
-            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
-        except Exception:
-            cls.backend.stop()
-            raise
-        cls.port = cls.proxy.port("ingress")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proxy.stop()
-        cls.backend.stop()
+        return yaml
 
     def connect(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)

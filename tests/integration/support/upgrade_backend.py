@@ -11,6 +11,8 @@ half-close went through a tunnel and that no byte was lost. With
 import socket
 import threading
 
+from turnout_process import TurnoutProcess
+
 TIMEOUT_S = 10
 
 
@@ -90,3 +92,32 @@ def recv_all(sock):
         if not d:
             return data
         data += d
+
+
+class UpgradeProxyCase:
+    """A unittest mixin: an UpgradeEchoBackend and a turnout in front of it.
+
+    Subclasses set TURNOUT_BINARY() and bootstrap_yaml(backend_port), and may
+    override backend_tls() to give the origin an ssl.SSLContext. Sets
+    cls.backend, cls.proxy and cls.port (the "ingress" listener).
+    """
+
+    @classmethod
+    def backend_tls(cls):
+        return None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = UpgradeEchoBackend(cls.backend_tls())
+        try:
+            cls.proxy = TurnoutProcess(cls.TURNOUT_BINARY(),
+                                       cls.bootstrap_yaml(cls.backend.port)).start()
+        except Exception:
+            cls.backend.stop()
+            raise
+        cls.port = cls.proxy.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.backend.stop()
