@@ -10,6 +10,8 @@ Three modes, each through turnout and through haproxy, one worker each:
              connection pooled);
   h2c        an HTTP/2 connection (prior knowledge) after one GET (needs
              python3-h2; haproxy: bind ... proto h2);
+  https      an HTTP/1.1 keep-alive connection over TLS after one GET (a
+             self-signed certificate made with the openssl CLI);
   websocket  an HTTP listener that upgrades (turnout: upgrade_configs
              websocket; haproxy: mode http, which tunnels after the 101) to an
              origin that answers 101 and then echoes.
@@ -28,6 +30,7 @@ import os
 import resource
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -114,7 +117,7 @@ def wait_port(port, proc, deadline_s=10):
     raise RuntimeError("port %d did not open" % port)
 
 
-def turnout_yaml(mode, port, origin):
+def turnout_yaml(mode, port, origin, cert_dir=None):
     if mode == "tcp":
         filt = ("      - name: envoy.filters.network.tcp_proxy\n"
                 "        typed_config:\n"
@@ -146,7 +149,7 @@ def turnout_yaml(mode, port, origin):
             "  - name: in\n"
             "    address: { socket_address: { address: 127.0.0.1, port_value: %d } }\n"
             "    filter_chains:\n"
-            "    - filters:\n%s"
+            "    - %sfilters:\n%s"
             "  clusters:\n"
             "  - name: origin\n"
             "    connect_timeout: 2s\n"
@@ -159,17 +162,33 @@ def turnout_yaml(mode, port, origin):
             "      endpoints:\n"
             "      - lb_endpoints:\n"
             "        - endpoint: { address: { socket_address: { address: 127.0.0.1, "
-            "port_value: %d } } }\n") % (port, filt, origin)
+            "port_value: %d } } }\n") % (port, tls_chain(cert_dir) if mode == "https" else "",
+                                          filt, origin)
 
 
-def haproxy_cfg(mode, port, origin, conns):
+def tls_chain(cert_dir):
+    return ("transport_socket:\n"
+            "        name: envoy.transport_sockets.tls\n"
+            "        typed_config:\n"
+            "          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "DownstreamTlsContext\n"
+            "          common_tls_context:\n"
+            "            alpn_protocols: [http/1.1]\n"
+            "            tls_certificates:\n"
+            "            - certificate_chain: {filename: %s/cert.pem}\n"
+            "              private_key: {filename: %s/key.pem}\n"
+            "      ") % (cert_dir, cert_dir)
+
+
+def haproxy_cfg(mode, port, origin, conns, cert_dir=None):
     return ("global\n  maxconn %d\n  nbthread 1\n"
             "defaults\n  mode %s\n  timeout connect 2s\n  timeout client 60s\n"
             "  timeout server 60s\n  timeout tunnel 60s\n"
             "frontend f\n  bind 127.0.0.1:%d%s\n  default_backend b\n"
             "backend b\n  server o 127.0.0.1:%d\n") % (
                 conns * 2 + 100, "tcp" if mode == "tcp" else "http", port,
-                " proto h2" if mode == "h2c" else "", origin)
+                " proto h2" if mode == "h2c" else
+                " ssl crt %s/both.pem" % cert_dir if mode == "https" else "", origin)
 
 
 _H2_STATES = []
@@ -187,6 +206,12 @@ def read_until(s, got, done):
 
 def open_conn(port, mode):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if mode == "https":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s)
+        mode = "http"
     if mode == "h2c":
         import h2.config
         import h2.connection
@@ -268,7 +293,14 @@ def main():
     rows = []
     try:
         origin_port = int(origin.stdout.readline())
-        modes = ["tcp", "http", "websocket"]
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        os.path.join(work, "key.pem"), "-out", os.path.join(work, "cert.pem"),
+                        "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        with open(os.path.join(work, "both.pem"), "w") as both:
+            for name in ("cert.pem", "key.pem"):
+                with open(os.path.join(work, name)) as part:
+                    both.write(part.read())
+        modes = ["tcp", "http", "websocket", "https"]
         try:
             import h2  # noqa: F401
             modes.append("h2c")
@@ -278,14 +310,14 @@ def main():
             port = free_port()
             conf = os.path.join(work, "turnout-%s.yaml" % mode)
             with open(conf, "w") as f:
-                f.write(turnout_yaml(mode, port, origin_port))
+                f.write(turnout_yaml(mode, port, origin_port, work))
             rows.append(measure("turnout", [a.turnout, "-c", conf, "--concurrency", "1",
                                             "-l", "error"], port, mode, a.conns, work))
             if shutil.which("haproxy"):
                 port = free_port()
                 conf = os.path.join(work, "haproxy-%s.cfg" % mode)
                 with open(conf, "w") as f:
-                    f.write(haproxy_cfg(mode, port, origin_port, a.conns))
+                    f.write(haproxy_cfg(mode, port, origin_port, a.conns, work))
                 rows.append(measure("haproxy", ["haproxy", "-f", conf, "-q"], port, mode,
                                     a.conns, work))
     finally:

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "proxy/common/log.h"
+#include "proxy/common/read_scratch.h"
 #include "proxy/connection/http2_downstream_connection.h"
 #include "proxy/connection/tcp_proxy_connection.h"
 #include "proxy/listener/http_inspector.h"
@@ -451,17 +452,20 @@ asio::awaitable<void> DownstreamConnection::serve() {
       const bool mid_request = buffer_.size() > 0;
       if (input_closed_) co_return;  // EOF seen while probing the protocol
       if (!mid_request) {
-        // Idle between requests: give back what a large head or a body
-        // grew (freed once per such request, kept for small ones).
+        // Idle between requests: give back what a large head, a body or a
+        // large response grew (freed once per such request, kept for
+        // small ones).
         if (buffer_.capacity() > kIdleReadChunk) buffer_.shrink_to_fit();
         if (body_.empty() && body_.capacity() > kIdleReadChunk) std::string().swap(body_);
+        if (tls_in_.size() > kIdleReadChunk) std::string().swap(tls_in_);
+        if (tls_wire_.capacity() > kIdleReadChunk) std::string().swap(tls_wire_);
       }
       stream_.expires_after(mid_request ? stream_idle : idle);
       boost::system::error_code ec;
+      const size_t chunk = mid_request ? kReadChunk : kIdleReadChunk;
       if (tls_) {
-        co_await readTls(ec);
+        co_await readTls(ec, chunk);
       } else {
-        const size_t chunk = mid_request ? kReadChunk : kIdleReadChunk;
         size_t n = co_await stream_.async_read_some(buffer_.prepare(chunk),
                                                     asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) buffer_.commit(n);
@@ -545,7 +549,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
     stream_.expires_after(orForever(timeout));
     boost::system::error_code ec;
     if (tls_) {
-      co_await readTls(ec);
+      co_await readTls(ec, kReadChunk);
     } else {
       size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
                                                   asio::redirect_error(asio::use_awaitable, ec));
@@ -555,17 +559,21 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
   }
 }
 
-asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec) {
+asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec,
+                                                   size_t chunk) {
   // Plaintext the transport already holds first (records that came with the
   // handshake's last flight), then ciphertext from the socket until some
   // plaintext comes out. The caller set the stream's deadline.
   for (;;) {
-    tls_plain_.clear();
-    const tls::TlsTransport::Result r = tls_->read(tls_plain_);
-    if (!tls_plain_.empty()) {
-      auto space = buffer_.prepare(tls_plain_.size());
-      std::memcpy(space.data(), tls_plain_.data(), tls_plain_.size());
-      buffer_.commit(tls_plain_.size());
+    // The thread's scratch holds the plaintext only until it is copied
+    // into the buffer, with no suspension in between.
+    std::string& plain = readScratch().plain;
+    plain.clear();
+    const tls::TlsTransport::Result r = tls_->read(plain);
+    if (!plain.empty()) {
+      auto space = buffer_.prepare(plain.size());
+      std::memcpy(space.data(), plain.data(), plain.size());
+      buffer_.commit(plain.size());
       co_return;
     }
     if (r == tls::TlsTransport::Result::kClosed) {
@@ -583,11 +591,11 @@ asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& e
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
     }
-    tls_wire_.resize(kReadChunk);
+    if (tls_in_.size() < chunk) tls_in_.resize(chunk);  // zero-filled once, when it grows
     const size_t n = co_await stream_.async_read_some(
-        asio::buffer(tls_wire_), asio::redirect_error(asio::use_awaitable, ec));
+        asio::buffer(tls_in_.data(), chunk), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
-    tls_->feed(std::span<const char>(tls_wire_.data(), n));
+    tls_->feed(std::span<const char>(tls_in_.data(), n));
   }
 }
 
@@ -615,11 +623,11 @@ void DownstreamConnection::onWatchReady(const boost::system::error_code& ec) {
   const size_t want = std::min(room, kReadChunk);
   // TLS: the ciphertext goes into the transport (decrypted by the next
   // readTls()), within the same bound as plaintext bytes.
-  if (tls_) tls_wire_.resize(want);
-  char* into = tls_ ? tls_wire_.data() : static_cast<char*>(buffer_.prepare(want).data());
+  // TLS: read into the thread's scratch and fed at once.
+  char* into = tls_ ? readScratch().bytes.get() : static_cast<char*>(buffer_.prepare(want).data());
   const ssize_t n = ::recv(stream_.socket().native_handle(), into, want, MSG_DONTWAIT);
   if (n > 0 && tls_) {
-    tls_->feed(std::span<const char>(tls_wire_.data(), static_cast<size_t>(n)));
+    tls_->feed(std::span<const char>(into, static_cast<size_t>(n)));
     watch_fed_ += static_cast<size_t>(n);
     if (watch_fed_ < kMaxWatchCiphertext) armWatch();
   } else if (n > 0) {

@@ -129,8 +129,9 @@ class DownstreamConnection : public ConnectionHandle,
   bool decodeBuffered();
   asio::awaitable<void> replyCodecError();
   // TLS: decrypts into buffer_ what the transport holds, else reads
-  // ciphertext until some plaintext comes; `ec` as a socket read's.
-  asio::awaitable<void> readTls(boost::system::error_code& ec);
+  // ciphertext (at most `chunk` at a time) until some plaintext comes; `ec`
+  // as a socket read's.
+  asio::awaitable<void> readTls(boost::system::error_code& ec, size_t chunk);
   // Writes out_ to the client (and clears it). False on error/timeout.
   asio::awaitable<bool> write(std::chrono::milliseconds timeout);
   // Before closing a connection whose last request was not read whole.
@@ -166,8 +167,8 @@ class DownstreamConnection : public ConnectionHandle,
   // TLS (a listener with a DownstreamTlsContext; null: plaintext), with its
   // ciphertext and plaintext scratch.
   std::unique_ptr<tls::TlsTransport> tls_;
-  std::string tls_wire_;
-  std::string tls_plain_;
+  std::string tls_wire_;  // ciphertext to write
+  std::string tls_in_;    // ciphertext read (its size is the read chunk)
   size_t watch_fed_ = 0;
   // watchForClose(): the request to cancel, and whether a wait is armed.
   PendingRequest* watched_ = nullptr;

@@ -1,5 +1,6 @@
 #include "proxy/tls/tls_transport.h"
 
+#include <array>
 #include <openssl/err.h>
 
 #include <algorithm>
@@ -135,14 +136,17 @@ TlsTransport::Result TlsTransport::handshake() {
 }
 
 TlsTransport::Result TlsTransport::read(std::string& out) {
+  // Decrypted into the stack and appended: growing `out` by a whole chunk
+  // first would zero-fill (and touch) 16 KiB per call.
+  std::array<char, kReadChunk> chunk;
   for (;;) {
-    const size_t had = out.size();
-    out.resize(had + kReadChunk);
     size_t n = 0;
     ERR_clear_error();
-    const int rc = SSL_read_ex(ssl_, out.data() + had, kReadChunk, &n);
-    out.resize(had + (rc == 1 ? n : 0));
-    if (rc == 1) continue;
+    const int rc = SSL_read_ex(ssl_, chunk.data(), chunk.size(), &n);
+    if (rc == 1) {
+      out.append(chunk.data(), n);
+      continue;
+    }
     const int err = SSL_get_error(ssl_, rc);
     ERR_clear_error();
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Result::kOk;
