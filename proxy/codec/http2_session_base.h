@@ -64,6 +64,11 @@ struct SessionBase {
     nghttp2_option_new(&option);
     nghttp2_option_set_no_auto_window_update(option, 1);
     nghttp2_option_set_max_outbound_ack(option, settings.max_outbound_control_frames);
+    // nghttp2 otherwise keeps closed streams for the RFC 7540 priority tree,
+    // up to max_concurrent_streams of them (2^31 - 1 by Envoy's default): a
+    // long-lived connection's memory then grows with every stream it ever
+    // carried. Envoy sets it too; turnout ignores priorities.
+    nghttp2_option_set_no_closed_streams(option, 1);
     Derived* user = static_cast<Derived*>(this);
     const int rv =
         client ? nghttp2_session_client_new2(&session, Derived::sessionCallbacks(), user, option)
