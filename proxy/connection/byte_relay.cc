@@ -143,12 +143,17 @@ asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from,
       if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
       if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
     }
-    co_await from.socket->async_wait(asio::ip::tcp::socket::wait_read,
-                                     asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
+    // Read first and wait only once the socket is empty: asio's reactor is
+    // edge-triggered, so a wait begun with bytes still unread (a read
+    // smaller than what came) would not end until more bytes arrive.
     char* buf = scratch().bytes.get();
     const size_t n = from.socket->read_some(asio::buffer(buf, size), ec);
-    if (wouldBlock(ec)) continue;
+    if (wouldBlock(ec)) {
+      co_await from.socket->async_wait(asio::ip::tcp::socket::wait_read,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return ec;
+      continue;
+    }
     if (ec) co_return ec;
     if (from.tls == nullptr) {
       out = std::span<const char>(buf, n);

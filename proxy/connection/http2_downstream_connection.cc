@@ -393,13 +393,18 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   boost::system::error_code nb_ec;
   socket_.non_blocking(true, nb_ec);
   while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
+    // Read first and wait only once the socket is empty: asio's reactor is
+    // edge-triggered, so a wait begun with bytes still unread (more than
+    // one chunk came) would not end until more bytes arrive.
     boost::system::error_code ec;
-    co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;  // close()
     ReadScratch& scratch = readScratch();
     const size_t n = socket_.read_some(asio::buffer(scratch.bytes.get(), kReadChunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;  // close()
+      continue;
+    }
     if (ec) break;  // EOF, reset
     if (!tls_) {
       ok = dispatch(std::span<const char>(scratch.bytes.get(), n));

@@ -459,6 +459,21 @@ class TcpProxyTest(unittest.TestCase):
         want = "echo 127.0.0.1:%d %d %d - -" % (self.servers["echo"].port, n, n)
         self.assertIn(want, lines)
 
+    def test_a_burst_bigger_than_a_chunk_is_relayed_with_nothing_sent_behind_it(self):
+        # Several relay chunks (64 KiB) arrive at once and the client then
+        # only reads: the relay must read on until the socket is empty (its
+        # reactor is edge-triggered: a wait begun with bytes unread would end
+        # only when more came, and none will).
+        data = os.urandom(3 * MIB // 2)
+        with connect(self.port("echo")) as c:
+            threading.Thread(target=c.sendall, args=(data,), daemon=True).start()
+            got = b""
+            while len(got) < len(data):
+                b = c.recv(1 << 20)
+                self.assertTrue(b, "EOF before the echo")
+                got += b
+            self.assertEqual(got, data)
+
     def test_many_megabytes_to_the_upstream_arrive_intact_and_half_close_reaches_it(self):
         data, sha = pattern(16 * MIB)
         with connect(self.port("sink")) as c:
