@@ -74,16 +74,8 @@ class ChainCase(netns.TopologyCase):
 
     def call(self, host="10.88.0.10", port=8080, headers=()):
         """GET from the client namespace to the frontend pod; the JSON chain."""
-        url = "http://%s:%d/" % ("[%s]" % host if ":" in host else host, port)
-        args = ["curl", "-g", "-s", "--max-time", "10", url]
-        for h in headers:
-            args += ["-H", h]
-        r = self.topo.run("client", args, check=False, timeout=15)
-        try:
-            return json.loads(r.stdout)
-        except ValueError:
-            self._dump()
-            self.fail("no JSON from the frontend: rc %d, %r" % (r.returncode, r.stdout[:500]))
+        return self.clientJson("http://%s:%d/" % ("[%s]" % host if ":" in host else host, port),
+                               headers)
 
     def hops(self, body):
         """[(service, variant, peer the app saw), ...] along the call chain."""

@@ -22,7 +22,6 @@ Usage: sidecar_e2e_test.py <turnout> <turnout-cp>. Exits 77 (CTest: skipped)
 with the reason when the machine forbids network namespaces.
 """
 
-import json
 import os
 import sys
 import time
@@ -111,15 +110,7 @@ class SidecarE2ETest(netns.TopologyCase, unittest.TestCase):
 
     def call(self, path="/", port=8080, headers=()):
         """GET from the client namespace to the frontend pod; the JSON chain."""
-        args = ["curl", "-s", "--max-time", "10", "http://10.88.0.10:%d%s" % (port, path)]
-        for h in headers:
-            args += ["-H", h]
-        r = self.topo.run("client", args, check=False, timeout=15)
-        try:
-            return json.loads(r.stdout)
-        except ValueError:
-            self._dump()
-            self.fail("no JSON from the frontend: rc %d, %r" % (r.returncode, r.stdout[:500]))
+        return self.clientJson("http://10.88.0.10:%d%s" % (port, path), headers)
 
     def chain(self, body):
         """[(service, variant), ...] along the call chain."""

@@ -193,6 +193,20 @@ class TopologyCase:
             time.sleep(0.1)
         raise AssertionError("the %s sidecar did not become ready" % pod)
 
+    def clientJson(self, url, headers=()):
+        """GET `url` with curl from the namespace "client"; the JSON body (a
+        failure, with the logs dumped, when there is none)."""
+        import json
+        args = ["curl", "-g", "-s", "--max-time", "10", url]
+        for h in headers:
+            args += ["-H", h]
+        r = self.topo.run("client", args, check=False, timeout=15)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            self._dump()
+            self.fail("no JSON from %s: rc %d, %r" % (url, r.returncode, r.stdout[:500]))
+
     @classmethod
     def cpctl(cls, *args):
         """turnout-cp's CLI inside pod "cp", against its API (bootstrap needs none)."""
