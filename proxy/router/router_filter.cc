@@ -246,10 +246,8 @@ asio::awaitable<void> RouterFilter::forward() {
   // upgrades) is not implemented, so it is refused rather than sent as
   // something else.
   if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
-      (stream_.head_.upgrade || stream_.head_.method == "CONNECT")) {
-    co_await stream_.sendLocalReply(501,
-                                    "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
-                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
+      wantsTunnel()) {
+    co_await replyNoTunnelOverHttp2();
     co_return;
   }
   if (d_.max_stream_duration) {
@@ -484,12 +482,9 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     }
   }
 
-  if ((stream_.head_.upgrade || stream_.head_.method == "CONNECT") &&
-      stream->http1Connection() == nullptr) {
-    // An auto_config host that chose h2 by ALPN: no tunnel over it (above).
-    co_await stream_.sendLocalReply(501,
-                                    "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
-                                    {}, {}, "upgrade_to_http2_upstream_not_supported");
+  if (wantsTunnel() && stream->http1Connection() == nullptr) {
+    // An auto_config host that chose h2 by ALPN: no tunnel over it (forward()).
+    co_await replyNoTunnelOverHttp2();
     co_return AttemptResult::Failed;
   }
   UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
@@ -642,6 +637,16 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
       503, kBodyUpstreamReset, {}, {},
       "upstream_reset_before_response_started{connection_termination}");
   co_return AttemptResult::Failed;
+}
+
+bool RouterFilter::wantsTunnel() const {
+  return stream_.head_.upgrade || stream_.head_.method == "CONNECT";
+}
+
+asio::awaitable<void> RouterFilter::replyNoTunnelOverHttp2() {
+  co_await stream_.sendLocalReply(501,
+                                  "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
+                                  {}, {}, "upgrade_to_http2_upstream_not_supported");
 }
 
 asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {

@@ -65,6 +65,10 @@ class RouterFilter : public UpstreamRequestParent {
   std::optional<uint64_t> hashFor() const;
   // After a 101 both ways: raw bytes until either side closes or goes idle.
   asio::awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
+  // The request is an upgrade or a CONNECT: a tunnel if it is answered.
+  bool wantsTunnel() const;
+  // 501: a tunnel over an HTTP/2 upstream is not implemented.
+  asio::awaitable<void> replyNoTunnelOverHttp2();
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
   asio::awaitable<void> replyOverflow();
   // 504 UT: the route timeout expired before a response started.
