@@ -19,6 +19,7 @@
 #include "proxy/access_log/access_log.h"
 #include "proxy/capture/iptables.h"
 #include "proxy/common/log.h"
+#include "proxy/common/memory_release.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/server/server.h"
 
@@ -289,6 +290,8 @@ int run(int argc, char** argv) {
 }  // namespace turnout::proxy
 
 int main(int argc, char** argv) {
+  // The loader is done with the relocation table (docs/memory.md).
+  turnout::proxy::releaseRelocationTable();
   // `turnout iptables ...`: the sidecar's traffic capture (docs/capture.md).
   if (argc > 1 && std::string_view(argv[1]) == "iptables") {
     return turnout::proxy::capture::iptablesMain(argc - 2, argv + 2);

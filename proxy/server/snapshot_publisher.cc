@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
+#include "proxy/common/memory_release.h"
 #include "proxy/listener/original_dst.h"
 
 namespace turnout::proxy {
@@ -20,7 +21,7 @@ bool needsServices(const ClusterRuntime& c) {
 
 SnapshotPublisher::SnapshotPublisher(asio::io_context& main, stats::Store& store,
                                      std::vector<std::unique_ptr<Worker>>& workers)
-    : main_(main), store_(store), workers_(workers) {
+    : main_(main), store_(store), workers_(workers), heap_release_timer_(main) {
   cluster_added_ = store.counter("cluster_manager.cluster_added");
   cluster_modified_ = store.counter("cluster_manager.cluster_modified");
   cluster_removed_ = store.counter("cluster_manager.cluster_removed");
@@ -35,6 +36,7 @@ SnapshotPublisher::~SnapshotPublisher() { stop(); }
 
 void SnapshotPublisher::stop() {
   stopped_ = true;
+  heap_release_timer_.cancel();
   for (auto& [name, s] : services_) {
     if (s->health_checker) s->health_checker->stop();
     if (s->dns_refresher) s->dns_refresher->stop();
@@ -176,7 +178,16 @@ absl::Status SnapshotPublisher::start(DataPlaneConfigConstSharedPtr config) {
   shard.set(active_clusters_, static_cast<int64_t>(current_->clusters.size()));
   shard.set(listeners_active_, static_cast<int64_t>(bound_.size()));
   for (auto& w : workers_) w->start(current_, resources_);
+  scheduleHeapRelease();
   return absl::OkStatus();
+}
+
+void SnapshotPublisher::scheduleHeapRelease() {
+  if (stopped_) return;
+  heap_release_timer_.expires_after(std::chrono::seconds(1));  // cancels a pending wait
+  heap_release_timer_.async_wait([](const boost::system::error_code& ec) {
+    if (!ec) releaseFreeHeap();
+  });
 }
 
 absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
@@ -265,6 +276,7 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
   }
   shard.set(active_clusters_, static_cast<int64_t>(next->clusters.size()));
   shard.set(listeners_active_, static_cast<int64_t>(bound_.size()));
+  scheduleHeapRelease();
   return absl::OkStatus();
 }
 

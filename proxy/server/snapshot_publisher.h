@@ -101,6 +101,11 @@ class SnapshotPublisher {
   void startServices(const ClusterRuntimeConstSharedPtr& rt);
   absl::StatusOr<std::vector<WorkerListener>> bind(const ListenerRuntime& l, uint16_t& port);
   void post(const DataPlaneConfigConstSharedPtr& config);
+  // A second after the last generation (workers have dropped the one
+  // before it by then, and the parse's temporaries are free), returns the
+  // heap's free pages to the kernel (releaseFreeHeap). Updates in a burst
+  // re-arm the timer: one release per burst.
+  void scheduleHeapRelease();
 
   asio::io_context& main_;
   stats::Store& store_;
@@ -116,6 +121,7 @@ class SnapshotPublisher {
   absl::flat_hash_map<std::string, PublishedHosts> published_hosts_;
   absl::flat_hash_map<std::string, BoundListener> bound_;
   bool stopped_ = false;
+  asio::steady_timer heap_release_timer_;
   stats::StatId cluster_added_, cluster_modified_, cluster_removed_, active_clusters_;
   stats::StatId listener_added_, listener_modified_, listener_removed_, listeners_active_;
 };
