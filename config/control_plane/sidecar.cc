@@ -1,5 +1,9 @@
 #include "config/control_plane/sidecar.h"
 
+#include <arpa/inet.h>
+
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "config/control_plane/generator.h"
@@ -113,8 +117,10 @@ listener_v3::Listener outboundPort(uint32_t port, bool turnout_dialect, IpFamili
   return l;
 }
 
-listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turnout_dialect,
-                                     IpFamilies families) {
+}  // namespace
+
+listener_v3::Listener sidecarInboundListener(const std::set<uint32_t>& ports, bool turnout_dialect,
+                                             IpFamilies families) {
   listener_v3::Listener l;
   l.set_name(kVirtualInboundListener);
   setAddress(l, kInboundCapturePort, families);
@@ -142,6 +148,8 @@ listener_v3::Listener virtualInbound(const std::set<uint32_t>& ports, bool turno
   *l.mutable_default_filter_chain() = tcpRelay(kInboundPassthroughCluster);
   return l;
 }
+
+namespace {
 
 cluster_v3::Cluster passthrough(const std::string& name, IpFamilies families) {
   cluster_v3::Cluster c;
@@ -178,6 +186,79 @@ bool sidecarFor(const core_v3::Node& node) {
   const auto& inner = t->second.struct_value().fields();
   auto mode = inner.find("mode");
   return mode != inner.end() && mode->second.string_value() == "sidecar";
+}
+
+SidecarService sidecarServiceFor(const core_v3::Node& node) {
+  SidecarService out;
+  const auto& fields = node.metadata().fields();
+  auto t = fields.find("turnout");
+  if (t == fields.end() || !t->second.has_struct_value()) return out;
+  const auto& inner = t->second.struct_value().fields();
+  if (auto s = inner.find("service"); s != inner.end() && s->second.has_string_value()) {
+    out.name = s->second.string_value();
+  }
+  if (auto n = inner.find("namespace"); n != inner.end() && n->second.has_string_value()) {
+    out.ns = n->second.string_value();
+  }
+  return out;
+}
+
+std::string canonicalIp(std::string_view host) {
+  const std::string text(host);
+  char out[INET6_ADDRSTRLEN] = {};
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return inet_ntop(AF_INET, &v4, out, sizeof out) != nullptr ? out : "";
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return "";
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(&v4, &v6.s6_addr[12], sizeof v4);
+    return inet_ntop(AF_INET, &v4, out, sizeof out) != nullptr ? out : "";
+  }
+  return inet_ntop(AF_INET6, &v6, out, sizeof out) != nullptr ? out : "";
+}
+
+std::string peerIp(std::string_view peer) {
+  if (peer.starts_with("[")) {
+    const size_t close = peer.find(']');
+    return close == std::string_view::npos ? "" : canonicalIp(peer.substr(1, close - 1));
+  }
+  const size_t colon = peer.rfind(':');
+  return canonicalIp(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
+PortsByIp endpointPortsByIp(const Model& model) {
+  PortsByIp out;
+  auto add = [&out](const Endpoints& endpoints) {
+    for (const Endpoint& e : endpoints) {
+      std::string ip = canonicalIp(e.host);
+      if (!ip.empty()) out[std::move(ip)].insert(e.port);
+    }
+  };
+  for (const auto& [name, service] : model.services) add(service.endpoints);
+  for (const auto& [key, sandbox] : model.sandboxes) {
+    for (const auto& [service, endpoints] : sandbox.forks) add(endpoints);
+  }
+  for (const auto& [service, release] : model.releases) {
+    for (const auto& [version, endpoints] : release.versions) add(endpoints);
+  }
+  return out;
+}
+
+std::optional<std::set<uint32_t>> sidecarInboundPorts(const Model& model,
+                                                      const SidecarService& service,
+                                                      const std::set<uint32_t>* pod_ports) {
+  std::set<uint32_t> out;
+  if (pod_ports != nullptr) out = *pod_ports;
+  if (!service.name.empty()) {
+    auto it = model.services.find(service.name);
+    if (it != model.services.end() && (service.ns.empty() || service.ns == it->second.ns)) {
+      out.insert(it->second.port);
+    }
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
 }
 
 std::string_view ipFamiliesName(IpFamilies families) {
@@ -237,7 +318,7 @@ std::vector<listener_v3::Listener> sidecarListeners(const Model& model, bool tur
   const std::set<uint32_t> ports = servicePorts(model);
   std::vector<listener_v3::Listener> out;
   out.push_back(virtualOutbound(families));
-  out.push_back(virtualInbound(ports, turnout_dialect, families));
+  out.push_back(sidecarInboundListener(ports, turnout_dialect, families));
   for (uint32_t port : ports) {
     // A port the sidecar uses (a service stored before turnout-cp refused
     // them) would take the sidecar's own address.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -32,11 +33,16 @@ namespace turnout::control_plane {
 //   The turnout dialect runs the RoutingKey filter first, which re-attaches a
 //   key remembered by trace id when the app dropped its baggage.
 // - `virtualInbound` on 0.0.0.0:15006 with the original_dst listener filter:
-//   iptables sends inbound TCP here; a filter chain per service port (by
-//   destination port) runs an HTTP connection manager whose one route sends
-//   every request on to the local app at its original destination
-//   (InboundPassthroughCluster); the turnout dialect's RoutingKey filter
-//   remembers the key by trace id. Any other port is relayed as TCP.
+//   iptables sends inbound TCP here; a filter chain per port of the pod's
+//   own service (by destination port; sidecarInboundListener) runs an HTTP
+//   connection manager whose one route sends every request on to the local
+//   app at its original destination (InboundPassthroughCluster); the
+//   turnout dialect's RoutingKey filter remembers the key by trace id. Any
+//   other port is relayed as TCP. The ADS server gives each node the chains
+//   of its own ports (sidecarInboundPorts: the endpoints at its address and
+//   the service its metadata names), as Istio's inbound listener has the
+//   pod's ports only; sidecarListeners() makes the one for a node without
+//   own ports: a chain per port of every service.
 // - clusters PassthroughCluster and InboundPassthroughCluster: ORIGINAL_DST,
 //   CLUSTER_PROVIDED; InboundPassthroughCluster binds 127.0.0.6
 //   (upstream_bind_config), as Istio's does, for `turnout iptables`.
@@ -78,6 +84,31 @@ inline constexpr char kInboundPassthroughSourceIpv6[] = "::6";
 // Node metadata: {"turnout": {"mode": "sidecar", "service": S, "namespace": N}}.
 // True when the node asks for the sidecar's listeners.
 bool sidecarFor(const envoy::config::core::v3::Node& node);
+// The service a sidecar node runs next to (metadata turnout.service; empty
+// when absent or not a string) and its namespace (turnout.namespace).
+struct SidecarService {
+  std::string name;
+  std::string ns;
+};
+SidecarService sidecarServiceFor(const envoy::config::core::v3::Node& node);
+// Canonical text of an IP address (an IPv4-mapped IPv6 address as IPv4);
+// empty for anything else (a host name).
+std::string canonicalIp(std::string_view host);
+// The address of a peer as the ADS server writes it ("10.0.0.5:4711",
+// "[fd00::5]:4711"), canonical; empty when it is not an IP address.
+std::string peerIp(std::string_view peer);
+// Per IP address (canonical), the ports of the model's endpoints there:
+// the services' baselines, the sandboxes' forks and the releases' versions.
+using PortsByIp = std::map<std::string, std::set<uint32_t>>;
+PortsByIp endpointPortsByIp(const Model& model);
+// The inbound ports of a sidecar: those of the endpoints at its pod's
+// address (`pod_ports`: endpointPortsByIp at the address its xDS stream
+// comes from; null when none), and the port of the service its node names
+// (when the model has one of that name, in `service.ns` when that is not
+// empty). nullopt when neither gives a port.
+std::optional<std::set<uint32_t>> sidecarInboundPorts(const Model& model,
+                                                      const SidecarService& service,
+                                                      const std::set<uint32_t>* pod_ports);
 
 // The IP families of a captured sidecar's pod: which addresses its capture
 // listeners take and its inbound passthrough binds (above).
@@ -106,6 +137,10 @@ std::set<uint32_t> servicePorts(const Model& model);
 // recovery); else Envoy's router alone.
 std::vector<envoy::config::listener::v3::Listener> sidecarListeners(
     const Model& model, bool turnout_dialect, IpFamilies families = IpFamilies::kIpv4);
+// `virtualInbound` with a filter chain per port of `ports` (above).
+envoy::config::listener::v3::Listener sidecarInboundListener(const std::set<uint32_t>& ports,
+                                                             bool turnout_dialect,
+                                                             IpFamilies families);
 std::vector<envoy::config::cluster::v3::Cluster> sidecarClusters(
     IpFamilies families = IpFamilies::kIpv4);
 envoy::config::route::v3::VirtualHost allowAnyVirtualHost();

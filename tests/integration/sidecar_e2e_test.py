@@ -162,6 +162,26 @@ class SidecarE2ETest(netns.TopologyCase, unittest.TestCase):
         body = self.call(port=8081, headers=["traceparent: " + traceparent(2)])
         self.assertEqual(self.chain(body)[1], ("reviews", "baseline"))
 
+    def test_each_pod_inbound_listener_has_its_own_ports(self):
+        # virtualInbound holds the chains of the pod's own ports (its
+        # endpoints' ports and its service's), not one per service.
+        import json
+        want = {"frontend": {8080, 8081}, "reviews": {9080}, "ratings": {9090},
+                "reviews-fx": {9080}, "ratings-fy": {9090}}
+        for pod, ports in want.items():
+            with self.subTest(pod=pod):
+                r = self.topo.run(pod, ["curl", "-s", "--max-time", "5",
+                                        "http://127.0.0.1:%d/config_dump" % ADMIN_PORT])
+                dump = json.loads(r.stdout)
+                got = None
+                for c in dump["configs"]:
+                    for l in c.get("dynamic_listeners", []):
+                        listener = l["active_state"]["listener"]
+                        if listener["name"] == "virtualInbound":
+                            got = {fc["filter_chain_match"]["destination_port"]
+                                   for fc in listener["filter_chains"]}
+                self.assertEqual(got, ports)
+
     def test_z_deleting_a_sandbox_sends_traffic_back(self):
         # Runs last (z): it changes the model.
         self.cpctl("sandbox", "delete", "feat-x")

@@ -230,6 +230,10 @@ class AdsStreamBase : public GrpcCallHandler {
       if (delta_ && server_.options_.vhds) {
         profile_ = Profile(profile_.dialect, profile_.sidecar, true, profile_.ip_families);
       }
+      if (profile_.sidecar) {
+        own_service_ = sidecarServiceFor(*node);
+        pod_ip_ = peerIp(status_.peer);
+      }
       status_.node_id = node->id();
       status_.node_cluster = node->cluster();
       status_.user_agent = absl::StrCat(node->user_agent_name(), "/", node->user_agent_version());
@@ -251,6 +255,12 @@ class AdsStreamBase : public GrpcCallHandler {
     return true;
   }
   bool live() const { return !closed_ && node_seen_; }
+  // The node's own virtualInbound for a listener response (null: the
+  // profile's, or not listeners).
+  const AdsServer::Entry* ownInbound(const std::string& type_url) {
+    if (type_url != config::kListenerTypeUrl || !profile_.sidecar) return nullptr;
+    return server_.ownInbound(profile_, own_service_, pod_ip_);
+  }
 
   AdsServer& server_;
   GrpcCall& call_;
@@ -262,6 +272,8 @@ class AdsStreamBase : public GrpcCallHandler {
   bool node_seen_ = false;
   bool closed_ = false;
   Profile profile_;
+  SidecarService own_service_;  // a sidecar's (node metadata), else empty
+  std::string pod_ip_;          // a sidecar's: the address its stream comes from
   uint64_t nonce_ = 0;
   ProxyStatus status_;
 };
@@ -293,8 +305,8 @@ class AdsStream final : public AdsStreamBase {
 bool AdsStream::lacksEndpoints() const { return lacksEndpointsIn(types_); }
 
 void AdsStream::send(const std::string& type_url, TypeState& t, bool force, bool keep_removed) {
-  const AdsServer::Prepared& p =
-      server_.prepared(profile_, type_url, t.wildcard, t.names, keep_removed);
+  const AdsServer::Prepared& p = server_.prepared(profile_, type_url, t.wildcard, t.names,
+                                                  keep_removed, ownInbound(type_url));
   if (!force && p.version == t.sent_version) return;
   DiscoveryResponse nonce;
   nonce.set_nonce(std::to_string(++nonce_));
@@ -435,13 +447,17 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
   std::string body;
   std::vector<std::pair<const std::string*, const std::string*>> sent;  // name, version
   envoy::service::discovery::v3::DeltaDiscoveryResponse r;
+  const AdsServer::Entry* own = ownInbound(type_url);
   auto consider = [&](const std::string& name) {
     const bool wanted = t.wildcard || subscribedTo(type_url, t.names, name);
-    auto c = current.find(name);
+    auto found = current.find(name);
+    const AdsServer::Entry* c = found == current.end() ? nullptr : &*found;
+    const bool is_own = c != nullptr && own != nullptr && name == own->first;
+    if (is_own) c = own;
     auto h = t.has.find(name);
-    if (wanted && c != current.end()) {
+    if (wanted && c != nullptr) {
       if (carry == Carry::kRemovals || (h != t.has.end() && h->second == c->second.version)) return;
-      body += server_.deltaResourceEntry(profile_, type_url, *c);
+      body += server_.deltaResourceEntry(profile_, type_url, *c, is_own);
       sent.emplace_back(&c->first, &c->second.version);
     } else if (h != t.has.end() && carry != Carry::kAdditions) {
       r.add_removed_resources(name);
@@ -449,6 +465,9 @@ void DeltaAdsStream::send(const std::string& type_url, TypeState& t, bool always
   };
   if (only != nullptr) {
     for (const auto& name : *only) consider(name);
+    // The node's own listener changes with its service, which the
+    // profile's changed names do not follow.
+    if (own != nullptr && !only->contains(own->first)) consider(own->first);
   } else {
     std::set<std::string> names;
     for (const auto& [name, vr] : current) names.insert(name);
@@ -656,7 +675,8 @@ const ResourcesByType& AdsServer::resources(Profile profile) {
 
 const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::string& type_url,
                                                bool wildcard, const std::set<std::string>& names,
-                                               bool keep_removed) {
+                                               bool keep_removed, const Entry* own_inbound) {
+  if (type_url != config::kListenerTypeUrl) own_inbound = nullptr;
   const ResourceMap* removed = nullptr;  // what this generation took away, by name
   if (keep_removed) {
     const Generation& g = generation(profile);
@@ -672,6 +692,7 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
   } else {
     for (const auto& n : names) absl::StrAppend(&key, n, ",");
   }
+  if (own_inbound != nullptr) absl::StrAppend(&key, "\ninbound ", own_inbound->second.version);
   auto found = prepared_.find(key);
   if (found != prepared_.end()) return found->second;
   std::vector<const std::pair<const std::string, VersionedResource>*> rs;
@@ -680,7 +701,8 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
   auto it = all.find(type_url);  // listeners: kGrpc and sidecars only
   const ResourceMap& current = it == all.end() ? kNone : it->second;
   for (const auto& entry : current) {
-    if (wildcard || names.contains(entry.first)) rs.push_back(&entry);
+    if (!wildcard && !names.contains(entry.first)) continue;
+    rs.push_back(own_inbound != nullptr && entry.first == own_inbound->first ? own_inbound : &entry);
   }
   if (keep_removed) {
     for (const auto& entry : *removed) {
@@ -701,9 +723,10 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
 
 const std::string& AdsServer::deltaResourceEntry(
     Profile profile, const std::string& type_url,
-    const std::pair<const std::string, VersionedResource>& resource) {
+    const std::pair<const std::string, VersionedResource>& resource, bool own) {
   std::string key = absl::StrCat(profileKey(profile), "\n", type_url, "\n",
                                  resource.first);
+  if (own) absl::StrAppend(&key, "\n", resource.second.version);
   auto found = delta_entries_.find(key);
   if (found != delta_entries_.end()) return found->second;
   envoy::service::discovery::v3::DeltaDiscoveryResponse one;
@@ -713,6 +736,31 @@ const std::string& AdsServer::deltaResourceEntry(
   *res->mutable_resource() = resource.second.resource;
   // Field 2 (resources): tag, length, the Resource; as its own message.
   return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
+}
+
+const AdsServer::Entry* AdsServer::ownInbound(Profile profile, const SidecarService& service,
+                                              const std::string& pod_ip) {
+  if (!profile.sidecar) return nullptr;
+  const std::set<uint32_t>* pod_ports = nullptr;
+  if (!pod_ip.empty()) {
+    if (!ports_by_ip_) ports_by_ip_ = endpointPortsByIp(*model_);
+    auto it = ports_by_ip_->find(pod_ip);
+    if (it != ports_by_ip_->end()) pod_ports = &it->second;
+  }
+  std::optional<std::set<uint32_t>> ports = sidecarInboundPorts(*model_, service, pod_ports);
+  if (!ports) return nullptr;
+  std::string key = profileKey(profile);
+  for (uint32_t port : *ports) absl::StrAppend(&key, " ", port);
+  auto found = own_inbound_.find(key);
+  if (found != own_inbound_.end()) return &found->second;
+  const auto listener = sidecarInboundListener(*ports, profile.dialect == Dialect::kTurnout,
+                                               profile.ip_families);
+  VersionedResource v;
+  v.version = contentVersion(listener);
+  v.resource.PackFrom(listener);
+  return &own_inbound_
+              .emplace(std::move(key), Entry(kVirtualInboundListener, std::move(v)))
+              .first->second;
 }
 
 const std::set<std::string>* AdsServer::changedNames(Profile profile, const std::string& type_url) {
@@ -750,6 +798,8 @@ void AdsServer::apply() {
   }
   prepared_.clear();
   delta_entries_.clear();
+  own_inbound_.clear();
+  ports_by_ip_.reset();
   for (AdsStreamBase* s : streams_) s->push();
 }
 

@@ -26,13 +26,15 @@
 // its current names, and a change is answered then. An empty type_url ends the
 // stream with INVALID_ARGUMENT. LDS: a gRPC client gets the API listeners it
 // names (generator.h), a sidecar (node metadata turnout.mode "sidecar") its
-// capture listeners (sidecar.h); other Envoy and turnout clients get no
+// capture listeners (sidecar.h), its virtualInbound with the ports of the
+// service its metadata names (ownInbound); other Envoy and turnout clients get no
 // listeners, so their LDS initialisation completes and their bootstrap
 // listeners stay.
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <string>
@@ -43,6 +45,7 @@
 #include "config/control_plane/model.h"
 #include "config/control_plane/server/grpc_server.h"
 #include "config/control_plane/server/proxy_status.h"
+#include "config/control_plane/sidecar.h"
 #include "proxy/common/asio.h"
 
 namespace turnout::control_plane {
@@ -100,8 +103,21 @@ class AdsServer {
   };
   // `keep_removed`: also the resources the last generation had and this one
   // dropped (the make phase of a SotW CDS push).
+  // `own_inbound` (listeners only): the node's own virtualInbound
+  // (ownInbound), sent instead of the profile's.
+  using Entry = std::pair<const std::string, VersionedResource>;
   const Prepared& prepared(Profile profile, const std::string& type_url, bool wildcard,
-                           const std::set<std::string>& names, bool keep_removed = false);
+                           const std::set<std::string>& names, bool keep_removed = false,
+                           const Entry* own_inbound = nullptr);
+
+  // A sidecar's own `virtualInbound` (sidecar.h): the filter chains of its
+  // own ports (sidecarInboundPorts: the model's endpoints at `pod_ip`, the
+  // address its stream comes from, and the service its node names), made
+  // once per update and shared by the nodes of a profile with the same
+  // ports; null when it has none (the node gets the profile's, with every
+  // service port).
+  const Entry* ownInbound(Profile profile, const SidecarService& service,
+                          const std::string& pod_ip);
 
  private:
   friend class AdsStreamBase;
@@ -136,10 +152,13 @@ class AdsServer {
   // Delta: one resource as a serialized DeltaDiscoveryResponse holding only
   // that `resources` entry, per dialect, type and name, for this generation;
   // a stream's response is the entries it sends followed by its own fields.
+  // `own`: a node's own resource (ownInbound), keyed by its version too.
   const std::string& deltaResourceEntry(
       Profile profile, const std::string& type_url,
-      const std::pair<const std::string, VersionedResource>& resource);
+      const std::pair<const std::string, VersionedResource>& resource, bool own = false);
   std::unordered_map<std::string, std::string> delta_entries_;
+  std::map<std::string, Entry> own_inbound_;  // profile key and ports -> listener
+  std::optional<PortsByIp> ports_by_ip_;       // of model_, made at first use
   std::set<AdsStreamBase*> streams_;  // SotW and Delta
 };
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -106,6 +107,70 @@ envoy::config::core::v3::Node nodeOf(const std::string& json) {
   envoy::config::core::v3::Node node;
   REQUIRE(google::protobuf::util::JsonStringToMessage(json, &node).ok());
   return node;
+}
+
+TEST_CASE("a sidecar's inbound ports are its own service's, by node metadata",
+          "[control_plane][sidecar]") {
+  const Model model = shopModel();
+  auto service = [](const std::string& json) { return sidecarServiceFor(nodeOf(json)); };
+  const SidecarService reviews =
+      service(R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "service": "reviews",
+                                                       "namespace": "shop"}}})");
+  CHECK(reviews.name == "reviews");
+  CHECK(reviews.ns == "shop");
+  CHECK(sidecarInboundPorts(model, reviews, nullptr) == std::set<uint32_t>{9080});
+  // No namespace in the metadata: the name alone.
+  CHECK(sidecarInboundPorts(model, service(R"({"id": "a", "metadata": {"turnout":
+      {"mode": "sidecar", "service": "ratings"}}})"), nullptr) == std::set<uint32_t>{9090});
+  // Another namespace, an unknown service, none, or not a string: no own ports
+  // (the node gets the chains of every service port).
+  CHECK_FALSE(sidecarInboundPorts(model, service(R"({"id": "a", "metadata": {"turnout":
+      {"mode": "sidecar", "service": "reviews", "namespace": "other"}}})"), nullptr));
+  CHECK_FALSE(sidecarInboundPorts(model, service(R"({"id": "a", "metadata": {"turnout":
+      {"mode": "sidecar", "service": "nosuch"}}})"), nullptr));
+  CHECK_FALSE(sidecarInboundPorts(model, service(R"({"id": "a", "metadata": {"turnout":
+      {"mode": "sidecar"}}})"), nullptr));
+  CHECK(service(R"({"id": "a", "metadata": {"turnout": {"mode": "sidecar", "service": 7}}})")
+            .name.empty());
+  CHECK(service(R"({"id": "a"})").name.empty());
+
+  // The endpoints at the pod's address add their ports (a second app in the
+  // pod, a sandbox fork, a release version), with or without a named service.
+  const std::set<uint32_t> pod = {8081, 9080};
+  CHECK(sidecarInboundPorts(model, reviews, &pod) == std::set<uint32_t>{8081, 9080});
+  CHECK(sidecarInboundPorts(model, SidecarService{}, &pod) == pod);
+  const std::set<uint32_t> none;
+  CHECK_FALSE(sidecarInboundPorts(model, SidecarService{}, &none));
+
+  const listener_v3::Listener own = sidecarInboundListener({9080}, true, IpFamilies::kIpv4);
+  CHECK(own.name() == "virtualInbound");
+  REQUIRE(own.filter_chains_size() == 1);
+  CHECK(own.filter_chains(0).filter_chain_match().destination_port().value() == 9080);
+  CHECK(own.has_default_filter_chain());
+}
+
+TEST_CASE("the model's endpoint ports by address, and a stream's address, canonical",
+          "[control_plane][sidecar]") {
+  CHECK(canonicalIp("10.0.0.5") == "10.0.0.5");
+  CHECK(canonicalIp("::ffff:10.0.0.5") == "10.0.0.5");
+  CHECK(canonicalIp("FD00:0::5") == "fd00::5");
+  CHECK(canonicalIp("reviews.shop") == "");
+  CHECK(peerIp("10.0.0.5:4711") == "10.0.0.5");
+  CHECK(peerIp("[::ffff:10.0.0.5]:4711") == "10.0.0.5");
+  CHECK(peerIp("[fd00::5]:4711") == "fd00::5");
+  CHECK(peerIp("[fd00::5") == "");
+  CHECK(peerIp("") == "");
+
+  State s;
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080", "[fd00::5]:9081"]})").ok());
+  REQUIRE(s.putService("admin", R"({"port": 80, "endpoints": ["10.0.0.5:8081", "db.local:5432"]})").ok());
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", kNow).ok());
+  REQUIRE(s.putRelease("reviews", R"({"versions": {"v2": ["10.0.0.8:9090"]}, "weights": {"v2": 100}})").ok());
+  const PortsByIp ports = endpointPortsByIp(s.model());
+  CHECK(ports == PortsByIp{{"10.0.0.5", {8081, 9080}},
+                           {"fd00::5", {9081}},
+                           {"10.0.0.7", {9080}},
+                           {"10.0.0.8", {9090}}});
 }
 
 TEST_CASE("a sidecar's IP families come from node metadata and an unknown value is IPv4 and reported",

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -61,6 +62,11 @@ std::string nameOf(const Any& a) {
     a.UnpackTo(&r);
     return r.name();
   }
+  if (a.type_url() == config::kListenerTypeUrl) {
+    envoy::config::listener::v3::Listener l;
+    a.UnpackTo(&l);
+    return l.name();
+  }
   if (a.type_url() == kVirtualHostTypeUrl) {
     envoy::config::route::v3::VirtualHost v;
     a.UnpackTo(&v);
@@ -72,11 +78,20 @@ std::string nameOf(const Any& a) {
 }
 
 struct Client {
+  // `sidecar`: a captured sidecar next to that service (node metadata
+  // turnout: {mode: sidecar, service}; "" names none), which takes listeners.
   Client(asio::io_context& ioc, proxy::stats::Store& store, uint16_t port, std::string user_agent,
-         Received& got, bool delta = false) {
+         Received& got, bool delta = false, std::optional<std::string> sidecar = std::nullopt) {
     envoy::config::core::v3::Node node;
-    node.set_id("sidecar-" + user_agent);
+    node.set_id("sidecar-" + user_agent + (sidecar ? "-" + *sidecar : ""));
     node.set_user_agent_name(user_agent);
+    if (sidecar) {
+      auto& meta = *(*node.mutable_metadata()->mutable_fields())["turnout"]
+                        .mutable_struct_value()
+                        ->mutable_fields();
+      meta["mode"].set_string_value("sidecar");
+      if (!sidecar->empty()) meta["service"].set_string_value(*sidecar);
+    }
     proxy::XdsStream::Options o;
     o.cluster_name = "xds";
     o.method_path = delta ? kDeltaAdsMethod : kAdsMethod;
@@ -127,6 +142,10 @@ struct Client {
     if (delta) {
       stream->client().subscribe(kVirtualHostTypeUrl, false, {"outbound"},
                                  handler(kVirtualHostTypeUrl));
+    }
+    if (sidecar) {
+      stream->client().subscribe(config::kListenerTypeUrl, true, {},
+                                 handler(config::kListenerTypeUrl));
     }
     stream->start();
   }
@@ -555,6 +574,105 @@ TEST_CASE("delta: routes by VHDS, and a sandbox costs one virtual host, not the 
   REQUIRE(runUntil(ioc, [&] { return !vhds->held.contains("outbound/svc-3") && settled(); }));
   CHECK(vhds->held.size() == 200);
   CHECK(vhds->held.contains("outbound/svc-7"));
+}
+
+// The destination ports of a client's virtualInbound chains (empty: none held).
+std::set<uint32_t> inboundPorts(const Received& got) {
+  std::set<uint32_t> out;
+  auto it = got.last.find(config::kListenerTypeUrl);
+  if (it == got.last.end()) return out;
+  for (const auto& a : it->second) {
+    envoy::config::listener::v3::Listener l;
+    REQUIRE(a.UnpackTo(&l));
+    if (l.name() != "virtualInbound") continue;
+    for (const auto& c : l.filter_chains()) out.insert(c.filter_chain_match().destination_port().value());
+  }
+  return out;
+}
+
+TEST_CASE("a sidecar's virtualInbound has its own service's ports, and other services leave it be",
+          "[control_plane][ads][sidecar]") {
+  Fixture f;
+  auto& [ioc, store, state, server] = f;
+  REQUIRE(state.putService("ratings", R"({"port": 9081, "endpoints": ["10.0.0.6:9081"]})").ok());
+  (*server)->update(state.model());
+  Received reviews, nobody, ratings;
+  Client a(ioc, store, (*server)->port(), "turnout", reviews, /*delta=*/true, "reviews");
+  // A node that names no service of the model gets a chain per service port.
+  Client b(ioc, store, (*server)->port(), "turnout", nobody, /*delta=*/true, "");
+  Client c(ioc, store, (*server)->port(), "envoy", ratings, /*delta=*/false, "ratings");
+  REQUIRE(runUntil(ioc, [&] {
+    return !inboundPorts(reviews).empty() && !inboundPorts(nobody).empty() &&
+           !inboundPorts(ratings).empty();
+  }));
+  CHECK(inboundPorts(reviews) == std::set<uint32_t>{9080});
+  CHECK(inboundPorts(nobody) == std::set<uint32_t>{9080, 9081});
+  CHECK(inboundPorts(ratings) == std::set<uint32_t>{9081});
+  // The outbound listeners are every service's, for all of them.
+  auto names = [](Received& got) {
+    auto& n = got.names[config::kListenerTypeUrl];
+    return std::set<std::string>(n.begin(), n.end());
+  };
+  const std::set<std::string> two = {"0.0.0.0_9080", "0.0.0.0_9081", "virtualInbound",
+                                     "virtualOutbound"};
+  CHECK(names(reviews) == two);
+  CHECK(names(ratings) == two);
+
+  auto held = [&](const Client& client) {
+    const auto* lds = client.stream->client().state(config::kListenerTypeUrl);
+    REQUIRE(lds != nullptr);
+    auto it = lds->held.find("virtualInbound");
+    REQUIRE(it != lds->held.end());
+    return it->second.first;
+  };
+  auto settled = [&] {
+    for (const auto& p : (*server)->proxies()) {
+      if (p.types.contains("listeners") && p.types.at("listeners").pending) return false;
+    }
+    return true;
+  };
+  REQUIRE(runUntil(ioc, settled));
+  const std::string reviews_inbound = held(a);
+  const std::string nobody_inbound = held(b);
+
+  // A new service: a new outbound listener for every sidecar; the fallback
+  // inbound listener gains its port; reviews' own is not sent again.
+  REQUIRE(state.putService("details", R"({"port": 9082, "endpoints": ["10.0.0.8:9082"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return names(reviews).contains("0.0.0.0_9082") && names(ratings).contains("0.0.0.0_9082") &&
+           inboundPorts(nobody).contains(9082) && settled();
+  }));
+  CHECK(held(a) == reviews_inbound);
+  CHECK(held(b) != nobody_inbound);
+  CHECK(inboundPorts(reviews) == std::set<uint32_t>{9080});
+  CHECK(inboundPorts(ratings) == std::set<uint32_t>{9081});
+
+  // reviews moves to another port: its sidecar's inbound chain follows,
+  // where the set of service ports changes as well; then to a port another
+  // back to a port another service has (the set of ports is unchanged).
+  REQUIRE(state.putService("reviews", R"({"port": 9081, "endpoints": ["10.0.0.5:9081"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] { return inboundPorts(reviews) == std::set<uint32_t>{9081}; }));
+  CHECK(inboundPorts(nobody) == std::set<uint32_t>{9081, 9082});
+  REQUIRE(state.putService("reviews", R"({"port": 9082, "endpoints": ["10.0.0.5:9082"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] { return inboundPorts(reviews) == std::set<uint32_t>{9082}; }));
+  REQUIRE(runUntil(ioc, settled));
+  CHECK(inboundPorts(nobody) == std::set<uint32_t>{9081, 9082});
+  CHECK(inboundPorts(ratings) == std::set<uint32_t>{9081});
+
+  // A service with an endpoint at the address the streams come from (a
+  // second app in each of these pods, all on 127.0.0.1): its endpoint's port
+  // joins every node's own ports; the node that names no service now has
+  // own ports too.
+  REQUIRE(state.putService("local", R"({"port": 80, "endpoints": ["127.0.0.1:7070"]})").ok());
+  (*server)->update(state.model());
+  REQUIRE(runUntil(ioc, [&] {
+    return inboundPorts(reviews) == std::set<uint32_t>{7070, 9082} &&
+           inboundPorts(ratings) == std::set<uint32_t>{7070, 9081} &&
+           inboundPorts(nobody) == std::set<uint32_t>{7070};
+  }));
 }
 
 TEST_CASE("SotW clients, and Delta ones with vhds off, get the whole route table inline",
