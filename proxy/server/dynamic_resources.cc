@@ -731,7 +731,7 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
   }
   // VHDS: a route configuration with vhds serves its inline virtual hosts
   // and those of its namespace received so far.
-  std::map<std::string, MergedRoutes> merged;
+  std::set<std::string> merged;
   for (size_t i = 0; i < parsed->configs.size(); ++i) {
     const auto& rc = parsed->configs[i];
     if (!rc.has_vhds() || !ads_rds_stats_.contains(rc.name())) continue;
@@ -748,8 +748,8 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
       routeRejected(rc.name(), absl::StrCat("RDS (ADS): ", m.status().message()));
       return m.status();
     }
-    parsed->tables[i].second = m->table;
-    merged.emplace(rc.name(), *std::move(m));
+    parsed->tables[i].second = *m;
+    merged.insert(rc.name());
   }
   DataPlaneConfigConstSharedPtr next = publisher_.current();
   bool changed = false;
@@ -778,12 +778,14 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
     state.version_info = parsed->version_info;
     state.last_updated = now;
     state.error.reset();
-    if (auto m = merged.find(rc.name()); m != merged.end()) {
-      // /config_dump shows the VHDS virtual hosts merged in, as Envoy does.
-      state.route_config = std::move(m->second.proto);
+    if (merged.contains(rc.name())) {
+      // /config_dump shows the VHDS virtual hosts merged in (routeConfig()).
+      state.vhds = true;
+      state.route_config.reset();
       vhds_rds_[rc.name()] = std::move(rc);
     } else {
       vhds_rds_.erase(rc.name());
+      state.vhds = false;
       state.route_config = std::move(rc);
     }
   }
@@ -800,17 +802,22 @@ config::VhdsSource DynamicResources::vhdsSource() const {
              : config::VhdsSource::kSotwAds;
 }
 
-absl::StatusOr<DynamicResources::MergedRoutes> DynamicResources::mergeVhds(
+envoy::config::route::v3::RouteConfiguration DynamicResources::mergedProto(
+    const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts) {
+  envoy::config::route::v3::RouteConfiguration out = rds;
+  for (const auto& [name, vh] : hosts) *out.add_virtual_hosts() = vh;
+  return out;
+}
+
+absl::StatusOr<RouteTableConstSharedPtr> DynamicResources::mergeVhds(
     const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts,
     const std::string& path, const std::function<std::string(const std::string&)>& label) {
-  MergedRoutes out;
-  out.proto = rds;
-  out.proto.clear_vhds();
-  const int inline_count = out.proto.virtual_hosts_size();
-  for (const auto& [name, vh] : hosts) *out.proto.add_virtual_hosts() = vh;
-  auto table = config::translateRouteConfiguration(out.proto, path);
+  envoy::config::route::v3::RouteConfiguration merged = mergedProto(rds, hosts);
+  merged.clear_vhds();
+  auto table = config::translateRouteConfiguration(merged, path);
   if (!table.ok()) {
     // A VHDS virtual host is named by its resource, not by where the merge put it.
+    const int inline_count = rds.virtual_hosts_size();
     std::vector<std::pair<std::string, std::string>> names;
     int k = inline_count;
     for (const auto& [name, vh] : hosts) {
@@ -819,9 +826,17 @@ absl::StatusOr<DynamicResources::MergedRoutes> DynamicResources::mergeVhds(
     return absl::Status(table.status().code(),
                         absl::StrReplaceAll(table.status().message(), names));
   }
-  out.table = *std::move(table);
-  *out.proto.mutable_vhds() = rds.vhds();
-  return out;
+  return *std::move(table);
+}
+
+std::optional<envoy::config::route::v3::RouteConfiguration> DynamicResources::routeConfig(
+    const std::string& name, const RouteConfigState& state) const {
+  if (!state.vhds) return state.route_config;
+  auto rds = vhds_rds_.find(name);
+  if (rds == vhds_rds_.end()) return std::nullopt;
+  static const VhdsHosts kNoHosts;
+  auto hosts = vhds_hosts_.find(name);
+  return mergedProto(rds->second, hosts == vhds_hosts_.end() ? kNoHosts : hosts->second);
 }
 
 void DynamicResources::watchVhds() {
@@ -932,7 +947,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
   }
   // Every touched route configuration rebuilt; all or nothing.
   static const VhdsHosts kNoHosts;
-  std::map<std::string, MergedRoutes> merged;
+  std::map<std::string, RouteTableConstSharedPtr> merged;
   for (const auto& ns : touched) {
     auto rds = vhds_rds_.find(ns);
     if (rds == vhds_rds_.end() || !ads_rds_names_.contains(ns)) continue;
@@ -949,17 +964,16 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
   }
   if (!merged.empty()) {
     DataPlaneConfigConstSharedPtr next = publisher_.current();
-    for (const auto& [name, m] : merged) next = SnapshotPublisher::withRoute(*next, name, m.table);
+    for (const auto& [name, table] : merged) next = SnapshotPublisher::withRoute(*next, name, table);
     if (auto st = publisher_.publish(next); !st.ok()) return reject(st);
   }
   std::erase_if(vhds_hosts_, [](const auto& kv) { return kv.second.empty(); });
   const Time now = std::chrono::system_clock::now();
   stats::Shard& shard = store_.mainShard();
-  for (auto& [name, m] : merged) {
+  for (auto& [name, table] : merged) {
     RouteConfigState& state = route_configs_[name];
     state.last_updated = now;
     state.error.reset();
-    state.route_config = std::move(m.proto);
     for (const auto& prefix : ads_rds_prefixes_[name]) {
       shard.inc(store_.counter(absl::StrCat("http.", prefix, ".vhds.", name, ".config_reload")));
     }

@@ -122,13 +122,20 @@ class DynamicResources {
     absl::flat_hash_map<std::string, ResourceVersion> resources;  // by cluster / listener name
   };
   // One RDS route configuration by name: the last accepted proto (absent
-  // while none was), and the last rejection.
+  // while none was, and for one with VHDS: routeConfig() merges it), and the
+  // last rejection.
   struct RouteConfigState {
     std::string version_info;
     Time last_updated{};
     std::optional<envoy::config::route::v3::RouteConfiguration> route_config;
+    bool vhds = false;  // accepted, with vhds: the proto is in vhds_rds_
     std::optional<ErrorState> error;
   };
+  // What /config_dump shows of an accepted route configuration: as
+  // received, or with VHDS its virtual hosts merged in, as Envoy does (made
+  // on demand: keeping a merged copy would hold every virtual host twice).
+  std::optional<envoy::config::route::v3::RouteConfiguration> routeConfig(
+      const std::string& name, const RouteConfigState& state) const;
   const Source& cds() const { return cds_; }
   const Source& lds() const { return lds_; }
   const std::map<std::string, RouteConfigState>& routeConfigs() const { return route_configs_; }
@@ -163,14 +170,12 @@ class DynamicResources {
   config::VhdsSource vhdsSource() const;
   // The VHDS virtual hosts of one namespace (route configuration), by resource name.
   using VhdsHosts = std::map<std::string, envoy::config::route::v3::VirtualHost>;
-  // `rds` (a route configuration with vhds) with `hosts` appended: the merged
-  // proto (what /config_dump shows) and its table. `label` names a VHDS
+  // `rds` (a route configuration with vhds) with `hosts` appended (what
+  // /config_dump shows: mergedProto) and translated. `label` names a VHDS
   // virtual host in an error (by resource name); errors name `path`.
-  struct MergedRoutes {
-    envoy::config::route::v3::RouteConfiguration proto;
-    RouteTableConstSharedPtr table;
-  };
-  static absl::StatusOr<MergedRoutes> mergeVhds(
+  static envoy::config::route::v3::RouteConfiguration mergedProto(
+      const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts);
+  static absl::StatusOr<RouteTableConstSharedPtr> mergeVhds(
       const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts,
       const std::string& path, const std::function<std::string(const std::string&)>& label);
   // The VHDS namespaces: the ADS route configurations with vhds that are

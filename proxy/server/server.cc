@@ -330,9 +330,9 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
   if (dynamic_) {
     for (const auto& [name, state] : dynamic_->routeConfigs()) {
       auto* r = routes.add_dynamic_route_configs();
-      if (state.route_config) {
+      if (auto rc = dynamic_->routeConfig(name, state)) {
         r->set_version_info(state.version_info);
-        r->mutable_route_config()->PackFrom(*state.route_config);
+        r->mutable_route_config()->PackFrom(*rc);
         *r->mutable_last_updated() = stamp(state.last_updated);
       }
       if (state.error) setError(state.error, r->mutable_error_state());

@@ -586,6 +586,10 @@ class XdsVhdsTest(_OneBackendAndServer):
         self.ads.set(VHOSTS, "v3", [vhost("outbound/reviews", "reviews", "ratings")])
         self.assertIsNotNone(poll(lambda: self.host("ratings")[0] == 404), self.proxy.log())
         self.assertEqual(self.host("reviews")[1], "b")
+        def dumped_hosts():
+            return {v["name"]: v["routes"][0]["route"]["cluster"]
+                    for v in self.route_dump()["outbound"]["virtual_hosts"]}
+        self.assertEqual(dumped_hosts(), {"outbound/reviews": "ratings"})
 
         # A malformed one is NACKed with its field path; the last good table serves.
         bad = vhost("outbound/details", "details", "reviews")
@@ -598,6 +602,7 @@ class XdsVhdsTest(_OneBackendAndServer):
                          r"resources\[[01]\]\.routes\[0\]\.route\.hedge_policy")
         self.assertEqual(self.host("reviews")[1], "b")  # v3's, not v4's change
         self.assertEqual(self.host("details")[0], 404)
+        self.assertEqual(dumped_hosts(), {"outbound/reviews": "ratings"})  # v3's too
         # A domain another virtual host has: NACKed too, naming the resource.
         dup = vhost("outbound/reviews2", "reviews", "reviews")
         self.ads.set(VHOSTS, "v5", [vhost("outbound/reviews", "reviews", "ratings"), dup])
