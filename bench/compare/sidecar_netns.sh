@@ -6,7 +6,8 @@
 #
 #   sidecar_netns_setup PREFIX   NS, WORK, in_ns CMD..., cleanup on EXIT
 #   sidecar_cp_start DIR         turnout-cp serving from DIR (API :18080, xDS :18000)
-#   sidecar_cp_services N        services svc1..svcN, one port each (9001..)
+#   sidecar_cp_services N        services svc1..svcN, one port each (9001..);
+#                                PORTS=shared: all on 8080
 
 sidecar_netns_setup() {
   NS=$1-$$
@@ -35,9 +36,13 @@ sidecar_cp_start() {
 }
 
 sidecar_cp_services() {
-  local i
+  local i port
   for i in $(seq 1 "$1"); do
-    in_ns "$CP" service put "svc$i" --port $((9000 + i)) \
-      --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$((9000 + i))" > /dev/null
+    # PORTS=shared: every service on 8080, as many Kubernetes services are
+    # (one outbound listener for all); else one port each (the worst case).
+    port=$((9000 + i))
+    [ "${PORTS:-}" = shared ] && port=8080
+    in_ns "$CP" service put "svc$i" --port "$port" \
+      --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$port" > /dev/null
   done
 }
