@@ -129,7 +129,7 @@ def main():
         # One more sandbox: API answer -> the sidecar has its cluster.
         perf = None
         if args.perf:
-            perf = subprocess.Popen(["perf", "record", "-F", "4999", "-g", "-o", args.perf, "-p",
+            perf = subprocess.Popen(["perf", "record", "-F", "1999", "--call-graph", "dwarf,16384", "-o", args.perf, "-p",
                                      str(proxy.proc.pid)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             time.sleep(0.5)

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "envoy/config/route/v3/route.pb.h"
@@ -24,8 +25,13 @@ absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(
     const envoy::config::route::v3::HeaderMatcher& proto, const std::string& path);
 
 // toRouteConfiguration() followed by routing::RouteTable::create(); errors from
-// the compile step are prefixed with `path` too.
+// the compile step are prefixed with `path` too. `checked_hosts` are
+// appended after proto's own virtual hosts (VHDS), translated without the
+// field-policy walk: their caller checked each one when it arrived
+// (checkVirtualHost). Merging them into a copy of `proto` instead cost a
+// copy of every route at each VHDS update.
 absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(
-    const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path);
+    const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path,
+    const std::vector<const envoy::config::route::v3::VirtualHost*>& checked_hosts = {});
 
 }  // namespace turnout::config

@@ -812,9 +812,13 @@ envoy::config::route::v3::RouteConfiguration DynamicResources::mergedProto(
 absl::StatusOr<RouteTableConstSharedPtr> DynamicResources::mergeVhds(
     const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts,
     const std::string& path, const std::function<std::string(const std::string&)>& label) {
-  envoy::config::route::v3::RouteConfiguration merged = mergedProto(rds, hosts);
-  merged.clear_vhds();
-  auto table = config::translateRouteConfiguration(merged, path);
+  // The head alone (its inline virtual hosts; no copy of the VHDS ones).
+  envoy::config::route::v3::RouteConfiguration head = rds;
+  head.clear_vhds();
+  std::vector<const envoy::config::route::v3::VirtualHost*> checked;
+  checked.reserve(hosts.size());
+  for (const auto& [name, vh] : hosts) checked.push_back(&vh);
+  auto table = config::translateRouteConfiguration(head, path, checked);
   if (!table.ok()) {
     // A VHDS virtual host is named by its resource, not by where the merge put it.
     const int inline_count = rds.virtual_hosts_size();
