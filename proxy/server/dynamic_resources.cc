@@ -1273,24 +1273,28 @@ const config::DiscoveryEndpoints::Assignment* DynamicResources::cachedAssignment
 
 void DynamicResources::watchEndpoints() {
   const DataPlaneConfigConstSharedPtr current = publisher_.current();
-  absl::flat_hash_set<std::string> present;
   std::set<std::string> ads_names;
   std::vector<std::string> new_paths;
   std::vector<std::string> caught_up;
   for (const auto& [name, rt] : current->clusters) {
     const config::ClusterConfig& cfg = *rt->config;
     if (!cfg.eds) continue;
-    present.insert(name);
-    if (cfg.eds->ads) {
+    auto known = eds_clusters_.find(name);
+    EdsCluster& e = known != eds_clusters_.end() ? known->second : eds_clusters_[name];
+    // A cluster bound to its EDS source when it came only needs its name
+    // (20,000 clusters: binding each again, and naming its path, was most of
+    // this loop); one that could not be bound tries again.
+    if (cfg.eds->ads && !(e.bound && e.runtime == rt)) {
+      e.bound = false;
       if (auto st = bindType(config::kClusterLoadAssignmentTypeUrl, cfg.eds->source,
                              absl::StrCat("cluster.", name, ".eds"));
           st.ok()) {
-        ads_names.insert(cfg.eds_service_name);
+        e.bound = true;
       } else {
         TURNOUT_LOG(err, kLog, "EDS for cluster '{}': {}", name, std::string(st.message()));
       }
     }
-    EdsCluster& e = eds_clusters_[name];
+    if (cfg.eds->ads && e.bound) ads_names.insert(cfg.eds_service_name);
     if (e.runtime == rt) continue;
     e.runtime = rt;
     e.hosts = rt->hosts;
@@ -1329,7 +1333,8 @@ void DynamicResources::watchEndpoints() {
     }
   }
   for (auto it = eds_clusters_.begin(); it != eds_clusters_.end();) {
-    if (present.contains(it->first)) {
+    const ClusterRuntime* now = current->findCluster(it->first);
+    if (now != nullptr && now->config->eds) {
       ++it;
       continue;
     }

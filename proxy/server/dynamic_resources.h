@@ -250,6 +250,7 @@ class DynamicResources {
     HostSetConstSharedPtr hosts;           // its current host set
     bool warming = true;
     std::unique_ptr<asio::steady_timer> init_timer;
+    bool bound = false;  // its ADS EDS source was bound (bindType) when it came
   };
   absl::flat_hash_map<std::string, EdsCluster> eds_clusters_;  // by cluster name
   stats::StatId warming_clusters_;

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/snapshot/discovery_response.h"
@@ -310,6 +312,27 @@ TEST_CASE("delta: wildcard types see the whole held set, named types the changes
   REQUIRE(sub.size() == 1);
   CHECK(sub[0].resource_names_subscribe(0) == "b");
   CHECK(sub[0].resource_names_unsubscribe(0) == "a");
+  // Interleaved changes: each request carries exactly the difference from
+  // what this stream was last told, and nothing when there is none.
+  auto names = [](const auto& field) { return std::vector<std::string>(field.begin(), field.end()); };
+  using V = std::vector<std::string>;
+  const std::vector<std::tuple<std::set<std::string>, V, V>> steps = {
+      {{"a", "c", "e"}, {"a", "c", "e"}, {"b"}},
+      {{"b", "c", "d", "f"}, {"b", "d", "f"}, {"a", "e"}},
+      {{"c"}, {}, {"b", "d", "f"}},
+      {{"a", "c", "z"}, {"a", "z"}, {}},
+  };
+  for (const auto& [set, subscribed, unsubscribed] : steps) {
+    client.setNames(kClusterLoadAssignmentTypeUrl, set);
+    auto step = client.takeDeltaRequests();
+    REQUIRE(step.size() == 1);
+    CHECK(names(step[0].resource_names_subscribe()) == subscribed);
+    CHECK(names(step[0].resource_names_unsubscribe()) == unsubscribed);
+  }
+  client.setNames(kClusterLoadAssignmentTypeUrl, {"a", "c", "z"});
+  CHECK(client.takeDeltaRequests().empty());
+  client.setNames(kClusterLoadAssignmentTypeUrl, {"b"});
+  (void)client.takeDeltaRequests();
 
   // A new stream announces what is held.
   client.onStreamClosed();
