@@ -7,7 +7,7 @@
 #   sidecar_netns_setup PREFIX   NS, WORK, in_ns CMD..., cleanup on EXIT
 #   sidecar_cp_start DIR         turnout-cp serving from DIR (API :18080, xDS :18000)
 #   sidecar_cp_services N        services svc1..svcN, one port each (9001..);
-#                                PORTS=shared: all on 8080
+#                                PORTS=shared: all on 8080; PORTS=mixed: ten ports
 
 sidecar_netns_setup() {
   NS=$1-$$
@@ -39,9 +39,11 @@ sidecar_cp_services() {
   local i port
   for i in $(seq 1 "$1"); do
     # PORTS=shared: every service on 8080, as many Kubernetes services are
-    # (one outbound listener for all); else one port each (the worst case).
+    # (one outbound listener for all); PORTS=mixed: ten ports (8080-8089);
+    # else one port each (the worst case: an outbound listener per service).
     port=$((9000 + i))
     [ "${PORTS:-}" = shared ] && port=8080
+    [ "${PORTS:-}" = mixed ] && port=$((8080 + i % 10))
     in_ns "$CP" service put "svc$i" --port "$port" \
       --endpoint "10.1.$((i / 250)).$((i % 250 + 1)):$port" > /dev/null
   done
