@@ -1279,8 +1279,7 @@ void DynamicResources::watchEndpoints() {
   for (const auto& [name, rt] : current->clusters) {
     const config::ClusterConfig& cfg = *rt->config;
     if (!cfg.eds) continue;
-    auto known = eds_clusters_.find(name);
-    EdsCluster& e = known != eds_clusters_.end() ? known->second : eds_clusters_[name];
+    EdsCluster& e = eds_clusters_[name];
     // A cluster bound to its EDS source when it came only needs its name
     // (20,000 clusters: binding each again, and naming its path, was most of
     // this loop); one that could not be bound tries again.
