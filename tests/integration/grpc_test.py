@@ -9,9 +9,13 @@ grpcio channels to turnout's listener (h2c by prior knowledge, which the
 default AUTO codec detects). Every call has a deadline.
 """
 
+import hashlib
 import os
+import socket
+import struct
 import sys
 import threading
+import time
 import unittest
 from concurrent import futures
 
@@ -90,6 +94,15 @@ def h2_cluster(name, ports):
             "    endpoints:\n%s") % (name, name, endpoints)
 
 
+FLOOD_MESSAGE = 64 * 1024
+
+
+def flood_bytes(n):
+    """n bytes that differ from message to message (a SHA-256 counter stream)."""
+    block = b"".join(hashlib.sha256(struct.pack("<Q", i)).digest() for i in range(2048))
+    return (block * (n // len(block) + 1))[:n]
+
+
 class EchoServer:
     """A grpcio server on 127.0.0.1:0 whose test.Echo methods take and return raw bytes.
 
@@ -166,6 +179,14 @@ class EchoServer:
         yield b"second"
         context.abort(grpc.StatusCode.DATA_LOSS, "lost after two")
 
+    def flood(self, request, context):
+        # request: "<bytes>"; that many bytes of flood_bytes() in 64 KiB messages.
+        self._begin(context)
+        n = int(request.decode())
+        data = flood_bytes(n)
+        for i in range(0, n, FLOOD_MESSAGE):
+            yield data[i:i + FLOOD_MESSAGE]
+
     def client_stream(self, request_iterator, context):
         self._begin(context)
         parts = list(request_iterator)
@@ -187,6 +208,7 @@ class EchoServer:
             "FlakyInternal": grpc.unary_unary_rpc_method_handler(self.flaky),
             "FlakyNoRetry": grpc.unary_unary_rpc_method_handler(self.flaky),
             "ServerStream": grpc.unary_stream_rpc_method_handler(self.server_stream),
+            "Flood": grpc.unary_stream_rpc_method_handler(self.flood),
             "StreamFail": grpc.unary_stream_rpc_method_handler(self.stream_fail),
             "ClientStream": grpc.stream_unary_rpc_method_handler(self.client_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
@@ -583,6 +605,148 @@ class GrpcStatsTest(GrpcTestCase):
                      headers={"content-type": "application/json"})
         self.assertEqual(conn.getresponse().status, 418)
         self.assertEqual(self.grpc_stats("grpc"), {})
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class SlowReaderTest(GrpcTestCase):
+    """A 64 MiB server stream to a client that stops reading: turnout holds
+    no more than the windows it grants (a window is returned upstream only
+    once the bytes were written downstream), so its RSS stays within twice
+    its window settings, and every byte arrives once the client reads."""
+
+    STREAM_WINDOW = 1 << 20
+    CONNECTION_WINDOW = 2 << 20
+    TOTAL = 64 << 20
+
+    @classmethod
+    def setUpClass(cls):
+        windows = ("http2_protocol_options: { initial_stream_window_size: %d, "
+                   "initial_connection_window_size: %d }"
+                   % (cls.STREAM_WINDOW, cls.CONNECTION_WINDOW))
+        real = bootstrap
+
+        def windowed(vhosts, clusters, http_filters):
+            yaml = real(vhosts, [c.replace("http2_protocol_options: {}", windows)
+                                 for c in clusters], http_filters)
+            hcm = "          stat_prefix: "
+            assert hcm in yaml
+            return yaml.replace(hcm, "          %s\n%s" % (windows, hcm), 1)
+        globals()["bootstrap"] = windowed
+        try:
+            super().setUpClass()
+        finally:
+            globals()["bootstrap"] = real
+
+    def test_a_64_mib_stream_to_a_reader_that_stops_holds_turnout_to_its_windows(self):
+        import h2.config
+        import h2.connection
+        import h2.events
+        pid = self.proxy.proc.pid
+        # Warm the h2 upstream connection and the codecs' first allocations.
+        self.assertEqual(self.uu("Unary")(b"warm", timeout=TIMEOUT_S), b"echo:warm")
+        rss_before = rss_kib(pid)
+        peak = [rss_before]
+
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        self.addCleanup(sock.close)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()  # windows of 65,535 bytes, returned only when we say
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":path", "/%s/Flood" % SERVICE),
+                                (":scheme", "http"), (":authority", "svc"),
+                                ("content-type", "application/grpc"), ("te", "trailers")])
+        body = b"%d" % self.TOTAL
+        conn.send_data(sid, b"\0" + struct.pack(">I", len(body)) + body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+
+        state = {"data": bytearray(), "trailers": None, "ended": False, "reset": None,
+                 "unacked": 0}
+
+        def pump(timeout, ack):
+            sock.settimeout(timeout)
+            try:
+                chunk = sock.recv(1 << 20)
+            except socket.timeout:
+                return False
+            self.assertTrue(chunk, "turnout closed the connection")
+            for ev in conn.receive_data(chunk):
+                if isinstance(ev, h2.events.DataReceived):
+                    state["data"] += ev.data
+                    state["unacked"] += ev.flow_controlled_length
+                elif isinstance(ev, h2.events.TrailersReceived):
+                    state["trailers"] = dict(ev.headers)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    state["ended"] = True
+                elif isinstance(ev, h2.events.StreamReset):
+                    state["reset"] = ev.error_code
+            if ack and state["unacked"]:
+                conn.acknowledge_received_data(state["unacked"], sid)
+                state["unacked"] = 0
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+            peak[0] = max(peak[0], rss_kib(pid))
+            return True
+
+        # Not reading: turnout sends the client its 65,535 bytes, takes from
+        # the upstream what its windows grant, and then nothing moves.
+        upstream_rx = "cluster.grpc.upstream_cx_rx_bytes_total"
+        last = [-1, time.monotonic()]
+
+        def stalled():
+            pump(0.05, ack=False)
+            peak[0] = max(peak[0], rss_kib(pid))
+            rx = self.proxy.counter(upstream_rx)
+            now = time.monotonic()
+            if rx != last[0]:
+                last[0], last[1] = rx, now
+                return False
+            return now - last[1] >= 0.7
+        deadline = time.monotonic() + 20
+        while not stalled():
+            self.assertLess(time.monotonic(), deadline, "the upstream never stalled")
+        self.assertLessEqual(len(state["data"]), 65535)
+        self.assertFalse(state["ended"])
+        held_rss = rss_kib(pid) - rss_before
+        bound_kib = 2 * (self.STREAM_WINDOW + self.CONNECTION_WINDOW) // 1024
+        print("\n  stalled with %d bytes at the client; turnout RSS %+d KiB (bound %d KiB)"
+              % (len(state["data"]), held_rss, bound_kib), file=sys.stderr)
+
+        # Reading again, with a wider window: the rest arrives, in order, and
+        # RSS never passed the bound on the way.
+        conn.increment_flow_control_window(8 << 20)
+        conn.increment_flow_control_window(8 << 20, sid)
+        sock.sendall(conn.data_to_send())
+        deadline = time.monotonic() + 60
+        while not state["ended"] and state["reset"] is None:
+            self.assertLess(time.monotonic(), deadline, "the stream did not finish")
+            pump(5, ack=True)
+        self.assertIsNone(state["reset"])
+        self.assertEqual((state["trailers"] or {}).get("grpc-status"), "0", state["trailers"])
+        # 1,024 length-prefixed messages of 64 KiB, whole and in order.
+        data = state["data"]
+        payload = bytearray()
+        i = 0
+        while i < len(data):
+            self.assertEqual(data[i], 0, "a compressed-flag byte at %d" % i)
+            n = struct.unpack(">I", data[i + 1:i + 5])[0]
+            payload += data[i + 5:i + 5 + n]
+            i += 5 + n
+        self.assertEqual(len(payload), self.TOTAL)
+        self.assertEqual(hashlib.sha256(payload).digest(),
+                         hashlib.sha256(flood_bytes(self.TOTAL)).digest())
+        grown = peak[0] - rss_before
+        print("  peak turnout RSS %+d KiB over the whole stream" % grown, file=sys.stderr)
+        self.assertLess(grown, bound_kib, "turnout's RSS grew %d KiB; its windows allow %d KiB"
+                        % (grown, bound_kib))
 
 
 class GrpcStatsConfigTest(unittest.TestCase):
