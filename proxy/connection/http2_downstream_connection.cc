@@ -386,32 +386,48 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   if (tls_) tls_closed = tls_->read(initial) != tls::TlsTransport::Result::kOk;
   bool ok = initial.empty() || dispatch(std::span<const char>(initial.data(), initial.size()));
   std::string().swap(initial);
-  // The connection waits for readability with no buffer of its own and
-  // reads into the thread's scratch: dispatch() copies what it keeps (the
-  // codec's partial frames, the streams' bodies), so nothing points into
-  // the scratch once it returns.
+  // Reading. While the socket is empty the connection waits in an
+  // async_read_some into wait_buf_, a small buffer of its own: asio
+  // performs that read when epoll reports the socket readable, with no
+  // syscall before (an async_wait re-arms the descriptor with epoll_ctl
+  // every time, and a read that finds nothing costs a recvfrom). What does
+  // not fit wait_buf_ is read at once into the thread's scratch, until a
+  // short read shows the socket was emptied. dispatch() copies what it
+  // keeps (the codec's partial frames, the streams' bodies), so nothing
+  // points into either buffer once it returns. A short read is enough to
+  // stop: data that arrives after it raises a new edge, which the pending
+  // read sees (the reactor is edge-triggered, and the read is queued
+  // before the thread next asks epoll).
   boost::system::error_code nb_ec;
   socket_.non_blocking(true, nb_ec);
+  bool drained = true;  // the last read came back short
   while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
-    // Read first and wait only once the socket is empty: asio's reactor is
-    // edge-triggered, so a wait begun with bytes still unread (more than
-    // one chunk came) would not end until more bytes arrive.
     boost::system::error_code ec;
-    ReadScratch& scratch = readScratch();
-    const size_t n = socket_.read_some(asio::buffer(scratch.bytes.get(), kReadChunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                                  asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;  // close()
-      continue;
+    const char* data = nullptr;
+    size_t n = 0;
+    if (drained) {
+      n = co_await socket_.async_read_some(asio::buffer(wait_buf_),
+                                           asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;  // EOF, reset, close()
+      data = wait_buf_.data();
+      drained = n < wait_buf_.size();
+    } else {
+      ReadScratch& scratch = readScratch();
+      n = socket_.read_some(asio::buffer(scratch.bytes.get(), kReadChunk), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        drained = true;
+        continue;
+      }
+      if (ec) break;  // EOF, reset
+      data = scratch.bytes.get();
+      drained = n < kReadChunk;
     }
-    if (ec) break;  // EOF, reset
     if (!tls_) {
-      ok = dispatch(std::span<const char>(scratch.bytes.get(), n));
+      ok = dispatch(std::span<const char>(data, n));
       continue;
     }
-    tls_->feed(std::span<const char>(scratch.bytes.get(), n));
-    std::string& plain = scratch.plain;
+    tls_->feed(std::span<const char>(data, n));
+    std::string& plain = readScratch().plain;
     plain.clear();
     // close_notify or a TLS error ends the input as EOF does.
     tls_closed = tls_->read(plain) != tls::TlsTransport::Result::kOk;

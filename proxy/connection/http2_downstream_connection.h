@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -102,6 +103,9 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   // TLS (h2 by ALPN; null: h2c): out_ is encrypted into wire_ before writing.
   std::unique_ptr<tls::TlsTransport> tls_;
   std::string wire_;
+  // What the read loop waits in (serve()): a request's HEADERS usually fit.
+  static constexpr size_t kWaitReadBytes = 1024;
+  std::array<char, kWaitReadBytes> wait_buf_;
   asio::steady_timer writer_signal_;  // the writer waits on it
   asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
   asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open
