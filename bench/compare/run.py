@@ -74,10 +74,17 @@ SCENARIOS = {
     "h1-new-connection": ("h1", "/0", ["connection: close"], 0, True),
     "h2c-100-streams": ("h2c", "/0", [], 0, False),
     "tls-h2": ("tls-h2", "/0", [], 0, False),
+    "h2c-1-stream": ("h2c", "/0", [], 0, False),
+    "tls-h2-1-stream": ("tls-h2", "/0", [], 0, False),
     "sandbox-1": ("h1", "/0", [], 1, False),
     "sandbox-100": ("h1", "/0", [], 100, False),
     "sandbox-10000": ("h1", "/0", [], 10000, False),
 }
+
+# h2 scenarios with their own shape: (connections, streams per connection),
+# where the others use --h2-connections x --streams. One stream per
+# connection is the HTTP/1-like load (a client per request in flight).
+H2_SHAPE = {"h2c-1-stream": (64, 1), "tls-h2-1-stream": (64, 1)}
 
 
 def log(*a):
@@ -443,13 +450,14 @@ def run_load(ctx, target, path, headers, key_mix, label, rate=None, duration=Non
     report = os.path.join(ctx["work"], label + ".json")
     os.makedirs(os.path.dirname(report), exist_ok=True)
     h2 = target.proto in ("h2c", "tls-h2")
-    conns = connections or (ctx["h2_connections"] if h2 else ctx["connections"])
+    h2_conns, streams = ctx.get("h2_shape") or (ctx["h2_connections"], ctx["streams"])
+    conns = connections or (h2_conns if h2 else ctx["connections"])
     args = ["taskset", "-c", cpu_spec(ctx["load_cpus"]), ctx["bench"],
             "-t", str(min(ctx["threads"], conns)), "-c", str(conns),
             "-d", str(duration or ctx["duration"]), "--warmup", str(warmup),
             "--json", report, "--label", os.path.basename(label)]
     if h2:  # h2c for http://, h2 by ALPN for https:// (no certificate check)
-        args += ["--h2", "-m", str(ctx["streams"])]
+        args += ["--h2", "-m", str(streams)]
     if rate:
         args += ["-R", str(int(rate))]
     if requests:  # with -d too, whichever limit comes first ends the window
@@ -709,6 +717,7 @@ def measure_scenario(ctx, scenario, proxies, workers):
     """One row per target: saturation for each (one process at a time), then
     open-loop latency at half of haproxy's saturation rate."""
     proto, _, _, sandboxes, _ = SCENARIOS[scenario]
+    ctx["h2_shape"] = H2_SHAPE.get(scenario)
     rows = []
     for name in ["direct"] + proxies:
         row = {"proxy": name, "scenario": scenario, "workers": workers}
@@ -769,7 +778,8 @@ def markdown(result):
     ratio_min = result.get("load_bound_ratio", 1.3)
     out = ["# Peer comparison, %s, %s" % (result["date"], result["machine"]), "",
            "Proxy CPUs %s (alone); load generator CPUs %s, origin CPUs %s; %d s per run after %d s "
-           "warm-up; %d HTTP/1.1 connections; h2: %d connections x %d streams." % (
+           "warm-up; %d HTTP/1.1 connections; h2: %d connections x %d streams (the *-1-stream "
+           "scenarios: 64 connections x 1 stream)." % (
                result["proxy_cpus"], result["load_cpus"], result["origin_cpus"], result["duration"],
                result["warmup"], result["connections"], result["h2_connections"], result["streams"]),
            "",
