@@ -123,17 +123,18 @@ asio::awaitable<void> ByteRelay::idleWatch() {
   }
 }
 
-asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from,
+asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayDirection dir,
                                                               std::span<const char>& out) {
+  RelayEnd& from = dir == kToUpstream ? down_ : up_;
   boost::system::error_code ec;
   const size_t size = std::min(chunk_, Scratch::kBytes);
   for (;;) {
-    Scratch& s = scratch();
     if (from.tls != nullptr) {
       // Plaintext the transport holds already (records that came with the
       // handshake or behind an HTTP head, or a read of several records)
       // first. What the transport must send back (a key update) waits for
       // this end's writer: a reader never writes.
+      Scratch& s = scratch();
       s.plain.clear();
       const tls::TlsTransport::Result r = from.tls->read(s.plain);
       if (!s.plain.empty()) {
@@ -143,18 +144,32 @@ asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayEnd& from,
       if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
       if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
     }
-    // Read first and wait only once the socket is empty: asio's reactor is
-    // edge-triggered, so a wait begun with bytes still unread (a read
-    // smaller than what came) would not end until more bytes arrive.
-    char* buf = scratch().bytes.get();
-    const size_t n = from.socket->read_some(asio::buffer(buf, size), ec);
-    if (wouldBlock(ec)) {
-      co_await from.socket->async_wait(asio::ip::tcp::socket::wait_read,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+    // Once a read came back short the socket was empty: the pump waits in
+    // an async_read_some into its small buffer, which asio performs when
+    // epoll reports the socket readable (an async_wait would re-arm the
+    // descriptor with epoll_ctl every time). Otherwise it reads on into the
+    // thread's scratch at once. Data that arrives after a short read raises
+    // a new edge, which the pending read sees.
+    const char* buf = nullptr;
+    size_t n = 0;
+    if (drained_[dir]) {
+      std::array<char, kWaitReadBytes>& wait = wait_buf_[dir];
+      n = co_await from.socket->async_read_some(asio::buffer(wait),
+                                                asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return ec;
-      continue;
+      drained_[dir] = n < wait.size();
+      buf = wait.data();
+    } else {
+      char* into = scratch().bytes.get();
+      n = from.socket->read_some(asio::buffer(into, size), ec);
+      if (wouldBlock(ec)) {
+        drained_[dir] = true;
+        continue;
+      }
+      if (ec) co_return ec;
+      drained_[dir] = n < size;
+      buf = into;
     }
-    if (ec) co_return ec;
     if (from.tls == nullptr) {
       out = std::span<const char>(buf, n);
       co_return ec;
@@ -240,7 +255,6 @@ asio::awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const cha
 }
 
 asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
-  RelayEnd& from = dir == kToUpstream ? down_ : up_;
   RelayEnd& to = dir == kToUpstream ? up_ : down_;
   if (!first.empty() && !co_await forward(dir, first)) co_return;
   std::string().swap(first);
@@ -253,7 +267,7 @@ asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
       co_return;
     }
     std::span<const char> data;
-    const boost::system::error_code ec = co_await receive(from, data);
+    const boost::system::error_code ec = co_await receive(dir, data);
     if (ec == asio::error::eof) {
       observer_.onSourceEnded(dir, false);
       if (!closed_) co_await shutdownWrite(to);  // half-close: FIN for FIN

@@ -7,10 +7,11 @@
 // Two pumps, one per direction, each reading at most one chunk and writing
 // it whole before reading again: what turnout holds per direction is
 // bounded, and a slow reader on one side stops reading on the other
-// (RelayObserver::onWritten's `waited`). A pump waits for readability with
-// no buffer of its own: it reads into its thread's scratch and writes at
-// once, and only the part a peer could not take at once is copied (the
-// end's `pending`, freed once written). An idle relay holds no buffer. A FIN on one side becomes a
+// (RelayObserver::onWritten's `waited`). A pump waits for input in a
+// 512-byte read of its own and reads on into its thread's scratch, writing
+// at once; only the part a peer could not take at once is copied (the
+// end's `pending`, freed once written). An idle relay holds 1 KiB of read
+// buffers. A FIN on one side becomes a
 // shutdown(SHUT_WR) (TLS: close_notify first) towards the other once its
 // bytes are written; a reset read from one side resets the other; a side
 // that can no longer be written ends its direction, and the other side's
@@ -87,10 +88,11 @@ class ByteRelay {
  private:
   asio::awaitable<void> pump(RelayDirection dir, std::string first);
   asio::awaitable<void> idleWatch();
-  // Waits for `from` to be readable and reads (and decrypts) what is there
-  // into the thread's scratch; `out` views the bytes until the next
-  // suspension.
-  asio::awaitable<boost::system::error_code> receive(RelayEnd& from, std::span<const char>& out);
+  // Reads (and decrypts) what `dir`'s source has, waiting for it in
+  // wait_buf_[dir] when the socket was found empty, else reading on into
+  // the thread's scratch; `out` views the bytes until the next suspension.
+  asio::awaitable<boost::system::error_code> receive(RelayDirection dir,
+                                                     std::span<const char>& out);
   // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
   // all go at once.
   asio::awaitable<boost::system::error_code> send(RelayEnd& to, std::span<const char> data,
@@ -120,6 +122,11 @@ class ByteRelay {
   bool flushing_ = false;               // onFlush(true) was reported
   bool pump_running_ = false;           // the co_spawned kToDownstream pump
   bool idle_running_ = false;           // the co_spawned idle watch
+  // What each pump waits for input in (receive()): small, as a WebSocket
+  // message or a database query usually is; more is read on at once.
+  static constexpr size_t kWaitReadBytes = 512;
+  std::array<std::array<char, kWaitReadBytes>, 2> wait_buf_;
+  std::array<bool, 2> drained_{true, true};  // the last read came back short
   asio::steady_timer joined_;           // cancelled when one of them ends
   asio::steady_timer idle_timer_;
   std::chrono::steady_clock::time_point last_activity_;
