@@ -607,14 +607,6 @@ class GrpcStatsTest(GrpcTestCase):
         self.assertEqual(self.grpc_stats("grpc"), {})
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class SlowReaderTest(GrpcTestCase):
     """A 64 MiB server stream to a client that stops reading: turnout holds
     no more than the windows it grants (a window is returned upstream only
@@ -648,10 +640,10 @@ class SlowReaderTest(GrpcTestCase):
         import h2.config
         import h2.connection
         import h2.events
-        pid = self.proxy.proc.pid
+        rss_kib = self.proxy.rss_kib
         # Warm the h2 upstream connection and the codecs' first allocations.
         self.assertEqual(self.uu("Unary")(b"warm", timeout=TIMEOUT_S), b"echo:warm")
-        rss_before = rss_kib(pid)
+        rss_before = rss_kib()
         peak = [rss_before]
 
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
@@ -693,7 +685,7 @@ class SlowReaderTest(GrpcTestCase):
             out = conn.data_to_send()
             if out:
                 sock.sendall(out)
-            peak[0] = max(peak[0], rss_kib(pid))
+            peak[0] = max(peak[0], rss_kib())
             return True
 
         # Not reading: turnout sends the client its 65,535 bytes, takes from
@@ -703,7 +695,7 @@ class SlowReaderTest(GrpcTestCase):
 
         def stalled():
             pump(0.05, ack=False)
-            peak[0] = max(peak[0], rss_kib(pid))
+            peak[0] = max(peak[0], rss_kib())
             rx = self.proxy.counter(upstream_rx)
             now = time.monotonic()
             if rx != last[0]:
@@ -715,7 +707,7 @@ class SlowReaderTest(GrpcTestCase):
             self.assertLess(time.monotonic(), deadline, "the upstream never stalled")
         self.assertLessEqual(len(state["data"]), 65535)
         self.assertFalse(state["ended"])
-        held_rss = rss_kib(pid) - rss_before
+        held_rss = rss_kib() - rss_before
         bound_kib = 2 * (self.STREAM_WINDOW + self.CONNECTION_WINDOW) // 1024
         print("\n  stalled with %d bytes at the client; turnout RSS %+d KiB (bound %d KiB)"
               % (len(state["data"]), held_rss, bound_kib), file=sys.stderr)

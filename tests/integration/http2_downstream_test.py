@@ -283,13 +283,6 @@ class FloodTest(Http2TestCase):
     PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
     LIMIT = 3000000  # frames a flood may send before the test calls it unbounded
 
-    def rss_kib(self):
-        with open("/proc/%d/status" % self.proxy.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
     def flood(self, opening, chunk):
         """Sends `opening`, then `chunk` (1000 frames) until turnout ends the
         connection, never reading what turnout answers (a client that reads
@@ -336,11 +329,11 @@ class FloodTest(Http2TestCase):
         return None
 
     def check(self, opening, chunk, stat=None):
-        before = self.rss_kib()
+        before = self.proxy.rss_kib()
         counted = self.proxy.counter(stat) if stat else None
         how, sent = self.flood(opening, chunk)
         self.assertIn(how, ("goaway", "closed"), "after %d frames" % sent)
-        self.assertLess(self.rss_kib() - before, 32 * 1024, "RSS grew by more than 32 MiB")
+        self.assertLess(self.proxy.rss_kib() - before, 32 * 1024, "RSS grew by more than 32 MiB")
         c = self.client()
         sid = c.request("/after-flood")
         c.wait(lambda: c.done(sid))

@@ -114,14 +114,6 @@ def kernel_buffering():
 SLOW_READER_SLACK = 8 * MIB
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class TcpServer:
     """A threaded TCP server on 127.0.0.1:0; `mode` says what each connection does:
 
@@ -512,8 +504,7 @@ class TcpProxyTest(unittest.TestCase):
     def test_a_slow_reader_holds_the_upstream_back_and_memory_stays_bounded(self):
         src = self.servers["source"]
         src.sent = 0
-        pid = self.proxy.proc.pid
-        rss_before = rss_kib(pid)
+        rss_before = self.proxy.rss_kib()
         paused_before = self.counter("cluster.source.upstream_flow_control_paused_reading_total")
         total = len(self.source_data)
         with connect(self.port("source"), rcvbuf=65536) as c:
@@ -531,7 +522,7 @@ class TcpProxyTest(unittest.TestCase):
                 return sent > 0 and now - last[1] >= 0.7
             self.assertTrue(poll(20, stalled), "the source never stalled (sent %d)" % src.sent)
             stalled_at = src.sent
-            rss_stalled = rss_kib(pid)
+            rss_stalled = self.proxy.rss_kib()
             print("\n  source stalled at %d of %d bytes; turnout RSS %+d KiB"
                   % (stalled_at, total, rss_stalled - rss_before), file=sys.stderr)
             bound = kernel_buffering() + SLOW_READER_SLACK

@@ -193,6 +193,14 @@ class TurnoutProcess:
                 out[name.strip()] = value.strip()
         return out
 
+    def rss_kib(self):
+        """The process's resident set (VmRSS), in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise TurnoutError("no VmRSS for pid %d" % self.proc.pid)
+
     def counter(self, name):
         value = self.stats().get(name)
         return None if value is None else int(value)
