@@ -1,9 +1,11 @@
 #pragma once
 
 // A thread's scratch for socket reads (ByteRelay, the HTTP/2 downstream
-// connection): a connection that waits for readability first
-// (socket.async_wait(wait_read)) and then reads at once into this buffer
-// holds no read buffer of its own while idle.
+// connection): a connection waits for input in a small read of its own
+// (an async_read_some, which asio performs when epoll reports the socket
+// readable; an async_wait would cost an epoll_ctl each time) and reads
+// what did not fit into this buffer at once, so that it holds no large
+// read buffer of its own while idle.
 //
 // Rule for users: nothing may point into the scratch across a suspension
 // (co_await): another connection of the thread reads into it meanwhile.

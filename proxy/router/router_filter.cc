@@ -659,7 +659,8 @@ asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamC
   std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
   up.read_buffer.consume(up_data.size());
   // Neither connection reads through its own buffers again: an idle tunnel
-  // holds no read buffer (ByteRelay reads into its thread's scratch).
+  // holds only ByteRelay's two small wait buffers (it reads the rest into
+  // its thread's scratch).
   down.releaseReadBuffer();
   up.read_buffer.shrink_to_fit();
   std::string().swap(up.tls_plaintext);
