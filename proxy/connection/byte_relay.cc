@@ -144,37 +144,14 @@ asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayDirection dir
       if (r == tls::TlsTransport::Result::kClosed) co_return asio::error::eof;
       if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
     }
-    // Once a read came back short the socket was empty: the pump waits in
-    // an async_read_some into its small buffer, which asio performs when
-    // epoll reports the socket readable (an async_wait would re-arm the
-    // descriptor with epoll_ctl every time). Otherwise it reads on into the
-    // thread's scratch at once. Data that arrives after a short read raises
-    // a new edge, which the pending read sees.
-    const char* buf = nullptr;
-    size_t n = 0;
-    if (drained_[dir]) {
-      std::array<char, kWaitReadBytes>& wait = wait_buf_[dir];
-      n = co_await from.socket->async_read_some(asio::buffer(wait),
-                                                asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return ec;
-      drained_[dir] = n < wait.size();
-      buf = wait.data();
-    } else {
-      char* into = scratch().bytes.get();
-      n = from.socket->read_some(asio::buffer(into, size), ec);
-      if (wouldBlock(ec)) {
-        drained_[dir] = true;
-        continue;
-      }
-      if (ec) co_return ec;
-      drained_[dir] = n < size;
-      buf = into;
-    }
+    std::span<const char> read;
+    ec = co_await readers_[dir].read(from.socket, size, &read);
+    if (ec) co_return ec;
     if (from.tls == nullptr) {
-      out = std::span<const char>(buf, n);
+      out = read;
       co_return ec;
     }
-    from.tls->feed(std::span<const char>(buf, n));
+    from.tls->feed(read);
   }
 }
 

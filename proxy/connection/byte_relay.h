@@ -29,6 +29,7 @@
 #include <string>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/read_scratch.h"
 #include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy {
@@ -88,9 +89,8 @@ class ByteRelay {
  private:
   asio::awaitable<void> pump(RelayDirection dir, std::string first);
   asio::awaitable<void> idleWatch();
-  // Reads (and decrypts) what `dir`'s source has, waiting for it in
-  // wait_buf_[dir] when the socket was found empty, else reading on into
-  // the thread's scratch; `out` views the bytes until the next suspension.
+  // Reads (and decrypts) what `dir`'s source has (readers_[dir]); `out`
+  // views the bytes until the next suspension.
   asio::awaitable<boost::system::error_code> receive(RelayDirection dir,
                                                      std::span<const char>& out);
   // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
@@ -122,11 +122,9 @@ class ByteRelay {
   bool flushing_ = false;               // onFlush(true) was reported
   bool pump_running_ = false;           // the co_spawned kToDownstream pump
   bool idle_running_ = false;           // the co_spawned idle watch
-  // What each pump waits for input in (receive()): small, as a WebSocket
-  // message or a database query usually is; more is read on at once.
-  static constexpr size_t kWaitReadBytes = 512;
-  std::array<std::array<char, kWaitReadBytes>, 2> wait_buf_;
-  std::array<bool, 2> drained_{true, true};  // the last read came back short
+  // Each pump's reader: it waits in 512 bytes, as a WebSocket message or a
+  // database query usually is, and reads more on at once.
+  std::array<WaitingReader<512>, 2> readers_;
   asio::steady_timer joined_;           // cancelled when one of them ends
   asio::steady_timer idle_timer_;
   std::chrono::steady_clock::time_point last_activity_;

@@ -386,47 +386,21 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   if (tls_) tls_closed = tls_->read(initial) != tls::TlsTransport::Result::kOk;
   bool ok = initial.empty() || dispatch(std::span<const char>(initial.data(), initial.size()));
   std::string().swap(initial);
-  // Reading. While the socket is empty the connection waits in an
-  // async_read_some into wait_buf_, a small buffer of its own: asio
-  // performs that read when epoll reports the socket readable, with no
-  // syscall before (an async_wait re-arms the descriptor with epoll_ctl
-  // every time, and a read that finds nothing costs a recvfrom). What does
-  // not fit wait_buf_ is read at once into the thread's scratch, until a
-  // short read shows the socket was emptied. dispatch() copies what it
-  // keeps (the codec's partial frames, the streams' bodies), so nothing
-  // points into either buffer once it returns. A short read is enough to
-  // stop: data that arrives after it raises a new edge, which the pending
-  // read sees (the reactor is edge-triggered, and the read is queued
-  // before the thread next asks epoll).
+  // Reading (WaitingReader): a small buffer of its own to wait in, the
+  // thread's scratch for what does not fit. dispatch() copies what it keeps
+  // (the codec's partial frames, the streams' bodies), so nothing points
+  // into either buffer once it returns.
   boost::system::error_code nb_ec;
   socket_.non_blocking(true, nb_ec);
-  bool drained = true;  // the last read came back short
   while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
-    boost::system::error_code ec;
-    const char* data = nullptr;
-    size_t n = 0;
-    if (drained) {
-      n = co_await socket_.async_read_some(asio::buffer(wait_buf_),
-                                           asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;  // EOF, reset, close()
-      data = wait_buf_.data();
-      drained = n < wait_buf_.size();
-    } else {
-      ReadScratch& scratch = readScratch();
-      n = socket_.read_some(asio::buffer(scratch.bytes.get(), kReadChunk), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        drained = true;
-        continue;
-      }
-      if (ec) break;  // EOF, reset
-      data = scratch.bytes.get();
-      drained = n < kReadChunk;
-    }
+    std::span<const char> data;
+    const boost::system::error_code ec = co_await reader_.read(&socket_, kReadChunk, &data);
+    if (ec) break;  // EOF, reset, close()
     if (!tls_) {
-      ok = dispatch(std::span<const char>(data, n));
+      ok = dispatch(data);
       continue;
     }
-    tls_->feed(std::span<const char>(data, n));
+    tls_->feed(data);
     std::string& plain = readScratch().plain;
     plain.clear();
     // close_notify or a TLS error ends the input as EOF does.

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -9,6 +8,7 @@
 #include <vector>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/read_scratch.h"
 
 #include "proxy/codec/http2_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
@@ -103,9 +103,9 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   // TLS (h2 by ALPN; null: h2c): out_ is encrypted into wire_ before writing.
   std::unique_ptr<tls::TlsTransport> tls_;
   std::string wire_;
-  // What the read loop waits in (serve()): a request's HEADERS usually fit.
-  static constexpr size_t kWaitReadBytes = 1024;
-  std::array<char, kWaitReadBytes> wait_buf_;
+  // The read loop's (serve()): it waits in 1 KiB, which a request's
+  // HEADERS usually fit.
+  WaitingReader<1024> reader_;
   asio::steady_timer writer_signal_;  // the writer waits on it
   asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
   asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open
