@@ -252,7 +252,8 @@ struct RouteTable::CompiledRoute {
   // RouteAction
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
   const RetryPolicy* retry_policy = nullptr;
-  std::span<const RequestMirrorPolicy> mirror_policies;
+  const CompiledRetryPolicy* retry = nullptr;  // retry_policy compiled (owned by the vhost)
+  std::span<const RequestMirrorPolicy> mirror_policies;  // empty: the route configuration's
   uint32_t cluster_not_found_status = 503;
   // Redirect / DirectResponse
   uint32_t status = 0;
@@ -272,32 +273,47 @@ struct RouteTable::Segment {
   int32_t run = -1;
 };
 
+// A virtual host and everything compiled from it. It owns its config, so
+// that every pointer a RouteDecision holds into it stays valid as long as
+// any RouteTable holding it does; nothing in it depends on the route
+// configuration around it (the body-size limit and the domain map are
+// checked by the table), so a VHDS update shares the unchanged ones.
 struct RouteTable::CompiledVirtualHost {
-  const VirtualHost* config = nullptr;
+  VirtualHost config;
   std::vector<CompiledRoute> routes;
   std::vector<CompiledRun> runs;
   std::vector<Segment> segments;
   size_t indexed_routes = 0;
+  // One per RetryPolicy in config (vhost level and route level).
+  std::vector<std::unique_ptr<CompiledRetryPolicy>> retry_policies;
+  // (route index, body size) of each direct_response with a body, in route
+  // order: checked against the table's max_direct_response_body_size_bytes.
+  std::vector<std::pair<uint32_t, size_t>> direct_bodies;
 };
 
 RouteTable::RouteTable() = default;
 
-absl::StatusOr<RouteTableConstSharedPtr> RouteTable::create(RouteConfiguration config) {
+absl::StatusOr<RouteTableConstSharedPtr> RouteTable::create(
+    RouteConfiguration config, std::vector<VirtualHostConstSharedPtr> compiled_hosts) {
   std::shared_ptr<RouteTable> table(new RouteTable());
   table->config_ = std::move(config);
-  if (auto st = table->compile(); !st.ok()) return st;
+  if (auto st = table->compile(std::move(compiled_hosts)); !st.ok()) return st;
   return RouteTableConstSharedPtr(std::move(table));
 }
 
-absl::Status RouteTable::compileRetryPolicy(const RetryPolicy& p, std::string_view field) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<CompiledRetryPolicy>> compileRetry(const RetryPolicy& p,
+                                                                  std::string_view field) {
   if (auto st = validateRetryPolicy(p, field); !st.ok()) return st;
   auto compiled = CompiledRetryPolicy::compile(p, field);
   if (!compiled.ok()) return compiled.status();
-  retry_policies_[&p] = std::make_unique<CompiledRetryPolicy>(*std::move(compiled));
-  return absl::OkStatus();
+  return std::make_unique<CompiledRetryPolicy>(*std::move(compiled));
 }
 
-absl::Status RouteTable::compile() {
+}  // namespace
+
+absl::Status RouteTable::compile(std::vector<VirtualHostConstSharedPtr> compiled_hosts) {
   RouteConfiguration& c = config_;
   const uint32_t max_body =
       c.max_direct_response_body_size_bytes.value_or(kDefaultMaxDirectResponseBodyBytes);
@@ -324,15 +340,25 @@ absl::Status RouteTable::compile() {
     return st;
   }
 
+  vhosts_.reserve(c.virtual_hosts.size() + compiled_hosts.size());
+  for (size_t v = 0; v < c.virtual_hosts.size(); ++v) {
+    auto cvh = compileVirtualHost(std::move(c.virtual_hosts[v]), cat("virtual_hosts[", v, "]"));
+    if (!cvh.ok()) return cvh.status();
+    vhosts_.push_back(*std::move(cvh));
+  }
+  c.virtual_hosts.clear();  // moved into vhosts_
+  for (auto& h : compiled_hosts) vhosts_.push_back(std::move(h));
+
   std::map<size_t, absl::flat_hash_map<std::string, uint32_t>, std::greater<>> suffixes;
   std::map<size_t, absl::flat_hash_map<std::string, uint32_t>, std::greater<>> prefixes;
-
-  for (size_t v = 0; v < c.virtual_hosts.size(); ++v) {
-    VirtualHost& vh = c.virtual_hosts[v];
+  for (size_t v = 0; v < vhosts_.size(); ++v) {
+    const VirtualHost& vh = vhosts_[v]->config;
     const std::string vf = cat("virtual_hosts[", v, "]");
-    if (vh.name.empty()) return invalid(cat(vf, ".name"), "must be non-empty");
-    if (vh.domains.empty()) {
-      return invalid(cat(vf, ".domains"), "must have at least one domain");
+    for (const auto& [r, size] : vhosts_[v]->direct_bodies) {
+      if (size > max_body) {
+        return invalid(cat(vf, ".routes[", r, "].direct_response.body"),
+                       cat("response body size is ", size, " bytes; maximum is ", max_body));
+      }
     }
     for (size_t d = 0; d < vh.domains.size(); ++d) {
       const std::string df = cat(vf, ".domains[", d, "]");
@@ -355,6 +381,23 @@ absl::Status RouteTable::compile() {
       }
       if (!inserted) return invalid(df, cat("duplicate domain \"", domain, "\""));
     }
+  }
+  for (auto& [len, map] : suffixes) suffix_domains_.emplace_back(len, std::move(map));
+  for (auto& [len, map] : prefixes) prefix_domains_.emplace_back(len, std::move(map));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtualHost(
+    VirtualHost config, std::string_view field) {
+  auto cvh = std::make_shared<CompiledVirtualHost>();
+  cvh->config = std::move(config);
+  VirtualHost& vh = cvh->config;
+  const std::string vf(field);
+  {
+    if (vh.name.empty()) return invalid(cat(vf, ".name"), "must be non-empty");
+    if (vh.domains.empty()) {
+      return invalid(cat(vf, ".domains"), "must have at least one domain");
+    }
     if (auto st =
             normaliseHeadersToAdd(vh.request_headers_to_add, cat(vf, ".request_headers_to_add"));
         !st.ok()) {
@@ -375,10 +418,11 @@ absl::Status RouteTable::compile() {
         !st.ok()) {
       return st;
     }
+    const CompiledRetryPolicy* vh_retry = nullptr;
     if (vh.retry_policy) {
-      if (auto st = compileRetryPolicy(*vh.retry_policy, cat(vf, ".retry_policy")); !st.ok()) {
-        return st;
-      }
+      auto rp = compileRetry(*vh.retry_policy, cat(vf, ".retry_policy"));
+      if (!rp.ok()) return rp.status();
+      vh_retry = cvh->retry_policies.emplace_back(*std::move(rp)).get();
     }
     if (auto st =
             validateMirrorPolicies(vh.request_mirror_policies, cat(vf, ".request_mirror_policies"));
@@ -386,8 +430,6 @@ absl::Status RouteTable::compile() {
       return st;
     }
 
-    auto cvh = std::make_unique<CompiledVirtualHost>();
-    cvh->config = &vh;
     cvh->routes.reserve(vh.routes.size());
     for (size_t r = 0; r < vh.routes.size(); ++r) {
       Route& route = vh.routes[r];
@@ -505,11 +547,12 @@ absl::Status RouteTable::compile() {
         }
         cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
         if (a.retry_policy) {
-          if (auto st = compileRetryPolicy(*a.retry_policy, cat(af, ".retry_policy")); !st.ok()) {
-            return st;
-          }
+          auto rp = compileRetry(*a.retry_policy, cat(af, ".retry_policy"));
+          if (!rp.ok()) return rp.status();
+          cr.retry = cvh->retry_policies.emplace_back(*std::move(rp)).get();
           cr.retry_policy = &*a.retry_policy;
         } else if (vh.retry_policy) {
+          cr.retry = vh_retry;
           cr.retry_policy = &*vh.retry_policy;
         }
         if (auto st = validateMirrorPolicies(a.request_mirror_policies,
@@ -517,9 +560,9 @@ absl::Status RouteTable::compile() {
             !st.ok()) {
           return st;
         }
-        cr.mirror_policies = !a.request_mirror_policies.empty()    ? a.request_mirror_policies
-                             : !vh.request_mirror_policies.empty() ? vh.request_mirror_policies
-                                                                   : c.request_mirror_policies;
+        // Empty here: the route configuration's, when the route is chosen.
+        cr.mirror_policies = !a.request_mirror_policies.empty() ? a.request_mirror_policies
+                                                                : vh.request_mirror_policies;
         if (auto st = validateHashPolicies(a.hash_policy, cat(af, ".hash_policy")); !st.ok()) {
           return st;
         }
@@ -557,10 +600,7 @@ absl::Status RouteTable::compile() {
           const std::optional<std::string>& b =
               dr.body->inline_bytes ? dr.body->inline_bytes : dr.body->inline_string;
           if (b) {
-            if (b->size() > max_body) {
-              return invalid(cat(df, ".body"), cat("response body size is ", b->size(),
-                                                   " bytes; maximum is ", max_body));
-            }
+            cvh->direct_bodies.emplace_back(static_cast<uint32_t>(r), b->size());
             cr.mut().body = *b;
           }
         }
@@ -598,11 +638,8 @@ absl::Status RouteTable::compile() {
     for (; next < vh.routes.size(); ++next) {
       cvh->segments.push_back(Segment{static_cast<uint32_t>(next), -1});
     }
-    vhosts_.push_back(std::move(cvh));
   }
-  for (auto& [len, map] : suffixes) suffix_domains_.emplace_back(len, std::move(map));
-  for (auto& [len, map] : prefixes) prefix_domains_.emplace_back(len, std::move(map));
-  return absl::OkStatus();
+  return VirtualHostConstSharedPtr(std::move(cvh));
 }
 
 size_t RouteTable::indexedRouteCount(size_t vh) const {
@@ -655,7 +692,7 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   const int64_t vh_index = findVirtualHost(view.authority());
   if (vh_index < 0) return d;
   const CompiledVirtualHost& vh = *vhosts_[static_cast<size_t>(vh_index)];
-  d.virtual_host = vh.config;
+  d.virtual_host = &vh.config;
   d.virtual_host_index = static_cast<uint32_t>(vh_index);
 
   // Envoy's VirtualHostImpl::getRouteFromEntries: no scheme -> no route; then
@@ -664,7 +701,7 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   if (proto.empty()) return d;
   using Tls = VirtualHost::TlsRequirementType;
   if (proto != "https" &&
-      (vh.config->require_tls == Tls::ALL || (vh.config->require_tls == Tls::EXTERNAL_ONLY &&
+      (vh.config.require_tls == Tls::ALL || (vh.config.require_tls == Tls::EXTERNAL_ONLY &&
                                               view.first("x-envoy-internal") != "true"))) {
     d.kind = RouteDecision::Kind::Redirect;
     d.status = 301;
@@ -755,7 +792,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   const CompiledRoute& cr = vh.routes[route_index];
   const Route& route = *cr.config;
   RouteDecision d;
-  d.virtual_host = vh.config;
+  d.virtual_host = &vh.config;
   d.virtual_host_index = vh_index;
   d.route = &route;
   d.route_index = route_index;
@@ -836,8 +873,9 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   }
   d.idle_timeout = a.idle_timeout;
   d.retry_policy = cr.retry_policy;
-  if (cr.retry_policy != nullptr) d.retry = retry_policies_.at(cr.retry_policy).get();
-  d.mirror_policies = cr.mirror_policies;
+  d.retry = cr.retry;
+  d.mirror_policies =
+      !cr.mirror_policies.empty() ? cr.mirror_policies : std::span(config_.request_mirror_policies);
   d.hash_policy = a.hash_policy;
   return d;
 }

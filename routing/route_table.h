@@ -116,9 +116,29 @@ using RouteTableConstSharedPtr = std::shared_ptr<const RouteTable>;
 
 class RouteTable {
  public:
-  // Validates and compiles `config`. Errors name the path inside the route
-  // configuration, e.g. `virtual_hosts[1].domains[0]: duplicate domain "a.com"`.
-  static absl::StatusOr<RouteTableConstSharedPtr> create(RouteConfiguration config);
+  // One virtual host, validated and compiled on its own (its routes, their
+  // matchers, the sandbox index, its retry policies). Immutable; every
+  // RouteTable built with it shares it, and everything a RouteDecision
+  // points at for it lives in it. VHDS keeps one per received VirtualHost so
+  // that an update compiles only the virtual hosts it changed.
+  struct CompiledVirtualHost;
+  using VirtualHostConstSharedPtr = std::shared_ptr<const CompiledVirtualHost>;
+
+  // Errors name `field` (e.g. `virtual_hosts[2]` or a VHDS resource's
+  // `resources[0]`) followed by the path inside the virtual host. What needs
+  // the rest of the table (a domain another virtual host has, a direct
+  // response body over max_direct_response_body_size_bytes) is checked by
+  // create().
+  static absl::StatusOr<VirtualHostConstSharedPtr> compileVirtualHost(VirtualHost config,
+                                                                      std::string_view field);
+
+  // Validates and compiles `config`, whose virtual hosts come first, then
+  // `compiled_hosts` in order (VHDS). Errors name the path inside the route
+  // configuration, e.g. `virtual_hosts[1].domains[0]: duplicate domain "a.com"`,
+  // the i-th compiled host being `virtual_hosts[config.virtual_hosts.size() + i]`.
+  // Costs O(virtual hosts + domains) beyond compiling config's own virtual hosts.
+  static absl::StatusOr<RouteTableConstSharedPtr> create(
+      RouteConfiguration config, std::vector<VirtualHostConstSharedPtr> compiled_hosts = {});
 
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
@@ -164,7 +184,6 @@ class RouteTable {
   // The virtual host Envoy would select, or -1 (no authority / no match).
   int64_t findVirtualHost(std::string_view authority) const;
 
-  const RouteConfiguration& config() const { return config_; }
   // Number of routes of virtual host `vh` served by the sandbox index.
   size_t indexedRouteCount(size_t vh) const;
 
@@ -181,25 +200,22 @@ class RouteTable {
   struct CompiledRoute;
   struct CompiledRun;
   struct Segment;
-  struct CompiledVirtualHost;
 
   RouteTable();
-  absl::Status compile();
-  // Validates `p` and keeps its compiled form in retry_policies_.
-  absl::Status compileRetryPolicy(const RetryPolicy& p, std::string_view field);
+  absl::Status compile(std::vector<VirtualHostConstSharedPtr> compiled_hosts);
   RouteDecision matchImpl(const RequestView& view, uint64_t random, bool use_index) const;
   RouteDecision decide(const CompiledVirtualHost& vh, uint32_t vh_index, uint32_t route_index,
                        const MatchInput& in) const;
 
+  // The route configuration's own fields; its virtual_hosts are moved into
+  // vhosts_ (empty here).
   RouteConfiguration config_;
-  std::vector<std::unique_ptr<CompiledVirtualHost>> vhosts_;
+  std::vector<VirtualHostConstSharedPtr> vhosts_;
   absl::flat_hash_map<std::string, uint32_t> exact_domains_;
   // Wildcard domains keyed by the length of the non-'*' part, longest first.
   std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> suffix_domains_;
   std::vector<std::pair<size_t, absl::flat_hash_map<std::string, uint32_t>>> prefix_domains_;
   int64_t default_vhost_ = -1;
-  // One per RetryPolicy in config_ (route or vhost level), keyed by address.
-  absl::flat_hash_map<const RetryPolicy*, std::unique_ptr<CompiledRetryPolicy>> retry_policies_;
 };
 
 // A grpc-timeout header value (gRPC's PROTOCOL-HTTP2: 1 to 8 digits and a

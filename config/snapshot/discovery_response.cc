@@ -216,19 +216,12 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
   return out;
 }
 
-absl::Status checkVirtualHost(const envoy::config::route::v3::VirtualHost& vh,
-                              const std::string& path) {
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
+    const envoy::config::route::v3::VirtualHost& vh, const std::string& path) {
   if (auto s = validateExtensions(vh, path); !s.ok()) return s;
   if (auto s = checkFieldPolicy(vh, path); !s.ok()) return s;
   if (auto s = validateProtoRules(vh, path); !s.ok()) return s;
-  envoy::config::route::v3::RouteConfiguration alone;
-  *alone.add_virtual_hosts() = vh;
-  auto table = translateRouteConfiguration(alone, "");
-  if (table.ok()) return absl::OkStatus();
-  std::string msg(table.status().message());
-  msg = absl::StrReplaceAll(msg, {{"virtual_hosts[0]", path}});
-  if (!absl::StartsWith(msg, path)) msg = absl::StrCat(path, ": ", msg);
-  return absl::Status(table.status().code(), msg);
+  return compileVirtualHost(vh, path);
 }
 
 absl::Status checkVhds(const envoy::config::route::v3::RouteConfiguration& rc,

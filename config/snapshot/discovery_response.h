@@ -94,11 +94,13 @@ absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& versi
 absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
                                                          const AnyList& resources);
 // VHDS: one VirtualHost resource, checked as an inline virtual host is
-// (extension allowlist, field policy, PGV rules, translation on its own);
-// errors name `path` (`resources[2].routes[0].route.cluster: ...`). What
-// needs the other virtual hosts (a domain twice) is checked when merged.
-absl::Status checkVirtualHost(const envoy::config::route::v3::VirtualHost& vh,
-                              const std::string& path);
+// (extension allowlist, field policy, PGV rules, translation) and compiled
+// on its own; errors name `path` (`resources[2].routes[0].route.cluster:
+// ...`). What needs the rest of the table (a domain twice, the route
+// configuration's max_direct_response_body_size_bytes) is checked when the
+// table is built from the compiled virtual hosts.
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
+    const envoy::config::route::v3::VirtualHost& vh, const std::string& path);
 
 // RDS: a route configuration with vhds is accepted only when `vhds` is
 // kDeltaAds; its table then holds its inline virtual hosts only (the

@@ -618,21 +618,22 @@ absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(const route::HeaderMatche
 
 absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(
     const route::RouteConfiguration& proto, const std::string& path,
-    const std::vector<const route::VirtualHost*>& checked_hosts) {
+    std::vector<routing::RouteTable::VirtualHostConstSharedPtr> compiled_hosts) {
   auto config = toRouteConfiguration(proto, path);
   if (!config.ok()) return config.status();
-  config->virtual_hosts.reserve(config->virtual_hosts.size() + checked_hosts.size());
-  for (const route::VirtualHost* vh : checked_hosts) {
-    auto v = virtualHost(*vh, at(path, "virtual_hosts", static_cast<int>(config->virtual_hosts.size())));
-    if (!v.ok()) return v.status();
-    config->virtual_hosts.push_back(*std::move(v));
-  }
-  auto table = routing::RouteTable::create(*std::move(config));
+  auto table = routing::RouteTable::create(*std::move(config), std::move(compiled_hosts));
   if (!table.ok()) {
     return absl::Status(table.status().code(),
                         absl::StrCat(path.empty() ? "" : path + ".", table.status().message()));
   }
   return *std::move(table);
+}
+
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHost(
+    const route::VirtualHost& proto, const std::string& path) {
+  auto v = virtualHost(proto, path);
+  if (!v.ok()) return v.status();
+  return routing::RouteTable::compileVirtualHost(*std::move(v), path);
 }
 
 }  // namespace turnout::config

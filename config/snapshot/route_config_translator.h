@@ -25,13 +25,18 @@ absl::StatusOr<routing::HeaderMatcher> toHeaderMatcher(
     const envoy::config::route::v3::HeaderMatcher& proto, const std::string& path);
 
 // toRouteConfiguration() followed by routing::RouteTable::create(); errors from
-// the compile step are prefixed with `path` too. `checked_hosts` are
-// appended after proto's own virtual hosts (VHDS), translated without the
-// field-policy walk: their caller checked each one when it arrived
-// (checkVirtualHost). Merging them into a copy of `proto` instead cost a
-// copy of every route at each VHDS update.
+// the compile step are prefixed with `path` too. `compiled_hosts` are
+// appended after proto's own virtual hosts (VHDS): each was translated and
+// compiled once, when it arrived (compileVirtualHost), so an update that
+// changes one virtual host compiles that one only, and the table around
+// them costs O(virtual hosts).
 absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfiguration(
     const envoy::config::route::v3::RouteConfiguration& proto, const std::string& path,
-    const std::vector<const envoy::config::route::v3::VirtualHost*>& checked_hosts = {});
+    std::vector<routing::RouteTable::VirtualHostConstSharedPtr> compiled_hosts = {});
+
+// One VirtualHost translated and compiled on its own, without the
+// field-policy walk (the caller does it: checkVirtualHost). Errors name `path`.
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHost(
+    const envoy::config::route::v3::VirtualHost& proto, const std::string& path);
 
 }  // namespace turnout::config

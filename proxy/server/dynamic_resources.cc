@@ -805,7 +805,7 @@ config::VhdsSource DynamicResources::vhdsSource() const {
 envoy::config::route::v3::RouteConfiguration DynamicResources::mergedProto(
     const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts) {
   envoy::config::route::v3::RouteConfiguration out = rds;
-  for (const auto& [name, vh] : hosts) *out.add_virtual_hosts() = vh;
+  for (const auto& [name, vh] : hosts) *out.add_virtual_hosts() = vh.proto;
   return out;
 }
 
@@ -815,10 +815,10 @@ absl::StatusOr<RouteTableConstSharedPtr> DynamicResources::mergeVhds(
   // The head alone (its inline virtual hosts; no copy of the VHDS ones).
   envoy::config::route::v3::RouteConfiguration head = rds;
   head.clear_vhds();
-  std::vector<const envoy::config::route::v3::VirtualHost*> checked;
-  checked.reserve(hosts.size());
-  for (const auto& [name, vh] : hosts) checked.push_back(&vh);
-  auto table = config::translateRouteConfiguration(head, path, checked);
+  std::vector<routing::RouteTable::VirtualHostConstSharedPtr> compiled;
+  compiled.reserve(hosts.size());
+  for (const auto& [name, vh] : hosts) compiled.push_back(vh.compiled);
+  auto table = config::translateRouteConfiguration(head, path, std::move(compiled));
   if (!table.ok()) {
     // A VHDS virtual host is named by its resource, not by where the merge put it.
     const int inline_count = rds.virtual_hosts_size();
@@ -892,7 +892,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
   // Applied in place; undone if anything below fails.
   struct Undo {
     std::string ns, name;
-    std::optional<envoy::config::route::v3::VirtualHost> before;
+    std::optional<VhdsHost> before;
   };
   std::vector<Undo> undo;
   auto rollback = [&] {
@@ -924,7 +924,8 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
       return reject(absl::InvalidArgumentError(
           absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost")));
     }
-    if (auto st = config::checkVirtualHost(vh, path); !st.ok()) return reject(st);
+    auto compiled = config::checkVirtualHost(vh, path);
+    if (!compiled.ok()) return reject(compiled.status());
     std::string ns = config::xds::namespaceOf(r.name());
     if (ns.empty()) {
       return reject(absl::InvalidArgumentError(absl::StrCat(
@@ -935,7 +936,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
     auto [it, inserted] = hosts.try_emplace(r.name());
     Undo& d = undo.emplace_back(Undo{ns, r.name(), std::nullopt});
     if (!inserted) d.before = std::move(it->second);
-    it->second = std::move(vh);
+    it->second = VhdsHost{std::move(vh), *std::move(compiled)};
     labels[r.name()] = path;
     touched.insert(std::move(ns));
   }

@@ -168,11 +168,19 @@ class DynamicResources {
   absl::Status applyVhds(const config::xds::DeltaUpdate& update);
   // What an RDS route configuration's vhds may use here.
   config::VhdsSource vhdsSource() const;
+  // One VHDS virtual host as received (for /config_dump), and compiled when
+  // it arrived: a table rebuilt for a later update shares it.
+  struct VhdsHost {
+    envoy::config::route::v3::VirtualHost proto;
+    routing::RouteTable::VirtualHostConstSharedPtr compiled;
+  };
   // The VHDS virtual hosts of one namespace (route configuration), by resource name.
-  using VhdsHosts = std::map<std::string, envoy::config::route::v3::VirtualHost>;
+  using VhdsHosts = std::map<std::string, VhdsHost>;
   // `rds` (a route configuration with vhds) with `hosts` appended (what
-  // /config_dump shows: mergedProto) and translated. `label` names a VHDS
-  // virtual host in an error (by resource name); errors name `path`.
+  // /config_dump shows: mergedProto), or its table: `rds` translated, with
+  // the compiled `hosts` after its own virtual hosts (O(virtual hosts), no
+  // route compiled again). `label` names a VHDS virtual host in an error (by
+  // resource name); errors name `path`.
   static envoy::config::route::v3::RouteConfiguration mergedProto(
       const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts);
   static absl::StatusOr<RouteTableConstSharedPtr> mergeVhds(

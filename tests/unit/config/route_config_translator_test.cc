@@ -165,12 +165,12 @@ TEST_CASE("a VHDS virtual host is checked as an inline one, its errors naming th
               .ok());
   CHECK(checkVirtualHost(vh, "resources[3]").ok());
   vh.mutable_routes(0)->mutable_route()->mutable_hedge_policy()->set_hedge_on_per_try_timeout(true);
-  CHECK(std::string(checkVirtualHost(vh, "resources[3]").message()) ==
+  CHECK(std::string(checkVirtualHost(vh, "resources[3]").status().message()) ==
         "resources[3].routes[0].route.hedge_policy: field "
         "'envoy.config.route.v3.RouteAction.hedge_policy' is not supported by turnout");
   vh.mutable_routes(0)->mutable_route()->clear_hedge_policy();
   vh.clear_domains();
-  CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").message(), "resources[3].domains"));
+  CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").status().message(), "resources[3].domains"));
 }
 
 TEST_CASE("route table compile errors are prefixed with the route config path",
