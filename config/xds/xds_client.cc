@@ -76,6 +76,15 @@ void XdsClient::setNames(const std::string& type_url, std::set<std::string> name
   maybeQueueNames(type_url, it->second);
 }
 
+void XdsClient::updateNames(const std::string& type_url, const std::vector<std::string>& add,
+                            const std::vector<std::string>& remove) {
+  auto it = types_.find(type_url);
+  if (it == types_.end()) return;
+  for (const auto& n : remove) it->second.names.erase(n);
+  for (const auto& n : add) it->second.names.insert(n);
+  maybeQueueNames(type_url, it->second);
+}
+
 void XdsClient::maybeQueueNames(const std::string& type_url, TypeState& t) {
   if (!open_) return;
   if (handling_) {

@@ -115,6 +115,10 @@ class XdsClient {
                       std::set<std::string> names, DeltaHandler handler);
   // Changes only the names of a subscribed type (queues a request if they changed).
   void setNames(const std::string& type_url, std::set<std::string> names);
+  // The same, by difference: O(changed log names) instead of a whole set
+  // (EDS at 20,000 clusters, one cluster added). `remove` applies first.
+  void updateNames(const std::string& type_url, const std::vector<std::string>& add,
+                   const std::vector<std::string>& remove);
 
   // A new stream is up: queues the first request of every subscribed type
   // (the first one carries the node).

@@ -1056,7 +1056,7 @@ absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySna
   accepted(cds_stats_, &cds_, parsed->version_info, changed, removed);
   TURNOUT_LOG(info, kLog, "CDS: version '{}' applied ({} clusters)", parsed->version_info,
               next->clusters.size());
-  watchEndpoints();
+  watchEndpoints(&changed, &removed);
   return absl::OkStatus();
 }
 
@@ -1272,80 +1272,43 @@ const config::DiscoveryEndpoints::Assignment* DynamicResources::cachedAssignment
   return file->second->find(cfg.eds_service_name);
 }
 
-void DynamicResources::watchEndpoints() {
-  const DataPlaneConfigConstSharedPtr current = publisher_.current();
-  std::set<std::string> ads_names;
+// What one watchEndpoints() call changed, applied at its end.
+struct DynamicResources::EdsWatch {
+  std::set<std::string> touched;  // ads_eds_ keys added or removed
   std::vector<std::string> new_paths;
   std::vector<std::string> caught_up;
-  for (const auto& [name, rt] : current->clusters) {
-    const config::ClusterConfig& cfg = *rt->config;
-    if (!cfg.eds) continue;
-    EdsCluster& e = eds_clusters_[name];
-    // A cluster bound to its EDS source when it came only needs its name
-    // (20,000 clusters: binding each again, and naming its path, was most of
-    // this loop); one that could not be bound tries again.
-    if (cfg.eds->ads && !(e.bound && e.runtime == rt)) {
-      e.bound = false;
-      if (auto st = bindType(config::kClusterLoadAssignmentTypeUrl, cfg.eds->source,
-                             absl::StrCat("cluster.", name, ".eds"));
-          st.ok()) {
-        e.bound = true;
-      } else {
-        TURNOUT_LOG(err, kLog, "EDS for cluster '{}': {}", name, std::string(st.message()));
-      }
+};
+
+void DynamicResources::watchEndpoints(const std::vector<std::string>* changed,
+                                      const std::vector<std::string>* removed) {
+  const DataPlaneConfigConstSharedPtr current = publisher_.current();
+  EdsWatch w;
+  if (changed == nullptr) {
+    for (const auto& [name, rt] : current->clusters) watchCluster(name, rt, w);
+    std::vector<std::string> gone;
+    for (const auto& [name, e] : eds_clusters_) {
+      const ClusterRuntime* now = current->findCluster(name);
+      if (now == nullptr || !now->config->eds) gone.push_back(name);
     }
-    if (cfg.eds->ads && e.bound) ads_names.insert(cfg.eds_service_name);
-    if (e.runtime == rt) continue;
-    e.runtime = rt;
-    e.hosts = rt->hosts;
-    if (!cfg.eds->ads && !eds_files_.contains(cfg.eds->path)) {
-      eds_files_[cfg.eds->path] = std::nullopt;
-      new_paths.push_back(cfg.eds->path);
+    for (const auto& name : gone) forgetEdsCluster(name, w);
+  } else {
+    for (const auto& name : *changed) {
+      if (ClusterRuntimeConstSharedPtr rt = current->cluster(name)) watchCluster(name, rt, w);
     }
-    if (cachedAssignment(cfg) != nullptr) {
-      // Built from the file's assignment (withCachedEndpoints), or catches up now.
-      caught_up.push_back(name);
-      continue;
+    if (removed != nullptr) {
+      for (const auto& name : *removed) forgetEdsCluster(name, w);
     }
-    // Warming until the first assignment, at most initial_fetch_timeout.
-    e.warming = true;
-    if (e.init_timer) e.init_timer->cancel();
-    e.init_timer.reset();
-    if (cfg.eds->initial_fetch_timeout.count() > 0) {
-      e.init_timer = std::make_unique<asio::steady_timer>(main_);
-      e.init_timer->expires_after(cfg.eds->initial_fetch_timeout);
-      e.init_timer->async_wait([this, name = name, raw = rt.get()](
-                                   const boost::system::error_code& ec) {
-        if (ec) return;
-        auto it = eds_clusters_.find(name);
-        if (it == eds_clusters_.end() || it->second.runtime.get() != raw ||
-            !it->second.warming) {
-          return;
-        }
-        store_.mainShard().inc(raw->stats.init_fetch_timeout);
-        TURNOUT_LOG(warn, kLog,
-                    "EDS: cluster '{}' got no ClusterLoadAssignment '{}' from '{}' within "
-                    "initial_fetch_timeout; it serves without hosts until one arrives",
-                    name, raw->config->eds_service_name,
-                    raw->config->eds->ads ? std::string("ADS") : raw->config->eds->path);
-        warmed(it->second);
-      });
+    // A source that could not be bound is tried again.
+    const std::vector<std::string> unbound(eds_unbound_.begin(), eds_unbound_.end());
+    for (const auto& name : unbound) {
+      if (ClusterRuntimeConstSharedPtr rt = current->cluster(name)) watchCluster(name, rt, w);
     }
   }
-  for (auto it = eds_clusters_.begin(); it != eds_clusters_.end();) {
-    const ClusterRuntime* now = current->findCluster(it->first);
-    if (now != nullptr && now->config->eds) {
-      ++it;
-      continue;
-    }
-    if (it->second.init_timer) it->second.init_timer->cancel();
-    eds_clusters_.erase(it++);
-  }
-  for (const auto& name : caught_up) {
+  for (const auto& name : w.caught_up) {
     EdsCluster& e = eds_clusters_[name];
     applyAssignment(e, cachedAssignment(*e.runtime->config), /*count=*/false);
   }
-  for (const auto& path : new_paths) {
+  for (const auto& path : w.new_paths) {
     const config::EdsSourceConfig& src = *[&]() -> const config::EdsSourceConfig* {
       for (const auto& [name, e] : eds_clusters_) {
         if (!e.runtime->config->eds->ads && e.runtime->config->eds->path == path) {
@@ -1354,28 +1317,151 @@ void DynamicResources::watchEndpoints() {
       }
       return nullptr;
     }();
-    auto w = std::make_unique<FileWatch>(
+    auto fw = std::make_unique<FileWatch>(
         main_, src.path, src.watched_directory.empty() ? dirOf(src.path) : src.watched_directory,
         [this, path](const std::string& c) { onEndpoints(path, c); });
-    FileWatch* raw = w.get();
-    watches_.push_back(std::move(w));
+    FileWatch* raw = fw.get();
+    watches_.push_back(std::move(fw));
     raw->start();
   }
-  warming_count_ = 0;
-  for (const auto& [name, e] : eds_clusters_) warming_count_ += e.warming ? 1 : 0;
   store_.mainShard().set(warming_clusters_, warming_count_);
-  if (XdsStream* stream = streamFor(config::kClusterLoadAssignmentTypeUrl)) {
-    // Assignments nobody uses any more are forgotten, as Envoy drops them.
+  XdsStream* stream = streamFor(config::kClusterLoadAssignmentTypeUrl);
+  if (stream == nullptr) {
+    eds_names_synced_ = false;
+    return;
+  }
+  // Assignments nobody uses any more are forgotten, as Envoy drops them.
+  if (!eds_names_synced_) {
+    std::set<std::string> names;
+    for (const auto& [name, list] : ads_eds_) names.insert(name);
     for (auto it = ads_assignments_.begin(); it != ads_assignments_.end();) {
-      if (ads_names.contains(it->first)) {
+      if (names.contains(it->first)) {
         ++it;
       } else {
         ads_assignments_.erase(it++);
       }
     }
-    if (xds_cache_) xds_cache_->retain(config::kClusterLoadAssignmentTypeUrl, ads_names);
-    stream->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(ads_names));
+    if (xds_cache_) xds_cache_->retain(config::kClusterLoadAssignmentTypeUrl, names);
+    stream->client().setNames(config::kClusterLoadAssignmentTypeUrl, std::move(names));
+    eds_names_synced_ = true;
+    return;
   }
+  std::vector<std::string> add;
+  std::vector<std::string> remove;
+  for (const auto& name : w.touched) {
+    if (ads_eds_.contains(name)) {
+      add.push_back(name);
+    } else {
+      remove.push_back(name);
+      ads_assignments_.erase(name);
+    }
+  }
+  if (xds_cache_ && !remove.empty()) {
+    xds_cache_->forget(config::kClusterLoadAssignmentTypeUrl, remove);
+  }
+  stream->client().updateNames(config::kClusterLoadAssignmentTypeUrl, add, remove);
+}
+
+void DynamicResources::watchCluster(const std::string& name,
+                                    const ClusterRuntimeConstSharedPtr& rt, EdsWatch& w) {
+  const config::ClusterConfig& cfg = *rt->config;
+  if (!cfg.eds) {
+    forgetEdsCluster(name, w);  // it may have been an EDS cluster before
+    return;
+  }
+  EdsCluster& e = eds_clusters_[name];
+  // A cluster bound to its EDS source when it came only needs its name
+  // (20,000 clusters: binding each again, and naming its path, was most of
+  // this loop); one that could not be bound tries again.
+  if (!cfg.eds->ads) {
+    e.bound = false;
+    eds_unbound_.erase(name);
+  } else if (!(e.bound && e.runtime == rt)) {
+    e.bound = false;
+    if (auto st = bindType(config::kClusterLoadAssignmentTypeUrl, cfg.eds->source,
+                           absl::StrCat("cluster.", name, ".eds"));
+        st.ok()) {
+      e.bound = true;
+      eds_unbound_.erase(name);
+    } else {
+      eds_unbound_.insert(name);
+      TURNOUT_LOG(err, kLog, "EDS for cluster '{}': {}", name, std::string(st.message()));
+    }
+  }
+  // Registered under the assignment name it asks for.
+  const std::string& want = cfg.eds->ads && e.bound ? cfg.eds_service_name : std::string();
+  if (e.ads_name != want) {
+    unregisterAds(e, w);
+    if (!want.empty()) {
+      auto& list = ads_eds_[want];
+      if (list.empty()) w.touched.insert(want);
+      list.push_back(&e);
+      e.ads_name = want;
+    }
+  }
+  if (e.runtime == rt) return;
+  e.runtime = rt;
+  e.hosts = rt->hosts;
+  if (!cfg.eds->ads && !eds_files_.contains(cfg.eds->path)) {
+    eds_files_[cfg.eds->path] = std::nullopt;
+    w.new_paths.push_back(cfg.eds->path);
+  }
+  if (cachedAssignment(cfg) != nullptr) {
+    // Built from the file's assignment (withCachedEndpoints), or catches up now.
+    w.caught_up.push_back(name);
+    return;
+  }
+  // Warming until the first assignment, at most initial_fetch_timeout.
+  if (!e.warming) {
+    e.warming = true;
+    ++warming_count_;
+  }
+  if (e.init_timer) e.init_timer->cancel();
+  e.init_timer.reset();
+  if (cfg.eds->initial_fetch_timeout.count() > 0) {
+    e.init_timer = std::make_unique<asio::steady_timer>(main_);
+    e.init_timer->expires_after(cfg.eds->initial_fetch_timeout);
+    e.init_timer->async_wait([this, name = name, raw = rt.get()](
+                                 const boost::system::error_code& ec) {
+      if (ec) return;
+      auto it = eds_clusters_.find(name);
+      if (it == eds_clusters_.end() || it->second.runtime.get() != raw || !it->second.warming) {
+        return;
+      }
+      store_.mainShard().inc(raw->stats.init_fetch_timeout);
+      TURNOUT_LOG(warn, kLog,
+                  "EDS: cluster '{}' got no ClusterLoadAssignment '{}' from '{}' within "
+                  "initial_fetch_timeout; it serves without hosts until one arrives",
+                  name, raw->config->eds_service_name,
+                  raw->config->eds->ads ? std::string("ADS") : raw->config->eds->path);
+      warmed(it->second);
+    });
+  }
+}
+
+void DynamicResources::unregisterAds(EdsCluster& e, EdsWatch& w) {
+  if (e.ads_name.empty()) return;
+  auto it = ads_eds_.find(e.ads_name);
+  if (it != ads_eds_.end()) {
+    auto& list = it->second;
+    list.erase(std::remove(list.begin(), list.end(), &e), list.end());
+    if (list.empty()) {
+      ads_eds_.erase(it);
+      w.touched.insert(e.ads_name);
+    }
+  }
+  e.ads_name.clear();
+}
+
+void DynamicResources::forgetEdsCluster(const std::string& name, EdsWatch& w) {
+  eds_unbound_.erase(name);
+  auto it = eds_clusters_.find(name);
+  if (it == eds_clusters_.end()) return;
+  EdsCluster& e = it->second;
+  if (e.init_timer) e.init_timer->cancel();
+  unregisterAds(e, w);
+  if (e.warming && warming_count_ > 0) --warming_count_;
+  eds_clusters_.erase(it);
 }
 
 void DynamicResources::warmed(EdsCluster& e) {
@@ -1384,7 +1470,7 @@ void DynamicResources::warmed(EdsCluster& e) {
   if (e.init_timer) e.init_timer->cancel();
   // O(1): a CDS update of 20,000 EDS clusters warms each one (recounting
   // here made that quadratic: 30% of a sidecar's update time at 10,000
-  // sandboxes). watchEndpoints() recounts once per update.
+  // sandboxes). The count follows each EdsCluster's `warming` flag.
   if (warming_count_ > 0) --warming_count_;
   store_.mainShard().set(warming_clusters_, warming_count_);
   if (!initialized_ && warming_count_ == 0) checkInitialized();
@@ -1420,29 +1506,31 @@ absl::Status DynamicResources::applyAdsEndpoints(
   // SotW EDS response need not hold every assignment asked for).
   // The response's assignments by name (find() is linear; a first push
   // holds thousands).
-  absl::flat_hash_set<std::string> in_response;
-  if (parsed.ok()) {
-    for (const auto& a : parsed->assignments) in_response.insert(a.cluster_name);
-  }
-  auto concerned = [&](const config::ClusterConfig& cfg) {
-    if (!cfg.eds || !cfg.eds->ads) return false;
-    return !parsed.ok() || in_response.contains(cfg.eds_service_name);
-  };
-  for (auto& [name, e] : eds_clusters_) {
-    if (!concerned(*e.runtime->config)) continue;
-    shard.inc(e.runtime->stats.update_attempt);
-    if (!parsed.ok()) shard.inc(e.runtime->stats.update_rejected);
-  }
+  // The clusters concerned are found by name (ads_eds_), not by a walk
+  // over every cluster: a one-assignment push to 20,000 clusters is O(1).
   if (!parsed.ok()) {
+    for (auto& [name, list] : ads_eds_) {
+      for (EdsCluster* e : list) {
+        shard.inc(e->runtime->stats.update_attempt);
+        shard.inc(e->runtime->stats.update_rejected);
+      }
+    }
     TURNOUT_LOG(warn, kLog, "EDS (ADS) update rejected: {}", std::string(parsed.status().message()));
     return parsed.status();
   }
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS (ADS): {}", w);
+  for (const auto& a : parsed->assignments) {
+    auto it = ads_eds_.find(a.cluster_name);
+    if (it == ads_eds_.end()) continue;
+    for (EdsCluster* e : it->second) shard.inc(e->runtime->stats.update_attempt);
+  }
   for (const auto& a : parsed->assignments) ads_assignments_[a.cluster_name] = a;
-  for (auto& [name, e] : eds_clusters_) {
-    const config::ClusterConfig& cfg = *e.runtime->config;
-    if (!concerned(cfg)) continue;
-    applyAssignment(e, cachedAssignment(cfg), /*count=*/true);
+  for (const auto& a : parsed->assignments) {
+    auto it = ads_eds_.find(a.cluster_name);
+    if (it == ads_eds_.end()) continue;
+    // A copy: applying may not change the list, but keep it safe.
+    const absl::InlinedVector<EdsCluster*, 1> list = it->second;
+    for (EdsCluster* e : list) applyAssignment(*e, cachedAssignment(*e->runtime->config), true);
   }
   TURNOUT_LOG(info, kLog, "EDS (ADS): version '{}' applied", parsed->version_info);
   return absl::OkStatus();

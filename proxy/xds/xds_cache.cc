@@ -103,6 +103,12 @@ void XdsCache::retain(const std::string& type_url, const std::set<std::string>& 
   }
 }
 
+void XdsCache::forget(const std::string& type_url, const std::vector<std::string>& names) {
+  auto it = types_.find(type_url);
+  if (it == types_.end()) return;
+  for (const auto& n : names) it->second.by_name.erase(n);
+}
+
 void XdsCache::write(const std::string& type_url) {
   const TypeCache& t = types_[type_url];
   envoy::service::discovery::v3::DiscoveryResponse out;

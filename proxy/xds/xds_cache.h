@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "config/snapshot/discovery_response.h"
@@ -40,6 +41,9 @@ class XdsCache {
   // next store). `namespaces`: the names are namespaces (VHDS).
   void retain(const std::string& type_url, const std::set<std::string>& names,
               bool namespaces = false);
+  // Named types: drops these resources (no longer subscribed); what
+  // retain() does for the names not in a set, without the set.
+  void forget(const std::string& type_url, const std::vector<std::string>& names);
   // The cached response of a type, if a readable one exists.
   std::optional<envoy::service::discovery::v3::DiscoveryResponse> load(const std::string& type_url);
 

@@ -500,6 +500,62 @@ class XdsDeltaTest(unittest.TestCase):
         self.ads.set(CLUSTER, "c-empty", [])
         self.assertIsNotNone(poll(lambda: get(self.port)[0] == 503), self.proxy.log())
 
+    def test_cds_updates_change_the_eds_subscription_by_difference(self):
+        """A CDS update subscribes the EDS names of the clusters it adds and
+        unsubscribes those no cluster asks for any more; a name two clusters
+        share stays until both are gone (turnout applies the difference,
+        not a walk over every cluster)."""
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "a"), self.proxy.log())
+
+        def eds_since(n):
+            return [r for r in self.ads.delta_requests[n:] if r.type_url == ENDPOINTS]
+
+        def subscribed(n):
+            return [x for r in eds_since(n) for x in r.resource_names_subscribe]
+
+        def unsubscribed(n):
+            return [x for r in eds_since(n) for x in r.resource_names_unsubscribe]
+
+        n = len(self.ads.delta_requests)
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.a.port),
+                                       assignment("shared", self.b.port)])
+        self.ads.set(CLUSTER, "c2", [eds_cluster("reviews"), eds_cluster("x", "shared"),
+                                     eds_cluster("y", "shared")])
+        self.assertIsNotNone(poll(lambda: "shared" in subscribed(n)), self.proxy.log())
+        self.assertEqual(subscribed(n), ["shared"])  # once, for both clusters
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster.y.membership_healthy") == 1), self.proxy.log())
+        self.assertEqual(self.proxy.counter("cluster.x.membership_healthy"), 1)
+        self.assertEqual(self.proxy.counter("cluster_manager.warming_clusters"), 0)
+
+        # x goes: y still asks for "shared".
+        n = len(self.ads.delta_requests)
+        active = self.proxy.counter("cluster_manager.active_clusters")
+        self.ads.set(CLUSTER, "c3", [eds_cluster("reviews"), eds_cluster("y", "shared")])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter("cluster_manager.active_clusters")
+                                  == active - 1), self.proxy.log())
+        time.sleep(0.3)  # the EDS request goes in the same flush as the CDS ACK
+        self.assertEqual(unsubscribed(n), [])
+
+        # y goes too: "shared" is unsubscribed, "reviews" stays.
+        n = len(self.ads.delta_requests)
+        self.ads.set(CLUSTER, "c4", [eds_cluster("reviews")])
+        self.assertIsNotNone(poll(lambda: "shared" in unsubscribed(n)), self.proxy.log())
+        self.assertNotIn("reviews", unsubscribed(n))
+        self.assertEqual(get(self.port)[1], "a")
+
+        # A new cluster of a new name, while warming, then warmed by its assignment.
+        n = len(self.ads.delta_requests)
+        self.ads.set(CLUSTER, "c5", [eds_cluster("reviews"), eds_cluster("z")])
+        self.assertIsNotNone(poll(lambda: "z" in subscribed(n)), self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster_manager.warming_clusters") == 1), self.proxy.log())
+        self.ads.set(ENDPOINTS, "e3", [assignment("reviews", self.a.port),
+                                       assignment("z", self.b.port)])
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster_manager.warming_clusters") == 0), self.proxy.log())
+        self.assertEqual(self.proxy.counter("cluster.z.membership_healthy"), 1)
+
 
 def vhds_route_config(name="outbound", inline=()):
     return {"name": name, "virtual_hosts": list(inline),
