@@ -9,8 +9,10 @@ sandbox forks --forks services, spread evenly), then measures:
   - a turnout sidecar started from `turnout-cp bootstrap`: time from start to
     every generated cluster active, its RSS, and turnout-cp's RSS once it has
     generated and served that client (turnout dialect);
-  - one more sandbox created: time from the API answer to the sidecar's
-    cluster count showing it (what a user waits for).
+  - one more sandbox created: time from the API call to the sidecar routing
+    to it (what a user waits for), and the sidecar's own update_duration for
+    the CDS and VHDS updates it took (Envoy's histogram, mean of the new
+    samples).
 Prints a Markdown table; --json FILE writes the figures.
 
 Usage: cp_scale_bench.py --turnout build/proxy/turnout
@@ -48,6 +50,36 @@ def rss_kib(pid):
     return out
 
 
+def update_durations(proxy):
+    """The sidecar's update_duration histograms (Envoy's xDS subscription
+    stat) from /stats/prometheus: {metric with tags: (sum ms, count)}."""
+    status, body, _ = proxy.admin("GET", "/stats/prometheus?filter=update_duration")
+    if status != 200:
+        return {}
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or "update_duration_" not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        for suffix in ("_sum", "_count"):
+            head, sep, tags = name.partition(suffix + "{")
+            if sep and head.endswith("update_duration"):
+                entry = out.setdefault(head + "{" + tags, [0.0, 0])
+                entry[0 if suffix == "_sum" else 1] = float(value)
+    return out
+
+
+def new_update_ms(before, after):
+    """Per histogram with new samples: their mean, in ms."""
+    out = {}
+    for key, (s, c) in after.items():
+        s0, c0 = before.get(key, (0.0, 0))
+        if c > c0:
+            label = "cds" if "cds" in key else "vhds" if "vhds" in key else key
+            out[label] = round((s - s0) / (c - c0), 2)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--turnout", required=True)
@@ -79,7 +111,6 @@ def main():
             status, _, answer = cp.request("PUT", path, body, conn=conn)
             if status >= 300:
                 raise RuntimeError("PUT %s -> %d %s" % (path, status, answer))
-        xds_port = cp.xds_port
         figures["cp_rss_empty_kib"] = rss_kib(cp.proc.pid)["VmRSS"]
         for i in range(args.services):
             ep = ("127.0.0.1:%d" % backends["baseline"].port if i == 0
@@ -133,6 +164,7 @@ def main():
                                      str(proxy.proc.pid)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             time.sleep(0.5)
+        durations = update_durations(proxy)
         t0 = time.monotonic()
         put("/v1/sandboxes/sb-new",
                  {"forks": {"svc0": ["127.0.0.1:%d" % backends["new"].port]}})
@@ -141,6 +173,10 @@ def main():
             raise RuntimeError("the new sandbox did not arrive")
         figures["new_sandbox_api_ms"] = round(api_s * 1000, 1)
         figures["new_sandbox_to_sidecar_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        # The sidecar's own share: its update_duration per update (CDS with
+        # the new clusters, VHDS with the changed virtual host), in ms.
+        for kind, ms in sorted(new_update_ms(durations, update_durations(proxy)).items()):
+            figures["new_sandbox_sidecar_%s_update_ms" % kind] = ms
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=30)

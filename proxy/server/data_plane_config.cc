@@ -222,12 +222,12 @@ ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTa
 }
 
 const ClusterRuntime* DataPlaneConfig::findCluster(std::string_view name) const {
-  auto it = clusters.find(absl::string_view(name.data(), name.size()));
+  auto it = clusters.find(name);
   return it == clusters.end() ? nullptr : it->second.get();
 }
 
 ClusterRuntimeConstSharedPtr DataPlaneConfig::cluster(std::string_view name) const {
-  auto it = clusters.find(absl::string_view(name.data(), name.size()));
+  auto it = clusters.find(name);
   return it == clusters.end() ? nullptr : it->second;
 }
 
@@ -382,7 +382,7 @@ absl::StatusOr<std::shared_ptr<const DataPlaneConfig>> DataPlaneConfig::build(
   for (const auto& c : snapshot->clusters) {
     auto rt = buildCluster(snapshot, c, store);
     if (!rt.ok()) return rt.status();
-    out->clusters[c.name] = *std::move(rt);
+    out->clusters.insert_or_assign(c.name, *std::move(rt));
   }
   for (const auto& l : snapshot->listeners) {
     auto lr = buildListener(snapshot, l, store, out->routes);

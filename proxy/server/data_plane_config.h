@@ -10,6 +10,7 @@
 #include "config/snapshot/routing_key_config.h"
 #include "config/snapshot/snapshot.h"
 #include "proxy/access_log/access_log.h"
+#include "proxy/server/cluster_map.h"
 #include "proxy/filters/grpc_stats_filter.h"
 #include "proxy/stats/store.h"
 #include "proxy/stats/well_known_stats.h"
@@ -42,6 +43,7 @@ struct ClusterRuntime {
   std::optional<stats::SslStats> ssl_stats;
 };
 using ClusterRuntimeConstSharedPtr = std::shared_ptr<const ClusterRuntime>;
+using ClusterMap = ShardedMap<ClusterRuntimeConstSharedPtr>;
 
 // Sets membership_total and membership_healthy (static health) for `hosts`,
 // and a MAGLEV cluster's maglev_lb.{min,max}_entries_per_host, on the main shard.
@@ -152,13 +154,16 @@ using RouteTableConstSharedPtr = std::shared_ptr<const routing::RouteTable>;
 // registered: maps from resource name to immutable shared objects. Built on
 // the main thread (stats registration is main-thread only), then posted to
 // every worker as a shared_ptr<const> (SnapshotPublisher); immutable. An
-// update copies the maps (pointers only) and replaces the changed entries,
-// so an unchanged resource is the same object in both generations.
+// update copies the maps (pointers only; the clusters' shard pointers) and
+// replaces the changed entries, so an unchanged resource is the same object
+// in both generations.
 struct DataPlaneConfig {
   // The bootstrap's snapshot (admin address, node, /config_dump).
   config::SnapshotConstSharedPtr snapshot;
   std::vector<ListenerRuntimeConstSharedPtr> listeners;
-  absl::flat_hash_map<std::string, ClusterRuntimeConstSharedPtr> clusters;
+  // Sharded copy-on-write (cluster_map.h): a generation shares the shards it
+  // did not change with the one before.
+  ShardedMap<ClusterRuntimeConstSharedPtr> clusters;
   // RDS route tables by route_config_name (the HCMs that name one hold it too).
   absl::flat_hash_map<std::string, RouteTableConstSharedPtr> routes;
   // Counts publications (0: the bootstrap's).

@@ -150,7 +150,8 @@ void DynamicResources::stop() {
 DynamicResources::UpdateStats DynamicResources::makeStats(const std::string& prefix) {
   return UpdateStats{store_.counter(prefix + "update_attempt"),
                      store_.counter(prefix + "update_success"),
-                     store_.counter(prefix + "update_rejected"), store_.gauge(prefix + "version")};
+                     store_.counter(prefix + "update_rejected"), store_.gauge(prefix + "version"),
+                     store_.histogram(prefix + "update_duration")};
 }
 
 void DynamicResources::rejected(const UpdateStats& s, Source* source, const std::string& what,
@@ -168,6 +169,9 @@ void DynamicResources::accepted(const UpdateStats& s, Source* source, const std:
                                 const std::vector<std::string>& removed) {
   stats::Shard& shard = store_.mainShard();
   shard.inc(s.success);
+  if (update_started_ != std::chrono::steady_clock::time_point{}) {
+    shard.recordMicros(s.duration, updateMicros());
+  }
   // Envoy's `version` gauge: a hash of version_info.
   shard.set(s.version, static_cast<int64_t>(absl::HashOf(version) & 0x7fffffffffffffffULL));
   if (!source) return;
@@ -195,14 +199,20 @@ absl::Status DynamicResources::start() {
     if (!f) return absl::InvalidArgumentError("dynamic_resources.cds_config: needs a path or ads");
     watches_.push_back(std::make_unique<FileWatch>(
         main_, f->path, f->directory,
-        [this](const std::string& c) { (void)applyClusters(config::parseClusterResponse(c)); }));
+        [this](const std::string& c) {
+          updateStarted();
+          (void)applyClusters(config::parseClusterResponse(c));
+        }));
   }
   if (dr.has_lds_config() && !dr.lds_config().has_ads() && !boot.lds_source) {
     auto f = fileSource(dr.lds_config());
     if (!f) return absl::InvalidArgumentError("dynamic_resources.lds_config: needs a path or ads");
     watches_.push_back(std::make_unique<FileWatch>(
         main_, f->path, f->directory,
-        [this](const std::string& c) { (void)applyListeners(config::parseListenerResponse(c)); }));
+        [this](const std::string& c) {
+          updateStarted();
+          (void)applyListeners(config::parseListenerResponse(c));
+        }));
   }
   // Clusters first (Envoy initialises CDS before LDS), then listeners, then routes.
   for (auto& w : watches_) w->start();
@@ -434,6 +444,7 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
     // holds thousands of clusters); removals come by name.
     stream.client().subscribeDelta(
         type, {.wildcard = true}, {}, [this, type](const config::xds::DeltaUpdate& u) {
+          updateStarted();
           config::AnyList changed;
           changed.Reserve(static_cast<int>(u.changed.size()));
           for (const auto* r : u.changed) *changed.Add() = r->resource();
@@ -448,6 +459,7 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
   }
   stream.client().subscribe(type, wildcard, {}, [this, type, wildcard](const std::string& v,
                                                                         const config::AnyList& r) {
+    updateStarted();
     absl::Status st;
     if (type == config::kClusterTypeUrl) {
       st = applyClusters(config::parseClusterResources(v, r));
@@ -538,6 +550,7 @@ absl::Status DynamicResources::startXds() {
       ads_->client().subscribeDelta(
           config::kVirtualHostTypeUrl, {.wildcard = false, .namespaces = true}, {},
           [this](const config::xds::DeltaUpdate& u) {
+            updateStarted();
             absl::Status st = applyVhds(u);
             if (st.ok() && xds_cache_) xds_cache_->storeDelta(config::kVirtualHostTypeUrl, u);
             return st;
@@ -670,6 +683,7 @@ void DynamicResources::watchRoutes() {
         main_, h.rds_path,
         h.rds_watched_directory.empty() ? dirOf(h.rds_path) : h.rds_watched_directory,
         [this, index](const std::string& c) {
+          updateStarted();
           const RdsSource& src = rds_[index];
           stats::Shard& shard = store_.mainShard();
           for (const auto& [name, st] : src.names) shard.inc(st.attempt);
@@ -980,7 +994,9 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
     state.last_updated = now;
     state.error.reset();
     for (const auto& prefix : ads_rds_prefixes_[name]) {
-      shard.inc(store_.counter(absl::StrCat("http.", prefix, ".vhds.", name, ".config_reload")));
+      const std::string scope = absl::StrCat("http.", prefix, ".vhds.", name, ".");
+      shard.inc(store_.counter(scope + "config_reload"));
+      shard.recordMicros(store_.histogram(scope + "update_duration"), updateMicros());
     }
   }
   TURNOUT_LOG(info, kLog, "VHDS: version '{}' applied ({} changed, {} removed, {} route "

@@ -155,7 +155,19 @@ class DynamicResources {
  private:
   struct UpdateStats {
     stats::StatId attempt, success, rejected, version;
+    // Envoy's update_duration histogram: from the response (or file) being
+    // taken up to the new generation published, parsing included.
+    stats::StatId duration;
   };
+  // The start of the update being handled (updateStarted()); accepted()
+  // records the time since into the source's update_duration.
+  void updateStarted() { update_started_ = std::chrono::steady_clock::now(); }
+  uint64_t updateMicros() const {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - update_started_)
+                                     .count());
+  }
+  std::chrono::steady_clock::time_point update_started_{};
   UpdateStats makeStats(const std::string& prefix);
   // One CDS / LDS update, from a file or the ADS stream: Ok, or the reason
   // it was rejected (the last good config stays). CDS: `parsed` is the whole

@@ -52,7 +52,7 @@ void SnapshotPublisher::startServices(const ClusterRuntimeConstSharedPtr& rt) {
   // The services take a DataPlaneConfig; this one has only the cluster.
   auto one = std::make_shared<DataPlaneConfig>();
   one->snapshot = current_ ? current_->snapshot : rt->owner;
-  one->clusters[rt->config->name] = rt;
+  one->clusters.insert_or_assign(rt->config->name, rt);
   DataPlaneConfigConstSharedPtr view = one;
   stats::Shard& main_shard = store_.mainShard();
   s->health_checker = HealthChecker::create(main_, view, main_shard, nullptr);
@@ -221,29 +221,35 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
     if (next->findListener(l->config->name) == nullptr) removed_listeners.push_back(l->config->name);
   }
 
-  // Clusters: services and breakers of the added and changed ones.
+  // Clusters: services and breakers of the added and changed ones. Only the
+  // shards the generation changed are looked at.
   auto fresh = std::make_shared<ClusterResourcesMap>();
-  for (const auto& [name, rt] : next->clusters) {
-    auto old = current_->clusters.find(name);
-    if (old != current_->clusters.end() && old->second == rt) continue;
-    shard.inc(old == current_->clusters.end() ? cluster_added_ : cluster_modified_);
-    published_hosts_.erase(name);  // the new runtime starts with its own hosts
-    (*fresh)[name] = std::make_shared<ClusterResources>();
-    startServices(rt);
-  }
-  for (const auto& [name, rt] : current_->clusters) {
-    if (next->clusters.contains(name)) continue;
-    shard.inc(cluster_removed_);
-    published_hosts_.erase(name);
-    if (auto it = services_.find(name); it != services_.end()) {
-      it->second->health_checker->stop();
-      it->second->dns_refresher->stop();
-      it->second->outlier_detector->stop();
-      services_.erase(it);
+  for (size_t s = 0; s < ClusterMap::kShards; ++s) {
+    if (next->clusters.sameShard(current_->clusters, s)) continue;
+    const ClusterMap::Map& now = next->clusters.shard(s);
+    const ClusterMap::Map& before = current_->clusters.shard(s);
+    for (const auto& [name, rt] : now) {
+      auto old = before.find(name);
+      if (old != before.end() && old->second == rt) continue;
+      shard.inc(old == before.end() ? cluster_added_ : cluster_modified_);
+      published_hosts_.erase(name);  // the new runtime starts with its own hosts
+      (*fresh)[name] = std::make_shared<ClusterResources>();
+      startServices(rt);
     }
-    // The removed cluster's stats scope is freed with its last ClusterStats
-    // copy (when every worker has dropped this config and its requests have
-    // ended); Store::reclaim on this thread returns the slots.
+    for (const auto& [name, rt] : before) {
+      if (now.contains(name)) continue;
+      shard.inc(cluster_removed_);
+      published_hosts_.erase(name);
+      if (auto it = services_.find(name); it != services_.end()) {
+        it->second->health_checker->stop();
+        it->second->dns_refresher->stop();
+        it->second->outlier_detector->stop();
+        services_.erase(it);
+      }
+      // The removed cluster's stats scope is freed with its last ClusterStats
+      // copy (when every worker has dropped this config and its requests
+      // have ended); Store::reclaim on this thread returns the slots.
+    }
   }
   current_ = next;
   for (auto& w : workers_) w->postConfig(next, fresh);
@@ -286,7 +292,10 @@ DataPlaneConfigConstSharedPtr SnapshotPublisher::withClusters(
   auto next = std::make_shared<DataPlaneConfig>(base);
   ++next->generation;
   for (const auto& name : removed) next->clusters.erase(name);
-  for (auto& rt : upserts) next->clusters[rt->config->name] = std::move(rt);
+  for (auto& rt : upserts) {
+    const std::string& name = rt->config->name;  // owned by the runtime's snapshot
+    next->clusters.insert_or_assign(name, std::move(rt));
+  }
   return next;
 }
 

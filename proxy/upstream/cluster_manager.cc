@@ -852,7 +852,24 @@ ClusterManager::UpdateResult ClusterManager::update(
   // allocations only for what changed (20,000 clusters: rebuilding the
   // maps at each generation, a route change included, was most of a
   // worker's update).
-  for (const auto& [name, rt] : config->clusters) {
+  // Only the shards this generation changed (cluster_map.h): a route-only
+  // generation, or one new cluster of 20,000, looks at a few hundred.
+  for (size_t s = 0; s < ClusterMap::kShards; ++s) {
+    if (config_ != nullptr && config->clusters.sameShard(config_->clusters, s)) {
+      r.reused += config->clusters.shard(s).size();  // unchanged by identity
+      continue;
+    }
+    updateShard(config, s, resources, shard, r);
+  }
+  config_ = config;
+  return r;
+}
+
+void ClusterManager::updateShard(
+    const DataPlaneConfigConstSharedPtr& config, size_t s,
+    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
+    stats::Shard& shard, UpdateResult& r) {
+  for (const auto& [name, rt] : config->clusters.shard(s)) {
     auto old = by_name_.find(name);
     if (old != by_name_.end() && old->second->runtimeOwner() == rt) {
       ++r.reused;  // unchanged by identity: keep everything
@@ -889,8 +906,9 @@ ClusterManager::UpdateResult ClusterManager::update(
     ++r.deferred;
   }
   if (config_ != nullptr) {
-    for (const auto& [name, rt] : config_->clusters) {
-      if (config->clusters.contains(name)) continue;
+    const ClusterMap::Map& now = config->clusters.shard(s);
+    for (const auto& [name, rt] : config_->clusters.shard(s)) {
+      if (now.contains(name)) continue;
       ++r.removed;
       if (auto it = by_name_.find(name); it != by_name_.end()) {
         it->second->retire();
@@ -900,8 +918,6 @@ ClusterManager::UpdateResult ClusterManager::update(
       deferred_.erase(rt.get());
     }
   }
-  config_ = config;
-  return r;
 }
 
 bool ClusterManager::current(const ClusterRuntime& cluster) const {
@@ -939,7 +955,7 @@ std::shared_ptr<WorkerCluster> ClusterManager::get(std::string_view name) {
   const absl::string_view key(name.data(), name.size());
   if (auto it = by_name_.find(key); it != by_name_.end()) return it->second;
   if (config_ == nullptr) return nullptr;
-  auto rt = config_->clusters.find(key);
+  auto rt = config_->clusters.find(name);
   if (rt == config_->clusters.end()) return nullptr;
   const ClusterRuntime* runtime = rt->second.get();
   std::shared_ptr<ClusterResources> resources;

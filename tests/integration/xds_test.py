@@ -527,6 +527,9 @@ class XdsDeltaTest(unittest.TestCase):
             "cluster.y.membership_healthy") == 1), self.proxy.log())
         self.assertEqual(self.proxy.counter("cluster.x.membership_healthy"), 1)
         self.assertEqual(self.proxy.counter("cluster_manager.warming_clusters"), 0)
+        # Envoy's update_duration histogram of the subscription has samples.
+        duration = self.proxy.stats().get("cluster_manager.cds.update_duration", "")
+        self.assertRegex(duration, r"^P0\(", duration)
 
         # x goes: y still asks for "shared".
         n = len(self.ads.delta_requests)
@@ -630,6 +633,8 @@ class XdsVhdsTest(_OneBackendAndServer):
         self.assertIn("vhds", dumped)
         reloads = self.proxy.counter("http.outbound.vhds.outbound.config_reload")
         self.assertGreaterEqual(reloads, 1)
+        duration = self.proxy.stats().get("http.outbound.vhds.outbound.update_duration", "")
+        self.assertRegex(duration, r"^P0\(", duration)
 
         # A changed virtual host moves its traffic; only it is sent.
         self.ads.set(VHOSTS, "v2", [vhost("outbound/reviews", "reviews", "ratings"),

@@ -528,7 +528,7 @@ struct Manager {
     auto set = std::make_shared<HostSet>();
     set->hosts = std::move(hosts);
     rt.hosts = std::move(set);
-    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
+    dp->clusters.insert_or_assign(rt.config->name, std::make_shared<ClusterRuntime>(std::move(rt)));
     config = dp;
     resources["c"] = std::make_shared<ClusterResources>();
     manager.update(config, resources, pool.store.shard(0));
@@ -847,7 +847,7 @@ TEST_CASE("a cluster first used after a DNS host set and an ejection starts with
   auto next = std::make_shared<DataPlaneConfig>(*m.config);
   auto b_again = DataPlaneConfig::buildCluster(m.snapshot, *m.snapshot->findCluster("b"), m.store);
   REQUIRE(b_again.ok());
-  next->clusters["b"] = *b_again;
+  next->clusters.insert_or_assign("b", *b_again);
   auto r = m.worker0.update(next, m.resources, m.store.shard(0));
   CHECK(r.reused == 1);
   CHECK(r.deferred == 1);
@@ -887,7 +887,7 @@ TEST_CASE("a cluster added at run time and then used gets its stats", "[pool][la
   auto late = DataPlaneConfig::buildCluster(s, s->clusters[0], m.store);
   REQUIRE(late.ok());
   auto next = std::make_shared<DataPlaneConfig>(*m.config);
-  next->clusters["late"] = *late;
+  next->clusters.insert_or_assign("late", *late);
   ClusterResourcesMap fresh;
   fresh["late"] = std::make_shared<ClusterResources>();
   auto r = m.worker0.update(next, fresh, m.store.shard(0));
@@ -921,7 +921,7 @@ TEST_CASE("a changed cluster in use is replaced at the update, one never used st
   for (const char* name : {"a", "b"}) {
     auto rt = DataPlaneConfig::buildCluster(m.snapshot, *m.snapshot->findCluster(name), m.store);
     REQUIRE(rt.ok());
-    next->clusters[name] = *rt;
+    next->clusters.insert_or_assign(name, *rt);
     fresh[name] = std::make_shared<ClusterResources>();
   }
   auto r = m.worker0.update(next, fresh, m.store.shard(0));

@@ -35,7 +35,7 @@ struct Harness {
     t.host.port = 80;
     rt.dns_targets.push_back(t);
     rt.hosts = std::make_shared<HostSet>();
-    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
+    dp->clusters.insert_or_assign(rt.config->name, std::make_shared<ClusterRuntime>(std::move(rt)));
     dataplane = dp;
   }
   const ClusterRuntime& cluster() const { return *dataplane->clusters.begin()->second; }

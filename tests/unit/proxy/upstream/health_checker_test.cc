@@ -164,7 +164,7 @@ struct Harness {
       hosts->hosts.push_back(host);
       rt.hosts = std::move(hosts);
       rt.stats = stats::makeClusterStats(store, c.name, c.alt_stat_name);
-      dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
+      dp->clusters.insert_or_assign(rt.config->name, std::make_shared<ClusterRuntime>(std::move(rt)));
     }
     dataplane = dp;
     checker = HealthChecker::create(io, dp, store.mainShard(),

@@ -40,7 +40,7 @@ struct Detector {
     rt.config = &config;
     rt.hosts = makeHostSet(config, std::move(hosts));
     rt.stats = stats::makeClusterStats(store, "c", "");
-    dp->clusters[rt.config->name] = std::make_shared<ClusterRuntime>(std::move(rt));
+    dp->clusters.insert_or_assign(rt.config->name, std::make_shared<ClusterRuntime>(std::move(rt)));
     dataplane = dp;
     detector = OutlierDetector::create(
         main, dataplane, store,
