@@ -75,7 +75,7 @@ def new_update_ms(before, after):
     for key, (s, c) in after.items():
         s0, c0 = before.get(key, (0.0, 0))
         if c > c0:
-            label = "cds" if "cds" in key else "vhds" if "vhds" in key else key
+            label = next((k for k in ("cds", "lds", "vhds", "rds") if "_%s_" % k in key), key)
             out[label] = round((s - s0) / (c - c0), 2)
     return out
 
