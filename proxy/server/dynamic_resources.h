@@ -176,6 +176,9 @@ class DynamicResources {
   absl::Status applyClusters(absl::StatusOr<config::DiscoverySnapshot> parsed,
                              const std::vector<std::string>* removed_names = nullptr);
   absl::Status applyListeners(absl::StatusOr<config::DiscoverySnapshot> parsed);
+  // CDS State of the World over xDS: the clusters whose bytes changed are
+  // parsed and applied (applyClusters), the missing ones removed.
+  absl::Status applySotwClusters(const std::string& version, const config::AnyList& resources);
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
   // VHDS: one Delta response of VirtualHosts (checked, merged, published, or NACKed).

@@ -87,7 +87,7 @@ std::vector<Scalar> collectScalars(const Store& store, const StatsFilter& filter
   store.forEachScalar([&](const Store::ScalarView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Scalar{std::string(v.name), v.kind, v.counter, v.gauge});
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   return out;  // the store visits in name order
 }
 
@@ -102,7 +102,7 @@ std::vector<Histogram> collectHistograms(const Store& store, const StatsFilter& 
   store.forEachHistogram([&](const Store::HistogramView& v) {
     if (!filter.matches(v.name, v.used)) return;
     out.push_back(Histogram{std::string(v.name), *v.cumulative, *v.interval});
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   return out;  // the store visits in name order
 }
 
@@ -128,6 +128,13 @@ bool StatsFilter::matches(std::string_view name, bool used) const {
   if (used_only_ && !used) return false;
   if (regex_ && !RE2::PartialMatch(re2::StringPiece(name.data(), name.size()), *regex_)) return false;
   return true;
+}
+
+Store::NameFilter StatsFilter::nameFilter() const {
+  if (!regex_) return nullptr;
+  return [re = regex_](std::string_view name) {
+    return RE2::PartialMatch(re2::StringPiece(name.data(), name.size()), *re);
+  };
 }
 
 TaggedName extractTags(std::string_view name) {
@@ -188,7 +195,7 @@ std::string renderText(const Store& store, const StatsFilter& filter) {
     } else {
       absl::StrAppend(&out, ": ", v.gauge, "\n");
     }
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   store.forEachHistogram([&](const Store::HistogramView& h) {
     if (!filter.matches(h.name, h.used)) return;
     out.append(h.name);
@@ -204,7 +211,7 @@ std::string renderText(const Store& store, const StatsFilter& filter) {
                       formatDouble(cumulative[i]), ")");
     }
     out += "\n";
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   return out;
 }
 
@@ -221,7 +228,7 @@ std::string renderJson(const Store& store, const StatsFilter& filter) {
     } else {
       absl::StrAppend(&out, v.gauge, "}");
     }
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   bool first_h = true;
   store.forEachHistogram([&](const Store::HistogramView& h) {
     if (!filter.matches(h.name, h.used)) return;
@@ -242,7 +249,7 @@ std::string renderJson(const Store& store, const StatsFilter& filter) {
                       ",\"interval\":", jsonNumber(interval[i]), "}");
     }
     out += "]}";
-  }, filter.usedOnly());
+  }, filter.usedOnly(), filter.nameFilter());
   if (!first_h) out += "]}}";
   out += "]}";
   return out;

@@ -23,6 +23,9 @@ class StatsFilter {
   static absl::StatusOr<StatsFilter> create(bool used_only, std::string regex);
   bool matches(std::string_view name, bool used) const;
   bool usedOnly() const { return used_only_; }
+  // The regex alone, for the store to skip names before merging their
+  // values; unset when there is none.
+  Store::NameFilter nameFilter() const;
 
  private:
   bool used_only_ = false;

@@ -502,9 +502,11 @@ void Store::flushHistogramIntervals() {
   });
 }
 
-void Store::forEachScalar(const std::function<void(const ScalarView&)>& fn, bool used_only) const {
+void Store::forEachScalar(const std::function<void(const ScalarView&)>& fn, bool used_only,
+                          const NameFilter& wanted) const {
   forEachStat(used_only, [&](StatId id, StatKind kind, std::string_view name) {
     if (kind == StatKind::Histogram) return;
+    if (wanted && !wanted(name)) return;
     ScalarView v;
     v.name = name;
     v.kind = kind;
@@ -519,10 +521,11 @@ void Store::forEachScalar(const std::function<void(const ScalarView&)>& fn, bool
 }
 
 void Store::forEachHistogram(const std::function<void(const HistogramView&)>& fn,
-                             bool used_only) const {
+                             bool used_only, const NameFilter& wanted) const {
   static const HistogramSnapshot kEmpty;
   forEachStat(used_only, [&](StatId id, StatKind kind, std::string_view name) {
     if (kind != StatKind::Histogram) return;
+    if (wanted && !wanted(name)) return;
     const HistogramSnapshot cumulative = mergedHistogram(id.index);
     auto it = intervals_.find(id.index);
     HistogramView v;

@@ -8,7 +8,6 @@ a lost control plane. Real binary, loopback, port 0, bounded polls.
 Usage: xds_test.py <turnout-binary>   (TURNOUT_PY_PROTOS set by CTest)
 """
 
-import http.client
 import json
 import os
 import shutil
@@ -252,6 +251,14 @@ class XdsTest(unittest.TestCase):
         self.assertEqual(get(self.port)[1], "a")
         self.assertGreater(self.proxy.counter("cluster_manager.cds.update_rejected"),
                            rejected_before)
+        # Behind an unchanged cluster (its bytes are the running one's: not
+        # parsed again), a bad one is still named by its index in the response.
+        self.ads.set(CLUSTER, "c-bad2", [eds_cluster("reviews"), dict(bad, name="extra")])
+        nack = self.ads.wait_for(lambda r: r.type_url == CLUSTER and r.HasField("error_detail")
+                                 and "resources[1]" in r.error_detail.message)
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertIn("resources[1].connect_timeout", nack.error_detail.message)
+        self.assertEqual(get(self.port)[1], "a")
         # A route to an unsupported feature: NACKed with its path, routes unchanged.
         self.ads.set(ROUTES, "r-bad", [{"name": "outbound", "virtual_hosts": [{
             "name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"},

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -151,6 +152,33 @@ TEST_CASE("histogram intervals hold the samples since the previous flush", "[sta
     CHECK(v.interval->quantileMs(0) == Approx(20).epsilon(0.02));
   });
   CHECK(seen);
+}
+
+TEST_CASE("a name filter picks stats before their values are merged", "[stats]") {
+  Store store(2);
+  store.shard(0).record(store.histogram("cluster.a.upstream_rq_time"), 5);
+  store.shard(1).record(store.histogram("cluster.b.upstream_rq_time"), 7);
+  store.shard(0).inc(store.counter("cluster.a.upstream_rq_total"));
+  store.shard(1).inc(store.counter("cluster.b.upstream_rq_total"));
+  std::vector<std::string> asked;
+  const Store::NameFilter only_b = [&](std::string_view name) {
+    asked.emplace_back(name);
+    return name.find("cluster.b.") == 0;
+  };
+  std::vector<std::string> histograms;
+  store.forEachHistogram([&](const Store::HistogramView& v) {
+    histograms.emplace_back(v.name);
+    CHECK(v.cumulative->sample_count == 1);
+  }, false, only_b);
+  CHECK(histograms == std::vector<std::string>{"cluster.b.upstream_rq_time"});
+  // a's name was asked about (and refused), not merged and handed over.
+  CHECK(std::find(asked.begin(), asked.end(), "cluster.a.upstream_rq_time") != asked.end());
+  std::vector<std::string> scalars;
+  store.forEachScalar([&](const Store::ScalarView& v) {
+    scalars.emplace_back(v.name);
+    CHECK(v.counter == 1);
+  }, false, only_b);
+  CHECK(scalars == std::vector<std::string>{"cluster.b.upstream_rq_total"});
 }
 
 TEST_CASE("cluster stats use alt_stat_name and turn ':' into '_'", "[stats]") {
