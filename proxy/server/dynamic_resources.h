@@ -179,6 +179,14 @@ class DynamicResources {
   // CDS State of the World over xDS: the clusters whose bytes changed are
   // parsed and applied (applyClusters), the missing ones removed.
   absl::Status applySotwClusters(const std::string& version, const config::AnyList& resources);
+  // SotW CDS: a hash of the bytes each running dynamic cluster came in, and
+  // that runtime (as Envoy's CDS compares a hash of each cluster to skip the
+  // unchanged ones). Only the State-of-the-World path keeps it.
+  struct SotwCluster {
+    uint64_t hash = 0;
+    const ClusterRuntime* runtime = nullptr;
+  };
+  absl::flat_hash_map<std::string, SotwCluster> sotw_clusters_;
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
   // VHDS: one Delta response of VirtualHosts (checked, merged, published, or NACKed).

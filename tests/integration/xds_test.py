@@ -160,6 +160,33 @@ class XdsTest(unittest.TestCase):
         self.assertGreaterEqual(self.proxy.counter("http.outbound.rds.outbound.update_success"), 1)
         self.assertGreaterEqual(self.proxy.counter("cluster.reviews.update_success"), 1)
 
+    def test_sotw_cds_parses_only_the_clusters_whose_bytes_changed(self):
+        self.proxy.stop()
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port)),
+                                    extra_args=["-l", "info"]).start()
+        self.port = self.proxy.port("outbound")
+        self.assertServed("a")
+        self.assertIn("CDS (SotW): 1 of 1 clusters changed", self.proxy.log())
+        # A new cluster beside an unchanged one: only the new one is parsed.
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.a.port),
+                                       assignment("ratings", self.b.port)])
+        self.ads.set(CLUSTER, "c2", [eds_cluster("reviews"), eds_cluster("ratings")])
+        self.assertIsNotNone(poll(lambda: "CDS (SotW): 1 of 2 clusters changed"
+                                  in self.proxy.log()), self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.proxy.counter(
+            "cluster.ratings.membership_healthy") == 1), self.proxy.log())
+        # A changed one is parsed again; a missing one is removed.
+        changed = eds_cluster("reviews")
+        changed["connect_timeout"] = "2s"
+        active = self.proxy.counter("cluster_manager.active_clusters")
+        self.ads.set(CLUSTER, "c3", [changed])
+        self.assertIsNotNone(poll(lambda: "CDS (SotW): 1 of 1 clusters changed"
+                                  in self.proxy.log().split("1 of 2 clusters changed")[-1]),
+                             self.proxy.log())
+        self.assertIsNotNone(poll(lambda: self.proxy.counter("cluster_manager.active_clusters")
+                                  == active - 1), self.proxy.log())
+        self.assertServed("a")
+
     def test_pushed_updates_move_traffic(self):
         self.assertServed("a")
         # EDS: the endpoint changes.
