@@ -552,15 +552,7 @@ absl::Status DynamicResources::applySotwClusters(const std::string& version,
   };
   auto whole = [&] {
     absl::Status st = applyClusters(config::parseClusterResources(version, resources));
-    if (st.ok() && incremental) {
-      std::vector<std::string> gone;
-      for (const auto& [name, held] : sotw_clusters_) {
-        if (!named.contains(name)) gone.push_back(name);
-      }
-      remember(changed_hashes, gone);
-    } else if (st.ok()) {
-      sotw_clusters_.clear();  // rebuilt by the next response
-    }
+    if (st.ok()) sotw_clusters_.clear();  // the next response parses all, and keeps their hashes
     return st;
   };
   if (!incremental) {
