@@ -16,15 +16,20 @@
 //
 // Memory: a sandbox table holds 10,000 routes, so the large members a route
 // rarely sets are Boxed (below): one pointer while unset, the value on the
-// heap once set. Boxed reads and writes like std::optional.
+// heap once set. Boxed reads and writes like std::optional. The lists a
+// route rarely has (header mutations, mirrors, hash policies, upgrades,
+// query parameter matchers) are CompactVectors: one pointer while empty.
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -86,6 +91,7 @@ class Boxed {
     return *p_;
   }
   void reset() { p_.reset(); }
+  std::optional<T> toOptional() const { return p_ ? std::optional<T>(*p_) : std::nullopt; }
 
   friend bool operator==(const Boxed& a, const Boxed& b) {
     if (!a.p_ || !b.p_) return !a.p_ && !b.p_;
@@ -95,6 +101,104 @@ class Boxed {
 
  private:
   std::unique_ptr<T> p_;
+};
+
+// A list that costs one pointer while empty: the std::vector interface as
+// this file's users need it, over a boxed std::vector (null when empty).
+// Iterators are pointers, so it is a contiguous range (std::span, ranges).
+template <typename T>
+class CompactVector {
+ public:
+  using value_type = T;
+  using size_type = std::size_t;
+  using iterator = T*;
+  using const_iterator = const T*;
+  using reference = T&;
+  using const_reference = const T&;
+
+  CompactVector() = default;
+  CompactVector(std::initializer_list<T> init) { assign(std::vector<T>(init)); }
+  CompactVector(std::vector<T> v) { assign(std::move(v)); }  // NOLINT: as the vector it replaces
+  CompactVector(const CompactVector& o) : v_(o.v_ ? std::make_unique<std::vector<T>>(*o.v_) : nullptr) {}
+  CompactVector(CompactVector&&) noexcept = default;
+  CompactVector& operator=(const CompactVector& o) {
+    if (this != &o) v_ = o.v_ ? std::make_unique<std::vector<T>>(*o.v_) : nullptr;
+    return *this;
+  }
+  CompactVector& operator=(CompactVector&&) noexcept = default;
+  CompactVector& operator=(std::vector<T> v) {
+    assign(std::move(v));
+    return *this;
+  }
+  CompactVector& operator=(std::initializer_list<T> init) {
+    assign(std::vector<T>(init));
+    return *this;
+  }
+  ~CompactVector() = default;
+
+  bool empty() const { return !v_ || v_->empty(); }
+  size_type size() const { return v_ ? v_->size() : 0; }
+  T* data() { return v_ ? v_->data() : nullptr; }
+  const T* data() const { return v_ ? v_->data() : nullptr; }
+  iterator begin() { return data(); }
+  iterator end() { return data() + size(); }
+  const_iterator begin() const { return data(); }
+  const_iterator end() const { return data() + size(); }
+  const_iterator cbegin() const { return begin(); }
+  const_iterator cend() const { return end(); }
+  T& operator[](size_type i) { return (*v_)[i]; }
+  const T& operator[](size_type i) const { return (*v_)[i]; }
+  T& front() { return v_->front(); }
+  const T& front() const { return v_->front(); }
+  T& back() { return v_->back(); }
+  const T& back() const { return v_->back(); }
+
+  void reserve(size_type n) {
+    if (n > 0) mut().reserve(n);
+  }
+  void push_back(const T& v) { mut().push_back(v); }
+  void push_back(T&& v) { mut().push_back(std::move(v)); }
+  template <typename... Args>
+  T& emplace_back(Args&&... args) {
+    return mut().emplace_back(std::forward<Args>(args)...);
+  }
+  iterator insert(const_iterator pos, T v) {
+    const auto at = pos - begin();
+    auto& vec = mut();
+    return &*vec.insert(vec.begin() + at, std::move(v));
+  }
+  iterator erase(const_iterator first, const_iterator last) {
+    if (first == last) return begin() + (first - cbegin());
+    const auto from = first - cbegin();
+    auto& vec = *v_;
+    vec.erase(vec.begin() + from, vec.begin() + (last - cbegin()));
+    return begin() + from;
+  }
+  iterator erase(const_iterator pos) { return erase(pos, pos + 1); }
+  void clear() { v_.reset(); }
+  // The list as a std::vector (a copy).
+  std::vector<T> toVector() const { return v_ ? *v_ : std::vector<T>(); }
+
+  friend bool operator==(const CompactVector& a, const CompactVector& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+  friend bool operator==(const CompactVector& a, const std::vector<T>& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+
+ private:
+  std::vector<T>& mut() {
+    if (!v_) v_ = std::make_unique<std::vector<T>>();
+    return *v_;
+  }
+  void assign(std::vector<T>&& v) {
+    if (v.empty()) {
+      v_.reset();
+    } else {
+      v_ = std::make_unique<std::vector<T>>(std::move(v));
+    }
+  }
+  std::unique_ptr<std::vector<T>> v_;
 };
 
 // envoy.type.matcher.v3.RegexMatcher. Only google_re2 exists; its
@@ -186,7 +290,7 @@ struct RouteMatch {
   bool case_sensitive = true;                // BoolValue, default true
   Boxed<RuntimeFractionalPercent> runtime_fraction;
   std::vector<HeaderMatcher> headers;
-  std::vector<QueryParameterMatcher> query_parameters;
+  CompactVector<QueryParameterMatcher> query_parameters;
   std::optional<GrpcRouteMatchOptions> grpc;  // set = only gRPC requests match
   bool operator==(const RouteMatch&) const = default;
 };
@@ -222,10 +326,10 @@ struct ClusterWeight {
   std::string name;
   std::string cluster_header;
   std::optional<uint32_t> weight;                         // UInt32Value; required (unset = error)
-  std::vector<HeaderValueOption> request_headers_to_add;  // max 1000
-  std::vector<std::string> request_headers_to_remove;
-  std::vector<HeaderValueOption> response_headers_to_add;  // max 1000
-  std::vector<std::string> response_headers_to_remove;
+  CompactVector<HeaderValueOption> request_headers_to_add;  // max 1000
+  CompactVector<std::string> request_headers_to_remove;
+  CompactVector<HeaderValueOption> response_headers_to_add;  // max 1000
+  CompactVector<std::string> response_headers_to_remove;
   std::string host_rewrite_literal;  // overrides the route's host rewrite
   bool operator==(const ClusterWeight&) const = default;
 };
@@ -338,8 +442,8 @@ struct RouteAction {
   // 0 = disabled.
   std::optional<std::chrono::milliseconds> idle_timeout;
   Boxed<RetryPolicy> retry_policy;  // replaces the vhost's whole
-  std::vector<RequestMirrorPolicy> request_mirror_policies;
-  std::vector<HashPolicy> hash_policy;
+  CompactVector<RequestMirrorPolicy> request_mirror_policies;
+  CompactVector<HashPolicy> hash_policy;
   // RouteAction.UpgradeConfig: per-route override of the HCM's upgrade
   // settings (upgrade_type lowercase; enabled defaults to true).
   struct UpgradeConfig {
@@ -347,7 +451,7 @@ struct RouteAction {
     bool enabled = true;
     bool operator==(const UpgradeConfig&) const = default;
   };
-  std::vector<UpgradeConfig> upgrade_configs;
+  CompactVector<UpgradeConfig> upgrade_configs;
   Boxed<std::chrono::milliseconds> max_grpc_timeout;
   Boxed<std::chrono::milliseconds> grpc_timeout_offset;
   // MaxStreamDuration.grpc_timeout_header_max / _offset: set (0 included) =
@@ -405,10 +509,10 @@ struct Route {
   Boxed<RouteAction> route;
   Boxed<RedirectAction> redirect;
   Boxed<DirectResponseAction> direct_response;
-  std::vector<HeaderValueOption> request_headers_to_add;  // max 1000
-  std::vector<std::string> request_headers_to_remove;
-  std::vector<HeaderValueOption> response_headers_to_add;  // max 1000
-  std::vector<std::string> response_headers_to_remove;
+  CompactVector<HeaderValueOption> request_headers_to_add;  // max 1000
+  CompactVector<std::string> request_headers_to_remove;
+  CompactVector<HeaderValueOption> response_headers_to_add;  // max 1000
+  CompactVector<std::string> response_headers_to_remove;
   std::string stat_prefix;
   bool operator==(const Route&) const = default;
 };
@@ -420,12 +524,12 @@ struct VirtualHost {
   std::vector<std::string> domains;  // min 1; "*" = default vhost
   std::vector<Route> routes;
   TlsRequirementType require_tls = TlsRequirementType::NONE;
-  std::vector<HeaderValueOption> request_headers_to_add;
-  std::vector<std::string> request_headers_to_remove;
-  std::vector<HeaderValueOption> response_headers_to_add;
-  std::vector<std::string> response_headers_to_remove;
+  CompactVector<HeaderValueOption> request_headers_to_add;
+  CompactVector<std::string> request_headers_to_remove;
+  CompactVector<HeaderValueOption> response_headers_to_add;
+  CompactVector<std::string> response_headers_to_remove;
   std::optional<RetryPolicy> retry_policy;  // used by routes that set none
-  std::vector<RequestMirrorPolicy> request_mirror_policies;
+  CompactVector<RequestMirrorPolicy> request_mirror_policies;
   bool include_request_attempt_count = false;
   bool include_attempt_count_in_response = false;
   bool operator==(const VirtualHost&) const = default;
@@ -436,17 +540,17 @@ struct RouteConfiguration {
   std::string name;
   std::vector<VirtualHost> virtual_hosts;
   std::vector<std::string> internal_only_headers;
-  std::vector<HeaderValueOption> response_headers_to_add;
-  std::vector<std::string> response_headers_to_remove;
-  std::vector<HeaderValueOption> request_headers_to_add;
-  std::vector<std::string> request_headers_to_remove;
+  CompactVector<HeaderValueOption> response_headers_to_add;
+  CompactVector<std::string> response_headers_to_remove;
+  CompactVector<HeaderValueOption> request_headers_to_add;
+  CompactVector<std::string> request_headers_to_remove;
   bool most_specific_header_mutations_wins = false;
   // BoolValue: unset = true for an inline route_config, false under RDS
   // (the loader decides; RouteTable never looks clusters up).
   std::optional<bool> validate_clusters;
   // UInt32Value; unset = 4096.
   std::optional<uint32_t> max_direct_response_body_size_bytes;
-  std::vector<RequestMirrorPolicy> request_mirror_policies;
+  CompactVector<RequestMirrorPolicy> request_mirror_policies;
   bool ignore_port_in_host_matching = false;
   bool operator==(const RouteConfiguration&) const = default;
 };

@@ -60,7 +60,7 @@ absl::Status validateHeaderFormat(std::string_view value, std::string_view field
   return absl::OkStatus();
 }
 
-absl::Status normaliseHeadersToAdd(std::vector<HeaderValueOption>& options,
+absl::Status normaliseHeadersToAdd(CompactVector<HeaderValueOption>& options,
                                    std::string_view field) {
   if (options.size() > kMaxHeadersToAdd) {
     return invalid(field, cat("at most ", kMaxHeadersToAdd, " entries are allowed"));
@@ -91,7 +91,7 @@ absl::Status normaliseHeadersToAdd(std::vector<HeaderValueOption>& options,
   return absl::OkStatus();
 }
 
-absl::Status normaliseHeadersToRemove(std::vector<std::string>& names, std::string_view field) {
+absl::Status normaliseHeadersToRemove(CompactVector<std::string>& names, std::string_view field) {
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i].empty() || !isModifiableHeader(names[i])) {
       return invalid(cat(field, "[", i, "]"), ":-prefixed or host headers may not be removed");
@@ -101,7 +101,7 @@ absl::Status normaliseHeadersToRemove(std::vector<std::string>& names, std::stri
   return absl::OkStatus();
 }
 
-absl::Status validateMirrorPolicies(const std::vector<RequestMirrorPolicy>& policies,
+absl::Status validateMirrorPolicies(const CompactVector<RequestMirrorPolicy>& policies,
                                     std::string_view field) {
   for (size_t i = 0; i < policies.size(); ++i) {
     const RequestMirrorPolicy& p = policies[i];
@@ -139,7 +139,7 @@ absl::Status validateRetryPolicy(const RetryPolicy& p, std::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Status validateHashPolicies(const std::vector<HashPolicy>& policies, std::string_view field) {
+absl::Status validateHashPolicies(const CompactVector<HashPolicy>& policies, std::string_view field) {
   for (size_t i = 0; i < policies.size(); ++i) {
     const HashPolicy& h = policies[i];
     const std::string f = cat(field, "[", i, "]");
@@ -888,8 +888,8 @@ HeaderMutationLevels mutationLevels(const RouteConfiguration& c, const RouteDeci
                                     bool request) {
   HeaderMutationLevels levels;
   if (d.route == nullptr || d.virtual_host == nullptr) return levels;
-  auto push = [&levels](const std::vector<HeaderValueOption>& add,
-                        const std::vector<std::string>& remove) {
+  auto push = [&levels](const CompactVector<HeaderValueOption>& add,
+                        const CompactVector<std::string>& remove) {
     if (!add.empty() || !remove.empty()) levels.push_back(HeaderMutationLevel{&add, &remove});
   };
   if (d.weighted_cluster != nullptr) {

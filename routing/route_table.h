@@ -106,8 +106,8 @@ using HeaderFormatHook = std::function<void(std::string_view command, std::strin
 // One level of header mutations (weighted cluster, route, vhost, or route
 // configuration). Points into the RouteTable.
 struct HeaderMutationLevel {
-  const std::vector<HeaderValueOption>* to_add = nullptr;
-  const std::vector<std::string>* to_remove = nullptr;
+  const CompactVector<HeaderValueOption>* to_add = nullptr;
+  const CompactVector<std::string>* to_remove = nullptr;
 };
 using HeaderMutationLevels = std::vector<HeaderMutationLevel>;
 

@@ -77,9 +77,10 @@ absl::StatusOr<std::vector<LocalityEndpointsConfig>> translateLoadAssignment(
     const auto& lle = assignment.endpoints(l);
     const std::string lpath = indexPath(fieldPath(path, "endpoints"), l);
     LocalityEndpointsConfig loc;
-    loc.region = lle.locality().region();
-    loc.zone = lle.locality().zone();
-    loc.sub_zone = lle.locality().sub_zone();
+    if (const auto& l = lle.locality();
+        !l.region().empty() || !l.zone().empty() || !l.sub_zone().empty()) {
+      loc.locality = Locality{l.region(), l.zone(), l.sub_zone()};
+    }
     loc.priority = lle.priority();
     if (lle.has_load_balancing_weight()) loc.weight = lle.load_balancing_weight().value();
     for (int e = 0; e < lle.lb_endpoints_size(); ++e) {

@@ -222,8 +222,15 @@ struct EndpointConfig {
   uint32_t weight = 1;
 };
 
-struct LocalityEndpointsConfig {
+// envoy.config.core.v3.Locality.
+struct Locality {
   std::string region, zone, sub_zone;
+  bool operator==(const Locality&) const = default;
+};
+struct LocalityEndpointsConfig {
+  // Unset when region, zone and sub_zone are all empty (a sandbox's one
+  // endpoint has none: one pointer instead of three strings).
+  routing::Boxed<Locality> locality;
   uint32_t priority = 0;
   std::optional<uint32_t> weight;  // locality weight; unset means not weighted
   std::vector<EndpointConfig> endpoints;
@@ -323,13 +330,13 @@ struct ClusterConfig {
   std::vector<LocalityEndpointsConfig> localities;
   std::string eds_service_name;  // EDS: eds_cluster_config.service_name, else the name
   // EDS: the file of eds_cluster_config.eds_config (see endpoint_translator.h).
-  std::optional<EdsSourceConfig> eds;
+  routing::Boxed<EdsSourceConfig> eds;  // EDS clusters only: one pointer while unset
   DnsLookupFamily dns_lookup_family = DnsLookupFamily::Auto;
   Milliseconds dns_refresh_rate{5000};
   bool respect_dns_ttl = false;               // accepted; not honoured (no TTL from getaddrinfo)
   bool has_dns_failure_refresh_rate = false;  // accepted; not honoured
   std::vector<CircuitBreakerThresholds> circuit_breakers;  // always has a Default entry
-  std::vector<HealthCheckConfig> health_checks;
+  routing::CompactVector<HealthCheckConfig> health_checks;
   routing::Boxed<OutlierDetectionConfig> outlier_detection;  // rare: one pointer while unset
   UpstreamProtocol upstream_protocol = UpstreamProtocol::Http1;
   bool has_tls = false;  // UpstreamTlsContext transport socket

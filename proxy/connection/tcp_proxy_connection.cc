@@ -79,7 +79,7 @@ asio::awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigCon
   if (co_await conn.connectUpstream()) {
     co_await conn.relay();
     conn.host_->active_requests--;
-    if (conn.upstream_closed_first_) shard.inc(conn.cluster_->runtime().stats.upstream_cx_destroy_remote);
+    if (conn.upstream_closed_first_) shard.inc(conn.cluster_->runtime().stats.upstream_cx_destroy_remote());
     conn.cluster_->closeTcp(*conn.host_, std::move(conn.upstream_));
   }
   conn.closeSockets();
@@ -133,7 +133,7 @@ asio::awaitable<bool> TcpProxyConnection::connectUpstream() {
     if (listener_address) lb.listener_address = &*listener_address;
     HostState* host = cluster_->chooseHost(lb);
     if (host == nullptr) {
-      shard.inc(cstats.upstream_cx_none_healthy);
+      shard.inc(cstats.upstream_cx_none_healthy());
       flags_.set(ResponseFlag::NoHealthyUpstream);
       co_return false;
     }
@@ -157,7 +157,7 @@ asio::awaitable<bool> TcpProxyConnection::connectUpstream() {
                      r.timed_out ? "timed out" : "failed");
   }
   // Envoy counts running out of attempts even when only one was allowed.
-  shard.inc(cstats.upstream_cx_connect_attempts_exceeded);
+  shard.inc(cstats.upstream_cx_connect_attempts_exceeded());
   flags_.set(ResponseFlag::UpstreamRetryLimitExceeded);
   co_return false;
 }
@@ -187,7 +187,7 @@ void TcpProxyConnection::onRead(RelayDirection dir, uint64_t n) {
     shard.inc(tcp.stats.downstream_cx_rx_bytes_total, n);
     shard.add(tcp.stats.downstream_cx_rx_bytes_buffered, static_cast<int64_t>(n));
   } else {
-    shard.inc(cluster_->runtime().stats.upstream_cx_rx_bytes_total, n);
+    shard.inc(cluster_->runtime().stats.upstream_cx_rx_bytes_total(), n);
     shard.add(tcp.stats.downstream_cx_tx_bytes_buffered, static_cast<int64_t>(n));
   }
 }
@@ -201,13 +201,13 @@ void TcpProxyConnection::onWritten(RelayDirection dir, uint64_t n, bool delivere
             static_cast<int64_t>(n));
   if (waited) {
     shard.inc(to_upstream ? ts.downstream_flow_control_paused_reading_total
-                          : cs.upstream_flow_control_paused_reading_total);
+                          : cs.upstream_flow_control_paused_reading_total());
     shard.inc(to_upstream ? ts.downstream_flow_control_resumed_reading_total
-                          : cs.upstream_flow_control_resumed_reading_total);
+                          : cs.upstream_flow_control_resumed_reading_total());
   }
   if (!delivered) return;
   if (!to_upstream) bytes_sent_ += n;
-  shard.inc(to_upstream ? cs.upstream_cx_tx_bytes_total : ts.downstream_cx_tx_bytes_total, n);
+  shard.inc(to_upstream ? cs.upstream_cx_tx_bytes_total() : ts.downstream_cx_tx_bytes_total, n);
 }
 
 void TcpProxyConnection::onSourceEnded(RelayDirection dir, bool reset) {

@@ -38,7 +38,7 @@ bool isGrpcServicePath(std::string_view path);
 
 class GrpcStatsTracker {
  public:
-  GrpcStatsTracker(const stats::GrpcClusterStats& stats, stats::Shard& shard,
+  GrpcStatsTracker(stats::GrpcClusterStats stats, stats::Shard& shard,
                    const GrpcStatsFilterConfig& config)
       : stats_(stats), shard_(shard), config_(config) {}
 
@@ -56,7 +56,7 @@ class GrpcStatsTracker {
  private:
   void chargeStatus(const HeaderMap& headers);
 
-  const stats::GrpcClusterStats& stats_;
+  const stats::GrpcClusterStats stats_;  // by value: ClusterStats::grpc() computes it
   stats::Shard& shard_;
   const GrpcStatsFilterConfig& config_;
   GrpcFrameCounter request_frames_;

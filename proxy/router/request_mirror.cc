@@ -81,10 +81,10 @@ asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> c
   const UpstreamRequest::Result r = co_await upstream.run();
   const bool complete = r.state == UpstreamRequest::State::Complete;
   if (complete) {
-    shard.inc(stats.upstream_rq_completed);
+    shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
   } else if (r.timeout == UpstreamRequest::Timeout::Global) {
-    shard.inc(stats.upstream_rq_timeout);
+    shard.inc(stats.upstream_rq_timeout());
   }
   upstream.finish(complete && !r.eof);
 }

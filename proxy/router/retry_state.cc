@@ -24,7 +24,7 @@ bool RetryState::canRetry(WorkerCluster& cluster, stats::Shard& shard, bool body
   if (policy_ == nullptr) return false;
   const auto& stats = cluster.runtime().stats;
   if (retries_done_ >= policy_->config->num_retries) {
-    shard.inc(stats.upstream_rq_retry_limit_exceeded);
+    shard.inc(stats.upstream_rq_retry_limit_exceeded());
     flags.set(access_log::ResponseFlag::UpstreamRetryLimitExceeded);
     return false;
   }
@@ -32,7 +32,7 @@ bool RetryState::canRetry(WorkerCluster& cluster, stats::Shard& shard, bool body
   if (!body_replayable) return false;
   if (std::chrono::steady_clock::now() >= deadline) return false;
   if (!cluster.resources().retries.canCreate(cluster.thresholds().max_retries)) {
-    shard.inc(stats.upstream_rq_retry_overflow);
+    shard.inc(stats.upstream_rq_retry_overflow());
     return false;
   }
   return true;

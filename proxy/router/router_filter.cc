@@ -217,7 +217,7 @@ asio::awaitable<void> RouterFilter::replyUpstreamTimeout() {
     co_return;
   }
   stats::Shard& shard = conn_.worker().shard();
-  shard.inc(cluster_->runtime().stats.upstream_rq_timeout);
+  shard.inc(cluster_->runtime().stats.upstream_rq_timeout());
   shard.inc(stream_.hcm_.stats.downstream_rq_timeout);
   stream_.flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
   co_await stream_.sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
@@ -239,7 +239,7 @@ asio::awaitable<void> RouterFilter::forward() {
   stream_.cluster_runtime_ = &cluster_->runtime();
   if (hcm.grpc_stats && isGrpcContentType(stream_.head_.headers.get("content-type")) &&
       isGrpcServicePath(stream_.head_.path)) {
-    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc, shard, *hcm.grpc_stats);
+    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats);
   }
   // tunnel() relays between two HTTP/1.1 connections (plaintext or TLS
   // on either); a tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
@@ -264,7 +264,7 @@ asio::awaitable<void> RouterFilter::forward() {
     if (r != AttemptResult::Retry) break;
     // attempt() returns Retry only when canRetry() said yes.
     retry_->onRetry();
-    shard.inc(cluster_->runtime().stats.upstream_rq_retry);
+    shard.inc(cluster_->runtime().stats.upstream_rq_retry());
     cluster_->startRetry();
     const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
     asio::steady_timer timer(worker.io(), wait);
@@ -536,7 +536,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   }
   const bool complete = r.state == State::Complete || r.state == State::CompleteEarly;
   if (complete && upstream.stream().upgraded() && conn_.upgraded()) {
-    shard.inc(stats.upstream_rq_completed);
+    shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
     UpstreamConnection* up = upstream.stream().http1Connection();
     DownstreamConnection* down = conn_.http1();
@@ -547,9 +547,9 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   if (complete) {
     const auto elapsed =
         std::chrono::duration_cast<milliseconds>(Clock::now() - upstream.startTime());
-    shard.record(stats.upstream_rq_time, static_cast<uint64_t>(elapsed.count()));
+    shard.record(stats.upstream_rq_time(), static_cast<uint64_t>(elapsed.count()));
     if (stream_.grpc_stats_) stream_.grpc_stats_->onUpstreamComplete(elapsed);
-    shard.inc(stats.upstream_rq_completed);
+    shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
     upstream.finish(!r.eof && r.request_sent && conn_.requestComplete());
     if (conn_.closeAfterResponse()) stream_.close_connection_ = true;
@@ -585,7 +585,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
       flags.set(upstream_timeout ? access_log::ResponseFlag::UpstreamRequestTimeout
                                  : access_log::ResponseFlag::UpstreamConnectionTermination);
     }
-    if (upstream_timeout) shard.inc(stats.upstream_rq_timeout);
+    if (upstream_timeout) shard.inc(stats.upstream_rq_timeout());
     shard.inc(hcm.stats.rq_reset_after_downstream_response_started);
     stream_.close_connection_ = true;
     co_return AttemptResult::Failed;
@@ -595,8 +595,8 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     case Timeout::None: break;
     case Timeout::PerTry:
     case Timeout::PerTryIdle:
-      shard.inc(r.timeout == Timeout::PerTry ? stats.upstream_rq_per_try_timeout
-                                             : stats.upstream_rq_per_try_idle_timeout);
+      shard.inc(r.timeout == Timeout::PerTry ? stats.upstream_rq_per_try_timeout()
+                                             : stats.upstream_rq_per_try_idle_timeout());
       if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
       co_await replyUpstreamTimeout();
       co_return AttemptResult::Failed;
@@ -618,7 +618,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   }
   // Reset or EOF before a response: a stale pooled connection is retried once
   // transparently (when the body can be replayed); otherwise per policy.
-  shard.inc(stats.upstream_rq_rx_reset);
+  shard.inc(stats.upstream_rq_rx_reset());
   if (reused && attempt_number == 0 && r.status == 0 && bodyReplayable() &&
       Clock::now() < deadline_) {
     co_return co_await attempt(attempt_number + 1);

@@ -80,7 +80,7 @@ UpstreamRequest::~UpstreamRequest() { finish(false); }
 bool UpstreamRequest::start() {
   const auto& stats = cluster_.runtime().stats;
   if (!cluster_.tryStartRequest()) {
-    shard_.inc(stats.upstream_rq_pending_overflow);
+    shard_.inc(stats.upstream_rq_pending_overflow());
     // The connection did nothing wrong: it goes back to the pool.
     finished_ = true;
     stream_.finish(true);
@@ -89,8 +89,8 @@ bool UpstreamRequest::start() {
   started_ = true;
   ++host_.active_requests;
   ++host_.rq_total;
-  shard_.inc(stats.upstream_rq_total);
-  shard_.add(stats.upstream_rq_active, 1);
+  shard_.inc(stats.upstream_rq_total());
+  shard_.add(stats.upstream_rq_active(), 1);
   start_ = Clock::now();
   last_activity_ = start_;
   return true;
@@ -102,7 +102,7 @@ void UpstreamRequest::finish(bool reusable) {
   if (started_) {
     --host_.active_requests;
     cluster_.endRequest();
-    shard_.sub(cluster_.runtime().stats.upstream_rq_active, 1);
+    shard_.sub(cluster_.runtime().stats.upstream_rq_active(), 1);
   }
   stream_.finish(reusable);
 }

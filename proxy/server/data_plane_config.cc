@@ -175,17 +175,17 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
 }  // namespace
 
 void recordMembership(const ClusterRuntime& cluster, const HostSet& hosts, stats::Shard& shard) {
-  shard.set(cluster.stats.membership_total, static_cast<int64_t>(hosts.hosts.size()));
+  shard.set(cluster.stats.membership_total(), static_cast<int64_t>(hosts.hosts.size()));
   int64_t healthy_count = 0;
   for (const auto& h : hosts.hosts) healthy_count += h.healthy ? 1 : 0;
-  shard.set(cluster.stats.membership_healthy, healthy_count);
+  shard.set(cluster.stats.membership_healthy(), healthy_count);
   if (!hosts.maglev.empty()) {
     // Envoy's maglev_lb.{min,max}_entries_per_host, of the lowest priority's table.
     const auto& slots = hosts.maglev.front().table.slotsPerHost();
     const auto [min, max] = std::minmax_element(slots.begin(), slots.end());
-    shard.set(cluster.stats.maglev_min_entries_per_host,
+    shard.set(cluster.stats.maglev_min_entries_per_host(),
               min == slots.end() ? 0 : static_cast<int64_t>(*min));
-    shard.set(cluster.stats.maglev_max_entries_per_host,
+    shard.set(cluster.stats.maglev_max_entries_per_host(),
               max == slots.end() ? 0 : static_cast<int64_t>(*max));
   }
 }
@@ -196,24 +196,24 @@ ResolutionApplied applyResolution(const ClusterRuntime& cluster, const ResolveTa
                                   const HostSet& current, stats::Shard& shard) {
   const config::ClusterConfig& c = *cluster.config;
   const auto& stats = cluster.stats;
-  shard.inc(stats.update_attempt);
+  shard.inc(stats.update_attempt());
   std::vector<std::string> addresses;
   if (!ec) addresses = selectAddresses(resolved, c.dns_lookup_family);
   const bool logical = c.type == config::ClusterConfig::Type::LogicalDns;
   ResolutionApplied r;
   if (ec || (logical && addresses.empty())) {
-    shard.inc(stats.update_failure);
+    shard.inc(stats.update_failure());
     return r;
   }
   r.ok = true;
-  shard.inc(stats.update_success);
+  shard.inc(stats.update_success());
   HostListUpdate u =
       updateHostList(current.hosts, target, addresses, c.type, cluster.health_checked);
   if (!u.changed) {
-    shard.inc(stats.update_no_rebuild);
+    shard.inc(stats.update_no_rebuild());
     return r;
   }
-  if (u.added > 0 || u.removed > 0) shard.inc(stats.membership_change);
+  if (u.added > 0 || u.removed > 0) shard.inc(stats.membership_change());
   TURNOUT_LOG(info, kLogComponent, "cluster '{}': '{}' now resolves to {} ({} added, {} removed)",
               c.name, target.dns_name, absl::StrJoin(addresses, ", "), u.added, u.removed);
   r.changed = makeHostSet(c, std::move(u.hosts));

@@ -38,9 +38,9 @@ struct ClusterRuntime {
   bool health_checked = false;
   stats::ClusterStats stats;
   // The cluster's UpstreamTlsContext (null: plaintext) and its
-  // cluster.<name>.ssl.* stats.
+  // cluster.<name>.ssl.* stats (boxed: most clusters have no TLS).
   tls::ClientContextConstSharedPtr tls;
-  std::optional<stats::SslStats> ssl_stats;
+  routing::Boxed<stats::SslStats> ssl_stats;
 };
 using ClusterRuntimeConstSharedPtr = std::shared_ptr<const ClusterRuntime>;
 using ClusterMap = ShardedMap<ClusterRuntimeConstSharedPtr>;

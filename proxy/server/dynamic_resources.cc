@@ -428,7 +428,7 @@ absl::StatusOr<std::unique_ptr<XdsStream>> DynamicResources::makeStream(
       if (!c || !c->tls) return nullptr;
       return makeUpstreamTransport(*c, ep, {"h2"}, nullptr);
     };
-    o.ssl_stats = xds_cluster->ssl_stats;
+    o.ssl_stats = xds_cluster->ssl_stats.toOptional();
   }
   o.cluster_name = server.cluster_name;
   o.authority = server.authority;
@@ -1540,7 +1540,7 @@ void DynamicResources::watchCluster(const std::string& name,
       if (it == eds_clusters_.end() || it->second.runtime.get() != raw || !it->second.warming) {
         return;
       }
-      store_.mainShard().inc(raw->stats.init_fetch_timeout);
+      store_.mainShard().inc(raw->stats.init_fetch_timeout());
       TURNOUT_LOG(warn, kLog,
                   "EDS: cluster '{}' got no ClusterLoadAssignment '{}' from '{}' within "
                   "initial_fetch_timeout; it serves without hosts until one arrives",
@@ -1593,9 +1593,9 @@ void DynamicResources::onEndpoints(const std::string& path, const std::string& c
   auto parsed = config::parseEndpointResponse(contents);
   for (auto& [name, e] : eds_clusters_) {
     if (e.runtime->config->eds->ads || e.runtime->config->eds->path != path) continue;
-    shard.inc(e.runtime->stats.update_attempt);
+    shard.inc(e.runtime->stats.update_attempt());
     if (!parsed.ok()) {
-      shard.inc(e.runtime->stats.update_rejected);
+      shard.inc(e.runtime->stats.update_rejected());
       TURNOUT_LOG(warn, kLog, "EDS '{}' for cluster '{}' update rejected: {}", path, name,
                   std::string(parsed.status().message()));
     }
@@ -1623,8 +1623,8 @@ absl::Status DynamicResources::applyAdsEndpoints(
   if (!parsed.ok()) {
     for (auto& [name, list] : ads_eds_) {
       for (EdsCluster* e : list) {
-        shard.inc(e->runtime->stats.update_attempt);
-        shard.inc(e->runtime->stats.update_rejected);
+        shard.inc(e->runtime->stats.update_attempt());
+        shard.inc(e->runtime->stats.update_rejected());
       }
     }
     TURNOUT_LOG(warn, kLog, "EDS (ADS) update rejected: {}", std::string(parsed.status().message()));
@@ -1634,7 +1634,7 @@ absl::Status DynamicResources::applyAdsEndpoints(
   for (const auto& a : parsed->assignments) {
     auto it = ads_eds_.find(a.cluster_name);
     if (it == ads_eds_.end()) continue;
-    for (EdsCluster* e : it->second) shard.inc(e->runtime->stats.update_attempt);
+    for (EdsCluster* e : it->second) shard.inc(e->runtime->stats.update_attempt());
   }
   for (const auto& a : parsed->assignments) ads_assignments_[a.cluster_name] = a;
   for (const auto& a : parsed->assignments) {
@@ -1658,7 +1658,7 @@ void DynamicResources::applyAssignment(EdsCluster& e,
     // Envoy: an update without the cluster's assignment keeps the previous
     // hosts (update_empty) and ends the warming.
     if (count) {
-      shard.inc(rt.stats.update_empty);
+      shard.inc(rt.stats.update_empty());
       TURNOUT_LOG(warn, kLog, "EDS '{}' has no ClusterLoadAssignment '{}' for cluster '{}'; "
                   "keeping its {} hosts",
                   cfg.eds->path, cfg.eds_service_name, cfg.name, e.hosts->hosts.size());
@@ -1666,14 +1666,14 @@ void DynamicResources::applyAssignment(EdsCluster& e,
     warmed(e);
     return;
   }
-  if (count) shard.inc(rt.stats.update_success);
+  if (count) shard.inc(rt.stats.update_success());
   HostListUpdate u = updateEndpointHosts(a->localities, e.hosts->hosts, rt.health_checked);
   if (!u.changed) {
-    if (count) shard.inc(rt.stats.update_no_rebuild);
+    if (count) shard.inc(rt.stats.update_no_rebuild());
     warmed(e);
     return;
   }
-  if (u.added > 0 || u.removed > 0) shard.inc(rt.stats.membership_change);
+  if (u.added > 0 || u.removed > 0) shard.inc(rt.stats.membership_change());
   TURNOUT_LOG(info, kLog, "EDS: cluster '{}' has {} hosts ({} added, {} removed)", cfg.name,
               u.hosts.size(), u.added, u.removed);
   e.hosts = makeHostSet(cfg, std::move(u.hosts));

@@ -77,6 +77,8 @@ struct SchemaRegistrar {
   StatId counter(std::string n) { return add(std::move(n), StatKind::Counter); }
   StatId gauge(std::string n) { return add(std::move(n), StatKind::Gauge); }
   StatId histogram(std::string n) { return add(std::move(n), StatKind::Histogram); }
+  // A stat this schema does not have (ClusterStats::kAbsent).
+  StatId absent() { return StatId{ClusterStats::kAbsent}; }
 };
 
 // Hands out one registered scope's ids in schema order (laziness is the
@@ -258,14 +260,16 @@ const StatSchema* buildSchema(Stats (*fill)(SchemaRegistrar&)) {
 // A cluster's stats in slot order; the same code builds the schema and fills
 // each cluster's ids, so the two cannot disagree.
 template <class Registrar>
-ClusterStats fillClusterStats(Registrar& r, bool maglev) {
-  ClusterStats s;
+ClusterStatIds fillClusterStats(Registrar& r, bool maglev) {
+  ClusterStatIds s;
   // Main-thread stats first: they share the scope's first page (<= 16 slots).
   s.membership_total = r.gauge("membership_total");
   s.membership_healthy = r.gauge("membership_healthy");
   if (maglev) {
     s.maglev_min_entries_per_host = r.gauge("maglev_lb.min_entries_per_host");
     s.maglev_max_entries_per_host = r.gauge("maglev_lb.max_entries_per_host");
+  } else {
+    s.maglev_min_entries_per_host = s.maglev_max_entries_per_host = r.absent();
   }
   s.update_attempt = r.counter("update_attempt");
   s.update_success = r.counter("update_success");
@@ -358,11 +362,40 @@ ClusterStats fillClusterStats(Registrar& r, bool maglev) {
   return s;
 }
 
-const StatSchema* buildClusterSchema(bool maglev) {
-  auto* schema = new StatSchema();
-  SchemaRegistrar r{*schema};
-  fillClusterStats(r, maglev);
-  return schema;
+// A cluster schema and its offsets, built once per kind.
+struct ClusterSchema {
+  StatSchema schema;
+  ClusterStatIds offsets;
+};
+
+const ClusterSchema* buildClusterSchema(bool maglev) {
+  auto* built = new ClusterSchema();
+  SchemaRegistrar r{built->schema};
+  built->offsets = fillClusterStats(r, maglev);
+  return built;
+}
+
+const ClusterSchema& clusterSchema(bool maglev) {
+  static const ClusterSchema* const kPlain = buildClusterSchema(false);
+  static const ClusterSchema* const kMaglev = buildClusterSchema(true);
+  return maglev ? *kMaglev : *kPlain;
+}
+
+// Hands out sinks (the ids of a ClusterStats without a scope).
+struct SinkRegistrar {
+  void setLazy(Lazy) {}
+  StatId counter(const std::string&) { return StatId{kScalarSink}; }
+  StatId gauge(const std::string&) { return StatId{kScalarSink}; }
+  StatId histogram(const std::string&) { return StatId{kHistogramSink}; }
+  StatId absent() { return StatId{kScalarSink}; }
+};
+
+const ClusterStatIds& sinkClusterStatIds() {
+  static const ClusterStatIds kSinks = [] {
+    SinkRegistrar r;
+    return fillClusterStats(r, false);
+  }();
+  return kSinks;
 }
 
 }  // namespace
@@ -385,21 +418,19 @@ void GrpcClusterStats::chargeStatus(Shard& shard, std::string_view status) const
   shard.inc(total);
 }
 
+ClusterStats::ClusterStats() : ids_(&sinkClusterStatIds()) {}
+
 void ClusterStats::countResponse(Shard& shard, uint32_t code) const {
-  countClass(upstream_rq_xx, shard, code);
-  countCode(upstream_rq_code_first, shard, code);
+  countClass(rebased(ids_->upstream_rq_xx), shard, code);
+  countCode(at(ids_->upstream_rq_code_first), shard, code);
 }
 
 void ClusterStats::countRetriedResponse(Shard& shard, uint32_t code) const {
-  countClass(retry_upstream_rq_xx, shard, code);
-  countCode(retry_upstream_rq_code_first, shard, code);
+  countClass(rebased(ids_->retry_upstream_rq_xx), shard, code);
+  countCode(at(ids_->retry_upstream_rq_code_first), shard, code);
 }
 
-const StatSchema& clusterStatSchema(bool maglev) {
-  static const StatSchema* const kPlain = buildClusterSchema(false);
-  static const StatSchema* const kMaglev = buildClusterSchema(true);
-  return maglev ? *kMaglev : *kPlain;
-}
+const StatSchema& clusterStatSchema(bool maglev) { return clusterSchema(maglev).schema; }
 
 OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view name,
                                                 std::string_view alt_stat_name) {
@@ -425,14 +456,12 @@ OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view n
 
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev) {
-  const StatSchema& schema = clusterStatSchema(maglev);
-  const ScopeRef ref = store.scope(
+  const ClusterSchema& kind = clusterSchema(maglev);
+  ScopeRef ref = store.scope(
       absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name), "."),
-      schema);
-  ScopeRegistrar r{ref};
-  ClusterStats s = fillClusterStats(r, maglev);
-  s.scope = ref.handle;
-  return s;
+      kind.schema);
+  if (!ref.handle) return ClusterStats();  // slot space exhausted: sinks (counted, logged)
+  return ClusterStats(std::move(ref.handle), ref.first, &kind.offsets);
 }
 
 ServerStats makeServerStats(Store& store) {

@@ -1,9 +1,11 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "proxy/stats/store.h"
 
@@ -154,7 +156,10 @@ struct GrpcClusterStats {
   void chargeStatus(Shard& shard, std::string_view status) const;
 };
 
-struct ClusterStats {
+// The offsets of cluster.<name>.* in the cluster schema (the same for
+// every cluster of a schema): filled once per schema by fillClusterStats.
+// ClusterStats adds a scope's first slot to them.
+struct ClusterStatIds {
   // Written by the main thread (config build, DNS, health checks): kept
   // together in the scope's first page, so an idle cluster allocates one
   // 16-slot page, on the main shard only.
@@ -200,12 +205,105 @@ struct ClusterStats {
   // http2.*: the cluster's HTTP/2 connections' codec stats.
   Http2CodecStats http2;
   GrpcClusterStats grpc;
-  ScopeHandle scope;
+};
+
+// cluster.<name>.*: a scope's handle and first slot, and the schema's
+// offsets (32 bytes per cluster; the ids are computed, not stored: at 10,000
+// clusters that is 3.7 MB less than a struct of ids). A default-constructed
+// ClusterStats (or one whose registration failed) writes only the sinks.
+class ClusterStats {
+ public:
+  ClusterStats();
+  ClusterStats(ScopeHandle scope, uint32_t first, const ClusterStatIds* ids)
+      : scope_(std::move(scope)), first_(first), ids_(ids) {}
+
+  StatId membership_total() const { return at(ids_->membership_total); }
+  StatId membership_healthy() const { return at(ids_->membership_healthy); }
+  StatId update_attempt() const { return at(ids_->update_attempt); }
+  StatId update_success() const { return at(ids_->update_success); }
+  StatId update_failure() const { return at(ids_->update_failure); }
+  StatId update_no_rebuild() const { return at(ids_->update_no_rebuild); }
+  StatId update_rejected() const { return at(ids_->update_rejected); }
+  StatId update_empty() const { return at(ids_->update_empty); }
+  StatId init_fetch_timeout() const { return at(ids_->init_fetch_timeout); }
+  StatId membership_change() const { return at(ids_->membership_change); }
+  StatId health_check_attempt() const { return at(ids_->health_check_attempt); }
+  StatId health_check_success() const { return at(ids_->health_check_success); }
+  StatId health_check_failure() const { return at(ids_->health_check_failure); }
+  StatId upstream_cx_total() const { return at(ids_->upstream_cx_total); }
+  StatId upstream_cx_active() const { return at(ids_->upstream_cx_active); }
+  StatId upstream_cx_connect_fail() const { return at(ids_->upstream_cx_connect_fail); }
+  StatId upstream_cx_connect_timeout() const { return at(ids_->upstream_cx_connect_timeout); }
+  StatId upstream_cx_destroy() const { return at(ids_->upstream_cx_destroy); }
+  StatId upstream_cx_overflow() const { return at(ids_->upstream_cx_overflow); }
+  StatId upstream_cx_pool_overflow() const { return at(ids_->upstream_cx_pool_overflow); }
+  StatId upstream_cx_idle_timeout() const { return at(ids_->upstream_cx_idle_timeout); }
+  StatId upstream_cx_max_requests() const { return at(ids_->upstream_cx_max_requests); }
+  StatId upstream_cx_destroy_remote() const { return at(ids_->upstream_cx_destroy_remote); }
+  StatId upstream_cx_http1_total() const { return at(ids_->upstream_cx_http1_total); }
+  StatId upstream_cx_http2_total() const { return at(ids_->upstream_cx_http2_total); }
+  StatId upstream_cx_rx_bytes_total() const { return at(ids_->upstream_cx_rx_bytes_total); }
+  StatId upstream_cx_tx_bytes_total() const { return at(ids_->upstream_cx_tx_bytes_total); }
+  StatId upstream_cx_none_healthy() const { return at(ids_->upstream_cx_none_healthy); }
+  StatId upstream_cx_connect_attempts_exceeded() const { return at(ids_->upstream_cx_connect_attempts_exceeded); }
+  StatId upstream_flow_control_paused_reading_total() const { return at(ids_->upstream_flow_control_paused_reading_total); }
+  StatId upstream_flow_control_resumed_reading_total() const { return at(ids_->upstream_flow_control_resumed_reading_total); }
+  StatId original_dst_host_invalid() const { return at(ids_->original_dst_host_invalid); }
+  StatId original_dst_loop_refused() const { return at(ids_->original_dst_loop_refused); }
+  StatId original_dst_host_overflow() const { return at(ids_->original_dst_host_overflow); }
+  StatId upstream_rq_total() const { return at(ids_->upstream_rq_total); }
+  StatId upstream_rq_active() const { return at(ids_->upstream_rq_active); }
+  StatId upstream_rq_pending_total() const { return at(ids_->upstream_rq_pending_total); }
+  StatId upstream_rq_pending_active() const { return at(ids_->upstream_rq_pending_active); }
+  StatId upstream_rq_pending_overflow() const { return at(ids_->upstream_rq_pending_overflow); }
+  StatId upstream_rq_timeout() const { return at(ids_->upstream_rq_timeout); }
+  StatId upstream_rq_pending_failure_eject() const { return at(ids_->upstream_rq_pending_failure_eject); }
+  StatId upstream_rq_cancelled() const { return at(ids_->upstream_rq_cancelled); }
+  StatId upstream_rq_per_try_timeout() const { return at(ids_->upstream_rq_per_try_timeout); }
+  StatId upstream_rq_per_try_idle_timeout() const { return at(ids_->upstream_rq_per_try_idle_timeout); }
+  StatId upstream_rq_rx_reset() const { return at(ids_->upstream_rq_rx_reset); }
+  StatId upstream_rq_tx_reset() const { return at(ids_->upstream_rq_tx_reset); }
+  StatId upstream_rq_retry() const { return at(ids_->upstream_rq_retry); }
+  StatId upstream_rq_retry_success() const { return at(ids_->upstream_rq_retry_success); }
+  StatId upstream_rq_retry_overflow() const { return at(ids_->upstream_rq_retry_overflow); }
+  StatId upstream_rq_retry_limit_exceeded() const { return at(ids_->upstream_rq_retry_limit_exceeded); }
+  StatId upstream_rq_completed() const { return at(ids_->upstream_rq_completed); }
+  StatId upstream_rq_time() const { return at(ids_->upstream_rq_time); }
+  // MAGLEV clusters only (a sink for others).
+  StatId maglev_min_entries_per_host() const { return maybe(ids_->maglev_min_entries_per_host); }
+  StatId maglev_max_entries_per_host() const { return maybe(ids_->maglev_max_entries_per_host); }
+  CircuitBreakerStats breakers_default() const { return rebased(ids_->breakers_default); }
+  CircuitBreakerStats breakers_high() const { return rebased(ids_->breakers_high); }
+  Http2CodecStats http2() const { return rebased(ids_->http2); }
+  GrpcClusterStats grpc() const { return rebased(ids_->grpc); }
+  const ScopeHandle& scope() const { return scope_; }
 
   // Final response: upstream_rq_<N>xx and upstream_rq_<code> (when pre-registered).
   void countResponse(Shard& shard, uint32_t code) const;
   // A response that was retried: retry.upstream_rq_<N>xx and retry.upstream_rq_<code>.
   void countRetriedResponse(Shard& shard, uint32_t code) const;
+
+  // An offset no schema has (a MAGLEV stat in the plain schema).
+  static constexpr uint32_t kAbsent = UINT32_MAX;
+
+ private:
+  StatId at(StatId offset) const { return StatId{first_ + offset.index}; }
+  StatId maybe(StatId offset) const {
+    return offset.index == kAbsent ? StatId{kScalarSink} : at(offset);
+  }
+  // A struct of ids only, each moved by first_.
+  template <class T>
+  T rebased(const T& offsets) const {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % sizeof(uint32_t) == 0);
+    auto raw = std::bit_cast<std::array<uint32_t, sizeof(T) / sizeof(uint32_t)>>(offsets);
+    for (uint32_t& v : raw) v += first_;
+    return std::bit_cast<T>(raw);
+  }
+
+  ScopeHandle scope_;
+  uint32_t first_ = 0;
+  // The sink layout (every id 0, or 1 for histograms) when default-constructed.
+  const ClusterStatIds* ids_;
 };
 // The codes with their own upstream_rq_<code> stat; others count only in their class.
 inline constexpr std::array<uint16_t, 24> kCommonCodes = {

@@ -455,7 +455,7 @@ HostState* WorkerCluster::chooseOriginalDst(const LoadBalancerContext& ctx) {
     const std::string_view value = ctx.request_headers->get(c.http_header);
     if (value.data() != nullptr) {
       dst = parseOriginalDstHost(value);
-      if (!dst) shard_->inc(stats.original_dst_host_invalid);
+      if (!dst) shard_->inc(stats.original_dst_host_invalid());
     }
   }
   if (!dst && ctx.downstream_local != nullptr) dst = *ctx.downstream_local;
@@ -464,7 +464,7 @@ HostState* WorkerCluster::chooseOriginalDst(const LoadBalancerContext& ctx) {
   if (ctx.listener_address != nullptr && isListenerAddress(*ctx.listener_address, *dst)) {
     // No original destination (the connection was not redirected), or one
     // that leads back into this listener: connecting would loop.
-    shard_->inc(stats.original_dst_loop_refused);
+    shard_->inc(stats.original_dst_loop_refused());
     return nullptr;
   }
   OriginalDstKey key;
@@ -490,7 +490,7 @@ HostState* WorkerCluster::chooseOriginalDst(const LoadBalancerContext& ctx) {
     for (auto& [k, h] : original_dst_hosts_) h->used = false;
     cleanupOriginalDstHosts(now);
     if (original_dst_hosts_.size() >= kMaxOriginalDstHosts) {
-      shard_->inc(stats.original_dst_host_overflow);
+      shard_->inc(stats.original_dst_host_overflow());
       return nullptr;
     }
   }
@@ -563,7 +563,7 @@ asio::awaitable<WorkerCluster::TcpConnectResult> WorkerCluster::connectTcp(
   // Envoy's TCP proxy checks the breaker before asking the pool, which would
   // otherwise queue the connection for one that is never released.
   if (!resources_->connections.canCreate(thresholds_.max_connections)) {
-    shard_->inc(runtime_->stats.upstream_cx_overflow);
+    shard_->inc(runtime_->stats.upstream_cx_overflow());
     r.status = TcpConnectResult::Status::Overflow;
     co_return r;
   }
@@ -587,11 +587,11 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   ConnectResult r;
   r.conn = std::make_unique<UpstreamConnection>(ex);
   resources_->connections.inc(thresholds_.max_connections, *shard_,
-                              stats.breakers_default.cx_open);
+                              stats.breakers_default().cx_open);
   ++host->cx_active;
-  shard_->inc(stats.upstream_cx_total);
-  if (http1) shard_->inc(stats.upstream_cx_http1_total);
-  shard_->add(stats.upstream_cx_active, 1);
+  shard_->inc(stats.upstream_cx_total());
+  if (http1) shard_->inc(stats.upstream_cx_http1_total());
+  shard_->add(stats.upstream_cx_active(), 1);
   startOriginalDstCleanup(ex);
   r.conn->stream.expires_after(std::min(runtime_->config->connect_timeout, timeout));
   boost::system::error_code ec =
@@ -602,7 +602,7 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   }
   if (ec) {
     r.timed_out = ec == beast::error::timeout;
-    shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+    shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout() : stats.upstream_cx_connect_fail());
     destroy(*host, std::move(r.conn));
     r.conn = nullptr;
     co_return r;
@@ -614,13 +614,13 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
     r.conn->tls_sessions = tls_sessions_;
     r.conn->tls = makeUpstreamTransport(*runtime_, host->endpoint, {}, tls_sessions_.get());
     if (r.conn->tls) {
-      ec = co_await runTlsHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats, *shard_);
+      ec = co_await runTlsHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats.toOptional(), *shard_);
     } else {
       ec = asio::error::invalid_argument;
     }
     if (ec) {
       r.timed_out = ec == beast::error::timeout;
-      shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout : stats.upstream_cx_connect_fail);
+      shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout() : stats.upstream_cx_connect_fail());
       destroy(*host, std::move(r.conn));
       r.conn = nullptr;
       co_return r;
@@ -639,13 +639,13 @@ asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
 
   // A pending request from here on (Envoy's newPendingRequest).
   if (!resources_->pending.tryInc(thresholds_.max_pending_requests, *shard_,
-                                  stats.breakers_default.rq_pending_open)) {
-    shard_->inc(stats.upstream_rq_pending_overflow);
+                                  stats.breakers_default().rq_pending_open)) {
+    shard_->inc(stats.upstream_rq_pending_overflow());
     r.status = Status::Overflow;
     co_return r;
   }
-  shard_->inc(stats.upstream_rq_pending_total);
-  shard_->add(stats.upstream_rq_pending_active, 1);
+  shard_->inc(stats.upstream_rq_pending_total());
+  shard_->add(stats.upstream_rq_pending_active(), 1);
   bool requeue_at_front = false;
   for (;;) {
     if (pending->cancelled_) {
@@ -653,7 +653,7 @@ asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
       break;
     }
     const bool can_create = resources_->connections.canCreate(thresholds_.max_connections);
-    if (!can_create) shard_->inc(stats.upstream_cx_overflow);
+    if (!can_create) shard_->inc(stats.upstream_cx_overflow());
     if (can_create || host->cx_active == 0) {
       ConnectResult c = co_await connect(pending->timer_.get_executor(), host, until(deadline));
       if (!c.conn) {
@@ -689,7 +689,7 @@ asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
       break;
     }
     if (why == Wake::ConnectFailure) {
-      shard_->inc(stats.upstream_rq_pending_failure_eject);
+      shard_->inc(stats.upstream_rq_pending_failure_eject());
       r.status = Status::ConnectFailure;
       break;
     }
@@ -700,11 +700,11 @@ asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
     requeue_at_front = true;  // Wake::Slot: a connection closed, try to connect
   }
   if (r.status == Status::Cancelled || r.status == Status::Timeout) {
-    shard_->inc(stats.upstream_rq_cancelled);
+    shard_->inc(stats.upstream_rq_cancelled());
   }
   resources_->pending.dec(thresholds_.max_pending_requests, *shard_,
-                          stats.breakers_default.rq_pending_open);
-  shard_->sub(stats.upstream_rq_pending_active, 1);
+                          stats.breakers_default().rq_pending_open);
+  shard_->sub(stats.upstream_rq_pending_active(), 1);
   co_return r;
 }
 
@@ -756,7 +756,7 @@ UpstreamConnectionPtr WorkerCluster::takeIdle(HostState& host) {
 void WorkerCluster::release(HostState& host, UpstreamConnectionPtr conn, bool reusable) {
   const uint32_t max_requests = runtime_->config->max_requests_per_connection;
   if (reusable && max_requests > 0 && conn->requests >= max_requests) {
-    shard_->inc(runtime_->stats.upstream_cx_max_requests);
+    shard_->inc(runtime_->stats.upstream_cx_max_requests());
     reusable = false;
   }
   if (reusable && conn->stream.socket().is_open() && conn->read_buffer.size() == 0) {
@@ -797,8 +797,8 @@ void WorkerCluster::closeIdle(HostState& host, UpstreamConnection& conn, bool re
   if (it == host.idle.end()) return;
   UpstreamConnectionPtr c = std::move(*it);
   host.idle.erase(it);
-  shard_->inc(remote ? runtime_->stats.upstream_cx_destroy_remote
-                     : runtime_->stats.upstream_cx_idle_timeout);
+  shard_->inc(remote ? runtime_->stats.upstream_cx_destroy_remote()
+                     : runtime_->stats.upstream_cx_idle_timeout());
   destroy(host, std::move(c));
   if (PendingRequest* p = host.pending_head) {
     dequeue(*p);
@@ -813,29 +813,29 @@ void WorkerCluster::destroy(HostState& host, UpstreamConnectionPtr conn) {
   conn->stream.socket().close(ec);
   --host.cx_active;
   resources_->connections.dec(thresholds_.max_connections, *shard_,
-                              runtime_->stats.breakers_default.cx_open);
-  shard_->sub(runtime_->stats.upstream_cx_active, 1);
-  shard_->inc(runtime_->stats.upstream_cx_destroy);
+                              runtime_->stats.breakers_default().cx_open);
+  shard_->sub(runtime_->stats.upstream_cx_active(), 1);
+  shard_->inc(runtime_->stats.upstream_cx_destroy());
 }
 
 bool WorkerCluster::tryStartRequest() {
   return resources_->requests.tryInc(thresholds_.max_requests, *shard_,
-                                     runtime_->stats.breakers_default.rq_open);
+                                     runtime_->stats.breakers_default().rq_open);
 }
 
 void WorkerCluster::endRequest() {
   resources_->requests.dec(thresholds_.max_requests, *shard_,
-                           runtime_->stats.breakers_default.rq_open);
+                           runtime_->stats.breakers_default().rq_open);
 }
 
 void WorkerCluster::startRetry() {
   resources_->retries.inc(thresholds_.max_retries, *shard_,
-                          runtime_->stats.breakers_default.rq_retry_open);
+                          runtime_->stats.breakers_default().rq_retry_open);
 }
 
 void WorkerCluster::endRetry() {
   resources_->retries.dec(thresholds_.max_retries, *shard_,
-                          runtime_->stats.breakers_default.rq_retry_open);
+                          runtime_->stats.breakers_default().rq_retry_open);
 }
 
 ClusterManager::ClusterManager(size_t worker_index)

@@ -87,8 +87,8 @@ asio::awaitable<void> refreshLoop(std::shared_ptr<State> state, TargetLoop* t) {
     if (t->in_flight) {
       // A resolution that ran past its deadline still occupies the
       // resolver's thread: count this round as failed, start no other.
-      state->main_shard.inc(runtime.stats.update_attempt);
-      state->main_shard.inc(runtime.stats.update_failure);
+      state->main_shard.inc(runtime.stats.update_attempt());
+      state->main_shard.inc(runtime.stats.update_failure());
       continue;
     }
     startResolve(state, t);

@@ -140,7 +140,7 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
     std::unique_ptr<tls::TlsTransport> t =
         makeUpstreamTransport(*s->cluster, *s->endpoint, {}, nullptr);
     if (!t) co_return HealthCheckResult::NetworkFailure;
-    ec = co_await runTlsHandshake(stream, *t, s->cluster->ssl_stats, state->main_shard);
+    ec = co_await runTlsHandshake(stream, *t, s->cluster->ssl_stats.toOptional(), state->main_shard);
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
     ec = co_await writeTls(stream, *t, s->request);
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
@@ -180,7 +180,7 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
 asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s) {
   const std::string& cluster_name = s->cluster->config->name;
   while (!state->stopped && !s->removed) {
-    state->main_shard.inc(s->cluster->stats.health_check_attempt);
+    state->main_shard.inc(s->cluster->stats.health_check_attempt());
     const HealthCheckResult result = co_await probe(state, s);
     if (s->stream) {
       boost::system::error_code ignored;
@@ -191,9 +191,9 @@ asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s)
     if (state->stopped || s->removed) co_return;
 
     if (result == HealthCheckResult::Success) {
-      state->main_shard.inc(s->cluster->stats.health_check_success);
+      state->main_shard.inc(s->cluster->stats.health_check_success());
     } else {
-      state->main_shard.inc(s->cluster->stats.health_check_failure);
+      state->main_shard.inc(s->cluster->stats.health_check_failure());
     }
     const bool changed =
         s->health.onResult(result, s->check->healthy_threshold, s->check->unhealthy_threshold);

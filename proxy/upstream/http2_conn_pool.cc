@@ -359,7 +359,7 @@ UpstreamStreamPtr Http2ConnPool::attach(Http2PoolConnection& c) {
   const uint32_t max_requests = cluster_.config().max_requests_per_connection;
   if (max_requests > 0 && c.streams_total_ >= max_requests &&
       c.state_ == Http2PoolConnection::State::Ready) {
-    cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_max_requests);
+    cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_max_requests());
     c.state_ = Http2PoolConnection::State::Draining;
   }
   return UpstreamStreamPtr(s);
@@ -376,13 +376,13 @@ uint64_t Http2ConnPool::connectingCapacity() const {
 void Http2ConnPool::startConnect(asio::any_io_executor ex) {
   const auto& stats = cluster_.runtime().stats;
   auto c = std::make_shared<Http2PoolConnection>(
-      *this, ex, settings_, http2::CodecStatsSink{stats.http2, cluster_.shard_});
+      *this, ex, settings_, http2::CodecStatsSink{stats.http2(), cluster_.shard_});
   cluster_.resources_->connections.inc(cluster_.thresholds_.max_connections, *cluster_.shard_,
-                                       stats.breakers_default.cx_open);
+                                       stats.breakers_default().cx_open);
   ++host_.cx_active;
-  cluster_.shard_->inc(stats.upstream_cx_total);
-  if (!alpn_auto_) cluster_.shard_->inc(stats.upstream_cx_http2_total);  // auto: once h2 is chosen
-  cluster_.shard_->add(stats.upstream_cx_active, 1);
+  cluster_.shard_->inc(stats.upstream_cx_total());
+  if (!alpn_auto_) cluster_.shard_->inc(stats.upstream_cx_http2_total());  // auto: once h2 is chosen
+  cluster_.shard_->add(stats.upstream_cx_active(), 1);
   conns_.push_back(c);
   cluster_.startOriginalDstCleanup(ex);
   asio::co_spawn(ex, run(c), LogEscapedException{"pool", "http2 connection"});
@@ -414,8 +414,8 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
     }
     if (ec || c->closing_) {
       last_connect_timed_out_ = ec == beast::error::timeout;
-      cluster_.shard_->inc(last_connect_timed_out_ ? stats.upstream_cx_connect_timeout
-                                                   : stats.upstream_cx_connect_fail);
+      cluster_.shard_->inc(last_connect_timed_out_ ? stats.upstream_cx_connect_timeout()
+                                                   : stats.upstream_cx_connect_fail());
       c->state_ = Http2PoolConnection::State::Closed;
       WorkerCluster::wakeAll(host_, PendingRequest::Wake::ConnectFailure);
       onClosed(*c);
@@ -484,13 +484,13 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
                                  c.tls_sessions_.get());
   if (!c.tls_) co_return asio::error::invalid_argument;
   boost::system::error_code ec =
-      co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats, *cluster_.shard_);
+      co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats.toOptional(), *cluster_.shard_);
   if (!ec && alpn_auto_ && c.pool_ != nullptr) {
     // Envoy's auto_config: whatever the server picked (no ALPN is HTTP/1.1).
     const bool h2 = c.tls_->alpn() == "h2";
     host_.alpn_protocol = h2 ? HostState::AlpnProtocol::Http2 : HostState::AlpnProtocol::Http1;
     if (h2) {
-      cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_http2_total);
+      cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_http2_total());
     } else {
       c.alpn_http1_ = true;
     }
@@ -509,7 +509,7 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
 void Http2ConnPool::onReady(Http2PoolConnection& c) { wakePending(c.capacity_); }
 
 void Http2ConnPool::onIdleTimeout(Http2PoolConnection& c) {
-  cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_idle_timeout);
+  cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_idle_timeout());
   c.drain();
 }
 
@@ -518,7 +518,7 @@ void Http2ConnPool::onStreamEnd(Http2PoolConnection& c) {
 }
 
 void Http2ConnPool::onClosed(Http2PoolConnection& c) {
-  if (c.remote_close_) cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_destroy_remote);
+  if (c.remote_close_) cluster_.shard_->inc(cluster_.runtime().stats.upstream_cx_destroy_remote());
   uncount(c);
   c.codec_.detachStats();  // it may outlive the pool, and the cluster's stat scope
   Http2PoolConnectionSharedPtr keep = c.shared_from_this();
@@ -534,9 +534,9 @@ void Http2ConnPool::uncount(Http2PoolConnection& c) {
   const auto& stats = cluster_.runtime().stats;
   --host_.cx_active;
   cluster_.resources_->connections.dec(cluster_.thresholds_.max_connections, *cluster_.shard_,
-                                       stats.breakers_default.cx_open);
-  cluster_.shard_->sub(stats.upstream_cx_active, 1);
-  cluster_.shard_->inc(stats.upstream_cx_destroy);
+                                       stats.breakers_default().cx_open);
+  cluster_.shard_->sub(stats.upstream_cx_active(), 1);
+  cluster_.shard_->inc(stats.upstream_cx_destroy());
 }
 
 void Http2ConnPool::wakePending(uint64_t n) {
@@ -567,13 +567,13 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
 
   // A pending request from here on (Envoy's newPendingStream).
   if (!cluster_.resources_->pending.tryInc(cluster_.thresholds_.max_pending_requests, shard,
-                                           stats.breakers_default.rq_pending_open)) {
-    shard.inc(stats.upstream_rq_pending_overflow);
+                                           stats.breakers_default().rq_pending_open)) {
+    shard.inc(stats.upstream_rq_pending_overflow());
     r.status = Status::Overflow;
     co_return r;
   }
-  shard.inc(stats.upstream_rq_pending_total);
-  shard.add(stats.upstream_rq_pending_active, 1);
+  shard.inc(stats.upstream_rq_pending_total());
+  shard.add(stats.upstream_rq_pending_active(), 1);
   ++pending_;
   bool at_front = false;
   for (;;) {
@@ -591,7 +591,7 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
     if (connectingCapacity() < pending_) {
       const bool can_create =
           cluster_.resources_->connections.canCreate(cluster_.thresholds_.max_connections);
-      if (!can_create) shard.inc(stats.upstream_cx_overflow);
+      if (!can_create) shard.inc(stats.upstream_cx_overflow());
       if (can_create || host_.cx_active == 0) startConnect(pending->timer_.get_executor());
     }
     cluster_.enqueue(host_, *pending, at_front);
@@ -607,7 +607,7 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
       break;
     }
     if (why == Wake::ConnectFailure) {
-      shard.inc(stats.upstream_rq_pending_failure_eject);
+      shard.inc(stats.upstream_rq_pending_failure_eject());
       r.status = Status::ConnectFailure;
       r.connect_timed_out = last_connect_timed_out_;
       break;
@@ -620,7 +620,7 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
   }
   --pending_;
   if (r.status == Status::Cancelled || r.status == Status::Timeout) {
-    shard.inc(stats.upstream_rq_cancelled);
+    shard.inc(stats.upstream_rq_cancelled());
   }
   if (r.status == Status::Cancelled || r.status == Status::Timeout) {
     // A slot this request was woken for goes to the next one.
@@ -632,8 +632,8 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
     }
   }
   cluster_.resources_->pending.dec(cluster_.thresholds_.max_pending_requests, shard,
-                                   stats.breakers_default.rq_pending_open);
-  shard.sub(stats.upstream_rq_pending_active, 1);
+                                   stats.breakers_default().rq_pending_open);
+  shard.sub(stats.upstream_rq_pending_active(), 1);
   co_return r;
 }
 

@@ -46,7 +46,8 @@ TEST_CASE("an EDS assignment is translated like a static cluster's load_assignme
     REQUIRE(localities->size() == 1);
     const LocalityEndpointsConfig& l = (*localities)[0];
     CHECK(l.priority == 1);
-    CHECK(l.zone == "z1");
+    REQUIRE(l.locality);
+    CHECK(l.locality->zone == "z1");
     CHECK(l.weight == 7u);
     REQUIRE(l.endpoints.size() == 1);
     CHECK(l.endpoints[0].address.address == "10.0.0.1");

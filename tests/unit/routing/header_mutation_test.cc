@@ -51,8 +51,8 @@ TEST_CASE("append actions follow Envoy's HeaderParser", "[routing]") {
       {A::OVERWRITE_IF_EXISTS, "old", "new"},
       {A::OVERWRITE_IF_EXISTS, "", ""},
   }));
-  std::vector<HeaderValueOption> add{opt("x-h", "new", action)};
-  std::vector<std::string> remove;
+  CompactVector<HeaderValueOption> add{opt("x-h", "new", action)};
+  CompactVector<std::string> remove;
   FakeHeaders h;
   if (!existing.empty()) h.add("x-h", existing);
   applyHeaderMutations({HeaderMutationLevel{&add, &remove}}, h);
@@ -60,10 +60,10 @@ TEST_CASE("append actions follow Envoy's HeaderParser", "[routing]") {
 }
 
 TEST_CASE("removals run before additions and empty values need keep_empty_value", "[routing]") {
-  std::vector<HeaderValueOption> add{
+  CompactVector<HeaderValueOption> add{
       opt("a", "1"), opt("empty", ""),
       opt("kept", "", HeaderValueOption::HeaderAppendAction::APPEND_IF_EXISTS_OR_ADD, true)};
-  std::vector<std::string> remove{"a", "gone"};
+  CompactVector<std::string> remove{"a", "gone"};
   FakeHeaders h;
   h.add("a", "0");
   h.add("gone", "x");

@@ -18,7 +18,7 @@ struct Fixture {
   stats::Store store{1};
   stats::ClusterStats cluster = stats::makeClusterStats(store, "svc", "");
   GrpcStatsFilterConfig config{.upstream_stats = true};
-  GrpcStatsTracker tracker{cluster.grpc, store.shard(0), config};
+  GrpcStatsTracker tracker{cluster.grpc(), store.shard(0), config};
   uint64_t counter(const std::string& suffix) {
     return store.counterValue("cluster.svc.grpc." + suffix);
   }

@@ -27,10 +27,10 @@ TEST_CASE("twenty thousand clusters all get stats that count and render", "[stat
   CHECK(store.overflowCount() == 0);
   CHECK(store.scopeCount() == 20000);
   const ClusterStats& last = clusters.back();
-  CHECK_FALSE(last.upstream_rq_total == clusters.front().upstream_rq_total);
-  store.shard(1).inc(last.upstream_rq_total);
+  CHECK_FALSE(last.upstream_rq_total() == clusters.front().upstream_rq_total());
+  store.shard(1).inc(last.upstream_rq_total());
   last.countResponse(store.shard(0), 503);
-  store.shard(0).record(last.upstream_rq_time, 7);
+  store.shard(0).record(last.upstream_rq_time(), 7);
   CHECK(store.counterValue("cluster.c19999.upstream_rq_total") == 1);
   CHECK(store.counterValue("cluster.c19999.upstream_rq_503") == 1);
   CHECK(store.counterValue("cluster.c19998.upstream_rq_total") == 0);
@@ -61,17 +61,17 @@ TEST_CASE("every cluster stat field has its Envoy name", "[stats][scope]") {
     Store store(1);
     const ClusterStats s = makeClusterStats(store, "c", "", maglev);
     Shard& w = store.shard(0);
-    w.inc(s.upstream_cx_connect_timeout);
-    w.inc(s.upstream_rq_retry_limit_exceeded, 2);
-    w.inc(s.health_check_failure, 3);
-    w.inc(s.update_no_rebuild, 4);
-    w.set(s.breakers_high.rq_retry_open, 1);
-    w.set(s.breakers_default.cx_open, 1);
-    w.set(s.membership_total, 6);
-    w.add(s.upstream_rq_pending_active, 2);
+    w.inc(s.upstream_cx_connect_timeout());
+    w.inc(s.upstream_rq_retry_limit_exceeded(), 2);
+    w.inc(s.health_check_failure(), 3);
+    w.inc(s.update_no_rebuild(), 4);
+    w.set(s.breakers_high().rq_retry_open, 1);
+    w.set(s.breakers_default().cx_open, 1);
+    w.set(s.membership_total(), 6);
+    w.add(s.upstream_rq_pending_active(), 2);
     s.countRetriedResponse(w, 504);
     s.countResponse(w, 100);
-    w.record(s.upstream_rq_time, 9);
+    w.record(s.upstream_rq_time(), 9);
     CHECK(store.counterValue("cluster.c.upstream_cx_connect_timeout") == 1);
     CHECK(store.counterValue("cluster.c.upstream_rq_retry_limit_exceeded") == 2);
     CHECK(store.counterValue("cluster.c.health_check.failure") == 3);
@@ -88,20 +88,63 @@ TEST_CASE("every cluster stat field has its Envoy name", "[stats][scope]") {
     const std::string maglev_stats = renderText(store, filter(R"(maglev_lb)"));
     CHECK(maglev_stats.empty() == !maglev);
     if (maglev) {
-      w.set(s.maglev_max_entries_per_host, 11);
+      w.set(s.maglev_max_entries_per_host(), 11);
       CHECK(store.gaugeValue("cluster.c.maglev_lb.max_entries_per_host") == 11);
+    } else {
+      w.set(s.maglev_max_entries_per_host(), 11);  // not in the plain schema: a sink
+      CHECK(store.gaugeValue("cluster.c.membership_total") == 6);
+      CHECK(renderText(store, filter(R"(maglev_lb)")).empty());
     }
     // Exactly the schema's stats render, once each; the lazy ones (http2.*,
     // grpc.*) once written.
     const std::string all = renderText(store, filter(R"(^cluster\.c\.)"));
     CHECK(static_cast<uint32_t>(std::count(all.begin(), all.end(), '\n')) ==
           listedCount(clusterStatSchema(maglev), false));
-    w.inc(s.http2.goaway_sent, 0);  // a codec was made: all 15 http2.*
-    s.grpc.chargeStatus(w, "0");    // grpc.0, grpc.success, grpc.total
+    w.inc(s.http2().goaway_sent, 0);  // a codec was made: all 15 http2.*
+    s.grpc().chargeStatus(w, "0");    // grpc.0, grpc.success, grpc.total
     const std::string more = renderText(store, filter(R"(^cluster\.c\.)"));
     CHECK(static_cast<uint32_t>(std::count(more.begin(), more.end(), '\n')) ==
           listedCount(clusterStatSchema(maglev), false) + 15 + 3);
+    // The groups are computed from the scope's first slot, field by field.
+    w.inc(s.http2().tx_reset, 2);
+    w.add(s.http2().streams_active, 3);
+    w.record(s.grpc().upstream_rq_time, 4);
+    w.set(s.breakers_default().rq_retry_open, 1);
+    CHECK(store.counterValue("cluster.c.http2.tx_reset") == 2);
+    CHECK(store.gaugeValue("cluster.c.http2.streams_active") == 3);
+    CHECK(store.histogramValue("cluster.c.grpc.upstream_rq_time").sample_count == 1);
+    CHECK(store.gaugeValue("cluster.c.circuit_breakers.default.rq_retry_open") == 1);
+    CHECK(store.gaugeValue("cluster.c.circuit_breakers.high.rq_retry_open") == 1);
   }
+}
+
+TEST_CASE("cluster stats without a scope write only the sinks", "[stats][scope]") {
+  // The ids are computed (first slot + the schema's offsets), so a cluster
+  // costs a handle, a slot and a pointer, not a struct of ids.
+  STATIC_REQUIRE(sizeof(ClusterStats) <= 32);
+  Store store(1);
+  const ClusterStats real = makeClusterStats(store, "c", "");
+  const ClusterStats none;  // as a ClusterRuntime built without a store, or slots exhausted
+  Shard& w = store.shard(0);
+  w.inc(none.upstream_rq_total(), 5);
+  w.set(none.membership_total(), 7);
+  w.record(none.upstream_rq_time(), 3);
+  none.countResponse(w, 200);
+  none.countRetriedResponse(w, 503);
+  w.inc(none.http2().tx_reset);
+  none.grpc().chargeStatus(w, "0");
+  w.set(none.breakers_default().cx_open, 1);
+  w.set(none.maglev_min_entries_per_host(), 1);
+  CHECK(store.counterValue("cluster.c.upstream_rq_total") == 0);
+  CHECK(store.gaugeValue("cluster.c.membership_total") == 0);
+  CHECK(store.counterValue("cluster.c.upstream_rq_200") == 0);
+  CHECK(store.counterValue("cluster.c.upstream_rq_2xx") == 0);
+  CHECK(store.histogramValue("cluster.c.upstream_rq_time").sample_count == 0);
+  CHECK(renderText(store, filter(R"(\.(http2|grpc)\.)")).empty());
+  CHECK(store.gaugeValue("cluster.c.circuit_breakers.default.cx_open") == 0);
+  // The real scope still counts in its own slots.
+  real.countResponse(w, 200);
+  CHECK(store.counterValue("cluster.c.upstream_rq_200") == 1);
 }
 
 TEST_CASE("a removed cluster's stats are freed and their slots recycled", "[stats][scope]") {
@@ -113,14 +156,14 @@ TEST_CASE("a removed cluster's stats are freed and their slots recycled", "[stat
   const size_t empty_bytes = store.shardBytes();
   std::optional<ClusterStats> gone = makeClusterStats(store, "gone", "");
   const ClusterStats kept = makeClusterStats(store, "kept", "");
-  store.shard(0).inc(gone->upstream_rq_total);
-  store.shard(1).inc(gone->upstream_cx_total);
-  store.shard(1).record(gone->upstream_rq_time, 5);
-  store.mainShard().set(gone->membership_total, 1);
+  store.shard(0).inc(gone->upstream_rq_total());
+  store.shard(1).inc(gone->upstream_cx_total());
+  store.shard(1).record(gone->upstream_rq_time(), 5);
+  store.mainShard().set(gone->membership_total(), 1);
   store.resetCounters();  // leaves baselines behind for the slots
   store.flushHistogramIntervals();
   CHECK(store.shardBytes() > empty_bytes);
-  const StatId old_total = gone->upstream_rq_total;
+  const StatId old_total = gone->upstream_rq_total();
 
   ClusterStats copy = *gone;  // a second snapshot still holding the cluster
   gone.reset();
@@ -136,10 +179,10 @@ TEST_CASE("a removed cluster's stats are freed and their slots recycled", "[stat
 
   // The next cluster reuses the slots and starts from zero, unused.
   const ClusterStats next = makeClusterStats(store, "next", "");
-  CHECK(next.upstream_rq_total == old_total);
+  CHECK(next.upstream_rq_total() == old_total);
   CHECK(store.counterValue("cluster.next.upstream_rq_total") == 0);
   CHECK(renderText(store, filter(R"(^cluster\.next\.)", true)).empty());
-  store.shard(0).inc(next.upstream_rq_total);
+  store.shard(0).inc(next.upstream_rq_total());
   CHECK(store.counterValue("cluster.next.upstream_rq_total") == 1);
   CHECK(store.histogramValue("cluster.next.upstream_rq_time").empty());
 }
@@ -147,12 +190,12 @@ TEST_CASE("a removed cluster's stats are freed and their slots recycled", "[stat
 TEST_CASE("a cluster registered again while it lives keeps its stats", "[stats][scope]") {
   Store store(1);
   std::optional<ClusterStats> v1 = makeClusterStats(store, "c", "");
-  store.shard(0).inc(v1->upstream_rq_total, 3);
+  store.shard(0).inc(v1->upstream_rq_total(), 3);
   const ClusterStats v2 = makeClusterStats(store, "c", "");  // the cluster's config changed
-  CHECK(v2.upstream_rq_total == v1->upstream_rq_total);
+  CHECK(v2.upstream_rq_total() == v1->upstream_rq_total());
   v1.reset();
   CHECK(store.reclaim() == 0);
-  store.shard(0).inc(v2.upstream_rq_total);
+  store.shard(0).inc(v2.upstream_rq_total());
   CHECK(store.counterValue("cluster.c.upstream_rq_total") == 4);
   // A MAGLEV cluster of that name has another schema: it takes the name over.
   const ClusterStats maglev = makeClusterStats(store, "c", "", true);
@@ -164,8 +207,8 @@ TEST_CASE("a cluster dropped on a worker thread is freed by the main thread", "[
   Store store(1);
   ClusterStats stats = makeClusterStats(store, "w", "");
   std::thread worker([&shard = store.shard(0), s = std::move(stats)]() mutable {
-    shard.inc(s.upstream_rq_total);
-    shard.record(s.upstream_rq_time, 1);
+    shard.inc(s.upstream_rq_total());
+    shard.record(s.upstream_rq_time(), 1);
     ClusterStats dropped = std::move(s);
   });
   worker.join();
@@ -189,9 +232,9 @@ TEST_CASE("an idle cluster's stats allocate nothing on worker shards", "[stats][
   std::vector<ClusterStats> clusters;
   for (int i = 0; i < 1000; ++i) {
     clusters.push_back(makeClusterStats(store, "idle" + std::to_string(i), ""));
-    store.mainShard().set(clusters.back().membership_total, 1);
-    store.mainShard().set(clusters.back().membership_healthy, 1);
-    store.mainShard().inc(clusters.back().health_check_attempt);
+    store.mainShard().set(clusters.back().membership_total(), 1);
+    store.mainShard().set(clusters.back().membership_healthy(), 1);
+    store.mainShard().inc(clusters.back().health_check_attempt());
   }
   CHECK(store.shard(0).allocatedBytes() == worker_empty);
   CHECK(store.shard(1).allocatedBytes() == worker_empty);

@@ -184,10 +184,10 @@ TEST_CASE("a name filter picks stats before their values are merged", "[stats]")
 TEST_CASE("cluster stats use alt_stat_name and turn ':' into '_'", "[stats]") {
   Store store(1);
   const ClusterStats s = makeClusterStats(store, "outbound|80||a:b", "");
-  store.shard(0).inc(s.upstream_rq_total);
+  store.shard(0).inc(s.upstream_rq_total());
   CHECK(store.counterValue("cluster.outbound|80||a_b.upstream_rq_total") == 1);
   const ClusterStats alt = makeClusterStats(store, "x", "alt:name");
-  store.shard(0).inc(alt.upstream_cx_total);
+  store.shard(0).inc(alt.upstream_cx_total());
   CHECK(store.counterValue("cluster.alt_name.upstream_cx_total") == 1);
 }
 
@@ -271,11 +271,11 @@ TEST_CASE("a cluster's http2 and grpc stats appear when first used", "[stats]") 
   CHECK_FALSE(has("cluster.svc.grpc.upstream_rq_time"));
   // http2.* appear together once the first (goaway_sent) is written, as
   // Envoy creates them with a codec; grpc.* one by one.
-  store.shard(0).inc(c.http2.rx_reset);
+  store.shard(0).inc(c.http2().rx_reset);
   CHECK_FALSE(has("cluster.svc.http2.rx_reset"));
-  store.shard(0).inc(c.http2.goaway_sent, 0);
-  c.grpc.chargeStatus(store.shard(0), "14");
-  store.shard(0).record(c.grpc.upstream_rq_time, 3);
+  store.shard(0).inc(c.http2().goaway_sent, 0);
+  c.grpc().chargeStatus(store.shard(0), "14");
+  store.shard(0).record(c.grpc().upstream_rq_time, 3);
   CHECK(has("cluster.svc.http2.rx_reset"));
   CHECK(has("cluster.svc.http2.tx_reset"));
   CHECK(has("cluster.svc.http2.streams_active"));
@@ -291,7 +291,7 @@ TEST_CASE("grpc statuses count their code only when it is one of 0..16 as writte
   const ClusterStats c = makeClusterStats(store, "svc", "");
   Shard& shard = store.shard(0);
   for (const char* status : {"0", "0", "16", "7", "17", "07", "99", "", "x", "-1"}) {
-    c.grpc.chargeStatus(shard, status);
+    c.grpc().chargeStatus(shard, status);
   }
   CHECK(store.counterValue("cluster.svc.grpc.0") == 2);
   CHECK(store.counterValue("cluster.svc.grpc.16") == 1);
