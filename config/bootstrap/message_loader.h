@@ -29,6 +29,12 @@ struct MessageLoadOptions {
   bool allow_unknown_fields = false;
 };
 
+// The message types whose descriptors the first YAML/JSON text of 64 KiB or
+// more had built before it was parsed (0 until then): a large config's parse
+// would otherwise build them lazily amid its temporaries and leave their
+// pages pinned (docs/memory.md).
+size_t prebuiltDescriptorTypes();
+
 // Replaces `message` with the content of `text` (YAML or JSON). `path` prefixes every
 // error (empty for a bootstrap). Warnings, if any, are appended to `warnings`.
 absl::Status loadMessageFromYaml(absl::string_view text, google::protobuf::Message& message,
