@@ -247,7 +247,11 @@ struct RouteTable::CompiledRoute {
   }
 
   const Route* config = nullptr;
+  // A route in an indexed run (run >= 0) keeps no match of its own: its
+  // match is the run's common part plus its exact header value (the index),
+  // which saves ~160 bytes per sandbox route. Otherwise its whole match.
   CompiledRouteMatch match;
+  int32_t run = -1;
   std::unique_ptr<Extras> extras;
   // RouteAction
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
@@ -262,6 +266,7 @@ struct RouteTable::CompiledRoute {
 struct RouteTable::CompiledRun {
   CompiledRouteMatch common;  // the run's RouteMatch without the indexed header
   std::string header;         // lowercase
+  uint32_t header_position = 0;  // in each member route's match.headers
   bool treat_missing_as_empty = false;
   HeaderIndex index;
   uint32_t begin = 0;
@@ -626,9 +631,12 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
       cr.treat_missing_as_empty = hm.treat_missing_header_as_empty;
       cr.begin = run.begin;
       cr.end = run.end;
+      cr.header_position = run.header_position;
       for (uint32_t r = run.begin; r < run.end; ++r) {
         const auto value = indexableExactValue(vh.routes[r].match.headers[run.header_position]);
         cr.index.insert(std::string(*value), r);
+        cvh->routes[r].match = CompiledRouteMatch();
+        cvh->routes[r].run = static_cast<int32_t>(cvh->runs.size());
       }
       cvh->indexed_routes += run.end - run.begin;
       cvh->segments.push_back(Segment{run.begin, static_cast<int32_t>(cvh->runs.size())});
@@ -718,8 +726,17 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   in.scratch = &scratch;
 
   if (!use_index) {
+    // Route by route, as Envoy does: the reference the index is tested
+    // against (tests, fuzzing; not the request path). An indexed route kept
+    // no match of its own, so its whole match is compiled again here.
+    auto route_matches = [&](uint32_t r) {
+      const CompiledRoute& cr = vh.routes[r];
+      if (cr.run < 0) return cr.match.matches(in);
+      auto full = CompiledRouteMatch::compile(vh.config.routes[r].match, "");
+      return full.ok() && full->matches(in);
+    };
     for (uint32_t r = 0; r < vh.routes.size(); ++r) {
-      if (vh.routes[r].match.matches(in)) return decide(vh, d.virtual_host_index, r, in);
+      if (route_matches(r)) return decide(vh, d.virtual_host_index, r, in);
     }
     return d;
   }
@@ -791,6 +808,10 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
                                  uint32_t route_index, const MatchInput& in) const {
   const CompiledRoute& cr = vh.routes[route_index];
   const Route& route = *cr.config;
+  // What a prefix_rewrite replaces: the path part of the route's match (an
+  // indexed route's is its run's).
+  const CompiledRouteMatch& path_match =
+      cr.run < 0 ? cr.match : vh.runs[static_cast<size_t>(cr.run)].common;
   RouteDecision d;
   d.virtual_host = &vh.config;
   d.virtual_host_index = vh_index;
@@ -814,7 +835,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
         d.rewritten_path = cat(replaced, in.path.substr(in.path_only.size()));
       }
     } else if (rd.prefix_rewrite && !rd.prefix_rewrite->empty()) {
-      d.rewritten_path = cat(*rd.prefix_rewrite, in.path.substr(cr.match.matchedPathLength(in)));
+      d.rewritten_path = cat(*rd.prefix_rewrite, in.path.substr(path_match.matchedPathLength(in)));
     }
     return d;
   }
@@ -849,7 +870,7 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   d.status = d.kind == RouteDecision::Kind::ClusterHeaderMissing ? cr.cluster_not_found_status : 0;
 
   if (!a.prefix_rewrite.empty()) {
-    d.rewritten_path = cat(a.prefix_rewrite, in.path.substr(cr.match.matchedPathLength(in)));
+    d.rewritten_path = cat(a.prefix_rewrite, in.path.substr(path_match.matchedPathLength(in)));
   } else if (cr.x().regex_rewrite) {
     d.rewritten_path =
         cat(regexReplaceAll(*cr.x().regex_rewrite, in.path_only, a.regex_rewrite->substitution),

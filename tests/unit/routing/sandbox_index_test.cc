@@ -145,6 +145,30 @@ Route randomRoute(std::mt19937_64& rng, int i) {
   return r;
 }
 
+TEST_CASE("an indexed route rewrites the path its run matched", "[routing]") {
+  // An indexed route keeps no match of its own: the length a prefix_rewrite
+  // replaces comes from its run's common match.
+  std::vector<Route> routes;
+  for (int i = 0; i < 3; ++i) {
+    Route r = sandboxRoute("sb" + std::to_string(i), "c" + std::to_string(i), "/api/");
+    r.route->prefix_rewrite = "/v2/";
+    routes.push_back(r);
+  }
+  routes.push_back(prefixRoute("/", "baseline"));
+  auto t = mustCreate(singleVhost(routes));
+  REQUIRE(t->indexedRouteCount(0) == 3);
+  for (bool linear : {false, true}) {
+    CAPTURE(linear);
+    TestRequest req = keyed("sb1").at("/api/items?x=1");
+    const RequestView v = req.view();
+    const RouteDecision d = linear ? t->matchLinear(v, 0) : t->match(v, 0);
+    CHECK(d.cluster == "c1");
+    CHECK(d.rewritten_path == "/v2/items?x=1");
+    TestRequest other = keyed("sb1").at("/apix");
+    CHECK(clusterFor(*t, other) == "baseline");
+  }
+}
+
 TEST_CASE("the indexed match equals a linear match on random tables", "[routing]") {
   std::mt19937_64 rng(GENERATE(1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u));
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
