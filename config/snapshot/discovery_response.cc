@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,8 @@
 #include "config/snapshot/route_config_translator.h"
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace turnout::config {
 namespace {
@@ -322,6 +325,91 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_i
     if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i)); !s.ok()) return s;
     if (auto s = checkRouteConfiguration(std::move(rc), path, out, vhds); !s.ok()) return s;
   }
+  return out;
+}
+
+namespace {
+
+// The payloads of field 2 (virtual_hosts) of a serialized RouteConfiguration,
+// and the other fields' bytes as they came (`head`); false when malformed.
+bool splitVirtualHosts(const std::string& bytes, std::string& head,
+                       std::vector<absl::string_view>& vhosts) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  constexpr uint32_t kVirtualHostsTag = (2u << 3) | 2u;  // field 2, length-delimited
+  while (true) {
+    const int start = in.CurrentPosition();
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return in.CurrentPosition() == static_cast<int>(bytes.size());
+    if (tag == kVirtualHostsTag) {
+      uint32_t size = 0;
+      if (!in.ReadVarint32(&size)) return false;
+      const int at = in.CurrentPosition();
+      if (!in.Skip(static_cast<int>(size))) return false;
+      vhosts.emplace_back(bytes.data() + at, size);
+      continue;
+    }
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) return false;
+    head.append(bytes, static_cast<size_t>(start), static_cast<size_t>(in.CurrentPosition() - start));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& version_info,
+                                                           const AnyList& resources,
+                                                           VhdsSource vhds,
+                                                           const CompiledVirtualHosts& reuse,
+                                                           CompiledVirtualHosts& compiled) {
+  auto whole = [&] {
+    compiled.clear();
+    return parseRouteResources(version_info, resources, vhds);
+  };
+  DiscoveryRoutes out;
+  out.version_info = version_info;
+  CompiledVirtualHosts next;
+  for (int i = 0; i < resources.size(); ++i) {
+    const google::protobuf::Any& any = resources.Get(i);
+    const std::string path = absl::StrCat("resources[", i, "]");
+    envoy::config::route::v3::RouteConfiguration rc;  // kept whole for /config_dump
+    std::string head_bytes;
+    std::vector<absl::string_view> vhost_bytes;
+    if (any.type_url() != kRouteConfigurationTypeUrl || !any.UnpackTo(&rc) || rc.has_vhds() ||
+        !splitVirtualHosts(any.value(), head_bytes, vhost_bytes) ||
+        static_cast<int>(vhost_bytes.size()) != rc.virtual_hosts_size()) {
+      return whole();
+    }
+    envoy::config::route::v3::RouteConfiguration head;
+    if (!head.ParseFromString(head_bytes) || !validateExtensions(head, path).ok() ||
+        !checkFieldPolicy(head, path).ok() || !validateProtoRules(head, path).ok() ||
+        next.contains(rc.name())) {
+      return whole();
+    }
+    auto& mine = next[rc.name()];
+    const auto held = reuse.find(rc.name());
+    std::vector<routing::RouteTable::VirtualHostConstSharedPtr> hosts;
+    hosts.reserve(vhost_bytes.size());
+    for (size_t k = 0; k < vhost_bytes.size(); ++k) {
+      const uint64_t hash = absl::HashOf(vhost_bytes[k]);
+      routing::RouteTable::VirtualHostConstSharedPtr host;
+      if (held != reuse.end()) {
+        if (auto it = held->second.find(hash); it != held->second.end()) host = it->second;
+      }
+      if (host == nullptr) {
+        auto checked = checkVirtualHost(rc.virtual_hosts(static_cast<int>(k)),
+                                        absl::StrCat(path, ".virtual_hosts[", k, "]"));
+        if (!checked.ok()) return whole();
+        host = *std::move(checked);
+      }
+      mine.emplace(hash, host);
+      hosts.push_back(std::move(host));
+    }
+    auto table = translateRouteConfiguration(head, path, std::move(hosts));
+    if (!table.ok()) return whole();
+    out.tables.emplace_back(rc.name(), *std::move(table));
+    out.configs.push_back(std::move(rc));
+  }
+  compiled = std::move(next);
   return out;
 }
 

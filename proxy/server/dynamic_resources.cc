@@ -489,7 +489,24 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
       st = applyListeners(config::parseListenerResources(v, r));
       lds_pending_ = false;
     } else if (type == config::kRouteConfigurationTypeUrl) {
-      st = applyAdsRoutes(config::parseRouteResources(v, r, vhdsSource()));
+      config::CompiledVirtualHosts compiled;
+      st = applyAdsRoutes(
+          config::parseRouteResourcesReusing(v, r, vhdsSource(), xds_vhosts_, compiled));
+      if (st.ok()) {
+        size_t reused = 0, total = 0;
+        for (const auto& [name, hosts] : compiled) {
+          total += hosts.size();
+          if (auto held = xds_vhosts_.find(name); held != xds_vhosts_.end()) {
+            for (const auto& [hash, host] : hosts) {
+              auto it = held->second.find(hash);
+              reused += it != held->second.end() && it->second == host;
+            }
+          }
+        }
+        TURNOUT_LOG(info, kLog, "RDS: {} of {} virtual hosts unchanged (not compiled again)",
+                    reused, total);
+        xds_vhosts_ = std::move(compiled);
+      }
     } else {
       st = applyAdsEndpoints(config::parseEndpointResources(v, r));
     }

@@ -187,6 +187,10 @@ class DynamicResources {
     const ClusterRuntime* runtime = nullptr;
   };
   absl::flat_hash_map<std::string, SotwCluster> sotw_clusters_;
+  // RDS over xDS: the compiled virtual hosts of the last accepted response,
+  // by route configuration and a hash of their bytes; a response's
+  // unchanged virtual hosts are reused (config::parseRouteResourcesReusing).
+  config::CompiledVirtualHosts xds_vhosts_;
   absl::Status applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed);
   absl::Status applyAdsEndpoints(absl::StatusOr<config::DiscoveryEndpoints> parsed);
   // VHDS: one Delta response of VirtualHosts (checked, merged, published, or NACKed).

@@ -187,6 +187,46 @@ class XdsTest(unittest.TestCase):
                                   == active - 1), self.proxy.log())
         self.assertServed("a")
 
+    def test_sotw_rds_compiles_only_the_virtual_hosts_whose_bytes_changed(self):
+        self.proxy.stop()
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port)),
+                                    extra_args=["-l", "info"]).start()
+        self.port = self.proxy.port("outbound")
+        self.assertServed("a")
+        self.ads.set(CLUSTER, "c2", [eds_cluster("reviews"), eds_cluster("ratings")])
+        self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.a.port),
+                                       assignment("ratings", self.b.port)])
+
+        def vhosts(ratings_routes):
+            return [{"name": "outbound", "virtual_hosts": [
+                {"name": "reviews", "domains": ["reviews"], "routes": [
+                    {"match": {"prefix": "/"}, "route": {"cluster": "reviews"}}]},
+                {"name": "ratings", "domains": ["*"], "routes": ratings_routes}]}]
+        base = [{"match": {"prefix": "/"}, "route": {"cluster": "ratings"}}]
+        self.ads.set(ROUTES, "r2", vhosts(base))
+        self.assertIsNotNone(poll(lambda: get(self.port, "/")[1] == "b"), self.proxy.log())
+        # A sandbox route in one virtual host: the other is reused as compiled.
+        keyed = [{"match": {"prefix": "/", "headers": [{"name": "x-turnout-routing-key",
+                                                        "string_match": {"exact": "feat-x"}}]},
+                  "route": {"cluster": "reviews"}}] + base
+        self.ads.set(ROUTES, "r3", vhosts(keyed))
+        self.assertIsNotNone(poll(lambda: "RDS: 1 of 2 virtual hosts unchanged"
+                                  in self.proxy.log()), self.proxy.log())
+        self.assertIsNotNone(poll(lambda: get_backend(self.port, "/", {"x-turnout-routing-key": "feat-x"})[1]
+                                  == "a"), self.proxy.log())
+        self.assertEqual(get(self.port, "/")[1], "b")
+        self.assertEqual(get_backend(self.port, "/", {"host": "reviews"})[1], "a")
+        # A bad virtual host is NACKed with its path as a whole parse names it;
+        # the last good table keeps serving.
+        bad = [{"match": {"prefix": "/"}, "route": {"cluster": "ratings",
+                                                    "hedge_policy": {"hedge_on_per_try_timeout": True}}}]
+        self.ads.set(ROUTES, "r4", vhosts(bad))
+        nack = self.ads.wait_for(lambda r: r.type_url == ROUTES and r.HasField("error_detail"))
+        self.assertIsNotNone(nack)
+        self.assertIn("resources[0].virtual_hosts[1].routes[0].route.hedge_policy",
+                      nack.error_detail.message)
+        self.assertEqual(get_backend(self.port, "/", {"x-turnout-routing-key": "feat-x"})[1], "a")
+
     def test_pushed_updates_move_traffic(self):
         self.assertServed("a")
         # EDS: the endpoint changes.

@@ -1,6 +1,7 @@
 #include "config/snapshot/route_config_translator.h"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -171,6 +172,65 @@ TEST_CASE("a VHDS virtual host is checked as an inline one, its errors naming th
   vh.mutable_routes(0)->mutable_route()->clear_hedge_policy();
   vh.clear_domains();
   CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").status().message(), "resources[3].domains"));
+}
+
+TEST_CASE("an xDS route configuration's unchanged virtual hosts are not compiled again",
+          "[config][translator][xds]") {
+  auto any_of = [](const envoy::config::route::v3::RouteConfiguration& rc) {
+    AnyList list;
+    list.Add()->PackFrom(rc);
+    return list;
+  };
+  envoy::config::route::v3::RouteConfiguration rc = parse(kSandboxConfig);
+  CompiledVirtualHosts first;
+  auto a = parseRouteResourcesReusing("1", any_of(rc), VhdsSource::kNone, {}, first);
+  REQUIRE(a.ok());
+  REQUIRE(first.contains("services"));
+  CHECK(first.at("services").size() == 2);
+  CHECK(route(*a->tables[0].second, "reviews", "/", "feat-x").cluster == "reviews-feat-x");
+
+  // A sandbox of ratings: reviews' bytes are unchanged and its compiled
+  // virtual host is the same object; ratings' is new.
+  auto* r0 = rc.mutable_virtual_hosts(1)->mutable_routes()->Add();
+  *r0 = rc.virtual_hosts(1).routes(1);
+  rc.mutable_virtual_hosts(1)->mutable_routes()->SwapElements(1, 2);
+  rc.mutable_virtual_hosts(1)->mutable_routes(1)->mutable_match()->add_headers()->CopyFrom(
+      rc.virtual_hosts(0).routes(0).match().headers(0));
+  rc.mutable_virtual_hosts(1)->mutable_routes(1)->mutable_route()->set_cluster("ratings-feat-x");
+  CompiledVirtualHosts second;
+  auto b = parseRouteResourcesReusing("2", any_of(rc), VhdsSource::kNone, first, second);
+  REQUIRE(b.ok());
+  std::vector<routing::RouteTable::VirtualHostConstSharedPtr> old_hosts, new_hosts;
+  for (const auto& [h, vh] : first.at("services")) old_hosts.push_back(vh);
+  for (const auto& [h, vh] : second.at("services")) new_hosts.push_back(vh);
+  int shared = 0;
+  for (const auto& n : new_hosts) {
+    shared += static_cast<int>(std::count(old_hosts.begin(), old_hosts.end(), n));
+  }
+  CHECK(shared == 1);
+  // Routes exactly as the same configuration parsed whole.
+  auto whole = parseRouteResources("2", any_of(rc), VhdsSource::kNone);
+  REQUIRE(whole.ok());
+  for (const auto* t : {b->tables[0].second.get(), whole->tables[0].second.get()}) {
+    CHECK(route(*t, "ratings", "/x", "feat-x").cluster == "ratings-feat-x");
+    CHECK(route(*t, "ratings", "/api", "", {{"x-env", "canary"}}).cluster == "ratings-canary");
+    CHECK(route(*t, "reviews", "/", "feat-x").cluster == "reviews-feat-x");
+    CHECK(route(*t, "reviews", "/", "").cluster == "reviews");
+  }
+  CHECK(b->configs.size() == 1);
+  CHECK(b->configs[0].virtual_hosts_size() == 2);  // whole, for /config_dump
+
+  // An error anywhere takes the whole path: the same message, and nothing
+  // kept for the next response.
+  rc.mutable_virtual_hosts(1)->mutable_routes(0)->mutable_route()->mutable_hedge_policy()
+      ->set_hedge_on_per_try_timeout(true);
+  CompiledVirtualHosts third = second;
+  auto c = parseRouteResourcesReusing("3", any_of(rc), VhdsSource::kNone, second, third);
+  auto c_whole = parseRouteResources("3", any_of(rc), VhdsSource::kNone);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.status().message() == c_whole.status().message());
+  CHECK(absl::StrContains(c.status().message(), "resources[0].virtual_hosts[1].routes[0]"));
+  CHECK(third.empty());
 }
 
 TEST_CASE("route table compile errors are prefixed with the route config path",
