@@ -160,12 +160,16 @@ class XdsTest(unittest.TestCase):
         self.assertGreaterEqual(self.proxy.counter("http.outbound.rds.outbound.update_success"), 1)
         self.assertGreaterEqual(self.proxy.counter("cluster.reviews.update_success"), 1)
 
-    def test_sotw_cds_parses_only_the_clusters_whose_bytes_changed(self):
+    def restart_logging_info(self):
+        """The proxy again with info logs (what the SotW tests read), serving."""
         self.proxy.stop()
         self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port)),
                                     extra_args=["-l", "info"]).start()
         self.port = self.proxy.port("outbound")
         self.assertServed("a")
+
+    def test_sotw_cds_parses_only_the_clusters_whose_bytes_changed(self):
+        self.restart_logging_info()
         self.assertIn("CDS (SotW): 1 of 1 clusters changed", self.proxy.log())
         # A new cluster beside an unchanged one: only the new one is parsed.
         self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.a.port),
@@ -188,11 +192,7 @@ class XdsTest(unittest.TestCase):
         self.assertServed("a")
 
     def test_sotw_rds_compiles_only_the_virtual_hosts_whose_bytes_changed(self):
-        self.proxy.stop()
-        self.proxy = TurnoutProcess(TURNOUT, json.dumps(bootstrap(self.ads.port)),
-                                    extra_args=["-l", "info"]).start()
-        self.port = self.proxy.port("outbound")
-        self.assertServed("a")
+        self.restart_logging_info()
         self.ads.set(CLUSTER, "c2", [eds_cluster("reviews"), eds_cluster("ratings")])
         self.ads.set(ENDPOINTS, "e2", [assignment("reviews", self.a.port),
                                        assignment("ratings", self.b.port)])
