@@ -24,12 +24,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -119,7 +119,8 @@ class CompactVector {
   CompactVector() = default;
   CompactVector(std::initializer_list<T> init) { assign(std::vector<T>(init)); }
   CompactVector(std::vector<T> v) { assign(std::move(v)); }  // NOLINT: as the vector it replaces
-  CompactVector(const CompactVector& o) : v_(o.v_ ? std::make_unique<std::vector<T>>(*o.v_) : nullptr) {}
+  CompactVector(const CompactVector& o)
+      : v_(o.v_ ? std::make_unique<std::vector<T>>(*o.v_) : nullptr) {}
   CompactVector(CompactVector&&) noexcept = default;
   CompactVector& operator=(const CompactVector& o) {
     if (this != &o) v_ = o.v_ ? std::make_unique<std::vector<T>>(*o.v_) : nullptr;

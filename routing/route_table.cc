@@ -139,7 +139,8 @@ absl::Status validateRetryPolicy(const RetryPolicy& p, std::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Status validateHashPolicies(const CompactVector<HashPolicy>& policies, std::string_view field) {
+absl::Status validateHashPolicies(const CompactVector<HashPolicy>& policies,
+                                  std::string_view field) {
   for (size_t i = 0; i < policies.size(); ++i) {
     const HashPolicy& h = policies[i];
     const std::string f = cat(field, "[", i, "]");

@@ -2,9 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "config/bootstrap/extensions.h"
@@ -350,7 +350,8 @@ bool splitVirtualHosts(const std::string& bytes, std::string& head,
       continue;
     }
     if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) return false;
-    head.append(bytes, static_cast<size_t>(start), static_cast<size_t>(in.CurrentPosition() - start));
+    head.append(bytes, static_cast<size_t>(start),
+                static_cast<size_t>(in.CurrentPosition() - start));
   }
 }
 

@@ -236,7 +236,6 @@ struct LocalityEndpointsConfig {
   std::vector<EndpointConfig> endpoints;
 };
 
-
 // Where an EDS cluster reads its ClusterLoadAssignment: the file of
 // eds_config.path_config_source (or the deprecated path), the directory
 // watched for it, and how long the cluster warms before it counts as

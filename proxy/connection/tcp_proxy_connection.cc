@@ -79,7 +79,8 @@ asio::awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigCon
   if (co_await conn.connectUpstream()) {
     co_await conn.relay();
     conn.host_->active_requests--;
-    if (conn.upstream_closed_first_) shard.inc(conn.cluster_->runtime().stats.upstream_cx_destroy_remote());
+    if (conn.upstream_closed_first_)
+      shard.inc(conn.cluster_->runtime().stats.upstream_cx_destroy_remote());
     conn.cluster_->closeTcp(*conn.host_, std::move(conn.upstream_));
   }
   conn.closeSockets();

@@ -245,9 +245,15 @@ class ClusterStats {
   StatId upstream_cx_rx_bytes_total() const { return at(ids_->upstream_cx_rx_bytes_total); }
   StatId upstream_cx_tx_bytes_total() const { return at(ids_->upstream_cx_tx_bytes_total); }
   StatId upstream_cx_none_healthy() const { return at(ids_->upstream_cx_none_healthy); }
-  StatId upstream_cx_connect_attempts_exceeded() const { return at(ids_->upstream_cx_connect_attempts_exceeded); }
-  StatId upstream_flow_control_paused_reading_total() const { return at(ids_->upstream_flow_control_paused_reading_total); }
-  StatId upstream_flow_control_resumed_reading_total() const { return at(ids_->upstream_flow_control_resumed_reading_total); }
+  StatId upstream_cx_connect_attempts_exceeded() const {
+    return at(ids_->upstream_cx_connect_attempts_exceeded);
+  }
+  StatId upstream_flow_control_paused_reading_total() const {
+    return at(ids_->upstream_flow_control_paused_reading_total);
+  }
+  StatId upstream_flow_control_resumed_reading_total() const {
+    return at(ids_->upstream_flow_control_resumed_reading_total);
+  }
   StatId original_dst_host_invalid() const { return at(ids_->original_dst_host_invalid); }
   StatId original_dst_loop_refused() const { return at(ids_->original_dst_loop_refused); }
   StatId original_dst_host_overflow() const { return at(ids_->original_dst_host_overflow); }
@@ -257,16 +263,22 @@ class ClusterStats {
   StatId upstream_rq_pending_active() const { return at(ids_->upstream_rq_pending_active); }
   StatId upstream_rq_pending_overflow() const { return at(ids_->upstream_rq_pending_overflow); }
   StatId upstream_rq_timeout() const { return at(ids_->upstream_rq_timeout); }
-  StatId upstream_rq_pending_failure_eject() const { return at(ids_->upstream_rq_pending_failure_eject); }
+  StatId upstream_rq_pending_failure_eject() const {
+    return at(ids_->upstream_rq_pending_failure_eject);
+  }
   StatId upstream_rq_cancelled() const { return at(ids_->upstream_rq_cancelled); }
   StatId upstream_rq_per_try_timeout() const { return at(ids_->upstream_rq_per_try_timeout); }
-  StatId upstream_rq_per_try_idle_timeout() const { return at(ids_->upstream_rq_per_try_idle_timeout); }
+  StatId upstream_rq_per_try_idle_timeout() const {
+    return at(ids_->upstream_rq_per_try_idle_timeout);
+  }
   StatId upstream_rq_rx_reset() const { return at(ids_->upstream_rq_rx_reset); }
   StatId upstream_rq_tx_reset() const { return at(ids_->upstream_rq_tx_reset); }
   StatId upstream_rq_retry() const { return at(ids_->upstream_rq_retry); }
   StatId upstream_rq_retry_success() const { return at(ids_->upstream_rq_retry_success); }
   StatId upstream_rq_retry_overflow() const { return at(ids_->upstream_rq_retry_overflow); }
-  StatId upstream_rq_retry_limit_exceeded() const { return at(ids_->upstream_rq_retry_limit_exceeded); }
+  StatId upstream_rq_retry_limit_exceeded() const {
+    return at(ids_->upstream_rq_retry_limit_exceeded);
+  }
   StatId upstream_rq_completed() const { return at(ids_->upstream_rq_completed); }
   StatId upstream_rq_time() const { return at(ids_->upstream_rq_time); }
   // MAGLEV clusters only (a sink for others).

@@ -602,7 +602,8 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   }
   if (ec) {
     r.timed_out = ec == beast::error::timeout;
-    shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout() : stats.upstream_cx_connect_fail());
+    shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout()
+                            : stats.upstream_cx_connect_fail());
     destroy(*host, std::move(r.conn));
     r.conn = nullptr;
     co_return r;
@@ -614,13 +615,15 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
     r.conn->tls_sessions = tls_sessions_;
     r.conn->tls = makeUpstreamTransport(*runtime_, host->endpoint, {}, tls_sessions_.get());
     if (r.conn->tls) {
-      ec = co_await runTlsHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats.toOptional(), *shard_);
+      ec = co_await runTlsHandshake(r.conn->stream, *r.conn->tls, runtime_->ssl_stats.toOptional(),
+                                    *shard_);
     } else {
       ec = asio::error::invalid_argument;
     }
     if (ec) {
       r.timed_out = ec == beast::error::timeout;
-      shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout() : stats.upstream_cx_connect_fail());
+      shard_->inc(r.timed_out ? stats.upstream_cx_connect_timeout()
+                              : stats.upstream_cx_connect_fail());
       destroy(*host, std::move(r.conn));
       r.conn = nullptr;
       co_return r;

@@ -140,7 +140,8 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
     std::unique_ptr<tls::TlsTransport> t =
         makeUpstreamTransport(*s->cluster, *s->endpoint, {}, nullptr);
     if (!t) co_return HealthCheckResult::NetworkFailure;
-    ec = co_await runTlsHandshake(stream, *t, s->cluster->ssl_stats.toOptional(), state->main_shard);
+    ec =
+        co_await runTlsHandshake(stream, *t, s->cluster->ssl_stats.toOptional(), state->main_shard);
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
     ec = co_await writeTls(stream, *t, s->request);
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;

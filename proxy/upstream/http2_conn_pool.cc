@@ -381,7 +381,8 @@ void Http2ConnPool::startConnect(asio::any_io_executor ex) {
                                        stats.breakers_default().cx_open);
   ++host_.cx_active;
   cluster_.shard_->inc(stats.upstream_cx_total());
-  if (!alpn_auto_) cluster_.shard_->inc(stats.upstream_cx_http2_total());  // auto: once h2 is chosen
+  if (!alpn_auto_)
+    cluster_.shard_->inc(stats.upstream_cx_http2_total());  // auto: once h2 is chosen
   cluster_.shard_->add(stats.upstream_cx_active(), 1);
   conns_.push_back(c);
   cluster_.startOriginalDstCleanup(ex);
@@ -483,8 +484,8 @@ asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolCon
   c.tls_ = makeUpstreamTransport(cluster_.runtime(), host_.endpoint, std::move(alpn),
                                  c.tls_sessions_.get());
   if (!c.tls_) co_return asio::error::invalid_argument;
-  boost::system::error_code ec =
-      co_await runTlsHandshake(c.stream_, *c.tls_, cluster_.runtime().ssl_stats.toOptional(), *cluster_.shard_);
+  boost::system::error_code ec = co_await runTlsHandshake(
+      c.stream_, *c.tls_, cluster_.runtime().ssl_stats.toOptional(), *cluster_.shard_);
   if (!ec && alpn_auto_ && c.pool_ != nullptr) {
     // Envoy's auto_config: whatever the server picked (no ALPN is HTTP/1.1).
     const bool h2 = c.tls_->alpn() == "h2";

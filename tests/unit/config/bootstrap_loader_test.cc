@@ -148,7 +148,8 @@ static_resources:
   CHECK(error.rfind(c.error_prefix, 0) == 0);
 }
 
-TEST_CASE("a large config has its descriptors built before it is parsed", "[config][loader][memory]") {
+TEST_CASE("a large config has its descriptors built before it is parsed",
+          "[config][loader][memory]") {
   // 64 KiB or more: the descriptors the parse reaches are built first (kept
   // together instead of pinning the pages of the YAML tree's temporaries),
   // and the config loads exactly as a small one would.
@@ -174,9 +175,10 @@ static_resources:
 )";
   constexpr int kSandboxes = 400;
   for (int i = 0; i < kSandboxes; ++i) {
-    yaml += "              - { match: { prefix: \"/\", headers: [{ name: x-turnout-routing-key, "
-            "string_match: { exact: \"sb-" + std::to_string(i) + "\" } }] }, route: { cluster: sb-" +
-            std::to_string(i) + " } }\n";
+    yaml +=
+        "              - { match: { prefix: \"/\", headers: [{ name: x-turnout-routing-key, "
+        "string_match: { exact: \"sb-" +
+        std::to_string(i) + "\" } }] }, route: { cluster: sb-" + std::to_string(i) + " } }\n";
   }
   yaml += "  clusters:\n";
   for (int i = 0; i < kSandboxes; ++i) {

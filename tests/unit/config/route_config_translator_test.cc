@@ -1,11 +1,11 @@
 #include "config/snapshot/route_config_translator.h"
 
-#include <catch2/catch.hpp>
+#include <unistd.h>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -222,7 +222,10 @@ TEST_CASE("an xDS route configuration's unchanged virtual hosts are not compiled
 
   // An error anywhere takes the whole path: the same message, and nothing
   // kept for the next response.
-  rc.mutable_virtual_hosts(1)->mutable_routes(0)->mutable_route()->mutable_hedge_policy()
+  rc.mutable_virtual_hosts(1)
+      ->mutable_routes(0)
+      ->mutable_route()
+      ->mutable_hedge_policy()
       ->set_hedge_on_per_try_timeout(true);
   CompiledVirtualHosts third = second;
   auto c = parseRouteResourcesReusing("3", any_of(rc), VhdsSource::kNone, second, third);

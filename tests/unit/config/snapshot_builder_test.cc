@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "config/bootstrap/bootstrap_loader.h"
 #include "config/bootstrap/message_loader.h"
 #include "config/snapshot/snapshot_builder.h"
