@@ -725,10 +725,10 @@ void prebuildDescriptors(const google::protobuf::Descriptor* root) {
       google::protobuf::util::NewTypeResolverForDescriptorPool("type.googleapis.com", pool));
   absl::flat_hash_set<std::pair<const Descriptor*, const FieldDescriptor*>> seen;
   absl::flat_hash_set<const Descriptor*> resolved;
-  std::vector<std::pair<const Descriptor*, const FieldDescriptor*>> todo{{root, nullptr}};
-  while (!todo.empty()) {
-    auto [d, holder] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const Descriptor*, const FieldDescriptor*>> pending{{root, nullptr}};
+  while (!pending.empty()) {
+    auto [d, holder] = pending.back();
+    pending.pop_back();
     if (d == nullptr || !seen.insert({d, holder}).second) continue;
     if (resolved.insert(d).second) {
       // What the JSON parse does per type: the options' extensions.
@@ -746,18 +746,18 @@ void prebuildDescriptors(const google::protobuf::Descriptor* root) {
       const Descriptor* m = f->message_type();
       if (m->full_name() == "google.protobuf.Any") {
         for (absl::string_view t : supportedExtensionTypes(ExtensionSite{f, holder, {}})) {
-          todo.emplace_back(pool->FindMessageTypeByName(std::string(t)), f);
+          pending.emplace_back(pool->FindMessageTypeByName(std::string(t)), f);
         }
       } else if (f->is_map()) {
         const FieldDescriptor* value = m->map_value();
         if (value->message_type() != nullptr &&
             value->message_type()->full_name() == "google.protobuf.Any") {
           for (absl::string_view t : supportedExtensionTypes(ExtensionSite{f, holder, {}})) {
-            todo.emplace_back(pool->FindMessageTypeByName(std::string(t)), f);
+            pending.emplace_back(pool->FindMessageTypeByName(std::string(t)), f);
           }
         }
       }
-      todo.emplace_back(m, f);
+      pending.emplace_back(m, f);
     }
   }
 }
