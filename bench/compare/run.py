@@ -137,16 +137,23 @@ def family(pid):
     return pids
 
 
-def cpu_seconds(pid):
-    total = 0
+def cpu_times(pid):
+    """(user, system) CPU seconds of a process and its children."""
+    user = system = 0
     for p in family(pid):
         try:
             with open("/proc/%d/stat" % p) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
         except (OSError, IndexError, ValueError):
             pass
-    return total / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def cpu_seconds(pid):
+    return sum(cpu_times(pid))
 
 
 def cpu_ticks(cpus):
@@ -507,7 +514,7 @@ def measure_saturation(ctx, row, target, scenario, workers):
     try:
         # The warm-up is its own run, so the CPU window below is the measured one.
         run_load(ctx, target, path, headers, mix, "warmup/" + where, duration=ctx["warmup"])
-        cpu0 = cpu_seconds(target.proc.pid) if target.proc else 0
+        cpu0 = cpu_times(target.proc.pid) if target.proc else (0, 0)
         proxy_cpus = ctx["proxy_cpus"][:workers]
         ticks0 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
         t0 = time.monotonic()
@@ -521,8 +528,12 @@ def measure_saturation(ctx, row, target, scenario, workers):
         if target.proc:
             row["proxy_cpus_busy"] = busy_share(ticks0[0], ticks1[0])
         if target.proc:
-            cpu = cpu_seconds(target.proc.pid) - cpu0
+            cpu1 = cpu_times(target.proc.pid)
+            cpu = sum(cpu1) - sum(cpu0)
             row["cpu_us_per_request"] = cpu * 1e6 / max(1, sat["requests"])
+            # The kernel's share (system time, the loopback TCP stack's softirq
+            # work included) apart from the proxy's own code.
+            row["cpu_user_us_per_request"] = (cpu1[0] - cpu0[0]) * 1e6 / max(1, sat["requests"])
             # Busy share of the proxy's CPUs over the run (turnout-bench's
             # start and its connects included): near 100 % when saturated.
             row["proxy_cpu_busy"] = cpu / (wall * workers)
@@ -534,8 +545,7 @@ def measure_saturation(ctx, row, target, scenario, workers):
         row["_saturation_report"] = sat["_path"]
     row["rps_per_core"] = sat["rps"] / workers
     log("  %-8s saturation %10.0f req/s  p99 %8s us  cpu %s us/req  busy %s" % (
-        target.name, sat["rps"], "%.0f" % latency_us(sat, "99"),
-        "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-",
+        target.name, sat["rps"], "%.0f" % latency_us(sat, "99"), cpu_cell(row),
         "%.0f %%" % (100 * row["proxy_cpu_busy"]) if "proxy_cpu_busy" in row else "-"))
 
 
@@ -654,6 +664,15 @@ def measure_proxy(ctx, row, target, scenario, workers):
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
             row["syscalls_failed"] = str(e).splitlines()[0] if str(e) else repr(e)
             log("  %s: strace: %s" % (target.name, row["syscalls_failed"]))
+
+
+def cpu_cell(row):
+    """'32.3 (12.1 user)': CPU µs per request, and the share spent in the proxy's
+    own code rather than in the kernel."""
+    if "cpu_us_per_request" not in row:
+        return "-"
+    user = row.get("cpu_user_us_per_request")
+    return "%.1f" % row["cpu_us_per_request"] + (" (%.1f user)" % user if user is not None else "")
 
 
 def floor2(x):
@@ -815,7 +834,7 @@ def markdown(result):
                     100 * BUSY_SATURATED)]
     out.append("")
     head = ("| scenario | workers | proxy | load side | req/s per core | vs haproxy | busy | "
-            "CPU µs/req | vs haproxy | syscalls/req | vs haproxy | added p50 µs | added p99 µs | "
+            "CPU µs/req (user) | vs haproxy | syscalls/req | vs haproxy | added p50 µs | added p99 µs | "
             "added p99.9 µs | RSS idle MiB | RSS load MiB |")
     cols = head.count("|") - 1
     out += [head, "|" + "---|" * cols]
@@ -848,7 +867,7 @@ def markdown(result):
             row["scenario"], row["workers"], row["proxy"], side, row.get("rps_per_core", 0),
             ratio(row.get("rps_per_core"), hap.get("rps_per_core")),
             busy_cell(row),
-            "%.1f" % row["cpu_us_per_request"] if "cpu_us_per_request" in row else "-",
+            cpu_cell(row),
             ratio(row.get("cpu_us_per_request"), hap.get("cpu_us_per_request")),
             sys_cell, ratio(sc and sc["per_request"], hsc and hsc["per_request"]),
             *["%.0f" % added[q] if q in added else "-" for q in ("p50", "p99", "p99.9")],

@@ -97,8 +97,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
                                            size_t listener_index, size_t chain_index,
                                            asio::ip::tcp::socket socket,
                                            asio::ip::tcp::endpoint remote,
-                                           asio::ip::tcp::endpoint local,
-                                           std::string_view initial)
+                                           asio::ip::tcp::endpoint local, std::string_view initial)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
@@ -110,6 +109,8 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
       buffer_(256 * 1024),
       codec_(*this, settingsFor(config_, listener_index_, chain_index_)),
       stop_wait_(worker.io()),
+      read_deadline_(DeadlineQueue::of(worker.io()), &DownstreamConnection::onDeadline, this),
+      write_deadline_(DeadlineQueue::of(worker.io()), &DownstreamConnection::onDeadline, this),
       started_(std::chrono::steady_clock::now()) {
   registration_ = worker_.registerConnection(this);
   if (!initial.empty()) {
@@ -151,6 +152,15 @@ DataPlaneConfigConstSharedPtr DownstreamConnection::streamConfig() const {
 
 const FilterChainRuntime& DownstreamConnection::filterChain(const DataPlaneConfig& config) const {
   return filterChainIn(config, config_, listener(), chain_index_);
+}
+
+void DownstreamConnection::onDeadline(void* self) {
+  // As a Beast tcp_stream's timeout: the socket closes, and the operation
+  // in progress ends with an error.
+  auto* conn = static_cast<DownstreamConnection*>(self);
+  conn->deadline_passed_ = true;
+  boost::system::error_code ec;
+  conn->stream_.socket().close(ec);
 }
 
 void DownstreamConnection::close() {
@@ -433,8 +443,8 @@ bool DownstreamConnection::decodeBuffered() {
 
 asio::awaitable<void> DownstreamConnection::serve() {
   const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
-  const auto idle = orForever(hcm.config->idle_timeout);
-  const auto stream_idle = orForever(hcm.config->stream_idle_timeout);
+  const std::chrono::milliseconds idle = hcm.config->idle_timeout;  // 0: none
+  const std::chrono::milliseconds stream_idle = hcm.config->stream_idle_timeout;
   while (!closed_) {
     // Wait for the next request head.
     while (head_ == nullptr) {
@@ -460,7 +470,7 @@ asio::awaitable<void> DownstreamConnection::serve() {
         if (tls_in_.size() > kIdleReadChunk) std::string().swap(tls_in_);
         if (tls_wire_.capacity() > kIdleReadChunk) std::string().swap(tls_wire_);
       }
-      stream_.expires_after(mid_request ? stream_idle : idle);
+      read_deadline_.expiresAfter(mid_request ? stream_idle : idle);
       boost::system::error_code ec;
       const size_t chunk = mid_request ? kReadChunk : kIdleReadChunk;
       if (tls_) {
@@ -470,8 +480,9 @@ asio::awaitable<void> DownstreamConnection::serve() {
                                                     asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) buffer_.commit(n);
       }
+      read_deadline_.clear();
       if (ec) {
-        if (ec == beast::error::timeout && mid_request) {
+        if (deadline_passed_ && mid_request) {
           worker_.shard().inc(hcm.stats.downstream_rq_header_timeout);
         }
         co_return;  // EOF, reset, idle timeout: nothing to answer
@@ -546,7 +557,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
       co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       co_return false;
     }
-    stream_.expires_after(orForever(timeout));
+    read_deadline_.expiresAfter(timeout);
     boost::system::error_code ec;
     if (tls_) {
       co_await readTls(ec, kReadChunk);
@@ -555,6 +566,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
                                                   asio::redirect_error(asio::use_awaitable, ec));
       if (!ec) buffer_.commit(n);
     }
+    read_deadline_.clear();
     if (ec) co_return false;
   }
 }
@@ -660,7 +672,6 @@ asio::awaitable<void> DownstreamConnection::stopWatching() {
 asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
   if (out_.empty()) co_return true;
   if (closed_) co_return false;
-  stream_.expires_after(orForever(timeout));
   boost::system::error_code ec;
   if (tls_) {
     const bool encrypted = tls_->write(std::span<const char>(out_.data(), out_.size()));
@@ -668,12 +679,16 @@ asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds time
     if (!encrypted) co_return false;
     tls_wire_.clear();
     tls_->takeOutput(tls_wire_);
+    write_deadline_.expiresAfter(timeout);
     co_await asio::async_write(stream_, asio::buffer(tls_wire_),
                                asio::redirect_error(asio::use_awaitable, ec));
+    write_deadline_.clear();
     co_return !ec;
   }
+  write_deadline_.expiresAfter(timeout);
   co_await asio::async_write(stream_, asio::buffer(out_),
                              asio::redirect_error(asio::use_awaitable, ec));
+  write_deadline_.clear();
   out_.clear();
   co_return !ec;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/deadline_queue.h"
 
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
@@ -136,6 +137,7 @@ class DownstreamConnection : public ConnectionHandle,
   asio::awaitable<bool> write(std::chrono::milliseconds timeout);
   // Before closing a connection whose last request was not read whole.
   asio::awaitable<void> lingerClose();
+  static void onDeadline(void* self);
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
@@ -150,6 +152,12 @@ class DownstreamConnection : public ConnectionHandle,
   // readBody() waits on it once the response ended the request early;
   // stopReading() ends the wait.
   asio::steady_timer stop_wait_;
+  // The read and write timeouts (DeadlineQueue: no Asio timer per
+  // operation). When one passes, the socket closes as with a Beast
+  // tcp_stream's timeout, and deadline_passed_ says why the operation failed.
+  DeadlineQueue::Deadline read_deadline_;
+  DeadlineQueue::Deadline write_deadline_;
+  bool deadline_passed_ = false;
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
 

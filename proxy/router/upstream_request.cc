@@ -73,7 +73,9 @@ UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& c
       policy_(policy),
       ex_(ex),
       pump_done_(ex),
-      watchdog_(ex) {}
+      watchdog_(
+          DeadlineQueue::of(ex),
+          [](void* self) { static_cast<UpstreamRequest*>(self)->onWatchdog(); }, this) {}
 
 UpstreamRequest::~UpstreamRequest() { finish(false); }
 
@@ -221,17 +223,7 @@ void UpstreamRequest::armWatchdog() {
   }
   const milliseconds idle = parent_.streamIdle();
   if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
-  ++watch_gen_;  // supersedes any outstanding wait
-  if (at == Clock::time_point::max()) {
-    if (watch_waits_ > 0) watchdog_.cancel();
-    return;
-  }
-  watchdog_.expires_at(at);  // cancels an outstanding wait
-  ++watch_waits_;
-  watchdog_.async_wait([this, gen = watch_gen_](const boost::system::error_code& ec) {
-    --watch_waits_;
-    if (!ec && gen == watch_gen_) onWatchdog();
-  });
+  watchdog_.expiresAt(at);  // max() clears it
 }
 
 void UpstreamRequest::onWatchdog() {
@@ -267,12 +259,7 @@ asio::awaitable<void> UpstreamRequest::endExchange() {
       co_await pump_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
-  ++watch_gen_;
-  watchdog_.cancel();
-  // The cancelled wait's handler is queued ahead of this continuation.
-  for (int i = 0; watch_waits_ > 0 && i < 64; ++i) {
-    co_await asio::post(ex_, asio::use_awaitable);
-  }
+  watchdog_.clear();  // nothing refers to this once cleared: no handler is outstanding
 }
 
 void UpstreamRequest::onHeaders(ResponseHead& head, bool end_stream) {

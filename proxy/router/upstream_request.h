@@ -16,6 +16,7 @@
 #include <span>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/deadline_queue.h"
 
 #include "proxy/codec/codec.h"
 #include "proxy/upstream/conn_pool.h"
@@ -162,14 +163,12 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   std::chrono::steady_clock::time_point try_deadline_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point last_activity_;  // upstream bytes either way
   asio::steady_timer pump_done_;  // cancelled when the pump ends
-  asio::steady_timer watchdog_;   // the earliest of the timeouts
+  DeadlineQueue::Deadline watchdog_;  // the earliest of the timeouts
   bool pump_running_ = false;
   bool stop_pump_ = false;
   bool upstream_write_failed_ = false;
   bool request_sent_ = false;
   bool response_started_ = false;
-  uint32_t watch_waits_ = 0;  // waits whose handler has not run yet
-  uint32_t watch_gen_ = 0;    // only the newest wait may fire
   Timeout fired_ = Timeout::None;
   uint32_t status_ = 0;
 };

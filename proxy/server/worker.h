@@ -111,7 +111,11 @@ class Worker {
   // Declared before io_: destroying io_ destroys suspended connection
   // coroutines, whose destructors unregister themselves from this list.
   std::list<ConnectionHandle*> connections_;
-  asio::io_context io_{1};
+  // One thread runs io_ and every socket and timer of it is used on that
+  // thread alone (other threads only post() to it, which keeps its lock), so
+  // the reactor's per-descriptor locks go: two mutex round trips per I/O
+  // operation on the request path.
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;
   DataPlaneConfigConstSharedPtr config_;
