@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "proxy/common/thread_cache.h"
+
 namespace turnout::proxy {
 
 #if defined(__linux__)
@@ -67,7 +69,10 @@ std::size_t releaseRelocationTable() {
   return pages.bytes;
 }
 
-void releaseFreeHeap() { malloc_trim(0); }
+void releaseFreeHeap() {
+  thread_cache::flush();
+  malloc_trim(0);
+}
 
 #else
 

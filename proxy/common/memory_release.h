@@ -27,7 +27,8 @@ struct PageRange {
 PageRange relocationTablePages();
 
 // Returns the free pages inside the heap (glibc keeps the pages of freed
-// chunks below the top of the heap mapped) to the kernel: malloc_trim(0).
+// chunks below the top of the heap mapped) to the kernel: malloc_trim(0),
+// after giving the calling thread's cached blocks (thread_cache.h) back.
 // Meant for after a config generation was replaced and its temporaries
 // freed; it walks every arena, so not for a hot path.
 void releaseFreeHeap();

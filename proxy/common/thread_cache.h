@@ -1,0 +1,46 @@
+#pragma once
+
+// A per-thread cache of small blocks in front of malloc, behind the turnout
+// binary's global operator new and delete (proxy/new_delete.cc).
+//
+// Why: a proxied request allocates about 25 small blocks, most of them
+// coroutine frames, and frees them in runs of one size as long as the
+// requests in flight (32 connections, 64 streams). glibc's per-thread cache
+// keeps 7 blocks per size, so most of those frees and the allocations after
+// them go to its arenas: 8 % of the instructions of an HTTP/1.1 request and
+// 14 % of an HTTP/2 one (bench/compare/instructions.sh;
+// bench/results/2026-12-04-2cpu-x86_64-instructions-alloc.md). This keeps
+// up to a bounded number of blocks per size class per thread instead.
+//
+// Blocks are plain malloc blocks: one freed on another thread than the one
+// that allocated it joins that thread's cache, and malloc_usable_size gives
+// the class of a block freed without its size. Classes are the sizes malloc
+// hands out exactly (16c + 8 bytes, 24 to 1,032), so a block of a class can
+// serve any request of that class. Bounded: at most kMaxCachedBytes per
+// thread (and a few dozen blocks per class); a thread's blocks go back to
+// malloc when it exits, and frees after that go straight to free().
+
+#include <cstddef>
+
+namespace turnout::proxy::thread_cache {
+
+constexpr size_t kMaxBlock = 1032;              // larger requests go to malloc
+constexpr size_t kMaxCachedBytes = 192 * 1024;  // per thread
+
+// At least `n` bytes, aligned as malloc's; throws std::bad_alloc as
+// operator new does (after trying the new-handler).
+void* allocate(size_t n);
+// `n` as given to allocate(); null is ignored.
+void deallocate(void* p, size_t n) noexcept;
+void deallocateUnsized(void* p) noexcept;
+
+struct Stats {
+  size_t blocks = 0;
+  size_t bytes = 0;
+};
+// This thread's cache.
+Stats stats() noexcept;
+// Frees this thread's cached blocks.
+void flush() noexcept;
+
+}  // namespace turnout::proxy::thread_cache

@@ -1,0 +1,113 @@
+#include "proxy/common/thread_cache.h"
+
+#include <malloc.h>
+
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+namespace turnout::proxy::thread_cache {
+namespace {
+
+TEST_CASE("a freed small block is handed out again for a request of its class") {
+  flush();
+  void* a = allocate(100);
+  REQUIRE(malloc_usable_size(a) >= 100);
+  deallocate(a, 100);
+  CHECK(stats().blocks == 1);
+  CHECK(stats().bytes == 104);  // the class of 100 bytes: 16 * 6 + 8
+  void* b = allocate(97);       // same class
+  CHECK(b == a);
+  CHECK(stats().blocks == 0);
+  void* c = allocate(120);  // another class: not that block
+  CHECK(c != a);
+  deallocate(b, 97);
+  deallocate(c, 120);
+  flush();
+  CHECK(stats().blocks == 0);
+  CHECK(stats().bytes == 0);
+}
+
+TEST_CASE("every block holds what was asked, for every size up to the largest cached") {
+  flush();
+  std::vector<std::pair<unsigned char*, size_t>> blocks;
+  for (size_t n = 0; n <= kMaxBlock + 64; ++n) {
+    auto* p = static_cast<unsigned char*>(allocate(n));
+    REQUIRE(p != nullptr);
+    REQUIRE(malloc_usable_size(p) >= n);
+    std::memset(p, static_cast<int>(n & 0xff), n);
+    blocks.emplace_back(p, n);
+  }
+  for (auto& [p, n] : blocks) {
+    for (size_t i = 0; i < n; ++i) REQUIRE(p[i] == static_cast<unsigned char>(n & 0xff));
+  }
+  // Freed, then asked again in reverse: each reuse still holds its request.
+  for (auto& [p, n] : blocks) deallocate(p, n);
+  for (size_t n = kMaxBlock + 64; n-- > 0;) {
+    void* p = allocate(n);
+    REQUIRE(malloc_usable_size(p) >= n);
+    std::memset(p, 0xab, n);
+    deallocate(p, n);
+  }
+  flush();
+}
+
+TEST_CASE("a block freed without its size goes to the class its usable size holds") {
+  flush();
+  void* p = allocate(200);
+  deallocateUnsized(p);
+  CHECK(stats().blocks == 1);
+  void* q = allocate(200);
+  CHECK(q == p);
+  deallocateUnsized(q);
+  // A block from plain malloc whose usable size is not a class (too large)
+  // goes back to malloc.
+  void* big = std::malloc(4096);
+  deallocateUnsized(big);
+  CHECK(stats().blocks == 1);
+  flush();
+}
+
+TEST_CASE("the cache is bounded per class and per thread") {
+  flush();
+  std::vector<void*> many;
+  for (int i = 0; i < 1000; ++i) many.push_back(allocate(24));
+  for (void* p : many) deallocate(p, 24);
+  CHECK(stats().blocks <= 128);
+  many.clear();
+  // Every class filled: the bytes stay under the thread's bound.
+  for (size_t n = 24; n <= kMaxBlock; n += 16) {
+    for (int i = 0; i < 200; ++i) many.push_back(allocate(n));
+  }
+  for (void* p : many) deallocateUnsized(p);
+  CHECK(stats().bytes <= kMaxCachedBytes);
+  CHECK(stats().bytes > kMaxCachedBytes / 2);
+  flush();
+}
+
+TEST_CASE("blocks freed on another thread join that thread's cache, and leave with it") {
+  flush();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 16; ++i) blocks.push_back(allocate(64));
+  Stats other;
+  Stats after_flush;
+  std::thread t([&] {
+    for (void* p : blocks) deallocate(p, 64);
+    other = stats();
+    // What the thread allocates next comes from those blocks.
+    void* again = allocate(64);
+    std::set<void*> mine(blocks.begin(), blocks.end());
+    CHECK(mine.count(again) == 1);
+    deallocate(again, 64);
+  });
+  t.join();
+  CHECK(other.blocks == 16);
+  CHECK(stats().blocks == 0);  // this thread's cache is its own
+  (void)after_flush;
+}
+
+}  // namespace
+}  // namespace turnout::proxy::thread_cache
