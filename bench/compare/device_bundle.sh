@@ -7,6 +7,9 @@
 # `/.dev/` to .git/info/exclude); bench/compare/device_run.sh unpacks and runs it.
 #
 # Usage: bench/compare/device_bundle.sh [TURNOUT_BINARY]
+#   BEFORE=/path/to/older/turnout also packs that build as bin/turnout-before,
+#   for a before/after pair measured on the same machine
+#   (device_run.sh ... --turnout .dev/x/bin/turnout-before).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 turnout=${1:-build/proxy/turnout}
@@ -15,6 +18,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,real,lib,etc}
 strip -o "$stage/bin/turnout" "$turnout"
 strip -o "$stage/bin/turnout-bench" build/bench/turnout_bench/turnout-bench
+if [ -n "${BEFORE:-}" ]; then strip -o "$stage/bin/turnout-before" "$BEFORE"; fi
 for b in nginx haproxy nghttpx strace curl openssl taskset; do
   p=$(command -v "$b") || { echo "device_bundle: $b is missing (scripts/setup.sh)" >&2; exit 1; }
   cp "$p" "$stage/real/$b"
