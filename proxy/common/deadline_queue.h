@@ -75,7 +75,9 @@ class DeadlineQueue::Deadline {
 
   Deadline(DeadlineQueue& queue, Callback callback, void* arg)
       : queue_(&queue), callback_(callback), arg_(arg) {}
-  ~Deadline() { queue_->remove(*this); }
+  ~Deadline() {
+    if (index_ != kNotQueued) queue_->remove(*this);
+  }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 

@@ -476,8 +476,8 @@ asio::awaitable<void> DownstreamConnection::serve() {
       if (tls_) {
         co_await readTls(ec, chunk);
       } else {
-        size_t n = co_await stream_.async_read_some(buffer_.prepare(chunk),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+        size_t n = co_await stream_.socket().async_read_some(
+            buffer_.prepare(chunk), asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) buffer_.commit(n);
       }
       read_deadline_.clear();
@@ -562,8 +562,8 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
     if (tls_) {
       co_await readTls(ec, kReadChunk);
     } else {
-      size_t n = co_await stream_.async_read_some(buffer_.prepare(kReadChunk),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+      size_t n = co_await stream_.socket().async_read_some(
+          buffer_.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
       if (!ec) buffer_.commit(n);
     }
     read_deadline_.clear();
@@ -599,12 +599,12 @@ asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& e
     if (tls_->hasOutput()) {  // a TLS 1.3 key update answer, say
       tls_wire_.clear();
       tls_->takeOutput(tls_wire_);
-      co_await asio::async_write(stream_, asio::buffer(tls_wire_),
+      co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
     }
     if (tls_in_.size() < chunk) tls_in_.resize(chunk);  // zero-filled once, when it grows
-    const size_t n = co_await stream_.async_read_some(
+    const size_t n = co_await stream_.socket().async_read_some(
         asio::buffer(tls_in_.data(), chunk), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     tls_->feed(std::span<const char>(tls_in_.data(), n));
@@ -680,13 +680,13 @@ asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds time
     tls_wire_.clear();
     tls_->takeOutput(tls_wire_);
     write_deadline_.expiresAfter(timeout);
-    co_await asio::async_write(stream_, asio::buffer(tls_wire_),
+    co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
                                asio::redirect_error(asio::use_awaitable, ec));
     write_deadline_.clear();
     co_return !ec;
   }
   write_deadline_.expiresAfter(timeout);
-  co_await asio::async_write(stream_, asio::buffer(out_),
+  co_await asio::async_write(stream_.socket(), asio::buffer(out_),
                              asio::redirect_error(asio::use_awaitable, ec));
   write_deadline_.clear();
   out_.clear();

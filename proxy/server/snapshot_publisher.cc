@@ -122,8 +122,11 @@ absl::StatusOr<std::vector<WorkerListener>> SnapshotPublisher::bind(const Listen
         absl::StrCat("listener '", l.name, "': invalid address '", l.address.address, "'"));
   }
   port = static_cast<uint16_t>(l.address.port);
-  for (auto& w : workers_) {
-    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(w->io());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    // Bound here, on the main thread's io_context: a worker's reactor has no
+    // per-socket locks, so only the worker registers its sockets
+    // (Worker::acceptLoop moves the acceptor over on its own thread).
+    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(main_);
     asio::ip::tcp::endpoint ep(ip, port);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);

@@ -1,5 +1,7 @@
 #include "proxy/server/worker.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <ctime>
 #include <exception>
@@ -156,6 +158,23 @@ const std::string& Worker::httpDate() {
 }
 
 asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
+  // SnapshotPublisher binds on the main thread's io_context; this worker's
+  // reactor runs without per-socket locks (worker.h), so the socket is
+  // registered with it here, on its own thread.
+  if (listener->acceptor && &listener->acceptor->get_executor().context() != &io_) {
+    boost::system::error_code ec;
+    const asio::ip::tcp::endpoint at = listener->acceptor->local_endpoint(ec);
+    const auto fd = ec ? -1 : listener->acceptor->release(ec);
+    auto mine = std::make_unique<asio::ip::tcp::acceptor>(io_);
+    if (!ec) mine->assign(at.protocol(), fd, ec);
+    if (ec) {
+      TURNOUT_LOG(err, "main", "listener '{}': cannot hand the socket to worker {}: {}",
+                  listener->name, index_, ec.message());
+      if (fd >= 0) ::close(fd);
+      co_return;
+    }
+    listener->acceptor = std::move(mine);
+  }
   // A listener bound to one address gives every connection that local
   // address: ask the kernel (getsockname) only for wildcard listeners. The
   // peer comes from accept itself (no getpeername).

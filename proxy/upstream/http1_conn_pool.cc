@@ -59,11 +59,13 @@ asio::awaitable<bool> UpstreamConnection::send() {
   if (stream_reset || write_failed) co_return false;
   if (out.empty()) co_return true;
   boost::system::error_code ec;
-  stream.expires_never();
   if (tls) {
+    stream.expires_never();  // writeTls goes through the Beast stream
     ec = co_await writeTls(stream, *tls, out);
   } else {
-    co_await asio::async_write(stream, asio::buffer(out),
+    // The socket itself: no timeout applies here (the router's watchdog
+    // resets the stream), so Beast's per-operation layer has nothing to do.
+    co_await asio::async_write(stream.socket(), asio::buffer(out),
                                asio::redirect_error(asio::use_awaitable, ec));
   }
   out.clear();
@@ -98,9 +100,9 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
       if (*consumed > 0) co_return r;  // progress: the caller looks at its events
     }
     boost::system::error_code ec;
-    stream.expires_never();
     size_t n = 0;
     if (tls) {
+      stream.expires_never();  // readTls goes through the Beast stream
       if (tls_deferred_error) {
         ec = std::exchange(tls_deferred_error, {});
       } else {
@@ -115,8 +117,8 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
         }
       }
     } else {
-      n = co_await stream.async_read_some(read_buffer.prepare(16 * 1024),
-                                          asio::redirect_error(asio::use_awaitable, ec));
+      n = co_await stream.socket().async_read_some(read_buffer.prepare(16 * 1024),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
     }
     if (stream_reset) continue;
     if (ec) {
