@@ -327,6 +327,32 @@ class ConnectionManagerFieldsTest(FieldsCase):
             finally:
                 conn.close()
 
+    def test_idle_timeout_restarts_with_every_request(self):
+        # The idle deadline is moved later by every request without touching
+        # the worker's timer (DeadlineQueue): a connection kept busy for
+        # three times the 0.3 s idle_timeout stays open, and then closes
+        # about 0.3 s after its last request, not after its first.
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port("custom"),
+                                          timeout=TIMEOUT_S)
+        try:
+            start = time.monotonic()
+            for i in range(10):
+                status, _, _ = request(0, "GET", "/busy%d" % i, conn=conn)
+                self.assertEqual(status, 200, "request %d at %.2f s" % (i, time.monotonic() - start))
+                time.sleep(0.1)
+            last = time.monotonic()
+            self.assertGreater(last - start, 0.9)
+            sock = conn.sock
+            sock.settimeout(1.5)
+            try:
+                got = sock.recv(1)
+            except socket.timeout:
+                got = None
+            self.assertEqual(got, b"")
+            self.assertGreaterEqual(time.monotonic() - last, 0.15)
+        finally:
+            conn.close()
+
     def test_routing_key_from_a_tracestate_key_is_written_to_the_output_header(self):
         status, _, body = self.get("/k", "custom", headers={"tracestate": "a=1,fx=feat-x"})
         self.assertEqual(status, 200, body)
