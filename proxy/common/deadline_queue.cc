@@ -103,9 +103,14 @@ void DeadlineQueue::onTimer(const boost::system::error_code& ec) {
   if (ec || shut_down_) return;
   armed_ = Clock::time_point::max();
   const Clock::time_point now = Clock::now();
-  while (!heap_.empty() && heap_.front()->key_ <= now) {
+  // A callback that sets a deadline already passed is served again in this
+  // sweep; the budget keeps one that always does so from holding the thread
+  // (what is left waits for the timer, due at once, behind other handlers).
+  size_t budget = heap_.size() + 64;
+  while (!heap_.empty() && heap_.front()->key_ <= now && budget > 0) {
     Deadline& d = *heap_.front();
     if (d.at_ <= now) {
+      --budget;
       remove(d);
       d.at_ = Clock::time_point::max();
       d.callback_(d.arg_);  // may set or clear deadlines, this one included

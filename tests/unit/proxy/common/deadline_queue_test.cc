@@ -141,6 +141,31 @@ TEST_CASE("a callback may set deadlines again, its own included") {
   CHECK(q.queued() == 0);
 }
 
+TEST_CASE("a callback that keeps setting a passed deadline does not hold the thread") {
+  // Its first call posts a handler: that handler can only run once the
+  // timer's sweep has ended, which it must although the deadline is always
+  // due again.
+  asio::io_context io;
+  DeadlineQueue& q = DeadlineQueue::of(io);
+  struct Stubborn {
+    Stubborn(asio::io_context& io, DeadlineQueue& q)
+        : io(io), deadline(q, &Stubborn::onFire, this) {}
+    static void onFire(void* self) {
+      auto* s = static_cast<Stubborn*>(self);
+      if (s->count++ == 0) asio::post(s->io, [s] { s->other_ran = true; });
+      if (!s->other_ran) s->deadline.expiresAt(Clock::now() - milliseconds(1));
+    }
+    asio::io_context& io;
+    int count = 0;
+    bool other_ran = false;
+    Deadline deadline;
+  } s(io, q);
+  s.deadline.expiresAt(Clock::now());
+  runUntil(io, [&] { return s.other_ran; });
+  CHECK(s.other_ran);
+  CHECK(s.count > 1);  // it was served again, within the budget
+}
+
 TEST_CASE("the queue matches a sorted reference under random moves") {
   // Each round moves random deadlines earlier, later, or clears them, then
   // runs the queue past a random time: exactly the deadlines at or before it
