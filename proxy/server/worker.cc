@@ -161,7 +161,8 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
   // SnapshotPublisher binds on the main thread's io_context; this worker's
   // reactor runs without per-socket locks (worker.h), so the socket is
   // registered with it here, on its own thread.
-  if (listener->acceptor && &listener->acceptor->get_executor().context() != &io_) {
+  if (!listener->acceptor || !listener->acceptor->is_open()) co_return;  // closed before it started
+  if (&listener->acceptor->get_executor().context() != &io_) {
     boost::system::error_code ec;
     const asio::ip::tcp::endpoint at = listener->acceptor->local_endpoint(ec);
     const auto fd = ec ? -1 : listener->acceptor->release(ec);
