@@ -30,6 +30,8 @@ inline constexpr absl::string_view kHealthCheckType =
     "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 inline constexpr absl::string_view kGrpcStatsType =
     "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig";
+inline constexpr absl::string_view kGrpcWebType =
+    "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
 inline constexpr absl::string_view kRoutingKeyType =
     "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 inline constexpr absl::string_view kUpstreamTlsContextType =

@@ -287,6 +287,8 @@ FieldPolicyTable* buildTable() {
                    "per-method gRPC stats are not supported by turnout; the filter counts per "
                    "cluster (cluster.<name>.grpc.*)"}},
       .check = checkGrpcStatsFilter};
+  // No fields (proxy/filters/grpc_web_filter.h).
+  table["envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"] = {};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
       .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {

@@ -250,6 +250,12 @@ asio::awaitable<void> RouterFilter::forward() {
     co_await replyNoTunnelOverHttp2();
     co_return;
   }
+  // A gRPC-Web text body that came with the headers is decoded before any
+  // upstream is chosen, so a bad one is answered without connecting.
+  if (!decodeGrpcWebBody()) {
+    co_await replyGrpcWebRejected();
+    co_return;
+  }
   if (d_.max_stream_duration) {
     duration_deadline_ = stream_.start_ + *d_.max_stream_duration;
     deadline_ = std::min(deadline_, duration_deadline_);
@@ -342,9 +348,30 @@ asio::awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
                            : access_log::ResponseFlag::DownstreamConnectionTermination);
     co_return false;
   }
+  if (!decodeGrpcWebBody()) {
+    // Not base64: the request ends here (attempt() answers it).
+    stream_.downstream_failed_ = true;
+    stream_.close_connection_ = true;
+    co_return false;
+  }
   if (conn_.requestComplete()) onRequestComplete();
   encodeRequestBody(*stream);
   co_return true;
+}
+
+bool RouterFilter::decodeGrpcWebBody() {
+  if (!stream_.grpc_web_) return true;
+  if (stream_.grpc_web_->decodeRequestBody(conn_.pendingBody(), conn_.requestComplete())) {
+    return true;
+  }
+  stream_.grpc_web_rejected_ = true;
+  return false;
+}
+
+asio::awaitable<void> RouterFilter::replyGrpcWebRejected() {
+  stream_.close_connection_ = true;
+  co_await stream_.sendLocalReply(400, GrpcWebStream::kBadRequestBody, {}, {},
+                                  stream_.grpc_web_->details());
 }
 
 void RouterFilter::stopRequestBody() {
@@ -385,18 +412,46 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   head.close_connection = conn_.draining() || !conn_.requestComplete();
   if (head.close_connection) stream_.close_connection_ = true;
   if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseHeaders(head.status, head.headers, end_stream);
+  // gRPC-Web after grpc_stats, as Envoy's encoder filters run in reverse:
+  // a response that is not gRPC waits for its body (encodeHeldGrpcWeb()).
+  if (stream_.grpc_web_ && !stream_.grpc_web_->onResponseHeaders(head, end_stream)) return false;
   conn_.encodeHeaders(head, end_stream);
   return false;
 }
 
+void RouterFilter::encodeHeldGrpcWeb() {
+  ResponseHead& head = stream_.grpc_web_->finishHeld();
+  stream_.response_headers_ = &head.headers;
+  conn_.encodeHeaders(head, true);
+}
+
 void RouterFilter::onUpstreamData(std::span<const char> data, bool end_stream) {
-  stream_.response_body_bytes_ += data.size();
   if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseData(data);
+  if (stream_.grpc_web_) {
+    if (stream_.grpc_web_->holding()) {
+      stream_.grpc_web_->holdData(data);
+      if (end_stream) encodeHeldGrpcWeb();
+      return;
+    }
+    data = stream_.grpc_web_->encodeData(data);
+  }
+  stream_.response_body_bytes_ += data.size();
   conn_.encodeData(data, end_stream);
 }
 
 void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
   if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseTrailers(trailers);
+  if (stream_.grpc_web_) {
+    if (stream_.grpc_web_->holding()) {
+      encodeHeldGrpcWeb();
+      return;
+    }
+    // gRPC-Web carries the trailers as the body's last message.
+    const std::span<const char> frame = stream_.grpc_web_->encodeTrailers(trailers);
+    stream_.response_body_bytes_ += frame.size();
+    conn_.encodeData(frame, true);
+    return;
+  }
   conn_.encodeTrailers(trailers);
 }
 
@@ -562,6 +617,11 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   }
   upstream.finish(false);
   auto& flags = stream_.flags_;
+  if (stream_.grpc_web_rejected_) {
+    // The gRPC-Web text body turned out not to be base64.
+    if (!r.response_started) co_await replyGrpcWebRejected();
+    co_return AttemptResult::Failed;
+  }
   if (stream_.downstream_failed_) {
     flags.set(access_log::ResponseFlag::DownstreamConnectionTermination);
     stream_.close_connection_ = true;

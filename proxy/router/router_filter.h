@@ -85,6 +85,13 @@ class RouterFilter : public UpstreamRequestParent {
     return request_body_bytes_ == 0 || (keep_body_ && !body_overflow_);
   }
   bool canRetry();
+  // Decodes a gRPC-Web text body's new bytes in place; false (and
+  // grpc_web_rejected_ on the stream) when they are not base64.
+  bool decodeGrpcWebBody();
+  // Envoy's 400 to a gRPC-Web body that is not base64.
+  asio::awaitable<void> replyGrpcWebRejected();
+  // Sends a held non-gRPC response to a gRPC-Web call as its gRPC status.
+  void encodeHeldGrpcWeb();
 
   ActiveStream& stream_;
   DownstreamStream& conn_;

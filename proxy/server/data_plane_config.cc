@@ -7,11 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "config/snapshot/route_config_translator.h"
-#include "proxy/common/log.h"
-#include "proxy/filters/health_check_filter.h"
-#include "proxy/filters/routing_key_filter.h"
 #include "envoy/extensions/filters/http/grpc_stats/v3/config.pb.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb.h"
+#include "proxy/common/log.h"
+#include "proxy/filters/grpc_web_filter.h"
+#include "proxy/filters/health_check_filter.h"
+#include "proxy/filters/routing_key_filter.h"
 
 namespace turnout::proxy {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 constexpr char kRoutingKeyType[] = "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 constexpr char kHealthCheckType[] = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 constexpr char kGrpcStatsType[] = "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig";
+constexpr char kGrpcWebType[] = "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
 
 constexpr const char* kLogComponent = "upstream";
 
@@ -167,6 +169,11 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack FilterConfig"));
       }
       rt.grpc_stats = GrpcStatsFilterConfig{.upstream_stats = proto.enable_upstream_stats()};
+    } else if (f.type_name == kGrpcWebType) {
+      // GrpcWeb has no fields: one filter serves every chain.
+      static const auto* grpc_web =
+          new std::shared_ptr<const GrpcWebFilter>(std::make_shared<const GrpcWebFilter>());
+      rt.filters.push_back(*grpc_web);
     }
   }
   return rt;

@@ -68,7 +68,11 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   LocalReply reply;
   // A gRPC request gets its reply as a gRPC status (Envoy: is_grpc local replies).
   reply.grpc = isGrpcContentType(head_.headers.get("content-type"));
-  final_status_ = reply.grpc ? 200 : status;
+  if (grpc_web_) {
+    reply.grpc_content_type = grpc_web_->contentType();
+    reply.grpc_keep_status = grpc_web_rejected_;
+  }
+  final_status_ = reply.grpc && !reply.grpc_keep_status ? 200 : status;
   details_.assign(details);
   response_body_bytes_ = reply.grpc ? 0 : body.size();
   reply.status = status;

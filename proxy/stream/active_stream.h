@@ -12,6 +12,7 @@
 #include "proxy/access_log/stream_info.h"
 #include "proxy/codec/codec.h"
 #include "proxy/filters/grpc_stats_filter.h"
+#include "proxy/filters/grpc_web_filter.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stream/filter.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -48,6 +49,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   bool healthCheckFailed() override;
   void localReply(uint16_t status, std::string_view body, std::string_view details) override;
   void setResponseFlag(access_log::ResponseFlag flag) override { flags_.set(flag); }
+  void startGrpcWeb(bool text_request, bool text_response) override {
+    grpc_web_.emplace(text_request, text_response);
+  }
 
  private:
   // The router is this stream's terminal stage: it reads the request and
@@ -90,6 +94,12 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // The grpc_stats filter's state for a gRPC call routed to a cluster
   // (RouterFilter makes it; local replies pass through it).
   std::optional<GrpcStatsTracker> grpc_stats_;
+  // The grpc_web filter's translation of this call (GrpcWebFilter starts it;
+  // the router feeds it; local replies take its content-type).
+  std::optional<GrpcWebStream> grpc_web_;
+  // The gRPC-Web text body was not base64: the 400 keeps its HTTP status,
+  // as Envoy's filter answers it (a gRPC status in the headers, no body).
+  bool grpc_web_rejected_ = false;
   std::string upstream_host_;
   uint64_t request_body_bytes_ = 0;  // body bytes taken from the client
   uint64_t response_body_bytes_ = 0;

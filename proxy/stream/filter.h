@@ -49,6 +49,9 @@ class StreamDecoderFilterCallbacks {
   // Answers the request locally once the filter returns StopIteration.
   virtual void localReply(uint16_t status, std::string_view body, std::string_view details) = 0;
   virtual void setResponseFlag(access_log::ResponseFlag flag) = 0;
+  // The gRPC-Web filter took this request: the stream translates its body
+  // and response (proxy/filters/grpc_web_filter.h).
+  virtual void startGrpcWeb(bool text_request, bool text_response) = 0;
 };
 
 class StreamFilter {

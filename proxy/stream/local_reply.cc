@@ -51,9 +51,11 @@ namespace {
 void encodeGrpcLocalReply(DownstreamStream& stream, const LocalReply& reply, std::string_view date,
                           std::string_view server_name, ResponseHead& head) {
   head.clear();
-  head.status = 200;
+  head.status = reply.grpc_keep_status ? reply.status : 200;
   head.close_connection = reply.close_connection;
-  head.headers.addLowercase("content-type", "application/grpc");
+  head.headers.addLowercase("content-type", reply.grpc_content_type.empty()
+                                                ? std::string_view("application/grpc")
+                                                : reply.grpc_content_type);
   char code[12];
   const uint32_t grpc_status = reply.grpc_status >= 0 ? static_cast<uint32_t>(reply.grpc_status)
                                                        : httpToGrpcStatus(reply.status);
@@ -71,6 +73,7 @@ void encodeGrpcLocalReply(DownstreamStream& stream, const LocalReply& reply, std
   if (reply.modify_headers != nullptr) (*reply.modify_headers)(head.headers);
   // As Envoy: modify_headers may have added one; a trailers-only response has no body.
   head.headers.remove("content-length");
+  if (reply.grpc_keep_status) head.headers.addLowercase("content-length", "0");
   stream.encodeHeaders(head, true);
 }
 

@@ -29,6 +29,12 @@ struct LocalReply {
   // the percent-encoded body, no body and no content-length.
   bool grpc = false;
   int grpc_status = -1;  // >= 0: this grpc-status instead of httpToGrpcStatus(status)
+  // gRPC-Web (proxy/filters/grpc_web_filter.h): the gRPC reply's
+  // content-type instead of application/grpc.
+  std::string_view grpc_content_type;
+  // The gRPC reply keeps `status` and says content-length: 0 (Envoy's
+  // gRPC-Web translation of a reply that was not gRPC).
+  bool grpc_keep_status = false;
   // Called on the finished head before it is encoded (the route's
   // response_headers_to_add/remove, as Envoy's router does for its replies).
   const std::function<void(HeaderMap&)>* modify_headers = nullptr;

@@ -42,6 +42,7 @@ class FakeCallbacks : public StreamDecoderFilterCallbacks {
   bool healthCheckFailed() override { return false; }
   void localReply(uint16_t, std::string_view, std::string_view) override {}
   void setResponseFlag(access_log::ResponseFlag) override {}
+  void startGrpcWeb(bool, bool) override {}
 
   std::string header(std::string_view name) const {
     const std::string_view v = head_.headers.get(name);
