@@ -243,17 +243,23 @@ class GrpcTestCase(unittest.TestCase):
     main = None
     sandbox = None
     HTTP_FILTERS = ROUTING_KEY + ROUTER
+    VHOSTS = VHOSTS
+
+    @classmethod
+    def extra_clusters(cls):
+        """Clusters a subclass adds (it starts their origins and stops them in tearDownClass)."""
+        return []
 
     @classmethod
     def setUpClass(cls):
         try:
             cls.main = EchoServer("main").start()
             cls.sandbox = EchoServer("feat-x").start()
-            yaml = bootstrap(VHOSTS,
+            yaml = bootstrap(cls.VHOSTS,
                              [h2_cluster("grpc", [cls.main.port]),
                               h2_cluster("grpc-feat-x", [cls.sandbox.port]),
                               h2_cluster("nohost", []),
-                              h2_cluster("refused", [1])],
+                              h2_cluster("refused", [1])] + cls.extra_clusters(),
                              http_filters=cls.HTTP_FILTERS)
             cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
         except Exception:

@@ -27,12 +27,11 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import grpc  # noqa: E402
 
 import grpc_test  # noqa: E402
 from envoy_yaml import ROUTER, ROUTING_KEY, TIMEOUT_S, bootstrap, cluster  # noqa: E402
 from fake_backend import FakeBackend  # noqa: E402
-from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from turnout_process import run_suite  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -42,24 +41,10 @@ GRPC_WEB = """\
     "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb
 """
 
-VHOSTS = """\
-- name: all
-  domains: ["*"]
-  routes:
-  - match:
-      prefix: "/"
-      headers:
-      - name: x-turnout-routing-key
-        string_match: { exact: feat-x }
-    route: { cluster: grpc-feat-x }
-  - match: { prefix: "/test.Echo/", grpc: {} }
-    route: { cluster: grpc }
-  - match: { prefix: "/test.NoHost/" }
-    route: { cluster: nohost }
+# grpc_test's routes, and one to a plain HTTP/1.1 origin.
+VHOSTS = grpc_test.VHOSTS + """\
   - match: { prefix: "/test.Plain/" }
     route: { cluster: plain }
-  - match: { prefix: "/test.Direct/" }
-    direct_response: { status: 403, body: { inline_string: "denied: 100%" } }
 """
 
 WEB = "application/grpc-web+proto"
@@ -103,40 +88,22 @@ def trailers_of(frames):
     return dict(line.split(":", 1) for line in lines[:-1])
 
 
-class GrpcWebTest(unittest.TestCase):
-    proxy = None
-    main = None
-    sandbox = None
+class GrpcWebTest(grpc_test.GrpcTestCase):
+    HTTP_FILTERS = GRPC_WEB + ROUTING_KEY + grpc_test.GRPC_STATS + ROUTER
+    VHOSTS = VHOSTS
     plain = None
 
     @classmethod
-    def setUpClass(cls):
-        try:
-            cls.main = grpc_test.EchoServer("main").start()
-            cls.sandbox = grpc_test.EchoServer("feat-x").start()
-            cls.plain = FakeBackend("plain").start()
-            yaml = bootstrap(VHOSTS,
-                             [grpc_test.h2_cluster("grpc", [cls.main.port]),
-                              grpc_test.h2_cluster("grpc-feat-x", [cls.sandbox.port]),
-                              grpc_test.h2_cluster("nohost", []),
-                              cluster("plain", [cls.plain.port])],
-                             http_filters=GRPC_WEB + ROUTING_KEY + grpc_test.GRPC_STATS + ROUTER)
-            cls.proxy = TurnoutProcess(TURNOUT, yaml).start()
-        except Exception:
-            cls.tearDownClass()
-            raise
-        cls.port = cls.proxy.port("ingress")
+    def extra_clusters(cls):
+        cls.plain = FakeBackend("plain").start()
+        return [cluster("plain", [cls.plain.port])]
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proxy is not None:
-            cls.proxy.stop()
-            cls.proxy = None
-        for attr in ("main", "sandbox", "plain"):
-            s = getattr(cls, attr)
-            if s is not None:
-                s.stop()
-                setattr(cls, attr, None)
+        super().tearDownClass()
+        if cls.plain is not None:
+            cls.plain.stop()
+            cls.plain = None
 
     def post(self, path, body, content_type=WEB, accept=None, headers=None, conn=None):
         """One gRPC-Web call over HTTP/1.1; returns (status, headers, body)."""
@@ -292,7 +259,7 @@ class GrpcWebTest(unittest.TestCase):
         self.assertEqual(out, b"")
         status, headers, out = self.post("/test.Direct/Call", frame(b"x"), accept=WEB_TEXT)
         self.assertEqual((status, headers["grpc-status"], headers["grpc-message"]),
-                         (200, "7", "denied: 100%25"))
+                         (200, "7", "denied: 100%25 %C3%A9 %7E"))
         self.assertEqual(headers["content-type"], "application/grpc-web-text+proto")
 
     # ---- the rest of the chain ----
@@ -314,11 +281,7 @@ class GrpcWebTest(unittest.TestCase):
         self.assertGreaterEqual(int(stats["cluster.grpc-feat-x.grpc.0"]), 1)
 
     def test_native_grpc_clients_pass_unchanged(self):
-        channel = grpc.insecure_channel("127.0.0.1:%d" % self.port,
-                                        options=grpc_test.CHANNEL_OPTIONS)
-        self.addCleanup(channel.close)
-        call = channel.unary_unary("/test.Echo/Unary")
-        self.assertEqual(call(b"native", timeout=TIMEOUT_S), b"echo:native")
+        self.assertEqual(self.uu("Unary")(b"native", timeout=TIMEOUT_S), b"echo:native")
 
     def test_a_plain_request_passes_unchanged(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
@@ -364,7 +327,8 @@ class GrpcWebConfigTest(unittest.TestCase):
 
     def test_validate_accepts_the_filter(self):
         yaml = bootstrap(VHOSTS, [grpc_test.h2_cluster(n, [1]) for n in
-                                  ("grpc", "grpc-feat-x", "nohost")] + [cluster("plain", [1])],
+                                  ("grpc", "grpc-feat-x", "nohost", "refused")] +
+                         [cluster("plain", [1])],
                          http_filters=GRPC_WEB + ROUTER)
         r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
                            capture_output=True, text=True, timeout=TIMEOUT_S)
