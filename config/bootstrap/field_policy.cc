@@ -584,6 +584,17 @@ FieldPolicyTable* buildTable() {
                   {"custom_settings_parameters", kHttp2OptionReason},
                   {"connection_keepalive", kHttp2OptionReason},
                   {"use_oghttp2_codec", kHttp2OptionReason}}};
+  // The HCM's also honours allow_connect: WebSockets over HTTP/2 (extended
+  // CONNECT, RFC 8441) to HTTP/1.1 upstreams. Clusters still refuse it (no
+  // extended CONNECT to an HTTP/2 upstream yet).
+  {
+    MessagePolicy downstream = table["envoy.config.core.v3.Http2ProtocolOptions"];
+    downstream.supported.push_back("allow_connect");
+    std::erase_if(downstream.reasons, [](const auto& r) { return r.first == "allow_connect"; });
+    table
+        ["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
+         "http2_protocol_options"] = std::move(downstream);
+  }
   // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
   // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};

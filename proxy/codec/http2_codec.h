@@ -62,6 +62,10 @@ struct Http2Settings {
   // WINDOW_UPDATE frames over the connection's life: at most 5 + 2 * (streams
   // opened + this times DATA frames sent).
   std::uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
+  // Server: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441; Envoy's
+  // allow_connect), so that clients may open WebSockets with an extended
+  // CONNECT (:protocol), which the codec hands on as an HTTP/1.1 upgrade.
+  bool enable_connect_protocol = false;
 };
 
 // Copies the Http2ProtocolOptions turnout honours from a config struct that
@@ -80,6 +84,7 @@ void applyProtocolOptions(const Options& o, Http2Settings& s) {
   s.max_inbound_priority_frames_per_stream = o.max_inbound_priority_frames_per_stream;
   s.max_inbound_window_update_frames_per_data_frame_sent =
       o.max_inbound_window_update_frames_per_data_frame_sent;
+  s.enable_connect_protocol = o.allow_connect;
 }
 
 // Where a codec counts Envoy's HTTP/2 codec stats (stats::Http2CodecStats):

@@ -62,6 +62,14 @@ int ServerSession::onField(ServerStream* s, std::string_view n, std::string_view
     h.authority.assign(v);
   } else if (n == ":scheme") {
     h.scheme.assign(v);
+  } else if (n == ":protocol") {
+    // Extended CONNECT (RFC 8441); nghttp2 lets it through only with
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL sent, and only on a CONNECT. The
+    // upgrade it asks for, as an HTTP/1.1 request would (Envoy's
+    // transformUpgradeRequestFromH2toH1); "upgrade" is a connection-specific
+    // field nghttp2 refuses from the client, so this is the only source.
+    h.headers.addLowercase("upgrade", v);
+    h.upgrade = true;
   }
   return 0;
 }
@@ -77,6 +85,7 @@ void ServerSession::onStreamHeaders(ServerStream* s, bool end_stream) {
   if (h.authority.empty()) h.authority.assign(h.headers.get("host"));
   h.version_minor = 1;
   h.keep_alive = true;
+  if (h.upgrade) h.method = "GET";  // an extended CONNECT, as an HTTP/1.1 upgrade
   const std::string_view cl = h.headers.get("content-length");
   if (cl.data() != nullptr) {
     std::uint64_t len = 0;
@@ -97,7 +106,14 @@ int ServerSession::onFrameSend(nghttp2_session*, const nghttp2_frame* frame, voi
   }
   if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
-    if (ServerStream* s = ss.stream(frame->hd.stream_id)) s->local_end_sent_ = true;
+    if (ServerStream* s = ss.stream(frame->hd.stream_id)) {
+      s->local_end_sent_ = true;
+      // Released with the request still open: release() left the
+      // RST_STREAM(NO_ERROR) for now, after the response.
+      if (s->released_ && !s->remote_end_ && !s->closed_) {
+        nghttp2_submit_rst_stream(ss.session, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_NO_ERROR);
+      }
+    }
   }
   return 0;
 }
@@ -183,8 +199,12 @@ void ServerStream::release() {
   if (session_->eof) return;  // onEof() recycles it
   if (!local_end_) {
     nghttp2_submit_rst_stream(session_->session, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
-  } else if (!remote_end_) {
+  } else if (!remote_end_ && local_end_sent_) {
     // The response is complete: stop the client's upload (RFC 9113 §8.1).
+    // Not before its END_STREAM went out (onFrameSend sends it then):
+    // nghttp2 drops a stream's queued response HEADERS once a RST_STREAM
+    // for it is submitted, and a headers-only reply (a 403, a 404) to a
+    // request still sending was lost that way.
     nghttp2_submit_rst_stream(session_->session, NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
   }
 }

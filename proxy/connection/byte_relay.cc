@@ -78,7 +78,7 @@ void ByteRelay::resetBoth() {
 }
 
 asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
-  // send() tries each write at once and only then waits (to tell a paused
+  // sendTo() tries each write at once and only then waits (to tell a paused
   // reader); async operations are unaffected by this flag.
   boost::system::error_code ec;
   down_.socket->non_blocking(true, ec);
@@ -123,11 +123,10 @@ asio::awaitable<void> ByteRelay::idleWatch() {
   }
 }
 
-asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayDirection dir,
-                                                              std::span<const char>& out) {
-  RelayEnd& from = dir == kToUpstream ? down_ : up_;
+asio::awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
+                                                       size_t chunk, std::span<const char>& out) {
   boost::system::error_code ec;
-  const size_t size = std::min(chunk_, Scratch::kBytes);
+  const size_t size = std::min(chunk, Scratch::kBytes);
   for (;;) {
     if (from.tls != nullptr) {
       // Plaintext the transport holds already (records that came with the
@@ -145,7 +144,7 @@ asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayDirection dir
       if (r == tls::TlsTransport::Result::kError) co_return asio::error::connection_reset;
     }
     std::span<const char> read;
-    ec = co_await readers_[dir].read(from.socket, size, &read);
+    ec = co_await reader.read(from.socket, size, &read);
     if (ec) co_return ec;
     if (from.tls == nullptr) {
       out = read;
@@ -155,9 +154,8 @@ asio::awaitable<boost::system::error_code> ByteRelay::receive(RelayDirection dir
   }
 }
 
-asio::awaitable<boost::system::error_code> ByteRelay::send(RelayEnd& to,
-                                                           std::span<const char> data,
-                                                           bool& waited) {
+asio::awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data,
+                                                  bool& waited) {
   std::span<const char> bytes = data;
   if (to.tls != nullptr) {
     std::string& wire = scratch().wire;
@@ -183,7 +181,7 @@ asio::awaitable<boost::system::error_code> ByteRelay::send(RelayEnd& to,
   co_return ec;
 }
 
-asio::awaitable<void> ByteRelay::shutdownWrite(RelayEnd& to) {
+asio::awaitable<void> shutdownWrite(RelayEnd& to) {
   boost::system::error_code ec;
   if (to.tls != nullptr) {
     to.tls->shutdown();
@@ -205,7 +203,7 @@ asio::awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const cha
   touch();
   bool waited = false;
   writing_[dir] = true;
-  const boost::system::error_code ec = co_await send(to, data, waited);
+  const boost::system::error_code ec = co_await sendTo(to, data, waited);
   writing_[dir] = false;
   if (to_upstream && flushing_) {
     flushing_ = false;
@@ -244,7 +242,8 @@ asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
       co_return;
     }
     std::span<const char> data;
-    const boost::system::error_code ec = co_await receive(dir, data);
+    const boost::system::error_code ec =
+        co_await receiveFrom(dir == kToUpstream ? down_ : up_, readers_[dir], chunk_, data);
     if (ec == asio::error::eof) {
       observer_.onSourceEnded(dir, false);
       if (!closed_) co_await shutdownWrite(to);  // half-close: FIN for FIN

@@ -68,6 +68,19 @@ class RelayObserver {
   virtual void onIdleTimeout() = 0;
 };
 
+// One end's I/O, shared by ByteRelay's pumps and StreamTunnel (the socket
+// must be non-blocking).
+// Reads (and decrypts) what `from` has, at most `chunk` bytes; `out` views
+// them until the next suspension.
+asio::awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
+                                                       size_t chunk, std::span<const char>& out);
+// Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
+// all go at once.
+asio::awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data,
+                                                  bool& waited);
+// No more bytes for `to`: close_notify (TLS), then shutdown(SHUT_WR).
+asio::awaitable<void> shutdownWrite(RelayEnd& to);
+
 class ByteRelay {
  public:
   // `chunk`: the most one pump reads at once; `idle`: 0 for none.
@@ -89,19 +102,9 @@ class ByteRelay {
  private:
   asio::awaitable<void> pump(RelayDirection dir, std::string first);
   asio::awaitable<void> idleWatch();
-  // Reads (and decrypts) what `dir`'s source has (readers_[dir]); `out`
-  // views the bytes until the next suspension.
-  asio::awaitable<boost::system::error_code> receive(RelayDirection dir,
-                                                     std::span<const char>& out);
-  // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
-  // all go at once.
-  asio::awaitable<boost::system::error_code> send(RelayEnd& to, std::span<const char> data,
-                                                  bool& waited);
   // One chunk read for `dir`: counted, written, counted. False when the
   // direction ends (its destination failed).
   asio::awaitable<bool> forward(RelayDirection dir, std::span<const char> data);
-  // No more bytes for `to`: close_notify (TLS), then shutdown(SHUT_WR).
-  asio::awaitable<void> shutdownWrite(RelayEnd& to);
   // Both ends reset (SO_LINGER 0) and closed.
   void resetBoth();
   void touch() { last_activity_ = std::chrono::steady_clock::now(); }

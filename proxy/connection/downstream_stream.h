@@ -135,8 +135,8 @@ class DownstreamStream {
   // The HTTP/1 connection under the stream (a tunnel after an upgrade).
   virtual DownstreamConnection* http1() { return nullptr; }
   // An upgrade (WebSocket, CONNECT) can be tunnelled: HTTP/1, plaintext or
-  // TLS (HTTP/2 extended CONNECT is not implemented); otherwise the upgrade
-  // is refused with 403.
+  // TLS; HTTP/2, an extended CONNECT (RFC 8441, with allow_connect) in its
+  // stream (StreamTunnel); otherwise the upgrade is refused with 403.
   virtual bool canTunnel() const { return false; }
 };
 

@@ -135,6 +135,11 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     encodeHeaders(head, false);
   }
   void discardUnflushed() override {}
+  // An extended CONNECT (the codec made it an upgrade GET; allow_connect
+  // on) is tunnelled in the stream; a plain CONNECT is not.
+  bool canTunnel() const override {
+    return head_ != nullptr && head_->upgrade && head_->method != "CONNECT";
+  }
 
   asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override {
     conn_.wake();

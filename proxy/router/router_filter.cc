@@ -9,6 +9,7 @@
 #include "proxy/common/xx_hash.h"
 #include "proxy/connection/byte_relay.h"
 #include "proxy/connection/downstream_connection.h"
+#include "proxy/connection/stream_tunnel.h"
 #include "proxy/router/request_mirror.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
@@ -260,11 +261,14 @@ asio::awaitable<void> RouterFilter::forward() {
     duration_deadline_ = stream_.start_ + *d_.max_stream_duration;
     deadline_ = std::min(deadline_, duration_deadline_);
   }
+  // An upgrade over HTTP/2 (extended CONNECT): the request is its head; the
+  // stream's DATA is the tunnel's, taken only once the upstream switched.
+  tunnel_in_stream_ = stream_.head_.upgrade && conn_.http1() == nullptr;
   retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();
   prepareUpstreamHeaders();
-  if (conn_.requestComplete()) onRequestComplete();
+  if (requestComplete()) onRequestComplete();
   for (uint32_t attempt_number = 0;; ++attempt_number) {
     AttemptResult r = co_await attempt(attempt_number);
     if (r != AttemptResult::Retry) break;
@@ -292,15 +296,15 @@ void RouterFilter::onRequestComplete() {
   if (d_.timeout.count() > 0) deadline_ = std::min(deadline_, Clock::now() + d_.timeout);
 }
 
-bool RouterFilter::requestComplete() const { return conn_.requestComplete(); }
+bool RouterFilter::requestComplete() const { return tunnel_in_stream_ || conn_.requestComplete(); }
 
 bool RouterFilter::downstreamFailed() const { return stream_.downstream_failed_; }
 
 void RouterFilter::encodeRequestStart(UpstreamStream& stream) {
   body_stopped_ = false;
   const RequestHead& head = stream_.head_;
-  if (conn_.requestComplete() && request_body_bytes_ == 0 && conn_.pendingBody().empty() &&
-      conn_.requestTrailers() == nullptr) {
+  if (tunnel_in_stream_ || (conn_.requestComplete() && request_body_bytes_ == 0 &&
+                            conn_.pendingBody().empty() && conn_.requestTrailers() == nullptr)) {
     stream.encodeHeaders(head, true);  // a request without a body
     return;
   }
@@ -403,7 +407,16 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   stream_.response_headers_ = &head.headers;
   stream_.details_ = "via_upstream";
   // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
-  http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
+  // Over HTTP/2 the switch is a 200 whose stream goes on (Envoy's
+  // transformUpgradeResponseFromH1toH2), and the upgrade fields go.
+  const bool switched_in_stream = tunnel_in_stream_ && head.status == 101;
+  if (switched_in_stream) {
+    head.status = 200;
+    head.reason.clear();
+    end_stream = false;
+  }
+  http1::stripHopByHopHeaders(head.headers,
+                              head.status == 101 && stream_.head_.upgrade && !tunnel_in_stream_);
   const auto elapsed =
       std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_->startTime());
   head.headers.set("x-envoy-upstream-service-time", std::to_string(elapsed.count()));
@@ -599,6 +612,13 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     upstream.finish(false);
     co_return AttemptResult::Done;
   }
+  if (complete && tunnel_in_stream_ && r.status == 101 && upstream.stream().upgraded()) {
+    shard.inc(stats.upstream_rq_completed());
+    stats.countResponse(shard, r.status);
+    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
+    upstream.finish(false);
+    co_return AttemptResult::Done;
+  }
   if (complete) {
     const auto elapsed =
         std::chrono::duration_cast<milliseconds>(Clock::now() - upstream.startTime());
@@ -707,6 +727,25 @@ asio::awaitable<void> RouterFilter::replyNoTunnelOverHttp2() {
   co_await stream_.sendLocalReply(501,
                                   "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
                                   {}, {}, "upgrade_to_http2_upstream_not_supported");
+}
+
+asio::awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
+  // Bytes that arrived behind the 101 go to the client first.
+  auto up_data = up.read_buffer.data();
+  std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
+  up.read_buffer.consume(up_data.size());
+  up.read_buffer.shrink_to_fit();
+  std::string().swap(up.tls_plaintext);
+  up.stream.expires_never();
+  RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}};
+  Worker& worker = conn_.worker();
+  TunnelObserver observer(request_body_bytes_, stream_.response_body_bytes_, stream_.flags_,
+                          worker.shard(), stream_.hcm_.stats.downstream_rq_idle_timeout);
+  StreamTunnel tunnel(worker.io(), conn_, up_end, kTunnelChunk, streamIdle(), observer,
+                      conn_.connectionId());
+  co_await tunnel.run(std::move(to_down));
+  boost::system::error_code ec;
+  up.stream.socket().close(ec);
 }
 
 asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {

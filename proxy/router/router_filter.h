@@ -65,6 +65,9 @@ class RouterFilter : public UpstreamRequestParent {
   std::optional<uint64_t> hashFor() const;
   // After a 101 both ways: raw bytes until either side closes or goes idle.
   asio::awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
+  // After an HTTP/1.1 upstream's 101 to an HTTP/2 extended CONNECT: the
+  // stream's DATA both ways (StreamTunnel).
+  asio::awaitable<void> tunnelInStream(UpstreamConnection& up);
   // The request is an upgrade or a CONNECT: a tunnel if it is answered.
   bool wantsTunnel() const;
   // 501: a tunnel over an HTTP/2 upstream is not implemented.
@@ -121,6 +124,9 @@ class RouterFilter : public UpstreamRequestParent {
   uint64_t& request_body_bytes_;  // body bytes taken from the client (the stream's count)
   bool body_stopped_ = false;     // stopRequestBody() on the current attempt
   bool mirrors_started_ = false;
+  // An upgrade on an HTTP/2 stream (extended CONNECT, RFC 8441): the
+  // upstream gets the head alone, and a 101 opens a StreamTunnel.
+  bool tunnel_in_stream_ = false;
 };
 
 }  // namespace turnout::proxy

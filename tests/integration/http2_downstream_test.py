@@ -30,6 +30,7 @@ from envoy_yaml import STAT_PREFIX, bootstrap, cluster  # noqa: E402
 import fake_backend  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import ProxyWithBackend, TurnoutProcess, run_suite  # noqa: E402
+from upgrade_backend import UpgradeProxyCase  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 
@@ -678,6 +679,147 @@ class Http1OnlyTest(Http2TestCase):
         self.assertEqual(self.proxy.counter("http.ingress.downstream_cx_http2_total"), 0)
 
 
+WEBSOCKET_HCM = ("          http2_protocol_options:\n"
+                 "            allow_connect: true\n"
+                 "          stream_idle_timeout: 2s\n"
+                 "          upgrade_configs:\n"
+                 "          - upgrade_type: websocket\n")
+
+
+class WebSocketOverHttp2Case(UpgradeProxyCase):
+    """turnout with the HCM fields HCM in front of an UpgradeEchoBackend."""
+
+    HCM = ""
+
+    @classmethod
+    def TURNOUT_BINARY(cls):
+        return TURNOUT
+
+    @classmethod
+    def bootstrap_yaml(cls, backend_port):
+        return with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [backend_port])]), cls.HCM)
+
+    def open(self, protocol="websocket", client=None):
+        c = client
+        if c is None:
+            c = H2Client(self.port)
+            self.addCleanup(c.close)
+            c.wait(lambda: h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL in c.remote_settings)
+            self.assertEqual(c.remote_settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL],
+                             1)
+        sid = c.request("/chat?room=1", method="CONNECT",
+                        headers=[(":protocol", protocol), ("sec-websocket-version", "13")],
+                        end=False)
+        return c, sid
+
+
+class WebSocketOverHttp2Test(WebSocketOverHttp2Case, unittest.TestCase):
+    """RFC 8441: a WebSocket opened with an extended CONNECT on an HTTP/2
+    stream reaches an HTTP/1.1 origin as an Upgrade request (Envoy's
+    allow_connect). The origin answers 101 and echoes b"echo:" + each
+    chunk, then b"eof:<n>" at the client's FIN."""
+
+    HCM = WEBSOCKET_HCM
+
+    def test_a_websocket_over_http2_reaches_an_http1_upstream(self):
+        heads = len(self.backend.heads)
+        c, sid = self.open()
+        c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+        s = c.streams[sid]
+        self.assertEqual(s["headers"].get(":status"), "200", s)
+        self.assertNotIn("upgrade", s["headers"])
+        self.assertNotIn("connection", s["headers"])
+        # The origin got an HTTP/1.1 upgrade: GET, Upgrade: websocket.
+        head = self.backend.heads[heads].decode()
+        self.assertTrue(head.startswith("GET /chat?room=1 HTTP/1.1\r\n"), head)
+        fields = head.lower()
+        self.assertIn("\r\nupgrade: websocket", fields)
+        self.assertIn("\r\nconnection: upgrade", fields)
+        self.assertIn("\r\nsec-websocket-version: 13", fields)
+        self.assertNotIn("transfer-encoding", fields)
+        # Bytes both ways, in order, several round trips.
+        for i in range(3):
+            msg = b"frame-%d" % i
+            before = len(c.streams[sid]["data"])
+            c.send_body(sid, msg, end=False)
+            c.wait(lambda: len(c.streams[sid]["data"]) >= before + 5 + len(msg))
+            self.assertEqual(c.streams[sid]["data"][before:], b"echo:" + msg)
+        # A large message (past the stream windows) arrives whole.
+        big = os.urandom(300000)
+        before = len(c.streams[sid]["data"])
+        c.send_body(sid, big, end=False)
+        c.wait(lambda: len(c.streams[sid]["data"][before:].replace(b"echo:", b"")) >= len(big))
+        self.assertEqual(c.streams[sid]["data"][before:].replace(b"echo:", b""), big)
+        # END_STREAM is a FIN: the origin reports every byte, then closes,
+        # which ends the stream.
+        c.send_body(sid, b"", end=True)
+        c.wait(lambda: c.done(sid))
+        self.assertTrue(c.streams[sid]["ended"], c.streams[sid])
+        sent = sum(len(b"frame-%d" % i) for i in range(3)) + len(big)
+        self.assertTrue(c.streams[sid]["data"].endswith(b"eof:%d" % sent),
+                        c.streams[sid]["data"][-40:])
+        stats = self.proxy.stats()
+        self.assertGreaterEqual(int(stats["cluster.svc.upstream_rq_101"]), 1)
+
+    def test_two_tunnels_share_one_connection(self):
+        c, first = self.open()
+        _, second = self.open(client=c)
+        c.wait(lambda: c.streams[first]["headers"] is not None and
+               c.streams[second]["headers"] is not None)
+        c.send_body(second, b"two", end=False)
+        c.send_body(first, b"one", end=False)
+        c.wait(lambda: b"echo:one" in c.streams[first]["data"] and
+               b"echo:two" in c.streams[second]["data"])
+        self.assertEqual(c.streams[first]["data"], b"echo:one")
+        self.assertEqual(c.streams[second]["data"], b"echo:two")
+        # One ends; the other still carries bytes.
+        c.send_body(first, b"", end=True)
+        c.wait(lambda: c.done(first))
+        c.send_body(second, b"more", end=False)
+        c.wait(lambda: b"echo:more" in c.streams[second]["data"])
+
+    def test_a_reset_stream_closes_the_upstream(self):
+        c, sid = self.open()
+        c.wait(lambda: c.streams[sid]["headers"] is not None)
+        c.conn.reset_stream(sid)
+        c.flush()
+        self.proxy.wait_stat("http.ingress.downstream_rq_active", lambda v: int(v) == 0)
+
+    def test_an_idle_tunnel_is_closed_by_the_stream_idle_timeout(self):
+        c, sid = self.open()
+        c.wait(lambda: c.streams[sid]["headers"] is not None)
+        start = time.monotonic()
+        c.wait(lambda: c.done(sid), deadline_s=8)
+        self.assertGreaterEqual(time.monotonic() - start, 1.5)
+        self.assertIsNotNone(c.streams[sid]["reset"], c.streams[sid])
+        self.proxy.wait_counter("http.ingress.downstream_rq_idle_timeout", 1)
+
+    def test_an_upgrade_the_route_does_not_allow_is_refused(self):
+        c, sid = self.open(protocol="h2c-nonsense")
+        c.wait(lambda: c.done(sid))
+        self.assertIsNotNone(c.streams[sid]["headers"], c.streams[sid])
+        self.assertEqual(c.streams[sid]["headers"][":status"], "403")
+
+
+class WebSocketOverHttp2OffTest(WebSocketOverHttp2Case, unittest.TestCase):
+    """Without allow_connect the setting is not sent and :protocol is refused (nghttp2)."""
+
+    HCM = ("          upgrade_configs:\n"
+           "          - upgrade_type: websocket\n")
+
+    def test_no_extended_connect_without_allow_connect(self):
+        c = H2Client(self.port)
+        self.addCleanup(c.close)
+        c.wait(lambda: h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS in c.remote_settings)
+        self.assertNotIn(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL, c.remote_settings)
+        heads = len(self.backend.heads)
+        sid = c.request("/chat", method="CONNECT", headers=[(":protocol", "websocket")],
+                        end=False)
+        c.wait(lambda: c.done(sid))
+        self.assertIsNotNone(c.streams[sid]["reset"], c.streams[sid])
+        self.assertEqual(len(self.backend.heads), heads)
+
+
 class ConfigTest(unittest.TestCase):
     def test_an_out_of_range_window_names_its_field(self):
         yaml = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
@@ -691,11 +833,27 @@ class ConfigTest(unittest.TestCase):
     def test_an_unsupported_http2_option_names_its_field(self):
         yaml = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
                         "          http2_protocol_options:\n"
-                        "            allow_connect: true\n")
+                        "            allow_metadata: true\n")
         r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
                            capture_output=True, text=True, timeout=20)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("http2_protocol_options.allow_connect", r.stdout + r.stderr)
+        self.assertIn("http2_protocol_options.allow_metadata", r.stdout + r.stderr)
+
+    def test_allow_connect_is_a_listener_option_only(self):
+        # Downstream it lets WebSockets come over HTTP/2; to an HTTP/2
+        # upstream there is no extended CONNECT yet, so a cluster refuses it.
+        ok = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
+                      "          http2_protocol_options:\n"
+                      "            allow_connect: true\n")
+        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", ok],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bad = bootstrap(ALL_TO_SVC, [cluster("svc", [1]) +
+                                     "  http2_protocol_options: {allow_connect: true}\n"])
+        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", bad],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("clusters[0].http2_protocol_options.allow_connect", r.stdout + r.stderr)
 
 
 def set_turnout(binary):

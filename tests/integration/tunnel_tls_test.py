@@ -181,6 +181,43 @@ class BothLegsTlsTunnelTest(TunnelCase, unittest.TestCase):
     UPSTREAM_TLS = True
 
 
+class Http2ToTlsUpstreamTunnelTest(UpgradeProxyCase, unittest.TestCase):
+    """A WebSocket over HTTP/2 (RFC 8441 extended CONNECT, h2c) to a TLS origin:
+    the stream's DATA is relayed through the upstream's TLS (StreamTunnel)."""
+
+    TURNOUT_BINARY = TunnelCase.TURNOUT_BINARY
+
+    @classmethod
+    def backend_tls(cls):
+        return server_context()
+
+    @classmethod
+    def bootstrap_yaml(cls, backend_port):
+        yaml = UpstreamTlsTunnelTest.bootstrap_yaml(backend_port)
+        marker = "          stat_prefix: ingress\n"
+        return yaml.replace(marker, marker + "          http2_protocol_options: "
+                            "{allow_connect: true}\n", 1)
+
+    def test_a_stream_end_reaches_the_origin_as_close_notify_and_its_answer_comes_back(self):
+        import h2.settings
+        from h2_client import H2Client
+        c = H2Client(self.port)
+        self.addCleanup(c.close)
+        c.wait(lambda: h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL in c.remote_settings)
+        sid = c.request("/chat", method="CONNECT", headers=[(":protocol", "websocket")],
+                        end=False)
+        c.wait(lambda: c.streams[sid]["headers"] is not None)
+        self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+        big = digits(200000)
+        c.send_body(sid, b"abc", end=False)
+        c.send_body(sid, big, end=True)
+        c.wait(lambda: c.done(sid))
+        self.assertTrue(c.streams[sid]["ended"], c.streams[sid]["reset"])
+        data = c.streams[sid]["data"].replace(b"echo:", b"")
+        self.assertEqual(data, b"abc" + big + b"eof:%d" % (3 + len(big)))
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.ssl.handshake"), 1)
+
+
 def set_turnout(binary):
     global TURNOUT
     TURNOUT = binary

@@ -466,5 +466,64 @@ TEST_CASE("h2 server honours a larger empty-frame limit", "[h2codec][stats]") {
   CHECK(f.counter("inbound_empty_frames_flood") == 1);
 }
 
+TEST_CASE("h2 server turns an extended CONNECT into an upgrade with allow_connect", "[h2codec]") {
+  Http2Settings settings;
+  settings.enable_connect_protocol = true;
+  Server s(settings);
+  const int32_t id =
+      s.client.request("CONNECT", "/chat?room=1",
+                       {{":protocol", "websocket"}, {"sec-websocket-version", "13"}}, "hello");
+  REQUIRE(s.pump());
+  RequestRecorder& r = s.at(id);
+  // RFC 8441 as Envoy's transformUpgradeRequestFromH2toH1: GET + Upgrade.
+  CHECK(r.method == "GET");
+  CHECK(r.path == "/chat?room=1");
+  CHECK(r.headers.get("upgrade") == "websocket");
+  CHECK(r.headers.get("sec-websocket-version") == "13");
+  CHECK(r.body == "hello");
+  // The switch: a 200 whose stream goes on, then bytes back.
+  REQUIRE(r.stream->encodeHeaders(status(200), false).ok());
+  r.stream->encodeData(std::string_view("echo:hello"), false);
+  REQUIRE(s.pump());
+  const TestClient::Response& resp = s.client.responses.at(id);
+  CHECK(resp.get(":status") == "200");
+  CHECK(resp.body == "echo:hello");
+  CHECK_FALSE(resp.ended);
+}
+
+TEST_CASE("h2 server refuses :protocol without allow_connect", "[h2codec]") {
+  Server s;
+  const int32_t id = s.client.request("CONNECT", "/chat", {{":protocol", "websocket"}}, "x");
+  s.pump();
+  const TestClient::Response& resp = s.client.responses.at(id);
+  CHECK(resp.closed);
+  CHECK(resp.close_code == NGHTTP2_PROTOCOL_ERROR);
+  CHECK(resp.get(":status") == "<none>");
+  for (const auto& [sid, r] : s.requests) CHECK(r->method.empty());
+}
+
+TEST_CASE("h2 server sends a headers-only reply before it stops a request still sending",
+          "[h2codec]") {
+  // A 404 (no body) to an upload the client is still sending: the HEADERS
+  // with END_STREAM, then RST_STREAM(NO_ERROR) (RFC 9113 §8.1). Submitting
+  // the reset at once used to lose the HEADERS.
+  Http2Settings settings;
+  settings.initial_stream_window_size = 65535;
+  Server s(settings);
+  s.consume = false;
+  const int32_t id = s.client.request("POST", "/nowhere", {}, std::string(150000, 'u'));
+  REQUIRE(s.pump());
+  RequestRecorder& r = s.at(id);
+  REQUIRE(r.events == "B|H|");
+  REQUIRE(r.stream->encodeHeaders(status(404), true).ok());
+  r.stream.reset();  // released, as the stream's owner does once it answered
+  REQUIRE(s.pump());
+  const TestClient::Response& resp = s.client.responses.at(id);
+  CHECK(resp.get(":status") == "404");
+  CHECK(resp.ended);
+  CHECK(resp.closed);
+  CHECK(resp.close_code == NGHTTP2_NO_ERROR);
+}
+
 }  // namespace
 }  // namespace turnout::proxy::http2
