@@ -729,14 +729,26 @@ asio::awaitable<void> RouterFilter::replyNoTunnelOverHttp2() {
                                   {}, {}, "upgrade_to_http2_upstream_not_supported");
 }
 
-asio::awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
-  // Bytes that arrived behind the 101 go to the client first.
+namespace {
+
+// Hands an upgraded upstream connection to a relay: returns the bytes that
+// arrived behind its 101 (they go to the client first); its own buffers are
+// freed (the relay reads into its thread's scratch) and no stream deadline
+// may cancel the relay halfway (it has its own idle timeout).
+std::string handOverUpstream(UpstreamConnection& up) {
   auto up_data = up.read_buffer.data();
   std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
   up.read_buffer.consume(up_data.size());
   up.read_buffer.shrink_to_fit();
   std::string().swap(up.tls_plaintext);
   up.stream.expires_never();
+  return to_down;
+}
+
+}  // namespace
+
+asio::awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
+  std::string to_down = handOverUpstream(up);
   RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}};
   Worker& worker = conn_.worker();
   TunnelObserver observer(request_body_bytes_, stream_.response_body_bytes_, stream_.flags_,
@@ -754,19 +766,13 @@ asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamC
   std::string_view early_down = down.buffered();
   std::string to_up(early_down);
   down.consumeBuffered(early_down.size());
-  auto up_data = up.read_buffer.data();
-  std::string to_down(static_cast<const char*>(up_data.data()), up_data.size());
-  up.read_buffer.consume(up_data.size());
+  std::string to_down = handOverUpstream(up);
   // Neither connection reads through its own buffers again: an idle tunnel
   // holds only ByteRelay's two small wait buffers (it reads the rest into
-  // its thread's scratch).
+  // its thread's scratch). The relay reads and writes the sockets itself,
+  // with its own idle timeout: no stream deadline may cancel it halfway.
   down.releaseReadBuffer();
-  up.read_buffer.shrink_to_fit();
-  std::string().swap(up.tls_plaintext);
-  // The relay reads and writes the sockets itself, with its own idle
-  // timeout: no stream deadline may cancel it halfway.
   down.stream().expires_never();
-  up.stream.expires_never();
   RelayEnd down_end{&down.stream().socket(), down.tlsTransport(), {}};
   RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}};
   Worker& worker = conn_.worker();

@@ -821,37 +821,32 @@ class WebSocketOverHttp2OffTest(WebSocketOverHttp2Case, unittest.TestCase):
 
 
 class ConfigTest(unittest.TestCase):
+    def validate(self, yaml):
+        return subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
+                              capture_output=True, text=True, timeout=20)
+
+    def validate_hcm(self, http2_options):
+        return self.validate(with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
+                                      "          http2_protocol_options:\n"
+                                      "            %s\n" % http2_options))
+
     def test_an_out_of_range_window_names_its_field(self):
-        yaml = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
-                        "          http2_protocol_options:\n"
-                        "            initial_stream_window_size: 100\n")
-        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
-                           capture_output=True, text=True, timeout=20)
+        r = self.validate_hcm("initial_stream_window_size: 100")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("http2_protocol_options.initial_stream_window_size", r.stdout + r.stderr)
 
     def test_an_unsupported_http2_option_names_its_field(self):
-        yaml = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
-                        "          http2_protocol_options:\n"
-                        "            allow_metadata: true\n")
-        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
-                           capture_output=True, text=True, timeout=20)
+        r = self.validate_hcm("allow_metadata: true")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("http2_protocol_options.allow_metadata", r.stdout + r.stderr)
 
     def test_allow_connect_is_a_listener_option_only(self):
         # Downstream it lets WebSockets come over HTTP/2; to an HTTP/2
         # upstream there is no extended CONNECT yet, so a cluster refuses it.
-        ok = with_hcm(bootstrap(ALL_TO_SVC, [cluster("svc", [1])]),
-                      "          http2_protocol_options:\n"
-                      "            allow_connect: true\n")
-        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", ok],
-                           capture_output=True, text=True, timeout=20)
+        r = self.validate_hcm("allow_connect: true")
         self.assertEqual(r.returncode, 0, r.stderr)
-        bad = bootstrap(ALL_TO_SVC, [cluster("svc", [1]) +
-                                     "  http2_protocol_options: {allow_connect: true}\n"])
-        r = subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", bad],
-                           capture_output=True, text=True, timeout=20)
+        r = self.validate(bootstrap(ALL_TO_SVC, [cluster("svc", [1]) +
+                                                 "  http2_protocol_options: {allow_connect: true}\n"]))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("clusters[0].http2_protocol_options.allow_connect", r.stdout + r.stderr)
 
