@@ -44,37 +44,32 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
 // passes (0: never), leaving the socket open, so that
 // continue_on_listener_filters_timeout can go on with the connection. Lives
 // in the connection coroutine's frame while the first bytes are read; a
-// deadline that passes between reads is seen by expired().
+// deadline that passes between reads is seen by expired(). One entry in the
+// worker's DeadlineQueue, not a timer of its own.
 class ListenerFilterDeadline {
  public:
   ListenerFilterDeadline(asio::ip::tcp::socket& socket, std::chrono::milliseconds timeout)
-      : timer_(socket.get_executor()) {
-    if (timeout.count() == 0) return;
-    timer_.expires_after(timeout);
-    timer_.async_wait([state = state_, &socket](const boost::system::error_code& ec) {
-      // `done`: the frame (and maybe the socket) is gone; touch nothing.
-      if (ec || state->done) return;
-      state->expired = true;
-      boost::system::error_code ignored;
-      socket.cancel(ignored);
-    });
-  }
-  ~ListenerFilterDeadline() {
-    state_->done = true;
-    timer_.cancel();
+      : socket_(socket),
+        deadline_(DeadlineQueue::of(socket.get_executor()), &ListenerFilterDeadline::onExpired,
+                  this) {
+    deadline_.expiresAfter(timeout);  // 0: none
   }
   ListenerFilterDeadline(const ListenerFilterDeadline&) = delete;
   ListenerFilterDeadline& operator=(const ListenerFilterDeadline&) = delete;
 
-  bool expired() const { return state_->expired; }
+  bool expired() const { return expired_; }
 
  private:
-  struct State {
-    bool done = false;
-    bool expired = false;
-  };
-  std::shared_ptr<State> state_ = std::make_shared<State>();
-  asio::steady_timer timer_;
+  static void onExpired(void* self) {
+    auto& d = *static_cast<ListenerFilterDeadline*>(self);
+    d.expired_ = true;
+    boost::system::error_code ignored;
+    d.socket_.cancel(ignored);
+  }
+
+  asio::ip::tcp::socket& socket_;
+  DeadlineQueue::Deadline deadline_;  // removed from the queue with this frame
+  bool expired_ = false;
 };
 // A TLS record starts with its content type: 22 is a handshake (RFC 8446
 // §5.1), which is how tls_inspector tells TLS from plaintext.
