@@ -3,7 +3,8 @@
 // The tunnel after a WebSocket (or other upgrade) over HTTP/2 — an extended
 // CONNECT (RFC 8441) — was switched by an HTTP/1.1 upstream (101): the
 // client's DATA frames are the bytes to the upstream socket, the upstream's
-// bytes go back as DATA frames (docs/life_of_a_request.md "Upgrades").
+// bytes go back as DATA frames (docs/life_of_a_request.md "WebSockets over
+// HTTP/2").
 //
 // As ByteRelay does for two sockets: one pump per direction, each holding at
 // most one chunk, so a slow reader on one side stops reading on the other
