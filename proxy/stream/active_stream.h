@@ -50,7 +50,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   void localReply(uint16_t status, std::string_view body, std::string_view details) override;
   void setResponseFlag(access_log::ResponseFlag flag) override { flags_.set(flag); }
   void startGrpcWeb(bool text_request, bool text_response) override {
-    grpc_web_.emplace(text_request, text_response);
+    grpc_web_ = std::make_unique<GrpcWebStream>(text_request, text_response);
   }
 
  private:
@@ -95,8 +95,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // (RouterFilter makes it; local replies pass through it).
   std::optional<GrpcStatsTracker> grpc_stats_;
   // The grpc_web filter's translation of this call (GrpcWebFilter starts it;
-  // the router feeds it; local replies take its content-type).
-  std::optional<GrpcWebStream> grpc_web_;
+  // the router feeds it; local replies take its content-type). Boxed: few
+  // streams are gRPC-Web, and every stream's frame would carry it.
+  std::unique_ptr<GrpcWebStream> grpc_web_;
   // The gRPC-Web text body was not base64: the 400 keeps its HTTP status,
   // as Envoy's filter answers it (a gRPC status in the headers, no body).
   bool grpc_web_rejected_ = false;
