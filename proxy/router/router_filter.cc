@@ -409,14 +409,12 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
   // Over HTTP/2 the switch is a 200 whose stream goes on (Envoy's
   // transformUpgradeResponseFromH1toH2), and the upgrade fields go.
-  const bool switched_in_stream = tunnel_in_stream_ && head.status == 101;
-  if (switched_in_stream) {
+  if (tunnel_in_stream_ && head.status == 101) {
     head.status = 200;
     head.reason.clear();
     end_stream = false;
   }
-  http1::stripHopByHopHeaders(head.headers,
-                              head.status == 101 && stream_.head_.upgrade && !tunnel_in_stream_);
+  http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
   const auto elapsed =
       std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_->startTime());
   head.headers.set("x-envoy-upstream-service-time", std::to_string(elapsed.count()));
