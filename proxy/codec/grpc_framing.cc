@@ -62,12 +62,32 @@ std::string grpcPercentDecode(std::string_view in) {
   return out;
 }
 
+GrpcStatus httpToGrpcStatus(std::uint16_t http_status) {
+  switch (http_status) {
+    case 400:
+      return GrpcStatus::kInternal;
+    case 401:
+      return GrpcStatus::kUnauthenticated;
+    case 403:
+      return GrpcStatus::kPermissionDenied;
+    case 404:
+      return GrpcStatus::kUnimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcStatus::kUnavailable;
+    default:
+      return GrpcStatus::kUnknown;
+  }
+}
+
 std::string grpcPercentEncode(std::string_view in) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(in.size());
   for (unsigned char c : in) {
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
+    if (c >= ' ' && c < '~' && c != '%') {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');

@@ -25,10 +25,18 @@ enum class GrpcStatus : int {
   kDeadlineExceeded = 4,
   kNotFound = 5,
   kResourceExhausted = 8,
+  kPermissionDenied = 7,
   kUnimplemented = 12,
   kInternal = 13,
   kUnavailable = 14,
+  kUnauthenticated = 16,
 };
+
+// The gRPC status of an HTTP status that is not a gRPC answer (gRPC's
+// http-grpc-status-mapping.md, Envoy's Grpc::Utility::httpToGrpcStatus):
+// 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
+// 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
+GrpcStatus httpToGrpcStatus(std::uint16_t http_status);
 
 // The 5-byte prefix of an uncompressed message of `size` bytes.
 inline std::array<char, 5> grpcFramePrefix(std::size_t size) {
@@ -74,7 +82,10 @@ class GrpcFrameCounter {
   std::uint64_t frames_ = 0;
 };
 
-// grpc-message is percent-encoded.
+// grpc-message is percent-encoded. The encoder is Envoy's
+// (PercentEncoding::encode with "%" reserved): bytes outside ' '..'}' and '%'
+// become %XX, so '~', which gRPC would allow, is encoded too; every decoder
+// takes both.
 std::string grpcPercentDecode(std::string_view in);
 std::string grpcPercentEncode(std::string_view in);
 

@@ -104,12 +104,11 @@ void GrpcWebStream::holdData(std::span<const char> data) {
 
 ResponseHead& GrpcWebStream::finishHeld() {
   ResponseHead& head = *held_;
-  std::string message;
-  percentEncodeGrpcMessage(held_body_, message);
   char status[12];
-  const int n = std::snprintf(status, sizeof(status), "%u", httpToGrpcStatus(head.status));
+  const int n =
+      std::snprintf(status, sizeof(status), "%d", static_cast<int>(httpToGrpcStatus(head.status)));
   head.headers.set("grpc-status", std::string_view(status, static_cast<std::size_t>(n)));
-  head.headers.set("grpc-message", message);
+  head.headers.set("grpc-message", grpcPercentEncode(held_body_));
   head.headers.set("content-length", "0");
   std::string().swap(held_body_);
   return head;

@@ -4,6 +4,7 @@
 #include <span>
 #include <string>
 
+#include "proxy/codec/grpc_framing.h"
 #include "proxy/connection/downstream_stream.h"
 
 namespace turnout::proxy {
@@ -12,36 +13,6 @@ bool isGrpcContentType(std::string_view content_type) {
   constexpr std::string_view kGrpc = "application/grpc";
   return content_type.starts_with(kGrpc) &&
          (content_type.size() == kGrpc.size() || content_type[kGrpc.size()] == '+');
-}
-
-uint32_t httpToGrpcStatus(uint16_t http_status) {
-  switch (http_status) {
-    case 400: return 13;  // INTERNAL
-    case 401: return 16;  // UNAUTHENTICATED
-    case 403: return 7;   // PERMISSION_DENIED
-    case 404: return 12;  // UNIMPLEMENTED
-    case 429:
-    case 502:
-    case 503:
-    case 504: return 14;  // UNAVAILABLE
-    default: return 2;    // UNKNOWN
-  }
-}
-
-void percentEncodeGrpcMessage(std::string_view message, std::string& out) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  out.clear();
-  out.reserve(message.size());
-  for (const char c : message) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b < ' ' || b >= '~' || b == '%') {
-      out.push_back('%');
-      out.push_back(kHex[b >> 4]);
-      out.push_back(kHex[b & 0xf]);
-    } else {
-      out.push_back(c);
-    }
-  }
 }
 
 namespace {
@@ -57,14 +28,13 @@ void encodeGrpcLocalReply(DownstreamStream& stream, const LocalReply& reply, std
                                                 ? std::string_view("application/grpc")
                                                 : reply.grpc_content_type);
   char code[12];
-  const uint32_t grpc_status = reply.grpc_status >= 0 ? static_cast<uint32_t>(reply.grpc_status)
-                                                       : httpToGrpcStatus(reply.status);
+  const uint32_t grpc_status = reply.grpc_status >= 0
+                                   ? static_cast<uint32_t>(reply.grpc_status)
+                                   : static_cast<uint32_t>(httpToGrpcStatus(reply.status));
   auto n = std::snprintf(code, sizeof(code), "%u", grpc_status);
   head.headers.addLowercase("grpc-status", std::string_view(code, static_cast<size_t>(n)));
   if (!reply.body.empty() && !reply.head_request) {
-    std::string message;
-    percentEncodeGrpcMessage(reply.body, message);
-    head.headers.addLowercase("grpc-message", message);
+    head.headers.addLowercase("grpc-message", grpcPercentEncode(reply.body));
   }
   if (!reply.location.empty()) head.headers.addLowercase("location", reply.location);
   if (reply.overloaded) head.headers.addLowercase("x-envoy-overloaded", "true");

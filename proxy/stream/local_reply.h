@@ -48,15 +48,6 @@ void encodeLocalReply(DownstreamStream& stream, const LocalReply& reply, std::st
 // "application/grpc+<subtype>" (application/grpc-web is not gRPC).
 bool isGrpcContentType(std::string_view content_type);
 
-// Envoy's Grpc::Utility::httpToGrpcStatus (gRPC's http-grpc-status-mapping):
-// 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
-// 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
-uint32_t httpToGrpcStatus(uint16_t http_status);
-
-// gRPC's percent-encoding of grpc-message (Envoy's PercentEncoding::encode
-// with "%" reserved): bytes outside ' '..'}' and '%' become %XX.
-void percentEncodeGrpcMessage(std::string_view message, std::string& out);
-
 // Envoy's local-reply body texts.
 inline constexpr std::string_view kBodyDurationTimeout = "downstream duration timeout";
 inline constexpr std::string_view kBodyNoHealthyUpstream = "no healthy upstream";

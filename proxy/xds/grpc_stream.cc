@@ -21,21 +21,6 @@ constexpr const char* kLog = "xds";
 constexpr std::size_t kReadBufferBytes = 64 * 1024;
 constexpr std::size_t kWriteBatch = 256 * 1024;
 
-// The gRPC code for an HTTP status that is not 200 (grpc/doc/http-grpc-status-mapping.md).
-GrpcStatus fromHttpStatus(std::uint16_t status) {
-  switch (status) {
-    case 400: return GrpcStatus::kInternal;
-    case 401: return static_cast<GrpcStatus>(16);  // UNAUTHENTICATED
-    case 403: return static_cast<GrpcStatus>(7);   // PERMISSION_DENIED
-    case 404: return GrpcStatus::kUnimplemented;
-    case 429:
-    case 502:
-    case 503:
-    case 504: return GrpcStatus::kUnavailable;
-    default: return GrpcStatus::kUnknown;
-  }
-}
-
 }  // namespace
 
 GrpcStream::GrpcStream(asio::any_io_executor ex, Options options, Callbacks& callbacks)
@@ -215,7 +200,7 @@ void GrpcStream::onGoAway(std::int32_t, std::uint32_t error_code) {
 
 void GrpcStream::onHeaders(ResponseHead& head, bool end_stream) {
   if (head.status != 200) {
-    finish(fromHttpStatus(head.status), absl::StrCat("HTTP status ", head.status));
+    finish(httpToGrpcStatus(head.status), absl::StrCat("HTTP status ", head.status));
     return;
   }
   const std::string_view ct_view = head.headers.get("content-type");

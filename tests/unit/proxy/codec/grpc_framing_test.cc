@@ -105,5 +105,29 @@ TEST_CASE("the frame counter counts a message at its first prefix byte", "[codec
   CHECK(c.inspect({compressed.data(), compressed.size()}) == 1);
 }
 
+TEST_CASE("HTTP statuses map to gRPC statuses as Envoy's httpToGrpcStatus", "[codec][grpc]") {
+  CHECK(httpToGrpcStatus(400) == GrpcStatus::kInternal);
+  CHECK(httpToGrpcStatus(401) == GrpcStatus::kUnauthenticated);
+  CHECK(httpToGrpcStatus(403) == GrpcStatus::kPermissionDenied);
+  CHECK(httpToGrpcStatus(404) == GrpcStatus::kUnimplemented);
+  CHECK(httpToGrpcStatus(429) == GrpcStatus::kUnavailable);
+  CHECK(httpToGrpcStatus(502) == GrpcStatus::kUnavailable);
+  CHECK(httpToGrpcStatus(503) == GrpcStatus::kUnavailable);
+  CHECK(httpToGrpcStatus(504) == GrpcStatus::kUnavailable);
+  CHECK(httpToGrpcStatus(408) == GrpcStatus::kUnknown);
+  CHECK(httpToGrpcStatus(500) == GrpcStatus::kUnknown);
+  CHECK(httpToGrpcStatus(200) == GrpcStatus::kUnknown);
+  CHECK(static_cast<int>(GrpcStatus::kUnauthenticated) == 16);
+  CHECK(static_cast<int>(GrpcStatus::kPermissionDenied) == 7);
+}
+
+TEST_CASE("grpc-message is percent-encoded outside ' '..'}' and for '%' as Envoy's",
+          "[codec][grpc]") {
+  CHECK(grpcPercentEncode("no healthy upstream") == "no healthy upstream");
+  CHECK(grpcPercentEncode("100% done~\n\xc3\xa9") == "100%25 done%7E%0A%C3%A9");
+  CHECK(grpcPercentEncode("").empty());
+  CHECK(grpcPercentDecode(grpcPercentEncode("100% done~\n\xc3\xa9")) == "100% done~\n\xc3\xa9");
+}
+
 }  // namespace
 }  // namespace turnout::proxy
