@@ -15,7 +15,7 @@ namespace turnout::routing {
 // (docs/sandbox_routing.md, "Keys that apps forget to propagate").
 //
 // One table per process, shared by every worker thread; no lock anywhere.
-// Layout: `capacity` fixed slots allocated once (zeroed pages from calloc, so
+// Layout: `capacity` fixed slots allocated once (zeroed pages of an anonymous mapping, so
 // the resident size grows only with the slots written), open addressing with
 // a probe window of kTraceKeyProbeWindow slots from the trace-id's home slot.
 // Each slot is guarded by its own sequence number (a seqlock):
@@ -86,7 +86,7 @@ class TraceKeyTable {
   std::size_t reservedBytes() const;
 
  private:
-  // Plain words (an implicit-lifetime type, valid in calloc'd memory), each
+  // Plain words (an implicit-lifetime type, valid in mmap'd zeroed memory), each
   // accessed only through std::atomic_ref.
   struct Slot {
     std::uint64_t version;  // odd while a writer holds the slot

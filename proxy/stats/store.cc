@@ -67,8 +67,16 @@ struct Store::Retired {
 
 // ---- Shard ------------------------------------------------------------------
 
-Shard::HistogramData::HistogramData() {
-  for (auto& c : counts) c.store(0, std::memory_order_relaxed);
+Shard::HistogramData::~HistogramData() {
+  for (auto& c : chunks) delete c.load(std::memory_order_acquire);
+}
+
+size_t Shard::HistogramData::bytes() const {
+  size_t n = sizeof(HistogramData);
+  for (const auto& c : chunks) {
+    if (c.load(std::memory_order_acquire) != nullptr) n += sizeof(HistogramChunk);
+  }
+  return n;
 }
 
 Shard::Shard() : top_(new std::atomic<Leaf*>[kTopLeaves]()) {}
@@ -125,7 +133,14 @@ void Shard::recordMicros(StatId histogram, uint64_t value_us) {
     p.values[slot].store(reinterpret_cast<uintptr_t>(data), std::memory_order_release);
     markUsed(p, histogram.index);
   }
-  auto& bucket = data->counts[HistogramBuckets::index(value_us)];
+  const uint32_t b = HistogramBuckets::index(value_us);
+  auto& chunk_slot = data->chunks[b / kChunkBuckets];
+  HistogramChunk* chunk = chunk_slot.load(std::memory_order_relaxed);
+  if (chunk == nullptr) [[unlikely]] {
+    chunk = new HistogramChunk();
+    chunk_slot.store(chunk, std::memory_order_release);
+  }
+  auto& bucket = chunk->counts[b % kChunkBuckets];
   bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   data->sum_us.store(data->sum_us.load(std::memory_order_relaxed) + value_us,
                      std::memory_order_relaxed);
@@ -150,10 +165,16 @@ bool Shard::addHistogramTo(uint32_t histogram, HistogramSnapshot& out) const {
   if (data == nullptr) return false;
   if (out.counts.empty()) out.counts.assign(HistogramBuckets::kCount, 0);
   uint64_t n = 0;
-  for (uint32_t i = 0; i < HistogramBuckets::kCount; ++i) {
-    const uint64_t c = data->counts[i].load(std::memory_order_relaxed);
-    out.counts[i] += c;
-    n += c;
+  for (uint32_t k = 0; k < kChunks; ++k) {
+    const HistogramChunk* chunk = data->chunks[k].load(std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    const uint32_t first = k * kChunkBuckets;
+    const uint32_t end = std::min(first + kChunkBuckets, HistogramBuckets::kCount);
+    for (uint32_t i = first; i < end; ++i) {
+      const uint64_t c = chunk->counts[i - first].load(std::memory_order_relaxed);
+      out.counts[i] += c;
+      n += c;
+    }
   }
   // The bucket sum is the sample count, so quantiles and counts always agree
   // even when a record is in flight.
@@ -186,8 +207,15 @@ size_t Shard::allocatedBytes() const {
     for (const auto& slot : leaf->pages) {
       const Page* p = slot.load(std::memory_order_acquire);
       if (p == nullptr) continue;
-      bytes += sizeof(Page) + std::popcount(p->histograms.load(std::memory_order_acquire)) *
-                                  sizeof(HistogramData);
+      bytes += sizeof(Page);
+      uint32_t h = p->histograms.load(std::memory_order_acquire);
+      while (h != 0) {
+        const int slot = std::countr_zero(h);
+        h &= h - 1;
+        bytes +=
+            reinterpret_cast<const HistogramData*>(p->values[slot].load(std::memory_order_acquire))
+                ->bytes();
+      }
     }
   }
   return bytes;

@@ -164,10 +164,23 @@ class Shard {
   static constexpr uint32_t kSlotMask = kPageSlots - 1;
   static constexpr uint32_t kLeafMask = kLeafPages - 1;
 
+  // A histogram's counts, in chunks of kChunkBuckets buckets that the
+  // owning thread allocates when it first records a value in them (and
+  // publishes with release): the 1,728 buckets are 13.5 KiB, and a
+  // histogram sampled a few times (a route configuration's update_duration,
+  // one per RDS resource) touches one or two chunks.
+  static constexpr uint32_t kChunkBuckets = 64;
+  static constexpr uint32_t kChunks =
+      (HistogramBuckets::kCount + kChunkBuckets - 1) / kChunkBuckets;
+  struct HistogramChunk {
+    std::atomic<uint64_t> counts[kChunkBuckets]{};
+  };
   struct HistogramData {
-    std::atomic<uint64_t> counts[HistogramBuckets::kCount];
+    std::atomic<HistogramChunk*> chunks[kChunks]{};
     std::atomic<uint64_t> sum_us{0};
-    HistogramData();
+    ~HistogramData();
+    // The bytes this histogram holds (itself and its chunks).
+    size_t bytes() const;
   };
   struct Page {
     std::atomic<uint32_t> used{0};        // bit per slot, written by the owner

@@ -124,6 +124,28 @@ TEST_CASE("histogram quantiles of a uniform 1..1000 ms distribution are within 2
   CHECK(snap.countAtOrBelowMs(0.5) == 0);
 }
 
+TEST_CASE("a histogram holds only the bucket chunks its samples fell in", "[stats]") {
+  Store store(1);
+  const StatId h = store.histogram("few");
+  store.shard(0).inc(store.counter("other"));  // the shard's first leaf of page pointers
+  const size_t empty = store.shard(0).allocatedBytes();
+  store.shard(0).recordMicros(h, 5000);
+  store.shard(0).recordMicros(h, 5100);
+  // One page, the histogram's chunk table and one 64-bucket chunk: far from
+  // the 13.5 KiB of all 1,728 buckets.
+  const size_t one_chunk = store.shard(0).allocatedBytes() - empty;
+  CHECK(one_chunk < 1024);
+  // The smallest and the largest bucket are in other chunks; each adds one.
+  store.shard(0).recordMicros(h, 0);
+  store.shard(0).recordMicros(h, ~uint64_t{0});
+  CHECK(store.shard(0).allocatedBytes() - empty == one_chunk + 2 * 64 * sizeof(uint64_t));
+  const HistogramSnapshot snap = store.histogramValue("few");
+  CHECK(snap.sample_count == 4);
+  CHECK(snap.quantileMs(0) == 0);
+  CHECK(snap.quantileMs(0.5) == Approx(5).epsilon(0.02));
+  CHECK(snap.counts[HistogramBuckets::kCount - 1] == 1);
+}
+
 TEST_CASE("a constant distribution reports that value at every quantile", "[stats]") {
   Store store(1);
   const StatId h = store.histogram("c");
