@@ -767,10 +767,14 @@ void DynamicResources::watchRoutes() {
         continue;
       }
       ads_names.insert(h.route_config_name);
-      ads_rds_prefixes_[h.route_config_name].insert(h.stat_prefix);
-      const std::string key = h.route_config_name + "\n" + h.stat_prefix;
-      if (ads_rds_watched_.insert(key).second) {
-        ads_rds_stats_[h.route_config_name].push_back(
+      // One subscription per route configuration, however many HCMs name
+      // it, with its stats under the stat_prefix of the first HCM that did
+      // (Envoy's RouteConfigProviderManager: subscriptions are keyed by the
+      // Rds message; http.<stat_prefix>.rds.<name>.* and .vhds.<name>.*).
+      if (!ads_rds_stats_.contains(h.route_config_name)) {
+        ads_rds_prefixes_.emplace(h.route_config_name, h.stat_prefix);
+        ads_rds_stats_.emplace(
+            h.route_config_name,
             makeStats(absl::StrCat("http.", h.stat_prefix, ".rds.", h.route_config_name, ".")));
       }
       continue;
@@ -779,7 +783,8 @@ void DynamicResources::watchRoutes() {
         h.rds_path.empty()) {
       continue;
     }
-    const std::string key = h.rds_path + "\n" + h.route_config_name + "\n" + h.stat_prefix;
+    // As for ADS: one subscription (and one set of stats) per file and name.
+    const std::string key = h.rds_path + "\n" + h.route_config_name;
     if (std::find(rds_watched_.begin(), rds_watched_.end(), key) != rds_watched_.end()) continue;
     rds_watched_.push_back(key);
     UpdateStats s = makeStats(
@@ -846,12 +851,10 @@ void DynamicResources::watchRoutes() {
 
 absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRoutes> parsed) {
   stats::Shard& shard = store_.mainShard();
-  for (const auto& [name, list] : ads_rds_stats_) {
-    for (const auto& st : list) shard.inc(st.attempt);
-  }
+  for (const auto& [name, st] : ads_rds_stats_) shard.inc(st.attempt);
   if (!parsed.ok()) {
-    for (const auto& [name, list] : ads_rds_stats_) {
-      for (const auto& st : list) rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), parsed.status());
+    for (const auto& [name, st] : ads_rds_stats_) {
+      rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), parsed.status());
       routeRejected(name, absl::StrCat("RDS (ADS): ", parsed.status().message()));
     }
     return parsed.status();
@@ -869,8 +872,8 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
                          return absl::StrCat("VHDS virtual host '", n, "'");
                        });
     if (!m.ok()) {
-      for (const auto& [name, list] : ads_rds_stats_) {
-        for (const auto& st : list) rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), m.status());
+      for (const auto& [name, st] : ads_rds_stats_) {
+        rejected(st, nullptr, absl::StrCat("RDS '", name, "' (ADS)"), m.status());
       }
       routeRejected(rc.name(), absl::StrCat("RDS (ADS): ", m.status().message()));
       return m.status();
@@ -890,9 +893,7 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
   }
   if (changed) {
     if (auto st = publisher_.publish(next); !st.ok()) {
-      for (const auto& [name, list] : ads_rds_stats_) {
-        for (const auto& s2 : list) rejected(s2, nullptr, "RDS", st);
-      }
+      for (const auto& [name, s2] : ads_rds_stats_) rejected(s2, nullptr, "RDS", st);
       return st;
     }
   }
@@ -900,7 +901,7 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
   for (auto& rc : parsed->configs) {
     auto it = ads_rds_stats_.find(rc.name());
     if (it == ads_rds_stats_.end()) continue;
-    for (const auto& st : it->second) accepted(st, nullptr, parsed->version_info);
+    accepted(it->second, nullptr, parsed->version_info);
     RouteConfigState& state = route_configs_[rc.name()];
     state.version_info = parsed->version_info;
     state.last_updated = now;
@@ -1106,8 +1107,8 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
     RouteConfigState& state = route_configs_[name];
     state.last_updated = now;
     state.error.reset();
-    for (const auto& prefix : ads_rds_prefixes_[name]) {
-      const std::string scope = absl::StrCat("http.", prefix, ".vhds.", name, ".");
+    if (auto p = ads_rds_prefixes_.find(name); p != ads_rds_prefixes_.end()) {
+      const std::string scope = absl::StrCat("http.", p->second, ".vhds.", name, ".");
       shard.inc(store_.counter(scope + "config_reload"));
       shard.recordMicros(store_.histogram(scope + "update_duration"), updateMicros());
     }

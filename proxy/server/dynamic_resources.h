@@ -327,12 +327,13 @@ class DynamicResources {
   bool xds_started_ = false;
   std::string xds_cache_dir_;
   std::unique_ptr<XdsCache> xds_cache_;
-  std::map<std::string, std::vector<UpdateStats>> ads_rds_stats_;
-  std::set<std::string> ads_rds_watched_;  // route_config_name + stat_prefix keys
+  // Each ADS route configuration's stats (one subscription per name, under
+  // the stat_prefix of the first HCM that named it, as Envoy's).
+  std::map<std::string, UpdateStats> ads_rds_stats_;
   absl::flat_hash_map<std::string, config::DiscoveryEndpoints::Assignment> ads_assignments_;
-  // The stat_prefixes of the HCMs of each ADS route configuration, and the
-  // names RDS asks for now.
-  std::map<std::string, std::set<std::string>> ads_rds_prefixes_;
+  // That stat_prefix of each ADS route configuration, and the names RDS asks
+  // for now.
+  std::map<std::string, std::string> ads_rds_prefixes_;
   std::set<std::string> ads_rds_names_;
 
   // VHDS: the RDS protos (as received) of the ADS route configurations with

@@ -763,6 +763,26 @@ class XdsVhdsTest(_OneBackendAndServer):
         self.assertIsNotNone(unsub, self.proxy.log())
         self.assertIsNotNone(poll(lambda: self.host("reviews")[1] == "b"), self.proxy.log())
 
+    def test_hcms_naming_one_route_configuration_share_its_subscription_and_stats(self):
+        # Envoy keys RDS subscriptions by the Rds message: HCMs that name the
+        # same route configuration share one, whose stats (and VHDS's) live
+        # under the first HCM's stat_prefix. A sidecar's per-port outbound
+        # listeners all name `outbound`: one set of stats, not one per port.
+        serve_vhds_state(self.ads, self.a.port, self.b.port)
+        second = free_closed_port()
+        self.ads.set(LISTENER, "l2", [listener("outbound_9080", second, "outbound")])
+        self.start_proxy()
+        self.assertIsNotNone(poll(lambda: get_backend(second, "/", {"Host": "ratings"})[1] == "b"),
+                             self.proxy.log())
+        self.assertEqual(self.host("reviews")[1], "a")
+        stats = self.proxy.stats()
+        self.assertGreaterEqual(int(stats["http.outbound.rds.outbound.update_success"]), 1)
+        self.assertGreaterEqual(int(stats["http.outbound.vhds.outbound.config_reload"]), 1)
+        self.assertEqual([n for n in stats if n.startswith(("http.outbound_9080.rds.",
+                                                            "http.outbound_9080.vhds."))], [])
+        # The second HCM's own stats are its own.
+        self.assertIn("http.outbound_9080.downstream_rq_total", stats)
+
     def test_the_server_is_initializing_until_the_first_vhds_response(self):
         self.ads.set(CLUSTER, "c1", [eds_cluster("reviews")])
         self.ads.set(ENDPOINTS, "e1", [assignment("reviews", self.a.port)])
