@@ -213,7 +213,8 @@ struct ListenerConfig {
   // Picks one of filter_chains per connection; none: default_filter_chain,
   // or the connection is closed (listener.<addr>.no_filter_chain_match).
   FilterChainMatcher filter_chain_matcher;
-  std::optional<FilterChainConfig> default_filter_chain;
+  // Boxed: most listeners have none, and a FilterChainConfig is ~1 KB.
+  routing::Boxed<FilterChainConfig> default_filter_chain;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
 };
 
@@ -385,12 +386,16 @@ struct NamedRouteTable {
 
 struct Snapshot {
   // The validated bootstrap, as loaded (for /config_dump), EXCEPT
-  // static_resources.clusters, which is empty here: cluster_protos keeps
-  // those serialized, one per clusters[i] (a parsed Cluster costs about
-  // 1.3 KB, its serialized form about 100 bytes, and a sandbox table has
-  // 10,000). clusterProto() and fullBootstrap() give them back as messages.
+  // static_resources.clusters and .listeners, which are empty here:
+  // cluster_protos and listener_protos keep those serialized, one per
+  // clusters[i] / listeners[i] (a parsed Cluster costs about 1.3 KB, its
+  // serialized form about 100 bytes, and a sandbox table has 10,000; a
+  // sidecar's outbound listener about 4 KB parsed, 0.5 KB serialized, one
+  // per service port). clusterProto(), listenerProto() and fullBootstrap()
+  // give them back as messages.
   envoy::config::bootstrap::v3::Bootstrap bootstrap;
   std::vector<std::string> cluster_protos;
+  std::vector<std::string> listener_protos;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   std::vector<NamedRouteTable> route_tables;  // filled once route_config_translator exists
@@ -405,7 +410,9 @@ struct Snapshot {
   // static_resources.clusters[i] as loaded; `i` indexes `clusters` (same
   // order). Parses cluster_protos[i]: admin and update paths only.
   envoy::config::cluster::v3::Cluster clusterProto(size_t i) const;
-  // `bootstrap` with its static_resources.clusters put back.
+  // The same for static_resources.listeners[i] (indexes `listeners`).
+  envoy::config::listener::v3::Listener listenerProto(size_t i) const;
+  // `bootstrap` with its static_resources.clusters and .listeners put back.
   envoy::config::bootstrap::v3::Bootstrap fullBootstrap() const;
 
   const ClusterConfig* findCluster(const std::string& name) const;

@@ -973,8 +973,17 @@ envoy::config::cluster::v3::Cluster Snapshot::clusterProto(size_t i) const {
   return c;
 }
 
+envoy::config::listener::v3::Listener Snapshot::listenerProto(size_t i) const {
+  envoy::config::listener::v3::Listener l;
+  if (i < listener_protos.size()) l.ParseFromString(listener_protos[i]);
+  return l;
+}
+
 envoy::config::bootstrap::v3::Bootstrap Snapshot::fullBootstrap() const {
   envoy::config::bootstrap::v3::Bootstrap b = bootstrap;
+  auto* listeners = b.mutable_static_resources()->mutable_listeners();
+  listeners->Reserve(static_cast<int>(listener_protos.size()));
+  for (const auto& bytes : listener_protos) listeners->Add()->ParseFromString(bytes);
   auto* clusters = b.mutable_static_resources()->mutable_clusters();
   clusters->Reserve(static_cast<int>(cluster_protos.size()));
   for (const auto& bytes : cluster_protos) clusters->Add()->ParseFromString(bytes);
@@ -1284,10 +1293,15 @@ absl::StatusOr<SnapshotConstSharedPtr> SnapshotBuilder::build(
     snapshot->admin_address = *std::move(addr);
   }
   if (auto st = checkAds(bootstrap, *snapshot, cluster_index); !st.ok()) return st;
-  // Kept as loaded, but for the clusters: cluster_protos has them serialized.
-  // (RepeatedPtrField::Clear would keep the emptied messages for reuse.)
+  // Kept as loaded, but for the clusters and listeners: cluster_protos and
+  // listener_protos have them serialized. (RepeatedPtrField::Clear would
+  // keep the emptied messages for reuse.)
   auto* clusters = bootstrap.mutable_static_resources()->mutable_clusters();
   clusters->DeleteSubrange(0, clusters->size());
+  auto* listeners = bootstrap.mutable_static_resources()->mutable_listeners();
+  snapshot->listener_protos.reserve(static_cast<size_t>(listeners->size()));
+  for (const auto& l : *listeners) snapshot->listener_protos.push_back(l.SerializeAsString());
+  listeners->DeleteSubrange(0, listeners->size());
   snapshot->bootstrap = std::move(bootstrap);
   return SnapshotConstSharedPtr(std::move(snapshot));
 }

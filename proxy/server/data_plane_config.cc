@@ -1,6 +1,7 @@
 #include "proxy/server/data_plane_config.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include "proxy/common/asio.h"
 
@@ -100,6 +101,28 @@ absl::StatusOr<TcpProxyRuntime> buildTcpProxy(const config::ListenerConfig& l,
   return rt;
 }
 
+// The routing-key filters of every HCM, by their config's serialized bytes:
+// a sidecar's outbound listeners (one per service port) all carry the same
+// RoutingKey, and the compiled filter (its key sources, about 1 KB) is
+// immutable, so HCMs with the same bytes share one. Config time only (the
+// main thread, which builds every listener); the lock is for safety, never
+// contended.
+std::mutex g_routing_key_mu;
+absl::flat_hash_map<std::string, std::weak_ptr<const RoutingKeyFilter>> g_routing_key_filters;
+
+std::shared_ptr<const RoutingKeyFilter> sharedRoutingKeyFilter(const std::string& bytes) {
+  std::lock_guard lock(g_routing_key_mu);
+  auto it = g_routing_key_filters.find(bytes);
+  return it == g_routing_key_filters.end() ? nullptr : it->second.lock();
+}
+
+void shareRoutingKeyFilter(const std::string& bytes,
+                           const std::shared_ptr<const RoutingKeyFilter>& filter) {
+  std::lock_guard lock(g_routing_key_mu);
+  absl::erase_if(g_routing_key_filters, [](const auto& kv) { return kv.second.expired(); });
+  g_routing_key_filters[bytes] = filter;
+}
+
 absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConfig& l,
                                                       const config::HttpConnectionManagerConfig& h,
                                                       const config::Snapshot& snapshot,
@@ -131,6 +154,10 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
     const config::HttpFilterConfig& f = h.http_filters[i];
     const std::string path = absl::StrCat("listener '", l.name, "' http_filters[", i, "]");
     if (f.type_name == kRoutingKeyType) {
+      if (auto shared = sharedRoutingKeyFilter(f.config.value())) {
+        rt.filters.push_back(std::move(shared));
+        continue;
+      }
       turnout::extensions::filters::http::routing_key::v3::RoutingKey proto;
       if (!f.config.UnpackTo(&proto)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack RoutingKey"));
@@ -140,6 +167,7 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       if (!rk.ok()) return rk.status();
       auto filter = RoutingKeyFilter::create(*std::move(rk), tpath);
       if (!filter.ok()) return filter.status();
+      shareRoutingKeyFilter(f.config.value(), *filter);
       rt.filters.push_back(*std::move(filter));
     } else if (f.type_name == kHealthCheckType) {
       envoy::extensions::filters::http::health_check::v3::HealthCheck proto;

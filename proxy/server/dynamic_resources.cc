@@ -24,6 +24,19 @@
 namespace turnout::proxy {
 namespace {
 
+// Whether `runtime`'s listener came from the same Listener message as
+// `file`'s listeners[i]. Snapshots keep listener protos serialized: equal
+// bytes are equal messages; else compare parsed (map fields may serialize
+// in any order).
+bool sameListenerProto(const ListenerRuntime& runtime, const config::Snapshot& file, size_t i) {
+  const config::Snapshot& owner = *runtime.owner;
+  const size_t index = static_cast<size_t>(runtime.config - owner.listeners.data());
+  if (index >= owner.listener_protos.size() || i >= file.listener_protos.size()) return false;
+  return owner.listener_protos[index] == file.listener_protos[i] ||
+         google::protobuf::util::MessageDifferencer::Equals(owner.listenerProto(index),
+                                                            file.listenerProto(i));
+}
+
 constexpr const char* kLog = "config";
 
 // Field 1 (a string: Cluster.name) of a serialized message, read off the
@@ -1224,25 +1237,9 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
           "resources[", i, "].name: '", l.name,
           "' is a static listener of the bootstrap and cannot be replaced")));
     }
-    if (old) {
-      const auto& old_protos = (*old)->owner->bootstrap.static_resources().listeners();
-      const size_t old_index =
-          static_cast<size_t>((*old)->config - (*old)->owner->listeners.data());
-      if (old_index < static_cast<size_t>(old_protos.size()) &&
-          google::protobuf::util::MessageDifferencer::Equals(
-              old_protos[static_cast<int>(old_index)],
-              file.bootstrap.static_resources().listeners(static_cast<int>(i)))) {
-        continue;
-      }
-    }
+    if (old && sameListenerProto(**old, file, i)) continue;
     if (auto w = warming_listeners_.find(l.name); w != warming_listeners_.end()) {
-      const ListenerRuntime& wr = *w->second.runtime;
-      const size_t wi = static_cast<size_t>(wr.config - wr.owner->listeners.data());
-      if (google::protobuf::util::MessageDifferencer::Equals(
-              wr.owner->bootstrap.static_resources().listeners(static_cast<int>(wi)),
-              file.bootstrap.static_resources().listeners(static_cast<int>(i)))) {
-        continue;  // still warming, unchanged
-      }
+      if (sameListenerProto(*w->second.runtime, file, i)) continue;  // still warming, unchanged
     }
     auto rt = DataPlaneConfig::buildListener(parsed->snapshot, l, store_, current->routes);
     if (!rt.ok()) return reject(rt.status());

@@ -175,7 +175,6 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
   using google::protobuf::util::TimeUtil;
   const DataPlaneConfig& current = *publisher_->current();
   const config::SnapshotConstSharedPtr& boot = current.snapshot;
-  const auto& bootstrap = boot->bootstrap;
   auto stamp = [](std::chrono::system_clock::time_point t) {
     return TimeUtil::NanosecondsToTimestamp(
         std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
@@ -295,7 +294,8 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
   };
   envoy::admin::v3::ListenersConfigDump listeners;
   listeners.set_version_info(lds.version_info);
-  for (const auto& l : bootstrap.static_resources().listeners()) {
+  for (size_t i = 0; i < boot->listener_protos.size(); ++i) {
+    const envoy::config::listener::v3::Listener l = boot->listenerProto(i);
     auto* sl = listeners.add_static_listeners();
     sl->mutable_listener()->PackFrom(l);
     *sl->mutable_last_updated() = loaded_at;
@@ -308,13 +308,13 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
   std::sort(dynamic_listeners.begin(), dynamic_listeners.end(),
             [](const auto* x, const auto* y) { return x->config->name < y->config->name; });
   for (const ListenerRuntime* l : dynamic_listeners) {
-    const auto& protos = l->owner->bootstrap.static_resources().listeners();
-    const auto index = static_cast<int>(l->config - l->owner->listeners.data());
-    if (index < 0 || index >= protos.size()) continue;
+    const auto index = static_cast<size_t>(l->config - l->owner->listeners.data());
+    if (index >= l->owner->listener_protos.size()) continue;
+    const envoy::config::listener::v3::Listener proto = l->owner->listenerProto(index);
     auto* dl = listeners.add_dynamic_listeners();
     dl->set_name(l->config->name);
     auto* active = dl->mutable_active_state();
-    active->mutable_listener()->PackFrom(protos[index]);
+    active->mutable_listener()->PackFrom(proto);
     google::protobuf::Timestamp when;
     auto it = lds.resources.find(l->config->name);
     if (it != lds.resources.end()) {
@@ -323,7 +323,7 @@ std::string Server::configDumpJson(const admin::ConfigDumpParams& params,
       *active->mutable_last_updated() = when;
     }
     if (lds.error) setError(lds.error, dl->mutable_error_state());
-    inlineRoutes(protos[index], when);
+    inlineRoutes(proto, when);
   }
   dump.add_configs()->PackFrom(listeners);
 

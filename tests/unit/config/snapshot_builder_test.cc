@@ -663,14 +663,16 @@ TEST_CASE("HTTP/2 flood limits come from Http2ProtocolOptions and a zero limit i
 namespace turnout::config {
 namespace {
 
-TEST_CASE("a snapshot keeps its cluster protos serialized and gives them back as loaded",
-          "[config][snapshot][memory]") {
+TEST_CASE(
+    "a snapshot keeps its cluster and listener protos serialized and gives them back as loaded",
+    "[config][snapshot][memory]") {
   BootstrapLoadOptions options;
   options.config_path = source("tests/configs/good/front_proxy_plain.yaml");
   auto loaded = loadBootstrap(options);
   REQUIRE(loaded.ok());
   const envoy::config::bootstrap::v3::Bootstrap original = loaded->bootstrap;
   REQUIRE(original.static_resources().clusters_size() >= 2);
+  REQUIRE(original.static_resources().listeners_size() >= 1);
 
   // Both overloads: the copy leaves the caller's bootstrap whole.
   auto copied = SnapshotBuilder::build(loaded->bootstrap);
@@ -692,8 +694,16 @@ TEST_CASE("a snapshot keeps its cluster protos serialized and gives them back as
     }
     CHECK(s->clusterProto(s->clusters.size()).name().empty());  // out of range: empty
     CHECK(s->fullBootstrap().SerializeAsString() == original.SerializeAsString());
-    CHECK(s->bootstrap.static_resources().listeners_size() ==
-          original.static_resources().listeners_size());
+    // The same for listeners (a sidecar has one per service port).
+    CHECK(s->bootstrap.static_resources().listeners_size() == 0);
+    REQUIRE(s->listener_protos.size() == s->listeners.size());
+    REQUIRE(s->listeners.size() ==
+            static_cast<size_t>(original.static_resources().listeners_size()));
+    for (size_t i = 0; i < s->listeners.size(); ++i) {
+      const auto& want = original.static_resources().listeners(static_cast<int>(i));
+      CHECK(s->listenerProto(i).SerializeAsString() == want.SerializeAsString());
+    }
+    CHECK(s->listenerProto(s->listeners.size()).name().empty());
   }
 }
 

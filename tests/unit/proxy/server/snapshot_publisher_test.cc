@@ -3,6 +3,9 @@
 #include <chrono>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
+#include "config/snapshot/snapshot_builder.h"
+#include "proxy/filters/routing_key_filter.h"
 #include "proxy/server/snapshot_publisher.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "routing/route_table.h"
@@ -154,6 +157,60 @@ TEST_CASE("an RDS table replaces the route table of the listeners that name it o
   CHECK(*next->findListener("rds_b") == *base->findListener("rds_b"));
   CHECK(*next->findListener("inline") == *base->findListener("inline"));
   CHECK(next->routes.at("routes_a") == t);
+}
+
+}  // namespace
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+namespace {
+
+// A listener on `port` whose HCM has a routing_key filter reading `header`.
+std::string routingKeyListener(int port, const std::string& header) {
+  return absl::StrCat(R"(
+  - name: l)",
+                      port, R"(
+    address: {socket_address: {address: 127.0.0.1, port_value: )",
+                      port, R"(}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l)",
+                      port, R"(
+          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]}
+          http_filters:
+          - name: turnout.routing_key
+            typed_config:
+              "@type": type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey
+              sources: [{baggage_member: turnout-routing-key}, {header: )",
+                      header, R"(}]
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router})");
+}
+
+TEST_CASE("HCMs with the same routing_key config share one compiled filter",
+          "[publisher][memory]") {
+  config::BootstrapLoadOptions options;
+  options.config_yaml = "static_resources:\n  listeners:" + routingKeyListener(10001, "x-key") +
+                        routingKeyListener(10002, "x-key") + routingKeyListener(10003, "x-other");
+  auto loaded = config::SnapshotBuilder::load(options);
+  REQUIRE(loaded.ok());
+  stats::Store store(1);
+  auto dp = DataPlaneConfig::build(loaded->snapshot, store);
+  REQUIRE(dp.ok());
+  auto filter = [&](const char* name) {
+    const auto* l = (*dp)->findListener(name);
+    REQUIRE(l != nullptr);
+    REQUIRE((*l)->filter_chains[0].hcm->filters.size() == 1);
+    return (*l)->filter_chains[0].hcm->filters[0].get();
+  };
+  CHECK(filter("l10001") == filter("l10002"));
+  CHECK(filter("l10001") != filter("l10003"));
+  const auto* other = dynamic_cast<const RoutingKeyFilter*>(filter("l10003"));
+  REQUIRE(other != nullptr);
+  CHECK(other->config().extraction.sources.size() == 2);
 }
 
 }  // namespace

@@ -280,7 +280,8 @@ TEST_CASE("a Deployment's annotated pod gets the init container, the sidecar and
   CHECK(metadata.at("namespace").string_value() == "shop");
   CHECK(snapshot.bootstrap.admin().address().socket_address().address() == "127.0.0.1");
   CHECK(snapshot.bootstrap.admin().address().socket_address().port_value() == 15000);
-  const auto full = snapshot.fullBootstrap();  // a copy, with the static clusters put back
+  const auto full =
+      snapshot.fullBootstrap();  // a copy, with the static clusters and listeners put back
   REQUIRE(full.static_resources().clusters_size() == 1);
   const auto& xds = full.static_resources().clusters(0);
   CHECK(xds.name() == "xds_cluster");
@@ -288,7 +289,7 @@ TEST_CASE("a Deployment's annotated pod gets the init container, the sidecar and
   CHECK(xds_address.address() == "turnout-cp.turnout-system.svc");
   CHECK(xds_address.port_value() == 18000);
   std::map<std::string, uint32_t> listeners;
-  for (const auto& l : snapshot.bootstrap.static_resources().listeners()) {
+  for (const auto& l : full.static_resources().listeners()) {
     listeners[l.name()] = l.address().socket_address().port_value();
   }
   CHECK(listeners == std::map<std::string, uint32_t>{{"readiness", 15021}});
@@ -469,7 +470,8 @@ TEST_CASE("the ip-families annotation reaches the capture and the node metadata 
   } else {
     CHECK(metadata.at("ip_families").string_value() == c.metadata);
   }
-  const auto& listeners = loaded->snapshot->bootstrap.static_resources().listeners();
+  const auto full = loaded->snapshot->fullBootstrap();
+  const auto& listeners = full.static_resources().listeners();
   REQUIRE(listeners.size() == 1);
   CHECK(listeners[0].address().socket_address().address() == c.readiness);
   CHECK(listeners[0].address().socket_address().ipv4_compat() == c.ipv4_compat);
