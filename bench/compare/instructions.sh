@@ -9,6 +9,8 @@
 #   ENV="GLIBC_TUNABLES=glibc.malloc.tcache_count=1000" bench/compare/instructions.sh
 #   PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 bench/compare/instructions.sh
 #   TURNOUT=/path/to/other/turnout bench/compare/instructions.sh   (another build)
+#   KEEP=/tmp/cg.out bench/compare/instructions.sh   (keeps the callgrind file, e.g. for
+#                                                     callgrind_annotate --tree=caller)
 #
 # turnout (--concurrency 1) proxies to an nginx origin on loopback; both run
 # on ephemeral ports in a work directory this script removes. callgrind
@@ -114,6 +116,7 @@ wait "$VG" 2>/dev/null || true
 grep -q "Status codes: 200=$N\$" "$WORK/bench.txt" ||
   { echo "instructions.sh: not every request was answered 200:" >&2; cat "$WORK/bench.txt" >&2; exit 1; }
 
+[ -n "${KEEP:-}" ] && cp "$WORK/callgrind.out" "$KEEP"
 total=$(callgrind_annotate --auto=no "$WORK/callgrind.out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "turnout-bench $* -n $N: $((total / N)) instructions per request"
 callgrind_annotate --auto=no "$WORK/callgrind.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |

@@ -52,8 +52,10 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   Stream(Http2DownstreamConnection& conn, http2::ServerStreamPtr stream)
       : conn_(conn),
         stream_(std::move(stream)),
-        read_signal_(conn.worker_.io()),
-        write_signal_(conn.worker_.io()) {}
+        read_signal_(conn.worker_.io().get_executor()),
+        write_signal_(conn.worker_.io().get_executor()),
+        read_deadline_(conn.deadlines_, &onDeadline, &read_signal_),
+        write_deadline_(conn.deadlines_, &onDeadline, &write_signal_) {}
 
   // DownstreamStream: the connection.
   Worker& worker() override { return conn_.worker_; }
@@ -88,16 +90,17 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     for (;;) {
       if (!body_.empty() || complete_) co_return true;
       if (reset_ || read_stopped_ || conn_.closed_) co_return false;
-      read_signal_.expires_at(deadline);
+      read_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
       co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) co_return !body_.empty() || complete_;  // the timeout
+      read_deadline_.clear();
+      if (ec == asio::error::timed_out) co_return !body_.empty() || complete_;
     }
   }
 
   void stopReading() override {
     read_stopped_ = true;
-    read_signal_.cancel();
+    read_signal_.notify();
   }
 
   void watchForClose(PendingRequest& pending) override {
@@ -148,11 +151,14 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       if (reset_ || conn_.closed_ || !stream_) co_return false;
       if (stream_->bufferedBytes() == 0) co_return true;
       flush_waiting_ = true;
-      write_signal_.expires_at(deadline);
+      write_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
       co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      write_deadline_.clear();
       flush_waiting_ = false;
-      if (!ec) co_return stream_ && !reset_ && stream_->bufferedBytes() == 0;  // the timeout
+      if (ec == asio::error::timed_out) {
+        co_return stream_ && !reset_ && stream_->bufferedBytes() == 0;
+      }
     }
   }
 
@@ -170,16 +176,16 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     body_.append(data.data(), data.size());
     unacked_ += data.size();
     if (end_stream) complete_ = true;
-    read_signal_.cancel();
+    read_signal_.notify();
   }
   void onTrailers(HeaderMap& trailers) override {
     trailers_ = &trailers;
     complete_ = true;
-    read_signal_.cancel();
+    read_signal_.notify();
   }
   void onMessageComplete() override {
     complete_ = true;
-    read_signal_.cancel();
+    read_signal_.notify();
   }
   void onReset(StreamResetReason reason) override {
     if (reason == StreamResetReason::kRemoteReset && conn_.filterChain().hcm) {
@@ -187,13 +193,13 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     }
     reset_ = true;
     if (watched_ != nullptr) watched_->cancel();
-    read_signal_.cancel();
-    write_signal_.cancel();
+    read_signal_.notify();
+    write_signal_.notify();
   }
 
   // The writer drained the codec: a flush may be done.
   void onDrained() {
-    if (flush_waiting_) write_signal_.cancel();
+    if (flush_waiting_) write_signal_.notify();
   }
 
   Http2DownstreamConnection& conn_;
@@ -209,18 +215,21 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   bool started_ = false;  // its coroutine was spawned
   bool flush_waiting_ = false;
   PendingRequest* watched_ = nullptr;
-  asio::steady_timer read_signal_;
-  asio::steady_timer write_signal_;
+  // The stream's coroutine sleeps on these (one at a time); a wait's timeout
+  // is a deadline in the worker's queue that fires the signal.
+  static void onDeadline(void* signal) {
+    static_cast<Signal*>(signal)->fire(asio::error::timed_out);
+  }
+  Signal read_signal_;
+  Signal write_signal_;
+  DeadlineQueue::Deadline read_deadline_;
+  DeadlineQueue::Deadline write_deadline_;
   std::vector<routing::HeaderEntry> entries_;
 };
 
-Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
-                                                     DataPlaneConfigConstSharedPtr config,
-                                                     size_t listener_index,
-                                                     size_t chain_index,
-                                                     asio::ip::tcp::socket socket,
-                                                     asio::ip::tcp::endpoint remote,
-                                                     asio::ip::tcp::endpoint local)
+Http2DownstreamConnection::Http2DownstreamConnection(
+    Worker& worker, DataPlaneConfigConstSharedPtr config, size_t listener_index, size_t chain_index,
+    asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
@@ -231,9 +240,10 @@ Http2DownstreamConnection::Http2DownstreamConnection(Worker& worker,
       id_(Worker::next_connection_id_.fetch_add(1)),
       codec_(*this, settingsFor(config_->listeners[listener_index]->filter_chains[chain_index]),
              statsFor(worker, config_->listeners[listener_index]->filter_chains[chain_index])),
-      writer_signal_(worker.io()),
-      done_signal_(worker.io()),
-      idle_timer_(worker.io()),
+      deadlines_(DeadlineQueue::of(worker.io())),
+      writer_signal_(worker.io().get_executor()),
+      done_signal_(worker.io().get_executor()),
+      idle_deadline_(deadlines_, &Http2DownstreamConnection::onIdleDeadline, this),
       close_timer_(worker.io()),
       started_(Clock::now()) {
   registration_ = worker_.registerConnection(this);
@@ -301,13 +311,13 @@ void Http2DownstreamConnection::close() {
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  idle_timer_.cancel();
+  idle_deadline_.clear();
   wake();
 }
 
 void Http2DownstreamConnection::wake() {
-  writer_signal_.cancel();
-  done_signal_.cancel();
+  writer_signal_.notify();
+  done_signal_.notify();
 }
 
 RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStreamPtr stream) {
@@ -321,7 +331,8 @@ void Http2DownstreamConnection::startStream(Stream* stream) {
   if (stream->started_) return;
   stream->started_ = true;
   ++running_;
-  idle_timer_.cancel();
+  idle_deadline_.clear();
+  idle_goaway_sent_ = false;
   asio::co_spawn(worker_.io(), runStream(stream), LogEscapedException{"http2", "stream"});
 }
 
@@ -357,17 +368,22 @@ void Http2DownstreamConnection::sweep() {
 void Http2DownstreamConnection::armIdleTimer() {
   const auto& hcm = *filterChain().hcm->config;
   if (hcm.idle_timeout.count() == 0 || closed_) return;
-  idle_timer_.expires_after(hcm.idle_timeout);
-  idle_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || running_ > 0 || closed_) return;
-    // Envoy's idle timeout on HTTP/2: GOAWAY, then close once the client had
-    // a moment to see it.
-    drain();
-    idle_timer_.expires_after(kDelayedClose);
-    idle_timer_.async_wait([this](const boost::system::error_code& ec2) {
-      if (!ec2 && running_ == 0) close();
-    });
-  });
+  idle_goaway_sent_ = false;
+  idle_deadline_.expiresAfter(hcm.idle_timeout);
+}
+
+void Http2DownstreamConnection::onIdleDeadline(void* self) {
+  auto& conn = *static_cast<Http2DownstreamConnection*>(self);
+  if (conn.running_ > 0 || conn.closed_) return;
+  if (conn.idle_goaway_sent_) {
+    conn.close();
+    return;
+  }
+  // Envoy's idle timeout on HTTP/2: GOAWAY, then close once the client had
+  // a moment to see it.
+  conn.drain();
+  conn.idle_goaway_sent_ = true;
+  conn.idle_deadline_.expiresAfter(kDelayedClose);
 }
 
 asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
@@ -438,12 +454,11 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
       protocol_error = false;
       sweep();
     }
-    done_signal_.expires_at(Clock::time_point::max());
     boost::system::error_code ec;
     co_await done_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   sweep();
-  idle_timer_.cancel();
+  idle_deadline_.clear();
   close_timer_.cancel();
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
@@ -485,12 +500,11 @@ asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
       if (read_done_ && running_ == 0) break;
     }
     if (read_done_ && running_ == 0) break;
-    writer_signal_.expires_at(Clock::time_point::max());
     boost::system::error_code ec;
     co_await writer_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   writer_done_ = true;
-  done_signal_.cancel();
+  done_signal_.notify();
 }
 
 }  // namespace turnout::proxy

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/deadline_queue.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/signal.h"
 
 #include "proxy/codec/http2_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
@@ -87,6 +89,9 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   DataPlaneConfigConstSharedPtr streamConfig() const;
   const FilterChainRuntime& filterChain(const DataPlaneConfig& config) const;
   void armIdleTimer();
+  // The idle deadline passed: GOAWAY first, then (kDelayedClose later, no
+  // stream having come) close.
+  static void onIdleDeadline(void* self);
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
@@ -106,9 +111,12 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   // The read loop's (serve()): it waits in 1 KiB, which a request's
   // HEADERS usually fit.
   WaitingReader<1024> reader_;
-  asio::steady_timer writer_signal_;  // the writer waits on it
-  asio::steady_timer done_signal_;    // serve() waits on it for streams and the writer
-  asio::steady_timer idle_timer_;     // the HCM idle_timeout while no stream is open
+  DeadlineQueue& deadlines_;  // the worker's: the idle deadline and the streams'
+  Signal writer_signal_;      // the writer waits on it
+  Signal done_signal_;        // serve() waits on it for streams and the writer
+  // The HCM idle_timeout while no stream is open, then the GOAWAY's grace.
+  DeadlineQueue::Deadline idle_deadline_;
+  bool idle_goaway_sent_ = false;     // idle_deadline_ is the grace after the GOAWAY
   asio::steady_timer close_timer_;    // after a protocol error: the GOAWAY's last chance
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;

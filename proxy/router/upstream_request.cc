@@ -210,7 +210,7 @@ asio::awaitable<void> UpstreamRequest::pumpRequestBody() {
     }
   }
   pump_running_ = false;
-  pump_done_.cancel();
+  pump_done_.notify();
 }
 
 void UpstreamRequest::armWatchdog() {

@@ -17,6 +17,7 @@
 
 #include "proxy/common/asio.h"
 #include "proxy/common/deadline_queue.h"
+#include "proxy/common/signal.h"
 
 #include "proxy/codec/codec.h"
 #include "proxy/upstream/conn_pool.h"
@@ -162,7 +163,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // Per-try timeout, from the end of the request on this attempt; max = none.
   std::chrono::steady_clock::time_point try_deadline_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point last_activity_;  // upstream bytes either way
-  asio::steady_timer pump_done_;  // cancelled when the pump ends
+  Signal pump_done_;                                     // notified when the pump ends
   DeadlineQueue::Deadline watchdog_;  // the earliest of the timeouts
   bool pump_running_ = false;
   bool stop_pump_ = false;

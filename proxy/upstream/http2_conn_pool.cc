@@ -95,7 +95,7 @@ asio::awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolCo
 }
 
 void Http2PoolConnection::notifySenders() {
-  for (Http2PoolStream* s : streams_) s->send_signal_.cancel();
+  for (Http2PoolStream* s : streams_) s->send_signal_.notify();
 }
 
 void Http2PoolConnection::drain() {
@@ -158,8 +158,8 @@ void Http2PoolConnection::onStreamEnd(Http2PoolStream& s) {
 
 Http2PoolStream::Http2PoolStream(Http2PoolConnectionSharedPtr conn, bool reused)
     : conn_(std::move(conn)),
-      send_signal_(conn_->stream_.get_executor(), Clock::time_point::max()),
-      recv_signal_(conn_->stream_.get_executor(), Clock::time_point::max()),
+      send_signal_(conn_->stream_.get_executor()),
+      recv_signal_(conn_->stream_.get_executor()),
       reused_(reused) {}
 
 void Http2PoolStream::encodeHeaders(const RequestHead& head, bool end_stream) {
@@ -268,8 +268,8 @@ void Http2PoolStream::markReset(StreamResetReason reason) {
 }
 
 void Http2PoolStream::wake() {
-  send_signal_.cancel();
-  recv_signal_.cancel();
+  send_signal_.notify();
+  recv_signal_.notify();
 }
 
 bool Http2PoolStream::canReuse() const {
@@ -280,28 +280,28 @@ bool Http2PoolStream::canReuse() const {
 void Http2PoolStream::onHeaders(ResponseHead& head, bool end_stream) {
   head_ = &head;
   head_end_ = end_stream;
-  recv_signal_.cancel();
+  recv_signal_.notify();
 }
 
 void Http2PoolStream::onData(std::span<const char> data, bool end_stream) {
   data_.append(data.data(), data.size());
   if (end_stream) data_end_ = true;
-  recv_signal_.cancel();
+  recv_signal_.notify();
 }
 
 void Http2PoolStream::onTrailers(HeaderMap& trailers) {
   trailers_ = &trailers;
-  recv_signal_.cancel();
+  recv_signal_.notify();
 }
 
 void Http2PoolStream::onMessageComplete() {
   complete_ = true;
-  recv_signal_.cancel();
+  recv_signal_.notify();
 }
 
 void Http2PoolStream::onInformational(ResponseHead& head) {
   informational_.push_back(head);  // the codec reuses its head for the final one
-  recv_signal_.cancel();
+  recv_signal_.notify();
 }
 
 void Http2PoolStream::onReset(StreamResetReason reason) { markReset(reason); }

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "proxy/codec/http2_client_codec.h"
+#include "proxy/common/signal.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "proxy/upstream/conn_pool.h"
@@ -164,8 +165,8 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   Http2PoolConnectionSharedPtr conn_;
   http2::ClientStreamPtr h2_;
   ResponseDecoderCallbacks* target_ = nullptr;
-  asio::steady_timer send_signal_;  // expiry max; cancel() wakes send()
-  asio::steady_timer recv_signal_;  // expiry max; cancel() wakes receive()
+  Signal send_signal_;  // notify() wakes send()
+  Signal recv_signal_;  // notify() wakes receive()
   bool reused_;
   bool reset_ = false;
   StreamResetReason reason_ = StreamResetReason::kLocalReset;

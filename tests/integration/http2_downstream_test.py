@@ -616,6 +616,29 @@ class DrainTest(Http2TestCase):
         self.assertIn("/delay/800/in-flight", out[goaway:], out)
 
 
+class IdleTimeoutTest(Http2TestCase):
+    """The HCM's idle_timeout on HTTP/2 (Envoy's): after that long with no
+    stream open, GOAWAY(NO_ERROR), then the connection closes a moment
+    later (the GOAWAY's grace); an open stream holds it off."""
+    HCM_EXTRA = ("          common_http_protocol_options:\n"
+                 "            idle_timeout: 0.5s\n")
+
+    def test_an_idle_connection_gets_goaway_then_is_closed(self):
+        c = RawH2(self.port)
+        self.addCleanup(c.close)
+        start = time.monotonic()
+        c.headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/delay/900/busy"),
+                      (":authority", "svc")])
+        self.assertEqual(c.outcome(1), "status 200")
+        # The stream outlived the idle timeout without the connection going.
+        self.assertGreater(time.monotonic() - start, 0.85)
+        idle_from = time.monotonic()
+        self.assertEqual(c.outcome(3), "goaway 0")
+        self.assertGreater(time.monotonic() - idle_from, 0.3)
+        self.assertEqual(c.outcome(3), "closed")
+        self.assertLess(time.monotonic() - idle_from, 4)
+
+
 class Http2OnlyTest(Http2TestCase):
     HCM_EXTRA = ("          codec_type: HTTP2\n"
                  "          http2_protocol_options:\n"

@@ -1,0 +1,90 @@
+#include "proxy/common/signal.h"
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "proxy/common/deadline_queue.h"
+
+namespace turnout::proxy {
+namespace {
+
+using boost::system::error_code;
+
+// A coroutine that waits on `signal` once and records how it woke.
+asio::awaitable<void> waitOnce(Signal& signal, std::optional<error_code>& woke) {
+  error_code ec;
+  co_await signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  woke = ec;
+}
+
+TEST_CASE("a signal wakes its waiter at notify, later, from the io_context's queue", "[signal]") {
+  asio::io_context io;
+  Signal signal(io.get_executor());
+  std::optional<error_code> woke;
+  asio::co_spawn(io, waitOnce(signal, woke), asio::detached);
+  io.poll();
+  REQUIRE(signal.waiting());
+  CHECK_FALSE(woke);
+  signal.notify();
+  // Posted, not run inside notify(): the notifier's stack is never re-entered.
+  CHECK_FALSE(woke);
+  CHECK_FALSE(signal.waiting());
+  io.poll();
+  REQUIRE(woke);
+  CHECK_FALSE(*woke);
+}
+
+TEST_CASE("a notify with nobody waiting is not kept for the next wait", "[signal]") {
+  asio::io_context io;
+  Signal signal(io.get_executor());
+  signal.notify();
+  std::optional<error_code> woke;
+  asio::co_spawn(io, waitOnce(signal, woke), asio::detached);
+  io.poll();
+  CHECK_FALSE(woke);  // the waiter re-checks its condition before it sleeps
+  CHECK(signal.waiting());
+  signal.notify();
+  io.poll();
+  CHECK(woke);
+}
+
+TEST_CASE("a deadline fires a signal with timed_out", "[signal]") {
+  asio::io_context io;
+  Signal signal(io.get_executor());
+  DeadlineQueue::Deadline deadline(
+      DeadlineQueue::of(io), [](void* s) { static_cast<Signal*>(s)->fire(asio::error::timed_out); },
+      &signal);
+  std::optional<error_code> woke;
+  asio::co_spawn(io, waitOnce(signal, woke), asio::detached);
+  deadline.expiresAfter(std::chrono::milliseconds(20));
+  const auto stop = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!woke && std::chrono::steady_clock::now() < stop)
+    io.run_one_for(std::chrono::milliseconds(50));
+  REQUIRE(woke);
+  CHECK(*woke == asio::error::timed_out);
+}
+
+TEST_CASE("a second wait aborts the first, and a destroyed signal calls nobody", "[signal]") {
+  asio::io_context io;
+  std::optional<error_code> first;
+  std::optional<error_code> second;
+  {
+    Signal signal(io.get_executor());
+    asio::co_spawn(io, waitOnce(signal, first), asio::detached);
+    io.poll();
+    asio::co_spawn(io, waitOnce(signal, second), asio::detached);
+    io.poll();
+    REQUIRE(first);
+    CHECK(*first == asio::error::operation_aborted);
+    CHECK_FALSE(second);
+    CHECK(signal.waiting());
+  }
+  io.poll();
+  CHECK_FALSE(second);  // dropped with the signal, as a timer's service shutdown does
+}
+
+}  // namespace
+}  // namespace turnout::proxy
