@@ -104,8 +104,8 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
       buffer_(256 * 1024),
       codec_(*this, settingsFor(config_, listener_index_, chain_index_)),
       stop_wait_(worker.io()),
-      read_deadline_(DeadlineQueue::of(worker.io()), &DownstreamConnection::onDeadline, this),
-      write_deadline_(DeadlineQueue::of(worker.io()), &DownstreamConnection::onDeadline, this),
+      read_deadline_(worker.deadlines(), &DownstreamConnection::onDeadline, this),
+      write_deadline_(worker.deadlines(), &DownstreamConnection::onDeadline, this),
       started_(std::chrono::steady_clock::now()) {
   registration_ = worker_.registerConnection(this);
   if (!initial.empty()) {

@@ -240,7 +240,7 @@ Http2DownstreamConnection::Http2DownstreamConnection(
       id_(Worker::next_connection_id_.fetch_add(1)),
       codec_(*this, settingsFor(config_->listeners[listener_index]->filter_chains[chain_index]),
              statsFor(worker, config_->listeners[listener_index]->filter_chains[chain_index])),
-      deadlines_(DeadlineQueue::of(worker.io())),
+      deadlines_(worker.deadlines()),
       writer_signal_(worker.io().get_executor()),
       done_signal_(worker.io().get_executor()),
       idle_deadline_(deadlines_, &Http2DownstreamConnection::onIdleDeadline, this),

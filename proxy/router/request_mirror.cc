@@ -76,7 +76,7 @@ asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> c
   }
   if (!stream) co_return;
   UpstreamRequest upstream(mirror, *cluster, *host, shard, std::move(stream), nullptr,
-                           worker->io().get_executor());
+                           worker->io().get_executor(), worker->deadlines());
   if (!upstream.start()) co_return;
   const UpstreamRequest::Result r = co_await upstream.run();
   const bool complete = r.state == UpstreamRequest::State::Complete;

@@ -554,7 +554,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     co_return AttemptResult::Failed;
   }
   UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
-                           worker.io().get_executor());
+                           worker.io().get_executor(), worker.deadlines());
   if (!upstream.start()) {
     co_await replyOverflow();
     co_return AttemptResult::Failed;

@@ -64,7 +64,7 @@ UpstreamRequest::State UpstreamRequest::transition(State state, Event event) {
 UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster,
                                  HostState& host, stats::Shard& shard, UpstreamStreamPtr stream,
                                  const routing::RetryPolicy* policy,
-                                 const asio::any_io_executor& ex)
+                                 const asio::any_io_executor& ex, DeadlineQueue& deadlines)
     : parent_(parent),
       cluster_(cluster),
       host_(host),
@@ -74,8 +74,7 @@ UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& c
       ex_(ex),
       pump_done_(ex),
       watchdog_(
-          DeadlineQueue::of(ex),
-          [](void* self) { static_cast<UpstreamRequest*>(self)->onWatchdog(); }, this) {}
+          deadlines, [](void* self) { static_cast<UpstreamRequest*>(self)->onWatchdog(); }, this) {}
 
 UpstreamRequest::~UpstreamRequest() { finish(false); }
 

@@ -107,7 +107,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // per_try_idle_timeout apply (null: none).
   UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster, HostState& host,
                   stats::Shard& shard, UpstreamStreamPtr stream, const routing::RetryPolicy* policy,
-                  const asio::any_io_executor& ex);
+                  const asio::any_io_executor& ex, DeadlineQueue& deadlines);
   ~UpstreamRequest() override;  // finish(false) if not finished
   UpstreamRequest(const UpstreamRequest&) = delete;
   UpstreamRequest& operator=(const UpstreamRequest&) = delete;

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <exception>
 
+#include "proxy/common/deadline_queue.h"
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 #include "proxy/connection/downstream_connection.h"
@@ -20,7 +21,9 @@ Worker::Worker(size_t index, stats::Store& store)
       store_(store),
       shard_(store.shard(index)),
       clusters_(index),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()) {
+  deadlines_ = &DeadlineQueue::of(io_);
+}
 
 Worker::~Worker() { stop(); }
 

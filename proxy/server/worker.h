@@ -24,6 +24,7 @@
 namespace turnout::proxy {
 
 class ConnectionHandle;
+class DeadlineQueue;
 
 // The listening socket of one listener on one worker (one SO_REUSEPORT
 // acceptor per worker, so the kernel spreads connections and a connection
@@ -45,6 +46,9 @@ class Worker {
 
   size_t index() const { return index_; }
   asio::io_context& io() { return io_; }
+  // The io_context's DeadlineQueue, looked up once (DeadlineQueue::of takes
+  // Asio's service registry lock): connections and requests take it here.
+  DeadlineQueue& deadlines() { return *deadlines_; }
   stats::Shard& shard() { return shard_; }
   ClusterManager& clusters() { return clusters_; }
   const DataPlaneConfigConstSharedPtr& config() const { return config_; }
@@ -116,6 +120,7 @@ class Worker {
   // the reactor's per-descriptor locks go: two mutex round trips per I/O
   // operation on the request path.
   asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+  DeadlineQueue* deadlines_;  // io_'s
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;
   DataPlaneConfigConstSharedPtr config_;

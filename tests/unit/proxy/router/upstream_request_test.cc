@@ -179,7 +179,7 @@ struct Upstream {
   // stream goes back reusable when the exchange completed cleanly.
   UpstreamRequest::Result run(FakeClient& client, const routing::RetryPolicy* policy = nullptr) {
     UpstreamRequest upstream(client, *cluster, host(), store.shard(0), stream(), policy,
-                             io.get_executor());
+                             io.get_executor(), DeadlineQueue::of(io));
     REQUIRE(upstream.start());
     std::optional<UpstreamRequest::Result> r;
     asio::co_spawn(
