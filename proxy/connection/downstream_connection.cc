@@ -48,10 +48,9 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
 // worker's DeadlineQueue, not a timer of its own.
 class ListenerFilterDeadline {
  public:
-  ListenerFilterDeadline(asio::ip::tcp::socket& socket, std::chrono::milliseconds timeout)
-      : socket_(socket),
-        deadline_(DeadlineQueue::of(socket.get_executor()), &ListenerFilterDeadline::onExpired,
-                  this) {
+  ListenerFilterDeadline(DeadlineQueue& deadlines, asio::ip::tcp::socket& socket,
+                         std::chrono::milliseconds timeout)
+      : socket_(socket), deadline_(deadlines, &ListenerFilterDeadline::onExpired, this) {
     deadline_.expiresAfter(timeout);  // 0: none
   }
   ListenerFilterDeadline(const ListenerFilterDeadline&) = delete;
@@ -202,7 +201,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     // the handshake, a plaintext one's right away. All of it within the
     // listener's listener_filters_timeout.
     const config::ListenerConfig& lc = *l.config;
-    ListenerFilterDeadline deadline(socket, lc.listener_filters_timeout);
+    ListenerFilterDeadline deadline(worker.deadlines(), socket, lc.listener_filters_timeout);
     initial.resize(kReadChunk);
     boost::system::error_code ec;
     const size_t n = co_await socket.async_read_some(asio::buffer(initial),
