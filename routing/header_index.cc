@@ -13,7 +13,8 @@ bool sameHeaderName(const HeaderMatcher& a, const HeaderMatcher& b) {
 // must be an indexable exact matcher on the same header in both.
 bool sameExceptHeader(const RouteMatch& a, const RouteMatch& b, size_t pos) {
   if (a.prefix != b.prefix || a.path != b.path || a.safe_regex != b.safe_regex ||
-      a.path_separated_prefix != b.path_separated_prefix || a.case_sensitive != b.case_sensitive ||
+      a.path_separated_prefix != b.path_separated_prefix ||
+      a.connect_matcher != b.connect_matcher || a.case_sensitive != b.case_sensitive ||
       a.runtime_fraction != b.runtime_fraction || a.query_parameters != b.query_parameters ||
       a.grpc.has_value() != b.grpc.has_value() || a.headers.size() != b.headers.size() ||
       pos >= b.headers.size()) {

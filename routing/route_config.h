@@ -288,6 +288,9 @@ struct RouteMatch {
   Boxed<std::string> path;
   Boxed<RegexMatcher> safe_regex;
   Boxed<std::string> path_separated_prefix;  // no '?'/'#', must not end in '/'
+  // ConnectMatcher: matches CONNECT requests (only), which have no path and
+  // are matched by nothing else (Envoy's ConnectRouteEntryImpl).
+  bool connect_matcher = false;
   bool case_sensitive = true;                // BoolValue, default true
   Boxed<RuntimeFractionalPercent> runtime_fraction;
   std::vector<HeaderMatcher> headers;
@@ -448,8 +451,12 @@ struct RouteAction {
   // RouteAction.UpgradeConfig: per-route override of the HCM's upgrade
   // settings (upgrade_type lowercase; enabled defaults to true).
   struct UpgradeConfig {
-    std::string upgrade_type;
+    std::string upgrade_type;  // lowercase: "websocket", "connect"
     bool enabled = true;
+    // ConnectConfig (CONNECT only): terminate the CONNECT here, a TCP
+    // connection to the cluster's host carrying the request's payload,
+    // instead of forwarding the CONNECT request upstream.
+    bool connect_config = false;
     bool operator==(const UpgradeConfig&) const = default;
   };
   CompactVector<UpgradeConfig> upgrade_configs;

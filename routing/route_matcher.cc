@@ -310,14 +310,18 @@ absl::StatusOr<CompiledRouteMatch> CompiledRouteMatch::compile(const RouteMatch&
                                                                std::string_view field,
                                                                int skip_header) {
   const int set = config.prefix.has_value() + config.path.has_value() +
-                  config.safe_regex.has_value() + config.path_separated_prefix.has_value();
+                  config.safe_regex.has_value() + config.path_separated_prefix.has_value() +
+                  config.connect_matcher;
   if (set != 1) {
     return invalid(field,
-                   "exactly one of prefix, path, safe_regex, path_separated_prefix must be set");
+                   "exactly one of prefix, path, safe_regex, path_separated_prefix, "
+                   "connect_matcher must be set");
   }
   CompiledRouteMatch m;
   m.case_sensitive_ = config.case_sensitive;
-  if (config.prefix) {
+  if (config.connect_matcher) {
+    m.path_kind_ = PathKind::Connect;
+  } else if (config.prefix) {
     m.path_kind_ = PathKind::Prefix;
     m.path_value_ = *config.prefix;
   } else if (config.path) {
@@ -361,8 +365,16 @@ absl::StatusOr<CompiledRouteMatch> CompiledRouteMatch::compile(const RouteMatch&
   return m;
 }
 
-bool CompiledRouteMatch::pathMatches(std::string_view p) const {
+bool CompiledRouteMatch::pathMatches(const MatchInput& in) const {
+  // Envoy (VirtualHostImpl::getRouteFromEntries, ConnectRouteEntryImpl): a
+  // request without a path (a CONNECT) is matched only by connect_matcher,
+  // and connect_matcher matches CONNECT requests only.
+  if (path_kind_ == PathKind::Connect) return in.view->method() == "CONNECT";
+  if (in.path.empty()) return false;
+  const std::string_view p = in.path_only;
   switch (path_kind_) {
+    case PathKind::Connect:
+      return false;  // handled above
     case PathKind::Prefix:
       return case_sensitive_ ? p.starts_with(path_value_)
                              : absl::StartsWithIgnoreCase(toAbsl(p), toAbsl(path_value_));
@@ -387,7 +399,7 @@ bool CompiledRouteMatch::pathMatches(std::string_view p) const {
 bool CompiledRouteMatch::matches(const MatchInput& in) const {
   // Every check is pure, so the order (cheapest first) cannot change the result.
   if (has_runtime_ && !(in.random % runtime_denominator_ < runtime_numerator_)) return false;
-  if (!pathMatches(in.path_only)) return false;
+  if (!pathMatches(in)) return false;
   if (grpc_) {
     // Envoy: Grpc::Common::isGrpcRequestHeaders (path present, content-type
     // "application/grpc" or "application/grpc+...").
@@ -407,7 +419,7 @@ bool CompiledRouteMatch::matches(const MatchInput& in) const {
 }
 
 size_t CompiledRouteMatch::matchedPathLength(const MatchInput& in) const {
-  return path_kind_ == PathKind::Regex ? in.path_only.size() : path_value_.size();
+  return path_kind_ == PathKind::Regex ? in.path_only.size() : path_value_.size();  // Connect: 0
 }
 
 }  // namespace turnout::routing

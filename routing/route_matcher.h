@@ -89,7 +89,7 @@ class StringMatch {
 // routing runs (the routing-key header included: see RouteTable::match).
 struct MatchInput {
   const RequestView* view = nullptr;
-  std::string_view path;       // :path as sent (may be null = absent)
+  std::string_view path;       // :path as sent (empty for a CONNECT, which has none)
   std::string_view path_only;  // path without query and fragment
   uint64_t random = 0;
   std::string* scratch = nullptr;  // for joining repeated headers
@@ -135,7 +135,8 @@ struct CompiledQueryMatcher {
 // A compiled envoy.config.route.v3.RouteMatch.
 class CompiledRouteMatch {
  public:
-  enum class PathKind : uint8_t { Prefix, Path, Regex, PathSeparatedPrefix };
+  // Connect: connect_matcher (CONNECT requests, whatever their path).
+  enum class PathKind : uint8_t { Prefix, Path, Regex, PathSeparatedPrefix, Connect };
 
   // `skip_header` (>= 0) leaves that headers[] entry out: the sandbox index
   // compiles a run's common part this way.
@@ -151,7 +152,7 @@ class CompiledRouteMatch {
   PathKind pathKind() const { return path_kind_; }
 
  private:
-  bool pathMatches(std::string_view path_only) const;
+  bool pathMatches(const MatchInput& in) const;
 
   PathKind path_kind_ = PathKind::Prefix;
   std::string path_value_;

@@ -705,7 +705,8 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   d.virtual_host_index = static_cast<uint32_t>(vh_index);
 
   // Envoy's VirtualHostImpl::getRouteFromEntries: no scheme -> no route; then
-  // require_tls; then the routes (none of which match a request without :path).
+  // require_tls; then the routes (a request without :path, a CONNECT, is
+  // matched by connect_matcher routes only: CompiledRouteMatch).
   const std::string_view proto = forwardedProto(view);
   if (proto.empty()) return d;
   using Tls = VirtualHost::TlsRequirementType;
@@ -716,7 +717,7 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
     d.status = 301;
     return d;
   }
-  if (view.path().data() == nullptr) return d;
+  if (view.path().empty() && view.method() != "CONNECT") return d;
 
   thread_local std::string scratch;
   MatchInput in;

@@ -356,9 +356,10 @@ FieldPolicyTable* buildTable() {
       .inert = {"metadata", "decorator", "tracing", "stat_prefix"},
       .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
   table["envoy.config.route.v3.RouteMatch"] = {
-      .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive",
-                    "runtime_fraction", "headers", "query_parameters", "grpc"}};
+      .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "connect_matcher",
+                    "case_sensitive", "runtime_fraction", "headers", "query_parameters", "grpc"}};
   table["envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions"] = {};
+  table["envoy.config.route.v3.RouteMatch.ConnectMatcher"] = {};
   table["envoy.config.route.v3.QueryParameterMatcher"] = {
       .supported = {"name", "string_match", "present_match"}};
   table["envoy.config.route.v3.HeaderMatcher"] = {
@@ -395,8 +396,15 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.route.v3.RouteAction.MaxStreamDuration"] = {
       .supported = {"max_stream_duration", "grpc_timeout_header_max",
                     "grpc_timeout_header_offset"}};
+  // CONNECT (docs/connect.md): proxied upstream, or terminated here with
+  // connect_config (an empty one: its two options are refused).
   table["envoy.config.route.v3.RouteAction.UpgradeConfig"] = {
-      .supported = {"upgrade_type", "enabled"}};
+      .supported = {"upgrade_type", "enabled", "connect_config"}};
+  table["envoy.config.route.v3.RouteAction.UpgradeConfig.ConnectConfig"] = {
+      .reasons = {
+          {"proxy_protocol_config",
+           "a PROXY protocol header on terminated CONNECT tunnels is not supported by turnout"},
+          {"allow_post", "terminating POST requests as TCP tunnels is not supported by turnout"}}};
   table["envoy.config.route.v3.WeightedCluster"] = {
       .supported = {"clusters", "total_weight", "header_name"},
       .inert = {"runtime_key_prefix"}};

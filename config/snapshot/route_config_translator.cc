@@ -275,10 +275,14 @@ absl::StatusOr<routing::RouteMatch> routeMatch(const route::RouteMatch& p,
       m.safe_regex = *std::move(r);
       break;
     }
+    case route::RouteMatch::kConnectMatcher:
+      m.connect_matcher = true;
+      break;
     default:
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": one of prefix, path, safe_regex or path_separated_prefix is "
-                             "required"));
+          absl::StrCat(path,
+                       ": one of prefix, path, safe_regex, path_separated_prefix or "
+                       "connect_matcher is required"));
   }
   if (p.has_case_sensitive()) m.case_sensitive = p.case_sensitive().value();
   if (p.has_runtime_fraction()) {
@@ -445,17 +449,25 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
       a.grpc_timeout_header_offset = toMs(d.grpc_timeout_header_offset());
     }
   }
-  // Per-route WebSocket enable/disable (overrides the connection manager's).
+  // Per-route upgrade enable/disable (overrides the connection manager's);
+  // a CONNECT one may terminate the CONNECT here (connect_config).
   for (int i = 0; i < p.upgrade_configs_size(); ++i) {
     const auto& u = p.upgrade_configs(i);
     const std::string here = at(path, "upgrade_configs", i);
-    if (absl::AsciiStrToLower(u.upgrade_type()) != "websocket") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          join(here, "upgrade_type"), ": upgrade type '", u.upgrade_type(),
-          "' is not supported by turnout (only websocket)"));
+    const std::string type = absl::AsciiStrToLower(u.upgrade_type());
+    if (type != "websocket" && type != "connect") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(join(here, "upgrade_type"), ": upgrade type '", u.upgrade_type(),
+                       "' is not supported by turnout (websocket or CONNECT)"));
+    }
+    // Envoy: "Non-CONNECT upgrade type ... has ConnectConfig". Its own
+    // proxy_protocol_config and allow_post are refused by the field policy.
+    if (u.has_connect_config() && type != "connect") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(join(here, "connect_config"), ": only a CONNECT upgrade can have one"));
     }
     a.upgrade_configs.push_back(
-        {"websocket", !u.has_enabled() || u.enabled().value()});
+        {type, !u.has_enabled() || u.enabled().value(), u.has_connect_config()});
   }
   return a;
 }

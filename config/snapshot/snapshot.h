@@ -129,8 +129,8 @@ struct HttpConnectionManagerConfig {
   StripPortMode strip_port_mode = StripPortMode::None;
   std::string server_name = "envoy";
   bool generate_request_id = true;
-  // upgrade_configs that are enabled, lowercase ("websocket"). An upgrade
-  // request of another type is answered 403, as Envoy does.
+  // upgrade_configs that are enabled, lowercase ("websocket", "connect"). An
+  // upgrade or CONNECT of another type is answered 403, as Envoy does.
   std::vector<std::string> upgrade_types;
 };
 

@@ -295,10 +295,10 @@ absl::StatusOr<HttpConnectionManagerConfig> toHcm(const hcm_v3::HttpConnectionMa
     const auto& u = hcm.upgrade_configs(i);
     const std::string upath = indexPath(fieldPath(path, "upgrade_configs"), i);
     std::string type = absl::AsciiStrToLower(u.upgrade_type());
-    if (type != "websocket") {
+    if (type != "websocket" && type != "connect") {
       return invalid(fieldPath(upath, "upgrade_type"),
                      absl::StrCat("upgrade type '", u.upgrade_type(),
-                                  "' is not supported by turnout (only websocket)"));
+                                  "' is not supported by turnout (websocket or CONNECT)"));
     }
     if (u.filters_size() > 0) {
       return invalid(fieldPath(upath, "filters"),

@@ -139,9 +139,9 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   }
   void discardUnflushed() override {}
   // An extended CONNECT (the codec made it an upgrade GET; allow_connect
-  // on) is tunnelled in the stream; a plain CONNECT is not.
+  // on) or a plain CONNECT (RFC 9113 §8.5) is tunnelled in the stream.
   bool canTunnel() const override {
-    return head_ != nullptr && head_->upgrade && head_->method != "CONNECT";
+    return head_ != nullptr && (head_->upgrade || head_->method == "CONNECT");
   }
 
   asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override {
@@ -167,9 +167,6 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   void onHeaders(RequestHead& head, bool end_stream) override {
     head_ = &head;
     if (end_stream) complete_ = true;
-    // CONNECT (RFC 9113 §8.5) is an upgrade in turnout's terms: refused
-    // unless an upgrade config allows it (none names the empty type).
-    if (head.method == "CONNECT") head.upgrade = true;
     conn_.startStream(this);
   }
   void onData(std::span<const char> data, bool end_stream) override {

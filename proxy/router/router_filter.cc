@@ -242,12 +242,19 @@ asio::awaitable<void> RouterFilter::forward() {
       isGrpcServicePath(stream_.head_.path)) {
     stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats);
   }
+  // A CONNECT whose route says connect_config is terminated here, over
+  // TCP, whatever the cluster's HTTP protocol.
+  if (stream_.head_.method == "CONNECT" && d_.route != nullptr && d_.route->route) {
+    for (const auto& u : d_.route->route->upgrade_configs) {
+      if (u.upgrade_type == "connect") connect_terminate_ = u.enabled && u.connect_config;
+    }
+  }
   // tunnel() relays between two HTTP/1.1 connections (plaintext or TLS
   // on either); a tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
   // upgrades) is not implemented, so it is refused rather than sent as
   // something else.
   if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
-      wantsTunnel()) {
+      wantsTunnel() && !connect_terminate_) {
     co_await replyNoTunnelOverHttp2();
     co_return;
   }
@@ -263,8 +270,8 @@ asio::awaitable<void> RouterFilter::forward() {
   }
   // An upgrade over HTTP/2 (extended CONNECT): the request is its head; the
   // stream's DATA is the tunnel's, taken only once the upstream switched.
-  tunnel_in_stream_ = stream_.head_.upgrade && conn_.http1() == nullptr;
-  retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), stream_.head_.upgrade);
+  tunnel_in_stream_ = wantsTunnel() && conn_.http1() == nullptr;
+  retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), wantsTunnel());
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();
   prepareUpstreamHeaders();
@@ -413,6 +420,8 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
     head.status = 200;
     head.reason.clear();
     end_stream = false;
+  } else if (tunnel_in_stream_ && tunnelAccepted(head.status)) {
+    end_stream = false;  // a CONNECT's 2xx: the stream goes on as the tunnel
   }
   http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
   const auto elapsed =
@@ -498,6 +507,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   }
   host_ = host;
   stream_.upstream_host_ = host->description->address;
+  if (connect_terminate_) co_return co_await attemptTcp(*host);
 
   // A stream: at once from an idle connection, else through the pool's
   // pending queue.
@@ -610,7 +620,7 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     upstream.finish(false);
     co_return AttemptResult::Done;
   }
-  if (complete && tunnel_in_stream_ && r.status == 101 && upstream.stream().upgraded()) {
+  if (complete && tunnel_in_stream_ && tunnelAccepted(r.status) && upstream.stream().upgraded()) {
     shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
     if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
@@ -717,8 +727,75 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   co_return AttemptResult::Failed;
 }
 
-bool RouterFilter::wantsTunnel() const {
-  return stream_.head_.upgrade || stream_.head_.method == "CONNECT";
+bool RouterFilter::wantsTunnel() const { return stream_.tunnelRequested(); }
+
+bool RouterFilter::tunnelAccepted(uint16_t status) const {
+  if (stream_.head_.method == "CONNECT") return status >= 200 && status < 300;
+  return status == 101;
+}
+
+asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  WorkerCluster& cluster = *cluster_;
+  const auto& stats = cluster.runtime().stats;
+  // The connection breaker, connect_timeout and the cluster's TLS, as for
+  // the TCP proxy.
+  WorkerCluster::TcpConnectResult c =
+      co_await cluster.connectTcp(worker.io().get_executor(), &host);
+  using Status = WorkerCluster::TcpConnectResult::Status;
+  if (c.status == Status::Overflow) {
+    co_await replyOverflow();
+    co_return AttemptResult::Failed;
+  }
+  if (c.status == Status::ConnectFailure) {
+    cluster.recordOutcome(host, true);
+    stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
+    if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
+    co_await stream_.sendLocalReply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                                    {}, {},
+                                    "upstream_reset_before_response_started{connection_failure}");
+    co_return AttemptResult::Failed;
+  }
+  cluster.recordOutcome(host, false);
+  UpstreamConnection& up = *c.conn;
+  // Counted as the request it stands for (Envoy's router counts a
+  // terminated CONNECT like any upstream request, its synthesized 200 too).
+  ++host.active_requests;
+  ++host.rq_total;
+  shard.inc(stats.upstream_rq_total());
+  shard.add(stats.upstream_rq_active(), 1);
+  const Clock::time_point started = Clock::now();
+
+  // Envoy's TcpUpstream::encodeHeaders: a 200 as soon as the connection is
+  // up. HTTP/1.1: a 2xx to a CONNECT switches the codec to the tunnel (no
+  // body, no framing fields); HTTP/2: the stream goes on.
+  ResponseHead& head = stream_.local_head_;
+  head.clear();
+  head.status = 200;
+  head.headers.set("server", stream_.hcm_.config->server_name);
+  stream_.applyResponseHeaderMutations(head.headers);
+  stream_.final_status_ = 200;
+  stream_.response_headers_ = &head.headers;
+  stream_.details_ = "via_upstream";
+  DownstreamConnection* down = conn_.http1();
+  conn_.encodeHeaders(head, /*end_stream=*/down != nullptr);
+  const bool flushed = co_await flushResponse();
+  if (flushed) {
+    shard.inc(stats.upstream_rq_completed());
+    stats.countResponse(shard, 200);
+    if (down != nullptr) {
+      co_await tunnel(*down, up);
+    } else {
+      co_await tunnelInStream(up);
+    }
+  }
+  const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+  shard.record(stats.upstream_rq_time(), static_cast<uint64_t>(elapsed.count()));
+  --host.active_requests;
+  shard.sub(stats.upstream_rq_active(), 1);
+  cluster.closeTcp(host, std::move(c.conn));
+  co_return AttemptResult::Done;
 }
 
 asio::awaitable<void> RouterFilter::replyNoTunnelOverHttp2() {

@@ -70,6 +70,13 @@ class RouterFilter : public UpstreamRequestParent {
   asio::awaitable<void> tunnelInStream(UpstreamConnection& up);
   // The request is an upgrade or a CONNECT: a tunnel if it is answered.
   bool wantsTunnel() const;
+  // The upstream's answer opened the tunnel: a 101 to an upgrade, a 2xx to
+  // a CONNECT.
+  bool tunnelAccepted(uint16_t status) const;
+  // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
+  // a TCP connection to `host`, a 200 to the client once it is up, then
+  // the payload both ways. attempt()'s tail for such a request.
+  asio::awaitable<AttemptResult> attemptTcp(HostState& host);
   // 501: a tunnel over an HTTP/2 upstream is not implemented.
   asio::awaitable<void> replyNoTunnelOverHttp2();
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
@@ -124,9 +131,12 @@ class RouterFilter : public UpstreamRequestParent {
   uint64_t& request_body_bytes_;  // body bytes taken from the client (the stream's count)
   bool body_stopped_ = false;     // stopRequestBody() on the current attempt
   bool mirrors_started_ = false;
-  // An upgrade on an HTTP/2 stream (extended CONNECT, RFC 8441): the
-  // upstream gets the head alone, and a 101 opens a StreamTunnel.
+  // An upgrade or a CONNECT on an HTTP/2 stream (extended CONNECT, RFC
+  // 8441, or RFC 9113 §8.5): the upstream gets the head alone, and a 101
+  // (a 2xx to a CONNECT) opens a StreamTunnel.
   bool tunnel_in_stream_ = false;
+  // A CONNECT terminated here (attemptTcp()).
+  bool connect_terminate_ = false;
 };
 
 }  // namespace turnout::proxy

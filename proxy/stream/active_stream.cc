@@ -134,7 +134,10 @@ asio::awaitable<void> ActiveStream::run() {
     }
     head_.path = *std::move(normalized);
   }
-  if (hc.strip_port_mode != config::HttpConnectionManagerConfig::StripPortMode::None) {
+  // Envoy's stripPortFromHost leaves a CONNECT's target alone: its port is
+  // part of it (RFC 9110 §9.3.6).
+  if (hc.strip_port_mode != config::HttpConnectionManagerConfig::StripPortMode::None &&
+      head_.method != "CONNECT") {
     std::string_view a = head_.authority;
     const size_t colon = a.rfind(':');
     const size_t bracket = a.rfind(']');
@@ -168,6 +171,20 @@ asio::awaitable<void> ActiveStream::run() {
   decision_ = &d;
   using Kind = routing::RouteDecision::Kind;
   bool route = false;
+  // Envoy (FilterManager::createFilterChain): an upgrade or a CONNECT that
+  // neither the matched route nor the connection manager enables is
+  // answered 403 before anything else, whether a route matched or not; so
+  // is one this connection cannot tunnel.
+  if (tunnelRequested() && (!upgradeAllowed(d) || !conn_.canTunnel())) {
+    close_connection_ = true;
+    co_await sendLocalReply(403, "", {}, {}, "upgrade_failed");
+    complete();
+    co_return;
+  }
+  // On HTTP/1.1 the bytes after a CONNECT are the tunnel's: unless one
+  // opens, whatever answers it (a local reply, a direct response, the
+  // upstream's refusal), the connection cannot go on.
+  if (head_.method == "CONNECT" && conn_.http1() != nullptr) close_connection_ = true;
   switch (d.kind) {
     case Kind::NoRoute:
       flags_.set(access_log::ResponseFlag::NoRouteFound);
@@ -194,12 +211,6 @@ asio::awaitable<void> ActiveStream::run() {
                             "cluster_not_found");
       break;
     case Kind::Route:
-      if (head_.upgrade && (!upgradeAllowed(d) || !conn_.canTunnel())) {
-        // Envoy answers an upgrade nobody configured with 403.
-        close_connection_ = true;
-        co_await sendLocalReply(403, "", {}, {}, "upgrade_failed");
-        break;
-      }
       route = true;
       break;
   }
@@ -213,7 +224,9 @@ asio::awaitable<void> ActiveStream::run() {
 }
 
 bool ActiveStream::upgradeAllowed(const routing::RouteDecision& d) const {
-  std::string type(head_.upgradeProtocol());
+  // Envoy treats a CONNECT as an upgrade of type "CONNECT".
+  std::string type(head_.method == "CONNECT" ? std::string_view("connect")
+                                             : head_.upgradeProtocol());
   for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   const auto& hcm_types = hcm_.config->upgrade_types;
   bool allowed = std::find(hcm_types.begin(), hcm_types.end(), type) != hcm_types.end();

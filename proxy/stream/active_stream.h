@@ -69,6 +69,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // Whether this upgrade request may be proxied (HCM upgrade_configs,
   // overridden per route).
   bool upgradeAllowed(const routing::RouteDecision& d) const;
+  // An upgrade (WebSocket) or a CONNECT: a tunnel if it is allowed and
+  // answered.
+  bool tunnelRequested() const { return head_.upgrade || head_.method == "CONNECT"; }
   // Applies header mutation `levels` to `headers`, expanding %COMMAND%s.
   void applyHeaderMutations(const routing::HeaderMutationLevels& levels, HeaderMap& headers);
   // The matched route's response_headers_to_add/remove (also on local replies).

@@ -72,6 +72,15 @@ RouteTableConstSharedPtr buildTable() {
   q.match.runtime_fraction = RuntimeFractionalPercent{
       FractionalPercent{30, FractionalPercent::DenominatorType::HUNDRED}, ""};
   api.routes.push_back(q);
+  // CONNECT tunnels per key: a run of connect_matcher routes of their own.
+  for (int i = 0; i < 8; ++i) {
+    Route t;
+    t.match.connect_matcher = true;
+    t.match.headers = {exact("x-turnout-routing-key", "k" + std::to_string(i))};
+    t.route.emplace();
+    t.route->cluster = "tunnel" + std::to_string(i);
+    api.routes.push_back(t);
+  }
   api.routes.push_back(prefixRoute("/", "baseline"));
   c.virtual_hosts.push_back(api);
 
@@ -142,7 +151,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const bool has_authority = (random & 1) == 0;
   const bool has_path = (random & 2) == 0;
-  const RequestView view("GET", has_authority ? std::string_view(authority) : std::string_view(),
+  const RequestView view((random & 16) ? "CONNECT" : "GET",
+                         has_authority ? std::string_view(authority) : std::string_view(),
                          has_path ? std::string_view(path) : std::string_view(), headers,
                          (random & 4) ? "https" : "http");
   const RouteDecision a = table->match(view, random);
@@ -153,6 +163,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       a.rewritten_path != b.rewritten_path || c.route != a.route || c.cluster != a.cluster) {
     std::abort();
   }
+  // Only connect_matcher routes take a CONNECT, and they take nothing else.
+  const bool tunnel = a.kind == RouteDecision::Kind::Route && a.cluster.starts_with("tunnel");
+  if (tunnel != ((random & 16) != 0 && a.kind == RouteDecision::Kind::Route)) std::abort();
   // With the filter applied the routing-key header holds exactly the key.
   if ((random & 8) && !key.empty()) {
     std::string scratch;

@@ -173,10 +173,10 @@ class AutoCodecTest(Http2TestCase):
         sid = c.request("/x", headers=[("content-length", "0")])
         c.wait(lambda: c.done(sid))
         self.assertEqual(c.streams[sid]["headers"][":status"], "200")
-        # CONNECT has no :path, so no prefix route matches it: 404, as in
-        # Envoy without a connect_matcher, and nothing reaches the origin.
-        # python3-h2 will not send a CONNECT, so this client is raw
-        # frames: preface, empty SETTINGS, HEADERS(END_STREAM|END_HEADERS).
+        # A CONNECT that no upgrade_configs enables is answered 403 by
+        # turnout, as by Envoy (docs/connect.md), and nothing reaches the
+        # origin. This client is raw frames: preface, empty SETTINGS,
+        # HEADERS(END_STREAM|END_HEADERS).
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S)
         self.addCleanup(sock.close)
         block = hpack.Encoder().encode([(":method", "CONNECT"), (":authority", "svc:443")])
@@ -192,7 +192,7 @@ class AutoCodecTest(Http2TestCase):
             ftype, payload, buf = buf[3], buf[9:9 + n], buf[9 + n:]
             if ftype == 0x1:  # HEADERS (no padding or priority from turnout)
                 status = dict(decoder.decode(payload)).get(":status")
-        self.assertEqual(status, "404")
+        self.assertEqual(status, "403")
         self.assertNotIn("CONNECT", [r["method"] for r in self.backend.requests])
 
     def test_a_protocol_error_is_answered_with_goaway(self):

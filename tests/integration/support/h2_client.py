@@ -52,6 +52,22 @@ class H2Client:
         self.flush()
         return sid
 
+    def connect(self, authority, headers=()):
+        """A plain CONNECT (RFC 9113 §8.5: :method and :authority only), its
+        stream left open for the tunnel's DATA; python3-h2 sends one only
+        with its outbound header checks off."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.config.validate_outbound_headers = False
+        try:
+            self.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)]
+                                   + list(headers))
+        finally:
+            self.conn.config.validate_outbound_headers = True
+        self.streams[sid] = {"headers": None, "data": b"", "trailers": None, "ended": False,
+                             "reset": None}
+        self.flush()
+        return sid
+
     def send_body(self, sid, body, end):
         # Respect the peer's flow-control window, pumping events meanwhile.
         view = memoryview(body)

@@ -1,7 +1,9 @@
 """An HTTP/1.1 origin that upgrades every request and then echoes bytes.
 
 It answers any request head with 101 Switching Protocols (Upgrade:
-websocket) and then sends back each chunk it reads as b"echo:" + chunk.
+websocket) and then sends back each chunk it reads as b"echo:" + chunk;
+with upgrade=False it is a plain TCP echo from the first byte (the far end
+of a CONNECT that turnout terminates).
 When the client ends its side (a FIN, or close_notify over TLS) it sends
 b"eof:<bytes it received after the head>" and closes: a test sees that a
 half-close went through a tunnel and that no byte was lost. With
@@ -17,8 +19,10 @@ TIMEOUT_S = 10
 
 
 class UpgradeEchoBackend:
-    def __init__(self, tls_context=None):
+    def __init__(self, tls_context=None, upgrade=True):
         self.tls_context = tls_context
+        self.upgrade = upgrade
+        self.connections = 0
         self.heads = []  # the request heads it upgraded, as bytes
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -40,18 +44,21 @@ class UpgradeEchoBackend:
     def _handle(self, c):
         c.settimeout(TIMEOUT_S)
         try:
+            self.connections += 1
             if self.tls_context is not None:
                 c = self.tls_context.wrap_socket(c, server_side=True)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(4096)
-                if not d:
-                    return
-                data += d
-            head, rest = data.split(b"\r\n\r\n", 1)
-            self.heads.append(head)
-            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\n\r\n")
+            rest = b""
+            if self.upgrade:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    d = c.recv(4096)
+                    if not d:
+                        return
+                    data += d
+                head, rest = data.split(b"\r\n\r\n", 1)
+                self.heads.append(head)
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\n\r\n")
             received = len(rest)
             if rest:
                 c.sendall(b"echo:" + rest)

@@ -108,9 +108,25 @@ TEST_CASE("fields turnout does not implement are rejected with their path",
        "route_config.virtual_hosts[0].routes[0].route.max_stream_duration: a non-zero "
        "max_stream_duration is not supported by turnout"},
       {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
-          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"CONNECT"}]}}]}]})",
+          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"spdy/3.1"}]}}]}]})",
        "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].upgrade_type: upgrade "
-       "type 'CONNECT' is not supported by turnout (only websocket)"},
+       "type 'spdy/3.1' is not supported by turnout (websocket or CONNECT)"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
+          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"websocket",
+          "connect_config":{}}]}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config: only a "
+       "CONNECT upgrade can have one"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"connect_matcher":{}},
+          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"CONNECT",
+          "connect_config":{"allow_post":true}}]}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config."
+       "allow_post: terminating POST requests as TCP tunnels is not supported by turnout"},
+      {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"connect_matcher":{}},
+          "route":{"cluster":"c","upgrade_configs":[{"upgrade_type":"CONNECT",
+          "connect_config":{"proxy_protocol_config":{}}}]}}]}]})",
+       "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config."
+       "proxy_protocol_config: a PROXY protocol header on terminated CONNECT tunnels is not "
+       "supported by turnout"},
       {R"({"virtual_hosts":[{"name":"a","domains":["*"],"routes":[{"match":{"prefix":"/"},
           "route":{"cluster":"c","retry_policy":{"retry_host_predicate":[{"name":"x",
           "typed_config":{"@type":"type.googleapis.com/google.protobuf.Empty"}}]}}}]}]})",
@@ -364,6 +380,43 @@ TEST_CASE("max_stream_duration's grpc_timeout_header_max and _offset time gRPC r
   auto off = table(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
       "max_stream_duration":{"grpc_timeout_header_offset":"0.1s"}}})");
   CHECK_FALSE(route(*off, "any", "/", "", grpc).max_stream_duration.has_value());
+}
+
+TEST_CASE("connect_matcher routes CONNECT requests only, and only it routes them",
+          "[config][translator][connect]") {
+  auto rt = translateRouteConfiguration(parse(R"({"virtual_hosts":[
+    {"name":"proxy","domains":["echo.test:443"],"routes":[
+      {"match":{"connect_matcher":{}},"route":{"cluster":"echo",
+       "upgrade_configs":[{"upgrade_type":"CONNECT","connect_config":{}}]}}]},
+    {"name":"all","domains":["*"],"routes":[
+      {"match":{"prefix":"/"},"route":{"cluster":"web"}},
+      {"match":{"connect_matcher":{},"headers":[{"name":"x-tunnel","present_match":true}]},
+       "route":{"cluster":"tunnels","upgrade_configs":[{"upgrade_type":"connect","enabled":false}]}}]}]})"),
+                                        "rc");
+  INFO((rt.ok() ? "" : rt.status().ToString()));
+  REQUIRE(rt.ok());
+  const auto& t = *rt;
+  auto connect = [&](std::string authority, std::vector<routing::HeaderEntry> h = {}) {
+    routing::RequestView view("CONNECT", authority, "", h);
+    return t->match(view, 0);
+  };
+  // The CONNECT target is the authority the virtual hosts are matched against.
+  const auto d = connect("echo.test:443");
+  REQUIRE(d.kind == routing::RouteDecision::Kind::Route);
+  CHECK(d.cluster == "echo");
+  REQUIRE(d.route->route->upgrade_configs.size() == 1);
+  CHECK(d.route->route->upgrade_configs[0].upgrade_type == "connect");
+  CHECK(d.route->route->upgrade_configs[0].connect_config);
+  CHECK(d.route->route->upgrade_configs[0].enabled);
+  // A path route never takes a CONNECT (it has no path), whatever its prefix.
+  CHECK(connect("other:443").kind == routing::RouteDecision::Kind::NoRoute);
+  const auto tunnels = connect("other:443", {{"x-tunnel", "1"}});
+  CHECK(tunnels.cluster == "tunnels");
+  CHECK_FALSE(tunnels.route->route->upgrade_configs[0].connect_config);
+  CHECK_FALSE(tunnels.route->route->upgrade_configs[0].enabled);
+  // connect_matcher never takes anything but a CONNECT.
+  CHECK(routeWith(*t, "echo.test:443", "/", 0).kind == routing::RouteDecision::Kind::NoRoute);
+  CHECK(routeWith(*t, "other", "/x", 0).cluster == "web");
 }
 
 }  // namespace

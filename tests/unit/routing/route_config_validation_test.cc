@@ -38,7 +38,7 @@ TEST_CASE("invalid route configurations are rejected with their field path", "[r
        "virtual_hosts[0].name: must be non-empty"},
       {"no path specifier", [](auto& c) { route0(c).match.prefix.reset(); },
        "virtual_hosts[0].routes[0].match: exactly one of prefix, path, safe_regex, "
-       "path_separated_prefix must be set"},
+       "path_separated_prefix, connect_matcher must be set"},
       {"two path specifiers", [](auto& c) { route0(c).match.path = "/x"; },
        "virtual_hosts[0].routes[0].match: exactly one of"},
       {"invalid path regex",

@@ -70,6 +70,44 @@ TEST_CASE("a request without :path matches no route", "[routing]") {
   CHECK(clusterFor(*t, r) == "<none>");
 }
 
+Route connectRoute(std::string cluster) {
+  Route r;
+  r.match.connect_matcher = true;
+  r.route.emplace();
+  r.route->cluster = std::move(cluster);
+  return r;
+}
+
+TEST_CASE("connect_matcher takes CONNECT requests, and nothing else takes them", "[routing]") {
+  // Envoy: a request without :path skips every route but a ConnectRouteEntryImpl,
+  // which matches CONNECT (and only CONNECT) whatever its path.
+  auto t = mustCreate(singleVhost({prefixRoute("", "any-path"), connectRoute("tunnel")}));
+  TestRequest connect;
+  connect.method = "CONNECT";
+  connect.authority = "db.internal:5432";
+  connect.has_path = false;
+  CHECK(clusterFor(*t, connect) == "tunnel");
+  connect.has_path = true;
+  connect.path = "";  // HTTP/1.1's authority-form CONNECT: an empty path
+  CHECK(clusterFor(*t, connect) == "tunnel");
+  CHECK(clusterFor(*t, TestRequest().at("/x")) == "any-path");
+  // A GET has nothing for connect_matcher, even with no path route before it.
+  auto only_connect = mustCreate(singleVhost({connectRoute("tunnel")}));
+  CHECK(clusterFor(*only_connect, TestRequest().at("/")) == "<none>");
+  CHECK(clusterFor(*only_connect, connect) == "tunnel");
+  // No prefix (not even "") matches a CONNECT.
+  auto only_prefix = mustCreate(singleVhost({prefixRoute("", "any-path")}));
+  CHECK(clusterFor(*only_prefix, connect) == "<none>");
+}
+
+TEST_CASE("connect_matcher is one of the path specifiers", "[routing]") {
+  Route r = connectRoute("c");
+  r.match.prefix = "/";
+  CHECK(createError(singleVhost({r}))
+            .find("exactly one of prefix, path, safe_regex, "
+                  "path_separated_prefix, connect_matcher must be set") != std::string::npos);
+}
+
 TEST_CASE("the first matching route wins", "[routing]") {
   auto t = mustCreate(singleVhost({prefixRoute("/a/b", "ab"), prefixRoute("/a", "a"),
                                    prefixRoute("/", "root"), prefixRoute("/a/b/c", "never")}));

@@ -83,6 +83,29 @@ TEST_CASE("routes differing in anything else break the run", "[routing]") {
   CHECK(findIndexedRuns(singleVhost(routes).virtual_hosts[0].routes).empty());
 }
 
+TEST_CASE("CONNECT routes per key form runs of their own", "[routing]") {
+  // A sandbox's CONNECT tunnel (connect_matcher plus the key) next to its
+  // path routes: neither run takes the other's requests.
+  std::vector<Route> routes;
+  for (int i = 0; i < 8; ++i) {
+    Route r = sandboxRoute("sb" + std::to_string(i), "tcp-sb" + std::to_string(i));
+    r.match.prefix.reset();
+    r.match.connect_matcher = true;
+    routes.push_back(r);
+  }
+  for (int i = 0; i < 8; ++i) {
+    routes.push_back(sandboxRoute("sb" + std::to_string(i), "http-sb" + std::to_string(i)));
+  }
+  auto t = mustCreate(singleVhost(routes));
+  CHECK(t->indexedRouteCount(0) == 16);
+  CHECK(findIndexedRuns(singleVhost(routes).virtual_hosts[0].routes).size() == 2);
+  TestRequest connect = keyed("sb3");
+  connect.method = "CONNECT";
+  connect.path = "";
+  CHECK(clusterFor(*t, connect) == "tcp-sb3");
+  CHECK(clusterFor(*t, keyed("sb3")) == "http-sb3");
+}
+
 TEST_CASE("the indexed header may sit at any position of headers[]", "[routing]") {
   std::vector<Route> routes;
   for (int i = 0; i < 4; ++i) {
