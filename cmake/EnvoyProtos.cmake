@@ -96,6 +96,7 @@ set(TURNOUT_PROTO_ROOTS
   envoy/extensions/filters/http/health_check/v3/health_check.proto
   envoy/extensions/filters/http/grpc_stats/v3/config.proto
   envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto
+  envoy/extensions/filters/http/cors/v3/cors.proto
   envoy/extensions/transport_sockets/tls/v3/tls.proto
   envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto
   envoy/extensions/upstreams/http/v3/http_protocol_options.proto

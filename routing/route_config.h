@@ -276,6 +276,23 @@ struct RuntimeFractionalPercent {
   bool operator==(const RuntimeFractionalPercent&) const = default;
 };
 
+// envoy.config.route.v3.CorsPolicy: applied by the CORS filter
+// (envoy.filters.http.cors) when the connection manager has it; the route's
+// policy before the virtual host's, field by field (routing/cors.h).
+struct CorsPolicy {
+  std::vector<StringMatcher> allow_origin_string_match;
+  std::string allow_methods;
+  std::string allow_headers;
+  std::string expose_headers;
+  std::string max_age;
+  std::optional<bool> allow_credentials;
+  std::optional<RuntimeFractionalPercent> filter_enabled;  // unset: enabled
+  std::optional<RuntimeFractionalPercent> shadow_enabled;  // unset: no shadow
+  std::optional<bool> allow_private_network_access;
+  std::optional<bool> forward_not_matching_preflights;  // unset: true
+  bool operator==(const CorsPolicy&) const = default;
+};
+
 // envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions (empty message).
 struct GrpcRouteMatchOptions {
   bool operator==(const GrpcRouteMatchOptions&) const = default;
@@ -460,6 +477,7 @@ struct RouteAction {
     bool operator==(const UpgradeConfig&) const = default;
   };
   CompactVector<UpgradeConfig> upgrade_configs;
+  Boxed<CorsPolicy> cors;
   Boxed<std::chrono::milliseconds> max_grpc_timeout;
   Boxed<std::chrono::milliseconds> grpc_timeout_offset;
   // MaxStreamDuration.grpc_timeout_header_max / _offset: set (0 included) =
@@ -538,6 +556,7 @@ struct VirtualHost {
   CompactVector<std::string> response_headers_to_remove;
   std::optional<RetryPolicy> retry_policy;  // used by routes that set none
   CompactVector<RequestMirrorPolicy> request_mirror_policies;
+  Boxed<CorsPolicy> cors;
   bool include_request_attempt_count = false;
   bool include_attempt_count_in_response = false;
   bool operator==(const VirtualHost&) const = default;

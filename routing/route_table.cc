@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "routing/cors.h"
 
 namespace turnout::routing {
 namespace {
@@ -236,6 +237,8 @@ struct RouteTable::CompiledRoute {
     RegexConstSharedPtr redirect_regex;
     // DirectResponse
     std::string_view body;
+    // RouteAction.cors
+    std::unique_ptr<CompiledCorsPolicy> cors;
   };
 
   const Extras& x() const {
@@ -295,6 +298,7 @@ struct RouteTable::CompiledVirtualHost {
   // (route index, body size) of each direct_response with a body, in route
   // order: checked against the table's max_direct_response_body_size_bytes.
   std::vector<std::pair<uint32_t, size_t>> direct_bodies;
+  std::unique_ptr<CompiledCorsPolicy> cors;  // VirtualHost.cors
 };
 
 RouteTable::RouteTable() = default;
@@ -435,6 +439,11 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
         !st.ok()) {
       return st;
     }
+    if (vh.cors) {
+      auto cors = CompiledCorsPolicy::compile(*vh.cors, cat(vf, ".cors"));
+      if (!cors.ok()) return cors.status();
+      cvh->cors = *std::move(cors);
+    }
 
     cvh->routes.reserve(vh.routes.size());
     for (size_t r = 0; r < vh.routes.size(); ++r) {
@@ -469,6 +478,11 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
       if (route.route) {
         RouteAction& a = *route.route;
         const std::string af = cat(rf, ".route");
+        if (a.cors) {
+          auto cors = CompiledCorsPolicy::compile(*a.cors, cat(af, ".cors"));
+          if (!cors.ok()) return cors.status();
+          cr.mut().cors = *std::move(cors);
+        }
         const int specifiers =
             a.cluster.has_value() + a.cluster_header.has_value() + a.weighted_clusters.has_value();
         if (specifiers != 1) {
@@ -819,6 +833,8 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   d.virtual_host_index = vh_index;
   d.route = &route;
   d.route_index = route_index;
+  d.route_cors = cr.x().cors.get();
+  d.vhost_cors = vh.cors.get();
 
   if (route.direct_response) {
     d.kind = RouteDecision::Kind::DirectResponse;

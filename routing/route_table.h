@@ -32,6 +32,8 @@
 
 namespace turnout::routing {
 
+class CompiledCorsPolicy;
+
 // The outcome of RouteTable::match().
 struct RouteDecision {
   enum class Kind {
@@ -80,6 +82,10 @@ struct RouteDecision {
   // Most specific non-empty list: route, else vhost, else route config.
   std::span<const RequestMirrorPolicy> mirror_policies;
   std::span<const HashPolicy> hash_policy;
+  // Route: the route's and the virtual host's CorsPolicy (RouteAction.cors,
+  // VirtualHost.cors), null when unset; routing/cors.h reads them.
+  const CompiledCorsPolicy* route_cors = nullptr;
+  const CompiledCorsPolicy* vhost_cors = nullptr;
 
   // Redirect and DirectResponse: the status to answer with.
   uint32_t status = 0;

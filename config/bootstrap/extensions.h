@@ -32,6 +32,7 @@ inline constexpr absl::string_view kGrpcStatsType =
     "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig";
 inline constexpr absl::string_view kGrpcWebType =
     "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
+inline constexpr absl::string_view kCorsType = "envoy.extensions.filters.http.cors.v3.Cors";
 inline constexpr absl::string_view kRoutingKeyType =
     "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 inline constexpr absl::string_view kUpstreamTlsContextType =

@@ -289,6 +289,8 @@ FieldPolicyTable* buildTable() {
       .check = checkGrpcStatsFilter};
   // No fields (proxy/filters/grpc_web_filter.h).
   table["envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"] = {};
+  // No fields: the policies are the routes' and virtual hosts' `cors`.
+  table["envoy.extensions.filters.http.cors.v3.Cors"] = {};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
       .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {
@@ -338,27 +340,40 @@ FieldPolicyTable* buildTable() {
                     "validate_clusters", "max_direct_response_body_size_bytes",
                     "request_mirror_policies", "ignore_port_in_host_matching", "vhds"},
       .inert = {"metadata"},
-      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
+      .reasons = {{"typed_per_filter_config",
+                   "per-route filter config is not applied by turnout yet; configure the filter in "
+                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
   // Served only over Delta ADS (config/snapshot/discovery_response.h, checkVhds).
   table["envoy.config.route.v3.Vhds"] = {.supported = {"config_source"}};
   table["envoy.config.route.v3.VirtualHost"] = {
       .supported = {"name", "domains", "routes", "require_tls", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
-                    "response_headers_to_remove", "retry_policy", "request_mirror_policies"},
-      // Stats-only (virtual_clusters), config of filters turnout does not run
-      // (rate_limits, cors), and labels.
-      .inert = {"virtual_clusters", "rate_limits", "cors", "metadata"},
-      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
+                    "response_headers_to_remove", "retry_policy", "request_mirror_policies",
+                    "cors"},
+      // Stats-only (virtual_clusters), config of a filter turnout does not
+      // run (rate_limits), and labels.
+      .inert = {"virtual_clusters", "rate_limits", "metadata"},
+      .reasons = {{"typed_per_filter_config",
+                   "per-route filter config is not applied by turnout yet; configure the filter in "
+                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
   table["envoy.config.route.v3.Route"] = {
       .supported = {"name", "match", "route", "redirect", "direct_response",
                     "request_headers_to_add", "request_headers_to_remove",
                     "response_headers_to_add", "response_headers_to_remove"},
       .inert = {"metadata", "decorator", "tracing", "stat_prefix"},
-      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
+      .reasons = {{"typed_per_filter_config",
+                   "per-route filter config is not applied by turnout yet; configure the filter in "
+                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
   table["envoy.config.route.v3.RouteMatch"] = {
       .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "connect_matcher",
                     "case_sensitive", "runtime_fraction", "headers", "query_parameters", "grpc"}};
   table["envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions"] = {};
+  // Applied when the connection manager has envoy.filters.http.cors
+  // (docs/cors.md); without the filter, as in Envoy, it does nothing.
+  table["envoy.config.route.v3.CorsPolicy"] = {
+      .supported = {"allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers",
+                    "max_age", "allow_credentials", "filter_enabled", "shadow_enabled",
+                    "allow_private_network_access", "forward_not_matching_preflights"}};
   table["envoy.config.route.v3.RouteMatch.ConnectMatcher"] = {};
   table["envoy.config.route.v3.QueryParameterMatcher"] = {
       .supported = {"name", "string_match", "present_match"}};
@@ -382,14 +397,18 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.route.v3.RouteAction"] = {
       .supported = {"cluster", "cluster_header", "weighted_clusters",
                     "cluster_not_found_response_code", "prefix_rewrite", "regex_rewrite",
-                    "host_rewrite_literal", "auto_host_rewrite", "host_rewrite_header",
-                    "timeout", "idle_timeout", "retry_policy", "request_mirror_policies",
-                    "hash_policy", "max_stream_duration", "upgrade_configs", "priority",
-                    "append_x_forwarded_host"},
-      // rate_limits and cors do nothing without their filters, which turnout rejects.
-      .inert = {"rate_limits", "include_vh_rate_limits", "cors"},
-      .reasons = {{"max_grpc_timeout", "the deprecated max_grpc_timeout is not supported by turnout; use max_stream_duration.grpc_timeout_header_max"},
-                  {"grpc_timeout_offset", "the deprecated grpc_timeout_offset is not supported by turnout; use max_stream_duration.grpc_timeout_header_offset"}},
+                    "host_rewrite_literal", "auto_host_rewrite", "host_rewrite_header", "timeout",
+                    "idle_timeout", "retry_policy", "request_mirror_policies", "hash_policy",
+                    "max_stream_duration", "upgrade_configs", "priority", "append_x_forwarded_host",
+                    "cors"},
+      // rate_limits do nothing without their filter, which turnout rejects.
+      .inert = {"rate_limits", "include_vh_rate_limits"},
+      .reasons = {{"max_grpc_timeout",
+                   "the deprecated max_grpc_timeout is not supported by turnout; use "
+                   "max_stream_duration.grpc_timeout_header_max"},
+                  {"grpc_timeout_offset",
+                   "the deprecated grpc_timeout_offset is not supported by turnout; use "
+                   "max_stream_duration.grpc_timeout_header_offset"}},
       .check = checkRouteAction};
   // max_stream_duration passes the translator's check only at zero (Istio's
   // "disabled"); the grpc_timeout_header_* fields are honoured (docs/grpc.md).
@@ -412,7 +431,9 @@ FieldPolicyTable* buildTable() {
       .supported = {"name", "cluster_header", "weight", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
                     "response_headers_to_remove", "host_rewrite_literal"},
-      .reasons = {{"typed_per_filter_config", "per-route filter config is not applied by turnout yet; configure the filter in http_filters"}}};
+      .reasons = {{"typed_per_filter_config",
+                   "per-route filter config is not applied by turnout yet; configure the filter in "
+                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
   table["envoy.config.route.v3.RouteAction.RequestMirrorPolicy"] = {
       .supported = {"cluster", "cluster_header", "runtime_fraction",
                     "disable_shadow_host_suffix_append"},

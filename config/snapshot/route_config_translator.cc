@@ -135,6 +135,40 @@ absl::StatusOr<routing::RuntimeFractionalPercent> runtimeFraction(
   return routing::RuntimeFractionalPercent{fractionalPercent(p.default_value()), p.runtime_key()};
 }
 
+// envoy.config.route.v3.CorsPolicy (VirtualHost.cors, RouteAction.cors).
+absl::StatusOr<routing::CorsPolicy> corsPolicy(const route::CorsPolicy& p,
+                                               const std::string& path) {
+  routing::CorsPolicy c;
+  for (int i = 0; i < p.allow_origin_string_match_size(); ++i) {
+    auto m =
+        stringMatcher(p.allow_origin_string_match(i), at(path, "allow_origin_string_match", i));
+    if (!m.ok()) return m.status();
+    c.allow_origin_string_match.push_back(*std::move(m));
+  }
+  c.allow_methods = p.allow_methods();
+  c.allow_headers = p.allow_headers();
+  c.expose_headers = p.expose_headers();
+  c.max_age = p.max_age();
+  if (p.has_allow_credentials()) c.allow_credentials = p.allow_credentials().value();
+  if (p.has_filter_enabled()) {
+    auto f = runtimeFraction(p.filter_enabled(), join(path, "filter_enabled"));
+    if (!f.ok()) return f.status();
+    c.filter_enabled = *f;
+  }
+  if (p.has_shadow_enabled()) {
+    auto f = runtimeFraction(p.shadow_enabled(), join(path, "shadow_enabled"));
+    if (!f.ok()) return f.status();
+    c.shadow_enabled = *f;
+  }
+  if (p.has_allow_private_network_access()) {
+    c.allow_private_network_access = p.allow_private_network_access().value();
+  }
+  if (p.has_forward_not_matching_preflights()) {
+    c.forward_not_matching_preflights = p.forward_not_matching_preflights().value();
+  }
+  return c;
+}
+
 absl::StatusOr<std::vector<routing::HeaderValueOption>> headerValueOptions(
     const google::protobuf::RepeatedPtrField<core::HeaderValueOption>& list,
     const std::string& path, const std::string& field) {
@@ -385,6 +419,11 @@ absl::StatusOr<routing::RouteAction> routeAction(const route::RouteAction& p,
   auto mirrors = mirrorPolicies(p.request_mirror_policies(), path, "request_mirror_policies");
   if (!mirrors.ok()) return mirrors.status();
   a.request_mirror_policies = *std::move(mirrors);
+  if (p.has_cors()) {
+    auto c = corsPolicy(p.cors(), join(path, "cors"));
+    if (!c.ok()) return c.status();
+    a.cors = *std::move(c);
+  }
   for (int i = 0; i < p.hash_policy_size(); ++i) {
     const auto& h = p.hash_policy(i);
     const std::string here = at(path, "hash_policy", i);
@@ -575,6 +614,11 @@ absl::StatusOr<routing::VirtualHost> virtualHost(const route::VirtualHost& p,
   auto mirrors = mirrorPolicies(p.request_mirror_policies(), path, "request_mirror_policies");
   if (!mirrors.ok()) return mirrors.status();
   v.request_mirror_policies = *std::move(mirrors);
+  if (p.has_cors()) {
+    auto c = corsPolicy(p.cors(), join(path, "cors"));
+    if (!c.ok()) return c.status();
+    v.cors = *std::move(c);
+  }
   v.include_request_attempt_count = p.include_request_attempt_count();
   v.include_attempt_count_in_response = p.include_attempt_count_in_response();
   return v;

@@ -22,6 +22,7 @@ constexpr char kRoutingKeyType[] = "turnout.extensions.filters.http.routing_key.
 constexpr char kHealthCheckType[] = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 constexpr char kGrpcStatsType[] = "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig";
 constexpr char kGrpcWebType[] = "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
+constexpr char kCorsType[] = "envoy.extensions.filters.http.cors.v3.Cors";
 
 constexpr const char* kLogComponent = "upstream";
 
@@ -202,6 +203,10 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       static const auto* grpc_web =
           new std::shared_ptr<const GrpcWebFilter>(std::make_shared<const GrpcWebFilter>());
       rt.filters.push_back(*grpc_web);
+    } else if (f.type_name == kCorsType) {
+      // No fields: the route's and virtual host's cors policies, applied
+      // once the route is chosen (ActiveStream::applyCors).
+      rt.cors = stats::makeCorsStats(store, h.stat_prefix);
     }
   }
   return rt;

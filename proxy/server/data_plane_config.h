@@ -73,6 +73,9 @@ struct HttpConnectionManagerRuntime {
   // envoy.filters.http.grpc_stats, when the chain has it (the router feeds
   // its per-stream tracker: proxy/filters/grpc_stats_filter.h).
   std::optional<GrpcStatsFilterConfig> grpc_stats;
+  // envoy.filters.http.cors, when the chain has it: its stats; the policies
+  // are the matched route's and virtual host's (routing/cors.h).
+  std::optional<stats::CorsStats> cors;
   std::vector<access_log::AccessLogConstSharedPtr> access_logs;
   stats::HttpConnManagerStats stats;
   stats::ListenerHttpStats listener_http_stats;

@@ -193,6 +193,15 @@ HttpConnManagerStats fillHcmStats(Registrar& r) {
   return s;
 }
 
+// http.<stat_prefix>.cors.* in slot order.
+template <class Registrar>
+CorsStats fillCorsStats(Registrar& r) {
+  CorsStats s;
+  s.origin_valid = r.counter("origin_valid");
+  s.origin_invalid = r.counter("origin_invalid");
+  return s;
+}
+
 // tcp.<stat_prefix>.* in slot order.
 template <class Registrar>
 TcpProxyStats fillTcpProxyStats(Registrar& r) {
@@ -492,6 +501,16 @@ TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix) {
       store.scope(absl::StrCat("tcp.", sanitizeStatName(stat_prefix), "."), *kSchema);
   ScopeRegistrar r{ref};
   TcpProxyStats s = fillTcpProxyStats(r);
+  s.scope = ref.handle;
+  return s;
+}
+
+CorsStats makeCorsStats(Store& store, std::string_view stat_prefix) {
+  static const StatSchema* const kSchema = buildSchema(&fillCorsStats<SchemaRegistrar>);
+  const ScopeRef ref =
+      store.scope(absl::StrCat("http.", sanitizeStatName(stat_prefix), ".cors."), *kSchema);
+  ScopeRegistrar r{ref};
+  CorsStats s = fillCorsStats(r);
   s.scope = ref.handle;
   return s;
 }

@@ -81,6 +81,14 @@ struct TcpProxyStats {
 };
 TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix);
 
+// http.<stat_prefix>.cors.*  (Envoy's CORS filter), made only for an HCM
+// that has the filter.
+struct CorsStats {
+  StatId origin_valid, origin_invalid;
+  ScopeHandle scope;
+};
+CorsStats makeCorsStats(Store& store, std::string_view stat_prefix);
+
 // listener.<addr>.*  where <addr> is Listener.stat_prefix or the address with
 // ':' turned into '_' (0.0.0.0_10000).
 struct ListenerStats {

@@ -1,18 +1,20 @@
 #include "proxy/stream/active_stream.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
-#include "absl/strings/str_cat.h"
 #include "proxy/common/xx_hash.h"
 #include "proxy/connection/downstream_stream.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/local_reply.h"
+#include "routing/cors.h"
 #include "routing/path_normalizer.h"
 
 namespace turnout::proxy {
@@ -185,6 +187,7 @@ asio::awaitable<void> ActiveStream::run() {
   // opens, whatever answers it (a local reply, a direct response, the
   // upstream's refusal), the connection cannot go on.
   if (head_.method == "CONNECT" && conn_.http1() != nullptr) close_connection_ = true;
+  bool preflight = false;  // a CORS preflight answered here
   switch (d.kind) {
     case Kind::NoRoute:
       flags_.set(access_log::ResponseFlag::NoRouteFound);
@@ -211,9 +214,13 @@ asio::awaitable<void> ActiveStream::run() {
                             "cluster_not_found");
       break;
     case Kind::Route:
-      route = true;
+      // Envoy's CORS filter acts on a route entry only (not a redirect or
+      // a direct response).
+      preflight = hcm_.cors.has_value() && applyCors(d);
+      route = !preflight;
       break;
   }
+  if (preflight) co_await sendLocalReply(200, "", {}, {}, "cors_response");
   if (route) {
     // Declared outside the switch: GCC 12 mishandles coroutine locals with
     // destructors inside a case block.
@@ -275,6 +282,28 @@ void ActiveStream::applyResponseHeaderMutations(HeaderMap& headers) {
     return;
   }
   applyHeaderMutations(hcm_.route_table->responseHeaderMutations(*decision_), headers);
+  // The CORS filter's response headers (a preflight's, or a simple
+  // request's access-control-allow-origin and company): set, as Envoy's
+  // encodeHeaders does, on upstream responses and local replies alike.
+  for (const auto& [name, value] : cors_headers_) headers.set(name, value);
+}
+
+bool ActiveStream::applyCors(const routing::RouteDecision& d) {
+  // Most specific first: the route's policy, then the virtual host's.
+  std::array<const routing::CompiledCorsPolicy*, 2> policies{};
+  size_t n = 0;
+  if (d.route_cors != nullptr) policies[n++] = d.route_cors;
+  if (d.vhost_cors != nullptr) policies[n++] = d.vhost_cors;
+  if (n == 0) return false;
+  routing::CorsResult r = routing::evaluateCors(std::span(policies.data(), n), head_.view(entries_),
+                                                conn_.worker().random());
+  if (r.origin != routing::CorsResult::Origin::None) {
+    conn_.worker().shard().inc(r.origin == routing::CorsResult::Origin::Valid
+                                   ? hcm_.cors->origin_valid
+                                   : hcm_.cors->origin_invalid);
+  }
+  cors_headers_ = std::move(r.headers);
+  return r.preflight;
 }
 
 void ActiveStream::complete() {

@@ -69,6 +69,11 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // Whether this upgrade request may be proxied (HCM upgrade_configs,
   // overridden per route).
   bool upgradeAllowed(const routing::RouteDecision& d) const;
+  // Envoy's CORS filter on the matched route (HCM with
+  // envoy.filters.http.cors): counts the origin, keeps the response headers
+  // to set (cors_headers_); true when the request is a preflight to answer
+  // here with 200.
+  bool applyCors(const routing::RouteDecision& d);
   // An upgrade (WebSocket) or a CONNECT: a tunnel if it is allowed and
   // answered.
   bool tunnelRequested() const { return head_.upgrade || head_.method == "CONNECT"; }
@@ -88,6 +93,8 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   std::chrono::system_clock::time_point start_wall_;
 
   std::string key_;
+  // CORS response headers (applyCors), set on whatever response goes out.
+  std::vector<std::pair<std::string, std::string>> cors_headers_;
   // Owned by the connection and reused by every request on it.
   std::vector<routing::HeaderEntry>& entries_;
   std::string original_path_;

@@ -200,10 +200,14 @@ static_resources:
   // A known type passes the extension check and meets the field policy: not
   // applied yet, so refused with its path rather than silently ignored.
   CHECK(errorOf(absl::StrReplaceAll(
-            base, {{"TYPE", "type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey"}})) ==
-        absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].typed_per_filter_config: per-route "
-                               "filter config is not applied by turnout yet; configure the filter "
-                               "in http_filters"));
+            base,
+            {{"TYPE",
+              "type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey"}})) ==
+        absl::StrCat(kHcmPath,
+                     ".route_config.virtual_hosts[0].typed_per_filter_config: per-route "
+                     "filter config is not applied by turnout yet; configure the filter "
+                     "in http_filters (CORS: the virtual host's or route's cors "
+                     "policy)"));
   std::string error = errorOf(absl::StrReplaceAll(
       base, {{"TYPE", "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute"}}));
   CHECK(error.rfind(absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].typed_per_filter_config["

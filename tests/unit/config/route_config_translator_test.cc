@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "config/snapshot/discovery_response.h"
 #include "google/protobuf/util/json_util.h"
+#include "routing/cors.h"
 #include "routing/request_view.h"
 
 namespace turnout::config {
@@ -417,6 +418,47 @@ TEST_CASE("connect_matcher routes CONNECT requests only, and only it routes them
   // connect_matcher never takes anything but a CONNECT.
   CHECK(routeWith(*t, "echo.test:443", "/", 0).kind == routing::RouteDecision::Kind::NoRoute);
   CHECK(routeWith(*t, "other", "/x", 0).cluster == "web");
+}
+
+TEST_CASE("cors policies translate on virtual hosts and routes, errors with their paths",
+          "[config][translator][cors]") {
+  auto rt = translateRouteConfiguration(parse(R"({"virtual_hosts":[{"name":"v","domains":["*"],
+    "cors":{"allow_origin_string_match":[{"exact":"https://app.example"}],
+            "allow_methods":"GET","allow_headers":"x-h","expose_headers":"grpc-status",
+            "max_age":"60","allow_credentials":true,"allow_private_network_access":true,
+            "forward_not_matching_preflights":false,
+            "filter_enabled":{"default_value":{"numerator":50}},
+            "shadow_enabled":{"default_value":{"numerator":100}}},
+    "routes":[{"match":{"prefix":"/a"},"route":{"cluster":"c",
+                "cors":{"allow_origin_string_match":[{"prefix":"https://admin."}]}}},
+              {"match":{"prefix":"/"},"route":{"cluster":"c"}}]}]})"),
+                                        "rc");
+  INFO((rt.ok() ? "" : rt.status().ToString()));
+  REQUIRE(rt.ok());
+  const auto a = routeWith(**rt, "x", "/a", 0);
+  REQUIRE(a.route_cors != nullptr);
+  REQUIRE(a.vhost_cors != nullptr);
+  CHECK(a.route_cors->config().allow_origin_string_match.size() == 1);
+  const routing::CorsPolicy& vh = a.vhost_cors->config();
+  CHECK(vh.allow_methods == "GET");
+  CHECK(vh.allow_headers == "x-h");
+  CHECK(vh.expose_headers == "grpc-status");
+  CHECK(vh.max_age == "60");
+  CHECK(vh.allow_credentials == true);
+  CHECK(vh.allow_private_network_access == true);
+  CHECK(vh.forward_not_matching_preflights == false);
+  REQUIRE(vh.filter_enabled.has_value());
+  CHECK(vh.filter_enabled->default_value.numerator == 50);
+  REQUIRE(vh.shadow_enabled.has_value());
+  CHECK(vh.shadow_enabled->default_value.numerator == 100);
+  const auto other = routeWith(**rt, "x", "/b", 0);
+  CHECK(other.route_cors == nullptr);
+  CHECK(other.vhost_cors == a.vhost_cors);
+  CHECK(
+      errorOf(R"({"virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},
+      "route":{"cluster":"c","cors":{"allow_origin_string_match":[{"safe_regex":{"regex":"("}}]}}}]}]})")
+          .rfind("route_config.virtual_hosts[0].routes[0].route.cors.allow_origin_string_match[0]",
+                 0) == 0);
 }
 
 }  // namespace
