@@ -91,6 +91,8 @@ def main():
                     help="the sidecar speaks Delta xDS (api_type DELTA_GRPC)")
     ap.add_argument("--perf", metavar="FILE",
                     help="perf record the sidecar (call graphs) while it applies the new sandbox")
+    ap.add_argument("--perf-cp", metavar="FILE",
+                    help="perf record turnout-cp (call graphs) while it takes the new sandbox")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -159,10 +161,11 @@ def main():
 
         # One more sandbox: API answer -> the sidecar has its cluster.
         perf = None
-        if args.perf:
-            perf = subprocess.Popen(["perf", "record", "-F", "1999", "--call-graph", "dwarf,16384", "-o", args.perf, "-p",
-                                     str(proxy.proc.pid)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+        if args.perf or args.perf_cp:
+            pid = proxy.proc.pid if args.perf else cp.proc.pid
+            perf = subprocess.Popen(["perf", "record", "-F", "1999", "--call-graph", "dwarf,16384",
+                                     "-o", args.perf or args.perf_cp, "-p", str(pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         durations = update_durations(proxy)
         t0 = time.monotonic()
