@@ -540,6 +540,8 @@ struct Route {
   CompactVector<HeaderValueOption> response_headers_to_add;  // max 1000
   CompactVector<std::string> response_headers_to_remove;
   std::string stat_prefix;
+  // typed_per_filter_config's CORS policy (envoy.extensions.filters.http.cors.v3.CorsPolicy).
+  Boxed<CorsPolicy> typed_cors;
   bool operator==(const Route&) const = default;
 };
 
@@ -557,6 +559,7 @@ struct VirtualHost {
   std::optional<RetryPolicy> retry_policy;  // used by routes that set none
   CompactVector<RequestMirrorPolicy> request_mirror_policies;
   Boxed<CorsPolicy> cors;
+  Boxed<CorsPolicy> typed_cors;  // typed_per_filter_config's, as Route's
   bool include_request_attempt_count = false;
   bool include_attempt_count_in_response = false;
   bool operator==(const VirtualHost&) const = default;

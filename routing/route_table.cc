@@ -237,8 +237,8 @@ struct RouteTable::CompiledRoute {
     RegexConstSharedPtr redirect_regex;
     // DirectResponse
     std::string_view body;
-    // RouteAction.cors
-    std::unique_ptr<CompiledCorsPolicy> cors;
+    // RouteAction.cors; Route.typed_per_filter_config's CORS policy
+    std::unique_ptr<CompiledCorsPolicy> cors, typed_cors;
   };
 
   const Extras& x() const {
@@ -298,7 +298,8 @@ struct RouteTable::CompiledVirtualHost {
   // (route index, body size) of each direct_response with a body, in route
   // order: checked against the table's max_direct_response_body_size_bytes.
   std::vector<std::pair<uint32_t, size_t>> direct_bodies;
-  std::unique_ptr<CompiledCorsPolicy> cors;  // VirtualHost.cors
+  std::unique_ptr<CompiledCorsPolicy> cors;        // VirtualHost.cors
+  std::unique_ptr<CompiledCorsPolicy> typed_cors;  // its typed_per_filter_config's
 };
 
 RouteTable::RouteTable() = default;
@@ -444,6 +445,11 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
       if (!cors.ok()) return cors.status();
       cvh->cors = *std::move(cors);
     }
+    if (vh.typed_cors) {
+      auto cors = CompiledCorsPolicy::compile(*vh.typed_cors, cat(vf, ".typed_per_filter_config"));
+      if (!cors.ok()) return cors.status();
+      cvh->typed_cors = *std::move(cors);
+    }
 
     cvh->routes.reserve(vh.routes.size());
     for (size_t r = 0; r < vh.routes.size(); ++r) {
@@ -475,6 +481,12 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
         }
       }
 
+      if (route.typed_cors) {
+        auto cors =
+            CompiledCorsPolicy::compile(*route.typed_cors, cat(rf, ".typed_per_filter_config"));
+        if (!cors.ok()) return cors.status();
+        cr.mut().typed_cors = *std::move(cors);
+      }
       if (route.route) {
         RouteAction& a = *route.route;
         const std::string af = cat(rf, ".route");
@@ -833,8 +845,15 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
   d.virtual_host_index = vh_index;
   d.route = &route;
   d.route_index = route_index;
-  d.route_cors = cr.x().cors.get();
-  d.vhost_cors = vh.cors.get();
+  // Envoy's CORS filter: the per-filter policies when there is any, else
+  // the route's and virtual host's (deprecated) cors fields.
+  if (cr.x().typed_cors || vh.typed_cors) {
+    d.route_cors = cr.x().typed_cors.get();
+    d.vhost_cors = vh.typed_cors.get();
+  } else {
+    d.route_cors = cr.x().cors.get();
+    d.vhost_cors = vh.cors.get();
+  }
 
   if (route.direct_response) {
     d.kind = RouteDecision::Kind::DirectResponse;

@@ -82,8 +82,9 @@ struct RouteDecision {
   // Most specific non-empty list: route, else vhost, else route config.
   std::span<const RequestMirrorPolicy> mirror_policies;
   std::span<const HashPolicy> hash_policy;
-  // Route: the route's and the virtual host's CorsPolicy (RouteAction.cors,
-  // VirtualHost.cors), null when unset; routing/cors.h reads them.
+  // Route: the route's and the virtual host's CorsPolicy, null when unset:
+  // their typed_per_filter_config's when either has one, else
+  // RouteAction.cors and VirtualHost.cors; routing/cors.h reads them.
   const CompiledCorsPolicy* route_cors = nullptr;
   const CompiledCorsPolicy* vhost_cors = nullptr;
 

@@ -33,6 +33,9 @@ inline constexpr absl::string_view kGrpcStatsType =
 inline constexpr absl::string_view kGrpcWebType =
     "envoy.extensions.filters.http.grpc_web.v3.GrpcWeb";
 inline constexpr absl::string_view kCorsType = "envoy.extensions.filters.http.cors.v3.Cors";
+// The CORS filter's per-route policy (typed_per_filter_config).
+inline constexpr absl::string_view kCorsPolicyType =
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy";
 inline constexpr absl::string_view kRoutingKeyType =
     "turnout.extensions.filters.http.routing_key.v3.RoutingKey";
 inline constexpr absl::string_view kUpstreamTlsContextType =

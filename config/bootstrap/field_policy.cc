@@ -120,6 +120,25 @@ absl::Status checkRouteAction(const Message& m, absl::string_view path) {
   return absl::OkStatus();
 }
 
+constexpr absl::string_view kPerFilterConfigReason =
+    "per-route filter config is not applied by turnout yet, but for the CORS filter's policy "
+    "(envoy.extensions.filters.http.cors.v3.CorsPolicy) on a virtual host or route; configure "
+    "the filter in http_filters";
+
+// typed_per_filter_config on a virtual host or route: only the CORS filter's
+// policy is applied (docs/cors.md); any other entry is refused, not ignored.
+template <typename Holder>
+absl::Status checkPerFilterConfig(const Message& m, absl::string_view path) {
+  const auto& holder = static_cast<const Holder&>(m);
+  for (const auto& [key, any] : holder.typed_per_filter_config()) {
+    if (any.type_url() != "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy") {
+      return rejected(keyPath(fieldPath(path, "typed_per_filter_config"), key),
+                      kPerFilterConfigReason);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
   const auto& san = static_cast<const envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher&>(m);
   if (san.san_type() == envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher::OTHER_NAME) {
@@ -289,8 +308,13 @@ FieldPolicyTable* buildTable() {
       .check = checkGrpcStatsFilter};
   // No fields (proxy/filters/grpc_web_filter.h).
   table["envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"] = {};
-  // No fields: the policies are the routes' and virtual hosts' `cors`.
+  // No fields: the policies are the routes' and virtual hosts' `cors`, or
+  // their typed_per_filter_config's CorsPolicy (the same fields).
   table["envoy.extensions.filters.http.cors.v3.Cors"] = {};
+  table["envoy.extensions.filters.http.cors.v3.CorsPolicy"] = {
+      .supported = {"allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers",
+                    "max_age", "allow_credentials", "filter_enabled", "shadow_enabled",
+                    "allow_private_network_access", "forward_not_matching_preflights"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey"] = {
       .supported = {"sources", "output_header", "max_key_length", "trace_key_recovery"}};
   table["turnout.extensions.filters.http.routing_key.v3.RoutingKey.TraceKeyRecovery"] = {
@@ -340,30 +364,25 @@ FieldPolicyTable* buildTable() {
                     "validate_clusters", "max_direct_response_body_size_bytes",
                     "request_mirror_policies", "ignore_port_in_host_matching", "vhds"},
       .inert = {"metadata"},
-      .reasons = {{"typed_per_filter_config",
-                   "per-route filter config is not applied by turnout yet; configure the filter in "
-                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
+      .reasons = {{"typed_per_filter_config", kPerFilterConfigReason}}};
   // Served only over Delta ADS (config/snapshot/discovery_response.h, checkVhds).
   table["envoy.config.route.v3.Vhds"] = {.supported = {"config_source"}};
   table["envoy.config.route.v3.VirtualHost"] = {
       .supported = {"name", "domains", "routes", "require_tls", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
-                    "response_headers_to_remove", "retry_policy", "request_mirror_policies",
-                    "cors"},
+                    "response_headers_to_remove", "retry_policy", "request_mirror_policies", "cors",
+                    "typed_per_filter_config"},
       // Stats-only (virtual_clusters), config of a filter turnout does not
       // run (rate_limits), and labels.
       .inert = {"virtual_clusters", "rate_limits", "metadata"},
-      .reasons = {{"typed_per_filter_config",
-                   "per-route filter config is not applied by turnout yet; configure the filter in "
-                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
+      .check = checkPerFilterConfig<route_v3::VirtualHost>};
   table["envoy.config.route.v3.Route"] = {
       .supported = {"name", "match", "route", "redirect", "direct_response",
                     "request_headers_to_add", "request_headers_to_remove",
-                    "response_headers_to_add", "response_headers_to_remove"},
+                    "response_headers_to_add", "response_headers_to_remove",
+                    "typed_per_filter_config"},
       .inert = {"metadata", "decorator", "tracing", "stat_prefix"},
-      .reasons = {{"typed_per_filter_config",
-                   "per-route filter config is not applied by turnout yet; configure the filter in "
-                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
+      .check = checkPerFilterConfig<route_v3::Route>};
   table["envoy.config.route.v3.RouteMatch"] = {
       .supported = {"prefix", "path", "safe_regex", "path_separated_prefix", "connect_matcher",
                     "case_sensitive", "runtime_fraction", "headers", "query_parameters", "grpc"}};
@@ -431,9 +450,7 @@ FieldPolicyTable* buildTable() {
       .supported = {"name", "cluster_header", "weight", "request_headers_to_add",
                     "request_headers_to_remove", "response_headers_to_add",
                     "response_headers_to_remove", "host_rewrite_literal"},
-      .reasons = {{"typed_per_filter_config",
-                   "per-route filter config is not applied by turnout yet; configure the filter in "
-                   "http_filters (CORS: the virtual host's or route's cors policy)"}}};
+      .reasons = {{"typed_per_filter_config", kPerFilterConfigReason}}};
   table["envoy.config.route.v3.RouteAction.RequestMirrorPolicy"] = {
       .supported = {"cluster", "cluster_header", "runtime_fraction",
                     "disable_shadow_host_suffix_append"},

@@ -10,7 +10,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "config/bootstrap/field_path.h"
 #include "config/bootstrap/field_policy.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/reflection.h"
@@ -135,9 +137,11 @@ absl::StatusOr<routing::RuntimeFractionalPercent> runtimeFraction(
   return routing::RuntimeFractionalPercent{fractionalPercent(p.default_value()), p.runtime_key()};
 }
 
-// envoy.config.route.v3.CorsPolicy (VirtualHost.cors, RouteAction.cors).
-absl::StatusOr<routing::CorsPolicy> corsPolicy(const route::CorsPolicy& p,
-                                               const std::string& path) {
+// envoy.config.route.v3.CorsPolicy (VirtualHost.cors, RouteAction.cors)
+// and envoy.extensions.filters.http.cors.v3.CorsPolicy (typed_per_filter_config):
+// the same fields.
+template <typename CorsProto>
+absl::StatusOr<routing::CorsPolicy> corsPolicy(const CorsProto& p, const std::string& path) {
   routing::CorsPolicy c;
   for (int i = 0; i < p.allow_origin_string_match_size(); ++i) {
     auto m =
@@ -167,6 +171,20 @@ absl::StatusOr<routing::CorsPolicy> corsPolicy(const route::CorsPolicy& p,
     c.forward_not_matching_preflights = p.forward_not_matching_preflights().value();
   }
   return c;
+}
+
+// A virtual host's or route's typed_per_filter_config: the CORS filter's
+// policy (the field policy refused every other type) into `out`.
+absl::Status typedCors(const google::protobuf::Map<std::string, google::protobuf::Any>& configs,
+                       const std::string& path, routing::Boxed<routing::CorsPolicy>& out) {
+  for (const auto& [key, any] : configs) {
+    envoy::extensions::filters::http::cors::v3::CorsPolicy p;
+    if (!any.UnpackTo(&p)) continue;
+    auto c = corsPolicy(p, keyPath(join(path, "typed_per_filter_config"), key));
+    if (!c.ok()) return c.status();
+    out = *std::move(c);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<routing::HeaderValueOption>> headerValueOptions(
@@ -542,6 +560,7 @@ absl::StatusOr<routing::RedirectAction> redirectAction(const route::RedirectActi
 absl::StatusOr<routing::Route> toRoute(const route::Route& p, const std::string& path) {
   routing::Route r;
   r.name = p.name();
+  TURNOUT_RETURN_IF_ERROR(typedCors(p.typed_per_filter_config(), path, r.typed_cors));
   auto m = routeMatch(p.match(), join(path, "match"));
   if (!m.ok()) return m.status();
   r.match = *std::move(m);
@@ -619,6 +638,7 @@ absl::StatusOr<routing::VirtualHost> virtualHost(const route::VirtualHost& p,
     if (!c.ok()) return c.status();
     v.cors = *std::move(c);
   }
+  TURNOUT_RETURN_IF_ERROR(typedCors(p.typed_per_filter_config(), path, v.typed_cors));
   v.include_request_attempt_count = p.include_request_attempt_count();
   v.include_attempt_count_in_response = p.include_attempt_count_in_response();
   return v;

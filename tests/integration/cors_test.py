@@ -37,6 +37,22 @@ CORS_FILTER = """\
 ROUTE_CONFIG = """\
 name: local
 virtual_hosts:
+- name: typed
+  domains: ["typed.example"]
+  cors:
+    allow_origin_string_match: [{exact: "https://deprecated.example"}]
+  typed_per_filter_config:
+    envoy.filters.http.cors:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+      allow_origin_string_match: [{exact: "https://app.example"}]
+      allow_methods: "PUT"
+  routes:
+  - match: { prefix: "/" }
+    route: { cluster: web }
+    typed_per_filter_config:
+      envoy.filters.http.cors:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+        max_age: "7"
 - name: web
   domains: ["*"]
   cors:
@@ -188,6 +204,21 @@ class CorsTest(unittest.TestCase):
         self.assertNotIn("access-control-allow-origin", h)
         self.assertEqual(self.proxy.wait_counter("http.ingress.cors.origin_valid", valid + 1),
                          valid + 1)
+
+    def test_typed_per_filter_config_policies_replace_the_cors_fields(self):
+        # Envoy's newer spelling: the CORS filter's CorsPolicy per virtual
+        # host and route; with one there, the cors fields are not read.
+        status, h, _ = preflight(self.port, "/t", "https://app.example",
+                                 extra=("-H", "Host: typed.example"))
+        self.assertEqual(status, 200)
+        self.assertEqual(h["access-control-allow-origin"], "https://app.example")
+        self.assertEqual(h["access-control-allow-methods"], "PUT")  # the vhost's
+        self.assertEqual(h["access-control-max-age"], "7")  # the route's
+        self.assertEqual(self.reached("/t"), [])
+        status, h, _ = curl(self.port, "/t2", "-H", "Host: typed.example",
+                            "-H", "Origin: https://deprecated.example")
+        self.assertEqual(status, 200)
+        self.assertNotIn("access-control-allow-origin", h)
 
     def test_without_the_filter_the_policy_does_nothing(self):
         status, h, _ = preflight(self.nocors, "/api/nocors", "https://app.example")

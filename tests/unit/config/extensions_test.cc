@@ -204,10 +204,10 @@ static_resources:
             {{"TYPE",
               "type.googleapis.com/turnout.extensions.filters.http.routing_key.v3.RoutingKey"}})) ==
         absl::StrCat(kHcmPath,
-                     ".route_config.virtual_hosts[0].typed_per_filter_config: per-route "
-                     "filter config is not applied by turnout yet; configure the filter "
-                     "in http_filters (CORS: the virtual host's or route's cors "
-                     "policy)"));
+                     ".route_config.virtual_hosts[0].typed_per_filter_config[\"turnout.routing_"
+                     "key\"]: per-route filter config is not applied by turnout yet, but for the "
+                     "CORS filter's policy (envoy.extensions.filters.http.cors.v3.CorsPolicy) on a "
+                     "virtual host or route; configure the filter in http_filters"));
   std::string error = errorOf(absl::StrReplaceAll(
       base, {{"TYPE", "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute"}}));
   CHECK(error.rfind(absl::StrCat(kHcmPath, ".route_config.virtual_hosts[0].typed_per_filter_config["

@@ -461,5 +461,55 @@ TEST_CASE("cors policies translate on virtual hosts and routes, errors with thei
                  0) == 0);
 }
 
+TEST_CASE("typed_per_filter_config CORS policies replace the cors fields",
+          "[config][translator][cors]") {
+  const std::string type =
+      R"("@type":"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy")";
+  auto rt = translateRouteConfiguration(parse(R"({"virtual_hosts":[{"name":"v","domains":["*"],
+    "cors":{"allow_origin_string_match":[{"exact":"https://deprecated.example"}]},
+    "typed_per_filter_config":{"envoy.filters.http.cors":{)" +
+                                              type + R"(,
+      "allow_origin_string_match":[{"exact":"https://app.example"}],
+      "allow_methods":"GET","allow_headers":"x-h","expose_headers":"grpc-status",
+      "max_age":"60","allow_credentials":true,"allow_private_network_access":true,
+      "forward_not_matching_preflights":false,
+      "filter_enabled":{"default_value":{"numerator":50}},
+      "shadow_enabled":{"default_value":{"numerator":100}}}},
+    "routes":[{"match":{"prefix":"/a"},"route":{"cluster":"c"},
+               "typed_per_filter_config":{"envoy.filters.http.cors":{)" +
+                                              type + R"(,
+                 "max_age":"5"}}},
+              {"match":{"prefix":"/"},"route":{"cluster":"c"}}]}]})"),
+                                        "rc");
+  INFO((rt.ok() ? "" : rt.status().ToString()));
+  REQUIRE(rt.ok());
+  const auto a = routeWith(**rt, "x", "/a", 0);
+  REQUIRE(a.route_cors != nullptr);
+  CHECK(a.route_cors->config().max_age == "5");
+  REQUIRE(a.vhost_cors != nullptr);
+  const routing::CorsPolicy& vh = a.vhost_cors->config();
+  // The per-filter policy, not the deprecated cors field.
+  REQUIRE(vh.allow_origin_string_match.size() == 1);
+  CHECK(vh.allow_origin_string_match[0].exact == "https://app.example");
+  CHECK(vh.allow_methods == "GET");
+  CHECK(vh.allow_headers == "x-h");
+  CHECK(vh.expose_headers == "grpc-status");
+  CHECK(vh.max_age == "60");
+  CHECK(vh.allow_credentials == true);
+  CHECK(vh.allow_private_network_access == true);
+  CHECK(vh.forward_not_matching_preflights == false);
+  CHECK(vh.filter_enabled->default_value.numerator == 50);
+  CHECK(vh.shadow_enabled->default_value.numerator == 100);
+  CHECK(routeWith(**rt, "x", "/b", 0).route_cors == nullptr);
+  // Any other per-filter config is still refused, with its key.
+  CHECK(
+      errorOf(R"({"virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},
+      "route":{"cluster":"c"},"typed_per_filter_config":{"envoy.filters.http.router":{
+      "@type":"type.googleapis.com/envoy.config.route.v3.FilterConfig"}}}]}]})")
+          .rfind("route_config.virtual_hosts[0].routes[0].typed_per_filter_config[\"envoy.filters."
+                 "http.router\"]: per-route filter config is not applied by turnout yet",
+                 0) == 0);
+}
+
 }  // namespace
 }  // namespace turnout::config
