@@ -84,12 +84,17 @@ def haproxy_conf(port):
     # 0.0.0.0:0: connect to the connection's original destination (with
     # USE_LINUX_TPROXY, haproxy's destination of an accepted IPv4 socket is
     # SO_ORIGINAL_DST). Runs as UID 1337, so its own connects are not captured.
+    # The inbound one (15006) connects from 127.0.0.6, as turnout's
+    # InboundPassthroughCluster does: the capture (Istio's rules) sends UID
+    # 1337's connections to its own pod IP over lo back to 15006 unless they
+    # come from 127.0.0.6.
+    server = "  server s 0.0.0.0:0" + (" source 127.0.0.6" if port == 15006 else "")
     return "\n".join([
         "global", "  nbthread 1", "  maxconn 4096",
         "defaults", "  mode http", "  option http-keep-alive", "  http-reuse always",
         "  timeout connect 5s", "  timeout client 60s", "  timeout server 60s",
         "frontend fe", "  bind 0.0.0.0:%d" % port, "  default_backend original_dst",
-        "backend original_dst", "  server s 0.0.0.0:0", ""])
+        "backend original_dst", server, ""])
 
 
 class Bench:
