@@ -266,6 +266,20 @@ const StatSchema* buildSchema(Stats (*fill)(SchemaRegistrar&)) {
   return schema;
 }
 
+// A bundle in its own scope at `prefix`: one fill*Stats template, as
+// `SchemaFill` (its SchemaRegistrar instance) builds the bundle's schema
+// once and as `ScopeFill` (its ScopeRegistrar one) registers this scope's
+// ids, so the two cannot disagree.
+template <auto* SchemaFill, auto* ScopeFill>
+auto makeScoped(Store& store, const std::string& prefix) {
+  static const StatSchema* const kSchema = buildSchema(SchemaFill);
+  const ScopeRef ref = store.scope(prefix, *kSchema);
+  ScopeRegistrar r{ref};
+  auto s = ScopeFill(r);
+  s.scope = ref.handle;
+  return s;
+}
+
 // A cluster's stats in slot order; the same code builds the schema and fills
 // each cluster's ids, so the two cannot disagree.
 template <class Registrar>
@@ -486,44 +500,28 @@ ServerStats makeServerStats(Store& store) {
 }
 
 HttpConnManagerStats makeHttpConnManagerStats(Store& store, std::string_view stat_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillHcmStats<SchemaRegistrar>);
-  const ScopeRef ref =
-      store.scope(absl::StrCat("http.", sanitizeStatName(stat_prefix), "."), *kSchema);
-  ScopeRegistrar r{ref};
-  HttpConnManagerStats s = fillHcmStats(r);
-  s.scope = ref.handle;
-  return s;
+  return makeScoped<&fillHcmStats<SchemaRegistrar>, &fillHcmStats<ScopeRegistrar>>(
+      store, absl::StrCat("http.", sanitizeStatName(stat_prefix), "."));
 }
 
 TcpProxyStats makeTcpProxyStats(Store& store, std::string_view stat_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillTcpProxyStats<SchemaRegistrar>);
-  const ScopeRef ref =
-      store.scope(absl::StrCat("tcp.", sanitizeStatName(stat_prefix), "."), *kSchema);
-  ScopeRegistrar r{ref};
-  TcpProxyStats s = fillTcpProxyStats(r);
-  s.scope = ref.handle;
-  return s;
+  return makeScoped<&fillTcpProxyStats<SchemaRegistrar>, &fillTcpProxyStats<ScopeRegistrar>>(
+      store, absl::StrCat("tcp.", sanitizeStatName(stat_prefix), "."));
 }
 
 CorsStats makeCorsStats(Store& store, std::string_view stat_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillCorsStats<SchemaRegistrar>);
-  const ScopeRef ref =
-      store.scope(absl::StrCat("http.", sanitizeStatName(stat_prefix), ".cors."), *kSchema);
-  ScopeRegistrar r{ref};
-  CorsStats s = fillCorsStats(r);
-  s.scope = ref.handle;
-  return s;
+  return makeScoped<&fillCorsStats<SchemaRegistrar>, &fillCorsStats<ScopeRegistrar>>(
+      store, absl::StrCat("http.", sanitizeStatName(stat_prefix), ".cors."));
 }
 
-ListenerStats makeListenerStats(Store& store, std::string_view address, std::string_view stat_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillListenerStats<SchemaRegistrar>);
+ListenerStats makeListenerStats(Store& store, std::string_view address,
+                                std::string_view stat_prefix) {
   std::string prefix = absl::StrCat(
       "listener.", sanitizeStatName(stat_prefix.empty() ? address : stat_prefix), ".");
-  const ScopeRef ref = store.scope(prefix, *kSchema);
-  ScopeRegistrar r{ref};
-  ListenerStats s = fillListenerStats(r);
+  ListenerStats s =
+      makeScoped<&fillListenerStats<SchemaRegistrar>, &fillListenerStats<ScopeRegistrar>>(store,
+                                                                                          prefix);
   s.prefix = std::move(prefix);
-  s.scope = ref.handle;
   return s;
 }
 
@@ -545,23 +543,15 @@ void ListenerHttpStats::countResponse(Shard& shard, uint32_t code) const {
 }
 
 SslStats makeSslStats(Store& store, std::string_view scope_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillSslStats<SchemaRegistrar>);
-  const ScopeRef ref = store.scope(std::string(scope_prefix) + "ssl.", *kSchema);
-  ScopeRegistrar r{ref};
-  SslStats s = fillSslStats(r);
-  s.scope = ref.handle;
-  return s;
+  return makeScoped<&fillSslStats<SchemaRegistrar>, &fillSslStats<ScopeRegistrar>>(
+      store, std::string(scope_prefix) + "ssl.");
 }
 
 ListenerHttpStats makeListenerHttpStats(Store& store, const ListenerStats& listener,
                                         std::string_view http_stat_prefix) {
-  static const StatSchema* const kSchema = buildSchema(&fillListenerHttpStats<SchemaRegistrar>);
-  const ScopeRef ref = store.scope(
-      absl::StrCat(listener.prefix, "http.", sanitizeStatName(http_stat_prefix), "."), *kSchema);
-  ScopeRegistrar r{ref};
-  ListenerHttpStats s = fillListenerHttpStats(r);
-  s.scope = ref.handle;
-  return s;
+  return makeScoped<&fillListenerHttpStats<SchemaRegistrar>,
+                    &fillListenerHttpStats<ScopeRegistrar>>(
+      store, absl::StrCat(listener.prefix, "http.", sanitizeStatName(http_stat_prefix), "."));
 }
 
 }  // namespace turnout::proxy::stats

@@ -420,15 +420,34 @@ TEST_CASE("connect_matcher routes CONNECT requests only, and only it routes them
   CHECK(routeWith(*t, "other", "/x", 0).cluster == "web");
 }
 
+// Every CorsPolicy field set (both messages spell them alike), and its check.
+constexpr char kEveryCorsField[] = R"("allow_origin_string_match":[{"exact":"https://app.example"}],
+    "allow_methods":"GET","allow_headers":"x-h","expose_headers":"grpc-status","max_age":"60",
+    "allow_credentials":true,"allow_private_network_access":true,
+    "forward_not_matching_preflights":false,"filter_enabled":{"default_value":{"numerator":50}},
+    "shadow_enabled":{"default_value":{"numerator":100}})";
+
+void checkEveryCorsField(const routing::CorsPolicy& c) {
+  REQUIRE(c.allow_origin_string_match.size() == 1);
+  CHECK(c.allow_origin_string_match[0].exact == "https://app.example");
+  CHECK(c.allow_methods == "GET");
+  CHECK(c.allow_headers == "x-h");
+  CHECK(c.expose_headers == "grpc-status");
+  CHECK(c.max_age == "60");
+  CHECK(c.allow_credentials == true);
+  CHECK(c.allow_private_network_access == true);
+  CHECK(c.forward_not_matching_preflights == false);
+  REQUIRE(c.filter_enabled.has_value());
+  CHECK(c.filter_enabled->default_value.numerator == 50);
+  REQUIRE(c.shadow_enabled.has_value());
+  CHECK(c.shadow_enabled->default_value.numerator == 100);
+}
+
 TEST_CASE("cors policies translate on virtual hosts and routes, errors with their paths",
           "[config][translator][cors]") {
   auto rt = translateRouteConfiguration(parse(R"({"virtual_hosts":[{"name":"v","domains":["*"],
-    "cors":{"allow_origin_string_match":[{"exact":"https://app.example"}],
-            "allow_methods":"GET","allow_headers":"x-h","expose_headers":"grpc-status",
-            "max_age":"60","allow_credentials":true,"allow_private_network_access":true,
-            "forward_not_matching_preflights":false,
-            "filter_enabled":{"default_value":{"numerator":50}},
-            "shadow_enabled":{"default_value":{"numerator":100}}},
+    "cors":{)" + std::string(kEveryCorsField) +
+                                              R"(},
     "routes":[{"match":{"prefix":"/a"},"route":{"cluster":"c",
                 "cors":{"allow_origin_string_match":[{"prefix":"https://admin."}]}}},
               {"match":{"prefix":"/"},"route":{"cluster":"c"}}]}]})"),
@@ -439,18 +458,7 @@ TEST_CASE("cors policies translate on virtual hosts and routes, errors with thei
   REQUIRE(a.route_cors != nullptr);
   REQUIRE(a.vhost_cors != nullptr);
   CHECK(a.route_cors->config().allow_origin_string_match.size() == 1);
-  const routing::CorsPolicy& vh = a.vhost_cors->config();
-  CHECK(vh.allow_methods == "GET");
-  CHECK(vh.allow_headers == "x-h");
-  CHECK(vh.expose_headers == "grpc-status");
-  CHECK(vh.max_age == "60");
-  CHECK(vh.allow_credentials == true);
-  CHECK(vh.allow_private_network_access == true);
-  CHECK(vh.forward_not_matching_preflights == false);
-  REQUIRE(vh.filter_enabled.has_value());
-  CHECK(vh.filter_enabled->default_value.numerator == 50);
-  REQUIRE(vh.shadow_enabled.has_value());
-  CHECK(vh.shadow_enabled->default_value.numerator == 100);
+  checkEveryCorsField(a.vhost_cors->config());
   const auto other = routeWith(**rt, "x", "/b", 0);
   CHECK(other.route_cors == nullptr);
   CHECK(other.vhost_cors == a.vhost_cors);
@@ -469,12 +477,7 @@ TEST_CASE("typed_per_filter_config CORS policies replace the cors fields",
     "cors":{"allow_origin_string_match":[{"exact":"https://deprecated.example"}]},
     "typed_per_filter_config":{"envoy.filters.http.cors":{)" +
                                               type + R"(,
-      "allow_origin_string_match":[{"exact":"https://app.example"}],
-      "allow_methods":"GET","allow_headers":"x-h","expose_headers":"grpc-status",
-      "max_age":"60","allow_credentials":true,"allow_private_network_access":true,
-      "forward_not_matching_preflights":false,
-      "filter_enabled":{"default_value":{"numerator":50}},
-      "shadow_enabled":{"default_value":{"numerator":100}}}},
+      )" + kEveryCorsField + R"(}},
     "routes":[{"match":{"prefix":"/a"},"route":{"cluster":"c"},
                "typed_per_filter_config":{"envoy.filters.http.cors":{)" +
                                               type + R"(,
@@ -487,19 +490,8 @@ TEST_CASE("typed_per_filter_config CORS policies replace the cors fields",
   REQUIRE(a.route_cors != nullptr);
   CHECK(a.route_cors->config().max_age == "5");
   REQUIRE(a.vhost_cors != nullptr);
-  const routing::CorsPolicy& vh = a.vhost_cors->config();
   // The per-filter policy, not the deprecated cors field.
-  REQUIRE(vh.allow_origin_string_match.size() == 1);
-  CHECK(vh.allow_origin_string_match[0].exact == "https://app.example");
-  CHECK(vh.allow_methods == "GET");
-  CHECK(vh.allow_headers == "x-h");
-  CHECK(vh.expose_headers == "grpc-status");
-  CHECK(vh.max_age == "60");
-  CHECK(vh.allow_credentials == true);
-  CHECK(vh.allow_private_network_access == true);
-  CHECK(vh.forward_not_matching_preflights == false);
-  CHECK(vh.filter_enabled->default_value.numerator == 50);
-  CHECK(vh.shadow_enabled->default_value.numerator == 100);
+  checkEveryCorsField(a.vhost_cors->config());
   CHECK(routeWith(**rt, "x", "/b", 0).route_cors == nullptr);
   // Any other per-filter config is still refused, with its key.
   CHECK(
