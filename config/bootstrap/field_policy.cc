@@ -150,7 +150,6 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 
 // --- the table ---------------------------------------------------------------------
 
-constexpr absl::string_view kUseDownstreamProtocolReason = "use_downstream_protocol_config is not supported by turnout yet; use explicit_http_config";
 constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size and the five flood limits)";
 constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (with dynamic_resources.ads_config), api_config_source (gRPC) or path_config_source";
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
@@ -596,8 +595,14 @@ FieldPolicyTable* buildTable() {
   table["envoy.config.cluster.v3.Cluster.common_http_protocol_options"] = {
       .supported = {"idle_timeout", "max_requests_per_connection"}};
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] = {
-      .supported = {"common_http_protocol_options", "explicit_http_config", "auto_config"},
-      .reasons = {{"use_downstream_protocol_config", kUseDownstreamProtocolReason}}};
+      .supported = {"common_http_protocol_options", "explicit_http_config", "auto_config",
+                    "use_downstream_protocol_config"}};
+  // use_downstream_protocol_config: each request upstream in its client's
+  // protocol (HTTP/2 from an HTTP/2 client, else HTTP/1.1); the HTTP/2 side
+  // takes http2_protocol_options.
+  table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig"] = {
+      .supported = {"http_protocol_options", "http2_protocol_options"},
+      .reasons = {{"http3_protocol_options", "HTTP/3 upstreams are not supported by turnout"}}};
   // auto_config: the protocol by ALPN on a TLS cluster (h2 or http/1.1, per
   // host), HTTP/1.1 without TLS; the options of the protocol chosen apply.
   table["envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig"] = {

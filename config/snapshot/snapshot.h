@@ -318,6 +318,8 @@ struct ClusterConfig {
   enum class DnsLookupFamily { Auto, V4Only, V6Only, V4Preferred, All };
   // Auto (HttpProtocolOptions.auto_config): HTTP/2 or HTTP/1.1 by ALPN on a
   // TLS cluster, HTTP/1.1 without TLS; `http2` applies when HTTP/2 is chosen.
+  // UseDownstream (use_downstream_protocol_config): each request in its
+  // client's protocol; `http2` applies to the HTTP/2 side.
   enum class UpstreamProtocol { Http1, Http2, UseDownstream, Auto };
 
   std::string name;

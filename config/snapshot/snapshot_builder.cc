@@ -799,9 +799,17 @@ absl::StatusOr<ClusterConfig> toCluster(const cluster_v3::Cluster& c, const std:
             break;
         }
         break;
-      case HPO::kUseDownstreamProtocolConfig:
+      case HPO::kUseDownstreamProtocolConfig: {
+        // The client's protocol per request (proxy/upstream/auto_conn_pool.h,
+        // DownstreamProtocolConnPool); the HTTP/2 side's options here.
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::UseDownstream;
+        auto h2 = toHttp2Options(hpo.use_downstream_protocol_config().http2_protocol_options(),
+                                 fieldPath(fieldPath(opath, "use_downstream_protocol_config"),
+                                           "http2_protocol_options"));
+        if (!h2.ok()) return h2.status();
+        out.http2 = *h2;
         break;
+      }
       case HPO::kAutoConfig: {
         // ALPN decides per host on a TLS cluster (proxy/upstream/auto_conn_pool.h).
         out.upstream_protocol = ClusterConfig::UpstreamProtocol::Auto;

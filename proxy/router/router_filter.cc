@@ -511,7 +511,8 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
 
   // A stream: at once from an idle connection, else through the pool's
   // pending queue.
-  ConnPool& pool = cluster.connPool(*host);
+  // use_downstream_protocol_config: the client's protocol.
+  ConnPool& pool = cluster.connPool(*host, conn_.http1() == nullptr);
   UpstreamStreamPtr stream = pool.tryNewStream();
   if (!stream) {
     using Status = ConnPool::NewStreamResult::Status;

@@ -39,4 +39,32 @@ class AutoConnPool final : public ConnPool {
   Http2ConnPool http2_;
 };
 
+// The ConnPool of one host of a use_downstream_protocol_config cluster, on
+// one worker (Envoy's HttpProtocolOptions.use_downstream_protocol_config:
+// ClusterInfoImpl::upstreamHttpProtocol): a request from an HTTP/2 client
+// goes over HTTP/2 (h2c, or TLS with ALPN h2), one from an HTTP/1.1 client
+// over HTTP/1.1. WorkerCluster::connPool() hands out the side; as a
+// ConnPool of its own (a caller that does not know the downstream
+// protocol) it is the HTTP/1.1 side.
+class DownstreamProtocolConnPool final : public ConnPool {
+ public:
+  DownstreamProtocolConnPool(WorkerCluster& cluster, HostState& host)
+      : http1_(cluster, host), http2_(cluster, host, /*alpn_auto=*/false) {}
+
+  ConnPool& side(bool downstream_http2) {
+    return downstream_http2 ? static_cast<ConnPool&>(http2_) : http1_;
+  }
+
+  // ConnPool
+  UpstreamStreamPtr tryNewStream() override { return http1_.tryNewStream(); }
+  asio::awaitable<NewStreamResult> newStream(
+      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override {
+    return http1_.newStream(pending, deadline);
+  }
+
+ private:
+  Http1ConnPool http1_;
+  Http2ConnPool http2_;
+};
+
 }  // namespace turnout::proxy

@@ -322,17 +322,22 @@ void WorkerCluster::updateEjections(OutlierEjectionsConstSharedPtr ejections) {
   }
 }
 
-ConnPool& WorkerCluster::connPool(HostState& host) {
+ConnPool& WorkerCluster::connPool(HostState& host, bool downstream_http2) {
+  using Protocol = config::ClusterConfig::UpstreamProtocol;
+  const Protocol protocol = config().upstream_protocol;
   if (!host.pool) {
-    using Protocol = config::ClusterConfig::UpstreamProtocol;
-    const Protocol protocol = config().upstream_protocol;
     if (protocol == Protocol::Http2) {
       host.pool = std::make_unique<Http2ConnPool>(*this, host);
     } else if (protocol == Protocol::Auto && runtime().tls) {
       host.pool = std::make_unique<AutoConnPool>(*this, host);
+    } else if (protocol == Protocol::UseDownstream) {
+      host.pool = std::make_unique<DownstreamProtocolConnPool>(*this, host);
     } else {  // HTTP/1.1, and auto_config without TLS (Envoy's rule)
       host.pool = std::make_unique<Http1ConnPool>(*this, host);
     }
+  }
+  if (protocol == Protocol::UseDownstream) {
+    return static_cast<DownstreamProtocolConnPool&>(*host.pool).side(downstream_http2);
   }
   return *host.pool;
 }

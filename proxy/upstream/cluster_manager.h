@@ -380,9 +380,11 @@ class WorkerCluster {
   static constexpr size_t kMaxOriginalDstHosts = 16384;
 
   // The pool of `host` (one of hosts()) for this cluster's upstream
-  // protocol: Http2ConnPool for UpstreamProtocol::Http2 (h2c), else
+  // protocol: Http2ConnPool for UpstreamProtocol::Http2 (h2c), AutoConnPool
+  // for auto_config with TLS, for use_downstream_protocol_config the side
+  // of the request's downstream protocol (`downstream_http2`), else
   // Http1ConnPool.
-  ConnPool& connPool(HostState& host);
+  ConnPool& connPool(HostState& host, bool downstream_http2 = false);
 
   // Takes the warmest idle connection to `host`, or null. Its idle watch
   // is cancelled (no syscall); a peer close that the watch did not see yet

@@ -163,9 +163,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       a.rewritten_path != b.rewritten_path || c.route != a.route || c.cluster != a.cluster) {
     std::abort();
   }
-  // Only connect_matcher routes take a CONNECT, and they take nothing else.
-  const bool tunnel = a.kind == RouteDecision::Kind::Route && a.cluster.starts_with("tunnel");
-  if (tunnel != ((random & 16) != 0 && a.kind == RouteDecision::Kind::Route)) std::abort();
+  // connect_matcher routes take nothing but a CONNECT, and a CONNECT without
+  // a path nothing else (one with a path may match path routes, as in
+  // Envoy). By the route's match, not its cluster: x-cluster names any.
+  const bool tunnel = a.route != nullptr && a.route->match.connect_matcher;
+  const bool connect = (random & 16) != 0;
+  const bool pathless = view.path().empty();
+  if ((tunnel && !connect) || (connect && pathless && a.route != nullptr && !tunnel)) {
+    std::abort();
+  }
   // With the filter applied the routing-key header holds exactly the key.
   if ((random & 8) && !key.empty()) {
     std::string scratch;

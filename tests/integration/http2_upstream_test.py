@@ -373,6 +373,38 @@ class DeprecatedFieldTest(Http2UpstreamTestCase):
         self.assertGreater(self.turnout.counter("cluster.h2.upstream_cx_total"), WORKERS)
 
 
+class UseDownstreamProtocolTest(Http2UpstreamTestCase):
+    """use_downstream_protocol_config: each request upstream in its client's
+    protocol (Envoy's ClusterInfoImpl::upstreamHttpProtocol). The backend
+    serves HTTP/1.1 and h2c on one port and says which one it saw."""
+
+    BACKEND_OPTIONS = {"http1": True}
+
+    @classmethod
+    def make_bootstrap(cls):
+        cluster = h2_cluster("h2", [cls.backend.port]).replace(
+            "      explicit_http_config:\n        http2_protocol_options: {}\n",
+            "      use_downstream_protocol_config:\n"
+            "        http2_protocol_options: {max_concurrent_streams: 7}\n")
+        assert "use_downstream_protocol_config" in cluster
+        return bootstrap(ALL_VHOST, [cluster])
+
+    def test_each_request_goes_upstream_in_its_clients_protocol(self):
+        status, _, data = request(self.port, "GET", "/from-http1")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(data)["protocol"], "HTTP/1.1")
+        c = H2Client(self.port)
+        self.addCleanup(c.close)
+        sid = c.request("/from-h2")
+        c.wait(lambda: c.done(sid))
+        self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+        echo = json.loads(c.streams[sid]["data"])
+        self.assertNotIn("protocol", echo)  # the h2 side's echo
+        self.assertEqual(echo["path"], "/from-h2")
+        self.assertGreaterEqual(self.turnout.counter("cluster.h2.upstream_cx_http2_total"), 1)
+        self.assertGreaterEqual(self.turnout.counter("cluster.h2.upstream_cx_http1_total"), 1)
+
+
 class UpgradeTest(Http2UpstreamTestCase):
     @classmethod
     def make_bootstrap(cls):

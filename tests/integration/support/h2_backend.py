@@ -21,6 +21,10 @@ Options:
                             and no WINDOW_UPDATE until this long after their
                             headers arrived: the proxy's request body waits on
                             flow control meanwhile
+    http1                   a connection that does not open with the HTTP/2
+                            preface is served as HTTP/1.1: each request gets
+                            {"protocol": "HTTP/1.1", "method", "path"} (a
+                            backend for both sides of use_downstream_protocol_config)
 """
 
 import hashlib
@@ -38,7 +42,9 @@ import h2.settings
 
 
 class H2Backend:
-    def __init__(self, max_concurrent_streams=100, refuse_first=False, hold_window_s=None):
+    def __init__(self, max_concurrent_streams=100, refuse_first=False, hold_window_s=None,
+                 http1=False):
+        self.http1 = http1
         self.max_concurrent_streams = max_concurrent_streams
         self.refuse_first = refuse_first
         self.hold_window_s = hold_window_s
@@ -91,7 +97,47 @@ class H2Backend:
             self._conns.append(conn)
             threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
 
+    def _serve_http1(self, sock, data):
+        """HTTP/1.1 keep-alive, bodiless requests: a JSON line per request."""
+        sock.settimeout(10)
+        try:
+            while True:
+                while b"\r\n\r\n" not in data:
+                    d = sock.recv(65536)
+                    if not d:
+                        return
+                    data += d
+                head, data = data.split(b"\r\n\r\n", 1)
+                method, path, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+                echo = {"protocol": "HTTP/1.1", "method": method, "path": path}
+                with self.lock:
+                    self.requests.append(echo)
+                body = json.dumps(echo).encode()
+                sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
     def _serve(self, sock, index):
+        if self.http1:
+            preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            first = b""
+            while len(first) < len(preface) and preface.startswith(first):
+                d = sock.recv(len(preface) - len(first))
+                if not d:
+                    sock.close()
+                    return
+                first += d
+            if first != preface:
+                self._serve_http1(sock, first)
+                return
+            self._serve_h2(sock, index, first)
+            return
+        self._serve_h2(sock, index, b"")
+
+    def _serve_h2(self, sock, index, received):
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         h2c = h2.connection.H2Connection(config=config)
         h2c.initiate_connection()
@@ -112,7 +158,8 @@ class H2Backend:
                 sock.settimeout(30 if not held else
                                 max(0.01, min(h[0] for h in held.values()) - time.monotonic()))
                 try:
-                    data = sock.recv(65536)
+                    # What _serve read to tell the protocol comes first.
+                    data, received = (received, b"") if received else (sock.recv(65536), b"")
                 except socket.timeout:
                     if held:
                         continue

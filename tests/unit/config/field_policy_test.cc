@@ -231,39 +231,61 @@ TEST_CASE("features turnout does not implement fail validation with their field 
   };
   auto [what, yaml, want] = GENERATE_COPY(values<Case>({
       {"a listener with the upstream side's TLS context",
-       bootstrap("", absl::StrReplaceAll(tls_listener, {{"DownstreamTlsContext", "UpstreamTlsContext"}}),
-                 kRouteConfig, ""),
-       ch + ".transport_socket.typed_config: unsupported extension type 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'"},
+       bootstrap(
+           "", absl::StrReplaceAll(tls_listener, {{"DownstreamTlsContext", "UpstreamTlsContext"}}),
+           kRouteConfig, ""),
+       ch + ".transport_socket.typed_config: unsupported extension type "
+            "'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'"},
       {"cluster TLS with a field turnout does not honour",
-       bootstrap("", "", kRouteConfig,
-                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x, allow_renegotiation: true}}\n"),
-       "static_resources.clusters[0].transport_socket.typed_config.allow_renegotiation: TLS renegotiation is not supported by turnout"},
+       bootstrap(
+           "", "", kRouteConfig,
+           "    transport_socket: {name: tls, typed_config: {\"@type\": "
+           "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: "
+           "x, allow_renegotiation: true}}\n"),
+       "static_resources.clusters[0].transport_socket.typed_config.allow_renegotiation: TLS "
+       "renegotiation is not supported by turnout"},
       {"a cluster with the listener side's TLS context",
        bootstrap("", "", kRouteConfig,
-                 "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext}}\n"),
+                 "    transport_socket: {name: tls, typed_config: {\"@type\": "
+                 "type.googleapis.com/"
+                 "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext}}\n"),
        "static_resources.clusters[0].transport_socket"},
       {"transport_socket_matches",
-       bootstrap("", "", kRouteConfig,
-                 "    transport_socket_matches: [{name: m, transport_socket: {name: raw, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}}]\n"),
-       "static_resources.clusters[0].transport_socket_matches: transport socket matches are not supported by turnout yet"},
+       bootstrap(
+           "", "", kRouteConfig,
+           "    transport_socket_matches: [{name: m, transport_socket: {name: raw, typed_config: "
+           "{\"@type\": "
+           "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}}]\n"),
+       "static_resources.clusters[0].transport_socket_matches: transport socket matches are not "
+       "supported by turnout yet"},
       {"cluster http2_protocol_options field not honoured",
        bootstrap("", "", kRouteConfig, "    http2_protocol_options: {allow_connect: true}\n"),
-       "static_resources.clusters[0].http2_protocol_options.allow_connect: not honoured by turnout's HTTP/2 connections"},
+       "static_resources.clusters[0].http2_protocol_options.allow_connect: not honoured by "
+       "turnout's HTTP/2 connections"},
       {"explicit http2 field not honoured",
-       bootstrap("", "", kRouteConfig, hpo + "        explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 1s}}}\n"),
-       opts + ".explicit_http_config.http2_protocol_options.connection_keepalive: not honoured by turnout's HTTP/2 connections"},
+       bootstrap("", "", kRouteConfig,
+                 hpo + "        explicit_http_config: {http2_protocol_options: "
+                       "{connection_keepalive: {interval: 1s}}}\n"),
+       opts + ".explicit_http_config.http2_protocol_options.connection_keepalive: not honoured by "
+              "turnout's HTTP/2 connections"},
       {"explicit http2 field after an honoured one",
-       bootstrap("", "", kRouteConfig, hpo + "        explicit_http_config: {http2_protocol_options: {initial_stream_window_size: 65535, max_inbound_priority_frames_per_stream: 3, allow_metadata: true}}\n"),
+       bootstrap("", "", kRouteConfig,
+                 hpo + "        explicit_http_config: {http2_protocol_options: "
+                       "{initial_stream_window_size: 65535, "
+                       "max_inbound_priority_frames_per_stream: 3, allow_metadata: true}}\n"),
        opts + ".explicit_http_config.http2_protocol_options.allow_metadata: not honoured"},
-      {"use_downstream_protocol_config",
-       bootstrap("", "", kRouteConfig, hpo + "        use_downstream_protocol_config: {}\n"),
-       opts + ".use_downstream_protocol_config: use_downstream_protocol_config is not supported by turnout"},
-      {"auto_config over HTTP/3", bootstrap("", "", kRouteConfig, hpo + "        auto_config: {http3_protocol_options: {}}\n"),
+      {"use_downstream_protocol_config over HTTP/3",
+       bootstrap("", "", kRouteConfig,
+                 hpo + "        use_downstream_protocol_config: {http3_protocol_options: {}}\n"),
+       opts + ".use_downstream_protocol_config.http3_protocol_options: HTTP/3 upstreams are not "
+              "supported by turnout"},
+      {"auto_config over HTTP/3",
+       bootstrap("", "", kRouteConfig, hpo + "        auto_config: {http3_protocol_options: {}}\n"),
        opts + ".auto_config.http3_protocol_options: HTTP/3 upstreams are not supported by turnout"},
       {"EDS cluster without eds_cluster_config", bootstrap("", "", kRouteConfig, "    type: EDS\n"),
-       "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an EDS config"},
-      {"ORIGINAL_DST cluster with a metadata key",
-       absl::StrCat(R"(
+       "static_resources.clusters[0].eds_cluster_config: cannot create an EDS cluster without an "
+       "EDS config"},
+      {"ORIGINAL_DST cluster with a metadata key", absl::StrCat(R"(
 static_resources:
   clusters:
   - name: o
@@ -271,9 +293,9 @@ static_resources:
     lb_policy: CLUSTER_PROVIDED
     original_dst_lb_config: {metadata_key: {key: k, path: [{key: p}]}}
 )"),
-       "static_resources.clusters[0].original_dst_lb_config.metadata_key: the original destination from dynamic metadata"},
-      {"TCP proxy tunneling",
-       absl::StrCat(R"(
+       "static_resources.clusters[0].original_dst_lb_config.metadata_key: the original destination "
+       "from dynamic metadata"},
+      {"TCP proxy tunneling", absl::StrCat(R"(
 static_resources:
   listeners:
   - name: l
@@ -290,48 +312,70 @@ static_resources:
 )"),
        hcm + ".tunneling_config: tunneling TCP over HTTP (CONNECT) is not supported by turnout"},
       {"EDS over REST",
-       bootstrap("", "", kRouteConfig, "    type: EDS\n    eds_cluster_config: {eds_config: {api_config_source: {api_type: REST}}}\n"),
-       "static_resources.clusters[0].eds_cluster_config.eds_config.api_config_source.api_type: turnout streams xDS over gRPC"},
+       bootstrap("", "", kRouteConfig,
+                 "    type: EDS\n    eds_cluster_config: {eds_config: {api_config_source: "
+                 "{api_type: REST}}}\n"),
+       "static_resources.clusters[0].eds_cluster_config.eds_config.api_config_source.api_type: "
+       "turnout streams xDS over gRPC"},
       {"EDS with an inline load_assignment",
-       bootstrap("", "", kRouteConfig, "    type: EDS\n    eds_cluster_config: {eds_config: {path: /tmp/eds.json}}\n"),
-       "static_resources.clusters[0].load_assignment: an EDS cluster takes its endpoints from eds_cluster_config"},
+       bootstrap("", "", kRouteConfig,
+                 "    type: EDS\n    eds_cluster_config: {eds_config: {path: /tmp/eds.json}}\n"),
+       "static_resources.clusters[0].load_assignment: an EDS cluster takes its endpoints from "
+       "eds_cluster_config"},
       {"dynamic_resources ADS to an unknown cluster",
        bootstrap("", "", kRouteConfig, "",
-                 "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: nope}}]}}\n"),
-       "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster 'nope'"},
+                 "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, "
+                 "grpc_services: [{envoy_grpc: {cluster_name: nope}}]}}\n"),
+       "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster "
+       "'nope'"},
       {"dynamic_resources ADS over REST",
        bootstrap("", "", kRouteConfig, "",
-                 "dynamic_resources: {ads_config: {api_type: REST, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: c}}]}}\n"),
-       "dynamic_resources.ads_config.api_type: turnout streams xDS over gRPC: api_type GRPC or DELTA_GRPC"},
+                 "dynamic_resources: {ads_config: {api_type: REST, transport_api_version: V3, "
+                 "grpc_services: [{envoy_grpc: {cluster_name: c}}]}}\n"),
+       "dynamic_resources.ads_config.api_type: turnout streams xDS over gRPC: api_type GRPC or "
+       "DELTA_GRPC"},
       {"dynamic_resources ADS over google_grpc",
        bootstrap("", "", kRouteConfig, "",
-                 "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{google_grpc: {target_uri: x, stat_prefix: x}}]}}\n"),
-       "dynamic_resources.ads_config.grpc_services[0].google_grpc: google_grpc is not supported by turnout"},
+                 "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, "
+                 "grpc_services: [{google_grpc: {target_uri: x, stat_prefix: x}}]}}\n"),
+       "dynamic_resources.ads_config.grpc_services[0].google_grpc: google_grpc is not supported by "
+       "turnout"},
       {"dynamic_resources lds_config api_config_source without V3",
-       bootstrap("", "", kRouteConfig, "", "dynamic_resources: {lds_config: {api_config_source: {api_type: GRPC}}}\n"),
+       bootstrap("", "", kRouteConfig, "",
+                 "dynamic_resources: {lds_config: {api_config_source: {api_type: GRPC}}}\n"),
        "dynamic_resources.lds_config.api_config_source.transport_api_version: must be V3"},
       {"dynamic_resources cds_config ads without ads_config",
        bootstrap("", "", kRouteConfig, "", "dynamic_resources: {cds_config: {ads: {}}}\n"),
        "dynamic_resources.cds_config.ads: an ads config source needs dynamic_resources.ads_config"},
-      {"rds over ADS without ads_config", bootstrap("", "", "          rds: {route_config_name: r, config_source: {ads: {}}}\n", ""),
+      {"rds over ADS without ads_config",
+       bootstrap("", "", "          rds: {route_config_name: r, config_source: {ads: {}}}\n", ""),
        hcm + ".rds.config_source.ads: an ads config source needs dynamic_resources.ads_config"},
       {"SDS secrets",
-       bootstrap("", "", kRouteConfig, "", "  secrets: [{name: s, generic_secret: {secret: {inline_string: x}}}]\n"),
+       bootstrap("", "", kRouteConfig, "",
+                 "  secrets: [{name: s, generic_secret: {secret: {inline_string: x}}}]\n"),
        "static_resources.secrets[0].generic_secret: generic secrets are not supported by turnout"},
       {"filter_chain_match.address_suffix",
-       bootstrap("", "      filter_chain_match: {destination_port: 80, address_suffix: \"1.2\"}\n", kRouteConfig, ""),
+       bootstrap("", "      filter_chain_match: {destination_port: 80, address_suffix: \"1.2\"}\n",
+                 kRouteConfig, ""),
        ch + ".filter_chain_match.address_suffix: not implemented by Envoy either"},
       {"filter_chain_match.suffix_len",
-       bootstrap("", "      filter_chain_match: {server_names: [a.example], suffix_len: 8}\n", kRouteConfig, ""),
+       bootstrap("", "      filter_chain_match: {server_names: [a.example], suffix_len: 8}\n",
+                 kRouteConfig, ""),
        ch + ".filter_chain_match.suffix_len: not implemented by Envoy either"},
       {"filter_chain_match.prefix_ranges malformed",
-       bootstrap("", "      filter_chain_match: {prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 33}]}\n", kRouteConfig, ""),
-       ch + ".filter_chain_match.prefix_ranges[0].prefix_len: 33 is longer than the 32 bits of 10.0.0.0"},
+       bootstrap("",
+                 "      filter_chain_match: {prefix_ranges: [{address_prefix: 10.0.0.0, "
+                 "prefix_len: 33}]}\n",
+                 kRouteConfig, ""),
+       ch + ".filter_chain_match.prefix_ranges[0].prefix_len: 33 is longer than the 32 bits of "
+            "10.0.0.0"},
       {"filter_chain_match.transport_protocol quic",
        bootstrap("", "      filter_chain_match: {transport_protocol: quic}\n", kRouteConfig, ""),
        ch + ".filter_chain_match.transport_protocol: 'quic' is never detected by turnout"},
       {"filter_chain_matcher",
-       bootstrap("    filter_chain_matcher: {on_no_match: {action: {name: x, typed_config: {\"@type\": type.googleapis.com/google.protobuf.StringValue, value: a}}}}\n", "", kRouteConfig, ""),
+       bootstrap("    filter_chain_matcher: {on_no_match: {action: {name: x, typed_config: "
+                 "{\"@type\": type.googleapis.com/google.protobuf.StringValue, value: a}}}}\n",
+                 "", kRouteConfig, ""),
        "static_resources.listeners[0].filter_chain_matcher"},
       {"UDP listener",
        absl::StrReplaceAll(bootstrap("", "", kRouteConfig, ""),
@@ -340,31 +384,38 @@ static_resources:
        "turnout"},
       {"HCM request_timeout (not honoured)",
        bootstrap("", "", absl::StrCat("          request_timeout: 5s\n", kRouteConfig), ""),
-       hcm + ".request_timeout: field 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.request_timeout' is not supported by turnout"},
+       hcm + ".request_timeout: field "
+             "'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
+             "request_timeout' is not supported by turnout"},
       {"a route field turnout ignores",
        bootstrap("", "",
                  R"(          route_config:
             internal_only_headers: [x-internal]
             virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: c}}]}]
-)", ""),
-       hcm + ".route_config.internal_only_headers: field 'envoy.config.route.v3.RouteConfiguration.internal_only_headers' is not supported by turnout"},
+)",
+                 ""),
+       hcm + ".route_config.internal_only_headers: field "
+             "'envoy.config.route.v3.RouteConfiguration.internal_only_headers' is not supported by "
+             "turnout"},
       {"a Bootstrap field nobody listed",
        bootstrap("", "", kRouteConfig, "", "stats_flush_interval: 5s\n"),
-       "stats_flush_interval: field 'envoy.config.bootstrap.v3.Bootstrap.stats_flush_interval' is not supported by turnout"},
-      {"health_check pass_through_mode",
-       bootstrap("", "", kRouteConfig, "", "", R"(
+       "stats_flush_interval: field 'envoy.config.bootstrap.v3.Bootstrap.stats_flush_interval' is "
+       "not supported by turnout"},
+      {"health_check pass_through_mode", bootstrap("", "", kRouteConfig, "", "", R"(
           - name: envoy.filters.http.health_check
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
               pass_through_mode: true
 )"),
-       hcm + ".http_filters[0].typed_config.pass_through_mode: pass-through health checking is not supported"},
+       hcm + ".http_filters[0].typed_config.pass_through_mode: pass-through health checking is not "
+             "supported"},
       {"socket options of an extra source address",
        bootstrap("", "", kRouteConfig,
                  "    upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, "
                  "extra_source_addresses: [{address: {address: \"::6\", port_value: 0}, "
                  "socket_options: {socket_options: [{level: 1, name: 2, int_value: 1}]}}]}\n"),
-       "static_resources.clusters[0].upstream_bind_config.extra_source_addresses[0].socket_options: "
+       "static_resources.clusters[0].upstream_bind_config.extra_source_addresses[0].socket_options:"
+       " "
        "socket options are not supported by turnout"},
   }));
   INFO(what);

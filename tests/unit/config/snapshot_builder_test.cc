@@ -621,6 +621,26 @@ TEST_CASE("auto_config selects the ALPN pool and carries its HTTP/2 options", "[
         std::string::npos);
 }
 
+TEST_CASE("use_downstream_protocol_config follows the client and carries its HTTP/2 options",
+          "[config][snapshot]") {
+  auto typed = buildYaml(
+      "static_resources: {clusters: [{name: c, "
+      "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: "
+      "{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
+      "use_downstream_protocol_config: {http_protocol_options: {}, http2_protocol_options: "
+      "{max_concurrent_streams: 9}}}}}]}");
+  const ClusterConfig* c = typed->findCluster("c");
+  CHECK(c->upstream_protocol == ClusterConfig::UpstreamProtocol::UseDownstream);
+  CHECK(c->http2.max_concurrent_streams == 9);
+  CHECK(buildError("static_resources: {clusters: [{name: c, "
+                   "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3."
+                   "HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams."
+                   "http.v3.HttpProtocolOptions, use_downstream_protocol_config: "
+                   "{http2_protocol_options: {initial_stream_window_size: 5}}}}}]}")
+            .find("use_downstream_protocol_config.http2_protocol_options.initial_stream_window_"
+                  "size") != std::string::npos);
+}
+
 TEST_CASE("HTTP/2 flood limits come from Http2ProtocolOptions and a zero limit is rejected with "
           "its path",
           "[config][snapshot]") {
