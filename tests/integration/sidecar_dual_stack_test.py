@@ -29,7 +29,6 @@ skipped) with the reason when the machine forbids network namespaces.
 import json
 import os
 import sys
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -124,8 +123,12 @@ class SidecarDualStackTest(ChainCase, unittest.TestCase):
                 topo.popen(pod, args, log=os.path.join(cls.tmp, "%s-%d-app.log" % (pod, app_port)))
             cls.startSidecar(pod, TURNOUT, service, "%s:%d" % (CP_IP, XDS_PORT), ADMIN_PORT,
                              PROXY_UID, extra_bootstrap=("--ip-families", "dual"))
-        for pod in PODS:
+        for pod, (_, _, _, _, port) in PODS.items():
             cls.waitReady(pod)
+            # The apps too: the ipv4 test failed 503 (connection failure) on
+            # a loaded machine when the 8082 app was not listening yet.
+            for app_port in ([port, 8082] if pod == "frontend" else [port]):
+                cls.waitListening(pod, app_port, DEADLINE_S)
 
     def test_an_ipv6_call_with_the_key_reaches_the_ipv6_fork_from_6(self):
         self.assertEqual(self.hops(self.call(headers=[KEY])),

@@ -193,6 +193,21 @@ class TopologyCase:
             time.sleep(0.1)
         raise AssertionError("the %s sidecar did not become ready" % pod)
 
+    @classmethod
+    def waitListening(cls, pod, port, deadline_s):
+        """Until something in `pod` accepts TCP connections on 127.0.0.1:`port`
+        (bounded): an app started with popen may not be listening yet when
+        its sidecar is ready, and a call then fails with 503."""
+        import time
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            r = cls.topo.run(pod, ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/%d" % port],
+                             check=False)
+            if r.returncode == 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError("nothing listens on %s:%d" % (pod, port))
+
     def clientJson(self, url, headers=()):
         """GET `url` with curl from the namespace "client"; the JSON body (a
         failure, with the logs dumped, when there is none)."""
