@@ -150,7 +150,10 @@ absl::Status checkSanMatcher(const Message& m, absl::string_view path) {
 
 // --- the table ---------------------------------------------------------------------
 
-constexpr absl::string_view kHttp2OptionReason = "not honoured by turnout's HTTP/2 connections (supported: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, hpack_table_size and the five flood limits)";
+constexpr absl::string_view kHttp2OptionReason =
+    "not honoured by turnout's HTTP/2 connections (supported: allow_connect, "
+    "max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, "
+    "hpack_table_size and the five flood limits)";
 constexpr absl::string_view kXdsReason = "not supported by turnout; use ads (with dynamic_resources.ads_config), api_config_source (gRPC) or path_config_source";
 constexpr absl::string_view kXdsLocatorReason = "xDS-TP resource locators are not supported by turnout";
 constexpr absl::string_view kXdsRestReason = "REST xDS is not supported by turnout; use api_type GRPC";
@@ -619,33 +622,24 @@ FieldPolicyTable* buildTable() {
   // upstream (explicit_http_config.http2_protocol_options, or the deprecated
   // Cluster.http2_protocol_options): turnout advertises four of them, a
   // pool caps a connection's streams at max_concurrent_streams, and the codec
-  // enforces Envoy's five flood limits; every other field is refused with
-  // its path.
+  // enforces Envoy's five flood limits; allow_connect sends
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL (a listener then takes WebSockets over
+  // HTTP/2; a cluster sends it as Envoy does, which asks nothing of the
+  // server: upgrades go to an HTTP/2 upstream as extended CONNECTs either
+  // way); every other field is refused with its path.
   table["envoy.config.core.v3.Http2ProtocolOptions"] = {
-      .supported = {"max_concurrent_streams", "initial_stream_window_size",
-                    "initial_connection_window_size", "hpack_table_size",
-                    "max_outbound_frames", "max_outbound_control_frames",
+      .supported = {"allow_connect", "max_concurrent_streams", "initial_stream_window_size",
+                    "initial_connection_window_size", "hpack_table_size", "max_outbound_frames",
+                    "max_outbound_control_frames",
                     "max_consecutive_inbound_frames_with_empty_payload",
                     "max_inbound_priority_frames_per_stream",
                     "max_inbound_window_update_frames_per_data_frame_sent"},
-      .reasons = {{"allow_connect", kHttp2OptionReason},
-                  {"allow_metadata", kHttp2OptionReason},
+      .reasons = {{"allow_metadata", kHttp2OptionReason},
                   {"stream_error_on_invalid_http_messaging", kHttp2OptionReason},
                   {"override_stream_error_on_invalid_http_message", kHttp2OptionReason},
                   {"custom_settings_parameters", kHttp2OptionReason},
                   {"connection_keepalive", kHttp2OptionReason},
                   {"use_oghttp2_codec", kHttp2OptionReason}}};
-  // The HCM's also honours allow_connect: WebSockets over HTTP/2 (extended
-  // CONNECT, RFC 8441) to HTTP/1.1 upstreams. Clusters still refuse it (no
-  // extended CONNECT to an HTTP/2 upstream yet).
-  {
-    MessagePolicy downstream = table["envoy.config.core.v3.Http2ProtocolOptions"];
-    downstream.supported.push_back("allow_connect");
-    std::erase_if(downstream.reasons, [](const auto& r) { return r.first == "allow_connect"; });
-    table
-        ["envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
-         "http2_protocol_options"] = std::move(downstream);
-  }
   // explicit_http_config.http_protocol_options {} selects HTTP/1.1; each of its
   // knobs is refused (none is honoured yet).
   table["envoy.config.core.v3.Http1ProtocolOptions"] = {};

@@ -71,8 +71,9 @@ struct Http2OptionsConfig {
   uint32_t max_consecutive_inbound_frames_with_empty_payload = 1;
   uint32_t max_inbound_priority_frames_per_stream = 100;
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
-  // Downstream only (the HCM's): extended CONNECT (RFC 8441) is accepted, so
-  // WebSockets come over HTTP/2 (clusters refuse it: field_policy.cc).
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL: a listener accepts extended CONNECT
+  // (RFC 8441), so WebSockets come over HTTP/2; a cluster only advertises it
+  // (Envoy's), upgrades go to it as extended CONNECTs either way.
   bool allow_connect = false;
 };
 

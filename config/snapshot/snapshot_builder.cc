@@ -117,7 +117,7 @@ absl::StatusOr<Http2OptionsConfig> toHttp2Options(const envoy::config::core::v3:
     out.initial_connection_window_size = v;
   }
   if (o.has_hpack_table_size()) out.hpack_table_size = o.hpack_table_size().value();
-  out.allow_connect = o.allow_connect();  // clusters refuse it (field_policy.cc)
+  out.allow_connect = o.allow_connect();
   // Flood limits: Envoy's validate rules (gte 1 where it has one).
   auto atLeastOne = [&](const char* name, const google::protobuf::UInt32Value& v,
                         uint32_t& dst) -> absl::Status {

@@ -513,6 +513,9 @@ void ServerCodec::encodeHeaders(const ResponseHead& head, bool end_stream, std::
   }
   if (close) s.close_after_response = true;
   out.append("\r\n");
+  // The switch happens with the head: what follows, on both sides, is the
+  // tunnel's bytes (an HTTP/2 upstream's DATA come as encodeData, raw).
+  if (s.upgrade_pending) s.upgraded = true;
   if (end_stream) s.finishResponse();
 }
 

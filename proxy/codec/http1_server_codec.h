@@ -57,9 +57,10 @@ std::string_view reasonPhrase(std::uint16_t status);
 // Keep-alive and pipelining: after a request's onMessageComplete the codec
 // pauses (paused() is true) and decode() consumes nothing until the response
 // to that request has been fully encoded; then the caller calls decode()
-// again with the bytes it still holds. Upgrade: once a 101 (or a 2xx to
-// CONNECT) has been encoded, upgraded() is true and the bytes after the
-// request belong to the tunnel; decode() consumes nothing.
+// again with the bytes it still holds. Upgrade: once the head of a 101 (or
+// of a 2xx to CONNECT) has been encoded, upgraded() is true and the bytes
+// after the request belong to the tunnel; decode() consumes nothing, and
+// encodeData() writes the tunnel's bytes as they are (no framing).
 class ServerCodec {
  public:
   // `callbacks` must outlive the codec.

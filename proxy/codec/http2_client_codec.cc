@@ -64,6 +64,12 @@ void ClientSession::onStreamHeaders(ClientStream* s, bool end_stream) {
     return;
   }
   s->final_headers_ = true;
+  if (s->extended_connect_ && h.status >= 200 && h.status < 300) {
+    // The tunnel is open: as the HTTP/1.1 upgrade it stands for, a 101
+    // naming the protocol (Envoy's transformUpgradeResponseFromH2toH1).
+    h.status = 101;
+    h.headers.set("upgrade", s->upgrade_protocol_);
+  }
   h.version_minor = 1;
   h.keep_alive = true;
   h.chunked = false;
@@ -136,18 +142,38 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
   }
   std::vector<nghttp2_nv>& nv = cs.nv;
   nv.clear();
-  nv.push_back(field(":method", head.method));
   const std::string_view authority =
       head.authority.empty() ? head.headers.get("host") : std::string_view(head.authority);
-  if (head.method == "CONNECT") {
+  const bool connect = head.method == "CONNECT";
+  // An HTTP/1.1 upgrade becomes an extended CONNECT (RFC 8441 §4; Envoy's
+  // transformUpgradeRequestFromH1toH2): the Upgrade field's protocol as
+  // :protocol, the original method dropped (Envoy's documented GET-only
+  // flaw); the payload follows as DATA.
+  extended_connect_ = !connect && head.upgrade && !head.upgradeProtocol().empty();
+  if (extended_connect_) upgrade_protocol_.assign(head.upgradeProtocol());
+  nv.push_back(field(":method", connect || extended_connect_ ? std::string_view("CONNECT")
+                                                             : std::string_view(head.method)));
+  if (connect) {
     nv.push_back(field(":authority", authority));
   } else {
+    if (extended_connect_) nv.push_back(field(":protocol", upgrade_protocol_));
     nv.push_back(field(":scheme", head.scheme.empty() ? std::string_view("http") : head.scheme));
     if (!authority.empty()) nv.push_back(field(":authority", authority));
     nv.push_back(field(":path", head.path.empty() ? std::string_view("/") : head.path));
   }
-  appendFields(head.headers, nv);
-  if (head.content_length && !head.headers.has("content-length")) {
+  if (connect || extended_connect_) {
+    // A tunnel's length is unknown: a content-length (an HTTP/1.1 upgrade's
+    // "0") would end it at once (Envoy removes it too).
+    head.headers.forEach([&](std::string_view name, std::string_view value) {
+      if (!connectionSpecific(name, value) && name != "content-length") {
+        nv.push_back(field(name, value));
+      }
+    });
+  } else {
+    appendFields(head.headers, nv);
+  }
+  if (head.content_length && !head.headers.has("content-length") && !connect &&
+      !extended_connect_) {
     cs.content_length = std::to_string(*head.content_length);
     nv.push_back(field("content-length", cs.content_length));
   }
@@ -199,7 +225,7 @@ void ClientStream::release() {
 
 void ClientStream::clear() {
   clearState();
-  headers_sent_ = final_headers_ = not_sent_ = request_sent_ = false;
+  headers_sent_ = final_headers_ = not_sent_ = request_sent_ = extended_connect_ = false;
 }
 
 // --- ClientCodec --------------------------------------------------------------------

@@ -56,7 +56,10 @@ class ClientStream : public StreamState<ClientSession, ResponseDecoderCallbacks,
   };
 
   // Queues the request HEADERS: pseudo-headers from head.method, scheme,
-  // authority and path (CONNECT: method and authority only); every field of
+  // authority and path (CONNECT: method and authority only; an HTTP/1.1
+  // upgrade (head.upgrade): an extended CONNECT, RFC 8441, with its
+  // protocol as :protocol and no content-length, whose 2xx is handed on
+  // as a 101 with `upgrade: <protocol>`); every field of
   // head.headers except the connection-specific ones (connection,
   // keep-alive, proxy-connection, transfer-encoding, upgrade, host, and te
   // other than "trailers"); content-length from head.content_length when
@@ -91,6 +94,8 @@ class ClientStream : public StreamState<ClientSession, ResponseDecoderCallbacks,
   bool final_headers_ = false;  // the final (non-1xx) response head arrived
   bool not_sent_ = false;       // its HEADERS could not be sent
   bool request_sent_ = false;   // its HEADERS went out
+  bool extended_connect_ = false;  // sent as an extended CONNECT (an upgrade)
+  std::string upgrade_protocol_;   // its :protocol (capacity kept across uses)
 };
 
 using ClientStreamPtr = std::unique_ptr<ClientStream, ClientStream::Releaser>;

@@ -62,9 +62,11 @@ struct Http2Settings {
   // WINDOW_UPDATE frames over the connection's life: at most 5 + 2 * (streams
   // opened + this times DATA frames sent).
   std::uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
-  // Server: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441; Envoy's
-  // allow_connect), so that clients may open WebSockets with an extended
-  // CONNECT (:protocol), which the codec hands on as an HTTP/1.1 upgrade.
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441; Envoy's allow_connect).
+  // Server: clients may open WebSockets with an extended CONNECT
+  // (:protocol), which the codec hands on as an HTTP/1.1 upgrade. Client:
+  // only advertised, as Envoy does (upgrades go as extended CONNECTs
+  // whatever it says).
   bool enable_connect_protocol = false;
 };
 

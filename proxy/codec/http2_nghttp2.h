@@ -72,13 +72,15 @@ inline std::string_view nghttp2Details(long rv) {
   }
 }
 
-// Submits our SETTINGS (ENABLE_PUSH 0 for a client) and the connection
-// window. Flow control stays with the caller (no_auto_window_update).
+// Submits our SETTINGS (ENABLE_PUSH 0 for a client; ENABLE_CONNECT_PROTOCOL
+// with allow_connect, from either side as Envoy's sendSettings: from a
+// client it asks nothing of the server) and the connection window. Flow
+// control stays with the caller (no_auto_window_update).
 inline void submitSettings(nghttp2_session* session, const Http2Settings& settings, bool client) {
   nghttp2_settings_entry entries[5];
   std::size_t n = 0;
   if (client) entries[n++] = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
-  if (!client && settings.enable_connect_protocol) {
+  if (settings.enable_connect_protocol) {
     entries[n++] = {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
   }
   entries[n++] = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams};

@@ -534,7 +534,45 @@ asio::awaitable<void> DownstreamConnection::replyCodecError() {
   co_await write(std::chrono::seconds(5));
 }
 
+void DownstreamConnection::beginTunnelBody() {
+  tunnel_body_ = true;
+  // The head's own framing (an upgrade GET or a CONNECT has no body) said
+  // complete; the tunnel's end is the client's FIN.
+  request_complete_ = input_closed_;
+}
+
+asio::awaitable<bool> DownstreamConnection::readTunnelBody(std::chrono::milliseconds timeout) {
+  for (;;) {
+    // Bytes the client sent behind the head (or that the watch read) first:
+    // the codec never parses them.
+    if (buffer_.size() > 0) {
+      auto d = buffer_.data();
+      body_.append(static_cast<const char*>(d.data()), d.size());
+      buffer_.consume(d.size());
+      co_return true;
+    }
+    if (request_complete_) co_return true;
+    if (closed_) co_return false;
+    read_deadline_.expiresAfter(timeout);
+    boost::system::error_code ec;
+    if (tls_) {
+      co_await readTls(ec, kReadChunk);
+    } else {
+      size_t n = co_await stream_.socket().async_read_some(
+          buffer_.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) buffer_.commit(n);
+    }
+    read_deadline_.clear();
+    if (ec == asio::error::eof && !deadline_passed_) {
+      request_complete_ = true;  // the client ended its side of the tunnel
+      co_return true;
+    }
+    if (ec) co_return false;
+  }
+}
+
 asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
+  if (tunnel_body_) co_return co_await readTunnelBody(timeout);
   const size_t before = body_.size();
   for (;;) {
     if (!decodeBuffered()) co_return false;
@@ -718,6 +756,7 @@ void DownstreamConnection::encode100Continue() { out_ += "HTTP/1.1 100 Continue\
 
 void DownstreamConnection::onMessageBegin() {
   head_ = nullptr;
+  tunnel_body_ = false;
   head_end_stream_ = false;
   request_complete_ = false;
   trailers_ = nullptr;

@@ -91,6 +91,7 @@ class DownstreamConnection : public ConnectionHandle,
   bool upgraded() const override { return codec_.upgraded(); }
   DownstreamConnection* http1() override { return this; }
   bool canTunnel() const override { return true; }
+  void beginTunnelBody() override;
 
   // For the tunnel after an upgrade: the socket, and the TLS session over it
   // (null for plaintext).
@@ -161,11 +162,17 @@ class DownstreamConnection : public ConnectionHandle,
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
 
+  // readBody() for a tunnel's payload (beginTunnelBody()).
+  asio::awaitable<bool> readTunnelBody(std::chrono::milliseconds timeout);
+
   // Per-request decode state, reset by onMessageBegin.
   RequestHead* head_ = nullptr;
   bool head_end_stream_ = false;
   bool request_complete_ = false;
   const HeaderMap* trailers_ = nullptr;
+  // The body is the raw bytes after the head (beginTunnelBody()); the
+  // connection closes after this exchange.
+  bool tunnel_body_ = false;
   std::string body_;
   std::vector<routing::HeaderEntry> entries_buf_;
   std::string out_;  // response bytes for the client, reused across requests

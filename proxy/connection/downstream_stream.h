@@ -126,6 +126,14 @@ class DownstreamStream {
   // the client is gone, reset the stream, or the timeout expired.
   virtual asio::awaitable<bool> flush(std::chrono::milliseconds timeout) = 0;
 
+  // The request is a tunnel carried on a multiplexed upstream stream (an
+  // upgrade or a CONNECT sent as HTTP/2 (extended) CONNECT): its body is the
+  // tunnel's payload, to the client's end of it. HTTP/2 streams carry it as
+  // DATA already; HTTP/1 makes every byte after the head, up to the
+  // client's FIN (or TLS close_notify), the body (readBody() delivers them
+  // as they come, requestComplete() turns true at the FIN).
+  virtual void beginTunnelBody() {}
+
   // ---- HTTP/1 only ----
   // The codec requires closing after this exchange (HTTP/1.0, Connection:
   // close from the client, an upgrade).

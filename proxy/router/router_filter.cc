@@ -106,7 +106,8 @@ RouterFilter::RouterFilter(ActiveStream& stream, const routing::RouteDecision& d
     : stream_(stream),
       conn_(stream.conn_),
       d_(decision),
-      request_body_bytes_(stream.request_body_bytes_) {}
+      request_body_bytes_(stream.request_body_bytes_),
+      tunnel_open_signal_(conn_.worker().io().get_executor()) {}
 
 milliseconds RouterFilter::streamIdle() const {
   const milliseconds t = stream_.streamIdle();
@@ -249,15 +250,6 @@ asio::awaitable<void> RouterFilter::forward() {
       if (u.upgrade_type == "connect") connect_terminate_ = u.enabled && u.connect_config;
     }
   }
-  // tunnel() relays between two HTTP/1.1 connections (plaintext or TLS
-  // on either); a tunnel over an HTTP/2 upstream (CONNECT DATA, RFC 8441 for
-  // upgrades) is not implemented, so it is refused rather than sent as
-  // something else.
-  if (cluster_->config().upstream_protocol == config::ClusterConfig::UpstreamProtocol::Http2 &&
-      wantsTunnel() && !connect_terminate_) {
-    co_await replyNoTunnelOverHttp2();
-    co_return;
-  }
   // A gRPC-Web text body that came with the headers is decoded before any
   // upstream is chosen, so a bad one is answered without connecting.
   if (!decodeGrpcWebBody()) {
@@ -268,14 +260,12 @@ asio::awaitable<void> RouterFilter::forward() {
     duration_deadline_ = stream_.start_ + *d_.max_stream_duration;
     deadline_ = std::min(deadline_, duration_deadline_);
   }
-  // An upgrade over HTTP/2 (extended CONNECT): the request is its head; the
-  // stream's DATA is the tunnel's, taken only once the upstream switched.
-  tunnel_in_stream_ = wantsTunnel() && conn_.http1() == nullptr;
   retry_.emplace(d_.retry, stream_.head_.view(stream_.entries_), wantsTunnel());
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();
   prepareUpstreamHeaders();
-  if (requestComplete()) onRequestComplete();
+  // A tunnel's end depends on the upstream stream it gets (attempt()).
+  if (!wantsTunnel() && requestComplete()) onRequestComplete();
   for (uint32_t attempt_number = 0;; ++attempt_number) {
     AttemptResult r = co_await attempt(attempt_number);
     if (r != AttemptResult::Retry) break;
@@ -348,6 +338,14 @@ void RouterFilter::encodeRequestBody(UpstreamStream& stream) {
 }
 
 asio::awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
+  // A tunnel over an HTTP/2 upstream: nothing of the payload goes before
+  // the upstream accepted it (Envoy's router holds a CONNECT's data until
+  // the 2xx, and a WebSocket's until its switch).
+  while (tunnel_over_h2_ && !tunnel_open_ && !body_stopped_) {
+    boost::system::error_code ec;
+    co_await tunnel_open_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (body_stopped_) co_return false;
   const bool read = co_await conn_.readBody(stream_.streamIdle());
   if (!read) {
     if (body_stopped_) co_return false;
@@ -387,6 +385,7 @@ asio::awaitable<void> RouterFilter::replyGrpcWebRejected() {
 
 void RouterFilter::stopRequestBody() {
   body_stopped_ = true;
+  tunnel_open_signal_.notify();
   conn_.stopReading();
 }
 
@@ -410,19 +409,24 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
     routing::RequestView view({}, {}, {}, stream_.entries_);
     if (retry_->wouldRetryResponse(head.status, view) && canRetry()) return true;
   }
-  stream_.final_status_ = head.status;
-  stream_.response_headers_ = &head.headers;
-  stream_.details_ = "via_upstream";
+  if (tunnel_over_h2_ && tunnelAccepted(head.status)) {
+    tunnel_open_ = true;  // the payload may go now (encodeMoreRequest())
+    tunnel_open_signal_.notify();
+  }
   // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
   // Over HTTP/2 the switch is a 200 whose stream goes on (Envoy's
   // transformUpgradeResponseFromH1toH2), and the upgrade fields go.
-  if (tunnel_in_stream_ && head.status == 101) {
+  const bool h2_client_tunnel = wantsTunnel() && conn_.http1() == nullptr;
+  if (h2_client_tunnel && head.status == 101) {
     head.status = 200;
     head.reason.clear();
     end_stream = false;
-  } else if (tunnel_in_stream_ && tunnelAccepted(head.status)) {
+  } else if (h2_client_tunnel && tunnelAccepted(head.status)) {
     end_stream = false;  // a CONNECT's 2xx: the stream goes on as the tunnel
   }
+  stream_.final_status_ = head.status;
+  stream_.response_headers_ = &head.headers;
+  stream_.details_ = "via_upstream";
   http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
   const auto elapsed =
       std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_->startTime());
@@ -559,10 +563,23 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
     }
   }
 
-  if (wantsTunnel() && stream->http1Connection() == nullptr) {
-    // An auto_config host that chose h2 by ALPN: no tunnel over it (forward()).
-    co_await replyNoTunnelOverHttp2();
-    co_return AttemptResult::Failed;
+  if (wantsTunnel()) {
+    // HTTP/1.1 upstream: the head alone, then the connection is the tunnel
+    // (tunnel() or, for an HTTP/2 client, tunnelInStream()). HTTP/2
+    // upstream: an (extended) CONNECT stream whose DATA are the tunnel's,
+    // relayed by the UpstreamRequest like any body.
+    const bool h2_upstream = stream->http1Connection() == nullptr;
+    if (tunnel_over_h2_ && !h2_upstream) {
+      // An earlier attempt made the client's bytes the body of an HTTP/2
+      // stream (beginTunnelBody); an HTTP/1.1 connection cannot take them
+      // now (an auto_config host that changed its ALPN between attempts).
+      co_await stream_.sendLocalReply(503, kBodyConnectFailure, {}, {},
+                                      "upstream_reset_before_response_started{protocol_changed}");
+      co_return AttemptResult::Failed;
+    }
+    tunnel_over_h2_ = h2_upstream;
+    tunnel_in_stream_ = !h2_upstream && conn_.http1() == nullptr;
+    if (tunnel_over_h2_) conn_.beginTunnelBody();
   }
   UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
                            worker.io().get_executor(), worker.deadlines());
@@ -576,7 +593,8 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t atte
   // A multiplexed (HTTP/2) stream may be refused unprocessed, and is then
   // sent again: its body must be replayable too.
   const bool multiplexed = upstream.stream().http1Connection() == nullptr;
-  if ((reused || multiplexed) && attempt_number == 0 && request_body_bytes_ == 0) {
+  if ((reused || multiplexed) && attempt_number == 0 && request_body_bytes_ == 0 &&
+      !tunnel_over_h2_) {
     keep_body_ = true;
   }
 
@@ -797,12 +815,6 @@ asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState&
   shard.sub(stats.upstream_rq_active(), 1);
   cluster.closeTcp(host, std::move(c.conn));
   co_return AttemptResult::Done;
-}
-
-asio::awaitable<void> RouterFilter::replyNoTunnelOverHttp2() {
-  co_await stream_.sendLocalReply(501,
-                                  "upgrade and CONNECT are not supported to an HTTP/2 upstream\n",
-                                  {}, {}, "upgrade_to_http2_upstream_not_supported");
 }
 
 namespace {

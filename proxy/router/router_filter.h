@@ -19,6 +19,7 @@
 #include <string>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/signal.h"
 
 #include "proxy/router/retry_state.h"
 #include "proxy/router/upstream_request.h"
@@ -77,8 +78,6 @@ class RouterFilter : public UpstreamRequestParent {
   // a TCP connection to `host`, a 200 to the client once it is up, then
   // the payload both ways. attempt()'s tail for such a request.
   asio::awaitable<AttemptResult> attemptTcp(HostState& host);
-  // 501: a tunnel over an HTTP/2 upstream is not implemented.
-  asio::awaitable<void> replyNoTunnelOverHttp2();
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
   asio::awaitable<void> replyOverflow();
   // 504 UT: the route timeout expired before a response started.
@@ -132,9 +131,16 @@ class RouterFilter : public UpstreamRequestParent {
   bool body_stopped_ = false;     // stopRequestBody() on the current attempt
   bool mirrors_started_ = false;
   // An upgrade or a CONNECT on an HTTP/2 stream (extended CONNECT, RFC
-  // 8441, or RFC 9113 §8.5): the upstream gets the head alone, and a 101
-  // (a 2xx to a CONNECT) opens a StreamTunnel.
+  // 8441, or RFC 9113 §8.5) to an HTTP/1.1 upstream: the upstream gets the
+  // head alone, and a 101 (a 2xx to a CONNECT) opens a StreamTunnel.
   bool tunnel_in_stream_ = false;
+  // An upgrade or a CONNECT to an HTTP/2 upstream (an extended CONNECT or a
+  // CONNECT stream; docs/connect.md): the client's payload is the request
+  // body (DownstreamStream::beginTunnelBody), sent only once tunnel_open_
+  // (the upstream's 2xx, a 101 from the codec for an upgrade).
+  bool tunnel_over_h2_ = false;
+  bool tunnel_open_ = false;
+  Signal tunnel_open_signal_;  // tunnel_open_ or body_stopped_ changed
   // A CONNECT terminated here (attemptTcp()).
   bool connect_terminate_ = false;
 };

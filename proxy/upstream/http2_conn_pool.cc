@@ -164,12 +164,8 @@ Http2PoolStream::Http2PoolStream(Http2PoolConnectionSharedPtr conn, bool reused)
 
 void Http2PoolStream::encodeHeaders(const RequestHead& head, bool end_stream) {
   if (reset_ || !h2_) return;
-  if (head.method == "CONNECT" || head.upgrade) {
-    // Tunnels over HTTP/2 upstreams (CONNECT DATA, RFC 8441) are not
-    // implemented; the router answers these before choosing a stream.
-    markReset(StreamResetReason::kProtocolError);
-    return;
-  }
+  // A CONNECT or an upgrade (an extended CONNECT, RFC 8441) is a stream
+  // like any other: its payload is the stream's DATA both ways.
   absl::Status st = h2_->encodeHeaders(head, end_stream);
   if (!st.ok()) {
     // The connection could no longer start streams: never sent, safe to retry.

@@ -19,6 +19,8 @@ import threading
 import time
 import unittest
 
+import h2.settings  # Debian's python3-h2
+
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
@@ -406,25 +408,84 @@ class UseDownstreamProtocolTest(Http2UpstreamTestCase):
 
 
 class UpgradeTest(Http2UpstreamTestCase):
+    """An HTTP/1.1 upgrade to an HTTP/2 cluster goes as an extended CONNECT
+    (RFC 8441), seen here by python3-h2 on the far side (which does not take
+    a plain CONNECT: tunnel_http2_upstream_test.py has those, and the full
+    hop, against a second turnout)."""
+
+    BACKEND_OPTIONS = {"tunnels": True}
+
     @classmethod
     def make_bootstrap(cls):
-        yaml = bootstrap(ALL_VHOST, [h2_cluster("h2", [cls.backend.port])])
+        # allow_connect on the cluster: advertised, as Envoy's (not needed
+        # for the extended CONNECT itself).
+        yaml = bootstrap(ALL_VHOST, [h2_cluster("h2", [cls.backend.port],
+                                                http2_options="{allow_connect: true}")])
         return yaml.replace("stat_prefix: ingress\n",
                             "stat_prefix: ingress\n"
                             "          upgrade_configs: [{upgrade_type: websocket}]\n", 1)
 
-    def test_an_upgrade_to_an_h2_cluster_is_refused_with_a_local_reply(self):
+    def tunnel(self, head):
+        """Sends `head`; returns (socket, response head, first line of the
+        backend's echo of the request it saw)."""
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
-        try:
-            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\n"
-                         b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-            status, _, body, _ = read_response(sock)
-        finally:
-            sock.close()
-        self.assertEqual(status, 501, body)
-        self.assertIn(b"not supported to an HTTP/2 upstream", body)
-        self.assertEqual([r for r in self.backend.requests if r["path"] == "/ws"], [])
+        self.addCleanup(sock.close)
+        sock.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"\n"):
+            d = sock.recv(65536)
+            self.assertTrue(d, data)
+            data += d
+        resp, _, echo = data.partition(b"\r\n\r\n")
+        return sock, resp, json.loads(echo)
+
+    def test_an_upgrade_goes_as_an_extended_connect_and_its_200_is_the_101(self):
+        sock, resp, echo = self.tunnel(
+            b"GET /ws?x=1 HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        lines = resp.decode().lower().split("\r\n")
+        self.assertEqual(lines[0], "http/1.1 101 switching protocols", resp)
+        self.assertIn("upgrade: websocket", lines)
+        self.assertIn("connection: upgrade", lines)
+        # RFC 8441 §4: :method CONNECT, :protocol, :scheme, :path and
+        # :authority; no connection-specific field, no content-length.
+        fields = echo["headers"]
+        pseudo = [(n, v) for n, v in fields if n.startswith(":")]
+        self.assertEqual(sorted(pseudo), sorted([(":method", "CONNECT"),
+                                                 (":protocol", "websocket"),
+                                                 (":scheme", "http"), (":path", "/ws?x=1"),
+                                                 (":authority", "svc")]), fields)
+        names = [n for n, _ in fields]
+        for banned in ("upgrade", "connection", "content-length", "host"):
+            self.assertNotIn(banned, names)
+        self.assertIn(["sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="], fields)
+        sock.sendall(b"frame")
+        self.assertEqual(recv_exactly(sock, len(b"echo:frame")), b"echo:frame")
+        # The cluster's allow_connect went out in turnout's SETTINGS.
+        self.assertEqual(self.backend.client_settings.get(
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL), 1)
+        sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(recv_to_eof(sock), b"")  # END_STREAM, then the close
+
+
+def recv_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        d = sock.recv(n - len(data))
+        if not d:
+            break
+        data += d
+    return data
+
+
+def recv_to_eof(sock):
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d
 
 
 class SandboxRoutingTest(unittest.TestCase):
@@ -469,12 +530,12 @@ class ConfigRejectionTest(unittest.TestCase):
                                   stdin=subprocess.DEVNULL)
 
     def test_a_bad_http2_protocol_options_field_is_rejected_at_startup_with_its_path(self):
-        r = self.run_turnout(h2_cluster("h2", [1], http2_options="{allow_connect: true}"))
+        r = self.run_turnout(h2_cluster("h2", [1], http2_options="{allow_metadata: true}"))
         self.assertNotEqual(r.returncode, 0)
         out = r.stdout + r.stderr
         self.assertIn("static_resources.clusters[0].typed_extension_protocol_options"
                       "[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]"
-                      ".explicit_http_config.http2_protocol_options.allow_connect", out)
+                      ".explicit_http_config.http2_protocol_options.allow_metadata", out)
         self.assertIn("not honoured by turnout's HTTP/2 connections", out)
 
     def test_the_deprecated_field_is_checked_the_same_way(self):

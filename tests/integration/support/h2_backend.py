@@ -25,6 +25,11 @@ Options:
                             preface is served as HTTP/1.1: each request gets
                             {"protocol": "HTTP/1.1", "method", "path"} (a
                             backend for both sides of use_downstream_protocol_config)
+    tunnels                 SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, and a
+                            CONNECT (plain or extended, RFC 8441) is answered
+                            at its HEADERS: a 200 with no content-length, the
+                            echo as the first DATA, then b"echo:" + each DATA
+                            received, and END_STREAM after the client's
 """
 
 import hashlib
@@ -43,14 +48,16 @@ import h2.settings
 
 class H2Backend:
     def __init__(self, max_concurrent_streams=100, refuse_first=False, hold_window_s=None,
-                 http1=False):
+                 http1=False, tunnels=False):
         self.http1 = http1
+        self.tunnels = tunnels
         self.max_concurrent_streams = max_concurrent_streams
         self.refuse_first = refuse_first
         self.hold_window_s = hold_window_s
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []  # echo dicts, in arrival order
+        self.client_settings = {}  # the last SETTINGS values a client sent
         self.refused = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +151,10 @@ class H2Backend:
         settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams}
         if self.hold_window_s is not None:
             settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = 1
+        if self.tunnels:
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
         h2c.update_settings(settings)
+        tunnels = set()  # ids of open CONNECT streams
         sock.sendall(h2c.data_to_send())
         streams = {}   # id -> request state
         outgoing = {}  # id -> [bytes left, trailers or None]
@@ -172,8 +182,18 @@ class H2Backend:
                                                  "trailers": []}
                         if self.hold_window_s is not None and not ev.stream_ended:
                             held[ev.stream_id] = [time.monotonic() + self.hold_window_s, 0]
-                        if ev.stream_ended:
+                        if self.tunnels and dict(ev.headers).get(":method") == "CONNECT":
+                            self._open_tunnel(h2c, ev.stream_id, streams, index)
+                            tunnels.add(ev.stream_id)
+                        elif ev.stream_ended:
                             self._respond(h2c, ev.stream_id, streams, outgoing, index)
+                    elif isinstance(ev, h2.events.DataReceived) and ev.stream_id in tunnels:
+                        h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if ev.data:
+                            h2c.send_data(ev.stream_id, b"echo:" + ev.data)
+                        if ev.stream_ended:
+                            h2c.end_stream(ev.stream_id)
+                            tunnels.discard(ev.stream_id)
                     elif isinstance(ev, h2.events.DataReceived):
                         if ev.stream_id in streams:
                             streams[ev.stream_id]["body"] += ev.data
@@ -191,6 +211,10 @@ class H2Backend:
                     elif isinstance(ev, h2.events.StreamReset):
                         outgoing.pop(ev.stream_id, None)
                         streams.pop(ev.stream_id, None)
+                    elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                        with self.lock:
+                            for code, change in ev.changed_settings.items():
+                                self.client_settings[code] = change.new_value
                     elif isinstance(ev, h2.events.ConnectionTerminated):
                         sock.sendall(h2c.data_to_send())
                         return
@@ -219,6 +243,14 @@ class H2Backend:
                     h2c.acknowledge_received_data(unacked, sid)
             except h2.exceptions.StreamClosedError:
                 pass
+
+    def _open_tunnel(self, h2c, sid, streams, index):
+        req = streams.pop(sid)
+        echo = {"method": "CONNECT", "headers": req["headers"], "conn": index, "stream": sid}
+        with self.lock:
+            self.requests.append(echo)
+        h2c.send_headers(sid, [(":status", "200")])
+        h2c.send_data(sid, json.dumps(echo).encode() + b"\n")
 
     def _respond(self, h2c, sid, streams, outgoing, index):
         req = streams.pop(sid)

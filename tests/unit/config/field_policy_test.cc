@@ -259,8 +259,8 @@ TEST_CASE("features turnout does not implement fail validation with their field 
        "static_resources.clusters[0].transport_socket_matches: transport socket matches are not "
        "supported by turnout yet"},
       {"cluster http2_protocol_options field not honoured",
-       bootstrap("", "", kRouteConfig, "    http2_protocol_options: {allow_connect: true}\n"),
-       "static_resources.clusters[0].http2_protocol_options.allow_connect: not honoured by "
+       bootstrap("", "", kRouteConfig, "    http2_protocol_options: {allow_metadata: true}\n"),
+       "static_resources.clusters[0].http2_protocol_options.allow_metadata: not honoured by "
        "turnout's HTTP/2 connections"},
       {"explicit http2 field not honoured",
        bootstrap("", "", kRouteConfig,

@@ -282,6 +282,28 @@ TEST_CASE("server codec detects upgrade and steps aside after 101", "[codec][htt
   CHECK(*n == 0);
 }
 
+TEST_CASE("server codec switches at a 101 head whose tunnel bytes follow as data",
+          "[codec][http1_server]") {
+  // An HTTP/2 upstream's switch (an extended CONNECT's 200) is a head that
+  // does not end the stream: the tunnel's bytes come as encodeData.
+  ServerHarness h({}, false);
+  h.feed("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  REQUIRE(h.status.ok());
+  ResponseHead r;
+  r.status = 101;
+  r.headers.add("upgrade", "websocket");
+  std::string out;
+  h.codec.encodeHeaders(r, false, out);
+  CHECK(out ==
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n");
+  CHECK(h.codec.upgraded());
+  out.clear();
+  h.codec.encodeData(std::span<const char>("\x81\x02hi", 4), false, out);
+  h.codec.encodeData(std::span<const char>("!", 1), true, out);
+  CHECK(out == "\x81\x02hi!");  // as they are: no chunk framing
+  CHECK(h.codec.upgraded());
+}
+
 TEST_CASE("server codec answers a refused upgrade normally and keeps the connection",
           "[codec][http1_server]") {
   ServerHarness h;

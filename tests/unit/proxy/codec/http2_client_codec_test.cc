@@ -177,6 +177,62 @@ TEST_CASE("h2 CONNECT sends only :method and :authority", "[h2codec]") {
   CHECK(req.get(":scheme") == "<none>");
 }
 
+TEST_CASE("h2 an upgrade is sent as an extended CONNECT and its 2xx is a 101", "[h2codec]") {
+  // RFC 8441 §4; the peer accepts :protocol only after it sent the setting.
+  Connected c({}, {{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}});
+  StreamRecorder r;
+  RequestHead head = get("/chat?room=1");
+  head.upgrade = true;
+  head.headers.add("upgrade", "websocket");
+  head.headers.add("connection", "upgrade");
+  head.headers.add("content-length", "0");
+  head.headers.add("sec-websocket-key", "k");
+  head.content_length = 0;
+  ClientStreamPtr s = c.start(r, head, false);
+  s->encodeData(std::span<const char>("hello", 5), false);
+  REQUIRE(pump(c.client, c.peer));
+  const test::PeerRequest& req = c.peer.requests.at(1);
+  CHECK(req.get(":method") == "CONNECT");
+  CHECK(req.get(":protocol") == "websocket");
+  CHECK(req.get(":path") == "/chat?room=1");
+  CHECK(req.get(":scheme") == "http");
+  CHECK(req.get(":authority") == "backend.local");
+  CHECK(req.get("sec-websocket-key") == "k");
+  // No content-length: the tunnel's payload follows as DATA.
+  CHECK(req.get("content-length") == "<none>");
+  CHECK(req.get("upgrade") == "<none>");
+  CHECK(req.get("connection") == "<none>");
+  CHECK(req.body == "hello");
+  CHECK_FALSE(req.ended);
+  c.peer.respond(1, "200", {{"sec-websocket-protocol", "chat"}}, "welcome");
+  REQUIRE(pump(c.client, c.peer));
+  CHECK(r.events == "B|H101|DE|C|");  // the peer ended its side after the body
+  CHECK(r.headers.get("upgrade") == "websocket");
+  CHECK(r.headers.get("sec-websocket-protocol") == "chat");
+  CHECK(r.body == "welcome");
+}
+
+TEST_CASE("h2 an extended CONNECT refused by its upstream keeps the refusal's status",
+          "[h2codec]") {
+  Connected c({}, {{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}});
+  StreamRecorder r;
+  RequestHead head = get("/ws");
+  head.upgrade = true;
+  head.headers.add("upgrade", "websocket");
+  ClientStreamPtr s = c.start(r, head, false);
+  REQUIRE(pump(c.client, c.peer));
+  c.peer.respond(1, "403", {}, "no");
+  REQUIRE(pump(c.client, c.peer));
+  CHECK(r.events == "B|H403|DE|C|");
+  CHECK(r.headers.get("upgrade").data() == nullptr);
+  // A plain request on the same stream object later is a plain request.
+  StreamRecorder r2;
+  ClientStreamPtr s2 = c.start(r2, get("/after"));
+  REQUIRE(pump(c.client, c.peer));
+  CHECK(c.peer.requests.at(3).get(":method") == "GET");
+  CHECK(c.peer.requests.at(3).get(":protocol") == "<none>");
+}
+
 TEST_CASE("h2 many concurrent streams complete independently", "[h2codec]") {
   Connected c;
   constexpr int kStreams = 300;

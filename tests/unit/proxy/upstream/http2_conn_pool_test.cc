@@ -652,17 +652,23 @@ TEST_CASE("max_pending_requests 0 overflows a request that would have to wait", 
   CHECK(f.counter("upstream_cx_total") == 0);
 }
 
-TEST_CASE("a CONNECT request is reset on an HTTP/2 upstream stream, never sent", "[pool][http2]") {
+TEST_CASE("a CONNECT is a stream like any other on an HTTP/2 upstream", "[pool][http2]") {
+  // RFC 9113 §8.5: :method and :authority only; its payload would be the
+  // stream's DATA (docs/connect.md "Tunnels over an HTTP/2 upstream").
   Fixture f;
   Exchange warm;
   REQUIRE(f.run(warm));
   Exchange x;
   x.method = "CONNECT";
   REQUIRE(f.run(x));
-  CHECK(x.reset);
-  CHECK(x.reason == StreamResetReason::kProtocolError);
-  CHECK(f.server.conns[0]->peer->requests.size() == 1);
-  // The connection is unharmed.
+  CHECK_FALSE(x.reset);
+  CHECK(x.code == 200);
+  const auto& r = f.server.conns[0]->peer->requests[3];
+  CHECK(r.get(":method") == "CONNECT");
+  CHECK(r.get(":authority") == "upstream.test");
+  CHECK(r.get(":path") == "<none>");
+  CHECK(r.get(":scheme") == "<none>");
+  // The connection goes on.
   Exchange after;
   REQUIRE(f.run(after));
   CHECK(after.code == 200);
