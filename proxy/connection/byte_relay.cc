@@ -40,7 +40,7 @@ struct ByteRelay::SpawnedDone {
   void operator()(std::exception_ptr e) const {
     LogEscapedException{"conn", "byte relay"}(e);
     *running = false;
-    relay->joined_.cancel();
+    relay->joined_.notify();
   }
 };
 
@@ -54,7 +54,7 @@ ByteRelay::ByteRelay(asio::io_context& io, RelayEnd& down, RelayEnd& up, size_t 
       idle_(idle),
       observer_(observer),
       id_(connection_id),
-      joined_(io, std::chrono::steady_clock::time_point::max()),
+      joined_(io.get_executor()),
       idle_timer_(io) {}
 
 void ByteRelay::close() {
@@ -93,13 +93,11 @@ asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
   co_await pump(kToUpstream, std::move(to_up));
   // The other direction, then the idle watch (stopped once both are done).
   while (pump_running_) {
-    joined_.expires_at(std::chrono::steady_clock::time_point::max());
     co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   done_ = true;
   idle_timer_.cancel();
   while (idle_running_) {
-    joined_.expires_at(std::chrono::steady_clock::time_point::max());
     co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   if (flushing_) {

@@ -30,6 +30,7 @@
 
 #include "proxy/common/asio.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/signal.h"
 #include "proxy/tls/tls_transport.h"
 
 namespace turnout::proxy {
@@ -128,7 +129,7 @@ class ByteRelay {
   // Each pump's reader: it waits in 512 bytes, as a WebSocket message or a
   // database query usually is, and reads more on at once.
   std::array<WaitingReader<512>, 2> readers_;
-  asio::steady_timer joined_;           // cancelled when one of them ends
+  Signal joined_;  // notified when one of them ends
   asio::steady_timer idle_timer_;
   std::chrono::steady_clock::time_point last_activity_;
 };

@@ -102,7 +102,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstS
       id_(Worker::next_connection_id_.fetch_add(1)),
       buffer_(256 * 1024),
       codec_(*this, settingsFor(config_, listener_index_, chain_index_)),
-      stop_wait_(worker.io()),
+      stop_wait_(worker.io().get_executor()),
       read_deadline_(worker.deadlines(), &DownstreamConnection::onDeadline, this),
       write_deadline_(worker.deadlines(), &DownstreamConnection::onDeadline, this),
       started_(std::chrono::steady_clock::now()) {
@@ -585,7 +585,6 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
       // stopReading() after this wait began: the pump never reads again
       // once told to stop).
       boost::system::error_code ec;
-      stop_wait_.expires_at(std::chrono::steady_clock::time_point::max());
       co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       co_return false;
     }
@@ -735,7 +734,7 @@ std::string_view DownstreamConnection::protocol() const {
 }
 
 void DownstreamConnection::stopReading() {
-  stop_wait_.cancel();
+  stop_wait_.notify();
   boost::system::error_code ec;
   stream_.socket().cancel(ec);
 }

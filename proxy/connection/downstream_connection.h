@@ -9,6 +9,7 @@
 
 #include "proxy/common/asio.h"
 #include "proxy/common/deadline_queue.h"
+#include "proxy/common/signal.h"
 
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/connection/downstream_stream.h"
@@ -152,7 +153,7 @@ class DownstreamConnection : public ConnectionHandle,
   http1::ServerCodec codec_;
   // readBody() waits on it once the response ended the request early;
   // stopReading() ends the wait.
-  asio::steady_timer stop_wait_;
+  Signal stop_wait_;
   // The read and write timeouts (DeadlineQueue: no Asio timer per
   // operation). When one passes, the socket closes as with a Beast
   // tcp_stream's timeout, and deadline_passed_ says why the operation failed.

@@ -25,7 +25,7 @@ StreamTunnel::StreamTunnel(asio::io_context& io, DownstreamStream& down, RelayEn
       observer_(observer),
       id_(connection_id),
       idle_(DeadlineQueue::of(io), &StreamTunnel::onIdle, this),
-      joined_(io, std::chrono::steady_clock::time_point::max()) {}
+      joined_(io.get_executor()) {}
 
 std::chrono::milliseconds StreamTunnel::flushTimeout() const {
   return idle_ms_.count() > 0 ? idle_ms_ : kForever;
@@ -55,11 +55,10 @@ asio::awaitable<void> StreamTunnel::run(std::string to_down) {
   asio::co_spawn(io_, toDownstream(std::move(to_down)), [this](std::exception_ptr e) {
     LogEscapedException{"conn", "stream tunnel"}(e);
     down_running_ = false;
-    joined_.cancel();
+    joined_.notify();
   });
   co_await toUpstream();
   while (down_running_) {
-    joined_.expires_at(std::chrono::steady_clock::time_point::max());
     co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   idle_.clear();

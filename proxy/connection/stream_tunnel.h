@@ -27,6 +27,7 @@
 
 #include "proxy/common/asio.h"
 #include "proxy/common/deadline_queue.h"
+#include "proxy/common/signal.h"
 #include "proxy/connection/byte_relay.h"
 
 namespace turnout::proxy {
@@ -69,7 +70,7 @@ class StreamTunnel {
   WaitingReader<512> reader_;
   bool closed_ = false;
   bool down_running_ = false;  // the co_spawned toDownstream pump
-  asio::steady_timer joined_;  // cancelled when it ends
+  Signal joined_;              // notified when it ends
 };
 
 }  // namespace turnout::proxy
