@@ -70,6 +70,15 @@ struct ServiceResources {
   route_v3::VirtualHost virtual_host;
 };
 
+// Endpoints that are all IP addresses make an EDS cluster (with a
+// ClusterLoadAssignment of its name); a DNS name makes a DNS cluster.
+bool allIp(const Endpoints& endpoints) {
+  for (const Endpoint& ep : endpoints) {
+    if (!ep.isIp()) return false;
+  }
+  return true;
+}
+
 // One generated cluster; EDS clusters also get their ClusterLoadAssignment.
 void addCluster(ServiceResources& out, const std::string& name, const Endpoints& endpoints,
                 bool http2) {
@@ -83,9 +92,7 @@ void addCluster(ServiceResources& out, const std::string& name, const Endpoints&
   }
   c.mutable_connect_timeout()->set_seconds(kConnectTimeoutSeconds);
   c.set_lb_policy(cluster_v3::Cluster::ROUND_ROBIN);
-  bool all_ip = true;
-  for (const Endpoint& ep : endpoints) all_ip = all_ip && ep.isIp();
-  if (all_ip) {
+  if (allIp(endpoints)) {
     c.set_type(cluster_v3::Cluster::EDS);
     auto* eds = c.mutable_eds_cluster_config()->mutable_eds_config();
     eds->mutable_ads();
@@ -328,24 +335,39 @@ const Release* releaseOf(const Model& model, const std::string& service) {
 // (`forks`, by key) and its release: a unit IncrementalGenerator reuses
 // while those inputs stay the same. Forks and versions speak their
 // service's protocol.
-ServiceResources serviceResources(const Model& model, const Service& service,
-                                  const std::vector<const Sandbox*>& forks, Profile profile) {
-  ServiceResources out;
-  const Release* release = releaseOf(model, service.name);
+// The service's virtual host: its domains, the sandbox routes of `forks`,
+// then the release's and the baseline's.
+route_v3::VirtualHost serviceVirtualHost(const Service& service,
+                                         const std::vector<const Sandbox*>& forks,
+                                         const Release* release, Profile profile) {
+  route_v3::VirtualHost vh;
+  vh.set_name(profile.vhds ? virtualHostResourceName(service.name) : service.name);
+  for (auto& d : domainsFor(service)) vh.add_domains(std::move(d));
+  addSandboxRoutes(vh, forks, service, release, profile.dialect);
+  addUnforkedRoutes(vh, service, release, nullptr, "");
+  return vh;
+}
+
+// The clusters (and assignments) of the baseline and the release versions,
+// the ones every change to a service makes again (a few).
+void addServiceClusters(ServiceResources& out, const Service& service, const Release* release) {
   addCluster(out, clusterName(service.name), service.endpoints, service.isHttp2());
-  for (const Sandbox* sb : forks) {
-    addCluster(out, clusterName(service.name, sb->key), sb->forks.at(service.name), service.isHttp2());
-  }
   if (release != nullptr) {
     for (const auto& [version, endpoints] : release->versions) {
       addCluster(out, clusterName(service.name, version), endpoints, service.isHttp2());
     }
   }
-  route_v3::VirtualHost& vh = out.virtual_host;
-  vh.set_name(profile.vhds ? virtualHostResourceName(service.name) : service.name);
-  for (auto& d : domainsFor(service)) vh.add_domains(std::move(d));
-  addSandboxRoutes(vh, forks, service, release, profile.dialect);
-  addUnforkedRoutes(vh, service, release, nullptr, "");
+}
+
+ServiceResources serviceResources(const Model& model, const Service& service,
+                                  const std::vector<const Sandbox*>& forks, Profile profile) {
+  ServiceResources out;
+  const Release* release = releaseOf(model, service.name);
+  addServiceClusters(out, service, release);
+  for (const Sandbox* sb : forks) {
+    addCluster(out, clusterName(service.name, sb->key), sb->forks.at(service.name), service.isHttp2());
+  }
+  out.virtual_host = serviceVirtualHost(service, forks, release, profile);
   return out;
 }
 
@@ -600,14 +622,39 @@ void IncrementalGenerator::update(const Model& model) {
     std::unique_ptr<Unit>& unit = units_[name];
     if (unit != nullptr && unit->sameInputs(service, f, release)) continue;
     if (unit == nullptr) unit = std::make_unique<Unit>();
+    // A fork's cluster (and assignment) comes from the service's name and
+    // protocol and the fork's endpoints only: one the unit made before from
+    // the same is still what it would make, and stays as it is. A new
+    // sandbox then costs its own clusters and the virtual host, not every
+    // fork's cluster again.
+    const bool same_protocol =
+        unit->service.name == service.name && unit->service.isHttp2() == service.isHttp2();
+    std::vector<std::pair<std::string, Endpoints>> old_forks = std::move(unit->forks);
     unit->service = service;
     unit->forks.clear();
-    for (const Sandbox* sb : f) unit->forks.emplace_back(sb->key, sb->forks.at(name));
     unit->release = release == nullptr ? std::nullopt : std::optional<Release>(*release);
-    ServiceResources r = serviceResources(model, service, f, profile_);
-    // What the service had and no longer has goes; the rest is put (and
-    // counts as changed only when its bytes did).
+    ServiceResources r;
+    addServiceClusters(r, service, release);
     std::set<std::string> clusters, load_assignments;
+    // Both lists are in key order (model.sandboxes is a map): one merge.
+    auto old = old_forks.begin();
+    for (const Sandbox* sb : f) {
+      const Endpoints& endpoints = sb->forks.at(name);
+      while (old != old_forks.end() && old->first < sb->key) ++old;
+      const bool kept = same_protocol && old != old_forks.end() && old->first == sb->key &&
+                        old->second == endpoints;
+      std::string cluster = clusterName(name, sb->key);
+      if (kept) {
+        if (allIp(endpoints)) load_assignments.insert(cluster);
+        clusters.insert(std::move(cluster));
+      } else {
+        addCluster(r, cluster, endpoints, service.isHttp2());
+      }
+      unit->forks.emplace_back(sb->key, endpoints);
+    }
+    r.virtual_host = serviceVirtualHost(service, f, release, profile_);
+    // What the service had and no longer has goes; what was made again is
+    // put (and counts as changed only when its bytes did).
     for (const auto& c : r.clusters) clusters.insert(c.name());
     for (const auto& cla : r.load_assignments) load_assignments.insert(cla.cluster_name());
     for (const auto& n : unit->clusters) {

@@ -885,13 +885,36 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
         ok(s.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"], "ratings": ["db:9081"]}})",
                         now));
       },
-      [&] { ok(s.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080", "10.0.0.9:9080"]})")); },
+      [&] {
+        ok(s.putService("reviews",
+                        R"({"port": 9080, "endpoints": ["10.0.0.5:9080", "10.0.0.9:9080"]})"));
+      },
       [&] {
         ok(s.putRelease("ratings", R"({"versions": {"v1": ["10.0.1.1:9081"], "v2": ["10.0.1.2:9081"]},
                                        "weights": {"v1": 90, "v2": 10}})"));
       },
       [&] { ok(s.putSandbox("feat-x", R"({"forks": {"ratings": ["10.0.0.7:9081"]}})", now)); },
-      [&] { ok(s.putService("details", R"({"port": 9080, "endpoints": ["10.0.0.10:9080"], "protocol": "grpc"})")); },
+      // Reused and remade fork clusters: a key before the others, a fork
+      // going from IP endpoints (EDS) to a DNS name and back, the service's
+      // protocol changing under its forks.
+      [&] { ok(s.putSandbox("feat-a", R"({"forks": {"reviews": ["10.0.0.11:9080"]}})", now)); },
+      [&] {
+        ok(s.putSandbox("feat-y",
+                        R"({"forks": {"reviews": ["rev-y:9080"], "ratings": ["db:9081"]}})", now));
+      },
+      [&] {
+        ok(s.putService("reviews",
+                        R"({"port": 9080, "endpoints": ["10.0.0.5:9080"], "protocol": "http2"})"));
+      },
+      [&] {
+        ok(s.putSandbox(
+            "feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"], "ratings": ["db:9081"]}})", now));
+      },
+      [&] { ok(s.deleteSandbox("feat-a")); },
+      [&] {
+        ok(s.putService("details",
+                        R"({"port": 9080, "endpoints": ["10.0.0.10:9080"], "protocol": "grpc"})"));
+      },
       [&] { ok(s.deleteSandbox("feat-y")); },
       [&] { ok(s.deleteRelease("ratings")); },
       [&] { ok(s.deleteSandbox("feat-x")); },
