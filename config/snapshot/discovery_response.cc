@@ -2,6 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <functional>
+#include <string_view>
+
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +19,7 @@
 #include "config/snapshot/snapshot_builder.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
 
 namespace turnout::config {
@@ -222,11 +227,62 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
   return out;
 }
 
-absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    const envoy::config::route::v3::VirtualHost& vh, const std::string& path) {
+namespace {
+
+absl::Status validateVirtualHost(const envoy::config::route::v3::VirtualHost& vh,
+                                 const std::string& path) {
   if (auto s = validateExtensions(vh, path); !s.ok()) return s;
   if (auto s = checkFieldPolicy(vh, path); !s.ok()) return s;
-  if (auto s = validateProtoRules(vh, path); !s.ok()) return s;
+  return validateProtoRules(vh, path);
+}
+
+absl::uint128 routeDigest(const envoy::config::route::v3::Route& route, std::string& scratch) {
+  scratch.clear();
+  {
+    google::protobuf::io::StringOutputStream stream(&scratch);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    route.SerializeToCodedStream(&coded);
+  }
+  // Two unrelated hash functions: a route is taken as known only when both
+  // agree (an accidental match of 128 bits is not a concern).
+  const std::string_view bytes(scratch);
+  return absl::MakeUint128(absl::Hash<std::string_view>{}(bytes),
+                           std::hash<std::string_view>{}(bytes));
+}
+
+}  // namespace
+
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
+    const envoy::config::route::v3::VirtualHost& vh, const std::string& path) {
+  if (auto s = validateVirtualHost(vh, path); !s.ok()) return s;
+  return compileVirtualHost(vh, path);
+}
+
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
+    envoy::config::route::v3::VirtualHost& vh, const std::string& path, const RouteDigests& known,
+    RouteDigests& digests) {
+  digests.clear();
+  digests.reserve(static_cast<size_t>(vh.routes_size()));
+  std::string scratch;
+  for (const auto& route : vh.routes()) digests.push_back(routeDigest(route, scratch));
+  // The host's own fields and its new routes only: the routes moved out (a
+  // swap), the new ones copied back in, the walks run, the routes restored.
+  google::protobuf::RepeatedPtrField<envoy::config::route::v3::Route> all;
+  all.Swap(vh.mutable_routes());
+  for (int i = 0; i < all.size(); ++i) {
+    if (!std::binary_search(known.begin(), known.end(), digests[static_cast<size_t>(i)])) {
+      *vh.add_routes() = all.Get(i);
+    }
+  }
+  absl::Status checked = validateVirtualHost(vh, path);
+  vh.mutable_routes()->Swap(&all);
+  if (!checked.ok()) {
+    // The same error with its route's index in this version.
+    if (auto s = validateVirtualHost(vh, path); !s.ok()) return s;
+    return checked;
+  }
+  std::sort(digests.begin(), digests.end());
   return compileVirtualHost(vh, path);
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/numeric/int128.h"
 #include "absl/status/statusor.h"
 #include "config/snapshot/snapshot.h"
 #include "envoy/config/route/v3/route.pb.h"
@@ -105,6 +106,22 @@ absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& vers
 // table is built from the compiled virtual hosts.
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     const envoy::config::route::v3::VirtualHost& vh, const std::string& path);
+
+// The 128-bit digests of a virtual host's routes (each route's
+// deterministic serialization under two independent hashes), sorted.
+using RouteDigests = std::vector<absl::uint128>;
+// checkVirtualHost() for a new version of a VHDS resource whose last
+// accepted version's routes had the digests `known`: the validation walks
+// (extension allowlist, field policy, PGV rules, which cost ~10 us a route)
+// skip the routes whose bytes were accepted before, so a sandbox added to a
+// virtual host of 10,000 routes validates one route and the host's own
+// fields, not 10,000 (the translation and compilation still see them all).
+// An error is reported as the full check reports it (its route index).
+// `vh`'s routes are moved out and back in place; `digests` receives this
+// version's.
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
+    envoy::config::route::v3::VirtualHost& vh, const std::string& path, const RouteDigests& known,
+    RouteDigests& digests);
 
 // RDS: a route configuration with vhds is accepted only when `vhds` is
 // kDeltaAds; its table then holds its inline virtual hosts only (the

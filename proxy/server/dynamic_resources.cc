@@ -1065,19 +1065,27 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
       return reject(absl::InvalidArgumentError(
           absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost")));
     }
-    auto compiled = config::checkVirtualHost(vh, path);
-    if (!compiled.ok()) return reject(compiled.status());
     std::string ns = config::xds::namespaceOf(r.name());
     if (ns.empty()) {
       return reject(absl::InvalidArgumentError(absl::StrCat(
           path, ".name: '", r.name(),
           "' is not '<route configuration name>/<virtual host>' (VHDS names are namespaced)")));
     }
+    // A new version of a host validates only the routes it did not have.
+    static const config::RouteDigests kNone;
+    const VhdsHost* previous = nullptr;
+    if (auto h = vhds_hosts_.find(ns); h != vhds_hosts_.end()) {
+      if (auto p = h->second.find(r.name()); p != h->second.end()) previous = &p->second;
+    }
+    config::RouteDigests digests;
+    auto compiled = config::checkVirtualHost(
+        vh, path, previous != nullptr ? previous->route_digests : kNone, digests);
+    if (!compiled.ok()) return reject(compiled.status());
     VhdsHosts& hosts = vhds_hosts_[ns];
     auto [it, inserted] = hosts.try_emplace(r.name());
     Undo& d = undo.emplace_back(Undo{ns, r.name(), std::nullopt});
     if (!inserted) d.before = std::move(it->second);
-    it->second = VhdsHost{std::move(vh), *std::move(compiled)};
+    it->second = VhdsHost{std::move(vh), *std::move(compiled), std::move(digests)};
     labels[r.name()] = path;
     touched.insert(std::move(ns));
   }

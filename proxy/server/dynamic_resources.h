@@ -202,6 +202,9 @@ class DynamicResources {
   struct VhdsHost {
     envoy::config::route::v3::VirtualHost proto;
     routing::RouteTable::VirtualHostConstSharedPtr compiled;
+    // Its routes' digests: the next version validates only routes not
+    // among them (config::checkVirtualHost).
+    config::RouteDigests route_digests;
   };
   // The VHDS virtual hosts of one namespace (route configuration), by resource name.
   using VhdsHosts = std::map<std::string, VhdsHost>;

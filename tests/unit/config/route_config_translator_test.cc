@@ -191,6 +191,57 @@ TEST_CASE("a VHDS virtual host is checked as an inline one, its errors naming th
   CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").status().message(), "resources[3].domains"));
 }
 
+TEST_CASE("a new version of a VHDS virtual host walks only the routes it did not have",
+          "[config][translator][xds]") {
+  envoy::config::route::v3::VirtualHost vh;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(
+              R"({"name":"outbound/reviews","domains":["reviews"],"routes":[
+                 {"match":{"prefix":"/","headers":[{"name":"x-turnout-routing-key",
+                   "string_match":{"exact":"a"}}]},"route":{"cluster":"reviews--a"}},
+                 {"match":{"prefix":"/"},"route":{"cluster":"reviews"}}]})",
+              &vh)
+              .ok());
+  RouteDigests v1;
+  REQUIRE(checkVirtualHost(vh, "resources[0]", {}, v1).ok());
+  REQUIRE(v1.size() == 2);
+  CHECK(std::is_sorted(v1.begin(), v1.end()));
+  CHECK(vh.routes_size() == 2);  // the routes are back in place
+
+  // Version 2: a sandbox route before the others. Accepted, and the
+  // checked routes are all still there, in order.
+  envoy::config::route::v3::VirtualHost v2 = vh;
+  *v2.mutable_routes()->Add() = v2.routes(0);
+  v2.mutable_routes()->SwapElements(0, 2);
+  v2.mutable_routes()->SwapElements(1, 2);
+  v2.mutable_routes(0)->mutable_match()->mutable_headers(0)->mutable_string_match()->set_exact("b");
+  v2.mutable_routes(0)->mutable_route()->set_cluster("reviews--b");
+  RouteDigests d2;
+  auto compiled = checkVirtualHost(v2, "resources[0]", v1, d2);
+  REQUIRE(compiled.ok());
+  CHECK(d2.size() == 3);
+  CHECK(v2.routes(0).route().cluster() == "reviews--b");
+  CHECK(v2.routes(2).route().cluster() == "reviews");
+
+  // A new route the walks refuse is reported at its index in this version.
+  envoy::config::route::v3::VirtualHost v3 = v2;
+  v3.mutable_routes(1)->mutable_route()->mutable_hedge_policy()->set_hedge_on_per_try_timeout(true);
+  RouteDigests d3;
+  auto bad = checkVirtualHost(v3, "resources[4]", d2, d3);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(absl::StartsWith(bad.status().message(), "resources[4].routes[1].route.hedge_policy: "));
+  // The host's own fields are always walked.
+  envoy::config::route::v3::VirtualHost v4 = v2;
+  v4.clear_domains();
+  RouteDigests d4;
+  CHECK(absl::StrContains(checkVirtualHost(v4, "resources[0]", d2, d4).status().message(),
+                          "resources[0].domains"));
+  // And a route whose bytes are known is not walked again: the digest is
+  // what decides (here, one taken from the refused version).
+  std::sort(d3.begin(), d3.end());
+  RouteDigests d5;
+  CHECK(checkVirtualHost(v3, "resources[4]", d3, d5).ok());
+}
+
 TEST_CASE("an xDS route configuration's unchanged virtual hosts are not compiled again",
           "[config][translator][xds]") {
   auto any_of = [](const envoy::config::route::v3::RouteConfiguration& rc) {
