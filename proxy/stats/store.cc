@@ -411,7 +411,12 @@ void Store::forEachStat(bool used_only,
   // each live scope one item keyed by its prefix whose names (its schema's
   // suffixes, pre-sorted) all sort right after it. Sorting the items is
   // enough unless a key starts with a scope's prefix (a cluster "a" beside a
-  // cluster "a.b"); then the names interleave and a k-way merge sorts them.
+  // cluster "a.b", a scope's own loose stats); then the names interleave,
+  // and a k-way merge sorts them. Only such a run interleaves: the keys
+  // that start with a scope's prefix follow it in the sorted items, and
+  // every name of the run sorts before the next key that does not, so each
+  // run is merged on its own and the rest streams as it is (a heap over
+  // every stat made /stats at 20,000 clusters spend seconds comparing).
   struct Item {
     std::string_view key;
     const Scope* scope;  // null: loose_[loose]
@@ -426,10 +431,6 @@ void Store::forEachStat(bool used_only,
     items.push_back(Item{s.prefix, &s, 0});
   }
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.key < b.key; });
-  bool interleaved = false;
-  for (size_t i = 0; i + 1 < items.size() && !interleaved; ++i) {
-    interleaved = items[i].scope != nullptr && items[i + 1].key.starts_with(items[i].key);
-  }
 
   struct Stream {
     const Item* item;
@@ -464,35 +465,42 @@ void Store::forEachStat(bool used_only,
     if (item.scope != nullptr) {
       st.name = item.scope->prefix;
       load(st);
+    } else {
+      st.name = item.key;
     }
     return st;
   };
 
-  if (!interleaved) {
-    for (const Item& item : items) {
-      Stream st = start(item);
+  std::vector<Stream> streams;
+  std::vector<uint32_t> heap;
+  for (size_t i = 0; i < items.size();) {
+    // The run of items whose keys start with this scope's prefix.
+    size_t end = i + 1;
+    if (items[i].scope != nullptr) {
+      while (end < items.size() && items[end].key.starts_with(items[i].key)) ++end;
+    }
+    if (end == i + 1) {
+      Stream st = start(items[i]);
       while (emit(st)) {
       }
+      i = end;
+      continue;
     }
-    return;
-  }
-  std::vector<Stream> streams;
-  streams.reserve(items.size());
-  for (const Item& item : items) {
-    streams.push_back(start(item));
-    if (item.scope == nullptr) streams.back().name = item.key;
-  }
-  auto later = [&streams](uint32_t a, uint32_t b) { return streams[a].name > streams[b].name; };
-  std::vector<uint32_t> heap(streams.size());
-  for (uint32_t i = 0; i < heap.size(); ++i) heap[i] = i;
-  std::make_heap(heap.begin(), heap.end(), later);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), later);
-    if (emit(streams[heap.back()])) {
-      std::push_heap(heap.begin(), heap.end(), later);
-    } else {
-      heap.pop_back();
+    streams.clear();
+    for (size_t k = i; k < end; ++k) streams.push_back(start(items[k]));
+    auto later = [&streams](uint32_t a, uint32_t b) { return streams[a].name > streams[b].name; };
+    heap.resize(streams.size());
+    for (uint32_t k = 0; k < heap.size(); ++k) heap[k] = k;
+    std::make_heap(heap.begin(), heap.end(), later);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      if (emit(streams[heap.back()])) {
+        std::push_heap(heap.begin(), heap.end(), later);
+      } else {
+        heap.pop_back();
+      }
     }
+    i = end;
   }
 }
 

@@ -277,6 +277,28 @@ TEST_CASE("stats are visited in name order, also when a cluster name extends ano
   }
 }
 
+TEST_CASE("interleaving runs of nested cluster names are each merged in name order",
+          "[stats][scope]") {
+  // Runs that interleave ("a" with "a.b" and "a.b.c"; "b" with "b.x"),
+  // names next to them that do not ("a-b", "a0", "ab"), loose stats inside
+  // and outside the runs.
+  const uint32_t scalars = listedCount(clusterStatSchema(false), true);
+  Store store(1);
+  std::vector<ClusterStats> clusters;
+  for (const char* name : {"b.x", "a0", "a.b.c", "ab", "a", "b", "a-b", "a.b"}) {
+    clusters.push_back(makeClusterStats(store, name, ""));
+  }
+  store.counter("cluster.a.b.loose");
+  store.counter("cluster.b.zzz");
+  store.counter("cluster.a0.loose");
+  store.counter("zzz");
+  store.counter("aaa");
+  const std::vector<std::string> names = scalarNames(store);
+  CHECK(std::is_sorted(names.begin(), names.end()));
+  CHECK(std::adjacent_find(names.begin(), names.end()) == names.end());
+  CHECK(names.size() == 8 * scalars + 5);
+}
+
 TEST_CASE("a removed listener's listener and http stats are freed with its last holder",
           "[stats][scope]") {
   Store store(1);
