@@ -541,18 +541,36 @@ void DownstreamConnection::beginTunnelBody() {
   request_complete_ = input_closed_;
 }
 
-asio::awaitable<bool> DownstreamConnection::readTunnelBody(std::chrono::milliseconds timeout) {
+asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
+  const size_t before = body_.size();
   for (;;) {
-    // Bytes the client sent behind the head (or that the watch read) first:
-    // the codec never parses them.
-    if (buffer_.size() > 0) {
-      auto d = buffer_.data();
-      body_.append(static_cast<const char*>(d.data()), d.size());
-      buffer_.consume(d.size());
-      co_return true;
+    if (tunnel_body_) {
+      // A tunnel's payload (beginTunnelBody): the bytes the client sent
+      // behind the head (or that the watch read) first, as they are; the
+      // codec never parses them.
+      if (buffer_.size() > 0) {
+        auto d = buffer_.data();
+        body_.append(static_cast<const char*>(d.data()), d.size());
+        buffer_.consume(d.size());
+        co_return true;
+      }
+      if (request_complete_) co_return true;
+      if (closed_) co_return false;
+    } else {
+      if (!decodeBuffered()) co_return false;
+      if (body_.size() > before || request_complete_) co_return true;
+      if (closed_ || input_closed_) co_return false;
+      if (!codec_.inRequest()) {
+        // The response ended the exchange first (an early 405 or 413): the
+        // codec takes no more of this request, so reading on would only fill
+        // the buffer. Wait for the router to stop the body pump (it calls
+        // stopReading() after this wait began: the pump never reads again
+        // once told to stop).
+        boost::system::error_code ec;
+        co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_return false;
+      }
     }
-    if (request_complete_) co_return true;
-    if (closed_) co_return false;
     read_deadline_.expiresAfter(timeout);
     boost::system::error_code ec;
     if (tls_) {
@@ -563,41 +581,10 @@ asio::awaitable<bool> DownstreamConnection::readTunnelBody(std::chrono::millisec
       if (!ec) buffer_.commit(n);
     }
     read_deadline_.clear();
-    if (ec == asio::error::eof && !deadline_passed_) {
+    if (tunnel_body_ && ec == asio::error::eof && !deadline_passed_) {
       request_complete_ = true;  // the client ended its side of the tunnel
       co_return true;
     }
-    if (ec) co_return false;
-  }
-}
-
-asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
-  if (tunnel_body_) co_return co_await readTunnelBody(timeout);
-  const size_t before = body_.size();
-  for (;;) {
-    if (!decodeBuffered()) co_return false;
-    if (body_.size() > before || request_complete_) co_return true;
-    if (closed_ || input_closed_) co_return false;
-    if (!codec_.inRequest()) {
-      // The response ended the exchange first (an early 405 or 413): the
-      // codec takes no more of this request, so reading on would only fill
-      // the buffer. Wait for the router to stop the body pump (it calls
-      // stopReading() after this wait began: the pump never reads again
-      // once told to stop).
-      boost::system::error_code ec;
-      co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      co_return false;
-    }
-    read_deadline_.expiresAfter(timeout);
-    boost::system::error_code ec;
-    if (tls_) {
-      co_await readTls(ec, kReadChunk);
-    } else {
-      size_t n = co_await stream_.socket().async_read_some(
-          buffer_.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) buffer_.commit(n);
-    }
-    read_deadline_.clear();
     if (ec) co_return false;
   }
 }

@@ -163,9 +163,6 @@ class DownstreamConnection : public ConnectionHandle,
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
 
-  // readBody() for a tunnel's payload (beginTunnelBody()).
-  asio::awaitable<bool> readTunnelBody(std::chrono::milliseconds timeout);
-
   // Per-request decode state, reset by onMessageBegin.
   RequestHead* head_ = nullptr;
   bool head_end_stream_ = false;

@@ -35,7 +35,8 @@ from envoy_yaml import bootstrap, cluster, request  # noqa: E402
 from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
-from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
+from upgrade_backend import (  # noqa: E402
+    UpgradeEchoBackend, expect_echo, h1_connect, recv_all)
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -55,27 +56,6 @@ def with_hcm_connect(yaml):
     marker = "          stat_prefix: ingress\n"
     return yaml.replace(marker, marker + "          upgrade_configs: [{upgrade_type: CONNECT}]\n"
                         "          stream_idle_timeout: 30s\n", 1)
-
-
-def h1_connect(port, target, early=b""):
-    """Sends an authority-form CONNECT for `target`; returns (socket, head, rest)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target) + early)
-    data = recv_until(s, b"\r\n\r\n")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return s, head, rest
-
-
-def expect_echo(testcase, s, got, payload):
-    """Reads from `s` (after `got`) until the echo of `payload` has arrived:
-    b"echo:" before each chunk the far end read (`payload` has no b"echo:")."""
-    data = got
-    while len(data.replace(b"echo:", b"")) < len(payload):
-        d = s.recv(65536)
-        testcase.assertTrue(d, "closed after %r" % data[-64:])
-        data += d
-    testcase.assertTrue(data.startswith(b"echo:"), data[:64])
-    testcase.assertEqual(data.replace(b"echo:", b""), payload)
 
 
 class TerminateTest(unittest.TestCase):

@@ -29,6 +29,7 @@ from envoy_yaml import (  # noqa: E402
 from h2_backend import H2Backend  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from upgrade_backend import recv_all  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 WORKERS = 2     # TurnoutProcess runs --concurrency 2: one pool per worker
@@ -466,7 +467,7 @@ class UpgradeTest(Http2UpstreamTestCase):
         self.assertEqual(self.backend.client_settings.get(
             h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL), 1)
         sock.shutdown(socket.SHUT_WR)
-        self.assertEqual(recv_to_eof(sock), b"")  # END_STREAM, then the close
+        self.assertEqual(recv_all(sock), b"")  # END_STREAM, then the close
 
 
 def recv_exactly(sock, n):
@@ -477,15 +478,6 @@ def recv_exactly(sock, n):
             break
         data += d
     return data
-
-
-def recv_to_eof(sock):
-    data = b""
-    while True:
-        d = sock.recv(65536)
-        if not d:
-            return data
-        data += d
 
 
 class SandboxRoutingTest(unittest.TestCase):

@@ -34,7 +34,8 @@ import h2.settings  # noqa: E402
 from envoy_yaml import bootstrap, cluster  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
-from upgrade_backend import UpgradeEchoBackend, recv_all, recv_until  # noqa: E402
+from upgrade_backend import (  # noqa: E402
+    UpgradeEchoBackend, expect_echo, h1_connect, recv_all, recv_until)
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -120,26 +121,6 @@ def ws_upgrade(port, path=b"/chat?room=1", early=b""):
     return s, head, rest
 
 
-def h1_connect(port, target, early=b""):
-    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target) + early)
-    data = recv_until(s, b"\r\n\r\n")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return s, head, rest
-
-
-def read_echo(testcase, s, got, payload):
-    """Reads from `s` (after `got`) until the echo of `payload` arrived
-    (b"echo:" before each chunk the backend read)."""
-    data = got
-    while len(data.replace(b"echo:", b"")) < len(payload):
-        d = s.recv(65536)
-        testcase.assertTrue(d, "closed after %r" % data[-64:])
-        data += d
-    testcase.assertTrue(data.startswith(b"echo:"), data[:64])
-    testcase.assertEqual(data.replace(b"echo:", b""), payload)
-
-
 class Http2UpstreamTunnelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -190,12 +171,12 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         for i in range(3):
             msg = b"frame-%d" % i
             s.sendall(msg)
-            read_echo(self, s, rest, msg)
+            expect_echo(self, s, rest, msg)
             rest = b""
             sent += len(msg)
         big = os.urandom(400000)
         s.sendall(big)
-        read_echo(self, s, b"", big)
+        expect_echo(self, s, b"", big)
         sent += len(big)
         # The client's FIN is the stream's END_STREAM: the origin counts every
         # byte, answers and closes; the close comes back as the end.
@@ -210,7 +191,7 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         s, head, rest = ws_upgrade(self.port, early=b"too-early")
         self.addCleanup(s.close)
         self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
-        read_echo(self, s, rest, b"too-early")
+        expect_echo(self, s, rest, b"too-early")
         s.shutdown(socket.SHUT_WR)
         self.assertEqual(recv_all(s), b"eof:9")
 
@@ -230,7 +211,7 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
                 for j in range(20):
                     msg = b"%d:%d;" % (i, j)
                     s.sendall(msg)
-                    read_echo(self, s, b"", msg)
+                    expect_echo(self, s, b"", msg)
                 s.shutdown(socket.SHUT_WR)
                 total = sum(len(b"%d:%d;" % (i, j)) for j in range(20))
                 self.assertEqual(recv_all(s), b"eof:%d" % total)
@@ -273,9 +254,9 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         lower = head.lower()
         self.assertNotIn(b"content-length", lower)
         self.assertNotIn(b"transfer-encoding", lower)
-        read_echo(self, s, rest, b"early")
+        expect_echo(self, s, rest, b"early")
         s.sendall(b"y" * 200000)
-        read_echo(self, s, b"", b"y" * 200000)
+        expect_echo(self, s, b"", b"y" * 200000)
         s.shutdown(socket.SHUT_WR)
         self.assertEqual(recv_all(s), b"eof:200005")
         self.assertEqual(self.edge.wait_counter("cluster.echo.upstream_rq_200", before + 1),
@@ -325,7 +306,7 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         self.addCleanup(s2.close)
         self.assertTrue(head2.startswith(b"HTTP/1.1 200 "), head2)
         s2.sendall(b"ok")
-        read_echo(self, s2, rest, b"ok")
+        expect_echo(self, s2, rest, b"ok")
         # And the front keeps serving.
         s3, head3, _ = ws_upgrade(self.port)
         self.addCleanup(s3.close)
@@ -336,7 +317,7 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         s, head, rest = ws_upgrade(self.port, path=b"/gone")
         self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
         s.sendall(b"bye")
-        read_echo(self, s, rest, b"bye")
+        expect_echo(self, s, rest, b"bye")
         # An abortive close (RST), not a FIN: the tunnel is cut, not ended.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()

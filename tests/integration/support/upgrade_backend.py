@@ -101,6 +101,28 @@ def recv_all(sock):
         data += d
 
 
+def h1_connect(port, target, early=b""):
+    """Sends an authority-form CONNECT for `target` (and `early` right
+    behind it) to 127.0.0.1:port; returns (socket, head, bytes after it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target) + early)
+    data = recv_until(s, b"\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return s, head, rest
+
+
+def expect_echo(testcase, s, got, payload):
+    """Reads from `s` (after `got`) until the echo of `payload` has arrived:
+    b"echo:" before each chunk the far end read (`payload` has no b"echo:")."""
+    data = got
+    while len(data.replace(b"echo:", b"")) < len(payload):
+        d = s.recv(65536)
+        testcase.assertTrue(d, "closed after %r" % data[-64:])
+        data += d
+    testcase.assertTrue(data.startswith(b"echo:"), data[:64])
+    testcase.assertEqual(data.replace(b"echo:", b""), payload)
+
+
 class UpgradeProxyCase:
     """A unittest mixin: an UpgradeEchoBackend and a turnout in front of it.
 
