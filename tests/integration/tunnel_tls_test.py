@@ -9,7 +9,8 @@ on the listener (DownstreamTlsContext), originated to the cluster
 (UpstreamTlsContext), or both. The origin is support/upgrade_backend.py,
 plaintext or TLS (python's ssl); clients are python sockets, wrapped in TLS
 where the listener wants it. Certificates are made at test time
-(tls_downstream_test.make_certs: ca.pem signs server.pem for svc.test).
+(tls_downstream_test.make_certs: ca.pem signs server.pem for svc.test). The
+last class sends the tunnel through an HTTP/2 cluster (a second turnout).
 """
 
 import os
@@ -26,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tls_downstream_test as certs  # noqa: E402  (make_certs, tls_chain)
 from envoy_yaml import bootstrap, cluster  # noqa: E402
-from turnout_process import run_suite  # noqa: E402
-from upgrade_backend import UpgradeProxyCase, recv_all, recv_until  # noqa: E402
+from turnout_process import TurnoutProcess, run_suite  # noqa: E402
+from upgrade_backend import UpgradeProxyCase, expect_echo, recv_all, recv_until  # noqa: E402
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -216,6 +217,63 @@ class Http2ToTlsUpstreamTunnelTest(UpgradeProxyCase, unittest.TestCase):
         data = c.streams[sid]["data"].replace(b"echo:", b"")
         self.assertEqual(data, b"abc" + big + b"eof:%d" % (3 + len(big)))
         self.assertGreaterEqual(self.proxy.counter("cluster.svc.ssl.handshake"), 1)
+
+
+class TlsClientToHttp2UpstreamTunnelTest(UpgradeProxyCase, unittest.TestCase):
+    """A WebSocket from an HTTP/1.1 client over TLS to an HTTP/2 cluster (an
+    extended CONNECT, docs/connect.md): the client's decrypted bytes after
+    its head are the stream's DATA, and the stream's DATA go back encrypted.
+    The cluster is a second turnout (allow_connect) in front of the origin."""
+
+    TURNOUT_BINARY = TunnelCase.TURNOUT_BINARY
+    edge = None
+
+    @classmethod
+    def bootstrap_yaml(cls, backend_port):
+        vhosts = ('- name: all\n  domains: ["*"]\n  routes:\n'
+                  '  - match: { prefix: "/" }\n    route: { cluster: svc }\n')
+        marker = "          stat_prefix: ingress\n"
+        edge_yaml = bootstrap(vhosts, [cluster("svc", [backend_port])]).replace(
+            marker, marker + "          upgrade_configs: [{upgrade_type: websocket}]\n"
+            "          http2_protocol_options: {allow_connect: true}\n", 1)
+        cls.edge = TurnoutProcess(cls.TURNOUT_BINARY(), edge_yaml).start()
+        h2 = cluster("svc", [cls.edge.port("ingress")]) + (
+            "  typed_extension_protocol_options:\n"
+            "    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+            "      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3"
+            ".HttpProtocolOptions\n"
+            "      explicit_http_config: {http2_protocol_options: {}}\n")
+        yaml = bootstrap(vhosts, [h2]).replace(
+            marker, marker + "          upgrade_configs: [{upgrade_type: websocket}]\n"
+            "          stream_idle_timeout: 30s\n", 1)
+        return yaml.replace(certs.CHAIN_MARKER, certs.tls_chain(), 1)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        if cls.edge is not None:
+            cls.edge.stop()
+
+    def test_bytes_go_both_ways_encrypted_to_the_client_and_as_data_upstream(self):
+        heads = len(self.backend.heads)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S)
+        s = client_context().wrap_socket(raw, server_hostname="svc.test")
+        self.addCleanup(s.close)
+        s.sendall(UPGRADE + b"early")
+        data = recv_until(s, b"\r\n\r\n")
+        head, _, rest = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        expect_echo(self, s, rest, b"early")
+        big = digits(300000)
+        s.sendall(big)
+        expect_echo(self, s, b"", big)
+        self.assertEqual(len(self.backend.heads), heads + 1)
+        self.assertGreaterEqual(self.proxy.counter("cluster.svc.upstream_cx_http2_total"), 1)
+        # The client goes: its end reaches the edge as END_STREAM, the
+        # origin's answer ends the stream, and nothing stays open upstream.
+        s.close()
+        self.proxy.wait_stat("cluster.svc.upstream_rq_active", lambda v: int(v) == 0)
+        self.edge.wait_stat("http.ingress.downstream_rq_active", lambda v: int(v) == 0)
 
 
 def set_turnout(binary):
