@@ -3,6 +3,7 @@
 #include <optional>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "config/control_plane/sidecar.h"
@@ -311,15 +312,20 @@ std::string deterministicBytes(const google::protobuf::Message& message) {
   return out;
 }
 
-
 // service -> the sandboxes forking it, by key (one pass over the sandboxes).
-using ForksByService = std::map<std::string_view, std::vector<const Sandbox*>>;
-ForksByService forksByService(const Model& model) {
-  ForksByService out;
+// Filled again in place: the vectors keep their capacity across updates, so
+// a pass at 10,000 sandboxes allocates nothing (it was most of what an
+// update of one sandbox cost turnout-cp besides its own resources).
+using ForksByService = absl::flat_hash_map<std::string, std::vector<const Sandbox*>>;
+void fillForksByService(const Model& model, ForksByService& out) {
+  for (auto& [service, forks] : out) forks.clear();
   for (const auto& [key, sandbox] : model.sandboxes) {
-    for (const auto& [service, endpoints] : sandbox.forks) out[service].push_back(&sandbox);
+    for (const auto& [service, endpoints] : sandbox.forks) {
+      auto it = out.find(service);
+      if (it == out.end()) it = out.try_emplace(service).first;
+      it->second.push_back(&sandbox);
+    }
   }
-  return out;
 }
 const std::vector<const Sandbox*>& forksOf(const ForksByService& forks, const std::string& service) {
   static const std::vector<const Sandbox*> kNone;
@@ -505,7 +511,8 @@ std::string virtualHostResourceName(std::string_view service) {
 
 Resources generate(const Model& model, Profile profile) {
   Resources out;
-  const ForksByService forks = forksByService(model);
+  ForksByService forks;
+  fillForksByService(model, forks);
   // Clusters and assignments by name; virtual hosts in service order.
   std::map<std::string, cluster_v3::Cluster> clusters;
   std::map<std::string, endpoint_v3::ClusterLoadAssignment> load_assignments;
@@ -542,6 +549,9 @@ ResourcesByType generateByType(const Model& model, Profile profile) {
   g.update(model);
   return g.resources();
 }
+
+// The forks of each service at the last update, kept for their capacity.
+struct IncrementalGenerator::Forks : ForksByService {};
 
 // What a service's resources were made from, and their names.
 struct IncrementalGenerator::Unit {
@@ -615,7 +625,17 @@ void IncrementalGenerator::update(const Model& model) {
     routes_changed = true;
     it = units_.erase(it);
   }
-  const ForksByService forks = forksByService(model);
+  // Services no sandbox forks any more keep an empty list until they go.
+  if (!forks_) forks_ = std::make_unique<Forks>();
+  for (auto it = forks_->begin(); it != forks_->end();) {
+    if (model.services.contains(it->first)) {
+      ++it;
+    } else {
+      forks_->erase(it++);
+    }
+  }
+  fillForksByService(model, *forks_);
+  const ForksByService& forks = *forks_;
   for (const auto& [name, service] : model.services) {
     const std::vector<const Sandbox*>& f = forksOf(forks, name);
     const Release* release = releaseOf(model, name);

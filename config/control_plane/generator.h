@@ -192,6 +192,7 @@ class IncrementalGenerator {
 
  private:
   struct Unit;
+  struct Forks;
   // Puts `message` as `name` into `type`, noting a change of version.
   void put(const std::string& type, const std::string& name, const google::protobuf::Message& message);
   void erase(const std::string& type, const std::string& name);
@@ -202,6 +203,7 @@ class IncrementalGenerator {
   std::map<std::string, std::set<std::string>> changed_;
   ResourcesByType removed_;
   std::map<std::string, std::unique_ptr<Unit>> units_;  // by service name
+  std::unique_ptr<Forks> forks_;  // service -> the sandboxes forking it (update())
 };
 
 std::string contentVersion(const google::protobuf::Message& message);
