@@ -36,7 +36,7 @@ from fake_backend import FakeBackend, free_closed_port  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 from upgrade_backend import (  # noqa: E402
-    UpgradeEchoBackend, expect_echo, h1_connect, recv_all)
+    UpgradeEchoBackend, check_connect_tunnel, expect_echo, h1_connect, recv_all)
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -97,20 +97,7 @@ class TerminateTest(unittest.TestCase):
 
     def test_h1_connect_is_answered_200_and_the_bytes_after_it_are_the_tunnel(self):
         before = self.proxy.counter("cluster.echo.upstream_rq_200") or 0
-        s, head, rest = h1_connect(self.port, b"echo.test:443", early=b"early")
-        self.addCleanup(s.close)
-        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
-        # A 2xx to a CONNECT has no body and says nothing of one (RFC 9110 §9.3.6).
-        lower = head.lower()
-        self.assertNotIn(b"content-length", lower)
-        self.assertNotIn(b"transfer-encoding", lower)
-        # The bytes sent right behind the CONNECT went through, then more.
-        expect_echo(self, s, rest, b"early")
-        s.sendall(b"0123456789" * 1000)
-        expect_echo(self, s, b"", b"0123456789" * 1000)
-        # The client's FIN reaches the far end, whose answer and FIN come back.
-        s.shutdown(socket.SHUT_WR)
-        self.assertEqual(recv_all(s), b"eof:10005")
+        check_connect_tunnel(self, self.port, b"echo.test:443", b"0123456789" * 1000)
         self.assertEqual(self.proxy.wait_counter("cluster.echo.upstream_rq_200", before + 1),
                          before + 1)
 

@@ -35,7 +35,7 @@ from envoy_yaml import bootstrap, cluster  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from turnout_process import TurnoutProcess, run_suite  # noqa: E402
 from upgrade_backend import (  # noqa: E402
-    UpgradeEchoBackend, expect_echo, h1_connect, recv_all, recv_until)
+    UpgradeEchoBackend, check_connect_tunnel, expect_echo, h1_connect, recv_all, recv_until)
 
 TURNOUT = None  # set from argv in main()
 TIMEOUT_S = 10
@@ -248,17 +248,7 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
 
     def test_an_http1_connect_crosses_as_a_connect_stream(self):
         before = self.edge.counter("cluster.echo.upstream_rq_200") or 0
-        s, head, rest = h1_connect(self.port, b"echo.test:443", early=b"early")
-        self.addCleanup(s.close)
-        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
-        lower = head.lower()
-        self.assertNotIn(b"content-length", lower)
-        self.assertNotIn(b"transfer-encoding", lower)
-        expect_echo(self, s, rest, b"early")
-        s.sendall(b"y" * 200000)
-        expect_echo(self, s, b"", b"y" * 200000)
-        s.shutdown(socket.SHUT_WR)
-        self.assertEqual(recv_all(s), b"eof:200005")
+        check_connect_tunnel(self, self.port, b"echo.test:443", b"y" * 200000)
         self.assertEqual(self.edge.wait_counter("cluster.echo.upstream_rq_200", before + 1),
                          before + 1)
 

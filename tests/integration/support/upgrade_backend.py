@@ -123,6 +123,27 @@ def expect_echo(testcase, s, got, payload):
     testcase.assertEqual(data.replace(b"echo:", b""), payload)
 
 
+def check_connect_tunnel(testcase, port, target, payload):
+    """An HTTP/1.1 CONNECT for `target` through 127.0.0.1:port to a TCP echo
+    (UpgradeEchoBackend(upgrade=False)): a 2xx without framing fields (RFC
+    9110 §9.3.6), the bytes sent right behind the CONNECT and then `payload`
+    echoed, and the client's FIN reaching the far end, whose count and FIN
+    come back."""
+    s, head, rest = h1_connect(port, target, early=b"early")
+    try:
+        testcase.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        lower = head.lower()
+        testcase.assertNotIn(b"content-length", lower)
+        testcase.assertNotIn(b"transfer-encoding", lower)
+        expect_echo(testcase, s, rest, b"early")
+        s.sendall(payload)
+        expect_echo(testcase, s, b"", payload)
+        s.shutdown(socket.SHUT_WR)
+        testcase.assertEqual(recv_all(s), b"eof:%d" % (5 + len(payload)))
+    finally:
+        s.close()
+
+
 class UpgradeProxyCase:
     """A unittest mixin: an UpgradeEchoBackend and a turnout in front of it.
 
