@@ -23,7 +23,6 @@ import os
 import socket
 import sys
 import threading
-import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -314,10 +313,8 @@ class Http2UpstreamTunnelTest(unittest.TestCase):
         self.assertGreater(self.edge.wait_counter("http.ingress.downstream_rq_rx_reset",
                                                   before + 1), before)
         # The front's stream is gone.
-        deadline = time.monotonic() + TIMEOUT_S
-        while (self.front.counter("cluster.edge.upstream_rq_active") or 0) > 0:
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.05)
+        self.assertEqual(
+            self.front.wait_stat("cluster.edge.upstream_rq_active", lambda v: int(v) == 0), 0)
 
 
 def main():

@@ -161,7 +161,8 @@ class DownstreamTlsTunnelTest(TunnelCase, unittest.TestCase):
         s.close()
         # The origin saw its client end (it then closes); the listener's
         # connection is gone from the active gauge.
-        self.proxy.wait_stat("http.ingress.downstream_cx_active", lambda v: int(v) == 0)
+        self.assertEqual(
+            self.proxy.wait_stat("http.ingress.downstream_cx_active", lambda v: int(v) == 0), 0)
         self.assertEqual(len(self.backend.heads), before + 1)
 
 
@@ -272,8 +273,10 @@ class TlsClientToHttp2UpstreamTunnelTest(UpgradeProxyCase, unittest.TestCase):
         # The client goes: its end reaches the edge as END_STREAM, the
         # origin's answer ends the stream, and nothing stays open upstream.
         s.close()
-        self.proxy.wait_stat("cluster.svc.upstream_rq_active", lambda v: int(v) == 0)
-        self.edge.wait_stat("http.ingress.downstream_rq_active", lambda v: int(v) == 0)
+        self.assertEqual(
+            self.proxy.wait_stat("cluster.svc.upstream_rq_active", lambda v: int(v) == 0), 0)
+        self.assertEqual(
+            self.edge.wait_stat("http.ingress.downstream_rq_active", lambda v: int(v) == 0), 0)
 
 
 def set_turnout(binary):
