@@ -383,10 +383,17 @@ void Http2DownstreamConnection::onIdleDeadline(void* self) {
   conn.idle_deadline_.expiresAfter(kDelayedClose);
 }
 
+void Http2DownstreamConnection::noteCodecError() {
+  if (codec_error_counted_) return;
+  codec_error_counted_ = true;
+  worker_.shard().inc(filterChain().hcm->stats.downstream_cx_protocol_error);
+  TURNOUT_CONN_LOG(debug, "http2", id_, "protocol error: {}",
+                   std::string(codec_.status().message()));
+}
+
 asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   asio::co_spawn(worker_.io(), writeLoop(), LogEscapedException{"http2", "connection writer"});
   armIdleTimer();
-  const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   bool protocol_error = false;
   auto dispatch = [&](std::span<const char> bytes) {
     const absl::Status s = codec_.dispatch(bytes);
@@ -394,8 +401,7 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
     wake();
     if (!s.ok()) {
       protocol_error = true;
-      worker_.shard().inc(hcm.stats.downstream_cx_protocol_error);
-      TURNOUT_CONN_LOG(debug, "http2", id_, "protocol error: {}", std::string(s.message()));
+      noteCodecError();
     }
     return s.ok();
   };
@@ -466,7 +472,10 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
 asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
   for (;;) {
     out_.clear();
-    (void)codec_.drainOutput(out_, kWriteChunk);
+    // A GOAWAY with an error that nghttp2 queued on its own (the peer broke
+    // the protocol inside a frame nghttp2 answers itself, e.g. DATA on
+    // stream 0) fails the codec as it goes out, not in dispatch().
+    if (!codec_.drainOutput(out_, kWriteChunk).ok()) noteCodecError();
     for (auto& s : streams_) s->onDrained();
     std::string* bytes = &out_;
     if (tls_) {

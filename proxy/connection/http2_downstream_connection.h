@@ -92,6 +92,9 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   // The idle deadline passed: GOAWAY first, then (kDelayedClose later, no
   // stream having come) close.
   static void onIdleDeadline(void* self);
+  // The codec failed (in dispatch, or as nghttp2's own GOAWAY went out):
+  // downstream_cx_protocol_error, once per connection.
+  void noteCodecError();
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
@@ -116,6 +119,7 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   Signal done_signal_;        // serve() waits on it for streams and the writer
   // The HCM idle_timeout while no stream is open, then the GOAWAY's grace.
   DeadlineQueue::Deadline idle_deadline_;
+  bool codec_error_counted_ = false;
   bool idle_goaway_sent_ = false;     // idle_deadline_ is the grace after the GOAWAY
   asio::steady_timer close_timer_;    // after a protocol error: the GOAWAY's last chance
   std::list<ConnectionHandle*>::iterator registration_;

@@ -206,18 +206,21 @@ class TurnoutProcess:
         return None if value is None else int(value)
 
     def wait_stat(self, name, predicate, deadline_s=5.0):
-        """Polls /stats until predicate(int value of `name`) holds; returns the last value seen."""
+        """Polls /stats until predicate(int value of `name`) holds and returns that value;
+        raises AssertionError (naming the stat and the last value seen) at the deadline."""
         seen = [None]
 
         def ok():
             seen[0] = self.counter(name)
             return seen[0] is not None and predicate(seen[0])
 
-        _poll(deadline_s, ok)
+        if not _poll(deadline_s, ok):
+            raise AssertionError("stat %s: condition not met in %.1f s (last value %r)"
+                                 % (name, deadline_s, seen[0]))
         return seen[0]
 
     def wait_counter(self, name, at_least, deadline_s=5.0):
-        """Polls /stats until counter `name` >= at_least; returns the last value seen."""
+        """Polls /stats until counter `name` >= at_least and returns its value; raises at the deadline."""
         return self.wait_stat(name, lambda v: v >= at_least, deadline_s)
 
     def __enter__(self):
