@@ -7,13 +7,40 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
 #include "proxy/codec/header_map.h"
 #include "proxy/codec/http2_codec.h"
+#include "proxy/common/thread_cache.h"
 
 namespace turnout::proxy::http2 {
+
+// nghttp2's own allocations (a stream, copies of the header fields it
+// sends, HPACK buffers: four or so per request) through the per-thread block
+// cache that operator new uses (proxy/common/thread_cache.h), not malloc's
+// arenas. The cache's blocks are malloc blocks, so realloc works on them.
+// Null (nghttp2's default, plain malloc) under AddressSanitizer, which
+// must see every allocation.
+inline nghttp2_mem* sessionMem() {
+#if defined(__SANITIZE_ADDRESS__)
+  return nullptr;
+#else
+  static nghttp2_mem mem{nullptr,
+                         [](std::size_t n, void*) -> void* { return thread_cache::tryAllocate(n); },
+                         [](void* p, void*) { thread_cache::deallocateUnsized(p); },
+                         [](std::size_t count, std::size_t size, void*) -> void* {
+                           if (size != 0 && count > SIZE_MAX / size) return nullptr;
+                           void* p = thread_cache::tryAllocate(count * size);
+                           if (p != nullptr) std::memset(p, 0, count * size);
+                           return p;
+                         },
+                         [](void* p, std::size_t n, void*) -> void* { return std::realloc(p, n); }};
+  return &mem;
+#endif
+}
 
 inline std::string_view view(const std::uint8_t* p, std::size_t n) {
   return std::string_view(reinterpret_cast<const char*>(p), n);

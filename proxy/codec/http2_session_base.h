@@ -70,9 +70,10 @@ struct SessionBase {
     // carried. Envoy sets it too; turnout ignores priorities.
     nghttp2_option_set_no_closed_streams(option, 1);
     Derived* user = static_cast<Derived*>(this);
-    const int rv =
-        client ? nghttp2_session_client_new2(&session, Derived::sessionCallbacks(), user, option)
-               : nghttp2_session_server_new2(&session, Derived::sessionCallbacks(), user, option);
+    const int rv = client ? nghttp2_session_client_new3(&session, Derived::sessionCallbacks(), user,
+                                                        option, sessionMem())
+                          : nghttp2_session_server_new3(&session, Derived::sessionCallbacks(), user,
+                                                        option, sessionMem());
     nghttp2_option_del(option);
     if (rv != 0) {
       session = nullptr;

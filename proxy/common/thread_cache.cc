@@ -12,8 +12,7 @@ namespace turnout::proxy::thread_cache {
 namespace {
 
 constexpr size_t kClasses = 64;  // class c holds blocks of 16c + 8 bytes, c = 1..64
-constexpr uint32_t kMaxPerClass = 128;
-constexpr size_t kBytesPerClass = 24 * 1024;
+constexpr size_t kBytesPerClass = 128 * 1024;
 
 struct Block {
   Block* next;
@@ -67,6 +66,16 @@ void* mallocOrThrow(size_t n) {
   }
 }
 
+void* pop(size_t c) noexcept {
+  Cache& k = t_cache;
+  Block* b = k.head[c];
+  if (b == nullptr) return nullptr;
+  k.head[c] = b->next;
+  --k.count[c];
+  k.bytes -= classSize(c);
+  return b;
+}
+
 void push(void* p, size_t c) noexcept {
   Cache& k = t_cache;
   const size_t size = classSize(c);
@@ -87,14 +96,15 @@ void push(void* p, size_t c) noexcept {
 void* allocate(size_t n) {
   if (n > kMaxBlock) return mallocOrThrow(n);
   const size_t c = classOf(n);
-  Cache& k = t_cache;
-  if (Block* b = k.head[c]) {
-    k.head[c] = b->next;
-    --k.count[c];
-    k.bytes -= classSize(c);
-    return b;
-  }
+  if (void* p = pop(c)) return p;
   return mallocOrThrow(classSize(c));
+}
+
+void* tryAllocate(size_t n) noexcept {
+  if (n > kMaxBlock) return std::malloc(n);
+  const size_t c = classOf(n);
+  if (void* p = pop(c)) return p;
+  return std::malloc(classSize(c));
 }
 
 void deallocate(void* p, size_t n) noexcept {

@@ -17,19 +17,30 @@
 // the class of a block freed without its size. Classes are the sizes malloc
 // hands out exactly (16c + 8 bytes, 24 to 1,032), so a block of a class can
 // serve any request of that class. Bounded: at most kMaxCachedBytes per
-// thread (and a few dozen blocks per class); a thread's blocks go back to
-// malloc when it exits, and frees after that go straight to free().
+// thread (and 128 KiB or kMaxPerClass blocks per class); a thread's blocks go
+// back to malloc when it exits, and frees after that go straight to free().
+//
+// Sized for the requests in flight on one worker: at 192 KiB and 128 blocks
+// per class, four HTTP/2 connections of 100 streams each (400 requests of
+// about 25 blocks) overflowed the cache, and malloc and free were again 12 %
+// of an HTTP/2 request's instructions; at 1 MiB, 3 % (2026-12-06, bench/
+// results/2026-12-06-2cpu-x86_64-instructions-h2-vs-haproxy.md). Blocks held
+// here would otherwise sit in malloc's free lists: the cache adds at most
+// its bound to a worker's RSS.
 
 #include <cstddef>
 
 namespace turnout::proxy::thread_cache {
 
-constexpr size_t kMaxBlock = 1032;              // larger requests go to malloc
-constexpr size_t kMaxCachedBytes = 192 * 1024;  // per thread
+constexpr size_t kMaxBlock = 1032;               // larger requests go to malloc
+constexpr size_t kMaxCachedBytes = 1024 * 1024;  // per thread
+constexpr unsigned kMaxPerClass = 1024;          // blocks of one size, per thread
 
 // At least `n` bytes, aligned as malloc's; throws std::bad_alloc as
 // operator new does (after trying the new-handler).
 void* allocate(size_t n);
+// As allocate(), for C code (nghttp2's allocator): null when malloc fails.
+void* tryAllocate(size_t n) noexcept;
 // `n` as given to allocate(); null is ignored.
 void deallocate(void* p, size_t n) noexcept;
 void deallocateUnsized(void* p) noexcept;
