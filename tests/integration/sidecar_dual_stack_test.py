@@ -190,8 +190,11 @@ class SidecarIpv6OnlyTest(ChainCase, unittest.TestCase):
             topo.popen(pod, args, log=os.path.join(cls.tmp, "%s-app.log" % pod))
             cls.startSidecar(pod, TURNOUT, service, "%s:%d" % (V6_CP_IP, XDS_PORT), ADMIN_PORT,
                              PROXY_UID, extra_bootstrap=("--ip-families", "ipv6"))
-        for pod in V6_PODS:
+        for pod, (_, _, _, _, port) in V6_PODS.items():
             cls.waitReady(pod)
+            # As in the dual-stack case: a call failed 503 (connection
+            # failure) under a loaded ctest run when an app was not listening.
+            cls.waitListening(pod, port, DEADLINE_S)
 
     def test_every_hop_is_ipv6_and_the_key_picks_the_fork(self):
         self.assertEqual(self.hops(self.call(host="fd89::10", headers=[KEY])),
