@@ -18,6 +18,10 @@ constexpr size_t kReadChunk = 16 * 1024;
 // The most the writer takes from the codec per write: a stream's bytes beyond
 // it stay in the codec (the stream's bufferedBytes()) until the socket drains.
 constexpr size_t kWriteChunk = 64 * 1024;
+// What a stream may leave queued in the codec when its flush() returns: one
+// default-sized DATA frame. A slow client holds the upstream reader to this
+// (plus one upstream read) per stream.
+constexpr size_t kWriteBehindBytes = 16 * 1024;
 // After the idle timeout's GOAWAY: how long the client gets to close first.
 constexpr std::chrono::milliseconds kDelayedClose{1000};
 
@@ -149,7 +153,12 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     const Clock::time_point deadline = deadlineAfter(timeout);
     for (;;) {
       if (reset_ || conn_.closed_ || !stream_) co_return false;
-      if (stream_->bufferedBytes() == 0) co_return true;
+      // Write-behind: up to kWriteBehindBytes may wait for the writer
+      // without holding the stream (as Envoy's watermark, which stops the
+      // upstream only above its limit). A small response then ends without
+      // a second wake-up, and its stream, released with the bytes queued,
+      // stays in the codec until they went out (ServerStream::release).
+      if (stream_->bufferedBytes() <= kWriteBehindBytes) co_return true;
       flush_waiting_ = true;
       write_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
@@ -157,7 +166,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       write_deadline_.clear();
       flush_waiting_ = false;
       if (ec == asio::error::timed_out) {
-        co_return stream_ && !reset_ && stream_->bufferedBytes() == 0;
+        co_return stream_ && !reset_ && stream_->bufferedBytes() <= kWriteBehindBytes;
       }
     }
   }

@@ -33,7 +33,8 @@ class Worker;
 //   whenever a stream encoded something or the codec has frames to send; it
 //   drains at most kWriteChunk at a time, so a stream's bytes wait in the
 //   codec (its bufferedBytes()) until the socket takes them: that is the
-//   backpressure Stream::flush() waits on;
+//   backpressure Stream::flush() waits on, once more than a frame's worth
+//   (16 KiB) is queued;
 // - one per stream (runStream()): ActiveStream::run().
 // The connection ends when the client closes, on a protocol error (GOAWAY
 // sent), or after drain()/the idle timeout (GOAWAY, in-flight streams
