@@ -11,6 +11,9 @@
 #   TURNOUT=/path/to/other/turnout bench/compare/instructions.sh   (another build)
 #   KEEP=/tmp/cg.out bench/compare/instructions.sh   (keeps the callgrind file, e.g. for
 #                                                     callgrind_annotate --tree=caller)
+#   bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
+#       also counts haproxy (nbthread 1, the same origin, the same load) in the
+#       same run and prints turnout's instructions as a ratio of haproxy's
 #
 # turnout (--concurrency 1) proxies to an nginx origin on loopback; both run
 # on ephemeral ports in a work directory this script removes. callgrind
@@ -26,10 +29,12 @@ B=${BUILD_DIR:-build}
 TURNOUT=${TURNOUT:-$B/proxy/turnout}  # another build of it, to compare
 N=20000
 TOP=25
+HAPROXY=
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
+    --haproxy) HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy); shift ;;
     --) shift; break ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -45,6 +50,7 @@ WORK=$(mktemp -d)
 cleanup() {
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
   pkill -f "$WORK/turnout.yaml" 2>/dev/null || true
+  pkill -f "$WORK/haproxy.cfg" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -97,27 +103,71 @@ static_resources:
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $ORIGIN}}}}]}]
 EOF
 
-# shellcheck disable=SC2086
-env ${PRELOAD:+LD_PRELOAD=$PRELOAD} ${ENV:-} valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$WORK/callgrind.out" "$TURNOUT" -c "$WORK/turnout.yaml" \
-  --concurrency 1 -l warning > "$WORK/turnout.log" 2>&1 &
-VG=$!
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "http://127.0.0.1:$ADMIN/ready" && break
-  sleep 0.1
-done
-BENCH=$B/bench/turnout_bench/turnout-bench
-"$BENCH" "$@" -n 2000 "http://127.0.0.1:$PROXY/" > /dev/null
-callgrind_control -i on "$VG" > /dev/null 2>&1
-"$BENCH" "$@" -n "$N" "http://127.0.0.1:$PROXY/" > "$WORK/bench.txt"
-callgrind_control -i off "$VG" > /dev/null 2>&1
-kill -TERM "$VG"
-wait "$VG" 2>/dev/null || true
-grep -q "Status codes: 200=$N\$" "$WORK/bench.txt" ||
-  { echo "instructions.sh: not every request was answered 200:" >&2; cat "$WORK/bench.txt" >&2; exit 1; }
+H2=
+case " $* " in *" --h2 "*) H2=" proto h2" ;; esac
+cat > "$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$PROXY$H2
+  default_backend origin
+backend origin
+  http-reuse always
+  server o 127.0.0.1:$ORIGIN
+EOF
 
-[ -n "${KEEP:-}" ] && cp "$WORK/callgrind.out" "$KEEP"
-total=$(callgrind_annotate --auto=no "$WORK/callgrind.out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "turnout-bench $* -n $N: $((total / N)) instructions per request"
-callgrind_annotate --auto=no "$WORK/callgrind.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |
+# measure NAME READY_URL COMMAND...: runs COMMAND under callgrind, warms up,
+# counts N requests of turnout-bench "${BENCH_ARGS[@]}" and leaves the
+# instructions per request in $WORK/NAME.per_req, the callgrind file in
+# $WORK/NAME.out.
+BENCH=$B/bench/turnout_bench/turnout-bench
+BENCH_ARGS=("$@")
+measure() {
+  local name=$1 ready=$2
+  shift 2
+  # shellcheck disable=SC2086
+  env ${PRELOAD:+LD_PRELOAD=$PRELOAD} ${ENV:-} valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$WORK/$name.out" "$@" > "$WORK/$name.log" 2>&1 &
+  local vg=$!
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "$ready" && break
+    sleep 0.1
+  done
+  "$BENCH" "${BENCH_ARGS[@]}" -n 2000 "http://127.0.0.1:$PROXY/" > /dev/null
+  callgrind_control -i on "$vg" > /dev/null 2>&1
+  "$BENCH" "${BENCH_ARGS[@]}" -n "$N" "http://127.0.0.1:$PROXY/" > "$WORK/$name.bench"
+  callgrind_control -i off "$vg" > /dev/null 2>&1
+  kill -TERM "$vg"
+  wait "$vg" 2>/dev/null || true
+  grep -q "Status codes: 200=$N\$" "$WORK/$name.bench" || {
+    echo "instructions.sh: $name: not every request was answered 200:" >&2
+    cat "$WORK/$name.bench" >&2
+    exit 1
+  }
+  callgrind_annotate --auto=no "$WORK/$name.out" |
+    awk -v n="$N" '/PROGRAM TOTALS/ {gsub(",", "", $1); print int($1 / n)}' > "$WORK/$name.per_req"
+}
+
+measure turnout "http://127.0.0.1:$ADMIN/ready" \
+  "$TURNOUT" -c "$WORK/turnout.yaml" --concurrency 1 -l warning
+[ -n "${KEEP:-}" ] && cp "$WORK/turnout.out" "$KEEP"
+per_req=$(cat "$WORK/turnout.per_req")
+echo "turnout-bench $* -n $N: $per_req instructions per request"
+[ "$TOP" -gt 0 ] && callgrind_annotate --auto=no "$WORK/turnout.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |
   awk -v n="$N" '{c=$1; gsub(",", "", c); p=$3; sub(/\)$/, "", p); $1=""; $2=""; $3=""; printf "%8d/req %6s %s\n", c / n, p, substr($0, 4, 150)}'
+
+if [ -n "$HAPROXY" ]; then
+  # haproxy answers its own 503 until the origin is checked; any answer
+  # means it listens.
+  measure haproxy "http://127.0.0.1:$PROXY/" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
+  hap=$(cat "$WORK/haproxy.per_req")
+  echo "haproxy $("$HAPROXY" -v | head -1 | awk '{print $3}') (nbthread 1): $hap instructions per request"
+  awk -v t="$per_req" -v h="$hap" 'BEGIN { printf "turnout / haproxy: %.2fx (user-space instructions; the kernel and syscalls are not in them)\n", t / h }'
+fi
