@@ -24,6 +24,49 @@ bool isChunkedOnly(std::string_view v) {
   return equalsIgnoreCase(v, "chunked");
 }
 
+namespace {
+
+// RFC 9110 §5.6.2 tchar; visible ASCII, SP and HTAB (a field value or a
+// reason-phrase without obs-text).
+struct CharClasses {
+  bool tchar[256] = {};
+  bool text[256] = {};
+  constexpr CharClasses() {
+    for (int c = '0'; c <= '9'; ++c) tchar[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) tchar[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) tchar[c] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~"))
+      tchar[static_cast<unsigned char>(c)] = true;
+    for (int c = 0x20; c < 0x7f; ++c) text[c] = true;
+    text[static_cast<unsigned char>('\t')] = true;
+  }
+};
+constexpr CharClasses kChars;
+
+bool allText(std::string_view s) {
+  for (const char c : s) {
+    if (!kChars.text[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool splitCommonField(std::string_view line, std::string_view& name, std::string_view& value) {
+  std::size_t i = 0;
+  while (i < line.size() && kChars.tchar[static_cast<unsigned char>(line[i])]) ++i;
+  if (i == 0 || i == line.size() || line[i] != ':') return false;
+  name = line.substr(0, i);
+  std::size_t b = i + 1;
+  std::size_t e = line.size();
+  while (b < e && (line[b] == ' ' || line[b] == '\t')) ++b;
+  while (e > b && (line[e - 1] == ' ' || line[e - 1] == '\t')) --e;
+  value = line.substr(b, e - b);
+  return allText(value);
+}
+
+bool isCommonReason(std::string_view reason) { return allText(reason); }
+
 std::string_view canonicalContentLength(std::string_view v, char (&buf)[20]) {
   std::size_t i = 0;
   while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;

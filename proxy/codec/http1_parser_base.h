@@ -69,6 +69,17 @@ void appendBody(std::string& out, std::span<const char> data, bool end_stream, b
 // Appends the last chunk and `trailers` when `chunked`; nothing otherwise.
 void appendTrailers(std::string& out, const HeaderMap& trailers, bool chunked);
 
+// The common shape of a head, parsed without Beast (the codecs' fast path):
+// a field line `line` (without its CRLF) of a name of tchars, ':', optional
+// SP/HTAB, a value of visible ASCII, SP and HTAB, optional SP/HTAB. Sets
+// `name` and `value` (trimmed). False for any other line (obs-fold,
+// obs-text, a control character, an empty name), which the caller leaves to
+// Beast: so the fast path accepts only what Beast accepts, and gives it the
+// same meaning, and every error is still Beast's.
+bool splitCommonField(std::string_view line, std::string_view& name, std::string_view& value);
+// A reason-phrase of visible ASCII, SP and HTAB.
+bool isCommonReason(std::string_view reason);
+
 // Maps a Beast parser error (boost::beast::http::error) to a codec error.
 CodecErrorCode mapBeastError(const BeastError& ec, bool seen_content_length,
                              bool seen_transfer_encoding);

@@ -40,6 +40,10 @@ struct Http1Settings {
   std::uint32_t max_request_target_bytes = 16 * 1024;
   // Limit on one chunk-size line, extensions included.
   std::uint32_t max_chunk_line_bytes = 4096;
+  // Heads in the common shape are parsed without Beast (the client codec:
+  // detail::splitCommonField). Off only in tests and fuzzers that check
+  // that both paths give the same events.
+  bool common_head_fast_path = true;
 };
 
 // Removes the hop-by-hop fields a proxy must not forward (RFC 9110 §7.6.1):

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -389,6 +390,102 @@ TEST_CASE("client codec encodes requests with exact framing", "[codec][http1_cli
     CHECK(out ==
           "GET /ws HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n");
   }
+}
+
+TEST_CASE(
+    "heads in the common shape and every other head give the same events with the fast "
+    "path on and off",
+    "[codec][http1_client]") {
+  // The fast path (no Beast) takes the first few; the rest must fall back to
+  // Beast from the head's first byte and come out exactly as before.
+  const std::vector<std::string> responses = {
+      // nginx's shape, then a 404 with padding and OWS, then Connection: close.
+      "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 10:00:00 GMT\r\n"
+      "Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+      "HTTP/1.1 404 Not Found\r\ncontent-length: 005\r\nx:  a b \t\r\nempty:\r\n\r\nhello",
+      "HTTP/1.1 503 \r\nContent-Length: 0\r\nConnection: CLOSE\r\n\r\n",
+      // Outside the common shape: Beast's.
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+      "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
+      "HTTP/1.1 200 \xe9t\xe9\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nX: caf\xc3\xa9\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nX: a\x01b\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nX : a\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\n: a\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\n\r\nclose-delimited",
+      "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 099 Low\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 600 High\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 20x OK\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200OK\r\nContent-Length: 1\r\n\r\nz",
+      "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ntruncated",
+  };
+  for (const std::string& r : responses) {
+    for (const bool split : {false, true}) {
+      CAPTURE(r, split);
+      Http1Settings fast;
+      Http1Settings beast;
+      beast.common_head_fast_path = false;
+      ClientHarness a(fast), b(beast);
+      for (ClientHarness* h : {&a, &b}) {
+        h->request();
+        h->request();
+        if (split) {
+          for (const char c : r) h->feed(std::string_view(&c, 1));
+        } else {
+          h->feed(r);
+        }
+      }
+      CHECK(a.events == b.events);
+      CHECK(a.status == b.status);
+      CHECK(a.codec.canReuse() == b.codec.canReuse());
+      a.eof();
+      b.eof();
+      CHECK(a.events == b.events);
+      CHECK(a.status == b.status);
+    }
+  }
+  // Two common responses back to back on one connection.
+  ClientHarness h;
+  h.request();
+  h.request();
+  h.feed(responses[0] + responses[1]);
+  REQUIRE(h.status.ok());
+  CHECK(h.events == std::vector<std::string>{
+                        "begin",
+                        "headers 200 OK ka=1 end=0 [server:nginx/1.22.1] [date:Sun, 06 Dec 2026 "
+                        "10:00:00 GMT] [content-type:text/plain] [content-length:2] "
+                        "[connection:keep-alive]",
+                        "data ok end=1", "complete", "begin",
+                        "headers 404 Not Found ka=1 end=0 [content-length:5] [x:a b] [empty:]",
+                        "data hello end=1", "complete"});
+  CHECK(h.codec.canReuse());
+}
+
+TEST_CASE("EOF inside a head that follows a HEAD response is a premature EOF, no more",
+          "[codec][http1_client]") {
+  // Found by the fuzzer: the HEAD response went through Beast; the next head
+  // (fast path) was cut by EOF, and the previous message's Beast parser
+  // finished a second time.
+  ClientHarness h;
+  h.request("HEAD");
+  h.request();
+  h.feed("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nHTTP/1.1 200 OK\r\nConte");
+  REQUIRE(h.status.ok());
+  h.eof();
+  CHECK(h.status.message() == "http1.premature_eof");
+  CHECK(std::count(h.events.begin(), h.events.end(), "complete") == 1);
 }
 
 }  // namespace
