@@ -27,11 +27,6 @@ struct ResponseState : detail::DecodeState<ResponseDecoderCallbacks, ResponseHea
   bool eof = false;
   bool reusable = true;  // every exchange so far allows keep-alive
 
-  // The message in progress may take the fast path (no HEAD, no CONNECT),
-  // and took it: its body is counted here, without Beast.
-  bool fast_eligible = false;
-  bool fast_body = false;
-
   // Request side.
   bool request_in_progress = false;
   bool request_chunked = false;
@@ -137,41 +132,26 @@ bool parseCommonResponseHead(std::string_view b, ResponseState& s) {
   h.status = static_cast<std::uint16_t>(status);
   h.reason.assign(reason.data(), reason.size());
   h.version_minor = 1;
-  bool close = false;
-  bool have_length = false;
-  std::uint64_t length = 0;
-  for (std::size_t i = eol + 2;; i = eol + 2) {
-    eol = b.find("\r\n", i);
-    if (eol == i) break;  // the blank line
-    std::string_view name, value;
-    if (!detail::splitCommonField(b.substr(i, eol - i), name, value)) return false;
-    if (h.headers.size() >= s.settings.max_headers_count) return false;
-    if (name.size() == 14 && detail::equalsIgnoreCase(name, "content-length")) {
-      if (have_length || value.empty() || value.size() > 18) return false;
-      for (const char c : value) {
-        if (!digit(c)) return false;
-        length = length * 10 + static_cast<std::uint64_t>(c - '0');
-      }
-      have_length = true;
-      char buf[20];
-      h.headers.addLowercase("content-length", detail::canonicalContentLength(value, buf));
-      continue;
-    }
-    if (name.size() == 17 && detail::equalsIgnoreCase(name, "transfer-encoding")) return false;
-    if (name.size() == 10 && detail::equalsIgnoreCase(name, "connection")) {
-      if (detail::equalsIgnoreCase(value, "close")) {
-        close = true;
-      } else if (!detail::equalsIgnoreCase(value, "keep-alive")) {
-        return false;
-      }
-    }
-    h.headers.add(name, value);
-  }
-  if (!have_length) return false;  // close-delimited: Beast's
-  h.keep_alive = !close;
+  detail::CommonFraming framing;
+  const bool common = detail::forEachCommonField(
+      b.substr(eol + 2), [&](std::string_view name, std::string_view value) {
+        if (h.headers.size() >= s.settings.max_headers_count) return false;
+        switch (framing.onField(name, value, h.headers)) {
+          case detail::CommonFraming::Field::kDecline:
+            return false;
+          case detail::CommonFraming::Field::kAdded:
+            return true;
+          case detail::CommonFraming::Field::kOther:
+            break;
+        }
+        h.headers.add(name, value);
+        return true;
+      });
+  if (!common || !framing.have_length) return false;  // close-delimited: Beast's
+  h.keep_alive = !framing.close;
   h.chunked = false;
-  h.content_length = length;
-  s.content_remaining = length;
+  h.content_length = framing.length;
+  s.content_remaining = framing.length;
   return true;
 }
 
@@ -184,7 +164,6 @@ struct ClientCodec::State : ResponseState {
     const Outstanding& req = outstanding.front();
     resetMessage();
     informational = false;
-    fast_body = false;
     fast_eligible = settings.common_head_fast_path && !req.head && !req.connect;
     if (fast_eligible) {
       parser.reset();  // the previous message's, if it was Beast's
@@ -203,35 +182,24 @@ struct ClientCodec::State : ResponseState {
   // what it did with [p, p + n), as ParserBase::parseSome reports it, or
   // nullopt when the head is not in the common shape and Beast takes over.
   std::optional<detail::ParseOutcome> parseFast(const char* p, std::size_t n, std::size_t& total) {
-    if (!headers_done) {
-      std::size_t eom = 0;
-      if (auto code = scanner.scan(std::string_view(p, n), headLimit(), headLimit(), eom);
-          code != CodecErrorCode::kNone) {
-        pending_error = code;
-        return detail::ParseOutcome::kFailed;
-      }
-      if (eom == 0) return detail::ParseOutcome::kWaiting;
-      if (!parseCommonResponseHead(std::string_view(p, eom), *this)) {
-        resetMessage();
-        startBeast();
-        return std::nullopt;
-      }
-      total += eom;
-      headers_done = true;
-      fast_body = true;
-      callbacks.onMessageBegin();
-      const bool done = content_remaining == 0;
-      callbacks.onHeaders(head, done);
-      if (done) callbacks.onMessageComplete();
-      return done ? detail::ParseOutcome::kComplete : detail::ParseOutcome::kProgress;
+    if (fast_body) {
+      if (!takeSizedBody(p, n, total)) return detail::ParseOutcome::kWaiting;
+      callbacks.onMessageComplete();
+      return detail::ParseOutcome::kComplete;
     }
-    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, content_remaining));
-    if (k == 0) return detail::ParseOutcome::kWaiting;
-    total += k;
-    body_bytes += k;
-    content_remaining -= k;
+    std::size_t eom = 0;
+    if (auto outcome = scanHead(p, n, headLimit(), eom)) return outcome;
+    if (!parseCommonResponseHead(std::string_view(p, eom), *this)) {
+      resetMessage();
+      startBeast();
+      return std::nullopt;
+    }
+    total += eom;
+    headers_done = true;
+    fast_body = true;
+    callbacks.onMessageBegin();
     const bool done = content_remaining == 0;
-    callbacks.onData(std::span<const char>(p, k), done);
+    callbacks.onHeaders(head, done);
     if (!done) return detail::ParseOutcome::kProgress;
     callbacks.onMessageComplete();
     return detail::ParseOutcome::kComplete;

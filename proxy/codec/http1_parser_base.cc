@@ -1,6 +1,7 @@
 #include "proxy/codec/http1_parser_base.h"
 
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -10,10 +11,12 @@ namespace http = beast::http;
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
+    const unsigned char x = static_cast<unsigned char>(a[i]);
+    const unsigned char y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    // Equal but for case only when they differ in bit 0x20 and are letters.
+    const unsigned char lower = x | 0x20;
+    if ((x ^ y) != 0x20 || lower < 'a' || lower > 'z') return false;
   }
   return true;
 }
@@ -44,8 +47,23 @@ struct CharClasses {
 constexpr CharClasses kChars;
 
 bool allText(std::string_view s) {
-  for (const char c : s) {
-    if (!kChars.text[static_cast<unsigned char>(c)]) return false;
+  const char* p = s.data();
+  std::size_t n = s.size();
+  // Eight bytes at a time while none is below 0x20, 0x7f or above
+  // (Hacker's Delight "hasless"/"haszero", exact): a word with an HTAB, or a
+  // bad byte, is left to the byte loop.
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    const std::uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
+    const std::uint64_t x = w ^ (kOnes * 0x7f);
+    const std::uint64_t del = (x - kOnes) & ~x & kHigh;
+    if ((below_space | del | (w & kHigh)) != 0) break;
+  }
+  for (; n > 0; ++p, --n) {
+    if (!kChars.text[static_cast<unsigned char>(*p)]) return false;
   }
   return true;
 }
@@ -66,6 +84,30 @@ bool splitCommonField(std::string_view line, std::string_view& name, std::string
 }
 
 bool isCommonReason(std::string_view reason) { return allText(reason); }
+
+CommonFraming::Field CommonFraming::onField(std::string_view name, std::string_view value,
+                                            HeaderMap& headers) {
+  if (name.size() == 14 && equalsIgnoreCase(name, "content-length")) {
+    if (have_length || value.empty() || value.size() > 18) return Field::kDecline;
+    for (const char c : value) {
+      if (c < '0' || c > '9') return Field::kDecline;
+      length = length * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    have_length = true;
+    char buf[20];
+    headers.addLowercase("content-length", canonicalContentLength(value, buf));
+    return Field::kAdded;
+  }
+  if (name.size() == 17 && equalsIgnoreCase(name, "transfer-encoding")) return Field::kDecline;
+  if (name.size() == 10 && equalsIgnoreCase(name, "connection")) {
+    if (equalsIgnoreCase(value, "close")) {
+      close = true;
+    } else if (!equalsIgnoreCase(value, "keep-alive")) {
+      return Field::kDecline;
+    }
+  }
+  return Field::kOther;
+}
 
 std::string_view canonicalContentLength(std::string_view v, char (&buf)[20]) {
   std::size_t i = 0;

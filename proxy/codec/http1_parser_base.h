@@ -14,9 +14,11 @@
 //   CodecErrorCode refineError(CodecErrorCode code, std::string_view bytes) const;
 // `State` derives from DecodeState<Callbacks, Head> and outlives the parser.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -80,6 +82,39 @@ bool splitCommonField(std::string_view line, std::string_view& name, std::string
 // A reason-phrase of visible ASCII, SP and HTAB.
 bool isCommonReason(std::string_view reason);
 
+// The framing fields of a head in the common shape, in both directions:
+// exactly one Content-Length of 1 to 18 digits (forwarded as one canonical
+// value, as the Beast path does), no Transfer-Encoding, a Connection of
+// exactly "close" or "keep-alive" if any.
+struct CommonFraming {
+  enum class Field { kOther, kAdded, kDecline };
+  // kAdded: a Content-Length, added to `headers`; kOther: the caller adds
+  // the field; kDecline: the head is not in the common shape.
+  Field onField(std::string_view name, std::string_view value, HeaderMap& headers);
+
+  bool close = false;
+  bool have_length = false;
+  std::uint64_t length = 0;
+};
+
+// Calls on(name, value) for each field line of `fields` (a complete head
+// after its start line: HeadScanner saw every line end with CRLF, up to the
+// blank line). False as soon as a line is not in the common shape
+// (splitCommonField) or `on` returns false.
+template <typename OnField>
+bool forEachCommonField(std::string_view fields, OnField&& on) {
+  for (std::size_t i = 0;;) {
+    const std::size_t eol = fields.find("\r\n", i);
+    if (eol == i) return true;
+    std::string_view name, value;
+    if (eol == std::string_view::npos ||
+        !splitCommonField(fields.substr(i, eol - i), name, value) || !on(name, value)) {
+      return false;
+    }
+    i = eol + 2;
+  }
+}
+
 // Maps a Beast parser error (boost::beast::http::error) to a codec error.
 CodecErrorCode mapBeastError(const BeastError& ec, bool seen_content_length,
                              bool seen_transfer_encoding);
@@ -100,6 +135,14 @@ struct HeadScanner {
 // line or trailer block) against the limits.
 CodecErrorCode checkChunkLeftover(std::string_view leftover, const Http1Settings& settings,
                                   bool expect_crlf);
+
+// What one ParserBase::parseSome() (or a fast-path step) did.
+enum class ParseOutcome {
+  kFailed,    // the codec error is in pending_error
+  kWaiting,   // needs more bytes: a partial head, chunk line or body
+  kComplete,  // the message is complete (or stopped)
+  kProgress,  // consumed bytes; call again
+};
 
 // The decode state of one message, the same in both directions.
 template <typename Callbacks, typename Head>
@@ -128,8 +171,34 @@ struct DecodeState {
     expect_crlf = false;
     close_delimited = false;
     in_message = true;
+    fast_body = false;
   }
   std::uint64_t headLimit() const { return std::uint64_t{settings.max_headers_kb} * 1024; }
+
+  // The fast path (a head in the common shape, without Beast). Its first
+  // step: finds the complete head as ParserBase::parseSome does (the same
+  // scanner, the same limits); its length in `eom`, else the outcome.
+  std::optional<ParseOutcome> scanHead(const char* p, std::size_t n, std::size_t max_first_line,
+                                       std::size_t& eom) {
+    if (auto code = scanner.scan(std::string_view(p, n), max_first_line, headLimit(), eom);
+        code != CodecErrorCode::kNone) {
+      pending_error = code;
+      return ParseOutcome::kFailed;
+    }
+    if (eom == 0) return ParseOutcome::kWaiting;
+    return std::nullopt;
+  }
+  // Then the Content-Length body: delivers what of [p, p + n) belongs to it
+  // (adding it to `total`); true once the body has ended.
+  bool takeSizedBody(const char* p, std::size_t n, std::size_t& total) {
+    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, content_remaining));
+    total += k;
+    body_bytes += k;
+    content_remaining -= k;
+    const bool done = content_remaining == 0;
+    if (k > 0 || done) callbacks.onData(std::span<const char>(p, k), done);
+    return done;
+  }
 
   Callbacks& callbacks;
   const Http1Settings settings;
@@ -160,14 +229,10 @@ struct DecodeState {
   // head (a 2xx to CONNECT, after which the tunnel starts).
   bool stopped = false;
   bool in_message = false;
-};
-
-// What one ParserBase::parseSome() did.
-enum class ParseOutcome {
-  kFailed,    // the codec error is in pending_error
-  kWaiting,   // needs more bytes: a partial head, chunk line or body
-  kComplete,  // the message is complete (or stopped)
-  kProgress,  // consumed bytes; call again
+  // The message may take the fast path (the caller decides per message),
+  // and its head took it: the body is counted by takeSizedBody, not Beast.
+  bool fast_eligible = false;
+  bool fast_body = false;
 };
 
 template <typename Derived, bool isRequest, typename State>

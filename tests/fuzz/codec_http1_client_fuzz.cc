@@ -76,7 +76,8 @@ class Harness : public ResponseDecoderCallbacks {
   void onInformational(ResponseHead& h) override { events += "I" + std::to_string(h.status); }
   void onHeaders(ResponseHead& h, bool end) override {
     events += "H" + std::to_string(h.status) + h.reason + std::to_string(h.keep_alive) +
-              std::to_string(end);
+              std::to_string(end) + std::to_string(h.chunked) +
+              (h.content_length ? std::to_string(*h.content_length) : "-");
     h.headers.forEach([&](std::string_view n, std::string_view v) {
       events.append(n);
       events.push_back(':');

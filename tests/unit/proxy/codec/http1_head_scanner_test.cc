@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cctype>
 #include <random>
 #include <string>
 #include <string_view>
@@ -113,6 +114,59 @@ TEST_CASE("head scanner agrees with the byte-by-byte definition on random input"
       REQUIRE(fast.pos == ref.pos);
       REQUIRE(fast.lf_seen == ref.lf_seen);
       if (have == b.size()) break;
+    }
+  }
+}
+
+TEST_CASE(
+    "splitCommonField takes exactly tchar names and visible-ASCII values, at every "
+    "position of the word-at-a-time check",
+    "[codec][http1]") {
+  const auto is_text = [](unsigned c) { return c == '\t' || (c >= 0x20 && c < 0x7f); };
+  for (unsigned b = 0; b < 256; ++b) {
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string value(19, 'v');
+      value[at] = static_cast<char>(b);
+      std::string_view name, got;
+      const std::string line = "x-name: " + value;
+      const bool ok = splitCommonField(line, name, got);
+      // OWS at either end is trimmed, not refused.
+      const bool edge_ows = (b == ' ' || b == '\t') && (at == 0 || at == 18);
+      CAPTURE(b, at);
+      CHECK(ok == is_text(b));
+      if (ok) {
+        CHECK(name == "x-name");
+        CHECK(got.size() == (edge_ows ? 18u : 19u));
+      }
+    }
+  }
+  std::string_view n, v;
+  CHECK(splitCommonField("a:", n, v));
+  CHECK((n == "a" && v.empty()));
+  CHECK(splitCommonField("A!#$%&'*+-.^_`|~9:\t x \t", n, v));
+  CHECK(v == "x");
+  CHECK_FALSE(splitCommonField(": x", n, v));
+  CHECK_FALSE(splitCommonField("a b: x", n, v));
+  CHECK_FALSE(splitCommonField(" a: x", n, v));
+  CHECK_FALSE(splitCommonField("a(: x", n, v));
+  CHECK_FALSE(splitCommonField("no colon", n, v));
+}
+
+TEST_CASE("equalsIgnoreCase folds letters only", "[codec][http1]") {
+  CHECK(equalsIgnoreCase("Content-Length", "content-length"));
+  CHECK(equalsIgnoreCase("KEEP-ALIVE", "keep-alive"));
+  CHECK_FALSE(equalsIgnoreCase("@", "`"));  // 0x40 / 0x60: not letters
+  CHECK_FALSE(equalsIgnoreCase("[", "{"));
+  CHECK_FALSE(equalsIgnoreCase("a", "b"));
+  CHECK_FALSE(equalsIgnoreCase("ab", "a"));
+  for (int c = 0; c < 256; ++c) {
+    for (int d = 0; d < 256; ++d) {
+      const char x = static_cast<char>(c), y = static_cast<char>(d);
+      const bool expected = std::tolower(static_cast<unsigned char>(x)) ==
+                                std::tolower(static_cast<unsigned char>(y)) &&
+                            (c < 128) == (d < 128);
+      CAPTURE(c, d);
+      if (equalsIgnoreCase(std::string_view(&x, 1), std::string_view(&y, 1)) != expected) FAIL();
     }
   }
 }

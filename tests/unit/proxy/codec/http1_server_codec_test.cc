@@ -56,6 +56,8 @@ class ServerHarness : public RequestDecoderCallbacks {
     });
     events.push_back(e);
     last_head = h.method;
+    framing.push_back(std::to_string(h.chunked) + "/" +
+                      (h.content_length ? std::to_string(*h.content_length) : "-"));
   }
   void onData(std::span<const char> data, bool end_stream) override {
     data_events++;
@@ -85,6 +87,7 @@ class ServerHarness : public RequestDecoderCallbacks {
   std::string wire;
   std::vector<std::string> events;
   std::string last_head;
+  std::vector<std::string> framing;  // per head: chunked / content-length
   absl::Status status;
   std::size_t data_events = 0;
   std::size_t body_bytes = 0;
@@ -719,6 +722,84 @@ TEST_CASE("hop-by-hop headers are stripped for forwarding", "[codec][http1_serve
     stripHopByHopHeaders(m, true);
     CHECK(m.get("upgrade") == "websocket");
     CHECK_FALSE(m.has("connection"));
+  }
+}
+
+TEST_CASE(
+    "request heads in the common shape and every other head give the same events with "
+    "the fast path on and off",
+    "[codec][http1_server]") {
+  // The fast path (no Beast) takes the first few; the rest must fall back to
+  // Beast from the head's first byte and come out exactly as before.
+  const std::vector<std::string> requests = {
+      "GET /api/v1/x?y=1&z=%20 HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: curl/7.88.1\r\n"
+      "Accept: */*\r\nbaggage: turnout-routing-key=feat-x\r\n\r\n",
+      "POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 005\r\nExpect: 100-continue\r\n"
+      "Connection: keep-alive\r\n\r\nhello",
+      "DELETE /#frag HTTP/1.1\r\nHost: [::1]:80\r\nConnection: Close\r\nx:\r\n\r\n",
+      "HEAD / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+      // Outside the common shape: Beast's.
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+      "GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+      "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+      "GET / HTTP/1.0\r\n\r\n",
+      "GET http://b/x HTTP/1.1\r\nHost: a\r\n\r\n",
+      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+      "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+      "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+      "M-SEARCH / HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET /a\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+      "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\nab",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+      "3\r\n\r\n0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+      "AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+      "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x\r\n\r\n",
+      "PUT /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\ntruncated",
+  };
+  Http1Settings small;
+  small.max_request_target_bytes = 8;
+  small.max_headers_count = 2;
+  for (const Http1Settings& base : {Http1Settings{}, small}) {
+    for (const std::string& r : requests) {
+      for (const bool split : {false, true}) {
+        CAPTURE(r, split, base.max_headers_count);
+        Http1Settings fast = base;
+        Http1Settings beast = base;
+        beast.common_head_fast_path = false;
+        ServerHarness a(fast), b(beast);
+        for (ServerHarness* h : {&a, &b}) {
+          // Twice, pipelined: the second head after the first's response.
+          const std::string twice = r + r;
+          if (split) {
+            for (const char c : twice) h->feed(std::string_view(&c, 1));
+          } else {
+            h->feed(twice);
+          }
+        }
+        CHECK(a.events == b.events);
+        CHECK(a.framing == b.framing);
+        CHECK(a.status == b.status);
+        CHECK(a.codec.shouldClose() == b.codec.shouldClose());
+        CHECK(a.codec.paused() == b.codec.paused());
+        CHECK(a.codec.error() == b.codec.error());
+        CHECK(a.codec.onEof() == b.codec.onEof());
+      }
+    }
   }
 }
 
