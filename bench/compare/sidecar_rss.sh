@@ -5,6 +5,7 @@
 #   bench/compare/sidecar_rss.sh [N ...]        (default: 1 100 300; as root)
 #   ADS=sotw bench/compare/sidecar_rss.sh ...   (State of the World; default delta,
 #                                                as turnout-cp's bootstraps)
+#   SMAPS=/tmp/smaps bench/compare/sidecar_rss.sh 100   (also keeps the full smaps)
 #
 # For each N it starts, in a network namespace of its own (so the fixed
 # sidecar ports never clash with the host), turnout-cp with N services of one
@@ -63,6 +64,9 @@ for n in "$@"; do
   rss=$(field VmRSS /proc/$sc_pid/status); anon=$(field RssAnon /proc/$sc_pid/status)
   file=$(field RssFile /proc/$sc_pid/status); pss=$(field Pss /proc/$sc_pid/smaps_rollup)
   printf '| %s | %s | %s | %s | %s |\n' "$n" "$rss" "$anon" "$file" "$pss"
+  # SMAPS=DIR keeps each idle sidecar's /proc/<pid>/smaps (which mappings
+  # the RSS is in) as DIR/smaps-N.
+  [ -n "${SMAPS:-}" ] && mkdir -p "$SMAPS" && cp "/proc/$sc_pid/smaps" "$SMAPS/smaps-$n"
   if [ -n "$prev_n" ]; then
     slopes+="anon per service from $prev_n to $n services: $(( (anon - prev_anon) * 1024 / (n - prev_n) )) bytes"$'\n'
   fi
