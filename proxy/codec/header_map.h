@@ -93,9 +93,14 @@ class HeaderMap {
 
 template <typename Pred>
 std::size_t HeaderMap::removeIf(Pred&& pred) {
-  std::size_t kept = 0;
   const std::size_t before = entries_.size();
-  for (std::size_t i = 0; i < entries_.size(); ++i) {
+  // Nothing is rewritten before the first field to remove (usually none:
+  // set() of a field the message does not have).
+  std::size_t kept = 0;
+  while (kept < before && !pred(name(entries_[kept]), value(entries_[kept]))) ++kept;
+  if (kept == before) return 0;
+  byte_size_ -= entries_[kept].name_size + entries_[kept].value_size;  // the first match
+  for (std::size_t i = kept + 1; i < before; ++i) {
     const Entry e = entries_[i];
     if (pred(name(e), value(e))) {
       byte_size_ -= e.name_size + e.value_size;

@@ -1,6 +1,7 @@
 #include "proxy/router/router_filter.h"
 
 #include <algorithm>
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -430,7 +431,11 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   http1::stripHopByHopHeaders(head.headers, head.status == 101 && stream_.head_.upgrade);
   const auto elapsed =
       std::chrono::duration_cast<milliseconds>(Clock::now() - upstream_->startTime());
-  head.headers.set("x-envoy-upstream-service-time", std::to_string(elapsed.count()));
+  char service_time[24];
+  const auto [end, ec] =
+      std::to_chars(service_time, service_time + sizeof(service_time), elapsed.count());
+  head.headers.set("x-envoy-upstream-service-time",
+                   std::string_view(service_time, ec == std::errc() ? end - service_time : 0));
   head.headers.set("server", stream_.hcm_.config->server_name);
   stream_.applyResponseHeaderMutations(head.headers);
   head.close_connection = conn_.draining() || !conn_.requestComplete();
