@@ -133,20 +133,9 @@ bool parseCommonResponseHead(std::string_view b, ResponseState& s) {
   h.reason.assign(reason.data(), reason.size());
   h.version_minor = 1;
   detail::CommonFraming framing;
-  const bool common = detail::forEachCommonField(
-      b.substr(eol + 2), [&](std::string_view name, std::string_view value) {
-        if (h.headers.size() >= s.settings.max_headers_count) return false;
-        switch (framing.onField(name, value, h.headers)) {
-          case detail::CommonFraming::Field::kDecline:
-            return false;
-          case detail::CommonFraming::Field::kAdded:
-            return true;
-          case detail::CommonFraming::Field::kOther:
-            break;
-        }
-        h.headers.add(name, value);
-        return true;
-      });
+  const bool common =
+      detail::addCommonFields(b.substr(eol + 2), s.settings.max_headers_count, h.headers, framing,
+                              [](std::string_view, std::string_view) { return true; });
   if (!common || !framing.have_length) return false;  // close-delimited: Beast's
   h.keep_alive = !framing.close;
   h.chunked = false;

@@ -115,6 +115,30 @@ bool forEachCommonField(std::string_view fields, OnField&& on) {
   }
 }
 
+// The field lines of a head in the common shape into `headers` (both
+// codecs' fast paths): at most `max_fields` of them, the framing fields
+// through `framing`, every other one through extra(name, value), which may
+// decline the head (false), and then added. False when the head is not in
+// the common shape.
+template <typename Extra>
+bool addCommonFields(std::string_view fields, std::size_t max_fields, HeaderMap& headers,
+                     CommonFraming& framing, Extra&& extra) {
+  return forEachCommonField(fields, [&](std::string_view name, std::string_view value) {
+    if (headers.size() >= max_fields) return false;
+    switch (framing.onField(name, value, headers)) {
+      case CommonFraming::Field::kDecline:
+        return false;
+      case CommonFraming::Field::kAdded:
+        return true;
+      case CommonFraming::Field::kOther:
+        break;
+    }
+    if (!extra(name, value)) return false;
+    headers.add(name, value);
+    return true;
+  });
+}
+
 // Maps a Beast parser error (boost::beast::http::error) to a codec error.
 CodecErrorCode mapBeastError(const BeastError& ec, bool seen_content_length,
                              bool seen_transfer_encoding);

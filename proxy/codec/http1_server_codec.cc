@@ -387,24 +387,15 @@ bool parseCommonRequestHead(std::string_view b, MessageState& s) {
   h.method.assign(method);
   h.path.assign(target);
   detail::CommonFraming framing;
-  const bool common = detail::forEachCommonField(
-      b.substr(eol + 2), [&](std::string_view name, std::string_view value) {
-        if (h.headers.size() >= s.settings.max_headers_count) return false;
-        switch (framing.onField(name, value, h.headers)) {
-          case detail::CommonFraming::Field::kDecline:
-            return false;
-          case detail::CommonFraming::Field::kAdded:
-            return true;
-          case detail::CommonFraming::Field::kOther:
-            break;
-        }
+  const bool common = detail::addCommonFields(
+      b.substr(eol + 2), s.settings.max_headers_count, h.headers, framing,
+      [&](std::string_view name, std::string_view value) {
         if (name.size() == 4 && detail::equalsIgnoreCase(name, "host")) {
           if (++s.host_count > 1 || !isValidAuthority(value, false)) return false;
           h.authority.assign(value);
         } else if (name.size() == 6 && detail::equalsIgnoreCase(name, "expect")) {
           if (detail::equalsIgnoreCase(value, "100-continue")) h.expect_continue = true;
         }
-        h.headers.add(name, value);
         return true;
       });
   if (!common || s.host_count != 1) return false;
