@@ -183,13 +183,7 @@ struct ClientCodec::State : ResponseState {
       startBeast();
       return std::nullopt;
     }
-    total += eom;
-    headers_done = true;
-    fast_body = true;
-    callbacks.onMessageBegin();
-    const bool done = content_remaining == 0;
-    callbacks.onHeaders(head, done);
-    if (!done) return detail::ParseOutcome::kProgress;
+    if (!beginSizedMessage(eom, total)) return detail::ParseOutcome::kProgress;
     callbacks.onMessageComplete();
     return detail::ParseOutcome::kComplete;
   }

@@ -212,6 +212,18 @@ struct DecodeState {
     if (eom == 0) return ParseOutcome::kWaiting;
     return std::nullopt;
   }
+  // A head in the common shape was parsed from the first `eom` bytes: they
+  // are consumed and the message begins (onMessageBegin, onHeaders). True
+  // when it has no body, so it is complete.
+  bool beginSizedMessage(std::size_t eom, std::size_t& total) {
+    total += eom;
+    headers_done = true;
+    fast_body = true;
+    callbacks.onMessageBegin();
+    const bool done = content_remaining == 0;
+    callbacks.onHeaders(head, done);
+    return done;
+  }
   // Then the Content-Length body: delivers what of [p, p + n) belongs to it
   // (adding it to `total`); true once the body has ended.
   bool takeSizedBody(const char* p, std::size_t n, std::size_t& total) {

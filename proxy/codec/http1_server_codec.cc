@@ -452,13 +452,7 @@ std::optional<detail::ParseOutcome> ServerCodec::State::parseFast(const char* p,
       startBeast();
       return std::nullopt;
     }
-    total += eom;
-    headers_done = true;
-    fast_body = true;
-    callbacks.onMessageBegin();
-    const bool done = content_remaining == 0;
-    callbacks.onHeaders(head, done);
-    if (!done) return detail::ParseOutcome::kProgress;
+    if (!beginSizedMessage(eom, total)) return detail::ParseOutcome::kProgress;
   } else if (!takeSizedBody(p, n, total)) {
     return detail::ParseOutcome::kWaiting;
   }
