@@ -26,6 +26,13 @@
 
 option(TURNOUT_STATIC_DEPS "Link Debian's static archives of the C++ dependencies" ON)
 option(TURNOUT_ORDER_FILE "Lay out turnout's text by proxy/turnout.order" ON)
+option(TURNOUT_STATIC_LIBC "Link turnout as a static PIE, glibc included (needs TURNOUT_STATIC_DEPS)" ON)
+# The sanitizers' runtimes are shared objects: no static executable with them.
+if(TURNOUT_STATIC_LIBC AND TURNOUT_STATIC_DEPS AND NOT TURNOUT_SANITIZE)
+  set(TURNOUT_STATIC_PIE ON)
+else()
+  set(TURNOUT_STATIC_PIE OFF)
+endif()
 
 if(TURNOUT_STATIC_DEPS OR TURNOUT_ORDER_FILE)
   find_program(TURNOUT_LLD NAMES ld.lld ld.lld-14)
@@ -147,9 +154,15 @@ endfunction()
 
 # libstdc++ and libgcc linked statically into `target`: with
 # TURNOUT_STATIC_DEPS it needs no shared C++ library (libc, libm and the
-# dynamic loader stay shared).
+# dynamic loader stay shared), and with TURNOUT_STATIC_LIBC none at all: a
+# static PIE. (-static-libstdc++ would switch the linker back to shared
+# objects for the libraries after it, so it is not given then; glibc's
+# static PIE start-up refuses a run path, so the build tree's is left out.)
 function(turnout_static_runtime target)
-  if(TURNOUT_STATIC_DEPS)
+  if(TURNOUT_STATIC_PIE)
+    target_link_options(${target} PRIVATE -static-pie)
+    set_target_properties(${target} PROPERTIES SKIP_BUILD_RPATH TRUE)
+  elseif(TURNOUT_STATIC_DEPS)
     target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
   endif()
 endfunction()

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # How the turnout binary is linked (cmake/Linking.cmake, docs/memory.md):
 #
-#   check_binary_layout.sh TURNOUT STATIC_DEPS ORDER_FILE_ON ORDER_FILE
+#   check_binary_layout.sh TURNOUT STATIC_DEPS ORDER_FILE_ON ORDER_FILE [STATIC_PIE]
 #
 # - it is a position-independent executable (ASLR for its own code, as
 #   Envoy checks of its binary in test/exe/pie_test.sh), whatever else;
 # - with TURNOUT_STATIC_DEPS it needs no shared library but libc, libm and
 #   the dynamic loader (protobuf, abseil, OpenSSL, nghttp2, re2, yaml-cpp,
 #   spdlog, fmt and libstdc++ are in it);
+# - with TURNOUT_STATIC_LIBC in effect (STATIC_PIE) it is a static PIE: no
+#   program interpreter, no shared library at all, and still DYN (ASLR);
 # - with TURNOUT_ORDER_FILE the functions proxy/turnout.order names sit
 #   together at the start of .text: at least 90 % of those present lie in
 #   the first 1.5x their total size.
 set -euo pipefail
-bin=$1 static=$2 ordered=$3 order_file=$4
+bin=$1 static=$2 ordered=$3 order_file=$4 static_pie=${5:-OFF}
 fail() { echo "check_binary_layout: $*" >&2; exit 1; }
 
 readelf -hW "$bin" | grep -Eq 'Type:[[:space:]]+DYN' || fail "$bin is not a position-independent executable"
 
-if [[ "$static" =~ ^(ON|1|TRUE|YES)$ ]]; then
+if [[ "$static_pie" =~ ^(ON|1|TRUE|YES)$ ]]; then
+  ! readelf -lW "$bin" | grep -q 'INTERP' || fail "$bin has a program interpreter: not a static PIE"
+  needed=$(readelf -dW "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  [ -z "$needed" ] || fail "TURNOUT_STATIC_LIBC is on but $bin needs $needed"
+elif [[ "$static" =~ ^(ON|1|TRUE|YES)$ ]]; then
   needed=$(readelf -dW "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
   for lib in $needed; do
     case "$lib" in

@@ -45,6 +45,12 @@ for tool in valgrind callgrind_control callgrind_annotate nginx; do
     { echo "instructions.sh: needs $tool (apt-get install valgrind nginx)" >&2; exit 2; }
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# A static PIE (TURNOUT_STATIC_LIBC, the default) has glibc's malloc linked
+# in: LD_PRELOAD cannot replace it, and the count would silently be glibc's.
+if [ -n "${PRELOAD:-}" ] && ! readelf -lW "$TURNOUT" | grep -q INTERP; then
+  echo "instructions.sh: PRELOAD needs a dynamically linked turnout (configure with -DTURNOUT_STATIC_LIBC=OFF)" >&2
+  exit 2
+fi
 
 WORK=$(mktemp -d)
 cleanup() {

@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD_DIR:-build}
-TURNOUT=$B/proxy/turnout
+TURNOUT=${TURNOUT:-$B/proxy/turnout}
 CP=$B/config/control_plane/turnout-cp
 ADS=${ADS:-delta}
 CONCURRENCY=${CONCURRENCY:-1}
