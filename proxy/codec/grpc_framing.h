@@ -56,7 +56,7 @@ class GrpcMessageDecoder {
   // Bytes of an incomplete message held.
   std::size_t buffered() const { return buffer_.size(); }
   // Capacity kept between messages; a larger buffer is freed once empty.
-  static constexpr std::size_t kKeptCapacity = 64 * 1024;
+  static constexpr std::size_t kKeptCapacity = 16 * 1024;
   std::size_t bufferCapacity() const { return buffer_.capacity(); }
 
  private:

@@ -404,7 +404,7 @@ absl::StatusOr<ListenerRuntimeConstSharedPtr> DataPlaneConfig::buildListener(
     lr->filter_chains.push_back(std::move(rt));
     return absl::OkStatus();
   };
-  lr->filter_chains.reserve(l.filter_chains.size() + 1);
+  lr->filter_chains.reserve(l.filter_chains.size() + (l.default_filter_chain ? 1 : 0));
   for (const auto& chain : l.filter_chains) {
     if (auto s = addChain(chain); !s.ok()) return s;
   }

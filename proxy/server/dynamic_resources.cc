@@ -946,7 +946,10 @@ config::VhdsSource DynamicResources::vhdsSource() const {
 envoy::config::route::v3::RouteConfiguration DynamicResources::mergedProto(
     const envoy::config::route::v3::RouteConfiguration& rds, const VhdsHosts& hosts) {
   envoy::config::route::v3::RouteConfiguration out = rds;
-  for (const auto& [name, vh] : hosts) *out.add_virtual_hosts() = vh.proto;
+  for (const auto& [name, vh] : hosts) {
+    // Parsed when it was accepted: these bytes cannot fail to parse.
+    (void)out.add_virtual_hosts()->ParseFromString(vh.serialized);
+  }
   return out;
 }
 
@@ -1085,7 +1088,8 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
     auto [it, inserted] = hosts.try_emplace(r.name());
     Undo& d = undo.emplace_back(Undo{ns, r.name(), std::nullopt});
     if (!inserted) d.before = std::move(it->second);
-    it->second = VhdsHost{std::move(vh), *std::move(compiled), std::move(digests)};
+    it->second =
+        VhdsHost{std::string(r.resource().value()), *std::move(compiled), std::move(digests)};
     labels[r.name()] = path;
     touched.insert(std::move(ns));
   }

@@ -200,7 +200,9 @@ class DynamicResources {
   // One VHDS virtual host as received (for /config_dump), and compiled when
   // it arrived: a table rebuilt for a later update shares it.
   struct VhdsHost {
-    envoy::config::route::v3::VirtualHost proto;
+    // The resource as received (the Any's bytes), parsed only for
+    // /config_dump: a parsed VirtualHost costs several times its bytes.
+    std::string serialized;
     routing::RouteTable::VirtualHostConstSharedPtr compiled;
     // Its routes' digests: the next version validates only routes not
     // among them (config::checkVirtualHost).
