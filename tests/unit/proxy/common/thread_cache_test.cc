@@ -65,9 +65,36 @@ TEST_CASE("a block freed without its size goes to the class its usable size hold
   deallocateUnsized(q);
   // A block from plain malloc whose usable size is not a class (too large)
   // goes back to malloc.
-  void* big = std::malloc(4096);
+  void* big = std::malloc(kMaxBlock + 4096);
   deallocateUnsized(big);
   CHECK(stats().blocks == 1);
+  flush();
+}
+
+TEST_CASE("blocks over 1 KiB are cached in 64-byte classes, sized or not") {
+  flush();
+  void* a = allocate(2000);  // class 1,032 + 64 * 16 = 2,056
+  REQUIRE(malloc_usable_size(a) >= 2000);
+  deallocate(a, 2000);
+  CHECK(stats().bytes == 2056);
+  void* b = allocate(2056);  // the top of the same class
+  CHECK(b == a);
+  deallocateUnsized(b);  // by its usable size: the same class again
+  CHECK(stats().bytes == 2056);
+  void* c = allocate(1993);  // the bottom of that class
+  CHECK(c == a);
+  void* d = allocate(2057);  // the next class: not that block
+  CHECK(d != a);
+  REQUIRE(malloc_usable_size(d) >= 2057);
+  deallocate(c, 1993);
+  deallocate(d, 2057);
+  CHECK(stats().blocks == 2);
+  void* e = allocate(kMaxBlock);
+  deallocate(e, kMaxBlock);
+  CHECK(stats().blocks == 3);
+  void* f = allocate(kMaxBlock + 1);  // above the largest class: malloc's
+  deallocate(f, kMaxBlock + 1);
+  CHECK(stats().blocks == 3);
   flush();
 }
 
@@ -80,7 +107,7 @@ TEST_CASE("the cache is bounded per class and per thread") {
   many.clear();
   // Every class filled: the bytes stay under the thread's bound.
   for (size_t n = 24; n <= kMaxBlock; n += 16) {
-    for (int i = 0; i < 200; ++i) many.push_back(allocate(n));
+    for (int i = 0; i < 50; ++i) many.push_back(allocate(n));
   }
   for (void* p : many) deallocateUnsized(p);
   CHECK(stats().bytes <= kMaxCachedBytes);
