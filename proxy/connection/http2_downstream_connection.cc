@@ -333,23 +333,64 @@ RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStrea
   return s;
 }
 
+struct Http2DownstreamConnection::Runner {
+  explicit Runner(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  Stream* stream = nullptr;  // the next stream to run; null: end
+  Signal wake;
+  std::list<std::unique_ptr<Runner>>::iterator self;
+};
+
 void Http2DownstreamConnection::startStream(Stream* stream) {
   if (stream->started_) return;
   stream->started_ = true;
   ++running_;
   idle_deadline_.clear();
   idle_goaway_sent_ = false;
-  asio::co_spawn(worker_.io(), runStream(stream), LogEscapedException{"http2", "stream"});
+  if (!idle_runners_.empty()) {
+    Runner* r = idle_runners_.back();
+    idle_runners_.pop_back();
+    r->stream = stream;
+    r->wake.notify();
+    return;
+  }
+  Runner* r = runners_.emplace_back(std::make_unique<Runner>(worker_.io().get_executor())).get();
+  r->self = std::prev(runners_.end());
+  r->stream = stream;
+  asio::co_spawn(worker_.io(), runnerLoop(r), LogEscapedException{"http2", "stream"});
 }
 
-asio::awaitable<void> Http2DownstreamConnection::runStream(Stream* stream) {
-  try {
-    ActiveStream active(*stream, *stream->head_);
-    co_await active.run();
-  } catch (const std::exception& e) {
-    // The connection must still learn that the stream ended.
-    TURNOUT_CONN_LOG(err, "http2", id_, "stream failed: {}", e.what());
+asio::awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
+  for (;;) {
+    Stream* stream = std::exchange(runner->stream, nullptr);
+    if (stream == nullptr) break;  // ended by endIdleRunners()
+    try {
+      ActiveStream active(*stream, *stream->head_);
+      co_await active.run();
+    } catch (const std::exception& e) {
+      // The connection must still learn that the stream ended.
+      TURNOUT_CONN_LOG(err, "http2", id_, "stream failed: {}", e.what());
+    }
+    finishStream(stream);
+    // No stream can start once the reader is done; enough wait already.
+    if (read_done_ || closed_ || idle_runners_.size() >= kMaxIdleRunners) break;
+    idle_runners_.push_back(runner);
+    boost::system::error_code ec;
+    co_await runner->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
+  runners_.erase(runner->self);
+  done_signal_.notify();
+}
+
+void Http2DownstreamConnection::endIdleRunners(size_t keep) {
+  while (idle_runners_.size() > keep) {
+    Runner* r = idle_runners_.back();
+    idle_runners_.pop_back();
+    r->stream = nullptr;
+    r->wake.notify();
+  }
+}
+
+void Http2DownstreamConnection::finishStream(Stream* stream) {
   // Releasing the codec stream ends it on the wire: nothing more if the
   // response went out whole, RST_STREAM(NO_ERROR) when the request was still
   // uploading, RST_STREAM(CANCEL) when the response was cut short.
@@ -442,6 +483,7 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
     if (tls_->hasOutput()) wake();  // a TLS 1.3 key update answer
   }
   read_done_ = true;
+  endIdleRunners(0);
   if (protocol_error) {
     // Envoy's FlushWriteAndDelay: the GOAWAY gets delayed_close_timeout to
     // go out, then the socket closes anyway. A client that floods and never
@@ -460,7 +502,7 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   wake();
   // Streams finish (a protocol error's GOAWAY went out first: the writer
   // keeps draining meanwhile), then the writer.
-  while (running_ > 0 || !writer_done_) {
+  while (running_ > 0 || !writer_done_ || !runners_.empty()) {
     if (protocol_error && running_ > 0 && !codec_.wantsWrite()) {
       codec_.onEof();
       protocol_error = false;
