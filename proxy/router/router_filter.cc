@@ -1,6 +1,7 @@
 #include "proxy/router/router_filter.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <string>
 #include <vector>
@@ -31,28 +32,29 @@ milliseconds until(Clock::time_point deadline) {
   return d.count() < 1 ? milliseconds(1) : d;
 }
 
-void appendHex(std::string& out, uint64_t v, int digits) {
-  static const char* kHex = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) out.push_back(kHex[(v >> (i * 4)) & 0xf]);
+// `digits` hex digits of `v`, most significant first, at `out`.
+char* putHex(char* out, uint64_t v, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xf];
+  return out;
 }
 
-// An RFC 4122 version-4 UUID from the worker's generator (x-request-id).
-std::string uuid4(Worker& w) {
+// An RFC 4122 version-4 UUID from the worker's generator (x-request-id),
+// written into `out` (no allocation).
+std::string_view uuid4(Worker& w, std::array<char, 36>& out) {
   uint64_t a = w.random(), b = w.random();
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  std::string s;
-  s.reserve(36);
-  appendHex(s, a >> 32, 8);
-  s.push_back('-');
-  appendHex(s, (a >> 16) & 0xffff, 4);
-  s.push_back('-');
-  appendHex(s, a & 0xffff, 4);
-  s.push_back('-');
-  appendHex(s, b >> 48, 4);
-  s.push_back('-');
-  appendHex(s, b & 0xffffffffffffULL, 12);
-  return s;
+  char* p = putHex(out.data(), a >> 32, 8);
+  *p++ = '-';
+  p = putHex(p, (a >> 16) & 0xffff, 4);
+  *p++ = '-';
+  p = putHex(p, a & 0xffff, 4);
+  *p++ = '-';
+  p = putHex(p, b >> 48, 4);
+  *p++ = '-';
+  putHex(p, b & 0xffffffffffffULL, 12);
+  return std::string_view(out.data(), out.size());
 }
 
 // Calls fn(part) for each `sep`-separated part of `s` (std::string_view;
@@ -140,10 +142,13 @@ void RouterFilter::prepareUpstreamHeaders() {
     head.headers.addLowercase("x-forwarded-proto", conn_.secure() ? "https" : "http");
   }
   if (c.generate_request_id && !head.headers.has("x-request-id")) {
-    head.headers.addLowercase("x-request-id", uuid4(worker));
+    std::array<char, 36> id;
+    head.headers.addLowercase("x-request-id", uuid4(worker, id));
   }
   if (d_.timeout.count() > 0) {
-    head.headers.set("x-envoy-expected-rq-timeout-ms", std::to_string(d_.timeout.count()));
+    char ms[24];
+    const auto end = std::to_chars(ms, ms + sizeof(ms), d_.timeout.count()).ptr;
+    head.headers.set("x-envoy-expected-rq-timeout-ms", std::string_view(ms, end - ms));
   }
   stream_.applyHeaderMutations(stream_.hcm_.route_table->requestHeaderMutations(d_), head.headers);
 }

@@ -699,7 +699,9 @@ class HeadersTest(ProxyTestCase):
         status, _, body = self.get("/h", headers={"X-Custom": "kept"})
         self.assertEqual(status, 200)
         hdrs = echo(body)["hdrs"]
-        self.assertTrue(hdrs.get("x-request-id"), hdrs)
+        # A version-4 UUID, as Envoy's request id.
+        self.assertRegex(hdrs.get("x-request-id", ""),
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
         self.assertEqual(hdrs.get("x-forwarded-proto"), "http")
         self.assertEqual(hdrs.get("x-custom"), "kept")
 
