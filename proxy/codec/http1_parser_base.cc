@@ -166,10 +166,27 @@ void appendChunkHeader(std::string& out, std::size_t size) {
 }
 
 void appendHeaderField(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ", 2);
-  out.append(value);
-  out.append("\r\n", 2);
+  // A field of common size is put together on the stack and appended once:
+  // one capacity check and no two-byte copies.
+  char line[256];
+  const std::size_t n = name.size() + value.size() + 4;
+  if (n > sizeof(line)) {
+    out.append(name);
+    out.append(": ", 2);
+    out.append(value);
+    out.append("\r\n", 2);
+    return;
+  }
+  char* p = line;
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  *p++ = ':';
+  *p++ = ' ';
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  *p++ = '\r';
+  *p++ = '\n';
+  out.append(line, n);
 }
 
 CodecErrorCode mapBeastError(const BeastError& ec, bool seen_content_length,

@@ -601,6 +601,20 @@ TEST_CASE("server codec encodes responses with exact framing", "[codec][http1_se
     CHECK_FALSE(h->codec.shouldClose());
     CHECK_FALSE(h->codec.paused());
   }
+  SECTION("fields of every length around the encoder's 256-byte line buffer") {
+    // appendHeaderField puts a line of up to 256 bytes together on the
+    // stack and appends longer ones piece by piece: both, and the edge.
+    for (std::size_t len : {0u, 1u, 200u, 245u, 246u, 247u, 248u, 1000u}) {
+      auto h = request(kGet);
+      ResponseHead r;
+      const std::string value(len, 'v');
+      r.headers.add("x-long", value);  // a line of len + 10 bytes: 256 at 246
+      r.headers.add("content-length", "0");
+      std::string out;
+      h->codec.encodeHeaders(r, true, out);
+      CHECK(out == "HTTP/1.1 200 OK\r\nx-long: " + value + "\r\ncontent-length: 0\r\n\r\n");
+    }
+  }
   SECTION("unsized response is chunked with trailers") {
     auto h = request(kGet);
     ResponseHead r;
