@@ -100,19 +100,13 @@ void* mallocOrThrow(size_t n) {
   return b;
 }
 
-// push() when the class or the thread is full, or the thread has not cached
-// yet or is exiting.
-[[gnu::noinline]] void pushSlow(void* p, size_t c) noexcept {
-  Cache& k = t_cache;
-  if (k.bytes == kUnregistered) {
-    k.bytes = 0;
-    static thread_local Flusher flusher;
-    (void)flusher;
-  }
-  if (k.bytes + kSize[c] > kMaxCachedBytes || k.count[c] >= kCap[c]) {
-    std::free(p);
-    return;
-  }
+// Whether `c` and the thread have room for one more block (false too while
+// the thread is unregistered or exiting: its byte count is above any bound).
+[[gnu::always_inline]] inline bool hasRoom(const Cache& k, size_t c) noexcept {
+  return k.bytes + kSize[c] <= kMaxCachedBytes && k.count[c] < kCap[c];
+}
+
+[[gnu::always_inline]] inline void insert(Cache& k, void* p, size_t c) noexcept {
   auto* b = static_cast<Block*>(p);
   b->next = k.head[c];
   k.head[c] = b;
@@ -120,18 +114,29 @@ void* mallocOrThrow(size_t n) {
   k.bytes += kSize[c];
 }
 
+// push() without room: a thread's first push sets up its Flusher; a full
+// class or thread, or an exiting thread, gives the block to malloc.
+[[gnu::noinline]] void pushSlow(void* p, size_t c) noexcept {
+  Cache& k = t_cache;
+  if (k.bytes == kUnregistered) {
+    k.bytes = 0;
+    static thread_local Flusher flusher;
+    (void)flusher;
+  }
+  if (hasRoom(k, c)) {
+    insert(k, p, c);
+  } else {
+    std::free(p);
+  }
+}
+
 [[gnu::always_inline]] inline void push(void* p, size_t c) noexcept {
   Cache& k = t_cache;
-  const size_t size = kSize[c];
-  if (k.bytes + size > kMaxCachedBytes || k.count[c] >= kCap[c]) [[unlikely]] {
+  if (hasRoom(k, c)) [[likely]] {
+    insert(k, p, c);
+  } else {
     pushSlow(p, c);
-    return;
   }
-  auto* b = static_cast<Block*>(p);
-  b->next = k.head[c];
-  k.head[c] = b;
-  ++k.count[c];
-  k.bytes += size;
 }
 
 }  // namespace

@@ -19,8 +19,9 @@
 // 4,104, so a block of a class can serve any request of that class. The
 // larger classes are for coroutine frames: the router's attempt and the
 // HTTP/2 stream's frames are over 1 KiB, and went to malloc and free once
-// per request each (2026-12-06: about 1,000 instructions of an h2c request). Bounded: at most
-// kMaxCachedBytes per thread (and 128 KiB or kMaxPerClass blocks per class); a thread's blocks go
+// per request each (2026-12-06: about 1,000 instructions of an h2c
+// request). Bounded: at most kMaxCachedBytes per thread (and 128 KiB or
+// kMaxPerClass blocks per class); a thread's blocks go
 // back to malloc when it exits, and frees after that go straight to free().
 //
 // Sized for the requests in flight on one worker: at 192 KiB and 128 blocks

@@ -381,10 +381,8 @@ asio::awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
   done_signal_.notify();
 }
 
-void Http2DownstreamConnection::endIdleRunners(size_t keep) {
-  while (idle_runners_.size() > keep) {
-    Runner* r = idle_runners_.back();
-    idle_runners_.pop_back();
+void Http2DownstreamConnection::endIdleRunners() {
+  for (Runner* r : std::exchange(idle_runners_, {})) {
     r->stream = nullptr;
     r->wake.notify();
   }
@@ -483,7 +481,7 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
     if (tls_->hasOutput()) wake();  // a TLS 1.3 key update answer
   }
   read_done_ = true;
-  endIdleRunners(0);
+  endIdleRunners();
   if (protocol_error) {
     // Envoy's FlushWriteAndDelay: the GOAWAY gets delayed_close_timeout to
     // go out, then the socket closes anyway. A client that floods and never

@@ -40,9 +40,8 @@ class Worker;
 //   connection's next stream instead of ending: a connection that carries
 //   one request after another spawns one runner, not a coroutine per
 //   request (co_spawn's setup and teardown were about 4 % of an h2c
-//   request's instructions). While streams run, every runner that finishes
-//   waits (so a busy connection keeps as many as it had streams at once);
-//   once none runs, one waits and the others end.
+//   request's instructions). At most kMaxIdleRunners wait; a runner that
+//   finishes beyond them ends, and all end once the reader is done.
 // The connection ends when the client closes, on a protocol error (GOAWAY
 // sent), or after drain()/the idle timeout (GOAWAY, in-flight streams
 // complete); its frame outlives every stream coroutine (serve() waits).
@@ -90,8 +89,8 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   void finishStream(Stream* stream);
   struct Runner;
   asio::awaitable<void> runnerLoop(Runner* runner);
-  // Ends runners waiting for a stream until `keep` wait.
-  void endIdleRunners(size_t keep);
+  // Ends the runners waiting for a stream (no stream can start any more).
+  void endIdleRunners();
   // Wakes the writer (output to drain) and anything waiting on the
   // connection's state.
   void wake();
