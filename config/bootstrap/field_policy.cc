@@ -95,13 +95,8 @@ absl::Status checkHealthCheckFilter(const Message& m, absl::string_view path) {
 }
 
 absl::Status checkGrpcStatsFilter(const Message& m, absl::string_view path) {
-  const auto& g = static_cast<const envoy::extensions::filters::http::grpc_stats::v3::FilterConfig&>(m);
-  if (g.has_stats_for_all_methods() && g.stats_for_all_methods().value()) {
-    return rejected(fieldPath(path, "stats_for_all_methods"),
-                    "per-method gRPC stats are not supported by turnout (a stat per method name "
-                    "a client sends is unbounded); the filter counts per cluster "
-                    "(cluster.<name>.grpc.*): set it to false");
-  }
+  const auto& g =
+      static_cast<const envoy::extensions::filters::http::grpc_stats::v3::FilterConfig&>(m);
   if (g.emit_filter_state()) {
     return rejected(fieldPath(path, "emit_filter_state"),
                     "the gRPC stats filter state object is not supported by turnout (no access "
@@ -301,13 +296,11 @@ FieldPolicyTable* buildTable() {
   table["envoy.extensions.filters.http.health_check.v3.HealthCheck"] = {
       .supported = {"pass_through_mode", "headers"}, .check = checkHealthCheckFilter};
   table["envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"] = {
-      .supported = {"stats_for_all_methods", "enable_upstream_stats", "emit_filter_state"},
-      // Envoy applies it only with stats_for_all_methods: true, which is rejected.
-      .inert = {"replace_dots_in_grpc_service_name"},
-      .reasons = {{"individual_method_stats_allowlist",
-                   "per-method gRPC stats are not supported by turnout; the filter counts per "
-                   "cluster (cluster.<name>.grpc.*)"}},
+      .supported = {"stats_for_all_methods", "enable_upstream_stats", "emit_filter_state",
+                    "individual_method_stats_allowlist", "replace_dots_in_grpc_service_name"},
       .check = checkGrpcStatsFilter};
+  table["envoy.config.core.v3.GrpcMethodList"] = {.supported = {"services"}};
+  table["envoy.config.core.v3.GrpcMethodList.Service"] = {.supported = {"name", "method_names"}};
   // No fields (proxy/filters/grpc_web_filter.h).
   table["envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"] = {};
   // No fields: the policies are the routes' and virtual hosts' `cors`, or

@@ -247,7 +247,13 @@ asio::awaitable<void> RouterFilter::forward() {
   stream_.cluster_runtime_ = &cluster_->runtime();
   if (hcm.grpc_stats && isGrpcContentType(stream_.head_.headers.get("content-type")) &&
       isGrpcServicePath(stream_.head_.path)) {
-    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats);
+    GrpcMethodStatsSharedPtr method;
+    GrpcStatsFilterConfig::MethodNameBuffer buffer;
+    if (auto name = hcm.grpc_stats->methodStatName(stream_.head_.path, buffer)) {
+      method = cluster_->grpcMethodStats(*name, worker.store(), worker.io());
+    }
+    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats,
+                                std::move(method));
   }
   // A CONNECT whose route says connect_config is terminated here, over
   // TCP, whatever the cluster's HTTP protocol.

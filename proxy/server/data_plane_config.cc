@@ -191,13 +191,23 @@ absl::StatusOr<HttpConnectionManagerRuntime> buildHcm(const config::ListenerConf
       }
       rt.filters.push_back(std::make_shared<HealthCheckFilter>(std::move(headers)));
     } else if (f.type_name == kGrpcStatsType) {
-      // The field policy rejected what turnout does not do (per-method
-      // names, the filter state object).
+      // The field policy rejected what turnout does not do (the filter
+      // state object).
       envoy::extensions::filters::http::grpc_stats::v3::FilterConfig proto;
       if (!f.config.UnpackTo(&proto)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": cannot unpack FilterConfig"));
       }
-      rt.grpc_stats = GrpcStatsFilterConfig{.upstream_stats = proto.enable_upstream_stats()};
+      GrpcStatsFilterConfig g{.upstream_stats = proto.enable_upstream_stats()};
+      // As Envoy: stats_for_all_methods unset means false, and
+      // replace_dots_in_grpc_service_name applies with it only.
+      g.all_methods = proto.has_stats_for_all_methods() && proto.stats_for_all_methods().value();
+      g.replace_dots = g.all_methods && proto.replace_dots_in_grpc_service_name();
+      for (const auto& service : proto.individual_method_stats_allowlist().services()) {
+        for (const auto& method : service.method_names()) {
+          g.allowlist.insert(absl::StrCat(service.name(), "/", method));
+        }
+      }
+      rt.grpc_stats = std::move(g);
     } else if (f.type_name == kGrpcWebType) {
       // GrpcWeb has no fields: one filter serves every chain.
       static const auto* grpc_web =

@@ -31,6 +31,10 @@ int Server::run() {
   started_ = std::chrono::steady_clock::now();
   const uint32_t concurrency = std::max(1u, options_.concurrency);
   store_ = std::make_unique<stats::Store>(concurrency);
+  // Workers ask for the stats they create at first use (per-method gRPC
+  // stats) here; main_ outlives every worker's run.
+  store_->setMainThreadPoster(
+      [this](std::function<void()> fn) { asio::post(main_, std::move(fn)); });
 
   // The same call --mode validate makes (main.cc), so both answer alike.
   auto loaded = config::SnapshotBuilder::load(options_.bootstrap);

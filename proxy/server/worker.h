@@ -50,6 +50,8 @@ class Worker {
   // Asio's service registry lock): connections and requests take it here.
   DeadlineQueue& deadlines() { return *deadlines_; }
   stats::Shard& shard() { return shard_; }
+  // For Store::runOnMainThread only: registration is the main thread's.
+  stats::Store& store() { return store_; }
   ClusterManager& clusters() { return clusters_; }
   const DataPlaneConfigConstSharedPtr& config() const { return config_; }
 

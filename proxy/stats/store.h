@@ -248,6 +248,21 @@ class Store {
   // replaces the old one in /stats. A retired prefix starts again from zero.
   ScopeRef scope(std::string prefix, const StatSchema& schema);
 
+  // Any thread: runs `fn` on the main thread, where registration happens
+  // (Envoy creates a stat where it is first used; a worker asks the main
+  // thread for it this way: the per-method gRPC stats). The server installs
+  // a poster onto its main io_context before workers start; without one
+  // (unit tests, tools: one thread) `fn` runs at once.
+  using MainThreadPoster = std::function<void(std::function<void()>)>;
+  void setMainThreadPoster(MainThreadPoster post) { post_to_main_ = std::move(post); }
+  void runOnMainThread(std::function<void()> fn) const {
+    if (post_to_main_) {
+      post_to_main_(std::move(fn));
+    } else {
+      fn();
+    }
+  }
+
   // Frees the slots of every scope whose last handle went, in every shard, and
   // recycles them. Main thread; registration, resetCounters and
   // flushHistogramIntervals call it, and the admin calls it before reading.
@@ -349,6 +364,7 @@ class Store {
   absl::flat_hash_map<uint32_t, uint64_t> counter_baseline_;
   absl::flat_hash_map<uint32_t, Interval> intervals_;
   uint64_t overflow_ = 0;
+  MainThreadPoster post_to_main_;  // set before workers start, then read-only
 };
 
 }  // namespace turnout::proxy::stats

@@ -280,6 +280,29 @@ auto makeScoped(Store& store, const std::string& prefix) {
   return s;
 }
 
+// Grpc::Context's stats under `prefix`: the cluster's grpc.*, and a
+// method's scope of its own. Envoy creates each when a gRPC call first
+// charges it.
+template <class Registrar>
+GrpcClusterStats fillGrpcStats(Registrar& r, const std::string& prefix) {
+  GrpcClusterStats s;
+  r.setLazy(Lazy::kEach);
+  // The codes after these: status_first is never offset 0 of a scope, which
+  // chargeStatus would take for the sink.
+  s.success = r.counter(absl::StrCat(prefix, "success"));
+  s.failure = r.counter(absl::StrCat(prefix, "failure"));
+  s.total = r.counter(absl::StrCat(prefix, "total"));
+  for (uint32_t code = 0; code < GrpcClusterStats::kStatusCodes; ++code) {
+    const StatId id = r.counter(absl::StrCat(prefix, code));
+    if (code == 0) s.status_first = id;
+  }
+  s.request_message_count = r.counter(absl::StrCat(prefix, "request_message_count"));
+  s.response_message_count = r.counter(absl::StrCat(prefix, "response_message_count"));
+  s.upstream_rq_time = r.histogram(absl::StrCat(prefix, "upstream_rq_time"));
+  r.setLazy(Lazy::kNo);
+  return s;
+}
+
 // A cluster's stats in slot order; the same code builds the schema and fills
 // each cluster's ids, so the two cannot disagree.
 template <class Registrar>
@@ -369,20 +392,25 @@ ClusterStatIds fillClusterStats(Registrar& r, bool maglev) {
   s.breakers_default = breakers("default");
   s.breakers_high = breakers("high");
   s.http2 = fillHttp2CodecStats(r, "http2.");
-  // Envoy creates each when a gRPC call first charges it.
-  r.setLazy(Lazy::kEach);
-  for (uint32_t code = 0; code < GrpcClusterStats::kStatusCodes; ++code) {
-    const StatId id = r.counter(absl::StrCat("grpc.", code));
-    if (code == 0) s.grpc.status_first = id;
-  }
-  s.grpc.success = r.counter("grpc.success");
-  s.grpc.failure = r.counter("grpc.failure");
-  s.grpc.total = r.counter("grpc.total");
-  s.grpc.request_message_count = r.counter("grpc.request_message_count");
-  s.grpc.response_message_count = r.counter("grpc.response_message_count");
-  s.grpc.upstream_rq_time = r.histogram("grpc.upstream_rq_time");
-  r.setLazy(Lazy::kNo);
+  s.grpc = fillGrpcStats(r, "grpc.");
   return s;
+}
+
+// A gRPC method's scope: the same stats as a cluster's grpc.*, named after
+// its prefix.
+struct GrpcMethodSchema {
+  StatSchema schema;
+  GrpcClusterStats offsets;
+};
+
+const GrpcMethodSchema& grpcMethodSchema() {
+  static const GrpcMethodSchema* const kSchema = [] {
+    auto* built = new GrpcMethodSchema();
+    SchemaRegistrar r{built->schema};
+    built->offsets = fillGrpcStats(r, "");
+    return built;
+  }();
+  return *kSchema;
 }
 
 // A cluster schema and its offsets, built once per kind.
@@ -423,9 +451,7 @@ const ClusterStatIds& sinkClusterStatIds() {
 
 }  // namespace
 
-void GrpcClusterStats::chargeStatus(Shard& shard, std::string_view status) const {
-  // Envoy names an unknown code dynamically (grpc.<text>); stats register
-  // on the main thread here, so such a call counts in failure and total only.
+uint32_t GrpcClusterStats::statusCode(std::string_view status) {
   const bool digits = !status.empty() && status.size() <= 2 &&
                       std::all_of(status.begin(), status.end(), absl::ascii_isdigit) &&
                       (status.size() == 1 || status[0] != '0');
@@ -434,11 +460,25 @@ void GrpcClusterStats::chargeStatus(Shard& shard, std::string_view status) const
     code = static_cast<uint32_t>(status[0] - '0');
     if (status.size() == 2) code = code * 10 + static_cast<uint32_t>(status[1] - '0');
   }
-  if (code < kStatusCodes && status_first.index != kScalarSink) {
-    shard.inc(StatId{status_first.index + code});
-  }
-  shard.inc(status == "0" ? success : failure);
-  shard.inc(total);
+  return code;
+}
+
+std::string clusterStatPrefix(std::string_view name, std::string_view alt_stat_name) {
+  return absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name),
+                      ".");
+}
+
+const StatSchema& grpcMethodStatSchema() { return grpcMethodSchema().schema; }
+const GrpcClusterStats& grpcMethodStatOffsets() { return grpcMethodSchema().offsets; }
+
+GrpcClusterStats grpcMethodStats(const ScopeRef& ref) {
+  const GrpcClusterStats& offsets = grpcMethodSchema().offsets;
+  static_assert(std::is_trivially_copyable_v<GrpcClusterStats> &&
+                sizeof(GrpcClusterStats) % sizeof(uint32_t) == 0);
+  auto raw =
+      std::bit_cast<std::array<uint32_t, sizeof(GrpcClusterStats) / sizeof(uint32_t)>>(offsets);
+  for (uint32_t& v : raw) v = ref.at(v).index;
+  return std::bit_cast<GrpcClusterStats>(raw);
 }
 
 ClusterStats::ClusterStats() : ids_(&sinkClusterStatIds()) {}
@@ -457,9 +497,7 @@ const StatSchema& clusterStatSchema(bool maglev) { return clusterSchema(maglev).
 
 OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view name,
                                                 std::string_view alt_stat_name) {
-  const std::string p = absl::StrCat("cluster.",
-                                     sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name),
-                                     ".outlier_detection.");
+  const std::string p = clusterStatPrefix(name, alt_stat_name) + "outlier_detection.";
   auto c = [&](const char* n) { return store.counter(absl::StrCat(p, n)); };
   OutlierDetectionStats s;
   s.ejections_active = store.gauge(absl::StrCat(p, "ejections_active"));
@@ -480,9 +518,7 @@ OutlierDetectionStats makeOutlierDetectionStats(Store& store, std::string_view n
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev) {
   const ClusterSchema& kind = clusterSchema(maglev);
-  ScopeRef ref = store.scope(
-      absl::StrCat("cluster.", sanitizeStatName(alt_stat_name.empty() ? name : alt_stat_name), "."),
-      kind.schema);
+  ScopeRef ref = store.scope(clusterStatPrefix(name, alt_stat_name), kind.schema);
   if (!ref.handle) return ClusterStats();  // slot space exhausted: sinks (counted, logged)
   return ClusterStats(std::move(ref.handle), ref.first, &kind.offsets);
 }

@@ -160,9 +160,33 @@ struct GrpcClusterStats {
 
   // A call ended with grpc-status `status` (its text, as the response
   // carried it): grpc.<code> when it is a known code, then success (code 0)
-  // or failure, and total.
-  void chargeStatus(Shard& shard, std::string_view status) const;
+  // or failure, and total. Envoy names an unknown code dynamically
+  // (grpc.<text>); turnout counts such a call in failure and total only.
+  // `sink`: a Shard, or anything with its inc().
+  template <class Sink>
+  void chargeStatus(Sink& sink, std::string_view status) const {
+    const uint32_t code = statusCode(status);
+    if (code < kStatusCodes && status_first.index != kScalarSink) {
+      sink.inc(StatId{status_first.index + code});
+    }
+    sink.inc(status == "0" ? success : failure);
+    sink.inc(total);
+  }
+  // The code a grpc-status value names, or kStatusCodes for none of 0..16.
+  static uint32_t statusCode(std::string_view status);
 };
+
+// cluster.<name>.grpc.<service>.<method>.* (the grpc_stats filter's
+// per-method stats: Envoy's Grpc::Context with request names): the stats
+// of GrpcClusterStats in a scope of their own per cluster and method,
+// registered (main thread) when a worker first needs them
+// (proxy/filters/grpc_stats_filter.h).
+const StatSchema& grpcMethodStatSchema();
+// Its stats' offsets in the scope (ids of a scope at slot 0).
+const GrpcClusterStats& grpcMethodStatOffsets();
+// The ids of a scope registered with grpcMethodStatSchema() (sinks when its
+// registration failed).
+GrpcClusterStats grpcMethodStats(const ScopeRef& ref);
 
 // The offsets of cluster.<name>.* in the cluster schema (the same for
 // every cluster of a schema): filled once per schema by fillClusterStats.
@@ -333,6 +357,8 @@ inline constexpr std::array<uint16_t, 24> kCommonCodes = {
 // struct: a copy may be dropped after the store, harmlessly).
 ClusterStats makeClusterStats(Store& store, std::string_view name, std::string_view alt_stat_name,
                               bool maglev = false);
+// "cluster.<alt_stat_name or name>.", as makeClusterStats names the scope.
+std::string clusterStatPrefix(std::string_view name, std::string_view alt_stat_name);
 // The schema behind makeClusterStats (tests, docs).
 const StatSchema& clusterStatSchema(bool maglev);
 

@@ -254,7 +254,23 @@ WorkerCluster::~WorkerCluster() {
   }
 }
 
+GrpcMethodStatsSharedPtr WorkerCluster::grpcMethodStats(std::string_view method,
+                                                        stats::Store& store, asio::io_context& io) {
+  const absl::string_view key(method.data(), method.size());
+  if (auto it = grpc_methods_.find(key); it != grpc_methods_.end()) return it->second;
+  if (grpc_methods_.size() >= kMaxGrpcMethods) return nullptr;
+  const config::ClusterConfig& c = *runtime_->config;
+  std::string prefix = stats::clusterStatPrefix(c.name, c.alt_stat_name);
+  prefix.append("grpc.").append(method).append(1, '.');
+  GrpcMethodStatsSharedPtr entry = requestGrpcMethodStats(store, io, std::move(prefix));
+  grpc_methods_.emplace(std::string(method), entry);
+  return entry;
+}
+
 void WorkerCluster::succeed(WorkerCluster& old, const std::shared_ptr<WorkerCluster>& self) {
+  if (old.runtime_->stats.scope() == runtime_->stats.scope()) {
+    grpc_methods_ = std::move(old.grpc_methods_);
+  }
   if (old.runtime_->tls != runtime_->tls) {
     // Another transport: its connections (and sessions) are not this config's.
     old.retire();

@@ -334,6 +334,15 @@ class WorkerCluster {
   void keepAlive(ClusterRuntimeConstSharedPtr runtime) { runtime_owner_ = std::move(runtime); }
   const ClusterRuntimeConstSharedPtr& runtimeOwner() const { return runtime_owner_; }
 
+  // The grpc_stats filter's per-method stats of this cluster on this worker,
+  // by "<service>.<method>" (GrpcStatsFilterConfig::methodStatName): made at
+  // a method's first call (requestGrpcMethodStats), up to kMaxGrpcMethods;
+  // null for a method past that (the call counts in the cluster's grpc.*).
+  // A successor with the same stats scope keeps them.
+  GrpcMethodStatsSharedPtr grpcMethodStats(std::string_view method, stats::Store& store,
+                                           asio::io_context& io);
+  static constexpr size_t kMaxGrpcMethods = 256;
+
   const ClusterRuntime& runtime() const { return *runtime_; }
   const config::ClusterConfig& config() const { return *runtime_->config; }
   const config::CircuitBreakerThresholds& thresholds() const { return thresholds_; }
@@ -491,6 +500,7 @@ class WorkerCluster {
   stats::Shard* shard_;
   bool retired_ = false;
   std::weak_ptr<WorkerCluster> successor_;
+  absl::flat_hash_map<std::string, GrpcMethodStatsSharedPtr> grpc_methods_;
   config::CircuitBreakerThresholds thresholds_;
   std::vector<HostState> hosts_;
   std::vector<HostState*> scratch_;

@@ -613,6 +613,70 @@ class GrpcStatsTest(GrpcTestCase):
         self.assertEqual(self.grpc_stats("grpc"), {})
 
 
+class GrpcMethodStatsTest(GrpcTestCase):
+    """individual_method_stats_allowlist: a listed method's calls count in
+    cluster.<name>.grpc.<service>.<method>.*, every other call in the
+    cluster's grpc.*, as Envoy's; the stats appear with the first call."""
+
+    HTTP_FILTERS = ROUTING_KEY + GRPC_STATS.replace(
+        "    stats_for_all_methods: false\n",
+        "    individual_method_stats_allowlist:\n"
+        "      services: [{name: test.Echo, method_names: [Unary, ServerStream]}]\n") + ROUTER
+
+    def grpc_stats(self, prefix):
+        return {k[len(prefix):]: int(v) for k, v in self.proxy.stats().items()
+                if k.startswith(prefix) and not k.endswith("upstream_rq_time")}
+
+    def test_listed_methods_count_under_their_names_and_the_rest_under_the_cluster(self):
+        unary = "cluster.grpc.grpc.test.Echo.Unary."
+        self.assertEqual(self.grpc_stats(unary), {})
+        for i in range(3):
+            self.assertEqual(self.uu("Unary")(b"u%d" % i, timeout=TIMEOUT_S), b"echo:u%d" % i)
+        self.assertEqual(len(list(self.us("ServerStream")(b"7", timeout=TIMEOUT_S))), 7)
+        with self.assertRaises(grpc.RpcError):
+            self.uu("Fail")(b"NOT_FOUND:gone", timeout=TIMEOUT_S)  # not listed
+        self.proxy.wait_counter(unary + "total", 3)
+        self.proxy.wait_counter("cluster.grpc.grpc.test.Echo.ServerStream.total", 1)
+        self.proxy.wait_counter("cluster.grpc.grpc.total", 1)
+        self.assertEqual(self.grpc_stats(unary),
+                         {"0": 3, "success": 3, "total": 3,
+                          "request_message_count": 3, "response_message_count": 3})
+        self.assertEqual(self.grpc_stats("cluster.grpc.grpc.test.Echo.ServerStream."),
+                         {"0": 1, "success": 1, "total": 1,
+                          "request_message_count": 1, "response_message_count": 7})
+        # The cluster's own grpc.* has the unlisted call only.
+        cluster = {k: v for k, v in self.grpc_stats("cluster.grpc.grpc.").items()
+                   if "." not in k}
+        self.assertEqual(cluster, {"5": 1, "failure": 1, "total": 1,
+                                   "request_message_count": 1}, cluster)
+        self.assertIn(unary + "upstream_rq_time", self.proxy.stats())
+        # A sandbox cluster has stats of its own.
+        md = (("baggage", "turnout-routing-key=feat-x"),)
+        self.assertEqual(self.uu("Unary")(b"s", timeout=TIMEOUT_S, metadata=md), b"echo:s")
+        self.proxy.wait_counter("cluster.grpc-feat-x.grpc.test.Echo.Unary.success", 1)
+
+
+class GrpcAllMethodsStatsTest(GrpcTestCase):
+    """stats_for_all_methods: true names every call after its method;
+    replace_dots_in_grpc_service_name makes the service's dots underscores."""
+
+    HTTP_FILTERS = ROUTING_KEY + GRPC_STATS.replace(
+        "    stats_for_all_methods: false\n",
+        "    stats_for_all_methods: true\n"
+        "    replace_dots_in_grpc_service_name: true\n") + ROUTER
+
+    def test_every_method_counts_under_its_name(self):
+        self.assertEqual(self.uu("Unary")(b"a", timeout=TIMEOUT_S), b"echo:a")
+        with self.assertRaises(grpc.RpcError):
+            self.uu("Fail")(b"NOT_FOUND:gone", timeout=TIMEOUT_S)
+        self.proxy.wait_counter("cluster.grpc.grpc.test_Echo.Unary.success", 1)
+        self.proxy.wait_counter("cluster.grpc.grpc.test_Echo.Fail.5", 1)
+        stats = self.proxy.stats()
+        self.assertEqual(int(stats["cluster.grpc.grpc.test_Echo.Fail.failure"]), 1)
+        self.assertNotIn("cluster.grpc.grpc.total", stats)
+        self.assertNotIn("cluster.grpc.grpc.test.Echo.Unary.success", stats)
+
+
 class SlowReaderTest(GrpcTestCase):
     """A 64 MiB server stream to a client that stops reading: turnout holds
     no more than the windows it grants (a window is returned upstream only
@@ -748,7 +812,7 @@ class SlowReaderTest(GrpcTestCase):
 
 
 class GrpcStatsConfigTest(unittest.TestCase):
-    """What the grpc_stats filter does not do is refused with its field path."""
+    """What the grpc_stats filter does not do, or a bad field, is refused with its path."""
 
     def validate(self, extra):
         import subprocess
@@ -759,17 +823,26 @@ class GrpcStatsConfigTest(unittest.TestCase):
         return subprocess.run([TURNOUT, "--mode", "validate", "--config-yaml", yaml],
                               capture_output=True, text=True, timeout=TIMEOUT_S)
 
-    def test_per_method_stats_are_refused_with_their_path(self):
+    def test_a_bad_allowlist_is_refused_with_its_path(self):
         path = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config." \
-               "http_filters[1].typed_config."
-        r = self.validate("    stats_for_all_methods: true\n")
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn(path + "stats_for_all_methods: ", r.stderr)
-        self.assertIn("per-method gRPC stats are not supported", r.stderr)
+               "http_filters[1].typed_config.individual_method_stats_allowlist.services[0]."
         r = self.validate("    individual_method_stats_allowlist:\n"
-                          "      services: [{name: test.Echo, method_names: [Unary]}]\n")
+                          "      services: [{name: test.Echo, method_names: []}]\n")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn(path + "individual_method_stats_allowlist", r.stderr)
+        self.assertIn(path + "method_names", r.stderr)
+        r = self.validate("    individual_method_stats_allowlist:\n"
+                          "      services: [{name: '', method_names: [Unary]}]\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(path + "name", r.stderr)
+        # Both at once: a oneof.
+        r = self.validate("    individual_method_stats_allowlist:\n"
+                          "      services: [{name: test.Echo, method_names: [Unary]}]\n"
+                          "    stats_for_all_methods: true\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.validate("    individual_method_stats_allowlist:\n"
+                                       "      services: [{name: test.Echo, "
+                                       "method_names: [Unary]}]\n").returncode, 0)
+        self.assertEqual(self.validate("    stats_for_all_methods: true\n").returncode, 0)
         self.assertEqual(self.validate("").returncode, 0)
 
     def test_the_filter_state_object_is_refused_with_its_path(self):

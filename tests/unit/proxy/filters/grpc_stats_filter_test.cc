@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "proxy/stats/store.h"
 
@@ -14,10 +18,16 @@ std::string frame(const std::string& body) {
   return std::string(prefix.data(), prefix.size()) + body;
 }
 
+GrpcStatsFilterConfig withUpstreamStats() {
+  GrpcStatsFilterConfig c;
+  c.upstream_stats = true;
+  return c;
+}
+
 struct Fixture {
   stats::Store store{1};
   stats::ClusterStats cluster = stats::makeClusterStats(store, "svc", "");
-  GrpcStatsFilterConfig config{.upstream_stats = true};
+  GrpcStatsFilterConfig config = withUpstreamStats();
   GrpcStatsTracker tracker{cluster.grpc(), store.shard(0), config};
   uint64_t counter(const std::string& suffix) {
     return store.counterValue("cluster.svc.grpc." + suffix);
@@ -86,6 +96,157 @@ TEST_CASE("without enable_upstream_stats no upstream time is recorded", "[grpc_s
   f.config.upstream_stats = false;
   f.tracker.onUpstreamComplete(std::chrono::milliseconds(4));
   CHECK(f.store.histogramValue("cluster.svc.grpc.upstream_rq_time").sample_count == 0);
+}
+
+// methodStatName's answer as a string (nullopt: the cluster's grpc.*).
+std::optional<std::string> nameOf(const GrpcStatsFilterConfig& c, std::string_view path) {
+  GrpcStatsFilterConfig::MethodNameBuffer buffer;
+  auto name = c.methodStatName(path, buffer);
+  if (!name) return std::nullopt;
+  return std::string(*name);
+}
+
+TEST_CASE("a call is named after its method when the allowlist has it", "[grpc_stats]") {
+  GrpcStatsFilterConfig c;
+  CHECK_FALSE(nameOf(c, "/pkg.S/M"));  // neither field: the cluster's grpc.*
+  c.allowlist = {"pkg.S/M", "other/Call"};
+  CHECK(nameOf(c, "/pkg.S/M") == "pkg.S.M");
+  CHECK(nameOf(c, "//pkg.S//M/?q=1") == "pkg.S.M");  // Envoy's split
+  CHECK_FALSE(nameOf(c, "/pkg.S/N"));
+  CHECK_FALSE(nameOf(c, "/pkg.S/M/x"));
+  CHECK_FALSE(nameOf(c, "/pkg.S"));
+  c.replace_dots = true;  // applies with stats_for_all_methods only (as Envoy's)
+  CHECK(nameOf(c, "/pkg.S/M") == "pkg.S.M");
+}
+
+TEST_CASE("stats_for_all_methods names every service path, with dots replaced on request",
+          "[grpc_stats]") {
+  GrpcStatsFilterConfig c;
+  c.all_methods = true;
+  CHECK(nameOf(c, "/a.b.Svc/Do") == "a.b.Svc.Do");
+  CHECK_FALSE(nameOf(c, "/a/b/c"));
+  c.replace_dots = true;
+  CHECK(nameOf(c, "/a.b.Svc/Do.It") == "a_b_Svc.Do.It");  // the service's dots only
+  // Nothing a stat name could not carry: such calls count in the cluster's grpc.*.
+  CHECK_FALSE(nameOf(c, "/svc/a b"));
+  CHECK_FALSE(nameOf(c, std::string("/svc/a\x01", 7)));
+  CHECK_FALSE(nameOf(c, "/svc/" + std::string(129, 'm')));
+  CHECK(nameOf(c, "/svc/" + std::string(128, 'm')));
+}
+
+// A worker's io_context and a store whose main thread is a queue the test
+// runs.
+struct MethodFixture {
+  stats::Store store{1};
+  std::vector<std::function<void()>> main_queue;
+  asio::io_context worker;
+  stats::ClusterStats cluster = stats::makeClusterStats(store, "svc", "");
+  GrpcStatsFilterConfig config = withUpstreamStats();
+  MethodFixture() {
+    store.setMainThreadPoster(
+        [this](std::function<void()> fn) { main_queue.push_back(std::move(fn)); });
+  }
+  void runMain() {
+    auto jobs = std::move(main_queue);
+    main_queue.clear();
+    for (auto& j : jobs) j();
+  }
+  uint64_t counter(const std::string& suffix) {
+    return store.counterValue("cluster.svc.grpc." + suffix);
+  }
+};
+
+void unaryCall(GrpcStatsTracker& t, const std::string& status) {
+  const std::string msg = frame("m");
+  t.onRequestData({msg.data(), msg.size()});
+  t.onResponseHeaders(200, headers({{"content-type", "application/grpc"}}), false);
+  t.onResponseData({msg.data(), msg.size()});
+  t.onResponseTrailers(headers({{"grpc-status", status}}));
+  t.onUpstreamComplete(std::chrono::milliseconds(3));
+}
+
+TEST_CASE("a method's calls before its stats are registered are counted once they are",
+          "[grpc_stats]") {
+  MethodFixture f;
+  auto method = requestGrpcMethodStats(f.store, f.worker, "cluster.svc.grpc.pkg.S.M.");
+  CHECK_FALSE(method->ready);
+  {
+    GrpcStatsTracker t(f.cluster.grpc(), f.store.shard(0), f.config, method);
+    const std::string msg = frame("a") + frame("b");
+    t.onRequestData({msg.data(), msg.size()});  // pending: the main thread has not run
+    f.runMain();                                // registers, posts the ids to the worker
+    CHECK_FALSE(method->ready);
+    f.worker.run();
+    REQUIRE(method->ready);
+    CHECK(f.counter("pkg.S.M.request_message_count") == 0);  // still held by the call
+    t.onResponseHeaders(200, headers({{"content-type", "application/grpc"}}), false);
+    t.onResponseTrailers(headers({{"grpc-status", "0"}}));  // flushes, then charges
+    CHECK(f.counter("pkg.S.M.request_message_count") == 2);
+    CHECK(f.counter("pkg.S.M.success") == 1);
+    CHECK(f.counter("pkg.S.M.0") == 1);
+    CHECK(f.counter("pkg.S.M.total") == 1);
+  }
+  {
+    GrpcStatsTracker t(f.cluster.grpc(), f.store.shard(0), f.config, method);
+    unaryCall(t, "14");
+  }
+  CHECK(f.counter("pkg.S.M.14") == 1);
+  CHECK(f.counter("pkg.S.M.failure") == 1);
+  CHECK(f.counter("pkg.S.M.total") == 2);
+  CHECK(f.counter("pkg.S.M.response_message_count") == 1);
+  CHECK(f.store.histogramValue("cluster.svc.grpc.pkg.S.M.upstream_rq_time").sample_count == 1);
+  // Nothing went to the cluster's own grpc.*, as Envoy counts a named call there not at all.
+  CHECK(f.counter("total") == 0);
+  CHECK(f.counter("request_message_count") == 0);
+}
+
+TEST_CASE(
+    "a call that ended before its method's stats were registered is counted by the "
+    "main thread",
+    "[grpc_stats]") {
+  MethodFixture f;
+  auto method = requestGrpcMethodStats(f.store, f.worker, "cluster.svc.grpc.pkg.S.M.");
+  {
+    GrpcStatsTracker t(f.cluster.grpc(), f.store.shard(0), f.config, method);
+    unaryCall(t, "0");
+    unaryCall(t, "0");  // a retried call's second attempt: two samples, counters added up
+  }
+  REQUIRE(f.main_queue.size() == 2);  // the registration, then the call's charges
+  f.runMain();
+  CHECK(f.counter("pkg.S.M.success") == 2);
+  CHECK(f.counter("pkg.S.M.total") == 2);
+  CHECK(f.counter("pkg.S.M.request_message_count") == 2);
+  CHECK(f.counter("pkg.S.M.response_message_count") == 2);
+  CHECK(f.store.histogramValue("cluster.svc.grpc.pkg.S.M.upstream_rq_time").sample_count == 2);
+  f.worker.run();
+  CHECK(method->ready);
+  CHECK(f.counter("total") == 0);
+}
+
+TEST_CASE("a method's stats are listed only once a call charged them, as Envoy creates them",
+          "[grpc_stats]") {
+  MethodFixture f;
+  auto method = requestGrpcMethodStats(f.store, f.worker, "cluster.svc.grpc.pkg.S.M.");
+  f.runMain();
+  f.worker.run();
+  REQUIRE(method->ready);
+  std::vector<std::string> listed;
+  auto names = [&] {
+    listed.clear();
+    f.store.forEachScalar([&](const stats::Store::ScalarView& v) {
+      if (std::string_view(v.name).starts_with("cluster.svc.grpc.")) listed.emplace_back(v.name);
+    });
+    return listed;
+  };
+  CHECK(names().empty());
+  {
+    GrpcStatsTracker t(f.cluster.grpc(), f.store.shard(0), f.config, method);
+    t.onResponseHeaders(200, headers({{"content-type", "application/grpc"}, {"grpc-status", "5"}}),
+                        true);
+  }
+  CHECK(names() == std::vector<std::string>{"cluster.svc.grpc.pkg.S.M.5",
+                                            "cluster.svc.grpc.pkg.S.M.failure",
+                                            "cluster.svc.grpc.pkg.S.M.total"});
 }
 
 }  // namespace
