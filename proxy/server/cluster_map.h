@@ -7,8 +7,8 @@
 // (20,000 clusters: a new sandbox or a route-only generation copied every
 // name and pointer, 18 ms of the main thread per VHDS+CDS pair), and two
 // generations are compared shard by shard, skipping the shards they share
-// (sameShard): what workers (ClusterManager::update) and the publisher do
-// at every generation.
+// (diff): what workers (ClusterManager::update) and the publisher do at
+// every generation.
 //
 // Who uses it: DataPlaneConfig::clusters. Built and written on the main
 // thread; read by any thread once published (immutable from then on: a
@@ -111,6 +111,39 @@ class ShardedMap {
   // is one object (it holds the same entries); shard(s) is its contents.
   bool sameShard(const ShardedMap& other, size_t s) const { return shards_[s] == other.shards_[s]; }
   const Map& shard(size_t s) const { return *shards_[s]; }
+
+  // What this map changed against `before` (null: an empty map), looking
+  // only at the shards the two do not share: changed(name, old, value) for
+  // an entry that is new (old null) or holds another value, then
+  // removed(name, old) for one that went. Returns how many entries are the
+  // same in both. The one walk the publisher and each worker make per
+  // generation.
+  template <class Changed, class Removed>
+  size_t diff(const ShardedMap* before, Changed&& changed, Removed&& removed) const {
+    size_t same = 0;
+    for (size_t s = 0; s < kShards; ++s) {
+      if (before != nullptr && sameShard(*before, s)) {
+        same += shards_[s]->size();
+        continue;
+      }
+      const Map& now = *shards_[s];
+      const Map* old = before != nullptr ? before->shards_[s].get() : nullptr;
+      for (const auto& [name, value] : now) {
+        auto it = old != nullptr ? old->find(name) : typename Map::const_iterator{};
+        const V* prev = old != nullptr && it != old->end() ? &it->second : nullptr;
+        if (prev != nullptr && *prev == value) {
+          ++same;
+        } else {
+          changed(name, prev, value);
+        }
+      }
+      if (old == nullptr) continue;
+      for (const auto& [name, value] : *old) {
+        if (!now.contains(name)) removed(name, value);
+      }
+    }
+    return same;
+  }
 
  private:
   // Debian's abseil has its own string_view.

@@ -227,33 +227,29 @@ absl::Status SnapshotPublisher::publish(DataPlaneConfigConstSharedPtr next) {
   // Clusters: services and breakers of the added and changed ones. Only the
   // shards the generation changed are looked at.
   auto fresh = std::make_shared<ClusterResourcesMap>();
-  for (size_t s = 0; s < ClusterMap::kShards; ++s) {
-    if (next->clusters.sameShard(current_->clusters, s)) continue;
-    const ClusterMap::Map& now = next->clusters.shard(s);
-    const ClusterMap::Map& before = current_->clusters.shard(s);
-    for (const auto& [name, rt] : now) {
-      auto old = before.find(name);
-      if (old != before.end() && old->second == rt) continue;
-      shard.inc(old == before.end() ? cluster_added_ : cluster_modified_);
-      published_hosts_.erase(name);  // the new runtime starts with its own hosts
-      (*fresh)[name] = std::make_shared<ClusterResources>();
-      startServices(rt);
-    }
-    for (const auto& [name, rt] : before) {
-      if (now.contains(name)) continue;
-      shard.inc(cluster_removed_);
-      published_hosts_.erase(name);
-      if (auto it = services_.find(name); it != services_.end()) {
-        it->second->health_checker->stop();
-        it->second->dns_refresher->stop();
-        it->second->outlier_detector->stop();
-        services_.erase(it);
-      }
-      // The removed cluster's stats scope is freed with its last ClusterStats
-      // copy (when every worker has dropped this config and its requests
-      // have ended); Store::reclaim on this thread returns the slots.
-    }
-  }
+  next->clusters.diff(
+      &current_->clusters,
+      [&](const std::string& name, const ClusterRuntimeConstSharedPtr* old,
+          const ClusterRuntimeConstSharedPtr& rt) {
+        shard.inc(old == nullptr ? cluster_added_ : cluster_modified_);
+        published_hosts_.erase(name);  // the new runtime starts with its own hosts
+        (*fresh)[name] = std::make_shared<ClusterResources>();
+        startServices(rt);
+      },
+      [&](const std::string& name, const ClusterRuntimeConstSharedPtr&) {
+        shard.inc(cluster_removed_);
+        published_hosts_.erase(name);
+        if (auto it = services_.find(name); it != services_.end()) {
+          it->second->health_checker->stop();
+          it->second->dns_refresher->stop();
+          it->second->outlier_detector->stop();
+          services_.erase(it);
+        }
+        // The removed cluster's stats scope is freed with its last
+        // ClusterStats copy (when every worker has dropped this config and
+        // its requests have ended); Store::reclaim on this thread returns
+        // the slots.
+      });
   current_ = next;
   for (auto& w : workers_) w->postConfig(next, fresh);
 

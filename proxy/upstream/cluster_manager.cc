@@ -872,76 +872,49 @@ ClusterManager::UpdateResult ClusterManager::update(
   shard_ = &shard;
   UpdateResult r;
   // In place: an unchanged cluster (the same runtime object) keeps its
-  // entries as they are, so a generation costs a lookup per cluster and
-  // allocations only for what changed (20,000 clusters: rebuilding the
-  // maps at each generation, a route change included, was most of a
-  // worker's update).
-  // Only the shards this generation changed (cluster_map.h): a route-only
-  // generation, or one new cluster of 20,000, looks at a few hundred.
-  for (size_t s = 0; s < ClusterMap::kShards; ++s) {
-    if (config_ != nullptr && config->clusters.sameShard(config_->clusters, s)) {
-      r.reused += config->clusters.shard(s).size();  // unchanged by identity
-      continue;
-    }
-    updateShard(config, s, resources, shard, r);
-  }
+  // entries as they are, and only the shards this generation changed are
+  // looked at (cluster_map.h): a route-only generation, or one new cluster
+  // of 20,000, looks at a few hundred (rebuilding the maps at each
+  // generation was most of a worker's update at 20,000 clusters).
+  r.reused = config->clusters.diff(
+      config_ != nullptr ? &config_->clusters : nullptr,
+      [&](const std::string& name, const ClusterRuntimeConstSharedPtr* prev,
+          const ClusterRuntimeConstSharedPtr& rt) {
+        auto res = resources.find(name);
+        // What was kept for the runtime it replaces goes.
+        if (prev != nullptr) {
+          deferred_resources_.erase(prev->get());
+          deferred_.erase(prev->get());
+        }
+        if (auto old = by_name_.find(name); old != by_name_.end()) {
+          // Changed, and used here: the successor takes over its idle
+          // connections now.
+          auto wc = std::make_shared<WorkerCluster>(
+              *rt, rt->hosts,
+              res != resources.end() ? res->second : std::make_shared<ClusterResources>(), shard,
+              worker_index_, idle_);
+          wc->keepAlive(rt);
+          wc->succeed(*old->second, wc);
+          old->second = std::move(wc);
+          ++r.created;
+          return;
+        }
+        // New, or not used here yet: it starts from the posted breakers at
+        // its first use.
+        if (res != resources.end()) deferred_resources_.insert_or_assign(rt.get(), res->second);
+        ++r.deferred;
+      },
+      [&](const std::string& name, const ClusterRuntimeConstSharedPtr& rt) {
+        ++r.removed;
+        if (auto it = by_name_.find(name); it != by_name_.end()) {
+          it->second->retire();
+          by_name_.erase(it);
+        }
+        deferred_resources_.erase(rt.get());
+        deferred_.erase(rt.get());
+      });
   config_ = config;
   return r;
-}
-
-void ClusterManager::updateShard(
-    const DataPlaneConfigConstSharedPtr& config, size_t s,
-    const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
-    stats::Shard& shard, UpdateResult& r) {
-  for (const auto& [name, rt] : config->clusters.shard(s)) {
-    auto old = by_name_.find(name);
-    if (old != by_name_.end() && old->second->runtimeOwner() == rt) {
-      ++r.reused;  // unchanged by identity: keep everything
-      continue;
-    }
-    const ClusterRuntime* prev = config_ != nullptr ? config_->findCluster(name) : nullptr;
-    auto res = resources.find(name);
-    if (old == by_name_.end() && prev == rt.get()) {
-      // Unchanged and not used here yet: it keeps what it had (breakers, a
-      // DNS host set, ejections).
-      if (res != resources.end()) deferred_resources_.try_emplace(rt.get(), res->second);
-      ++r.reused;
-      continue;
-    }
-    // New, or changed: what was kept for the runtime it replaces goes.
-    if (prev != nullptr && prev != rt.get()) {
-      deferred_resources_.erase(prev);
-      deferred_.erase(prev);
-    }
-    if (old != by_name_.end()) {
-      // Changed, and used here: the successor takes over its idle connections now.
-      auto wc = std::make_shared<WorkerCluster>(
-          *rt, rt->hosts,
-          res != resources.end() ? res->second : std::make_shared<ClusterResources>(), shard,
-          worker_index_, idle_);
-      wc->keepAlive(rt);
-      wc->succeed(*old->second, wc);
-      old->second = std::move(wc);
-      ++r.created;
-      continue;
-    }
-    // Not used here yet: it starts from the posted breakers.
-    if (res != resources.end()) deferred_resources_.insert_or_assign(rt.get(), res->second);
-    ++r.deferred;
-  }
-  if (config_ != nullptr) {
-    const ClusterMap::Map& now = config->clusters.shard(s);
-    for (const auto& [name, rt] : config_->clusters.shard(s)) {
-      if (now.contains(name)) continue;
-      ++r.removed;
-      if (auto it = by_name_.find(name); it != by_name_.end()) {
-        it->second->retire();
-        by_name_.erase(it);
-      }
-      deferred_resources_.erase(rt.get());
-      deferred_.erase(rt.get());
-    }
-  }
 }
 
 bool ClusterManager::current(const ClusterRuntime& cluster) const {

@@ -602,12 +602,6 @@ class ClusterManager {
     OutlierEjectionsConstSharedPtr ejections;  // null: none
   };
   bool current(const ClusterRuntime& cluster) const;
-  // update() for the clusters of shard `s` of config->clusters (and those
-  // of config_'s that left it).
-  void updateShard(
-      const DataPlaneConfigConstSharedPtr& config, size_t s,
-      const absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>& resources,
-      stats::Shard& shard, UpdateResult& r);
 
   size_t worker_index_;
   IdleConnectionsSharedPtr idle_;

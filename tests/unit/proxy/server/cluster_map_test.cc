@@ -1,6 +1,6 @@
 // ShardedMap (DataPlaneConfig::clusters): a copy shares every shard; a write
 // copies only the shard it touches, never changes what another map sees, and
-// sameShard() tells two generations' untouched shards apart from the rest.
+// sameShard() and diff() tell two generations' untouched shards apart from the rest.
 
 #include <catch2/catch.hpp>
 
@@ -97,6 +97,52 @@ TEST_CASE("a copy shares every shard and a write copies only the one it touches"
   }
   CHECK(total == 20000);
   CHECK(seen.size() == 20000);
+}
+
+}  // namespace turnout::proxy
+
+namespace turnout::proxy {
+
+TEST_CASE("diff reports what a generation added, replaced and removed, and counts the rest",
+          "[cluster_map]") {
+  IntMap before;
+  for (int i = 0; i < 500; ++i) {
+    before.insert_or_assign("c" + std::to_string(i), std::make_shared<const int>(i));
+  }
+  IntMap next = before;
+  next.insert_or_assign("new", std::make_shared<const int>(-1));
+  next.insert_or_assign("c7", std::make_shared<const int>(7));  // same number, another object
+  next.erase("c9");
+  std::map<std::string, std::pair<bool, int>> changed;  // name -> (had an old value, new)
+  std::set<std::string> removed;
+  const size_t same = next.diff(
+      &before,
+      [&](const std::string& name, const std::shared_ptr<const int>* old,
+          const std::shared_ptr<const int>& v) {
+        changed[name] = {old != nullptr, *v};
+      },
+      [&](const std::string& name, const std::shared_ptr<const int>&) { removed.insert(name); });
+  CHECK(changed ==
+        std::map<std::string, std::pair<bool, int>>{{"c7", {true, 7}}, {"new", {false, -1}}});
+  CHECK(removed == std::set<std::string>{"c9"});
+  CHECK(same == 498);  // 500 - c7 - c9, whether their shard was walked or skipped
+
+  // Against nothing (a first generation): everything is new.
+  size_t added = 0;
+  CHECK(before.diff(
+            nullptr,
+            [&](const std::string&, const std::shared_ptr<const int>* old,
+                const std::shared_ptr<const int>&) { added += old == nullptr ? 1 : 0; },
+            [&](const std::string&, const std::shared_ptr<const int>&) { FAIL("nothing left"); }) ==
+        0);
+  CHECK(added == 500);
+  // Against itself: nothing walked, nothing reported.
+  CHECK(next.diff(
+            &next,
+            [&](const std::string&, const std::shared_ptr<const int>*,
+                const std::shared_ptr<const int>&) { FAIL("no change"); },
+            [&](const std::string&, const std::shared_ptr<const int>&) { FAIL("no change"); }) ==
+        next.size());
 }
 
 }  // namespace turnout::proxy
