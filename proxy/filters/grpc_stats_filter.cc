@@ -63,7 +63,7 @@ std::optional<std::string_view> GrpcStatsFilterConfig::methodStatName(
   return name;
 }
 
-GrpcMethodStatsSharedPtr requestGrpcMethodStats(stats::Store& store, asio::io_context& worker,
+GrpcMethodStatsSharedPtr requestGrpcMethodStats(stats::Store& store, Mailbox& worker,
                                                 std::string prefix) {
   auto entry = std::make_shared<GrpcMethodStats>();
   entry->prefix = std::move(prefix);
@@ -71,7 +71,7 @@ GrpcMethodStatsSharedPtr requestGrpcMethodStats(stats::Store& store, asio::io_co
   // The entry's prefix is read on the main thread: it is not written again.
   store.runOnMainThread([&store, &worker, entry] {
     stats::ScopeRef scope = store.scope(entry->prefix, stats::grpcMethodStatSchema());
-    asio::post(worker, [entry, scope = std::move(scope)]() mutable {
+    worker.post([entry, scope = std::move(scope)]() mutable {
       entry->ids = stats::grpcMethodStats(scope);
       entry->scope = std::move(scope);
       entry->ready = true;

@@ -39,7 +39,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "proxy/codec/grpc_framing.h"
 #include "proxy/codec/header_map.h"
-#include "proxy/common/asio.h"
+#include "proxy/common/mailbox.h"
 #include "proxy/stats/well_known_stats.h"
 
 namespace turnout::proxy {
@@ -78,8 +78,8 @@ struct GrpcMethodStats {
 using GrpcMethodStatsSharedPtr = std::shared_ptr<GrpcMethodStats>;
 
 // Asks the main thread (Store::runOnMainThread) to register `prefix`'s scope
-// and hand it to the entry on `worker` (posted there). Worker thread.
-GrpcMethodStatsSharedPtr requestGrpcMethodStats(stats::Store& store, asio::io_context& worker,
+// and hand it to the entry through `worker`'s mailbox. Worker thread.
+GrpcMethodStatsSharedPtr requestGrpcMethodStats(stats::Store& store, Mailbox& worker,
                                                 std::string prefix);
 
 // What a call charged to a method whose ids have not come back yet: offsets

@@ -250,7 +250,7 @@ asio::awaitable<void> RouterFilter::forward() {
     GrpcMethodStatsSharedPtr method;
     GrpcStatsFilterConfig::MethodNameBuffer buffer;
     if (auto name = hcm.grpc_stats->methodStatName(stream_.head_.path, buffer)) {
-      method = cluster_->grpcMethodStats(*name, worker.store(), worker.io());
+      method = cluster_->grpcMethodStats(*name, worker.store(), worker.mailbox());
     }
     stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats,
                                 std::move(method));

@@ -61,7 +61,7 @@ void SnapshotPublisher::startServices(const ClusterRuntimeConstSharedPtr& rt) {
       [this, rt](const ClusterRuntime& c, OutlierEjectionsConstSharedPtr ejections) {
         for (auto& w : workers_) {
           Worker* worker = w.get();
-          asio::post(worker->io(), [worker, rt, c = &c, ejections] {
+          worker->mailbox().post([worker, rt, c = &c, ejections] {
             worker->clusters().updateEjections(*c, ejections);
           });
         }

@@ -34,7 +34,7 @@ void Worker::addListener(WorkerListener listener) {
     listeners_.push_back(std::move(l));
     return;
   }
-  asio::post(io_, [this, l = std::move(l)] {
+  mailbox_.post([this, l = std::move(l)] {
     listeners_.push_back(l);
     if (!draining_) spawnAccept(l);
   });
@@ -43,7 +43,7 @@ void Worker::addListener(WorkerListener listener) {
 void Worker::removeListener(std::string name, std::optional<WorkerListener> replacement) {
   std::shared_ptr<WorkerListener> next =
       replacement ? std::make_shared<WorkerListener>(std::move(*replacement)) : nullptr;
-  asio::post(io_, [this, name = std::move(name), next = std::move(next)] {
+  mailbox_.post([this, name = std::move(name), next = std::move(next)] {
     for (auto it = listeners_.begin(); it != listeners_.end();) {
       if ((*it)->name != name) {
         ++it;
@@ -92,8 +92,8 @@ void Worker::start(DataPlaneConfigConstSharedPtr config,
 
 void Worker::postConfig(DataPlaneConfigConstSharedPtr config,
                         ClusterResourcesMapConstSharedPtr resources, ConfigInstalled done) {
-  asio::post(io_, [this, config = std::move(config), resources = std::move(resources),
-                   done = std::move(done)]() mutable {
+  mailbox_.post([this, config = std::move(config), resources = std::move(resources),
+                 done = std::move(done)]() mutable {
     ClusterManager::UpdateResult r = installConfig(std::move(config), *resources);
     // What the previous generation freed on this thread (up to the cache's
     // 1 MiB) goes back to malloc, for the main thread's malloc_trim a
@@ -105,13 +105,13 @@ void Worker::postConfig(DataPlaneConfigConstSharedPtr config,
 }
 
 void Worker::postHosts(ClusterRuntimeConstSharedPtr cluster, HostSetConstSharedPtr hosts) {
-  asio::post(io_, [this, cluster = std::move(cluster), hosts = std::move(hosts)]() mutable {
+  mailbox_.post([this, cluster = std::move(cluster), hosts = std::move(hosts)]() mutable {
     clusters_.updateHosts(*cluster, std::move(hosts), shard_);
   });
 }
 
 void Worker::drain() {
-  asio::post(io_, [this] {
+  mailbox_.post([this] {
     draining_ = true;
     for (auto& l : listeners_) {
       boost::system::error_code ec;
@@ -123,7 +123,7 @@ void Worker::drain() {
 
 void Worker::stop() {
   if (!thread_.joinable()) return;
-  asio::post(io_, [this] {
+  mailbox_.post([this] {
     for (auto& l : listeners_) {
       boost::system::error_code ec;
       if (l->acceptor) l->acceptor->close(ec);

@@ -16,6 +16,7 @@
 #include "proxy/common/asio.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/common/mailbox.h"
 #include "proxy/listener/listener_address_map.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
@@ -50,6 +51,8 @@ class Worker {
   // Asio's service registry lock): connections and requests take it here.
   DeadlineQueue& deadlines() { return *deadlines_; }
   stats::Shard& shard() { return shard_; }
+  // The one way another thread hands this worker work (io_ has no lock).
+  Mailbox& mailbox() { return mailbox_; }
   // For Store::runOnMainThread only: registration is the main thread's.
   stats::Store& store() { return store_; }
   ClusterManager& clusters() { return clusters_; }
@@ -118,10 +121,12 @@ class Worker {
   // coroutines, whose destructors unregister themselves from this list.
   std::list<ConnectionHandle*> connections_;
   // One thread runs io_ and every socket and timer of it is used on that
-  // thread alone (other threads only post() to it, which keeps its lock), so
-  // the reactor's per-descriptor locks go: two mutex round trips per I/O
-  // operation on the request path.
-  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+  // thread alone; other threads hand it work through mailbox_ only. So io_
+  // takes no lock at all: not the reactor's per-descriptor ones (two mutex
+  // round trips per I/O operation on the request path) nor the scheduler's
+  // (one per turn of the run loop).
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE};
+  Mailbox mailbox_{io_};      // after io_: its descriptor goes first
   DeadlineQueue* deadlines_;  // io_'s
   std::thread thread_;
   std::vector<std::shared_ptr<WorkerListener>> listeners_;

@@ -255,14 +255,14 @@ WorkerCluster::~WorkerCluster() {
 }
 
 GrpcMethodStatsSharedPtr WorkerCluster::grpcMethodStats(std::string_view method,
-                                                        stats::Store& store, asio::io_context& io) {
+                                                        stats::Store& store, Mailbox& worker) {
   const absl::string_view key(method.data(), method.size());
   if (auto it = grpc_methods_.find(key); it != grpc_methods_.end()) return it->second;
   if (grpc_methods_.size() >= kMaxGrpcMethods) return nullptr;
   const config::ClusterConfig& c = *runtime_->config;
   std::string prefix = stats::clusterStatPrefix(c.name, c.alt_stat_name);
   prefix.append("grpc.").append(method).append(1, '.');
-  GrpcMethodStatsSharedPtr entry = requestGrpcMethodStats(store, io, std::move(prefix));
+  GrpcMethodStatsSharedPtr entry = requestGrpcMethodStats(store, worker, std::move(prefix));
   grpc_methods_.emplace(std::string(method), entry);
   return entry;
 }

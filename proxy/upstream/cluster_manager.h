@@ -340,7 +340,7 @@ class WorkerCluster {
   // null for a method past that (the call counts in the cluster's grpc.*).
   // A successor with the same stats scope keeps them.
   GrpcMethodStatsSharedPtr grpcMethodStats(std::string_view method, stats::Store& store,
-                                           asio::io_context& io);
+                                           Mailbox& worker);
   static constexpr size_t kMaxGrpcMethods = 256;
 
   const ClusterRuntime& runtime() const { return *runtime_; }

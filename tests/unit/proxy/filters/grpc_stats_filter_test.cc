@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/stats/store.h"
+#include "tests/support/eventually.h"
 
 namespace turnout::proxy {
 namespace {
@@ -139,7 +140,8 @@ TEST_CASE("stats_for_all_methods names every service path, with dots replaced on
 struct MethodFixture {
   stats::Store store{1};
   std::vector<std::function<void()>> main_queue;
-  asio::io_context worker;
+  asio::io_context io;
+  Mailbox worker{io};
   stats::ClusterStats cluster = stats::makeClusterStats(store, "svc", "");
   GrpcStatsFilterConfig config = withUpstreamStats();
   MethodFixture() {
@@ -153,6 +155,11 @@ struct MethodFixture {
   }
   uint64_t counter(const std::string& suffix) {
     return store.counterValue("cluster.svc.grpc." + suffix);
+  }
+  // Runs the worker until `method` has its ids.
+  bool ready(const GrpcMethodStats& method) {
+    return test::eventually(
+        io, [&] { return method.ready; }, std::chrono::milliseconds(5000));
   }
 };
 
@@ -176,8 +183,7 @@ TEST_CASE("a method's calls before its stats are registered are counted once the
     t.onRequestData({msg.data(), msg.size()});  // pending: the main thread has not run
     f.runMain();                                // registers, posts the ids to the worker
     CHECK_FALSE(method->ready);
-    f.worker.run();
-    REQUIRE(method->ready);
+    REQUIRE(f.ready(*method));
     CHECK(f.counter("pkg.S.M.request_message_count") == 0);  // still held by the call
     t.onResponseHeaders(200, headers({{"content-type", "application/grpc"}}), false);
     t.onResponseTrailers(headers({{"grpc-status", "0"}}));  // flushes, then charges
@@ -218,8 +224,7 @@ TEST_CASE(
   CHECK(f.counter("pkg.S.M.request_message_count") == 2);
   CHECK(f.counter("pkg.S.M.response_message_count") == 2);
   CHECK(f.store.histogramValue("cluster.svc.grpc.pkg.S.M.upstream_rq_time").sample_count == 2);
-  f.worker.run();
-  CHECK(method->ready);
+  CHECK(f.ready(*method));
   CHECK(f.counter("total") == 0);
 }
 
@@ -228,8 +233,7 @@ TEST_CASE("a method's stats are listed only once a call charged them, as Envoy c
   MethodFixture f;
   auto method = requestGrpcMethodStats(f.store, f.worker, "cluster.svc.grpc.pkg.S.M.");
   f.runMain();
-  f.worker.run();
-  REQUIRE(method->ready);
+  REQUIRE(f.ready(*method));
   std::vector<std::string> listed;
   auto names = [&] {
     listed.clear();
