@@ -51,8 +51,8 @@ TEST_CASE("work posted from other threads runs on the owner's thread, in each po
 }
 
 TEST_CASE(
-    "work posted before the owner runs, or by the work itself, runs; what never ran is "
-    "destroyed with the mailbox",
+    "work posted before the owner runs or by the work itself runs, and what never ran "
+    "is destroyed with the mailbox",
     "[mailbox]") {
   asio::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE};
   auto mailbox = std::make_unique<Mailbox>(io);
