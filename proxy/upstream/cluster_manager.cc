@@ -52,6 +52,45 @@ bool BreakerResource::tryInc(uint32_t max, stats::Shard& shard, stats::StatId op
   return true;
 }
 
+bool BreakerResource::tryAcquire(uint32_t max, uint32_t& credit, stats::Shard& shard,
+                                 stats::StatId open) {
+  if (credit > 0) {
+    --credit;
+    return true;
+  }
+  const uint32_t batch = creditBatch(max);
+  uint32_t current = count_.load(std::memory_order_relaxed);
+  uint32_t take = 1;
+  do {
+    if (current >= max) return false;
+    take = batch > 1 && current + batch <= max / 2 ? batch : 1;
+  } while (!count_.compare_exchange_weak(current, current + take, std::memory_order_relaxed));
+  credit = take - 1;
+  if (current + take == max) shard.add(open, 1);  // take is 1 near the limit
+  return true;
+}
+
+void BreakerResource::release(uint32_t max, uint32_t& credit, stats::Shard& shard,
+                              stats::StatId open) {
+  ++credit;
+  // Kept while few and far below the limit (a shared read, no write); a
+  // limit under 512 has batches of one, and is never held back.
+  const uint32_t batch = creditBatch(max);
+  if (batch > 1 && credit <= batch && count_.load(std::memory_order_relaxed) + batch <= max / 2) {
+    return;
+  }
+  returnCredit(max, credit, shard, open);
+}
+
+void BreakerResource::returnCredit(uint32_t max, uint32_t& credit, stats::Shard& shard,
+                                   stats::StatId open) {
+  if (credit == 0) return;
+  const uint32_t n = credit;
+  credit = 0;
+  const uint32_t before = count_.fetch_sub(n, std::memory_order_relaxed);
+  if (max > 0 && before >= max && before - n < max) shard.add(open, -1);
+}
+
 std::optional<asio::ip::tcp::endpoint> parseOriginalDstHost(std::string_view value) {
   std::string_view ip, port;
   if (!value.empty() && value.front() == '[') {
@@ -243,6 +282,8 @@ WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPt
 
 WorkerCluster::~WorkerCluster() {
   if (alive_) *alive_ = nullptr;
+  resources_->requests.returnCredit(thresholds_.max_requests, request_credit_, *shard_,
+                                    runtime_->stats.breakers_default().rq_open);
   for (auto& [key, h] : original_dst_hosts_) dropOriginalDstHost(*h);
   original_dst_hosts_.clear();
   for (auto& h : hosts_) {
@@ -843,13 +884,13 @@ void WorkerCluster::destroy(HostState& host, UpstreamConnectionPtr conn) {
 }
 
 bool WorkerCluster::tryStartRequest() {
-  return resources_->requests.tryInc(thresholds_.max_requests, *shard_,
-                                     runtime_->stats.breakers_default().rq_open);
+  return resources_->requests.tryAcquire(thresholds_.max_requests, request_credit_, *shard_,
+                                         runtime_->stats.breakers_default().rq_open);
 }
 
 void WorkerCluster::endRequest() {
-  resources_->requests.dec(thresholds_.max_requests, *shard_,
-                           runtime_->stats.breakers_default().rq_open);
+  resources_->requests.release(thresholds_.max_requests, request_credit_, *shard_,
+                               runtime_->stats.breakers_default().rq_open);
 }
 
 void WorkerCluster::startRetry() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -247,17 +248,35 @@ class BreakerResource {
   // inc() only while below `max`, exactly (no overshoot when workers race).
   bool tryInc(uint32_t max, stats::Shard& shard, stats::StatId open);
 
+  // The per-request breaker (max_requests) with a worker's `credit`: slots
+  // it took from the shared count and has not used. Far below the limit
+  // (the count under max / 2) a worker takes creditBatch(max) slots at a
+  // time and keeps up to that many between requests, so most requests
+  // neither write nor bounce the shared count's cache line; near the limit
+  // every slot is taken and given back one at a time, exactly as tryInc and
+  // dec. The count never passes `max`; what a worker holds unused, at most
+  // creditBatch(max) (4 at the default 1,024; at most 16), can refuse a
+  // request early while that worker sits idle: the only slack.
+  bool tryAcquire(uint32_t max, uint32_t& credit, stats::Shard& shard, stats::StatId open);
+  void release(uint32_t max, uint32_t& credit, stats::Shard& shard, stats::StatId open);
+  // Gives back every unused slot (a WorkerCluster going away).
+  void returnCredit(uint32_t max, uint32_t& credit, stats::Shard& shard, stats::StatId open);
+  static uint32_t creditBatch(uint32_t max) { return std::clamp<uint32_t>(max / 256, 1, 16); }
+
  private:
   std::atomic<uint32_t> count_{0};
 };
 
 // Cluster-wide resource counts shared by every worker (Envoy's circuit
 // breakers are per cluster, not per worker). They outlive host-set updates.
+// `requests` is charged per request: it has a cache line of its own, so
+// the other breakers' writes (per connection, per queued request, per retry)
+// do not move it between cores.
 struct ClusterResources {
   BreakerResource connections;  // max_connections
   BreakerResource pending;      // max_pending_requests
-  BreakerResource requests;     // max_requests
   BreakerResource retries;      // max_retries
+  alignas(64) BreakerResource requests;  // max_requests (the struct ends with its line)
 };
 // Every cluster's breakers by name, made on the main thread.
 using ClusterResourcesMap = absl::flat_hash_map<std::string, std::shared_ptr<ClusterResources>>;
@@ -496,6 +515,7 @@ class WorkerCluster {
   IdleConnectionsSharedPtr idle_;
   OutlierEjectionsConstSharedPtr ejections_;
   std::shared_ptr<ClusterResources> resources_;
+  uint32_t request_credit_ = 0;  // resources_->requests slots held unused (BreakerResource)
   std::shared_ptr<tls::ClientSessionCache> tls_sessions_;
   stats::Shard* shard_;
   bool retired_ = false;

@@ -197,6 +197,60 @@ TEST_CASE("a breaker's open gauge is 1 exactly while the count is at or above it
   CHECK(r.count() == 2);
 }
 
+TEST_CASE(
+    "the request breaker lends a worker slots in batches far below its limit and is "
+    "exact near it",
+    "[pool]") {
+  stats::Store store(2);
+  const stats::StatId open = store.gauge("open");
+  BreakerResource r;
+  constexpr uint32_t kMax = 1024;  // batches of 4
+  REQUIRE(BreakerResource::creditBatch(kMax) == 4);
+  CHECK(BreakerResource::creditBatch(511) == 1);
+  CHECK(BreakerResource::creditBatch(1u << 20) == 16);
+  uint32_t a = 0, b = 0;  // two workers' credit
+  // Far below the limit: one write to the shared count per four requests.
+  REQUIRE(r.tryAcquire(kMax, a, store.shard(0), open));
+  CHECK(r.count() == 4);
+  CHECK(a == 3);
+  for (int i = 0; i < 3; ++i) REQUIRE(r.tryAcquire(kMax, a, store.shard(0), open));
+  CHECK(r.count() == 4);
+  CHECK(a == 0);
+  REQUIRE(r.tryAcquire(kMax, a, store.shard(0), open));  // five in use
+  CHECK(r.count() == 8);
+  r.release(kMax, a, store.shard(0), open);
+  CHECK(a == 4);  // kept, up to a batch
+  CHECK(r.count() == 8);
+  r.release(kMax, a, store.shard(0), open);  // never more than a batch: all go back
+  CHECK(a == 0);
+  CHECK(r.count() == 3);                          // the three in use
+  r.returnCredit(kMax, a, store.shard(0), open);  // nothing held: nothing changes
+  CHECK(r.count() == 3);
+  // Take the count up to the limit from worker b: single slots from half of it.
+  uint32_t in_use = 0;
+  while (r.tryAcquire(kMax, b, store.shard(1), open)) ++in_use;
+  CHECK(in_use == kMax - 3);  // exactly what the 3 slots lent out earlier leave
+  CHECK(b == 0);
+  CHECK(r.count() == kMax);
+  CHECK(store.gaugeValue("open") == 1);
+  // Near the limit every release goes straight back, and the gauge follows.
+  r.release(kMax, b, store.shard(1), open);
+  CHECK(b == 0);
+  CHECK(r.count() == kMax - 1);
+  CHECK(store.gaugeValue("open") == 0);
+  CHECK(r.tryAcquire(kMax, a, store.shard(0), open));  // another worker gets that slot
+  CHECK(r.count() == kMax);
+  CHECK_FALSE(r.tryAcquire(kMax, a, store.shard(0), open));
+  // A small limit never lends more than the slot in use.
+  BreakerResource small;
+  uint32_t c = 0;
+  REQUIRE(small.tryAcquire(10, c, store.shard(0), open));
+  CHECK(small.count() == 1);
+  small.release(10, c, store.shard(0), open);
+  CHECK(c == 0);
+  CHECK(small.count() == 0);
+}
+
 TEST_CASE("a request that finds no idle connection connects and counts as pending", "[pool]") {
   OneHostPool p(limits(1024));
   Pool& pool = p.pool;
