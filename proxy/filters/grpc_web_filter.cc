@@ -9,6 +9,15 @@
 #include "proxy/stream/local_reply.h"
 
 namespace turnout::proxy {
+
+const GrpcStatsFilterConfig& GrpcWebStream::statsConfig() {
+  static const GrpcStatsFilterConfig* const kEvery = [] {
+    auto* c = new GrpcStatsFilterConfig();
+    c->all_methods = true;
+    return c;
+  }();
+  return *kEvery;
+}
 namespace {
 
 constexpr std::string_view kGrpcWeb = "application/grpc-web";

@@ -32,6 +32,7 @@
 
 #include "proxy/codec/base64.h"
 #include "proxy/codec/codec.h"
+#include "proxy/filters/grpc_stats_filter.h"
 #include "proxy/stream/filter.h"
 
 namespace turnout::proxy {
@@ -52,6 +53,17 @@ class GrpcWebStream {
 
   GrpcWebStream(bool text_request, bool text_response)
       : text_request_(text_request), text_response_(text_response) {}
+
+  // Envoy's grpc_web filter counts each call's grpc-status (from the
+  // response headers, the trailers or a local reply; not the status a
+  // non-gRPC response is turned into) in
+  // cluster.<route target>.grpc-web.<service>.<method>.{<code>, success,
+  // failure, total}, for every method (Grpc::Context's dynamic names). The
+  // router sets it once the cluster is known; unset for a path that is not
+  // /<service>/<method>, or one past the per-method limits (docs/grpc.md).
+  std::optional<GrpcStatsTracker> stats;
+  // Every method named, as Envoy's filter does, no upstream time.
+  static const GrpcStatsFilterConfig& statsConfig();
 
   // ---- The request ----
   // Decodes a text request's body in place (a binary body is left as is);

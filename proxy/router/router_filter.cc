@@ -250,10 +250,23 @@ asio::awaitable<void> RouterFilter::forward() {
     GrpcMethodStatsSharedPtr method;
     GrpcStatsFilterConfig::MethodNameBuffer buffer;
     if (auto name = hcm.grpc_stats->methodStatName(stream_.head_.path, buffer)) {
-      method = cluster_->grpcMethodStats(*name, worker.store(), worker.mailbox());
+      method = cluster_->grpcMethodStats("grpc", *name, worker.store(), worker.mailbox());
     }
     stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats,
                                 std::move(method));
+  }
+  // The grpc_web filter's own stats, as Envoy's: every gRPC-Web call's
+  // status under its service and method (GrpcWebStream::stats).
+  if (stream_.grpc_web_) {
+    GrpcStatsFilterConfig::MethodNameBuffer buffer;
+    const GrpcStatsFilterConfig& every = GrpcWebStream::statsConfig();
+    if (auto name = every.methodStatName(stream_.head_.path, buffer)) {
+      if (GrpcMethodStatsSharedPtr method =
+              cluster_->grpcMethodStats("grpc-web", *name, worker.store(), worker.mailbox())) {
+        stream_.grpc_web_->stats.emplace(stats::GrpcClusterStats{}, shard, every,
+                                         std::move(method));
+      }
+    }
   }
   // A CONNECT whose route says connect_config is terminated here, over
   // TCP, whatever the cluster's HTTP protocol.
@@ -452,6 +465,9 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   head.close_connection = conn_.draining() || !conn_.requestComplete();
   if (head.close_connection) stream_.close_connection_ = true;
   if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseHeaders(head.status, head.headers, end_stream);
+  if (stream_.grpc_web_ && stream_.grpc_web_->stats) {
+    stream_.grpc_web_->stats->onResponseHeaders(head.status, head.headers, end_stream);
+  }
   // gRPC-Web after grpc_stats, as Envoy's encoder filters run in reverse:
   // a response that is not gRPC waits for its body (encodeHeldGrpcWeb()).
   if (stream_.grpc_web_ && !stream_.grpc_web_->onResponseHeaders(head, end_stream)) return false;
@@ -482,6 +498,7 @@ void RouterFilter::onUpstreamData(std::span<const char> data, bool end_stream) {
 void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
   if (stream_.grpc_stats_) stream_.grpc_stats_->onResponseTrailers(trailers);
   if (stream_.grpc_web_) {
+    if (stream_.grpc_web_->stats) stream_.grpc_web_->stats->onResponseTrailers(trailers);
     if (stream_.grpc_web_->holding()) {
       encodeHeldGrpcWeb();
       return;

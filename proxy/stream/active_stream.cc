@@ -95,6 +95,9 @@ asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_
   encodeLocalReply(conn_, reply, conn_.worker().httpDate(), hcm_.config->server_name, local_head_);
   response_headers_ = &local_head_.headers;
   if (grpc_stats_) grpc_stats_->onResponseHeaders(local_head_.status, local_head_.headers, true);
+  if (grpc_web_ && grpc_web_->stats) {
+    grpc_web_->stats->onResponseHeaders(local_head_.status, local_head_.headers, true);
+  }
   const bool flushed = co_await conn_.flush(hcm_.config->stream_idle_timeout);
   if (!flushed) close_connection_ = true;
 }

@@ -295,16 +295,24 @@ WorkerCluster::~WorkerCluster() {
   }
 }
 
-GrpcMethodStatsSharedPtr WorkerCluster::grpcMethodStats(std::string_view method,
+GrpcMethodStatsSharedPtr WorkerCluster::grpcMethodStats(std::string_view protocol,
+                                                        std::string_view method,
                                                         stats::Store& store, Mailbox& worker) {
-  const absl::string_view key(method.data(), method.size());
+  // "<protocol>.<service>.<method>", built on the stack: a lookup allocates
+  // nothing.
+  std::array<char, 16 + sizeof(GrpcStatsFilterConfig::MethodNameBuffer)> buffer;
+  if (protocol.size() + 1 + method.size() > buffer.size()) return nullptr;
+  std::copy(protocol.begin(), protocol.end(), buffer.begin());
+  buffer[protocol.size()] = '.';
+  std::copy(method.begin(), method.end(), buffer.begin() + protocol.size() + 1);
+  const absl::string_view key(buffer.data(), protocol.size() + 1 + method.size());
   if (auto it = grpc_methods_.find(key); it != grpc_methods_.end()) return it->second;
   if (grpc_methods_.size() >= kMaxGrpcMethods) return nullptr;
   const config::ClusterConfig& c = *runtime_->config;
   std::string prefix = stats::clusterStatPrefix(c.name, c.alt_stat_name);
-  prefix.append("grpc.").append(method).append(1, '.');
+  prefix.append(key.data(), key.size()).append(1, '.');
   GrpcMethodStatsSharedPtr entry = requestGrpcMethodStats(store, worker, std::move(prefix));
-  grpc_methods_.emplace(std::string(method), entry);
+  grpc_methods_.emplace(std::string(key.data(), key.size()), entry);
   return entry;
 }
 

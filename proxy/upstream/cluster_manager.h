@@ -353,13 +353,16 @@ class WorkerCluster {
   void keepAlive(ClusterRuntimeConstSharedPtr runtime) { runtime_owner_ = std::move(runtime); }
   const ClusterRuntimeConstSharedPtr& runtimeOwner() const { return runtime_owner_; }
 
-  // The grpc_stats filter's per-method stats of this cluster on this worker,
-  // by "<service>.<method>" (GrpcStatsFilterConfig::methodStatName): made at
-  // a method's first call (requestGrpcMethodStats), up to kMaxGrpcMethods;
-  // null for a method past that (the call counts in the cluster's grpc.*).
-  // A successor with the same stats scope keeps them.
-  GrpcMethodStatsSharedPtr grpcMethodStats(std::string_view method, stats::Store& store,
-                                           Mailbox& worker);
+  // Per-method gRPC stats of this cluster on this worker,
+  // cluster.<name>.<protocol>.<method>.*: the grpc_stats filter's
+  // (`protocol` "grpc") and the grpc_web filter's ("grpc-web"), `method`
+  // being "<service>.<method>" (GrpcStatsFilterConfig::methodStatName).
+  // Made at a method's first call (requestGrpcMethodStats), up to
+  // kMaxGrpcMethods; null for a method past that (the call counts in the
+  // cluster's grpc.*, or not at all for grpc-web). A successor with the same
+  // stats scope keeps them.
+  GrpcMethodStatsSharedPtr grpcMethodStats(std::string_view protocol, std::string_view method,
+                                           stats::Store& store, Mailbox& worker);
   static constexpr size_t kMaxGrpcMethods = 256;
 
   const ClusterRuntime& runtime() const { return *runtime_; }

@@ -280,6 +280,23 @@ class GrpcWebTest(grpc_test.GrpcTestCase):
         self.assertGreaterEqual(int(stats["cluster.grpc-feat-x.grpc.response_message_count"]), 3)
         self.assertGreaterEqual(int(stats["cluster.grpc-feat-x.grpc.0"]), 1)
 
+    def test_the_grpc_web_filter_counts_each_calls_status_under_its_method(self):
+        # Envoy's cluster.<name>.grpc-web.<service>.<method>.*: the status in
+        # the trailers, in a trailers-only response, or in a local reply.
+        prefix = "cluster.grpc.grpc-web.test.Echo."
+        before = {k: int(v) for k, v in self.proxy.stats().items() if k.startswith(prefix)}
+        self.post("/test.Echo/Unary", frame(b"w"))
+        self.post("/test.Echo/Fail", frame(b"NOT_FOUND:gone"))
+        self.proxy.wait_counter(prefix + "Unary.total", before.get(prefix + "Unary.total", 0) + 1)
+        self.proxy.wait_counter(prefix + "Fail.total", before.get(prefix + "Fail.total", 0) + 1)
+        stats = {k: int(v) for k, v in self.proxy.stats().items() if k.startswith(prefix)}
+        for name in ("Unary.0", "Unary.success", "Fail.5", "Fail.failure"):
+            self.assertEqual(stats[prefix + name], before.get(prefix + name, 0) + 1, name)
+        self.assertEqual(stats.get(prefix + "Unary.failure", 0),
+                         before.get(prefix + "Unary.failure", 0))
+        self.post("/test.NoHost/Call", frame(b"x"))  # 14, answered by turnout
+        self.proxy.wait_counter("cluster.nohost.grpc-web.test.NoHost.Call.14", 1)
+
     def test_native_grpc_clients_pass_unchanged(self):
         self.assertEqual(self.uu("Unary")(b"native", timeout=TIMEOUT_S), b"echo:native")
 

@@ -704,16 +704,22 @@ TEST_CASE("a cluster keeps one entry per gRPC method, up to its cap, across succ
   p.addHost(1);
   p.build();
   Mailbox mb(p.io);
-  auto a = p.cluster->grpcMethodStats("pkg.S.A", p.store, mb);
+  auto a = p.cluster->grpcMethodStats("grpc", "pkg.S.A", p.store, mb);
   REQUIRE(a != nullptr);
   CHECK(a->prefix == "cluster.c.grpc.pkg.S.A.");
-  CHECK(p.cluster->grpcMethodStats("pkg.S.A", p.store, mb) == a);  // one per method
-  for (size_t i = 1; i < WorkerCluster::kMaxGrpcMethods; ++i) {
-    REQUIRE(p.cluster->grpcMethodStats("pkg.S.M" + std::to_string(i), p.store, mb) != nullptr);
+  CHECK(p.cluster->grpcMethodStats("grpc", "pkg.S.A", p.store, mb) == a);  // one per method
+  auto web =
+      p.cluster->grpcMethodStats("grpc-web", "pkg.S.A", p.store, mb);  // the grpc_web filter's
+  REQUIRE(web != nullptr);
+  CHECK(web != a);
+  CHECK(web->prefix == "cluster.c.grpc-web.pkg.S.A.");
+  for (size_t i = 2; i < WorkerCluster::kMaxGrpcMethods; ++i) {
+    REQUIRE(p.cluster->grpcMethodStats("grpc", "pkg.S.M" + std::to_string(i), p.store, mb) !=
+            nullptr);
   }
   // Past the cap a method counts in the cluster's grpc.*; known ones still resolve.
-  CHECK(p.cluster->grpcMethodStats("pkg.S.Z", p.store, mb) == nullptr);
-  CHECK(p.cluster->grpcMethodStats("pkg.S.A", p.store, mb) == a);
+  CHECK(p.cluster->grpcMethodStats("grpc", "pkg.S.Z", p.store, mb) == nullptr);
+  CHECK(p.cluster->grpcMethodStats("grpc", "pkg.S.A", p.store, mb) == a);
   // The registrations come back (no poster: the store ran them at once).
   CHECK(p.eventually([&] { return a->ready; }));
 
@@ -721,14 +727,14 @@ TEST_CASE("a cluster keeps one entry per gRPC method, up to its cap, across succ
   auto next = std::make_shared<WorkerCluster>(p.runtime, p.runtime.hosts, p.resources,
                                               p.store.shard(0), 0, p.idle);
   next->succeed(*p.cluster, next);
-  CHECK(next->grpcMethodStats("pkg.S.A", p.store, mb) == a);
+  CHECK(next->grpcMethodStats("grpc", "pkg.S.A", p.store, mb) == a);
   // One under another stat name (alt_stat_name changed) starts afresh.
   ClusterRuntime renamed = p.runtime;
   renamed.stats = stats::makeClusterStats(p.store, "c", "other");
   auto third = std::make_shared<WorkerCluster>(renamed, p.runtime.hosts, p.resources,
                                                p.store.shard(0), 0, p.idle);
   third->succeed(*next, third);
-  auto fresh = third->grpcMethodStats("pkg.S.A", p.store, mb);
+  auto fresh = third->grpcMethodStats("grpc", "pkg.S.A", p.store, mb);
   REQUIRE(fresh != nullptr);
   CHECK(fresh != a);
 }
