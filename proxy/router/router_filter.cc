@@ -231,20 +231,10 @@ asio::awaitable<void> RouterFilter::replyUpstreamTimeout() {
   co_await stream_.sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
 }
 
-asio::awaitable<void> RouterFilter::forward() {
-  Worker& worker = conn_.worker();
-  stats::Shard& shard = worker.shard();
+// Not in forward(): the name buffers would sit in every request's coroutine
+// frame.
+void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
   const auto& hcm = stream_.hcm_;
-  cluster_ = worker.clusters().get(d_.cluster);
-  if (!cluster_) {
-    stream_.flags_.set(access_log::ResponseFlag::NoClusterFound);
-    shard.inc(hcm.stats.no_cluster);
-    co_await stream_.sendLocalReply(static_cast<uint16_t>(d_.cluster_not_found_status), "", {},
-                                    {}, "cluster_not_found");
-    co_return;
-  }
-  shard.inc(hcm.stats.rq_total);
-  stream_.cluster_runtime_ = &cluster_->runtime();
   if (hcm.grpc_stats && isGrpcContentType(stream_.head_.headers.get("content-type")) &&
       isGrpcServicePath(stream_.head_.path)) {
     GrpcMethodStatsSharedPtr method;
@@ -268,6 +258,23 @@ asio::awaitable<void> RouterFilter::forward() {
       }
     }
   }
+}
+
+asio::awaitable<void> RouterFilter::forward() {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  const auto& hcm = stream_.hcm_;
+  cluster_ = worker.clusters().get(d_.cluster);
+  if (!cluster_) {
+    stream_.flags_.set(access_log::ResponseFlag::NoClusterFound);
+    shard.inc(hcm.stats.no_cluster);
+    co_await stream_.sendLocalReply(static_cast<uint16_t>(d_.cluster_not_found_status), "", {}, {},
+                                    "cluster_not_found");
+    co_return;
+  }
+  shard.inc(hcm.stats.rq_total);
+  stream_.cluster_runtime_ = &cluster_->runtime();
+  startGrpcStats(worker, shard);
   // A CONNECT whose route says connect_config is terminated here, over
   // TCP, whatever the cluster's HTTP protocol.
   if (stream_.head_.method == "CONNECT" && d_.route != nullptr && d_.route->route) {

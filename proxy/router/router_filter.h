@@ -30,6 +30,7 @@ namespace turnout::proxy {
 class ActiveStream;
 class DownstreamConnection;
 class DownstreamStream;
+class Worker;
 class WorkerCluster;
 struct HostState;
 struct UpstreamConnection;
@@ -60,6 +61,9 @@ class RouterFilter : public UpstreamRequestParent {
   enum class AttemptResult { Done, Retry, Failed };
 
   asio::awaitable<AttemptResult> attempt(uint32_t attempt_number);
+  // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a
+  // request routed to cluster_.
+  void startGrpcStats(Worker& worker, stats::Shard& shard);
   void prepareUpstreamHeaders();
   // Envoy's request hash (HashPolicyImpl::generateHash): xxHash64 of each
   // hash_policy's value, rotated and xored together; nullopt when none applies.
