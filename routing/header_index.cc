@@ -1,16 +1,19 @@
 #include "routing/header_index.h"
 
-#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 
 namespace turnout::routing {
 namespace {
 
 bool sameHeaderName(const HeaderMatcher& a, const HeaderMatcher& b) {
-  return absl::AsciiStrToLower(a.name) == absl::AsciiStrToLower(b.name);
+  return absl::EqualsIgnoreCase(absl::string_view(a.name.data(), a.name.size()),
+                                absl::string_view(b.name.data(), b.name.size()));
 }
 
-// True if `a` and `b` match the same requests except for headers[pos], which
-// must be an indexable exact matcher on the same header in both.
+}  // namespace
+
+namespace internal {
+
 bool sameExceptHeader(const RouteMatch& a, const RouteMatch& b, size_t pos) {
   if (a.prefix != b.prefix || a.path != b.path || a.safe_regex != b.safe_regex ||
       a.path_separated_prefix != b.path_separated_prefix ||
@@ -30,7 +33,7 @@ bool sameExceptHeader(const RouteMatch& a, const RouteMatch& b, size_t pos) {
          ha.treat_missing_header_as_empty == hb.treat_missing_header_as_empty;
 }
 
-}  // namespace
+}  // namespace internal
 
 std::optional<std::string_view> indexableExactValue(const HeaderMatcher& m) {
   if (m.invert_match || m.name.empty()) return std::nullopt;
@@ -54,31 +57,8 @@ std::optional<std::string_view> indexableExactValue(const HeaderMatcher& m) {
 }
 
 std::vector<IndexedRun> findIndexedRuns(const std::vector<Route>& routes, size_t min_run) {
-  std::vector<IndexedRun> runs;
-  if (min_run < 2) min_run = 2;
-  size_t i = 0;
-  while (i < routes.size()) {
-    const RouteMatch& first = routes[i].match;
-    size_t best_end = i + 1;
-    size_t best_pos = 0;
-    for (size_t pos = 0; pos < first.headers.size(); ++pos) {
-      if (!indexableExactValue(first.headers[pos])) continue;
-      size_t j = i + 1;
-      while (j < routes.size() && sameExceptHeader(first, routes[j].match, pos)) ++j;
-      if (j > best_end) {
-        best_end = j;
-        best_pos = pos;
-      }
-    }
-    if (best_end - i >= min_run) {
-      runs.push_back(IndexedRun{static_cast<uint32_t>(i), static_cast<uint32_t>(best_end),
-                                static_cast<uint32_t>(best_pos)});
-      i = best_end;
-    } else {
-      ++i;
-    }
-  }
-  return runs;
+  return findIndexedRuns(
+      routes.size(), [&](size_t i) -> const RouteMatch& { return routes[i].match; }, min_run);
 }
 
 }  // namespace turnout::routing

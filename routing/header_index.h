@@ -22,13 +22,16 @@
 
 namespace turnout::routing {
 
-// Value -> index of the first route (in the virtual host) carrying it.
+// Value -> index of the first route (in the virtual host) carrying it. The
+// values are views: they must outlive the index (RouteTable keeps them in
+// the routes the index serves, which the same virtual host holds).
 class HeaderIndex {
  public:
   // Keeps the earliest route for a duplicated value.
-  void insert(std::string value, uint32_t route_index) {
-    map_.try_emplace(std::move(value), route_index);
+  void insert(std::string_view value, uint32_t route_index) {
+    map_.try_emplace(absl::string_view(value.data(), value.size()), route_index);
   }
+  void reserve(size_t n) { map_.reserve(n); }
   // The route index, or -1 if no route of the run carries `value`.
   int64_t find(std::string_view value) const {
     auto it = map_.find(absl::string_view(value.data(), value.size()));
@@ -37,7 +40,7 @@ class HeaderIndex {
   size_t size() const { return map_.size(); }
 
  private:
-  absl::flat_hash_map<std::string, uint32_t> map_;
+  absl::flat_hash_map<absl::string_view, uint32_t> map_;
 };
 
 // One indexable run: routes [begin, end) of a virtual host, keyed by
@@ -53,8 +56,46 @@ struct IndexedRun {
 // exact_match with an empty value, which Envoy treats as "any value").
 std::optional<std::string_view> indexableExactValue(const HeaderMatcher& m);
 
-// Finds the maximal runs (greedy, left to right) of at least `min_run` routes.
-// Runs never overlap and are returned in route order.
+// Finds the maximal runs (greedy, left to right) of at least `min_run` routes
+// among `count` routes whose RouteMatch `match_at(i)` returns. Runs never
+// overlap and are returned in route order.
+template <class MatchAt>
+std::vector<IndexedRun> findIndexedRuns(size_t count, const MatchAt& match_at, size_t min_run = 2);
 std::vector<IndexedRun> findIndexedRuns(const std::vector<Route>& routes, size_t min_run = 2);
+
+namespace internal {
+// True if `a` and `b` match the same requests except for headers[pos], which
+// must be an indexable exact matcher on the same header in both.
+bool sameExceptHeader(const RouteMatch& a, const RouteMatch& b, size_t pos);
+}  // namespace internal
+
+template <class MatchAt>
+std::vector<IndexedRun> findIndexedRuns(size_t count, const MatchAt& match_at, size_t min_run) {
+  std::vector<IndexedRun> runs;
+  if (min_run < 2) min_run = 2;
+  size_t i = 0;
+  while (i < count) {
+    const RouteMatch& first = match_at(i);
+    size_t best_end = i + 1;
+    size_t best_pos = 0;
+    for (size_t pos = 0; pos < first.headers.size(); ++pos) {
+      if (!indexableExactValue(first.headers[pos])) continue;
+      size_t j = i + 1;
+      while (j < count && internal::sameExceptHeader(first, match_at(j), pos)) ++j;
+      if (j > best_end) {
+        best_end = j;
+        best_pos = pos;
+      }
+    }
+    if (best_end - i >= min_run) {
+      runs.push_back(IndexedRun{static_cast<uint32_t>(i), static_cast<uint32_t>(best_end),
+                                static_cast<uint32_t>(best_pos)});
+      i = best_end;
+    } else {
+      ++i;
+    }
+  }
+  return runs;
+}
 
 }  // namespace turnout::routing

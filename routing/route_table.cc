@@ -1,8 +1,10 @@
 #include "routing/route_table.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <map>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -222,6 +224,12 @@ std::string_view forwardedProto(const RequestView& view) {
 
 // ------------------------------------------------------------ compiled state
 
+// One route, compiled: its config and what its action needs, nothing about
+// where it stands (its match, compiled or indexed, belongs to the virtual
+// host's slot) or about the virtual host around it (an inherited retry or
+// mirror policy is looked up when the route is chosen). So a new version of
+// a virtual host shares every route it kept instead of compiling it again.
+// Reference-counted (thread-safe: a table can be released on any thread).
 struct RouteTable::CompiledRoute {
   // What few routes need (a sandbox route needs none of it): one pointer
   // while unused, so a table of 10,000 sandbox routes stays small.
@@ -233,9 +241,10 @@ struct RouteTable::CompiledRoute {
     std::string random_value_header;                    // weighted_clusters.header_name, lowercase
     RegexConstSharedPtr regex_rewrite;
     std::string host_rewrite_header;  // lowercase
+    std::unique_ptr<CompiledRetryPolicy> retry;  // RouteAction.retry_policy compiled
     // RedirectAction
     RegexConstSharedPtr redirect_regex;
-    // DirectResponse
+    // DirectResponse (a view into config)
     std::string_view body;
     // RouteAction.cors; Route.typed_per_filter_config's CORS policy
     std::unique_ptr<CompiledCorsPolicy> cors, typed_cors;
@@ -250,21 +259,40 @@ struct RouteTable::CompiledRoute {
     return *extras;
   }
 
-  const Route* config = nullptr;
-  // A route in an indexed run (run >= 0) keeps no match of its own: its
-  // match is the run's common part plus its exact header value (the index),
-  // which saves ~160 bytes per sandbox route. Otherwise its whole match.
-  CompiledRouteMatch match;
-  int32_t run = -1;
+  Route config;
   std::unique_ptr<Extras> extras;
   // RouteAction
   std::chrono::milliseconds timeout{kDefaultRouteTimeout};
-  const RetryPolicy* retry_policy = nullptr;
-  const CompiledRetryPolicy* retry = nullptr;  // retry_policy compiled (owned by the vhost)
-  std::span<const RequestMirrorPolicy> mirror_policies;  // empty: the route configuration's
+  mutable std::atomic<uint32_t> refs{0};
   uint32_t cluster_not_found_status = 503;
   // Redirect / DirectResponse
   uint32_t status = 0;
+};
+
+// An owning pointer to a shared CompiledRoute.
+class RouteTable::RoutePtr {
+ public:
+  RoutePtr() = default;
+  explicit RoutePtr(std::unique_ptr<CompiledRoute> r) : p_(r.release()) {
+    if (p_ != nullptr) p_->refs.store(1, std::memory_order_relaxed);
+  }
+  RoutePtr(const RoutePtr& o) : p_(o.p_) {
+    if (p_ != nullptr) p_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  RoutePtr(RoutePtr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  RoutePtr& operator=(RoutePtr o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~RoutePtr() {
+    if (p_ != nullptr && p_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete p_;
+  }
+  const CompiledRoute& operator*() const { return *p_; }
+  const CompiledRoute* operator->() const { return p_; }
+  const CompiledRoute* get() const { return p_; }
+
+ private:
+  const CompiledRoute* p_ = nullptr;
 };
 
 struct RouteTable::CompiledRun {
@@ -272,7 +300,7 @@ struct RouteTable::CompiledRun {
   std::string header;         // lowercase
   uint32_t header_position = 0;  // in each member route's match.headers
   bool treat_missing_as_empty = false;
-  HeaderIndex index;
+  HeaderIndex index;  // views into the member routes' configs
   uint32_t begin = 0;
   uint32_t end = 0;
 };
@@ -282,19 +310,31 @@ struct RouteTable::Segment {
   int32_t run = -1;
 };
 
-// A virtual host and everything compiled from it. It owns its config, so
-// that every pointer a RouteDecision holds into it stays valid as long as
-// any RouteTable holding it does; nothing in it depends on the route
-// configuration around it (the body-size limit and the domain map are
-// checked by the table), so a VHDS update shares the unchanged ones.
+// A route where it stands in its virtual host.
+struct RouteTable::RouteSlot {
+  RoutePtr route;
+  // A route in an indexed run (run >= 0) keeps no match of its own: its
+  // match is the run's common part plus its exact header value (the index),
+  // which saves ~160 bytes per sandbox route. Otherwise `match` indexes the
+  // virtual host's `matches`.
+  int32_t run = -1;
+  uint32_t match = 0;
+};
+
+// A virtual host and everything compiled from it. It owns its config (less
+// the routes, which its slots hold), so that every pointer a RouteDecision
+// holds into it stays valid as long as any RouteTable holding it does;
+// nothing in it depends on the route configuration around it (the body-size
+// limit and the domain map are checked by the table), so a VHDS update
+// shares the unchanged ones.
 struct RouteTable::CompiledVirtualHost {
-  VirtualHost config;
-  std::vector<CompiledRoute> routes;
+  VirtualHost config;  // routes moved into `routes`
+  std::vector<RouteSlot> routes;
+  std::vector<CompiledRouteMatch> matches;  // of the routes outside runs
   std::vector<CompiledRun> runs;
   std::vector<Segment> segments;
   size_t indexed_routes = 0;
-  // One per RetryPolicy in config (vhost level and route level).
-  std::vector<std::unique_ptr<CompiledRetryPolicy>> retry_policies;
+  std::unique_ptr<CompiledRetryPolicy> retry;  // config.retry_policy compiled
   // (route index, body size) of each direct_response with a body, in route
   // order: checked against the table's max_direct_response_body_size_bytes.
   std::vector<std::pair<uint32_t, size_t>> direct_bodies;
@@ -398,282 +438,344 @@ absl::Status RouteTable::compile(std::vector<VirtualHostConstSharedPtr> compiled
   return absl::OkStatus();
 }
 
+absl::StatusOr<RouteTable::RoutePtr> RouteTable::compileRoute(Route config, std::string_view field,
+                                                              CompiledRouteMatch& match) {
+  auto cr = std::make_unique<CompiledRoute>();
+  cr->config = std::move(config);
+  Route& route = cr->config;
+  const std::string rf(field);
+  auto m = CompiledRouteMatch::compile(route.match, cat(rf, ".match"));
+  if (!m.ok()) return m.status();
+  match = *std::move(m);
+
+  const int actions =
+      route.route.has_value() + route.redirect.has_value() + route.direct_response.has_value();
+  if (actions != 1) {
+    return invalid(rf, "exactly one of route, redirect, direct_response must be set");
+  }
+  for (auto [list, name] : {std::pair{&route.request_headers_to_add, "request_headers_to_add"},
+                            std::pair{&route.response_headers_to_add, "response_headers_to_add"}}) {
+    if (auto st = normaliseHeadersToAdd(*list, cat(rf, ".", name)); !st.ok()) {
+      return st;
+    }
+  }
+  for (auto [list, name] :
+       {std::pair{&route.request_headers_to_remove, "request_headers_to_remove"},
+        std::pair{&route.response_headers_to_remove, "response_headers_to_remove"}}) {
+    if (auto st = normaliseHeadersToRemove(*list, cat(rf, ".", name)); !st.ok()) {
+      return st;
+    }
+  }
+
+  if (route.typed_cors) {
+    auto cors = CompiledCorsPolicy::compile(*route.typed_cors, cat(rf, ".typed_per_filter_config"));
+    if (!cors.ok()) return cors.status();
+    cr->mut().typed_cors = *std::move(cors);
+  }
+  if (route.route) {
+    RouteAction& a = *route.route;
+    const std::string af = cat(rf, ".route");
+    if (a.cors) {
+      auto cors = CompiledCorsPolicy::compile(*a.cors, cat(af, ".cors"));
+      if (!cors.ok()) return cors.status();
+      cr->mut().cors = *std::move(cors);
+    }
+    const int specifiers =
+        a.cluster.has_value() + a.cluster_header.has_value() + a.weighted_clusters.has_value();
+    if (specifiers != 1) {
+      return invalid(af, "exactly one of cluster, cluster_header, weighted_clusters must be set");
+    }
+    if (a.cluster && a.cluster->empty()) {
+      return invalid(cat(af, ".cluster"), "must be non-empty");
+    }
+    if (a.cluster_header) {
+      if (a.cluster_header->empty()) {
+        return invalid(cat(af, ".cluster_header"), "must be non-empty");
+      }
+      cr->mut().cluster_header = absl::AsciiStrToLower(*a.cluster_header);
+    }
+    if (a.weighted_clusters) {
+      const WeightedCluster& wc = *a.weighted_clusters;
+      const std::string wf = cat(af, ".weighted_clusters");
+      if (wc.clusters.empty()) {
+        return invalid(cat(wf, ".clusters"), "must have at least one entry");
+      }
+      std::vector<uint32_t> weights;
+      uint64_t sum = 0;
+      for (size_t i = 0; i < wc.clusters.size(); ++i) {
+        ClusterWeight& cw = a.weighted_clusters->clusters[i];
+        const std::string cf = cat(wf, ".clusters[", i, "]");
+        if (cw.name.empty() == cw.cluster_header.empty()) {
+          return invalid(cf, cw.name.empty()
+                                 ? "At least one of name or cluster_header need to be "
+                                   "specified"
+                                 : "Only one of name or cluster_header can be specified");
+        }
+        if (!cw.weight) return invalid(cat(cf, ".weight"), "is required");
+        sum += *cw.weight;
+        if (sum > std::numeric_limits<uint32_t>::max()) {
+          return invalid(wf,
+                         cat("the sum of weights exceeds ", std::numeric_limits<uint32_t>::max()));
+        }
+        weights.push_back(*cw.weight);
+        std::string h = absl::AsciiStrToLower(cw.cluster_header);
+        cr->mut().weighted_cluster_headers.push_back(std::move(h));
+        for (auto [list, name] :
+             {std::pair{&cw.request_headers_to_add, "request_headers_to_add"},
+              std::pair{&cw.response_headers_to_add, "response_headers_to_add"}}) {
+          if (auto st = normaliseHeadersToAdd(*list, cat(cf, ".", name)); !st.ok()) {
+            return st;
+          }
+        }
+        for (auto [list, name] :
+             {std::pair{&cw.request_headers_to_remove, "request_headers_to_remove"},
+              std::pair{&cw.response_headers_to_remove, "response_headers_to_remove"}}) {
+          if (auto st = normaliseHeadersToRemove(*list, cat(cf, ".", name)); !st.ok()) {
+            return st;
+          }
+        }
+      }
+      if (sum == 0) {
+        return invalid(wf, "Sum of weights in the weighted_cluster must be greater than 0.");
+      }
+      cr->mut().weights = WeightedChoice(weights);
+      cr->mut().random_value_header = absl::AsciiStrToLower(wc.header_name);
+    }
+    if (!a.prefix_rewrite.empty() && a.regex_rewrite) {
+      return invalid(af,
+                     "Specify only one of prefix_rewrite, regex_rewrite or "
+                     "path_rewrite_policy");
+    }
+    if (a.regex_rewrite) {
+      auto re = compileRegex(a.regex_rewrite->pattern.regex, cat(af, ".regex_rewrite.pattern"));
+      if (!re.ok()) return re.status();
+      cr->mut().regex_rewrite = *std::move(re);
+    }
+    if (a.host_rewrite_literal.has_value() + a.auto_host_rewrite.has_value() +
+            a.host_rewrite_header.has_value() >
+        1) {
+      return invalid(af,
+                     "at most one of host_rewrite_literal, auto_host_rewrite, "
+                     "host_rewrite_header may be set");
+    }
+    if (a.host_rewrite_header) {
+      cr->mut().host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
+    }
+    cr->timeout = a.timeout.value_or(kDefaultRouteTimeout);
+    if (a.retry_policy) {
+      auto rp = compileRetry(*a.retry_policy, cat(af, ".retry_policy"));
+      if (!rp.ok()) return rp.status();
+      cr->mut().retry = *std::move(rp);
+    }
+    if (auto st =
+            validateMirrorPolicies(a.request_mirror_policies, cat(af, ".request_mirror_policies"));
+        !st.ok()) {
+      return st;
+    }
+    if (auto st = validateHashPolicies(a.hash_policy, cat(af, ".hash_policy")); !st.ok()) {
+      return st;
+    }
+    cr->cluster_not_found_status = clusterNotFoundStatus(a.cluster_not_found_response_code);
+  } else if (route.redirect) {
+    const RedirectAction& rd = *route.redirect;
+    const std::string df = cat(rf, ".redirect");
+    if (rd.https_redirect.has_value() && rd.scheme_redirect.has_value()) {
+      return invalid(df, "at most one of https_redirect, scheme_redirect may be set");
+    }
+    if (rd.path_redirect.has_value() + rd.prefix_rewrite.has_value() +
+            rd.regex_rewrite.has_value() >
+        1) {
+      return invalid(df, "at most one of path_redirect, prefix_rewrite, regex_rewrite may be set");
+    }
+    if (rd.regex_rewrite) {
+      auto re = compileRegex(rd.regex_rewrite->pattern.regex, cat(df, ".regex_rewrite.pattern"));
+      if (!re.ok()) return re.status();
+      cr->mut().redirect_regex = *std::move(re);
+    }
+    cr->status = redirectStatus(rd.response_code);
+  } else {
+    const DirectResponseAction& dr = *route.direct_response;
+    const std::string df = cat(rf, ".direct_response");
+    if (dr.status < 200 || dr.status >= 600) {
+      return invalid(cat(df, ".status"), cat("must be in [200, 600), got ", dr.status));
+    }
+    if (dr.body) {
+      if (dr.body->inline_bytes.has_value() && dr.body->inline_string.has_value()) {
+        return invalid(cat(df, ".body"), "at most one of inline_bytes, inline_string may be set");
+      }
+      const std::optional<std::string>& b =
+          dr.body->inline_bytes ? dr.body->inline_bytes : dr.body->inline_string;
+      if (b) {
+        cr->mut().body = *b;
+      }
+    }
+    cr->status = dr.status;
+  }
+  return RoutePtr(std::move(cr));
+}
+
 absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtualHost(
     VirtualHost config, std::string_view field) {
+  return compileHost(std::move(config), field, nullptr, {});
+}
+
+absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtualHost(
+    VirtualHost config, std::string_view field, const CompiledVirtualHost& previous,
+    std::span<const int32_t> reuse) {
+  return compileHost(std::move(config), field, &previous, reuse);
+}
+
+size_t RouteTable::routeCount(const CompiledVirtualHost& vh) { return vh.routes.size(); }
+
+const Route& RouteTable::route(const CompiledVirtualHost& vh, size_t i) {
+  return vh.routes[i].route->config;
+}
+
+absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileHost(
+    VirtualHost config, std::string_view field, const CompiledVirtualHost* previous,
+    std::span<const int32_t> reuse) {
   auto cvh = std::make_shared<CompiledVirtualHost>();
   cvh->config = std::move(config);
   VirtualHost& vh = cvh->config;
   const std::string vf(field);
-  {
-    if (vh.name.empty()) return invalid(cat(vf, ".name"), "must be non-empty");
-    if (vh.domains.empty()) {
-      return invalid(cat(vf, ".domains"), "must have at least one domain");
-    }
-    if (auto st =
-            normaliseHeadersToAdd(vh.request_headers_to_add, cat(vf, ".request_headers_to_add"));
-        !st.ok()) {
-      return st;
-    }
-    if (auto st =
-            normaliseHeadersToAdd(vh.response_headers_to_add, cat(vf, ".response_headers_to_add"));
-        !st.ok()) {
-      return st;
-    }
-    if (auto st = normaliseHeadersToRemove(vh.request_headers_to_remove,
-                                           cat(vf, ".request_headers_to_remove"));
-        !st.ok()) {
-      return st;
-    }
-    if (auto st = normaliseHeadersToRemove(vh.response_headers_to_remove,
-                                           cat(vf, ".response_headers_to_remove"));
-        !st.ok()) {
-      return st;
-    }
-    const CompiledRetryPolicy* vh_retry = nullptr;
-    if (vh.retry_policy) {
-      auto rp = compileRetry(*vh.retry_policy, cat(vf, ".retry_policy"));
-      if (!rp.ok()) return rp.status();
-      vh_retry = cvh->retry_policies.emplace_back(*std::move(rp)).get();
-    }
-    if (auto st =
-            validateMirrorPolicies(vh.request_mirror_policies, cat(vf, ".request_mirror_policies"));
-        !st.ok()) {
-      return st;
-    }
-    if (vh.cors) {
-      auto cors = CompiledCorsPolicy::compile(*vh.cors, cat(vf, ".cors"));
-      if (!cors.ok()) return cors.status();
-      cvh->cors = *std::move(cors);
-    }
-    if (vh.typed_cors) {
-      auto cors = CompiledCorsPolicy::compile(*vh.typed_cors, cat(vf, ".typed_per_filter_config"));
-      if (!cors.ok()) return cors.status();
-      cvh->typed_cors = *std::move(cors);
-    }
+  if (vh.name.empty()) return invalid(cat(vf, ".name"), "must be non-empty");
+  if (vh.domains.empty()) {
+    return invalid(cat(vf, ".domains"), "must have at least one domain");
+  }
+  if (auto st =
+          normaliseHeadersToAdd(vh.request_headers_to_add, cat(vf, ".request_headers_to_add"));
+      !st.ok()) {
+    return st;
+  }
+  if (auto st =
+          normaliseHeadersToAdd(vh.response_headers_to_add, cat(vf, ".response_headers_to_add"));
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = normaliseHeadersToRemove(vh.request_headers_to_remove,
+                                         cat(vf, ".request_headers_to_remove"));
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = normaliseHeadersToRemove(vh.response_headers_to_remove,
+                                         cat(vf, ".response_headers_to_remove"));
+      !st.ok()) {
+    return st;
+  }
+  if (vh.retry_policy) {
+    auto rp = compileRetry(*vh.retry_policy, cat(vf, ".retry_policy"));
+    if (!rp.ok()) return rp.status();
+    cvh->retry = *std::move(rp);
+  }
+  if (auto st =
+          validateMirrorPolicies(vh.request_mirror_policies, cat(vf, ".request_mirror_policies"));
+      !st.ok()) {
+    return st;
+  }
+  if (vh.cors) {
+    auto cors = CompiledCorsPolicy::compile(*vh.cors, cat(vf, ".cors"));
+    if (!cors.ok()) return cors.status();
+    cvh->cors = *std::move(cors);
+  }
+  if (vh.typed_cors) {
+    auto cors = CompiledCorsPolicy::compile(*vh.typed_cors, cat(vf, ".typed_per_filter_config"));
+    if (!cors.ok()) return cors.status();
+    cvh->typed_cors = *std::move(cors);
+  }
 
-    cvh->routes.reserve(vh.routes.size());
-    for (size_t r = 0; r < vh.routes.size(); ++r) {
-      Route& route = vh.routes[r];
-      const std::string rf = cat(vf, ".routes[", r, "]");
-      CompiledRoute cr;
-      cr.config = &route;
-      auto m = CompiledRouteMatch::compile(route.match, cat(rf, ".match"));
-      if (!m.ok()) return m.status();
-      cr.match = *std::move(m);
-
-      const int actions =
-          route.route.has_value() + route.redirect.has_value() + route.direct_response.has_value();
-      if (actions != 1) {
-        return invalid(rf, "exactly one of route, redirect, direct_response must be set");
+  // The routes: compiled, or kept from `previous`. A compiled route's whole
+  // match is kept until the runs are known (a route in a run drops it).
+  std::vector<Route> fresh = std::move(vh.routes);
+  vh.routes.clear();
+  const size_t count = previous != nullptr ? reuse.size() : fresh.size();
+  if (previous != nullptr) {
+    size_t kept = 0;
+    for (const int32_t i : reuse) {
+      if (i >= 0 && static_cast<size_t>(i) >= previous->routes.size()) {
+        return absl::InvalidArgumentError(
+            cat(vf, ": route ", i, " of the previous version does not exist"));
       }
-      for (auto [list, name] :
-           {std::pair{&route.request_headers_to_add, "request_headers_to_add"},
-            std::pair{&route.response_headers_to_add, "response_headers_to_add"}}) {
-        if (auto st = normaliseHeadersToAdd(*list, cat(rf, ".", name)); !st.ok()) {
-          return st;
-        }
-      }
-      for (auto [list, name] :
-           {std::pair{&route.request_headers_to_remove, "request_headers_to_remove"},
-            std::pair{&route.response_headers_to_remove, "response_headers_to_remove"}}) {
-        if (auto st = normaliseHeadersToRemove(*list, cat(rf, ".", name)); !st.ok()) {
-          return st;
-        }
-      }
-
-      if (route.typed_cors) {
-        auto cors =
-            CompiledCorsPolicy::compile(*route.typed_cors, cat(rf, ".typed_per_filter_config"));
-        if (!cors.ok()) return cors.status();
-        cr.mut().typed_cors = *std::move(cors);
-      }
-      if (route.route) {
-        RouteAction& a = *route.route;
-        const std::string af = cat(rf, ".route");
-        if (a.cors) {
-          auto cors = CompiledCorsPolicy::compile(*a.cors, cat(af, ".cors"));
-          if (!cors.ok()) return cors.status();
-          cr.mut().cors = *std::move(cors);
-        }
-        const int specifiers =
-            a.cluster.has_value() + a.cluster_header.has_value() + a.weighted_clusters.has_value();
-        if (specifiers != 1) {
-          return invalid(af,
-                         "exactly one of cluster, cluster_header, weighted_clusters must be set");
-        }
-        if (a.cluster && a.cluster->empty()) {
-          return invalid(cat(af, ".cluster"), "must be non-empty");
-        }
-        if (a.cluster_header) {
-          if (a.cluster_header->empty()) {
-            return invalid(cat(af, ".cluster_header"), "must be non-empty");
-          }
-          cr.mut().cluster_header = absl::AsciiStrToLower(*a.cluster_header);
-        }
-        if (a.weighted_clusters) {
-          const WeightedCluster& wc = *a.weighted_clusters;
-          const std::string wf = cat(af, ".weighted_clusters");
-          if (wc.clusters.empty()) {
-            return invalid(cat(wf, ".clusters"), "must have at least one entry");
-          }
-          std::vector<uint32_t> weights;
-          uint64_t sum = 0;
-          for (size_t i = 0; i < wc.clusters.size(); ++i) {
-            ClusterWeight& cw = a.weighted_clusters->clusters[i];
-            const std::string cf = cat(wf, ".clusters[", i, "]");
-            if (cw.name.empty() == cw.cluster_header.empty()) {
-              return invalid(cf, cw.name.empty()
-                                     ? "At least one of name or cluster_header need to be "
-                                       "specified"
-                                     : "Only one of name or cluster_header can be specified");
-            }
-            if (!cw.weight) return invalid(cat(cf, ".weight"), "is required");
-            sum += *cw.weight;
-            if (sum > std::numeric_limits<uint32_t>::max()) {
-              return invalid(
-                  wf, cat("the sum of weights exceeds ", std::numeric_limits<uint32_t>::max()));
-            }
-            weights.push_back(*cw.weight);
-            std::string h = absl::AsciiStrToLower(cw.cluster_header);
-            cr.mut().weighted_cluster_headers.push_back(std::move(h));
-            for (auto [list, name] :
-                 {std::pair{&cw.request_headers_to_add, "request_headers_to_add"},
-                  std::pair{&cw.response_headers_to_add, "response_headers_to_add"}}) {
-              if (auto st = normaliseHeadersToAdd(*list, cat(cf, ".", name)); !st.ok()) {
-                return st;
-              }
-            }
-            for (auto [list, name] :
-                 {std::pair{&cw.request_headers_to_remove, "request_headers_to_remove"},
-                  std::pair{&cw.response_headers_to_remove, "response_headers_to_remove"}}) {
-              if (auto st = normaliseHeadersToRemove(*list, cat(cf, ".", name)); !st.ok()) {
-                return st;
-              }
-            }
-          }
-          if (sum == 0) {
-            return invalid(wf, "Sum of weights in the weighted_cluster must be greater than 0.");
-          }
-          cr.mut().weights = WeightedChoice(weights);
-          cr.mut().random_value_header = absl::AsciiStrToLower(wc.header_name);
-        }
-        if (!a.prefix_rewrite.empty() && a.regex_rewrite) {
-          return invalid(af,
-                         "Specify only one of prefix_rewrite, regex_rewrite or "
-                         "path_rewrite_policy");
-        }
-        if (a.regex_rewrite) {
-          auto re = compileRegex(a.regex_rewrite->pattern.regex, cat(af, ".regex_rewrite.pattern"));
-          if (!re.ok()) return re.status();
-          cr.mut().regex_rewrite = *std::move(re);
-        }
-        if (a.host_rewrite_literal.has_value() + a.auto_host_rewrite.has_value() +
-                a.host_rewrite_header.has_value() >
-            1) {
-          return invalid(af,
-                         "at most one of host_rewrite_literal, auto_host_rewrite, "
-                         "host_rewrite_header may be set");
-        }
-        if (a.host_rewrite_header) {
-          cr.mut().host_rewrite_header = absl::AsciiStrToLower(*a.host_rewrite_header);
-        }
-        cr.timeout = a.timeout.value_or(kDefaultRouteTimeout);
-        if (a.retry_policy) {
-          auto rp = compileRetry(*a.retry_policy, cat(af, ".retry_policy"));
-          if (!rp.ok()) return rp.status();
-          cr.retry = cvh->retry_policies.emplace_back(*std::move(rp)).get();
-          cr.retry_policy = &*a.retry_policy;
-        } else if (vh.retry_policy) {
-          cr.retry = vh_retry;
-          cr.retry_policy = &*vh.retry_policy;
-        }
-        if (auto st = validateMirrorPolicies(a.request_mirror_policies,
-                                             cat(af, ".request_mirror_policies"));
-            !st.ok()) {
-          return st;
-        }
-        // Empty here: the route configuration's, when the route is chosen.
-        cr.mirror_policies = !a.request_mirror_policies.empty() ? a.request_mirror_policies
-                                                                : vh.request_mirror_policies;
-        if (auto st = validateHashPolicies(a.hash_policy, cat(af, ".hash_policy")); !st.ok()) {
-          return st;
-        }
-        cr.cluster_not_found_status = clusterNotFoundStatus(a.cluster_not_found_response_code);
-      } else if (route.redirect) {
-        const RedirectAction& rd = *route.redirect;
-        const std::string df = cat(rf, ".redirect");
-        if (rd.https_redirect.has_value() && rd.scheme_redirect.has_value()) {
-          return invalid(df, "at most one of https_redirect, scheme_redirect may be set");
-        }
-        if (rd.path_redirect.has_value() + rd.prefix_rewrite.has_value() +
-                rd.regex_rewrite.has_value() >
-            1) {
-          return invalid(df,
-                         "at most one of path_redirect, prefix_rewrite, regex_rewrite may be set");
-        }
-        if (rd.regex_rewrite) {
-          auto re =
-              compileRegex(rd.regex_rewrite->pattern.regex, cat(df, ".regex_rewrite.pattern"));
-          if (!re.ok()) return re.status();
-          cr.mut().redirect_regex = *std::move(re);
-        }
-        cr.status = redirectStatus(rd.response_code);
-      } else {
-        const DirectResponseAction& dr = *route.direct_response;
-        const std::string df = cat(rf, ".direct_response");
-        if (dr.status < 200 || dr.status >= 600) {
-          return invalid(cat(df, ".status"), cat("must be in [200, 600), got ", dr.status));
-        }
-        if (dr.body) {
-          if (dr.body->inline_bytes.has_value() && dr.body->inline_string.has_value()) {
-            return invalid(cat(df, ".body"),
-                           "at most one of inline_bytes, inline_string may be set");
-          }
-          const std::optional<std::string>& b =
-              dr.body->inline_bytes ? dr.body->inline_bytes : dr.body->inline_string;
-          if (b) {
-            cvh->direct_bodies.emplace_back(static_cast<uint32_t>(r), b->size());
-            cr.mut().body = *b;
-          }
-        }
-        cr.status = dr.status;
-      }
-      cvh->routes.push_back(std::move(cr));
+      kept += i >= 0;
     }
-
-    // Sandbox index: runs of routes differing only by one exact header value.
-    const std::vector<IndexedRun> runs = findIndexedRuns(vh.routes);
-    size_t next = 0;
-    for (const IndexedRun& run : runs) {
-      for (; next < run.begin; ++next) {
-        cvh->segments.push_back(Segment{static_cast<uint32_t>(next), -1});
-      }
-      CompiledRun cr;
-      const RouteMatch& first = vh.routes[run.begin].match;
-      auto common = CompiledRouteMatch::compile(first, "", run.header_position);
-      if (!common.ok()) return common.status();
-      cr.common = *std::move(common);
-      const HeaderMatcher& hm = first.headers[run.header_position];
-      cr.header = absl::AsciiStrToLower(hm.name);
-      cr.treat_missing_as_empty = hm.treat_missing_header_as_empty;
-      cr.begin = run.begin;
-      cr.end = run.end;
-      cr.header_position = run.header_position;
-      for (uint32_t r = run.begin; r < run.end; ++r) {
-        const auto value = indexableExactValue(vh.routes[r].match.headers[run.header_position]);
-        cr.index.insert(std::string(*value), r);
-        cvh->routes[r].match = CompiledRouteMatch();
-        cvh->routes[r].run = static_cast<int32_t>(cvh->runs.size());
-      }
-      cvh->indexed_routes += run.end - run.begin;
-      cvh->segments.push_back(Segment{run.begin, static_cast<int32_t>(cvh->runs.size())});
-      cvh->runs.push_back(std::move(cr));
-      next = run.end;
-    }
-    for (; next < vh.routes.size(); ++next) {
-      cvh->segments.push_back(Segment{static_cast<uint32_t>(next), -1});
+    if (count - kept != fresh.size()) {
+      return absl::InvalidArgumentError(
+          cat(vf, ": ", fresh.size(), " new routes for ", count - kept, " places"));
     }
   }
+  cvh->routes.resize(count);
+  std::vector<std::optional<CompiledRouteMatch>> own(count);
+  size_t next_fresh = 0;
+  for (size_t r = 0; r < count; ++r) {
+    RouteSlot& slot = cvh->routes[r];
+    if (previous != nullptr && reuse[r] >= 0) {
+      const RouteSlot& was = previous->routes[static_cast<size_t>(reuse[r])];
+      slot.route = was.route;
+      if (was.run < 0) own[r] = previous->matches[was.match];
+      continue;
+    }
+    CompiledRouteMatch m;
+    auto cr = compileRoute(std::move(fresh[next_fresh++]), cat(vf, ".routes[", r, "]"), m);
+    if (!cr.ok()) return cr.status();
+    slot.route = *std::move(cr);
+    own[r] = std::move(m);
+  }
+  fresh.clear();
+  for (size_t r = 0; r < count; ++r) {
+    const CompiledRoute& cr = *cvh->routes[r].route;
+    if (cr.extras && cr.config.direct_response) {
+      cvh->direct_bodies.emplace_back(static_cast<uint32_t>(r), cr.extras->body.size());
+    }
+  }
+
+  // Sandbox index: runs of routes differing only by one exact header value.
+  auto match_at = [&](size_t r) -> const RouteMatch& { return cvh->routes[r].route->config.match; };
+  const std::vector<IndexedRun> runs = findIndexedRuns(count, match_at);
+  auto single = [&](uint32_t r) -> absl::Status {
+    RouteSlot& slot = cvh->routes[r];
+    if (!own[r]) {
+      // Kept from a run of the previous version: its whole match again.
+      auto m =
+          CompiledRouteMatch::compile(slot.route->config.match, cat(vf, ".routes[", r, "].match"));
+      if (!m.ok()) return m.status();
+      own[r] = *std::move(m);
+    }
+    slot.run = -1;
+    slot.match = static_cast<uint32_t>(cvh->matches.size());
+    cvh->matches.push_back(*std::move(own[r]));
+    cvh->segments.push_back(Segment{r, -1});
+    return absl::OkStatus();
+  };
+  uint32_t next = 0;
+  for (const IndexedRun& run : runs) {
+    for (; next < run.begin; ++next) {
+      if (auto st = single(next); !st.ok()) return st;
+    }
+    CompiledRun cr;
+    const RouteMatch& first = match_at(run.begin);
+    auto common = CompiledRouteMatch::compile(first, "", run.header_position);
+    if (!common.ok()) return common.status();
+    cr.common = *std::move(common);
+    const HeaderMatcher& hm = first.headers[run.header_position];
+    cr.header = absl::AsciiStrToLower(hm.name);
+    cr.treat_missing_as_empty = hm.treat_missing_header_as_empty;
+    cr.begin = run.begin;
+    cr.end = run.end;
+    cr.header_position = run.header_position;
+    cr.index.reserve(run.end - run.begin);
+    for (uint32_t r = run.begin; r < run.end; ++r) {
+      const auto value = indexableExactValue(match_at(r).headers[run.header_position]);
+      cr.index.insert(*value, r);
+      cvh->routes[r].run = static_cast<int32_t>(cvh->runs.size());
+    }
+    cvh->indexed_routes += run.end - run.begin;
+    cvh->segments.push_back(Segment{run.begin, static_cast<int32_t>(cvh->runs.size())});
+    cvh->runs.push_back(std::move(cr));
+    next = run.end;
+  }
+  for (; next < count; ++next) {
+    if (auto st = single(next); !st.ok()) return st;
+  }
+  cvh->matches.shrink_to_fit();
   return VirtualHostConstSharedPtr(std::move(cvh));
 }
 
@@ -758,9 +860,9 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
     // against (tests, fuzzing; not the request path). An indexed route kept
     // no match of its own, so its whole match is compiled again here.
     auto route_matches = [&](uint32_t r) {
-      const CompiledRoute& cr = vh.routes[r];
-      if (cr.run < 0) return cr.match.matches(in);
-      auto full = CompiledRouteMatch::compile(vh.config.routes[r].match, "");
+      const RouteSlot& slot = vh.routes[r];
+      if (slot.run < 0) return vh.matches[slot.match].matches(in);
+      auto full = CompiledRouteMatch::compile(slot.route->config.match, "");
       return full.ok() && full->matches(in);
     };
     for (uint32_t r = 0; r < vh.routes.size(); ++r) {
@@ -770,7 +872,7 @@ RouteDecision RouteTable::matchImpl(const RequestView& view, uint64_t random,
   }
   for (const Segment& seg : vh.segments) {
     if (seg.run < 0) {
-      if (vh.routes[seg.route].match.matches(in)) {
+      if (vh.matches[vh.routes[seg.route].match].matches(in)) {
         return decide(vh, d.virtual_host_index, seg.route, in);
       }
       continue;
@@ -834,12 +936,13 @@ std::optional<std::chrono::milliseconds> grpcStreamDuration(const RouteAction& a
 
 RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_index,
                                  uint32_t route_index, const MatchInput& in) const {
-  const CompiledRoute& cr = vh.routes[route_index];
-  const Route& route = *cr.config;
+  const RouteSlot& slot = vh.routes[route_index];
+  const CompiledRoute& cr = *slot.route;
+  const Route& route = cr.config;
   // What a prefix_rewrite replaces: the path part of the route's match (an
   // indexed route's is its run's).
   const CompiledRouteMatch& path_match =
-      cr.run < 0 ? cr.match : vh.runs[static_cast<size_t>(cr.run)].common;
+      slot.run < 0 ? vh.matches[slot.match] : vh.runs[static_cast<size_t>(slot.run)].common;
   RouteDecision d;
   d.virtual_host = &vh.config;
   d.virtual_host_index = vh_index;
@@ -930,10 +1033,19 @@ RouteDecision RouteTable::decide(const CompiledVirtualHost& vh, uint32_t vh_inde
     d.max_stream_duration = grpcStreamDuration(a, *in.view);
   }
   d.idle_timeout = a.idle_timeout;
-  d.retry_policy = cr.retry_policy;
-  d.retry = cr.retry;
-  d.mirror_policies =
-      !cr.mirror_policies.empty() ? cr.mirror_policies : std::span(config_.request_mirror_policies);
+  // Retry and mirror policies: the route's, else the virtual host's (else,
+  // for mirrors, the route configuration's).
+  if (a.retry_policy) {
+    d.retry_policy = &*a.retry_policy;
+    d.retry = cr.x().retry.get();
+  } else if (vh.config.retry_policy) {
+    d.retry_policy = &*vh.config.retry_policy;
+    d.retry = vh.retry.get();
+  }
+  d.mirror_policies = !a.request_mirror_policies.empty() ? std::span(a.request_mirror_policies)
+                      : !vh.config.request_mirror_policies.empty()
+                          ? std::span(vh.config.request_mirror_policies)
+                          : std::span(config_.request_mirror_policies);
   d.hash_policy = a.hash_policy;
   return d;
 }

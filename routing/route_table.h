@@ -138,6 +138,23 @@ class RouteTable {
   // create().
   static absl::StatusOr<VirtualHostConstSharedPtr> compileVirtualHost(VirtualHost config,
                                                                       std::string_view field);
+  // compileVirtualHost() for a new version of `previous` that keeps some of
+  // its routes: route i of the new host is `previous`'s route reuse[i] when
+  // reuse[i] >= 0, else the next one of `config.routes` in order (there must
+  // be exactly as many as reuse has negative entries). A kept route is
+  // shared, not compiled again: a compiled route holds its config and its
+  // action and nothing of the virtual host around it (an inherited retry or
+  // mirror policy is the new host's), so a host of 10,000 routes that gained
+  // one compiles one. The sandbox index and the matches of the routes
+  // outside it are rebuilt for the new order. Errors name a route by its
+  // index in the new host.
+  static absl::StatusOr<VirtualHostConstSharedPtr> compileVirtualHost(
+      VirtualHost config, std::string_view field, const CompiledVirtualHost& previous,
+      std::span<const int32_t> reuse);
+  // The routes of a compiled virtual host (tests, and the caller of the
+  // reusing compileVirtualHost()).
+  static size_t routeCount(const CompiledVirtualHost& vh);
+  static const Route& route(const CompiledVirtualHost& vh, size_t i);
 
   // Validates and compiles `config`, whose virtual hosts come first, then
   // `compiled_hosts` in order (VHDS). Errors name the path inside the route
@@ -205,10 +222,18 @@ class RouteTable {
 
  private:
   struct CompiledRoute;
+  class RoutePtr;
+  struct RouteSlot;
   struct CompiledRun;
   struct Segment;
 
   RouteTable();
+  static absl::StatusOr<RoutePtr> compileRoute(Route config, std::string_view field,
+                                               CompiledRouteMatch& match);
+  static absl::StatusOr<VirtualHostConstSharedPtr> compileHost(VirtualHost config,
+                                                               std::string_view field,
+                                                               const CompiledVirtualHost* previous,
+                                                               std::span<const int32_t> reuse);
   absl::Status compile(std::vector<VirtualHostConstSharedPtr> compiled_hosts);
   RouteDecision matchImpl(const RequestView& view, uint64_t random, bool use_index) const;
   RouteDecision decide(const CompiledVirtualHost& vh, uint32_t vh_index, uint32_t route_index,

@@ -236,19 +236,41 @@ absl::Status validateVirtualHost(const envoy::config::route::v3::VirtualHost& vh
   return validateProtoRules(vh, path);
 }
 
-absl::uint128 routeDigest(const envoy::config::route::v3::Route& route, std::string& scratch) {
-  scratch.clear();
-  {
-    google::protobuf::io::StringOutputStream stream(&scratch);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    route.SerializeToCodedStream(&coded);
+// The payloads of length-delimited field `field` of a serialized message,
+// in order, and the other fields' bytes as they came (`head`); false when
+// malformed.
+bool splitRepeatedField(const std::string& bytes, uint32_t field, std::string& head,
+                        std::vector<absl::string_view>& items) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  const uint32_t wanted = (field << 3) | 2u;  // length-delimited
+  while (true) {
+    const int start = in.CurrentPosition();
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return in.CurrentPosition() == static_cast<int>(bytes.size());
+    if (tag == wanted) {
+      uint32_t size = 0;
+      if (!in.ReadVarint32(&size)) return false;
+      const int at = in.CurrentPosition();
+      if (!in.Skip(static_cast<int>(size))) return false;
+      items.emplace_back(bytes.data() + at, size);
+      continue;
+    }
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) return false;
+    head.append(bytes, static_cast<size_t>(start),
+                static_cast<size_t>(in.CurrentPosition() - start));
   }
-  // Two unrelated hash functions: a route is taken as known only when both
-  // agree (an accidental match of 128 bits is not a concern).
-  const std::string_view bytes(scratch);
-  return absl::MakeUint128(absl::Hash<std::string_view>{}(bytes),
-                           std::hash<std::string_view>{}(bytes));
+}
+
+constexpr uint32_t kVirtualHostsField = 2;  // RouteConfiguration.virtual_hosts
+constexpr uint32_t kRoutesField = 3;        // VirtualHost.routes
+
+// Two unrelated hash functions of a route's bytes: a route is taken as
+// known only when both agree (an accidental match of 128 bits is not a
+// concern).
+absl::uint128 routeKey(absl::string_view bytes) {
+  const std::string_view b(bytes.data(), bytes.size());
+  return absl::MakeUint128(absl::Hash<std::string_view>{}(b), std::hash<std::string_view>{}(b));
 }
 
 }  // namespace
@@ -260,30 +282,54 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
 }
 
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    envoy::config::route::v3::VirtualHost& vh, const std::string& path, const RouteDigests& known,
-    RouteDigests& digests) {
-  digests.clear();
-  digests.reserve(static_cast<size_t>(vh.routes_size()));
-  std::string scratch;
-  for (const auto& route : vh.routes()) digests.push_back(routeDigest(route, scratch));
-  // The host's own fields and its new routes only: the routes moved out (a
-  // swap), the new ones copied back in, the walks run, the routes restored.
-  google::protobuf::RepeatedPtrField<envoy::config::route::v3::Route> all;
-  all.Swap(vh.mutable_routes());
-  for (int i = 0; i < all.size(); ++i) {
-    if (!std::binary_search(known.begin(), known.end(), digests[static_cast<size_t>(i)])) {
-      *vh.add_routes() = all.Get(i);
+    const std::string& bytes, const std::string& path,
+    const routing::RouteTable::CompiledVirtualHost* previous, const RouteKeys& previous_keys,
+    RouteKeys& keys) {
+  keys.clear();
+  auto whole = [&]() -> absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> {
+    envoy::config::route::v3::VirtualHost vh;
+    if (!vh.ParseFromString(bytes)) {
+      keys.clear();
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost"));
     }
+    return checkVirtualHost(vh, path);
+  };
+  std::string head;
+  std::vector<absl::string_view> routes;
+  if (!splitRepeatedField(bytes, kRoutesField, head, routes)) return whole();
+  keys.reserve(routes.size());
+  for (const absl::string_view r : routes) keys.push_back(routeKey(r));
+  if (previous == nullptr || previous_keys.size() != routing::RouteTable::routeCount(*previous)) {
+    return whole();
   }
-  absl::Status checked = validateVirtualHost(vh, path);
-  vh.mutable_routes()->Swap(&all);
-  if (!checked.ok()) {
-    // The same error with its route's index in this version.
-    if (auto s = validateVirtualHost(vh, path); !s.ok()) return s;
-    return checked;
+  // Each route whose bytes the last version had is kept; the host's own
+  // fields and the other routes are parsed, checked and compiled.
+  absl::flat_hash_map<absl::uint128, int32_t> known;
+  known.reserve(previous_keys.size());
+  for (size_t i = 0; i < previous_keys.size(); ++i) {
+    known.try_emplace(previous_keys[i], static_cast<int32_t>(i));
   }
-  std::sort(digests.begin(), digests.end());
-  return compileVirtualHost(vh, path);
+  std::vector<int32_t> reuse(routes.size(), -1);
+  std::string partial = std::move(head);
+  for (size_t i = 0; i < routes.size(); ++i) {
+    if (auto it = known.find(keys[i]); it != known.end()) {
+      reuse[i] = it->second;
+      continue;
+    }
+    google::protobuf::io::StringOutputStream out(&partial);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.WriteTag((kRoutesField << 3) | 2u);
+    coded.WriteVarint32(static_cast<uint32_t>(routes[i].size()));
+    coded.WriteRaw(routes[i].data(), static_cast<int>(routes[i].size()));
+  }
+  envoy::config::route::v3::VirtualHost vh;
+  if (!vh.ParseFromString(partial) || !validateVirtualHost(vh, path).ok()) return whole();
+  auto compiled = compileVirtualHost(vh, path, *previous, reuse);
+  // An error names a new route by its place among the new ones: the whole
+  // check names it in this version.
+  if (!compiled.ok()) return whole();
+  return compiled;
 }
 
 absl::Status checkVhds(const envoy::config::route::v3::RouteConfiguration& rc,
@@ -380,35 +426,6 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_i
   return out;
 }
 
-namespace {
-
-// The payloads of field 2 (virtual_hosts) of a serialized RouteConfiguration,
-// and the other fields' bytes as they came (`head`); false when malformed.
-bool splitVirtualHosts(const std::string& bytes, std::string& head,
-                       std::vector<absl::string_view>& vhosts) {
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                            static_cast<int>(bytes.size()));
-  constexpr uint32_t kVirtualHostsTag = (2u << 3) | 2u;  // field 2, length-delimited
-  while (true) {
-    const int start = in.CurrentPosition();
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) return in.CurrentPosition() == static_cast<int>(bytes.size());
-    if (tag == kVirtualHostsTag) {
-      uint32_t size = 0;
-      if (!in.ReadVarint32(&size)) return false;
-      const int at = in.CurrentPosition();
-      if (!in.Skip(static_cast<int>(size))) return false;
-      vhosts.emplace_back(bytes.data() + at, size);
-      continue;
-    }
-    if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) return false;
-    head.append(bytes, static_cast<size_t>(start),
-                static_cast<size_t>(in.CurrentPosition() - start));
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& version_info,
                                                            const AnyList& resources,
                                                            VhdsSource vhds,
@@ -428,7 +445,7 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
     std::string head_bytes;
     std::vector<absl::string_view> vhost_bytes;
     if (any.type_url() != kRouteConfigurationTypeUrl || !any.UnpackTo(&rc) || rc.has_vhds() ||
-        !splitVirtualHosts(any.value(), head_bytes, vhost_bytes) ||
+        !splitRepeatedField(any.value(), kVirtualHostsField, head_bytes, vhost_bytes) ||
         static_cast<int>(vhost_bytes.size()) != rc.virtual_hosts_size()) {
       return whole();
     }

@@ -107,21 +107,23 @@ absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& vers
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     const envoy::config::route::v3::VirtualHost& vh, const std::string& path);
 
-// The 128-bit digests of a virtual host's routes (each route's
-// deterministic serialization under two independent hashes), sorted.
-using RouteDigests = std::vector<absl::uint128>;
-// checkVirtualHost() for a new version of a VHDS resource whose last
-// accepted version's routes had the digests `known`: the validation walks
-// (extension allowlist, field policy, PGV rules, which cost ~10 us a route)
-// skip the routes whose bytes were accepted before, so a sandbox added to a
-// virtual host of 10,000 routes validates one route and the host's own
-// fields, not 10,000 (the translation and compilation still see them all).
-// An error is reported as the full check reports it (its route index).
-// `vh`'s routes are moved out and back in place; `digests` receives this
-// version's.
+// The keys of a VHDS virtual host's routes, in route order: two
+// independent 64-bit hashes of each route's bytes as received.
+using RouteKeys = std::vector<absl::uint128>;
+// checkVirtualHost() for a VHDS resource as received (`bytes`, the Any's
+// value) that may be a new version of `previous` (null: none), whose routes
+// had the keys `previous_keys`. A route whose bytes the previous version
+// had is not parsed, checked or compiled again: the new host shares it
+// (routing::RouteTable::compileVirtualHost with reuse). So a sandbox added
+// to a virtual host of 10,000 routes parses, checks and compiles the host's
+// own fields and one route. Anything that path does not take, errors
+// included, goes through the whole check, so results and error paths (a
+// route's index in this version) are the same. `keys` receives this
+// version's keys (empty when `bytes` does not parse).
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    envoy::config::route::v3::VirtualHost& vh, const std::string& path, const RouteDigests& known,
-    RouteDigests& digests);
+    const std::string& bytes, const std::string& path,
+    const routing::RouteTable::CompiledVirtualHost* previous, const RouteKeys& previous_keys,
+    RouteKeys& keys);
 
 // RDS: a route configuration with vhds is accepted only when `vhds` is
 // kDeltaAds; its table then holds its inline virtual hosts only (the

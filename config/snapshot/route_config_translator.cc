@@ -712,4 +712,12 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHos
   return routing::RouteTable::compileVirtualHost(*std::move(v), path);
 }
 
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHost(
+    const route::VirtualHost& proto, const std::string& path,
+    const routing::RouteTable::CompiledVirtualHost& previous, std::span<const int32_t> reuse) {
+  auto v = virtualHost(proto, path);
+  if (!v.ok()) return v.status();
+  return routing::RouteTable::compileVirtualHost(*std::move(v), path, previous, reuse);
+}
+
 }  // namespace turnout::config

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,12 @@ absl::StatusOr<std::shared_ptr<const routing::RouteTable>> translateRouteConfigu
 // field-policy walk (the caller does it: checkVirtualHost). Errors name `path`.
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHost(
     const envoy::config::route::v3::VirtualHost& proto, const std::string& path);
+// The same for a new version of `previous` that keeps some of its routes:
+// `proto` holds the host's own fields and the new routes only, and `reuse`
+// places them (routing::RouteTable::compileVirtualHost). Errors name
+// proto's routes by their index there, not in the new version.
+absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> compileVirtualHost(
+    const envoy::config::route::v3::VirtualHost& proto, const std::string& path,
+    const routing::RouteTable::CompiledVirtualHost& previous, std::span<const int32_t> reuse);
 
 }  // namespace turnout::config

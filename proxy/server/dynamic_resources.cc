@@ -1063,8 +1063,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
   for (size_t i = 0; i < u.changed.size(); ++i) {
     const auto& r = *u.changed[i];
     const std::string path = absl::StrCat("resources[", i, "]");
-    envoy::config::route::v3::VirtualHost vh;
-    if (!r.resource().UnpackTo(&vh)) {
+    if (!r.resource().Is<envoy::config::route::v3::VirtualHost>()) {
       return reject(absl::InvalidArgumentError(
           absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost")));
     }
@@ -1074,22 +1073,24 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
           path, ".name: '", r.name(),
           "' is not '<route configuration name>/<virtual host>' (VHDS names are namespaced)")));
     }
-    // A new version of a host validates only the routes it did not have.
-    static const config::RouteDigests kNone;
+    // A new version of a host parses, checks and compiles only the routes
+    // it did not have.
+    static const config::RouteKeys kNone;
     const VhdsHost* previous = nullptr;
     if (auto h = vhds_hosts_.find(ns); h != vhds_hosts_.end()) {
       if (auto p = h->second.find(r.name()); p != h->second.end()) previous = &p->second;
     }
-    config::RouteDigests digests;
+    std::string bytes(r.resource().value());
+    config::RouteKeys keys;
     auto compiled = config::checkVirtualHost(
-        vh, path, previous != nullptr ? previous->route_digests : kNone, digests);
+        bytes, path, previous != nullptr ? previous->compiled.get() : nullptr,
+        previous != nullptr ? previous->route_keys : kNone, keys);
     if (!compiled.ok()) return reject(compiled.status());
     VhdsHosts& hosts = vhds_hosts_[ns];
     auto [it, inserted] = hosts.try_emplace(r.name());
     Undo& d = undo.emplace_back(Undo{ns, r.name(), std::nullopt});
     if (!inserted) d.before = std::move(it->second);
-    it->second =
-        VhdsHost{std::string(r.resource().value()), *std::move(compiled), std::move(digests)};
+    it->second = VhdsHost{std::move(bytes), *std::move(compiled), std::move(keys)};
     labels[r.name()] = path;
     touched.insert(std::move(ns));
   }

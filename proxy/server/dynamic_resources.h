@@ -204,9 +204,9 @@ class DynamicResources {
     // /config_dump: a parsed VirtualHost costs several times its bytes.
     std::string serialized;
     routing::RouteTable::VirtualHostConstSharedPtr compiled;
-    // Its routes' digests: the next version validates only routes not
-    // among them (config::checkVirtualHost).
-    config::RouteDigests route_digests;
+    // Its routes' keys: the next version parses, checks and compiles only
+    // the routes not among them (config::checkVirtualHost).
+    config::RouteKeys route_keys;
   };
   // The VHDS virtual hosts of one namespace (route configuration), by resource name.
   using VhdsHosts = std::map<std::string, VhdsHost>;

@@ -191,8 +191,9 @@ TEST_CASE("a VHDS virtual host is checked as an inline one, its errors naming th
   CHECK(absl::StrContains(checkVirtualHost(vh, "resources[3]").status().message(), "resources[3].domains"));
 }
 
-TEST_CASE("a new version of a VHDS virtual host walks only the routes it did not have",
-          "[config][translator][xds]") {
+TEST_CASE(
+    "a new version of a VHDS virtual host parses and compiles only the routes it did not have",
+    "[config][translator][xds]") {
   envoy::config::route::v3::VirtualHost vh;
   REQUIRE(google::protobuf::util::JsonStringToMessage(
               R"({"name":"outbound/reviews","domains":["reviews"],"routes":[
@@ -201,45 +202,78 @@ TEST_CASE("a new version of a VHDS virtual host walks only the routes it did not
                  {"match":{"prefix":"/"},"route":{"cluster":"reviews"}}]})",
               &vh)
               .ok());
-  RouteDigests v1;
-  REQUIRE(checkVirtualHost(vh, "resources[0]", {}, v1).ok());
-  REQUIRE(v1.size() == 2);
-  CHECK(std::is_sorted(v1.begin(), v1.end()));
-  CHECK(vh.routes_size() == 2);  // the routes are back in place
+  using Host = routing::RouteTable;
+  RouteKeys k1;
+  auto v1 = checkVirtualHost(vh.SerializeAsString(), "resources[0]", nullptr, {}, k1);
+  REQUIRE(v1.ok());
+  REQUIRE(k1.size() == 2);
 
-  // Version 2: a sandbox route before the others. Accepted, and the
-  // checked routes are all still there, in order.
+  // Version 2: a sandbox route before the others. The two it had are the
+  // same compiled routes; the table routes all three.
   envoy::config::route::v3::VirtualHost v2 = vh;
   *v2.mutable_routes()->Add() = v2.routes(0);
   v2.mutable_routes()->SwapElements(0, 2);
   v2.mutable_routes()->SwapElements(1, 2);
   v2.mutable_routes(0)->mutable_match()->mutable_headers(0)->mutable_string_match()->set_exact("b");
   v2.mutable_routes(0)->mutable_route()->set_cluster("reviews--b");
-  RouteDigests d2;
-  auto compiled = checkVirtualHost(v2, "resources[0]", v1, d2);
-  REQUIRE(compiled.ok());
-  CHECK(d2.size() == 3);
-  CHECK(v2.routes(0).route().cluster() == "reviews--b");
-  CHECK(v2.routes(2).route().cluster() == "reviews");
+  RouteKeys k2;
+  auto c2 = checkVirtualHost(v2.SerializeAsString(), "resources[0]", v1->get(), k1, k2);
+  REQUIRE(c2.ok());
+  REQUIRE(k2.size() == 3);
+  CHECK(k2[1] == k1[0]);
+  CHECK(k2[2] == k1[1]);
+  CHECK(&Host::route(**c2, 1) == &Host::route(**v1, 0));
+  CHECK(&Host::route(**c2, 2) == &Host::route(**v1, 1));
+  auto table = routing::RouteTable::create(routing::RouteConfiguration{}, {*c2});
+  REQUIRE(table.ok());
+  CHECK(route(**table, "reviews", "/", "b").cluster == "reviews--b");
+  CHECK(route(**table, "reviews", "/", "a").cluster == "reviews--a");
+  CHECK(route(**table, "reviews", "/", "").cluster == "reviews");
 
-  // A new route the walks refuse is reported at its index in this version.
+  // A new route the checks refuse is reported at its index in this version.
   envoy::config::route::v3::VirtualHost v3 = v2;
   v3.mutable_routes(1)->mutable_route()->mutable_hedge_policy()->set_hedge_on_per_try_timeout(true);
-  RouteDigests d3;
-  auto bad = checkVirtualHost(v3, "resources[4]", d2, d3);
+  RouteKeys k3;
+  auto bad = checkVirtualHost(v3.SerializeAsString(), "resources[4]", c2->get(), k2, k3);
   REQUIRE_FALSE(bad.ok());
-  CHECK(absl::StartsWith(bad.status().message(), "resources[4].routes[1].route.hedge_policy: "));
-  // The host's own fields are always walked.
+  CHECK(std::string(bad.status().message()) ==
+        "resources[4].routes[1].route.hedge_policy: field "
+        "'envoy.config.route.v3.RouteAction.hedge_policy' is not supported by turnout");
+  // So is one the translation refuses (here a new route at index 2).
+  envoy::config::route::v3::VirtualHost v3b = v2;
+  v3b.mutable_routes(2)->mutable_route()->set_cluster_header("");
+  v3b.mutable_routes(2)->mutable_route()->mutable_timeout()->set_seconds(-1);
+  RouteKeys k3b;
+  bad = checkVirtualHost(v3b.SerializeAsString(), "resources[1]", c2->get(), k2, k3b);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(absl::StartsWith(bad.status().message(), "resources[1].routes[2]"));
+  // The host's own fields are always checked.
   envoy::config::route::v3::VirtualHost v4 = v2;
   v4.clear_domains();
-  RouteDigests d4;
-  CHECK(absl::StrContains(checkVirtualHost(v4, "resources[0]", d2, d4).status().message(),
-                          "resources[0].domains"));
-  // And a route whose bytes are known is not walked again: the digest is
-  // what decides (here, one taken from the refused version).
-  std::sort(d3.begin(), d3.end());
-  RouteDigests d5;
-  CHECK(checkVirtualHost(v3, "resources[4]", d3, d5).ok());
+  RouteKeys k4;
+  CHECK(
+      absl::StrContains(checkVirtualHost(v4.SerializeAsString(), "resources[0]", c2->get(), k2, k4)
+                            .status()
+                            .message(),
+                        "resources[0].domains"));
+  // Bytes that do not parse.
+  RouteKeys k5;
+  auto junk = checkVirtualHost(std::string("\x0a\xff", 2), "resources[2]", c2->get(), k2, k5);
+  REQUIRE_FALSE(junk.ok());
+  CHECK(std::string(junk.status().message()) ==
+        "resources[2]: cannot parse a envoy.config.route.v3.VirtualHost");
+  CHECK(k5.empty());
+
+  // A change of the host's own fields keeps the routes too.
+  envoy::config::route::v3::VirtualHost v6 = v2;
+  v6.add_domains("reviews.default");
+  RouteKeys k6;
+  auto c6 = checkVirtualHost(v6.SerializeAsString(), "resources[0]", c2->get(), k2, k6);
+  REQUIRE(c6.ok());
+  CHECK(&Host::route(**c6, 0) == &Host::route(**c2, 0));
+  auto t6 = routing::RouteTable::create(routing::RouteConfiguration{}, {*c6});
+  REQUIRE(t6.ok());
+  CHECK(route(**t6, "reviews.default", "/", "a").cluster == "reviews--a");
 }
 
 TEST_CASE("an xDS route configuration's unchanged virtual hosts are not compiled again",

@@ -176,4 +176,139 @@ TEST_CASE("route-configuration mirrors and vhost retry policies reach compiled v
   CHECK(bare->match(a.view(), 0).mirror_policies.empty());
 }
 
+// ------------------------------------------------ a new version that keeps routes
+
+namespace {
+
+RouteTable::VirtualHostConstSharedPtr mustReuse(
+    VirtualHost v, const RouteTable::VirtualHostConstSharedPtr& previous,
+    std::vector<int32_t> reuse) {
+  auto c = RouteTable::compileVirtualHost(std::move(v), "vh", *previous, reuse);
+  INFO((c.ok() ? std::string("ok") : std::string(c.status().message())));
+  REQUIRE(c.ok());
+  return *std::move(c);
+}
+
+// The host `sandboxHost(name, domain, n)` would be with `routes` as its
+// routes (a copy of the routes of another build of it).
+VirtualHost withRoutes(std::string name, std::string domain, std::vector<Route> routes) {
+  return vhost(std::move(name), {std::move(domain)}, std::move(routes));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a new version of a virtual host shares the routes it kept and routes as one compiled whole",
+    "[routing][vhds]") {
+  const VirtualHost v1_config = sandboxHost("reviews", "reviews", 100);
+  auto v1 = mustCompile(v1_config);
+
+  // Version 2: a new sandbox first, sb50 gone, the rest kept in order.
+  Route fresh = prefixRoute("/", "reviews-new");
+  fresh.match.headers.push_back(exactHeader("x-turnout-routing-key", "new"));
+  std::vector<int32_t> reuse{-1};
+  std::vector<Route> whole_routes{fresh};
+  for (int32_t i = 0; i <= 100; ++i) {
+    if (i == 50) continue;
+    reuse.push_back(i);
+    whole_routes.push_back(v1_config.routes[static_cast<size_t>(i)]);
+  }
+  auto v2 = mustReuse(withRoutes("reviews", "reviews", {fresh}), v1, reuse);
+  auto whole = mustCompile(withRoutes("reviews", "reviews", whole_routes));
+  REQUIRE(RouteTable::routeCount(*v2) == 101);
+  // Kept routes are the same objects; the new one is new.
+  CHECK(&RouteTable::route(*v2, 1) == &RouteTable::route(*v1, 0));
+  CHECK(&RouteTable::route(*v2, 100) == &RouteTable::route(*v1, 100));
+  CHECK(RouteTable::route(*v2, 0).route->cluster == "reviews-new");
+
+  auto t2 = must(RouteTable::create(RouteConfiguration{}, {v2}));
+  auto tw = must(RouteTable::create(RouteConfiguration{}, {whole}));
+  CHECK(t2->indexedRouteCount(0) == 100);
+  for (const char* key : {"new", "sb0", "sb49", "sb50", "sb51", "sb99", "sb100", ""}) {
+    INFO(key);
+    CHECK(clusterFor(*t2, keyed(key).host("reviews")) ==
+          clusterFor(*tw, keyed(key).host("reviews")));
+    TestRequest req = keyed(key).host("reviews");
+    CHECK(t2->match(req.view(), 0).route_index == tw->match(req.view(), 0).route_index);
+  }
+  CHECK(clusterFor(*t2, keyed("sb50").host("reviews")) == "reviews-baseline");
+
+  // v1 can go: v2 holds what it kept.
+  v1.reset();
+  CHECK(clusterFor(*t2, keyed("sb7").host("reviews")) == "reviews-sb7");
+}
+
+TEST_CASE("a kept route leaving or joining a sandbox run matches as before", "[routing][vhds]") {
+  auto v1 = mustCompile(sandboxHost("reviews", "reviews", 2));  // sb0, sb1 indexed, baseline
+  // sb1 gone: sb0 alone is no run and needs its whole match back.
+  auto v2 = mustReuse(withRoutes("reviews", "reviews", {}), v1, {0, 2});
+  auto t2 = must(RouteTable::create(RouteConfiguration{}, {v2}));
+  CHECK(t2->indexedRouteCount(0) == 0);
+  CHECK(clusterFor(*t2, keyed("sb0").host("reviews")) == "reviews-sb0");
+  CHECK(clusterFor(*t2, keyed("sb1").host("reviews")) == "reviews-baseline");
+  CHECK(clusterFor(*t2, keyed("").host("reviews")) == "reviews-baseline");
+  TestRequest req = keyed("sb0").host("reviews");
+  CHECK(t2->matchLinear(req.view(), 0).cluster == "reviews-sb0");
+
+  // And back into a run with a new sandbox.
+  Route sb9 = prefixRoute("/", "reviews-sb9");
+  sb9.match.headers.push_back(exactHeader("x-turnout-routing-key", "sb9"));
+  auto v3 = mustReuse(withRoutes("reviews", "reviews", {sb9}), v2, {-1, 0, 1});
+  auto t3 = must(RouteTable::create(RouteConfiguration{}, {v3}));
+  CHECK(t3->indexedRouteCount(0) == 2);
+  CHECK(clusterFor(*t3, keyed("sb0").host("reviews")) == "reviews-sb0");
+  CHECK(clusterFor(*t3, keyed("sb9").host("reviews")) == "reviews-sb9");
+  CHECK(clusterFor(*t3, keyed("sb1").host("reviews")) == "reviews-baseline");
+}
+
+TEST_CASE("a kept route takes the new version's inherited retry and mirror policies",
+          "[routing][vhds]") {
+  VirtualHost v = sandboxHost("reviews", "reviews", 2);
+  v.retry_policy.emplace();
+  v.retry_policy->retry_on = "5xx";
+  v.retry_policy->num_retries = 1;
+  auto v1 = mustCompile(v);
+
+  VirtualHost next = withRoutes("reviews", "reviews", {});
+  next.retry_policy.emplace();
+  next.retry_policy->retry_on = "reset";
+  next.retry_policy->num_retries = 4;
+  next.request_mirror_policies.push_back(RequestMirrorPolicy{.cluster = "shadow"});
+  auto v2 = mustReuse(next, v1, {0, 1, 2});
+  auto t = must(RouteTable::create(RouteConfiguration{}, {v2}));
+  TestRequest req = keyed("sb1").host("reviews");
+  const RouteDecision d = t->match(req.view(), 0);
+  REQUIRE(d.retry_policy != nullptr);
+  REQUIRE(d.retry != nullptr);
+  CHECK(d.retry_policy->num_retries == 4);
+  CHECK(d.retry_policy->retry_on == "reset");
+  REQUIRE(d.mirror_policies.size() == 1);
+  CHECK(d.mirror_policies[0].cluster == "shadow");
+
+  // Without a host policy, a kept route has none.
+  auto v3 = mustReuse(withRoutes("reviews", "reviews", {}), v2, {0, 1, 2});
+  auto t3 = must(RouteTable::create(RouteConfiguration{}, {v3}));
+  CHECK(t3->match(req.view(), 0).retry_policy == nullptr);
+  CHECK(t3->match(req.view(), 0).mirror_policies.empty());
+}
+
+TEST_CASE("a reuse plan that does not fit, or a bad new route, is an error naming its place",
+          "[routing][vhds]") {
+  auto v1 = mustCompile(sandboxHost("reviews", "reviews", 2));
+  auto e = RouteTable::compileVirtualHost(withRoutes("reviews", "reviews", {}), "vh", *v1,
+                                          std::vector<int32_t>{0, 7});
+  REQUIRE_FALSE(e.ok());
+  CHECK(std::string(e.status().message()) == "vh: route 7 of the previous version does not exist");
+  e = RouteTable::compileVirtualHost(withRoutes("reviews", "reviews", {}), "vh", *v1,
+                                     std::vector<int32_t>{0, -1});
+  REQUIRE_FALSE(e.ok());
+  CHECK(std::string(e.status().message()) == "vh: 0 new routes for 1 places");
+
+  Route bad = prefixRoute("/", "");
+  e = RouteTable::compileVirtualHost(withRoutes("reviews", "reviews", {bad}), "vh", *v1,
+                                     std::vector<int32_t>{0, 1, 2, -1});
+  REQUIRE_FALSE(e.ok());
+  CHECK(std::string(e.status().message()) == "vh.routes[3].route.cluster: must be non-empty");
+}
+
 }  // namespace turnout::routing::test
