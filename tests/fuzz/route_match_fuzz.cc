@@ -2,7 +2,11 @@
 // and never crash, for any request against a fixed multi-vhost table; the
 // routing-key header comes either as the client sent it (no RoutingKey
 // filter) or rewritten by applyRoutingKey from field 2 (the filter's key).
+// The same table built as VHDS builds a new version (most routes kept from
+// a previous version in another order, the rest compiled) must decide the
+// same.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -32,7 +36,7 @@ Route prefixRoute(std::string prefix, std::string cluster) {
   return r;
 }
 
-RouteTableConstSharedPtr buildTable() {
+RouteConfiguration buildConfig() {
   RouteConfiguration c;
   VirtualHost api;
   api.name = "api";
@@ -101,7 +105,43 @@ RouteTableConstSharedPtr buildTable() {
   other.routes.push_back(dr);
   c.virtual_hosts.push_back(other);
   c.ignore_port_in_host_matching = true;
-  auto t = RouteTable::create(std::move(c));
+  return c;
+}
+
+RouteTableConstSharedPtr buildTable() {
+  auto t = RouteTable::create(buildConfig());
+  if (!t.ok()) std::abort();
+  return *t;
+}
+
+// buildTable()'s table, its first virtual host a new version of one that
+// had its routes in reverse order after an extra one: every third route is
+// compiled, the others are kept from there.
+RouteTableConstSharedPtr buildReusedTable() {
+  RouteConfiguration c = buildConfig();
+  const VirtualHost api = c.virtual_hosts[0];
+  VirtualHost previous = api;
+  std::reverse(previous.routes.begin(), previous.routes.end());
+  previous.routes.insert(previous.routes.begin(), prefixRoute("/old", "old"));
+  auto p = RouteTable::compileVirtualHost(previous, "previous");
+  if (!p.ok()) std::abort();
+  const size_t n = api.routes.size();
+  VirtualHost fresh = api;
+  fresh.routes.clear();
+  std::vector<int32_t> reuse(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 3 == 0) {
+      reuse[i] = -1;
+      fresh.routes.push_back(api.routes[i]);
+    } else {
+      reuse[i] = static_cast<int32_t>(n - i);  // its place in `previous`
+    }
+  }
+  auto v = RouteTable::compileVirtualHost(fresh, "api", **p, reuse);
+  auto other = RouteTable::compileVirtualHost(c.virtual_hosts[1], "default");
+  if (!v.ok() || !other.ok()) std::abort();
+  c.virtual_hosts.clear();
+  auto t = RouteTable::create(std::move(c), {*v, *other});
   if (!t.ok()) std::abort();
   return *t;
 }
@@ -123,6 +163,7 @@ std::vector<std::string> fields(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const RouteTableConstSharedPtr table = buildTable();
+  static const RouteTableConstSharedPtr reused = buildReusedTable();
   if (size < 8) return 0;
   uint64_t random = 0;
   for (int i = 0; i < 8; ++i) random = (random << 8) | data[i];
@@ -161,6 +202,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const RouteDecision c = table->match(view, key, random);
   if (a.kind != b.kind || a.route != b.route || a.cluster != b.cluster ||
       a.rewritten_path != b.rewritten_path || c.route != a.route || c.cluster != a.cluster) {
+    std::abort();
+  }
+  const RouteDecision d = reused->match(view, random);
+  if (d.kind != a.kind || d.route_index != a.route_index ||
+      d.virtual_host_index != a.virtual_host_index || d.cluster != a.cluster ||
+      d.rewritten_path != a.rewritten_path || d.status != a.status ||
+      (a.route != nullptr && !(*d.route == *a.route))) {
     std::abort();
   }
   // connect_matcher routes take nothing but a CONNECT, and a CONNECT without
