@@ -621,6 +621,11 @@ void IncrementalGenerator::erase(const std::string& type, const std::string& nam
   map.erase(it);
 }
 
+void IncrementalGenerator::forgetChanges() {
+  changed_.clear();
+  removed_.clear();
+}
+
 void IncrementalGenerator::update(const Model& model) {
   changed_.clear();
   removed_.clear();

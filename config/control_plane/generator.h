@@ -189,6 +189,10 @@ class IncrementalGenerator {
   const std::map<std::string, std::set<std::string>>& changed() const { return changed_; }
   // Of the last update(): the resources it took away, by type and name.
   const ResourcesByType& removed() const { return removed_; }
+  // Drops what changed() and removed() hold when nobody will diff against
+  // the last update (a new generator's first: every name changed), so its
+  // memory goes now and not in the middle of the next change.
+  void forgetChanges();
 
  private:
   struct Unit;

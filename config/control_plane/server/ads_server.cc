@@ -665,6 +665,10 @@ AdsServer::Generation& AdsServer::generation(Profile profile) {
   if (it == generators_.end()) {
     it = generators_.emplace(profile, profile).first;
     it->second.generator.update(*model_);
+    // A fresh generation is never diffed against (changedNames, removed
+    // resources): its every-name change set would only be freed during the
+    // next change, ~8 ms at 20,000 clusters.
+    it->second.generator.forgetChanges();
   }
   return it->second;
 }
