@@ -27,6 +27,14 @@ RouteTableConstSharedPtr must(absl::StatusOr<RouteTableConstSharedPtr> t) {
   return *std::move(t);
 }
 
+// `v` with a virtual-host retry policy.
+VirtualHost withRetry(VirtualHost v, std::string retry_on, uint32_t num_retries) {
+  v.retry_policy.emplace();
+  v.retry_policy->retry_on = std::move(retry_on);
+  v.retry_policy->num_retries = num_retries;
+  return v;
+}
+
 VirtualHost sandboxHost(std::string name, std::string domain, int sandboxes) {
   std::vector<Route> routes;
   for (int i = 0; i < sandboxes; ++i) {
@@ -147,10 +155,7 @@ TEST_CASE("the direct-response body limit of the table applies to compiled virtu
 
 TEST_CASE("route-configuration mirrors and vhost retry policies reach compiled virtual hosts",
           "[routing][vhds]") {
-  VirtualHost v = sandboxHost("reviews", "reviews", 2);
-  v.retry_policy.emplace();
-  v.retry_policy->retry_on = "5xx";
-  v.retry_policy->num_retries = 3;
+  VirtualHost v = withRetry(sandboxHost("reviews", "reviews", 2), "5xx", 3);
   v.routes[1].route->request_mirror_policies.push_back(RequestMirrorPolicy{.cluster = "own"});
   auto host = mustCompile(std::move(v));
 
@@ -263,16 +268,9 @@ TEST_CASE("a kept route leaving or joining a sandbox run matches as before", "[r
 
 TEST_CASE("a kept route takes the new version's inherited retry and mirror policies",
           "[routing][vhds]") {
-  VirtualHost v = sandboxHost("reviews", "reviews", 2);
-  v.retry_policy.emplace();
-  v.retry_policy->retry_on = "5xx";
-  v.retry_policy->num_retries = 1;
-  auto v1 = mustCompile(v);
+  auto v1 = mustCompile(withRetry(sandboxHost("reviews", "reviews", 2), "5xx", 1));
 
-  VirtualHost next = withRoutes("reviews", "reviews", {});
-  next.retry_policy.emplace();
-  next.retry_policy->retry_on = "reset";
-  next.retry_policy->num_retries = 4;
+  VirtualHost next = withRetry(withRoutes("reviews", "reviews", {}), "reset", 4);
   next.request_mirror_policies.push_back(RequestMirrorPolicy{.cluster = "shadow"});
   auto v2 = mustReuse(next, v1, {0, 1, 2});
   auto t = must(RouteTable::create(RouteConfiguration{}, {v2}));
