@@ -199,6 +199,10 @@ class IncrementalGenerator {
   struct Forks;
   // Puts `message` as `name` into `type`, noting a change of version.
   void put(const std::string& type, const std::string& name, const google::protobuf::Message& message);
+  // put() for a message already serialized deterministically (`bytes`) of
+  // the type named `message_type` (its full name).
+  void putBytes(const std::string& type, const std::string& name, std::string_view message_type,
+                std::string bytes);
   void erase(const std::string& type, const std::string& name);
 
   Profile profile_;

@@ -1,7 +1,10 @@
 #include "config/control_plane/generator.h"
 
 #include <catch2/catch.hpp>
+
 #include <re2/re2.h>
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 #include <algorithm>
 #include <functional>
@@ -959,6 +962,29 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
           for (const auto& [name, v] : r->second) gone.insert(name);
         }
         CHECK(gone == removed);
+      }
+      // VHDS: each VirtualHost's bytes are the deterministic serialization
+      // of the message a full generation makes (the turnout dialect writes
+      // its sandbox routes' bytes directly).
+      if (profile.vhds) {
+        const Resources full = generate(s.model(), profile);
+        const ResourceMap& got = g.resources().at(std::string(kVirtualHostTypeUrl));
+        REQUIRE(got.size() == full.virtual_hosts.size());
+        for (const auto& vh : full.virtual_hosts) {
+          CAPTURE(vh.name());
+          std::string bytes;
+          {
+            google::protobuf::io::StringOutputStream stream(&bytes);
+            google::protobuf::io::CodedOutputStream coded(&stream);
+            coded.SetSerializationDeterministic(true);
+            vh.SerializeToCodedStream(&coded);
+          }
+          const auto it = got.find(vh.name());
+          REQUIRE(it != got.end());
+          CHECK(it->second.resource.type_url() ==
+                "type.googleapis.com/envoy.config.route.v3.VirtualHost");
+          CHECK(it->second.resource.value() == bytes);
+        }
       }
       before = want;
     }
