@@ -627,6 +627,10 @@ absl::StatusOr<RouteTable::VirtualHostConstSharedPtr> RouteTable::compileVirtual
 
 size_t RouteTable::routeCount(const CompiledVirtualHost& vh) { return vh.routes.size(); }
 
+std::string_view RouteTable::virtualHostName(const CompiledVirtualHost& vh) {
+  return vh.config.name;
+}
+
 const Route& RouteTable::route(const CompiledVirtualHost& vh, size_t i) {
   return vh.routes[i].route->config;
 }

@@ -154,6 +154,7 @@ class RouteTable {
   // The routes of a compiled virtual host (tests, and the caller of the
   // reusing compileVirtualHost()).
   static size_t routeCount(const CompiledVirtualHost& vh);
+  static std::string_view virtualHostName(const CompiledVirtualHost& vh);
   static const Route& route(const CompiledVirtualHost& vh, size_t i);
 
   // Validates and compiles `config`, whose virtual hosts come first, then

@@ -239,7 +239,7 @@ absl::Status validateVirtualHost(const envoy::config::route::v3::VirtualHost& vh
 // The payloads of length-delimited field `field` of a serialized message,
 // in order, and the other fields' bytes as they came (`head`); false when
 // malformed.
-bool splitRepeatedField(const std::string& bytes, uint32_t field, std::string& head,
+bool splitRepeatedField(std::string_view bytes, uint32_t field, std::string& head,
                         std::vector<absl::string_view>& items) {
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
                                             static_cast<int>(bytes.size()));
@@ -257,8 +257,7 @@ bool splitRepeatedField(const std::string& bytes, uint32_t field, std::string& h
       continue;
     }
     if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) return false;
-    head.append(bytes, static_cast<size_t>(start),
-                static_cast<size_t>(in.CurrentPosition() - start));
+    head.append(bytes.data() + start, static_cast<size_t>(in.CurrentPosition() - start));
   }
 }
 
@@ -282,13 +281,13 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
 }
 
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    const std::string& bytes, const std::string& path,
+    std::string_view bytes, const std::string& path,
     const routing::RouteTable::CompiledVirtualHost* previous, const RouteKeys& previous_keys,
     RouteKeys& keys) {
   keys.clear();
   auto whole = [&]() -> absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> {
     envoy::config::route::v3::VirtualHost vh;
-    if (!vh.ParseFromString(bytes)) {
+    if (!vh.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       keys.clear();
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost"));
@@ -457,22 +456,39 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
     }
     auto& mine = next[rc.name()];
     const auto held = reuse.find(rc.name());
+    // The held virtual hosts by name, made when one changed.
+    absl::flat_hash_map<std::string_view, const HeldVirtualHost*> by_name;
     std::vector<routing::RouteTable::VirtualHostConstSharedPtr> hosts;
     hosts.reserve(vhost_bytes.size());
     for (size_t k = 0; k < vhost_bytes.size(); ++k) {
       const uint64_t hash = absl::HashOf(vhost_bytes[k]);
-      routing::RouteTable::VirtualHostConstSharedPtr host;
+      HeldVirtualHost host;
       if (held != reuse.end()) {
         if (auto it = held->second.find(hash); it != held->second.end()) host = it->second;
       }
-      if (host == nullptr) {
-        auto checked = checkVirtualHost(rc.virtual_hosts(static_cast<int>(k)),
-                                        absl::StrCat(path, ".virtual_hosts[", k, "]"));
+      if (host.compiled == nullptr) {
+        if (held != reuse.end() && by_name.empty()) {
+          for (const auto& [h, v] : held->second) {
+            by_name.emplace(routing::RouteTable::virtualHostName(*v.compiled), &v);
+          }
+        }
+        static const RouteKeys kNone;
+        const HeldVirtualHost* previous = nullptr;
+        if (auto p = by_name.find(rc.virtual_hosts(static_cast<int>(k)).name());
+            p != by_name.end()) {
+          previous = p->second;
+        }
+        auto keys = std::make_shared<RouteKeys>();
+        auto checked = checkVirtualHost(
+            std::string_view(vhost_bytes[k].data(), vhost_bytes[k].size()),
+            absl::StrCat(path, ".virtual_hosts[", k, "]"),
+            previous != nullptr ? previous->compiled.get() : nullptr,
+            previous != nullptr && previous->route_keys ? *previous->route_keys : kNone, *keys);
         if (!checked.ok()) return whole();
-        host = *std::move(checked);
+        host = HeldVirtualHost{*std::move(checked), std::move(keys)};
       }
-      mine.emplace(hash, host);
-      hosts.push_back(std::move(host));
+      hosts.push_back(host.compiled);
+      mine.emplace(hash, std::move(host));
     }
     auto table = translateRouteConfiguration(head, path, std::move(hosts));
     if (!table.ok()) return whole();

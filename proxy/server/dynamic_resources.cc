@@ -512,7 +512,7 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
           if (auto held = xds_vhosts_.find(name); held != xds_vhosts_.end()) {
             for (const auto& [hash, host] : hosts) {
               auto it = held->second.find(hash);
-              reused += it != held->second.end() && it->second == host;
+              reused += it != held->second.end() && it->second.compiled == host.compiled;
             }
           }
         }

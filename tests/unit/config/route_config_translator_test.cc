@@ -303,13 +303,29 @@ TEST_CASE("an xDS route configuration's unchanged virtual hosts are not compiled
   auto b = parseRouteResourcesReusing("2", any_of(rc), VhdsSource::kNone, first, second);
   REQUIRE(b.ok());
   std::vector<routing::RouteTable::VirtualHostConstSharedPtr> old_hosts, new_hosts;
-  for (const auto& [h, vh] : first.at("services")) old_hosts.push_back(vh);
-  for (const auto& [h, vh] : second.at("services")) new_hosts.push_back(vh);
+  for (const auto& [h, vh] : first.at("services")) old_hosts.push_back(vh.compiled);
+  for (const auto& [h, vh] : second.at("services")) new_hosts.push_back(vh.compiled);
   int shared = 0;
   for (const auto& n : new_hosts) {
     shared += static_cast<int>(std::count(old_hosts.begin(), old_hosts.end(), n));
   }
   CHECK(shared == 1);
+  // And ratings, whose bytes changed, shares the two routes it kept with
+  // its last version: only its new route was compiled.
+  auto named = [](const CompiledVirtualHosts& held, std::string_view name) {
+    for (const auto& [h, vh] : held.at("services")) {
+      if (routing::RouteTable::virtualHostName(*vh.compiled) == name) return vh.compiled;
+    }
+    FAIL("no virtual host " << name);
+    return routing::RouteTable::VirtualHostConstSharedPtr();
+  };
+  const auto old_ratings = named(first, "ratings");
+  const auto new_ratings = named(second, "ratings");
+  using Table = routing::RouteTable;
+  REQUIRE(Table::routeCount(*new_ratings) == 3);
+  CHECK(&Table::route(*new_ratings, 0) == &Table::route(*old_ratings, 0));
+  CHECK(&Table::route(*new_ratings, 2) == &Table::route(*old_ratings, 1));
+  CHECK(Table::route(*new_ratings, 1).route->cluster == "ratings-feat-x");
   // Routes exactly as the same configuration parsed whole.
   auto whole = parseRouteResources("2", any_of(rc), VhdsSource::kNone);
   REQUIRE(whole.ok());
