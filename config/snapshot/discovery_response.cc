@@ -272,7 +272,21 @@ absl::uint128 routeKey(absl::string_view bytes) {
   return absl::MakeUint128(absl::Hash<std::string_view>{}(b), std::hash<std::string_view>{}(b));
 }
 
+void keysOf(const std::vector<absl::string_view>& routes, RouteKeys& keys) {
+  keys.clear();
+  keys.reserve(routes.size());
+  for (const absl::string_view r : routes) keys.push_back(routeKey(r));
+}
+
 }  // namespace
+
+RouteKeys routeKeys(std::string_view bytes) {
+  std::string head;
+  std::vector<absl::string_view> routes;
+  RouteKeys keys;
+  if (splitRepeatedField(bytes, kRoutesField, head, routes)) keysOf(routes, keys);
+  return keys;
+}
 
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     const envoy::config::route::v3::VirtualHost& vh, const std::string& path) {
@@ -297,8 +311,7 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
   std::string head;
   std::vector<absl::string_view> routes;
   if (!splitRepeatedField(bytes, kRoutesField, head, routes)) return whole();
-  keys.reserve(routes.size());
-  for (const absl::string_view r : routes) keys.push_back(routeKey(r));
+  keysOf(routes, keys);
   if (previous == nullptr || previous_keys.size() != routing::RouteTable::routeCount(*previous)) {
     return whole();
   }
@@ -478,12 +491,18 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
             p != by_name.end()) {
           previous = p->second;
         }
+        const std::string_view bytes(vhost_bytes[k].data(), vhost_bytes[k].size());
+        const std::string vh_path = absl::StrCat(path, ".virtual_hosts[", k, "]");
         auto keys = std::make_shared<RouteKeys>();
-        auto checked = checkVirtualHost(
-            std::string_view(vhost_bytes[k].data(), vhost_bytes[k].size()),
-            absl::StrCat(path, ".virtual_hosts[", k, "]"),
-            previous != nullptr ? previous->compiled.get() : nullptr,
-            previous != nullptr && previous->route_keys ? *previous->route_keys : kNone, *keys);
+        absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checked;
+        if (previous == nullptr) {
+          // New: rc has it parsed already.
+          checked = checkVirtualHost(rc.virtual_hosts(static_cast<int>(k)), vh_path);
+          *keys = routeKeys(bytes);
+        } else {
+          checked = checkVirtualHost(bytes, vh_path, previous->compiled.get(),
+                                     previous->route_keys ? *previous->route_keys : kNone, *keys);
+        }
         if (!checked.ok()) return whole();
         host = HeldVirtualHost{*std::move(checked), std::move(keys)};
       }

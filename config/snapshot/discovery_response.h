@@ -111,6 +111,9 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
 // The keys of a VHDS virtual host's routes, in route order: two
 // independent 64-bit hashes of each route's bytes as received.
 using RouteKeys = std::vector<absl::uint128>;
+// The keys of the routes of a serialized VirtualHost (empty when it does
+// not split).
+RouteKeys routeKeys(std::string_view bytes);
 // checkVirtualHost() for a VHDS resource as received (`bytes`, the Any's
 // value) that may be a new version of `previous` (null: none), whose routes
 // had the keys `previous_keys`. A route whose bytes the previous version
