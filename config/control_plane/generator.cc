@@ -229,13 +229,7 @@ void addSandboxRoutes(route_v3::VirtualHost& vh, const std::vector<const Sandbox
   }
 }
 
-// The wire form of what addSandboxRoutes(kTurnout) adds for one sandbox:
-// VirtualHost field 3 holding the Route {match {prefix "/", headers
-// [{name kRoutingKeyHeader, string_match {exact key}}]}, route {cluster,
-// timeout {}}, name "sandbox/<key>"}, as a deterministic serialization
-// writes it (fields in number order). A service forked by 10,000 sandboxes
-// made and serialized 10,000 Route messages per change; this writes their
-// bytes. The generator test checks it against the message, byte for byte.
+// Appends protobuf wire-format fields to a string.
 class WireWriter {
  public:
   explicit WireWriter(std::string& out) : out_(out) {}
@@ -257,6 +251,13 @@ class WireWriter {
   std::string& out_;
 };
 
+// The wire form of what addSandboxRoutes(kTurnout) adds for one sandbox:
+// VirtualHost field 3 holding the Route {match {prefix "/", headers
+// [{name kRoutingKeyHeader, string_match {exact key}}]}, route {cluster,
+// timeout {}}, name "sandbox/<key>"}, as a deterministic serialization
+// writes it (fields in number order). A service forked by 10,000 sandboxes
+// made and serialized 10,000 Route messages per change; this writes their
+// bytes. The generator test checks it against the message, byte for byte.
 void appendTurnoutSandboxRoute(std::string& out, std::string_view key, std::string_view cluster,
                                std::string& scratch) {
   // Innermost first: each message's bytes are its parent's field.
@@ -618,8 +619,17 @@ Resources generate(const Model& model, Profile profile) {
   return out;
 }
 
+namespace {
+
+// A resource's content version: FNV-1a 64 of its deterministic bytes, in hex.
+std::string bytesVersion(std::string_view bytes) {
+  return absl::StrFormat("%016x", fnv1a64(bytes));
+}
+
+}  // namespace
+
 std::string contentVersion(const google::protobuf::Message& message) {
-  return absl::StrFormat("%016x", fnv1a64(deterministicBytes(message)));
+  return bytesVersion(deterministicBytes(message));
 }
 
 ResourcesByType generateByType(const Model& model, Profile profile) {
@@ -673,7 +683,7 @@ void IncrementalGenerator::put(const std::string& type, const std::string& name,
 
 void IncrementalGenerator::putBytes(const std::string& type, const std::string& name,
                                     std::string_view message_type, std::string bytes) {
-  std::string version = absl::StrFormat("%016x", fnv1a64(bytes));
+  std::string version = bytesVersion(bytes);
   ResourceMap& map = resources_[type];
   auto it = map.find(name);
   if (it != map.end() && it->second.version == version) return;
