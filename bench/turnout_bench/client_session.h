@@ -62,11 +62,11 @@ class ClientSession {
   virtual ~ClientSession() = default;
 
   // Opens a fresh connection (closing any previous one). kNone on success.
-  virtual asio::awaitable<ErrorKind> connect(Clock::time_point deadline) = 0;
+  virtual Awaitable<ErrorKind> connect(Clock::time_point deadline) = 0;
   virtual bool isOpen() const = 0;
   // Sends `request` and reads its response.
-  virtual asio::awaitable<ExchangeResult> exchange(const RequestTemplate& request,
-                                                   Clock::time_point deadline) = 0;
+  virtual Awaitable<ExchangeResult> exchange(const RequestTemplate& request,
+                                             Clock::time_point deadline) = 0;
   virtual void close() = 0;
   virtual void expireIfPast(Clock::time_point now) = 0;
 };

@@ -74,7 +74,7 @@ ExchangeResult Http1Session<Stream>::staleOrFailed(ErrorKind kind) {
 }
 
 template <typename Stream>
-asio::awaitable<ErrorKind> Http1Session<Stream>::connect(Clock::time_point deadline) {
+Awaitable<ErrorKind> Http1Session<Stream>::connect(Clock::time_point deadline) {
   close();
   timed_out_ = false;
   responses_ = 0;
@@ -101,8 +101,8 @@ bool Http1Session<Stream>::decodeBuffered() {
 }
 
 template <typename Stream>
-asio::awaitable<ExchangeResult> Http1Session<Stream>::exchange(const RequestTemplate& request,
-                                                               Clock::time_point deadline) {
+Awaitable<ExchangeResult> Http1Session<Stream>::exchange(const RequestTemplate& request,
+                                                         Clock::time_point deadline) {
   ExchangeResult r;
   complete_ = false;
   status_ = 0;
@@ -111,7 +111,7 @@ asio::awaitable<ExchangeResult> Http1Session<Stream>::exchange(const RequestTemp
   boost::system::error_code ec;
   const std::array<asio::const_buffer, 2> out = {
       asio::buffer(request.http1_head), asio::buffer(request.body.data(), request.body.size())};
-  co_await asio::async_write(*stream_, out, asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(*stream_, out, asio::redirect_error(use_awaitable, ec));
   if (ec) {
     r = staleOrFailed(ErrorKind::kWrite);
     co_return r;
@@ -135,9 +135,9 @@ asio::awaitable<ExchangeResult> Http1Session<Stream>::exchange(const RequestTemp
         co_return r;
       }
     }
-    const size_t n = co_await stream_->async_read_some(
-        asio::buffer(buf_.data() + end_, buf_.size() - end_),
-        asio::redirect_error(asio::use_awaitable, ec));
+    const size_t n =
+        co_await stream_->async_read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_),
+                                          asio::redirect_error(use_awaitable, ec));
     r.bytes_read += n;
     end_ += n;
     // TLS peers that close without close_notify read as stream_truncated.

@@ -26,10 +26,10 @@ class Http1Session final : public ClientSession, private proxy::ResponseDecoderC
   ~Http1Session() override;
 
   // ClientSession
-  asio::awaitable<ErrorKind> connect(Clock::time_point deadline) override;
+  Awaitable<ErrorKind> connect(Clock::time_point deadline) override;
   bool isOpen() const override { return stream_ && stream_->lowest_layer().is_open(); }
-  asio::awaitable<ExchangeResult> exchange(const RequestTemplate& request,
-                                           Clock::time_point deadline) override;
+  Awaitable<ExchangeResult> exchange(const RequestTemplate& request,
+                                     Clock::time_point deadline) override;
   void close() override;
   void expireIfPast(Clock::time_point now) override;
 

@@ -171,7 +171,7 @@ void Http2Session<Stream>::expireIfPast(Clock::time_point now) {
 }
 
 template <typename Stream>
-asio::awaitable<ErrorKind> Http2Session<Stream>::connect(Clock::time_point deadline) {
+Awaitable<ErrorKind> Http2Session<Stream>::connect(Clock::time_point deadline) {
   fail(ErrorKind::kRead);
   connect_deadline_ = deadline;
   const ErrorKind err = co_await openStream(&io_, &stream_, &transport_, nullptr);
@@ -188,11 +188,11 @@ asio::awaitable<ErrorKind> Http2Session<Stream>::connect(Clock::time_point deadl
 }
 
 template <typename Stream>
-asio::awaitable<void> Http2Session<Stream>::readLoop(uint64_t generation) {
+Awaitable<void> Http2Session<Stream>::readLoop(uint64_t generation) {
   boost::system::error_code ec;
   while (generation == generation_) {
-    const size_t n = co_await stream_->async_read_some(
-        asio::buffer(rbuf_), asio::redirect_error(asio::use_awaitable, ec));
+    const size_t n = co_await stream_->async_read_some(asio::buffer(rbuf_),
+                                                       asio::redirect_error(use_awaitable, ec));
     if (generation != generation_) co_return;
     if (ec) {
       fail(ErrorKind::kRead);
@@ -207,7 +207,7 @@ asio::awaitable<void> Http2Session<Stream>::readLoop(uint64_t generation) {
 }
 
 template <typename Stream>
-asio::awaitable<void> Http2Session<Stream>::flush() {
+Awaitable<void> Http2Session<Stream>::flush() {
   if (writing_) co_return;
   writing_ = true;
   boost::system::error_code ec;
@@ -221,7 +221,7 @@ asio::awaitable<void> Http2Session<Stream>::flush() {
     if (wbuf_.empty()) break;
     const uint64_t generation = generation_;
     co_await asio::async_write(*stream_, asio::buffer(wbuf_),
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(use_awaitable, ec));
     if (generation != generation_) break;
     if (ec) {
       writing_ = false;
@@ -233,8 +233,8 @@ asio::awaitable<void> Http2Session<Stream>::flush() {
 }
 
 template <typename Stream>
-asio::awaitable<ExchangeResult> Http2Session<Stream>::exchange(const RequestTemplate& request,
-                                                               Clock::time_point deadline) {
+Awaitable<ExchangeResult> Http2Session<Stream>::exchange(const RequestTemplate& request,
+                                                         Clock::time_point deadline) {
   ExchangeResult r;
   if (!isOpen()) {
     r.retry = true;
@@ -249,7 +249,7 @@ asio::awaitable<ExchangeResult> Http2Session<Stream>::exchange(const RequestTemp
   if (!s->closed) {
     boost::system::error_code ec;
     s->done.expires_at(Clock::time_point::max());
-    co_await s->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await s->done.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (s->refused) {
     r.retry = true;

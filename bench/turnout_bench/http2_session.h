@@ -52,7 +52,7 @@ struct Http2Stream final : proxy::ResponseDecoderCallbacks {
   void onMessageComplete() override;
   void onReset(proxy::StreamResetReason reason) override;
 
-  asio::steady_timer done;
+  SteadyTimer done;
   Http2ClientState& state;
   proxy::http2::ClientStreamPtr codec;  // held until the exchange ends
   Clock::time_point deadline;
@@ -121,18 +121,18 @@ class Http2Session final : public ClientSession {
   ~Http2Session() override;
 
   // ClientSession
-  asio::awaitable<ErrorKind> connect(Clock::time_point deadline) override;
+  Awaitable<ErrorKind> connect(Clock::time_point deadline) override;
   bool isOpen() const override { return state_.acceptsStreams(); }
-  asio::awaitable<ExchangeResult> exchange(const RequestTemplate& request,
-                                           Clock::time_point deadline) override;
+  Awaitable<ExchangeResult> exchange(const RequestTemplate& request,
+                                     Clock::time_point deadline) override;
   void close() override;
   void expireIfPast(Clock::time_point now) override;
 
  private:
-  asio::awaitable<void> readLoop(uint64_t generation);
+  Awaitable<void> readLoop(uint64_t generation);
   // Sends whatever the state has queued; returns at once if another
   // coroutine is already sending (it sends this caller's frames too).
-  asio::awaitable<void> flush();
+  Awaitable<void> flush();
   // Ends the connection: every stream in flight completes with `kind`.
   void fail(ErrorKind kind);
   void closeSocket();

@@ -36,7 +36,7 @@ std::string probeEndpoint(const Transport& transport, Clock::duration timeout) {
   std::optional<Stream> stream;
   std::string why;
   bool timed_out = false;
-  asio::steady_timer timer(io);
+  SteadyTimer timer(io);
   ErrorKind result = ErrorKind::kConnect;
   asio::co_spawn(io, openStream(&io, &stream, &transport, &why),
                  [&](std::exception_ptr e, ErrorKind kind) {
@@ -62,7 +62,7 @@ absl::StatusOr<asio::ip::tcp::endpoint> probeTarget(const BenchOptions& options,
                                                     Clock::duration timeout) {
   const Target& target = options.target;
   asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
+  TcpResolver resolver(io);
   boost::system::error_code ec;
   const auto results = resolver.resolve(target.host, std::to_string(target.port), ec);
   if (ec) {
@@ -153,9 +153,9 @@ absl::StatusOr<RunOutcome> runLoad(const BenchOptions& options, const RequestSet
   // in flight (open loop: due in the window), plus a second. Workers end by
   // themselves a second before it.
   asio::io_context main_io{1};
-  asio::signal_set signals(main_io, SIGINT, SIGTERM);
-  asio::steady_timer hard_deadline(main_io);
-  asio::steady_timer progress_timer(main_io);
+  SignalSet signals(main_io, SIGINT, SIGTERM);
+  SteadyTimer hard_deadline(main_io);
+  SteadyTimer progress_timer(main_io);
   ProgressLine line(plan);
   size_t done = 0;
   const auto stopAll = [&] {

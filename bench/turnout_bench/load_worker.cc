@@ -38,7 +38,7 @@ struct LoadWorker::Connection {
       schedule.emplace(*plan.options->rate, plan.total_connections, index);
     }
     for (uint32_t i = 0; i < plan.options->streams; ++i) {
-      stream_timers.push_back(std::make_unique<asio::steady_timer>(io));
+      stream_timers.push_back(std::make_unique<SteadyTimer>(io));
     }
   }
   static std::unique_ptr<ClientSession> makeSession(asio::io_context& io, const BenchOptions& o,
@@ -59,9 +59,9 @@ struct LoadWorker::Connection {
   };
 
   std::unique_ptr<ClientSession> session;
-  asio::steady_timer timer;         // reconnect back-off
-  asio::steady_timer streams_done;  // cancelled when the last stream loop ends
-  std::vector<std::unique_ptr<asio::steady_timer>> stream_timers;  // open-loop due times
+  SteadyTimer timer;         // reconnect back-off
+  SteadyTimer streams_done;  // cancelled when the last stream loop ends
+  std::vector<std::unique_ptr<SteadyTimer>> stream_timers;  // open-loop due times
   std::optional<RateSchedule> schedule;
   std::vector<Retry> retries;
   uint32_t live_streams = 0;
@@ -151,11 +151,11 @@ void LoadWorker::shutdown() {
   }
 }
 
-asio::awaitable<void> LoadWorker::watchdog() {
+Awaitable<void> LoadWorker::watchdog() {
   boost::system::error_code ec;
   while (!stopping_) {
     watchdog_timer_.expires_after(kWatchdogTick);
-    co_await watchdog_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await watchdog_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (stopping_) break;
     const Clock::time_point now = Clock::now();
     for (auto& c : connections_) c->session->expireIfPast(now);
@@ -179,7 +179,7 @@ const RequestTemplate& LoadWorker::nextRequest() {
   return plan_.requests->get(route, key);
 }
 
-asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
+Awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
   Connection& c = *connections_[slot];
   const uint32_t streams = static_cast<uint32_t>(c.stream_timers.size());
   boost::system::error_code ec;
@@ -193,7 +193,7 @@ asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
         ++stats_.errors[static_cast<size_t>(ErrorKind::kConnect)];
       }
       c.timer.expires_after(backoff);
-      co_await c.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await c.timer.async_wait(asio::redirect_error(use_awaitable, ec));
       backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
       continue;
     }
@@ -211,7 +211,7 @@ asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
       }
       if (c.live_streams > 0) {
         c.streams_done.expires_at(Clock::time_point::max());
-        co_await c.streams_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await c.streams_done.async_wait(asio::redirect_error(use_awaitable, ec));
       }
     }
     // Streams end with their connection, or when the quota (or, in open
@@ -220,9 +220,9 @@ asio::awaitable<void> LoadWorker::connectionLoop(uint32_t slot) {
   }
 }
 
-asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
+Awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
   Connection& c = *connections_[slot];
-  asio::steady_timer& timer = *c.stream_timers[stream];
+  SteadyTimer& timer = *c.stream_timers[stream];
   boost::system::error_code ec;
   while (!stopping_ && c.session->isOpen()) {
     Clock::time_point now = Clock::now();
@@ -242,7 +242,7 @@ asio::awaitable<void> LoadWorker::streamLoop(uint32_t slot, uint32_t stream) {
       if (window_.awaits(due)) ++outstanding_;
       if (now < due) {
         timer.expires_at(due);
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
         if (stopping_) break;
         now = Clock::now();
       } else {

@@ -80,11 +80,11 @@ class LoadWorker {
   struct Connection;
 
   // Connects (and reconnects) connection `slot` and runs its streams.
-  asio::awaitable<void> connectionLoop(uint32_t slot);
+  Awaitable<void> connectionLoop(uint32_t slot);
   // One request at a time on connection `slot` until it closes: HTTP/1.1
   // runs one per connection, h2c --streams of them.
-  asio::awaitable<void> streamLoop(uint32_t slot, uint32_t stream);
-  asio::awaitable<void> watchdog();
+  Awaitable<void> streamLoop(uint32_t slot, uint32_t stream);
+  Awaitable<void> watchdog();
   // Whether a connection may send another request, due at `due`, now.
   bool mayIssue(Clock::time_point due, Clock::time_point now) const;
   // Whether connection `c` has anything left to send: always in closed
@@ -105,8 +105,8 @@ class LoadWorker {
   const MeasureWindow window_;
   std::optional<uint64_t> quota_;
   asio::io_context io_{1};
-  asio::steady_timer end_timer_;
-  asio::steady_timer watchdog_timer_;
+  SteadyTimer end_timer_;
+  SteadyTimer watchdog_timer_;
   std::unique_ptr<asio::ssl::context> tls_;  // https:// only; this worker's
   Transport transport_;                      // what the sessions connect with
   std::vector<std::unique_ptr<Connection>> connections_;

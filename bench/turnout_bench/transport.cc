@@ -14,8 +14,7 @@ void setWhy(std::string* why, std::string_view step, const boost::system::error_
 }
 
 // The TCP part, shared by both stream types.
-asio::awaitable<ErrorKind> connectTcp(asio::ip::tcp::socket* socket, const Transport* transport,
-                                      std::string* why) {
+Awaitable<ErrorKind> connectTcp(TcpSocket* socket, const Transport* transport, std::string* why) {
   boost::system::error_code ec;
   socket->open(transport->endpoint.protocol(), ec);
   if (ec) {
@@ -23,7 +22,7 @@ asio::awaitable<ErrorKind> connectTcp(asio::ip::tcp::socket* socket, const Trans
     co_return ErrorKind::kConnect;
   }
   socket->set_option(asio::ip::tcp::no_delay(true), ec);
-  co_await socket->async_connect(transport->endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  co_await socket->async_connect(transport->endpoint, asio::redirect_error(use_awaitable, ec));
   if (ec || !socket->is_open()) {
     setWhy(why, "", ec ? ec : asio::error::timed_out);
     co_return ErrorKind::kConnect;
@@ -50,14 +49,14 @@ std::string_view alpnSelected(TlsStream& stream) {
   return data == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(data), len);
 }
 
-asio::awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TcpStream>* stream,
-                                      const Transport* transport, std::string* why) {
+Awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TcpStream>* stream,
+                                const Transport* transport, std::string* why) {
   stream->emplace(*io);
   co_return co_await connectTcp(&**stream, transport, why);
 }
 
-asio::awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TlsStream>* stream,
-                                      const Transport* transport, std::string* why) {
+Awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TlsStream>* stream,
+                                const Transport* transport, std::string* why) {
   stream->emplace(*io, *transport->tls);
   TlsStream& s = **stream;
   if (const ErrorKind e = co_await connectTcp(&s.next_layer(), transport, why);
@@ -67,7 +66,7 @@ asio::awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TlsStr
   SSL_set_tlsext_host_name(s.native_handle(), transport->server_name.c_str());
   boost::system::error_code ec;
   co_await s.async_handshake(asio::ssl::stream_base::client,
-                             asio::redirect_error(asio::use_awaitable, ec));
+                             asio::redirect_error(use_awaitable, ec));
   if (ec) {
     setWhy(why, "TLS handshake", ec);
     co_return ErrorKind::kConnect;

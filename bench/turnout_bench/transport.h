@@ -20,8 +20,8 @@
 
 namespace turnout::bench {
 
-using TcpStream = asio::ip::tcp::socket;
-using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+using TcpStream = TcpSocket;
+using TlsStream = asio::ssl::stream<TcpSocket>;
 
 // How to reach the target. Immutable for the run; one TLS context per worker.
 struct Transport {
@@ -42,9 +42,9 @@ std::string_view alpnSelected(TlsStream& stream);
 // it passes its deadline, which fails the step in progress. On failure,
 // `*why` (if given) says what failed. Pointers, not references, because
 // these are coroutines; the caller owns them and awaits the result.
-asio::awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TcpStream>* stream,
-                                      const Transport* transport, std::string* why);
-asio::awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TlsStream>* stream,
-                                      const Transport* transport, std::string* why);
+Awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TcpStream>* stream,
+                                const Transport* transport, std::string* why);
+Awaitable<ErrorKind> openStream(asio::io_context* io, std::optional<TlsStream>* stream,
+                                const Transport* transport, std::string* why);
 
 }  // namespace turnout::bench

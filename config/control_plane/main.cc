@@ -279,7 +279,7 @@ int serve(const std::vector<std::string>& args) {
               (*api)->boundAddress(), options->xds_address.host, ads_server->port(), store->describe(),
               (*api)->state().version());
 
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  SignalSet signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     TURNOUT_LOG(info, "main", "turnout-cp: signal {}, shutting down", signal);

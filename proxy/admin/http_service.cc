@@ -14,7 +14,7 @@ namespace {
 
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using TlsStream = beast::ssl_stream<TcpStream>;
 
 // How long a TLS connection waits for the peer's close_notify at the end.
 constexpr std::chrono::seconds kTlsShutdownTimeout{2};
@@ -84,36 +84,36 @@ void HttpService::stop() {
   stopped_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
-  for (beast::tcp_stream* s : sessions_) {
-    s->socket().shutdown(tcp::socket::shutdown_both, ec);
+  for (TcpStream* s : sessions_) {
+    s->socket().shutdown(TcpSocket::shutdown_both, ec);
     s->socket().close(ec);
   }
 }
 
-asio::awaitable<void> HttpService::acceptLoop() {
+Awaitable<void> HttpService::acceptLoop() {
   while (!stopped_) {
     boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    TcpSocket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep serving
     }
     if (options_.tls_context) {
       tls::ServerContextConstSharedPtr context = options_.tls_context();
-      TlsStream stream(beast::tcp_stream(std::move(socket)), context->sslContext());
+      TlsStream stream(TcpStream(std::move(socket)), context->sslContext());
       asio::co_spawn(ioc_, session(std::move(stream), std::move(context)),
                      LogEscapedException{options_.log_component, "HTTPS session"});
     } else {
-      asio::co_spawn(ioc_, session(beast::tcp_stream(std::move(socket)), nullptr),
+      asio::co_spawn(ioc_, session(TcpStream(std::move(socket)), nullptr),
                      LogEscapedException{options_.log_component, "HTTP session"});
     }
   }
 }
 
 template <class Stream>
-asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextConstSharedPtr context) {
+Awaitable<void> HttpService::session(Stream stream, tls::ServerContextConstSharedPtr context) {
   constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
-  beast::tcp_stream& lowest = beast::get_lowest_layer(stream);
+  TcpStream& lowest = beast::get_lowest_layer(stream);
   (void)context;  // held: the SSL inside `stream` was made from it
   sessions_.insert(&lowest);
   beast::flat_buffer buffer;
@@ -121,7 +121,7 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
   if constexpr (kTls) {
     lowest.expires_after(options_.handshake_timeout);
     co_await stream.async_handshake(asio::ssl::stream_base::server,
-                                    asio::redirect_error(asio::use_awaitable, ec));
+                                    asio::redirect_error(use_awaitable, ec));
     if (ec) {
       // Plaintext on the TLS port, an untrusted client, a scanner: no answer.
       TURNOUT_LOG(debug, options_.log_component, "TLS handshake failed: {}", ec.message());
@@ -135,7 +135,7 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
     parser.header_limit(static_cast<uint32_t>(options_.max_request_header_bytes));
     parser.body_limit(options_.max_request_body_bytes);
     lowest.expires_after(options_.idle_timeout);
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
     HttpResponse response;
     bool keep_alive = false;
     bool head = false;
@@ -166,7 +166,7 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
     // no body.
     if (head) res.body().clear();
     lowest.expires_after(options_.write_timeout);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
     if (response.after_write) asio::post(ioc_, std::move(response.after_write));
     if (ec || !res.keep_alive()) break;
   }
@@ -174,10 +174,10 @@ asio::awaitable<void> HttpService::session(Stream stream, tls::ServerContextCons
   if constexpr (kTls) {
     if (!stopped_ && lowest.socket().is_open()) {
       lowest.expires_after(kTlsShutdownTimeout);  // close_notify, bounded
-      co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+      co_await stream.async_shutdown(asio::redirect_error(use_awaitable, ec));
     }
   }
-  lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+  lowest.socket().shutdown(TcpSocket::shutdown_send, ec);
 }
 
 }  // namespace turnout::proxy::admin

@@ -31,7 +31,7 @@ struct HttpResponse {
 
 // A small HTTP/1.1 server on the MAIN thread's io_context, shared by turnout's
 // admin interface and turnout-cp's REST API: Beast's parser and serializer over
-// beast::tcp_stream, one coroutine per connection, keep-alive, header and body
+// TcpStream, one coroutine per connection, keep-alive, header and body
 // size limits and a deadline on every read and write. The handler runs
 // synchronously on the io_context's thread, one request at a time per
 // connection. Requests the parser refuses never reach it: 413 (body over the
@@ -87,20 +87,20 @@ class HttpService {
 
  private:
   HttpService(asio::io_context& ioc, Options options, Handler handler, ErrorResponder error_responder);
-  asio::awaitable<void> acceptLoop();
-  // One connection: `Stream` is beast::tcp_stream (plaintext) or
-  // beast::ssl_stream<beast::tcp_stream> (HTTPS: the handshake first), whose
+  Awaitable<void> acceptLoop();
+  // One connection: `Stream` is TcpStream (plaintext) or
+  // beast::ssl_stream<TcpStream> (HTTPS: the handshake first), whose
   // server context `context` is held for the connection's life.
   template <class Stream>
-  asio::awaitable<void> session(Stream stream, tls::ServerContextConstSharedPtr context);
+  Awaitable<void> session(Stream stream, tls::ServerContextConstSharedPtr context);
 
   asio::io_context& ioc_;
   Options options_;
   Handler handler_;
   ErrorResponder error_responder_;
-  asio::ip::tcp::acceptor acceptor_;
+  TcpAcceptor acceptor_;
   uint16_t port_ = 0;
-  std::set<beast::tcp_stream*> sessions_;
+  std::set<TcpStream*> sessions_;
   bool stopped_ = false;
 };
 

@@ -14,7 +14,7 @@ DeadlineQueue& DeadlineQueue::of(asio::io_context& io) {
   return asio::use_service<DeadlineQueue>(io);
 }
 
-DeadlineQueue& DeadlineQueue::of(const asio::any_io_executor& ex) {
+DeadlineQueue& DeadlineQueue::of(const Executor& ex) {
   return of(static_cast<asio::io_context&>(asio::query(ex, asio::execution::context)));
 }
 

@@ -40,7 +40,7 @@ class DeadlineQueue : public asio::io_context::service {
 
   // The queue of the io_context behind `ex` (created on first use). Every
   // executor in turnout is an io_context's.
-  static DeadlineQueue& of(const asio::any_io_executor& ex);
+  static DeadlineQueue& of(const Executor& ex);
   static DeadlineQueue& of(asio::io_context& io);
 
   // Deadlines in the queue (set or not yet put back: a cleared deadline
@@ -62,7 +62,7 @@ class DeadlineQueue : public asio::io_context::service {
   void arm();
   void onTimer(const boost::system::error_code& ec);
 
-  asio::steady_timer timer_;
+  SteadyTimer timer_;
   Clock::time_point armed_ = Clock::time_point::max();
   std::vector<Deadline*> heap_;  // a binary min-heap by Deadline::key_
   bool shut_down_ = false;

@@ -42,12 +42,11 @@ void Mailbox::post(std::function<void()> fn) {
 }
 
 void Mailbox::arm() {
-  event_.async_wait(asio::posix::stream_descriptor::wait_read,
-                    [this](const boost::system::error_code& ec) {
-                      if (ec) return;  // closed: the io_context is going away
-                      drain();
-                      arm();
-                    });
+  event_.async_wait(StreamDescriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec) return;  // closed: the io_context is going away
+    drain();
+    arm();
+  });
 }
 
 void Mailbox::drain() {

@@ -39,7 +39,7 @@ class Mailbox {
   void arm();
   void drain();
 
-  asio::posix::stream_descriptor event_;  // an eventfd
+  StreamDescriptor event_;  // an eventfd
   std::mutex mu_;
   std::vector<std::function<void()>> queue_;  // guarded by mu_
   bool woken_ = false;                        // guarded by mu_: an eventfd write is pending

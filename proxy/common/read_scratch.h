@@ -49,13 +49,13 @@ class WaitingReader {
   // Sets `*out` to the bytes read (in wait_ or the scratch: valid until the
   // next suspension) and returns no error; or returns EOF, a reset, or
   // operation_aborted (the socket was cancelled or closed).
-  asio::awaitable<boost::system::error_code> read(asio::ip::tcp::socket* socket, std::size_t chunk,
-                                                  std::span<const char>* out) {
+  Awaitable<boost::system::error_code> read(TcpSocket* socket, std::size_t chunk,
+                                            std::span<const char>* out) {
     boost::system::error_code ec;
     for (;;) {
       if (drained_) {
         const std::size_t n = co_await socket->async_read_some(
-            asio::buffer(wait_), asio::redirect_error(asio::use_awaitable, ec));
+            asio::buffer(wait_), asio::redirect_error(use_awaitable, ec));
         if (ec) co_return ec;
         drained_ = n < wait_.size();
         *out = std::span<const char>(wait_.data(), n);

@@ -32,7 +32,7 @@ namespace turnout::proxy {
 
 class Signal {
  public:
-  explicit Signal(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+  explicit Signal(Executor ex) : ex_(std::move(ex)) {}
   ~Signal() { waiter_.reset(); }
   Signal(const Signal&) = delete;
   Signal& operator=(const Signal&) = delete;
@@ -58,18 +58,18 @@ class Signal {
  private:
   struct WaiterBase {
     virtual ~WaiterBase() = default;
-    virtual void post(const asio::any_io_executor& ex, boost::system::error_code ec) = 0;
+    virtual void post(const Executor& ex, boost::system::error_code ec) = 0;
   };
   template <typename Handler>
   struct Waiter final : WaiterBase {
     explicit Waiter(Handler h) : handler(std::move(h)) {}
-    void post(const asio::any_io_executor& ex, boost::system::error_code ec) override {
+    void post(const Executor& ex, boost::system::error_code ec) override {
       asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
     }
     Handler handler;
   };
 
-  asio::any_io_executor ex_;
+  Executor ex_;
   std::unique_ptr<WaiterBase> waiter_;
 };
 

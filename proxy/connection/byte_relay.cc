@@ -61,7 +61,7 @@ void ByteRelay::close() {
   closed_ = true;
   boost::system::error_code ec;
   for (RelayEnd* end : {&down_, &up_}) {
-    end->socket->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    end->socket->shutdown(TcpSocket::shutdown_both, ec);
     end->socket->close(ec);
   }
 }
@@ -77,7 +77,7 @@ void ByteRelay::resetBoth() {
   }
 }
 
-asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
+Awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
   // sendTo() tries each write at once and only then waits (to tell a paused
   // reader); async operations are unaffected by this flag.
   boost::system::error_code ec;
@@ -93,12 +93,12 @@ asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
   co_await pump(kToUpstream, std::move(to_up));
   // The other direction, then the idle watch (stopped once both are done).
   while (pump_running_) {
-    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await joined_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   done_ = true;
   idle_timer_.cancel();
   while (idle_running_) {
-    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await joined_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (flushing_) {
     flushing_ = false;
@@ -106,11 +106,11 @@ asio::awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
   }
 }
 
-asio::awaitable<void> ByteRelay::idleWatch() {
+Awaitable<void> ByteRelay::idleWatch() {
   boost::system::error_code ec;
   for (;;) {
     idle_timer_.expires_at(last_activity_ + idle_);
-    co_await idle_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await idle_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (done_ || closed_) co_return;
     if (std::chrono::steady_clock::now() - last_activity_ >= idle_) {
       TURNOUT_CONN_LOG(debug, "conn", id_, "relay: idle timeout");
@@ -121,8 +121,8 @@ asio::awaitable<void> ByteRelay::idleWatch() {
   }
 }
 
-asio::awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
-                                                       size_t chunk, std::span<const char>& out) {
+Awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
+                                                 size_t chunk, std::span<const char>& out) {
   boost::system::error_code ec;
   const size_t size = std::min(chunk, Scratch::kBytes);
   for (;;) {
@@ -152,8 +152,8 @@ asio::awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingRe
   }
 }
 
-asio::awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data,
-                                                  bool& waited) {
+Awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data,
+                                            bool& waited) {
   std::span<const char> bytes = data;
   if (to.tls != nullptr) {
     std::string& wire = scratch().wire;
@@ -174,26 +174,26 @@ asio::awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const 
   waited = true;
   to.pending.assign(bytes.data() + n, bytes.size() - n);
   co_await asio::async_write(*to.socket, asio::buffer(to.pending),
-                             asio::redirect_error(asio::use_awaitable, ec));
+                             asio::redirect_error(use_awaitable, ec));
   std::string().swap(to.pending);
   co_return ec;
 }
 
-asio::awaitable<void> shutdownWrite(RelayEnd& to) {
+Awaitable<void> shutdownWrite(RelayEnd& to) {
   boost::system::error_code ec;
   if (to.tls != nullptr) {
     to.tls->shutdown();
     to.tls->takeOutput(to.pending);
     if (!to.pending.empty()) {
       co_await asio::async_write(*to.socket, asio::buffer(to.pending),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
       std::string().swap(to.pending);
     }
   }
-  to.socket->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  to.socket->shutdown(TcpSocket::shutdown_send, ec);
 }
 
-asio::awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const char> data) {
+Awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const char> data) {
   const bool to_upstream = dir == kToUpstream;
   RelayEnd& to = to_upstream ? up_ : down_;
   const uint64_t n = data.size();
@@ -227,7 +227,7 @@ asio::awaitable<bool> ByteRelay::forward(RelayDirection dir, std::span<const cha
   co_return false;
 }
 
-asio::awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
+Awaitable<void> ByteRelay::pump(RelayDirection dir, std::string first) {
   RelayEnd& to = dir == kToUpstream ? up_ : down_;
   if (!first.empty() && !co_await forward(dir, first)) co_return;
   std::string().swap(first);

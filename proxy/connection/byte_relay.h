@@ -39,7 +39,7 @@ namespace turnout::proxy {
 // done), and the bytes for it that it could not take at once (written by
 // the pump that writes this end, empty otherwise).
 struct RelayEnd {
-  asio::ip::tcp::socket* socket = nullptr;
+  TcpSocket* socket = nullptr;
   tls::TlsTransport* tls = nullptr;
   std::string pending;
 };
@@ -73,14 +73,13 @@ class RelayObserver {
 // must be non-blocking).
 // Reads (and decrypts) what `from` has, at most `chunk` bytes; `out` views
 // them until the next suspension.
-asio::awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
-                                                       size_t chunk, std::span<const char>& out);
+Awaitable<boost::system::error_code> receiveFrom(RelayEnd& from, WaitingReader<512>& reader,
+                                                 size_t chunk, std::span<const char>& out);
 // Writes all of `data` to `to` (encrypted for TLS). `waited`: it could not
 // all go at once.
-asio::awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data,
-                                                  bool& waited);
+Awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> data, bool& waited);
 // No more bytes for `to`: close_notify (TLS), then shutdown(SHUT_WR).
-asio::awaitable<void> shutdownWrite(RelayEnd& to);
+Awaitable<void> shutdownWrite(RelayEnd& to);
 
 class ByteRelay {
  public:
@@ -94,18 +93,18 @@ class ByteRelay {
   // (bytes read past an HTTP head, or to choose the filter chain), then
   // relays until both directions have ended. Parameters by value (STYLE.md
   // R8c).
-  asio::awaitable<void> run(std::string to_up, std::string to_down);
+  Awaitable<void> run(std::string to_up, std::string to_down);
   // Ends the relay from outside (worker shutdown): both sockets are shut
   // down and closed; run() returns soon after.
   void close();
   bool closed() const { return closed_; }
 
  private:
-  asio::awaitable<void> pump(RelayDirection dir, std::string first);
-  asio::awaitable<void> idleWatch();
+  Awaitable<void> pump(RelayDirection dir, std::string first);
+  Awaitable<void> idleWatch();
   // One chunk read for `dir`: counted, written, counted. False when the
   // direction ends (its destination failed).
-  asio::awaitable<bool> forward(RelayDirection dir, std::span<const char> data);
+  Awaitable<bool> forward(RelayDirection dir, std::span<const char> data);
   // Both ends reset (SO_LINGER 0) and closed.
   void resetBoth();
   void touch() { last_activity_ = std::chrono::steady_clock::now(); }
@@ -130,7 +129,7 @@ class ByteRelay {
   // database query usually is, and reads more on at once.
   std::array<WaitingReader<512>, 2> readers_;
   Signal joined_;  // notified when one of them ends
-  asio::steady_timer idle_timer_;
+  SteadyTimer idle_timer_;
   std::chrono::steady_clock::time_point last_activity_;
 };
 

@@ -48,7 +48,7 @@ std::chrono::milliseconds orForever(std::chrono::milliseconds t) {
 // worker's DeadlineQueue, not a timer of its own.
 class ListenerFilterDeadline {
  public:
-  ListenerFilterDeadline(DeadlineQueue& deadlines, asio::ip::tcp::socket& socket,
+  ListenerFilterDeadline(DeadlineQueue& deadlines, TcpSocket& socket,
                          std::chrono::milliseconds timeout)
       : socket_(socket), deadline_(deadlines, &ListenerFilterDeadline::onExpired, this) {
     deadline_.expiresAfter(timeout);  // 0: none
@@ -66,7 +66,7 @@ class ListenerFilterDeadline {
     d.socket_.cancel(ignored);
   }
 
-  asio::ip::tcp::socket& socket_;
+  TcpSocket& socket_;
   DeadlineQueue::Deadline deadline_;  // removed from the queue with this frame
   bool expired_ = false;
 };
@@ -89,8 +89,7 @@ http1::Http1Settings settingsFor(const DataPlaneConfigConstSharedPtr& config, si
 
 DownstreamConnection::DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
                                            size_t listener_index, size_t chain_index,
-                                           asio::ip::tcp::socket socket,
-                                           asio::ip::tcp::endpoint remote,
+                                           TcpSocket socket, asio::ip::tcp::endpoint remote,
                                            asio::ip::tcp::endpoint local, std::string_view initial)
     : worker_(worker),
       config_(std::move(config)),
@@ -160,22 +159,20 @@ void DownstreamConnection::onDeadline(void* self) {
 void DownstreamConnection::close() {
   closed_ = true;
   boost::system::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().shutdown(TcpSocket::shutdown_both, ec);
   stream_.socket().close(ec);
 }
 
-asio::awaitable<void> DownstreamConnection::run(Worker& worker,
-                                                DataPlaneConfigConstSharedPtr config,
-                                                size_t listener_index,
-                                                asio::ip::tcp::socket socket,
-                                                asio::ip::tcp::endpoint remote,
-                                                asio::ip::tcp::endpoint local) {
+Awaitable<void> DownstreamConnection::run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                          size_t listener_index, TcpSocket socket,
+                                          asio::ip::tcp::endpoint remote,
+                                          asio::ip::tcp::endpoint local) {
   using CodecType = config::HttpConnectionManagerConfig::CodecType;
   const ListenerRuntime& l = *config->listeners[listener_index];
   stats::Shard& shard = worker.shard();
-  auto closeSocket = [](asio::ip::tcp::socket& s) {
+  auto closeSocket = [](TcpSocket& s) {
     boost::system::error_code ec;
-    s.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    s.shutdown(TcpSocket::shutdown_both, ec);
     s.close(ec);
   };
   std::string initial;
@@ -205,7 +202,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     initial.resize(kReadChunk);
     boost::system::error_code ec;
     const size_t n = co_await socket.async_read_some(asio::buffer(initial),
-                                                     asio::redirect_error(asio::use_awaitable, ec));
+                                                     asio::redirect_error(use_awaitable, ec));
     initial.resize(n);
     // Past the deadline: closed, or with continue_on_listener_filters_timeout
     // matched on what came so far (Envoy counts both).
@@ -232,7 +229,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
         initial.resize(kHttpInspectorMaxBytes);
         const size_t more = co_await socket.async_read_some(
             asio::buffer(initial.data() + had, initial.size() - had),
-            asio::redirect_error(asio::use_awaitable, ec));
+            asio::redirect_error(use_awaitable, ec));
         initial.resize(had + more);
         if (ec) {
           timed_out = deadline.expired();
@@ -304,7 +301,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     // the chain (before SNI picks it: of the chain the handshake starts on).
     const FilterChainRuntime* hs_chain =
         chain_index ? &l.filter_chains[*chain_index] : l.firstTlsChain();
-    beast::tcp_stream hs(std::move(socket));
+    TcpStream hs(std::move(socket));
     hs.expires_after(orForever(hs_chain->hcm         ? hs_chain->hcm->config->idle_timeout
                                : hs_chain->tcp_proxy ? hs_chain->tcp_proxy->config->idle_timeout
                                                      : std::chrono::milliseconds(0)));
@@ -351,7 +348,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
     // preface (h2c with prior knowledge), else HTTP/1. Reads until the bytes
     // tell, within the connection idle timeout.
     const auto idle = orForever(chain.hcm->config->idle_timeout);
-    beast::tcp_stream probe(std::move(socket));
+    TcpStream probe(std::move(socket));
     bool eof = false;
     while (initial.size() < kHttp2Preface.size() && kHttp2Preface.starts_with(initial)) {
       // A whole read chunk: the bytes after the first 24 are the start of
@@ -361,8 +358,7 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
       initial.resize(had + kReadChunk);
       boost::system::error_code ec;
       const size_t n = co_await probe.async_read_some(
-          asio::buffer(initial.data() + had, kReadChunk),
-          asio::redirect_error(asio::use_awaitable, ec));
+          asio::buffer(initial.data() + had, kReadChunk), asio::redirect_error(use_awaitable, ec));
       initial.resize(had + n);
       if (ec) {
         eof = true;
@@ -386,14 +382,12 @@ asio::awaitable<void> DownstreamConnection::run(Worker& worker,
   }
 }
 
-asio::awaitable<void> DownstreamConnection::runHttp1(Worker& worker,
-                                                     DataPlaneConfigConstSharedPtr config,
-                                                     size_t listener_index, size_t chain_index,
-                                                     asio::ip::tcp::socket socket,
-                                                     asio::ip::tcp::endpoint remote,
-                                                     asio::ip::tcp::endpoint local,
-                                                     std::string initial, bool input_closed,
-                                                     std::unique_ptr<tls::TlsTransport> tls) {
+Awaitable<void> DownstreamConnection::runHttp1(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                               size_t listener_index, size_t chain_index,
+                                               TcpSocket socket, asio::ip::tcp::endpoint remote,
+                                               asio::ip::tcp::endpoint local, std::string initial,
+                                               bool input_closed,
+                                               std::unique_ptr<tls::TlsTransport> tls) {
   DownstreamConnection conn(worker, std::move(config), listener_index, chain_index,
                             std::move(socket), remote, local, initial);
   std::string().swap(initial);  // copied into the connection's buffer; its read chunk goes
@@ -435,7 +429,7 @@ bool DownstreamConnection::decodeBuffered() {
   return true;
 }
 
-asio::awaitable<void> DownstreamConnection::serve() {
+Awaitable<void> DownstreamConnection::serve() {
   const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   const std::chrono::milliseconds idle = hcm.config->idle_timeout;  // 0: none
   const std::chrono::milliseconds stream_idle = hcm.config->stream_idle_timeout;
@@ -471,7 +465,7 @@ asio::awaitable<void> DownstreamConnection::serve() {
         co_await readTls(ec, chunk);
       } else {
         size_t n = co_await stream_.socket().async_read_some(
-            buffer_.prepare(chunk), asio::redirect_error(asio::use_awaitable, ec));
+            buffer_.prepare(chunk), asio::redirect_error(use_awaitable, ec));
         if (!ec) buffer_.commit(n);
       }
       read_deadline_.clear();
@@ -495,7 +489,7 @@ asio::awaitable<void> DownstreamConnection::serve() {
   }
 }
 
-asio::awaitable<void> DownstreamConnection::lingerClose() {
+Awaitable<void> DownstreamConnection::lingerClose() {
   // A response sent before its request was read whole (an early 413, a
   // codec error): closing now with unread bytes in the socket would send a
   // reset that can destroy the response before the client reads it. As
@@ -504,19 +498,18 @@ asio::awaitable<void> DownstreamConnection::lingerClose() {
   const bool unread_request = head_ != nullptr && !request_complete_;
   if (closed_ || !(unread_request || codec_.error() != CodecErrorCode::kNone)) co_return;
   boost::system::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.socket().shutdown(TcpSocket::shutdown_send, ec);
   if (ec) co_return;
   const auto until = std::chrono::steady_clock::now() + kDelayedClose;
   std::array<char, 16 * 1024> sink;
   for (int i = 0; i < 4096 && std::chrono::steady_clock::now() < until; ++i) {
     stream_.expires_at(until);
-    co_await stream_.async_read_some(asio::buffer(sink),
-                                     asio::redirect_error(asio::use_awaitable, ec));
+    co_await stream_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
     if (ec) break;
   }
 }
 
-asio::awaitable<void> DownstreamConnection::replyCodecError() {
+Awaitable<void> DownstreamConnection::replyCodecError() {
   const CodecErrorInfo info = codecErrorInfo(codec_.error());
   const HttpConnectionManagerRuntime& hcm = *filterChain().hcm;
   worker_.shard().inc(hcm.stats.downstream_cx_protocol_error);
@@ -541,7 +534,7 @@ void DownstreamConnection::beginTunnelBody() {
   request_complete_ = input_closed_;
 }
 
-asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
+Awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout) {
   const size_t before = body_.size();
   for (;;) {
     if (tunnel_body_) {
@@ -567,7 +560,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
         // stopReading() after this wait began: the pump never reads again
         // once told to stop).
         boost::system::error_code ec;
-        co_await stop_wait_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await stop_wait_.async_wait(asio::redirect_error(use_awaitable, ec));
         co_return false;
       }
     }
@@ -576,8 +569,8 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
     if (tls_) {
       co_await readTls(ec, kReadChunk);
     } else {
-      size_t n = co_await stream_.socket().async_read_some(
-          buffer_.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
+      size_t n = co_await stream_.socket().async_read_some(buffer_.prepare(kReadChunk),
+                                                           asio::redirect_error(use_awaitable, ec));
       if (!ec) buffer_.commit(n);
     }
     read_deadline_.clear();
@@ -589,8 +582,7 @@ asio::awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds t
   }
 }
 
-asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec,
-                                                   size_t chunk) {
+Awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec, size_t chunk) {
   // Plaintext the transport already holds first (records that came with the
   // handshake's last flight), then ciphertext from the socket until some
   // plaintext comes out. The caller set the stream's deadline.
@@ -618,12 +610,12 @@ asio::awaitable<void> DownstreamConnection::readTls(boost::system::error_code& e
       tls_wire_.clear();
       tls_->takeOutput(tls_wire_);
       co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec) co_return;
     }
     if (tls_in_.size() < chunk) tls_in_.resize(chunk);  // zero-filled once, when it grows
     const size_t n = co_await stream_.socket().async_read_some(
-        asio::buffer(tls_in_.data(), chunk), asio::redirect_error(asio::use_awaitable, ec));
+        asio::buffer(tls_in_.data(), chunk), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
     tls_->feed(std::span<const char>(tls_in_.data(), n));
   }
@@ -637,7 +629,7 @@ void DownstreamConnection::watchForClose(PendingRequest& pending) {
 
 void DownstreamConnection::armWatch() {
   watching_ = true;
-  stream_.socket().async_wait(asio::ip::tcp::socket::wait_read,
+  stream_.socket().async_wait(TcpSocket::wait_read,
                               [this](const boost::system::error_code& ec) { onWatchReady(ec); });
 }
 
@@ -670,7 +662,7 @@ void DownstreamConnection::onWatchReady(const boost::system::error_code& ec) {
   }
 }
 
-asio::awaitable<void> DownstreamConnection::stopWatching() {
+Awaitable<void> DownstreamConnection::stopWatching() {
   watched_ = nullptr;
   if (!watching_) co_return;
   boost::system::error_code ec;
@@ -679,7 +671,7 @@ asio::awaitable<void> DownstreamConnection::stopWatching() {
   // continuation on the worker's single-threaded io_context; after it has run
   // nothing refers to the request any more.
   for (int i = 0; watching_ && i < 64; ++i) {
-    co_await asio::post(stream_.get_executor(), asio::use_awaitable);
+    co_await asio::post(stream_.get_executor(), use_awaitable);
   }
   if (watching_) {
     TURNOUT_CONN_LOG(err, "conn", id_, "close watch still armed after cancel; closing");
@@ -687,7 +679,7 @@ asio::awaitable<void> DownstreamConnection::stopWatching() {
   }
 }
 
-asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
+Awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
   if (out_.empty()) co_return true;
   if (closed_) co_return false;
   boost::system::error_code ec;
@@ -699,19 +691,19 @@ asio::awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds time
     tls_->takeOutput(tls_wire_);
     write_deadline_.expiresAfter(timeout);
     co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(use_awaitable, ec));
     write_deadline_.clear();
     co_return !ec;
   }
   write_deadline_.expiresAfter(timeout);
   co_await asio::async_write(stream_.socket(), asio::buffer(out_),
-                             asio::redirect_error(asio::use_awaitable, ec));
+                             asio::redirect_error(use_awaitable, ec));
   write_deadline_.clear();
   out_.clear();
   co_return !ec;
 }
 
-asio::awaitable<bool> DownstreamConnection::flush(std::chrono::milliseconds timeout) {
+Awaitable<bool> DownstreamConnection::flush(std::chrono::milliseconds timeout) {
   const bool written = co_await write(timeout);
   co_return written;
 }

@@ -40,14 +40,13 @@ class DownstreamConnection : public ConnectionHandle,
   // bytes are the HTTP/2 connection preface), and serves HTTP/1 here or hands
   // the socket to Http2DownstreamConnection; a chain with a TCP proxy goes
   // to TcpProxyConnection instead (no HTTP).
-  static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                   size_t listener_index, asio::ip::tcp::socket socket,
-                                   asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
+  static Awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                             size_t listener_index, TcpSocket socket,
+                             asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
 
-  DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                       size_t listener_index, size_t chain_index, asio::ip::tcp::socket socket,
-                       asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
-                       std::string_view initial);
+  DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config, size_t listener_index,
+                       size_t chain_index, TcpSocket socket, asio::ip::tcp::endpoint remote,
+                       asio::ip::tcp::endpoint local, std::string_view initial);
   ~DownstreamConnection() override;
 
   // ConnectionHandle (worker thread).
@@ -71,7 +70,7 @@ class DownstreamConnection : public ConnectionHandle,
   std::string& pendingBody() override { return body_; }
   bool requestComplete() const override { return request_complete_; }
   const HeaderMap* requestTrailers() const override { return trailers_; }
-  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout) override;
+  Awaitable<bool> readBody(std::chrono::milliseconds timeout) override;
   CodecErrorCode codecError() const override { return codec_.error(); }
   void stopReading() override;
   // While the request waits for an upstream connection, watches the socket:
@@ -81,13 +80,13 @@ class DownstreamConnection : public ConnectionHandle,
   // are read into the buffer while it has room; once it is full the watch
   // ends.
   void watchForClose(PendingRequest& pending) override;
-  asio::awaitable<void> stopWatching() override;
+  Awaitable<void> stopWatching() override;
   void encodeHeaders(ResponseHead& head, bool end_stream) override;
   void encodeData(std::span<const char> data, bool end_stream) override;
   void encodeTrailers(const HeaderMap& trailers) override;
   void encode100Continue() override;
   void discardUnflushed() override { out_.clear(); }
-  asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override;
+  Awaitable<bool> flush(std::chrono::milliseconds timeout) override;
   bool closeAfterResponse() const override { return codec_.shouldClose(); }
   bool upgraded() const override { return codec_.upgraded(); }
   DownstreamConnection* http1() override { return this; }
@@ -96,7 +95,7 @@ class DownstreamConnection : public ConnectionHandle,
 
   // For the tunnel after an upgrade: the socket, and the TLS session over it
   // (null for plaintext).
-  beast::tcp_stream& stream() { return stream_; }
+  TcpStream& stream() { return stream_; }
   tls::TlsTransport* tlsTransport() { return tls_.get(); }
   // Bytes read from the client that the codec has not consumed (after an
   // upgrade: the start of the tunnel). Valid until the next read.
@@ -120,32 +119,30 @@ class DownstreamConnection : public ConnectionHandle,
 
  private:
   // Serves HTTP/1 on an accepted socket; `initial`: bytes already read.
-  static asio::awaitable<void> runHttp1(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                        size_t listener_index, size_t chain_index,
-                                        asio::ip::tcp::socket socket,
-                                        asio::ip::tcp::endpoint remote,
-                                        asio::ip::tcp::endpoint local, std::string initial,
-                                        bool input_closed,
-                                        std::unique_ptr<tls::TlsTransport> tls);
-  asio::awaitable<void> serve();
+  static Awaitable<void> runHttp1(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                  size_t listener_index, size_t chain_index, TcpSocket socket,
+                                  asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
+                                  std::string initial, bool input_closed,
+                                  std::unique_ptr<tls::TlsTransport> tls);
+  Awaitable<void> serve();
   // Decodes what is buffered; false on a codec error.
   bool decodeBuffered();
-  asio::awaitable<void> replyCodecError();
+  Awaitable<void> replyCodecError();
   // TLS: decrypts into buffer_ what the transport holds, else reads
   // ciphertext (at most `chunk` at a time) until some plaintext comes; `ec`
   // as a socket read's.
-  asio::awaitable<void> readTls(boost::system::error_code& ec, size_t chunk);
+  Awaitable<void> readTls(boost::system::error_code& ec, size_t chunk);
   // Writes out_ to the client (and clears it). False on error/timeout.
-  asio::awaitable<bool> write(std::chrono::milliseconds timeout);
+  Awaitable<bool> write(std::chrono::milliseconds timeout);
   // Before closing a connection whose last request was not read whole.
-  asio::awaitable<void> lingerClose();
+  Awaitable<void> lingerClose();
   static void onDeadline(void* self);
 
   Worker& worker_;
   DataPlaneConfigConstSharedPtr config_;
   size_t listener_index_;
   size_t chain_index_;  // into listener().filter_chains
-  beast::tcp_stream stream_;
+  TcpStream stream_;
   asio::ip::tcp::endpoint remote_;
   asio::ip::tcp::endpoint local_;
   uint64_t id_;

@@ -99,7 +99,7 @@ class DownstreamStream {
   // since the last call count as forwarded (HTTP/2 returns them to the
   // client's flow-control window only now). False on a read error, a reset,
   // the timeout, stopReading() or a codec error (codecError() tells which).
-  virtual asio::awaitable<bool> readBody(std::chrono::milliseconds timeout) = 0;
+  virtual Awaitable<bool> readBody(std::chrono::milliseconds timeout) = 0;
   virtual CodecErrorCode codecError() const = 0;
   // Makes a pending readBody() return false (the response ended early).
   virtual void stopReading() = 0;
@@ -107,7 +107,7 @@ class DownstreamStream {
   // cancels `pending`. stopWatching() must be awaited before `pending` goes
   // away.
   virtual void watchForClose(PendingRequest& pending) = 0;
-  virtual asio::awaitable<void> stopWatching() = 0;
+  virtual Awaitable<void> stopWatching() = 0;
 
   // ---- The response ----
   // Encoders, in the order headers (1xx first if any), data*, trailers?;
@@ -124,7 +124,7 @@ class DownstreamStream {
   // Sends what the encoders produced; completes once the bytes have left
   // the stream's buffer (the backpressure on the upstream reader). False:
   // the client is gone, reset the stream, or the timeout expired.
-  virtual asio::awaitable<bool> flush(std::chrono::milliseconds timeout) = 0;
+  virtual Awaitable<bool> flush(std::chrono::milliseconds timeout) = 0;
 
   // The request is a tunnel carried on a multiplexed upstream stream (an
   // upgrade or a CONNECT sent as HTTP/2 (extended) CONNECT): its body is the

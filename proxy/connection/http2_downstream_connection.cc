@@ -81,7 +81,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   const HeaderMap* requestTrailers() const override { return trailers_; }
   CodecErrorCode codecError() const override { return CodecErrorCode::kNone; }
 
-  asio::awaitable<bool> readBody(std::chrono::milliseconds timeout) override {
+  Awaitable<bool> readBody(std::chrono::milliseconds timeout) override {
     // What the router took since the last call has gone upstream: give it
     // back to the client's windows now.
     const size_t taken = unacked_ - std::min(unacked_, body_.size());
@@ -96,7 +96,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       if (reset_ || read_stopped_ || conn_.closed_) co_return false;
       read_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await read_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
       read_deadline_.clear();
       if (ec == asio::error::timed_out) co_return !body_.empty() || complete_;
     }
@@ -111,7 +111,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     watched_ = &pending;
     if (reset_) pending.cancel();
   }
-  asio::awaitable<void> stopWatching() override {
+  Awaitable<void> stopWatching() override {
     watched_ = nullptr;
     co_return;
   }
@@ -148,7 +148,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     return head_ != nullptr && (head_->upgrade || head_->method == "CONNECT");
   }
 
-  asio::awaitable<bool> flush(std::chrono::milliseconds timeout) override {
+  Awaitable<bool> flush(std::chrono::milliseconds timeout) override {
     conn_.wake();
     const Clock::time_point deadline = deadlineAfter(timeout);
     for (;;) {
@@ -162,7 +162,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       flush_waiting_ = true;
       write_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await write_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
       write_deadline_.clear();
       flush_waiting_ = false;
       if (ec == asio::error::timed_out) {
@@ -235,7 +235,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
 
 Http2DownstreamConnection::Http2DownstreamConnection(
     Worker& worker, DataPlaneConfigConstSharedPtr config, size_t listener_index, size_t chain_index,
-    asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local)
+    TcpSocket socket, asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local)
     : worker_(worker),
       config_(std::move(config)),
       listener_index_(listener_index),
@@ -262,15 +262,11 @@ Http2DownstreamConnection::~Http2DownstreamConnection() {
   worker_.unregisterConnection(registration_);
 }
 
-asio::awaitable<void> Http2DownstreamConnection::run(Worker& worker,
-                                                     DataPlaneConfigConstSharedPtr config,
-                                                     size_t listener_index,
-                                                     size_t chain_index,
-                                                     asio::ip::tcp::socket socket,
-                                                     asio::ip::tcp::endpoint remote,
-                                                     asio::ip::tcp::endpoint local,
-                                                     std::string initial,
-                                                     std::unique_ptr<tls::TlsTransport> tls) {
+Awaitable<void> Http2DownstreamConnection::run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                               size_t listener_index, size_t chain_index,
+                                               TcpSocket socket, asio::ip::tcp::endpoint remote,
+                                               asio::ip::tcp::endpoint local, std::string initial,
+                                               std::unique_ptr<tls::TlsTransport> tls) {
   Http2DownstreamConnection conn(worker, std::move(config), listener_index, chain_index,
                                  std::move(socket), remote, local);
   conn.tls_ = std::move(tls);
@@ -315,7 +311,7 @@ void Http2DownstreamConnection::close() {
   if (closed_) return;
   closed_ = true;
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.shutdown(TcpSocket::shutdown_both, ec);
   socket_.close(ec);
   idle_deadline_.clear();
   wake();
@@ -334,7 +330,7 @@ RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStrea
 }
 
 struct Http2DownstreamConnection::Runner {
-  explicit Runner(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  explicit Runner(Executor ex) : wake(std::move(ex)) {}
   Stream* stream = nullptr;  // the next stream to run; null: end
   Signal wake;
   std::list<std::unique_ptr<Runner>>::iterator self;
@@ -359,7 +355,7 @@ void Http2DownstreamConnection::startStream(Stream* stream) {
   asio::co_spawn(worker_.io(), runnerLoop(r), LogEscapedException{"http2", "stream"});
 }
 
-asio::awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
+Awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
   for (;;) {
     Stream* stream = std::exchange(runner->stream, nullptr);
     if (stream == nullptr) break;  // ended by endIdleRunners()
@@ -375,7 +371,7 @@ asio::awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
     if (read_done_ || closed_ || idle_runners_.size() >= kMaxIdleRunners) break;
     idle_runners_.push_back(runner);
     boost::system::error_code ec;
-    co_await runner->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await runner->wake.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   runners_.erase(runner->self);
   done_signal_.notify();
@@ -439,7 +435,7 @@ void Http2DownstreamConnection::noteCodecError() {
                    std::string(codec_.status().message()));
 }
 
-asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
+Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   asio::co_spawn(worker_.io(), writeLoop(), LogEscapedException{"http2", "connection writer"});
   armIdleTimer();
   bool protocol_error = false;
@@ -507,18 +503,18 @@ asio::awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
       sweep();
     }
     boost::system::error_code ec;
-    co_await done_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await done_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   sweep();
   idle_deadline_.clear();
   close_timer_.cancel();
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.shutdown(TcpSocket::shutdown_both, ec);
   socket_.close(ec);
   closed_ = true;
 }
 
-asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
+Awaitable<void> Http2DownstreamConnection::writeLoop() {
   for (;;) {
     out_.clear();
     // A GOAWAY with an error that nghttp2 queued on its own (the peer broke
@@ -539,7 +535,7 @@ asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
     if (!bytes->empty() && !closed_) {
       boost::system::error_code ec;
       co_await asio::async_write(socket_, asio::buffer(*bytes),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec) {
         close();
         break;
@@ -556,7 +552,7 @@ asio::awaitable<void> Http2DownstreamConnection::writeLoop() {
     }
     if (read_done_ && running_ == 0) break;
     boost::system::error_code ec;
-    co_await writer_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await writer_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   writer_done_ = true;
   done_signal_.notify();

@@ -53,16 +53,14 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
  public:
   // Parameters by value (STYLE.md R8c). `initial`: bytes already read from
   // the socket (the client preface, when AUTO detection read it).
-  static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                   size_t listener_index, size_t chain_index,
-                                   asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote,
-                                   asio::ip::tcp::endpoint local, std::string initial,
-                                   std::unique_ptr<tls::TlsTransport> tls = nullptr);
+  static Awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                             size_t listener_index, size_t chain_index, TcpSocket socket,
+                             asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
+                             std::string initial, std::unique_ptr<tls::TlsTransport> tls = nullptr);
 
   Http2DownstreamConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                            size_t listener_index, size_t chain_index,
-                            asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote,
-                            asio::ip::tcp::endpoint local);
+                            size_t listener_index, size_t chain_index, TcpSocket socket,
+                            asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local);
   ~Http2DownstreamConnection() override;
 
   // ConnectionHandle
@@ -81,14 +79,14 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   class Stream;
   friend class Stream;
 
-  asio::awaitable<void> serve(std::string initial);
-  asio::awaitable<void> writeLoop();
+  Awaitable<void> serve(std::string initial);
+  Awaitable<void> writeLoop();
   // The stream's request head is complete: its ActiveStream starts.
   void startStream(Stream* stream);
   // After a stream's ActiveStream: the stream released, the connection told.
   void finishStream(Stream* stream);
   struct Runner;
-  asio::awaitable<void> runnerLoop(Runner* runner);
+  Awaitable<void> runnerLoop(Runner* runner);
   // Ends the runners waiting for a stream (no stream can start any more).
   void endIdleRunners();
   // Wakes the writer (output to drain) and anything waiting on the
@@ -112,7 +110,7 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   DataPlaneConfigConstSharedPtr config_;
   size_t listener_index_;
   size_t chain_index_;  // into listener().filter_chains
-  asio::ip::tcp::socket socket_;
+  TcpSocket socket_;
   asio::ip::tcp::endpoint remote_;
   asio::ip::tcp::endpoint local_;
   uint64_t id_;
@@ -139,7 +137,7 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   DeadlineQueue::Deadline idle_deadline_;
   bool codec_error_counted_ = false;
   bool idle_goaway_sent_ = false;     // idle_deadline_ is the grace after the GOAWAY
-  asio::steady_timer close_timer_;    // after a protocol error: the GOAWAY's last chance
+  SteadyTimer close_timer_;           // after a protocol error: the GOAWAY's last chance
   std::list<ConnectionHandle*>::iterator registration_;
   std::chrono::steady_clock::time_point started_;
   bool writer_done_ = false;

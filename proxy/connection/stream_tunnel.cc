@@ -43,11 +43,11 @@ void StreamTunnel::close() {
   closed_ = true;
   down_.stopReading();
   boost::system::error_code ec;
-  up_.socket->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  up_.socket->shutdown(TcpSocket::shutdown_both, ec);
   up_.socket->close(ec);
 }
 
-asio::awaitable<void> StreamTunnel::run(std::string to_down) {
+Awaitable<void> StreamTunnel::run(std::string to_down) {
   boost::system::error_code ec;
   up_.socket->non_blocking(true, ec);  // sendTo() writes at once, then waits
   touch();
@@ -59,12 +59,12 @@ asio::awaitable<void> StreamTunnel::run(std::string to_down) {
   });
   co_await toUpstream();
   while (down_running_) {
-    co_await joined_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await joined_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   idle_.clear();
 }
 
-asio::awaitable<void> StreamTunnel::toUpstream() {
+Awaitable<void> StreamTunnel::toUpstream() {
   for (;;) {
     std::string& body = down_.pendingBody();
     if (!body.empty()) {
@@ -100,7 +100,7 @@ asio::awaitable<void> StreamTunnel::toUpstream() {
   }
 }
 
-asio::awaitable<void> StreamTunnel::toDownstream(std::string first) {
+Awaitable<void> StreamTunnel::toDownstream(std::string first) {
   if (!first.empty()) {
     observer_.onRead(kToDownstream, first.size());
     down_.encodeData(std::span<const char>(first.data(), first.size()), false);

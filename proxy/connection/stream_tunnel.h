@@ -44,13 +44,13 @@ class StreamTunnel {
 
   // Sends `to_down` (upstream bytes read behind its 101) to the client first,
   // then relays until both directions have ended. By value (STYLE.md R8c).
-  asio::awaitable<void> run(std::string to_down);
+  Awaitable<void> run(std::string to_down);
 
  private:
   // The client's bytes (the stream's request body) to the upstream.
-  asio::awaitable<void> toUpstream();
+  Awaitable<void> toUpstream();
   // The upstream's bytes to the client.
-  asio::awaitable<void> toDownstream(std::string first);
+  Awaitable<void> toDownstream(std::string first);
   // Ends both directions: the stream stops reading, the upstream is closed.
   void close();
   static void onIdle(void* self);

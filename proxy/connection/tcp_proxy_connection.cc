@@ -24,8 +24,7 @@ std::string endpointString(const asio::ip::tcp::endpoint& e) {
 }  // namespace
 
 TcpProxyConnection::TcpProxyConnection(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                       size_t listener_index, size_t chain_index,
-                                       asio::ip::tcp::socket socket,
+                                       size_t listener_index, size_t chain_index, TcpSocket socket,
                                        asio::ip::tcp::endpoint remote,
                                        asio::ip::tcp::endpoint local, std::string initial,
                                        std::unique_ptr<tls::TlsTransport> tls)
@@ -48,10 +47,10 @@ TcpProxyConnection::~TcpProxyConnection() { worker_.unregisterConnection(registr
 
 void TcpProxyConnection::closeSockets() {
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.shutdown(TcpSocket::shutdown_both, ec);
   socket_.close(ec);
   if (upstream_) {
-    upstream_->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    upstream_->stream.socket().shutdown(TcpSocket::shutdown_both, ec);
     upstream_->stream.socket().close(ec);
   }
 }
@@ -62,12 +61,11 @@ void TcpProxyConnection::close() {
   closeSockets();
 }
 
-asio::awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                              size_t listener_index, size_t chain_index,
-                                              asio::ip::tcp::socket socket,
-                                              asio::ip::tcp::endpoint remote,
-                                              asio::ip::tcp::endpoint local, std::string initial,
-                                              std::unique_ptr<tls::TlsTransport> tls) {
+Awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                                        size_t listener_index, size_t chain_index, TcpSocket socket,
+                                        asio::ip::tcp::endpoint remote,
+                                        asio::ip::tcp::endpoint local, std::string initial,
+                                        std::unique_ptr<tls::TlsTransport> tls) {
   TcpProxyConnection conn(worker, std::move(config), listener_index, chain_index,
                           std::move(socket), remote, local, std::move(initial), std::move(tls));
   const ListenerRuntime& l = conn.listener();
@@ -93,7 +91,7 @@ asio::awaitable<void> TcpProxyConnection::run(Worker& worker, DataPlaneConfigCon
                                          .count()));
 }
 
-asio::awaitable<bool> TcpProxyConnection::connectUpstream() {
+Awaitable<bool> TcpProxyConnection::connectUpstream() {
   using access_log::ResponseFlag;
   const TcpProxyRuntime& tcp = this->tcp();
   const config::TcpProxyConfig& cfg = *tcp.config;
@@ -163,7 +161,7 @@ asio::awaitable<bool> TcpProxyConnection::connectUpstream() {
   co_return false;
 }
 
-asio::awaitable<void> TcpProxyConnection::relay() {
+Awaitable<void> TcpProxyConnection::relay() {
   if (closed_) co_return;
   const TcpProxyRuntime& tcp = this->tcp();
   down_.socket = &socket_;

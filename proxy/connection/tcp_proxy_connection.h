@@ -44,16 +44,15 @@ class TcpProxyConnection : public ConnectionHandle, private RelayObserver {
   // (filter-chain inspection); `tls`: the terminated TLS session when the
   // chain has a DownstreamTlsContext (its handshake done). Parameters by
   // value (STYLE.md R8c).
-  static asio::awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
-                                   size_t listener_index, size_t chain_index,
-                                   asio::ip::tcp::socket socket, asio::ip::tcp::endpoint remote,
-                                   asio::ip::tcp::endpoint local, std::string initial,
-                                   std::unique_ptr<tls::TlsTransport> tls);
+  static Awaitable<void> run(Worker& worker, DataPlaneConfigConstSharedPtr config,
+                             size_t listener_index, size_t chain_index, TcpSocket socket,
+                             asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
+                             std::string initial, std::unique_ptr<tls::TlsTransport> tls);
 
   TcpProxyConnection(Worker& worker, DataPlaneConfigConstSharedPtr config, size_t listener_index,
-                     size_t chain_index, asio::ip::tcp::socket socket,
-                     asio::ip::tcp::endpoint remote, asio::ip::tcp::endpoint local,
-                     std::string initial, std::unique_ptr<tls::TlsTransport> tls);
+                     size_t chain_index, TcpSocket socket, asio::ip::tcp::endpoint remote,
+                     asio::ip::tcp::endpoint local, std::string initial,
+                     std::unique_ptr<tls::TlsTransport> tls);
   ~TcpProxyConnection() override;
   TcpProxyConnection(const TcpProxyConnection&) = delete;
   TcpProxyConnection& operator=(const TcpProxyConnection&) = delete;
@@ -67,8 +66,8 @@ class TcpProxyConnection : public ConnectionHandle, private RelayObserver {
   const TcpProxyRuntime& tcp() const { return *listener().filter_chains[chain_index_].tcp_proxy; }
   // Cluster, host, connect (with attempts); false when the connection ends
   // without an upstream (flags and stats set).
-  asio::awaitable<bool> connectUpstream();
-  asio::awaitable<void> relay();
+  Awaitable<bool> connectUpstream();
+  Awaitable<void> relay();
   // RelayObserver: the TCP proxy's and the cluster's byte, flow-control
   // and flush stats, and the access log's flags.
   void onRead(RelayDirection dir, uint64_t n) override;
@@ -84,7 +83,7 @@ class TcpProxyConnection : public ConnectionHandle, private RelayObserver {
   DataPlaneConfigConstSharedPtr config_;
   size_t listener_index_;
   size_t chain_index_;
-  asio::ip::tcp::socket socket_;
+  TcpSocket socket_;
   asio::ip::tcp::endpoint remote_;
   asio::ip::tcp::endpoint local_;
   std::string initial_;

@@ -16,7 +16,7 @@ constexpr int kIp6tSoOriginalDst = 80;
 
 }  // namespace
 
-std::optional<asio::ip::tcp::endpoint> originalDestination(asio::ip::tcp::socket& socket,
+std::optional<asio::ip::tcp::endpoint> originalDestination(TcpSocket& socket,
                                                            const asio::ip::tcp::endpoint& local) {
   const int fd = socket.native_handle();
   if (local.address().is_v4()) {
@@ -42,7 +42,7 @@ std::optional<asio::ip::tcp::endpoint> originalDestination(asio::ip::tcp::socket
   return asio::ip::tcp::endpoint(asio::ip::address_v6(b), ntohs(sin6.sin6_port));
 }
 
-boost::system::error_code setTransparent(asio::ip::tcp::acceptor& acceptor, bool v6) {
+boost::system::error_code setTransparent(TcpAcceptor& acceptor, bool v6) {
   const int one = 1;
   const int rc = v6 ? ::setsockopt(acceptor.native_handle(), SOL_IPV6, IPV6_TRANSPARENT, &one,
                                    sizeof(one))

@@ -15,13 +15,13 @@ namespace turnout::proxy {
 // family of `local`). None when the connection was not redirected (ENOENT)
 // or conntrack is not there (ENOPROTOOPT): the local address stays. Worker
 // thread; no allocation.
-std::optional<asio::ip::tcp::endpoint> originalDestination(asio::ip::tcp::socket& socket,
+std::optional<asio::ip::tcp::endpoint> originalDestination(TcpSocket& socket,
                                                            const asio::ip::tcp::endpoint& local);
 
 // Sets IP_TRANSPARENT (IPv4) or IPV6_TRANSPARENT (IPv6) on a listening socket
 // before it binds (a `transparent: true` listener: TPROXY capture; it needs
 // CAP_NET_ADMIN). Fails with the setsockopt's error.
-boost::system::error_code setTransparent(asio::ip::tcp::acceptor& acceptor, bool v6);
+boost::system::error_code setTransparent(TcpAcceptor& acceptor, bool v6);
 
 // An IPv4 connection accepted on a dual-stack (ipv4_compat) socket has
 // v4-mapped addresses (::ffff:a.b.c.d): those as IPv4, anything else as is.

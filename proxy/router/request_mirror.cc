@@ -36,7 +36,7 @@ class MirrorRequest : public UpstreamRequestParent {
     if (!body_.empty()) stream.encodeData(std::span<const char>(body_.data(), body_.size()), true);
   }
   bool requestComplete() const override { return true; }
-  asio::awaitable<bool> encodeMoreRequest(UpstreamStream*) override { co_return false; }
+  Awaitable<bool> encodeMoreRequest(UpstreamStream*) override { co_return false; }
   void stopRequestBody() override {}
   void onRequestSent() override {}
   bool downstreamFailed() const override { return false; }
@@ -45,7 +45,7 @@ class MirrorRequest : public UpstreamRequestParent {
   bool onUpstreamHeaders(ResponseHead&, bool) override { return false; }
   void onUpstreamData(std::span<const char>, bool) override {}
   void onUpstreamTrailers(HeaderMap&) override {}
-  asio::awaitable<bool> flushResponse() override { co_return true; }
+  Awaitable<bool> flushResponse() override { co_return true; }
 
   void startClock() { deadline_ = std::chrono::steady_clock::now() + timeout_; }
   std::chrono::steady_clock::time_point deadline() const { return deadline_; }
@@ -57,8 +57,8 @@ class MirrorRequest : public UpstreamRequestParent {
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
 };
 
-asio::awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> cluster,
-                                RequestHead head, std::string body, milliseconds timeout) {
+Awaitable<void> mirrorOne(Worker* worker, std::shared_ptr<WorkerCluster> cluster, RequestHead head,
+                          std::string body, milliseconds timeout) {
   stats::Shard& shard = worker->shard();
   const auto& stats = cluster->runtime().stats;
   LoadBalancerContext lb;

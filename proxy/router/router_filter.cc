@@ -208,7 +208,7 @@ std::optional<uint64_t> RouterFilter::hashFor() const {
   return hash;
 }
 
-asio::awaitable<void> RouterFilter::replyOverflow() {
+Awaitable<void> RouterFilter::replyOverflow() {
   // Envoy's router: a circuit-breaker overflow is "dropped" and says so.
   stream_.flags_.set(access_log::ResponseFlag::UpstreamOverflow);
   stream_.overloaded_ = true;
@@ -216,7 +216,7 @@ asio::awaitable<void> RouterFilter::replyOverflow() {
                                   "upstream_reset_before_response_started{overflow}");
 }
 
-asio::awaitable<void> RouterFilter::replyUpstreamTimeout() {
+Awaitable<void> RouterFilter::replyUpstreamTimeout() {
   if (Clock::now() >= duration_deadline_) {
     // Envoy's onStreamMaxDurationReached: 408, or DEADLINE_EXCEEDED to gRPC.
     stream_.flags_.set(access_log::ResponseFlag::DurationTimeout);
@@ -260,7 +260,7 @@ void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
   }
 }
 
-asio::awaitable<void> RouterFilter::forward() {
+Awaitable<void> RouterFilter::forward() {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   const auto& hcm = stream_.hcm_;
@@ -306,9 +306,9 @@ asio::awaitable<void> RouterFilter::forward() {
     shard.inc(cluster_->runtime().stats.upstream_rq_retry());
     cluster_->startRetry();
     const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
-    asio::steady_timer timer(worker.io(), wait);
+    SteadyTimer timer(worker.io(), wait);
     boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
     cluster_->endRetry();
     stream_.flags_ = access_log::ResponseFlags();
   }
@@ -369,13 +369,13 @@ void RouterFilter::encodeRequestBody(UpstreamStream& stream) {
   body.clear();
 }
 
-asio::awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
+Awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
   // A tunnel over an HTTP/2 upstream: nothing of the payload goes before
   // the upstream accepted it (Envoy's router holds a CONNECT's data until
   // the 2xx, and a WebSocket's until its switch).
   while (tunnel_over_h2_ && !tunnel_open_ && !body_stopped_) {
     boost::system::error_code ec;
-    co_await tunnel_open_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await tunnel_open_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (body_stopped_) co_return false;
   const bool read = co_await conn_.readBody(stream_.streamIdle());
@@ -409,7 +409,7 @@ bool RouterFilter::decodeGrpcWebBody() {
   return false;
 }
 
-asio::awaitable<void> RouterFilter::replyGrpcWebRejected() {
+Awaitable<void> RouterFilter::replyGrpcWebRejected() {
   stream_.close_connection_ = true;
   co_await stream_.sendLocalReply(400, GrpcWebStream::kBadRequestBody, {}, {},
                                   stream_.grpc_web_->details());
@@ -519,14 +519,14 @@ void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
   conn_.encodeTrailers(trailers);
 }
 
-asio::awaitable<bool> RouterFilter::flushResponse() {
+Awaitable<bool> RouterFilter::flushResponse() {
   const bool written = co_await conn_.flush(stream_.streamIdle());
   if (written) co_return true;
   stream_.downstream_failed_ = true;
   co_return false;
 }
 
-asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_number) {
+Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_number) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -793,7 +793,7 @@ bool RouterFilter::tunnelAccepted(uint16_t status) const {
   return status == 101;
 }
 
-asio::awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host) {
+Awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -875,7 +875,7 @@ std::string handOverUpstream(UpstreamConnection& up) {
 
 }  // namespace
 
-asio::awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
+Awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
   std::string to_down = handOverUpstream(up);
   RelayEnd up_end{&up.stream.socket(), up.tls.get(), {}};
   Worker& worker = conn_.worker();
@@ -888,7 +888,7 @@ asio::awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
   up.stream.socket().close(ec);
 }
 
-asio::awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {
+Awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {
   // Bytes that arrived behind the heads start each direction (plaintext:
   // both connections decrypt before they parse).
   std::string_view early_down = down.buffered();

@@ -41,12 +41,12 @@ class RouterFilter : public UpstreamRequestParent {
 
   // Forwards the request until a response went to the client or a local
   // reply did.
-  asio::awaitable<void> forward();
+  Awaitable<void> forward();
 
   // UpstreamRequestParent
   void encodeRequestStart(UpstreamStream& stream) override;
   bool requestComplete() const override;
-  asio::awaitable<bool> encodeMoreRequest(UpstreamStream* stream) override;
+  Awaitable<bool> encodeMoreRequest(UpstreamStream* stream) override;
   void stopRequestBody() override;
   void onRequestSent() override;
   bool downstreamFailed() const override;
@@ -55,12 +55,12 @@ class RouterFilter : public UpstreamRequestParent {
   bool onUpstreamHeaders(ResponseHead& head, bool end_stream) override;
   void onUpstreamData(std::span<const char> data, bool end_stream) override;
   void onUpstreamTrailers(HeaderMap& trailers) override;
-  asio::awaitable<bool> flushResponse() override;
+  Awaitable<bool> flushResponse() override;
 
  private:
   enum class AttemptResult { Done, Retry, Failed };
 
-  asio::awaitable<AttemptResult> attempt(uint32_t attempt_number);
+  Awaitable<AttemptResult> attempt(uint32_t attempt_number);
   // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a
   // request routed to cluster_.
   void startGrpcStats(Worker& worker, stats::Shard& shard);
@@ -69,10 +69,10 @@ class RouterFilter : public UpstreamRequestParent {
   // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor() const;
   // After a 101 both ways: raw bytes until either side closes or goes idle.
-  asio::awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
+  Awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
   // After an HTTP/1.1 upstream's 101 to an HTTP/2 extended CONNECT: the
   // stream's DATA both ways (StreamTunnel).
-  asio::awaitable<void> tunnelInStream(UpstreamConnection& up);
+  Awaitable<void> tunnelInStream(UpstreamConnection& up);
   // The request is an upgrade or a CONNECT: a tunnel if it is answered.
   bool wantsTunnel() const;
   // The upstream's answer opened the tunnel: a 101 to an upgrade, a 2xx to
@@ -81,11 +81,11 @@ class RouterFilter : public UpstreamRequestParent {
   // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
   // a TCP connection to `host`, a 200 to the client once it is up, then
   // the payload both ways. attempt()'s tail for such a request.
-  asio::awaitable<AttemptResult> attemptTcp(HostState& host);
+  Awaitable<AttemptResult> attemptTcp(HostState& host);
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
-  asio::awaitable<void> replyOverflow();
+  Awaitable<void> replyOverflow();
   // 504 UT: the route timeout expired before a response started.
-  asio::awaitable<void> replyUpstreamTimeout();
+  Awaitable<void> replyUpstreamTimeout();
   // The client's request is complete: the route timeout starts (Envoy starts
   // it at the end of the request, not at its headers).
   void onRequestComplete();
@@ -102,7 +102,7 @@ class RouterFilter : public UpstreamRequestParent {
   // grpc_web_rejected_ on the stream) when they are not base64.
   bool decodeGrpcWebBody();
   // Envoy's 400 to a gRPC-Web body that is not base64.
-  asio::awaitable<void> replyGrpcWebRejected();
+  Awaitable<void> replyGrpcWebRejected();
   // Sends a held non-gRPC response to a gRPC-Web call as its gRPC status.
   void encodeHeldGrpcWeb();
 

@@ -63,8 +63,8 @@ UpstreamRequest::State UpstreamRequest::transition(State state, Event event) {
 
 UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster,
                                  HostState& host, stats::Shard& shard, UpstreamStreamPtr stream,
-                                 const routing::RetryPolicy* policy,
-                                 const asio::any_io_executor& ex, DeadlineQueue& deadlines)
+                                 const routing::RetryPolicy* policy, const Executor& ex,
+                                 DeadlineQueue& deadlines)
     : parent_(parent),
       cluster_(cluster),
       host_(host),
@@ -108,7 +108,7 @@ void UpstreamRequest::finish(bool reusable) {
   stream_.finish(reusable);
 }
 
-asio::awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
+Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   UpstreamStream& s = *stream_;
   s.setResponseCallbacks(this);
   // The head and every body byte received so far (a retry replays what an
@@ -185,7 +185,7 @@ void UpstreamRequest::onRequestSent() {
   armWatchdog();
 }
 
-asio::awaitable<void> UpstreamRequest::pumpRequestBody() {
+Awaitable<void> UpstreamRequest::pumpRequestBody() {
   UpstreamStream& s = *stream_;
   while (!stop_pump_) {
     const bool more = co_await parent_.encodeMoreRequest(&s);
@@ -247,7 +247,7 @@ void UpstreamRequest::onWatchdog() {
   stream_->resetStream(StreamResetReason::kLocalReset);
 }
 
-asio::awaitable<void> UpstreamRequest::endExchange() {
+Awaitable<void> UpstreamRequest::endExchange() {
   boost::system::error_code ec;
   if (pump_running_) {
     stop_pump_ = true;
@@ -255,7 +255,7 @@ asio::awaitable<void> UpstreamRequest::endExchange() {
     parent_.stopRequestBody();
     stream_->resetStream(StreamResetReason::kLocalReset);
     while (pump_running_) {
-      co_await pump_done_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await pump_done_.async_wait(asio::redirect_error(use_awaitable, ec));
     }
   }
   watchdog_.clear();  // nothing refers to this once cleared: no handler is outstanding

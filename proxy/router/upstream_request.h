@@ -46,7 +46,7 @@ class UpstreamRequestParent {
   // Waits for more of the request (body, trailers, its end) and encodes it
   // into `stream`. False when the client failed (the parent records why) or
   // stopRequestBody() was called.
-  virtual asio::awaitable<bool> encodeMoreRequest(UpstreamStream* stream) = 0;
+  virtual Awaitable<bool> encodeMoreRequest(UpstreamStream* stream) = 0;
   // Makes an outstanding encodeMoreRequest() return promptly.
   virtual void stopRequestBody() = 0;
   // The whole request went upstream on this attempt.
@@ -66,7 +66,7 @@ class UpstreamRequestParent {
   virtual void onUpstreamTrailers(HeaderMap& trailers) = 0;
   // Writes to the client what the response events produced. False: the
   // client is gone.
-  virtual asio::awaitable<bool> flushResponse() = 0;
+  virtual Awaitable<bool> flushResponse() = 0;
 };
 
 class UpstreamRequest : public ResponseDecoderCallbacks {
@@ -107,7 +107,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // per_try_idle_timeout apply (null: none).
   UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& cluster, HostState& host,
                   stats::Shard& shard, UpstreamStreamPtr stream, const routing::RetryPolicy* policy,
-                  const asio::any_io_executor& ex, DeadlineQueue& deadlines);
+                  const Executor& ex, DeadlineQueue& deadlines);
   ~UpstreamRequest() override;  // finish(false) if not finished
   UpstreamRequest(const UpstreamRequest&) = delete;
   UpstreamRequest& operator=(const UpstreamRequest&) = delete;
@@ -118,7 +118,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   bool start();
   // Sends the request and reads the response until it completes, is
   // dropped, fails or times out.
-  asio::awaitable<Result> run();
+  Awaitable<Result> run();
   // Gives the stream back (`reusable`: the exchange ended cleanly) and ends
   // the request's accounting. Once.
   void finish(bool reusable);
@@ -141,13 +141,13 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
     return state_ == State::Complete || state_ == State::CompleteEarly ||
            state_ == State::Discarding || state_ == State::Reset;
   }
-  asio::awaitable<void> pumpRequestBody();
+  Awaitable<void> pumpRequestBody();
   void onRequestSent();
   // (Re)arms the watchdog to the earliest pending timeout.
   void armWatchdog();
   void onWatchdog();
   // Stops the pump and the watchdog and waits until neither refers to this.
-  asio::awaitable<void> endExchange();
+  Awaitable<void> endExchange();
 
   UpstreamRequestParent& parent_;
   WorkerCluster& cluster_;
@@ -155,7 +155,7 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   stats::Shard& shard_;
   UpstreamStreamPtr stream_;
   const routing::RetryPolicy* policy_;
-  asio::any_io_executor ex_;
+  Executor ex_;
   State state_ = State::Sending;
   bool started_ = false;
   bool finished_ = false;

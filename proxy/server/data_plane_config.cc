@@ -64,7 +64,7 @@ absl::StatusOr<ClusterRuntime> makeCluster(const config::ClusterConfig& c, stats
   HostSetConstSharedPtr hosts = makeHostSet(c, std::move(statics));
   for (const ResolveTarget& target : rt.dns_targets) {
     asio::io_context io;
-    asio::ip::tcp::resolver resolver(io);
+    TcpResolver resolver(io);
     boost::system::error_code ec;
     auto results = resolver.resolve(target.dns_name, "", ec);
     std::vector<asio::ip::address> resolved;

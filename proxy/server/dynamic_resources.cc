@@ -107,7 +107,7 @@ FileWatch::FileWatch(asio::io_context& main, std::string path, std::string direc
       TURNOUT_LOG(warn, kLog, "cannot watch '{}' ({}); re-reading '{}' every second", directory_,
                   std::strerror(errno), path_);
     }
-    events_ = std::make_unique<asio::posix::stream_descriptor>(main, inotify_fd_);
+    events_ = std::make_unique<StreamDescriptor>(main, inotify_fd_);
   }
 }
 
@@ -338,7 +338,7 @@ void DynamicResources::startInitialization() {
 
 void DynamicResources::initTimer(std::chrono::milliseconds timeout, std::function<void()> expired) {
   if (timeout.count() == 0) return;
-  auto t = std::make_unique<asio::steady_timer>(main_);
+  auto t = std::make_unique<SteadyTimer>(main_);
   t->expires_after(timeout);
   t->async_wait([this, expired = std::move(expired)](const boost::system::error_code& ec) {
     if (ec || initialized_) return;
@@ -1003,7 +1003,7 @@ void DynamicResources::watchVhds() {
     // unset, 0 none), as Envoy's VHDS subscription is its own init target.
     const auto timeout = initialFetchTimeout(vhds_rds_[n].vhds().config_source());
     if (timeout.count() == 0) continue;
-    auto timer = std::make_shared<asio::steady_timer>(main_);
+    auto timer = std::make_shared<SteadyTimer>(main_);
     timer->expires_after(timeout);
     timer->async_wait([this, n, timer](const boost::system::error_code& ec) {
       if (ec || !vhds_waiting_.erase(n)) return;
@@ -1292,7 +1292,7 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
     WarmingListener& w = warming_listeners_[name];
     if (w.timer) w.timer->cancel();
     w.runtime = std::move(rt);
-    w.timer = std::make_unique<asio::steady_timer>(main_);
+    w.timer = std::make_unique<SteadyTimer>(main_);
     // Bounded by its HCMs' rds.config_source.initial_fetch_timeout (the
     // longest; 0 in any: until the routes come).
     std::chrono::milliseconds bound{0};
@@ -1559,7 +1559,7 @@ void DynamicResources::watchCluster(const std::string& name,
   if (e.init_timer) e.init_timer->cancel();
   e.init_timer.reset();
   if (cfg.eds->initial_fetch_timeout.count() > 0) {
-    e.init_timer = std::make_unique<asio::steady_timer>(main_);
+    e.init_timer = std::make_unique<SteadyTimer>(main_);
     e.init_timer->expires_after(cfg.eds->initial_fetch_timeout);
     e.init_timer->async_wait([this, name = name, raw = rt.get()](
                                  const boost::system::error_code& ec) {

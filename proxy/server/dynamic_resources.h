@@ -52,8 +52,8 @@ class FileWatch {
   OnChange on_change_;
   std::optional<std::string> last_;
   int inotify_fd_ = -1;
-  std::unique_ptr<asio::posix::stream_descriptor> events_;
-  asio::steady_timer timer_;
+  std::unique_ptr<StreamDescriptor> events_;
+  SteadyTimer timer_;
   std::array<char, 4096> buffer_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
@@ -300,7 +300,7 @@ class DynamicResources {
     ClusterRuntimeConstSharedPtr runtime;  // the generation's runtime it serves
     HostSetConstSharedPtr hosts;           // its current host set
     bool warming = false;                  // counted in warming_count_
-    std::unique_ptr<asio::steady_timer> init_timer;
+    std::unique_ptr<SteadyTimer> init_timer;
     bool bound = false;  // its ADS EDS source was bound (bindType) when it came
     // The assignment name it is registered under in ads_eds_ (bound ADS
     // clusters), or empty.
@@ -347,7 +347,7 @@ class DynamicResources {
   std::map<std::string, envoy::config::route::v3::RouteConfiguration> vhds_rds_;
   std::map<std::string, VhdsHosts> vhds_hosts_;
   std::set<std::string> vhds_waiting_;
-  std::vector<std::shared_ptr<asio::steady_timer>> vhds_timers_;  // bound the waits
+  std::vector<std::shared_ptr<SteadyTimer>> vhds_timers_;  // bound the waits
 
   // Listener warming (Envoy's): a listener from LDS whose HCM takes its
   // routes over ADS is not bound until they arrive, at most 15 s
@@ -355,7 +355,7 @@ class DynamicResources {
   // serves meanwhile. Gauge listener_manager.total_listeners_warming.
   struct WarmingListener {
     ListenerRuntimeConstSharedPtr runtime;
-    std::unique_ptr<asio::steady_timer> timer;
+    std::unique_ptr<SteadyTimer> timer;
   };
   std::map<std::string, WarmingListener> warming_listeners_;
   stats::StatId listeners_warming_;
@@ -378,7 +378,7 @@ class DynamicResources {
   bool cds_pending_ = false;
   bool lds_pending_ = false;
   bool routes_pending_ = false;  // the bound listeners' ADS routes
-  std::vector<std::unique_ptr<asio::steady_timer>> init_timers_;
+  std::vector<std::unique_ptr<SteadyTimer>> init_timers_;
 };
 
 }  // namespace turnout::proxy

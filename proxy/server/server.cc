@@ -89,13 +89,13 @@ int Server::run() {
     return 1;
   }
 
-  signals_ = std::make_unique<asio::signal_set>(main_, SIGINT, SIGTERM);
+  signals_ = std::make_unique<SignalSet>(main_, SIGINT, SIGTERM);
   signals_->async_wait([this](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     TURNOUT_LOG(info, "main", "caught signal {}, shutting down", sig);
     shutdown();
   });
-  uptime_timer_ = std::make_unique<asio::steady_timer>(main_);
+  uptime_timer_ = std::make_unique<SteadyTimer>(main_);
   std::function<void()> tick = [this, &tick, server_stats, &main_shard] {
     main_shard.set(server_stats.uptime,
                    std::chrono::duration_cast<std::chrono::seconds>(

@@ -71,8 +71,8 @@ class Server : public admin::AdminSource {
   std::atomic<bool> health_check_failed_{false};
   bool draining_ = false;
   std::chrono::steady_clock::time_point started_;
-  std::unique_ptr<asio::signal_set> signals_;
-  std::unique_ptr<asio::steady_timer> uptime_timer_;
+  std::unique_ptr<SignalSet> signals_;
+  std::unique_ptr<SteadyTimer> uptime_timer_;
 };
 
 }  // namespace turnout::proxy

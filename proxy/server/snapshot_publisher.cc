@@ -126,7 +126,7 @@ absl::StatusOr<std::vector<WorkerListener>> SnapshotPublisher::bind(const Listen
     // Bound here, on the main thread's io_context: a worker's reactor has no
     // per-socket locks, so only the worker registers its sockets
     // (Worker::acceptLoop moves the acceptor over on its own thread).
-    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(main_);
+    auto acceptor = std::make_unique<TcpAcceptor>(main_);
     asio::ip::tcp::endpoint ep(ip, port);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);

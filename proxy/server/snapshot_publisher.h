@@ -121,7 +121,7 @@ class SnapshotPublisher {
   absl::flat_hash_map<std::string, PublishedHosts> published_hosts_;
   absl::flat_hash_map<std::string, BoundListener> bound_;
   bool stopped_ = false;
-  asio::steady_timer heap_release_timer_;
+  SteadyTimer heap_release_timer_;
   stats::StatId cluster_added_, cluster_modified_, cluster_removed_, active_clusters_;
   stats::StatId listener_added_, listener_modified_, listener_removed_, listeners_active_;
 };

@@ -166,7 +166,7 @@ const std::string& Worker::httpDate() {
   return date_;
 }
 
-asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
+Awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
   // SnapshotPublisher binds on the main thread's io_context; this worker's
   // reactor runs without per-socket locks (worker.h), so the socket is
   // registered with it here, on its own thread.
@@ -175,7 +175,7 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
     boost::system::error_code ec;
     const asio::ip::tcp::endpoint at = listener->acceptor->local_endpoint(ec);
     const auto fd = ec ? -1 : listener->acceptor->release(ec);
-    auto mine = std::make_unique<asio::ip::tcp::acceptor>(io_);
+    auto mine = std::make_unique<TcpAcceptor>(io_);
     if (!ec) mine->assign(at.protocol(), fd, ec);
     if (ec) {
       TURNOUT_LOG(err, "main", "listener '{}': cannot hand the socket to worker {}: {}",
@@ -192,16 +192,16 @@ asio::awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listene
   const asio::ip::tcp::endpoint bound = listener->acceptor->local_endpoint(bound_ec);
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket(io_);
+    TcpSocket socket(io_);
     asio::ip::tcp::endpoint peer;
     co_await listener->acceptor->async_accept(socket, peer,
-                                              asio::redirect_error(asio::use_awaitable, ec));
+                                              asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !listener->acceptor->is_open()) co_return;
       // EMFILE and friends: back off briefly instead of spinning.
       TURNOUT_LOG(warn, "main", "listener '{}' accept failed: {}", listener->name, ec.message());
-      asio::steady_timer t(io_, std::chrono::milliseconds(10));
-      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      SteadyTimer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
     if (!config_) continue;

@@ -32,7 +32,7 @@ class DeadlineQueue;
 // never moves between threads).
 struct WorkerListener {
   std::string name;  // in DataPlaneConfig::listeners
-  std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+  std::unique_ptr<TcpAcceptor> acceptor;
 };
 
 // One worker: a thread running its own io_context with its own listeners,
@@ -109,7 +109,7 @@ class Worker {
   static std::atomic<uint64_t> next_connection_id_;
 
  private:
-  asio::awaitable<void> acceptLoop(std::shared_ptr<WorkerListener> listener);
+  Awaitable<void> acceptLoop(std::shared_ptr<WorkerListener> listener);
   void spawnAccept(const std::shared_ptr<WorkerListener>& listener);
   ClusterManager::UpdateResult installConfig(DataPlaneConfigConstSharedPtr config,
                                              const ClusterResourcesMap& resources);

@@ -63,10 +63,10 @@ ActiveStream::~ActiveStream() {
   conn_.worker().shard().sub(hcm_.stats.downstream_rq_active, 1);
 }
 
-asio::awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
-                                                   std::string_view location,
-                                                   std::string_view content_type,
-                                                   std::string_view details, int grpc_status) {
+Awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view body,
+                                             std::string_view location,
+                                             std::string_view content_type,
+                                             std::string_view details, int grpc_status) {
   LocalReply reply;
   // A gRPC request gets its reply as a gRPC status (Envoy: is_grpc local replies).
   reply.grpc = isGrpcContentType(head_.headers.get("content-type"));
@@ -112,7 +112,7 @@ void ActiveStream::localReply(uint16_t status, std::string_view body, std::strin
   filter_reply_details_ = details;
 }
 
-asio::awaitable<void> ActiveStream::run() {
+Awaitable<void> ActiveStream::run() {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
 

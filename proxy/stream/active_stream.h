@@ -36,7 +36,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   ActiveStream(DownstreamStream& conn, RequestHead& head);
   ~ActiveStream() override;
 
-  asio::awaitable<void> run();
+  Awaitable<void> run();
   // The downstream connection must be closed after this exchange.
   bool closeConnection() const { return close_connection_; }
 
@@ -59,10 +59,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // members below.
   friend class RouterFilter;
 
-  asio::awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
-                                       std::string_view location = {},
-                                       std::string_view content_type = {},
-                                       std::string_view details = {}, int grpc_status = -1);
+  Awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
+                                 std::string_view location = {}, std::string_view content_type = {},
+                                 std::string_view details = {}, int grpc_status = -1);
   // The stream idle timeout in force: the route's idle_timeout, else the
   // HCM's stream_idle_timeout; kForever when disabled.
   std::chrono::milliseconds streamIdle() const;

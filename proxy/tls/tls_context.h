@@ -49,7 +49,7 @@ class TlsContextBase {
   TlsContextBase(const TlsContextBase&) = delete;
   TlsContextBase& operator=(const TlsContextBase&) = delete;
 
-  // For asio::ssl::stream<tcp::socket>(socket, sslContext()). Mutable because
+  // For asio::ssl::stream<TcpSocket>(socket, sslContext()). Mutable because
   // Asio's stream takes a non-const reference; SSL_new on it is thread-safe.
   asio::ssl::context& sslContext() const { return ctx_; }
   SSL_CTX* nativeHandle() const { return ctx_.native_handle(); }

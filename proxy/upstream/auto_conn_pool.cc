@@ -2,7 +2,7 @@
 
 namespace turnout::proxy {
 
-asio::awaitable<ConnPool::NewStreamResult> AutoConnPool::newStream(
+Awaitable<ConnPool::NewStreamResult> AutoConnPool::newStream(
     PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
   // The HTTP/2 side hands a request back at most once: after that the host's
   // protocol is HTTP/1.1 and chosen() is the HTTP/1 side.

@@ -25,8 +25,8 @@ class AutoConnPool final : public ConnPool {
 
   // ConnPool
   UpstreamStreamPtr tryNewStream() override { return chosen().tryNewStream(); }
-  asio::awaitable<NewStreamResult> newStream(
-      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override;
+  Awaitable<NewStreamResult> newStream(PendingRequest* pending,
+                                       std::chrono::steady_clock::time_point deadline) override;
 
  private:
   ConnPool& chosen() {
@@ -57,8 +57,8 @@ class DownstreamProtocolConnPool final : public ConnPool {
 
   // ConnPool
   UpstreamStreamPtr tryNewStream() override { return http1_.tryNewStream(); }
-  asio::awaitable<NewStreamResult> newStream(
-      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override {
+  Awaitable<NewStreamResult> newStream(PendingRequest* pending,
+                                       std::chrono::steady_clock::time_point deadline) override {
     return http1_.newStream(pending, deadline);
   }
 

@@ -220,7 +220,7 @@ void IdleConnections::sweep(std::chrono::steady_clock::time_point now) {
   }
 }
 
-void IdleConnections::startTimer(const asio::any_io_executor& ex) {
+void IdleConnections::startTimer(const Executor& ex) {
   if (!timer_) timer_.emplace(ex);
   timer_running_ = true;
   added_since_tick_ = false;
@@ -607,7 +607,7 @@ void WorkerCluster::cleanupOriginalDstHosts(std::chrono::steady_clock::time_poin
   }
 }
 
-void WorkerCluster::startOriginalDstCleanup(const asio::any_io_executor& ex) {
+void WorkerCluster::startOriginalDstCleanup(const Executor& ex) {
   if (runtime_->config->type != config::ClusterConfig::Type::OriginalDst || original_dst_timer_) {
     return;
   }
@@ -627,8 +627,7 @@ void WorkerCluster::startOriginalDstCleanup(const asio::any_io_executor& ex) {
   original_dst_timer_->async_wait(Tick{alive_});
 }
 
-asio::awaitable<WorkerCluster::TcpConnectResult> WorkerCluster::connectTcp(
-    asio::any_io_executor ex, HostState* host) {
+Awaitable<WorkerCluster::TcpConnectResult> WorkerCluster::connectTcp(Executor ex, HostState* host) {
   TcpConnectResult r;
   // Envoy's TCP proxy checks the breaker before asking the pool, which would
   // otherwise queue the connection for one that is never released.
@@ -651,8 +650,9 @@ void WorkerCluster::closeTcp(HostState& host, UpstreamConnectionPtr conn) {
   destroy(host, std::move(conn));
 }
 
-asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
-    asio::any_io_executor ex, HostState* host, std::chrono::milliseconds timeout, bool http1) {
+Awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(Executor ex, HostState* host,
+                                                               std::chrono::milliseconds timeout,
+                                                               bool http1) {
   const auto& stats = runtime_->stats;
   ConnectResult r;
   r.conn = std::make_unique<UpstreamConnection>(ex);
@@ -667,8 +667,7 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   boost::system::error_code ec =
       bindSourceAddress(r.conn->stream.socket(), *runtime_->config, host->endpoint);
   if (!ec) {
-    co_await r.conn->stream.async_connect(host->endpoint,
-                                          asio::redirect_error(asio::use_awaitable, ec));
+    co_await r.conn->stream.async_connect(host->endpoint, asio::redirect_error(use_awaitable, ec));
   }
   if (ec) {
     r.timed_out = ec == beast::error::timeout;
@@ -702,7 +701,7 @@ asio::awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(
   co_return r;
 }
 
-asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
+Awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
     HostState* host, PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
   using Status = AcquireResult::Status;
   using Wake = PendingRequest::Wake;
@@ -748,7 +747,7 @@ asio::awaitable<WorkerCluster::AcquireResult> WorkerCluster::acquire(
     while (pending->wake_ == Wake::None && !pending->cancelled_ &&
            std::chrono::steady_clock::now() < deadline) {
       boost::system::error_code ec;
-      co_await pending->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await pending->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
     }
     dequeue(*pending);
     const Wake why = std::exchange(pending->wake_, Wake::None);
@@ -882,7 +881,7 @@ void WorkerCluster::closeIdle(HostState& host, UpstreamConnection& conn, bool re
 void WorkerCluster::destroy(HostState& host, UpstreamConnectionPtr conn) {
   if (conn->idle_list != nullptr) conn->idle_list->remove(*conn);
   boost::system::error_code ec;
-  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  conn->stream.socket().shutdown(TcpSocket::shutdown_both, ec);
   conn->stream.socket().close(ec);
   --host.cx_active;
   resources_->connections.dec(thresholds_.max_connections, *shard_,

@@ -59,7 +59,7 @@ class ResponseForwarder : public ResponseDecoderCallbacks {
 // Http1ConnPool hands it out and release() gives it back
 // (proxy/upstream/http1_conn_pool.cc).
 struct UpstreamConnection final : public UpstreamStream {
-  explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  explicit UpstreamConnection(Executor ex) : stream(std::move(ex)) {}
   ~UpstreamConnection() override;  // leaves the idle list and disowns its watch
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
@@ -71,8 +71,8 @@ struct UpstreamConnection final : public UpstreamStream {
   void encodeHeaders(const RequestHead& head, bool end_stream) override;
   void encodeData(std::span<const char> data, bool end_stream) override;
   void encodeTrailers(const HeaderMap& trailers) override;
-  asio::awaitable<bool> send() override;
-  asio::awaitable<ReceiveResult> receive() override;
+  Awaitable<bool> send() override;
+  Awaitable<ReceiveResult> receive() override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return from_pool; }
   bool canReuse() const override {
@@ -81,7 +81,7 @@ struct UpstreamConnection final : public UpstreamStream {
   bool upgraded() const override { return codec.upgraded(); }
   UpstreamConnection* http1Connection() override { return this; }
 
-  beast::tcp_stream stream;
+  TcpStream stream;
   // TLS clusters: the session cache the transport stores into (kept alive
   // for it) and the transport between the socket and the codec; null for
   // plaintext.
@@ -189,14 +189,14 @@ class IdleConnections : public std::enable_shared_from_this<IdleConnections> {
 
  private:
   void watch(UpstreamConnection& c);
-  void startTimer(const asio::any_io_executor& ex);
+  void startTimer(const Executor& ex);
   void onTick();
 
   UpstreamConnection* head_ = nullptr;
   UpstreamConnection* tail_ = nullptr;
   size_t size_ = 0;
   std::chrono::milliseconds period_ = kSweepPeriod;
-  std::optional<asio::steady_timer> timer_;
+  std::optional<SteadyTimer> timer_;
   bool timer_running_ = false;
   bool added_since_tick_ = false;
 };
@@ -288,7 +288,7 @@ using ClusterResourcesMapConstSharedPtr = std::shared_ptr<const ClusterResources
 // the host's FIFO while it waits. Worker thread only.
 class PendingRequest {
  public:
-  explicit PendingRequest(asio::any_io_executor ex) : timer_(std::move(ex)) {}
+  explicit PendingRequest(Executor ex) : timer_(std::move(ex)) {}
   ~PendingRequest();  // leaves the queue if still in it
   PendingRequest(const PendingRequest&) = delete;
   PendingRequest& operator=(const PendingRequest&) = delete;
@@ -310,7 +310,7 @@ class PendingRequest {
     timer_.cancel();
   }
 
-  asio::steady_timer timer_;
+  SteadyTimer timer_;
   Wake wake_ = Wake::None;
   bool cancelled_ = false;
   UpstreamConnectionPtr conn_;  // Wake::Connection: the connection handed over
@@ -395,7 +395,7 @@ class WorkerCluster {
     UpstreamConnectionPtr conn;
     bool timed_out = false;  // ConnectFailure: the connect (or handshake) timed out
   };
-  asio::awaitable<TcpConnectResult> connectTcp(asio::any_io_executor ex, HostState* host);
+  Awaitable<TcpConnectResult> connectTcp(Executor ex, HostState* host);
   void closeTcp(HostState& host, UpstreamConnectionPtr conn);
 
   // ORIGINAL_DST: this worker's hosts now (tests, /clusters).
@@ -441,8 +441,8 @@ class WorkerCluster {
     UpstreamConnectionPtr conn;      // Ready
     bool connect_timed_out = false;  // ConnectFailure: the connect itself timed out
   };
-  asio::awaitable<AcquireResult> acquire(HostState* host, PendingRequest* pending,
-                                         std::chrono::steady_clock::time_point deadline);
+  Awaitable<AcquireResult> acquire(HostState* host, PendingRequest* pending,
+                                   std::chrono::steady_clock::time_point deadline);
 
   // Returns a connection after a complete exchange; `reusable` false closes
   // it, and so does reaching max_requests_per_connection
@@ -487,11 +487,11 @@ class WorkerCluster {
   };
   // A new connection to `host` within `timeout`, counted in the cluster's cx
   // stats and breaker. Null conn on failure.
-  asio::awaitable<ConnectResult> connect(asio::any_io_executor ex, HostState* host,
-                                         std::chrono::milliseconds timeout, bool http1 = true);
+  Awaitable<ConnectResult> connect(Executor ex, HostState* host, std::chrono::milliseconds timeout,
+                                   bool http1 = true);
   // ORIGINAL_DST: the host for `ctx`, made if needed.
   HostState* chooseOriginalDst(const LoadBalancerContext& ctx);
-  void startOriginalDstCleanup(const asio::any_io_executor& ex);
+  void startOriginalDstCleanup(const Executor& ex);
   std::chrono::milliseconds originalDstCleanupInterval() const;
   // Drops `it`'s host: its idle connections close.
   struct OriginalDstHost;
@@ -557,7 +557,7 @@ class WorkerCluster {
   std::chrono::steady_clock::time_point original_dst_cleaned_{};
   // The cleanup timer, started with the first host; `alive_` tells its
   // handler whether this WorkerCluster still exists.
-  std::optional<asio::steady_timer> original_dst_timer_;
+  std::optional<SteadyTimer> original_dst_timer_;
   std::shared_ptr<WorkerCluster*> alive_;
 };
 

@@ -60,7 +60,7 @@ class UpstreamStream {
   virtual void encodeTrailers(const HeaderMap& trailers) = 0;
   // Writes what the encoders produced. False: the stream was reset
   // (connection failure, or resetStream()).
-  virtual asio::awaitable<bool> send() = 0;
+  virtual Awaitable<bool> send() = 0;
 
   struct ReceiveResult {
     bool reset = false;  // false: Progress
@@ -69,7 +69,7 @@ class UpstreamStream {
     // so a close-delimited response has completed through the callbacks.
     bool eof = false;
   };
-  virtual asio::awaitable<ReceiveResult> receive() = 0;
+  virtual Awaitable<ReceiveResult> receive() = 0;
 
   // Stops the stream: outstanding send()/receive() return promptly and the
   // stream is not reused.
@@ -147,8 +147,8 @@ class ConnPool {
   // until `deadline` (Timeout) or pending.cancel() (Cancelled).
   // Coroutine parameters by value (STYLE.md R8c): `pending` must outlive the
   // call.
-  virtual asio::awaitable<NewStreamResult> newStream(
-      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) = 0;
+  virtual Awaitable<NewStreamResult> newStream(PendingRequest* pending,
+                                               std::chrono::steady_clock::time_point deadline) = 0;
 };
 
 }  // namespace turnout::proxy

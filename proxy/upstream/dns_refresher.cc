@@ -20,8 +20,8 @@ struct TargetLoop {
 
   size_t cluster;  // into State::clusters
   const ResolveTarget* target;
-  asio::steady_timer timer;  // the refresh interval, then the resolve deadline
-  asio::ip::tcp::resolver resolver;
+  SteadyTimer timer;  // the refresh interval, then the resolve deadline
+  TcpResolver resolver;
   uint64_t generation = 0;   // of the resolution the loop waits for
   bool in_flight = false;    // the resolver's thread still works on one
   bool answered = false;     // the awaited resolution has ended
@@ -62,27 +62,28 @@ void startResolve(const std::shared_ptr<State>& state, TargetLoop* t) {
   const uint64_t generation = ++t->generation;
   t->in_flight = true;
   t->answered = false;
-  t->resolver.async_resolve(
-      t->target->dns_name, "",
-      [state, t, generation](const boost::system::error_code& ec,
-                             const asio::ip::tcp::resolver::results_type& results) {
-        t->in_flight = false;
-        if (state->stopped || generation != t->generation || t->answered) return;
-        t->answered = true;
-        t->ec = ec;
-        t->resolved.clear();
-        for (const auto& r : results) t->resolved.push_back(r.endpoint().address());
-        t->timer.cancel();
-      });
+  t->resolver.async_resolve(t->target->dns_name, "",
+                            [state, t, generation](const boost::system::error_code& ec,
+                                                   const TcpResolver::results_type& results) {
+                              t->in_flight = false;
+                              if (state->stopped || generation != t->generation || t->answered)
+                                return;
+                              t->answered = true;
+                              t->ec = ec;
+                              t->resolved.clear();
+                              for (const auto& r : results)
+                                t->resolved.push_back(r.endpoint().address());
+                              t->timer.cancel();
+                            });
 }
 
-asio::awaitable<void> refreshLoop(std::shared_ptr<State> state, TargetLoop* t) {
+Awaitable<void> refreshLoop(std::shared_ptr<State> state, TargetLoop* t) {
   DnsCluster& cluster = state->clusters[t->cluster];
   const ClusterRuntime& runtime = *cluster.runtime;
   for (;;) {
     boost::system::error_code ec;
     t->timer.expires_after(runtime.config->dns_refresh_rate);
-    co_await t->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await t->timer.async_wait(asio::redirect_error(use_awaitable, ec));
     if (state->stopped) co_return;
     if (t->in_flight) {
       // A resolution that ran past its deadline still occupies the
@@ -95,7 +96,7 @@ asio::awaitable<void> refreshLoop(std::shared_ptr<State> state, TargetLoop* t) {
     const auto deadline = std::chrono::steady_clock::now() + DnsRefresher::kResolveTimeout;
     t->timer.expires_at(deadline);
     while (!t->answered && !state->stopped && std::chrono::steady_clock::now() < deadline) {
-      co_await t->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await t->timer.async_wait(asio::redirect_error(use_awaitable, ec));
     }
     if (state->stopped) co_return;
     if (!t->answered) {

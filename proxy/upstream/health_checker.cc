@@ -50,7 +50,7 @@ constexpr size_t kMaxResponseHeaderBytes = 16 * 1024;
 // One health-checked host: its fixed inputs and its mutable session state.
 // Shared by State and its check coroutine; touched only on the main thread.
 struct HostSession {
-  HostSession(asio::any_io_executor ex, const ClusterRuntime& c) : cluster(&c), timer(std::move(ex)) {}
+  HostSession(Executor ex, const ClusterRuntime& c) : cluster(&c), timer(std::move(ex)) {}
 
   const ClusterRuntime* cluster;
   const config::HealthCheckConfig* check = nullptr;
@@ -58,8 +58,8 @@ struct HostSession {
   std::optional<asio::ip::tcp::endpoint> endpoint;  // nullopt: unparsable ip, always fails
   std::string request;
   HostHealthState health;
-  asio::steady_timer timer;                  // waits out the interval
-  std::optional<beast::tcp_stream> stream;   // engaged while a check is in flight
+  SteadyTimer timer;                         // waits out the interval
+  std::optional<TcpStream> stream;           // engaged while a check is in flight
   bool removed = false;                      // the host left the cluster
 };
 using HostSessionPtr = std::shared_ptr<HostSession>;
@@ -119,16 +119,16 @@ void setHost(HostSession& s, const HostDescription& host) {
 }
 
 // One check against one host. Every await is bounded by the stream's expiry.
-asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessionPtr s) {
+Awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessionPtr s) {
   if (!s->endpoint) co_return HealthCheckResult::NetworkFailure;
   boost::system::error_code ec;
   s->stream.emplace(state->io.get_executor());
-  beast::tcp_stream& stream = *s->stream;
+  TcpStream& stream = *s->stream;
   // One deadline for the whole exchange, like Envoy's timeout timer: once it
   // fires, the pending operation and every later one fail with timeout.
   stream.expires_after(s->check->timeout);
 
-  co_await stream.async_connect(*s->endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  co_await stream.async_connect(*s->endpoint, asio::redirect_error(use_awaitable, ec));
   if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
   beast::http::response_parser<beast::http::empty_body> parser;
@@ -165,12 +165,12 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
     }
   } else {
     co_await asio::async_write(stream, asio::buffer(s->request),
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(use_awaitable, ec));
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
 
     beast::flat_buffer buffer(kMaxResponseHeaderBytes);
     co_await beast::http::async_read_header(stream, buffer, parser,
-                                            asio::redirect_error(asio::use_awaitable, ec));
+                                            asio::redirect_error(use_awaitable, ec));
     if (ec || state->stopped || s->removed) co_return HealthCheckResult::NetworkFailure;
   }
 
@@ -178,14 +178,14 @@ asio::awaitable<HealthCheckResult> probe(std::shared_ptr<State> state, HostSessi
   co_return status == 200 ? HealthCheckResult::Success : HealthCheckResult::ActiveFailure;
 }
 
-asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s) {
+Awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s) {
   const std::string& cluster_name = s->cluster->config->name;
   while (!state->stopped && !s->removed) {
     state->main_shard.inc(s->cluster->stats.health_check_attempt());
     const HealthCheckResult result = co_await probe(state, s);
     if (s->stream) {
       boost::system::error_code ignored;
-      s->stream->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      s->stream->socket().shutdown(TcpSocket::shutdown_both, ignored);
       s->stream->close();
       s->stream.reset();
     }
@@ -215,7 +215,7 @@ asio::awaitable<void> runSession(std::shared_ptr<State> state, HostSessionPtr s)
 
     boost::system::error_code ec;
     s->timer.expires_after(s->check->interval);
-    co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await s->timer.async_wait(asio::redirect_error(use_awaitable, ec));
   }
 }
 

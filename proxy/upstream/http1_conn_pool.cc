@@ -23,7 +23,7 @@ UpstreamStreamPtr Http1ConnPool::tryNewStream() {
   return attach(std::move(c));
 }
 
-asio::awaitable<ConnPool::NewStreamResult> Http1ConnPool::newStream(
+Awaitable<ConnPool::NewStreamResult> Http1ConnPool::newStream(
     PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
   using From = WorkerCluster::AcquireResult::Status;
   using To = NewStreamResult::Status;
@@ -55,7 +55,7 @@ void UpstreamConnection::encodeTrailers(const HeaderMap& trailers) {
   codec.encodeTrailers(trailers, out);
 }
 
-asio::awaitable<bool> UpstreamConnection::send() {
+Awaitable<bool> UpstreamConnection::send() {
   if (stream_reset || write_failed) co_return false;
   if (out.empty()) co_return true;
   boost::system::error_code ec;
@@ -66,7 +66,7 @@ asio::awaitable<bool> UpstreamConnection::send() {
     // The socket itself: no timeout applies here (the router's watchdog
     // resets the stream), so Beast's per-operation layer has nothing to do.
     co_await asio::async_write(stream.socket(), asio::buffer(out),
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(use_awaitable, ec));
   }
   out.clear();
   if (stream_reset) co_return false;
@@ -79,7 +79,7 @@ asio::awaitable<bool> UpstreamConnection::send() {
   co_return true;
 }
 
-asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
+Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
   ReceiveResult r;
   for (;;) {
     if (stream_reset) {
@@ -118,7 +118,7 @@ asio::awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
       }
     } else {
       n = co_await stream.socket().async_read_some(read_buffer.prepare(16 * 1024),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
+                                                   asio::redirect_error(use_awaitable, ec));
     }
     if (stream_reset) continue;
     if (ec) {

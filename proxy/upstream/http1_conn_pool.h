@@ -16,8 +16,8 @@ class Http1ConnPool final : public ConnPool {
 
   // ConnPool
   UpstreamStreamPtr tryNewStream() override;
-  asio::awaitable<NewStreamResult> newStream(
-      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override;
+  Awaitable<NewStreamResult> newStream(PendingRequest* pending,
+                                       std::chrono::steady_clock::time_point deadline) override;
 
  private:
   UpstreamStreamPtr attach(UpstreamConnectionPtr conn);

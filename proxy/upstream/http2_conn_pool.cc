@@ -25,7 +25,7 @@ constexpr std::size_t kWriteBatch = 64 * 1024;
 
 // --- Http2PoolConnection ------------------------------------------------------------
 
-Http2PoolConnection::Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
+Http2PoolConnection::Http2PoolConnection(Http2ConnPool& pool, Executor ex,
                                          const http2::Http2Settings& settings,
                                          const http2::CodecStatsSink& stats)
     : pool_(&pool),
@@ -70,7 +70,7 @@ void Http2PoolConnection::kickWriter() {
                  LogEscapedException{"pool", "http2 writer"});
 }
 
-asio::awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnection> self) {
+Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnection> self) {
   boost::system::error_code ec;
   while (!closing_ && state_ != State::Closed) {
     out_.clear();
@@ -81,7 +81,7 @@ asio::awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolCo
       ec = co_await writeTls(stream_, *tls_, out_);
     } else {
       co_await asio::async_write(stream_, asio::buffer(out_),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
     }
     if (ec) {
       closeSocket();  // the reader sees it and ends the connection
@@ -119,7 +119,7 @@ void Http2PoolConnection::closeSocket() {
   ++idle_generation_;
   idle_timer_.cancel();
   boost::system::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().shutdown(TcpSocket::shutdown_both, ec);
   stream_.socket().close(ec);
 }
 
@@ -182,18 +182,18 @@ void Http2PoolStream::encodeTrailers(const HeaderMap& trailers) {
   if (!reset_ && h2_) h2_->encodeTrailers(trailers);
 }
 
-asio::awaitable<bool> Http2PoolStream::send() {
+Awaitable<bool> Http2PoolStream::send() {
   conn_->kickWriter();
   boost::system::error_code ec;
   // Our bytes have left the codec's buffer once bufferedBytes() is 0: framed
   // into the connection's output, which the writer sends one batch at a time.
   while (!reset_ && h2_ && h2_->bufferedBytes() > 0) {
-    co_await send_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await send_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   co_return !reset_;
 }
 
-asio::awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
+Awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
   if (delivered_ > 0 && h2_) {
     // The router has written on what the previous receive() handed it.
     h2_->consumed(delivered_);
@@ -209,7 +209,7 @@ asio::awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
       r.reason = reason_;
       co_return r;
     }
-    co_await recv_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await recv_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
 }
 
@@ -369,7 +369,7 @@ uint64_t Http2ConnPool::connectingCapacity() const {
   return room;
 }
 
-void Http2ConnPool::startConnect(asio::any_io_executor ex) {
+void Http2ConnPool::startConnect(Executor ex) {
   const auto& stats = cluster_.runtime().stats;
   auto c = std::make_shared<Http2PoolConnection>(
       *this, ex, settings_, http2::CodecStatsSink{stats.http2(), cluster_.shard_});
@@ -385,15 +385,14 @@ void Http2ConnPool::startConnect(asio::any_io_executor ex) {
   asio::co_spawn(ex, run(c), LogEscapedException{"pool", "http2 connection"});
 }
 
-asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
+Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
   boost::system::error_code ec;
   {
     const auto& stats = cluster_.runtime().stats;
     c->stream_.expires_after(cluster_.config().connect_timeout);
     ec = bindSourceAddress(c->stream_.socket(), cluster_.config(), host_.endpoint);
     if (!ec) {
-      co_await c->stream_.async_connect(host_.endpoint,
-                                        asio::redirect_error(asio::use_awaitable, ec));
+      co_await c->stream_.async_connect(host_.endpoint, asio::redirect_error(use_awaitable, ec));
     }
     if (!ec && c->pool_ != nullptr && !c->closing_ && cluster_.runtime().tls) {
       ec = co_await handshake(*c);
@@ -442,7 +441,7 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
       }
     } else {
       const std::size_t n = co_await c->stream_.async_read_some(
-          asio::buffer(c->read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+          asio::buffer(c->read_buffer_), asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (!c->closing_) c->remote_close_ = true;
         break;
@@ -468,7 +467,7 @@ asio::awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
   if (c->pool_ != nullptr) onClosed(*c);
 }
 
-asio::awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolConnection& c) {
+Awaitable<boost::system::error_code> Http2ConnPool::handshake(Http2PoolConnection& c) {
   // ALPN "h2" unless the context names its own protocols (Envoy's rule for
   // an HTTP/2 cluster); a server that does not select h2 is a connect
   // failure, never an HTTP/1 server spoken to in h2. The pool may be
@@ -545,7 +544,7 @@ void Http2ConnPool::wakePending(uint64_t n) {
   }
 }
 
-asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
+Awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
     PendingRequest* pending, std::chrono::steady_clock::time_point deadline) {
   using Status = NewStreamResult::Status;
   using Wake = PendingRequest::Wake;
@@ -595,7 +594,7 @@ asio::awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
     pending->timer_.expires_at(deadline);
     while (pending->wake_ == Wake::None && !pending->cancelled_ && Clock::now() < deadline) {
       boost::system::error_code ec;
-      co_await pending->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await pending->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
     }
     WorkerCluster::dequeue(*pending);
     const Wake why = std::exchange(pending->wake_, Wake::None);

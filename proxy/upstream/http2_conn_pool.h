@@ -53,8 +53,8 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
  public:
   enum class State : uint8_t { Connecting, Ready, Draining, Closed };
 
-  Http2PoolConnection(Http2ConnPool& pool, asio::any_io_executor ex,
-                      const http2::Http2Settings& settings, const http2::CodecStatsSink& stats);
+  Http2PoolConnection(Http2ConnPool& pool, Executor ex, const http2::Http2Settings& settings,
+                      const http2::CodecStatsSink& stats);
   ~Http2PoolConnection() override;
   Http2PoolConnection(const Http2PoolConnection&) = delete;
   Http2PoolConnection& operator=(const Http2PoolConnection&) = delete;
@@ -77,7 +77,7 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
 
   // Starts the writer if the codec has output and none is running.
   void kickWriter();
-  asio::awaitable<void> writeLoop(std::shared_ptr<Http2PoolConnection> self);
+  Awaitable<void> writeLoop(std::shared_ptr<Http2PoolConnection> self);
   // Wakes every stream whose send() waits (its bytes may have left).
   void notifySenders();
   // No new stream; closes once the last one ended (GOAWAY then close).
@@ -89,14 +89,14 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   void onStreamEnd(Http2PoolStream& s);
 
   Http2ConnPool* pool_;  // null once the pool is gone
-  beast::tcp_stream stream_;
+  TcpStream stream_;
   // TLS clusters: the session cache (kept alive for the transport) and the
   // transport between the socket and the codec; null for h2c.
   std::shared_ptr<tls::ClientSessionCache> tls_sessions_;
   std::unique_ptr<tls::TlsTransport> tls_;
   std::string tls_plaintext_;
   http2::ClientCodec codec_;
-  asio::steady_timer idle_timer_;
+  SteadyTimer idle_timer_;
   uint64_t idle_generation_ = 0;
   State state_ = State::Connecting;
   uint32_t capacity_;
@@ -128,8 +128,8 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   void encodeHeaders(const RequestHead& head, bool end_stream) override;
   void encodeData(std::span<const char> data, bool end_stream) override;
   void encodeTrailers(const HeaderMap& trailers) override;
-  asio::awaitable<bool> send() override;
-  asio::awaitable<ReceiveResult> receive() override;
+  Awaitable<bool> send() override;
+  Awaitable<ReceiveResult> receive() override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return reused_; }
   bool canReuse() const override;
@@ -199,8 +199,8 @@ class Http2ConnPool final : public ConnPool {
 
   // ConnPool
   UpstreamStreamPtr tryNewStream() override;
-  asio::awaitable<NewStreamResult> newStream(
-      PendingRequest* pending, std::chrono::steady_clock::time_point deadline) override;
+  Awaitable<NewStreamResult> newStream(PendingRequest* pending,
+                                       std::chrono::steady_clock::time_point deadline) override;
 
   // Open connections (connecting, ready or draining), for tests and admin.
   const std::vector<Http2PoolConnectionSharedPtr>& connections() const { return conns_; }
@@ -216,10 +216,10 @@ class Http2ConnPool final : public ConnPool {
   UpstreamStreamPtr attach(Http2PoolConnection& c);
   // Room that connections still connecting will have for pending requests.
   uint64_t connectingCapacity() const;
-  void startConnect(asio::any_io_executor ex);
-  asio::awaitable<void> run(Http2PoolConnectionSharedPtr c);
+  void startConnect(Executor ex);
+  Awaitable<void> run(Http2PoolConnectionSharedPtr c);
   // TLS clusters: the handshake after connect (ALPN h2 required).
-  asio::awaitable<boost::system::error_code> handshake(Http2PoolConnection& c);
+  Awaitable<boost::system::error_code> handshake(Http2PoolConnection& c);
   // The connection is usable: up to its room of pending requests retry.
   void onReady(Http2PoolConnection& c);
   void onIdleTimeout(Http2PoolConnection& c);

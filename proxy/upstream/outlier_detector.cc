@@ -27,7 +27,7 @@ struct ClusterDetector {
   stats::OutlierDetectionStats stats;
   std::vector<HostEntry> hosts;
   size_t ejected = 0;
-  std::unique_ptr<asio::steady_timer> timer;
+  std::unique_ptr<SteadyTimer> timer;
 };
 
 }  // namespace
@@ -305,7 +305,7 @@ std::unique_ptr<OutlierDetector> OutlierDetector::create(asio::io_context& main,
       d->runtime = &rt;
       d->config = &*rt.config->outlier_detection;
       d->stats = stats::makeOutlierDetectionStats(store, rt.config->name, rt.config->alt_stat_name);
-      d->timer = std::make_unique<asio::steady_timer>(main);
+      d->timer = std::make_unique<SteadyTimer>(main);
       if (rt.hosts) state->addHosts(*d, *rt.hosts);
       state->clusters.push_back(std::move(d));
     }

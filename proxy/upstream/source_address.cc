@@ -26,8 +26,7 @@ const config::ClusterConfig::SourceAddress* selectSourceAddress(
   return &bind.source_address;
 }
 
-boost::system::error_code bindSourceAddress(asio::ip::tcp::socket& socket,
-                                            const config::ClusterConfig& cluster,
+boost::system::error_code bindSourceAddress(TcpSocket& socket, const config::ClusterConfig& cluster,
                                             const asio::ip::tcp::endpoint& destination) {
   boost::system::error_code ec;
   const config::ClusterConfig::SourceAddress* chosen = selectSourceAddress(cluster, destination);

@@ -19,8 +19,7 @@ const config::ClusterConfig::SourceAddress* selectSourceAddress(
 // config. An error (no source address of the destination's family, an
 // address not on this host) fails the connect like a refused one. Called by
 // the HTTP/1 and HTTP/2 pools and the TCP proxy on their worker.
-boost::system::error_code bindSourceAddress(asio::ip::tcp::socket& socket,
-                                            const config::ClusterConfig& cluster,
+boost::system::error_code bindSourceAddress(TcpSocket& socket, const config::ClusterConfig& cluster,
                                             const asio::ip::tcp::endpoint& destination);
 
 }  // namespace turnout::proxy

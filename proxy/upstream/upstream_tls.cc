@@ -43,9 +43,9 @@ std::unique_ptr<tls::TlsTransport> makeUpstreamTransport(
   return *std::move(t);
 }
 
-asio::awaitable<boost::system::error_code> runTlsHandshake(
-    beast::tcp_stream& stream, tls::TlsTransport& t, std::optional<stats::SslStats> ssl_stats,
-    stats::Shard& shard) {
+Awaitable<boost::system::error_code> runTlsHandshake(TcpStream& stream, tls::TlsTransport& t,
+                                                     std::optional<stats::SslStats> ssl_stats,
+                                                     stats::Shard& shard) {
   std::array<char, 16 * 1024> buf;
   std::string out;
   boost::system::error_code ec;
@@ -57,7 +57,7 @@ asio::awaitable<boost::system::error_code> runTlsHandshake(
       // The alert of a failed handshake goes out too; its write error, if
       // any, does not change the outcome.
       co_await asio::async_write(stream, asio::buffer(out),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
     }
     if (r == tls::TlsTransport::Result::kOk) {
       if (ec) break;
@@ -71,8 +71,8 @@ asio::awaitable<boost::system::error_code> runTlsHandshake(
       co_return asio::error::connection_refused;
     }
     if (ec) break;
-    const size_t n = co_await stream.async_read_some(asio::buffer(buf),
-                                                     asio::redirect_error(asio::use_awaitable, ec));
+    const size_t n =
+        co_await stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     t.feed(std::span<const char>(buf.data(), n));
   }
@@ -82,12 +82,12 @@ asio::awaitable<boost::system::error_code> runTlsHandshake(
   co_return ec;
 }
 
-asio::awaitable<boost::system::error_code> readTls(beast::tcp_stream& stream, tls::TlsTransport& t,
-                                                  std::string& plaintext) {
+Awaitable<boost::system::error_code> readTls(TcpStream& stream, tls::TlsTransport& t,
+                                             std::string& plaintext) {
   std::array<char, 16 * 1024> buf;
   boost::system::error_code ec;
-  const size_t n = co_await stream.async_read_some(asio::buffer(buf),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
+  const size_t n =
+      co_await stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
   if (ec) co_return ec;
   t.feed(std::span<const char>(buf.data(), n));
   switch (t.read(plaintext)) {
@@ -98,14 +98,14 @@ asio::awaitable<boost::system::error_code> readTls(beast::tcp_stream& stream, tl
   co_return ec;
 }
 
-asio::awaitable<boost::system::error_code> writeTls(beast::tcp_stream& stream, tls::TlsTransport& t,
-                                                   std::span<const char> plaintext) {
+Awaitable<boost::system::error_code> writeTls(TcpStream& stream, tls::TlsTransport& t,
+                                              std::span<const char> plaintext) {
   boost::system::error_code ec;
   if (!plaintext.empty() && !t.write(plaintext)) co_return asio::error::connection_reset;
   std::string out;
   t.takeOutput(out);
   if (out.empty()) co_return ec;
-  co_await asio::async_write(stream, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(stream, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
   co_return ec;
 }
 

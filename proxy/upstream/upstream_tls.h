@@ -4,7 +4,7 @@
 // SslSocket on the client side): the handshake right after connect, within
 // the connect timeout, and the cluster.<name>.ssl.* counters of its outcome.
 // Both pools (Http1ConnPool's UpstreamConnection, Http2PoolConnection) keep
-// their one socket type (beast::tcp_stream) and put a sans-I/O
+// their one socket type (TcpStream) and put a sans-I/O
 // tls::TlsTransport between it and their codec: ciphertext in and out of the
 // socket, plaintext to and from the codec. docs/tls.md "Upstream TLS".
 
@@ -41,9 +41,9 @@ std::unique_ptr<tls::TlsTransport> makeUpstreamTransport(
 // whatever happens to the config meanwhile) on `shard`, which must outlive
 // the call. An error is a failed handshake: beast::error::timeout when it ran
 // out of time.
-asio::awaitable<boost::system::error_code> runTlsHandshake(
-    beast::tcp_stream& stream, tls::TlsTransport& t, std::optional<stats::SslStats> ssl_stats,
-    stats::Shard& shard);
+Awaitable<boost::system::error_code> runTlsHandshake(TcpStream& stream, tls::TlsTransport& t,
+                                                     std::optional<stats::SslStats> ssl_stats,
+                                                     stats::Shard& shard);
 
 // Reads once from `stream` (waiting for data) and appends what it decrypts
 // to `plaintext` (possibly nothing: a TLS record split across reads, a
@@ -51,12 +51,12 @@ asio::awaitable<boost::system::error_code> runTlsHandshake(
 // stays in it for the connection's next writeTls(): a reader never writes,
 // so it cannot interleave with the connection's writer. A close_notify reads
 // as eof.
-asio::awaitable<boost::system::error_code> readTls(beast::tcp_stream& stream, tls::TlsTransport& t,
-                                                  std::string& plaintext);
+Awaitable<boost::system::error_code> readTls(TcpStream& stream, tls::TlsTransport& t,
+                                             std::string& plaintext);
 
 // Encrypts `plaintext` and writes it with whatever the transport has
 // pending.
-asio::awaitable<boost::system::error_code> writeTls(beast::tcp_stream& stream, tls::TlsTransport& t,
-                                                   std::span<const char> plaintext);
+Awaitable<boost::system::error_code> writeTls(TcpStream& stream, tls::TlsTransport& t,
+                                              std::span<const char> plaintext);
 
 }  // namespace turnout::proxy

@@ -23,7 +23,7 @@ constexpr std::size_t kWriteBatch = 256 * 1024;
 
 }  // namespace
 
-GrpcStream::GrpcStream(asio::any_io_executor ex, Options options, Callbacks& callbacks)
+GrpcStream::GrpcStream(Executor ex, Options options, Callbacks& callbacks)
     : options_(std::move(options)),
       callbacks_(&callbacks),
       socket_(ex),
@@ -35,8 +35,7 @@ GrpcStream::~GrpcStream() {
   stream_.reset();  // before the codec
 }
 
-std::shared_ptr<GrpcStream> GrpcStream::start(asio::any_io_executor ex, Options options,
-                                              Callbacks& callbacks) {
+std::shared_ptr<GrpcStream> GrpcStream::start(Executor ex, Options options, Callbacks& callbacks) {
   std::shared_ptr<GrpcStream> s(new GrpcStream(ex, std::move(options), callbacks));
   asio::co_spawn(ex, s->run(s), LogEscapedException{kLog, "gRPC stream"});
   return s;
@@ -52,14 +51,14 @@ void GrpcStream::close() {
 
 void GrpcStream::closeSocket() {
   boost::system::error_code ec;
-  socket_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.socket().shutdown(TcpSocket::shutdown_both, ec);
   socket_.socket().close(ec);
 }
 
-asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
+Awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
   boost::system::error_code ec;
   socket_.expires_after(options_.connect_timeout);
-  co_await socket_.async_connect(options_.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  co_await socket_.async_connect(options_.endpoint, asio::redirect_error(use_awaitable, ec));
   socket_.expires_never();
   if (closed_) co_return;
   if (ec) {
@@ -129,7 +128,7 @@ asio::awaitable<void> GrpcStream::run(std::shared_ptr<GrpcStream> self) {
       data = std::span<const char>(plaintext.data(), plaintext.size());
     } else {
       const std::size_t n = co_await socket_.async_read_some(
-          asio::buffer(read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+          asio::buffer(read_buffer_), asio::redirect_error(use_awaitable, ec));
       data = std::span<const char>(read_buffer_.data(), n);
     }
     if (closed_) break;
@@ -162,7 +161,7 @@ void GrpcStream::kickWriter() {
                  LogEscapedException{kLog, "gRPC writer"});
 }
 
-asio::awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
+Awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
   boost::system::error_code ec;
   while (!closed_) {
     out_.clear();
@@ -172,7 +171,7 @@ asio::awaitable<void> GrpcStream::writeLoop(std::shared_ptr<GrpcStream> self) {
       ec = co_await writeTls(socket_, *options_.tls, std::span<const char>(out_.data(), out_.size()));
     } else {
       co_await asio::async_write(socket_, asio::buffer(out_),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(use_awaitable, ec));
     }
     if (ec) {
       closeSocket();  // the reader sees it and ends the call

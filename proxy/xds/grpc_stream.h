@@ -71,8 +71,7 @@ class GrpcStream final : public http2::ConnectionCallbacks,
   };
 
   // Connects and starts the call; `callbacks` must outlive close().
-  static std::shared_ptr<GrpcStream> start(asio::any_io_executor ex, Options options,
-                                           Callbacks& callbacks);
+  static std::shared_ptr<GrpcStream> start(Executor ex, Options options, Callbacks& callbacks);
   ~GrpcStream() override;
   GrpcStream(const GrpcStream&) = delete;
   GrpcStream& operator=(const GrpcStream&) = delete;
@@ -96,9 +95,9 @@ class GrpcStream final : public http2::ConnectionCallbacks,
   void onReset(StreamResetReason reason) override;
 
  private:
-  GrpcStream(asio::any_io_executor ex, Options options, Callbacks& callbacks);
-  asio::awaitable<void> run(std::shared_ptr<GrpcStream> self);
-  asio::awaitable<void> writeLoop(std::shared_ptr<GrpcStream> self);
+  GrpcStream(Executor ex, Options options, Callbacks& callbacks);
+  Awaitable<void> run(std::shared_ptr<GrpcStream> self);
+  Awaitable<void> writeLoop(std::shared_ptr<GrpcStream> self);
   void kickWriter();
   // Records the call's end once; delivered after the current dispatch.
   void finish(GrpcStatus status, std::string message);
@@ -108,7 +107,7 @@ class GrpcStream final : public http2::ConnectionCallbacks,
 
   Options options_;
   Callbacks* callbacks_;
-  beast::tcp_stream socket_;
+  TcpStream socket_;
   std::optional<http2::ClientCodec> codec_;
   http2::ClientStreamPtr stream_;
   std::vector<char> read_buffer_;

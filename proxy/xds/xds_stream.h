@@ -79,7 +79,7 @@ class XdsStream final : public GrpcStream::Callbacks {
   config::xds::XdsClient client_;
   EndpointSource endpoints_;
   GrpcStreamSharedPtr stream_;
-  asio::steady_timer retry_timer_;
+  SteadyTimer retry_timer_;
   std::mt19937_64 random_{std::random_device{}()};
   std::chrono::milliseconds backoff_;
   std::size_t next_endpoint_ = 0;

@@ -70,7 +70,7 @@ class InjectionWebhook {
   Options options_;
   std::unique_ptr<proxy::tls::ReloadingServerContext> tls_;
   std::unique_ptr<proxy::admin::HttpService> http_;
-  asio::steady_timer reload_timer_;
+  SteadyTimer reload_timer_;
   bool stopped_ = false;
 };
 

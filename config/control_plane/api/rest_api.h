@@ -96,7 +96,7 @@ class RestApi {
   State state_;
   Clock clock_;
   std::unique_ptr<proxy::admin::HttpService> http_;
-  asio::steady_timer expiry_timer_;
+  SteadyTimer expiry_timer_;
   ChangeCallback on_change_;
   ProxiesCallback proxies_;
   // The store failed and the State could not be rebuilt from it: every

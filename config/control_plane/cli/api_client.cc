@@ -69,11 +69,11 @@ absl::StatusOr<ApiReply> ApiClient::request(std::string_view method, std::string
 
   ApiReply reply;
   boost::system::error_code failure;
-  auto exchange = [&]() -> asio::awaitable<void> {
+  auto exchange = [&]() -> Awaitable<void> {
     boost::system::error_code ec;
-    auto redirect = asio::redirect_error(asio::use_awaitable, ec);
+    auto redirect = asio::redirect_error(use_awaitable, ec);
     tcp::resolver resolver(ioc);
-    beast::tcp_stream stream(ioc);
+    TcpStream stream(ioc);
     stream.expires_after(timeout_);
     auto endpoints = co_await resolver.async_resolve(host_, port_, redirect);
     if (!ec) co_await stream.async_connect(endpoints, redirect);
@@ -91,7 +91,7 @@ absl::StatusOr<ApiReply> ApiClient::request(std::string_view method, std::string
     if (auto it = parser.get().find(http::field::etag); it != parser.get().end()) {
       reply.etag = std::string(it->value().data(), it->value().size());
     }
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.socket().shutdown(TcpSocket::shutdown_both, ec);
   };
   asio::co_spawn(ioc, exchange(), [&](std::exception_ptr e) {
     if (e) failure = asio::error::fault;

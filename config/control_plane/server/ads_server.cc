@@ -267,7 +267,7 @@ class AdsStreamBase : public GrpcCallHandler {
   const char* protocol_;
   const bool delta_;
   size_t resume_ = kNotWaiting;  // the step a waiting push goes on at
-  asio::steady_timer wait_;
+  SteadyTimer wait_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool node_seen_ = false;
   bool closed_ = false;

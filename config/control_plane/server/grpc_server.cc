@@ -26,7 +26,7 @@ std::string addressOf(const asio::ip::tcp::endpoint& ep) {
 class GrpcServerConnection final : public proxy::http2::ServerCallbacks,
                                    public std::enable_shared_from_this<GrpcServerConnection> {
  public:
-  GrpcServerConnection(GrpcServer& server, asio::ip::tcp::socket socket)
+  GrpcServerConnection(GrpcServer& server, TcpSocket socket)
       : server_(&server), socket_(std::move(socket)), codec_(*this) {
     boost::system::error_code ec;
     peer_ = addressOf(socket_.remote_endpoint(ec));
@@ -34,7 +34,7 @@ class GrpcServerConnection final : public proxy::http2::ServerCallbacks,
   }
   ~GrpcServerConnection() override;
 
-  asio::awaitable<void> run(std::shared_ptr<GrpcServerConnection> self);
+  Awaitable<void> run(std::shared_ptr<GrpcServerConnection> self);
   void close();
   // The server is stopping: the socket closes and every call ends now (its
   // handler's onClose runs before stop() returns).
@@ -50,11 +50,11 @@ class GrpcServerConnection final : public proxy::http2::ServerCallbacks,
   const std::string& peer() const { return peer_; }
 
  private:
-  asio::awaitable<void> writeLoop(std::shared_ptr<GrpcServerConnection> self);
+  Awaitable<void> writeLoop(std::shared_ptr<GrpcServerConnection> self);
   // Hands over what the last dispatch decoded and drops the calls that ended.
   void deliver();
 
-  asio::ip::tcp::socket socket_;
+  TcpSocket socket_;
   proxy::http2::ServerCodec codec_;
   std::string peer_;
   std::vector<char> read_buffer_;
@@ -228,17 +228,17 @@ void GrpcServerConnection::close() {
   if (closed_) return;
   closed_ = true;
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.shutdown(TcpSocket::shutdown_both, ec);
   socket_.close(ec);
 }
 
-asio::awaitable<void> GrpcServerConnection::run(std::shared_ptr<GrpcServerConnection> self) {
+Awaitable<void> GrpcServerConnection::run(std::shared_ptr<GrpcServerConnection> self) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   kickWriter();  // our SETTINGS
   while (!closed_) {
-    const std::size_t n = co_await socket_.async_read_some(
-        asio::buffer(read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n = co_await socket_.async_read_some(asio::buffer(read_buffer_),
+                                                           asio::redirect_error(use_awaitable, ec));
     if (ec || closed_) break;
     const absl::Status st = codec_.dispatch(std::span<const char>(read_buffer_.data(), n));
     deliver();
@@ -263,14 +263,14 @@ void GrpcServerConnection::kickWriter() {
                  proxy::LogEscapedException{kLog, "gRPC server writer"});
 }
 
-asio::awaitable<void> GrpcServerConnection::writeLoop(std::shared_ptr<GrpcServerConnection> self) {
+Awaitable<void> GrpcServerConnection::writeLoop(std::shared_ptr<GrpcServerConnection> self) {
   boost::system::error_code ec;
   while (!closed_) {
     out_.clear();
     (void)codec_.drainOutput(out_, kWriteBatch);
     if (out_.empty()) break;
     co_await asio::async_write(socket_, asio::buffer(out_),
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(use_awaitable, ec));
     if (ec) {
       close();
       break;
@@ -326,12 +326,11 @@ void GrpcServer::stop() {
   connections_.clear();
 }
 
-asio::awaitable<void> GrpcServer::acceptLoop() {
+Awaitable<void> GrpcServer::acceptLoop() {
   const std::shared_ptr<bool> alive = alive_;  // in the frame: outlives the server
   while (!stopped_) {
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket = co_await acceptor_.async_accept(
-        asio::redirect_error(asio::use_awaitable, ec));
+    TcpSocket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (!*alive || stopped_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;

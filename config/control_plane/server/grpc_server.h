@@ -83,12 +83,12 @@ class GrpcServer {
   friend class GrpcServerConnection;
   friend class GrpcServerCall;
   GrpcServer(asio::io_context& ioc, Options options, Router router);
-  asio::awaitable<void> acceptLoop();
+  Awaitable<void> acceptLoop();
 
   asio::io_context& ioc_;
   Options options_;
   Router router_;
-  asio::ip::tcp::acceptor acceptor_;
+  TcpAcceptor acceptor_;
   uint16_t port_ = 0;
   bool stopped_ = false;
   uint64_t message_bytes_sent_ = 0;

@@ -79,12 +79,13 @@ struct Reply {
 
 // One client connection that sends `targets` in order (keep-alive) and
 // records each reply.
-asio::awaitable<void> client(uint16_t port, http::verb verb, std::vector<std::string> targets,
-                             std::vector<Reply>* replies) {
+Awaitable<void> client(uint16_t port, http::verb verb, std::vector<std::string> targets,
+                       std::vector<Reply>* replies) {
   auto executor = co_await asio::this_coro::executor;
-  beast::tcp_stream stream(executor);
+  TcpStream stream(executor);
   stream.expires_after(std::chrono::seconds(5));
-  co_await stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
+  co_await stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                use_awaitable);
   beast::flat_buffer buffer;
   for (const std::string& target : targets) {
     http::request<http::string_body> req{verb, target, 11};
@@ -92,9 +93,9 @@ asio::awaitable<void> client(uint16_t port, http::verb verb, std::vector<std::st
     req.keep_alive(true);
     req.prepare_payload();
     stream.expires_after(std::chrono::seconds(5));
-    co_await http::async_write(stream, req, asio::use_awaitable);
+    co_await http::async_write(stream, req, use_awaitable);
     http::response<http::string_body> res;
-    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+    co_await http::async_read(stream, buffer, res, use_awaitable);
     Reply r;
     r.status = res.result_int();
     r.body = res.body();
@@ -360,19 +361,19 @@ TEST_CASE("an oversized request body gets 413", "[admin]") {
   bool finished = false;
   asio::co_spawn(
       f.ioc,
-      [](uint16_t port, std::vector<Reply>* out) -> asio::awaitable<void> {
+      [](uint16_t port, std::vector<Reply>* out) -> Awaitable<void> {
         auto executor = co_await asio::this_coro::executor;
-        beast::tcp_stream stream(executor);
+        TcpStream stream(executor);
         stream.expires_after(std::chrono::seconds(5));
         co_await stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                      asio::use_awaitable);
+                                      use_awaitable);
         http::request<http::string_body> req{http::verb::post, "/runtime_modify", 11};
         req.body() = std::string(100, 'x');
         req.prepare_payload();
-        co_await http::async_write(stream, req, asio::use_awaitable);
+        co_await http::async_write(stream, req, use_awaitable);
         beast::flat_buffer buffer;
         http::response<http::string_body> res;
-        co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+        co_await http::async_read(stream, buffer, res, use_awaitable);
         out->push_back(Reply{res.result_int(), res.body(), "", true, ""});
       }(f.server->port(), &replies),
       [&finished](std::exception_ptr) { finished = true; });

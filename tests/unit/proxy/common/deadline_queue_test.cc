@@ -209,13 +209,13 @@ TEST_CASE("a deadline in a frame destroyed with its io_context stays harmless") 
   auto io = std::make_unique<asio::io_context>();
   asio::co_spawn(
       *io,
-      [&]() -> asio::awaitable<void> {
+      [&]() -> Awaitable<void> {
         Probe p(DeadlineQueue::of(*io), fired, 1);
         p.deadline.expiresAfter(milliseconds(1));
-        asio::steady_timer forever(co_await asio::this_coro::executor, Clock::time_point::max());
+        SteadyTimer forever(co_await asio::this_coro::executor, Clock::time_point::max());
         suspended = true;
         boost::system::error_code ec;
-        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await forever.async_wait(asio::redirect_error(use_awaitable, ec));
         p.deadline.expiresAfter(milliseconds(1));
       },
       asio::detached);

@@ -14,9 +14,9 @@ namespace {
 using boost::system::error_code;
 
 // A coroutine that waits on `signal` once and records how it woke.
-asio::awaitable<void> waitOnce(Signal& signal, std::optional<error_code>& woke) {
+Awaitable<void> waitOnce(Signal& signal, std::optional<error_code>& woke) {
   error_code ec;
-  co_await signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_await signal.async_wait(asio::redirect_error(use_awaitable, ec));
   woke = ec;
 }
 

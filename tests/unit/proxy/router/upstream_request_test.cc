@@ -48,14 +48,14 @@ class Origin {
 
  private:
   struct Conn {
-    explicit Conn(asio::ip::tcp::socket s) : socket(std::move(s)) {}
-    asio::ip::tcp::socket socket;
+    explicit Conn(TcpSocket s) : socket(std::move(s)) {}
+    TcpSocket socket;
     std::string seen;
     bool answered = false;
     char buf[4096];
   };
   void accept() {
-    acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, TcpSocket s) {
       if (ec) return;
       ++accepted;
       auto c = std::make_shared<Conn>(std::move(s));
@@ -75,7 +75,7 @@ class Origin {
         boost::system::error_code ignored;
         asio::write(c->socket, asio::buffer(response), ignored);
         if (close_after) {
-          c->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+          c->socket.shutdown(TcpSocket::shutdown_both, ignored);
           return;
         }
         c->seen.clear();
@@ -84,7 +84,7 @@ class Origin {
       read(c);
     });
   }
-  asio::ip::tcp::acceptor acceptor_;
+  TcpAcceptor acceptor_;
 };
 
 // A client's request as an UpstreamRequestParent: a head and body chunks
@@ -105,10 +105,10 @@ class FakeClient : public UpstreamRequestParent {
     stream.encodeHeaders(head, chunks_.empty());
   }
   bool requestComplete() const override { return next_ >= chunks_.size(); }
-  asio::awaitable<bool> encodeMoreRequest(UpstreamStream* stream) override {
-    asio::steady_timer t(io_, gap_);
+  Awaitable<bool> encodeMoreRequest(UpstreamStream* stream) override {
+    SteadyTimer t(io_, gap_);
     boost::system::error_code ec;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     if (stopped_) co_return false;
     const std::string& c = chunks_[next_++];
     stream->encodeData(std::span<const char>(c.data(), c.size()), requestComplete());
@@ -125,7 +125,7 @@ class FakeClient : public UpstreamRequestParent {
   }
   void onUpstreamData(std::span<const char> d, bool) override { body.append(d.data(), d.size()); }
   void onUpstreamTrailers(HeaderMap&) override {}
-  asio::awaitable<bool> flushResponse() override { co_return true; }
+  Awaitable<bool> flushResponse() override { co_return true; }
 
   RequestHead head;
   Clock::time_point deadline = Clock::time_point::max();
@@ -166,10 +166,7 @@ struct Upstream {
     std::optional<ConnPool::NewStreamResult> r;
     PendingRequest pending(io.get_executor());
     asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          r = co_await pool.newStream(&pending, Clock::now() + 2s);
-        },
+        io, [&]() -> Awaitable<void> { r = co_await pool.newStream(&pending, Clock::now() + 2s); },
         rethrow);
     REQUIRE(test::eventually(io, [&] { return r.has_value(); }));
     REQUIRE(r->status == ConnPool::NewStreamResult::Status::Ready);
@@ -183,7 +180,7 @@ struct Upstream {
     REQUIRE(upstream.start());
     std::optional<UpstreamRequest::Result> r;
     asio::co_spawn(
-        io, [&]() -> asio::awaitable<void> { r = co_await upstream.run(); }, rethrow);
+        io, [&]() -> Awaitable<void> { r = co_await upstream.run(); }, rethrow);
     REQUIRE(test::eventually(io, [&] { return r.has_value(); }));
     upstream.finish(r->state == State::Complete && !r->eof);
     return *r;

@@ -18,9 +18,9 @@ std::string presentedCn(const ServerContext& server, const ClientContext& client
   namespace ssl = asio::ssl;
   using asio::ip::tcp;
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  ssl::stream<tcp::socket> s(io, server.sslContext());
-  ssl::stream<tcp::socket> c(io, client.sslContext());
+  TcpAcceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  ssl::stream<TcpSocket> s(io, server.sslContext());
+  ssl::stream<TcpSocket> c(io, client.sslContext());
   std::string cn;
   acceptor.async_accept(s.next_layer(), [&](boost::system::error_code ec) {
     if (!ec) s.async_handshake(ssl::stream_base::server, [](boost::system::error_code) {});

@@ -425,11 +425,11 @@ TEST_CASE("openssl s_client completes a handshake against a server context", "[t
   auto server = serverContext(serverYaml(f, "", "    alpn_protocols: [h2, http/1.1]\n"));
   using asio::ip::tcp;
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  TcpAcceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   const unsigned short port = acceptor.local_endpoint().port();
   boost::system::error_code server_ec = asio::error::would_block;
   std::thread serve([&] {
-    asio::ssl::stream<tcp::socket> s(io, server->sslContext());
+    asio::ssl::stream<TcpSocket> s(io, server->sslContext());
     boost::system::error_code ec;
     acceptor.accept(s.next_layer(), ec);
     if (!ec) s.handshake(asio::ssl::stream_base::server, ec);

@@ -188,10 +188,10 @@ inline HandshakeResult handshake(const ServerContext& server, const ClientContex
   namespace ssl = asio::ssl;
   using asio::ip::tcp;
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  ssl::stream<tcp::socket> s(io, server.sslContext());
-  ssl::stream<tcp::socket> c(io, client.sslContext());
-  asio::steady_timer watchdog(io, std::chrono::seconds(10));
+  TcpAcceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  ssl::stream<TcpSocket> s(io, server.sslContext());
+  ssl::stream<TcpSocket> c(io, client.sslContext());
+  SteadyTimer watchdog(io, std::chrono::seconds(10));
   HandshakeResult r;
   int done = 0;
   char sbuf[1] = {'x'};

@@ -45,7 +45,7 @@ class SilentServer {
   void hangUp() {
     for (auto& s : sockets_) {
       boost::system::error_code ignored;
-      s.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      s.shutdown(TcpSocket::shutdown_send, ignored);
     }
   }
   // Writes `bytes` on every accepted connection, unasked.
@@ -58,14 +58,14 @@ class SilentServer {
 
  private:
   void accept() {
-    acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, TcpSocket s) {
       if (ec) return;
       sockets_.push_back(std::move(s));
       accept();
     });
   }
-  asio::ip::tcp::acceptor acceptor_;
-  std::vector<asio::ip::tcp::socket> sockets_;
+  TcpAcceptor acceptor_;
+  std::vector<TcpSocket> sockets_;
 };
 
 // One acquire() in flight and its outcome.
@@ -75,8 +75,8 @@ struct Waiter {
   std::optional<WorkerCluster::AcquireResult> result;
 };
 
-asio::awaitable<void> runAcquire(std::shared_ptr<WorkerCluster> cluster, HostState* host,
-                                 Waiter* waiter, Clock::time_point deadline) {
+Awaitable<void> runAcquire(std::shared_ptr<WorkerCluster> cluster, HostState* host, Waiter* waiter,
+                           Clock::time_point deadline) {
   waiter->result = co_await cluster->acquire(host, &waiter->pending, deadline);
 }
 

@@ -43,15 +43,14 @@ void logFailure(std::exception_ptr e) {
   }
 }
 
-asio::awaitable<void> serveOne(std::shared_ptr<TestServerState> state,
-                               asio::ip::tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+Awaitable<void> serveOne(std::shared_ptr<TestServerState> state, TcpSocket socket) {
+  TcpStream stream(std::move(socket));
   boost::system::error_code ec;
   if (state->mode == ServerMode::CloseAtOnce) co_return;
   stream.expires_after(5s);
   std::string in;
   co_await asio::async_read_until(stream, asio::dynamic_buffer(in, 8192), "\r\n\r\n",
-                                  asio::redirect_error(asio::use_awaitable, ec));
+                                  asio::redirect_error(use_awaitable, ec));
   if (ec) co_return;
   ++state->requests;
   state->last_request = in;
@@ -59,22 +58,20 @@ asio::awaitable<void> serveOne(std::shared_ptr<TestServerState> state,
     // Holds the connection open until the peer gives up (or 5 s pass).
     char byte;
     co_await stream.async_read_some(asio::buffer(&byte, 1),
-                                    asio::redirect_error(asio::use_awaitable, ec));
+                                    asio::redirect_error(use_awaitable, ec));
     co_return;
   }
   const std::string reply = state->mode == ServerMode::Reply200
                                 ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
                                 : "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
-  co_await asio::async_write(stream, asio::buffer(reply),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(stream, asio::buffer(reply), asio::redirect_error(use_awaitable, ec));
 }
 
-asio::awaitable<void> acceptLoop(std::shared_ptr<TestServerState> state,
-                                 std::shared_ptr<asio::ip::tcp::acceptor> acceptor) {
+Awaitable<void> acceptLoop(std::shared_ptr<TestServerState> state,
+                           std::shared_ptr<TcpAcceptor> acceptor) {
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::tcp::socket socket = co_await acceptor->async_accept(
-        asio::redirect_error(asio::use_awaitable, ec));
+    TcpSocket socket = co_await acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;  // closed by the test
     asio::co_spawn(acceptor->get_executor(), serveOne(state, std::move(socket)), logFailure);
   }
@@ -84,7 +81,7 @@ class TestServer {
  public:
   explicit TestServer(asio::io_context& io)
       : state_(std::make_shared<TestServerState>()),
-        acceptor_(std::make_shared<asio::ip::tcp::acceptor>(
+        acceptor_(std::make_shared<TcpAcceptor>(
             io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0))) {
     port_ = acceptor_->local_endpoint().port();
     asio::co_spawn(io, acceptLoop(state_, acceptor_), logFailure);
@@ -102,13 +99,13 @@ class TestServer {
 
  private:
   std::shared_ptr<TestServerState> state_;
-  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<TcpAcceptor> acceptor_;
   uint16_t port_ = 0;
 };
 
 // A port nothing listens on: bound once to learn a free number, then closed.
 uint16_t closedPort(asio::io_context& io) {
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  TcpAcceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   const uint16_t port = a.local_endpoint().port();
   a.close();
   return port;

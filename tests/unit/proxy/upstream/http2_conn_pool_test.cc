@@ -41,8 +41,8 @@ void rethrow(std::exception_ptr e) {
 class H2Server {
  public:
   struct Conn {
-    explicit Conn(asio::ip::tcp::socket s) : sock(std::move(s)) {}
-    asio::ip::tcp::socket sock;
+    explicit Conn(TcpSocket s) : sock(std::move(s)) {}
+    TcpSocket sock;
     std::unique_ptr<TestPeer> peer;
     std::set<int32_t> seen;  // requests passed to on_request
     std::string out;
@@ -93,7 +93,7 @@ class H2Server {
     for (auto& c : conns) {
       boost::system::error_code ec;
       c->closed = true;
-      c->sock.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      c->sock.shutdown(TcpSocket::shutdown_both, ec);
       c->sock.close(ec);
     }
   }
@@ -112,7 +112,7 @@ class H2Server {
 
  private:
   void accept() {
-    acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, TcpSocket s) {
       if (ec) return;
       auto c = std::make_unique<Conn>(std::move(s));
       c->peer = std::make_unique<TestPeer>(settings_);
@@ -142,7 +142,7 @@ class H2Server {
   }
 
   asio::io_context& io_;
-  asio::ip::tcp::acceptor acceptor_;
+  TcpAcceptor acceptor_;
   std::vector<nghttp2_settings_entry> settings_;
   bool paused_ = false;
 };
@@ -170,7 +170,7 @@ struct Exchange : ResponseDecoderCallbacks {
   // until `resume` is set (a slow client).
   bool read_all = true;
   bool resume = false;
-  asio::steady_timer* gate = nullptr;  // cancelled with `resume` set
+  SteadyTimer* gate = nullptr;         // cancelled with `resume` set
   UpstreamStream* raw = nullptr;       // the stream, while the exchange runs
   bool keep = false;  // hold the stream after completion (not finished)
 
@@ -191,7 +191,7 @@ struct Exchange : ResponseDecoderCallbacks {
   void onInformational(ResponseHead&) override {}
 };
 
-asio::awaitable<void> runExchange(ConnPool* pool, Exchange* x, asio::io_context* io) {
+Awaitable<void> runExchange(ConnPool* pool, Exchange* x, asio::io_context* io) {
   UpstreamStreamPtr s = pool->tryNewStream();
   if (!s) {
     PendingRequest pending(io->get_executor());
@@ -224,7 +224,7 @@ asio::awaitable<void> runExchange(ConnPool* pool, Exchange* x, asio::io_context*
     if (!first && !x->read_all) {
       while (!x->resume) {
         boost::system::error_code ec;
-        co_await x->gate->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await x->gate->async_wait(asio::redirect_error(use_awaitable, ec));
       }
       x->read_all = true;
     }
@@ -505,7 +505,7 @@ TEST_CASE("a connect failure fails the pending request", "[pool][http2]") {
   Fixture f;
   uint16_t closed_port = 0;
   {
-    asio::ip::tcp::acceptor a(f.io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    TcpAcceptor a(f.io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     closed_port = a.local_endpoint().port();
   }
   f.useHostPort(closed_port);
@@ -528,7 +528,7 @@ TEST_CASE("a slow reader holds the upstream to the stream window", "[pool][http2
   const std::string big(1 << 20, 'b');
   f.server.on_request = [&](H2Server::Conn& c, int32_t id) { c.peer->respond(id, "200", {}, big); };
   Exchange x;
-  asio::steady_timer gate(f.io, Clock::time_point::max());
+  SteadyTimer gate(f.io, Clock::time_point::max());
   x.gate = &gate;
   x.read_all = false;  // one receive(), then stall
   f.start(x);

@@ -60,8 +60,8 @@ struct Cluster {
     std::optional<WorkerCluster::TcpConnectResult> out;
     asio::co_spawn(
         io,
-        [](std::shared_ptr<WorkerCluster> c, HostState* h, asio::any_io_executor ex,
-           std::optional<WorkerCluster::TcpConnectResult>* r) -> asio::awaitable<void> {
+        [](std::shared_ptr<WorkerCluster> c, HostState* h, Executor ex,
+           std::optional<WorkerCluster::TcpConnectResult>* r) -> Awaitable<void> {
           *r = co_await c->connectTcp(ex, h);
         }(cluster, host, io.get_executor(), &out),
         rethrow);
@@ -221,7 +221,7 @@ TEST_CASE("unused ORIGINAL_DST hosts go after a cleanup interval, busy ones stay
           "[original_dst]") {
   Cluster c;
   c.build();
-  asio::ip::tcp::acceptor acceptor(c.io, ep("127.0.0.1", 0));
+  TcpAcceptor acceptor(c.io, ep("127.0.0.1", 0));
   const auto live = acceptor.local_endpoint();
   const auto idle_dst = ep("127.0.0.1", 1);
   LoadBalancerContext lb;
@@ -253,7 +253,7 @@ TEST_CASE("the cleanup timer runs every cleanup_interval once the cluster connec
   Cluster c;
   c.config.original_dst->cleanup_interval = 50ms;
   c.build();
-  asio::ip::tcp::acceptor acceptor(c.io, ep("127.0.0.1", 0));
+  TcpAcceptor acceptor(c.io, ep("127.0.0.1", 0));
   const auto live = acceptor.local_endpoint();
   LoadBalancerContext lb;
   lb.downstream_local = &live;
@@ -271,7 +271,7 @@ TEST_CASE("a TCP proxy connection counts in the cluster's stats and breaker", "[
   Cluster c(one);
   c.config.type = config::ClusterConfig::Type::Static;
   c.config.lb_policy = config::ClusterConfig::LbPolicy::RoundRobin;
-  asio::ip::tcp::acceptor acceptor(c.io, ep("127.0.0.1", 0));
+  TcpAcceptor acceptor(c.io, ep("127.0.0.1", 0));
   HostDescription d;
   d.ip = "127.0.0.1";
   d.port = acceptor.local_endpoint().port();

@@ -46,13 +46,13 @@ TEST_CASE("the source address of the host's family is bound and source_address o
   const auto v4_only = bound("127.0.0.6");
   CHECK(selected(v4_only, "fd00::1") == "127.0.0.6");
   asio::io_context io;
-  asio::ip::tcp::socket socket(io);
+  TcpSocket socket(io);
   CHECK(bindSourceAddress(socket, v4_only, ep("::1")) == asio::error::address_family_not_supported);
 }
 
 TEST_CASE("an IPv6 upstream connection comes from the extra source address", "[proxy][upstream]") {
   asio::io_context io;
-  asio::ip::tcp::acceptor v6(io);
+  TcpAcceptor v6(io);
   boost::system::error_code ec;
   v6.open(asio::ip::tcp::v6(), ec);
   if (!ec) v6.bind(ep("::1", 0), ec);
@@ -61,16 +61,16 @@ TEST_CASE("an IPv6 upstream connection comes from the extra source address", "[p
     return;
   }
   v6.listen();
-  asio::ip::tcp::acceptor v4(io, ep("127.0.0.1", 0));
+  TcpAcceptor v4(io, ep("127.0.0.1", 0));
   // 127.0.0.6 is not the kernel's choice for 127.0.0.1; for ::1 the extra
   // address is what makes the bind succeed (source_address alone fails).
   const auto cluster = bound("127.0.0.6", "::1");
   for (auto* acceptor : {&v6, &v4}) {
-    asio::ip::tcp::socket socket(io);
+    TcpSocket socket(io);
     const asio::ip::tcp::endpoint to = acceptor->local_endpoint();
     REQUIRE_FALSE(bindSourceAddress(socket, cluster, to));
     socket.connect(to);
-    asio::ip::tcp::socket accepted = acceptor->accept();
+    TcpSocket accepted = acceptor->accept();
     const auto want = asio::ip::make_address(to.address().is_v4() ? "127.0.0.6" : "::1");
     CHECK(accepted.remote_endpoint().address() == want);
     CHECK(socket.local_endpoint().address() == want);

@@ -72,16 +72,18 @@ struct EndCall {
   }
 };
 
-asio::awaitable<void> httpsCall(std::shared_ptr<ssl::context> ctx, uint16_t port, std::string target,
-                                std::string content_type, std::string body, CallPtr out) {
+Awaitable<void> httpsCall(std::shared_ptr<ssl::context> ctx, uint16_t port, std::string target,
+                          std::string content_type, std::string body, CallPtr out) {
   auto executor = co_await asio::this_coro::executor;
-  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(executor), *ctx);
+  beast::ssl_stream<TcpStream> stream(TcpStream(executor), *ctx);
   auto& tcp = beast::get_lowest_layer(stream);
   tcp.expires_after(std::chrono::seconds(5));
   boost::system::error_code ec;
   co_await tcp.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  if (!ec) co_await stream.async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+                             asio::redirect_error(use_awaitable, ec));
+  if (!ec)
+    co_await stream.async_handshake(ssl::stream_base::client,
+                                    asio::redirect_error(use_awaitable, ec));
   if (!ec) {
     if (X509* peer = SSL_get1_peer_certificate(stream.native_handle())) {
       char cn[256] = {0};
@@ -94,12 +96,12 @@ asio::awaitable<void> httpsCall(std::shared_ptr<ssl::context> ctx, uint16_t port
     if (!content_type.empty()) req.set(http::field::content_type, content_type);
     req.body() = std::move(body);
     req.prepare_payload();
-    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_write(stream, req, asio::redirect_error(use_awaitable, ec));
   }
   if (!ec) {
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
-    co_await http::async_read(stream, buffer, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, res, asio::redirect_error(use_awaitable, ec));
     out->status = res.result_int();
     out->body = res.body();
   }
@@ -107,17 +109,20 @@ asio::awaitable<void> httpsCall(std::shared_ptr<ssl::context> ctx, uint16_t port
   out->done = true;
 }
 
-asio::awaitable<void> plaintextCall(uint16_t port, std::string bytes, CallPtr out) {
+Awaitable<void> plaintextCall(uint16_t port, std::string bytes, CallPtr out) {
   auto executor = co_await asio::this_coro::executor;
-  beast::tcp_stream stream(executor);
+  TcpStream stream(executor);
   stream.expires_after(std::chrono::seconds(5));
   boost::system::error_code ec;
   co_await stream.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                asio::redirect_error(asio::use_awaitable, ec));
-  if (!ec) co_await asio::async_write(stream, asio::buffer(bytes), asio::redirect_error(asio::use_awaitable, ec));
+                                asio::redirect_error(use_awaitable, ec));
+  if (!ec)
+    co_await asio::async_write(stream, asio::buffer(bytes),
+                               asio::redirect_error(use_awaitable, ec));
   while (!ec) {
     char buf[4096];
-    const size_t n = co_await stream.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    const size_t n =
+        co_await stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
     out->raw.append(buf, n);
   }
   out->ec = ec;
