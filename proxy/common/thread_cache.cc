@@ -18,7 +18,7 @@ namespace {
 constexpr size_t kSmallClasses = 64;
 constexpr size_t kSmallMax = 1032;
 constexpr size_t kClasses = 112;
-constexpr size_t kBytesPerClass = 128 * 1024;
+constexpr size_t kBytesPerClass = 512 * 1024;
 
 struct Block {
   Block* next;

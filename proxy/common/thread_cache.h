@@ -20,7 +20,7 @@
 // larger classes are for coroutine frames: the router's attempt and the
 // HTTP/2 stream's frames are over 1 KiB, and went to malloc and free once
 // per request each (2026-12-06: about 1,000 instructions of an h2c
-// request). Bounded: at most kMaxCachedBytes per thread (and 128 KiB or
+// request). Bounded: at most kMaxCachedBytes per thread (and 512 KiB or
 // kMaxPerClass blocks per class); a thread's blocks go
 // back to malloc when it exits, and frees after that go straight to free().
 //
@@ -28,17 +28,22 @@
 // per class, four HTTP/2 connections of 100 streams each (400 requests of
 // about 25 blocks) overflowed the cache, and malloc and free were again 12 %
 // of an HTTP/2 request's instructions; at 1 MiB, 3 % (2026-12-06, bench/
-// results/2026-12-06-2cpu-x86_64-instructions-h2-vs-haproxy.md). Blocks held
-// here would otherwise sit in malloc's free lists: the cache adds at most
-// its bound to a worker's RSS.
+// results/2026-12-06-2cpu-x86_64-instructions-h2-vs-haproxy.md). At 1 MiB
+// and 128 KiB per class the same load overflowed again later (malloc and
+// free about 1,400 of its 32,000 instructions): 100 streams of a
+// connection end in one read, and their frames are freed as one run. At
+// 4 MiB and 512 KiB per class they stay here: 31,983 -> 30,003 instructions
+// per request. Blocks held here would otherwise sit in malloc's free
+// lists: the cache adds at most its bound to a worker's RSS, and a config
+// update flushes it (Worker::postConfig).
 
 #include <cstddef>
 
 namespace turnout::proxy::thread_cache {
 
 constexpr size_t kMaxBlock = 4104;               // larger requests go to malloc
-constexpr size_t kMaxCachedBytes = 1024 * 1024;  // per thread
-constexpr unsigned kMaxPerClass = 1024;          // blocks of one size, per thread
+constexpr size_t kMaxCachedBytes = 4 * 1024 * 1024;  // per thread
+constexpr unsigned kMaxPerClass = 4096;          // blocks of one size, per thread
 
 // At least `n` bytes, aligned as malloc's; throws std::bad_alloc as
 // operator new does (after trying the new-handler).

@@ -96,7 +96,7 @@ void Worker::postConfig(DataPlaneConfigConstSharedPtr config,
                  done = std::move(done)]() mutable {
     ClusterManager::UpdateResult r = installConfig(std::move(config), *resources);
     // What the previous generation freed on this thread (up to the cache's
-    // 1 MiB) goes back to malloc, for the main thread's malloc_trim a
+    // 4 MiB) goes back to malloc, for the main thread's malloc_trim a
     // second later (SnapshotPublisher::scheduleHeapRelease): an idle
     // sidecar does not keep a worker's cache full of old config.
     thread_cache::flush();
