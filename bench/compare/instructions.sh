@@ -11,6 +11,11 @@
 #   TURNOUT=/path/to/other/turnout bench/compare/instructions.sh   (another build)
 #   KEEP=/tmp/cg.out bench/compare/instructions.sh   (keeps the callgrind file, e.g. for
 #                                                     callgrind_annotate --tree=caller)
+#   CACHESIM=1 bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
+#       also simulates the caches and branch predictors (callgrind's
+#       --cache-sim=yes --branch-sim=yes; slower) and prints misses and
+#       mispredictions per request: what instructions alone do not show
+#       where two programs of the same count differ in CPU time
 #   bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
 #       also counts haproxy (nbthread 1, the same origin, the same load) in the
 #       same run and prints turnout's instructions as a ratio of haproxy's
@@ -140,6 +145,7 @@ measure() {
   shift 2
   # shellcheck disable=SC2086
   env ${PRELOAD:+LD_PRELOAD=$PRELOAD} ${ENV:-} valgrind --tool=callgrind --instr-atstart=no \
+    ${CACHESIM:+--cache-sim=yes --branch-sim=yes} \
     --callgrind-out-file="$WORK/$name.out" "$@" > "$WORK/$name.log" 2>&1 &
   local vg=$!
   for _ in $(seq 1 300); do
@@ -159,6 +165,17 @@ measure() {
   }
   callgrind_annotate --auto=no "$WORK/$name.out" |
     awk -v n="$N" '/PROGRAM TOTALS/ {gsub(",", "", $1); print int($1 / n)}' > "$WORK/$name.per_req"
+  if [ -n "${CACHESIM:-}" ]; then
+    # Every simulated event per request: Ir, then the cache misses (I1mr,
+    # D1mr, D1mw, ILmr, DLmr, DLmw) and branches (Bc/Bcm conditional,
+    # Bi/Bim indirect; *m = mispredicted).
+    callgrind_annotate --auto=no "$WORK/$name.out" | awk -v n="$N" -v who="$name" '
+      /^Events shown:/ { for (i = 3; i <= NF; i++) ev[i - 2] = $i; ne = NF - 2 }
+      /PROGRAM TOTALS/ { line = who ":"; k = 0
+                         for (i = 1; i <= NF && k < ne; i++) { if ($i ~ /^[0-9,]+$/) { v = $i; gsub(",", "", v)
+                           line = line sprintf(" %s %.1f", ev[++k], v / n) } } print line }' \
+      > "$WORK/$name.events"
+  fi
 }
 
 measure turnout "http://127.0.0.1:$ADMIN/ready" \
@@ -166,6 +183,7 @@ measure turnout "http://127.0.0.1:$ADMIN/ready" \
 [ -n "${KEEP:-}" ] && cp "$WORK/turnout.out" "$KEEP"
 per_req=$(cat "$WORK/turnout.per_req")
 echo "turnout-bench $* -n $N: $per_req instructions per request"
+[ -n "${CACHESIM:-}" ] && echo "per request: $(cat "$WORK/turnout.events")"
 [ "$TOP" -gt 0 ] && callgrind_annotate --auto=no "$WORK/turnout.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |
   awk -v n="$N" '{c=$1; gsub(",", "", c); p=$3; sub(/\)$/, "", p); $1=""; $2=""; $3=""; printf "%8d/req %6s %s\n", c / n, p, substr($0, 4, 150)}'
 
@@ -175,5 +193,6 @@ if [ -n "$HAPROXY" ]; then
   measure haproxy "http://127.0.0.1:$PROXY/" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
   hap=$(cat "$WORK/haproxy.per_req")
   echo "haproxy $("$HAPROXY" -v | head -1 | awk '{print $3}') (nbthread 1): $hap instructions per request"
+  [ -n "${CACHESIM:-}" ] && echo "per request: $(cat "$WORK/haproxy.events")"
   awk -v t="$per_req" -v h="$hap" 'BEGIN { printf "turnout / haproxy: %.2fx (user-space instructions; the kernel and syscalls are not in them)\n", t / h }'
 fi
