@@ -38,6 +38,12 @@ MAX_DELAY_MS = 10000
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_S
+    # A response goes out as two writes (the head, then the body). With
+    # Nagle on, the body waited for the ACK of the head, which a reused
+    # connection's peer may delay by 40 ms: every response on a kept-alive
+    # upstream connection could take 40 ms more (bench/xds's "API call to
+    # routed" read 50 or 90-100 ms at random).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
