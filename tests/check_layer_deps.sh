@@ -8,6 +8,28 @@
 #     which measure it) includes a
 #     header of ROOT/SUBDIR: config/control_plane/ is turnout-cp's alone.
 set -u
+if [ "${1:-}" = "--typed-executor" ]; then
+  # check_layer_deps.sh --typed-executor ROOT
+  #   Fails if a source names Asio's type-erased executor or an I/O object,
+  #   coroutine or token that defaults to it, instead of proxy/common/asio.h's
+  #   aliases (Awaitable, use_awaitable, TcpSocket, SteadyTimer, ...) over
+  #   the io_context's own executor (docs/threading.md). A timer or socket
+  #   made with the default compiles and runs, only slower: this is what
+  #   catches it.
+  root=${2:?usage: check_layer_deps.sh --typed-executor ROOT}
+  pattern='any_io_executor|asio::awaitable<|asio::use_awaitable\b|asio::steady_timer|asio::system_timer'
+  pattern+='|(ip::)?tcp::(socket|acceptor|resolver)\b|beast::tcp_stream|asio::signal_set'
+  pattern+='|posix::stream_descriptor'
+  hits=$(cd "$root" && grep -rnE "$pattern" --include='*.h' --include='*.cc' proxy config bench tests \
+         | grep -v '^proxy/common/asio.h:' || true)
+  if [ -n "$hits" ]; then
+    echo "type-erased Asio names (use proxy/common/asio.h's aliases):"
+    echo "$hits"
+    exit 1
+  fi
+  echo "every coroutine, socket and timer names the io_context's executor"
+  exit 0
+fi
 if [ "${1:-}" = "--private" ]; then
   root=${2:?usage: check_layer_deps.sh --private ROOT SUBDIR}
   sub=${3:?usage: check_layer_deps.sh --private ROOT SUBDIR}

@@ -28,7 +28,7 @@ namespace turnout::proxy {
 // Watches one file (Envoy's path_config_source): `on_change` gets its
 // contents whenever they change. inotify on the watched directory
 // (IN_MOVED_TO, IN_CLOSE_WRITE, IN_CREATE) through an Asio
-// posix::stream_descriptor, plus a re-stat every second as a fallback. A
+// StreamDescriptor, plus a re-stat every second as a fallback. A
 // file moved into place (rename, as Kubernetes does) is seen at once. Main
 // thread.
 class FileWatch {

@@ -72,7 +72,7 @@ absl::StatusOr<ApiReply> ApiClient::request(std::string_view method, std::string
   auto exchange = [&]() -> Awaitable<void> {
     boost::system::error_code ec;
     auto redirect = asio::redirect_error(use_awaitable, ec);
-    tcp::resolver resolver(ioc);
+    TcpResolver resolver(ioc);
     TcpStream stream(ioc);
     stream.expires_after(timeout_);
     auto endpoints = co_await resolver.async_resolve(host_, port_, redirect);
