@@ -125,6 +125,11 @@ class DownstreamStream {
   // the stream's buffer (the backpressure on the upstream reader). False:
   // the client is gone, reset the stream, or the timeout expired.
   virtual Awaitable<bool> flush(std::chrono::milliseconds timeout) = 0;
+  // flush() when it would complete at once with true: does it and returns
+  // true, with no coroutine made and resumed (a flush per response on the
+  // hot path). False: nothing done, await flush(). HTTP/1 always awaits
+  // (its flush writes the socket).
+  virtual bool tryFlush() { return false; }
 
   // The request is a tunnel carried on a multiplexed upstream stream (an
   // upgrade or a CONNECT sent as HTTP/2 (extended) CONNECT): its body is the

@@ -148,6 +148,14 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     return head_ != nullptr && (head_->upgrade || head_->method == "CONNECT");
   }
 
+  bool tryFlush() override {
+    if (reset_ || conn_.closed_ || !stream_ || stream_->bufferedBytes() > kWriteBehindBytes) {
+      return false;
+    }
+    conn_.wake();
+    return true;
+  }
+
   Awaitable<bool> flush(std::chrono::milliseconds timeout) override {
     conn_.wake();
     const Clock::time_point deadline = deadlineAfter(timeout);

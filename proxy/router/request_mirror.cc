@@ -46,6 +46,7 @@ class MirrorRequest : public UpstreamRequestParent {
   void onUpstreamData(std::span<const char>, bool) override {}
   void onUpstreamTrailers(HeaderMap&) override {}
   Awaitable<bool> flushResponse() override { co_return true; }
+  bool tryFlushResponse() override { return true; }
 
   void startClock() { deadline_ = std::chrono::steady_clock::now() + timeout_; }
   std::chrono::steady_clock::time_point deadline() const { return deadline_; }

@@ -519,6 +519,8 @@ void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
   conn_.encodeTrailers(trailers);
 }
 
+bool RouterFilter::tryFlushResponse() { return conn_.tryFlush(); }
+
 Awaitable<bool> RouterFilter::flushResponse() {
   const bool written = co_await conn_.flush(stream_.streamIdle());
   if (written) co_return true;

@@ -56,6 +56,7 @@ class RouterFilter : public UpstreamRequestParent {
   void onUpstreamData(std::span<const char> data, bool end_stream) override;
   void onUpstreamTrailers(HeaderMap& trailers) override;
   Awaitable<bool> flushResponse() override;
+  bool tryFlushResponse() override;
 
  private:
   enum class AttemptResult { Done, Retry, Failed };

@@ -146,7 +146,8 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
     // What the events produced goes to the client, also after a clean EOF
     // that completed a close-delimited response.
     if (!rr.reset || rr.eof) {
-      const bool flushed = co_await parent_.flushResponse();
+      bool flushed = parent_.tryFlushResponse();
+      if (!flushed) flushed = co_await parent_.flushResponse();
       if (!flushed) break;  // the parent saw the client fail
     }
     if (rr.reset) {

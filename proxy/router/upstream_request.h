@@ -67,6 +67,11 @@ class UpstreamRequestParent {
   // Writes to the client what the response events produced. False: the
   // client is gone.
   virtual Awaitable<bool> flushResponse() = 0;
+  // flushResponse() when it would complete at once with true (HTTP/2 with
+  // the bytes within the stream's write-behind allowance): does it and
+  // returns true, with no coroutine made and resumed. False: nothing done,
+  // await flushResponse().
+  virtual bool tryFlushResponse() { return false; }
 };
 
 class UpstreamRequest : public ResponseDecoderCallbacks {

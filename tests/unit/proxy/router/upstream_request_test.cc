@@ -125,9 +125,20 @@ class FakeClient : public UpstreamRequestParent {
   }
   void onUpstreamData(std::span<const char> d, bool) override { body.append(d.data(), d.size()); }
   void onUpstreamTrailers(HeaderMap&) override {}
-  Awaitable<bool> flushResponse() override { co_return true; }
+  Awaitable<bool> flushResponse() override {
+    ++awaited_flushes;
+    co_return !client_gone;
+  }
+  bool tryFlushResponse() override {
+    ++tried_flushes;
+    return flush_at_once && !client_gone;
+  }
 
   RequestHead head;
+  bool flush_at_once = false;  // tryFlushResponse() succeeds
+  bool client_gone = false;    // both flushes fail
+  int tried_flushes = 0;
+  int awaited_flushes = 0;
   Clock::time_point deadline = Clock::time_point::max();
   uint32_t discard_status = 0;
   uint32_t status = 0;
@@ -251,6 +262,32 @@ TEST_CASE("an UpstreamRequest streams the body and gives back a reusable connect
   REQUIRE(again);
   CHECK(again->reused());
   CHECK(u.origin.accepted == 1);
+}
+
+TEST_CASE("a response is flushed without a coroutine when the parent can, awaited when not",
+          "[upstream_request]") {
+  for (const bool at_once : {true, false}) {
+    Upstream u;
+    u.origin.response = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    FakeClient client(u.io, {}, 0ms);
+    client.flush_at_once = at_once;
+    UpstreamRequest::Result r = u.run(client);
+    INFO("tryFlushResponse succeeds: " << at_once);
+    CHECK(r.state == State::Complete);
+    CHECK(client.body == "ok");
+    CHECK(client.tried_flushes >= 1);
+    CHECK(client.tried_flushes == (at_once ? client.tried_flushes : client.awaited_flushes));
+    CHECK(client.awaited_flushes == (at_once ? 0 : client.tried_flushes));
+  }
+  // Both fail (the client is gone): the exchange stops at the first flush,
+  // which was tried at once and then awaited.
+  Upstream u;
+  u.origin.response = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+  FakeClient client(u.io, {}, 0ms);
+  client.client_gone = true;
+  u.run(client);
+  CHECK(client.tried_flushes == 1);
+  CHECK(client.awaited_flushes == 1);
 }
 
 TEST_CASE("an early response completes while the body is still being sent (full duplex)",
