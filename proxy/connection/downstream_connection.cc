@@ -703,9 +703,9 @@ Awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
   co_return !ec;
 }
 
+// Not a coroutine: the caller awaits write()'s own (one frame, not two).
 Awaitable<bool> DownstreamConnection::flush(std::chrono::milliseconds timeout) {
-  const bool written = co_await write(timeout);
-  co_return written;
+  return write(timeout);
 }
 
 std::string_view DownstreamConnection::protocol() const {
