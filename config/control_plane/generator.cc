@@ -284,7 +284,7 @@ void appendTurnoutSandboxRoute(std::string& out, std::string_view key, std::stri
                         W::fieldSize(string_match);         // HeaderMatcher.string_match (13)
   const size_t match = W::fieldSize(1) +                    // RouteMatch.prefix "/"
                        W::fieldSize(header);                // RouteMatch.headers (6)
-  const size_t cluster = service.size() + 2 + key.size();
+  const size_t cluster = service.size() + 2 + key.size();   // appendClusterName's
   const size_t action = W::fieldSize(cluster) +  // RouteAction.cluster
                         W::fieldSize(0);         // RouteAction.timeout (8): an empty Duration
   const size_t name = kNamePrefix.size() + key.size();
@@ -299,7 +299,7 @@ void appendTurnoutSandboxRoute(std::string& out, std::string_view key, std::stri
   w.field(1, key);
   w.head(2, action);  // Route.route
   w.head(1, cluster);
-  out.append(service).append("--").append(key);
+  appendClusterName(out, service, key);
   w.field(8, "");
   w.head(14, name);  // Route.name
   out.append(kNamePrefix).append(key);

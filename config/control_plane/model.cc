@@ -483,7 +483,13 @@ absl::StatusOr<absl::Duration> parseTtl(std::string_view path, std::string_view 
 
 std::string clusterName(std::string_view service) { return str(service); }
 std::string clusterName(std::string_view service, std::string_view suffix) {
-  return absl::StrCat(str(service), "--", str(suffix));
+  std::string out;
+  out.reserve(service.size() + 2 + suffix.size());
+  appendClusterName(out, service, suffix);
+  return out;
+}
+void appendClusterName(std::string& out, std::string_view service, std::string_view suffix) {
+  out.append(service).append("--").append(suffix);
 }
 
 // ---- services -------------------------------------------------------------------------

@@ -145,6 +145,8 @@ absl::StatusOr<absl::Duration> parseTtl(std::string_view path, std::string_view 
 // Generated cluster names: `<service>` and `<service>--<key or version>`.
 std::string clusterName(std::string_view service);
 std::string clusterName(std::string_view service, std::string_view suffix);
+// clusterName(service, suffix), appended to `out` (no string of its own).
+void appendClusterName(std::string& out, std::string_view service, std::string_view suffix);
 
 // ---- JSON (docs/control_plane.md) ------------------------------------------------------
 
