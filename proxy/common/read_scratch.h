@@ -18,6 +18,7 @@
 #include <string>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/resume.h"
 
 namespace turnout::proxy {
 
@@ -46,37 +47,49 @@ inline ReadScratch& readScratch() {
 template <std::size_t kWaitBytes>
 class WaitingReader {
  public:
-  // Sets `*out` to the bytes read (in wait_ or the scratch: valid until the
-  // next suspension) and returns no error; or returns EOF, a reset, or
-  // operation_aborted (the socket was cancelled or closed).
+  // Reads what the socket holds at once, unless the last read found it
+  // empty. True when that settled this read: `*out` holds the bytes (in the
+  // thread's scratch, valid until the next suspension) or `*ec` the error
+  // (EOF, a reset). False: co_await wait(), then waited() has the bytes.
+  bool readNow(TcpSocket* socket, std::size_t chunk, std::span<const char>* out,
+               boost::system::error_code* ec) {
+    if (drained_) return false;
+    char* into = readScratch().bytes.get();
+    const std::size_t n = socket->read_some(asio::buffer(into, chunk), *ec);
+    if (*ec == asio::error::would_block || *ec == asio::error::try_again) {
+      *ec = {};
+      drained_ = true;
+      return false;
+    }
+    if (*ec) return true;
+    drained_ = n < chunk;
+    *out = std::span<const char>(into, n);
+    return true;
+  }
+  // Waits for input in the reader's own buffer: `*ec` is EOF, a reset or
+  // operation_aborted (the socket was cancelled or closed), else waited()
+  // has what came.
+  auto wait(TcpSocket* socket, boost::system::error_code* ec) {
+    return readSome(*socket, asio::buffer(wait_), ec, &waited_);
+  }
+  std::span<const char> waited() {
+    drained_ = waited_ < wait_.size();
+    return std::span<const char>(wait_.data(), waited_);
+  }
+
+  // Both steps: `*out` as readNow() or waited() set it, or the error.
   Awaitable<boost::system::error_code> read(TcpSocket* socket, std::size_t chunk,
                                             std::span<const char>* out) {
     boost::system::error_code ec;
-    for (;;) {
-      if (drained_) {
-        const std::size_t n = co_await socket->async_read_some(
-            asio::buffer(wait_), asio::redirect_error(use_awaitable, ec));
-        if (ec) co_return ec;
-        drained_ = n < wait_.size();
-        *out = std::span<const char>(wait_.data(), n);
-        co_return ec;
-      }
-      char* into = readScratch().bytes.get();
-      const std::size_t n = socket->read_some(asio::buffer(into, chunk), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        ec = {};
-        drained_ = true;
-        continue;
-      }
-      if (ec) co_return ec;
-      drained_ = n < chunk;
-      *out = std::span<const char>(into, n);
-      co_return ec;
-    }
+    if (readNow(socket, chunk, out, &ec)) co_return ec;
+    co_await wait(socket, &ec);
+    if (!ec) *out = waited();
+    co_return ec;
   }
 
  private:
   std::array<char, kWaitBytes> wait_;
+  std::size_t waited_ = 0;
   bool drained_ = true;
 };
 

@@ -6,6 +6,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/resume.h"
 #include "proxy/common/spawn.h"
 
 namespace turnout::proxy {
@@ -93,12 +94,12 @@ Awaitable<void> ByteRelay::run(std::string to_up, std::string to_down) {
   co_await pump(kToUpstream, std::move(to_up));
   // The other direction, then the idle watch (stopped once both are done).
   while (pump_running_) {
-    co_await joined_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(joined_, &ec);
   }
   done_ = true;
   idle_timer_.cancel();
   while (idle_running_) {
-    co_await joined_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(joined_, &ec);
   }
   if (flushing_) {
     flushing_ = false;
@@ -110,7 +111,7 @@ Awaitable<void> ByteRelay::idleWatch() {
   boost::system::error_code ec;
   for (;;) {
     idle_timer_.expires_at(last_activity_ + idle_);
-    co_await idle_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(idle_timer_, &ec);
     if (done_ || closed_) co_return;
     if (std::chrono::steady_clock::now() - last_activity_ >= idle_) {
       TURNOUT_CONN_LOG(debug, "conn", id_, "relay: idle timeout");
@@ -173,8 +174,7 @@ Awaitable<boost::system::error_code> sendTo(RelayEnd& to, std::span<const char> 
   // (the scratch is the thread's), freed once written.
   waited = true;
   to.pending.assign(bytes.data() + n, bytes.size() - n);
-  co_await asio::async_write(*to.socket, asio::buffer(to.pending),
-                             asio::redirect_error(use_awaitable, ec));
+  co_await writeAll(*to.socket, asio::buffer(to.pending), &ec);
   std::string().swap(to.pending);
   co_return ec;
 }
@@ -185,8 +185,7 @@ Awaitable<void> shutdownWrite(RelayEnd& to) {
     to.tls->shutdown();
     to.tls->takeOutput(to.pending);
     if (!to.pending.empty()) {
-      co_await asio::async_write(*to.socket, asio::buffer(to.pending),
-                                 asio::redirect_error(use_awaitable, ec));
+      co_await writeAll(*to.socket, asio::buffer(to.pending), &ec);
       std::string().swap(to.pending);
     }
   }

@@ -8,6 +8,8 @@
 
 #include "proxy/common/log.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/resume.h"
+#include "proxy/common/send_now.h"
 #include "proxy/connection/http2_downstream_connection.h"
 #include "proxy/connection/tcp_proxy_connection.h"
 #include "proxy/listener/http_inspector.h"
@@ -464,8 +466,8 @@ Awaitable<void> DownstreamConnection::serve() {
       if (tls_) {
         co_await readTls(ec, chunk);
       } else {
-        size_t n = co_await stream_.socket().async_read_some(
-            buffer_.prepare(chunk), asio::redirect_error(use_awaitable, ec));
+        size_t n = 0;
+        co_await readSome(stream_.socket(), buffer_.prepare(chunk), &ec, &n);
         if (!ec) buffer_.commit(n);
       }
       read_deadline_.clear();
@@ -560,7 +562,7 @@ Awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout
         // stopReading() after this wait began: the pump never reads again
         // once told to stop).
         boost::system::error_code ec;
-        co_await stop_wait_.async_wait(asio::redirect_error(use_awaitable, ec));
+        co_await waitOn(stop_wait_, &ec);
         co_return false;
       }
     }
@@ -569,8 +571,8 @@ Awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout
     if (tls_) {
       co_await readTls(ec, kReadChunk);
     } else {
-      size_t n = co_await stream_.socket().async_read_some(buffer_.prepare(kReadChunk),
-                                                           asio::redirect_error(use_awaitable, ec));
+      size_t n = 0;
+      co_await readSome(stream_.socket(), buffer_.prepare(kReadChunk), &ec, &n);
       if (!ec) buffer_.commit(n);
     }
     read_deadline_.clear();
@@ -609,13 +611,12 @@ Awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec, siz
     if (tls_->hasOutput()) {  // a TLS 1.3 key update answer, say
       tls_wire_.clear();
       tls_->takeOutput(tls_wire_);
-      co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
-                                 asio::redirect_error(use_awaitable, ec));
+      co_await writeAll(stream_.socket(), asio::buffer(tls_wire_), &ec);
       if (ec) co_return;
     }
     if (tls_in_.size() < chunk) tls_in_.resize(chunk);  // zero-filled once, when it grows
-    const size_t n = co_await stream_.socket().async_read_some(
-        asio::buffer(tls_in_.data(), chunk), asio::redirect_error(use_awaitable, ec));
+    size_t n = 0;
+    co_await readSome(stream_.socket(), asio::buffer(tls_in_.data(), chunk), &ec, &n);
     if (ec) co_return;
     tls_->feed(std::span<const char>(tls_in_.data(), n));
   }
@@ -690,14 +691,12 @@ Awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
     tls_wire_.clear();
     tls_->takeOutput(tls_wire_);
     write_deadline_.expiresAfter(timeout);
-    co_await asio::async_write(stream_.socket(), asio::buffer(tls_wire_),
-                               asio::redirect_error(use_awaitable, ec));
+    co_await writeAll(stream_.socket(), asio::buffer(tls_wire_), &ec);
     write_deadline_.clear();
     co_return !ec;
   }
   write_deadline_.expiresAfter(timeout);
-  co_await asio::async_write(stream_.socket(), asio::buffer(out_),
-                             asio::redirect_error(use_awaitable, ec));
+  co_await writeAll(stream_.socket(), asio::buffer(out_), &ec);
   write_deadline_.clear();
   out_.clear();
   co_return !ec;
@@ -706,6 +705,14 @@ Awaitable<bool> DownstreamConnection::write(std::chrono::milliseconds timeout) {
 // Not a coroutine: the caller awaits write()'s own (one frame, not two).
 Awaitable<bool> DownstreamConnection::flush(std::chrono::milliseconds timeout) {
   return write(timeout);
+}
+
+bool DownstreamConnection::tryFlush() {
+  if (out_.empty()) return true;
+  if (closed_ || tls_) return false;
+  // A failed send leaves out_ for write(), which fails the same way and
+  // says so.
+  return sendNow(stream_.socket(), out_) == SendNow::kAll;
 }
 
 std::string_view DownstreamConnection::protocol() const {

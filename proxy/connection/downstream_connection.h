@@ -87,6 +87,7 @@ class DownstreamConnection : public ConnectionHandle,
   void encode100Continue() override;
   void discardUnflushed() override { out_.clear(); }
   Awaitable<bool> flush(std::chrono::milliseconds timeout) override;
+  bool tryFlush() override;
   bool closeAfterResponse() const override { return codec_.shouldClose(); }
   bool upgraded() const override { return codec_.upgraded(); }
   DownstreamConnection* http1() override { return this; }

@@ -127,8 +127,8 @@ class DownstreamStream {
   virtual Awaitable<bool> flush(std::chrono::milliseconds timeout) = 0;
   // flush() when it would complete at once with true: does it and returns
   // true, with no coroutine made and resumed (a flush per response on the
-  // hot path). False: nothing done, await flush(). HTTP/1 always awaits
-  // (its flush writes the socket).
+  // hot path). False: await flush() for the rest (HTTP/1 may have written
+  // part of it already; HTTP/1 over TLS always awaits).
   virtual bool tryFlush() { return false; }
 
   // The request is a tunnel carried on a multiplexed upstream stream (an

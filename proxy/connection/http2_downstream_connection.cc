@@ -4,6 +4,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/resume.h"
 #include "proxy/common/spawn.h"
 #include "proxy/server/worker.h"
 #include "proxy/stream/active_stream.h"
@@ -96,7 +97,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       if (reset_ || read_stopped_ || conn_.closed_) co_return false;
       read_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await read_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+      co_await waitOn(read_signal_, &ec);
       read_deadline_.clear();
       if (ec == asio::error::timed_out) co_return !body_.empty() || complete_;
     }
@@ -170,7 +171,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       flush_waiting_ = true;
       write_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await write_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+      co_await waitOn(write_signal_, &ec);
       write_deadline_.clear();
       flush_waiting_ = false;
       if (ec == asio::error::timed_out) {
@@ -379,7 +380,7 @@ Awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
     if (read_done_ || closed_ || idle_runners_.size() >= kMaxIdleRunners) break;
     idle_runners_.push_back(runner);
     boost::system::error_code ec;
-    co_await runner->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(runner->wake, &ec);
   }
   runners_.erase(runner->self);
   done_signal_.notify();
@@ -470,7 +471,11 @@ Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   socket_.non_blocking(true, nb_ec);
   while (ok && !tls_closed && !closed_ && codec_.wantsRead()) {
     std::span<const char> data;
-    const boost::system::error_code ec = co_await reader_.read(&socket_, kReadChunk, &data);
+    boost::system::error_code ec;
+    if (!reader_.readNow(&socket_, kReadChunk, &data, &ec)) {
+      co_await reader_.wait(&socket_, &ec);
+      if (!ec) data = reader_.waited();
+    }
     if (ec) break;  // EOF, reset, close()
     if (!tls_) {
       ok = dispatch(data);
@@ -511,7 +516,7 @@ Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
       sweep();
     }
     boost::system::error_code ec;
-    co_await done_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(done_signal_, &ec);
   }
   sweep();
   idle_deadline_.clear();
@@ -542,8 +547,7 @@ Awaitable<void> Http2DownstreamConnection::writeLoop() {
     }
     if (!bytes->empty() && !closed_) {
       boost::system::error_code ec;
-      co_await asio::async_write(socket_, asio::buffer(*bytes),
-                                 asio::redirect_error(use_awaitable, ec));
+      co_await writeAll(socket_, asio::buffer(*bytes), &ec);
       if (ec) {
         close();
         break;
@@ -560,7 +564,7 @@ Awaitable<void> Http2DownstreamConnection::writeLoop() {
     }
     if (read_done_ && running_ == 0) break;
     boost::system::error_code ec;
-    co_await writer_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(writer_signal_, &ec);
   }
   writer_done_ = true;
   done_signal_.notify();

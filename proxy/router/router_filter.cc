@@ -8,6 +8,7 @@
 
 #include "proxy/codec/http1_server_codec.h"
 #include "proxy/common/log.h"
+#include "proxy/common/resume.h"
 #include "proxy/common/xx_hash.h"
 #include "proxy/connection/byte_relay.h"
 #include "proxy/connection/downstream_connection.h"
@@ -308,7 +309,7 @@ Awaitable<void> RouterFilter::forward() {
     const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
     SteadyTimer timer(worker.io(), wait);
     boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(timer, &ec);
     cluster_->endRetry();
     stream_.flags_ = access_log::ResponseFlags();
   }
@@ -375,7 +376,7 @@ Awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
   // the 2xx, and a WebSocket's until its switch).
   while (tunnel_over_h2_ && !tunnel_open_ && !body_stopped_) {
     boost::system::error_code ec;
-    co_await tunnel_open_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(tunnel_open_signal_, &ec);
   }
   if (body_stopped_) co_return false;
   const bool read = co_await conn_.readBody(stream_.streamIdle());

@@ -1,8 +1,10 @@
 #include "proxy/router/upstream_request.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
+#include "proxy/common/resume.h"
 #include "proxy/common/spawn.h"
 #include "proxy/upstream/cluster_manager.h"
 
@@ -125,7 +127,14 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   // miscompiles `if (!co_await virtualCall())` when the callee suspends (the
   // caller's frame was resumed with a stale state; seen as a crash in
   // RouterFilter::flushResponse).
-  const bool head_sent = co_await s.send();
+  // Mostly the request fits the socket's buffer and goes at once.
+  std::optional<bool> sent_now = s.trySend();
+  bool head_sent = false;
+  if (sent_now) {
+    head_sent = *sent_now;
+  } else {
+    head_sent = co_await s.send();
+  }
   if (!head_sent) {
     upstream_write_failed_ = true;
     armWatchdog();
@@ -157,7 +166,8 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
       break;
     }
   }
-  co_await endExchange();
+  if (pump_running_) co_await stopPump();
+  watchdog_.clear();  // nothing refers to this once cleared: no handler is outstanding
   if (upstream_write_failed_ || fired_ != Timeout::None || parent_.downstreamFailed()) {
     apply(Event::Reset);
   }
@@ -198,7 +208,13 @@ Awaitable<void> UpstreamRequest::pumpRequestBody() {
       break;
     }
     const bool complete = parent_.requestComplete();
-    const bool sent = co_await s.send();
+    std::optional<bool> sent_now = s.trySend();
+    bool sent = false;
+    if (sent_now) {
+      sent = *sent_now;
+    } else {
+      sent = co_await s.send();
+    }
     if (!sent) {
       upstream_write_failed_ = !stop_pump_;
       break;
@@ -248,18 +264,13 @@ void UpstreamRequest::onWatchdog() {
   stream_->resetStream(StreamResetReason::kLocalReset);
 }
 
-Awaitable<void> UpstreamRequest::endExchange() {
+Awaitable<void> UpstreamRequest::stopPump() {
+  stop_pump_ = true;
+  // Nothing else is outstanding on either side now: the reader is done.
+  parent_.stopRequestBody();
+  stream_->resetStream(StreamResetReason::kLocalReset);
   boost::system::error_code ec;
-  if (pump_running_) {
-    stop_pump_ = true;
-    // Nothing else is outstanding on either side now: the reader is done.
-    parent_.stopRequestBody();
-    stream_->resetStream(StreamResetReason::kLocalReset);
-    while (pump_running_) {
-      co_await pump_done_.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-  }
-  watchdog_.clear();  // nothing refers to this once cleared: no handler is outstanding
+  while (pump_running_) co_await waitOn(pump_done_, &ec);
 }
 
 void UpstreamRequest::onHeaders(ResponseHead& head, bool end_stream) {

@@ -151,8 +151,9 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // (Re)arms the watchdog to the earliest pending timeout.
   void armWatchdog();
   void onWatchdog();
-  // Stops the pump and the watchdog and waits until neither refers to this.
-  Awaitable<void> endExchange();
+  // Ends a request body pump still running (the response ended first) and
+  // waits until it has.
+  Awaitable<void> stopPump();
 
   UpstreamRequestParent& parent_;
   WorkerCluster& cluster_;

@@ -72,6 +72,7 @@ struct UpstreamConnection final : public UpstreamStream {
   void encodeData(std::span<const char> data, bool end_stream) override;
   void encodeTrailers(const HeaderMap& trailers) override;
   Awaitable<bool> send() override;
+  std::optional<bool> trySend() override;
   Awaitable<ReceiveResult> receive() override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return from_pool; }

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -61,6 +62,12 @@ class UpstreamStream {
   // Writes what the encoders produced. False: the stream was reset
   // (connection failure, or resetStream()).
   virtual Awaitable<bool> send() = 0;
+  // send() without waiting, where the stream can: true when everything went
+  // (or there was nothing), false as send()'s false, empty when send() must
+  // be awaited for the rest (the socket's buffer was full, or the stream
+  // writes only from a coroutine). Saves the coroutine frame and the
+  // scheduler round trip of a request that fits the socket buffer.
+  virtual std::optional<bool> trySend() { return std::nullopt; }
 
   struct ReceiveResult {
     bool reset = false;  // false: Progress

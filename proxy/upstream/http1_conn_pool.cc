@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "proxy/common/resume.h"
+#include "proxy/common/send_now.h"
 #include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
@@ -65,8 +67,7 @@ Awaitable<bool> UpstreamConnection::send() {
   } else {
     // The socket itself: no timeout applies here (the router's watchdog
     // resets the stream), so Beast's per-operation layer has nothing to do.
-    co_await asio::async_write(stream.socket(), asio::buffer(out),
-                               asio::redirect_error(use_awaitable, ec));
+    co_await writeAll(stream.socket(), asio::buffer(out), &ec);
   }
   out.clear();
   if (stream_reset) co_return false;
@@ -77,6 +78,22 @@ Awaitable<bool> UpstreamConnection::send() {
     co_return false;
   }
   co_return true;
+}
+
+std::optional<bool> UpstreamConnection::trySend() {
+  if (stream_reset || write_failed) return false;
+  if (tls) return out.empty() ? std::optional<bool>(true) : std::nullopt;  // send() encrypts
+  switch (sendNow(stream.socket(), out)) {
+    case SendNow::kAll:
+      return true;
+    case SendNow::kSome:
+      return std::nullopt;
+    case SendNow::kFailed:
+      break;
+  }
+  // As send()'s failed write: the response may still be readable.
+  write_failed = true;
+  return false;
 }
 
 Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
@@ -117,8 +134,7 @@ Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
         }
       }
     } else {
-      n = co_await stream.socket().async_read_some(read_buffer.prepare(16 * 1024),
-                                                   asio::redirect_error(use_awaitable, ec));
+      co_await readSome(stream.socket(), read_buffer.prepare(16 * 1024), &ec, &n);
     }
     if (stream_reset) continue;
     if (ec) {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "proxy/common/log.h"
+#include "proxy/common/resume.h"
 #include "proxy/common/spawn.h"
 #include "proxy/upstream/source_address.h"
 #include "proxy/upstream/upstream_tls.h"
@@ -80,8 +81,7 @@ Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnecti
     if (tls_) {
       ec = co_await writeTls(stream_, *tls_, out_);
     } else {
-      co_await asio::async_write(stream_, asio::buffer(out_),
-                                 asio::redirect_error(use_awaitable, ec));
+      co_await writeAll(stream_, asio::buffer(out_), &ec);
     }
     if (ec) {
       closeSocket();  // the reader sees it and ends the connection
@@ -188,7 +188,7 @@ Awaitable<bool> Http2PoolStream::send() {
   // Our bytes have left the codec's buffer once bufferedBytes() is 0: framed
   // into the connection's output, which the writer sends one batch at a time.
   while (!reset_ && h2_ && h2_->bufferedBytes() > 0) {
-    co_await send_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(send_signal_, &ec);
   }
   co_return !reset_;
 }
@@ -209,7 +209,7 @@ Awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
       r.reason = reason_;
       co_return r;
     }
-    co_await recv_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await waitOn(recv_signal_, &ec);
   }
 }
 
@@ -440,8 +440,8 @@ Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
         break;
       }
     } else {
-      const std::size_t n = co_await c->stream_.async_read_some(
-          asio::buffer(c->read_buffer_), asio::redirect_error(use_awaitable, ec));
+      std::size_t n = 0;
+      co_await readSome(c->stream_, asio::buffer(c->read_buffer_), &ec, &n);
       if (ec) {
         if (!c->closing_) c->remote_close_ = true;
         break;
@@ -594,7 +594,7 @@ Awaitable<ConnPool::NewStreamResult> Http2ConnPool::newStream(
     pending->timer_.expires_at(deadline);
     while (pending->wake_ == Wake::None && !pending->cancelled_ && Clock::now() < deadline) {
       boost::system::error_code ec;
-      co_await pending->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+      co_await waitOn(pending->timer_, &ec);
     }
     WorkerCluster::dequeue(*pending);
     const Wake why = std::exchange(pending->wake_, Wake::None);
