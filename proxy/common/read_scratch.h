@@ -18,7 +18,7 @@
 #include <string>
 
 #include "proxy/common/asio.h"
-#include "proxy/common/resume.h"
+#include "proxy/common/inq_read.h"
 
 namespace turnout::proxy {
 
@@ -70,7 +70,7 @@ class WaitingReader {
   // operation_aborted (the socket was cancelled or closed), else waited()
   // has what came.
   auto wait(TcpSocket* socket, boost::system::error_code* ec) {
-    return readSome(*socket, asio::buffer(wait_), ec, &waited_);
+    return readInq(*socket, asio::buffer(wait_), ec, &waited_);
   }
   std::span<const char> waited() {
     drained_ = waited_ < wait_.size();

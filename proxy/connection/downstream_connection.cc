@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy/common/inq_read.h"
 #include "proxy/common/log.h"
 #include "proxy/common/read_scratch.h"
 #include "proxy/common/resume.h"
@@ -467,7 +468,7 @@ Awaitable<void> DownstreamConnection::serve() {
         co_await readTls(ec, chunk);
       } else {
         size_t n = 0;
-        co_await readSome(stream_.socket(), buffer_.prepare(chunk), &ec, &n);
+        co_await readInq(stream_.socket(), buffer_.prepare(chunk), &ec, &n);
         if (!ec) buffer_.commit(n);
       }
       read_deadline_.clear();
@@ -572,7 +573,7 @@ Awaitable<bool> DownstreamConnection::readBody(std::chrono::milliseconds timeout
       co_await readTls(ec, kReadChunk);
     } else {
       size_t n = 0;
-      co_await readSome(stream_.socket(), buffer_.prepare(kReadChunk), &ec, &n);
+      co_await readInq(stream_.socket(), buffer_.prepare(kReadChunk), &ec, &n);
       if (!ec) buffer_.commit(n);
     }
     read_deadline_.clear();
@@ -616,7 +617,7 @@ Awaitable<void> DownstreamConnection::readTls(boost::system::error_code& ec, siz
     }
     if (tls_in_.size() < chunk) tls_in_.resize(chunk);  // zero-filled once, when it grows
     size_t n = 0;
-    co_await readSome(stream_.socket(), asio::buffer(tls_in_.data(), chunk), &ec, &n);
+    co_await readInq(stream_.socket(), asio::buffer(tls_in_.data(), chunk), &ec, &n);
     if (ec) co_return;
     tls_->feed(std::span<const char>(tls_in_.data(), n));
   }

@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "proxy/common/deadline_queue.h"
+#include "proxy/common/inq_read.h"
 #include "proxy/common/log.h"
 #include "proxy/common/spawn.h"
 #include "proxy/common/thread_cache.h"
@@ -211,6 +212,7 @@ Awaitable<void> Worker::acceptLoop(std::shared_ptr<WorkerListener> listener) {
     }
     if (index == config_->listeners.size()) continue;  // removed meanwhile
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    enableInq(socket);  // reads tell the reactor when they drained it (inq_read.h)
     const config::ListenerConfig& lc = *config_->listeners[index]->config;
     asio::ip::tcp::endpoint local = bound;
     // A transparent (TPROXY) listener's connections keep their original

@@ -7,8 +7,9 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "proxy/upstream/http1_conn_pool.h"
+#include "proxy/common/inq_read.h"
 #include "proxy/upstream/auto_conn_pool.h"
+#include "proxy/upstream/http1_conn_pool.h"
 #include "proxy/upstream/http2_conn_pool.h"
 #include "proxy/upstream/source_address.h"
 
@@ -678,6 +679,7 @@ Awaitable<WorkerCluster::ConnectResult> WorkerCluster::connect(Executor ex, Host
     co_return r;
   }
   r.conn->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  enableInq(r.conn->stream.socket());  // see proxy/common/inq_read.h
   if (runtime_->tls) {
     // The handshake is part of the connect (Envoy: a TLS failure is a
     // connect failure), within what is left of the same timeout.

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "proxy/common/inq_read.h"
 #include "proxy/common/resume.h"
 #include "proxy/common/send_now.h"
 #include "proxy/upstream/upstream_tls.h"
@@ -134,7 +135,7 @@ Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
         }
       }
     } else {
-      co_await readSome(stream.socket(), read_buffer.prepare(16 * 1024), &ec, &n);
+      co_await readInq(stream.socket(), read_buffer.prepare(16 * 1024), &ec, &n);
     }
     if (stream_reset) continue;
     if (ec) {
