@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "proxy/common/inq_read.h"
 #include "proxy/common/log.h"
 #include "proxy/common/resume.h"
 #include "proxy/common/spawn.h"
@@ -418,6 +419,7 @@ Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
       co_return;
     }
     c->stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    enableInq(c->stream_.socket());  // see proxy/common/inq_read.h
     if (c->state_ == Http2PoolConnection::State::Connecting) {
       c->state_ = Http2PoolConnection::State::Ready;
     }
@@ -441,7 +443,7 @@ Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
       }
     } else {
       std::size_t n = 0;
-      co_await readSome(c->stream_, asio::buffer(c->read_buffer_), &ec, &n);
+      co_await readInq(c->stream_.socket(), asio::buffer(c->read_buffer_), &ec, &n);
       if (ec) {
         if (!c->closing_) c->remote_close_ = true;
         break;

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/common/inq_read.h"
 #include "proxy/common/log.h"
 #include "proxy/server/data_plane_config.h"
 
@@ -86,8 +87,9 @@ Awaitable<boost::system::error_code> readTls(TcpStream& stream, tls::TlsTranspor
                                              std::string& plaintext) {
   std::array<char, 16 * 1024> buf;
   boost::system::error_code ec;
-  const size_t n =
-      co_await stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+  size_t n = 0;
+  // The socket itself (the caller cleared the stream's timeout).
+  co_await readInq(stream.socket(), asio::buffer(buf), &ec, &n);
   if (ec) co_return ec;
   t.feed(std::span<const char>(buf.data(), n));
   switch (t.read(plaintext)) {
