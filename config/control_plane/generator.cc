@@ -665,10 +665,20 @@ struct IncrementalGenerator::Forks : ForksByService {};
 // What a service's resources were made from, and their names.
 struct IncrementalGenerator::Unit {
   Service service;
-  std::vector<std::pair<std::string, Endpoints>> forks;  // key -> the fork's endpoints
+  // One sandbox's fork of the service, in key order: its endpoints, the
+  // cluster made from them and whether that has an assignment (EDS).
+  struct Fork {
+    std::string key;
+    Endpoints endpoints;
+    std::string cluster;
+    bool eds = false;
+  };
+  std::vector<Fork> forks;
   std::optional<Release> release;
   route_v3::VirtualHost virtual_host;  // non-VHDS profiles: for the RouteConfiguration
-  std::vector<std::string> clusters, load_assignments;
+  // The service's own clusters (its baseline, its release's versions) and
+  // assignments, sorted: a handful, made again at every change.
+  std::vector<std::string> own_clusters, own_load_assignments;
 
   bool sameInputs(const Service& s, const std::vector<const Sandbox*>& f, const Release* r) const {
     if (!(service == s) || forks.size() != f.size() || release.has_value() != (r != nullptr)) {
@@ -676,7 +686,7 @@ struct IncrementalGenerator::Unit {
     }
     if (r != nullptr && !(*release == *r)) return false;
     for (size_t i = 0; i < f.size(); ++i) {
-      if (forks[i].first != f[i]->key || forks[i].second != f[i]->forks.at(s.name)) return false;
+      if (forks[i].key != f[i]->key || forks[i].endpoints != f[i]->forks.at(s.name)) return false;
     }
     return true;
   }
@@ -741,8 +751,13 @@ void IncrementalGenerator::update(const Model& model) {
       ++it;
       continue;
     }
-    for (const auto& n : it->second->clusters) erase(config::kClusterTypeUrl, n);
-    for (const auto& n : it->second->load_assignments) erase(config::kClusterLoadAssignmentTypeUrl, n);
+    const Unit& gone = *it->second;
+    for (const auto& n : gone.own_clusters) erase(config::kClusterTypeUrl, n);
+    for (const auto& n : gone.own_load_assignments) erase(config::kClusterLoadAssignmentTypeUrl, n);
+    for (const auto& fork : gone.forks) {
+      erase(config::kClusterTypeUrl, fork.cluster);
+      if (fork.eds) erase(config::kClusterLoadAssignmentTypeUrl, fork.cluster);
+    }
     if (profile_.vhds) erase(kVirtualHostTypeUrl, virtualHostResourceName(it->first));
     routes_changed = true;
     it = units_.erase(it);
@@ -766,57 +781,88 @@ void IncrementalGenerator::update(const Model& model) {
     if (unit == nullptr) unit = std::make_unique<Unit>();
     // A fork's cluster (and assignment) comes from the service's name and
     // protocol and the fork's endpoints only: one the unit made before from
-    // the same is still what it would make, and stays as it is. A new
-    // sandbox then costs its own clusters and the virtual host, not every
-    // fork's cluster again.
+    // the same is still what it would make, and stays as it is, name and
+    // all. A new sandbox then costs its own clusters and the virtual host,
+    // not every fork's cluster again, nor a name made or sorted per fork
+    // (at 10,000 forks those were most of turnout-cp's time for the change).
     const bool same_protocol =
         unit->service.name == service.name && unit->service.isHttp2() == service.isHttp2();
-    std::vector<std::pair<std::string, Endpoints>> old_forks = std::move(unit->forks);
-    unit->service = service;
+    std::vector<Unit::Fork> old_forks = std::move(unit->forks);
     unit->forks.clear();
+    unit->forks.reserve(f.size());
+    unit->service = service;
     unit->release = release == nullptr ? std::nullopt : std::optional<Release>(*release);
     ServiceResources r;
     addServiceClusters(r, service, release);
-    // The names this unit now has, sorted once (a std::set of 10,000 names
-    // made and freed per change cost more than the cluster it added).
-    std::vector<std::string> clusters, load_assignments;
-    clusters.reserve(f.size() + r.clusters.size());
+    std::vector<std::string> own_clusters, own_load_assignments;
+    for (const auto& c : r.clusters) own_clusters.push_back(c.name());
+    for (const auto& cla : r.load_assignments) own_load_assignments.push_back(cla.cluster_name());
+    for (auto* names : {&own_clusters, &own_load_assignments}) {
+      std::sort(names->begin(), names->end());
+      names->erase(std::unique(names->begin(), names->end()), names->end());
+    }
+    // The names the unit no longer has, erased below unless made again in
+    // this update: a name may move between the service's own and a fork's (a
+    // release version dropped and a sandbox of that name added in one
+    // coalesced update), and then counts as changed only if its bytes did.
+    std::vector<std::string> gone_clusters, gone_load_assignments;
+    auto has = [](const std::vector<std::string>& sorted, const std::string& n) {
+      return std::binary_search(sorted.begin(), sorted.end(), n);
+    };
+    for (auto& n : unit->own_clusters) {
+      if (!has(own_clusters, n)) gone_clusters.push_back(std::move(n));
+    }
+    for (auto& n : unit->own_load_assignments) {
+      if (!has(own_load_assignments, n)) gone_load_assignments.push_back(std::move(n));
+    }
+    unit->own_clusters = std::move(own_clusters);
+    unit->own_load_assignments = std::move(own_load_assignments);
+    auto drop = [&](Unit::Fork& fork) {
+      if (fork.eds) gone_load_assignments.push_back(fork.cluster);
+      gone_clusters.push_back(std::move(fork.cluster));
+    };
     // Both lists are in key order (model.sandboxes is a map): one merge.
     auto old = old_forks.begin();
     for (const Sandbox* sb : f) {
       const Endpoints& endpoints = sb->forks.at(name);
-      while (old != old_forks.end() && old->first < sb->key) ++old;
-      const bool kept = same_protocol && old != old_forks.end() && old->first == sb->key &&
-                        old->second == endpoints;
-      std::string cluster = clusterName(name, sb->key);
-      if (kept) {
-        if (allIp(endpoints)) load_assignments.push_back(cluster);
-        clusters.push_back(std::move(cluster));
-        unit->forks.push_back(std::move(*old));
+      while (old != old_forks.end() && old->key < sb->key) drop(*old++);
+      Unit::Fork fork;
+      if (old != old_forks.end() && old->key == sb->key) {
+        if (same_protocol && old->endpoints == endpoints) {
+          unit->forks.push_back(std::move(*old++));
+          continue;
+        }
+        // The same name, made again; an assignment it no longer has goes.
+        fork = std::move(*old++);
+        fork.endpoints = endpoints;
+        const bool eds = allIp(endpoints);
+        if (fork.eds && !eds) gone_load_assignments.push_back(fork.cluster);
+        fork.eds = eds;
       } else {
-        addCluster(r, cluster, endpoints, service.isHttp2());
-        unit->forks.emplace_back(sb->key, endpoints);
+        fork.key = sb->key;
+        fork.endpoints = endpoints;
+        fork.cluster = clusterName(name, sb->key);
+        fork.eds = allIp(endpoints);
+      }
+      addCluster(r, fork.cluster, endpoints, service.isHttp2());
+      unit->forks.push_back(std::move(fork));
+    }
+    while (old != old_forks.end()) drop(*old++);
+    if (!gone_clusters.empty() || !gone_load_assignments.empty()) {
+      std::vector<std::string_view> made, made_las;
+      for (const auto& c : r.clusters) made.push_back(c.name());
+      for (const auto& cla : r.load_assignments) made_las.push_back(cla.cluster_name());
+      std::sort(made.begin(), made.end());
+      std::sort(made_las.begin(), made_las.end());
+      for (const auto& n : gone_clusters) {
+        if (!std::binary_search(made.begin(), made.end(), n)) erase(config::kClusterTypeUrl, n);
+      }
+      for (const auto& n : gone_load_assignments) {
+        if (!std::binary_search(made_las.begin(), made_las.end(), n)) {
+          erase(config::kClusterLoadAssignmentTypeUrl, n);
+        }
       }
     }
-    // What the service had and no longer has goes; what was made again is
-    // put (and counts as changed only when its bytes did).
-    for (const auto& c : r.clusters) clusters.push_back(c.name());
-    for (const auto& cla : r.load_assignments) load_assignments.push_back(cla.cluster_name());
-    for (auto* names : {&clusters, &load_assignments}) {
-      std::sort(names->begin(), names->end());
-      names->erase(std::unique(names->begin(), names->end()), names->end());
-    }
-    auto has = [](const std::vector<std::string>& sorted, const std::string& n) {
-      return std::binary_search(sorted.begin(), sorted.end(), n);
-    };
-    for (const auto& n : unit->clusters) {
-      if (!has(clusters, n)) erase(config::kClusterTypeUrl, n);
-    }
-    for (const auto& n : unit->load_assignments) {
-      if (!has(load_assignments, n)) erase(config::kClusterLoadAssignmentTypeUrl, n);
-    }
-    unit->clusters = std::move(clusters);
-    unit->load_assignments = std::move(load_assignments);
     for (const auto& c : r.clusters) put(config::kClusterTypeUrl, c.name(), c);
     for (const auto& cla : r.load_assignments) {
       put(config::kClusterLoadAssignmentTypeUrl, cla.cluster_name(), cla);

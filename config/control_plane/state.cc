@@ -144,7 +144,10 @@ void State::rollback(const Checkpoint& c) {
   };
   switch (c.kind) {
     case ResourceKind::kService: restore(model_.services, c.service); break;
-    case ResourceKind::kSandbox: restore(model_.sandboxes, c.sandbox); break;
+    case ResourceKind::kSandbox:
+      restore(model_.sandboxes, c.sandbox);
+      next_expiry_.reset();
+      break;
     case ResourceKind::kRelease: restore(model_.releases, c.release); break;
   }
 }
@@ -247,7 +250,10 @@ absl::StatusOr<MutationResult> State::putSandbox(Sandbox sandbox, absl::Time now
   const std::string key = sandbox.key;
   const absl::Time expires_at = sandbox.expires_at;
   std::string json = toJson(sandbox);
-  model_.sandboxes[key] = std::move(sandbox);
+  Sandbox& slot = model_.sandboxes[key];
+  noteExpiry(slot.key.empty() ? std::nullopt : std::optional<absl::Time>(slot.expires_at),
+             expires_at);
+  slot = std::move(sandbox);
   return commitPut(ResourceKind::kSandbox, key, std::move(json), expires_at);
 }
 
@@ -259,6 +265,7 @@ absl::StatusOr<MutationResult> State::deleteSandbox(std::string_view key,
     return notFoundError(absl::StrCat("sandbox '", str(key), "' does not exist"));
   }
   const std::string k = it->first;
+  noteExpiry(it->second.expires_at, std::nullopt);
   model_.sandboxes.erase(it);
   return commitDelete(ResourceKind::kSandbox, k);
 }
@@ -274,6 +281,7 @@ State::Expiry State::expire(absl::Time now) {
   }
   ++version_;
   out.change.version = version_;
+  next_expiry_.reset();
   for (const auto& key : out.removed) {
     model_.sandboxes.erase(key);
     sandbox_versions_.erase(key);
@@ -283,9 +291,22 @@ State::Expiry State::expire(absl::Time now) {
 }
 
 absl::Time State::nextExpiry() const {
-  absl::Time next = absl::InfiniteFuture();
-  for (const auto& [key, sandbox] : model_.sandboxes) next = std::min(next, sandbox.expires_at);
-  return next;
+  if (!next_expiry_) {
+    absl::Time next = absl::InfiniteFuture();
+    for (const auto& [key, sandbox] : model_.sandboxes) next = std::min(next, sandbox.expires_at);
+    next_expiry_ = next;
+  }
+  return *next_expiry_;
+}
+
+void State::noteExpiry(std::optional<absl::Time> before, std::optional<absl::Time> after) {
+  if (!next_expiry_) return;  // walked at the next ask
+  // The earliest one went (or one as early): walk again when asked.
+  if (before && *before != absl::InfiniteFuture() && *before <= *next_expiry_) {
+    next_expiry_.reset();
+    return;
+  }
+  if (after) next_expiry_ = std::min(*next_expiry_, *after);
 }
 
 // ---- releases -------------------------------------------------------------------------

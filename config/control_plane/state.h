@@ -147,7 +147,9 @@ class State {
   };
   Expiry expire(absl::Time now);
   // The earliest expires_at of any sandbox (InfiniteFuture if none), for the
-  // owner's timer.
+  // owner's timer. Kept across mutations: a put or delete of a sandbox that
+  // did not hold the earliest expiry costs O(1), not a walk over every
+  // sandbox (the API asks after each mutation).
   absl::Time nextExpiry() const;
 
  private:
@@ -158,6 +160,9 @@ class State {
   MutationResult commitPut(ResourceKind kind, const std::string& name, std::string json,
                            absl::Time expires_at);
   MutationResult commitDelete(ResourceKind kind, const std::string& name);
+  // Keeps next_expiry_ true: a sandbox's expiry went (`before`) and/or came
+  // (`after`).
+  void noteExpiry(std::optional<absl::Time> before, std::optional<absl::Time> after);
 
   Model model_;
   uint64_t version_ = 0;
@@ -165,6 +170,7 @@ class State {
   std::map<std::string, uint64_t> service_versions_;
   std::map<std::string, uint64_t> sandbox_versions_;
   std::map<std::string, uint64_t> release_versions_;
+  mutable std::optional<absl::Time> next_expiry_;  // nextExpiry(); empty: walk again
 };
 
 }  // namespace turnout::control_plane

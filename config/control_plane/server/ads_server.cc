@@ -725,21 +725,36 @@ const AdsServer::Prepared& AdsServer::prepared(Profile profile, const std::strin
   return prepared_.emplace(std::move(key), std::move(p)).first->second;
 }
 
+std::string AdsServer::deltaEntryKey(Profile profile, const std::string& type_url,
+                                     const std::string& name) {
+  return absl::StrCat(profileKey(profile), "\n", type_url, "\n", name);
+}
+
 const std::string& AdsServer::deltaResourceEntry(
     Profile profile, const std::string& type_url,
     const std::pair<const std::string, VersionedResource>& resource, bool own) {
-  std::string key = absl::StrCat(profileKey(profile), "\n", type_url, "\n",
-                                 resource.first);
-  if (own) absl::StrAppend(&key, "\n", resource.second.version);
-  auto found = delta_entries_.find(key);
-  if (found != delta_entries_.end()) return found->second;
-  envoy::service::discovery::v3::DeltaDiscoveryResponse one;
-  auto* res = one.add_resources();
-  res->set_name(resource.first);
-  res->set_version(resource.second.version);
-  *res->mutable_resource() = resource.second.resource;
-  // Field 2 (resources): tag, length, the Resource; as its own message.
-  return delta_entries_.emplace(std::move(key), one.SerializeAsString()).first->second;
+  auto serialize = [&resource] {
+    envoy::service::discovery::v3::DeltaDiscoveryResponse one;
+    auto* res = one.add_resources();
+    res->set_name(resource.first);
+    res->set_version(resource.second.version);
+    *res->mutable_resource() = resource.second.resource;
+    // Field 2 (resources): tag, length, the Resource; as its own message.
+    return one.SerializeAsString();
+  };
+  std::string key = deltaEntryKey(profile, type_url, resource.first);
+  if (own) {
+    absl::StrAppend(&key, "\n", resource.second.version);
+    auto found = own_delta_entries_.find(key);
+    if (found != own_delta_entries_.end()) return found->second;
+    return own_delta_entries_.emplace(std::move(key), serialize()).first->second;
+  }
+  DeltaEntry& e = delta_entries_[std::move(key)];
+  if (e.bytes.empty() || e.version != resource.second.version) {
+    e.version = resource.second.version;
+    e.bytes = serialize();
+  }
+  return e.bytes;
 }
 
 const AdsServer::Entry* AdsServer::ownInbound(Profile profile, const SidecarService& service,
@@ -799,9 +814,13 @@ void AdsServer::apply() {
   for (auto& [profile, g] : generators_) {
     g.generator.update(*model_);
     g.fresh = false;
+    // The Delta entries of what changed or went; the rest stay as they are.
+    for (const auto& [type_url, names] : g.generator.changed()) {
+      for (const auto& name : names) delta_entries_.erase(deltaEntryKey(profile, type_url, name));
+    }
   }
   prepared_.clear();
-  delta_entries_.clear();
+  own_delta_entries_.clear();
   own_inbound_.clear();
   ports_by_ip_.reset();
   for (AdsStreamBase* s : streams_) s->push();

@@ -897,6 +897,18 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
                                        "weights": {"v1": 90, "v2": 10}})"));
       },
       [&] { ok(s.putSandbox("feat-x", R"({"forks": {"ratings": ["10.0.0.7:9081"]}})", now)); },
+      // One update in which a cluster name moves from the service's own (a
+      // release version) to a fork (a sandbox of that name), and back.
+      [&] {
+        ok(s.deleteRelease("ratings"));
+        ok(s.putSandbox("v2", R"({"forks": {"ratings": ["10.0.0.12:9081"]}})", now));
+      },
+      [&] {
+        ok(s.deleteSandbox("v2"));
+        ok(s.putRelease("ratings",
+                        R"({"versions": {"v1": ["10.0.1.1:9081"], "v2": ["10.0.1.2:9081"]},
+                                       "weights": {"v1": 90, "v2": 10}})"));
+      },
       // Reused and remade fork clusters: a key before the others, a fork
       // going from IP endpoints (EDS) to a DNS name and back, the service's
       // protocol changing under its forks.

@@ -191,6 +191,32 @@ TEST_CASE("expire removes the sandboxes past their TTL as one mutation", "[contr
   CHECK(s.nextExpiry() == absl::InfiniteFuture());
 }
 
+TEST_CASE("nextExpiry follows puts, deletes and rollbacks of the earliest sandbox",
+          "[control_plane]") {
+  State s = withReviews();
+  CHECK(s.nextExpiry() == absl::InfiniteFuture());
+  REQUIRE(s.putSandbox("a", R"({"forks": {"reviews": ["10.0.0.7:1"]}, "ttl": "1h"})", kNow).ok());
+  CHECK(s.nextExpiry() == kNow + absl::Hours(1));
+  REQUIRE(s.putSandbox("b", R"({"forks": {"reviews": ["10.0.0.7:1"]}, "ttl": "2h"})", kNow).ok());
+  REQUIRE(s.putSandbox("c", R"({"forks": {"reviews": ["10.0.0.7:1"]}})", kNow).ok());
+  CHECK(s.nextExpiry() == kNow + absl::Hours(1));
+  // The earliest one is replaced with a later expiry: the next is b's.
+  REQUIRE(s.putSandbox("a", R"({"forks": {"reviews": ["10.0.0.7:1"]}, "ttl": "3h"})", kNow).ok());
+  CHECK(s.nextExpiry() == kNow + absl::Hours(2));
+  // A sooner one comes.
+  REQUIRE(s.putSandbox("d", R"({"forks": {"reviews": ["10.0.0.7:1"]}, "ttl": "10m"})", kNow).ok());
+  CHECK(s.nextExpiry() == kNow + absl::Minutes(10));
+  // Deleting one that is not the earliest keeps it; deleting the earliest moves it.
+  REQUIRE(s.deleteSandbox("c").ok());
+  CHECK(s.nextExpiry() == kNow + absl::Minutes(10));
+  const State::Checkpoint before = s.checkpoint(ResourceKind::kSandbox, "d");
+  REQUIRE(s.deleteSandbox("d").ok());
+  CHECK(s.nextExpiry() == kNow + absl::Hours(2));
+  // A failed store write rolls the delete back: d's expiry is the next again.
+  s.rollback(before);
+  CHECK(s.nextExpiry() == kNow + absl::Minutes(10));
+}
+
 TEST_CASE("replacing a sandbox restarts its TTL", "[control_plane]") {
   State s = withReviews();
   REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:1"]}, "ttl": "1h"})", kNow)
