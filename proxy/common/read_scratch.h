@@ -2,7 +2,7 @@
 
 // A thread's scratch for socket reads (ByteRelay, the HTTP/2 downstream
 // connection): a connection waits for input in a small read of its own
-// (an async_read_some, which asio performs when epoll reports the socket
+// (a readInq, which the reactor performs when epoll reports the socket
 // readable; an async_wait would cost an epoll_ctl each time) and reads
 // what did not fit into this buffer at once, so that it holds no large
 // read buffer of its own while idle.
@@ -37,13 +37,14 @@ inline ReadScratch& readScratch() {
 
 // How a connection reads its socket without a large buffer of its own.
 // While the socket was found empty (the last read came back short) it waits
-// in an async_read_some into `wait_`, which asio performs when epoll reports
-// the socket readable: an async_wait would re-arm the descriptor with an
-// epoll_ctl every time. Otherwise it reads on at once into the thread's
-// scratch. Data that arrives after a short read raises a new edge, which
-// the pending read sees (the reactor is edge-triggered, and the read is
-// queued before the thread next asks epoll). The socket must be
-// non-blocking (socket.non_blocking(true)).
+// in a readInq into `wait_` (proxy/common/inq_read.h): when the read before
+// drained the socket, the reactor queues it without trying a recv first and
+// performs it when epoll reports the socket readable; an async_wait would
+// re-arm the descriptor with an epoll_ctl every time. Otherwise it reads on
+// at once into the thread's scratch. Data that arrives after a short read
+// raises a new edge, which the pending read sees (the reactor is
+// edge-triggered, and the read is queued before the thread next asks
+// epoll). The socket must be non-blocking (socket.non_blocking(true)).
 template <std::size_t kWaitBytes>
 class WaitingReader {
  public:
