@@ -34,6 +34,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "proxy/common/asio.h"
@@ -50,17 +51,10 @@ struct SocketAccess : TcpSocket {
   static auto& implOf(TcpSocket& s) { return (s.*(&SocketAccess::impl_)).get_implementation(); }
 };
 
-// The worker's reactor; one io_context per thread, so one per thread.
-inline asio::detail::epoll_reactor& reactorOf(TcpSocket& s) {
-  thread_local asio::io_context* context = nullptr;
-  thread_local asio::detail::epoll_reactor* reactor = nullptr;
-  asio::io_context& ctx = s.get_executor().context();
-  if (context != &ctx) {
-    reactor = &asio::use_service<asio::detail::epoll_reactor>(ctx);
-    context = &ctx;
-  }
-  return *reactor;
-}
+// The reactor the socket is registered with, read from its descriptor
+// data (inq_read.cc). Not cached per thread: an io_context made where an
+// earlier one was destroyed would have found the old reactor.
+asio::detail::epoll_reactor& reactorOf(TcpSocket& socket);
 
 template <typename Handler>
 class RecvOp : public reactor_op {

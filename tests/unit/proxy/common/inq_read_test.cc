@@ -3,6 +3,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -100,6 +101,43 @@ TEST_CASE("readInq completes with operation_aborted when cancelled", "[inq_read]
   p.b.cancel();
   runUntil(p.io, [&] { return bool(last); });
   CHECK(last == asio::error::operation_aborted);
+}
+
+TEST_CASE(
+    "readInq uses the reactor of the socket's own io_context, also one made where another was",
+    "[inq_read]") {
+  // The same storage twice: an io_context at the address of a destroyed
+  // one must not be taken for it (a per-thread cache keyed by the address
+  // handed out the dead one's reactor: checked, this test then fails).
+  std::optional<asio::io_context> io;
+  // Made between the rounds, with a reactor of its own that nobody runs:
+  // it likely takes the memory the first round's reactor had. A read
+  // queued on any reactor but the socket's never completes.
+  std::optional<asio::io_context> idle;
+  for (int round = 0; round < 2; ++round) {
+    if (round == 1) {
+      idle.emplace();
+      (void)asio::use_service<asio::detail::epoll_reactor>(*idle);
+    }
+    io.emplace();
+    {  // the sockets go before their io_context
+      TcpAcceptor acceptor(*io, {asio::ip::make_address("127.0.0.1"), 0});
+      TcpSocket a(*io);
+      a.connect(acceptor.local_endpoint());
+      TcpSocket b = acceptor.accept();
+      enableInq(b);
+      std::vector<std::string> reads;
+      error_code last;
+      // Data first: the read completes at once, through the reactor's
+      // scheduler (a wrong reactor's would never run it).
+      asio::write(a, asio::buffer(std::string_view("x")));
+      asio::co_spawn(*io, readAll(b, reads, last, 1), asio::detached);
+      runUntil(*io, [&] { return reads.size() == 1; });
+      REQUIRE(reads.size() == 1);
+      CHECK(reads[0] == "x");
+    }
+    io.reset();
+  }
 }
 
 }  // namespace
