@@ -207,17 +207,82 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
+class CpuQuota:
+    """A CPU cgroup that limits the processes in it to `share` of each of
+    `cpus` CPUs (CFS bandwidth control; cgroup v2 `cpu.max` or v1
+    `cpu.cfs_quota_us`). With --proxy-cpu-quota the proxy runs in one: it is
+    then the bottleneck even where the load CPUs cannot outrun a whole proxy
+    CPU (a 2-core machine), and CPU time per request is measured with work
+    always queued for it, as at saturation."""
+
+    PERIOD_US = 10000  # short periods keep the throttled pauses short
+
+    def __init__(self, name, share, cpus):
+        quota = max(1000, int(share * self.PERIOD_US * cpus))
+        v2 = "/sys/fs/cgroup"
+        try:
+            with open(os.path.join(v2, "cgroup.subtree_control")) as f:
+                has_v2_cpu = "cpu" in f.read().split()
+        except OSError:
+            has_v2_cpu = False
+        if has_v2_cpu:
+            self.path = os.path.join(v2, name)
+            files = {"cpu.max": "%d %d" % (quota, self.PERIOD_US)}
+        else:
+            v1 = next((d for d in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct")
+                       if os.path.exists(os.path.join(d, "cpu.cfs_quota_us"))), None)
+            if v1 is None:
+                raise RuntimeError("--proxy-cpu-quota: no CPU cgroup controller (cgroup v2 "
+                                   "with +cpu in the root's subtree_control, or v1 cpu)")
+            self.path = os.path.join(v1, name)
+            files = {"cpu.cfs_period_us": str(self.PERIOD_US), "cpu.cfs_quota_us": str(quota)}
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            for f, v in files.items():
+                with open(os.path.join(self.path, f), "w") as out:
+                    out.write(v)
+        except OSError as e:
+            raise RuntimeError("--proxy-cpu-quota: cannot set up %s: %s (needs root)"
+                               % (self.path, e))
+        self.procs_file = os.path.join(self.path, "cgroup.procs")
+
+    def throttled(self):
+        """(periods, throttled periods) so far, from cpu.stat."""
+        stat = {}
+        try:
+            with open(os.path.join(self.path, "cpu.stat")) as f:
+                for line in f:
+                    k, v = line.split()
+                    stat[k] = int(v)
+        except (OSError, ValueError):
+            pass
+        return stat.get("nr_periods", 0), stat.get("nr_throttled", 0)
+
+    def remove(self):
+        for _ in range(50):  # the killed processes leave it a moment later
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 # --------------------------------------------------------------------------
 # Processes.
 # --------------------------------------------------------------------------
 
 class Proc:
-    def __init__(self, name, args, cpus, workdir):
+    def __init__(self, name, args, cpus, workdir, cgroup=None):
         self.name = name
         self.log_path = os.path.join(workdir, name + ".log")
+        self.cgroup = cgroup
         with open(self.log_path, "wb") as logf:
             pin = ["taskset", "-c", cpu_spec(cpus)] if cpus else []
-            self.p = subprocess.Popen(pin + args,
+            # Into the CPU cgroup before the exec, so that every process the
+            # proxy forks (nginx and nghttpx workers) is in it too.
+            enter = (["sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file]
+                     if cgroup else [])
+            self.p = subprocess.Popen(enter + pin + args,
                                       stdout=logf, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -239,6 +304,9 @@ class Proc:
                 except ProcessLookupError:
                     pass
                 self.p.wait(timeout=10)
+        if self.cgroup:
+            self.cgroup.remove()
+            self.cgroup = None
 
     def tail(self):
         try:
@@ -439,7 +507,9 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
             args += [os.path.join(work, "key.pem"), os.path.join(work, "cert.pem")]
     else:
         raise ValueError(name)
-    proc = Proc(name, args, cpus, work)
+    quota = (CpuQuota("turnout-compare-%s-%d" % (name, port), ctx["cpu_quota"], len(cpus))
+             if ctx.get("cpu_quota") else None)
+    proc = Proc(name, args, cpus, work, quota)
     if not wait_http(port, proto):
         proc.stop()
         raise RuntimeError("%s did not answer on port %d:\n%s" % (name, port, proc.tail()))
@@ -517,6 +587,7 @@ def measure_saturation(ctx, row, target, scenario, workers):
         cpu0 = cpu_times(target.proc.pid) if target.proc else (0, 0)
         proxy_cpus = ctx["proxy_cpus"][:workers]
         ticks0 = cpu_ticks(proxy_cpus), cpu_ticks(ctx["load_cpus"])
+        periods0 = target.proc.cgroup.throttled() if target.proc and target.proc.cgroup else None
         t0 = time.monotonic()
         sat = run_load(ctx, target, path, headers, mix, "saturation/" + where)
         wall = time.monotonic() - t0
@@ -527,6 +598,11 @@ def measure_saturation(ctx, row, target, scenario, workers):
         row["load_cpus_busy"] = busy_share(ticks0[1], ticks1[1])
         if target.proc:
             row["proxy_cpus_busy"] = busy_share(ticks0[0], ticks1[0])
+        if target.proc and target.proc.cgroup:
+            periods = target.proc.cgroup.throttled()
+            row["cpu_quota"] = ctx["cpu_quota"]
+            row["throttled_share"] = ((periods[1] - periods0[1]) / (periods[0] - periods0[0])
+                                      if periods[0] > periods0[0] else None)
         if target.proc:
             cpu1 = cpu_times(target.proc.pid)
             cpu = sum(cpu1) - sum(cpu0)
@@ -535,7 +611,8 @@ def measure_saturation(ctx, row, target, scenario, workers):
             # work included) apart from the proxy's own code.
             row["cpu_user_us_per_request"] = (cpu1[0] - cpu0[0]) * 1e6 / max(1, sat["requests"])
             # Busy share of the proxy's CPUs over the run (turnout-bench's
-            # start and its connects included): near 100 % when saturated.
+            # start and its connects included): near 100 % when saturated
+            # (near the quota under --proxy-cpu-quota).
             row["proxy_cpu_busy"] = cpu / (wall * workers)
     finally:
         if sampler:
@@ -672,7 +749,12 @@ def cpu_cell(row):
     if "cpu_us_per_request" not in row:
         return "-"
     user = row.get("cpu_user_us_per_request")
-    return "%.1f" % row["cpu_us_per_request"] + (" (%.1f user)" % user if user is not None else "")
+    cell = "%.1f" % row["cpu_us_per_request"] + (" (%.1f user)" % user if user is not None else "")
+    spread = [r["cpu_us_per_request"] for r in row.get("rounds", [])
+              if r.get("cpu_us_per_request") is not None]
+    if len(spread) > 1:
+        cell += " [%.1f-%.1f]" % (min(spread), max(spread))
+    return cell
 
 
 def floor2(x):
@@ -732,6 +814,28 @@ def with_target(ctx, row, scenario, workers, measure):
             target.proc.stop()
 
 
+# What one saturation run gives a row (measure_saturation).
+ROUND_FIELDS = ("saturation", "rps_per_core", "cpu_us_per_request", "cpu_user_us_per_request",
+                "proxy_cpu_busy", "proxy_cpus_busy", "load_cpus_busy", "throttled_share",
+                "cpu_quota", "_saturation_report", "rss_idle_kib", "rss_load_kib")
+
+
+def take_median_round(row, rounds):
+    """The row's figures become those of its median round: by CPU per request
+    for a proxy, by req/s for the direct origin (the lower median of an even
+    count). Every round's req/s and CPU per request stay in row["rounds"]."""
+    if any("cpu_us_per_request" in r for r in rounds):
+        ordered = sorted(rounds, key=lambda r: r.get("cpu_us_per_request", math.inf))
+    else:
+        ordered = sorted(rounds, key=lambda r: -r["saturation"]["rps"])
+    mid = ordered[(len(ordered) - 1) // 2]
+    for f in ROUND_FIELDS:
+        if f in mid:
+            row[f] = mid[f]
+    row["rounds"] = [{"rps": r["saturation"]["rps"],
+                      "cpu_us_per_request": r.get("cpu_us_per_request")} for r in rounds]
+
+
 def measure_scenario(ctx, scenario, proxies, workers):
     """One row per target: saturation for each (one process at a time), then
     open-loop latency at half of haproxy's saturation rate."""
@@ -745,9 +849,32 @@ def measure_scenario(ctx, scenario, proxies, workers):
             row["skipped"] = "%s does not serve %s yet" % (name, proto)
         elif sandboxes and name not in HEADER_ROUTING and name != "direct":
             row["skipped"] = "%s cannot route on a header" % name
-        else:
-            with_target(ctx, row, scenario, workers,
-                        lambda t, row=row: measure_proxy(ctx, row, t, scenario, workers))
+    # --rounds: every target once per round, in turn, so that a shared
+    # machine's slow minutes fall on all of them; strace in the first only.
+    samples = {}
+    for rnd in range(ctx.get("rounds", 1)):
+        if rnd > 0:
+            log("%s, round %d of %d:" % (scenario, rnd + 1, ctx["rounds"]))
+        for row in rows:
+            if "skipped" in row or (rnd > 0 and id(row) not in samples):
+                continue
+            if rnd == 0:
+                with_target(ctx, row, scenario, workers,
+                            lambda t, row=row: measure_proxy(ctx, row, t, scenario, workers))
+                if "saturation" in row:
+                    samples[id(row)] = [{f: row[f] for f in ROUND_FIELDS if f in row}]
+                continue
+            extra = {"proxy": row["proxy"]}
+            with_target(ctx, extra, scenario, workers,
+                        lambda t, extra=extra: measure_saturation(ctx, extra, t, scenario, workers))
+            if "saturation" in extra:
+                samples[id(row)].append({f: extra[f] for f in ROUND_FIELDS if f in extra})
+            else:
+                row.setdefault("failed_rounds", []).extend(extra.get("failed", ["?"]))
+    if ctx.get("rounds", 1) > 1:
+        for row in rows:
+            if id(row) in samples:
+                take_median_round(row, samples[id(row)])
     mark_load_bound(rows, ctx["load_bound_ratio"])
     measured = [r for r in rows if "saturation" in r]
     ref = next((r for r in measured if r["proxy"] == "haproxy"), None) or next(
@@ -779,14 +906,26 @@ def pct(x):
     return "%.0f %%" % (100 * x)
 
 
+def busy_of_allowance(row):
+    """The proxy's busy share of the CPU it was allowed: its CPUs, or its
+    quota of them under --proxy-cpu-quota."""
+    return row.get("proxy_cpu_busy", 1) / row.get("cpu_quota", 1)
+
+
 def busy_cell(row):
     """'97 %', or '19 % of CPU 98 % (not saturated)': the proxy's own share,
-    then its CPUs' share when that says more (something else ran there)."""
+    then its CPUs' share when that says more (something else ran there).
+    Under a quota: '39 % = 98 % of its 40 % quota (throttled in 95 % of the
+    periods)'."""
     if "proxy_cpu_busy" not in row:
         return "-"
     own, cpus = row["proxy_cpu_busy"], row.get("proxy_cpus_busy")
     cell = pct(own)
-    if own < BUSY_SATURATED:
+    if "cpu_quota" in row:
+        cell += " = %s of its %s quota" % (pct(busy_of_allowance(row)), pct(row["cpu_quota"]))
+        if row.get("throttled_share") is not None:
+            cell += " (throttled in %s of periods)" % pct(row["throttled_share"])
+    if busy_of_allowance(row) < BUSY_SATURATED:
         if cpus is not None:
             cell += " of CPU %s" % pct(cpus)
         cell += " (not saturated)"
@@ -810,6 +949,19 @@ def markdown(result):
            "saturated; when not, how busy its CPUs were with everything); `load CPUs`: how "
            "busy the load side's CPUs were. Added latency is measured open-loop at 50 %% of haproxy's saturation "
            "rate, minus the direct origin at the same rate." % ratio_min]
+    if result.get("rounds", 1) > 1:
+        out += ["", "**Rounds**: %d saturation runs per proxy, taken in turn (every proxy once, "
+                "then again), so that a shared machine's slow minutes fall on all of them. Each "
+                "row shows its median round by CPU µs/req (the direct origin's by req/s); the "
+                "CPU column adds the range [min-max] over the rounds." % result["rounds"]]
+    if result.get("proxy_cpu_quota"):
+        out += ["", "**CPU quota**: every proxy ran in a CPU cgroup limited to %s of each of its "
+                "CPUs (CFS bandwidth control, %d ms periods), so that it, not the load side, is "
+                "the bottleneck on a machine whose load CPUs cannot outrun a whole proxy CPU. "
+                "Its CPU µs/req is measured with work always queued for it, as at saturation; "
+                "its req/s is the quota's, not the CPU's; its latency includes the throttled "
+                "pauses, so read latency from a run without a quota." % (
+                    pct(result["proxy_cpu_quota"]), CpuQuota.PERIOD_US // 1000)]
     if result.get("strace"):
         out.append("Syscalls/req: `strace -c -f` attached to every process of the proxy for one "
                    "closed-loop run at %d connections that ends after %d responses or %d s, "
@@ -824,7 +976,7 @@ def markdown(result):
         out += ["", "**%d row(s) load-bound** (%s): their req/s and CPU µs/req are not "
                 "saturation figures; rerun with more load CPUs (`--cpus-load`)." % (
                     len(bound), ", ".join("%s/%s" % (r["scenario"], r["proxy"]) for r in bound))]
-    idle = [r for r in result["rows"] if r.get("proxy_cpu_busy", 1) < BUSY_SATURATED]
+    idle = [r for r in result["rows"] if busy_of_allowance(r) < BUSY_SATURATED]
     if idle:
         out += ["", "**%d row(s) not saturated** (%s): the proxy was busy under %.0f %% of its "
                 "CPUs, so something else set the pace: other processes on the proxy's CPUs "
@@ -926,8 +1078,17 @@ def main():
     ap.add_argument("--streams", type=int, default=100, help="h2 streams per connection")
     ap.add_argument("--h2-connections", type=int, default=4, help="h2 connections")
     ap.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-up (smoke)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="saturation runs per proxy, taken in turn (direct, turnout, haproxy, "
+                    "direct, ...); each row shows its median round, the CPU column the range")
+    ap.add_argument("--proxy-cpu-quota", type=float, default=0,
+                    help="run each proxy in a CPU cgroup limited to this share (0-1] of each "
+                    "of its CPUs, so that the proxy is the bottleneck where the load CPUs cannot "
+                    "outrun a whole proxy CPU (root; e.g. 0.4 on a 2-core machine)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     args = ap.parse_args()
+    if not 0 <= args.proxy_cpu_quota <= 1:
+        sys.exit("compare: --proxy-cpu-quota must be in (0, 1] (0: no quota)")
 
     for tool in ("taskset", "curl", "nginx"):
         if not shutil.which(tool):
@@ -993,7 +1154,8 @@ def main():
            "proxy_cpus": proxy_cpus, "load_cpus": load_cpus,
            "load_bound_ratio": args.load_bound_ratio, "strace": args.strace,
            "strace_duration": args.strace_duration, "strace_connections": args.strace_connections,
-           "strace_requests": args.strace_requests,
+           "strace_requests": args.strace_requests, "cpu_quota": args.proxy_cpu_quota,
+           "rounds": max(1, args.rounds),
            "origin": free_port(), "origin_h2c": free_port(), "origin_tls": free_port()}
     with open(os.path.join(work, "origin.conf"), "w") as f:
         f.write(origin_conf(work, ctx["origin"], ctx["origin_h2c"], ctx["origin_tls"],
@@ -1015,6 +1177,7 @@ def main():
     result = {"date": date, "machine": machine, "cpu_model": cpu_model(),
               "proxy_cpus": args.cpus_proxy, "load_cpus": args.cpus_load,
               "origin_cpus": args.cpus_origin, "load_bound_ratio": args.load_bound_ratio,
+              "proxy_cpu_quota": args.proxy_cpu_quota, "rounds": max(1, args.rounds),
               "strace": args.strace, "strace_off": strace_off,
               "strace_duration": args.strace_duration, "strace_requests": args.strace_requests,
               "strace_connections": args.strace_connections,

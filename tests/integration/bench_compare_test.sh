@@ -46,11 +46,19 @@ summary = """% time     seconds  usecs/call     calls    errors syscall
 """
 assert run.parse_strace_summary(summary) == {"recvmsg": {"calls": 300, "errors": 100},
                                              "sendmsg": {"calls": 200, "errors": 0}}
+# Busy is measured against what the proxy was allowed: under a 40 % quota,
+# 39 % of the CPU is saturated and 20 % is not.
+assert run.busy_of_allowance({"proxy_cpu_busy": 0.39, "cpu_quota": 0.4}) > run.BUSY_SATURATED
+assert run.busy_of_allowance({"proxy_cpu_busy": 0.2, "cpu_quota": 0.4}) < run.BUSY_SATURATED
+assert run.busy_of_allowance({"proxy_cpu_busy": 0.39}) < run.BUSY_SATURATED
+assert "(not saturated)" not in run.busy_cell({"proxy_cpu_busy": 0.39, "cpu_quota": 0.4,
+                                              "throttled_share": 0.9})
+assert "of its 40 % quota" in run.busy_cell({"proxy_cpu_busy": 0.39, "cpu_quota": 0.4})
 PY
 
 # --- 2. run.py: one scenario, turnout and haproxy ----------------------------
 timeout 240 python3 "$RUN" --turnout "$TURNOUT" --bench "$BENCH" --scenarios h1-keepalive-0b \
-  --proxies turnout,haproxy --duration 1 --warmup 1 --connections 16 \
+  --proxies turnout,haproxy --duration 1 --warmup 1 --connections 16 --rounds 2 \
   --strace-requests 500 --strace-duration 3 --out "$TMP/out" >"$TMP/run.out" 2>"$TMP/run.err"
 rc=$?
 [ $rc = 0 ] || fail "run.py exited $rc: $(tail -20 "$TMP/run.err")"
@@ -69,6 +77,9 @@ syscalls per request :: not r["strace"] or all(x["syscalls"]["requests"] > 0 and
 by name adds up :: not r["strace"] or all(sum(c["calls"] for c in x["syscalls"]["by_name"].values()) == x["syscalls"]["calls"] for x in r["rows"][1:])
 worker threads traced (reads and writes) :: not r["strace"] or all(any(n.startswith(("recv", "read")) for n in x["syscalls"]["by_name"]) and any(n.startswith(("send", "write")) for n in x["syscalls"]["by_name"]) for x in r["rows"][1:])
 window by request count :: not r["strace"] or all(x["syscalls"]["requests"] <= 500 and x["syscalls"]["connections"] == 8 for x in r["rows"][1:])
+two rounds each :: r["rounds"] == 2 and all(len(x["rounds"]) == 2 for x in r["rows"])
+a proxy row is its lower-CPU round (the lower median of two) :: all(x["cpu_us_per_request"] == min(y["cpu_us_per_request"] for y in x["rounds"]) for x in r["rows"][1:])
+the direct row is its faster round :: r["rows"][0]["saturation"]["rps"] == max(y["rps"] for y in r["rows"][0]["rounds"])
 CHECKS
 grep -q "| load side |" "$MD" || fail "md lacks the load side column"
 grep -qE "\| turnout \| (ok|\*\*load-bound\*\*) \([0-9.]+x, load CPUs [0-9]+ %\) \|" "$MD" || fail "md lacks turnout's load-side verdict: $(cat "$MD")"
@@ -77,6 +88,37 @@ if [ $STRACE = 1 ]; then
 else
   grep -q "Syscalls/req: not measured" "$MD" || fail "md does not say syscalls were not measured"
 fi
+# --- 2b. --proxy-cpu-quota: the proxy in a CPU cgroup of its own -----------
+# Needs a writable CPU cgroup (root; cgroup v2 with +cpu, or v1's cpu).
+QUOTA_OK=0
+if [ "$(id -u)" = 0 ] && { grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ||
+                           [ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] ||
+                           [ -w /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us ]; }; then
+  QUOTA_OK=1
+fi
+if [ $QUOTA_OK = 1 ]; then
+  timeout 240 python3 "$RUN" --turnout "$TURNOUT" --bench "$BENCH" --scenarios h1-keepalive-0b \
+    --proxies turnout --duration 2 --warmup 1 --connections 16 --no-strace --proxy-cpu-quota 0.3 \
+    --out "$TMP/quota" >"$TMP/quota.out" 2>"$TMP/quota.err"
+  rc=$?
+  [ $rc = 0 ] || fail "run.py --proxy-cpu-quota exited $rc: $(tail -20 "$TMP/quota.err")"
+  QJSON=$(ls "$TMP"/quota/*.json 2>/dev/null | head -1)
+  checks "$QJSON" <<'CHECKS'
+the quota is recorded :: r["proxy_cpu_quota"] == 0.3 and r["rows"][1]["cpu_quota"] == 0.3
+the direct row runs unlimited :: "cpu_quota" not in r["rows"][0]
+the proxy kept to its quota :: 0 < r["rows"][1]["proxy_cpu_busy"] < 0.3 * 1.15
+the proxy was throttled (it, not the load side, was the limit) :: r["rows"][1]["throttled_share"] > 0.3
+CHECKS
+  grep -q "\*\*CPU quota\*\*" "${QJSON%.json}.md" || fail "md does not say the proxy ran under a quota"
+  leftover=$(ls -d /sys/fs/cgroup/turnout-compare-* /sys/fs/cgroup/cpu/turnout-compare-* \
+             /sys/fs/cgroup/cpu,cpuacct/turnout-compare-* 2>/dev/null)
+  [ -z "$leftover" ] || fail "run.py left its cgroups behind: $leftover"
+else
+  echo "bench_compare_test: no writable CPU cgroup here; --proxy-cpu-quota not run"
+fi
+python3 "$RUN" --proxy-cpu-quota 1.5 2>"$TMP/err"; rc=$?
+[ $rc != 0 ] && grep -q "proxy-cpu-quota must be" "$TMP/err" || fail "quota 1.5: rc $rc $(cat "$TMP/err")"
+
 python3 "$RUN" --proxies frob 2>"$TMP/err"; rc=$?
 [ $rc != 0 ] && grep -q "unknown proxy 'frob'" "$TMP/err" || fail "unknown proxy: rc $rc $(cat "$TMP/err")"
 
