@@ -17,6 +17,11 @@
 //   operation_aborted when another wait replaces it. One waiter at a time.
 // - notify() with nobody waiting does nothing: the waiter re-checks its
 //   condition before it sleeps, as with the timer.
+// - notifyNow() runs the waiter here and now instead, until it next
+//   suspends (its coroutine resumes inside the caller's call): no trip
+//   through the scheduler, and no reactor poll before it (Asio queues a
+//   post behind the reactor's next turn). Only where the caller's state is
+//   consistent and the waiter may run: never from inside a codec callback.
 // - Destroyed with a waiter (only when its io_context is torn down with
 //   coroutines suspended): the handler is dropped, not called, as the
 //   timer service's shutdown does.
@@ -49,6 +54,11 @@ class Signal {
 
   bool waiting() const { return waiter_ != nullptr; }
   void notify() { fire(boost::system::error_code()); }
+  void notifyNow() {
+    if (!waiter_) return;
+    std::unique_ptr<WaiterBase> w = std::move(waiter_);
+    w->invoke(boost::system::error_code());
+  }
   void fire(boost::system::error_code ec) {
     if (!waiter_) return;
     std::unique_ptr<WaiterBase> w = std::move(waiter_);
@@ -59,12 +69,17 @@ class Signal {
   struct WaiterBase {
     virtual ~WaiterBase() = default;
     virtual void post(const Executor& ex, boost::system::error_code ec) = 0;
+    virtual void invoke(boost::system::error_code ec) = 0;
   };
   template <typename Handler>
   struct Waiter final : WaiterBase {
     explicit Waiter(Handler h) : handler(std::move(h)) {}
     void post(const Executor& ex, boost::system::error_code ec) override {
       asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+    }
+    void invoke(boost::system::error_code ec) override {
+      Handler h(std::move(handler));
+      std::move(h)(ec);
     }
     Handler handler;
   };

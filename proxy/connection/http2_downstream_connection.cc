@@ -117,7 +117,9 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     co_return;
   }
 
-  // DownstreamStream: the response.
+  // DownstreamStream: the response. As on HTTP/1, encoding only queues (in
+  // the codec): tryFlush(), flush() or the stream's end (finishStream())
+  // sends, so that a response's head and body leave in one write.
   void encodeHeaders(ResponseHead& head, bool end_stream) override {
     if (!stream_) return;
     const absl::Status s = stream_->encodeHeaders(head, end_stream);
@@ -125,17 +127,14 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       TURNOUT_CONN_LOG(debug, "http2", conn_.id_, "stream {}: response head not sent: {}",
                        stream_->id(), std::string(s.message()));
     }
-    conn_.wake();
   }
   void encodeData(std::span<const char> data, bool end_stream) override {
     if (!stream_) return;
     stream_->encodeData(data, end_stream);
-    conn_.wake();
   }
   void encodeTrailers(const HeaderMap& trailers) override {
     if (!stream_) return;
     stream_->encodeTrailers(trailers);
-    conn_.wake();
   }
   void encode100Continue() override {
     ResponseHead head;
@@ -150,15 +149,13 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   }
 
   bool tryFlush() override {
-    if (reset_ || conn_.closed_ || !stream_ || stream_->bufferedBytes() > kWriteBehindBytes) {
-      return false;
-    }
-    conn_.wake();
-    return true;
+    if (reset_ || conn_.closed_ || !stream_) return false;
+    conn_.flushSoon();
+    return !reset_ && !conn_.closed_ && stream_ && stream_->bufferedBytes() <= kWriteBehindBytes;
   }
 
   Awaitable<bool> flush(std::chrono::milliseconds timeout) override {
-    conn_.wake();
+    conn_.flushSoon();
     const Clock::time_point deadline = deadlineAfter(timeout);
     for (;;) {
       if (reset_ || conn_.closed_ || !stream_) co_return false;
@@ -331,6 +328,18 @@ void Http2DownstreamConnection::wake() {
   done_signal_.notify();
 }
 
+bool Http2DownstreamConnection::flushInline() {
+  if (running_ > 1 || closed_ || unsent_ != nullptr || !writer_signal_.waiting()) return false;
+  // The writer waits for work and has no write outstanding: what it would
+  // do, done here. A write the socket did not take whole is left to it.
+  if (sendPending() == SendNow::kSome) writer_signal_.notify();
+  return true;
+}
+
+void Http2DownstreamConnection::flushSoon() {
+  if (!flushInline()) wake();
+}
+
 RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStreamPtr stream) {
   streams_.push_back(std::make_unique<Stream>(*this, std::move(stream)));
   Stream& s = *streams_.back();
@@ -352,10 +361,12 @@ void Http2DownstreamConnection::startStream(Stream* stream) {
   idle_deadline_.clear();
   idle_goaway_sent_ = false;
   if (!idle_runners_.empty()) {
+    // Resumed by startRunners() once dispatch() is done with the input:
+    // not from inside the codec's callback that started the stream.
     Runner* r = idle_runners_.back();
     idle_runners_.pop_back();
     r->stream = stream;
-    r->wake.notify();
+    starting_.push_back(r);
     return;
   }
   Runner* r = runners_.emplace_back(std::make_unique<Runner>(worker_.io().get_executor())).get();
@@ -386,6 +397,16 @@ Awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
   done_signal_.notify();
 }
 
+void Http2DownstreamConnection::startRunners() {
+  // A runner's stream may end the connection (close()) or start no more:
+  // each is resumed in turn, to its first wait, on this call.
+  while (!starting_.empty()) {
+    Runner* r = starting_.front();
+    starting_.erase(starting_.begin());
+    r->wake.notifyNow();
+  }
+}
+
 void Http2DownstreamConnection::endIdleRunners() {
   for (Runner* r : std::exchange(idle_runners_, {})) {
     r->stream = nullptr;
@@ -401,6 +422,13 @@ void Http2DownstreamConnection::finishStream(Stream* stream) {
   streams_.erase(stream->self_);
   --running_;
   if (running_ == 0) armIdleTimer();
+  // The last stream's end (the usual one-stream connection): its response
+  // goes out from here, with no trip through the scheduler for the writer.
+  // The writer is still woken when the connection may be over.
+  if (running_ == 0 && !read_done_ && codec_.wantsRead() && flushInline()) {
+    done_signal_.notify();
+    return;
+  }
   wake();
 }
 
@@ -451,7 +479,18 @@ Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   auto dispatch = [&](std::span<const char> bytes) {
     const absl::Status s = codec_.dispatch(bytes);
     sweep();
-    wake();
+    startRunners();
+    // The writer only when the input left it something to do: frames to
+    // send (a SETTINGS or PING ack, a WINDOW_UPDATE, a RST_STREAM, a
+    // GOAWAY) or a session that ended. A request's HEADERS leave neither,
+    // and a wake-up for nothing cost a trip through the scheduler (and the
+    // reactor poll that trip brings) per request. Streams wake it
+    // themselves when they encode.
+    if (codec_.wantsWrite() || !codec_.wantsRead()) {
+      wake();
+    } else {
+      done_signal_.notify();
+    }
     if (!s.ok()) {
       protocol_error = true;
       noteCodecError();
@@ -527,7 +566,7 @@ Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   closed_ = true;
 }
 
-Awaitable<void> Http2DownstreamConnection::writeLoop() {
+SendNow Http2DownstreamConnection::sendPending() {
   for (;;) {
     out_.clear();
     // A GOAWAY with an error that nghttp2 queued on its own (the peer broke
@@ -540,14 +579,31 @@ Awaitable<void> Http2DownstreamConnection::writeLoop() {
       wire_.clear();
       if (!tls_->write(std::span<const char>(out_.data(), out_.size()))) {
         close();
-        break;
+        return SendNow::kFailed;
       }
       tls_->takeOutput(wire_);
       bytes = &wire_;
     }
-    if (!bytes->empty() && !closed_) {
+    if (bytes->empty() || closed_) return SendNow::kAll;
+    switch (sendNow(socket_, *bytes)) {
+      case SendNow::kAll:
+        continue;  // the codec may hold more than one chunk
+      case SendNow::kSome:
+        unsent_ = bytes;
+        return SendNow::kSome;
+      case SendNow::kFailed:
+        close();
+        return SendNow::kFailed;
+    }
+  }
+}
+
+Awaitable<void> Http2DownstreamConnection::writeLoop() {
+  for (;;) {
+    if (unsent_ == nullptr && sendPending() == SendNow::kFailed) break;
+    if (unsent_ != nullptr) {
       boost::system::error_code ec;
-      co_await writeAll(socket_, asio::buffer(*bytes), &ec);
+      co_await writeAll(socket_, asio::buffer(*std::exchange(unsent_, nullptr)), &ec);
       if (ec) {
         close();
         break;

@@ -10,6 +10,7 @@
 #include "proxy/common/asio.h"
 #include "proxy/common/deadline_queue.h"
 #include "proxy/common/read_scratch.h"
+#include "proxy/common/send_now.h"
 #include "proxy/common/signal.h"
 
 #include "proxy/codec/http2_server_codec.h"
@@ -34,7 +35,8 @@ class Worker;
 //   drains at most kWriteChunk at a time, so a stream's bytes wait in the
 //   codec (its bufferedBytes()) until the socket takes them: that is the
 //   backpressure Stream::flush() waits on, once more than a frame's worth
-//   (16 KiB) is queued;
+//   (16 KiB) is queued. It sends without waiting (sendPending()) and awaits
+//   a write only for what the socket's buffer did not take;
 // - one per stream: ActiveStream::run(), in a runner coroutine
 //   (runnerLoop()) that, once its stream is done, waits for the
 //   connection's next stream instead of ending: a connection that carries
@@ -81,12 +83,26 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
 
   Awaitable<void> serve(std::string initial);
   Awaitable<void> writeLoop();
+  // The codec's output (through TLS) to the socket, as far as its buffer
+  // takes it without waiting. kAll: the codec is drained; kSome: unsent_
+  // holds what the socket did not take; kFailed: the connection closed.
+  SendNow sendPending();
+  // A stream has output to send (tryFlush(), flush()): sent here and now
+  // when this stream is the only one running and the writer is idle (a
+  // one-stream connection's response: no wake-up of the writer, no trip
+  // through the scheduler); else the writer is woken, and sends what every
+  // running stream queued in one write.
+  void flushSoon();
+  // flushSoon()'s inline case; false (nothing done) when it does not apply.
+  bool flushInline();
   // The stream's request head is complete: its ActiveStream starts.
   void startStream(Stream* stream);
   // After a stream's ActiveStream: the stream released, the connection told.
   void finishStream(Stream* stream);
   struct Runner;
   Awaitable<void> runnerLoop(Runner* runner);
+  // Resumes the runners startStream() gave a stream, one after the other.
+  void startRunners();
   // Ends the runners waiting for a stream (no stream can start any more).
   void endIdleRunners();
   // Wakes the writer (output to drain) and anything waiting on the
@@ -123,7 +139,12 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   std::list<std::unique_ptr<Runner>> runners_;
   static constexpr size_t kMaxIdleRunners = 16;
   std::vector<Runner*> idle_runners_;
+  // Idle runners given a stream by this dispatch(), resumed after it.
+  std::vector<Runner*> starting_;
   std::string out_;     // what the writer is writing
+  // What the socket did not take (out_ or wire_), for the writer's awaited
+  // write; null when nothing waits.
+  std::string* unsent_ = nullptr;
   // TLS (h2 by ALPN; null: h2c): out_ is encrypted into wire_ before writing.
   std::unique_ptr<tls::TlsTransport> tls_;
   std::string wire_;

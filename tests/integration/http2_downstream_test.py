@@ -158,6 +158,28 @@ class AutoCodecTest(Http2TestCase):
         self.assertNotIn("transfer-encoding", c.streams[big]["headers"])
         self.assertNotIn("connection", c.streams[big]["headers"])
 
+    def test_a_response_head_goes_out_before_its_body_arrives(self):
+        # Encoding only queues a response (as on HTTP/1): the head must still
+        # leave when it is forwarded, not with the body 1.5 s later. Also
+        # with a second stream running beside it (the writer, not the
+        # stream, then sends).
+        for beside in (False, True):
+            c = self.client()
+            other = c.request("/delay/3000/beside") if beside else None
+            sid = c.request("/slow-body/1500/head-first")
+            start = time.monotonic()
+            c.wait(lambda: c.streams[sid]["headers"] is not None)
+            head_s = time.monotonic() - start
+            c.wait(lambda: c.done(sid))
+            body_s = time.monotonic() - start
+            self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+            self.assertEqual(c.streams[sid]["data"], b"hello")
+            self.assertLess(head_s, 1.0, "the head waited for the body (beside=%s)" % beside)
+            self.assertGreaterEqual(body_s, 1.4)
+            if other is not None:
+                c.wait(lambda: c.done(other))
+                self.assertEqual(c.streams[other]["headers"][":status"], "200")
+
     def test_a_reset_stream_leaves_the_connection_serving(self):
         c = self.client()
         slow = c.request("/delay/2000/slow")

@@ -11,6 +11,7 @@ prefix, are skipped):
   /close/...                    closes the connection without answering
   /chunked/<n>/...              200 with a chunked body of <n> 'x' bytes
   /big/<n>/...                  200 with a content-length body of <n> 'x' bytes
+  /slow-body/<ms>/...           200 head (content-length 5) at once, the body "hello" <ms> later
 
 Each backend counts accepted TCP connections and records every request
 (with its time.monotonic() arrival); extra_headers go on every response
@@ -26,7 +27,7 @@ import threading
 import time
 
 SOCKET_TIMEOUT_S = 10.0
-_KEYWORDS = ("status", "delay", "fail-first", "close", "chunked", "big")
+_KEYWORDS = ("status", "delay", "fail-first", "close", "chunked", "big", "slow-body")
 
 # http.server refuses requests with more than http.client._MAXHEADERS (100)
 # headers; the proxy adds its own, so requests near the proxy's limit would
@@ -150,6 +151,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 piece = b"x" * min(step, n - off)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
+        elif kind == "slow-body" and len(parts) > 1:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()  # written now: wfile is unbuffered
+            time.sleep(min(int(parts[1]), MAX_DELAY_MS) / 1000.0)
+            try:
+                self.wfile.write(b"hello")
+            except OSError:
+                pass
         elif kind == "big" and len(parts) > 1:
             self._send(200, b"x" * int(parts[1]), ctype="application/octet-stream")
         else:

@@ -2,11 +2,13 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "proxy/common/deadline_queue.h"
+#include "proxy/common/resume.h"
 
 namespace turnout::proxy {
 namespace {
@@ -35,6 +37,44 @@ TEST_CASE("a signal wakes its waiter at notify, later, from the io_context's que
   io.poll();
   REQUIRE(woke);
   CHECK_FALSE(*woke);
+}
+
+// Waits on `signal` (through resume.h's waitOn, as the data plane does)
+// `times` times, logging each wake-up.
+Awaitable<void> waitLoop(Signal& signal, int times, std::vector<std::string>& log) {
+  for (int i = 0; i < times; ++i) {
+    error_code ec;
+    co_await waitOn(signal, &ec);
+    log.push_back(ec ? "aborted" : "woke");
+  }
+}
+
+TEST_CASE("notifyNow runs the waiter inside the call, up to its next wait", "[signal]") {
+  asio::io_context io;
+  Signal signal(io.get_executor());
+  std::vector<std::string> log;
+  asio::co_spawn(io, waitLoop(signal, 2, log), asio::detached);
+  io.poll();
+  REQUIRE(signal.waiting());
+  // From another coroutine: the waiter runs before the notifier's next line.
+  auto notifier = [&]() -> Awaitable<void> {
+    log.push_back("before");
+    signal.notifyNow();
+    log.push_back("after");
+    co_return;
+  };
+  asio::co_spawn(io, notifier(), asio::detached);
+  io.poll();
+  CHECK(log == std::vector<std::string>{"before", "woke", "after"});
+  // It waits again, and a plain notify still goes through the queue.
+  REQUIRE(signal.waiting());
+  signal.notify();
+  CHECK(log.size() == 3);
+  io.poll();
+  CHECK(log == std::vector<std::string>{"before", "woke", "after", "woke"});
+  CHECK_FALSE(signal.waiting());
+  signal.notifyNow();  // nobody waits: nothing happens
+  CHECK(log.size() == 4);
 }
 
 TEST_CASE("a notify with nobody waiting is not kept for the next wait", "[signal]") {
