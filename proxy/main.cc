@@ -60,8 +60,10 @@ Envoy-compatible request-routing proxy.
                                     "configuration '<path>' OK" and exit
   -l, --log-level <trace|debug|info|warning|warn|error|critical|off>
       --component-log-level <component:level,...>
-      --log-format <format>
-      --log-path <path>
+                                    one component's level over -l (e.g. http2:debug)
+      --log-format <format>         spdlog pattern, as Envoy's
+                                    (default "[%Y-%m-%d %T.%e][%t][%l][%n] %v")
+      --log-path <path>             log to this file (appended) instead of stderr
       --concurrency <n>             worker threads (default: hardware threads)
       --service-node <id>           overrides node.id
       --service-cluster <name>      overrides node.cluster
@@ -264,6 +266,20 @@ int run(int argc, char** argv) {
   if (!setDefaultLogLevel(options->log_level == "warning" ? "warn" : options->log_level)) {
     std::cerr << "turnout: invalid log level '" << options->log_level << "'\n";
     return 1;
+  }
+  if (!options->log_path.empty()) {
+    if (absl::Status st = setLogPath(options->log_path); !st.ok()) {
+      std::cerr << "turnout: --log-path " << options->log_path << ": " << st.message() << "\n";
+      return 1;
+    }
+  }
+  if (!options->log_format.empty()) setLogFormat(options->log_format);
+  if (!options->component_log_level.empty()) {
+    // Checked by the parser: component:level pairs of known names.
+    for (absl::string_view item : absl::StrSplit(options->component_log_level, ',')) {
+      std::vector<std::string> parts = absl::StrSplit(item, ':');
+      setComponentLogLevel(parts[0], parts[1]);
+    }
   }
   ServerOptions so;
   so.bootstrap = options->bootstrap;

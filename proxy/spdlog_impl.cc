@@ -18,6 +18,8 @@
 
 #include <fmt/format-inl.h>
 
+// Upstream's order (src/spdlog.cpp and the sink sources):
+// clang-format off
 #include <spdlog/spdlog-inl.h>
 #include <spdlog/common-inl.h>
 #include <spdlog/details/backtracer-inl.h>
@@ -35,6 +37,8 @@
 #include <spdlog/sinks/stdout_sinks-inl.h>
 #include <spdlog/sinks/ansicolor_sink-inl.h>
 #include <spdlog/sinks/stdout_color_sinks-inl.h>
+#include <spdlog/sinks/basic_file_sink-inl.h>
+// clang-format on
 
 // src/spdlog.cpp
 template SPDLOG_API spdlog::logger::logger(std::string name, sinks_init_list::iterator begin,
@@ -49,6 +53,10 @@ template class SPDLOG_API spdlog::sinks::stdout_sink<spdlog::details::console_mu
 template class SPDLOG_API spdlog::sinks::stdout_sink<spdlog::details::console_nullmutex>;
 template class SPDLOG_API spdlog::sinks::stderr_sink<spdlog::details::console_mutex>;
 template class SPDLOG_API spdlog::sinks::stderr_sink<spdlog::details::console_nullmutex>;
+
+// src/file_sinks.cpp (--log-path)
+template class SPDLOG_API spdlog::sinks::basic_file_sink<std::mutex>;
+template class SPDLOG_API spdlog::sinks::basic_file_sink<spdlog::details::null_mutex>;
 
 // src/color_sinks.cpp (spdlog's default logger writes to a colour sink)
 template class SPDLOG_API spdlog::sinks::ansicolor_sink<spdlog::details::console_mutex>;

@@ -3,6 +3,7 @@
 
 #include <mutex>
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 namespace turnout::proxy {
@@ -11,6 +12,17 @@ namespace {
 std::mutex& registryMutex() {
   static std::mutex m;
   return m;
+}
+// What a logger made later gets: --log-format's pattern, and --log-path's
+// file (shared by every logger) instead of a stderr sink of its own.
+std::string& defaultPattern() {
+  // Envoy's default --log-format: [%Y-%m-%d %T.%e][%t][%l][%n] %v
+  static std::string pattern = "[%Y-%m-%d %T.%e][%t][%l][%n] %v";
+  return pattern;
+}
+std::shared_ptr<spdlog::sinks::sink>& fileSink() {
+  static std::shared_ptr<spdlog::sinks::sink> sink;
+  return sink;
 }
 spdlog::level::level_enum& defaultLevel() {
   static spdlog::level::level_enum level = spdlog::level::info;
@@ -23,10 +35,10 @@ std::shared_ptr<spdlog::logger> componentLogger(const std::string& component) {
   // Start-up and first use only (call sites cache the pointer).
   std::lock_guard<std::mutex> lock(registryMutex());
   if (auto existing = spdlog::get(component)) return existing;
-  auto logger = std::make_shared<spdlog::logger>(
-      component, std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  // Envoy's default --log-format: [%Y-%m-%d %T.%e][%t][%l][%n] %v
-  logger->set_pattern("[%Y-%m-%d %T.%e][%t][%l][%n] %v");
+  std::shared_ptr<spdlog::sinks::sink> sink = fileSink();
+  if (sink == nullptr) sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>(component, std::move(sink));
+  logger->set_pattern(defaultPattern());
   logger->set_level(defaultLevel());
   spdlog::register_logger(logger);
   return logger;
@@ -44,6 +56,39 @@ bool setDefaultLogLevel(const std::string& level) {
   }
   spdlog::apply_all([l](std::shared_ptr<spdlog::logger> lg) { lg->set_level(l); });
   return true;
+}
+
+bool setComponentLogLevel(const std::string& component, const std::string& level) {
+  auto l = spdlog::level::from_str(level == "warning" ? "warn" : level);
+  if (l == spdlog::level::off && level != "off") return false;
+  componentLogger(component)->set_level(l);
+  return true;
+}
+
+void setLogFormat(const std::string& pattern) {
+  {
+    std::lock_guard<std::mutex> lock(registryMutex());
+    defaultPattern() = pattern;
+  }
+  spdlog::apply_all([&](std::shared_ptr<spdlog::logger> lg) { lg->set_pattern(pattern); });
+}
+
+absl::Status setLogPath(const std::string& path) {
+  std::shared_ptr<spdlog::sinks::sink> sink;
+  try {
+    sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
+  } catch (const spdlog::spdlog_ex& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  {
+    std::lock_guard<std::mutex> lock(registryMutex());
+    fileSink() = sink;
+  }
+  spdlog::apply_all([&](std::shared_ptr<spdlog::logger> lg) {
+    lg->sinks().assign(1, sink);
+    lg->set_pattern(defaultPattern());  // the new sink's formatter
+  });
+  return absl::OkStatus();
 }
 
 }  // namespace turnout::proxy

@@ -11,6 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/status/status.h"
+
 namespace turnout::proxy {
 
 // The logger for `component`, created with the default level on first use.
@@ -20,6 +22,14 @@ std::shared_ptr<spdlog::logger> componentLogger(const std::string& component);
 // Sets every component's level and the default for new ones ("trace" ..
 // "critical", "off"); false for an unknown name. Main thread, at start-up.
 bool setDefaultLogLevel(const std::string& level);
+// --component-log-level: one component's level (made if new); false for an
+// unknown level name. Main thread, at start-up, after setDefaultLogLevel().
+bool setComponentLogLevel(const std::string& component, const std::string& level);
+// --log-format: every logger's spdlog pattern, and new ones'.
+void setLogFormat(const std::string& pattern);
+// --log-path: every logger writes to this file (appended to) instead of
+// stderr; an error names why it cannot be opened.
+absl::Status setLogPath(const std::string& path);
 
 }  // namespace turnout::proxy
 

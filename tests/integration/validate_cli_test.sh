@@ -126,6 +126,23 @@ YAML
 run 1 --mode serve -c "$TMP/unbindable.yaml" && expect_stderr_contains "listener 'l': cannot bind '192.0.2.1:10000'"
 run 1 --mode init_only -c "$TMP/unbindable.yaml" && expect_stderr_contains "init_only is not supported"
 
+# --log-path, --log-format and --component-log-level are honoured, not only
+# parsed: the log goes to the file in the given pattern, with the component's
+# own level (main at warning here, so its info lines are not written).
+sed 's/192.0.2.1/127.0.0.1/; s/port_value: 10000/port_value: 0/' "$TMP/unbindable.yaml" >"$TMP/local.yaml"
+timeout -s TERM 2 "$BIN" -c "$TMP/local.yaml" --log-path "$TMP/log/turnout.log" \
+  --log-format 'LF %n %l: %v' -l info >"$TMP/out" 2>"$TMP/err"
+grep -q "^LF main info: listener 'l' on 127.0.0.1:" "$TMP/log/turnout.log" ||
+  { echo "FAIL: --log-path/--log-format: $(cat "$TMP/log/turnout.log" 2>&1)"; failures=$((failures + 1)); }
+[ ! -s "$TMP/err" ] || { echo "FAIL: --log-path still wrote to stderr: $(cat "$TMP/err")"; failures=$((failures + 1)); }
+timeout -s TERM 2 "$BIN" -c "$TMP/local.yaml" --log-path "$TMP/quiet.log" -l info \
+  --component-log-level main:warning >"$TMP/out" 2>"$TMP/err"
+if grep -q "listener 'l' on" "$TMP/quiet.log"; then
+  echo "FAIL: --component-log-level main:warning still logged main's info lines"; failures=$((failures + 1))
+fi
+touch "$TMP/a-file"
+run 1 -c "$TMP/local.yaml" --log-path "$TMP/a-file/turnout.log" && expect_stderr_contains "--log-path $TMP/a-file/turnout.log: "
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
