@@ -256,6 +256,7 @@ Http2DownstreamConnection::Http2DownstreamConnection(
       writer_signal_(worker.io().get_executor()),
       done_signal_(worker.io().get_executor()),
       idle_deadline_(deadlines_, &Http2DownstreamConnection::onIdleDeadline, this),
+      runner_trim_(deadlines_, &Http2DownstreamConnection::onRunnerTrim, this),
       close_timer_(worker.io()),
       started_(Clock::now()) {
   registration_ = worker_.registerConnection(this);
@@ -388,7 +389,7 @@ Awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
     }
     finishStream(stream);
     // No stream can start once the reader is done; enough wait already.
-    if (read_done_ || closed_ || idle_runners_.size() >= kMaxIdleRunners) break;
+    if (read_done_ || closed_ || idle_runners_.size() >= kMaxBusyRunners) break;
     idle_runners_.push_back(runner);
     boost::system::error_code ec;
     co_await waitOn(runner->wake, &ec);
@@ -407,6 +408,21 @@ void Http2DownstreamConnection::startRunners() {
   }
 }
 
+void Http2DownstreamConnection::onRunnerTrim(void* self) {
+  auto& conn = *static_cast<Http2DownstreamConnection*>(self);
+  if (conn.running_ > 0) return;  // armed again when the last stream ends
+  size_t ended = 0;
+  while (conn.idle_runners_.size() > kMaxIdleRunners) {
+    Runner* r = conn.idle_runners_.front();  // the least recently used
+    conn.idle_runners_.erase(conn.idle_runners_.begin());
+    r->stream = nullptr;
+    r->wake.notify();
+    ++ended;
+  }
+  TURNOUT_CONN_LOG(debug, "http2", conn.id_, "idle: {} stream runners ended, {} kept", ended,
+                   conn.idle_runners_.size());
+}
+
 void Http2DownstreamConnection::endIdleRunners() {
   for (Runner* r : std::exchange(idle_runners_, {})) {
     r->stream = nullptr;
@@ -421,7 +437,11 @@ void Http2DownstreamConnection::finishStream(Stream* stream) {
   stream->stream_.reset();
   streams_.erase(stream->self_);
   --running_;
-  if (running_ == 0) armIdleTimer();
+  if (running_ == 0) {
+    armIdleTimer();
+    // This stream's runner joins the idle ones after this returns.
+    if (idle_runners_.size() >= kMaxIdleRunners) runner_trim_.expiresAfter(kRunnerTrimDelay);
+  }
   // The last stream's end (the usual one-stream connection): its response
   // goes out from here, with no trip through the scheduler for the writer.
   // The writer is still woken when the connection may be over.
@@ -559,6 +579,7 @@ Awaitable<void> Http2DownstreamConnection::serve(std::string initial) {
   }
   sweep();
   idle_deadline_.clear();
+  runner_trim_.clear();
   close_timer_.cancel();
   boost::system::error_code ec;
   socket_.shutdown(TcpSocket::shutdown_both, ec);

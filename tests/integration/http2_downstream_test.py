@@ -616,6 +616,35 @@ class LongConnectionTest(unittest.TestCase):
         self.assertLess(grown, 4 * 1024, "peak RSS grew by %d KiB over 60,000 streams" % grown)
 
 
+class RunnerTrimTest(unittest.TestCase):
+    """A connection keeps a coroutine (runner) per stream it ran at once,
+    to serve the next batch without spawning again, and ends all but 16 of
+    them a second after its last stream ended (an idle connection's
+    memory). Observed through the http2 component's debug log."""
+
+    def test_runners_beyond_sixteen_end_once_the_connection_is_idle(self):
+        backend = fake_backend.FakeBackend("svc").start()
+        self.addCleanup(backend.stop)
+        proxy = TurnoutProcess(TURNOUT, bootstrap(ALL_TO_SVC, [cluster("svc", [backend.port])]),
+                               extra_args=["--component-log-level", "http2:debug"]).start()
+        self.addCleanup(proxy.stop)
+        c = H2Client(proxy.port("ingress"))
+        self.addCleanup(c.close)
+        for burst in range(2):  # the second batch reuses the runners left
+            sids = [c.request("/delay/300/burst-%d-%d" % (burst, i)) for i in range(60)]
+            c.wait(lambda: all(c.done(sid) for sid in sids))
+            self.assertEqual([c.streams[sid]["headers"][":status"] for sid in sids], ["200"] * 60)
+        end = time.monotonic() + DEADLINE_S
+        while "stream runners ended" not in proxy.log() and time.monotonic() < end:
+            time.sleep(0.1)
+        self.assertRegex(proxy.log(), r"idle: 44 stream runners ended, 16 kept")
+        self.assertEqual(proxy.log().count("stream runners ended"), 1)
+        # What is left still serves.
+        sid = c.request("/after-trim")
+        c.wait(lambda: c.done(sid))
+        self.assertEqual(c.streams[sid]["headers"][":status"], "200")
+
+
 class DrainTest(Http2TestCase):
     """Draining (POST /drain_listeners) sends GOAWAY; in-flight streams
     complete; the connection then closes."""
