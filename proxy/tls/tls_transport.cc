@@ -145,6 +145,12 @@ TlsTransport::Result TlsTransport::read(std::string& out) {
     const int rc = SSL_read_ex(ssl_, chunk.data(), chunk.size(), &n);
     if (rc == 1) {
       out.append(chunk.data(), n);
+      // Nothing decrypted left and no ciphertext to decrypt: another call
+      // would only fail with WANT_READ (a partial record needs more bytes
+      // anyway). One SSL_read_ex and the error queue's checks fewer per
+      // read; an alert or a KeyUpdate behind the data is still bytes in_
+      // holds, and read on.
+      if (SSL_pending(ssl_) == 0 && BIO_ctrl_pending(in_) == 0) return Result::kOk;
       continue;
     }
     const int err = SSL_get_error(ssl_, rc);

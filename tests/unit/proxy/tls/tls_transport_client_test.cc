@@ -48,6 +48,33 @@ Pair handshakeInMemory(const ServerContextConstSharedPtr& server,
   return p;
 }
 
+TEST_CASE("a read takes data, a KeyUpdate and close_notify that arrived together",
+          "[tls][transport]") {
+  // read() stops once nothing is decrypted and no ciphertext is left; what
+  // follows the data in the same bytes (a KeyUpdate, an alert) is still read.
+  PkiFiles f;
+  auto p =
+      handshakeInMemory(serverContext(serverYaml(f)),
+                        clientContext(clientYaml(
+                            f, "", "    tls_params: {tls_maximum_protocol_version: TLSv1_3}\n")));
+  REQUIRE(p.server_result == TlsTransport::Result::kOk);
+  REQUIRE(p.client->describe().version == "TLSv1.3");  // KeyUpdate is TLS 1.3's
+  REQUIRE(p.client->write(std::string("one")));
+  REQUIRE(SSL_key_update(p.client->native(), SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+  REQUIRE(
+      p.client->write(std::string("two")));  // the KeyUpdate goes out before it, then the new keys
+  pump(*p.client, *p.server);
+  std::string got;
+  CHECK(p.server->read(got) == TlsTransport::Result::kOk);
+  CHECK(got == "onetwo");
+  REQUIRE(p.client->write(std::string("three")));
+  p.client->shutdown();  // close_notify right behind the data
+  pump(*p.client, *p.server);
+  got.clear();
+  CHECK(p.server->read(got) == TlsTransport::Result::kClosed);
+  CHECK(got == "three");
+}
+
 TEST_CASE("a client transport completes a handshake with a server transport and carries data",
           "[tls][transport]") {
   PkiFiles f;
