@@ -399,26 +399,25 @@ Awaitable<void> Http2DownstreamConnection::runnerLoop(Runner* runner) {
 }
 
 void Http2DownstreamConnection::startRunners() {
-  // A runner's stream may end the connection (close()) or start no more:
-  // each is resumed in turn, to its first wait, on this call.
-  while (!starting_.empty()) {
-    Runner* r = starting_.front();
-    starting_.erase(starting_.begin());
-    r->wake.notifyNow();
-  }
+  // Each is resumed in turn, to its first wait, on this call (a stream may
+  // close the connection: the later ones then see it closed). Only
+  // dispatch() adds to starting_, so it does not change meanwhile.
+  for (size_t i = 0; i < starting_.size(); ++i) starting_[i]->wake.notifyNow();
+  starting_.clear();
 }
 
 void Http2DownstreamConnection::onRunnerTrim(void* self) {
   auto& conn = *static_cast<Http2DownstreamConnection*>(self);
   if (conn.running_ > 0) return;  // armed again when the last stream ends
-  size_t ended = 0;
-  while (conn.idle_runners_.size() > kMaxIdleRunners) {
-    Runner* r = conn.idle_runners_.front();  // the least recently used
-    conn.idle_runners_.erase(conn.idle_runners_.begin());
-    r->stream = nullptr;
-    r->wake.notify();
-    ++ended;
+  if (conn.idle_runners_.size() <= kMaxIdleRunners) return;
+  // The least recently used are at the front.
+  const size_t ended = conn.idle_runners_.size() - kMaxIdleRunners;
+  for (size_t i = 0; i < ended; ++i) {
+    conn.idle_runners_[i]->stream = nullptr;
+    conn.idle_runners_[i]->wake.notify();
   }
+  conn.idle_runners_.erase(conn.idle_runners_.begin(),
+                           conn.idle_runners_.begin() + static_cast<std::ptrdiff_t>(ended));
   TURNOUT_CONN_LOG(debug, "http2", conn.id_, "idle: {} stream runners ended, {} kept", ended,
                    conn.idle_runners_.size());
 }
