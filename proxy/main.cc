@@ -34,6 +34,8 @@ struct CliOptions {
   config::BootstrapLoadOptions bootstrap;
   std::string log_level = "info";
   std::string component_log_level;
+  // component_log_level parsed: (component, level) pairs, checked.
+  std::vector<std::pair<std::string, std::string>> component_levels;
   std::string log_format;
   std::string log_path;
   uint32_t concurrency = 0;
@@ -110,12 +112,15 @@ absl::Status parseUnsigned(const std::string& flag, const std::string& value, T&
   return absl::OkStatus();
 }
 
-absl::Status checkComponentLogLevel(const std::string& spec) {
+absl::Status parseComponentLogLevel(const std::string& spec,
+                                    std::vector<std::pair<std::string, std::string>>& out) {
+  out.clear();
   for (absl::string_view item : absl::StrSplit(spec, ',')) {
     std::vector<std::string> parts = absl::StrSplit(item, ':');
     if (parts.size() != 2) return parseError("error: component log level not correctly specified '" + std::string(item) + "'");
     if (!logLevels().contains(parts[1])) return parseError("error: invalid log level specified '" + parts[1] + "'");
     if (!logComponents().contains(parts[0])) return parseError("error: invalid component specified '" + parts[0] + "'");
+    out.emplace_back(std::move(parts[0]), std::move(parts[1]));
   }
   return absl::OkStatus();
 }
@@ -168,7 +173,7 @@ absl::StatusOr<CliOptions> parseCommandLine(int argc, char** argv) {
       }
     } else if (arg == "--component-log-level") {
       s = take(o.component_log_level);
-      if (s.ok()) s = checkComponentLogLevel(o.component_log_level);
+      if (s.ok()) s = parseComponentLogLevel(o.component_log_level, o.component_levels);
     } else if (arg == "--log-format") {
       s = take(o.log_format);
     } else if (arg == "--log-path") {
@@ -263,7 +268,7 @@ int run(int argc, char** argv) {
     std::cerr << "turnout: --mode init_only is not supported by turnout\n";
     return 1;
   }
-  if (!setDefaultLogLevel(options->log_level == "warning" ? "warn" : options->log_level)) {
+  if (!setDefaultLogLevel(options->log_level)) {
     std::cerr << "turnout: invalid log level '" << options->log_level << "'\n";
     return 1;
   }
@@ -274,12 +279,9 @@ int run(int argc, char** argv) {
     }
   }
   if (!options->log_format.empty()) setLogFormat(options->log_format);
-  if (!options->component_log_level.empty()) {
-    // Checked by the parser: component:level pairs of known names.
-    for (absl::string_view item : absl::StrSplit(options->component_log_level, ',')) {
-      std::vector<std::string> parts = absl::StrSplit(item, ':');
-      setComponentLogLevel(parts[0], parts[1]);
-    }
+  // Checked by the parser: known components and level names.
+  for (const auto& [component, level] : options->component_levels) {
+    setComponentLogLevel(component, level);
   }
   ServerOptions so;
   so.bootstrap = options->bootstrap;

@@ -44,9 +44,20 @@ std::shared_ptr<spdlog::logger> componentLogger(const std::string& component) {
   return logger;
 }
 
+namespace {
+
+// A level by name ("warning" is Envoy's spelling of spdlog's "warn");
+// false for an unknown one (spdlog reads it as off).
+bool parseLevel(const std::string& name, spdlog::level::level_enum& out) {
+  out = spdlog::level::from_str(name == "warning" ? "warn" : name);
+  return out != spdlog::level::off || name == "off";
+}
+
+}  // namespace
+
 bool setDefaultLogLevel(const std::string& level) {
-  auto l = spdlog::level::from_str(level);
-  if (l == spdlog::level::off && level != "off") return false;
+  spdlog::level::level_enum l;
+  if (!parseLevel(level, l)) return false;
   {
     std::lock_guard<std::mutex> lock(registryMutex());
     defaultLevel() = l;
@@ -59,8 +70,8 @@ bool setDefaultLogLevel(const std::string& level) {
 }
 
 bool setComponentLogLevel(const std::string& component, const std::string& level) {
-  auto l = spdlog::level::from_str(level == "warning" ? "warn" : level);
-  if (l == spdlog::level::off && level != "off") return false;
+  spdlog::level::level_enum l;
+  if (!parseLevel(level, l)) return false;
   componentLogger(component)->set_level(l);
   return true;
 }
