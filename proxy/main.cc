@@ -47,6 +47,8 @@ struct CliOptions {
   std::string admin_address_path;
   std::string xds_cache_dir;
   std::string local_address_ip_version = "v4";
+  bool disable_hot_restart = false;
+  bool use_dynamic_base_id = false;
   bool help = false;
   bool version = false;
 };
@@ -72,15 +74,24 @@ Envoy-compatible request-routing proxy.
       --service-zone <zone>         overrides node.locality.zone
       --drain-time-s <s>            (default 600)
       --parent-shutdown-time-s <s>  (default 900)
-      --base-id <n>
-      --allow-unknown-static-fields
+      --base-id <n>                 shown in /server_info; turnout has no hot restart
+                                    and so no shared memory for it to name
+      --allow-unknown-static-fields unknown bootstrap fields are warnings, not errors
       --reject-unknown-dynamic-fields
+                                    an xDS or file update with unknown fields is
+                                    refused (default: taken without them, warned and
+                                    counted in server.dynamic_unknown_fields)
       --ignore-unknown-dynamic-fields
+                                    unknown dynamic fields are counted, not logged
       --admin-address-path <path>
       --xds-cache <dir>             keep the last accepted xDS config in <dir> and serve
                                     it at start before the control plane answers (turnout's)
       --local-address-ip-version <v4|v6>
-      --disable-hot-restart, --use-dynamic-base-id   (accepted; no hot restart)
+                                    shown in /server_info (Envoy uses the local address
+                                    only for unix-socket downstreams, which turnout
+                                    refuses)
+      --disable-hot-restart, --use-dynamic-base-id
+                                    accepted and shown: turnout never hot-restarts
       --version
   -h, --help
 )";
@@ -207,9 +218,10 @@ absl::StatusOr<CliOptions> parseCommandLine(int argc, char** argv) {
       if (s.ok() && o.local_address_ip_version != "v4" && o.local_address_ip_version != "v6") {
         s = parseError("error: unknown IP address version '" + o.local_address_ip_version + "'");
       }
-    } else if (arg == "--disable-hot-restart" || arg == "--use-dynamic-base-id") {
-      bool ignored = false;
-      s = flag(ignored);
+    } else if (arg == "--disable-hot-restart") {
+      s = flag(o.disable_hot_restart);
+    } else if (arg == "--use-dynamic-base-id") {
+      s = flag(o.use_dynamic_base_id);
     } else if (arg == "--version") {
       s = flag(o.version);
     } else if (arg == "-h" || arg == "--help") {
@@ -288,6 +300,20 @@ int run(int argc, char** argv) {
   so.concurrency = options->concurrency;
   so.admin_address_path = options->admin_address_path;
   so.xds_cache_dir = options->xds_cache_dir;
+  // Envoy: rejecting wins; ignoring only silences the warning.
+  so.unknown_dynamic_fields = options->reject_unknown_dynamic_fields ? UnknownDynamicFields::kReject
+                              : options->ignore_unknown_dynamic_fields
+                                  ? UnknownDynamicFields::kIgnore
+                                  : UnknownDynamicFields::kWarn;
+  so.command_line.base_id = options->base_id;
+  so.command_line.use_dynamic_base_id = options->use_dynamic_base_id;
+  so.command_line.disable_hot_restart = options->disable_hot_restart;
+  so.command_line.reject_unknown_dynamic_fields = options->reject_unknown_dynamic_fields;
+  so.command_line.ignore_unknown_dynamic_fields = options->ignore_unknown_dynamic_fields;
+  so.command_line.local_address_ip_version_v6 = options->local_address_ip_version == "v6";
+  so.command_line.component_log_level = options->component_log_level;
+  so.command_line.log_format = options->log_format;
+  so.command_line.log_path = options->log_path;
   so.drain_time = std::chrono::seconds(options->drain_time_s);
   so.command_line.concurrency = options->concurrency;
   so.command_line.config_path = options->bootstrap.config_path;

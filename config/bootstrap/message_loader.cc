@@ -147,10 +147,9 @@ class YamlToJson {
                                     type->full_name(), " is not one"));
         }
         if (options_.allow_unknown_fields) {
-          if (warnings_ != nullptr) {
-            warnings_->push_back(atPath(
-                fpath, absl::StrCat("unknown field ignored (", type->full_name(),
-                                    " has no field named '", name, "')")));
+          if (auto* sink = options_.unknown_fields ? options_.unknown_fields : warnings_) {
+            sink->push_back(atPath(fpath, absl::StrCat("unknown field ignored (", type->full_name(),
+                                                       " has no field named '", name, "')")));
           }
           continue;
         }
@@ -658,38 +657,35 @@ bool looksLikeJson(absl::string_view text) {
   return false;
 }
 
+// A google.protobuf.Any's payload as the message its type URL names, or
+// null when the type is not linked in or the bytes do not parse (the
+// loaders and the extension checks report those).
+std::unique_ptr<Message> unpackedAny(const Message& any) {
+  const auto* d = any.GetDescriptor();
+  const auto* r = any.GetReflection();
+  const std::string url = r->GetString(any, d->FindFieldByNumber(1));
+  const auto slash = url.rfind('/');
+  const Descriptor* type =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+          slash == std::string::npos ? url : url.substr(slash + 1));
+  if (type == nullptr) return nullptr;
+  const Message* prototype =
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type);
+  if (prototype == nullptr) return nullptr;
+  std::unique_ptr<Message> m(prototype->New());
+  if (!m->ParseFromString(r->GetString(any, d->FindFieldByNumber(2)))) return nullptr;
+  return m;
+}
+
 absl::Status checkUnknownFields(const Message& msg, const std::string& path,
                                 const MessageLoadOptions& options,
                                 std::vector<std::string>* warnings) {
-  const auto* r = msg.GetReflection();
-  const auto& unknown = r->GetUnknownFields(msg);
-  if (!unknown.empty()) {
-    std::vector<int> numbers;
-    for (int i = 0; i < unknown.field_count(); ++i) numbers.push_back(unknown.field(i).number());
-    std::string text = atPath(path, absl::StrCat("unknown field number(s) ",
-                                                 absl::StrJoin(numbers, ", "), " in ",
-                                                 msg.GetDescriptor()->full_name()));
-    if (!options.allow_unknown_fields) return absl::InvalidArgumentError(text);
-    if (warnings != nullptr) warnings->push_back(text);
-  }
-  std::vector<const FieldDescriptor*> fields;
-  r->ListFields(msg, &fields);
-  for (const FieldDescriptor* f : fields) {
-    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    std::string fpath = fieldPath(path, f->name());
-    if (f->is_repeated()) {
-      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
-        if (auto s = checkUnknownFields(r->GetRepeatedMessage(msg, f, i), indexPath(fpath, i),
-                                        options, warnings);
-            !s.ok()) {
-          return s;
-        }
-      }
-    } else if (auto s = checkUnknownFields(r->GetMessage(msg, f), fpath, options, warnings);
-               !s.ok()) {
-      return s;
-    }
-  }
+  std::vector<std::string> found;
+  collectUnknownFields(msg, path, found);
+  if (found.empty()) return absl::OkStatus();
+  if (!options.allow_unknown_fields) return absl::InvalidArgumentError(found.front());
+  std::vector<std::string>* sink = options.unknown_fields ? options.unknown_fields : warnings;
+  if (sink != nullptr) sink->insert(sink->end(), found.begin(), found.end());
   return absl::OkStatus();
 }
 
@@ -763,6 +759,37 @@ void prebuildDescriptors(const google::protobuf::Descriptor* root) {
 }
 
 }  // namespace
+
+void collectUnknownFields(const Message& msg, const std::string& path,
+                          std::vector<std::string>& out) {
+  const auto* r = msg.GetReflection();
+  const auto& unknown = r->GetUnknownFields(msg);
+  if (!unknown.empty()) {
+    std::vector<int> numbers;
+    for (int i = 0; i < unknown.field_count(); ++i) numbers.push_back(unknown.field(i).number());
+    out.push_back(
+        atPath(path, absl::StrCat("unknown field number(s) ", absl::StrJoin(numbers, ", "), " in ",
+                                  msg.GetDescriptor()->full_name())));
+  }
+  if (msg.GetDescriptor()->full_name() == "google.protobuf.Any") {
+    // Envoy checks inside an Any's payload too (typed_config).
+    if (auto payload = unpackedAny(msg)) collectUnknownFields(*payload, path, out);
+    return;
+  }
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(msg, &fields);
+  for (const FieldDescriptor* f : fields) {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    std::string fpath = fieldPath(path, f->name());
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(msg, f); ++i) {
+        collectUnknownFields(r->GetRepeatedMessage(msg, f, i), indexPath(fpath, i), out);
+      }
+    } else {
+      collectUnknownFields(r->GetMessage(msg, f), fpath, out);
+    }
+  }
+}
 
 size_t prebuiltDescriptorTypes() { return prebuilt_types.load(std::memory_order_relaxed); }
 

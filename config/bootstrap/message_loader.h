@@ -27,7 +27,17 @@ namespace turnout::config {
 struct MessageLoadOptions {
   // --allow-unknown-static-fields: unknown fields become warnings.
   bool allow_unknown_fields = false;
+  // Where allowed unknown fields are reported, one line each with its path;
+  // null: with the warnings.
+  std::vector<std::string>* unknown_fields = nullptr;
 };
+
+// Appends one line for each message in `msg` (itself, its submessages and
+// the payloads of its Anys) that holds fields its type does not define,
+// naming the message's path under `path` and the field numbers: what a
+// binary parse keeps as unknown fields (a resource from a newer API).
+void collectUnknownFields(const google::protobuf::Message& msg, const std::string& path,
+                          std::vector<std::string>& out);
 
 // The message types whose descriptors the first YAML/JSON text of 64 KiB or
 // more had built before it was parsed (0 until then): a large config's parse

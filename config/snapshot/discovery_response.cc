@@ -110,13 +110,16 @@ absl::StatusOr<DiscoverySnapshot> finishBootstrap(Bootstrap bootstrap, absl::str
 template <typename Add>
 absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
                                                      absl::string_view type_url,
-                                                     absl::string_view field, Add add) {
+                                                     absl::string_view field, Add add,
+                                                     UnknownFields unknown) {
   auto raw = splitResponse(text, type_url);
   if (!raw.ok()) return raw.status();
   DiscoverySnapshot out;
   out.version_info = raw->version_info;
   Bootstrap bootstrap;
-  MessageLoadOptions opts;
+  std::vector<std::string> found;
+  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
+                          .unknown_fields = &found};
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     // Loaded as `static_resources.<field>[i]` of a bootstrap, so that every
     // check is the bootstrap's; the error paths are rewritten to resources[i].
@@ -129,20 +132,46 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
                                                               absl::StrCat(field, "[", i, "]")}})),
                     field);
     }
+    const std::string wrapped_path = absl::StrCat("static_resources.", field, "[0]");
+    for (const std::string& f : found) {
+      out.unknown_fields.push_back(
+          absl::StrReplaceAll(f, {{wrapped_path, absl::StrCat("resources[", i, "]")}}));
+    }
+    found.clear();
     add(one, bootstrap);
   }
   return finishBootstrap(std::move(bootstrap), field, std::move(out));
 }
 
+// `msg`'s unknown fields (collectUnknownFields): an error naming the first
+// when `report` is null, else appended there.
+absl::Status takeUnknownFields(const google::protobuf::Message& msg, const std::string& path,
+                               std::vector<std::string>* report) {
+  std::vector<std::string> found;
+  collectUnknownFields(msg, path, found);
+  if (found.empty()) return absl::OkStatus();
+  if (report == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        found.front(), " (unknown fields are refused: --reject-unknown-dynamic-fields)"));
+  }
+  report->insert(report->end(), found.begin(), found.end());
+  return absl::OkStatus();
+}
+
+std::vector<std::string>* reportTo(UnknownFields unknown, std::vector<std::string>& list) {
+  return unknown == UnknownFields::kReport ? &list : nullptr;
+}
+
 // Unpacks resources[i] of an xDS response into `msg`; the Any's type was
-// checked by the XdsClient.
+// checked by the XdsClient. Unknown fields go by takeUnknownFields().
 absl::Status unpackResource(const google::protobuf::Any& any, google::protobuf::Message& msg,
-                            size_t i) {
+                            size_t i, std::vector<std::string>* report) {
+  const std::string path = absl::StrCat("resources[", i, "]");
   if (!any.UnpackTo(&msg)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("resources[", i, "]: cannot parse a ", msg.GetDescriptor()->full_name()));
+        absl::StrCat(path, ": cannot parse a ", msg.GetDescriptor()->full_name()));
   }
-  return absl::OkStatus();
+  return takeUnknownFields(msg, path, report);
 }
 
 absl::Status checkRouteConfiguration(envoy::config::route::v3::RouteConfiguration rc,
@@ -193,27 +222,35 @@ absl::Status checkLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadA
 
 }  // namespace
 
-absl::StatusOr<DiscoverySnapshot> parseClusterResponse(const std::string& text) {
-  return parseIntoBootstrap(text, kClusterTypeUrl, "clusters", [](Bootstrap& one, Bootstrap& all) {
-    all.mutable_static_resources()->add_clusters()->Swap(
-        one.mutable_static_resources()->mutable_clusters(0));
-  });
+absl::StatusOr<DiscoverySnapshot> parseClusterResponse(const std::string& text,
+                                                       UnknownFields unknown) {
+  return parseIntoBootstrap(
+      text, kClusterTypeUrl, "clusters",
+      [](Bootstrap& one, Bootstrap& all) {
+        all.mutable_static_resources()->add_clusters()->Swap(
+            one.mutable_static_resources()->mutable_clusters(0));
+      },
+      unknown);
 }
 
-absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text) {
-  return parseIntoBootstrap(text, kListenerTypeUrl, "listeners",
-                            [](Bootstrap& one, Bootstrap& all) {
-                              all.mutable_static_resources()->add_listeners()->Swap(
-                                  one.mutable_static_resources()->mutable_listeners(0));
-                            });
+absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text,
+                                                        UnknownFields unknown) {
+  return parseIntoBootstrap(
+      text, kListenerTypeUrl, "listeners",
+      [](Bootstrap& one, Bootstrap& all) {
+        all.mutable_static_resources()->add_listeners()->Swap(
+            one.mutable_static_resources()->mutable_listeners(0));
+      },
+      unknown);
 }
 
-absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text) {
+absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text, UnknownFields unknown) {
   auto raw = splitResponse(text, kRouteConfigurationTypeUrl);
   if (!raw.ok()) return raw.status();
   DiscoveryRoutes out;
   out.version_info = raw->version_info;
-  MessageLoadOptions opts;
+  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
+                          .unknown_fields = &out.unknown_fields};
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::route::v3::RouteConfiguration rc;
@@ -289,7 +326,9 @@ RouteKeys routeKeys(std::string_view bytes) {
 }
 
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    const envoy::config::route::v3::VirtualHost& vh, const std::string& path) {
+    const envoy::config::route::v3::VirtualHost& vh, const std::string& path,
+    std::vector<std::string>* unknown_fields) {
+  if (auto s = takeUnknownFields(vh, path, unknown_fields); !s.ok()) return s;
   if (auto s = validateVirtualHost(vh, path); !s.ok()) return s;
   return compileVirtualHost(vh, path);
 }
@@ -297,7 +336,7 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     std::string_view bytes, const std::string& path,
     const routing::RouteTable::CompiledVirtualHost* previous, const RouteKeys& previous_keys,
-    RouteKeys& keys) {
+    RouteKeys& keys, std::vector<std::string>* unknown_fields) {
   keys.clear();
   auto whole = [&]() -> absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> {
     envoy::config::route::v3::VirtualHost vh;
@@ -306,7 +345,7 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": cannot parse a envoy.config.route.v3.VirtualHost"));
     }
-    return checkVirtualHost(vh, path);
+    return checkVirtualHost(vh, path, unknown_fields);
   };
   std::string head;
   std::vector<absl::string_view> routes;
@@ -336,7 +375,13 @@ absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     coded.WriteRaw(routes[i].data(), static_cast<int>(routes[i].size()));
   }
   envoy::config::route::v3::VirtualHost vh;
-  if (!vh.ParseFromString(partial) || !validateVirtualHost(vh, path).ok()) return whole();
+  // Unknown fields go the whole way, which names their routes by their
+  // place in this version.
+  std::vector<std::string> unknown;
+  if (!vh.ParseFromString(partial) || !validateVirtualHost(vh, path).ok() ||
+      (collectUnknownFields(vh, path, unknown), !unknown.empty())) {
+    return whole();
+  }
   auto compiled = compileVirtualHost(vh, path, *previous, reuse);
   // An error names a new route by its place among the new ones: the whole
   // check names it in this version.
@@ -382,12 +427,14 @@ const DiscoveryEndpoints::Assignment* DiscoveryEndpoints::find(
   return it == index.end() ? nullptr : &assignments[it->second];
 }
 
-absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text) {
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text,
+                                                         UnknownFields unknown) {
   auto raw = splitResponse(text, kClusterLoadAssignmentTypeUrl);
   if (!raw.ok()) return raw.status();
   DiscoveryEndpoints out;
   out.version_info = raw->version_info;
-  MessageLoadOptions opts;
+  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
+                          .unknown_fields = &out.unknown_fields};
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::endpoint::v3::ClusterLoadAssignment cla;
@@ -402,51 +449,67 @@ absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text
 // ---- from an xDS DiscoveryResponse ----
 
 absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& version_info,
-                                                        const AnyList& resources) {
+                                                        const AnyList& resources,
+                                                        UnknownFields unknown) {
   DiscoverySnapshot out;
   out.version_info = version_info;
   Bootstrap bootstrap;
   for (int i = 0; i < resources.size(); ++i) {
     auto* c = bootstrap.mutable_static_resources()->add_clusters();
-    if (auto s = unpackResource(resources.Get(i), *c, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = unpackResource(resources.Get(i), *c, static_cast<size_t>(i),
+                                reportTo(unknown, out.unknown_fields));
+        !s.ok()) {
+      return s;
+    }
   }
   return finishBootstrap(std::move(bootstrap), "clusters", std::move(out));
 }
 
 absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
-                                                         const AnyList& resources) {
+                                                         const AnyList& resources,
+                                                         UnknownFields unknown) {
   DiscoverySnapshot out;
   out.version_info = version_info;
   Bootstrap bootstrap;
   for (int i = 0; i < resources.size(); ++i) {
     auto* l = bootstrap.mutable_static_resources()->add_listeners();
-    if (auto s = unpackResource(resources.Get(i), *l, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = unpackResource(resources.Get(i), *l, static_cast<size_t>(i),
+                                reportTo(unknown, out.unknown_fields));
+        !s.ok()) {
+      return s;
+    }
   }
   return finishBootstrap(std::move(bootstrap), "listeners", std::move(out));
 }
 
 absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
-                                                    const AnyList& resources, VhdsSource vhds) {
+                                                    const AnyList& resources, VhdsSource vhds,
+                                                    UnknownFields unknown) {
   DiscoveryRoutes out;
   out.version_info = version_info;
   for (int i = 0; i < resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::route::v3::RouteConfiguration rc;
-    if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i),
+                                reportTo(unknown, out.unknown_fields));
+        !s.ok()) {
+      return s;
+    }
     if (auto s = checkRouteConfiguration(std::move(rc), path, out, vhds); !s.ok()) return s;
   }
   return out;
 }
 
-absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& version_info,
-                                                           const AnyList& resources,
-                                                           VhdsSource vhds,
-                                                           const CompiledVirtualHosts& reuse,
-                                                           CompiledVirtualHosts& compiled) {
+absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(
+    const std::string& version_info, const AnyList& resources, VhdsSource vhds,
+    const CompiledVirtualHosts& reuse, CompiledVirtualHosts& compiled, UnknownFields unknown) {
   auto whole = [&] {
     compiled.clear();
-    return parseRouteResources(version_info, resources, vhds);
+    return parseRouteResources(version_info, resources, vhds, unknown);
   };
+  // What this path checks (the head, new and changed virtual hosts) is
+  // checked for unknown fields; a held one was when it came.
+  std::vector<std::string> found;
   DiscoveryRoutes out;
   out.version_info = version_info;
   CompiledVirtualHosts next;
@@ -462,9 +525,9 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
       return whole();
     }
     envoy::config::route::v3::RouteConfiguration head;
-    if (!head.ParseFromString(head_bytes) || !validateExtensions(head, path).ok() ||
-        !checkFieldPolicy(head, path).ok() || !validateProtoRules(head, path).ok() ||
-        next.contains(rc.name())) {
+    if (!head.ParseFromString(head_bytes) || !takeUnknownFields(head, path, &found).ok() ||
+        !validateExtensions(head, path).ok() || !checkFieldPolicy(head, path).ok() ||
+        !validateProtoRules(head, path).ok() || next.contains(rc.name())) {
       return whole();
     }
     auto& mine = next[rc.name()];
@@ -497,11 +560,12 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
         absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checked;
         if (previous == nullptr) {
           // New: rc has it parsed already.
-          checked = checkVirtualHost(rc.virtual_hosts(static_cast<int>(k)), vh_path);
+          checked = checkVirtualHost(rc.virtual_hosts(static_cast<int>(k)), vh_path, &found);
           *keys = routeKeys(bytes);
         } else {
-          checked = checkVirtualHost(bytes, vh_path, previous->compiled.get(),
-                                     previous->route_keys ? *previous->route_keys : kNone, *keys);
+          checked =
+              checkVirtualHost(bytes, vh_path, previous->compiled.get(),
+                               previous->route_keys ? *previous->route_keys : kNone, *keys, &found);
         }
         if (!checked.ok()) return whole();
         host = HeldVirtualHost{*std::move(checked), std::move(keys)};
@@ -514,18 +578,26 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& ve
     out.tables.emplace_back(rc.name(), *std::move(table));
     out.configs.push_back(std::move(rc));
   }
+  // Refused: the whole path says where.
+  if (!found.empty() && unknown == UnknownFields::kReject) return whole();
+  out.unknown_fields = std::move(found);
   compiled = std::move(next);
   return out;
 }
 
 absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& version_info,
-                                                          const AnyList& resources) {
+                                                          const AnyList& resources,
+                                                          UnknownFields unknown) {
   DiscoveryEndpoints out;
   out.version_info = version_info;
   for (int i = 0; i < resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::endpoint::v3::ClusterLoadAssignment cla;
-    if (auto s = unpackResource(resources.Get(i), cla, static_cast<size_t>(i)); !s.ok()) return s;
+    if (auto s = unpackResource(resources.Get(i), cla, static_cast<size_t>(i),
+                                reportTo(unknown, out.unknown_fields));
+        !s.ok()) {
+      return s;
+    }
     if (auto s = checkLoadAssignment(cla, path, out); !s.ok()) return s;
   }
   return out;

@@ -37,6 +37,15 @@ inline constexpr char kClusterLoadAssignmentTypeUrl[] =
 inline constexpr char kVirtualHostTypeUrl[] =
     "type.googleapis.com/envoy.config.route.v3.VirtualHost";
 
+// What a resource's unknown fields (fields its type does not define: those
+// of a newer API) do. kReject: the response is refused, and the error names
+// the first. kReport: the resource is taken without them, and each is listed,
+// with its path, in the result's `unknown_fields` (Envoy's default for
+// dynamic config, which warns and counts; --reject-unknown-dynamic-fields
+// refuses). YAML/JSON files: a field name the type lacks; xDS (binary): a
+// field number, in the resource or the payload of any Any in it.
+enum class UnknownFields { kReject, kReport };
+
 // CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
 // nothing else). Listeners' inline routes are not checked against clusters
 // (more arrive by CDS, as Envoy does with dynamic clusters).
@@ -44,9 +53,12 @@ struct DiscoverySnapshot {
   std::string version_info;
   SnapshotConstSharedPtr snapshot;
   std::vector<std::string> warnings;
+  std::vector<std::string> unknown_fields;  // UnknownFields::kReport
 };
-absl::StatusOr<DiscoverySnapshot> parseClusterResponse(const std::string& text);
-absl::StatusOr<DiscoverySnapshot> parseListenerResponse(const std::string& text);
+absl::StatusOr<DiscoverySnapshot> parseClusterResponse(
+    const std::string& text, UnknownFields unknown = UnknownFields::kReject);
+absl::StatusOr<DiscoverySnapshot> parseListenerResponse(
+    const std::string& text, UnknownFields unknown = UnknownFields::kReject);
 
 // RDS: each RouteConfiguration compiled, by name. validate_clusters defaults
 // to false, as for Envoy's RDS.
@@ -56,8 +68,10 @@ struct DiscoveryRoutes {
   // The accepted protos, in the order of `tables` (for /config_dump).
   std::vector<envoy::config::route::v3::RouteConfiguration> configs;
   std::vector<std::string> warnings;
+  std::vector<std::string> unknown_fields;  // UnknownFields::kReport
 };
-absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text);
+absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text,
+                                                   UnknownFields unknown = UnknownFields::kReject);
 
 // Where a RouteConfiguration's `vhds` can be served from: nowhere (a file,
 // an inline route_config), a State-of-the-World ADS stream (refused: VHDS
@@ -83,30 +97,36 @@ struct DiscoveryEndpoints {
   std::string version_info;
   std::vector<Assignment> assignments;
   std::vector<std::string> warnings;
+  std::vector<std::string> unknown_fields;  // UnknownFields::kReport
   // cluster_name -> its index in `assignments` (filled by the parsers).
   absl::flat_hash_map<std::string, size_t> index;
 
   // The assignment named `cluster_name`, or null; O(1).
   const Assignment* find(const std::string& cluster_name) const;
 };
-absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text);
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(
+    const std::string& text, UnknownFields unknown = UnknownFields::kReject);
 
 // The same four, from the resources of an xDS DiscoveryResponse (each Any
 // already of the type's URL): every check above applies; errors name
 // `resources[i]...` of the response.
 using AnyList = google::protobuf::RepeatedPtrField<google::protobuf::Any>;
-absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& version_info,
-                                                        const AnyList& resources);
-absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& version_info,
-                                                         const AnyList& resources);
+absl::StatusOr<DiscoverySnapshot> parseClusterResources(
+    const std::string& version_info, const AnyList& resources,
+    UnknownFields unknown = UnknownFields::kReject);
+absl::StatusOr<DiscoverySnapshot> parseListenerResources(
+    const std::string& version_info, const AnyList& resources,
+    UnknownFields unknown = UnknownFields::kReject);
 // VHDS: one VirtualHost resource, checked as an inline virtual host is
 // (extension allowlist, field policy, PGV rules, translation) and compiled
 // on its own; errors name `path` (`resources[2].routes[0].route.cluster:
 // ...`). What needs the rest of the table (a domain twice, the route
 // configuration's max_direct_response_body_size_bytes) is checked when the
-// table is built from the compiled virtual hosts.
+// table is built from the compiled virtual hosts. Unknown fields are
+// appended to `unknown_fields`, or refused when it is null.
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
-    const envoy::config::route::v3::VirtualHost& vh, const std::string& path);
+    const envoy::config::route::v3::VirtualHost& vh, const std::string& path,
+    std::vector<std::string>* unknown_fields = nullptr);
 
 // The keys of a VHDS virtual host's routes, in route order: two
 // independent 64-bit hashes of each route's bytes as received.
@@ -127,14 +147,15 @@ RouteKeys routeKeys(std::string_view bytes);
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     std::string_view bytes, const std::string& path,
     const routing::RouteTable::CompiledVirtualHost* previous, const RouteKeys& previous_keys,
-    RouteKeys& keys);
+    RouteKeys& keys, std::vector<std::string>* unknown_fields = nullptr);
 
 // RDS: a route configuration with vhds is accepted only when `vhds` is
 // kDeltaAds; its table then holds its inline virtual hosts only (the
 // caller merges the VHDS ones in), and `configs` keeps the vhds field.
 absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_info,
                                                     const AnyList& resources,
-                                                    VhdsSource vhds = VhdsSource::kNone);
+                                                    VhdsSource vhds = VhdsSource::kNone,
+                                                    UnknownFields unknown = UnknownFields::kReject);
 
 // One compiled virtual host of an accepted route configuration, with its
 // routes' keys (a new version of it shares the routes it kept).
@@ -158,13 +179,15 @@ using CompiledVirtualHosts =
 // not take (an unparsable resource, vhds, an error anywhere) goes through
 // parseRouteResources() whole, so errors and results are the same. On
 // success `compiled` holds this response's virtual hosts for the next one
-// (empty after the whole path: the next response checks all).
-absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(const std::string& version_info,
-                                                           const AnyList& resources,
-                                                           VhdsSource vhds,
-                                                           const CompiledVirtualHosts& reuse,
-                                                           CompiledVirtualHosts& compiled);
-absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& version_info,
-                                                          const AnyList& resources);
+// (empty after the whole path: the next response checks all). A held
+// virtual host's unknown fields were reported when it came, and are not
+// again.
+absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(
+    const std::string& version_info, const AnyList& resources, VhdsSource vhds,
+    const CompiledVirtualHosts& reuse, CompiledVirtualHosts& compiled,
+    UnknownFields unknown = UnknownFields::kReject);
+absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(
+    const std::string& version_info, const AnyList& resources,
+    UnknownFields unknown = UnknownFields::kReject);
 
 }  // namespace turnout::config

@@ -237,6 +237,12 @@ AdminResponse AdminServer::handleServerInfo(const Params&) {
   o->set_config_yaml(c.config_yaml);
   o->set_allow_unknown_static_fields(c.allow_unknown_static_fields);
   o->set_reject_unknown_dynamic_fields(c.reject_unknown_dynamic_fields);
+  o->set_ignore_unknown_dynamic_fields(c.ignore_unknown_dynamic_fields);
+  o->set_disable_hot_restart(c.disable_hot_restart);
+  o->set_use_dynamic_base_id(c.use_dynamic_base_id);
+  o->set_local_address_ip_version(c.local_address_ip_version_v6
+                                      ? envoy::admin::v3::CommandLineOptions::v6
+                                      : envoy::admin::v3::CommandLineOptions::v4);
   o->set_admin_address_path(c.admin_address_path);
   o->set_log_level(c.log_level);
   o->set_component_log_level(c.component_log_level);

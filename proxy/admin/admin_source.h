@@ -30,6 +30,10 @@ struct CommandLineOptions {
   std::string config_yaml;
   bool allow_unknown_static_fields = false;
   bool reject_unknown_dynamic_fields = false;
+  bool ignore_unknown_dynamic_fields = false;
+  bool disable_hot_restart = false;
+  bool use_dynamic_base_id = false;
+  bool local_address_ip_version_v6 = false;  // --local-address-ip-version v6
   std::string admin_address_path;
   std::string log_level;
   std::string component_log_level;

@@ -157,8 +157,14 @@ void FileWatch::tick() {
 }
 
 DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
-                                   SnapshotPublisher& publisher, std::string xds_cache_dir)
-    : main_(main), store_(store), publisher_(publisher), xds_cache_dir_(std::move(xds_cache_dir)) {
+                                   SnapshotPublisher& publisher, std::string xds_cache_dir,
+                                   UnknownDynamicFields unknown_fields)
+    : main_(main),
+      store_(store),
+      publisher_(publisher),
+      xds_cache_dir_(std::move(xds_cache_dir)),
+      unknown_fields_(unknown_fields) {
+  dynamic_unknown_fields_ = store_.counter("server.dynamic_unknown_fields");
   cds_stats_ = makeStats("cluster_manager.cds.");
   lds_stats_ = makeStats("listener_manager.lds.");
   warming_clusters_ = store_.gauge("cluster_manager.warming_clusters");
@@ -166,6 +172,25 @@ DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
 }
 
 DynamicResources::~DynamicResources() { stop(); }
+
+config::UnknownFields DynamicResources::unknownFieldsMode() const {
+  return unknown_fields_ == UnknownDynamicFields::kReject ? config::UnknownFields::kReject
+                                                          : config::UnknownFields::kReport;
+}
+
+void DynamicResources::noteUnknownFields(const char* what, const std::vector<std::string>& fields) {
+  // Envoy counts and logs each description once; the set is bounded (a
+  // control plane could name ever new paths).
+  constexpr size_t kMaxRemembered = 4096;
+  for (const std::string& f : fields) {
+    if (unknown_seen_.size() >= kMaxRemembered) unknown_seen_.clear();
+    if (!unknown_seen_.insert(f).second) continue;
+    store_.mainShard().inc(dynamic_unknown_fields_);
+    if (unknown_fields_ == UnknownDynamicFields::kWarn) {
+      TURNOUT_LOG(warn, kLog, "{}: unknown field ignored: {}", what, f);
+    }
+  }
+}
 
 void DynamicResources::stop() {
   if (ads_) ads_->stop();
@@ -235,7 +260,7 @@ absl::Status DynamicResources::start() {
         main_, f->path, f->directory,
         [this](const std::string& c) {
           updateStarted();
-          (void)applyClusters(config::parseClusterResponse(c));
+          (void)applyClusters(config::parseClusterResponse(c, unknownFieldsMode()));
         }));
   }
   if (dr.has_lds_config() && !dr.lds_config().has_ads() && !boot.lds_source) {
@@ -245,7 +270,7 @@ absl::Status DynamicResources::start() {
         main_, f->path, f->directory,
         [this](const std::string& c) {
           updateStarted();
-          (void)applyListeners(config::parseListenerResponse(c));
+          (void)applyListeners(config::parseListenerResponse(c, unknownFieldsMode()));
         }));
   }
   // Clusters first (Envoy initialises CDS before LDS), then listeners, then routes.
@@ -482,8 +507,9 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
           config::AnyList changed;
           changed.Reserve(static_cast<int>(u.changed.size()));
           for (const auto* r : u.changed) *changed.Add() = r->resource();
-          absl::Status st =
-              applyClusters(config::parseClusterResources(u.version_info, changed), &u.removed);
+          absl::Status st = applyClusters(
+              config::parseClusterResources(u.version_info, changed, unknownFieldsMode()),
+              &u.removed);
           cds_pending_ = false;
           if (st.ok() && xds_cache_) xds_cache_->storeDelta(type, u);
           checkInitialized();
@@ -499,12 +525,12 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
       st = applySotwClusters(v, r);
       cds_pending_ = false;  // answered, accepted or not: the initial fetch is done
     } else if (type == config::kListenerTypeUrl) {
-      st = applyListeners(config::parseListenerResources(v, r));
+      st = applyListeners(config::parseListenerResources(v, r, unknownFieldsMode()));
       lds_pending_ = false;
     } else if (type == config::kRouteConfigurationTypeUrl) {
       config::CompiledVirtualHosts compiled;
-      st = applyAdsRoutes(
-          config::parseRouteResourcesReusing(v, r, vhdsSource(), xds_vhosts_, compiled));
+      st = applyAdsRoutes(config::parseRouteResourcesReusing(v, r, vhdsSource(), xds_vhosts_,
+                                                             compiled, unknownFieldsMode()));
       if (st.ok()) {
         size_t reused = 0, total = 0;
         for (const auto& [name, hosts] : compiled) {
@@ -521,7 +547,7 @@ void DynamicResources::subscribeType(XdsStream& stream, const std::string& type)
         xds_vhosts_ = std::move(compiled);
       }
     } else {
-      st = applyAdsEndpoints(config::parseEndpointResources(v, r));
+      st = applyAdsEndpoints(config::parseEndpointResources(v, r, unknownFieldsMode()));
     }
     // Each accepted response is also what --xds-cache keeps.
     if (st.ok() && xds_cache_) xds_cache_->store(type.c_str(), v, r, wildcard);
@@ -581,7 +607,8 @@ absl::Status DynamicResources::applySotwClusters(const std::string& version,
     for (const auto& name : gone) sotw_clusters_.erase(name);
   };
   auto whole = [&] {
-    absl::Status st = applyClusters(config::parseClusterResources(version, resources));
+    absl::Status st =
+        applyClusters(config::parseClusterResources(version, resources, unknownFieldsMode()));
     if (st.ok()) sotw_clusters_.clear();  // the next response parses all, and keeps their hashes
     return st;
   };
@@ -591,8 +618,9 @@ absl::Status DynamicResources::applySotwClusters(const std::string& version,
   }
   TURNOUT_LOG(info, kLog, "CDS (SotW): {} of {} clusters changed", changed.size(),
               resources.size());
-  auto parsed = config::parseClusterResources(version, changed);
-  if (!parsed.ok() || !checkClusterTls(*parsed->snapshot).ok() ||
+  auto parsed = config::parseClusterResources(version, changed, unknownFieldsMode());
+  // Unknown fields are named by their index in the whole response.
+  if (!parsed.ok() || !parsed->unknown_fields.empty() || !checkClusterTls(*parsed->snapshot).ok() ||
       !checkAdsAvailable(*parsed->snapshot).ok()) {
     return whole();
   }
@@ -818,7 +846,8 @@ void DynamicResources::watchRoutes() {
           const RdsSource& src = rds_[index];
           stats::Shard& shard = store_.mainShard();
           for (const auto& [name, st] : src.names) shard.inc(st.attempt);
-          auto parsed = config::parseRouteResponse(c);
+          auto parsed = config::parseRouteResponse(c, unknownFieldsMode());
+          if (parsed.ok()) noteUnknownFields("RDS", parsed->unknown_fields);
           if (!parsed.ok()) {
             for (const auto& [name, st] : src.names) {
               rejected(st, nullptr, absl::StrCat("RDS '", name, "' (", src.path, ")"),
@@ -872,6 +901,7 @@ absl::Status DynamicResources::applyAdsRoutes(absl::StatusOr<config::DiscoveryRo
     }
     return parsed.status();
   }
+  noteUnknownFields("RDS", parsed->unknown_fields);
   // VHDS: a route configuration with vhds serves its inline virtual hosts
   // and those of its namespace received so far.
   std::set<std::string> merged;
@@ -1060,6 +1090,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
   };
   std::set<std::string> touched;
   absl::flat_hash_map<std::string, std::string> labels;  // resource name -> resources[i]
+  std::vector<std::string> unknown;                      // noted once the update is accepted
   for (size_t i = 0; i < u.changed.size(); ++i) {
     const auto& r = *u.changed[i];
     const std::string path = absl::StrCat("resources[", i, "]");
@@ -1084,7 +1115,8 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
     config::RouteKeys keys;
     auto compiled = config::checkVirtualHost(
         bytes, path, previous != nullptr ? previous->compiled.get() : nullptr,
-        previous != nullptr ? previous->route_keys : kNone, keys);
+        previous != nullptr ? previous->route_keys : kNone, keys,
+        unknown_fields_ == UnknownDynamicFields::kReject ? nullptr : &unknown);
     if (!compiled.ok()) return reject(compiled.status());
     VhdsHosts& hosts = vhds_hosts_[ns];
     auto [it, inserted] = hosts.try_emplace(r.name());
@@ -1139,6 +1171,7 @@ absl::Status DynamicResources::applyVhds(const config::xds::DeltaUpdate& u) {
       shard.recordMicros(store_.histogram(scope + "update_duration"), updateMicros());
     }
   }
+  noteUnknownFields("VHDS", unknown);
   TURNOUT_LOG(info, kLog, "VHDS: version '{}' applied ({} changed, {} removed, {} route "
               "configuration(s) rebuilt)", u.version_info, u.changed.size(), u.removed.size(),
               merged.size());
@@ -1158,6 +1191,7 @@ absl::Status DynamicResources::applyClusters(absl::StatusOr<config::DiscoverySna
     return st;
   };
   if (!parsed.ok()) return reject(parsed.status());
+  noteUnknownFields("CDS", parsed->unknown_fields);
   if (auto st = checkAdsAvailable(*parsed->snapshot); !st.ok()) return reject(st);
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "CDS: {}", w);
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
@@ -1223,6 +1257,8 @@ absl::Status DynamicResources::applyListeners(absl::StatusOr<config::DiscoverySn
     return st;
   };
   if (!parsed.ok()) return reject(parsed.status());
+  noteUnknownFields("LDS", parsed->unknown_fields);
+  for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "LDS: {}", w);
   if (auto st = checkAdsAvailable(*parsed->snapshot); !st.ok()) return reject(st);
   const DataPlaneConfigConstSharedPtr& current = publisher_.current();
   const config::Snapshot& file = *parsed->snapshot;
@@ -1618,7 +1654,7 @@ void DynamicResources::warmed(EdsCluster& e) {
 
 void DynamicResources::onEndpoints(const std::string& path, const std::string& contents) {
   stats::Shard& shard = store_.mainShard();
-  auto parsed = config::parseEndpointResponse(contents);
+  auto parsed = config::parseEndpointResponse(contents, unknownFieldsMode());
   for (auto& [name, e] : eds_clusters_) {
     if (e.runtime->config->eds->ads || e.runtime->config->eds->path != path) continue;
     shard.inc(e.runtime->stats.update_attempt());
@@ -1629,6 +1665,7 @@ void DynamicResources::onEndpoints(const std::string& path, const std::string& c
     }
   }
   if (!parsed.ok()) return;
+  noteUnknownFields("EDS", parsed->unknown_fields);
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS '{}': {}", path, w);
   eds_files_[path] = *parsed;
   for (auto& [name, e] : eds_clusters_) {
@@ -1658,6 +1695,7 @@ absl::Status DynamicResources::applyAdsEndpoints(
     TURNOUT_LOG(warn, kLog, "EDS (ADS) update rejected: {}", std::string(parsed.status().message()));
     return parsed.status();
   }
+  noteUnknownFields("EDS", parsed->unknown_fields);
   for (const auto& w : parsed->warnings) TURNOUT_LOG(warn, kLog, "EDS (ADS): {}", w);
   for (const auto& a : parsed->assignments) {
     auto it = ads_eds_.find(a.cluster_name);

@@ -13,6 +13,7 @@
 #include "proxy/common/asio.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
@@ -88,16 +89,27 @@ class FileWatch {
 // the EDS clusters that do, both kept current as listeners and clusters
 // come and go.
 //
+// Unknown fields in a resource (a newer API's: config::UnknownFields) are,
+// as Envoy's dynamic config: dropped, counted once each in
+// server.dynamic_unknown_fields and logged at warn (kWarn, the default);
+// dropped and counted, not logged (kIgnore); or the update is refused
+// naming the first (kReject).
+//
 // VHDS (docs/xds.md, "VHDS"): an ADS route configuration with `vhds` (Delta
 // ADS only) makes its name a namespace subscription of the VirtualHost type;
 // its table is its inline virtual hosts plus the VHDS ones of its namespace,
 // rebuilt when either changes. A listener waiting for it warms until the
 // first VHDS response. Main thread.
+enum class UnknownDynamicFields { kWarn, kIgnore, kReject };
+
 class DynamicResources {
  public:
   // `xds_cache_dir`: --xds-cache (docs/xds.md), empty for none.
+  // `unknown_fields`: what a resource's unknown fields do (Envoy's
+  // --reject-unknown-dynamic-fields / --ignore-unknown-dynamic-fields).
   DynamicResources(asio::io_context& main, stats::Store& store, SnapshotPublisher& publisher,
-                   std::string xds_cache_dir = {});
+                   std::string xds_cache_dir = {},
+                   UnknownDynamicFields unknown_fields = UnknownDynamicFields::kWarn);
   ~DynamicResources();
 
   // Reads the bootstrap's config sources; errors name the field.
@@ -331,6 +343,14 @@ class DynamicResources {
   std::map<std::string, TypeSource> type_sources_;  // by type URL, once bound
   bool xds_started_ = false;
   std::string xds_cache_dir_;
+  // Unknown fields (see the class comment).
+  config::UnknownFields unknownFieldsMode() const;
+  // Counts (and at kWarn logs) each of `fields` not seen before; `what`
+  // names the resource type in the log.
+  void noteUnknownFields(const char* what, const std::vector<std::string>& fields);
+  UnknownDynamicFields unknown_fields_;
+  stats::StatId dynamic_unknown_fields_;
+  absl::flat_hash_set<std::string> unknown_seen_;
   std::unique_ptr<XdsCache> xds_cache_;
   // Each ADS route configuration's stats (one subscription per name, under
   // the stat_prefix of the first HCM that named it, as Envoy's).

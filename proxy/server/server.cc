@@ -42,7 +42,10 @@ int Server::run() {
     if (auto logs = access_log::checkAccessLogFormats(*loaded->snapshot); !logs.ok()) loaded = logs;
   }
   if (loaded.ok()) {
+    // With --allow-unknown-static-fields: the unknown fields ignored.
     for (const auto& w : loaded->warnings) TURNOUT_LOG(warn, "config", "{}", w);
+    store_->mainShard().inc(store_->counter("server.static_unknown_fields"),
+                            loaded->warnings.size());
   }
   absl::StatusOr<DataPlaneConfigConstSharedPtr> dp =
       loaded.ok() ? DataPlaneConfig::build(loaded->snapshot, *store_) : loaded.status();
@@ -83,7 +86,8 @@ int Server::run() {
     return 1;
   }
   // dynamic_resources and RDS: files watched on this thread, published live.
-  dynamic_ = std::make_unique<DynamicResources>(main_, *store_, *publisher_, options_.xds_cache_dir);
+  dynamic_ = std::make_unique<DynamicResources>(main_, *store_, *publisher_, options_.xds_cache_dir,
+                                                options_.unknown_dynamic_fields);
   if (auto st = dynamic_->start(); !st.ok()) {
     std::cerr << "turnout: " << st.message() << std::endl;
     return 1;

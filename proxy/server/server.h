@@ -29,6 +29,8 @@ struct ServerOptions {
   uint32_t concurrency = 1;
   std::string admin_address_path;
   std::string xds_cache_dir;  // --xds-cache (docs/xds.md)
+  // --reject-unknown-dynamic-fields / --ignore-unknown-dynamic-fields.
+  UnknownDynamicFields unknown_dynamic_fields = UnknownDynamicFields::kWarn;
   std::chrono::seconds drain_time{600};
   admin::CommandLineOptions command_line;
 };

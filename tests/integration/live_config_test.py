@@ -215,6 +215,21 @@ class LiveConfigTest(unittest.TestCase):
                       self.proxy.log())
         self.assertEqual(get(self.port)[:2], (200, "a"))
 
+    def test_an_unknown_field_in_a_file_resource_is_dropped_warned_and_counted(self):
+        # Envoy's default for dynamic config (--reject-unknown-dynamic-fields
+        # refuses instead: xds_test.XdsUnknownFieldsTest).
+        self.assertEqual(self.proxy.counter("server.dynamic_unknown_fields"), 0)
+        self.assertEqual(self.proxy.counter("server.static_unknown_fields"), 0)
+        newer = cluster("b", self.b.port)
+        newer["fancy_new_field"] = {"x": 1}
+        self.write("cds.json", CLUSTER, [cluster("a", self.a.port), newer])
+        self.write("rds.json", ROUTES, [route_config("main", "b")])
+        self.assertIsNotNone(poll(lambda: get(self.port)[1] == "b"), self.proxy.log())
+        self.assertEqual(self.proxy.counter("server.dynamic_unknown_fields"), 1)
+        self.assertIn("CDS: unknown field ignored: resources[1].fancy_new_field: unknown field "
+                      "ignored (envoy.config.cluster.v3.Cluster has no field named "
+                      "'fancy_new_field')", self.proxy.log())
+
     def test_lds_adds_a_listener_then_removes_it(self):
         inline = {"route_config": route_config("inline", "a", typed=False)}
         extra = listener("extra", 0, inline)

@@ -457,6 +457,92 @@ class _OneBackendAndServer(unittest.TestCase):
         self.a.stop()
 
 
+def with_unknown_field(type_url, resource, number=999):
+    """`resource` packed, with field `number` (a varint) appended to its bytes: a
+    field from an API newer than turnout's."""
+    a = pack(type_url, resource)
+    tag = number << 3
+    varint = bytearray()
+    while True:
+        b, tag = tag & 0x7F, tag >> 7
+        varint.append(b | (0x80 if tag else 0))
+        if not tag:
+            break
+    a.value = a.value + bytes(varint) + b"\x01"
+    return a
+
+
+class XdsUnknownFieldsTest(_OneBackendAndServer):
+    """Envoy's --reject-unknown-dynamic-fields / --ignore-unknown-dynamic-fields:
+    by default a resource with unknown fields is taken without them, logged
+    and counted in server.dynamic_unknown_fields; rejecting NACKs it with the
+    field's path; ignoring only silences the log."""
+
+    def start(self, *flags, boot=None):
+        serve_initial_state(self.ads, self.a.port)
+        self.ads.set(CLUSTER, "c-new", [with_unknown_field(CLUSTER, eds_cluster("reviews"))])
+        self.proxy = TurnoutProcess(TURNOUT, json.dumps(boot or bootstrap(self.ads.port)),
+                                    extra_args=list(flags)).start()
+        return self.proxy.port("outbound")
+
+    def test_unknown_fields_are_warned_and_counted_by_default(self):
+        port = self.start()
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        self.assertEqual(self.proxy.wait_counter("server.dynamic_unknown_fields", 1), 1)
+        self.assertEqual(self.proxy.counter("cluster_manager.cds.update_rejected"), 0)
+        self.assertIn("CDS: unknown field ignored: resources[0]: unknown field number(s) 999 "
+                      "in envoy.config.cluster.v3.Cluster", self.proxy.log())
+        eds = with_unknown_field(ENDPOINTS, assignment("reviews", self.a.port), number=1234)
+        self.ads.set(ENDPOINTS, "e2", [eds])
+        self.proxy.wait_counter("server.dynamic_unknown_fields", 2)
+        self.assertIn("EDS: unknown field ignored: resources[0]: unknown field number(s) 1234 ",
+                      self.proxy.log())
+        # The same field again is not counted again (Envoy counts each once).
+        self.ads.set(ENDPOINTS, "e3", [eds])
+        acked = self.ads.wait_for(lambda r: r.type_url == ENDPOINTS and r.version_info == "e3"
+                                  and not r.HasField("error_detail"))
+        self.assertIsNotNone(acked, self.proxy.log())
+        self.assertEqual(self.proxy.counter("server.dynamic_unknown_fields"), 2)
+        self.assertEqual(self.proxy.log().count("unknown field number(s) 1234"), 1)
+        self.assertEqual(get(port)[1], "a")
+
+    def test_rejecting_unknown_fields_nacks_with_the_path(self):
+        port = self.start("--reject-unknown-dynamic-fields")
+        nack = self.ads.wait_for(lambda r: r.type_url == CLUSTER and r.HasField("error_detail"))
+        self.assertIsNotNone(nack, self.proxy.log())
+        self.assertIn("resources[0]: unknown field number(s) 999 in "
+                      "envoy.config.cluster.v3.Cluster", nack.error_detail.message)
+        self.assertGreaterEqual(self.proxy.counter("cluster_manager.cds.update_rejected"), 1)
+        self.assertEqual(self.proxy.counter("server.dynamic_unknown_fields"), 0)
+        # The cluster never arrived: no route to it.
+        self.assertEqual(get(port)[0], 503)
+        # The same cluster without the field is taken.
+        self.ads.set(CLUSTER, "c-plain", [eds_cluster("reviews")])
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        _, body, _ = self.proxy.admin("GET", "/server_info")
+        options = json.loads(body)["command_line_options"]
+        self.assertTrue(options["reject_unknown_dynamic_fields"])
+
+    def test_ignoring_unknown_fields_counts_them_without_a_warning(self):
+        # And the bootstrap's own, allowed by --allow-unknown-static-fields.
+        boot = bootstrap(self.ads.port)
+        boot["node"]["field_of_tomorrow"] = 1
+        port = self.start("--ignore-unknown-dynamic-fields", "--base-id", "7",
+                          "--local-address-ip-version", "v6", "--allow-unknown-static-fields",
+                          boot=boot)
+        self.assertIsNotNone(poll(lambda: get(port)[1] == "a"), self.proxy.log())
+        self.assertEqual(self.proxy.wait_counter("server.dynamic_unknown_fields", 1), 1)
+        self.assertNotIn("CDS: unknown field", self.proxy.log())
+        self.assertIn("node.field_of_tomorrow: unknown field ignored", self.proxy.log())
+        self.assertEqual(self.proxy.counter("server.static_unknown_fields"), 1)
+        _, body, _ = self.proxy.admin("GET", "/server_info")
+        options = json.loads(body)["command_line_options"]
+        self.assertTrue(options["ignore_unknown_dynamic_fields"])
+        self.assertFalse(options.get("reject_unknown_dynamic_fields", False))
+        self.assertEqual(options["base_id"], "7")
+        self.assertEqual(options["local_address_ip_version"], "v6")
+
+
 class XdsSeparateSourcesTest(_OneBackendAndServer):
 
     def test_separate_api_config_sources_stream_each_type(self):
