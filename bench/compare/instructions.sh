@@ -11,6 +11,8 @@
 #   TURNOUT=/path/to/other/turnout bench/compare/instructions.sh   (another build)
 #   KEEP=/tmp/cg.out bench/compare/instructions.sh   (keeps the callgrind file, e.g. for
 #                                                     callgrind_annotate --tree=caller)
+#   KEEP_DIR=/tmp/cg bench/compare/instructions.sh --haproxy   (keeps every proxy's file there,
+#                                                     as <proxy>.out)
 #   CACHESIM=1 bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
 #       also simulates the caches and branch predictors (callgrind's
 #       --cache-sim=yes --branch-sim=yes; slower) and prints misses and
@@ -19,6 +21,13 @@
 #   bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
 #       also counts haproxy (nbthread 1, the same origin, the same load) in the
 #       same run and prints turnout's instructions as a ratio of haproxy's
+#   bench/compare/instructions.sh --tls --haproxy --nghttpx [-- --h2 -c32 -m1]
+#       the proxies serve TLS (a self-signed RSA 2048 certificate, ALPN h2 and
+#       http/1.1, as bench/compare/run.py's tls-h2 rows) and the load uses
+#       https://; the origin stays plaintext HTTP/1.1
+#   bench/compare/instructions.sh --nghttpx [-- --h2 -c4 -m100]
+#       the same with nghttpx (-n 1, plaintext frontend: HTTP/1.1 and h2c),
+#       the best peer of the 100-stream h2c row (bench/results)
 #
 # turnout (--concurrency 1) proxies to an nginx origin on loopback; both run
 # on ephemeral ports in a work directory this script removes. callgrind
@@ -35,11 +44,15 @@ TURNOUT=${TURNOUT:-$B/proxy/turnout}  # another build of it, to compare
 N=20000
 TOP=25
 HAPROXY=
+NGHTTPX=
+TLS=
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
     --haproxy) HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy); shift ;;
+    --tls) TLS=1; shift ;;
+    --nghttpx) NGHTTPX=$(command -v nghttpx || echo /usr/sbin/nghttpx); shift ;;
     --) shift; break ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -62,12 +75,37 @@ cleanup() {
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
   pkill -f "$WORK/turnout.yaml" 2>/dev/null || true
   pkill -f "$WORK/haproxy.cfg" 2>/dev/null || true
+  pkill -f "$WORK/nghttpx.err" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=$(free_port)
+SCHEME=http
+CURL_K=
+TURNOUT_TLS=
+HAPROXY_TLS=
+NGHTTPX_TLS=(";no-tls")
+if [ -n "$TLS" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" > /dev/null 2>&1
+  cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/combined.pem"
+  SCHEME=https
+  CURL_K=-k
+  TURNOUT_TLS="
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {filename: $WORK/cert.pem}
+              private_key: {filename: $WORK/key.pem}"
+  HAPROXY_TLS=" ssl crt $WORK/combined.pem alpn h2,http/1.1"
+  NGHTTPX_TLS=("" "$WORK/key.pem" "$WORK/cert.pem")
+fi
 PROXY=$(free_port)
 ADMIN=$(free_port)
 
@@ -93,7 +131,8 @@ static_resources:
   - name: ingress
     address: {socket_address: {address: 127.0.0.1, port_value: $PROXY}}
     filter_chains:
-    - filters:
+    - $TURNOUT_TLS
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -115,7 +154,7 @@ static_resources:
 EOF
 
 H2=
-case " $* " in *" --h2 "*) H2=" proto h2" ;; esac
+case " $* " in *" --h2 "*) [ -n "$TLS" ] || H2=" proto h2" ;; esac
 cat > "$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
@@ -127,7 +166,7 @@ defaults
   timeout server 30s
   option http-keep-alive
 frontend fe
-  bind 127.0.0.1:$PROXY$H2
+  bind 127.0.0.1:$PROXY$H2$HAPROXY_TLS
   default_backend origin
 backend origin
   http-reuse always
@@ -149,12 +188,12 @@ measure() {
     --callgrind-out-file="$WORK/$name.out" "$@" > "$WORK/$name.log" 2>&1 &
   local vg=$!
   for _ in $(seq 1 300); do
-    curl -s -o /dev/null "$ready" && break
+    curl -s $CURL_K -o /dev/null "$ready" && break
     sleep 0.1
   done
-  "$BENCH" "${BENCH_ARGS[@]}" -n 2000 "http://127.0.0.1:$PROXY/" > /dev/null
+  "$BENCH" "${BENCH_ARGS[@]}" -n 2000 "$SCHEME://127.0.0.1:$PROXY/" > /dev/null
   callgrind_control -i on "$vg" > /dev/null 2>&1
-  "$BENCH" "${BENCH_ARGS[@]}" -n "$N" "http://127.0.0.1:$PROXY/" > "$WORK/$name.bench"
+  "$BENCH" "${BENCH_ARGS[@]}" -n "$N" "$SCHEME://127.0.0.1:$PROXY/" > "$WORK/$name.bench"
   callgrind_control -i off "$vg" > /dev/null 2>&1
   kill -TERM "$vg"
   wait "$vg" 2>/dev/null || true
@@ -163,8 +202,21 @@ measure() {
     cat "$WORK/$name.bench" >&2
     exit 1
   }
+  # TLS: the connections of the measured run shake hands in it (turnout-bench
+  # opens new ones); that cost, SSL_do_handshake's inclusive count, is left
+  # out: the figure is per request on established connections, as in
+  # bench/compare/run.py, whose load keeps its warm-up's connections.
+  local handshakes=0
+  if [ -n "$TLS" ]; then
+    handshakes=$(callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$WORK/$name.out" |
+      awk '!done && /[:]SSL_do_handshake[ \[]/ {gsub(",", "", $1); print $1; done = 1}')
+    handshakes=${handshakes:-0}
+  fi
   callgrind_annotate --auto=no "$WORK/$name.out" |
-    awk -v n="$N" '/PROGRAM TOTALS/ {gsub(",", "", $1); print int($1 / n)}' > "$WORK/$name.per_req"
+    awk -v n="$N" -v hs="$handshakes" '/PROGRAM TOTALS/ {gsub(",", "", $1); print int(($1 - hs) / n)}' \
+    > "$WORK/$name.per_req"
+  echo "$handshakes" > "$WORK/$name.handshakes"
+  if [ -n "${KEEP_DIR:-}" ]; then mkdir -p "$KEEP_DIR" && cp "$WORK/$name.out" "$KEEP_DIR/"; fi
   if [ -n "${CACHESIM:-}" ]; then
     # Every simulated event per request: Ir, then the cache misses (I1mr,
     # D1mr, D1mw, ILmr, DLmr, DLmw) and branches (Bc/Bcm conditional,
@@ -182,17 +234,36 @@ measure turnout "http://127.0.0.1:$ADMIN/ready" \
   "$TURNOUT" -c "$WORK/turnout.yaml" --concurrency 1 -l warning
 [ -n "${KEEP:-}" ] && cp "$WORK/turnout.out" "$KEEP"
 per_req=$(cat "$WORK/turnout.per_req")
-echo "turnout-bench $* -n $N: $per_req instructions per request"
+echo "turnout-bench $* -n $N ($SCHEME): $per_req instructions per request"
+[ -n "$TLS" ] && echo "  (handshakes left out: $(( $(cat "$WORK/turnout.handshakes") / N )) per request)"
 [ -n "${CACHESIM:-}" ] && echo "per request: $(cat "$WORK/turnout.events")"
 [ "$TOP" -gt 0 ] && callgrind_annotate --auto=no "$WORK/turnout.out" | sed -n '/file:function/,$p' | sed -n "3,$((TOP + 2))p" |
   awk -v n="$N" '{c=$1; gsub(",", "", c); p=$3; sub(/\)$/, "", p); $1=""; $2=""; $3=""; printf "%8d/req %6s %s\n", c / n, p, substr($0, 4, 150)}'
 
+# peer NAME VERSION: prints a peer's count (measured as NAME) and turnout's ratio to it.
+peer() {
+  local count
+  count=$(cat "$WORK/$1.per_req")
+  echo "$1 $2: $count instructions per request"
+  [ -n "$TLS" ] && echo "  (handshakes left out: $(( $(cat "$WORK/$1.handshakes") / N )) per request)"
+  [ -n "${CACHESIM:-}" ] && echo "per request: $(cat "$WORK/$1.events")"
+  awk -v t="$per_req" -v h="$count" -v who="$1" 'BEGIN { printf "turnout / %s: %.2fx (user-space instructions; the kernel and syscalls are not in them)\n", who, t / h }'
+}
+
 if [ -n "$HAPROXY" ]; then
   # haproxy answers its own 503 until the origin is checked; any answer
   # means it listens.
-  measure haproxy "http://127.0.0.1:$PROXY/" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
-  hap=$(cat "$WORK/haproxy.per_req")
-  echo "haproxy $("$HAPROXY" -v | head -1 | awk '{print $3}') (nbthread 1): $hap instructions per request"
-  [ -n "${CACHESIM:-}" ] && echo "per request: $(cat "$WORK/haproxy.events")"
-  awk -v t="$per_req" -v h="$hap" 'BEGIN { printf "turnout / haproxy: %.2fx (user-space instructions; the kernel and syscalls are not in them)\n", t / h }'
+  measure haproxy "$SCHEME://127.0.0.1:$PROXY/" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
+  peer haproxy "$("$HAPROXY" -v | head -1 | awk '{print $3}') (nbthread 1)"
+fi
+if [ -n "$NGHTTPX" ]; then
+  # As bench/compare/run.py starts it, with one worker, in one process and
+  # thread (its worker is a child process otherwise, which callgrind_control
+  # would not reach).
+  measure nghttpx "$SCHEME://127.0.0.1:$PROXY/" "$NGHTTPX" "--frontend=127.0.0.1,$PROXY${NGHTTPX_TLS[0]}" \
+    "--backend=127.0.0.1,$ORIGIN" -n 1 --single-process --single-thread --no-via \
+    --no-server-rewrite --no-ocsp \
+    --backend-connections-per-host=1024 --frontend-http2-max-concurrent-streams=1000 \
+    "--errorlog-file=$WORK/nghttpx.err" --conf=/dev/null "${NGHTTPX_TLS[@]:1}"
+  peer nghttpx "$("$NGHTTPX" --version | head -1 | awk '{print $2}') (-n 1)"
 fi
