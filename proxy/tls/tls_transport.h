@@ -1,7 +1,8 @@
 #pragma once
 
 // One TLS connection, sans-I/O (STYLE.md R6; Envoy's SslSocket over its raw
-// transport): OpenSSL runs over two memory BIOs, so the connection that owns
+// transport): OpenSSL runs over two BIOs that read from and write to this
+// transport's buffers (the memory BIOs' work without their copies), so the connection that owns
 // it keeps one socket type and one read/write path for plaintext and TLS.
 // Ciphertext read from the socket goes in through feed(); handshake() and
 // read() consume it; write() encrypts; what must go to the socket
@@ -103,6 +104,14 @@ class TlsTransport {
   bool sessionReused() const { return SSL_session_reused(ssl_) == 1; }
   SSL* native() const { return ssl_; }
 
+  // Ciphertext waiting for OpenSSL (input) or for the socket (output): what
+  // the transport's BIOs read from and write to (`consumed`: bytes of
+  // `bytes` already read).
+  struct Buffer {
+    std::string bytes;
+    size_t consumed = 0;
+  };
+
  private:
   TlsTransport() = default;
   void init(SSL_CTX* ctx);
@@ -113,8 +122,9 @@ class TlsTransport {
   ServerContextConstSharedPtr context_;
   ClientContextConstSharedPtr client_context_;
   SSL* ssl_ = nullptr;
-  BIO* in_ = nullptr;   // owned by ssl_
-  BIO* out_ = nullptr;  // owned by ssl_
+  // What the BIOs (owned by ssl_) read and write.
+  Buffer in_;
+  Buffer out_;
   // SNI selection: the selector, and the context and tag it chose.
   ServerContextSelector selector_;
   ServerContextConstSharedPtr selected_context_;

@@ -75,6 +75,38 @@ TEST_CASE("a read takes data, a KeyUpdate and close_notify that arrived together
   CHECK(got == "three");
 }
 
+TEST_CASE("ciphertext fed in slices that end inside records is all decrypted, in order",
+          "[tls][transport]") {
+  // The transport's input buffer keeps only the partial record between
+  // feeds; a reader that is handed 7 bytes at a time sees every byte.
+  PkiFiles f;
+  auto p = handshakeInMemory(serverContext(serverYaml(f)), clientContext(clientYaml(f)));
+  REQUIRE(p.server_result == TlsTransport::Result::kOk);
+  std::string sent;
+  for (int i = 0; i < 300; ++i) sent += "chunk " + std::to_string(i) + ";";
+  for (size_t at = 0; at < sent.size(); at += 100) {
+    REQUIRE(p.client->write(std::string_view(sent).substr(at, 100)));  // many small records
+  }
+  std::string wire;
+  p.client->takeOutput(wire);
+  CHECK_FALSE(p.client->hasOutput());
+  REQUIRE(wire.size() > sent.size());
+  std::string got;
+  for (size_t at = 0; at < wire.size(); at += 7) {
+    const std::string_view slice = std::string_view(wire).substr(at, 7);
+    p.server->feed(std::span<const char>(slice.data(), slice.size()));
+    REQUIRE(p.server->read(got) == TlsTransport::Result::kOk);
+  }
+  CHECK(got == sent);
+  // takeOutput appends to what the caller holds.
+  REQUIRE(p.server->write(std::string("reply")));
+  std::string out = "kept:";
+  p.server->takeOutput(out);
+  CHECK(out.substr(0, 5) == "kept:");
+  CHECK(out.size() > 10);
+  CHECK_FALSE(p.server->hasOutput());
+}
+
 TEST_CASE("a client transport completes a handshake with a server transport and carries data",
           "[tls][transport]") {
   PkiFiles f;
