@@ -26,6 +26,10 @@
 #       http/1.1, as bench/compare/run.py's tls-h2 rows) and the load uses
 #       https://; the origin stays plaintext HTTP/1.1
 #   bench/compare/instructions.sh --nghttpx [-- --h2 -c4 -m100]
+#   bench/compare/instructions.sh --h2-origin --haproxy --nghttpx [-- --h2 -c4 -m100]
+#       the origin speaks h2c (nginx `listen ... http2`) and every proxy goes to
+#       it over HTTP/2 (turnout: an HTTP/2 cluster; haproxy: proto h2;
+#       nghttpx: proto=h2): the shape of a sidecar carrying gRPC
 #       the same with nghttpx (-n 1, plaintext frontend: HTTP/1.1 and h2c),
 #       the best peer of the 100-stream h2c row (bench/results)
 #
@@ -46,12 +50,14 @@ TOP=25
 HAPROXY=
 NGHTTPX=
 TLS=
+H2_ORIGIN=
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
     --haproxy) HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy); shift ;;
     --tls) TLS=1; shift ;;
+    --h2-origin) H2_ORIGIN=1; shift ;;
     --nghttpx) NGHTTPX=$(command -v nghttpx || echo /usr/sbin/nghttpx); shift ;;
     --) shift; break ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
@@ -119,7 +125,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $WORK;
-  server { listen 127.0.0.1:$ORIGIN; location / { return 200 "ok"; } }
+  server { listen 127.0.0.1:$ORIGIN${H2_ORIGIN:+ http2}; location / { return 200 "ok"; } }
 }
 EOF
 "$NGINX" -c "$WORK/nginx.conf"
@@ -147,7 +153,11 @@ static_resources:
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
   clusters:
   - name: origin
-    connect_timeout: 1s
+    connect_timeout: 1s${H2_ORIGIN:+
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}}
     load_assignment:
       cluster_name: origin
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $ORIGIN}}}}]}]
@@ -170,7 +180,7 @@ frontend fe
   default_backend origin
 backend origin
   http-reuse always
-  server o 127.0.0.1:$ORIGIN
+  server o 127.0.0.1:$ORIGIN${H2_ORIGIN:+ proto h2}
 EOF
 
 # measure NAME READY_URL COMMAND...: runs COMMAND under callgrind, warms up,
@@ -261,7 +271,7 @@ if [ -n "$NGHTTPX" ]; then
   # thread (its worker is a child process otherwise, which callgrind_control
   # would not reach).
   measure nghttpx "$SCHEME://127.0.0.1:$PROXY/" "$NGHTTPX" "--frontend=127.0.0.1,$PROXY${NGHTTPX_TLS[0]}" \
-    "--backend=127.0.0.1,$ORIGIN" -n 1 --single-process --single-thread --no-via \
+    "--backend=127.0.0.1,$ORIGIN${H2_ORIGIN:+;;proto=h2}" -n 1 --single-process --single-thread --no-via \
     --no-server-rewrite --no-ocsp \
     --backend-connections-per-host=1024 --frontend-http2-max-concurrent-streams=1000 \
     "--errorlog-file=$WORK/nghttpx.err" --conf=/dev/null "${NGHTTPX_TLS[@]:1}"

@@ -166,7 +166,7 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
     // "0") would end it at once (Envoy removes it too).
     head.headers.forEach([&](std::string_view name, std::string_view value) {
       if (!connectionSpecific(name, value) && name != "content-length") {
-        nv.push_back(field(name, value));
+        nv.push_back(headerField(name, value));
       }
     });
   } else {

@@ -96,7 +96,15 @@ Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnecti
 }
 
 void Http2PoolConnection::notifySenders() {
-  for (Http2PoolStream* s : streams_) s->send_signal_.notify();
+  // Only the streams whose send() waits: walking all of a connection's
+  // streams each time the writer ran was O(streams) per write.
+  if (senders_.empty()) return;
+  notifying_.swap(senders_);
+  for (Http2PoolStream* s : notifying_) {
+    s->waiting_send_ = false;
+    s->send_signal_.notify();
+  }
+  notifying_.clear();
 }
 
 void Http2PoolConnection::drain() {
@@ -142,7 +150,10 @@ void Http2PoolConnection::armIdleTimer() {
 }
 
 void Http2PoolConnection::onStreamEnd(Http2PoolStream& s) {
-  streams_.erase(std::remove(streams_.begin(), streams_.end(), &s), streams_.end());
+  if (s.waiting_send_) {
+    senders_.erase(std::find(senders_.begin(), senders_.end(), &s));
+    s.waiting_send_ = false;
+  }
   --active_;
   kickWriter();  // an RST_STREAM, window updates
   if (pool_ == nullptr || state_ == State::Closed) return;
@@ -183,12 +194,24 @@ void Http2PoolStream::encodeTrailers(const HeaderMap& trailers) {
   if (!reset_ && h2_) h2_->encodeTrailers(trailers);
 }
 
+std::optional<bool> Http2PoolStream::trySend() {
+  conn_->kickWriter();
+  // Nothing of ours waits in the codec (a request's HEADERS, or a body the
+  // writer framed already): done, with no coroutine for send().
+  if (reset_ || !h2_ || h2_->bufferedBytes() == 0) return !reset_;
+  return std::nullopt;
+}
+
 Awaitable<bool> Http2PoolStream::send() {
   conn_->kickWriter();
   boost::system::error_code ec;
   // Our bytes have left the codec's buffer once bufferedBytes() is 0: framed
   // into the connection's output, which the writer sends one batch at a time.
   while (!reset_ && h2_ && h2_->bufferedBytes() > 0) {
+    if (!waiting_send_) {
+      waiting_send_ = true;
+      conn_->senders_.push_back(this);
+    }
     co_await waitOn(send_signal_, &ec);
   }
   co_return !reset_;
@@ -350,7 +373,6 @@ UpstreamStreamPtr Http2ConnPool::attach(Http2PoolConnection& c) {
   s->h2_ = c.codec_.newStream(*s);
   ++c.active_;
   ++c.streams_total_;
-  c.streams_.push_back(s);
   ++c.idle_generation_;  // not idle: a pending idle timeout is void
   if (!s->h2_) s->markReset(StreamResetReason::kLocalRefusedStreamReset);
   const uint32_t max_requests = cluster_.config().max_requests_per_connection;

@@ -102,7 +102,10 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   uint32_t capacity_;
   uint32_t active_ = 0;
   uint64_t streams_total_ = 0;
-  std::vector<Http2PoolStream*> streams_;  // attached, not yet released
+  // Streams whose send() waits for their bytes to leave the codec
+  // (Http2PoolStream::waiting_send_), and the list being notified.
+  std::vector<Http2PoolStream*> senders_;
+  std::vector<Http2PoolStream*> notifying_;
   std::string out_;
   std::vector<char> read_buffer_;
   bool writing_ = false;
@@ -129,6 +132,7 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   void encodeData(std::span<const char> data, bool end_stream) override;
   void encodeTrailers(const HeaderMap& trailers) override;
   Awaitable<bool> send() override;
+  std::optional<bool> trySend() override;
   Awaitable<ReceiveResult> receive() override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return reused_; }
@@ -169,6 +173,7 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   Signal recv_signal_;  // notify() wakes receive()
   bool reused_;
   bool reset_ = false;
+  bool waiting_send_ = false;  // listed in conn_->senders_
   StreamResetReason reason_ = StreamResetReason::kLocalReset;
   // Queued response events, in codec.h's order.
   std::vector<ResponseHead> informational_;

@@ -173,6 +173,9 @@ struct Exchange : ResponseDecoderCallbacks {
   SteadyTimer* gate = nullptr;         // cancelled with `resume` set
   UpstreamStream* raw = nullptr;       // the stream, while the exchange runs
   bool keep = false;  // hold the stream after completion (not finished)
+  // trySend() first, as the UpstreamRequest does; what it answered.
+  bool try_send = false;
+  std::optional<bool> try_sent;
 
   void onMessageBegin() override {}
   void onHeaders(ResponseHead& head, bool end) override {
@@ -217,8 +220,11 @@ Awaitable<void> runExchange(ConnPool* pool, Exchange* x, asio::io_context* io) {
   s->encodeHeaders(head, !has_body);
   if (!x->body.empty()) s->encodeData(x->body, !x->with_trailers);
   if (x->with_trailers) s->encodeTrailers(x->trailers_out);
-  const bool sent = co_await s->send();
-  (void)sent;
+  if (x->try_send) x->try_sent = s->trySend();
+  if (!x->try_sent) {
+    const bool sent = co_await s->send();
+    (void)sent;
+  }
   bool first = true;
   while (!x->complete) {
     if (!first && !x->read_all) {
@@ -586,6 +592,29 @@ TEST_CASE("request body and trailers go out as DATA and trailing HEADERS, te: tr
   y.extra_headers.add("te", "gzip");
   REQUIRE(f.run(y));
   CHECK(f.server.conns[0]->peer->requests[3].get("te") == "<none>");
+}
+
+TEST_CASE(
+    "trySend is done at once for a request whose bytes the codec framed, not for a body it holds",
+    "[pool][http2]") {
+  Fixture f;
+  Exchange get;
+  get.try_send = true;
+  REQUIRE(f.run(get));
+  CHECK(get.code == 200);
+  REQUIRE(get.try_sent.has_value());  // HEADERS only: nothing of the stream's buffered
+  CHECK(*get.try_sent);
+
+  Exchange post;
+  post.try_send = true;
+  post.method = "POST";
+  post.body = std::string(300000, 'p');  // beyond the initial windows: send() must wait
+  REQUIRE(f.run(post));
+  CHECK(post.code == 200);
+  CHECK_FALSE(post.try_sent.has_value());
+  const auto& requests = f.server.conns[0]->peer->requests;
+  REQUIRE(requests.count(3) == 1);
+  CHECK(requests.at(3).body == post.body);
 }
 
 TEST_CASE("resetting a stream cancels it upstream and keeps the connection", "[pool][http2]") {
