@@ -139,6 +139,25 @@ TEST_CASE("h2 client sends headers, body and trailers and decodes them back", "[
   CHECK(c.client.activeStreams() == 0);
 }
 
+TEST_CASE("h2 request ids and trace context go as never-indexed literals", "[h2codec]") {
+  // New on every request: indexed, they would only churn both HPACK tables.
+  Connected c;
+  StreamRecorder r;
+  RequestHead head = get("/");
+  head.headers.add("x-request-id", "0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b");
+  head.headers.add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  head.headers.add("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7");
+  head.headers.add("x-app", "1");
+  head.headers.add("baggage", "routing-key=feat-a");
+  ClientStreamPtr s = c.start(r, head, true);
+  REQUIRE(pump(c.client, c.peer));
+  const test::PeerRequest& req = c.peer.requests.at(1);
+  CHECK(req.get("x-request-id") == "0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b");
+  CHECK(req.get("x-app") == "1");
+  CHECK(req.never_indexed ==
+        std::vector<std::string>{"x-request-id", "traceparent", "x-b3-traceid"});
+}
+
 TEST_CASE("h2 response without trailers ends with an empty end-of-stream onData", "[h2codec]") {
   Connected c;
   StreamRecorder r, empty;

@@ -171,6 +171,8 @@ class TestEndpoint {
 };
 
 struct PeerRequest : TestMessage {
+  // Fields the client sent as never-indexed literals (RFC 7541 §6.2.3).
+  std::vector<std::string> never_indexed;
   bool reset = false;
   uint32_t reset_code = 0;
 };
@@ -224,8 +226,12 @@ class TestPeer : public TestEndpoint {
   static TestPeer& self(void* user) { return *static_cast<TestPeer*>(user); }
 
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                      void* user) {
     PeerRequest& r = self(user).requests[frame->hd.stream_id];
+    if ((flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0) {
+      r.never_indexed.emplace_back(reinterpret_cast<const char*>(name), namelen);
+    }
     auto& dst = frame->headers.cat == NGHTTP2_HCAT_REQUEST ? r.headers : r.trailers;
     dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
                      std::string(reinterpret_cast<const char*>(value), valuelen));
