@@ -51,7 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # Protocols each proxy serves on its downstream side in this suite (a
 # proxy without one gets a "not supported" row instead of a silent gap).
-# Every proxy speaks HTTP/1.1 to the origin.
+# Every proxy speaks HTTP/1.1 to the origin, but in the h2-upstream
+# scenarios (H2_UPSTREAM_SCENARIOS).
 PROTOCOLS = {
     "direct": {"h1", "h2c", "tls-h2"},
     "turnout": {"h1", "h2c", "tls-h2"},
@@ -60,6 +61,10 @@ PROTOCOLS = {
     "nghttpx": {"h1", "h2c", "tls-h2"},
     "envoy": {"h1", "h2c", "tls-h2"},
 }
+# Proxies that can speak HTTP/2 to the origin (the h2-upstream scenarios,
+# a sidecar carrying gRPC: h2c in, h2c out). nginx's proxy_pass speaks
+# HTTP/1.x only (grpc_pass is for gRPC), so it gets a "not supported" row.
+H2_UPSTREAM = {"direct", "turnout", "haproxy", "nghttpx", "envoy"}
 # Proxies that can route on a request header (the sandbox scenarios).
 HEADER_ROUTING = {"turnout", "haproxy", "nginx", "envoy"}
 SANDBOX_CLUSTERS = 8  # sandbox routes spread over this many upstream clusters
@@ -76,6 +81,8 @@ SCENARIOS = {
     "tls-h2": ("tls-h2", "/0", [], 0, False),
     "h2c-1-stream": ("h2c", "/0", [], 0, False),
     "tls-h2-1-stream": ("tls-h2", "/0", [], 0, False),
+    "h2c-h2-upstream-1-stream": ("h2c", "/0", [], 0, False),
+    "h2c-h2-upstream-100-streams": ("h2c", "/0", [], 0, False),
     "sandbox-1": ("h1", "/0", [], 1, False),
     "sandbox-100": ("h1", "/0", [], 100, False),
     "sandbox-10000": ("h1", "/0", [], 10000, False),
@@ -84,7 +91,10 @@ SCENARIOS = {
 # h2 scenarios with their own shape: (connections, streams per connection),
 # where the others use --h2-connections x --streams. One stream per
 # connection is the HTTP/1-like load (a client per request in flight).
-H2_SHAPE = {"h2c-1-stream": (64, 1), "tls-h2-1-stream": (64, 1)}
+H2_SHAPE = {"h2c-1-stream": (64, 1), "tls-h2-1-stream": (64, 1),
+            "h2c-h2-upstream-1-stream": (64, 1)}
+# Scenarios whose proxies reach the origin over HTTP/2 (its h2c port).
+H2_UPSTREAM_SCENARIOS = {"h2c-h2-upstream-1-stream", "h2c-h2-upstream-100-streams"}
 
 
 def log(*a):
@@ -375,7 +385,7 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_requests 1000000;
 """.format(n=workers, w=work, o=origin, ups=upstreams, map=mapping, p=port, l=listen, t=target)
 
 
-def haproxy_conf(work, port, proto, origin, workers, sandboxes):
+def haproxy_conf(work, port, proto, origin, workers, sandboxes, h2_upstream=False):
     bind = {"h1": "", "h2c": " proto h2",
             "tls-h2": " ssl crt %s/combined.pem alpn h2,http/1.1" % work}[proto]
     # haproxy needs two descriptors per connection and refuses to start
@@ -394,13 +404,16 @@ def haproxy_conf(work, port, proto, origin, workers, sandboxes):
                      % work)
     lines.append("  default_backend origin")
     for be in ["origin"] + ["sb%d" % i for i in range(SANDBOX_CLUSTERS if sandboxes else 0)]:
-        lines += ["backend %s" % be, "  http-reuse always", "  server o 127.0.0.1:%d" % origin]
+        lines += ["backend %s" % be, "  http-reuse always",
+                  "  server o 127.0.0.1:%d%s" % (origin, " proto h2" if h2_upstream else "")]
     return "\n".join(lines) + "\n"
 
 
-def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter, tls_dir=None):
+def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter, tls_dir=None,
+                          h2_upstream=False):
     """Envoy v3 YAML, accepted unchanged by turnout and by Envoy. tls_dir: serve
-    TLS (ALPN h2, http/1.1) with its cert.pem and key.pem; else AUTO (h1, h2c)."""
+    TLS (ALPN h2, http/1.1) with its cert.pem and key.pem; else AUTO (h1, h2c).
+    h2_upstream: the clusters speak HTTP/2 (h2c) to the origin."""
     routes = []
     for i, k in enumerate(sandbox_keys(sandboxes)):
         routes.append('{ match: { prefix: "/", headers: [{ name: x-turnout-routing-key, '
@@ -428,10 +441,16 @@ def envoy_style_bootstrap(port, admin, origin, sandboxes, turnout_filter, tls_di
     for name in ["origin"] + ["sb%d" % i for i in range(SANDBOX_CLUSTERS if sandboxes else 0)]:
         clusters += """  - name: {n}
     circuit_breakers: {{ thresholds: [{{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }}] }}
-    load_assignment:
+{h2}    load_assignment:
       cluster_name: {n}
       endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {o} }} }} }} }}] }}]
-""".format(n=name, o=origin)
+""".format(n=name, o=origin, h2=(
+            "    typed_extension_protocol_options:\n"
+            "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+            "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3."
+            "HttpProtocolOptions\n"
+            "        explicit_http_config: { http2_protocol_options: {} }\n")
+            if h2_upstream else "")
     return """admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {a} }} }} }}
 static_resources:
   listeners:
@@ -475,22 +494,25 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
         port = {"h1": ctx["origin"], "h2c": ctx["origin_h2c"], "tls-h2": ctx["origin_tls"]}[proto]
         return Target(name, proto, port)
     port = free_port()
+    h2_up = bool(ctx.get("h2_upstream"))
+    origin = ctx["origin_h2c"] if h2_up else ctx["origin"]
     if name == "turnout":
         conf = os.path.join(work, "turnout.yaml")
         with open(conf, "w") as f:
-            f.write(envoy_style_bootstrap(port, free_port(), ctx["origin"], sandboxes, True,
-                                          work if proto == "tls-h2" else None))
+            f.write(envoy_style_bootstrap(port, free_port(), origin, sandboxes, True,
+                                          work if proto == "tls-h2" else None, h2_up))
         args = [ctx["turnout"], "-c", conf, "--concurrency", str(workers), "-l", "error"]
     elif name == "envoy":
         conf = os.path.join(work, "envoy.yaml")
         with open(conf, "w") as f:
-            f.write(envoy_style_bootstrap(port, free_port(), ctx["origin"], sandboxes, False))
+            f.write(envoy_style_bootstrap(port, free_port(), origin, sandboxes, False,
+                                          h2_upstream=h2_up))
         args = ["envoy", "-c", conf, "--concurrency", str(workers), "-l", "error",
                 "--base-id", str(port)]
     elif name == "haproxy":
         conf = os.path.join(work, "haproxy.cfg")
         with open(conf, "w") as f:
-            f.write(haproxy_conf(work, port, proto, ctx["origin"], workers, sandboxes))
+            f.write(haproxy_conf(work, port, proto, origin, workers, sandboxes, h2_up))
         args = ["haproxy", "-f", conf, "-q"]
     elif name == "nginx":
         conf = os.path.join(work, "nginx.conf")
@@ -499,7 +521,8 @@ def start_target(name, proto, sandboxes, ctx, cpus, workers):
         args = ["nginx", "-c", conf]
     elif name == "nghttpx":
         frontend = "127.0.0.1,%d%s" % (port, "" if proto == "tls-h2" else ";no-tls")
-        args = ["nghttpx", "--frontend=" + frontend, "--backend=127.0.0.1,%d" % ctx["origin"],
+        args = ["nghttpx", "--frontend=" + frontend,
+                "--backend=127.0.0.1,%d%s" % (origin, ";;proto=h2" if h2_up else ""),
                 "-n", str(workers), "--no-via", "--no-server-rewrite", "--no-ocsp",
                 "--backend-connections-per-host=1024", "--frontend-http2-max-concurrent-streams=1000",
                 "--errorlog-file=" + os.path.join(work, "nghttpx.err"), "--conf=/dev/null"]
@@ -841,12 +864,15 @@ def measure_scenario(ctx, scenario, proxies, workers):
     open-loop latency at half of haproxy's saturation rate."""
     proto, _, _, sandboxes, _ = SCENARIOS[scenario]
     ctx["h2_shape"] = H2_SHAPE.get(scenario)
+    ctx["h2_upstream"] = scenario in H2_UPSTREAM_SCENARIOS
     rows = []
     for name in ["direct"] + proxies:
         row = {"proxy": name, "scenario": scenario, "workers": workers}
         rows.append(row)
         if proto not in PROTOCOLS[name]:
             row["skipped"] = "%s does not serve %s yet" % (name, proto)
+        elif ctx["h2_upstream"] and name not in H2_UPSTREAM:
+            row["skipped"] = "%s does not proxy to an HTTP/2 origin" % name
         elif sandboxes and name not in HEADER_ROUTING and name != "direct":
             row["skipped"] = "%s cannot route on a header" % name
     # --rounds: every target once per round, in turn, so that a shared

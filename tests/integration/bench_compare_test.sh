@@ -88,6 +88,32 @@ if [ $STRACE = 1 ]; then
 else
   grep -q "Syscalls/req: not measured" "$MD" || fail "md does not say syscalls were not measured"
 fi
+# --- 2a. the h2-upstream scenarios: h2c to the proxy, h2c to the origin ----
+PYTHONDONTWRITEBYTECODE=1 python3 - "$SRC/bench/compare" "$TMP" <<'PY' || fail "h2-upstream configs"
+import sys
+sys.path.insert(0, sys.argv[1])
+import run
+boot = run.envoy_style_bootstrap(10000, 10001, 10002, 0, True, h2_upstream=True)
+assert "explicit_http_config: { http2_protocol_options: {} }" in boot, boot
+assert "http2_protocol_options" not in run.envoy_style_bootstrap(10000, 10001, 10002, 0, True)
+open(sys.argv[2] + "/h2up.yaml", "w").write(boot)
+assert "server o 127.0.0.1:10002 proto h2" in run.haproxy_conf(sys.argv[2], 10000, "h2c", 10002, 1, 0, True)
+assert "server o 127.0.0.1:10002\n" in run.haproxy_conf(sys.argv[2], 10000, "h2c", 10002, 1, 0)
+assert run.H2_UPSTREAM_SCENARIOS <= set(run.SCENARIOS) and "nginx" not in run.H2_UPSTREAM
+PY
+"$TURNOUT" --mode validate -c "$TMP/h2up.yaml" >/dev/null 2>"$TMP/h2up.err" ||
+  fail "turnout refuses the h2-upstream bench config: $(cat "$TMP/h2up.err")"
+timeout 240 python3 "$RUN" --turnout "$TURNOUT" --bench "$BENCH" --scenarios h2c-h2-upstream-1-stream \
+  --proxies turnout,nginx --duration 1 --warmup 1 --no-strace --out "$TMP/h2up" \
+  >"$TMP/h2up.out" 2>"$TMP/h2up.run.err"
+rc=$?
+[ $rc = 0 ] || fail "run.py h2c-h2-upstream exited $rc: $(tail -20 "$TMP/h2up.run.err")"
+checks "$(ls "$TMP"/h2up/*.json | head -1)" <<'CHECKS'
+direct, turnout, nginx :: [x["proxy"] for x in r["rows"]] == ["direct", "turnout", "nginx"]
+turnout measured through its HTTP/2 cluster :: r["rows"][1]["saturation"]["requests"] > 0
+nginx says why not :: r["rows"][2]["skipped"] == "nginx does not proxy to an HTTP/2 origin"
+CHECKS
+
 # --- 2b. --proxy-cpu-quota: the proxy in a CPU cgroup of its own -----------
 # Needs a writable CPU cgroup (root; cgroup v2 with +cpu, or v1's cpu).
 QUOTA_OK=0
