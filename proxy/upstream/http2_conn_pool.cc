@@ -6,6 +6,7 @@
 #include "proxy/common/inq_read.h"
 #include "proxy/common/log.h"
 #include "proxy/common/resume.h"
+#include "proxy/common/send_now.h"
 #include "proxy/common/spawn.h"
 #include "proxy/upstream/source_address.h"
 #include "proxy/upstream/upstream_tls.h"
@@ -67,14 +68,67 @@ void Http2PoolConnection::kickWriter() {
     maybeClose();
     return;
   }
+  if (active_ <= 1 && !dispatching_) {
+    // One stream (a client that waits for each answer, a lone gRPC call):
+    // what the writer would do, done here, with no coroutine made and no
+    // scheduler trip before the bytes leave. With more streams the writer
+    // runs once they all had their turn and batches their frames into one
+    // write. Never inside the codec's dispatch (nghttp2 cannot send from
+    // its own callbacks).
+    switch (sendPending()) {
+      case SendNow::kAll:
+        notifySenders();
+        maybeClose();
+        return;
+      case SendNow::kFailed:
+        closeSocket();  // the reader sees it and ends the connection
+        notifySenders();
+        return;
+      case SendNow::kSome:
+        break;  // the socket is full: the writer sends the rest
+    }
+  }
   writing_ = true;
+  ++writer_runs_;
   asio::co_spawn(stream_.get_executor(), writeLoop(shared_from_this()),
                  LogEscapedException{"pool", "http2 writer"});
+}
+
+SendNow Http2PoolConnection::sendPending() {
+  for (;;) {
+    out_.clear();
+    (void)codec_.drainOutput(out_, kWriteBatch);
+    std::string* bytes = &out_;
+    if (tls_) {
+      if (!out_.empty() && !tls_->write(std::span<const char>(out_.data(), out_.size()))) {
+        return SendNow::kFailed;
+      }
+      wire_.clear();
+      tls_->takeOutput(wire_);
+      bytes = &wire_;
+    }
+    if (bytes->empty()) return SendNow::kAll;
+    const SendNow r = sendNow(stream_.socket(), *bytes);
+    if (r != SendNow::kAll) {
+      if (r == SendNow::kSome) unsent_ = bytes;
+      return r;
+    }
+    // The codec may hold more than one batch.
+  }
 }
 
 Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnection> self) {
   boost::system::error_code ec;
   while (!closing_ && state_ != State::Closed) {
+    if (unsent_ != nullptr) {
+      // What the socket did not take of an inline send.
+      co_await writeAll(stream_, asio::buffer(*std::exchange(unsent_, nullptr)), &ec);
+      if (ec) {
+        closeSocket();
+        break;
+      }
+      continue;
+    }
     out_.clear();
     (void)codec_.drainOutput(out_, kWriteBatch);
     notifySenders();
@@ -89,6 +143,7 @@ Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnecti
       break;
     }
   }
+  unsent_ = nullptr;
   writing_ = false;
   notifySenders();
   maybeClose();
@@ -473,7 +528,9 @@ Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
       in = std::span<const char>(c->read_buffer_.data(), n);
     }
     const boost::system::error_code read_error = ec;
+    c->dispatching_ = true;
     const absl::Status st = in.empty() ? absl::OkStatus() : c->codec_.dispatch(in);
+    c->dispatching_ = false;
     c->kickWriter();
     if (read_error) {
       if (!c->closing_) c->remote_close_ = true;

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "proxy/codec/http2_client_codec.h"
+#include "proxy/common/send_now.h"
 #include "proxy/common/signal.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -68,6 +69,8 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   uint32_t capacity() const { return capacity_; }
   uint32_t activeStreams() const { return active_; }
   uint64_t streamsTotal() const { return streams_total_; }
+  // Writer coroutines started (sends that did not complete inline). For tests.
+  uint64_t writerRuns() const { return writer_runs_; }
   // Ready, accepting streams, below its capacity and its request limit.
   bool hasRoom() const;
 
@@ -78,6 +81,9 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   // Starts the writer if the codec has output and none is running.
   void kickWriter();
   Awaitable<void> writeLoop(std::shared_ptr<Http2PoolConnection> self);
+  // Drains the codec into the socket without waiting (TLS: encrypted
+  // first); kSome leaves the rest in unsent_ for the writer.
+  SendNow sendPending();
   // Wakes every stream whose send() waits (its bytes may have left).
   void notifySenders();
   // No new stream; closes once the last one ended (GOAWAY then close).
@@ -102,13 +108,18 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   uint32_t capacity_;
   uint32_t active_ = 0;
   uint64_t streams_total_ = 0;
+  uint64_t writer_runs_ = 0;
   // Streams whose send() waits for their bytes to leave the codec
   // (Http2PoolStream::waiting_send_), and the list being notified.
   std::vector<Http2PoolStream*> senders_;
   std::vector<Http2PoolStream*> notifying_;
   std::string out_;
+  std::string wire_;  // TLS: out_ encrypted
+  // What an inline send (sendPending) left for the writer: out_ or wire_.
+  std::string* unsent_ = nullptr;
   std::vector<char> read_buffer_;
   bool writing_ = false;
+  bool dispatching_ = false;  // the reader is inside codec_.dispatch()
   bool closing_ = false;   // closeSocket() was called by us
   bool counted_ = true;    // still counted in the cluster's cx stats and breaker
   bool remote_close_ = false;

@@ -353,6 +353,42 @@ TEST_CASE("many concurrent streams share one upstream connection", "[pool][http2
   CHECK(f.counter("upstream_cx_total") == 1);
 }
 
+TEST_CASE(
+    "a lone stream's frames leave without a writer coroutine; concurrent ones are batched by one",
+    "[pool][http2]") {
+  Fixture f;
+  auto* pool = dynamic_cast<Http2ConnPool*>(&f.cluster->connPool(f.cluster->hosts()[0]));
+  REQUIRE(pool != nullptr);
+  // One request at a time: HEADERS, the peer's SETTINGS ACK and the window
+  // updates all go out from the caller.
+  for (int i = 0; i < 5; ++i) {
+    Exchange x;
+    x.method = "POST";
+    x.body = "small body " + std::to_string(i);
+    REQUIRE(f.run(x));
+    CHECK(x.code == 200);
+    CHECK(f.server.conns[0]->peer->requests.at(2 * i + 1).body == x.body);
+  }
+  REQUIRE(pool->connections().size() == 1);
+  CHECK(pool->connections()[0]->writerRuns() == 0);
+  // Twenty at once: one writer run takes several streams' frames.
+  std::vector<std::unique_ptr<Exchange>> xs;
+  for (int i = 0; i < 20; ++i) {
+    xs.push_back(std::make_unique<Exchange>());
+    f.start(*xs.back());
+  }
+  REQUIRE(f.eventually([&] {
+    for (auto& x : xs) {
+      if (!x->done) return false;
+    }
+    return true;
+  }));
+  for (auto& x : xs) CHECK(x->code == 200);
+  const uint64_t runs = pool->connections()[0]->writerRuns();
+  CHECK(runs > 0);
+  CHECK(runs < 20);
+}
+
 TEST_CASE("the peer's SETTINGS_MAX_CONCURRENT_STREAMS of 1 makes a second stream open a second connection",
           "[pool][http2]") {
   Fixture f({{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1}});
