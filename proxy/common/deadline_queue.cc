@@ -23,9 +23,9 @@ void DeadlineQueue::shutdown() {
   // deadlines) are destroyed after this. Nothing fires any more; a deadline
   // destroyed or set from now on finds itself out of the queue.
   shut_down_ = true;
-  for (Deadline* d : heap_) {
-    d->index_ = Deadline::kNotQueued;
-    d->key_ = Clock::time_point::max();
+  for (const Slot& s : heap_) {
+    s.deadline->index_ = Deadline::kNotQueued;
+    s.deadline->key_ = Clock::time_point::max();
   }
   heap_.clear();
   timer_.cancel();
@@ -36,7 +36,9 @@ void DeadlineQueue::place(Deadline& d, Clock::time_point key) {
   d.key_ = key;
   if (d.index_ == Deadline::kNotQueued) {
     d.index_ = heap_.size();
-    heap_.push_back(&d);
+    heap_.push_back(Slot{key, &d});
+  } else {
+    heap_[d.index_].key = key;
   }
   siftUp(d.index_);
   if (key < armed_) arm();
@@ -62,14 +64,14 @@ void DeadlineQueue::remove(Deadline& d) {
 
 void DeadlineQueue::swapAt(size_t a, size_t b) {
   std::swap(heap_[a], heap_[b]);
-  heap_[a]->index_ = a;
-  heap_[b]->index_ = b;
+  heap_[a].deadline->index_ = a;
+  heap_[b].deadline->index_ = b;
 }
 
 void DeadlineQueue::siftUp(size_t i) {
   while (i > 0) {
     const size_t parent = (i - 1) / 2;
-    if (!(heap_[i]->key_ < heap_[parent]->key_)) break;
+    if (!(heap_[i].key < heap_[parent].key)) break;
     swapAt(i, parent);
     i = parent;
   }
@@ -81,8 +83,8 @@ void DeadlineQueue::siftDown(size_t i) {
     size_t least = i;
     const size_t l = 2 * i + 1;
     const size_t r = l + 1;
-    if (l < n && heap_[l]->key_ < heap_[least]->key_) least = l;
-    if (r < n && heap_[r]->key_ < heap_[least]->key_) least = r;
+    if (l < n && heap_[l].key < heap_[least].key) least = l;
+    if (r < n && heap_[r].key < heap_[least].key) least = r;
     if (least == i) return;
     swapAt(i, least);
     i = least;
@@ -91,7 +93,7 @@ void DeadlineQueue::siftDown(size_t i) {
 
 void DeadlineQueue::arm() {
   if (heap_.empty() || shut_down_) return;
-  const Clock::time_point top = heap_.front()->key_;
+  const Clock::time_point top = heap_.front().key;
   if (!(top < armed_)) return;
   armed_ = top;
   timer_.expires_at(top);  // cancels the wait for a later time, if any
@@ -107,8 +109,8 @@ void DeadlineQueue::onTimer(const boost::system::error_code& ec) {
   // sweep; the budget keeps one that always does so from holding the thread
   // (what is left waits for the timer, due at once, behind other handlers).
   size_t budget = heap_.size() + 64;
-  while (!heap_.empty() && heap_.front()->key_ <= now && budget > 0) {
-    Deadline& d = *heap_.front();
+  while (!heap_.empty() && heap_.front().key <= now && budget > 0) {
+    Deadline& d = *heap_.front().deadline;
     if (d.at_ <= now) {
       --budget;
       remove(d);
@@ -118,6 +120,7 @@ void DeadlineQueue::onTimer(const boost::system::error_code& ec) {
       remove(d);  // cleared since it was placed
     } else {
       d.key_ = d.at_;  // moved later since it was placed: put it back there
+      heap_.front().key = d.at_;
       siftDown(0);
     }
   }
