@@ -151,15 +151,17 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
   // flaw); the payload follows as DATA.
   extended_connect_ = !connect && head.upgrade && !head.upgradeProtocol().empty();
   if (extended_connect_) upgrade_protocol_.assign(head.upgradeProtocol());
-  nv.push_back(field(":method", connect || extended_connect_ ? std::string_view("CONNECT")
-                                                             : std::string_view(head.method)));
+  nv.push_back(literalNameField(":method", connect || extended_connect_
+                                               ? std::string_view("CONNECT")
+                                               : std::string_view(head.method)));
   if (connect) {
-    nv.push_back(field(":authority", authority));
+    nv.push_back(literalNameField(":authority", authority));
   } else {
-    if (extended_connect_) nv.push_back(field(":protocol", upgrade_protocol_));
-    nv.push_back(field(":scheme", head.scheme.empty() ? std::string_view("http") : head.scheme));
-    if (!authority.empty()) nv.push_back(field(":authority", authority));
-    nv.push_back(field(":path", head.path.empty() ? std::string_view("/") : head.path));
+    if (extended_connect_) nv.push_back(literalNameField(":protocol", upgrade_protocol_));
+    nv.push_back(
+        literalNameField(":scheme", head.scheme.empty() ? std::string_view("http") : head.scheme));
+    if (!authority.empty()) nv.push_back(literalNameField(":authority", authority));
+    nv.push_back(literalNameField(":path", head.path.empty() ? std::string_view("/") : head.path));
   }
   if (connect || extended_connect_) {
     // A tunnel's length is unknown: a content-length (an HTTP/1.1 upgrade's
@@ -175,7 +177,7 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
   if (head.content_length && !head.headers.has("content-length") && !connect &&
       !extended_connect_) {
     cs.content_length = std::to_string(*head.content_length);
-    nv.push_back(field("content-length", cs.content_length));
+    nv.push_back(literalNameField("content-length", cs.content_length));
   }
   nghttp2_data_provider body{};
   body.source.ptr = this;

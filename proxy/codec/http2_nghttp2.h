@@ -53,6 +53,17 @@ inline nghttp2_nv field(std::string_view name, std::string_view value) {
                     name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
+// A field whose name is a lowercase string literal (a pseudo-header,
+// content-length): nghttp2 keeps the pointer instead of copying and
+// lowercasing the name for every request. Only for literals, whose storage
+// outlives the frame.
+template <std::size_t N>
+inline nghttp2_nv literalNameField(const char (&lower_name)[N], std::string_view value) {
+  nghttp2_nv nv = field(std::string_view(lower_name, N - 1), value);
+  nv.flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+  return nv;
+}
+
 // Hop-by-hop fields RFC 9113 §8.2.2 forbids, plus host (sent as :authority)
 // and any pseudo-header a map might hold.
 inline bool connectionSpecific(std::string_view name, std::string_view value) {

@@ -146,11 +146,11 @@ absl::Status ServerStream::encodeHeaders(const ResponseHead& head, bool end_stre
   ss.scratch_status = std::to_string(head.status);
   std::vector<nghttp2_nv>& nv = ss.nv;
   nv.clear();
-  nv.push_back(field(":status", ss.scratch_status));
+  nv.push_back(literalNameField(":status", ss.scratch_status));
   appendFields(head.headers, nv);
   if (!interim && head.content_length && !head.headers.has("content-length")) {
     ss.scratch_length = std::to_string(*head.content_length);
-    nv.push_back(field("content-length", ss.scratch_length));
+    nv.push_back(literalNameField("content-length", ss.scratch_length));
   }
   int rv = 0;
   if (interim) {
