@@ -82,7 +82,8 @@ Envoy-compatible request-routing proxy.
                                     refused (default: taken without them, warned and
                                     counted in server.dynamic_unknown_fields)
       --ignore-unknown-dynamic-fields
-                                    unknown dynamic fields are counted, not logged
+                                    unknown dynamic fields are neither logged nor
+                                    counted
       --admin-address-path <path>
       --xds-cache <dir>             keep the last accepted xDS config in <dir> and serve
                                     it at start before the control plane answers (turnout's)

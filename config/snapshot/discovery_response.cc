@@ -118,7 +118,7 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
   out.version_info = raw->version_info;
   Bootstrap bootstrap;
   std::vector<std::string> found;
-  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
+  MessageLoadOptions opts{.allow_unknown_fields = unknown != UnknownFields::kReject,
                           .unknown_fields = &found};
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     // Loaded as `static_resources.<field>[i]` of a bootstrap, so that every
@@ -133,6 +133,7 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
                     field);
     }
     const std::string wrapped_path = absl::StrCat("static_resources.", field, "[0]");
+    if (unknown == UnknownFields::kIgnore) found.clear();
     for (const std::string& f : found) {
       out.unknown_fields.push_back(
           absl::StrReplaceAll(f, {{wrapped_path, absl::StrCat("resources[", i, "]")}}));
@@ -158,20 +159,25 @@ absl::Status takeUnknownFields(const google::protobuf::Message& msg, const std::
   return absl::OkStatus();
 }
 
-std::vector<std::string>* reportTo(UnknownFields unknown, std::vector<std::string>& list) {
-  return unknown == UnknownFields::kReport ? &list : nullptr;
-}
-
 // Unpacks resources[i] of an xDS response into `msg`; the Any's type was
-// checked by the XdsClient. Unknown fields go by takeUnknownFields().
+// checked by the XdsClient. Unknown fields go by `unknown`: refused, listed
+// in `list`, or not looked for.
 absl::Status unpackResource(const google::protobuf::Any& any, google::protobuf::Message& msg,
-                            size_t i, std::vector<std::string>* report) {
+                            size_t i, UnknownFields unknown, std::vector<std::string>& list) {
   const std::string path = absl::StrCat("resources[", i, "]");
   if (!any.UnpackTo(&msg)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": cannot parse a ", msg.GetDescriptor()->full_name()));
   }
-  return takeUnknownFields(msg, path, report);
+  if (unknown == UnknownFields::kIgnore) return absl::OkStatus();
+  return takeUnknownFields(msg, path, unknown == UnknownFields::kReport ? &list : nullptr);
+}
+
+// The text loaders' options for `unknown`; what is ignored goes to `discard`.
+MessageLoadOptions loadOptions(UnknownFields unknown, std::vector<std::string>& list,
+                               std::vector<std::string>& discard) {
+  return MessageLoadOptions{.allow_unknown_fields = unknown != UnknownFields::kReject,
+                            .unknown_fields = unknown == UnknownFields::kIgnore ? &discard : &list};
 }
 
 absl::Status checkRouteConfiguration(envoy::config::route::v3::RouteConfiguration rc,
@@ -249,8 +255,8 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResponse(const std::string& text, Unkn
   if (!raw.ok()) return raw.status();
   DiscoveryRoutes out;
   out.version_info = raw->version_info;
-  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
-                          .unknown_fields = &out.unknown_fields};
+  std::vector<std::string> discard;
+  const MessageLoadOptions opts = loadOptions(unknown, out.unknown_fields, discard);
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::route::v3::RouteConfiguration rc;
@@ -433,8 +439,8 @@ absl::StatusOr<DiscoveryEndpoints> parseEndpointResponse(const std::string& text
   if (!raw.ok()) return raw.status();
   DiscoveryEndpoints out;
   out.version_info = raw->version_info;
-  MessageLoadOptions opts{.allow_unknown_fields = unknown == UnknownFields::kReport,
-                          .unknown_fields = &out.unknown_fields};
+  std::vector<std::string> discard;
+  const MessageLoadOptions opts = loadOptions(unknown, out.unknown_fields, discard);
   for (size_t i = 0; i < raw->resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::endpoint::v3::ClusterLoadAssignment cla;
@@ -456,8 +462,8 @@ absl::StatusOr<DiscoverySnapshot> parseClusterResources(const std::string& versi
   Bootstrap bootstrap;
   for (int i = 0; i < resources.size(); ++i) {
     auto* c = bootstrap.mutable_static_resources()->add_clusters();
-    if (auto s = unpackResource(resources.Get(i), *c, static_cast<size_t>(i),
-                                reportTo(unknown, out.unknown_fields));
+    if (auto s = unpackResource(resources.Get(i), *c, static_cast<size_t>(i), unknown,
+                                out.unknown_fields);
         !s.ok()) {
       return s;
     }
@@ -473,8 +479,8 @@ absl::StatusOr<DiscoverySnapshot> parseListenerResources(const std::string& vers
   Bootstrap bootstrap;
   for (int i = 0; i < resources.size(); ++i) {
     auto* l = bootstrap.mutable_static_resources()->add_listeners();
-    if (auto s = unpackResource(resources.Get(i), *l, static_cast<size_t>(i),
-                                reportTo(unknown, out.unknown_fields));
+    if (auto s = unpackResource(resources.Get(i), *l, static_cast<size_t>(i), unknown,
+                                out.unknown_fields);
         !s.ok()) {
       return s;
     }
@@ -490,8 +496,8 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResources(const std::string& version_i
   for (int i = 0; i < resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::route::v3::RouteConfiguration rc;
-    if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i),
-                                reportTo(unknown, out.unknown_fields));
+    if (auto s = unpackResource(resources.Get(i), rc, static_cast<size_t>(i), unknown,
+                                out.unknown_fields);
         !s.ok()) {
       return s;
     }
@@ -580,7 +586,7 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(
   }
   // Refused: the whole path says where.
   if (!found.empty() && unknown == UnknownFields::kReject) return whole();
-  out.unknown_fields = std::move(found);
+  if (unknown == UnknownFields::kReport) out.unknown_fields = std::move(found);
   compiled = std::move(next);
   return out;
 }
@@ -593,8 +599,8 @@ absl::StatusOr<DiscoveryEndpoints> parseEndpointResources(const std::string& ver
   for (int i = 0; i < resources.size(); ++i) {
     const std::string path = absl::StrCat("resources[", i, "]");
     envoy::config::endpoint::v3::ClusterLoadAssignment cla;
-    if (auto s = unpackResource(resources.Get(i), cla, static_cast<size_t>(i),
-                                reportTo(unknown, out.unknown_fields));
+    if (auto s = unpackResource(resources.Get(i), cla, static_cast<size_t>(i), unknown,
+                                out.unknown_fields);
         !s.ok()) {
       return s;
     }

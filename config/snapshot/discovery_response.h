@@ -43,8 +43,10 @@ inline constexpr char kVirtualHostTypeUrl[] =
 // with its path, in the result's `unknown_fields` (Envoy's default for
 // dynamic config, which warns and counts; --reject-unknown-dynamic-fields
 // refuses). YAML/JSON files: a field name the type lacks; xDS (binary): a
-// field number, in the resource or the payload of any Any in it.
-enum class UnknownFields { kReject, kReport };
+// field number, in the resource or the payload of any Any in it. kIgnore:
+// taken without them, not looked for where that can be avoided, and not
+// listed (--ignore-unknown-dynamic-fields: no log, no count).
+enum class UnknownFields { kReject, kReport, kIgnore };
 
 // CDS / LDS: a Snapshot that holds the file's clusters / listeners (and
 // nothing else). Listeners' inline routes are not checked against clusters

@@ -174,21 +174,27 @@ DynamicResources::DynamicResources(asio::io_context& main, stats::Store& store,
 DynamicResources::~DynamicResources() { stop(); }
 
 config::UnknownFields DynamicResources::unknownFieldsMode() const {
-  return unknown_fields_ == UnknownDynamicFields::kReject ? config::UnknownFields::kReject
-                                                          : config::UnknownFields::kReport;
+  switch (unknown_fields_) {
+    case UnknownDynamicFields::kReject:
+      return config::UnknownFields::kReject;
+    case UnknownDynamicFields::kIgnore:
+      return config::UnknownFields::kIgnore;
+    case UnknownDynamicFields::kWarn:
+      break;
+  }
+  return config::UnknownFields::kReport;
 }
 
 void DynamicResources::noteUnknownFields(const char* what, const std::vector<std::string>& fields) {
   // Envoy counts and logs each description once; the set is bounded (a
   // control plane could name ever new paths).
   constexpr size_t kMaxRemembered = 4096;
+  if (unknown_fields_ == UnknownDynamicFields::kIgnore) return;  // not logged, not counted
   for (const std::string& f : fields) {
     if (unknown_seen_.size() >= kMaxRemembered) unknown_seen_.clear();
     if (!unknown_seen_.insert(f).second) continue;
     store_.mainShard().inc(dynamic_unknown_fields_);
-    if (unknown_fields_ == UnknownDynamicFields::kWarn) {
-      TURNOUT_LOG(warn, kLog, "{}: unknown field ignored: {}", what, f);
-    }
+    TURNOUT_LOG(warn, kLog, "{}: unknown field ignored: {}", what, f);
   }
 }
 

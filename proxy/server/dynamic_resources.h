@@ -92,7 +92,7 @@ class FileWatch {
 // Unknown fields in a resource (a newer API's: config::UnknownFields) are,
 // as Envoy's dynamic config: dropped, counted once each in
 // server.dynamic_unknown_fields and logged at warn (kWarn, the default);
-// dropped and counted, not logged (kIgnore); or the update is refused
+// dropped, neither logged nor counted (kIgnore); or the update is refused
 // naming the first (kReject).
 //
 // VHDS (docs/xds.md, "VHDS"): an ADS route configuration with `vhds` (Delta

@@ -70,6 +70,11 @@ TEST_CASE("an xDS resource's unknown fields are refused or listed with their pat
   CHECK(taken->unknown_fields ==
         std::vector<std::string>{"resources[1].load_assignment.endpoints[0]: unknown field "
                                  "number(s) 999 in envoy.config.endpoint.v3.LocalityLbEndpoints"});
+  // Ignored: taken, and not listed.
+  auto ignored = parseClusterResources("1", list, UnknownFields::kIgnore);
+  REQUIRE(ignored.ok());
+  CHECK(ignored->snapshot->clusters.size() == 2);
+  CHECK(ignored->unknown_fields.empty());
   // Nothing to report, nothing listed.
   auto clean = parseClusterResources("1", anys<Cluster>({cluster("a")}), UnknownFields::kReport);
   REQUIRE(clean.ok());
@@ -134,6 +139,10 @@ TEST_CASE("a file resource's unknown field names are refused or listed with thei
   CHECK_THAT(taken->unknown_fields[0],
              Catch::StartsWith("resources[1].fancy_new_field: unknown field ignored"));
   CHECK(taken->warnings.empty());
+  auto ignored = parseClusterResponse(text, UnknownFields::kIgnore);
+  REQUIRE(ignored.ok());
+  CHECK(ignored->unknown_fields.empty());
+  CHECK(ignored->warnings.empty());
 
   const std::string eds = R"({"resources": [
       {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
