@@ -14,6 +14,8 @@ packages=(
   catch2 libbenchmark-dev libspdlog-dev libfmt-dev
   # test peers, clients and benchmark peers
   curl python3 nginx-light haproxy wrk nghttp2-client nghttp2-proxy nghttp2-server openssl strace
+  # instructions per request (bench/compare/instructions.sh, tests/integration/instructions_test.sh)
+  valgrind
   python3-h2 python3-grpcio
   # turnout-cp's shared store (tests/integration/control_plane_etcd_test.py)
   etcd-server

@@ -13,6 +13,7 @@
 #                                                     callgrind_annotate --tree=caller)
 #   KEEP_DIR=/tmp/cg bench/compare/instructions.sh --haproxy   (keeps every proxy's file there,
 #                                                     as <proxy>.out)
+#   KEEP_WORK=1 bench/compare/instructions.sh   (keeps the work directory: configs and logs)
 #   CACHESIM=1 bench/compare/instructions.sh --haproxy [-- --h2 -c32 -m1]
 #       also simulates the caches and branch predictors (callgrind's
 #       --cache-sim=yes --branch-sim=yes; slower) and prints misses and
@@ -82,7 +83,7 @@ cleanup() {
   pkill -f "$WORK/turnout.yaml" 2>/dev/null || true
   pkill -f "$WORK/haproxy.cfg" 2>/dev/null || true
   pkill -f "$WORK/nghttpx.err" 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -130,6 +131,15 @@ http {
 EOF
 "$NGINX" -c "$WORK/nginx.conf"
 
+# (A variable: braces inside a \${H2_ORIGIN:+...} expansion would end it.)
+TURNOUT_H2=
+if [ -n "$H2_ORIGIN" ]; then
+  TURNOUT_H2="
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}"
+fi
 cat > "$WORK/turnout.yaml" <<EOF
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: $ADMIN}}}
 static_resources:
@@ -153,11 +163,7 @@ static_resources:
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
   clusters:
   - name: origin
-    connect_timeout: 1s${H2_ORIGIN:+
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}}
+    connect_timeout: 1s$TURNOUT_H2
     load_assignment:
       cluster_name: origin
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $ORIGIN}}}}]}]
