@@ -354,7 +354,7 @@ TEST_CASE("many concurrent streams share one upstream connection", "[pool][http2
 }
 
 TEST_CASE(
-    "a lone stream's frames leave without a writer coroutine; concurrent ones are batched by one",
+    "a lone stream's frames leave without a writer coroutine, concurrent ones are batched by one",
     "[pool][http2]") {
   Fixture f;
   auto* pool = dynamic_cast<Http2ConnPool*>(&f.cluster->connPool(f.cluster->hosts()[0]));
