@@ -28,7 +28,9 @@
 //
 // Single-threaded, like the io_context it belongs to.
 
-#include <memory>
+#include <cstddef>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 #include "proxy/common/asio.h"
@@ -38,7 +40,7 @@ namespace turnout::proxy {
 class Signal {
  public:
   explicit Signal(Executor ex) : ex_(std::move(ex)) {}
-  ~Signal() { waiter_.reset(); }
+  ~Signal() { reset(); }
   Signal(const Signal&) = delete;
   Signal& operator=(const Signal&) = delete;
 
@@ -47,45 +49,89 @@ class Signal {
     return asio::async_initiate<Token, void(boost::system::error_code)>(
         [this](auto handler) {
           fire(asio::error::operation_aborted);
-          waiter_ = std::make_unique<Waiter<decltype(handler)>>(std::move(handler));
+          using Handler = decltype(handler);
+          Box<Handler>::make(storage_, std::move(handler));
+          ops_ = &kOps<Handler>;
         },
         token);
   }
 
-  bool waiting() const { return waiter_ != nullptr; }
+  bool waiting() const { return ops_ != nullptr; }
   void notify() { fire(boost::system::error_code()); }
   void notifyNow() {
-    if (!waiter_) return;
-    std::unique_ptr<WaiterBase> w = std::move(waiter_);
-    w->invoke(boost::system::error_code());
+    if (ops_ != nullptr)
+      std::exchange(ops_, nullptr)->invoke(storage_, boost::system::error_code());
   }
   void fire(boost::system::error_code ec) {
-    if (!waiter_) return;
-    std::unique_ptr<WaiterBase> w = std::move(waiter_);
-    w->post(ex_, ec);
+    if (ops_ != nullptr) std::exchange(ops_, nullptr)->post(storage_, ex_, ec);
   }
 
  private:
-  struct WaiterBase {
-    virtual ~WaiterBase() = default;
-    virtual void post(const Executor& ex, boost::system::error_code ec) = 0;
-    virtual void invoke(boost::system::error_code ec) = 0;
+  // The waiter's handler lives in the Signal itself when it fits (a
+  // coroutine's, as waitOn() gives: two pointers), else on the heap with
+  // its pointer here: a wait allocates nothing, where a heap waiter per
+  // wait cost an allocation, a free and their cache misses per wake-up.
+  // Each operation moves the handler out and destroys the stored one
+  // before it runs it, and waiting() is false by then: the handler may
+  // wait on this Signal again.
+  static constexpr std::size_t kInline = 4 * sizeof(void*);
+  struct Ops {
+    void (*post)(void* storage, const Executor& ex, boost::system::error_code ec);
+    void (*invoke)(void* storage, boost::system::error_code ec);
+    void (*destroy)(void* storage);
   };
   template <typename Handler>
-  struct Waiter final : WaiterBase {
-    explicit Waiter(Handler h) : handler(std::move(h)) {}
-    void post(const Executor& ex, boost::system::error_code ec) override {
-      asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+  struct Box {
+    static constexpr bool kInPlace = sizeof(Handler) <= kInline &&
+                                     alignof(Handler) <= alignof(std::max_align_t) &&
+                                     std::is_nothrow_move_constructible_v<Handler>;
+    static void make(void* storage, Handler&& h) {
+      if constexpr (kInPlace) {
+        new (storage) Handler(std::move(h));
+      } else {
+        *static_cast<Handler**>(storage) = new Handler(std::move(h));
+      }
     }
-    void invoke(boost::system::error_code ec) override {
-      Handler h(std::move(handler));
+    static Handler* get(void* storage) {
+      if constexpr (kInPlace) {
+        return std::launder(static_cast<Handler*>(storage));
+      } else {
+        return *static_cast<Handler**>(storage);
+      }
+    }
+    static Handler take(void* storage) {
+      Handler* stored = get(storage);
+      Handler h(std::move(*stored));
+      destroy(storage);
+      return h;
+    }
+    static void destroy(void* storage) {
+      if constexpr (kInPlace) {
+        get(storage)->~Handler();
+      } else {
+        delete get(storage);
+      }
+    }
+    static void post(void* storage, const Executor& ex, boost::system::error_code ec) {
+      asio::post(ex, [h = take(storage), ec]() mutable { std::move(h)(ec); });
+    }
+    static void invoke(void* storage, boost::system::error_code ec) {
+      Handler h = take(storage);
       std::move(h)(ec);
     }
-    Handler handler;
   };
+  template <typename Handler>
+  static constexpr Ops kOps = {&Box<Handler>::post, &Box<Handler>::invoke, &Box<Handler>::destroy};
+
+  // Destroyed with a waiter (only when its io_context is torn down with
+  // coroutines suspended): the handler is dropped, not called.
+  void reset() {
+    if (ops_ != nullptr) std::exchange(ops_, nullptr)->destroy(storage_);
+  }
 
   Executor ex_;
-  std::unique_ptr<WaiterBase> waiter_;
+  const Ops* ops_ = nullptr;
+  alignas(std::max_align_t) unsigned char storage_[kInline];
 };
 
 }  // namespace turnout::proxy

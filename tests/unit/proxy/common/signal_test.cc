@@ -1,5 +1,6 @@
 #include "proxy/common/signal.h"
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -124,6 +125,41 @@ TEST_CASE("a second wait aborts the first, and a destroyed signal calls nobody",
   }
   io.poll();
   CHECK_FALSE(second);  // dropped with the signal, as a timer's service shutdown does
+}
+
+TEST_CASE("handlers of any size are kept, called once, and freed uncalled with the signal",
+          "[signal]") {
+  asio::io_context io;
+  // A small handler lives in the signal, a large one on the heap: each is
+  // called once with the wake-up's code, and what it holds goes with it.
+  auto token = std::make_shared<int>(0);
+  std::vector<std::string> log;
+  {
+    Signal signal(io.get_executor());
+    signal.async_wait(
+        [token, &log](error_code ec) { log.push_back(ec ? "small aborted" : "small"); });
+    CHECK(token.use_count() == 2);
+    signal.notifyNow();
+    CHECK(token.use_count() == 1);
+    std::array<char, 256> big{};
+    big[0] = 'x';
+    signal.async_wait([token, big, &log](error_code ec) {
+      log.push_back(std::string(ec ? "big aborted " : "big ") + big[0]);
+    });
+    CHECK(token.use_count() == 2);
+    signal.fire(asio::error::timed_out);  // posted
+    CHECK(token.use_count() == 2);        // in the posted operation now
+    io.poll();
+    CHECK(token.use_count() == 1);
+    // Replaced: the first is aborted (posted), the second never called.
+    signal.async_wait([token, big, &log](error_code) { log.push_back("replaced"); });
+    signal.async_wait([token, &log](error_code) { log.push_back("never"); });
+    io.restart();  // the last poll() ran out of work
+    io.poll();
+    CHECK(token.use_count() == 2);
+  }
+  CHECK(token.use_count() == 1);  // the signal's destructor freed the waiter
+  CHECK(log == std::vector<std::string>{"small", "big aborted x", "replaced"});
 }
 
 }  // namespace
