@@ -166,6 +166,10 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
       // stays in the codec until they went out (ServerStream::release).
       if (stream_->bufferedBytes() <= kWriteBehindBytes) co_return true;
       flush_waiting_ = true;
+      if (!flush_listed_) {
+        flush_listed_ = true;
+        conn_.flushers_.push_back(this);
+      }
       write_deadline_.expiresAt(deadline);
       boost::system::error_code ec;
       co_await waitOn(write_signal_, &ec);
@@ -203,6 +207,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     if (reason == StreamResetReason::kRemoteReset && conn_.filterChain().hcm) {
       conn_.worker_.shard().inc(conn_.filterChain().hcm->stats.downstream_rq_rx_reset);
     }
+    if (!reset_ && !started_) conn_.unstarted_resets_.push_back(this);
     reset_ = true;
     if (watched_ != nullptr) watched_->cancel();
     read_signal_.notify();
@@ -211,6 +216,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
 
   // The writer drained the codec: a flush may be done.
   void onDrained() {
+    flush_listed_ = false;
     if (flush_waiting_) write_signal_.notify();
   }
 
@@ -226,6 +232,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   bool read_stopped_ = false;
   bool started_ = false;  // its coroutine was spawned
   bool flush_waiting_ = false;
+  bool flush_listed_ = false;  // in conn_.flushers_ (or flushing_)
   PendingRequest* watched_ = nullptr;
   // The stream's coroutine sleeps on these (one at a time); a wait's timeout
   // is a deadline in the worker's queue that fires the signal.
@@ -357,6 +364,12 @@ struct Http2DownstreamConnection::Runner {
 
 void Http2DownstreamConnection::startStream(Stream* stream) {
   if (stream->started_) return;
+  if (stream->reset_) {
+    // Not expected (a reset stream gets no HEADERS), but sweep() must not
+    // free a stream that runs.
+    std::replace(unstarted_resets_.begin(), unstarted_resets_.end(), stream,
+                 static_cast<Stream*>(nullptr));
+  }
   stream->started_ = true;
   ++running_;
   idle_deadline_.clear();
@@ -434,6 +447,12 @@ void Http2DownstreamConnection::finishStream(Stream* stream) {
   // response went out whole, RST_STREAM(NO_ERROR) when the request was still
   // uploading, RST_STREAM(CANCEL) when the response was cut short.
   stream->stream_.reset();
+  if (stream->flush_listed_) {
+    // Its flush() timed out and it ended before a drain woke the list.
+    for (auto* list : {&flushers_, &flushing_}) {
+      std::replace(list->begin(), list->end(), stream, static_cast<Stream*>(nullptr));
+    }
+  }
   streams_.erase(stream->self_);
   --running_;
   if (running_ == 0) {
@@ -452,14 +471,14 @@ void Http2DownstreamConnection::finishStream(Stream* stream) {
 }
 
 void Http2DownstreamConnection::sweep() {
-  for (auto it = streams_.begin(); it != streams_.end();) {
-    Stream& s = **it;
-    if (!s.started_ && s.reset_) {
-      it = streams_.erase(it);
-    } else {
-      ++it;
-    }
+  // Reset before they started (a client's RST_STREAM right after HEADERS,
+  // or a stream the codec refused): no coroutine will end them. Listed
+  // once, at the reset (Stream::onReset); a stream starts only from its
+  // HEADERS, which a reset stream no longer gets.
+  for (Stream* s : unstarted_resets_) {
+    if (s != nullptr) streams_.erase(s->self_);
   }
+  unstarted_resets_.clear();
 }
 
 void Http2DownstreamConnection::armIdleTimer() {
@@ -593,7 +612,15 @@ SendNow Http2DownstreamConnection::sendPending() {
     // the protocol inside a frame nghttp2 answers itself, e.g. DATA on
     // stream 0) fails the codec as it goes out, not in dispatch().
     if (!codec_.drainOutput(out_, kWriteChunk).ok()) noteCodecError();
-    for (auto& s : streams_) s->onDrained();
+    if (!flushers_.empty()) {
+      // A woken flush() runs later (posted): nothing adds to flushing_
+      // while it is walked, and an ended stream is nulled in it.
+      flushing_.swap(flushers_);
+      for (Stream* st : flushing_) {
+        if (st != nullptr) st->onDrained();
+      }
+      flushing_.clear();
+    }
     std::string* bytes = &out_;
     if (tls_) {
       wire_.clear();

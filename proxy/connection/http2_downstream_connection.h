@@ -135,6 +135,12 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   uint64_t id_;
   http2::ServerCodec codec_;
   std::list<std::unique_ptr<Stream>> streams_;
+  // Streams reset before they started (sweep() frees them after dispatch),
+  // and those whose flush() waits for the writer (woken after each drain):
+  // walking streams_ for either was O(streams) per read and per write.
+  std::vector<Stream*> unstarted_resets_;
+  std::vector<Stream*> flushers_;
+  std::vector<Stream*> flushing_;  // flushers_ being woken
   size_t running_ = 0;  // stream coroutines not yet finished
   // Runner coroutines alive (serve() waits until none is), owned here so
   // that one waiting when the io_context is torn down is freed with the
