@@ -118,28 +118,22 @@ SendNow Http2PoolConnection::sendPending() {
 }
 
 Awaitable<void> Http2PoolConnection::writeLoop(std::shared_ptr<Http2PoolConnection> self) {
-  boost::system::error_code ec;
+  // What kickWriter() does inline, until the codec has nothing left; only
+  // what the socket did not take is awaited (as the downstream's writer).
   while (!closing_ && state_ != State::Closed) {
-    if (unsent_ != nullptr) {
-      // What the socket did not take of an inline send.
-      co_await writeAll(stream_, asio::buffer(*std::exchange(unsent_, nullptr)), &ec);
-      if (ec) {
-        closeSocket();
+    if (unsent_ == nullptr) {
+      const SendNow r = sendPending();
+      notifySenders();
+      if (r == SendNow::kFailed) {
+        closeSocket();  // the reader sees it and ends the connection
         break;
       }
-      continue;
+      if (r == SendNow::kAll) break;
     }
-    out_.clear();
-    (void)codec_.drainOutput(out_, kWriteBatch);
-    notifySenders();
-    if (out_.empty() && !(tls_ && tls_->hasOutput())) break;
-    if (tls_) {
-      ec = co_await writeTls(stream_, *tls_, out_);
-    } else {
-      co_await writeAll(stream_, asio::buffer(out_), &ec);
-    }
+    boost::system::error_code ec;
+    co_await writeAll(stream_, asio::buffer(*std::exchange(unsent_, nullptr)), &ec);
     if (ec) {
-      closeSocket();  // the reader sees it and ends the connection
+      closeSocket();
       break;
     }
   }
@@ -160,6 +154,25 @@ void Http2PoolConnection::notifySenders() {
     s->send_signal_.notify();
   }
   notifying_.clear();
+}
+
+void Http2PoolConnection::wakeReceivers() {
+  // Each in turn, to its next wait, on this call: the router writes the
+  // response on downstream as it would from a posted wake-up, without the
+  // scheduler trip (and the reactor poll Asio puts before a posted
+  // handler). Only the reader calls this, outside dispatch(), so nothing
+  // adds to the list while it is walked; a stream released by another's
+  // turn is nulled in it (onStreamEnd).
+  if (receivers_.empty()) return;
+  waking_.swap(receivers_);
+  for (std::size_t i = 0; i < waking_.size(); ++i) {
+    Http2PoolStream* s = waking_[i];
+    if (s == nullptr) continue;
+    s->queued_wake_ = false;
+    ++inline_wakes_;
+    s->recv_signal_.notifyNow();
+  }
+  waking_.clear();
 }
 
 void Http2PoolConnection::drain() {
@@ -208,6 +221,12 @@ void Http2PoolConnection::onStreamEnd(Http2PoolStream& s) {
   if (s.waiting_send_) {
     senders_.erase(std::find(senders_.begin(), senders_.end(), &s));
     s.waiting_send_ = false;
+  }
+  if (s.queued_wake_) {
+    s.queued_wake_ = false;
+    for (auto* list : {&receivers_, &waking_}) {
+      std::replace(list->begin(), list->end(), &s, static_cast<Http2PoolStream*>(nullptr));
+    }
   }
   --active_;
   kickWriter();  // an RST_STREAM, window updates
@@ -344,7 +363,19 @@ void Http2PoolStream::markReset(StreamResetReason reason) {
 
 void Http2PoolStream::wake() {
   send_signal_.notify();
-  recv_signal_.notify();
+  wakeReceiver();
+}
+
+void Http2PoolStream::wakeReceiver() {
+  if (!recv_signal_.waiting()) return;  // receive() looks before it waits
+  if (!conn_->dispatching_) {
+    recv_signal_.notify();
+    return;
+  }
+  if (!queued_wake_) {
+    queued_wake_ = true;
+    conn_->receivers_.push_back(this);
+  }
 }
 
 bool Http2PoolStream::canReuse() const {
@@ -355,28 +386,28 @@ bool Http2PoolStream::canReuse() const {
 void Http2PoolStream::onHeaders(ResponseHead& head, bool end_stream) {
   head_ = &head;
   head_end_ = end_stream;
-  recv_signal_.notify();
+  wakeReceiver();
 }
 
 void Http2PoolStream::onData(std::span<const char> data, bool end_stream) {
   data_.append(data.data(), data.size());
   if (end_stream) data_end_ = true;
-  recv_signal_.notify();
+  wakeReceiver();
 }
 
 void Http2PoolStream::onTrailers(HeaderMap& trailers) {
   trailers_ = &trailers;
-  recv_signal_.notify();
+  wakeReceiver();
 }
 
 void Http2PoolStream::onMessageComplete() {
   complete_ = true;
-  recv_signal_.notify();
+  wakeReceiver();
 }
 
 void Http2PoolStream::onInformational(ResponseHead& head) {
   informational_.push_back(head);  // the codec reuses its head for the final one
-  recv_signal_.notify();
+  wakeReceiver();
 }
 
 void Http2PoolStream::onReset(StreamResetReason reason) { markReset(reason); }
@@ -531,6 +562,7 @@ Awaitable<void> Http2ConnPool::run(Http2PoolConnectionSharedPtr c) {
     c->dispatching_ = true;
     const absl::Status st = in.empty() ? absl::OkStatus() : c->codec_.dispatch(in);
     c->dispatching_ = false;
+    c->wakeReceivers();
     c->kickWriter();
     if (read_error) {
       if (!c->closing_) c->remote_close_ = true;

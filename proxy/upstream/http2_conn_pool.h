@@ -71,6 +71,8 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   uint64_t streamsTotal() const { return streams_total_; }
   // Writer coroutines started (sends that did not complete inline). For tests.
   uint64_t writerRuns() const { return writer_runs_; }
+  // Receivers resumed right after a dispatch(), not posted (for tests).
+  uint64_t inlineWakes() const { return inline_wakes_; }
   // Ready, accepting streams, below its capacity and its request limit.
   bool hasRoom() const;
 
@@ -93,6 +95,7 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   void closeSocket();
   void armIdleTimer();
   void onStreamEnd(Http2PoolStream& s);
+  void wakeReceivers();
 
   Http2ConnPool* pool_;  // null once the pool is gone
   TcpStream stream_;
@@ -109,10 +112,17 @@ class Http2PoolConnection final : public http2::ConnectionCallbacks,
   uint32_t active_ = 0;
   uint64_t streams_total_ = 0;
   uint64_t writer_runs_ = 0;
+  uint64_t inline_wakes_ = 0;
   // Streams whose send() waits for their bytes to leave the codec
   // (Http2PoolStream::waiting_send_), and the list being notified.
   std::vector<Http2PoolStream*> senders_;
   std::vector<Http2PoolStream*> notifying_;
+  // Streams whose receive() had an event during dispatch() (listed once,
+  // Http2PoolStream::queued_wake_), resumed by wakeReceivers() once it
+  // returned; and the list being resumed (a stream released meanwhile is
+  // nulled in either).
+  std::vector<Http2PoolStream*> receivers_;
+  std::vector<Http2PoolStream*> waking_;
   std::string out_;
   std::string wire_;  // TLS: out_ encrypted
   // What an inline send (sendPending) left for the writer: out_ or wire_.
@@ -175,6 +185,10 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   bool deliver();
   void markReset(StreamResetReason reason);
   void wake();
+  // receive() has something to deliver: resumed after the reader's
+  // dispatch() returns when inside it (no trip through the scheduler),
+  // else posted.
+  void wakeReceiver();
 
   // Declared before h2_: the ClientStream is released before the codec goes.
   Http2PoolConnectionSharedPtr conn_;
@@ -185,6 +199,7 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   bool reused_;
   bool reset_ = false;
   bool waiting_send_ = false;  // listed in conn_->senders_
+  bool queued_wake_ = false;   // listed in conn_->receivers_ or waking_
   StreamResetReason reason_ = StreamResetReason::kLocalReset;
   // Queued response events, in codec.h's order.
   std::vector<ResponseHead> informational_;

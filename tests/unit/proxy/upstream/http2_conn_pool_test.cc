@@ -177,10 +177,14 @@ struct Exchange : ResponseDecoderCallbacks {
   bool try_send = false;
   std::optional<bool> try_sent;
 
+  // Runs as the response head is handed over (inside receive()).
+  std::function<void()> on_headers;
+
   void onMessageBegin() override {}
   void onHeaders(ResponseHead& head, bool end) override {
     code = head.status;
     if (end) complete = true;
+    if (on_headers) on_headers();
   }
   void onData(std::span<const char> d, bool end) override {
     received.append(d.data(), d.size());
@@ -387,6 +391,46 @@ TEST_CASE(
   const uint64_t runs = pool->connections()[0]->writerRuns();
   CHECK(runs > 0);
   CHECK(runs < 20);
+}
+
+TEST_CASE("answers read together resume their streams after the read, and one may reset another",
+          "[pool][http2]") {
+  Fixture f;
+  holdSome(f.server);
+  Exchange warm;  // the connection and the peer's SETTINGS
+  REQUIRE(f.run(warm));
+  REQUIRE(warm.code == 200);
+  Exchange a, b, c;
+  a.path = "/hold-a";
+  b.path = "/hold-b";
+  c.path = "/hold-c";
+  // The first answer's turn resets the second stream, already woken in the
+  // same read: it ends (with what had arrived before the reset, or reset),
+  // and the third still gets its answer.
+  a.on_headers = [&] { b.raw->resetStream(StreamResetReason::kLocalReset); };
+  f.start(a);
+  f.start(b);
+  f.start(c);
+  REQUIRE(f.eventually([&] { return f.server.conns[0]->peer->requests.size() == 4; }));
+  auto& conn = *f.server.conns[0];
+  for (int32_t id : {3, 5, 7}) {
+    conn.peer->respond(id, "200", {}, "held " + conn.peer->requests[id].get(":path"));
+  }
+  f.server.flush(conn);  // one write: one read and one dispatch() on our side
+  REQUIRE(f.eventually([&] { return a.done && b.done && c.done; }));
+  CHECK(a.code == 200);
+  CHECK(a.received == "held /hold-a");
+  CHECK((b.reset || b.complete));
+  CHECK(c.code == 200);
+  CHECK(c.received == "held /hold-c");
+  // Woken where the read was, not through the scheduler.
+  REQUIRE(f.pool().connections().size() == 1);
+  CHECK(f.pool().connections()[0]->inlineWakes() >= 3);
+  // The connection is still good.
+  Exchange again;
+  REQUIRE(f.run(again));
+  CHECK(again.code == 200);
+  CHECK(again.reused);
 }
 
 TEST_CASE("the peer's SETTINGS_MAX_CONCURRENT_STREAMS of 1 makes a second stream open a second connection",
