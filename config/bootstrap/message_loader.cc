@@ -680,13 +680,8 @@ std::unique_ptr<Message> unpackedAny(const Message& any) {
 absl::Status checkUnknownFields(const Message& msg, const std::string& path,
                                 const MessageLoadOptions& options,
                                 std::vector<std::string>* warnings) {
-  std::vector<std::string> found;
-  collectUnknownFields(msg, path, found);
-  if (found.empty()) return absl::OkStatus();
-  if (!options.allow_unknown_fields) return absl::InvalidArgumentError(found.front());
-  std::vector<std::string>* sink = options.unknown_fields ? options.unknown_fields : warnings;
-  if (sink != nullptr) sink->insert(sink->end(), found.begin(), found.end());
-  return absl::OkStatus();
+  return takeUnknownFields(msg, path, !options.allow_unknown_fields,
+                           options.unknown_fields ? options.unknown_fields : warnings);
 }
 
 class TextErrorCollector : public google::protobuf::io::ErrorCollector {
@@ -789,6 +784,16 @@ void collectUnknownFields(const Message& msg, const std::string& path,
       collectUnknownFields(r->GetMessage(msg, f), fpath, out);
     }
   }
+}
+
+absl::Status takeUnknownFields(const Message& msg, const std::string& path, bool reject,
+                               std::vector<std::string>* sink, std::string_view reject_note) {
+  std::vector<std::string> found;
+  collectUnknownFields(msg, path, found);
+  if (found.empty()) return absl::OkStatus();
+  if (reject) return absl::InvalidArgumentError(found.front() + std::string(reject_note));
+  if (sink != nullptr) sink->insert(sink->end(), found.begin(), found.end());
+  return absl::OkStatus();
 }
 
 size_t prebuiltDescriptorTypes() { return prebuilt_types.load(std::memory_order_relaxed); }

@@ -39,6 +39,12 @@ struct MessageLoadOptions {
 void collectUnknownFields(const google::protobuf::Message& msg, const std::string& path,
                           std::vector<std::string>& out);
 
+// collectUnknownFields(), then: with `reject`, an error naming the first
+// (`reject_note` appended); else all appended to `sink` (null: dropped).
+absl::Status takeUnknownFields(const google::protobuf::Message& msg, const std::string& path,
+                               bool reject, std::vector<std::string>* sink,
+                               std::string_view reject_note = {});
+
 // The message types whose descriptors the first YAML/JSON text of 64 KiB or
 // more had built before it was parsed (0 until then): a large config's parse
 // would otherwise build them lazily amid its temporaries and leave their

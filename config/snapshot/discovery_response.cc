@@ -144,20 +144,10 @@ absl::StatusOr<DiscoverySnapshot> parseIntoBootstrap(const std::string& text,
   return finishBootstrap(std::move(bootstrap), field, std::move(out));
 }
 
-// `msg`'s unknown fields (collectUnknownFields): an error naming the first
-// when `report` is null, else appended there.
-absl::Status takeUnknownFields(const google::protobuf::Message& msg, const std::string& path,
-                               std::vector<std::string>* report) {
-  std::vector<std::string> found;
-  collectUnknownFields(msg, path, found);
-  if (found.empty()) return absl::OkStatus();
-  if (report == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        found.front(), " (unknown fields are refused: --reject-unknown-dynamic-fields)"));
-  }
-  report->insert(report->end(), found.begin(), found.end());
-  return absl::OkStatus();
-}
+// With --reject-unknown-dynamic-fields, the first unknown field's error says
+// why it is refused.
+constexpr std::string_view kRejectNote =
+    " (unknown fields are refused: --reject-unknown-dynamic-fields)";
 
 // Unpacks resources[i] of an xDS response into `msg`; the Any's type was
 // checked by the XdsClient. Unknown fields go by `unknown`: refused, listed
@@ -170,7 +160,7 @@ absl::Status unpackResource(const google::protobuf::Any& any, google::protobuf::
         absl::StrCat(path, ": cannot parse a ", msg.GetDescriptor()->full_name()));
   }
   if (unknown == UnknownFields::kIgnore) return absl::OkStatus();
-  return takeUnknownFields(msg, path, unknown == UnknownFields::kReport ? &list : nullptr);
+  return takeUnknownFields(msg, path, unknown == UnknownFields::kReject, &list, kRejectNote);
 }
 
 // The text loaders' options for `unknown`; what is ignored goes to `discard`.
@@ -334,7 +324,10 @@ RouteKeys routeKeys(std::string_view bytes) {
 absl::StatusOr<routing::RouteTable::VirtualHostConstSharedPtr> checkVirtualHost(
     const envoy::config::route::v3::VirtualHost& vh, const std::string& path,
     std::vector<std::string>* unknown_fields) {
-  if (auto s = takeUnknownFields(vh, path, unknown_fields); !s.ok()) return s;
+  if (auto s = takeUnknownFields(vh, path, unknown_fields == nullptr, unknown_fields, kRejectNote);
+      !s.ok()) {
+    return s;
+  }
   if (auto s = validateVirtualHost(vh, path); !s.ok()) return s;
   return compileVirtualHost(vh, path);
 }
@@ -531,7 +524,7 @@ absl::StatusOr<DiscoveryRoutes> parseRouteResourcesReusing(
       return whole();
     }
     envoy::config::route::v3::RouteConfiguration head;
-    if (!head.ParseFromString(head_bytes) || !takeUnknownFields(head, path, &found).ok() ||
+    if (!head.ParseFromString(head_bytes) || !takeUnknownFields(head, path, false, &found).ok() ||
         !validateExtensions(head, path).ok() || !checkFieldPolicy(head, path).ok() ||
         !validateProtoRules(head, path).ok() || next.contains(rc.name())) {
       return whole();
