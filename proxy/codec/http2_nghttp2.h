@@ -86,6 +86,13 @@ inline bool connectionSpecific(std::string_view name, std::string_view value) {
   }
 }
 
+// A field name turnout knows: its lowercase literal (static storage) and
+// whether its value is new on (nearly) every request.
+struct KnownName {
+  const char* literal = nullptr;  // null: not a known name
+  bool never_indexed = false;
+};
+
 // Fields whose value is new on (nearly) every request: request ids and
 // trace context. Indexed, each would enter the HPACK dynamic table (ours
 // and the peer's) to be evicted unused, pushing out entries that repeat,
@@ -94,39 +101,136 @@ inline bool connectionSpecific(std::string_view name, std::string_view value) {
 // those comparisons were a fifth of an h2-to-h2 request's instructions
 // (bench/compare/instructions.sh --h2-origin). Sent as never-indexed
 // literals (RFC 7541 §6.2.3), which a peer forwards as such.
-inline bool neverIndexed(std::string_view name) {
+//
+// The other names are the fields most responses and requests carry: for
+// those nghttp2 keeps a pointer to the literal instead of copying and
+// lowercasing the name of every field it is handed (8 names per proxied
+// h2-to-h2 request, ~100 instructions each). A map's names are lowercase
+// already (HeaderMap), so a name found here is the literal's equal.
+inline KnownName knownName(std::string_view name) {
+#define TURNOUT_NAME(lit)             \
+  if (name == lit) return KnownName { \
+      lit, false                      \
+    }
+#define TURNOUT_NEVER_INDEXED(lit)    \
+  if (name == lit) return KnownName { \
+      lit, true                       \
+    }
   switch (name.size()) {
     case 2:
-      return name == "b3";
+      TURNOUT_NEVER_INDEXED("b3");
+      TURNOUT_NAME("te");
+      break;
     case 3:
-      return name == "sw8";
+      TURNOUT_NEVER_INDEXED("sw8");
+      TURNOUT_NAME("age");
+      TURNOUT_NAME("via");
+      break;
+    case 4:
+      TURNOUT_NAME("date");
+      TURNOUT_NAME("etag");
+      TURNOUT_NAME("vary");
+      TURNOUT_NAME("link");
+      break;
+    case 6:
+      TURNOUT_NAME("server");
+      TURNOUT_NAME("accept");
+      TURNOUT_NAME("cookie");
+      TURNOUT_NAME("origin");
+      break;
+    case 7:
+      TURNOUT_NAME("baggage");
+      TURNOUT_NAME("expires");
+      TURNOUT_NAME("referer");
+      break;
+    case 8:
+      TURNOUT_NAME("location");
+      break;
     case 10:
-      return name == "tracestate";
+      TURNOUT_NEVER_INDEXED("tracestate");
+      TURNOUT_NAME("user-agent");
+      TURNOUT_NAME("set-cookie");
+      break;
     case 11:
-      return name == "traceparent" || name == "x-b3-spanid";
+      TURNOUT_NEVER_INDEXED("traceparent");
+      TURNOUT_NEVER_INDEXED("x-b3-spanid");
+      TURNOUT_NAME("grpc-status");
+      break;
     case 12:
-      return name == "x-request-id" || name == "x-b3-traceid";
+      TURNOUT_NAME("content-type");
+      TURNOUT_NEVER_INDEXED("x-request-id");
+      TURNOUT_NEVER_INDEXED("x-b3-traceid");
+      TURNOUT_NAME("grpc-message");
+      TURNOUT_NAME("grpc-timeout");
+      TURNOUT_NAME("x-b3-sampled");
+      break;
     case 13:
-      return name == "uber-trace-id";
+      TURNOUT_NAME("last-modified");
+      TURNOUT_NAME("accept-ranges");
+      TURNOUT_NAME("cache-control");
+      TURNOUT_NAME("grpc-encoding");
+      TURNOUT_NAME("authorization");
+      TURNOUT_NAME("if-none-match");
+      TURNOUT_NEVER_INDEXED("uber-trace-id");
+      break;
+    case 14:
+      TURNOUT_NAME("content-length");
+      break;
     case 15:
-      return name == "x-amzn-trace-id";
+      TURNOUT_NAME("accept-encoding");
+      TURNOUT_NAME("x-forwarded-for");
+      TURNOUT_NAME("accept-language");
+      TURNOUT_NEVER_INDEXED("x-amzn-trace-id");
+      break;
+    case 16:
+      TURNOUT_NAME("content-encoding");
+      break;
     case 17:
-      return name == "x-b3-parentspanid" || name == "x-client-trace-id";
+      TURNOUT_NAME("x-forwarded-proto");
+      TURNOUT_NAME("if-modified-since");
+      TURNOUT_NEVER_INDEXED("x-b3-parentspanid");
+      TURNOUT_NEVER_INDEXED("x-client-trace-id");
+      break;
     case 18:
-      return name == "x-datadog-trace-id";
+      TURNOUT_NEVER_INDEXED("x-datadog-trace-id");
+      break;
     case 19:
-      return name == "x-datadog-parent-id";
+      TURNOUT_NEVER_INDEXED("x-datadog-parent-id");
+      break;
+    case 20:
+      TURNOUT_NAME("grpc-accept-encoding");
+      break;
     case 21:
-      return name == "x-cloud-trace-context";
+      TURNOUT_NEVER_INDEXED("x-cloud-trace-context");
+      TURNOUT_NAME("x-envoy-attempt-count");
+      TURNOUT_NAME("x-turnout-routing-key");
+      break;
+    case 29:
+      TURNOUT_NAME("x-envoy-upstream-service-time");
+      break;
+    case 30:
+      TURNOUT_NAME("x-envoy-expected-rq-timeout-ms");
+      break;
     default:
-      return false;
+      break;
   }
+#undef TURNOUT_NAME
+#undef TURNOUT_NEVER_INDEXED
+  return {};
 }
 
-// A header-map field: never indexed when neverIndexed().
+inline bool neverIndexed(std::string_view name) { return knownName(name).never_indexed; }
+
+// A header-map field (its name lowercase): a known name is the literal's
+// pointer (not copied), and never indexed when its value is per request.
 inline nghttp2_nv headerField(std::string_view name, std::string_view value) {
   nghttp2_nv nv = field(name, value);
-  if (neverIndexed(name)) nv.flags = NGHTTP2_NV_FLAG_NO_INDEX;
+  const KnownName known = knownName(name);
+  if (known.literal != nullptr) {
+    nv.name = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(known.literal));
+    nv.flags |= NGHTTP2_NV_FLAG_NO_COPY_NAME;
+  }
+  if (known.never_indexed) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   return nv;
 }
 

@@ -2,10 +2,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "proxy/codec/http2_nghttp2.h"
 #include "tests/unit/proxy/codec/http2_test_peer.h"
 
 namespace turnout::proxy::http2 {
@@ -156,6 +159,46 @@ TEST_CASE("h2 request ids and trace context go as never-indexed literals", "[h2c
   CHECK(req.get("x-app") == "1");
   CHECK(req.never_indexed ==
         std::vector<std::string>{"x-request-id", "traceparent", "x-b3-traceid"});
+}
+
+TEST_CASE("h2 known field names go as literals nghttp2 need not copy, whatever becomes of the map",
+          "[h2codec]") {
+  // Strings of their own: equal literals may share storage.
+  for (const std::string& n :
+       std::vector<std::string>{"content-type", "x-request-id", "traceparent", "user-agent",
+                                "x-envoy-expected-rq-timeout-ms", "grpc-accept-encoding", "te"}) {
+    INFO(n);
+    const http2::KnownName k = http2::knownName(n);
+    REQUIRE(k.literal != nullptr);
+    CHECK(std::string_view(k.literal) == n);
+    CHECK(k.literal != n.data());  // the literal's storage, not the caller's
+    CHECK(k.never_indexed == (n == "x-request-id" || n == "traceparent"));
+  }
+  CHECK(http2::knownName("x-app").literal == nullptr);
+  CHECK(http2::knownName("content-typf").literal == nullptr);
+  CHECK(http2::knownName("").literal == nullptr);
+
+  // The request's map is overwritten before the frame is written: a name
+  // nghttp2 did not copy must not point into it.
+  Connected c;
+  StreamRecorder r;
+  auto head = std::make_unique<RequestHead>(get("/"));
+  head->headers.add("User-Agent", "curl/7.88");
+  head->headers.add("x-request-id", "id-1");
+  head->headers.add("x-app", "1");
+  head->headers.add("accept", "*/*");
+  ClientStreamPtr s = c.start(r, *head, true);
+  head->headers.clear();
+  head->headers.add("zzzzzzzzzz", "overwritten");
+  head->headers.add("yyyyyyyyyyyy", "overwritten");
+  head.reset();
+  REQUIRE(pump(c.client, c.peer));
+  const test::PeerRequest& req = c.peer.requests.at(1);
+  CHECK(req.get("user-agent") == "curl/7.88");
+  CHECK(req.get("x-request-id") == "id-1");
+  CHECK(req.get("x-app") == "1");
+  CHECK(req.get("accept") == "*/*");
+  CHECK(req.never_indexed == std::vector<std::string>{"x-request-id"});
 }
 
 TEST_CASE("h2 response without trailers ends with an empty end-of-stream onData", "[h2codec]") {
