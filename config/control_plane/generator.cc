@@ -740,11 +740,143 @@ void IncrementalGenerator::forgetChanges() {
   removed_.clear();
 }
 
+bool IncrementalGenerator::updateUnit(const std::string& name, const Service& service,
+                                      const std::vector<const Sandbox*>& f,
+                                      const Release* release) {
+  bool routes_changed = false;
+  ++last_services_;
+  std::unique_ptr<Unit>& unit = units_[name];
+  if (unit != nullptr && unit->sameInputs(service, f, release)) return false;
+  if (unit == nullptr) unit = std::make_unique<Unit>();
+  // A fork's cluster (and assignment) comes from the service's name and
+  // protocol and the fork's endpoints only: one the unit made before from
+  // the same is still what it would make, and stays as it is, name and
+  // all. A new sandbox then costs its own clusters and the virtual host,
+  // not every fork's cluster again, nor a name made or sorted per fork
+  // (at 10,000 forks those were most of turnout-cp's time for the change).
+  const bool same_protocol =
+      unit->service.name == service.name && unit->service.isHttp2() == service.isHttp2();
+  std::vector<Unit::Fork> old_forks = std::move(unit->forks);
+  unit->forks.clear();
+  unit->forks.reserve(f.size());
+  unit->service = service;
+  unit->release = release == nullptr ? std::nullopt : std::optional<Release>(*release);
+  ServiceResources r;
+  addServiceClusters(r, service, release);
+  std::vector<std::string> own_clusters, own_load_assignments;
+  for (const auto& c : r.clusters) own_clusters.push_back(c.name());
+  for (const auto& cla : r.load_assignments) own_load_assignments.push_back(cla.cluster_name());
+  for (auto* names : {&own_clusters, &own_load_assignments}) {
+    std::sort(names->begin(), names->end());
+    names->erase(std::unique(names->begin(), names->end()), names->end());
+  }
+  // The names the unit no longer has, erased below unless made again in
+  // this update: a name may move between the service's own and a fork's (a
+  // release version dropped and a sandbox of that name added in one
+  // coalesced update), and then counts as changed only if its bytes did.
+  std::vector<std::string> gone_clusters, gone_load_assignments;
+  auto has = [](const std::vector<std::string>& sorted, const std::string& n) {
+    return std::binary_search(sorted.begin(), sorted.end(), n);
+  };
+  for (auto& n : unit->own_clusters) {
+    if (!has(own_clusters, n)) gone_clusters.push_back(std::move(n));
+  }
+  for (auto& n : unit->own_load_assignments) {
+    if (!has(own_load_assignments, n)) gone_load_assignments.push_back(std::move(n));
+  }
+  unit->own_clusters = std::move(own_clusters);
+  unit->own_load_assignments = std::move(own_load_assignments);
+  auto drop = [&](Unit::Fork& fork) {
+    if (fork.eds) gone_load_assignments.push_back(fork.cluster);
+    gone_clusters.push_back(std::move(fork.cluster));
+  };
+  // Both lists are in key order (model.sandboxes is a map): one merge.
+  auto old = old_forks.begin();
+  for (const Sandbox* sb : f) {
+    const Endpoints& endpoints = sb->forks.at(name);
+    while (old != old_forks.end() && old->key < sb->key) drop(*old++);
+    Unit::Fork fork;
+    if (old != old_forks.end() && old->key == sb->key) {
+      if (same_protocol && old->endpoints == endpoints) {
+        unit->forks.push_back(std::move(*old++));
+        continue;
+      }
+      // The same name, made again; an assignment it no longer has goes.
+      fork = std::move(*old++);
+      fork.endpoints = endpoints;
+      const bool eds = allIp(endpoints);
+      if (fork.eds && !eds) gone_load_assignments.push_back(fork.cluster);
+      fork.eds = eds;
+    } else {
+      fork.key = sb->key;
+      fork.endpoints = endpoints;
+      fork.cluster = clusterName(name, sb->key);
+      fork.eds = allIp(endpoints);
+    }
+    addCluster(r, fork.cluster, endpoints, service.isHttp2());
+    unit->forks.push_back(std::move(fork));
+  }
+  while (old != old_forks.end()) drop(*old++);
+  if (!gone_clusters.empty() || !gone_load_assignments.empty()) {
+    std::vector<std::string_view> made, made_las;
+    for (const auto& c : r.clusters) made.push_back(c.name());
+    for (const auto& cla : r.load_assignments) made_las.push_back(cla.cluster_name());
+    std::sort(made.begin(), made.end());
+    std::sort(made_las.begin(), made_las.end());
+    for (const auto& n : gone_clusters) {
+      if (!std::binary_search(made.begin(), made.end(), n)) erase(config::kClusterTypeUrl, n);
+    }
+    for (const auto& n : gone_load_assignments) {
+      if (!std::binary_search(made_las.begin(), made_las.end(), n)) {
+        erase(config::kClusterLoadAssignmentTypeUrl, n);
+      }
+    }
+  }
+  for (const auto& c : r.clusters) put(config::kClusterTypeUrl, c.name(), c);
+  for (const auto& cla : r.load_assignments) {
+    put(config::kClusterLoadAssignmentTypeUrl, cla.cluster_name(), cla);
+  }
+  if (profile_.vhds && profile_.dialect == Dialect::kTurnout) {
+    putBytes(kVirtualHostTypeUrl, virtualHostResourceName(name),
+             route_v3::VirtualHost::descriptor()->full_name(),
+             turnoutVirtualHostBytes(service, f, release));
+  } else if (profile_.vhds) {
+    // Made, serialized and dropped at once: on an arena, whose blocks go
+    // in one step (freeing a 10,000-route message field by field cost as
+    // much as making it).
+    google::protobuf::Arena arena;
+    auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
+    fillServiceVirtualHost(*vh, service, f, release, profile_);
+    put(kVirtualHostTypeUrl, vh->name(), *vh);
+  } else {
+    unit->virtual_host = serviceVirtualHost(service, f, release, profile_);
+    routes_changed = true;
+  }
+  return routes_changed;
+}
+
 void IncrementalGenerator::update(const Model& model) {
   changed_.clear();
   removed_.clear();
   for (const auto& [type, map] : resources_) changed_[type];
   bool routes_changed = first_;
+  // With the journal of the model this generator saw last, complete since
+  // then: only the services it lists are made again. Otherwise (the first
+  // update, a model without a journal, a journal restarted or cut short)
+  // every service is looked at.
+  const ModelJournal& journal = model.journal;
+  bool incremental = !first_ && journal.epoch != 0 && journal.epoch == journal_epoch_ &&
+                     journal_revision_ <= journal.revision &&
+                     journal_revision_ >= journal.complete_since;
+  std::set<std::string> dirty;
+  if (incremental) {
+    auto it = std::upper_bound(journal.services.begin(), journal.services.end(), journal_revision_,
+                               [](uint64_t r, const auto& entry) { return r < entry.first; });
+    for (; it != journal.services.end(); ++it) dirty.insert(it->second);
+  }
+  journal_epoch_ = journal.epoch;
+  journal_revision_ = journal.revision;
+  last_services_ = 0;
   // Services that went away.
   for (auto it = units_.begin(); it != units_.end();) {
     if (model.services.contains(it->first)) {
@@ -762,128 +894,56 @@ void IncrementalGenerator::update(const Model& model) {
     routes_changed = true;
     it = units_.erase(it);
   }
-  // Services no sandbox forks any more keep an empty list until they go.
-  if (!forks_) forks_ = std::make_unique<Forks>();
-  for (auto it = forks_->begin(); it != forks_->end();) {
-    if (model.services.contains(it->first)) {
-      ++it;
-    } else {
-      forks_->erase(it++);
+  if (incremental) {
+    // Only the services a change since the last update listed: their
+    // forks from the journal's index, in key order as the full walk gives.
+    forks_.reset();  // the full walk's, not needed while changes are listed
+    std::vector<const Sandbox*> f;
+    for (const std::string& name : dirty) {
+      auto service = model.services.find(name);
+      if (service == model.services.end()) continue;  // gone: handled above
+      f.clear();
+      if (auto keys = journal.forks.find(name); keys != journal.forks.end()) {
+        // Both in key order: a lookup per fork, or, for a service that most
+        // sandboxes fork, one walk along the sandboxes (cheaper than 10,000
+        // lookups of log2(10,000) string compares each).
+        const bool walk = keys->second.size() > model.sandboxes.size() / 16;
+        auto sb = model.sandboxes.begin();
+        for (const std::string& key : keys->second) {
+          if (walk) {
+            while (sb != model.sandboxes.end() && sb->first < key) ++sb;
+            if (sb != model.sandboxes.end() && sb->first != key) sb = model.sandboxes.end();
+          } else {
+            sb = model.sandboxes.find(key);
+          }
+          if (sb == model.sandboxes.end() || !sb->second.forks.contains(name)) {
+            incremental = false;  // an index that disagrees: look at everything
+            break;
+          }
+          f.push_back(&sb->second);
+        }
+      }
+      if (!incremental) break;
+      routes_changed |= updateUnit(name, service->second, f, releaseOf(model, name));
     }
   }
-  fillForksByService(model, *forks_);
-  const ForksByService& forks = *forks_;
-  for (const auto& [name, service] : model.services) {
-    const std::vector<const Sandbox*>& f = forksOf(forks, name);
-    const Release* release = releaseOf(model, name);
-    std::unique_ptr<Unit>& unit = units_[name];
-    if (unit != nullptr && unit->sameInputs(service, f, release)) continue;
-    if (unit == nullptr) unit = std::make_unique<Unit>();
-    // A fork's cluster (and assignment) comes from the service's name and
-    // protocol and the fork's endpoints only: one the unit made before from
-    // the same is still what it would make, and stays as it is, name and
-    // all. A new sandbox then costs its own clusters and the virtual host,
-    // not every fork's cluster again, nor a name made or sorted per fork
-    // (at 10,000 forks those were most of turnout-cp's time for the change).
-    const bool same_protocol =
-        unit->service.name == service.name && unit->service.isHttp2() == service.isHttp2();
-    std::vector<Unit::Fork> old_forks = std::move(unit->forks);
-    unit->forks.clear();
-    unit->forks.reserve(f.size());
-    unit->service = service;
-    unit->release = release == nullptr ? std::nullopt : std::optional<Release>(*release);
-    ServiceResources r;
-    addServiceClusters(r, service, release);
-    std::vector<std::string> own_clusters, own_load_assignments;
-    for (const auto& c : r.clusters) own_clusters.push_back(c.name());
-    for (const auto& cla : r.load_assignments) own_load_assignments.push_back(cla.cluster_name());
-    for (auto* names : {&own_clusters, &own_load_assignments}) {
-      std::sort(names->begin(), names->end());
-      names->erase(std::unique(names->begin(), names->end()), names->end());
-    }
-    // The names the unit no longer has, erased below unless made again in
-    // this update: a name may move between the service's own and a fork's (a
-    // release version dropped and a sandbox of that name added in one
-    // coalesced update), and then counts as changed only if its bytes did.
-    std::vector<std::string> gone_clusters, gone_load_assignments;
-    auto has = [](const std::vector<std::string>& sorted, const std::string& n) {
-      return std::binary_search(sorted.begin(), sorted.end(), n);
-    };
-    for (auto& n : unit->own_clusters) {
-      if (!has(own_clusters, n)) gone_clusters.push_back(std::move(n));
-    }
-    for (auto& n : unit->own_load_assignments) {
-      if (!has(own_load_assignments, n)) gone_load_assignments.push_back(std::move(n));
-    }
-    unit->own_clusters = std::move(own_clusters);
-    unit->own_load_assignments = std::move(own_load_assignments);
-    auto drop = [&](Unit::Fork& fork) {
-      if (fork.eds) gone_load_assignments.push_back(fork.cluster);
-      gone_clusters.push_back(std::move(fork.cluster));
-    };
-    // Both lists are in key order (model.sandboxes is a map): one merge.
-    auto old = old_forks.begin();
-    for (const Sandbox* sb : f) {
-      const Endpoints& endpoints = sb->forks.at(name);
-      while (old != old_forks.end() && old->key < sb->key) drop(*old++);
-      Unit::Fork fork;
-      if (old != old_forks.end() && old->key == sb->key) {
-        if (same_protocol && old->endpoints == endpoints) {
-          unit->forks.push_back(std::move(*old++));
-          continue;
-        }
-        // The same name, made again; an assignment it no longer has goes.
-        fork = std::move(*old++);
-        fork.endpoints = endpoints;
-        const bool eds = allIp(endpoints);
-        if (fork.eds && !eds) gone_load_assignments.push_back(fork.cluster);
-        fork.eds = eds;
+  if (!incremental) {
+    // Services no sandbox forks any more keep an empty list until they go.
+    if (!forks_) forks_ = std::make_unique<Forks>();
+    for (auto it = forks_->begin(); it != forks_->end();) {
+      if (model.services.contains(it->first)) {
+        ++it;
       } else {
-        fork.key = sb->key;
-        fork.endpoints = endpoints;
-        fork.cluster = clusterName(name, sb->key);
-        fork.eds = allIp(endpoints);
-      }
-      addCluster(r, fork.cluster, endpoints, service.isHttp2());
-      unit->forks.push_back(std::move(fork));
-    }
-    while (old != old_forks.end()) drop(*old++);
-    if (!gone_clusters.empty() || !gone_load_assignments.empty()) {
-      std::vector<std::string_view> made, made_las;
-      for (const auto& c : r.clusters) made.push_back(c.name());
-      for (const auto& cla : r.load_assignments) made_las.push_back(cla.cluster_name());
-      std::sort(made.begin(), made.end());
-      std::sort(made_las.begin(), made_las.end());
-      for (const auto& n : gone_clusters) {
-        if (!std::binary_search(made.begin(), made.end(), n)) erase(config::kClusterTypeUrl, n);
-      }
-      for (const auto& n : gone_load_assignments) {
-        if (!std::binary_search(made_las.begin(), made_las.end(), n)) {
-          erase(config::kClusterLoadAssignmentTypeUrl, n);
-        }
+        forks_->erase(it++);
       }
     }
-    for (const auto& c : r.clusters) put(config::kClusterTypeUrl, c.name(), c);
-    for (const auto& cla : r.load_assignments) {
-      put(config::kClusterLoadAssignmentTypeUrl, cla.cluster_name(), cla);
-    }
-    if (profile_.vhds && profile_.dialect == Dialect::kTurnout) {
-      putBytes(kVirtualHostTypeUrl, virtualHostResourceName(name),
-               route_v3::VirtualHost::descriptor()->full_name(),
-               turnoutVirtualHostBytes(service, f, release));
-    } else if (profile_.vhds) {
-      // Made, serialized and dropped at once: on an arena, whose blocks go
-      // in one step (freeing a 10,000-route message field by field cost as
-      // much as making it).
-      google::protobuf::Arena arena;
-      auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
-      fillServiceVirtualHost(*vh, service, f, release, profile_);
-      put(kVirtualHostTypeUrl, vh->name(), *vh);
-    } else {
-      unit->virtual_host = serviceVirtualHost(service, f, release, profile_);
-      routes_changed = true;
+    fillForksByService(model, *forks_);
+    const ForksByService& forks = *forks_;
+    for (const auto& [name, service] : model.services) {
+      routes_changed |= updateUnit(name, service, forksOf(forks, name), releaseOf(model, name));
     }
   }
+  last_incremental_ = incremental;
   if (first_ && profile_.sidecar) {
     for (const auto& c : sidecarClusters(profile_.ip_families)) {
       put(config::kClusterTypeUrl, c.name(), c);

@@ -193,6 +193,11 @@ class IncrementalGenerator {
   // the last update (a new generator's first: every name changed), so its
   // memory goes now and not in the middle of the next change.
   void forgetChanges();
+  // Of the last update(): whether it went by the model's journal (only the
+  // services listed since the update before), and how many services it
+  // looked at (for tests and benchmarks).
+  bool lastUpdateIncremental() const { return last_incremental_; }
+  size_t lastUpdateServices() const { return last_services_; }
 
  private:
   struct Unit;
@@ -204,6 +209,11 @@ class IncrementalGenerator {
   void putBytes(const std::string& type, const std::string& name, std::string_view message_type,
                 std::string bytes);
   void erase(const std::string& type, const std::string& name);
+  // Makes service `name`'s resources again unless made from the same inputs
+  // (`f`: the sandboxes forking it, in key order); true when the route
+  // configuration (non-VHDS profiles) must be put again.
+  bool updateUnit(const std::string& name, const Service& service,
+                  const std::vector<const Sandbox*>& f, const Release* release);
 
   Profile profile_;
   bool first_ = true;
@@ -212,6 +222,11 @@ class IncrementalGenerator {
   ResourcesByType removed_;
   std::map<std::string, std::unique_ptr<Unit>> units_;  // by service name
   std::unique_ptr<Forks> forks_;  // service -> the sandboxes forking it (update())
+  // The model journal's epoch and revision at the last update().
+  uint64_t journal_epoch_ = 0;
+  uint64_t journal_revision_ = 0;
+  bool last_incremental_ = false;
+  size_t last_services_ = 0;
 };
 
 std::string contentVersion(const google::protobuf::Message& message);

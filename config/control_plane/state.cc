@@ -1,6 +1,7 @@
 #include "config/control_plane/state.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -22,6 +23,18 @@ std::string someNames(const std::vector<std::string>& names) {
   if (names.size() > kShown) absl::StrAppend(&out, " and ", names.size() - kShown, " more");
   return out;
 }
+
+// Journal epochs and revisions: one counter for every State in the process,
+// so that neither is ever reused (a State put back from a copy, a second
+// State, a restored one).
+uint64_t nextJournalNumber() {
+  static std::atomic<uint64_t> next{0};
+  return ++next;
+}
+
+// Past this many listed changes the list starts again: a reader that fell
+// that far behind makes everything, as after restartJournal().
+constexpr size_t kMaxJournalEntries = 8192;
 
 }  // namespace
 
@@ -46,6 +59,53 @@ bool resourceKindFromName(std::string_view name, ResourceKind& out) {
 
 std::string etagFor(uint64_t resource_version) {
   return absl::StrCat("\"", resource_version, "\"");
+}
+
+void State::restartJournal() {
+  ModelJournal& j = model_.journal;
+  j.epoch = nextJournalNumber();
+  j.revision = j.epoch;
+  j.complete_since = j.revision;
+  j.services.clear();
+  j.forks.clear();
+  for (const auto& [key, sandbox] : model_.sandboxes) {
+    for (const auto& [service, endpoints] : sandbox.forks) j.forks[service].insert(key);
+  }
+}
+
+void State::journalService(const std::string& service) {
+  ModelJournal& j = model_.journal;
+  j.revision = nextJournalNumber();
+  if (j.services.size() >= kMaxJournalEntries) {
+    j.services.clear();
+    j.complete_since = j.revision - 1;  // this change is listed below
+  }
+  j.services.emplace_back(j.revision, service);
+}
+
+std::vector<std::string> State::forkedServices(const Sandbox& sandbox) {
+  std::vector<std::string> out;
+  out.reserve(sandbox.forks.size());
+  for (const auto& [service, endpoints] : sandbox.forks) out.push_back(service);
+  return out;
+}
+
+void State::journalSandbox(const std::string& key, const std::vector<std::string>& before,
+                           const Sandbox* after) {
+  auto& forks = model_.journal.forks;
+  for (const std::string& service : before) {
+    auto it = forks.find(service);
+    if (it != forks.end()) {
+      it->second.erase(key);
+      if (it->second.empty()) forks.erase(it);
+    }
+    journalService(service);
+  }
+  if (after == nullptr) return;
+  for (const auto& [service, endpoints] : after->forks) {
+    forks[service].insert(key);
+    journalService(service);
+  }
 }
 
 std::map<std::string, uint64_t>& State::versionsOf(ResourceKind kind) {
@@ -143,12 +203,24 @@ void State::rollback(const Checkpoint& c) {
     }
   };
   switch (c.kind) {
-    case ResourceKind::kService: restore(model_.services, c.service); break;
-    case ResourceKind::kSandbox:
+    case ResourceKind::kService:
+      restore(model_.services, c.service);
+      journalService(c.name);
+      break;
+    case ResourceKind::kSandbox: {
+      std::vector<std::string> before;
+      if (auto it = model_.sandboxes.find(c.name); it != model_.sandboxes.end()) {
+        before = forkedServices(it->second);
+      }
       restore(model_.sandboxes, c.sandbox);
+      journalSandbox(c.name, before, c.sandbox ? &*c.sandbox : nullptr);
       next_expiry_.reset();
       break;
-    case ResourceKind::kRelease: restore(model_.releases, c.release); break;
+    }
+    case ResourceKind::kRelease:
+      restore(model_.releases, c.release);
+      journalService(c.name);
+      break;
   }
 }
 
@@ -199,6 +271,7 @@ absl::StatusOr<MutationResult> State::putService(Service service,
   const std::string name = service.name;
   std::string json = toJson(service);
   model_.services[name] = std::move(service);
+  journalService(name);
   return commitPut(ResourceKind::kService, name, std::move(json), absl::InfiniteFuture());
 }
 
@@ -210,8 +283,8 @@ absl::StatusOr<MutationResult> State::deleteService(std::string_view name,
     return notFoundError(absl::StrCat("service '", str(name), "' does not exist"));
   }
   std::vector<std::string> forked_by;
-  for (const auto& [key, sandbox] : model_.sandboxes) {
-    if (sandbox.forks.count(it->first) != 0) forked_by.push_back(key);
+  if (auto f = model_.journal.forks.find(it->first); f != model_.journal.forks.end()) {
+    forked_by.assign(f->second.begin(), f->second.end());
   }
   if (!forked_by.empty()) {
     return conflictError(absl::StrCat("service '", str(name), "' is forked by sandbox",
@@ -224,6 +297,7 @@ absl::StatusOr<MutationResult> State::deleteService(std::string_view name,
   }
   const std::string key = it->first;
   model_.services.erase(it);
+  journalService(key);
   return commitDelete(ResourceKind::kService, key);
 }
 
@@ -253,7 +327,9 @@ absl::StatusOr<MutationResult> State::putSandbox(Sandbox sandbox, absl::Time now
   Sandbox& slot = model_.sandboxes[key];
   noteExpiry(slot.key.empty() ? std::nullopt : std::optional<absl::Time>(slot.expires_at),
              expires_at);
+  const std::vector<std::string> before = forkedServices(slot);
   slot = std::move(sandbox);
+  journalSandbox(key, before, &slot);
   return commitPut(ResourceKind::kSandbox, key, std::move(json), expires_at);
 }
 
@@ -266,7 +342,9 @@ absl::StatusOr<MutationResult> State::deleteSandbox(std::string_view key,
   }
   const std::string k = it->first;
   noteExpiry(it->second.expires_at, std::nullopt);
+  const std::vector<std::string> before = forkedServices(it->second);
   model_.sandboxes.erase(it);
+  journalSandbox(k, before, nullptr);
   return commitDelete(ResourceKind::kSandbox, k);
 }
 
@@ -283,7 +361,10 @@ State::Expiry State::expire(absl::Time now) {
   out.change.version = version_;
   next_expiry_.reset();
   for (const auto& key : out.removed) {
-    model_.sandboxes.erase(key);
+    auto it = model_.sandboxes.find(key);
+    const std::vector<std::string> before = forkedServices(it->second);
+    model_.sandboxes.erase(it);
+    journalSandbox(key, before, nullptr);
     sandbox_versions_.erase(key);
     out.change.deletes.emplace_back(ResourceKind::kSandbox, key);
   }
@@ -328,6 +409,7 @@ absl::StatusOr<MutationResult> State::putRelease(Release release,
   const std::string service = release.service;
   std::string json = toJson(release);
   model_.releases[service] = std::move(release);
+  journalService(service);
   return commitPut(ResourceKind::kRelease, service, std::move(json), absl::InfiniteFuture());
 }
 
@@ -340,6 +422,7 @@ absl::StatusOr<MutationResult> State::deleteRelease(std::string_view service,
   }
   const std::string name = it->first;
   model_.releases.erase(it);
+  journalService(name);
   return commitDelete(ResourceKind::kRelease, name);
 }
 
@@ -386,6 +469,7 @@ absl::StatusOr<State> State::restore(const StoredState& stored) {
   if (auto s = checkReferences(state.model_); !s.ok()) {
     return absl::DataLossError(absl::StrCat("stored state: ", s.message()));
   }
+  state.restartJournal();
   return state;
 }
 

@@ -75,7 +75,7 @@ std::string etagFor(uint64_t resource_version);
 
 class State {
  public:
-  State() = default;
+  State() { restartJournal(); }
 
   // Rebuilds a State from a store's contents: every resource is parsed and
   // checked again (a damaged row is an error naming it), references too.
@@ -152,7 +152,21 @@ class State {
   // sandbox (the API asks after each mutation).
   absl::Time nextExpiry() const;
 
+  // Starts model().journal afresh (a new epoch, every sandbox's forks
+  // indexed, no change listed): for a State restored from a store or put
+  // back from a copy, whose journal says nothing of how the model a reader
+  // last saw became this one. Made by the constructor and restore().
+  void restartJournal();
+
  private:
+  // Lists `service` in model_.journal as changed, at a new revision.
+  void journalService(const std::string& service);
+  // The sandbox `key` forked `before` and now is `after` (null: gone):
+  // re-indexes its forks and lists the services of both.
+  void journalSandbox(const std::string& key, const std::vector<std::string>& before,
+                      const Sandbox* after);
+  static std::vector<std::string> forkedServices(const Sandbox& sandbox);
+
   absl::Status checkIfMatch(ResourceKind kind, std::string_view name,
                             const std::optional<std::string_view>& if_match) const;
   std::map<std::string, uint64_t>& versionsOf(ResourceKind kind);

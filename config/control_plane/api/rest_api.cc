@@ -399,9 +399,11 @@ void RestApi::onExpiryTimer() {
       if (stored.code() == absl::StatusCode::kAborted) {
         // Another replica wrote (maybe this very expiry): start again from its state.
         state_ = std::move(before);
+        state_.restartJournal();  // its journal does not say the expiry was taken back
         if (reload("another replica wrote first")) return;  // reload() re-arms the timer
       } else if (stored.code() == absl::StatusCode::kUnavailable) {
         state_ = std::move(before);
+        state_.restartJournal();
       } else {
         rebuild();
       }

@@ -932,6 +932,29 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
       },
       [&] { ok(s.deleteSandbox("feat-y")); },
       [&] { ok(s.deleteRelease("ratings")); },
+      // A mutation taken back (a store that refused it), an expiry, and a
+      // state put back from a copy (its journal restarted).
+      [&] {
+        const State::Checkpoint c = s.checkpoint(ResourceKind::kSandbox, "feat-x");
+        ok(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.21:9080"]}})", now));
+        s.rollback(c);
+      },
+      [&] {
+        const State::Checkpoint c = s.checkpoint(ResourceKind::kSandbox, "feat-z");
+        ok(s.putSandbox("feat-z", R"({"forks": {"reviews": ["10.0.0.22:9080"]}})", now));
+        s.rollback(c);
+      },
+      [&] {
+        ok(s.putSandbox("short", R"({"ttl": "1h", "forks": {"ratings": ["10.0.0.23:9081"]}})",
+                        now));
+      },
+      [&] { CHECK(s.expire(now + absl::Hours(2)).removed == std::vector<std::string>{"short"}); },
+      [&] {
+        State copy = s;
+        ok(s.putSandbox("feat-w", R"({"forks": {"reviews": ["10.0.0.24:9080"]}})", now));
+        s = std::move(copy);
+        s.restartJournal();
+      },
       [&] { ok(s.deleteSandbox("feat-x")); },
       [&] { ok(s.deleteService("ratings")); },
       [&] { ok(s.deleteService("details")); },
@@ -945,8 +968,12 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
     CHECK(g.resources().size() == before.size());
     for (size_t i = 0; i < steps.size(); ++i) {
       CAPTURE(i);
+      const uint64_t epoch = s.model().journal.epoch;
       steps[i]();
       g.update(s.model());
+      // Made from the journal's list, unless the journal was restarted.
+      CHECK(g.lastUpdateIncremental() == (s.model().journal.epoch == epoch));
+      if (g.lastUpdateIncremental()) CHECK(g.lastUpdateServices() <= 2);
       const ResourcesByType want = generateByType(s.model(), profile);
       REQUIRE(g.resources().size() == want.size());
       for (const auto& [type, map] : want) {
@@ -1001,6 +1028,45 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
       before = want;
     }
   }
+}
+
+TEST_CASE("a generator that fell behind a journal's list looks at every service",
+          "[control_plane][generator]") {
+  State s;
+  const absl::Time now = absl::Now();
+  REQUIRE(s.putService("reviews", R"({"port": 9080, "endpoints": ["10.0.0.5:9080"]})").ok());
+  REQUIRE(s.putService("ratings", R"({"port": 9081, "endpoints": ["10.0.0.6:9081"]})").ok());
+  IncrementalGenerator g(Profile(Dialect::kTurnout, false, true));
+  g.update(s.model());
+  CHECK_FALSE(g.lastUpdateIncremental());
+  CHECK(g.lastUpdateServices() == 2);
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"reviews": ["10.0.0.7:9080"]}})", now).ok());
+  g.update(s.model());
+  CHECK(g.lastUpdateIncremental());
+  CHECK(g.lastUpdateServices() == 1);
+  // More changes than the journal lists, then one update: all of them.
+  for (int i = 0; i < 9000; ++i) {
+    const std::string port = i % 2 == 0 ? "9082" : "9081";
+    REQUIRE(s.putService("ratings", R"({"port": )" + port + R"(, "endpoints": ["10.0.0.6:9081"]})")
+                .ok());
+  }
+  REQUIRE(s.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"]}})", now).ok());
+  g.update(s.model());
+  CHECK_FALSE(g.lastUpdateIncremental());
+  CHECK(g.lastUpdateServices() == 2);
+  const ResourcesByType want = generateByType(s.model(), Profile(Dialect::kTurnout, false, true));
+  for (const auto& [type, map] : want) {
+    CAPTURE(type);
+    REQUIRE(g.resources().at(type).size() == map.size());
+    for (const auto& [name, v] : map) CHECK(g.resources().at(type).at(name).version == v.version);
+  }
+  // A model without a journal (put together by hand): every update looks at all.
+  Model hand = s.model();
+  hand.journal = ModelJournal{};
+  g.update(hand);
+  CHECK_FALSE(g.lastUpdateIncremental());
+  g.update(hand);
+  CHECK_FALSE(g.lastUpdateIncremental());
 }
 
 }  // namespace

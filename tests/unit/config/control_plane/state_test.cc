@@ -1,6 +1,8 @@
 #include "config/control_plane/state.h"
 
 #include <catch2/catch.hpp>
+#include <map>
+#include <set>
 #include <string>
 
 namespace turnout::control_plane {
@@ -318,6 +320,96 @@ TEST_CASE("rollback takes back one put or delete: resource, ETag and config vers
     s.rollback(r);
     same();
   }
+}
+
+// The journal's index, made again from the sandboxes.
+std::map<std::string, std::set<std::string>> forksIndex(const Model& m) {
+  std::map<std::string, std::set<std::string>> out;
+  for (const auto& [key, sandbox] : m.sandboxes) {
+    for (const auto& [service, endpoints] : sandbox.forks) out[service].insert(key);
+  }
+  return out;
+}
+
+// The services the journal lists after `revision`.
+std::set<std::string> listedSince(const Model& m, uint64_t revision) {
+  std::set<std::string> out;
+  for (const auto& [r, service] : m.journal.services) {
+    if (r > revision) out.insert(service);
+  }
+  return out;
+}
+
+TEST_CASE("the model's journal indexes the forks and lists the services each change touched",
+          "[control_plane]") {
+  State s;
+  const uint64_t epoch = s.model().journal.epoch;
+  CHECK(epoch != 0);
+  REQUIRE(s.putService("reviews", kReviews).ok());
+  REQUIRE(s.putService("ratings", R"({"port": 9081})").ok());
+  uint64_t r = s.model().journal.revision;
+  REQUIRE(s.putSandbox("feat-x", kFeatX, kNow).ok());
+  CHECK(listedSince(s.model(), r) == std::set<std::string>{"reviews"});
+  r = s.model().journal.revision;
+  // A sandbox moving its fork lists both services.
+  REQUIRE(s.putSandbox("feat-x", R"({"forks": {"ratings": ["10.0.0.7:9081"]}, "ttl": "1h"})", kNow)
+              .ok());
+  CHECK(listedSince(s.model(), r) == std::set<std::string>{"reviews", "ratings"});
+  REQUIRE(s.putSandbox("feat-y", R"({"forks": {"reviews": ["10.0.0.8:9080"],
+                                                "ratings": ["10.0.0.8:9081"]}})",
+                       kNow)
+              .ok());
+  CHECK(s.model().journal.forks == forksIndex(s.model()));
+  // A service forked by a sandbox cannot go: the index names who forks it.
+  auto refused = s.deleteService("ratings");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("'feat-x', 'feat-y'") != std::string::npos);
+  r = s.model().journal.revision;
+  REQUIRE(
+      s.putRelease("reviews", R"({"versions": {"v1": ["10.0.1.1:9080"], "v2": ["10.0.1.2:9080"]},
+                                      "weights": {"v1": 90, "v2": 10}})")
+          .ok());
+  CHECK(listedSince(s.model(), r) == std::set<std::string>{"reviews"});
+  // A rollback lists what it put back, and the index follows it.
+  const State::Checkpoint c = s.checkpoint(ResourceKind::kSandbox, "feat-y");
+  REQUIRE(s.deleteSandbox("feat-y").ok());
+  CHECK(s.model().journal.forks == forksIndex(s.model()));
+  r = s.model().journal.revision;
+  s.rollback(c);
+  CHECK(listedSince(s.model(), r) == std::set<std::string>{"reviews", "ratings"});
+  CHECK(s.model().journal.forks == forksIndex(s.model()));
+  // An expiry.
+  r = s.model().journal.revision;
+  CHECK(s.expire(kNow + absl::Hours(2)).removed == std::vector<std::string>{"feat-x"});
+  CHECK(listedSince(s.model(), r) == std::set<std::string>{"ratings"});
+  CHECK(s.model().journal.forks == forksIndex(s.model()));
+  CHECK(s.model().journal.forks.at("ratings") == std::set<std::string>{"feat-y"});
+  // Revisions only grow, and the epoch stays until the journal restarts.
+  CHECK(s.model().journal.epoch == epoch);
+  CHECK(s.model().journal.revision > epoch);
+  const uint64_t before = s.model().journal.revision;
+  s.restartJournal();
+  CHECK(s.model().journal.epoch > before);
+  CHECK(s.model().journal.services.empty());
+  CHECK(s.model().journal.forks == forksIndex(s.model()));
+  // restore() indexes what it loads.
+  auto restored = State::restore(s.stored());
+  REQUIRE(restored.ok());
+  CHECK(restored->model().journal.forks == forksIndex(restored->model()));
+  CHECK(restored->model().journal.epoch > s.model().journal.epoch);
+  CHECK(restored->model() == s.model());  // the journal is not part of the model's value
+}
+
+TEST_CASE("a journal that grew too long starts its list again", "[control_plane]") {
+  State s = withReviews();
+  const uint64_t r = s.model().journal.revision;
+  for (int i = 0; i < 9000; ++i) {
+    REQUIRE(s.putService("reviews", i % 2 == 0 ? kReviews : R"({"port": 9081})").ok());
+  }
+  const ModelJournal& j = s.model().journal;
+  CHECK(j.services.size() < 9000);
+  CHECK(j.complete_since > r);  // a reader that saw `r` must look at everything
+  CHECK(j.services.back().first == j.revision);
 }
 
 }  // namespace
