@@ -859,6 +859,26 @@ def take_median_round(row, rounds):
                       "cpu_us_per_request": r.get("cpu_us_per_request")} for r in rounds]
 
 
+def per_round_ratios(rows):
+    """turnout's CPU per request over each peer's, round by round (round i of
+    every proxy ran in the same pass), and the median of those ratios in
+    row["vs_per_round"][peer]. On a machine whose speed drifts between
+    minutes, the ratio of two medians can pair one proxy's fast round with
+    another's slow one; a pass's ratio compares the two in the same minutes."""
+    turnout = next((r for r in rows if r["proxy"] == "turnout" and r.get("rounds")), None)
+    if turnout is None:
+        return
+    mine = [x.get("cpu_us_per_request") for x in turnout["rounds"]]
+    for row in rows:
+        if row is turnout or row["proxy"] == "direct" or not row.get("rounds"):
+            continue
+        theirs = [x.get("cpu_us_per_request") for x in row["rounds"]]
+        ratios = sorted(a / b for a, b in zip(mine, theirs) if a and b)
+        if len(ratios) > 1:
+            turnout.setdefault("vs_per_round", {})[row["proxy"]] = {
+                "median": ratios[(len(ratios) - 1) // 2], "ratios": ratios}
+
+
 def measure_scenario(ctx, scenario, proxies, workers):
     """One row per target: saturation for each (one process at a time), then
     open-loop latency at half of haproxy's saturation rate."""
@@ -901,6 +921,9 @@ def measure_scenario(ctx, scenario, proxies, workers):
         for row in rows:
             if id(row) in samples:
                 take_median_round(row, samples[id(row)])
+        # Only rounds every proxy completed line up pass by pass.
+        if all(len(samples.get(id(r), [])) == ctx["rounds"] for r in rows if id(r) in samples):
+            per_round_ratios(rows)
     mark_load_bound(rows, ctx["load_bound_ratio"])
     measured = [r for r in rows if "saturation" in r]
     ref = next((r for r in measured if r["proxy"] == "haproxy"), None) or next(
@@ -1051,6 +1074,19 @@ def markdown(result):
             *["%.0f" % added[q] if q in added else "-" for q in ("p50", "p99", "p99.9")],
             "%.1f" % (row["rss_idle_kib"] / 1024) if "rss_idle_kib" in row else "-",
             "%.1f" % (row["rss_load_kib"] / 1024) if "rss_load_kib" in row else "-"))
+    paired = [r for r in result["rows"] if r.get("vs_per_round")]
+    if paired:
+        out += ["", "## turnout against each peer, pass by pass", "",
+                "turnout's CPU µs/req over the peer's in each pass of the rounds (both "
+                "measured within the same minutes), the median of those, and every pass's "
+                "ratio: steadier than the ratio of the two median rounds above when the "
+                "machine's speed drifts.", "",
+                "| scenario | workers | peer | median ratio | per pass |", "|---|---|---|---|---|"]
+        for r in paired:
+            for peer, v in r["vs_per_round"].items():
+                out.append("| %s | %d | %s | %.2f | %s |" % (
+                    r["scenario"], r["workers"], peer, v["median"],
+                    " ".join("%.2f" % x for x in v["ratios"])))
     traced = [r for r in result["rows"] if r.get("syscalls")]
     if traced:
         out += ["", "## Syscalls per request by name", "",

@@ -80,7 +80,10 @@ window by request count :: not r["strace"] or all(x["syscalls"]["requests"] <= 5
 two rounds each :: r["rounds"] == 2 and all(len(x["rounds"]) == 2 for x in r["rows"])
 a proxy row is its lower-CPU round (the lower median of two) :: all(x["cpu_us_per_request"] == min(y["cpu_us_per_request"] for y in x["rounds"]) for x in r["rows"][1:])
 the direct row is its faster round :: r["rows"][0]["saturation"]["rps"] == max(y["rps"] for y in r["rows"][0]["rounds"])
+turnout over haproxy pass by pass :: sorted(a["cpu_us_per_request"] / b["cpu_us_per_request"] for a, b in zip(r["rows"][1]["rounds"], r["rows"][2]["rounds"])) == r["rows"][1]["vs_per_round"]["haproxy"]["ratios"]
+the lower median of the passes :: r["rows"][1]["vs_per_round"]["haproxy"]["median"] == r["rows"][1]["vs_per_round"]["haproxy"]["ratios"][0]
 CHECKS
+grep -q "## turnout against each peer, pass by pass" "$MD" || fail "md lacks the pass-by-pass ratios"
 grep -q "| load side |" "$MD" || fail "md lacks the load side column"
 grep -qE "\| turnout \| (ok|\*\*load-bound\*\*) \([0-9.]+x, load CPUs [0-9]+ %\) \|" "$MD" || fail "md lacks turnout's load-side verdict: $(cat "$MD")"
 if [ $STRACE = 1 ]; then
