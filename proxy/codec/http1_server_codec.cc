@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <optional>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "proxy/codec/http1_parser_base.h"
@@ -101,10 +102,13 @@ std::string_view reasonPhrase(std::uint16_t status) {
 
 void stripHopByHopHeaders(HeaderMap& headers, bool keep_upgrade) {
   // Collect the names listed in Connection first (views into the arena stay
-  // valid: removeIf only rewrites the entry list).
+  // valid: removeIf only rewrites the entry list). Every one goes (RFC 9110
+  // §7.6.1): the first 16 on the stack, any beyond in `more` (a field the
+  // client meant for this hop only must not reach the upstream because the
+  // list was long).
   std::string_view listed[16];
   std::size_t n_listed = 0;
-  bool listed_overflow = false;
+  std::vector<std::string_view> more;
   headers.forEach([&](std::string_view name, std::string_view value) {
     if (name != "connection") return;
     while (!value.empty()) {
@@ -117,11 +121,19 @@ void stripHopByHopHeaders(HeaderMap& headers, bool keep_upgrade) {
       if (n_listed < std::size(listed)) {
         listed[n_listed++] = tok;
       } else {
-        listed_overflow = true;
+        more.push_back(tok);
       }
     }
   });
-  (void)listed_overflow;  // Beyond 16 nominated fields the rest are kept.
+  auto nominated = [&](std::string_view name) {
+    for (std::size_t i = 0; i < n_listed; ++i) {
+      if (detail::equalsIgnoreCase(listed[i], name)) return true;
+    }
+    for (std::string_view tok : more) {
+      if (detail::equalsIgnoreCase(tok, name)) return true;
+    }
+    return false;
+  };
   headers.removeIf([&](std::string_view name, std::string_view value) {
     if (name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
         name == "transfer-encoding") {
@@ -130,11 +142,7 @@ void stripHopByHopHeaders(HeaderMap& headers, bool keep_upgrade) {
     if (name == "upgrade") return !keep_upgrade;
     if (name == "te") return !detail::equalsIgnoreCase(value, "trailers");
     if (name == "host" || name == "content-length") return false;
-    for (std::size_t i = 0; i < n_listed; ++i) {
-      if (detail::equalsIgnoreCase(listed[i], name)) {
-        return !(keep_upgrade && name == "upgrade");
-      }
-    }
+    if (nominated(name)) return !(keep_upgrade && name == "upgrade");
     return false;
   });
 }

@@ -817,5 +817,31 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("every field a Connection header names is stripped, however many it names", "[http1]") {
+  HeaderMap h;
+  std::string first, second;  // two Connection headers, 20 names each
+  for (int i = 0; i < 40; ++i) {
+    h.add("x-hop-" + std::to_string(i), "v");
+    std::string& list = i < 20 ? first : second;
+    list += (list.empty() ? "" : ", ") + std::string(i % 2 == 0 ? "X-Hop-" : "x-hop-") +
+            std::to_string(i);
+  }
+  h.add("connection", first);
+  h.add("Connection", "keep-alive," + second);
+  h.add("x-end-to-end", "kept");
+  h.add("te", "trailers");
+  h.add("host", "example.test");
+  http1::stripHopByHopHeaders(h, false);
+  for (int i = 0; i < 40; ++i) {
+    INFO(i);
+    CHECK_FALSE(h.has("x-hop-" + std::to_string(i)));
+  }
+  CHECK_FALSE(h.has("connection"));
+  CHECK(h.get("x-end-to-end") == "kept");
+  CHECK(h.get("te") == "trailers");
+  CHECK(h.get("host") == "example.test");
+  CHECK(h.size() == 3);
+}
+
 }  // namespace
 }  // namespace turnout::proxy::http1
