@@ -434,9 +434,9 @@ void fillServiceVirtualHost(route_v3::VirtualHost& vh, const Service& service,
 // turnout dialect's VHDS profiles: the sandbox routes are written directly.
 std::string turnoutVirtualHostBytes(const Service& service,
                                     const std::vector<const Sandbox*>& forks,
-                                    const Release* release) {
+                                    const Release* release, Profile profile) {
   route_v3::VirtualHost head;  // name and domains: fields 1 and 2
-  head.set_name(virtualHostResourceName(service.name));
+  head.set_name(profile.vhds ? virtualHostResourceName(service.name) : service.name);
   for (auto& d : domainsFor(service)) head.add_domains(std::move(d));
   route_v3::VirtualHost tail;  // the routes after the sandbox ones
   addUnforkedRoutes(tail, service, release, nullptr, "");
@@ -675,7 +675,9 @@ struct IncrementalGenerator::Unit {
   };
   std::vector<Fork> forks;
   std::optional<Release> release;
-  route_v3::VirtualHost virtual_host;  // non-VHDS profiles: for the RouteConfiguration
+  // Non-VHDS profiles: the virtual host's deterministic serialization, a
+  // field 2 of the RouteConfiguration as it is.
+  std::string virtual_host_bytes;
   // The service's own clusters (its baseline, its release's versions) and
   // assignments, sorted: a handful, made again at every change.
   std::vector<std::string> own_clusters, own_load_assignments;
@@ -839,7 +841,7 @@ bool IncrementalGenerator::updateUnit(const std::string& name, const Service& se
   if (profile_.vhds && profile_.dialect == Dialect::kTurnout) {
     putBytes(kVirtualHostTypeUrl, virtualHostResourceName(name),
              route_v3::VirtualHost::descriptor()->full_name(),
-             turnoutVirtualHostBytes(service, f, release));
+             turnoutVirtualHostBytes(service, f, release, profile_));
   } else if (profile_.vhds) {
     // Made, serialized and dropped at once: on an arena, whose blocks go
     // in one step (freeing a 10,000-route message field by field cost as
@@ -848,8 +850,14 @@ bool IncrementalGenerator::updateUnit(const std::string& name, const Service& se
     auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
     fillServiceVirtualHost(*vh, service, f, release, profile_);
     put(kVirtualHostTypeUrl, vh->name(), *vh);
+  } else if (profile_.dialect == Dialect::kTurnout) {
+    unit->virtual_host_bytes = turnoutVirtualHostBytes(service, f, release, profile_);
+    routes_changed = true;
   } else {
-    unit->virtual_host = serviceVirtualHost(service, f, release, profile_);
+    google::protobuf::Arena arena;
+    auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
+    fillServiceVirtualHost(*vh, service, f, release, profile_);
+    unit->virtual_host_bytes = deterministicBytes(*vh);
     routes_changed = true;
   }
   return routes_changed;
@@ -951,11 +959,33 @@ void IncrementalGenerator::update(const Model& model) {
   }
   if (routes_changed) {
     route_v3::RouteConfiguration rc = routeConfigurationHead(profile_);
-    if (!profile_.vhds) {
-      for (const auto& [name, unit] : units_) *rc.add_virtual_hosts() = unit->virtual_host;
+    if (profile_.vhds) {
+      if (profile_.sidecar) *rc.add_virtual_hosts() = allowAnyVirtualHost();
+      put(config::kRouteConfigurationTypeUrl, rc.name(), rc);
+    } else {
+      // The head is only its name (field 1), and virtual_hosts (field 2)
+      // follow it: the RouteConfiguration's deterministic serialization is
+      // the head's bytes, then each unit's kept virtual host bytes as a
+      // field 2, then the sidecar's allow-any host. A change to one service
+      // copied and serialized every service's virtual host again (170 ms
+      // per change at 100 services x 10,000 sandboxes, envoy dialect).
+      std::string bytes = deterministicBytes(rc);
+      size_t size = bytes.size();
+      for (const auto& [name, unit] : units_) {
+        size += WireWriter::fieldSize(unit->virtual_host_bytes.size());
+      }
+      std::string allow_any;
+      if (profile_.sidecar) {
+        allow_any = deterministicBytes(allowAnyVirtualHost());
+        size += WireWriter::fieldSize(allow_any.size());
+      }
+      bytes.reserve(size);
+      WireWriter w(bytes);
+      for (const auto& [name, unit] : units_) w.field(2, unit->virtual_host_bytes);
+      if (profile_.sidecar) w.field(2, allow_any);
+      putBytes(config::kRouteConfigurationTypeUrl, rc.name(),
+               route_v3::RouteConfiguration::descriptor()->full_name(), std::move(bytes));
     }
-    if (profile_.sidecar) *rc.add_virtual_hosts() = allowAnyVirtualHost();
-    put(config::kRouteConfigurationTypeUrl, rc.name(), rc);
   }
   if (resources_.contains(config::kListenerTypeUrl)) {
     std::set<std::string> names;

@@ -1002,6 +1002,24 @@ TEST_CASE("the incremental generator equals a full generation after every mutati
         }
         CHECK(gone == removed);
       }
+      // Otherwise the RouteConfiguration's bytes are the deterministic
+      // serialization of the message generate() makes (the generator puts
+      // them together from each service's kept virtual host bytes).
+      if (!profile.vhds) {
+        const Resources full = generate(s.model(), profile);
+        std::string bytes;
+        {
+          google::protobuf::io::StringOutputStream stream(&bytes);
+          google::protobuf::io::CodedOutputStream coded(&stream);
+          coded.SetSerializationDeterministic(true);
+          full.route_configuration.SerializeToCodedStream(&coded);
+        }
+        const ResourceMap& got = g.resources().at(config::kRouteConfigurationTypeUrl);
+        REQUIRE(got.size() == 1);
+        CHECK(got.begin()->second.resource.type_url() ==
+              "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+        CHECK(got.begin()->second.resource.value() == bytes);
+      }
       // VHDS: each VirtualHost's bytes are the deterministic serialization
       // of the message a full generation makes (the turnout dialect writes
       // its sandbox routes' bytes directly).
