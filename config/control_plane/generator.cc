@@ -431,7 +431,7 @@ void fillServiceVirtualHost(route_v3::VirtualHost& vh, const Service& service,
 }
 
 // fillServiceVirtualHost()'s message serialized deterministically, for the
-// turnout dialect's VHDS profiles: the sandbox routes are written directly.
+// turnout dialect: the sandbox routes are written directly.
 std::string turnoutVirtualHostBytes(const Service& service,
                                     const std::vector<const Sandbox*>& forks,
                                     const Release* release, Profile profile) {
@@ -444,6 +444,21 @@ std::string turnoutVirtualHostBytes(const Service& service,
   for (const Sandbox* sb : forks) appendTurnoutSandboxRoute(out, sb->key, service.name);
   out += deterministicBytes(tail);
   return out;
+}
+
+// The service's virtual host, serialized deterministically: the turnout
+// dialect's written directly, the others' made as a message on an arena,
+// whose blocks go in one step (freeing a 10,000-route message field by
+// field cost as much as making it), and serialized once.
+std::string virtualHostBytes(const Service& service, const std::vector<const Sandbox*>& forks,
+                             const Release* release, Profile profile) {
+  if (profile.dialect == Dialect::kTurnout) {
+    return turnoutVirtualHostBytes(service, forks, release, profile);
+  }
+  google::protobuf::Arena arena;
+  auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
+  fillServiceVirtualHost(*vh, service, forks, release, profile);
+  return deterministicBytes(*vh);
 }
 
 route_v3::VirtualHost serviceVirtualHost(const Service& service,
@@ -838,26 +853,12 @@ bool IncrementalGenerator::updateUnit(const std::string& name, const Service& se
   for (const auto& cla : r.load_assignments) {
     put(config::kClusterLoadAssignmentTypeUrl, cla.cluster_name(), cla);
   }
-  if (profile_.vhds && profile_.dialect == Dialect::kTurnout) {
+  std::string vh = virtualHostBytes(service, f, release, profile_);
+  if (profile_.vhds) {
     putBytes(kVirtualHostTypeUrl, virtualHostResourceName(name),
-             route_v3::VirtualHost::descriptor()->full_name(),
-             turnoutVirtualHostBytes(service, f, release, profile_));
-  } else if (profile_.vhds) {
-    // Made, serialized and dropped at once: on an arena, whose blocks go
-    // in one step (freeing a 10,000-route message field by field cost as
-    // much as making it).
-    google::protobuf::Arena arena;
-    auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
-    fillServiceVirtualHost(*vh, service, f, release, profile_);
-    put(kVirtualHostTypeUrl, vh->name(), *vh);
-  } else if (profile_.dialect == Dialect::kTurnout) {
-    unit->virtual_host_bytes = turnoutVirtualHostBytes(service, f, release, profile_);
-    routes_changed = true;
+             route_v3::VirtualHost::descriptor()->full_name(), std::move(vh));
   } else {
-    google::protobuf::Arena arena;
-    auto* vh = google::protobuf::Arena::CreateMessage<route_v3::VirtualHost>(&arena);
-    fillServiceVirtualHost(*vh, service, f, release, profile_);
-    unit->virtual_host_bytes = deterministicBytes(*vh);
+    unit->virtual_host_bytes = std::move(vh);
     routes_changed = true;
   }
   return routes_changed;
