@@ -219,8 +219,6 @@ inline KnownName knownName(std::string_view name) {
   return {};
 }
 
-inline bool neverIndexed(std::string_view name) { return knownName(name).never_indexed; }
-
 // A header-map field (its name lowercase): a known name is the literal's
 // pointer (not copied), and never indexed when its value is per request.
 inline nghttp2_nv headerField(std::string_view name, std::string_view value) {
