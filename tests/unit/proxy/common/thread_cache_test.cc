@@ -71,6 +71,31 @@ TEST_CASE("a block freed without its size goes to the class its usable size hold
   flush();
 }
 
+TEST_CASE("a block freed without its size is cached by what malloc says it holds, for every size") {
+  flush();
+  for (size_t n = 1; n <= kMaxBlock + 64; ++n) {
+    void* p = std::malloc(n);
+    REQUIRE(p != nullptr);
+    const size_t usable = malloc_usable_size(p);
+    deallocateUnsized(p);
+    if (usable > kMaxBlock) {
+      REQUIRE(stats().blocks == 0);  // went back to malloc
+      continue;
+    }
+    // The largest class the block holds: 16c + 8 to 1,032, then steps of 64.
+    const size_t held =
+        usable <= 1032 ? (usable - 8) / 16 * 16 + 8 : 1032 + (usable - 1032) / 64 * 64;
+    REQUIRE(stats().blocks == 1);
+    REQUIRE(stats().bytes == held);
+    flush();
+  }
+  // An mmapped block is larger than any class.
+  void* huge = std::malloc(size_t{1} << 20);
+  deallocateUnsized(huge);
+  CHECK(stats().blocks == 0);
+  flush();
+}
+
 TEST_CASE("blocks over 1 KiB are cached in 64-byte classes, sized or not") {
   flush();
   void* a = allocate(2000);  // class 1,032 + 64 * 16 = 2,056
@@ -113,6 +138,28 @@ TEST_CASE("the cache is bounded per class and per thread") {
   CHECK(stats().bytes <= kMaxCachedBytes);
   CHECK(stats().bytes > kMaxCachedBytes / 2);
   flush();
+}
+
+TEST_CASE(
+    "the cache keeps nothing inside the blocks it holds, and hands them out last freed first") {
+  flush();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 300; ++i) blocks.push_back(allocate(200));
+  for (void* p : blocks) {
+    deallocate(p, 200);
+    // The whole block is the cache's to keep, not to write in: the next
+    // allocation must not depend on what the block holds.
+    std::memset(p, 0xa5, 200);
+  }
+  CHECK(stats().blocks == 300);
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    void* p = allocate(200);
+    REQUIRE(p == *it);
+  }
+  CHECK(stats().blocks == 0);
+  for (void* p : blocks) deallocate(p, 200);
+  flush();
+  CHECK(stats().blocks == 0);
 }
 
 TEST_CASE("blocks freed on another thread join that thread's cache, and leave with it") {
