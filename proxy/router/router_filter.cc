@@ -33,31 +33,6 @@ milliseconds until(Clock::time_point deadline) {
   return d.count() < 1 ? milliseconds(1) : d;
 }
 
-// `digits` hex digits of `v`, most significant first, at `out`.
-char* putHex(char* out, uint64_t v, int digits) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xf];
-  return out;
-}
-
-// An RFC 4122 version-4 UUID from the worker's generator (x-request-id),
-// written into `out` (no allocation).
-std::string_view uuid4(Worker& w, std::array<char, 36>& out) {
-  uint64_t a = w.random(), b = w.random();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char* p = putHex(out.data(), a >> 32, 8);
-  *p++ = '-';
-  p = putHex(p, (a >> 16) & 0xffff, 4);
-  *p++ = '-';
-  p = putHex(p, a & 0xffff, 4);
-  *p++ = '-';
-  p = putHex(p, b >> 48, 4);
-  *p++ = '-';
-  putHex(p, b & 0xffffffffffffULL, 12);
-  return std::string_view(out.data(), out.size());
-}
-
 // Calls fn(part) for each `sep`-separated part of `s` (std::string_view;
 // Debian's abseil splits into absl::string_view). fn returns false to stop.
 template <typename Fn>
@@ -144,7 +119,7 @@ void RouterFilter::prepareUpstreamHeaders() {
   }
   if (c.generate_request_id && !head.headers.has("x-request-id")) {
     std::array<char, 36> id;
-    head.headers.addLowercase("x-request-id", uuid4(worker, id));
+    head.headers.addLowercase("x-request-id", uuid4(worker.random(), worker.random(), id));
   }
   if (d_.timeout.count() > 0) {
     char ms[24];

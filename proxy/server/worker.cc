@@ -23,7 +23,7 @@ Worker::Worker(size_t index, stats::Store& store)
       store_(store),
       shard_(store.shard(index)),
       clusters_(index),
-      rng_(std::random_device{}()) {
+      rng_(Random::fromDevice()) {
   deadlines_ = &DeadlineQueue::of(io_);
 }
 

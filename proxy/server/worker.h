@@ -5,9 +5,8 @@
 #include <cstdint>
 #include <functional>
 #include <list>
-#include <optional>
 #include <memory>
-#include <random>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -17,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "proxy/common/mailbox.h"
+#include "proxy/common/random.h"
 #include "proxy/listener/listener_address_map.h"
 #include "proxy/server/data_plane_config.h"
 #include "proxy/stats/store.h"
@@ -135,7 +135,7 @@ class Worker {
   // unless a listener has use_original_dst).
   ListenerAddressMap listeners_by_address_;
   ClusterManager clusters_;
-  std::mt19937_64 rng_;
+  Random rng_;
   bool draining_ = false;
   const std::atomic<bool>* health_check_failed_ = nullptr;
   std::string date_;
