@@ -57,6 +57,12 @@ class Signal {
   }
 
   bool waiting() const { return ops_ != nullptr; }
+  // Whether a waiter's handler of type Handler is kept in the Signal
+  // itself (no allocation per wait). For tests.
+  template <typename Handler>
+  static constexpr bool keepsInPlace() {
+    return Box<Handler>::kInPlace;
+  }
   void notify() { fire(boost::system::error_code()); }
   void notifyNow() {
     if (ops_ != nullptr)
@@ -68,13 +74,14 @@ class Signal {
 
  private:
   // The waiter's handler lives in the Signal itself when it fits (a
-  // coroutine's, as waitOn() gives: two pointers), else on the heap with
-  // its pointer here: a wait allocates nothing, where a heap waiter per
-  // wait cost an allocation, a free and their cache misses per wake-up.
-  // Each operation moves the handler out and destroys the stored one
-  // before it runs it, and waiting() is false by then: the handler may
-  // wait on this Signal again.
-  static constexpr std::size_t kInline = 4 * sizeof(void*);
+  // coroutine's, as waitOn() gives: Asio 1.18's awaitable_thread, 32
+  // bytes, and the result pointer; signal_test checks that it fits), else
+  // on the heap with its pointer here: a wait allocates nothing, where a
+  // heap waiter per wait cost an allocation, a free and their cache misses
+  // per wake-up. Each operation moves the handler out and destroys the
+  // stored one before it runs it, and waiting() is false by then: the
+  // handler may wait on this Signal again.
+  static constexpr std::size_t kInline = 6 * sizeof(void*);
   struct Ops {
     void (*post)(void* storage, const Executor& ex, boost::system::error_code ec);
     void (*invoke)(void* storage, boost::system::error_code ec);
