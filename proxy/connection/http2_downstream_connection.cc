@@ -222,7 +222,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
 
   Http2DownstreamConnection& conn_;
   http2::ServerStreamPtr stream_;
-  std::list<std::unique_ptr<Stream>>::iterator self_;
+  std::list<Stream>::iterator self_;
   RequestHead* head_ = nullptr;
   std::string body_;
   size_t unacked_ = 0;  // request bytes delivered and not yet given back to the windows
@@ -349,8 +349,7 @@ void Http2DownstreamConnection::flushSoon() {
 }
 
 RequestDecoderCallbacks& Http2DownstreamConnection::newStream(http2::ServerStreamPtr stream) {
-  streams_.push_back(std::make_unique<Stream>(*this, std::move(stream)));
-  Stream& s = *streams_.back();
+  Stream& s = streams_.emplace_back(*this, std::move(stream));
   s.self_ = std::prev(streams_.end());
   return s;
 }

@@ -134,7 +134,7 @@ class Http2DownstreamConnection : public ConnectionHandle, public http2::ServerC
   asio::ip::tcp::endpoint local_;
   uint64_t id_;
   http2::ServerCodec codec_;
-  std::list<std::unique_ptr<Stream>> streams_;
+  std::list<Stream> streams_;  // one allocation per stream: the node holds it
   // Streams reset before they started (sweep() frees them after dispatch),
   // and those whose flush() waits for the writer (woken after each drain):
   // walking streams_ for either was O(streams) per read and per write.
