@@ -166,13 +166,15 @@ TEST_CASE("h2 known field names go as literals nghttp2 need not copy, whatever b
   // Strings of their own: equal literals may share storage.
   for (const std::string& n :
        std::vector<std::string>{"content-type", "x-request-id", "traceparent", "user-agent",
-                                "x-envoy-expected-rq-timeout-ms", "grpc-accept-encoding", "te"}) {
+                                "x-envoy-expected-rq-timeout-ms", "grpc-accept-encoding", "te",
+                                "x-envoy-upstream-service-time"}) {
     INFO(n);
     const http2::KnownName k = http2::knownName(n);
     REQUIRE(k.literal != nullptr);
     CHECK(std::string_view(k.literal) == n);
     CHECK(k.literal != n.data());  // the literal's storage, not the caller's
-    CHECK(k.never_indexed == (n == "x-request-id" || n == "traceparent"));
+    CHECK(k.never_indexed ==
+          (n == "x-request-id" || n == "traceparent" || n == "x-envoy-upstream-service-time"));
   }
   CHECK(http2::knownName("x-app").literal == nullptr);
   CHECK(http2::knownName("content-typf").literal == nullptr);

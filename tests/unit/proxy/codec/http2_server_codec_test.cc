@@ -22,6 +22,8 @@ using test::Fields;
 class TestClient : public test::TestEndpoint {
  public:
   struct Response : test::TestMessage {
+    // Fields the server sent as never-indexed literals (RFC 7541 §6.2.3).
+    std::vector<std::string> never_indexed;
     bool closed = false;
     bool in_trailers = false;
     uint32_t close_code = 0;
@@ -71,10 +73,12 @@ class TestClient : public test::TestEndpoint {
     return 0;
   }
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                      void* user) {
     Response& r = self(user).responses[frame->hd.stream_id];
     std::string n(reinterpret_cast<const char*>(name), namelen);
     std::string v(reinterpret_cast<const char*>(value), valuelen);
+    if ((flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0) r.never_indexed.push_back(n);
     if (n == ":status") r.headers.clear();  // a final head replaces a 1xx one
     (r.in_trailers ? r.trailers : r.headers).emplace_back(std::move(n), std::move(v));
     return 0;
@@ -218,6 +222,28 @@ TEST_CASE("h2 server decodes a request with body and trailers and encodes the re
   CHECK(resp.ended);
   CHECK(s.codec.activeStreams() == 0);
   CHECK(r.events == "B|H|T|C|");  // no reset after a complete exchange
+}
+
+TEST_CASE("h2 server sends the upstream's service time as a never-indexed literal", "[h2codec]") {
+  // Its value is a latency: indexed, each new one took an HPACK table entry
+  // that nghttp2 then walked on every later response.
+  Server s;
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(s.client.request("GET", "/", {}, "", {}));
+  REQUIRE(s.pump());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ResponseHead head = status(200);
+    head.headers.add("content-type", "text/plain");
+    head.headers.add("x-envoy-upstream-service-time", std::to_string(i));
+    REQUIRE(s.at(ids[i]).stream->encodeHeaders(head, true).ok());
+  }
+  REQUIRE(s.pump());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const TestClient::Response& resp = s.client.responses.at(ids[i]);
+    CHECK(resp.get("x-envoy-upstream-service-time") == std::to_string(i));
+    CHECK(resp.get("content-type") == "text/plain");
+    CHECK(resp.never_indexed == std::vector<std::string>{"x-envoy-upstream-service-time"});
+  }
 }
 
 TEST_CASE("h2 server serves many concurrent streams", "[h2codec]") {
