@@ -152,7 +152,7 @@ for r in $(seq 1 "$ROUNDS"); do
   cpu_ns "$pa" > "$WORK/a.cpu1"
   cpu_ns "$pb" > "$WORK/b.cpu1"
   wait "${PIDS[@]:2}" 2> /dev/null || true
-  line=$(python3 - "$WORK" "$DURATION" <<'EOF'
+  line="$(python3 - "$WORK" "$DURATION" 2> /dev/null <<'EOF'
 import sys
 work, secs = sys.argv[1], float(sys.argv[2])
 def get(side):
@@ -163,11 +163,19 @@ def get(side):
 print(f"{cb / ca:.3f} A {ra:7.0f} rps {ca:6.2f} us/req (CPU {ua:.2f})   "
       f"B {rb:7.0f} rps {cb:6.2f} us/req (CPU {ub:.2f})   B/A {cb / ca:.3f}")
 EOF
-  )
-  echo "round $r: ${line#* }"
-  ratios+=("${line%% *}")
+  )" || line=""
+  if [ -z "$line" ]; then
+    # A proxy that did not start (a port taken) or a load that failed:
+    # the round is reported and left out of the median.
+    echo "round $r: failed: A: $(tail -2 "$WORK/a.bench" "$WORK/a.log" 2> /dev/null | tr '\n' ' ')" \
+      "B: $(tail -2 "$WORK/b.bench" "$WORK/b.log" 2> /dev/null | tr '\n' ' ')"
+  else
+    echo "round $r: ${line#* }"
+    ratios+=("${line%% *}")
+  fi
   kill "$pa" "$pb" 2> /dev/null || true
   wait "$pa" "$pb" 2> /dev/null || true
   PIDS=()
 done
+[ ${#ratios[@]} -gt 0 ] || { echo "simultaneous.sh: every round failed" >&2; exit 1; }
 printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "median B/A over %d rounds: %s (%s ... %s)\n", NR, v[int((NR + 1) / 2)], v[1], v[NR] }'

@@ -13,9 +13,7 @@ SRC="$2"
 BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
 TMP="$(mktemp -d)"
 . "$SRC/tests/integration/support/bench_lib.sh"
-for tool in nginx haproxy taskset curl openssl python3; do
-  command -v $tool >/dev/null || { echo "bench_compare_test: $tool is missing (scripts/setup.sh)"; exit 1; }
-done
+need_tools bench_compare_test nginx haproxy taskset curl openssl python3
 RUN="$SRC/bench/compare/run.py"
 SCALE="$SRC/bench/compare/scale.py"
 STRACE=0

@@ -11,9 +11,7 @@ BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}
 TOLERANCE=${BENCH_TOLERANCE:-0.25}
 TMP="$(mktemp -d)"
 . "$SRC/tests/integration/support/bench_lib.sh"
-for tool in nginx h2load wrk openssl python3 curl; do
-  command -v $tool >/dev/null || { echo "bench_protocols_test: $tool is missing (scripts/setup.sh)"; exit 1; }
-done
+need_tools bench_protocols_test nginx h2load wrk openssl python3 curl
 [ -x "$BENCH" ] || { echo "bench_protocols_test: no turnout-bench at $BENCH"; exit 1; }
 # run NAME ARGS...: turnout-bench that must succeed.
 run() {

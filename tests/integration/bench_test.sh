@@ -16,9 +16,7 @@ BACKEND="$SRC/tests/integration/support/bench_backend.py"
 TOLERANCE=${BENCH_TOLERANCE:-0.25}
 TMP="$(mktemp -d)"
 . "$SRC/tests/integration/support/bench_lib.sh"
-for tool in nginx wrk python3; do
-  command -v $tool >/dev/null || { echo "bench_test: $tool is missing (scripts/setup.sh)"; exit 1; }
-done
+need_tools bench_test nginx wrk python3
 [ -x "$BENCH" ] || { echo "bench_test: no turnout-bench at $BENCH"; exit 1; }
 
 # backend NAME ARGS...: starts bench_backend.py; sets PORT.

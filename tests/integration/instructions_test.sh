@@ -12,10 +12,7 @@ SRC="$2"
 BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
 TMP="$(mktemp -d)"
 . "$SRC/tests/integration/support/bench_lib.sh"
-for tool in valgrind callgrind_control nginx haproxy nghttpx openssl curl; do
-  command -v $tool >/dev/null || [ -x "/usr/sbin/$tool" ] ||
-    { echo "instructions_test: $tool is missing (scripts/setup.sh)"; exit 1; }
-done
+need_tools instructions_test valgrind callgrind_control nginx haproxy nghttpx openssl curl
 export BUILD_DIR="$(cd "$(dirname "$BENCH")/../.." && pwd)"
 export TURNOUT
 

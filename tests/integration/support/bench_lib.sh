@@ -13,6 +13,17 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
+# need_tools NAME TOOL...: exits 1 naming the first TOOL missing (in PATH or
+# /usr/sbin, where Debian puts the servers).
+need_tools() {
+  local name=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+      { echo "$name: $tool is missing (scripts/setup.sh)"; exit 1; }
+  done
+}
+
 # finish NAME: the script's last line.
 finish() {
   if [ $failures -ne 0 ]; then
