@@ -26,8 +26,10 @@ constexpr size_t kBytesPerClass = 512 * 1024;
 // the block. A list's pop read the block's link, and a block freed 100
 // streams ago is out of the L1 cache: that load was 98 % of this
 // function's samples and 5 % of an h2c 100-stream request's CPU (perf,
-// cpu-clock, 2026-12-07). The stack of a class grows from kFirstSlots by
-// doubling, to kCap[c] pointers, and is malloc's memory.
+// cpu-clock, 2026-12-07). The miss moved to the block's first use rather
+// than going away (bench/compare/simultaneous.sh found both builds even),
+// but the allocator no longer waits on it. The stack of a class grows from
+// kFirstSlots by doubling, to kCap[c] pointers, and is malloc's memory.
 struct Stack {
   void** slots;
   uint32_t count;
