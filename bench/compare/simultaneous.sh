@@ -17,9 +17,10 @@
 # each with its own turnout-bench on the other CPU and the same nginx
 # origin. Whatever slows the machine slows both. Each round prints both
 # proxies' rates and CPU per request (their threads' CPU time from
-# /proc/PID/task/*/schedstat, over the same window) and B/A; the last line is the median B/A over the rounds. Two
-# builds of turnout measured this way agreed within 2-3 % round to round
-# (2026-12-07), where run.py's passes spread by up to 40 %.
+# /proc/PID/task/*/schedstat, over the same window) and B/A; the last line
+# is the median B/A over the rounds. Two builds of turnout measured this
+# way agreed within 2-3 % round to round (2026-12-07), where run.py's
+# passes spread by up to 40 %.
 #
 # It measures CPU efficiency under a shared cache: the two proxies evict
 # each other's lines, which weighs on the one with the larger working set.

@@ -204,11 +204,12 @@ size_t headerUsable(void* p) noexcept {
 [[gnu::always_inline]] inline size_t usableSize(void* p) noexcept {
 #if defined(TURNOUT_THREAD_CACHE_FOREIGN_MALLOC)
   return malloc_usable_size(p);
-#endif
+#else
   Layout layout = g_layout.load(std::memory_order_relaxed);
   if (layout == Layout::kUnknown) [[unlikely]]
     layout = probeLayout();
   return layout == Layout::kGlibc ? headerUsable(p) : malloc_usable_size(p);
+#endif
 }
 
 }  // namespace
