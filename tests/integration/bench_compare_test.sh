@@ -8,11 +8,7 @@
 # consistency is.
 # Usage: bench_compare_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
 set -u
-TURNOUT="$1"
-SRC="$2"
-BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
-TMP="$(mktemp -d)"
-. "$SRC/tests/integration/support/bench_lib.sh"
+. "$2/tests/integration/support/bench_lib.sh"
 need_tools bench_compare_test nginx haproxy taskset curl openssl python3
 RUN="$SRC/bench/compare/run.py"
 SCALE="$SRC/bench/compare/scale.py"

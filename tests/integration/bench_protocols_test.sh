@@ -6,11 +6,8 @@
 # idle (both sent again, never errors), open loop and timeouts over h2c.
 # Usage: bench_protocols_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
 set -u
-SRC="$2"
-BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
+. "$2/tests/integration/support/bench_lib.sh"
 TOLERANCE=${BENCH_TOLERANCE:-0.25}
-TMP="$(mktemp -d)"
-. "$SRC/tests/integration/support/bench_lib.sh"
 need_tools bench_protocols_test nginx h2load wrk openssl python3 curl
 [ -x "$BENCH" ] || { echo "bench_protocols_test: no turnout-bench at $BENCH"; exit 1; }
 # run NAME ARGS...: turnout-bench that must succeed.

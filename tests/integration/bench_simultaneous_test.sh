@@ -7,11 +7,7 @@
 # Exits 77 (skipped) where the machine has no CPU cgroup to set up (not root).
 # Usage: bench_simultaneous_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
 set -u
-TURNOUT="$1"
-SRC="$2"
-BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
-TMP="$(mktemp -d)"
-. "$SRC/tests/integration/support/bench_lib.sh"
+. "$2/tests/integration/support/bench_lib.sh"
 need_tools bench_simultaneous_test valgrind callgrind_control nginx haproxy
 export BUILD_DIR="$(cd "$(dirname "$BENCH")/../.." && pwd)"
 export TURNOUT

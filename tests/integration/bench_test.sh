@@ -6,16 +6,13 @@
 # Usage: bench_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
 # (the third defaults to the build tree's bench/turnout_bench/turnout-bench).
 set -u
-SRC="$2"
-BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
+. "$2/tests/integration/support/bench_lib.sh"
 BACKEND="$SRC/tests/integration/support/bench_backend.py"
 # Throughput of turnout-bench against wrk's, same connections and threads:
 # the ratio must be within 1 +- TOLERANCE (a 2-core machine shared with builds
 # is noisy; a harness that is really slower or faster than wrk shows up
 # well outside it).
 TOLERANCE=${BENCH_TOLERANCE:-0.25}
-TMP="$(mktemp -d)"
-. "$SRC/tests/integration/support/bench_lib.sh"
 need_tools bench_test nginx wrk python3
 [ -x "$BENCH" ] || { echo "bench_test: no turnout-bench at $BENCH"; exit 1; }
 

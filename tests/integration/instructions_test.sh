@@ -7,11 +7,7 @@
 # is: a bash expansion once left every turnout config it wrote unparsable.
 # Usage: instructions_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
 set -u
-TURNOUT="$1"
-SRC="$2"
-BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
-TMP="$(mktemp -d)"
-. "$SRC/tests/integration/support/bench_lib.sh"
+. "$2/tests/integration/support/bench_lib.sh"
 need_tools instructions_test valgrind callgrind_control nginx haproxy nghttpx openssl curl
 export BUILD_DIR="$(cd "$(dirname "$BENCH")/../.." && pwd)"
 export TURNOUT

@@ -1,6 +1,15 @@
-# Shell helpers for the turnout-bench integration tests; sourced after the
-# script has set BENCH (the binary), TMP (a scratch folder) and TOLERANCE.
+# Shell helpers for the turnout-bench integration tests, sourced first with
+# the test's own arguments in effect:
+#   <turnout-binary> <source-dir> [<turnout-bench-binary>]
+# It sets TURNOUT, SRC, BENCH (turnout-bench, by default next to turnout's
+# build) and TMP (a scratch folder, removed at exit); a test that compares
+# throughput sets TOLERANCE before calling paired_ratio.
 # Failures are counted in `failures`; each script exits 1 if it is not 0.
+
+TURNOUT="$1"
+SRC="$2"
+BENCH="${3:-$(cd "$(dirname "$1")/.." && pwd)/bench/turnout_bench/turnout-bench}"
+TMP="$(mktemp -d)"
 
 failures=0
 pids=()
