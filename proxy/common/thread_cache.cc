@@ -167,6 +167,19 @@ void* mallocOrThrow(size_t n) {
 // is in use, so the first word is enough. Whether this malloc keeps that
 // layout (not, say, a preloaded jemalloc) is checked once against
 // malloc_usable_size.
+//
+// Under AddressSanitizer (the fuzz targets, whose nghttp2 sessions allocate
+// here) malloc is the sanitizer's: its blocks have another layout, and the
+// word before one is a redzone it reports on reading.
+#if defined(__SANITIZE_ADDRESS__)
+#define TURNOUT_THREAD_CACHE_FOREIGN_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define TURNOUT_THREAD_CACHE_FOREIGN_MALLOC 1
+#endif
+#endif
+
+#if !defined(TURNOUT_THREAD_CACHE_FOREIGN_MALLOC)
 enum class Layout : int { kUnknown, kGlibc, kOther };
 constinit std::atomic<Layout> g_layout{Layout::kUnknown};
 
@@ -189,16 +202,6 @@ size_t headerUsable(void* p) noexcept {
   g_layout.store(layout, std::memory_order_relaxed);
   return layout;
 }
-
-// Under AddressSanitizer (the fuzz targets, whose nghttp2 sessions allocate
-// here) malloc is the sanitizer's: its blocks have another layout, and the
-// word before one is a redzone it reports on reading.
-#if defined(__SANITIZE_ADDRESS__)
-#define TURNOUT_THREAD_CACHE_FOREIGN_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define TURNOUT_THREAD_CACHE_FOREIGN_MALLOC 1
-#endif
 #endif
 
 [[gnu::always_inline]] inline size_t usableSize(void* p) noexcept {
