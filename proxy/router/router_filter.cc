@@ -85,8 +85,7 @@ RouterFilter::RouterFilter(ActiveStream& stream, const routing::RouteDecision& d
     : stream_(stream),
       conn_(stream.conn_),
       d_(decision),
-      request_body_bytes_(stream.request_body_bytes_),
-      tunnel_open_signal_(conn_.worker().io().get_executor()) {}
+      request_body_bytes_(stream.request_body_bytes_) {}
 
 milliseconds RouterFilter::streamIdle() const {
   const milliseconds t = stream_.streamIdle();
@@ -98,8 +97,9 @@ void RouterFilter::prepareUpstreamHeaders() {
   Worker& worker = conn_.worker();
   http1::stripHopByHopHeaders(head.headers, head.upgrade);
   if (d_.rewritten_path) {
-    stream_.original_path_ = head.path;
-    head.headers.set("x-envoy-original-path", stream_.original_path_);
+    std::string& original = stream_.rare().original_path;
+    original = head.path;
+    head.headers.set("x-envoy-original-path", original);
     head.path = *d_.rewritten_path;
   }
   if (!d_.host_rewrite.empty()) head.authority.assign(d_.host_rewrite);
@@ -218,8 +218,8 @@ void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
     if (auto name = hcm.grpc_stats->methodStatName(stream_.head_.path, buffer)) {
       method = cluster_->grpcMethodStats("grpc", *name, worker.store(), worker.mailbox());
     }
-    stream_.grpc_stats_.emplace(cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats,
-                                std::move(method));
+    stream_.grpc_stats_ = std::make_unique<GrpcStatsTracker>(
+        cluster_->runtime().stats.grpc(), shard, *hcm.grpc_stats, std::move(method));
   }
   // The grpc_web filter's own stats, as Envoy's: every gRPC-Web call's
   // status under its service and method (GrpcWebStream::stats).
@@ -350,8 +350,11 @@ Awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
   // the upstream accepted it (Envoy's router holds a CONNECT's data until
   // the 2xx, and a WebSocket's until its switch).
   while (tunnel_over_h2_ && !tunnel_open_ && !body_stopped_) {
+    if (!tunnel_open_signal_) {
+      tunnel_open_signal_ = std::make_unique<Signal>(conn_.worker().io().get_executor());
+    }
     boost::system::error_code ec;
-    co_await waitOn(tunnel_open_signal_, &ec);
+    co_await waitOn(*tunnel_open_signal_, &ec);
   }
   if (body_stopped_) co_return false;
   const bool read = co_await conn_.readBody(stream_.streamIdle());
@@ -393,7 +396,7 @@ Awaitable<void> RouterFilter::replyGrpcWebRejected() {
 
 void RouterFilter::stopRequestBody() {
   body_stopped_ = true;
-  tunnel_open_signal_.notify();
+  if (tunnel_open_signal_) tunnel_open_signal_->notify();
   conn_.stopReading();
 }
 
@@ -419,7 +422,7 @@ bool RouterFilter::onUpstreamHeaders(ResponseHead& head, bool end_stream) {
   }
   if (tunnel_over_h2_ && tunnelAccepted(head.status)) {
     tunnel_open_ = true;  // the payload may go now (encodeMoreRequest())
-    tunnel_open_signal_.notify();
+    if (tunnel_open_signal_) tunnel_open_signal_->notify();
   }
   // A 101 keeps its Upgrade field; the codec writes "connection: upgrade".
   // Over HTTP/2 the switch is a 200 whose stream goes on (Envoy's
@@ -807,7 +810,7 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host)
   // Envoy's TcpUpstream::encodeHeaders: a 200 as soon as the connection is
   // up. HTTP/1.1: a 2xx to a CONNECT switches the codec to the tunnel (no
   // body, no framing fields); HTTP/2: the stream goes on.
-  ResponseHead& head = stream_.local_head_;
+  ResponseHead& head = stream_.localHead();
   head.clear();
   head.status = 200;
   head.headers.set("server", stream_.hcm_.config->server_name);

@@ -74,7 +74,6 @@ UpstreamRequest::UpstreamRequest(UpstreamRequestParent& parent, WorkerCluster& c
       stream_(std::move(stream)),
       policy_(policy),
       ex_(ex),
-      pump_done_(ex),
       watchdog_(
           deadlines, [](void* self) { static_cast<UpstreamRequest*>(self)->onWatchdog(); }, this) {}
 
@@ -226,7 +225,7 @@ Awaitable<void> UpstreamRequest::pumpRequestBody() {
     }
   }
   pump_running_ = false;
-  pump_done_.notify();
+  if (pump_done_) pump_done_->notify();
 }
 
 void UpstreamRequest::armWatchdog() {
@@ -270,7 +269,10 @@ Awaitable<void> UpstreamRequest::stopPump() {
   parent_.stopRequestBody();
   stream_->resetStream(StreamResetReason::kLocalReset);
   boost::system::error_code ec;
-  while (pump_running_) co_await waitOn(pump_done_, &ec);
+  while (pump_running_) {
+    if (!pump_done_) pump_done_ = std::make_unique<Signal>(ex_);
+    co_await waitOn(*pump_done_, &ec);
+  }
 }
 
 void UpstreamRequest::onHeaders(ResponseHead& head, bool end_stream) {

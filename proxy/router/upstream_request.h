@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "proxy/common/asio.h"
@@ -155,29 +156,32 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // waits until it has.
   Awaitable<void> stopPump();
 
+  // Three 64-byte lines, as the router's fields (router_filter.h).
   UpstreamRequestParent& parent_;
   WorkerCluster& cluster_;
   HostState& host_;
   stats::Shard& shard_;
   UpstreamStreamPtr stream_;
   const routing::RetryPolicy* policy_;
-  Executor ex_;
-  State state_ = State::Sending;
-  bool started_ = false;
-  bool finished_ = false;
   std::chrono::steady_clock::time_point start_;
   // Per-try timeout, from the end of the request on this attempt; max = none.
   std::chrono::steady_clock::time_point try_deadline_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point last_activity_;  // upstream bytes either way
-  Signal pump_done_;                                     // notified when the pump ends
+  Executor ex_;
   DeadlineQueue::Deadline watchdog_;  // the earliest of the timeouts
+  uint32_t status_ = 0;
+  State state_ = State::Sending;
+  bool started_ = false;
+  bool finished_ = false;
   bool pump_running_ = false;
   bool stop_pump_ = false;
   bool upstream_write_failed_ = false;
   bool request_sent_ = false;
   bool response_started_ = false;
   Timeout fired_ = Timeout::None;
-  uint32_t status_ = 0;
+  // Notified when the pump ends; made by stopPump()'s first wait (most
+  // requests have no pump, or one that ended before the response).
+  std::unique_ptr<Signal> pump_done_;
 };
 
 }  // namespace turnout::proxy

@@ -75,7 +75,7 @@ Awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view b
     reply.grpc_keep_status = grpc_web_rejected_;
   }
   final_status_ = reply.grpc && !reply.grpc_keep_status ? 200 : status;
-  details_.assign(details);
+  details_ = details;
   response_body_bytes_ = reply.grpc ? 0 : body.size();
   reply.status = status;
   reply.grpc_status = grpc_status;
@@ -92,11 +92,12 @@ Awaitable<void> ActiveStream::sendLocalReply(uint16_t status, std::string_view b
   reply.close_connection = close_connection_ || !conn_.requestComplete() || conn_.draining();
   close_connection_ = reply.close_connection;
   conn_.discardUnflushed();
-  encodeLocalReply(conn_, reply, conn_.worker().httpDate(), hcm_.config->server_name, local_head_);
-  response_headers_ = &local_head_.headers;
-  if (grpc_stats_) grpc_stats_->onResponseHeaders(local_head_.status, local_head_.headers, true);
+  ResponseHead& head = localHead();
+  encodeLocalReply(conn_, reply, conn_.worker().httpDate(), hcm_.config->server_name, head);
+  response_headers_ = &head.headers;
+  if (grpc_stats_) grpc_stats_->onResponseHeaders(head.status, head.headers, true);
   if (grpc_web_ && grpc_web_->stats) {
-    grpc_web_->stats->onResponseHeaders(local_head_.status, local_head_.headers, true);
+    grpc_web_->stats->onResponseHeaders(head.status, head.headers, true);
   }
   const bool flushed = co_await conn_.flush(hcm_.config->stream_idle_timeout);
   if (!flushed) close_connection_ = true;
@@ -107,15 +108,23 @@ stats::Shard& ActiveStream::shard() { return conn_.worker().shard(); }
 bool ActiveStream::healthCheckFailed() { return conn_.worker().healthCheckFailed(); }
 
 void ActiveStream::localReply(uint16_t status, std::string_view body, std::string_view details) {
-  filter_reply_status_ = status;
-  filter_reply_body_ = body;
-  filter_reply_details_ = details;
+  Rare& r = rare();
+  r.filter_reply_status = status;
+  r.filter_reply_body = body;
+  r.filter_reply_details = details;
+}
+
+ResponseHead& ActiveStream::localHead() {
+  if (!local_head_) local_head_ = std::make_unique<ResponseHead>();
+  return *local_head_;
+}
+
+ActiveStream::Rare& ActiveStream::rare() {
+  if (!rare_) rare_ = std::make_unique<Rare>();
+  return *rare_;
 }
 
 Awaitable<void> ActiveStream::run() {
-  Worker& worker = conn_.worker();
-  stats::Shard& shard = worker.shard();
-
   // Envoy answers Expect: 100-continue itself and does not forward it.
   if (head_.expect_continue) {
     head_.headers.remove("expect");
@@ -126,6 +135,31 @@ Awaitable<void> ActiveStream::run() {
       co_return;
     }
   }
+  // One co_await of each kind: GCC gives every co_await's temporaries and
+  // every local their own slot in the coroutine's frame, and this frame is
+  // allocated per request (the local replies' arguments, one set per
+  // answer, made it 1.7 KB).
+  Answer answer;
+  // Built in the frame by the route table (no copy).
+  const routing::RouteDecision d = matchRoute(answer);
+  if (!answer.answered && admit(d, answer)) {
+    RouterFilter router(*this, d);
+    co_await router.forward();
+  } else {
+    co_await sendLocalReply(answer.status, answer.body, answer.location, {}, answer.details);
+  }
+  complete();
+}
+
+routing::RouteDecision ActiveStream::matchRoute(Answer& answer) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  auto reply = [&answer](uint16_t status, std::string_view details) {
+    answer.answered = true;
+    answer.status = status;
+    answer.details = details;
+    return routing::RouteDecision();
+  };
 
   // The connection manager's path and host normalisation, before any filter.
   const auto& hc = *hcm_.config;
@@ -133,9 +167,7 @@ Awaitable<void> ActiveStream::run() {
     auto normalized = routing::normalizePath(head_.path, hc.normalize_path, hc.merge_slashes);
     if (!normalized) {
       close_connection_ = true;
-      co_await sendLocalReply(400, "", {}, {}, "path_normalization_failed");
-      complete();
-      co_return;
+      return reply(400, "path_normalization_failed");
     }
     head_.path = *std::move(normalized);
   }
@@ -157,80 +189,68 @@ Awaitable<void> ActiveStream::run() {
   // The HTTP filters, in config order; the router is the terminal stage.
   for (const StreamFilterConstSharedPtr& filter : hcm_.filters) {
     if (filter->decodeHeaders(*this) == FilterHeadersStatus::StopIteration) {
-      co_await sendLocalReply(filter_reply_status_, filter_reply_body_, {}, {},
-                              filter_reply_details_);
-      complete();
-      co_return;
+      const Rare& r = rare();
+      answer.body = r.filter_reply_body;
+      return reply(r.filter_reply_status, r.filter_reply_details);
     }
   }
 
   if (!hcm_.route_table) {
     flags_.set(access_log::ResponseFlag::NoRouteFound);
     shard.inc(hcm_.stats.no_route);
-    co_await sendLocalReply(404, "", {}, {}, "route_not_found");
-    complete();
-    co_return;
+    return reply(404, "route_not_found");
   }
-  routing::RequestView view = head_.view(entries_);
-  routing::RouteDecision d = hcm_.route_table->match(view, worker.random());
+  return hcm_.route_table->match(head_.view(entries_), worker.random());
+}
+
+bool ActiveStream::admit(const routing::RouteDecision& d, Answer& answer) {
+  stats::Shard& shard = conn_.worker().shard();
+  auto reply = [&answer](uint16_t status, std::string_view details) {
+    answer.answered = true;
+    answer.status = status;
+    answer.details = details;
+    return false;
+  };
   decision_ = &d;
   using Kind = routing::RouteDecision::Kind;
-  bool route = false;
   // Envoy (FilterManager::createFilterChain): an upgrade or a CONNECT that
   // neither the matched route nor the connection manager enables is
   // answered 403 before anything else, whether a route matched or not; so
   // is one this connection cannot tunnel.
   if (tunnelRequested() && (!upgradeAllowed(d) || !conn_.canTunnel())) {
     close_connection_ = true;
-    co_await sendLocalReply(403, "", {}, {}, "upgrade_failed");
-    complete();
-    co_return;
+    return reply(403, "upgrade_failed");
   }
   // On HTTP/1.1 the bytes after a CONNECT are the tunnel's: unless one
   // opens, whatever answers it (a local reply, a direct response, the
   // upstream's refusal), the connection cannot go on.
   if (head_.method == "CONNECT" && conn_.http1() != nullptr) close_connection_ = true;
-  bool preflight = false;  // a CORS preflight answered here
   switch (d.kind) {
     case Kind::NoRoute:
       flags_.set(access_log::ResponseFlag::NoRouteFound);
       shard.inc(hcm_.stats.no_route);
-      co_await sendLocalReply(404, "", {}, {}, "route_not_found");
-      break;
-    case Kind::DirectResponse: {
+      return reply(404, "route_not_found");
+    case Kind::DirectResponse:
       shard.inc(hcm_.stats.rq_direct_response);
-      std::string location = routing::redirectLocation(view, d);
-      std::string body(d.body);
-      co_await sendLocalReply(static_cast<uint16_t>(d.status), body, location, {}, "direct_response");
-      break;
-    }
-    case Kind::Redirect: {
+      answer.location = routing::redirectLocation(head_.view(entries_), d);
+      // Into the route table, which config_ keeps for the whole stream.
+      answer.body = d.body;
+      return reply(static_cast<uint16_t>(d.status), "direct_response");
+    case Kind::Redirect:
       shard.inc(hcm_.stats.rq_redirect);
-      std::string location = routing::redirectLocation(view, d);
-      co_await sendLocalReply(static_cast<uint16_t>(d.status), "", location, {}, "redirect");
-      break;
-    }
+      answer.location = routing::redirectLocation(head_.view(entries_), d);
+      return reply(static_cast<uint16_t>(d.status), "redirect");
     case Kind::ClusterHeaderMissing:
       flags_.set(access_log::ResponseFlag::NoClusterFound);
       shard.inc(hcm_.stats.no_cluster);
-      co_await sendLocalReply(static_cast<uint16_t>(d.cluster_not_found_status), "", {}, {},
-                            "cluster_not_found");
-      break;
+      return reply(static_cast<uint16_t>(d.cluster_not_found_status), "cluster_not_found");
     case Kind::Route:
       // Envoy's CORS filter acts on a route entry only (not a redirect or
-      // a direct response).
-      preflight = hcm_.cors.has_value() && applyCors(d);
-      route = !preflight;
-      break;
+      // a direct response): a preflight is answered here.
+      if (hcm_.cors.has_value() && applyCors(d)) return reply(200, "cors_response");
+      return true;
   }
-  if (preflight) co_await sendLocalReply(200, "", {}, {}, "cors_response");
-  if (route) {
-    // Declared outside the switch: GCC 12 mishandles coroutine locals with
-    // destructors inside a case block.
-    RouterFilter router(*this, d);
-    co_await router.forward();
-  }
-  complete();
+  return reply(404, "route_not_found");
 }
 
 bool ActiveStream::upgradeAllowed(const routing::RouteDecision& d) const {
@@ -288,7 +308,9 @@ void ActiveStream::applyResponseHeaderMutations(HeaderMap& headers) {
   // The CORS filter's response headers (a preflight's, or a simple
   // request's access-control-allow-origin and company): set, as Envoy's
   // encodeHeaders does, on upstream responses and local replies alike.
-  for (const auto& [name, value] : cors_headers_) headers.set(name, value);
+  if (rare_) {
+    for (const auto& [name, value] : rare_->cors_headers) headers.set(name, value);
+  }
 }
 
 bool ActiveStream::applyCors(const routing::RouteDecision& d) {
@@ -305,7 +327,7 @@ bool ActiveStream::applyCors(const routing::RouteDecision& d) {
                                    ? hcm_.cors->origin_valid
                                    : hcm_.cors->origin_invalid);
   }
-  cors_headers_ = std::move(r.headers);
+  if (!r.headers.empty() || rare_) rare().cors_headers = std::move(r.headers);
   return r.preflight;
 }
 
@@ -329,8 +351,9 @@ void ActiveStream::complete() {
   info.start_time = start_wall_;
   info.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_);
   info.method = head_.method;
-  info.path = original_path_.empty() ? head_.path : original_path_;
-  info.original_path = original_path_;
+  const std::string_view original_path = rare_ ? rare_->original_path : std::string_view();
+  info.path = original_path.empty() ? std::string_view(head_.path) : original_path;
+  info.original_path = original_path;
   info.authority = head_.authority;
   info.scheme = head_.scheme;
   info.protocol = conn_.protocol();

@@ -59,6 +59,23 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // members below.
   friend class RouterFilter;
 
+  // What the stream answers itself instead of routing the request: a
+  // local reply's status, body (a literal or the route table's), Location
+  // and details.
+  struct Answer {
+    bool answered = false;
+    uint16_t status = 0;
+    std::string_view body;
+    std::string location;
+    std::string_view details;
+  };
+  // Normalises the request, runs the filters and matches the route; or
+  // answers (the decision is then a NoRoute, unused).
+  routing::RouteDecision matchRoute(Answer& answer);
+  // After the match: true when the router forwards the request, else
+  // `answer` says what to reply. Sets decision_.
+  bool admit(const routing::RouteDecision& d, Answer& answer);
+
   Awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
                                  std::string_view location = {}, std::string_view content_type = {},
                                  std::string_view details = {}, int grpc_status = -1);
@@ -84,48 +101,61 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   void formatHeaderCommand(std::string_view cmd, std::string& out) const;
   void complete();
 
+  // A local reply's head (kept for the access log), made on first use.
+  ResponseHead& localHead();
+
+  // The fields every proxied request reads or writes come first, packed
+  // into four 64-byte lines: with 400 requests in flight on a worker
+  // (HTTP/2, 4 x 100 streams) a stream's state is no longer in the core's
+  // cache when its response comes, and each line it spans is a miss
+  // (docs/http2_codec.md, "Where the CPU goes at 100 streams per
+  // connection"). What only some requests need is boxed behind a pointer.
   DownstreamStream& conn_;
   DataPlaneConfigConstSharedPtr config_;  // pinned per stream (streamConfig()) for the whole exchange
   const HttpConnectionManagerRuntime& hcm_;
   RequestHead& head_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::system_clock::time_point start_wall_;
-
-  std::string key_;
-  // CORS response headers (applyCors), set on whatever response goes out.
-  std::vector<std::pair<std::string, std::string>> cors_headers_;
   // Owned by the connection and reused by every request on it.
   std::vector<routing::HeaderEntry>& entries_;
-  std::string original_path_;
-
   const routing::RouteDecision* decision_ = nullptr;
   const ClusterRuntime* cluster_runtime_ = nullptr;
-  // The grpc_stats filter's state for a gRPC call routed to a cluster
-  // (RouterFilter makes it; local replies pass through it).
-  std::optional<GrpcStatsTracker> grpc_stats_;
-  // The grpc_web filter's translation of this call (GrpcWebFilter starts it;
-  // the router feeds it; local replies take its content-type). Boxed: few
-  // streams are gRPC-Web, and every stream's frame would carry it.
-  std::unique_ptr<GrpcWebStream> grpc_web_;
+  const HeaderMap* response_headers_ = nullptr;
+  uint64_t request_body_bytes_ = 0;  // body bytes taken from the client
+  uint64_t response_body_bytes_ = 0;
+  // Response code details for the access log: always a literal (Envoy's
+  // fixed strings), so a view.
+  std::string_view details_;
+  uint16_t final_status_ = 0;
+  access_log::ResponseFlags flags_;
+  bool close_connection_ = false;
+  bool downstream_failed_ = false;
+  bool overloaded_ = false;  // the local reply gets x-envoy-overloaded: true
   // The gRPC-Web text body was not base64: the 400 keeps its HTTP status,
   // as Envoy's filter answers it (a gRPC status in the headers, no body).
   bool grpc_web_rejected_ = false;
   std::string upstream_host_;
-  uint64_t request_body_bytes_ = 0;  // body bytes taken from the client
-  uint64_t response_body_bytes_ = 0;
-
-  uint16_t final_status_ = 0;
-  access_log::ResponseFlags flags_;
-  std::string details_;  // response code details for the access log
-  ResponseHead local_head_;  // a local reply's head (kept for the access log)
-  const HeaderMap* response_headers_ = nullptr;
-  bool close_connection_ = false;
-  bool downstream_failed_ = false;
-  bool overloaded_ = false;  // the local reply gets x-envoy-overloaded: true
-  // A filter's local reply, sent once the chain stops.
-  uint16_t filter_reply_status_ = 0;
-  std::string_view filter_reply_body_;
-  std::string_view filter_reply_details_;
+  // The grpc_stats filter's state for a gRPC call routed to a cluster
+  // (RouterFilter makes it; local replies pass through it).
+  std::unique_ptr<GrpcStatsTracker> grpc_stats_;
+  // The grpc_web filter's translation of this call (GrpcWebFilter starts it;
+  // the router feeds it; local replies take its content-type).
+  std::unique_ptr<GrpcWebStream> grpc_web_;
+  std::string key_;
+  std::unique_ptr<ResponseHead> local_head_;  // localHead()
+  // What few requests use, made on first use (rare()).
+  struct Rare {
+    // A filter's local reply (localReply()), sent once the chain stops.
+    uint16_t filter_reply_status = 0;
+    std::string_view filter_reply_body;
+    std::string_view filter_reply_details;
+    // CORS response headers (applyCors), set on whatever response goes out.
+    std::vector<std::pair<std::string, std::string>> cors_headers;
+    // The :path before a prefix or regex rewrite (the access log's).
+    std::string original_path;
+  };
+  Rare& rare();
+  std::unique_ptr<Rare> rare_;
 };
 
 }  // namespace turnout::proxy
