@@ -184,27 +184,24 @@ std::optional<uint64_t> RouterFilter::hashFor() const {
   return hash;
 }
 
-Awaitable<void> RouterFilter::replyOverflow() {
+RouterFilter::Outcome RouterFilter::replyOverflow() {
   // Envoy's router: a circuit-breaker overflow is "dropped" and says so.
   stream_.flags_.set(access_log::ResponseFlag::UpstreamOverflow);
   stream_.overloaded_ = true;
-  co_await stream_.sendLocalReply(503, kBodyOverflow, {}, {},
-                                  "upstream_reset_before_response_started{overflow}");
+  return reply(503, kBodyOverflow, "upstream_reset_before_response_started{overflow}");
 }
 
-Awaitable<void> RouterFilter::replyUpstreamTimeout() {
+RouterFilter::Outcome RouterFilter::replyUpstreamTimeout() {
   if (Clock::now() >= duration_deadline_) {
     // Envoy's onStreamMaxDurationReached: 408, or DEADLINE_EXCEEDED to gRPC.
     stream_.flags_.set(access_log::ResponseFlag::DurationTimeout);
-    co_await stream_.sendLocalReply(408, kBodyDurationTimeout, {}, {}, "max_duration_timeout",
-                                    /*grpc_status=*/4);
-    co_return;
+    return reply(408, kBodyDurationTimeout, "max_duration_timeout", /*grpc_status=*/4);
   }
   stats::Shard& shard = conn_.worker().shard();
   shard.inc(cluster_->runtime().stats.upstream_rq_timeout());
   shard.inc(stream_.hcm_.stats.downstream_rq_timeout);
   stream_.flags_.set(access_log::ResponseFlag::UpstreamRequestTimeout);
-  co_await stream_.sendLocalReply(504, kBodyUpstreamTimeout, {}, {}, "upstream_response_timeout");
+  return reply(504, kBodyUpstreamTimeout, "upstream_response_timeout");
 }
 
 // Not in forward(): the name buffers would sit in every request's coroutine
@@ -237,6 +234,20 @@ void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
 }
 
 Awaitable<void> RouterFilter::forward() {
+  // Every local reply, whatever decided it, goes out from here: one
+  // co_await (each is a slot in a coroutine's frame, allocated per request).
+  Outcome o = begin();
+  for (uint32_t attempt_number = 0;
+       o.result == AttemptResult::Send || o.result == AttemptResult::Retry; ++attempt_number) {
+    if (o.result == AttemptResult::Retry) co_await backOff();
+    o = co_await attempt(attempt_number);
+  }
+  if (o.result == AttemptResult::Reply) {
+    co_await stream_.sendLocalReply(o.status, o.body, {}, {}, o.details, o.grpc_status);
+  }
+}
+
+RouterFilter::Outcome RouterFilter::begin() {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   const auto& hcm = stream_.hcm_;
@@ -244,9 +255,7 @@ Awaitable<void> RouterFilter::forward() {
   if (!cluster_) {
     stream_.flags_.set(access_log::ResponseFlag::NoClusterFound);
     shard.inc(hcm.stats.no_cluster);
-    co_await stream_.sendLocalReply(static_cast<uint16_t>(d_.cluster_not_found_status), "", {}, {},
-                                    "cluster_not_found");
-    co_return;
+    return reply(static_cast<uint16_t>(d_.cluster_not_found_status), "", "cluster_not_found");
   }
   shard.inc(hcm.stats.rq_total);
   stream_.cluster_runtime_ = &cluster_->runtime();
@@ -260,10 +269,7 @@ Awaitable<void> RouterFilter::forward() {
   }
   // A gRPC-Web text body that came with the headers is decoded before any
   // upstream is chosen, so a bad one is answered without connecting.
-  if (!decodeGrpcWebBody()) {
-    co_await replyGrpcWebRejected();
-    co_return;
-  }
+  if (!decodeGrpcWebBody()) return replyGrpcWebRejected();
   if (d_.max_stream_duration) {
     duration_deadline_ = stream_.start_ + *d_.max_stream_duration;
     deadline_ = std::min(deadline_, duration_deadline_);
@@ -274,20 +280,21 @@ Awaitable<void> RouterFilter::forward() {
   prepareUpstreamHeaders();
   // A tunnel's end depends on the upstream stream it gets (attempt()).
   if (!wantsTunnel() && requestComplete()) onRequestComplete();
-  for (uint32_t attempt_number = 0;; ++attempt_number) {
-    AttemptResult r = co_await attempt(attempt_number);
-    if (r != AttemptResult::Retry) break;
-    // attempt() returns Retry only when canRetry() said yes.
-    retry_->onRetry();
-    shard.inc(cluster_->runtime().stats.upstream_rq_retry());
-    cluster_->startRetry();
-    const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
-    SteadyTimer timer(worker.io(), wait);
-    boost::system::error_code ec;
-    co_await waitOn(timer, &ec);
-    cluster_->endRetry();
-    stream_.flags_ = access_log::ResponseFlags();
-  }
+  return Outcome(AttemptResult::Send);
+}
+
+Awaitable<void> RouterFilter::backOff() {
+  // attempt() returns Retry only when canRetry() said yes.
+  Worker& worker = conn_.worker();
+  retry_->onRetry();
+  worker.shard().inc(cluster_->runtime().stats.upstream_rq_retry());
+  cluster_->startRetry();
+  const milliseconds wait = std::min(retry_->backOff(worker.random()), until(deadline_));
+  SteadyTimer timer(worker.io(), wait);
+  boost::system::error_code ec;
+  co_await waitOn(timer, &ec);
+  cluster_->endRetry();
+  stream_.flags_ = access_log::ResponseFlags();
 }
 
 bool RouterFilter::canRetry() {
@@ -388,10 +395,9 @@ bool RouterFilter::decodeGrpcWebBody() {
   return false;
 }
 
-Awaitable<void> RouterFilter::replyGrpcWebRejected() {
+RouterFilter::Outcome RouterFilter::replyGrpcWebRejected() {
   stream_.close_connection_ = true;
-  co_await stream_.sendLocalReply(400, GrpcWebStream::kBadRequestBody, {}, {},
-                                  stream_.grpc_web_->details());
+  return reply(400, GrpcWebStream::kBadRequestBody, stream_.grpc_web_->details());
 }
 
 void RouterFilter::stopRequestBody() {
@@ -507,28 +513,35 @@ Awaitable<bool> RouterFilter::flushResponse() {
   co_return false;
 }
 
-Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_number) {
+// Not in attempt(): its locals would sit in every request's coroutine frame.
+HostState* RouterFilter::chooseHost(uint32_t attempt_number) {
   Worker& worker = conn_.worker();
-  stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
-  const auto& stats = cluster.runtime().stats;
-  const auto& hcm = stream_.hcm_;
   LoadBalancerContext lb;
   lb.random = worker.random();
   lb.hash = hashFor();
   lb.avoid = attempt_number > 0 ? host_ : nullptr;
   std::optional<asio::ip::tcp::endpoint> listener_address;
   if (cluster.config().type == config::ClusterConfig::Type::OriginalDst) {
+    const auto& hcm = stream_.hcm_;
     lb.downstream_local = &conn_.local();
     lb.request_headers = &stream_.head_.headers;
     if (hcm.listener != nullptr) listener_address = worker.boundAddress(hcm.listener->name);
     if (listener_address) lb.listener_address = &*listener_address;
   }
-  HostState* host = cluster.chooseHost(lb);
+  return cluster.chooseHost(lb);
+}
+
+Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  WorkerCluster& cluster = *cluster_;
+  const auto& stats = cluster.runtime().stats;
+  const auto& hcm = stream_.hcm_;
+  HostState* host = chooseHost(attempt_number);
   if (host == nullptr) {
     stream_.flags_.set(access_log::ResponseFlag::NoHealthyUpstream);
-    co_await stream_.sendLocalReply(503, kBodyNoHealthyUpstream, {}, {}, "no_healthy_upstream");
-    co_return AttemptResult::Failed;
+    co_return reply(503, kBodyNoHealthyUpstream, "no_healthy_upstream");
   }
   host_ = host;
   stream_.upstream_host_ = host->description->address;
@@ -556,8 +569,7 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
         stream = std::move(acquired.stream);
         break;
       case Status::Overflow:
-        co_await replyOverflow();
-        co_return AttemptResult::Failed;
+        co_return replyOverflow();
       case Status::Cancelled:
         // The client went away while the request waited: nothing to answer.
         stream_.downstream_failed_ = true;
@@ -565,22 +577,16 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
         stream_.flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
         co_return AttemptResult::Failed;
       case Status::Timeout:
-        if (Clock::now() >= deadline_) {
-          co_await replyUpstreamTimeout();
-        } else {
-          shard.inc(hcm.stats.downstream_rq_idle_timeout);
-          stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
-          co_await stream_.sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
-        }
-        co_return AttemptResult::Failed;
+        if (Clock::now() >= deadline_) co_return replyUpstreamTimeout();
+        shard.inc(hcm.stats.downstream_rq_idle_timeout);
+        stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+        co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
       case Status::ConnectFailure:
         cluster.recordOutcome(*host, true);
         stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
         if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
-        co_await stream_.sendLocalReply(
-            503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure, {}, {},
-            "upstream_reset_before_response_started{connection_failure}");
-        co_return AttemptResult::Failed;
+        co_return reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                        "upstream_reset_before_response_started{connection_failure}");
     }
   }
 
@@ -594,9 +600,8 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
       // An earlier attempt made the client's bytes the body of an HTTP/2
       // stream (beginTunnelBody); an HTTP/1.1 connection cannot take them
       // now (an auto_config host that changed its ALPN between attempts).
-      co_await stream_.sendLocalReply(503, kBodyConnectFailure, {}, {},
-                                      "upstream_reset_before_response_started{protocol_changed}");
-      co_return AttemptResult::Failed;
+      co_return reply(503, kBodyConnectFailure,
+                      "upstream_reset_before_response_started{protocol_changed}");
     }
     tunnel_over_h2_ = h2_upstream;
     tunnel_in_stream_ = !h2_upstream && conn_.http1() == nullptr;
@@ -605,8 +610,7 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
   UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
                            worker.io().get_executor(), worker.deadlines());
   if (!upstream.start()) {
-    co_await replyOverflow();
-    co_return AttemptResult::Failed;
+    co_return replyOverflow();
   }
   const bool reused = upstream.stream().reused();
   // A pooled connection may have been closed by the upstream while idle: the
@@ -687,7 +691,7 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
   auto& flags = stream_.flags_;
   if (stream_.grpc_web_rejected_) {
     // The gRPC-Web text body turned out not to be base64.
-    if (!r.response_started) co_await replyGrpcWebRejected();
+    if (!r.response_started) co_return replyGrpcWebRejected();
     co_return AttemptResult::Failed;
   }
   if (stream_.downstream_failed_) {
@@ -695,7 +699,8 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
     stream_.close_connection_ = true;
     if (conn_.codecError() != CodecErrorCode::kNone && !r.response_started) {
       const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
-      co_await stream_.sendLocalReply(info.downstream_status, info.details);
+      // The codec's details as the body, as Envoy's local reply to it.
+      co_return reply(info.downstream_status, info.details, {});
     }
     co_return AttemptResult::Failed;
   }
@@ -726,23 +731,19 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
       shard.inc(r.timeout == Timeout::PerTry ? stats.upstream_rq_per_try_timeout()
                                              : stats.upstream_rq_per_try_idle_timeout());
       if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
-      co_await replyUpstreamTimeout();
-      co_return AttemptResult::Failed;
+      co_return replyUpstreamTimeout();
     case Timeout::Global:
-      co_await replyUpstreamTimeout();
-      co_return AttemptResult::Failed;
+      co_return replyUpstreamTimeout();
     case Timeout::StreamIdle:
       shard.inc(hcm.stats.downstream_rq_idle_timeout);
       flags.set(access_log::ResponseFlag::StreamIdleTimeout);
       stream_.close_connection_ = true;
-      co_await stream_.sendLocalReply(408, kBodyStreamTimeout, {}, {}, "stream_idle_timeout");
-      co_return AttemptResult::Failed;
+      co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
   }
   if (r.reset_reason == StreamResetReason::kProtocolError && !r.upstream_write_failed) {
     flags.set(access_log::ResponseFlag::UpstreamProtocolError);
-    co_await stream_.sendLocalReply(502, kBodyProtocolError, {}, {},
-                                    "upstream_reset_before_response_started{protocol_error}");
-    co_return AttemptResult::Failed;
+    co_return reply(502, kBodyProtocolError,
+                    "upstream_reset_before_response_started{protocol_error}");
   }
   // Reset or EOF before a response: a stale pooled connection is retried once
   // transparently (when the body can be replayed); otherwise per policy.
@@ -761,10 +762,8 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attempt(uint32_t attempt_nu
   }
   flags.set(access_log::ResponseFlag::UpstreamConnectionTermination);
   if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
-  co_await stream_.sendLocalReply(
-      503, kBodyUpstreamReset, {}, {},
-      "upstream_reset_before_response_started{connection_termination}");
-  co_return AttemptResult::Failed;
+  co_return reply(503, kBodyUpstreamReset,
+                  "upstream_reset_before_response_started{connection_termination}");
 }
 
 bool RouterFilter::wantsTunnel() const { return stream_.tunnelRequested(); }
@@ -774,7 +773,7 @@ bool RouterFilter::tunnelAccepted(uint16_t status) const {
   return status == 101;
 }
 
-Awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host) {
+Awaitable<RouterFilter::Outcome> RouterFilter::attemptTcp(HostState& host) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -785,17 +784,14 @@ Awaitable<RouterFilter::AttemptResult> RouterFilter::attemptTcp(HostState& host)
       co_await cluster.connectTcp(worker.io().get_executor(), &host);
   using Status = WorkerCluster::TcpConnectResult::Status;
   if (c.status == Status::Overflow) {
-    co_await replyOverflow();
-    co_return AttemptResult::Failed;
+    co_return replyOverflow();
   }
   if (c.status == Status::ConnectFailure) {
     cluster.recordOutcome(host, true);
     stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
     if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
-    co_await stream_.sendLocalReply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                                    {}, {},
-                                    "upstream_reset_before_response_started{connection_failure}");
-    co_return AttemptResult::Failed;
+    co_return reply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                    "upstream_reset_before_response_started{connection_failure}");
   }
   cluster.recordOutcome(host, false);
   UpstreamConnection& up = *c.conn;

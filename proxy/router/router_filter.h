@@ -59,9 +59,36 @@ class RouterFilter : public UpstreamRequestParent {
   bool tryFlushResponse() override;
 
  private:
-  enum class AttemptResult { Done, Retry, Failed };
+  // Send: (begin()) go on with the first attempt. Reply: answer locally
+  // with the Outcome's reply.
+  enum class AttemptResult { Send, Done, Retry, Failed, Reply };
+  // How a stage ended. Every local reply the router decides on goes back
+  // to forward() as one, and forward() sends it: one co_await for all of
+  // them (each was a slot in the attempt's coroutine frame, which is
+  // allocated per request). The views are literals or the route table's.
+  struct Outcome {
+    Outcome(AttemptResult r = AttemptResult::Done) : result(r) {}  // NOLINT: implicit
+    Outcome(uint16_t s, std::string_view b, std::string_view d, int g)
+        : result(AttemptResult::Reply), status(s), grpc_status(g), body(b), details(d) {}
+    AttemptResult result;
+    uint16_t status = 0;
+    int grpc_status = -1;
+    std::string_view body;
+    std::string_view details;
+  };
+  static Outcome reply(uint16_t status, std::string_view body, std::string_view details,
+                       int grpc_status = -1) {
+    return Outcome(status, body, details, grpc_status);
+  }
 
-  Awaitable<AttemptResult> attempt(uint32_t attempt_number);
+  // What forward() does before the first attempt: the cluster, the gRPC
+  // stats, the timeouts, the retry state and the upstream headers.
+  Outcome begin();
+  // The back-off before a retry.
+  Awaitable<void> backOff();
+  Awaitable<Outcome> attempt(uint32_t attempt_number);
+  // The load balancer's pick for an attempt (null: no healthy host).
+  HostState* chooseHost(uint32_t attempt_number);
   // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a
   // request routed to cluster_.
   void startGrpcStats(Worker& worker, stats::Shard& shard);
@@ -82,11 +109,11 @@ class RouterFilter : public UpstreamRequestParent {
   // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
   // a TCP connection to `host`, a 200 to the client once it is up, then
   // the payload both ways. attempt()'s tail for such a request.
-  Awaitable<AttemptResult> attemptTcp(HostState& host);
+  Awaitable<Outcome> attemptTcp(HostState& host);
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
-  Awaitable<void> replyOverflow();
+  Outcome replyOverflow();
   // 504 UT: the route timeout expired before a response started.
-  Awaitable<void> replyUpstreamTimeout();
+  Outcome replyUpstreamTimeout();
   // The client's request is complete: the route timeout starts (Envoy starts
   // it at the end of the request, not at its headers).
   void onRequestComplete();
@@ -103,7 +130,7 @@ class RouterFilter : public UpstreamRequestParent {
   // grpc_web_rejected_ on the stream) when they are not base64.
   bool decodeGrpcWebBody();
   // Envoy's 400 to a gRPC-Web body that is not base64.
-  Awaitable<void> replyGrpcWebRejected();
+  Outcome replyGrpcWebRejected();
   // Sends a held non-gRPC response to a gRPC-Web call as its gRPC status.
   void encodeHeldGrpcWeb();
 
