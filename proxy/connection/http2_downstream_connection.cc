@@ -55,12 +55,7 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
                                                 public RequestDecoderCallbacks {
  public:
   Stream(Http2DownstreamConnection& conn, http2::ServerStreamPtr stream)
-      : conn_(conn),
-        stream_(std::move(stream)),
-        read_signal_(conn.worker_.io().get_executor()),
-        write_signal_(conn.worker_.io().get_executor()),
-        read_deadline_(conn.deadlines_, &onDeadline, &read_signal_),
-        write_deadline_(conn.deadlines_, &onDeadline, &write_signal_) {}
+      : conn_(conn), stream_(std::move(stream)) {}
 
   // DownstreamStream: the connection.
   Worker& worker() override { return conn_.worker_; }
@@ -95,17 +90,18 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     for (;;) {
       if (!body_.empty() || complete_) co_return true;
       if (reset_ || read_stopped_ || conn_.closed_) co_return false;
-      read_deadline_.expiresAt(deadline);
+      Waits& w = waits();
+      w.read_deadline.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await waitOn(read_signal_, &ec);
-      read_deadline_.clear();
+      co_await waitOn(w.read_signal, &ec);
+      w.read_deadline.clear();
       if (ec == asio::error::timed_out) co_return !body_.empty() || complete_;
     }
   }
 
   void stopReading() override {
     read_stopped_ = true;
-    read_signal_.notify();
+    notifyRead();
   }
 
   void watchForClose(PendingRequest& pending) override {
@@ -170,10 +166,11 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
         flush_listed_ = true;
         conn_.flushers_.push_back(this);
       }
-      write_deadline_.expiresAt(deadline);
+      Waits& w = waits();
+      w.write_deadline.expiresAt(deadline);
       boost::system::error_code ec;
-      co_await waitOn(write_signal_, &ec);
-      write_deadline_.clear();
+      co_await waitOn(w.write_signal, &ec);
+      w.write_deadline.clear();
       flush_waiting_ = false;
       if (ec == asio::error::timed_out) {
         co_return stream_ && !reset_ && stream_->bufferedBytes() <= kWriteBehindBytes;
@@ -192,16 +189,16 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     body_.append(data.data(), data.size());
     unacked_ += data.size();
     if (end_stream) complete_ = true;
-    read_signal_.notify();
+    notifyRead();
   }
   void onTrailers(HeaderMap& trailers) override {
     trailers_ = &trailers;
     complete_ = true;
-    read_signal_.notify();
+    notifyRead();
   }
   void onMessageComplete() override {
     complete_ = true;
-    read_signal_.notify();
+    notifyRead();
   }
   void onReset(StreamResetReason reason) override {
     if (reason == StreamResetReason::kRemoteReset && conn_.filterChain().hcm) {
@@ -210,14 +207,14 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
     if (!reset_ && !started_) conn_.unstarted_resets_.push_back(this);
     reset_ = true;
     if (watched_ != nullptr) watched_->cancel();
-    read_signal_.notify();
-    write_signal_.notify();
+    notifyRead();
+    notifyWrite();
   }
 
   // The writer drained the codec: a flush may be done.
   void onDrained() {
     flush_listed_ = false;
-    if (flush_waiting_) write_signal_.notify();
+    if (flush_waiting_) notifyWrite();
   }
 
   Http2DownstreamConnection& conn_;
@@ -239,10 +236,35 @@ class Http2DownstreamConnection::Stream final : public DownstreamStream,
   static void onDeadline(void* signal) {
     static_cast<Signal*>(signal)->fire(asio::error::timed_out);
   }
-  Signal read_signal_;
-  Signal write_signal_;
-  DeadlineQueue::Deadline read_deadline_;
-  DeadlineQueue::Deadline write_deadline_;
+  // What the stream's coroutines sleep on: the request body's reader and
+  // the response's flush, each with its deadline in the worker's queue
+  // that fires its signal. Made by the first wait: most streams never wait
+  // (a GET's head ends its request; a small response fits the write-behind
+  // allowance), and at 100 streams per connection the signals and
+  // deadlines were two cache lines each stream wrote and read again
+  // (docs/http2_codec.md). A notify() with no waiter does nothing.
+  struct Waits {
+    explicit Waits(Http2DownstreamConnection& conn)
+        : read_signal(conn.worker_.io().get_executor()),
+          write_signal(conn.worker_.io().get_executor()),
+          read_deadline(conn.deadlines_, &onDeadline, &read_signal),
+          write_deadline(conn.deadlines_, &onDeadline, &write_signal) {}
+    Signal read_signal;
+    Signal write_signal;
+    DeadlineQueue::Deadline read_deadline;
+    DeadlineQueue::Deadline write_deadline;
+  };
+  Waits& waits() {
+    if (!waits_) waits_ = std::make_unique<Waits>(conn_);
+    return *waits_;
+  }
+  void notifyRead() {
+    if (waits_) waits_->read_signal.notify();
+  }
+  void notifyWrite() {
+    if (waits_) waits_->write_signal.notify();
+  }
+  std::unique_ptr<Waits> waits_;
   std::vector<routing::HeaderEntry> entries_;
 };
 

@@ -85,11 +85,12 @@ RouterFilter::RouterFilter(ActiveStream& stream, const routing::RouteDecision& d
     : stream_(stream),
       conn_(stream.conn_),
       d_(decision),
-      request_body_bytes_(stream.request_body_bytes_) {}
+      request_body_bytes_(stream.request_body_bytes_),
+      wants_tunnel_(stream.tunnelRequested()),
+      stream_idle_(stream.streamIdle()) {}
 
 milliseconds RouterFilter::streamIdle() const {
-  const milliseconds t = stream_.streamIdle();
-  return t == ActiveStream::kForever ? milliseconds(0) : t;
+  return stream_idle_ == ActiveStream::kForever ? milliseconds(0) : stream_idle_;
 }
 
 void RouterFilter::prepareUpstreamHeaders() {
@@ -364,7 +365,7 @@ Awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
     co_await waitOn(*tunnel_open_signal_, &ec);
   }
   if (body_stopped_) co_return false;
-  const bool read = co_await conn_.readBody(stream_.streamIdle());
+  const bool read = co_await conn_.readBody(stream_idle_);
   if (!read) {
     if (body_stopped_) co_return false;
     // The client went away or sent a malformed body mid-request.
@@ -507,7 +508,7 @@ void RouterFilter::onUpstreamTrailers(HeaderMap& trailers) {
 bool RouterFilter::tryFlushResponse() { return conn_.tryFlush(); }
 
 Awaitable<bool> RouterFilter::flushResponse() {
-  const bool written = co_await conn_.flush(stream_.streamIdle());
+  const bool written = co_await conn_.flush(stream_idle_);
   if (written) co_return true;
   stream_.downstream_failed_ = true;
   co_return false;
@@ -765,8 +766,6 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
   co_return reply(503, kBodyUpstreamReset,
                   "upstream_reset_before_response_started{connection_termination}");
 }
-
-bool RouterFilter::wantsTunnel() const { return stream_.tunnelRequested(); }
 
 bool RouterFilter::tunnelAccepted(uint16_t status) const {
   if (stream_.head_.method == "CONNECT") return status >= 200 && status < 300;

@@ -102,7 +102,7 @@ class RouterFilter : public UpstreamRequestParent {
   // stream's DATA both ways (StreamTunnel).
   Awaitable<void> tunnelInStream(UpstreamConnection& up);
   // The request is an upgrade or a CONNECT: a tunnel if it is answered.
-  bool wantsTunnel() const;
+  bool wantsTunnel() const { return wants_tunnel_; }
   // The upstream's answer opened the tunnel: a 101 to an upgrade, a 2xx to
   // a CONNECT.
   bool tunnelAccepted(uint16_t status) const;
@@ -171,6 +171,11 @@ class RouterFilter : public UpstreamRequestParent {
   bool tunnel_open_ = false;
   // A CONNECT terminated here (attemptTcp()).
   bool connect_terminate_ = false;
+  // The stream's, copied when the router starts: the response path reads
+  // them, and the request head and the route decision are out of the
+  // cache by then.
+  const bool wants_tunnel_;
+  const std::chrono::milliseconds stream_idle_;  // ActiveStream::streamIdle()
   // The request body as received, kept for retries and mirrors (only when
   // a retry policy, a mirror or a reused upstream connection may need it)
   // while it fits the listener's per_connection_buffer_limit_bytes.
