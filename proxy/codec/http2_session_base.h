@@ -119,7 +119,7 @@ struct SessionBase {
   }
   // Takes back this codec's gauge contributions and stops counting.
   void detachStats() {
-    gauge(stats.ids.streams_active, -static_cast<std::int64_t>(active.size()));
+    gauge(stats.ids.streams_active, -static_cast<std::int64_t>(active_count));
     gauge(stats.ids.pending_send_bytes, -static_cast<std::int64_t>(pending_send_bytes));
     stats.shard = nullptr;
   }
@@ -159,16 +159,14 @@ struct SessionBase {
     return s;
   }
   void addActive(Stream* s) {
-    s->active_index_ = active.size();
-    active.push_back(s);
+    s->active_ = true;
+    ++active_count;
     ++opened_streams;
     gauge(stats.ids.streams_active, 1);
   }
   void removeActive(Stream* s) {
-    Stream* last = active.back();
-    active[s->active_index_] = last;
-    last->active_index_ = s->active_index_;
-    active.pop_back();
+    s->active_ = false;
+    --active_count;
     gauge(stats.ids.streams_active, -1);
   }
   void recycle(Stream* s) {
@@ -273,10 +271,11 @@ struct SessionBase {
     eof = true;
     const StreamResetReason reason = status.ok() ? StreamResetReason::kConnectionTermination
                                                  : StreamResetReason::kProtocolError;
-    while (!active.empty()) {
-      Stream* s = active.back();
-      active.pop_back();
-      gauge(stats.ids.streams_active, -1);
+    // The pool holds every stream this session made; none is added here.
+    for (size_t i = 0; i < pool.size() && active_count > 0; ++i) {
+      Stream* s = pool[i].get();
+      if (!s->active_) continue;
+      removeActive(s);
       closeStream(s, reason_for(*s, reason));
     }
   }
@@ -492,7 +491,7 @@ struct SessionBase {
   std::uint64_t pending_send_bytes = 0;
   std::vector<std::unique_ptr<Stream>> pool;
   std::vector<Stream*> free;
-  std::vector<Stream*> active;
+  std::size_t active_count = 0;  // streams open in nghttp2 (Stream::active_)
   std::vector<nghttp2_nv> nv;  // the header block being submitted
   mutable std::int32_t cached_id_ = 0;  // stream(): the last id found, and its stream
   mutable Stream* cached_stream_ = nullptr;
@@ -538,7 +537,7 @@ void Http2Connection<Session>::goAway(std::uint32_t error_code) {
 
 template <class Session>
 std::size_t Http2Connection<Session>::activeStreams() const {
-  return s_->active.size();
+  return s_->active_count;
 }
 
 template <class Session>

@@ -48,13 +48,16 @@ class StreamState {
     block_bytes_ = 0;
     block_fields_ = 0;
     rst_code_ = 0;
-    local_end_ = remote_end_ = closed_ = released_ = remote_rst_ = overflow_ = false;
+    local_end_ = remote_end_ = closed_ = released_ = remote_rst_ = overflow_ = active_ = false;
   }
 
   Session* session_ = nullptr;
   Callbacks* callbacks_ = nullptr;
   std::int32_t id_ = -1;
-  std::size_t active_index_ = 0;  // position in the session's active list
+  // Open in nghttp2 (between addActive() and removeActive()). A flag, not
+  // a place in a list: taking a stream out of a list moved another one
+  // and wrote its index, a cache line of a stream not otherwise touched.
+  bool active_ = false;
   Head head_;
   HeaderMap trailers_;
   SendBuffer send_;

@@ -151,7 +151,7 @@ void Http2PoolConnection::notifySenders() {
   notifying_.swap(senders_);
   for (Http2PoolStream* s : notifying_) {
     s->waiting_send_ = false;
-    s->send_signal_.notify();
+    if (s->send_signal_) s->send_signal_->notify();
   }
   notifying_.clear();
 }
@@ -243,10 +243,7 @@ void Http2PoolConnection::onStreamEnd(Http2PoolStream& s) {
 // --- Http2PoolStream ----------------------------------------------------------------
 
 Http2PoolStream::Http2PoolStream(Http2PoolConnectionSharedPtr conn, bool reused)
-    : conn_(std::move(conn)),
-      send_signal_(conn_->stream_.get_executor()),
-      recv_signal_(conn_->stream_.get_executor()),
-      reused_(reused) {}
+    : conn_(std::move(conn)), recv_signal_(conn_->stream_.get_executor()), reused_(reused) {}
 
 void Http2PoolStream::encodeHeaders(const RequestHead& head, bool end_stream) {
   if (reset_ || !h2_) return;
@@ -286,7 +283,8 @@ Awaitable<bool> Http2PoolStream::send() {
       waiting_send_ = true;
       conn_->senders_.push_back(this);
     }
-    co_await waitOn(send_signal_, &ec);
+    if (!send_signal_) send_signal_ = std::make_unique<Signal>(conn_->stream_.get_executor());
+    co_await waitOn(*send_signal_, &ec);
   }
   co_return !reset_;
 }
@@ -362,7 +360,7 @@ void Http2PoolStream::markReset(StreamResetReason reason) {
 }
 
 void Http2PoolStream::wake() {
-  send_signal_.notify();
+  if (send_signal_) send_signal_->notify();
   wakeReceiver();
 }
 

@@ -194,8 +194,10 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   Http2PoolConnectionSharedPtr conn_;
   http2::ClientStreamPtr h2_;
   ResponseDecoderCallbacks* target_ = nullptr;
-  Signal send_signal_;  // notify() wakes send()
   Signal recv_signal_;  // notify() wakes receive()
+  // notify() wakes send(); made by its first wait (only a request the
+  // codec cannot frame at once waits), a line fewer per stream.
+  std::unique_ptr<Signal> send_signal_;
   bool reused_;
   bool reset_ = false;
   bool waiting_send_ = false;  // listed in conn_->senders_
