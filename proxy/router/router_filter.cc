@@ -514,6 +514,53 @@ Awaitable<bool> RouterFilter::flushResponse() {
   co_return false;
 }
 
+// attempt()'s wait for a stream from the pool's pending queue, in its own
+// frame: most requests get one at once (tryNewStream()), and this wait's
+// locals would sit in every attempt's frame. Send: `stream` is ready.
+Awaitable<RouterFilter::Outcome> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
+                                                             UpstreamStreamPtr& stream) {
+  Worker& worker = conn_.worker();
+  stats::Shard& shard = worker.shard();
+  WorkerCluster& cluster = *cluster_;
+  const auto& hcm = stream_.hcm_;
+  using Status = ConnPool::NewStreamResult::Status;
+  // Waiting for a connection is bounded by the route timeout and, as for
+  // any stream in Envoy, by the stream idle timeout.
+  Clock::time_point wait_deadline = deadline_;
+  if (streamIdle().count() > 0) {
+    wait_deadline = std::min(wait_deadline, Clock::now() + streamIdle());
+  }
+  PendingRequest pending(worker.io().get_executor());
+  conn_.watchForClose(pending);
+  ConnPool::NewStreamResult acquired = co_await pool.newStream(&pending, wait_deadline);
+  co_await conn_.stopWatching();
+  switch (acquired.status) {
+    case Status::Ready:
+      stream = std::move(acquired.stream);
+      co_return Outcome(AttemptResult::Send);
+    case Status::Overflow:
+      co_return replyOverflow();
+    case Status::Cancelled:
+      // The client went away while the request waited: nothing to answer.
+      stream_.downstream_failed_ = true;
+      stream_.close_connection_ = true;
+      stream_.flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
+      co_return AttemptResult::Failed;
+    case Status::Timeout:
+      if (Clock::now() >= deadline_) co_return replyUpstreamTimeout();
+      shard.inc(hcm.stats.downstream_rq_idle_timeout);
+      stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
+      co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
+    case Status::ConnectFailure:
+      cluster.recordOutcome(host, true);
+      stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
+      if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
+      co_return reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                      "upstream_reset_before_response_started{connection_failure}");
+  }
+  co_return AttemptResult::Failed;  // (every status returned above)
+}
+
 // Not in attempt(): its locals would sit in every request's coroutine frame.
 HostState* RouterFilter::chooseHost(uint32_t attempt_number) {
   Worker& worker = conn_.worker();
@@ -554,41 +601,8 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
   ConnPool& pool = cluster.connPool(*host, conn_.http1() == nullptr);
   UpstreamStreamPtr stream = pool.tryNewStream();
   if (!stream) {
-    using Status = ConnPool::NewStreamResult::Status;
-    // Waiting for a connection is bounded by the route timeout and, as for
-    // any stream in Envoy, by the stream idle timeout.
-    Clock::time_point wait_deadline = deadline_;
-    if (streamIdle().count() > 0) {
-      wait_deadline = std::min(wait_deadline, Clock::now() + streamIdle());
-    }
-    PendingRequest pending(worker.io().get_executor());
-    conn_.watchForClose(pending);
-    ConnPool::NewStreamResult acquired = co_await pool.newStream(&pending, wait_deadline);
-    co_await conn_.stopWatching();
-    switch (acquired.status) {
-      case Status::Ready:
-        stream = std::move(acquired.stream);
-        break;
-      case Status::Overflow:
-        co_return replyOverflow();
-      case Status::Cancelled:
-        // The client went away while the request waited: nothing to answer.
-        stream_.downstream_failed_ = true;
-        stream_.close_connection_ = true;
-        stream_.flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
-        co_return AttemptResult::Failed;
-      case Status::Timeout:
-        if (Clock::now() >= deadline_) co_return replyUpstreamTimeout();
-        shard.inc(hcm.stats.downstream_rq_idle_timeout);
-        stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
-        co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
-      case Status::ConnectFailure:
-        cluster.recordOutcome(*host, true);
-        stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-        if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
-        co_return reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                        "upstream_reset_before_response_started{connection_failure}");
-    }
+    Outcome waited = co_await waitForStream(pool, *host, stream);
+    if (waited.result != AttemptResult::Send) co_return waited;
   }
 
   if (wantsTunnel()) {

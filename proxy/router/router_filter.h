@@ -87,6 +87,8 @@ class RouterFilter : public UpstreamRequestParent {
   // The back-off before a retry.
   Awaitable<void> backOff();
   Awaitable<Outcome> attempt(uint32_t attempt_number);
+  // Waits for a stream from `pool`'s pending queue (Send: `stream` is set).
+  Awaitable<Outcome> waitForStream(ConnPool& pool, HostState& host, UpstreamStreamPtr& stream);
   // The load balancer's pick for an attempt (null: no healthy host).
   HostState* chooseHost(uint32_t attempt_number);
   // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a

@@ -147,6 +147,7 @@ PendingRequest::~PendingRequest() {
 }
 
 UpstreamConnection::~UpstreamConnection() {
+  leaveSharedOut(false);
   if (watch) watch->conn = nullptr;
   if (idle_list != nullptr) idle_list->remove(*this);
 }

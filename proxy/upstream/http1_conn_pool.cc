@@ -8,6 +8,39 @@
 #include "proxy/upstream/upstream_tls.h"
 
 namespace turnout::proxy {
+namespace {
+
+// The worker thread's shared output buffer (UpstreamConnection::outBuffer())
+// and the connection whose bytes it holds.
+constexpr size_t kMaxSharedOut = 256 * 1024;  // capacity kept past a leaveSharedOut()
+struct SharedOut {
+  UpstreamConnection* owner = nullptr;
+  std::string bytes;
+};
+thread_local SharedOut t_shared_out;
+
+}  // namespace
+
+std::string& UpstreamConnection::outBuffer() {
+  SharedOut& shared = t_shared_out;
+  if (shared.owner == this) return shared.bytes;
+  // TLS encrypts from `out` in send(); bytes already in `out` go first.
+  if (tls || !out.empty()) return out;
+  // Sent already (the usual case): taken over without touching the owner.
+  if (shared.owner != nullptr && !shared.bytes.empty()) shared.owner->leaveSharedOut(true);
+  shared.owner = this;
+  return shared.bytes;
+}
+
+void UpstreamConnection::leaveSharedOut(bool keep) {
+  SharedOut& shared = t_shared_out;
+  if (shared.owner != this) return;
+  if (keep) out.append(shared.bytes);
+  shared.bytes.clear();
+  // A large body replayed for a retry may have grown it.
+  if (shared.bytes.capacity() > kMaxSharedOut) std::string().swap(shared.bytes);
+  shared.owner = nullptr;
+}
 
 UpstreamStreamPtr Http1ConnPool::attach(UpstreamConnectionPtr conn) {
   UpstreamConnection* c = conn.release();
@@ -15,6 +48,7 @@ UpstreamStreamPtr Http1ConnPool::attach(UpstreamConnectionPtr conn) {
   c->stream_host = &host_;
   c->stream_reset = false;
   c->write_failed = false;
+  c->leaveSharedOut(false);
   c->out.clear();
   ++c->requests;
   return UpstreamStreamPtr(c);
@@ -47,18 +81,20 @@ Awaitable<ConnPool::NewStreamResult> Http1ConnPool::newStream(
 // UpstreamConnection's UpstreamStream side: the HTTP/1 one-stream case.
 
 void UpstreamConnection::encodeHeaders(const RequestHead& head, bool end_stream) {
-  codec.encodeHeaders(head, end_stream, out);
+  codec.encodeHeaders(head, end_stream, outBuffer());
 }
 
 void UpstreamConnection::encodeData(std::span<const char> data, bool end_stream) {
-  codec.encodeData(data, end_stream, out);
+  codec.encodeData(data, end_stream, outBuffer());
 }
 
 void UpstreamConnection::encodeTrailers(const HeaderMap& trailers) {
-  codec.encodeTrailers(trailers, out);
+  codec.encodeTrailers(trailers, outBuffer());
 }
 
 Awaitable<bool> UpstreamConnection::send() {
+  // The write may wait: other connections use the shared buffer meanwhile.
+  leaveSharedOut(true);
   if (stream_reset || write_failed) co_return false;
   if (out.empty()) co_return true;
   boost::system::error_code ec;
@@ -84,11 +120,13 @@ Awaitable<bool> UpstreamConnection::send() {
 std::optional<bool> UpstreamConnection::trySend() {
   if (stream_reset || write_failed) return false;
   if (tls) return out.empty() ? std::optional<bool>(true) : std::nullopt;  // send() encrypts
-  switch (sendNow(stream.socket(), out)) {
+  // Bytes are either all in `out` or all in the shared buffer (outBuffer()).
+  std::string& pending = t_shared_out.owner == this ? t_shared_out.bytes : out;
+  switch (sendNow(stream.socket(), pending)) {
     case SendNow::kAll:
       return true;
     case SendNow::kSome:
-      return std::nullopt;
+      return std::nullopt;  // send() takes the rest to `out`
     case SendNow::kFailed:
       break;
   }
