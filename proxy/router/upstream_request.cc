@@ -149,7 +149,15 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   Result r;
   while (!ended() && !parent_.downstreamFailed() &&
          fired_ == Timeout::None) {
-    const UpstreamStream::ReceiveResult rr = co_await s.receive();
+    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
+    if (!got && s.waitsInPlace()) {
+      while (!got) {
+        co_await s.receiveWait();
+        got = s.tryReceive();
+      }
+    }
+    if (!got) got = co_await s.receive();
+    const UpstreamStream::ReceiveResult rr = *got;
     if (!rr.reset) last_activity_ = Clock::now();
     // What the events produced goes to the client, also after a clean EOF
     // that completed a close-delimited response.

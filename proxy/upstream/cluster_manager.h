@@ -74,6 +74,9 @@ struct UpstreamConnection final : public UpstreamStream {
   Awaitable<bool> send() override;
   std::optional<bool> trySend() override;
   Awaitable<ReceiveResult> receive() override;
+  std::optional<ReceiveResult> tryReceive() override;
+  bool waitsInPlace() const override { return !tls; }
+  void startReceiveWait(resume_detail::Frame* frame) override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return from_pool; }
   bool canReuse() const override {
@@ -116,6 +119,10 @@ struct UpstreamConnection final : public UpstreamStream {
   void leaveSharedOut(bool keep);
   bool stream_reset = false;
   bool write_failed = false;
+  // A receiveWait() read completed, with these: tryReceive() takes them.
+  bool wait_done = false;
+  boost::system::error_code wait_ec;
+  std::size_t wait_n = 0;
   StreamResetReason reset_reason = StreamResetReason::kLocalReset;
 
   // While idle: its place in the worker's IdleConnections (oldest first),

@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "proxy/common/asio.h"
+#include "proxy/common/resume.h"
 
 #include "proxy/codec/codec.h"
 
@@ -77,6 +78,30 @@ class UpstreamStream {
     bool eof = false;
   };
   virtual Awaitable<ReceiveResult> receive() = 0;
+
+  // receive() in two halves, for a caller that would rather not make a
+  // coroutine frame per call (UpstreamRequest::run(): with hundreds of
+  // requests in flight that frame, made when the request went up, was five
+  // cold cache lines by the time the response came). tryReceive() is
+  // receive() up to its first wait: the result, or empty where receive()
+  // would wait; then, where waitsInPlace(), `co_await receiveWait()` waits
+  // as receive() would (no frame: the caller's coroutine is resumed) and
+  // tryReceive() goes on from there. Elsewhere (a TLS upstream, whose read
+  // is a coroutine) the caller awaits receive().
+  virtual std::optional<ReceiveResult> tryReceive() { return std::nullopt; }
+  virtual bool waitsInPlace() const { return false; }
+  struct ReceiveWait {
+    UpstreamStream* stream;
+    resume_detail::Thread* operator()(resume_detail::Frame* frame) {
+      stream->startReceiveWait(frame);
+      return nullptr;
+    }
+  };
+  ReceiveWait receiveWait() { return ReceiveWait{this}; }
+  // Starts receiveWait()'s wait: resumes `frame`'s thread when it is over.
+  virtual void startReceiveWait(resume_detail::Frame* frame) {
+    (void)frame;  // only where waitsInPlace()
+  }
 
   // Stops the stream: outstanding send()/receive() return promptly and the
   // stream is not reused.

@@ -192,6 +192,56 @@ Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
   }
 }
 
+std::optional<UpstreamStream::ReceiveResult> UpstreamConnection::tryReceive() {
+  ReceiveResult r;
+  if (std::exchange(wait_done, false) && !stream_reset) {
+    // receive()'s handling of its read, for the one receiveWait() made.
+    if (wait_ec) {
+      stream_reset = true;
+      reset_reason = StreamResetReason::kConnectionTermination;
+      r.reset = true;
+      r.reason = reset_reason;
+      if (wait_ec == asio::error::eof) {
+        r.eof = true;
+        (void)codec.onEof();
+      }
+      return r;
+    }
+    read_buffer.commit(wait_n);
+  }
+  for (;;) {
+    if (stream_reset) {
+      r.reset = true;
+      r.reason = reset_reason;
+      return r;
+    }
+    auto data = read_buffer.data();
+    if (data.size() == 0) return std::nullopt;
+    auto consumed =
+        codec.decode(std::span<const char>(static_cast<const char*>(data.data()), data.size()));
+    if (!consumed.ok()) {
+      stream_reset = true;
+      reset_reason = StreamResetReason::kProtocolError;
+      continue;
+    }
+    read_buffer.consume(*consumed);
+    if (*consumed > 0) return r;  // progress: the caller looks at its events
+    return std::nullopt;          // a partial message: more bytes needed
+  }
+}
+
+void UpstreamConnection::startReceiveWait(resume_detail::Frame* frame) {
+  const asio::mutable_buffer buffer = read_buffer.prepare(16 * 1024);  // before the thread is taken
+  wait_done = true;
+  wait_ec = {};
+  wait_n = 0;
+  inq_detail::startRead(
+      stream.socket(), buffer,
+      resume_detail::Handler<boost::system::error_code, std::size_t>(
+          frame->detach_thread(),
+          std::tuple<boost::system::error_code*, std::size_t*>(&wait_ec, &wait_n)));
+}
+
 void UpstreamConnection::resetStream(StreamResetReason reason) {
   if (!stream_reset) {
     stream_reset = true;

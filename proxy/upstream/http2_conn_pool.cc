@@ -309,6 +309,28 @@ Awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
   }
 }
 
+std::optional<UpstreamStream::ReceiveResult> Http2PoolStream::tryReceive() {
+  // receive() up to its wait (the acknowledgement is a no-op when repeated).
+  if (delivered_ > 0 && h2_) {
+    h2_->consumed(delivered_);
+    delivered_ = 0;
+    conn_->kickWriter();
+  }
+  if (deliver()) return ReceiveResult{};
+  if (reset_) {
+    ReceiveResult r;
+    r.reset = true;
+    r.reason = reason_;
+    return r;
+  }
+  return std::nullopt;
+}
+
+void Http2PoolStream::startReceiveWait(resume_detail::Frame* frame) {
+  recv_signal_.async_wait(resume_detail::Handler<boost::system::error_code>(
+      frame->detach_thread(), std::tuple<boost::system::error_code*>(&wait_ec_)));
+}
+
 bool Http2PoolStream::deliver() {
   if (target_ == nullptr) return false;
   bool progress = false;

@@ -155,6 +155,9 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   Awaitable<bool> send() override;
   std::optional<bool> trySend() override;
   Awaitable<ReceiveResult> receive() override;
+  std::optional<ReceiveResult> tryReceive() override;
+  bool waitsInPlace() const override { return true; }
+  void startReceiveWait(resume_detail::Frame* frame) override;
   void resetStream(StreamResetReason reason) override;
   bool reused() const override { return reused_; }
   bool canReuse() const override;
@@ -195,6 +198,7 @@ class Http2PoolStream final : public UpstreamStream, public ResponseDecoderCallb
   http2::ClientStreamPtr h2_;
   ResponseDecoderCallbacks* target_ = nullptr;
   Signal recv_signal_;  // notify() wakes receive()
+  boost::system::error_code wait_ec_;  // receiveWait()'s (not looked at)
   // notify() wakes send(); made by its first wait (only a request the
   // codec cannot frame at once waits), a line fewer per stream.
   std::unique_ptr<Signal> send_signal_;
