@@ -205,7 +205,7 @@ RouterFilter::Outcome RouterFilter::replyUpstreamTimeout() {
   return reply(504, kBodyUpstreamTimeout, "upstream_response_timeout");
 }
 
-// Not in forward(): the name buffers would sit in every request's coroutine
+// Not in begin()'s caller: the name buffers would sit in every request's coroutine
 // frame.
 void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
   const auto& hcm = stream_.hcm_;
@@ -231,20 +231,6 @@ void RouterFilter::startGrpcStats(Worker& worker, stats::Shard& shard) {
                                          std::move(method));
       }
     }
-  }
-}
-
-Awaitable<void> RouterFilter::forward() {
-  // Every local reply, whatever decided it, goes out from here: one
-  // co_await (each is a slot in a coroutine's frame, allocated per request).
-  Outcome o = begin();
-  for (uint32_t attempt_number = 0;
-       o.result == AttemptResult::Send || o.result == AttemptResult::Retry; ++attempt_number) {
-    if (o.result == AttemptResult::Retry) co_await backOff();
-    o = co_await attempt(attempt_number);
-  }
-  if (o.result == AttemptResult::Reply) {
-    co_await stream_.sendLocalReply(o.status, o.body, {}, {}, o.details, o.grpc_status);
   }
 }
 

@@ -68,6 +68,7 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
     std::string_view body;
     std::string location;
     std::string_view details;
+    int grpc_status = -1;
   };
   // Normalises the request, runs the filters and matches the route; or
   // answers (the decision is then a NoRoute, unused).
