@@ -5,8 +5,8 @@
 // route table sent to a cluster it prepares the upstream headers, picks a host
 // per attempt, takes a stream from the host's ConnPool, runs an
 // UpstreamRequest, retries per the route's RetryState, and relays the
-// response to the client or answers locally (503/504/502 with Envoy's
-// details).
+// response to the client or decides the local reply (503/504/502 with
+// Envoy's details) that the stream sends.
 //
 // Who calls it: ActiveStream::run() on its worker thread, once per routed
 // request. Lives in the stream's coroutine frame (no heap); the
