@@ -119,7 +119,8 @@ struct UpstreamConnection final : public UpstreamStream {
   void leaveSharedOut(bool keep);
   bool stream_reset = false;
   bool write_failed = false;
-  // A receiveWait() read completed, with these: tryReceive() takes them.
+  // A read by receive() or receiveWait() completed, with these:
+  // tryReceive() takes them.
   bool wait_done = false;
   boost::system::error_code wait_ec;
   std::size_t wait_n = 0;

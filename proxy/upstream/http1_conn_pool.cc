@@ -136,25 +136,8 @@ std::optional<bool> UpstreamConnection::trySend() {
 }
 
 Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
-  ReceiveResult r;
   for (;;) {
-    if (stream_reset) {
-      r.reset = true;
-      r.reason = reset_reason;
-      co_return r;
-    }
-    auto data = read_buffer.data();
-    if (data.size() > 0) {
-      auto consumed = codec.decode(
-          std::span<const char>(static_cast<const char*>(data.data()), data.size()));
-      if (!consumed.ok()) {
-        stream_reset = true;
-        reset_reason = StreamResetReason::kProtocolError;
-        continue;
-      }
-      read_buffer.consume(*consumed);
-      if (*consumed > 0) co_return r;  // progress: the caller looks at its events
-    }
+    if (std::optional<ReceiveResult> r = tryReceive()) co_return *r;
     boost::system::error_code ec;
     size_t n = 0;
     if (tls) {
@@ -175,27 +158,19 @@ Awaitable<UpstreamStream::ReceiveResult> UpstreamConnection::receive() {
     } else {
       co_await readInq(stream.socket(), read_buffer.prepare(16 * 1024), &ec, &n);
     }
-    if (stream_reset) continue;
-    if (ec) {
-      stream_reset = true;
-      reset_reason = StreamResetReason::kConnectionTermination;
-      r.reset = true;
-      r.reason = reset_reason;
-      if (ec == asio::error::eof) {
-        r.eof = true;
-        // A close-delimited body ends here; the codec completes it or fails.
-        (void)codec.onEof();
-      }
-      co_return r;
-    }
-    read_buffer.commit(n);
+    // tryReceive() takes the read's outcome, as after a receiveWait().
+    wait_done = true;
+    wait_ec = ec;
+    wait_n = n;
   }
 }
 
 std::optional<UpstreamStream::ReceiveResult> UpstreamConnection::tryReceive() {
   ReceiveResult r;
   if (std::exchange(wait_done, false) && !stream_reset) {
-    // receive()'s handling of its read, for the one receiveWait() made.
+    // The read that receive() or receiveWait() made: an error ends the
+    // stream (a clean EOF tells the codec, which may complete a
+    // close-delimited body); bytes go to the codec below.
     if (wait_ec) {
       stream_reset = true;
       reset_reason = StreamResetReason::kConnectionTermination;

@@ -290,27 +290,16 @@ Awaitable<bool> Http2PoolStream::send() {
 }
 
 Awaitable<UpstreamStream::ReceiveResult> Http2PoolStream::receive() {
-  if (delivered_ > 0 && h2_) {
-    // The router has written on what the previous receive() handed it.
-    h2_->consumed(delivered_);
-    delivered_ = 0;
-    conn_->kickWriter();
-  }
   boost::system::error_code ec;
   for (;;) {
-    if (deliver()) co_return ReceiveResult{};
-    if (reset_) {
-      ReceiveResult r;
-      r.reset = true;
-      r.reason = reason_;
-      co_return r;
-    }
+    if (std::optional<ReceiveResult> r = tryReceive()) co_return *r;
     co_await waitOn(recv_signal_, &ec);
   }
 }
 
 std::optional<UpstreamStream::ReceiveResult> Http2PoolStream::tryReceive() {
-  // receive() up to its wait (the acknowledgement is a no-op when repeated).
+  // The router has written on what the previous call handed it (a no-op
+  // when repeated after a wait).
   if (delivered_ > 0 && h2_) {
     h2_->consumed(delivered_);
     delivered_ = 0;
