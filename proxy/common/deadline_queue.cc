@@ -111,7 +111,10 @@ void DeadlineQueue::onTimer(const boost::system::error_code& ec) {
   size_t budget = heap_.size() + 64;
   while (!heap_.empty() && heap_.front().key <= now && budget > 0) {
     Deadline& d = *heap_.front().deadline;
-    if (d.at_ <= now) {
+    // Only an entry whose key is its wanted time fires: one moved later goes
+    // back to its place first, so the deadlines due in one sweep fire in
+    // the order of their times, not of where they were once placed.
+    if (d.at_ == d.key_) {
       --budget;
       remove(d);
       d.at_ = Clock::time_point::max();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -75,6 +76,23 @@ TEST_CASE("a deadline moved later fires at its new time, without re-arming the t
   runUntil(io, [&] { return !fired.order.empty(); });
   REQUIRE(fired.order.size() == 1);
   CHECK(fired.at[0] >= start + milliseconds(80));
+}
+
+TEST_CASE("deadlines due in one sweep fire in time order, one moved later included") {
+  // The thread was busy past both: the sweep finds a (placed at +10, moved to
+  // +30) ahead of b (+20) in the heap, and must still fire b first.
+  asio::io_context io;
+  DeadlineQueue& q = DeadlineQueue::of(io);
+  Fired fired;
+  Probe a(q, fired, 1), b(q, fired, 2);
+  const auto start = Clock::now();
+  a.deadline.expiresAt(start + milliseconds(10));
+  b.deadline.expiresAt(start + milliseconds(20));
+  a.deadline.expiresAt(start + milliseconds(30));
+  std::this_thread::sleep_until(start + milliseconds(40));
+  runUntil(io, [&] { return fired.order.size() == 2; });
+  CHECK(fired.order == std::vector<int>{2, 1});
+  CHECK(q.queued() == 0);
 }
 
 TEST_CASE("a deadline moved earlier re-arms the timer") {
