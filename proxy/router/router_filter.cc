@@ -503,8 +503,8 @@ Awaitable<bool> RouterFilter::flushResponse() {
 // attempt()'s wait for a stream from the pool's pending queue, in its own
 // frame: most requests get one at once (tryNewStream()), and this wait's
 // locals would sit in every attempt's frame. Send: `stream` is ready.
-Awaitable<RouterFilter::Outcome> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
-                                                             UpstreamStreamPtr& stream) {
+Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
+                                            UpstreamStreamPtr& stream, Outcome& out) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -523,28 +523,40 @@ Awaitable<RouterFilter::Outcome> RouterFilter::waitForStream(ConnPool& pool, Hos
   switch (acquired.status) {
     case Status::Ready:
       stream = std::move(acquired.stream);
-      co_return Outcome(AttemptResult::Send);
+      out = Outcome(AttemptResult::Send);
+      co_return;
     case Status::Overflow:
-      co_return replyOverflow();
+      out = replyOverflow();
+      co_return;
     case Status::Cancelled:
       // The client went away while the request waited: nothing to answer.
       stream_.downstream_failed_ = true;
       stream_.close_connection_ = true;
       stream_.flags_.set(access_log::ResponseFlag::DownstreamConnectionTermination);
-      co_return AttemptResult::Failed;
+      out = AttemptResult::Failed;
+      co_return;
     case Status::Timeout:
-      if (Clock::now() >= deadline_) co_return replyUpstreamTimeout();
+      if (Clock::now() >= deadline_) {
+        out = replyUpstreamTimeout();
+        co_return;
+      }
       shard.inc(hcm.stats.downstream_rq_idle_timeout);
       stream_.flags_.set(access_log::ResponseFlag::StreamIdleTimeout);
-      co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
+      out = reply(408, kBodyStreamTimeout, "stream_idle_timeout");
+      co_return;
     case Status::ConnectFailure:
       cluster.recordOutcome(host, true);
       stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-      if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
-      co_return reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                      "upstream_reset_before_response_started{connection_failure}");
+      if (retry_->wouldRetryReset(true) && canRetry()) {
+        out = AttemptResult::Retry;
+        co_return;
+      }
+      out = reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                  "upstream_reset_before_response_started{connection_failure}");
+      co_return;
   }
-  co_return AttemptResult::Failed;  // (every status returned above)
+  out = AttemptResult::Failed;
+  co_return;  // (every status returned above)
 }
 
 // Not in attempt(): its locals would sit in every request's coroutine frame.
@@ -566,53 +578,89 @@ HostState* RouterFilter::chooseHost(uint32_t attempt_number) {
   return cluster.chooseHost(lb);
 }
 
-Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) {
-  Worker& worker = conn_.worker();
-  stats::Shard& shard = worker.shard();
-  WorkerCluster& cluster = *cluster_;
-  const auto& stats = cluster.runtime().stats;
-  const auto& hcm = stream_.hcm_;
-  HostState* host = chooseHost(attempt_number);
-  if (host == nullptr) {
-    stream_.flags_.set(access_log::ResponseFlag::NoHealthyUpstream);
-    co_return reply(503, kBodyNoHealthyUpstream, "no_healthy_upstream");
+// attempt() keeps in its coroutine frame only what lives across its waits
+// (the UpstreamRequest, the stream, the result): the frame is allocated per
+// request and read again, cold, when the response comes. Everything else
+// is in the plain functions around it, whose locals are on the stack (GCC
+// gives every local and temporary of a coroutine its own frame slot).
+Awaitable<void> RouterFilter::attempt(uint32_t attempt_number, Outcome& out) {
+  out = pickHost(attempt_number);
+  if (out.result != AttemptResult::Send) co_return;
+  if (connect_terminate_) {
+    co_await attemptTcp(*host_, out);
+    co_return;
   }
-  host_ = host;
-  stream_.upstream_host_ = host->description->address;
-  if (connect_terminate_) co_return co_await attemptTcp(*host);
 
   // A stream: at once from an idle connection, else through the pool's
   // pending queue.
   // use_downstream_protocol_config: the client's protocol.
-  ConnPool& pool = cluster.connPool(*host, conn_.http1() == nullptr);
+  ConnPool& pool = cluster_->connPool(*host_, conn_.http1() == nullptr);
   UpstreamStreamPtr stream = pool.tryNewStream();
   if (!stream) {
-    Outcome waited = co_await waitForStream(pool, *host, stream);
-    if (waited.result != AttemptResult::Send) co_return waited;
+    co_await waitForStream(pool, *host_, stream, out);
+    if (out.result != AttemptResult::Send) co_return;
   }
+  out = prepareTunnel(*stream);
+  if (out.result != AttemptResult::Send) co_return;
 
-  if (wantsTunnel()) {
-    // HTTP/1.1 upstream: the head alone, then the connection is the tunnel
-    // (tunnel() or, for an HTTP/2 client, tunnelInStream()). HTTP/2
-    // upstream: an (extended) CONNECT stream whose DATA are the tunnel's,
-    // relayed by the UpstreamRequest like any body.
-    const bool h2_upstream = stream->http1Connection() == nullptr;
-    if (tunnel_over_h2_ && !h2_upstream) {
-      // An earlier attempt made the client's bytes the body of an HTTP/2
-      // stream (beginTunnelBody); an HTTP/1.1 connection cannot take them
-      // now (an auto_config host that changed its ALPN between attempts).
-      co_return reply(503, kBodyConnectFailure,
-                      "upstream_reset_before_response_started{protocol_changed}");
-    }
-    tunnel_over_h2_ = h2_upstream;
-    tunnel_in_stream_ = !h2_upstream && conn_.http1() == nullptr;
-    if (tunnel_over_h2_) conn_.beginTunnelBody();
-  }
-  UpstreamRequest upstream(*this, cluster, *host, shard, std::move(stream), retry_->config(),
-                           worker.io().get_executor(), worker.deadlines());
+  UpstreamRequest upstream(*this, *cluster_, *host_, conn_.worker().shard(), std::move(stream),
+                           retry_->config(), conn_.worker().io().get_executor(),
+                           conn_.worker().deadlines());
   if (!upstream.start()) {
-    co_return replyOverflow();
+    out = replyOverflow();
+    co_return;
   }
+  const bool reused = prepareUpstream(upstream, attempt_number);
+
+  upstream_ = &upstream;
+  const UpstreamRequest::Result r = co_await upstream.run();
+  upstream_ = nullptr;
+  out = afterUpstream(upstream, r, reused, attempt_number);
+  if (out.result == AttemptResult::Tunnel) {
+    out = AttemptResult::Done;
+    UpstreamConnection* up = upstream.stream().http1Connection();
+    DownstreamConnection* down = conn_.http1();
+    if (up != nullptr && down != nullptr) co_await tunnel(*down, *up);
+    upstream.finish(false);
+  } else if (out.result == AttemptResult::TunnelInStream) {
+    out = AttemptResult::Done;
+    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
+    upstream.finish(false);
+  }
+}
+
+RouterFilter::Outcome RouterFilter::pickHost(uint32_t attempt_number) {
+  HostState* host = chooseHost(attempt_number);
+  if (host == nullptr) {
+    stream_.flags_.set(access_log::ResponseFlag::NoHealthyUpstream);
+    return reply(503, kBodyNoHealthyUpstream, "no_healthy_upstream");
+  }
+  host_ = host;
+  stream_.upstream_host_ = host->description->address;
+  return AttemptResult::Send;
+}
+
+RouterFilter::Outcome RouterFilter::prepareTunnel(UpstreamStream& stream) {
+  if (!wantsTunnel()) return AttemptResult::Send;
+  // HTTP/1.1 upstream: the head alone, then the connection is the tunnel
+  // (tunnel() or, for an HTTP/2 client, tunnelInStream()). HTTP/2
+  // upstream: an (extended) CONNECT stream whose DATA are the tunnel's,
+  // relayed by the UpstreamRequest like any body.
+  const bool h2_upstream = stream.http1Connection() == nullptr;
+  if (tunnel_over_h2_ && !h2_upstream) {
+    // An earlier attempt made the client's bytes the body of an HTTP/2
+    // stream (beginTunnelBody); an HTTP/1.1 connection cannot take them
+    // now (an auto_config host that changed its ALPN between attempts).
+    return reply(503, kBodyConnectFailure,
+                 "upstream_reset_before_response_started{protocol_changed}");
+  }
+  tunnel_over_h2_ = h2_upstream;
+  tunnel_in_stream_ = !h2_upstream && conn_.http1() == nullptr;
+  if (tunnel_over_h2_) conn_.beginTunnelBody();
+  return AttemptResult::Send;
+}
+
+bool RouterFilter::prepareUpstream(UpstreamRequest& upstream, uint32_t attempt_number) {
   const bool reused = upstream.stream().reused();
   // A pooled connection may have been closed by the upstream while idle: the
   // request is then sent again once, so its body must be replayable.
@@ -627,20 +675,28 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
   // auto_host_rewrite: the chosen host's hostname (DNS clusters, or an
   // endpoint's hostname), per attempt since each attempt may pick another.
   RequestHead& head = stream_.head_;
-  if (d_.auto_host_rewrite && !host->description->hostname.empty()) {
+  const HostState& host = *host_;
+  if (d_.auto_host_rewrite && !host.description->hostname.empty()) {
     if (d_.route != nullptr && d_.route->route && d_.route->route->append_x_forwarded_host &&
-        head.authority != host->description->hostname) {
+        head.authority != host.description->hostname) {
       std::string_view xfh = head.headers.get("x-forwarded-host");
       head.headers.set("x-forwarded-host", xfh.data() != nullptr
                                                ? std::string(xfh) + "," + head.authority
                                                : head.authority);
     }
-    head.authority = host->description->hostname;
+    head.authority = host.description->hostname;
   }
+  return reused;
+}
 
-  upstream_ = &upstream;
-  const UpstreamRequest::Result r = co_await upstream.run();
-  upstream_ = nullptr;
+RouterFilter::Outcome RouterFilter::afterUpstream(UpstreamRequest& upstream,
+                                                  const UpstreamRequest::Result& r, bool reused,
+                                                  uint32_t attempt_number) {
+  WorkerCluster& cluster = *cluster_;
+  HostState& host = *host_;
+  stats::Shard& shard = conn_.worker().shard();
+  const auto& stats = cluster.runtime().stats;
+  const auto& hcm = stream_.hcm_;
   // A response that ended before the request did (an early 413, say): the
   // rest of the request is not read, so neither connection can be reused.
   if (!r.request_sent) stream_.close_connection_ = true;
@@ -651,26 +707,20 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
   // the host; a response below 500 clears it. A client that went away says
   // nothing about the host.
   if (r.status != 0) {
-    cluster.recordOutcome(*host, r.status >= 500);
+    cluster.recordOutcome(host, r.status >= 500);
   } else if (!stream_.downstream_failed_) {
-    cluster.recordOutcome(*host, true);
+    cluster.recordOutcome(host, true);
   }
   const bool complete = r.state == State::Complete || r.state == State::CompleteEarly;
   if (complete && upstream.stream().upgraded() && conn_.upgraded()) {
     shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
-    UpstreamConnection* up = upstream.stream().http1Connection();
-    DownstreamConnection* down = conn_.http1();
-    if (up != nullptr && down != nullptr) co_await tunnel(*down, *up);
-    upstream.finish(false);
-    co_return AttemptResult::Done;
+    return AttemptResult::Tunnel;
   }
   if (complete && tunnel_in_stream_ && tunnelAccepted(r.status) && upstream.stream().upgraded()) {
     shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, r.status);
-    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
-    upstream.finish(false);
-    co_return AttemptResult::Done;
+    return AttemptResult::TunnelInStream;
   }
   if (complete) {
     const auto elapsed =
@@ -681,19 +731,19 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
     stats.countResponse(shard, r.status);
     upstream.finish(!r.eof && r.request_sent && conn_.requestComplete());
     if (conn_.closeAfterResponse()) stream_.close_connection_ = true;
-    co_return AttemptResult::Done;
+    return AttemptResult::Done;
   }
   if (r.state == State::Discarding) {
     stats.countRetriedResponse(shard, r.status);
     upstream.finish(false);
-    co_return AttemptResult::Retry;
+    return AttemptResult::Retry;
   }
   upstream.finish(false);
   auto& flags = stream_.flags_;
   if (stream_.grpc_web_rejected_) {
     // The gRPC-Web text body turned out not to be base64.
-    if (!r.response_started) co_return replyGrpcWebRejected();
-    co_return AttemptResult::Failed;
+    if (!r.response_started) return replyGrpcWebRejected();
+    return AttemptResult::Failed;
   }
   if (stream_.downstream_failed_) {
     flags.set(access_log::ResponseFlag::DownstreamConnectionTermination);
@@ -701,9 +751,9 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
     if (conn_.codecError() != CodecErrorCode::kNone && !r.response_started) {
       const CodecErrorInfo info = codecErrorInfo(conn_.codecError());
       // The codec's details as the body, as Envoy's local reply to it.
-      co_return reply(info.downstream_status, info.details, {});
+      return reply(info.downstream_status, info.details, {});
     }
-    co_return AttemptResult::Failed;
+    return AttemptResult::Failed;
   }
   if (r.response_started) {
     // Headers already went to the client: all we can do is cut it off.
@@ -722,7 +772,7 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
     if (upstream_timeout) shard.inc(stats.upstream_rq_timeout());
     shard.inc(hcm.stats.rq_reset_after_downstream_response_started);
     stream_.close_connection_ = true;
-    co_return AttemptResult::Failed;
+    return AttemptResult::Failed;
   }
   // Nothing was sent to the client yet.
   switch (r.timeout) {
@@ -731,27 +781,26 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
     case Timeout::PerTryIdle:
       shard.inc(r.timeout == Timeout::PerTry ? stats.upstream_rq_per_try_timeout()
                                              : stats.upstream_rq_per_try_idle_timeout());
-      if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
-      co_return replyUpstreamTimeout();
+      if (retry_->wouldRetryReset(false) && canRetry()) return AttemptResult::Retry;
+      return replyUpstreamTimeout();
     case Timeout::Global:
-      co_return replyUpstreamTimeout();
+      return replyUpstreamTimeout();
     case Timeout::StreamIdle:
       shard.inc(hcm.stats.downstream_rq_idle_timeout);
       flags.set(access_log::ResponseFlag::StreamIdleTimeout);
       stream_.close_connection_ = true;
-      co_return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
+      return reply(408, kBodyStreamTimeout, "stream_idle_timeout");
   }
   if (r.reset_reason == StreamResetReason::kProtocolError && !r.upstream_write_failed) {
     flags.set(access_log::ResponseFlag::UpstreamProtocolError);
-    co_return reply(502, kBodyProtocolError,
-                    "upstream_reset_before_response_started{protocol_error}");
+    return reply(502, kBodyProtocolError, "upstream_reset_before_response_started{protocol_error}");
   }
   // Reset or EOF before a response: a stale pooled connection is retried once
   // transparently (when the body can be replayed); otherwise per policy.
   shard.inc(stats.upstream_rq_rx_reset());
   if (reused && attempt_number == 0 && r.status == 0 && bodyReplayable() &&
       Clock::now() < deadline_) {
-    co_return co_await attempt(attempt_number + 1);
+    return AttemptResult::Send;  // at once, without a back-off (the caller's loop)
   }
   // A refused stream (REFUSED_STREAM, above a GOAWAY's last stream id, or
   // never sent) was not processed: it is sent again whatever the retry
@@ -759,12 +808,12 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attempt(uint32_t attempt_number) 
   if (isRefusedStream(r.reset_reason) && r.status == 0 && bodyReplayable() &&
       refused_retries_ < kMaxRefusedRetries && Clock::now() < deadline_) {
     ++refused_retries_;
-    co_return co_await attempt(attempt_number + 1);
+    return AttemptResult::Send;  // at once, without a back-off (the caller's loop)
   }
   flags.set(access_log::ResponseFlag::UpstreamConnectionTermination);
-  if (retry_->wouldRetryReset(false) && canRetry()) co_return AttemptResult::Retry;
-  co_return reply(503, kBodyUpstreamReset,
-                  "upstream_reset_before_response_started{connection_termination}");
+  if (retry_->wouldRetryReset(false) && canRetry()) return AttemptResult::Retry;
+  return reply(503, kBodyUpstreamReset,
+               "upstream_reset_before_response_started{connection_termination}");
 }
 
 bool RouterFilter::tunnelAccepted(uint16_t status) const {
@@ -772,7 +821,7 @@ bool RouterFilter::tunnelAccepted(uint16_t status) const {
   return status == 101;
 }
 
-Awaitable<RouterFilter::Outcome> RouterFilter::attemptTcp(HostState& host) {
+Awaitable<void> RouterFilter::attemptTcp(HostState& host, Outcome& out) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -783,14 +832,19 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attemptTcp(HostState& host) {
       co_await cluster.connectTcp(worker.io().get_executor(), &host);
   using Status = WorkerCluster::TcpConnectResult::Status;
   if (c.status == Status::Overflow) {
-    co_return replyOverflow();
+    out = replyOverflow();
+    co_return;
   }
   if (c.status == Status::ConnectFailure) {
     cluster.recordOutcome(host, true);
     stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-    if (retry_->wouldRetryReset(true) && canRetry()) co_return AttemptResult::Retry;
-    co_return reply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                    "upstream_reset_before_response_started{connection_failure}");
+    if (retry_->wouldRetryReset(true) && canRetry()) {
+      out = AttemptResult::Retry;
+      co_return;
+    }
+    out = reply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+                "upstream_reset_before_response_started{connection_failure}");
+    co_return;
   }
   cluster.recordOutcome(host, false);
   UpstreamConnection& up = *c.conn;
@@ -830,7 +884,8 @@ Awaitable<RouterFilter::Outcome> RouterFilter::attemptTcp(HostState& host) {
   --host.active_requests;
   shard.sub(stats.upstream_rq_active(), 1);
   cluster.closeTcp(host, std::move(c.conn));
-  co_return AttemptResult::Done;
+  out = AttemptResult::Done;
+  co_return;
 }
 
 namespace {

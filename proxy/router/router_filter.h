@@ -43,15 +43,18 @@ class RouterFilter : public UpstreamRequestParent {
   //   Outcome o = begin();
   //   for (n = 0; o.result is Send or Retry; ++n) {
   //     if (o.result == Retry) co_await backOff();
-  //     o = co_await attempt(n);
+  //     co_await attempt(n, o);
   //   }
   // until a response went to the client, or o is a local reply to send.
   // In its own coroutine, not in one of the router's: a frame fewer per
   // request (each is cache lines made on the way up and read, cold, on
   // the way back).
-  // Send: (begin()) go on with the first attempt. Reply: answer locally
-  // with the Outcome's reply.
-  enum class AttemptResult { Send, Done, Retry, Failed, Reply };
+  // Send: (begin()) go on with the first attempt; (attempt()) attempt
+  // again at once, without a back-off (a stale pooled connection, a refused
+  // stream). Reply: answer locally with the Outcome's reply. Tunnel and
+  // TunnelInStream stay inside attempt(): the upgraded connection becomes
+  // the client's tunnel.
+  enum class AttemptResult { Send, Done, Retry, Failed, Reply, Tunnel, TunnelInStream };
   // How a stage ended. Every local reply the router decides on comes back
   // as one, and the stream sends it: one co_await for all of them (each
   // was a slot in the attempt's coroutine frame, which is allocated per
@@ -76,8 +79,10 @@ class RouterFilter : public UpstreamRequestParent {
   Outcome begin();
   // The back-off before a retry.
   Awaitable<void> backOff();
-  // One attempt: a host, a stream from its pool, an UpstreamRequest.
-  Awaitable<Outcome> attempt(uint32_t attempt_number);
+  // One attempt: a host, a stream from its pool, an UpstreamRequest; `out`
+  // says how it ended (an out-parameter: an awaited result is a slot in
+  // the caller's frame, which is allocated per request).
+  Awaitable<void> attempt(uint32_t attempt_number, Outcome& out);
 
   // UpstreamRequestParent
   void encodeRequestStart(UpstreamStream& stream) override;
@@ -95,10 +100,23 @@ class RouterFilter : public UpstreamRequestParent {
   bool tryFlushResponse() override;
 
  private:
-  // Waits for a stream from `pool`'s pending queue (Send: `stream` is set).
-  Awaitable<Outcome> waitForStream(ConnPool& pool, HostState& host, UpstreamStreamPtr& stream);
+  // Waits for a stream from `pool`'s pending queue; `out` says how it
+  // ended (Send: `stream` is set). An out-parameter, not a result: each
+  // awaited result is a slot in the caller's frame.
+  Awaitable<void> waitForStream(ConnPool& pool, HostState& host, UpstreamStreamPtr& stream,
+                                Outcome& out);
   // The load balancer's pick for an attempt (null: no healthy host).
   HostState* chooseHost(uint32_t attempt_number);
+  // attempt()'s steps that do not wait, out of its coroutine frame. Send:
+  // go on. pickHost() sets host_; prepareTunnel() sets the tunnel's shape
+  // for `stream`; prepareUpstream() returns whether the stream's
+  // connection served an earlier request; afterUpstream() records the
+  // attempt's end and decides what follows it.
+  Outcome pickHost(uint32_t attempt_number);
+  Outcome prepareTunnel(UpstreamStream& stream);
+  bool prepareUpstream(UpstreamRequest& upstream, uint32_t attempt_number);
+  Outcome afterUpstream(UpstreamRequest& upstream, const UpstreamRequest::Result& r, bool reused,
+                        uint32_t attempt_number);
   // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a
   // request routed to cluster_.
   void startGrpcStats(Worker& worker, stats::Shard& shard);
@@ -119,7 +137,7 @@ class RouterFilter : public UpstreamRequestParent {
   // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
   // a TCP connection to `host`, a 200 to the client once it is up, then
   // the payload both ways. attempt()'s tail for such a request.
-  Awaitable<Outcome> attemptTcp(HostState& host);
+  Awaitable<void> attemptTcp(HostState& host, Outcome& out);
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
   Outcome replyOverflow();
   // 504 UT: the route timeout expired before a response started.

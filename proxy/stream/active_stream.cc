@@ -149,7 +149,7 @@ Awaitable<void> ActiveStream::run() {
     RouterFilter::Outcome o = router.begin();
     for (uint32_t attempt = 0; o.result == Result::Send || o.result == Result::Retry; ++attempt) {
       if (o.result == Result::Retry) co_await router.backOff();
-      o = co_await router.attempt(attempt);
+      co_await router.attempt(attempt, o);
     }
     if (o.result == Result::Reply) {
       answer.answered = true;
