@@ -160,10 +160,14 @@ Awaitable<void> ActiveStream::run() {
     }
   }
   if (answer.answered) {
-    co_await sendLocalReply(answer.status, answer.body, answer.location, {}, answer.details,
-                            answer.grpc_status);
+    co_await sendAnswer(answer);
   }
   complete();
+}
+
+Awaitable<void> ActiveStream::sendAnswer(const Answer& answer) {
+  return sendLocalReply(answer.status, answer.body, answer.location, {}, answer.details,
+                        answer.grpc_status);
 }
 
 routing::RouteDecision ActiveStream::matchRoute(Answer& answer) {

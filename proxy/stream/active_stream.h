@@ -76,6 +76,9 @@ class ActiveStream : public StreamDecoderFilterCallbacks {
   // After the match: true when the router forwards the request, else
   // `answer` says what to reply. Sets decision_.
   bool admit(const routing::RouteDecision& d, Answer& answer);
+  // sendLocalReply() with `answer`: a plain function, so that the
+  // arguments' temporaries are not slots in run()'s frame.
+  Awaitable<void> sendAnswer(const Answer& answer);
 
   Awaitable<void> sendLocalReply(uint16_t status, std::string_view body,
                                  std::string_view location = {}, std::string_view content_type = {},

@@ -41,7 +41,7 @@ check() {
   fi
 }
 
-check stream/active_stream.cc.o _ZN7turnout5proxy12ActiveStream3runEv.Frame 896
+check stream/active_stream.cc.o _ZN7turnout5proxy12ActiveStream3runEv.Frame 800
 # attempt()'s steps that do not wait are plain functions: its frame holds
 # the UpstreamRequest and the awaits, 400 bytes (808 with them inline).
 check router/router_filter.cc.o _ZN7turnout5proxy12RouterFilter7attemptEjRNS1_7OutcomeE.Frame 512
