@@ -507,7 +507,6 @@ Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
                                             UpstreamStreamPtr& stream, Outcome& out) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
-  WorkerCluster& cluster = *cluster_;
   const auto& hcm = stream_.hcm_;
   using Status = ConnPool::NewStreamResult::Status;
   // Waiting for a connection is bounded by the route timeout and, as for
@@ -545,14 +544,7 @@ Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
       out = reply(408, kBodyStreamTimeout, "stream_idle_timeout");
       co_return;
     case Status::ConnectFailure:
-      cluster.recordOutcome(host, true);
-      stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-      if (retry_->wouldRetryReset(true) && canRetry()) {
-        out = AttemptResult::Retry;
-        co_return;
-      }
-      out = reply(503, acquired.connect_timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                  "upstream_reset_before_response_started{connection_failure}");
+      out = connectFailed(host, acquired.connect_timed_out);
       co_return;
   }
   out = AttemptResult::Failed;
@@ -627,6 +619,14 @@ Awaitable<void> RouterFilter::attempt(uint32_t attempt_number, Outcome& out) {
     if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
     upstream.finish(false);
   }
+}
+
+RouterFilter::Outcome RouterFilter::connectFailed(HostState& host, bool timed_out) {
+  cluster_->recordOutcome(host, true);
+  stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
+  if (retry_->wouldRetryReset(true) && canRetry()) return AttemptResult::Retry;
+  return reply(503, timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
+               "upstream_reset_before_response_started{connection_failure}");
 }
 
 RouterFilter::Outcome RouterFilter::pickHost(uint32_t attempt_number) {
@@ -836,14 +836,7 @@ Awaitable<void> RouterFilter::attemptTcp(HostState& host, Outcome& out) {
     co_return;
   }
   if (c.status == Status::ConnectFailure) {
-    cluster.recordOutcome(host, true);
-    stream_.flags_.set(access_log::ResponseFlag::UpstreamConnectionFailure);
-    if (retry_->wouldRetryReset(true) && canRetry()) {
-      out = AttemptResult::Retry;
-      co_return;
-    }
-    out = reply(503, c.timed_out ? kBodyConnectTimeout : kBodyConnectFailure,
-                "upstream_reset_before_response_started{connection_failure}");
+    out = connectFailed(host, c.timed_out);
     co_return;
   }
   cluster.recordOutcome(host, false);

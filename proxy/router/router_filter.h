@@ -113,6 +113,10 @@ class RouterFilter : public UpstreamRequestParent {
   // connection served an earlier request; afterUpstream() records the
   // attempt's end and decides what follows it.
   Outcome pickHost(uint32_t attempt_number);
+  // A connection to `host` failed (for a stream or a terminated CONNECT):
+  // counted against the host and flagged UF; Retry where the policy
+  // retries it, else the 503 (`timed_out`: the connect_timeout's body).
+  Outcome connectFailed(HostState& host, bool timed_out);
   Outcome prepareTunnel(UpstreamStream& stream);
   bool prepareUpstream(UpstreamRequest& upstream, uint32_t attempt_number);
   Outcome afterUpstream(UpstreamRequest& upstream, const UpstreamRequest::Result& r, bool reused,
