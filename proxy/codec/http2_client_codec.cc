@@ -142,6 +142,7 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
   }
   std::vector<nghttp2_nv>& nv = cs.nv;
   nv.clear();
+  cs.name_seeds.onBlock();
   const std::string_view authority =
       head.authority.empty() ? head.headers.get("host") : std::string_view(head.authority);
   const bool connect = head.method == "CONNECT";
@@ -168,11 +169,11 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
     // "0") would end it at once (Envoy removes it too).
     head.headers.forEach([&](std::string_view name, std::string_view value) {
       if (!connectionSpecific(name, value) && name != "content-length") {
-        nv.push_back(headerField(name, value));
+        nv.push_back(headerField(name, value, &cs.name_seeds));
       }
     });
   } else {
-    appendFields(head.headers, nv);
+    appendFields(head.headers, nv, &cs.name_seeds);
   }
   if (head.content_length && !head.headers.has("content-length") && !connect &&
       !extended_connect_) {

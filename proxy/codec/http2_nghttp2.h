@@ -91,6 +91,30 @@ inline bool connectionSpecific(std::string_view name, std::string_view value) {
 struct KnownName {
   const char* literal = nullptr;  // null: not a known name
   bool never_indexed = false;
+  std::uint8_t seed_bit = 0;  // never_indexed: its bit in NameSeeds::seeded
+};
+
+// Which never-indexed names (KnownName::seed_bit) one HPACK encoder has
+// sent indexed. A never-indexed literal (RFC 7541 §6.2.3) may still name
+// its field by a table index, and nghttp2's encoder does when a table
+// entry has the name; without one, the name goes as a Huffman-coded
+// string on every request (x-envoy-upstream-service-time: 29 bytes per
+// response, x-request-id: 12 per request). So the first field of each
+// such name an encoder sends is indexed, one entry whose name the later
+// never-indexed fields point at. The table evicts oldest first: the seeds
+// are sown again every kReseedBlocks header blocks, one entry per name
+// each time, in case other fields have pushed them out.
+struct NameSeeds {
+  static constexpr std::uint32_t kReseedBlocks = 1024;
+  std::uint32_t seeded = 0;
+  std::uint32_t blocks = 0;
+  // Called once per header block, before its fields.
+  void onBlock() {
+    if (++blocks == kReseedBlocks) {
+      blocks = 0;
+      seeded = 0;
+    }
+  }
 };
 
 // Fields whose value is new on (nearly) every request: request ids and
@@ -122,17 +146,17 @@ inline KnownName knownName(std::string_view name) {
   if (name == lit) return KnownName { \
       lit, false                      \
     }
-#define TURNOUT_NEVER_INDEXED(lit)    \
-  if (name == lit) return KnownName { \
-      lit, true                       \
+#define TURNOUT_NEVER_INDEXED(lit, bit) \
+  if (name == lit) return KnownName {   \
+      lit, true, bit                    \
     }
   switch (name.size()) {
     case 2:
-      TURNOUT_NEVER_INDEXED("b3");
+      TURNOUT_NEVER_INDEXED("b3", 0);
       TURNOUT_NAME("te");
       break;
     case 3:
-      TURNOUT_NEVER_INDEXED("sw8");
+      TURNOUT_NEVER_INDEXED("sw8", 1);
       TURNOUT_NAME("age");
       TURNOUT_NAME("via");
       break;
@@ -157,19 +181,19 @@ inline KnownName knownName(std::string_view name) {
       TURNOUT_NAME("location");
       break;
     case 10:
-      TURNOUT_NEVER_INDEXED("tracestate");
+      TURNOUT_NEVER_INDEXED("tracestate", 2);
       TURNOUT_NAME("user-agent");
       TURNOUT_NAME("set-cookie");
       break;
     case 11:
-      TURNOUT_NEVER_INDEXED("traceparent");
-      TURNOUT_NEVER_INDEXED("x-b3-spanid");
+      TURNOUT_NEVER_INDEXED("traceparent", 3);
+      TURNOUT_NEVER_INDEXED("x-b3-spanid", 4);
       TURNOUT_NAME("grpc-status");
       break;
     case 12:
       TURNOUT_NAME("content-type");
-      TURNOUT_NEVER_INDEXED("x-request-id");
-      TURNOUT_NEVER_INDEXED("x-b3-traceid");
+      TURNOUT_NEVER_INDEXED("x-request-id", 5);
+      TURNOUT_NEVER_INDEXED("x-b3-traceid", 6);
       TURNOUT_NAME("grpc-message");
       TURNOUT_NAME("grpc-timeout");
       TURNOUT_NAME("x-b3-sampled");
@@ -181,7 +205,7 @@ inline KnownName knownName(std::string_view name) {
       TURNOUT_NAME("grpc-encoding");
       TURNOUT_NAME("authorization");
       TURNOUT_NAME("if-none-match");
-      TURNOUT_NEVER_INDEXED("uber-trace-id");
+      TURNOUT_NEVER_INDEXED("uber-trace-id", 7);
       break;
     case 14:
       TURNOUT_NAME("content-length");
@@ -190,7 +214,7 @@ inline KnownName knownName(std::string_view name) {
       TURNOUT_NAME("accept-encoding");
       TURNOUT_NAME("x-forwarded-for");
       TURNOUT_NAME("accept-language");
-      TURNOUT_NEVER_INDEXED("x-amzn-trace-id");
+      TURNOUT_NEVER_INDEXED("x-amzn-trace-id", 8);
       break;
     case 16:
       TURNOUT_NAME("content-encoding");
@@ -198,25 +222,25 @@ inline KnownName knownName(std::string_view name) {
     case 17:
       TURNOUT_NAME("x-forwarded-proto");
       TURNOUT_NAME("if-modified-since");
-      TURNOUT_NEVER_INDEXED("x-b3-parentspanid");
-      TURNOUT_NEVER_INDEXED("x-client-trace-id");
+      TURNOUT_NEVER_INDEXED("x-b3-parentspanid", 9);
+      TURNOUT_NEVER_INDEXED("x-client-trace-id", 10);
       break;
     case 18:
-      TURNOUT_NEVER_INDEXED("x-datadog-trace-id");
+      TURNOUT_NEVER_INDEXED("x-datadog-trace-id", 11);
       break;
     case 19:
-      TURNOUT_NEVER_INDEXED("x-datadog-parent-id");
+      TURNOUT_NEVER_INDEXED("x-datadog-parent-id", 12);
       break;
     case 20:
       TURNOUT_NAME("grpc-accept-encoding");
       break;
     case 21:
-      TURNOUT_NEVER_INDEXED("x-cloud-trace-context");
+      TURNOUT_NEVER_INDEXED("x-cloud-trace-context", 13);
       TURNOUT_NAME("x-envoy-attempt-count");
       TURNOUT_NAME("x-turnout-routing-key");
       break;
     case 29:
-      TURNOUT_NEVER_INDEXED("x-envoy-upstream-service-time");
+      TURNOUT_NEVER_INDEXED("x-envoy-upstream-service-time", 14);
       break;
     case 30:
       TURNOUT_NAME("x-envoy-expected-rq-timeout-ms");
@@ -230,21 +254,29 @@ inline KnownName knownName(std::string_view name) {
 }
 
 // A header-map field (its name lowercase): a known name is the literal's
-// pointer (not copied), and never indexed when its value is per request.
-inline nghttp2_nv headerField(std::string_view name, std::string_view value) {
+// pointer (not copied), and never indexed when its value is per request,
+// but for the encoder's seed of its name (`seeds`; null: never indexed).
+inline nghttp2_nv headerField(std::string_view name, std::string_view value, NameSeeds* seeds) {
   nghttp2_nv nv = field(name, value);
   const KnownName known = knownName(name);
   if (known.literal != nullptr) {
     nv.name = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(known.literal));
     nv.flags |= NGHTTP2_NV_FLAG_NO_COPY_NAME;
   }
-  if (known.never_indexed) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+  if (known.never_indexed) {
+    const std::uint32_t bit = std::uint32_t{1} << known.seed_bit;
+    if (seeds != nullptr && (seeds->seeded & bit) == 0) {
+      seeds->seeded |= bit;
+    } else {
+      nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+    }
+  }
   return nv;
 }
 
-inline void appendFields(const HeaderMap& fields, std::vector<nghttp2_nv>& nv) {
+inline void appendFields(const HeaderMap& fields, std::vector<nghttp2_nv>& nv, NameSeeds* seeds) {
   fields.forEach([&](std::string_view name, std::string_view value) {
-    if (!connectionSpecific(name, value)) nv.push_back(headerField(name, value));
+    if (!connectionSpecific(name, value)) nv.push_back(headerField(name, value, seeds));
   });
 }
 

@@ -58,7 +58,7 @@ long SendBuffer::read(nghttp2_session* session, std::int32_t stream_id, std::uin
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         std::vector<nghttp2_nv> nv;
         nv.reserve(b->trailers.size());
-        appendFields(b->trailers, nv);
+        appendFields(b->trailers, nv, nullptr);
         if (nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size()) != 0) {
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }

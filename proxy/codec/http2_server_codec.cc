@@ -147,7 +147,8 @@ absl::Status ServerStream::encodeHeaders(const ResponseHead& head, bool end_stre
   std::vector<nghttp2_nv>& nv = ss.nv;
   nv.clear();
   nv.push_back(literalNameField(":status", ss.scratch_status));
-  appendFields(head.headers, nv);
+  ss.name_seeds.onBlock();
+  appendFields(head.headers, nv, &ss.name_seeds);
   if (!interim && head.content_length && !head.headers.has("content-length")) {
     ss.scratch_length = std::to_string(*head.content_length);
     nv.push_back(literalNameField("content-length", ss.scratch_length));

@@ -493,6 +493,7 @@ struct SessionBase {
   std::vector<Stream*> free;
   std::size_t active_count = 0;  // streams open in nghttp2 (Stream::active_)
   std::vector<nghttp2_nv> nv;  // the header block being submitted
+  NameSeeds name_seeds;        // of this session's HPACK encoder
   mutable std::int32_t cached_id_ = 0;  // stream(): the last id found, and its stream
   mutable Stream* cached_stream_ = nullptr;
 };

@@ -144,21 +144,61 @@ TEST_CASE("h2 client sends headers, body and trailers and decodes them back", "[
 
 TEST_CASE("h2 request ids and trace context go as never-indexed literals", "[h2codec]") {
   // New on every request: indexed, they would only churn both HPACK tables.
+  // The first of each name on a connection is indexed (one entry), so that
+  // the later literals name the field by its index, not as a string.
   Connected c;
-  StreamRecorder r;
-  RequestHead head = get("/");
-  head.headers.add("x-request-id", "0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b");
-  head.headers.add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-  head.headers.add("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7");
-  head.headers.add("x-app", "1");
-  head.headers.add("baggage", "routing-key=feat-a");
-  ClientStreamPtr s = c.start(r, head, true);
+  auto request = [](const std::string& id) {
+    RequestHead head = get("/");
+    head.headers.add("x-request-id", id);
+    head.headers.add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    head.headers.add("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7");
+    head.headers.add("x-app", "1");
+    head.headers.add("baggage", "routing-key=feat-a");
+    return head;
+  };
+  StreamRecorder r1, r2;
+  ClientStreamPtr s1 = c.start(r1, request("0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b"), true);
   REQUIRE(pump(c.client, c.peer));
-  const test::PeerRequest& req = c.peer.requests.at(1);
-  CHECK(req.get("x-request-id") == "0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b");
-  CHECK(req.get("x-app") == "1");
-  CHECK(req.never_indexed ==
+  ClientStreamPtr s2 = c.start(r2, request("7c3d2e1f-0a9b-4c8d-8e7f-6a5b4c3d2e1f"), true);
+  REQUIRE(pump(c.client, c.peer));
+  const test::PeerRequest& first = c.peer.requests.at(1);
+  CHECK(first.get("x-request-id") == "0f9a2c1e-8d4b-4f6a-9c3e-1b2d3e4f5a6b");
+  CHECK(first.get("x-app") == "1");
+  CHECK(first.never_indexed.empty());
+  const test::PeerRequest& second = c.peer.requests.at(3);
+  CHECK(second.get("x-request-id") == "7c3d2e1f-0a9b-4c8d-8e7f-6a5b4c3d2e1f");
+  CHECK(second.get("traceparent") == first.get("traceparent"));
+  CHECK(second.never_indexed ==
         std::vector<std::string>{"x-request-id", "traceparent", "x-b3-traceid"});
+  // Every other field is indexed now (1 byte each, 7); the three literals
+  // are their name's index (2), the value's length (1) and the value,
+  // Huffman-coded (36, 55 and 32 characters: ~27 + 37 + 24 bytes).
+  CHECK(second.header_block_bytes < 7 + 3 * 3 + 36 + 55 + 32);
+  CHECK(second.header_block_bytes < first.header_block_bytes - 30);
+}
+
+TEST_CASE("h2 an encoder indexes one field of each never-indexed name, again every 1024 blocks",
+          "[h2codec]") {
+  http2::NameSeeds seeds;
+  auto indexed = [&](std::string_view name) {
+    return (http2::headerField(name, "v", &seeds).flags & NGHTTP2_NV_FLAG_NO_INDEX) == 0;
+  };
+  seeds.onBlock();
+  CHECK(indexed("x-request-id"));
+  CHECK_FALSE(indexed("x-request-id"));
+  CHECK(indexed("traceparent"));  // each name its own
+  CHECK(indexed("x-envoy-upstream-service-time"));
+  CHECK(indexed("x-app"));  // not a never-indexed name
+  CHECK(indexed("x-app"));
+  for (uint32_t i = 2; i < http2::NameSeeds::kReseedBlocks; ++i) {  // blocks 2..1023
+    seeds.onBlock();
+    CHECK_FALSE(indexed("x-request-id"));
+  }
+  seeds.onBlock();
+  CHECK(indexed("x-request-id"));
+  CHECK_FALSE(indexed("x-request-id"));
+  // Trailers (no encoder state passed): never indexed.
+  CHECK((http2::headerField("x-request-id", "v", nullptr).flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0);
 }
 
 TEST_CASE("h2 known field names go as literals nghttp2 need not copy, whatever becomes of the map",
@@ -200,7 +240,7 @@ TEST_CASE("h2 known field names go as literals nghttp2 need not copy, whatever b
   CHECK(req.get("x-request-id") == "id-1");
   CHECK(req.get("x-app") == "1");
   CHECK(req.get("accept") == "*/*");
-  CHECK(req.never_indexed == std::vector<std::string>{"x-request-id"});
+  CHECK(req.never_indexed.empty());  // the first x-request-id is indexed (the name's seed)
 }
 
 TEST_CASE("h2 response without trailers ends with an empty end-of-stream onData", "[h2codec]") {

@@ -173,6 +173,7 @@ class TestEndpoint {
 struct PeerRequest : TestMessage {
   // Fields the client sent as never-indexed literals (RFC 7541 §6.2.3).
   std::vector<std::string> never_indexed;
+  size_t header_block_bytes = 0;  // of the request's HEADERS frame
   bool reset = false;
   uint32_t reset_code = 0;
 };
@@ -245,6 +246,7 @@ class TestPeer : public TestEndpoint {
   static int onFrame(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     TestPeer& p = self(user);
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      p.requests[frame->hd.stream_id].header_block_bytes = frame->hd.length;
       ++p.open_;
       p.max_open_ = std::max(p.max_open_, p.open_);
     }
