@@ -20,14 +20,15 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
   byte_size_ += name.size() + value.size();
 }
 
-void HeaderMap::addLowercase(std::string_view lower_name, std::string_view value) {
+void HeaderMap::addLowercase(std::string_view lower_name, std::string_view value,
+                             bool never_indexed) {
   const std::size_t name_offset = arena_.size();
   arena_.append(lower_name);
   arena_.append(value);
-  entries_.push_back(Entry{static_cast<std::uint32_t>(name_offset),
-                           static_cast<std::uint32_t>(lower_name.size()),
-                           static_cast<std::uint32_t>(name_offset + lower_name.size()),
-                           static_cast<std::uint32_t>(value.size())});
+  entries_.push_back(
+      Entry{static_cast<std::uint32_t>(name_offset), static_cast<std::uint32_t>(lower_name.size()),
+            static_cast<std::uint32_t>(name_offset + lower_name.size()),
+            static_cast<std::uint32_t>(value.size()) | (never_indexed ? kNeverIndexed : 0)});
   byte_size_ += lower_name.size() + value.size();
 }
 

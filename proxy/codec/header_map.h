@@ -24,6 +24,12 @@ namespace turnout::proxy {
 // most a few hundred entries with a length pre-check, which beats hashing at
 // this size; codecs cache what they need while parsing.
 //
+// A field an HTTP/2 peer sent as a never-indexed literal (RFC 7541 §6.2.3:
+// a value it wants kept out of every compression context, a credential
+// say) keeps that mark here, and turnout's HTTP/2 encoders send it on the
+// same way, as the RFC requires of an intermediary. A field set() replaces
+// is turnout's own and loses it.
+//
 // Not thread-safe. string_views returned by accessors are valid until the
 // next mutation of the map.
 class HeaderMap {
@@ -32,15 +38,19 @@ class HeaderMap {
     std::uint32_t name_offset;
     std::uint32_t name_size;
     std::uint32_t value_offset;
-    std::uint32_t value_size;
+    std::uint32_t value_size;  // with kNeverIndexed set for such a field
   };
+  // Values are far under 2 GiB (a header block is at most 8 MiB).
+  static constexpr std::uint32_t kNeverIndexed = std::uint32_t{1} << 31;
 
   HeaderMap() = default;
 
   // Appends a field. `name` is lowercased on the way in.
   void add(std::string_view name, std::string_view value);
-  // Appends a field whose name the caller guarantees is already lowercase.
-  void addLowercase(std::string_view lower_name, std::string_view value);
+  // Appends a field whose name the caller guarantees is already lowercase;
+  // `never_indexed`: the peer sent it as a never-indexed literal.
+  void addLowercase(std::string_view lower_name, std::string_view value,
+                    bool never_indexed = false);
   // Removes every `lower_name` field, then appends one.
   void set(std::string_view lower_name, std::string_view value);
   // Removes every field named `lower_name`; returns how many were removed.
@@ -60,6 +70,11 @@ class HeaderMap {
   void forEach(Fn&& fn) const {
     for (const Entry& e : entries_) fn(name(e), value(e));
   }
+  // Calls fn(name, value, never_indexed) for every field in order.
+  template <typename Fn>
+  void forEachMarked(Fn&& fn) const {
+    for (const Entry& e : entries_) fn(name(e), value(e), (e.value_size & kNeverIndexed) != 0);
+  }
 
   std::size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
@@ -67,6 +82,7 @@ class HeaderMap {
   std::size_t byteSize() const { return byte_size_; }
   std::string_view nameAt(std::size_t i) const { return name(entries_[i]); }
   std::string_view valueAt(std::size_t i) const { return value(entries_[i]); }
+  bool neverIndexedAt(std::size_t i) const { return (entries_[i].value_size & kNeverIndexed) != 0; }
 
   // Forgets every field; keeps the arena and entry capacity.
   void clear();
@@ -83,7 +99,7 @@ class HeaderMap {
     return std::string_view(arena_.data() + e.name_offset, e.name_size);
   }
   std::string_view value(const Entry& e) const {
-    return std::string_view(arena_.data() + e.value_offset, e.value_size);
+    return std::string_view(arena_.data() + e.value_offset, e.value_size & ~kNeverIndexed);
   }
 
   std::string arena_;
@@ -99,11 +115,11 @@ std::size_t HeaderMap::removeIf(Pred&& pred) {
   std::size_t kept = 0;
   while (kept < before && !pred(name(entries_[kept]), value(entries_[kept]))) ++kept;
   if (kept == before) return 0;
-  byte_size_ -= entries_[kept].name_size + entries_[kept].value_size;  // the first match
+  byte_size_ -= name(entries_[kept]).size() + value(entries_[kept]).size();  // the first match
   for (std::size_t i = kept + 1; i < before; ++i) {
     const Entry e = entries_[i];
     if (pred(name(e), value(e))) {
-      byte_size_ -= e.name_size + e.value_size;
+      byte_size_ -= e.name_size + value(e).size();
     } else {
       entries_[kept++] = e;
     }

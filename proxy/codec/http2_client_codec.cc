@@ -19,7 +19,7 @@ struct ClientSession : SessionBase<ClientSession, ClientStream> {
   // nghttp2 callbacks (ClientStream's friend, so they reach its state); the
   // rest are SessionBase's.
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
-  static int onField(ClientStream* s, std::string_view n, std::string_view v);
+  static int onField(ClientStream* s, std::string_view n, std::string_view v, bool never_indexed);
   static void onStreamHeaders(ClientStream* s, bool end_stream);
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onFrameNotSend(nghttp2_session*, const nghttp2_frame* frame, int, void* user);
@@ -35,9 +35,10 @@ int ClientSession::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, 
   return 0;
 }
 
-int ClientSession::onField(ClientStream* s, std::string_view n, std::string_view v) {
+int ClientSession::onField(ClientStream* s, std::string_view n, std::string_view v,
+                           bool never_indexed) {
   if (s->final_headers_) {
-    if (n.front() != ':') s->trailers_.addLowercase(n, v);
+    if (n.front() != ':') s->trailers_.addLowercase(n, v, never_indexed);
   } else if (n == ":status") {
     s->head_.headers.clear();  // a new head (after 1xx) starts here
     std::uint16_t status = 0;
@@ -46,7 +47,7 @@ int ClientSession::onField(ClientStream* s, std::string_view n, std::string_view
     if (status < 100) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     s->head_.status = status;
   } else if (n.front() != ':') {
-    s->head_.headers.addLowercase(n, v);
+    s->head_.headers.addLowercase(n, v, never_indexed);
   }
   return 0;
 }
@@ -167,9 +168,9 @@ absl::Status ClientStream::encodeHeaders(const RequestHead& head, bool end_strea
   if (connect || extended_connect_) {
     // A tunnel's length is unknown: a content-length (an HTTP/1.1 upgrade's
     // "0") would end it at once (Envoy removes it too).
-    head.headers.forEach([&](std::string_view name, std::string_view value) {
+    head.headers.forEachMarked([&](std::string_view name, std::string_view value, bool marked) {
       if (!connectionSpecific(name, value) && name != "content-length") {
-        nv.push_back(headerField(name, value, &cs.name_seeds));
+        nv.push_back(headerField(name, value, &cs.name_seeds, marked));
       }
     });
   } else {

@@ -256,14 +256,19 @@ inline KnownName knownName(std::string_view name) {
 // A header-map field (its name lowercase): a known name is the literal's
 // pointer (not copied), and never indexed when its value is per request,
 // but for the encoder's seed of its name (`seeds`; null: never indexed).
-inline nghttp2_nv headerField(std::string_view name, std::string_view value, NameSeeds* seeds) {
+// `never_indexed`: the peer sent it so (HeaderMap), and so it goes on
+// (RFC 7541 §6.2.3), whatever the name.
+inline nghttp2_nv headerField(std::string_view name, std::string_view value, NameSeeds* seeds,
+                              bool never_indexed = false) {
   nghttp2_nv nv = field(name, value);
   const KnownName known = knownName(name);
   if (known.literal != nullptr) {
     nv.name = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(known.literal));
     nv.flags |= NGHTTP2_NV_FLAG_NO_COPY_NAME;
   }
-  if (known.never_indexed) {
+  if (never_indexed) {
+    nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+  } else if (known.never_indexed) {
     const std::uint32_t bit = std::uint32_t{1} << known.seed_bit;
     if (seeds != nullptr && (seeds->seeded & bit) == 0) {
       seeds->seeded |= bit;
@@ -275,8 +280,10 @@ inline nghttp2_nv headerField(std::string_view name, std::string_view value, Nam
 }
 
 inline void appendFields(const HeaderMap& fields, std::vector<nghttp2_nv>& nv, NameSeeds* seeds) {
-  fields.forEach([&](std::string_view name, std::string_view value) {
-    if (!connectionSpecific(name, value)) nv.push_back(headerField(name, value, seeds));
+  fields.forEachMarked([&](std::string_view name, std::string_view value, bool never_indexed) {
+    if (!connectionSpecific(name, value)) {
+      nv.push_back(headerField(name, value, seeds, never_indexed));
+    }
   });
 }
 

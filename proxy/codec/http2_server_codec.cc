@@ -17,7 +17,7 @@ struct ServerSession : SessionBase<ServerSession, ServerStream> {
   // nghttp2 callbacks (ServerStream's friend, so they reach its state); the
   // rest are SessionBase's.
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
-  static int onField(ServerStream* s, std::string_view n, std::string_view v);
+  static int onField(ServerStream* s, std::string_view n, std::string_view v, bool never_indexed);
   static void onStreamHeaders(ServerStream* s, bool end_stream);
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
@@ -46,14 +46,15 @@ int ServerSession::onBeginHeaders(nghttp2_session* session, const nghttp2_frame*
   return 0;
 }
 
-int ServerSession::onField(ServerStream* s, std::string_view n, std::string_view v) {
+int ServerSession::onField(ServerStream* s, std::string_view n, std::string_view v,
+                           bool never_indexed) {
   if (s->request_headers_) {
-    if (n.front() != ':') s->trailers_.addLowercase(n, v);
+    if (n.front() != ':') s->trailers_.addLowercase(n, v, never_indexed);
     return 0;
   }
   RequestHead& h = s->head_;
   if (n.front() != ':') {
-    h.headers.addLowercase(n, v);
+    h.headers.addLowercase(n, v, never_indexed);
   } else if (n == ":method") {
     h.method.assign(v);
   } else if (n == ":path") {

@@ -366,7 +366,7 @@ struct SessionBase {
   }
 
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                       void* user) {
     Derived& d = self(user);
     Stream* s = d.stream(frame->hd.stream_id);
@@ -384,7 +384,7 @@ struct SessionBase {
     }
     const std::string_view n = view(name, namelen);
     if (n.empty()) return 0;  // nghttp2 rejects empty names before this; stay safe
-    return Derived::onField(s, n, view(value, valuelen));
+    return Derived::onField(s, n, view(value, valuelen), (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0);
   }
 
   static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id,

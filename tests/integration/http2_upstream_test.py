@@ -20,6 +20,7 @@ import time
 import unittest
 
 import h2.settings  # Debian's python3-h2
+from hpack import NeverIndexedHeaderTuple
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
@@ -344,6 +345,32 @@ class HeldWindowTest(Http2UpstreamTestCase):
                 info = json.loads(s["data"])
                 self.assertEqual(info["body_len"], len(first) + len(rest))
                 self.assertEqual(info["body_sha256"], hashlib.sha256(first + rest).hexdigest())
+        finally:
+            c.close()
+
+
+class NeverIndexedTest(Http2UpstreamTestCase):
+    """RFC 7541 §6.2.3: an intermediary re-encodes a field that came as a
+    never-indexed literal as one too (a credential kept out of every HPACK
+    table on the way), in both directions; other fields as it likes."""
+
+    def test_never_indexed_fields_cross_turnout_still_never_indexed(self):
+        c = H2Client(self.port)
+        try:
+            sids = [c.request("/never-indexed", headers=[
+                NeverIndexedHeaderTuple("x-api-key", "k-%d" % i), ("x-plain-req", "1")])
+                for i in range(3)]
+            c.wait(lambda: all(c.done(sid) for sid in sids))
+            for i, sid in enumerate(sids):
+                s = c.streams[sid]
+                self.assertEqual(s["headers"][":status"], "200")
+                echo = json.loads(s["data"])
+                self.assertIn(["x-api-key", "k-%d" % i], echo["headers"])
+                self.assertIn("x-api-key", echo["never_indexed"])
+                self.assertNotIn("x-plain-req", echo["never_indexed"])
+                self.assertEqual(s["headers"]["x-session"], "s3cr3t")
+                self.assertIn("x-session", s["never_indexed"])
+                self.assertNotIn("x-plain", s["never_indexed"])
         finally:
             c.close()
 

@@ -6,13 +6,16 @@ Every request is answered with a JSON echo of what arrived:
 
     {"method", "path", "headers": [[name, value], ...], "body_len",
      "body_sha256", "trailers": [[name, value], ...], "conn": <connection index>,
-     "stream": <stream id>}
+     "stream": <stream id>, "never_indexed": [names of the fields that came as
+     never-indexed literals (RFC 7541 §6.2.3)]}
 
 Paths:
     /big/<n>        the body is n bytes of "x" (sent as the flow-control
                     windows allow) instead of the echo
     /trailers       the echo, then response trailers x-resp-trailer: done
     /reset          no response: RST_STREAM(INTERNAL_ERROR) on the stream
+    /never-indexed  the echo, with x-session: s3cr3t among the response
+                    fields as a never-indexed literal, and x-plain: 1 not
 Options:
     max_concurrent_streams  our SETTINGS_MAX_CONCURRENT_STREAMS
     refuse_first            the first request of the whole backend is
@@ -44,6 +47,7 @@ import h2.events
 import h2.errors
 import h2.exceptions
 import h2.settings
+from hpack import NeverIndexedHeaderTuple
 
 
 class H2Backend:
@@ -275,6 +279,7 @@ class H2Backend:
             "trailers": req["trailers"],
             "conn": index,
             "stream": sid,
+            "never_indexed": [h[0] for h in req["headers"] if isinstance(h, NeverIndexedHeaderTuple)],
         }
         with self.lock:
             self.requests.append(echo)
@@ -287,9 +292,12 @@ class H2Backend:
             ctype = "application/json"
         if path == "/trailers":
             trailers = [("x-resp-trailer", "done")]
-        h2c.send_headers(sid, [(":status", "200"), ("content-type", ctype),
-                               ("content-length", str(len(body)))] if trailers is None else
-                         [(":status", "200"), ("content-type", ctype)])
+        head = ([(":status", "200"), ("content-type", ctype),
+                 ("content-length", str(len(body)))] if trailers is None else
+                [(":status", "200"), ("content-type", ctype)])
+        if path == "/never-indexed":
+            head += [NeverIndexedHeaderTuple("x-session", "s3cr3t"), ("x-plain", "1")]
+        h2c.send_headers(sid, head)
         outgoing[sid] = [body, trailers]
 
     @staticmethod

@@ -11,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+from hpack import NeverIndexedHeaderTuple
 
 DEADLINE_S = 10.0
 
@@ -94,6 +95,9 @@ class H2Client:
             s = self.streams.get(getattr(ev, "stream_id", None))
             if isinstance(ev, h2.events.ResponseReceived):
                 s["headers"] = dict(ev.headers)
+                # The fields that came as never-indexed literals (RFC 7541 §6.2.3).
+                s["never_indexed"] = [h[0] for h in ev.headers
+                                      if isinstance(h, NeverIndexedHeaderTuple)]
             elif isinstance(ev, h2.events.DataReceived):
                 s["data"] += ev.data
                 if self.auto_ack:

@@ -57,6 +57,42 @@ TEST_CASE("cleared header map is empty and reusable", "[codec][header_map]") {
   CHECK_FALSE(map.has("a"));
 }
 
+TEST_CASE("header map keeps a field's never-indexed mark, and set() drops it",
+          "[codec][header_map]") {
+  HeaderMap map;
+  map.addLowercase("authorization", "Bearer t0k3n", /*never_indexed=*/true);
+  map.addLowercase("x-plain", "1");
+  map.addLowercase("cookie", "", /*never_indexed=*/true);
+  CHECK(map.get("authorization") == "Bearer t0k3n");  // the mark is not in the value
+  CHECK(map.valueAt(0).size() == 12);
+  CHECK(map.neverIndexedAt(0));
+  CHECK_FALSE(map.neverIndexedAt(1));
+  CHECK(map.neverIndexedAt(2));
+  CHECK(map.has("cookie"));
+  CHECK(map.get("cookie").empty());
+  CHECK(map.byteSize() == 13 + 12 + 7 + 1 + 6);
+  std::vector<std::string> marked;
+  map.forEachMarked([&](std::string_view n, std::string_view v, bool never_indexed) {
+    marked.push_back(std::string(n) + "=" + std::string(v) + (never_indexed ? "!" : ""));
+  });
+  CHECK(marked == std::vector<std::string>{"authorization=Bearer t0k3n!", "x-plain=1", "cookie=!"});
+
+  const HeaderMap copy = map;  // a retry's or a mirror's copy keeps it
+  CHECK(copy.neverIndexedAt(0));
+  CHECK(copy == map);
+
+  CHECK(map.remove("x-plain") == 1);  // entries move; marks move with them
+  CHECK(map.neverIndexedAt(1));
+  CHECK(map.byteSize() == 13 + 12 + 6);
+  map.set("authorization", "replaced");  // turnout's own value now
+  CHECK(map.get("authorization") == "replaced");
+  CHECK_FALSE(map.neverIndexedAt(map.size() - 1));
+  CHECK(map.byteSize() == 6 + 13 + 8);
+  CHECK(map.remove("authorization") == 1);
+  CHECK(map.remove("cookie") == 1);
+  CHECK(map.byteSize() == 0);
+}
+
 TEST_CASE("empty header value is present but empty", "[codec][header_map]") {
   HeaderMap map;
   map.add("x-empty", "");

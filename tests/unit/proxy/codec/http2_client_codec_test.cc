@@ -177,6 +177,21 @@ TEST_CASE("h2 request ids and trace context go as never-indexed literals", "[h2c
   CHECK(second.header_block_bytes < first.header_block_bytes - 30);
 }
 
+TEST_CASE("h2 a field the map marks never-indexed goes as a never-indexed literal", "[h2codec]") {
+  // RFC 7541 §6.2.3: what a peer sent so is re-encoded so by an intermediary.
+  Connected c;
+  StreamRecorder r;
+  RequestHead head = get("/");
+  head.headers.addLowercase("x-api-key", "k-1", /*never_indexed=*/true);
+  head.headers.addLowercase("x-request-id", "id-1", /*never_indexed=*/true);  // not the seed
+  head.headers.addLowercase("x-app", "1");
+  ClientStreamPtr s = c.start(r, head, true);
+  REQUIRE(pump(c.client, c.peer));
+  const test::PeerRequest& req = c.peer.requests.at(1);
+  CHECK(req.get("x-api-key") == "k-1");
+  CHECK(req.never_indexed == std::vector<std::string>{"x-api-key", "x-request-id"});
+}
+
 TEST_CASE("h2 an encoder indexes one field of each never-indexed name, again every 1024 blocks",
           "[h2codec]") {
   http2::NameSeeds seeds;
