@@ -310,7 +310,7 @@ inline std::string_view nghttp2Details(long rv) {
 // client it asks nothing of the server) and the connection window. Flow
 // control stays with the caller (no_auto_window_update).
 inline void submitSettings(nghttp2_session* session, const Http2Settings& settings, bool client) {
-  nghttp2_settings_entry entries[5];
+  nghttp2_settings_entry entries[6];
   std::size_t n = 0;
   if (client) entries[n++] = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
   if (settings.enable_connect_protocol) {
@@ -320,6 +320,7 @@ inline void submitSettings(nghttp2_session* session, const Http2Settings& settin
   entries[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
                   clampWindow(settings.initial_stream_window_size)};
   entries[n++] = {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, settings.hpack_table_size};
+  entries[n++] = {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1};
   nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, entries, n);
   const auto conn_window =
       static_cast<std::int32_t>(clampWindow(settings.initial_connection_window_size));

@@ -192,6 +192,12 @@ TEST_CASE("h2 a field the map marks never-indexed goes as a never-indexed litera
   CHECK(req.never_indexed == std::vector<std::string>{"x-api-key", "x-request-id"});
 }
 
+TEST_CASE("h2 client opts out of RFC 7540 priorities", "[h2codec]") {
+  Connected c;
+  CHECK(nghttp2_session_get_remote_settings(c.peer.session,
+                                            NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES) == 1);
+}
+
 TEST_CASE("h2 an encoder indexes one field of each never-indexed name, again every 1024 blocks",
           "[h2codec]") {
   http2::NameSeeds seeds;

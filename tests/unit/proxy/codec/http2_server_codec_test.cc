@@ -289,6 +289,31 @@ TEST_CASE("h2 server sees the client's SETTINGS", "[h2codec]") {
   CHECK(s.codec.peerSettings().initial_window_size == 12345);
 }
 
+TEST_CASE("h2 server opts out of RFC 7540 priorities, and a self-dependency is no error",
+          "[h2codec]") {
+  // RFC 9113 deprecates the dependency tree and RFC 9218 section 2.1 lets
+  // an endpoint say it ignores it: nghttp2 then keeps no tree, PRIORITY
+  // frames cost it nothing, and it schedules by RFC 9218 urgency.
+  Server s;
+  CHECK(nghttp2_session_get_remote_settings(s.client.session,
+                                            NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES) == 1);
+  const int32_t a = s.client.request("GET", "/a");
+  REQUIRE(s.pump());
+  // RFC 7540 made a stream depending on itself an error; RFC 9113 has no
+  // such rule and the frame is only read.
+  const uint32_t id = static_cast<uint32_t>(a);
+  const std::string self_dependency =
+      test::rawFrame(NGHTTP2_PRIORITY, 0, id,
+                     std::string{static_cast<char>(id >> 24), static_cast<char>(id >> 16),
+                                 static_cast<char>(id >> 8), static_cast<char>(id), '\x0f'});
+  CHECK(s.codec.dispatch(self_dependency).ok());
+  REQUIRE(s.pump());
+  REQUIRE(s.at(a).stream->encodeHeaders(status(200), true).ok());
+  REQUIRE(s.pump());
+  CHECK(s.client.responses.at(a).get(":status") == "200");
+  CHECK_FALSE(s.client.goaway_last.has_value());
+}
+
 TEST_CASE("h2 server reports a client RST_STREAM, even after the request completed", "[h2codec]") {
   Server s;
   const int32_t a = s.client.request("GET", "/a");
