@@ -124,7 +124,8 @@ struct NameSeeds {
 // at 100 streams an upstream connection held ~50 x-request-id entries, and
 // those comparisons were a fifth of an h2-to-h2 request's instructions
 // (bench/compare/instructions.sh --h2-origin). Sent as never-indexed
-// literals (RFC 7541 §6.2.3), which a peer forwards as such.
+// literals (RFC 7541 §6.2.3), which a peer forwards as such; all but the
+// first of each name per encoder (NameSeeds).
 //
 // x-envoy-upstream-service-time too: its value is the upstream's latency in
 // milliseconds, and each new value took a table entry. nghttp2's encoder
