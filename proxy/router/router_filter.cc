@@ -604,10 +604,31 @@ Awaitable<void> RouterFilter::attempt(uint32_t attempt_number, Outcome& out) {
   }
   const bool reused = prepareUpstream(upstream, attempt_number);
 
+  // UpstreamRequest::run()'s steps, awaited here: a frame fewer per request.
+  // Each awaited value is assigned to a local before it is used (GCC 12,
+  // upstream_request.cc).
   upstream_ = &upstream;
-  const UpstreamRequest::Result r = co_await upstream.run();
+  std::optional<bool> sent = upstream.sendStart();
+  if (!sent) sent = co_await upstream.stream().send();
+  upstream.onStartSent(*sent);
+  while (upstream.receiving()) {
+    UpstreamStream& s = upstream.stream();
+    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
+    if (!got && s.waitsInPlace()) {
+      while (!got) {
+        co_await s.receiveWait();
+        got = s.tryReceive();
+      }
+    }
+    if (!got) got = co_await s.receive();
+    if (upstream.onReceived(*got)) {
+      const bool flushed = co_await flushResponse();
+      upstream.onFlushed(flushed);
+    }
+  }
+  if (upstream.pumpRunning()) co_await upstream.stopPump();
   upstream_ = nullptr;
-  out = afterUpstream(upstream, r, reused, attempt_number);
+  out = afterUpstream(upstream, reused, attempt_number);
   if (out.result == AttemptResult::Tunnel) {
     out = AttemptResult::Done;
     UpstreamConnection* up = upstream.stream().http1Connection();
@@ -689,9 +710,9 @@ bool RouterFilter::prepareUpstream(UpstreamRequest& upstream, uint32_t attempt_n
   return reused;
 }
 
-RouterFilter::Outcome RouterFilter::afterUpstream(UpstreamRequest& upstream,
-                                                  const UpstreamRequest::Result& r, bool reused,
+RouterFilter::Outcome RouterFilter::afterUpstream(UpstreamRequest& upstream, bool reused,
                                                   uint32_t attempt_number) {
+  const UpstreamRequest::Result r = upstream.result();
   WorkerCluster& cluster = *cluster_;
   HostState& host = *host_;
   stats::Shard& shard = conn_.worker().shard();

@@ -119,8 +119,7 @@ class RouterFilter : public UpstreamRequestParent {
   Outcome connectFailed(HostState& host, bool timed_out);
   Outcome prepareTunnel(UpstreamStream& stream);
   bool prepareUpstream(UpstreamRequest& upstream, uint32_t attempt_number);
-  Outcome afterUpstream(UpstreamRequest& upstream, const UpstreamRequest::Result& r, bool reused,
-                        uint32_t attempt_number);
+  Outcome afterUpstream(UpstreamRequest& upstream, bool reused, uint32_t attempt_number);
   // The grpc_stats filter's tracker, and the grpc_web filter's stats, for a
   // request routed to cluster_.
   void startGrpcStats(Worker& worker, stats::Shard& shard);

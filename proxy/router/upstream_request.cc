@@ -110,6 +110,33 @@ void UpstreamRequest::finish(bool reusable) {
 }
 
 Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
+  // Every co_await here is assigned to a local before it is tested: GCC 12
+  // miscompiles `if (!co_await virtualCall())` when the callee suspends (the
+  // caller's frame was resumed with a stale state; seen as a crash in
+  // RouterFilter::flushResponse).
+  std::optional<bool> sent = sendStart();
+  if (!sent) sent = co_await stream_->send();
+  onStartSent(*sent);
+  UpstreamStream& s = *stream_;
+  while (receiving()) {
+    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
+    if (!got && s.waitsInPlace()) {
+      while (!got) {
+        co_await s.receiveWait();
+        got = s.tryReceive();
+      }
+    }
+    if (!got) got = co_await s.receive();
+    if (onReceived(*got)) {
+      const bool flushed = co_await parent_.flushResponse();
+      onFlushed(flushed);
+    }
+  }
+  if (pump_running_) co_await stopPump();
+  co_return result();
+}
+
+std::optional<bool> UpstreamRequest::sendStart() {
   UpstreamStream& s = *stream_;
   s.setResponseCallbacks(this);
   // The head and every body byte received so far (a retry replays what an
@@ -121,63 +148,66 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   // then, up to the end of the request, is the pump's to forward. Deciding
   // it after send() lost that tail: the upstream waited for the rest of a
   // message that never came (a gRPC client stream ended DEADLINE_EXCEEDED).
-  const bool whole_request_encoded = parent_.requestComplete();
-  // Every co_await here is assigned to a local before it is tested: GCC 12
-  // miscompiles `if (!co_await virtualCall())` when the callee suspends (the
-  // caller's frame was resumed with a stale state; seen as a crash in
-  // RouterFilter::flushResponse).
+  whole_request_encoded_ = parent_.requestComplete();
   // Mostly the request fits the socket's buffer and goes at once.
-  std::optional<bool> sent_now = s.trySend();
-  bool head_sent = false;
-  if (sent_now) {
-    head_sent = *sent_now;
-  } else {
-    head_sent = co_await s.send();
-  }
-  if (!head_sent) {
+  return s.trySend();
+}
+
+void UpstreamRequest::onStartSent(bool sent) {
+  if (!sent) {
     upstream_write_failed_ = true;
     armWatchdog();
-  } else if (whole_request_encoded) {
+  } else if (whole_request_encoded_) {
     onRequestSent();
   } else {
     pump_running_ = true;
     asio::co_spawn(ex_, pumpRequestBody(), LogEscapedException{"router", "request body pump"});
     armWatchdog();
   }
+}
 
-  // The response, read while the pump may still be sending the request.
-  Result r;
-  while (!ended() && !parent_.downstreamFailed() &&
-         fired_ == Timeout::None) {
-    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
-    if (!got && s.waitsInPlace()) {
-      while (!got) {
-        co_await s.receiveWait();
-        got = s.tryReceive();
-      }
-    }
-    if (!got) got = co_await s.receive();
-    const UpstreamStream::ReceiveResult rr = *got;
-    if (!rr.reset) last_activity_ = Clock::now();
-    // What the events produced goes to the client, also after a clean EOF
-    // that completed a close-delimited response.
-    if (!rr.reset || rr.eof) {
-      bool flushed = parent_.tryFlushResponse();
-      if (!flushed) flushed = co_await parent_.flushResponse();
-      if (!flushed) break;  // the parent saw the client fail
-    }
-    if (rr.reset) {
-      r.reset_reason = rr.reason;
-      r.eof = rr.eof;
-      apply(Event::Reset);
-      break;
-    }
+bool UpstreamRequest::onReceived(const UpstreamStream::ReceiveResult& got) {
+  if (!got.reset) last_activity_ = Clock::now();
+  got_reset_ = got.reset;
+  eof_ = got.eof;
+  reset_reason_ = got.reason;
+  // What the events produced goes to the client, also after a clean EOF
+  // that completed a close-delimited response.
+  if ((!got.reset || got.eof) && !parent_.tryFlushResponse()) return true;
+  afterFlush();
+  return false;
+}
+
+void UpstreamRequest::onFlushed(bool flushed) {
+  if (flushed) {
+    afterFlush();
+  } else {
+    // The parent saw the client fail; the upstream's reset, if any, is not
+    // what ended the exchange.
+    stopped_ = true;
+    eof_ = false;
+    reset_reason_ = StreamResetReason::kLocalReset;
   }
-  if (pump_running_) co_await stopPump();
+}
+
+void UpstreamRequest::afterFlush() {
+  if (!got_reset_) {
+    eof_ = false;
+    reset_reason_ = StreamResetReason::kLocalReset;
+    return;
+  }
+  stopped_ = true;
+  apply(Event::Reset);
+}
+
+UpstreamRequest::Result UpstreamRequest::result() {
   watchdog_.clear();  // nothing refers to this once cleared: no handler is outstanding
   if (upstream_write_failed_ || fired_ != Timeout::None || parent_.downstreamFailed()) {
     apply(Event::Reset);
   }
+  Result r;
+  r.reset_reason = reset_reason_;
+  r.eof = eof_;
   // A refused stream (HTTP/2) also fails its send(); it keeps its reason so
   // that the router can send it again.
   if (upstream_write_failed_ && !isRefusedStream(r.reset_reason)) {
@@ -190,7 +220,7 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   r.timeout = fired_;
   r.upstream_write_failed = upstream_write_failed_;
   r.status = status_;
-  co_return r;
+  return r;
 }
 
 void UpstreamRequest::onRequestSent() {

@@ -6,14 +6,16 @@
 // watchdog enforces the attempt's timeouts, and an explicit State records
 // where the exchange stands.
 //
-// Who calls it: the RouterFilter for each attempt of a client's request, and
-// a request mirror for its copy; both implement UpstreamRequestParent. Worker
-// thread only. Lives in its caller's coroutine frame; run() returns only once
-// neither the pump nor the watchdog refers to it.
+// Who calls it: the RouterFilter for each attempt of a client's request
+// (its attempt() coroutine awaits run()'s steps itself), and a request
+// mirror for its copy (run()); both implement UpstreamRequestParent. Worker
+// thread only. Lives in its caller's coroutine frame; once result() has
+// been taken neither the pump nor the watchdog refers to it.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "proxy/common/asio.h"
@@ -123,8 +125,45 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // the stream is given back. Then the request counts as active.
   bool start();
   // Sends the request and reads the response until it completes, is
-  // dropped, fails or times out.
+  // dropped, fails or times out (a request mirror's exchange).
   Awaitable<Result> run();
+
+  // run()'s steps, for a caller that awaits them in its own coroutine: the
+  // router's attempt() does, and a request makes one coroutine frame fewer
+  // (with hundreds of requests in flight each frame is cache lines made on
+  // the way up and read, cold, when the response comes). run() is
+  //   std::optional<bool> sent = u.sendStart();
+  //   if (!sent) sent = co_await u.stream().send();
+  //   u.onStartSent(*sent);
+  //   while (u.receiving()) {
+  //     got = tryReceive(), else co_await receiveWait() where the stream
+  //           waitsInPlace(), else co_await receive();
+  //     if (u.onReceived(*got)) u.onFlushed(co_await parent.flushResponse());
+  //   }
+  //   if (u.pumpRunning()) co_await u.stopPump();
+  //   return u.result();
+  // The head and every request byte received so far, encoded and sent
+  // where the socket takes them at once: send()'s result, or empty where
+  // send() must be awaited.
+  std::optional<bool> sendStart();
+  // send()'s result for sendStart()'s bytes; starts the request body pump
+  // where the request has not ended yet.
+  void onStartSent(bool sent);
+  // The response is still being read.
+  bool receiving() const {
+    return !stopped_ && !ended() && fired_ == Timeout::None && !parent_.downstreamFailed();
+  }
+  // A receive()'s result: true when what the response events produced must
+  // still go to the client (await the parent's flushResponse() and pass its
+  // result to onFlushed()).
+  bool onReceived(const UpstreamStream::ReceiveResult& got);
+  void onFlushed(bool flushed);
+  bool pumpRunning() const { return pump_running_; }
+  // Ends a request body pump still running (the response ended first) and
+  // waits until it has.
+  Awaitable<void> stopPump();
+  // How the exchange ended, once it has (after stopPump()).
+  Result result();
   // Gives the stream back (`reusable`: the exchange ended cleanly) and ends
   // the request's accounting. Once.
   void finish(bool reusable);
@@ -149,12 +188,11 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   }
   Awaitable<void> pumpRequestBody();
   void onRequestSent();
+  // What follows a receive() once its events went to the client.
+  void afterFlush();
   // (Re)arms the watchdog to the earliest pending timeout.
   void armWatchdog();
   void onWatchdog();
-  // Ends a request body pump still running (the response ended first) and
-  // waits until it has.
-  Awaitable<void> stopPump();
 
   // Three 64-byte lines, as the router's fields (router_filter.h).
   UpstreamRequestParent& parent_;
@@ -179,6 +217,12 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   bool request_sent_ = false;
   bool response_started_ = false;
   Timeout fired_ = Timeout::None;
+  bool whole_request_encoded_ = false;  // by sendStart()
+  bool stopped_ = false;                // the reader is done (a reset, or the client failed)
+  // The last receive()'s reset, applied once its events were flushed.
+  bool got_reset_ = false;
+  bool eof_ = false;
+  StreamResetReason reset_reason_ = StreamResetReason::kLocalReset;
   // Notified when the pump ends; made by stopPump()'s first wait (most
   // requests have no pump, or one that ended before the response).
   std::unique_ptr<Signal> pump_done_;

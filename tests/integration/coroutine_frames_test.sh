@@ -16,6 +16,7 @@ TURNOUT=$1
 SRC=$2
 OBJ="$(cd "$(dirname "$TURNOUT")" && pwd)/CMakeFiles/turnout_proxy.dir"
 command -v readelf >/dev/null || { echo "coroutine_frames_test: readelf is missing"; exit 1; }
+command -v nm >/dev/null || { echo "coroutine_frames_test: nm is missing"; exit 1; }
 failures=0
 
 # check OBJECT PATTERN MAX: the one frame matching PATTERN is at most MAX bytes.
@@ -43,9 +44,17 @@ check() {
 
 check stream/active_stream.cc.o _ZN7turnout5proxy12ActiveStream3runEv.Frame 800
 # attempt()'s steps that do not wait are plain functions: its frame holds
-# the UpstreamRequest and the awaits, 400 bytes (808 with them inline).
-check router/router_filter.cc.o _ZN7turnout5proxy12RouterFilter7attemptEjRNS1_7OutcomeE.Frame 512
+# the UpstreamRequest and the awaits of its exchange, 512 bytes (808 with
+# the steps inline; 400 when UpstreamRequest::run() was a frame of its own).
+check router/router_filter.cc.o _ZN7turnout5proxy12RouterFilter7attemptEjRNS1_7OutcomeE.Frame 600
+# A request mirror's exchange.
 check router/upstream_request.cc.o _ZN7turnout5proxy15UpstreamRequest3runEv.Frame 320
+# The router awaits UpstreamRequest::run()'s steps in attempt(): no frame
+# for the exchange.
+if nm "$OBJ/router/router_filter.cc.o" | grep -q ' U _ZN7turnout5proxy15UpstreamRequest3runEv$'; then
+  echo "FAIL: RouterFilter calls UpstreamRequest::run() again (a frame per request)"
+  failures=$((failures + 1))
+fi
 # The router's attempts are driven from ActiveStream::run: no frame between.
 if /usr/bin/python3 "$SRC/bench/compare/frame_layout.py" "$OBJ/router/router_filter.cc.o" \
     _ZN7turnout5proxy12RouterFilter7forwardEv.Frame >/dev/null 2>&1; then
