@@ -265,13 +265,13 @@ RouterFilter::Outcome RouterFilter::begin() {
   keep_body_ = (retry_->enabled() && retry_->config()->num_retries > 0) ||
                !d_.mirror_policies.empty();
   prepareUpstreamHeaders();
-  // A tunnel's end depends on the upstream stream it gets (attempt()).
+  // A tunnel's end depends on the upstream stream it gets (startUpstream()).
   if (!wantsTunnel() && requestComplete()) onRequestComplete();
   return Outcome(AttemptResult::Send);
 }
 
 Awaitable<void> RouterFilter::backOff() {
-  // attempt() returns Retry only when canRetry() said yes.
+  // endAttempt() returns Retry only when canRetry() said yes.
   Worker& worker = conn_.worker();
   retry_->onRetry();
   worker.shard().inc(cluster_->runtime().stats.upstream_rq_retry());
@@ -363,7 +363,7 @@ Awaitable<bool> RouterFilter::encodeMoreRequest(UpstreamStream* stream) {
     co_return false;
   }
   if (!decodeGrpcWebBody()) {
-    // Not base64: the request ends here (attempt() answers it).
+    // Not base64: the request ends here (endAttempt() answers it).
     stream_.downstream_failed_ = true;
     stream_.close_connection_ = true;
     co_return false;
@@ -500,11 +500,9 @@ Awaitable<bool> RouterFilter::flushResponse() {
   co_return false;
 }
 
-// attempt()'s wait for a stream from the pool's pending queue, in its own
-// frame: most requests get one at once (tryNewStream()), and this wait's
-// locals would sit in every attempt's frame. Send: `stream` is ready.
-Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
-                                            UpstreamStreamPtr& stream, Outcome& out) {
+// In its own frame: most requests get a stream at once (tryNewStream()),
+// and this wait's locals would sit in every request's frame.
+Awaitable<void> RouterFilter::waitForStream(Outcome& out) {
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   const auto& hcm = stream_.hcm_;
@@ -517,12 +515,11 @@ Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
   }
   PendingRequest pending(worker.io().get_executor());
   conn_.watchForClose(pending);
-  ConnPool::NewStreamResult acquired = co_await pool.newStream(&pending, wait_deadline);
+  ConnPool::NewStreamResult acquired = co_await pool().newStream(&pending, wait_deadline);
   co_await conn_.stopWatching();
   switch (acquired.status) {
     case Status::Ready:
-      stream = std::move(acquired.stream);
-      out = Outcome(AttemptResult::Send);
+      out = startUpstream(std::move(acquired.stream));
       co_return;
     case Status::Overflow:
       out = replyOverflow();
@@ -544,14 +541,13 @@ Awaitable<void> RouterFilter::waitForStream(ConnPool& pool, HostState& host,
       out = reply(408, kBodyStreamTimeout, "stream_idle_timeout");
       co_return;
     case Status::ConnectFailure:
-      out = connectFailed(host, acquired.connect_timed_out);
+      out = connectFailed(*host_, acquired.connect_timed_out);
       co_return;
   }
   out = AttemptResult::Failed;
   co_return;  // (every status returned above)
 }
 
-// Not in attempt(): its locals would sit in every request's coroutine frame.
 HostState* RouterFilter::chooseHost(uint32_t attempt_number) {
   Worker& worker = conn_.worker();
   WorkerCluster& cluster = *cluster_;
@@ -570,76 +566,58 @@ HostState* RouterFilter::chooseHost(uint32_t attempt_number) {
   return cluster.chooseHost(lb);
 }
 
-// attempt() keeps in its coroutine frame only what lives across its waits
-// (the UpstreamRequest, the stream, the result): the frame is allocated per
-// request and read again, cold, when the response comes. Everything else
-// is in the plain functions around it, whose locals are on the stack (GCC
-// gives every local and temporary of a coroutine its own frame slot).
-Awaitable<void> RouterFilter::attempt(uint32_t attempt_number, Outcome& out) {
-  out = pickHost(attempt_number);
-  if (out.result != AttemptResult::Send) co_return;
-  if (connect_terminate_) {
-    co_await attemptTcp(*host_, out);
-    co_return;
-  }
-
+// The attempt's steps are plain functions and the stream's coroutine awaits
+// them (router_filter.h): no frame of the router's per request. What waits
+// rarely (the pool's queue, a terminated CONNECT, a tunnel, the back-off)
+// is a coroutine of its own, so that its locals are not slots of every
+// request's frame.
+RouterFilter::Outcome RouterFilter::startAttempt(uint32_t attempt_number) {
+  attempt_number_ = attempt_number;
+  upstream_.reset();
+  const Outcome out = pickHost(attempt_number);
+  if (out.result != AttemptResult::Send) return out;
+  if (connect_terminate_) return AttemptResult::Tcp;
   // A stream: at once from an idle connection, else through the pool's
   // pending queue.
-  // use_downstream_protocol_config: the client's protocol.
-  ConnPool& pool = cluster_->connPool(*host_, conn_.http1() == nullptr);
-  UpstreamStreamPtr stream = pool.tryNewStream();
-  if (!stream) {
-    co_await waitForStream(pool, *host_, stream, out);
-    if (out.result != AttemptResult::Send) co_return;
-  }
-  out = prepareTunnel(*stream);
-  if (out.result != AttemptResult::Send) co_return;
+  UpstreamStreamPtr stream = pool().tryNewStream();
+  if (!stream) return AttemptResult::Wait;
+  return startUpstream(std::move(stream));
+}
 
-  UpstreamRequest upstream(*this, *cluster_, *host_, conn_.worker().shard(), std::move(stream),
-                           retry_->config(), conn_.worker().io().get_executor(),
-                           conn_.worker().deadlines());
-  if (!upstream.start()) {
-    out = replyOverflow();
-    co_return;
-  }
-  const bool reused = prepareUpstream(upstream, attempt_number);
+ConnPool& RouterFilter::pool() { return cluster_->connPool(*host_, conn_.http1() == nullptr); }
 
-  // UpstreamRequest::run()'s steps, awaited here: a frame fewer per request.
-  // Each awaited value is assigned to a local before it is used (GCC 12,
-  // upstream_request.cc).
-  upstream_ = &upstream;
-  std::optional<bool> sent = upstream.sendStart();
-  if (!sent) sent = co_await upstream.stream().send();
-  upstream.onStartSent(*sent);
-  while (upstream.receiving()) {
-    UpstreamStream& s = upstream.stream();
-    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
-    if (!got && s.waitsInPlace()) {
-      while (!got) {
-        co_await s.receiveWait();
-        got = s.tryReceive();
-      }
-    }
-    if (!got) got = co_await s.receive();
-    if (upstream.onReceived(*got)) {
-      const bool flushed = co_await flushResponse();
-      upstream.onFlushed(flushed);
-    }
+RouterFilter::Outcome RouterFilter::startUpstream(UpstreamStreamPtr stream) {
+  const Outcome out = prepareTunnel(*stream);
+  if (out.result != AttemptResult::Send) return out;
+  Worker& worker = conn_.worker();
+  upstream_.emplace(*this, *cluster_, *host_, worker.shard(), std::move(stream), retry_->config(),
+                    worker.io().get_executor(), worker.deadlines());
+  if (!upstream_->start()) {
+    upstream_.reset();
+    return replyOverflow();
   }
-  if (upstream.pumpRunning()) co_await upstream.stopPump();
-  upstream_ = nullptr;
-  out = afterUpstream(upstream, reused, attempt_number);
+  reused_ = prepareUpstream(*upstream_, attempt_number_);
+  return AttemptResult::Exchange;
+}
+
+RouterFilter::Outcome RouterFilter::endAttempt() {
+  const Outcome out = afterUpstream(*upstream_, reused_, attempt_number_);
+  if (out.result != AttemptResult::Tunnel && out.result != AttemptResult::TunnelInStream) {
+    upstream_.reset();
+  }
+  return out;
+}
+
+Awaitable<void> RouterFilter::tunnel(Outcome& out) {
+  UpstreamConnection* up = upstream_->stream().http1Connection();
   if (out.result == AttemptResult::Tunnel) {
-    out = AttemptResult::Done;
-    UpstreamConnection* up = upstream.stream().http1Connection();
     DownstreamConnection* down = conn_.http1();
-    if (up != nullptr && down != nullptr) co_await tunnel(*down, *up);
-    upstream.finish(false);
-  } else if (out.result == AttemptResult::TunnelInStream) {
-    out = AttemptResult::Done;
-    if (UpstreamConnection* up = upstream.stream().http1Connection()) co_await tunnelInStream(*up);
-    upstream.finish(false);
+    if (up != nullptr && down != nullptr) co_await relay(*down, *up);
+  } else if (up != nullptr) {
+    co_await tunnelInStream(*up);
   }
+  upstream_.reset();  // finish(false): the connection was the tunnel's
+  out = AttemptResult::Done;
 }
 
 RouterFilter::Outcome RouterFilter::connectFailed(HostState& host, bool timed_out) {
@@ -842,7 +820,8 @@ bool RouterFilter::tunnelAccepted(uint16_t status) const {
   return status == 101;
 }
 
-Awaitable<void> RouterFilter::attemptTcp(HostState& host, Outcome& out) {
+Awaitable<void> RouterFilter::attemptTcp(Outcome& out) {
+  HostState& host = *host_;
   Worker& worker = conn_.worker();
   stats::Shard& shard = worker.shard();
   WorkerCluster& cluster = *cluster_;
@@ -888,7 +867,7 @@ Awaitable<void> RouterFilter::attemptTcp(HostState& host, Outcome& out) {
     shard.inc(stats.upstream_rq_completed());
     stats.countResponse(shard, 200);
     if (down != nullptr) {
-      co_await tunnel(*down, up);
+      co_await relay(*down, up);
     } else {
       co_await tunnelInStream(up);
     }
@@ -933,7 +912,7 @@ Awaitable<void> RouterFilter::tunnelInStream(UpstreamConnection& up) {
   up.stream.socket().close(ec);
 }
 
-Awaitable<void> RouterFilter::tunnel(DownstreamConnection& down, UpstreamConnection& up) {
+Awaitable<void> RouterFilter::relay(DownstreamConnection& down, UpstreamConnection& up) {
   // Bytes that arrived behind the heads start each direction (plaintext:
   // both connections decrypt before they parse).
   std::string_view early_down = down.buffered();

@@ -43,18 +43,36 @@ class RouterFilter : public UpstreamRequestParent {
   //   Outcome o = begin();
   //   for (n = 0; o.result is Send or Retry; ++n) {
   //     if (o.result == Retry) co_await backOff();
-  //     co_await attempt(n, o);
+  //     o = startAttempt(n);
+  //     if (o.result == Wait) co_await waitForStream(o);
+  //     else if (o.result == Tcp) co_await attemptTcp(o);
+  //     if (o.result != Exchange) continue;
+  //     the exchange: UpstreamRequest::run()'s steps on upstream();
+  //     o = endAttempt();
+  //     if (o.result is Tunnel or TunnelInStream) co_await tunnel(o);
   //   }
   // until a response went to the client, or o is a local reply to send.
-  // In its own coroutine, not in one of the router's: a frame fewer per
-  // request (each is cache lines made on the way up and read, cold, on
-  // the way back).
-  // Send: (begin()) go on with the first attempt; (attempt()) attempt
+  // All in the stream's coroutine, none in one of the router's: one frame
+  // per request (each frame is cache lines made on the way up and read,
+  // cold, on the way back; this was three).
+  // Send: (begin()) go on with the first attempt; (endAttempt()) attempt
   // again at once, without a back-off (a stale pooled connection, a refused
-  // stream). Reply: answer locally with the Outcome's reply. Tunnel and
-  // TunnelInStream stay inside attempt(): the upgraded connection becomes
-  // the client's tunnel.
-  enum class AttemptResult { Send, Done, Retry, Failed, Reply, Tunnel, TunnelInStream };
+  // stream). Reply: answer locally with the Outcome's reply. Wait: no idle
+  // stream, wait in the pool's queue. Tcp: a CONNECT terminated here.
+  // Exchange: upstream() is ready to send. Tunnel, TunnelInStream: the
+  // upgraded connection becomes the client's tunnel (tunnel()).
+  enum class AttemptResult {
+    Send,
+    Done,
+    Retry,
+    Failed,
+    Reply,
+    Tunnel,
+    TunnelInStream,
+    Wait,
+    Tcp,
+    Exchange
+  };
   // How a stage ended. Every local reply the router decides on comes back
   // as one, and the stream sends it: one co_await for all of them (each
   // was a slot in the attempt's coroutine frame, which is allocated per
@@ -79,10 +97,26 @@ class RouterFilter : public UpstreamRequestParent {
   Outcome begin();
   // The back-off before a retry.
   Awaitable<void> backOff();
-  // One attempt: a host, a stream from its pool, an UpstreamRequest; `out`
-  // says how it ended (an out-parameter: an awaited result is a slot in
-  // the caller's frame, which is allocated per request).
-  Awaitable<void> attempt(uint32_t attempt_number, Outcome& out);
+  // An attempt's steps (above). The awaited ones say how they ended in
+  // `out` (an out-parameter: an awaited result is a slot in the caller's
+  // frame, which is allocated per request).
+  // A host and, where one is idle, a stream from its pool.
+  Outcome startAttempt(uint32_t attempt_number);
+  // Waits for a stream from the host's pool's pending queue; Exchange, or
+  // how it failed.
+  Awaitable<void> waitForStream(Outcome& out);
+  // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
+  // a TCP connection to the host, a 200 to the client once it is up, then
+  // the payload both ways.
+  Awaitable<void> attemptTcp(Outcome& out);
+  // The attempt's exchange, between startAttempt() (or waitForStream())
+  // and endAttempt().
+  UpstreamRequest& upstream() { return *upstream_; }
+  // After the exchange: records how it ended and decides what follows.
+  Outcome endAttempt();
+  // After endAttempt()'s Tunnel or TunnelInStream: the tunnel, until it
+  // closes; then Done.
+  Awaitable<void> tunnel(Outcome& out);
 
   // UpstreamRequestParent
   void encodeRequestStart(UpstreamStream& stream) override;
@@ -100,16 +134,16 @@ class RouterFilter : public UpstreamRequestParent {
   bool tryFlushResponse() override;
 
  private:
-  // Waits for a stream from `pool`'s pending queue; `out` says how it
-  // ended (Send: `stream` is set). An out-parameter, not a result: each
-  // awaited result is a slot in the caller's frame.
-  Awaitable<void> waitForStream(ConnPool& pool, HostState& host, UpstreamStreamPtr& stream,
-                                Outcome& out);
+  // The attempt's host's pool (use_downstream_protocol_config: the
+  // client's protocol).
+  ConnPool& pool();
+  // The attempt's UpstreamRequest on `stream`: Exchange, or the reply.
+  Outcome startUpstream(UpstreamStreamPtr stream);
   // The load balancer's pick for an attempt (null: no healthy host).
   HostState* chooseHost(uint32_t attempt_number);
-  // attempt()'s steps that do not wait, out of its coroutine frame. Send:
-  // go on. pickHost() sets host_; prepareTunnel() sets the tunnel's shape
-  // for `stream`; prepareUpstream() returns whether the stream's
+  // The steps within startAttempt(), startUpstream() and endAttempt().
+  // Send: go on. pickHost() sets host_; prepareTunnel() sets the tunnel's
+  // shape for `stream`; prepareUpstream() returns whether the stream's
   // connection served an earlier request; afterUpstream() records the
   // attempt's end and decides what follows it.
   Outcome pickHost(uint32_t attempt_number);
@@ -128,7 +162,7 @@ class RouterFilter : public UpstreamRequestParent {
   // hash_policy's value, rotated and xored together; nullopt when none applies.
   std::optional<uint64_t> hashFor() const;
   // After a 101 both ways: raw bytes until either side closes or goes idle.
-  Awaitable<void> tunnel(DownstreamConnection& down, UpstreamConnection& up);
+  Awaitable<void> relay(DownstreamConnection& down, UpstreamConnection& up);
   // After an HTTP/1.1 upstream's 101 to an HTTP/2 extended CONNECT: the
   // stream's DATA both ways (StreamTunnel).
   Awaitable<void> tunnelInStream(UpstreamConnection& up);
@@ -137,10 +171,6 @@ class RouterFilter : public UpstreamRequestParent {
   // The upstream's answer opened the tunnel: a 101 to an upgrade, a 2xx to
   // a CONNECT.
   bool tunnelAccepted(uint16_t status) const;
-  // A CONNECT this route terminates (connect_config; Envoy's TcpUpstream):
-  // a TCP connection to `host`, a 200 to the client once it is up, then
-  // the payload both ways. attempt()'s tail for such a request.
-  Awaitable<void> attemptTcp(HostState& host, Outcome& out);
   // 503 UO with x-envoy-overloaded (a circuit breaker overflowed).
   Outcome replyOverflow();
   // 504 UT: the route timeout expired before a response started.
@@ -171,8 +201,7 @@ class RouterFilter : public UpstreamRequestParent {
   DownstreamStream& conn_;
   const routing::RouteDecision& d_;
   std::shared_ptr<WorkerCluster> cluster_;
-  UpstreamRequest* upstream_ = nullptr;  // the running attempt
-  HostState* host_ = nullptr;            // the last attempt's host (a retry avoids it)
+  HostState* host_ = nullptr;  // the last attempt's host (a retry avoids it)
   std::optional<RetryState> retry_;
   // The route timeout: from the end of the request; max until then / none.
   // Also no later than duration_deadline_.
@@ -185,6 +214,8 @@ class RouterFilter : public UpstreamRequestParent {
   // Attempts sent again because the upstream refused the stream unprocessed.
   static constexpr uint32_t kMaxRefusedRetries = 3;
   uint32_t refused_retries_ = 0;
+  uint32_t attempt_number_ = 0;  // the current attempt's, from 0
+  bool reused_ = false;          // its stream's connection served an earlier request
   bool route_clock_started_ = false;
   bool keep_body_ = false;
   bool body_overflow_ = false;  // a received byte is not in body_kept_
@@ -214,6 +245,10 @@ class RouterFilter : public UpstreamRequestParent {
   // tunnel_open_ or body_stopped_ changed; made by the first wait for the
   // tunnel to open (a notify() with no waiter does nothing).
   std::unique_ptr<Signal> tunnel_open_signal_;
+  // The current attempt's exchange, in the router (which lives in the
+  // stream's coroutine frame): from startUpstream() to endAttempt() or
+  // tunnel(). Last, so that it goes first (it refers to cluster_).
+  std::optional<UpstreamRequest> upstream_;
 };
 
 }  // namespace turnout::proxy

@@ -143,13 +143,46 @@ Awaitable<void> ActiveStream::run() {
   // Built in the frame by the route table (no copy).
   const routing::RouteDecision d = matchRoute(answer);
   if (!answer.answered && admit(d, answer)) {
-    // The router's loop (router_filter.h), here: a frame fewer.
+    // The router's attempts (router_filter.h), awaited here: the request's
+    // one coroutine frame. Each awaited value is assigned to a local
+    // before it is used (GCC 12: upstream_request.cc).
     using Result = RouterFilter::AttemptResult;
     RouterFilter router(*this, d);
     RouterFilter::Outcome o = router.begin();
     for (uint32_t attempt = 0; o.result == Result::Send || o.result == Result::Retry; ++attempt) {
       if (o.result == Result::Retry) co_await router.backOff();
-      co_await router.attempt(attempt, o);
+      o = router.startAttempt(attempt);
+      if (o.result == Result::Wait) {
+        co_await router.waitForStream(o);
+      } else if (o.result == Result::Tcp) {
+        co_await router.attemptTcp(o);
+      }
+      if (o.result != Result::Exchange) continue;
+      // UpstreamRequest::run()'s steps.
+      UpstreamRequest& upstream = router.upstream();
+      std::optional<bool> sent = upstream.sendStart();
+      if (!sent) sent = co_await upstream.stream().send();
+      upstream.onStartSent(*sent);
+      while (upstream.receiving()) {
+        UpstreamStream& s = upstream.stream();
+        std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
+        if (!got && s.waitsInPlace()) {
+          while (!got) {
+            co_await s.receiveWait();
+            got = s.tryReceive();
+          }
+        }
+        if (!got) got = co_await s.receive();
+        if (upstream.onReceived(*got)) {
+          const bool flushed = co_await router.flushResponse();
+          upstream.onFlushed(flushed);
+        }
+      }
+      if (upstream.pumpRunning()) co_await upstream.stopPump();
+      o = router.endAttempt();
+      if (o.result == Result::Tunnel || o.result == Result::TunnelInStream) {
+        co_await router.tunnel(o);
+      }
     }
     if (o.result == Result::Reply) {
       answer.answered = true;

@@ -6,8 +6,9 @@
 # (docs/memory.md, "Per request in flight"); GCC gives every local and
 # every co_await's temporaries a slot of their own, so one more local reply
 # awaited in place, or a rare path's locals, grows the frame of every
-# request. The bounds are today's sizes with some room; RouterFilter::forward()
-# (gone: ActiveStream::run drives the attempts) must not come back.
+# request. The bounds are today's sizes with some room; the router's
+# per-request coroutines (gone: ActiveStream::run awaits the attempts'
+# steps) must not come back.
 # Exits 77 (skipped) when the objects carry no debug info (not a
 # RelWithDebInfo or Debug build).
 # Usage: coroutine_frames_test.sh <turnout-binary> <source-dir> [<turnout-bench-binary>]
@@ -42,24 +43,29 @@ check() {
   fi
 }
 
-check stream/active_stream.cc.o _ZN7turnout5proxy12ActiveStream3runEv.Frame 800
-# attempt()'s steps that do not wait are plain functions: its frame holds
-# the UpstreamRequest and the awaits of its exchange, 512 bytes (808 with
-# the steps inline; 400 when UpstreamRequest::run() was a frame of its own).
-check router/router_filter.cc.o _ZN7turnout5proxy12RouterFilter7attemptEjRNS1_7OutcomeE.Frame 600
+# A routed request's one frame: the stream's, which awaits the router's
+# attempts and their upstream exchanges itself (1,088 bytes; 728 + 512
+# when RouterFilter::attempt() was a frame of its own, and 232 more before
+# that for UpstreamRequest::run()).
+check stream/active_stream.cc.o _ZN7turnout5proxy12ActiveStream3runEv.Frame 1200
 # A request mirror's exchange.
 check router/upstream_request.cc.o _ZN7turnout5proxy15UpstreamRequest3runEv.Frame 320
-# The router awaits UpstreamRequest::run()'s steps in attempt(): no frame
-# for the exchange.
-if nm "$OBJ/router/router_filter.cc.o" | grep -q ' U _ZN7turnout5proxy15UpstreamRequest3runEv$'; then
-  echo "FAIL: RouterFilter calls UpstreamRequest::run() again (a frame per request)"
-  failures=$((failures + 1))
-fi
-# The router's attempts are driven from ActiveStream::run: no frame between.
-if /usr/bin/python3 "$SRC/bench/compare/frame_layout.py" "$OBJ/router/router_filter.cc.o" \
-    _ZN7turnout5proxy12RouterFilter7forwardEv.Frame >/dev/null 2>&1; then
-  echo "FAIL: RouterFilter::forward() is a coroutine again (a frame per request)"
-  failures=$((failures + 1))
-fi
+# No frame of the router's or of the exchange's between: forward() and
+# attempt() are gone, and the router and the stream do not call
+# UpstreamRequest::run().
+for gone in _ZN7turnout5proxy12RouterFilter7forwardEv.Frame \
+    _ZN7turnout5proxy12RouterFilter7attemptEjRNS1_7OutcomeE.Frame; do
+  if /usr/bin/python3 "$SRC/bench/compare/frame_layout.py" "$OBJ/router/router_filter.cc.o" \
+      "$gone" >/dev/null 2>&1; then
+    echo "FAIL: $gone: the router makes a coroutine frame per request again"
+    failures=$((failures + 1))
+  fi
+done
+for o in router/router_filter.cc.o stream/active_stream.cc.o; do
+  if nm "$OBJ/$o" | grep -q ' U _ZN7turnout5proxy15UpstreamRequest3runEv$'; then
+    echo "FAIL: $o calls UpstreamRequest::run() (a frame per request)"
+    failures=$((failures + 1))
+  fi
+done
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "coroutine_frames_test: ok"
