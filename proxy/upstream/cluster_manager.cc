@@ -159,10 +159,9 @@ void IdleConnections::add(UpstreamConnection& c, WorkerCluster& owner, HostState
   c.idle_owner = &owner;
   c.idle_host = &host;
   c.idle_since = std::chrono::steady_clock::now();
-  c.idle_next = nullptr;
-  c.idle_prev = tail_;
-  (tail_ != nullptr ? tail_->idle_next : head_) = &c;
-  tail_ = &c;
+  if (slots_.size() >= 2 * size_ + 64) compact();
+  c.idle_slot = slots_.size();
+  slots_.push_back(&c);
   ++size_;
   added_since_tick_ = true;
   if (idle_timeout.count() > 0 && idle_timeout < period_) {
@@ -173,9 +172,8 @@ void IdleConnections::add(UpstreamConnection& c, WorkerCluster& owner, HostState
 
 void IdleConnections::remove(UpstreamConnection& c) {
   if (c.idle_list != this) return;
-  (c.idle_prev != nullptr ? c.idle_prev->idle_next : head_) = c.idle_next;
-  (c.idle_next != nullptr ? c.idle_next->idle_prev : tail_) = c.idle_prev;
-  c.idle_prev = c.idle_next = nullptr;
+  slots_[c.idle_slot] = nullptr;
+  while (!slots_.empty() && slots_.back() == nullptr) slots_.pop_back();
   c.idle_list = nullptr;
   c.idle_owner = nullptr;
   c.idle_host = nullptr;
@@ -210,16 +208,30 @@ void IdleConnections::watch(UpstreamConnection& c) {
 }
 
 void IdleConnections::sweep(std::chrono::steady_clock::time_point now) {
-  for (UpstreamConnection* c = head_; c != nullptr;) {
-    UpstreamConnection* next = c->idle_next;
+  // Closing a connection empties its slot and may drop the ones at the
+  // end: the bound is read again each time.
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    UpstreamConnection* c = slots_[i];
+    if (c == nullptr) continue;
     const std::chrono::milliseconds timeout = c->idle_owner->idleTimeout();
     if (timeout.count() > 0 && now - c->idle_since >= timeout) {
       c->idle_owner->closeIdle(*c->idle_host, *c, false);
     } else if (!c->watching && c->stream.socket().is_open()) {
       watch(*c);
     }
-    c = next;
   }
+  compact();
+}
+
+void IdleConnections::compact() {
+  size_t n = 0;
+  for (UpstreamConnection* c : slots_) {
+    if (c == nullptr) continue;
+    c->idle_slot = n;
+    slots_[n++] = c;
+  }
+  slots_.resize(n);
+  if (slots_.capacity() > 2 * n + 64) slots_.shrink_to_fit();
 }
 
 void IdleConnections::startTimer(const Executor& ex) {
@@ -236,7 +248,7 @@ void IdleConnections::startTimer(const Executor& ex) {
 void IdleConnections::onTick() {
   timer_running_ = false;
   sweep(std::chrono::steady_clock::now());
-  if (head_ != nullptr || added_since_tick_) startTimer(timer_->get_executor());
+  if (size_ > 0 || added_since_tick_) startTimer(timer_->get_executor());
 }
 
 WorkerCluster::WorkerCluster(const ClusterRuntime& runtime, HostSetConstSharedPtr hosts,
