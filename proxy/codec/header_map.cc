@@ -7,29 +7,73 @@ char toLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a
 
 }  // namespace
 
+HeaderMap::HeaderMap(const HeaderMap& other)
+    : arena_(other.arena_.data(), other.used_),
+      entries_(other.entries_),
+      byte_size_(other.byte_size_),
+      used_(other.used_) {}
+
+HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
+  if (this != &other) {
+    arena_.assign(other.arena_.data(), other.used_);
+    entries_ = other.entries_;
+    byte_size_ = other.byte_size_;
+    used_ = other.used_;
+  }
+  return *this;
+}
+
+HeaderMap::HeaderMap(HeaderMap&& other) noexcept
+    : arena_(std::move(other.arena_)),
+      entries_(std::move(other.entries_)),
+      byte_size_(other.byte_size_),
+      used_(other.used_) {
+  other.clear();
+}
+
+HeaderMap& HeaderMap::operator=(HeaderMap&& other) noexcept {
+  if (this != &other) {
+    arena_ = std::move(other.arena_);
+    entries_ = std::move(other.entries_);
+    byte_size_ = other.byte_size_;
+    used_ = other.used_;
+    other.arena_.clear();
+    other.entries_.clear();
+    other.clear();
+  }
+  return *this;
+}
+
+char* HeaderMap::grow(std::size_t n) {
+  const std::size_t at = used_;
+  if (at + n > arena_.size()) arena_.resize(at + n);
+  used_ = static_cast<std::uint32_t>(at + n);
+  return arena_.data() + at;
+}
+
 void HeaderMap::add(std::string_view name, std::string_view value) {
-  const std::size_t name_offset = arena_.size();
-  arena_.resize(name_offset + name.size() + value.size());
-  char* out = arena_.data() + name_offset;
+  const std::size_t name_offset = used_;
+  char* out = grow(name.size() + value.size());
   for (char c : name) *out++ = toLower(c);
   if (!value.empty()) value.copy(out, value.size());
   entries_.push_back(Entry{static_cast<std::uint32_t>(name_offset),
                            static_cast<std::uint32_t>(name.size()),
                            static_cast<std::uint32_t>(name_offset + name.size()),
                            static_cast<std::uint32_t>(value.size())});
-  byte_size_ += name.size() + value.size();
+  byte_size_ += static_cast<std::uint32_t>(name.size() + value.size());
 }
 
 void HeaderMap::addLowercase(std::string_view lower_name, std::string_view value,
                              bool never_indexed) {
-  const std::size_t name_offset = arena_.size();
-  arena_.append(lower_name);
-  arena_.append(value);
+  const std::size_t name_offset = used_;
+  char* out = grow(lower_name.size() + value.size());
+  if (!lower_name.empty()) lower_name.copy(out, lower_name.size());
+  if (!value.empty()) value.copy(out + lower_name.size(), value.size());
   entries_.push_back(
       Entry{static_cast<std::uint32_t>(name_offset), static_cast<std::uint32_t>(lower_name.size()),
             static_cast<std::uint32_t>(name_offset + lower_name.size()),
             static_cast<std::uint32_t>(value.size()) | (never_indexed ? kNeverIndexed : 0)});
-  byte_size_ += lower_name.size() + value.size();
+  byte_size_ += static_cast<std::uint32_t>(lower_name.size() + value.size());
 }
 
 void HeaderMap::set(std::string_view lower_name, std::string_view value) {
@@ -60,7 +104,7 @@ std::size_t HeaderMap::count(std::string_view lower_name) const {
 }
 
 void HeaderMap::clear() {
-  arena_.clear();
+  used_ = 0;
   entries_.clear();
   byte_size_ = 0;
 }

@@ -44,6 +44,11 @@ class HeaderMap {
   static constexpr std::uint32_t kNeverIndexed = std::uint32_t{1} << 31;
 
   HeaderMap() = default;
+  // A copy takes the live bytes of the arena only; a moved-from map is empty.
+  HeaderMap(const HeaderMap& other);
+  HeaderMap& operator=(const HeaderMap& other);
+  HeaderMap(HeaderMap&& other) noexcept;
+  HeaderMap& operator=(HeaderMap&& other) noexcept;
 
   // Appends a field. `name` is lowercased on the way in.
   void add(std::string_view name, std::string_view value);
@@ -102,9 +107,17 @@ class HeaderMap {
     return std::string_view(arena_.data() + e.value_offset, e.value_size & ~kNeverIndexed);
   }
 
+  // Reserves `n` more bytes at the arena's end; returns where they start.
+  char* grow(std::size_t n);
+
+  // The fields' bytes are arena_[0, used_): clear() resets used_ and does
+  // not write to the arena (std::string::clear() writes its terminator, a
+  // cache line of a map that, in a pooled stream or connection, was last
+  // touched hundreds of requests ago).
   std::string arena_;
   std::vector<Entry> entries_;
-  std::size_t byte_size_ = 0;
+  std::uint32_t byte_size_ = 0;
+  std::uint32_t used_ = 0;
 };
 
 template <typename Pred>
@@ -115,11 +128,12 @@ std::size_t HeaderMap::removeIf(Pred&& pred) {
   std::size_t kept = 0;
   while (kept < before && !pred(name(entries_[kept]), value(entries_[kept]))) ++kept;
   if (kept == before) return 0;
-  byte_size_ -= name(entries_[kept]).size() + value(entries_[kept]).size();  // the first match
+  byte_size_ -= static_cast<std::uint32_t>(name(entries_[kept]).size() +
+                                           value(entries_[kept]).size());  // the first match
   for (std::size_t i = kept + 1; i < before; ++i) {
     const Entry e = entries_[i];
     if (pred(name(e), value(e))) {
-      byte_size_ -= e.name_size + value(e).size();
+      byte_size_ -= static_cast<std::uint32_t>(e.name_size + value(e).size());
     } else {
       entries_[kept++] = e;
     }

@@ -57,6 +57,59 @@ TEST_CASE("cleared header map is empty and reusable", "[codec][header_map]") {
   CHECK_FALSE(map.has("a"));
 }
 
+TEST_CASE("cleared header map reuses its arena: shorter and longer fields after a clear",
+          "[codec][header_map]") {
+  HeaderMap map;
+  map.add("x-long-name", std::string(100, 'a'));
+  map.clear();
+  // Shorter than what the arena held: the old bytes past it are not fields.
+  map.add("B", "c");
+  REQUIRE(map.size() == 1);
+  CHECK(map.nameAt(0) == "b");
+  CHECK(map.valueAt(0) == "c");
+  CHECK(map.byteSize() == 2);
+  // Then past the old end.
+  map.addLowercase("d", std::string(200, 'e'));
+  CHECK(map.valueAt(0) == "c");
+  CHECK(map.valueAt(1) == std::string(200, 'e'));
+}
+
+TEST_CASE("header map copies and moves only its live fields", "[codec][header_map]") {
+  HeaderMap map;
+  map.add("old", std::string(64, 'o'));
+  map.clear();
+  map.add("a", "1");
+  map.addLowercase("secret", "s", /*never_indexed=*/true);
+
+  HeaderMap copy(map);
+  CHECK(copy == map);
+  CHECK(copy.byteSize() == map.byteSize());
+  CHECK(copy.neverIndexedAt(1));
+  HeaderMap assigned;
+  assigned.add("z", "zz");
+  assigned = map;
+  CHECK(assigned == map);
+  CHECK_FALSE(assigned.has("z"));
+  assigned = assigned;  // NOLINT: self-assignment keeps the map
+  CHECK(assigned == map);
+
+  HeaderMap moved(std::move(copy));
+  CHECK(moved == map);
+  CHECK(copy.empty());  // NOLINT: a moved-from map is empty and reusable
+  CHECK(copy.byteSize() == 0);
+  copy.add("n", "v");
+  CHECK(copy.get("n") == "v");
+  HeaderMap move_assigned;
+  move_assigned.add("q", "r");
+  move_assigned = std::move(moved);
+  CHECK(move_assigned == map);
+  CHECK(move_assigned.get("secret") == "s");
+  CHECK(moved.empty());  // NOLINT
+  moved.add("m", "w");
+  REQUIRE(moved.size() == 1);
+  CHECK(moved.valueAt(0) == "w");
+}
+
 TEST_CASE("header map keeps a field's never-indexed mark, and set() drops it",
           "[codec][header_map]") {
   HeaderMap map;
