@@ -7,10 +7,11 @@
 // where the exchange stands.
 //
 // Who calls it: the RouterFilter for each attempt of a client's request
-// (its attempt() coroutine awaits run()'s steps itself), and a request
-// mirror for its copy (run()); both implement UpstreamRequestParent. Worker
-// thread only. Lives in its caller's coroutine frame; once result() has
-// been taken neither the pump nor the watchdog refers to it.
+// (ActiveStream::run() awaits run()'s steps itself), and a request mirror
+// for its copy (run()); both implement UpstreamRequestParent. Worker
+// thread only. Lives in its caller's coroutine frame (the router's, in
+// the stream's frame); once result() has been taken neither the pump nor
+// the watchdog refers to it.
 
 #include <chrono>
 #include <cstdint>
@@ -128,8 +129,8 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   // dropped, fails or times out (a request mirror's exchange).
   Awaitable<Result> run();
 
-  // run()'s steps, for a caller that awaits them in its own coroutine: the
-  // router's attempt() does, and a request makes one coroutine frame fewer
+  // run()'s steps, for a caller that awaits them in its own coroutine:
+  // ActiveStream::run() does, and a request makes one coroutine frame fewer
   // (with hundreds of requests in flight each frame is cache lines made on
   // the way up and read, cold, when the response comes). run() is
   //   std::optional<bool> sent = u.sendStart();
