@@ -117,17 +117,12 @@ Awaitable<UpstreamRequest::Result> UpstreamRequest::run() {
   std::optional<bool> sent = sendStart();
   if (!sent) sent = co_await stream_->send();
   onStartSent(*sent);
-  UpstreamStream& s = *stream_;
+  // A mirror is rare: receive() (a frame per call) rather than the
+  // frameless tryReceive()/receiveWait() of the router's copy of this loop
+  // (ActiveStream::run()).
   while (receiving()) {
-    std::optional<UpstreamStream::ReceiveResult> got = s.tryReceive();
-    if (!got && s.waitsInPlace()) {
-      while (!got) {
-        co_await s.receiveWait();
-        got = s.tryReceive();
-      }
-    }
-    if (!got) got = co_await s.receive();
-    if (onReceived(*got)) {
+    const UpstreamStream::ReceiveResult got = co_await stream_->receive();
+    if (onReceived(got)) {
       const bool flushed = co_await parent_.flushResponse();
       onFlushed(flushed);
     }

@@ -137,9 +137,10 @@ class UpstreamRequest : public ResponseDecoderCallbacks {
   //   if (!sent) sent = co_await u.stream().send();
   //   u.onStartSent(*sent);
   //   while (u.receiving()) {
-  //     got = tryReceive(), else co_await receiveWait() where the stream
-  //           waitsInPlace(), else co_await receive();
-  //     if (u.onReceived(*got)) u.onFlushed(co_await parent.flushResponse());
+  //     got = co_await receive();  (ActiveStream::run(): tryReceive(), else
+  //           co_await receiveWait() where the stream waitsInPlace(), else
+  //           co_await receive(); no frame per response)
+  //     if (u.onReceived(got)) u.onFlushed(co_await parent.flushResponse());
   //   }
   //   if (u.pumpRunning()) co_await u.stopPump();
   //   return u.result();
