@@ -521,31 +521,48 @@ TEST_CASE("an idle connection is closed once the cluster's idle_timeout passes",
   CHECK(pool.gauge("upstream_cx_active") == 0);
 }
 
+namespace {
+
+// Two hosts behind SilentServers, idle_timeout 10 s: their connections
+// interleave in the worker's idle slots.
+struct TwoHostIdlePool {
+  explicit TwoHostIdlePool(uint32_t max_connections)
+      : pool(limits(max_connections)), server_a(pool.io), server_b(pool.io) {
+    pool.config.upstream_idle_timeout = 10000ms;
+    pool.addHost(server_a.port());
+    pool.addHost(server_b.port());
+    pool.build();
+  }
+  // A connection to host `h`, idle or new.
+  UpstreamConnectionPtr acquire(size_t h) {
+    waiters.push_back(std::make_unique<Waiter>(pool.io));
+    return pool.acquireNow(*waiters.back(), h);
+  }
+  void release(size_t h, UpstreamConnectionPtr c, bool reusable = true) {
+    pool.cluster->release(*pool.host(h), std::move(c), reusable);
+  }
+  Pool pool;
+  SilentServer server_a;
+  SilentServer server_b;
+  std::vector<std::unique_ptr<Waiter>> waiters;
+};
+
+}  // namespace
+
 TEST_CASE("idle connections taken out of release order leave gaps the sweep closes over",
           "[pool][idle]") {
-  // Two hosts' connections interleave in the worker's idle slots; taking
-  // host 0's (its pool is a stack) empties slots in the middle.
-  Pool pool(limits(8));
-  SilentServer server_a(pool.io);
-  SilentServer server_b(pool.io);
-  pool.config.upstream_idle_timeout = 10000ms;
-  pool.addHost(server_a.port());
-  pool.addHost(server_b.port());
-  pool.build();
-  std::vector<std::unique_ptr<Waiter>> waiters;
+  // Taking host 0's connections (its pool is a stack) empties slots in the
+  // middle.
+  TwoHostIdlePool two(8);
+  Pool& pool = two.pool;
   std::vector<std::pair<size_t, UpstreamConnectionPtr>> conns;
   for (int i = 0; i < 3; ++i) {
-    for (size_t h = 0; h < 2; ++h) {
-      waiters.push_back(std::make_unique<Waiter>(pool.io));
-      conns.emplace_back(h, pool.acquireNow(*waiters.back(), h));
-    }
+    for (size_t h = 0; h < 2; ++h) conns.emplace_back(h, two.acquire(h));
   }
-  for (auto& [h, c] : conns) pool.cluster->release(*pool.host(h), std::move(c), true);
+  for (auto& [h, c] : conns) two.release(h, std::move(c));
   REQUIRE(pool.idle->size() == 6);
-  Waiter t1(pool.io);
-  Waiter t2(pool.io);
-  UpstreamConnectionPtr taken1 = pool.acquireNow(t1, 0);
-  UpstreamConnectionPtr taken2 = pool.acquireNow(t2, 0);
+  UpstreamConnectionPtr taken1 = two.acquire(0);
+  UpstreamConnectionPtr taken2 = two.acquire(0);
   CHECK(pool.idle->size() == 4);
   CHECK(pool.host(0)->idle.size() == 1);
   CHECK(pool.host(1)->idle.size() == 3);
@@ -554,7 +571,7 @@ TEST_CASE("idle connections taken out of release order leave gaps the sweep clos
   CHECK(pool.idle->size() == 4);
   // One goes back idle after the gaps are gone, and a later sweep closes
   // every connection that is due, each once.
-  pool.cluster->release(*pool.host(0), std::move(taken1), true);
+  two.release(0, std::move(taken1));
   CHECK(pool.idle->size() == 5);
   pool.idle->sweep(Clock::now() + 20000ms);
   CHECK(pool.idle->size() == 0);
@@ -562,40 +579,27 @@ TEST_CASE("idle connections taken out of release order leave gaps the sweep clos
   CHECK(pool.host(1)->idle.empty());
   CHECK(pool.counter("upstream_cx_idle_timeout") == 5);
   // The one still in use is not the idle list's.
-  pool.cluster->release(*pool.host(0), std::move(taken2), false);
+  two.release(0, std::move(taken2), false);
   CHECK(pool.gauge("upstream_cx_active") == 0);
 }
 
 TEST_CASE("idle slots emptied in the middle are compacted when a connection goes idle",
           "[pool][idle]") {
-  Pool pool(limits(128));
-  SilentServer server_a(pool.io);
-  SilentServer server_b(pool.io);
-  pool.config.upstream_idle_timeout = 10000ms;
-  pool.addHost(server_a.port());
-  pool.addHost(server_b.port());
-  pool.build();
+  TwoHostIdlePool two(128);
+  Pool& pool = two.pool;
   constexpr int kMany = 70;
-  std::vector<std::unique_ptr<Waiter>> waiters;
   std::vector<UpstreamConnectionPtr> on_a;
-  for (int i = 0; i < kMany; ++i) {
-    waiters.push_back(std::make_unique<Waiter>(pool.io));
-    on_a.push_back(pool.acquireNow(*waiters.back(), 0));
-  }
-  Waiter wb(pool.io);
-  UpstreamConnectionPtr on_b = pool.acquireNow(wb, 1);
-  for (auto& c : on_a) pool.cluster->release(*pool.host(0), std::move(c), true);
-  pool.cluster->release(*pool.host(1), std::move(on_b), true);  // the last slot
+  for (int i = 0; i < kMany; ++i) on_a.push_back(two.acquire(0));
+  UpstreamConnectionPtr on_b = two.acquire(1);
+  for (auto& c : on_a) two.release(0, std::move(c));
+  two.release(1, std::move(on_b));  // the last slot
   REQUIRE(pool.idle->size() == kMany + 1);
   // Host 0's connections all leave: 70 empty slots before host 1's.
   std::vector<UpstreamConnectionPtr> taken;
-  for (int i = 0; i < kMany; ++i) {
-    waiters.push_back(std::make_unique<Waiter>(pool.io));
-    taken.push_back(pool.acquireNow(*waiters.back(), 0));
-  }
+  for (int i = 0; i < kMany; ++i) taken.push_back(two.acquire(0));
   CHECK(pool.idle->size() == 1);
   // Going idle now compacts first; every connection is still found once.
-  for (auto& c : taken) pool.cluster->release(*pool.host(0), std::move(c), true);
+  for (auto& c : taken) two.release(0, std::move(c));
   CHECK(pool.idle->size() == kMany + 1);
   pool.idle->sweep(Clock::now() + 20000ms);
   CHECK(pool.idle->size() == 0);
